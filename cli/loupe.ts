@@ -1,0 +1,37 @@
+import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { isLoupeError, errorMessage } from '../components/common/errors.js';
+import { projectRoot } from '../components/common/paths.js';
+import { commandModules } from './commands/index.js';
+
+/**
+ * `loupe`: one command with sub-commands. Each sub-command lives in cli/commands/<name>.ts and
+ * registers itself; this file only wires them and turns errors into messages and exit codes.
+ */
+const pkg = JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string };
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('loupe')
+    .description('Visual quality inspection at the factory edge (YOLOv8 on ONNX Runtime, Greengrass v2)')
+    .version(pkg.version)
+    .showHelpAfterError()
+    .exitOverride();
+  for (const mod of commandModules) mod.register(program);
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode;
+    if (isLoupeError(e)) {
+      process.stderr.write(`loupe: ${e.message}\n`);
+      return e.exitCode;
+    }
+    process.stderr.write(`loupe: ${errorMessage(e)}\n`);
+    if (process.env.LOUPE_DEBUG) process.stderr.write(`${(e as Error)?.stack ?? ''}\n`);
+    return 1;
+  }
+}
+
+const code = await main(process.argv);
+process.exitCode = code;

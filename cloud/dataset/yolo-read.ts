@@ -1,0 +1,97 @@
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { dirname, extname, isAbsolute, join, resolve, sep } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { LoupeError } from '../../components/common/errors.js';
+import type { SplitName, YoloDataset, YoloSplitItem } from './types.js';
+
+export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff']);
+
+/** ultralytics' image→label mapping: the last `/images/` becomes `/labels/`, extension `.txt`. */
+export function labelPathFor(imagePath: string): string {
+  const marker = `${sep}images${sep}`;
+  const i = imagePath.lastIndexOf(marker);
+  const swapped = i >= 0 ? imagePath.slice(0, i) + `${sep}labels${sep}` + imagePath.slice(i + marker.length) : imagePath;
+  return swapped.slice(0, swapped.length - extname(swapped).length) + '.txt';
+}
+
+function namesOf(raw: unknown, yamlPath: string): string[] {
+  if (Array.isArray(raw)) return raw.map(String);
+  if (raw && typeof raw === 'object') {
+    const entries = Object.entries(raw as Record<string, unknown>).map(([k, v]) => [Number(k), String(v)] as const);
+    entries.sort((a, b) => a[0] - b[0]);
+    entries.forEach(([k], i) => {
+      if (k !== i) throw new LoupeError('DATA_BAD_NAMES', `names keys must be 0..n-1, found ${k} at position ${i}`, { input: yamlPath });
+    });
+    return entries.map(([, v]) => v);
+  }
+  throw new LoupeError('DATA_BAD_NAMES', '`names` is missing (a list or a {index: name} map)', { input: yamlPath });
+}
+
+function listImages(entry: string, root: string): string[] {
+  const p = isAbsolute(entry) ? entry : resolve(root, entry);
+  if (!existsSync(p)) return [];
+  if (statSync(p).isDirectory()) {
+    const out: string[] = [];
+    const walk = (d: string) => {
+      for (const e of readdirSync(d, { withFileTypes: true })) {
+        const full = join(d, e.name);
+        if (e.isDirectory()) walk(full);
+        else if (IMAGE_EXTENSIONS.has(extname(e.name).toLowerCase())) out.push(full);
+      }
+    };
+    walk(p);
+    return out.sort();
+  }
+  // A list file: one image path per line, relative to the data set root.
+  return readFileSync(p, 'utf8')
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .map((l) => (isAbsolute(l) ? l : resolve(root, l)));
+}
+
+function readLabels(labelPath: string): YoloSplitItem['labels'] {
+  if (!existsSync(labelPath)) return [];
+  const out: YoloSplitItem['labels'] = [];
+  readFileSync(labelPath, 'utf8')
+    .split(/\r?\n/)
+    .forEach((line, i) => {
+      const t = line.trim();
+      if (!t) return;
+      const parts = t.split(/\s+/).map(Number);
+      if (parts.length < 5 || parts.some((v) => !Number.isFinite(v))) {
+        throw new LoupeError('LABEL_BAD_LINE', `line ${i + 1}: expected "cls cx cy w h", got "${t}"`, { input: labelPath });
+      }
+      const [cls, cx, cy, w, h] = parts as [number, number, number, number, number];
+      out.push({ cls, cx, cy, w, h });
+    });
+  return out;
+}
+
+/** Read a YOLO data set described by data.yaml (path/train/val/test/names, ultralytics' layout). */
+export function readYoloDataset(yamlPath: string): YoloDataset {
+  const abs = resolve(yamlPath);
+  if (!existsSync(abs)) throw new LoupeError('DATA_MISSING', 'data set description not found', { input: abs });
+  let doc: Record<string, unknown>;
+  try {
+    doc = (parseYaml(readFileSync(abs, 'utf8')) ?? {}) as Record<string, unknown>;
+  } catch (e) {
+    throw new LoupeError('DATA_BAD_YAML', `not valid YAML (${(e as Error).message})`, { input: abs });
+  }
+  const names = namesOf(doc.names, abs);
+  const rawRoot = typeof doc.path === 'string' && doc.path ? doc.path : dirname(abs);
+  const root = isAbsolute(rawRoot) ? rawRoot : resolve(dirname(abs), rawRoot);
+  const splits: YoloDataset['splits'] = {};
+  for (const split of ['train', 'val', 'test'] as SplitName[]) {
+    const entry = doc[split];
+    if (entry === undefined || entry === null) continue;
+    const entries = Array.isArray(entry) ? entry.map(String) : [String(entry)];
+    splits[split] = entries
+      .flatMap((e) => listImages(e, root))
+      .map((imagePath) => {
+        const labelPath = labelPathFor(imagePath);
+        return { imagePath, labelPath, labels: readLabels(labelPath) };
+      });
+  }
+  return { yamlPath: abs, root, names, splits };
+}

@@ -1,0 +1,444 @@
+#!/usr/bin/env python3
+"""loupe's YOLOv8 trainer: the field's own tool (ultralytics), run fully offline.
+
+One script for both places it runs:
+  * locally, driven by loupe's TypeScript trainer backend (`loupe train`), with arguments;
+  * as a SageMaker training job (same container), reading hyperparameters and the
+    /opt/ml/input/data/<channel> folders and writing /opt/ml/model.
+
+It prints machine-readable lines for its driver:
+  LOUPE_EVENT {json}     progress (start, epoch, export, done) for the TypeScript backend
+  LOUPE_ERROR {json}     a refused input, with `code` and `message`, then exit status 2
+  loupe-metric epoch=N ... plain `key=value` lines matched by SageMaker MetricDefinitions
+
+No download is ever attempted: ultralytics runs with YOLO_OFFLINE/YOLO_AUTOINSTALL off, plots
+off, a local font in place of the Arial download, AMP's online self-check skipped, and only
+local base models (a `yolov8?.yaml` architecture or an existing `.pt`) accepted. With
+LOUPE_FORBID_NETWORK=1 an audit hook refuses (and reports) any non-loopback connection.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+SM_ROOT = Path(os.environ.get("SM_ROOT", "/opt/ml"))
+BASE_ARCHS = re.compile(r"^yolov8[nslmx]?\.yaml$")
+EXIT_REFUSED = 2
+EXIT_INTERRUPTED = 130
+
+
+def emit(event: str, **fields) -> None:
+    print("LOUPE_EVENT " + json.dumps({"event": event, **fields}, default=float), flush=True)
+
+
+class Refused(Exception):
+    """A bad input: reported as LOUPE_ERROR with a stable code, exit status 2."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------------------------------------
+# Offline guards (set up before ultralytics is imported: it reads the environment at import).
+
+
+def network_guard() -> None:
+    """Refuse every non-loopback connection and name it, so tests can prove offline-ness."""
+    import ipaddress
+
+    def is_local(host) -> bool:
+        if host in (None, "", "localhost"):
+            return True
+        try:
+            return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+        except ValueError:
+            return False
+
+    def hook(event, args):
+        if event == "socket.connect":
+            addr = args[1]
+            host = addr[0] if isinstance(addr, tuple) else None
+            if isinstance(addr, tuple) and not is_local(host):
+                print("LOUPE_EVENT " + json.dumps({"event": "network_attempt", "address": str(addr)}), flush=True)
+                raise ConnectionRefusedError(f"loupe: network access refused (offline trainer): {addr}")
+        elif event == "socket.getaddrinfo":
+            host = args[0]
+            if isinstance(host, bytes):
+                host = host.decode()
+            if not is_local(host):
+                import traceback
+
+                where = "".join(traceback.format_stack(limit=30)[:-1])
+                print("LOUPE_EVENT " + json.dumps({"event": "network_attempt", "address": str(host), "stack": where}), flush=True)
+                raise OSError(f"loupe: name lookup refused (offline trainer): {host}")
+
+    sys.addaudithook(hook)
+
+
+def offline_environment(config_dir: Path) -> None:
+    os.environ["YOLO_OFFLINE"] = "true"
+    os.environ["YOLO_AUTOINSTALL"] = "false"
+    os.environ.setdefault("YOLO_VERBOSE", "true")
+    os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
+    config_dir.mkdir(parents=True, exist_ok=True)
+    # ultralytics checks for Arial fonts whenever it reads a data set and downloads them if
+    # absent; matplotlib's bundled DejaVu Sans stands in (fonts only matter for plots).
+    try:
+        import matplotlib
+
+        dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+        (config_dir / "Ultralytics").mkdir(parents=True, exist_ok=True)  # ultralytics' USER_CONFIG_DIR
+        for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+            target = config_dir / "Ultralytics" / name
+            if dejavu.exists() and not target.exists():
+                shutil.copyfile(dejavu, target)
+    except Exception as e:  # matplotlib missing means ultralytics is missing too: reported later
+        print(f"loupe: font setup skipped: {e}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def read_yaml(path: Path) -> dict:
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
+
+
+def names_list(names) -> list[str]:
+    if isinstance(names, dict):
+        return [str(names[k]) for k in sorted(names, key=int)]
+    return [str(n) for n in (names or [])]
+
+
+def split_dirs(data: dict, root: Path, split: str) -> list[Path]:
+    entry = data.get(split)
+    if entry is None:
+        return []
+    entries = entry if isinstance(entry, list) else [entry]
+    return [(root / e) if not Path(e).is_absolute() else Path(e) for e in entries]
+
+
+IMG_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def count_split(data: dict, root: Path, split: str) -> tuple[int, int]:
+    """Images and boxes of a split (folder or list-file form)."""
+    images: list[Path] = []
+    for d in split_dirs(data, root, split):
+        if d.is_dir():
+            images += [p for p in d.rglob("*") if p.suffix.lower() in IMG_EXT]
+        elif d.is_file() and d.suffix == ".txt":
+            images += [Path(line.strip()) if Path(line.strip()).is_absolute() else root / line.strip()
+                       for line in d.read_text().splitlines() if line.strip()]
+    boxes = 0
+    for img in images:
+        parts = list(img.parts)
+        if "images" in parts:
+            i = len(parts) - 1 - parts[::-1].index("images")
+            parts[i] = "labels"
+        label = Path(*parts).with_suffix(".txt")
+        if label.exists():
+            boxes += sum(1 for line in label.read_text().splitlines() if line.strip())
+    return len(images), boxes
+
+
+def prepare_data(data_yaml: Path, work: Path) -> tuple[Path, list[str], dict]:
+    """Validate the data set and write a copy of data.yaml with an absolute `path`."""
+    if not data_yaml.exists():
+        raise Refused("DATA_MISSING", f"{data_yaml}: data set description not found")
+    data = read_yaml(data_yaml)
+    names = names_list(data.get("names"))
+    if not names:
+        raise Refused("DATA_NO_NAMES", f"{data_yaml}: `names` is missing or empty")
+    root = Path(data.get("path") or data_yaml.parent)
+    if not root.is_absolute():
+        root = (data_yaml.parent / root).resolve()
+    for split in ("train", "val"):
+        if data.get(split) is None:
+            raise Refused("DATA_NO_SPLIT", f"{data_yaml}: split `{split}` is not defined")
+    counts = {s: count_split(data, root, s) for s in ("train", "val", "test")}
+    if counts["train"][0] == 0:
+        raise Refused("DATA_EMPTY", f"{data_yaml}: the train split has no images (looked in {split_dirs(data, root, 'train')})")
+    if counts["train"][1] == 0:
+        raise Refused("DATA_NO_LABELS", f"{data_yaml}: the train split has {counts['train'][0]} images but no labelled boxes")
+    if counts["val"][0] == 0:
+        raise Refused("DATA_EMPTY", f"{data_yaml}: the val split has no images")
+    out = dict(data)
+    out["path"] = str(root)
+    out["names"] = {i: n for i, n in enumerate(names)}
+    work.mkdir(parents=True, exist_ok=True)
+    resolved = work / "data.yaml"
+    import yaml
+
+    resolved.write_text(yaml.safe_dump(out, sort_keys=False))
+    return resolved, names, {s: {"images": c[0], "boxes": c[1]} for s, c in counts.items()}
+
+
+def check_base(base: str, names: list[str]) -> None:
+    p = Path(base)
+    if p.suffix == ".pt":
+        if not p.exists():
+            raise Refused("BASE_UNKNOWN", f"{base}: base checkpoint not found (loupe never downloads weights; give a local .pt or yolov8n.yaml)")
+        import torch
+
+        try:
+            ckpt = torch.load(p, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise Refused("BASE_UNREADABLE", f"{base}: not a readable YOLOv8 checkpoint ({e})")
+        model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else None
+        if model is None or not hasattr(model, "names"):
+            raise Refused("BASE_UNREADABLE", f"{base}: checkpoint holds no YOLO model")
+        task = getattr(model, "task", "detect")
+        if task != "detect":
+            raise Refused("BASE_WRONG_TASK", f"{base}: checkpoint task is {task!r}, loupe trains detection models")
+        base_names = names_list(model.names)
+        if base_names != names:
+            raise Refused(
+                "CLASS_MISMATCH",
+                f"{base}: the checkpoint's classes {base_names} differ from the data set's {names}; "
+                "warm-starting would silently re-map classes. Start from yolov8n.yaml or fix the data set's names.",
+            )
+    elif p.suffix in (".yaml", ".yml"):
+        if not p.exists() and not BASE_ARCHS.match(p.name):
+            raise Refused("BASE_UNKNOWN", f"{base}: unknown base model (expected yolov8[n|s|m|l|x].yaml, a model YAML file or a local .pt)")
+    else:
+        raise Refused("BASE_UNKNOWN", f"{base}: unknown base model (expected yolov8[n|s|m|l|x].yaml, a model YAML file or a local .pt)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def train(args) -> dict:
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / "work"
+    data_yaml, names, counts = prepare_data(Path(args.data).resolve(), work)
+    check_base(args.model, names)
+
+    import torch
+    import ultralytics
+    from ultralytics import YOLO
+    from ultralytics.utils import SETTINGS
+
+    SETTINGS.update({"sync": False, "hub": False, "runs_dir": str(work / "runs"), "datasets_dir": str(work)})
+    if args.amp:
+        # AMP's self-check loads yolo11n.pt from the hub; skip it (AMP is sound on modern GPUs).
+        import ultralytics.engine.trainer as trainer_mod
+
+        trainer_mod.check_amp = lambda model: True
+
+    device = args.device or ("0" if torch.cuda.is_available() else "cpu")
+    emit("start", epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, base=args.model, names=names,
+         counts=counts, device=device, ultralytics=ultralytics.__version__, torch=torch.__version__)
+
+    model = YOLO(args.model, task="detect")
+    epoch_times: list[float] = []
+    t_epoch = [time.time()]
+
+    def on_train_epoch_start(trainer):
+        t_epoch[0] = time.time()
+
+    def on_fit_epoch_end(trainer):
+        if len(epoch_times) >= trainer.epoch + 1:
+            return  # final validation of best.pt re-fires this callback; its numbers go to metrics.json
+        dt = time.time() - t_epoch[0]
+        epoch_times.append(dt)
+        losses = trainer.label_loss_items(trainer.tloss, prefix="train") if trainer.tloss is not None else {}
+        m = trainer.metrics or {}
+        rec = {
+            "epoch": trainer.epoch + 1,
+            "epochs": trainer.epochs,
+            "seconds": round(dt, 3),
+            "box_loss": float(losses.get("train/box_loss", float("nan"))),
+            "cls_loss": float(losses.get("train/cls_loss", float("nan"))),
+            "dfl_loss": float(losses.get("train/dfl_loss", float("nan"))),
+            "precision": float(m.get("metrics/precision(B)", 0.0)),
+            "recall": float(m.get("metrics/recall(B)", 0.0)),
+            "map50": float(m.get("metrics/mAP50(B)", 0.0)),
+            "map50_95": float(m.get("metrics/mAP50-95(B)", 0.0)),
+        }
+        emit("epoch", **rec)
+        print("loupe-metric " + " ".join(f"{k}={v}" for k, v in rec.items()), flush=True)
+
+    model.add_callback("on_train_epoch_start", on_train_epoch_start)
+    model.add_callback("on_fit_epoch_end", on_fit_epoch_end)
+
+    t0 = time.time()
+    interrupted = False
+    try:
+        model.train(
+            data=str(data_yaml),
+            epochs=args.epochs,
+            imgsz=args.imgsz,
+            batch=args.batch,
+            patience=args.patience,
+            seed=args.seed,
+            deterministic=True,
+            time=(args.time_minutes / 60.0) if args.time_minutes else None,
+            device=device,
+            workers=args.workers,
+            project=str(work / "runs"),
+            name="train",
+            exist_ok=True,
+            plots=False,
+            cache=args.cache or False,
+            amp=bool(args.amp),
+            pretrained=False,
+            verbose=True,
+            val=True,
+        )
+    except KeyboardInterrupt:
+        interrupted = True
+    train_seconds = time.time() - t0
+
+    run_dir = work / "runs" / "train"
+    weights = run_dir / "weights"
+    best = weights / "best.pt" if (weights / "best.pt").exists() else weights / "last.pt"
+    if interrupted:
+        if (weights / "last.pt").exists():
+            shutil.copyfile(weights / "last.pt", out / "last.pt")
+        emit("interrupted", seconds=round(train_seconds, 1), epochs_done=len(epoch_times))
+        raise KeyboardInterrupt
+    if not best.exists():
+        raise RuntimeError(f"training produced no checkpoint in {weights}")
+    shutil.copyfile(best, out / "best.pt")
+    if (run_dir / "results.csv").exists():
+        shutil.copyfile(run_dir / "results.csv", out / "results.csv")
+
+    trainer = model.trainer
+    final = {k: float(v) for k, v in (trainer.metrics or {}).items()} if trainer is not None else {}
+
+    emit("export", format="onnx")
+    export_dir = work / "export"
+    export_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out / "best.pt", export_dir / "best.pt")
+    opset = {"opset": args.opset} if args.opset else {}
+    exported = YOLO(str(export_dir / "best.pt")).export(
+        format="onnx", imgsz=args.imgsz, simplify=False, dynamic=False, half=False, device="cpu", **opset
+    )
+    shutil.copyfile(exported, out / "model.onnx")
+    extra = {}
+    for variant in args.export_variants:
+        kw = {"dynamic": {"dynamic": True}, "nms": {"nms": True}, "half": {"half": True, "device": device}}[variant]
+        f = YOLO(str(export_dir / "best.pt")).export(format="onnx", imgsz=args.imgsz, simplify=False, **kw, **opset)
+        target = out / f"model-{variant}.onnx"
+        shutil.copyfile(f, target)
+        extra[variant] = target.name
+
+    metrics = {
+        "trainer": {"name": "ultralytics", "version": ultralytics.__version__, "torch": torch.__version__},
+        "device": device,
+        "epochs_run": len(epoch_times),
+        "epochs_requested": args.epochs,
+        "seconds": round(train_seconds, 1),
+        "seconds_per_epoch": round(sum(epoch_times) / len(epoch_times), 3) if epoch_times else None,
+        "val": {
+            "precision": final.get("metrics/precision(B)"),
+            "recall": final.get("metrics/recall(B)"),
+            "map50": final.get("metrics/mAP50(B)"),
+            "map50_95": final.get("metrics/mAP50-95(B)"),
+        },
+        "names": names,
+        "counts": counts,
+        "args": {k: v for k, v in vars(args).items() if k not in ("out",)},
+        "variants": extra,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if not args.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    emit("done", **{k: metrics[k] for k in ("epochs_run", "seconds", "seconds_per_epoch", "val")})
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# SageMaker: channels and hyperparameters in, /opt/ml/model out
+
+
+def sagemaker_args(argv_defaults: argparse.Namespace) -> argparse.Namespace:
+    hp_file = SM_ROOT / "input" / "config" / "hyperparameters.json"
+    hp = json.loads(hp_file.read_text()) if hp_file.exists() else {}
+    ns = argv_defaults
+    data_dir = Path(os.environ.get("SM_CHANNEL_DATASET", SM_ROOT / "input" / "data" / "dataset"))
+    ns.data = str(data_dir / hp.get("data_yaml", "data.yaml"))
+    base_dir = Path(os.environ.get("SM_CHANNEL_BASE", SM_ROOT / "input" / "data" / "base"))
+    base = hp.get("model", "yolov8n.yaml")
+    ns.model = str(base_dir / base) if (base_dir / base).exists() else base
+    for key, cast in (("epochs", int), ("imgsz", int), ("batch", int), ("patience", int), ("seed", int),
+                      ("time_minutes", float), ("workers", int)):
+        if key in hp:
+            setattr(ns, key, cast(hp[key]))
+    ns.amp = str(hp.get("amp", "false")).lower() == "true"
+    ns.out = os.environ.get("SM_MODEL_DIR", str(SM_ROOT / "model"))
+    return ns
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Train a YOLOv8 detector offline (loupe).")
+    p.add_argument("--data", help="YOLO data.yaml")
+    p.add_argument("--model", default="yolov8n.yaml", help="yolov8n.yaml (cold start) or a local .pt to warm-start from")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--imgsz", type=int, default=480)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--patience", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--time-minutes", type=float, default=None, help="time budget; ultralytics stops and keeps the best")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default=None, help="cpu, 0, ... (default: GPU 0 if present)")
+    p.add_argument("--amp", action="store_true", help="mixed precision on a GPU (online self-check skipped)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset for the exports (default: ultralytics' choice)")
+    p.add_argument("--cache", choices=["ram", "disk"], default=None, help="cache decoded images (faster epochs)")
+    p.add_argument("--export-variants", nargs="*", default=[], choices=["dynamic", "nms", "half"])
+    p.add_argument("--out", default="train-out")
+    p.add_argument("--keep-work", action="store_true")
+    p.add_argument("--sagemaker", action="store_true", help="read /opt/ml channels and hyperparameters")
+    args = p.parse_args(argv)
+    if args.sagemaker or (not args.data and (SM_ROOT / "input" / "config" / "hyperparameters.json").exists()):
+        args = sagemaker_args(args)
+    if not args.data:
+        p.error("--data is required")
+    return args
+
+
+def _raise_interrupt(*_):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if os.environ.get("LOUPE_FORBID_NETWORK") == "1":
+        network_guard()
+    import tempfile
+
+    offline_environment(Path(os.environ.get("YOLO_CONFIG_DIR") or (Path(tempfile.gettempdir()) / "loupe-ultralytics")))
+    # Ctrl-C from the driver arrives as SIGINT; SIGTERM (SageMaker stop) is treated the same way.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        train(args)
+        return 0
+    except Refused as e:
+        print("LOUPE_ERROR " + json.dumps({"code": e.code, "message": str(e)}), flush=True)
+        print(f"loupe train: {e}", file=sys.stderr)
+        if args.sagemaker:
+            (SM_ROOT / "output").mkdir(parents=True, exist_ok=True)
+            (SM_ROOT / "output" / "failure").write_text(f"{e.code}: {e}")
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        print("loupe train: interrupted; last checkpoint kept as last.pt", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

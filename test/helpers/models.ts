@@ -1,0 +1,54 @@
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { cacheDir, projectRoot } from '../../components/common/paths.js';
+import { sha256File } from '../../components/common/fsutil.js';
+import { runPython } from './python.js';
+
+/**
+ * Models the tests run, all real ultralytics exports of briefly/fully trained YOLOv8n:
+ *  - metal-tags: the shipped default model (models/metal-tags, 480 px, 1 class)
+ *  - metal-tags-fp16: the same checkpoint exported with half=True (needs a GPU, so committed)
+ *  - neu-det: a YOLOv8n trained on ../shared/datasets/neu-det (256 px, 6 classes)
+ * Dynamic-shape and nms=True variants are exported here from the committed checkpoints with
+ * the pinned ultralytics, and cached by checkpoint digest in ~/.cache/loupe/test-models.
+ */
+export type FixtureModel =
+  | 'metal-tags'
+  | 'metal-tags-fp16'
+  | 'metal-tags-dynamic'
+  | 'metal-tags-nms'
+  | 'neu-det'
+  | 'neu-det-dynamic'
+  | 'neu-det-nms';
+
+const base = {
+  'metal-tags': { pt: join(projectRoot, 'models', 'metal-tags', 'model.pt'), onnx: join(projectRoot, 'models', 'metal-tags', 'model.onnx'), imgsz: 480 },
+  'neu-det': { pt: join(projectRoot, 'test', 'fixtures', 'models', 'neu-det.pt'), onnx: join(projectRoot, 'test', 'fixtures', 'models', 'neu-det.onnx'), imgsz: 256 },
+} as const;
+
+export function checkpointOf(name: 'metal-tags' | 'neu-det'): string {
+  return base[name].pt;
+}
+
+export async function fixtureModel(name: FixtureModel): Promise<string> {
+  if (name === 'metal-tags' || name === 'neu-det') return base[name].onnx;
+  if (name === 'metal-tags-fp16') return join(projectRoot, 'test', 'fixtures', 'models', 'metal-tags-fp16.onnx');
+  const [model, variant] = name.split(/-(?=dynamic$|nms$)/) as ['metal-tags' | 'neu-det', 'dynamic' | 'nms'];
+  const src = base[model];
+  const digest = (await sha256File(src.pt)).slice(0, 16);
+  const dir = join(cacheDir(), 'test-models');
+  const target = join(dir, `${model}-${digest}-${variant}.onnx`);
+  if (existsSync(target)) return target;
+  await mkdir(dir, { recursive: true });
+  const work = join(dir, `work-${process.pid}-${variant}`);
+  await mkdir(work, { recursive: true });
+  await copyFile(src.pt, join(work, 'model.pt'));
+  const kw = variant === 'dynamic' ? 'dynamic=True' : 'nms=True';
+  await runPython(
+    `from ultralytics import YOLO\nprint(YOLO(${JSON.stringify(join(work, 'model.pt'))}).export(format='onnx', imgsz=${src.imgsz}, simplify=False, device='cpu', ${kw}))`,
+    { timeoutMs: 300_000 },
+  );
+  await rename(join(work, 'model.onnx'), target);
+  return target;
+}

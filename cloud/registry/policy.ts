@@ -1,0 +1,43 @@
+import { LoupeError } from '../../components/common/errors.js';
+import type { GateSummary, ModelStatus } from './types.js';
+
+/**
+ * When a newly registered version is approved without a person: the gate must have passed,
+ * and the policy must allow automatic approval (a plant may want a person to sign off every
+ * model: `autoApprove: false` keeps passing models pending for `loupe models approve`).
+ * A version that failed the gate is registered as rejected, with the gate's reasons, so it is
+ * kept for inspection but never becomes champion by accident.
+ */
+export interface ApprovalPolicy {
+  autoApprove: boolean;
+  /** Without a gate result a version stays pending (never auto-approved). */
+  requireGate: boolean;
+}
+
+export const DEFAULT_POLICY: ApprovalPolicy = { autoApprove: true, requireGate: true };
+
+export function decideApproval(gate: GateSummary | null | undefined, policy: ApprovalPolicy = DEFAULT_POLICY): {
+  status: ModelStatus;
+  reason: string;
+  by: string;
+} {
+  if (!gate) {
+    return policy.requireGate
+      ? { status: 'pending', reason: 'no gate result; needs `loupe models approve`', by: 'policy' }
+      : policy.autoApprove
+        ? { status: 'approved', reason: 'policy approves without a gate', by: 'policy' }
+        : { status: 'pending', reason: 'policy requires manual approval', by: 'policy' };
+  }
+  if (!gate.passed) return { status: 'rejected', reason: `gate failed: ${gate.reasons.join('; ')}`, by: 'gate' };
+  if (!policy.autoApprove) return { status: 'pending', reason: 'gate passed; policy requires manual approval', by: 'policy' };
+  return { status: 'approved', reason: `gate passed: ${gate.reasons.join('; ')}`, by: 'gate+policy' };
+}
+
+/** Allowed status moves (see types.ts). */
+export function checkTransition(ref: string, from: ModelStatus, to: ModelStatus, force = false): void {
+  if (from === to) return;
+  if (to === 'pending') throw new LoupeError('REGISTRY_BAD_STATUS', `cannot move back to pending (is ${from})`, { input: ref });
+  if (from === 'rejected' && to === 'approved' && !force) {
+    throw new LoupeError('REGISTRY_BAD_STATUS', 'version was rejected; approve it with --force if you mean it', { input: ref });
+  }
+}

@@ -1,0 +1,288 @@
+import Database from 'better-sqlite3';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { LoupeError } from '../../components/common/errors.js';
+import { sha256 } from '../../components/common/fsutil.js';
+import { ArtefactStore, type ArtefactRef } from './artefact-store.js';
+import { checkTransition, decideApproval, DEFAULT_POLICY, type ApprovalPolicy } from './policy.js';
+import type { ModelEvent, ModelRegistry, ModelStatus, ModelVersion, RegisterInput, StatusChange } from './types.js';
+
+/**
+ * The default model registry: one SQLite file (`<dir>/registry.db`) with the versions and an
+ * append-only log of status changes, plus the content-addressed artefact store beside it
+ * (`<dir>/artefacts`). Artefacts are stored before the row is written, so a row never names a
+ * missing file; a crash between the two leaves only an unreferenced artefact. Version numbers
+ * are allocated inside the insert's transaction, and the idempotency key is UNIQUE, so two
+ * registrations of the same model (a resumed loop) yield one version.
+ *
+ * API: `openRegistry(dir, policy?)` → ModelRegistry (see types.ts); `registry.artefacts` is the store,
+ * `registry.artefactPath(version, 'onnx')` a verified path to a version's file,
+ * `registry.events(ref?)` the status history.
+ */
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS models (
+  id INTEGER PRIMARY KEY,
+  grp TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('pending','approved','rejected')),
+  status_reason TEXT,
+  status_by TEXT,
+  status_at TEXT NOT NULL,
+  artefacts TEXT NOT NULL,
+  metrics TEXT NOT NULL,
+  dataset_version TEXT,
+  parent_ref TEXT,
+  gate TEXT,
+  meta TEXT NOT NULL,
+  source TEXT NOT NULL,
+  idem_key TEXT NOT NULL UNIQUE,
+  created_at TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  UNIQUE (grp, version)
+);
+CREATE TABLE IF NOT EXISTS model_events (
+  id INTEGER PRIMARY KEY,
+  model_id INTEGER NOT NULL REFERENCES models(id),
+  at TEXT NOT NULL,
+  from_status TEXT,
+  to_status TEXT NOT NULL,
+  by TEXT NOT NULL,
+  reason TEXT
+);
+`;
+
+interface Row {
+  id: number;
+  grp: string;
+  version: number;
+  status: ModelStatus;
+  status_reason: string | null;
+  status_by: string | null;
+  status_at: string;
+  artefacts: string;
+  metrics: string;
+  dataset_version: string | null;
+  parent_ref: string | null;
+  gate: string | null;
+  meta: string;
+  source: string;
+  idem_key: string;
+  created_at: string;
+  seq: number;
+}
+
+const GROUP_RE = /^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$/; // SageMaker model package group names
+
+export function parseRef(ref: string): { group: string; version: number } {
+  const m = /^(.+):(\d+)$/.exec(ref);
+  if (!m) throw new LoupeError('REGISTRY_BAD_REF', 'expected <group>:<version>, e.g. metal-tags:2', { input: ref });
+  return { group: m[1]!, version: Number(m[2]) };
+}
+
+function toVersion(r: Row): ModelVersion {
+  return {
+    ref: `${r.grp}:${r.version}`,
+    group: r.grp,
+    version: r.version,
+    status: r.status,
+    statusReason: r.status_reason,
+    statusBy: r.status_by,
+    statusAt: r.status_at,
+    artefacts: JSON.parse(r.artefacts) as ModelVersion['artefacts'],
+    metrics: JSON.parse(r.metrics) as Record<string, number>,
+    datasetVersion: r.dataset_version,
+    parentRef: r.parent_ref,
+    gate: r.gate ? (JSON.parse(r.gate) as ModelVersion['gate']) : null,
+    meta: JSON.parse(r.meta) as Record<string, unknown>,
+    source: r.source,
+    idempotencyKey: r.idem_key,
+    createdAt: r.created_at,
+  };
+}
+
+/** Facts worth listing from a model card, whatever else the card holds. */
+function cardMeta(cardPath: string | undefined): Record<string, unknown> {
+  if (!cardPath) return {};
+  let card: Record<string, unknown>;
+  try {
+    card = JSON.parse(readFileSync(cardPath, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new LoupeError('REGISTRY_BAD_CARD', `model card is not valid JSON (${(e as Error).message})`, { input: cardPath });
+  }
+  const out: Record<string, unknown> = {};
+  for (const k of ['name', 'version', 'classes', 'names', 'imgsz', 'trainer'] as const) if (card[k] !== undefined) out[k] = card[k];
+  return out;
+}
+
+export class SqliteModelRegistry implements ModelRegistry {
+  readonly db: Database.Database;
+  readonly artefacts: ArtefactStore;
+
+  constructor(
+    readonly dir: string,
+    readonly policy: ApprovalPolicy = DEFAULT_POLICY,
+  ) {
+    mkdirSync(dir, { recursive: true });
+    this.db = new Database(join(dir, 'registry.db'));
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('busy_timeout = 10000');
+    this.db.exec(SCHEMA);
+    this.artefacts = new ArtefactStore(join(dir, 'artefacts'));
+  }
+
+  async register(input: RegisterInput): Promise<ModelVersion> {
+    if (!GROUP_RE.test(input.group)) {
+      throw new LoupeError('REGISTRY_BAD_GROUP', 'model group names are 1-63 letters, digits and hyphens', { input: input.group });
+    }
+    for (const [k, v] of Object.entries(input.metrics ?? {})) {
+      if (typeof v !== 'number' || !Number.isFinite(v)) throw new LoupeError('REGISTRY_BAD_METRIC', `metric ${k} must be a finite number, got ${String(v)}`, { input: k });
+    }
+    if (input.parentRef && !(await this.get(input.parentRef))) {
+      throw new LoupeError('REGISTRY_NO_PARENT', 'parent model version is not in the registry', { input: input.parentRef });
+    }
+    const meta = { ...cardMeta(input.card), ...input.meta };
+    // Store the files first (content-addressed, idempotent), then the row.
+    const onnx = await this.artefacts.put(input.onnx);
+    const pt = input.pt ? await this.artefacts.put(input.pt) : undefined;
+    const card = input.card ? await this.artefacts.put(input.card) : undefined;
+    const key =
+      input.idempotencyKey ?? sha256(JSON.stringify([input.group, onnx.sha256, input.datasetVersion ?? null, input.parentRef ?? null]));
+    const existing = this.db.prepare('SELECT * FROM models WHERE idem_key = ?').get(key) as Row | undefined;
+    if (existing) return toVersion(existing);
+    const decided = input.status ?? decideApproval(input.gate, this.policy);
+    const artefacts: Record<string, ArtefactRef> = { onnx };
+    if (pt) artefacts.pt = pt;
+    if (card) artefacts.card = card;
+    const now = new Date().toISOString();
+    const insert = this.db.transaction(() => {
+      const again = this.db.prepare('SELECT * FROM models WHERE idem_key = ?').get(key) as Row | undefined;
+      if (again) return again;
+      const next = (this.db.prepare('SELECT COALESCE(MAX(version), 0) + 1 AS v FROM models WHERE grp = ?').get(input.group) as { v: number }).v;
+      const seq = (this.db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM models').get() as { s: number }).s;
+      const info = this.db
+        .prepare(
+          `INSERT INTO models (grp, version, status, status_reason, status_by, status_at, artefacts, metrics, dataset_version,
+             parent_ref, gate, meta, source, idem_key, created_at, seq)
+           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+        )
+        .run(
+          input.group,
+          next,
+          decided.status,
+          decided.reason,
+          decided.by,
+          now,
+          JSON.stringify(artefacts),
+          JSON.stringify(input.metrics ?? {}),
+          input.datasetVersion ?? null,
+          input.parentRef ?? null,
+          input.gate ? JSON.stringify(input.gate) : null,
+          JSON.stringify(meta),
+          input.source,
+          key,
+          now,
+          seq,
+        );
+      this.db
+        .prepare('INSERT INTO model_events (model_id, at, from_status, to_status, by, reason) VALUES (?,?,?,?,?,?)')
+        .run(info.lastInsertRowid, now, null, decided.status, decided.by, decided.reason);
+      return this.db.prepare('SELECT * FROM models WHERE id = ?').get(info.lastInsertRowid) as Row;
+    });
+    return toVersion(insert.immediate());
+  }
+
+  async get(ref: string): Promise<ModelVersion | undefined> {
+    const { group, version } = parseRef(ref);
+    const r = this.db.prepare('SELECT * FROM models WHERE grp = ? AND version = ?').get(group, version) as Row | undefined;
+    return r ? toVersion(r) : undefined;
+  }
+
+  async mustGet(ref: string): Promise<ModelVersion> {
+    const v = await this.get(ref);
+    if (!v) throw new LoupeError('REGISTRY_NOT_FOUND', 'no such model version', { input: ref });
+    return v;
+  }
+
+  async findByKey(idempotencyKey: string): Promise<ModelVersion | undefined> {
+    const r = this.db.prepare('SELECT * FROM models WHERE idem_key = ?').get(idempotencyKey) as Row | undefined;
+    return r ? toVersion(r) : undefined;
+  }
+
+  async list(filter: { group?: string; status?: ModelStatus } = {}): Promise<ModelVersion[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (filter.group) (where.push('grp = ?'), args.push(filter.group));
+    if (filter.status) (where.push('status = ?'), args.push(filter.status));
+    const rows = this.db
+      .prepare(`SELECT * FROM models ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY grp, version`)
+      .all(...args) as Row[];
+    return rows.map(toVersion);
+  }
+
+  async setStatus(ref: string, status: Exclude<ModelStatus, 'pending'>, change: StatusChange): Promise<ModelVersion> {
+    const { group, version } = parseRef(ref);
+    const tx = this.db.transaction(() => {
+      const r = this.db.prepare('SELECT * FROM models WHERE grp = ? AND version = ?').get(group, version) as Row | undefined;
+      if (!r) throw new LoupeError('REGISTRY_NOT_FOUND', 'no such model version', { input: ref });
+      checkTransition(ref, r.status, status, change.force);
+      if (r.status === status) return r;
+      const now = new Date().toISOString();
+      const seq = (this.db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM models').get() as { s: number }).s;
+      this.db
+        .prepare('UPDATE models SET status = ?, status_reason = ?, status_by = ?, status_at = ?, seq = ? WHERE id = ?')
+        .run(status, change.reason ?? null, change.by, now, seq, r.id);
+      this.db
+        .prepare('INSERT INTO model_events (model_id, at, from_status, to_status, by, reason) VALUES (?,?,?,?,?,?)')
+        .run(r.id, now, r.status, status, change.by, change.reason ?? null);
+      return this.db.prepare('SELECT * FROM models WHERE id = ?').get(r.id) as Row;
+    });
+    return toVersion(tx.immediate());
+  }
+
+  /** The approved version approved last (ordered by a counter, not by clock, so ties cannot happen). */
+  async champion(group: string): Promise<ModelVersion | undefined> {
+    const r = this.db
+      .prepare("SELECT * FROM models WHERE grp = ? AND status = 'approved' ORDER BY seq DESC LIMIT 1")
+      .get(group) as Row | undefined;
+    return r ? toVersion(r) : undefined;
+  }
+
+  events(ref?: string): ModelEvent[] {
+    const rows = this.db
+      .prepare(
+        `SELECT m.grp, m.version, e.at, e.from_status, e.to_status, e.by, e.reason FROM model_events e JOIN models m ON m.id = e.model_id
+         ${ref ? 'WHERE m.grp = ? AND m.version = ?' : ''} ORDER BY e.id`,
+      )
+      .all(...(ref ? [parseRef(ref).group, parseRef(ref).version] : [])) as {
+      grp: string;
+      version: number;
+      at: string;
+      from_status: ModelStatus | null;
+      to_status: ModelStatus;
+      by: string;
+      reason: string | null;
+    }[];
+    return rows.map((r) => ({ ref: `${r.grp}:${r.version}`, at: r.at, from: r.from_status, to: r.to_status, by: r.by, reason: r.reason }));
+  }
+
+  /** A verified path to one of a version's artefacts. */
+  async artefactPath(v: ModelVersion, kind: 'onnx' | 'pt' | 'card'): Promise<string> {
+    const ref = v.artefacts[kind];
+    if (!ref) throw new LoupeError('ARTEFACT_MISSING', `version has no ${kind} artefact`, { input: v.ref });
+    return this.artefacts.verified(ref);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+export function openRegistry(dir: string, policy?: ApprovalPolicy): SqliteModelRegistry {
+  return new SqliteModelRegistry(dir, policy);
+}
+
+export function registryExists(dir: string): boolean {
+  return existsSync(join(dir, 'registry.db'));
+}

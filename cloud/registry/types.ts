@@ -1,0 +1,90 @@
+import type { ArtefactRef } from './artefact-store.js';
+
+/**
+ * The model registry's vocabulary, shared by the SQLite registry (default) and the SageMaker
+ * Model Registry adapter. A model *group* (SageMaker: model package group) holds numbered
+ * *versions*; a version is written once (artefacts, metrics, data set, parent, gate result)
+ * and afterwards only its status moves: pending → approved | rejected, approved → rejected
+ * (revoked), rejected → approved only when forced. The champion of a group is the approved
+ * version approved most recently: the one a new challenger is gated against and the one the
+ * fleet should run.
+ */
+export type ModelStatus = 'pending' | 'approved' | 'rejected';
+
+export interface GateSummary {
+  passed: boolean;
+  metric: string;
+  challenger: number;
+  champion: number | null;
+  championRef: string | null;
+  threshold: number;
+  tolerance: number;
+  reasons: string[];
+  /** The gate's JSON report, when kept on disk. */
+  reportPath?: string;
+}
+
+export interface ModelVersion {
+  /** `<group>:<version>`, how people and the CLI name a version. */
+  ref: string;
+  group: string;
+  version: number;
+  status: ModelStatus;
+  statusReason: string | null;
+  statusBy: string | null;
+  statusAt: string;
+  artefacts: { onnx: ArtefactRef; pt?: ArtefactRef; card?: ArtefactRef };
+  metrics: Record<string, number>;
+  datasetVersion: string | null;
+  parentRef: string | null;
+  gate: GateSummary | null;
+  /** Free facts from the model card (classes, imgsz, trainer), for listings. */
+  meta: Record<string, unknown>;
+  /** Who or what registered it ("seed", "loop run 7", "cli"). */
+  source: string;
+  /** Registering again with the same key returns this version instead of adding one. */
+  idempotencyKey: string;
+  createdAt: string;
+}
+
+export interface RegisterInput {
+  group: string;
+  onnx: string;
+  pt?: string;
+  card?: string;
+  metrics?: Record<string, number>;
+  datasetVersion?: string | null;
+  parentRef?: string | null;
+  gate?: GateSummary | null;
+  meta?: Record<string, unknown>;
+  source: string;
+  /** Defaults to sha256(group, onnx digest, data set version, parent). */
+  idempotencyKey?: string;
+  /** The status to register with; defaults to what the approval policy decides from `gate`. */
+  status?: { status: ModelStatus; reason: string; by: string };
+}
+
+export interface StatusChange {
+  by: string;
+  reason?: string;
+  /** Allow rejected → approved. */
+  force?: boolean;
+}
+
+export interface ModelEvent {
+  ref: string;
+  at: string;
+  from: ModelStatus | null;
+  to: ModelStatus;
+  by: string;
+  reason: string | null;
+}
+
+export interface ModelRegistry {
+  register(input: RegisterInput): Promise<ModelVersion>;
+  get(ref: string): Promise<ModelVersion | undefined>;
+  list(filter?: { group?: string; status?: ModelStatus }): Promise<ModelVersion[]>;
+  setStatus(ref: string, status: Exclude<ModelStatus, 'pending'>, change: StatusChange): Promise<ModelVersion>;
+  champion(group: string): Promise<ModelVersion | undefined>;
+  close(): void;
+}

@@ -1,0 +1,149 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openRegistry, type SqliteModelRegistry } from '../../cloud/registry/sqlite-registry.js';
+import { seedShippedModel, SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
+import { sha256File } from '../../components/common/fsutil.js';
+import type { GateSummary } from '../../cloud/registry/types.js';
+import { projectRoot } from '../../components/common/paths.js';
+
+const otherOnnx = join(projectRoot, 'test', 'fixtures', 'models', 'neu-det.onnx');
+const otherPt = join(projectRoot, 'test', 'fixtures', 'models', 'neu-det.pt');
+
+function gate(passed: boolean, challenger: number, champion: number | null): GateSummary {
+  return {
+    passed,
+    metric: 'map50',
+    challenger,
+    champion,
+    championRef: champion === null ? null : 'metal-tags:1',
+    threshold: 0.5,
+    tolerance: 0.02,
+    reasons: [passed ? 'ok' : 'map50 0.3 < threshold 0.5'],
+  };
+}
+
+describe('SQLite model registry', () => {
+  let dir: string;
+  let reg: SqliteModelRegistry;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'loupe-reg-'));
+    reg = openRegistry(dir);
+  });
+  afterEach(async () => {
+    reg.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('seeds the shipped model once, approved, as champion, with its artefacts stored by digest', async () => {
+    const a = await seedShippedModel(reg);
+    const b = await seedShippedModel(reg);
+    expect(b.ref).toBe(a.ref);
+    expect(a.ref).toBe('metal-tags:1');
+    expect(a.status).toBe('approved');
+    expect(a.statusBy).toBe('seed');
+    expect((await reg.list()).length).toBe(1);
+    expect((await reg.champion('metal-tags'))?.ref).toBe('metal-tags:1');
+    const onnxSha = await sha256File(join(SHIPPED_MODEL_DIR, 'model.onnx'));
+    expect(a.artefacts.onnx.sha256).toBe(onnxSha);
+    const stored = await reg.artefactPath(a, 'onnx');
+    expect(stored).toContain(onnxSha);
+    expect(await sha256File(stored)).toBe(onnxSha);
+    expect(a.artefacts.pt?.sha256).toBe(await sha256File(join(SHIPPED_MODEL_DIR, 'model.pt')));
+    expect(a.metrics.val_map50).toBeGreaterThan(0.8);
+  });
+
+  it('auto-approves a challenger that passed the gate, rejects one that failed, keeps the champion right', async () => {
+    await seedShippedModel(reg);
+    const bad = await reg.register({
+      group: 'metal-tags',
+      onnx: otherOnnx,
+      metrics: { map50: 0.3 },
+      datasetVersion: 'ds-1',
+      parentRef: 'metal-tags:1',
+      gate: gate(false, 0.3, 0.9),
+      source: 'test',
+    });
+    expect(bad.ref).toBe('metal-tags:2');
+    expect(bad.status).toBe('rejected');
+    expect(bad.statusReason).toContain('gate failed');
+    expect((await reg.champion('metal-tags'))?.ref).toBe('metal-tags:1');
+
+    const good = await reg.register({
+      group: 'metal-tags',
+      onnx: otherOnnx,
+      pt: otherPt,
+      metrics: { map50: 0.91 },
+      datasetVersion: 'ds-2',
+      parentRef: 'metal-tags:1',
+      gate: gate(true, 0.91, 0.9),
+      source: 'test',
+    });
+    expect(good.ref).toBe('metal-tags:3');
+    expect(good.status).toBe('approved');
+    expect(good.parentRef).toBe('metal-tags:1');
+    expect(good.datasetVersion).toBe('ds-2');
+    // Same ONNX bytes as version 2: stored once.
+    expect(good.artefacts.onnx.sha256).toBe(bad.artefacts.onnx.sha256);
+    expect((await reg.champion('metal-tags'))?.ref).toBe('metal-tags:3');
+    // Revoking the champion hands the title back to the previous approved version.
+    await reg.setStatus('metal-tags:3', 'rejected', { by: 'user:test', reason: 'field complaints' });
+    expect((await reg.champion('metal-tags'))?.ref).toBe('metal-tags:1');
+    expect(reg.events('metal-tags:3').map((e) => [e.from, e.to, e.by])).toEqual([
+      [null, 'approved', 'gate+policy'],
+      ['approved', 'rejected', 'user:test'],
+    ]);
+  });
+
+  it('registering the same model again (a resumed run) returns the existing version', async () => {
+    await seedShippedModel(reg);
+    const input = { group: 'metal-tags', onnx: otherOnnx, metrics: { map50: 0.9 }, datasetVersion: 'ds', parentRef: 'metal-tags:1', gate: gate(true, 0.9, 0.9), source: 'loop run 1' };
+    const a = await reg.register(input);
+    const b = await reg.register(input);
+    expect(b.ref).toBe(a.ref);
+    expect((await reg.list({ group: 'metal-tags' })).length).toBe(2);
+  });
+
+  it('keeps gate-passing versions pending when the policy wants a person, then approves by hand', async () => {
+    reg.close();
+    reg = openRegistry(dir, { autoApprove: false, requireGate: true });
+    await seedShippedModel(reg);
+    const v = await reg.register({ group: 'metal-tags', onnx: otherOnnx, gate: gate(true, 0.95, 0.9), source: 'test', parentRef: 'metal-tags:1' });
+    expect(v.status).toBe('pending');
+    expect((await reg.champion('metal-tags'))?.ref).toBe('metal-tags:1');
+    const ok = await reg.setStatus(v.ref, 'approved', { by: 'user:qa', reason: 'looked at the report' });
+    expect(ok.status).toBe('approved');
+    expect((await reg.champion('metal-tags'))?.ref).toBe(v.ref);
+    expect((await reg.list({ status: 'approved' })).map((x) => x.ref)).toEqual(['metal-tags:1', v.ref]);
+  });
+
+  it('refuses bad input with errors naming it, and writes nothing', async () => {
+    await expect(reg.register({ group: 'bad group!', onnx: otherOnnx, source: 't' })).rejects.toThrow(/bad group!.*letters, digits/);
+    await expect(reg.register({ group: 'g', onnx: join(dir, 'nope.onnx'), source: 't' })).rejects.toThrow(/nope\.onnx: artefact file not found/);
+    await expect(reg.register({ group: 'g', onnx: otherOnnx, metrics: { map50: Number.NaN }, source: 't' })).rejects.toThrow(/map50.*finite/);
+    await expect(reg.register({ group: 'g', onnx: otherOnnx, parentRef: 'g:9', source: 't' })).rejects.toThrow(/g:9: parent model version/);
+    const badCard = join(dir, 'card.json');
+    await writeFile(badCard, '{not json');
+    await expect(reg.register({ group: 'g', onnx: otherOnnx, card: badCard, source: 't' })).rejects.toThrow(/card\.json: model card is not valid JSON/);
+    expect(await reg.list()).toEqual([]);
+    await expect(reg.get('nocolon')).rejects.toThrow(/nocolon: expected <group>:<version>/);
+    await expect(reg.setStatus('g:1', 'approved', { by: 'x' })).rejects.toThrow(/g:1: no such model version/);
+  });
+
+  it('needs --force to approve a rejected version', async () => {
+    const v = await reg.register({ group: 'g', onnx: otherOnnx, gate: gate(false, 0.1, null), source: 't' });
+    expect(v.status).toBe('rejected');
+    await expect(reg.setStatus(v.ref, 'approved', { by: 'u' })).rejects.toThrow(/rejected; approve it with --force/);
+    expect((await reg.setStatus(v.ref, 'approved', { by: 'u', force: true })).status).toBe('approved');
+  });
+
+  it('detects a stored artefact that no longer matches its digest', async () => {
+    const v = await seedShippedModel(reg);
+    const p = reg.artefacts.pathOf(v.artefacts.card ?? v.artefacts.onnx);
+    const bytes = await readFile(p);
+    bytes[bytes.length - 1] ^= 0xff;
+    await writeFile(p, bytes);
+    await expect(reg.artefactPath(v, v.artefacts.card ? 'card' : 'onnx')).rejects.toThrow(/does not match its digest/);
+  });
+});

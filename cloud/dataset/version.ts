@@ -1,0 +1,29 @@
+import { sha256 } from '../../components/common/fsutil.js';
+import type { Box, LabelledImage } from './types.js';
+
+/** YOLO label line values for a box: class and centre/size normalised to the image, 6 decimals (as ultralytics' converters write). */
+export function yoloLabelFields(b: Box, width: number, height: number): [number, string, string, string, string] {
+  return [
+    b.cls,
+    ((b.x1 + b.x2) / 2 / width).toFixed(6),
+    ((b.y1 + b.y2) / 2 / height).toFixed(6),
+    ((b.x2 - b.x1) / width).toFixed(6),
+    ((b.y2 - b.y1) / height).toFixed(6),
+  ];
+}
+
+export function yoloLabelText(img: LabelledImage): string {
+  return img.boxes.map((b) => yoloLabelFields(b, img.width, img.height).join(' ') + '\n').join('');
+}
+
+/**
+ * The data set version id: sha256 over the class names and the records sorted by id, each with
+ * its boxes as the YOLO label lines they become (sorted). Anything that changes what training
+ * sees changes the id; re-importing the same labels (from any format) gives the same id.
+ */
+export function datasetVersion(names: readonly string[], images: readonly LabelledImage[]): string {
+  const records = images
+    .map((img) => [img.id, img.boxes.map((b) => yoloLabelFields(b, img.width, img.height).join(' ')).sort()] as const)
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  return sha256(JSON.stringify({ names, records }));
+}

@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import { decideGate, validateGateConfig, DEFAULT_GATE } from '../../cloud/gate/decide.js';
+import { renderGateHtml, prChartSvg, type GateReport } from '../../cloud/gate/report.js';
+
+describe('gate rule', () => {
+  const cfg = { ...DEFAULT_GATE, threshold: 0.6, tolerance: 0.02 };
+  it.each([
+    // challenger, champion, passed, why
+    [0.7, 0.7, true, 'equal to champion'],
+    [0.68, 0.7, true, 'exactly champion - tolerance'],
+    [0.679, 0.7, false, 'just below champion - tolerance'],
+    [0.59, null, false, 'first model below threshold'],
+    [0.6, null, true, 'first model at threshold'],
+    [0.95, 0.5, true, 'clearly better'],
+    [0.59, 0.55, false, 'better than champion but below threshold'],
+  ])('challenger %s vs champion %s → passed=%s (%s)', (a, b, passed) => {
+    const d = decideGate(cfg, a, b);
+    expect(d.passed).toBe(passed);
+    expect(d.reasons.length).toBe(2);
+  });
+
+  it('names the failing comparison in its reasons', () => {
+    const d = decideGate(cfg, 0.5, 0.9);
+    expect(d.reasons).toEqual(['map50 0.5000 < threshold 0.6000', 'map50 0.5000 < champion 0.9000 - tolerance 0.0200 = 0.8800']);
+  });
+
+  it('validates its configuration, naming the key', () => {
+    expect(validateGateConfig({ metric: 'map50_95' }).metric).toBe('map50_95');
+    expect(() => validateGateConfig({ metric: 'f1' as never })).toThrow(/gate\.metric: metric must be one of map50, map50_95, precision, recall, got "f1"/);
+    expect(() => validateGateConfig({ threshold: 1.5 })).toThrow(/gate\.threshold/);
+    expect(() => validateGateConfig({ tolerance: -0.1 })).toThrow(/gate\.tolerance/);
+    expect(() => validateGateConfig({ split: 'dev' as never })).toThrow(/gate\.split/);
+  });
+});
+
+describe('gate report page', () => {
+  const curve = (k: number) => {
+    const recall = Array.from({ length: 1000 }, (_, i) => i / 999);
+    return { recall, precision: recall.map((r) => Math.max(0, 1 - r ** k)) };
+  };
+  const report: GateReport = {
+    passed: false,
+    reasons: ['map50 0.5000 < champion 0.9000 - tolerance 0.0200 = 0.8800', '<script>alert(1)</script>'],
+    config: { ...DEFAULT_GATE },
+    data: '/tmp/snap/data.yaml',
+    datasetVersion: 'abc123',
+    challenger: {
+      ref: 'metal-tags:2',
+      model: '/x/challenger.onnx',
+      eval: { images: 35, instances: 73, map50: 0.5, map50_95: 0.3, precision: 0.6, recall: 0.5, per_class: [{ cls: 0, name: 'scratch', instances: 73, ap50: 0.5, ap50_95: 0.3 }] },
+      curves: [{ cls: 0, name: 'scratch', ...curve(1) }],
+      seconds: 3.2,
+    },
+    champion: {
+      ref: 'metal-tags:1',
+      model: '/x/champion.onnx',
+      eval: { images: 35, instances: 73, map50: 0.9, map50_95: 0.63, precision: 0.88, recall: 0.85, per_class: [{ cls: 0, name: 'scratch', instances: 73, ap50: 0.9, ap50_95: 0.63 }] },
+      curves: [{ cls: 0, name: 'scratch', ...curve(6) }],
+      seconds: 3.1,
+    },
+    createdAt: '2024-01-01T00:00:00.000Z',
+  };
+
+  it('is one self-contained page with both PR curves and the verdict, escaping text', () => {
+    const html = renderGateHtml(report);
+    expect(html).toContain('REJECTED');
+    expect(html).not.toMatch(/<script|src=|href=|@import|url\(/i);
+    expect(html).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
+    expect((html.match(/<svg/g) ?? []).length).toBe(1);
+    expect((html.match(/<polyline/g) ?? []).length).toBe(2);
+    expect(html).toContain('challenger metal-tags:2');
+    expect(html).toContain('champion metal-tags:1');
+    expect(html).toContain('-0.4000'); // map50 delta
+  });
+
+  it('draws curves in the plot box (recall 0..1 left→right, precision 0..1 bottom→top), thinned to 200 points', () => {
+    const svg = prChartSvg('t', [{ label: 'a', color: '#000', recall: [0, 0.5, 1], precision: [1, 0.5, 0] }]);
+    const pts = /points="([^"]+)"/.exec(svg)![1]!.split(' ').map((p) => p.split(',').map(Number));
+    expect(pts).toEqual([
+      [48, 28],
+      [228, 154],
+      [408, 280],
+    ]);
+    const long = prChartSvg('t', [{ label: 'a', color: '#000', ...curve(2) }]);
+    expect(/points="([^"]+)"/.exec(long)![1]!.split(' ').length).toBe(200);
+  });
+});

@@ -1,0 +1,18 @@
+/**
+ * Label store: append-only label records with point-in-time reads.
+ *
+ *   openLabelStore(path)                    SQLite store (default; better-sqlite3, WAL)
+ *   new FeatureStoreLabelStore(opts)        SageMaker Feature Store (PutRecord + Athena reads)
+ *   store.append(records)                   validate all, then append (all or nothing)
+ *   store.latest({asOf, status, sourceRefs}) latest record per image with event_time <= asOf
+ *   store.history(ref) / store.known(refs)
+ *   importFeatureStoreCsv(store, csv)       the reference's labels.csv as history (idempotent)
+ *   readFeatureStoreCsv / writeFeatureStoreCsv
+ *   itemState(record)                       unlabelled | awaiting-verification | approved | rejected
+ */
+export * from './types.js';
+export { validateRecord, makeRecord } from './validate.js';
+export { SqliteLabelStore, openSqliteLabelStore, openSqliteLabelStore as openLabelStore } from './sqlite.js';
+export { FeatureStoreLabelStore, featureGroupRequest, toFeatureRecord, latestQuery, FEATURE_DEFINITIONS, type FeatureStoreOptions } from './featurestore.js';
+export { readFeatureStoreCsv, writeFeatureStoreCsv, importFeatureStoreCsv, pyAnnotations } from './csv.js';
+export { itemState, type ItemState } from './state.js';

@@ -1,0 +1,147 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { LoupeError } from '../../components/common/errors.js';
+import type { LabelRecord, LabelStatus, LabelStore, LatestQuery, StoredLabelRecord } from './types.js';
+import { validateRecord } from './validate.js';
+
+/**
+ * The embedded label store: one SQLite table, append-only (triggers refuse UPDATE and DELETE),
+ * WAL mode so the labelling server, the loop and the CLI can share it.
+ *
+ * Point-in-time read: the latest record per image with event_time ≤ T, ties broken by the
+ * insertion sequence: ROW_NUMBER() OVER (PARTITION BY source_ref ORDER BY event_time DESC, seq DESC).
+ */
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS label_records (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  source_ref TEXT NOT NULL,
+  image_width INTEGER NOT NULL,
+  image_height INTEGER NOT NULL,
+  image_depth INTEGER NOT NULL,
+  annotations TEXT NOT NULL,
+  event_time REAL NOT NULL,
+  labeling_job TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('PENDING','APPROVED','REJECTED')),
+  device TEXT NOT NULL,
+  capture_time REAL,
+  model_version TEXT NOT NULL,
+  meta TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS label_records_ref_time ON label_records (source_ref, event_time, seq);
+CREATE TRIGGER IF NOT EXISTS label_records_no_update BEFORE UPDATE ON label_records
+  BEGIN SELECT RAISE(ABORT, 'label_records is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS label_records_no_delete BEFORE DELETE ON label_records
+  BEGIN SELECT RAISE(ABORT, 'label_records is append-only'); END;
+`;
+
+interface Row {
+  seq: number;
+  source_ref: string;
+  image_width: number;
+  image_height: number;
+  image_depth: number;
+  annotations: string;
+  event_time: number;
+  labeling_job: string;
+  status: LabelStatus;
+  device: string;
+  capture_time: number | null;
+  model_version: string;
+  meta: string;
+}
+
+function fromRow(r: Row): StoredLabelRecord {
+  return { ...r, annotations: JSON.parse(r.annotations), meta: JSON.parse(r.meta) };
+}
+
+export class SqliteLabelStore implements LabelStore {
+  readonly kind = 'sqlite';
+  readonly db: Database.Database;
+  private readonly insert: Database.Statement;
+
+  constructor(readonly path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    try {
+      this.db = new Database(path);
+    } catch (e) {
+      throw new LoupeError('LABELSTORE_OPEN', `cannot open the label store (${(e as Error).message})`, { input: path, cause: e });
+    }
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('busy_timeout = 10000');
+    this.db.exec(SCHEMA);
+    this.insert = this.db.prepare(
+      `INSERT INTO label_records (source_ref, image_width, image_height, image_depth, annotations, event_time, labeling_job, status, device, capture_time, model_version, meta)
+       VALUES (@source_ref, @image_width, @image_height, @image_depth, @annotations, @event_time, @labeling_job, @status, @device, @capture_time, @model_version, @meta)`,
+    );
+  }
+
+  /** Synchronous append (one transaction); `append` wraps it for the async interface. */
+  appendSync(records: LabelRecord[]): void {
+    const valid = records.map((r, i) => validateRecord(r, i));
+    const tx = this.db.transaction((rs: LabelRecord[]) => {
+      for (const r of rs) this.insert.run({ ...r, annotations: JSON.stringify(r.annotations), meta: JSON.stringify(r.meta) });
+    });
+    tx(valid);
+  }
+
+  async append(records: LabelRecord[]): Promise<void> {
+    this.appendSync(records);
+  }
+
+  latestSync(query: LatestQuery = {}): StoredLabelRecord[] {
+    const asOf = query.asOf ?? Number.MAX_VALUE;
+    const statuses = query.status === undefined ? undefined : Array.isArray(query.status) ? query.status : [query.status];
+    const params: unknown[] = [asOf];
+    let refFilter = '';
+    if (query.sourceRefs) {
+      if (query.sourceRefs.length === 0) return [];
+      refFilter = ` AND source_ref IN (SELECT value FROM json_each(?))`;
+      params.push(JSON.stringify(query.sourceRefs));
+    }
+    let statusFilter = '';
+    if (statuses) {
+      statusFilter = ` AND status IN (SELECT value FROM json_each(?))`;
+      params.push(JSON.stringify(statuses));
+    }
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM (
+           SELECT *, ROW_NUMBER() OVER (PARTITION BY source_ref ORDER BY event_time DESC, seq DESC) AS rn
+           FROM label_records WHERE event_time <= ?${refFilter}
+         ) WHERE rn = 1${statusFilter} ORDER BY source_ref`,
+      )
+      .all(...params) as (Row & { rn: number })[];
+    return rows.map(({ rn: _rn, ...r }) => fromRow(r));
+  }
+
+  async latest(query: LatestQuery = {}): Promise<StoredLabelRecord[]> {
+    return this.latestSync(query);
+  }
+
+  async history(sourceRef: string): Promise<StoredLabelRecord[]> {
+    const rows = this.db.prepare('SELECT * FROM label_records WHERE source_ref = ? ORDER BY event_time, seq').all(sourceRef) as Row[];
+    return rows.map(fromRow);
+  }
+
+  async known(sourceRefs: string[]): Promise<Set<string>> {
+    if (sourceRefs.length === 0) return new Set();
+    const rows = this.db
+      .prepare('SELECT DISTINCT source_ref FROM label_records WHERE source_ref IN (SELECT value FROM json_each(?))')
+      .all(JSON.stringify(sourceRefs)) as { source_ref: string }[];
+    return new Set(rows.map((r) => r.source_ref));
+  }
+
+  /** Number of records (all versions). */
+  count(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM label_records').get() as { n: number }).n;
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}
+
+export function openSqliteLabelStore(path: string): SqliteLabelStore {
+  return new SqliteLabelStore(path);
+}

@@ -1,0 +1,10 @@
+import type { LabelRecord } from './types.js';
+
+export type ItemState = 'unlabelled' | 'awaiting-verification' | 'approved' | 'rejected';
+
+/** Where an image stands, read from its latest record (see the lifecycle in types.ts). */
+export function itemState(r: Pick<LabelRecord, 'status' | 'labeling_job'>): ItemState {
+  if (r.status === 'APPROVED') return 'approved';
+  if (r.status === 'REJECTED') return 'rejected';
+  return r.labeling_job ? 'awaiting-verification' : 'unlabelled';
+}

@@ -1,0 +1,554 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { receiveBody, readSmallBody } from './body.js';
+import { checksumFromHeaders, headerName, newHasher, parseAlgorithm, xmlName, type StoredChecksum } from './checksums.js';
+import { invalidArgument, S3Error } from './errors.js';
+import { listSorted } from './list.js';
+import type { ObjectInput, ObjectRecord, ObjectStoreState } from './store.js';
+import { document, parseXml, type XmlValue } from './xml.js';
+
+/**
+ * The S3 REST API (path-style) over the persisted state. Requests are routed on method, bucket,
+ * key and sub-resource the way S3 does. SigV4 signatures are parsed but not verified: this is a
+ * local stand-in bound to loopback, and verifying would mean rebuilding canonical requests for
+ * every client variant; when `credentials` are configured, the access key id must match.
+ */
+export interface ServerConfig {
+  region: string;
+  minPartSize: number;
+  accessKeyId?: string;
+  log: Logger;
+}
+
+type Q = URLSearchParams;
+
+const OWNER = { ID: 'loupe', DisplayName: 'loupe' };
+const PASSTHROUGH_HEADERS = ['content-disposition', 'content-language', 'cache-control', 'expires'];
+
+function hdr(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function validBucketName(name: string): boolean {
+  return /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(name) && !/\.\./.test(name) && !/^\d+\.\d+\.\d+\.\d+$/.test(name);
+}
+
+function objectInput(req: IncomingMessage): ObjectInput {
+  const headers: Record<string, string> = {};
+  for (const h of PASSTHROUGH_HEADERS) {
+    const v = hdr(req, h);
+    if (v !== undefined) headers[h] = v;
+  }
+  // aws-chunked is transport framing, not a property of the object.
+  const enc = (hdr(req, 'content-encoding') ?? '')
+    .split(',')
+    .map((e) => e.trim())
+    .filter((e) => e !== '' && e !== 'aws-chunked')
+    .join(', ');
+  if (enc) headers['content-encoding'] = enc;
+  const metadata: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (k.startsWith('x-amz-meta-') && v !== undefined) metadata[k.slice('x-amz-meta-'.length)] = Array.isArray(v) ? v.join(',') : v;
+  }
+  return { contentType: hdr(req, 'content-type') ?? 'binary/octet-stream', headers, metadata };
+}
+
+function checksumXml(c: StoredChecksum | undefined): [string, XmlValue][] {
+  return c ? [[xmlName(c.algorithm), c.value], ['ChecksumType', c.type]] : [];
+}
+
+function httpDate(iso: string): string {
+  return new Date(iso).toUTCString();
+}
+
+function sendXml(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function listToken(s: string): string {
+  return Buffer.from(s, 'utf8').toString('base64url');
+}
+
+function fromToken(t: string): string {
+  const s = Buffer.from(t, 'base64url').toString('utf8');
+  if (listToken(s) !== t.replace(/=+$/, '')) throw invalidArgument('The continuation token provided is incorrect', 'continuation-token');
+  return s;
+}
+
+function maxKeys(q: Q, name = 'max-keys'): number {
+  const v = q.get(name);
+  if (v === null) return 1000;
+  if (!/^\d+$/.test(v)) throw invalidArgument(`Provided ${name} not an integer or within integer range`, name);
+  return Math.min(Number(v), 1000);
+}
+
+export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const requestId = randomBytes(8).toString('hex').toUpperCase();
+    res.setHeader('x-amz-request-id', requestId);
+    res.setHeader('x-amz-id-2', requestId);
+    res.setHeader('server', 'loupe-objectstore');
+    const rawUrl = req.url ?? '/';
+    const qi = rawUrl.indexOf('?');
+    // No URL normalisation: S3 keys may contain `..` and `//`.
+    const rawPath = qi === -1 ? rawUrl : rawUrl.slice(0, qi);
+    const q = new URLSearchParams(qi === -1 ? '' : rawUrl.slice(qi + 1));
+    let bucket = '';
+    let key = '';
+    try {
+      const m = /^\/([^/]*)(?:\/(.*))?$/s.exec(rawPath);
+      if (!m) throw invalidArgument('Invalid request path', rawPath);
+      bucket = decodeURIComponent(m[1]!);
+      key = decodeURIComponent(m[2] ?? '');
+      checkAuth(req, q, cfg);
+      await route(req, res, q, bucket, key);
+    } catch (e) {
+      const err =
+        e instanceof S3Error
+          ? e
+          : e instanceof URIError
+            ? invalidArgument('Invalid percent-encoding in the request path', rawPath)
+            : new S3Error('InternalError', 500, `We encountered an internal error: ${(e as Error).message}`);
+      if (!(e instanceof S3Error)) cfg.log.error({ err: e, method: req.method, url: rawUrl }, 'objectstore internal error');
+      else cfg.log.debug({ code: err.code, method: req.method, url: rawUrl }, 'objectstore error');
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      // Drain what the client is still sending so it reads the error instead of EPIPE.
+      if (!req.complete) req.resume();
+      if (req.method === 'HEAD') {
+        res.writeHead(err.status, { 'x-amz-error-code': err.code });
+        res.end();
+        return;
+      }
+      sendXml(
+        res,
+        err.status,
+        document('Error', [
+          ['Code', err.code],
+          ['Message', err.message],
+          ['Resource', err.resource ?? `/${bucket}${key ? '/' + key : ''}`],
+          ['RequestId', requestId],
+        ]).replace(' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"', ''),
+      );
+    }
+  };
+
+  async function route(req: IncomingMessage, res: ServerResponse, q: Q, bucket: string, key: string): Promise<void> {
+    const method = req.method ?? 'GET';
+    if (bucket === '') {
+      if (method === 'GET') return listBuckets(res);
+      throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
+    }
+    if (key === '') {
+      switch (method) {
+        case 'PUT':
+          return createBucket(req, res, bucket);
+        case 'DELETE':
+          await state.deleteBucket(bucket);
+          res.writeHead(204).end();
+          return;
+        case 'HEAD':
+          if (!state.hasBucket(bucket)) throw new S3Error('NotFound', 404, 'Not Found', bucket);
+          res.writeHead(200, { 'x-amz-bucket-region': cfg.region }).end();
+          return;
+        case 'GET':
+          if (!state.hasBucket(bucket)) throw new S3Error('NoSuchBucket', 404, 'The specified bucket does not exist', bucket);
+          if (q.has('location')) return sendXml(res, 200, document('LocationConstraint', []).replace('></LocationConstraint>', `>${cfg.region === 'us-east-1' ? '' : cfg.region}</LocationConstraint>`));
+          if (q.has('versioning')) return sendXml(res, 200, document('VersioningConfiguration', []));
+          if (q.has('uploads')) return listUploads(res, q, bucket);
+          for (const sub of ['policy', 'cors', 'lifecycle', 'tagging', 'acl', 'website', 'notification', 'replication', 'encryption']) {
+            if (q.has(sub)) throw notImplemented(`bucket sub-resource ?${sub}`);
+          }
+          return q.get('list-type') === '2' ? listObjects(res, q, bucket, 2) : listObjects(res, q, bucket, 1);
+        case 'POST':
+          if (q.has('delete')) return deleteObjects(req, res, bucket);
+          throw notImplemented('POST on a bucket other than ?delete');
+        default:
+          throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
+      }
+    }
+    if (!state.hasBucket(bucket)) throw new S3Error('NoSuchBucket', 404, 'The specified bucket does not exist', bucket);
+    for (const sub of ['tagging', 'acl', 'retention', 'legal-hold', 'torrent', 'restore', 'select', 'attributes']) {
+      if (q.has(sub)) throw notImplemented(`object sub-resource ?${sub}`);
+    }
+    switch (method) {
+      case 'PUT':
+        if (q.has('uploadId')) return uploadPart(req, res, q, bucket, key);
+        if (hdr(req, 'x-amz-copy-source')) return copyObject(req, res, bucket, key);
+        return putObject(req, res, bucket, key);
+      case 'GET':
+        if (q.has('uploadId')) return listParts(res, q, bucket, key);
+        return getObject(req, res, q, bucket, key, false);
+      case 'HEAD':
+        return getObject(req, res, q, bucket, key, true);
+      case 'DELETE':
+        if (q.has('uploadId')) {
+          await state.abortUpload(await state.getUpload(bucket, key, q.get('uploadId')!));
+          res.writeHead(204).end();
+          return;
+        }
+        await state.deleteObject(bucket, key);
+        res.writeHead(204).end();
+        return;
+      case 'POST':
+        if (q.has('uploads')) return createUpload(req, res, bucket, key);
+        if (q.has('uploadId')) return completeUpload(req, res, q, bucket, key);
+        throw notImplemented('POST on an object other than ?uploads / ?uploadId');
+      default:
+        throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
+    }
+  }
+
+  function listBuckets(res: ServerResponse): void {
+    sendXml(
+      res,
+      200,
+      document('ListAllMyBucketsResult', [
+        ['Owner', OWNER],
+        ['Buckets', state.listBuckets().map((b) => ['Bucket', { Name: b.name, CreationDate: b.created }] as [string, XmlValue])],
+      ]),
+    );
+  }
+
+  async function createBucket(req: IncomingMessage, res: ServerResponse, bucket: string): Promise<void> {
+    await readSmallBody(req, state.tmpPath()); // CreateBucketConfiguration (region): accepted, not needed
+    if (!validBucketName(bucket)) throw new S3Error('InvalidBucketName', 400, 'The specified bucket is not valid.', bucket);
+    await state.createBucket(bucket);
+    res.writeHead(200, { location: `/${bucket}` }).end();
+  }
+
+  async function putObject(req: IncomingMessage, res: ServerResponse, bucket: string, key: string): Promise<void> {
+    if (key.length > 1024) throw new S3Error('KeyTooLongError', 400, 'Your key is too long', key);
+    const ifNoneMatch = hdr(req, 'if-none-match');
+    if (ifNoneMatch !== undefined && ifNoneMatch !== '*') throw notImplemented('If-None-Match other than *');
+    const input = objectInput(req);
+    const body = await receiveBody(req, state.tmpPath());
+    const rec = await state.putObject(bucket, key, body, input, { ifNoneMatch: ifNoneMatch === '*' });
+    const h: Record<string, string> = { etag: rec.etag };
+    if (rec.checksum) {
+      h[headerName(rec.checksum.algorithm)] = rec.checksum.value;
+      h['x-amz-checksum-type'] = rec.checksum.type;
+    }
+    res.writeHead(200, h).end();
+  }
+
+  async function copyObject(req: IncomingMessage, res: ServerResponse, bucket: string, key: string): Promise<void> {
+    let src = decodeURIComponent(hdr(req, 'x-amz-copy-source')!);
+    src = src.replace(/\?versionId=.*$/, '').replace(/^\//, '');
+    const slash = src.indexOf('/');
+    if (slash <= 0 || slash === src.length - 1) throw invalidArgument('Copy Source must mention the source bucket and key: sourcebucket/sourcekey', 'x-amz-copy-source');
+    const srcBucket = src.slice(0, slash);
+    const srcKey = src.slice(slash + 1);
+    if (!state.hasBucket(srcBucket)) throw new S3Error('NoSuchBucket', 404, 'The specified bucket does not exist', srcBucket);
+    req.resume();
+    const { rec: from, tmpPath } = await state.copyToTmp(srcBucket, srcKey);
+    const condMatch = hdr(req, 'x-amz-copy-source-if-match');
+    if (condMatch !== undefined && condMatch.replace(/"/g, '') !== from.etag.replace(/"/g, '')) {
+      throw new S3Error('PreconditionFailed', 412, 'At least one of the pre-conditions you specified did not hold', 'x-amz-copy-source-if-match');
+    }
+    const replace = (hdr(req, 'x-amz-metadata-directive') ?? 'COPY').toUpperCase() === 'REPLACE';
+    if (srcBucket === bucket && srcKey === key && !replace) {
+      throw new S3Error('InvalidRequest', 400, 'This copy request is illegal because it is trying to copy an object to itself without changing the object\'s metadata, storage class, website redirect location or encryption attributes.');
+    }
+    const input: ObjectInput = replace ? objectInput(req) : { contentType: from.contentType, headers: from.headers, metadata: from.metadata };
+    const wantAlg = parseAlgorithm(hdr(req, 'x-amz-checksum-algorithm'), 'x-amz-checksum-algorithm');
+    let checksum: StoredChecksum | undefined = from.checksum?.type === 'FULL_OBJECT' ? from.checksum : undefined;
+    const alg = wantAlg ?? from.checksum?.algorithm;
+    if (alg && checksum?.algorithm !== alg) {
+      const h = newHasher(alg);
+      for await (const b of createReadStream(tmpPath)) h.update(b as Buffer);
+      checksum = { algorithm: alg, value: (await h.digest()).toString('base64'), type: 'FULL_OBJECT' };
+    }
+    // A copied single-part object keeps its MD5 ETag; a multipart source's ETag is not an MD5, so recompute.
+    let md5 = from.parts ? undefined : Buffer.from(from.etag.replace(/"/g, ''), 'hex');
+    if (!md5) {
+      const h = createHash('md5');
+      for await (const b of createReadStream(tmpPath)) h.update(b as Buffer);
+      md5 = h.digest();
+    }
+    const rec = await state.putObject(bucket, key, { tmpPath, size: from.size, md5, checksum }, input);
+    sendXml(res, 200, document('CopyObjectResult', [['LastModified', rec.lastModified], ['ETag', rec.etag], ...checksumXml(rec.checksum)]));
+  }
+
+  async function getObject(req: IncomingMessage, res: ServerResponse, q: Q, bucket: string, key: string, head: boolean): Promise<void> {
+    // Open the data first: a concurrent PUT may replace (and unlink) the file named by the record.
+    let rec: ObjectRecord | undefined;
+    let fh: Awaited<ReturnType<typeof open>> | undefined;
+    for (let attempt = 0; !fh; attempt++) {
+      rec = state.getObject(bucket, key);
+      try {
+        fh = await open(state.dataPath(bucket, rec), 'r');
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3) throw e;
+      }
+    }
+    const r = rec!;
+    try {
+      const etagBare = r.etag.replace(/"/g, '');
+      const ifMatch = hdr(req, 'if-match');
+      const ifNoneMatch = hdr(req, 'if-none-match');
+      const ifModSince = hdr(req, 'if-modified-since');
+      const ifUnmodSince = hdr(req, 'if-unmodified-since');
+      const tags = (v: string) => v.split(',').map((t) => t.trim().replace(/^W\//, '').replace(/"/g, ''));
+      const modified = Math.floor(Date.parse(r.lastModified) / 1000) * 1000;
+      if (ifMatch !== undefined && !tags(ifMatch).some((t) => t === '*' || t === etagBare)) {
+        throw new S3Error('PreconditionFailed', 412, 'At least one of the pre-conditions you specified did not hold', 'If-Match');
+      }
+      if (ifMatch === undefined && ifUnmodSince !== undefined && modified > Date.parse(ifUnmodSince)) {
+        throw new S3Error('PreconditionFailed', 412, 'At least one of the pre-conditions you specified did not hold', 'If-Unmodified-Since');
+      }
+      const notModified =
+        (ifNoneMatch !== undefined && tags(ifNoneMatch).some((t) => t === '*' || t === etagBare)) ||
+        (ifNoneMatch === undefined && ifModSince !== undefined && modified <= Date.parse(ifModSince));
+      const headers: Record<string, string | number> = {
+        etag: r.etag,
+        'last-modified': httpDate(r.lastModified),
+        'accept-ranges': 'bytes',
+        'content-type': q.get('response-content-type') ?? r.contentType,
+      };
+      for (const [k, v] of Object.entries(r.headers)) headers[k] = v;
+      for (const [qk, hk] of [
+        ['response-content-disposition', 'content-disposition'],
+        ['response-content-encoding', 'content-encoding'],
+        ['response-content-language', 'content-language'],
+        ['response-cache-control', 'cache-control'],
+        ['response-expires', 'expires'],
+      ] as const) {
+        const v = q.get(qk);
+        if (v !== null) headers[hk] = v;
+      }
+      for (const [k, v] of Object.entries(r.metadata)) headers[`x-amz-meta-${k}`] = v;
+      if (r.parts) headers['x-amz-mp-parts-count'] = r.parts;
+      if (notModified) {
+        res.writeHead(304, { etag: r.etag, 'last-modified': httpDate(r.lastModified) }).end();
+        return;
+      }
+      let start = 0;
+      let end = r.size - 1;
+      let status = 200;
+      const range = hdr(req, 'range');
+      const m = range ? /^bytes=(\d*)-(\d*)$/.exec(range.trim()) : null;
+      if (m && (m[1] !== '' || m[2] !== '')) {
+        if (m[1] === '') {
+          start = Math.max(0, r.size - Number(m[2]));
+        } else {
+          start = Number(m[1]);
+          if (m[2] !== '') end = Math.min(end, Number(m[2]));
+        }
+        if (start >= r.size || start > end) {
+          res.setHeader('content-range', `bytes */${r.size}`);
+          throw new S3Error('InvalidRange', 416, 'The requested range is not satisfiable', range);
+        }
+        status = 206;
+        headers['content-range'] = `bytes ${start}-${end}/${r.size}`;
+      } else if (r.checksum && (hdr(req, 'x-amz-checksum-mode') ?? '').toUpperCase() === 'ENABLED') {
+        // Whole-object reads only: a range has no stored checksum (S3 behaves the same).
+        headers[headerName(r.checksum.algorithm)] = r.checksum.value;
+        headers['x-amz-checksum-type'] = r.checksum.type;
+      }
+      headers['content-length'] = r.size === 0 ? 0 : end - start + 1;
+      res.writeHead(status, headers);
+      if (head || r.size === 0) {
+        res.end();
+        return;
+      }
+      const stream = createReadStream('', { fd: fh.fd, start, end, autoClose: false } as never);
+      await new Promise<void>((resolve, reject) => {
+        stream.on('error', reject);
+        res.on('close', resolve);
+        stream.pipe(res);
+      });
+    } finally {
+      await fh!.close();
+    }
+  }
+
+  async function listObjects(res: ServerResponse, q: Q, bucket: string, version: 1 | 2): Promise<void> {
+    const prefix = q.get('prefix') ?? '';
+    const delimiter = q.get('delimiter') || undefined;
+    const max = maxKeys(q);
+    const encodingType = q.get('encoding-type');
+    if (encodingType !== null && encodingType !== 'url') throw invalidArgument('Invalid Encoding Method specified in Request', 'encoding-type');
+    const enc = (s: string) => (encodingType === 'url' ? encodeURIComponent(s).replace(/%2F/g, '/') : s);
+    const token = q.get('continuation-token');
+    const startAfter = q.get('start-after') ?? undefined;
+    const marker = version === 1 ? (q.get('marker') ?? undefined) : token !== null ? fromToken(token) : startAfter;
+    const r = listSorted(state.sortedKeys(bucket), { prefix, delimiter, after: marker, max });
+    const contents = r.keys.map((k) => {
+      const o = state.getObject(bucket, k);
+      const c: [string, XmlValue][] = [
+        ['Key', enc(k)],
+        ['LastModified', o.lastModified],
+        ['ETag', o.etag],
+      ];
+      if (o.checksum) c.push(['ChecksumAlgorithm', o.checksum.algorithm], ['ChecksumType', o.checksum.type]);
+      c.push(['Size', o.size], ['StorageClass', 'STANDARD']);
+      if (version === 1 || q.get('fetch-owner') === 'true') c.push(['Owner', OWNER]);
+      return ['Contents', c] as [string, XmlValue];
+    });
+    const prefixes = r.prefixes.map((p) => ['CommonPrefixes', { Prefix: enc(p) }] as [string, XmlValue]);
+    const head: [string, XmlValue][] =
+      version === 2
+        ? [
+            ['Name', bucket],
+            ['Prefix', enc(prefix)],
+            ['Delimiter', delimiter && enc(delimiter)],
+            ['MaxKeys', max],
+            ['EncodingType', encodingType ?? undefined],
+            ['KeyCount', r.keys.length + r.prefixes.length],
+            ['IsTruncated', r.truncated],
+            ['ContinuationToken', token ?? undefined],
+            ['NextContinuationToken', r.truncated && r.last !== undefined ? listToken(r.last) : undefined],
+            ['StartAfter', startAfter && enc(startAfter)],
+          ]
+        : [
+            ['Name', bucket],
+            ['Prefix', enc(prefix)],
+            ['Marker', enc(marker ?? '')],
+            ['Delimiter', delimiter && enc(delimiter)],
+            ['MaxKeys', max],
+            ['EncodingType', encodingType ?? undefined],
+            ['IsTruncated', r.truncated],
+            ['NextMarker', r.truncated && r.last !== undefined ? enc(r.last) : undefined],
+          ];
+    sendXml(res, 200, document('ListBucketResult', [...head, ...contents, ...prefixes]));
+  }
+
+  async function deleteObjects(req: IncomingMessage, res: ServerResponse, bucket: string): Promise<void> {
+    const body = parseXml(await readSmallBody(req, state.tmpPath()));
+    const del = body.Delete as { Object?: { Key?: string }[]; Quiet?: string } | undefined;
+    if (!del || !Array.isArray(del.Object)) throw new S3Error('MalformedXML', 400, 'The XML you provided was not well-formed or did not validate against our published schema: expected <Delete><Object><Key>');
+    if (del.Object.length > 1000) throw new S3Error('MalformedXML', 400, 'A delete request may name at most 1000 objects');
+    const quiet = del.Quiet === 'true';
+    const out: [string, XmlValue][] = [];
+    for (const o of del.Object) {
+      const k = String(o.Key ?? '');
+      if (k === '') {
+        out.push(['Error', { Key: k, Code: 'InvalidArgument', Message: 'Key is empty' }]);
+        continue;
+      }
+      await state.deleteObject(bucket, k);
+      if (!quiet) out.push(['Deleted', { Key: k }]);
+    }
+    sendXml(res, 200, document('DeleteResult', out));
+  }
+
+  async function createUpload(req: IncomingMessage, res: ServerResponse, bucket: string, key: string): Promise<void> {
+    req.resume();
+    const alg = parseAlgorithm(hdr(req, 'x-amz-checksum-algorithm'), 'x-amz-checksum-algorithm');
+    const typeH = hdr(req, 'x-amz-checksum-type')?.toUpperCase();
+    if (typeH !== undefined && typeH !== 'FULL_OBJECT' && typeH !== 'COMPOSITE') throw invalidArgument(`Value for x-amz-checksum-type header is invalid: ${typeH}`, 'x-amz-checksum-type');
+    const up = await state.createUpload(bucket, key, objectInput(req), alg, typeH as 'FULL_OBJECT' | 'COMPOSITE' | undefined);
+    const h: Record<string, string> = {};
+    if (alg) {
+      h['x-amz-checksum-algorithm'] = alg;
+      h['x-amz-checksum-type'] = up.checksumType!;
+    }
+    res.writeHead(200, { ...h, 'content-type': 'application/xml' });
+    res.end(document('InitiateMultipartUploadResult', [['Bucket', bucket], ['Key', key], ['UploadId', up.uploadId]]));
+  }
+
+  async function uploadPart(req: IncomingMessage, res: ServerResponse, q: Q, bucket: string, key: string): Promise<void> {
+    const up = await state.getUpload(bucket, key, q.get('uploadId')!);
+    const pn = q.get('partNumber') ?? '';
+    if (!/^\d+$/.test(pn) || Number(pn) < 1 || Number(pn) > 10000) throw invalidArgument('Part number must be an integer between 1 and 10000, inclusive', 'partNumber');
+    if (hdr(req, 'x-amz-copy-source')) throw notImplemented('UploadPartCopy');
+    const stated = checksumFromHeaders(req.headers);
+    if (up.checksumAlgorithm && stated && stated.algorithm !== up.checksumAlgorithm) {
+      throw invalidArgument(`Checksum Type mismatch occurred, expected checksum Type: ${up.checksumAlgorithm.toLowerCase()}, actual checksum Type: ${stated.algorithm.toLowerCase()}`, headerName(stated.algorithm));
+    }
+    const body = await receiveBody(req, state.tmpPath(), { computeAlgorithm: up.checksumAlgorithm });
+    const part = await state.putPart(up, Number(pn), body);
+    const h: Record<string, string> = { etag: part.etag };
+    if (part.checksum) h[headerName(part.checksum.algorithm)] = part.checksum.value;
+    res.writeHead(200, h).end();
+  }
+
+  async function completeUpload(req: IncomingMessage, res: ServerResponse, q: Q, bucket: string, key: string): Promise<void> {
+    const up = await state.getUpload(bucket, key, q.get('uploadId')!);
+    const body = parseXml(await readSmallBody(req, state.tmpPath()));
+    const cmu = body.CompleteMultipartUpload as { Part?: Record<string, string>[] } | undefined;
+    if (!cmu || !Array.isArray(cmu.Part)) throw new S3Error('MalformedXML', 400, 'The XML you provided was not well-formed or did not validate against our published schema: expected <CompleteMultipartUpload><Part>');
+    const chosen = cmu.Part.map((p) => {
+      const n = Number(p.PartNumber);
+      if (!Number.isInteger(n)) throw new S3Error('MalformedXML', 400, `Invalid PartNumber ${JSON.stringify(p.PartNumber)}`);
+      return { partNumber: n, etag: String(p.ETag ?? ''), checksum: up.checksumAlgorithm ? p[xmlName(up.checksumAlgorithm)] : undefined };
+    });
+    const rec = await state.completeUpload(up, chosen, cfg.minPartSize);
+    sendXml(
+      res,
+      200,
+      document('CompleteMultipartUploadResult', [
+        ['Location', `/${bucket}/${encodeURIComponent(key)}`],
+        ['Bucket', bucket],
+        ['Key', key],
+        ['ETag', rec.etag],
+        ...checksumXml(rec.checksum),
+      ]),
+    );
+  }
+
+  async function listParts(res: ServerResponse, q: Q, bucket: string, key: string): Promise<void> {
+    const up = await state.getUpload(bucket, key, q.get('uploadId')!);
+    const max = maxKeys(q, 'max-parts');
+    const marker = Number(q.get('part-number-marker') ?? 0);
+    const all = (await state.listParts(up)).filter((p) => p.partNumber > marker);
+    const parts = all.slice(0, max);
+    const truncated = all.length > parts.length;
+    sendXml(
+      res,
+      200,
+      document('ListPartsResult', [
+        ['Bucket', bucket],
+        ['Key', key],
+        ['UploadId', up.uploadId],
+        ['PartNumberMarker', marker],
+        ['NextPartNumberMarker', parts.length ? parts[parts.length - 1]!.partNumber : marker],
+        ['MaxParts', max],
+        ['IsTruncated', truncated],
+        ['ChecksumAlgorithm', up.checksumAlgorithm],
+        ...parts.map(
+          (p) =>
+            ['Part', [['PartNumber', p.partNumber], ['LastModified', p.lastModified], ['ETag', p.etag], ['Size', p.size], ...(p.checksum ? [[xmlName(p.checksum.algorithm), p.checksum.value] as [string, XmlValue]] : [])]] as [string, XmlValue],
+        ),
+      ]),
+    );
+  }
+
+  async function listUploads(res: ServerResponse, q: Q, bucket: string): Promise<void> {
+    const prefix = q.get('prefix') ?? '';
+    const ups = (await state.listUploads(bucket)).filter((u) => u.key.startsWith(prefix));
+    const max = maxKeys(q, 'max-uploads');
+    const shown = ups.slice(0, max);
+    sendXml(
+      res,
+      200,
+      document('ListMultipartUploadsResult', [
+        ['Bucket', bucket],
+        ['Prefix', prefix],
+        ['MaxUploads', max],
+        ['IsTruncated', ups.length > shown.length],
+        ...shown.map((u) => ['Upload', { Key: u.key, UploadId: u.uploadId, Initiated: u.initiated, StorageClass: 'STANDARD', ChecksumAlgorithm: u.checksumAlgorithm }] as [string, XmlValue]),
+      ]),
+    );
+  }
+}
+
+function notImplemented(what: string): S3Error {
+  return new S3Error('NotImplemented', 501, `A header or query you provided implies functionality that is not implemented by the loupe object store: ${what}`);
+}
+
+function checkAuth(req: IncomingMessage, q: Q, cfg: ServerConfig): void {
+  if (!cfg.accessKeyId) return;
+  const auth = hdr(req, 'authorization') ?? '';
+  const cred = /Credential=([^/,\s]+)/.exec(auth)?.[1] ?? q.get('X-Amz-Credential')?.split('/')[0] ?? /^AWS ([^:]+):/.exec(auth)?.[1];
+  if (!cred) throw new S3Error('AccessDenied', 403, 'Access Denied: the request is not signed');
+  if (cred !== cfg.accessKeyId) throw new S3Error('InvalidAccessKeyId', 403, 'The AWS Access Key Id you provided does not exist in our records.', cred);
+}

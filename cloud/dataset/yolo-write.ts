@@ -87,7 +87,7 @@ async function placeImage(src: string, dst: string, copy: boolean): Promise<void
   await copyFile(src, dst);
 }
 
-function checkIds(images: readonly LabelledImage[]): void {
+export function checkIds(images: readonly LabelledImage[]): void {
   const seen = new Set<string>();
   for (const img of images) {
     if (!img.id || img.id.startsWith('/') || img.id.split('/').some((p) => p === '..' || p === '')) {

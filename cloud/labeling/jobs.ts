@@ -116,6 +116,8 @@ export interface Task {
   device: string;
   captureTime: number | null;
   modelVersion: string;
+  /** The record's extras (upload sidecar: camera, frame, reason). */
+  meta: Record<string, unknown>;
   /** Images of the job this worker has not labelled yet, this one included. */
   remaining: number;
 }
@@ -129,6 +131,7 @@ export interface VerifyTask {
   instructions: string;
   annotations: GtBox[];
   workers: string[];
+  meta: Record<string, unknown>;
   remaining: number;
 }
 
@@ -289,7 +292,7 @@ export class Labeling {
   }
 
   /** The next image this worker should label, leased to them; null when they have none left. */
-  nextTask(jobName: string, worker: string): Task | null {
+  nextTask(jobName: string, worker: string, opts: { skip?: ReadonlySet<string> } = {}): Task | null {
     const job = this.jobRow(jobName);
     const now = this.now();
     const pick = this.db.transaction((): Task | null => {
@@ -303,7 +306,7 @@ export class Labeling {
            FROM labeling_items i WHERE i.job = @job AND i.consolidated IS NULL ORDER BY i.ord`,
         )
         .all({ job: jobName, worker }) as { source_ref: string; record: string; done: number; leased: number; mine: number }[];
-      const open = rows.filter((r) => !r.mine && r.done < job.workers_per_image);
+      const open = rows.filter((r) => !r.mine && r.done < job.workers_per_image && !opts.skip?.has(r.source_ref));
       const free = open.find((r) => r.done + r.leased < job.workers_per_image);
       if (!free) return null;
       this.db
@@ -321,6 +324,7 @@ export class Labeling {
         device: rec.device,
         captureTime: rec.capture_time,
         modelVersion: rec.model_version,
+        meta: rec.meta,
         remaining: open.length,
       };
     });
@@ -408,11 +412,28 @@ export class Labeling {
     this.db.transaction(mark)();
   }
 
-  nextVerification(jobName: string, _verifier: string): VerifyTask | null {
+  /**
+   * Take an image out of a job before anyone labelled it (e.g. nobody can label it); it becomes
+   * eligible for a later job again.
+   */
+  release(jobName: string, ref: string): void {
+    this.jobRow(jobName);
+    const item = this.itemRecord(jobName, ref);
+    const n = (this.db.prepare('SELECT COUNT(*) AS n FROM labeling_annotations WHERE job = ? AND source_ref = ?').get(jobName, ref) as { n: number }).n;
+    if (n > 0 || item.consolidated !== null) throw new LoupeError('LABELING_RELEASE', 'image already has labels in this job', { input: `${jobName}: ${ref}` });
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM labeling_leases WHERE job = ? AND source_ref = ?').run(jobName, ref);
+      this.db.prepare('DELETE FROM labeling_items WHERE job = ? AND source_ref = ?').run(jobName, ref);
+    })();
+  }
+
+  nextVerification(jobName: string, _verifier: string, opts: { skip?: ReadonlySet<string> } = {}): VerifyTask | null {
     const job = this.jobRow(jobName);
-    const rows = this.db
-      .prepare('SELECT source_ref, record, consolidated FROM labeling_items WHERE job = ? AND consolidated IS NOT NULL AND verdict IS NULL ORDER BY ord')
-      .all(jobName) as { source_ref: string; record: string; consolidated: string }[];
+    const rows = (
+      this.db
+        .prepare('SELECT source_ref, record, consolidated FROM labeling_items WHERE job = ? AND consolidated IS NOT NULL AND verdict IS NULL ORDER BY ord')
+        .all(jobName) as { source_ref: string; record: string; consolidated: string }[]
+    ).filter((r) => !opts.skip?.has(r.source_ref));
     const first = rows[0];
     if (!first) return null;
     const rec = JSON.parse(first.record) as LabelRecord;
@@ -428,6 +449,7 @@ export class Labeling {
       instructions: job.instructions,
       annotations: JSON.parse(first.consolidated),
       workers,
+      meta: rec.meta,
       remaining: rows.length,
     };
   }

@@ -1,0 +1,6 @@
+/**
+ * Data set snapshots as of T (approved labels only, deterministic splits, content-derived id,
+ * YOLO folder + snapshot.json): `createSnapshot(opts)`, `snapshotId(classes, records)`,
+ * `readSnapshotManifest(dir)`. See snapshot.ts.
+ */
+export * from './snapshot.js';

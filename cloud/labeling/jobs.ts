@@ -500,6 +500,11 @@ export class Labeling {
     }));
   }
 
+  /** Whether an image is part of any job (the UI server serves only such images). */
+  hasItem(ref: string): boolean {
+    return Boolean(this.db.prepare('SELECT 1 FROM labeling_items WHERE source_ref = ? LIMIT 1').get(ref));
+  }
+
   close(): void {
     if (!this.shared && this.db.open) this.db.close();
   }

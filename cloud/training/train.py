@@ -218,6 +218,47 @@ def check_base(base: str, names: list[str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Hyperparameters that differ between a cold start and a warm start
+
+
+def schedule(args) -> dict:
+    """Optimizer, learning rate, warmup and mosaic schedule for this run.
+
+    Cold start (a yolov8?.yaml): ultralytics' own defaults (optimizer 'auto', 3 warmup epochs,
+    mosaic off for the last 10 epochs), which is how the shipped model was trained.
+
+    Warm start (a .pt checkpoint), where those defaults would wreck a good model:
+      * optimizer 'auto' ignores lr0 and, for small data sets, picks AdamW at
+        lr = 0.002 * 5 / (4 + nc): the peak rate of a from-scratch run, about 70x the rate the
+        shipped model ended on (2.8e-5). Warm starts use AdamW at lr0 = 2e-4 instead (a tenth of
+        that peak), decaying linearly to lr0 * lrf as usual.
+      * warmup lasts max(warmup_epochs * batches, 100) iterations (about 9 epochs on 163 images at
+        batch 16), starting non-bias weights at lr 0 and restarting momentum at 0.8: a short
+        fine-tune would spend all its epochs warming up. The weights are already in a good basin,
+        so warm starts use warmup_epochs = 0 (ultralytics then skips warmup entirely).
+      * close_mosaic counts from the end (mosaic off when epoch == epochs - close_mosaic), so a run
+        of fewer than 10 epochs would keep mosaic on throughout, unlike the end of the run that
+        produced the checkpoint. Warm starts use close_mosaic = min(10, epochs): a short fine-tune
+        sees the same un-mosaicked images the checkpoint finished on and val measures.
+    Explicit --optimizer/--lr0/--warmup-epochs/--close-mosaic always win.
+    """
+    warm = Path(args.model).suffix == ".pt"
+    chosen = {
+        "optimizer": args.optimizer or ("AdamW" if warm else "auto"),
+        "warmup_epochs": args.warmup_epochs if args.warmup_epochs is not None else (0.0 if warm else 3.0),
+        "close_mosaic": args.close_mosaic if args.close_mosaic is not None else (min(10, args.epochs) if warm else 10),
+    }
+    if args.lr0 is not None:
+        chosen["lr0"] = args.lr0
+    elif warm and chosen["optimizer"] != "auto":
+        chosen["lr0"] = 0.0002
+    # With optimizer 'auto' ultralytics ignores lr0; say so rather than pretend it applies.
+    if chosen["optimizer"] == "auto" and "lr0" in chosen:
+        raise Refused("BAD_HYPERPARAMETER", "--lr0 has no effect with optimizer 'auto' (ultralytics picks its own rate); also give --optimizer")
+    return {"warm_start": warm, **chosen}
+
+
+# ---------------------------------------------------------------------------------------------
 # Training
 
 
@@ -227,6 +268,7 @@ def train(args) -> dict:
     work = out / "work"
     data_yaml, names, counts = prepare_data(Path(args.data).resolve(), work)
     check_base(args.model, names)
+    schedule(args)  # refuses contradictory hyperparameters before the slow imports
 
     import torch
     import ultralytics
@@ -241,8 +283,9 @@ def train(args) -> dict:
         trainer_mod.check_amp = lambda model: True
 
     device = args.device or ("0" if torch.cuda.is_available() else "cpu")
+    hyp = schedule(args)
     emit("start", epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, base=args.model, names=names,
-         counts=counts, device=device, ultralytics=ultralytics.__version__, torch=torch.__version__)
+         counts=counts, device=device, ultralytics=ultralytics.__version__, torch=torch.__version__, hyp=hyp)
 
     model = YOLO(args.model, task="detect")
     epoch_times: list[float] = []
@@ -299,6 +342,7 @@ def train(args) -> dict:
             pretrained=False,
             verbose=True,
             val=True,
+            **{k: v for k, v in hyp.items() if k != "warm_start"},
         )
     except KeyboardInterrupt:
         interrupted = True
@@ -353,6 +397,7 @@ def train(args) -> dict:
         },
         "names": names,
         "counts": counts,
+        "hyp": hyp,
         "args": {k: v for k, v in vars(args).items() if k not in ("out",)},
         "variants": extra,
     }
@@ -377,7 +422,8 @@ def sagemaker_args(argv_defaults: argparse.Namespace) -> argparse.Namespace:
     base = hp.get("model", "yolov8n.yaml")
     ns.model = str(base_dir / base) if (base_dir / base).exists() else base
     for key, cast in (("epochs", int), ("imgsz", int), ("batch", int), ("patience", int), ("seed", int),
-                      ("time_minutes", float), ("workers", int)):
+                      ("time_minutes", float), ("workers", int), ("optimizer", str), ("lr0", float),
+                      ("warmup_epochs", float), ("close_mosaic", int)):
         if key in hp:
             setattr(ns, key, cast(hp[key]))
     ns.amp = str(hp.get("amp", "false")).lower() == "true"
@@ -386,6 +432,8 @@ def sagemaker_args(argv_defaults: argparse.Namespace) -> argparse.Namespace:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    if argv[:1] == ["train"]:  # SageMaker starts the container as `docker run IMAGE train`
+        argv = ["--sagemaker", *argv[1:]]
     p = argparse.ArgumentParser(description="Train a YOLOv8 detector offline (loupe).")
     p.add_argument("--data", help="YOLO data.yaml")
     p.add_argument("--model", default="yolov8n.yaml", help="yolov8n.yaml (cold start) or a local .pt to warm-start from")
@@ -399,6 +447,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="cpu, 0, ... (default: GPU 0 if present)")
     p.add_argument("--amp", action="store_true", help="mixed precision on a GPU (online self-check skipped)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset for the exports (default: ultralytics' choice)")
+    p.add_argument("--optimizer", default=None, choices=["auto", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp"],
+                   help="default: auto for a cold start, AdamW for a .pt warm start")
+    p.add_argument("--lr0", type=float, default=None, help="initial learning rate (default: 2e-4 for a warm start)")
+    p.add_argument("--warmup-epochs", type=float, default=None, help="default: 3 cold, 0 warm")
+    p.add_argument("--close-mosaic", type=int, default=None, help="epochs at the end without mosaic (default: 10 cold, min(10, epochs) warm)")
     p.add_argument("--cache", choices=["ram", "disk"], default=None, help="cache decoded images (faster epochs)")
     p.add_argument("--export-variants", nargs="*", default=[], choices=["dynamic", "nms", "half"])
     p.add_argument("--out", default="train-out")
@@ -407,12 +460,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.sagemaker or (not args.data and (SM_ROOT / "input" / "config" / "hyperparameters.json").exists()):
         args = sagemaker_args(args)
+        args.sagemaker = True  # also when detected: refusals must reach /opt/ml/output/failure
     if not args.data:
         p.error("--data is required")
     return args
 
 
+_interrupted = [False]
+
+
 def _raise_interrupt(*_):
+    # Raise once: a terminal Ctrl-C reaches both the driver and this process, and the driver then
+    # forwards SIGINT too; a second KeyboardInterrupt would cut short the last.pt hand-over.
+    if _interrupted[0]:
+        return
+    _interrupted[0] = True
     raise KeyboardInterrupt
 
 
@@ -425,6 +487,7 @@ def main(argv: list[str]) -> int:
     offline_environment(Path(os.environ.get("YOLO_CONFIG_DIR") or (Path(tempfile.gettempdir()) / "loupe-ultralytics")))
     # Ctrl-C from the driver arrives as SIGINT; SIGTERM (SageMaker stop) is treated the same way.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         train(args)
         return 0

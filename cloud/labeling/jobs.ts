@@ -395,6 +395,31 @@ export class Labeling {
     return { consolidated };
   }
 
+  /**
+   * Record labels consolidated elsewhere (a Ground Truth job's ACS output) for an image of the
+   * job: the same PENDING record as after a local consolidation. Idempotent per image.
+   */
+  async recordConsolidated(jobName: string, ref: string, boxes: GtBox[], meta: Record<string, unknown> = {}): Promise<boolean> {
+    const job = this.jobRow(jobName);
+    const item = this.itemRecord(jobName, ref);
+    if (item.consolidated !== null) return false;
+    const clean = this.cleanBoxes(boxes, item.record, JSON.parse(job.classes) as string[], `${jobName}: ${ref}`).map((b, i) =>
+      boxes[i]?.confidence === undefined ? b : { ...b, confidence: boxes[i]!.confidence },
+    );
+    const record: LabelRecord = {
+      ...item.record,
+      annotations: clean,
+      event_time: this.now(),
+      labeling_job: labelingJobRef(jobName),
+      status: 'PENDING',
+      meta: { ...item.record.meta, ...meta },
+    };
+    await this.commit(() => {
+      this.db.prepare('UPDATE labeling_items SET consolidated = ? WHERE job = ? AND source_ref = ?').run(JSON.stringify(clean), jobName, ref);
+    }, record);
+    return true;
+  }
+
   /** Apply `mark` (job tables) and append `record` to the store, atomically when they share a database. */
   private async commit(mark: () => void, record: LabelRecord | null): Promise<void> {
     if (this.shared && this.store instanceof SqliteLabelStore) {

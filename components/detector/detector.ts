@@ -1,0 +1,345 @@
+/**
+ * loupe's YOLOv8 detector on ONNX Runtime: the one implementation behind `loupe detect`, the edge
+ * inference component and the cloud evaluator/gate, so the numbers the cloud gates on come from
+ * the code the device runs. It reproduces ultralytics 8.3.253 exactly: predict (and val) pre- and
+ * postprocessing, see letterbox.ts, resize.ts, decode.ts and postprocess.ts.
+ *
+ * API (kept stable for the inference component and the gate):
+ *
+ *   const det = await Detector.load('model.onnx', { imgsz?, names?, threads? });
+ *   det.info        // names, imgsz [h, w], stride, dynamic, nmsExport, fp16, inputName, outputName, ...
+ *   await det.warmup();
+ *   const r = await det.detect('frame.jpg' | buffer, { conf: 0.25, iou: 0.7, maxDet: 300,
+ *                              classes: ['scratch'], classConf: { scratch: 0.4 }, mode: 'predict' });
+ *   // r = { width, height, detections: [{ xyxy: [x1, y1, x2, y2], conf, cls, name }], timings }
+ *   await det.dispose();
+ *
+ * - Boxes are in original-image pixels (after EXIF orientation), clipped to the image.
+ * - `mode: 'predict'` (default) is ultralytics `predict` (conf 0.25, best class per box);
+ *   `mode: 'val'` is what `val` does per image (its loader's resize, multi-label NMS, conf 0.001).
+ * - `classes` filters by class id or name; `classConf` sets per-class thresholds (others use conf).
+ * - Safe to call concurrently: decoding runs in parallel (sharp's thread pool); tensor fill,
+ *   inference and NMS run one frame at a time because their buffers are reused across frames.
+ * - Bad models, images and options raise LoupeError naming the file or option.
+ */
+import { readFile } from 'node:fs/promises';
+import * as ort from 'onnxruntime-node';
+import { LoupeError, errorMessage } from '../common/errors.js';
+import { decodeImage, type RgbImage } from './decode.js';
+import { halfToFloat } from './fp16.js';
+import { letterboxGeometry, TensorWriter, valLoadSize, valRectShape, type LetterboxGeometry } from './letterbox.js';
+import { modelInfoFromBytes, type ModelInfo, type ModelOverrides } from './model-info.js';
+import { Postprocessor, scaleBoxes, scaleFromShapes, type NmsOptions, type RawBoxes, type ScaleBack } from './postprocess.js';
+
+export type { ModelInfo } from './model-info.js';
+export type { RgbImage } from './decode.js';
+
+export interface DetectorLoadOptions extends ModelOverrides {
+  /** onnxruntime intra-op threads (default: onnxruntime's choice, all cores). */
+  threads?: number;
+}
+
+export type DetectMode = 'predict' | 'val';
+
+export interface DetectOptions {
+  /** Confidence threshold, strictly greater passes (default 0.25 predict, 0.001 val). */
+  conf?: number;
+  /** NMS IoU threshold, strictly greater suppresses (default 0.7). */
+  iou?: number;
+  /** Most detections per image (default 300). */
+  maxDet?: number;
+  /** Keep only these classes (ids or names). */
+  classes?: ReadonlyArray<number | string>;
+  /** Per-class confidence thresholds by class name or id. */
+  classConf?: Readonly<Record<string, number>>;
+  mode?: DetectMode;
+}
+
+export interface Detection {
+  xyxy: [number, number, number, number];
+  conf: number;
+  cls: number;
+  name: string;
+}
+
+export interface DetectTimings {
+  decodeMs: number;
+  preprocessMs: number;
+  inferenceMs: number;
+  postprocessMs: number;
+  totalMs: number;
+}
+
+export interface DetectResult {
+  width: number;
+  height: number;
+  detections: Detection[];
+  timings: DetectTimings;
+}
+
+/** Model-input-space output, for the evaluator (ultralytics' validator matches in that space). */
+export interface RawDetectResult {
+  width: number;
+  height: number;
+  /** Boxes in model-input pixels (copies). */
+  xyxy: Float32Array;
+  conf: Float32Array;
+  cls: Int32Array;
+  /** Where the image sits in the input, and the size it had before padding. */
+  geometry: LetterboxGeometry;
+  /** Maps input pixels back to original pixels. */
+  scale: ScaleBack;
+  timings: DetectTimings;
+}
+
+export type ImageInput = string | Uint8Array | RgbImage;
+
+function isRgb(x: ImageInput): x is RgbImage {
+  return typeof x === 'object' && !(x instanceof Uint8Array) && 'data' in x && 'width' in x;
+}
+
+const now = (): number => performance.now();
+
+interface Prepared {
+  nms: NmsOptions;
+  mode: DetectMode;
+}
+
+export class Detector {
+  readonly info: Readonly<ModelInfo>;
+  private session: ort.InferenceSession | undefined;
+  private readonly writer = new TensorWriter();
+  private readonly post = new Postprocessor();
+  private readonly tensors = new Map<string, ort.Tensor>();
+  private inputBuf: Float32Array | Uint16Array;
+  private outF32 = new Float32Array(0);
+  private valBuf = new Uint8Array(0);
+  private tail: Promise<void> = Promise.resolve();
+
+  private constructor(info: ModelInfo, session: ort.InferenceSession) {
+    this.info = Object.freeze(info);
+    this.session = session;
+    const [h, w] = info.imgsz;
+    // Dynamic models letterbox into at most imgsz (predict) or the rect shape (val), < (h+stride)(w+stride).
+    const cap = 3 * (info.dynamic ? (h + info.stride) * (w + info.stride) : h * w);
+    this.inputBuf = info.fp16 ? new Uint16Array(cap) : new Float32Array(cap);
+  }
+
+  /** Load an ultralytics YOLOv8 detection ONNX export; refuses what it cannot run faithfully. */
+  static async load(path: string, opts: DetectorLoadOptions = {}): Promise<Detector> {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(path);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new LoupeError(code === 'ENOENT' ? 'MODEL_MISSING' : 'MODEL_UNREADABLE', code === 'ENOENT' ? 'model file not found' : `cannot read the model (${errorMessage(e)})`, {
+        input: path,
+        cause: e,
+      });
+    }
+    const info = modelInfoFromBytes(bytes, path, opts);
+    if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads < 1)) {
+      throw new LoupeError('DETECT_BAD_OPTION', `threads must be a positive integer, got ${opts.threads}`, { input: 'threads' });
+    }
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(bytes, {
+        executionProviders: ['cpu'],
+        graphOptimizationLevel: 'all',
+        ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
+      });
+    } catch (e) {
+      throw new LoupeError('MODEL_LOAD_FAILED', `onnxruntime could not load the model (${errorMessage(e).split('\n')[0]})`, { input: path, cause: e });
+    }
+    if (!session.inputNames.includes(info.inputName) || !session.outputNames.includes(info.outputName)) {
+      await session.release();
+      throw new LoupeError('MODEL_BAD_OUTPUT', `graph inputs/outputs ${session.inputNames}/${session.outputNames} do not match the declared ${info.inputName}/${info.outputName}`, {
+        input: path,
+      });
+    }
+    return new Detector(info, session);
+  }
+
+  /** One inference on a padding-only frame so the first real frame does not pay for allocation. */
+  async warmup(): Promise<void> {
+    const [h, w] = this.info.imgsz;
+    const g: LetterboxGeometry = { srcW: 0, srcH: 0, newW: 0, newH: 0, left: 0, top: 0, outW: w, outH: h };
+    await this.exclusive(async () => {
+      const t = this.tensorFor(g);
+      this.writer.write({ data: new Uint8Array(0), width: 0, height: 0 }, g, t.data as Float32Array | Uint16Array);
+      await this.infer(t);
+    });
+  }
+
+  /** Detect objects in one image (a path, encoded bytes, or decoded RGB). */
+  async detect(image: ImageInput, opts: DetectOptions = {}): Promise<DetectResult> {
+    const raw = await this.detectInternal(image, opts, false);
+    const { xyxy, conf, cls } = raw;
+    const detections: Detection[] = new Array(conf.length);
+    for (let i = 0; i < conf.length; i++) {
+      const c = cls[i];
+      detections[i] = { xyxy: [xyxy[i * 4], xyxy[i * 4 + 1], xyxy[i * 4 + 2], xyxy[i * 4 + 3]], conf: conf[i], cls: c, name: this.info.names[c] ?? String(c) };
+    }
+    return { width: raw.width, height: raw.height, detections, timings: raw.timings };
+  }
+
+  /** Like detect, but boxes stay in model-input pixels (for the evaluator). */
+  async detectRaw(image: ImageInput, opts: DetectOptions = {}): Promise<RawDetectResult> {
+    return this.detectInternal(image, opts, true);
+  }
+
+  /** Release the onnxruntime session; later calls are refused. */
+  async dispose(): Promise<void> {
+    const s = this.session;
+    this.session = undefined;
+    if (s) await this.exclusive(() => s.release());
+  }
+
+  private async detectInternal(image: ImageInput, opts: DetectOptions, rawSpace: boolean): Promise<RawDetectResult> {
+    if (!this.session) throw new LoupeError('DETECTOR_DISPOSED', 'the detector was disposed', { input: this.info.path });
+    const p = this.prepare(opts);
+    const t0 = now();
+    const label = typeof image === 'string' ? image : '<image buffer>';
+    const img = isRgb(image) ? image : await decodeImage(image, label);
+    const t1 = now();
+    return this.exclusive(async () => {
+      const t2 = now();
+      const { geometry, scale } = this.preprocess(img, p.mode);
+      const tensor = this.tensors.get(`${geometry.outH}x${geometry.outW}`)!;
+      const t3 = now();
+      const out = await this.infer(tensor);
+      const t4 = now();
+      const boxes = this.postprocess(out, p.nms);
+      const n = boxes.n;
+      const xyxy = boxes.xyxy.slice(0, n * 4);
+      if (!rawSpace) scaleBoxes(xyxy, n, scale);
+      const res: RawDetectResult = {
+        width: img.width,
+        height: img.height,
+        xyxy,
+        conf: boxes.conf.slice(0, n),
+        cls: boxes.cls.slice(0, n),
+        geometry,
+        scale,
+        timings: { decodeMs: t1 - t0, preprocessMs: t3 - t2, inferenceMs: t4 - t3, postprocessMs: 0, totalMs: 0 },
+      };
+      const t5 = now();
+      res.timings.postprocessMs = t5 - t4;
+      res.timings.totalMs = t5 - t0;
+      return res;
+    });
+  }
+
+  private prepare(opts: DetectOptions): Prepared {
+    const mode = opts.mode ?? 'predict';
+    if (mode !== 'predict' && mode !== 'val') throw new LoupeError('DETECT_BAD_OPTION', `mode must be 'predict' or 'val', got ${String(mode)}`, { input: 'mode' });
+    const conf = opts.conf ?? (mode === 'val' ? 0.001 : 0.25);
+    const iou = opts.iou ?? 0.7;
+    const maxDet = opts.maxDet ?? 300;
+    const unit = (v: number, name: string): void => {
+      if (typeof v !== 'number' || !(v >= 0 && v <= 1)) throw new LoupeError('DETECT_BAD_OPTION', `must be a number from 0 to 1, got ${v}`, { input: name });
+    };
+    unit(conf, 'conf');
+    unit(iou, 'iou');
+    if (!Number.isInteger(maxDet) || maxDet < 1) throw new LoupeError('DETECT_BAD_OPTION', `must be a positive integer, got ${maxDet}`, { input: 'max-det' });
+    const names = this.info.names;
+    const classId = (c: number | string, what: string): number => {
+      const id = typeof c === 'number' ? c : /^\d+$/.test(c) && !names.includes(c) ? Number(c) : names.indexOf(c);
+      if (!Number.isInteger(id) || id < 0 || id >= names.length) {
+        throw new LoupeError('DETECT_BAD_OPTION', `unknown class ${JSON.stringify(c)}; the model's classes are ${names.map((n, i) => `${i}=${n}`).join(', ')}`, { input: what });
+      }
+      return id;
+    };
+    const classes = opts.classes ? new Set(opts.classes.map((c) => classId(c, 'classes'))) : undefined;
+    let classConf: Array<number | undefined> | undefined;
+    if (opts.classConf) {
+      classConf = new Array<number | undefined>(names.length);
+      for (const [k, v] of Object.entries(opts.classConf)) {
+        unit(v, `class-conf ${k}`);
+        classConf[classId(k, 'class-conf')] = v;
+      }
+    }
+    return {
+      mode,
+      nms: { conf, iou, maxDet, maxNms: 30000, multiLabel: mode === 'val', classes, classConf, fp16: this.info.outputFp16 },
+    };
+  }
+
+  private tensorFor(g: LetterboxGeometry): ort.Tensor {
+    const key = `${g.outH}x${g.outW}`;
+    let t = this.tensors.get(key);
+    if (!t) {
+      const n = 3 * g.outH * g.outW;
+      if (n > this.inputBuf.length) this.inputBuf = this.info.fp16 ? new Uint16Array(n) : new Float32Array(n);
+      const view = this.inputBuf.subarray(0, n);
+      t = new ort.Tensor(this.info.fp16 ? 'float16' : 'float32', view, [1, 3, g.outH, g.outW]);
+      // A regrown buffer invalidates views held by other shapes.
+      for (const [k, old] of this.tensors) if ((old.data as Float32Array | Uint16Array).buffer !== this.inputBuf.buffer) this.tensors.delete(k);
+      this.tensors.set(key, t);
+    }
+    return t;
+  }
+
+  private preprocess(img: RgbImage, mode: DetectMode): { geometry: LetterboxGeometry; scale: ScaleBack } {
+    const { imgsz, stride, dynamic } = this.info;
+    if (mode === 'predict') {
+      // engine/predictor.py pre_transform: LetterBox(imgsz, auto=dynamic (rect, one image), stride).
+      const g = letterboxGeometry(img.width, img.height, imgsz, { auto: dynamic, stride });
+      const t = this.tensorFor(g);
+      this.writer.write(img, g, t.data as Float32Array | Uint16Array);
+      return { geometry: g, scale: scaleFromShapes(g.outH, g.outW, img.height, img.width) };
+    }
+    // Validator: BaseDataset.load_image (long side to imgsz), then LetterBox(scaleup=False) into
+    // imgsz, or for dynamic models the per-image rect shape (set_rectangle with a batch of one).
+    const size = Math.max(imgsz[0], imgsz[1]);
+    const [w1, h1] = valLoadSize(img.width, img.height, size);
+    const need = w1 * h1 * 3;
+    if (this.valBuf.length < need) this.valBuf = new Uint8Array(need);
+    const resized = this.writer.resizeImage(img, w1, h1, this.valBuf);
+    const shape: [number, number] = dynamic ? valRectShape(img.width, img.height, size, stride) : imgsz;
+    const g = letterboxGeometry(w1, h1, shape, { scaleup: false });
+    const t = this.tensorFor(g);
+    this.writer.write(resized, g, t.data as Float32Array | Uint16Array);
+    // scale_boxes with ratio_pad: gain = resized/original height, pad = letterbox (left, top).
+    return { geometry: g, scale: { gain: h1 / img.height, padX: g.left, padY: g.top, width: img.width, height: img.height } };
+  }
+
+  private async infer(t: ort.Tensor): Promise<ort.Tensor> {
+    const s = this.session;
+    if (!s) throw new LoupeError('DETECTOR_DISPOSED', 'the detector was disposed', { input: this.info.path });
+    try {
+      const r = await s.run({ [this.info.inputName]: t });
+      return r[this.info.outputName] as ort.Tensor;
+    } catch (e) {
+      throw new LoupeError('INFERENCE_FAILED', `onnxruntime failed (${errorMessage(e).split('\n')[0]})`, { input: this.info.path, cause: e });
+    }
+  }
+
+  private postprocess(out: ort.Tensor, nms: NmsOptions): RawBoxes {
+    let data: Float32Array;
+    if (out.type === 'float16') {
+      const src = out.data as Uint16Array;
+      if (this.outF32.length < src.length) this.outF32 = new Float32Array(src.length);
+      halfToFloat(src, this.outF32);
+      data = this.outF32.subarray(0, src.length);
+    } else data = out.data as Float32Array;
+    const nc = this.info.names.length;
+    if (this.info.nmsExport) return this.post.runEnd2End(data, out.dims[1], nc, nms);
+    if (out.dims[1] !== 4 + nc) {
+      throw new LoupeError('MODEL_CLASS_MISMATCH', `output has ${out.dims[1] - 4} class rows but ${nc} names`, { input: this.info.path });
+    }
+    return this.post.run(data, nc, out.dims[2], nms);
+  }
+
+  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const prev = this.tail;
+    let release!: () => void;
+    this.tail = new Promise<void>((r) => (release = r));
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+}

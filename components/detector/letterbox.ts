@@ -1,0 +1,150 @@
+import { toHalfBits } from './fp16.js';
+import { LinearResizer } from './resize.js';
+import type { RgbImage } from './decode.js';
+
+/** Python 3's round(): half to even (`round(2.5) == 2`), which ultralytics' letterbox relies on. */
+export function pyRound(x: number): number {
+  const f = Math.floor(x);
+  const d = x - f;
+  if (d > 0.5) return f + 1;
+  if (d < 0.5) return f;
+  return f % 2 === 0 ? f : f + 1;
+}
+
+/** Where an image lands in the model input: resized size, padding, and the canvas. */
+export interface LetterboxGeometry {
+  /** Size of the image given to the letterbox. */
+  srcW: number;
+  srcH: number;
+  /** Resized (unpadded) size. */
+  newW: number;
+  newH: number;
+  /** Padding before the image (left/top) and the canvas (tensor) size. */
+  left: number;
+  top: number;
+  outW: number;
+  outH: number;
+}
+
+export interface LetterboxOptions {
+  /** Minimum stride-multiple rectangle instead of the full canvas (dynamic models in predict). */
+  auto?: boolean;
+  stride?: number;
+  /** false: never enlarge (the validator's letterbox). */
+  scaleup?: boolean;
+}
+
+/** data/augment.py LetterBox.__call__ (8.3.253), centred, no scale_fill. `shape` is [h, w]. */
+export function letterboxGeometry(srcW: number, srcH: number, shape: readonly [number, number], opts: LetterboxOptions = {}): LetterboxGeometry {
+  const { auto = false, stride = 32, scaleup = true } = opts;
+  let r = Math.min(shape[0] / srcH, shape[1] / srcW);
+  if (!scaleup) r = Math.min(r, 1);
+  const newW = pyRound(srcW * r);
+  const newH = pyRound(srcH * r);
+  let dw = shape[1] - newW;
+  let dh = shape[0] - newH;
+  if (auto) {
+    dw = ((dw % stride) + stride) % stride; // np.mod
+    dh = ((dh % stride) + stride) % stride;
+  }
+  dw /= 2;
+  dh /= 2;
+  const top = pyRound(dh - 0.1);
+  const bottom = pyRound(dh + 0.1);
+  const left = pyRound(dw - 0.1);
+  const right = pyRound(dw + 0.1);
+  return { srcW, srcH, newW, newH, left, top, outW: newW + left + right, outH: newH + top + bottom };
+}
+
+/**
+ * The validator's image size for one image (data/base.py BaseDataset.load_image, rect_mode):
+ * long side to `imgsz` with math.ceil on the short side, capped at imgsz; unchanged when r == 1.
+ */
+export function valLoadSize(w0: number, h0: number, imgsz: number): [number, number] {
+  const r = imgsz / Math.max(h0, w0);
+  if (r === 1) return [w0, h0];
+  return [Math.min(Math.ceil(w0 * r), imgsz), Math.min(Math.ceil(h0 * r), imgsz)];
+}
+
+/**
+ * The validator's batch shape for one image when rect batching applies (dynamic models):
+ * data/base.py set_rectangle with a batch of one and pad 0.5, as [h, w].
+ */
+export function valRectShape(w0: number, h0: number, imgsz: number, stride: number): [number, number] {
+  const ar = h0 / w0;
+  let s: [number, number] = [1, 1];
+  if (ar < 1) s = [ar, 1];
+  else if (ar > 1) s = [1, 1 / ar];
+  return [Math.ceil((s[0] * imgsz) / stride + 0.5) * stride, Math.ceil((s[1] * imgsz) / stride + 0.5) * stride];
+}
+
+const PAD = 114;
+
+/** uint8 -> input value tables: torch's `uint8.float() / 255` and `uint8.half() / 255`. */
+const F32_LUT = new Float32Array(256).map((_, v) => v / 255);
+const F16_LUT = Uint16Array.from({ length: 256 }, (_, v) => toHalfBits(Math.fround(v / 255)));
+
+/**
+ * Writes letterboxed images straight into a model input tensor: resize (OpenCV-exact), pad 114,
+ * RGB planes (CHW), /255, as float32 or float16 bits, in one pass over each output row.
+ * The padding is rewritten only when the geometry changes, since a camera line repeats one size.
+ */
+export class TensorWriter {
+  private readonly resizer = new LinearResizer();
+  private lastKey = '';
+  private lastTarget: Float32Array | Uint16Array | undefined;
+
+  write(img: RgbImage, g: LetterboxGeometry, target: Float32Array | Uint16Array): void {
+    const fp16 = target instanceof Uint16Array;
+    const lut: Float32Array | Uint16Array = fp16 ? F16_LUT : F32_LUT;
+    const { outW, outH, left, top, newW, newH } = g;
+    const plane = outW * outH;
+    if (target.length < plane * 3) throw new Error(`input buffer too small for ${outW}x${outH}`);
+    const key = `${outW}x${outH}:${left},${top}:${newW}x${newH}`;
+    if (key !== this.lastKey || target !== this.lastTarget) {
+      this.fillPadding(target, g, lut[PAD]);
+      this.lastKey = key;
+      this.lastTarget = target;
+    }
+    const writeRow = (dy: number, row: Uint8Array): void => {
+      let o = (top + dy) * outW + left;
+      const end = o + newW;
+      for (let i = 0; o < end; o++, i += 3) {
+        target[o] = lut[row[i]];
+        target[o + plane] = lut[row[i + 1]];
+        target[o + 2 * plane] = lut[row[i + 2]];
+      }
+    };
+    if (newW === img.width && newH === img.height) {
+      // LetterBox skips cv2.resize when the size already matches.
+      const stride = img.width * 3;
+      for (let y = 0; y < newH; y++) writeRow(y, img.data.subarray(y * stride, (y + 1) * stride));
+    } else {
+      this.resizer.resize(img.data, img.width, img.height, 3, newW, newH, writeRow);
+    }
+  }
+
+  /** Resize only (the validator's load_image step), into a reused or new buffer. */
+  resizeImage(img: RgbImage, w: number, h: number, into?: Uint8Array): RgbImage {
+    if (w === img.width && h === img.height) return img;
+    const data = into && into.length >= w * h * 3 ? into.subarray(0, w * h * 3) : new Uint8Array(w * h * 3);
+    const rowLen = w * 3;
+    this.resizer.resize(img.data, img.width, img.height, 3, w, h, (dy, row) => data.set(row.subarray(0, rowLen), dy * rowLen));
+    return { data, width: w, height: h };
+  }
+
+  private fillPadding(target: Float32Array | Uint16Array, g: LetterboxGeometry, v: number): void {
+    const { outW, outH, left, top, newW, newH } = g;
+    const plane = outW * outH;
+    for (let c = 0; c < 3; c++) {
+      const base = c * plane;
+      target.fill(v, base, base + top * outW);
+      target.fill(v, base + (top + newH) * outW, base + plane);
+      for (let y = top; y < top + newH; y++) {
+        const r = base + y * outW;
+        target.fill(v, r, r + left);
+        target.fill(v, r + left + newW, r + outW);
+      }
+    }
+  }
+}

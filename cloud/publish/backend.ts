@@ -1,0 +1,41 @@
+import type { Backend } from './fleet-store.js';
+import type { ArtefactFile, ModelComponent } from './model-component.js';
+
+/**
+ * What publishing needs from a fleet, the same for the local nucleus and for AWS IoT
+ * Greengrass: component versions (list, create), the components a target runs now, and
+ * deployments (find by name, create, status). `publish.ts` drives it with the fleet store's
+ * intent rows so that every call is safe to repeat after a crash.
+ */
+export interface DeploymentState {
+  state: 'in-progress' | 'succeeded' | 'failed';
+  detail: Record<string, unknown>;
+}
+
+export interface DeviceModel {
+  device: string;
+  /** The loupe.Model component version the device runs (installed components or telemetry). */
+  modelVersion: string | null;
+  state: string | null;
+}
+
+export interface FleetBackend {
+  readonly kind: Backend;
+  /** The deployment target: a thing group ARN on AWS, the nucleus's thing name locally. */
+  readonly target: string;
+  componentVersions(component: string): Promise<string[]>;
+  /** Put the files where the recipe's URIs say, then create the component version. */
+  createComponentVersion(c: ModelComponent): Promise<{ arn: string | null }>;
+  uriFor(component: string, version: string, file: ArtefactFile & { sha256: string }): string;
+  /** Components the target's current deployment names, with their versions and configuration updates. */
+  currentComponents(): Promise<Record<string, { componentVersion: string; configurationUpdate?: { merge?: string; reset?: string[] } }>>;
+  /** The id of a deployment to the target with this name, if one was made. */
+  findDeployment(name: string): Promise<string | null>;
+  createDeployment(
+    name: string,
+    components: Record<string, { componentVersion: string; configurationUpdate?: { merge?: string; reset?: string[] } }>,
+  ): Promise<{ deploymentId: string; detail?: Record<string, unknown> }>;
+  deploymentStatus(deploymentId: string): Promise<DeploymentState>;
+  /** Which model version each device of the target reports running. */
+  devices(component: string): Promise<DeviceModel[]>;
+}

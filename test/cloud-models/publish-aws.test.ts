@@ -1,0 +1,232 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { mockClient } from 'aws-sdk-client-mock';
+import {
+  ConflictException,
+  CreateComponentVersionCommand,
+  CreateDeploymentCommand,
+  GetDeploymentCommand,
+  GreengrassV2Client,
+  ListComponentVersionsCommand,
+  ListComponentsCommand,
+  ListCoreDevicesCommand,
+  ListDeploymentsCommand,
+  ListInstalledComponentsCommand,
+} from '@aws-sdk/client-greengrassv2';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
+import { AwsGreengrassFleet } from '../../cloud/publish/greengrass-aws.js';
+import { FleetStore } from '../../cloud/publish/fleet-store.js';
+import { deployModel, publishModel, rollback } from '../../cloud/publish/publish.js';
+import { openRegistry, type SqliteModelRegistry } from '../../cloud/registry/sqlite-registry.js';
+import { seedShippedModel, SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
+import { sha256 } from '../../components/common/fsutil.js';
+import type { ModelVersion } from '../../cloud/registry/types.js';
+
+const GROUP = 'arn:aws:iot:eu-west-1:123456789012:thinggroup/press-line-3';
+const COMP_ARN = 'arn:aws:greengrass:eu-west-1:123456789012:components:loupe.Model';
+
+// A loupe.Model recipe as the fleet runs it (the test's base; the real one lives in recipes/).
+const baseRecipe = {
+  RecipeFormatVersion: '2020-01-25',
+  ComponentName: 'loupe.Model',
+  ComponentVersion: '1.0.0',
+  ComponentDescription: 'the model',
+  ComponentPublisher: 'loupe',
+  ComponentConfiguration: { DefaultConfiguration: { modelFile: 'model.onnx' } },
+  Manifests: [
+    { Platform: { os: 'linux', architecture: 'amd64' }, Artifacts: [{ Uri: 's3://b/loupe.Model/1.0.0/model.onnx', Permission: { Read: 'ALL' } }, { Uri: 's3://b/loupe.Model/1.0.0/card.json' }] },
+    { Platform: { os: 'linux', architecture: 'aarch64' }, Artifacts: [{ Uri: 's3://b/loupe.Model/1.0.0/model.onnx', Permission: { Read: 'ALL' } }] },
+  ],
+  Lifecycle: {},
+};
+
+describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', () => {
+  let dir: string;
+  let s3store: ObjectStore;
+  let s3: S3Client;
+  let reg: SqliteModelRegistry;
+  let fleet: FleetStore;
+  let model: ModelVersion;
+  const gg = mockClient(GreengrassV2Client);
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'loupe-ggaws-'));
+    s3store = await startObjectStore({ dir: join(dir, 's3'), buckets: ['fleet-artefacts'] });
+    s3 = new S3Client(s3store.clientConfig);
+    reg = openRegistry(join(dir, 'registry'));
+    model = await seedShippedModel(reg);
+  });
+  afterAll(async () => {
+    reg.close();
+    s3.destroy();
+    await s3store.stop();
+    await rm(dir, { recursive: true, force: true });
+    gg.restore();
+  });
+  beforeEach(() => {
+    gg.reset();
+    fleet?.close();
+    fleet = new FleetStore(join(dir, `fleet-${Math.random()}.db`));
+  });
+
+  const backend = () => new AwsGreengrassFleet({ greengrass: new GreengrassV2Client({ region: 'eu-west-1' }), s3, bucket: 'fleet-artefacts', thingGroupArn: GROUP });
+  const files = () => [
+    { name: 'model.onnx', path: join(SHIPPED_MODEL_DIR, 'model.onnx') },
+    { name: 'card.json', path: join(SHIPPED_MODEL_DIR, 'train-metrics.json') },
+  ];
+
+  it('creates the next loupe.Model version with the artefacts in S3 and their SHA-256 digests in the recipe', async () => {
+    gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
+    gg.on(ListComponentVersionsCommand).resolves({ componentVersions: [{ componentName: 'loupe.Model', componentVersion: '1.0.0' }, { componentName: 'loupe.Model', componentVersion: '1.0.3' }] });
+    gg.on(CreateComponentVersionCommand).resolves({ arn: `${COMP_ARN}:versions:1.0.4`, componentName: 'loupe.Model', componentVersion: '1.0.4', status: { componentState: 'DEPLOYABLE' } } as never);
+    const out = await publishModel({ backend: backend(), store: fleet, model, files: files(), baseRecipe, log: undefined });
+    expect(out.version).toBe('1.0.4');
+    expect(gg.commandCalls(ListComponentsCommand)[0]!.args[0].input).toEqual({ scope: 'PRIVATE' });
+    expect(gg.commandCalls(ListComponentVersionsCommand)[0]!.args[0].input).toEqual({ arn: COMP_ARN });
+    const call = gg.commandCalls(CreateComponentVersionCommand)[0]!.args[0].input;
+    const recipe = JSON.parse(new TextDecoder().decode(call.inlineRecipe as Uint8Array));
+    const onnxBytes = readFileSync(join(SHIPPED_MODEL_DIR, 'model.onnx'));
+    const digest = createHash('sha256').update(onnxBytes).digest('base64');
+    const cardDigest = createHash('sha256').update(readFileSync(join(SHIPPED_MODEL_DIR, 'train-metrics.json'))).digest('base64');
+    const artifacts = [
+      { Uri: 's3://fleet-artefacts/loupe/components/loupe.Model/1.0.4/model.onnx', Digest: digest, Algorithm: 'SHA-256', Unarchive: 'NONE', Permission: { Read: 'ALL' } },
+      { Uri: 's3://fleet-artefacts/loupe/components/loupe.Model/1.0.4/card.json', Digest: cardDigest, Algorithm: 'SHA-256', Unarchive: 'NONE', Permission: { Read: 'ALL' } },
+    ];
+    expect(recipe).toEqual({
+      ...baseRecipe,
+      ComponentVersion: '1.0.4',
+      ComponentDescription: `loupe model metal-tags:1 (onnx sha256 ${model.artefacts.onnx.sha256.slice(0, 12)}), published by loupe`,
+      ComponentConfiguration: { DefaultConfiguration: { modelFile: 'model.onnx', modelRef: 'metal-tags:1', modelSha256: model.artefacts.onnx.sha256 } },
+      Manifests: [
+        { Platform: { os: 'linux', architecture: 'amd64' }, Artifacts: artifacts },
+        { Platform: { os: 'linux', architecture: 'aarch64' }, Artifacts: artifacts },
+      ],
+    });
+    expect(call.tags).toEqual({ 'loupe:component': 'loupe.Model' });
+    expect(call.clientToken).toMatch(/^[0-9a-f]{64}$/);
+    const obj = await s3.send(new GetObjectCommand({ Bucket: 'fleet-artefacts', Key: 'loupe/components/loupe.Model/1.0.4/model.onnx' }));
+    expect(Buffer.from(await obj.Body!.transformToByteArray()).equals(onnxBytes)).toBe(true);
+
+    // Publishing the same model again creates nothing.
+    const again = await publishModel({ backend: backend(), store: fleet, model, files: files(), baseRecipe });
+    expect(again).toMatchObject({ version: '1.0.4', created: false });
+    expect(gg.commandCalls(CreateComponentVersionCommand).length).toBe(1);
+  });
+
+  it('after a crash between CreateComponentVersion and its record, reuses the version instead of making another', async () => {
+    gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
+    gg.on(ListComponentVersionsCommand).resolves({ componentVersions: [{ componentVersion: '1.0.0' }] });
+    // The "crashed" attempt: intent recorded, call made, never marked.
+    fleet.recordComponentIntent({ backend: 'aws', component: 'loupe.Model', version: '1.0.1', modelRef: model.ref, onnxSha256: model.artefacts.onnx.sha256, recipe: {} });
+    gg.on(ListComponentVersionsCommand).resolves({ componentVersions: [{ componentVersion: '1.0.0' }, { componentVersion: '1.0.1' }] });
+    const out = await publishModel({ backend: backend(), store: fleet, model, files: files(), baseRecipe });
+    expect(out).toMatchObject({ version: '1.0.1', created: false });
+    expect(gg.commandCalls(CreateComponentVersionCommand).length).toBe(0);
+    // And if the call had not got through, the same version is created (a Conflict would also be taken as done).
+    fleet.recordComponentIntent({ backend: 'aws', component: 'loupe.Model', version: '1.0.2', modelRef: 'metal-tags:9', onnxSha256: model.artefacts.onnx.sha256, recipe: {} });
+    gg.on(CreateComponentVersionCommand).rejects(new ConflictException({ message: 'exists', $metadata: {}, resourceId: 'x', resourceType: 'y' }));
+    const other = { ...model, ref: 'metal-tags:9' };
+    const out2 = await publishModel({ backend: backend(), store: fleet, model: other, files: files(), baseRecipe });
+    expect(out2.version).toBe('1.0.2');
+    expect(gg.commandCalls(CreateComponentVersionCommand).length).toBe(1);
+  });
+
+  it('deploys to the thing group keeping the other components, with exponential rollout, abort criteria and ROLLBACK', async () => {
+    gg.on(ListDeploymentsCommand).resolves({ deployments: [{ deploymentId: 'd-old', deploymentName: 'suite-v1', targetArn: GROUP }] });
+    gg.on(GetDeploymentCommand, { deploymentId: 'd-old' }).resolves({
+      deploymentId: 'd-old',
+      components: {
+        'loupe.Model': { componentVersion: '1.0.0' },
+        'loupe.Inference': { componentVersion: '1.2.0', configurationUpdate: { merge: '{"conf":0.3}' } },
+        'loupe.Camera': { componentVersion: '1.1.0' },
+        'loupe.Uploader': { componentVersion: '1.0.5' },
+      },
+    });
+    gg.on(CreateDeploymentCommand).resolves({ deploymentId: 'd-new', iotJobId: 'job-1', iotJobArn: 'arn:job' });
+    const row = await deployModel({ backend: backend(), store: fleet, modelRef: 'metal-tags:2', version: '1.0.4', name: 'loupe-run-7' });
+    expect(gg.commandCalls(ListDeploymentsCommand)[0]!.args[0].input).toEqual({ targetArn: GROUP, historyFilter: 'LATEST_ONLY' });
+    expect(gg.commandCalls(CreateDeploymentCommand)[0]!.args[0].input).toEqual({
+      targetArn: GROUP,
+      deploymentName: 'loupe-run-7',
+      components: {
+        'loupe.Model': { componentVersion: '1.0.4' },
+        'loupe.Inference': { componentVersion: '1.2.0', configurationUpdate: { merge: '{"conf":0.3}' } },
+        'loupe.Camera': { componentVersion: '1.1.0' },
+        'loupe.Uploader': { componentVersion: '1.0.5' },
+      },
+      deploymentPolicies: {
+        failureHandlingPolicy: 'ROLLBACK',
+        componentUpdatePolicy: { action: 'NOTIFY_COMPONENTS', timeoutInSeconds: 60 },
+        configurationValidationPolicy: { timeoutInSeconds: 60 },
+      },
+      iotJobConfiguration: {
+        jobExecutionsRolloutConfig: {
+          exponentialRate: { baseRatePerMinute: 2, incrementFactor: 2, rateIncreaseCriteria: { numberOfSucceededThings: 2 } },
+          maximumPerMinute: 50,
+        },
+        abortConfig: {
+          criteriaList: [
+            { failureType: 'FAILED', action: 'CANCEL', thresholdPercentage: 10, minNumberOfExecutedThings: 5 },
+            { failureType: 'TIMED_OUT', action: 'CANCEL', thresholdPercentage: 10, minNumberOfExecutedThings: 5 },
+          ],
+        },
+        timeoutConfig: { inProgressTimeoutInMinutes: 30 },
+      },
+      tags: { 'loupe:deployment': 'loupe-run-7' },
+      clientToken: sha256(`${GROUP}\nloupe-run-7`).slice(0, 64),
+    });
+    expect(row).toMatchObject({ state: 'created', deploymentId: 'd-new', previousVersion: '1.0.0', version: '1.0.4' });
+
+    // The same deployment asked for again (resumed loop): nothing new.
+    await deployModel({ backend: backend(), store: fleet, modelRef: 'metal-tags:2', version: '1.0.4', name: 'loupe-run-7' });
+    expect(gg.commandCalls(CreateDeploymentCommand).length).toBe(1);
+
+    // Rollback: the previous loupe.Model version, everything else as the group runs it now.
+    gg.on(ListDeploymentsCommand).resolves({ deployments: [{ deploymentId: 'd-new', deploymentName: 'loupe-run-7', targetArn: GROUP }] });
+    gg.on(GetDeploymentCommand, { deploymentId: 'd-new' }).resolves({
+      deploymentId: 'd-new',
+      components: { 'loupe.Model': { componentVersion: '1.0.4' }, 'loupe.Inference': { componentVersion: '1.2.0' }, 'loupe.Camera': { componentVersion: '1.1.0' }, 'loupe.Uploader': { componentVersion: '1.0.5' } },
+    });
+    gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
+    gg.on(ListComponentVersionsCommand).resolves({ componentVersions: [{ componentVersion: '1.0.0' }, { componentVersion: '1.0.4' }] });
+    gg.on(CreateDeploymentCommand).resolves({ deploymentId: 'd-rb' });
+    const rb = await rollback({ backend: backend(), store: fleet });
+    const rbCall = gg.commandCalls(CreateDeploymentCommand)[1]!.args[0].input;
+    expect(rbCall.deploymentName).toBe('rollback-loupe-run-7-to-1.0.0');
+    expect(rbCall.components).toEqual({
+      'loupe.Model': { componentVersion: '1.0.0' },
+      'loupe.Inference': { componentVersion: '1.2.0' },
+      'loupe.Camera': { componentVersion: '1.1.0' },
+      'loupe.Uploader': { componentVersion: '1.0.5' },
+    });
+    expect(rb).toMatchObject({ kind: 'rollback', version: '1.0.0', previousVersion: '1.0.4', deploymentId: 'd-rb' });
+  });
+
+  it('after a crash between CreateDeployment and its record, finds the deployment by name', async () => {
+    fleet.recordDeploymentIntent({ backend: 'aws', target: GROUP, name: 'loupe-run-8', kind: 'deploy', modelRef: 'metal-tags:3', component: 'loupe.Model', version: '1.0.5', previousVersion: '1.0.4', components: { 'loupe.Model': '1.0.5' } });
+    gg.on(ListDeploymentsCommand).resolves({ deployments: [{ deploymentId: 'd-8', deploymentName: 'loupe-run-8', targetArn: GROUP }] });
+    const row = await deployModel({ backend: backend(), store: fleet, modelRef: 'metal-tags:3', version: '1.0.5', name: 'loupe-run-8' });
+    expect(row).toMatchObject({ state: 'created', deploymentId: 'd-8' });
+    expect(gg.commandCalls(CreateDeploymentCommand).length).toBe(0);
+  });
+
+  it('reports which model version each device of the group has installed', async () => {
+    gg.on(ListCoreDevicesCommand).resolves({ coreDevices: [{ coreDeviceThingName: 'press-1', status: 'HEALTHY' }, { coreDeviceThingName: 'press-2', status: 'HEALTHY' }] });
+    gg.on(ListInstalledComponentsCommand, { coreDeviceThingName: 'press-1', topologyFilter: 'ALL' }).resolves({ installedComponents: [{ componentName: 'loupe.Model', componentVersion: '1.0.4', lifecycleState: 'FINISHED' }] });
+    gg.on(ListInstalledComponentsCommand, { coreDeviceThingName: 'press-2', topologyFilter: 'ALL' }).resolves({ installedComponents: [{ componentName: 'loupe.Model', componentVersion: '1.0.0', lifecycleState: 'FINISHED' }] });
+    expect(await backend().devices('loupe.Model')).toEqual([
+      { device: 'press-1', modelVersion: '1.0.4', state: 'FINISHED' },
+      { device: 'press-2', modelVersion: '1.0.0', state: 'FINISHED' },
+    ]);
+    expect(gg.commandCalls(ListCoreDevicesCommand)[0]!.args[0].input).toEqual({ thingGroupArn: GROUP });
+  });
+
+  it('refuses a target that is not a thing group ARN', () => {
+    expect(() => new AwsGreengrassFleet({ greengrass: new GreengrassV2Client({}), s3, bucket: 'b', thingGroupArn: 'press-line-3' })).toThrow(/press-line-3: expected a thing group ARN/);
+  });
+});

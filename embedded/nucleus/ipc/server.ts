@@ -1,0 +1,254 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { chmod, mkdtemp, rm, symlink, unlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { makeServiceModel } from 'aws-iot-device-sdk-v2/dist/greengrasscoreipc/model_utils.js';
+import { errorMessage } from '../../../components/common/errors.js';
+import type { Message, MessageHeaders } from './framing.js';
+import { IpcError } from './errors.js';
+import { MessageFlags, MessageType, RpcConnection, type StreamCallbacks, type StreamHandle } from './rpc.js';
+
+/**
+ * The GreengrassCoreIPC service on a Unix socket. Operation names, response/event shape names
+ * and error lists come from the real client's own service model (aws-iot-device-sdk-v2), so the
+ * `service-model-type` headers we send are exactly the ones the client matches on.
+ *
+ * Operations the model knows but loupe does not implement answer like the real nucleus's
+ * DefaultOperationHandler (ServiceError "Operation X is not supported by Greengrass");
+ * operations outside the model answer like the Java RPC server's unknown-operation handler (an
+ * ApplicationError with a plain JSON body and no model type).
+ */
+export interface OperationContext {
+  /** Component name of the caller (or the CLI principal). */
+  readonly principal: string;
+  readonly operation: string;
+  readonly streamId: number;
+  /** Send a streaming event (queued until the initial response has gone out). */
+  emit(event: unknown): void;
+  /** As emit(), with the JSON body already serialised (fan-out of one message to many). */
+  emitSerialized(body: Buffer): void;
+  /** Runs once when the stream ends for any reason (client close, server end, disconnect). */
+  onClose(fn: () => void): void;
+  /** End the stream from the server side (an empty TerminateStream message). */
+  end(): void;
+  readonly closed: boolean;
+}
+
+export type OperationHandler = (request: Record<string, unknown>, ctx: OperationContext) => unknown;
+
+const serviceModel = makeServiceModel();
+export const MODEL_OPERATIONS: ReadonlySet<string> = new Set(serviceModel.operations.keys());
+
+const JSON_CT: MessageHeaders[string] = { type: 'string', value: 'application/json' };
+const TEXT_CT: MessageHeaders[string] = { type: 'string', value: 'text/plain' };
+const EMPTY = new Uint8Array(0);
+
+/** Unix socket paths are limited to 108 bytes (104 on macOS); leave room for the NUL. */
+const MAX_SOCKET_PATH = 100;
+
+export interface IpcServerOptions {
+  socketPath: string;
+  /** Map a Connect's authToken to a principal, or undefined to reject the connection. */
+  authenticate(authToken: string): string | undefined;
+  logger: Logger;
+}
+
+export class IpcServer {
+  private readonly handlers = new Map<string, OperationHandler>();
+  private readonly connections = new Set<RpcConnection>();
+  private server: Server | undefined;
+  private shortDir: string | undefined;
+  /** The path clients connect to (short even when the requested path is long). */
+  connectPath = '';
+
+  constructor(private readonly opts: IpcServerOptions) {}
+
+  /** Register a handler by short name, e.g. "PublishToTopic". */
+  register(name: string, handler: OperationHandler): void {
+    const full = `aws.greengrass#${name}`;
+    if (!serviceModel.operations.has(full)) throw new Error(`${name} is not an operation of the GreengrassCoreIPC model`);
+    this.handlers.set(full, handler);
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Connections authenticated as `principal` (used to drop a stopped component's clients). */
+  connectionsOf(principal: string): RpcConnection[] {
+    return [...this.connections].filter((c) => c.principal === principal);
+  }
+
+  async listen(): Promise<void> {
+    const requested = this.opts.socketPath;
+    mkdirSync(dirname(requested), { recursive: true });
+    await unlink(requested).catch(() => {});
+    let listenPath = requested;
+    if (Buffer.byteLength(requested) > MAX_SOCKET_PATH) {
+      // Like the real nucleus's workaround for deep roots: bind somewhere short and leave a
+      // link at the requested place; components are given the short path.
+      this.shortDir = await mkdtemp(join(tmpdir(), 'gg-ipc-'));
+      listenPath = join(this.shortDir, 'ipc.socket');
+    }
+    const server = createServer((socket) => this.accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(listenPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (e) => this.opts.logger.error({ err: e.message }, 'ipc server error'));
+    await chmod(listenPath, 0o600);
+    if (listenPath !== requested) await symlink(listenPath, requested);
+    this.server = server;
+    this.connectPath = listenPath;
+    this.opts.logger.info({ socket: listenPath }, 'ipc server listening');
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const c of this.connections) c.socket.destroy();
+    this.connections.clear();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    await unlink(this.opts.socketPath).catch(() => {});
+    if (this.shortDir) await rm(this.shortDir, { recursive: true, force: true });
+  }
+
+  /** Drop every connection of one principal (its process is gone or its token was revoked). */
+  disconnect(principal: string): void {
+    for (const c of this.connectionsOf(principal)) c.socket.destroy();
+  }
+
+  private accept(socket: Socket): void {
+    const conn = new RpcConnection(
+      socket,
+      {
+        authenticate: ({ payload }) => {
+          let token: unknown;
+          try {
+            token = (JSON.parse(Buffer.from(payload).toString('utf8')) as { authToken?: unknown }).authToken;
+          } catch {
+            this.opts.logger.warn('ipc connect payload is not JSON; rejecting');
+            return undefined;
+          }
+          if (typeof token !== 'string' || token === '') {
+            this.opts.logger.warn('ipc connect without an auth token; rejecting');
+            return undefined;
+          }
+          const principal = this.opts.authenticate(token);
+          if (!principal) this.opts.logger.warn('ipc connect with an unrecognised auth token; rejecting');
+          else this.opts.logger.debug({ principal }, 'ipc client connected');
+          return principal;
+        },
+        openStream: (stream, first, flags) => this.openStream(stream, first, flags),
+        onClosed: (c) => this.connections.delete(c),
+      },
+      this.opts.logger,
+    );
+    this.connections.add(conn);
+  }
+
+  private openStream(stream: StreamHandle, first: Message, flags: number): StreamCallbacks {
+    const callbacks: StreamCallbacks = {};
+    // A client may open a stream and close it in the same message: nothing to do (as the Java server).
+    if (flags & MessageFlags.TerminateStream) return callbacks;
+    const op = serviceModel.operations.get(stream.operation);
+    if (!op) {
+      stream.send(
+        MessageType.ApplicationError,
+        MessageFlags.TerminateStream,
+        { ':content-type': JSON_CT },
+        Buffer.from(JSON.stringify({ error: 'Unsupported Operation', message: `${stream.operation} is an unsupported operation.` })),
+      );
+      return callbacks;
+    }
+    const handler = this.handlers.get(stream.operation);
+    const streaming = op.inboundMessageShape !== undefined;
+    const responseHeaders: MessageHeaders = { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: op.responseShape } };
+    const eventHeaders: MessageHeaders | undefined = op.inboundMessageShape
+      ? { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: op.inboundMessageShape } }
+      : undefined;
+
+    const closers: (() => void)[] = [];
+    let responded = false;
+    let pending: Buffer[] = [];
+    callbacks.onClose = () => {
+      for (const f of closers.splice(0)) {
+        try {
+          f();
+        } catch (e) {
+          this.opts.logger.error({ err: errorMessage(e), operation: stream.operation }, 'stream cleanup failed');
+        }
+      }
+    };
+    const sendEvent = (body: Buffer) => {
+      if (stream.closed || !eventHeaders) return;
+      if (!responded) pending.push(body);
+      else stream.send(MessageType.ApplicationMessage, 0, eventHeaders, body);
+    };
+    const ctx: OperationContext = {
+      principal: stream.connection.principal!,
+      operation: stream.operation,
+      streamId: stream.id,
+      emit: (event) => sendEvent(Buffer.from(JSON.stringify(event))),
+      emitSerialized: sendEvent,
+      onClose: (fn) => {
+        if (stream.closed) fn();
+        else closers.push(fn);
+      },
+      end: () => stream.send(MessageType.ApplicationMessage, MessageFlags.TerminateStream, {}, EMPTY),
+      get closed() {
+        return stream.closed;
+      },
+    };
+
+    const fail = (e: unknown) => {
+      if (e instanceof IpcError) {
+        stream.send(
+          MessageType.ApplicationError,
+          MessageFlags.TerminateStream,
+          { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: e.modelType } },
+          Buffer.from(JSON.stringify(e.body())),
+        );
+      } else {
+        // Unmodelled failure: what the Java OperationContinuationHandler sends.
+        this.opts.logger.error({ err: errorMessage(e), operation: stream.operation, principal: ctx.principal }, 'ipc operation failed');
+        stream.send(MessageType.ApplicationError, MessageFlags.TerminateStream, { ':content-type': TEXT_CT }, Buffer.from('InternalServerError'));
+      }
+    };
+    const succeed = (response: unknown) => {
+      if (stream.closed) return;
+      stream.send(MessageType.ApplicationMessage, streaming ? 0 : MessageFlags.TerminateStream, responseHeaders, Buffer.from(JSON.stringify(response ?? {})));
+      responded = true;
+      for (const body of pending) stream.send(MessageType.ApplicationMessage, 0, eventHeaders!, body);
+      pending = [];
+    };
+
+    if (!handler) {
+      fail(new IpcError('ServiceError', `Operation ${stream.operation} is not supported by Greengrass`));
+      return callbacks;
+    }
+    let request: Record<string, unknown>;
+    try {
+      const text = Buffer.from(first.body).toString('utf8');
+      const parsed: unknown = text.length === 0 ? {} : JSON.parse(text);
+      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('request body is not a JSON object');
+      request = parsed as Record<string, unknown>;
+    } catch (e) {
+      fail(e);
+      return callbacks;
+    }
+    try {
+      const result = handler(request, ctx);
+      if (result instanceof Promise) result.then(succeed, fail);
+      else succeed(result);
+    } catch (e) {
+      fail(e);
+    }
+    return callbacks;
+  }
+}

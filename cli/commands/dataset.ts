@@ -5,7 +5,7 @@ import { writeCocoDataset } from '../../cloud/dataset/coco.js';
 import { IMPORT_FORMATS, importDataset } from '../../cloud/dataset/import.js';
 import { datasetStats, type DatasetStats } from '../../cloud/dataset/stats.js';
 import { readYoloLabelled } from '../../cloud/dataset/yolo-labelled.js';
-import { writeYoloDataset } from '../../cloud/dataset/yolo-write.js';
+import { assertOutputFree, writeYoloDataset } from '../../cloud/dataset/yolo-write.js';
 import { datasetVersion } from '../../cloud/dataset/version.js';
 
 const out = (line: string) => process.stdout.write(line + '\n');
@@ -50,6 +50,7 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON object')
     .action(async (o: { format: string; from: string; images?: string; out: string; names?: string; includeDifficult?: boolean; attribute?: string; overwrite?: boolean; copy?: boolean; json?: boolean }) => {
       const log = createLogger('dataset', { stream: 'stderr' });
+      assertOutputFree(o.out, Boolean(o.overwrite)); // before the long import, not after it
       const imported = await importDataset(o.format, o.from, { imagesDir: o.images, names: namesOption(o.names), includeDifficult: o.includeDifficult, attribute: o.attribute, log });
       if (imported.images.length === 0) throw new LoupeError('DATA_EMPTY', 'no labelled images to write', { input: o.from });
       const written = await writeYoloDataset(imported.names, imported.images, o.out, { overwrite: o.overwrite, copy: o.copy, log });
@@ -83,6 +84,7 @@ export function register(program: Command): void {
     .action(async (o: { data: string; format: string; out: string; overwrite?: boolean; json?: boolean }) => {
       const log = createLogger('dataset', { stream: 'stderr' });
       if (o.format !== 'yolo' && o.format !== 'coco') throw new LoupeError('BAD_FORMAT', `unknown export format ${JSON.stringify(o.format)} (yolo or coco)`, { input: '--format' });
+      assertOutputFree(o.out, Boolean(o.overwrite));
       const ds = await readYoloLabelled(o.data, { log });
       const summary =
         o.format === 'yolo'

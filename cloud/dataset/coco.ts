@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { copyFile, link, mkdir, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -10,7 +10,7 @@ import { mapLimit, readImageInfo } from './image-info.js';
 import { checkBox, checkClass, labelError, type LabelSource } from './label-check.js';
 import { emptyReport, type Box, type ImportedDataset, type LabelledImage } from './types.js';
 import { datasetVersion } from './version.js';
-import { checkIds, commitDir } from './yolo-write.js';
+import { assertOutputFree, checkIds, commitDir } from './yolo-write.js';
 
 /** COCO "instances" JSON, the fields loupe reads and writes. */
 export interface CocoImage {
@@ -150,9 +150,7 @@ export function cocoFromDataset(names: readonly string[], images: readonly Label
 export async function writeCocoDataset(names: readonly string[], images: readonly LabelledImage[], outDir: string, opts: { overwrite?: boolean; log?: Logger } = {}): Promise<{ jsonPath: string; root: string }> {
   const root = resolve(outDir);
   checkIds(images);
-  if (existsSync(root) && !opts.overwrite && readdirSync(root).length > 0) {
-    throw new LoupeError('OUT_EXISTS', 'output folder exists and is not empty (choose another, or overwrite)', { input: root });
-  }
+  assertOutputFree(root, Boolean(opts.overwrite));
   await mkdir(dirname(root), { recursive: true });
   const tmp = join(dirname(root), `.${basename(root)}.partial-${randomBytes(4).toString('hex')}`);
   try {

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { copyFile, link, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -107,8 +107,7 @@ export function checkIds(images: readonly LabelledImage[]): void {
 export async function writeYoloDataset(names: readonly string[], images: readonly LabelledImage[], outDir: string, opts: WriteYoloOptions = {}): Promise<WrittenYolo> {
   const root = resolve(outDir);
   checkIds(images);
-  const nonEmpty = existsSync(root) && readdirSync(root).length > 0;
-  if (nonEmpty && !opts.overwrite) throw new LoupeError('OUT_EXISTS', 'output folder exists and is not empty (choose another, or overwrite)', { input: root });
+  assertOutputFree(root, Boolean(opts.overwrite));
   await mkdir(dirname(root), { recursive: true });
   const tmp = join(dirname(root), `.${basename(root)}.partial-${randomBytes(4).toString('hex')}`);
   const files = fileNamesFor(images.map((i) => i.id));
@@ -156,6 +155,14 @@ export async function writeYoloDataset(names: readonly string[], images: readonl
     throw e;
   }
   return { yamlPath: join(root, 'data.yaml'), root, version, manifest };
+}
+
+/** Refuse an output folder that exists and is not empty (unless overwriting); callers may check before long work. */
+export function assertOutputFree(outDir: string, overwrite: boolean): void {
+  const root = resolve(outDir);
+  if (overwrite || !existsSync(root)) return;
+  if (!statSync(root).isDirectory()) throw new LoupeError('OUT_EXISTS', 'output path exists and is not a folder', { input: root });
+  if (readdirSync(root).length > 0) throw new LoupeError('OUT_EXISTS', 'output folder exists and is not empty (choose another, or overwrite)', { input: root });
 }
 
 /** Move a finished temp folder into place; with `overwrite`, swap the old one out first. */

@@ -29,8 +29,8 @@ export interface FleetBackend {
   uriFor(component: string, version: string, file: ArtefactFile & { sha256: string }): string;
   /** Components the target's current deployment names, with their versions and configuration updates. */
   currentComponents(): Promise<Record<string, { componentVersion: string; configurationUpdate?: { merge?: string; reset?: string[] } }>>;
-  /** The id of a deployment to the target with this name, if one was made. */
-  findDeployment(name: string): Promise<string | null>;
+  /** The id of a deployment to the target with this name, if one was made (`intentAt`: when loupe decided to make it). */
+  findDeployment(name: string, intentAt: string): Promise<string | null>;
   createDeployment(
     name: string,
     components: Record<string, { componentVersion: string; configurationUpdate?: { merge?: string; reset?: string[] } }>,

@@ -97,7 +97,7 @@ export async function deployModel(i: DeployInput): Promise<DeploymentRow> {
   let row = i.store.deploymentByName(kind, target, i.name);
   if (row && row.state !== 'intent') return row;
   if (row) {
-    const id = await i.backend.findDeployment(i.name);
+    const id = await i.backend.findDeployment(i.name, row.createdAt);
     if (id) {
       i.store.updateDeployment(row.id, { state: 'created', deploymentId: id });
       log.info({ deployment: i.name, id }, 'deployment was created before a crash; recorded it');

@@ -1,0 +1,327 @@
+import { S3Client } from '@aws-sdk/client-s3';
+import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { LoupeError } from '../../components/common/errors.js';
+import { createLogger } from '../../components/common/log.js';
+import { sharedDataset } from '../../components/common/paths.js';
+import { ingestIncoming } from '../../cloud/ingest/index.js';
+import { ImageSource, metalTagsMapping, type RefMapping } from '../../cloud/labeling/images.js';
+import { Labeling, type Job } from '../../cloud/labeling/jobs.js';
+import { startLabelServer } from '../../cloud/labeling/server.js';
+import { runSimulatedVerifier, runSimulatedWorkforce, truthFromStore } from '../../cloud/labeling/workforce.js';
+import { importFeatureStoreCsv, itemState, openLabelStore, writeFeatureStoreCsv, type LabelStatus, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+
+/**
+ * `loupe labels …`: the label store (import, export, list, history, stats), ingest of device
+ * uploads, labelling jobs, the labelling web UI, and the simulated workforce. State lives under
+ * --home (default $LOUPE_HOME or ./.loupe): labels.db, ingest-state.json.
+ */
+const out = (line: string) => process.stdout.write(line + '\n');
+
+export interface HomeOptions {
+  home?: string;
+  store?: string;
+}
+
+export function homeDir(o: HomeOptions): string {
+  return resolve(o.home ?? process.env.LOUPE_HOME ?? '.loupe');
+}
+
+export function openStoreFrom(o: HomeOptions): SqliteLabelStore {
+  return openLabelStore(o.store ? resolve(o.store) : join(homeDir(o), 'labels.db'));
+}
+
+/** Epoch seconds from `--as-of` (epoch seconds or an ISO-8601 time). */
+export function parseTime(v: string | undefined, flag = '--as-of'): number | undefined {
+  if (v === undefined) return undefined;
+  if (/^\d+(\.\d+)?$/.test(v)) return Number(v);
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw new LoupeError('BAD_OPTION', `${JSON.stringify(v)} is neither epoch seconds nor an ISO-8601 time`, { input: flag });
+  return t / 1000;
+}
+
+function intOption(v: string, flag: string, min = 0): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new LoupeError('BAD_OPTION', `must be an integer >= ${min}, got ${JSON.stringify(v)}`, { input: flag });
+  return n;
+}
+
+function rateOption(v: string, flag: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0 || n > 1) throw new LoupeError('BAD_OPTION', `must be a number in [0, 1], got ${JSON.stringify(v)}`, { input: flag });
+  return n;
+}
+
+export interface S3Options {
+  endpoint?: string;
+  region?: string;
+  bucket?: string;
+}
+
+/**
+ * An S3 client: `--endpoint` points it at the embedded store (path-style); credentials come from
+ * the default chain, or the embedded store's local key when none is set and an endpoint is given.
+ */
+export function s3From(o: S3Options): S3Client | undefined {
+  if (!o.endpoint && !o.bucket) return undefined;
+  const local = o.endpoint && !process.env.AWS_ACCESS_KEY_ID && !process.env.AWS_PROFILE;
+  return new S3Client({
+    region: o.region ?? process.env.AWS_REGION ?? 'us-east-1',
+    ...(o.endpoint ? { endpoint: o.endpoint, forcePathStyle: true } : {}),
+    // the embedded object store's default key (embedded/objectstore DEFAULT_CREDENTIALS)
+    ...(local ? { credentials: { accessKeyId: 'loupe-local', secretAccessKey: 'loupe-local-secret' } } : {}),
+  });
+}
+
+function mappingsFrom(maps: string[] | undefined): RefMapping[] {
+  const out: RefMapping[] = (maps ?? []).map((m) => {
+    const i = m.lastIndexOf('=');
+    if (i <= 0) throw new LoupeError('BAD_OPTION', `expected PREFIX=DIR, got ${JSON.stringify(m)}`, { input: '--map' });
+    return { refPrefix: m.slice(0, i), dir: resolve(m.slice(i + 1)), idParts: 2 };
+  });
+  const metal = sharedDataset('metal-tags');
+  // The reference's own refs (s3://${bucket}/...) resolve to the shared metal-tags folder.
+  if (existsSync(metal)) out.push(metalTagsMapping(metal));
+  return out;
+}
+
+export function imageSourceFrom(o: S3Options & { map?: string[] }): ImageSource {
+  return new ImageSource({ s3: s3From(o), mappings: mappingsFrom(o.map) });
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+function jobLine(j: Job): string {
+  const c = j.counts;
+  return `${j.name}  ${j.status.padEnd(9)} ${c.items} images, ${c.consolidated} labelled, ${c.approved} approved, ${c.rejected} rejected  (${j.workersPerImage} worker(s)/image, classes ${j.classes.join(',')})`;
+}
+
+function withHome(cmd: Command): Command {
+  return cmd.option('--home <dir>', 'state folder (default $LOUPE_HOME or ./.loupe)').option('--store <file>', 'label store database (default <home>/labels.db)');
+}
+
+function withS3(cmd: Command): Command {
+  return cmd
+    .option('--endpoint <url>', 'S3 endpoint (the embedded object store); default AWS S3')
+    .option('--region <region>', 'S3 region')
+    .option('--bucket <name>', 'bucket');
+}
+
+export function register(program: Command): void {
+  const labels = program.command('labels').description('label store, ingest of device uploads, labelling jobs, labelling UI, simulated workforce');
+
+  withHome(labels.command('import'))
+    .description("append a feature-store CSV (the reference's labels.csv layout) to the label store as history; idempotent")
+    .requiredOption('--csv <file>', 'CSV with source_ref,image_width,image_height,image_depth,annotations,event_time,labeling_job,status')
+    .option('--json', 'print a JSON summary')
+    .action(async (o: HomeOptions & { csv: string; json?: boolean }) => {
+      const store = openStoreFrom(o);
+      try {
+        const r = await importFeatureStoreCsv(store, resolve(o.csv));
+        out(o.json ? JSON.stringify(r) : `${o.csv}: ${r.read} records for ${r.images} images read, ${r.appended} appended`);
+      } finally {
+        await store.close();
+      }
+    });
+
+  withHome(labels.command('export'))
+    .description('write the latest record per image as of T (or --history: every record) as a feature-store CSV')
+    .requiredOption('--csv <file>', 'output CSV (written atomically)')
+    .option('--as-of <time>', 'epoch seconds or ISO-8601')
+    .option('--status <status>', 'only images whose latest record has this status')
+    .option('--history', 'every record, not just the latest per image')
+    .action(async (o: HomeOptions & { csv: string; asOf?: string; status?: string; history?: boolean }) => {
+      const store = openStoreFrom(o);
+      try {
+        const asOf = parseTime(o.asOf);
+        let records = await store.latest({ asOf, status: o.status as LabelStatus | undefined });
+        if (o.history) {
+          records = (await Promise.all(records.map((r) => store.history(r.source_ref)))).flat().filter((r) => asOf === undefined || r.event_time <= asOf);
+        }
+        await writeFeatureStoreCsv(resolve(o.csv), records.map(({ seq: _s, ...r }) => r));
+        out(`${o.csv}: ${records.length} records`);
+      } finally {
+        await store.close();
+      }
+    });
+
+  withHome(labels.command('list'))
+    .description('the latest record per image as of T')
+    .option('--as-of <time>', 'epoch seconds or ISO-8601 (default now)')
+    .option('--status <status>', 'PENDING, APPROVED or REJECTED')
+    .option('--json', 'one JSON record per line')
+    .action(async (o: HomeOptions & { asOf?: string; status?: string; json?: boolean }) => {
+      if (o.status && !['PENDING', 'APPROVED', 'REJECTED'].includes(o.status)) throw new LoupeError('BAD_OPTION', `must be PENDING, APPROVED or REJECTED, got ${o.status}`, { input: '--status' });
+      const store = openStoreFrom(o);
+      try {
+        for (const r of await store.latest({ asOf: parseTime(o.asOf), status: o.status as LabelStatus | undefined })) {
+          out(o.json ? JSON.stringify(r) : `${r.status.padEnd(8)} ${itemState(r).padEnd(21)} ${String(r.annotations.length).padStart(3)} boxes  ${new Date(r.event_time * 1000).toISOString()}  ${r.source_ref}`);
+        }
+      } finally {
+        await store.close();
+      }
+    });
+
+  withHome(labels.command('history'))
+    .description('every record of one image, oldest first')
+    .argument('<source-ref>')
+    .action(async (ref: string, o: HomeOptions) => {
+      const store = openStoreFrom(o);
+      try {
+        const h = await store.history(ref);
+        if (h.length === 0) throw new LoupeError('LABEL_UNKNOWN', 'no records for this image', { input: ref });
+        for (const r of h) out(JSON.stringify(r));
+      } finally {
+        await store.close();
+      }
+    });
+
+  withHome(labels.command('stats'))
+    .description('images per state as of T')
+    .option('--as-of <time>', 'epoch seconds or ISO-8601')
+    .option('--json', 'JSON output')
+    .action(async (o: HomeOptions & { asOf?: string; json?: boolean }) => {
+      const store = openStoreFrom(o);
+      try {
+        const latest = await store.latest({ asOf: parseTime(o.asOf) });
+        const counts: Record<string, number> = { unlabelled: 0, 'awaiting-verification': 0, approved: 0, rejected: 0 };
+        for (const r of latest) counts[itemState(r)]!++;
+        const s = { images: latest.length, records: store.count(), ...counts, boxesApproved: latest.filter((r) => r.status === 'APPROVED').reduce((n, r) => n + r.annotations.length, 0) };
+        out(o.json ? JSON.stringify(s) : Object.entries(s).map(([k, v]) => `${k}: ${v}`).join('\n'));
+      } finally {
+        await store.close();
+      }
+    });
+
+  withS3(withHome(labels.command('ingest')))
+    .description('record new device uploads under incoming/ as unlabelled items (device detections as pre-annotations); idempotent')
+    .option('--prefix <prefix>', 'key prefix', 'incoming/')
+    .option('--json', 'JSON summary')
+    .action(async (o: HomeOptions & S3Options & { prefix: string; json?: boolean }) => {
+      if (!o.bucket) throw new LoupeError('BAD_OPTION', 'the bucket to read uploads from is required', { input: '--bucket' });
+      const log = createLogger('ingest', { stream: 'stderr' });
+      const store = openStoreFrom(o);
+      const s3 = s3From(o)!;
+      try {
+        const r = await ingestIncoming({ s3, bucket: o.bucket, prefix: o.prefix, store, statePath: join(homeDir(o), 'ingest-state.json'), log });
+        const { records: _r, ...summary } = r;
+        out(o.json ? JSON.stringify(summary) : `listed ${r.listed} objects; ${r.recorded} new item(s) recorded, ${r.alreadyKnown} already known, ${r.incomplete} incomplete, ${r.invalid.length} invalid`);
+        if (r.invalid.length) process.exitCode = 1;
+      } finally {
+        s3.destroy();
+        await store.close();
+      }
+    });
+
+  const job = labels.command('job').description('labelling jobs');
+  withHome(job.command('create'))
+    .description('a job over the images that need labels (unlabelled or rejected), oldest first')
+    .requiredOption('--classes <names>', 'comma-separated class names, in class-id order')
+    .option('--name <name>', 'job name (re-creating an existing name returns it unchanged)')
+    .option('--instructions <text>', 'what the workers should do', '')
+    .option('--workers <n>', 'workers per image (1-9)', '1')
+    .option('--cap <n>', 'at most this many images', '100')
+    .option('--as-of <time>', 'pick images as the store stood at this time')
+    .option('--json', 'JSON output')
+    .action(async (o: HomeOptions & { classes: string; name?: string; instructions: string; workers: string; cap: string; asOf?: string; json?: boolean }) => {
+      const store = openStoreFrom(o);
+      try {
+        const lab = new Labeling(store);
+        const classes = o.classes.split(',').map((s) => s.trim());
+        if (classes.some((c) => !c)) throw new LoupeError('BAD_OPTION', `empty class name in ${JSON.stringify(o.classes)}`, { input: '--classes' });
+        const j = await lab.createJob({ name: o.name, classes, instructions: o.instructions, workersPerImage: intOption(o.workers, '--workers', 1), cap: intOption(o.cap, '--cap', 1), asOf: parseTime(o.asOf) });
+        out(o.json ? JSON.stringify(j) : jobLine(j));
+      } finally {
+        await store.close();
+      }
+    });
+  withHome(job.command('list'))
+    .description('all jobs')
+    .option('--json', 'one JSON object per line')
+    .action(async (o: HomeOptions & { json?: boolean }) => {
+      const store = openStoreFrom(o);
+      try {
+        for (const j of new Labeling(store).listJobs()) out(o.json ? JSON.stringify(j) : jobLine(j));
+      } finally {
+        await store.close();
+      }
+    });
+  withHome(job.command('show'))
+    .description('one job and its images')
+    .argument('<name>')
+    .action(async (name: string, o: HomeOptions) => {
+      const store = openStoreFrom(o);
+      try {
+        const lab = new Labeling(store);
+        out(JSON.stringify({ job: lab.getJob(name), items: lab.items(name) }, null, 1));
+      } finally {
+        await store.close();
+      }
+    });
+
+  withS3(withHome(labels.command('serve')))
+    .description('serve the labelling web UI (needs a token: --token or LOUPE_LABEL_TOKEN)')
+    .option('--token <token>', 'access token (at least 8 characters)')
+    .option('--port <port>', 'TCP port', '8080')
+    .option('--host <host>', 'interface to bind', '127.0.0.1')
+    .option('--map <prefix=dir>', 'serve images whose source_ref starts with PREFIX from DIR (last two path parts); repeatable', collect)
+    .action(async (o: HomeOptions & S3Options & { token?: string; port: string; host: string; map?: string[] }) => {
+      const token = o.token ?? process.env.LOUPE_LABEL_TOKEN;
+      if (!token) throw new LoupeError('BAD_OPTION', 'a token is required (--token or LOUPE_LABEL_TOKEN)', { input: '--token' });
+      const log = createLogger('labels', { stream: 'stderr' });
+      const store = openStoreFrom(o);
+      const srv = await startLabelServer({ lab: new Labeling(store), images: imageSourceFrom(o), token, port: intOption(o.port, '--port'), host: o.host, log });
+      process.stderr.write(`labelling UI at ${srv.url} (Ctrl-C to stop)\n`);
+      await new Promise<void>((res) => {
+        const stop = () => res();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      await srv.stop();
+      await store.close();
+    });
+
+  withHome(labels.command('simulate'))
+    .description('label (and verify) a job with simulated workers drawing from reference labels, with set noise and miss rates (seeded)')
+    .requiredOption('--job <name>', 'the job')
+    .option('--truth-csv <file>', 'reference labels (feature-store CSV); default: the reference records already in the store (s3://${bucket}/...)')
+    .option('--workers <n>', 'simulated workers (at least the job’s workers per image)', '3')
+    .option('--noise <f>', 'box edge noise, fraction of the box size (std dev)', '0.03')
+    .option('--miss <p>', 'probability of missing a box', '0.05')
+    .option('--false-positive <p>', 'probability of one spurious box per image', '0')
+    .option('--seed <n>', 'seed of the first worker (the others get seed+1, seed+2, …)', '1')
+    .option('--no-verify', 'do not run the simulated verifier')
+    .option('--json', 'JSON summary')
+    .action(async (o: HomeOptions & { job: string; truthCsv?: string; workers: string; noise: string; miss: string; falsePositive: string; seed: string; verify: boolean; json?: boolean }) => {
+      const log = createLogger('labels', { stream: 'stderr' });
+      const store = openStoreFrom(o);
+      try {
+        const lab = new Labeling(store);
+        let truthStore = store as SqliteLabelStore;
+        let refPrefix: string | undefined = 's3://${bucket}/';
+        if (o.truthCsv) {
+          truthStore = openLabelStore(':memory:');
+          await importFeatureStoreCsv(truthStore, resolve(o.truthCsv));
+          refPrefix = undefined;
+        }
+        const truth = await truthFromStore(truthStore, { refPrefix });
+        const n = intOption(o.workers, '--workers', 1);
+        const seed = intOption(o.seed, '--seed');
+        const workers = Array.from({ length: n }, (_, i) => ({
+          id: `sim-${i + 1}`,
+          seed: seed + i,
+          noise: rateOption(o.noise, '--noise'),
+          missRate: rateOption(o.miss, '--miss'),
+          falsePositiveRate: rateOption(o.falsePositive, '--false-positive'),
+        }));
+        const labelled = await runSimulatedWorkforce(lab, o.job, { workers, truth, log });
+        const verified = o.verify ? await runSimulatedVerifier(lab, o.job, { id: 'sim-verifier', truth, log }) : null;
+        const summary = { job: lab.getJob(o.job), labelled, verified };
+        out(o.json ? JSON.stringify(summary) : `${jobLine(summary.job)}\n${labelled.submitted} label(s) submitted, ${labelled.released.length} image(s) released (no reference labels)${verified ? `; ${verified.approved} approved, ${verified.rejected} rejected` : ''}`);
+        if (truthStore !== store) await truthStore.close();
+      } finally {
+        await store.close();
+      }
+    });
+}

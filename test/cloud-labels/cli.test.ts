@@ -1,0 +1,82 @@
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sharedDataset } from '../../components/common/paths.js';
+import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
+import { runCli } from '../helpers/cli.js';
+
+describe('loupe labels / snapshot CLI (built dist/, real child processes)', () => {
+  let dir: string;
+  let os: ObjectStore;
+  const metal = sharedDataset('metal-tags');
+  const home = () => ['--home', join(dir, 'home')];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'lcli-'));
+    os = await startObjectStore({ dir: join(dir, 's3'), buckets: ['loupe'] });
+    const s3 = new S3Client(os.clientConfig);
+    const files = readdirSync(join(metal, 'bad')).sort().slice(10, 13);
+    for (const [i, f] of files.entries()) {
+      await s3.send(new PutObjectCommand({ Bucket: 'loupe', Key: `incoming/line-2/2024/07/01/f${i}.jpg`, Body: readFileSync(join(metal, 'bad', f)) }));
+      await s3.send(new PutObjectCommand({ Bucket: 'loupe', Key: `incoming/line-2/2024/07/01/f${i}.json`, Body: JSON.stringify({ device: 'line-2', frame: { source: f }, time: 1719820800 + i, modelVersion: '1.0.0', detections: [] }) }));
+    }
+    s3.destroy();
+  });
+  afterAll(async () => {
+    await os.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('imports history, ingests uploads, runs a simulated job and snapshots', async () => {
+    const imp = await runCli(['labels', 'import', ...home(), '--csv', join(metal, 'labels.csv'), '--json']);
+    expect(imp.code, imp.stderr).toBe(0);
+    expect(JSON.parse(imp.stdout)).toEqual({ read: 235, appended: 235, images: 235 });
+
+    const ing = await runCli(['labels', 'ingest', ...home(), '--endpoint', os.endpoint, '--bucket', 'loupe', '--json']);
+    expect(ing.code, ing.stderr).toBe(0);
+    expect(JSON.parse(ing.stdout)).toMatchObject({ recorded: 3, alreadyKnown: 0, invalid: [] });
+    expect(JSON.parse((await runCli(['labels', 'ingest', ...home(), '--endpoint', os.endpoint, '--bucket', 'loupe', '--json'])).stdout)).toMatchObject({ recorded: 0 });
+
+    const job = await runCli(['labels', 'job', 'create', ...home(), '--name', 'cli-job', '--classes', 'scratch', '--workers', '2', '--json']);
+    expect(job.code, job.stderr).toBe(0);
+    expect(JSON.parse(job.stdout)).toMatchObject({ name: 'cli-job', counts: { items: 3 }, workersPerImage: 2 });
+
+    const sim = await runCli(['labels', 'simulate', ...home(), '--job', 'cli-job', '--workers', '2', '--seed', '5', '--json']);
+    expect(sim.code, sim.stderr).toBe(0);
+    const s = JSON.parse(sim.stdout);
+    expect(s.labelled.submitted).toBe(6);
+    expect(s.verified.approved + s.verified.rejected).toBe(3);
+    expect(s.job.status).toBe('done');
+
+    const stats = JSON.parse((await runCli(['labels', 'stats', ...home(), '--json'])).stdout);
+    expect(stats).toMatchObject({ images: 238, approved: 235 + s.verified.approved, rejected: s.verified.rejected });
+
+    const snap = await runCli(['snapshot', 'create', ...home(), '--endpoint', os.endpoint, '--classes', 'scratch', '--json']);
+    expect(snap.code, snap.stderr).toBe(0);
+    const sj = JSON.parse(snap.stdout);
+    expect(sj.counts.images).toBe(235 + s.verified.approved);
+    expect(existsSync(sj.dataYaml)).toBe(true);
+    expect(snap.stdout.trim().split('\n')).toHaveLength(1); // logs went to stderr
+  });
+
+  it('refuses bad input with a message naming it and a non-zero exit, writing nothing', async () => {
+    const bad = join(dir, 'bad.csv');
+    writeFileSync(bad, 'source_ref,image_width,image_height,image_depth,annotations,event_time,labeling_job,status\ns3://b/a.jpg,450,300,3,[],12,job,APPROVED\ns3://b/b.jpg,450,300,3,"[{\'class_id\': 0, \'left\': 400, \'top\': 0, \'width\': 90, \'height\': 10}]",12,job,APPROVED\n');
+    const h = ['--home', join(dir, 'home2')];
+    const r = await runCli(['labels', 'import', ...h, '--csv', bad]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/bad\.csv: row 3 \(s3:\/\/b\/b\.jpg\): annotations\.0: box .* outside the 450x300 image/);
+    expect(JSON.parse((await runCli(['labels', 'stats', ...h, '--json'])).stdout)).toMatchObject({ images: 0, records: 0 });
+    const t = await runCli(['labels', 'list', ...h, '--as-of', 'yesterday']);
+    expect(t.code).not.toBe(0);
+    expect(t.stderr).toMatch(/--as-of: "yesterday" is neither epoch seconds nor an ISO-8601 time/);
+    const e = await runCli(['snapshot', 'create', ...h, '--classes', 'scratch']);
+    expect(e.code).not.toBe(0);
+    expect(e.stderr).toMatch(/no approved labels/);
+    const srv = await runCli(['labels', 'serve', ...h], { env: { LOUPE_LABEL_TOKEN: '' } });
+    expect(srv.code).not.toBe(0);
+    expect(srv.stderr).toMatch(/--token: a token is required/);
+  });
+});

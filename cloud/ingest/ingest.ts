@@ -158,6 +158,7 @@ export async function ingestIncoming(opts: IngestOptions): Promise<IngestResult>
           ...(sc.frame !== null ? { frame: sc.frame } : {}),
           ...(sc.reason ? { reason: sc.reason } : {}),
           ...(sc.verdict ? { verdict: sc.verdict } : {}),
+          ...(sc.origin ? { origin: sc.origin } : {}),
           ...(sc.detections.some((d) => d.name) ? { names: Object.fromEntries(sc.detections.map((d) => [d.cls, d.name])) } : {}),
         },
       });

@@ -35,6 +35,7 @@ const sidecarSchema = z
     height: z.number().int().positive().optional(),
     image: z.object({ width: z.number().int().positive().optional(), height: z.number().int().positive().optional() }).passthrough().optional(),
     verdict: z.string().optional(),
+    origin: z.string().optional(),
   })
   .passthrough();
 
@@ -49,6 +50,8 @@ export interface Sidecar {
   width?: number;
   height?: number;
   verdict?: string;
+  /** Where the camera got the frame (file path, URL). */
+  origin?: string;
 }
 
 function toEpochSeconds(v: string | number | undefined, input: string): number | null {
@@ -83,6 +86,7 @@ export function parseSidecar(text: string, input: string): Sidecar {
     width: s.width ?? s.image?.width,
     height: s.height ?? s.image?.height,
     verdict: s.verdict,
+    origin: s.origin,
   };
 }
 

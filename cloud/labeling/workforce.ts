@@ -195,8 +195,8 @@ export async function runSimulatedVerifier(
 /**
  * Truth from a label store holding reference labels (e.g. the imported metal-tags labels.csv):
  * an image's truth is the latest APPROVED boxes of the reference image with the same file name.
- * The file name is looked for in the upload's sidecar (`meta.frame.source|path|file`, the folder
- * camera's source file) and then in the source_ref itself.
+ * The file name is looked for in the upload's sidecar (`meta.origin`, `meta.frame.source|origin|
+ * path|file`: the folder camera's source file) and then in the source_ref itself.
  */
 export async function truthFromStore(store: LabelStore, opts: { asOf?: number; refPrefix?: string } = {}): Promise<TruthSource> {
   const approved = await store.latest({ asOf: opts.asOf, status: 'APPROVED' });
@@ -208,8 +208,8 @@ export async function truthFromStore(store: LabelStore, opts: { asOf?: number; r
   return async (task) => {
     const frame = task.meta?.frame as Record<string, unknown> | string | undefined;
     const candidates: string[] = [];
-    if (frame && typeof frame === 'object') for (const k of ['source', 'path', 'file', 'name']) if (typeof frame[k] === 'string') candidates.push(basename(frame[k] as string));
-    for (const k of ['source', 'sourceFile', 'file']) if (typeof task.meta?.[k] === 'string') candidates.push(basename(task.meta[k] as string));
+    if (frame && typeof frame === 'object') for (const k of ['source', 'origin', 'path', 'file', 'name']) if (typeof frame[k] === 'string') candidates.push(basename(frame[k] as string));
+    for (const k of ['origin', 'source', 'sourceFile', 'file']) if (typeof task.meta?.[k] === 'string') candidates.push(basename(task.meta[k] as string));
     candidates.push(basename(task.sourceRef));
     for (const c of candidates) {
       const t = byName.get(c);

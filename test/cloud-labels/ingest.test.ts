@@ -76,7 +76,7 @@ describe('ingest from the real embedded S3 store', () => {
     expect(again.recorded).toBe(0);
     expect(store.count()).toBe(3);
 
-    await put(key(3, 'json'), sidecar(3, { width: 450, height: 300 }));
+    await put(key(3, 'json'), sidecar(3, { width: 450, height: 300, origin: `/cams/folder/${files[3]}` }));
     await put(key(4, 'jpg'), readFileSync(join(bad, files[4]!)));
     await put(key(4, 'json'), '{"detections": "not a list"}');
     const third = await ingestIncoming(opts());
@@ -85,6 +85,7 @@ describe('ingest from the real embedded S3 store', () => {
     expect(third.invalid[0]!.key).toBe(key(4, 'jpg'));
     expect(third.invalid[0]!.reason).toMatch(/f4\.json: detections: /);
     expect(store.count()).toBe(4);
+    expect((await store.latest({ sourceRefs: [`s3://loupe/${key(3, 'jpg')}`] }))[0]!.meta.origin).toBe(`/cams/folder/${files[3]}`);
 
     // A crash after appending but before saving the watermark: nothing is recorded twice.
     rmSync(join(dir, 'state'), { recursive: true });

@@ -265,8 +265,15 @@ export class Labeling {
     }
     const existing = this.db.prepare('SELECT name FROM labeling_jobs WHERE name = ?').get(name);
     if (existing) return this.getJob(name);
-    const picked = (await this.eligible(spec.asOf, spec.batch)).slice(0, cap);
+    const candidates = await this.eligible(spec.asOf, spec.batch);
+    let picked: StoredLabelRecord[] = [];
     const tx = this.db.transaction(() => {
+      if (this.db.prepare('SELECT 1 FROM labeling_jobs WHERE name = ?').get(name)) return;
+      // Re-check inside the transaction: another process may have put some of them in a job meanwhile.
+      const busy = new Set(
+        (this.db.prepare('SELECT DISTINCT source_ref FROM labeling_items WHERE verdict IS NULL').all() as { source_ref: string }[]).map((r) => r.source_ref),
+      );
+      picked = candidates.filter((r) => !busy.has(r.source_ref)).slice(0, cap);
       this.db
         .prepare(
           `INSERT INTO labeling_jobs (name, created, classes, instructions, workers_per_image, cap, backend, iou_threshold, min_votes)
@@ -279,7 +286,7 @@ export class Labeling {
         ins.run(name, r.source_ref, i, JSON.stringify(rec));
       });
     });
-    tx();
+    tx.immediate();
     return this.getJob(name);
   }
 

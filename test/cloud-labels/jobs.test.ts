@@ -135,3 +135,47 @@ describe('labelling jobs, verification and the simulated workforce', () => {
     expect(v2).toMatchObject({ approved: 0, rejected: 1, reasons: { 's3://b/incoming/c.jpg': '1 box(es) on no defect' } });
   });
 });
+
+describe('labelling over a store that is not the job database (the Feature Store path)', () => {
+  it('appends each record once even when a step is retried after a crash between store and job tables', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'job2-'));
+    const inner = openLabelStore(join(dir, 'remote.db'));
+    // A store that only offers the LabelStore interface (as FeatureStoreLabelStore does), and
+    // fails once right after an append has gone through, like a crash before the job row is marked.
+    let failAfterAppend = false;
+    const remote = {
+      kind: 'remote',
+      append: async (rs: Parameters<typeof inner.append>[0]) => {
+        await inner.append(rs);
+        if (failAfterAppend) {
+          failAfterAppend = false;
+          throw new Error('connection lost after the write');
+        }
+      },
+      latest: inner.latest.bind(inner),
+      history: inner.history.bind(inner),
+      known: inner.known.bind(inner),
+      close: inner.close.bind(inner),
+    };
+    try {
+      await inner.append([pending('s3://b/incoming/a.jpg', 10)]);
+      expect(() => new Labeling(remote)).toThrow(/labelling database path is needed/);
+      const lab = new Labeling(remote, { dbPath: join(dir, 'jobs.db'), now: () => 500 });
+      await lab.createJob({ name: 'r1', classes: ['scratch'] });
+      const t = lab.nextTask('r1', 'w')!;
+      failAfterAppend = true;
+      await expect(lab.submit('r1', t.sourceRef, 'w', [{ class_id: 0, left: 1, top: 1, width: 10, height: 10 }])).rejects.toThrow(/connection lost/);
+      // the retry finds the PENDING record already there and only marks the job
+      await lab.submit('r1', t.sourceRef, 'w', [{ class_id: 0, left: 1, top: 1, width: 10, height: 10 }]);
+      failAfterAppend = true;
+      await expect(lab.verify('r1', t.sourceRef, { verdict: 'approve', verifier: 'v' })).rejects.toThrow(/connection lost/);
+      await lab.verify('r1', t.sourceRef, { verdict: 'approve', verifier: 'v' });
+      expect((await inner.history(t.sourceRef)).map((r) => `${r.status}:${r.labeling_job}`)).toEqual(['PENDING:', 'PENDING:labeling-job/r1', 'APPROVED:labeling-job/r1']);
+      expect(lab.getJob('r1').status).toBe('done');
+      lab.close();
+    } finally {
+      await inner.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

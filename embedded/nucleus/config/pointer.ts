@@ -59,7 +59,13 @@ export function changedPaths(a: unknown, b: unknown, prefix: string[] = []): str
     for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) out.push(...changedPaths(a[k], b[k], [...prefix, k]));
     return out;
   }
-  return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix];
+  if (JSON.stringify(a) === JSON.stringify(b)) return [];
+  // A map appeared, vanished or replaced a scalar: report its leaves, as the real config store
+  // fires one event per created or removed topic.
+  const out = new Map<string, string[]>();
+  for (const side of [a, b]) if (isPlainObject(side)) for (const p of leafPaths(side, prefix)) out.set(p.join('\u0000'), p);
+  if (out.size === 0) return [prefix];
+  return [...out.values()];
 }
 
 /** Leaf paths of a tree (maps descend, everything else is a leaf). */

@@ -28,6 +28,7 @@ export const MessageType = {
   InternalError: 7,
 } as const;
 export const MessageFlags = { ConnectionAccepted: 0x1, TerminateStream: 0x2 } as const;
+const REJECT_CLOSE_DELAY_MS = 200;
 
 const MSG = {
   missingFields: 'A message arrived without the required :message-type, :message-flags and :stream-id headers.',
@@ -104,7 +105,7 @@ export class RpcConnection {
 
   /** Close the connection now (server shutdown, or after a violation). */
   close(): void {
-    if (this.state === 'closed') return;
+    if (this.state === 'closed' || this.socket.destroyed) return;
     this.state = 'closing';
     this.socket.end();
     this.socket.destroySoon();
@@ -213,9 +214,12 @@ export class RpcConnection {
           this.state = 'connected';
           this.write(MessageType.ConnectAck, MessageFlags.ConnectionAccepted, 0, {}, new Uint8Array(0));
         } else {
-          // Rejected: ack without the accepted flag, then close once it is flushed.
+          // Rejected: ack without the accepted flag, then close. The real server closes as soon
+          // as the ack is flushed; we give the client a moment to read the ack first so that it
+          // reports the rejection (HandshakeError) rather than a bare "connection closed".
           this.write(MessageType.ConnectAck, 0, 0, {}, new Uint8Array(0));
-          this.close();
+          this.state = 'closing';
+          setTimeout(() => this.close(), REJECT_CLOSE_DELAY_MS).unref();
         }
         return;
       }

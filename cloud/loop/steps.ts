@@ -1,0 +1,316 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LoupeError } from '../../components/common/errors.js';
+import { sha256File, writeFileAtomic } from '../../components/common/fsutil.js';
+import { Progress } from '../../components/common/progress.js';
+import { gateSummary, writeGateReport } from '../gate/gate.js';
+import { decideGate } from '../gate/decide.js';
+import type { EvaluateFn } from '../gate/gate.js';
+import type { GateReport, ModelScore } from '../gate/report.js';
+import { ingestIncoming } from '../ingest/index.js';
+import { truthFromStore, runSimulatedWorkforce, runSimulatedVerifier } from '../labeling/workforce.js';
+import { createSnapshot } from '../snapshot/index.js';
+import { trainLocal } from '../training/local-trainer.js';
+import type { TrainMetricsFile, TrainResult } from '../training/options.js';
+import { cardForRun, writeModelCard } from '../training/card.js';
+import { deployModel, publishModel } from '../publish/publish.js';
+import { LocalNucleusFleet } from '../publish/local-nucleus.js';
+import { FleetTelemetry } from '../publish/telemetry.js';
+import type { LoopEnv } from './env.js';
+import type { LoopStep, StepContext, StepResult } from './runner.js';
+
+/**
+ * The loop's steps, in order: ingest → label → verify → snapshot → train → evaluate → gate →
+ * register → publish → deploy → confirm. Each is idempotent for its run (see runner.ts): what
+ * it creates is named after the run (labelling job `loop-<run>`, training folder
+ * `runs/<run>/train`, registry key `loop:<run>:<onnx sha>`, deployment `loupe-run-<run>`) or is
+ * content-addressed (snapshots), and it looks for an earlier attempt's result first.
+ *
+ * Halts (the run ends without error): the snapshot holds nothing the champion was not trained
+ * on; the gate rejected the challenger (registered as rejected, the fleet untouched); the
+ * policy wants a person to approve; the deployment failed and the nucleus rolled back.
+ */
+export const STEP_NAMES = ['ingest', 'label', 'verify', 'snapshot', 'train', 'evaluate', 'gate', 'register', 'publish', 'deploy', 'confirm'] as const;
+export type StepName = (typeof STEP_NAMES)[number];
+
+export interface LoopDeps {
+  env: LoopEnv;
+  evaluate: EvaluateFn;
+  /** Where training draws its progress bar (a TTY); logs always get epoch events. */
+  progressStream?: NodeJS.WriteStream;
+  signal?: AbortSignal;
+}
+
+type Ctx = StepContext<Record<string, unknown>>;
+const out = (ctx: Ctx, step: StepName) => ctx.outputs[step] as Record<string, unknown> | undefined;
+
+const jobName = (runId: number) => `loop-${runId}`;
+
+export function loopSteps(d: LoopDeps): LoopStep[] {
+  const { env } = d;
+  const cfg = env.config;
+
+  const champion = async () => {
+    const c = await env.registry.champion(cfg.group);
+    if (!c) throw new LoupeError('LOOP_NO_CHAMPION', 'the registry has no approved model to start from', { input: cfg.group });
+    return c;
+  };
+
+  const steps: Record<StepName, (ctx: Ctx) => Promise<StepResult>> = {
+    async ingest(ctx) {
+      const r = await ingestIncoming({ s3: env.s3, bucket: cfg.storage.bucket, prefix: cfg.storage.prefix, store: env.labels, statePath: env.home.ingestState, log: ctx.log });
+      return { output: { listed: r.listed, recorded: r.recorded, alreadyKnown: r.alreadyKnown, incomplete: r.incomplete, invalid: r.invalid.length, watermark: r.watermark } };
+    },
+
+    async label(ctx) {
+      const name = jobName(ctx.runId);
+      const existing = env.labeling.listJobs().find((j) => j.name === name);
+      const job = existing ?? (await env.labeling.createJob({ name, classes: cfg.classes, workersPerImage: cfg.labeling.workersPerImage, cap: cfg.labeling.cap, instructions: 'Box every scratch on the tag; leave the box empty when there is none.' }));
+      if (job.counts.items === 0) return { output: { job: name, items: 0, submitted: 0 } };
+      if (cfg.labeling.backend === 'ui') {
+        const done = await waitFor(() => env.labeling.getJob(name).status !== 'labelling', cfg.labeling.waitMinutes * 60_000, d.signal);
+        const j = env.labeling.getJob(name);
+        return done
+          ? { output: { job: name, items: j.counts.items, annotations: j.counts.annotations } }
+          : { output: { job: name, items: j.counts.items }, halt: `labelling job ${name} is open for people (loupe labels serve); the next run takes it up` };
+      }
+      const truth = await truthFromStore(env.labels, { refPrefix: 's3://${bucket}/' });
+      const l = cfg.labeling;
+      const workers = Array.from({ length: l.workersPerImage }, (_, i) => ({ id: `sim-${i + 1}`, seed: l.seed * 100 + i, noise: l.noise, missRate: l.missRate, falsePositiveRate: l.falsePositiveRate }));
+      const r = await runSimulatedWorkforce(env.labeling, name, { workers, truth, log: ctx.log });
+      const j = env.labeling.getJob(name);
+      return { output: { job: name, items: j.counts.items, submitted: r.submitted, annotations: j.counts.annotations, released: r.released.length } };
+    },
+
+    async verify(ctx) {
+      const name = jobName(ctx.runId);
+      const j0 = env.labeling.getJob(name);
+      if (j0.counts.items === 0) return { output: { job: name, approved: 0, rejected: 0, verifiedAt: Date.now() / 1000 } };
+      if (cfg.labeling.backend === 'ui') {
+        const done = await waitFor(() => env.labeling.getJob(name).status === 'done', cfg.labeling.waitMinutes * 60_000, d.signal);
+        const j = env.labeling.getJob(name);
+        if (!done) return { output: { job: name, approved: j.counts.approved, rejected: j.counts.rejected }, halt: `verification of ${name} is waiting for people` };
+      } else {
+        const truth = await truthFromStore(env.labels, { refPrefix: 's3://${bucket}/' });
+        await runSimulatedVerifier(env.labeling, name, { id: 'sim-verifier', truth, log: ctx.log });
+      }
+      const j = env.labeling.getJob(name);
+      // The snapshot is taken as of this moment, fixed here so a resumed run gets the same one.
+      return { output: { job: name, approved: j.counts.approved, rejected: j.counts.rejected, verifiedAt: Date.now() / 1000 } };
+    },
+
+    async snapshot(ctx) {
+      const asOf = Number(out(ctx, 'verify')?.verifiedAt ?? Date.now() / 1000);
+      const snap = await createSnapshot({ store: env.labels, images: env.images, classes: cfg.classes, asOf, outDir: env.home.snapshotsDir, log: ctx.log });
+      const champ = await champion();
+      const m = snap.manifest;
+      const output = { id: snap.id, dir: snap.dir, dataYaml: snap.dataYaml, datasetVersion: m.datasetVersion, asOf, counts: m.counts, champion: champ.ref, championDataset: champ.datasetVersion };
+      if (champ.datasetVersion === m.datasetVersion && !cfg.trigger.trainWithoutNewLabels) {
+        return { output, halt: `no new approved labels: snapshot ${snap.id} is the data set ${champ.ref} was trained on` };
+      }
+      return { output };
+    },
+
+    async train(ctx) {
+      const snap = out(ctx, 'snapshot')!;
+      const champ = await champion();
+      const dir = join(ctx.runDir, 'train');
+      const base = await env.registry.artefactPath(champ, 'pt');
+      let result: TrainResult;
+      if (existsSync(join(dir, 'metrics.json')) && existsSync(join(dir, 'model.onnx')) && existsSync(join(dir, 'best.pt'))) {
+        // An earlier attempt finished training but was cut off before recording it.
+        const metrics = JSON.parse(readFileSync(join(dir, 'metrics.json'), 'utf8')) as TrainMetricsFile;
+        result = { backend: 'local', dir, bestPt: join(dir, 'best.pt'), onnx: join(dir, 'model.onnx'), resultsCsv: join(dir, 'results.csv'), metricsJson: join(dir, 'metrics.json'), metrics, epochs: [] };
+        ctx.log.info({ dir }, 'training output of an earlier attempt is complete; reusing it');
+      } else {
+        await rm(dir, { recursive: true, force: true });
+        const t = cfg.train;
+        result = await trainLocal(
+          { data: String(snap.dataYaml), base, epochs: t.epochs, imgsz: t.imgsz, batch: t.batch, patience: t.patience, seed: t.seed, timeMinutes: t.timeMinutes, workers: t.workers, device: t.device },
+          dir,
+          { log: ctx.log, signal: d.signal, progressStream: d.progressStream },
+        );
+      }
+      return {
+        output: { dir, onnx: result.onnx, pt: result.bestPt, base: champ.ref, epochs: result.metrics.epochs_run, seconds: result.metrics.seconds, val: result.metrics.val as unknown as Record<string, unknown> },
+      };
+    },
+
+    async evaluate(ctx) {
+      const snap = out(ctx, 'snapshot')!;
+      const tr = out(ctx, 'train')!;
+      const champ = await champion();
+      const split = cfg.gate.split;
+      const score = async (ref: string | null, model: string): Promise<ModelScore> => {
+        const t0 = performance.now();
+        const { summary, curves } = await d.evaluate(model, String(snap.dataYaml), split);
+        return { ref, model, eval: summary, curves, seconds: (performance.now() - t0) / 1000 };
+      };
+      const p = new Progress('evaluate', 2, ctx.log, { logEveryMs: 0 });
+      const challenger = await score(null, String(tr.onnx));
+      p.update(1, { challenger: challenger.eval[cfg.gate.metric] });
+      const champOnnx = await env.registry.artefactPath(champ, 'onnx');
+      const championScore = await score(champ.ref, champOnnx);
+      p.finish({ champion: championScore.eval[cfg.gate.metric] });
+      const file = join(ctx.runDir, 'evaluation.json');
+      await writeFileAtomic(file, JSON.stringify({ challenger, champion: championScore }) + '\n');
+      // The challenger's card: trainer numbers + loupe's test numbers on the snapshot.
+      const metrics = JSON.parse(readFileSync(join(String(tr.dir), 'metrics.json'), 'utf8')) as TrainMetricsFile;
+      const test = { ...pick(challenger.eval), evaluator: 'loupe eval', split, images: challenger.eval.images, instances: challenger.eval.instances };
+      const card = await cardForRun({
+        dir: String(tr.dir),
+        onnx: String(tr.onnx),
+        pt: String(tr.pt),
+        metrics,
+        data: String(snap.dataYaml),
+        datasetSource: `loupe snapshot ${String(snap.id)}`,
+        name: cfg.group,
+        version: `run-${ctx.runId}`,
+        backend: 'local',
+        base: String(tr.base),
+        script: 'cloud/training/train.py',
+        test,
+        command: `loupe loop run (run ${ctx.runId})`,
+      });
+      const cardPath = join(String(tr.dir), 'card.json');
+      await writeModelCard(cardPath, card);
+      return {
+        output: {
+          file,
+          card: cardPath,
+          challenger: { ...pick(challenger.eval), images: challenger.eval.images, instances: challenger.eval.instances },
+          champion: { ref: champ.ref, ...pick(championScore.eval) },
+        },
+      };
+    },
+
+    async gate(ctx) {
+      const ev = JSON.parse(readFileSync(String(out(ctx, 'evaluate')!.file), 'utf8')) as { challenger: ModelScore; champion: ModelScore };
+      const snap = out(ctx, 'snapshot')!;
+      const m = cfg.gate.metric;
+      const decision = decideGate(cfg.gate, ev.challenger.eval[m], ev.champion.eval[m]);
+      const report: GateReport = {
+        passed: decision.passed,
+        reasons: decision.reasons,
+        config: cfg.gate,
+        data: String(snap.dataYaml),
+        datasetVersion: String(snap.datasetVersion),
+        challenger: { ...ev.challenger, ref: `run ${ctx.runId}` },
+        champion: ev.champion,
+        createdAt: new Date().toISOString(),
+      };
+      const paths = await writeGateReport(report, ctx.runDir);
+      ctx.log.info({ passed: report.passed, reasons: report.reasons, html: paths.html }, `gate ${report.passed ? 'passed' : 'rejected the challenger'}`);
+      return { output: { passed: report.passed, reasons: report.reasons, json: paths.json, html: paths.html, summary: gateSummary(report, paths.json) as unknown as Record<string, unknown> } };
+    },
+
+    async register(ctx) {
+      const tr = out(ctx, 'train')!;
+      const ev = out(ctx, 'evaluate')!;
+      const g = out(ctx, 'gate')!;
+      const snap = out(ctx, 'snapshot')!;
+      const sha = await sha256File(String(tr.onnx));
+      const challenger = ev.challenger as Record<string, number>;
+      const v = await env.registry.register({
+        group: cfg.group,
+        onnx: String(tr.onnx),
+        pt: String(tr.pt),
+        card: String(ev.card),
+        metrics: { map50: challenger.map50!, map50_95: challenger.map50_95!, precision: challenger.precision!, recall: challenger.recall! },
+        datasetVersion: String(snap.datasetVersion),
+        parentRef: String(tr.base),
+        gate: g.summary as never,
+        meta: { snapshot: snap.id, run: ctx.runId, gateReport: g.html },
+        source: `loop run ${ctx.runId}`,
+        idempotencyKey: `loop:${ctx.runId}:${sha}`,
+      });
+      const output = { ref: v.ref, status: v.status, reason: v.statusReason, onnxSha256: v.artefacts.onnx.sha256 };
+      if (v.status === 'rejected') return { output, halt: `gate rejected ${v.ref}: the fleet keeps ${String(tr.base)}` };
+      if (v.status === 'pending') return { output, halt: `${v.ref} awaits approval (loupe models approve ${v.ref}), then loupe fleet deploy ${v.ref}` };
+      return { output };
+    },
+
+    async publish(ctx) {
+      const reg = out(ctx, 'register')!;
+      const v = await env.registry.mustGet(String(reg.ref));
+      const files = [
+        { name: 'model.onnx', path: await env.registry.artefactPath(v, 'onnx') },
+        ...(v.artefacts.card ? [{ name: 'card.json', path: await env.registry.artefactPath(v, 'card') }] : []),
+      ];
+      const p = await publishModel({ backend: env.fleet, store: env.fleetStore, model: v, files, baseRecipe: env.baseRecipe(), log: ctx.log });
+      return { output: { component: p.component, version: p.version, created: p.created, arn: p.arn } };
+    },
+
+    async deploy(ctx) {
+      const reg = out(ctx, 'register')!;
+      const pub = out(ctx, 'publish')!;
+      const fleet = env.fleet;
+      const row = await deployModel({ backend: fleet, store: env.fleetStore, modelRef: String(reg.ref), version: String(pub.version), name: `loupe-run-${ctx.runId}`, log: ctx.log });
+      const f = cfg.fleet!;
+      const state =
+        fleet instanceof LocalNucleusFleet ? await fleet.waitForDeployment(row.deploymentId!, f.deployTimeoutSeconds * 1000) : await fleet.deploymentStatus(row.deploymentId!);
+      const output = { name: row.name, deploymentId: row.deploymentId, version: row.version, previousVersion: row.previousVersion, state: state.state, detail: state.detail };
+      if (state.state === 'failed') {
+        env.fleetStore.updateDeployment(row.id, { state: 'failed', detail: state.detail });
+        return { output, halt: `deployment ${row.name} failed and the device rolled back to ${row.previousVersion ?? 'its previous model'}: ${JSON.stringify(state.detail)}` };
+      }
+      return { output };
+    },
+
+    async confirm(ctx) {
+      const reg = out(ctx, 'register')!;
+      const dep = out(ctx, 'deploy')!;
+      const f = cfg.fleet!;
+      const things = f.backend === 'local' ? [f.thingName] : f.things;
+      const row = env.fleetStore.deploymentByName(env.fleet.kind, env.fleet.target, String(dep.name))!;
+      if (!f.mqttUrl || things.length === 0) {
+        // No telemetry to listen to: what the control plane says the devices installed.
+        const devices = await env.fleet.devices('loupe.Model');
+        const ok = devices.length > 0 && devices.every((x) => x.modelVersion === dep.version);
+        if (!ok) throw new LoupeError('FLEET_NOT_CONFIRMED', `devices do not run loupe.Model ${String(dep.version)} yet: ${JSON.stringify(devices)}`, { input: String(dep.name) });
+        env.fleetStore.updateDeployment(row.id, { state: 'confirmed', detail: { devices } });
+        return { output: { devices, via: 'control plane' } };
+      }
+      const t = await FleetTelemetry.connect(f.mqttUrl, { log: ctx.log });
+      try {
+        const p = new Progress('confirm', things.length, ctx.log, { logEveryMs: 0 });
+        const r = await t.waitForModel({ sha256: String(reg.onnxSha256), things, minResults: f.minResults, timeoutMs: f.confirmTimeoutSeconds * 1000, signal: d.signal, onProgress: (n) => p.update(n) });
+        p.finish();
+        const devices = r.devices.map((x) => ({ thing: x.thing, model: x.model, results: x.results[String(reg.onnxSha256)] ?? 0 }));
+        env.fleetStore.updateDeployment(row.id, { state: 'confirmed', detail: { devices, confirmSeconds: r.seconds } });
+        return { output: { devices, seconds: r.seconds, via: 'telemetry' } };
+      } finally {
+        await t.close();
+      }
+    },
+  };
+
+  const titles: Record<StepName, string> = {
+    ingest: 'ingest new uploads',
+    label: 'label (workers per image, consolidated)',
+    verify: 'verify labels',
+    snapshot: 'data set snapshot',
+    train: 'train (warm start from the champion)',
+    evaluate: 'evaluate challenger and champion',
+    gate: 'quality gate',
+    register: 'register in the model registry',
+    publish: 'publish loupe.Model component version',
+    deploy: 'deploy to the fleet',
+    confirm: 'confirm devices run the new model',
+  };
+  return STEP_NAMES.map((name) => ({ name, title: titles[name], run: steps[name] }));
+}
+
+function pick(e: { map50: number; map50_95: number; precision: number; recall: number }) {
+  return { map50: e.map50, map50_95: e.map50_95, precision: e.precision, recall: e.recall };
+}
+
+async function waitFor(cond: () => boolean, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (cond()) return true;
+    if (Date.now() >= deadline || signal?.aborted) return false;
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+}

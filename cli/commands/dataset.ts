@@ -70,7 +70,7 @@ export function register(program: Command): void {
         out(`wrote ${written.yamlPath}`);
         out(`  version ${written.version}`);
         out(`  ${rest.images} images, ${rest.boxes} boxes, classes ${imported.names.join(', ')}; train ${summary.splits.train} / val ${summary.splits.val} / test ${summary.splits.test}`);
-        out(`  ${rest.records} records read; unlabelled images left out: ${unlabelled.length}; difficult skipped: ${rest.skippedDifficult}; crowd skipped: ${rest.skippedCrowd}; superseded: ${rest.superseded}; rejected: ${rest.rejected}; clipped: ${rest.clipped}`);
+        out(`  ${rest.records} records read; unlabelled images left out: ${unlabelled.length}; difficult skipped: ${rest.skippedDifficult}; crowd skipped: ${rest.skippedCrowd}; duplicates dropped: ${rest.duplicates}; superseded: ${rest.superseded}; rejected: ${rest.rejected}; clipped: ${rest.clipped}`);
       }
     });
 

@@ -7,7 +7,7 @@ import { LoupeError } from '../../components/common/errors.js';
 import { fsyncDir } from '../../components/common/fsutil.js';
 import { Progress } from '../../components/common/progress.js';
 import { mapLimit, readImageInfo } from './image-info.js';
-import { checkBox, checkClass, labelError, type LabelSource } from './label-check.js';
+import { checkBox, checkClass, dropDuplicateBoxes, labelError, type LabelSource } from './label-check.js';
 import { emptyReport, type Box, type ImportedDataset, type LabelledImage } from './types.js';
 import { datasetVersion } from './version.js';
 import { assertOutputFree, checkIds, commitDir } from './yolo-write.js';
@@ -114,7 +114,7 @@ export async function importCoco(jsonPath: string, opts: CocoImportOptions = {})
       return checkBox({ cls, x1: x, y1: y, x2: x + w, y2: y + h }, size, asrc, () => report.clipped++);
     });
     progress.update(++done);
-    return { id, imagePath, width: size.width, height: size.height, boxes };
+    return { id, imagePath, width: size.width, height: size.height, boxes: dropDuplicateBoxes(boxes, size, () => report.duplicates++) };
   });
   progress.finish();
   report.images = images.length;

@@ -6,7 +6,7 @@ import { LoupeError } from '../../components/common/errors.js';
 import { parsePyLiteral, type PyValue } from '../../components/common/pyliteral.js';
 import { Progress } from '../../components/common/progress.js';
 import { mapLimit, readImageInfo } from './image-info.js';
-import { checkBox, checkClass, labelError, type LabelSource } from './label-check.js';
+import { checkBox, checkClass, dropDuplicateBoxes, labelError, type LabelSource } from './label-check.js';
 import { idFromSourceRef, localPathFor } from './source-ref.js';
 import { emptyReport, type Box, type ImportedDataset, type LabelledImage } from './types.js';
 import { IMAGE_EXTENSIONS } from './yolo-read.js';
@@ -151,7 +151,7 @@ export async function importFeatureStore(csvPath: string, opts: FeatureStoreImpo
       return checkBox({ cls, x1: a.left, y1: a.top, x2: a.left + a.width, y2: a.top + a.height }, size, bsrc, () => report.clipped++);
     });
     progress.update(++done);
-    return { id: r.id, imagePath, width: size.width, height: size.height, boxes };
+    return { id: r.id, imagePath, width: size.width, height: size.height, boxes: dropDuplicateBoxes(boxes, size, () => report.duplicates++) };
   });
   progress.finish();
   const labelled = new Set(images.map((i) => i.id));

@@ -5,7 +5,7 @@ import { LoupeError } from '../../components/common/errors.js';
 import { writeFileAtomic } from '../../components/common/fsutil.js';
 import { Progress } from '../../components/common/progress.js';
 import { mapLimit, readImageInfo } from './image-info.js';
-import { checkBox, checkClass, labelError, type LabelSource } from './label-check.js';
+import { checkBox, checkClass, dropDuplicateBoxes, labelError, type LabelSource } from './label-check.js';
 import { idFromSourceRef, localPathFor } from './source-ref.js';
 import { emptyReport, type Box, type ImportedDataset, type LabelledImage } from './types.js';
 
@@ -328,7 +328,7 @@ export async function importGroundTruth(manifestPath: string, opts: GroundTruthI
       return checkBox({ cls, x1: a.left, y1: a.top, x2: a.left + a.width, y2: a.top + a.height }, size, bsrc, () => report.clipped++);
     });
     progress.update(++done);
-    return { id, imagePath, width: size.width, height: size.height, boxes };
+    return { id, imagePath, width: size.width, height: size.height, boxes: dropDuplicateBoxes(boxes, size, () => report.duplicates++) };
   });
   progress.finish();
   report.images = images.length;

@@ -1,5 +1,6 @@
 import { LoupeError } from '../../components/common/errors.js';
 import type { Box } from './types.js';
+import { yoloLabelFields } from './version.js';
 
 /** Boxes may overhang the image by this many pixels (annotation tools round outwards); they are clipped. */
 export const BOX_TOLERANCE_PX = 1;
@@ -53,4 +54,22 @@ export function checkClass(cls: number, names: readonly string[], src: LabelSour
     throw labelError('LABEL_UNKNOWN_CLASS', src, `unknown class ${shown} (known: ${names.map((n, i) => `${i}=${n}`).join(', ') || 'none'})`);
   }
   return cls;
+}
+
+/**
+ * Drop exact duplicate boxes of one image: ultralytics' label check removes rows that are equal
+ * after parsing the label file, so training and `val` never see them; the evaluator and the
+ * instance counts must not either. Equality is on the written label line (class + 6 decimals).
+ */
+export function dropDuplicateBoxes(boxes: Box[], size: { width: number; height: number }, onDuplicate?: () => void): Box[] {
+  const seen = new Set<string>();
+  return boxes.filter((b) => {
+    const key = yoloLabelFields(b, size.width, size.height).join(' ');
+    if (seen.has(key)) {
+      onDuplicate?.();
+      return false;
+    }
+    seen.add(key);
+    return true;
+  });
 }

@@ -58,6 +58,8 @@ export interface ImportReport {
   rejected: number;
   /** Boxes that overhung the image by at most the tolerance and were clipped to it. */
   clipped: number;
+  /** Exact duplicate boxes dropped (same class and label line), as ultralytics' label check drops them. */
+  duplicates: number;
 }
 
 /** An imported data set: class names, labelled images, and the import's report. */
@@ -68,5 +70,5 @@ export interface ImportedDataset {
 }
 
 export function emptyReport(format: string, source: string): ImportReport {
-  return { format, source, records: 0, images: 0, boxes: 0, unlabelled: [], skippedDifficult: 0, skippedCrowd: 0, superseded: 0, rejected: 0, clipped: 0 };
+  return { format, source, records: 0, images: 0, boxes: 0, unlabelled: [], skippedDifficult: 0, skippedCrowd: 0, superseded: 0, rejected: 0, clipped: 0, duplicates: 0 };
 }

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { LoupeError } from '../../components/common/errors.js';
 import { Progress } from '../../components/common/progress.js';
 import { mapLimit, readImageInfo } from './image-info.js';
-import { checkBox, checkClass, labelError, type LabelSource } from './label-check.js';
+import { checkBox, checkClass, dropDuplicateBoxes, labelError, type LabelSource } from './label-check.js';
 import { emptyReport, type Box, type ImportedDataset, type LabelledImage } from './types.js';
 import { IMAGE_EXTENSIONS } from './yolo-read.js';
 
@@ -157,7 +157,7 @@ export async function importVoc(root: string, opts: VocImportOptions = {}): Prom
       boxes.push(checkBox({ ...o.box, cls }, size, src, () => report.clipped++));
     }
     progress.update(++done);
-    return { id: relative(absRoot, f.imagePath).split(sep).join('/'), imagePath: f.imagePath, width: size.width, height: size.height, boxes };
+    return { id: relative(absRoot, f.imagePath).split(sep).join('/'), imagePath: f.imagePath, width: size.width, height: size.height, boxes: dropDuplicateBoxes(boxes, size, () => report.duplicates++) };
   });
   progress.finish();
   report.unlabelled = [...allImages].filter((p) => !labelled.has(p)).map((p) => relative(absRoot, p).split(sep).join('/')).sort();

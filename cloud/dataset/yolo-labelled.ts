@@ -3,7 +3,7 @@ import { basename, join, relative, sep } from 'node:path';
 import type { Logger } from 'pino';
 import { Progress } from '../../components/common/progress.js';
 import { mapLimit, readImageInfo } from './image-info.js';
-import { checkBox, checkClass } from './label-check.js';
+import { checkBox, checkClass, dropDuplicateBoxes } from './label-check.js';
 import { emptyReport, SPLITS, type ImportedDataset, type LabelledImage, type SplitName } from './types.js';
 import { readYoloDataset } from './yolo-read.js';
 import type { DatasetManifest } from './yolo-write.js';
@@ -41,7 +41,7 @@ export async function readYoloLabelled(yamlPath: string, opts: { log?: Logger } 
     });
     progress.update(++done);
     const id = idOfFile.get(`${it.split}/${basename(it.imagePath)}`) ?? relative(ds.root, it.imagePath).split(sep).join('/');
-    return { id, imagePath: it.imagePath, width: size.width, height: size.height, boxes, split: it.split };
+    return { id, imagePath: it.imagePath, width: size.width, height: size.height, boxes: dropDuplicateBoxes(boxes, size, () => report.duplicates++), split: it.split };
   });
   progress.finish();
   report.images = images.length;

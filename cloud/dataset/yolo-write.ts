@@ -13,7 +13,7 @@ import { SPLITS, type LabelledImage, type SplitName } from './types.js';
 import { datasetVersion, yoloLabelText } from './version.js';
 
 /** Bumped whenever the folder layout or label text changes (test caches are keyed by it). */
-export const YOLO_EXPORTER_VERSION = 'loupe-yolo-1';
+export const YOLO_EXPORTER_VERSION = 'loupe-yolo-2';
 
 export interface DatasetManifestEntry {
   id: string;

@@ -154,3 +154,15 @@ describe('Pascal VOC details', () => {
     await expect(importVoc(dir)).rejects.toThrow(/ANNOTATIONS\/a\.xml: not valid XML/);
   });
 });
+
+describe('duplicate boxes', () => {
+  it('drops exact duplicates (same class and box) and counts them, as ultralytics does', async () => {
+    const dir = await tempDir();
+    await writeJpeg(join(dir, 'IMAGES', 'a.jpg'), 64, 48);
+    const box: [number, number, number, number] = [1, 1, 20, 20];
+    await writeText(join(dir, 'ANNOTATIONS', 'a.xml'), vocXml('a.jpg', 64, 48, [{ name: 'x', box }, { name: 'x', box }, { name: 'y', box }]));
+    const ds = await importVoc(dir);
+    expect(ds.report.duplicates).toBe(1);
+    expect(ds.images[0]!.boxes.map((b) => b.cls)).toEqual([0, 1]);
+  });
+});

@@ -82,12 +82,13 @@ describe('Pascal VOC importer on ../shared/datasets/neu-det', () => {
     expect(ds.images.every((i) => i.width === 200 && i.height === 200)).toBe(true);
   });
 
-  it('skips the 81 difficult objects by default (4189 objects, 4108 kept) and keeps them on request', async () => {
+  it('skips the 81 difficult objects by default (4189 objects, 4108 kept, 3 exact duplicates dropped as ultralytics does) and keeps them on request', async () => {
     expect(ds.report.skippedDifficult).toBe(81);
-    expect(ds.report.boxes).toBe(4108);
+    expect(ds.report.duplicates).toBe(3);
+    expect(ds.report.boxes).toBe(4105);
     const all = await importVoc(neu, { includeDifficult: true });
     expect(all.report.skippedDifficult).toBe(0);
-    expect(all.report.boxes).toBe(4189);
+    expect(all.report.boxes).toBe(4186);
   });
 
   it('keeps the corners as written and ids relative to the import root', () => {
@@ -102,7 +103,7 @@ describe('yoloDataset test helper', () => {
   it('gives YOLO exports of both shared data sets that ultralytics-style readers accept', async () => {
     for (const [name, expected] of [
       ['metal-tags', { train: 163, val: 37, test: 35, names: ['scratch'], boxes: 482 }],
-      ['neu-det', { train: 1262, val: 281, test: 257, names: ['crazing', 'inclusion', 'patches', 'pitted_surface', 'rolled-in_scale', 'scratches'], boxes: 4108 }],
+      ['neu-det', { train: 1262, val: 281, test: 257, names: ['crazing', 'inclusion', 'patches', 'pitted_surface', 'rolled-in_scale', 'scratches'], boxes: 4105 }],
     ] as const) {
       const yaml = await yoloDataset(name);
       const ds = readYoloDataset(yaml);

@@ -90,10 +90,10 @@ describe('yoloDataset under concurrency', () => {
     expect(a.code, a.err).toBe(0);
     expect(b.code, b.err).toBe(0);
     expect(a.out).toBe(b.out);
-    expect(a.out).toBe(join(cache, 'test-datasets', 'metal-tags-loupe-yolo-1', 'data.yaml'));
+    expect(a.out).toBe(join(cache, 'test-datasets', 'metal-tags-loupe-yolo-2', 'data.yaml'));
     expect(manifestOf(join(a.out, '..')).counts).toEqual({ train: 163, val: 37, test: 35 });
     // the loser's temp folder is gone
     const { readdirSync } = await import('node:fs');
-    expect(readdirSync(join(cache, 'test-datasets'))).toEqual(['metal-tags-loupe-yolo-1']);
+    expect(readdirSync(join(cache, 'test-datasets'))).toEqual(['metal-tags-loupe-yolo-2']);
   });
 });

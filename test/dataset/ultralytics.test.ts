@@ -1,0 +1,40 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { datasetStats } from '../../cloud/dataset/stats.js';
+import { writeYoloDataset } from '../../cloud/dataset/yolo-write.js';
+import { importShared } from '../helpers/datasets.js';
+import { runPython } from '../helpers/python.js';
+import { tempDir } from './synth.js';
+
+/**
+ * The folders loupe writes are read by ultralytics itself (the pinned venv): its dataset check
+ * and its label loader see the same names, images, boxes and backgrounds per split as loupe's
+ * stats. Each export goes to a temp folder, since ultralytics writes labels/*.cache files.
+ */
+describe('ultralytics reads loupe YOLO exports as loupe does', () => {
+  it.each(['metal-tags', 'neu-det'] as const)('%s', async (name) => {
+    const ds = await importShared(name);
+    const dir = await tempDir();
+    const w = await writeYoloDataset(ds.names, ds.images, join(dir, name));
+    const code = [
+      'import json',
+      'from ultralytics.data.utils import check_det_dataset',
+      'from ultralytics.data import YOLODataset',
+      `d = check_det_dataset(${JSON.stringify(w.yamlPath)})`,
+      "out = {'names': [d['names'][i] for i in range(d['nc'])], 'splits': {}}",
+      "for s in ('train', 'val', 'test'):",
+      "    y = YOLODataset(img_path=d[s], data=d, task='detect', imgsz=256, augment=False, cache=False)",
+      "    out['splits'][s] = {'images': len(y.labels), 'boxes': int(sum(len(l['cls']) for l in y.labels)), 'backgrounds': sum(1 for l in y.labels if len(l['cls']) == 0)}",
+      'print(json.dumps(out))',
+    ].join('\n');
+    const stdout = await runPython(code, { timeoutMs: 300_000 });
+    const ul = JSON.parse(stdout.trim().split('\n').pop() as string) as { names: string[]; splits: Record<string, { images: number; boxes: number; backgrounds: number }> };
+    const ours = await datasetStats(w.yamlPath);
+    expect(ul.names).toEqual(ds.names);
+    for (const s of ['train', 'val', 'test'] as const) {
+      const o = ours.splits[s]!;
+      expect(ul.splits[s]).toEqual({ images: o.images, boxes: o.boxes, backgrounds: o.backgrounds });
+      expect(o.images).toBe(w.manifest.counts[s]);
+    }
+  });
+});

@@ -1,0 +1,120 @@
+import { join } from 'node:path';
+import { writeFileAtomic } from '../../components/common/fsutil.js';
+import { evalSummary, type EvalResult } from './evaluate.js';
+
+/**
+ * Evaluation artefacts a person (or the gate) can open: the metrics, the PR curves and the
+ * confusion matrix as JSON data, and both as SVG pictures (plain SVG: opens in any browser, no
+ * plotting dependency). Every file is written atomically.
+ */
+export async function writeEvalArtifacts(result: EvalResult, dir: string): Promise<string[]> {
+  const files: Array<[string, string]> = [
+    ['eval.json', JSON.stringify({ ...evalSummary(result), split: result.split, model: result.model, data: result.data, conf: result.conf, iou: result.iou, classes: result.classes, speed_ms: result.speed }, null, 2)],
+    ['pr_curve.json', JSON.stringify(result.prCurve)],
+    ['confusion_matrix.json', JSON.stringify(result.confusionMatrix, null, 1)],
+    ['pr_curve.svg', prCurveSvg(result)],
+    ['confusion_matrix.svg', confusionSvg(result)],
+  ];
+  const out: string[] = [];
+  for (const [name, text] of files) {
+    const p = join(dir, name);
+    await writeFileAtomic(p, `${text}\n`);
+    out.push(p);
+  }
+  return out;
+}
+
+const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
+
+function esc(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+function f3(x: number): string {
+  return x.toFixed(3);
+}
+
+/** Precision-recall curves at IoU 0.5 per class, plus their mean, like ultralytics' PR_curve.png. */
+export function prCurveSvg(r: EvalResult): string {
+  const W = 720;
+  const H = 520;
+  const m = { l: 60, r: 220, t: 40, b: 50 };
+  const pw = W - m.l - m.r;
+  const ph = H - m.t - m.b;
+  const X = (v: number): number => m.l + v * pw;
+  const Y = (v: number): number => m.t + (1 - v) * ph;
+  const grid = r.prCurve.grid;
+  const step = Math.max(1, Math.floor(grid.length / 250));
+  const path = (ys: number[]): string => {
+    const pts: string[] = [];
+    for (let i = 0; i < grid.length; i += step) pts.push(`${X(grid[i]).toFixed(1)},${Y(ys[i]).toFixed(1)}`);
+    pts.push(`${X(grid[grid.length - 1]).toFixed(1)},${Y(ys[grid.length - 1]).toFixed(1)}`);
+    return `M${pts.join('L')}`;
+  };
+  const parts: string[] = [];
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  parts.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  parts.push(`<text x="${m.l}" y="24" font-size="15">Precision-recall (IoU 0.5) — ${esc(r.split)} split, ${r.images} images</text>`);
+  for (let t = 0; t <= 10; t += 2) {
+    const v = t / 10;
+    parts.push(`<line x1="${X(0)}" y1="${Y(v)}" x2="${X(1)}" y2="${Y(v)}" stroke="#ddd"/><text x="${m.l - 8}" y="${Y(v) + 4}" text-anchor="end">${v.toFixed(1)}</text>`);
+    parts.push(`<line x1="${X(v)}" y1="${Y(0)}" x2="${X(v)}" y2="${Y(1)}" stroke="#ddd"/><text x="${X(v)}" y="${Y(0) + 18}" text-anchor="middle">${v.toFixed(1)}</text>`);
+  }
+  parts.push(`<rect x="${m.l}" y="${m.t}" width="${pw}" height="${ph}" fill="none" stroke="#333"/>`);
+  parts.push(`<text x="${m.l + pw / 2}" y="${H - 12}" text-anchor="middle">Recall</text>`);
+  parts.push(`<text transform="translate(16 ${m.t + ph / 2}) rotate(-90)" text-anchor="middle">Precision</text>`);
+  const curves = r.prCurve.classes.filter((c) => c.precision);
+  curves.forEach((c, i) => {
+    parts.push(`<path d="${path(c.precision!)}" fill="none" stroke="${PALETTE[i % PALETTE.length]}" stroke-width="1.5" opacity="0.85"/>`);
+  });
+  if (curves.length) {
+    const meanCurve = grid.map((_, k) => curves.reduce((s, c) => s + c.precision![k], 0) / curves.length);
+    parts.push(`<path d="${path(meanCurve)}" fill="none" stroke="#08306b" stroke-width="3"/>`);
+  }
+  let ly = m.t + 10;
+  const legend = (color: string, text: string, wide = false): void => {
+    parts.push(`<line x1="${W - m.r + 16}" y1="${ly}" x2="${W - m.r + 40}" y2="${ly}" stroke="${color}" stroke-width="${wide ? 3 : 2}"/><text x="${W - m.r + 46}" y="${ly + 4}">${esc(text)}</text>`);
+    ly += 18;
+  };
+  legend('#08306b', `all classes ${f3(r.map50)} mAP@0.5`, true);
+  curves.forEach((c, i) => legend(PALETTE[i % PALETTE.length], `${c.name} ${f3(c.ap50)}`));
+  for (const c of r.prCurve.classes.filter((x) => !x.precision)) legend('#bbb', `${c.name} (no predictions) 0.000`);
+  parts.push('</svg>');
+  return parts.join('\n');
+}
+
+/** Confusion matrix (rows predicted, columns true, last = background), shaded by column share. */
+export function confusionSvg(r: EvalResult): string {
+  const { labels, matrix, conf, iou } = r.confusionMatrix;
+  const n = labels.length;
+  const cell = Math.max(34, Math.min(70, Math.floor(560 / n)));
+  const m = { l: 150, t: 70, r: 30, b: 140 };
+  const W = m.l + n * cell + m.r;
+  const H = m.t + n * cell + m.b;
+  const colSum = labels.map((_, j) => matrix.reduce((s, row) => s + row[j], 0));
+  const parts: string[] = [];
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  parts.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  parts.push(`<text x="${m.l}" y="24" font-size="15">Confusion matrix — ${esc(r.split)} split (conf &gt; ${conf}, IoU &gt; ${iou})</text>`);
+  parts.push(`<text x="${m.l}" y="44" fill="#555">counts; shade = share of the true class (column)</text>`);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      const v = matrix[i][j];
+      const share = colSum[j] ? v / colSum[j] : 0;
+      const light = Math.round(255 - share * 200);
+      const fill = `rgb(${light},${Math.round(255 - share * 140)},255)`;
+      const x = m.l + j * cell;
+      const y = m.t + i * cell;
+      parts.push(`<rect x="${x}" y="${y}" width="${cell}" height="${cell}" fill="${v ? fill : '#fff'}" stroke="#ccc"/>`);
+      if (v) parts.push(`<text x="${x + cell / 2}" y="${y + cell / 2 + 4}" text-anchor="middle" fill="${share > 0.55 ? 'white' : 'black'}">${v}</text>`);
+    }
+    parts.push(`<text x="${m.l - 8}" y="${m.t + i * cell + cell / 2 + 4}" text-anchor="end">${esc(labels[i])}</text>`);
+    const x = m.l + i * cell + cell / 2;
+    const y = m.t + n * cell + 8;
+    parts.push(`<text transform="translate(${x + 4} ${y}) rotate(60)" text-anchor="start">${esc(labels[i])}</text>`);
+  }
+  parts.push(`<text x="${m.l + (n * cell) / 2}" y="${H - 10}" text-anchor="middle">True</text>`);
+  parts.push(`<text transform="translate(18 ${m.t + (n * cell) / 2}) rotate(-90)" text-anchor="middle">Predicted</text>`);
+  parts.push('</svg>');
+  return parts.join('\n');
+}

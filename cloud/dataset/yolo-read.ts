@@ -65,7 +65,25 @@ function readLabels(labelPath: string): YoloSplitItem['labels'] {
       const [cls, cx, cy, w, h] = parts as [number, number, number, number, number];
       out.push({ cls, cx, cy, w, h });
     });
-  return out;
+  return dropDuplicateRows(out);
+}
+
+/**
+ * ultralytics' label check (verify_image_label) parses rows as float32 and, when some are equal,
+ * keeps `np.unique(rows, axis=0)`: the distinct rows in lexicographic order. The evaluator must
+ * see the same instances, so do the same; files without duplicates are returned untouched.
+ */
+function dropDuplicateRows(rows: YoloSplitItem['labels']): YoloSplitItem['labels'] {
+  const key = (r: YoloSplitItem['labels'][number]) => [r.cls, r.cx, r.cy, r.w, r.h].map(Math.fround);
+  const seen = new Set(rows.map((r) => key(r).join(' ')));
+  if (seen.size === rows.length) return rows;
+  const unique = new Map(rows.map((r) => [key(r).join(' '), r] as const));
+  return [...unique.values()].sort((a, b) => {
+    const ka = key(a);
+    const kb = key(b);
+    for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return (ka[i] as number) - (kb[i] as number);
+    return 0;
+  });
 }
 
 /** Read a YOLO data set described by data.yaml (path/train/val/test/names, ultralytics' layout). */

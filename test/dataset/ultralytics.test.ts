@@ -1,8 +1,11 @@
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { datasetStats } from '../../cloud/dataset/stats.js';
 import { writeYoloDataset } from '../../cloud/dataset/yolo-write.js';
+import { readYoloDataset } from '../../cloud/dataset/yolo-read.js';
 import { importShared } from '../helpers/datasets.js';
+import { sharedDataset } from '../../components/common/paths.js';
 import { runPython } from '../helpers/python.js';
 import { tempDir } from './synth.js';
 
@@ -36,5 +39,27 @@ describe('ultralytics reads loupe YOLO exports as loupe does', () => {
       expect(ul.splits[s]).toEqual({ images: o.images, boxes: o.boxes, backgrounds: o.backgrounds });
       expect(o.images).toBe(w.manifest.counts[s]);
     }
+  });
+
+  it('a label file with duplicate rows reads as ultralytics reads it (unique rows, sorted)', async () => {
+    const dir = await tempDir();
+    await mkdir(join(dir, 'images', 'val'), { recursive: true });
+    await mkdir(join(dir, 'labels', 'val'), { recursive: true });
+    await copyFile(join(sharedDataset('neu-det'), 'IMAGES', 'crazing_1.jpg'), join(dir, 'images', 'val', 'a.jpg'));
+    await writeFile(join(dir, 'labels', 'val', 'a.txt'), '1 0.5 0.5 0.2 0.2\n0 0.3 0.3 0.1 0.1\n1 0.5 0.5 0.2 0.2\n0 0.2 0.9 0.1 0.1\n');
+    await writeFile(join(dir, 'data.yaml'), `path: ${dir}\ntrain: images/val\nval: images/val\nnames: [a, b]\n`);
+    const code = [
+      'import json',
+      'from ultralytics.data.utils import check_det_dataset',
+      'from ultralytics.data import YOLODataset',
+      `d = check_det_dataset(${JSON.stringify(join(dir, 'data.yaml'))})`,
+      "y = YOLODataset(img_path=d['val'], data=d, task='detect', imgsz=256, augment=False, cache=False)",
+      "l = y.labels[0]",
+      "print(json.dumps([[int(c)] + [round(float(v), 6) for v in b] for c, b in zip(l['cls'].ravel(), l['bboxes'])]))",
+    ].join('\n');
+    const ul = JSON.parse((await runPython(code, { timeoutMs: 300_000 })).trim().split('\n').pop() as string) as number[][];
+    const ours = readYoloDataset(join(dir, 'data.yaml')).splits.val![0]!.labels.map((l) => [l.cls, l.cx, l.cy, l.w, l.h]);
+    expect(ul).toHaveLength(3);
+    expect(ours).toEqual(ul);
   });
 });

@@ -50,6 +50,8 @@ export interface DeploymentRequest {
   componentUpdatePolicy?: { action?: 'NOTIFY_COMPONENTS' | 'SKIP_NOTIFY_COMPONENTS'; timeoutSeconds?: number };
   /** How long components get to become RUNNING/FINISHED (default 120 s). */
   healthTimeoutSeconds?: number;
+  /** How long they must then stay up before the deployment counts as a success (default 1 s). */
+  healthStableSeconds?: number;
   groupName?: string;
 }
 
@@ -221,17 +223,18 @@ export class DeploymentManager {
 
     // 3. apply and wait for health
     const healthMs = (req.healthTimeoutSeconds ?? 120) * 1000;
+    const stableMs = (req.healthStableSeconds ?? 1) * 1000;
     try {
       await kernel.apply(target);
       progress.update(3, { stage: 'applied' });
-      await kernel.waitHealthy([...target.keys()], healthMs);
+      await kernel.waitHealthy([...target.keys()], healthMs, stableMs);
     } catch (e) {
       const cause = errorMessage(e);
       log.warn({ cause }, 'deployment failed');
       if ((req.failureHandlingPolicy ?? 'ROLLBACK') === 'DO_NOTHING') return finish('FAILED', 'FAILED_ROLLBACK_NOT_REQUESTED', cause, ['COMPONENT_UNHEALTHY']);
       try {
         await kernel.apply(prev);
-        await kernel.waitHealthy([...prev.keys()], healthMs);
+        await kernel.waitHealthy([...prev.keys()], healthMs, stableMs);
       } catch (re) {
         record.rollbackError = errorMessage(re);
         log.error({ err: record.rollbackError }, 'rollback did not bring the previous components back to health');

@@ -257,29 +257,41 @@ export class Kernel implements ServiceHost {
     return { started, stopped: toStop, removed };
   }
 
-  /** Wait until every named component is RUNNING or FINISHED; reject if one turns BROKEN or time runs out. */
-  async waitHealthy(names: string[], timeoutMs: number): Promise<void> {
+  /**
+   * Wait until every named component has been RUNNING or FINISHED for `stableMs` without a
+   * break; reject as soon as one turns BROKEN, or when `timeoutMs` runs out. The stability window
+   * stands in for the real deployment's one-second polling, which is what lets it notice a Run
+   * script that crashes right after starting.
+   */
+  async waitHealthy(names: string[], timeoutMs: number, stableMs = 1000): Promise<void> {
     const services = names.map((n) => this.components.get(n)?.service).filter((s): s is ComponentService => !!s);
     const healthy = () => services.every((s) => s.state === 'RUNNING' || s.state === 'FINISHED');
     const broken = () => services.find((s) => s.state === 'BROKEN');
     await new Promise<void>((resolve, reject) => {
+      let stableTimer: NodeJS.Timeout | undefined;
       const check = () => {
         const b = broken();
         if (b) {
           done();
           reject(new Error(`${b.name} is BROKEN: ${b.statusReason}`));
         } else if (healthy()) {
-          done();
-          resolve();
+          stableTimer ??= setTimeout(() => {
+            done();
+            resolve();
+          }, stableMs);
+        } else if (stableTimer) {
+          clearTimeout(stableTimer);
+          stableTimer = undefined;
         }
       };
       const timer = setTimeout(() => {
         done();
         const notYet = services.filter((s) => s.state !== 'RUNNING' && s.state !== 'FINISHED').map((s) => `${s.name} is ${s.state}`);
-        reject(new Error(`components not RUNNING within ${timeoutMs / 1000} s: ${notYet.join(', ')}`));
+        reject(new Error(`components not RUNNING within ${timeoutMs / 1000} s: ${notYet.join(', ') || 'none stayed up'}`));
       }, timeoutMs);
       const done = () => {
         clearTimeout(timer);
+        if (stableTimer) clearTimeout(stableTimer);
         this.events.off('state', check);
       };
       this.events.on('state', check);

@@ -50,7 +50,7 @@ function listImages(entry: string, root: string): string[] {
     .map((l) => (isAbsolute(l) ? l : resolve(root, l)));
 }
 
-function readLabels(labelPath: string): YoloSplitItem['labels'] {
+function readLabels(labelPath: string, nc: number): YoloSplitItem['labels'] {
   if (!existsSync(labelPath)) return [];
   const out: YoloSplitItem['labels'] = [];
   readFileSync(labelPath, 'utf8')
@@ -63,6 +63,13 @@ function readLabels(labelPath: string): YoloSplitItem['labels'] {
         throw new LoupeError('LABEL_BAD_LINE', `line ${i + 1}: expected "cls cx cy w h", got "${t}"`, { input: labelPath });
       }
       const [cls, cx, cy, w, h] = parts as [number, number, number, number, number];
+      // ultralytics drops the whole image as corrupt on these; loupe refuses with a clear message instead
+      if (!Number.isInteger(cls) || cls < 0 || cls >= nc) {
+        throw new LoupeError('LABEL_UNKNOWN_CLASS', `line ${i + 1}: class ${cls} is not one of 0..${nc - 1}`, { input: labelPath });
+      }
+      if ([cx, cy, w, h].some((v) => v > 1 || v < -0.01)) {
+        throw new LoupeError('LABEL_OUTSIDE_IMAGE', `line ${i + 1}: "${t}" has coordinates outside 0..1 (not normalised, or outside the image)`, { input: labelPath });
+      }
       out.push({ cls, cx, cy, w, h });
     });
   return dropDuplicateRows(out);
@@ -108,7 +115,7 @@ export function readYoloDataset(yamlPath: string): YoloDataset {
       .flatMap((e) => listImages(e, root))
       .map((imagePath) => {
         const labelPath = labelPathFor(imagePath);
-        return { imagePath, labelPath, labels: readLabels(labelPath) };
+        return { imagePath, labelPath, labels: readLabels(labelPath, names.length) };
       });
   }
   return { yamlPath: abs, root, names, splits };

@@ -166,3 +166,20 @@ describe('duplicate boxes', () => {
     expect(ds.images[0]!.boxes.map((b) => b.cls)).toEqual([0, 1]);
   });
 });
+
+describe('reading YOLO label files', () => {
+  it('refuses label lines ultralytics would reject, naming the file and the line', async () => {
+    const { readYoloDataset } = await import('../../cloud/dataset/yolo-read.js');
+    const dir = await tempDir();
+    await writeJpeg(join(dir, 'images', 'val', 'a.jpg'), 32, 32);
+    await writeText(join(dir, 'data.yaml'), `path: ${dir}\nval: images/val\nnames: [a]\n`);
+    for (const [line, re] of [
+      ['1 0.5 0.5 0.2 0.2', /labels\/val\/a\.txt: line 2: class 1 is not one of 0\.\.0/],
+      ['0 0.5 0.5 1.2 0.2', /labels\/val\/a\.txt: line 2: "0 0.5 0.5 1.2 0.2" has coordinates outside 0\.\.1/],
+      ['0 0.5 0.5 0.2', /labels\/val\/a\.txt: line 2: expected "cls cx cy w h"/],
+    ] as const) {
+      await writeText(join(dir, 'labels', 'val', 'a.txt'), `0 0.1 0.1 0.1 0.1\n${line}\n`);
+      expect(() => readYoloDataset(join(dir, 'data.yaml'))).toThrow(re);
+    }
+  });
+});

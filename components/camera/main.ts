@@ -1,0 +1,139 @@
+import { resolve } from 'node:path';
+import { errorMessage } from '../common/errors.js';
+import type { Unsubscribe } from '../ipc/client.js';
+import { runComponent, type ComponentContext } from '../ipc/runtime.js';
+import { IOT_TOPICS, TOPICS, type CameraHealth, type FrameMessage, type TriggerMessage } from '../ipc/topics.js';
+import { CameraRunner } from './camera.js';
+import { Delivery } from './delivery.js';
+import { cameraConfigSchema, type CameraComponentConfig } from './config.js';
+import { FrameStore } from './frame-store.js';
+
+/**
+ * loupe.Camera: runs every configured camera, writes frames to the bounded frame store and
+ * announces them on `loupe/frames`. Triggers arrive on `loupe/trigger` (IPC) or the thing's
+ * IoT Core trigger topic; health goes to `loupe/health/camera` and IoT Core.
+ */
+async function start(ctx: ComponentContext<CameraComponentConfig>) {
+  const { ipc, log } = ctx;
+  let cfg = ctx.config;
+  let store = new FrameStore(resolve(cfg.frameStore.dir), cfg.frameStore.maxFrames, cfg.frameStore.maxBytes);
+  await store.init();
+  let runners: CameraRunner[] = [];
+  const delivery = new Delivery(cfg.delivery);
+  const publishFrame = (f: FrameMessage) => ipc.publish(TOPICS.frames, f as unknown as Record<string, unknown>);
+  let subs: Unsubscribe[] = [];
+
+  const publishHealth = async () => {
+    const cameras: CameraHealth[] = runners.map((r) => ({ ...r.health }));
+    const msg = {
+      component: 'camera',
+      time: new Date().toISOString(),
+      cameras,
+      frameStore: store.size,
+      evicted: store.evicted,
+      delivery: { unacked: delivery.pending, redelivered: delivery.redelivered, lost: delivery.lost },
+    };
+    await ipc.publish(TOPICS.cameraHealth, msg).catch(() => {});
+    if (cfg.publishToIoTCore) await ipc.publishIoTCore(IOT_TOPICS.health(ctx.thingName), msg).catch(() => {});
+  };
+
+  const startAll = async () => {
+    runners = cfg.cameras
+      .filter((c) => c.enabled)
+      .map(
+        (c) =>
+          new CameraRunner(c, {
+            store,
+            log,
+            backoff: cfg.backoff,
+            publish: publishFrame,
+            published: (f) => delivery.track(f),
+            onHealth: (h) => {
+              log.info({ camera: h.camera, state: h.state, lastError: h.lastError }, 'camera state');
+              void publishHealth();
+            },
+          }),
+      );
+    const byTopic = new Map<string, CameraRunner[]>();
+    for (const r of runners) {
+      const t = r.cfg.trigger;
+      if (t.type === 'ipc' || t.type === 'mqtt') {
+        const key = `${t.type}|${t.topic ?? (t.type === 'ipc' ? TOPICS.trigger : IOT_TOPICS.trigger(ctx.thingName))}`;
+        byTopic.set(key, [...(byTopic.get(key) ?? []), r]);
+      }
+    }
+    const fire = (targets: CameraRunner[], m: TriggerMessage) => {
+      for (const r of targets) if (!m.camera || m.camera === r.cfg.name) r.trigger.fire(m.serial);
+    };
+    for (const [key, targets] of byTopic) {
+      const [kind, topic] = key.split('|') as ['ipc' | 'mqtt', string];
+      if (kind === 'ipc') subs.push(await ipc.subscribe(topic, (m) => fire(targets, m as TriggerMessage)));
+      else
+        subs.push(
+          await ipc.subscribeIoTCore(topic, (payload) => {
+            // A PLC bridge may send JSON {camera?, serial?} or just the serial as text.
+            const text = payload.toString('utf8').trim();
+            let m: TriggerMessage;
+            try {
+              const j = JSON.parse(text) as unknown;
+              m = j && typeof j === 'object' ? (j as TriggerMessage) : { serial: String(j) };
+            } catch {
+              m = text ? { serial: text } : {};
+            }
+            fire(targets, m);
+          }),
+        );
+    }
+    if (cfg.delivery.redeliver || runners.some((r) => r.cfg.trigger.type === 'continuous' && r.cfg.trigger.maxInFlight)) {
+      const byName = new Map(runners.map((r) => [r.cfg.name, r]));
+      subs.push(
+        await ipc.subscribe(TOPICS.results, (m) => {
+          delivery.ack(String(m.frameId));
+          byName.get(String(m.camera))?.trigger.done();
+        }),
+      );
+    }
+    for (const r of runners) r.start();
+  };
+
+  const stopAll = async () => {
+    for (const u of subs) await u();
+    subs = [];
+    await Promise.all(runners.map((r) => r.stop()));
+  };
+
+  await startAll();
+  let timer = setInterval(() => void publishHealth(), cfg.healthIntervalS * 1000);
+  let ticking = false;
+  const redeliverTimer = setInterval(() => {
+    if (ticking) return;
+    ticking = true;
+    void delivery.tick(publishFrame).finally(() => (ticking = false));
+  }, 500);
+  log.info({ cameras: runners.map((r) => r.cfg.name), frameStore: store.dir }, 'cameras started');
+
+  return {
+    async reconfigure(next: CameraComponentConfig) {
+      await stopAll();
+      if (resolve(next.frameStore.dir) !== store.dir || next.frameStore.maxFrames !== cfg.frameStore.maxFrames || next.frameStore.maxBytes !== cfg.frameStore.maxBytes) {
+        store = new FrameStore(resolve(next.frameStore.dir), next.frameStore.maxFrames, next.frameStore.maxBytes);
+        await store.init();
+      }
+      if (next.healthIntervalS !== cfg.healthIntervalS) {
+        clearInterval(timer);
+        timer = setInterval(() => void publishHealth(), next.healthIntervalS * 1000);
+      }
+      delivery.setConfig(next.delivery);
+      cfg = next;
+      await startAll().catch((e) => log.error({ err: errorMessage(e) }, 'restarting cameras failed'));
+    },
+    async stop() {
+      clearInterval(timer);
+      clearInterval(redeliverTimer);
+      await stopAll();
+      await publishHealth();
+    },
+  };
+}
+
+await runComponent('loupe.Camera', cameraConfigSchema, start);

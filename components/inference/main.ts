@@ -1,0 +1,182 @@
+import { stat } from 'node:fs/promises';
+import { errorMessage } from '../common/errors.js';
+import { runComponent, type ComponentContext } from '../ipc/runtime.js';
+import { IOT_TOPICS, TOPICS, type FrameMessage, type ModelAnnouncement, type ResultMessage } from '../ipc/topics.js';
+import { inferenceConfigSchema, type InferenceConfig } from './config.js';
+import { ModelSlot } from './model-slot.js';
+import { BoundedQueue } from './queue.js';
+import { InferenceStats } from './telemetry.js';
+import { applyRoi, verdict } from './verdict.js';
+
+/**
+ * loupe.Inference: frames from `loupe/frames` → bounded queue → YOLOv8 detector → per-class
+ * thresholds, class filter, ROI, verdict → `loupe/results` (IPC) and the thing's results topic
+ * on IoT Core (QoS 1). The model comes from loupe.Model (recipe variables on start; later
+ * versions by `loupe/model` announcements or a configuration change) and is hot-swapped.
+ * Telemetry every `telemetryIntervalS` on `loupe/telemetry/inference` and IoT Core.
+ */
+async function start(ctx: ComponentContext<InferenceConfig>) {
+  const { ipc, log } = ctx;
+  let cfg = ctx.config;
+  const slot = new ModelSlot(log, cfg.threads);
+  const stats = new InferenceStats();
+  let modelError: string | undefined;
+
+  const initialPath = cfg.model.path ?? process.env.LOUPE_MODEL_PATH;
+  if (!initialPath) throw new Error('model.path: no model configured (set model.path or deploy loupe.Model)');
+  await slot.load(initialPath, { name: cfg.model.name, version: cfg.model.version, sha256: cfg.model.sha256 });
+
+  const swapTo = async (a: { path: string; name: string; version: string; sha256?: string }, why: string) => {
+    const cur = slot.ref;
+    if (cur && a.sha256 && cur.sha256 === a.sha256.toLowerCase() && cur.version === a.version) {
+      if (modelError) {
+        modelError = undefined;
+        await ipc.updateState('RUNNING').catch(() => {});
+      }
+      return;
+    }
+    try {
+      await slot.load(a.path, a);
+      if (modelError) {
+        modelError = undefined;
+      }
+      await ipc.updateState('RUNNING').catch(() => {});
+      await ipc.publish(`${TOPICS.model}/status`, { ok: true, model: slot.ref as unknown as Record<string, unknown>, why }).catch(() => {});
+    } catch (e) {
+      // Keep serving the old model; ERRORED makes a deployment that brought this model fail and roll back.
+      modelError = errorMessage(e);
+      log.error({ err: modelError, path: a.path, version: a.version, why }, 'new model refused; the previous model keeps serving');
+      await ipc.publish(`${TOPICS.model}/status`, { ok: false, error: modelError, refused: { ...a }, serving: slot.ref as unknown as Record<string, unknown> }).catch(() => {});
+      await ipc.updateState('ERRORED').catch(() => {});
+    }
+  };
+
+  // Frame ids seen lately: null while queued or in progress, then the result. The camera
+  // re-announces frames it got no result for; a repeat is answered from here, not inferred again.
+  const recent = new Map<string, ResultMessage | null>();
+  const remember = (id: string, r: ResultMessage | null) => {
+    recent.delete(id);
+    recent.set(id, r);
+    if (recent.size > 4096) recent.delete(recent.keys().next().value as string);
+  };
+  const queue = new BoundedQueue<FrameMessage>(cfg.queue.max, cfg.queue.dropPolicy, (dropped) => recent.delete(dropped.frameId));
+
+  const handle = async (f: FrameMessage) => {
+    const model = slot.acquire();
+    const t0 = performance.now();
+    let result: ResultMessage;
+    try {
+      const r = await model.detector.detect(f.path, {
+        conf: cfg.conf,
+        iou: cfg.iou,
+        maxDet: cfg.maxDet,
+        ...(cfg.classes ? { classes: cfg.classes } : {}),
+        ...(Object.keys(cfg.classConf).length ? { classConf: cfg.classConf } : {}),
+      });
+      const inferMs = performance.now() - t0;
+      const dets = applyRoi(r.detections, cfg.roi, r.width, r.height);
+      const v = verdict(dets, cfg.verdict.rules);
+      const latencyMs = Date.now() - Date.parse(f.time);
+      result = { ...f, width: r.width, height: r.height, verdict: v.verdict, reasons: v.reasons, detections: dets, model: model.ref, latencyMs, inferMs: +inferMs.toFixed(2) };
+      stats.record(latencyMs, inferMs, dets.map((d) => d.name), v.verdict === 'fail');
+    } catch (e) {
+      // Corrupt or vanished image: counted, reported as an error result, and the service goes on.
+      stats.error();
+      const exists = await stat(f.path).then(() => true, () => false);
+      result = { ...f, width: 0, height: 0, verdict: 'error', reasons: [], detections: [], model: model.ref, latencyMs: Date.now() - Date.parse(f.time), inferMs: 0, error: exists ? errorMessage(e) : `frame file is gone: ${f.path}` };
+      log.warn({ frameId: f.frameId, err: result.error }, 'frame not inferred');
+    } finally {
+      slot.release(model);
+    }
+    remember(f.frameId, result);
+    await publishResult(result);
+  };
+
+  const publishResult = async (result: ResultMessage) => {
+    await ipc.publish(TOPICS.results, result as unknown as Record<string, unknown>).catch((e) => log.warn({ err: errorMessage(e) }, 'result not published on IPC'));
+    if (cfg.publishResultsToIoTCore) {
+      await ipc.publishIoTCore(IOT_TOPICS.results(ctx.thingName), result as unknown as Record<string, unknown>).catch((e) => log.warn({ err: errorMessage(e) }, 'result not published to IoT Core'));
+    }
+  };
+
+  const workers: Promise<void>[] = [];
+  const startWorkers = (n: number) => {
+    for (let i = 0; i < n; i++)
+      workers.push(
+        (async () => {
+          for (;;) {
+            // After close() the queue still hands out what it holds: a stop drains it.
+            const f = await queue.pop();
+            if (!f) return;
+            await handle(f).catch((e) => log.error({ err: errorMessage(e) }, 'frame handling failed'));
+          }
+        })(),
+      );
+  };
+  startWorkers(cfg.workers);
+
+  let duplicates = 0;
+  const unsubFrames = await ipc.subscribe(TOPICS.frames, (m) => {
+    if (typeof m.path !== 'string' || typeof m.frameId !== 'string') return;
+    if (recent.has(m.frameId)) {
+      duplicates++;
+      const done = recent.get(m.frameId);
+      if (done) void publishResult(done);
+      return;
+    }
+    remember(m.frameId, null);
+    queue.push(m as unknown as FrameMessage);
+  });
+  const unsubModel = await ipc.subscribe(TOPICS.model, (m) => {
+    const a = m as unknown as ModelAnnouncement;
+    if (typeof a.path === 'string' && typeof a.sha256 === 'string') void swapTo(a, 'loupe/model announcement');
+  });
+  // Ask loupe.Model to announce itself: it may have started before we subscribed.
+  await ipc.publish(TOPICS.modelQuery, {}).catch(() => {});
+
+  const publishTelemetry = async () => {
+    const t = { component: 'inference', time: new Date().toISOString(), model: slot.ref, modelError, queueDepth: queue.depth, dropped: queue.dropped, duplicates, swaps: slot.swaps, ...stats.snapshot(cfg.telemetryIntervalS) };
+    await ipc.publish(TOPICS.telemetry('inference'), t as unknown as Record<string, unknown>).catch(() => {});
+    await ipc.publishIoTCore(IOT_TOPICS.telemetry(ctx.thingName), t as unknown as Record<string, unknown>).catch(() => {});
+  };
+  let timer = setInterval(() => void publishTelemetry(), cfg.telemetryIntervalS * 1000);
+
+  return {
+    async reconfigure(next: InferenceConfig) {
+      const prev = cfg;
+      cfg = next;
+      queue.resize(next.queue.max, next.queue.dropPolicy);
+      if (next.workers > prev.workers) startWorkers(next.workers - prev.workers);
+      if (next.telemetryIntervalS !== prev.telemetryIntervalS) {
+        clearInterval(timer);
+        timer = setInterval(() => void publishTelemetry(), next.telemetryIntervalS * 1000);
+      }
+      const m = next.model;
+      if (m.path && (m.path !== prev.model.path || m.sha256 !== prev.model.sha256 || m.version !== prev.model.version)) {
+        await swapTo({ path: m.path, name: m.name, version: m.version, sha256: m.sha256 }, 'configuration change');
+      }
+    },
+    async stop() {
+      clearInterval(timer);
+      await unsubFrames();
+      await unsubModel();
+      queue.close();
+      await Promise.all(workers);
+      await publishTelemetry();
+      await slot.dispose();
+    },
+  };
+}
+
+await runComponent('loupe.Inference', inferenceConfigSchema, start, {
+  // The recipe hands loupe.Model's artefact path and digest over as environment variables.
+  configOverride: (raw) => {
+    const r = (raw ?? {}) as Record<string, unknown>;
+    const model = { ...((r.model as Record<string, unknown>) ?? {}) };
+    if (!model.path && process.env.LOUPE_MODEL_PATH) model.path = process.env.LOUPE_MODEL_PATH;
+    if (!model.sha256 && process.env.LOUPE_MODEL_SHA256) model.sha256 = process.env.LOUPE_MODEL_SHA256;
+    if (!model.version && process.env.LOUPE_MODEL_VERSION) model.version = process.env.LOUPE_MODEL_VERSION;
+    if (!model.name && process.env.LOUPE_MODEL_NAME) model.name = process.env.LOUPE_MODEL_NAME;
+    return { ...r, model };
+  },
+});

@@ -1,0 +1,49 @@
+import { readFile } from 'node:fs/promises';
+import sharp from 'sharp';
+import type { Detection } from '../ipc/topics.js';
+
+/**
+ * The image to upload within the configured limits: at most maxWidth×maxHeight and maxBytes,
+ * JPEG. A JPEG that already fits is kept byte for byte unless `reencode` is set; otherwise it is
+ * oriented (EXIF), resized and encoded, lowering quality and then size until it fits. Detection
+ * boxes (pre-annotations) are scaled to the uploaded image.
+ */
+export interface PreparedImage {
+  data: Buffer;
+  width: number;
+  height: number;
+  detections: Detection[];
+}
+
+export async function prepareImage(
+  path: string,
+  src: { width: number; height: number; detections: Detection[] },
+  limits: { maxWidth: number; maxHeight: number; jpegQuality: number; maxBytes: number; reencode: boolean },
+): Promise<PreparedImage> {
+  const input = sharp(path, { failOn: 'error' });
+  const meta = await input.metadata();
+  // The detector reports sizes after EXIF orientation; so do we.
+  const swap = (meta.orientation ?? 1) >= 5;
+  const w = src.width || (swap ? meta.height : meta.width) || 0;
+  const h = src.height || (swap ? meta.width : meta.height) || 0;
+  const fits = w <= limits.maxWidth && h <= limits.maxHeight;
+  if (!limits.reencode && fits && meta.format === 'jpeg' && (meta.size ?? Infinity) <= limits.maxBytes) {
+    return { data: await readFile(path), width: w, height: h, detections: src.detections };
+  }
+  let scale = Math.min(1, limits.maxWidth / w, limits.maxHeight / h);
+  let quality = limits.jpegQuality;
+  for (let i = 0; i < 20; i++) {
+    const tw = Math.max(1, Math.round(w * scale));
+    const th = Math.max(1, Math.round(h * scale));
+    const data = await sharp(path).rotate().resize(tw, th, { fit: 'fill' }).jpeg({ quality, mozjpeg: false }).toBuffer();
+    if (data.length <= limits.maxBytes || (tw <= 16 && th <= 16)) {
+      const sx = tw / w;
+      const sy = th / h;
+      const detections = src.detections.map((d) => ({ ...d, xyxy: [d.xyxy[0] * sx, d.xyxy[1] * sy, d.xyxy[2] * sx, d.xyxy[3] * sy].map((v) => +v.toFixed(2)) as Detection['xyxy'] }));
+      return { data, width: tw, height: th, detections };
+    }
+    if (quality > 50) quality -= 10;
+    else scale *= 0.8;
+  }
+  throw new Error(`cannot fit ${path} into ${limits.maxBytes} bytes`);
+}

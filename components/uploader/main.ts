@@ -1,0 +1,85 @@
+import { join, resolve } from 'node:path';
+import { errorMessage } from '../common/errors.js';
+import { runComponent, type ComponentContext } from '../ipc/runtime.js';
+import { IOT_TOPICS, TOPICS, type ResultMessage } from '../ipc/topics.js';
+import { BoundedQueue } from '../inference/queue.js';
+import { uploaderConfigSchema, type UploaderConfig } from './config.js';
+import { RateLimiter } from './rate-limit.js';
+import { createS3Client, SpoolUploader } from './s3-upload.js';
+import { Selector } from './selector.js';
+import { Spool } from './spool.js';
+
+/**
+ * loupe.Uploader: results from `loupe/results` → selection (policies, limits, de-dup, resize)
+ * → durable spool → S3 `incoming/<thing>/<yyyy>/<mm>/<dd>/<frameId>.jpg` + `.json`.
+ * Telemetry on `loupe/telemetry/uploader` and IoT Core.
+ */
+async function start(ctx: ComponentContext<UploaderConfig>) {
+  const { ipc, log } = ctx;
+  let cfg = ctx.config;
+  const spool = new Spool(resolve(cfg.spool.dir), cfg.spool.maxBytes);
+  const opened = await spool.open();
+  log.info({ spool: spool.dir, pending: opened.loaded, removedHalfWritten: opened.removed }, 'spool opened');
+  const limiter = new RateLimiter(cfg.limits, join(spool.dir, '.limits'));
+  await limiter.load();
+  const selector = new Selector(cfg, ctx.thingName, spool, limiter, log);
+  const uploader = new SpoolUploader(spool, createS3Client({ ...cfg, ...cfg.upload }), cfg.bucket, cfg.upload, log, (it) =>
+    log.debug({ key: it.imageKey, reason: it.reason }, 'uploaded'),
+  );
+  uploader.start();
+
+  const backlog = new BoundedQueue<ResultMessage>(cfg.backlog, 'drop-oldest');
+  const worker = (async () => {
+    for (;;) {
+      const r = await backlog.pop();
+      if (!r) return;
+      if (await selector.handle(r).catch(() => false)) uploader.poke();
+    }
+  })();
+  const unsub = await ipc.subscribe(TOPICS.results, (m) => {
+    if (typeof m.frameId === 'string' && typeof m.path === 'string' && Array.isArray(m.detections)) backlog.push(m as unknown as ResultMessage);
+  });
+
+  const telemetry = () => ({
+    component: 'uploader',
+    time: new Date().toISOString(),
+    ...selector.stats,
+    backlog: backlog.depth,
+    backlogDropped: backlog.dropped,
+    ...uploader.stats,
+    inFlight: uploader.inFlight,
+    spoolPending: spool.pending,
+    spoolBytes: spool.bytes,
+    oldestPendingS: +spool.oldestAgeS().toFixed(1),
+  });
+  const publishTelemetry = async () => {
+    const t = telemetry();
+    await ipc.publish(TOPICS.telemetry('uploader'), t).catch(() => {});
+    await ipc.publishIoTCore(IOT_TOPICS.telemetry(ctx.thingName), t).catch(() => {});
+  };
+  let timer = setInterval(() => void publishTelemetry(), cfg.telemetryIntervalS * 1000);
+
+  return {
+    reconfigure(next: UploaderConfig) {
+      if (next.telemetryIntervalS !== cfg.telemetryIntervalS) {
+        clearInterval(timer);
+        timer = setInterval(() => void publishTelemetry(), next.telemetryIntervalS * 1000);
+      }
+      backlog.resize(next.backlog, 'drop-oldest');
+      selector.reconfigure(next);
+      uploader.reconfigure(createS3Client({ ...next, ...next.upload }), next.bucket, next.upload);
+      if (resolve(next.spool.dir) !== spool.dir) log.warn({ key: 'spool.dir' }, 'spool.dir changes apply at the next start');
+      cfg = next;
+    },
+    async stop() {
+      clearInterval(timer);
+      await unsub();
+      backlog.close();
+      await worker.catch((e) => log.error({ err: errorMessage(e) }, 'selector failed'));
+      await uploader.stop();
+      await publishTelemetry();
+    },
+  };
+}
+
+await runComponent('loupe.Uploader', uploaderConfigSchema, start);

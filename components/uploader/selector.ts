@@ -1,0 +1,120 @@
+import { sha256 } from '../common/fsutil.js';
+import type { Logger } from 'pino';
+import { errorMessage } from '../common/errors.js';
+import type { ResultMessage } from '../ipc/topics.js';
+import type { UploaderConfig } from './config.js';
+import { Deduper } from './dedup.js';
+import { prepareImage } from './image.js';
+import { createPolicy, select, type Policy } from './policies.js';
+import { RateLimiter } from './rate-limit.js';
+import type { Spool } from './spool.js';
+
+/**
+ * From an inference result to a spooled upload: policies → rate limits → perceptual de-dup →
+ * resize/re-encode → spool. Counts every outcome, so telemetry says why an image was or was
+ * not sent.
+ */
+export interface SelectorStats {
+  received: number;
+  selected: number;
+  byReason: Record<string, number>;
+  notSelected: number;
+  duplicates: number;
+  rateLimited: number;
+  refused: number;
+  evicted: number;
+  errors: number;
+}
+
+export function uploadKeys(prefix: string, thing: string, r: { frameId: string; time: string }): { imageKey: string; sidecarKey: string } {
+  const d = new Date(r.time);
+  const day = Number.isNaN(d.getTime()) ? new Date() : d;
+  const p = (n: number) => String(n).padStart(2, '0');
+  const base = `${prefix ? prefix.replace(/\/+$/, '') + '/' : ''}${thing}/${day.getUTCFullYear()}/${p(day.getUTCMonth() + 1)}/${p(day.getUTCDate())}/${r.frameId}`;
+  return { imageKey: `${base}.jpg`, sidecarKey: `${base}.json` };
+}
+
+export class Selector {
+  readonly stats: SelectorStats = { received: 0, selected: 0, byReason: {}, notSelected: 0, duplicates: 0, rateLimited: 0, refused: 0, evicted: 0, errors: 0 };
+  private policies: Policy[];
+  private readonly dedup: Deduper;
+
+  constructor(
+    private cfg: UploaderConfig,
+    private readonly thing: string,
+    private readonly spool: Spool,
+    private readonly limiter: RateLimiter,
+    private readonly log: Logger,
+    private readonly random: () => number = Math.random,
+  ) {
+    this.policies = cfg.policies.map((p) => createPolicy(p, random));
+    this.dedup = new Deduper(cfg.dedup);
+  }
+
+  reconfigure(cfg: UploaderConfig): void {
+    this.cfg = cfg;
+    this.policies = cfg.policies.map((p) => createPolicy(p, this.random));
+    this.dedup.setConfig(cfg.dedup);
+    this.limiter.setLimits(cfg.limits);
+    this.spool.maxBytes = cfg.spool.maxBytes;
+  }
+
+  /** Returns true when the result's image was spooled. */
+  async handle(r: ResultMessage): Promise<boolean> {
+    this.stats.received++;
+    const sel = select(this.policies, r);
+    if (!sel) {
+      this.stats.notSelected++;
+      return false;
+    }
+    try {
+      let hash: bigint | undefined;
+      if (this.cfg.dedup.enabled) {
+        hash = await this.dedup.hash(r.path);
+        if (this.dedup.isDuplicate(r.camera, hash)) {
+          this.stats.duplicates++;
+          return false;
+        }
+      }
+      const full = await this.limiter.take();
+      if (full) {
+        this.stats.rateLimited++;
+        return false;
+      }
+      const img = await prepareImage(r.path, r, this.cfg.image);
+      const keys = uploadKeys(this.cfg.prefix, this.thing, r);
+      const sidecar = {
+        schema: 'loupe.upload/1',
+        device: this.thing,
+        camera: r.camera,
+        frameId: r.frameId,
+        seq: r.seq,
+        time: r.time,
+        trigger: r.trigger,
+        ...(r.serial ? { serial: r.serial } : {}),
+        reason: sel.reason,
+        reasons: sel.reasons,
+        verdict: r.verdict,
+        model: r.model,
+        image: { key: keys.imageKey, width: img.width, height: img.height, originalWidth: r.width, originalHeight: r.height, bytes: img.data.length, sha256: sha256(img.data), contentType: 'image/jpeg' },
+        /** pre-annotations for labelling, in the uploaded image's pixels */
+        detections: img.detections,
+      };
+      const out = await this.spool.add({ frameId: r.frameId, camera: r.camera, priority: sel.priority, reason: sel.reason, createdAt: Date.now(), ...keys, sidecar }, img.data);
+      this.stats.evicted += out.evicted.length;
+      for (const e of out.evicted) this.log.info({ frameId: e.frameId, reason: e.reason }, 'spool full: evicted');
+      if (!out.added) {
+        if (out.reason === 'no-room') this.stats.refused++;
+        return false;
+      }
+      if (hash !== undefined) this.dedup.remember(r.camera, hash);
+      this.stats.selected++;
+      this.stats.byReason[sel.reason] = (this.stats.byReason[sel.reason] ?? 0) + 1;
+      return true;
+    } catch (e) {
+      this.stats.errors++;
+      this.log.warn({ frameId: r.frameId, err: errorMessage(e) }, 'could not spool the image');
+      return false;
+    }
+  }
+}

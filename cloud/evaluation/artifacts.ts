@@ -87,16 +87,16 @@ export function prCurveSvg(r: EvalResult): string {
 export function confusionSvg(r: EvalResult): string {
   const { labels, matrix, conf, iou } = r.confusionMatrix;
   const n = labels.length;
-  const cell = Math.max(34, Math.min(70, Math.floor(560 / n)));
+  const cell = Math.max(34, Math.min(80, Math.floor(560 / n)));
   const m = { l: 150, t: 70, r: 30, b: 140 };
-  const W = m.l + n * cell + m.r;
+  const W = Math.max(m.l + n * cell + m.r, 600);
   const H = m.t + n * cell + m.b;
   const colSum = labels.map((_, j) => matrix.reduce((s, row) => s + row[j], 0));
   const parts: string[] = [];
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
   parts.push(`<rect width="${W}" height="${H}" fill="white"/>`);
-  parts.push(`<text x="${m.l}" y="24" font-size="15">Confusion matrix — ${esc(r.split)} split (conf &gt; ${conf}, IoU &gt; ${iou})</text>`);
-  parts.push(`<text x="${m.l}" y="44" fill="#555">counts; shade = share of the true class (column)</text>`);
+  parts.push(`<text x="40" y="24" font-size="15">Confusion matrix — ${esc(r.split)} split (conf &gt; ${conf}, IoU &gt; ${iou})</text>`);
+  parts.push(`<text x="40" y="44" fill="#555">counts; shade = share of the true class (column)</text>`);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < n; j++) {
       const v = matrix[i][j];
@@ -114,7 +114,7 @@ export function confusionSvg(r: EvalResult): string {
     parts.push(`<text transform="translate(${x + 4} ${y}) rotate(60)" text-anchor="start">${esc(labels[i])}</text>`);
   }
   parts.push(`<text x="${m.l + (n * cell) / 2}" y="${H - 10}" text-anchor="middle">True</text>`);
-  parts.push(`<text transform="translate(18 ${m.t + (n * cell) / 2}) rotate(-90)" text-anchor="middle">Predicted</text>`);
+  parts.push(`<text transform="translate(24 ${m.t + (n * cell) / 2}) rotate(-90)" text-anchor="middle">Predicted</text>`);
   parts.push('</svg>');
   return parts.join('\n');
 }

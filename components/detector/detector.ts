@@ -12,6 +12,7 @@
  *   const r = await det.detect('frame.jpg' | buffer, { conf: 0.25, iou: 0.7, maxDet: 300,
  *                              classes: ['scratch'], classConf: { scratch: 0.4 }, mode: 'predict' });
  *   // r = { width, height, detections: [{ xyxy: [x1, y1, x2, y2], conf, cls, name }], timings }
+ *   det.validateOptions(opts);   // throws LoupeError for unknown classes, out-of-range thresholds
  *   await det.dispose();
  *
  * - Boxes are in original-image pixels (after EXIF orientation), clipped to the image.
@@ -186,6 +187,11 @@ export class Detector {
   /** Like detect, but boxes stay in model-input pixels (for the evaluator). */
   async detectRaw(image: ImageInput, opts: DetectOptions = {}): Promise<RawDetectResult> {
     return this.detectInternal(image, opts, true);
+  }
+
+  /** Check detect options against this model (class names, ranges) without running anything. */
+  validateOptions(opts: DetectOptions): void {
+    this.prepare(opts);
   }
 
   /** Release the onnxruntime session; later calls are refused. */

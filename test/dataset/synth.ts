@@ -1,11 +1,20 @@
-import { mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import sharp from 'sharp';
+import { afterAll } from 'vitest';
 
-/** A fresh temp folder for one test. */
-export function tempDir(prefix = 'lds-'): Promise<string> {
-  return mkdtemp(join(tmpdir(), prefix));
+const made: string[] = [];
+// Each test file that uses tempDir removes its folders when it is done (shared machine, small /tmp).
+afterAll(async () => {
+  for (const d of made.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+/** A fresh temp folder for one test, removed after the test file. */
+export async function tempDir(prefix = 'lds-'): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), prefix));
+  made.push(d);
+  return d;
 }
 
 /** Write a real JPEG (a grey gradient) of the given size. */

@@ -1,5 +1,5 @@
 import { toHalfBits } from './fp16.js';
-import { LinearResizer } from './resize.js';
+import { LinearResizer, resizeLinear } from './resize.js';
 import type { RgbImage } from './decode.js';
 
 /** Python 3's round(): half to even (`round(2.5) == 2`), which ultralytics' letterbox relies on. */
@@ -86,7 +86,8 @@ const F16_LUT = Uint16Array.from({ length: 256 }, (_, v) => toHalfBits(Math.frou
 
 /**
  * Writes letterboxed images straight into a model input tensor: resize (OpenCV-exact), pad 114,
- * RGB planes (CHW), /255, as float32 or float16 bits, in one pass over each output row.
+ * RGB planes (CHW), /255, as float32 or float16 bits, in one pass over each output row (no
+ * intermediate image). The loops are written out per element type so each stays monomorphic.
  * The padding is rewritten only when the geometry changes, since a camera line repeats one size.
  */
 export class TensorWriter {
@@ -95,41 +96,28 @@ export class TensorWriter {
   private lastTarget: Float32Array | Uint16Array | undefined;
 
   write(img: RgbImage, g: LetterboxGeometry, target: Float32Array | Uint16Array): void {
-    const fp16 = target instanceof Uint16Array;
-    const lut: Float32Array | Uint16Array = fp16 ? F16_LUT : F32_LUT;
     const { outW, outH, left, top, newW, newH } = g;
-    const plane = outW * outH;
-    if (target.length < plane * 3) throw new Error(`input buffer too small for ${outW}x${outH}`);
+    if (target.length < outW * outH * 3) throw new Error(`input buffer too small for ${outW}x${outH}`);
     const key = `${outW}x${outH}:${left},${top}:${newW}x${newH}`;
     if (key !== this.lastKey || target !== this.lastTarget) {
-      this.fillPadding(target, g, lut[PAD]);
+      this.fillPadding(target, g, target instanceof Uint16Array ? F16_LUT[PAD] : F32_LUT[PAD]);
       this.lastKey = key;
       this.lastTarget = target;
     }
-    const writeRow = (dy: number, row: Uint8Array): void => {
-      let o = (top + dy) * outW + left;
-      const end = o + newW;
-      for (let i = 0; o < end; o++, i += 3) {
-        target[o] = lut[row[i]];
-        target[o + plane] = lut[row[i + 1]];
-        target[o + 2 * plane] = lut[row[i + 2]];
-      }
-    };
-    if (newW === img.width && newH === img.height) {
-      // LetterBox skips cv2.resize when the size already matches.
-      const stride = img.width * 3;
-      for (let y = 0; y < newH; y++) writeRow(y, img.data.subarray(y * stride, (y + 1) * stride));
-    } else {
-      this.resizer.resize(img.data, img.width, img.height, 3, newW, newH, writeRow);
-    }
+    const same = newW === img.width && newH === img.height; // LetterBox skips cv2.resize then
+    if (!same) this.resizer.begin(img.width, img.height, 3, newW, newH);
+    if (target instanceof Uint16Array) {
+      if (same) copyRowsF16(img.data, g, target);
+      else resizeRowsF16(this.resizer, img.data, g, target);
+    } else if (same) copyRowsF32(img.data, g, target);
+    else resizeRowsF32(this.resizer, img.data, g, target);
   }
 
   /** Resize only (the validator's load_image step), into a reused or new buffer. */
   resizeImage(img: RgbImage, w: number, h: number, into?: Uint8Array): RgbImage {
     if (w === img.width && h === img.height) return img;
     const data = into && into.length >= w * h * 3 ? into.subarray(0, w * h * 3) : new Uint8Array(w * h * 3);
-    const rowLen = w * 3;
-    this.resizer.resize(img.data, img.width, img.height, 3, w, h, (dy, row) => data.set(row.subarray(0, rowLen), dy * rowLen));
+    resizeLinear(this.resizer, img.data, img.width, img.height, 3, w, h, data);
     return { data, width: w, height: h };
   }
 
@@ -145,6 +133,66 @@ export class TensorWriter {
         target.fill(v, r, r + left);
         target.fill(v, r + left + newW, r + outW);
       }
+    }
+  }
+}
+
+function resizeRowsF32(rz: LinearResizer, src: Uint8Array, g: LetterboxGeometry, t: Float32Array): void {
+  const { outW, outH, left, top, newW, newH } = g;
+  const plane = outW * outH;
+  const lut = F32_LUT;
+  for (let dy = 0; dy < newH; dy++) {
+    rz.rows(src, dy);
+    const { h0, h1, b0, b1 } = rz;
+    let o = (top + dy) * outW + left;
+    for (let x = 0, i = 0; x < newW; x++, i += 3, o++) {
+      t[o] = lut[((((h0[i] >> 4) * b0) >> 16) + (((h1[i] >> 4) * b1) >> 16) + 2) >> 2];
+      t[o + plane] = lut[((((h0[i + 1] >> 4) * b0) >> 16) + (((h1[i + 1] >> 4) * b1) >> 16) + 2) >> 2];
+      t[o + 2 * plane] = lut[((((h0[i + 2] >> 4) * b0) >> 16) + (((h1[i + 2] >> 4) * b1) >> 16) + 2) >> 2];
+    }
+  }
+}
+
+function resizeRowsF16(rz: LinearResizer, src: Uint8Array, g: LetterboxGeometry, t: Uint16Array): void {
+  const { outW, outH, left, top, newW, newH } = g;
+  const plane = outW * outH;
+  const lut = F16_LUT;
+  for (let dy = 0; dy < newH; dy++) {
+    rz.rows(src, dy);
+    const { h0, h1, b0, b1 } = rz;
+    let o = (top + dy) * outW + left;
+    for (let x = 0, i = 0; x < newW; x++, i += 3, o++) {
+      t[o] = lut[((((h0[i] >> 4) * b0) >> 16) + (((h1[i] >> 4) * b1) >> 16) + 2) >> 2];
+      t[o + plane] = lut[((((h0[i + 1] >> 4) * b0) >> 16) + (((h1[i + 1] >> 4) * b1) >> 16) + 2) >> 2];
+      t[o + 2 * plane] = lut[((((h0[i + 2] >> 4) * b0) >> 16) + (((h1[i + 2] >> 4) * b1) >> 16) + 2) >> 2];
+    }
+  }
+}
+
+function copyRowsF32(src: Uint8Array, g: LetterboxGeometry, t: Float32Array): void {
+  const { outW, outH, left, top, newW, newH } = g;
+  const plane = outW * outH;
+  const lut = F32_LUT;
+  for (let y = 0, i = 0; y < newH; y++) {
+    let o = (top + y) * outW + left;
+    for (let x = 0; x < newW; x++, i += 3, o++) {
+      t[o] = lut[src[i]];
+      t[o + plane] = lut[src[i + 1]];
+      t[o + 2 * plane] = lut[src[i + 2]];
+    }
+  }
+}
+
+function copyRowsF16(src: Uint8Array, g: LetterboxGeometry, t: Uint16Array): void {
+  const { outW, outH, left, top, newW, newH } = g;
+  const plane = outW * outH;
+  const lut = F16_LUT;
+  for (let y = 0, i = 0; y < newH; y++) {
+    let o = (top + y) * outW + left;
+    for (let x = 0; x < newW; x++, i += 3, o++) {
+      t[o] = lut[src[i]];
+      t[o + plane] = lut[src[i + 1]];
+      t[o + 2 * plane] = lut[src[i + 2]];
     }
   }
 }

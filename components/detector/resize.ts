@@ -65,22 +65,37 @@ export function axisTable(src: number, dst: number, clampBorders: boolean): Axis
 }
 
 /**
- * Resizes row by row into `row` (a reused buffer of dw*cn bytes) and hands each finished
- * destination row to `onRow`. Keeps its tables and row buffers between frames of the same size.
+ * Row-by-row resizer: `rows(src, dy)` leaves in h0/h1 the horizontally resized source rows that
+ * destination row dy blends, with weights b0/b1; `verticalPixel` finishes one element. Callers fuse
+ * the vertical step with their own output (letterbox.ts writes tensor planes directly). Tables and
+ * row buffers are kept between frames of the same size.
  */
 export class LinearResizer {
+  h0: Int32Array = new Int32Array(0);
+  h1: Int32Array = new Int32Array(0);
+  b0 = 0;
+  b1 = 0;
   private xKey = '';
   private yKey = '';
-  private xt!: AxisTable;
+  private xofs = new Int32Array(0);
+  private xw0 = new Int32Array(0);
+  private xw1 = new Int32Array(0);
   private yt!: AxisTable;
   private hrow: [Int32Array, Int32Array] = [new Int32Array(0), new Int32Array(0)];
   private hrowId: [number, number] = [-1, -1];
-  private row = new Uint8Array(0);
+  private sw = 0;
+  private sh = 0;
+  private cn = 3;
+  private dw = 0;
 
-  resize(src: Uint8Array, sw: number, sh: number, cn: number, dw: number, dh: number, onRow: (dy: number, row: Uint8Array) => void): void {
+  /** Set up for one frame: source and destination sizes. */
+  begin(sw: number, sh: number, cn: number, dw: number, dh: number): void {
     const xk = `${sw}:${dw}:${cn}`;
     if (xk !== this.xKey) {
-      this.xt = axisTable(sw, dw, true);
+      const t = axisTable(sw, dw, true);
+      this.xofs = Int32Array.from(t.ofs, (v) => v * cn);
+      this.xw0 = Int32Array.from(t.w0);
+      this.xw1 = Int32Array.from(t.w1);
       this.xKey = xk;
     }
     const yk = `${sh}:${dh}`;
@@ -88,50 +103,43 @@ export class LinearResizer {
       this.yt = axisTable(sh, dh, false);
       this.yKey = yk;
     }
-    const width = dw * cn;
-    if (this.row.length < width) {
-      this.row = new Uint8Array(width);
-      this.hrow = [new Int32Array(width), new Int32Array(width)];
-    }
+    if (this.hrow[0].length < dw * cn) this.hrow = [new Int32Array(dw * cn), new Int32Array(dw * cn)];
     this.hrowId = [-1, -1];
-    const row = this.row;
-    const { ofs: yofs, w0: yb0, w1: yb1 } = this.yt;
-    for (let dy = 0; dy < dh; dy++) {
-      const sy = yofs[dy];
-      const r0 = sy < 0 ? 0 : sy >= sh ? sh - 1 : sy;
-      const r1 = sy + 1 < 0 ? 0 : sy + 1 >= sh ? sh - 1 : sy + 1;
-      const h0 = this.hRow(src, sw, cn, width, r0);
-      const h1 = this.hRow(src, sw, cn, width, r1);
-      const b0 = yb0[dy];
-      const b1 = yb1[dy];
-      // VResizeLinearVec_32s8u's arithmetic: v_mul_hi(pack(S>>4), b), summed, rounding shift by 2.
-      // Measured against cv2 4.11 it applies to every element of the row, tails included (the
-      // scalar FixedPtCast formula (S0*b0 + S1*b1 + 2^21) >> 22 would differ by 1 in places).
-      for (let x = 0; x < width; x++) {
-        const v = ((((h0[x] >> 4) * b0) >> 16) + (((h1[x] >> 4) * b1) >> 16) + 2) >> 2;
-        row[x] = v < 0 ? 0 : v > 255 ? 255 : v;
-      }
-      onRow(dy, row);
-    }
+    this.sw = sw;
+    this.sh = sh;
+    this.cn = cn;
+    this.dw = dw;
+  }
+
+  /** Select the two (clamped) source rows of destination row dy and their weights. */
+  rows(src: Uint8Array, dy: number): void {
+    const sh = this.sh;
+    const sy = this.yt.ofs[dy];
+    const r0 = sy < 0 ? 0 : sy >= sh ? sh - 1 : sy;
+    const r1 = sy + 1 < 0 ? 0 : sy + 1 >= sh ? sh - 1 : sy + 1;
+    this.h0 = this.hRow(src, r0);
+    this.h1 = this.hRow(src, r1);
+    this.b0 = this.yt.w0[dy];
+    this.b1 = this.yt.w1[dy];
   }
 
   /** Horizontal pass of source row `sy` (cached: consecutive output rows share source rows). */
-  private hRow(src: Uint8Array, sw: number, cn: number, width: number, sy: number): Int32Array {
+  private hRow(src: Uint8Array, sy: number): Int32Array {
     if (this.hrowId[0] === sy) return this.hrow[0];
     if (this.hrowId[1] === sy) return this.hrow[1];
     // Replace the older buffer: rows are requested in increasing order.
     const slot = this.hrowId[0] < this.hrowId[1] ? 0 : 1;
     const out = this.hrow[slot];
     this.hrowId[slot] = sy;
-    const { ofs, w0, w1 } = this.xt;
-    const base = sy * sw * cn;
-    const dw = width / cn;
+    const { xofs, xw0, xw1, dw, cn } = this;
+    const base = sy * this.sw * cn;
     if (cn === 3) {
       for (let dx = 0, o = 0; dx < dw; dx++, o += 3) {
-        const s = base + ofs[dx] * 3;
-        const a0 = w0[dx];
-        const a1 = w1[dx];
+        const s = base + xofs[dx];
+        const a0 = xw0[dx];
+        const a1 = xw1[dx];
         if (a1 === 0) {
+          // also the right border, where s + 3 would be past the row
           out[o] = src[s] * a0;
           out[o + 1] = src[s + 1] * a0;
           out[o + 2] = src[s + 2] * a0;
@@ -143,14 +151,24 @@ export class LinearResizer {
       }
     } else {
       for (let dx = 0; dx < dw; dx++) {
-        const s = base + ofs[dx] * cn;
-        const a0 = w0[dx];
-        const a1 = w1[dx];
+        const s = base + xofs[dx];
+        const a0 = xw0[dx];
+        const a1 = xw1[dx];
         for (let c = 0; c < cn; c++) out[dx * cn + c] = a1 === 0 ? src[s + c] * a0 : src[s + c] * a0 + src[s + cn + c] * a1;
       }
     }
     return out;
   }
+}
+
+/**
+ * Vertical blend of one element, with VResizeLinearVec_32s8u's arithmetic: v_mul_hi(pack(S>>4), b),
+ * summed, rounding shift by 2. Measured against cv2 4.11 it applies to every element of a row,
+ * tails included (the scalar FixedPtCast formula (S0*b0 + S1*b1 + 2^21) >> 22 would differ by 1 in
+ * places). The result is always within 0..255 since b0 + b1 = 2048.
+ */
+export function verticalPixel(h0: number, h1: number, b0: number, b1: number): number {
+  return ((((h0 >> 4) * b0) >> 16) + (((h1 >> 4) * b1) >> 16) + 2) >> 2;
 }
 
 /** Resize into a new or given HWC buffer (the val loader's long-side resize uses this). */
@@ -165,6 +183,12 @@ export function resizeLinear(
   dst: Uint8Array = new Uint8Array(dw * dh * cn),
 ): Uint8Array {
   const w = dw * cn;
-  resizer.resize(src, sw, sh, cn, dw, dh, (dy, row) => dst.set(row.subarray(0, w), dy * w));
+  resizer.begin(sw, sh, cn, dw, dh);
+  for (let dy = 0; dy < dh; dy++) {
+    resizer.rows(src, dy);
+    const { h0, h1, b0, b1 } = resizer;
+    const o = dy * w;
+    for (let x = 0; x < w; x++) dst[o + x] = ((((h0[x] >> 4) * b0) >> 16) + (((h1[x] >> 4) * b1) >> 16) + 2) >> 2;
+  }
   return dst;
 }

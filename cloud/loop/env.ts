@@ -1,10 +1,7 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { GreengrassV2Client } from '@aws-sdk/client-greengrassv2';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { LoupeError } from '../../components/common/errors.js';
-import { projectRoot } from '../../components/common/paths.js';
 import { openLabelStore, type SqliteLabelStore } from '../labelstore/index.js';
 import { importFeatureStoreCsv } from '../labelstore/csv.js';
 import { Labeling } from '../labeling/jobs.js';
@@ -77,15 +74,11 @@ export class LoopEnv {
     return this.fleetBackend;
   }
 
-  /** The loupe.Model recipe new versions are built from: configured, or the project's own. */
-  baseRecipe(): Record<string, unknown> {
+  /** The loupe.Model recipe new versions are built from: configured, or what the fleet backend says. */
+  async baseRecipe(): Promise<Record<string, unknown>> {
     const configured = this.config.fleet?.baseRecipe;
     if (configured) return readRecipeFile(configured);
-    for (const name of ['loupe.Model.json', 'loupe.Model.yaml', 'loupe.Model.yml', 'loupe.Model.recipe.json', 'loupe.Model.recipe.yaml']) {
-      const p = join(projectRoot, 'recipes', name);
-      if (existsSync(p)) return readRecipeFile(p);
-    }
-    throw new LoupeError('RECIPE_MISSING', 'no loupe.Model recipe in recipes/ (or fleet.baseRecipe)', { input: join(projectRoot, 'recipes') });
+    return this.fleet.baseRecipe('loupe.Model');
   }
 
   async close(): Promise<void> {

@@ -238,7 +238,7 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
         { name: 'model.onnx', path: await env.registry.artefactPath(v, 'onnx') },
         ...(v.artefacts.card ? [{ name: 'card.json', path: await env.registry.artefactPath(v, 'card') }] : []),
       ];
-      const p = await publishModel({ backend: env.fleet, store: env.fleetStore, model: v, files, baseRecipe: env.baseRecipe(), log: ctx.log });
+      const p = await publishModel({ backend: env.fleet, store: env.fleetStore, model: v, files, baseRecipe: await env.baseRecipe(), log: ctx.log });
       return { output: { component: p.component, version: p.version, created: p.created, arn: p.arn } };
     },
 

@@ -24,6 +24,8 @@ export interface FleetBackend {
   /** The deployment target: a thing group ARN on AWS, the nucleus's thing name locally. */
   readonly target: string;
   componentVersions(component: string): Promise<string[]>;
+  /** The recipe new versions of `component` are derived from (what the fleet runs now, or the project's own). */
+  baseRecipe(component: string): Promise<Record<string, unknown>>;
   /** Put the files where the recipe's URIs say, then create the component version. */
   createComponentVersion(c: ModelComponent): Promise<{ arn: string | null }>;
   uriFor(component: string, version: string, file: ArtefactFile & { sha256: string }): string;

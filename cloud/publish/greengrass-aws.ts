@@ -2,6 +2,7 @@ import {
   ConflictException,
   CreateComponentVersionCommand,
   CreateDeploymentCommand,
+  GetComponentCommand,
   GetDeploymentCommand,
   ListComponentVersionsCommand,
   ListComponentsCommand,
@@ -145,6 +146,17 @@ export class AwsGreengrassFleet implements FleetBackend {
       nextToken = page.nextToken;
     } while (nextToken);
     return out;
+  }
+
+  /** The recipe of the version the thing group runs now (GetComponent), so its code artefact and settings carry over. */
+  async baseRecipe(component: string): Promise<Record<string, unknown>> {
+    const current = (await this.currentComponents())[component]?.componentVersion;
+    if (!current) throw new LoupeError('FLEET_NO_COMPONENT', `the thing group's deployment has no ${component}`, { input: this.target });
+    const arn = await this.componentArn(component);
+    if (!arn) throw new LoupeError('FLEET_NO_COMPONENT', `${component} is not a component of this account`, { input: component });
+    const out = await this.o.greengrass.send(new GetComponentCommand({ arn: `${arn}:versions:${current}`, recipeOutputFormat: 'JSON' }));
+    if (!out.recipe) throw new LoupeError('FLEET_NO_COMPONENT', `GetComponent returned no recipe for ${component}@${current}`, { input: arn });
+    return JSON.parse(new TextDecoder().decode(out.recipe)) as Record<string, unknown>;
   }
 
   async createComponentVersion(c: ModelComponent): Promise<{ arn: string | null }> {

@@ -5,6 +5,7 @@ import semver from 'semver';
 import { LoupeError } from '../../components/common/errors.js';
 import { writeFileAtomic } from '../../components/common/fsutil.js';
 import { NucleusCliClient } from '../../embedded/nucleus/cli-client.js';
+import { loadSourceRecipe, localRecipe, renderRecipe } from '../../components/build/recipes.js';
 import type { DeploymentState, DeviceModel, FleetBackend } from './backend.js';
 import type { ArtefactFile, ModelComponent } from './model-component.js';
 
@@ -80,6 +81,16 @@ export class LocalNucleusFleet implements FleetBackend {
     }
     for (const c of await (await this.cli()).listComponents()) if (c.componentName === component) out.add(c.version);
     return [...out];
+  }
+
+  /**
+   * The loupe.Model recipe as the local nucleus runs it: the project's source recipe made local
+   * by the edge build (program run from this checkout, no code ZIP); model files and digests
+   * are filled in by buildModelComponent.
+   */
+  async baseRecipe(component: string): Promise<Record<string, unknown>> {
+    if (component !== 'loupe.Model') throw new LoupeError('FLEET_NO_COMPONENT', 'only loupe.Model is republished by the loop', { input: component });
+    return localRecipe(renderRecipe(loadSourceRecipe('loupe.Model'), { version: '0.0.0', model: { name: 'model', sha256: '0'.repeat(64) } }));
   }
 
   async createComponentVersion(c: ModelComponent): Promise<{ arn: string | null }> {

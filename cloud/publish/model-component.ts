@@ -34,7 +34,7 @@ export interface ModelComponentInput {
   files: ArtefactFile[];
   /** The artefact URI for a file on this backend (s3://… for AWS; any URI ending in the name for the local nucleus). */
   uriFor(file: ArtefactFile & { sha256: string }): string;
-  /** Merged into DefaultConfiguration (e.g. the registry ref, so devices can report it). */
+  /** Merged into DefaultConfiguration (the model's name, the registry ref). `sha256` and `version` are set from the files and the version. */
   configuration?: Record<string, unknown>;
   description?: string;
 }
@@ -83,36 +83,32 @@ export function buildModelComponent(input: ModelComponentInput): ModelComponent 
     const facts = fileFacts(f);
     return { ...f, ...facts, uri: input.uriFor({ ...f, sha256: facts.sha256 }) };
   });
-  const ours = new Set(input.files.map((f) => f.name));
   base[keyOf(base, 'ComponentVersion')] = input.version;
   if (input.description) base[keyOf(base, 'ComponentDescription')] = input.description;
   const manifests = getKey<Record<string, unknown>[]>(base, 'Manifests') ?? [];
   if (!Array.isArray(manifests) || manifests.length === 0) throw new LoupeError('RECIPE_BAD', 'the loupe.Model recipe has no Manifests', { input: 'Manifests' });
-  for (const [i, m] of manifests.entries()) {
+  for (const m of manifests) {
     const key = keyOf(m, 'Artifacts');
     const old = (m[key] as Record<string, unknown>[] | undefined) ?? [];
-    // Files of the base recipe that this model does not replace cannot be carried over: their
-    // URIs point at the old version's artefacts. Refuse rather than publish a broken recipe.
-    const foreign = old.map((a) => basename(String(getKey(a, 'Uri') ?? ''))).filter((n) => n && !ours.has(n) && !/\.zip$/i.test(n));
-    if (foreign.length) {
-      throw new LoupeError('RECIPE_BAD', `Manifests[${i}] has artefacts the new model does not provide: ${foreign.join(', ')}`, { input: `Manifests[${i}].Artifacts` });
-    }
-    const keep = old.find((a) => /\.zip$/i.test(String(getKey(a, 'Uri') ?? '')));
-    if (keep) throw new LoupeError('RECIPE_BAD', `Manifests[${i}] has a ZIP artefact; loupe.Model is expected to ship plain files`, { input: `Manifests[${i}].Artifacts` });
-    const perm = old.length ? getKey<Record<string, unknown>>(old[0]!, 'Permission') : undefined;
-    m[key] = artefacts.map((a) => ({
-      Uri: a.uri,
-      Digest: a.digest,
-      Algorithm: 'SHA-256',
-      Unarchive: 'NONE',
-      Permission: perm ?? { Read: 'OWNER', Execute: 'NONE' },
-    }));
+    // The model files are replaced; any other artefact (the component's code ZIP) is kept as it
+    // is: its URI and digest still name the same, unchanged bytes.
+    const kept = old.filter((a) => !artefacts.some((x) => basename(String(getKey(a, 'Uri') ?? '')) === x.name));
+    const replaced = artefacts.map((x) => {
+      const prev = old.find((a) => basename(String(getKey(a, 'Uri') ?? '')) === x.name);
+      const perm = prev ? getKey<Record<string, unknown>>(prev, 'Permission') : undefined;
+      return { Uri: x.uri, Digest: x.digest, Algorithm: 'SHA-256', Unarchive: 'NONE', Permission: perm ?? { Read: 'ALL', Execute: 'NONE' } };
+    });
+    m[key] = [...kept, ...replaced];
   }
-  if (input.configuration) {
-    const cc = (base[keyOf(base, 'ComponentConfiguration')] ??= {}) as Record<string, unknown>;
-    const dkey = keyOf(cc, 'DefaultConfiguration');
-    cc[dkey] = { ...((cc[dkey] as Record<string, unknown> | undefined) ?? {}), ...input.configuration };
-  }
+  // The model component re-checks the digest from its configuration on the device, and
+  // announces name/version: recipe defaults replace earlier defaults on a version change.
+  const cc = (base[keyOf(base, 'ComponentConfiguration')] ??= {}) as Record<string, unknown>;
+  const dkey = keyOf(cc, 'DefaultConfiguration');
+  const defaults = { ...((cc[dkey] as Record<string, unknown> | undefined) ?? {}) };
+  const onnx = artefacts.find((a) => a.name.endsWith('.onnx'));
+  if (onnx) defaults.sha256 = onnx.sha256;
+  defaults.version = input.version;
+  cc[dkey] = { ...defaults, ...input.configuration };
   return { name: MODEL_COMPONENT, version: input.version, recipe: base, artefacts };
 }
 

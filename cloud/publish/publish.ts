@@ -24,7 +24,8 @@ export interface PublishInput {
   store: FleetStore;
   model: ModelVersion;
   files: ArtefactFile[];
-  baseRecipe: Record<string, unknown>;
+  /** The recipe to derive from (default: what the backend says the fleet's loupe.Model is built from). */
+  baseRecipe?: Record<string, unknown>;
   /** Lowest version to use (default: one patch above the base recipe's version). */
   floor?: string;
   log?: Logger;
@@ -48,25 +49,26 @@ export async function publishModel(i: PublishInput): Promise<Published> {
     return { component: MODEL_COMPONENT, version: prior.version, created: false, arn: prior.arn, recipe: prior.recipe };
   }
   const onBackend = await i.backend.componentVersions(MODEL_COMPONENT);
-  let version: string;
+  let version = prior?.version ?? '';
   if (prior) {
-    version = prior.version;
     if (onBackend.includes(version)) {
       i.store.markComponentCreated(kind, MODEL_COMPONENT, version, null);
       log.info({ version }, 'component version was created before a crash; recorded it');
       return { component: MODEL_COMPONENT, version, created: false, arn: null, recipe: prior.recipe };
     }
-  } else {
-    const baseVersion = String(Object.entries(i.baseRecipe).find(([k]) => k.toLowerCase() === 'componentversion')?.[1] ?? '1.0.0');
+  }
+  const baseRecipe = i.baseRecipe ?? (await i.backend.baseRecipe(MODEL_COMPONENT));
+  if (!prior) {
+    const baseVersion = String(Object.entries(baseRecipe).find(([k]) => k.toLowerCase() === 'componentversion')?.[1] ?? '1.0.0');
     const known = [...onBackend, ...i.store.componentVersions(kind, MODEL_COMPONENT).map((r) => r.version), baseVersion];
     version = nextVersion(known, i.floor ?? '1.0.0');
   }
   const built = buildModelComponent({
-    baseRecipe: i.baseRecipe,
+    baseRecipe,
     version,
     files: i.files,
     uriFor: (f) => i.backend.uriFor(MODEL_COMPONENT, version, f),
-    configuration: { modelRef: i.model.ref, modelSha256: sha },
+    configuration: { name: i.model.group, modelRef: i.model.ref },
     description: `loupe model ${i.model.ref} (onnx sha256 ${sha.slice(0, 12)}), published by loupe`,
   });
   if (built.artefacts.find((a) => a.name.endsWith('.onnx'))?.sha256 !== sha) {

@@ -26,24 +26,25 @@ import { openRegistry, type SqliteModelRegistry } from '../../cloud/registry/sql
 import { seedShippedModel, SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
 import { sha256 } from '../../components/common/fsutil.js';
 import type { ModelVersion } from '../../cloud/registry/types.js';
+import { loadSourceRecipe, renderRecipe } from '../../components/build/recipes.js';
+import { GetComponentCommand } from '@aws-sdk/client-greengrassv2';
 
 const GROUP = 'arn:aws:iot:eu-west-1:123456789012:thinggroup/press-line-3';
 const COMP_ARN = 'arn:aws:greengrass:eu-west-1:123456789012:components:loupe.Model';
 
-// A loupe.Model recipe as the fleet runs it (the test's base; the real one lives in recipes/).
-const baseRecipe = {
-  RecipeFormatVersion: '2020-01-25',
-  ComponentName: 'loupe.Model',
-  ComponentVersion: '1.0.0',
-  ComponentDescription: 'the model',
-  ComponentPublisher: 'loupe',
-  ComponentConfiguration: { DefaultConfiguration: { modelFile: 'model.onnx' } },
-  Manifests: [
-    { Platform: { os: 'linux', architecture: 'amd64' }, Artifacts: [{ Uri: 's3://b/loupe.Model/1.0.0/model.onnx', Permission: { Read: 'ALL' } }, { Uri: 's3://b/loupe.Model/1.0.0/card.json' }] },
-    { Platform: { os: 'linux', architecture: 'aarch64' }, Artifacts: [{ Uri: 's3://b/loupe.Model/1.0.0/model.onnx', Permission: { Read: 'ALL' } }] },
-  ],
-  Lifecycle: {},
-};
+// The loupe.Model recipe of the version the thing group runs (as GetComponent returns it): the
+// project's source recipe built for AWS, with its code ZIP and model artefacts in S3.
+const ZIP_DIGEST = 'Q'.repeat(43) + '=';
+const OLD_SHA = '1'.repeat(64);
+const fleetRecipe = (() => {
+  const r = renderRecipe(loadSourceRecipe('loupe.Model'), { version: '1.0.0', model: { name: 'metal-tags', sha256: OLD_SHA } }) as unknown as Record<string, unknown>;
+  return JSON.parse(
+    JSON.stringify(r)
+      .replaceAll('s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/', 's3://fleet-artefacts/loupe.Model/1.0.0/')
+      .replace(/("Uri":"[^"]+\.zip")/g, `$1,"Digest":"${ZIP_DIGEST}","Algorithm":"SHA-256"`),
+  ) as Record<string, unknown>;
+})();
+const baseRecipe = fleetRecipe;
 
 describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', () => {
   let dir: string;
@@ -80,31 +81,39 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
     { name: 'card.json', path: join(SHIPPED_MODEL_DIR, 'train-metrics.json') },
   ];
 
-  it('creates the next loupe.Model version with the artefacts in S3 and their SHA-256 digests in the recipe', async () => {
+  it('creates the next loupe.Model version from the recipe the fleet runs: model artefacts replaced (S3 + SHA-256), code ZIP kept', async () => {
     gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
     gg.on(ListComponentVersionsCommand).resolves({ componentVersions: [{ componentName: 'loupe.Model', componentVersion: '1.0.0' }, { componentName: 'loupe.Model', componentVersion: '1.0.3' }] });
+    gg.on(ListDeploymentsCommand).resolves({ deployments: [{ deploymentId: 'd-1', deploymentName: 'suite', targetArn: GROUP }] });
+    gg.on(GetDeploymentCommand).resolves({ deploymentId: 'd-1', components: { 'loupe.Model': { componentVersion: '1.0.0' }, 'loupe.Inference': { componentVersion: '0.1.0' } } });
+    gg.on(GetComponentCommand).resolves({ recipeOutputFormat: 'JSON', recipe: new TextEncoder().encode(JSON.stringify(fleetRecipe)) });
     gg.on(CreateComponentVersionCommand).resolves({ arn: `${COMP_ARN}:versions:1.0.4`, componentName: 'loupe.Model', componentVersion: '1.0.4', status: { componentState: 'DEPLOYABLE' } } as never);
-    const out = await publishModel({ backend: backend(), store: fleet, model, files: files(), baseRecipe, log: undefined });
+    const out = await publishModel({ backend: backend(), store: fleet, model, files: files() });
     expect(out.version).toBe('1.0.4');
     expect(gg.commandCalls(ListComponentsCommand)[0]!.args[0].input).toEqual({ scope: 'PRIVATE' });
     expect(gg.commandCalls(ListComponentVersionsCommand)[0]!.args[0].input).toEqual({ arn: COMP_ARN });
+    expect(gg.commandCalls(GetComponentCommand)[0]!.args[0].input).toEqual({ arn: `${COMP_ARN}:versions:1.0.0`, recipeOutputFormat: 'JSON' });
     const call = gg.commandCalls(CreateComponentVersionCommand)[0]!.args[0].input;
     const recipe = JSON.parse(new TextDecoder().decode(call.inlineRecipe as Uint8Array));
     const onnxBytes = readFileSync(join(SHIPPED_MODEL_DIR, 'model.onnx'));
     const digest = createHash('sha256').update(onnxBytes).digest('base64');
     const cardDigest = createHash('sha256').update(readFileSync(join(SHIPPED_MODEL_DIR, 'train-metrics.json'))).digest('base64');
-    const artifacts = [
-      { Uri: 's3://fleet-artefacts/loupe/components/loupe.Model/1.0.4/model.onnx', Digest: digest, Algorithm: 'SHA-256', Unarchive: 'NONE', Permission: { Read: 'ALL' } },
-      { Uri: 's3://fleet-artefacts/loupe/components/loupe.Model/1.0.4/card.json', Digest: cardDigest, Algorithm: 'SHA-256', Unarchive: 'NONE', Permission: { Read: 'ALL' } },
+    const artifacts = (arch: string) => [
+      { Uri: `s3://fleet-artefacts/loupe.Model/1.0.0/loupe-model-linux-${arch}.zip`, Digest: ZIP_DIGEST, Algorithm: 'SHA-256', Unarchive: 'ZIP', Permission: { Read: 'OWNER', Execute: 'NONE' } },
+      { Uri: 's3://fleet-artefacts/loupe/components/loupe.Model/1.0.4/model.onnx', Digest: digest, Algorithm: 'SHA-256', Unarchive: 'NONE', Permission: { Read: 'ALL', Execute: 'NONE' } },
+      { Uri: 's3://fleet-artefacts/loupe/components/loupe.Model/1.0.4/card.json', Digest: cardDigest, Algorithm: 'SHA-256', Unarchive: 'NONE', Permission: { Read: 'ALL', Execute: 'NONE' } },
     ];
+    const base = fleetRecipe as { ComponentConfiguration: { DefaultConfiguration: Record<string, unknown> }; Manifests: Record<string, unknown>[] };
     expect(recipe).toEqual({
-      ...baseRecipe,
+      ...fleetRecipe,
       ComponentVersion: '1.0.4',
       ComponentDescription: `loupe model metal-tags:1 (onnx sha256 ${model.artefacts.onnx.sha256.slice(0, 12)}), published by loupe`,
-      ComponentConfiguration: { DefaultConfiguration: { modelFile: 'model.onnx', modelRef: 'metal-tags:1', modelSha256: model.artefacts.onnx.sha256 } },
+      ComponentConfiguration: {
+        DefaultConfiguration: { ...base.ComponentConfiguration.DefaultConfiguration, name: 'metal-tags', version: '1.0.4', sha256: model.artefacts.onnx.sha256, modelRef: 'metal-tags:1' },
+      },
       Manifests: [
-        { Platform: { os: 'linux', architecture: 'amd64' }, Artifacts: artifacts },
-        { Platform: { os: 'linux', architecture: 'aarch64' }, Artifacts: artifacts },
+        { ...base.Manifests[0], Artifacts: artifacts('x64') },
+        { ...base.Manifests[1], Artifacts: artifacts('arm64') },
       ],
     });
     expect(call.tags).toEqual({ 'loupe:component': 'loupe.Model' });

@@ -28,9 +28,9 @@ import * as ort from 'onnxruntime-node';
 import { LoupeError, errorMessage } from '../common/errors.js';
 import { decodeImage, type RgbImage } from './decode.js';
 import { halfToFloat } from './fp16.js';
-import { letterboxGeometry, TensorWriter, valLoadSize, valRectShape, type LetterboxGeometry } from './letterbox.js';
+import { inputPlan, TensorWriter, type LetterboxGeometry } from './letterbox.js';
 import { modelInfoFromBytes, type ModelInfo, type ModelOverrides } from './model-info.js';
-import { Postprocessor, scaleBoxes, scaleFromShapes, type NmsOptions, type RawBoxes, type ScaleBack } from './postprocess.js';
+import { Postprocessor, scaleBoxes, type NmsOptions, type RawBoxes, type ScaleBack } from './postprocess.js';
 
 export type { ModelInfo } from './model-info.js';
 export type { RgbImage } from './decode.js';
@@ -287,27 +287,16 @@ export class Detector {
   }
 
   private preprocess(img: RgbImage, mode: DetectMode): { geometry: LetterboxGeometry; scale: ScaleBack } {
-    const { imgsz, stride, dynamic } = this.info;
-    if (mode === 'predict') {
-      // engine/predictor.py pre_transform: LetterBox(imgsz, auto=dynamic (rect, one image), stride).
-      const g = letterboxGeometry(img.width, img.height, imgsz, { auto: dynamic, stride });
-      const t = this.tensorFor(g);
-      this.writer.write(img, g, t.data as Float32Array | Uint16Array);
-      return { geometry: g, scale: scaleFromShapes(g.outH, g.outW, img.height, img.width) };
+    const plan = inputPlan(img.width, img.height, this.info, mode);
+    let src = img;
+    if (plan.load) {
+      const [w1, h1] = plan.load;
+      if (this.valBuf.length < w1 * h1 * 3) this.valBuf = new Uint8Array(w1 * h1 * 3);
+      src = this.writer.resizeImage(img, w1, h1, this.valBuf);
     }
-    // Validator: BaseDataset.load_image (long side to imgsz), then LetterBox(scaleup=False) into
-    // imgsz, or for dynamic models the per-image rect shape (set_rectangle with a batch of one).
-    const size = Math.max(imgsz[0], imgsz[1]);
-    const [w1, h1] = valLoadSize(img.width, img.height, size);
-    const need = w1 * h1 * 3;
-    if (this.valBuf.length < need) this.valBuf = new Uint8Array(need);
-    const resized = this.writer.resizeImage(img, w1, h1, this.valBuf);
-    const shape: [number, number] = dynamic ? valRectShape(img.width, img.height, size, stride) : imgsz;
-    const g = letterboxGeometry(w1, h1, shape, { scaleup: false });
-    const t = this.tensorFor(g);
-    this.writer.write(resized, g, t.data as Float32Array | Uint16Array);
-    // scale_boxes with ratio_pad: gain = resized/original height, pad = letterbox (left, top).
-    return { geometry: g, scale: { gain: h1 / img.height, padX: g.left, padY: g.top, width: img.width, height: img.height } };
+    const t = this.tensorFor(plan.geometry);
+    this.writer.write(src, plan.geometry, t.data as Float32Array | Uint16Array);
+    return { geometry: plan.geometry, scale: { gain: plan.gain, padX: plan.padX, padY: plan.padY, width: img.width, height: img.height } };
   }
 
   private async infer(t: ort.Tensor): Promise<ort.Tensor> {

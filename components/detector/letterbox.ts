@@ -78,6 +78,38 @@ export function valRectShape(w0: number, h0: number, imgsz: number, stride: numb
   return [Math.ceil((s[0] * imgsz) / stride + 0.5) * stride, Math.ceil((s[1] * imgsz) / stride + 0.5) * stride];
 }
 
+/** How one image becomes the model input: optional val-loader resize, then the letterbox. */
+export interface InputPlan {
+  /** The validator's load_image size [w, h] (val mode), or null (predict: the letterbox resizes). */
+  load: [number, number] | null;
+  geometry: LetterboxGeometry;
+  /** Model-input pixels -> original pixels (scale_boxes' gain and pad). */
+  gain: number;
+  padX: number;
+  padY: number;
+}
+
+/**
+ * predict: engine/predictor.py pre_transform, LetterBox(imgsz, auto=dynamic (rect, one image),
+ * stride); boxes go back with scale_boxes' recomputed gain/pad.
+ * val: BaseDataset.load_image (long side to imgsz), then LetterBox(scaleup=False) into imgsz, or for
+ * dynamic models the per-image rect shape (set_rectangle, batch of one); boxes go back with the
+ * validator's ratio_pad (gain = resized/original height, pad = letterbox left/top).
+ */
+export function inputPlan(w0: number, h0: number, model: { imgsz: readonly [number, number]; stride: number; dynamic: boolean }, mode: 'predict' | 'val'): InputPlan {
+  const { imgsz, stride, dynamic } = model;
+  if (mode === 'predict') {
+    const g = letterboxGeometry(w0, h0, imgsz, { auto: dynamic, stride });
+    const gain = Math.min(g.outH / h0, g.outW / w0);
+    return { load: null, geometry: g, gain, padX: pyRound((g.outW - w0 * gain) / 2 - 0.1), padY: pyRound((g.outH - h0 * gain) / 2 - 0.1) };
+  }
+  const size = Math.max(imgsz[0], imgsz[1]);
+  const [w1, h1] = valLoadSize(w0, h0, size);
+  const shape: readonly [number, number] = dynamic ? valRectShape(w0, h0, size, stride) : imgsz;
+  const g = letterboxGeometry(w1, h1, shape, { scaleup: false });
+  return { load: [w1, h1], geometry: g, gain: h1 / h0, padX: g.left, padY: g.top };
+}
+
 const PAD = 114;
 
 /** uint8 -> input value tables: torch's `uint8.float() / 255` and `uint8.half() / 255`. */

@@ -1,5 +1,4 @@
 import { roundHalf } from './fp16.js';
-import { pyRound } from './letterbox.js';
 
 /**
  * ultralytics 8.3.253 postprocessing, mirrored operation by operation in float32 (or float16
@@ -264,12 +263,6 @@ export interface ScaleBack {
   /** Original image size, for clipping. */
   width: number;
   height: number;
-}
-
-/** scale_boxes without ratio_pad (predict): gain and pad recomputed from the two shapes. */
-export function scaleFromShapes(inH: number, inW: number, h0: number, w0: number): ScaleBack {
-  const gain = Math.min(inH / h0, inW / w0);
-  return { gain, padX: pyRound((inW - w0 * gain) / 2 - 0.1), padY: pyRound((inH - h0 * gain) / 2 - 0.1), width: w0, height: h0 };
 }
 
 /** Boxes to original pixels in place: subtract pad, divide by gain (float32, as torch), clip. */

@@ -1,0 +1,20 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { projectRoot } from '../../components/common/paths.js';
+import { runPython } from '../helpers/python.js';
+
+const script = readFileSync(join(projectRoot, 'test', 'detector', 'py', 'ultra_ref.py'), 'utf8');
+
+/**
+ * Ask the pinned ultralytics (in the trainer venv) for reference outputs: predict boxes, the
+ * predictor's/validator's input tensors, val metrics, NMS and metric functions on synthetic data.
+ * See test/detector/py/ultra_ref.py. ultralytics logs to stdout, so the JSON follows a marker.
+ */
+export async function ultralytics<T>(op: string, args: Record<string, unknown> & { cwd: string }, timeoutMs = 900_000): Promise<T> {
+  const code = `ARGS = __import__('json').loads(${JSON.stringify(JSON.stringify({ op, ...args }))})\n${script}`;
+  // cwd: a temp dir, so nothing ultralytics might create (runs/, caches) lands in the repo.
+  const out = await runPython(code, { timeoutMs, cwd: args.cwd, env: { YOLO_OFFLINE: 'true', YOLO_AUTOINSTALL: 'false', YOLO_VERBOSE: 'false' } });
+  const i = out.lastIndexOf('\n@@JSON@@');
+  if (i < 0) throw new Error(`no JSON from ultralytics_ref ${op}:\n${out.slice(-2000)}`);
+  return JSON.parse(out.slice(i + 9)) as T;
+}

@@ -31,6 +31,7 @@ export class Trigger {
   dropped = 0;
   inFlight = 0;
   private paceWaiter?: () => void;
+  private sleepDone?: () => void;
 
   constructor(readonly cfg: TriggerConfig, private readonly maxPending = 32) {}
 
@@ -63,7 +64,11 @@ export class Trigger {
         if (this.nextTick < now - period) this.nextTick = now; // behind: skip missed ticks
         const delay = this.nextTick - now;
         this.nextTick += period;
-        if (delay > 0) await new Promise<void>((r) => (this.timer = setTimeout(r, delay)));
+        if (delay > 0)
+          await new Promise<void>((r) => {
+            this.sleepDone = r;
+            this.timer = setTimeout(r, delay);
+          });
         return this.closed ? null : { kind: 'interval' };
       }
       case 'continuous': {
@@ -92,6 +97,7 @@ export class Trigger {
   close(): void {
     this.closed = true;
     clearTimeout(this.timer);
+    this.sleepDone?.();
     this.waiter?.(null);
     this.waiter = undefined;
     this.paceWaiter?.();

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import sharp from 'sharp';
 import type { Detection } from '../ipc/topics.js';
 
@@ -27,7 +27,7 @@ export async function prepareImage(
   const w = src.width || (swap ? meta.height : meta.width) || 0;
   const h = src.height || (swap ? meta.width : meta.height) || 0;
   const fits = w <= limits.maxWidth && h <= limits.maxHeight;
-  if (!limits.reencode && fits && meta.format === 'jpeg' && (meta.size ?? Infinity) <= limits.maxBytes) {
+  if (!limits.reencode && fits && meta.format === 'jpeg' && (await stat(path)).size <= limits.maxBytes) {
     return { data: await readFile(path), width: w, height: h, detections: src.detections };
   }
   let scale = Math.min(1, limits.maxWidth / w, limits.maxHeight / h);

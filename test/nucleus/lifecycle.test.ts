@@ -1,0 +1,126 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Nucleus, type NucleusOptions } from '../../embedded/nucleus/nucleus.js';
+import { removeRoot, tempRoot, until, writeRecipe } from '../helpers/nucleus.js';
+
+/**
+ * Component lifecycles with real processes: steps, timeouts, Setenv, SkipIf, the BROKEN rule
+ * (three errors in one state within the reset window) and per-component log files.
+ */
+const roots: string[] = [];
+const nuclei: Nucleus[] = [];
+
+afterEach(async () => {
+  for (const n of nuclei.splice(0)) await n.stop();
+  for (const r of roots.splice(0)) await removeRoot(r);
+});
+
+async function setup(opts: Partial<NucleusOptions> = {}): Promise<{ n: Nucleus; root: string; rdir: string; states: string[] }> {
+  const root = tempRoot('lnl-');
+  roots.push(root);
+  const n = new Nucleus({ root, mqttUrl: false, killGraceMs: 1000, ...opts });
+  nuclei.push(n);
+  await n.start();
+  const states: string[] = [];
+  n.on('state', (name: string, s: string) => states.push(`${name}:${s}`));
+  return { n, root, rdir: join(root, 'in'), states };
+}
+
+const recipe = (name: string, lifecycle: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
+  RecipeFormatVersion: '2020-01-25',
+  ComponentName: name,
+  ComponentVersion: '1.0.0',
+  Manifests: [{ Platform: { os: 'linux' }, Lifecycle: lifecycle }],
+  ...extra,
+});
+
+describe('component lifecycle', () => {
+  it('runs Install, Startup and Shutdown with Setenv and SkipIf, and logs stdout and stderr per component', async () => {
+    const { n, root, rdir, states } = await setup();
+    writeFileSync(join(root, 'marker'), '');
+    writeRecipe(
+      rdir,
+      recipe(
+        'lc.Startup',
+        {
+          Setenv: { TOP: 'top-level' },
+          Install: { Script: 'echo "install $TOP $STEP_VAR"; echo to-stderr >&2', Setenv: { STEP_VAR: 'step-level' } },
+          Startup: 'echo started; (sleep 600 &) ; exit 0',
+          Shutdown: `echo "shutting down $TOP" > ${join(root, 'shutdown.txt')}`,
+          Recover: { Script: 'echo never', SkipIf: `exists ${join(root, 'marker')}` },
+        },
+        { ComponentConfiguration: { DefaultConfiguration: {} } },
+      ),
+    );
+    writeRecipe(rdir, recipe('lc.Skip', { Install: { Script: 'exit 1', SkipIf: 'onpath sh' }, Run: 'echo ran-anyway' }));
+    const rec = await n.deploy({ recipeDir: rdir, merge: { 'lc.Startup': '1.0.0', 'lc.Skip': '1.0.0' } });
+    expect(rec.status, rec.failureCause).toBe('SUCCEEDED');
+    expect(states.filter((s) => s.startsWith('lc.Startup:'))).toEqual(['lc.Startup:INSTALLED', 'lc.Startup:STARTING', 'lc.Startup:RUNNING']);
+    // A Run that exits 0 finishes the component.
+    await n.waitForState('lc.Skip', 'FINISHED', 10_000);
+    const log = await n.readLog('lc.Startup');
+    expect(log).toContain('install top-level step-level');
+    expect(log).toContain('to-stderr');
+    expect(log).toContain('started');
+    expect(log).toContain('state STARTING -> RUNNING (startup script exited 0)');
+    expect(await n.readLog('lc.Skip')).toContain('install: skipped (onpath sh)');
+    expect(n.logFile('lc.Startup')).toBe(join(root, 'logs', 'lc.Startup.log'));
+    await n.deploy({ remove: ['lc.Startup'] });
+    expect(readFileSync(join(root, 'shutdown.txt'), 'utf8')).toBe('shutting down top-level\n');
+  });
+
+  it('goes BROKEN after three install failures, counting as Greengrass does', async () => {
+    const { n, rdir, states } = await setup();
+    writeRecipe(rdir, recipe('lc.BadInstall', { Install: 'echo failing; exit 2', Run: 'sleep 600' }));
+    const rec = await n.deploy({ recipeDir: rdir, merge: { 'lc.BadInstall': '1.0.0' }, failureHandlingPolicy: 'DO_NOTHING' });
+    expect(rec.detailedStatus).toBe('FAILED_ROLLBACK_NOT_REQUESTED');
+    expect(states).toEqual(['lc.BadInstall:ERRORED', 'lc.BadInstall:NEW', 'lc.BadInstall:ERRORED', 'lc.BadInstall:NEW', 'lc.BadInstall:BROKEN']);
+    expect((await n.readLog('lc.BadInstall')).match(/install: script exited with 2/g)).toHaveLength(3);
+  });
+
+  it('times out a hanging install and a hanging startup', async () => {
+    const { n, rdir, states } = await setup();
+    writeRecipe(rdir, recipe('lc.Hang', { Install: { Script: 'sleep 30', Timeout: 0.5 }, Run: 'sleep 600' }));
+    const rec = await n.deploy({ recipeDir: rdir, merge: { 'lc.Hang': '1.0.0' }, failureHandlingPolicy: 'DO_NOTHING' });
+    expect(rec.failureCause).toMatch(/lc\.Hang is BROKEN/);
+    expect(states.filter((s) => s.endsWith('BROKEN'))).toEqual(['lc.Hang:BROKEN']);
+    expect(await n.readLog('lc.Hang')).toContain('install: timed out after 0.5 s');
+
+    writeRecipe(rdir, recipe('lc.SlowStart', { Startup: { Script: 'sleep 30', Timeout: 0.5 } }));
+    const r2 = await n.deploy({ recipeDir: rdir, merge: { 'lc.SlowStart': '1.0.0' }, remove: ['lc.Hang'], failureHandlingPolicy: 'DO_NOTHING' });
+    expect(r2.failureCause).toMatch(/lc\.SlowStart is BROKEN: startup timeout/);
+  });
+
+  it('does not count errors spaced wider than the reset window toward BROKEN', async () => {
+    const { n, rdir, states } = await setup({ errorResetTimeSeconds: 0.3 });
+    writeRecipe(rdir, recipe('lc.Flaky', { Run: 'sleep 0.5; exit 1' }));
+    // It never stays up for the deployment's stability window, nor goes BROKEN: the deployment times out.
+    const { done } = n.submitDeployment({ recipeDir: rdir, merge: { 'lc.Flaky': '1.0.0' }, failureHandlingPolicy: 'DO_NOTHING', healthTimeoutSeconds: 5 });
+    await until(() => states.filter((s) => s === 'lc.Flaky:ERRORED').length >= 4, 20_000, 'four crashes');
+    expect(states).not.toContain('lc.Flaky:BROKEN');
+    expect((await done).failureCause).toMatch(/not RUNNING within 5 s/);
+  });
+
+  it('stops the whole process tree, escalating to SIGKILL after the grace period', async () => {
+    const { n, root, rdir } = await setup({ killGraceMs: 300 });
+    const pidFile = join(root, 'child.pid');
+    writeRecipe(rdir, recipe('lc.Stubborn', { Run: `trap '' TERM; sleep 600 & echo $! > ${pidFile}; while true; do sleep 1; done` }));
+    expect((await n.deploy({ recipeDir: rdir, merge: { 'lc.Stubborn': '1.0.0' } })).status).toBe('SUCCEEDED');
+    await until(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '', 5000, 'the child pid');
+    const child = Number(readFileSync(pidFile, 'utf8'));
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(alive(child)).toBe(true);
+    const t0 = Date.now();
+    await n.deploy({ remove: ['lc.Stubborn'] });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(300);
+    await until(() => !alive(child), 5000, 'the background child to die');
+  });
+});

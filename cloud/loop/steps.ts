@@ -9,7 +9,8 @@ import { decideGate } from '../gate/decide.js';
 import type { EvaluateFn } from '../gate/gate.js';
 import type { GateReport, ModelScore } from '../gate/report.js';
 import { ingestIncoming } from '../ingest/index.js';
-import { truthFromStore, runSimulatedWorkforce, runSimulatedVerifier } from '../labeling/workforce.js';
+import { runSimulatedWorkforce, runSimulatedVerifier } from '../labeling/workforce.js';
+import { truthByContent } from './truth.js';
 import { createSnapshot } from '../snapshot/index.js';
 import { trainLocal } from '../training/local-trainer.js';
 import type { TrainMetricsFile, TrainResult } from '../training/options.js';
@@ -75,7 +76,7 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
           ? { output: { job: name, items: j.counts.items, annotations: j.counts.annotations } }
           : { output: { job: name, items: j.counts.items }, halt: `labelling job ${name} is open for people (loupe labels serve); the next run takes it up` };
       }
-      const truth = await truthFromStore(env.labels, { refPrefix: 's3://${bucket}/' });
+      const truth = await truthByContent(env);
       const l = cfg.labeling;
       const workers = Array.from({ length: l.workersPerImage }, (_, i) => ({ id: `sim-${i + 1}`, seed: l.seed * 100 + i, noise: l.noise, missRate: l.missRate, falsePositiveRate: l.falsePositiveRate }));
       const r = await runSimulatedWorkforce(env.labeling, name, { workers, truth, log: ctx.log });
@@ -92,7 +93,7 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
         const j = env.labeling.getJob(name);
         if (!done) return { output: { job: name, approved: j.counts.approved, rejected: j.counts.rejected }, halt: `verification of ${name} is waiting for people` };
       } else {
-        const truth = await truthFromStore(env.labels, { refPrefix: 's3://${bucket}/' });
+        const truth = await truthByContent(env);
         await runSimulatedVerifier(env.labeling, name, { id: 'sim-verifier', truth, log: ctx.log });
       }
       const j = env.labeling.getJob(name);

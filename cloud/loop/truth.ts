@@ -1,0 +1,36 @@
+import type { GtBox } from '../labelstore/types.js';
+import type { TruthSource } from '../labeling/workforce.js';
+import { truthFromStore } from '../labeling/workforce.js';
+import { sha256 } from '../../components/common/fsutil.js';
+import type { LoopEnv } from './env.js';
+
+/**
+ * Ground truth for the simulated workforce when devices photograph parts the reference already
+ * labelled (the demo's folder camera over metal-tags): an upload's truth is the reference label
+ * of the photo with the same bytes. The uploader keeps a JPEG that fits its limits byte for
+ * byte, so content identity is exact; uploads of unknown photos have no truth and are released
+ * to people (the workforce's rule). The upload sidecar does not carry the camera's source file
+ * name, so the name-based `truthFromStore` is only the fallback.
+ */
+export async function truthByContent(env: LoopEnv): Promise<TruthSource> {
+  const byName = await truthFromStore(env.labels, { refPrefix: 's3://${bucket}/' });
+  const reference = (await env.labels.latest({ status: 'APPROVED' })).filter((r) => r.source_ref.startsWith('s3://${bucket}/'));
+  const byDigest = new Map<string, GtBox[]>();
+  for (const r of reference) {
+    if (!env.images.mappedPath(r.source_ref)) continue;
+    try {
+      byDigest.set(sha256(await env.images.read(r.source_ref)), r.annotations.map(({ confidence: _c, ...b }) => b));
+    } catch {
+      // a reference record whose image is not on disk cannot be matched by content
+    }
+  }
+  return async (task) => {
+    try {
+      const t = byDigest.get(sha256(await env.images.read(task.sourceRef)));
+      if (t) return t;
+    } catch {
+      // unreadable upload: fall through to the name rule
+    }
+    return byName(task);
+  };
+}

@@ -46,10 +46,15 @@ export class Delivery {
     return this.unacked.size;
   }
 
+  /** Inference (re)started: make every unanswered frame due now. */
+  expireAll(): void {
+    for (const u of this.unacked.values()) u.sentAt = 0;
+  }
+
   /** Re-announce overdue frames (oldest first). */
   async tick(publish: (m: FrameMessage) => Promise<void>, now = Date.now()): Promise<void> {
     for (const [id, u] of this.unacked) {
-      if (now - u.sentAt < this.cfg.ackTimeoutMs) break; // insertion order = send order
+      if (now - u.sentAt < this.cfg.ackTimeoutMs) continue;
       this.unacked.delete(id);
       const stillThere = await access(u.msg.path).then(() => true, () => false);
       if (u.attempts >= this.cfg.maxRedeliveries || !stillThere) {

@@ -92,6 +92,7 @@ async function start(ctx: ComponentContext<CameraComponentConfig>) {
           byName.get(String(m.camera))?.trigger.done();
         }),
       );
+      subs.push(await ipc.subscribe(TOPICS.inferenceReady, () => delivery.expireAll()));
     }
     for (const r of runners) r.start();
   };

@@ -133,6 +133,8 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
   });
   // Ask loupe.Model to announce itself: it may have started before we subscribed.
   await ipc.publish(TOPICS.modelQuery, {}).catch(() => {});
+  // Tell the cameras we listen now: frames announced while we were away are re-sent at once.
+  await ipc.publish(TOPICS.inferenceReady, { model: slot.ref as unknown as Record<string, unknown> }).catch(() => {});
 
   const publishTelemetry = async () => {
     const t = { component: 'inference', time: new Date().toISOString(), model: slot.ref, modelError, queueDepth: queue.depth, dropped: queue.dropped, duplicates, swaps: slot.swaps, ...stats.snapshot(cfg.telemetryIntervalS) };
@@ -173,10 +175,13 @@ await runComponent('loupe.Inference', inferenceConfigSchema, start, {
   configOverride: (raw) => {
     const r = (raw ?? {}) as Record<string, unknown>;
     const model = { ...((r.model as Record<string, unknown>) ?? {}) };
-    if (!model.path && process.env.LOUPE_MODEL_PATH) model.path = process.env.LOUPE_MODEL_PATH;
-    if (!model.sha256 && process.env.LOUPE_MODEL_SHA256) model.sha256 = process.env.LOUPE_MODEL_SHA256;
-    if (!model.version && process.env.LOUPE_MODEL_VERSION) model.version = process.env.LOUPE_MODEL_VERSION;
-    if (!model.name && process.env.LOUPE_MODEL_NAME) model.name = process.env.LOUPE_MODEL_NAME;
+    // Without a configured path, the model is loupe.Model's (all four values from the recipe).
+    if (!model.path && process.env.LOUPE_MODEL_PATH) {
+      model.path = process.env.LOUPE_MODEL_PATH;
+      if (process.env.LOUPE_MODEL_SHA256) model.sha256 = process.env.LOUPE_MODEL_SHA256;
+      if (process.env.LOUPE_MODEL_VERSION) model.version = process.env.LOUPE_MODEL_VERSION;
+      if (process.env.LOUPE_MODEL_NAME) model.name = process.env.LOUPE_MODEL_NAME;
+    }
     return { ...r, model };
   },
 });

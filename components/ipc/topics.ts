@@ -8,6 +8,7 @@
  *   loupe/trigger         anyone → Camera         TriggerMessage
  *   loupe/model           Model → Inference       ModelAnnouncement (on start and on loupe/model/query)
  *   loupe/model/query     Inference → Model       {}
+ *   loupe/inference/ready Inference → Camera      {model} once subscribed (camera re-announces unanswered frames)
  *   loupe/telemetry/<c>   each component          telemetry object (camera, inference, uploader)
  *   loupe/health/camera   Camera                  CameraHealth[]  (as {cameras: [...]})
  * IoT Core (PublishToIoTCore, QoS 1):
@@ -22,6 +23,7 @@ export const TOPICS = {
   trigger: 'loupe/trigger',
   model: 'loupe/model',
   modelQuery: 'loupe/model/query',
+  inferenceReady: 'loupe/inference/ready',
   telemetry: (component: string) => `loupe/telemetry/${component}`,
   cameraHealth: 'loupe/health/camera',
 } as const;

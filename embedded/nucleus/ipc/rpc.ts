@@ -87,7 +87,7 @@ export class RpcConnection {
   private readonly reader = new FrameReader();
   private lastStreamId = 0;
   private readonly streams = new Map<number, Stream>();
-  private corked = false;
+  private outgoing: Buffer[] = [];
 
   constructor(
     readonly socket: Socket,
@@ -107,33 +107,31 @@ export class RpcConnection {
   close(): void {
     if (this.state === 'closed' || this.socket.destroyed) return;
     this.state = 'closing';
+    this.flush(); // what was written before the close still goes out
     this.socket.end();
     this.socket.destroySoon();
   }
 
   write(type: number, flags: number, streamId: number, headers: MessageHeaders, body: Uint8Array): void {
     if (this.state === 'closed' || this.socket.destroyed) return;
-    const frame = encodeMessage(
-      {
-        ...headers,
-        ':message-type': { type: 'integer', value: type },
-        ':message-flags': { type: 'integer', value: flags },
-        ':stream-id': { type: 'integer', value: streamId },
-      },
-      body,
-    );
-    // Batch the frames produced in one turn of the event loop into one write (a burst of
-    // subscription events to one subscriber then costs one syscall).
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
-    }
-    this.socket.write(frame);
+    const all: MessageHeaders = {
+      ':message-type': { type: 'integer', value: type },
+      ':message-flags': { type: 'integer', value: flags },
+      ':stream-id': { type: 'integer', value: streamId },
+    };
+    for (const k in headers) all[k] = headers[k]!;
+    this.outgoing.push(encodeMessage(all, body));
+    // Frames produced in one turn of the event loop (a burst of events to one subscriber, the
+    // replies to one chunk of requests) leave in one write.
+    if (this.outgoing.length === 1) process.nextTick(this.flush);
   }
+
+  private readonly flush = (): void => {
+    const frames = this.outgoing;
+    this.outgoing = [];
+    if (frames.length === 0 || this.socket.destroyed) return;
+    this.socket.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+  };
 
   endStream(stream: Stream): void {
     if (stream.closed) return;

@@ -45,6 +45,19 @@ const JSON_CT: MessageHeaders[string] = { type: 'string', value: 'application/js
 const TEXT_CT: MessageHeaders[string] = { type: 'string', value: 'text/plain' };
 const EMPTY = new Uint8Array(0);
 
+const headerCache = new Map<string, { responseHeaders: MessageHeaders; eventHeaders: MessageHeaders | undefined }>();
+function headersFor(name: string, op: { responseShape: string; inboundMessageShape?: string }) {
+  let h = headerCache.get(name);
+  if (!h) {
+    h = {
+      responseHeaders: { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: op.responseShape } },
+      eventHeaders: op.inboundMessageShape ? { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: op.inboundMessageShape } } : undefined,
+    };
+    headerCache.set(name, h);
+  }
+  return h;
+}
+
 /** Unix socket paths are limited to 108 bytes (104 on macOS); leave room for the NUL. */
 const MAX_SOCKET_PATH = 100;
 
@@ -168,10 +181,7 @@ export class IpcServer {
     }
     const handler = this.handlers.get(stream.operation);
     const streaming = op.inboundMessageShape !== undefined;
-    const responseHeaders: MessageHeaders = { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: op.responseShape } };
-    const eventHeaders: MessageHeaders | undefined = op.inboundMessageShape
-      ? { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: op.inboundMessageShape } }
-      : undefined;
+    const { responseHeaders, eventHeaders } = headersFor(stream.operation, op);
 
     const closers: (() => void)[] = [];
     let responded = false;

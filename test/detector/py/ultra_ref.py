@@ -25,6 +25,11 @@ def op_predict(a):
     return out
 
 
+def op_predict_many(a):
+    """Several predict jobs in one process (torch/ultralytics import once)."""
+    return [op_predict(j) for j in a["jobs"]]
+
+
 def op_capture(a):
     """The input tensor ultralytics' predictor feeds the model, per image, saved as raw bytes."""
     from ultralytics import YOLO

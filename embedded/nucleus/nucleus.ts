@@ -40,7 +40,8 @@
  *  - artefacts in <root>/packages/artifacts/<name>/<version>/, ZIPs unpacked under
  *    <root>/packages/artifacts-unarchived/<name>/<version>/<zip name>/.
  *  - IPC: PublishToTopic/SubscribeToTopic, PublishToIoTCore/SubscribeToIoTCore,
- *    GetConfiguration/UpdateConfiguration/SubscribeToConfigurationUpdate, UpdateState,
+ *    GetConfiguration/UpdateConfiguration/SubscribeToConfigurationUpdate,
+ *    SubscribeToValidateConfigurationUpdates/SendConfigurationValidityReport, UpdateState,
  *    SubscribeToComponentUpdates/DeferComponentUpdate, GetComponentDetails/ListComponents/
  *    RestartComponent/StopComponent and the local-deployment operations. pubsub and mqttproxy
  *    calls need accessControl policies in the recipe's DefaultConfiguration; the CLI operations
@@ -61,7 +62,7 @@ import { writeFileAtomic } from '../../components/common/fsutil.js';
 import { startBroker, type EmbeddedBroker } from '../broker/broker.js';
 import { Authorizer } from './authorization.js';
 import { ComponentStore } from './componentmanager/store.js';
-import { registerConfigIpc } from './config/ipc.js';
+import { ConfigValidator, registerConfigIpc } from './config/ipc.js';
 import { ConfigStore } from './config/store.js';
 import { registerCliIpc } from './deployment/cli-ipc.js';
 import { DeploymentManager, type DeploymentRecord, type DeploymentRequest } from './deployment/deployment.js';
@@ -149,6 +150,7 @@ export class Nucleus extends EventEmitter {
   private readonly tes: TokenExchangeService;
   private readonly lifecycleIpc: LifecycleIpc;
   private readonly pubsub: LocalPubSub;
+  private readonly validator = new ConfigValidator();
   private deployments!: DeploymentManager;
   private bridge: IotCoreBridge | undefined;
   private broker: EmbeddedBroker | undefined;
@@ -202,6 +204,7 @@ export class Nucleus extends EventEmitter {
     this.pubsub = new LocalPubSub(this.authz);
     this.pubsub.register(this.ipc);
     registerConfigIpc(this.ipc, this.config);
+    this.validator.register(this.ipc);
     this.lifecycleIpc.register(this.ipc);
     registerMqttProxy(this.ipc, this.authz, () => this.bridge);
     this.config.on('change', () => this.scheduleConfigSave());
@@ -225,7 +228,7 @@ export class Nucleus extends EventEmitter {
     await mkdir(this.root, { recursive: true });
     await this.lockRoot();
     try {
-      this.deployments = new DeploymentManager({ root: this.root, kernel: this.kernel, store: this.store, lifecycle: this.lifecycleIpc, logger: this.logger.child({ module: 'deployment' }) });
+      this.deployments = new DeploymentManager({ root: this.root, kernel: this.kernel, store: this.store, lifecycle: this.lifecycleIpc, validator: this.validator, logger: this.logger.child({ module: 'deployment' }) });
       registerCliIpc(this.ipc, { kernel: this.kernel, deployments: this.deployments, authz: this.authz, config: this.config });
       await this.ipc.listen();
       await this.tes.start();
@@ -334,8 +337,11 @@ export class Nucleus extends EventEmitter {
   async stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.logger.info('nucleus stopping');
-      await this.kernel.stopAll().catch((e) => this.logger.error({ err: errorMessage(e) }, 'stopping components failed'));
+      // Save while the components are still registered (stopAll forgets them).
+      if (this.saveTimer) clearTimeout(this.saveTimer);
       await this.saveConfig();
+      this.started = false; // no more saves: stopAll() below empties the component table
+      await this.kernel.stopAll().catch((e) => this.logger.error({ err: errorMessage(e) }, 'stopping components failed'));
       await this.shutdownServers();
       this.logger.info('nucleus stopped');
       if (this.ownLogger) await new Promise<void>((r) => this.logger.flush(() => r()));

@@ -103,9 +103,9 @@ describe('local deployments', () => {
       { name: 'dep.Base', version: '1.5.0', state: 'RUNNING' },
       { name: 'dep.Soft', version: '1.0.0', state: 'RUNNING' },
     ]);
-    // The app started only after both dependencies were up.
+    // The app started only after its HARD dependency was up (a SOFT one does not hold it back).
     expect(order.indexOf('dep.App:STARTING')).toBeGreaterThan(order.indexOf('dep.Base:RUNNING'));
-    expect(order.indexOf('dep.App:STARTING')).toBeGreaterThan(order.indexOf('dep.Soft:RUNNING'));
+    expect(order.indexOf('dep.Base:RUNNING')).toBeGreaterThan(order.indexOf('dep.Base:STARTING'));
     const env = (await stepResult(root, 'dep.App', 'env')).result;
     const art = join(root, 'packages', 'artifacts', 'dep.Base', '1.5.0');
     expect(env).toMatchObject({
@@ -284,6 +284,23 @@ describe('local deployments', () => {
     expect(n.status().components).toEqual([]);
     expect(readFileSync(join(root, 'shutdown-ran'), 'utf8')).toBe('bye\n');
     expect(agentRecords(root, 'cfg.App').some((r) => r.op === 'sigterm')).toBe(true);
+  });
+
+  it('lets components validate configuration changes and refuses rejected ones before anything changes', async () => {
+    const { n, root } = await startNucleus();
+    const rdir = join(root, 'in', 'recipes');
+    writeAgentRecipe(rdir, { name: 'val.App', config: { threshold: 0.5 }, steps: [{ op: 'subscribeValidate' }] });
+    expect((await n.deploy({ recipeDir: rdir, merge: { 'val.App': '1.0.0' } })).status).toBe('SUCCEEDED');
+    await waitForRecord(root, 'val.App', (r) => r.op === 'done');
+    const ok = await n.deploy({ configurationUpdate: { 'val.App': { merge: { threshold: 0.7 } } } });
+    expect(ok.status).toBe('SUCCEEDED');
+    const ev = await waitForRecord(root, 'val.App', (r) => r.event === 'validate');
+    expect(ev).toMatchObject({ deploymentId: ok.deploymentId, configuration: { threshold: 0.7 } });
+    const no = await n.deploy({ configurationUpdate: { 'val.App': { merge: { threshold: 0.9, reject: true } } } });
+    expect(no.detailedStatus).toBe('FAILED_NO_STATE_CHANGE');
+    expect(no.failureCause).toMatch(/val\.App rejected its new configuration: reject is set/);
+    expect(n.configuration('val.App')).toMatchObject({ threshold: 0.7 });
+    expect(n.configuration('val.App')).not.toHaveProperty('reject');
   });
 
   it('persists deployments and comes back with the last good deployment after a restart', async () => {

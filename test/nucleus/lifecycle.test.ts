@@ -102,6 +102,22 @@ describe('component lifecycle', () => {
     expect((await done).failureCause).toMatch(/not RUNNING within 5 s/);
   });
 
+  it('restarts HARD dependents when their dependency goes down, but not SOFT ones', async () => {
+    const { n, rdir, states } = await setup();
+    writeRecipe(rdir, recipe('lc.Db', { Run: 'exec sleep 600' }));
+    writeRecipe(rdir, { ...recipe('lc.Hard', { Run: 'exec sleep 600' }), ComponentDependencies: { 'lc.Db': { DependencyType: 'HARD' } } });
+    writeRecipe(rdir, { ...recipe('lc.Soft', { Run: 'exec sleep 600' }), ComponentDependencies: { 'lc.Db': { DependencyType: 'SOFT' } } });
+    expect((await n.deploy({ recipeDir: rdir, merge: { 'lc.Hard': '1.0.0', 'lc.Soft': '1.0.0' } })).status).toBe('SUCCEEDED');
+    states.length = 0;
+    n.restartComponent('lc.Db');
+    await until(() => states.filter((s) => s === 'lc.Hard:RUNNING').length === 1 && states.includes('lc.Db:RUNNING'), 15_000, 'lc.Hard to come back');
+    const hard = states.filter((s) => s.startsWith('lc.Hard:'));
+    expect(hard).toEqual(['lc.Hard:STOPPING', 'lc.Hard:INSTALLED', 'lc.Hard:STARTING', 'lc.Hard:RUNNING']);
+    // lc.Hard started again only once lc.Db was RUNNING
+    expect(states.indexOf('lc.Hard:STARTING')).toBeGreaterThan(states.indexOf('lc.Db:RUNNING'));
+    expect(states.filter((s) => s.startsWith('lc.Soft:'))).toEqual([]);
+  });
+
   it('stops the whole process tree, escalating to SIGKILL after the grace period', async () => {
     const { n, root, rdir } = await setup({ killGraceMs: 300 });
     const pidFile = join(root, 'child.pid');

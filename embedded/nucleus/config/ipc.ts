@@ -1,5 +1,5 @@
 import { invalidArguments, notFound } from '../ipc/errors.js';
-import type { IpcServer } from '../ipc/server.js';
+import type { IpcServer, OperationContext } from '../ipc/server.js';
 import type { ConfigStore } from './store.js';
 
 /**
@@ -50,4 +50,72 @@ export function registerConfigIpc(server: IpcServer, config: ConfigStore): void 
     ctx.onClose(() => config.off('change', listener));
     return {};
   });
+}
+
+/**
+ * Configuration validation (SubscribeToValidateConfigurationUpdates /
+ * SendConfigurationValidityReport): before a deployment changes a component's configuration,
+ * a component that subscribed gets {validateConfigurationUpdateEvent: {configuration,
+ * deploymentId}} and must answer ACCEPTED or REJECTED within the policy timeout; a rejection or
+ * no answer fails the deployment before anything changes, as the real nucleus does.
+ */
+interface PendingValidation {
+  deploymentId: string;
+  resolve: (r: { status: string; message?: string }) => void;
+}
+
+export class ConfigValidator {
+  private readonly subscribers = new Map<string, Set<OperationContext>>();
+  private readonly pending = new Map<string, PendingValidation>();
+
+  register(server: IpcServer): void {
+    server.register('SubscribeToValidateConfigurationUpdates', (_req, ctx) => {
+      let set = this.subscribers.get(ctx.principal);
+      if (!set) this.subscribers.set(ctx.principal, (set = new Set()));
+      set.add(ctx);
+      ctx.onClose(() => {
+        set.delete(ctx);
+        if (set.size === 0) this.subscribers.delete(ctx.principal);
+      });
+      return {};
+    });
+    server.register('SendConfigurationValidityReport', (req, ctx) => {
+      const report = req.configurationValidityReport as { status?: unknown; deploymentId?: unknown; message?: unknown } | undefined;
+      if (!report || (report.status !== 'ACCEPTED' && report.status !== 'REJECTED')) throw invalidArguments('configurationValidityReport.status must be ACCEPTED or REJECTED');
+      const p = this.pending.get(ctx.principal);
+      if (!p || (typeof report.deploymentId === 'string' && report.deploymentId !== p.deploymentId)) {
+        throw invalidArguments('Validation request either timed out or was never made');
+      }
+      this.pending.delete(ctx.principal);
+      p.resolve({ status: report.status, ...(typeof report.message === 'string' ? { message: report.message } : {}) });
+      return {};
+    });
+  }
+
+  /** Ask each subscribed component about its new configuration; resolves with the first problem, if any. */
+  async validate(deploymentId: string, configs: Map<string, Record<string, unknown>>, timeoutMs: number): Promise<string | undefined> {
+    const asks: Promise<string | undefined>[] = [];
+    for (const [component, configuration] of configs) {
+      const subs = this.subscribers.get(component);
+      if (!subs?.size) continue;
+      asks.push(
+        new Promise<string | undefined>((resolve) => {
+          const timer = setTimeout(() => {
+            this.pending.delete(component);
+            resolve(`${component} did not answer the configuration validation within ${timeoutMs / 1000} s`);
+          }, timeoutMs);
+          this.pending.set(component, {
+            deploymentId,
+            resolve: (r) => {
+              clearTimeout(timer);
+              resolve(r.status === 'ACCEPTED' ? undefined : `${component} rejected its new configuration${r.message ? `: ${r.message}` : ''}`);
+            },
+          });
+          for (const ctx of subs) ctx.emit({ validateConfigurationUpdateEvent: { configuration, deploymentId } });
+        }),
+      );
+    }
+    const problems = (await Promise.all(asks)).filter((p): p is string => p !== undefined);
+    return problems.length ? problems.join('; ') : undefined;
+  }
 }

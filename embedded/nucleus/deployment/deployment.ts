@@ -10,6 +10,8 @@ import type { ComponentStore } from '../componentmanager/store.js';
 import { resolveDeploymentConfig } from '../config/store.js';
 import type { Kernel, Target } from '../lifecycle/kernel.js';
 import type { LifecycleIpc } from '../lifecycle/ipc.js';
+import type { ConfigValidator } from '../config/ipc.js';
+import { isDeepStrictEqual } from 'node:util';
 import { resolveComponents } from './resolve.js';
 
 /**
@@ -48,6 +50,8 @@ export interface DeploymentRequest {
   configurationUpdate?: Record<string, ConfigurationUpdate>;
   failureHandlingPolicy?: 'ROLLBACK' | 'DO_NOTHING';
   componentUpdatePolicy?: { action?: 'NOTIFY_COMPONENTS' | 'SKIP_NOTIFY_COMPONENTS'; timeoutSeconds?: number };
+  /** How long components that validate their configuration get to answer (default 30 s). */
+  configurationValidationPolicy?: { timeoutSeconds?: number };
   /** How long components get to become RUNNING/FINISHED (default 120 s). */
   healthTimeoutSeconds?: number;
   /** How long they must then stay up before the deployment counts as a success (default 1 s). */
@@ -89,7 +93,7 @@ export class DeploymentManager {
   private readonly lastGoodFile: string;
 
   constructor(
-    private readonly opts: { root: string; kernel: Kernel; store: ComponentStore; lifecycle: LifecycleIpc; logger: Logger },
+    private readonly opts: { root: string; kernel: Kernel; store: ComponentStore; lifecycle: LifecycleIpc; validator: ConfigValidator; logger: Logger },
   ) {
     this.dir = join(opts.root, 'deployments');
     this.lastGoodFile = join(opts.root, 'config', 'last-good.json');
@@ -208,6 +212,14 @@ export class DeploymentManager {
         const fresh = prev.get(t.name)?.version !== t.version || (req.artifactDir !== undefined && req.merge?.[t.name] !== undefined);
         if (fresh) await store.prepareArtifacts(resolveForPlatform(t.recipe), req.artifactDir);
       }
+      // Components that validate configuration changes get to veto them now.
+      const changed = new Map<string, Record<string, unknown>>();
+      for (const t of target.values()) {
+        const cur = prev.get(t.name);
+        if (cur && !isDeepStrictEqual(cur.config, t.config)) changed.set(t.name, t.config);
+      }
+      const veto = await this.opts.validator.validate(record.deploymentId, changed, (req.configurationValidationPolicy?.timeoutSeconds ?? 30) * 1000);
+      if (veto) throw new LoupeError('CONFIG_REJECTED', veto, { input: 'configuration validation' });
       progress.update(1, { stage: 'resolved' });
     } catch (e) {
       return finish('FAILED', 'FAILED_NO_STATE_CHANGE', errorMessage(e), [(e as LoupeError).code ?? 'DEPLOYMENT_FAILURE']);

@@ -78,6 +78,7 @@ export class ComponentService extends EventEmitter {
     mkdirSync(dirname(spec.logFile), { recursive: true });
     mkdirSync(spec.workDir, { recursive: true });
     this.out = createWriteStream(spec.logFile, { flags: 'a' });
+    if (spec.dependencies.some((d) => d.type === 'HARD')) host.events.on('state', this.onDependencyState);
   }
 
   get name(): string {
@@ -143,6 +144,7 @@ export class ComponentService extends EventEmitter {
 
   /** Stop everything and release the log file (the component is being removed). */
   async close(): Promise<void> {
+    this.host.events.off('state', this.onDependencyState);
     await this.stop();
     this.closed = true;
     await new Promise<void>((r) => this.out.end(() => r()));
@@ -252,14 +254,24 @@ export class ComponentService extends EventEmitter {
     }
   }
 
+  /**
+   * As GreengrassService.dependencyReady: SOFT dependencies never hold a component back; a HARD
+   * one must be RUNNING, FINISHED or STOPPING. (Dependencies that are not deployed are ignored.)
+   */
+  private hardDependenciesReady(): boolean {
+    return this.spec.dependencies.every((d) => {
+      if (d.type === 'SOFT') return true;
+      const s = this.host.stateOf(d.name);
+      return s === undefined || s === 'RUNNING' || s === 'FINISHED' || s === 'STOPPING';
+    });
+  }
+
   private async dependenciesReady(g: number): Promise<void> {
-    const deps = this.spec.dependencies.filter((d) => this.host.stateOf(d.name) !== undefined);
-    const ready = () => deps.every((d) => ['RUNNING', 'FINISHED'].includes(this.host.stateOf(d.name) ?? ''));
-    if (ready()) return;
-    this.log.info({ waitingFor: deps.map((d) => d.name) }, 'service-awaiting-start');
+    if (this.hardDependenciesReady()) return;
+    this.log.info({ waitingFor: this.spec.dependencies.filter((d) => d.type === 'HARD').map((d) => d.name) }, 'service-awaiting-start');
     await new Promise<void>((resolve) => {
       const check = () => {
-        if (ready() || !this.current(g) || this.desired !== 'RUNNING') {
+        if (this.hardDependenciesReady() || !this.current(g) || this.desired !== 'RUNNING') {
           this.host.events.off('state', check);
           this.off('kick', check);
           resolve();
@@ -269,6 +281,15 @@ export class ComponentService extends EventEmitter {
       this.on('kick', check);
     });
   }
+
+  /** A HARD dependency went bad while we run: restart (we then wait for it), as Greengrass does. */
+  private readonly onDependencyState = (name: string): void => {
+    if (this.closed || (this.state !== 'STARTING' && this.state !== 'RUNNING')) return;
+    const dep = this.spec.dependencies.find((d) => d.name === name && d.type === 'HARD');
+    if (!dep || this.hardDependenciesReady()) return;
+    this.log.info({ dependency: name, state: this.host.stateOf(name) }, 'restarting because a HARD dependency is in a bad state');
+    this.restart();
+  };
 
   private startUp(g: number): void {
     const steps = this.spec.lifecycle.steps;

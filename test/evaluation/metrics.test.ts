@@ -46,7 +46,8 @@ function synth(seed: number, n: number, nc: number): SynthImage[] {
         const j = r() * 0.35;
         im.pboxes.push(q(x + (r() - 0.5) * w * j), q(y + (r() - 0.5) * h * j), q(x + w + (r() - 0.5) * w * j), q(y + h + (r() - 0.5) * h * j));
         im.pcls.push(r() < 0.85 ? c : Math.floor(r() * nc));
-        im.pconf.push(Math.fround(r() < 0.05 ? 0.5 : r())); // some exact ties
+        // distinct scores: numpy's argsort is not stable, so exact ties may order differently
+        im.pconf.push(Math.fround(r()));
       }
     }
     const nb = Math.floor(r() * 3); // background detections
@@ -114,8 +115,8 @@ describe('metric building blocks', () => {
     expect(Array.from(interp([-1, 0, 0.5, 1, 1.5, 2, 3], [0, 1, 1, 2], [10, 20, 30, 40]))).toEqual([10, 10, 15, 30, 35, 40, 40]);
     expect(Array.from(interp([-1, 5], [0, 1], [1, 2], 0, 9))).toEqual([0, 9]);
   });
-  it('compute_ap: a perfect detector scores 1, none 0', () => {
-    expect(computeAp([0.5, 1], [1, 1]).ap).toBeCloseTo(1, 12);
+  it('compute_ap: 101-point trapezoid, so a perfect detector scores 0.995 (as ultralytics: interp at recall 1 hits the appended 0)', () => {
+    expect(computeAp([0.5, 1], [1, 1]).ap).toBeCloseTo(0.995, 12);
     expect(computeAp([0, 0], [0, 0]).ap).toBeCloseTo(0, 12);
   });
   it('a class with labels but no predictions scores 0 and still counts in the mean', () => {

@@ -16,7 +16,9 @@
  *     configurationUpdate: { 'loupe.Camera': { merge: { fps: 5 }, reset: ['/roi'] } },
  *     failureHandlingPolicy: 'ROLLBACK',               // default; or DO_NOTHING
  *     componentUpdatePolicy: { action: 'NOTIFY_COMPONENTS', timeoutSeconds: 60 },
- *     healthTimeoutSeconds: 120,
+ *     healthTimeoutSeconds: 120,                      // components must be RUNNING/FINISHED by then...
+ *     healthStableSeconds: 1,                          // ...and stay so this long (early crashes fail)
+ *     configurationValidationPolicy: { timeoutSeconds: 30 },
  *   });
  *   rec.status            // 'SUCCEEDED' | 'FAILED'; rec.detailedStatus, rec.failureCause, rec.components
  *   nucleus.status()      // { components: [{name, version, state, root}], socketPath, tesUri, mqttUrl, ... }
@@ -26,7 +28,10 @@
  *   await nucleus.stop();             // stops components (Shutdown steps), servers, bridge
  *
  * Deployments are queued and run one at a time; `deploy()` resolves when it has succeeded or
- * rolled back. `submitDeployment()` returns the id at once (what CreateLocalDeployment does).
+ * rolled back (it never throws for a component's failure: read rec.status). A failure before
+ * anything changed (bad recipe, unresolvable versions, digest mismatch, rejected configuration)
+ * is FAILED_NO_STATE_CHANGE; a component that goes BROKEN or is not up in time makes it
+ * FAILED_ROLLBACK_COMPLETE (previous versions and configuration restored). `submitDeployment()` returns the id at once (what CreateLocalDeployment does).
  * Another process reaches a running nucleus through the Greengrass CLI's own route:
  * `embedded/nucleus/cli-client.ts` (IPC CreateLocalDeployment / GetLocalDeploymentStatus /
  * ListComponents with the token in <root>/cli_ipc_info), used by `loupe nucleus deploy|status`.

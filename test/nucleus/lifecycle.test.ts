@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Nucleus, type NucleusOptions } from '../../embedded/nucleus/nucleus.js';
-import { removeRoot, tempRoot, until, writeRecipe } from '../helpers/nucleus.js';
+import { removeRoot, tempRoot, until, waitForRecord, writeAgentRecipe, writeRecipe } from '../helpers/nucleus.js';
 
 /**
  * Component lifecycles with real processes: steps, timeouts, Setenv, SkipIf, the BROKEN rule
@@ -116,6 +116,26 @@ describe('component lifecycle', () => {
     // lc.Hard started again only once lc.Db was RUNNING
     expect(states.indexOf('lc.Hard:STARTING')).toBeGreaterThan(states.indexOf('lc.Db:RUNNING'));
     expect(states.filter((s) => s.startsWith('lc.Soft:'))).toEqual([]);
+  });
+
+  it('works from a root too deep for a Unix socket path, binding a short one and linking it', async () => {
+    const base = tempRoot('lnl-');
+    roots.push(base);
+    const root = join(base, 'a-rather-long-directory-name-for-the-nucleus-root', 'and-another-level-to-pass-the-limit', 'gg');
+    const n = new Nucleus({ root, mqttUrl: false });
+    nuclei.push(n);
+    await n.start();
+    expect(Buffer.byteLength(join(root, 'ipc.socket'))).toBeGreaterThan(108);
+    expect(Buffer.byteLength(n.socketPath)).toBeLessThan(108);
+    expect(lstatSync(join(root, 'ipc.socket')).isSymbolicLink()).toBe(true);
+    const rdir = join(base, 'in');
+    writeAgentRecipe(rdir, { name: 'lc.Deep', steps: [{ op: 'getConfig', keyPath: [] }] });
+    expect((await n.deploy({ recipeDir: rdir, merge: { 'lc.Deep': '1.0.0' } })).status).toBe('SUCCEEDED');
+    const r = await waitForRecord(root, 'lc.Deep', (x) => x.op === 'getConfig');
+    expect(r.ok).toBe(true);
+    await n.stop();
+    nuclei.splice(nuclei.indexOf(n), 1);
+    expect(existsSync(n.socketPath)).toBe(false);
   });
 
   it('stops the whole process tree, escalating to SIGKILL after the grace period', async () => {

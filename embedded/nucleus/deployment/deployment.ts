@@ -134,7 +134,17 @@ export class DeploymentManager {
     };
     this.records.push(record);
     if (this.records.length > HISTORY_LIMIT) this.records.splice(0, this.records.length - HISTORY_LIMIT);
-    const done = (this.queue = this.queue.then(() => this.run(record, request)).catch(() => record)) as Promise<DeploymentRecord>;
+    const done = (this.queue = this.queue
+      .then(() => this.run(record, request))
+      .catch(async (e: unknown) => {
+        // A bug, not a component's failure: still leave a finished, truthful record.
+        this.opts.logger.error({ deploymentId: record.deploymentId, err: errorMessage(e) }, 'deployment crashed');
+        record.status = 'FAILED';
+        record.failureCause = `internal error: ${errorMessage(e)}`;
+        record.finishedOn = new Date().toISOString();
+        await this.persist();
+        return record;
+      })) as Promise<DeploymentRecord>;
     void this.persist();
     return { record: structuredClone(record), done: done.then((r) => structuredClone(r)) };
   }

@@ -227,19 +227,21 @@ def schedule(args) -> dict:
     Cold start (a yolov8?.yaml): ultralytics' own defaults (optimizer 'auto', 3 warmup epochs,
     mosaic off for the last 10 epochs), which is how the shipped model was trained.
 
-    Warm start (a .pt checkpoint), where those defaults would wreck a good model:
+    Warm start (a .pt checkpoint), where those defaults fit badly:
       * optimizer 'auto' ignores lr0 and, for small data sets, picks AdamW at
         lr = 0.002 * 5 / (4 + nc): the peak rate of a from-scratch run, about 70x the rate the
         shipped model ended on (2.8e-5). Warm starts use AdamW at lr0 = 2e-4 instead (a tenth of
         that peak), decaying linearly to lr0 * lrf as usual.
       * warmup lasts max(warmup_epochs * batches, 100) iterations (about 9 epochs on 163 images at
-        batch 16), starting non-bias weights at lr 0 and restarting momentum at 0.8: a short
-        fine-tune would spend all its epochs warming up. The weights are already in a good basin,
-        so warm starts use warmup_epochs = 0 (ultralytics then skips warmup entirely).
+        batch 16), ramping non-bias rates up from 0 and momentum from 0.8: a short fine-tune spends
+        all its epochs warming up towards that from-scratch peak. The weights are already in a good
+        basin, so warm starts use warmup_epochs = 0 (ultralytics then skips warmup entirely).
       * close_mosaic counts from the end (mosaic off when epoch == epochs - close_mosaic), so a run
         of fewer than 10 epochs would keep mosaic on throughout, unlike the end of the run that
         produced the checkpoint. Warm starts use close_mosaic = min(10, epochs): a short fine-tune
         sees the same un-mosaicked images the checkpoint finished on and val measures.
+    Measured on the shipped model (metal-tags, 480 px, CPU): 2 epochs with ultralytics' defaults
+    took test mAP50-95 from 0.625 to 0.596; 3 epochs with this schedule ended at 0.617 (mAP50 0.920).
     Explicit --optimizer/--lr0/--warmup-epochs/--close-mosaic always win.
     """
     warm = Path(args.model).suffix == ".pt"

@@ -105,4 +105,11 @@ describe('loupe train refuses bad input clearly', () => {
     expect(r.stderr).toContain(`loupe: ${used}: already holds a training run`);
     expect(existsSync(join(projectRoot, 'o5'))).toBe(false);
   });
+
+  it('the SageMaker backend without its bucket, role or image', async () => {
+    const r = await train(['--data', renamed, '--backend', 'sagemaker', '--role-arn', 'arn:aws:iam::1:role/r', '--image', 'x', '--out', join(tmp, 'o6')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('loupe: bucket: the SageMaker backend needs bucket');
+    expect(existsSync(join(tmp, 'o6'))).toBe(false);
+  });
 });

@@ -58,7 +58,7 @@ export function register(program: Command): void {
       let test: TestMetrics | null = null;
       if (o.eval) {
         log.info({ model: onnx, data: o.data }, 'scoring with loupe eval (test split)');
-        test = await evaluateRun(onnx, o.data, 'test');
+        test = await evaluateRun(onnx, o.data, 'test', log);
       }
       const card = await cardForRun({
         dir,

@@ -182,7 +182,7 @@ export function register(program: Command): void {
       let test: TestMetrics | null = null;
       if (o.eval) {
         log.info({ model: result.onnx, split: o.evalSplit }, 'scoring the ONNX model with loupe eval');
-        test = await evaluateRun(result.onnx, o.data, o.evalSplit);
+        test = await evaluateRun(result.onnx, o.data, o.evalSplit, log);
       }
 
       const m = result.metrics;

@@ -1,35 +1,22 @@
+import type { Logger } from 'pino';
 import { LoupeError } from '../../components/common/errors.js';
+import { silentLogger } from '../../components/common/log.js';
+import { Progress } from '../../components/common/progress.js';
+import type { SplitName } from '../dataset/types.js';
+import { evaluate } from '../evaluation/index.js';
 import type { TestMetrics } from './card.js';
 
-/** What loupe's evaluator returns (the `loupe eval --json` object). */
-interface EvalResult {
-  images: number;
-  instances: number;
-  map50: number;
-  map50_95: number;
-  precision: number;
-  recall: number;
-}
-
-type Evaluate = (opts: { model: string; data: string; split?: string }) => Promise<EvalResult>;
+const SPLITS: readonly string[] = ['train', 'val', 'test'];
 
 /**
- * Score a trained ONNX model with loupe's own evaluator (cloud/evaluation, the code the device
- * runs and the gate trusts) on one split of the data set.
- *
- * TEMPORARY bridge: cloud/evaluation is being written by another helper; it is loaded at run time
- * so the CLI keeps loading until it lands (a static import of a missing module would break every
- * `loupe` command). Replace with a static import once it exists.
+ * Score a trained ONNX model with loupe's own evaluator (cloud/evaluation: the detector the device
+ * runs, ultralytics val semantics) on one split: the number the gate compares, kept apart from the
+ * trainer's own val numbers.
  */
-export async function evaluateRun(model: string, data: string, split: string): Promise<TestMetrics> {
-  const specifier = ['..', 'evaluation', 'index.js'].join('/');
-  let evaluate: Evaluate | undefined;
-  try {
-    evaluate = ((await import(specifier)) as { evaluate?: Evaluate }).evaluate;
-  } catch (e) {
-    throw new LoupeError('EVALUATOR_MISSING', `loupe's evaluator (cloud/evaluation) is not available yet (${(e as Error).message}); rerun with --no-eval`, { input: model });
-  }
-  if (!evaluate) throw new LoupeError('EVALUATOR_MISSING', 'cloud/evaluation exports no evaluate()', { input: model });
-  const r = await evaluate({ model, data, split });
+export async function evaluateRun(model: string, data: string, split: string, log: Logger = silentLogger): Promise<TestMetrics> {
+  if (!SPLITS.includes(split)) throw new LoupeError('BAD_OPTION', `must be train, val or test, got ${split}`, { input: '--eval-split' });
+  const progress = new Progress(`eval ${split}`, 0, log);
+  const r = await evaluate({ model, data, split: split as SplitName, onProgress: (done, total) => (progress.setTotal(total), progress.update(done)) });
+  progress.finish();
   return { map50: r.map50, map50_95: r.map50_95, precision: r.precision, recall: r.recall, images: r.images, instances: r.instances, evaluator: 'loupe eval', split };
 }

@@ -54,9 +54,14 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(f[11] ?? 0) + Number(f[12] ?? 0)) / 100; // utime, stime in clock ticks (USER_HZ 100)
 }
 
+/** A component's pid, from its structured log lines (pino writes the pid into each). */
 async function pidOf(stack: EdgeStack, component: string): Promise<number> {
-  const lines = (await stack.nucleus.readLog(component)).split('\n').filter((l) => l.startsWith('{'));
-  return (JSON.parse(lines[lines.length - 1]!) as { pid: number }).pid;
+  for (let i = 0; i < 100; i++) {
+    const lines = (await stack.nucleus.readLog(component)).split('\n').filter((l) => l.startsWith('{'));
+    if (lines.length) return (JSON.parse(lines[lines.length - 1]!) as { pid: number }).pid;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no log line from ${component}`);
 }
 
 const entry: BenchEntry = {
@@ -67,6 +72,7 @@ const entry: BenchEntry = {
     const work = await mkdtemp(join(tmpdir(), 'lbe-'));
     const folder = join(work, 'frames-in');
     await mkdir(folder);
+    await mkdir(join(work, 'later'));
     const files: string[] = [];
     for (let i = 0; i < N; i++) {
       const dst = join(folder, `${String(i).padStart(5, '0')}.jpg`);

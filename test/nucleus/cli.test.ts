@@ -118,7 +118,7 @@ describe('loupe nucleus', () => {
     for (const [args, msg] of cases) {
       const r = await runCli(args);
       expect(r.code, args.join(' ')).not.toBe(0);
-      expect(r.stderr).toMatch(msg);
+      expect(r.stderr, args.join(' ')).toMatch(msg);
     }
   });
 

@@ -214,7 +214,7 @@ export class ComponentService extends EventEmitter {
       }
       case 'STARTING':
         if (this.desired !== 'RUNNING') return this.report('STOPPING', 'stop requested');
-        return this.startUp(g);
+        return this.startUp();
       case 'RUNNING':
         if (this.desired !== 'RUNNING') this.report('STOPPING', 'stop requested');
         return;
@@ -291,7 +291,7 @@ export class ComponentService extends EventEmitter {
     this.restart();
   };
 
-  private startUp(g: number): void {
+  private startUp(): void {
     const steps = this.spec.lifecycle.steps;
     const startGen = ++this.startGen;
     const startup = steps.startup && !shouldSkip(steps.startup.skipIf, this.spec.env, this.spec.workDir) ? steps.startup : undefined;
@@ -333,7 +333,6 @@ export class ComponentService extends EventEmitter {
       });
       return;
     }
-    void g;
     this.report('FINISHED', 'nothing to run');
   }
 

@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { z } from 'zod';
 import { LoupeError } from '../common/errors.js';
 import { sha256File } from '../common/fsutil.js';
 import { runComponent, type ComponentContext } from '../ipc/runtime.js';
 import { TOPICS, type ModelAnnouncement } from '../ipc/topics.js';
+import { modelConfigSchema, type ModelConfig } from './config.js';
 
 /**
  * loupe.Model: the model as its own component. Its artefacts are model.onnx and card.json; the
@@ -13,16 +13,7 @@ import { TOPICS, type ModelAnnouncement } from '../ipc/topics.js';
  * announcing the model on `loupe/model` (and again whenever someone asks on `loupe/model/query`).
  * Inference depends on it (HARD): a new model is a new loupe.Model version.
  */
-export const modelConfigSchema = z.object({
-  name: z.string().min(1).default('metal-tags'),
-  version: z.string().min(1),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/i, 'must be a hex SHA-256'),
-  /** folder with model.onnx and card.json; the recipe passes {artifacts:path} as LOUPE_MODEL_DIR */
-  dir: z.string().optional(),
-  modelFile: z.string().default('model.onnx'),
-  cardFile: z.string().default('card.json'),
-});
-export type ModelConfig = z.infer<typeof modelConfigSchema>;
+
 
 async function start(ctx: ComponentContext<ModelConfig>) {
   const { ipc, log, config } = ctx;

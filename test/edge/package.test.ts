@@ -1,0 +1,173 @@
+import { CreateComponentVersionCommand, GreengrassV2Client } from '@aws-sdk/client-greengrassv2';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { mockClient } from 'aws-sdk-client-mock';
+import { createHash } from 'node:crypto';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import yauzl from 'yauzl';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sharedDataset } from '../../components/common/paths.js';
+import { buildComponentZip, buildComponents, type BuildResult } from '../../components/build/build.js';
+import { publishComponents } from '../../components/build/publish.js';
+import { silentLogger } from '../../components/common/log.js';
+import { Nucleus } from '../../embedded/nucleus/nucleus.js';
+import { LOCAL_STACK_CREDENTIALS } from '../../embedded/nucleus/tes.js';
+import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
+import { ensureBuilt, until } from '../helpers/edge.js';
+import { tempRoot } from '../helpers/nucleus.js';
+
+/**
+ * The packaging build for real: ZIPs for linux-x64 and linux-arm64 (the arm64 native packages
+ * come from the npm registry), digests in the recipes, the x64 output deployed as built onto the
+ * local nucleus (unzipped there, digest-checked, run), and `loupe publish` with the Greengrass
+ * control plane mocked (exact request shapes) and the artefacts uploaded to the real local S3.
+ */
+let root: string;
+let build: BuildResult;
+
+function zipEntries(path: string): Promise<string[]> {
+  return new Promise((res, rej) => {
+    yauzl.open(path, { lazyEntries: true }, (err, zf) => {
+      if (err || !zf) return rej(err);
+      const names: string[] = [];
+      zf.on('entry', (e: yauzl.Entry) => {
+        names.push(e.fileName);
+        zf.readEntry();
+      });
+      zf.on('end', () => res(names));
+      zf.on('error', rej);
+      zf.readEntry();
+    });
+  });
+}
+
+const sha256b64 = async (p: string) => createHash('sha256').update(await readFile(p)).digest('base64');
+
+beforeAll(async () => {
+  ensureBuilt();
+  root = tempRoot('lpk-');
+  build = await buildComponents({ outDir: join(root, 'greengrass-build'), log: silentLogger });
+}, 600_000);
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe('packaging build', () => {
+  it('writes GDK-style output: one ZIP per component and platform, recipes with matching digests', async () => {
+    expect(build.recipes.map((r) => `${r.component}-${r.version}`)).toEqual(['loupe.Model-1.0.0', 'loupe.Camera-0.1.0', 'loupe.Inference-0.1.0', 'loupe.Uploader-0.1.0']);
+    for (const r of build.recipes) {
+      expect(r.path).toBe(join(root, 'greengrass-build', 'recipes', `${r.component}-${r.version}.json`));
+      for (const m of r.recipe.Manifests) {
+        for (const a of m.Artifacts ?? []) {
+          const file = join(root, 'greengrass-build', 'artifacts', r.component, r.version, a.Uri.split('/').pop()!);
+          expect(a.Uri.startsWith(`s3://BUCKET_NAME/${r.component}/${r.version}/`)).toBe(true);
+          expect(a.Algorithm).toBe('SHA-256');
+          expect(a.Digest).toBe(await sha256b64(file));
+        }
+      }
+    }
+    const model = build.recipes[0]!.recipe;
+    expect(model.ComponentConfiguration!.DefaultConfiguration).toMatchObject({ version: '1.0.0', sha256: createHash('sha256').update(await readFile(join(root, 'greengrass-build', 'artifacts', 'loupe.Model', '1.0.0', 'model.onnx'))).digest('hex') });
+  });
+
+  it('puts the traced JS and only the platform\'s native binaries into each ZIP', async () => {
+    const dir = join(root, 'greengrass-build', 'artifacts', 'loupe.Inference', '0.1.0');
+    const x64 = await zipEntries(join(dir, 'loupe-inference-linux-x64.zip'));
+    const arm = await zipEntries(join(dir, 'loupe-inference-linux-arm64.zip'));
+    for (const names of [x64, arm]) {
+      expect(names).toContain('package.json');
+      expect(names).toContain('dist/components/inference/main.js');
+      expect(names).toContain('dist/components/detector/detector.js');
+      expect(names.some((n) => n.startsWith('dist/components/uploader/'))).toBe(false); // traced, not the whole dist
+      expect(names.some((n) => n.endsWith('.map') || n.endsWith('.d.ts'))).toBe(false);
+      expect(names.some((n) => /onnxruntime-node\/bin\/napi-v\d+\/(darwin|win32)\//.test(n))).toBe(false);
+    }
+    expect(x64.some((n) => n.includes('onnxruntime-node/bin/napi-v6/linux/x64/onnxruntime_binding.node'))).toBe(true);
+    expect(x64.some((n) => n.includes('/linux/arm64/'))).toBe(false);
+    expect(x64.some((n) => n.startsWith('node_modules/@img/sharp-linux-x64/'))).toBe(true);
+    expect(arm.some((n) => n.includes('onnxruntime-node/bin/napi-v6/linux/arm64/onnxruntime_binding.node'))).toBe(true);
+    expect(arm.some((n) => n.includes('/linux/x64/'))).toBe(false);
+    expect(arm.some((n) => n.startsWith('node_modules/@img/sharp-linux-arm64/lib/'))).toBe(true);
+    expect(arm.some((n) => n.startsWith('node_modules/@img/sharp-libvips-linux-arm64/lib/'))).toBe(true);
+    expect(arm.some((n) => n.startsWith('node_modules/@img/sharp-linux-x64/'))).toBe(false);
+    expect(arm.some((n) => n.startsWith('node_modules/aws-crt/dist/bin/linux-arm64-glibc/'))).toBe(true);
+    expect(arm.some((n) => n.startsWith('node_modules/aws-crt/dist/bin/linux-x64'))).toBe(false);
+  });
+
+  it('is deterministic: the same inputs give the same digest', async () => {
+    const again = join(root, 'again.zip');
+    await buildComponentZip('loupe.Camera', 'linux-x64', again, '0.1.0', silentLogger);
+    expect(await sha256b64(again)).toBe(await sha256b64(join(root, 'greengrass-build', 'artifacts', 'loupe.Camera', '0.1.0', 'loupe-camera-linux-x64.zip')));
+  });
+
+  it('the built x64 components run on the local nucleus as packaged (unzipped, digest-checked)', async () => {
+    const store = await startObjectStore({ dir: join(root, 's3'), buckets: ['loupe-incoming'], credentials: LOCAL_STACK_CREDENTIALS });
+    const nucleus = new Nucleus({ root: join(root, 'gg'), thingName: 'pkg-test', credentials: LOCAL_STACK_CREDENTIALS });
+    await nucleus.start();
+    const client = await mqtt.connectAsync(nucleus.mqttUrl!);
+    const results: Record<string, unknown>[] = [];
+    await client.subscribeAsync('loupe/pkg-test/results', { qos: 1 });
+    client.on('message', (_t, p) => results.push(JSON.parse(p.toString()) as Record<string, unknown>));
+    try {
+      const rec = await nucleus.deploy({
+        recipeDir: join(root, 'greengrass-build', 'recipes'),
+        artifactDir: join(root, 'greengrass-build', 'artifacts'),
+        merge: { 'loupe.Model': '1.0.0', 'loupe.Camera': '0.1.0', 'loupe.Inference': '0.1.0', 'loupe.Uploader': '0.1.0' },
+        configurationUpdate: {
+          'loupe.Camera': { merge: { cameras: [{ name: 'pk', source: { type: 'folder', path: join(sharedDataset('metal-tags'), 'bad'), mode: 'once' }, trigger: { type: 'interval', fps: 5 } }] } },
+          'loupe.Uploader': { merge: { endpoint: store.endpoint, forcePathStyle: true } },
+        },
+      });
+      expect(rec.status, rec.failureCause).toBe('SUCCEEDED');
+      await until(() => results.length >= 3, 120_000, 'results from the packaged components');
+      expect(nucleus.status().components.filter((c) => c.name.startsWith('loupe.')).map((c) => c.state)).toEqual(['RUNNING', 'RUNNING', 'RUNNING', 'RUNNING']);
+      const inferenceLog = await nucleus.readLog('loupe.Inference');
+      expect(inferenceLog).toContain('model loaded');
+    } finally {
+      await client.endAsync(true);
+      await nucleus.stop();
+      await store.stop();
+    }
+  });
+});
+
+describe('loupe publish', () => {
+  it('uploads every artefact to S3 and creates each component version with the exact recipe', async () => {
+    const store = await startObjectStore({ dir: join(root, 's3-publish'), buckets: ['loupe-components'] });
+    const s3 = new S3Client(store.clientConfig);
+    const gg = mockClient(GreengrassV2Client);
+    gg.on(CreateComponentVersionCommand).callsFake((input: { inlineRecipe: Uint8Array }) => {
+      const r = JSON.parse(Buffer.from(input.inlineRecipe).toString('utf8')) as { ComponentName: string; ComponentVersion: string };
+      return { arn: `arn:aws:greengrass:us-east-1:123456789012:components:${r.ComponentName}:versions:${r.ComponentVersion}`, componentName: r.ComponentName, componentVersion: r.ComponentVersion, status: { componentState: 'REQUESTED' } };
+    });
+    try {
+      const out = await publishComponents({ buildDir: join(root, 'greengrass-build'), bucket: 'loupe-components', s3, greengrass: new GreengrassV2Client({ region: 'us-east-1' }) });
+      expect(out.map((c) => `${c.component}@${c.version}:${c.status}`)).toEqual(['loupe.Camera@0.1.0:REQUESTED', 'loupe.Inference@0.1.0:REQUESTED', 'loupe.Model@1.0.0:REQUESTED', 'loupe.Uploader@0.1.0:REQUESTED']);
+      const calls = gg.commandCalls(CreateComponentVersionCommand);
+      expect(calls).toHaveLength(4);
+      for (const call of calls) {
+        const input = call.args[0].input;
+        expect(Object.keys(input).sort()).toEqual(['clientToken', 'inlineRecipe']);
+        const sent = JSON.parse(Buffer.from(input.inlineRecipe!).toString('utf8')) as { ComponentName: string; ComponentVersion: string; Manifests: { Artifacts?: { Uri: string; Digest: string }[] }[] };
+        expect(input.clientToken).toBe(`${sent.ComponentName}-${sent.ComponentVersion}`);
+        const built = build.recipes.find((r) => r.component === sent.ComponentName)!.recipe;
+        expect(sent).toEqual(JSON.parse(JSON.stringify(built).replaceAll('s3://BUCKET_NAME/', 's3://loupe-components/')));
+        for (const m of sent.Manifests) {
+          for (const a of m.Artifacts ?? []) {
+            const key = a.Uri.replace('s3://loupe-components/', '');
+            const obj = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: 'loupe-components', Key: key }))).Body!.transformToByteArray());
+            expect(createHash('sha256').update(obj).digest('base64')).toBe(a.Digest);
+          }
+        }
+      }
+      await expect(publishComponents({ buildDir: join(root, 'nowhere'), bucket: 'loupe-components', s3, greengrass: new GreengrassV2Client({ region: 'us-east-1' }) })).rejects.toThrow(/nowhere: has no recipes\/: run `loupe build` first/);
+      await expect(publishComponents({ buildDir: join(root, 'greengrass-build'), bucket: 'Bad_Bucket', s3 })).rejects.toThrow(/--bucket Bad_Bucket: is not a valid S3 bucket name/);
+    } finally {
+      gg.restore();
+      s3.destroy();
+      await store.stop();
+    }
+  });
+});

@@ -1,0 +1,161 @@
+import { Ajv } from 'ajv';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { projectRoot } from '../../components/common/paths.js';
+import { cameraConfigSchema } from '../../components/camera/config.js';
+import { inferenceConfigSchema } from '../../components/inference/config.js';
+import { parseConfig } from '../../components/ipc/config.js';
+import { modelConfigSchema } from '../../components/model/config.js';
+import { uploaderConfigSchema } from '../../components/uploader/config.js';
+import { COMPONENTS, loadSourceRecipe, localRecipe, renderRecipe, type Recipe } from '../../components/build/recipes.js';
+import { recipeErrors } from '../../components/build/recipe-schema.js';
+
+const SHA = 'a'.repeat(64);
+const rendered = (name: (typeof COMPONENTS)[number]): Recipe => renderRecipe(loadSourceRecipe(name), { version: '1.2.3', model: { name: 'metal-tags', sha256: SHA } });
+const withDigests = (r: Recipe): Recipe => ({
+  ...r,
+  Manifests: r.Manifests.map((m) => ({ ...m, Artifacts: (m.Artifacts ?? []).map((a) => ({ ...a, Digest: 'q'.repeat(43) + '=', Algorithm: 'SHA-256' })) })),
+});
+
+/** What each component may do over IPC: least privilege, stated once here and checked against the recipes. */
+const EXPECTED_ACCESS: Record<string, Record<string, string[]>> = {
+  'loupe.Camera': {
+    'aws.greengrass#PublishToTopic': ['loupe/frames', 'loupe/health/camera'],
+    'aws.greengrass#SubscribeToTopic': ['loupe/inference/ready', 'loupe/results', 'loupe/trigger'],
+    'aws.greengrass#PublishToIoTCore': ['loupe/{iot:thingName}/health'],
+    'aws.greengrass#SubscribeToIoTCore': ['loupe/{iot:thingName}/trigger'],
+  },
+  'loupe.Inference': {
+    'aws.greengrass#PublishToTopic': ['loupe/inference/ready', 'loupe/model/query', 'loupe/model/status', 'loupe/results', 'loupe/telemetry/inference'],
+    'aws.greengrass#SubscribeToTopic': ['loupe/frames', 'loupe/model'],
+    'aws.greengrass#PublishToIoTCore': ['loupe/{iot:thingName}/results', 'loupe/{iot:thingName}/telemetry'],
+  },
+  'loupe.Uploader': {
+    'aws.greengrass#PublishToTopic': ['loupe/telemetry/uploader'],
+    'aws.greengrass#SubscribeToTopic': ['loupe/results'],
+    'aws.greengrass#PublishToIoTCore': ['loupe/{iot:thingName}/telemetry'],
+  },
+  'loupe.Model': {
+    'aws.greengrass#PublishToTopic': ['loupe/model'],
+    'aws.greengrass#SubscribeToTopic': ['loupe/model/query'],
+  },
+};
+
+describe('recipes', () => {
+  it('are valid Greengrass v2 recipes once rendered (built and local forms)', () => {
+    for (const name of COMPONENTS) {
+      const r = rendered(name);
+      expect(recipeErrors(withDigests(r)), name).toEqual([]);
+      expect(recipeErrors(localRecipe(r)), `${name} (local)`).toEqual([]);
+    }
+  });
+
+  it('have linux amd64 and aarch64 manifests, each with its own artefact ZIP and a Node version check', () => {
+    for (const name of COMPONENTS) {
+      const r = rendered(name);
+      expect(r.Manifests.map((m) => `${m.Platform?.os}/${m.Platform?.architecture}`)).toEqual(['linux/amd64', 'linux/aarch64']);
+      for (const m of r.Manifests) {
+        const plat = m.Platform?.architecture === 'amd64' ? 'linux-x64' : 'linux-arm64';
+        const zips = (m.Artifacts ?? []).filter((a) => a.Uri.endsWith('.zip'));
+        expect(zips).toHaveLength(1);
+        expect(zips[0]!.Uri).toMatch(new RegExp(`^s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/loupe-[a-z]+-${plat}\\.zip$`));
+        expect(zips[0]!.Unarchive).toBe('ZIP');
+        expect(JSON.stringify(m.Lifecycle)).toContain(`{artifacts:decompressedPath}/${zips[0]!.Uri.split('/').pop()!.replace('.zip', '')}/dist/components/`);
+        expect((m.Lifecycle.Install as { Script: string }).Script).toContain('process.versions.node');
+      }
+    }
+  });
+
+  it('grant least privilege: explicit operations on explicit topics only', () => {
+    for (const name of COMPONENTS) {
+      const ac = rendered(name).ComponentConfiguration!.DefaultConfiguration!.accessControl as Record<string, Record<string, { operations: string[]; resources: string[] }>>;
+      expect(Object.keys(ac).every((s) => s === 'aws.greengrass.ipc.pubsub' || s === 'aws.greengrass.ipc.mqttproxy')).toBe(true);
+      const got: Record<string, string[]> = {};
+      for (const policies of Object.values(ac)) {
+        for (const p of Object.values(policies)) {
+          for (const op of p.operations) {
+            expect(op).not.toBe('*');
+            got[op] = [...(got[op] ?? []), ...p.resources].sort();
+          }
+          for (const res of p.resources) expect(res).not.toMatch(/[*#+?]/);
+        }
+      }
+      expect(got, name).toEqual(EXPECTED_ACCESS[name]);
+    }
+  });
+
+  it('declare their dependencies: inference needs loupe.Model (HARD), the uploader the Token Exchange Service', () => {
+    expect(rendered('loupe.Inference').ComponentDependencies).toEqual({ 'loupe.Model': { VersionRequirement: '>=0.0.0', DependencyType: 'HARD' } });
+    expect(rendered('loupe.Uploader').ComponentDependencies).toEqual({ 'aws.greengrass.TokenExchangeService': { VersionRequirement: '^2.0.0', DependencyType: 'HARD' } });
+    const setenv = rendered('loupe.Inference').Manifests[0]!.Lifecycle.Setenv as Record<string, string>;
+    expect(setenv).toEqual({
+      LOUPE_MODEL_PATH: '{loupe.Model:artifacts:path}/model.onnx',
+      LOUPE_MODEL_SHA256: '{loupe.Model:configuration:/sha256}',
+      LOUPE_MODEL_VERSION: '{loupe.Model:configuration:/version}',
+      LOUPE_MODEL_NAME: '{loupe.Model:configuration:/name}',
+    });
+  });
+
+  it('ship a DefaultConfiguration each component accepts as is', () => {
+    const cfg = (n: (typeof COMPONENTS)[number]) => rendered(n).ComponentConfiguration!.DefaultConfiguration!;
+    expect(() => parseConfig(cameraConfigSchema, cfg('loupe.Camera'), 'loupe.Camera')).not.toThrow();
+    expect(() => parseConfig(inferenceConfigSchema, cfg('loupe.Inference'), 'loupe.Inference')).not.toThrow();
+    expect(() => parseConfig(uploaderConfigSchema, cfg('loupe.Uploader'), 'loupe.Uploader')).not.toThrow();
+    expect(parseConfig(modelConfigSchema, cfg('loupe.Model'), 'loupe.Model')).toMatchObject({ name: 'metal-tags', version: '1.2.3', sha256: SHA });
+  });
+
+  it('the schema refuses what Greengrass would not take, naming the place', () => {
+    const base = withDigests(rendered('loupe.Camera'));
+    expect(recipeErrors({ ...base, ComponentVersoin: '1.0.0' })).toEqual(['(root) must NOT have additional properties (ComponentVersoin)']);
+    expect(recipeErrors({ ...base, ComponentVersion: '1.0' })[0]).toMatch(/^\/ComponentVersion must match pattern/);
+    const badDigest = structuredClone(base);
+    badDigest.Manifests[0]!.Artifacts![0]!.Digest = 'abc';
+    expect(recipeErrors(badDigest)[0]).toMatch(/^\/Manifests\/0\/Artifacts\/0\/Digest must match pattern/);
+    const badOp = structuredClone(base) as Recipe;
+    (badOp.ComponentConfiguration!.DefaultConfiguration!.accessControl as Record<string, Record<string, { operations: string[] }>>)['aws.greengrass.ipc.pubsub']!['loupe.Camera:pubsub:publish']!.operations = ['PublishToTopic'];
+    expect(recipeErrors(badOp)[0]).toMatch(/accessControl\/aws\.greengrass\.ipc\.pubsub\/loupe\.Camera:pubsub:publish\/operations\/0 must match pattern/);
+    const badStep = structuredClone(base);
+    badStep.Manifests[0]!.Lifecycle.Run = { Scritp: 'x' };
+    expect(recipeErrors(badStep).join(' ')).toMatch(/\/Manifests\/0\/Lifecycle\/Run/);
+    // Keys are case-insensitive in Greengrass: a lower-case recipe is the same recipe.
+    const lower = JSON.parse(JSON.stringify(base).replace(/"(RecipeFormatVersion|ComponentName|ComponentVersion|Manifests|Lifecycle|Artifacts|Uri)"/g, (_, k: string) => `"${k.toLowerCase()}"`)) as unknown;
+    expect(recipeErrors(lower)).toEqual([]);
+  });
+});
+
+describe('gdk-config.json', () => {
+  // The GDK CLI's configuration rules (gdk/static/config_schema.json): one component per file,
+  // version semver or NEXT_PATCH, a build system (custom needs a command), publish bucket + region.
+  const gdkSchema = {
+    type: 'object',
+    required: ['component', 'gdk_version'],
+    properties: {
+      gdk_version: { type: 'string', pattern: '^\\d+\\.\\d+\\.\\d+$' },
+      component: {
+        type: 'object',
+        minProperties: 1,
+        maxProperties: 1,
+        additionalProperties: {
+          type: 'object',
+          required: ['author', 'version', 'build', 'publish'],
+          properties: {
+            version: { anyOf: [{ enum: ['NEXT_PATCH'] }, { type: 'string', pattern: '^\\d+\\.\\d+\\.\\d+' }] },
+            build: { type: 'object', required: ['build_system', 'custom_build_command'], properties: { build_system: { const: 'custom' }, custom_build_command: { type: 'array', minItems: 1 } } },
+            publish: { type: 'object', required: ['bucket', 'region'] },
+          },
+        },
+      },
+    },
+  };
+  it('one per component, each building that component with loupe build', () => {
+    const validate = new Ajv({ strict: false }).compile(gdkSchema);
+    const files = { 'loupe.Model': 'gdk-config.json', 'loupe.Camera': 'components/camera/gdk-config.json', 'loupe.Inference': 'components/inference/gdk-config.json', 'loupe.Uploader': 'components/uploader/gdk-config.json' };
+    for (const [component, file] of Object.entries(files)) {
+      const cfg = JSON.parse(readFileSync(join(projectRoot, file), 'utf8')) as { component: Record<string, { build: { custom_build_command: string[] } }> };
+      expect(validate(cfg), `${file}: ${JSON.stringify(validate.errors)}`).toBe(true);
+      expect(Object.keys(cfg.component)).toEqual([component]);
+      expect(cfg.component[component]!.build.custom_build_command).toEqual(expect.arrayContaining(['build', '--component', component]));
+    }
+  });
+});

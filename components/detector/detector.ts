@@ -236,7 +236,18 @@ export class Detector {
     });
   }
 
+  private lastPrepared: { key: string; p: Prepared } | undefined;
+
+  /** Validate options once per distinct set (a line repeats the same options every frame). */
   private prepare(opts: DetectOptions): Prepared {
+    const key = JSON.stringify(opts);
+    if (this.lastPrepared?.key === key) return this.lastPrepared.p;
+    const p = this.prepareUncached(opts);
+    this.lastPrepared = { key, p };
+    return p;
+  }
+
+  private prepareUncached(opts: DetectOptions): Prepared {
     const mode = opts.mode ?? 'predict';
     if (mode !== 'predict' && mode !== 'val') throw new LoupeError('DETECT_BAD_OPTION', `mode must be 'predict' or 'val', got ${String(mode)}`, { input: 'mode' });
     const conf = opts.conf ?? (mode === 'val' ? 0.001 : 0.25);

@@ -62,10 +62,18 @@ export class Postprocessor {
   private keep = new Int32Array(0);
   private out: RawBoxes = { n: 0, xyxy: new Float32Array(0), conf: new Float32Array(0), cls: new Int32Array(0) };
 
+  private thrKey: { conf: number; classConf: NmsOptions['classConf']; fp16: boolean; nc: number } | undefined;
+  private thr = new Float32Array(0);
+
+  /** Per-class thresholds as torch compares them (in the output's dtype); reused while options repeat. */
   private thresholds(nc: number, o: NmsOptions): Float32Array {
+    const k = this.thrKey;
+    if (k && k.conf === o.conf && k.classConf === o.classConf && k.fp16 === o.fp16 && k.nc === nc) return this.thr;
     const rnd = o.fp16 ? roundHalf : fr; // torch compares a half/float tensor with a Python float in the tensor's dtype
     const t = new Float32Array(nc);
     for (let c = 0; c < nc; c++) t[c] = rnd(o.classConf?.[c] ?? o.conf);
+    this.thr = t;
+    this.thrKey = { conf: o.conf, classConf: o.classConf, fp16: o.fp16, nc };
     return t;
   }
 

@@ -1,0 +1,46 @@
+import { copyFile, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sharedDataset } from '../../components/common/paths.js';
+import { runCli } from '../helpers/cli.js';
+import { ensureBuilt } from '../helpers/edge.js';
+
+let dir: string;
+beforeAll(async () => {
+  ensureBuilt();
+  dir = await mkdtemp(join(tmpdir(), 'loupe-edge-cli-'));
+  const bad = join(sharedDataset('metal-tags'), 'bad');
+  for (const f of (await readdir(bad)).sort().slice(0, 6)) await copyFile(join(bad, f), join(dir, f));
+}, 300_000);
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('loupe edge up', () => {
+  it('runs the stack for --duration and prints one JSON summary line', async () => {
+    const r = await runCli(['edge', 'up', '--source', `folder:${dir}`, '--fps', '4', '--duration', '12', '--json'], { timeoutMs: 120_000 });
+    expect(r.code, r.stderr.slice(-2000)).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    const s = JSON.parse(lines[0]!) as Record<string, number>;
+    expect(Object.keys(s).sort()).toEqual(['defects', 'errors', 'frames', 'inferred', 'modelVersion', 'seconds', 'spoolPending', 'uploaded'].sort());
+    expect(s.frames).toBeGreaterThan(0);
+    expect(s.inferred).toBeGreaterThan(0);
+    expect(s.inferred).toBeLessThanOrEqual(s.frames);
+    expect(s.errors).toBe(0);
+    expect(s.uploaded + s.spoolPending).toBeGreaterThanOrEqual(0);
+  });
+
+  it('refuses bad options with a message naming them', async () => {
+    const a = await runCli(['edge', 'up', '--source', 'webcam:0', '--duration', '1']);
+    expect(a.code).toBe(1);
+    expect(a.stderr).toContain('--source webcam:0: unknown source kind "webcam"');
+    const b = await runCli(['edge', 'up', '--fps', '0']);
+    expect(b.code).toBe(1);
+    expect(b.stderr).toContain('--fps: must be a positive number, got "0"');
+    const c = await runCli(['build', '--platform', 'win-x64']);
+    expect(c.code).toBe(1);
+    expect(c.stderr).toContain('--platform win-x64: must be linux-x64 or linux-arm64');
+  });
+});

@@ -46,7 +46,7 @@ describe('component lifecycle', () => {
         {
           Setenv: { TOP: 'top-level' },
           Install: { Script: 'echo "install $TOP $STEP_VAR"; echo to-stderr >&2', Setenv: { STEP_VAR: 'step-level' } },
-          Startup: 'echo started; (sleep 600 &) ; exit 0',
+          Startup: `echo started; sleep 600 & echo $! > ${join(root, 'daemon.pid')}; exit 0`,
           Shutdown: `echo "shutting down $TOP" > ${join(root, 'shutdown.txt')}`,
           Recover: { Script: 'echo never', SkipIf: `exists ${join(root, 'marker')}` },
         },
@@ -66,8 +66,19 @@ describe('component lifecycle', () => {
     expect(log).toContain('state STARTING -> RUNNING (startup script exited 0)');
     expect(await n.readLog('lc.Skip')).toContain('install: skipped (onpath sh)');
     expect(n.logFile('lc.Startup')).toBe(join(root, 'logs', 'lc.Startup.log'));
+    const daemon = Number(readFileSync(join(root, 'daemon.pid'), 'utf8'));
+    expect(() => process.kill(daemon, 0)).not.toThrow();
     await n.deploy({ remove: ['lc.Startup'] });
     expect(readFileSync(join(root, 'shutdown.txt'), 'utf8')).toBe('shutting down top-level\n');
+    // What the Startup script left running is stopped with the component.
+    await until(() => {
+      try {
+        process.kill(daemon, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    }, 5000, 'the daemon to be stopped');
   });
 
   it('goes BROKEN after three install failures, counting as Greengrass does', async () => {

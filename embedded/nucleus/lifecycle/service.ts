@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../../components/common/errors.js';
 import type { Lifecycle, LifecycleStep, StepName } from '../componentmanager/recipe.js';
-import { shouldSkip, startScript, type RunningScript } from './process.js';
+import { killGroup, shouldSkip, startScript, type RunningScript } from './process.js';
 
 /**
  * One component's lifecycle, modelled on the real nucleus's Lifecycle/GenericExternalService:
@@ -63,6 +63,8 @@ export class ComponentService extends EventEmitter {
   private startGen = 0;
   private readonly errorTimes = new Map<State, number[]>();
   private readonly procs = new Set<RunningScript>();
+  /** Process groups of every script started since the last stop (daemons can outlive their shell). */
+  private readonly groups = new Set<number>();
   private chain: Promise<void> = Promise.resolve();
   private readonly log: Logger;
   private readonly out: WriteStream;
@@ -346,6 +348,7 @@ export class ComponentService extends EventEmitter {
     if (s.requiresPrivilege) this.writeLog(`${step}: RequiresPrivilege is not supported by the local nucleus; running as the current user`);
     const p = startScript({ script: s.script, cwd: this.spec.workDir, env, log: this.out, label: `${this.name} ${step}` });
     this.procs.add(p);
+    if (p.child.pid !== undefined) this.groups.add(p.child.pid);
     void p.exited.then(() => this.procs.delete(p));
     return p;
   }
@@ -374,6 +377,9 @@ export class ComponentService extends EventEmitter {
 
   private async killAll(): Promise<void> {
     await Promise.all([...this.procs].map((p) => p.kill(this.host.killGraceMs)));
+    const groups = [...this.groups];
+    this.groups.clear();
+    await Promise.all(groups.map((g) => killGroup(g, this.host.killGraceMs)));
   }
 
   private writeLog(line: string): void {

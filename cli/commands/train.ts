@@ -111,7 +111,7 @@ export function register(program: Command): void {
     .option('--name <name>', 'model name for the card (default: the data set folder name)')
     .option('--model-version <v>', 'model version for the card (default: 0.0.0-dev.<UTC timestamp>)')
     .option('--no-eval', 'skip loupe eval of the exported ONNX (the card then has no test metrics)')
-    .option('--eval-split <split>', 'split loupe eval scores', 'test')
+    .addOption(new Option('--eval-split <split>', 'split loupe eval scores').choices(['train', 'val', 'test']).default('test'))
     .option('--json', 'print one JSON summary on stdout')
     .action(async (o: TrainCliOptions) => {
       const log = createLogger('train', { stream: 'stderr' });

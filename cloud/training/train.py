@@ -277,7 +277,8 @@ def train(args) -> dict:
     from ultralytics import YOLO
     from ultralytics.utils import SETTINGS
 
-    SETTINGS.update({"sync": False, "hub": False, "runs_dir": str(work / "runs"), "datasets_dir": str(work)})
+    SETTINGS.update({"sync": False, "hub": False, "runs_dir": str(work / "runs"), "datasets_dir": str(work),
+                     **{k: False for k in ("clearml", "comet", "dvc", "mlflow", "neptune", "raytune", "tensorboard", "wandb")}})
     if args.amp:
         # AMP's self-check loads yolo11n.pt from the hub; skip it (AMP is sound on modern GPUs).
         import ultralytics.engine.trainer as trainer_mod
@@ -484,9 +485,12 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if os.environ.get("LOUPE_FORBID_NETWORK") == "1":
         network_guard()
-    import tempfile
-
-    offline_environment(Path(os.environ.get("YOLO_CONFIG_DIR") or (Path(tempfile.gettempdir()) / "loupe-ultralytics")))
+    out = Path(args.out).resolve()
+    out_existed = out.exists()
+    # A private ultralytics config dir per run: SETTINGS.update() below persists runs_dir and
+    # datasets_dir to <config>/Ultralytics/settings.json, and a shared file would send every other
+    # ultralytics process (and concurrent trainers) into this run's folders.
+    offline_environment(out / "work" / "ultralytics-config")
     # Ctrl-C from the driver arrives as SIGINT; SIGTERM (SageMaker stop) is treated the same way.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)
@@ -494,6 +498,10 @@ def main(argv: list[str]) -> int:
         train(args)
         return 0
     except Refused as e:
+        # nothing was trained: leave no half-made output behind
+        shutil.rmtree(out / "work", ignore_errors=True)
+        if not out_existed and out.exists() and not any(out.iterdir()):
+            out.rmdir()
         print("LOUPE_ERROR " + json.dumps({"code": e.code, "message": str(e)}), flush=True)
         print(f"loupe train: {e}", file=sys.stderr)
         if args.sagemaker:

@@ -75,6 +75,7 @@ describe('loupe train refuses bad input clearly', () => {
     });
     expect(r.code).toBe(2);
     expect(r.stdout).toContain('LOUPE_ERROR {"code": "BASE_UNKNOWN", "message": "resnet50: unknown base model');
+    expect(existsSync(join(tmp, 'o4'))).toBe(false); // a refusal leaves no output folder
   });
 
   it("a data set whose classes differ from the base checkpoint's", async () => {

@@ -127,7 +127,7 @@ describe('the offline guard is real', () => {
         `sys.path.insert(0, ${JSON.stringify(join(projectRoot, 'cloud', 'training'))})`,
         'import train',
         'train.network_guard()',
-        'for f in (lambda: socket.create_connection(("192.0.2.1", 443), timeout=1), lambda: socket.getaddrinfo("github.com", 443)):',
+        'for f in (lambda: socket.socket().connect(("192.0.2.1", 443)), lambda: socket.getaddrinfo("github.com", 443), lambda: socket.create_connection(("192.0.2.2", 80), timeout=1)):',
         '    try:',
         '        f()',
         '        print("CONNECTED")',
@@ -142,6 +142,7 @@ describe('the offline guard is real', () => {
     expect(outText).toContain('refused: loupe: network access refused (offline trainer)');
     expect(outText).toContain('LOUPE_EVENT {"event": "network_attempt", "address": "github.com"');
     expect(outText).toContain('refused: loupe: name lookup refused (offline trainer): github.com');
+    expect(outText).toContain('refused: loupe: name lookup refused (offline trainer): 192.0.2.2');
     expect(outText).toContain('loopback ok');
   });
 });

@@ -43,7 +43,7 @@ afterAll(async () => {
 });
 
 describe('warm start from the shipped checkpoint', () => {
-  it('uses the warm-start schedule and keeps test mAP50 within 0.03 of the shipped model', async () => {
+  it('uses the warm-start schedule and keeps test mAP50 within 0.03 of the shipped model', { timeout: 600_000 }, async () => {
     if (run.code !== 0) throw new Error(`loupe train exited ${run.code}:\n${run.stderr.slice(-3000)}`);
     const s = JSON.parse(run.stdout);
     const card = await readModelCard(s.files.card);
@@ -56,5 +56,10 @@ describe('warm start from the shipped checkpoint', () => {
         `mAP50-95 ${s.test.map50_95.toFixed(4)} vs ${shipped.map50_95.toFixed(4)}; trainer val mAP50 ${s.val.map50.toFixed(4)}`,
     );
     expect(Math.abs(s.test.map50 - shipped.map50)).toBeLessThanOrEqual(0.03);
+    // the card's test numbers are loupe eval's for the new ONNX
+    const ev = await runCli(['eval', '--model', s.files.onnx, '--data', data, '--split', 'test', '--json'], { timeoutMs: 300_000 });
+    expect(ev.code, ev.stderr).toBe(0);
+    expect(JSON.parse(ev.stdout)).toMatchObject({ images: 35, instances: 73, map50: s.test.map50, map50_95: s.test.map50_95 });
+    expect(card.metrics.test).toEqual(s.test);
   });
 });

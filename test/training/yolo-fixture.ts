@@ -1,4 +1,4 @@
-import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
@@ -38,9 +38,4 @@ export async function metalTagsSubset(dir: string, opts: SubsetOptions = {}): Pr
   const yamlPath = join(dir, 'data.yaml');
   await writeFile(yamlPath, toYaml({ path: dir, train: 'images/train', val: 'images/val', test: 'images/test', names: opts.names ?? src.names }));
   return yamlPath;
-}
-
-/** Count files in a folder (0 when missing). */
-export async function countFiles(dir: string): Promise<number> {
-  return existsSync(dir) ? (await readdir(dir)).length : 0;
 }

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LoupeError } from '../../components/common/errors.js';
@@ -118,13 +118,23 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
       const champ = await champion();
       const dir = join(ctx.runDir, 'train');
       const base = await env.registry.artefactPath(champ, 'pt');
-      let result: TrainResult;
-      if (existsSync(join(dir, 'metrics.json')) && existsSync(join(dir, 'model.onnx')) && existsSync(join(dir, 'best.pt'))) {
-        // An earlier attempt finished training but was cut off before recording it.
-        const metrics = JSON.parse(readFileSync(join(dir, 'metrics.json'), 'utf8')) as TrainMetricsFile;
-        result = { backend: 'local', dir, bestPt: join(dir, 'best.pt'), onnx: join(dir, 'model.onnx'), resultsCsv: join(dir, 'results.csv'), metricsJson: join(dir, 'metrics.json'), metrics, epochs: [] };
-        ctx.log.info({ dir }, 'training output of an earlier attempt is complete; reusing it');
-      } else {
+      // A loop process killed mid-training leaves its train.py running (SIGKILL runs no clean-up):
+      // stop it before looking at or replacing what it writes.
+      const killed = killOrphanTrainers(dir);
+      if (killed.length) ctx.log.warn({ pids: killed, dir }, 'stopped a trainer left running by an earlier attempt');
+      let result: TrainResult | undefined;
+      const metricsFile = join(dir, 'metrics.json');
+      if (existsSync(metricsFile) && existsSync(join(dir, 'model.onnx')) && existsSync(join(dir, 'best.pt'))) {
+        // An earlier attempt finished training (train.py writes metrics.json last) but was cut off before recording it.
+        try {
+          const metrics = JSON.parse(readFileSync(metricsFile, 'utf8')) as TrainMetricsFile;
+          result = { backend: 'local', dir, bestPt: join(dir, 'best.pt'), onnx: join(dir, 'model.onnx'), resultsCsv: join(dir, 'results.csv'), metricsJson: metricsFile, metrics, epochs: [] };
+          ctx.log.info({ dir }, 'training output of an earlier attempt is complete; reusing it');
+        } catch {
+          result = undefined; // metrics.json cut off mid-write: train again
+        }
+      }
+      if (!result) {
         await rm(dir, { recursive: true, force: true });
         const t = cfg.train;
         result = await trainLocal(
@@ -305,6 +315,40 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
 
 function pick(e: { map50: number; map50_95: number; precision: number; recall: number }) {
   return { map50: e.map50, map50_95: e.map50_95, precision: e.precision, recall: e.recall };
+}
+
+/**
+ * Trainer processes an earlier attempt of this run started (train.py with `--out <dir>`), found by
+ * their exact command line in /proc and stopped by pid. Only processes writing into this run's
+ * own training folder match.
+ */
+export function killOrphanTrainers(dir: string): number[] {
+  const killed: number[] = [];
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
+  } catch {
+    return killed; // no /proc: nothing to find
+  }
+  for (const p of pids) {
+    const pid = Number(p);
+    if (pid === process.pid) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    const i = argv.indexOf('--out');
+    if (i < 0 || argv[i + 1] !== dir || !argv.some((a) => a.endsWith('train.py'))) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+      killed.push(pid);
+    } catch {
+      // already gone
+    }
+  }
+  return killed;
 }
 
 async function waitFor(cond: () => boolean, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {

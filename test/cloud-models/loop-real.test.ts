@@ -1,0 +1,200 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { projectRoot, sharedDataset } from '../../components/common/paths.js';
+import { startBroker, type EmbeddedBroker } from '../../embedded/broker/broker.js';
+import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
+import { LOCAL_STACK_CREDENTIALS } from '../../embedded/nucleus/tes.js';
+import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
+import { STEP_NAMES } from '../../cloud/loop/steps.js';
+import { openRegistry } from '../../cloud/registry/sqlite-registry.js';
+import { FleetStore } from '../../cloud/publish/fleet-store.js';
+import type { LoopConfigInput } from '../../cloud/loop/config.js';
+import type { ResultMessage } from '../../components/ipc/topics.js';
+
+/**
+ * The loop for real on one machine: a device (local nucleus with the loupe suite, folder camera
+ * over metal-tags) runs in this test process; each loop run is a separate `loupe loop run`
+ * process, so killing it (SIGKILL, no clean-up) does not touch the device, as in a plant.
+ * Training is kept CI-sized: one epoch at 160 px from the shipped checkpoint, which gives a
+ * challenger clearly worse than the 480 px champion.
+ */
+// Only the loop command is loaded (see test/helpers/loop-cli.ts).
+const bin = join(projectRoot, 'dist', 'test', 'helpers', 'loop-cli.js');
+
+interface Child {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function loopRun(home: string, env: Record<string, string> = {}, killWhen?: { stderr: RegExp; afterMs: number }): Promise<Child> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, 'run', '--home', home, '--json'], { env: { ...process.env, LOUPE_NO_PROGRESS: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let armed = false;
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+      if (killWhen && !armed && killWhen.stderr.test(stderr)) {
+        armed = true;
+        setTimeout(() => child.kill('SIGKILL'), killWhen.afterMs);
+      }
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+describe.sequential('the loop on the local nucleus (real device, real training)', () => {
+  let dir: string;
+  let objectStore: ObjectStore;
+  let broker: EmbeddedBroker;
+  let stack: EdgeStack;
+  const results: ResultMessage[] = [];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'loupe-lr-'));
+    objectStore = await startObjectStore({ dir: join(dir, 's3'), buckets: ['loupe'], credentials: LOCAL_STACK_CREDENTIALS });
+    broker = await startBroker();
+    stack = await startEdgeStack({ root: join(dir, 'edge'), thingName: 'line-7', bucket: 'loupe', objectStore, broker, source: { type: 'folder', path: sharedDataset('metal-tags'), mode: 'loop' }, fps: 2 });
+    stack.on('result', (r: ResultMessage) => results.push(r));
+    for (let i = 0; i < 120 && (await stack.listUploads()).filter((k) => k.endsWith('.jpg')).length < 8; i++) await new Promise((r) => setTimeout(r, 500));
+  });
+  afterAll(async () => {
+    await stack?.stop();
+    await broker?.stop();
+    await objectStore?.stop();
+    await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 500 });
+  });
+
+  async function home(name: string, gate: LoopConfigInput['gate']): Promise<string> {
+    const h = join(dir, name);
+    await mkdir(h, { recursive: true });
+    const metal = sharedDataset('metal-tags');
+    const config: LoopConfigInput = {
+      storage: { endpoint: objectStore.endpoint, bucket: 'loupe', credentials: { accessKeyId: LOCAL_STACK_CREDENTIALS.accessKeyId, secretAccessKey: LOCAL_STACK_CREDENTIALS.secretAccessKey } },
+      history: { labelsCsv: join(metal, 'labels.csv'), imagesDir: metal },
+      labeling: { backend: 'simulated', workersPerImage: 2, cap: 8, seed: 3 },
+      train: { epochs: 1, imgsz: 160, batch: 16, workers: 1, device: 'cpu' },
+      gate,
+      fleet: { backend: 'local', nucleusRoot: stack.nucleus.root, thingName: stack.thingName, mqttUrl: broker.url, minResults: 1, confirmTimeoutSeconds: 120 },
+    };
+    await writeFile(join(h, 'loop.json'), JSON.stringify(config, null, 2));
+    return h;
+  }
+
+  it('a gate that rejects a worse challenger registers it as rejected and leaves the fleet untouched', async () => {
+    const h = await home('reject', { metric: 'map50', threshold: 0.5, tolerance: 0.02 });
+    const deploymentsBefore = stack.nucleus.listDeployments().length;
+    const r = await loopRun(h);
+    expect(r.code, r.stderr.slice(-3000)).toBe(0);
+    const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+    expect(report.status).toBe('halted');
+    expect(report.halt).toMatch(/gate rejected metal-tags:2: the fleet keeps metal-tags:1/);
+    expect(report.steps.map((s: { name: string; status: string }) => `${s.name}:${s.status}`)).toEqual([
+      ...STEP_NAMES.slice(0, 8).map((s) => `${s}:done`),
+      'publish:skipped',
+      'deploy:skipped',
+      'confirm:skipped',
+    ]);
+    const g = report.outputs.gate;
+    expect(g.passed).toBe(false);
+    expect(g.summary.challenger).toBeLessThan(g.summary.champion - 0.02);
+    expect(existsSync(g.html)).toBe(true);
+    const reg = openRegistry(join(h, 'registry'));
+    try {
+      expect((await reg.list()).map((v) => `${v.ref}:${v.status}`)).toEqual(['metal-tags:1:approved', 'metal-tags:2:rejected']);
+      expect((await reg.champion('metal-tags'))?.ref).toBe('metal-tags:1');
+    } finally {
+      reg.close();
+    }
+    // The fleet: no new component version, no deployment, the device still runs the shipped model.
+    expect(existsSync(join(h, 'components', 'recipes'))).toBe(false);
+    const fleet = new FleetStore(join(h, 'fleet.db'));
+    expect(fleet.deployments()).toEqual([]);
+    fleet.close();
+    expect(stack.nucleus.listDeployments().length).toBe(deploymentsBefore);
+    expect(stack.nucleus.status().components.find((c) => c.name === 'loupe.Model')?.version).toBe('1.0.0');
+    const shipped = String(stack.nucleus.configuration('loupe.Model')?.sha256);
+    await new Promise((res) => setTimeout(res, 1500));
+    expect(results.at(-1)?.model.sha256).toBe(shipped);
+  }, 600_000);
+
+  it('killed after each step (and mid-training) resumes and finishes with no duplicate labels, models or deployments', async () => {
+    // The gate is opened wide here so the run goes through publish, deploy and confirm with a
+    // CI-sized challenger; the gate's own rule is tested above and in gate.test.ts.
+    const h = await home('crash', { metric: 'map50', threshold: 0, tolerance: 1 });
+    const deploymentsBefore = stack.nucleus.listDeployments().length;
+    const crashes: string[] = [];
+    for (const step of STEP_NAMES) {
+      if (step === 'train') {
+        // A kill from outside while train.py is running (its child survives the SIGKILL; the resumed run stops it).
+        const mid = await loopRun(h, {}, { stderr: /loop \[5\/11\] train/, afterMs: 4000 });
+        expect(mid.signal, mid.stderr.slice(-2000)).toBe('SIGKILL');
+        crashes.push('train:mid');
+      }
+      const c = await loopRun(h, { LOUPE_LOOP_CRASH: `${step}:after` });
+      expect(c.signal, `${step}: ${c.stderr.slice(-3000)}`).toBe('SIGKILL');
+      crashes.push(`${step}:after`);
+    }
+    const done = await loopRun(h);
+    expect(done.code, done.stderr.slice(-3000)).toBe(0);
+    const report = JSON.parse(done.stdout.trim().split('\n').at(-1)!);
+    expect(report).toMatchObject({ run: 1, status: 'succeeded', resumed: true });
+    for (const s of report.steps) expect(s.attempts, s.name).toBe(s.name === 'train' ? 3 : 2);
+
+    // Labels: every record written once (per image, status and job), one labelling job.
+    const db = new Database(join(h, 'labels.db'), { readonly: true });
+    try {
+      const recTable = 'label_records';
+      const dups = db.prepare(`SELECT source_ref, status, labeling_job, COUNT(*) AS n FROM ${recTable} GROUP BY source_ref, status, labeling_job HAVING n > 1`).all();
+      expect(dups).toEqual([]);
+      expect((db.prepare('SELECT name FROM labeling_jobs').all() as { name: string }[]).map((j) => j.name)).toEqual(['loop-1']);
+      const approved = db.prepare(`SELECT COUNT(*) AS n FROM ${recTable} WHERE labeling_job = 'labeling-job/loop-1' AND status = 'APPROVED'`).get() as { n: number };
+      expect(approved.n).toBe(report.outputs.verify.approved);
+    } finally {
+      db.close();
+    }
+    // Models: the seed and one challenger.
+    const reg = openRegistry(join(h, 'registry'));
+    try {
+      expect((await reg.list()).map((v) => `${v.ref}:${v.status}`)).toEqual(['metal-tags:1:approved', 'metal-tags:2:approved']);
+    } finally {
+      reg.close();
+    }
+    // Deployments: one component version, one deployment, confirmed by the device's own results.
+    const fleet = new FleetStore(join(h, 'fleet.db'));
+    try {
+      expect(fleet.componentVersions('local', 'loupe.Model').map((c) => `${c.version}:${c.state}`)).toEqual(['1.0.1:created']);
+      expect(fleet.deployments().map((d) => `${d.name}:${d.version}:${d.state}`)).toEqual(['loupe-run-1:1.0.1:confirmed']);
+    } finally {
+      fleet.close();
+    }
+    expect(readdirSync(join(h, 'components', 'recipes'))).toEqual(['loupe.Model-1.0.1.json']);
+    expect(stack.nucleus.listDeployments().length).toBe(deploymentsBefore + 1);
+    expect(stack.nucleus.status().components.find((c) => c.name === 'loupe.Model')?.version).toBe('1.0.1');
+    const newSha = report.outputs.register.onnxSha256;
+    await new Promise((res) => setTimeout(res, 1500));
+    expect(results.filter((r) => r.model.sha256 === newSha).length).toBeGreaterThan(0);
+    expect(results.at(-1)?.model).toMatchObject({ version: '1.0.1', sha256: newSha });
+    // No trainer left behind by the killed attempts.
+    const trainers = readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .filter((p) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(join(h, 'runs'));
+        } catch {
+          return false;
+        }
+      });
+    expect(trainers).toEqual([]);
+    expect(crashes.length).toBe(STEP_NAMES.length + 1);
+  }, 1_500_000);
+});

@@ -212,8 +212,11 @@ async function writeZip(path: string, entries: { name: string; file?: string; da
 /** The artefact ZIP of one code component for one platform. */
 export async function buildComponentZip(component: ComponentName, platform: Platform, path: string, version: string, log: Logger): Promise<{ files: number; packages: number }> {
   const dist = join(projectRoot, 'dist');
-  const entry = join(dist, 'components', component.replace('loupe.', '').toLowerCase(), 'main.js');
-  const traced = await traceImports(entry);
+  const dir = join(dist, 'components', component.replace('loupe.', '').toLowerCase());
+  // loupe.Model also runs verify.js (its Install step checks that the model loads).
+  const entries0 = component === 'loupe.Model' ? ['main.js', 'verify.js'] : ['main.js'];
+  const traces = await Promise.all(entries0.map((e) => traceImports(join(dir, e))));
+  const traced = { files: [...new Set(traces.flatMap((t) => t.files))].sort(), packages: new Set(traces.flatMap((t) => [...t.packages])) };
   const pkgs = await dependencyClosure(traced.packages, platform, log);
   const entries: { name: string; file?: string; data?: Buffer; mode?: number }[] = [];
   for (const f of traced.files) entries.push({ name: relative(projectRoot, f).split(sep).join('/'), file: f });

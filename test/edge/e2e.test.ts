@@ -189,6 +189,7 @@ describe('loupe suite on the local nucleus', () => {
   });
 
   it('S3 down for a while, then back: the spool holds the selected images and drains', async () => {
+    await until(async () => (await spoolPending()) === 0, 60_000, 'earlier uploads to finish');
     const before = new Set(await uploadedJpgs());
     await store.stop();
     const from = counter;
@@ -206,6 +207,7 @@ describe('loupe suite on the local nucleus', () => {
   });
 
   it('kill -9 of the uploader mid-upload, then restart: every selected image lands exactly once', async () => {
+    await until(async () => (await spoolPending()) === 0, 60_000, 'earlier uploads to finish');
     const before = new Set(await uploadedJpgs());
     // S3 that accepts connections and request bodies but never answers: uploads hang mid-request.
     await store.stop();
@@ -273,7 +275,7 @@ describe('loupe suite on the local nucleus', () => {
     const firstNew = results.findIndex((r) => r.model.version === '1.0.0-fp16');
     expect(results.slice(firstNew).every((r) => r.model.version === '1.0.0-fp16')).toBe(true);
     expect(await pidOf('loupe.Inference')).toBe(pid);
-  });
+  }, 300_000);
 
   it('a new loupe.Model version under load: every frame gets a result; a broken model rolls back', async () => {
     const fp16 = await fixtureModel('metal-tags-fp16');
@@ -305,5 +307,5 @@ describe('loupe suite on the local nucleus', () => {
     const after = await waitResults(from2, last2, 180_000);
     expect(after.every((r) => r.model.version === '1.1.0')).toBe(true);
     expect(stack.nucleus.status().components.find((c) => c.name === 'loupe.Model')?.version).toBe('1.1.0');
-  });
+  }, 480_000);
 });

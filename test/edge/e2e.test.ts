@@ -2,6 +2,7 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
+import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sharedDataset } from '../../components/common/paths.js';
 import type { ResultMessage } from '../../components/ipc/topics.js';
@@ -308,4 +309,29 @@ describe('loupe suite on the local nucleus', () => {
     expect(after.every((r) => r.model.version === '1.1.0')).toBe(true);
     expect(stack.nucleus.status().components.find((c) => c.name === 'loupe.Model')?.version).toBe('1.1.0');
   }, 480_000);
+
+  it('an MQTT trigger (a PLC bridge) takes a frame carrying the part serial', async () => {
+    const rec = await stack.configure('loupe.Camera', {
+      cameras: [{ name: 'plc', source: { type: 'folder', path: join(sharedDataset('metal-tags'), 'good'), mode: 'loop' }, trigger: { type: 'mqtt' } }],
+    });
+    expect(rec.status).toBe('SUCCEEDED');
+    const client = await mqtt.connectAsync(stack.broker.url);
+    try {
+      const topic = `loupe/${stack.thingName}/trigger`;
+      const plc = () => [...stack.results.values()].filter((r) => r.camera === 'plc');
+      // The camera subscribes once its new configuration is applied: trigger until the first frame shows.
+      await until(async () => {
+        await client.publishAsync(topic, JSON.stringify({ camera: 'plc', serial: 'SN-1' }), { qos: 1 });
+        return plc().some((r) => r.serial === 'SN-1');
+      }, 60_000, 'a frame for trigger SN-1', 1000);
+      await client.publishAsync(topic, 'SN-2', { qos: 1 });
+      await client.publishAsync(topic, JSON.stringify({ camera: 'other-camera', serial: 'SN-X' }), { qos: 1 });
+      await until(() => plc().some((r) => r.serial === 'SN-2'), 30_000, 'a frame for the bare-text trigger SN-2');
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(plc().some((r) => r.serial === 'SN-X')).toBe(false);
+      expect(plc().every((r) => r.trigger === 'mqtt')).toBe(true);
+    } finally {
+      await client.endAsync(true);
+    }
+  }, 180_000);
 });

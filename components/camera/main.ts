@@ -37,11 +37,14 @@ async function start(ctx: ComponentContext<CameraComponentConfig>) {
     if (cfg.publishToIoTCore) await ipc.publishIoTCore(IOT_TOPICS.health(ctx.thingName), msg).catch(() => {});
   };
 
-  const startAll = async () => {
+  /** Start the configured cameras; `keep` are running ones whose configuration did not change. */
+  const startAll = async (keep: CameraRunner[] = []) => {
+    const kept = new Map(keep.map((r) => [r.cfg.name, r]));
     runners = cfg.cameras
       .filter((c) => c.enabled)
       .map(
         (c) =>
+          kept.get(c.name) ??
           new CameraRunner(c, {
             store,
             log,
@@ -94,13 +97,13 @@ async function start(ctx: ComponentContext<CameraComponentConfig>) {
       );
       subs.push(await ipc.subscribe(TOPICS.inferenceReady, () => delivery.expireAll()));
     }
-    for (const r of runners) r.start();
+    for (const r of runners) if (!kept.has(r.cfg.name)) r.start();
   };
 
-  const stopAll = async () => {
+  const stopAll = async (keep: CameraRunner[] = []) => {
     for (const u of subs) await u();
     subs = [];
-    await Promise.all(runners.map((r) => r.stop()));
+    await Promise.all(runners.filter((r) => !keep.includes(r)).map((r) => r.stop()));
   };
 
   await startAll();
@@ -115,8 +118,12 @@ async function start(ctx: ComponentContext<CameraComponentConfig>) {
 
   return {
     async reconfigure(next: CameraComponentConfig) {
-      await stopAll();
-      if (resolve(next.frameStore.dir) !== store.dir || next.frameStore.maxFrames !== cfg.frameStore.maxFrames || next.frameStore.maxBytes !== cfg.frameStore.maxBytes) {
+      // Cameras whose block did not change keep running (a watched folder is not read again).
+      const storeChanged = resolve(next.frameStore.dir) !== store.dir || next.frameStore.maxFrames !== cfg.frameStore.maxFrames || next.frameStore.maxBytes !== cfg.frameStore.maxBytes;
+      const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+      const keep = storeChanged || !same(next.backoff, cfg.backoff) ? [] : runners.filter((r) => next.cameras.some((c) => c.name === r.cfg.name && c.enabled && same(c, r.cfg)));
+      await stopAll(keep);
+      if (storeChanged) {
         store = new FrameStore(resolve(next.frameStore.dir), next.frameStore.maxFrames, next.frameStore.maxBytes);
         await store.init();
       }
@@ -126,7 +133,7 @@ async function start(ctx: ComponentContext<CameraComponentConfig>) {
       }
       delivery.setConfig(next.delivery);
       cfg = next;
-      await startAll().catch((e) => log.error({ err: errorMessage(e) }, 'restarting cameras failed'));
+      await startAll(keep).catch((e) => log.error({ err: errorMessage(e) }, 'restarting cameras failed'));
     },
     async stop() {
       clearInterval(timer);

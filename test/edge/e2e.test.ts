@@ -311,8 +311,13 @@ describe('loupe suite on the local nucleus', () => {
   }, 480_000);
 
   it('an MQTT trigger (a PLC bridge) takes a frame carrying the part serial', async () => {
+    const cam1Before = [...stack.results.values()].filter((r) => r.camera === 'cam1').length;
+    // cam1 keeps its block (so it keeps running and does not read its folder again); plc is added.
     const rec = await stack.configure('loupe.Camera', {
-      cameras: [{ name: 'plc', source: { type: 'folder', path: join(sharedDataset('metal-tags'), 'good'), mode: 'loop' }, trigger: { type: 'mqtt' } }],
+      cameras: [
+        { name: 'cam1', source: { type: 'folder', path: watchDir, mode: 'watch', pollMs: 100 }, trigger: { type: 'interval', fps: 8 } },
+        { name: 'plc', source: { type: 'folder', path: join(sharedDataset('metal-tags'), 'good'), mode: 'loop' }, trigger: { type: 'mqtt' } },
+      ],
     });
     expect(rec.status).toBe('SUCCEEDED');
     const client = await mqtt.connectAsync(stack.broker.url);
@@ -330,6 +335,7 @@ describe('loupe suite on the local nucleus', () => {
       await new Promise((r) => setTimeout(r, 1000));
       expect(plc().some((r) => r.serial === 'SN-X')).toBe(false);
       expect(plc().every((r) => r.trigger === 'mqtt')).toBe(true);
+      expect([...stack.results.values()].filter((r) => r.camera === 'cam1').length).toBe(cam1Before);
     } finally {
       await client.endAsync(true);
     }

@@ -144,8 +144,13 @@ export async function rollback(i: { backend: FleetBackend; store: FleetStore; to
   const to = i.to ?? current.previousVersion;
   if (!to) throw new LoupeError('FLEET_NOTHING_TO_ROLL_BACK', `deployment ${current.name} replaced no earlier ${MODEL_COMPONENT} version`, { input: current.name });
   if (to === current.version) throw new LoupeError('FLEET_NOTHING_TO_ROLL_BACK', `the fleet already runs ${MODEL_COMPONENT} ${to}`, { input: to });
-  const known = await i.backend.componentVersions(MODEL_COMPONENT);
-  if (!known.includes(to)) throw new LoupeError('FLEET_UNKNOWN_VERSION', `${MODEL_COMPONENT} ${to} does not exist on this fleet (known: ${known.join(', ')})`, { input: to });
+  // A version a device ran before one of loupe's deployments existed there (its own report at
+  // deploy time); anything else must be a version the backend knows.
+  const ranBefore = i.store.deployments({ backend: i.backend.kind, target: i.backend.target }).some((d) => d.previousVersion === to || d.version === to);
+  if (!ranBefore) {
+    const known = await i.backend.componentVersions(MODEL_COMPONENT);
+    if (!known.includes(to)) throw new LoupeError('FLEET_UNKNOWN_VERSION', `${MODEL_COMPONENT} ${to} does not exist on this fleet (known: ${known.join(', ')})`, { input: to });
+  }
   const modelRef = i.store.componentVersion(i.backend.kind, MODEL_COMPONENT, to)?.modelRef ?? `component:${to}`;
   return deployModel({ backend: i.backend, store: i.store, modelRef, version: to, name: `rollback-${current.name}-to-${to}`, kind: 'rollback', log: i.log });
 }

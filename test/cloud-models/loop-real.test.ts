@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { projectRoot, sharedDataset } from '../../components/common/paths.js';
+import { sharedDataset } from '../../components/common/paths.js';
 import { startBroker, type EmbeddedBroker } from '../../embedded/broker/broker.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { LOCAL_STACK_CREDENTIALS } from '../../embedded/nucleus/tes.js';
@@ -15,6 +15,7 @@ import { openRegistry } from '../../cloud/registry/sqlite-registry.js';
 import { FleetStore } from '../../cloud/publish/fleet-store.js';
 import type { LoopConfigInput } from '../../cloud/loop/config.js';
 import type { ResultMessage } from '../../components/ipc/topics.js';
+import { snapshotDist, type DistSnapshot } from '../helpers/dist-snapshot.js';
 
 /**
  * The loop for real on one machine: a device (local nucleus with the loupe suite, folder camera
@@ -23,8 +24,9 @@ import type { ResultMessage } from '../../components/ipc/topics.js';
  * Training is kept CI-sized: one epoch at 160 px from the shipped checkpoint, which gives a
  * challenger clearly worse than the 480 px champion.
  */
-// Only the loop command is loaded (see test/helpers/loop-cli.ts).
-const bin = join(projectRoot, 'dist', 'test', 'helpers', 'loop-cli.js');
+// Only the loop command is loaded (see test/helpers/loop-cli.ts), from a frozen copy of dist/
+// (test/helpers/dist-snapshot.ts): this test starts a dozen processes over several minutes.
+let dist: DistSnapshot;
 
 interface Child {
   code: number | null;
@@ -35,7 +37,7 @@ interface Child {
 
 function loopRun(home: string, env: Record<string, string> = {}, killWhen?: { stderr: RegExp; afterMs: number }): Promise<Child> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, 'run', '--home', home, '--json'], { env: { ...process.env, LOUPE_NO_PROGRESS: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [dist.file('test/helpers/loop-cli.js'), 'run', '--home', home, '--json'], { env: { ...process.env, LOUPE_NO_PROGRESS: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let armed = false;
@@ -60,6 +62,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
   const results: ResultMessage[] = [];
 
   beforeAll(async () => {
+    dist = snapshotDist();
     dir = await mkdtemp(join(tmpdir(), 'loupe-lr-'));
     objectStore = await startObjectStore({ dir: join(dir, 's3'), buckets: ['loupe'], credentials: LOCAL_STACK_CREDENTIALS });
     broker = await startBroker();
@@ -72,6 +75,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     await broker?.stop();
     await objectStore?.stop();
     await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 500 });
+    dist?.remove();
   });
 
   async function home(name: string, gate: LoopConfigInput['gate']): Promise<string> {
@@ -197,4 +201,57 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     expect(trainers).toEqual([]);
     expect(crashes.length).toBe(STEP_NAMES.length + 1);
   }, 1_500_000);
+
+  it('`loupe fleet status|rollback|deploy` on the device the loop just updated', async () => {
+    const h = join(dir, 'crash');
+    const cli = (args: string[]) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+        const c = spawn(process.execPath, [dist.bin, ...args], { env: { ...process.env, LOUPE_NO_PROGRESS: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        c.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+        c.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+        c.on('error', reject);
+        c.on('close', (code) => resolve({ code, stdout, stderr }));
+      });
+    const st = await cli(['fleet', 'status', '--home', h, '--json']);
+    expect(st.code, st.stderr).toBe(0);
+    const status = JSON.parse(st.stdout);
+    expect(status).toMatchObject({ backend: 'local', target: 'line-7', champion: 'metal-tags:2', current: { name: 'loupe-run-1', version: '1.0.1', previousVersion: '1.0.0', state: 'confirmed' } });
+    expect(status.devices).toEqual([{ device: 'line-7', modelVersion: '1.0.1', state: 'RUNNING' }]);
+
+    const rb = await cli(['fleet', 'rollback', '--home', h, '--reject', '--reason', 'operators saw false alarms', '--json']);
+    expect(rb.code, rb.stderr).toBe(0);
+    expect(JSON.parse(rb.stdout)).toMatchObject({ from: '1.0.1', to: '1.0.0', model: 'component:1.0.0', state: 'succeeded' });
+    expect(stack.nucleus.status().components.find((c) => c.name === 'loupe.Model')?.version).toBe('1.0.0');
+    const shipped = String(stack.nucleus.configuration('loupe.Model')?.sha256);
+    const n = results.length;
+    for (let i = 0; i < 40 && !results.slice(n).some((r) => r.model.sha256 === shipped); i++) await new Promise((res) => setTimeout(res, 250));
+    expect(results.slice(n).some((r) => r.model.sha256 === shipped)).toBe(true);
+    const reg = openRegistry(join(h, 'registry'));
+    try {
+      const v2 = await reg.mustGet('metal-tags:2');
+      expect(v2.status).toBe('rejected');
+      expect(v2.statusReason).toBe('operators saw false alarms');
+      expect((await reg.champion('metal-tags'))?.ref).toBe('metal-tags:1');
+    } finally {
+      reg.close();
+    }
+    // Deploying a rejected version is refused; approving it again (forced) and deploying reuses its component version.
+    const refused = await cli(['fleet', 'deploy', 'metal-tags:2', '--home', h]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/metal-tags:2: only approved versions are deployed \(this one is rejected\)/);
+    expect((await cli(['models', 'approve', 'metal-tags:2', '--home', h, '--force', '--reason', 'false alarms were a lighting fault'])).code).toBe(0);
+    const dep = await cli(['fleet', 'deploy', 'metal-tags:2', '--home', h, '--json']);
+    expect(dep.code, dep.stderr).toBe(0);
+    expect(JSON.parse(dep.stdout)).toMatchObject({ model: 'metal-tags:2', version: '1.0.1', previousVersion: '1.0.0', state: 'succeeded' });
+    expect(stack.nucleus.status().components.find((c) => c.name === 'loupe.Model')?.version).toBe('1.0.1');
+    const fleet = new FleetStore(join(h, 'fleet.db'));
+    try {
+      expect(fleet.componentVersions('local', 'loupe.Model').length).toBe(1);
+      expect(fleet.deployments().map((d) => `${d.kind}:${d.previousVersion}->${d.version}`)).toEqual(['deploy:1.0.0->1.0.1', 'rollback:1.0.1->1.0.0', 'deploy:1.0.0->1.0.1']);
+    } finally {
+      fleet.close();
+    }
+  }, 600_000);
 });

@@ -6,7 +6,7 @@
  *
  * API (kept stable for the inference component and the gate):
  *
- *   const det = await Detector.load('model.onnx', { imgsz?, names?, threads? });
+ *   const det = await Detector.load('model.onnx', { imgsz?, names?, threads?, spinning? });
  *   det.info        // names, imgsz [h, w], stride, dynamic, nmsExport, fp16, inputName, outputName, ...
  *   await det.warmup();
  *   const r = await det.detect('frame.jpg' | buffer, { conf: 0.25, iou: 0.7, maxDet: 300,
@@ -38,6 +38,23 @@ export type { RgbImage } from './decode.js';
 export interface DetectorLoadOptions extends ModelOverrides {
   /** onnxruntime intra-op threads (default: onnxruntime's choice, all cores). */
   threads?: number;
+  /**
+   * Let onnxruntime's worker threads spin between frames (default false). The detector shares the
+   * device with the camera, uploader and nucleus, and between frames it decodes and letterboxes;
+   * spinning threads burn those cores. Measured on the 2-core dev box under load: median
+   * session.run 164 ms spinning vs 82 ms not (test/bench/01-detect also reports it).
+   */
+  spinning?: boolean;
+}
+
+/** The onnxruntime session options the detector uses (the bench's bare session uses the same). */
+export function detectorSessionOptions(opts: Pick<DetectorLoadOptions, 'threads' | 'spinning'> = {}): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: 'all',
+    ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
+    extra: { session: { intra_op: { allow_spinning: opts.spinning ? '1' : '0' }, inter_op: { allow_spinning: opts.spinning ? '1' : '0' } } },
+  };
 }
 
 export type DetectMode = 'predict' | 'val';
@@ -144,11 +161,7 @@ export class Detector {
     }
     let session: ort.InferenceSession;
     try {
-      session = await ort.InferenceSession.create(bytes, {
-        executionProviders: ['cpu'],
-        graphOptimizationLevel: 'all',
-        ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
-      });
+      session = await ort.InferenceSession.create(bytes, detectorSessionOptions(opts));
     } catch (e) {
       throw new LoupeError('MODEL_LOAD_FAILED', `onnxruntime could not load the model (${errorMessage(e).split('\n')[0]})`, { input: path, cause: e });
     }

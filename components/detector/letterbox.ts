@@ -178,9 +178,9 @@ function resizeRowsF32(rz: LinearResizer, src: Uint8Array, g: LetterboxGeometry,
     const { h0, h1, b0, b1 } = rz;
     let o = (top + dy) * outW + left;
     for (let x = 0, i = 0; x < newW; x++, i += 3, o++) {
-      t[o] = lut[((((h0[i] >> 4) * b0) >> 16) + (((h1[i] >> 4) * b1) >> 16) + 2) >> 2];
-      t[o + plane] = lut[((((h0[i + 1] >> 4) * b0) >> 16) + (((h1[i + 1] >> 4) * b1) >> 16) + 2) >> 2];
-      t[o + 2 * plane] = lut[((((h0[i + 2] >> 4) * b0) >> 16) + (((h1[i + 2] >> 4) * b1) >> 16) + 2) >> 2];
+      t[o] = lut[((Math.imul(h0[i], b0) >> 16) + (Math.imul(h1[i], b1) >> 16) + 2) >> 2];
+      t[o + plane] = lut[((Math.imul(h0[i + 1], b0) >> 16) + (Math.imul(h1[i + 1], b1) >> 16) + 2) >> 2];
+      t[o + 2 * plane] = lut[((Math.imul(h0[i + 2], b0) >> 16) + (Math.imul(h1[i + 2], b1) >> 16) + 2) >> 2];
     }
   }
 }
@@ -194,9 +194,9 @@ function resizeRowsF16(rz: LinearResizer, src: Uint8Array, g: LetterboxGeometry,
     const { h0, h1, b0, b1 } = rz;
     let o = (top + dy) * outW + left;
     for (let x = 0, i = 0; x < newW; x++, i += 3, o++) {
-      t[o] = lut[((((h0[i] >> 4) * b0) >> 16) + (((h1[i] >> 4) * b1) >> 16) + 2) >> 2];
-      t[o + plane] = lut[((((h0[i + 1] >> 4) * b0) >> 16) + (((h1[i + 1] >> 4) * b1) >> 16) + 2) >> 2];
-      t[o + 2 * plane] = lut[((((h0[i + 2] >> 4) * b0) >> 16) + (((h1[i + 2] >> 4) * b1) >> 16) + 2) >> 2];
+      t[o] = lut[((Math.imul(h0[i], b0) >> 16) + (Math.imul(h1[i], b1) >> 16) + 2) >> 2];
+      t[o + plane] = lut[((Math.imul(h0[i + 1], b0) >> 16) + (Math.imul(h1[i + 1], b1) >> 16) + 2) >> 2];
+      t[o + 2 * plane] = lut[((Math.imul(h0[i + 2], b0) >> 16) + (Math.imul(h1[i + 2], b1) >> 16) + 2) >> 2];
     }
   }
 }

@@ -71,8 +71,9 @@ export function axisTable(src: number, dst: number, clampBorders: boolean): Axis
  * row buffers are kept between frames of the same size.
  */
 export class LinearResizer {
-  h0: Int32Array = new Int32Array(0);
-  h1: Int32Array = new Int32Array(0);
+  /** Horizontal rows already shifted right by 4 (the SIMD path's first step; fits int16). */
+  h0: Int16Array = new Int16Array(0);
+  h1: Int16Array = new Int16Array(0);
   b0 = 0;
   b1 = 0;
   private xKey = '';
@@ -81,7 +82,7 @@ export class LinearResizer {
   private xw0 = new Int32Array(0);
   private xw1 = new Int32Array(0);
   private yt!: AxisTable;
-  private hrow: [Int32Array, Int32Array] = [new Int32Array(0), new Int32Array(0)];
+  private hrow: [Int16Array, Int16Array] = [new Int16Array(0), new Int16Array(0)];
   private hrowId: [number, number] = [-1, -1];
   private sw = 0;
   private sh = 0;
@@ -103,7 +104,7 @@ export class LinearResizer {
       this.yt = axisTable(sh, dh, false);
       this.yKey = yk;
     }
-    if (this.hrow[0].length < dw * cn) this.hrow = [new Int32Array(dw * cn), new Int32Array(dw * cn)];
+    if (this.hrow[0].length < dw * cn) this.hrow = [new Int16Array(dw * cn), new Int16Array(dw * cn)];
     this.hrowId = [-1, -1];
     this.sw = sw;
     this.sh = sh;
@@ -124,7 +125,7 @@ export class LinearResizer {
   }
 
   /** Horizontal pass of source row `sy` (cached: consecutive output rows share source rows). */
-  private hRow(src: Uint8Array, sy: number): Int32Array {
+  private hRow(src: Uint8Array, sy: number): Int16Array {
     if (this.hrowId[0] === sy) return this.hrow[0];
     if (this.hrowId[1] === sy) return this.hrow[1];
     // Replace the older buffer: rows are requested in increasing order.
@@ -140,13 +141,13 @@ export class LinearResizer {
         const a1 = xw1[dx];
         if (a1 === 0) {
           // also the right border, where s + 3 would be past the row
-          out[o] = src[s] * a0;
-          out[o + 1] = src[s + 1] * a0;
-          out[o + 2] = src[s + 2] * a0;
+          out[o] = Math.imul(src[s], a0) >> 4;
+          out[o + 1] = Math.imul(src[s + 1], a0) >> 4;
+          out[o + 2] = Math.imul(src[s + 2], a0) >> 4;
         } else {
-          out[o] = src[s] * a0 + src[s + 3] * a1;
-          out[o + 1] = src[s + 1] * a0 + src[s + 4] * a1;
-          out[o + 2] = src[s + 2] * a0 + src[s + 5] * a1;
+          out[o] = (Math.imul(src[s], a0) + Math.imul(src[s + 3], a1)) >> 4;
+          out[o + 1] = (Math.imul(src[s + 1], a0) + Math.imul(src[s + 4], a1)) >> 4;
+          out[o + 2] = (Math.imul(src[s + 2], a0) + Math.imul(src[s + 5], a1)) >> 4;
         }
       }
     } else {
@@ -154,7 +155,7 @@ export class LinearResizer {
         const s = base + xofs[dx];
         const a0 = xw0[dx];
         const a1 = xw1[dx];
-        for (let c = 0; c < cn; c++) out[dx * cn + c] = a1 === 0 ? src[s + c] * a0 : src[s + c] * a0 + src[s + cn + c] * a1;
+        for (let c = 0; c < cn; c++) out[dx * cn + c] = (a1 === 0 ? src[s + c] * a0 : src[s + c] * a0 + src[s + cn + c] * a1) >> 4;
       }
     }
     return out;
@@ -162,13 +163,14 @@ export class LinearResizer {
 }
 
 /**
- * Vertical blend of one element, with VResizeLinearVec_32s8u's arithmetic: v_mul_hi(pack(S>>4), b),
+ * Vertical blend of one element (h0s/h1s: horizontal values already >> 4), with
+ * VResizeLinearVec_32s8u's arithmetic: v_mul_hi(pack(S>>4), b),
  * summed, rounding shift by 2. Measured against cv2 4.11 it applies to every element of a row,
  * tails included (the scalar FixedPtCast formula (S0*b0 + S1*b1 + 2^21) >> 22 would differ by 1 in
  * places). The result is always within 0..255 since b0 + b1 = 2048.
  */
-export function verticalPixel(h0: number, h1: number, b0: number, b1: number): number {
-  return ((((h0 >> 4) * b0) >> 16) + (((h1 >> 4) * b1) >> 16) + 2) >> 2;
+export function verticalPixel(h0s: number, h1s: number, b0: number, b1: number): number {
+  return ((Math.imul(h0s, b0) >> 16) + (Math.imul(h1s, b1) >> 16) + 2) >> 2;
 }
 
 /** Resize into a new or given HWC buffer (the val loader's long-side resize uses this). */
@@ -188,7 +190,7 @@ export function resizeLinear(
     resizer.rows(src, dy);
     const { h0, h1, b0, b1 } = resizer;
     const o = dy * w;
-    for (let x = 0; x < w; x++) dst[o + x] = ((((h0[x] >> 4) * b0) >> 16) + (((h1[x] >> 4) * b1) >> 16) + 2) >> 2;
+    for (let x = 0; x < w; x++) dst[o + x] = ((Math.imul(h0[x], b0) >> 16) + (Math.imul(h1[x], b1) >> 16) + 2) >> 2;
   }
   return dst;
 }

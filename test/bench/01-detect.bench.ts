@@ -1,25 +1,40 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import * as ort from 'onnxruntime-node';
+import { ensureVenv, offlinePythonEnv, venvPython } from '../../cloud/training/venv.js';
 import { sharedDataset } from '../../components/common/paths.js';
 import { decodeImage } from '../../components/detector/decode.js';
-import { Detector } from '../../components/detector/detector.js';
+import { Detector, detectorSessionOptions } from '../../components/detector/detector.js';
 import { inputPlan, TensorWriter } from '../../components/detector/letterbox.js';
 import { fixtureModel } from '../helpers/models.js';
-import { runPython } from '../helpers/python.js';
 import type { BenchEntry, BenchReport } from './run.js';
 
 /**
  * Bench 01: loupe detect's pipeline (decode, letterbox, inference, NMS, scale back) against
- * - bare onnxruntime `session.run` on a ready input tensor (the limit: no decode, no pre/post), and
- * - ultralytics `predict` with the same ONNX model on the same images (Python, pinned venv),
- * measured in one run on this machine, in alternating rounds so background load hits all three
- * alike; each figure is the median over rounds. Targets: loupe's images/s within 8% of bare
- * session.run, and at least 1.2x ultralytics' images/s.
+ * - bare onnxruntime `session.run` on a ready input tensor (the limit: no decode, no pre/post), with
+ *   the detector's session options (worker threads do not spin) and with onnxruntime's defaults
+ *   (spinning); the limit per chunk is the faster of the two, and
+
+ * - ultralytics `predict` with the same ONNX model on the same images (a resident Python process
+ *   in the pinned venv, so its imports and model load are not timed).
+ *
+ * The machine is shared, so the three are measured in interleaved chunks of CHUNK images (bare,
+ * loupe, ultralytics, in an order rotated every chunk), and each comparison is the median over chunks of the
+ * ratio between neighbouring measurements: background load then hits both sides of a ratio alike.
+ * loupe is measured two ways: serial latency (await each image) and pipelined throughput (the next
+ * image decodes while the current one infers, as `loupe detect` and the inference component run).
+ * Then a best-of-N pass (frame by frame, interleaved): the fastest sample of each is the nearest
+ * to an idle core and gives the stable ratios. Targets: loupe's images/s within 8% of bare
+ * session.run (ratio >= 0.92), and at least 1.2x ultralytics' images/s, checked both ways.
  */
 
-const ROUNDS = Number(process.env.LOUPE_BENCH_ROUNDS ?? 3);
-const IMAGES = Number(process.env.LOUPE_BENCH_IMAGES ?? 40);
+const CHUNK = Number(process.env.LOUPE_BENCH_CHUNK ?? 8);
+const CHUNKS = Number(process.env.LOUPE_BENCH_CHUNKS ?? 10);
+const BEST_OF = Number(process.env.LOUPE_BENCH_BEST_OF ?? 40);
+const BEST_OF_PY = 40;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -27,74 +42,55 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-async function bareRun(model: string, files: string[]): Promise<number> {
-  // Same session options as the Detector; one real image as the ready tensor.
-  const session = await ort.InferenceSession.create(model, { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
-  try {
-    const det = await Detector.load(model);
-    const info = det.info;
-    await det.dispose();
-    const img = await decodeImage(files[0]);
-    const plan = inputPlan(img.width, img.height, info, 'predict');
-    const data = new Float32Array(3 * plan.geometry.outW * plan.geometry.outH);
-    new TensorWriter().write(img, plan.geometry, data);
-    const t = new ort.Tensor('float32', data, [1, 3, plan.geometry.outH, plan.geometry.outW]);
-    for (let i = 0; i < 3; i++) await session.run({ [info.inputName]: t });
-    const t0 = performance.now();
-    for (let i = 0; i < files.length; i++) await session.run({ [info.inputName]: t });
-    return (performance.now() - t0) / files.length;
-  } finally {
-    await session.release();
-  }
-}
-
-/** Serial latency (one image at a time) and pipelined throughput (next image decoding meanwhile). */
-async function loupe(model: string, files: string[]): Promise<{ latencyMs: number; pipelinedMs: number; stages: Record<string, number> }> {
-  const det = await Detector.load(model);
-  try {
-    await det.warmup();
-    for (const f of files.slice(0, 3)) await det.detect(f);
-    const stages = { decodeMs: 0, preprocessMs: 0, inferenceMs: 0, postprocessMs: 0 };
-    let t0 = performance.now();
-    for (const f of files) {
-      const r = await det.detect(f);
-      for (const k of Object.keys(stages) as Array<keyof typeof stages>) stages[k] += r.timings[k] / files.length;
-    }
-    const latencyMs = (performance.now() - t0) / files.length;
-    // As `loupe detect` and the inference component run it: the next image decodes while one infers.
-    t0 = performance.now();
-    let next = det.detect(files[0]);
-    for (let i = 0; i < files.length; i++) {
-      const cur = next;
-      if (i + 1 < files.length) next = det.detect(files[i + 1]);
-      await cur;
-    }
-    const pipelinedMs = (performance.now() - t0) / files.length;
-    return { latencyMs, pipelinedMs, stages };
-  } finally {
-    await det.dispose();
-  }
-}
-
-async function ultralyticsPredict(model: string, files: string[]): Promise<{ perImageMs: number; speed: Record<string, number> }> {
-  const code = `
-import json, time, sys
+const PY = `
+import json, sys, time
 from ultralytics import YOLO
-files = json.loads(${JSON.stringify(JSON.stringify(files))})
-m = YOLO(${JSON.stringify(model)}, task='detect')
-for f in files[:3]:
-    m.predict(f, verbose=False)
-sp = {'preprocess': 0.0, 'inference': 0.0, 'postprocess': 0.0}
-t0 = time.perf_counter()
-for f in files:
-    r = m.predict(f, verbose=False)[0]
-    for k in sp:
-        sp[k] += r.speed[k] / len(files)
-dt = (time.perf_counter() - t0) / len(files) * 1000
-sys.stdout.write('\\n@@' + json.dumps({'perImageMs': dt, 'speed': sp}) + '\\n')
+m = YOLO(sys.argv[1], task='detect')
+for line in sys.stdin:
+    files = json.loads(line)
+    if not files:
+        break
+    t0 = time.perf_counter()
+    sp = {'preprocess': 0.0, 'inference': 0.0, 'postprocess': 0.0}
+    best = float('inf')
+    for f in files:
+        t1 = time.perf_counter()
+        r = m.predict(f, verbose=False)[0]
+        best = min(best, (time.perf_counter() - t1) * 1000)
+        for k in sp:
+            sp[k] += r.speed[k] / len(files)
+    dt = (time.perf_counter() - t0) / len(files) * 1000
+    sys.stdout.write('@@' + json.dumps({'ms': dt, 'min': best, 'speed': sp}) + '\\n')
+    sys.stdout.flush()
 `;
-  const out = await runPython(code, { timeoutMs: 1_800_000, cwd: '/tmp', env: { YOLO_OFFLINE: 'true', YOLO_AUTOINSTALL: 'false', YOLO_VERBOSE: 'false' } });
-  return JSON.parse(out.slice(out.lastIndexOf('\n@@') + 3)) as { perImageMs: number; speed: Record<string, number> };
+
+/** ultralytics predict in a resident process: send a chunk of files, get ms/image back. */
+class UltralyticsWorker {
+  private lines: AsyncIterableIterator<string>;
+  private constructor(private readonly child: ChildProcessWithoutNullStreams) {
+    this.lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  }
+
+  static async start(model: string): Promise<UltralyticsWorker> {
+    const py = venvPython(await ensureVenv());
+    const child = spawn(py, ['-c', PY, model], { cwd: '/tmp', env: offlinePythonEnv({ YOLO_VERBOSE: 'false' }) });
+    child.stderr.resume();
+    return new UltralyticsWorker(child);
+  }
+
+  async run(files: string[]): Promise<{ ms: number; min: number; speed: Record<string, number> }> {
+    this.child.stdin.write(`${JSON.stringify(files)}\n`);
+    for (;;) {
+      const { value, done } = await this.lines.next();
+      if (done) throw new Error('ultralytics worker exited');
+      if (value.startsWith('@@')) return JSON.parse(value.slice(2)) as { ms: number; min: number; speed: Record<string, number> };
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.child.stdin.end('[]\n');
+    await new Promise((r) => this.child.once('close', r));
+  }
 }
 
 const entry: BenchEntry = {
@@ -102,51 +98,149 @@ const entry: BenchEntry = {
   async run(): Promise<BenchReport> {
     const model = await fixtureModel('metal-tags');
     const dir = join(sharedDataset('metal-tags'), 'bad');
-    const files = readdirSync(dir)
+    const all = readdirSync(dir)
       .sort()
-      .slice(0, IMAGES)
       .map((f) => join(dir, f));
+    const load0 = loadavg()[0];
+
+    // Bare sessions: the Detector's options and onnxruntime's defaults; one real image as the ready tensor.
+    const session = await ort.InferenceSession.create(model, detectorSessionOptions());
+    const sessionDefault = await ort.InferenceSession.create(model, { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+    const det = await Detector.load(model);
+    const img = await decodeImage(all[0]);
+    const plan = inputPlan(img.width, img.height, det.info, 'predict');
+    const ready = new Float32Array(3 * plan.geometry.outW * plan.geometry.outH);
+    new TensorWriter().write(img, plan.geometry, ready);
+    const tensor = new ort.Tensor('float32', ready, [1, 3, plan.geometry.outH, plan.geometry.outW]);
+    const feeds = { [det.info.inputName]: tensor };
+    const py = await UltralyticsWorker.start(model);
+
     const bare: number[] = [];
-    const lat: number[] = [];
-    const pipe: number[] = [];
+    const bareSame: number[] = [];
+    const bareDefault: number[] = [];
+    const serial: number[] = [];
+    const piped: number[] = [];
     const ultra: number[] = [];
-    let stages: Record<string, number> = {};
-    let ultraSpeed: Record<string, number> = {};
-    for (let r = 0; r < ROUNDS; r++) {
-      bare.push(await bareRun(model, files));
-      const l = await loupe(model, files);
-      lat.push(l.latencyMs);
-      pipe.push(l.pipelinedMs);
-      stages = l.stages;
-      const u = await ultralyticsPredict(model, files);
-      ultra.push(u.perImageMs);
-      ultraSpeed = u.speed;
-      process.stderr.write(`bench 01-detect round ${r + 1}/${ROUNDS}: bare ${bare[r].toFixed(1)} ms, loupe ${lat[r].toFixed(1)} ms serial / ${pipe[r].toFixed(1)} ms pipelined, ultralytics ${ultra[r].toFixed(1)} ms\n`);
+    const stages = { decodeMs: 0, preprocessMs: 0, inferenceMs: 0, postprocessMs: 0 };
+    const best = { bare: Infinity, total: Infinity, decode: Infinity, preprocess: Infinity, inference: Infinity, postprocess: Infinity, ultralytics: 0, ultralyticsMin: 0 };
+    const uSpeed = { preprocess: 0, inference: 0, postprocess: 0 };
+    try {
+      // warm all three
+      for (let i = 0; i < 3; i++) await session.run(feeds);
+      for (let i = 0; i < 3; i++) await sessionDefault.run(feeds);
+      await det.warmup();
+      for (const f of all.slice(0, 3)) await det.detect(f);
+      await py.run(all.slice(0, 3));
+
+      for (let c = 0; c < CHUNKS; c++) {
+        const files = Array.from({ length: CHUNK }, (_, i) => all[(c * CHUNK + i) % all.length]);
+        const steps: Array<() => Promise<void>> = [
+          async () => {
+            const t0 = performance.now();
+            for (let i = 0; i < CHUNK; i++) await session.run(feeds);
+            bareSame[c] = (performance.now() - t0) / CHUNK;
+          },
+          async () => {
+            const t0 = performance.now();
+            for (let i = 0; i < CHUNK; i++) await sessionDefault.run(feeds);
+            bareDefault[c] = (performance.now() - t0) / CHUNK;
+          },
+          async () => {
+            const t0 = performance.now();
+            let next = det.detect(files[0]);
+            for (let i = 0; i < CHUNK; i++) {
+              const cur = next;
+              if (i + 1 < CHUNK) next = det.detect(files[i + 1]);
+              await cur;
+            }
+            piped[c] = (performance.now() - t0) / CHUNK;
+          },
+          async () => {
+            const t0 = performance.now();
+            for (const f of files) {
+              const r = await det.detect(f);
+              for (const k of Object.keys(stages) as Array<keyof typeof stages>) stages[k] += r.timings[k] / (CHUNK * CHUNKS);
+            }
+            serial[c] = (performance.now() - t0) / CHUNK;
+          },
+          async () => {
+            const u = await py.run(files);
+            ultra[c] = u.ms;
+            for (const k of Object.keys(uSpeed) as Array<keyof typeof uSpeed>) uSpeed[k] += u.speed[k] / CHUNKS;
+          },
+        ];
+        // Rotate the order every chunk so no variant always follows the same neighbour.
+        for (let k = 0; k < steps.length; k++) await steps[(k + c) % steps.length]();
+        bare[c] = Math.min(bareSame[c], bareDefault[c]);
+        process.stderr.write(`bench 01-detect chunk ${c + 1}/${CHUNKS}: bare ${bareSame[c].toFixed(1)} / ${bareDefault[c].toFixed(1)} (defaults) ms, loupe ${piped[c].toFixed(1)} pipelined / ${serial[c].toFixed(1)} serial, ultralytics ${ultra[c].toFixed(1)} ms per image\n`);
+      }
+      // Best-of-N, interleaved frame by frame: the least disturbed sample of each is the closest
+      // this shared box gets to an idle core, so these ratios are the stable ones.
+      for (let i = 0; i < BEST_OF; i++) {
+        const f = all[i % all.length];
+        let t0 = performance.now();
+        await session.run(feeds);
+        best.bare = Math.min(best.bare, performance.now() - t0);
+        t0 = performance.now();
+        const r = await det.detect(f);
+        best.total = Math.min(best.total, performance.now() - t0);
+        best.decode = Math.min(best.decode, r.timings.decodeMs);
+        best.preprocess = Math.min(best.preprocess, r.timings.preprocessMs);
+        best.inference = Math.min(best.inference, r.timings.inferenceMs);
+        best.postprocess = Math.min(best.postprocess, r.timings.postprocessMs);
+      }
+      const u = await py.run(all.slice(0, BEST_OF_PY));
+      best.ultralytics = u.ms;
+      best.ultralyticsMin = u.min;
+    } finally {
+      await py.stop();
+      await det.dispose();
+      await session.release();
+      await sessionDefault.release();
     }
+
     const ips = (ms: number): number => +(1000 / ms).toFixed(2);
-    const bareMs = median(bare);
-    const pipeMs = median(pipe);
-    const latMs = median(lat);
-    const ultraMs = median(ultra);
-    const vsBare = ips(pipeMs) / ips(bareMs);
-    const vsUltra = ips(pipeMs) / ips(ultraMs);
+    const r2 = (x: number): number => +x.toFixed(2);
+    const pairwise = (a: number[], b: number[]): number => median(a.map((v, i) => b[i] / v)); // images/s ratio a vs b
+    const vsBare = pairwise(piped, bare); // (1/piped) / (1/bare)
+    const serialVsBare = pairwise(serial, bare);
+    const vsUltra = pairwise(piped, ultra);
     return {
       entry: '01-detect',
-      machine: { onnxruntimeNode: ort.env.versions?.node ?? 'unknown', model: 'models/metal-tags/model.onnx (YOLOv8n, 480x480, float32)', images: `${files.length} metal-tags images (450x300 JPEG)`, rounds: ROUNDS },
+      machine: {
+        onnxruntimeNode: ort.env.versions?.node ?? 'unknown',
+        model: 'models/metal-tags/model.onnx (YOLOv8n, 480x480, float32, onnxruntime CPU, default threads)',
+        images: `${CHUNK * CHUNKS} frames: metal-tags 450x300 JPEGs, in ${CHUNKS} interleaved chunks of ${CHUNK}`,
+        loadAverage1m: { start: r2(load0), end: r2(loadavg()[0]) },
+      },
       results: {
-        bareSessionRun: { msPerImage: +bareMs.toFixed(2), imagesPerS: ips(bareMs), rounds: bare.map((v) => +v.toFixed(2)) },
-        loupeDetectPipelined: { msPerImage: +pipeMs.toFixed(2), imagesPerS: ips(pipeMs), rounds: pipe.map((v) => +v.toFixed(2)) },
-        loupeDetectSerialLatency: { msPerImage: +latMs.toFixed(2), imagesPerS: ips(latMs), stagesMs: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, +v.toFixed(2)])), rounds: lat.map((v) => +v.toFixed(2)) },
-        ultralyticsPredict: { msPerImage: +ultraMs.toFixed(2), imagesPerS: ips(ultraMs), speedMs: Object.fromEntries(Object.entries(ultraSpeed).map(([k, v]) => [k, +v.toFixed(2)])), rounds: ultra.map((v) => +v.toFixed(2)) },
+        bareSessionRun: { msPerImage: r2(median(bare)), imagesPerS: ips(median(bare)), note: 'per chunk the faster of the two bare sessions below', chunks: bare.map(r2) },
+        bareSessionRunDetectorOptions: { msPerImage: r2(median(bareSame)), imagesPerS: ips(median(bareSame)), chunks: bareSame.map(r2) },
+        bareSessionRunOnnxruntimeDefaults: { msPerImage: r2(median(bareDefault)), imagesPerS: ips(median(bareDefault)), chunks: bareDefault.map(r2) },
+        loupeDetectPipelined: { msPerImage: r2(median(piped)), imagesPerS: ips(median(piped)), chunks: piped.map(r2) },
+        loupeDetectSerial: { msPerImage: r2(median(serial)), imagesPerS: ips(median(serial)), meanStagesMs: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, r2(v)])), chunks: serial.map(r2) },
+        ultralyticsPredict: { msPerImage: r2(median(ultra)), imagesPerS: ips(median(ultra)), meanSpeedMs: Object.fromEntries(Object.entries(uSpeed).map(([k, v]) => [k, r2(v)])), chunks: ultra.map(r2) },
+        bestOf: {
+          samples: BEST_OF,
+          bareSessionRunMs: r2(best.bare),
+          loupeDetectMs: r2(best.total),
+          loupeStagesMs: { decode: r2(best.decode), preprocess: r2(best.preprocess), inference: r2(best.inference), postprocess: r2(best.postprocess) },
+          ultralyticsPredictMs: r2(best.ultralyticsMin),
+          loupeVsBareImagesPerS: +(best.bare / best.total).toFixed(3),
+          loupeVsUltralyticsImagesPerS: +(best.ultralyticsMin / best.total).toFixed(3),
+        },
         ratios: {
-          loupeVsBareImagesPerS: +vsBare.toFixed(3),
-          loupeSerialLatencyOverBare: +(latMs / bareMs).toFixed(3),
-          loupeVsUltralyticsImagesPerS: +vsUltra.toFixed(3),
+          loupePipelinedVsBareImagesPerS: +vsBare.toFixed(3),
+          loupeSerialVsBareImagesPerS: +serialVsBare.toFixed(3),
+          loupePipelinedVsUltralyticsImagesPerS: +vsUltra.toFixed(3),
+          loupeSerialVsUltralyticsImagesPerS: +pairwise(serial, ultra).toFixed(3),
         },
       },
       targets: [
-        { name: 'loupe detect images/s relative to bare session.run', value: +vsBare.toFixed(3), target: '>= 0.92 (within 8%)', met: vsBare >= 0.92 },
-        { name: 'loupe detect images/s relative to ultralytics predict', value: +vsUltra.toFixed(3), target: '>= 1.2', met: vsUltra >= 1.2 },
+        { name: 'best-of-N: loupe detect (serial, decode included) images/s relative to bare session.run', value: +(best.bare / best.total).toFixed(3), target: '>= 0.92 (within 8%)', met: best.bare / best.total >= 0.92 },
+        { name: 'best-of-N: loupe detect images/s relative to ultralytics predict', value: +(best.ultralyticsMin / best.total).toFixed(3), target: '>= 1.2', met: best.ultralyticsMin / best.total >= 1.2 },
+        { name: 'interleaved medians: loupe detect (pipelined) images/s relative to bare session.run', value: +vsBare.toFixed(3), target: '>= 0.92 (within 8%)', met: vsBare >= 0.92 },
+        { name: 'interleaved medians: loupe detect (pipelined) images/s relative to ultralytics predict', value: +vsUltra.toFixed(3), target: '>= 1.2', met: vsUltra >= 1.2 },
       ],
     };
   },

@@ -51,8 +51,9 @@ export interface EdgeStackOptions {
   /** reuse an object store / broker started elsewhere (the cloud loop) */
   objectStore?: ObjectStore;
   broker?: EmbeddedBroker;
-  /** fixed port for the object store this stack starts (so a test can stop and restart it) */
+  /** fixed ports for the object store / broker this stack starts (so a test can stop and restart them) */
   objectStorePort?: number;
+  brokerPort?: number;
   /** health timeout for the deployment, s */
   healthTimeoutSeconds?: number;
   log?: Logger;
@@ -155,7 +156,7 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
   const cleanups: (() => Promise<unknown>)[] = [];
   const stack = new EventEmitter() as EdgeStack;
   try {
-    const broker = opts.broker ?? (await startBroker({ logger: log.child({ module: 'broker' }) }));
+    const broker = opts.broker ?? (await startBroker({ port: opts.brokerPort ?? 0, logger: log.child({ module: 'broker' }) }));
     if (!opts.broker) cleanups.push(() => broker.stop());
     const objectStore =
       opts.objectStore ??

@@ -91,8 +91,13 @@ beforeAll(async () => {
   const ds = sharedDataset('metal-tags');
   bad = (await readdir(join(ds, 'bad'))).sort().map((f) => join(ds, 'bad', f));
   good = (await readdir(join(ds, 'good'))).sort().map((f) => join(ds, 'good', f));
+  // Ports below the kernel's ephemeral range: the scenarios stop and restart the object store and
+  // the broker on their ports, and a port-0 listener elsewhere (tests run in parallel) cannot take them meanwhile.
+  const base = 10_000 + Math.floor(Math.random() * 4_000) * 2;
   stack = await startEdgeStack({
     root: join(root, 'stack'),
+    objectStorePort: base,
+    brokerPort: base + 1,
     source: { type: 'folder', path: watchDir, mode: 'watch', pollMs: 100 },
     fps: 8,
     config: {
@@ -201,7 +206,8 @@ describe('loupe suite on the local nucleus', () => {
     const results = await waitResults(from, from + n);
     const fails = results.filter((r) => r.verdict === 'fail');
     expect(fails.length).toBeGreaterThan(0);
-    await until(async () => (await spoolPending()) === fails.length, 30_000, 'the spool to hold every selected image');
+    const diag = async () => `the spool to hold every selected image (spool ${await spoolPending()}, failed frames ${fails.length}, uploader ${JSON.stringify(stack.telemetry.uploader ?? {})})`;
+    await until(async () => (await spoolPending()) === fails.length, 60_000, diag);
     await until(() => Number(stack.telemetry.uploader?.attemptsFailed ?? 0) > 0, 20_000, 'failed upload attempts in telemetry');
     store = await startObjectStore({ dir: store.dir, port: store.port, credentials: LOCAL_STACK_CREDENTIALS });
     await until(async () => (await spoolPending()) === 0, 60_000, 'the spool to drain');

@@ -36,7 +36,7 @@ export function ensureBuilt(): void {
   }
 }
 
-export async function until<T>(fn: () => T | Promise<T>, timeoutMs: number, what: string, everyMs = 100): Promise<NonNullable<T>> {
+export async function until<T>(fn: () => T | Promise<T>, timeoutMs: number, what: string | (() => string | Promise<string>), everyMs = 100): Promise<NonNullable<T>> {
   const t0 = Date.now();
   let last: unknown;
   for (;;) {
@@ -46,7 +46,7 @@ export async function until<T>(fn: () => T | Promise<T>, timeoutMs: number, what
     } catch (e) {
       last = e;
     }
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : await what()}${last ? `: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }

@@ -86,7 +86,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   const metal = sharedDataset('metal-tags');
   if (!existsSync(join(metal, 'labels.csv'))) throw new LoupeError('DEMO_NO_DATA', 'the metal-tags data set is missing (LOUPE_SHARED points elsewhere?)', { input: metal });
   const uploadsWanted = o.uploads ?? (o.fast ? 12 : 40);
-  const epochs = o.epochs ?? (o.fast ? 1 : 5);
+  // Full size: a time budget rather than a fixed epoch count, so the demo fits its 15 minutes on
+  // a slow or busy machine (ultralytics fits as many epochs as the budget allows, keeps the best).
+  const epochs = o.epochs ?? (o.fast ? 1 : 30);
+  const trainMinutes = o.fast || o.epochs ? undefined : 7;
   const fps = o.fps ?? (o.fast ? 3 : 2);
   let stack: EdgeStack | undefined;
   const stops: (() => Promise<unknown>)[] = [];
@@ -161,7 +164,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
         storage: { endpoint: objectStore.endpoint, region: objectStore.region, bucket: 'loupe', prefix: 'incoming/', forcePathStyle: true, credentials: { accessKeyId: LOCAL_STACK_CREDENTIALS.accessKeyId, secretAccessKey: LOCAL_STACK_CREDENTIALS.secretAccessKey } },
         history: { labelsCsv: join(metal, 'labels.csv'), imagesDir: metal },
         labeling: { backend: 'simulated', workersPerImage: 3, cap: uploadsWanted, noise: 0.03, missRate: 0.05, falsePositiveRate: 0.05, seed: 7 },
-        train: { epochs, imgsz: 480, batch: 16, patience: 50, seed: 0, workers: 2, device: 'cpu' },
+        train: { epochs, ...(trainMinutes ? { timeMinutes: trainMinutes } : {}), imgsz: 480, batch: 16, patience: 50, seed: 0, workers: 2, device: 'cpu' },
         gate: { metric: 'map50', threshold: 0.5, tolerance: 0.02, split: 'test' },
         fleet: { backend: 'local', nucleusRoot: stack.nucleus.root, thingName: stack.thingName, mqttUrl: broker.url, minResults: 1, confirmTimeoutSeconds: 180, deployTimeoutSeconds: 300 },
       } satisfies LoopConfigInput,

@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { pathToFileURL } from 'node:url';
+import { chromium } from 'playwright-core';
+import { projectRoot } from '../../components/common/paths.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runGate, writeGateReport, gateSummary } from '../../cloud/gate/gate.js';
@@ -41,6 +44,21 @@ describe("quality gate with loupe's evaluator on the metal-tags test split", () 
     expect(html).toContain('REJECTED');
     expect((html.match(/<polyline/g) ?? []).length).toBe(2); // challenger and champion PR curves (one class)
     expect(html).not.toMatch(/<script|src=|href=/i);
+    // As a person sees it: rendered by Chromium, kept as a test artefact.
+    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+    try {
+      const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
+      const requests: string[] = [];
+      page.on('request', (r) => requests.push(r.url()));
+      await page.goto(pathToFileURL(paths.html).href);
+      expect(await page.locator('.verdict').textContent()).toBe('REJECTED');
+      expect(await page.locator('svg polyline').count()).toBe(2);
+      expect(requests).toEqual([pathToFileURL(paths.html).href]); // nothing fetched besides the page
+      await mkdir(join(projectRoot, 'test-artifacts'), { recursive: true });
+      await page.screenshot({ path: join(projectRoot, 'test-artifacts', 'gate-report-rejected.png'), fullPage: true });
+    } finally {
+      await browser.close();
+    }
     const json = JSON.parse(readFileSync(paths.json, 'utf8'));
     expect(json.challenger.curves[0].recall.length).toBe(1000);
     expect(gateSummary(report, paths.json)).toMatchObject({ passed: false, metric: 'map50', championRef: 'metal-tags:1', threshold: 0.5, tolerance: 0.02 });

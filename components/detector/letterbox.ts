@@ -59,6 +59,7 @@ export function letterboxGeometry(srcW: number, srcH: number, shape: readonly [n
 /**
  * The validator's image size for one image (data/base.py BaseDataset.load_image, rect_mode):
  * long side to `imgsz` with math.ceil on the short side, capped at imgsz; unchanged when r == 1.
+ * 8.3.253 resizes with INTER_LINEAR both ways (older releases used INTER_AREA when shrinking).
  */
 export function valLoadSize(w0: number, h0: number, imgsz: number): [number, number] {
   const r = imgsz / Math.max(h0, w0);

@@ -36,7 +36,7 @@ describe('Detector', () => {
   it('exposes what the model is', () => {
     expect(det.info).toMatchObject({ names: ['scratch'], imgsz: [480, 480], stride: 32, dynamic: false, nmsExport: false, fp16: false, inputName: 'images', outputName: 'output0' });
     expect(Object.isFrozen(det.info)).toBe(true);
-  });
+  }, 600_000);
 
   it('gives the same result for a path, encoded bytes and decoded RGB', async () => {
     const a = await det.detect(images[0]);
@@ -55,14 +55,14 @@ describe('Detector', () => {
     }
     for (const k of ['decodeMs', 'preprocessMs', 'inferenceMs', 'postprocessMs', 'totalMs'] as const) expect(a.timings[k]).toBeGreaterThanOrEqual(0);
     expect(a.timings.inferenceMs).toBeGreaterThan(0);
-  });
+  }, 600_000);
 
   it('is safe under concurrent calls (results equal the serial ones, in any interleaving)', async () => {
     const serial = [];
     for (const f of images) serial.push((await det.detect(f)).detections);
     const mixed = await Promise.all([...images, ...images].map((f, i) => det.detect(f, i % 2 ? { conf: 0.25 } : {})));
     mixed.forEach((r, i) => expect(r.detections).toEqual(serial[i % images.length]));
-  });
+  }, 600_000);
 
   it('keeps one image size cache from leaking into the next (different sizes back to back)', async () => {
     const small = join(tmp, 'crop.png');
@@ -72,7 +72,7 @@ describe('Detector', () => {
     await det.detect(small);
     const after = await det.detect(images[1]);
     expect(after.detections).toEqual(before.detections);
-  });
+  }, 600_000);
 
   it('applies class filters and per-class thresholds by name or id', async () => {
     // an image where the model sees more than one class at conf 0.01
@@ -96,7 +96,7 @@ describe('Detector', () => {
     expect(strict.detections).toEqual(all.detections.filter((d) => d.name !== keep || d.conf > 0.5));
     const capped = await neu.detect(f, { conf: 0.01, maxDet: 2 });
     expect(capped.detections).toEqual(all.detections.slice(0, 2));
-  });
+  }, 600_000);
 
   it('val mode: multi-label at conf 0.001 (more boxes than predict at the same threshold)', async () => {
     const f = join(sharedDataset('neu-det'), 'IMAGES', readdirSync(join(sharedDataset('neu-det'), 'IMAGES')).sort()[700]);
@@ -104,7 +104,7 @@ describe('Detector', () => {
     const pred = await neu.detect(f, { mode: 'predict', conf: 0.001 });
     expect(val.detections.length).toBeGreaterThan(pred.detections.length);
     expect(val.detections.every((d) => d.conf > 0.001)).toBe(true);
-  });
+  }, 600_000);
 
   it('refuses bad options and bad images with errors that name them', async () => {
     const cases: Array<[() => Promise<unknown>, RegExp]> = [
@@ -126,14 +126,14 @@ describe('Detector', () => {
     }
     // and keeps working afterwards
     expect((await det.detect(images[0])).detections.length).toBeGreaterThan(0);
-  });
+  }, 600_000);
 
   it('refuses work after dispose', async () => {
     const d = await Detector.load(await fixtureModel('metal-tags'));
     await d.warmup();
     await d.dispose();
     await expect(d.detect(images[0])).rejects.toThrow(/was disposed/);
-  });
+  }, 600_000);
 });
 
 describe('loupe detect', () => {
@@ -156,7 +156,7 @@ describe('loupe detect', () => {
     expect(r.stderr).toContain('loupe: 3 images could not be read');
     const ref = await det.detect(images[0]);
     expect(lines[0].detections).toEqual(ref.detections);
-  });
+  }, 600_000);
 
   it('takes --classes, --class-conf, --max-det, --conf, --iou; refuses bad values before running', async () => {
     const model = await fixtureModel('metal-tags');
@@ -178,11 +178,11 @@ describe('loupe detect', () => {
       expect(r.stdout).toBe('');
       expect(r.stderr).toMatch(msg);
     }
-  });
+  }, 600_000);
 
   it('prints a readable summary without --json', async () => {
     const r = await runCli(['detect', images[0], '--model', await fixtureModel('metal-tags')]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^.*\(450x300\): \d+ detections?\n {2}scratch 0\.\d{3} \[/);
-  });
+  }, 600_000);
 });

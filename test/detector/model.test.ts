@@ -104,12 +104,12 @@ describe('model metadata', () => {
       const info = modelInfoFromBytes(await readFile(path), path);
       expect(info, name).toMatchObject({ ...want, stride: 32, task: 'detect', inputName: 'images', outputName: 'output0' });
     }
-  });
+  }, 600_000);
 
   it('parses names with either quote style', async () => {
     const info = modelInfoFromBytes(await readFile(bad['double-quoted']), bad['double-quoted']);
     expect(info.names).toEqual(["it's a scratch"]);
-  });
+  }, 600_000);
 
   it('runs a model without metadata when --names is given (imgsz from the fixed input)', async () => {
     const det = await Detector.load(bad['no-meta'], { names: ['scratch'] });
@@ -124,7 +124,7 @@ describe('model metadata', () => {
       await det.dispose();
       await ref.dispose();
     }
-  });
+  }, 600_000);
 
   it('runs a dynamic model without metadata when --imgsz and --names are given', async () => {
     const det = await Detector.load(bad['dyn-no-meta'], { names: ['scratch'], imgsz: 470 });
@@ -135,7 +135,7 @@ describe('model metadata', () => {
     } finally {
       await det.dispose();
     }
-  });
+  }, 600_000);
 });
 
 describe('model refusals', () => {
@@ -161,13 +161,13 @@ describe('model refusals', () => {
       const e = await refusal(bad[file], opts);
       expect(e.code).toMatch(code);
       expect(e.message.length).toBeGreaterThan(bad[file].length + 20);
-    });
+    }, 600_000);
   }
 
   it('refuses a missing file', async () => {
     const e = await refusal(join(tmp, 'nope.onnx'));
     expect(e.code).toBe('MODEL_MISSING');
-  });
+  }, 600_000);
 
   it('explains each refusal in words', async () => {
     expect((await refusal(bad.segment)).message).toMatch(/task is 'segment'.*detection models only/);
@@ -175,7 +175,7 @@ describe('model refusals', () => {
     expect((await refusal(bad.rank3)).message).toMatch(/rank 3.*expected \[batch, 3, height, width\]/);
     expect((await refusal(bad['no-meta'])).message).toMatch(/pass --names/);
     expect((await refusal(bad['dyn-no-meta'], { names: ['x'] })).message).toMatch(/pass --imgsz/);
-  });
+  }, 600_000);
 
   it('CLI: refusal message on stderr naming the model, exit 1, nothing on stdout', async () => {
     for (const [file, msg] of [
@@ -189,5 +189,5 @@ describe('model refusals', () => {
       expect(r.stderr).toContain(`loupe: ${bad[file]}: `);
       expect(r.stderr).toMatch(msg);
     }
-  });
+  }, 600_000);
 });

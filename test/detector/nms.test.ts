@@ -197,7 +197,7 @@ describe('NMS agrees with ultralytics non_max_suppression', () => {
     expect(ref[3].length).toBe(2);
     expect(ref[4].map((r) => r[5])).toEqual([0, 1]);
     expect(ref[6].length).toBe(4); // 0.6 + 0.55 on the first box, 0.002 + 0.3 on the second
-  });
+  }, 600_000);
 
   it('nms=True exports: threshold, max_det, then class filter', async () => {
     const rows: number[][] = [
@@ -224,7 +224,7 @@ describe('NMS agrees with ultralytics non_max_suppression', () => {
     expect(run(0.25, undefined, 300)).toEqual(ref[0]);
     expect(run(0.25, [1, 2], 300)).toEqual(ref[1]);
     expect(run(0.1, undefined, 2)).toEqual(ref[2]);
-  });
+  }, 600_000);
 
   it('per-class thresholds behave as ultralytics run at that class threshold, class by class', () => {
     // loupe addition: scratch at 0.6, others at 0.25. Classes never suppress each other (offset),
@@ -246,5 +246,5 @@ describe('NMS agrees with ultralytics non_max_suppression', () => {
     }
     expect(got).toEqual(want.sort());
     expect(got.some((s) => s.startsWith('0:'))).toBe(true);
-  });
+  }, 600_000);
 });

@@ -49,7 +49,7 @@ function firstDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 describe('pyRound and letterbox geometry', () => {
   it('rounds half to even like Python', () => {
     expect([0.5, 1.5, 2.5, 3.5, 2.4999, 2.5001, 7.9].map(pyRound)).toEqual([0, 2, 2, 4, 2, 3, 8]);
-  });
+  }, 600_000);
   it('centres with round(d - 0.1) / round(d + 0.1)', () => {
     // 450x300 into 480: r = 1.0667, unpadded 480x320, dh = 160 -> 80 / 80
     expect(letterboxGeometry(450, 300, [480, 480])).toMatchObject({ newW: 480, newH: 320, top: 80, left: 0, outW: 480, outH: 480 });
@@ -57,7 +57,7 @@ describe('pyRound and letterbox geometry', () => {
     expect(letterboxGeometry(100, 379, [480, 480])).toMatchObject({ newW: 127, newH: 480, left: 176, outW: 480 });
     expect(letterboxGeometry(100, 100, [64, 64], { scaleup: false })).toMatchObject({ newW: 64, newH: 64 });
     expect(letterboxGeometry(450, 300, [480, 480], { auto: true, stride: 32 })).toMatchObject({ outW: 480, outH: 320, top: 0 });
-  });
+  }, 600_000);
 });
 
 describe('resize', () => {
@@ -85,7 +85,7 @@ describe('resize', () => {
       const got = resizeLinear(rz, new Uint8Array(await readFile(c.src)), sw, sh, 3, dw, dh);
       expect(firstDiff(got, new Uint8Array(await readFile(c.dst))), `${sw}x${sh} -> ${dw}x${dh}`).toBe(-1);
     }
-  });
+  }, 600_000);
 });
 
 describe('decoding like cv2.imdecode(IMREAD_COLOR)', () => {
@@ -100,7 +100,7 @@ describe('decoding like cv2.imdecode(IMREAD_COLOR)', () => {
     }
     // orientation 6 turns the 450x300 landscape into a 300x450 portrait
     expect([made['exif6.jpg'].width, made['exif6.jpg'].height]).toEqual([300, 450]);
-  });
+  }, 600_000);
 });
 
 describe("input tensors equal ultralytics' (predict)", () => {
@@ -132,26 +132,26 @@ describe("input tensors equal ultralytics' (predict)", () => {
     const dir = join(sharedDataset('metal-tags'), 'bad');
     const files = readdirSync(dir).sort().slice(0, 3).map((f) => join(dir, f));
     await compare(await fixtureModel('metal-tags'), [...files, ...(await oddImages())]);
-  });
+  }, 600_000);
 
   it('neu-det (fixed 256, 200x200 grayscale-as-RGB upscaled)', async () => {
     const dir = join(sharedDataset('neu-det'), 'IMAGES');
     const files = readdirSync(dir).sort().filter((_, i) => i % 400 === 0).map((f) => join(dir, f));
     await compare(await fixtureModel('neu-det'), files);
-  });
+  }, 600_000);
 
   it('dynamic export: minimal stride-multiple rectangle (auto letterbox)', async () => {
     const dir = join(sharedDataset('metal-tags'), 'bad');
     const files = readdirSync(dir).sort().slice(10, 12).map((f) => join(dir, f));
     await compare(await fixtureModel('metal-tags-dynamic'), [...files, ...(await oddImages()).slice(2, 3)], { imgsz: 480 });
-  });
+  }, 600_000);
 
   it('fp16 export: half-precision input (uint8.half() / 255)', async () => {
     const dir = join(sharedDataset('metal-tags'), 'bad');
     const files = readdirSync(dir).sort().slice(20, 22).map((f) => join(dir, f));
     // includes the padding value 114/255 and every pixel value present, as half bits
     await compare(await fixtureModel('metal-tags-fp16'), files);
-  });
+  }, 600_000);
 });
 
 describe("input tensors equal the validator's (val)", () => {
@@ -186,6 +186,6 @@ describe("input tensors equal the validator's (val)", () => {
         const plan = inputPlan(img.width, img.height, mi, 'val');
         expect([plan.gain, plan.padX, plan.padY]).toEqual([c.ratio_pad[0][0], c.ratio_pad[1][0], c.ratio_pad[1][1]]);
       }
-    });
+    }, 600_000);
   }
 });

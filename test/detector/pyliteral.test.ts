@@ -39,7 +39,7 @@ describe('pyliteral', () => {
     const want = JSON.parse(await runPython(code)) as unknown[];
     const got = cases.map((c) => parsePyLiteral(c));
     for (let i = 0; i < cases.length; i++) expect(got[i], cases[i]).toEqual(want[i]);
-  });
+  }, 600_000);
 
   it('keeps int dict keys with parsePyLiteralEntries', () => {
     const v = parsePyLiteralEntries("{0: 'a', '0': 'b'}");
@@ -48,7 +48,7 @@ describe('pyliteral', () => {
       [0, 'a'],
       ['0', 'b'],
     ]);
-  });
+  }, 600_000);
 
   it('parses names dicts and lists into dense arrays', () => {
     expect(parsePyNames("{1: 'b', 0: 'a'}")).toEqual(['a', 'b']);
@@ -56,7 +56,7 @@ describe('pyliteral', () => {
     expect(() => parsePyNames("{0: 'a', 2: 'c'}", { input: 'm.onnx names' })).toThrow(/m\.onnx names: class names skip class id 1/);
     expect(() => parsePyNames("{'a': 'b'}")).toThrow(/non-integer key/);
     expect(() => parsePyNames('5')).toThrow(LoupeError);
-  });
+  }, 600_000);
 
   it('refuses what is not a literal, naming the input and the place', () => {
     const bad = ["{0: 'a'", "[1, 2", "'open", 'foo(1)', '1 2', '{[1]: 2}', "{'a' 1}", '01', '', "'a\nb'", '__import__("os")'];
@@ -71,12 +71,12 @@ describe('pyliteral', () => {
       expect((err as LoupeError).message, b).toMatch(/^labels\.csv row 3 annotations: not a Python literal: .+ \(offset \d+/);
       expect((err as LoupeError).code).toBe('PYLITERAL_SYNTAX');
     }
-  });
+  }, 600_000);
 
   it('does not let a __proto__ key reach the prototype', () => {
     const v = parsePyLiteral("{'__proto__': {'polluted': 1}}") as Record<string, unknown>;
     expect(Object.getPrototypeOf(v)).toBe(Object.prototype);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expect(Object.keys(v)).toEqual(['__proto__']);
-  });
+  }, 600_000);
 });

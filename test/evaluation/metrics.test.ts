@@ -106,7 +106,7 @@ describe('metrics agree with ultralytics', () => {
         expect(s.r[c]).toBeCloseTo(ref.r[c], 12);
       }
       expect(cm.matrix).toEqual(ref.cm);
-    });
+    }, 600_000);
   }
 });
 
@@ -114,15 +114,15 @@ describe('metric building blocks', () => {
   it('interp follows numpy at duplicates and ends', () => {
     expect(Array.from(interp([-1, 0, 0.5, 1, 1.5, 2, 3], [0, 1, 1, 2], [10, 20, 30, 40]))).toEqual([10, 10, 15, 30, 35, 40, 40]);
     expect(Array.from(interp([-1, 5], [0, 1], [1, 2], 0, 9))).toEqual([0, 9]);
-  });
+  }, 600_000);
   it('compute_ap: 101-point trapezoid, so a perfect detector scores 0.995 (as ultralytics: interp at recall 1 hits the appended 0)', () => {
     expect(computeAp([0.5, 1], [1, 1]).ap).toBeCloseTo(0.995, 12);
     expect(computeAp([0, 0], [0, 0]).ap).toBeCloseTo(0, 12);
-  });
+  }, 600_000);
   it('a class with labels but no predictions scores 0 and still counts in the mean', () => {
     const s = apPerClass(Uint8Array.from([1, 1, 1, 1, 1, 1, 1, 1, 1, 1]), Float32Array.of(0.9), Int32Array.of(0), Int32Array.of(0, 1));
     expect(s.classes).toEqual([0, 1]);
     expect(s.ap[0][0]).toBeGreaterThan(0.99);
     expect(s.ap[1]).toEqual(new Array(NIOU).fill(0));
-  });
+  }, 600_000);
 });

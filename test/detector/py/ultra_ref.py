@@ -103,14 +103,21 @@ def op_val_capture(a):
     caps = []
     limit = a["limit"]
 
+    class Enough(Exception):
+        pass
+
     class Capture(DetectionValidator):
         def preprocess(self, batch):
-            if len(caps) < limit:
-                caps.append((batch["im_file"][0], batch["img"][0].cpu().numpy().copy(), batch["ratio_pad"][0]))
+            caps.append((batch["im_file"][0], batch["img"][0].cpu().numpy().copy(), batch["ratio_pad"][0]))
+            if len(caps) >= limit:
+                raise Enough()  # the rest of the split is not needed
             return super().preprocess(batch)
 
     m = YOLO(a["model"], task="detect")
-    m.val(data=y, split=a["split"], imgsz=a["imgsz"], batch=1, plots=False, verbose=False, project=tmp, name="val", validator=Capture)
+    try:
+        m.val(data=y, split=a["split"], imgsz=a["imgsz"], batch=1, plots=False, verbose=False, project=tmp, name="val", validator=Capture)
+    except Enough:
+        pass
     out = []
     for i, (f, t, rp) in enumerate(caps):
         path = os.path.join(a["out"], f"v{i}.bin")

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isLoupeError, errorMessage } from '../components/common/errors.js';
 import { projectRoot } from '../components/common/paths.js';
-import { commandModules } from './commands/index.js';
+import { loadCommandModules } from './commands/index.js';
 
 /**
  * `loupe`: one command with sub-commands. Each sub-command lives in cli/commands/<name>.ts and
@@ -17,7 +17,7 @@ export async function main(argv: string[]): Promise<number> {
     .version(pkg.version)
     .showHelpAfterError()
     .exitOverride();
-  for (const mod of commandModules) mod.register(program);
+  for (const mod of await loadCommandModules(argv)) mod.register(program);
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;

@@ -1,11 +1,16 @@
 import type { Command } from 'commander';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { LoupeError, errorMessage } from '../../components/common/errors.js';
 
 /**
- * Every sub-command is a module in this folder exporting `register(program)`. They are found
- * at start-up rather than listed here, so adding a command touches only its own file.
+ * Every sub-command is a module in this folder, named for the command, exporting
+ * `register(program)`. Modules are found at start-up rather than listed, so adding a command
+ * touches only its own file. Only the module of the command being run is imported (the others
+ * pull in ONNX Runtime, the AWS SDK, ... and would cost start-up time and memory, e.g. for a
+ * long-running `loupe nucleus start`); help and unknown commands load them all. A module that
+ * fails to import is reported when its command is used and never takes the others down.
  */
 export interface CommandModule {
   register(program: Command): void;
@@ -14,9 +19,42 @@ export interface CommandModule {
 const here = dirname(fileURLToPath(import.meta.url));
 const ext = fileURLToPath(import.meta.url).endsWith('.ts') ? '.ts' : '.js';
 
-export const commandModules: CommandModule[] = await Promise.all(
-  readdirSync(here)
+function moduleNames(): string[] {
+  return readdirSync(here)
     .filter((f) => f.endsWith(ext) && !f.endsWith('.d.ts') && f !== `index${ext}`)
-    .sort()
-    .map(async (f) => (await import(pathToFileURL(join(here, f)).href)) as CommandModule),
-);
+    .map((f) => f.slice(0, -ext.length))
+    .sort();
+}
+
+async function load(name: string): Promise<CommandModule> {
+  try {
+    return (await import(pathToFileURL(join(here, name + ext)).href)) as CommandModule;
+  } catch (e) {
+    const failure = new LoupeError('CLI_MODULE_BROKEN', `the \`${name}\` command could not be loaded: ${errorMessage(e)}`);
+    return {
+      register(program) {
+        program
+          .command(name)
+          .description(`(unavailable: ${errorMessage(e).split('\n')[0]})`)
+          .allowUnknownOption()
+          .argument('[args...]')
+          .action(() => {
+            throw failure;
+          });
+      },
+    };
+  }
+}
+
+/** The modules needed for this command line: the named command's alone, or all of them. */
+export async function loadCommandModules(argv: string[]): Promise<CommandModule[]> {
+  const first = argv.slice(2).find((a) => !a.startsWith('-'));
+  const wantsHelp = argv.slice(2).some((a) => a === '-h' || a === '--help');
+  if (first && first !== 'help' && existsSync(join(here, first + ext))) {
+    // `loupe <cmd> --help` still needs only <cmd>; `loupe --help` needs all.
+    if (!wantsHelp || argv.slice(2).indexOf(first) < argv.slice(2).findIndex((a) => a === '-h' || a === '--help')) {
+      return [await load(first)];
+    }
+  }
+  return Promise.all(moduleNames().map(load));
+}

@@ -39,10 +39,10 @@ export interface DetectorLoadOptions extends ModelOverrides {
   /** onnxruntime intra-op threads (default: onnxruntime's choice, all cores). */
   threads?: number;
   /**
-   * Let onnxruntime's worker threads spin between frames (default false). The detector shares the
-   * device with the camera, uploader and nucleus, and between frames it decodes and letterboxes;
-   * spinning threads burn those cores. Measured on the 2-core dev box under load: median
-   * session.run 164 ms spinning vs 82 ms not (test/bench/01-detect also reports it).
+   * Let onnxruntime's worker threads spin between runs (default true, onnxruntime's own default).
+   * Spinning is ~7-10% faster on a quiet device (dev box: 45.7 vs 50.4 ms per 480 px frame), but
+   * when other processes compete for the cores it costs up to 2x (same box under load: 164 vs 82
+   * ms); set false on hosts shared with heavy work.
    */
   spinning?: boolean;
 }
@@ -53,7 +53,7 @@ export function detectorSessionOptions(opts: Pick<DetectorLoadOptions, 'threads'
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
     ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
-    extra: { session: { intra_op: { allow_spinning: opts.spinning ? '1' : '0' }, inter_op: { allow_spinning: opts.spinning ? '1' : '0' } } },
+    extra: { session: { intra_op: { allow_spinning: opts.spinning === false ? '0' : '1' }, inter_op: { allow_spinning: opts.spinning === false ? '0' : '1' } } },
   };
 }
 

@@ -4,14 +4,15 @@ import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { LoupeError } from '../../components/common/errors.js';
-import { fsyncDir, sha256, writeFileAtomic } from '../../components/common/fsutil.js';
+import { fsyncDir, sha256, sha256File, writeFileAtomic } from '../../components/common/fsutil.js';
 import { silentLogger } from '../../components/common/log.js';
 import { SPLIT_RULE, splitOf } from '../dataset/split.js';
-import type { LabelledImage, SplitName } from '../dataset/types.js';
+import type { Box, LabelledImage, SplitName } from '../dataset/types.js';
 import { writeYoloDataset } from '../dataset/yolo-write.js';
 import type { LabelStore, StoredLabelRecord } from '../labelstore/types.js';
 import { clipBox, gtToBox } from '../labeling/boxes.js';
 import type { ImageSource } from '../labeling/images.js';
+import { dedupeByContent } from './dedupe.js';
 
 /**
  * A data set snapshot as of time T: the APPROVED labels only (latest record per image as of T),
@@ -21,10 +22,18 @@ import type { ImageSource } from '../labeling/images.js';
  *
  *   await createSnapshot({ store, images, classes, asOf?, outDir })  → Snapshot
  *
- * The snapshot id comes from the records it contains: sha256 over the class names, the split
- * rule and, per image (sorted by source_ref), its source_ref, event_time, labeling_job and
- * boxes; `snap-` + its first 16 hex digits. The same approved records give the same id, whatever
- * T was, so re-running a snapshot (a resumed loop) finds the folder `outDir/<id>` and reuses it.
+ * One record per image content: images with the same bytes (sha256) under several refs, e.g. a
+ * device's upload of a reference photo, would otherwise land in different splits (a test image
+ * that is also a training image). The record first seen by the store is kept, the others are
+ * left out and listed in `duplicates` (see dedupe.ts). This reads every image, also when the
+ * snapshot turns out to exist already (the id depends on which records are kept).
+ *
+ * The snapshot id comes from the records it contains (the kept ones): sha256 over the class
+ * names, the split rule and, per image (sorted by source_ref), its source_ref, event_time,
+ * labeling_job and boxes; `snap-` + its first 16 hex digits. The same records give the same id,
+ * whatever T was, so re-running a snapshot (a resumed loop) finds the folder `outDir/<id>` and
+ * reuses it; a later copy of an image already in it changes nothing, so the folder is reused too
+ * (its `duplicates` list what was left out when it was built).
  * The folder is built under a temp name and renamed into place: it is whole or absent.
  */
 export interface SnapshotOptions {
@@ -47,6 +56,18 @@ export interface SnapshotRecord {
   labeling_job: string;
   split: SplitName;
   boxes: number;
+  /** sha256 of the image bytes */
+  sha256: string;
+}
+
+/** An approved record left out because an image with the same bytes is in the snapshot. */
+export interface SnapshotDuplicate {
+  sourceRef: string;
+  id: string;
+  /** source_ref of the record kept for these bytes */
+  duplicateOf: string;
+  duplicateOfId: string;
+  sha256: string;
 }
 
 export interface SnapshotManifest {
@@ -58,8 +79,10 @@ export interface SnapshotManifest {
   /** The YOLO writer's data set version (over ids, boxes and names). */
   datasetVersion: string;
   dataYaml: string;
-  counts: { images: number; boxes: number; backgrounds: number; train: number; val: number; test: number };
+  counts: { images: number; boxes: number; backgrounds: number; train: number; val: number; test: number; duplicates: number };
   records: SnapshotRecord[];
+  /** Approved records left out as byte-identical copies of a kept one, by source_ref. */
+  duplicates: SnapshotDuplicate[];
 }
 
 export interface Snapshot {
@@ -90,18 +113,58 @@ export async function createSnapshot(opts: SnapshotOptions): Promise<Snapshot> {
   const asOf = opts.asOf ?? Date.now() / 1000;
   if (!Number.isFinite(asOf)) throw new LoupeError('SNAPSHOT_BAD_TIME', `asOf must be epoch seconds, got ${asOf}`, { input: 'asOf' });
   if (!opts.classes.length) throw new LoupeError('SNAPSHOT_NO_CLASSES', 'a snapshot needs the class names', { input: 'classes' });
-  const records = await opts.store.latest({ asOf, status: 'APPROVED' });
-  if (records.length === 0) throw new LoupeError('SNAPSHOT_EMPTY', `no approved labels as of ${new Date(asOf * 1000).toISOString()}`, { input: 'asOf' });
-  const id = snapshotId(opts.classes, records);
+  const approved = await opts.store.latest({ asOf, status: 'APPROVED' });
+  if (approved.length === 0) throw new LoupeError('SNAPSHOT_EMPTY', `no approved labels as of ${new Date(asOf * 1000).toISOString()}`, { input: 'asOf' });
+  // Every approved record must be usable, kept or not (a copy does not hide a bad label).
+  const boxesOf = new Map<StoredLabelRecord, Box[]>();
+  for (const r of approved) {
+    boxesOf.set(
+      r,
+      r.annotations.map((b, i) => {
+        if (b.class_id >= opts.classes.length) {
+          throw new LoupeError('SNAPSHOT_BAD_CLASS', `box ${i} has class ${b.class_id}, but the snapshot has ${opts.classes.length} class(es)`, { input: r.source_ref });
+        }
+        const c = clipBox(gtToBox(b), r.image_width, r.image_height);
+        if (!c) throw new LoupeError('SNAPSHOT_BAD_BOX', `box ${i} has no area inside the image`, { input: r.source_ref });
+        return c;
+      }),
+    );
+  }
   const outDir = resolve(opts.outDir);
+  const cacheDir = opts.cacheDir ?? join(outDir, '.images');
+  const pathOf = new Map<StoredLabelRecord, string>();
+  const items: { record: StoredLabelRecord; sha256: string }[] = [];
+  for (const r of approved) {
+    const p = await opts.images.localPath(r.source_ref, cacheDir);
+    pathOf.set(r, p);
+    items.push({ record: r, sha256: await sha256File(p) });
+  }
+  const { kept, duplicates: dups } = await dedupeByContent(items, async (ref) => {
+    const h = await opts.store.history(ref);
+    return Math.min(...h.map((x) => x.event_time));
+  });
+  const records = kept.map((k) => k.record);
+  const digestOf = new Map(kept.map((k) => [k.record.source_ref, k.sha256]));
+  const duplicates: SnapshotDuplicate[] = dups.map((d) => ({
+    sourceRef: d.item.record.source_ref,
+    id: opts.images.idOf(d.item.record.source_ref),
+    duplicateOf: d.keeper.record.source_ref,
+    duplicateOfId: opts.images.idOf(d.keeper.record.source_ref),
+    sha256: d.item.sha256,
+  }));
+  if (duplicates.length) log.info({ duplicates: duplicates.length }, 'snapshot: leaving out byte-identical copies of images it holds');
+
+  const id = snapshotId(opts.classes, records);
   const dir = join(outDir, id);
   if (existsSync(join(dir, 'snapshot.json'))) {
     const manifest = readSnapshotManifest(dir);
+    // Written before snapshots left copies out: the same id means exactly these records, none left out.
+    manifest.duplicates ??= [];
+    manifest.counts.duplicates ??= 0;
     log.info({ snapshot: id, dir }, 'snapshot already exists; reusing it');
     return { id, dir, dataYaml: join(dir, 'data.yaml'), manifestPath: join(dir, 'snapshot.json'), manifest, created: false };
   }
 
-  const cacheDir = opts.cacheDir ?? join(outDir, '.images');
   const images: LabelledImage[] = [];
   const seen = new Map<string, string>();
   for (const r of records) {
@@ -109,15 +172,7 @@ export async function createSnapshot(opts: SnapshotOptions): Promise<Snapshot> {
     const dup = seen.get(imgId);
     if (dup) throw new LoupeError('SNAPSHOT_DUPLICATE_ID', `two images map to the id ${imgId}: ${dup} and ${r.source_ref}`, { input: r.source_ref });
     seen.set(imgId, r.source_ref);
-    const boxes = r.annotations.map((b, i) => {
-      if (b.class_id >= opts.classes.length) {
-        throw new LoupeError('SNAPSHOT_BAD_CLASS', `box ${i} has class ${b.class_id}, but the snapshot has ${opts.classes.length} class(es)`, { input: r.source_ref });
-      }
-      const c = clipBox(gtToBox(b), r.image_width, r.image_height);
-      if (!c) throw new LoupeError('SNAPSHOT_BAD_BOX', `box ${i} has no area inside the image`, { input: r.source_ref });
-      return c;
-    });
-    images.push({ id: imgId, imagePath: await opts.images.localPath(r.source_ref, cacheDir), width: r.image_width, height: r.image_height, boxes });
+    images.push({ id: imgId, imagePath: pathOf.get(r)!, width: r.image_width, height: r.image_height, boxes: boxesOf.get(r)! });
   }
 
   await mkdir(outDir, { recursive: true });
@@ -127,9 +182,9 @@ export async function createSnapshot(opts: SnapshotOptions): Promise<Snapshot> {
     const sorted = [...records].sort((a, b) => (a.source_ref < b.source_ref ? -1 : 1));
     const recs: SnapshotRecord[] = sorted.map((r) => {
       const imgId = opts.images.idOf(r.source_ref);
-      return { id: imgId, source_ref: r.source_ref, event_time: r.event_time, labeling_job: r.labeling_job, split: splitOf(imgId), boxes: r.annotations.length };
+      return { id: imgId, source_ref: r.source_ref, event_time: r.event_time, labeling_job: r.labeling_job, split: splitOf(imgId), boxes: r.annotations.length, sha256: digestOf.get(r.source_ref)! };
     });
-    const counts = { images: recs.length, boxes: recs.reduce((n, r) => n + r.boxes, 0), backgrounds: recs.filter((r) => r.boxes === 0).length, ...written.manifest.counts };
+    const counts = { images: recs.length, boxes: recs.reduce((n, r) => n + r.boxes, 0), backgrounds: recs.filter((r) => r.boxes === 0).length, ...written.manifest.counts, duplicates: duplicates.length };
     const manifest: SnapshotManifest = {
       snapshot: id,
       asOf,
@@ -140,6 +195,7 @@ export async function createSnapshot(opts: SnapshotOptions): Promise<Snapshot> {
       dataYaml: 'data.yaml',
       counts,
       records: recs,
+      duplicates,
     };
     // data.yaml carries an absolute `path`: point it at the final folder before the rename.
     const yaml = readFileSync(join(tmp, 'data.yaml'), 'utf8').replace(/^path: .*$/m, `path: ${dir}`);

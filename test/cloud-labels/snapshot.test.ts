@@ -1,8 +1,10 @@
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import sharp from 'sharp';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256 } from '../../components/common/fsutil.js';
 import { sharedDataset } from '../../components/common/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { splitOf } from '../../cloud/dataset/split.js';
@@ -45,7 +47,7 @@ describe('uploads → ingest → simulated labelling with verification → snaps
     const s1 = await createSnapshot({ store, images, classes: ['scratch'], asOf: newest, outDir: out });
     expect(s1.created).toBe(true);
     // 5 of the 7 good/ images have no boxes in labels.csv (2 carry boxes in the reference labels)
-    expect(s1.manifest.counts).toEqual({ images: 235, boxes: 482, backgrounds: 5, train: 163, val: 37, test: 35 });
+    expect(s1.manifest.counts).toEqual({ images: 235, boxes: 482, backgrounds: 5, train: 163, val: 37, test: 35, duplicates: 0 });
     expect(s1.id).toMatch(/^snap-[0-9a-f]{16}$/);
     const yolo = readYoloDataset(s1.dataYaml);
     expect(yolo.root).toBe(s1.dir);
@@ -64,12 +66,15 @@ describe('uploads → ingest → simulated labelling with verification → snaps
     expect(readdirSync(out).filter((f) => f.startsWith('.') && f !== '.images')).toEqual([]); // no half-built folders
   });
 
-  it('takes newly approved uploads into the next snapshot, never pending or rejected ones', async () => {
+  it('takes newly approved uploads into the next snapshot, never pending or rejected ones, nor copies of images it holds', async () => {
     const bad = readdirSync(join(metal, 'bad')).sort();
     const picked = bad.filter((f) => f.includes('cropped')).slice(0, 6);
     for (const [i, f] of picked.entries()) {
       const key = `incoming/line-1/2024/06/01/frame-${i}`;
-      await s3.send(new PutObjectCommand({ Bucket: 'loupe', Key: `${key}.jpg`, Body: readFileSync(join(metal, 'bad', f)) }));
+      // frame-0 is the reference photo byte for byte; the others are new photos of the same parts (re-encoded)
+      const raw = readFileSync(join(metal, 'bad', f));
+      const body = i === 0 ? raw : await sharp(raw).jpeg({ quality: 92 }).toBuffer();
+      await s3.send(new PutObjectCommand({ Bucket: 'loupe', Key: `${key}.jpg`, Body: body }));
       await s3.send(new PutObjectCommand({ Bucket: 'loupe', Key: `${key}.json`, Body: JSON.stringify({ device: 'line-1', camera: 'cam0', frame: { id: `frame-${i}`, source: join(metal, 'bad', f) }, time: '2024-06-01T08:00:00Z', modelVersion: '1.0.0', reason: 'failed', detections: [] }) }));
     }
     let now = 1_800_000_000;
@@ -91,9 +96,18 @@ describe('uploads → ingest → simulated labelling with verification → snaps
     expect(verdicts.approved + verdicts.rejected).toBe(5);
     expect(verdicts.approved).toBeGreaterThan(0);
     const snap = await createSnapshot({ store, images, classes: ['scratch'], asOf: now, outDir: join(dir, 'snapshots') });
-    expect(snap.manifest.counts.images).toBe(235 + verdicts.approved);
+    // frame-0 (approved with these seeds) is the reference image bad/<picked[0]>: left out, listed as its duplicate
+    const copyRef = 's3://loupe/incoming/line-1/2024/06/01/frame-0.jpg';
+    expect((await store.latest({ sourceRefs: [copyRef] }))[0]!.status).toBe('APPROVED');
+    const original = (await store.latest()).find((r) => r.source_ref.endsWith(`/bad/${picked[0]}`))!.source_ref;
+    expect(snap.manifest.duplicates).toEqual([
+      { sourceRef: copyRef, id: 'incoming/line-1/2024/06/01/frame-0.jpg', duplicateOf: original, duplicateOfId: `bad/${picked[0]}`, sha256: sha256(readFileSync(join(metal, 'bad', picked[0]!))) },
+    ]);
+    expect(snap.manifest.counts.images).toBe(235 + verdicts.approved - 1);
+    expect(snap.manifest.counts.duplicates).toBe(1);
     const incoming = snap.manifest.records.filter((r) => r.id.startsWith('incoming/'));
-    expect(incoming).toHaveLength(verdicts.approved);
+    expect(incoming).toHaveLength(verdicts.approved - 1);
+    expect(new Set(snap.manifest.records.map((r) => r.sha256)).size).toBe(snap.manifest.records.length);
     expect(incoming.every((r) => r.labeling_job === 'labeling-job/sim-1' && r.split === splitOf(r.id))).toBe(true);
     // the sixth upload (beyond the cap) is still PENDING: not in the snapshot
     expect(snap.manifest.records.some((r) => r.id.endsWith('frame-5.jpg'))).toBe(false);
@@ -101,6 +115,6 @@ describe('uploads → ingest → simulated labelling with verification → snaps
     const yolo = readYoloDataset(snap.dataYaml);
     const all = [...yolo.splits.train!, ...yolo.splits.val!, ...yolo.splits.test!];
     expect(all.filter((i) => i.imagePath.includes('incoming__line-1')).every((i) => existsSync(i.imagePath))).toBe(true);
-    expect(all.length).toBe(235 + verdicts.approved);
+    expect(all.length).toBe(235 + verdicts.approved - 1);
   });
 });

@@ -27,6 +27,12 @@ export interface EmbeddedBroker {
   readonly host: string;
   /** Number of MQTT clients connected right now. */
   connectedClients(): number;
+  /**
+   * Observe every PUBLISH that clients send to the broker (server side, like IoT Core's rules
+   * engine sees them): unlike a subscribing client, it cannot miss messages while reconnecting.
+   * Returns the function that stops observing.
+   */
+  onPublish(listener: (topic: string, payload: Buffer, clientId: string) => void): () => void;
   /** Stop accepting, disconnect every client and close the broker. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -65,6 +71,14 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<EmbeddedBro
     port: bound,
     host,
     connectedClients: () => aedes.connectedClients,
+    onPublish(listener) {
+      // aedes also reports its own $SYS publishes (client === null); only client messages count.
+      const handler = (packet: { topic: string; payload: Buffer | string }, client: { id: string } | null) => {
+        if (client) listener(packet.topic, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload), client.id);
+      };
+      aedes.on('publish', handler);
+      return () => aedes.removeListener('publish', handler);
+    },
     stop() {
       stopped ??= (async () => {
         await new Promise<void>((resolve) => {

@@ -248,7 +248,9 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
       for (const r of results.values()) if (r.verdict === 'error') errors++;
       const broken = nucleus.status().components.filter((c) => c.state === 'ERRORED' || c.state === 'BROKEN').length;
       return {
-        frames: cameraHealth.reduce((s, c) => s + c.frames, 0),
+        // Camera health arrives every healthIntervalS, results as they happen; every result is a
+        // captured frame, so the frame count is never below the result count.
+        frames: Math.max(cameraHealth.reduce((s, c) => s + c.frames, 0), results.size),
         inferred: results.size,
         defects: [...results.values()].filter((r) => r.verdict === 'fail').length,
         uploaded: Number(up.uploaded ?? 0),

@@ -259,10 +259,25 @@ describe('loupe suite on the local nucleus', () => {
     }, 60_000, 'results on IPC while the broker is down');
     expect(Object.values(states()).every((s) => s === 'RUNNING')).toBe(true);
     const again = await startBroker({ port });
+    // Observed at the broker itself: a subscribing client reconnects on its own timer and could
+    // miss what the nucleus flushes first (the old observer's race under load).
+    const atBroker = new Set<number>();
+    const off = again.onPublish((topic, payload) => {
+      if (topic !== `loupe/${stack.thingName}/results`) return;
+      try {
+        atBroker.add((JSON.parse(payload.toString('utf8')) as ResultMessage).seq);
+      } catch {
+        /* not a result */
+      }
+    });
     try {
-      await waitResults(from, from + n, 60_000); // spooled by the nucleus, delivered after reconnect
+      await until(() => {
+        for (let s = from + 1; s <= from + n; s++) if (!atBroker.has(s)) return false;
+        return true;
+      }, 60_000, 'the results spooled by the nucleus to reach the broker after it returns');
       expect(Object.values(states()).every((s) => s === 'RUNNING')).toBe(true);
     } finally {
+      off();
       Object.assign(stack, { broker: again });
     }
   });

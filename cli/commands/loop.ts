@@ -17,7 +17,8 @@ import { ingestIncoming } from '../../cloud/ingest/index.js';
  * snapshot → train → evaluate → gate → register → publish → deploy → confirm) as one run with
  * persisted state in <home>/loop.db. `run` resumes an unfinished run (crash, failure) or starts
  * one; one run at a time (LOOP_BUSY otherwise). `watch` starts runs on triggers (new labels, a
- * schedule). Exit codes: 0 succeeded or halted on purpose (gate rejected, nothing new), 1 failed.
+ * schedule). Exit codes: 0 succeeded, halted on purpose (gate rejected, nothing new) or waiting
+ * (a Ground Truth job is with people; the next run resumes it), 1 failed.
  */
 interface Opts {
   home?: string;

@@ -15,8 +15,11 @@ import type { LoopStore, RunRow, StepRow } from './store.js';
  * version with the run's idempotency key, a deployment tagged with the run) before creating.
  *
  * A step may end the run early without failing (`halt`: too few new labels, gate rejected):
- * the rest are recorded as skipped and the run as halted. A thrown error fails the run; the
- * next run resumes it at the failed step (or `abandonRun` gives up on it).
+ * the rest are recorded as skipped and the run as halted. A step may also pause the run
+ * (`wait`: a Ground Truth job still has images in people's queues): the step and the run are
+ * recorded as waiting and the next run resumes at that step, which re-attaches to what it
+ * started. A thrown error fails the run; the next run resumes it at the failed step (or
+ * `abandonRun` gives up on it).
  *
  * Fault injection for the crash tests: LOUPE_LOOP_CRASH=<step>:before|after kills the process
  * (SIGKILL, no clean-up) just before a step runs or just after its side effects but before
@@ -36,6 +39,8 @@ export interface StepResult {
   output: Record<string, unknown>;
   /** End the run here (successfully) with this reason. */
   halt?: string;
+  /** Pause the run here: the step is not done, the next run resumes it (this says what it waits for). */
+  wait?: string;
 }
 
 export interface LoopStep<C = Record<string, unknown>> {
@@ -170,6 +175,16 @@ export async function runLoop<C extends Record<string, unknown>>(o: RunLoopOptio
       }
       crashPoint(step.name, 'after');
       const seconds = (performance.now() - t0) / 1000;
+      if (result.wait) {
+        o.store.finishStep(runId, step.name, 'waiting', { output: result.output, error: result.wait, seconds });
+        o.store.setRunStatus(runId, 'waiting', { halt: result.wait });
+        o.events?.stepSkipped?.(step.name, `waiting: ${result.wait}`);
+        log.info({ run: runId, step: step.name, wait: result.wait }, 'loop run waits; the next run resumes it here');
+        const report = buildReport(o.store, runId, names, resumed);
+        o.store.setRunStatus(runId, 'waiting', { halt: result.wait, report });
+        await writeFileAtomic(join(runDir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+        return report;
+      }
       const output = result.halt ? { ...result.output, __halt: result.halt } : result.output;
       o.store.finishStep(runId, step.name, 'done', { output, seconds });
       outputs[step.name] = output;
@@ -204,7 +219,7 @@ export async function runLoop<C extends Record<string, unknown>>(o: RunLoopOptio
 export function abandonRun(store: LoopStore, runId: number, reason: string): void {
   const run = store.getRun(runId);
   if (!run) throw new LoupeError('LOOP_NO_RUN', 'no such run', { input: `run ${runId}` });
-  if (run.status !== 'running' && run.status !== 'failed') {
+  if (run.status !== 'running' && run.status !== 'failed' && run.status !== 'waiting') {
     throw new LoupeError('LOOP_NOT_UNFINISHED', `run is ${run.status}, nothing to abandon`, { input: `run ${runId}` });
   }
   const owner = store.lockOwner();

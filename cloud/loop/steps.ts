@@ -20,13 +20,20 @@ import { LocalNucleusFleet } from '../publish/local-nucleus.js';
 import { FleetTelemetry } from '../publish/telemetry.js';
 import type { LoopEnv } from './env.js';
 import type { LoopStep, StepContext, StepResult } from './runner.js';
+import { awsJobNames, awsStage } from './aws/clients.js';
+import { groundTruthLabel, groundTruthVerify, type GroundTruthStepDeps } from './aws/groundtruth-steps.js';
+import { trainOrAttach } from './aws/sagemaker-train.js';
 
 /**
  * The loop's steps, in order: ingest → label → verify → snapshot → train → evaluate → gate →
  * register → publish → deploy → confirm. Each is idempotent for its run (see runner.ts): what
  * it creates is named after the run (labelling job `loop-<run>`, training folder
  * `runs/<run>/train`, registry key `loop:<run>:<onnx sha>`, deployment `loupe-run-<run>`) or is
- * content-addressed (snapshots), and it looks for an earlier attempt's result first.
+ * content-addressed (snapshots), and it looks for an earlier attempt's result first. On AWS the
+ * same holds for what the control plane keeps: the Ground Truth jobs and the SageMaker training
+ * job are named after the run (aws/clients.ts awsJobNames) and asked for before they are
+ * created; Feature Store and the SageMaker Model Registry are mirrors with their own watermark
+ * and intent rows (aws/featurestore-mirror.ts, aws/registry-mirror.ts).
  *
  * Halts (the run ends without error): the snapshot holds nothing the champion was not trained
  * on; the gate rejected the challenger (registered as rejected, the fleet untouched); the
@@ -46,11 +53,23 @@ export interface LoopDeps {
 type Ctx = StepContext<Record<string, unknown>>;
 const out = (ctx: Ctx, step: StepName) => ctx.outputs[step] as Record<string, unknown> | undefined;
 
-const jobName = (runId: number) => `loop-${runId}`;
-
 export function loopSteps(d: LoopDeps): LoopStep[] {
   const { env } = d;
   const cfg = env.config;
+  // Ground Truth job names must be unique in the AWS account: they carry the installation prefix.
+  const jobName = (runId: number) => (cfg.labeling.backend === 'groundtruth' ? awsJobNames(env.awsNamePrefix, runId).labeling : `loop-${runId}`);
+  const gtDeps = (ctx: Ctx): GroundTruthStepDeps => ({
+    gt: env.groundTruth!,
+    labeling: env.labeling,
+    waitMs: cfg.labeling.waitMinutes * 60_000,
+    pollMs: (cfg.labeling.groundTruth?.pollSeconds ?? 60) * 1000,
+    signal: d.signal,
+    log: ctx.log,
+  });
+  const mirrorLabels = async (ctx: Ctx) => {
+    const r = await env.syncLabels(ctx.log);
+    return r ? { featureStore: r } : {};
+  };
 
   const champion = async () => {
     const c = await env.registry.champion(cfg.group);
@@ -61,14 +80,27 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
   const steps: Record<StepName, (ctx: Ctx) => Promise<StepResult>> = {
     async ingest(ctx) {
       const r = await ingestIncoming({ s3: env.s3, bucket: cfg.storage.bucket, prefix: cfg.storage.prefix, store: env.labels, statePath: env.home.ingestState, log: ctx.log });
-      return { output: { listed: r.listed, recorded: r.recorded, alreadyKnown: r.alreadyKnown, incomplete: r.incomplete, invalid: r.invalid.length, watermark: r.watermark } };
+      return { output: { listed: r.listed, recorded: r.recorded, alreadyKnown: r.alreadyKnown, incomplete: r.incomplete, invalid: r.invalid.length, watermark: r.watermark, ...(await mirrorLabels(ctx)) } };
     },
 
     async label(ctx) {
       const name = jobName(ctx.runId);
       const existing = env.labeling.listJobs().find((j) => j.name === name);
-      const job = existing ?? (await env.labeling.createJob({ name, classes: cfg.classes, workersPerImage: cfg.labeling.workersPerImage, cap: cfg.labeling.cap, instructions: 'Box every scratch on the tag; leave the box empty when there is none.' }));
+      const job =
+        existing ??
+        (await env.labeling.createJob({
+          name,
+          classes: cfg.classes,
+          workersPerImage: cfg.labeling.workersPerImage,
+          cap: cfg.labeling.cap,
+          instructions: 'Box every scratch on the tag; leave the box empty when there is none.',
+          backend: cfg.labeling.backend === 'groundtruth' ? 'groundtruth' : 'local',
+        }));
       if (job.counts.items === 0) return { output: { job: name, items: 0, submitted: 0 } };
+      if (cfg.labeling.backend === 'groundtruth') {
+        const r = await groundTruthLabel(gtDeps(ctx), name);
+        return { output: { ...r.output, ...(await mirrorLabels(ctx)) }, ...(r.wait ? { wait: r.wait } : {}) };
+      }
       if (cfg.labeling.backend === 'ui') {
         const done = await waitFor(() => env.labeling.getJob(name).status !== 'labelling', cfg.labeling.waitMinutes * 60_000, d.signal);
         const j = env.labeling.getJob(name);
@@ -81,13 +113,20 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
       const workers = Array.from({ length: l.workersPerImage }, (_, i) => ({ id: `sim-${i + 1}`, seed: l.seed * 100 + i, noise: l.noise, missRate: l.missRate, falsePositiveRate: l.falsePositiveRate }));
       const r = await runSimulatedWorkforce(env.labeling, name, { workers, truth, log: ctx.log });
       const j = env.labeling.getJob(name);
-      return { output: { job: name, items: j.counts.items, submitted: r.submitted, annotations: j.counts.annotations, released: r.released.length } };
+      return { output: { job: name, items: j.counts.items, submitted: r.submitted, annotations: j.counts.annotations, released: r.released.length, ...(await mirrorLabels(ctx)) } };
     },
 
     async verify(ctx) {
       const name = jobName(ctx.runId);
       const j0 = env.labeling.getJob(name);
       if (j0.counts.items === 0) return { output: { job: name, approved: 0, rejected: 0, verifiedAt: Date.now() / 1000 } };
+      if (cfg.labeling.backend === 'groundtruth') {
+        if (j0.counts.consolidated === 0) return { output: { job: name, approved: 0, rejected: 0, verifiedAt: Date.now() / 1000 } };
+        const r = await groundTruthVerify(gtDeps(ctx), name);
+        if (r.wait) return { output: r.output, wait: r.wait };
+        // The snapshot is taken as of this moment, fixed here so a resumed run gets the same one.
+        return { output: { ...r.output, verifiedAt: Date.now() / 1000, ...(await mirrorLabels(ctx)) } };
+      }
       if (cfg.labeling.backend === 'ui') {
         const done = await waitFor(() => env.labeling.getJob(name).status === 'done', cfg.labeling.waitMinutes * 60_000, d.signal);
         const j = env.labeling.getJob(name);
@@ -98,7 +137,7 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
       }
       const j = env.labeling.getJob(name);
       // The snapshot is taken as of this moment, fixed here so a resumed run gets the same one.
-      return { output: { job: name, approved: j.counts.approved, rejected: j.counts.rejected, verifiedAt: Date.now() / 1000 } };
+      return { output: { job: name, approved: j.counts.approved, rejected: j.counts.rejected, verifiedAt: Date.now() / 1000, ...(await mirrorLabels(ctx)) } };
     },
 
     async snapshot(ctx) {
@@ -118,6 +157,44 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
       const champ = await champion();
       const dir = join(ctx.runDir, 'train');
       const base = await env.registry.artefactPath(champ, 'pt');
+      const t = cfg.train;
+      if (t.backend === 'sagemaker') {
+        const sm = t.sagemaker!;
+        const a = awsStage(cfg, sm);
+        const r = await trainOrAttach({
+          jobName: awsJobNames(env.awsNamePrefix, ctx.runId).training,
+          maxJobs: sm.maxJobs,
+          options: { data: String(snap.dataYaml), base, epochs: t.epochs, imgsz: t.imgsz, batch: t.batch, patience: t.patience, seed: t.seed, timeMinutes: t.timeMinutes, workers: t.workers },
+          dir,
+          config: {
+            bucket: a.bucket,
+            prefix: sm.prefix.replace(/\/$/, ''),
+            roleArn: a.roleArn!,
+            image: sm.image,
+            instanceType: sm.instanceType,
+            instanceCount: sm.instanceCount,
+            volumeSizeGB: sm.volumeSizeGB,
+            maxRuntimeSeconds: sm.maxRuntimeSeconds,
+            pollSeconds: sm.pollSeconds,
+          },
+          clients: { s3: env.s3, sagemaker: env.aws.sagemaker(a.region) },
+          hooks: { log: ctx.log, signal: d.signal, progressStream: d.progressStream },
+        });
+        const m = r.result.metrics;
+        return {
+          output: {
+            dir,
+            backend: 'sagemaker',
+            onnx: r.result.onnx,
+            pt: r.result.bestPt,
+            base: champ.ref,
+            epochs: m.epochs_run,
+            seconds: m.seconds,
+            val: m.val as unknown as Record<string, unknown>,
+            sagemaker: { ...r.result.job, attached: r.attached, earlier: r.earlier },
+          },
+        };
+      }
       // A loop process killed mid-training leaves its train.py running (SIGKILL runs no clean-up):
       // stop it before looking at or replacing what it writes.
       const killed = killOrphanTrainers(dir);
@@ -136,7 +213,6 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
       }
       if (!result) {
         await rm(dir, { recursive: true, force: true });
-        const t = cfg.train;
         result = await trainLocal(
           { data: String(snap.dataYaml), base, epochs: t.epochs, imgsz: t.imgsz, batch: t.batch, patience: t.patience, seed: t.seed, timeMinutes: t.timeMinutes, workers: t.workers, device: t.device },
           dir,
@@ -144,7 +220,7 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
         );
       }
       return {
-        output: { dir, onnx: result.onnx, pt: result.bestPt, base: champ.ref, epochs: result.metrics.epochs_run, seconds: result.metrics.seconds, val: result.metrics.val as unknown as Record<string, unknown> },
+        output: { dir, backend: 'local', onnx: result.onnx, pt: result.bestPt, base: champ.ref, epochs: result.metrics.epochs_run, seconds: result.metrics.seconds, val: result.metrics.val as unknown as Record<string, unknown> },
       };
     },
 
@@ -178,7 +254,7 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
         datasetSource: `loupe snapshot ${String(snap.id)}`,
         name: cfg.group,
         version: `run-${ctx.runId}`,
-        backend: 'local',
+        backend: String(tr.backend ?? 'local'),
         base: String(tr.base),
         script: 'cloud/training/train.py',
         test,
@@ -236,7 +312,9 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
         source: `loop run ${ctx.runId}`,
         idempotencyKey: `loop:${ctx.runId}:${sha}`,
       });
-      const output = { ref: v.ref, status: v.status, reason: v.statusReason, onnxSha256: v.artefacts.onnx.sha256 };
+      // The SageMaker Model Registry mirrors every version and status of the group (the seed first).
+      const mirrored = env.registryMirror ? (await env.registryMirror.sync(cfg.group, ctx.log)).find((m) => m.localRef === v.ref) : undefined;
+      const output = { ref: v.ref, status: v.status, reason: v.statusReason, onnxSha256: v.artefacts.onnx.sha256, ...(mirrored ? { sagemaker: { ref: mirrored.ref, arn: mirrored.arn, status: mirrored.status } } : {}) };
       if (v.status === 'rejected') return { output, halt: `gate rejected ${v.ref}: the fleet keeps ${String(tr.base)}` };
       if (v.status === 'pending') return { output, halt: `${v.ref} awaits approval (loupe models approve ${v.ref}), then loupe fleet deploy ${v.ref}` };
       return { output };
@@ -276,10 +354,17 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
       const things = f.backend === 'local' ? [f.thingName] : f.things;
       const row = env.fleetStore.deploymentByName(env.fleet.kind, env.fleet.target, String(dep.name))!;
       if (!f.mqttUrl || things.length === 0) {
-        // No telemetry to listen to: what the control plane says the devices installed.
-        const devices = await env.fleet.devices('loupe.Model');
-        const ok = devices.length > 0 && devices.every((x) => x.modelVersion === dep.version);
-        if (!ok) throw new LoupeError('FLEET_NOT_CONFIRMED', `devices do not run loupe.Model ${String(dep.version)} yet: ${JSON.stringify(devices)}`, { input: String(dep.name) });
+        // No telemetry to listen to: what the control plane says the devices installed, asked
+        // until every device of the target runs the new version or the time is up.
+        const deadline = Date.now() + f.confirmTimeoutSeconds * 1000;
+        const pollMs = (f.backend === 'aws' ? f.pollSeconds : 2) * 1000;
+        let devices = await env.fleet.devices('loupe.Model');
+        const ok = () => devices.length > 0 && devices.every((x) => x.modelVersion === dep.version);
+        while (!ok() && Date.now() + pollMs <= deadline && !d.signal?.aborted) {
+          await new Promise((r) => setTimeout(r, pollMs));
+          devices = await env.fleet.devices('loupe.Model');
+        }
+        if (!ok()) throw new LoupeError('FLEET_NOT_CONFIRMED', `devices do not run loupe.Model ${String(dep.version)} after ${f.confirmTimeoutSeconds} s: ${JSON.stringify(devices)}`, { input: String(dep.name) });
         env.fleetStore.updateDeployment(row.id, { state: 'confirmed', detail: { devices } });
         return { output: { devices, via: 'control plane' } };
       }

@@ -16,8 +16,9 @@ import { LoupeError } from '../../components/common/errors.js';
  * running, or the pid now belongs to another process (its start time in /proc differs); from
  * another host (a shared volume) only when its heartbeat is older than `staleAfterMs`.
  */
-export type RunStatus = 'running' | 'succeeded' | 'failed' | 'halted' | 'abandoned';
-export type StepStatus = 'running' | 'done' | 'failed' | 'skipped';
+/** `waiting`: a step waits for someone outside loupe (Ground Truth workers); the next run resumes it. */
+export type RunStatus = 'running' | 'succeeded' | 'failed' | 'halted' | 'waiting' | 'abandoned';
+export type StepStatus = 'running' | 'done' | 'failed' | 'skipped' | 'waiting';
 
 export interface RunRow {
   id: number;
@@ -203,9 +204,9 @@ export class LoopStore {
     return r ? this.toRun(r) : undefined;
   }
 
-  /** The run to resume: the newest one not finished (crashed while running, or failed). */
+  /** The run to resume: the newest one not finished (crashed while running, failed, or waiting). */
   unfinishedRun(): RunRow | undefined {
-    const r = this.db.prepare("SELECT * FROM runs WHERE status IN ('running','failed') ORDER BY id DESC LIMIT 1").get() as Raw | undefined;
+    const r = this.db.prepare("SELECT * FROM runs WHERE status IN ('running','failed','waiting') ORDER BY id DESC LIMIT 1").get() as Raw | undefined;
     return r ? this.toRun(r) : undefined;
   }
 
@@ -230,8 +231,9 @@ export class LoopStore {
   setRunStatus(id: number, status: RunStatus, extra: { error?: string | null; halt?: string | null; report?: unknown } = {}): void {
     const finished = status === 'running' ? null : new Date().toISOString();
     this.db
-      .prepare('UPDATE runs SET status = ?, finished_at = ?, error = ?, halt = COALESCE(?, halt), report = COALESCE(?, report) WHERE id = ?')
-      .run(status, finished, extra.error ?? null, extra.halt ?? null, extra.report === undefined ? null : JSON.stringify(extra.report), id);
+      // A run going back to running (resumed after waiting) drops the reason it waited for.
+      .prepare("UPDATE runs SET status = ?, finished_at = ?, error = ?, halt = CASE WHEN ? = 'running' THEN NULL ELSE COALESCE(?, halt) END, report = COALESCE(?, report) WHERE id = ?")
+      .run(status, finished, extra.error ?? null, status, extra.halt ?? null, extra.report === undefined ? null : JSON.stringify(extra.report), id);
   }
 
   steps(runId: number): StepRow[] {

@@ -303,6 +303,38 @@ export class SageMakerModelRegistry implements ModelRegistry {
     return this.describe(arn);
   }
 
+  /**
+   * The package registered with this idempotency key (CustomerMetadataProperties
+   * `loupe:idempotency-key`), looking only at packages created after `createdAfter` (newest
+   * first), so a caller that crashed after CreateModelPackage finds what it made without
+   * describing the whole group.
+   */
+  async findByKey(group: string, idempotencyKey: string, createdAfter?: Date): Promise<ModelVersion | undefined> {
+    await this.ensureGroup(group);
+    const want = metaValue(idempotencyKey);
+    let token: string | undefined;
+    do {
+      const page = await this.o.sagemaker.send(
+        new ListModelPackagesCommand({
+          ModelPackageGroupName: group,
+          ModelPackageType: 'Versioned',
+          ...(createdAfter ? { CreationTimeAfter: createdAfter } : {}),
+          SortBy: 'CreationTime',
+          SortOrder: 'Descending',
+          MaxResults: 100,
+          ...(token ? { NextToken: token } : {}),
+        }),
+      );
+      for (const s of page.ModelPackageSummaryList ?? []) {
+        if (!s.ModelPackageArn) continue;
+        const d = await this.o.sagemaker.send(new DescribeModelPackageCommand({ ModelPackageName: s.ModelPackageArn }));
+        if (d.CustomerMetadataProperties?.['loupe:idempotency-key'] === want) return this.toVersion(d);
+      }
+      token = page.NextToken;
+    } while (token);
+    return undefined;
+  }
+
   async champion(group: string): Promise<ModelVersion | undefined> {
     const [arn] = await this.listArns(group, 'approved', true, 1);
     return arn ? this.describe(arn) : undefined;

@@ -237,7 +237,33 @@ export async function trainSageMaker(
   });
   const created = await clients.sagemaker.send(new CreateTrainingJobCommand(request));
   log.info({ job: jobName, arn: created.TrainingJobArn, instance: request.ResourceConfig?.InstanceType }, 'training job created');
+  return finishJob(jobName, out, config, clients, hooks, created.TrainingJobArn);
+}
 
+/** DescribeTrainingJob, or undefined when SageMaker knows no job of that name. */
+export async function describeTrainingJob(sagemaker: SageMakerClient, jobName: string): Promise<DescribeTrainingJobCommandOutput | undefined> {
+  try {
+    return await sagemaker.send(new DescribeTrainingJobCommand({ TrainingJobName: jobName }));
+  } catch (e) {
+    // SageMaker answers a missing training job with ValidationException "Requested resource not
+    // found." (not the ResourceNotFound its API reference lists; aws/aws-sdk#165).
+    const err = e as { name?: string; message?: string };
+    if (err.name === 'ResourceNotFound' || (err.name === 'ValidationException' && /not found|does not exist/i.test(err.message ?? ''))) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * Re-attach to a training job created earlier (a caller that crashed after CreateTrainingJob):
+ * wait for it like `trainSageMaker` does and fetch its model.tar.gz. Nothing is uploaded or created.
+ */
+export async function attachTrainingJob(jobName: string, outDir: string, config: Pick<SageMakerTrainConfig, 'pollSeconds'>, clients: SageMakerClients, hooks: SageMakerHooks = {}): Promise<TrainResult> {
+  (hooks.log ?? silentLogger).info({ job: jobName }, 're-attached to the training job');
+  return finishJob(jobName, resolve(outDir), config, clients, hooks);
+}
+
+async function finishJob(jobName: string, out: string, config: Pick<SageMakerTrainConfig, 'pollSeconds'>, clients: SageMakerClients, hooks: SageMakerHooks, createdArn?: string): Promise<TrainResult> {
+  const log = hooks.log ?? silentLogger;
   const desc = await poll(clients.sagemaker, jobName, config.pollSeconds ?? SAGEMAKER_DEFAULTS.pollSeconds, log, hooks);
   const status = desc.TrainingJobStatus;
   if (status === 'Stopped') throw new LoupeError('TRAIN_INTERRUPTED', `training job ${jobName} was stopped`, { exitCode: 130 });
@@ -271,7 +297,7 @@ export async function trainSageMaker(
     metricsJson,
     metrics,
     epochs: [],
-    job: { name: jobName, arn: created.TrainingJobArn, modelArtifacts: artifacts, billableSeconds: desc.BillableTimeInSeconds },
+    job: { name: jobName, arn: createdArn ?? desc.TrainingJobArn, modelArtifacts: artifacts, billableSeconds: desc.BillableTimeInSeconds },
   };
 }
 

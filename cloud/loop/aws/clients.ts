@@ -1,0 +1,93 @@
+import { S3Client } from '@aws-sdk/client-s3';
+import { SageMakerClient } from '@aws-sdk/client-sagemaker';
+import { SageMakerFeatureStoreRuntimeClient } from '@aws-sdk/client-sagemaker-featurestore-runtime';
+import { AthenaClient } from '@aws-sdk/client-athena';
+import { GreengrassV2Client } from '@aws-sdk/client-greengrassv2';
+import { LOCAL_STACK_CREDENTIALS } from '../../../embedded/nucleus/tes.js';
+import type { LoopConfig } from '../config.js';
+
+/**
+ * The connections one loop process makes, from the configuration: the S3 client (embedded
+ * object store or Amazon S3, shared by the devices' bucket and every AWS stage's files) and the
+ * control-plane clients of the AWS stages, one per service and region, made when first asked
+ * for and destroyed together. Credentials for AWS come from the SDK's default chain; only the
+ * embedded store gets keys from the configuration (the local stack's by default).
+ */
+export function s3ClientFor(storage: LoopConfig['storage']): S3Client {
+  if (storage.backend === 'embedded') {
+    return new S3Client({ region: storage.region, endpoint: storage.endpoint, forcePathStyle: storage.forcePathStyle, credentials: storage.credentials ?? LOCAL_STACK_CREDENTIALS });
+  }
+  return new S3Client({
+    region: storage.region,
+    forcePathStyle: storage.forcePathStyle,
+    // Buckets of AWS stages may live in another region than the uploads bucket.
+    followRegionRedirects: true,
+    ...(storage.endpoint ? { endpoint: storage.endpoint } : {}),
+  });
+}
+
+/** Where one AWS stage works: its region, role and bucket, with the `aws` section's defaults filled in. */
+export interface AwsStage {
+  region: string;
+  roleArn: string | undefined;
+  bucket: string;
+}
+
+export function awsStage(config: LoopConfig, section: { region?: string; roleArn?: string; bucket?: string }): AwsStage {
+  // Validation (config.ts) made sure a region exists wherever a stage runs on AWS.
+  return {
+    region: section.region ?? config.aws.region ?? '',
+    roleArn: section.roleArn ?? config.aws.roleArn,
+    bucket: section.bucket ?? config.aws.bucket ?? config.storage.bucket,
+  };
+}
+
+export class AwsClients {
+  private readonly made: { destroy(): void }[] = [];
+  private readonly cache = new Map<string, unknown>();
+
+  private get<T extends { destroy(): void }>(key: string, make: () => T): T {
+    let c = this.cache.get(key) as T | undefined;
+    if (!c) {
+      c = make();
+      this.cache.set(key, c);
+      this.made.push(c);
+    }
+    return c;
+  }
+
+  sagemaker(region: string): SageMakerClient {
+    return this.get(`sagemaker:${region}`, () => new SageMakerClient({ region }));
+  }
+
+  featureStoreRuntime(region: string): SageMakerFeatureStoreRuntimeClient {
+    return this.get(`featurestore:${region}`, () => new SageMakerFeatureStoreRuntimeClient({ region }));
+  }
+
+  athena(region: string): AthenaClient {
+    return this.get(`athena:${region}`, () => new AthenaClient({ region }));
+  }
+
+  greengrass(region: string): GreengrassV2Client {
+    return this.get(`greengrass:${region}`, () => new GreengrassV2Client({ region }));
+  }
+
+  destroy(): void {
+    for (const c of this.made.splice(0)) c.destroy();
+    this.cache.clear();
+  }
+}
+
+/**
+ * Names of AWS jobs for a run. SageMaker job names are unique per account and region for good
+ * (a deleted job's name cannot be reused), so they carry the installation's prefix as well as
+ * the run id: `<prefix>-r<run>` (Ground Truth labelling; its verification job adds `-verify`)
+ * and `<prefix>-r<run>-train[-<n>]` (training; `-2`, `-3` only after a failed or stopped job).
+ * Deterministic, so a resumed run finds what an earlier attempt started.
+ */
+export function awsJobNames(prefix: string, runId: number) {
+  return {
+    labeling: `${prefix}-r${runId}`,
+    training: (n = 1) => `${prefix}-r${runId}-train${n > 1 ? `-${n}` : ''}`,
+  };
+}

@@ -44,7 +44,8 @@ export async function trainLocal(options: TrainOptions, outDir: string, hooks: L
 
   const args = [trainScript, ...trainPyArgs(opts, out)];
   const child = spawn(venvPython(venv), args, {
-    env: offlinePythonEnv(hooks.env),
+    // train.py stops by itself when this process dies, also from SIGKILL (no exit handler runs then).
+    env: offlinePythonEnv({ ...hooks.env, LOUPE_PARENT_PID: String(process.pid) }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   log.info({ pid: child.pid, python: venvPython(venv), args: args.slice(1) }, 'train.py started');

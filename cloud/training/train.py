@@ -26,6 +26,7 @@ import re
 import shutil
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,7 +37,12 @@ EXIT_INTERRUPTED = 130
 
 
 def emit(event: str, **fields) -> None:
-    print("LOUPE_EVENT " + json.dumps({"event": event, **fields}, default=float), flush=True)
+    try:
+        print("LOUPE_EVENT " + json.dumps({"event": event, **fields}, default=float), flush=True)
+    except BrokenPipeError:
+        if not driven_by_loupe():
+            raise
+        detach_output()  # the driver is gone (see "Stopping with the driver"); nobody reads this any more
 
 
 class Refused(Exception):
@@ -352,6 +358,12 @@ def train(args) -> dict:
         )
     except KeyboardInterrupt:
         interrupted = True
+    except BrokenPipeError:
+        # the driver died and its pipe broke before its death signal was handled: the same stop
+        if not driven_by_loupe():
+            raise
+        detach_output()
+        interrupted = True
     train_seconds = time.time() - t0
 
     run_dir = work / "runs" / "train"
@@ -472,19 +484,95 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+# ---------------------------------------------------------------------------------------------
+# Stopping with the driver. A driver killed with SIGKILL (the loop, `loupe train`) runs no
+# clean-up; this process trained on, orphaned, until its next write to the dead pipe (the end of
+# the epoch under way) and then died of a BrokenPipeError without keeping last.pt. The driver
+# names itself in LOUPE_PARENT_PID; when that process dies, this one stops as on SIGTERM
+# (keeping last.pt), and a broken stdout is taken for the same event. Not set (SageMaker, a
+# person running the script): nothing changes.
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _parent_pid() -> int | None:
+    try:
+        return int(os.environ["LOUPE_PARENT_PID"])
+    except (KeyError, ValueError):
+        return None
+
+
+def driven_by_loupe() -> bool:
+    return _parent_pid() is not None
+
+
+def detach_output() -> None:
+    # The driver's pipes died with it: what is still printed (the interrupted event, ultralytics'
+    # logs) goes to /dev/null, so a BrokenPipeError does not cut the clean stop short.
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def follow_parent() -> bool:
+    """Arrange to stop when the driver dies; False when it is already gone."""
+    parent = _parent_pid()
+    if parent is None:
+        return True
+    armed = False
+    if sys.platform.startswith("linux"):
+        # The kernel sends SIGTERM when the parent exits (the thread that forked us, to be exact:
+        # Node spawns from its event-loop thread, so the end of a worker thread that called
+        # trainLocal stops training too). Set first, then compare getppid(): a parent that died
+        # before prctl took effect is seen by the comparison instead.
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0
+            if not armed:
+                print(f"loupe: prctl(PR_SET_PDEATHSIG) failed (errno {ctypes.get_errno()}); polling the parent instead", file=sys.stderr)
+        except (OSError, AttributeError) as e:
+            print(f"loupe: prctl unavailable ({e}); polling the parent instead", file=sys.stderr)
+    if os.getppid() != parent:
+        return False
+    if not armed:
+        # Portable fallback, where prctl is not there: look once a second.
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            if not _interrupted[0]:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="loupe-parent-watch", daemon=True).start()
+    return True
+
+
 _interrupted = [False]
 
 
-def _raise_interrupt(*_):
+def _raise_interrupt(signum, _frame):
     # Raise once: a terminal Ctrl-C reaches both the driver and this process, and the driver then
     # forwards SIGINT too; a second KeyboardInterrupt would cut short the last.pt hand-over.
     if _interrupted[0]:
         return
     _interrupted[0] = True
+    if signum == signal.SIGTERM:
+        # More SIGTERMs may follow: PR_SET_PDEATHSIG fires once per exiting thread of a
+        # multi-threaded parent (Node), and one landing while the interpreter shuts down (its
+        # handlers reset) would end this process as killed rather than with status 130.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
 def main(argv: list[str]) -> int:
+    if not follow_parent():
+        print(f"loupe train: the process that started this trainer (pid {os.environ.get('LOUPE_PARENT_PID')}) is gone; not starting", file=sys.stderr)
+        return EXIT_INTERRUPTED
     args = parse_args(argv)
     if os.environ.get("LOUPE_FORBID_NETWORK") == "1":
         network_guard()
@@ -512,7 +600,10 @@ def main(argv: list[str]) -> int:
             (SM_ROOT / "output" / "failure").write_text(f"{e.code}: {e}")
         return EXIT_REFUSED
     except KeyboardInterrupt:
-        print("loupe train: interrupted; last checkpoint kept as last.pt", file=sys.stderr)
+        try:
+            print("loupe train: interrupted; last checkpoint kept as last.pt", file=sys.stderr)
+        except BrokenPipeError:
+            detach_output()
         return EXIT_INTERRUPTED
 
 

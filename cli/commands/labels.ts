@@ -114,12 +114,14 @@ export function register(program: Command): void {
   withHome(labels.command('import'))
     .description("append a feature-store CSV (the reference's labels.csv layout) to the label store as history; idempotent")
     .requiredOption('--csv <file>', 'CSV with source_ref,image_width,image_height,image_depth,annotations,event_time,labeling_job,status')
+    .option('--until <time>', 'import the history as it stood then (ISO 8601 or epoch seconds): later records are left out')
     .option('--json', 'print a JSON summary')
-    .action(async (o: HomeOptions & { csv: string; json?: boolean }) => {
+    .action(async (o: HomeOptions & { csv: string; until?: string; json?: boolean }) => {
+      const until = parseTime(o.until, '--until');
       const store = openStoreFrom(o);
       try {
-        const r = await importFeatureStoreCsv(store, resolve(o.csv));
-        out(o.json ? JSON.stringify(r) : `${o.csv}: ${r.read} records for ${r.images} images read, ${r.appended} appended`);
+        const r = await importFeatureStoreCsv(store, resolve(o.csv), { until });
+        out(o.json ? JSON.stringify(r) : `${o.csv}: ${r.read} records for ${r.images} images read, ${r.appended} appended${r.later ? `, ${r.later} after --until left out` : ''}`);
       } finally {
         await store.close();
       }

@@ -97,10 +97,12 @@ function recordKey(r: LabelRecord): string {
 
 /**
  * Import a feature-store CSV into a store as history. Idempotent: a row whose record already
- * exists (same image, event time, job, status and boxes) is not appended again.
+ * exists (same image, event time, job, status and boxes) is not appended again. `until` (epoch
+ * seconds) imports the history as it stood then: rows with a later event_time are left out.
  */
-export async function importFeatureStoreCsv(store: LabelStore, path: string): Promise<{ read: number; appended: number; images: number }> {
-  const records = readFeatureStoreCsv(path);
+export async function importFeatureStoreCsv(store: LabelStore, path: string, opts: { until?: number } = {}): Promise<{ read: number; appended: number; images: number; later: number }> {
+  const all = readFeatureStoreCsv(path);
+  const records = opts.until === undefined ? all : all.filter((r) => r.event_time <= opts.until!);
   const refs = [...new Set(records.map((r) => r.source_ref))];
   const known = await store.known(refs);
   const existing = new Set<string>();
@@ -113,7 +115,7 @@ export async function importFeatureStoreCsv(store: LabelStore, path: string): Pr
     fresh.push(r);
   }
   await store.append(fresh);
-  return { read: records.length, appended: fresh.length, images: refs.length };
+  return { read: all.length, appended: fresh.length, images: refs.length, later: all.length - records.length };
 }
 
 /** Python `str()` of a list of dicts, the way the reference wrote `annotations`. */

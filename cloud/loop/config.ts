@@ -101,6 +101,15 @@ export const loopConfigSchema = z
         labelsCsv: z.string().optional(),
         /** Folder its source_refs map onto (last two path parts). */
         imagesDir: z.string().optional(),
+        /**
+         * Import the history as it stood at this time (ISO 8601 or epoch seconds): later records
+         * are left out of the label store. The simulated workforce still takes the whole file as
+         * its ground truth, so images labelled after this time can come back as device uploads.
+         */
+        until: z
+          .union([z.number().nonnegative(), z.string().datetime({ offset: true })])
+          .transform((v) => (typeof v === 'number' ? v : Date.parse(v) / 1000))
+          .optional(),
       })
       .strict()
       .default({}),

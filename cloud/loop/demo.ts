@@ -16,18 +16,24 @@ import { loopHome, parseLoopConfig, type LoopConfigInput } from './config.js';
 import { runLoopOnce, stderrEvents } from './loop.js';
 import type { LoopEvents, RunReport } from './runner.js';
 import { STEP_NAMES } from './steps.js';
+import { DEMO_HISTORY_UNTIL, cameraFolder, imagesFirstLabelledAfter } from './reference.js';
 
 /**
  * `loupe demo`: the whole loop on one machine with the embedded defaults.
  *
+ *  0. history  the label store starts with the reference's history as it stood at
+ *              DEMO_HISTORY_UNTIL (its first two labelling jobs, 44 images); the camera shows the
+ *              191 metal-tags photos labelled after that, so every upload is an image the label
+ *              store has not seen. (The shipped model was trained on all 235, so it has seen
+ *              them: the demo shows the loop's mechanics, not a model learning unseen parts.)
  *  1. stack    object store, MQTT broker, local nucleus with the loupe suite (loupe.Model with
- *              the shipped model, a folder camera over ../shared/datasets/metal-tags, inference,
- *              uploader), exactly as `loupe edge up` deploys it;
+ *              the shipped model, a folder camera over those photos, inference, uploader),
+ *              exactly as `loupe edge up` deploys it;
  *  2. inspect  the device inspects frames and uploads the ones its policies select, until
  *              `uploads` images are in the bucket;
  *  3. the loop, run once (cloud/loop): ingest → simulated labelling (3 workers per image, noise
- *              and misses) → simulated verification → snapshot (the reference history + the
- *              newly approved uploads) → warm-start training from the champion's checkpoint →
+ *              and misses, ground truth = the whole reference labels.csv) → simulated
+ *              verification → snapshot (the history + the newly approved uploads) → warm-start training from the champion's checkpoint →
  *              loupe's evaluator on the snapshot's test split → gate against the shipped model →
  *              registry → new loupe.Model component version → local deployment → the device's
  *              telemetry and results name the new model.
@@ -117,8 +123,12 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     home: ownHome && !o.keep ? null : homeDir,
   };
   try {
-    // 1. the embedded stack and the edge suite
+    // 0. the history as of DEMO_HISTORY_UNTIL; the camera shows what was labelled after it
     let t = performance.now();
+    const until = Date.parse(DEMO_HISTORY_UNTIL) / 1000;
+    const camera = await cameraFolder(imagesFirstLabelledAfter(join(metal, 'labels.csv'), metal, until), join(homeDir, 'camera'));
+
+    // 1. the embedded stack and the edge suite
     const objectStore = await startObjectStore({ dir: join(homeDir, 's3'), buckets: ['loupe'], credentials: LOCAL_STACK_CREDENTIALS, log: log.child({ module: 'objectstore' }) });
     stops.push(() => objectStore.stop());
     const broker = await startBroker({ logger: log.child({ module: 'broker' }) });
@@ -129,7 +139,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       bucket: 'loupe',
       objectStore,
       broker,
-      source: { type: 'folder', path: metal, mode: 'loop' },
+      source: { type: 'folder', path: camera, mode: 'loop' },
       fps,
       modelVersion: '1.0.0',
       log: log.child({ module: 'edge' }),
@@ -162,7 +172,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
         group: 'metal-tags',
         classes: ['scratch'],
         storage: { endpoint: objectStore.endpoint, region: objectStore.region, bucket: 'loupe', prefix: 'incoming/', forcePathStyle: true, credentials: { accessKeyId: LOCAL_STACK_CREDENTIALS.accessKeyId, secretAccessKey: LOCAL_STACK_CREDENTIALS.secretAccessKey } },
-        history: { labelsCsv: join(metal, 'labels.csv'), imagesDir: metal },
+        history: { labelsCsv: join(metal, 'labels.csv'), imagesDir: metal, until: DEMO_HISTORY_UNTIL },
         labeling: { backend: 'simulated', workersPerImage: 3, cap: uploadsWanted, noise: 0.03, missRate: 0.05, falsePositiveRate: 0.05, seed: 7 },
         train: { epochs, ...(trainMinutes ? { timeMinutes: trainMinutes } : {}), imgsz: 480, batch: 16, patience: 50, seed: 0, workers: 2, device: 'cpu' },
         gate: { metric: 'map50', threshold: 0.5, tolerance: 0.02, split: 'test' },

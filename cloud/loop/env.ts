@@ -118,7 +118,7 @@ export class LoopEnv {
       log.info({ model: seeded.ref }, 'registry seeded with the shipped model as champion');
     }
     if (config.history.labelsCsv) {
-      const r = await importFeatureStoreCsv(env.labels, config.history.labelsCsv);
+      const r = await importFeatureStoreCsv(env.labels, config.history.labelsCsv, { until: config.history.until });
       if (r.appended) log.info({ csv: config.history.labelsCsv, ...r }, 'imported the label history');
     }
     return env;

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DEMO_HISTORY_UNTIL, imagesFirstLabelledAfter } from '../../cloud/loop/reference.js';
 import { sharedDataset } from '../../components/common/paths.js';
 import { importFeatureStoreCsv, makeRecord, openLabelStore, readFeatureStoreCsv, writeFeatureStoreCsv, type LabelRecord, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
 
@@ -69,7 +70,7 @@ describe('SQLite label store', () => {
   it("imports the reference's labels.csv as history, idempotently", async () => {
     const csv = join(sharedDataset('metal-tags'), 'labels.csv');
     const first = await importFeatureStoreCsv(store, csv);
-    expect(first).toEqual({ read: 235, appended: 235, images: 235 });
+    expect(first).toEqual({ read: 235, appended: 235, images: 235, later: 0 });
     const again = await importFeatureStoreCsv(store, csv);
     expect(again.appended).toBe(0);
     expect(store.count()).toBe(235);
@@ -85,6 +86,20 @@ describe('SQLite label store', () => {
     expect(early.length).toBeGreaterThan(0);
     expect(early.length).toBeLessThan(235);
     expect(early.every((r) => r.event_time <= 1657199072)).toBe(true);
+  });
+
+  it('imports the history as it stood at a point in time (until)', async () => {
+    const csv = join(sharedDataset('metal-tags'), 'labels.csv');
+    // The first two labelling jobs (16eb08: 36 records, 9634f9: 8) ended before 2022-07-07T12:25Z.
+    const r = await importFeatureStoreCsv(store, csv, { until: Date.parse('2022-07-07T12:25:00Z') / 1000 });
+    expect(r).toEqual({ read: 235, appended: 44, images: 44, later: 191 });
+    const jobs = new Set((await store.latest()).map((x) => x.labeling_job.slice(-6)));
+    expect([...jobs].sort()).toEqual(['16eb08', '9634f9']);
+    // What a camera replaying the later history shows (the demo's camera folder): the other 191.
+    const later = imagesFirstLabelledAfter(csv, sharedDataset('metal-tags'), Date.parse(DEMO_HISTORY_UNTIL) / 1000);
+    expect(later).toHaveLength(191);
+    const held = new Set((await store.latest()).map((x) => x.source_ref.split('/').slice(-2).join('/')));
+    expect(later.filter((f) => held.has(f.split('/').slice(-2).join('/')))).toEqual([]);
   });
 
   it('writes the reference layout back and reads it again unchanged', async () => {

@@ -20,8 +20,9 @@ describe('loupe demo --fast --json', () => {
     expect(s.imagesUploaded).toBeGreaterThanOrEqual(12);
     expect(s.imagesLabelled).toBe(12);
     expect(s.labelsApproved + s.labelsRejected).toBe(12);
-    // The snapshot holds the reference history (235) plus the newly approved uploads.
-    expect(s.snapshot.images).toBe(235 + s.labelsApproved);
+    // The snapshot holds the history as of DEMO_HISTORY_UNTIL (44 images) plus the newly approved
+    // uploads: the camera shows only photos labelled after that time, so none is a copy.
+    expect(s.snapshot.images).toBe(44 + s.labelsApproved);
     expect(s.snapshot.train + s.snapshot.val + s.snapshot.test).toBe(s.snapshot.images);
     expect(s.modelBefore).toMatchObject({ ref: 'metal-tags:1', componentVersion: '1.0.0' });
     expect(s.modelAfter).toMatchObject({ ref: 'metal-tags:2', componentVersion: '1.0.1', status: 'approved' });

@@ -11,6 +11,7 @@ import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/i
 import { LOCAL_STACK_CREDENTIALS } from '../../embedded/nucleus/tes.js';
 import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
 import { STEP_NAMES } from '../../cloud/loop/steps.js';
+import { DEMO_HISTORY_UNTIL, cameraFolder, imagesFirstLabelledAfter } from '../../cloud/loop/reference.js';
 import { openRegistry } from '../../cloud/registry/sqlite-registry.js';
 import { FleetStore } from '../../cloud/publish/fleet-store.js';
 import type { LoopConfigInput } from '../../cloud/loop/config.js';
@@ -21,6 +22,8 @@ import { snapshotDist, type DistSnapshot } from '../helpers/dist-snapshot.js';
  * The loop for real on one machine: a device (local nucleus with the loupe suite, folder camera
  * over metal-tags) runs in this test process; each loop run is a separate `loupe loop run`
  * process, so killing it (SIGKILL, no clean-up) does not touch the device, as in a plant.
+ * As in the demo, the label store starts with the reference history as of DEMO_HISTORY_UNTIL and
+ * the camera shows the photos labelled after it, so the uploads are new data for the loop.
  * Training is kept CI-sized: one epoch at 160 px from the shipped checkpoint, which gives a
  * challenger clearly worse than the 480 px champion.
  */
@@ -66,7 +69,9 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     dir = await mkdtemp(join(tmpdir(), 'loupe-lr-'));
     objectStore = await startObjectStore({ dir: join(dir, 's3'), buckets: ['loupe'], credentials: LOCAL_STACK_CREDENTIALS });
     broker = await startBroker();
-    stack = await startEdgeStack({ root: join(dir, 'edge'), thingName: 'line-7', bucket: 'loupe', objectStore, broker, source: { type: 'folder', path: sharedDataset('metal-tags'), mode: 'loop' }, fps: 2 });
+    const metal = sharedDataset('metal-tags');
+    const camera = await cameraFolder(imagesFirstLabelledAfter(join(metal, 'labels.csv'), metal, Date.parse(DEMO_HISTORY_UNTIL) / 1000), join(dir, 'camera'));
+    stack = await startEdgeStack({ root: join(dir, 'edge'), thingName: 'line-7', bucket: 'loupe', objectStore, broker, source: { type: 'folder', path: camera, mode: 'loop' }, fps: 2 });
     stack.on('result', (r: ResultMessage) => results.push(r));
     for (let i = 0; i < 120 && (await stack.listUploads()).filter((k) => k.endsWith('.jpg')).length < 8; i++) await new Promise((r) => setTimeout(r, 500));
   });
@@ -84,7 +89,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     const metal = sharedDataset('metal-tags');
     const config: LoopConfigInput = {
       storage: { endpoint: objectStore.endpoint, bucket: 'loupe', credentials: { accessKeyId: LOCAL_STACK_CREDENTIALS.accessKeyId, secretAccessKey: LOCAL_STACK_CREDENTIALS.secretAccessKey } },
-      history: { labelsCsv: join(metal, 'labels.csv'), imagesDir: metal },
+      history: { labelsCsv: join(metal, 'labels.csv'), imagesDir: metal, until: DEMO_HISTORY_UNTIL },
       labeling: { backend: 'simulated', workersPerImage: 2, cap: 8, seed: 3 },
       train: { epochs: 1, imgsz: 160, batch: 16, workers: 1, device: 'cpu' },
       gate,

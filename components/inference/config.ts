@@ -25,6 +25,11 @@ export const inferenceConfigSchema = z.object({
     .default({ name: 'model', version: '0.0.0' }),
   /** onnxruntime intra-op threads; absent = onnxruntime's choice */
   threads: z.number().int().min(1).optional(),
+  /**
+   * Let onnxruntime's threads spin between operators. Off by default: on a device the camera,
+   * uploader and nucleus share the cores, and spin-waiting takes CPU time they need.
+   */
+  spinning: z.boolean().default(false),
   conf: z.number().min(0).max(1).default(0.25),
   iou: z.number().min(0).max(1).default(0.7),
   maxDet: z.number().int().min(1).default(300),

@@ -18,7 +18,7 @@ import { applyRoi, verdict } from './verdict.js';
 async function start(ctx: ComponentContext<InferenceConfig>) {
   const { ipc, log } = ctx;
   let cfg = ctx.config;
-  const slot = new ModelSlot(log, cfg.threads);
+  const slot = new ModelSlot(log, cfg.threads, cfg.spinning);
   const stats = new InferenceStats();
   let modelError: string | undefined;
 

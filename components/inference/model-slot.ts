@@ -27,6 +27,7 @@ export class ModelSlot {
   constructor(
     private readonly log: Logger,
     private readonly threads?: number,
+    private readonly spinning = false,
   ) {}
 
   get ref(): ModelRef | undefined {
@@ -44,7 +45,7 @@ export class ModelSlot {
         throw new LoupeError('model.digest', `SHA-256 mismatch: expected ${ref.sha256}, file has ${actual}`, { input: path });
       }
       if (this.current && this.current.ref.sha256 === actual && this.current.ref.version === ref.version) return this.current.ref;
-      const detector = await Detector.load(path, this.threads ? { threads: this.threads } : {});
+      const detector = await Detector.load(path, { ...(this.threads ? { threads: this.threads } : {}), spinning: this.spinning });
       try {
         await detector.warmup();
       } catch (e) {

@@ -30,9 +30,15 @@ describe('loupe labels / snapshot CLI (built dist/, real child processes)', () =
   });
 
   it('imports history, ingests uploads, runs a simulated job and snapshots', async () => {
+    const bad = await runCli(['labels', 'import', ...home(), '--csv', join(metal, 'labels.csv'), '--until', 'last tuesday', '--json']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--until.*neither epoch seconds nor an ISO-8601 time|neither epoch seconds nor an ISO-8601 time.*--until/);
+    const early = await runCli(['labels', 'import', ...home(), '--csv', join(metal, 'labels.csv'), '--until', '2022-07-07T12:25:00Z', '--json']);
+    expect(early.code, early.stderr).toBe(0);
+    expect(JSON.parse(early.stdout)).toEqual({ read: 235, appended: 44, images: 44, later: 191 });
     const imp = await runCli(['labels', 'import', ...home(), '--csv', join(metal, 'labels.csv'), '--json']);
     expect(imp.code, imp.stderr).toBe(0);
-    expect(JSON.parse(imp.stdout)).toEqual({ read: 235, appended: 235, images: 235 });
+    expect(JSON.parse(imp.stdout)).toEqual({ read: 235, appended: 191, images: 235, later: 0 });
 
     const ing = await runCli(['labels', 'ingest', ...home(), '--endpoint', os.endpoint, '--bucket', 'loupe', '--json']);
     expect(ing.code, ing.stderr).toBe(0);

@@ -119,6 +119,11 @@ export class SqliteLabelStore implements LabelStore {
     return this.latestSync(query);
   }
 
+  /** Records in append order after `seq` (at most `limit`): for mirrors that follow the store. */
+  appendedAfter(seq: number, limit: number): StoredLabelRecord[] {
+    return (this.db.prepare('SELECT * FROM label_records WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as Row[]).map(fromRow);
+  }
+
   async history(sourceRef: string): Promise<StoredLabelRecord[]> {
     const rows = this.db.prepare('SELECT * FROM label_records WHERE source_ref = ? ORDER BY event_time, seq').all(sourceRef) as Row[];
     return rows.map(fromRow);

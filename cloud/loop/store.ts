@@ -1,8 +1,8 @@
-import Database from 'better-sqlite3';
-import { mkdirSync, readFileSync } from 'node:fs';
+import type Database from 'better-sqlite3';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname } from 'node:path';
 import { LoupeError } from '../../components/common/errors.js';
+import { openSqlite } from '../common/sqlite.js';
 
 /**
  * The loop's persisted state, one SQLite file: runs, their steps with each step's output, a
@@ -127,12 +127,7 @@ export class LoopStore {
   readonly db: Database.Database;
 
   constructor(readonly path: string) {
-    mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('busy_timeout = 10000');
-    this.db.exec(SCHEMA);
+    this.db = openSqlite(path, SCHEMA, { durable: true });
   }
 
   close(): void {

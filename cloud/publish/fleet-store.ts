@@ -1,6 +1,5 @@
-import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import type Database from 'better-sqlite3';
+import { openSqlite } from '../common/sqlite.js';
 
 /**
  * What loupe has published and deployed, per backend and target, in one SQLite file. Every
@@ -81,12 +80,7 @@ type Raw = Record<string, unknown>;
 export class FleetStore {
   readonly db: Database.Database;
   constructor(readonly path: string) {
-    mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('busy_timeout = 10000');
-    this.db.exec(SCHEMA);
+    this.db = openSqlite(path, SCHEMA, { durable: true });
   }
 
   close(): void {

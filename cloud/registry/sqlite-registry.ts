@@ -1,12 +1,12 @@
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { LoupeError } from '../../components/common/errors.js';
 import { sha256 } from '../../components/common/fsutil.js';
 import { ArtefactStore, type ArtefactRef } from './artefact-store.js';
 import { checkTransition, decideApproval, DEFAULT_POLICY, type ApprovalPolicy } from './policy.js';
 import type { ModelEvent, ModelRegistry, ModelStatus, ModelVersion, RegisterInput, StatusChange } from './types.js';
+import { openSqlite } from '../common/sqlite.js';
 
 /**
  * The default model registry: one SQLite file (`<dir>/registry.db`) with the versions and an
@@ -123,12 +123,7 @@ export class SqliteModelRegistry implements ModelRegistry {
     readonly dir: string,
     readonly policy: ApprovalPolicy = DEFAULT_POLICY,
   ) {
-    mkdirSync(dir, { recursive: true });
-    this.db = new Database(join(dir, 'registry.db'));
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('busy_timeout = 10000');
-    this.db.exec(SCHEMA);
+    this.db = openSqlite(join(dir, 'registry.db'), SCHEMA, { durable: true });
     this.artefacts = new ArtefactStore(join(dir, 'artefacts'));
   }
 

@@ -3,7 +3,6 @@ import { silentLogger } from '../../../components/common/log.js';
 import { Progress } from '../../../components/common/progress.js';
 import type { FeatureStoreLabelStore } from '../../labelstore/featurestore.js';
 import type { SqliteLabelStore } from '../../labelstore/sqlite.js';
-import type { LabelRecord, LabelStatus } from '../../labelstore/types.js';
 
 /**
  * The label store on AWS as the loop uses it: SQLite stays the store the loop reads and writes
@@ -25,22 +24,6 @@ import type { LabelRecord, LabelStatus } from '../../labelstore/types.js';
  * (latest per source_ref by event_time, then api_invocation_time) returns the same record.
  */
 const SCHEMA = `CREATE TABLE IF NOT EXISTS featurestore_mirror (feature_group TEXT PRIMARY KEY, seq INTEGER NOT NULL, updated_at TEXT NOT NULL)`;
-
-interface Row {
-  seq: number;
-  source_ref: string;
-  image_width: number;
-  image_height: number;
-  image_depth: number;
-  annotations: string;
-  event_time: number;
-  labeling_job: string;
-  status: LabelStatus;
-  device: string;
-  capture_time: number | null;
-  model_version: string;
-  meta: string;
-}
 
 export class FeatureStoreMirror {
   private ensured = false;
@@ -75,16 +58,13 @@ export class FeatureStoreMirror {
     const mark = this.local.db.prepare(
       'INSERT INTO featurestore_mirror (feature_group, seq, updated_at) VALUES (?, ?, ?) ON CONFLICT(feature_group) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at',
     );
-    const next = this.local.db.prepare('SELECT * FROM label_records WHERE seq > ? ORDER BY seq LIMIT 500');
     const progress = new Progress('feature store', total, log, { logEveryMs: 5000 });
     let put = 0;
     let seq = this.watermark();
     for (;;) {
-      const rows = next.all(seq) as Row[];
+      const rows = this.local.appendedAfter(seq, 500);
       if (rows.length === 0) break;
-      for (const r of rows) {
-        const { seq: s, annotations, meta, ...rest } = r;
-        const record: LabelRecord = { ...rest, annotations: JSON.parse(annotations), meta: JSON.parse(meta) };
+      for (const { seq: s, ...record } of rows) {
         await this.remote.append([record]);
         mark.run(this.opts.featureGroupName, s, new Date().toISOString());
         seq = s;

@@ -1,10 +1,11 @@
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { silentLogger } from '../../../components/common/log.js';
 import type { SageMakerModelRegistry } from '../../registry/sagemaker-registry.js';
 import type { SqliteModelRegistry } from '../../registry/sqlite-registry.js';
 import type { ModelStatus, ModelVersion } from '../../registry/types.js';
+import { openSqlite } from '../../common/sqlite.js';
 
 /**
  * The model registry on AWS as the loop uses it: the SQLite registry stays primary and every
@@ -62,11 +63,7 @@ export class SageMakerRegistryMirror {
     private readonly remote: SageMakerModelRegistry,
     dir: string,
   ) {
-    this.db = new Database(join(dir, 'sagemaker-mirror.db'));
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('busy_timeout = 10000');
-    this.db.exec(SCHEMA);
+    this.db = openSqlite(join(dir, 'sagemaker-mirror.db'), SCHEMA, { durable: true });
   }
 
   private row(ref: string): MirrorRow | undefined {

@@ -1,6 +1,7 @@
 import sharp, { type OutputInfo } from 'sharp';
 import { readFile } from 'node:fs/promises';
 import { LoupeError, errorMessage } from '../common/errors.js';
+import { decodeBmp, isBmp } from '../common/bmp.js';
 
 /** A decoded image: interleaved RGB, 8 bits per channel, row-major (HWC). */
 export interface RgbImage {
@@ -12,7 +13,8 @@ export interface RgbImage {
 /**
  * Decode an image file or buffer the way ultralytics' loader does (`cv2.imdecode(...,
  * IMREAD_COLOR)`, utils/patches.py imread, OpenCV 4.11): EXIF orientation applied, grayscale
- * replicated to three channels, alpha dropped without compositing, 16-bit scaled to 8-bit by >> 8.
+ * replicated to three channels, alpha dropped without compositing, 16-bit scaled to 8-bit by >> 8;
+ * BMP through loupe's own decoder (common/bmp.ts).
  * Checked pixel-for-pixel against the pinned cv2 (test/detector/preprocess.test.ts); sharp's
  * `.rotate().removeAlpha()` produces exactly those pixels. Not covered: CMYK JPEGs and embedded
  * non-sRGB ICC profiles (OpenCV ignores ICC; libvips may convert), both rare on camera frames.
@@ -27,6 +29,7 @@ export async function decodeImage(input: string | Uint8Array, label = typeof inp
     if (code === 'ENOENT') throw new LoupeError('IMAGE_MISSING', 'image file not found', { input: label, cause: e });
     throw new LoupeError('IMAGE_UNREADABLE', `cannot read the image file (${errorMessage(e)})`, { input: label, cause: e });
   }
+  if (isBmp(bytes)) return decodeBmp(bytes, label); // libvips has no BMP loader
   let out: { data: Buffer; info: OutputInfo };
   try {
     let pipeline = sharp(bytes, { failOn: 'error', limitInputPixels: 268_402_689 });

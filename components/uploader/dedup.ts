@@ -1,13 +1,13 @@
-import sharp from 'sharp';
+import { openImage } from './image.js';
 
 /**
  * Perceptual hashes (64 bits) for de-duplicating near-identical frames (a part standing still
  * under the camera). dHash: 9×8 grey thumbnail, one bit per horizontal gradient sign. pHash:
  * 32×32 grey thumbnail, 2-D DCT, the 8×8 lowest frequencies (DC left out) against their median.
- * Both via sharp; written here because they are a few lines over sharp's resize.
+ * Both via sharp (BMP through openImage); written here because they are a few lines over sharp's resize.
  */
 export async function dhash(image: string | Buffer): Promise<bigint> {
-  const px = await sharp(image).rotate().greyscale().resize(9, 8, { fit: 'fill', kernel: 'lanczos3' }).raw().toBuffer();
+  const px = await (await openImage(image)).rotate().greyscale().resize(9, 8, { fit: 'fill', kernel: 'lanczos3' }).raw().toBuffer();
   let h = 0n;
   for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) h = (h << 1n) | (px[y * 9 + x]! < px[y * 9 + x + 1]! ? 1n : 0n);
   return h;
@@ -17,7 +17,7 @@ const N = 32;
 const COS = Array.from({ length: N }, (_, k) => Array.from({ length: N }, (_, n) => Math.cos(((2 * n + 1) * k * Math.PI) / (2 * N))));
 
 export async function phash(image: string | Buffer): Promise<bigint> {
-  const px = await sharp(image).rotate().greyscale().resize(N, N, { fit: 'fill' }).raw().toBuffer();
+  const px = await (await openImage(image)).rotate().greyscale().resize(N, N, { fit: 'fill' }).raw().toBuffer();
   // Separable DCT-II, only the 8 lowest frequencies in each direction are needed.
   const rows: number[][] = [];
   for (let y = 0; y < N; y++) rows.push(Array.from({ length: 8 }, (_, k) => COS[k]!.reduce((s, c, x) => s + c * px[y * N + x]!, 0)));

@@ -1,6 +1,20 @@
 import { readFile, stat } from 'node:fs/promises';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
+import { decodeBmp, isBmp } from '../common/bmp.js';
 import type { Detection } from '../ipc/topics.js';
+
+/**
+ * A sharp pipeline over an image file or buffer. BMP (which libvips cannot load; machine-vision
+ * tools often write it) goes through loupe's decoder as raw RGB.
+ */
+export async function openImage(image: string | Buffer): Promise<Sharp> {
+  const bytes = typeof image === 'string' ? await readFile(image) : image;
+  if (isBmp(bytes)) {
+    const bmp = decodeBmp(bytes, typeof image === 'string' ? image : '<buffer>');
+    return sharp(bmp.data, { raw: { width: bmp.width, height: bmp.height, channels: 3 } });
+  }
+  return sharp(bytes, { failOn: 'error' });
+}
 
 /**
  * The image to upload within the configured limits: at most maxWidth×maxHeight and maxBytes,
@@ -20,7 +34,7 @@ export async function prepareImage(
   src: { width: number; height: number; detections: Detection[] },
   limits: { maxWidth: number; maxHeight: number; jpegQuality: number; maxBytes: number; reencode: boolean },
 ): Promise<PreparedImage> {
-  const input = sharp(path, { failOn: 'error' });
+  const input = await openImage(path);
   const meta = await input.metadata();
   // The detector reports sizes after EXIF orientation; so do we.
   const swap = (meta.orientation ?? 1) >= 5;
@@ -35,7 +49,7 @@ export async function prepareImage(
   for (let i = 0; i < 20; i++) {
     const tw = Math.max(1, Math.round(w * scale));
     const th = Math.max(1, Math.round(h * scale));
-    const data = await sharp(path).rotate().resize(tw, th, { fit: 'fill' }).jpeg({ quality, mozjpeg: false }).toBuffer();
+    const data = await input.clone().rotate().resize(tw, th, { fit: 'fill' }).jpeg({ quality, mozjpeg: false }).toBuffer();
     if (data.length <= limits.maxBytes || (tw <= 16 && th <= 16)) {
       const sx = tw / w;
       const sy = th / h;

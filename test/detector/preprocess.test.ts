@@ -89,10 +89,10 @@ describe('resize', () => {
 });
 
 describe('decoding like cv2.imdecode(IMREAD_COLOR)', () => {
-  it('handles grayscale, RGBA (alpha dropped, not composited), palette, 16-bit and EXIF-rotated images', async () => {
+  it('handles grayscale, RGBA (alpha dropped, not composited), palette, 16-bit, EXIF-rotated and BMP images', async () => {
     const src = join(sharedDataset('metal-tags'), 'bad', readdirSync(join(sharedDataset('metal-tags'), 'bad')).sort()[3]);
     const made = await ultralytics<Record<string, { path: string; rgb: string; width: number; height: number }>>('images', { src, out: tmp, cwd: tmp });
-    expect(Object.keys(made).length).toBe(8);
+    expect(Object.keys(made).length).toBe(18);
     for (const [name, m] of Object.entries(made)) {
       const img = await decodeImage(m.path);
       expect([img.width, img.height], name).toEqual([m.width, m.height]);

@@ -189,6 +189,43 @@ def op_resize(a):
     return out
 
 
+def _bmp(rgb, bpp, masks=None, top_down=False):
+    """A BMP file (40-byte header) of an RGB array: 4-bit (16-colour palette), 16, 24 or 32 bits."""
+    import struct
+
+    h, w, _ = rgb.shape
+    stride = (bpp * w + 31) // 32 * 4
+    pal = b""
+    if bpp == 4:
+        pal = b"".join(bytes((int(v) // 2, int(v), 255 - int(v), 0)) for v in np.linspace(0, 255, 16))
+        idx = (rgb[..., 1].astype(np.int32) * 16 // 256).astype(np.uint8)
+    rows = []
+    for y in range(h):
+        r = rgb[y]
+        if bpp == 4:
+            q = idx[y]
+            q = np.concatenate([q, np.zeros(w % 2, np.uint8)])
+            line = ((q[0::2] << 4) | q[1::2]).astype(np.uint8).tobytes()
+        elif bpp == 16:
+            R, G, B = (r[:, 0].astype(np.uint16), r[:, 1].astype(np.uint16), r[:, 2].astype(np.uint16))
+            v = ((R >> 3) << 11) | ((G >> 2) << 5) | (B >> 3) if masks else ((R >> 3) << 10) | ((G >> 3) << 5) | (B >> 3)
+            line = v.astype("<u2").tobytes()
+        elif bpp == 24:
+            line = np.ascontiguousarray(r[:, ::-1]).tobytes()
+        else:
+            line = np.concatenate([r[:, ::-1], np.full((w, 1), 0x5A, np.uint8)], axis=1).tobytes()
+        rows.append(line + b"\0" * (stride - len(line)))
+    if not top_down:
+        rows.reverse()
+    comp = 3 if masks else 0
+    extra = struct.pack("<3I", *masks) if masks else b""
+    off = 14 + 40 + len(extra) + len(pal)
+    data = b"".join(rows)
+    head = struct.pack("<2sIHHI", b"BM", off + len(data), 0, 0, off)
+    dib = struct.pack("<IiiHHIIiiII", 40, w, -h if top_down else h, 1, bpp, comp, len(data), 2835, 2835, 16 if bpp == 4 else 0, 0)
+    return head + dib + extra + pal + data
+
+
 def op_images(a):
     """Odd inputs made from a dataset image: grayscale, RGBA PNG (varying alpha), EXIF-rotated JPEGs,
     16-bit PNG, palette PNG; plus what cv2.imdecode(IMREAD_COLOR) makes of each (RGB raw)."""
@@ -212,7 +249,21 @@ def op_images(a):
         exif = base.getexif()
         exif[0x0112] = o
         base.save(f"{d}/exif{o}.jpg", quality=90, exif=exif.tobytes())
-    for name in ("gray.png", "gray.jpg", "rgba.png", "palette.png", "rgb16.png", "exif3.jpg", "exif6.jpg", "exif8.jpg"):
+    # BMP as machine-vision tools write it: PIL's (24-bit, 8-bit grey and palette, 1-bit, 32-bit),
+    # plus hand-made headers PIL does not write (4-bit, 16-bit 5-5-5 and 5-6-5, top-down, bit fields).
+    base.save(f"{d}/rgb.bmp")
+    g.save(f"{d}/gray.bmp")
+    base.convert("P").save(f"{d}/palette.bmp")
+    base.convert("1").save(f"{d}/mono.bmp")
+    base.convert("RGBA").save(f"{d}/rgba.bmp")
+    rgb = np.array(base)
+    bmps = ["rgb.bmp", "gray.bmp", "palette.bmp", "mono.bmp", "rgba.bmp"]
+    for name, kw in (("pal4.bmp", {"bpp": 4}), ("rgb555.bmp", {"bpp": 16}), ("rgb565.bmp", {"bpp": 16, "masks": (0xF800, 0x07E0, 0x001F)}),
+                     ("topdown.bmp", {"bpp": 24, "top_down": True}), ("bgrx.bmp", {"bpp": 32, "masks": (0xFF0000, 0xFF00, 0xFF)})):
+        with open(f"{d}/{name}", "wb") as f:
+            f.write(_bmp(rgb, **kw))
+        bmps.append(name)
+    for name in ("gray.png", "gray.jpg", "rgba.png", "palette.png", "rgb16.png", "exif3.jpg", "exif6.jpg", "exif8.jpg", *bmps):
         im = cv2.imdecode(np.fromfile(f"{d}/{name}", np.uint8), cv2.IMREAD_COLOR)
         np.ascontiguousarray(im[..., ::-1]).tofile(f"{d}/{name}.rgb")
         made[name] = {"path": f"{d}/{name}", "rgb": f"{d}/{name}.rgb", "width": int(im.shape[1]), "height": int(im.shape[0])}

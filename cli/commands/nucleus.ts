@@ -57,8 +57,16 @@ export function register(program: Command): void {
     .option('--mqtt <url>', 'IoT Core stand-in broker URL; "none" for no bridge (default: start an embedded broker)')
     .option('--region <region>', 'AWS_REGION for components')
     .option('--keep-qos0-offline', 'also spool QoS 0 IoT Core messages while the broker is away')
-    .action(async (o: { root: string; thing?: string; mqtt?: string; region?: string; keepQos0Offline?: boolean }) => {
+    .option('--log-file-size-kb <n>', 'rotate a component log when it reaches this size (Greengrass logging.fileSizeKB)', '1024')
+    .option('--total-logs-size-kb <n>', 'keep at most this much log per component (Greengrass logging.totalLogsSizeKB)', '10240')
+    .action(async (o: { root: string; thing?: string; mqtt?: string; region?: string; keepQos0Offline?: boolean; logFileSizeKb: string; totalLogsSizeKb: string }) => {
       const root = resolve(o.root);
+      const kb = (v: string, flag: string): number => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 1) throw new LoupeError('CLI_BAD_OPTION', 'must be a whole number of KB, at least 1', { input: `${flag} ${v}` });
+        return n;
+      };
+      const logging = { fileSizeKB: kb(o.logFileSizeKb, '--log-file-size-kb'), totalLogsSizeKB: kb(o.totalLogsSizeKb, '--total-logs-size-kb') };
       const level = process.env.LOUPE_LOG_LEVEL ?? 'info';
       const logger = pino(
         { name: 'nucleus', level, timestamp: pino.stdTimeFunctions.isoTime },
@@ -74,6 +82,7 @@ export function register(program: Command): void {
         ...(o.region ? { region: o.region } : {}),
         ...(o.mqtt !== undefined ? { mqttUrl: o.mqtt === 'none' ? false : o.mqtt } : {}),
         ...(o.keepQos0Offline ? { keepQos0WhenOffline: true } : {}),
+        logging,
       });
       await n.start();
       const s = n.status();

@@ -79,6 +79,7 @@ import { IotCoreBridge } from './mqttproxy/bridge.js';
 import { registerMqttProxy } from './mqttproxy/mqttproxy.js';
 import { LocalPubSub } from './pubsub/pubsub.js';
 import { LOCAL_STACK_CREDENTIALS, TokenExchangeService, type Credentials, type CredentialsProvider } from './tes.js';
+import { DEFAULT_LOG_ROTATION, type LogRotation } from './lifecycle/rotating-log.js';
 
 export type { DeploymentRecord, DeploymentRequest } from './deployment/deployment.js';
 export type { State } from './lifecycle/service.js';
@@ -112,6 +113,8 @@ export interface NucleusOptions {
   restore?: boolean;
   /** Port for TES (default: a free one). */
   tesPort?: number;
+  /** Component log rotation, Greengrass's `logging` keys (default 1024 KB per file, 10240 KB in all per component). */
+  logging?: Partial<LogRotation>;
 }
 
 export interface ComponentStatus {
@@ -201,6 +204,7 @@ export class Nucleus extends EventEmitter {
       tesUri: () => this.tes.uri,
       errorResetTimeMs: (opts.errorResetTimeSeconds ?? 3600) * 1000,
       killGraceMs: opts.killGraceMs ?? 5000,
+      logRotation: { ...DEFAULT_LOG_ROTATION, ...opts.logging },
       ...(opts.env ? { env: opts.env } : {}),
       onRemoved: (name) => this.ipc.disconnect(name),
     });

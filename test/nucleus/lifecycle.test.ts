@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, lstatSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Nucleus, type NucleusOptions } from '../../embedded/nucleus/nucleus.js';
+import { RotatingLog } from '../../embedded/nucleus/lifecycle/rotating-log.js';
 import { removeRoot, tempRoot, until, waitForRecord, writeAgentRecipe, writeRecipe } from '../helpers/nucleus.js';
 
 /**
@@ -36,6 +37,38 @@ const recipe = (name: string, lifecycle: Record<string, unknown>, extra: Record<
 });
 
 describe('component lifecycle', () => {
+  it('rotates a chatty component\'s log by size and keeps the total bounded (logging.fileSizeKB / totalLogsSizeKB)', async () => {
+    const { n, root, rdir } = await setup({ logging: { fileSizeKB: 4, totalLogsSizeKB: 12 } });
+    // 2000 numbered lines of ~40 bytes (~80 KB) from a component that then exits 0.
+    writeRecipe(rdir, recipe('lc.Chatty', { Run: 'i=0; while [ $i -lt 2000 ]; do echo "line $i ........................"; i=$((i+1)); done' }));
+    const rec = await n.deploy({ recipeDir: rdir, merge: { 'lc.Chatty': '1.0.0' } });
+    expect(rec.status, rec.failureCause).toBe('SUCCEEDED');
+    await n.waitForState('lc.Chatty', 'FINISHED', 20_000);
+    const logs = join(root, 'logs');
+    const files = readdirSync(logs).filter((f) => f.startsWith('lc.Chatty.log')).sort();
+    // 12 KB in all at 4 KB per file: the live file and two rotated ones.
+    expect(files).toEqual(['lc.Chatty.log', 'lc.Chatty.log.1', 'lc.Chatty.log.2']);
+    for (const f of files) expect(statSync(join(logs, f)).size, f).toBeLessThanOrEqual(4096);
+    // Whole lines only, consecutive across the rotation boundary, the newest last.
+    const text = ['lc.Chatty.log.2', 'lc.Chatty.log.1', 'lc.Chatty.log'].map((f) => readFileSync(join(logs, f), 'utf8')).join('');
+    const nums = text
+      .split('\n')
+      .filter((l) => l.startsWith('line '))
+      .map((l) => Number(l.split(' ')[1]));
+    expect(nums.at(-1)).toBe(1999);
+    expect(nums.every((v, i) => i === 0 || v === nums[i - 1]! + 1)).toBe(true);
+  });
+
+  it('a full disk drops log lines (counted) instead of throwing', () => {
+    const log = new RotatingLog('/dev/full', { fileSizeKB: 1, totalLogsSizeKB: 2 });
+    expect(() => {
+      for (let i = 0; i < 100; i++) log.write(`line ${i}\n`);
+    }).not.toThrow();
+    expect(log.dropped).toBe(100);
+    log.end();
+    expect(log.destroyed).toBe(true);
+  });
+
   it('runs Install, Startup and Shutdown with Setenv and SkipIf, and logs stdout and stderr per component', async () => {
     const { n, root, rdir, states } = await setup();
     writeFileSync(join(root, 'marker'), '');

@@ -10,6 +10,7 @@ import { interpolate, type ComponentPaths, type VariableContext } from '../compo
 import type { ConfigStore } from '../config/store.js';
 import { BUILTIN_COMPONENTS, topoOrder } from '../deployment/resolve.js';
 import { ComponentService, type ServiceHost, type State } from './service.js';
+import type { LogRotation } from './rotating-log.js';
 
 /**
  * The set of running components (the real nucleus's Kernel + KernelConfigResolver): turns a
@@ -50,6 +51,8 @@ export interface KernelOptions {
   tesUri: () => string;
   errorResetTimeMs: number;
   killGraceMs: number;
+  /** Component log rotation (default 1 MiB per file, 10 MiB per component, as Greengrass). */
+  logRotation?: LogRotation;
   /** Extra environment for every component (after the nucleus's own). */
   env?: Record<string, string>;
   /** Called when a component is removed (drop its IPC connections). */
@@ -246,6 +249,7 @@ export class Kernel implements ServiceHost {
           env: this.environment(name, b.env),
           workDir: join(this.opts.root, 'work', name),
           logFile: this.logFile(name),
+          ...(this.opts.logRotation ? { logRotation: this.opts.logRotation } : {}),
           dependencies: Object.entries(t.recipe.dependencies).map(([n, d]) => ({ name: n, type: d.type })),
         },
         this,

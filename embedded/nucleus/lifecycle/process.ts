@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, type WriteStream } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { LogSink } from './rotating-log.js';
 
 /**
  * One lifecycle script run as `sh -c <script>` in its own process group, so that stopping it
@@ -16,7 +17,7 @@ export interface RunningScript {
   kill(graceMs: number): Promise<void>;
 }
 
-export function startScript(opts: { script: string; cwd: string; env: NodeJS.ProcessEnv; log: WriteStream; label: string }): RunningScript {
+export function startScript(opts: { script: string; cwd: string; env: NodeJS.ProcessEnv; log: LogSink; label: string }): RunningScript {
   const child = spawn('/bin/sh', ['-c', opts.script], { cwd: opts.cwd, env: opts.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let running = true;
   const pipe = (s: NodeJS.ReadableStream | null) => {

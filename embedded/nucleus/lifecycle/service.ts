@@ -1,10 +1,11 @@
 import { EventEmitter } from 'node:events';
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../../components/common/errors.js';
 import type { Lifecycle, LifecycleStep, StepName } from '../componentmanager/recipe.js';
 import { killGroup, shouldSkip, startScript, type RunningScript } from './process.js';
+import { RotatingLog, type LogRotation } from './rotating-log.js';
 
 /**
  * One component's lifecycle, modelled on the real nucleus's Lifecycle/GenericExternalService:
@@ -42,6 +43,8 @@ export interface ServiceSpec {
   env: NodeJS.ProcessEnv;
   workDir: string;
   logFile: string;
+  /** Size-based rotation of logFile (Greengrass's logging.fileSizeKB / totalLogsSizeKB). */
+  logRotation?: LogRotation;
   dependencies: { name: string; type: 'HARD' | 'SOFT' }[];
 }
 
@@ -67,7 +70,7 @@ export class ComponentService extends EventEmitter {
   private readonly groups = new Set<number>();
   private chain: Promise<void> = Promise.resolve();
   private readonly log: Logger;
-  private readonly out: WriteStream;
+  private readonly out: RotatingLog;
   private startupTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -79,7 +82,7 @@ export class ComponentService extends EventEmitter {
     this.log = host.logger.child({ component: spec.name, version: spec.version });
     mkdirSync(dirname(spec.logFile), { recursive: true });
     mkdirSync(spec.workDir, { recursive: true });
-    this.out = createWriteStream(spec.logFile, { flags: 'a' });
+    this.out = new RotatingLog(spec.logFile, spec.logRotation);
     if (spec.dependencies.some((d) => d.type === 'HARD')) host.events.on('state', this.onDependencyState);
   }
 
@@ -383,6 +386,6 @@ export class ComponentService extends EventEmitter {
   }
 
   private writeLog(line: string): void {
-    if (!this.out.destroyed && !this.out.writableEnded) this.out.write(`[nucleus] ${new Date().toISOString()} ${this.name}: ${line}\n`);
+    if (!this.out.destroyed) this.out.write(`[nucleus] ${new Date().toISOString()} ${this.name}: ${line}\n`);
   }
 }

@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import sharp, { type Sharp } from 'sharp';
 import { decodeBmp, isBmp } from '../common/bmp.js';
 import type { Detection } from '../ipc/topics.js';
@@ -8,9 +8,12 @@ import type { Detection } from '../ipc/topics.js';
  * tools often write it) goes through loupe's decoder as raw RGB.
  */
 export async function openImage(image: string | Buffer): Promise<Sharp> {
-  const bytes = typeof image === 'string' ? await readFile(image) : image;
+  return imageFromBytes(typeof image === 'string' ? await readFile(image) : image, typeof image === 'string' ? image : '<buffer>');
+}
+
+function imageFromBytes(bytes: Buffer, label: string): Sharp {
   if (isBmp(bytes)) {
-    const bmp = decodeBmp(bytes, typeof image === 'string' ? image : '<buffer>');
+    const bmp = decodeBmp(bytes, label);
     return sharp(bmp.data, { raw: { width: bmp.width, height: bmp.height, channels: 3 } });
   }
   return sharp(bytes, { failOn: 'error' });
@@ -34,15 +37,16 @@ export async function prepareImage(
   src: { width: number; height: number; detections: Detection[] },
   limits: { maxWidth: number; maxHeight: number; jpegQuality: number; maxBytes: number; reencode: boolean },
 ): Promise<PreparedImage> {
-  const input = await openImage(path);
+  const bytes = await readFile(path);
+  const input = imageFromBytes(bytes, path);
   const meta = await input.metadata();
   // The detector reports sizes after EXIF orientation; so do we.
   const swap = (meta.orientation ?? 1) >= 5;
   const w = src.width || (swap ? meta.height : meta.width) || 0;
   const h = src.height || (swap ? meta.width : meta.height) || 0;
   const fits = w <= limits.maxWidth && h <= limits.maxHeight;
-  if (!limits.reencode && fits && meta.format === 'jpeg' && (await stat(path)).size <= limits.maxBytes) {
-    return { data: await readFile(path), width: w, height: h, detections: src.detections };
+  if (!limits.reencode && fits && meta.format === 'jpeg' && bytes.length <= limits.maxBytes) {
+    return { data: bytes, width: w, height: h, detections: src.detections };
   }
   let scale = Math.min(1, limits.maxWidth / w, limits.maxHeight / h);
   let quality = limits.jpegQuality;

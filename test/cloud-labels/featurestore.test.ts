@@ -4,6 +4,7 @@ import { PutRecordCommand, SageMakerFeatureStoreRuntimeClient } from '@aws-sdk/c
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FEATURE_DEFINITIONS, FeatureStoreLabelStore, makeRecord } from '../../cloud/labelstore/index.js';
+import { EXPECTED_FEATURE_DEFINITIONS } from '../helpers/aws-shapes.js';
 
 const sm = mockClient(SageMakerClient);
 const rt = mockClient(SageMakerFeatureStoreRuntimeClient);
@@ -46,20 +47,7 @@ describe('SageMaker Feature Store label store (control plane and runtime mocked;
         FeatureGroupName: 'loupe-labels',
         RecordIdentifierFeatureName: 'source_ref',
         EventTimeFeatureName: 'event_time',
-        FeatureDefinitions: [
-          { FeatureName: 'source_ref', FeatureType: 'String' },
-          { FeatureName: 'image_width', FeatureType: 'Integral' },
-          { FeatureName: 'image_height', FeatureType: 'Integral' },
-          { FeatureName: 'image_depth', FeatureType: 'Integral' },
-          { FeatureName: 'annotations', FeatureType: 'String' },
-          { FeatureName: 'event_time', FeatureType: 'Fractional' },
-          { FeatureName: 'labeling_job', FeatureType: 'String' },
-          { FeatureName: 'status', FeatureType: 'String' },
-          { FeatureName: 'device', FeatureType: 'String' },
-          { FeatureName: 'capture_time', FeatureType: 'Fractional' },
-          { FeatureName: 'model_version', FeatureType: 'String' },
-          { FeatureName: 'meta', FeatureType: 'String' },
-        ],
+        FeatureDefinitions: EXPECTED_FEATURE_DEFINITIONS,
         OnlineStoreConfig: { EnableOnlineStore: false },
         OfflineStoreConfig: { S3StorageConfig: { S3Uri: 's3://loupe-offline/labels' }, DisableGlueTableCreation: false },
         RoleArn: 'arn:aws:iam::111122223333:role/loupe-featurestore',

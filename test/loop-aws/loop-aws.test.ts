@@ -20,6 +20,7 @@ import type { LoopConfigInput } from '../../cloud/loop/config.js';
 import { ensureVenv } from '../../cloud/training/venv.js';
 import { snapshotDist, type DistSnapshot } from '../helpers/dist-snapshot.js';
 import { ACCOUNT, FakeAwsWorkers, bytesOf, readCalls, seedFleet, type RecordedCall } from './fake-aws.js';
+import { EXPECTED_FEATURE_DEFINITIONS, EXPECTED_METRIC_DEFINITIONS } from '../helpers/aws-shapes.js';
 
 /**
  * The loop with every stage on AWS: Feature Store label mirror, Ground Truth labelling and
@@ -236,17 +237,7 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
         AlgorithmSpecification: {
           TrainingImage: IMAGE,
           TrainingInputMode: 'File',
-          MetricDefinitions: [
-            { Name: 'epoch', Regex: 'loupe-metric.* epoch=([-+0-9.eE]+)' },
-            { Name: 'train:seconds', Regex: 'loupe-metric.* seconds=([-+0-9.eE]+)' },
-            { Name: 'train:box_loss', Regex: 'loupe-metric.* box_loss=([-+0-9.eE]+)' },
-            { Name: 'train:cls_loss', Regex: 'loupe-metric.* cls_loss=([-+0-9.eE]+)' },
-            { Name: 'train:dfl_loss', Regex: 'loupe-metric.* dfl_loss=([-+0-9.eE]+)' },
-            { Name: 'val:precision', Regex: 'loupe-metric.* precision=([-+0-9.eE]+)' },
-            { Name: 'val:recall', Regex: 'loupe-metric.* recall=([-+0-9.eE]+)' },
-            { Name: 'val:map50', Regex: 'loupe-metric.* map50=([-+0-9.eE]+)' },
-            { Name: 'val:map50_95', Regex: 'loupe-metric.* map50_95=([-+0-9.eE]+)' },
-          ],
+          MetricDefinitions: EXPECTED_METRIC_DEFINITIONS,
         },
         RoleArn: ROLE,
         HyperParameters: { data_yaml: 'data.yaml', model: `${v1!.artefacts.pt!.sha256}.pt`, epochs: '1', imgsz: '160', batch: '16', patience: '50', seed: '0', workers: '0' },
@@ -354,20 +345,7 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
         FeatureGroupName: 'loupe-labels',
         RecordIdentifierFeatureName: 'source_ref',
         EventTimeFeatureName: 'event_time',
-        FeatureDefinitions: [
-          { FeatureName: 'source_ref', FeatureType: 'String' },
-          { FeatureName: 'image_width', FeatureType: 'Integral' },
-          { FeatureName: 'image_height', FeatureType: 'Integral' },
-          { FeatureName: 'image_depth', FeatureType: 'Integral' },
-          { FeatureName: 'annotations', FeatureType: 'String' },
-          { FeatureName: 'event_time', FeatureType: 'Fractional' },
-          { FeatureName: 'labeling_job', FeatureType: 'String' },
-          { FeatureName: 'status', FeatureType: 'String' },
-          { FeatureName: 'device', FeatureType: 'String' },
-          { FeatureName: 'capture_time', FeatureType: 'Fractional' },
-          { FeatureName: 'model_version', FeatureType: 'String' },
-          { FeatureName: 'meta', FeatureType: 'String' },
-        ],
+        FeatureDefinitions: EXPECTED_FEATURE_DEFINITIONS,
         OnlineStoreConfig: { EnableOnlineStore: false },
         OfflineStoreConfig: { S3StorageConfig: { S3Uri: 's3://loupe-ml/loupe/featurestore/' }, DisableGlueTableCreation: false },
         RoleArn: ROLE,

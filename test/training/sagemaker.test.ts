@@ -25,6 +25,7 @@ import { isLoupeError, type LoupeError } from '../../components/common/errors.js
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { checkpointOf } from '../helpers/models.js';
 import { metalTagsSubset } from './yolo-fixture.js';
+import { EXPECTED_METRIC_DEFINITIONS } from '../helpers/aws-shapes.js';
 
 /**
  * The SageMaker backend against a REAL S3-compatible server (embedded/objectstore, through
@@ -175,17 +176,7 @@ describe('SageMaker training backend', () => {
       AlgorithmSpecification: {
         TrainingImage: IMAGE,
         TrainingInputMode: 'File',
-        MetricDefinitions: [
-          { Name: 'epoch', Regex: 'loupe-metric.* epoch=([-+0-9.eE]+)' },
-          { Name: 'train:seconds', Regex: 'loupe-metric.* seconds=([-+0-9.eE]+)' },
-          { Name: 'train:box_loss', Regex: 'loupe-metric.* box_loss=([-+0-9.eE]+)' },
-          { Name: 'train:cls_loss', Regex: 'loupe-metric.* cls_loss=([-+0-9.eE]+)' },
-          { Name: 'train:dfl_loss', Regex: 'loupe-metric.* dfl_loss=([-+0-9.eE]+)' },
-          { Name: 'val:precision', Regex: 'loupe-metric.* precision=([-+0-9.eE]+)' },
-          { Name: 'val:recall', Regex: 'loupe-metric.* recall=([-+0-9.eE]+)' },
-          { Name: 'val:map50', Regex: 'loupe-metric.* map50=([-+0-9.eE]+)' },
-          { Name: 'val:map50_95', Regex: 'loupe-metric.* map50_95=([-+0-9.eE]+)' },
-        ],
+        MetricDefinitions: EXPECTED_METRIC_DEFINITIONS,
       },
       RoleArn: ROLE,
       HyperParameters: { data_yaml: 'data.yaml', model: 'model.pt', epochs: '1', imgsz: '160', batch: '8', patience: '50', seed: '0', workers: '0' },

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { openImage } from './image.js';
 
 /**
@@ -30,6 +32,17 @@ export async function phash(image: string | Buffer): Promise<bigint> {
   return h;
 }
 
+/**
+ * Exact: the first 64 bits of the frame's sha256, so only byte-identical frames match (with any
+ * small maxDistance). For parts that look alike to a 64-bit perceptual hash: on the metal-tags
+ * photos dHash at distance 3 calls 98 of 163 distinct tags duplicates, even distance 0 calls 45;
+ * a camera that repeats frames byte for byte (a looping folder) is still de-duplicated.
+ */
+export async function exactHash(image: string | Buffer): Promise<bigint> {
+  const bytes = typeof image === 'string' ? await readFile(image) : image;
+  return createHash('sha256').update(bytes).digest().readBigUInt64BE(0);
+}
+
 export function hamming(a: bigint, b: bigint): number {
   let x = a ^ b;
   let n = 0;
@@ -40,19 +53,21 @@ export function hamming(a: bigint, b: bigint): number {
   return n;
 }
 
+export type DedupHash = 'dhash' | 'phash' | 'exact';
+
 /** Recent hashes per camera; `check` says whether a frame duplicates one of them. */
 export class Deduper {
   private readonly recent = new Map<string, bigint[]>();
 
-  constructor(private cfg: { hash: 'dhash' | 'phash'; maxDistance: number; window: number }) {}
+  constructor(private cfg: { hash: DedupHash; maxDistance: number; window: number }) {}
 
-  setConfig(cfg: { hash: 'dhash' | 'phash'; maxDistance: number; window: number }): void {
+  setConfig(cfg: { hash: DedupHash; maxDistance: number; window: number }): void {
     if (cfg.hash !== this.cfg.hash) this.recent.clear();
     this.cfg = cfg;
   }
 
   async hash(image: string | Buffer): Promise<bigint> {
-    return this.cfg.hash === 'phash' ? phash(image) : dhash(image);
+    return this.cfg.hash === 'phash' ? phash(image) : this.cfg.hash === 'exact' ? exactHash(image) : dhash(image);
   }
 
   isDuplicate(camera: string, h: bigint): boolean {

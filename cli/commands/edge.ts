@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { LoupeError } from '../../components/common/errors.js';
 import { createLogger } from '../../components/common/log.js';
+import { defaultModelDir } from '../../components/common/paths.js';
 import { parseSourceSpec, startEdgeStack } from '../../embedded/stack/edge.js';
 
 /**
@@ -22,15 +23,15 @@ export function register(program: Command): void {
   edge
     .command('up')
     .description('start the embedded stack, deploy the loupe suite, show live figures')
-    .option('--source <kind:value>', 'camera source: folder:PATH, stream:URL, v4l2:DEVICE, snapshot:URL or command:CMD (default: folder camera over ../shared/datasets/metal-tags)')
+    .option('--source <kind:value>', 'camera source: folder:PATH, stream:URL, v4l2:DEVICE, snapshot:URL or command:CMD (default: a folder camera over the shipped metal-tags photos)')
     .option('--fps <n>', 'camera frames per second (interval trigger)', '5')
     .option('--duration <s>', 'stop after this many seconds (default: run until Ctrl-C)')
-    .option('--model <dir>', 'folder with model.onnx (and card.json)', 'models/metal-tags')
+    .option('--model <dir>', 'folder with model.onnx (and card.json) (default: the shipped models/metal-tags)')
     .option('--model-version <v>', 'loupe.Model component version', '1.0.0')
     .option('--thing <name>', 'thing name', 'loupe-edge-1')
     .option('--root <dir>', 'keep the stack in this folder (default: a temp folder, removed at the end)')
     .option('--json', 'print the summary as one JSON line on stdout')
-    .action(async (o: { source?: string; fps: string; duration?: string; model: string; modelVersion: string; thing: string; root?: string; json?: boolean }) => {
+    .action(async (o: { source?: string; fps: string; duration?: string; model?: string; modelVersion: string; thing: string; root?: string; json?: boolean }) => {
       const log = createLogger('edge', { stream: 'stderr' });
       const fps = positive(o.fps, '--fps');
       const duration = o.duration === undefined ? undefined : positive(o.duration, '--duration');
@@ -38,7 +39,7 @@ export function register(program: Command): void {
       const stack = await startEdgeStack({
         ...(source ? { source } : {}),
         fps,
-        modelDir: resolve(o.model),
+        modelDir: o.model ? resolve(o.model) : defaultModelDir(),
         modelVersion: o.modelVersion,
         thingName: o.thing,
         ...(o.root ? { root: resolve(o.root) } : {}),

@@ -22,7 +22,7 @@ import type { Logger } from 'pino';
 import { LoupeError, errorMessage } from '../../components/common/errors.js';
 import { sha256File } from '../../components/common/fsutil.js';
 import { silentLogger } from '../../components/common/log.js';
-import { projectRoot, sharedDataset } from '../../components/common/paths.js';
+import { projectRoot, datasetDir } from '../../components/common/paths.js';
 import { COMPONENTS, loadSourceRecipe, localRecipe, renderRecipe, type ComponentName, type Recipe } from '../../components/build/recipes.js';
 import type { CameraHealth, ResultMessage } from '../../components/ipc/topics.js';
 import { startBroker, type EmbeddedBroker } from '../broker/broker.js';
@@ -203,7 +203,7 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
     await nucleus.start();
     cleanups.unshift(() => nucleus.stop());
 
-    const sharedFolder = sharedDataset('metal-tags');
+    const sharedFolder = datasetDir('metal-tags');
     const cameras = opts.cameras ?? [
       { name: 'cam1', source: opts.source ?? { type: 'folder', path: sharedFolder, mode: 'loop' }, trigger: opts.trigger ?? { type: 'interval', fps: opts.fps ?? 5 } },
     ];

@@ -2,7 +2,7 @@ import { copyFile, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { runCli } from '../helpers/cli.js';
 import { ensureBuilt } from '../helpers/edge.js';
 
@@ -10,7 +10,7 @@ let dir: string;
 beforeAll(async () => {
   ensureBuilt();
   dir = await mkdtemp(join(tmpdir(), 'loupe-edge-cli-'));
-  const bad = join(sharedDataset('metal-tags'), 'bad');
+  const bad = join(datasetDir('metal-tags'), 'bad');
   for (const f of (await readdir(bad)).sort().slice(0, 6)) await copyFile(join(bad, f), join(dir, f));
 }, 300_000);
 afterAll(async () => {

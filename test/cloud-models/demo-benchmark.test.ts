@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { silentLogger } from '../../components/common/log.js';
 import { readImageIds } from '../../cloud/dataset/id-list.js';
 import { splitOf } from '../../cloud/dataset/split.js';
@@ -25,7 +25,7 @@ import { runCli } from '../helpers/cli.js';
  * DEMO_HISTORY_UNTIL minus that set; the camera showing the rest. Real files, real label store,
  * real snapshot, loupe's evaluator on the real models.
  */
-const metal = sharedDataset('metal-tags');
+const metal = datasetDir('metal-tags');
 const csv = join(metal, 'labels.csv');
 const until = Date.parse(DEMO_HISTORY_UNTIL) / 1000;
 const idOf = (f: string) => f.split('/').slice(-2).join('/');

@@ -5,6 +5,7 @@ import { splitOf } from '../dataset/split.js';
 import { writeYoloDataset } from '../dataset/yolo-write.js';
 import type { EvaluateFn } from '../gate/gate.js';
 import { loupeEvaluator } from '../gate/evaluator.js';
+import type { EvalSummary } from '../gate/report.js';
 
 /**
  * A fixed held-out benchmark set beside the gate's own split: images no model of the run has
@@ -21,14 +22,8 @@ export interface BenchmarkSet {
   boxes: number;
 }
 
-export interface BenchmarkScore {
-  images: number;
-  instances: number;
-  map50: number;
-  map50_95: number;
-  precision: number;
-  recall: number;
-}
+/** The evaluator's summary without the per-class rows (one class here). */
+export type BenchmarkScore = Omit<EvalSummary, 'per_class'>;
 
 /**
  * A YOLO folder whose test split holds exactly the images `ids` names, with their latest
@@ -52,6 +47,7 @@ export async function writeBenchmarkSet(o: { labelsCsv: string; imagesDir: strin
 }
 
 export async function scoreOnBenchmark(dataYaml: string, onnx: string, evaluate: EvaluateFn = loupeEvaluator): Promise<BenchmarkScore> {
-  const { summary: s } = await evaluate(onnx, dataYaml, 'test');
-  return { images: s.images, instances: s.instances, map50: s.map50, map50_95: s.map50_95, precision: s.precision, recall: s.recall };
+  const { summary } = await evaluate(onnx, dataYaml, 'test');
+  const { per_class: _perClass, ...score } = summary;
+  return score;
 }

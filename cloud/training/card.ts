@@ -23,6 +23,8 @@ const metricSet = z.object({
   recall: z.number().min(0).max(1).optional(),
 });
 
+const testMetricSet = metricSet.extend({ evaluator: z.string(), split: z.string(), images: z.number().int(), instances: z.number().int() });
+
 const fileRef = z.object({ file: z.string(), sha256: z.string().regex(/^[0-9a-f]{64}$/), bytes: z.number().int().nonnegative() });
 
 export const modelCardSchema = z.object({
@@ -33,7 +35,8 @@ export const modelCardSchema = z.object({
   task: z.literal('detect'),
   classes: z.array(z.string()).min(1),
   imgsz: z.number().int().positive(),
-  files: z.object({ onnx: fileRef, pt: fileRef.optional() }),
+  /** `onnx` is the fp32 export; `onnxInt8` its int8 quantization (`loupe quantize`), when made. */
+  files: z.object({ onnx: fileRef, onnxInt8: fileRef.optional(), pt: fileRef.optional() }),
   trainer: z.object({
     name: z.string(),
     version: z.string(),
@@ -56,9 +59,22 @@ export const modelCardSchema = z.object({
     testImages: z.array(z.string()),
   }),
   metrics: z.object({
-    test: metricSet.extend({ evaluator: z.string(), split: z.string(), images: z.number().int(), instances: z.number().int() }).nullable(),
+    test: testMetricSet.nullable(),
     val: metricSet.extend({ source: z.string(), images: z.number().int().optional() }).nullable(),
+    /** The int8 file's scores on the same split by the same evaluator. */
+    int8: testMetricSet.nullable().optional(),
   }),
+  /** Which file the fleet runs (fp32 or int8), and the rule that chose it. */
+  fleetPrecision: z
+    .object({
+      deployed: z.enum(['fp32', 'int8']),
+      metric: z.string(),
+      tolerance: z.number(),
+      reason: z.string(),
+      /** The quantizer's record from the int8 model (method, calibration set digest, float nodes). */
+      quantization: z.record(z.string(), z.unknown()).optional(),
+    })
+    .optional(),
   /** The `loupe train` command that reproduces the model. */
   command: z.string(),
   /** The trainer's own command line, when the model was trained by running train.py directly. */
@@ -132,11 +148,14 @@ export interface CardInput {
   /** Where card.json will live: file references are relative to it. */
   dir: string;
   onnx: string;
+  onnxInt8?: string;
   pt?: string;
   trainer: ModelCard['trainer'];
   dataset: DatasetFacts;
   test: TestMetrics | null;
   val: ValMetrics | null;
+  int8Test?: TestMetrics | null;
+  fleetPrecision?: ModelCard['fleetPrecision'];
   command: string;
   trainerCommand?: string;
   notes?: string[];
@@ -152,10 +171,15 @@ export async function buildModelCard(input: CardInput): Promise<ModelCard> {
     task: 'detect',
     classes: input.classes,
     imgsz: input.imgsz,
-    files: { onnx: await ref(input.onnx, input.dir), ...(input.pt ? { pt: await ref(input.pt, input.dir) } : {}) },
+    files: {
+      onnx: await ref(input.onnx, input.dir),
+      ...(input.onnxInt8 ? { onnxInt8: await ref(input.onnxInt8, input.dir) } : {}),
+      ...(input.pt ? { pt: await ref(input.pt, input.dir) } : {}),
+    },
     trainer: input.trainer,
     dataset: input.dataset,
-    metrics: { test: input.test, val: input.val },
+    metrics: { test: input.test, val: input.val, ...(input.int8Test !== undefined ? { int8: input.int8Test } : {}) },
+    ...(input.fleetPrecision ? { fleetPrecision: input.fleetPrecision } : {}),
     command: input.command,
     ...(input.trainerCommand ? { trainerCommand: input.trainerCommand } : {}),
     ...(input.notes?.length ? { notes: input.notes } : {}),
@@ -191,6 +215,7 @@ export interface RunCardInput {
   /** The folder with model.onnx, the checkpoint and card.json-to-be. */
   dir: string;
   onnx: string;
+  onnxInt8?: string;
   pt?: string;
   /** train.py's metrics.json for the run. */
   metrics: TrainMetricsFile;
@@ -203,6 +228,8 @@ export interface RunCardInput {
   base?: string;
   script: string;
   test: TestMetrics | null;
+  int8Test?: TestMetrics | null;
+  fleetPrecision?: ModelCard['fleetPrecision'];
   command: string;
   trainerCommand?: string;
   notes?: string[];
@@ -221,7 +248,10 @@ export async function cardForRun(r: RunCardInput): Promise<ModelCard> {
     imgsz,
     dir: r.dir,
     onnx: r.onnx,
+    onnxInt8: r.onnxInt8,
     pt: r.pt,
+    int8Test: r.int8Test,
+    fleetPrecision: r.fleetPrecision,
     trainer: {
       name: m.trainer.name,
       version: m.trainer.version,

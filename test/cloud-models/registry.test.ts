@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { openRegistry, type SqliteModelRegistry } from '../../cloud/registry/sqlite-registry.js';
 import { seedShippedModel, SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
 import { sha256File } from '../../components/common/fsutil.js';
-import type { GateSummary } from '../../cloud/registry/types.js';
+import { deployedArtefact, type GateSummary } from '../../cloud/registry/types.js';
 import { projectRoot } from '../../components/common/paths.js';
 
 const otherOnnx = join(projectRoot, 'test', 'fixtures', 'models', 'neu-det.onnx');
@@ -52,6 +52,49 @@ describe('SQLite model registry', () => {
     expect(await sha256File(stored)).toBe(onnxSha);
     expect(a.artefacts.pt?.sha256).toBe(await sha256File(join(SHIPPED_MODEL_DIR, 'model.pt')));
     expect(a.metrics.val_map50).toBeGreaterThan(0.8);
+  });
+
+  it('records an int8 file beside the fp32 one, with its metrics, and which of the two the fleet runs', async () => {
+    const int8 = join(dir, 'model.int8.onnx');
+    await writeFile(int8, 'int8 bytes');
+    const v = await reg.register({
+      group: 'neu-det',
+      onnx: otherOnnx,
+      onnxInt8: int8,
+      fleetPrecision: 'int8',
+      metrics: { map50: 0.68, int8_map50: 0.675 },
+      source: 'test',
+    });
+    expect(v.fleetPrecision).toBe('int8');
+    expect(v.artefacts.onnxInt8?.sha256).toBe(await sha256File(int8));
+    expect(v.metrics).toEqual({ map50: 0.68, int8_map50: 0.675 });
+    expect(deployedArtefact(v)).toEqual({ kind: 'onnxInt8', ref: v.artefacts.onnxInt8, precision: 'int8' });
+    expect(await readFile(await reg.artefactPath(v, 'onnxInt8'), 'utf8')).toBe('int8 bytes');
+    expect((await reg.get(v.ref))?.fleetPrecision).toBe('int8');
+    const fp32 = await reg.register({ group: 'neu-det', onnx: otherPt, onnxInt8: int8, source: 'test' });
+    expect(fp32.fleetPrecision).toBe('fp32');
+    expect(deployedArtefact(fp32).kind).toBe('onnx');
+    await expect(reg.register({ group: 'neu-det', onnx: otherOnnx, fleetPrecision: 'int8', source: 'test', idempotencyKey: 'x' })).rejects.toThrow(/neu-det\.onnx: fleetPrecision int8 needs the int8 model/);
+  });
+
+  it('opens a registry made before int8 models: every version runs its fp32 file', async () => {
+    reg.close();
+    const old = join(dir, 'old');
+    const Database = (await import('better-sqlite3')).default;
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(old, { recursive: true });
+    const db = new Database(join(old, 'registry.db'));
+    db.exec(`CREATE TABLE models (id INTEGER PRIMARY KEY, grp TEXT NOT NULL, version INTEGER NOT NULL, status TEXT NOT NULL, status_reason TEXT, status_by TEXT, status_at TEXT NOT NULL,
+      artefacts TEXT NOT NULL, metrics TEXT NOT NULL, dataset_version TEXT, parent_ref TEXT, gate TEXT, meta TEXT NOT NULL, source TEXT NOT NULL, idem_key TEXT NOT NULL UNIQUE,
+      created_at TEXT NOT NULL, seq INTEGER NOT NULL, UNIQUE (grp, version))`);
+    db.prepare(`INSERT INTO models (grp, version, status, status_at, artefacts, metrics, meta, source, idem_key, created_at, seq) VALUES ('g', 1, 'approved', 't', ?, '{}', '{}', 'seed', 'k', 't', 1)`).run(
+      JSON.stringify({ onnx: { sha256: 'a'.repeat(64), size: 1, ext: '.onnx' } }),
+    );
+    db.close();
+    reg = openRegistry(old);
+    const v = await reg.mustGet('g:1');
+    expect(v.fleetPrecision).toBe('fp32');
+    expect(deployedArtefact(v).kind).toBe('onnx');
   });
 
   it('auto-approves a challenger that passed the gate, rejects one that failed, keeps the champion right', async () => {

@@ -217,7 +217,7 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
     const r = report(last);
     expect(r).toMatchObject({ run: 1, status: 'succeeded', resumed: true, halt: null });
     const attempts = Object.fromEntries(r.steps.map((s) => [s.name, s.attempts]));
-    expect(attempts).toEqual({ ingest: 2, label: 3, verify: 2, snapshot: 1, train: 2, evaluate: 1, gate: 1, register: 2, publish: 2, deploy: 2, confirm: 1 });
+    expect(attempts).toEqual({ ingest: 2, label: 3, verify: 2, snapshot: 1, train: 2, quantize: 1, evaluate: 1, gate: 1, register: 2, publish: 2, deploy: 2, confirm: 1 });
     expect(r.steps.map((s) => s.status)).toEqual(STEP_NAMES.map(() => 'done'));
 
     const installation = (new Database(join(home, 'loop.db'), { readonly: true }).prepare("SELECT v FROM kv WHERE k = 'installation.id'").get() as { v: string }).v;

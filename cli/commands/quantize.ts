@@ -38,7 +38,7 @@ export function register(program: Command): void {
       const mb = (n: number) => (n / 1e6).toFixed(1);
       process.stdout.write(
         `${r.out}: int8 (QDQ) model, ${mb(r.bytes)} MB (fp32 ${mb(r.sourceBytes)} MB), sha256 ${r.sha256}\n` +
-          `  calibrated on ${r.calibration.images} of ${r.calibration.available} images from ${r.calibration.source}; ${r.floatNodes} head nodes kept in float; ${r.seconds} s\n`,
+          `  calibrated on ${r.calibration.images} of ${r.calibration.available} images from ${r.calibration.source}; ${r.floatNodes} nodes kept in float (the head's decode); ${r.seconds} s\n`,
       );
     });
 }

@@ -9,8 +9,10 @@ one raw little-endian file per image, listed in DIR/manifest.json as {"files": [
 What it makes (onnxruntime 1.20 `quantize_static`):
   - QDQ format, int8 weights per output channel (symmetric), uint8 activations (asymmetric),
     MinMax calibration over every calibration image;
-  - the detection head (the last `/model.N/` module of an ultralytics export) is quantized only in
-    its learned convolutions (cv2.*, cv3.*); everything else there stays float: the SiLU
+  - the detection head (the last `model.N` module of an ultralytics export) is quantized only in
+    its learned convolutions (cv2.*, cv3.*), and nodes outside the modules are not quantized
+    (nms=True exports are refused by the caller: the calibrator fails on their empty NMS
+    tensors); everything else in the head stays float: the SiLU
     activations, the concatenations and reshapes, the DFL softmax and its fixed 16-bin
     expectation conv, the box decode and the class sigmoid. Quantizing the decode part of the
     head collapses the scores (measured: mAP50 0 on metal-tags), and uint8 steps on the DFL's
@@ -42,24 +44,29 @@ def refuse(code, message):
     sys.exit(2)
 
 
-def head_nodes_to_keep_float(graph):
-    """Names of the detection head's nodes that stay float: all but its learned Convs."""
-    modules = [int(m.group(1)) for n in graph.node for m in [re.match(r"^/model\.(\d+)/", n.name)] if m]
+MODULE = re.compile(r"(?:^|/)model\.(\d+)/")
+
+
+def nodes_to_keep_float(graph):
+    """Names of the nodes that stay float: everything but the modules before the detection head
+    and the head's learned Convs (cv2.*, cv3.*). The head is the last `model.N` module of the
+    export (`/model.N/...`; `/model/model.N/...` when the export wraps the model)."""
+    modules = [int(m.group(1)) for n in graph.node for m in [MODULE.search(n.name)] if m]
     if not modules:
         refuse(
             "QUANTIZE_UNKNOWN_GRAPH",
             "no ultralytics module names (/model.N/...) in the graph, so the detection head cannot be found; "
             "quantize a YOLOv8 ONNX export made by ultralytics",
         )
-    head = f"/model.{max(modules)}/"
+    head = max(modules)
     keep = []
     for n in graph.node:
-        if not n.name.startswith(head):
-            continue
-        learned_conv = n.op_type == "Conv" and "/dfl/" not in n.name
-        if not learned_conv:
+        m = MODULE.search(n.name)
+        index = int(m.group(1)) if m else None
+        quantized = index is not None and (index < head or (index == head and n.op_type == "Conv" and "/dfl/" not in n.name))
+        if not quantized:
             keep.append(n.name)
-    return head, keep
+    return f"model.{head}", keep
 
 
 def main():
@@ -90,7 +97,7 @@ def main():
 
     model = onnx.load(a.model)
     input_name = model.graph.input[0].name
-    head, keep_float = head_nodes_to_keep_float(model.graph)
+    head, keep_float = nodes_to_keep_float(model.graph)
 
     calib = hashlib.sha256()
 
@@ -146,7 +153,7 @@ def main():
         "weights": "int8, per output channel, symmetric",
         "activations": "uint8, per tensor, asymmetric",
         "calibration": {"method": "MinMax", "images": n, "sha256": calib.hexdigest(), "preprocessing": "loupe detector (predict letterbox)"},
-        "float_nodes": {"head": head.strip("/"), "count": len(keep_float), "rule": "head nodes other than its learned Convs (cv2.*, cv3.*)"},
+        "float_nodes": {"head": head, "count": len(keep_float), "rule": "all but the modules before the head and the head's learned Convs (cv2.*, cv3.*)"},
         "source_sha256": a.source_sha256,
     }
     props = [p for p in q.metadata_props if p.key != "loupe_quantization"]

@@ -73,6 +73,9 @@ export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeResult>
   try {
     if (det.info.precision === 'int8') throw new LoupeError('QUANTIZE_ALREADY_INT8', 'the model is already quantized (it holds QuantizeLinear/DequantizeLinear nodes)', { input: o.model });
     if (det.info.precision === 'fp16') throw new LoupeError('QUANTIZE_BAD_MODEL', 'the model is a float16 export; quantize the float32 export', { input: o.model });
+    // onnxruntime's calibrator observes every tensor, and an nms=True export's NMS tensors can be
+    // empty (its ReduceMax fails on them): quantize the plain export instead.
+    if (det.info.nmsExport) throw new LoupeError('QUANTIZE_BAD_MODEL', 'the model is an nms=True export; quantize the plain export (without nms), loupe runs the NMS itself', { input: o.model });
     const set = calibrationSet(o.calib, o.images ?? DEFAULT_CALIBRATION_IMAGES);
     log.info({ model, calib: set.source, kind: set.kind, images: set.files.length, available: set.available }, 'quantize: calibration set chosen');
     const venv = await ensureVenv(log);

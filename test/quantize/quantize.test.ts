@@ -55,7 +55,7 @@ describe('loupe quantize', () => {
       const [a, b] = await Promise.all(outs.map((o) => readFile(o)));
       expect(a!.equals(b!)).toBe(true);
       expect(runs[0]!.sha256).toBe(runs[1]!.sha256);
-      expect(runs[0]).toMatchObject({ calibration: { kind: 'dataset', images: 8, available: 163 }, floatNodes: 69 });
+      expect(runs[0]).toMatchObject({ calibration: { kind: 'dataset', images: 8, available: 163 }, floatNodes: 74 });
       expect(runs[0]!.quantizeLinear).toBeGreaterThan(100);
       expect(runs[0]!.bytes).toBeLessThan(0.4 * (await readFile(fp32)).length); // int8 weights
 
@@ -70,7 +70,7 @@ describe('loupe quantize', () => {
         weights: 'int8, per output channel, symmetric',
         activations: 'uint8, per tensor, asymmetric',
         calibration: { method: 'MinMax', images: 8 },
-        float_nodes: { head: 'model.22', count: 69 },
+        float_nodes: { head: 'model.22', count: 74 },
         source_sha256: runs[0]!.sourceSha256,
       });
       const r = await det.detect(join(sharedDataset('metal-tags'), 'bad', readdirSync(join(sharedDataset('metal-tags'), 'bad')).sort()[0]!));
@@ -135,6 +135,7 @@ describe('loupe quantize', () => {
         [['--model', await fixtureModel('metal-tags-fp16'), '--calib', data], /metal-tags-fp16\.onnx: the model is a float16 export/],
         [['--model', await fixtureModel('metal-tags-int8'), '--calib', data], /int8\.onnx: the model is already quantized/],
         [['--model', fp32, '--calib', data, '--out', fp32], /would overwrite the input model/],
+        [['--model', await fixtureModel('metal-tags-nms'), '--calib', data], /nms\.onnx: the model is an nms=True export; quantize the plain export/],
         [['--model', fp32, '--calib', data, '--images', '0'], /--images.*positive integer/],
       ];
       for (const [args, message] of cases) {

@@ -59,10 +59,18 @@ async function digestB64(path: string): Promise<string> {
   return h.digest('base64');
 }
 
+/** The programs in each code component's bundle (under dist/components/). */
+export const PROGRAMS: Record<CodeComponentName, string[]> = {
+  'loupe.Camera': ['camera/main.js'],
+  // Inference's Install step checks each new model before Inference runs on it (model/verify.ts).
+  'loupe.Inference': ['inference/main.js', 'model/verify.js'],
+  'loupe.Uploader': ['uploader/main.js'],
+};
+
 /** The artefact ZIP of one code component for one platform. */
 export async function buildComponentZip(component: CodeComponentName, platform: Platform, path: string, version: string, log: Logger): Promise<CodeBundleInfo> {
-  const main = join(projectRoot, 'dist', 'components', component.replace('loupe.', '').toLowerCase(), 'main.js');
-  return buildCodeZip([main], platform, path, { name: ZIP_BASE[component], version, label: component }, log);
+  const programs = PROGRAMS[component].map((p) => join(projectRoot, 'dist', 'components', p));
+  return buildCodeZip(programs, platform, path, { name: ZIP_BASE[component], version, label: component }, log);
 }
 
 export async function buildComponents(opts: BuildOptions = {}): Promise<BuildResult> {

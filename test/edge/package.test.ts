@@ -107,6 +107,7 @@ describe('packaging build', () => {
       expect(names).toContain('package.json');
       expect(names).toContain('dist/components/inference/main.js');
       expect(names).toContain('dist/components/detector/detector.js');
+      expect(names).toContain('dist/components/model/verify.js');
       expect(names.some((n) => n.startsWith('dist/components/uploader/'))).toBe(false); // traced, not the whole dist
       // Production files only: no source maps, typings, TypeScript or C sources, docs, tests, examples, dotfiles.
       expect(names.filter((n) => /\.(map|ts|mts|cts|md|cc|h|gyp)$/.test(n) && !/(^|\/)licen[cs]e[^/]*$/i.test(n))).toEqual([]);

@@ -56,13 +56,15 @@ describe('recipes', () => {
       for (const m of r.Manifests) {
         const plat = m.Platform?.architecture === 'amd64' ? 'linux-x64' : 'linux-arm64';
         expect(m.Artifacts).toEqual([{ Uri: `s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/${ZIP_BASE[name]}-${plat}.zip`, Unarchive: 'ZIP', Permission: { Read: 'OWNER', Execute: 'NONE' } }]);
-        // The only step that runs anything starts an absolute program: the runtime's node on the ZIP's main.js.
-        const steps = Object.keys(m.Lifecycle).filter((k) => k !== 'Setenv');
-        expect(steps).toEqual(['Run']);
+        // Every step starts an absolute program: the runtime's node on a program in the component's own ZIP.
+        const node = `exec "{loupe.NodeRuntime:artifacts:decompressedPath}/node-${plat}/bin/node" "{artifacts:decompressedPath}/${ZIP_BASE[name]}-${plat}/dist/components/`;
         const short = name.replace('loupe.', '').toLowerCase();
-        expect((m.Lifecycle.Run as { Script: string }).Script).toBe(
-          `exec "{loupe.NodeRuntime:artifacts:decompressedPath}/node-${plat}/bin/node" "{artifacts:decompressedPath}/${ZIP_BASE[name]}-${plat}/dist/components/${short}/main.js"`,
-        );
+        expect((m.Lifecycle.Run as { Script: string }).Script).toBe(`${node}${short}/main.js"`);
+        // Inference checks the model at install; the script names loupe.Model's artefact, so a new model re-runs it.
+        if (name === 'loupe.Inference') {
+          expect(Object.keys(m.Lifecycle)).toEqual(['Setenv', 'Install', 'Run']);
+          expect(m.Lifecycle.Install).toEqual({ Script: `${node}model/verify.js" "{loupe.Model:artifacts:path}/model.onnx" "{loupe.Model:configuration:/sha256}"`, Timeout: 300 });
+        } else expect(Object.keys(m.Lifecycle)).toEqual(['Run']);
       }
     }
   });
@@ -132,6 +134,7 @@ describe('recipes', () => {
     for (const m of r.Manifests) {
       expect(m.Artifacts).toEqual([]);
       expect((m.Lifecycle.Run as { Script: string }).Script).toBe('exec "/opt/node/bin/node" "/src/loupe/dist/components/inference/main.js"');
+      expect((m.Lifecycle.Install as { Script: string }).Script).toBe('exec "/opt/node/bin/node" "/src/loupe/dist/components/model/verify.js" "{loupe.Model:artifacts:path}/model.onnx" "{loupe.Model:configuration:/sha256}"');
     }
     expect(localRecipe(rendered('loupe.Model')).Manifests[0]!.Artifacts!.map((a) => a.Uri.split('/').pop())).toEqual(['model.onnx', 'card.json']);
   });

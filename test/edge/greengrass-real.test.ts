@@ -243,6 +243,7 @@ describe('loupe on the real Greengrass nucleus (from the build output, one init 
     const node = join(root, 'packages', 'artifacts-unarchived', 'loupe.NodeRuntime', NODE_RUNTIME_VERSION, `node-${PLATFORM}`, 'bin', 'node');
     const uid = Number(execFileSync('id', ['-u', 'ggc_user']).toString().trim());
     const gid = Number(execFileSync('id', ['-g', 'ggc_user']).toString().trim());
+    const home = execFileSync('getent', ['passwd', 'ggc_user']).toString().trim().split(':')[5];
     const procs = componentProcesses(root).filter((p) => p.exe === node);
     expect(procs.map((p) => p.component)).toEqual(['loupe.Camera', 'loupe.Inference', 'loupe.Uploader', 'loupe.test.Probe']);
     for (const p of procs) {
@@ -253,7 +254,7 @@ describe('loupe on the real Greengrass nucleus (from the build output, one init 
           .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
       );
       console.log(`${p.component}: pid ${p.pid} exe ${p.exe} uid ${p.uid} gid ${p.gid} PATH=${env.PATH} HOME=${env.HOME}`);
-      expect({ uid: p.uid, gid: p.gid, HOME: env.HOME }).toEqual({ uid, gid, HOME: '/home/ggc_user' });
+      expect({ uid: p.uid, gid: p.gid, HOME: env.HOME }).toEqual({ uid, gid, HOME: home });
       expect(env.PATH).toBe('/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
     }
     // And no other node serves a component (the system's, if any, is not used).

@@ -1,4 +1,4 @@
-import { CreateComponentVersionCommand, GreengrassV2Client } from '@aws-sdk/client-greengrassv2';
+import { CreateComponentVersionCommand, DescribeComponentCommand, GreengrassV2Client } from '@aws-sdk/client-greengrassv2';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { createHash } from 'node:crypto';
@@ -215,7 +215,7 @@ describe('packaging build', () => {
 });
 
 describe('loupe publish', () => {
-  it('uploads every artefact to S3 and creates each component version with the exact recipe', async () => {
+  it('uploads every artefact to S3, creates each component version with the exact recipe and waits until it is DEPLOYABLE', async () => {
     const store = await startObjectStore({ dir: join(root, 's3-publish'), buckets: ['loupe-components'] });
     const s3 = new S3Client(store.clientConfig);
     const gg = mockClient(GreengrassV2Client);
@@ -223,9 +223,17 @@ describe('loupe publish', () => {
       const r = JSON.parse(Buffer.from(input.inlineRecipe).toString('utf8')) as { ComponentName: string; ComponentVersion: string };
       return { arn: `arn:aws:greengrass:us-east-1:123456789012:components:${r.ComponentName}:versions:${r.ComponentVersion}`, componentName: r.ComponentName, componentVersion: r.ComponentVersion, status: { componentState: 'REQUESTED' } };
     });
+    // Greengrass checks each version a moment later.
+    const asked = new Map<string, number>();
+    gg.on(DescribeComponentCommand).callsFake((input: { arn: string }) => {
+      asked.set(input.arn, (asked.get(input.arn) ?? 0) + 1);
+      return { arn: input.arn, status: { componentState: asked.get(input.arn)! < 2 ? 'INITIATED' : 'DEPLOYABLE' } };
+    });
     try {
-      const out = await publishComponents({ buildDir: join(root, 'greengrass-build'), bucket: 'loupe-components', s3, greengrass: new GreengrassV2Client({ region: 'us-east-1' }) });
-      expect(out.map((c) => `${c.component}@${c.version}:${c.status}`)).toEqual(['loupe.Camera@0.1.0:REQUESTED', 'loupe.Inference@0.1.0:REQUESTED', 'loupe.Model@1.0.0:REQUESTED', `loupe.NodeRuntime@${NODE_RUNTIME_VERSION}:REQUESTED`, 'loupe.Uploader@0.1.0:REQUESTED']);
+      const out = await publishComponents({ buildDir: join(root, 'greengrass-build'), bucket: 'loupe-components', s3, greengrass: new GreengrassV2Client({ region: 'us-east-1' }), pollMs: 5 });
+      expect(out.map((c) => `${c.component}@${c.version}:${c.status}`)).toEqual(['loupe.Camera@0.1.0:DEPLOYABLE', 'loupe.Inference@0.1.0:DEPLOYABLE', 'loupe.Model@1.0.0:DEPLOYABLE', `loupe.NodeRuntime@${NODE_RUNTIME_VERSION}:DEPLOYABLE`, 'loupe.Uploader@0.1.0:DEPLOYABLE']);
+      expect([...asked.values()]).toEqual([2, 2, 2, 2, 2]);
+      expect(gg.commandCalls(DescribeComponentCommand).map((c) => c.args[0].input)).toEqual(out.flatMap((c) => [{ arn: c.arn }, { arn: c.arn }]));
       const calls = gg.commandCalls(CreateComponentVersionCommand);
       expect(calls).toHaveLength(5);
       for (const call of calls) {
@@ -245,6 +253,11 @@ describe('loupe publish', () => {
       }
       await expect(publishComponents({ buildDir: join(root, 'nowhere'), bucket: 'loupe-components', s3, greengrass: new GreengrassV2Client({ region: 'us-east-1' }) })).rejects.toThrow(/nowhere: has no recipes\/: run `loupe build` first/);
       await expect(publishComponents({ buildDir: join(root, 'greengrass-build'), bucket: 'Bad_Bucket', s3 })).rejects.toThrow(/--bucket Bad_Bucket: is not a valid S3 bucket name/);
+      // A version Greengrass refuses stops the publish with its reason.
+      gg.on(DescribeComponentCommand).resolves({ status: { componentState: 'FAILED', message: 'The artifact s3://loupe-components/loupe.Camera/0.1.0/loupe-camera-linux-x64.zip is not accessible' } });
+      await expect(publishComponents({ buildDir: join(root, 'greengrass-build'), bucket: 'loupe-components', s3, greengrass: new GreengrassV2Client({ region: 'us-east-1' }), components: ['loupe.Camera'], pollMs: 5 })).rejects.toThrow(
+        'arn:aws:greengrass:us-east-1:123456789012:components:loupe.Camera:versions:0.1.0: Greengrass says the component version is FAILED: The artifact s3://loupe-components/loupe.Camera/0.1.0/loupe-camera-linux-x64.zip is not accessible',
+      );
     } finally {
       gg.restore();
       s3.destroy();

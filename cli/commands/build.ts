@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { relative } from 'node:path';
 import { LoupeError } from '../../components/common/errors.js';
 import { createLogger } from '../../components/common/log.js';
+import { defaultModelDir } from '../../components/common/paths.js';
 import { buildComponents, type Platform } from '../../components/build/build.js';
 import { BUILD_COMPONENTS, type BuildComponentName } from '../../components/build/recipes.js';
 
@@ -20,7 +21,7 @@ export function register(program: Command): void {
     .option('--platform <p...>', 'linux-x64 and/or linux-arm64', ['linux-x64', 'linux-arm64'])
     .option('--out <dir>', 'output folder', 'greengrass-build')
     .option('--version <v>', 'version of the code components (default: package.json)')
-    .option('--model <dir>', 'model folder for loupe.Model (model.onnx + card.json; default: models/metal-tags of this checkout)')
+    .option('--model <dir>', 'model folder for loupe.Model (model.onnx + card.json) (default: the shipped models/metal-tags)')
     .option('--model-name <name>', 'model name in loupe.Model (default: the model folder name)')
     .option('--model-version <v>', 'loupe.Model version', '1.0.0')
     .option('--json', 'print the result as JSON')
@@ -33,7 +34,7 @@ export function register(program: Command): void {
         ...(o.version ? { version: o.version } : {}),
         ...(o.component ? { components: o.component as BuildComponentName[] } : {}),
         platforms: o.platform as Platform[],
-        ...(o.model ? { modelDir: o.model } : {}),
+        modelDir: o.model ?? defaultModelDir(),
         ...(o.modelName ? { modelName: o.modelName } : {}),
         modelVersion: o.modelVersion,
         log,

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { LoupeError } from '../common/errors.js';
 import { writeFileAtomic } from '../common/fsutil.js';
 import { silentLogger } from '../common/log.js';
-import { projectRoot } from '../common/paths.js';
+import { defaultModelDir, projectRoot } from '../common/paths.js';
 import { buildCodeZip, type CodeBundleInfo, type Platform } from './code-bundle.js';
 import { buildNodeRuntimeZip, NODE_RUNTIME_VERSION, nodeRuntimeZipName } from './node-runtime.js';
 import { BUILD_COMPONENTS, loadSourceRecipe, NODE_RUNTIME, PLATFORMS, renderRecipe, ZIP_BASE, type BuildComponentName, type CodeComponentName, type Recipe } from './recipes.js';
@@ -79,7 +79,7 @@ export async function buildComponents(opts: BuildOptions = {}): Promise<BuildRes
   const version = opts.version ?? (JSON.parse(await readFile(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
   const platforms = opts.platforms ?? (Object.values(PLATFORMS) as Platform[]);
   const components = BUILD_COMPONENTS.filter((c) => !opts.components || opts.components.includes(c));
-  const modelDir = resolve(opts.modelDir ?? join(projectRoot, 'models', 'metal-tags'));
+  const modelDir = resolve(opts.modelDir ?? defaultModelDir());
   const modelVersion = opts.modelVersion ?? '1.0.0';
   const result: BuildResult = { outDir, recipes: [], artifacts: [] };
   await mkdir(join(outDir, 'recipes'), { recursive: true });

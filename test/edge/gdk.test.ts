@@ -7,18 +7,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildComponents, type BuildResult } from '../../components/build/build.js';
 import { BUILD_COMPONENTS } from '../../components/build/recipes.js';
 import { silentLogger } from '../../components/common/log.js';
-import { cacheDir, projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../components/common/paths.js';
+import { gdkBin } from '../../cli/setup/gdk.js';
 import { ensureBuilt } from '../helpers/edge.js';
 
 /**
- * The real GDK CLI (../shared/tools/gdk, 1.6.2, installed by .ci/run into a cached venv) builds
+ * The real GDK CLI (../shared/tools/gdk, 1.6.2, installed into a cached venv by `loupe setup gdk`,
+ * part of the `loupe setup all` that .ci/run runs) builds
  * each of loupe's components from its GDK project (recipes/<name>/: gdk-config.json +
  * recipe.json; and the top-level project, loupe.Model), and what it produces is byte for byte
  * what `loupe build` produces: the same recipes, the same artefacts, nothing more. Each project
  * is run from a copy beside a link to this checkout's bin/, so GDK (which empties its
  * greengrass-build/ first) never touches the checkout.
  */
-const GDK = join(cacheDir(), 'gdk', 'bin', 'gdk');
+const GDK = gdkBin();
 const run = promisify(execFile);
 let dir: string;
 let reference: BuildResult;

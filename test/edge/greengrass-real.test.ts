@@ -10,7 +10,7 @@ import { buildCodeZip, type Platform } from '../../components/build/code-bundle.
 import { NODE_RUNTIME_VERSION } from '../../components/build/node-runtime.js';
 import type { Recipe } from '../../components/build/recipes.js';
 import { silentLogger } from '../../components/common/log.js';
-import { projectRoot, sharedDataset, sharedDir } from '../../components/common/paths.js';
+import { datasetDir, projectRoot, sharedDir } from '../../components/common/paths.js';
 import { LOCAL_STACK_CREDENTIALS } from '../../embedded/nucleus/tes.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { ensureBuilt, until } from '../helpers/edge.js';
@@ -32,7 +32,7 @@ import { componentProcesses } from '../helpers/procs.js';
  * The nucleus cannot make local deployments here (aws.greengrass.Cli is not built), so the
  * components are defined inline in the init config with their artefacts placed as a deployment
  * would (test/helpers/inline-components.ts). Needs Java 17, root or passwordless sudo, and the
- * ggc_user:ggc_group user (installed by .ci/run).
+ * ggc_user:ggc_group user (`loupe setup system`).
  * TODO(lead): fold the starter below into test/helpers/real-nucleus.ts once both land.
  */
 const JAR = join(sharedDir(), 'tools', 'greengrass-nucleus', 'Greengrass.jar');
@@ -186,7 +186,7 @@ beforeAll(async () => {
   // The camera's folder: 12 metal-tags photos, 8 with scratches, readable by ggc_user.
   const imgDir = join(dir, 'images');
   mkdirSync(imgDir, { mode: 0o755 });
-  const pick = (sub: string, n: number) => readdirSync(join(sharedDataset('metal-tags'), sub)).filter((f) => f.endsWith('.jpg')).sort().slice(0, n).map((f) => join(sharedDataset('metal-tags'), sub, f));
+  const pick = (sub: string, n: number) => readdirSync(join(datasetDir('metal-tags'), sub)).filter((f) => f.endsWith('.jpg')).sort().slice(0, n).map((f) => join(datasetDir('metal-tags'), sub, f));
   images = [...pick('bad', 8), ...pick('good', 4)].map((src, i) => {
     const dest = join(imgDir, `${String(i).padStart(2, '0')}.jpg`);
     copyFileSync(src, dest);

@@ -86,7 +86,7 @@ export function register(program: Command): void {
             `metrics: ${JSON.stringify(v.metrics)}`,
             v.gate ? `gate: ${v.gate.passed ? 'passed' : 'failed'}: ${v.gate.reasons.join('; ')}${v.gate.reportPath ? ` (${v.gate.reportPath})` : ''}` : 'gate: -',
             ...Object.entries(paths).map(([k, p]) => `${k}: ${p}`),
-            ...events.map((e) => `${e.at}  ${e.from ?? '(new)'} -> ${e.to}  by ${e.by}${e.reason ? `: ${e.reason}` : ''}`),
+            ...events.map((e) => `${e.at}  ${e.from ?? '(new)'} -> ${e.to}${e.forced ? ' FORCED (no passing gate)' : ''}  by ${e.by}${e.reason ? `: ${e.reason}` : ''}`),
           ].join('\n'),
         );
       } finally {
@@ -102,7 +102,7 @@ export function register(program: Command): void {
     const c = homeOpt(models.command(verb).description(`${verb} a version${verb === 'approve' ? ' (it becomes the champion)' : ''}`).argument('<ref>', 'group:version'))
       .option('--reason <text>', 'why (kept in the status history)')
       .option('--by <who>', 'who decides (default user:<login>)');
-    if (verb === 'approve') c.option('--force', 'approve a version that was rejected');
+    if (verb === 'approve') c.option('--force', 'approve without a passing gate result (none, failed, or rejected before); needs --reason; recorded in the history');
     c.action(async (ref: string, o: HomeOpt & { reason?: string; by?: string; force?: boolean }) => {
       if (verb === 'reject' && !o.reason) throw new LoupeError('CLI_REASON', 'rejecting needs a reason', { input: '--reason' });
       const reg = await open(o);

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import { LoupeError } from '../../components/common/errors.js';
+import { sha256File } from '../../components/common/fsutil.js';
 import { createLogger } from '../../components/common/log.js';
 import { loopHome } from '../../cloud/loop/config.js';
 import { openRegistry, type SqliteModelRegistry } from '../../cloud/registry/sqlite-registry.js';
@@ -132,6 +133,10 @@ export function register(program: Command): void {
         const p = resolve(o.gateReport);
         if (!existsSync(p)) throw new LoupeError('CLI_NO_FILE', 'gate report not found', { input: p });
         const r = JSON.parse(readFileSync(p, 'utf8')) as GateReport;
+        const digest = await sha256File(resolve(o.onnx)).catch(() => undefined);
+        if (r.challenger?.sha256 && digest && r.challenger.sha256 !== digest) {
+          throw new LoupeError('REGISTRY_GATE_MISMATCH', `the gate report scored another model (sha256 ${r.challenger.sha256}, ${r.challenger.model}); --onnx is ${digest}`, { input: p });
+        }
         gate = gateSummary(r, p);
         reportDataset = r.datasetVersion;
         const e = r.challenger.eval;

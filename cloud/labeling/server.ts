@@ -234,7 +234,14 @@ export async function startLabelServer(opts: LabelServerOptions): Promise<LabelS
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    // Parsed as a path on a fixed origin: '//host/x' or an absolute URL in the request line must not
+    // be read as another authority (new URL('//a', base) would).
+    let url: URL;
+    try {
+      url = new URL(`http://localhost${(req.url ?? '/').startsWith('/') ? req.url : '/' + req.url}`);
+    } catch {
+      throw new HttpError(400, 'malformed request target', 'BAD_PATH');
+    }
     const path = url.pathname;
     const method = req.method ?? 'GET';
     checkRequestOrigin(req, path);

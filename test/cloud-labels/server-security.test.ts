@@ -71,6 +71,20 @@ describe('labelling server: hostile requests', () => {
       expect((await raw(srv.url + 'assets/app.js', { headers: { cookie } })).status, cookie).toBe(401);
       expect((await raw(srv.url + 'login', { headers: { cookie } })).status, cookie).toBe(200);
     }
+    // a request target that looks like another authority is a path here, not a crash (found by test/fuzz)
+    for (const target of ['//evil.example/api/me', '//kZ%5D%5B4-*ph', '//']) {
+      const u = new URL(srv.url);
+      const r = await new Promise<number>((resolve, reject) => {
+        const req = request({ host: u.hostname, port: u.port, path: target, method: 'POST', headers: bearer }, (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      expect(r, target).toBeLessThan(500);
+      expect(r, target).toBeGreaterThanOrEqual(400);
+    }
     // a good credential beside a bad cookie still works
     expect((await raw(srv.url + 'api/jobs', { headers: { cookie: 'x=%zz', ...bearer } })).status).toBe(200);
   });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { iou } from '../../cloud/labeling/boxes.js';
 import { consolidate, type WorkerAnnotation } from '../../cloud/labeling/consolidate.js';
 import { seededRandom } from '../../cloud/labeling/workforce.js';
+import { consolidateAllPairs } from '../helpers/consolidate-reference.js';
 
 const b = (x1: number, y1: number, x2: number, y2: number, cls = 0) => ({ cls, x1, y1, x2, y2 });
 const round = (v: number) => Math.round(v * 1000) / 1000;
@@ -75,45 +75,6 @@ describe('consolidation (IoU clustering + averaging), hand-worked cases', () => 
   });
 
   it('the x-sweep gives the same result as linking every pair (random crowded labels)', () => {
-    // The reference: the implementation before the sweep, links from all pairs.
-    const allPairs = (annotations: WorkerAnnotation[], thr: number, minVotes = Math.ceil(annotations.length / 2)) => {
-      const W = annotations.length;
-      const workers = [...annotations].sort((x, y) => (x.worker < y.worker ? -1 : x.worker > y.worker ? 1 : 0));
-      const items: { w: number; box: ReturnType<typeof b> }[] = [];
-      workers.forEach((a, w) => a.boxes.forEach((box) => items.push({ w, box })));
-      const links: { i: number; j: number; v: number }[] = [];
-      for (let i = 0; i < items.length; i++)
-        for (let j = i + 1; j < items.length; j++) {
-          if (items[i]!.w === items[j]!.w) continue;
-          const v = iou(items[i]!.box, items[j]!.box);
-          if (v >= thr) links.push({ i, j, v });
-        }
-      links.sort((x, y) => y.v - x.v || x.i - y.i || x.j - y.j);
-      const parent = items.map((_, i) => i);
-      const members = items.map((it) => new Set([it.w]));
-      const find = (x: number): number => (parent[x] === x ? x : (parent[x] = find(parent[x]!)));
-      for (const { i, j } of links) {
-        const ra = find(i);
-        const rb = find(j);
-        if (ra === rb || [...members[rb]!].some((w) => members[ra]!.has(w))) continue;
-        parent[rb] = ra;
-        for (const w of members[rb]!) members[ra]!.add(w);
-      }
-      const clusters = new Map<number, ReturnType<typeof b>[]>();
-      items.forEach((it, i) => clusters.set(find(i), [...(clusters.get(find(i)) ?? []), it.box]));
-      const out: { cls: number; x1: number; y1: number; x2: number; y2: number; votes: number; confidence: number }[] = [];
-      for (const boxes of clusters.values()) {
-        const votes = boxes.length;
-        if (votes < minVotes) continue;
-        const mean = (k: 'x1' | 'y1' | 'x2' | 'y2') => boxes.reduce((sum, x) => sum + x[k], 0) / votes;
-        const counts = new Map<number, number>();
-        for (const x of boxes) counts.set(x.cls, (counts.get(x.cls) ?? 0) + 1);
-        const cls = [...counts.entries()].sort((x, y) => y[1] - x[1] || x[0] - y[0])[0]![0];
-        const avg = { cls, x1: mean('x1'), y1: mean('y1'), x2: mean('x2'), y2: mean('y2') };
-        out.push({ ...avg, votes, confidence: (votes / W) * (boxes.reduce((sum, x) => sum + iou(x, avg), 0) / votes) });
-      }
-      return out.sort((x, y) => x.cls - y.cls || x.x1 - y.x1 || x.y1 - y.y1);
-    };
     const rand = seededRandom(42);
     let objects = 0;
     for (let round = 0; round < 60; round++) {
@@ -127,7 +88,7 @@ describe('consolidation (IoU clustering + averaging), hand-worked cases', () => 
           return b(x, y, x + 1 + Math.round(rand() * 30), y + 1 + Math.round(rand() * 30), Math.floor(rand() * 2));
         }),
       }));
-      const want = allPairs(anns, thr);
+      const want = consolidateAllPairs(anns, { iouThreshold: thr });
       expect(consolidate(anns, { iouThreshold: thr })).toEqual(want);
       objects += want.length;
     }

@@ -6,6 +6,7 @@ import { openRegistry, type SqliteModelRegistry } from '../../cloud/registry/sql
 import { seedShippedModel, SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
 import type { GateSummary } from '../../cloud/registry/types.js';
 import { LoupeError } from '../../components/common/errors.js';
+import { fields, lengthDelimited } from '../helpers/protobuf.js';
 
 /**
  * Issue 14 item 10: the registry took a truncated ONNX or a text file, and `models approve`
@@ -17,67 +18,24 @@ const onnx = join(SHIPPED_MODEL_DIR, 'model.onnx');
 const pt = join(SHIPPED_MODEL_DIR, 'model.pt');
 const card = join(SHIPPED_MODEL_DIR, 'card.json');
 
-function varint(n: number): number[] {
-  const out: number[] = [];
-  while (n >= 0x80) {
-    out.push((n % 0x80) | 0x80);
-    n = Math.floor(n / 0x80);
-  }
-  out.push(n);
-  return out;
-}
-
-function readVarint(b: Uint8Array, pos: number): [number, number] {
-  let v = 0;
-  let mul = 1;
-  for (;;) {
-    const x = b[pos++]!;
-    v += (x & 0x7f) * mul;
-    if (x < 0x80) return [v, pos];
-    mul *= 128;
-  }
-}
-
 /** Rewrite a ModelProto's metadata_props (field 14): `edit` gets each key/value, returns the new value or null to drop it. */
 function editMetadata(bytes: Uint8Array, edit: (key: string, value: string) => string | null): Buffer {
-  const parts: Buffer[] = [];
-  let pos = 0;
-  while (pos < bytes.length) {
-    const start = pos;
-    let tag: number;
-    [tag, pos] = readVarint(bytes, pos);
-    const wire = tag & 7;
-    if (wire === 0) [, pos] = readVarint(bytes, pos);
-    else if (wire === 2) {
-      let len: number;
-      [len, pos] = readVarint(bytes, pos);
-      if (tag >>> 3 === 14) {
-        const entry = bytes.subarray(pos, pos + len);
-        let p = 0;
-        let key = '';
-        let value = '';
-        while (p < entry.length) {
-          let t: number;
-          [t, p] = readVarint(entry, p);
-          let l: number;
-          [l, p] = readVarint(entry, p);
-          const s = Buffer.from(entry.subarray(p, p + l)).toString('utf8');
-          if (t >>> 3 === 1) key = s;
-          else value = s;
-          p += l;
-        }
-        pos += len;
-        const nv = edit(key, value);
-        if (nv === null) continue;
-        const k = Buffer.from(key);
-        const v = Buffer.from(nv);
-        const body = Buffer.from([0x0a, ...varint(k.length), ...k, 0x12, ...varint(v.length), ...v]);
-        parts.push(Buffer.from([0x72, ...varint(body.length)]), body);
-        continue;
-      }
-      pos += len;
-    } else throw new Error(`unexpected wire type ${wire}`);
-    parts.push(Buffer.from(bytes.subarray(start, pos)));
+  const parts: Uint8Array[] = [];
+  for (const [field, , start, body, end] of fields(bytes)) {
+    if (field !== 14) {
+      parts.push(bytes.subarray(start, end)); // the graph is megabytes: kept as a slice
+      continue;
+    }
+    const entry = bytes.subarray(body, end);
+    let key = '';
+    let value = '';
+    for (const [f, , , b, e] of fields(entry)) {
+      const s = Buffer.from(entry.subarray(b, e)).toString('utf8');
+      if (f === 1) key = s;
+      else if (f === 2) value = s;
+    }
+    const nv = edit(key, value);
+    if (nv !== null) parts.push(Buffer.from(lengthDelimited(14, [...lengthDelimited(1, Buffer.from(key)), ...lengthDelimited(2, Buffer.from(nv))])));
   }
   return Buffer.concat(parts);
 }

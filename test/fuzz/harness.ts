@@ -64,17 +64,9 @@ export class FuzzStats {
     try {
       out = call();
     } catch (e) {
-      this.time(t0);
-      if (!isLoupeError(e)) throw new Error(`${this.target}: crashed with ${(e as Error)?.name ?? typeof e}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
-      this.refused++;
-      this.refusedCodes[e.code] = (this.refusedCodes[e.code] ?? 0) + 1;
-      return;
+      return this.thrown(t0, e);
     }
-    this.time(t0);
-    this.accepted++;
-    const why = bound?.(out);
-    if (why) throw new Error(`${this.target}: output over its bound: ${why}`);
-    this.heapCheck();
+    this.returned(t0, out, bound);
   }
 
   /** The async form (server requests): `call` resolves to a result or rejects with a LoupeError. */
@@ -85,12 +77,19 @@ export class FuzzStats {
     try {
       out = await call();
     } catch (e) {
-      this.time(t0);
-      if (!isLoupeError(e)) throw new Error(`${this.target}: crashed with ${(e as Error)?.name ?? typeof e}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
-      this.refused++;
-      this.refusedCodes[e.code] = (this.refusedCodes[e.code] ?? 0) + 1;
-      return;
+      return this.thrown(t0, e);
     }
+    this.returned(t0, out, bound);
+  }
+
+  private thrown(t0: number, e: unknown): void {
+    this.time(t0);
+    if (!isLoupeError(e)) throw new Error(`${this.target}: crashed with ${(e as Error)?.name ?? typeof e}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+    this.refused++;
+    this.refusedCodes[e.code] = (this.refusedCodes[e.code] ?? 0) + 1;
+  }
+
+  private returned<T>(t0: number, out: T, bound?: (out: T) => string | null): void {
     this.time(t0);
     this.accepted++;
     const why = bound?.(out);

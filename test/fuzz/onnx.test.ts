@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { projectRoot } from '../../components/common/paths.js';
 import { modelInfoFromBytes } from '../../components/detector/model-info.js';
+import { fields, lengthDelimited } from '../helpers/protobuf.js';
 import { FUZZ_SECONDS, fuzz, mutated } from './harness.js';
 
 /**
@@ -12,45 +13,6 @@ import { FUZZ_SECONDS, fuzz, mutated } from './harness.js';
  * fixture models reduced to their skeleton (header, metadata, graph inputs/outputs; no weights
  * or nodes), so each mutated input is small and close to a real export.
  */
-function varint(n: number): number[] {
-  const out: number[] = [];
-  while (n >= 0x80) {
-    out.push((n % 0x80) | 0x80);
-    n = Math.floor(n / 0x80);
-  }
-  out.push(n);
-  return out;
-}
-
-/** Walk one protobuf message's fields: [field number, wire type, start of the field, end]. */
-function* fields(b: Uint8Array): Generator<[number, number, number, number, number]> {
-  let pos = 0;
-  const rv = (): number => {
-    let v = 0;
-    let mul = 1;
-    for (;;) {
-      const x = b[pos++]!;
-      v += (x & 0x7f) * mul;
-      if (x < 0x80) return v;
-      mul *= 128;
-    }
-  };
-  while (pos < b.length) {
-    const start = pos;
-    const tag = rv();
-    const wire = tag & 7;
-    let body = pos;
-    if (wire === 0) rv();
-    else if (wire === 2) {
-      const len = rv();
-      body = pos;
-      pos += len;
-    } else if (wire === 1) pos += 8;
-    else if (wire === 5) pos += 4;
-    yield [Math.floor(tag / 8), wire, start, body, pos];
-  }
-}
-
 /** A model without weights or nodes: what the metadata reader looks at, small enough to mutate fast. */
 function skeleton(model: Uint8Array): Uint8Array {
   const parts: number[] = [];
@@ -62,7 +24,7 @@ function skeleton(model: Uint8Array): Uint8Array {
     const graph: number[] = [];
     const g = model.subarray(body, end);
     for (const [gf, , gs, , ge] of fields(g)) if (gf !== 1 && gf !== 5) graph.push(...g.subarray(gs, ge));
-    parts.push(0x3a, ...varint(graph.length), ...graph);
+    parts.push(...lengthDelimited(7, graph));
   }
   return new Uint8Array(parts);
 }

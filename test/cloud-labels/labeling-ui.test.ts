@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot, sharedDataset } from '../../components/common/paths.js';
+import { projectRoot, datasetDir } from '../../components/common/paths.js';
 import { ImageSource, metalTagsMapping } from '../../cloud/labeling/images.js';
 import { Labeling } from '../../cloud/labeling/jobs.js';
 import { startLabelServer, type LabelServer } from '../../cloud/labeling/server.js';
@@ -24,7 +24,7 @@ describe('labelling UI in Chromium (playwright-core)', () => {
   let srv: LabelServer;
   let browser: Browser;
   const tok: Record<string, string> = {};
-  const file = readdirSync(join(sharedDataset('metal-tags'), 'bad')).sort()[0]!;
+  const file = readdirSync(join(datasetDir('metal-tags'), 'bad')).sort()[0]!;
   const ref = `s3://\${bucket}/pipeline/assets/images/upload/bad/${file}`;
   const artifacts = join(projectRoot, 'test-artifacts');
 
@@ -50,7 +50,7 @@ describe('labelling UI in Chromium (playwright-core)', () => {
     await lab.createJob({ name: 'ui-job', classes: ['scratch', 'dent'], instructions: 'Box every scratch tightly.', workersPerImage: 1 });
     tok.alice = lab.workers.add('alice', ['label', 'verify']).token;
     tok.vera = lab.workers.add('vera', ['verify']).token;
-    srv = await startLabelServer({ lab, images: new ImageSource({ mappings: [metalTagsMapping(sharedDataset('metal-tags'))] }) });
+    srv = await startLabelServer({ lab, images: new ImageSource({ mappings: [metalTagsMapping(datasetDir('metal-tags'))] }) });
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
   });
   afterAll(async () => {
@@ -190,7 +190,7 @@ describe('labelling UI in Chromium (playwright-core)', () => {
   });
 
   it('moves through a job: task list, skip, back to amend, and readable overlapping pre-annotations (score slider, hide)', async () => {
-    const files = readdirSync(join(sharedDataset('metal-tags'), 'bad')).sort().slice(1, 4);
+    const files = readdirSync(join(datasetDir('metal-tags'), 'bad')).sort().slice(1, 4);
     const refs = files.map((f) => `s3://\${bucket}/pipeline/assets/images/upload/bad/${f}`);
     // eight overlapping device detections around one scratch, scores 0.10 .. 0.80
     const crowd = Array.from({ length: 8 }, (_, i) => ({ class_id: 0, left: 150 + i * 6, top: 100 + (i % 3) * 5, width: 90, height: 60, confidence: Math.round((0.1 + i * 0.1) * 100) / 100 }));

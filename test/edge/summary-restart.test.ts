@@ -2,7 +2,7 @@ import { copyFile, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
 import { ensureBuilt, until } from '../helpers/edge.js';
 
@@ -15,7 +15,7 @@ const stacks: EdgeStack[] = [];
 beforeAll(async () => {
   ensureBuilt();
   dir = await mkdtemp(join(tmpdir(), 'loupe-edge-sum-'));
-  const bad = join(sharedDataset('metal-tags'), 'bad');
+  const bad = join(datasetDir('metal-tags'), 'bad');
   const files = (await readdir(bad)).sort();
   for (const [name, slice] of [['a', files.slice(20, 23)], ['b', files.slice(40, 42)]] as const) {
     await mkdir(join(dir, name));

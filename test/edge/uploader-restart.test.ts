@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../components/common/log.js';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import type { ResultMessage } from '../../components/ipc/topics.js';
 import { uploaderConfigSchema } from '../../components/uploader/config.js';
 import { Deduper } from '../../components/uploader/dedup.js';
@@ -21,7 +21,7 @@ let tmp: string;
 let images: string[];
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'loupe-upl-restart-'));
-  const dir = join(sharedDataset('metal-tags'), 'bad');
+  const dir = join(datasetDir('metal-tags'), 'bad');
   images = (await readdir(dir)).sort().slice(0, 3).map((f) => join(dir, f));
 });
 afterAll(async () => {

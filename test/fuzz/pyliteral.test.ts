@@ -93,7 +93,7 @@ describe('fuzz: Python-literal parser', () => {
         });
       });
       expect(r.refused).toBe(0);
-      expect(r.iterations).toBeGreaterThan(100);
+      expect(r.iterations).toBeGreaterThanOrEqual(20); // the budget is time: a loaded machine runs fewer
     },
     FUZZ_SECONDS * 1000 + 60_000,
   );
@@ -109,7 +109,7 @@ describe('fuzz: Python-literal parser', () => {
           stats.check(() => parsePyNames(text, { input: 'fuzz' }), (names) => (names.length > text.length ? `${names.length} names from ${text.length} characters` : null));
         },
       );
-      expect(r.iterations).toBeGreaterThan(100);
+      expect(r.iterations).toBeGreaterThanOrEqual(20); // the budget is time: a loaded machine runs fewer
     },
     FUZZ_SECONDS * 1000 + 60_000,
   );

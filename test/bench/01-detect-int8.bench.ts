@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { Detector } from '../../components/detector/detector.js';
 import { evaluate } from '../../cloud/evaluation/index.js';
 import { yoloDataset } from '../helpers/datasets.js';
@@ -50,7 +50,7 @@ const entry: BenchEntry = {
   async run(): Promise<BenchReport> {
     const fp32 = await fixtureModel('metal-tags');
     const int8 = await fixtureModel('metal-tags-int8');
-    const dir = join(sharedDataset('metal-tags'), 'bad');
+    const dir = join(datasetDir('metal-tags'), 'bad');
     const all = readdirSync(dir)
       .sort()
       .map((f) => join(dir, f));

@@ -2,7 +2,7 @@ import { readdirSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { decodeImage } from '../../components/detector/decode.js';
 import { Detector, detectorSessionOptions } from '../../components/detector/detector.js';
 import { inputPlan, TensorWriter } from '../../components/detector/letterbox.js';
@@ -37,7 +37,7 @@ const entry: BenchEntry = {
   name: '01-detect',
   async run(): Promise<BenchReport> {
     const model = await fixtureModel('metal-tags');
-    const dir = join(sharedDataset('metal-tags'), 'bad');
+    const dir = join(datasetDir('metal-tags'), 'bad');
     const all = readdirSync(dir)
       .sort()
       .map((f) => join(dir, f));

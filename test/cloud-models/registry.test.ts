@@ -7,6 +7,7 @@ import { seedShippedModel, SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.j
 import { sha256File } from '../../components/common/fsutil.js';
 import { deployedArtefact, type GateSummary } from '../../cloud/registry/types.js';
 import { projectRoot } from '../../components/common/paths.js';
+import { fixtureModel } from '../helpers/models.js';
 
 const otherOnnx = join(projectRoot, 'test', 'fixtures', 'models', 'neu-det.onnx');
 const otherPt = join(projectRoot, 'test', 'fixtures', 'models', 'neu-det.pt');
@@ -55,8 +56,7 @@ describe('SQLite model registry', () => {
   });
 
   it('records an int8 file beside the fp32 one, with its metrics, and which of the two the fleet runs', async () => {
-    const int8 = join(dir, 'model.int8.onnx');
-    await writeFile(int8, 'int8 bytes');
+    const int8 = await fixtureModel('neu-det-int8');
     const v = await reg.register({
       group: 'neu-det',
       onnx: otherOnnx,
@@ -69,12 +69,15 @@ describe('SQLite model registry', () => {
     expect(v.artefacts.onnxInt8?.sha256).toBe(await sha256File(int8));
     expect(v.metrics).toEqual({ map50: 0.68, int8_map50: 0.675 });
     expect(deployedArtefact(v)).toEqual({ kind: 'onnxInt8', ref: v.artefacts.onnxInt8, precision: 'int8' });
-    expect(await readFile(await reg.artefactPath(v, 'onnxInt8'), 'utf8')).toBe('int8 bytes');
+    expect(await sha256File(await reg.artefactPath(v, 'onnxInt8'))).toBe(await sha256File(int8));
     expect((await reg.get(v.ref))?.fleetPrecision).toBe('int8');
-    const fp32 = await reg.register({ group: 'neu-det', onnx: otherPt, onnxInt8: int8, source: 'test' });
+    const fp32 = await reg.register({ group: 'neu-det', onnx: otherOnnx, onnxInt8: int8, source: 'test', idempotencyKey: 'fp32-runs' });
     expect(fp32.fleetPrecision).toBe('fp32');
     expect(deployedArtefact(fp32).kind).toBe('onnx');
     await expect(reg.register({ group: 'neu-det', onnx: otherOnnx, fleetPrecision: 'int8', source: 'test', idempotencyKey: 'x' })).rejects.toThrow(/neu-det\.onnx: fleetPrecision int8 needs the int8 model/);
+    // the int8 file must be an int8 graph of the same model
+    await expect(reg.register({ group: 'neu-det', onnx: otherOnnx, onnxInt8: otherOnnx, source: 'test', idempotencyKey: 'y' })).rejects.toThrow(/neu-det\.onnx: given as the int8 model, but its graph is fp32/);
+    await expect(reg.register({ group: 'neu-det', onnx: otherOnnx, onnxInt8: await fixtureModel('metal-tags-int8'), source: 'test', idempotencyKey: 'z' })).rejects.toThrow(/is not a quantization of the fp32 one/);
   });
 
   it('opens a registry made before int8 models: every version runs its fp32 file', async () => {
@@ -178,7 +181,9 @@ describe('SQLite model registry', () => {
     const v = await reg.register({ group: 'g', onnx: otherOnnx, gate: gate(false, 0.1, null), source: 't' });
     expect(v.status).toBe('rejected');
     await expect(reg.setStatus(v.ref, 'approved', { by: 'u' })).rejects.toThrow(/rejected; approve it with --force/);
-    expect((await reg.setStatus(v.ref, 'approved', { by: 'u', force: true })).status).toBe('approved');
+    await expect(reg.setStatus(v.ref, 'approved', { by: 'u', force: true })).rejects.toThrow(/forced approval needs --reason/);
+    expect((await reg.setStatus(v.ref, 'approved', { by: 'u', force: true, reason: 'the gate data set was wrong' })).status).toBe('approved');
+    expect(reg.events(v.ref).at(-1)).toMatchObject({ from: 'rejected', to: 'approved', by: 'u', forced: true, reason: 'the gate data set was wrong' });
   });
 
   it('detects a stored artefact that no longer matches its digest', async () => {

@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { Detector } from '../../components/detector/detector.js';
 import { calibrationSet, evenlySpaced, writeCalibrationTensors } from '../../cloud/quantize/calibration.js';
 import { runCli } from '../helpers/cli.js';
@@ -73,7 +73,7 @@ describe('loupe quantize', () => {
         float_nodes: { head: 'model.22', count: 74 },
         source_sha256: runs[0]!.sourceSha256,
       });
-      const r = await det.detect(join(sharedDataset('metal-tags'), 'bad', readdirSync(join(sharedDataset('metal-tags'), 'bad')).sort()[0]!));
+      const r = await det.detect(join(datasetDir('metal-tags'), 'bad', readdirSync(join(datasetDir('metal-tags'), 'bad')).sort()[0]!));
       expect(r.detections.length).toBeGreaterThan(0);
       await det.dispose();
     },
@@ -88,8 +88,8 @@ describe('loupe quantize', () => {
     expect(set.files).toHaveLength(5);
     expect(set.files.every((f) => f.includes('/images/train/'))).toBe(true);
     expect([...set.files].sort()).toEqual(set.files);
-    const folder = calibrationSet(join(sharedDataset('metal-tags'), 'good'), 3);
-    expect(folder).toMatchObject({ kind: 'folder', available: readdirSync(join(sharedDataset('metal-tags'), 'good')).length });
+    const folder = calibrationSet(join(datasetDir('metal-tags'), 'good'), 3);
+    expect(folder).toMatchObject({ kind: 'folder', available: readdirSync(join(datasetDir('metal-tags'), 'good')).length });
 
     const det = await Detector.load(fp32);
     const dir = join(tmp, 'tensors');
@@ -119,7 +119,7 @@ describe('loupe quantize', () => {
       await writeFile(notes, 'hello');
       const noTrain = join(tmp, 'notrain');
       await mkdir(join(noTrain, 'images', 'val'), { recursive: true });
-      await copyFile(join(sharedDataset('metal-tags'), 'good', readdirSync(join(sharedDataset('metal-tags'), 'good'))[0]!), join(noTrain, 'images', 'val', 'a.jpg'));
+      await copyFile(join(datasetDir('metal-tags'), 'good', readdirSync(join(datasetDir('metal-tags'), 'good'))[0]!), join(noTrain, 'images', 'val', 'a.jpg'));
       await writeFile(join(noTrain, 'data.yaml'), `path: ${noTrain}\nval: images/val\nnames: {0: scratch}\n`);
       const corrupt = join(tmp, 'corrupt');
       await mkdir(corrupt);

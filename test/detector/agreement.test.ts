@@ -1,5 +1,4 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import { readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,10 +6,9 @@ import { writeFileAtomic } from '../../components/common/fsutil.js';
 import { projectRoot } from '../../components/common/paths.js';
 import { Detector, type DetectOptions } from '../../components/detector/detector.js';
 import { runCli } from '../helpers/cli.js';
-import { yoloDataset } from '../helpers/datasets.js';
 import { fixtureModel, type FixtureModel } from '../helpers/models.js';
 import { ultralytics } from './reference.js';
-import { compare, type Figures, type Loupe, type RefImage } from './box-agreement.js';
+import { compare, testSplitImages, type Figures, type Loupe, type RefImage } from './box-agreement.js';
 
 // AGREEMENT with ultralytics predict on both shared data sets (their test splits), with every
 // fixture export: each ultralytics box must have a loupe box of the same class with IoU >= 0.98
@@ -36,12 +34,7 @@ const splitImages: Record<string, string[]> = {};
 
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'loupe-agree-'));
-  for (const ds of ['metal-tags', 'neu-det'] as const) {
-    const dir = join(dirname(await yoloDataset(ds)), 'images', 'test');
-    splitImages[ds] = readdirSync(dir)
-      .sort()
-      .map((f) => join(dir, f));
-  }
+  for (const ds of ['metal-tags', 'neu-det'] as const) splitImages[ds] = await testSplitImages(ds);
 }, 600_000);
 
 afterAll(async () => {

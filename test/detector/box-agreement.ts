@@ -1,4 +1,15 @@
+import { readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { expect } from 'vitest';
+import { yoloDataset } from '../helpers/datasets.js';
+
+/** The test split's images of a shared data set's YOLO export, sorted (as ultralytics' loader lists them). */
+export async function testSplitImages(ds: 'metal-tags' | 'neu-det'): Promise<string[]> {
+  const dir = join(dirname(await yoloDataset(ds)), 'images', 'test');
+  return readdirSync(dir)
+    .sort()
+    .map((f) => join(dir, f));
+}
 
 /**
  * Box-by-box agreement between a reference (ultralytics predict: [x1, y1, x2, y2, conf, cls] per

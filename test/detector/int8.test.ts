@@ -1,5 +1,4 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import { readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,7 +8,7 @@ import { Detector } from '../../components/detector/detector.js';
 import { runCli } from '../helpers/cli.js';
 import { yoloDataset } from '../helpers/datasets.js';
 import { fixtureModel } from '../helpers/models.js';
-import { compare, type Figures, type Loupe, type RefImage } from './box-agreement.js';
+import { compare, testSplitImages, type Figures, type Loupe, type RefImage } from './box-agreement.js';
 import { ultralytics } from './reference.js';
 
 // int8 models from `loupe quantize` in loupe's detector. `loupe detect` and `loupe eval` must agree
@@ -30,10 +29,7 @@ beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'loupe-int8-'));
   for (const ds of DATASETS) {
     yaml[ds] = await yoloDataset(ds);
-    const dir = join(dirname(yaml[ds]), 'images', 'test');
-    splitImages[ds] = readdirSync(dir)
-      .sort()
-      .map((f) => join(dir, f));
+    splitImages[ds] = await testSplitImages(ds);
   }
 }, 600_000);
 

@@ -1,8 +1,8 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isLoupeError, errorMessage } from '../components/common/errors.js';
-import { projectRoot } from '../components/common/paths.js';
+import { isLoupeError, errorMessage } from '../lib/errors.js';
+import { projectRoot } from '../lib/paths.js';
 import { loadCommandModules } from './commands/index.js';
 
 /**

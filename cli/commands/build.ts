@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { relative } from 'node:path';
-import { LoupeError } from '../../components/common/errors.js';
-import { createLogger } from '../../components/common/log.js';
+import { LoupeError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/log.js';
 import { buildComponents, type Platform } from '../../components/build/build.js';
 import { COMPONENTS, type ComponentName } from '../../components/build/recipes.js';
 

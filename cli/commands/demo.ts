@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { createLogger } from '../../components/common/log.js';
+import { createLogger } from '../../lib/log.js';
 import { runDemo } from '../../cloud/loop/demo.js';
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 
 /**
  * `loupe demo [--fast] [--json]`: the whole closed loop on one machine (see cloud/loop/demo.ts).

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
-import { LoupeError, errorMessage, isLoupeError } from '../../components/common/errors.js';
-import { createLogger } from '../../components/common/log.js';
+import { LoupeError, errorMessage, isLoupeError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/log.js';
 import { Detector, type DetectOptions, type DetectResult } from '../../components/detector/detector.js';
 import { parseClassConf, parseClassList, parseImgsz, parseNames, parsePositiveInt, parseUnit } from '../../components/detector/options.js';
 import { IMAGE_EXTENSIONS } from '../../cloud/dataset/yolo-read.js';

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { LoupeError } from '../../components/common/errors.js';
-import { createLogger } from '../../components/common/log.js';
+import { LoupeError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/log.js';
 import { parseSourceSpec, startEdgeStack } from '../../embedded/stack/edge.js';
 
 /**

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 import { NucleusCliClient, readCliIpcInfo } from '../../embedded/nucleus/cli-client.js';
 import { Nucleus } from '../../embedded/nucleus/nucleus.js';
 

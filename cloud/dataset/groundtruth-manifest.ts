@@ -1,9 +1,9 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { LoupeError } from '../../components/common/errors.js';
-import { writeFileAtomic } from '../../components/common/fsutil.js';
-import { Progress } from '../../components/common/progress.js';
+import { LoupeError } from '../../lib/errors.js';
+import { writeFileAtomic } from '../../lib/fsutil.js';
+import { Progress } from '../../lib/progress.js';
 import { mapLimit, readImageInfo } from './image-info.js';
 import { checkBox, checkClass, dropDuplicateBoxes, labelError, type LabelSource } from './label-check.js';
 import { idFromSourceRef, localPathFor } from './source-ref.js';

@@ -1,4 +1,4 @@
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 import type { Box } from './types.js';
 import { yoloLabelFields } from './version.js';
 

@@ -1,4 +1,4 @@
-import { sha256 } from '../../components/common/fsutil.js';
+import { sha256 } from '../../lib/fsutil.js';
 import type { Box, LabelledImage } from './types.js';
 
 /** YOLO label line values for a box: class and centre/size normalised to the image, 6 decimals (as ultralytics' converters write). */

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, relative, sep } from 'node:path';
 import type { Logger } from 'pino';
-import { Progress } from '../../components/common/progress.js';
+import { Progress } from '../../lib/progress.js';
 import { mapLimit, readImageInfo } from './image-info.js';
 import { checkBox, checkClass, dropDuplicateBoxes } from './label-check.js';
 import { emptyReport, SPLITS, type ImportedDataset, type LabelledImage, type SplitName } from './types.js';

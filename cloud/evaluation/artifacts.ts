@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../components/common/fsutil.js';
+import { writeFileAtomic } from '../../lib/fsutil.js';
 import { evalSummary, type EvalResult } from './evaluate.js';
 
 /**

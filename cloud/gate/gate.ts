@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { writeFileAtomic } from '../../components/common/fsutil.js';
-import { silentLogger } from '../../components/common/log.js';
+import { writeFileAtomic } from '../../lib/fsutil.js';
+import { silentLogger } from '../../lib/log.js';
 import { decideGate, validateGateConfig, type GateConfig } from './decide.js';
 import { renderGateHtml, type EvalSummary, type GateReport, type ModelScore, type PrCurve } from './report.js';
 import type { GateSummary } from '../registry/types.js';

@@ -2,10 +2,10 @@ import { GetObjectCommand, ListObjectsV2Command, type S3Client, type _Object } f
 import { existsSync, readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import sharp from 'sharp';
-import { LoupeError, errorMessage } from '../../components/common/errors.js';
-import { writeFileAtomic } from '../../components/common/fsutil.js';
-import { silentLogger } from '../../components/common/log.js';
-import { Progress } from '../../components/common/progress.js';
+import { LoupeError, errorMessage } from '../../lib/errors.js';
+import { writeFileAtomic } from '../../lib/fsutil.js';
+import { silentLogger } from '../../lib/log.js';
+import { Progress } from '../../lib/progress.js';
 import type { LabelRecord, LabelStore } from '../labelstore/types.js';
 import { detectionsToGt, parseSidecar } from './sidecar.js';
 

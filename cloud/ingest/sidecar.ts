@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 import type { GtBox } from '../labelstore/types.js';
 
 /**

@@ -6,8 +6,8 @@ import {
   type SageMakerClient,
 } from '@aws-sdk/client-sagemaker';
 import type { Logger } from 'pino';
-import { LoupeError } from '../../components/common/errors.js';
-import { silentLogger } from '../../components/common/log.js';
+import { LoupeError } from '../../lib/errors.js';
+import { silentLogger } from '../../lib/log.js';
 import { parseGroundTruthManifest } from '../dataset/groundtruth-manifest.js';
 import type { GtBox } from '../labelstore/types.js';
 import { parseS3Uri } from './images.js';

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 import { SqliteLabelStore } from '../labelstore/sqlite.js';
 import { itemState } from '../labelstore/state.js';
 import type { GtBox, LabelRecord, LabelStore, StoredLabelRecord } from '../labelstore/types.js';

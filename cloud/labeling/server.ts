@@ -4,9 +4,9 @@ import type { AddressInfo } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { LoupeError, errorMessage, isLoupeError } from '../../components/common/errors.js';
-import { silentLogger } from '../../components/common/log.js';
-import { projectRoot } from '../../components/common/paths.js';
+import { LoupeError, errorMessage, isLoupeError } from '../../lib/errors.js';
+import { silentLogger } from '../../lib/log.js';
+import { projectRoot } from '../../lib/paths.js';
 import type { ImageSource } from './images.js';
 import type { Labeling } from './jobs.js';
 

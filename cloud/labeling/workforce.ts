@@ -1,7 +1,7 @@
 import { basename } from 'node:path';
 import type { Logger } from 'pino';
-import { silentLogger } from '../../components/common/log.js';
-import { Progress } from '../../components/common/progress.js';
+import { silentLogger } from '../../lib/log.js';
+import { Progress } from '../../lib/progress.js';
 import type { Box } from '../dataset/types.js';
 import type { GtBox, LabelStore } from '../labelstore/types.js';
 import { boxToGt, clipBox, gtToBox, iou } from './boxes.js';

@@ -1,8 +1,8 @@
 import { parse } from 'csv-parse/sync';
 import { readFileSync, existsSync } from 'node:fs';
-import { LoupeError } from '../../components/common/errors.js';
-import { parsePyLiteral } from '../../components/common/pyliteral.js';
-import { writeFileAtomic } from '../../components/common/fsutil.js';
+import { LoupeError } from '../../lib/errors.js';
+import { parsePyLiteral } from '../../lib/pyliteral.js';
+import { writeFileAtomic } from '../../lib/fsutil.js';
 import { LABEL_STATUSES, type GtBox, type LabelRecord, type LabelStatus, type LabelStore } from './types.js';
 import { makeRecord, validateRecord } from './validate.js';
 

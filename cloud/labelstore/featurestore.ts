@@ -8,8 +8,8 @@ import {
   type FeatureDefinition,
 } from '@aws-sdk/client-sagemaker';
 import { PutRecordCommand, SageMakerFeatureStoreRuntimeClient, type FeatureValue } from '@aws-sdk/client-sagemaker-featurestore-runtime';
-import { LoupeError } from '../../components/common/errors.js';
-import { parsePyLiteral } from '../../components/common/pyliteral.js';
+import { LoupeError } from '../../lib/errors.js';
+import { parsePyLiteral } from '../../lib/pyliteral.js';
 import { pyAnnotations } from './csv.js';
 import type { GtBox, LabelRecord, LabelStatus, LabelStore, LatestQuery, StoredLabelRecord } from './types.js';
 import { validateRecord } from './validate.js';

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 import type { LabelRecord, LabelStatus, LabelStore, LatestQuery, StoredLabelRecord } from './types.js';
 import { validateRecord } from './validate.js';
 

@@ -1,9 +1,9 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LoupeError } from '../../components/common/errors.js';
-import { sha256File, writeFileAtomic } from '../../components/common/fsutil.js';
-import { Progress } from '../../components/common/progress.js';
+import { LoupeError } from '../../lib/errors.js';
+import { sha256File, writeFileAtomic } from '../../lib/fsutil.js';
+import { Progress } from '../../lib/progress.js';
 import { gateSummary, writeGateReport } from '../gate/gate.js';
 import { decideGate } from '../gate/decide.js';
 import type { EvaluateFn } from '../gate/gate.js';

@@ -1,8 +1,8 @@
 import type Database from 'better-sqlite3';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { LoupeError } from '../../components/common/errors.js';
-import { openSqlite } from '../common/sqlite.js';
+import { LoupeError } from '../../lib/errors.js';
+import { openSqlite } from '../../lib/sqlite.js';
 
 /**
  * The loop's persisted state, one SQLite file: runs, their steps with each step's output, a

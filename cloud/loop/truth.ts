@@ -2,7 +2,7 @@ import type { GtBox } from '../labelstore/types.js';
 import type { TruthSource } from '../labeling/workforce.js';
 import { truthFromStore } from '../labeling/workforce.js';
 import { readFeatureStoreCsv } from '../labelstore/csv.js';
-import { sha256 } from '../../components/common/fsutil.js';
+import { sha256 } from '../../lib/fsutil.js';
 import type { LoopEnv } from './env.js';
 
 /**

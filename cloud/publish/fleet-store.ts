@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { openSqlite } from '../common/sqlite.js';
+import { openSqlite } from '../../lib/sqlite.js';
 
 /**
  * What loupe has published and deployed, per backend and target, in one SQLite file. Every

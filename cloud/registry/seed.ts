@@ -1,8 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LoupeError } from '../../components/common/errors.js';
-import { sha256File } from '../../components/common/fsutil.js';
-import { projectRoot } from '../../components/common/paths.js';
+import { LoupeError } from '../../lib/errors.js';
+import { sha256File } from '../../lib/fsutil.js';
+import { projectRoot } from '../../lib/paths.js';
 import type { SqliteModelRegistry } from './sqlite-registry.js';
 import type { ModelVersion } from './types.js';
 

@@ -1,12 +1,12 @@
 import type Database from 'better-sqlite3';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LoupeError } from '../../components/common/errors.js';
-import { sha256 } from '../../components/common/fsutil.js';
+import { LoupeError } from '../../lib/errors.js';
+import { sha256 } from '../../lib/fsutil.js';
 import { ArtefactStore, type ArtefactRef } from './artefact-store.js';
 import { checkTransition, decideApproval, DEFAULT_POLICY, type ApprovalPolicy } from './policy.js';
 import type { ModelEvent, ModelRegistry, ModelStatus, ModelVersion, RegisterInput, StatusChange } from './types.js';
-import { openSqlite } from '../common/sqlite.js';
+import { openSqlite } from '../../lib/sqlite.js';
 
 /**
  * The default model registry: one SQLite file (`<dir>/registry.db`) with the versions and an

@@ -2,8 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative } from 'node:path';
 import { z } from 'zod';
-import { LoupeError } from '../../components/common/errors.js';
-import { sha256, sha256File, writeFileAtomic } from '../../components/common/fsutil.js';
+import { LoupeError } from '../../lib/errors.js';
+import { sha256, sha256File, writeFileAtomic } from '../../lib/fsutil.js';
 import { readYoloDataset } from '../dataset/yolo-read.js';
 import type { TrainMetricsFile } from './options.js';
 

@@ -6,10 +6,10 @@ import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { promisify } from 'node:util';
 import yazl from 'yazl';
 import type { Logger } from 'pino';
-import { LoupeError } from '../common/errors.js';
-import { writeFileAtomic } from '../common/fsutil.js';
-import { silentLogger } from '../common/log.js';
-import { cacheDir, projectRoot } from '../common/paths.js';
+import { LoupeError } from '../../lib/errors.js';
+import { writeFileAtomic } from '../../lib/fsutil.js';
+import { silentLogger } from '../../lib/log.js';
+import { cacheDir, projectRoot } from '../../lib/paths.js';
 import { COMPONENTS, loadSourceRecipe, PLATFORMS, renderRecipe, ZIP_BASE, type ComponentName, type Recipe } from './recipes.js';
 import { validateRecipe } from './recipe-schema.js';
 
@@ -220,7 +220,7 @@ export async function buildComponentZip(component: ComponentName, platform: Plat
   const pkgs = await dependencyClosure(traced.packages, platform, log);
   const entries: { name: string; file?: string; data?: Buffer; mode?: number }[] = [];
   for (const f of traced.files) entries.push({ name: relative(projectRoot, f).split(sep).join('/'), file: f });
-  // components/common/paths.ts finds the root by package.json + components/: give it both.
+  // lib/paths.ts finds the root as the nearest folder holding package.json; the README says what this is.
   entries.push({ name: 'package.json', data: Buffer.from(JSON.stringify({ name: ZIP_BASE[component], version, private: true, type: 'module' }, null, 2)) });
   entries.push({ name: 'components/README', data: Buffer.from(`${component} ${version} (${platform}); programs in dist/components/\n`) });
   for (const p of pkgs) {

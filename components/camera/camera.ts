@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { errorMessage } from '../common/errors.js';
+import { errorMessage } from '../../lib/errors.js';
 import type { CameraHealth, FrameMessage } from '../ipc/topics.js';
 import type { CameraConfig } from './config.js';
 import type { FrameStore } from './frame-store.js';

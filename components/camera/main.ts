@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { errorMessage } from '../common/errors.js';
+import { errorMessage } from '../../lib/errors.js';
 import type { Unsubscribe } from '../ipc/client.js';
 import { runComponent, type ComponentContext } from '../ipc/runtime.js';
 import { IOT_TOPICS, TOPICS, type CameraHealth, type FrameMessage, type TriggerMessage } from '../ipc/topics.js';

@@ -1,7 +1,7 @@
 import sharp, { type OutputInfo } from 'sharp';
 import { readFile } from 'node:fs/promises';
-import { LoupeError, errorMessage } from '../common/errors.js';
-import { decodeBmp, isBmp } from '../common/bmp.js';
+import { LoupeError, errorMessage } from '../../lib/errors.js';
+import { decodeBmp, isBmp } from '../../lib/bmp.js';
 
 /** A decoded image: interleaved RGB, 8 bits per channel, row-major (HWC). */
 export interface RgbImage {

@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import { errorMessage } from '../common/errors.js';
+import { errorMessage } from '../../lib/errors.js';
 import { runComponent, type ComponentContext } from '../ipc/runtime.js';
 import { IOT_TOPICS, TOPICS, type FrameMessage, type ModelAnnouncement, type ResultMessage } from '../ipc/topics.js';
 import { inferenceConfigSchema, type InferenceConfig } from './config.js';

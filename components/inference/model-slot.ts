@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { Detector } from '../detector/detector.js';
-import { LoupeError, errorMessage } from '../common/errors.js';
-import { sha256File } from '../common/fsutil.js';
+import { LoupeError, errorMessage } from '../../lib/errors.js';
+import { sha256File } from '../../lib/fsutil.js';
 import type { ModelRef } from '../ipc/topics.js';
 
 /**

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { LoupeError } from '../common/errors.js';
-import { sha256File } from '../common/fsutil.js';
+import { LoupeError } from '../../lib/errors.js';
+import { sha256File } from '../../lib/fsutil.js';
 import { runComponent, type ComponentContext } from '../ipc/runtime.js';
 import { TOPICS, type ModelAnnouncement } from '../ipc/topics.js';
 import { modelConfigSchema, type ModelConfig } from './config.js';

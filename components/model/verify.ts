@@ -1,6 +1,6 @@
 import { Detector } from '../detector/detector.js';
-import { errorMessage } from '../common/errors.js';
-import { sha256File } from '../common/fsutil.js';
+import { errorMessage } from '../../lib/errors.js';
+import { sha256File } from '../../lib/fsutil.js';
 
 /**
  * loupe.Model's Install step: the model must match its digest and load and run in ONNX Runtime

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import sharp, { type Sharp } from 'sharp';
-import { decodeBmp, isBmp } from '../common/bmp.js';
+import { decodeBmp, isBmp } from '../../lib/bmp.js';
 import type { Detection } from '../ipc/topics.js';
 
 /**

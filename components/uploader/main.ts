@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import { errorMessage } from '../common/errors.js';
+import { errorMessage } from '../../lib/errors.js';
 import { runComponent, type ComponentContext } from '../ipc/runtime.js';
 import { IOT_TOPICS, TOPICS, type ResultMessage } from '../ipc/topics.js';
 import { BoundedQueue } from '../inference/queue.js';

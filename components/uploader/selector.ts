@@ -1,6 +1,6 @@
-import { sha256 } from '../common/fsutil.js';
+import { sha256 } from '../../lib/fsutil.js';
 import type { Logger } from 'pino';
-import { errorMessage } from '../common/errors.js';
+import { errorMessage } from '../../lib/errors.js';
 import type { ResultMessage } from '../ipc/topics.js';
 import type { UploaderConfig } from './config.js';
 import { Deduper } from './dedup.js';

@@ -2,8 +2,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { LoupeError } from '../../components/common/errors.js';
-import { silentLogger } from '../../components/common/log.js';
+import { LoupeError } from '../../lib/errors.js';
+import { silentLogger } from '../../lib/log.js';
 import { createHandler } from './server.js';
 import { ObjectStoreState } from './store.js';
 

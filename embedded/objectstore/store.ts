@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fsyncDir, writeFileAtomic } from '../../components/common/fsutil.js';
+import { fsyncDir, writeFileAtomic } from '../../lib/fsutil.js';
 import { compositeChecksum, newHasher, type ChecksumAlgorithm, type StoredChecksum } from './checksums.js';
 import { noSuchBucket, noSuchKey, noSuchUpload, S3Error } from './errors.js';
 

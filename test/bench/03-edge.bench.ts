@@ -1,7 +1,7 @@
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { projectRoot, sharedDataset } from '../../components/common/paths.js';
+import { projectRoot, sharedDataset } from '../../lib/paths.js';
 import { Detector } from '../../components/detector/detector.js';
 import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
 import type { BenchEntry } from './run.js';

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { silentLogger } from '../../components/common/log.js';
+import { silentLogger } from '../../lib/log.js';
 import { runDemo } from '../../cloud/loop/demo.js';
 import { loopHome, readLoopConfig } from '../../cloud/loop/config.js';
 import { trainLocal } from '../../cloud/training/local-trainer.js';

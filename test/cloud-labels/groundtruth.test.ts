@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { builtinLambdaArns, GroundTruthBackend, VERIFICATION_CATEGORIES } from '../../cloud/labeling/groundtruth.js';
 import { Labeling } from '../../cloud/labeling/jobs.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot, sharedDataset } from '../../components/common/paths.js';
+import { projectRoot, sharedDataset } from '../../lib/paths.js';
 import { ImageSource, metalTagsMapping } from '../../cloud/labeling/images.js';
 import { Labeling } from '../../cloud/labeling/jobs.js';
 import { startLabelServer, type LabelServer } from '../../cloud/labeling/server.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256 } from '../../components/common/fsutil.js';
+import { sha256 } from '../../lib/fsutil.js';
 import { splitOf } from '../../cloud/dataset/split.js';
 import type { SplitName } from '../../cloud/dataset/types.js';
 import { readYoloDataset } from '../../cloud/dataset/yolo-read.js';

@@ -4,8 +4,8 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256 } from '../../components/common/fsutil.js';
-import { sharedDataset } from '../../components/common/paths.js';
+import { sha256 } from '../../lib/fsutil.js';
+import { sharedDataset } from '../../lib/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { splitOf } from '../../cloud/dataset/split.js';
 import { readYoloDataset } from '../../cloud/dataset/yolo-read.js';

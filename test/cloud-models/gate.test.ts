@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runGate, writeGateReport, gateSummary } from '../../cloud/gate/gate.js';

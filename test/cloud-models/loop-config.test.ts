@@ -10,8 +10,8 @@ import { LoopStore } from '../../cloud/loop/store.js';
 import { checkTriggers, championTrainedAsOf } from '../../cloud/loop/triggers.js';
 import { ingestIncoming } from '../../cloud/ingest/index.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
-import { sharedDataset } from '../../components/common/paths.js';
-import { silentLogger } from '../../components/common/log.js';
+import { sharedDataset } from '../../lib/paths.js';
+import { silentLogger } from '../../lib/log.js';
 import { runCli } from '../helpers/cli.js';
 
 describe('loop configuration', () => {

@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { sharedDataset } from '../../components/common/paths.js';
+import { sharedDataset } from '../../lib/paths.js';
 import { startBroker, type EmbeddedBroker } from '../../embedded/broker/broker.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { LOCAL_STACK_CREDENTIALS } from '../../embedded/nucleus/tes.js';

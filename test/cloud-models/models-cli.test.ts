@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { runCli } from '../helpers/cli.js';
 
 describe('loupe models list|show|register|approve|reject', () => {

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { SageMakerModelRegistry, metaValue } from '../../cloud/registry/sagemaker-registry.js';
-import { sha256, sha256File } from '../../components/common/fsutil.js';
+import { sha256, sha256File } from '../../lib/fsutil.js';
 import { statSync } from 'node:fs';
 import { SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
 import { list as tarList } from 'tar';

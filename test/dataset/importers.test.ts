@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { sharedDataset } from '../../components/common/paths.js';
+import { sharedDataset } from '../../lib/paths.js';
 import { importFeatureStore, parseFeatureStoreCsv } from '../../cloud/dataset/featurestore.js';
 import { importVoc } from '../../cloud/dataset/voc.js';
 import { splitOf } from '../../cloud/dataset/split.js';

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot, sharedDataset } from '../../components/common/paths.js';
+import { projectRoot, sharedDataset } from '../../lib/paths.js';
 import { importCoco, writeCocoDataset } from '../../cloud/dataset/coco.js';
 import {
   formatGroundTruthLine,

@@ -7,7 +7,7 @@ import { decodeImage } from '../../components/detector/decode.js';
 import { inputPlan, letterboxGeometry, pyRound, TensorWriter } from '../../components/detector/letterbox.js';
 import { modelInfoFromBytes, type ModelInfo } from '../../components/detector/model-info.js';
 import { LinearResizer, resizeLinear } from '../../components/detector/resize.js';
-import { sharedDataset } from '../../components/common/paths.js';
+import { sharedDataset } from '../../lib/paths.js';
 import { fixtureModel } from '../helpers/models.js';
 import { yoloDataset } from '../helpers/datasets.js';
 import { ultralytics } from './reference.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parsePyLiteral, parsePyLiteralEntries, parsePyNames, PyDictEntries } from '../../components/common/pyliteral.js';
-import { LoupeError } from '../../components/common/errors.js';
+import { parsePyLiteral, parsePyLiteralEntries, parsePyNames, PyDictEntries } from '../../lib/pyliteral.js';
+import { LoupeError } from '../../lib/errors.js';
 import { runPython } from '../helpers/python.js';
 
 // Literals as ultralytics metadata and Ground Truth labels write them, plus the odd corners.

@@ -2,7 +2,7 @@ import { Ajv } from 'ajv';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { cameraConfigSchema } from '../../components/camera/config.js';
 import { inferenceConfigSchema } from '../../components/inference/config.js';
 import { parseConfig } from '../../components/ipc/config.js';

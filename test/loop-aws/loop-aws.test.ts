@@ -8,7 +8,7 @@ import { basename, join } from 'node:path';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { sharedDataset } from '../../components/common/paths.js';
+import { sharedDataset } from '../../lib/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { readFeatureStoreCsv, pyAnnotations } from '../../cloud/labelstore/csv.js';
 import { openRegistry } from '../../cloud/registry/sqlite-registry.js';

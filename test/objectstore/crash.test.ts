@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { startObjectStore } from '../../embedded/objectstore/index.js';
 import { ensureBuilt } from '../helpers/edge.js';
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { trainScript } from '../../cloud/training/local-trainer.js';
 import { ensureVenv, offlinePythonEnv, venvPython } from '../../cloud/training/venv.js';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { runCli } from '../helpers/cli.js';
 import { checkpointOf } from '../helpers/models.js';
 import { metalTagsSubset } from './yolo-fixture.js';

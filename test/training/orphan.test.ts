@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { trainScript } from '../../cloud/training/local-trainer.js';
 import { offlinePythonEnv, venvPython } from '../../cloud/training/venv.js';
 import { metalTagsSubset } from './yolo-fixture.js';

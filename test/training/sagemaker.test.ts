@@ -21,7 +21,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { trainScript } from '../../cloud/training/local-trainer.js';
 import { jobNameFor, trainSageMaker, type SageMakerTrainConfig } from '../../cloud/training/sagemaker-trainer.js';
 import { ensureVenv, offlinePythonEnv, venvPython } from '../../cloud/training/venv.js';
-import { isLoupeError, type LoupeError } from '../../components/common/errors.js';
+import { isLoupeError, type LoupeError } from '../../lib/errors.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { checkpointOf } from '../helpers/models.js';
 import { metalTagsSubset } from './yolo-fixture.js';

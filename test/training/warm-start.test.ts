@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readModelCard } from '../../cloud/training/card.js';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { runCli } from '../helpers/cli.js';
 import { yoloDataset } from '../helpers/datasets.js';
 import { checkpointOf, fixtureModel } from '../helpers/models.js';

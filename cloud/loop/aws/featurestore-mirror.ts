@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import { silentLogger } from '../../../components/common/log.js';
-import { Progress } from '../../../components/common/progress.js';
+import { silentLogger } from '../../../lib/log.js';
+import { Progress } from '../../../lib/progress.js';
 import type { FeatureStoreLabelStore } from '../../labelstore/featurestore.js';
 import type { SqliteLabelStore } from '../../labelstore/sqlite.js';
 

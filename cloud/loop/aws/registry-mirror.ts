@@ -1,11 +1,11 @@
 import type Database from 'better-sqlite3';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { silentLogger } from '../../../components/common/log.js';
+import { silentLogger } from '../../../lib/log.js';
 import type { SageMakerModelRegistry } from '../../registry/sagemaker-registry.js';
 import type { SqliteModelRegistry } from '../../registry/sqlite-registry.js';
 import type { ModelStatus, ModelVersion } from '../../registry/types.js';
-import { openSqlite } from '../../common/sqlite.js';
+import { openSqlite } from '../../../lib/sqlite.js';
 
 /**
  * The model registry on AWS as the loop uses it: the SQLite registry stays primary and every

@@ -2,11 +2,15 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The project root: the folder holding package.json, whether running from sources or dist/. */
+/**
+ * The project root: the nearest folder above this file holding package.json, whether running
+ * from sources (`lib/paths.ts`), from `dist/lib/paths.js`, or from an unpacked component
+ * artefact ZIP (which carries its own package.json beside `dist/`).
+ */
 export const projectRoot: string = (() => {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'components'))) return dir;
+    if (existsSync(join(dir, 'package.json'))) return dir;
     const up = dirname(dir);
     if (up === dir) throw new Error('loupe: cannot find the project root above ' + fileURLToPath(import.meta.url));
     dir = up;

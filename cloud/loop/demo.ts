@@ -7,7 +7,7 @@ import { LoupeError, errorMessage } from '../../lib/errors.js';
 import { writeFileAtomic } from '../../lib/fsutil.js';
 import { sharedDataset } from '../../lib/paths.js';
 import { Progress } from '../../lib/progress.js';
-import type { ResultMessage } from '../../components/ipc/topics.js';
+import type { ResultMessage } from '../../contracts/topics.js';
 import { startBroker } from '../../embedded/broker/broker.js';
 import { LOCAL_STACK_CREDENTIALS } from '../../embedded/nucleus/tes.js';
 import { startObjectStore } from '../../embedded/objectstore/index.js';

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { LoupeError } from '../../lib/errors.js';
 import { sha256File } from '../../lib/fsutil.js';
 import { runComponent, type ComponentContext } from '../ipc/runtime.js';
-import { TOPICS, type ModelAnnouncement } from '../ipc/topics.js';
+import { TOPICS, type ModelAnnouncement } from '../../contracts/topics.js';
 import { modelConfigSchema, type ModelConfig } from './config.js';
 
 /**

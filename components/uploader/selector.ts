@@ -1,7 +1,7 @@
 import { sha256 } from '../../lib/fsutil.js';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../lib/errors.js';
-import type { ResultMessage } from '../ipc/topics.js';
+import type { ResultMessage } from '../../contracts/topics.js';
 import type { UploaderConfig } from './config.js';
 import { Deduper } from './dedup.js';
 import { prepareImage } from './image.js';

@@ -24,7 +24,7 @@ import { sha256File } from '../../lib/fsutil.js';
 import { silentLogger } from '../../lib/log.js';
 import { projectRoot, sharedDataset } from '../../lib/paths.js';
 import { COMPONENTS, loadSourceRecipe, localRecipe, renderRecipe, type ComponentName, type Recipe } from '../../components/build/recipes.js';
-import type { CameraHealth, ResultMessage } from '../../components/ipc/topics.js';
+import type { CameraHealth, ResultMessage } from '../../contracts/topics.js';
 import { startBroker, type EmbeddedBroker } from '../broker/broker.js';
 import { Nucleus, type DeploymentRecord } from '../nucleus/nucleus.js';
 import { LOCAL_STACK_CREDENTIALS } from '../nucleus/tes.js';

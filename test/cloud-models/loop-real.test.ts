@@ -15,7 +15,7 @@ import { DEMO_HISTORY_UNTIL, cameraFolder, imagesFirstLabelledAfter } from '../.
 import { openRegistry } from '../../cloud/registry/sqlite-registry.js';
 import { FleetStore } from '../../cloud/publish/fleet-store.js';
 import type { LoopConfigInput } from '../../cloud/loop/config.js';
-import type { ResultMessage } from '../../components/ipc/topics.js';
+import type { ResultMessage } from '../../contracts/topics.js';
 import { snapshotDist, type DistSnapshot } from '../helpers/dist-snapshot.js';
 
 /**

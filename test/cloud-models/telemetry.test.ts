@@ -3,7 +3,7 @@ import mqtt from 'mqtt';
 import { startBroker, type EmbeddedBroker } from '../../embedded/broker/broker.js';
 import { FleetTelemetry } from '../../cloud/publish/telemetry.js';
 
-/** Devices here are plain MQTT clients publishing what loupe.Inference publishes (topics and shapes from components/ipc/topics.ts). */
+/** Devices here are plain MQTT clients publishing what loupe.Inference publishes (topics and shapes from contracts/topics.ts). */
 describe('fleet telemetry over MQTT (real broker)', () => {
   let broker: EmbeddedBroker;
   beforeAll(async () => {

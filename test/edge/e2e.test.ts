@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sharedDataset } from '../../lib/paths.js';
-import type { ResultMessage } from '../../components/ipc/topics.js';
+import type { ResultMessage } from '../../contracts/topics.js';
 import { startBroker } from '../../embedded/broker/broker.js';
 import { LOCAL_STACK_CREDENTIALS } from '../../embedded/nucleus/tes.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';

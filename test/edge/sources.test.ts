@@ -11,7 +11,7 @@ import { CameraRunner } from '../../components/camera/camera.js';
 import type { CameraConfig } from '../../components/camera/config.js';
 import { FrameStore } from '../../components/camera/frame-store.js';
 import { FolderSource } from '../../components/camera/sources/folder.js';
-import type { CameraHealth, FrameMessage } from '../../components/ipc/topics.js';
+import type { CameraHealth, FrameMessage } from '../../contracts/topics.js';
 
 let tmp: string;
 let images: string[];

@@ -14,7 +14,7 @@ import { BoundedQueue } from '../../components/inference/queue.js';
 import { InferenceStats, pct } from '../../components/inference/telemetry.js';
 import { applyRoi, verdict } from '../../components/inference/verdict.js';
 import { parseConfig } from '../../components/ipc/config.js';
-import type { Detection, ResultMessage } from '../../components/ipc/topics.js';
+import type { Detection, ResultMessage } from '../../contracts/topics.js';
 import { uploaderConfigSchema } from '../../components/uploader/config.js';
 import { dhash, hamming, phash } from '../../components/uploader/dedup.js';
 import { prepareImage } from '../../components/uploader/image.js';

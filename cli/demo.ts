@@ -3,20 +3,20 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { LoupeError, errorMessage } from '../../lib/errors.js';
-import { writeFileAtomic } from '../../lib/fsutil.js';
-import { sharedDataset } from '../../lib/paths.js';
-import { Progress } from '../../lib/progress.js';
-import type { ResultMessage } from '../../contracts/topics.js';
-import { startBroker } from '../../embedded/broker/broker.js';
-import { LOCAL_STACK_CREDENTIALS } from '../../embedded/nucleus/tes.js';
-import { startObjectStore } from '../../embedded/objectstore/index.js';
-import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
-import { loopHome, parseLoopConfig, type LoopConfigInput } from './config.js';
-import { runLoopOnce, stderrEvents } from './loop.js';
-import type { LoopEvents, RunReport } from './runner.js';
-import { STEP_NAMES } from './steps.js';
-import { DEMO_HISTORY_UNTIL, cameraFolder, imagesFirstLabelledAfter } from './reference.js';
+import { LoupeError, errorMessage } from '../lib/errors.js';
+import { writeFileAtomic } from '../lib/fsutil.js';
+import { sharedDataset } from '../lib/paths.js';
+import { Progress } from '../lib/progress.js';
+import type { ResultMessage } from '../contracts/topics.js';
+import { startBroker } from '../embedded/broker/broker.js';
+import { LOCAL_STACK_CREDENTIALS } from '../embedded/nucleus/tes.js';
+import { startObjectStore } from '../embedded/objectstore/index.js';
+import { startEdgeStack, type EdgeStack } from '../embedded/stack/edge.js';
+import { loopHome, parseLoopConfig, type LoopConfigInput } from '../cloud/loop/config.js';
+import { runLoopOnce, stderrEvents } from '../cloud/loop/loop.js';
+import type { LoopEvents, RunReport } from '../cloud/loop/runner.js';
+import { STEP_NAMES } from '../cloud/loop/steps.js';
+import { DEMO_HISTORY_UNTIL, cameraFolder, imagesFirstLabelledAfter } from '../cloud/loop/reference.js';
 
 /**
  * `loupe demo`: the whole loop on one machine with the embedded defaults.
@@ -40,6 +40,9 @@ import { DEMO_HISTORY_UNTIL, cameraFolder, imagesFirstLabelledAfter } from './re
  * The camera keeps running throughout, so the switch is seen in the device's own results.
  * Ends with one JSON summary (DESIGN.md): frames inspected, defects found, images uploaded and
  * labelled, model before/after, whether the fleet runs the new version, seconds per stage.
+ *
+ * It lives in cli/ because it composes every part (embedded stack, edge components, cloud loop):
+ * cli/ is the one folder the dependency rules (test/architecture) let import all of them.
  */
 export interface DemoOptions {
   fast: boolean;
@@ -189,8 +192,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       report = await runLoopOnce({ config, home, trigger: 'demo', log, events: o.events ?? stderrEvents(), progressStream: o.progressStream, signal: o.signal });
     } catch (e) {
       summary.error = errorMessage(e);
-      const { LoopStore } = await import('./store.js');
-      const { buildReport } = await import('./runner.js');
+      const { LoopStore } = await import('../cloud/loop/store.js');
+      const { buildReport } = await import('../cloud/loop/runner.js');
       const store = new LoopStore(home.loopDb);
       const last = store.latestRun();
       report = last ? buildReport(store, last.id, [...STEP_NAMES], false) : ({ steps: [], outputs: {} } as unknown as RunReport);

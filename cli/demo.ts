@@ -9,7 +9,7 @@ import { sharedDataset } from '../lib/paths.js';
 import { Progress } from '../lib/progress.js';
 import type { ResultMessage } from '../contracts/topics.js';
 import { startBroker } from '../embedded/broker/broker.js';
-import { LOCAL_STACK_CREDENTIALS } from '../embedded/nucleus/tes.js';
+import { LOCAL_STACK_CREDENTIALS } from '../contracts/local-stack.js';
 import { startObjectStore } from '../embedded/objectstore/index.js';
 import { startEdgeStack, type EdgeStack } from '../embedded/stack/edge.js';
 import { loopHome, parseLoopConfig, type LoopConfigInput } from '../cloud/loop/config.js';

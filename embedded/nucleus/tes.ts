@@ -24,11 +24,8 @@ export type CredentialsProvider = () => Credentials | Promise<Credentials>;
 
 export const TES_PATH = '/2016-11-01/credentialprovider/';
 
-export const LOCAL_STACK_CREDENTIALS: Credentials = {
-  accessKeyId: 'LOUPELOCALACCESSKEY',
-  secretAccessKey: 'loupe-local-secret-access-key',
-  sessionToken: 'loupe-local-session-token',
-};
+// The local stack's key pair is a contract shared with the object store and cloud-side clients.
+export { LOCAL_STACK_CREDENTIALS } from '../../contracts/local-stack.js';
 
 export class TokenExchangeService {
   private server: Server | undefined;

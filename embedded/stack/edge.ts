@@ -27,7 +27,7 @@ import { COMPONENTS, loadSourceRecipe, localRecipe, renderRecipe, type Component
 import type { CameraHealth, ResultMessage } from '../../contracts/topics.js';
 import { startBroker, type EmbeddedBroker } from '../broker/broker.js';
 import { Nucleus, type DeploymentRecord } from '../nucleus/nucleus.js';
-import { LOCAL_STACK_CREDENTIALS } from '../nucleus/tes.js';
+import { LOCAL_STACK_CREDENTIALS } from '../../contracts/local-stack.js';
 import { startObjectStore, type ObjectStore } from '../objectstore/index.js';
 
 export interface EdgeStackOptions {

@@ -8,7 +8,7 @@ import Database from 'better-sqlite3';
 import { sharedDataset } from '../../lib/paths.js';
 import { startBroker, type EmbeddedBroker } from '../../embedded/broker/broker.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
-import { LOCAL_STACK_CREDENTIALS } from '../../embedded/nucleus/tes.js';
+import { LOCAL_STACK_CREDENTIALS } from '../../contracts/local-stack.js';
 import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
 import { STEP_NAMES } from '../../cloud/loop/steps.js';
 import { DEMO_HISTORY_UNTIL, cameraFolder, imagesFirstLabelledAfter } from '../../cloud/loop/reference.js';

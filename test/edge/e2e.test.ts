@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sharedDataset } from '../../lib/paths.js';
 import type { ResultMessage } from '../../contracts/topics.js';
 import { startBroker } from '../../embedded/broker/broker.js';
-import { LOCAL_STACK_CREDENTIALS } from '../../embedded/nucleus/tes.js';
+import { LOCAL_STACK_CREDENTIALS } from '../../contracts/local-stack.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
 import { ensureBuilt, until } from '../helpers/edge.js';

@@ -3,7 +3,7 @@ import { SageMakerClient } from '@aws-sdk/client-sagemaker';
 import { SageMakerFeatureStoreRuntimeClient } from '@aws-sdk/client-sagemaker-featurestore-runtime';
 import { AthenaClient } from '@aws-sdk/client-athena';
 import { GreengrassV2Client } from '@aws-sdk/client-greengrassv2';
-import { LOCAL_STACK_CREDENTIALS } from '../../../embedded/nucleus/tes.js';
+import { LOCAL_STACK_CREDENTIALS } from '../../../contracts/local-stack.js';
 import type { LoopConfig } from '../config.js';
 
 /**

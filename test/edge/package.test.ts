@@ -80,6 +80,10 @@ describe('packaging build', () => {
       expect(names).toContain('package.json');
       expect(names).toContain('dist/components/inference/main.js');
       expect(names).toContain('dist/components/detector/detector.js');
+      // shared code and contracts travel with the component that imports them
+      expect(names).toContain('dist/lib/errors.js');
+      expect(names).toContain('dist/contracts/topics.js');
+      expect(names.some((n) => n.startsWith('dist/cloud/') || n.startsWith('dist/embedded/'))).toBe(false);
       expect(names.some((n) => n.startsWith('dist/components/uploader/'))).toBe(false); // traced, not the whole dist
       expect(names.some((n) => n.endsWith('.map') || n.endsWith('.d.ts'))).toBe(false);
       expect(names.some((n) => /onnxruntime-node\/bin\/napi-v\d+\/(darwin|win32)\//.test(n))).toBe(false);

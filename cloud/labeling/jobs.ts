@@ -5,7 +5,7 @@ import { LoupeError } from '../../lib/errors.js';
 import { SqliteLabelStore } from '../labelstore/sqlite.js';
 import { itemState } from '../labelstore/state.js';
 import type { GtBox, LabelRecord, LabelStore, StoredLabelRecord } from '../labelstore/types.js';
-import { boxToGt, clipBox, gtToBox } from './boxes.js';
+import { boxToGt, clipBox, gtToBox } from '../../contracts/box.js';
 import { consolidate } from './consolidate.js';
 
 /**

@@ -4,7 +4,7 @@ import { silentLogger } from '../../lib/log.js';
 import { Progress } from '../../lib/progress.js';
 import type { Box } from '../dataset/types.js';
 import type { GtBox, LabelStore } from '../labelstore/types.js';
-import { boxToGt, clipBox, gtToBox, iou } from './boxes.js';
+import { boxToGt, clipBox, gtToBox, iou } from '../../contracts/box.js';
 import type { Labeling, Task, VerifyTask } from './jobs.js';
 
 /**

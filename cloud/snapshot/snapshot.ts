@@ -10,7 +10,7 @@ import { SPLIT_RULE, splitOf } from '../dataset/split.js';
 import type { Box, LabelledImage, SplitName } from '../dataset/types.js';
 import { writeYoloDataset } from '../dataset/yolo-write.js';
 import type { LabelStore, StoredLabelRecord } from '../labelstore/types.js';
-import { clipBox, gtToBox } from '../labeling/boxes.js';
+import { clipBox, gtToBox } from '../../contracts/box.js';
 import type { ImageSource } from '../labeling/images.js';
 import { dedupeByContent } from './dedupe.js';
 

@@ -1,5 +1,5 @@
-import type { Box } from '../dataset/types.js';
-import type { GtBox } from '../labelstore/types.js';
+import type { Box } from '../cloud/dataset/types.js';
+import type { GtBox } from '../cloud/labelstore/types.js';
 
 /** Ground Truth box (left/top/width/height) → corner box, and back (rounded to 0.1 px). */
 export function gtToBox(b: GtBox): Box {

@@ -8,7 +8,8 @@ import { Progress } from '../../lib/progress.js';
 import { mapLimit, readImageInfo } from './image-info.js';
 import { checkBox, checkClass, dropDuplicateBoxes, labelError, type LabelSource } from './label-check.js';
 import { idFromSourceRef, localPathFor } from './source-ref.js';
-import { emptyReport, type Box, type ImportedDataset, type LabelledImage } from './types.js';
+import { emptyReport, type ImportedDataset, type LabelledImage } from './types.js';
+import { gtToBox, type Box } from '../../contracts/box.js';
 import { IMAGE_EXTENSIONS } from './yolo-read.js';
 
 /** The reference solution's label layout has one class: 0 = scratch. */
@@ -148,7 +149,7 @@ export async function importFeatureStore(csvPath: string, opts: FeatureStoreImpo
     const boxes: Box[] = r.annotations.map((a, i) => {
       const bsrc = { ...src, record: `${src.record} box ${i + 1}` };
       const cls = checkClass(a.class_id, names, bsrc);
-      return checkBox({ cls, x1: a.left, y1: a.top, x2: a.left + a.width, y2: a.top + a.height }, size, bsrc, () => report.clipped++);
+      return checkBox({ ...gtToBox(a), cls }, size, bsrc, () => report.clipped++);
     });
     progress.update(++done);
     return { id: r.id, imagePath, width: size.width, height: size.height, boxes: dropDuplicateBoxes(boxes, size, () => report.duplicates++) };

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { LoupeError } from '../../lib/errors.js';
-import type { GtBox } from '../labelstore/types.js';
+import type { GtBox } from '../../contracts/box.js';
 
 /**
  * The JSON sidecar loupe.Uploader writes next to each uploaded frame

@@ -1,4 +1,4 @@
-import type { Box } from '../dataset/types.js';
+import type { Box } from '../../contracts/box.js';
 import { iou } from '../../contracts/box.js';
 
 /**

@@ -4,7 +4,8 @@ import { dirname } from 'node:path';
 import { LoupeError } from '../../lib/errors.js';
 import { SqliteLabelStore } from '../labelstore/sqlite.js';
 import { itemState } from '../labelstore/state.js';
-import type { GtBox, LabelRecord, LabelStore, StoredLabelRecord } from '../labelstore/types.js';
+import type { LabelRecord, LabelStore, StoredLabelRecord } from '../labelstore/types.js';
+import type { GtBox } from '../../contracts/box.js';
 import { boxToGt, clipBox, gtToBox } from '../../contracts/box.js';
 import { consolidate } from './consolidate.js';
 

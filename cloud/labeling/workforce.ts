@@ -2,8 +2,9 @@ import { basename } from 'node:path';
 import type { Logger } from 'pino';
 import { silentLogger } from '../../lib/log.js';
 import { Progress } from '../../lib/progress.js';
-import type { Box } from '../dataset/types.js';
-import type { GtBox, LabelStore } from '../labelstore/types.js';
+import type { Box } from '../../contracts/box.js';
+import type { LabelStore } from '../labelstore/types.js';
+import type { GtBox } from '../../contracts/box.js';
 import { boxToGt, clipBox, gtToBox, iou } from '../../contracts/box.js';
 import type { Labeling, Task, VerifyTask } from './jobs.js';
 

@@ -3,7 +3,8 @@ import { readFileSync, existsSync } from 'node:fs';
 import { LoupeError } from '../../lib/errors.js';
 import { parsePyLiteral } from '../../lib/pyliteral.js';
 import { writeFileAtomic } from '../../lib/fsutil.js';
-import { LABEL_STATUSES, type GtBox, type LabelRecord, type LabelStatus, type LabelStore } from './types.js';
+import { LABEL_STATUSES, type LabelRecord, type LabelStatus, type LabelStore } from './types.js';
+import type { GtBox } from '../../contracts/box.js';
 import { makeRecord, validateRecord } from './validate.js';
 
 /**

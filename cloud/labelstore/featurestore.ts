@@ -11,7 +11,8 @@ import { PutRecordCommand, SageMakerFeatureStoreRuntimeClient, type FeatureValue
 import { LoupeError } from '../../lib/errors.js';
 import { parsePyLiteral } from '../../lib/pyliteral.js';
 import { pyAnnotations } from './csv.js';
-import type { GtBox, LabelRecord, LabelStatus, LabelStore, LatestQuery, StoredLabelRecord } from './types.js';
+import type { LabelRecord, LabelStatus, LabelStore, LatestQuery, StoredLabelRecord } from './types.js';
+import type { GtBox } from '../../contracts/box.js';
 import { validateRecord } from './validate.js';
 
 /**

@@ -14,19 +14,13 @@
  *   REJECTED                      verification refused it (meta.reason); eligible for relabelling
  */
 
+import type { GtBox } from '../../contracts/box.js';
+
+/** GtBox lives in contracts/box.ts; re-exported while other branches still import it from here. */
+export type { GtBox };
+
 export const LABEL_STATUSES = ['PENDING', 'APPROVED', 'REJECTED'] as const;
 export type LabelStatus = (typeof LABEL_STATUSES)[number];
-
-/** One box as Ground Truth and the reference's labels.csv write it: pixels, top-left origin. */
-export interface GtBox {
-  class_id: number;
-  left: number;
-  top: number;
-  width: number;
-  height: number;
-  /** Detector score (pre-annotations) or consolidation confidence; absent for plain human labels. */
-  confidence?: number;
-}
 
 export interface LabelRecord {
   /** The image's URI (s3://bucket/key); the record identifier. */

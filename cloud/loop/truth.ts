@@ -1,4 +1,4 @@
-import type { GtBox } from '../labelstore/types.js';
+import type { GtBox } from '../../contracts/box.js';
 import type { TruthSource } from '../labeling/workforce.js';
 import { truthFromStore } from '../labeling/workforce.js';
 import { readFeatureStoreCsv } from '../labelstore/csv.js';

@@ -10,7 +10,8 @@ import { ImageSource, metalTagsMapping, type RefMapping } from '../../cloud/labe
 import { Labeling, type Job } from '../../cloud/labeling/jobs.js';
 import { startLabelServer } from '../../cloud/labeling/server.js';
 import { runSimulatedVerifier, runSimulatedWorkforce, truthFromStore } from '../../cloud/labeling/workforce.js';
-import { importFeatureStoreCsv, itemState, openLabelStore, writeFeatureStoreCsv, type LabelStatus, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+import { importFeatureStoreCsv, itemState, openLabelStore, writeFeatureStoreCsv, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+import type { LabelStatus } from '../../contracts/label-record.js';
 
 /**
  * `loupe labels …`: the label store (import, export, list, history, stats), ingest of device

@@ -6,7 +6,8 @@ import { LoupeError, errorMessage } from '../../lib/errors.js';
 import { writeFileAtomic } from '../../lib/fsutil.js';
 import { silentLogger } from '../../lib/log.js';
 import { Progress } from '../../lib/progress.js';
-import type { LabelRecord, LabelStore } from '../labelstore/types.js';
+import type { LabelStore } from '../labelstore/types.js';
+import type { LabelRecord } from '../../contracts/label-record.js';
 import { detectionsToGt, parseSidecar } from './sidecar.js';
 
 /**

@@ -3,9 +3,10 @@ import { readFileSync, existsSync } from 'node:fs';
 import { LoupeError } from '../../lib/errors.js';
 import { parsePyLiteral } from '../../lib/pyliteral.js';
 import { writeFileAtomic } from '../../lib/fsutil.js';
-import { LABEL_STATUSES, type LabelRecord, type LabelStatus, type LabelStore } from './types.js';
+import { type LabelStore } from './types.js';
+import { LABEL_STATUSES, type LabelRecord, type LabelStatus } from '../../contracts/label-record.js';
 import type { GtBox } from '../../contracts/box.js';
-import { makeRecord, validateRecord } from './validate.js';
+import { makeRecord, validateRecord } from '../../contracts/label-record.js';
 
 /**
  * The reference solution's feature-store CSV (`labels.csv`): one row per label record,

@@ -11,9 +11,10 @@ import { PutRecordCommand, SageMakerFeatureStoreRuntimeClient, type FeatureValue
 import { LoupeError } from '../../lib/errors.js';
 import { parsePyLiteral } from '../../lib/pyliteral.js';
 import { pyAnnotations } from './csv.js';
-import type { LabelRecord, LabelStatus, LabelStore, LatestQuery, StoredLabelRecord } from './types.js';
+import type { LabelStore, LatestQuery, StoredLabelRecord } from './types.js';
+import type { LabelRecord, LabelStatus } from '../../contracts/label-record.js';
 import type { GtBox } from '../../contracts/box.js';
-import { validateRecord } from './validate.js';
+import { validateRecord } from '../../contracts/label-record.js';
 
 /**
  * The label store on SageMaker Feature Store (the reference solution's choice), offline store

@@ -2,8 +2,9 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { LoupeError } from '../../lib/errors.js';
-import type { LabelRecord, LabelStatus, LabelStore, LatestQuery, StoredLabelRecord } from './types.js';
-import { validateRecord } from './validate.js';
+import type { LabelStore, LatestQuery, StoredLabelRecord } from './types.js';
+import type { LabelRecord, LabelStatus } from '../../contracts/label-record.js';
+import { validateRecord } from '../../contracts/label-record.js';
 
 /**
  * The embedded label store: one SQLite table, append-only (triggers refuse UPDATE and DELETE),

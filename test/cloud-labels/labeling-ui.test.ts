@@ -7,7 +7,8 @@ import { projectRoot, sharedDataset } from '../../lib/paths.js';
 import { ImageSource, metalTagsMapping } from '../../cloud/labeling/images.js';
 import { Labeling } from '../../cloud/labeling/jobs.js';
 import { startLabelServer, type LabelServer } from '../../cloud/labeling/server.js';
-import { makeRecord, openLabelStore, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+import { openLabelStore, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+import { makeRecord } from '../../contracts/label-record.js';
 
 const TOKEN = 'test-token-0123456789';
 

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEMO_HISTORY_UNTIL, imagesFirstLabelledAfter } from '../../cloud/loop/reference.js';
 import { sharedDataset } from '../../lib/paths.js';
-import { importFeatureStoreCsv, makeRecord, openLabelStore, readFeatureStoreCsv, writeFeatureStoreCsv, type LabelRecord, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+import { importFeatureStoreCsv, openLabelStore, readFeatureStoreCsv, writeFeatureStoreCsv, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+import { makeRecord, type LabelRecord } from '../../contracts/label-record.js';
 
 const rec = (ref: string, t: number, status: LabelRecord['status'], job = '', boxes = 0): LabelRecord =>
   makeRecord({

@@ -8,7 +8,8 @@ import { splitOf } from '../../cloud/dataset/split.js';
 import type { SplitName } from '../../cloud/dataset/types.js';
 import { readYoloDataset } from '../../cloud/dataset/yolo-read.js';
 import { ImageSource } from '../../cloud/labeling/images.js';
-import { makeRecord, openLabelStore, type LabelStatus, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+import { openLabelStore, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+import { makeRecord, type LabelStatus } from '../../contracts/label-record.js';
 import { createSnapshot, snapshotId } from '../../cloud/snapshot/index.js';
 
 /**

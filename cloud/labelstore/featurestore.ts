@@ -10,7 +10,7 @@ import {
 import { PutRecordCommand, SageMakerFeatureStoreRuntimeClient, type FeatureValue } from '@aws-sdk/client-sagemaker-featurestore-runtime';
 import { LoupeError } from '../../lib/errors.js';
 import { parsePyLiteral } from '../../lib/pyliteral.js';
-import { pyAnnotations } from './csv.js';
+import { pyAnnotations } from '../../contracts/labels-csv.js';
 import type { LabelStore, LatestQuery, StoredLabelRecord } from './types.js';
 import type { LabelRecord, LabelStatus } from '../../contracts/label-record.js';
 import type { GtBox } from '../../contracts/box.js';

@@ -7,7 +7,7 @@
  *   store.latest({asOf, status, sourceRefs}) latest record per image with event_time <= asOf
  *   store.history(ref) / store.known(refs)
  *   importFeatureStoreCsv(store, csv)       the reference's labels.csv as history (idempotent)
- *   readFeatureStoreCsv / writeFeatureStoreCsv
+ *   writeFeatureStoreCsv                    (the labels.csv format itself: contracts/labels-csv.ts)
  *   itemState(record)                       unlabelled | awaiting-verification | approved | rejected
  */
 export * from './types.js';

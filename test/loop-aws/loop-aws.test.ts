@@ -10,7 +10,7 @@ import sharp from 'sharp';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { sharedDataset } from '../../lib/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
-import { readFeatureStoreCsv, pyAnnotations } from '../../cloud/labelstore/csv.js';
+import { readLabelsCsv, pyAnnotations } from '../../contracts/labels-csv.js';
 import { openRegistry } from '../../cloud/registry/sqlite-registry.js';
 import { SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
 import { FleetStore } from '../../cloud/publish/fleet-store.js';
@@ -49,7 +49,7 @@ let s3: S3Client;
 let workers: FakeAwsWorkers;
 
 const metal = sharedDataset('metal-tags');
-const reference = readFeatureStoreCsv(join(metal, 'labels.csv'));
+const reference = readLabelsCsv(join(metal, 'labels.csv'));
 const tail = (ref: string) => ref.split('/').slice(-2).join('/');
 // Six photos the device uploads: four with scratches, two without.
 const withBoxes = reference.filter((r) => r.annotations.length > 0).slice(0, 4);

@@ -3,7 +3,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { LoupeError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
-import { cardForRun, writeModelCard, type TestMetrics } from '../../cloud/training/card.js';
+import { cardForRun } from '../../cloud/training/card.js';
+import { writeModelCard, type TestMetrics } from '../../contracts/model-card.js';
 import { evaluateRun } from '../../cloud/training/evaluate-run.js';
 import type { TrainMetricsFile } from '../../cloud/training/options.js';
 

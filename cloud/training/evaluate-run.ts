@@ -4,7 +4,7 @@ import { silentLogger } from '../../lib/log.js';
 import { Progress } from '../../lib/progress.js';
 import type { SplitName } from '../dataset/types.js';
 import { evaluate } from '../evaluation/index.js';
-import type { TestMetrics } from './card.js';
+import type { TestMetrics } from '../../contracts/model-card.js';
 
 const SPLITS: readonly string[] = ['train', 'val', 'test'];
 

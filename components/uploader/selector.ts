@@ -2,6 +2,7 @@ import { sha256 } from '../../lib/fsutil.js';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../lib/errors.js';
 import type { ResultMessage } from '../../contracts/topics.js';
+import { uploadSidecar } from '../../contracts/upload.js';
 import type { UploaderConfig } from './config.js';
 import { Deduper } from './dedup.js';
 import { prepareImage } from './image.js';
@@ -83,8 +84,7 @@ export class Selector {
       }
       const img = await prepareImage(r.path, r, this.cfg.image);
       const keys = uploadKeys(this.cfg.prefix, this.thing, r);
-      const sidecar = {
-        schema: 'loupe.upload/1',
+      const sidecar = uploadSidecar({
         device: this.thing,
         camera: r.camera,
         frameId: r.frameId,
@@ -97,9 +97,8 @@ export class Selector {
         verdict: r.verdict,
         model: r.model,
         image: { key: keys.imageKey, width: img.width, height: img.height, originalWidth: r.width, originalHeight: r.height, bytes: img.data.length, sha256: sha256(img.data), contentType: 'image/jpeg' },
-        /** pre-annotations for labelling, in the uploaded image's pixels */
         detections: img.detections,
-      };
+      });
       const out = await this.spool.add({ frameId: r.frameId, camera: r.camera, priority: sel.priority, reason: sel.reason, createdAt: Date.now(), ...keys, sidecar }, img.data);
       this.stats.evicted += out.evicted.length;
       for (const e of out.evicted) this.log.info({ frameId: e.frameId, reason: e.reason }, 'spool full: evicted');

@@ -1,4 +1,4 @@
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { S3Client } from '@aws-sdk/client-s3';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sharedDataset } from '../../lib/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { runCli } from '../helpers/cli.js';
+import { putUpload } from '../helpers/uploads.js';
 
 describe('loupe labels / snapshot CLI (built dist/, real child processes)', () => {
   let dir: string;
@@ -18,9 +19,9 @@ describe('loupe labels / snapshot CLI (built dist/, real child processes)', () =
     os = await startObjectStore({ dir: join(dir, 's3'), buckets: ['loupe'] });
     const s3 = new S3Client(os.clientConfig);
     const files = readdirSync(join(metal, 'bad')).sort().slice(10, 13);
+    // Uploads named after the reference photos they are: the simulated workforce finds their truth by file name.
     for (const [i, f] of files.entries()) {
-      await s3.send(new PutObjectCommand({ Bucket: 'loupe', Key: `incoming/line-2/2024/07/01/f${i}.jpg`, Body: readFileSync(join(metal, 'bad', f)) }));
-      await s3.send(new PutObjectCommand({ Bucket: 'loupe', Key: `incoming/line-2/2024/07/01/f${i}.json`, Body: JSON.stringify({ device: 'line-2', frame: { source: f }, time: 1719820800 + i, modelVersion: '1.0.0', detections: [] }) }));
+      await putUpload(s3, 'loupe', `incoming/line-2/2024/07/01/${f.replace(/\.jpg$/, '')}`, readFileSync(join(metal, 'bad', f)), { device: 'line-2', seq: i, time: new Date((1719820800 + i) * 1000).toISOString() });
     }
     s3.destroy();
   });

@@ -11,6 +11,7 @@ import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } fr
 import { sharedDataset } from '../../lib/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { readLabelsCsv, pyAnnotations } from '../../contracts/labels-csv.js';
+import { uploadSidecar } from '../../contracts/upload.js';
 import { openRegistry } from '../../cloud/registry/sqlite-registry.js';
 import { SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
 import { FleetStore } from '../../cloud/publish/fleet-store.js';
@@ -115,8 +116,22 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
       // A new photo of a part the reference labelled: same scene, new bytes (a snapshot leaves out byte-identical copies).
       const photo = await sharp(join(metal, tail(u.ref.source_ref))).jpeg({ quality: 92 }).toBuffer();
       await s3.send(new PutObjectCommand({ Bucket: 'loupe-uploads', Key: `${u.key}.jpg`, Body: photo }));
-      const detections = i === 0 ? [{ xyxy: [81, 123, 163, 220], conf: 0.62, cls: 0, name: 'scratch' }] : [];
-      await s3.send(new PutObjectCommand({ Bucket: 'loupe-uploads', Key: `${u.key}.json`, Body: JSON.stringify({ device: DEVICE, camera: 'cam1', frameId: `f${i}`, time: `2026-11-26T08:00:0${i}Z`, model: { version: '1.0.0' }, reason: 'defect', detections }) }));
+      const detections = i === 0 ? [{ xyxy: [81, 123, 163, 220] as [number, number, number, number], conf: 0.62, cls: 0, name: 'scratch' }] : [];
+      const sidecar = uploadSidecar({
+        device: DEVICE,
+        camera: 'cam1',
+        frameId: `f${i}`,
+        seq: i,
+        time: `2026-11-26T08:00:0${i}Z`,
+        trigger: 'interval',
+        reason: 'defect',
+        reasons: detections.length ? ['defect'] : [],
+        verdict: detections.length ? 'fail' : 'pass',
+        model: { name: 'metal-tags', version: '1.0.0', sha256: shippedSha },
+        image: { key: `${u.key}.jpg`, width: u.ref.image_width, height: u.ref.image_height, originalWidth: u.ref.image_width, originalHeight: u.ref.image_height, bytes: photo.length, sha256: sha256(photo), contentType: 'image/jpeg' },
+        detections,
+      });
+      await s3.send(new PutObjectCommand({ Bucket: 'loupe-uploads', Key: `${u.key}.json`, Body: JSON.stringify(sidecar) }));
     }
     // The thing group as loupe's suite left it: loupe.Model 1.0.0 (the shipped model) and its siblings.
     const modelRecipe = JSON.parse(

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readModelCard } from '../../cloud/training/card.js';
+import { readModelCard } from '../../contracts/model-card.js';
 import { projectRoot } from '../../lib/paths.js';
 import { runCli } from '../helpers/cli.js';
 import { runPython } from '../helpers/python.js';

@@ -1,7 +1,7 @@
-import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import type Database from 'better-sqlite3';
 import { LoupeError } from '../../lib/errors.js';
+import { openSqlite } from '../../lib/sqlite.js';
+import { LABEL_STORE_SCHEMA } from '../labelstore/schema.js';
 import { SqliteLabelStore } from '../labelstore/sqlite.js';
 import { itemState } from '../labelstore/state.js';
 import type { LabelStore, StoredLabelRecord } from '../labelstore/types.js';
@@ -31,45 +31,6 @@ import { consolidate } from './consolidate.js';
  * after; a retried step finds the record already there (same job + status) and does not
  * append it again.
  */
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS labeling_jobs (
-  name TEXT PRIMARY KEY,
-  created REAL NOT NULL,
-  classes TEXT NOT NULL,
-  instructions TEXT NOT NULL,
-  workers_per_image INTEGER NOT NULL,
-  cap INTEGER NOT NULL,
-  backend TEXT NOT NULL,
-  iou_threshold REAL NOT NULL,
-  min_votes INTEGER
-);
-CREATE TABLE IF NOT EXISTS labeling_items (
-  job TEXT NOT NULL REFERENCES labeling_jobs(name),
-  source_ref TEXT NOT NULL,
-  ord INTEGER NOT NULL,
-  record TEXT NOT NULL,
-  consolidated TEXT,
-  verdict TEXT,
-  reason TEXT,
-  verifier TEXT,
-  PRIMARY KEY (job, source_ref)
-);
-CREATE TABLE IF NOT EXISTS labeling_annotations (
-  job TEXT NOT NULL,
-  source_ref TEXT NOT NULL,
-  worker TEXT NOT NULL,
-  boxes TEXT NOT NULL,
-  submitted REAL NOT NULL,
-  PRIMARY KEY (job, source_ref, worker)
-);
-CREATE TABLE IF NOT EXISTS labeling_leases (
-  job TEXT NOT NULL,
-  source_ref TEXT NOT NULL,
-  worker TEXT NOT NULL,
-  expires REAL NOT NULL,
-  PRIMARY KEY (job, source_ref, worker)
-);
-`;
 
 export interface JobSpec {
   /** Job name; re-creating a job with an existing name returns it unchanged (idempotent). */
@@ -177,13 +138,10 @@ export class Labeling {
       this.shared = true;
     } else {
       if (!opts.dbPath) throw new LoupeError('LABELING_NO_DB', 'a labelling database path is needed when the label store is not SQLite');
-      mkdirSync(dirname(opts.dbPath), { recursive: true });
-      this.db = new Database(opts.dbPath);
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma('busy_timeout = 10000');
+      // Its own file with the label database's schema (its label_records table stays empty).
+      this.db = openSqlite(opts.dbPath, LABEL_STORE_SCHEMA);
       this.shared = false;
     }
-    this.db.exec(SCHEMA);
   }
 
   static open(store: LabelStore, dbPath?: string): Labeling {

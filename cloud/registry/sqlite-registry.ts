@@ -7,6 +7,7 @@ import { ArtefactStore, type ArtefactRef } from './artefact-store.js';
 import { checkTransition, decideApproval, DEFAULT_POLICY, type ApprovalPolicy } from './policy.js';
 import type { ModelEvent, ModelRegistry, ModelStatus, ModelVersion, RegisterInput, StatusChange } from './types.js';
 import { openSqlite } from '../../lib/sqlite.js';
+import type { SqliteSchema } from '../../lib/migrate.js';
 
 /**
  * The default model registry: one SQLite file (`<dir>/registry.db`) with the versions and an
@@ -20,7 +21,10 @@ import { openSqlite } from '../../lib/sqlite.js';
  * `registry.artefactPath(version, 'onnx')` a verified path to a version's file,
  * `registry.events(ref?)` the status history.
  */
-const SCHEMA = `
+/** The model registry's schema, versioned (lib/migrate.ts): append a migration for every change, never edit one. */
+export const REGISTRY_SCHEMA: SqliteSchema = {
+  name: 'model registry',
+  migrations: [{ version: 1, description: 'models, model_events (as release 53fa33d created them)', up: `
 CREATE TABLE IF NOT EXISTS models (
   id INTEGER PRIMARY KEY,
   grp TEXT NOT NULL,
@@ -50,7 +54,8 @@ CREATE TABLE IF NOT EXISTS model_events (
   by TEXT NOT NULL,
   reason TEXT
 );
-`;
+` }],
+};
 
 interface Row {
   id: number;
@@ -123,7 +128,7 @@ export class SqliteModelRegistry implements ModelRegistry {
     readonly dir: string,
     readonly policy: ApprovalPolicy = DEFAULT_POLICY,
   ) {
-    this.db = openSqlite(join(dir, 'registry.db'), SCHEMA, { durable: true });
+    this.db = openSqlite(join(dir, 'registry.db'), REGISTRY_SCHEMA, { durable: true });
     this.artefacts = new ArtefactStore(join(dir, 'artefacts'));
   }
 

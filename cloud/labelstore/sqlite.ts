@@ -1,7 +1,6 @@
 import type Database from 'better-sqlite3';
 import { openSqlite } from '../../lib/sqlite.js';
 import { LABEL_STORE_SCHEMA } from './schema.js';
-import { LoupeError } from '../../lib/errors.js';
 import type { LabelStore, LatestQuery, StoredLabelRecord } from './types.js';
 import type { LabelRecord, LabelStatus } from '../../contracts/label-record.js';
 import { validateRecord } from '../../contracts/label-record.js';

@@ -164,8 +164,14 @@ export class FleetStore {
   deployments(filter: { backend?: Backend; target?: string } = {}): DeploymentRow[] {
     const where: string[] = [];
     const args: unknown[] = [];
-    if (filter.backend) (where.push('backend = ?'), args.push(filter.backend));
-    if (filter.target) (where.push('target = ?'), args.push(filter.target));
+    if (filter.backend) {
+      where.push('backend = ?');
+      args.push(filter.backend);
+    }
+    if (filter.target) {
+      where.push('target = ?');
+      args.push(filter.target);
+    }
     return (this.db.prepare(`SELECT * FROM deployments ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id`).all(...args) as Raw[]).map((r) => this.dep(r));
   }
 

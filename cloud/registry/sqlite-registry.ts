@@ -213,8 +213,14 @@ export class SqliteModelRegistry implements ModelRegistry {
   async list(filter: { group?: string; status?: ModelStatus } = {}): Promise<ModelVersion[]> {
     const where: string[] = [];
     const args: unknown[] = [];
-    if (filter.group) (where.push('grp = ?'), args.push(filter.group));
-    if (filter.status) (where.push('status = ?'), args.push(filter.status));
+    if (filter.group) {
+      where.push('grp = ?');
+      args.push(filter.group);
+    }
+    if (filter.status) {
+      where.push('status = ?');
+      args.push(filter.status);
+    }
     const rows = this.db
       .prepare(`SELECT * FROM models ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY grp, version`)
       .all(...args) as Row[];

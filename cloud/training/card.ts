@@ -1,8 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { basename, dirname, join, relative } from 'node:path';
-import { LoupeError } from '../../lib/errors.js';
-import { sha256, sha256File, writeFileAtomic } from '../../lib/fsutil.js';
+import { sha256, sha256File } from '../../lib/fsutil.js';
 import { readYoloDataset } from '../dataset/yolo-read.js';
 import type { TrainMetricsFile } from './options.js';
 import { modelCardSchema, type ModelCard, type TestMetrics, type ValMetrics } from '../../contracts/model-card.js';

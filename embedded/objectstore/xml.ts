@@ -8,6 +8,7 @@ export type XmlValue = string | number | boolean | undefined | null | XmlChild[]
 type XmlChild = [string, XmlValue];
 
 export function escapeXml(s: string): string {
+  // eslint-disable-next-line no-control-regex -- the control characters XML 1.0 cannot carry literally
   return s.replace(/[<>&'"\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, (c) =>
     c === '<' ? '&lt;' : c === '>' ? '&gt;' : c === '&' ? '&amp;' : c === "'" ? '&apos;' : c === '"' ? '&quot;' : `&#x${c.charCodeAt(0).toString(16)};`,
   );

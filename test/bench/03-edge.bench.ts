@@ -92,7 +92,7 @@ const entry: BenchEntry = {
       throw e;
     });
     let pipeline: Record<string, unknown>;
-    let mem: Record<string, unknown> = {};
+    const mem: Record<string, unknown> = {};
     try {
       const t0 = Date.now();
       const procs: Record<string, number> = { nucleus_and_broker_and_s3: process.pid };

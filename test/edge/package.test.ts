@@ -13,7 +13,7 @@ import { publishComponents } from '../../components/build/publish.js';
 import { silentLogger } from '../../lib/log.js';
 import { Nucleus } from '../../embedded/nucleus/nucleus.js';
 import { LOCAL_STACK_CREDENTIALS } from '../../contracts/local-stack.js';
-import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
+import { startObjectStore } from '../../embedded/objectstore/index.js';
 import { ensureBuilt, until } from '../helpers/edge.js';
 import { tempRoot } from '../helpers/nucleus.js';
 

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sharedDataset } from '../../lib/paths.js';
+import { datasetDir } from '../../lib/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { runCli } from '../helpers/cli.js';
 import { putUpload } from '../helpers/uploads.js';
@@ -11,7 +11,7 @@ import { putUpload } from '../helpers/uploads.js';
 describe('loupe labels / snapshot CLI (built dist/, real child processes)', () => {
   let dir: string;
   let os: ObjectStore;
-  const metal = sharedDataset('metal-tags');
+  const metal = datasetDir('metal-tags');
   const home = () => ['--home', join(dir, 'home')];
 
   beforeAll(async () => {

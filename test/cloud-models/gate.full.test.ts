@@ -8,9 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runGate, writeGateReport, gateSummary } from '../../cloud/gate/gate.js';
 import { loupeEvaluator } from '../../cloud/gate/evaluator.js';
-import { SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
+import { SHIPPED_MODEL_DIR, seedShippedModel } from '../../cloud/registry/seed.js';
 import { openRegistry } from '../../cloud/registry/sqlite-registry.js';
-import { seedShippedModel } from '../../cloud/registry/seed.js';
 import { yoloDataset } from '../helpers/datasets.js';
 import { worseMetalTagsModel } from '../helpers/worse-model.js';
 import { runCli } from '../helpers/cli.js';
@@ -43,7 +42,9 @@ describe("quality gate with loupe's evaluator on the metal-tags test split", () 
     const html = readFileSync(paths.html, 'utf8');
     expect(html).toContain('REJECTED');
     expect((html.match(/<polyline/g) ?? []).length).toBe(2); // challenger and champion PR curves (one class)
-    expect(html).not.toMatch(/<script|src=|href=/i);
+    // self-contained: no scripts, no links, pictures only inline (data: URIs)
+    expect(html).not.toMatch(/<script|href=/i);
+    expect(html.match(/src="(?!data:image\/jpeg;base64,)/g)).toBeNull();
     // As a person sees it: rendered by Chromium, kept as a test artefact.
     const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
     try {

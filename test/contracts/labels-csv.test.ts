@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sharedDataset } from '../../lib/paths.js';
+import { datasetDir } from '../../lib/paths.js';
 import { formatLabelsCsv, parseLabelsCsv, readLabelsCsv } from '../../contracts/labels-csv.js';
 import { makeRecord } from '../../contracts/label-record.js';
 
@@ -21,11 +21,11 @@ describe('contracts/labels-csv: one parser and one writer for labels.csv', () =>
   };
 
   it('reads the reference file: 235 rows, Python-literal annotations, the row numbers', () => {
-    const rows = parseLabelsCsv(join(sharedDataset('metal-tags'), 'labels.csv'));
+    const rows = parseLabelsCsv(join(datasetDir('metal-tags'), 'labels.csv'));
     expect(rows).toHaveLength(235);
     expect(rows[0]!.row).toBe(2);
     expect(rows[0]!.record.annotations[0]).toEqual({ class_id: 0, top: 123, left: 81, height: 97, width: 82 });
-    expect(readLabelsCsv(join(sharedDataset('metal-tags'), 'labels.csv')).map((r) => r.source_ref)).toEqual(rows.map((r) => r.record.source_ref));
+    expect(readLabelsCsv(join(datasetDir('metal-tags'), 'labels.csv')).map((r) => r.source_ref)).toEqual(rows.map((r) => r.record.source_ref));
   });
 
   it('writes what it reads, with loupe’s extension columns', async () => {

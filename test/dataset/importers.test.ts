@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { sharedDataset } from '../../lib/paths.js';
 import { importFeatureStore } from '../../cloud/dataset/featurestore.js';
 import { parseLabelsCsv } from '../../contracts/labels-csv.js';
+import { datasetDir, requireDataset } from '../../lib/paths.js';
 import { importVoc } from '../../cloud/dataset/voc.js';
 import { splitOf } from '../../cloud/dataset/split.js';
 import { readYoloDataset } from '../../cloud/dataset/yolo-read.js';
@@ -11,8 +11,8 @@ import type { ImportedDataset } from '../../cloud/dataset/types.js';
 import type { DatasetManifest } from '../../cloud/dataset/yolo-write.js';
 import { yoloDataset } from '../helpers/datasets.js';
 
-const metal = sharedDataset('metal-tags');
-const neu = sharedDataset('neu-det');
+const metal = datasetDir('metal-tags');
+const neu = datasetDir('neu-det');
 
 describe('feature-store CSV importer on ../shared/datasets/metal-tags', () => {
   let ds: ImportedDataset;
@@ -70,7 +70,7 @@ describe('feature-store CSV importer on ../shared/datasets/metal-tags', () => {
 describe('Pascal VOC importer on ../shared/datasets/neu-det', () => {
   let ds: ImportedDataset;
   beforeAll(async () => {
-    ds = await importVoc(neu);
+    ds = await importVoc(requireDataset('neu-det'));
   });
 
   it('reads all 1800 images (1770 + 30 validation) with the six classes in name order', () => {

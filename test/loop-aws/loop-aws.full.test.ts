@@ -8,7 +8,7 @@ import { basename, join } from 'node:path';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { sharedDataset } from '../../lib/paths.js';
+import { datasetDir } from '../../lib/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { readLabelsCsv, pyAnnotations } from '../../contracts/labels-csv.js';
 import { uploadSidecar } from '../../contracts/upload.js';
@@ -49,7 +49,7 @@ let store: ObjectStore;
 let s3: S3Client;
 let workers: FakeAwsWorkers;
 
-const metal = sharedDataset('metal-tags');
+const metal = datasetDir('metal-tags');
 const reference = readLabelsCsv(join(metal, 'labels.csv'));
 const tail = (ref: string) => ref.split('/').slice(-2).join('/');
 // Six photos the device uploads: four with scratches, two without.

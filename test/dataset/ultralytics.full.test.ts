@@ -5,7 +5,7 @@ import { datasetStats } from '../../cloud/dataset/stats.js';
 import { writeYoloDataset } from '../../cloud/dataset/yolo-write.js';
 import { readYoloDataset } from '../../cloud/dataset/yolo-read.js';
 import { importShared } from '../helpers/datasets.js';
-import { datasetDir, requireDataset } from '../../lib/paths.js';
+import { requireDataset } from '../../lib/paths.js';
 import { runPython } from '../helpers/python.js';
 import { tempDir } from './synth.js';
 

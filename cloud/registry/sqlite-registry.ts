@@ -7,7 +7,8 @@ import { ArtefactStore, type ArtefactRef } from './artefact-store.js';
 import { checkTransition, decideApproval, DEFAULT_POLICY, type ApprovalPolicy } from './policy.js';
 import type { ModelEvent, ModelRegistry, ModelStatus, ModelVersion, RegisterInput, StatusChange } from './types.js';
 import { openSqlite } from '../../lib/sqlite.js';
-import type { SqliteSchema } from '../../lib/migrate.js';
+import { addColumnIfMissing, type SqliteSchema } from '../../lib/migrate.js';
+import { validateModelArtefacts } from './validate.js';
 
 /**
  * The default model registry: one SQLite file (`<dir>/registry.db`) with the versions and an
@@ -54,7 +55,9 @@ CREATE TABLE IF NOT EXISTS model_events (
   by TEXT NOT NULL,
   reason TEXT
 );
-` }],
+` },
+    { version: 2, description: 'model_events.forced: approvals without a passing gate are recorded as forced', up: (db) => addColumnIfMissing(db, 'model_events', 'forced', 'INTEGER NOT NULL DEFAULT 0') },
+  ],
 };
 
 interface Row {
@@ -143,6 +146,8 @@ export class SqliteModelRegistry implements ModelRegistry {
       throw new LoupeError('REGISTRY_NO_PARENT', 'parent model version is not in the registry', { input: input.parentRef });
     }
     const meta = { ...cardMeta(input.card), ...input.meta };
+    // Nothing is stored for a model the device could not run (or a checkpoint/card that does not fit it).
+    await validateModelArtefacts(input);
     // Store the files first (content-addressed, idempotent), then the row.
     const onnx = await this.artefacts.put(input.onnx);
     const pt = input.pt ? await this.artefacts.put(input.pt) : undefined;
@@ -232,7 +237,8 @@ export class SqliteModelRegistry implements ModelRegistry {
     const tx = this.db.transaction(() => {
       const r = this.db.prepare('SELECT * FROM models WHERE grp = ? AND version = ?').get(group, version) as Row | undefined;
       if (!r) throw new LoupeError('REGISTRY_NOT_FOUND', 'no such model version', { input: ref });
-      checkTransition(ref, r.status, status, change.force);
+      const gate = r.gate ? (JSON.parse(r.gate) as ModelVersion['gate']) : null;
+      const { forced } = checkTransition(ref, r.status, status, { force: change.force, reason: change.reason, gate });
       if (r.status === status) return r;
       const now = new Date().toISOString();
       const seq = (this.db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM models').get() as { s: number }).s;
@@ -240,8 +246,8 @@ export class SqliteModelRegistry implements ModelRegistry {
         .prepare('UPDATE models SET status = ?, status_reason = ?, status_by = ?, status_at = ?, seq = ? WHERE id = ?')
         .run(status, change.reason ?? null, change.by, now, seq, r.id);
       this.db
-        .prepare('INSERT INTO model_events (model_id, at, from_status, to_status, by, reason) VALUES (?,?,?,?,?,?)')
-        .run(r.id, now, r.status, status, change.by, change.reason ?? null);
+        .prepare('INSERT INTO model_events (model_id, at, from_status, to_status, by, reason, forced) VALUES (?,?,?,?,?,?,?)')
+        .run(r.id, now, r.status, status, change.by, change.reason ?? null, forced ? 1 : 0);
       return this.db.prepare('SELECT * FROM models WHERE id = ?').get(r.id) as Row;
     });
     return toVersion(tx.immediate());
@@ -258,7 +264,7 @@ export class SqliteModelRegistry implements ModelRegistry {
   events(ref?: string): ModelEvent[] {
     const rows = this.db
       .prepare(
-        `SELECT m.grp, m.version, e.at, e.from_status, e.to_status, e.by, e.reason FROM model_events e JOIN models m ON m.id = e.model_id
+        `SELECT m.grp, m.version, e.at, e.from_status, e.to_status, e.by, e.reason, e.forced FROM model_events e JOIN models m ON m.id = e.model_id
          ${ref ? 'WHERE m.grp = ? AND m.version = ?' : ''} ORDER BY e.id`,
       )
       .all(...(ref ? [parseRef(ref).group, parseRef(ref).version] : [])) as {
@@ -269,8 +275,9 @@ export class SqliteModelRegistry implements ModelRegistry {
       to_status: ModelStatus;
       by: string;
       reason: string | null;
+      forced: number;
     }[];
-    return rows.map((r) => ({ ref: `${r.grp}:${r.version}`, at: r.at, from: r.from_status, to: r.to_status, by: r.by, reason: r.reason }));
+    return rows.map((r) => ({ ref: `${r.grp}:${r.version}`, at: r.at, from: r.from_status, to: r.to_status, by: r.by, reason: r.reason, forced: r.forced === 1 }));
   }
 
   /** A verified path to one of a version's artefacts. */

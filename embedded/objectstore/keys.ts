@@ -1,0 +1,127 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { chmod, link, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LoupeError } from '../../components/common/errors.js';
+import { fsyncDir } from '../../components/common/fsutil.js';
+
+/**
+ * The object store's key pair: one per installation, random, kept in `<dir>/credentials.json`
+ * (mode 0600) beside the data it guards. This file is the one place the keys come from: the
+ * store reads it at start, the local nucleus's TES hands the pair to components, `edge up`, the
+ * demo and the loop's embedded storage config (`storage.keysFile`) read it, and
+ * `loupe objectstore keys` prints it. `--access-key/--secret-key` (or the environment) replace
+ * the pair in the file rather than living beside it.
+ */
+export interface StoreKeys {
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+export const KEYS_FILE = 'credentials.json';
+export const ENV_ACCESS_KEY = 'LOUPE_OBJECTSTORE_ACCESS_KEY_ID';
+export const ENV_SECRET_KEY = 'LOUPE_OBJECTSTORE_SECRET_ACCESS_KEY';
+
+export const keysPath = (dir: string): string => join(dir, KEYS_FILE);
+
+const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+
+/** A fresh pair shaped like AWS's: a 20-character id (LOUPE + 15 random) and a 40-character secret. */
+export function randomKeys(): StoreKeys {
+  const id = [...randomBytes(15)].map((b) => BASE32[b & 31]).join('');
+  return { accessKeyId: `LOUPE${id}`, secretAccessKey: randomBytes(30).toString('base64').replace(/\+/g, 'A').replace(/\//g, 'B') };
+}
+
+function validate(k: unknown, where: string): StoreKeys {
+  const o = k as Partial<StoreKeys> | null;
+  if (!o || typeof o.accessKeyId !== 'string' || typeof o.secretAccessKey !== 'string') {
+    throw new LoupeError('objectstore.keys', 'expected {"accessKeyId": "...", "secretAccessKey": "..."}', { input: where });
+  }
+  checkKeys(o as StoreKeys, where);
+  return { accessKeyId: o.accessKeyId!, secretAccessKey: o.secretAccessKey! };
+}
+
+/** Keys must be printable and not trivially short (an empty secret would sign anything). */
+export function checkKeys(k: StoreKeys, where: string): void {
+  if (!/^[A-Za-z0-9+/=._-]{3,128}$/.test(k.accessKeyId)) throw new LoupeError('objectstore.keys', 'the access key id must be 3-128 of letters, digits and + / = . _ -', { input: where });
+  if (k.secretAccessKey.length < 8 || /\s/.test(k.secretAccessKey)) throw new LoupeError('objectstore.keys', 'the secret key must be at least 8 characters, without spaces', { input: where });
+}
+
+/** The pair from LOUPE_OBJECTSTORE_ACCESS_KEY_ID / LOUPE_OBJECTSTORE_SECRET_ACCESS_KEY, if both are set. */
+export function keysFromEnv(env: NodeJS.ProcessEnv = process.env): StoreKeys | undefined {
+  const a = env[ENV_ACCESS_KEY];
+  const s = env[ENV_SECRET_KEY];
+  if (!a && !s) return undefined;
+  if (!a || !s) throw new LoupeError('objectstore.keys', `set both ${ENV_ACCESS_KEY} and ${ENV_SECRET_KEY}, or neither`, { input: 'environment' });
+  const k = { accessKeyId: a, secretAccessKey: s };
+  checkKeys(k, 'environment');
+  return k;
+}
+
+/** Read a key file (`<store dir>/credentials.json`); a clear error when it is missing or malformed. */
+export function readKeysFile(path: string): StoreKeys {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new LoupeError('objectstore.keys', `cannot read the object store's keys: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (start the store once to create them)`, { input: path, cause: e });
+  }
+  try {
+    return validate(JSON.parse(text), path);
+  } catch (e) {
+    if (e instanceof LoupeError) throw e;
+    throw new LoupeError('objectstore.keys', `not JSON: ${(e as Error).message}`, { input: path });
+  }
+}
+
+async function writeKeys(path: string, k: StoreKeys, replace: boolean): Promise<boolean> {
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  const fh = await open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(JSON.stringify({ ...k, created: new Date().toISOString() }, null, 2) + '\n');
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    if (replace) await rename(tmp, path);
+    else {
+      // link() fails when the file exists: two stores starting at once keep one pair.
+      try {
+        await link(tmp, path);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+        throw e;
+      }
+    }
+  } finally {
+    await rm(tmp, { force: true });
+  }
+  await fsyncDir(join(path, '..'));
+  return true;
+}
+
+/**
+ * The store's keys: `given` (flags or environment) replace the file's pair; otherwise the file's
+ * pair, created at random on first use. The file is kept at 0600.
+ */
+export async function loadOrCreateKeys(dir: string, given?: StoreKeys): Promise<StoreKeys> {
+  await mkdir(dir, { recursive: true });
+  const path = keysPath(dir);
+  if (given) {
+    checkKeys(given, 'keys');
+    let same = false;
+    try {
+      const cur = readKeysFile(path);
+      same = cur.accessKeyId === given.accessKeyId && cur.secretAccessKey === given.secretAccessKey;
+    } catch {
+      // absent or unreadable: written below
+    }
+    if (!same) await writeKeys(path, given, true);
+  } else {
+    await writeKeys(path, randomKeys(), false);
+  }
+  const st = await stat(path);
+  if ((st.mode & 0o077) !== 0) await chmod(path, 0o600);
+  return readKeysFile(path);
+}

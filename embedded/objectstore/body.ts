@@ -18,11 +18,17 @@ const h1 = (req: IncomingMessage, name: string): string | undefined => {
   return Array.isArray(v) ? v[0] : v;
 };
 
-/** Whether the body is framed with aws-chunked (streamed SDK uploads, signed chunk uploads). */
+/**
+ * Whether the body is framed with aws-chunked (streamed SDK uploads, signed chunk uploads): the
+ * payload hash says STREAMING-..., or Content-Encoding says aws-chunked together with the
+ * decoded length. `Content-Encoding: gzip, aws-chunked` on a plain body (a client passing the
+ * header through) is not framing; aws-chunked is dropped from the stored encoding either way.
+ */
 export function isAwsChunked(req: IncomingMessage): boolean {
   const sha = h1(req, 'x-amz-content-sha256') ?? '';
   const enc = (h1(req, 'content-encoding') ?? '').toLowerCase();
-  return sha.startsWith('STREAMING-') || enc.split(',').some((e) => e.trim() === 'aws-chunked');
+  if (sha.startsWith('STREAMING-')) return true;
+  return /^[0-9a-f]{64}$/i.test(sha) ? false : enc.split(',').some((e) => e.trim() === 'aws-chunked') && h1(req, 'x-amz-decoded-content-length') !== undefined;
 }
 
 /** The verified signature of each request, for the chunk signatures of its body (set by the server). */

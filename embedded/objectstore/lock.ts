@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { open, readFile, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LoupeError } from '../../components/common/errors.js';
 
@@ -41,6 +41,7 @@ function alive(h: Holder): boolean {
 }
 
 export async function lockFolder(dir: string, log?: { warn(o: object, m: string): void }): Promise<FolderLock> {
+  await mkdir(dir, { recursive: true });
   const path = join(dir, 'LOCK');
   const me: Holder = { pid: process.pid, started: startTicks(process.pid) };
   const text = JSON.stringify(me);

@@ -165,7 +165,7 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
       if (!m) throw invalidArgument('Invalid request path', rawPath);
       bucket = decodeURIComponent(m[1]!);
       key = decodeURIComponent(m[2] ?? '');
-      requestAuth.set(req, verifySigV4(req, rawPath, rawQuery, cfg));
+      requestAuth.set(req, verifySigV4(req, rawPath, rawQuery, { ...cfg, onMismatch: (c) => cfg.log.debug({ canonicalRequests: c }, 'objectstore: signature does not match') }));
       await route(req, res, q, bucket, key);
     } catch (e) {
       const err =
@@ -209,12 +209,16 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
   async function route(req: IncomingMessage, res: ServerResponse, q: Q, bucket: string, key: string): Promise<void> {
     const method = req.method ?? 'GET';
     if (bucket === '') {
-      if (method === 'GET') return listBuckets(res);
+      if (method === 'GET') return listBuckets(res, q);
       throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
     }
     if (key === '') {
       switch (method) {
         case 'PUT':
+          if (q.has('acl')) return putAcl(req, res, bucket);
+          // Any other sub-resource (versioning, policy, ...) is not a CreateBucket: refuse it
+          // rather than answer 200 for a setting the store does not keep.
+          for (const sub of q.keys()) throw notImplemented(`bucket sub-resource ?${sub}`);
           return createBucket(req, res, bucket);
         case 'DELETE':
           await state.deleteBucket(bucket);
@@ -229,7 +233,9 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
           if (q.has('location')) return sendXml(res, 200, document('LocationConstraint', []).replace('></LocationConstraint>', `>${cfg.region === 'us-east-1' ? '' : cfg.region}</LocationConstraint>`));
           if (q.has('versioning')) return sendXml(res, 200, document('VersioningConfiguration', []));
           if (q.has('uploads')) return listUploads(res, q, bucket);
-          for (const sub of ['policy', 'cors', 'lifecycle', 'tagging', 'acl', 'website', 'notification', 'replication', 'encryption']) {
+          if (q.has('versions')) return listVersions(res, q, bucket);
+          if (q.has('acl')) return sendAcl(res);
+          for (const sub of ['policy', 'cors', 'lifecycle', 'tagging', 'website', 'notification', 'replication', 'encryption', 'logging', 'ownershipControls', 'publicAccessBlock', 'object-lock', 'accelerate', 'requestPayment', 'analytics', 'metrics', 'inventory', 'intelligent-tiering']) {
             if (q.has(sub)) throw notImplemented(`bucket sub-resource ?${sub}`);
           }
           return q.get('list-type') === '2' ? listObjects(res, q, bucket, 2) : listObjects(res, q, bucket, 1);
@@ -241,11 +247,17 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
       }
     }
     if (!state.hasBucket(bucket)) throw new S3Error('NoSuchBucket', 404, 'The specified bucket does not exist', bucket);
+    if (q.has('acl') && (method === 'GET' || method === 'PUT')) {
+      state.getObject(bucket, key);
+      return method === 'GET' ? sendAcl(res) : putAcl(req, res, bucket);
+    }
+    if (q.has('attributes') && method === 'GET') return objectAttributes(req, res, bucket, key);
     for (const sub of ['tagging', 'acl', 'retention', 'legal-hold', 'torrent', 'restore', 'select', 'attributes']) {
       if (q.has(sub)) throw notImplemented(`object sub-resource ?${sub}`);
     }
     switch (method) {
       case 'PUT':
+        if (q.has('uploadId') && hdr(req, 'x-amz-copy-source')) return uploadPartCopy(req, res, q, bucket, key);
         if (q.has('uploadId')) return uploadPart(req, res, q, bucket, key);
         if (hdr(req, 'x-amz-copy-source')) return copyObject(req, res, bucket, key);
         return putObject(req, res, bucket, key);
@@ -272,13 +284,24 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
     }
   }
 
-  function listBuckets(res: ServerResponse): void {
+  /** ListBuckets, with S3's optional prefix, max-buckets and continuation-token paging. */
+  function listBuckets(res: ServerResponse, q: Q): void {
+    const prefix = q.get('prefix') ?? '';
+    const token = q.get('continuation-token');
+    const after = token !== null ? fromToken(token) : '';
+    const maxRaw = q.get('max-buckets');
+    if (maxRaw !== null && (!/^\d+$/.test(maxRaw) || Number(maxRaw) < 1 || Number(maxRaw) > 10000)) throw invalidArgument('max-buckets must be an integer between 1 and 10000', 'max-buckets');
+    const all = state.listBuckets().filter((b) => b.name.startsWith(prefix) && b.name > after);
+    const shown = maxRaw === null ? all : all.slice(0, Number(maxRaw));
+    const truncated = shown.length < all.length;
     sendXml(
       res,
       200,
       document('ListAllMyBucketsResult', [
         ['Owner', OWNER],
-        ['Buckets', state.listBuckets().map((b) => ['Bucket', { Name: b.name, CreationDate: b.created }] as [string, XmlValue])],
+        ['Buckets', shown.map((b) => ['Bucket', { Name: b.name, CreationDate: b.created }] as [string, XmlValue])],
+        ['ContinuationToken', truncated ? listToken(shown[shown.length - 1]!.name) : undefined],
+        ['Prefix', q.has('prefix') ? prefix : undefined],
       ]),
     );
   }
@@ -298,16 +321,15 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
 
   async function putObject(req: IncomingMessage, res: ServerResponse, bucket: string, key: string): Promise<void> {
     if (key.length > 1024) throw new S3Error('KeyTooLongError', 400, 'Your key is too long', key);
-    const ifNoneMatch = hdr(req, 'if-none-match');
-    if (ifNoneMatch !== undefined && ifNoneMatch !== '*') throw notImplemented('If-None-Match other than *');
     checkAcl(req);
+    const ifNoneMatch = hdr(req, 'if-none-match');
     const ifMatch = hdr(req, 'if-match');
-    // Fail early (before the body is sent) when the condition already fails; checked again at commit.
+    // Fail early (before the body is sent) when a condition already fails; checked again at commit.
     if (ifMatch !== undefined) state.checkIfMatch(bucket, key, ifMatch);
-    if (ifNoneMatch === '*' && state.hasObject(bucket, key)) throw preconditionFailed(key);
+    if (ifNoneMatch !== undefined) state.checkIfNoneMatch(bucket, key, ifNoneMatch);
     const input = objectInput(req);
     const body = await receiveBody(req, state.tmpPath());
-    const rec = await state.putObject(bucket, key, body, input, { ifNoneMatch: ifNoneMatch === '*', ifMatch });
+    const rec = await state.putObject(bucket, key, body, input, { ifNoneMatch, ifMatch });
     const h: Record<string, string> = { etag: rec.etag };
     if (rec.checksum) {
       h[headerName(rec.checksum.algorithm)] = rec.checksum.value;
@@ -349,7 +371,7 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
       for await (const b of createReadStream(tmpPath)) h.update(b as Buffer);
       md5 = h.digest();
     }
-    const rec = await state.putObject(bucket, key, { tmpPath, size: from.size, md5, checksum }, input, { ifMatch: hdr(req, 'if-match'), ifNoneMatch: hdr(req, 'if-none-match') === '*' });
+    const rec = await state.putObject(bucket, key, { tmpPath, size: from.size, md5, checksum }, input, { ifMatch: hdr(req, 'if-match'), ifNoneMatch: hdr(req, 'if-none-match') });
     sendXml(res, 200, document('CopyObjectResult', [['LastModified', rec.lastModified], ['ETag', rec.etag], ...checksumXml(rec.checksum)]));
   }
 
@@ -411,7 +433,29 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
       let status = 200;
       const range = hdr(req, 'range');
       const m = range ? /^bytes=(\d*)-(\d*)$/.exec(range.trim()) : null;
-      if (m && (m[1] !== '' || m[2] !== '')) {
+      const pn = q.get('partNumber');
+      if (pn !== null) {
+        // GET/HEAD ?partNumber=N: the bytes of part N of a multipart object (1 = all of a plain one).
+        if (!/^\d+$/.test(pn) || Number(pn) < 1 || Number(pn) > 10000) throw invalidArgument('Part number must be an integer between 1 and 10000, inclusive', 'partNumber');
+        if (range !== undefined) throw new S3Error('InvalidRequest', 400, 'Cannot specify both Range header and partNumber query parameter');
+        const n = Number(pn);
+        const notSatisfiable = () => new S3Error('InvalidPart', 400, 'The requested partnumber is not satisfiable', pn);
+        if (!r.parts) {
+          if (n !== 1) throw notSatisfiable();
+        } else {
+          if (!r.partList) throw new S3Error('InvalidRequest', 400, 'This object was stored before the store recorded part boundaries; GET ?partNumber is not available for it');
+          if (n > r.partList.length) throw notSatisfiable();
+          start = r.partList.slice(0, n - 1).reduce((a, p) => a + p.size, 0);
+          end = start + r.partList[n - 1]!.size - 1;
+          status = 206;
+          headers['content-range'] = `bytes ${start}-${end}/${r.size}`;
+          const c = r.partList[n - 1]!.checksum;
+          if (c && r.checksum) {
+            headers[headerName(r.checksum.algorithm)] = c;
+            headers['x-amz-checksum-type'] = r.checksum.type;
+          }
+        }
+      } else if (m && (m[1] !== '' || m[2] !== '')) {
         if (m[1] === '') {
           start = Math.max(0, r.size - Number(m[2]));
         } else {
@@ -429,9 +473,9 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
         headers[headerName(r.checksum.algorithm)] = r.checksum.value;
         headers['x-amz-checksum-type'] = r.checksum.type;
       }
-      headers['content-length'] = r.size === 0 ? 0 : end - start + 1;
+      headers['content-length'] = r.size === 0 ? 0 : Math.max(0, end - start + 1);
       res.writeHead(status, headers);
-      if (head || r.size === 0) {
+      if (head || r.size === 0 || end < start) {
         res.end();
         return;
       }
@@ -485,8 +529,10 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
             ['StartAfter', startAfter && enc(startAfter)],
           ]
         : [
+            // ListObjects (v1) echoes Prefix as given even with encoding-type=url (S3 and
+            // botocore agree: only Delimiter, Marker, NextMarker, keys and prefixes are encoded).
             ['Name', bucket],
-            ['Prefix', enc(prefix)],
+            ['Prefix', prefix],
             ['Marker', enc(marker ?? '')],
             ['Delimiter', delimiter && enc(delimiter)],
             ['MaxKeys', max],
@@ -543,7 +589,6 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
     const up = await state.getUpload(bucket, key, q.get('uploadId')!);
     const pn = q.get('partNumber') ?? '';
     if (!/^\d+$/.test(pn) || Number(pn) < 1 || Number(pn) > 10000) throw invalidArgument('Part number must be an integer between 1 and 10000, inclusive', 'partNumber');
-    if (hdr(req, 'x-amz-copy-source')) throw notImplemented('UploadPartCopy');
     const stated = checksumFromHeaders(req.headers);
     if (up.checksumAlgorithm && stated && stated.algorithm !== up.checksumAlgorithm) {
       throw invalidArgument(`Checksum Type mismatch occurred, expected checksum Type: ${up.checksumAlgorithm.toLowerCase()}, actual checksum Type: ${stated.algorithm.toLowerCase()}`, headerName(stated.algorithm));
@@ -592,7 +637,7 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
       return { partNumber: Number(pn), etag: text(p.ETag, 'ETag') ?? '', checksum: up.checksumAlgorithm ? text(p[xmlName(up.checksumAlgorithm)], xmlName(up.checksumAlgorithm)) : undefined };
     });
     const stated = checksumFromHeaders(req.headers);
-    const rec = await state.completeUpload(up, chosen, cfg.minPartSize, stated);
+    const rec = await state.completeUpload(up, chosen, cfg.minPartSize, stated, { ifMatch: hdr(req, 'if-match'), ifNoneMatch: hdr(req, 'if-none-match') });
     result(rec);
   }
 
@@ -621,6 +666,110 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
         ),
       ]),
     );
+  }
+
+  /** The store keeps one version per key: ListObjectVersions lists each object as its "null" version. */
+  async function listVersions(res: ServerResponse, q: Q, bucket: string): Promise<void> {
+    const prefix = q.get('prefix') ?? '';
+    const delimiter = q.get('delimiter') || undefined;
+    const max = maxKeys(q);
+    const encodingType = q.get('encoding-type');
+    if (encodingType !== null && encodingType !== 'url') throw invalidArgument('Invalid Encoding Method specified in Request', 'encoding-type');
+    const enc = (s: string) => (encodingType === 'url' ? encodeURIComponent(s).replace(/%2F/g, '/') : s);
+    const keyMarker = q.get('key-marker') ?? undefined;
+    const r = listSorted(state.sortedKeys(bucket), { prefix, delimiter, after: keyMarker, max });
+    const versions = r.keys.map((k) => {
+      const o = state.getObject(bucket, k);
+      return ['Version', [['Key', enc(k)], ['VersionId', 'null'], ['IsLatest', true], ['LastModified', o.lastModified], ['ETag', o.etag], ['Size', o.size], ['StorageClass', 'STANDARD'], ['Owner', OWNER]]] as [string, XmlValue];
+    });
+    sendXml(
+      res,
+      200,
+      document('ListVersionsResult', [
+        ['Name', bucket],
+        ['Prefix', enc(prefix)],
+        ['KeyMarker', enc(keyMarker ?? '')],
+        ['VersionIdMarker', q.get('version-id-marker') ?? ''],
+        ['MaxKeys', max],
+        ['Delimiter', delimiter && enc(delimiter)],
+        ['EncodingType', encodingType ?? undefined],
+        ['IsTruncated', r.truncated],
+        ['NextKeyMarker', r.truncated && r.last !== undefined ? enc(r.last) : undefined],
+        ['NextVersionIdMarker', r.truncated ? 'null' : undefined],
+        ...versions,
+        ...r.prefixes.map((p) => ['CommonPrefixes', { Prefix: enc(p) }] as [string, XmlValue]),
+      ]),
+    );
+  }
+
+  /** ACLs are off (see checkAcl): every resource is the owner's alone, FULL_CONTROL. */
+  function sendAcl(res: ServerResponse): void {
+    sendXml(
+      res,
+      200,
+      document('AccessControlPolicy', [
+        ['Owner', OWNER],
+        ['AccessControlList', [['Grant', [['Grantee', { ID: OWNER.ID, DisplayName: OWNER.DisplayName }], ['Permission', 'FULL_CONTROL']]]]],
+      ]).replace('<Grantee>', '<Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser">'),
+    );
+  }
+
+  async function putAcl(req: IncomingMessage, res: ServerResponse, bucket: string): Promise<void> {
+    if (!state.hasBucket(bucket)) throw new S3Error('NoSuchBucket', 404, 'The specified bucket does not exist', bucket);
+    checkAcl(req);
+    const body = await readSmallBody(req, state.tmpPath());
+    if (body.trim() !== '') throw new S3Error('AccessControlListNotSupported', 400, 'The bucket does not allow ACLs (the loupe object store has one owner; only the private canned ACL applies)');
+    res.writeHead(200).end();
+  }
+
+  /** GetObjectAttributes: ETag, Checksum, ObjectParts, StorageClass, ObjectSize, as asked. */
+  async function objectAttributes(req: IncomingMessage, res: ServerResponse, bucket: string, key: string): Promise<void> {
+    const r = state.getObject(bucket, key);
+    const want = new Set((hdr(req, 'x-amz-object-attributes') ?? '').split(',').map((a) => a.trim()).filter(Boolean));
+    if (want.size === 0) throw invalidArgument('x-amz-object-attributes must name at least one attribute', 'x-amz-object-attributes');
+    const out: [string, XmlValue][] = [];
+    if (want.has('ETag')) out.push(['ETag', bareEtag(r.etag)]);
+    if (want.has('Checksum') && r.checksum) out.push(['Checksum', [[xmlName(r.checksum.algorithm), r.checksum.value], ['ChecksumType', r.checksum.type]]]);
+    if (want.has('ObjectParts') && r.parts) out.push(['ObjectParts', [['TotalPartsCount', r.parts]]]);
+    if (want.has('StorageClass')) out.push(['StorageClass', 'STANDARD']);
+    if (want.has('ObjectSize')) out.push(['ObjectSize', r.size]);
+    res.setHeader('last-modified', httpDate(r.lastModified));
+    sendXml(res, 200, document('GetObjectAttributesResponse', out));
+  }
+
+  /** UploadPartCopy: a part made of (a byte range of) an existing object, streamed. */
+  async function uploadPartCopy(req: IncomingMessage, res: ServerResponse, q: Q, bucket: string, key: string): Promise<void> {
+    const up = await state.getUpload(bucket, key, q.get('uploadId')!);
+    const pn = q.get('partNumber') ?? '';
+    if (!/^\d+$/.test(pn) || Number(pn) < 1 || Number(pn) > 10000) throw invalidArgument('Part number must be an integer between 1 and 10000, inclusive', 'partNumber');
+    const src = parseCopySource(hdr(req, 'x-amz-copy-source')!);
+    if (!state.hasBucket(src.bucket)) throw new S3Error('NoSuchBucket', 404, 'The specified bucket does not exist', src.bucket);
+    req.resume();
+    const rangeH = hdr(req, 'x-amz-copy-source-range');
+    let m: RegExpExecArray | null = null;
+    if (rangeH !== undefined) {
+      m = /^bytes=(\d+)-(\d+)$/.exec(rangeH.trim());
+      if (!m) throw invalidArgument('The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy', 'x-amz-copy-source-range');
+    }
+    const { body } = await state.copyRangeToTmp(
+      src.bucket,
+      src.key,
+      (rec) => {
+        checkCopyConditions(req, rec);
+        if (!m) return { start: 0, end: rec.size - 1 };
+        const start = Number(m[1]);
+        const end = Number(m[2]);
+        if (start > end || end >= rec.size) throw new S3Error('InvalidRange', 416, `Range specified is not valid for source object of size: ${rec.size}`, rangeH);
+        return { start, end };
+      },
+      up.checksumAlgorithm,
+    );
+    const part = await state.putPart(up, Number(pn), body);
+    const h: Record<string, string> = {};
+    if (part.checksum) h[headerName(part.checksum.algorithm)] = part.checksum.value;
+    res.setHeader('x-amz-copy-source-version-id', 'null');
+    for (const [k, v] of Object.entries(h)) res.setHeader(k, v);
+    sendXml(res, 200, document('CopyPartResult', [['LastModified', part.lastModified], ['ETag', part.etag], ...(part.checksum ? [[xmlName(part.checksum.algorithm), part.checksum.value] as [string, XmlValue]] : [])]));
   }
 
   async function listUploads(res: ServerResponse, q: Q, bucket: string): Promise<void> {

@@ -29,6 +29,8 @@ export interface SigV4Options {
   hostAllowed(host: string): boolean;
   /** ms since the epoch; tests move the clock */
   now?: () => number;
+  /** told the canonical requests tried when a signature does not match (debug logs) */
+  onMismatch?: (canonicalRequests: string[]) => void;
 }
 
 /** What a verified request carries on to its body (aws-chunked chunk signatures chain from it). */
@@ -89,12 +91,20 @@ function canonicalQuery(rawQuery: string, drop?: string): string {
   return pairs.map(([k, v]) => `${k}=${v}`).join('&');
 }
 
+/**
+ * Signed headers as the client hashed them. Node hands header values over as latin1 strings of
+ * the wire bytes; clients hash the bytes they sent (botocore sends and signs UTF-8), so the
+ * values are turned back into those bytes and read as UTF-8 before hashing.
+ */
 function canonicalHeaders(req: IncomingMessage, signed: string[]): string {
   const values = new Map<string, string[]>();
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
     const name = req.rawHeaders[i]!.toLowerCase();
     const list = values.get(name) ?? [];
-    list.push(req.rawHeaders[i + 1]!.trim().replace(/\s+/g, ' '));
+    const raw = req.rawHeaders[i + 1]!;
+    // eslint-disable-next-line no-control-regex
+    const value = /[^\x00-\x7f]/.test(raw) ? Buffer.from(raw, 'latin1').toString('utf8') : raw;
+    list.push(value.trim().replace(/\s+/g, ' '));
     values.set(name, list);
   }
   return signed.map((h) => `${h}:${(values.get(h) ?? []).join(',')}\n`).join('');
@@ -220,8 +230,10 @@ export function verifySigV4(req: IncomingMessage, rawPath: string, rawQuery: str
   const paths = [rawPath === '' ? '/' : rawPath];
   const reencoded = uriEncode(decodeLoose(rawPath), true);
   if (reencoded !== paths[0]) paths.push(reencoded);
+  const tried: string[] = [];
   for (const path of paths) {
     const canonical = [method, path, p.query, headersPart, signed.join(';'), p.payload].join('\n');
+    tried.push(canonical);
     const toSign = [ALGORITHM, p.amzDate, scope, sha256hex(canonical)].join('\n');
     const sig = hmac(key, toSign).toString('hex');
     const got = Buffer.from(sig, 'utf8');
@@ -229,6 +241,7 @@ export function verifySigV4(req: IncomingMessage, rawPath: string, rawQuery: str
       return { form: p.form, accessKeyId: akid, amzDate: p.amzDate, scope, signingKey: key, signature: sig, payload: p.payload };
     }
   }
+  opts.onMismatch?.(tried);
   throw new S3Error('SignatureDoesNotMatch', 403, 'The request signature we calculated does not match the signature you provided. Check your key and signing method.');
 }
 

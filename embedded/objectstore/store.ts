@@ -202,6 +202,16 @@ export class ObjectStoreState {
     }
   }
 
+  /** PUT If-None-Match: 412 when the object exists and is `*` or one of the ETags given. */
+  checkIfNoneMatch(bucket: string, key: string, ifNoneMatch: string): void {
+    const rec = this.bucket(bucket).objects.get(key);
+    if (!rec) return;
+    const tags = ifNoneMatch.split(',').map((t) => t.trim().replace(/^W\//, '').replace(/"/g, ''));
+    if (tags.some((t) => t === '*' || t === rec.etag.replace(/"/g, ''))) {
+      throw new S3Error('PreconditionFailed', 412, 'At least one of the pre-conditions you specified did not hold', 'If-None-Match');
+    }
+  }
+
   getObject(bucket: string, key: string): ObjectRecord {
     const rec = this.bucket(bucket).objects.get(key);
     if (!rec) throw noSuchKey(key);
@@ -241,14 +251,14 @@ export class ObjectStoreState {
     key: string,
     body: ReceivedBody,
     input: ObjectInput,
-    opts: { etag?: string; parts?: PartInfo[]; ifNoneMatch?: boolean; ifMatch?: string } = {},
+    opts: { etag?: string; parts?: PartInfo[]; ifNoneMatch?: string; ifMatch?: string } = {},
   ): Promise<ObjectRecord> {
     this.bucket(bucket);
     return this.withKeyLock(`${bucket}\0${key}`, async () => {
       const b = this.bucket(bucket);
       const old = b.objects.get(key);
       try {
-        if (opts.ifNoneMatch && old) throw new S3Error('PreconditionFailed', 412, 'At least one of the pre-conditions you specified did not hold', key);
+        if (opts.ifNoneMatch !== undefined) this.checkIfNoneMatch(bucket, key, opts.ifNoneMatch);
         if (opts.ifMatch !== undefined) this.checkIfMatch(bucket, key, opts.ifMatch);
       } catch (e) {
         await rm(body.tmpPath, { force: true });
@@ -307,6 +317,41 @@ export class ObjectStoreState {
         await fh.close();
         return { rec, tmpPath };
       } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3) throw e;
+      }
+    }
+  }
+
+  /**
+   * Bytes `start..end` (inclusive) of an object into tmp/, hashed on the way (UploadPartCopy):
+   * streamed, never held whole. The record returned is the one whose bytes were copied.
+   */
+  async copyRangeToTmp(bucket: string, key: string, range: (rec: ObjectRecord) => { start: number; end: number }, alg?: ChecksumAlgorithm): Promise<{ rec: ObjectRecord; body: ReceivedBody }> {
+    for (let attempt = 0; ; attempt++) {
+      const rec = this.getObject(bucket, key);
+      const { start, end } = range(rec);
+      const tmpPath = this.tmpPath();
+      const md5 = createHash('md5');
+      const h = alg ? newHasher(alg) : undefined;
+      let fh: Awaited<ReturnType<typeof open>> | undefined;
+      try {
+        fh = await open(tmpPath, 'w');
+        if (end >= start) {
+          for await (const chunk of createReadStream(this.dataPath(bucket, rec), { start, end })) {
+            const b = chunk as Buffer;
+            md5.update(b);
+            h?.update(b);
+            for (let off = 0; off < b.length; ) off += (await fh.write(b, off, b.length - off)).bytesWritten;
+          }
+        }
+        await fh.sync();
+        await fh.close();
+        fh = undefined;
+        const checksum = h && alg ? { algorithm: alg, value: (await h.digest()).toString('base64'), type: 'FULL_OBJECT' as const } : undefined;
+        return { rec, body: { tmpPath, size: Math.max(0, end - start + 1), md5: md5.digest(), checksum } };
+      } catch (e) {
+        await fh?.close().catch(() => {});
+        await rm(tmpPath, { force: true });
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3) throw e;
       }
     }
@@ -414,7 +459,10 @@ export class ObjectStoreState {
     minPartSize: number,
     /** the object's checksum as the request states it (x-amz-checksum-<alg> on Complete) */
     expected?: { algorithm: ChecksumAlgorithm; value: string },
+    conditions: { ifMatch?: string; ifNoneMatch?: string } = {},
   ): Promise<ObjectRecord> {
+    if (conditions.ifMatch !== undefined) this.checkIfMatch(upload.bucket, upload.key, conditions.ifMatch);
+    if (conditions.ifNoneMatch !== undefined) this.checkIfNoneMatch(upload.bucket, upload.key, conditions.ifNoneMatch);
     if (chosen.length === 0) throw new S3Error('MalformedXML', 400, 'You must specify at least one part');
     const udir = this.uploadDir(upload.uploadId);
     const parts: PartRecord[] = [];
@@ -475,7 +523,7 @@ export class ObjectStoreState {
       upload.key,
       { tmpPath, size, md5: Buffer.alloc(0), checksum },
       { contentType: upload.contentType, headers: upload.headers, metadata: upload.metadata },
-      { etag: `"${md5s.digest('hex')}-${parts.length}"`, parts: parts.map((p) => ({ size: p.size, ...(p.checksum ? { checksum: p.checksum.value } : {}) })) },
+      { etag: `"${md5s.digest('hex')}-${parts.length}"`, parts: parts.map((p) => ({ size: p.size, ...(p.checksum ? { checksum: p.checksum.value } : {}) })), ...conditions },
     );
     // Keep a marker so a retried Complete (the client missed the answer) gets the same answer
     // instead of NoSuchUpload; the parts go. Markers older than a day are swept at start.

@@ -12,7 +12,6 @@ import { buildComponentZip, buildComponents, type BuildResult } from '../../comp
 import { publishComponents } from '../../components/build/publish.js';
 import { silentLogger } from '../../components/common/log.js';
 import { Nucleus } from '../../embedded/nucleus/nucleus.js';
-import { LOCAL_STACK_CREDENTIALS } from '../../embedded/nucleus/tes.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { ensureBuilt, until } from '../helpers/edge.js';
 import { tempRoot } from '../helpers/nucleus.js';
@@ -103,8 +102,8 @@ describe('packaging build', () => {
   });
 
   it('the built x64 components run on the local nucleus as packaged (unzipped, digest-checked)', async () => {
-    const store = await startObjectStore({ dir: join(root, 's3'), buckets: ['loupe-incoming'], credentials: LOCAL_STACK_CREDENTIALS });
-    const nucleus = new Nucleus({ root: join(root, 'gg'), thingName: 'pkg-test', credentials: LOCAL_STACK_CREDENTIALS });
+    const store = await startObjectStore({ dir: join(root, 's3'), buckets: ['loupe-incoming'] });
+    const nucleus = new Nucleus({ root: join(root, 'gg'), thingName: 'pkg-test', credentials: store.credentials });
     await nucleus.start();
     const client = await mqtt.connectAsync(nucleus.mqttUrl!);
     const results: Record<string, unknown>[] = [];

@@ -7,12 +7,12 @@ import { sharedDataset } from '../../components/common/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { runCli } from '../helpers/cli.js';
 
-/** The embedded store's keys, the way a user hands them to the CLI (the default credential chain). */
-const s3env = () => ({ AWS_ACCESS_KEY_ID: os.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: os.credentials.secretAccessKey });
 
 describe('loupe labels / snapshot CLI (built dist/, real child processes)', () => {
   let dir: string;
   let os: ObjectStore;
+  /** The embedded store's keys, the way a user hands them to the CLI (the default credential chain). */
+  const s3env = () => ({ AWS_ACCESS_KEY_ID: os.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: os.credentials.secretAccessKey });
   const metal = sharedDataset('metal-tags');
   const home = () => ['--home', join(dir, 'home')];
 

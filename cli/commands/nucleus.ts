@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { keysPath, readKeysFile } from '../../embedded/objectstore/keys.js';
+import { keysPath, tesCredentials } from '../../embedded/objectstore/keys.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
@@ -85,7 +85,7 @@ export function register(program: Command): void {
         ...(o.mqtt !== undefined ? { mqttUrl: o.mqtt === 'none' ? false : o.mqtt } : {}),
         ...(o.keepQos0Offline ? { keepQos0WhenOffline: true } : {}),
         // read on every TES request, so keys replaced in the store's folder are picked up
-        ...(o.objectstoreDir ? { credentials: () => readKeysFile(keysPath(resolve(o.objectstoreDir!))) } : {}),
+        ...(o.objectstoreDir ? { credentials: () => tesCredentials(keysPath(resolve(o.objectstoreDir!))) } : {}),
         logging,
       });
       await n.start();

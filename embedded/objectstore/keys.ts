@@ -74,6 +74,16 @@ export function readKeysFile(path: string): StoreKeys {
   }
 }
 
+/**
+ * What the local nucleus's TES hands to components: the store's key pair, read from its key file
+ * on each request (so replaced keys are picked up). The AWS SDK's container-credentials provider
+ * insists on a session token, as real TES credentials carry one; the store does not use it (a
+ * request's authority is its SigV4 signature with the secret), so it is a fixed marker.
+ */
+export function tesCredentials(keysFile: string): StoreKeys & { sessionToken: string } {
+  return { ...readKeysFile(keysFile), sessionToken: 'loupe-objectstore-no-session' };
+}
+
 async function writeKeys(path: string, k: StoreKeys, replace: boolean): Promise<boolean> {
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   const fh = await open(tmp, 'wx', 0o600);

@@ -28,7 +28,7 @@ import type { CameraHealth, ResultMessage } from '../../components/ipc/topics.js
 import { startBroker, type EmbeddedBroker } from '../broker/broker.js';
 import { Nucleus, type DeploymentRecord } from '../nucleus/nucleus.js';
 import type { ObjectStore } from '../objectstore/index.js';
-import { readKeysFile } from '../objectstore/keys.js';
+import { tesCredentials } from '../objectstore/keys.js';
 import { startObjectStoreProcess } from '../objectstore/process.js';
 
 export interface EdgeStackOptions {
@@ -202,7 +202,7 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
     });
 
     // The TES hands components the object store's own key pair, read from its key file.
-    const nucleus = new Nucleus({ root: join(root, 'gg'), thingName, mqttUrl: broker.url, credentials: () => readKeysFile(objectStore.keysFile) });
+    const nucleus = new Nucleus({ root: join(root, 'gg'), thingName, mqttUrl: broker.url, credentials: () => tesCredentials(objectStore.keysFile) });
     await nucleus.start();
     cleanups.unshift(() => nucleus.stop());
 

@@ -13,6 +13,7 @@ import { publishComponents } from '../../components/build/publish.js';
 import { silentLogger } from '../../components/common/log.js';
 import { Nucleus } from '../../embedded/nucleus/nucleus.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
+import { tesCredentials } from '../../embedded/objectstore/keys.js';
 import { ensureBuilt, until } from '../helpers/edge.js';
 import { tempRoot } from '../helpers/nucleus.js';
 
@@ -103,7 +104,7 @@ describe('packaging build', () => {
 
   it('the built x64 components run on the local nucleus as packaged (unzipped, digest-checked)', async () => {
     const store = await startObjectStore({ dir: join(root, 's3'), buckets: ['loupe-incoming'] });
-    const nucleus = new Nucleus({ root: join(root, 'gg'), thingName: 'pkg-test', credentials: store.credentials });
+    const nucleus = new Nucleus({ root: join(root, 'gg'), thingName: 'pkg-test', credentials: () => tesCredentials(store.keysFile) });
     await nucleus.start();
     const client = await mqtt.connectAsync(nucleus.mqttUrl!);
     const results: Record<string, unknown>[] = [];

@@ -15,14 +15,14 @@
 import { EventEmitter } from 'node:events';
 import { copyFile, link, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import mqtt from 'mqtt';
 import type { Logger } from 'pino';
 import { LoupeError, errorMessage } from '../../components/common/errors.js';
 import { sha256File } from '../../components/common/fsutil.js';
 import { silentLogger } from '../../components/common/log.js';
-import { projectRoot, sharedDataset } from '../../components/common/paths.js';
+import { projectRoot, datasetDir } from '../../components/common/paths.js';
 import { COMPONENTS, loadSourceRecipe, localRecipe, renderRecipe, type ComponentName, type Recipe } from '../../components/build/recipes.js';
 import type { CameraHealth, ResultMessage } from '../../components/ipc/topics.js';
 import { startBroker, type EmbeddedBroker } from '../broker/broker.js';
@@ -57,6 +57,8 @@ export interface EdgeStackOptions {
   brokerPort?: number;
   /** health timeout for the deployment, s */
   healthTimeoutSeconds?: number;
+  /** when start-up fails, leave the working folder (with the component logs) instead of removing it */
+  keepOnFailure?: boolean;
   log?: Logger;
 }
 
@@ -85,13 +87,23 @@ export interface EdgeStack extends EventEmitter {
   /** the latest telemetry message per component */
   telemetry: Record<string, Record<string, unknown>>;
   counts(): EdgeCounts;
-  /** fresh counts: uploads counted in S3 and the spool on disk */
+  /** fresh counts: this run's uploads counted in S3 (objects there before the stack started are not), and the spool on disk */
   summary(): Promise<EdgeCounts & { modelVersion: string; seconds: number }>;
   deployModel(opts: { dir: string; version: string; name?: string }): Promise<DeploymentRecord>;
   configure(component: ComponentName, merge: Record<string, unknown>, reset?: string[]): Promise<DeploymentRecord>;
   /** S3 keys under incoming/ */
   listUploads(): Promise<string[]>;
-  stop(): Promise<void>;
+  /** What a person or a tool needs to reach the stack's services (one place: whatever keys the object store hands out). */
+  endpoints(): EdgeEndpoints;
+  /** Stop everything; `keep` leaves the working folder (component logs, spool, object store) in place. */
+  stop(opts?: { keep?: boolean }): Promise<void>;
+}
+
+export interface EdgeEndpoints {
+  root: string;
+  objectStore: { endpoint: string; region: string; bucket: string; forcePathStyle: true; accessKeyId: string; secretAccessKey: string; keysFile: string; dir: string };
+  broker: { url: string; topics: string };
+  nucleus: { root: string; ipcSocket: string; tesUri: string; logs: string; thingName: string };
 }
 
 const pkgVersion = (): Promise<string> => readFile(join(projectRoot, 'package.json'), 'utf8').then((t) => (JSON.parse(t) as { version: string }).version);
@@ -171,6 +183,19 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
       await s3.send(new CreateBucketCommand({ Bucket: bucket }));
     });
 
+    const listUploads = async (): Promise<string[]> => {
+      const keys: string[] = [];
+      let token: string | undefined;
+      do {
+        const r = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'incoming/', ContinuationToken: token }));
+        keys.push(...(r.Contents ?? []).map((c) => c.Key!));
+        token = r.IsTruncated ? r.NextContinuationToken : undefined;
+      } while (token);
+      return keys;
+    };
+    // What the bucket held before this run (a kept --root, a shared store): the summary counts only what this run added.
+    const before = new Set(await listUploads());
+
     // Watch IoT Core (the broker) like the plant and the cloud would.
     const results = new Map<string, ResultMessage>();
     const telemetry: Record<string, Record<string, unknown>> = {};
@@ -206,7 +231,7 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
     await nucleus.start();
     cleanups.unshift(() => nucleus.stop());
 
-    const sharedFolder = sharedDataset('metal-tags');
+    const sharedFolder = datasetDir('metal-tags');
     const cameras = opts.cameras ?? [
       { name: 'cam1', source: opts.source ?? { type: 'folder', path: sharedFolder, mode: 'loop' }, trigger: opts.trigger ?? { type: 'interval', fps: opts.fps ?? 5 } },
     ];
@@ -230,21 +255,12 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
       healthTimeoutSeconds: opts.healthTimeoutSeconds ?? 120,
     });
     if (deployment.status !== 'SUCCEEDED') {
-      const logs = await Promise.all(COMPONENTS.map(async (c) => `--- ${c}\n${(await nucleus.readLog(c).catch(() => '')).split('\n').slice(-15).join('\n')}`));
-      throw new LoupeError('edge.deploy', `deploying the loupe suite failed: ${deployment.failureCause ?? deployment.detailedStatus}\n${logs.join('\n')}`, { input: 'local nucleus' });
+      const logs = await Promise.all(COMPONENTS.map(async (c) => `--- ${c} (${nucleus.logFile(c)})\n${(await nucleus.readLog(c).catch(() => '')).split('\n').slice(-15).join('\n')}`));
+      const kept = opts.keepOnFailure || !ownRoot ? `\ncomponent logs: ${join(nucleus.root, 'logs')}` : '';
+      throw new LoupeError('edge.deploy', `deploying the loupe suite failed: ${deployment.failureCause ?? deployment.detailedStatus}\n${logs.join('\n')}${kept}`, { input: 'local nucleus' });
     }
 
     const spoolDir = join(root, 'gg', 'work', 'loupe.Uploader', 'spool');
-    const listUploads = async (): Promise<string[]> => {
-      const keys: string[] = [];
-      let token: string | undefined;
-      do {
-        const r = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'incoming/', ContinuationToken: token }));
-        keys.push(...(r.Contents ?? []).map((c) => c.Key!));
-        token = r.IsTruncated ? r.NextContinuationToken : undefined;
-      } while (token);
-      return keys;
-    };
     const counts = (): EdgeCounts => {
       const up = telemetry.uploader ?? {};
       let errors = 0;
@@ -279,8 +295,9 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
       listUploads,
       async summary() {
         const c = counts();
-        const uploaded = (await listUploads().catch(() => [] as string[])).filter((k) => k.endsWith('.jpg')).length;
-        const spoolPending = (await readdir(spoolDir).catch(() => [] as string[])).filter((f) => f.endsWith('.json')).length;
+        const uploaded = (await listUploads().catch(() => [] as string[])).filter((k) => k.endsWith('.jpg') && !before.has(k)).length;
+        // item records only: the uploader keeps its own state beside them (.limits, .dedup.json)
+        const spoolPending = (await readdir(spoolDir).catch(() => [] as string[])).filter((f) => f.endsWith('.json') && !f.startsWith('.')).length;
         return { ...c, uploaded, spoolPending, modelVersion: stack.modelVersion, seconds: +((Date.now() - started) / 1000).toFixed(1) };
       },
       async deployModel(m: { dir: string; version: string; name?: string }) {
@@ -295,16 +312,25 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
       configure(component: ComponentName, merge: Record<string, unknown>, reset?: string[]) {
         return nucleus.deploy({ configurationUpdate: { [component]: { merge, ...(reset ? { reset } : {}) } } });
       },
-      async stop() {
+      endpoints(): EdgeEndpoints {
+        const cc = objectStore.clientConfig;
+        return {
+          root,
+          objectStore: { endpoint: cc.endpoint, region: cc.region, bucket, forcePathStyle: true, accessKeyId: cc.credentials.accessKeyId, secretAccessKey: cc.credentials.secretAccessKey, keysFile: objectStore.keysFile, dir: objectStore.dir },
+          broker: { url: broker.url, topics: `loupe/${thingName}/#` },
+          nucleus: { root: nucleus.root, ipcSocket: nucleus.socketPath, tesUri: nucleus.tesUri, logs: dirname(nucleus.logFile('loupe.Camera')), thingName },
+        };
+      },
+      async stop(o: { keep?: boolean } = {}) {
         for (const c of cleanups) await c().catch((e) => log.warn({ err: errorMessage(e) }, 'edge stack stop step failed'));
         s3.destroy();
-        if (ownRoot) await rm(root, { recursive: true, force: true });
+        if (ownRoot && !o.keep) await rm(root, { recursive: true, force: true });
       },
     });
     return stack;
   } catch (e) {
     for (const c of cleanups) await c().catch(() => {});
-    if (ownRoot) await rm(root, { recursive: true, force: true });
+    if (ownRoot && !opts.keepOnFailure) await rm(root, { recursive: true, force: true });
     throw e;
   }
 }

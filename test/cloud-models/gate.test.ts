@@ -8,9 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runGate, writeGateReport, gateSummary } from '../../cloud/gate/gate.js';
 import { loupeEvaluator } from '../../cloud/gate/evaluator.js';
-import { SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
 import { openRegistry } from '../../cloud/registry/sqlite-registry.js';
-import { seedShippedModel } from '../../cloud/registry/seed.js';
+import { SHIPPED_MODEL_DIR, seedShippedModel } from '../../cloud/registry/seed.js';
 import { yoloDataset } from '../helpers/datasets.js';
 import { worseMetalTagsModel } from '../helpers/worse-model.js';
 import { runCli } from '../helpers/cli.js';
@@ -43,7 +42,9 @@ describe("quality gate with loupe's evaluator on the metal-tags test split", () 
     const html = readFileSync(paths.html, 'utf8');
     expect(html).toContain('REJECTED');
     expect((html.match(/<polyline/g) ?? []).length).toBe(2); // challenger and champion PR curves (one class)
-    expect(html).not.toMatch(/<script|src=|href=/i);
+    // self-contained: no scripts, no links, pictures only inline (data: URIs)
+    expect(html).not.toMatch(/<script|href=/i);
+    expect(html.match(/src="(?!data:image\/jpeg;base64,)/g)).toBeNull();
     // As a person sees it: rendered by Chromium, kept as a test artefact.
     const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
     try {
@@ -78,6 +79,10 @@ describe("quality gate with loupe's evaluator on the metal-tags test split", () 
     const res = JSON.parse(r.stdout);
     expect(res.passed).toBe(false);
     expect(existsSync(join(out, 'gate.html'))).toBe(true);
+    // the report names the bytes it scored: another model cannot be registered with it
+    const other = await runCli(['models', 'register', '--home', home, '--onnx', join(SHIPPED_MODEL_DIR, 'model.onnx'), '--gate-report', join(out, 'gate.json'), '--json']);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(/gate\.json: the gate report scored another model/);
     const reg = await runCli(['models', 'register', '--home', home, '--onnx', worse, '--gate-report', join(out, 'gate.json'), '--parent', 'metal-tags:1', '--json']);
     expect(reg.code, reg.stderr).toBe(0);
     const v = JSON.parse(reg.stdout);

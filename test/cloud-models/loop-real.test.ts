@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { startBroker, type EmbeddedBroker } from '../../embedded/broker/broker.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
@@ -68,7 +68,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     dir = await mkdtemp(join(tmpdir(), 'loupe-lr-'));
     objectStore = await startObjectStore({ dir: join(dir, 's3'), buckets: ['loupe'] });
     broker = await startBroker();
-    const metal = sharedDataset('metal-tags');
+    const metal = datasetDir('metal-tags');
     const camera = await cameraFolder(imagesFirstLabelledAfter(join(metal, 'labels.csv'), metal, Date.parse(DEMO_HISTORY_UNTIL) / 1000), join(dir, 'camera'));
     stack = await startEdgeStack({ root: join(dir, 'edge'), thingName: 'line-7', bucket: 'loupe', objectStore, broker, source: { type: 'folder', path: camera, mode: 'loop' }, fps: 2 });
     stack.on('result', (r: ResultMessage) => results.push(r));
@@ -85,7 +85,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
   async function home(name: string, gate: LoopConfigInput['gate']): Promise<string> {
     const h = join(dir, name);
     await mkdir(h, { recursive: true });
-    const metal = sharedDataset('metal-tags');
+    const metal = datasetDir('metal-tags');
     const config: LoopConfigInput = {
       storage: { endpoint: objectStore.endpoint, bucket: 'loupe', keysFile: objectStore.keysFile },
       history: { labelsCsv: join(metal, 'labels.csv'), imagesDir: metal, until: DEMO_HISTORY_UNTIL },
@@ -222,7 +222,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     expect(st.code, st.stderr).toBe(0);
     const status = JSON.parse(st.stdout);
     expect(status).toMatchObject({ backend: 'local', target: 'line-7', champion: 'metal-tags:2', current: { name: 'loupe-run-1', version: '1.0.1', previousVersion: '1.0.0', state: 'confirmed' } });
-    expect(status.devices).toEqual([{ device: 'line-7', modelVersion: '1.0.1', state: 'RUNNING' }]);
+    expect(status.devices).toEqual([{ device: 'line-7', modelVersion: '1.0.1', state: 'FINISHED' }]); // loupe.Model runs no program: installed and FINISHED
 
     const rb = await cli(['fleet', 'rollback', '--home', h, '--reject', '--reason', 'operators saw false alarms', '--json']);
     expect(rb.code, rb.stderr).toBe(0);

@@ -4,7 +4,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import type { ResultMessage } from '../../components/ipc/topics.js';
 import { startBroker } from '../../embedded/broker/broker.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
@@ -87,7 +87,7 @@ beforeAll(async () => {
   root = tempRoot('le2e-');
   watchDir = join(root, 'camera-in');
   await mkdir(watchDir, { recursive: true });
-  const ds = sharedDataset('metal-tags');
+  const ds = datasetDir('metal-tags');
   bad = (await readdir(join(ds, 'bad'))).sort().map((f) => join(ds, 'bad', f));
   good = (await readdir(join(ds, 'good'))).sort().map((f) => join(ds, 'good', f));
   // Ports below the kernel's ephemeral range: the scenarios stop and restart the object store and
@@ -165,7 +165,7 @@ describe('loupe suite on the local nucleus', () => {
       const img = Buffer.from(await (await stack.s3.send(new GetObjectCommand({ Bucket: stack.bucket, Key: `${base}.jpg` }))).Body!.transformToByteArray());
       expect(img.equals(await readFile(bad[r.seq - 1] ?? good[r.seq - 7]!))).toBe(true);
     }
-    expect(states()).toMatchObject({ 'loupe.Camera': 'RUNNING', 'loupe.Inference': 'RUNNING', 'loupe.Uploader': 'RUNNING', 'loupe.Model': 'RUNNING' });
+    expect(states()).toMatchObject({ 'loupe.Camera': 'RUNNING', 'loupe.Inference': 'RUNNING', 'loupe.Uploader': 'RUNNING', 'loupe.Model': 'FINISHED' });
   });
 
   it('applies a configuration change at runtime, without restarting inference', async () => {
@@ -256,7 +256,7 @@ describe('loupe suite on the local nucleus', () => {
       for (let s = from + 1; s <= from + n; s++) if (!ids.has(s)) return false;
       return true;
     }, 60_000, 'results on IPC while the broker is down');
-    expect(Object.values(states()).every((s) => s === 'RUNNING')).toBe(true);
+    expect(Object.entries(states()).every(([n, s]) => s === (n === 'loupe.Model' ? 'FINISHED' : 'RUNNING'))).toBe(true);
     const again = await startBroker({ port });
     // Observed at the broker itself: a subscribing client reconnects on its own timer and could
     // miss what the nucleus flushes first (the old observer's race under load).
@@ -274,7 +274,7 @@ describe('loupe suite on the local nucleus', () => {
         for (let s = from + 1; s <= from + n; s++) if (!atBroker.has(s)) return false;
         return true;
       }, 60_000, 'the results spooled by the nucleus to reach the broker after it returns');
-      expect(Object.values(states()).every((s) => s === 'RUNNING')).toBe(true);
+      expect(Object.entries(states()).every(([n, s]) => s === (n === 'loupe.Model' ? 'FINISHED' : 'RUNNING'))).toBe(true);
     } finally {
       off();
       Object.assign(stack, { broker: again });
@@ -339,7 +339,7 @@ describe('loupe suite on the local nucleus', () => {
     const rec = await stack.configure('loupe.Camera', {
       cameras: [
         { name: 'cam1', source: { type: 'folder', path: watchDir, mode: 'watch', pollMs: 100 }, trigger: { type: 'interval', fps: 8 } },
-        { name: 'plc', source: { type: 'folder', path: join(sharedDataset('metal-tags'), 'good'), mode: 'loop' }, trigger: { type: 'mqtt' } },
+        { name: 'plc', source: { type: 'folder', path: join(datasetDir('metal-tags'), 'good'), mode: 'loop' }, trigger: { type: 'mqtt' } },
       ],
     });
     expect(rec.status).toBe('SUCCEEDED');

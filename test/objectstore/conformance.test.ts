@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { s3ConformancePython } from '../../cli/setup/s3conformance.js';
 import { projectRoot } from '../../components/common/paths.js';
 import { startObjectStoreProcess, type ObjectStoreProcess } from '../../embedded/objectstore/process.js';
 import { ensureBuilt } from '../helpers/edge.js';
@@ -12,11 +12,11 @@ import { ensureBuilt } from '../helpers/edge.js';
 /**
  * loupe's S3 conformance suite (test/objectstore/conformance/*.py, modelled on the core object
  * cases of ceph/s3-tests) run with boto3, an independent client and SigV4 signer, against
- * `loupe objectstore serve`. The Python venv comes from conformance/setup.sh (.ci/run runs it).
+ * `loupe objectstore serve`. The Python venv comes from `loupe setup s3conformance` (part of
+ * `loupe setup all`, which .ci/run runs).
  */
 const here = join(projectRoot, 'test', 'objectstore', 'conformance');
-const hash = createHash('sha256').update(readFileSync(join(here, 'requirements.txt'))).digest('hex').slice(0, 12);
-const python = process.env.LOUPE_S3CONF_PYTHON ?? join(process.env.LOUPE_CACHE_DIR ?? join(homedir(), '.cache', 'loupe'), 'venvs', `s3conformance-${hash}`, 'bin', 'python');
+const python = process.env.LOUPE_S3CONF_PYTHON ?? s3ConformancePython();
 
 let dir: string;
 let store: ObjectStoreProcess;
@@ -34,7 +34,7 @@ afterAll(async () => {
 
 describe('S3 conformance (boto3, pytest)', () => {
   it('passes every case of the suite', async () => {
-    if (!existsSync(python)) throw new Error(`the conformance venv is missing (${python}): run test/objectstore/conformance/setup.sh (.ci/run does)`);
+    if (!existsSync(python)) throw new Error(`the conformance venv is missing (${python}): run \`node bin/loupe.js setup s3conformance\` (or setup all)`);
     const out = await new Promise<{ code: number; text: string }>((resolve, reject) => {
       const p = spawn(python, ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', '--tb=short', '-rf', here], {
         cwd: dir,

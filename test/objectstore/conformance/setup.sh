@@ -5,7 +5,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 h=$(sha256sum "$here/requirements.txt" | cut -c1-12)
-venv="${LOUPE_CACHE_DIR:-$HOME/.cache/loupe}/venvs/s3conformance-$h"
+venv="${LOUPE_CACHE:-$HOME/.cache/loupe}/venvs/s3conformance-$h"
 if ! "$venv/bin/python" -c 'import boto3, pytest, requests' >/dev/null 2>&1; then
   rm -rf "$venv"
   python3 -m venv "$venv" >&2

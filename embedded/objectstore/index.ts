@@ -65,6 +65,11 @@ export interface ObjectStore {
   stop(): Promise<void>;
 }
 
+/** The fields every store handle has, in-process or a child process. */
+export function storeHandle(endpoint: string, port: number, dir: string, region: string, keys: StoreKeys): Omit<ObjectStore, 'stop'> {
+  return { endpoint, port, dir, region, credentials: keys, keysFile: keysPath(dir), clientConfig: { endpoint, region, forcePathStyle: true, credentials: { ...keys } } };
+}
+
 /** `host:port` as a Host header carries it (IPv6 in brackets). */
 const hostPort = (h: string, port: number): string => `${h.includes(':') ? `[${h}]` : h}:${port}`.toLowerCase();
 
@@ -123,13 +128,7 @@ export async function startObjectStore(opts: ObjectStoreOptions): Promise<Object
     log.info({ endpoint, dir, accessKeyId: keys.accessKeyId }, 'object store listening');
     let stopped: Promise<void> | undefined;
     return {
-      endpoint,
-      port,
-      dir,
-      region,
-      credentials: keys,
-      keysFile: keysPath(dir),
-      clientConfig: { endpoint, region, forcePathStyle: true, credentials: { ...keys } },
+      ...storeHandle(endpoint, port, dir, region, keys),
       stop() {
         stopped ??= new Promise<void>((res) => {
           srv.close(() => res());

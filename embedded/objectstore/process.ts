@@ -5,8 +5,8 @@ import type { Logger } from 'pino';
 import { LoupeError } from '../../components/common/errors.js';
 import { silentLogger } from '../../components/common/log.js';
 import { projectRoot } from '../../components/common/paths.js';
-import type { ObjectStore } from './index.js';
-import { keysPath, loadOrCreateKeys } from './keys.js';
+import { storeHandle, type ObjectStore } from './index.js';
+import { loadOrCreateKeys } from './keys.js';
 
 /**
  * The object store in its own process (`loupe objectstore serve`), supervised: `edge up` and the
@@ -140,13 +140,7 @@ export async function startObjectStoreProcess(opts: ObjectStoreProcessOptions): 
   const endpoint = first.ready.endpoint;
   let stopped: Promise<void> | undefined;
   return {
-    endpoint,
-    port,
-    dir,
-    region,
-    credentials: keys,
-    keysFile: keysPath(dir),
-    clientConfig: { endpoint, region, forcePathStyle: true, credentials: { ...keys } },
+    ...storeHandle(endpoint, port, dir, region, keys),
     pid: () => child?.pid,
     restarts: () => restarts,
     ready: () => readyNow,

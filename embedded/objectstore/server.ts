@@ -129,6 +129,19 @@ function checkAcl(req: IncomingMessage): void {
   }
 }
 
+/** The query parameters ListObjects (v1, v2) and ListObjectVersions share. */
+function listParams(q: Q) {
+  const encodingType = q.get('encoding-type');
+  if (encodingType !== null && encodingType !== 'url') throw invalidArgument('Invalid Encoding Method specified in Request', 'encoding-type');
+  return {
+    prefix: q.get('prefix') ?? '',
+    delimiter: q.get('delimiter') || undefined,
+    max: maxKeys(q),
+    encodingType,
+    enc: (s: string) => (encodingType === 'url' ? encodeURIComponent(s).replace(/%2F/g, '/') : s),
+  };
+}
+
 function listToken(s: string): string {
   return Buffer.from(s, 'utf8').toString('base64url');
 }
@@ -491,12 +504,7 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
   }
 
   async function listObjects(res: ServerResponse, q: Q, bucket: string, version: 1 | 2): Promise<void> {
-    const prefix = q.get('prefix') ?? '';
-    const delimiter = q.get('delimiter') || undefined;
-    const max = maxKeys(q);
-    const encodingType = q.get('encoding-type');
-    if (encodingType !== null && encodingType !== 'url') throw invalidArgument('Invalid Encoding Method specified in Request', 'encoding-type');
-    const enc = (s: string) => (encodingType === 'url' ? encodeURIComponent(s).replace(/%2F/g, '/') : s);
+    const { prefix, delimiter, max, encodingType, enc } = listParams(q);
     const token = q.get('continuation-token');
     const startAfter = q.get('start-after') ?? undefined;
     const marker = version === 1 ? (q.get('marker') ?? undefined) : token !== null ? fromToken(token) : startAfter;
@@ -670,12 +678,7 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
 
   /** The store keeps one version per key: ListObjectVersions lists each object as its "null" version. */
   async function listVersions(res: ServerResponse, q: Q, bucket: string): Promise<void> {
-    const prefix = q.get('prefix') ?? '';
-    const delimiter = q.get('delimiter') || undefined;
-    const max = maxKeys(q);
-    const encodingType = q.get('encoding-type');
-    if (encodingType !== null && encodingType !== 'url') throw invalidArgument('Invalid Encoding Method specified in Request', 'encoding-type');
-    const enc = (s: string) => (encodingType === 'url' ? encodeURIComponent(s).replace(/%2F/g, '/') : s);
+    const { prefix, delimiter, max, encodingType, enc } = listParams(q);
     const keyMarker = q.get('key-marker') ?? undefined;
     const r = listSorted(state.sortedKeys(bucket), { prefix, delimiter, after: keyMarker, max });
     const versions = r.keys.map((k) => {

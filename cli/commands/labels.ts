@@ -63,17 +63,15 @@ export interface S3Options {
 }
 
 /**
- * An S3 client: `--endpoint` points it at the embedded store (path-style); credentials come from
- * the default chain, or the embedded store's local key when none is set and an endpoint is given.
+ * An S3 client: `--endpoint` points it at the embedded store (path-style). Credentials come from
+ * the default chain; for the embedded store, export its keys first
+ * (`eval "$(loupe objectstore keys --dir DIR --env)"`).
  */
 export function s3From(o: S3Options): S3Client | undefined {
   if (!o.endpoint && !o.bucket) return undefined;
-  const local = o.endpoint && !process.env.AWS_ACCESS_KEY_ID && !process.env.AWS_PROFILE;
   return new S3Client({
     region: o.region ?? process.env.AWS_REGION ?? 'us-east-1',
     ...(o.endpoint ? { endpoint: o.endpoint, forcePathStyle: true } : {}),
-    // the embedded object store's default key (embedded/objectstore DEFAULT_CREDENTIALS)
-    ...(local ? { credentials: { accessKeyId: 'loupe-local', secretAccessKey: 'loupe-local-secret' } } : {}),
   });
 }
 

@@ -8,7 +8,6 @@ import type { LabelStore, StoredLabelRecord } from '../labelstore/types.js';
 import type { LabelRecord } from '../../contracts/label-record.js';
 import type { GtBox } from '../../contracts/box.js';
 import { boxToGt, clipBox, gtToBox } from '../../contracts/box.js';
-import { consolidate } from './consolidate.js';
 import type { Logger } from 'pino';
 import { silentLogger } from '../../lib/log.js';
 import { Consolidator } from './consolidator.js';

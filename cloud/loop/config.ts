@@ -71,6 +71,8 @@ const storageSchema = z.preprocess(
         endpoint: z.string().url(),
         ...storageBase,
         forcePathStyle: z.boolean().default(true),
+        /** the embedded store's key file (`<store dir>/credentials.json`): where the keys come from */
+        keysFile: z.string().min(1).optional(),
         // Not strict: SDK-made credential objects carry extra fields ($source), dropped here.
         credentials: z.object({ accessKeyId: z.string(), secretAccessKey: z.string(), sessionToken: z.string().optional() }).optional(),
       })

@@ -78,7 +78,7 @@ import type { State } from './lifecycle/service.js';
 import { IotCoreBridge } from './mqttproxy/bridge.js';
 import { registerMqttProxy } from './mqttproxy/mqttproxy.js';
 import { LocalPubSub } from './pubsub/pubsub.js';
-import { LOCAL_STACK_CREDENTIALS, TokenExchangeService, type Credentials, type CredentialsProvider } from './tes.js';
+import { NO_CREDENTIALS, TokenExchangeService, type Credentials, type CredentialsProvider } from './tes.js';
 import { DEFAULT_LOG_ROTATION, type LogRotation } from './lifecycle/rotating-log.js';
 
 export type { DeploymentRecord, DeploymentRequest } from './deployment/deployment.js';
@@ -182,7 +182,7 @@ export class Nucleus extends EventEmitter {
       pino({ name: 'nucleus', level: process.env.LOUPE_LOG_LEVEL ?? 'info', timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: join(this.root, 'logs', 'greengrass.log'), mkdir: true, sync: false }));
     this.store = new ComponentStore(this.root);
     this.ipc = new IpcServer({ socketPath: join(this.root, 'ipc.socket'), authenticate: (t) => this.kernel.principalOf(t), logger: this.logger.child({ module: 'ipc' }) });
-    const creds = opts.credentials ?? LOCAL_STACK_CREDENTIALS;
+    const creds = opts.credentials ?? NO_CREDENTIALS;
     this.tes = new TokenExchangeService({
       isValidToken: (t) => {
         const p = this.kernel.principalOf(t);

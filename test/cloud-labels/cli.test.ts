@@ -9,9 +9,12 @@ import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/i
 import { runCli } from '../helpers/cli.js';
 import { putUpload } from '../helpers/uploads.js';
 
+
 describe('loupe labels / snapshot CLI (built dist/, real child processes)', () => {
   let dir: string;
   let os: ObjectStore;
+  /** The embedded store's keys, the way a user hands them to the CLI (the default credential chain). */
+  const s3env = () => ({ AWS_ACCESS_KEY_ID: os.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: os.credentials.secretAccessKey });
   const metal = datasetDir('metal-tags');
   const home = () => ['--home', join(dir, 'home')];
 
@@ -42,10 +45,10 @@ describe('loupe labels / snapshot CLI (built dist/, real child processes)', () =
     expect(imp.code, imp.stderr).toBe(0);
     expect(JSON.parse(imp.stdout)).toEqual({ read: 235, appended: 191, images: 235, later: 0 });
 
-    const ing = await runCli(['labels', 'ingest', ...home(), '--endpoint', os.endpoint, '--bucket', 'loupe', '--json']);
+    const ing = await runCli(['labels', 'ingest', ...home(), '--endpoint', os.endpoint, '--bucket', 'loupe', '--json'], { env: s3env() });
     expect(ing.code, ing.stderr).toBe(0);
     expect(JSON.parse(ing.stdout)).toMatchObject({ recorded: 3, alreadyKnown: 0, invalid: [] });
-    expect(JSON.parse((await runCli(['labels', 'ingest', ...home(), '--endpoint', os.endpoint, '--bucket', 'loupe', '--json'])).stdout)).toMatchObject({ recorded: 0 });
+    expect(JSON.parse((await runCli(['labels', 'ingest', ...home(), '--endpoint', os.endpoint, '--bucket', 'loupe', '--json'], { env: s3env() })).stdout)).toMatchObject({ recorded: 0 });
 
     const job = await runCli(['labels', 'job', 'create', ...home(), '--name', 'cli-job', '--classes', 'scratch', '--workers', '2', '--json']);
     expect(job.code, job.stderr).toBe(0);
@@ -61,7 +64,7 @@ describe('loupe labels / snapshot CLI (built dist/, real child processes)', () =
     const stats = JSON.parse((await runCli(['labels', 'stats', ...home(), '--json'])).stdout);
     expect(stats).toMatchObject({ images: 238, approved: 235 + s.verified.approved, rejected: s.verified.rejected });
 
-    const snap = await runCli(['snapshot', 'create', ...home(), '--endpoint', os.endpoint, '--classes', 'scratch', '--json']);
+    const snap = await runCli(['snapshot', 'create', ...home(), '--endpoint', os.endpoint, '--classes', 'scratch', '--json'], { env: s3env() });
     expect(snap.code, snap.stderr).toBe(0);
     const sj = JSON.parse(snap.stdout);
     // the uploads are the reference photos byte for byte: each approved one is left out as a duplicate

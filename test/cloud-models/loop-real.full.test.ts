@@ -8,7 +8,6 @@ import Database from 'better-sqlite3';
 import { datasetDir } from '../../lib/paths.js';
 import { startBroker, type EmbeddedBroker } from '../../embedded/broker/broker.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
-import { LOCAL_STACK_CREDENTIALS } from '../../contracts/local-stack.js';
 import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
 import { STEP_NAMES } from '../../cloud/loop/steps.js';
 import { DEMO_HISTORY_UNTIL, cameraFolder, imagesFirstLabelledAfter } from '../../cloud/loop/reference.js';
@@ -67,7 +66,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
   beforeAll(async () => {
     dist = snapshotDist();
     dir = await mkdtemp(join(tmpdir(), 'loupe-lr-'));
-    objectStore = await startObjectStore({ dir: join(dir, 's3'), buckets: ['loupe'], credentials: LOCAL_STACK_CREDENTIALS });
+    objectStore = await startObjectStore({ dir: join(dir, 's3'), buckets: ['loupe'] });
     broker = await startBroker();
     const metal = datasetDir('metal-tags');
     const camera = await cameraFolder(imagesFirstLabelledAfter(join(metal, 'labels.csv'), metal, Date.parse(DEMO_HISTORY_UNTIL) / 1000), join(dir, 'camera'));
@@ -88,7 +87,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     await mkdir(h, { recursive: true });
     const metal = datasetDir('metal-tags');
     const config: LoopConfigInput = {
-      storage: { endpoint: objectStore.endpoint, bucket: 'loupe', credentials: { accessKeyId: LOCAL_STACK_CREDENTIALS.accessKeyId, secretAccessKey: LOCAL_STACK_CREDENTIALS.secretAccessKey } },
+      storage: { endpoint: objectStore.endpoint, bucket: 'loupe', keysFile: objectStore.keysFile },
       history: { labelsCsv: join(metal, 'labels.csv'), imagesDir: metal, until: DEMO_HISTORY_UNTIL },
       labeling: { backend: 'simulated', workersPerImage: 2, cap: 8, seed: 3 },
       train: { epochs: 1, imgsz: 160, batch: 16, workers: 1, device: 'cpu' },

@@ -52,7 +52,7 @@ describe('loupe models list|show|register|approve|reject', () => {
       'pending>approved user:qa forced',
       'approved>rejected ' + v.events[2].by,
     ]);
-    expect((await runCli(['models', 'show', 'metal-tags:2', '--home', home])).stdout).toMatch(/pending -> approved FORCED \(no passing gate\)  by user:qa: fp16 checked on the line/);
+    expect((await runCli(['models', 'show', 'metal-tags:2', '--home', home])).stdout).toMatch(/pending -> approved FORCED \(no passing gate\) {2}by user:qa: fp16 checked on the line/);
     // a text file is not a model: refused at register, nothing added
     const notes = join(home, 'notes.onnx');
     await writeFile(notes, 'weights: see the shared drive\n');

@@ -7,7 +7,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ResultMessage } from '../../contracts/topics.js';
 import { datasetDir } from '../../lib/paths.js';
 import { startBroker } from '../../embedded/broker/broker.js';
-import { LOCAL_STACK_CREDENTIALS } from '../../contracts/local-stack.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
 import { ensureBuilt, until } from '../helpers/edge.js';
@@ -209,7 +208,7 @@ describe('loupe suite on the local nucleus', () => {
     const diag = async () => `the spool to hold every selected image (spool ${await spoolPending()}, failed frames ${fails.length}, uploader ${JSON.stringify(stack.telemetry.uploader ?? {})})`;
     await until(async () => (await spoolPending()) === fails.length, 60_000, diag);
     await until(() => Number(stack.telemetry.uploader?.attemptsFailed ?? 0) > 0, 20_000, 'failed upload attempts in telemetry');
-    store = await startObjectStore({ dir: store.dir, port: store.port, credentials: LOCAL_STACK_CREDENTIALS });
+    store = await startObjectStore({ dir: store.dir, port: store.port });
     await until(async () => (await spoolPending()) === 0, 60_000, 'the spool to drain');
     const now = (await uploadedJpgs()).filter((k) => !before.has(k));
     expect(now.sort()).toEqual(fails.map((r) => now.find((k) => k.endsWith(`/${r.frameId}.jpg`))!).sort());
@@ -238,7 +237,7 @@ describe('loupe suite on the local nucleus', () => {
     process.kill(pid, 'SIGKILL');
     for (const s of sockets) s.destroy();
     await new Promise<void>((r) => hung.close(() => r()));
-    store = await startObjectStore({ dir: store.dir, port: store.port, credentials: LOCAL_STACK_CREDENTIALS });
+    store = await startObjectStore({ dir: store.dir, port: store.port });
     await until(async () => (await pidOf('loupe.Uploader')) !== pid && states()['loupe.Uploader'] === 'RUNNING', 60_000, 'the nucleus to restart the uploader');
     await until(async () => (await spoolPending()) === 0, 60_000, 'the spool to drain after the restart');
     const keys = await stack.listUploads();

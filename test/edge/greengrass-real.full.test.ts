@@ -11,7 +11,6 @@ import { NODE_RUNTIME_VERSION } from '../../components/build/node-runtime.js';
 import type { Recipe } from '../../components/build/recipes.js';
 import { silentLogger } from '../../lib/log.js';
 import { datasetDir, projectRoot, sharedDir } from '../../lib/paths.js';
-import { LOCAL_STACK_CREDENTIALS } from '../../embedded/nucleus/tes.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { ensureBuilt, until } from '../helpers/edge.js';
 import { installInline, type InlineComponent } from '../helpers/inline-components.js';
@@ -194,7 +193,7 @@ beforeAll(async () => {
     return dest;
   });
 
-  store = await startObjectStore({ dir: join(dir, 's3'), buckets: [BUCKET], credentials: LOCAL_STACK_CREDENTIALS });
+  store = await startObjectStore({ dir: join(dir, 's3'), buckets: [BUCKET] });
   s3 = new S3Client(store.clientConfig);
   const built = (name: string) => {
     const r = build.recipes.find((x) => x.component === name)!;
@@ -300,7 +299,7 @@ describe('loupe on the real Greengrass nucleus (from the build output, one init 
     const broken = await buildComponents({ outDir: join(dir, 'broken-build'), components: ['loupe.Model'], modelDir: brokenDir, modelVersion: '1.0.1', log: silentLogger });
     const model = { recipe: broken.recipes[0]!.recipe, artifactDir: join(broken.outDir, 'artifacts', 'loupe.Model', '1.0.1') };
     // The same root, the same components (camera off: no new frames); the uploader now has keys for the object store.
-    const file = await writeInitConfig({ cameraEnabled: false, model, uploaderSetenv: { AWS_ACCESS_KEY_ID: LOCAL_STACK_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: LOCAL_STACK_CREDENTIALS.secretAccessKey } });
+    const file = await writeInitConfig({ cameraEnabled: false, model, uploaderSetenv: { AWS_ACCESS_KEY_ID: store.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: store.credentials.secretAccessKey } });
     writeFileSync(probeFile(), '');
     const logFrom = statSync(join(root, 'logs', 'greengrass.log')).size;
     nucleus = startRealNucleus(root, file, nucleusLog());

@@ -14,8 +14,8 @@ import { buildModelComponent } from '../../cloud/publish/model-component.js';
 import { publishComponents } from '../../components/build/publish.js';
 import { silentLogger } from '../../lib/log.js';
 import { Nucleus } from '../../embedded/nucleus/nucleus.js';
-import { LOCAL_STACK_CREDENTIALS } from '../../contracts/local-stack.js';
 import { startObjectStore } from '../../embedded/objectstore/index.js';
+import { tesCredentials } from '../../embedded/objectstore/keys.js';
 import { ensureBuilt, until } from '../helpers/edge.js';
 import { tempRoot } from '../helpers/nucleus.js';
 import { componentProcesses } from '../helpers/procs.js';
@@ -179,8 +179,8 @@ describe('packaging build', () => {
   });
 
   it('the built x64 components run on the local nucleus as packaged (unzipped, digest-checked), on loupe.NodeRuntime\'s node', async () => {
-    const store = await startObjectStore({ dir: join(root, 's3'), buckets: ['loupe-incoming'], credentials: LOCAL_STACK_CREDENTIALS });
-    const nucleus = new Nucleus({ root: join(root, 'gg'), thingName: 'pkg-test', credentials: LOCAL_STACK_CREDENTIALS });
+    const store = await startObjectStore({ dir: join(root, 's3'), buckets: ['loupe-incoming'] });
+    const nucleus = new Nucleus({ root: join(root, 'gg'), thingName: 'pkg-test', credentials: () => tesCredentials(store.keysFile) });
     await nucleus.start();
     const client = await mqtt.connectAsync(nucleus.mqttUrl!);
     const results: Record<string, unknown>[] = [];

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { createLogger } from '../../components/common/log.js';
+import { createLogger } from '../../lib/log.js';
 import { parsePositiveInt } from '../../components/detector/options.js';
 import { DEFAULT_CALIBRATION_IMAGES } from '../../cloud/quantize/calibration.js';
 import { quantizeModel } from '../../cloud/quantize/quantize.js';

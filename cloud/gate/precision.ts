@@ -1,4 +1,4 @@
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 import { GATE_METRICS, type GateMetric } from './decide.js';
 
 /**

@@ -2,8 +2,8 @@ import { readdirSync, statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { LoupeError } from '../../components/common/errors.js';
-import { Progress } from '../../components/common/progress.js';
+import { LoupeError } from '../../lib/errors.js';
+import { Progress } from '../../lib/progress.js';
 import type { Detector } from '../../components/detector/detector.js';
 import { IMAGE_EXTENSIONS, readYoloDataset } from '../dataset/yolo-read.js';
 

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { sha256File } from '../../components/common/fsutil.js';
+import { sha256File } from '../../lib/fsutil.js';
 import type { Int8Config, PrecisionChoice } from '../gate/precision.js';
 import type { ModelScore } from '../gate/report.js';
 import type { ModelCard, TestMetrics } from '../training/card.js';

@@ -1,14 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { errorMessage } from '../common/errors.js';
-import { writeFileAtomic } from '../common/fsutil.js';
+import { errorMessage } from '../../lib/errors.js';
+import { writeFileAtomic } from '../../lib/fsutil.js';
 import { decodeImage } from '../detector/decode.js';
-import { hamming, imageHashes, parseHash, type ImageHashes } from '../common/image-hash.js';
+import { hamming, imageHashes, parseHash, type ImageHashes } from '../../lib/image-hash.js';
 
-export { hamming } from '../common/image-hash.js';
+export { hamming } from '../../lib/image-hash.js';
 
 /**
- * Perceptual hashes for de-duplicating near-identical frames (common/image-hash.ts: dHash and
+ * Perceptual hashes for de-duplicating near-identical frames (lib/image-hash.ts: dHash and
  * pHash from one pass over the pixels). loupe.Inference computes them from the pixels it decoded
  * for the detector and sends them in its result (`hashes`, loupe.result/2), so the uploader
  * normally decodes nothing; for a result without them it decodes the frame with the detector's
@@ -28,7 +28,7 @@ export async function phash(image: string | Uint8Array): Promise<bigint> {
 
 /**
  * Kept on disk beside the spool so a restart does not forget what was already sent. /2: hashes
- * from common/image-hash.ts (a /1 file holds sharp-made hashes, which do not compare: ignored).
+ * from lib/image-hash.ts (a /1 file holds sharp-made hashes, which do not compare: ignored).
  */
 export const DEDUP_SCHEMA = 'loupe.uploader.dedup/2';
 /** Cameras whose windows are kept (the most recently used); bounds the file with `window`. */

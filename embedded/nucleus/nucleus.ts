@@ -62,8 +62,8 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { errorMessage, LoupeError } from '../../components/common/errors.js';
-import { writeFileAtomic } from '../../components/common/fsutil.js';
+import { errorMessage, LoupeError } from '../../lib/errors.js';
+import { writeFileAtomic } from '../../lib/fsutil.js';
 import { startBroker, type EmbeddedBroker } from '../broker/broker.js';
 import { Authorizer } from './authorization.js';
 import { ComponentStore } from './componentmanager/store.js';
@@ -78,7 +78,7 @@ import type { State } from './lifecycle/service.js';
 import { IotCoreBridge } from './mqttproxy/bridge.js';
 import { registerMqttProxy } from './mqttproxy/mqttproxy.js';
 import { LocalPubSub } from './pubsub/pubsub.js';
-import { LOCAL_STACK_CREDENTIALS, TokenExchangeService, type Credentials, type CredentialsProvider } from './tes.js';
+import { NO_CREDENTIALS, TokenExchangeService, type Credentials, type CredentialsProvider } from './tes.js';
 import { DEFAULT_LOG_ROTATION, type LogRotation } from './lifecycle/rotating-log.js';
 
 export type { DeploymentRecord, DeploymentRequest } from './deployment/deployment.js';
@@ -182,7 +182,7 @@ export class Nucleus extends EventEmitter {
       pino({ name: 'nucleus', level: process.env.LOUPE_LOG_LEVEL ?? 'info', timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: join(this.root, 'logs', 'greengrass.log'), mkdir: true, sync: false }));
     this.store = new ComponentStore(this.root);
     this.ipc = new IpcServer({ socketPath: join(this.root, 'ipc.socket'), authenticate: (t) => this.kernel.principalOf(t), logger: this.logger.child({ module: 'ipc' }) });
-    const creds = opts.credentials ?? LOCAL_STACK_CREDENTIALS;
+    const creds = opts.credentials ?? NO_CREDENTIALS;
     this.tes = new TokenExchangeService({
       isValidToken: (t) => {
         const p = this.kernel.principalOf(t);

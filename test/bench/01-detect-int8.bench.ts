@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { datasetDir } from '../../components/common/paths.js';
+import { datasetDir } from '../../lib/paths.js';
 import { Detector } from '../../components/detector/detector.js';
 import { evaluate } from '../../cloud/evaluation/index.js';
 import { yoloDataset } from '../helpers/datasets.js';

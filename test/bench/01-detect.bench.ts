@@ -2,7 +2,7 @@ import { readdirSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { datasetDir } from '../../components/common/paths.js';
+import { datasetDir } from '../../lib/paths.js';
 import { decodeImage } from '../../components/detector/decode.js';
 import { Detector, detectorSessionOptions } from '../../components/detector/detector.js';
 import { inputPlan, TensorWriter } from '../../components/detector/letterbox.js';

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LoupeError } from '../../components/common/errors.js';
-import { datasetDir } from '../../components/common/paths.js';
+import { LoupeError } from '../../lib/errors.js';
+import { datasetDir } from '../../lib/paths.js';
 import { cameraConfigSchema } from '../../components/camera/config.js';
 import { FrameStore } from '../../components/camera/frame-store.js';
 import { JpegSplitter } from '../../components/camera/jpeg-splitter.js';
@@ -14,7 +14,7 @@ import { BoundedQueue } from '../../components/inference/queue.js';
 import { InferenceStats, pct } from '../../components/inference/telemetry.js';
 import { applyRoi, verdict } from '../../components/inference/verdict.js';
 import { parseConfig } from '../../components/ipc/config.js';
-import type { Detection, ResultMessage } from '../../components/ipc/topics.js';
+import type { Detection, ResultMessage } from '../../contracts/topics.js';
 import { uploaderConfigSchema } from '../../components/uploader/config.js';
 import { dhash, hamming, phash } from '../../components/uploader/dedup.js';
 import { prepareImage } from '../../components/uploader/image.js';
@@ -186,7 +186,7 @@ describe('perceptual de-duplication', () => {
 describe('de-duplication from the hashes Inference sends (loupe.result/2)', () => {
   it('hashes the pixels the detector decodes; the uploader uses carried hashes and reads no frame for them', async () => {
     const { decodeImage } = await import('../../components/detector/decode.js');
-    const { imageHashes } = await import('../../components/common/image-hash.js');
+    const { imageHashes } = await import('../../lib/image-hash.js');
     const { Deduper, frameHashes } = await import('../../components/uploader/dedup.js');
     // what Inference computes from its decoded frame is what the uploader computes from the file
     const carried = imageHashes(await decodeImage(jpegPath));

@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { datasetDir } from '../../components/common/paths.js';
+import { datasetDir } from '../../lib/paths.js';
 import { Detector } from '../../components/detector/detector.js';
 import { calibrationSet, evenlySpaced, writeCalibrationTensors } from '../../cloud/quantize/calibration.js';
 import { runCli } from '../helpers/cli.js';

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { makeServiceModel } from 'aws-iot-device-sdk-v2/dist/greengrasscoreipc/model_utils.js';
-import { errorMessage } from '../../../components/common/errors.js';
+import { errorMessage } from '../../../lib/errors.js';
 import type { Message, MessageHeaders } from './framing.js';
 import { IpcError } from './errors.js';
 import { MessageFlags, MessageType, RpcConnection, type StreamCallbacks, type StreamHandle } from './rpc.js';

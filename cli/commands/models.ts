@@ -12,6 +12,7 @@ import type { ModelStatus, ModelVersion, GateSummary } from '../../cloud/registr
 import { gateSummary, runGate, writeGateReport } from '../../cloud/gate/gate.js';
 import { loupeEvaluator } from '../../cloud/gate/evaluator.js';
 import type { GateReport } from '../../cloud/gate/report.js';
+import { deployedArtefact } from '../../cloud/registry/types.js';
 
 /**
  * `loupe models list|show|approve|reject|register|gate`: the model registry (SQLite + content-
@@ -43,6 +44,7 @@ function line(v: ModelVersion, champion?: string): string {
     (v.ref === champion ? 'champion' : '').padEnd(9),
     m === undefined ? '-'.padEnd(16) : `${mName} ${m.toFixed(3)}`.padEnd(16),
     `onnx ${v.artefacts.onnx.sha256.slice(0, 12)}`,
+    `runs ${v.fleetPrecision}${v.artefacts.onnxInt8 ? ` (int8 ${v.artefacts.onnxInt8.sha256.slice(0, 12)}${v.metrics.int8_map50 !== undefined ? `, mAP50 ${v.metrics.int8_map50.toFixed(3)}` : ''})` : ''}`,
     `data ${v.datasetVersion?.slice(0, 16) ?? '-'}`,
     `parent ${v.parentRef ?? '-'}`,
     v.source,
@@ -185,7 +187,8 @@ export function register(program: Command): void {
         if (o.champion && /\.onnx$/i.test(o.champion)) champion = { ref: resolve(o.champion), onnx: resolve(o.champion) };
         else {
           const v = o.champion ? await reg.mustGet(o.champion) : await reg.champion(o.group);
-          if (v) champion = { ref: v.ref, onnx: await reg.artefactPath(v, 'onnx') };
+          // The champion as the fleet runs it (fp32 or int8).
+          if (v) champion = { ref: v.ref, onnx: await reg.artefactPath(v, deployedArtefact(v).kind) };
         }
       } finally {
         reg.close();

@@ -87,6 +87,7 @@ export function gateSummary(report: GateReport, reportPath?: string): GateSummar
     threshold: report.config.threshold,
     tolerance: report.config.tolerance,
     reasons: report.reasons,
+    ...(report.fleetPrecision ? { fleetPrecision: report.fleetPrecision.deployed } : {}),
     ...(reportPath ? { reportPath } : {}),
   };
 }

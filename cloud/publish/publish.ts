@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { LoupeError } from '../../lib/errors.js';
 import { silentLogger } from '../../lib/log.js';
-import type { ModelVersion } from '../registry/types.js';
+import { deployedArtefact, type ModelVersion } from '../registry/types.js';
 import type { DeploymentComponent, FleetBackend, RunWith } from './backend.js';
 import type { DeploymentRow, FleetStore } from './fleet-store.js';
 import { buildModelComponent, MODEL_COMPONENT, nextVersion, type ArtefactFile } from './model-component.js';
@@ -43,7 +43,8 @@ export interface Published {
 
 export async function publishModel(i: PublishInput): Promise<Published> {
   const log = i.log ?? silentLogger;
-  const sha = i.model.artefacts.onnx.sha256;
+  // The file the fleet runs: the fp32 export or, when the gate chose it, its int8 quantization.
+  const sha = deployedArtefact(i.model).ref.sha256;
   const kind = i.backend.kind;
   const prior = i.store.componentFor(kind, MODEL_COMPONENT, i.model.ref, sha);
   if (prior?.state === 'created') {
@@ -71,7 +72,7 @@ export async function publishModel(i: PublishInput): Promise<Published> {
     files: i.files,
     uriFor: (f) => i.backend.uriFor(MODEL_COMPONENT, version, f),
     configuration: { name: i.model.group, modelRef: i.model.ref },
-    description: `loupe model ${i.model.ref} (onnx sha256 ${sha.slice(0, 12)}), published by loupe`,
+    description: `loupe model ${i.model.ref} (${i.model.fleetPrecision === 'int8' ? 'int8 ' : ''}onnx sha256 ${sha.slice(0, 12)}), published by loupe`,
   });
   if (built.artefacts.find((a) => a.name.endsWith('.onnx'))?.sha256 !== sha) {
     throw new LoupeError('PUBLISH_DIGEST', `the ONNX file given does not match registry version ${i.model.ref} (${sha})`, { input: i.files.map((f) => f.path).join(', ') });

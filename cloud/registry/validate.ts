@@ -8,7 +8,8 @@ import { sha256 } from '../../lib/fsutil.js';
  * What the registry checks before it stores a version, so the registry (and the fleet it feeds)
  * never holds a model the device could not run:
  * - the ONNX is loaded as the device's detector loads it (metadata and graph signature against
- *   the detection contract, onnxruntime session) and runs once on a blank frame;
+ *   the detection contract, onnxruntime session) and runs once on a blank frame; so is the int8
+ *   file when there is one, which must be an int8 graph with the same classes and input size;
  * - the checkpoint, when given, is a PyTorch zip archive (torch.save since 1.6) holding data.pkl;
  * - the model card, when given, describes this ONNX (files.onnx.sha256), its classes and task.
  */
@@ -87,8 +88,19 @@ async function checkCard(path: string, m: ValidatedModel): Promise<void> {
   if (card.task !== undefined && card.task !== m.info.task) throw bad('REGISTRY_CARD_MISMATCH', path, `card task ${JSON.stringify(card.task)} differs from the model's '${m.info.task}'`);
 }
 
-export async function validateModelArtefacts(input: { onnx: string; pt?: string; card?: string }): Promise<ValidatedModel> {
+/** The int8 file beside an fp32 export: an int8 graph of the same model (classes, input size). */
+async function checkInt8(path: string, fp32: ValidatedModel): Promise<ValidatedModel> {
+  const q = await checkOnnx(path);
+  if (q.info.precision !== 'int8') throw bad('REGISTRY_BAD_MODEL', path, `given as the int8 model, but its graph is ${q.info.precision} (no quantized nodes)`);
+  if (JSON.stringify(q.info.names) !== JSON.stringify(fp32.info.names) || q.info.imgsz.join('x') !== fp32.info.imgsz.join('x')) {
+    throw bad('REGISTRY_BAD_MODEL', path, `the int8 model (classes ${JSON.stringify(q.info.names)}, ${q.info.imgsz.join('x')}) is not a quantization of the fp32 one (classes ${JSON.stringify(fp32.info.names)}, ${fp32.info.imgsz.join('x')})`);
+  }
+  return q;
+}
+
+export async function validateModelArtefacts(input: { onnx: string; onnxInt8?: string; pt?: string; card?: string }): Promise<ValidatedModel> {
   const m = await checkOnnx(input.onnx);
+  if (input.onnxInt8) await checkInt8(input.onnxInt8, m);
   if (input.pt) await checkCheckpoint(input.pt);
   if (input.card) await checkCard(input.card, m);
   return m;

@@ -2,50 +2,35 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../lib/errors.js';
 import { writeFileAtomic } from '../../lib/fsutil.js';
-import { openImage } from './image.js';
+import { decodeImage } from '../detector/decode.js';
+import { hamming, imageHashes, parseHash, type ImageHashes } from '../../lib/image-hash.js';
+
+export { hamming } from '../../lib/image-hash.js';
 
 /**
- * Perceptual hashes (64 bits) for de-duplicating near-identical frames (a part standing still
- * under the camera). dHash: 9×8 grey thumbnail, one bit per horizontal gradient sign. pHash:
- * 32×32 grey thumbnail, 2-D DCT, the 8×8 lowest frequencies (DC left out) against their median.
- * Both via sharp (BMP through openImage); written here because they are a few lines over sharp's resize.
+ * Perceptual hashes for de-duplicating near-identical frames (lib/image-hash.ts: dHash and
+ * pHash from one pass over the pixels). loupe.Inference computes them from the pixels it decoded
+ * for the detector and sends them in its result (`hashes`, loupe.result/2), so the uploader
+ * normally decodes nothing; for a result without them it decodes the frame with the detector's
+ * own decoder, so both ways give the same bits.
  */
-export async function dhash(image: string | Buffer): Promise<bigint> {
-  const px = await (await openImage(image)).rotate().greyscale().resize(9, 8, { fit: 'fill', kernel: 'lanczos3' }).raw().toBuffer();
-  let h = 0n;
-  for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) h = (h << 1n) | (px[y * 9 + x]! < px[y * 9 + x + 1]! ? 1n : 0n);
-  return h;
+export async function frameHashes(image: string | Uint8Array): Promise<ImageHashes> {
+  return imageHashes(await decodeImage(image));
 }
 
-const N = 32;
-const COS = Array.from({ length: N }, (_, k) => Array.from({ length: N }, (_, n) => Math.cos(((2 * n + 1) * k * Math.PI) / (2 * N))));
-
-export async function phash(image: string | Buffer): Promise<bigint> {
-  const px = await (await openImage(image)).rotate().greyscale().resize(N, N, { fit: 'fill' }).raw().toBuffer();
-  // Separable DCT-II, only the 8 lowest frequencies in each direction are needed.
-  const rows: number[][] = [];
-  for (let y = 0; y < N; y++) rows.push(Array.from({ length: 8 }, (_, k) => COS[k]!.reduce((s, c, x) => s + c * px[y * N + x]!, 0)));
-  const coef: number[] = [];
-  for (let ky = 0; ky < 8; ky++) for (let kx = 0; kx < 8; kx++) coef.push(COS[ky]!.reduce((s, c, y) => s + c * rows[y]![kx]!, 0));
-  const ac = coef.slice(1);
-  const median = [...ac].sort((a, b) => a - b)[Math.floor(ac.length / 2)]!;
-  let h = 0n;
-  for (const c of coef) h = (h << 1n) | (c > median ? 1n : 0n);
-  return h;
+export async function dhash(image: string | Uint8Array): Promise<bigint> {
+  return parseHash((await frameHashes(image)).dhash);
 }
 
-export function hamming(a: bigint, b: bigint): number {
-  let x = a ^ b;
-  let n = 0;
-  while (x) {
-    x &= x - 1n;
-    n++;
-  }
-  return n;
+export async function phash(image: string | Uint8Array): Promise<bigint> {
+  return parseHash((await frameHashes(image)).phash);
 }
 
-/** Kept on disk beside the spool so a restart does not forget what was already sent. */
-export const DEDUP_SCHEMA = 'loupe.uploader.dedup/1';
+/**
+ * Kept on disk beside the spool so a restart does not forget what was already sent. /2: hashes
+ * from lib/image-hash.ts (a /1 file holds sharp-made hashes, which do not compare: ignored).
+ */
+export const DEDUP_SCHEMA = 'loupe.uploader.dedup/2';
 /** Cameras whose windows are kept (the most recently used); bounds the file with `window`. */
 export const DEDUP_MAX_CAMERAS = 64;
 
@@ -107,8 +92,11 @@ export class Deduper {
     this.trimCameras();
   }
 
-  async hash(image: string | Buffer): Promise<bigint> {
-    return this.cfg.hash === 'phash' ? phash(image) : dhash(image);
+  /** The configured hash of a frame: from the result when Inference sent it, else by decoding the frame. */
+  async hash(image: string | Uint8Array, carried?: Partial<ImageHashes>): Promise<{ hash: bigint; decoded: boolean }> {
+    const h = carried?.[this.cfg.hash];
+    if (typeof h === 'string' && /^[0-9a-f]{16}$/.test(h)) return { hash: parseHash(h), decoded: false };
+    return { hash: parseHash((await frameHashes(image))[this.cfg.hash]), decoded: true };
   }
 
   get algo(): 'dhash' | 'phash' {

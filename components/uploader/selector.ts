@@ -22,6 +22,8 @@ export interface SelectorStats {
   byReason: Record<string, number>;
   notSelected: number;
   duplicates: number;
+  /** selected frames the uploader had to decode for their hash (results without `hashes`) */
+  hashedHere: number;
   rateLimited: number;
   refused: number;
   evicted: number;
@@ -37,7 +39,7 @@ export function uploadKeys(prefix: string, thing: string, r: { frameId: string; 
 }
 
 export class Selector {
-  readonly stats: SelectorStats = { received: 0, selected: 0, byReason: {}, notSelected: 0, duplicates: 0, rateLimited: 0, refused: 0, evicted: 0, errors: 0 };
+  readonly stats: SelectorStats = { received: 0, selected: 0, byReason: {}, notSelected: 0, duplicates: 0, hashedHere: 0, rateLimited: 0, refused: 0, evicted: 0, errors: 0 };
   private policies: Policy[];
   private readonly dedup: Deduper;
 
@@ -78,7 +80,9 @@ export class Selector {
     try {
       let hash: bigint | undefined;
       if (this.cfg.dedup.enabled) {
-        hash = await this.dedup.hash(r.path);
+        const h = await this.dedup.hash(r.path, r.hashes);
+        hash = h.hash;
+        if (h.decoded) this.stats.hashedHere++;
         if (this.dedup.isDuplicate(r.camera, hash)) {
           this.stats.duplicates++;
           return false;

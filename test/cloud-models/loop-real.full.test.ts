@@ -82,7 +82,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     dist?.remove();
   });
 
-  async function home(name: string, gate: LoopConfigInput['gate']): Promise<string> {
+  async function home(name: string, gate: LoopConfigInput['gate'], int8?: LoopConfigInput['int8']): Promise<string> {
     const h = join(dir, name);
     await mkdir(h, { recursive: true });
     const metal = datasetDir('metal-tags');
@@ -92,6 +92,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
       labeling: { backend: 'simulated', workersPerImage: 2, cap: 8, seed: 3 },
       train: { epochs: 1, imgsz: 160, batch: 16, workers: 1, device: 'cpu' },
       gate,
+      ...(int8 ? { int8 } : {}),
       fleet: { backend: 'local', nucleusRoot: stack.nucleus.root, thingName: stack.thingName, mqttUrl: broker.url, minResults: 1, confirmTimeoutSeconds: 120 },
     };
     await writeFile(join(h, 'loop.json'), JSON.stringify(config, null, 2));
@@ -107,7 +108,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     expect(report.status).toBe('halted');
     expect(report.halt).toMatch(/gate rejected metal-tags:2: the fleet keeps metal-tags:1/);
     expect(report.steps.map((s: { name: string; status: string }) => `${s.name}:${s.status}`)).toEqual([
-      ...STEP_NAMES.slice(0, 8).map((s) => `${s}:done`),
+      ...STEP_NAMES.slice(0, STEP_NAMES.indexOf('register') + 1).map((s) => `${s}:done`),
       'publish:skipped',
       'deploy:skipped',
       'confirm:skipped',
@@ -138,13 +139,14 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
   it('killed after each step (and mid-training) resumes and finishes with no duplicate labels, models or deployments', async () => {
     // The gate is opened wide here so the run goes through publish, deploy and confirm with a
     // CI-sized challenger; the gate's own rule is tested above and in gate.test.ts.
-    const h = await home('crash', { metric: 'map50', threshold: 0, tolerance: 1 });
+    // int8 is opened wide too, so the device ends up running the challenger's int8 file.
+    const h = await home('crash', { metric: 'map50', threshold: 0, tolerance: 1 }, { tolerance: 1 });
     const deploymentsBefore = stack.nucleus.listDeployments().length;
     const crashes: string[] = [];
     for (const step of STEP_NAMES) {
       if (step === 'train') {
         // A kill from outside while train.py is running (its child survives the SIGKILL; the resumed run stops it).
-        const mid = await loopRun(h, {}, { stderr: /loop \[5\/11\] train/, afterMs: 4000 });
+        const mid = await loopRun(h, {}, { stderr: /loop \[5\/\d+\] train/, afterMs: 4000 });
         expect(mid.signal, mid.stderr.slice(-2000)).toBe('SIGKILL');
         crashes.push('train:mid');
       }
@@ -170,10 +172,13 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     } finally {
       db.close();
     }
-    // Models: the seed and one challenger.
+    // Models: the seed and one challenger, whose int8 file the gate chose for the fleet.
     const reg = openRegistry(join(h, 'registry'));
     try {
       expect((await reg.list()).map((v) => `${v.ref}:${v.status}`)).toEqual(['metal-tags:1:approved', 'metal-tags:2:approved']);
+      const v2 = await reg.mustGet('metal-tags:2');
+      expect(v2.fleetPrecision).toBe('int8');
+      expect(report.outputs.register).toMatchObject({ fleetPrecision: 'int8', onnxSha256: v2.artefacts.onnxInt8!.sha256 });
     } finally {
       reg.close();
     }
@@ -191,7 +196,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     const newSha = report.outputs.register.onnxSha256;
     await new Promise((res) => setTimeout(res, 1500));
     expect(results.filter((r) => r.model.sha256 === newSha).length).toBeGreaterThan(0);
-    expect(results.at(-1)?.model).toMatchObject({ version: '1.0.1', sha256: newSha });
+    expect(results.at(-1)?.model).toMatchObject({ version: '1.0.1', sha256: newSha, precision: 'int8' });
     // No trainer left behind by the killed attempts.
     const trainers = readdirSync('/proc')
       .filter((p) => /^\d+$/.test(p))

@@ -11,6 +11,7 @@ import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/i
 import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
 import { ensureBuilt, until } from '../helpers/edge.js';
 import { fixtureModel } from '../helpers/models.js';
+import { frameHashes } from '../../components/uploader/dedup.js';
 import { tempRoot } from '../helpers/nucleus.js';
 
 /**
@@ -143,6 +144,13 @@ describe('loupe suite on the local nucleus', () => {
     const n = await drop([...bad.slice(0, 6), ...good.slice(0, 4)]);
     const results = await waitResults(0, n);
     expect(results.map((r) => r.model.version)).toEqual(results.map(() => '1.0.0'));
+    // loupe.result/2: the model's precision, and the hashes of the pixels the detector decoded
+    // (the uploader de-duplicates with them instead of reading the frame again).
+    for (const r of results) {
+      expect(r).toMatchObject({ schema: 'loupe.result/2', model: { precision: 'fp32' } });
+      expect(r.hashes).toEqual(await frameHashes(r.path)); // the frame store's copy of the frame
+    }
+    expect(stack.telemetry.uploader?.hashedHere ?? 0).toBe(0);
     const fails = results.filter((r) => r.verdict === 'fail');
     expect(fails.length).toBeGreaterThan(0);
     expect(results.some((r) => r.verdict === 'pass')).toBe(true);

@@ -85,14 +85,14 @@ describe('uploader de-duplication across restarts', () => {
     expect(await run2.selector.handle(result('cam1-run2-0000001', images[0]!))).toBe(false);
   });
 
-  it('keeps the window bounded and versioned; a foreign, corrupt or other-hash file starts empty', async () => {
+  it('keeps the window bounded and versioned; a foreign, corrupt, other-hash or older (/1: sharp-made hashes) file starts empty', async () => {
     const dir = join(tmp, 'c');
     const file = join(dir, '.dedup.json');
     const d = new Deduper({ hash: 'dhash', maxDistance: 0, window: 5 }, { file, log: silentLogger });
     await d.load();
     for (let i = 0n; i < 20n; i++) await d.remember(i % 2n ? 'cam1' : 'cam2', 1000n + i);
     const saved = JSON.parse(await readFile(file, 'utf8')) as { schema: string; hash: string; cameras: Record<string, string[]> };
-    expect(saved.schema).toBe('loupe.uploader.dedup/1');
+    expect(saved.schema).toBe('loupe.uploader.dedup/2');
     expect(saved.hash).toBe('dhash');
     expect(Object.values(saved.cameras).map((l) => l.length)).toEqual([5, 5]);
     const again = new Deduper({ hash: 'dhash', maxDistance: 0, window: 5 }, { file, log: silentLogger });
@@ -108,7 +108,7 @@ describe('uploader de-duplication across restarts', () => {
     const p = new Deduper({ hash: 'phash', maxDistance: 0, window: 5 }, { file, log: silentLogger });
     await p.load();
     expect(p.isDuplicate('cam1', 1019n)).toBe(false);
-    for (const bad of ['{"schema":"loupe.uploader.dedup/9","hash":"dhash","cameras":{"cam1":["3fb"]}}', '{not json', '[]', '{"schema":"loupe.uploader.dedup/1","hash":"dhash","cameras":{"cam1":["zz"]}}']) {
+    for (const bad of ['{"schema":"loupe.uploader.dedup/9","hash":"dhash","cameras":{"cam1":["3fb"]}}', '{not json', '[]', '{"schema":"loupe.uploader.dedup/2","hash":"dhash","cameras":{"cam1":["zz"]}}', '{"schema":"loupe.uploader.dedup/1","hash":"dhash","cameras":{"cam1":["3fb"]}}']) {
       await writeFile(file, bad);
       const x = new Deduper({ hash: 'dhash', maxDistance: 0, window: 5 }, { file, log: silentLogger });
       await x.load();

@@ -115,6 +115,7 @@ export class SageMakerRegistryMirror {
       found = await this.remote.register({
         group: v.group,
         onnx: await this.local.artefactPath(v, 'onnx'),
+        ...(v.artefacts.onnxInt8 ? { onnxInt8: await this.local.artefactPath(v, 'onnxInt8'), fleetPrecision: v.fleetPrecision } : {}),
         ...(v.artefacts.pt ? { pt: await this.local.artefactPath(v, 'pt') } : {}),
         ...(v.artefacts.card ? { card: await this.local.artefactPath(v, 'card') } : {}),
         metrics: v.metrics,

@@ -60,9 +60,23 @@ export interface Recipe {
   manifests: Manifest[];
   /** Top-level Lifecycle of the older selection-keyed form ({all: {...}, linux: {...}}). */
   selectionLifecycles?: Record<string, Lifecycle>;
+  /**
+   * A component defined inline in the nucleus configuration (an init-config `services` entry)
+   * rather than by a recipe: its lifecycle is used as written (the real nucleus interpolates
+   * recipe variables only when it deploys a recipe), it has no artefacts.
+   */
+  inline?: InlineDefinition;
   /** Where it came from, for messages. */
   source: string;
   warnings: string[];
+}
+
+export interface InlineDefinition {
+  lifecycle: Lifecycle;
+  /** Whether the configuration gave a version (artefact folders exist only for versioned services). */
+  versioned: boolean;
+  /** services.<name>.runWith.posixUser, if set. */
+  posixUser?: string;
 }
 
 /** A recipe resolved for this device: the manifest that matched, its lifecycle and artifacts. */
@@ -140,7 +154,7 @@ class RecipeReader {
     }
     const rp = this.get(o, 'RequiresPrivilege', path);
     const skipIf = this.str(o, 'SkipIf', path, false);
-    if (skipIf !== undefined && !/^(onpath|exists)\s+\S/.test(skipIf.trim())) this.fail(join(path, 'SkipIf'), `must be "onpath <program>" or "exists <file>", got "${skipIf}"`);
+    if (skipIf !== undefined && !/^!?\s*(onpath|exists)\s+\S/.test(skipIf.trim())) this.fail(join(path, 'SkipIf'), `must be "onpath <program>" or "exists <file>" (optionally after "!"), got "${skipIf}"`);
     return {
       script,
       ...(timeout !== undefined ? { timeout } : {}),
@@ -299,6 +313,11 @@ export function parseRecipe(text: string, source: string, format?: 'json' | 'yam
   };
 }
 
+/** A lifecycle map written inline (init-config `services.<name>.lifecycle`), validated as in recipes. */
+export function parseLifecycle(v: unknown, path: string, source: string): Lifecycle {
+  return new RecipeReader(source).lifecycle(v, path);
+}
+
 export async function readRecipeFile(path: string): Promise<Recipe> {
   const ext = extname(path).toLowerCase();
   if (!['.json', '.yaml', '.yml'].includes(ext)) throw new LoupeError('RECIPE_INVALID', 'a recipe file must end in .json, .yaml or .yml', { input: path });
@@ -338,6 +357,7 @@ export function resolveForPlatform(recipe: Recipe, device: DevicePlatform = devi
   if (!manifest && recipe.manifests.length > 0) {
     throw new LoupeError('RECIPE_NO_PLATFORM', `${recipe.name}@${recipe.version}: no manifest matches this device (os ${device.os}, architecture ${device.architecture})`, { input: recipe.source });
   }
+  if (recipe.inline) return { ...recipe, lifecycle: recipe.inline.lifecycle, artifacts: [] };
   let lifecycle: Lifecycle = { setenv: {}, steps: {} };
   if (manifest?.lifecycle) lifecycle = manifest.lifecycle;
   else if (recipe.selectionLifecycles) {

@@ -103,6 +103,7 @@ export class IpcServer {
       // Like the real nucleus's workaround for deep roots: bind somewhere short and leave a
       // link at the requested place; components are given the short path.
       this.shortDir = await mkdtemp(join(tmpdir(), 'gg-ipc-'));
+      await chmod(this.shortDir, 0o755); // components may run as another user
       listenPath = join(this.shortDir, 'ipc.socket');
     }
     const server = createServer((socket) => this.accept(socket));
@@ -114,7 +115,8 @@ export class IpcServer {
       });
     });
     server.on('error', (e) => this.opts.logger.error({ err: e.message }, 'ipc server error'));
-    await chmod(listenPath, 0o600);
+    // As the real nucleus: anyone may connect; a connection is only accepted with a component's token.
+    await chmod(listenPath, 0o666);
     if (listenPath !== requested) await symlink(listenPath, requested);
     this.server = server;
     this.connectPath = listenPath;

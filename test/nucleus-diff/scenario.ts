@@ -251,8 +251,9 @@ function components(): Record<string, Component> {
       settled: (s) => last(s) === 'FINISHED',
     },
     'diff.RunFail': {
-      // The sleep keeps the failure after the RUNNING report (a script that dies at once races it).
-      lifecycle: { run: 'echo run >> trace.txt; sleep 1; exit 3', recover: 'echo recover >> trace.txt', shutdown: 'echo shutdown >> trace.txt' },
+      // The sleep keeps the failure after the RUNNING report: an error is counted for the state
+      // the service is in when it is reported, and a script that dies at once races that report.
+      lifecycle: { run: 'echo run >> trace.txt; sleep 3; exit 3', recover: 'echo recover >> trace.txt', shutdown: 'echo shutdown >> trace.txt' },
       settled: (s) => last(s) === 'BROKEN',
     },
     'diff.Startup': {
@@ -389,14 +390,25 @@ export function probeRecords(root: string, name: string): ProbeRecord[] {
     .map((l) => JSON.parse(l) as ProbeRecord);
 }
 
-/** Wait until every component of the scenario is settled (probes done, lifecycles at rest). */
-export async function waitSettled(s: Scenario, n: RunningNucleus, timeoutMs: number): Promise<string[]> {
+/**
+ * Wait until every component of the scenario is settled: probes done, lifecycles at their end
+ * state, and no state change anywhere for `quietMs` (the real nucleus takes a moment for the
+ * transitions that follow, FINISHED -> STOPPING -> FINISHED say, on a loaded machine).
+ */
+export async function waitSettled(s: Scenario, n: RunningNucleus, timeoutMs: number, quietMs = 3000): Promise<string[]> {
   const deadline = Date.now() + timeoutMs;
+  let last = '';
+  let since = Date.now();
   for (;;) {
+    const snapshot = JSON.stringify(Object.keys(s.components).map((name) => n.states(name)));
+    if (snapshot !== last) {
+      last = snapshot;
+      since = Date.now();
+    }
     const pending = Object.entries(s.components)
       .filter(([name, c]) => !c.settled(n.states(name), probeRecords(n.root, name).some((r) => r.op === 'done')))
       .map(([name]) => name);
-    if (pending.length === 0 || Date.now() > deadline) return pending;
+    if ((pending.length === 0 && Date.now() - since >= quietMs) || Date.now() > deadline) return pending;
     await new Promise((r) => setTimeout(r, 250));
   }
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import yazl from 'yazl';
 import { Nucleus, type NucleusOptions } from '../../embedded/nucleus/nucleus.js';
-import { agentRecords, removeRoot, stepResult, tempRoot, until, waitForRecord, writeAgentRecipe, writeRecipe } from '../helpers/nucleus.js';
+import { agentRecords, removeRoot, sharedDir, stepResult, tempRoot, until, waitForRecord, writeAgentRecipe, writeRecipe } from '../helpers/nucleus.js';
 
 /**
  * Deployments with real components: dependency resolution and start order, recipe variables,
@@ -260,7 +260,7 @@ describe('local deployments', () => {
       name: 'cfg.App',
       config: { a: 1, b: { c: 2 } },
       steps: [{ op: 'subscribeConfig', keyPath: [] }],
-      lifecycle: { Shutdown: `echo bye > ${join(root, 'shutdown-ran')}` },
+      lifecycle: { Shutdown: `echo bye > ${join(sharedDir(root), 'shutdown-ran')}` },
     });
     expect((await n.deploy({ recipeDir: rdir, merge: { 'cfg.App': '1.0.0' }, configurationUpdate: { 'cfg.App': { merge: { b: { c: 20, d: 3 } } } } })).status).toBe('SUCCEEDED');
     expect(n.configuration('cfg.App')).toMatchObject({ a: 1, b: { c: 20, d: 3 } });
@@ -282,7 +282,7 @@ describe('local deployments', () => {
     const removed = await n.deploy({ remove: ['cfg.App'] });
     expect(removed.status).toBe('SUCCEEDED');
     expect(n.status().components).toEqual([]);
-    expect(readFileSync(join(root, 'shutdown-ran'), 'utf8')).toBe('bye\n');
+    expect(readFileSync(join(sharedDir(root), 'shutdown-ran'), 'utf8')).toBe('bye\n');
     expect(agentRecords(root, 'cfg.App').some((r) => r.op === 'sigterm')).toBe(true);
   });
 

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import semver from 'semver';
 import { parse as parseYaml } from 'yaml';
 import { LoupeError } from '../../components/common/errors.js';
-import { parseLifecycle, type Dependency, type Lifecycle, type Recipe } from './componentmanager/recipe.js';
+import { parseLifecycle, validComponentName, type Dependency, type Lifecycle, type Recipe } from './componentmanager/recipe.js';
 import { BUILTIN_COMPONENTS } from './deployment/resolve.js';
 import type { LogRotation } from './lifecycle/rotating-log.js';
 
@@ -128,7 +128,7 @@ export function parseInitConfig(text: string, source: string): InitConfig {
   for (const [name, def] of Object.entries(services)) {
     if (name === 'main' || name === NUCLEUS || BUILTIN_COMPONENTS[name]) continue;
     const path = `services.${name}`;
-    if (!/^[A-Za-z0-9\-_.]{1,128}$/.test(name)) r.fail(path, 'is not a valid component name');
+    if (!validComponentName(name)) r.fail(path, 'is not a valid component name');
     if (!isObj(def)) r.fail(path, 'must be a map');
     const versionText = r.str(def, 'version', path);
     if (versionText !== undefined && !semver.valid(versionText)) r.fail(`${path}.version`, `must be a semantic version, got "${versionText}"`);

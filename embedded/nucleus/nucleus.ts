@@ -71,7 +71,9 @@ import { ConfigValidator, registerConfigIpc } from './config/ipc.js';
 import { ConfigStore } from './config/store.js';
 import { registerCliIpc } from './deployment/cli-ipc.js';
 import { DeploymentManager, type DeploymentRecord, type DeploymentRequest } from './deployment/deployment.js';
-import { IpcServer } from './ipc/server.js';
+import { IpcServer, type IpcStats } from './ipc/server.js';
+import type { ConnectionLimits } from './ipc/rpc.js';
+import { DEFAULT_MAX_CONFIGURATION_BYTES } from './config/store.js';
 import { LifecycleIpc } from './lifecycle/ipc.js';
 import { CLI_PRINCIPAL, Kernel } from './lifecycle/kernel.js';
 import type { State } from './lifecycle/service.js';
@@ -148,6 +150,10 @@ export interface NucleusOptions {
    * place of the last deployment, as the real nucleus starts the services of its config file.
    */
   initialComponents?: { recipes: Recipe[]; roots: string[] };
+  /** IPC limits: Connect deadline, pre-Connect message size, streams and queued output per connection, connections. */
+  ipc?: { limits?: Partial<ConnectionLimits>; maxConnections?: number };
+  /** Largest configuration a component may have, as JSON (default 8 MiB): bigger deployments fail before anything changes. */
+  maxConfigurationBytes?: number;
 }
 
 export interface ComponentStatus {
@@ -235,7 +241,13 @@ export class Nucleus extends EventEmitter {
       opts.logger ??
       pino({ name: 'nucleus', level: process.env.LOUPE_LOG_LEVEL ?? 'info', timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: join(this.root, 'logs', 'greengrass.log'), mkdir: true, sync: false }));
     this.store = new ComponentStore(this.root);
-    this.ipc = new IpcServer({ socketPath: join(this.root, 'ipc.socket'), authenticate: (t) => this.kernel.principalOf(t), logger: this.logger.child({ module: 'ipc' }) });
+    this.ipc = new IpcServer({
+      socketPath: join(this.root, 'ipc.socket'),
+      authenticate: (t) => this.kernel.principalOf(t),
+      logger: this.logger.child({ module: 'ipc' }),
+      ...(opts.ipc?.limits ? { limits: opts.ipc.limits } : {}),
+      ...(opts.ipc?.maxConnections !== undefined ? { maxConnections: opts.ipc.maxConnections } : {}),
+    });
     const creds = opts.credentials ?? LOCAL_STACK_CREDENTIALS;
     this.tes = new TokenExchangeService({
       isValidToken: (t) => {
@@ -271,7 +283,7 @@ export class Nucleus extends EventEmitter {
     this.lifecycleIpc = new LifecycleIpc(this.kernel, this.authz, this.logger.child({ module: 'lifecycle-ipc' }));
     this.pubsub = new LocalPubSub(this.authz);
     this.pubsub.register(this.ipc);
-    registerConfigIpc(this.ipc, this.config);
+    registerConfigIpc(this.ipc, this.config, opts.maxConfigurationBytes ?? DEFAULT_MAX_CONFIGURATION_BYTES);
     this.validator.register(this.ipc);
     this.lifecycleIpc.register(this.ipc);
     registerMqttProxy(this.ipc, this.authz, () => this.bridge);
@@ -311,6 +323,7 @@ export class Nucleus extends EventEmitter {
         validator: this.validator,
         logger: this.logger.child({ module: 'deployment' }),
         interpolateConfiguration: this.opts.interpolateComponentConfiguration === true,
+        maxConfigurationBytes: this.maxConfigurationBytes,
       });
       registerCliIpc(this.ipc, { kernel: this.kernel, deployments: this.deployments, authz: this.authz, config: this.config });
       await this.ipc.listen();
@@ -417,6 +430,15 @@ export class Nucleus extends EventEmitter {
   /** IPC connections open right now (tests, status). */
   get ipcConnections(): number {
     return this.ipc.connectionCount;
+  }
+
+  /** What the IPC limits did (refused connections and streams, slow streams ended, peak queued output). */
+  get ipcStats(): IpcStats {
+    return { ...this.ipc.stats };
+  }
+
+  get maxConfigurationBytes(): number {
+    return this.opts.maxConfigurationBytes ?? DEFAULT_MAX_CONFIGURATION_BYTES;
   }
 
   async stop(): Promise<void> {

@@ -86,6 +86,11 @@ export interface PlatformRecipe extends Recipe {
 }
 
 const NAME_RE = /^[A-Za-z0-9\-_.]{1,128}$/;
+
+/** A component name is also a folder name in the store: "." and ".." would climb out of it. */
+export function validComponentName(name: string): boolean {
+  return NAME_RE.test(name) && !/^\.+$/.test(name);
+}
 const COMPONENT_TYPES = new Set(['aws.greengrass.generic', 'aws.greengrass.lambda', 'aws.greengrass.plugin', 'aws.greengrass.nucleus']);
 
 type Obj = Record<string, unknown>;
@@ -237,7 +242,7 @@ export function parseRecipe(text: string, source: string, format?: 'json' | 'yam
   const formatVersion = r.str(o, 'RecipeFormatVersion', '', true)!;
   if (formatVersion !== '2020-01-25') r.fail('RecipeFormatVersion', `must be "2020-01-25", got "${formatVersion}"`);
   const name = r.str(o, 'ComponentName', '', true)!;
-  if (!NAME_RE.test(name)) r.fail('ComponentName', `must be 1-128 characters of letters, digits, "-", "_" and ".", got "${name}"`);
+  if (!validComponentName(name)) r.fail('ComponentName', `must be 1-128 characters of letters, digits, "-", "_" and "." (not only dots), got "${name}"`);
   const version = r.str(o, 'ComponentVersion', '', true)!;
   if (!semver.valid(version)) r.fail('ComponentVersion', `must be a semantic version such as 1.0.0, got "${version}"`);
   const type = r.str(o, 'ComponentType', '', false);
@@ -256,7 +261,7 @@ export function parseRecipe(text: string, source: string, format?: 'json' | 'yam
   if (deps !== undefined && deps !== null) {
     for (const [dep, spec] of Object.entries(r.obj(deps, 'ComponentDependencies'))) {
       const path = join('ComponentDependencies', dep);
-      if (!NAME_RE.test(dep)) r.fail(path, 'is not a valid component name');
+      if (!validComponentName(dep)) r.fail(path, 'is not a valid component name');
       const so = spec === null || spec === undefined ? {} : r.obj(spec, path);
       const range = r.str(so, 'VersionRequirement', path, false) ?? '*';
       if (semver.validRange(range) === null) r.fail(join(path, 'VersionRequirement'), `must be a semver range such as ">=1.0.0 <2.0.0", got "${range}"`);

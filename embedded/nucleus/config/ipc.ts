@@ -17,7 +17,7 @@ function keyPathOf(v: unknown, field = 'keyPath'): string[] {
   return v as string[];
 }
 
-export function registerConfigIpc(server: IpcServer, config: ConfigStore): void {
+export function registerConfigIpc(server: IpcServer, config: ConfigStore, maxBytes: number): void {
   server.register('GetConfiguration', (req, ctx) => {
     const componentName = typeof req.componentName === 'string' && req.componentName ? req.componentName : ctx.principal;
     const keyPath = keyPathOf(req.keyPath);
@@ -34,6 +34,8 @@ export function registerConfigIpc(server: IpcServer, config: ConfigStore): void 
     const ts = req.timestamp;
     if (typeof ts !== 'number' || !Number.isFinite(ts)) throw invalidArguments('Timestamp is required');
     if (req.valueToMerge === undefined || req.valueToMerge === null) throw invalidArguments('ValueToMerge is required');
+    const size = Buffer.byteLength(JSON.stringify(config.get(ctx.principal) ?? {})) + Buffer.byteLength(JSON.stringify(req.valueToMerge));
+    if (size > maxBytes) throw invalidArguments(`The configuration of ${ctx.principal} would grow past ${maxBytes} bytes`);
     config.update(ctx.principal, keyPath, req.valueToMerge, Math.round(ts * 1000));
     return {};
   });

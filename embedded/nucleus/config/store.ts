@@ -201,6 +201,12 @@ function mapPaths(v: unknown, prefix: string[] = []): string[][] {
 /** Modification time Greengrass gives values that come from a recipe's DefaultConfiguration. */
 export const DEFAULT_MODTIME = 1;
 
+/**
+ * Largest configuration one component may hold, as JSON. GetConfiguration answers it whole in one
+ * IPC message (24 MiB at most), so deployments and UpdateConfiguration keep well under that.
+ */
+export const DEFAULT_MAX_CONFIGURATION_BYTES = 8 * 1024 * 1024;
+
 /** The configuration key components may not write over IPC (their own permissions). */
 export const ACCESS_CONTROL = 'accessControl';
 

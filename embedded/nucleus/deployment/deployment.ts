@@ -95,7 +95,16 @@ export class DeploymentManager {
   private readonly lastGoodFile: string;
 
   constructor(
-    private readonly opts: { root: string; kernel: Kernel; store: ComponentStore; lifecycle: LifecycleIpc; validator: ConfigValidator; logger: Logger; interpolateConfiguration?: boolean },
+    private readonly opts: {
+      root: string;
+      kernel: Kernel;
+      store: ComponentStore;
+      lifecycle: LifecycleIpc;
+      validator: ConfigValidator;
+      logger: Logger;
+      interpolateConfiguration?: boolean;
+      maxConfigurationBytes: number;
+    },
   ) {
     this.dir = join(opts.root, 'deployments');
     this.lastGoodFile = join(opts.root, 'config', 'last-good.json');
@@ -226,6 +235,10 @@ export class DeploymentManager {
         // configuration values, accessControl included, are filled in now, as the real
         // KernelConfigResolver does; otherwise values stay as written.
         const config = this.opts.interpolateConfiguration && !r.recipe.inline ? (interpolateSystemValues(resolvedConfig.config, kernel.variableContext(name, r.version)) as Record<string, unknown>) : resolvedConfig.config;
+        const bytes = Buffer.byteLength(JSON.stringify(config));
+        if (bytes > this.opts.maxConfigurationBytes) {
+          throw new LoupeError('CONFIG_TOO_LARGE', `its configuration would be ${bytes} bytes of JSON; at most ${this.opts.maxConfigurationBytes} (components read it whole over IPC)`, { input: name });
+        }
         target.set(name, { name, version: r.version, recipe: r.recipe, config, times, root: roots.has(name) });
       }
       for (const t of target.values()) {

@@ -8,7 +8,8 @@ import { makeServiceModel } from 'aws-iot-device-sdk-v2/dist/greengrasscoreipc/m
 import { errorMessage } from '../../../components/common/errors.js';
 import type { Message, MessageHeaders } from './framing.js';
 import { IpcError } from './errors.js';
-import { MessageFlags, MessageType, RpcConnection, type StreamCallbacks, type StreamHandle } from './rpc.js';
+import { MAX_MESSAGE_SIZE } from './framing.js';
+import { DEFAULT_LIMITS, MessageFlags, MessageType, RpcConnection, type ConnectionLimits, type StreamCallbacks, type StreamHandle } from './rpc.js';
 
 /**
  * The GreengrassCoreIPC service on a Unix socket. Operation names, response/event shape names
@@ -66,17 +67,38 @@ export interface IpcServerOptions {
   /** Map a Connect's authToken to a principal, or undefined to reject the connection. */
   authenticate(authToken: string): string | undefined;
   logger: Logger;
+  /** Per-connection limits (Connect deadline, pre-Connect message size, streams, queued output). */
+  limits?: Partial<ConnectionLimits>;
+  /** Open connections at most (default 512); more are closed at once and logged. */
+  maxConnections?: number;
 }
+
+/** What the limits did, for status and tests. */
+export interface IpcStats {
+  connectionsRefused: number;
+  streamsRefused: number;
+  slowStreamsClosed: number;
+  /** The most output ever queued for one connection, in bytes. */
+  peakQueuedBytes: number;
+  oversizeAnswers: number;
+}
+
+/** Largest JSON body we send in one message (the frame limit less room for headers). */
+const MAX_BODY = MAX_MESSAGE_SIZE - 64 * 1024;
 
 export class IpcServer {
   private readonly handlers = new Map<string, OperationHandler>();
+  readonly stats: IpcStats = { connectionsRefused: 0, streamsRefused: 0, slowStreamsClosed: 0, peakQueuedBytes: 0, oversizeAnswers: 0 };
+  private readonly limits: ConnectionLimits;
   private readonly connections = new Set<RpcConnection>();
   private server: Server | undefined;
   private shortDir: string | undefined;
   /** The path clients connect to (short even when the requested path is long). */
   connectPath = '';
 
-  constructor(private readonly opts: IpcServerOptions) {}
+  constructor(private readonly opts: IpcServerOptions) {
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  }
 
   /** Register a handler by short name, e.g. "PublishToTopic". */
   register(name: string, handler: OperationHandler): void {
@@ -139,6 +161,12 @@ export class IpcServer {
   }
 
   private accept(socket: Socket): void {
+    if (this.connections.size >= (this.opts.maxConnections ?? 512)) {
+      this.stats.connectionsRefused++;
+      this.opts.logger.warn({ open: this.connections.size }, 'too many ipc connections; refusing a new one');
+      socket.destroy();
+      return;
+    }
     const conn = new RpcConnection(
       socket,
       {
@@ -160,9 +188,15 @@ export class IpcServer {
           return principal;
         },
         openStream: (stream, first, flags) => this.openStream(stream, first, flags),
+        refuseStream: (stream, reason) => {
+          this.stats.streamsRefused++;
+          const e = new IpcError('ServiceError', `Cannot open another stream: ${reason}`);
+          stream.send(MessageType.ApplicationError, MessageFlags.TerminateStream, { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: e.modelType } }, Buffer.from(JSON.stringify(e.body())));
+        },
         onClosed: (c) => this.connections.delete(c),
       },
       this.opts.logger,
+      this.limits,
     );
     this.connections.add(conn);
   }
@@ -197,8 +231,24 @@ export class IpcServer {
         }
       }
     };
+    const conn = stream.connection;
     const sendEvent = (body: Buffer) => {
       if (stream.closed || !eventHeaders) return;
+      if (body.length > MAX_BODY) {
+        this.opts.logger.warn({ principal: conn.principal, operation: stream.operation, bytes: body.length }, 'event larger than the IPC message limit; not delivered');
+        return;
+      }
+      // Backpressure: a subscriber that does not read must not grow the nucleus without bound.
+      // Past the connection's limit its stream is ended (the client sees the stream end once it
+      // reads again) and the subscription goes, as a slow consumer cannot be caught up.
+      const queued = conn.queuedBytes + body.length;
+      if (queued > this.limits.maxQueuedBytes) {
+        this.stats.slowStreamsClosed++;
+        this.opts.logger.warn({ principal: conn.principal, operation: stream.operation, queuedBytes: conn.queuedBytes, limit: this.limits.maxQueuedBytes }, 'ipc client is not reading its stream; ending the stream');
+        stream.send(MessageType.ApplicationMessage, MessageFlags.TerminateStream, {}, EMPTY);
+        return;
+      }
+      if (queued > this.stats.peakQueuedBytes) this.stats.peakQueuedBytes = queued;
       if (!responded) pending.push(body);
       else stream.send(MessageType.ApplicationMessage, 0, eventHeaders, body);
     };
@@ -234,7 +284,16 @@ export class IpcServer {
     };
     const succeed = (response: unknown) => {
       if (stream.closed) return;
-      stream.send(MessageType.ApplicationMessage, streaming ? 0 : MessageFlags.TerminateStream, responseHeaders, Buffer.from(JSON.stringify(response ?? {})));
+      const body = Buffer.from(JSON.stringify(response ?? {}));
+      if (body.length > MAX_BODY) {
+        // An answer past the frame limit would make the client drop the connection and leave
+        // the caller waiting forever: answer an error it can print instead.
+        this.stats.oversizeAnswers++;
+        this.opts.logger.warn({ principal: ctx.principal, operation: stream.operation, bytes: body.length }, 'ipc response larger than the message limit; answering an error');
+        fail(new IpcError('ServiceError', `The response to ${stream.operation} would be ${body.length} bytes, over the ${MAX_MESSAGE_SIZE}-byte IPC message limit; ask for less (a key path, one component)`));
+        return;
+      }
+      stream.send(MessageType.ApplicationMessage, streaming ? 0 : MessageFlags.TerminateStream, responseHeaders, body);
       responded = true;
       for (const body of pending) stream.send(MessageType.ApplicationMessage, 0, eventHeaders!, body);
       pending = [];

@@ -1,4 +1,4 @@
-import { copyFile, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,8 @@ let dir: string;
 beforeAll(async () => {
   ensureBuilt();
   dir = await mkdtemp(join(tmpdir(), 'loupe-edge-cli-'));
+  // The camera runs as ggc_user when the tests run as root (as on a device): let it read the frames.
+  await chmod(dir, 0o755);
   const bad = join(sharedDataset('metal-tags'), 'bad');
   for (const f of (await readdir(bad)).sort().slice(0, 6)) await copyFile(join(bad, f), join(dir, f));
 }, 300_000);

@@ -3,6 +3,8 @@ import { isAbsolute } from 'node:path';
 import { CLI_SERVICE, type Authorizer } from '../authorization.js';
 import type { ConfigStore } from '../config/store.js';
 import { IpcError, invalidArguments, notFound, serviceError } from '../ipc/errors.js';
+import type { greengrasscoreipc } from 'aws-iot-device-sdk-v2';
+import type { Wire } from '../ipc/operations.js';
 import type { IpcServer } from '../ipc/server.js';
 import { CLI_PRINCIPAL, type Kernel } from '../lifecycle/kernel.js';
 import type { ConfigurationUpdate, DeploymentManager, DeploymentRecord } from './deployment.js';
@@ -13,7 +15,7 @@ import type { ConfigurationUpdate, DeploymentManager, DeploymentRecord } from '.
  * call all of them; a component needs an `aws.greengrass.Cli` accessControl policy, as on a real
  * device.
  */
-export function toLocalDeployment(r: DeploymentRecord): Record<string, unknown> {
+export function toLocalDeployment(r: DeploymentRecord): Wire<greengrasscoreipc.model.LocalDeployment> {
   return {
     deploymentId: r.deploymentId,
     status: r.status,

@@ -4,30 +4,31 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { makeServiceModel } from 'aws-iot-device-sdk-v2/dist/greengrasscoreipc/model_utils.js';
 import { errorMessage } from '../../../components/common/errors.js';
 import type { Message, MessageHeaders } from './framing.js';
 import { IpcError } from './errors.js';
 import { MAX_MESSAGE_SIZE } from './framing.js';
+import { SERVICE_MODEL, type EventOf, type OperationModel, type OperationName, type RequestOf, type ResponseOf } from './operations.js';
 import { DEFAULT_LIMITS, MessageFlags, MessageType, RpcConnection, type ConnectionLimits, type StreamCallbacks, type StreamHandle } from './rpc.js';
 
 /**
- * The GreengrassCoreIPC service on a Unix socket. Operation names, response/event shape names
- * and error lists come from the real client's own service model (aws-iot-device-sdk-v2), so the
- * `service-model-type` headers we send are exactly the ones the client matches on.
+ * The GreengrassCoreIPC service on a Unix socket. Operations, their request/response/event types
+ * and the shape names we send as `service-model-type` (what the client matches on) come from
+ * aws-iot-device-sdk-v2's public model types (./operations.ts); a service registers typed
+ * handlers here, one way for all of them: `server.register('PublishToTopic', (req, ctx) => ...)`.
  *
  * Operations the model knows but loupe does not implement answer like the real nucleus's
  * DefaultOperationHandler (ServiceError "Operation X is not supported by Greengrass");
  * operations outside the model answer like the Java RPC server's unknown-operation handler (an
  * ApplicationError with a plain JSON body and no model type).
  */
-export interface OperationContext {
+export interface OperationContext<E = unknown> {
   /** Component name of the caller (or the CLI principal). */
   readonly principal: string;
   readonly operation: string;
   readonly streamId: number;
   /** Send a streaming event (queued until the initial response has gone out). */
-  emit(event: unknown): void;
+  emit(event: E): void;
   /** As emit(), with the JSON body already serialised (fan-out of one message to many). */
   emitSerialized(body: Buffer): void;
   /** Runs once when the stream ends for any reason (client close, server end, disconnect). */
@@ -37,22 +38,22 @@ export interface OperationContext {
   readonly closed: boolean;
 }
 
-export type OperationHandler = (request: Record<string, unknown>, ctx: OperationContext) => unknown;
+/** A typed handler: the request as it arrived (field names from the model, values unchecked), the response and events as the model says. */
+export type OperationHandler<K extends OperationName> = (request: RequestOf<K>, ctx: OperationContext<EventOf<K>>) => ResponseOf<K> | Promise<ResponseOf<K>>;
 
-const serviceModel = makeServiceModel();
-export const MODEL_OPERATIONS: ReadonlySet<string> = new Set(serviceModel.operations.keys());
+type AnyHandler = (request: Record<string, unknown>, ctx: OperationContext) => unknown;
 
 const JSON_CT: MessageHeaders[string] = { type: 'string', value: 'application/json' };
 const TEXT_CT: MessageHeaders[string] = { type: 'string', value: 'text/plain' };
 const EMPTY = new Uint8Array(0);
 
 const headerCache = new Map<string, { responseHeaders: MessageHeaders; eventHeaders: MessageHeaders | undefined }>();
-function headersFor(name: string, op: { responseShape: string; inboundMessageShape?: string }) {
+function headersFor(name: string, op: OperationModel) {
   let h = headerCache.get(name);
   if (!h) {
     h = {
       responseHeaders: { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: op.responseShape } },
-      eventHeaders: op.inboundMessageShape ? { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: op.inboundMessageShape } } : undefined,
+      eventHeaders: op.eventShape ? { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: op.eventShape } } : undefined,
     };
     headerCache.set(name, h);
   }
@@ -87,7 +88,7 @@ export interface IpcStats {
 const MAX_BODY = MAX_MESSAGE_SIZE - 64 * 1024;
 
 export class IpcServer {
-  private readonly handlers = new Map<string, OperationHandler>();
+  private readonly handlers = new Map<string, AnyHandler>();
   readonly stats: IpcStats = { connectionsRefused: 0, streamsRefused: 0, slowStreamsClosed: 0, peakQueuedBytes: 0, oversizeAnswers: 0 };
   private readonly limits: ConnectionLimits;
   private readonly connections = new Set<RpcConnection>();
@@ -101,10 +102,11 @@ export class IpcServer {
   }
 
   /** Register a handler by short name, e.g. "PublishToTopic". */
-  register(name: string, handler: OperationHandler): void {
+  register<K extends OperationName>(name: K, handler: OperationHandler<K>): void {
     const full = `aws.greengrass#${name}`;
-    if (!serviceModel.operations.has(full)) throw new Error(`${name} is not an operation of the GreengrassCoreIPC model`);
-    this.handlers.set(full, handler);
+    if (!SERVICE_MODEL.has(full)) throw new Error(`${name} is not an operation of the GreengrassCoreIPC model`);
+    if (this.handlers.has(full)) throw new Error(`${name} is registered twice`);
+    this.handlers.set(full, handler as unknown as AnyHandler);
   }
 
   get connectionCount(): number {
@@ -205,7 +207,7 @@ export class IpcServer {
     const callbacks: StreamCallbacks = {};
     // A client may open a stream and close it in the same message: nothing to do (as the Java server).
     if (flags & MessageFlags.TerminateStream) return callbacks;
-    const op = serviceModel.operations.get(stream.operation);
+    const op = SERVICE_MODEL.get(stream.operation);
     if (!op) {
       stream.send(
         MessageType.ApplicationError,
@@ -216,7 +218,7 @@ export class IpcServer {
       return callbacks;
     }
     const handler = this.handlers.get(stream.operation);
-    const streaming = op.inboundMessageShape !== undefined;
+    const streaming = op.eventShape !== undefined;
     const { responseHeaders, eventHeaders } = headersFor(stream.operation, op);
 
     const closers: (() => void)[] = [];

@@ -3,7 +3,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { LoupeError } from '../../components/common/errors.js';
-import { NucleusCliClient, readCliIpcInfo } from '../../embedded/nucleus/cli-client.js';
 import { readInitConfig } from '../../embedded/nucleus/initconfig.js';
 import { Nucleus, optionsFromInitConfig, type NucleusOptions } from '../../embedded/nucleus/nucleus.js';
 
@@ -134,6 +133,8 @@ export function register(program: Command): void {
       if (Object.keys(merge).length === 0 && o.remove.length === 0 && !componentToConfiguration) {
         throw new LoupeError('CLI_EMPTY_DEPLOYMENT', 'give at least one --merge, --remove or --update-config', { input: 'loupe nucleus deploy' });
       }
+      // The IPC client (aws-crt) is loaded only by the commands that talk to a running nucleus.
+      const { NucleusCliClient } = await import('../../embedded/nucleus/cli-client.js');
       const client = await NucleusCliClient.connect(o.root);
       try {
         const id = await client.createLocalDeployment({
@@ -173,6 +174,7 @@ export function register(program: Command): void {
     .action(async (o: { root: string; json?: boolean }) => {
       const root = resolve(o.root);
       let out: { root: string; running: boolean; pid: number | null; components: { name: string; version: string; state: string | null }[]; lastDeployment: unknown };
+      const { NucleusCliClient, readCliIpcInfo } = await import('../../embedded/nucleus/cli-client.js');
       if (readCliIpcInfo(root)) {
         const client = await NucleusCliClient.connect(root);
         try {

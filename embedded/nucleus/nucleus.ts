@@ -64,7 +64,7 @@ import { join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { errorMessage, LoupeError } from '../../components/common/errors.js';
 import { writeFileAtomic } from '../../components/common/fsutil.js';
-import { startBroker, type EmbeddedBroker } from '../broker/broker.js';
+import type { EmbeddedBroker } from '../broker/broker.js';
 import { Authorizer } from './authorization.js';
 import { ComponentStore } from './componentmanager/store.js';
 import { ConfigValidator, registerConfigIpc } from './config/ipc.js';
@@ -77,7 +77,7 @@ import { DEFAULT_MAX_CONFIGURATION_BYTES } from './config/store.js';
 import { LifecycleIpc } from './lifecycle/ipc.js';
 import { CLI_PRINCIPAL, Kernel } from './lifecycle/kernel.js';
 import type { State } from './lifecycle/service.js';
-import { IotCoreBridge } from './mqttproxy/bridge.js';
+import type { IotCoreBridge } from './mqttproxy/bridge.js';
 import { registerMqttProxy } from './mqttproxy/mqttproxy.js';
 import { LocalPubSub } from './pubsub/pubsub.js';
 import { LOCAL_STACK_CREDENTIALS, TokenExchangeService, type Credentials, type CredentialsProvider } from './tes.js';
@@ -330,9 +330,12 @@ export class Nucleus extends EventEmitter {
       await this.tes.start();
       if (this.opts.mqttUrl !== false) {
         if (this.opts.mqttUrl === undefined) {
+          // Loaded only when used: an offline nucleus need not carry the MQTT stacks (~20 MiB).
+          const { startBroker } = await import('../broker/broker.js');
           this.broker = await startBroker({ logger: this.logger.child({ module: 'broker' }) });
           this.mqttUrlResolved = this.broker.url;
         } else this.mqttUrlResolved = this.opts.mqttUrl;
+        const { IotCoreBridge } = await import('./mqttproxy/bridge.js');
         this.bridge = new IotCoreBridge({
           url: this.mqttUrlResolved,
           clientId: this.thingName,

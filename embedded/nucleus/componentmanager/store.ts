@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, cp, lstat, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
@@ -97,6 +97,22 @@ export class ComponentStore {
   async prepareArtifacts(recipe: PlatformRecipe, artifactDir?: string): Promise<void> {
     const target = this.artifactsPath(recipe.name, recipe.version);
     await mkdir(target, { recursive: true });
+    // As greengrass-cli's local deployments: the component's whole artefact folder comes along,
+    // whether or not the recipe lists each file (a recipe may list none). Files the recipe lists
+    // are copied below, digest first; symlinks are left out (they could point anywhere).
+    const folder = artifactDir ? join(artifactDir, recipe.name, recipe.version) : undefined;
+    if (folder && existsSync(folder) && (await stat(folder)).isDirectory()) {
+      const listed = new Set(recipe.artifacts.map((a) => artifactFileName(a)));
+      await cp(folder, target, {
+        recursive: true,
+        force: true,
+        filter: async (src) => {
+          if (src === folder) return true;
+          if ((await lstat(src)).isSymbolicLink()) return false;
+          return !(dirname(src) === folder && listed.has(basename(src)));
+        },
+      });
+    }
     for (const a of recipe.artifacts) {
       const file = artifactFileName(a);
       const label = `${recipe.name}@${recipe.version} artifact ${a.uri}`;

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { isLoupeError, errorMessage } from '../components/common/errors.js';
 import { projectRoot } from '../components/common/paths.js';
 import { loadCommandModules } from './commands/index.js';
+import { configureOutput, say } from '../components/common/terminal.js';
 
 /**
  * `loupe`: one command with sub-commands. Each sub-command lives in cli/commands/<name>.ts and
@@ -15,8 +16,14 @@ export async function main(argv: string[]): Promise<number> {
   const program = new Command('loupe')
     .description('Visual quality inspection at the factory edge (YOLOv8 on ONNX Runtime, Greengrass v2)')
     .version(pkg.version)
+    .option('--log-format <fmt>', 'stderr output: human (readable lines, progress bars), json (one JSON event per line) or auto (human on a terminal; json with --json or when piped)')
     .showHelpAfterError()
     .exitOverride();
+  // One output rule for every command (components/common/terminal.ts), settled before any action runs.
+  program.hook('preAction', (_root, action) => {
+    const o = action.optsWithGlobals() as { json?: boolean; logFormat?: string };
+    configureOutput({ json: o.json, logFormat: o.logFormat });
+  });
   for (const mod of await loadCommandModules(argv)) mod.register(program);
   try {
     await program.parseAsync(argv);
@@ -24,10 +31,10 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode;
     if (isLoupeError(e)) {
-      process.stderr.write(`loupe: ${e.message}\n`);
+      say(`loupe: ${e.message}`);
       return e.exitCode;
     }
-    process.stderr.write(`loupe: ${errorMessage(e)}\n`);
+    say(`loupe: ${errorMessage(e)}`);
     if (process.env.LOUPE_DEBUG) process.stderr.write(`${(e as Error)?.stack ?? ''}\n`);
     return 1;
   }

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { relative } from 'node:path';
 import { LoupeError } from '../../components/common/errors.js';
 import { createLogger } from '../../components/common/log.js';
+import { defaultModelDir } from '../../components/common/paths.js';
 import { buildComponents, type Platform } from '../../components/build/build.js';
 import { COMPONENTS, type ComponentName } from '../../components/build/recipes.js';
 
@@ -18,11 +19,11 @@ export function register(program: Command): void {
     .option('--platform <p...>', 'linux-x64 and/or linux-arm64', ['linux-x64', 'linux-arm64'])
     .option('--out <dir>', 'output folder', 'greengrass-build')
     .option('--version <v>', 'version of the code components (default: package.json)')
-    .option('--model <dir>', 'model folder for loupe.Model (model.onnx + card.json)', 'models/metal-tags')
+    .option('--model <dir>', 'model folder for loupe.Model (model.onnx + card.json) (default: the shipped models/metal-tags)')
     .option('--model-name <name>', 'model name in loupe.Model (default: the model folder name)')
     .option('--model-version <v>', 'loupe.Model version', '1.0.0')
     .option('--json', 'print the result as JSON')
-    .action(async (o: { component?: string[]; platform: string[]; out: string; version?: string; model: string; modelName?: string; modelVersion: string; json?: boolean }) => {
+    .action(async (o: { component?: string[]; platform: string[]; out: string; version?: string; model?: string; modelName?: string; modelVersion: string; json?: boolean }) => {
       const log = createLogger('build', { stream: 'stderr' });
       for (const c of o.component ?? []) if (!(COMPONENTS as readonly string[]).includes(c)) throw new LoupeError('cli.component', `unknown component (${COMPONENTS.join(', ')})`, { input: `--component ${c}` });
       for (const p of o.platform) if (p !== 'linux-x64' && p !== 'linux-arm64') throw new LoupeError('cli.platform', 'must be linux-x64 or linux-arm64', { input: `--platform ${p}` });
@@ -31,7 +32,7 @@ export function register(program: Command): void {
         ...(o.version ? { version: o.version } : {}),
         ...(o.component ? { components: o.component as ComponentName[] } : {}),
         platforms: o.platform as Platform[],
-        modelDir: o.model,
+        modelDir: o.model ?? defaultModelDir(),
         ...(o.modelName ? { modelName: o.modelName } : {}),
         modelVersion: o.modelVersion,
         log,

@@ -38,14 +38,14 @@ export function register(program: Command): void {
     .option('--imgsz <n>', 'inference size N or H,W (dynamic models, or models without metadata)', parseImgsz)
     .option('--names <list>', 'class names, comma-separated (models without metadata)', parseNames)
     .option('--threads <n>', 'onnxruntime threads (default: all cores)', parsePositiveInt)
-    .option('--out <dir>', 'write eval.json, pr_curve.json/.svg and confusion_matrix.json/.svg here')
+    .option('--out <dir>', 'write eval.json, the curves and confusion matrix (JSON, SVG, PNG as ultralytics names them) and predicted-vs-truth grids (val_batchN_labels.jpg / _pred.jpg) here')
     .option('--json', 'print the metrics as one JSON object')
     .action(async (o: EvalCliOptions) => {
       if (!(SPLITS as readonly string[]).includes(o.split)) {
         throw new LoupeError('EVAL_BAD_SPLIT', `must be one of ${SPLITS.join(', ')}, got "${o.split}"`, { input: '--split' });
       }
       const log = createLogger('eval', { stream: 'stderr' });
-      const progress = new Progress('eval', 0, log, { logEveryMs: 10_000 });
+      const progress = new Progress('eval', 0, log, { logEveryMs: 10_000, unit: 'img' });
       const r = await evaluate({
         model: o.model,
         data: o.data,
@@ -54,6 +54,7 @@ export function register(program: Command): void {
         iou: o.iou,
         maxDet: o.maxDet,
         load: { imgsz: o.imgsz, names: o.names, threads: o.threads },
+        keepImages: Boolean(o.out),
         onProgress: (done, total) => {
           progress.setTotal(total);
           progress.update(done);

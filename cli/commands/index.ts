@@ -48,11 +48,13 @@ async function load(name: string): Promise<CommandModule> {
 
 /** The modules needed for this command line: the named command's alone, or all of them. */
 export async function loadCommandModules(argv: string[]): Promise<CommandModule[]> {
-  const first = argv.slice(2).find((a) => !a.startsWith('-'));
-  const wantsHelp = argv.slice(2).some((a) => a === '-h' || a === '--help');
+  // The program's own option with a value (--log-format X) must not be taken for the command.
+  const args = argv.slice(2).filter((a, i, all) => a !== '--log-format' && all[i - 1] !== '--log-format');
+  const first = args.find((a) => !a.startsWith('-'));
+  const wantsHelp = args.some((a) => a === '-h' || a === '--help');
   if (first && first !== 'help' && existsSync(join(here, first + ext))) {
     // `loupe <cmd> --help` still needs only <cmd>; `loupe --help` needs all.
-    if (!wantsHelp || argv.slice(2).indexOf(first) < argv.slice(2).findIndex((a) => a === '-h' || a === '--help')) {
+    if (!wantsHelp || args.indexOf(first) < args.findIndex((a) => a === '-h' || a === '--help')) {
       return [await load(first)];
     }
   }

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LoupeError } from '../../components/common/errors.js';
 import { createLogger } from '../../components/common/log.js';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir, defaultHome } from '../../components/common/paths.js';
 import { ingestIncoming } from '../../cloud/ingest/index.js';
 import { ImageSource, metalTagsMapping, type RefMapping } from '../../cloud/labeling/images.js';
 import { Labeling, type Job } from '../../cloud/labeling/jobs.js';
@@ -25,7 +25,7 @@ export interface HomeOptions {
 }
 
 export function homeDir(o: HomeOptions): string {
-  return resolve(o.home ?? process.env.LOUPE_HOME ?? '.loupe');
+  return o.home ? resolve(o.home) : defaultHome();
 }
 
 export function openStoreFrom(o: HomeOptions): SqliteLabelStore {
@@ -80,8 +80,8 @@ function mappingsFrom(maps: string[] | undefined): RefMapping[] {
     if (i <= 0) throw new LoupeError('BAD_OPTION', `expected PREFIX=DIR, got ${JSON.stringify(m)}`, { input: '--map' });
     return { refPrefix: m.slice(0, i), dir: resolve(m.slice(i + 1)), idParts: 2 };
   });
-  const metal = sharedDataset('metal-tags');
-  // The reference's own refs (s3://${bucket}/...) resolve to the shared metal-tags folder.
+  const metal = datasetDir('metal-tags');
+  // The reference's own refs (s3://${bucket}/...) resolve to the shipped metal-tags folder.
   if (existsSync(metal)) out.push(metalTagsMapping(metal));
   return out;
 }

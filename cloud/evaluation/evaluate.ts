@@ -5,6 +5,7 @@ import { readYoloDataset } from '../dataset/yolo-read.js';
 import type { SplitName, YoloSplitItem } from '../dataset/types.js';
 import { apPerClass, boxIou, ConfusionMatrix, matchPredictions, NIOU } from './metrics.js';
 import type { LetterboxGeometry } from '../../components/detector/letterbox.js';
+import { scaleBoxes } from '../../components/detector/postprocess.js';
 
 /**
  * The evaluator: ultralytics `val` on a YOLO data set, run with loupe's detector (the code the
@@ -30,6 +31,17 @@ export interface EvaluateOptions {
   /** For models without metadata (see Detector.load). */
   load?: DetectorLoadOptions;
   onProgress?: (done: number, total: number) => void;
+  /** Keep each image's labels and predictions (original pixels) in `images_detail`, for pictures and per-image comparisons. */
+  keepImages?: boolean;
+}
+
+/** One image's truth and predictions in original-image pixels (predictions at the evaluation's conf). */
+export interface ImageDetail {
+  image: string;
+  width: number;
+  height: number;
+  labels: { cls: number; xyxy: [number, number, number, number] }[];
+  predictions: { cls: number; conf: number; xyxy: [number, number, number, number] }[];
 }
 
 export interface PerClassResult {
@@ -88,6 +100,8 @@ export interface EvalResult extends EvalSummary {
   speed: { decode: number; preprocess: number; inference: number; postprocess: number };
   prCurve: PrCurves;
   confusionMatrix: ConfusionMatrixData;
+  /** Present with `keepImages`. */
+  imagesDetail?: ImageDetail[];
 }
 
 const fr = Math.fround;
@@ -172,6 +186,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalResult> {
     const tcls: number[] = [];
     const imagesPerClass = new Array<number>(nc).fill(0);
     const speed = { decode: 0, preprocess: 0, inference: 0, postprocess: 0 };
+    const detail: ImageDetail[] = [];
     const sorted = [...items].sort((a, b) => (a.imagePath < b.imagePath ? -1 : a.imagePath > b.imagePath ? 1 : 0));
     // Decode the next image while the current one runs (the detector serialises the rest).
     let pending = sorted.length ? det.detectRaw(sorted[0].imagePath, { mode: 'val', conf, iou, maxDet: opts.maxDet }) : undefined;
@@ -195,6 +210,20 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalResult> {
       tcls.push(...gCls);
       for (const c of new Set(gCls)) imagesPerClass[c]++;
       cm.processBatch(res.xyxy, res.conf, res.cls, gBoxes, gCls);
+      if (opts.keepImages) {
+        const orig = Float32Array.from(res.xyxy);
+        scaleBoxes(orig, n, res.scale);
+        detail.push({
+          image: item.imagePath,
+          width: res.width,
+          height: res.height,
+          labels: rows.map((row) => {
+            const [c, cx, cy, w, h] = row;
+            return { cls: c!, xyxy: [(cx! - w! / 2) * res.width, (cy! - h! / 2) * res.height, (cx! + w! / 2) * res.width, (cy! + h! / 2) * res.height] };
+          }),
+          predictions: Array.from(res.conf, (cf, i) => ({ cls: res.cls[i]!, conf: cf, xyxy: [orig[i * 4]!, orig[i * 4 + 1]!, orig[i * 4 + 2]!, orig[i * 4 + 3]!] as [number, number, number, number] })),
+        });
+      }
       speed.decode += res.timings.decodeMs;
       speed.preprocess += res.timings.preprocessMs;
       speed.inference += res.timings.inferenceMs;
@@ -259,6 +288,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalResult> {
         })),
       },
       confusionMatrix: { labels: [...names, 'background'], matrix: cm.matrix, conf: cm.conf, iou: cm.iou },
+      ...(opts.keepImages ? { imagesDetail: detail } : {}),
     };
   } finally {
     if (owned) await det.dispose();

@@ -7,7 +7,7 @@ import type { EvalSummary, PrCurve } from './report.js';
  * the numbers the gate compares are the numbers the fleet would produce. Its result becomes the
  * gate's summary and per-class PR curves (precision over ultralytics' 1000-point recall grid).
  */
-export function toGateScore(r: EvalResult): { summary: EvalSummary; curves: PrCurve[] } {
+export function toGateScore(r: EvalResult): { summary: EvalSummary; curves: PrCurve[]; images?: EvalResult['imagesDetail'] } {
   const summary: EvalSummary = {
     images: r.images,
     instances: r.instances,
@@ -20,7 +20,7 @@ export function toGateScore(r: EvalResult): { summary: EvalSummary; curves: PrCu
   const curves: PrCurve[] = r.prCurve.classes
     .filter((c) => c.precision !== null)
     .map((c) => ({ cls: c.cls, name: c.name, recall: r.prCurve.grid, precision: c.precision!, ap50: c.ap50 }));
-  return { summary, curves };
+  return { summary, curves, ...(r.imagesDetail ? { images: r.imagesDetail } : {}) };
 }
 
-export const loupeEvaluator: EvaluateFn = async (model, data, split) => toGateScore(await evaluate({ model, data, split }));
+export const loupeEvaluator: EvaluateFn = async (model, data, split) => toGateScore(await evaluate({ model, data, split, keepImages: true }));

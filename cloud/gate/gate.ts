@@ -3,7 +3,9 @@ import type { Logger } from 'pino';
 import { writeFileAtomic } from '../../components/common/fsutil.js';
 import { silentLogger } from '../../components/common/log.js';
 import { decideGate, validateGateConfig, type GateConfig } from './decide.js';
-import { renderGateHtml, type EvalSummary, type GateReport, type ModelScore, type PrCurve } from './report.js';
+import { differencePictures, renderGateHtml, type EvalSummary, type GateReport, type ModelScore, type PrCurve } from './report.js';
+import { imageDifferences, type ImageDifference } from './differences.js';
+import type { ImageDetail } from '../evaluation/evaluate.js';
 import type { GateSummary } from '../registry/types.js';
 
 /**
@@ -16,7 +18,7 @@ import type { GateSummary } from '../registry/types.js';
  *   await writeGateReport(report, dir)   // gate.json + gate.html
  *   gateSummary(report, paths.json)      // what the registry keeps
  */
-export type EvaluateFn = (model: string, data: string, split: GateConfig['split']) => Promise<{ summary: EvalSummary; curves: PrCurve[] }>;
+export type EvaluateFn = (model: string, data: string, split: GateConfig['split']) => Promise<{ summary: EvalSummary; curves: PrCurve[]; images?: ImageDetail[] }>;
 
 export interface GateInput {
   challenger: { ref: string | null; onnx: string };
@@ -28,21 +30,26 @@ export interface GateInput {
   log?: Logger;
 }
 
-async function score(evaluate: EvaluateFn, ref: string | null, model: string, data: string, split: GateConfig['split']): Promise<ModelScore> {
+async function score(evaluate: EvaluateFn, ref: string | null, model: string, data: string, split: GateConfig['split']): Promise<{ score: ModelScore; images?: ImageDetail[] }> {
   const t0 = performance.now();
-  const { summary, curves } = await evaluate(model, data, split);
-  return { ref, model, eval: summary, curves, seconds: (performance.now() - t0) / 1000 };
+  const { summary, curves, images } = await evaluate(model, data, split);
+  return { score: { ref, model, eval: summary, curves, seconds: (performance.now() - t0) / 1000 }, images };
 }
 
 export async function runGate(input: GateInput): Promise<GateReport> {
   const config = validateGateConfig(input.config ?? {});
   const log = input.log ?? silentLogger;
   log.info({ challenger: input.challenger.ref ?? input.challenger.onnx, champion: input.champion?.ref ?? null, split: config.split }, 'gate: scoring challenger');
-  const challenger = await score(input.evaluate, input.challenger.ref, input.challenger.onnx, input.data, config.split);
+  const ch = await score(input.evaluate, input.challenger.ref, input.challenger.onnx, input.data, config.split);
+  const challenger = ch.score;
   let champion: ModelScore | null = null;
+  let differences: ImageDifference[] | undefined;
   if (input.champion) {
     log.info({ champion: input.champion.ref }, 'gate: scoring champion on the same split');
-    champion = await score(input.evaluate, input.champion.ref, input.champion.onnx, input.data, config.split);
+    const cp = await score(input.evaluate, input.champion.ref, input.champion.onnx, input.data, config.split);
+    champion = cp.score;
+    // Per-image differences when the evaluator kept its images (loupe's does).
+    if (ch.images && cp.images) differences = imageDifferences(ch.images, cp.images);
   }
   const decision = decideGate(config, challenger.eval[config.metric], champion ? champion.eval[config.metric] : null);
   const report: GateReport = {
@@ -53,6 +60,7 @@ export async function runGate(input: GateInput): Promise<GateReport> {
     datasetVersion: input.datasetVersion ?? null,
     challenger,
     champion,
+    ...(differences ? { differences } : {}),
     createdAt: new Date().toISOString(),
   };
   log.info({ passed: report.passed, reasons: report.reasons }, `gate: ${report.passed ? 'passed' : 'rejected'}`);
@@ -63,7 +71,7 @@ export async function writeGateReport(report: GateReport, dir: string): Promise<
   const json = join(dir, 'gate.json');
   const html = join(dir, 'gate.html');
   await writeFileAtomic(json, JSON.stringify(report, null, 2) + '\n');
-  await writeFileAtomic(html, renderGateHtml(report));
+  await writeFileAtomic(html, renderGateHtml(report, await differencePictures(report)));
   return { json, html };
 }
 

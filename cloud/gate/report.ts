@@ -1,4 +1,6 @@
 import type { GateConfig } from './decide.js';
+import { annotate, classColor, type DrawBox } from '../visualize/annotate.js';
+import { DIFF_CONF, DIFF_IOU, type ImageDifference } from './differences.js';
 
 /**
  * What the gate reports: both models' scores on the same split of the same data set, their
@@ -41,7 +43,59 @@ export interface GateReport {
   datasetVersion: string | null;
   challenger: ModelScore;
   champion: ModelScore | null;
+  /** Images where challenger and champion differ at the operating point (differences.ts); absent without a champion. */
+  differences?: ImageDifference[];
   createdAt: string;
+}
+
+/** The pictures of the first DIFF_PICTURES differing images, champion and challenger side by side, as data: URIs. */
+export const DIFF_PICTURES = 24;
+
+export async function differencePictures(r: GateReport): Promise<Map<string, { champion: string; challenger: string }>> {
+  const out = new Map<string, { champion: string; challenger: string }>();
+  const names = new Map<number, string>(r.challenger.eval.per_class.map((c) => [c.cls, c.name]));
+  const name = (c: number) => names.get(c) ?? String(c);
+  for (const d of (r.differences ?? []).slice(0, DIFF_PICTURES)) {
+    const truth: DrawBox[] = d.truth.map((t) => ({ xyxy: t.xyxy, color: '#22c55e', dashed: true }));
+    const side = async (preds: ImageDifference['challenger'], flagged: number[], flagLabel: string, misses: number[], missLabel: string): Promise<string> => {
+      const boxes: DrawBox[] = [
+        ...truth,
+        ...misses.map((k) => ({ xyxy: d.truth[k]!.xyxy, color: '#d946ef', dashed: true, label: missLabel })),
+        ...preds.map((p, i) => (flagged.includes(i) ? { xyxy: p.xyxy, color: '#f97316', label: `${flagLabel} ${p.conf.toFixed(2)}` } : { xyxy: p.xyxy, color: classColor(p.cls), label: `${name(p.cls)} ${p.conf.toFixed(2)}` })),
+      ];
+      const jpg = await (await annotate(d.image, boxes)).resize({ width: Math.min(d.width, 480), withoutEnlargement: true }).jpeg({ quality: 80 }).toBuffer();
+      return `data:image/jpeg;base64,${jpg.toString('base64')}`;
+    };
+    out.set(d.image, {
+      champion: await side(d.champion, d.removedFalsePositives, 'FP gone', d.fixedMisses, 'missed'),
+      challenger: await side(d.challenger, d.newFalsePositives, 'new FP', d.newMisses, 'new miss'),
+    });
+  }
+  return out;
+}
+
+function differencesHtml(r: GateReport, pictures: Map<string, { champion: string; challenger: string }>): string {
+  if (!r.champion) return '';
+  const diffs = r.differences;
+  if (!diffs) return '<h2>Per-image differences</h2><p>(the evaluator kept no per-image results)</p>';
+  const sum = (f: (d: ImageDifference) => number) => diffs.reduce((s, d) => s + f(d), 0);
+  const head = `<h2>Per-image differences</h2>
+<p>At conf &gt; ${DIFF_CONF}, IoU ≥ ${DIFF_IOU} on the ${esc(r.config.split)} split: <b>${sum((d) => d.newMisses.length)} new misses</b>, <b>${sum((d) => d.newFalsePositives.length)} new false positives</b>,
+${sum((d) => d.fixedMisses.length)} misses fixed, ${sum((d) => d.removedFalsePositives.length)} false positives gone, on ${diffs.length} of ${r.challenger.eval.images} images.
+Truth is green (dashed); a truth box the challenger newly misses is magenta; its new false positives are orange.</p>`;
+  if (!diffs.length) return `${head}<p>No image differs.</p>`;
+  const cards = diffs
+    .slice(0, DIFF_PICTURES)
+    .map((d) => {
+      const p = pictures.get(d.image);
+      const what = [d.newMisses.length ? `${d.newMisses.length} new miss${d.newMisses.length > 1 ? 'es' : ''}` : '', d.newFalsePositives.length ? `${d.newFalsePositives.length} new FP` : '', d.fixedMisses.length ? `${d.fixedMisses.length} fixed` : '', d.removedFalsePositives.length ? `${d.removedFalsePositives.length} FP gone` : '']
+        .filter(Boolean)
+        .join(', ');
+      return `<div class="diff"><div class="cap"><code>${esc(d.image.split('/').pop() ?? d.image)}</code> — ${esc(what)}</div>
+${p ? `<figure><img alt="champion" src="${p.champion}"><figcaption>champion ${esc(r.champion?.ref ?? '')}</figcaption></figure><figure><img alt="challenger" src="${p.challenger}"><figcaption>challenger ${esc(r.challenger.ref ?? '')}</figcaption></figure>` : ''}</div>`;
+    })
+    .join('\n');
+  return `${head}${cards}${diffs.length > DIFF_PICTURES ? `<p>… and ${diffs.length - DIFF_PICTURES} more images (gate.json lists them all).</p>` : ''}`;
 }
 
 const esc = (s: unknown) =>
@@ -104,7 +158,7 @@ ${legend.join('\n')}
 </svg>`;
 }
 
-export function renderGateHtml(r: GateReport): string {
+export function renderGateHtml(r: GateReport, pictures: Map<string, { champion: string; challenger: string }> = new Map()): string {
   const metrics = ['map50', 'map50_95', 'precision', 'recall'] as const;
   const ch = r.challenger;
   const cp = r.champion;
@@ -148,6 +202,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:980px}
 .pass{background:#e3f5e1;color:#17611b}.fail{background:#fde2e1;color:#8a1c17}
 table{border-collapse:collapse;margin:12px 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}th{text-align:left}
 tr.gated{background:#fffbe6}figure{display:inline-block;margin:8px}code{background:#f4f4f4;padding:1px 4px}
+.diff{border-top:1px solid #ddd;padding:8px 0}.diff img{max-width:460px;display:block}.diff figcaption{font-size:12px;color:#555}
 </style></head><body>
 <h1>Quality gate</h1>
 <p class="verdict ${r.passed ? 'pass' : 'fail'}">${verdict}</p>
@@ -162,6 +217,7 @@ ${rows}</table>
 ${perClass}</table>
 <h2>Precision–recall</h2>
 ${charts}
+${differencesHtml(r, pictures)}
 <p><small>challenger: <code>${esc(ch.model)}</code> (${ch.seconds.toFixed(1)} s)${cp ? `<br>champion: <code>${esc(cp.model)}</code> (${cp.seconds.toFixed(1)} s)` : ''}<br>generated ${esc(r.createdAt)}</small></p>
 </body></html>
 `;

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { LoupeError } from '../../components/common/errors.js';
+import { defaultHome } from '../../components/common/paths.js';
 
 /**
  * The loop's configuration: one JSON file (`<home>/loop.json` by default), validated once here;
@@ -343,7 +344,7 @@ export function readLoopConfig(path: string): LoopConfig {
   return parseLoopConfig(raw, path, dirname(resolve(path)));
 }
 
-/** Where one loop installation keeps its state (LOUPE_HOME, or ./.loupe). */
+/** Where one loop installation keeps its state (--home, LOUPE_HOME, or the project's .loupe). */
 export interface LoopHome {
   dir: string;
   config: string;
@@ -358,7 +359,7 @@ export interface LoopHome {
 }
 
 export function loopHome(dir?: string): LoopHome {
-  const d = resolve(dir ?? process.env.LOUPE_HOME ?? join(process.cwd(), '.loupe'));
+  const d = dir ? resolve(dir) : defaultHome();
   return {
     dir: d,
     config: join(d, 'loop.json'),

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { LoupeError, errorMessage } from '../../components/common/errors.js';
 import { writeFileAtomic } from '../../components/common/fsutil.js';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { Progress } from '../../components/common/progress.js';
 import type { ResultMessage } from '../../components/ipc/topics.js';
 import { startBroker } from '../../embedded/broker/broker.js';
@@ -89,8 +89,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   const ownHome = !o.home;
   const homeDir = o.home ? resolve(o.home) : await mkdtemp(join(tmpdir(), 'loupe-demo-'));
   const home = loopHome(homeDir);
-  const metal = sharedDataset('metal-tags');
-  if (!existsSync(join(metal, 'labels.csv'))) throw new LoupeError('DEMO_NO_DATA', 'the metal-tags data set is missing (LOUPE_SHARED points elsewhere?)', { input: metal });
+  const metal = datasetDir('metal-tags');
+  if (!existsSync(join(metal, 'labels.csv'))) throw new LoupeError('DEMO_NO_DATA', 'the shipped metal-tags data set is missing (an incomplete checkout?)', { input: metal });
   const uploadsWanted = o.uploads ?? (o.fast ? 12 : 40);
   // Full size: a time budget rather than a fixed epoch count, so the demo fits its 15 minutes on
   // a slow or busy machine (ultralytics fits as many epochs as the budget allows, keeps the best).

@@ -1,6 +1,6 @@
 /**
  * The lines train.py prints for its driver (see the docstring of train.py):
- *   LOUPE_EVENT {json}   progress: start, epoch, export, done, interrupted, network_attempt
+ *   LOUPE_EVENT {json}   progress: start, batch, epoch, export, done, interrupted, network_attempt
  *   LOUPE_ERROR {json}   a refused input ({code, message}), followed by exit status 2
  *   loupe-metric k=v ... the same epoch numbers as plain text, for SageMaker MetricDefinitions
  * Everything else on stdout/stderr is ultralytics' own console output.
@@ -43,6 +43,18 @@ export interface EpochEvent {
   map50_95: number;
 }
 
+/** Per-batch training progress (at most 4 a second, and always the last batch of an epoch). */
+export interface BatchEvent {
+  event: 'batch';
+  epoch: number;
+  epochs: number;
+  batch: number;
+  batches: number;
+  box_loss: number;
+  cls_loss: number;
+  dfl_loss: number;
+}
+
 export interface ValMetrics {
   precision: number | null;
   recall: number | null;
@@ -75,7 +87,7 @@ export interface NetworkAttemptEvent {
   stack?: string;
 }
 
-export type TrainEvent = StartEvent | EpochEvent | DoneEvent | ExportEvent | InterruptedEvent | NetworkAttemptEvent;
+export type TrainEvent = StartEvent | BatchEvent | EpochEvent | DoneEvent | ExportEvent | InterruptedEvent | NetworkAttemptEvent;
 
 export interface TrainRefusal {
   code: string;

@@ -53,7 +53,13 @@ export async function trainLocal(options: TrainOptions, outDir: string, hooks: L
   const killOnExit = () => child.kill('SIGKILL');
   process.once('exit', killOnExit);
 
-  const progress = new Progress('train', opts.epochs, log, { logEveryMs: 0, stream: hooks.progressStream });
+  // The overall bar has a stable total: epochs, or with a time budget the budget's seconds
+  // (ultralytics re-estimates the epoch count of a timed run after every epoch).
+  const timed = opts.timeMinutes !== undefined;
+  const started = Date.now();
+  const progress = new Progress(timed ? 'train (time budget)' : 'train', timed ? Math.round(opts.timeMinutes! * 60) : opts.epochs, log, { logEveryMs: 0, stream: hooks.progressStream, unit: timed ? 's' : 'epoch' });
+  let batchBar: Progress | undefined;
+  let batchEpoch = 0;
   const epochs: EpochEvent[] = [];
   let refusal: TrainRefusal | undefined;
   let tail = '';
@@ -62,20 +68,36 @@ export async function trainLocal(options: TrainOptions, outDir: string, hooks: L
     tail = (tail + s + '\n').slice(-6000);
   };
 
+  const budgetTotal = () => (timed ? Math.round(opts.timeMinutes! * 60) : opts.epochs);
   createInterface({ input: child.stdout }).on('line', (line) => {
     const parsed = parseTrainLine(line);
     switch (parsed.kind) {
       case 'event': {
         const e = parsed.event;
         if (e.event === 'start') {
-          progress.setTotal(e.epochs);
+          if (!timed) progress.setTotal(e.epochs);
           log.info({ base: e.base, names: e.names, counts: e.counts, device: e.device, ultralytics: e.ultralytics, torch: e.torch, hyp: e.hyp }, 'training started');
           hooks.onEvent?.(e);
+        } else if (e.event === 'batch') {
+          if (!batchBar || batchEpoch !== e.epoch) {
+            batchBar?.stop();
+            batchEpoch = e.epoch;
+            batchBar = new Progress(`  epoch ${e.epoch}/${timed ? `~${e.epochs}` : e.epochs}`, e.batches, undefined, { stream: hooks.progressStream, unit: 'batch' });
+          }
+          batchBar.update(e.batch, { box: +e.box_loss.toFixed(3), cls: +e.cls_loss.toFixed(3), dfl: +e.dfl_loss.toFixed(3) });
+          if (timed) progress.update(Math.min(budgetTotal(), Math.round((Date.now() - started) / 1000)), { epoch: e.epoch });
         } else if (e.event === 'epoch') {
           epochs.push(e);
           epochsDone = e.epoch;
-          progress.setTotal(e.epochs);
-          progress.update(e.epoch, { s: e.seconds, box: e.box_loss, cls: e.cls_loss, dfl: e.dfl_loss, mAP50: e.map50, 'mAP50-95': e.map50_95 });
+          batchBar?.stop();
+          batchBar = undefined;
+          // One permanent line per epoch with its validation, as ultralytics prints after each epoch.
+          log.info(
+            { epoch: e.epoch, epochs: e.epochs, seconds: e.seconds, box_loss: +e.box_loss.toFixed(4), cls_loss: +e.cls_loss.toFixed(4), dfl_loss: +e.dfl_loss.toFixed(4), P: +e.precision.toFixed(3), R: +e.recall.toFixed(3), mAP50: +e.map50.toFixed(3), 'mAP50-95': +e.map50_95.toFixed(3) },
+            `epoch ${e.epoch}/${timed ? `~${e.epochs}` : e.epochs} validated`,
+          );
+          if (timed) progress.update(Math.min(budgetTotal(), Math.round((Date.now() - started) / 1000)), { epoch: e.epoch });
+          else progress.update(e.epoch, { mAP50: +e.map50.toFixed(3) });
           hooks.onEvent?.(e);
         } else if (e.event === 'export') {
           log.info({ format: e.format }, 'exporting best.pt');
@@ -129,11 +151,14 @@ export async function trainLocal(options: TrainOptions, outDir: string, hooks: L
     if (killTimer) clearTimeout(killTimer);
   });
 
+  batchBar?.stop();
   if (refusal) {
+    progress.stop();
     // A refused input trained nothing: leave no half-made output folder behind.
     await rm(createdOut ? out : join(out, 'work'), { recursive: true, force: true });
     throw new LoupeError(refusal.code, refusal.message, { exitCode: 2 });
   }
+  if (aborted || code === 130 || code !== 0) progress.stop();
   if (aborted || code === 130) throw interrupted(out, epochsDone);
   if (code !== 0) {
     throw new LoupeError('TRAIN_FAILED', `train.py ${signal ? `was killed by ${signal}` : `exited with status ${code}`}; its last output:\n${tail.trim()}`, { input: trainScript });

@@ -7,12 +7,12 @@ One script for both places it runs:
     /opt/ml/input/data/<channel> folders and writing /opt/ml/model.
 
 It prints machine-readable lines for its driver:
-  LOUPE_EVENT {json}     progress (start, epoch, export, done) for the TypeScript backend
+  LOUPE_EVENT {json}     progress (start, batch, epoch, export, done) for the TypeScript backend
   LOUPE_ERROR {json}     a refused input, with `code` and `message`, then exit status 2
   loupe-metric epoch=N ... plain `key=value` lines matched by SageMaker MetricDefinitions
 
-No download is ever attempted: ultralytics runs with YOLO_OFFLINE/YOLO_AUTOINSTALL off, plots
-off, a local font in place of the Arial download, AMP's online self-check skipped, and only
+No download is ever attempted: ultralytics runs with YOLO_OFFLINE/YOLO_AUTOINSTALL off, its plot
+font local (DejaVu Sans in place of the Arial download, so plots draw offline), AMP's online self-check skipped, and only
 local base models (a `yolov8?.yaml` architecture or an existing `.pt`) accepted. With
 LOUPE_FORBID_NETWORK=1 an audit hook refuses (and reports) any non-loopback connection.
 """
@@ -328,7 +328,29 @@ def train(args) -> dict:
         emit("epoch", **rec)
         print("loupe-metric " + " ".join(f"{k}={v}" for k, v in rec.items()), flush=True)
 
+    last_batch = [0.0]
+
+    def on_train_batch_end(trainer):
+        # per-batch progress like ultralytics' own bar, at most 4 lines a second for the driver
+        nb = len(trainer.train_loader) if trainer.train_loader is not None else 0
+        i = getattr(trainer, "_loupe_batch", 0) + 1
+        trainer._loupe_batch = i
+        now = time.time()
+        if i < nb and now - last_batch[0] < 0.25:
+            return
+        last_batch[0] = now
+        losses = trainer.label_loss_items(trainer.tloss, prefix="train") if trainer.tloss is not None else {}
+        emit("batch", epoch=trainer.epoch + 1, epochs=trainer.epochs, batch=i, batches=nb,
+             box_loss=float(losses.get("train/box_loss", float("nan"))),
+             cls_loss=float(losses.get("train/cls_loss", float("nan"))),
+             dfl_loss=float(losses.get("train/dfl_loss", float("nan"))))
+
+    def on_train_epoch_start_batches(trainer):
+        trainer._loupe_batch = 0
+
     model.add_callback("on_train_epoch_start", on_train_epoch_start)
+    model.add_callback("on_train_epoch_start", on_train_epoch_start_batches)
+    model.add_callback("on_train_batch_end", on_train_batch_end)
     model.add_callback("on_fit_epoch_end", on_fit_epoch_end)
 
     t0 = time.time()
@@ -348,7 +370,9 @@ def train(args) -> dict:
             project=str(work / "runs"),
             name="train",
             exist_ok=True,
-            plots=False,
+            # Plots (results.png, curves, confusion matrices, batch mosaics) draw offline: the
+            # font ultralytics would download is the local DejaVu copy (offline_environment).
+            plots=not args.no_plots,
             cache=args.cache or False,
             amp=bool(args.amp),
             pretrained=False,
@@ -379,6 +403,11 @@ def train(args) -> dict:
     shutil.copyfile(best, out / "best.pt")
     if (run_dir / "results.csv").exists():
         shutil.copyfile(run_dir / "results.csv", out / "results.csv")
+    plots = sorted(p for p in run_dir.glob("*") if p.suffix in (".png", ".jpg"))
+    if plots:
+        (out / "plots").mkdir(exist_ok=True)
+        for p in plots:
+            shutil.copyfile(p, out / "plots" / p.name)
 
     trainer = model.trainer
     final = {k: float(v) for k, v in (trainer.metrics or {}).items()} if trainer is not None else {}
@@ -474,6 +503,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--export-variants", nargs="*", default=[], choices=["dynamic", "nms", "half"])
     p.add_argument("--out", default="train-out")
     p.add_argument("--keep-work", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="skip ultralytics' plots (results.png, curves, batch mosaics)")
     p.add_argument("--sagemaker", action="store_true", help="read /opt/ml channels and hyperparameters")
     args = p.parse_args(argv)
     if args.sagemaker or (not args.data and (SM_ROOT / "input" / "config" / "hyperparameters.json").exists()):

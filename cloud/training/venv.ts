@@ -1,4 +1,5 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -7,6 +8,7 @@ import { LoupeError } from '../../components/common/errors.js';
 import { cacheDir, projectRoot } from '../../components/common/paths.js';
 import { sha256 } from '../../components/common/fsutil.js';
 import { silentLogger } from '../../components/common/log.js';
+import { Progress } from '../../components/common/progress.js';
 
 /**
  * The trainer's Python environment: a venv built from the pinned requirements file and cached
@@ -48,23 +50,103 @@ export function offlinePythonEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessE
   };
 }
 
-function run(cmd: string, args: string[], log: Logger, what: string): Promise<void> {
+/** What a line of pip's output tells (pip >= 24.1 with `--progress-bar raw` prints "Progress N of TOTAL"). */
+export type PipLine =
+  | { kind: 'collecting'; what: string }
+  | { kind: 'download'; file: string; bytes: number | null }
+  | { kind: 'progress'; done: number; total: number }
+  | { kind: 'installing'; what: string }
+  | { kind: 'installed'; what: string }
+  | { kind: 'text'; text: string };
+
+const UNITS: Record<string, number> = { B: 1, kB: 1e3, KB: 1e3, MB: 1e6, GB: 1e9 };
+
+export function parsePipLine(line: string): PipLine {
+  const t = line.trim();
+  let m = /^Progress (\d+) of (\d+)$/.exec(t);
+  if (m) return { kind: 'progress', done: Number(m[1]), total: Number(m[2]) };
+  m = /^Downloading (\S+)(?: \(([\d.]+) (B|kB|KB|MB|GB)\))?/.exec(t);
+  if (m) return { kind: 'download', file: m[1]!.split('/').pop()!, bytes: m[2] ? Math.round(Number(m[2]) * UNITS[m[3]!]!) : null };
+  m = /^Collecting (.+)$/.exec(t);
+  if (m) return { kind: 'collecting', what: m[1]! };
+  m = /^Installing collected packages: (.+)$/.exec(t);
+  if (m) return { kind: 'installing', what: m[1]! };
+  m = /^Successfully installed (.+)$/.exec(t);
+  if (m) return { kind: 'installed', what: m[1]! };
+  return { kind: 'text', text: t };
+}
+
+function run(cmd: string, args: string[], log: Logger, what: string, onLine?: (line: string) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
     let tail = '';
-    const keep = (b: Buffer) => {
-      tail = (tail + b.toString()).slice(-4000);
-      for (const line of b.toString().split('\n')) if (line.trim()) log.debug({ step: what }, line.trim());
-    };
-    child.stdout.on('data', keep);
-    child.stderr.on('data', keep);
+    const keep = (stream: NodeJS.ReadableStream) =>
+      createInterface({ input: stream }).on('line', (line) => {
+        tail = `${tail}${line}\n`.slice(-4000);
+        if (onLine) onLine(line);
+        else if (line.trim()) log.debug({ step: what }, line.trim());
+      });
+    keep(child.stdout);
+    keep(child.stderr);
     child.on('error', (e) =>
-      reject(new LoupeError('PYTHON_MISSING', `cannot run ${cmd} (${e.message}); install Python 3.9+ or set LOUPE_PYTHON`, { input: cmd })),
+      reject(new LoupeError('PYTHON_MISSING', `cannot run ${cmd} (${e.message}); install Python 3.9+ (Debian: loupe setup system) or set LOUPE_PYTHON`, { input: cmd })),
     );
     child.on('close', (code) =>
       code === 0 ? resolve() : reject(new LoupeError('VENV_FAILED', `${what} failed (exit ${code}):\n${tail}`, { input: cmd })),
     );
   });
+}
+
+/**
+ * `pip install -r requirements.txt` with its downloads shown: one progress bar per file (bytes,
+ * rate, ETA) at a terminal, log events otherwise, and one log line per package collected.
+ */
+function pipInstall(python: string, log: Logger, raw: boolean): Promise<void> {
+  let bar: Progress | undefined;
+  let file = '';
+  let downloads = 0;
+  const onLine = (line: string) => {
+    const p = parsePipLine(line);
+    switch (p.kind) {
+      case 'collecting':
+        log.info({ requirement: p.what }, 'pip: collecting');
+        break;
+      case 'download':
+        bar?.finish();
+        downloads++;
+        file = p.file;
+        bar = new Progress(`download ${p.file}`, p.bytes ?? 0, log, { unit: 'B', logEveryMs: 10_000 });
+        if (!raw) log.info({ file: p.file, bytes: p.bytes }, 'pip: downloading');
+        break;
+      case 'progress':
+        if (!bar) bar = new Progress(`download ${file || 'file'}`, p.total, log, { unit: 'B', logEveryMs: 10_000 });
+        bar.setTotal(p.total);
+        bar.update(p.done);
+        if (p.done >= p.total) {
+          bar.finish();
+          bar = undefined;
+        }
+        break;
+      case 'installing':
+        bar?.finish();
+        bar = undefined;
+        log.info({ downloads }, 'pip: installing (torch takes a few minutes to unpack)');
+        break;
+      case 'installed':
+        log.info({ packages: p.what.split(' ').length }, 'pip: installed');
+        break;
+      default:
+        if (p.text) log.debug({ step: 'pip install' }, p.text);
+    }
+  };
+  const args = ['-m', 'pip', 'install', '--disable-pip-version-check', '--progress-bar', raw ? 'raw' : 'off', '-r', requirementsFile];
+  return run(python, args, log, 'pip install -r requirements.txt', onLine).finally(() => bar?.stop());
+}
+
+async function pipSupportsRaw(python: string): Promise<boolean> {
+  const r = spawnSync(python, ['-m', 'pip', '--version'], { encoding: 'utf8' });
+  const m = /^pip (\d+)\.(\d+)/.exec(r.stdout ?? '');
+  return Boolean(m && (Number(m[1]) > 24 || (Number(m[1]) === 24 && Number(m[2]) >= 1)));
 }
 
 /** Create the venv if it is missing or half-built; returns its directory. Idempotent. */
@@ -79,7 +161,13 @@ export async function ensureVenv(log: Logger = silentLogger): Promise<string> {
   await rm(dir, { recursive: true, force: true });
   await mkdir(join(dir, '..'), { recursive: true });
   await run(python, ['-m', 'venv', dir], log, 'python -m venv');
-  await run(venvPython(dir), ['-m', 'pip', 'install', '--disable-pip-version-check', '-q', '-r', requirementsFile], log, 'pip install -r requirements.txt');
+  // pip 24.1 added machine-readable download progress (--progress-bar raw); older pips (Debian 12's
+  // venv bundles 23.0) get a current pip first, and install without byte progress if that fails.
+  if (!(await pipSupportsRaw(venvPython(dir)))) {
+    log.info('updating pip in the venv (for download progress)');
+    await run(venvPython(dir), ['-m', 'pip', 'install', '--disable-pip-version-check', '-q', 'pip>=24.1'], log, 'pip self-update').catch((e: Error) => log.warn({ err: e.message }, 'pip could not be updated; installing without download progress'));
+  }
+  await pipInstall(venvPython(dir), log, await pipSupportsRaw(venvPython(dir)));
   await run(venvPython(dir), ['-c', 'import ultralytics, torch, onnx, onnxruntime'], log, 'venv import check');
   await writeFile(join(dir, READY), `${new Date().toISOString()}\n`);
   log.info({ venv: dir }, 'trainer venv ready');

@@ -15,14 +15,14 @@
 import { EventEmitter } from 'node:events';
 import { copyFile, link, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import mqtt from 'mqtt';
 import type { Logger } from 'pino';
 import { LoupeError, errorMessage } from '../../components/common/errors.js';
 import { sha256File } from '../../components/common/fsutil.js';
 import { silentLogger } from '../../components/common/log.js';
-import { projectRoot, sharedDataset } from '../../components/common/paths.js';
+import { projectRoot, datasetDir } from '../../components/common/paths.js';
 import { COMPONENTS, loadSourceRecipe, localRecipe, renderRecipe, type ComponentName, type Recipe } from '../../components/build/recipes.js';
 import type { CameraHealth, ResultMessage } from '../../components/ipc/topics.js';
 import { startBroker, type EmbeddedBroker } from '../broker/broker.js';
@@ -56,6 +56,8 @@ export interface EdgeStackOptions {
   brokerPort?: number;
   /** health timeout for the deployment, s */
   healthTimeoutSeconds?: number;
+  /** when start-up fails, leave the working folder (with the component logs) instead of removing it */
+  keepOnFailure?: boolean;
   log?: Logger;
 }
 
@@ -90,7 +92,17 @@ export interface EdgeStack extends EventEmitter {
   configure(component: ComponentName, merge: Record<string, unknown>, reset?: string[]): Promise<DeploymentRecord>;
   /** S3 keys under incoming/ */
   listUploads(): Promise<string[]>;
-  stop(): Promise<void>;
+  /** What a person or a tool needs to reach the stack's services (one place: whatever keys the object store hands out). */
+  endpoints(): EdgeEndpoints;
+  /** Stop everything; `keep` leaves the working folder (component logs, spool, object store) in place. */
+  stop(opts?: { keep?: boolean }): Promise<void>;
+}
+
+export interface EdgeEndpoints {
+  root: string;
+  objectStore: { endpoint: string; region: string; bucket: string; forcePathStyle: true; accessKeyId: string; secretAccessKey: string; dir: string };
+  broker: { url: string; topics: string };
+  nucleus: { root: string; ipcSocket: string; tesUri: string; logs: string; thingName: string };
 }
 
 const pkgVersion = (): Promise<string> => readFile(join(projectRoot, 'package.json'), 'utf8').then((t) => (JSON.parse(t) as { version: string }).version);
@@ -203,7 +215,7 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
     await nucleus.start();
     cleanups.unshift(() => nucleus.stop());
 
-    const sharedFolder = sharedDataset('metal-tags');
+    const sharedFolder = datasetDir('metal-tags');
     const cameras = opts.cameras ?? [
       { name: 'cam1', source: opts.source ?? { type: 'folder', path: sharedFolder, mode: 'loop' }, trigger: opts.trigger ?? { type: 'interval', fps: opts.fps ?? 5 } },
     ];
@@ -227,8 +239,9 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
       healthTimeoutSeconds: opts.healthTimeoutSeconds ?? 120,
     });
     if (deployment.status !== 'SUCCEEDED') {
-      const logs = await Promise.all(COMPONENTS.map(async (c) => `--- ${c}\n${(await nucleus.readLog(c).catch(() => '')).split('\n').slice(-15).join('\n')}`));
-      throw new LoupeError('edge.deploy', `deploying the loupe suite failed: ${deployment.failureCause ?? deployment.detailedStatus}\n${logs.join('\n')}`, { input: 'local nucleus' });
+      const logs = await Promise.all(COMPONENTS.map(async (c) => `--- ${c} (${nucleus.logFile(c)})\n${(await nucleus.readLog(c).catch(() => '')).split('\n').slice(-15).join('\n')}`));
+      const kept = opts.keepOnFailure || !ownRoot ? `\ncomponent logs: ${join(nucleus.root, 'logs')}` : '';
+      throw new LoupeError('edge.deploy', `deploying the loupe suite failed: ${deployment.failureCause ?? deployment.detailedStatus}\n${logs.join('\n')}${kept}`, { input: 'local nucleus' });
     }
 
     const spoolDir = join(root, 'gg', 'work', 'loupe.Uploader', 'spool');
@@ -292,16 +305,25 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
       configure(component: ComponentName, merge: Record<string, unknown>, reset?: string[]) {
         return nucleus.deploy({ configurationUpdate: { [component]: { merge, ...(reset ? { reset } : {}) } } });
       },
-      async stop() {
+      endpoints(): EdgeEndpoints {
+        const cc = objectStore.clientConfig;
+        return {
+          root,
+          objectStore: { endpoint: cc.endpoint, region: cc.region, bucket, forcePathStyle: true, accessKeyId: cc.credentials.accessKeyId, secretAccessKey: cc.credentials.secretAccessKey, dir: objectStore.dir },
+          broker: { url: broker.url, topics: `loupe/${thingName}/#` },
+          nucleus: { root: nucleus.root, ipcSocket: nucleus.socketPath, tesUri: nucleus.tesUri, logs: dirname(nucleus.logFile('loupe.Camera')), thingName },
+        };
+      },
+      async stop(o: { keep?: boolean } = {}) {
         for (const c of cleanups) await c().catch((e) => log.warn({ err: errorMessage(e) }, 'edge stack stop step failed'));
         s3.destroy();
-        if (ownRoot) await rm(root, { recursive: true, force: true });
+        if (ownRoot && !o.keep) await rm(root, { recursive: true, force: true });
       },
     });
     return stack;
   } catch (e) {
     for (const c of cleanups) await c().catch(() => {});
-    if (ownRoot) await rm(root, { recursive: true, force: true });
+    if (ownRoot && !opts.keepOnFailure) await rm(root, { recursive: true, force: true });
     throw e;
   }
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import * as ort from 'onnxruntime-node';
 import { ensureVenv, offlinePythonEnv, venvPython } from '../../cloud/training/venv.js';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { decodeImage } from '../../components/detector/decode.js';
 import { Detector, detectorSessionOptions } from '../../components/detector/detector.js';
 import { inputPlan, TensorWriter } from '../../components/detector/letterbox.js';
@@ -95,7 +95,7 @@ const entry: BenchEntry = {
   name: '01-detect',
   async run(): Promise<BenchReport> {
     const model = await fixtureModel('metal-tags');
-    const dir = join(sharedDataset('metal-tags'), 'bad');
+    const dir = join(datasetDir('metal-tags'), 'bad');
     const all = readdirSync(dir)
       .sort()
       .map((f) => join(dir, f));

@@ -1,7 +1,7 @@
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { projectRoot, sharedDataset } from '../../components/common/paths.js';
+import { projectRoot, datasetDir } from '../../components/common/paths.js';
 import { Detector } from '../../components/detector/detector.js';
 import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
 import type { BenchEntry } from './run.js';
@@ -67,7 +67,7 @@ async function pidOf(stack: EdgeStack, component: string): Promise<number> {
 const entry: BenchEntry = {
   name: '03-edge',
   async run() {
-    const ds = sharedDataset('metal-tags');
+    const ds = datasetDir('metal-tags');
     const all = [...(await readdir(join(ds, 'bad'))).map((f) => join(ds, 'bad', f)), ...(await readdir(join(ds, 'good'))).map((f) => join(ds, 'good', f))].sort();
     const work = await mkdtemp(join(tmpdir(), 'lbe-'));
     const folder = join(work, 'frames-in');

@@ -3,14 +3,14 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { runCli } from '../helpers/cli.js';
 
 describe('loupe labels / snapshot CLI (built dist/, real child processes)', () => {
   let dir: string;
   let os: ObjectStore;
-  const metal = sharedDataset('metal-tags');
+  const metal = datasetDir('metal-tags');
   const home = () => ['--home', join(dir, 'home')];
 
   beforeAll(async () => {

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { ingestIncoming } from '../../cloud/ingest/index.js';
 import { openLabelStore, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
@@ -13,7 +13,7 @@ describe('ingest from the real embedded S3 store', () => {
   let os: ObjectStore;
   let s3: S3Client;
   let store: SqliteLabelStore;
-  const bad = join(sharedDataset('metal-tags'), 'bad');
+  const bad = join(datasetDir('metal-tags'), 'bad');
   const files = readdirSync(bad).sort().slice(0, 5);
 
   beforeAll(async () => {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot, sharedDataset } from '../../components/common/paths.js';
+import { projectRoot, datasetDir } from '../../components/common/paths.js';
 import { ImageSource, metalTagsMapping } from '../../cloud/labeling/images.js';
 import { Labeling } from '../../cloud/labeling/jobs.js';
 import { startLabelServer, type LabelServer } from '../../cloud/labeling/server.js';
@@ -17,7 +17,7 @@ describe('labelling UI in Chromium (playwright-core)', () => {
   let lab: Labeling;
   let srv: LabelServer;
   let browser: Browser;
-  const file = readdirSync(join(sharedDataset('metal-tags'), 'bad')).sort()[0]!;
+  const file = readdirSync(join(datasetDir('metal-tags'), 'bad')).sort()[0]!;
   const ref = `s3://\${bucket}/pipeline/assets/images/upload/bad/${file}`;
   const artifacts = join(projectRoot, 'test-artifacts');
 
@@ -41,7 +41,7 @@ describe('labelling UI in Chromium (playwright-core)', () => {
     ]);
     lab = new Labeling(store);
     await lab.createJob({ name: 'ui-job', classes: ['scratch', 'dent'], instructions: 'Box every scratch tightly.', workersPerImage: 1 });
-    srv = await startLabelServer({ lab, images: new ImageSource({ mappings: [metalTagsMapping(sharedDataset('metal-tags'))] }), token: TOKEN });
+    srv = await startLabelServer({ lab, images: new ImageSource({ mappings: [metalTagsMapping(datasetDir('metal-tags'))] }), token: TOKEN });
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
   });
   afterAll(async () => {

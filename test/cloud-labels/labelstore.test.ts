@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEMO_HISTORY_UNTIL, imagesFirstLabelledAfter } from '../../cloud/loop/reference.js';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { importFeatureStoreCsv, makeRecord, openLabelStore, readFeatureStoreCsv, writeFeatureStoreCsv, type LabelRecord, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
 
 const rec = (ref: string, t: number, status: LabelRecord['status'], job = '', boxes = 0): LabelRecord =>
@@ -68,7 +68,7 @@ describe('SQLite label store', () => {
   });
 
   it("imports the reference's labels.csv as history, idempotently", async () => {
-    const csv = join(sharedDataset('metal-tags'), 'labels.csv');
+    const csv = join(datasetDir('metal-tags'), 'labels.csv');
     const first = await importFeatureStoreCsv(store, csv);
     expect(first).toEqual({ read: 235, appended: 235, images: 235, later: 0 });
     const again = await importFeatureStoreCsv(store, csv);
@@ -89,14 +89,14 @@ describe('SQLite label store', () => {
   });
 
   it('imports the history as it stood at a point in time (until)', async () => {
-    const csv = join(sharedDataset('metal-tags'), 'labels.csv');
+    const csv = join(datasetDir('metal-tags'), 'labels.csv');
     // The first two labelling jobs (16eb08: 36 records, 9634f9: 8) ended before 2022-07-07T12:25Z.
     const r = await importFeatureStoreCsv(store, csv, { until: Date.parse('2022-07-07T12:25:00Z') / 1000 });
     expect(r).toEqual({ read: 235, appended: 44, images: 44, later: 191 });
     const jobs = new Set((await store.latest()).map((x) => x.labeling_job.slice(-6)));
     expect([...jobs].sort()).toEqual(['16eb08', '9634f9']);
     // What a camera replaying the later history shows (the demo's camera folder): the other 191.
-    const later = imagesFirstLabelledAfter(csv, sharedDataset('metal-tags'), Date.parse(DEMO_HISTORY_UNTIL) / 1000);
+    const later = imagesFirstLabelledAfter(csv, datasetDir('metal-tags'), Date.parse(DEMO_HISTORY_UNTIL) / 1000);
     expect(later).toHaveLength(191);
     const held = new Set((await store.latest()).map((x) => x.source_ref.split('/').slice(-2).join('/')));
     expect(later.filter((f) => held.has(f.split('/').slice(-2).join('/')))).toEqual([]);

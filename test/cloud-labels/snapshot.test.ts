@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from '../../components/common/fsutil.js';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { splitOf } from '../../cloud/dataset/split.js';
 import { readYoloDataset } from '../../cloud/dataset/yolo-read.js';
@@ -22,7 +22,7 @@ describe('uploads → ingest → simulated labelling with verification → snaps
   let s3: S3Client;
   let store: SqliteLabelStore;
   let images: ImageSource;
-  const metal = sharedDataset('metal-tags');
+  const metal = datasetDir('metal-tags');
   const HISTORY_END = 1657269941; // an event_time from labels.csv; the newest is at least this
 
   beforeAll(async () => {

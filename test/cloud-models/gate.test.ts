@@ -43,7 +43,9 @@ describe("quality gate with loupe's evaluator on the metal-tags test split", () 
     const html = readFileSync(paths.html, 'utf8');
     expect(html).toContain('REJECTED');
     expect((html.match(/<polyline/g) ?? []).length).toBe(2); // challenger and champion PR curves (one class)
-    expect(html).not.toMatch(/<script|src=|href=/i);
+    // self-contained: no scripts, no links, pictures only inline (data: URIs)
+    expect(html).not.toMatch(/<script|href=/i);
+    expect(html.match(/src="(?!data:image\/jpeg;base64,)/g)).toBeNull();
     // As a person sees it: rendered by Chromium, kept as a test artefact.
     const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
     try {

@@ -10,7 +10,7 @@ import { LoopStore } from '../../cloud/loop/store.js';
 import { checkTriggers, championTrainedAsOf } from '../../cloud/loop/triggers.js';
 import { ingestIncoming } from '../../cloud/ingest/index.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { silentLogger } from '../../components/common/log.js';
 import { runCli } from '../helpers/cli.js';
 
@@ -66,7 +66,7 @@ describe('loop triggers (real label store, registry and object store)', () => {
   });
 
   it('is due when enough uploads wait for labelling, or when the schedule says so', async () => {
-    const metal = sharedDataset('metal-tags');
+    const metal = datasetDir('metal-tags');
     const home = loopHome(join(dir, 'home'));
     await mkdir(home.dir, { recursive: true });
     const config = parseLoopConfig(

@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { startBroker, type EmbeddedBroker } from '../../embedded/broker/broker.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { LOCAL_STACK_CREDENTIALS } from '../../embedded/nucleus/tes.js';
@@ -69,7 +69,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     dir = await mkdtemp(join(tmpdir(), 'loupe-lr-'));
     objectStore = await startObjectStore({ dir: join(dir, 's3'), buckets: ['loupe'], credentials: LOCAL_STACK_CREDENTIALS });
     broker = await startBroker();
-    const metal = sharedDataset('metal-tags');
+    const metal = datasetDir('metal-tags');
     const camera = await cameraFolder(imagesFirstLabelledAfter(join(metal, 'labels.csv'), metal, Date.parse(DEMO_HISTORY_UNTIL) / 1000), join(dir, 'camera'));
     stack = await startEdgeStack({ root: join(dir, 'edge'), thingName: 'line-7', bucket: 'loupe', objectStore, broker, source: { type: 'folder', path: camera, mode: 'loop' }, fps: 2 });
     stack.on('result', (r: ResultMessage) => results.push(r));
@@ -86,7 +86,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
   async function home(name: string, gate: LoopConfigInput['gate']): Promise<string> {
     const h = join(dir, name);
     await mkdir(h, { recursive: true });
-    const metal = sharedDataset('metal-tags');
+    const metal = datasetDir('metal-tags');
     const config: LoopConfigInput = {
       storage: { endpoint: objectStore.endpoint, bucket: 'loupe', credentials: { accessKeyId: LOCAL_STACK_CREDENTIALS.accessKeyId, secretAccessKey: LOCAL_STACK_CREDENTIALS.secretAccessKey } },
       history: { labelsCsv: join(metal, 'labels.csv'), imagesDir: metal, until: DEMO_HISTORY_UNTIL },

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir, requireDataset } from '../../components/common/paths.js';
 import { importFeatureStore, parseFeatureStoreCsv } from '../../cloud/dataset/featurestore.js';
 import { importVoc } from '../../cloud/dataset/voc.js';
 import { splitOf } from '../../cloud/dataset/split.js';
@@ -10,8 +10,8 @@ import type { ImportedDataset } from '../../cloud/dataset/types.js';
 import type { DatasetManifest } from '../../cloud/dataset/yolo-write.js';
 import { yoloDataset } from '../helpers/datasets.js';
 
-const metal = sharedDataset('metal-tags');
-const neu = sharedDataset('neu-det');
+const metal = datasetDir('metal-tags');
+const neu = datasetDir('neu-det');
 
 describe('feature-store CSV importer on ../shared/datasets/metal-tags', () => {
   let ds: ImportedDataset;
@@ -69,7 +69,7 @@ describe('feature-store CSV importer on ../shared/datasets/metal-tags', () => {
 describe('Pascal VOC importer on ../shared/datasets/neu-det', () => {
   let ds: ImportedDataset;
   beforeAll(async () => {
-    ds = await importVoc(neu);
+    ds = await importVoc(requireDataset('neu-det'));
   });
 
   it('reads all 1800 images (1770 + 30 validation) with the six classes in name order', () => {

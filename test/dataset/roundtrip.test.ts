@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot, sharedDataset } from '../../components/common/paths.js';
+import { projectRoot, datasetDir } from '../../components/common/paths.js';
 import { importCoco, writeCocoDataset } from '../../cloud/dataset/coco.js';
 import {
   formatGroundTruthLine,
@@ -135,7 +135,7 @@ describe('Ground Truth output manifests', () => {
       const manifest = join(dir, 'output.manifest');
       await writeGroundTruthManifest(manifest, records);
       expect(readFileSync(manifest, 'utf8').trim().split('\n')).toHaveLength(235);
-      const gt = await importGroundTruth(manifest, { imagesDir: sharedDataset('metal-tags') });
+      const gt = await importGroundTruth(manifest, { imagesDir: datasetDir('metal-tags') });
       expect(gt.names).toEqual(['scratch']);
       expect(gt.report.images).toBe(235);
       expect(gt.report.boxes).toBe(482);

@@ -5,7 +5,7 @@ import { datasetStats } from '../../cloud/dataset/stats.js';
 import { writeYoloDataset } from '../../cloud/dataset/yolo-write.js';
 import { readYoloDataset } from '../../cloud/dataset/yolo-read.js';
 import { importShared } from '../helpers/datasets.js';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir, requireDataset } from '../../components/common/paths.js';
 import { runPython } from '../helpers/python.js';
 import { tempDir } from './synth.js';
 
@@ -45,7 +45,7 @@ describe('ultralytics reads loupe YOLO exports as loupe does', () => {
     const dir = await tempDir();
     await mkdir(join(dir, 'images', 'val'), { recursive: true });
     await mkdir(join(dir, 'labels', 'val'), { recursive: true });
-    await copyFile(join(sharedDataset('neu-det'), 'IMAGES', 'crazing_1.jpg'), join(dir, 'images', 'val', 'a.jpg'));
+    await copyFile(join(requireDataset('neu-det'), 'IMAGES', 'crazing_1.jpg'), join(dir, 'images', 'val', 'a.jpg'));
     await writeFile(join(dir, 'labels', 'val', 'a.txt'), '1 0.5 0.5 0.2 0.2\n0 0.3 0.3 0.1 0.1\n1 0.5 0.5 0.2 0.2\n0 0.2 0.9 0.1 0.1\n');
     await writeFile(join(dir, 'data.yaml'), `path: ${dir}\ntrain: images/val\nval: images/val\nnames: [a, b]\n`);
     const code = [

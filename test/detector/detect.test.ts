@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LoupeError } from '../../components/common/errors.js';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir, requireDataset } from '../../components/common/paths.js';
 import { decodeImage } from '../../components/detector/decode.js';
 import { Detector } from '../../components/detector/detector.js';
 import { runCli } from '../helpers/cli.js';
@@ -20,7 +20,7 @@ const images: string[] = [];
 
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'loupe-detect-'));
-  const dir = join(sharedDataset('metal-tags'), 'bad');
+  const dir = join(datasetDir('metal-tags'), 'bad');
   images.push(...readdirSync(dir).sort().slice(0, 8).map((f) => join(dir, f)));
   det = await Detector.load(await fixtureModel('metal-tags'));
   neu = await Detector.load(await fixtureModel('neu-det'));
@@ -76,7 +76,7 @@ describe('Detector', () => {
 
   it('applies class filters and per-class thresholds by name or id', async () => {
     // an image where the model sees more than one class at conf 0.01
-    const dir = join(sharedDataset('neu-det'), 'IMAGES');
+    const dir = join(requireDataset('neu-det'), 'IMAGES');
     let f = '';
     let all = { detections: [] as Array<{ name: string; conf: number }> };
     let classes = new Set<string>();
@@ -99,7 +99,7 @@ describe('Detector', () => {
   }, 600_000);
 
   it('val mode: multi-label at conf 0.001 (more boxes than predict at the same threshold)', async () => {
-    const f = join(sharedDataset('neu-det'), 'IMAGES', readdirSync(join(sharedDataset('neu-det'), 'IMAGES')).sort()[700]);
+    const f = join(requireDataset('neu-det'), 'IMAGES', readdirSync(join(requireDataset('neu-det'), 'IMAGES')).sort()[700]);
     const val = await neu.detect(f, { mode: 'val' });
     const pred = await neu.detect(f, { mode: 'predict', conf: 0.001 });
     expect(val.detections.length).toBeGreaterThan(pred.detections.length);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LoupeError } from '../../components/common/errors.js';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { Detector } from '../../components/detector/detector.js';
 import { modelInfoFromBytes } from '../../components/detector/model-info.js';
 import { runCli } from '../helpers/cli.js';
@@ -20,7 +20,7 @@ let image: string;
 
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'loupe-model-'));
-  const dir = join(sharedDataset('metal-tags'), 'bad');
+  const dir = join(datasetDir('metal-tags'), 'bad');
   image = join(dir, readdirSync(dir).sort()[0]);
   const mt = await fixtureModel('metal-tags');
   const dyn = await fixtureModel('metal-tags-dynamic');

@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { decodeImage, jpegOrientation } from '../../components/detector/decode.js';
 
 // decode.ts skips libvips' auto-orientation when its own read of the JPEG's Exif says
@@ -46,7 +46,7 @@ async function libvipsOriented(bytes: Uint8Array): Promise<{ data: Buffer; width
 
 describe('JPEG orientation read without decoding', () => {
   it('reads Exif orientation like libvips and decodes the same pixels', async () => {
-    const dir = join(sharedDataset('metal-tags'), 'bad');
+    const dir = join(datasetDir('metal-tags'), 'bad');
     const jpeg = new Uint8Array(await readFile(join(dir, readdirSync(dir).sort()[0])));
     const ORI = 0x0112;
     const MAKE: Entry = [0x010f, 2, 4, 0]; // ASCII, value offset irrelevant here

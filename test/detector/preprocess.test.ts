@@ -7,7 +7,7 @@ import { decodeImage } from '../../components/detector/decode.js';
 import { inputPlan, letterboxGeometry, pyRound, TensorWriter } from '../../components/detector/letterbox.js';
 import { modelInfoFromBytes, type ModelInfo } from '../../components/detector/model-info.js';
 import { LinearResizer, resizeLinear } from '../../components/detector/resize.js';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir, requireDataset } from '../../components/common/paths.js';
 import { fixtureModel } from '../helpers/models.js';
 import { yoloDataset } from '../helpers/datasets.js';
 import { ultralytics } from './reference.js';
@@ -90,7 +90,7 @@ describe('resize', () => {
 
 describe('decoding like cv2.imdecode(IMREAD_COLOR)', () => {
   it('handles grayscale, RGBA (alpha dropped, not composited), palette, 16-bit, EXIF-rotated and BMP images', async () => {
-    const src = join(sharedDataset('metal-tags'), 'bad', readdirSync(join(sharedDataset('metal-tags'), 'bad')).sort()[3]);
+    const src = join(datasetDir('metal-tags'), 'bad', readdirSync(join(datasetDir('metal-tags'), 'bad')).sort()[3]);
     const made = await ultralytics<Record<string, { path: string; rgb: string; width: number; height: number }>>('images', { src, out: tmp, cwd: tmp });
     expect(Object.keys(made).length).toBe(18);
     for (const [name, m] of Object.entries(made)) {
@@ -121,7 +121,7 @@ describe("input tensors equal ultralytics' (predict)", () => {
   }
 
   async function oddImages(): Promise<string[]> {
-    const src = join(sharedDataset('metal-tags'), 'bad', readdirSync(join(sharedDataset('metal-tags'), 'bad')).sort()[5]);
+    const src = join(datasetDir('metal-tags'), 'bad', readdirSync(join(datasetDir('metal-tags'), 'bad')).sort()[5]);
     const d = join(tmp, 'odd');
     await import('node:fs/promises').then((fs) => fs.mkdir(d, { recursive: true }));
     const made = await ultralytics<Record<string, { path: string }>>('images', { src, out: d, cwd: tmp });
@@ -129,25 +129,25 @@ describe("input tensors equal ultralytics' (predict)", () => {
   }
 
   it('metal-tags (fixed 480): dataset images plus grayscale, RGBA PNG, EXIF-rotated JPEG, 16-bit PNG', async () => {
-    const dir = join(sharedDataset('metal-tags'), 'bad');
+    const dir = join(datasetDir('metal-tags'), 'bad');
     const files = readdirSync(dir).sort().slice(0, 3).map((f) => join(dir, f));
     await compare(await fixtureModel('metal-tags'), [...files, ...(await oddImages())]);
   }, 600_000);
 
   it('neu-det (fixed 256, 200x200 grayscale-as-RGB upscaled)', async () => {
-    const dir = join(sharedDataset('neu-det'), 'IMAGES');
+    const dir = join(requireDataset('neu-det'), 'IMAGES');
     const files = readdirSync(dir).sort().filter((_, i) => i % 400 === 0).map((f) => join(dir, f));
     await compare(await fixtureModel('neu-det'), files);
   }, 600_000);
 
   it('dynamic export: minimal stride-multiple rectangle (auto letterbox)', async () => {
-    const dir = join(sharedDataset('metal-tags'), 'bad');
+    const dir = join(datasetDir('metal-tags'), 'bad');
     const files = readdirSync(dir).sort().slice(10, 12).map((f) => join(dir, f));
     await compare(await fixtureModel('metal-tags-dynamic'), [...files, ...(await oddImages()).slice(2, 3)], { imgsz: 480 });
   }, 600_000);
 
   it('fp16 export: half-precision input (uint8.half() / 255)', async () => {
-    const dir = join(sharedDataset('metal-tags'), 'bad');
+    const dir = join(datasetDir('metal-tags'), 'bad');
     const files = readdirSync(dir).sort().slice(20, 22).map((f) => join(dir, f));
     // includes the padding value 114/255 and every pixel value present, as half bits
     await compare(await fixtureModel('metal-tags-fp16'), files);

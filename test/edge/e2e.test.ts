@@ -4,7 +4,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import type { ResultMessage } from '../../components/ipc/topics.js';
 import { startBroker } from '../../embedded/broker/broker.js';
 import { LOCAL_STACK_CREDENTIALS } from '../../embedded/nucleus/tes.js';
@@ -88,7 +88,7 @@ beforeAll(async () => {
   root = tempRoot('le2e-');
   watchDir = join(root, 'camera-in');
   await mkdir(watchDir, { recursive: true });
-  const ds = sharedDataset('metal-tags');
+  const ds = datasetDir('metal-tags');
   bad = (await readdir(join(ds, 'bad'))).sort().map((f) => join(ds, 'bad', f));
   good = (await readdir(join(ds, 'good'))).sort().map((f) => join(ds, 'good', f));
   // Ports below the kernel's ephemeral range: the scenarios stop and restart the object store and
@@ -340,7 +340,7 @@ describe('loupe suite on the local nucleus', () => {
     const rec = await stack.configure('loupe.Camera', {
       cameras: [
         { name: 'cam1', source: { type: 'folder', path: watchDir, mode: 'watch', pollMs: 100 }, trigger: { type: 'interval', fps: 8 } },
-        { name: 'plc', source: { type: 'folder', path: join(sharedDataset('metal-tags'), 'good'), mode: 'loop' }, trigger: { type: 'mqtt' } },
+        { name: 'plc', source: { type: 'folder', path: join(datasetDir('metal-tags'), 'good'), mode: 'loop' }, trigger: { type: 'mqtt' } },
       ],
     });
     expect(rec.status).toBe('SUCCEEDED');

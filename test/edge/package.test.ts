@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import yauzl from 'yauzl';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { buildComponentZip, buildComponents, type BuildResult } from '../../components/build/build.js';
 import { publishComponents } from '../../components/build/publish.js';
 import { silentLogger } from '../../components/common/log.js';
@@ -116,7 +116,7 @@ describe('packaging build', () => {
         artifactDir: join(root, 'greengrass-build', 'artifacts'),
         merge: { 'loupe.Model': '1.0.0', 'loupe.Camera': '0.1.0', 'loupe.Inference': '0.1.0', 'loupe.Uploader': '0.1.0' },
         configurationUpdate: {
-          'loupe.Camera': { merge: { cameras: [{ name: 'pk', source: { type: 'folder', path: join(sharedDataset('metal-tags'), 'bad'), mode: 'once' }, trigger: { type: 'interval', fps: 5 } }] } },
+          'loupe.Camera': { merge: { cameras: [{ name: 'pk', source: { type: 'folder', path: join(datasetDir('metal-tags'), 'bad'), mode: 'once' }, trigger: { type: 'interval', fps: 5 } }] } },
           'loupe.Uploader': { merge: { endpoint: store.endpoint, forcePathStyle: true } },
         },
       });

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, silentLogger } from '../../components/common/log.js';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { CameraRunner } from '../../components/camera/camera.js';
 import type { CameraConfig } from '../../components/camera/config.js';
 import { FrameStore } from '../../components/camera/frame-store.js';
@@ -17,7 +17,7 @@ let tmp: string;
 let images: string[];
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'loupe-src-'));
-  const dir = join(sharedDataset('metal-tags'), 'good');
+  const dir = join(datasetDir('metal-tags'), 'good');
   images = (await readdir(dir)).sort().slice(0, 5).map((f) => join(dir, f));
 });
 afterAll(async () => {
@@ -124,7 +124,7 @@ describe('stream source (ffmpeg)', () => {
     await store.init();
     serve();
     const cam = runner({ name: 'line', source: { type: 'stream', url, rtspTransport: 'tcp', ffmpegPath: 'ffmpeg', quality: 5, frameTimeoutMs: 1500 } }, store);
-    const other = runner({ name: 'other', source: { type: 'folder', path: join(sharedDataset('metal-tags'), 'good'), mode: 'loop', recursive: true, extensions: ['.jpg'], pollMs: 50 }, trigger: { type: 'interval', fps: 10 } }, store);
+    const other = runner({ name: 'other', source: { type: 'folder', path: join(datasetDir('metal-tags'), 'good'), mode: 'loop', recursive: true, extensions: ['.jpg'], pollMs: 50 }, trigger: { type: 'interval', fps: 10 } }, store);
     cam.r.start();
     other.r.start();
     try {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LoupeError } from '../../components/common/errors.js';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { cameraConfigSchema } from '../../components/camera/config.js';
 import { FrameStore } from '../../components/camera/frame-store.js';
 import { JpegSplitter } from '../../components/camera/jpeg-splitter.js';
@@ -28,7 +28,7 @@ let jpeg: Buffer;
 let jpegPath: string;
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'loupe-edge-u-'));
-  const dir = join(sharedDataset('metal-tags'), 'bad');
+  const dir = join(datasetDir('metal-tags'), 'bad');
   jpegPath = join(dir, (await readdir(dir)).sort()[0]!);
   jpeg = await readFile(jpegPath);
 });
@@ -173,7 +173,7 @@ describe('rate limits', () => {
 describe('perceptual de-duplication', () => {
   it('finds near-identical frames close and different frames far (dHash and pHash)', async () => {
     const brighter = await sharp(jpeg).modulate({ brightness: 1.04 }).jpeg({ quality: 80 }).toBuffer();
-    const dir = join(sharedDataset('metal-tags'), 'good');
+    const dir = join(datasetDir('metal-tags'), 'good');
     const other = await readFile(join(dir, (await readdir(dir)).sort()[3]!));
     for (const h of [dhash, phash]) {
       const a = await h(jpeg);

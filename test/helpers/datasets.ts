@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { isLoupeError } from '../../components/common/errors.js';
-import { cacheDir, sharedDataset } from '../../components/common/paths.js';
+import { cacheDir, requireDataset } from '../../components/common/paths.js';
 import { importFeatureStore } from '../../cloud/dataset/featurestore.js';
 import { importVoc } from '../../cloud/dataset/voc.js';
 import type { ImportedDataset } from '../../cloud/dataset/types.js';
@@ -11,7 +11,7 @@ export type SharedDatasetName = 'metal-tags' | 'neu-det';
 
 /** Import one of ../shared/datasets with loupe's importers (no cache). */
 export function importShared(name: SharedDatasetName): Promise<ImportedDataset> {
-  const dir = sharedDataset(name);
+  const dir = requireDataset(name);
   return name === 'metal-tags' ? importFeatureStore(join(dir, 'labels.csv'), { imagesDir: dir }) : importVoc(dir);
 }
 

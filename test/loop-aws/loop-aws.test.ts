@@ -8,7 +8,7 @@ import { basename, join } from 'node:path';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { sharedDataset } from '../../components/common/paths.js';
+import { datasetDir } from '../../components/common/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { readFeatureStoreCsv, pyAnnotations } from '../../cloud/labelstore/csv.js';
 import { openRegistry } from '../../cloud/registry/sqlite-registry.js';
@@ -48,7 +48,7 @@ let store: ObjectStore;
 let s3: S3Client;
 let workers: FakeAwsWorkers;
 
-const metal = sharedDataset('metal-tags');
+const metal = datasetDir('metal-tags');
 const reference = readFeatureStoreCsv(join(metal, 'labels.csv'));
 const tail = (ref: string) => ref.split('/').slice(-2).join('/');
 // Six photos the device uploads: four with scratches, two without.

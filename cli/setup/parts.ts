@@ -1,0 +1,48 @@
+import type { Logger } from 'pino';
+import { ensureVenv, venvDir, venvReady } from '../../cloud/training/venv.js';
+import { ensureSystem, systemReady, systemStatus, type SystemStatus } from './system.js';
+
+/**
+ * The named parts of `loupe setup`: each one checks whether this machine has it and installs it
+ * when not, idempotently. `loupe setup all` runs them in this order. To add a part (a GDK venv,
+ * moto, ...), add one entry here: the CLI, `setup all`, `setup list` and `.ci/run` pick it up.
+ */
+export interface SetupContext {
+  log: Logger;
+  /** A person at a terminal (sudo may ask for a password). */
+  interactive: boolean;
+  /** Print what would be done, change nothing. */
+  dryRun: boolean;
+}
+
+export interface SetupPart {
+  name: string;
+  summary: string;
+  /** Whether the part is in place, with what a person needs to know about it. */
+  check(): Promise<{ ready: boolean } & Record<string, unknown>>;
+  install(ctx: SetupContext): Promise<Record<string, unknown>>;
+}
+
+const systemDetails = (s: SystemStatus) => ({ ready: systemReady(s), debian: s.debian, missingPackages: s.missingPackages, missingUser: s.missingUser, missingGroup: s.missingGroup });
+
+export const SETUP_PARTS: SetupPart[] = [
+  {
+    name: 'system',
+    summary: 'Debian packages the tests and tools need (chromium, ffmpeg, python3-venv, Java 17, sudo, DejaVu fonts) and the Greengrass user ggc_user:ggc_group; uses sudo when not root',
+    check: async () => systemDetails(systemStatus()),
+    install: async (ctx) => systemDetails(await ensureSystem(ctx.log, ctx)),
+  },
+  {
+    name: 'python',
+    summary: 'the pinned trainer venv (ultralytics, torch; cached under ~/.cache/loupe/venvs by the hash of cloud/training/requirements.txt)',
+    check: async () => ({ ready: venvReady(), venv: venvDir() }),
+    install: async (ctx) => {
+      if (ctx.dryRun) return { ready: venvReady(), venv: venvDir() };
+      return { ready: true, venv: await ensureVenv(ctx.log) };
+    },
+  },
+];
+
+export function setupPart(name: string): SetupPart | undefined {
+  return SETUP_PARTS.find((p) => p.name === name);
+}

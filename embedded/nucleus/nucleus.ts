@@ -87,7 +87,7 @@ import type { Recipe } from './componentmanager/recipe.js';
 import { BUILTIN_COMPONENTS } from './deployment/resolve.js';
 import type { InitConfig } from './initconfig.js';
 import type { Target } from './lifecycle/kernel.js';
-import { ensureReachable, prepareRootLayout, ProcessGroupRecord, writePrivateFile } from './lifecycle/root.js';
+import { ensureReachable, prepareRootLayout, ProcessGroupRecord } from './lifecycle/root.js';
 import { DEFAULT_POSIX_USER, isRoot } from './lifecycle/runwith.js';
 import { registerComponentMetricIpc } from './telemetry/metric-ipc.js';
 
@@ -347,7 +347,7 @@ export class Nucleus extends EventEmitter {
       }
       const info: CliIpcInfo = { cli_auth_token: this.kernel.tokenFor(CLI_PRINCIPAL), domain_socket_path: this.ipc.connectPath, pid: process.pid };
       // The CLI token lets its holder deploy anything: readable by the nucleus's user only.
-      await writePrivateFile(join(this.root, 'cli_ipc_info'), JSON.stringify(info));
+      await writeFileAtomic(join(this.root, 'cli_ipc_info'), JSON.stringify(info), { mode: 0o600 });
       this.started = true;
       if (this.opts.initialComponents) await this.startInitialComponents(this.opts.initialComponents);
       else if (this.opts.restore !== false) await this.restore();
@@ -451,6 +451,9 @@ export class Nucleus extends EventEmitter {
       if (this.saveTimer) clearTimeout(this.saveTimer);
       await this.saveConfig();
       this.started = false; // no more saves: stopAll() below empties the component table
+      // A deployment waiting on deferrals gives up; one being applied finishes first.
+      this.lifecycleIpc.close();
+      await this.deployments?.close();
       await this.kernel.stopAll().catch((e) => this.logger.error({ err: errorMessage(e) }, 'stopping components failed'));
       await this.shutdownServers();
       this.logger.info('nucleus stopped');

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +6,7 @@ import { stringify } from 'yaml';
 import { projectRoot } from '../../components/common/paths.js';
 import { realNucleusPrerequisites, startRealNucleus, type RunningNucleus } from '../helpers/real-nucleus.js';
 import { startLoupeNucleus } from '../nucleus-diff/loupe-runner.js';
+import { cpuSeconds, pct, procStatus, waitFile } from './proc.js';
 import type { BenchEntry } from './run.js';
 
 /**
@@ -23,29 +24,9 @@ const WINDOW = 256;
 const M = 2_000;
 const PEER = join(projectRoot, 'test', 'fixtures', 'nucleus', 'bench-peer.mjs');
 
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? +s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!.toFixed(3) : NaN;
-};
 
-function procStatus(pid: number): { rss: number; hwm: number } {
-  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const get = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? NaN);
-  return { rss: get('VmRSS') / 1024, hwm: get('VmHWM') / 1024 };
-}
 
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
 
-async function waitFile(path: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!existsSync(path)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${path}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function writeConfig(dir: string): string {
   const peer = (role: string, extra: Record<string, string> = {}) => ({

@@ -29,6 +29,16 @@ export function sharedDir(root: string): string {
   return d;
 }
 
+/** Whether a process exists (signal 0). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export async function removeRoot(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
 }

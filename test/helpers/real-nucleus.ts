@@ -140,34 +140,39 @@ export async function pollStates(read: () => string[], want: string | ((s: strin
   }
 }
 
-export async function startRealNucleus(o: { initConfig: string; root: string; startTimeoutMs?: number; env?: NodeJS.ProcessEnv }): Promise<RunningNucleus> {
-  const problems = realNucleusPrerequisites();
-  if (problems.length) throw new Error(`the real Greengrass nucleus cannot run here: ${problems.join('; ')}`);
-  const child = spawnAsRoot('java', ['-Droot=' + o.root, '-Dlog.store=FILE', '-jar', GREENGRASS_JAR, '--init-config', o.initConfig, '--setup-system-service', 'false'], {
-    ...(o.env ? { env: o.env } : {}),
-  });
+/**
+ * A nucleus process we started (its own process group) seen as a RunningNucleus: `transitions`
+ * reads its state changes, `ready` says when its output shows it has started. Stopped (the
+ * whole group) if it does not start in time.
+ */
+export async function watchNucleus(o: {
+  child: ChildProcess;
+  root: string;
+  label: string;
+  transitions: (component: string) => StateChange[];
+  ready: (output: string) => boolean;
+  startTimeoutMs: number;
+}): Promise<RunningNucleus> {
   let output = '';
   let exited = false;
-  child.stdout!.on('data', (b: Buffer) => (output += b.toString()));
-  child.stderr!.on('data', (b: Buffer) => (output += b.toString()));
-  child.on('exit', () => (exited = true));
-  const logFile = join(o.root, 'logs', 'greengrass.log');
-  const transitions = (component: string) => parseRealTransitions(readAsRoot(logFile)).get(component) ?? [];
+  o.child.stdout!.on('data', (b: Buffer) => (output += b.toString()));
+  o.child.stderr!.on('data', (b: Buffer) => (output += b.toString()));
+  o.child.on('exit', () => (exited = true));
   const handle: RunningNucleus = {
     root: o.root,
-    pid: child.pid!,
+    pid: o.child.pid!,
     output: () => output,
-    transitions,
-    states: (c) => statesOf(transitions(c)),
+    transitions: o.transitions,
+    states: (c) => statesOf(o.transitions(c)),
     componentLog: (c) => readAsRoot(join(o.root, 'logs', `${c}.log`)),
-    waitForState: (c, want, timeoutMs = 60_000) => pollStates(() => handle.states(c), want, timeoutMs, `real nucleus: ${c}`, () => !exited),
-    stop: () => stopGroup(child),
+    waitForState: (c, want, timeoutMs = 60_000) => pollStates(() => handle.states(c), want, timeoutMs, `${o.label}: ${c}`, () => !exited),
+    stop: () => stopGroup(o.child),
   };
   try {
-    const deadline = Date.now() + (o.startTimeoutMs ?? 120_000);
-    while (!output.includes('Launched Nucleus successfully.')) {
-      if (exited) throw new Error(`the real nucleus exited during start-up:\n${output.slice(-4000)}`);
-      if (Date.now() > deadline) throw new Error(`the real nucleus did not start within ${(o.startTimeoutMs ?? 120_000) / 1000} s:\n${output.slice(-4000)}`);
+    const deadline = Date.now() + o.startTimeoutMs;
+    while (!o.ready(output)) {
+      if (exited) throw new Error(`${o.label} exited during start-up:\n${output.slice(-4000)}`);
+      if (Date.now() > deadline) throw new Error(`${o.label} did not start within ${o.startTimeoutMs / 1000} s:\n${output.slice(-4000)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   } catch (e) {
@@ -175,6 +180,23 @@ export async function startRealNucleus(o: { initConfig: string; root: string; st
     throw e;
   }
   return handle;
+}
+
+export async function startRealNucleus(o: { initConfig: string; root: string; startTimeoutMs?: number; env?: NodeJS.ProcessEnv }): Promise<RunningNucleus> {
+  const problems = realNucleusPrerequisites();
+  if (problems.length) throw new Error(`the real Greengrass nucleus cannot run here: ${problems.join('; ')}`);
+  const child = spawnAsRoot('java', ['-Droot=' + o.root, '-Dlog.store=FILE', '-jar', GREENGRASS_JAR, '--init-config', o.initConfig, '--setup-system-service', 'false'], {
+    ...(o.env ? { env: o.env } : {}),
+  });
+  const logFile = join(o.root, 'logs', 'greengrass.log');
+  return watchNucleus({
+    child,
+    root: o.root,
+    label: 'the real nucleus',
+    transitions: (component) => parseRealTransitions(readAsRoot(logFile)).get(component) ?? [],
+    ready: (output) => output.includes('Launched Nucleus successfully.'),
+    startTimeoutMs: o.startTimeoutMs ?? 120_000,
+  });
 }
 
 /** Component names with a log file under <root>/logs (for a failure report). */

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { projectRoot } from '../../components/common/paths.js';
 import { NucleusCliClient } from '../../embedded/nucleus/cli-client.js';
 import { Nucleus, type NucleusOptions } from '../../embedded/nucleus/nucleus.js';
-import { agentRecords, header, RawClient, removeRoot, rpcFrame, tempRoot, until, waitForRecord, writeAgentRecipe, writeRecipe } from '../helpers/nucleus.js';
+import { RawClient, agentRecords, alive, header, removeRoot, rpcFrame, tempRoot, until, waitForRecord, writeAgentRecipe, writeRecipe } from '../helpers/nucleus.js';
 
 /**
  * Issue 14's findings that live in the nucleus, each shown by the attack that broke it:
@@ -34,14 +34,6 @@ async function setup(opts: Partial<NucleusOptions> = {}): Promise<{ n: Nucleus; 
   return { n, root };
 }
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** The processes in the process group of `pid` (from /proc). */
 function groupMembers(pid: number): { pid: number; args: string }[] {

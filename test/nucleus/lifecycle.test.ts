@@ -3,7 +3,7 @@ import { existsSync, lstatSync, readFileSync, readdirSync, statSync, writeFileSy
 import { join } from 'node:path';
 import { Nucleus, type NucleusOptions } from '../../embedded/nucleus/nucleus.js';
 import { RotatingLog } from '../../embedded/nucleus/lifecycle/rotating-log.js';
-import { removeRoot, sharedDir, tempRoot, until, waitForRecord, writeAgentRecipe, writeRecipe } from '../helpers/nucleus.js';
+import { alive, removeRoot, sharedDir, tempRoot, until, waitForRecord, writeAgentRecipe, writeRecipe } from '../helpers/nucleus.js';
 
 /**
  * Component lifecycles with real processes: steps, timeouts, Setenv, SkipIf, the BROKEN rule
@@ -189,14 +189,6 @@ describe('component lifecycle', () => {
     expect((await n.deploy({ recipeDir: rdir, merge: { 'lc.Stubborn': '1.0.0' } })).status).toBe('SUCCEEDED');
     await until(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '', 5000, 'the child pid');
     const child = Number(readFileSync(pidFile, 'utf8'));
-    const alive = (pid: number) => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
     expect(alive(child)).toBe(true);
     const t0 = Date.now();
     await n.deploy({ remove: ['lc.Stubborn'] });

@@ -91,6 +91,16 @@ interface LastGood {
 export class DeploymentManager {
   private readonly records: DeploymentRecord[] = [];
   private queue: Promise<unknown> = Promise.resolve();
+  private closing = false;
+
+  /**
+   * The nucleus is stopping: a deployment still waiting (on deferrals, say) changes nothing
+   * more, and queued ones do not start. Resolves when the one in progress has settled.
+   */
+  async close(timeoutMs = 30_000): Promise<void> {
+    this.closing = true;
+    await Promise.race([this.queue.catch(() => {}), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+  }
   private readonly dir: string;
   private readonly lastGoodFile: string;
 
@@ -193,6 +203,13 @@ export class DeploymentManager {
     const { kernel, store, lifecycle } = this.opts;
     const log = this.opts.logger.child({ deploymentId: record.deploymentId });
     const progress = new Progress(`deployment ${record.deploymentId.slice(0, 8)}`, 4, log, { logEveryMs: 0 });
+    if (this.closing) {
+      record.status = 'FAILED';
+      record.failureCause = 'the nucleus stopped before the deployment started';
+      record.finishedOn = new Date().toISOString();
+      await this.persist();
+      return record;
+    }
     record.status = 'IN_PROGRESS';
     await this.persist();
     const finish = async (status: DeploymentStatus, detailed: DetailedStatus, cause?: string, errorTypes?: string[]) => {
@@ -265,6 +282,7 @@ export class DeploymentManager {
       await this.persist();
     }
     progress.update(2, { stage: 'notified' });
+    if (this.closing) return finish('FAILED', 'FAILED_NO_STATE_CHANGE', 'the nucleus stopped before the deployment was applied', ['NUCLEUS_STOPPING']);
 
     // 3. apply and wait for health
     const healthMs = (req.healthTimeoutSeconds ?? 120) * 1000;

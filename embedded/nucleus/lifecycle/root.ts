@@ -1,8 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { LoupeError } from '../../../components/common/errors.js';
 import { groupAlive, processStartTime, signalGroup } from './process.js';
@@ -62,24 +60,6 @@ export function ensureReachable(root: string, runAs: ResolvedRunAs, log: Logger)
     const up = dirname(dir);
     if (up === dir) return;
     dir = up;
-  }
-}
-
-/** Write a file only the nucleus's user can read (created 0600, then renamed into place). */
-export async function writePrivateFile(path: string, data: string): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'w', 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, path);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
   }
 }
 

@@ -65,8 +65,8 @@ interface Measured {
   startSeconds: number;
 }
 
-async function measure(which: 'real' | 'loupe', initConfig: string, dir: string): Promise<Measured> {
-  const root = join(dir, `${which}-root`);
+async function measure(which: 'real' | 'loupe', initConfig: string, dir: string, run: string): Promise<Measured> {
+  const root = join(dir, `${run}-root`);
   const bench = join(root, 'bench');
   mkdirSync(bench, { recursive: true });
   chmodSync(bench, 0o777);
@@ -114,11 +114,18 @@ const entry: BenchEntry = {
     const loadBefore = loadavg()[0];
     try {
       const initConfig = writeConfig(dir);
-      // One after the other (not at once: they would compete for the two cores).
-      const only = process.env.LOUPE_BENCH_ONLY;
-      const real = only === 'loupe' ? undefined : await measure('real', initConfig, dir);
-      const loupe = await measure('loupe', initConfig, dir);
-      if (!real) return { entry: 'nucleus-vs-real', results: { loupe } };
+      // One after the other (at once they would compete for the two cores), in the order real,
+      // loupe, loupe, real, so a load that drifts during the run weighs on both alike; each
+      // figure is the mean of its two runs. LOUPE_BENCH_ONLY=loupe measures loupe's alone.
+      if (process.env.LOUPE_BENCH_ONLY === 'loupe') return { entry: 'nucleus-vs-real', results: { loupe: await measure('loupe', initConfig, dir, 'l1') } };
+      const r1 = await measure('real', initConfig, dir, 'r1');
+      const l1 = await measure('loupe', initConfig, dir, 'l1');
+      const l2 = await measure('loupe', initConfig, dir, 'l2');
+      const r2 = await measure('real', initConfig, dir, 'r2');
+      const mean = (a: Measured, b: Measured): Measured =>
+        Object.fromEntries(Object.keys(a).map((k) => [k, +(((a[k as keyof Measured] + b[k as keyof Measured]) / 2).toFixed(3))])) as unknown as Measured;
+      const real = mean(r1, r2);
+      const loupe = mean(l1, l2);
       return {
         entry: 'nucleus-vs-real',
         machine: { loadavg1Before: loadBefore, loadavg1After: loadavg()[0] },
@@ -128,6 +135,7 @@ const entry: BenchEntry = {
           one_at_a_time: M,
           real: { ...real },
           loupe: { ...loupe },
+          runs: { real: [r1, r2], loupe: [l1, l2] },
           msgs_per_s_ratio_loupe_over_real: +(loupe.msgsPerS / real.msgsPerS).toFixed(3),
           rss_peak_ratio_loupe_over_real: +(loupe.rssPeakMiB / real.rssPeakMiB).toFixed(3),
           rss_idle_ratio_loupe_over_real: +(loupe.rssIdleMiB / real.rssIdleMiB).toFixed(3),

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import { LoupeError } from '../../components/common/errors.js';
+import { sha256File } from '../../components/common/fsutil.js';
 import { createLogger } from '../../components/common/log.js';
 import { loopHome } from '../../cloud/loop/config.js';
 import { openRegistry, type SqliteModelRegistry } from '../../cloud/registry/sqlite-registry.js';
@@ -86,7 +87,7 @@ export function register(program: Command): void {
             `metrics: ${JSON.stringify(v.metrics)}`,
             v.gate ? `gate: ${v.gate.passed ? 'passed' : 'failed'}: ${v.gate.reasons.join('; ')}${v.gate.reportPath ? ` (${v.gate.reportPath})` : ''}` : 'gate: -',
             ...Object.entries(paths).map(([k, p]) => `${k}: ${p}`),
-            ...events.map((e) => `${e.at}  ${e.from ?? '(new)'} -> ${e.to}  by ${e.by}${e.reason ? `: ${e.reason}` : ''}`),
+            ...events.map((e) => `${e.at}  ${e.from ?? '(new)'} -> ${e.to}${e.forced ? ' FORCED (no passing gate)' : ''}  by ${e.by}${e.reason ? `: ${e.reason}` : ''}`),
           ].join('\n'),
         );
       } finally {
@@ -102,7 +103,7 @@ export function register(program: Command): void {
     const c = homeOpt(models.command(verb).description(`${verb} a version${verb === 'approve' ? ' (it becomes the champion)' : ''}`).argument('<ref>', 'group:version'))
       .option('--reason <text>', 'why (kept in the status history)')
       .option('--by <who>', 'who decides (default user:<login>)');
-    if (verb === 'approve') c.option('--force', 'approve a version that was rejected');
+    if (verb === 'approve') c.option('--force', 'approve without a passing gate result (none, failed, or rejected before); needs --reason; recorded in the history');
     c.action(async (ref: string, o: HomeOpt & { reason?: string; by?: string; force?: boolean }) => {
       if (verb === 'reject' && !o.reason) throw new LoupeError('CLI_REASON', 'rejecting needs a reason', { input: '--reason' });
       const reg = await open(o);
@@ -132,6 +133,10 @@ export function register(program: Command): void {
         const p = resolve(o.gateReport);
         if (!existsSync(p)) throw new LoupeError('CLI_NO_FILE', 'gate report not found', { input: p });
         const r = JSON.parse(readFileSync(p, 'utf8')) as GateReport;
+        const digest = await sha256File(resolve(o.onnx)).catch(() => undefined);
+        if (r.challenger?.sha256 && digest && r.challenger.sha256 !== digest) {
+          throw new LoupeError('REGISTRY_GATE_MISMATCH', `the gate report scored another model (sha256 ${r.challenger.sha256}, ${r.challenger.model}); --onnx is ${digest}`, { input: p });
+        }
         gate = gateSummary(r, p);
         reportDataset = r.datasetVersion;
         const e = r.challenger.eval;

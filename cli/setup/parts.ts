@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { ensureVenv, venvDir, venvReady } from '../../cloud/training/venv.js';
+import { ensureGdk, gdkBin, gdkReady } from './gdk.js';
 import { ensureSystem, systemReady, systemStatus, type SystemStatus } from './system.js';
 
 /**
@@ -40,6 +41,12 @@ export const SETUP_PARTS: SetupPart[] = [
       if (ctx.dryRun) return { ready: venvReady(), venv: venvDir() };
       return { ready: true, venv: await ensureVenv(ctx.log) };
     },
+  },
+  {
+    name: 'gdk',
+    summary: 'the real Greengrass Development Kit CLI 1.6.2 (from ../shared/tools/gdk, dependencies from PyPI) in a venv under ~/.cache/loupe/gdk, for the GDK build tests',
+    check: async () => ({ ready: gdkReady(), gdk: gdkBin() }),
+    install: async (ctx) => ensureGdk(ctx.log, { dryRun: ctx.dryRun }),
   },
 ];
 

@@ -30,6 +30,8 @@ export interface PrCurve {
 export interface ModelScore {
   ref: string | null;
   model: string;
+  /** SHA-256 of the ONNX scored (reports from before it was recorded lack it). */
+  sha256?: string;
   eval: EvalSummary;
   curves: PrCurve[];
   seconds: number;

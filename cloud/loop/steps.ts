@@ -102,6 +102,8 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
         return { output: { ...r.output, ...(await mirrorLabels(ctx)) }, ...(r.wait ? { wait: r.wait } : {}) };
       }
       if (cfg.labeling.backend === 'ui') {
+        // Images the server had not consolidated when it stopped are consolidated here.
+        await env.labeling.settle();
         const done = await waitFor(() => env.labeling.getJob(name).status !== 'labelling', cfg.labeling.waitMinutes * 60_000, d.signal);
         const j = env.labeling.getJob(name);
         return done

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { LoupeError } from '../../components/common/errors.js';
 import { silentLogger } from '../../components/common/log.js';
 import type { ModelVersion } from '../registry/types.js';
-import type { FleetBackend } from './backend.js';
+import type { DeploymentComponent, FleetBackend, RunWith } from './backend.js';
 import type { DeploymentRow, FleetStore } from './fleet-store.js';
 import { buildModelComponent, MODEL_COMPONENT, nextVersion, type ArtefactFile } from './model-component.js';
 
@@ -10,7 +10,9 @@ import { buildModelComponent, MODEL_COMPONENT, nextVersion, type ArtefactFile } 
  * Republishing a registered model to a fleet, in two idempotent halves:
  *
  *   publishModel({ backend, store, model, files, baseRecipe })  → the loupe.Model component version
- *   deployModel({ backend, store, modelRef, version, name })    → the deployment (other components kept)
+ *   deployModel({ backend, store, modelRef, version, name })    → the deployment (other components kept,
+ *                                                                  with their configuration and runWith;
+ *                                                                  made once the version is deployable)
  *   rollback({ backend, store, to? })                            → redeploy the version that ran before
  *
  * Each writes an intent row to the fleet store before calling the control plane and marks it
@@ -122,15 +124,24 @@ export async function deployModel(i: DeployInput): Promise<DeploymentRow> {
       previousVersion: previous,
       components,
     });
-    i.store.updateDeployment(row.id, { detail: { configurationUpdates: Object.fromEntries(Object.entries(current).filter(([, c]) => c.configurationUpdate).map(([n, c]) => [n, c.configurationUpdate])) } });
+    i.store.updateDeployment(row.id, {
+      detail: {
+        configurationUpdates: Object.fromEntries(Object.entries(current).filter(([, c]) => c.configurationUpdate).map(([n, c]) => [n, c.configurationUpdate])),
+        runWith: Object.fromEntries(Object.entries(current).filter(([, c]) => c.runWith).map(([n, c]) => [n, c.runWith])),
+      },
+    });
     row = i.store.deploymentByName(kind, target, i.name)!;
   }
   const updates = (row.detail?.configurationUpdates ?? {}) as Record<string, { merge?: string; reset?: string[] }>;
-  const spec: Record<string, { componentVersion: string; configurationUpdate?: { merge?: string; reset?: string[] } }> = {};
+  const runWith = (row.detail?.runWith ?? {}) as Record<string, RunWith>;
+  const spec: Record<string, DeploymentComponent> = {};
   for (const [n, v] of Object.entries(row.components)) {
-    // Other components keep their configuration updates; loupe.Model's model keys come from its new recipe.
-    spec[n] = { componentVersion: v, ...(updates[n] && n !== MODEL_COMPONENT ? { configurationUpdate: updates[n] } : {}) };
+    // Other components keep their configuration updates; loupe.Model's model keys come from its
+    // new recipe. Every component keeps the system user and limits the group gave it.
+    spec[n] = { componentVersion: v, ...(updates[n] && n !== MODEL_COMPONENT ? { configurationUpdate: updates[n] } : {}), ...(runWith[n] ? { runWith: runWith[n] } : {}) };
   }
+  // Greengrass fails a deployment naming a version it has not finished checking.
+  await i.backend.waitDeployable(MODEL_COMPONENT, i.version);
   const out = await i.backend.createDeployment(i.name, spec);
   i.store.updateDeployment(row.id, { state: 'created', deploymentId: out.deploymentId, detail: out.detail ?? {} });
   log.info({ deployment: i.name, id: out.deploymentId, model: i.modelRef, version: i.version, previous: row.previousVersion }, 'deployment created');

@@ -18,6 +18,7 @@ import { LoupeError } from '../../components/common/errors.js';
 import { sha256, sha256File } from '../../components/common/fsutil.js';
 import type { ArtefactRef } from './artefact-store.js';
 import { checkTransition, decideApproval, DEFAULT_POLICY, type ApprovalPolicy } from './policy.js';
+import { validateModelArtefacts } from './validate.js';
 import { parseRef } from './sqlite-registry.js';
 import type { GateSummary, ModelRegistry, ModelStatus, ModelVersion, RegisterInput, StatusChange } from './types.js';
 
@@ -117,6 +118,7 @@ export class SageMakerModelRegistry implements ModelRegistry {
   }
 
   async register(input: RegisterInput): Promise<ModelVersion> {
+    await validateModelArtefacts(input);
     const groupArn = await this.ensureGroup(input.group);
     const onnx = await this.putArtefact(input.group, input.onnx);
     const pt = input.pt ? await this.putArtefact(input.group, input.pt) : undefined;
@@ -289,14 +291,14 @@ export class SageMakerModelRegistry implements ModelRegistry {
   async setStatus(ref: string, status: Exclude<ModelStatus, 'pending'>, change: StatusChange): Promise<ModelVersion> {
     const v = await this.get(ref);
     if (!v) throw new LoupeError('REGISTRY_NOT_FOUND', 'no such model version', { input: ref });
-    checkTransition(ref, v.status, status, change.force);
+    const { forced } = checkTransition(ref, v.status, status, { force: change.force, reason: change.reason, gate: v.gate });
     if (v.status === status) return v;
     const arn = String(v.meta.arn);
     await this.o.sagemaker.send(
       new UpdateModelPackageCommand({
         ModelPackageArn: arn,
         ModelApprovalStatus: toSm[status],
-        ApprovalDescription: `${change.by}: ${change.reason ?? status}`.slice(0, 1024),
+        ApprovalDescription: `${forced ? 'FORCED without a passing gate; ' : ''}${change.by}: ${change.reason ?? status}`.slice(0, 1024),
         CustomerMetadataProperties: { 'loupe:status-by': metaValue(change.by) },
       }),
     );

@@ -7,6 +7,7 @@ import { ArtefactStore, type ArtefactRef } from './artefact-store.js';
 import { checkTransition, decideApproval, DEFAULT_POLICY, type ApprovalPolicy } from './policy.js';
 import type { ModelEvent, ModelRegistry, ModelStatus, ModelVersion, RegisterInput, StatusChange } from './types.js';
 import { openSqlite } from '../common/sqlite.js';
+import { validateModelArtefacts } from './validate.js';
 
 /**
  * The default model registry: one SQLite file (`<dir>/registry.db`) with the versions and an
@@ -48,7 +49,8 @@ CREATE TABLE IF NOT EXISTS model_events (
   from_status TEXT,
   to_status TEXT NOT NULL,
   by TEXT NOT NULL,
-  reason TEXT
+  reason TEXT,
+  forced INTEGER NOT NULL DEFAULT 0
 );
 `;
 
@@ -124,6 +126,9 @@ export class SqliteModelRegistry implements ModelRegistry {
     readonly policy: ApprovalPolicy = DEFAULT_POLICY,
   ) {
     this.db = openSqlite(join(dir, 'registry.db'), SCHEMA, { durable: true });
+    // Registries made before forced approvals were recorded get the column (existing rows: not forced).
+    const cols = this.db.prepare('PRAGMA table_info(model_events)').all() as { name: string }[];
+    if (!cols.some((c) => c.name === 'forced')) this.db.exec('ALTER TABLE model_events ADD COLUMN forced INTEGER NOT NULL DEFAULT 0');
     this.artefacts = new ArtefactStore(join(dir, 'artefacts'));
   }
 
@@ -138,6 +143,8 @@ export class SqliteModelRegistry implements ModelRegistry {
       throw new LoupeError('REGISTRY_NO_PARENT', 'parent model version is not in the registry', { input: input.parentRef });
     }
     const meta = { ...cardMeta(input.card), ...input.meta };
+    // Nothing is stored for a model the device could not run (or a checkpoint/card that does not fit it).
+    await validateModelArtefacts(input);
     // Store the files first (content-addressed, idempotent), then the row.
     const onnx = await this.artefacts.put(input.onnx);
     const pt = input.pt ? await this.artefacts.put(input.pt) : undefined;
@@ -221,7 +228,8 @@ export class SqliteModelRegistry implements ModelRegistry {
     const tx = this.db.transaction(() => {
       const r = this.db.prepare('SELECT * FROM models WHERE grp = ? AND version = ?').get(group, version) as Row | undefined;
       if (!r) throw new LoupeError('REGISTRY_NOT_FOUND', 'no such model version', { input: ref });
-      checkTransition(ref, r.status, status, change.force);
+      const gate = r.gate ? (JSON.parse(r.gate) as ModelVersion['gate']) : null;
+      const { forced } = checkTransition(ref, r.status, status, { force: change.force, reason: change.reason, gate });
       if (r.status === status) return r;
       const now = new Date().toISOString();
       const seq = (this.db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM models').get() as { s: number }).s;
@@ -229,8 +237,8 @@ export class SqliteModelRegistry implements ModelRegistry {
         .prepare('UPDATE models SET status = ?, status_reason = ?, status_by = ?, status_at = ?, seq = ? WHERE id = ?')
         .run(status, change.reason ?? null, change.by, now, seq, r.id);
       this.db
-        .prepare('INSERT INTO model_events (model_id, at, from_status, to_status, by, reason) VALUES (?,?,?,?,?,?)')
-        .run(r.id, now, r.status, status, change.by, change.reason ?? null);
+        .prepare('INSERT INTO model_events (model_id, at, from_status, to_status, by, reason, forced) VALUES (?,?,?,?,?,?,?)')
+        .run(r.id, now, r.status, status, change.by, change.reason ?? null, forced ? 1 : 0);
       return this.db.prepare('SELECT * FROM models WHERE id = ?').get(r.id) as Row;
     });
     return toVersion(tx.immediate());
@@ -247,7 +255,7 @@ export class SqliteModelRegistry implements ModelRegistry {
   events(ref?: string): ModelEvent[] {
     const rows = this.db
       .prepare(
-        `SELECT m.grp, m.version, e.at, e.from_status, e.to_status, e.by, e.reason FROM model_events e JOIN models m ON m.id = e.model_id
+        `SELECT m.grp, m.version, e.at, e.from_status, e.to_status, e.by, e.reason, e.forced FROM model_events e JOIN models m ON m.id = e.model_id
          ${ref ? 'WHERE m.grp = ? AND m.version = ?' : ''} ORDER BY e.id`,
       )
       .all(...(ref ? [parseRef(ref).group, parseRef(ref).version] : [])) as {
@@ -258,8 +266,9 @@ export class SqliteModelRegistry implements ModelRegistry {
       to_status: ModelStatus;
       by: string;
       reason: string | null;
+      forced: number;
     }[];
-    return rows.map((r) => ({ ref: `${r.grp}:${r.version}`, at: r.at, from: r.from_status, to: r.to_status, by: r.by, reason: r.reason }));
+    return rows.map((r) => ({ ref: `${r.grp}:${r.version}`, at: r.at, from: r.from_status, to: r.to_status, by: r.by, reason: r.reason, forced: r.forced === 1 }));
   }
 
   /** A verified path to one of a version's artefacts. */

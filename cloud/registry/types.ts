@@ -5,7 +5,8 @@ import type { ArtefactRef } from './artefact-store.js';
  * Model Registry adapter. A model *group* (SageMaker: model package group) holds numbered
  * *versions*; a version is written once (artefacts, metrics, data set, parent, gate result)
  * and afterwards only its status moves: pending → approved | rejected, approved → rejected
- * (revoked), rejected → approved only when forced. The champion of a group is the approved
+ * (revoked), rejected → approved only when forced. Approving needs a passing gate result;
+ * without one it must be forced, with a reason, and the history records the override. The champion of a group is the approved
  * version approved most recently: the one a new challenger is gated against and the one the
  * fleet should run.
  */
@@ -67,7 +68,7 @@ export interface RegisterInput {
 export interface StatusChange {
   by: string;
   reason?: string;
-  /** Allow rejected → approved. */
+  /** Approve without a passing gate result (none, failed, or rejected before); needs a reason, recorded. */
   force?: boolean;
 }
 
@@ -78,6 +79,8 @@ export interface ModelEvent {
   to: ModelStatus;
   by: string;
   reason: string | null;
+  /** The move overrode the gate (approved with force). */
+  forced: boolean;
 }
 
 export interface ModelRegistry {

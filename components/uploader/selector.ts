@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { sha256 } from '../common/fsutil.js';
 import type { Logger } from 'pino';
 import { errorMessage } from '../common/errors.js';
@@ -48,7 +49,13 @@ export class Selector {
     private readonly random: () => number = Math.random,
   ) {
     this.policies = cfg.policies.map((p) => createPolicy(p, random));
-    this.dedup = new Deduper(cfg.dedup);
+    // The window is kept beside the spool, so a restart does not upload the same images again.
+    this.dedup = new Deduper(cfg.dedup, { file: join(spool.dir, '.dedup.json'), log });
+  }
+
+  /** Load the saved de-duplication window (and the hashes of items still spooled). */
+  async open(): Promise<void> {
+    await this.dedup.load(this.spool.dedupHashes());
   }
 
   reconfigure(cfg: UploaderConfig): void {
@@ -100,14 +107,15 @@ export class Selector {
         /** pre-annotations for labelling, in the uploaded image's pixels */
         detections: img.detections,
       };
-      const out = await this.spool.add({ frameId: r.frameId, camera: r.camera, priority: sel.priority, reason: sel.reason, createdAt: Date.now(), ...keys, sidecar }, img.data);
+      const dedup = hash === undefined ? {} : { dedup: { hash: hash.toString(16), algo: this.dedup.algo } };
+      const out = await this.spool.add({ frameId: r.frameId, camera: r.camera, priority: sel.priority, reason: sel.reason, createdAt: Date.now(), ...keys, sidecar, ...dedup }, img.data);
       this.stats.evicted += out.evicted.length;
       for (const e of out.evicted) this.log.info({ frameId: e.frameId, reason: e.reason }, 'spool full: evicted');
       if (!out.added) {
         if (out.reason === 'no-room') this.stats.refused++;
         return false;
       }
-      if (hash !== undefined) this.dedup.remember(r.camera, hash);
+      if (hash !== undefined) await this.dedup.remember(r.camera, hash);
       this.stats.selected++;
       this.stats.byReason[sel.reason] = (this.stats.byReason[sel.reason] ?? 0) + 1;
       return true;

@@ -86,7 +86,7 @@ export interface EdgeStack extends EventEmitter {
   /** the latest telemetry message per component */
   telemetry: Record<string, Record<string, unknown>>;
   counts(): EdgeCounts;
-  /** fresh counts: uploads counted in S3 and the spool on disk */
+  /** fresh counts: this run's uploads counted in S3 (objects there before the stack started are not), and the spool on disk */
   summary(): Promise<EdgeCounts & { modelVersion: string; seconds: number }>;
   deployModel(opts: { dir: string; version: string; name?: string }): Promise<DeploymentRecord>;
   configure(component: ComponentName, merge: Record<string, unknown>, reset?: string[]): Promise<DeploymentRecord>;
@@ -181,6 +181,19 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
       await s3.send(new CreateBucketCommand({ Bucket: bucket }));
     });
 
+    const listUploads = async (): Promise<string[]> => {
+      const keys: string[] = [];
+      let token: string | undefined;
+      do {
+        const r = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'incoming/', ContinuationToken: token }));
+        keys.push(...(r.Contents ?? []).map((c) => c.Key!));
+        token = r.IsTruncated ? r.NextContinuationToken : undefined;
+      } while (token);
+      return keys;
+    };
+    // What the bucket held before this run (a kept --root, a shared store): the summary counts only what this run added.
+    const before = new Set(await listUploads());
+
     // Watch IoT Core (the broker) like the plant and the cloud would.
     const results = new Map<string, ResultMessage>();
     const telemetry: Record<string, Record<string, unknown>> = {};
@@ -245,16 +258,6 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
     }
 
     const spoolDir = join(root, 'gg', 'work', 'loupe.Uploader', 'spool');
-    const listUploads = async (): Promise<string[]> => {
-      const keys: string[] = [];
-      let token: string | undefined;
-      do {
-        const r = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'incoming/', ContinuationToken: token }));
-        keys.push(...(r.Contents ?? []).map((c) => c.Key!));
-        token = r.IsTruncated ? r.NextContinuationToken : undefined;
-      } while (token);
-      return keys;
-    };
     const counts = (): EdgeCounts => {
       const up = telemetry.uploader ?? {};
       let errors = 0;
@@ -289,8 +292,9 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
       listUploads,
       async summary() {
         const c = counts();
-        const uploaded = (await listUploads().catch(() => [] as string[])).filter((k) => k.endsWith('.jpg')).length;
-        const spoolPending = (await readdir(spoolDir).catch(() => [] as string[])).filter((f) => f.endsWith('.json')).length;
+        const uploaded = (await listUploads().catch(() => [] as string[])).filter((k) => k.endsWith('.jpg') && !before.has(k)).length;
+        // item records only: the uploader keeps its own state beside them (.limits, .dedup.json)
+        const spoolPending = (await readdir(spoolDir).catch(() => [] as string[])).filter((f) => f.endsWith('.json') && !f.startsWith('.')).length;
         return { ...c, uploaded, spoolPending, modelVersion: stack.modelVersion, seconds: +((Date.now() - started) / 1000).toFixed(1) };
       },
       async deployModel(m: { dir: string; version: string; name?: string }) {

@@ -3,7 +3,8 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { datasetDir } from '../../components/common/paths.js';
+import { spawn } from 'node:child_process';
+import { datasetDir, projectRoot } from '../../components/common/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { runCli } from '../helpers/cli.js';
 
@@ -85,8 +86,55 @@ describe('loupe labels / snapshot CLI (built dist/, real child processes)', () =
     const e = await runCli(['snapshot', 'create', ...h, '--classes', 'scratch']);
     expect(e.code).not.toBe(0);
     expect(e.stderr).toMatch(/no approved labels/);
-    const srv = await runCli(['labels', 'serve', ...h], { env: { LOUPE_LABEL_TOKEN: '' } });
+    const srv = await runCli(['labels', 'serve', ...h]);
     expect(srv.code).not.toBe(0);
-    expect(srv.stderr).toMatch(/--token: a token is required/);
+    expect(srv.stderr).toMatch(/no worker has a credential yet; add one with `loupe labels workers add NAME/);
+    // a secret on the command line (visible in ps and shell history) is refused, not used
+    const tok = await runCli(['labels', 'serve', ...h, '--token', 'shared-secret-123']);
+    expect(tok.code).not.toBe(0);
+    expect(tok.stderr).toMatch(/--token: shared tokens are gone: one holder could submit as every worker/);
+    const w = await runCli(['labels', 'workers', 'add', ...h, 'bad name']);
+    expect(w.code).not.toBe(0);
+    expect(w.stderr).toMatch(/bad name: a worker id is 1-64 letters/);
+    const role = await runCli(['labels', 'workers', 'add', ...h, 'ann', '--roles', 'label,approve']);
+    expect(role.stderr).toMatch(/unknown role "approve"/);
+  });
+
+  it('issues per-worker credentials; the UI serves their owners only', async () => {
+    const h = ['--home', join(dir, 'home3')];
+    const add = await runCli(['labels', 'workers', 'add', ...h, 'ann', '--roles', 'label']);
+    expect(add.code, add.stderr).toBe(0);
+    const token = add.stdout.trim();
+    expect(token).toMatch(/^loupe_w_[\w-]{43}$/);
+    expect(add.stderr).toMatch(/only its hash is stored/);
+    expect((await runCli(['labels', 'workers', 'add', ...h, 'ann'])).stderr).toMatch(/already has a credential/);
+    const list = await runCli(['labels', 'workers', 'list', ...h, '--json']);
+    expect(JSON.parse(list.stdout)).toMatchObject({ id: 'ann', roles: ['label'], revoked: null });
+    expect(list.stdout).not.toContain(token);
+
+    const child = spawn(process.execPath, [join(projectRoot, 'bin', 'loupe.js'), 'labels', 'serve', ...h, '--port', '0'], { env: { ...process.env, LOUPE_LABEL_TOKEN: 'old-shared-token' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      let err = '';
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stderr!.on('data', (b: Buffer) => {
+          err += b.toString();
+          const m = /labelling UI at (http:\/\/\S+)/.exec(err);
+          if (m) resolve(m[1]!);
+        });
+        child.on('exit', (code) => reject(new Error(`labels serve exited ${code}: ${err}`)));
+      });
+      expect(err).toMatch(/LOUPE_LABEL_TOKEN is no longer used/);
+      const me = await fetch(url + 'api/me', { headers: { authorization: `Bearer ${token}` } });
+      expect(await me.json()).toEqual({ worker: 'ann', roles: ['label'] });
+      const rot = await runCli(['labels', 'workers', 'rotate', ...h, 'ann', '--json']);
+      const fresh = JSON.parse(rot.stdout) as { token: string; worker: { id: string } };
+      expect(fresh.worker.id).toBe('ann');
+      expect((await fetch(url + 'api/me', { headers: { authorization: `Bearer ${token}` } })).status).toBe(401);
+      expect((await fetch(url + 'api/me', { headers: { authorization: `Bearer ${fresh.token}` } })).status).toBe(200);
+      expect((await runCli(['labels', 'workers', 'revoke', ...h, 'ann'])).stdout).toMatch(/ann .* revoked/);
+      expect((await fetch(url + 'api/me', { headers: { authorization: `Bearer ${fresh.token}` } })).status).toBe(401);
+    } finally {
+      child.kill('SIGTERM');
+    }
   });
 });

@@ -223,7 +223,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     expect(st.code, st.stderr).toBe(0);
     const status = JSON.parse(st.stdout);
     expect(status).toMatchObject({ backend: 'local', target: 'line-7', champion: 'metal-tags:2', current: { name: 'loupe-run-1', version: '1.0.1', previousVersion: '1.0.0', state: 'confirmed' } });
-    expect(status.devices).toEqual([{ device: 'line-7', modelVersion: '1.0.1', state: 'RUNNING' }]);
+    expect(status.devices).toEqual([{ device: 'line-7', modelVersion: '1.0.1', state: 'FINISHED' }]); // loupe.Model runs no program: installed and FINISHED
 
     const rb = await cli(['fleet', 'rollback', '--home', h, '--reject', '--reason', 'operators saw false alarms', '--json']);
     expect(rb.code, rb.stderr).toBe(0);

@@ -135,7 +135,9 @@ describe('SQLite model registry', () => {
     const v = await reg.register({ group: 'g', onnx: otherOnnx, gate: gate(false, 0.1, null), source: 't' });
     expect(v.status).toBe('rejected');
     await expect(reg.setStatus(v.ref, 'approved', { by: 'u' })).rejects.toThrow(/rejected; approve it with --force/);
-    expect((await reg.setStatus(v.ref, 'approved', { by: 'u', force: true })).status).toBe('approved');
+    await expect(reg.setStatus(v.ref, 'approved', { by: 'u', force: true })).rejects.toThrow(/forced approval needs --reason/);
+    expect((await reg.setStatus(v.ref, 'approved', { by: 'u', force: true, reason: 'the gate data set was wrong' })).status).toBe('approved');
+    expect(reg.events(v.ref).at(-1)).toMatchObject({ from: 'rejected', to: 'approved', by: 'u', forced: true, reason: 'the gate data set was wrong' });
   });
 
   it('detects a stored artefact that no longer matches its digest', async () => {

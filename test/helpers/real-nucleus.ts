@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectRoot } from '../../components/common/paths.js';
 
@@ -182,12 +182,22 @@ export async function watchNucleus(o: {
   return handle;
 }
 
-export async function startRealNucleus(o: { initConfig: string; root: string; startTimeoutMs?: number; env?: NodeJS.ProcessEnv }): Promise<RunningNucleus> {
+/**
+ * `outputFile`: also append what the JVM prints to this file. A restart on the same root (a new
+ * init-config) works as on a device: the real nucleus starts from the new file.
+ */
+export async function startRealNucleus(o: { initConfig: string; root: string; startTimeoutMs?: number; env?: NodeJS.ProcessEnv; outputFile?: string }): Promise<RunningNucleus> {
   const problems = realNucleusPrerequisites();
   if (problems.length) throw new Error(`the real Greengrass nucleus cannot run here: ${problems.join('; ')}`);
   const child = spawnAsRoot('java', ['-Droot=' + o.root, '-Dlog.store=FILE', '-jar', GREENGRASS_JAR, '--init-config', o.initConfig, '--setup-system-service', 'false'], {
     ...(o.env ? { env: o.env } : {}),
   });
+  if (o.outputFile) {
+    const file = o.outputFile;
+    const append = (b: Buffer) => appendFileSync(file, b);
+    child.stdout!.on('data', append);
+    child.stderr!.on('data', append);
+  }
   const logFile = join(o.root, 'logs', 'greengrass.log');
   return watchNucleus({
     child,

@@ -14,7 +14,7 @@ import { datasetDir, projectRoot } from '../../components/common/paths.js';
 import { LOCAL_STACK_CREDENTIALS } from '../../embedded/nucleus/tes.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { ensureBuilt, until } from '../helpers/edge.js';
-import { startRealNucleus } from '../helpers/real-nucleus.js';
+import { realNucleusPrerequisites, startRealNucleus } from '../helpers/real-nucleus.js';
 import { installInline, type InlineComponent } from '../helpers/inline-components.js';
 import { componentProcesses } from '../helpers/procs.js';
 
@@ -134,10 +134,7 @@ async function writeInitConfig(extra: { uploaderSetenv?: Record<string, string>;
 }
 
 beforeAll(async () => {
-  expect(existsSync(JAR), `${JAR} (the real nucleus)`).toBe(true);
-  execFileSync('java', ['-version'], { stdio: 'pipe' });
-  if (!asRoot) execFileSync('sudo', ['-n', 'true'], { stdio: 'pipe' });
-  execFileSync('id', ['ggc_user'], { stdio: 'pipe' });
+  expect(realNucleusPrerequisites(), 'what the real nucleus needs here (loupe setup system)').toEqual([]);
   ensureBuilt();
   // Readable by ggc_user all the way down (mkdtemp makes 0700 folders).
   dir = mkdtempSync('/tmp/lgr-');

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { relative } from 'node:path';
-import { LoupeError } from '../../components/common/errors.js';
-import { createLogger } from '../../components/common/log.js';
-import { defaultModelDir } from '../../components/common/paths.js';
+import { LoupeError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/log.js';
+import { defaultModelDir } from '../../lib/paths.js';
 import { buildComponents, type Platform } from '../../components/build/build.js';
 import { BUILD_COMPONENTS, type BuildComponentName } from '../../components/build/recipes.js';
 

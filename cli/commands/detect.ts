@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
 import { readdirSync, statSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { basename, extname, join, resolve } from 'node:path';
-import { LoupeError, errorMessage, isLoupeError } from '../../components/common/errors.js';
-import { createLogger } from '../../components/common/log.js';
+import { extname, join, basename, resolve } from 'node:path';
+import { LoupeError, errorMessage, isLoupeError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/log.js';
 import { Detector, type DetectOptions, type DetectResult, type ImageInput } from '../../components/detector/detector.js';
-import { outputFormat, say } from '../../components/common/terminal.js';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { outputFormat, say } from '../../lib/terminal.js';
 import { annotate, detectionBoxes } from '../../cloud/visualize/annotate.js';
 import { isStreamUrl, isVideoFile, videoFrames } from '../../cloud/visualize/video-frames.js';
 import { parseClassConf, parseClassList, parseImgsz, parseNames, parsePositiveInt, parseUnit } from '../../components/detector/options.js';

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { LoupeError } from '../../components/common/errors.js';
-import { createLogger } from '../../components/common/log.js';
-import { Progress } from '../../components/common/progress.js';
+import { LoupeError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/log.js';
+import { Progress } from '../../lib/progress.js';
 import { parseImgsz, parseNames, parsePositiveInt, parseUnit } from '../../components/detector/options.js';
 import { evaluate, evalSummary, writeEvalArtifacts } from '../../cloud/evaluation/index.js';
 import { SPLITS, type SplitName } from '../../cloud/dataset/types.js';

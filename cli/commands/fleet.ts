@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { userInfo } from 'node:os';
-import { LoupeError, errorMessage } from '../../components/common/errors.js';
-import { createLogger } from '../../components/common/log.js';
+import { LoupeError, errorMessage } from '../../lib/errors.js';
+import { createLogger } from '../../lib/log.js';
 import { loopHome, readLoopConfig, type LoopConfig } from '../../cloud/loop/config.js';
 import { LoopEnv } from '../../cloud/loop/env.js';
 import { deployModel, publishModel, rollback } from '../../cloud/publish/publish.js';

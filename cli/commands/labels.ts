@@ -3,16 +3,17 @@ import { Option, type Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
-import { LoupeError } from '../../components/common/errors.js';
-import { createLogger } from '../../components/common/log.js';
-import { datasetDir, defaultHome } from '../../components/common/paths.js';
+import { LoupeError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/log.js';
+import { datasetDir, defaultHome } from '../../lib/paths.js';
 import { ingestIncoming } from '../../cloud/ingest/index.js';
 import { ImageSource, metalTagsMapping, type RefMapping } from '../../cloud/labeling/images.js';
 import { DEFAULT_MAX_BOXES, Labeling, type Job } from '../../cloud/labeling/jobs.js';
 import { startLabelServer } from '../../cloud/labeling/server.js';
 import { parseRoles, type Worker } from '../../cloud/labeling/workers.js';
 import { runSimulatedVerifier, runSimulatedWorkforce, truthFromStore } from '../../cloud/labeling/workforce.js';
-import { importFeatureStoreCsv, itemState, openLabelStore, writeFeatureStoreCsv, type LabelStatus, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+import { importFeatureStoreCsv, itemState, openLabelStore, writeFeatureStoreCsv, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+import type { LabelStatus } from '../../contracts/label-record.js';
 
 /**
  * `loupe labels …`: the label store (import, export, list, history, stats), ingest of device
@@ -62,17 +63,15 @@ export interface S3Options {
 }
 
 /**
- * An S3 client: `--endpoint` points it at the embedded store (path-style); credentials come from
- * the default chain, or the embedded store's local key when none is set and an endpoint is given.
+ * An S3 client: `--endpoint` points it at the embedded store (path-style). Credentials come from
+ * the default chain; for the embedded store, export its keys first
+ * (`eval "$(loupe objectstore keys --dir DIR --env)"`).
  */
 export function s3From(o: S3Options): S3Client | undefined {
   if (!o.endpoint && !o.bucket) return undefined;
-  const local = o.endpoint && !process.env.AWS_ACCESS_KEY_ID && !process.env.AWS_PROFILE;
   return new S3Client({
     region: o.region ?? process.env.AWS_REGION ?? 'us-east-1',
     ...(o.endpoint ? { endpoint: o.endpoint, forcePathStyle: true } : {}),
-    // the embedded object store's default key (embedded/objectstore DEFAULT_CREDENTIALS)
-    ...(local ? { credentials: { accessKeyId: 'loupe-local', secretAccessKey: 'loupe-local-secret' } } : {}),
   });
 }
 

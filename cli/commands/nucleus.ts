@@ -1,10 +1,12 @@
 import type { Command } from 'commander';
+import { keysPath, tesCredentials } from '../../embedded/objectstore/keys.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 import { readInitConfig } from '../../embedded/nucleus/initconfig.js';
 import { Nucleus, optionsFromInitConfig, type NucleusOptions } from '../../embedded/nucleus/nucleus.js';
+import { NucleusCliClient, readCliIpcInfo } from '../../embedded/nucleus/cli-client.js';
 
 /**
  * `loupe nucleus start|deploy|status|logs`: the local Greengrass nucleus, shaped like the
@@ -58,9 +60,10 @@ export function register(program: Command): void {
     .option('--mqtt <url>', 'IoT Core stand-in broker URL; "none" for no bridge (default: start an embedded broker)')
     .option('--region <region>', 'AWS_REGION for components')
     .option('--keep-qos0-offline', 'also spool QoS 0 IoT Core messages while the broker is away')
+    .option('--objectstore-dir <dir>', "the embedded object store's folder: its key pair is what the TES hands to components")
     .option('--log-file-size-kb <n>', 'rotate a component log when it reaches this size (Greengrass logging.fileSizeKB)', '1024')
     .option('--total-logs-size-kb <n>', 'keep at most this much log per component (Greengrass logging.totalLogsSizeKB)', '10240')
-    .action(async (o: { root?: string; initConfig?: string; thing?: string; mqtt?: string; region?: string; keepQos0Offline?: boolean; logFileSizeKb: string; totalLogsSizeKb: string }, cmd: Command) => {
+    .action(async (o: { root?: string; initConfig?: string; thing?: string; mqtt?: string; region?: string; keepQos0Offline?: boolean; objectstoreDir?: string; logFileSizeKb: string; totalLogsSizeKb: string }, cmd: Command) => {
       const init = o.initConfig !== undefined ? await readInitConfig(resolve(o.initConfig)) : undefined;
       const rootOption = o.root ?? init?.rootPath;
       if (!rootOption) throw new LoupeError('CLI_ROOT', 'give --root (or --init-config with system.rootpath)', { input: 'loupe nucleus start' });
@@ -91,6 +94,8 @@ export function register(program: Command): void {
         ...(o.region ? { region: o.region } : {}),
         ...(o.mqtt !== undefined ? { mqttUrl: o.mqtt === 'none' ? false : o.mqtt } : {}),
         ...(o.keepQos0Offline ? { keepQos0WhenOffline: true } : {}),
+        // read on every TES request, so keys replaced in the store's folder are picked up
+        ...(o.objectstoreDir ? { credentials: () => tesCredentials(keysPath(resolve(o.objectstoreDir!))) } : {}),
         logging,
       };
       const n = new Nucleus(init ? optionsFromInitConfig(init, overrides) : { ...overrides, root });

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { LoupeError } from '../../components/common/errors.js';
-import { createLogger } from '../../components/common/log.js';
+import { createLogger } from '../../lib/log.js';
+import { LoupeError } from '../../lib/errors.js';
 import { publishComponents } from '../../components/build/publish.js';
 
 /**

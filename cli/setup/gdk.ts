@@ -4,9 +4,9 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
-import { LoupeError } from '../../components/common/errors.js';
-import { sha256 } from '../../components/common/fsutil.js';
-import { cacheDir, sharedDir } from '../../components/common/paths.js';
+import { LoupeError } from '../../lib/errors.js';
+import { sha256 } from '../../lib/fsutil.js';
+import { cacheDir, sharedDir } from '../../lib/paths.js';
 
 /**
  * The real AWS Greengrass Development Kit CLI (GDK 1.6.2), which the tests use to build loupe's

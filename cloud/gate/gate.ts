@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { sha256File, writeFileAtomic } from '../../components/common/fsutil.js';
-import { silentLogger } from '../../components/common/log.js';
+import { writeFileAtomic, sha256File } from '../../lib/fsutil.js';
+import { silentLogger } from '../../lib/log.js';
 import { decideGate, validateGateConfig, type GateConfig } from './decide.js';
 import { differencePictures, renderGateHtml, type EvalSummary, type GateReport, type ModelScore, type PrCurve } from './report.js';
 import { imageDifferences, type ImageDifference } from './differences.js';

@@ -1,5 +1,5 @@
-import type { Box } from '../dataset/types.js';
-import { iou } from './boxes.js';
+import type { Box } from '../../contracts/box.js';
+import { iou } from '../../contracts/box.js';
 
 /**
  * Consolidation of several workers' boxes for one image: IoU clustering, then averaging.

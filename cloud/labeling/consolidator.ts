@@ -2,8 +2,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { LoupeError } from '../../components/common/errors.js';
-import { projectRoot } from '../../components/common/paths.js';
+import { LoupeError } from '../../lib/errors.js';
+import { projectRoot } from '../../lib/paths.js';
 import type { ConsolidateOptions, ConsolidatedBox, WorkerAnnotation } from './consolidate.js';
 
 /**

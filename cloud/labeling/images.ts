@@ -1,9 +1,9 @@
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
-import { isAbsolute, join, relative, resolve } from 'node:path';
-import { LoupeError } from '../../components/common/errors.js';
-import { sha256, writeFileAtomic } from '../../components/common/fsutil.js';
+import { join, isAbsolute, relative, resolve } from 'node:path';
+import { LoupeError } from '../../lib/errors.js';
+import { sha256, writeFileAtomic } from '../../lib/fsutil.js';
 
 /**
  * Where a record's image lives. `source_ref` is an S3 URI; images uploaded by devices are

@@ -1,14 +1,15 @@
-import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { LoupeError } from '../../components/common/errors.js';
+import type Database from 'better-sqlite3';
+import { LoupeError, errorMessage } from '../../lib/errors.js';
+import { openSqlite } from '../../lib/sqlite.js';
+import { LABEL_STORE_SCHEMA } from '../labelstore/schema.js';
 import { SqliteLabelStore } from '../labelstore/sqlite.js';
 import { itemState } from '../labelstore/state.js';
-import type { GtBox, LabelRecord, LabelStore, StoredLabelRecord } from '../labelstore/types.js';
+import type { LabelStore, StoredLabelRecord } from '../labelstore/types.js';
+import type { LabelRecord } from '../../contracts/label-record.js';
+import type { GtBox } from '../../contracts/box.js';
+import { boxToGt, clipBox, gtToBox } from '../../contracts/box.js';
 import type { Logger } from 'pino';
-import { errorMessage } from '../../components/common/errors.js';
-import { silentLogger } from '../../components/common/log.js';
-import { boxToGt, clipBox, gtToBox } from './boxes.js';
+import { silentLogger } from '../../lib/log.js';
 import { Consolidator } from './consolidator.js';
 import { WorkerRegistry } from './workers.js';
 
@@ -46,46 +47,6 @@ import { WorkerRegistry } from './workers.js';
  * after; a retried step finds the record already there (same job + status) and does not
  * append it again.
  */
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS labeling_jobs (
-  name TEXT PRIMARY KEY,
-  created REAL NOT NULL,
-  classes TEXT NOT NULL,
-  instructions TEXT NOT NULL,
-  workers_per_image INTEGER NOT NULL,
-  cap INTEGER NOT NULL,
-  backend TEXT NOT NULL,
-  iou_threshold REAL NOT NULL,
-  min_votes INTEGER,
-  max_boxes INTEGER
-);
-CREATE TABLE IF NOT EXISTS labeling_items (
-  job TEXT NOT NULL REFERENCES labeling_jobs(name),
-  source_ref TEXT NOT NULL,
-  ord INTEGER NOT NULL,
-  record TEXT NOT NULL,
-  consolidated TEXT,
-  verdict TEXT,
-  reason TEXT,
-  verifier TEXT,
-  PRIMARY KEY (job, source_ref)
-);
-CREATE TABLE IF NOT EXISTS labeling_annotations (
-  job TEXT NOT NULL,
-  source_ref TEXT NOT NULL,
-  worker TEXT NOT NULL,
-  boxes TEXT NOT NULL,
-  submitted REAL NOT NULL,
-  PRIMARY KEY (job, source_ref, worker)
-);
-CREATE TABLE IF NOT EXISTS labeling_leases (
-  job TEXT NOT NULL,
-  source_ref TEXT NOT NULL,
-  worker TEXT NOT NULL,
-  expires REAL NOT NULL,
-  PRIMARY KEY (job, source_ref, worker)
-);
-`;
 
 /** Boxes one worker may submit for one image unless the job says otherwise (ultralytics' max_det). */
 export const DEFAULT_MAX_BOXES = 300;
@@ -196,12 +157,6 @@ interface JobRow {
   max_boxes: number | null;
 }
 
-/** Columns added after a table's first release: added in place when an older database is opened. */
-function addColumnIfMissing(db: Database.Database, table: string, column: string, decl: string): void {
-  const cols = db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[];
-  if (!cols.some((c) => c.name === column)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${decl}`);
-}
-
 export const labelingJobRef = (name: string): string => `labeling-job/${name}`;
 
 export class Labeling {
@@ -229,14 +184,10 @@ export class Labeling {
       this.shared = true;
     } else {
       if (!opts.dbPath) throw new LoupeError('LABELING_NO_DB', 'a labelling database path is needed when the label store is not SQLite');
-      mkdirSync(dirname(opts.dbPath), { recursive: true });
-      this.db = new Database(opts.dbPath);
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma('busy_timeout = 10000');
+      // Its own file with the label database's schema (its label_records table stays empty).
+      this.db = openSqlite(opts.dbPath, LABEL_STORE_SCHEMA);
       this.shared = false;
     }
-    this.db.exec(SCHEMA);
-    addColumnIfMissing(this.db, 'labeling_jobs', 'max_boxes', 'INTEGER');
     this.workers = new WorkerRegistry(this.db, this.now);
   }
 

@@ -1,4 +1,4 @@
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 import type { ItemView, Labeling, Task, VerifyTask } from './jobs.js';
 import { requireRole, type Worker } from './workers.js';
 

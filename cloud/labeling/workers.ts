@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 
 /**
  * The labelling workforce's identities: one credential per person (or simulated worker), issued
@@ -34,17 +34,6 @@ export interface IssuedCredential {
   /** The credential itself: shown once; only its hash is kept. */
   token: string;
 }
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS labeling_workers (
-  id TEXT PRIMARY KEY,
-  roles TEXT NOT NULL,
-  token_sha256 TEXT NOT NULL UNIQUE,
-  created REAL NOT NULL,
-  revoked REAL,
-  issued_by TEXT NOT NULL
-);
-`;
 
 const ID_RE = /^[A-Za-z0-9][\w.@-]{0,63}$/;
 const TOKEN_PREFIX = 'loupe_w_';
@@ -82,7 +71,6 @@ export class WorkerRegistry {
     private readonly db: Database.Database,
     private readonly now: () => number = () => Date.now() / 1000,
   ) {
-    db.exec(SCHEMA);
   }
 
   private row(id: string): Row | undefined {

@@ -1,10 +1,10 @@
 import { basename } from 'node:path';
 import type { Logger } from 'pino';
-import { silentLogger } from '../../components/common/log.js';
-import { Progress } from '../../components/common/progress.js';
-import type { Box } from '../dataset/types.js';
-import type { GtBox, LabelStore } from '../labelstore/types.js';
-import { boxToGt, clipBox, gtToBox, iou } from './boxes.js';
+import { silentLogger } from '../../lib/log.js';
+import { Progress } from '../../lib/progress.js';
+import type { Box, GtBox } from '../../contracts/box.js';
+import type { LabelStore } from '../labelstore/types.js';
+import { boxToGt, clipBox, gtToBox, iou } from '../../contracts/box.js';
 import type { Labeling, Task, VerifyTask } from './jobs.js';
 import { WorkerSession } from './session.js';
 
@@ -207,8 +207,9 @@ export async function runSimulatedVerifier(
 /**
  * Truth from a label store holding reference labels (e.g. the imported metal-tags labels.csv):
  * an image's truth is the latest APPROVED boxes of the reference image with the same file name.
- * The file name is looked for in the upload's sidecar (`meta.origin`, `meta.frame.source|origin|
- * path|file`: the folder camera's source file) and then in the source_ref itself.
+ * The file name is looked for in the record's meta (`meta.origin`, `meta.frame.source|origin|
+ * path|file`, when whoever recorded it knew the camera's source file; the loupe.upload/1 sidecar
+ * does not carry it) and then in the source_ref itself.
  */
 export async function truthFromStore(store: LabelStore, opts: { asOf?: number; refPrefix?: string } = {}): Promise<TruthSource> {
   const approved = await store.latest({ asOf: opts.asOf, status: 'APPROVED' });

@@ -1,7 +1,7 @@
 import { copyFile, link, mkdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { readFeatureStoreCsv } from '../labelstore/csv.js';
+import { readLabelsCsv } from '../../contracts/labels-csv.js';
 
 /**
  * The reference history split at a point in time, for demos and tests that replay it: the
@@ -13,7 +13,7 @@ import { readFeatureStoreCsv } from '../labelstore/csv.js';
 /** Files under `imagesDir` (source_ref's last two path parts) whose first record is after `until`. */
 export function imagesFirstLabelledAfter(labelsCsv: string, imagesDir: string, until: number): string[] {
   const first = new Map<string, number>();
-  for (const r of readFeatureStoreCsv(labelsCsv)) first.set(r.source_ref, Math.min(first.get(r.source_ref) ?? Infinity, r.event_time));
+  for (const r of readLabelsCsv(labelsCsv)) first.set(r.source_ref, Math.min(first.get(r.source_ref) ?? Infinity, r.event_time));
   return [...first]
     .filter(([, t]) => t > until)
     .map(([ref]) => join(imagesDir, ...ref.split('/').slice(-2)))

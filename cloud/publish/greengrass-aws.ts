@@ -14,10 +14,10 @@ import {
 } from '@aws-sdk/client-greengrassv2';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { readFile } from 'node:fs/promises';
+import { LoupeError } from '../../lib/errors.js';
+import { sha256 } from '../../lib/fsutil.js';
+import type { DeploymentState, DeviceModel, FleetBackend, DeploymentComponent } from './backend.js';
 import { waitUntilDeployable } from '../../components/build/publish.js';
-import { LoupeError } from '../../components/common/errors.js';
-import { sha256 } from '../../components/common/fsutil.js';
-import type { DeploymentComponent, DeploymentState, DeviceModel, FleetBackend } from './backend.js';
 import type { ArtefactFile, ModelComponent } from './model-component.js';
 
 /**

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import { LoupeError } from '../../components/common/errors.js';
-import { silentLogger } from '../../components/common/log.js';
+import { LoupeError } from '../../lib/errors.js';
+import { silentLogger } from '../../lib/log.js';
 import type { ModelVersion } from '../registry/types.js';
 import type { DeploymentComponent, FleetBackend, RunWith } from './backend.js';
 import type { DeploymentRow, FleetStore } from './fleet-store.js';

@@ -1,4 +1,4 @@
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 import type { GateSummary, ModelStatus } from './types.js';
 
 /**

@@ -14,8 +14,8 @@ import { copyFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { create as createTar } from 'tar';
-import { LoupeError } from '../../components/common/errors.js';
-import { sha256, sha256File } from '../../components/common/fsutil.js';
+import { LoupeError } from '../../lib/errors.js';
+import { sha256, sha256File } from '../../lib/fsutil.js';
 import type { ArtefactRef } from './artefact-store.js';
 import { checkTransition, decideApproval, DEFAULT_POLICY, type ApprovalPolicy } from './policy.js';
 import { validateModelArtefacts } from './validate.js';

@@ -1,12 +1,13 @@
 import type Database from 'better-sqlite3';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LoupeError } from '../../components/common/errors.js';
-import { sha256 } from '../../components/common/fsutil.js';
+import { LoupeError } from '../../lib/errors.js';
+import { sha256 } from '../../lib/fsutil.js';
 import { ArtefactStore, type ArtefactRef } from './artefact-store.js';
 import { checkTransition, decideApproval, DEFAULT_POLICY, type ApprovalPolicy } from './policy.js';
 import type { ModelEvent, ModelRegistry, ModelStatus, ModelVersion, RegisterInput, StatusChange } from './types.js';
-import { openSqlite } from '../common/sqlite.js';
+import { openSqlite } from '../../lib/sqlite.js';
+import { addColumnIfMissing, type SqliteSchema } from '../../lib/migrate.js';
 import { validateModelArtefacts } from './validate.js';
 
 /**
@@ -21,7 +22,10 @@ import { validateModelArtefacts } from './validate.js';
  * `registry.artefactPath(version, 'onnx')` a verified path to a version's file,
  * `registry.events(ref?)` the status history.
  */
-const SCHEMA = `
+/** The model registry's schema, versioned (lib/migrate.ts): append a migration for every change, never edit one. */
+export const REGISTRY_SCHEMA: SqliteSchema = {
+  name: 'model registry',
+  migrations: [{ version: 1, description: 'models, model_events (as release 53fa33d created them)', up: `
 CREATE TABLE IF NOT EXISTS models (
   id INTEGER PRIMARY KEY,
   grp TEXT NOT NULL,
@@ -49,10 +53,12 @@ CREATE TABLE IF NOT EXISTS model_events (
   from_status TEXT,
   to_status TEXT NOT NULL,
   by TEXT NOT NULL,
-  reason TEXT,
-  forced INTEGER NOT NULL DEFAULT 0
+  reason TEXT
 );
-`;
+` },
+    { version: 2, description: 'model_events.forced: approvals without a passing gate are recorded as forced', up: (db) => addColumnIfMissing(db, 'model_events', 'forced', 'INTEGER NOT NULL DEFAULT 0') },
+  ],
+};
 
 interface Row {
   id: number;
@@ -125,10 +131,7 @@ export class SqliteModelRegistry implements ModelRegistry {
     readonly dir: string,
     readonly policy: ApprovalPolicy = DEFAULT_POLICY,
   ) {
-    this.db = openSqlite(join(dir, 'registry.db'), SCHEMA, { durable: true });
-    // Registries made before forced approvals were recorded get the column (existing rows: not forced).
-    const cols = this.db.prepare('PRAGMA table_info(model_events)').all() as { name: string }[];
-    if (!cols.some((c) => c.name === 'forced')) this.db.exec('ALTER TABLE model_events ADD COLUMN forced INTEGER NOT NULL DEFAULT 0');
+    this.db = openSqlite(join(dir, 'registry.db'), REGISTRY_SCHEMA, { durable: true });
     this.artefacts = new ArtefactStore(join(dir, 'artefacts'));
   }
 
@@ -215,8 +218,14 @@ export class SqliteModelRegistry implements ModelRegistry {
   async list(filter: { group?: string; status?: ModelStatus } = {}): Promise<ModelVersion[]> {
     const where: string[] = [];
     const args: unknown[] = [];
-    if (filter.group) (where.push('grp = ?'), args.push(filter.group));
-    if (filter.status) (where.push('status = ?'), args.push(filter.status));
+    if (filter.group) {
+      where.push('grp = ?');
+      args.push(filter.group);
+    }
+    if (filter.status) {
+      where.push('status = ?');
+      args.push(filter.status);
+    }
     const rows = this.db
       .prepare(`SELECT * FROM models ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY grp, version`)
       .all(...args) as Row[];

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import yauzl from 'yauzl';
 import { Detector, type ModelInfo } from '../../components/detector/detector.js';
-import { errorMessage, isLoupeError, LoupeError } from '../../components/common/errors.js';
-import { sha256 } from '../../components/common/fsutil.js';
+import { errorMessage, isLoupeError, LoupeError } from '../../lib/errors.js';
+import { sha256 } from '../../lib/fsutil.js';
 
 /**
  * What the registry checks before it stores a version, so the registry (and the fleet it feeds)

@@ -3,13 +3,13 @@ import { createReadStream, existsSync } from 'node:fs';
 import { copyFile, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { LoupeError } from '../common/errors.js';
-import { writeFileAtomic } from '../common/fsutil.js';
-import { silentLogger } from '../common/log.js';
-import { defaultModelDir, projectRoot } from '../common/paths.js';
+import { LoupeError } from '../../lib/errors.js';
+import { writeFileAtomic } from '../../lib/fsutil.js';
+import { silentLogger } from '../../lib/log.js';
+import { projectRoot, defaultModelDir } from '../../lib/paths.js';
+import { loadSourceRecipe, PLATFORMS, renderRecipe, ZIP_BASE, type Recipe, BUILD_COMPONENTS, NODE_RUNTIME, type BuildComponentName, type CodeComponentName } from './recipes.js';
 import { buildCodeZip, type CodeBundleInfo, type Platform } from './code-bundle.js';
 import { buildNodeRuntimeZip, NODE_RUNTIME_VERSION, nodeRuntimeZipName } from './node-runtime.js';
-import { BUILD_COMPONENTS, loadSourceRecipe, NODE_RUNTIME, PLATFORMS, renderRecipe, ZIP_BASE, type BuildComponentName, type CodeComponentName, type Recipe } from './recipes.js';
 import { validateRecipe } from './recipe-schema.js';
 
 export type { Platform } from './code-bundle.js';

@@ -2,8 +2,8 @@ import { existsSync } from 'node:fs';
 import { lstat, readdir, readFile } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
-import { LoupeError } from '../common/errors.js';
-import { projectRoot } from '../common/paths.js';
+import { LoupeError } from '../../lib/errors.js';
+import { projectRoot } from '../../lib/paths.js';
 import { fetchPackage } from './npm-pack.js';
 import type { PLATFORMS } from './recipes.js';
 import { writeZip, type ZipEntry } from './zip.js';
@@ -168,7 +168,7 @@ export async function buildCodeZip(entries: string[], platform: Platform, path: 
   const pkgs = await dependencyClosure(new Set(traces.flatMap((t) => [...t.packages])), platform, log);
   const zip: ZipEntry[] = [];
   for (const f of files) zip.push({ name: relative(projectRoot, f).split(sep).join('/'), file: f });
-  // components/common/paths.ts finds the root by package.json + components/: give it both.
+  // lib/paths.ts finds the root as the nearest folder holding package.json; the README says what this is.
   zip.push({ name: 'package.json', data: Buffer.from(JSON.stringify({ name: meta.name, version: meta.version, private: true, type: 'module' }, null, 2)) });
   zip.push({ name: 'components/README', data: Buffer.from(`${meta.label} ${meta.version} (${platform}); programs in dist/\n`) });
   let leftOut = 0;

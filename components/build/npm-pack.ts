@@ -5,8 +5,8 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
-import { LoupeError } from '../common/errors.js';
-import { cacheDir } from '../common/paths.js';
+import { LoupeError } from '../../lib/errors.js';
+import { cacheDir } from '../../lib/paths.js';
 
 const run = promisify(execFile);
 

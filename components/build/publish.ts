@@ -5,9 +5,9 @@ import { createReadStream } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { LoupeError, errorMessage } from '../common/errors.js';
-import { silentLogger } from '../common/log.js';
-import { projectRoot } from '../common/paths.js';
+import { LoupeError, errorMessage } from '../../lib/errors.js';
+import { silentLogger } from '../../lib/log.js';
+import { projectRoot } from '../../lib/paths.js';
 import type { Recipe } from './recipes.js';
 import { validateRecipe } from './recipe-schema.js';
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LoupeError } from '../common/errors.js';
-import { projectRoot } from '../common/paths.js';
+import { LoupeError } from '../../lib/errors.js';
+import { projectRoot } from '../../lib/paths.js';
 
 /**
  * The loupe component recipes: source recipes live in `recipes/<name>/recipe.json`, beside the

@@ -25,7 +25,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
-import { LoupeError, errorMessage } from '../common/errors.js';
+import { LoupeError, errorMessage } from '../../lib/errors.js';
 import { decodeImage, type RgbImage } from './decode.js';
 import { halfToFloat } from './fp16.js';
 import { inputPlan, TensorWriter, type LetterboxGeometry } from './letterbox.js';

@@ -1,5 +1,5 @@
-import { LoupeError } from '../common/errors.js';
-import { parsePyLiteral, parsePyNames, type PyValue } from '../common/pyliteral.js';
+import { LoupeError } from '../../lib/errors.js';
+import { parsePyLiteral, parsePyNames, type PyValue } from '../../lib/pyliteral.js';
 import { ONNX_ELEM_TYPE, ProtoError, readOnnxModel, type OnnxModelSummary, type OnnxValueInfo } from './onnx-proto.js';
 
 /** What the detector knows about a loaded model (from its metadata and graph signature). */

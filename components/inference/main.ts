@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
-import { errorMessage } from '../common/errors.js';
+import { errorMessage } from '../../lib/errors.js';
 import { runComponent, type ComponentContext } from '../ipc/runtime.js';
-import { IOT_TOPICS, TOPICS, type FrameMessage, type ModelAnnouncement, type ResultMessage } from '../ipc/topics.js';
+import { IOT_TOPICS, TOPICS, type FrameMessage, type ModelAnnouncement, type ResultMessage } from '../../contracts/topics.js';
 import { inferenceConfigSchema, type InferenceConfig } from './config.js';
 import { ModelSlot } from './model-slot.js';
 import { BoundedQueue } from './queue.js';

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import { Detector } from '../detector/detector.js';
-import { LoupeError, errorMessage } from '../common/errors.js';
-import { sha256File } from '../common/fsutil.js';
-import type { ModelRef } from '../ipc/topics.js';
+import { LoupeError, errorMessage } from '../../lib/errors.js';
+import { sha256File } from '../../lib/fsutil.js';
+import type { ModelRef } from '../../contracts/topics.js';
 
 /**
  * The model currently serving, and the hot swap. A new model is loaded *beside* the serving one

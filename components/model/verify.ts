@@ -1,6 +1,6 @@
 import { Detector } from '../detector/detector.js';
-import { errorMessage } from '../common/errors.js';
-import { sha256File } from '../common/fsutil.js';
+import { errorMessage } from '../../lib/errors.js';
+import { sha256File } from '../../lib/fsutil.js';
 
 /**
  * loupe.Inference's Install step (shipped in its code bundle; loupe.Model carries no code): the

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { errorMessage } from '../common/errors.js';
-import { writeFileAtomic } from '../common/fsutil.js';
+import { errorMessage } from '../../lib/errors.js';
+import { writeFileAtomic } from '../../lib/fsutil.js';
 import { openImage } from './image.js';
 
 /**

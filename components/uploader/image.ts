@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import sharp, { type Sharp } from 'sharp';
-import { decodeBmp, isBmp } from '../common/bmp.js';
-import type { Detection } from '../ipc/topics.js';
+import { decodeBmp, isBmp } from '../../lib/bmp.js';
+import type { Detection } from '../../contracts/topics.js';
 
 /**
  * A sharp pipeline over an image file or buffer. BMP (which libvips cannot load; machine-vision

@@ -1,7 +1,7 @@
 import { join, resolve } from 'node:path';
-import { errorMessage } from '../common/errors.js';
+import { errorMessage } from '../../lib/errors.js';
 import { runComponent, type ComponentContext } from '../ipc/runtime.js';
-import { IOT_TOPICS, TOPICS, type ResultMessage } from '../ipc/topics.js';
+import { IOT_TOPICS, TOPICS, type ResultMessage } from '../../contracts/topics.js';
 import { BoundedQueue } from '../inference/queue.js';
 import { uploaderConfigSchema, type UploaderConfig } from './config.js';
 import { RateLimiter } from './rate-limit.js';

@@ -1,8 +1,9 @@
+import { sha256 } from '../../lib/fsutil.js';
 import { join } from 'node:path';
-import { sha256 } from '../common/fsutil.js';
 import type { Logger } from 'pino';
-import { errorMessage } from '../common/errors.js';
-import type { ResultMessage } from '../ipc/topics.js';
+import { errorMessage } from '../../lib/errors.js';
+import type { ResultMessage } from '../../contracts/topics.js';
+import { uploadSidecar } from '../../contracts/upload.js';
 import type { UploaderConfig } from './config.js';
 import { Deduper } from './dedup.js';
 import { prepareImage } from './image.js';
@@ -90,8 +91,7 @@ export class Selector {
       }
       const img = await prepareImage(r.path, r, this.cfg.image);
       const keys = uploadKeys(this.cfg.prefix, this.thing, r);
-      const sidecar = {
-        schema: 'loupe.upload/1',
+      const sidecar = uploadSidecar({
         device: this.thing,
         camera: r.camera,
         frameId: r.frameId,
@@ -104,9 +104,8 @@ export class Selector {
         verdict: r.verdict,
         model: r.model,
         image: { key: keys.imageKey, width: img.width, height: img.height, originalWidth: r.width, originalHeight: r.height, bytes: img.data.length, sha256: sha256(img.data), contentType: 'image/jpeg' },
-        /** pre-annotations for labelling, in the uploaded image's pixels */
         detections: img.detections,
-      };
+      });
       const dedup = hash === undefined ? {} : { dedup: { hash: hash.toString(16), algo: this.dedup.algo } };
       const out = await this.spool.add({ frameId: r.frameId, camera: r.camera, priority: sel.priority, reason: sel.reason, createdAt: Date.now(), ...keys, sidecar, ...dedup }, img.data);
       this.stats.evicted += out.evicted.length;

@@ -1,6 +1,6 @@
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { fsyncDir, writeFileAtomic } from '../common/fsutil.js';
+import { fsyncDir, writeFileAtomic } from '../../lib/fsutil.js';
 
 /**
  * The uploader's durable spool: every selected image waits here until it is in S3.

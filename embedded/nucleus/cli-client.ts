@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { greengrasscoreipc } from 'aws-iot-device-sdk-v2';
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 import type { CliIpcInfo } from './nucleus.js';
 
 /**

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import semver from 'semver';
 import { parse as parseYaml } from 'yaml';
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 import { parseLifecycle, validComponentName, type Dependency, type Lifecycle, type Recipe } from './componentmanager/recipe.js';
 import { BUILTIN_COMPONENTS } from './deployment/resolve.js';
 import type { LogRotation } from './lifecycle/rotating-log.js';

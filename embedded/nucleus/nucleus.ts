@@ -62,8 +62,8 @@ import { readFile, rm } from 'node:fs/promises';
 import { hostname, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { errorMessage, LoupeError } from '../../components/common/errors.js';
-import { writeFileAtomic } from '../../components/common/fsutil.js';
+import { errorMessage, LoupeError } from '../../lib/errors.js';
+import { writeFileAtomic } from '../../lib/fsutil.js';
 import type { EmbeddedBroker } from '../broker/broker.js';
 import { Authorizer } from './authorization.js';
 import { ComponentStore } from './componentmanager/store.js';
@@ -80,7 +80,7 @@ import type { State } from './lifecycle/service.js';
 import type { IotCoreBridge } from './mqttproxy/bridge.js';
 import { registerMqttProxy } from './mqttproxy/mqttproxy.js';
 import { LocalPubSub } from './pubsub/pubsub.js';
-import { LOCAL_STACK_CREDENTIALS, TokenExchangeService, type Credentials, type CredentialsProvider } from './tes.js';
+import { NO_CREDENTIALS, TokenExchangeService, type Credentials, type CredentialsProvider } from './tes.js';
 import { DEFAULT_LOG_ROTATION, type LogRotation } from './lifecycle/rotating-log.js';
 import { registerAuthorizationIpc } from './authorization-ipc.js';
 import type { Recipe } from './componentmanager/recipe.js';
@@ -248,7 +248,7 @@ export class Nucleus extends EventEmitter {
       ...(opts.ipc?.limits ? { limits: opts.ipc.limits } : {}),
       ...(opts.ipc?.maxConnections !== undefined ? { maxConnections: opts.ipc.maxConnections } : {}),
     });
-    const creds = opts.credentials ?? LOCAL_STACK_CREDENTIALS;
+    const creds = opts.credentials ?? NO_CREDENTIALS;
     this.tes = new TokenExchangeService({
       isValidToken: (t) => {
         const p = this.kernel.principalOf(t);

@@ -11,8 +11,11 @@ import type { Logger } from 'pino';
  * unknown token 403 (errors have no body); outside it, 404. It listens on localhost (IPv4 and,
  * where the machine has it, IPv6 loopback), the URI says `localhost` as the real one does.
  *
- * On one machine the credentials are those of the local stack (the embedded S3 server accepts
- * any key pair); pass your own provider to vend something else.
+ * A deliberate difference from Greengrass: the real TES trades the device certificate for
+ * temporary credentials of an IAM role; on one machine this TES hands out the embedded object
+ * store's own key pair (read from its key file by the provider the nucleus is given: `edge up`,
+ * the demo, `loupe nucleus start --objectstore-dir`). Without a provider it answers 500
+ * ("credentials unavailable") instead of inventing keys.
  */
 export interface Credentials {
   accessKeyId: string;
@@ -26,10 +29,9 @@ export type CredentialsProvider = () => Credentials | Promise<Credentials>;
 
 export const TES_PATH = '/2016-11-01/credentialprovider/';
 
-export const LOCAL_STACK_CREDENTIALS: Credentials = {
-  accessKeyId: 'LOUPELOCALACCESSKEY',
-  secretAccessKey: 'loupe-local-secret-access-key',
-  sessionToken: 'loupe-local-session-token',
+/** The provider of a nucleus given no credentials: every TES request fails with a clear log line. */
+export const NO_CREDENTIALS: CredentialsProvider = () => {
+  throw new Error('this nucleus has no credentials to hand out (start it with the object store\'s keys, e.g. `loupe nucleus start --objectstore-dir DIR`)');
 };
 
 export class TokenExchangeService {

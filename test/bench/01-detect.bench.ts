@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import * as ort from 'onnxruntime-node';
 import { ensureVenv, offlinePythonEnv, venvPython } from '../../cloud/training/venv.js';
-import { datasetDir } from '../../components/common/paths.js';
+import { datasetDir } from '../../lib/paths.js';
 import { decodeImage } from '../../components/detector/decode.js';
 import { Detector, detectorSessionOptions } from '../../components/detector/detector.js';
 import { inputPlan, TensorWriter } from '../../components/detector/letterbox.js';

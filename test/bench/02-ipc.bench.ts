@@ -5,7 +5,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { startBroker } from '../../embedded/broker/broker.js';
 import { NucleusCliClient } from '../../embedded/nucleus/cli-client.js';
 import { cpuSeconds, pct, procStatus, waitFile } from './proc.js';

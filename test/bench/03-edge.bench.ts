@@ -1,7 +1,7 @@
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { projectRoot, datasetDir } from '../../components/common/paths.js';
+import { projectRoot, datasetDir } from '../../lib/paths.js';
 import { Detector } from '../../components/detector/detector.js';
 import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
 import type { BenchEntry } from './run.js';
@@ -92,7 +92,7 @@ const entry: BenchEntry = {
       throw e;
     });
     let pipeline: Record<string, unknown>;
-    let mem: Record<string, unknown> = {};
+    const mem: Record<string, unknown> = {};
     try {
       const t0 = Date.now();
       const procs: Record<string, number> = { nucleus_and_broker_and_s3: process.pid };

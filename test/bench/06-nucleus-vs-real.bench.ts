@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { realNucleusPrerequisites, startRealNucleus, type RunningNucleus } from '../helpers/real-nucleus.js';
 import { startLoupeNucleus } from '../nucleus-diff/loupe-runner.js';
 import { cpuSeconds, pct, procStatus, waitFile } from './proc.js';

@@ -1,16 +1,20 @@
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { S3Client } from '@aws-sdk/client-s3';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { datasetDir, projectRoot } from '../../lib/paths.js';
 import { spawn } from 'node:child_process';
-import { datasetDir, projectRoot } from '../../components/common/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { runCli } from '../helpers/cli.js';
+import { putUpload } from '../helpers/uploads.js';
+
 
 describe('loupe labels / snapshot CLI (built dist/, real child processes)', () => {
   let dir: string;
   let os: ObjectStore;
+  /** The embedded store's keys, the way a user hands them to the CLI (the default credential chain). */
+  const s3env = () => ({ AWS_ACCESS_KEY_ID: os.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: os.credentials.secretAccessKey });
   const metal = datasetDir('metal-tags');
   const home = () => ['--home', join(dir, 'home')];
 
@@ -19,9 +23,9 @@ describe('loupe labels / snapshot CLI (built dist/, real child processes)', () =
     os = await startObjectStore({ dir: join(dir, 's3'), buckets: ['loupe'] });
     const s3 = new S3Client(os.clientConfig);
     const files = readdirSync(join(metal, 'bad')).sort().slice(10, 13);
+    // Uploads named after the reference photos they are: the simulated workforce finds their truth by file name.
     for (const [i, f] of files.entries()) {
-      await s3.send(new PutObjectCommand({ Bucket: 'loupe', Key: `incoming/line-2/2024/07/01/f${i}.jpg`, Body: readFileSync(join(metal, 'bad', f)) }));
-      await s3.send(new PutObjectCommand({ Bucket: 'loupe', Key: `incoming/line-2/2024/07/01/f${i}.json`, Body: JSON.stringify({ device: 'line-2', frame: { source: f }, time: 1719820800 + i, modelVersion: '1.0.0', detections: [] }) }));
+      await putUpload(s3, 'loupe', `incoming/line-2/2024/07/01/${f.replace(/\.jpg$/, '')}`, readFileSync(join(metal, 'bad', f)), { device: 'line-2', seq: i, time: new Date((1719820800 + i) * 1000).toISOString() });
     }
     s3.destroy();
   });
@@ -41,10 +45,10 @@ describe('loupe labels / snapshot CLI (built dist/, real child processes)', () =
     expect(imp.code, imp.stderr).toBe(0);
     expect(JSON.parse(imp.stdout)).toEqual({ read: 235, appended: 191, images: 235, later: 0 });
 
-    const ing = await runCli(['labels', 'ingest', ...home(), '--endpoint', os.endpoint, '--bucket', 'loupe', '--json']);
+    const ing = await runCli(['labels', 'ingest', ...home(), '--endpoint', os.endpoint, '--bucket', 'loupe', '--json'], { env: s3env() });
     expect(ing.code, ing.stderr).toBe(0);
     expect(JSON.parse(ing.stdout)).toMatchObject({ recorded: 3, alreadyKnown: 0, invalid: [] });
-    expect(JSON.parse((await runCli(['labels', 'ingest', ...home(), '--endpoint', os.endpoint, '--bucket', 'loupe', '--json'])).stdout)).toMatchObject({ recorded: 0 });
+    expect(JSON.parse((await runCli(['labels', 'ingest', ...home(), '--endpoint', os.endpoint, '--bucket', 'loupe', '--json'], { env: s3env() })).stdout)).toMatchObject({ recorded: 0 });
 
     const job = await runCli(['labels', 'job', 'create', ...home(), '--name', 'cli-job', '--classes', 'scratch', '--workers', '2', '--json']);
     expect(job.code, job.stderr).toBe(0);
@@ -60,7 +64,7 @@ describe('loupe labels / snapshot CLI (built dist/, real child processes)', () =
     const stats = JSON.parse((await runCli(['labels', 'stats', ...home(), '--json'])).stdout);
     expect(stats).toMatchObject({ images: 238, approved: 235 + s.verified.approved, rejected: s.verified.rejected });
 
-    const snap = await runCli(['snapshot', 'create', ...home(), '--endpoint', os.endpoint, '--classes', 'scratch', '--json']);
+    const snap = await runCli(['snapshot', 'create', ...home(), '--endpoint', os.endpoint, '--classes', 'scratch', '--json'], { env: s3env() });
     expect(snap.code, snap.stderr).toBe(0);
     const sj = JSON.parse(snap.stdout);
     // the uploads are the reference photos byte for byte: each approved one is left out as a duplicate

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Labeling } from '../../cloud/labeling/jobs.js';
 import { compareWithTruth, runSimulatedVerifier, runSimulatedWorkforce, seededRandom, simulateLabels } from '../../cloud/labeling/workforce.js';
-import { makeRecord, openLabelStore, type GtBox, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+import { openLabelStore, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+import type { GtBox } from '../../contracts/box.js';
+import { makeRecord } from '../../contracts/label-record.js';
 
 const pending = (ref: string, t: number, pre: GtBox[] = []) =>
   makeRecord({ source_ref: ref, image_width: 200, image_height: 100, annotations: pre, event_time: t, labeling_job: '', status: 'PENDING', device: 'dev-1', meta: { frame: { source: ref.split('/').pop() } } });

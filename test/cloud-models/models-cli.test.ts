@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { runCli } from '../helpers/cli.js';
 
 describe('loupe models list|show|register|approve|reject', () => {
@@ -52,7 +52,7 @@ describe('loupe models list|show|register|approve|reject', () => {
       'pending>approved user:qa forced',
       'approved>rejected ' + v.events[2].by,
     ]);
-    expect((await runCli(['models', 'show', 'metal-tags:2', '--home', home])).stdout).toMatch(/pending -> approved FORCED \(no passing gate\)  by user:qa: fp16 checked on the line/);
+    expect((await runCli(['models', 'show', 'metal-tags:2', '--home', home])).stdout).toMatch(/pending -> approved FORCED \(no passing gate\) {2}by user:qa: fp16 checked on the line/);
     // a text file is not a model: refused at register, nothing added
     const notes = join(home, 'notes.onnx');
     await writeFile(notes, 'weights: see the shared drive\n');

@@ -25,7 +25,7 @@ import { FleetStore } from '../../cloud/publish/fleet-store.js';
 import { deployModel, publishModel, rollback } from '../../cloud/publish/publish.js';
 import { openRegistry, type SqliteModelRegistry } from '../../cloud/registry/sqlite-registry.js';
 import { seedShippedModel, SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
-import { sha256 } from '../../components/common/fsutil.js';
+import { sha256 } from '../../lib/fsutil.js';
 import type { ModelVersion } from '../../cloud/registry/types.js';
 import { loadSourceRecipe, renderRecipe } from '../../components/build/recipes.js';
 import { GetComponentCommand } from '@aws-sdk/client-greengrassv2';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { openRegistry, type SqliteModelRegistry } from '../../cloud/registry/sqlite-registry.js';
 import { seedShippedModel, SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
 import type { GateSummary } from '../../cloud/registry/types.js';
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 import { fields, lengthDelimited } from '../helpers/protobuf.js';
 
 /**

@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openRegistry, type SqliteModelRegistry } from '../../cloud/registry/sqlite-registry.js';
 import { seedShippedModel, SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
-import { sha256File } from '../../components/common/fsutil.js';
+import { sha256File } from '../../lib/fsutil.js';
 import type { GateSummary } from '../../cloud/registry/types.js';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 
 const otherOnnx = join(projectRoot, 'test', 'fixtures', 'models', 'neu-det.onnx');
 const otherPt = join(projectRoot, 'test', 'fixtures', 'models', 'neu-det.pt');

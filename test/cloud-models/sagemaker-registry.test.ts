@@ -10,16 +10,15 @@ import {
   UpdateModelPackageCommand,
 } from '@aws-sdk/client-sagemaker';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { SageMakerModelRegistry, metaValue } from '../../cloud/registry/sagemaker-registry.js';
-import { sha256, sha256File } from '../../components/common/fsutil.js';
+import { sha256, sha256File } from '../../lib/fsutil.js';
 import { statSync } from 'node:fs';
 import { SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
 import { list as tarList } from 'tar';
-import { writeFile } from 'node:fs/promises';
 
 const GROUP_ARN = 'arn:aws:sagemaker:eu-west-1:123456789012:model-package-group/metal-tags';
 const PKG_ARN = 'arn:aws:sagemaker:eu-west-1:123456789012:model-package/metal-tags/2';

@@ -3,7 +3,7 @@ import { chmod, copyFile, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { datasetDir } from '../../components/common/paths.js';
+import { datasetDir } from '../../lib/paths.js';
 import { runCli } from '../helpers/cli.js';
 import { ensureBuilt } from '../helpers/edge.js';
 

@@ -7,15 +7,15 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import yauzl from 'yauzl';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { datasetDir } from '../../components/common/paths.js';
+import { datasetDir } from '../../lib/paths.js';
 import { buildComponentZip, buildComponents, type BuildResult } from '../../components/build/build.js';
 import { NODE_RUNTIME_VERSION } from '../../components/build/node-runtime.js';
 import { buildModelComponent } from '../../cloud/publish/model-component.js';
 import { publishComponents } from '../../components/build/publish.js';
-import { silentLogger } from '../../components/common/log.js';
+import { silentLogger } from '../../lib/log.js';
 import { Nucleus } from '../../embedded/nucleus/nucleus.js';
-import { LOCAL_STACK_CREDENTIALS } from '../../embedded/nucleus/tes.js';
-import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
+import { startObjectStore } from '../../embedded/objectstore/index.js';
+import { tesCredentials } from '../../embedded/objectstore/keys.js';
 import { ensureBuilt, until } from '../helpers/edge.js';
 import { tempRoot } from '../helpers/nucleus.js';
 import { componentProcesses } from '../helpers/procs.js';
@@ -108,6 +108,10 @@ describe('packaging build', () => {
       expect(names).toContain('dist/components/inference/main.js');
       expect(names).toContain('dist/components/detector/detector.js');
       expect(names).toContain('dist/components/model/verify.js');
+      // shared code and contracts travel with the component that imports them
+      expect(names).toContain('dist/lib/errors.js');
+      expect(names).toContain('dist/contracts/topics.js');
+      expect(names.some((n) => n.startsWith('dist/cloud/') || n.startsWith('dist/embedded/'))).toBe(false);
       expect(names.some((n) => n.startsWith('dist/components/uploader/'))).toBe(false); // traced, not the whole dist
       // Production files only: no source maps, typings, TypeScript or C sources, docs, tests, examples, dotfiles.
       expect(names.filter((n) => /\.(map|ts|mts|cts|md|cc|h|gyp)$/.test(n) && !/(^|\/)licen[cs]e[^/]*$/i.test(n))).toEqual([]);
@@ -175,8 +179,8 @@ describe('packaging build', () => {
   });
 
   it('the built x64 components run on the local nucleus as packaged (unzipped, digest-checked), on loupe.NodeRuntime\'s node', async () => {
-    const store = await startObjectStore({ dir: join(root, 's3'), buckets: ['loupe-incoming'], credentials: LOCAL_STACK_CREDENTIALS });
-    const nucleus = new Nucleus({ root: join(root, 'gg'), thingName: 'pkg-test', credentials: LOCAL_STACK_CREDENTIALS });
+    const store = await startObjectStore({ dir: join(root, 's3'), buckets: ['loupe-incoming'] });
+    const nucleus = new Nucleus({ root: join(root, 'gg'), thingName: 'pkg-test', credentials: () => tesCredentials(store.keysFile) });
     await nucleus.start();
     const client = await mqtt.connectAsync(nucleus.mqttUrl!);
     const results: Record<string, unknown>[] = [];

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import semver from 'semver';
 import { describe, expect, it } from 'vitest';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { cameraConfigSchema } from '../../components/camera/config.js';
 import { inferenceConfigSchema } from '../../components/inference/config.js';
 import { parseConfig } from '../../components/ipc/config.js';

@@ -2,7 +2,7 @@ import { copyFile, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { datasetDir } from '../../components/common/paths.js';
+import { datasetDir } from '../../lib/paths.js';
 import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
 import { ensureBuilt, until } from '../helpers/edge.js';
 

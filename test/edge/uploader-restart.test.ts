@@ -2,9 +2,9 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../components/common/log.js';
-import { datasetDir } from '../../components/common/paths.js';
-import type { ResultMessage } from '../../components/ipc/topics.js';
+import { silentLogger } from '../../lib/log.js';
+import { datasetDir } from '../../lib/paths.js';
+import type { ResultMessage } from '../../contracts/topics.js';
 import { uploaderConfigSchema } from '../../components/uploader/config.js';
 import { Deduper } from '../../components/uploader/dedup.js';
 import { RateLimiter } from '../../components/uploader/rate-limit.js';

@@ -1,10 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeBmp } from '../../components/common/bmp.js';
+import { decodeBmp } from '../../lib/bmp.js';
 import { FUZZ_SECONDS, fuzz, mutated } from './harness.js';
 
 /**
- * Fuzz target: loupe's BMP decoder (components/common/bmp.ts), which reads camera frames.
+ * Fuzz target: loupe's BMP decoder (lib/bmp.ts), which reads camera frames.
  * Inputs: BMPs whose header fields are drawn at random around the legal values (header kinds,
  * sizes including negative and huge ones, bits per pixel, compressions, palettes, masks, data
  * offsets) with bodies of random length, and byte mutations of valid BMPs of every depth.

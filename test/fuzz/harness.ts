@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isLoupeError } from '../../components/common/errors.js';
-import { projectRoot } from '../../components/common/paths.js';
+import { isLoupeError } from '../../lib/errors.js';
+import { projectRoot } from '../../lib/paths.js';
 
 /**
  * The standing fuzz suite's harness (issue 14): property-based runs with fast-check, seeded and

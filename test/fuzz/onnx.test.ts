@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { modelInfoFromBytes } from '../../components/detector/model-info.js';
 import { fields, lengthDelimited } from '../helpers/protobuf.js';
 import { FUZZ_SECONDS, fuzz, mutated } from './harness.js';

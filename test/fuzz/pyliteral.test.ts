@@ -1,10 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parsePyLiteral, parsePyNames, type PyValue } from '../../components/common/pyliteral.js';
+import { parsePyLiteral, parsePyNames, type PyValue } from '../../lib/pyliteral.js';
 import { FUZZ_SECONDS, fuzz } from './harness.js';
 
 /**
- * Fuzz target: the Python-literal parser (components/common/pyliteral.ts), which reads ONNX
+ * Fuzz target: the Python-literal parser (lib/pyliteral.ts), which reads ONNX
  * metadata (names, imgsz, args) and labels.csv annotations. Two properties:
  * - round trip: a value rendered as Python writes it (repr) parses back to the same value;
  * - hostile text: garbage, mutated literals, deep nesting and long runs of one character give a
@@ -67,7 +67,7 @@ const { value: pyValue } = fc.letrec<{ value: Py }>((tie) => ({
 
 const hostile = fc.oneof(
   fc.string({ unit: 'grapheme', maxLength: 80 }),
-  fc.stringMatching(/^[\[\](){}:,'"\\rbuxU0-9a-fA-F_.eE+\- \nTFN]{0,60}$/),
+  fc.stringMatching(/^[[\](){}:,'"\\rbuxU0-9a-fA-F_.eE+\- \nTFN]{0,60}$/),
   // long runs of one character, then something: catches backtracking and deep recursion
   fc.record({ pre: fc.constantFrom('', '[', '-', "'", '0x', '1.', '1e'), ch: fc.constantFrom('1', '_', '[', '(', '{', '-', ' ', "'", '\\', 'e', '.', '0'), n: fc.integer({ min: 100, max: 40_000 }), post: fc.constantFrom('', 'a', ']', "'", 'x', '.', ' 1', 'e') }).map(
     ({ pre, ch, n, post }) => pre + ch.repeat(n) + post,

@@ -1,9 +1,9 @@
 import fc from 'fast-check';
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { parseRecipe } from '../../embedded/nucleus/componentmanager/recipe.js';
 import { FUZZ_SECONDS, fuzz } from './harness.js';
 
@@ -14,8 +14,10 @@ import { FUZZ_SECONDS, fuzz } from './harness.js';
  * nesting. Property: a Recipe or a LoupeError naming the recipe, in bounded time and memory.
  */
 const dir = join(projectRoot, 'recipes');
-const recipes = readdirSync(dir)
-  .filter((f) => f.endsWith('.json'))
+// one GDK project per component: recipes/<name>/recipe.json
+const recipes = readdirSync(dir, { withFileTypes: true })
+  .filter((d) => d.isDirectory() && existsSync(join(dir, d.name, 'recipe.json')))
+  .map((d) => join(d.name, 'recipe.json'))
   // the source recipes carry the build's placeholders; a built recipe has a version there
   .map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8').replaceAll('{COMPONENT_VERSION}', '1.0.0')) as Record<string, unknown>);
 const texts = recipes.flatMap((r) => [{ text: JSON.stringify(r, null, 2), fmt: 'json' as const }, { text: toYaml(r), fmt: 'yaml' as const }]);

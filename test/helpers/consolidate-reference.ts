@@ -1,4 +1,4 @@
-import { iou } from '../../cloud/labeling/boxes.js';
+import { iou } from '../../contracts/box.js';
 import type { ConsolidateOptions, ConsolidatedBox, WorkerAnnotation } from '../../cloud/labeling/consolidate.js';
 import type { Box } from '../../cloud/dataset/types.js';
 

@@ -1,7 +1,7 @@
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { errorMessage } from '../../components/common/errors.js';
-import { createLogger } from '../../components/common/log.js';
+import { errorMessage } from '../../lib/errors.js';
+import { createLogger } from '../../lib/log.js';
 import { GreengrassIpc } from '../../components/ipc/client.js';
 
 /**

@@ -2,7 +2,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileS
 import { rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { connect, type Socket } from 'node:net';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { encodeMessage, FrameReader, type Message, type MessageHeaders } from '../../embedded/nucleus/ipc/framing.js';
 
 /**

@@ -65,7 +65,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { create as tarCreate } from 'tar';
 import { trainScript } from '../../cloud/training/local-trainer.js';
 import { offlinePythonEnv, venvPython } from '../../cloud/training/venv.js';
-import type { GtBox } from '../../cloud/labelstore/types.js';
+import type { GtBox } from '../../contracts/box.js';
 
 export const ACCOUNT = '111122223333';
 

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { readAsRoot, spawnAsRoot, watchNucleus, type RunningNucleus, type StateChange } from '../helpers/real-nucleus.js';
 
 /**

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { NucleusCliClient } from '../../embedded/nucleus/cli-client.js';
 import { Nucleus, type NucleusOptions } from '../../embedded/nucleus/nucleus.js';
 import { RawClient, agentRecords, alive, header, removeRoot, rpcFrame, tempRoot, until, waitForRecord, writeAgentRecipe, writeRecipe } from '../helpers/nucleus.js';

@@ -313,7 +313,7 @@ document.addEventListener('keydown', (e) => {
   }
   const k = e.key;
   const ctrl = e.ctrlKey || e.metaKey;
-  if (ctrl && (k === 'z' || k === 'Z')) e.shiftKey ? editor.redo() : editor.undo();
+  if (ctrl && (k === 'z' || k === 'Z')) { if (e.shiftKey) editor.redo(); else editor.undo(); }
   else if (ctrl && (k === 'y' || k === 'Y')) editor.redo();
   else if (ctrl) return;
   else if (/^[1-9]$/.test(k)) editor.setClass(Number(k) - 1);

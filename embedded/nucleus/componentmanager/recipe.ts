@@ -3,7 +3,7 @@ import { arch as osArch, platform as osPlatform } from 'node:os';
 import { extname } from 'node:path';
 import semver from 'semver';
 import { parse as parseYaml } from 'yaml';
-import { LoupeError } from '../../../components/common/errors.js';
+import { LoupeError } from '../../../lib/errors.js';
 
 /**
  * Greengrass component recipes (RecipeFormatVersion 2020-01-25), JSON or YAML, with keys matched

@@ -6,8 +6,8 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import semver from 'semver';
 import yauzl from 'yauzl';
-import { LoupeError } from '../../../components/common/errors.js';
-import { fsyncDir, writeFileAtomic } from '../../../components/common/fsutil.js';
+import { LoupeError } from '../../../lib/errors.js';
+import { fsyncDir, writeFileAtomic } from '../../../lib/fsutil.js';
 import { parseRecipe, readRecipeFile, type Artifact, type PlatformRecipe, type Recipe } from './recipe.js';
 
 /**

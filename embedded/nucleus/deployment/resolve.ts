@@ -1,5 +1,5 @@
 import semver from 'semver';
-import { LoupeError } from '../../../components/common/errors.js';
+import { LoupeError } from '../../../lib/errors.js';
 import type { ComponentStore } from '../componentmanager/store.js';
 import type { Recipe } from '../componentmanager/recipe.js';
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { errorMessage } from '../../../components/common/errors.js';
+import { errorMessage } from '../../../lib/errors.js';
 import type { Message, MessageHeaders } from './framing.js';
 import { IpcError } from './errors.js';
 import { MAX_MESSAGE_SIZE } from './framing.js';

@@ -2,7 +2,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, w
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { LoupeError } from '../../../components/common/errors.js';
+import { LoupeError } from '../../../lib/errors.js';
 import { groupAlive, processStartTime, signalGroup } from './process.js';
 import type { ResolvedRunAs } from './runwith.js';
 

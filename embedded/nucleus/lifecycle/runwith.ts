@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { LoupeError } from '../../../components/common/errors.js';
+import { LoupeError } from '../../../lib/errors.js';
 import type { RunAs } from './process.js';
 
 /**

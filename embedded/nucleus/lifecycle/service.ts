@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { chmodSync, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { errorMessage } from '../../../components/common/errors.js';
+import { errorMessage } from '../../../lib/errors.js';
 import type { Lifecycle, LifecycleStep, StepName } from '../componentmanager/recipe.js';
 import { killGroup, processStartTime, shouldSkip, signalGroup, startScript, type RunAs, type RunningScript } from './process.js';
 import { RotatingLog, type LogRotation } from './rotating-log.js';

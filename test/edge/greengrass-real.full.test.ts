@@ -1,6 +1,6 @@
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
@@ -13,6 +13,7 @@ import { silentLogger } from '../../lib/log.js';
 import { datasetDir, projectRoot, sharedDir } from '../../lib/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { ensureBuilt, until } from '../helpers/edge.js';
+import { realNucleusPrerequisites, startRealNucleus } from '../helpers/real-nucleus.js';
 import { installInline, type InlineComponent } from '../helpers/inline-components.js';
 import { componentProcesses } from '../helpers/procs.js';
 
@@ -32,41 +33,32 @@ import { componentProcesses } from '../helpers/procs.js';
  * components are defined inline in the init config with their artefacts placed as a deployment
  * would (test/helpers/inline-components.ts). Needs Java 17, root or passwordless sudo, and the
  * ggc_user:ggc_group user (`loupe setup system`).
- * TODO(lead): fold the starter below into test/helpers/real-nucleus.ts once both land.
  */
-const JAR = join(sharedDir(), 'tools', 'greengrass-nucleus', 'Greengrass.jar');
 const THING = 'loupe-real-1';
 const BUCKET = 'loupe-incoming';
 const ARCH = process.arch === 'arm64' ? 'aarch64' : 'amd64';
 const PLATFORM: Platform = process.arch === 'arm64' ? 'linux-arm64' : 'linux-x64';
 const asRoot = process.getuid?.() === 0;
 
-/** Start the real nucleus; `stop()` ends it (SIGTERM to its process group) and anything it left running. */
-function startRealNucleus(root: string, initConfig: string, logFile: string): { proc: ChildProcess; stop(): Promise<void> } {
-  const out = openSync(logFile, 'a');
-  const args = [`-Droot=${root}`, '-Dlog.store=FILE', '-jar', JAR, '--init-config', initConfig, '--setup-system-service', 'false'];
-  const proc = spawn(asRoot ? 'java' : 'sudo', asRoot ? args : ['-n', 'java', ...args], { detached: true, stdio: ['ignore', out, out] });
-  closeSync(out);
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  const signal = (sig: 'TERM' | 'KILL', pid: number) => {
+/**
+ * Start the real nucleus (test/helpers/real-nucleus.ts: its own process group, waited for until
+ * it has launched); `stop()` ends the group and then anything of the components still running.
+ */
+async function startReal(root: string, initConfig: string, logFile: string): Promise<{ stop(): Promise<void> }> {
+  const n = await startRealNucleus({ initConfig, root, outputFile: logFile });
+  const kill = (pid: number) => {
     try {
-      if (asRoot) process.kill(pid, `SIG${sig}`);
-      else execFileSync('sudo', ['-n', 'kill', `-${sig}`, '--', String(pid)]);
+      if (asRoot) process.kill(pid, 'SIGKILL');
+      else execFileSync('sudo', ['-n', 'kill', '-KILL', '--', String(pid)]);
     } catch {
       // already gone
     }
   };
   return {
-    proc,
     async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        signal('TERM', -proc.pid!);
-        const t = setTimeout(() => signal('KILL', -proc.pid!), 60_000);
-        await exited;
-        clearTimeout(t);
-      }
+      await n.stop();
       // Component processes the nucleus did not stop (it stops them on shutdown; this is the safety net).
-      for (const p of componentProcesses(root)) signal('KILL', p.pid);
+      for (const p of componentProcesses(root)) kill(p.pid);
     },
   };
 }
@@ -97,7 +89,7 @@ let root: string;
 let build: BuildResult;
 let store: ObjectStore;
 let s3: S3Client;
-let nucleus: ReturnType<typeof startRealNucleus> | undefined;
+let nucleus: { stop(): Promise<void> } | undefined;
 let components: InlineComponent[];
 let images: string[];
 const nucleusLog = () => join(dir, 'nucleus.out');
@@ -141,10 +133,7 @@ async function writeInitConfig(extra: { uploaderSetenv?: Record<string, string>;
 }
 
 beforeAll(async () => {
-  expect(existsSync(JAR), `${JAR} (the real nucleus)`).toBe(true);
-  execFileSync('java', ['-version'], { stdio: 'pipe' });
-  if (!asRoot) execFileSync('sudo', ['-n', 'true'], { stdio: 'pipe' });
-  execFileSync('id', ['ggc_user'], { stdio: 'pipe' });
+  expect(realNucleusPrerequisites(), 'what the real nucleus needs here (loupe setup system)').toEqual([]);
   ensureBuilt();
   // Readable by ggc_user all the way down (mkdtemp makes 0700 folders).
   dir = mkdtempSync('/tmp/lgr-');
@@ -223,7 +212,7 @@ describe('loupe on the real Greengrass nucleus (from the build output, one init 
   let fails: string[] = [];
 
   it('starts: loupe.NodeRuntime and loupe.Model install and finish, Camera, Inference and Uploader run', async () => {
-    nucleus = startRealNucleus(root, await writeInitConfig({ cameraEnabled: true }), nucleusLog());
+    nucleus = await startReal(root, await writeInitConfig({ cameraEnabled: true }), nucleusLog());
     await until(() => observed().some((o) => o.kind === 'ready'), 180_000, why);
     await until(() => ['loupe.Camera', 'loupe.Inference', 'loupe.Uploader'].every((c) => states(root)[c]?.includes('RUNNING')), 120_000, why);
     const s = states(root);
@@ -302,7 +291,7 @@ describe('loupe on the real Greengrass nucleus (from the build output, one init 
     const file = await writeInitConfig({ cameraEnabled: false, model, uploaderSetenv: { AWS_ACCESS_KEY_ID: store.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: store.credentials.secretAccessKey } });
     writeFileSync(probeFile(), '');
     const logFrom = statSync(join(root, 'logs', 'greengrass.log')).size;
-    nucleus = startRealNucleus(root, file, nucleusLog());
+    nucleus = await startReal(root, file, nucleusLog());
     await until(() => Number(latest('loupe/telemetry/uploader')?.uploaded) === fails.length && Number(latest('loupe/telemetry/uploader')?.spoolPending) === 0, 180_000, () => `${JSON.stringify(latest('loupe/telemetry/uploader'))}\n${why()}`);
     const keys = ((await s3.send(new ListObjectsV2Command({ Bucket: BUCKET }))).Contents ?? []).map((c) => c.Key!).sort();
     expect(keys.filter((k) => k.endsWith('.jpg')).map((k) => k.split('/').pop()!.replace(/\.jpg$/, '')).sort()).toEqual(fails);

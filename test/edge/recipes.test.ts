@@ -12,6 +12,7 @@ import { uploaderConfigSchema } from '../../components/uploader/config.js';
 import { BUILD_COMPONENTS, CODE_COMPONENTS, loadSourceRecipe, localRecipe, NODE_RUNTIME, renderRecipe, ZIP_BASE, type Recipe } from '../../components/build/recipes.js';
 import { NODE_RUNTIME_VERSION } from '../../components/build/node-runtime.js';
 import { recipeErrors } from '../../components/build/recipe-schema.js';
+import { Authorizer } from '../../embedded/nucleus/authorization.js';
 
 const SHA = 'a'.repeat(64);
 const rendered = (name: (typeof BUILD_COMPONENTS)[number]): Recipe => renderRecipe(loadSourceRecipe(name), { version: '1.2.3', model: { name: 'metal-tags', sha256: SHA } });
@@ -25,22 +26,43 @@ const EXPECTED_ACCESS: Record<string, Record<string, string[]>> = {
   'loupe.Camera': {
     'aws.greengrass#PublishToTopic': ['loupe/frames', 'loupe/health/camera'],
     'aws.greengrass#SubscribeToTopic': ['loupe/inference/ready', 'loupe/results', 'loupe/trigger'],
-    'aws.greengrass#PublishToIoTCore': ['loupe/{iot:thingName}/health'],
-    'aws.greengrass#SubscribeToIoTCore': ['loupe/{iot:thingName}/trigger'],
+    'aws.greengrass#PublishToIoTCore': ['loupe/+/health'],
+    'aws.greengrass#SubscribeToIoTCore': ['loupe/+/trigger'],
   },
   'loupe.Inference': {
     'aws.greengrass#PublishToTopic': ['loupe/inference/ready', 'loupe/model/query', 'loupe/model/status', 'loupe/results', 'loupe/telemetry/inference'],
     'aws.greengrass#SubscribeToTopic': ['loupe/frames', 'loupe/model'],
-    'aws.greengrass#PublishToIoTCore': ['loupe/{iot:thingName}/results', 'loupe/{iot:thingName}/telemetry'],
+    'aws.greengrass#PublishToIoTCore': ['loupe/+/results', 'loupe/+/telemetry'],
   },
   'loupe.Uploader': {
     'aws.greengrass#PublishToTopic': ['loupe/telemetry/uploader'],
     'aws.greengrass#SubscribeToTopic': ['loupe/results'],
-    'aws.greengrass#PublishToIoTCore': ['loupe/{iot:thingName}/telemetry'],
+    'aws.greengrass#PublishToIoTCore': ['loupe/+/telemetry'],
   },
 };
 
 describe('recipes', () => {
+  it('authorize their IoT Core topics on a stock Greengrass nucleus (no interpolateComponentConfiguration)', () => {
+    // A stock nucleus takes accessControl values as written: "{iot:thingName}" would stay
+    // literal and deny every IoT Core call. "+" (one MQTT level, no "/") allows this thing's
+    // topic; the device certificate's IoT policy keeps each thing to its own topics in the cloud.
+    const thing = 'line-7-cam';
+    const wants: [string, string, string][] = [
+      ['loupe.Camera', 'aws.greengrass#PublishToIoTCore', `loupe/${thing}/health`],
+      ['loupe.Camera', 'aws.greengrass#SubscribeToIoTCore', `loupe/${thing}/trigger`],
+      ['loupe.Inference', 'aws.greengrass#PublishToIoTCore', `loupe/${thing}/results`],
+      ['loupe.Inference', 'aws.greengrass#PublishToIoTCore', `loupe/${thing}/telemetry`],
+      ['loupe.Uploader', 'aws.greengrass#PublishToIoTCore', `loupe/${thing}/telemetry`],
+    ];
+    for (const [name, op, topic] of wants) {
+      const a = new Authorizer();
+      expect(a.setComponentPolicies(name, rendered(name as (typeof COMPONENTS)[number]).ComponentConfiguration!.DefaultConfiguration!.accessControl), name).toEqual([]);
+      expect(a.isAuthorized('aws.greengrass.ipc.mqttproxy', name, op, topic), `${name} ${op} ${topic}`).toBe(true);
+      expect(a.isAuthorized('aws.greengrass.ipc.mqttproxy', name, op, `loupe/${thing}/other`), `${name} ${op} other`).toBe(false);
+      expect(a.isAuthorized('aws.greengrass.ipc.mqttproxy', name, op, `loupe/a/b/results`), `${name} ${op} two levels`).toBe(false);
+    }
+  });
+
   it('are valid Greengrass v2 recipes once rendered (built and local forms)', () => {
     for (const name of BUILD_COMPONENTS) {
       const r = rendered(name);
@@ -103,7 +125,9 @@ describe('recipes', () => {
             expect(op).not.toBe('*');
             got[op] = [...(got[op] ?? []), ...p.resources].sort();
           }
-          for (const res of p.resources) expect(res).not.toMatch(/[*#+?]/);
+          // No wildcards, except one MQTT level standing for the thing name on IoT Core topics
+          // (loupe/+/results): the only way a stock nucleus authorizes per-thing topics.
+          for (const res of p.resources) expect(res.replace(/^loupe\/\+\//, 'loupe/THING/')).not.toMatch(/[*#+?]/);
         }
       }
       expect(got, name).toEqual(EXPECTED_ACCESS[name] ?? {});

@@ -2,6 +2,10 @@ import { defineConfig } from 'vitest/config';
 
 // Two cores on the reference machine: real servers, model runs and child processes share them,
 // so files run in at most two forks and timeouts are generous (speed targets live in benchmarks).
+//
+// Tiers by file name: `*.full.test.ts` needs Python (the trainer venv, ultralytics cross-checks),
+// a browser, real training or the real Greengrass nucleus, and runs only in the full suite
+// (`npm test`); every other `*.test.ts` is the unit tier too (`npm run test:unit`).
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
@@ -10,5 +14,13 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 600_000,
     globalSetup: ['test/global-setup.ts'],
+    coverage: {
+      provider: 'v8',
+      // The code under test as the test process runs it; code in child processes (CLI runs from
+      // dist/, components on the nucleus) is not measured.
+      include: ['cli/**/*.ts', 'lib/**/*.ts', 'contracts/**/*.ts', 'components/**/*.ts', 'cloud/**/*.ts', 'embedded/**/*.ts'],
+      reporter: ['text-summary', 'json-summary', 'html'],
+      reportsDirectory: 'coverage',
+    },
   },
 });

@@ -1,10 +1,10 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isLoupeError, errorMessage } from '../components/common/errors.js';
-import { projectRoot } from '../components/common/paths.js';
+import { isLoupeError, errorMessage } from '../lib/errors.js';
+import { projectRoot } from '../lib/paths.js';
 import { loadCommandModules } from './commands/index.js';
-import { configureOutput, say } from '../components/common/terminal.js';
+import { configureOutput, say } from '../lib/terminal.js';
 
 /**
  * `loupe`: one command with sub-commands. Each sub-command lives in cli/commands/<name>.ts and
@@ -19,7 +19,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--log-format <fmt>', 'stderr output: human (readable lines, progress bars), json (one JSON event per line) or auto (human on a terminal; json with --json or when piped)')
     .showHelpAfterError()
     .exitOverride();
-  // One output rule for every command (components/common/terminal.ts), settled before any action runs.
+  // One output rule for every command (lib/terminal.ts), settled before any action runs.
   program.hook('preAction', (_root, action) => {
     const o = action.optsWithGlobals() as { json?: boolean; logFormat?: string };
     configureOutput({ json: o.json, logFormat: o.logFormat });

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { LoupeError } from '../../components/common/errors.js';
-import { createLogger } from '../../components/common/log.js';
-import { cardForRun, writeModelCard, type TestMetrics } from '../../cloud/training/card.js';
+import { LoupeError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/log.js';
+import { cardForRun } from '../../cloud/training/card.js';
+import { writeModelCard, type TestMetrics } from '../../contracts/model-card.js';
 import { evaluateRun } from '../../cloud/training/evaluate-run.js';
 import type { TrainMetricsFile } from '../../cloud/training/options.js';
 

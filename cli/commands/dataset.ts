@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { LoupeError } from '../../components/common/errors.js';
-import { createLogger } from '../../components/common/log.js';
+import { LoupeError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/log.js';
 import { writeCocoDataset } from '../../cloud/dataset/coco.js';
 import { IMPORT_FORMATS, importDataset } from '../../cloud/dataset/import.js';
 import { datasetStats, type DatasetStats } from '../../cloud/dataset/stats.js';

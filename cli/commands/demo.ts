@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
-import { createLogger } from '../../components/common/log.js';
-import { runDemo } from '../../cloud/loop/demo.js';
-import { LoupeError } from '../../components/common/errors.js';
+import { createLogger } from '../../lib/log.js';
+import { runDemo } from '../demo.js';
+import { LoupeError } from '../../lib/errors.js';
 
 /**
- * `loupe demo [--fast] [--json]`: the whole closed loop on one machine (see cloud/loop/demo.ts).
+ * `loupe demo [--fast] [--json]`: the whole closed loop on one machine (see cli/demo.ts).
  * Progress on stderr; the last line on stdout is the JSON summary (DESIGN.md). Exit 0 when the
  * device ended up running the new model, 1 otherwise (the summary says where it stopped).
  */

@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { LoupeError } from '../../components/common/errors.js';
-import { createLogger } from '../../components/common/log.js';
-import { defaultModelDir } from '../../components/common/paths.js';
-import { formatDuration } from '../../components/common/progress.js';
-import { outputFormat, say, terminal, type LiveLine } from '../../components/common/terminal.js';
+import { LoupeError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/log.js';
 import { parseSourceSpec, startEdgeStack, type EdgeEndpoints } from '../../embedded/stack/edge.js';
+import { defaultModelDir } from '../../lib/paths.js';
+import { formatDuration } from '../../lib/progress.js';
+import { outputFormat, say, terminal, type LiveLine } from '../../lib/terminal.js';
 
 /**
  * `loupe edge up`: the edge half of loupe on this machine. Starts the MQTT broker, the
@@ -53,7 +53,8 @@ export function register(program: Command): void {
       });
       const ep = stack.endpoints();
       if (outputFormat() === 'human') say(endpointsText(ep, (Date.now() - t0) / 1000, duration));
-      else log.info({ endpoints: ep }, 'edge stack up');
+      // the secret stays out of log files; it is in the store's key file (mode 0600)
+      else log.info({ endpoints: { ...ep, objectStore: { ...ep.objectStore, secretAccessKey: undefined } } }, 'edge stack up');
 
       // A component that errors is reported at once, with its reason; BROKEN (restarts used up) ends the run.
       const failures = new Map<string, { state: string; reason: string; log: string }>();

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { LoupeError, errorMessage } from '../../components/common/errors.js';
+import { LoupeError, errorMessage } from '../../lib/errors.js';
 
 /**
  * Every sub-command is a module in this folder, named for the command, exporting

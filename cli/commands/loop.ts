@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LoupeError, errorMessage } from '../../components/common/errors.js';
-import { createLogger } from '../../components/common/log.js';
+import { LoupeError, errorMessage } from '../../lib/errors.js';
+import { createLogger } from '../../lib/log.js';
 import { loopHome, readLoopConfig } from '../../cloud/loop/config.js';
 import { LoopEnv } from '../../cloud/loop/env.js';
 import { runLoopOnce, stderrEvents } from '../../cloud/loop/loop.js';

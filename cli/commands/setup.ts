@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { createLogger } from '../../components/common/log.js';
+import { createLogger } from '../../lib/log.js';
 import { SETUP_PARTS, type SetupPart } from '../setup/parts.js';
 
 /**

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { join, resolve } from 'node:path';
-import { LoupeError } from '../../components/common/errors.js';
-import { createLogger } from '../../components/common/log.js';
+import { LoupeError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/log.js';
 import { createSnapshot, readSnapshotManifest } from '../../cloud/snapshot/index.js';
 import { homeDir, imageSourceFrom, openStoreFrom, parseTime, type HomeOptions, type S3Options } from './labels.js';
 

@@ -3,12 +3,13 @@ import { copyFile, link, mkdir, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { LoupeError } from '../../components/common/errors.js';
-import { fsyncDir } from '../../components/common/fsutil.js';
-import { Progress } from '../../components/common/progress.js';
+import { LoupeError } from '../../lib/errors.js';
+import { fsyncDir } from '../../lib/fsutil.js';
+import { Progress } from '../../lib/progress.js';
 import { mapLimit, readImageInfo } from './image-info.js';
 import { checkBox, checkClass, dropDuplicateBoxes, labelError, type LabelSource } from './label-check.js';
-import { emptyReport, type Box, type ImportedDataset, type LabelledImage } from './types.js';
+import { emptyReport, type ImportedDataset, type LabelledImage } from './types.js';
+import { boxToCoco, cocoToBox, type Box } from '../../contracts/box.js';
 import { datasetVersion } from './version.js';
 import { assertOutputFree, checkIds, commitDir } from './yolo-write.js';
 
@@ -110,8 +111,7 @@ export async function importCoco(jsonPath: string, opts: CocoImportOptions = {})
       const cat = catToCls.get(a.category_id);
       const cls = checkClass(cat ? cat.cls : -1, names, asrc, cat ? `${a.category_id} (${JSON.stringify(cat.name)})` : `${a.category_id} (not in "categories")`);
       if (!Array.isArray(a.bbox) || a.bbox.length !== 4) throw labelError('LABEL_BAD_BOX', asrc, `bbox ${JSON.stringify(a.bbox)} is not [x, y, width, height]`);
-      const [x, y, w, h] = a.bbox;
-      return checkBox({ cls, x1: x, y1: y, x2: x + w, y2: y + h }, size, asrc, () => report.clipped++);
+      return checkBox(cocoToBox(a.bbox, cls), size, asrc, () => report.clipped++);
     });
     progress.update(++done);
     return { id, imagePath, width: size.width, height: size.height, boxes: dropDuplicateBoxes(boxes, size, () => report.duplicates++) };
@@ -128,9 +128,8 @@ export function cocoFromDataset(names: readonly string[], images: readonly Label
   const annotations: CocoAnnotation[] = [];
   const cocoImages = sorted.map((img, i) => {
     for (const b of img.boxes) {
-      const w = b.x2 - b.x1;
-      const h = b.y2 - b.y1;
-      annotations.push({ id: annotations.length + 1, image_id: i + 1, category_id: b.cls + 1, bbox: [b.x1, b.y1, w, h], area: w * h, iscrowd: 0 });
+      const bbox = boxToCoco(b);
+      annotations.push({ id: annotations.length + 1, image_id: i + 1, category_id: b.cls + 1, bbox, area: bbox[2] * bbox[3], iscrowd: 0 });
     }
     return { id: i + 1, file_name: img.id, width: img.width, height: img.height };
   });

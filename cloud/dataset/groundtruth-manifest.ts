@@ -1,13 +1,14 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { LoupeError } from '../../components/common/errors.js';
-import { writeFileAtomic } from '../../components/common/fsutil.js';
-import { Progress } from '../../components/common/progress.js';
+import { LoupeError } from '../../lib/errors.js';
+import { writeFileAtomic } from '../../lib/fsutil.js';
+import { Progress } from '../../lib/progress.js';
 import { mapLimit, readImageInfo } from './image-info.js';
 import { checkBox, checkClass, dropDuplicateBoxes, labelError, type LabelSource } from './label-check.js';
 import { idFromSourceRef, localPathFor } from './source-ref.js';
-import { emptyReport, type Box, type ImportedDataset, type LabelledImage } from './types.js';
+import { emptyReport, type ImportedDataset, type LabelledImage } from './types.js';
+import { gtToBox, type Box, type GtBox } from '../../contracts/box.js';
 
 /**
  * SageMaker Ground Truth bounding-box output manifests (JSON lines), as documented in the
@@ -21,15 +22,6 @@ import { emptyReport, type Box, type ImportedDataset, type LabelledImage } from 
 export const GT_OBJECT_DETECTION = 'groundtruth/object-detection';
 export const GT_LABEL_VERIFICATION = 'groundtruth/label-verification';
 
-export interface GroundTruthBox {
-  classId: number;
-  left: number;
-  top: number;
-  width: number;
-  height: number;
-  /** Per-object confidence from the metadata's `objects` list. */
-  confidence?: number;
-}
 
 export interface GroundTruthVerification {
   attribute: string;
@@ -48,7 +40,7 @@ export interface GroundTruthRecord {
   /** The label attribute name (e.g. `bounding-box`, `adjusted-bounding-box`). */
   attribute: string;
   imageSize: { width: number; height: number; depth: number };
-  annotations: GroundTruthBox[];
+  annotations: GtBox[];
   /** class_id → class name, as in the metadata's `class-map`. */
   classMap: Record<number, string>;
   jobName: string;
@@ -104,13 +96,13 @@ function parseRecord(line: Obj, attribute: string, src: LabelSource): GroundTrut
     depth: sizeRaw.depth === undefined ? 3 : finite(sizeRaw.depth, src, `${attribute}.image_size.depth`),
   };
   const objects = Array.isArray(meta.objects) ? (meta.objects as unknown[]) : [];
-  const annotations = (label.annotations as unknown[]).map((a, i): GroundTruthBox => {
+  const annotations = (label.annotations as unknown[]).map((a, i): GtBox => {
     const bsrc = { ...src, record: `${src.record} annotation ${i + 1}` };
     if (!isObj(a)) throw labelError('LABEL_BAD_BOX', bsrc, 'is not an object');
     const o = objects[i];
     const conf = isObj(o) && typeof o.confidence === 'number' ? o.confidence : undefined;
     return {
-      classId: finite(a.class_id, bsrc, 'class_id'),
+      class_id: finite(a.class_id, bsrc, 'class_id'),
       left: finite(a.left, bsrc, 'left'),
       top: finite(a.top, bsrc, 'top'),
       width: finite(a.width, bsrc, 'width'),
@@ -221,7 +213,7 @@ export function formatGroundTruthLine(r: GroundTruthRecord): string {
     ...(r.extra ?? {}),
     [r.attribute]: {
       image_size: [{ width: r.imageSize.width, height: r.imageSize.height, depth: r.imageSize.depth }],
-      annotations: r.annotations.map((a) => ({ class_id: a.classId, left: a.left, top: a.top, width: a.width, height: a.height })),
+      annotations: r.annotations.map((a) => ({ class_id: a.class_id, left: a.left, top: a.top, width: a.width, height: a.height })),
     },
     [`${r.attribute}-metadata`]: meta,
   });
@@ -252,7 +244,7 @@ export function groundTruthRecordsFor(
       annotations: img.boxes.map((b) => {
         const left = r(b.x1);
         const top = r(b.y1);
-        return { classId: b.cls, left, top, width: r(b.x2) - left, height: r(b.y2) - top };
+        return { class_id: b.cls, left, top, width: r(b.x2) - left, height: r(b.y2) - top };
       }),
       classMap: Object.fromEntries(used.map((c) => [c, names[c] as string])),
       jobName: opts.jobName,
@@ -318,14 +310,14 @@ export async function importGroundTruth(manifestPath: string, opts: GroundTruthI
     }
     const boxes: Box[] = r.annotations.map((a, i) => {
       const bsrc = { ...src, record: `${src.record} annotation ${i + 1}` };
-      const name = r.classMap[a.classId];
+      const name = r.classMap[a.class_id];
       const cls =
         name !== undefined
-          ? checkClass(known.indexOf(name), known, bsrc, `${a.classId} (${JSON.stringify(name)})`)
+          ? checkClass(known.indexOf(name), known, bsrc, `${a.class_id} (${JSON.stringify(name)})`)
           : opts.names
-            ? checkClass(a.classId, known, bsrc)
-            : checkClass(-1, known, bsrc, `${a.classId} (not in the line's class-map)`);
-      return checkBox({ cls, x1: a.left, y1: a.top, x2: a.left + a.width, y2: a.top + a.height }, size, bsrc, () => report.clipped++);
+            ? checkClass(a.class_id, known, bsrc)
+            : checkClass(-1, known, bsrc, `${a.class_id} (not in the line's class-map)`);
+      return checkBox({ ...gtToBox(a), cls }, size, bsrc, () => report.clipped++);
     });
     progress.update(++done);
     return { id, imagePath, width: size.width, height: size.height, boxes: dropDuplicateBoxes(boxes, size, () => report.duplicates++) };

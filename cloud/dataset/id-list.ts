@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 
 /**
  * A list of image ids (a source_ref's last two path parts, `bad/x.jpg`, as data set imports and

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 import { importCoco } from './coco.js';
 import { importFeatureStore } from './featurestore.js';
 import { importGroundTruth } from './groundtruth-manifest.js';

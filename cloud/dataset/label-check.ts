@@ -1,6 +1,6 @@
-import { LoupeError } from '../../components/common/errors.js';
-import type { Box } from './types.js';
-import { yoloLabelFields } from './version.js';
+import { LoupeError } from '../../lib/errors.js';
+import type { Box } from '../../contracts/box.js';
+import { yoloLabelFields } from '../../contracts/box.js';
 
 /** Boxes may overhang the image by this many pixels (annotation tools round outwards); they are clipped. */
 export const BOX_TOLERANCE_PX = 1;

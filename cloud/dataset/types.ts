@@ -1,11 +1,7 @@
-/** One box in original-image pixels. `cls` indexes the data set's `names`. */
-export interface Box {
-  cls: number;
-  x1: number;
-  y1: number;
-  x2: number;
-  y2: number;
-}
+import type { Box, YoloBox } from '../../contracts/box.js';
+
+/** Box lives in contracts/box.ts (loupe's one box type); re-exported while other branches still import it from here. */
+export type { Box };
 
 export type SplitName = 'train' | 'val' | 'test';
 
@@ -26,7 +22,7 @@ export interface YoloSplitItem {
   imagePath: string;
   labelPath: string;
   /** Boxes as written in the label file: class and normalised centre/size. */
-  labels: { cls: number; cx: number; cy: number; w: number; h: number }[];
+  labels: YoloBox[];
 }
 
 export interface YoloDataset {

@@ -1,16 +1,6 @@
-import { sha256 } from '../../components/common/fsutil.js';
-import type { Box, LabelledImage } from './types.js';
-
-/** YOLO label line values for a box: class and centre/size normalised to the image, 6 decimals (as ultralytics' converters write). */
-export function yoloLabelFields(b: Box, width: number, height: number): [number, string, string, string, string] {
-  return [
-    b.cls,
-    ((b.x1 + b.x2) / 2 / width).toFixed(6),
-    ((b.y1 + b.y2) / 2 / height).toFixed(6),
-    ((b.x2 - b.x1) / width).toFixed(6),
-    ((b.y2 - b.y1) / height).toFixed(6),
-  ];
-}
+import { sha256 } from '../../lib/fsutil.js';
+import type { LabelledImage } from './types.js';
+import { yoloLabelFields } from '../../contracts/box.js';
 
 export function yoloLabelText(img: LabelledImage): string {
   return img.boxes.map((b) => yoloLabelFields(b, img.width, img.height).join(' ') + '\n').join('');

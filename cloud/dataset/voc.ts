@@ -2,11 +2,12 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
 import type { Logger } from 'pino';
-import { LoupeError } from '../../components/common/errors.js';
-import { Progress } from '../../components/common/progress.js';
+import { LoupeError } from '../../lib/errors.js';
+import { Progress } from '../../lib/progress.js';
 import { mapLimit, readImageInfo } from './image-info.js';
 import { checkBox, checkClass, dropDuplicateBoxes, labelError, type LabelSource } from './label-check.js';
-import { emptyReport, type Box, type ImportedDataset, type LabelledImage } from './types.js';
+import { emptyReport, type ImportedDataset, type LabelledImage } from './types.js';
+import type { Box } from '../../contracts/box.js';
 import { IMAGE_EXTENSIONS } from './yolo-read.js';
 
 export interface VocImportOptions {

@@ -1,8 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, relative, sep } from 'node:path';
 import type { Logger } from 'pino';
-import { Progress } from '../../components/common/progress.js';
+import { Progress } from '../../lib/progress.js';
 import { mapLimit, readImageInfo } from './image-info.js';
+import { yoloToBox } from '../../contracts/box.js';
 import { checkBox, checkClass, dropDuplicateBoxes } from './label-check.js';
 import { emptyReport, SPLITS, type ImportedDataset, type LabelledImage, type SplitName } from './types.js';
 import { readYoloDataset } from './yolo-read.js';
@@ -36,8 +37,7 @@ export async function readYoloLabelled(yamlPath: string, opts: { log?: Logger } 
     const boxes = it.labels.map((l, i) => {
       const src = { file: it.labelPath, record: `line ${i + 1}` };
       const cls = checkClass(l.cls, ds.names, src);
-      const box = { cls, x1: (l.cx - l.w / 2) * size.width, y1: (l.cy - l.h / 2) * size.height, x2: (l.cx + l.w / 2) * size.width, y2: (l.cy + l.h / 2) * size.height };
-      return checkBox(box, size, src, () => report.clipped++);
+      return checkBox({ ...yoloToBox(l, size.width, size.height), cls }, size, src, () => report.clipped++);
     });
     progress.update(++done);
     const id = idOfFile.get(`${it.split}/${basename(it.imagePath)}`) ?? relative(ds.root, it.imagePath).split(sep).join('/');

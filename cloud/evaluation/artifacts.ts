@@ -1,6 +1,6 @@
-import { basename, join } from 'node:path';
+import { join, basename } from 'node:path';
+import { writeFileAtomic } from '../../lib/fsutil.js';
 import { annotate, classColor, mosaic, svgToPng } from '../visualize/annotate.js';
-import { writeFileAtomic } from '../../components/common/fsutil.js';
 import { evalSummary, type EvalResult } from './evaluate.js';
 
 /**

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 import { Detector, type DetectorLoadOptions } from '../../components/detector/detector.js';
 import { readYoloDataset } from '../dataset/yolo-read.js';
 import type { SplitName, YoloSplitItem } from '../dataset/types.js';

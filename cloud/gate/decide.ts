@@ -1,4 +1,4 @@
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 
 /**
  * The gate's rule, on its own so it can be read and tested in one place: a challenger passes

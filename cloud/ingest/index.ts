@@ -4,4 +4,4 @@
  * device's detections as pre-annotations; idempotent (see ingest.ts).
  */
 export { ingestIncoming, readIngestState, type IngestOptions, type IngestResult } from './ingest.js';
-export { parseSidecar, detectionsToGt, type Sidecar } from './sidecar.js';
+export { detectionsToGt } from './sidecar.js';

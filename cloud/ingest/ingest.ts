@@ -1,13 +1,14 @@
 import { GetObjectCommand, ListObjectsV2Command, type S3Client, type _Object } from '@aws-sdk/client-s3';
 import { existsSync, readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import sharp from 'sharp';
-import { LoupeError, errorMessage } from '../../components/common/errors.js';
-import { writeFileAtomic } from '../../components/common/fsutil.js';
-import { silentLogger } from '../../components/common/log.js';
-import { Progress } from '../../components/common/progress.js';
-import type { LabelRecord, LabelStore } from '../labelstore/types.js';
-import { detectionsToGt, parseSidecar } from './sidecar.js';
+import { LoupeError, errorMessage } from '../../lib/errors.js';
+import { writeFileAtomic } from '../../lib/fsutil.js';
+import { silentLogger } from '../../lib/log.js';
+import { Progress } from '../../lib/progress.js';
+import type { LabelStore } from '../labelstore/types.js';
+import type { LabelRecord } from '../../contracts/label-record.js';
+import { parseUploadSidecar } from '../../contracts/upload.js';
+import { detectionsToGt } from './sidecar.js';
 
 /**
  * Ingest: find device uploads under `incoming/` that arrived since the last run and record
@@ -84,14 +85,6 @@ async function getText(s3: S3Client, bucket: string, key: string): Promise<strin
   return res.Body!.transformToString('utf8');
 }
 
-async function imageSize(s3: S3Client, bucket: string, key: string): Promise<{ width: number; height: number; depth: number }> {
-  const res = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-  const buf = Buffer.from(await res.Body!.transformToByteArray());
-  const m = await sharp(buf).metadata();
-  if (!m.width || !m.height) throw new Error('cannot read the image size');
-  return { width: m.width, height: m.height, depth: m.channels ?? 3 };
-}
-
 export async function ingestIncoming(opts: IngestOptions): Promise<IngestResult> {
   const prefix = opts.prefix ?? 'incoming/';
   const log = opts.log ?? silentLogger;
@@ -138,8 +131,8 @@ export async function ingestIncoming(opts: IngestOptions): Promise<IngestResult>
     const key = c.image.Key!;
     const sidecarKey = c.sidecar.Key!;
     try {
-      const sc = parseSidecar(await getText(opts.s3, opts.bucket, sidecarKey), `s3://${opts.bucket}/${sidecarKey}`);
-      const size = sc.width && sc.height ? { width: sc.width, height: sc.height, depth: 3 } : await imageSize(opts.s3, opts.bucket, key);
+      const sc = parseUploadSidecar(await getText(opts.s3, opts.bucket, sidecarKey), `s3://${opts.bucket}/${sidecarKey}`);
+      const size = { width: sc.image.width, height: sc.image.height, depth: 3 };
       records.push({
         source_ref: refOf(key),
         image_width: size.width,
@@ -149,17 +142,16 @@ export async function ingestIncoming(opts: IngestOptions): Promise<IngestResult>
         event_time: eventTime,
         labeling_job: '',
         status: 'PENDING',
-        device: sc.device || key.slice(prefix.length).split('/')[0] || '',
-        capture_time: sc.captureTime,
-        model_version: sc.modelVersion,
+        device: sc.device,
+        capture_time: Date.parse(sc.time) / 1000,
+        model_version: sc.model.version,
         meta: {
           sidecar: refOf(sidecarKey),
-          ...(sc.camera ? { camera: sc.camera } : {}),
-          ...(sc.frame !== null ? { frame: sc.frame } : {}),
-          ...(sc.reason ? { reason: sc.reason } : {}),
-          ...(sc.verdict ? { verdict: sc.verdict } : {}),
-          ...(sc.origin ? { origin: sc.origin } : {}),
-          ...(sc.detections.some((d) => d.name) ? { names: Object.fromEntries(sc.detections.map((d) => [d.cls, d.name])) } : {}),
+          camera: sc.camera,
+          frame: sc.frameId,
+          reason: sc.reason,
+          verdict: sc.verdict,
+          ...(sc.detections.length ? { names: Object.fromEntries(sc.detections.map((d) => [d.cls, d.name])) } : {}),
         },
       });
     } catch (e) {

@@ -6,10 +6,10 @@ import {
   type SageMakerClient,
 } from '@aws-sdk/client-sagemaker';
 import type { Logger } from 'pino';
-import { LoupeError } from '../../components/common/errors.js';
-import { silentLogger } from '../../components/common/log.js';
+import { LoupeError } from '../../lib/errors.js';
+import { silentLogger } from '../../lib/log.js';
 import { parseGroundTruthManifest } from '../dataset/groundtruth-manifest.js';
-import type { GtBox } from '../labelstore/types.js';
+import type { GtBox } from '../../contracts/box.js';
 import { parseS3Uri } from './images.js';
 import type { Job, Labeling } from './jobs.js';
 
@@ -228,8 +228,8 @@ export class GroundTruthBackend {
     let recorded = 0;
     for (const r of parsed.records) {
       const boxes: GtBox[] = r.annotations.map((a, i) => {
-        const name = r.classMap[a.classId];
-        const cls = name === undefined ? a.classId : job.classes.indexOf(name);
+        const name = r.classMap[a.class_id];
+        const cls = name === undefined ? a.class_id : job.classes.indexOf(name);
         if (cls < 0) throw new LoupeError('GT_UNKNOWN_CLASS', `annotation ${i + 1} has class "${name}", not one of ${job.classes.join(', ')}`, { input: `${uri}: line ${r.line} (${r.sourceRef})` });
         return { class_id: cls, left: a.left, top: a.top, width: a.width, height: a.height, ...(a.confidence === undefined ? {} : { confidence: a.confidence }) };
       });

@@ -17,7 +17,7 @@
  */
 export * from './jobs.js';
 export * from './consolidate.js';
-export * from './boxes.js';
+export * from '../../contracts/box.js';
 export * from './images.js';
 export * from './server.js';
 export * from './workforce.js';

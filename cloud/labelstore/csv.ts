@@ -1,96 +1,16 @@
-import { parse } from 'csv-parse/sync';
-import { readFileSync, existsSync } from 'node:fs';
-import { LoupeError } from '../../components/common/errors.js';
-import { parsePyLiteral } from '../../components/common/pyliteral.js';
-import { writeFileAtomic } from '../../components/common/fsutil.js';
-import { LABEL_STATUSES, type GtBox, type LabelRecord, type LabelStatus, type LabelStore } from './types.js';
-import { makeRecord, validateRecord } from './validate.js';
+import { writeFileAtomic } from '../../lib/fsutil.js';
+import { formatLabelsCsv, readLabelsCsv } from '../../contracts/labels-csv.js';
+import type { LabelRecord } from '../../contracts/label-record.js';
+import type { LabelStore } from './types.js';
 import { idFromSourceRef } from '../dataset/source-ref.js';
 
 /**
- * The reference solution's feature-store CSV (`labels.csv`): one row per label record,
- * `annotations` a Python-literal list of Ground Truth boxes. Reading keeps every row (the
- * history), unlike a data set importer that keeps only the latest approved label per image.
+ * labels.csv and the label store: import the reference's history into a store, export a store's
+ * records. The file format itself (one parser, one writer) is contracts/labels-csv.ts.
  */
-export const FEATURE_STORE_COLUMNS = [
-  'source_ref',
-  'image_width',
-  'image_height',
-  'image_depth',
-  'annotations',
-  'event_time',
-  'labeling_job',
-  'status',
-] as const;
 
-/** Extension columns loupe writes after the reference's eight (optional when reading). */
-export const EXTENSION_COLUMNS = ['device', 'capture_time', 'model_version', 'meta'] as const;
-
-export function readFeatureStoreCsv(path: string): LabelRecord[] {
-  if (!existsSync(path)) throw new LoupeError('LABELS_CSV_MISSING', 'file not found', { input: path });
-  let rows: Record<string, string>[];
-  try {
-    rows = parse(readFileSync(path, 'utf8'), { columns: true, skip_empty_lines: true }) as Record<string, string>[];
-  } catch (e) {
-    throw new LoupeError('LABELS_CSV_BAD', `not a valid CSV file (${(e as Error).message})`, { input: path });
-  }
-  const header = rows.length ? Object.keys(rows[0]!) : [];
-  const missing = FEATURE_STORE_COLUMNS.filter((c) => rows.length && !header.includes(c));
-  if (missing.length) throw new LoupeError('LABELS_CSV_BAD', `missing column(s) ${missing.join(', ')}`, { input: path });
-  return rows.map((row, i) => {
-    const input = `${path}: row ${i + 2} (${row.source_ref ?? '?'})`;
-    const num = (col: string): number => {
-      const v = Number(row[col]);
-      if (row[col] === undefined || row[col] === '' || !Number.isFinite(v)) {
-        throw new LoupeError('LABELS_CSV_BAD', `${col} must be a number, got ${JSON.stringify(row[col])}`, { input });
-      }
-      return v;
-    };
-    const status = row.status as LabelStatus;
-    if (!LABEL_STATUSES.includes(status)) {
-      throw new LoupeError('LABELS_CSV_BAD', `status must be one of ${LABEL_STATUSES.join('/')}, got ${JSON.stringify(row.status)}`, { input });
-    }
-    let annotations: GtBox[];
-    try {
-      const v = parsePyLiteral(row.annotations || '[]', { input });
-      if (!Array.isArray(v)) throw new Error('not a list');
-      annotations = v.map((b) => {
-        const o = b as Record<string, unknown>;
-        const box: GtBox = {
-          class_id: Number(o.class_id),
-          left: Number(o.left),
-          top: Number(o.top),
-          width: Number(o.width),
-          height: Number(o.height),
-        };
-        if (o.confidence !== undefined && o.confidence !== null) box.confidence = Number(o.confidence);
-        return box;
-      });
-    } catch (e) {
-      if (e instanceof LoupeError) throw e;
-      throw new LoupeError('LABELS_CSV_BAD', `annotations must be a list of boxes (${(e as Error).message})`, { input });
-    }
-    const rec = makeRecord({
-      source_ref: row.source_ref!,
-      image_width: num('image_width'),
-      image_height: num('image_height'),
-      image_depth: num('image_depth'),
-      annotations,
-      event_time: num('event_time'),
-      labeling_job: row.labeling_job ?? '',
-      status,
-      device: row.device ?? '',
-      capture_time: row.capture_time ? num('capture_time') : null,
-      model_version: row.model_version ?? '',
-      meta: row.meta ? (JSON.parse(row.meta) as Record<string, unknown>) : {},
-    });
-    try {
-      return validateRecord(rec, i);
-    } catch (e) {
-      throw new LoupeError('LABELS_CSV_BAD', (e as Error).message.replace(/^label record #\d+( \([^)]*\))?: /, ''), { input });
-    }
-  });
-}
+// Old names, re-exported while other branches still use them; new code imports contracts/labels-csv.ts.
+export { readLabelsCsv as readFeatureStoreCsv, pyAnnotations, LABELS_CSV_COLUMNS as FEATURE_STORE_COLUMNS, LABELS_CSV_EXTENSION_COLUMNS as EXTENSION_COLUMNS } from '../../contracts/labels-csv.js';
 
 function recordKey(r: LabelRecord): string {
   return JSON.stringify([r.source_ref, r.event_time, r.labeling_job, r.status, r.annotations]);
@@ -108,7 +28,8 @@ export async function importFeatureStoreCsv(
   path: string,
   opts: { until?: number; exclude?: Iterable<string> } = {},
 ): Promise<{ read: number; appended: number; images: number; later: number; excluded: number }> {
-  const all = readFeatureStoreCsv(path);
+  const all = readLabelsCsv(path);
+  // a held-out set (the demo's benchmark images) never enters the label history
   const skip = new Set(opts.exclude ?? []);
   const kept = skip.size ? all.filter((r) => !skip.has(idFromSourceRef(r.source_ref))) : all;
   const records = opts.until === undefined ? kept : kept.filter((r) => r.event_time <= opts.until!);
@@ -127,35 +48,7 @@ export async function importFeatureStoreCsv(
   return { read: all.length, appended: fresh.length, images: refs.length, later: kept.length - records.length, excluded: all.length - kept.length };
 }
 
-/** Python `str()` of a list of dicts, the way the reference wrote `annotations`. */
-export function pyAnnotations(boxes: GtBox[]): string {
-  return `[${boxes.map((b) => `{${Object.entries(b).map(([k, v]) => `'${k}': ${v}`).join(', ')}}`).join(', ')}]`;
-}
-
-function csvField(v: string): string {
-  return /[",\n\r]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
-}
-
 /** Write records in the reference layout (+ loupe's extension columns), atomically. */
 export async function writeFeatureStoreCsv(path: string, records: LabelRecord[]): Promise<void> {
-  const cols = [...FEATURE_STORE_COLUMNS, ...EXTENSION_COLUMNS];
-  const lines = [cols.join(',')];
-  for (const r of records) {
-    const vals: Record<string, string> = {
-      source_ref: r.source_ref,
-      image_width: String(r.image_width),
-      image_height: String(r.image_height),
-      image_depth: String(r.image_depth),
-      annotations: pyAnnotations(r.annotations),
-      event_time: String(r.event_time),
-      labeling_job: r.labeling_job,
-      status: r.status,
-      device: r.device,
-      capture_time: r.capture_time === null ? '' : String(r.capture_time),
-      model_version: r.model_version,
-      meta: Object.keys(r.meta).length ? JSON.stringify(r.meta) : '',
-    };
-    lines.push(cols.map((c) => csvField(vals[c]!)).join(','));
-  }
-  await writeFileAtomic(path, lines.join('\n') + '\n');
+  await writeFileAtomic(path, formatLabelsCsv(records));
 }

@@ -8,11 +8,13 @@ import {
   type FeatureDefinition,
 } from '@aws-sdk/client-sagemaker';
 import { PutRecordCommand, SageMakerFeatureStoreRuntimeClient, type FeatureValue } from '@aws-sdk/client-sagemaker-featurestore-runtime';
-import { LoupeError } from '../../components/common/errors.js';
-import { parsePyLiteral } from '../../components/common/pyliteral.js';
-import { pyAnnotations } from './csv.js';
-import type { GtBox, LabelRecord, LabelStatus, LabelStore, LatestQuery, StoredLabelRecord } from './types.js';
-import { validateRecord } from './validate.js';
+import { LoupeError } from '../../lib/errors.js';
+import { parsePyLiteral } from '../../lib/pyliteral.js';
+import { pyAnnotations } from '../../contracts/labels-csv.js';
+import type { LabelStore, LatestQuery, StoredLabelRecord } from './types.js';
+import type { LabelRecord, LabelStatus } from '../../contracts/label-record.js';
+import type { GtBox } from '../../contracts/box.js';
+import { validateRecord } from '../../contracts/label-record.js';
 
 /**
  * The label store on SageMaker Feature Store (the reference solution's choice), offline store

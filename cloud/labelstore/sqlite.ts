@@ -1,39 +1,17 @@
-import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { LoupeError } from '../../components/common/errors.js';
-import type { LabelRecord, LabelStatus, LabelStore, LatestQuery, StoredLabelRecord } from './types.js';
-import { validateRecord } from './validate.js';
+import type Database from 'better-sqlite3';
+import { openSqlite } from '../../lib/sqlite.js';
+import { LABEL_STORE_SCHEMA } from './schema.js';
+import type { LabelStore, LatestQuery, StoredLabelRecord } from './types.js';
+import type { LabelRecord, LabelStatus } from '../../contracts/label-record.js';
+import { validateRecord } from '../../contracts/label-record.js';
 
 /**
  * The embedded label store: one SQLite table, append-only (triggers refuse UPDATE and DELETE),
- * WAL mode so the labelling server, the loop and the CLI can share it.
+ * WAL mode so the labelling server, the loop and the CLI can share it (schema: ./schema.ts).
  *
  * Point-in-time read: the latest record per image with event_time ≤ T, ties broken by the
  * insertion sequence: ROW_NUMBER() OVER (PARTITION BY source_ref ORDER BY event_time DESC, seq DESC).
  */
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS label_records (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  source_ref TEXT NOT NULL,
-  image_width INTEGER NOT NULL,
-  image_height INTEGER NOT NULL,
-  image_depth INTEGER NOT NULL,
-  annotations TEXT NOT NULL,
-  event_time REAL NOT NULL,
-  labeling_job TEXT NOT NULL,
-  status TEXT NOT NULL CHECK (status IN ('PENDING','APPROVED','REJECTED')),
-  device TEXT NOT NULL,
-  capture_time REAL,
-  model_version TEXT NOT NULL,
-  meta TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS label_records_ref_time ON label_records (source_ref, event_time, seq);
-CREATE TRIGGER IF NOT EXISTS label_records_no_update BEFORE UPDATE ON label_records
-  BEGIN SELECT RAISE(ABORT, 'label_records is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS label_records_no_delete BEFORE DELETE ON label_records
-  BEGIN SELECT RAISE(ABORT, 'label_records is append-only'); END;
-`;
 
 interface Row {
   seq: number;
@@ -61,15 +39,7 @@ export class SqliteLabelStore implements LabelStore {
   private readonly insert: Database.Statement;
 
   constructor(readonly path: string) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    try {
-      this.db = new Database(path);
-    } catch (e) {
-      throw new LoupeError('LABELSTORE_OPEN', `cannot open the label store (${(e as Error).message})`, { input: path, cause: e });
-    }
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('busy_timeout = 10000');
-    this.db.exec(SCHEMA);
+    this.db = openSqlite(path, LABEL_STORE_SCHEMA);
     this.insert = this.db.prepare(
       `INSERT INTO label_records (source_ref, image_width, image_height, image_depth, annotations, event_time, labeling_job, status, device, capture_time, model_version, meta)
        VALUES (@source_ref, @image_width, @image_height, @image_depth, @annotations, @event_time, @labeling_job, @status, @device, @capture_time, @model_version, @meta)`,

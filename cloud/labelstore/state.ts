@@ -1,4 +1,4 @@
-import type { LabelRecord } from './types.js';
+import type { LabelRecord } from '../../contracts/label-record.js';
 
 export type ItemState = 'unlabelled' | 'awaiting-verification' | 'approved' | 'rejected';
 

@@ -1,54 +1,12 @@
 /**
- * Label records in the reference solution's feature-store layout (`source_ref, image_width,
- * image_height, image_depth, annotations, event_time, labeling_job, status`), extended with
- * where the image came from (device, capture time, model version) and a free `meta` object
- * (the upload sidecar's extras: camera, frame, upload reason; a rejection's reason).
- *
- * The store is append-only: a new record for an image supersedes older ones without
- * deleting them, so "what did we know at time T" is always answerable.
- *
- * Lifecycle of one image, as the label store sees it:
- *   PENDING, labeling_job ''      ingested, unlabelled; annotations = the device's detections
- *   PENDING, labeling_job <job>   labelled and consolidated in <job>, awaiting verification
- *   APPROVED                      verified; the only records a data set snapshot takes
- *   REJECTED                      verification refused it (meta.reason); eligible for relabelling
+ * What a label store is (the port the SQLite store and the Feature Store adapter both offer).
+ * The label record itself is a contract: contracts/label-record.ts.
  */
+import type { LabelRecord, LabelStatus } from '../../contracts/label-record.js';
 
-export const LABEL_STATUSES = ['PENDING', 'APPROVED', 'REJECTED'] as const;
-export type LabelStatus = (typeof LABEL_STATUSES)[number];
-
-/** One box as Ground Truth and the reference's labels.csv write it: pixels, top-left origin. */
-export interface GtBox {
-  class_id: number;
-  left: number;
-  top: number;
-  width: number;
-  height: number;
-  /** Detector score (pre-annotations) or consolidation confidence; absent for plain human labels. */
-  confidence?: number;
-}
-
-export interface LabelRecord {
-  /** The image's URI (s3://bucket/key); the record identifier. */
-  source_ref: string;
-  image_width: number;
-  image_height: number;
-  image_depth: number;
-  annotations: GtBox[];
-  /** Epoch seconds (fractional allowed): when this record became true. */
-  event_time: number;
-  /** `labeling-job/<name>` for human labels, '' for ingested items. */
-  labeling_job: string;
-  status: LabelStatus;
-  /** Thing name of the device that uploaded the image ('' when unknown, e.g. imported history). */
-  device: string;
-  /** Epoch seconds when the device captured the frame (null when unknown). */
-  capture_time: number | null;
-  /** Version of the model that produced the pre-annotations ('' when unknown). */
-  model_version: string;
-  /** Extras: camera, frame id, upload reason, rejection reason, worker ids... */
-  meta: Record<string, unknown>;
-}
+// Re-exported while other branches still import these from here; new code imports contracts/.
+export type { GtBox } from '../../contracts/box.js';
+export { LABEL_STATUSES, type LabelRecord, type LabelStatus } from '../../contracts/label-record.js';
 
 /** A record as read back, with the store's insertion sequence (ties on event_time break by it). */
 export interface StoredLabelRecord extends LabelRecord {

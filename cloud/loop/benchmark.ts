@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 import { importFeatureStore } from '../dataset/featurestore.js';
 import { splitOf } from '../dataset/split.js';
 import { writeYoloDataset } from '../dataset/yolo-write.js';

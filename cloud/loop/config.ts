@@ -1,8 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { LoupeError } from '../../components/common/errors.js';
-import { defaultHome } from '../../components/common/paths.js';
+import { LoupeError } from '../../lib/errors.js';
+import { defaultHome } from '../../lib/paths.js';
 
 /**
  * The loop's configuration: one JSON file (`<home>/loop.json` by default), validated once here;
@@ -45,13 +45,15 @@ import { defaultHome } from '../../components/common/paths.js';
  *               `loupe models`); every version and status is mirrored to a model package group.
  * fleet       {backend: "aws", region?, thingGroupArn, bucket, prefix, things?, mqttUrl?, pollSeconds, ...}
  *               Greengrass v2; without telemetry, confirm asks Greengrass what devices installed.
+ * int8        {enabled=true, tolerance=0.015, metric="map50", calibrationImages=64}  quantize each
+ *               challenger; the fleet runs int8 when it scores within `tolerance` of fp32 (local step).
  */
 const num01 = z.number().min(0).max(1);
 const ROLE_ARN = /^arn:aws[\w-]*:iam::\d{12}:role\/.+$/;
 const roleArn = z.string().regex(ROLE_ARN, 'expected an IAM role ARN (arn:aws:iam::<account>:role/<name>)');
 const region = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected an AWS region such as eu-west-1');
 const bucketName = z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)');
-const keyPrefix = z.string().regex(/^(?!\/)[A-Za-z0-9!_.*'()\/-]*$/, 'expected an S3 key prefix without a leading slash').transform((p) => (p === '' || p.endsWith('/') ? p : `${p}/`));
+const keyPrefix = z.string().regex(/^(?!\/)[A-Za-z0-9!_.*'()/-]*$/, 'expected an S3 key prefix without a leading slash').transform((p) => (p === '' || p.endsWith('/') ? p : `${p}/`));
 const s3Uri = z.string().regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/, 'expected an s3://bucket/prefix URI');
 /** SageMaker's rule for job names (training, labelling, ...): the prefix leaves room for `-r<run>-train-<n>`. */
 const awsNamePrefix = z.string().regex(/^[a-zA-Z0-9](-*[a-zA-Z0-9])*$/, 'letters, digits and single hyphens').max(36);
@@ -71,6 +73,8 @@ const storageSchema = z.preprocess(
         endpoint: z.string().url(),
         ...storageBase,
         forcePathStyle: z.boolean().default(true),
+        /** the embedded store's key file (`<store dir>/credentials.json`): where the keys come from */
+        keysFile: z.string().min(1).optional(),
         // Not strict: SDK-made credential objects carry extra fields ($source), dropped here.
         credentials: z.object({ accessKeyId: z.string(), secretAccessKey: z.string(), sessionToken: z.string().optional() }).optional(),
       })
@@ -196,7 +200,7 @@ export const loopConfigSchema = z
         sagemaker: z
           .object({
             /** ECR URI of the image built from cloud/training/Dockerfile. */
-            image: z.string().regex(/^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?\/[a-z0-9._\/-]+(:[\w.-]+|@sha256:[0-9a-f]{64})?$/, 'expected an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)'),
+            image: z.string().regex(/^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?\/[a-z0-9._/-]+(:[\w.-]+|@sha256:[0-9a-f]{64})?$/, 'expected an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)'),
             roleArn: roleArn.optional(),
             region: region.optional(),
             bucket: bucketName.optional(),
@@ -223,6 +227,20 @@ export const loopConfigSchema = z
       })
       .strict()
       .default({ metric: 'map50', threshold: 0.5, tolerance: 0.02, split: 'test' }),
+    /**
+     * int8 for the fleet: every challenger is quantized after training (`loupe quantize`, calibrated
+     * on the snapshot's train split), both files are scored on the gate's split, and the fleet runs
+     * int8 when its `metric` is within `tolerance` of fp32's (cloud/gate/precision.ts).
+     */
+    int8: z
+      .object({
+        enabled: z.boolean().default(true),
+        tolerance: num01.default(0.015),
+        metric: z.enum(['map50', 'map50_95', 'precision', 'recall']).default('map50'),
+        calibrationImages: z.number().int().min(1).max(1000).default(64),
+      })
+      .strict()
+      .default({ enabled: true, tolerance: 0.015, metric: 'map50', calibrationImages: 64 }),
     policy: z
       .object({ autoApprove: z.boolean().default(true), requireGate: z.boolean().default(true) })
       .strict()

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 import { openLabelStore, type SqliteLabelStore } from '../labelstore/index.js';
 import { importFeatureStoreCsv } from '../labelstore/csv.js';
 import { Labeling } from '../labeling/jobs.js';

@@ -1,10 +1,10 @@
 import { copyFile, link, mkdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { projectRoot } from '../../components/common/paths.js';
+import { readLabelsCsv } from '../../contracts/labels-csv.js';
+import { projectRoot } from '../../lib/paths.js';
 import { readImageIds } from '../dataset/id-list.js';
 import { idFromSourceRef } from '../dataset/source-ref.js';
-import { readFeatureStoreCsv } from '../labelstore/csv.js';
 
 /**
  * The reference history split at a point in time, for demos and tests that replay it: the
@@ -20,7 +20,7 @@ import { readFeatureStoreCsv } from '../labelstore/csv.js';
 export function imagesFirstLabelledAfter(labelsCsv: string, imagesDir: string, until: number, exclude: Iterable<string> = []): string[] {
   const skip = new Set(exclude);
   const first = new Map<string, number>();
-  for (const r of readFeatureStoreCsv(labelsCsv)) first.set(r.source_ref, Math.min(first.get(r.source_ref) ?? Infinity, r.event_time));
+  for (const r of readLabelsCsv(labelsCsv)) first.set(r.source_ref, Math.min(first.get(r.source_ref) ?? Infinity, r.event_time));
   return [...first]
     .filter(([ref, t]) => t > until && !skip.has(idFromSourceRef(ref)))
     .map(([ref]) => join(imagesDir, ...ref.split('/').slice(-2)))

@@ -1,9 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { LoupeError, errorMessage } from '../../components/common/errors.js';
-import { writeFileAtomic } from '../../components/common/fsutil.js';
-import { silentLogger } from '../../components/common/log.js';
+import { LoupeError, errorMessage } from '../../lib/errors.js';
+import { writeFileAtomic } from '../../lib/fsutil.js';
+import { silentLogger } from '../../lib/log.js';
 import type { LoopStore, RunRow, StepRow } from './store.js';
 
 /**

@@ -1,8 +1,9 @@
 import type Database from 'better-sqlite3';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { LoupeError } from '../../components/common/errors.js';
-import { openSqlite } from '../common/sqlite.js';
+import { LoupeError } from '../../lib/errors.js';
+import { openSqlite } from '../../lib/sqlite.js';
+import type { SqliteSchema } from '../../lib/migrate.js';
 
 /**
  * The loop's persisted state, one SQLite file: runs, their steps with each step's output, a
@@ -54,7 +55,10 @@ export interface LockOwner {
   runId: number | null;
 }
 
-const SCHEMA = `
+/** The loop store's schema, versioned (lib/migrate.ts): append a migration for every change, never edit one. */
+export const LOOP_STORE_SCHEMA: SqliteSchema = {
+  name: 'loop store',
+  migrations: [{ version: 1, description: 'runs, steps, kv, lock (as release 53fa33d created them)', up: `
 CREATE TABLE IF NOT EXISTS runs (
   id INTEGER PRIMARY KEY,
   trigger TEXT NOT NULL,
@@ -89,7 +93,8 @@ CREATE TABLE IF NOT EXISTS lock (
   heartbeat_at TEXT NOT NULL,
   run_id INTEGER
 );
-`;
+` }],
+};
 
 /** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot); null where /proc is absent. */
 export function procStartTime(pid: number): string | null {
@@ -127,7 +132,7 @@ export class LoopStore {
   readonly db: Database.Database;
 
   constructor(readonly path: string) {
-    this.db = openSqlite(path, SCHEMA, { durable: true });
+    this.db = openSqlite(path, LOOP_STORE_SCHEMA, { durable: true });
   }
 
   close(): void {

@@ -1,8 +1,8 @@
-import type { GtBox } from '../labelstore/types.js';
+import type { GtBox } from '../../contracts/box.js';
 import type { TruthSource } from '../labeling/workforce.js';
 import { truthFromStore } from '../labeling/workforce.js';
-import { readFeatureStoreCsv } from '../labelstore/csv.js';
-import { sha256 } from '../../components/common/fsutil.js';
+import { readLabelsCsv } from '../../contracts/labels-csv.js';
+import { sha256 } from '../../lib/fsutil.js';
 import type { LoopEnv } from './env.js';
 
 /**
@@ -18,7 +18,7 @@ import type { LoopEnv } from './env.js';
 export async function truthByContent(env: LoopEnv): Promise<TruthSource> {
   const byName = await truthFromStore(env.labels, { refPrefix: 's3://${bucket}/' });
   const csv = env.config.history.labelsCsv;
-  const reference = csv ? readFeatureStoreCsv(csv) : await env.labels.latest({ status: 'APPROVED' });
+  const reference = csv ? readLabelsCsv(csv) : await env.labels.latest({ status: 'APPROVED' });
   // Latest approved record per image.
   const latest = new Map<string, (typeof reference)[number]>();
   for (const r of reference) {

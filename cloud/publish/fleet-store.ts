@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
-import { openSqlite } from '../common/sqlite.js';
+import { openSqlite } from '../../lib/sqlite.js';
+import type { SqliteSchema } from '../../lib/migrate.js';
 
 /**
  * What loupe has published and deployed, per backend and target, in one SQLite file. Every
@@ -42,7 +43,10 @@ export interface DeploymentRow {
   updatedAt: string;
 }
 
-const SCHEMA = `
+/** The fleet store's schema, versioned (lib/migrate.ts): append a migration for every change, never edit one. */
+export const FLEET_STORE_SCHEMA: SqliteSchema = {
+  name: 'fleet store',
+  migrations: [{ version: 1, description: 'component_versions, deployments (as release 53fa33d created them)', up: `
 CREATE TABLE IF NOT EXISTS component_versions (
   backend TEXT NOT NULL,
   component TEXT NOT NULL,
@@ -73,14 +77,15 @@ CREATE TABLE IF NOT EXISTS deployments (
   updated_at TEXT NOT NULL,
   UNIQUE (backend, target, name)
 );
-`;
+` }],
+};
 
 type Raw = Record<string, unknown>;
 
 export class FleetStore {
   readonly db: Database.Database;
   constructor(readonly path: string) {
-    this.db = openSqlite(path, SCHEMA, { durable: true });
+    this.db = openSqlite(path, FLEET_STORE_SCHEMA, { durable: true });
   }
 
   close(): void {
@@ -159,8 +164,14 @@ export class FleetStore {
   deployments(filter: { backend?: Backend; target?: string } = {}): DeploymentRow[] {
     const where: string[] = [];
     const args: unknown[] = [];
-    if (filter.backend) (where.push('backend = ?'), args.push(filter.backend));
-    if (filter.target) (where.push('target = ?'), args.push(filter.target));
+    if (filter.backend) {
+      where.push('backend = ?');
+      args.push(filter.backend);
+    }
+    if (filter.target) {
+      where.push('target = ?');
+      args.push(filter.target);
+    }
     return (this.db.prepare(`SELECT * FROM deployments ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id`).all(...args) as Raw[]).map((r) => this.dep(r));
   }
 

@@ -2,8 +2,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import semver from 'semver';
-import { LoupeError } from '../../components/common/errors.js';
-import { writeFileAtomic } from '../../components/common/fsutil.js';
+import { LoupeError } from '../../lib/errors.js';
+import { writeFileAtomic } from '../../lib/fsutil.js';
 import { NucleusCliClient } from '../../embedded/nucleus/cli-client.js';
 import { loadSourceRecipe, localRecipe, renderRecipe } from '../../components/build/recipes.js';
 import type { DeploymentState, DeviceModel, FleetBackend } from './backend.js';
@@ -102,6 +102,12 @@ export class LocalNucleusFleet implements FleetBackend {
     await writeFileAtomic(join(this.recipeDir, `${c.name}-${c.version}.json`), JSON.stringify(c.recipe, null, 2) + '\n');
     return { arn: null };
   }
+
+  /**
+   * Nothing to wait for: the local repository has no checking step between creating a version
+   * and deploying it (the nucleus itself refuses a version it cannot find, with its name).
+   */
+  async waitDeployable(): Promise<void> {}
 
   async currentComponents() {
     const comps = await (await this.cli()).listComponents();

@@ -3,7 +3,7 @@ import { readFileSync, statSync, existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import semver from 'semver';
 import { parse as parseYaml } from 'yaml';
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 
 /**
  * A new version of the loupe.Model component from a registered model: the base recipe (helper

@@ -1,7 +1,7 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
-import { LoupeError } from '../../components/common/errors.js';
-import { silentLogger } from '../../components/common/log.js';
+import { LoupeError } from '../../lib/errors.js';
+import { silentLogger } from '../../lib/log.js';
 
 /**
  * The cloud side's view of which model each device runs, from what the devices say over MQTT

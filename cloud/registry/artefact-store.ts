@@ -4,8 +4,8 @@ import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
-import { LoupeError } from '../../components/common/errors.js';
-import { fsyncDir } from '../../components/common/fsutil.js';
+import { LoupeError } from '../../lib/errors.js';
+import { fsyncDir } from '../../lib/fsutil.js';
 
 /**
  * Content-addressed artefact store: each file lives once under `<root>/sha256/<aa>/<digest><ext>`,

@@ -1,8 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { LoupeError } from '../../components/common/errors.js';
-import { sha256File } from '../../components/common/fsutil.js';
-import { projectRoot } from '../../components/common/paths.js';
+import { readModelCard } from '../../contracts/model-card.js';
+import { LoupeError } from '../../lib/errors.js';
+import { sha256File } from '../../lib/fsutil.js';
+import { projectRoot } from '../../lib/paths.js';
 import type { SqliteModelRegistry } from './sqlite-registry.js';
 import type { ModelVersion } from './types.js';
 
@@ -26,12 +27,9 @@ export async function seedShippedModel(registry: SqliteModelRegistry, opts: { di
   const metrics: Record<string, number> = {};
   let datasetVersion: string | null = null;
   if (existsSync(card)) {
-    const c = JSON.parse(readFileSync(card, 'utf8')) as {
-      metrics?: { test?: Record<string, unknown> };
-      dataset?: { version?: string; versionId?: string; version_id?: string };
-    };
-    for (const [k, v] of Object.entries(c.metrics?.test ?? {})) if (typeof v === 'number') metrics[k] = v;
-    datasetVersion = c.dataset?.version ?? c.dataset?.versionId ?? c.dataset?.version_id ?? null;
+    const c = await readModelCard(card);
+    for (const [k, v] of Object.entries(c.metrics.test ?? {})) if (typeof v === 'number') metrics[k] = v;
+    datasetVersion = c.dataset.versionId;
   }
   const tm = join(dir, 'train-metrics.json');
   if (existsSync(tm)) {

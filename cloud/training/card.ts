@@ -1,74 +1,13 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { basename, dirname, join, relative } from 'node:path';
-import { z } from 'zod';
-import { LoupeError } from '../../components/common/errors.js';
-import { sha256, sha256File, writeFileAtomic } from '../../components/common/fsutil.js';
+import { sha256, sha256File } from '../../lib/fsutil.js';
 import { readYoloDataset } from '../dataset/yolo-read.js';
 import type { TrainMetricsFile } from './options.js';
+import { modelCardSchema, type ModelCard, type TestMetrics, type ValMetrics } from '../../contracts/model-card.js';
 
-/**
- * The model card: what a model is, what it was trained on, how well it scores and how to make it
- * again. One schema for the shipped model, every `loupe train` run and the registry (which stores
- * the card beside the ONNX and reads `metrics.test` and `dataset.versionId` from it).
- *
- * `metrics.test` comes from loupe's own evaluator on the data set's test split: the number the
- * gate compares. `metrics.val` is the trainer's own validation (ultralytics, best epoch); both are
- * kept, named apart, so the two are never confused.
- */
-const metricSet = z.object({
-  map50: z.number().min(0).max(1),
-  map50_95: z.number().min(0).max(1),
-  precision: z.number().min(0).max(1).optional(),
-  recall: z.number().min(0).max(1).optional(),
-});
-
-const fileRef = z.object({ file: z.string(), sha256: z.string().regex(/^[0-9a-f]{64}$/), bytes: z.number().int().nonnegative() });
-
-export const modelCardSchema = z.object({
-  schema: z.literal('loupe.model-card/1'),
-  name: z.string().min(1),
-  version: z.string().min(1),
-  created: z.string(),
-  task: z.literal('detect'),
-  classes: z.array(z.string()).min(1),
-  imgsz: z.number().int().positive(),
-  files: z.object({ onnx: fileRef, pt: fileRef.optional() }),
-  trainer: z.object({
-    name: z.string(),
-    version: z.string(),
-    torch: z.string().optional(),
-    script: z.string(),
-    backend: z.string(),
-    device: z.string().optional(),
-    base: z.string(),
-    epochsRequested: z.number().int().optional(),
-    epochsRun: z.number().int().optional(),
-    seconds: z.number().optional(),
-    secondsPerEpoch: z.number().nullable().optional(),
-    hyperparameters: z.record(z.string(), z.unknown()),
-  }),
-  dataset: z.object({
-    source: z.string(),
-    versionId: z.string(),
-    splitRule: z.string(),
-    counts: z.record(z.string(), z.object({ images: z.number().int(), boxes: z.number().int() })),
-    testImages: z.array(z.string()),
-  }),
-  metrics: z.object({
-    test: metricSet.extend({ evaluator: z.string(), split: z.string(), images: z.number().int(), instances: z.number().int() }).nullable(),
-    val: metricSet.extend({ source: z.string(), images: z.number().int().optional() }).nullable(),
-  }),
-  /** The `loupe train` command that reproduces the model. */
-  command: z.string(),
-  /** The trainer's own command line, when the model was trained by running train.py directly. */
-  trainerCommand: z.string().optional(),
-  notes: z.array(z.string()).optional(),
-});
-
-export type ModelCard = z.infer<typeof modelCardSchema>;
-export type TestMetrics = NonNullable<ModelCard['metrics']['test']>;
-export type ValMetrics = NonNullable<ModelCard['metrics']['val']>;
+// The card's schema, reader and writer are a contract (contracts/model-card.ts); re-exported while other branches import them from here.
+export { modelCardSchema, readModelCard, writeModelCard, type ModelCard, type TestMetrics, type ValMetrics } from '../../contracts/model-card.js';
 
 export interface DatasetFacts {
   source: string;
@@ -120,7 +59,7 @@ export function datasetFacts(dataYaml: string, source?: string): DatasetFacts {
   };
 }
 
-async function ref(path: string, dir: string): Promise<z.infer<typeof fileRef>> {
+async function ref(path: string, dir: string): Promise<ModelCard['files']['onnx']> {
   return { file: relative(dir, path) || basename(path), sha256: await sha256File(path), bytes: (await stat(path)).size };
 }
 
@@ -132,11 +71,14 @@ export interface CardInput {
   /** Where card.json will live: file references are relative to it. */
   dir: string;
   onnx: string;
+  onnxInt8?: string;
   pt?: string;
   trainer: ModelCard['trainer'];
   dataset: DatasetFacts;
   test: TestMetrics | null;
   val: ValMetrics | null;
+  int8Test?: TestMetrics | null;
+  fleetPrecision?: ModelCard['fleetPrecision'];
   command: string;
   trainerCommand?: string;
   notes?: string[];
@@ -152,34 +94,20 @@ export async function buildModelCard(input: CardInput): Promise<ModelCard> {
     task: 'detect',
     classes: input.classes,
     imgsz: input.imgsz,
-    files: { onnx: await ref(input.onnx, input.dir), ...(input.pt ? { pt: await ref(input.pt, input.dir) } : {}) },
+    files: {
+      onnx: await ref(input.onnx, input.dir),
+      ...(input.onnxInt8 ? { onnxInt8: await ref(input.onnxInt8, input.dir) } : {}),
+      ...(input.pt ? { pt: await ref(input.pt, input.dir) } : {}),
+    },
     trainer: input.trainer,
     dataset: input.dataset,
-    metrics: { test: input.test, val: input.val },
+    metrics: { test: input.test, val: input.val, ...(input.int8Test !== undefined ? { int8: input.int8Test } : {}) },
+    ...(input.fleetPrecision ? { fleetPrecision: input.fleetPrecision } : {}),
     command: input.command,
     ...(input.trainerCommand ? { trainerCommand: input.trainerCommand } : {}),
     ...(input.notes?.length ? { notes: input.notes } : {}),
   };
   return modelCardSchema.parse(card);
-}
-
-export async function writeModelCard(path: string, card: ModelCard): Promise<void> {
-  await writeFileAtomic(path, JSON.stringify(modelCardSchema.parse(card), null, 2) + '\n');
-}
-
-export async function readModelCard(path: string): Promise<ModelCard> {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(await readFile(path, 'utf8'));
-  } catch (e) {
-    throw new LoupeError('CARD_BAD', `not a readable JSON model card (${(e as Error).message})`, { input: path });
-  }
-  const parsed = modelCardSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new LoupeError('CARD_BAD', `model card field ${issue?.path.join('.') || '(root)'}: ${issue?.message}`, { input: path });
-  }
-  return parsed.data;
 }
 
 /** A shell-quoted command line, for the card's reproducing command. */
@@ -191,6 +119,7 @@ export interface RunCardInput {
   /** The folder with model.onnx, the checkpoint and card.json-to-be. */
   dir: string;
   onnx: string;
+  onnxInt8?: string;
   pt?: string;
   /** train.py's metrics.json for the run. */
   metrics: TrainMetricsFile;
@@ -203,6 +132,8 @@ export interface RunCardInput {
   base?: string;
   script: string;
   test: TestMetrics | null;
+  int8Test?: TestMetrics | null;
+  fleetPrecision?: ModelCard['fleetPrecision'];
   command: string;
   trainerCommand?: string;
   notes?: string[];
@@ -221,7 +152,10 @@ export async function cardForRun(r: RunCardInput): Promise<ModelCard> {
     imgsz,
     dir: r.dir,
     onnx: r.onnx,
+    onnxInt8: r.onnxInt8,
     pt: r.pt,
+    int8Test: r.int8Test,
+    fleetPrecision: r.fleetPrecision,
     trainer: {
       name: m.trainer.name,
       version: m.trainer.version,

@@ -1,10 +1,10 @@
 import type { Logger } from 'pino';
-import { LoupeError } from '../../components/common/errors.js';
-import { silentLogger } from '../../components/common/log.js';
-import { Progress } from '../../components/common/progress.js';
+import { LoupeError } from '../../lib/errors.js';
+import { silentLogger } from '../../lib/log.js';
+import { Progress } from '../../lib/progress.js';
 import type { SplitName } from '../dataset/types.js';
 import { evaluate } from '../evaluation/index.js';
-import type { TestMetrics } from './card.js';
+import type { TestMetrics } from '../../contracts/model-card.js';
 
 const SPLITS: readonly string[] = ['train', 'val', 'test'];
 

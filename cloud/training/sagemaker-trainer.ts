@@ -17,9 +17,9 @@ import {
 import { stringify as toYaml } from 'yaml';
 import { extract as untar } from 'tar';
 import type { Logger } from 'pino';
-import { LoupeError } from '../../components/common/errors.js';
-import { silentLogger } from '../../components/common/log.js';
-import { Progress } from '../../components/common/progress.js';
+import { LoupeError } from '../../lib/errors.js';
+import { silentLogger } from '../../lib/log.js';
+import { Progress } from '../../lib/progress.js';
 import { readYoloDataset } from '../dataset/yolo-read.js';
 import { metricDefinitions } from './events.js';
 import { validateOptions, type TrainMetricsFile, type TrainOptions, type TrainResult } from './options.js';

@@ -4,11 +4,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { LoupeError } from '../../components/common/errors.js';
-import { cacheDir, projectRoot } from '../../components/common/paths.js';
-import { sha256 } from '../../components/common/fsutil.js';
-import { silentLogger } from '../../components/common/log.js';
-import { Progress } from '../../components/common/progress.js';
+import { LoupeError } from '../../lib/errors.js';
+import { cacheDir, projectRoot } from '../../lib/paths.js';
+import { sha256 } from '../../lib/fsutil.js';
+import { silentLogger } from '../../lib/log.js';
+import { Progress } from '../../lib/progress.js';
 
 /**
  * The trainer's Python environment: a venv built from the pinned requirements file and cached

@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { extname } from 'node:path';
-import { LoupeError } from '../../components/common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 import type { RgbImage } from '../../components/detector/decode.js';
 
 /**

@@ -1,5 +1,5 @@
 import { Ajv, type ErrorObject } from 'ajv';
-import { LoupeError } from '../common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 
 /**
  * JSON Schema (draft-07) for Greengrass v2 component recipes, format 2020-01-25, written from

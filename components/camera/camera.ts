@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import { errorMessage } from '../common/errors.js';
-import type { CameraHealth, FrameMessage } from '../ipc/topics.js';
+import { errorMessage } from '../../lib/errors.js';
+import type { CameraHealth, FrameMessage } from '../../contracts/topics.js';
 import type { CameraConfig } from './config.js';
 import type { FrameStore } from './frame-store.js';
 import { createSource, type FrameSource } from './sources/index.js';

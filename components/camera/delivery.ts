@@ -1,5 +1,5 @@
 import { access } from 'node:fs/promises';
-import type { FrameMessage } from '../ipc/topics.js';
+import type { FrameMessage } from '../../contracts/topics.js';
 
 /**
  * At-least-once hand-over of frames to inference. IPC pub/sub keeps nothing for a subscriber

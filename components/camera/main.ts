@@ -1,8 +1,8 @@
 import { resolve } from 'node:path';
-import { errorMessage } from '../common/errors.js';
+import { errorMessage } from '../../lib/errors.js';
 import type { Unsubscribe } from '../ipc/client.js';
 import { runComponent, type ComponentContext } from '../ipc/runtime.js';
-import { IOT_TOPICS, TOPICS, type CameraHealth, type FrameMessage, type TriggerMessage } from '../ipc/topics.js';
+import { IOT_TOPICS, TOPICS, type CameraHealth, type FrameMessage, type TriggerMessage } from '../../contracts/topics.js';
 import { CameraRunner } from './camera.js';
 import { Delivery } from './delivery.js';
 import { cameraConfigSchema, type CameraComponentConfig } from './config.js';

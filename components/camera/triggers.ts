@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { TriggerKind } from '../ipc/topics.js';
+import type { TriggerKind } from '../../contracts/topics.js';
 
 /**
  * When a camera takes a frame. `interval` runs at a fixed rate (late ticks are skipped, not

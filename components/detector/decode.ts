@@ -1,7 +1,7 @@
 import sharp, { type OutputInfo } from 'sharp';
 import { readFile } from 'node:fs/promises';
-import { LoupeError, errorMessage } from '../common/errors.js';
-import { decodeBmp, isBmp } from '../common/bmp.js';
+import { LoupeError, errorMessage } from '../../lib/errors.js';
+import { decodeBmp, isBmp } from '../../lib/bmp.js';
 
 /** A decoded image: interleaved RGB, 8 bits per channel, row-major (HWC). */
 export interface RgbImage {
@@ -15,7 +15,7 @@ export interface RgbImage {
  * IMREAD_COLOR)`, utils/patches.py imread, OpenCV 4.11): EXIF orientation applied, grayscale
  * replicated to three channels, alpha dropped without compositing, 16-bit scaled to 8-bit by >> 8;
  * BMP through loupe's own decoder (common/bmp.ts).
- * Checked pixel-for-pixel against the pinned cv2 (test/detector/preprocess.test.ts); sharp's
+ * Checked pixel-for-pixel against the pinned cv2 (test/detector/preprocess.full.test.ts); sharp's
  * `.rotate().removeAlpha()` produces exactly those pixels. Not covered: CMYK JPEGs and embedded
  * non-sRGB ICC profiles (OpenCV ignores ICC; libvips may convert), both rare on camera frames.
  */

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import { Detector } from '../detector/detector.js';
-import { LoupeError, errorMessage } from '../common/errors.js';
-import { sha256File } from '../common/fsutil.js';
-import type { ModelRef } from '../ipc/topics.js';
+import { LoupeError, errorMessage } from '../../lib/errors.js';
+import { sha256File } from '../../lib/fsutil.js';
+import type { ModelRef } from '../../contracts/topics.js';
 
 /**
  * The model currently serving, and the hot swap. A new model is loaded *beside* the serving one
@@ -52,7 +52,7 @@ export class ModelSlot {
         await detector.dispose().catch(() => {});
         throw e;
       }
-      const next: LoadedModel = { ref: { name: ref.name, version: ref.version, sha256: actual }, path, detector, users: 0, retired: false };
+      const next: LoadedModel = { ref: { name: ref.name, version: ref.version, sha256: actual, precision: detector.info.precision }, path, detector, users: 0, retired: false };
       const old = this.current;
       this.current = next; // the swap: frames taken from here on use the new model
       if (old) {

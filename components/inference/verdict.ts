@@ -1,4 +1,4 @@
-import type { Detection } from '../ipc/topics.js';
+import type { Detection } from '../../contracts/topics.js';
 import type { InferenceConfig, VerdictRule } from './config.js';
 
 /** Keep detections whose box centre lies inside the region of interest. */

@@ -1,7 +1,7 @@
 import { greengrasscoreipc } from 'aws-iot-device-sdk-v2';
 import type { Logger } from 'pino';
-import { LoupeError, errorMessage } from '../common/errors.js';
-import { silentLogger } from '../common/log.js';
+import { LoupeError, errorMessage } from '../../lib/errors.js';
+import { silentLogger } from '../../lib/log.js';
 
 type Model = typeof greengrasscoreipc.model;
 type IpcClient = greengrasscoreipc.Client;

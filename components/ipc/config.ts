@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { LoupeError } from '../common/errors.js';
+import { LoupeError } from '../../lib/errors.js';
 
 /**
  * Validate a component's configuration once, at its edge, with its zod schema. The error names

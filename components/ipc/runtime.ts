@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import type { Logger } from 'pino';
-import { errorMessage, isLoupeError } from '../common/errors.js';
-import { createLogger } from '../common/log.js';
+import { errorMessage, isLoupeError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/log.js';
 import { GreengrassIpc } from './client.js';
 import { parseConfig } from './config.js';
 

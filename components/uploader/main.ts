@@ -1,7 +1,7 @@
 import { join, resolve } from 'node:path';
-import { errorMessage } from '../common/errors.js';
+import { errorMessage } from '../../lib/errors.js';
 import { runComponent, type ComponentContext } from '../ipc/runtime.js';
-import { IOT_TOPICS, TOPICS, type ResultMessage } from '../ipc/topics.js';
+import { IOT_TOPICS, TOPICS, type ResultMessage } from '../../contracts/topics.js';
 import { BoundedQueue } from '../inference/queue.js';
 import { uploaderConfigSchema, type UploaderConfig } from './config.js';
 import { RateLimiter } from './rate-limit.js';
@@ -23,6 +23,7 @@ async function start(ctx: ComponentContext<UploaderConfig>) {
   const limiter = new RateLimiter(cfg.limits, join(spool.dir, '.limits'));
   await limiter.load();
   const selector = new Selector(cfg, ctx.thingName, spool, limiter, log);
+  await selector.open();
   const uploader = new SpoolUploader(spool, createS3Client({ ...cfg, ...cfg.upload }), cfg.bucket, cfg.upload, log, (it) =>
     log.debug({ key: it.imageKey, reason: it.reason }, 'uploaded'),
   );

@@ -1,4 +1,4 @@
-import type { ResultMessage } from '../ipc/topics.js';
+import type { ResultMessage } from '../../contracts/topics.js';
 import type { PolicyConfig } from './config.js';
 
 /**

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { writeFileAtomic } from '../common/fsutil.js';
+import { writeFileAtomic } from '../../lib/fsutil.js';
 
 /**
  * Upload limits per minute, hour and day over sliding windows. The accepted timestamps of the

@@ -1,7 +1,7 @@
 import { PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { errorMessage } from '../common/errors.js';
+import { errorMessage } from '../../lib/errors.js';
 import type { Spool, SpoolItem } from './spool.js';
 
 /**

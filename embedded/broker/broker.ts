@@ -1,8 +1,8 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Aedes } from 'aedes';
 import type { Logger } from 'pino';
-import { silentLogger } from '../../components/common/log.js';
-import { LoupeError } from '../../components/common/errors.js';
+import { silentLogger } from '../../lib/log.js';
+import { LoupeError } from '../../lib/errors.js';
 
 /**
  * The embedded MQTT broker that stands in for AWS IoT Core on one machine: an aedes broker on a

@@ -8,6 +8,7 @@ export type XmlValue = string | number | boolean | undefined | null | XmlChild[]
 type XmlChild = [string, XmlValue];
 
 export function escapeXml(s: string): string {
+  // eslint-disable-next-line no-control-regex -- the control characters XML 1.0 cannot carry literally
   return s.replace(/[<>&'"\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, (c) =>
     c === '<' ? '&lt;' : c === '>' ? '&gt;' : c === '&' ? '&amp;' : c === "'" ? '&apos;' : c === '"' ? '&quot;' : `&#x${c.charCodeAt(0).toString(16)};`,
   );
@@ -28,10 +29,14 @@ export function document(root: string, children: XmlChild[]): string {
   return `<?xml version="1.0" encoding="UTF-8"?>\n<${root} xmlns="${NS}">${children.map(([n, v]) => el(n, v)).join('')}</${root}>`;
 }
 
+// Values are not trimmed: an object key may begin or end with spaces or newlines, and trimming
+// made DeleteObjects delete "a" when asked for " a". Numeric character references (&#xA;) are
+// decoded (htmlEntities) as XML requires.
 const parser = new XMLParser({
   ignoreAttributes: true,
   parseTagValue: false,
-  trimValues: true,
+  trimValues: false,
+  htmlEntities: true,
   removeNSPrefix: true,
   isArray: (name) => name === 'Part' || name === 'Object',
 });

@@ -1,8 +1,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { silentLogger } from '../../components/common/log.js';
-import { runDemo } from '../../cloud/loop/demo.js';
+import { silentLogger } from '../../lib/log.js';
+import { runDemo } from '../../cli/demo.js';
 import { loopHome, readLoopConfig } from '../../cloud/loop/config.js';
 import { trainLocal } from '../../cloud/training/local-trainer.js';
 import { loupeEvaluator } from '../../cloud/gate/evaluator.js';

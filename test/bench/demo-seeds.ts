@@ -4,7 +4,7 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { DemoSummary } from '../../cloud/loop/demo.js';
+import type { DemoSummary } from '../../cli/demo.js';
 
 /**
  * `npm run demo:seeds [-- --runs 3] [--seeds 1,2,3] [--fast]`: the full demo N times, each with

@@ -3,7 +3,8 @@ import { CreateFeatureGroupCommand, DescribeFeatureGroupCommand, ResourceNotFoun
 import { PutRecordCommand, SageMakerFeatureStoreRuntimeClient } from '@aws-sdk/client-sagemaker-featurestore-runtime';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FEATURE_DEFINITIONS, FeatureStoreLabelStore, makeRecord } from '../../cloud/labelstore/index.js';
+import { FEATURE_DEFINITIONS, FeatureStoreLabelStore } from '../../cloud/labelstore/index.js';
+import { makeRecord } from '../../contracts/label-record.js';
 import { EXPECTED_FEATURE_DEFINITIONS } from '../helpers/aws-shapes.js';
 
 const sm = mockClient(SageMakerClient);

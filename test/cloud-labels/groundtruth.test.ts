@@ -5,11 +5,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { builtinLambdaArns, GroundTruthBackend, VERIFICATION_CATEGORIES } from '../../cloud/labeling/groundtruth.js';
 import { Labeling } from '../../cloud/labeling/jobs.js';
-import { makeRecord, openLabelStore, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+import { openLabelStore, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+import { makeRecord } from '../../contracts/label-record.js';
 
 const fixture = (name: string) => readFileSync(join(projectRoot, 'test', 'fixtures', 'groundtruth', name), 'utf8').trim();
 const A = 's3://loupe/incoming/line-1/a.jpg';

@@ -1,12 +1,14 @@
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { datasetDir } from '../../components/common/paths.js';
+import { datasetDir } from '../../lib/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { ingestIncoming } from '../../cloud/ingest/index.js';
 import { openLabelStore, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+import { uploadSidecar } from '../../contracts/upload.js';
 
 describe('ingest from the real embedded S3 store', () => {
   let dir: string;
@@ -14,7 +16,7 @@ describe('ingest from the real embedded S3 store', () => {
   let s3: S3Client;
   let store: SqliteLabelStore;
   const bad = join(datasetDir('metal-tags'), 'bad');
-  const files = readdirSync(bad).sort().slice(0, 5);
+  const files = readdirSync(bad).sort().slice(0, 7);
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'ing-'));
@@ -30,17 +32,28 @@ describe('ingest from the real embedded S3 store', () => {
   });
 
   const put = (Key: string, Body: string | Buffer) => s3.send(new PutObjectCommand({ Bucket: 'loupe', Key, Body }));
-  const sidecar = (i: number, extra: Record<string, unknown> = {}) =>
-    JSON.stringify({
+  // What loupe.Uploader writes (contracts/upload.ts), for the metal-tags photo `files[i]` (450x300).
+  const sidecar = (i: number, extra: Record<string, unknown> = {}) => {
+    const jpg = readFileSync(join(bad, files[i]!));
+    const s = uploadSidecar({
       device: 'line-1',
       camera: 'cam0',
-      frame: { id: `f${i}`, source: files[i] },
+      frameId: `f${i}`,
+      seq: i,
       time: `2024-05-0${i + 1}T10:00:00.000Z`,
-      modelVersion: '1.0.0',
-      reason: 'failed-verdict',
-      detections: [{ xyxy: [10, 20, 110.4, 80], conf: 0.91, cls: 0, name: 'scratch' }, { xyxy: [440, 290, 460, 310], conf: 0.3, cls: 0 }],
-      ...extra,
+      trigger: 'interval',
+      reason: 'failed',
+      reasons: ['defect'],
+      verdict: 'fail',
+      model: { name: 'metal-tags', version: '1.0.0', sha256: 'a'.repeat(64) },
+      image: { key: key(i, 'jpg'), width: 450, height: 300, originalWidth: 450, originalHeight: 300, bytes: jpg.length, sha256: createHash('sha256').update(jpg).digest('hex'), contentType: 'image/jpeg' },
+      detections: [
+        { xyxy: [10, 20, 110.4, 80], conf: 0.91, cls: 0, name: 'scratch' },
+        { xyxy: [440, 290, 460, 310], conf: 0.3, cls: 0, name: 'scratch' },
+      ],
     });
+    return JSON.stringify({ ...s, ...extra });
+  };
   const key = (i: number, ext: string) => `incoming/line-1/2024/05/0${i + 1}/f${i}.${ext}`;
   const opts = () => ({ s3, bucket: 'loupe', store, statePath: join(dir, 'state', 'ingest.json'), now: () => 1_700_000_000 });
 
@@ -57,7 +70,7 @@ describe('ingest from the real embedded S3 store', () => {
     const r0 = (await store.latest()).find((r) => r.source_ref === `s3://loupe/${key(0, 'jpg')}`)!;
     expect(r0).toMatchObject({
       image_width: 450,
-      image_height: 300, // read from the JPEG: the sidecar has no size
+      image_height: 300,
       status: 'PENDING',
       labeling_job: '',
       device: 'line-1',
@@ -70,22 +83,26 @@ describe('ingest from the real embedded S3 store', () => {
       { class_id: 0, left: 10, top: 20, width: 100.4, height: 60, confidence: 0.91 },
       { class_id: 0, left: 440, top: 290, width: 10, height: 10, confidence: 0.3 },
     ]);
-    expect(r0.meta).toMatchObject({ camera: 'cam0', reason: 'failed-verdict', frame: { id: 'f0', source: files[0] } });
+    expect(r0.meta).toEqual({ sidecar: `s3://loupe/${key(0, 'json')}`, camera: 'cam0', frame: 'f0', reason: 'failed', verdict: 'fail', names: { 0: 'scratch' } });
 
     const again = await ingestIncoming(opts());
     expect(again.recorded).toBe(0);
     expect(store.count()).toBe(3);
 
-    await put(key(3, 'json'), sidecar(3, { width: 450, height: 300, origin: `/cams/folder/${files[3]}` }));
-    await put(key(4, 'jpg'), readFileSync(join(bad, files[4]!)));
-    await put(key(4, 'json'), '{"detections": "not a list"}');
+    await put(key(3, 'json'), sidecar(3));
+    // One sidecar per way to be wrong: a bad field, a version this code does not read, no version at all.
+    for (const i of [4, 5, 6]) await put(key(i, 'jpg'), readFileSync(join(bad, files[i]!)));
+    await put(key(4, 'json'), sidecar(4, { detections: 'not a list' }));
+    await put(key(5, 'json'), sidecar(5, { schema: 'loupe.upload/2' }));
+    const { schema: _s, ...unversioned } = JSON.parse(sidecar(6)) as Record<string, unknown>;
+    await put(key(6, 'json'), JSON.stringify(unversioned));
     const third = await ingestIncoming(opts());
     expect(third.recorded).toBe(1);
-    expect(third.invalid).toHaveLength(1);
-    expect(third.invalid[0]!.key).toBe(key(4, 'jpg'));
+    expect(third.invalid.map((x) => x.key)).toEqual([key(4, 'jpg'), key(5, 'jpg'), key(6, 'jpg')]);
     expect(third.invalid[0]!.reason).toMatch(/f4\.json: detections: /);
+    expect(third.invalid[1]!.reason).toBe(`s3://loupe/${key(5, 'json')}: schema "loupe.upload/2" is not one this loupe reads (loupe.upload/1); upgrade the cloud side first`);
+    expect(third.invalid[2]!.reason).toBe(`s3://loupe/${key(6, 'json')}: has no "schema" field (this loupe reads loupe.upload/1)`);
     expect(store.count()).toBe(4);
-    expect((await store.latest({ sourceRefs: [`s3://loupe/${key(3, 'jpg')}`] }))[0]!.meta.origin).toBe(`/cams/folder/${files[3]}`);
 
     // A crash after appending but before saving the watermark: nothing is recorded twice.
     rmSync(join(dir, 'state'), { recursive: true });

@@ -3,8 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEMO_HISTORY_UNTIL, imagesFirstLabelledAfter } from '../../cloud/loop/reference.js';
-import { datasetDir } from '../../components/common/paths.js';
-import { importFeatureStoreCsv, makeRecord, openLabelStore, readFeatureStoreCsv, writeFeatureStoreCsv, type LabelRecord, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+import { importFeatureStoreCsv, openLabelStore, writeFeatureStoreCsv, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+import { readLabelsCsv } from '../../contracts/labels-csv.js';
+import { makeRecord, type LabelRecord } from '../../contracts/label-record.js';
+import { datasetDir } from '../../lib/paths.js';
 
 const rec = (ref: string, t: number, status: LabelRecord['status'], job = '', boxes = 0): LabelRecord =>
   makeRecord({
@@ -106,12 +108,12 @@ describe('SQLite label store', () => {
     const records = [rec('s3://b/A', 1.5, 'APPROVED', 'labeling-job/x', 2), { ...rec('s3://b/"q",', 2, 'PENDING'), device: 'thing-1', capture_time: 1.25, model_version: '1.0.0', meta: { reason: 'fail' } }];
     const p = join(dir, 'out.csv');
     await writeFeatureStoreCsv(p, records);
-    expect(readFeatureStoreCsv(p)).toEqual(records);
+    expect(readLabelsCsv(p)).toEqual(records);
   });
 
   it('refuses a broken CSV with the row named', () => {
     const p = join(dir, 'bad.csv');
     writeFileSync(p, 'source_ref,image_width,image_height,image_depth,annotations,event_time,labeling_job,status\ns3://b/a.jpg,450,300,3,"[{\'class_id\': 0, \'top\': 1, \'left\': 1, \'height\': 5, \'width\': 5}]",12,job,APPROVED\ns3://b/b.jpg,450,x,3,[],12,job,APPROVED\n');
-    expect(() => readFeatureStoreCsv(p)).toThrow(/bad\.csv: row 3 \(s3:\/\/b\/b\.jpg\): image_height must be a number/);
+    expect(() => readLabelsCsv(p)).toThrow(/bad\.csv: row 3 \(s3:\/\/b\/b\.jpg\): image_height must be a number/);
   });
 });

@@ -3,12 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256 } from '../../components/common/fsutil.js';
+import { sha256 } from '../../lib/fsutil.js';
 import { splitOf } from '../../cloud/dataset/split.js';
 import type { SplitName } from '../../cloud/dataset/types.js';
 import { readYoloDataset } from '../../cloud/dataset/yolo-read.js';
 import { ImageSource } from '../../cloud/labeling/images.js';
-import { makeRecord, openLabelStore, type LabelStatus, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+import { openLabelStore, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
+import { makeRecord, type LabelStatus } from '../../contracts/label-record.js';
 import { createSnapshot, snapshotId } from '../../cloud/snapshot/index.js';
 
 /**

@@ -1,18 +1,19 @@
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { S3Client } from '@aws-sdk/client-s3';
 import sharp from 'sharp';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256 } from '../../components/common/fsutil.js';
-import { datasetDir } from '../../components/common/paths.js';
+import { sha256 } from '../../lib/fsutil.js';
+import { datasetDir } from '../../lib/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { splitOf } from '../../cloud/dataset/split.js';
 import { readYoloDataset } from '../../cloud/dataset/yolo-read.js';
 import { ingestIncoming } from '../../cloud/ingest/index.js';
 import { ImageSource, metalTagsMapping } from '../../cloud/labeling/images.js';
 import { Labeling } from '../../cloud/labeling/jobs.js';
-import { runSimulatedVerifier, runSimulatedWorkforce, truthFromStore } from '../../cloud/labeling/workforce.js';
+import { runSimulatedVerifier, runSimulatedWorkforce, truthFromStore, type TruthSource } from '../../cloud/labeling/workforce.js';
+import { putUpload } from '../helpers/uploads.js';
 import { importFeatureStoreCsv, openLabelStore, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
 import { createSnapshot, readSnapshotManifest } from '../../cloud/snapshot/index.js';
 
@@ -74,15 +75,16 @@ describe('uploads → ingest → simulated labelling with verification → snaps
       // frame-0 is the reference photo byte for byte; the others are new photos of the same parts (re-encoded)
       const raw = readFileSync(join(metal, 'bad', f));
       const body = i === 0 ? raw : await sharp(raw).jpeg({ quality: 92 }).toBuffer();
-      await s3.send(new PutObjectCommand({ Bucket: 'loupe', Key: `${key}.jpg`, Body: body }));
-      await s3.send(new PutObjectCommand({ Bucket: 'loupe', Key: `${key}.json`, Body: JSON.stringify({ device: 'line-1', camera: 'cam0', frame: { id: `frame-${i}`, source: join(metal, 'bad', f) }, time: '2024-06-01T08:00:00Z', modelVersion: '1.0.0', reason: 'failed', detections: [] }) }));
+      await putUpload(s3, 'loupe', key, body, { device: 'line-1', camera: 'cam0', seq: i });
     }
     let now = 1_800_000_000;
     const ing = await ingestIncoming({ s3, bucket: 'loupe', store, statePath: join(dir, 'ingest.json'), now: () => now });
     expect(ing.recorded).toBe(6);
     const lab = new Labeling(store, { now: () => ++now });
     await lab.createJob({ name: 'sim-1', classes: ['scratch'], workersPerImage: 3, cap: 5 });
-    const truth = await truthFromStore(store, { refPrefix: 's3://${bucket}/' });
+    // The simulated workers know which reference photo each frame shows (the sidecar does not carry the camera's file name).
+    const byName = await truthFromStore(store, { refPrefix: 's3://${bucket}/' });
+    const truth: TruthSource = (task) => byName({ ...task, meta: { ...task.meta, origin: picked[Number(/frame-(\d+)\.jpg$/.exec(task.sourceRef)![1])] } });
     const work = await runSimulatedWorkforce(lab, 'sim-1', {
       workers: [
         { id: 'sim-a', seed: 11, noise: 0.03, missRate: 0.05 },

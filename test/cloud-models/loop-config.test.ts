@@ -3,16 +3,17 @@ import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { S3Client } from '@aws-sdk/client-s3';
 import { parseLoopConfig, readLoopConfig, loopHome } from '../../cloud/loop/config.js';
 import { LoopEnv } from '../../cloud/loop/env.js';
 import { LoopStore } from '../../cloud/loop/store.js';
 import { checkTriggers, championTrainedAsOf } from '../../cloud/loop/triggers.js';
 import { ingestIncoming } from '../../cloud/ingest/index.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
-import { datasetDir } from '../../components/common/paths.js';
-import { silentLogger } from '../../components/common/log.js';
+import { silentLogger } from '../../lib/log.js';
+import { datasetDir } from '../../lib/paths.js';
 import { runCli } from '../helpers/cli.js';
+import { putUpload } from '../helpers/uploads.js';
 
 describe('loop configuration', () => {
   it('fills defaults and resolves paths against the file', () => {
@@ -91,8 +92,7 @@ describe('loop triggers (real label store, registry and object store)', () => {
       const bad = ['bad/image-2020-04-22-10-51-14-06-cropped-left-top.jpg', 'bad/image-2020-04-22-10-51-26-67-cropped-left-bottom.jpg', 'bad/image-2020-04-22-10-51-51-85-cropped-left-top.jpg'];
       const put = async (i: number) => {
         const key = `incoming/line-1/2024/06/01/f${i}`;
-        await s3.send(new PutObjectCommand({ Bucket: 'loupe', Key: `${key}.jpg`, Body: readFileSync(join(metal, bad[i]!)) }));
-        await s3.send(new PutObjectCommand({ Bucket: 'loupe', Key: `${key}.json`, Body: JSON.stringify({ device: 'line-1', camera: 'cam1', frameId: `f${i}`, time: '2024-06-01T08:00:00Z', model: { version: '1.0.0' }, reason: 'failed', detections: [] }) }));
+        await putUpload(s3, 'loupe', key, readFileSync(join(metal, bad[i]!)), { device: 'line-1', seq: i });
       };
       await put(0);
       await put(1);

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { tmpdir, hostname } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { LoopStore, procStartTime } from '../../cloud/loop/store.js';
 import { abandonRun } from '../../cloud/loop/runner.js';
 

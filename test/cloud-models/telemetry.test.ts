@@ -3,7 +3,7 @@ import mqtt from 'mqtt';
 import { startBroker, type EmbeddedBroker } from '../../embedded/broker/broker.js';
 import { FleetTelemetry } from '../../cloud/publish/telemetry.js';
 
-/** Devices here are plain MQTT clients publishing what loupe.Inference publishes (topics and shapes from components/ipc/topics.ts). */
+/** Devices here are plain MQTT clients publishing what loupe.Inference publishes (topics and shapes from contracts/topics.ts). */
 describe('fleet telemetry over MQTT (real broker)', () => {
   let broker: EmbeddedBroker;
   beforeAll(async () => {
@@ -19,7 +19,7 @@ describe('fleet telemetry over MQTT (real broker)', () => {
     try {
       const old = { name: 'metal-tags', version: '1.0.0', sha256: 'a'.repeat(64) };
       const neu = { name: 'metal-tags', version: '1.0.1', sha256: 'b'.repeat(64) };
-      let progress: [number, number][] = [];
+      const progress: [number, number][] = [];
       const waiting = t.waitForModel({ sha256: neu.sha256, things: ['line-1', 'line-2'], minResults: 2, timeoutMs: 10_000, onProgress: (d, n) => progress.push([d, n]) });
       const pub = (topic: string, m: unknown) => dev.publishAsync(topic, JSON.stringify(m), { qos: 1 });
       await pub('loupe/line-1/telemetry', { component: 'inference', model: old, fps: 2 });

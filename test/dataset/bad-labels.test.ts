@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { isLoupeError, type LoupeError } from '../../components/common/errors.js';
+import { isLoupeError, type LoupeError } from '../../lib/errors.js';
 import { importDataset, type ImportFormat } from '../../cloud/dataset/import.js';
 import { writeYoloDataset } from '../../cloud/dataset/yolo-write.js';
 import { runCli } from '../helpers/cli.js';

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { datasetDir } from '../../components/common/paths.js';
+import { datasetDir } from '../../lib/paths.js';
 import { runCli } from '../helpers/cli.js';
 import { yoloDataset } from '../helpers/datasets.js';
 import { tempDir } from './synth.js';

@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { datasetDir, requireDataset } from '../../components/common/paths.js';
-import { importFeatureStore, parseFeatureStoreCsv } from '../../cloud/dataset/featurestore.js';
+import { importFeatureStore } from '../../cloud/dataset/featurestore.js';
+import { parseLabelsCsv } from '../../contracts/labels-csv.js';
+import { datasetDir, requireDataset } from '../../lib/paths.js';
 import { importVoc } from '../../cloud/dataset/voc.js';
 import { splitOf } from '../../cloud/dataset/split.js';
 import { readYoloDataset } from '../../cloud/dataset/yolo-read.js';
@@ -59,9 +60,9 @@ describe('feature-store CSV importer on ../shared/datasets/metal-tags', () => {
   });
 
   it('parses every annotations cell as the Python literal it is', () => {
-    const rows = parseFeatureStoreCsv(join(metal, 'labels.csv'));
+    const rows = parseLabelsCsv(join(metal, 'labels.csv')).map((r) => r.record);
     expect(rows).toHaveLength(235);
-    expect(rows.every((r) => r.status === 'APPROVED' && r.width === 450 && r.height === 300)).toBe(true);
+    expect(rows.every((r) => r.status === 'APPROVED' && r.image_width === 450 && r.image_height === 300)).toBe(true);
     expect(rows[0]?.annotations[0]).toEqual({ class_id: 0, top: 123, left: 81, height: 97, width: 82 });
   });
 });

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot, datasetDir } from '../../components/common/paths.js';
+import { projectRoot, datasetDir } from '../../lib/paths.js';
 import { importCoco, writeCocoDataset } from '../../cloud/dataset/coco.js';
 import {
   formatGroundTruthLine,
@@ -55,9 +55,9 @@ describe('Ground Truth output manifests', () => {
     const r = p.records[0]!;
     expect(r.imageSize).toEqual({ width: 500, height: 400, depth: 3 });
     expect(r.annotations).toEqual([
-      { classId: 0, left: 111, top: 134, width: 61, height: 128, confidence: 0.8 },
-      { classId: 5, left: 161, top: 250, width: 30, height: 30, confidence: 0.9 },
-      { classId: 5, left: 20, top: 20, width: 30, height: 30, confidence: 0.9 },
+      { class_id: 0, left: 111, top: 134, width: 61, height: 128, confidence: 0.8 },
+      { class_id: 5, left: 161, top: 250, width: 30, height: 30, confidence: 0.9 },
+      { class_id: 5, left: 20, top: 20, width: 30, height: 30, confidence: 0.9 },
     ]);
     expect(r.classMap).toEqual({ 0: 'dog', 5: 'bone' });
     expect(r).toMatchObject({ jobName: 'identify-dogs-and-toys', humanAnnotated: true, creationDate: '2018-10-18T22:18:13.527256' });

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { splitOf } from '../../cloud/dataset/split.js';
 import type { LabelledImage } from '../../cloud/dataset/types.js';
 import { fileNamesFor, writeYoloDataset, type DatasetManifest } from '../../cloud/dataset/yolo-write.js';

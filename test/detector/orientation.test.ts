@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { datasetDir } from '../../components/common/paths.js';
+import { datasetDir } from '../../lib/paths.js';
 import { decodeImage, jpegOrientation } from '../../components/detector/decode.js';
 
 // decode.ts skips libvips' auto-orientation when its own read of the JPEG's Exif says

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 import { runPython } from '../helpers/python.js';
 
 const script = readFileSync(join(projectRoot, 'test', 'detector', 'py', 'ultra_ref.py'), 'utf8');

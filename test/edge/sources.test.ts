@@ -5,13 +5,13 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger, silentLogger } from '../../components/common/log.js';
-import { datasetDir } from '../../components/common/paths.js';
+import { createLogger, silentLogger } from '../../lib/log.js';
+import { datasetDir } from '../../lib/paths.js';
 import { CameraRunner } from '../../components/camera/camera.js';
 import type { CameraConfig } from '../../components/camera/config.js';
 import { FrameStore } from '../../components/camera/frame-store.js';
 import { FolderSource } from '../../components/camera/sources/folder.js';
-import type { CameraHealth, FrameMessage } from '../../components/ipc/topics.js';
+import type { CameraHealth, FrameMessage } from '../../contracts/topics.js';
 
 let tmp: string;
 let images: string[];

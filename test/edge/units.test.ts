@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LoupeError } from '../../components/common/errors.js';
-import { datasetDir } from '../../components/common/paths.js';
+import { LoupeError } from '../../lib/errors.js';
+import { datasetDir } from '../../lib/paths.js';
 import { cameraConfigSchema } from '../../components/camera/config.js';
 import { FrameStore } from '../../components/camera/frame-store.js';
 import { JpegSplitter } from '../../components/camera/jpeg-splitter.js';
@@ -14,7 +14,7 @@ import { BoundedQueue } from '../../components/inference/queue.js';
 import { InferenceStats, pct } from '../../components/inference/telemetry.js';
 import { applyRoi, verdict } from '../../components/inference/verdict.js';
 import { parseConfig } from '../../components/ipc/config.js';
-import type { Detection, ResultMessage } from '../../components/ipc/topics.js';
+import type { Detection, ResultMessage } from '../../contracts/topics.js';
 import { uploaderConfigSchema } from '../../components/uploader/config.js';
 import { Deduper, dhash, exactHash, hamming, phash } from '../../components/uploader/dedup.js';
 import { prepareImage } from '../../components/uploader/image.js';
@@ -193,14 +193,44 @@ describe('exact de-duplication (dedup.hash "exact")', () => {
     expect(pair, 'a look-alike pair among the first 60 bad/ photos').toBeDefined();
     const [a, b] = pair!.map((n) => join(dir, n));
     const d = new Deduper({ hash: 'exact', maxDistance: 3, window: 8 });
-    const ha = await d.hash(a!);
+    const ha = (await d.hash(a!)).hash;
     expect(ha).toBe(await exactHash(await readFile(a!))); // path and bytes agree
-    d.remember('cam1', ha);
-    expect(d.isDuplicate('cam1', await d.hash(a!))).toBe(true); // the same frame again
-    expect(d.isDuplicate('cam1', await d.hash(b!))).toBe(false); // the look-alike part is new
+    await d.remember('cam1', ha);
+    expect(d.isDuplicate('cam1', (await d.hash(a!)).hash)).toBe(true); // the same frame again
+    expect(d.isDuplicate('cam1', (await d.hash(b!)).hash)).toBe(false); // the look-alike part is new
     const perceptual = new Deduper({ hash: 'dhash', maxDistance: 3, window: 8 });
-    perceptual.remember('cam1', await perceptual.hash(a!));
-    expect(perceptual.isDuplicate('cam1', await perceptual.hash(b!))).toBe(true);
+    await perceptual.remember('cam1', (await perceptual.hash(a!)).hash);
+    expect(perceptual.isDuplicate('cam1', (await perceptual.hash(b!)).hash)).toBe(true);
+  });
+});
+
+describe('de-duplication from the hashes Inference sends (loupe.result/2)', () => {
+  it('hashes the pixels the detector decodes; the uploader uses carried hashes and reads no frame for them', async () => {
+    const { decodeImage } = await import('../../components/detector/decode.js');
+    const { imageHashes } = await import('../../lib/image-hash.js');
+    const { Deduper, frameHashes } = await import('../../components/uploader/dedup.js');
+    // what Inference computes from its decoded frame is what the uploader computes from the file
+    const carried = imageHashes(await decodeImage(jpegPath));
+    expect(carried).toEqual(await frameHashes(jpegPath));
+    expect(carried.dhash).toMatch(/^[0-9a-f]{16}$/);
+    const d = new Deduper({ hash: 'dhash', maxDistance: 3, window: 8 });
+    // a frame that no longer exists: carried hashes need no read
+    const fromResult = await d.hash(join(tmp, 'gone.jpg'), carried);
+    expect(fromResult).toEqual({ hash: BigInt(`0x${carried.dhash}`), decoded: false });
+    await expect(d.hash(join(tmp, 'gone.jpg'))).rejects.toThrow(/gone\.jpg: image file not found/);
+    expect(await d.hash(jpegPath)).toEqual({ hash: BigInt(`0x${carried.dhash}`), decoded: true });
+    const p = new Deduper({ hash: 'phash', maxDistance: 3, window: 8 });
+    expect((await p.hash(jpegPath, carried)).hash).toBe(BigInt(`0x${carried.phash}`));
+  });
+
+  it('keeps a fitting JPEG byte for byte from the sizes the detector reported, without opening it as an image', async () => {
+    // not a decodable JPEG past its first bytes: only the fast path can take it as it is
+    const fake = join(tmp, 'fake.jpg');
+    const bytes = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(100, 7)]);
+    await writeFile(fake, bytes);
+    const kept = await prepareImage(fake, { width: 450, height: 300, detections: [] }, { maxWidth: 4096, maxHeight: 4096, jpegQuality: 90, maxBytes: 1 << 20, reencode: false });
+    expect(kept).toMatchObject({ width: 450, height: 300 });
+    expect(kept.data.equals(bytes)).toBe(true);
   });
 });
 

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { isLoupeError } from '../../components/common/errors.js';
-import { cacheDir, requireDataset } from '../../components/common/paths.js';
+import { isLoupeError } from '../../lib/errors.js';
+import { cacheDir, requireDataset } from '../../lib/paths.js';
 import { importFeatureStore } from '../../cloud/dataset/featurestore.js';
 import { importVoc } from '../../cloud/dataset/voc.js';
 import type { ImportedDataset } from '../../cloud/dataset/types.js';

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { projectRoot } from '../../components/common/paths.js';
+import { projectRoot } from '../../lib/paths.js';
 
 /**
  * The edge components run as real processes under the local nucleus, from dist/. Compile when
@@ -9,7 +9,7 @@ import { projectRoot } from '../../components/common/paths.js';
  * a type error, so its exit code is not the judge: the emitted files are).
  */
 export function ensureBuilt(): void {
-  const dirs = ['components', 'embedded'];
+  const dirs = ['components', 'embedded', 'test/helpers'];
   let stale = false;
   const walk = (rel: string) => {
     for (const e of readdirSync(join(projectRoot, rel), { withFileTypes: true })) {

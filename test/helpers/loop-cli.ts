@@ -5,7 +5,7 @@
  * not stop them. Usage: node dist/test/helpers/loop-cli.js run --home DIR --json
  */
 import { Command } from 'commander';
-import { isLoupeError, errorMessage } from '../../components/common/errors.js';
+import { isLoupeError, errorMessage } from '../../lib/errors.js';
 import { register } from '../../cli/commands/loop.js';
 
 const program = new Command('loupe').exitOverride();

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cacheDir, projectRoot } from '../../components/common/paths.js';
-import { sha256File } from '../../components/common/fsutil.js';
+import { cacheDir, projectRoot } from '../../lib/paths.js';
+import { sha256File } from '../../lib/fsutil.js';
 import { runPython } from './python.js';
 
 /**

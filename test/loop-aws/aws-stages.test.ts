@@ -11,7 +11,7 @@ import { SageMakerRegistryMirror } from '../../cloud/loop/aws/registry-mirror.js
 import { SageMakerModelRegistry } from '../../cloud/registry/sagemaker-registry.js';
 import { openRegistry } from '../../cloud/registry/sqlite-registry.js';
 import { seedShippedModel, SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
-import { isLoupeError } from '../../components/common/errors.js';
+import { isLoupeError } from '../../lib/errors.js';
 import { metalTagsSubset } from '../training/yolo-fixture.js';
 import { installFakeAws, readCalls } from './fake-aws.js';
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { loopHome, parseLoopConfig, type LoopConfigInput } from '../../cloud/loop/config.js';
 import { LoopEnv, installationId } from '../../cloud/loop/env.js';
 import { awsJobNames } from '../../cloud/loop/aws/clients.js';
-import { silentLogger } from '../../components/common/log.js';
+import { silentLogger } from '../../lib/log.js';
 
 const ROLE = 'arn:aws:iam::111122223333:role/loupe-sagemaker';
 const S3: LoopConfigInput['storage'] = { backend: 's3', region: 'eu-west-1', bucket: 'loupe-uploads' };

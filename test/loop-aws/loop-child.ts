@@ -5,8 +5,8 @@
  * Usage: node dist/test/loop-aws/loop-child.js <home> <fake-aws dir> <region>
  * Prints the run report as one JSON line on stdout; logs go to stderr.
  */
-import { createLogger } from '../../components/common/log.js';
-import { errorMessage } from '../../components/common/errors.js';
+import { createLogger } from '../../lib/log.js';
+import { errorMessage } from '../../lib/errors.js';
 import { loopHome, readLoopConfig } from '../../cloud/loop/config.js';
 import { runLoopOnce, stderrEvents } from '../../cloud/loop/loop.js';
 import { installFakeAws } from './fake-aws.js';

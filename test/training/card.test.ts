@@ -3,9 +3,10 @@ import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildModelCard, datasetFacts, readModelCard, shellCommand, writeModelCard } from '../../cloud/training/card.js';
-import { sha256File } from '../../components/common/fsutil.js';
-import { projectRoot } from '../../components/common/paths.js';
+import { buildModelCard, datasetFacts, shellCommand } from '../../cloud/training/card.js';
+import { readModelCard, writeModelCard } from '../../contracts/model-card.js';
+import { sha256File } from '../../lib/fsutil.js';
+import { projectRoot } from '../../lib/paths.js';
 import { yoloDataset } from '../helpers/datasets.js';
 import { metalTagsSubset } from './yolo-fixture.js';
 

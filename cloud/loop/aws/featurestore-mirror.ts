@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import { silentLogger } from '../../../components/common/log.js';
-import { Progress } from '../../../components/common/progress.js';
+import { silentLogger } from '../../../lib/log.js';
+import { Progress } from '../../../lib/progress.js';
 import type { FeatureStoreLabelStore } from '../../labelstore/featurestore.js';
 import type { SqliteLabelStore } from '../../labelstore/sqlite.js';
 
@@ -23,7 +23,6 @@ import type { SqliteLabelStore } from '../../labelstore/sqlite.js';
  * the same values; the offline store then holds two identical rows, and the point-in-time read
  * (latest per source_ref by event_time, then api_invocation_time) returns the same record.
  */
-const SCHEMA = `CREATE TABLE IF NOT EXISTS featurestore_mirror (feature_group TEXT PRIMARY KEY, seq INTEGER NOT NULL, updated_at TEXT NOT NULL)`;
 
 export class FeatureStoreMirror {
   private ensured = false;
@@ -32,9 +31,7 @@ export class FeatureStoreMirror {
     private readonly local: SqliteLabelStore,
     private readonly remote: FeatureStoreLabelStore,
     private readonly opts: { featureGroupName: string; createGroup: boolean },
-  ) {
-    local.db.exec(SCHEMA);
-  }
+  ) {}
 
   /** Records already mirrored: the highest local seq Feature Store accepted. */
   watermark(): number {

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { LoupeError } from '../../../components/common/errors.js';
+import { LoupeError } from '../../../lib/errors.js';
 import { GroundTruthBackend } from '../../labeling/groundtruth.js';
 import type { Labeling } from '../../labeling/jobs.js';
 

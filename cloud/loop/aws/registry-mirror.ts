@@ -1,11 +1,12 @@
 import type Database from 'better-sqlite3';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { silentLogger } from '../../../components/common/log.js';
+import { silentLogger } from '../../../lib/log.js';
 import type { SageMakerModelRegistry } from '../../registry/sagemaker-registry.js';
 import type { SqliteModelRegistry } from '../../registry/sqlite-registry.js';
 import type { ModelStatus, ModelVersion } from '../../registry/types.js';
-import { openSqlite } from '../../common/sqlite.js';
+import { openSqlite } from '../../../lib/sqlite.js';
+import type { SqliteSchema } from '../../../lib/migrate.js';
 
 /**
  * The model registry on AWS as the loop uses it: the SQLite registry stays primary and every
@@ -26,7 +27,10 @@ import { openSqlite } from '../../common/sqlite.js';
  * Status changes made locally (`loupe models approve|reject`, `loupe fleet rollback --reject`)
  * are sent with UpdateModelPackage at the next sync.
  */
-const SCHEMA = `
+/** The SageMaker registry mirror's schema, versioned (lib/migrate.ts): append a migration for every change, never edit one. */
+export const SAGEMAKER_MIRROR_SCHEMA: SqliteSchema = {
+  name: 'SageMaker registry mirror',
+  migrations: [{ version: 1, description: 'sagemaker_mirror (as release 53fa33d created them)', up: `
 CREATE TABLE IF NOT EXISTS sagemaker_mirror (
   local_ref TEXT PRIMARY KEY,
   idem_key TEXT NOT NULL,
@@ -34,7 +38,8 @@ CREATE TABLE IF NOT EXISTS sagemaker_mirror (
   arn TEXT,
   sm_ref TEXT,
   status TEXT
-);`;
+);` }],
+};
 
 interface MirrorRow {
   local_ref: string;
@@ -63,7 +68,7 @@ export class SageMakerRegistryMirror {
     private readonly remote: SageMakerModelRegistry,
     dir: string,
   ) {
-    this.db = openSqlite(join(dir, 'sagemaker-mirror.db'), SCHEMA, { durable: true });
+    this.db = openSqlite(join(dir, 'sagemaker-mirror.db'), SAGEMAKER_MIRROR_SCHEMA, { durable: true });
   }
 
   private row(ref: string): MirrorRow | undefined {
@@ -89,7 +94,8 @@ export class SageMakerRegistryMirror {
       if (row.status !== v.status && v.status !== 'pending') {
         // Only approved/rejected can be set (a version never goes back to pending).
         const target = v.status as Exclude<ModelStatus, 'pending'>;
-        await this.remote.setStatus(row.sm_ref, target, { by: v.statusBy ?? 'loupe', reason: v.statusReason ?? undefined, force: true });
+        // The decision was taken (and, if forced, recorded) in the loupe registry; the mirror follows it.
+        await this.remote.setStatus(row.sm_ref, target, { by: v.statusBy ?? 'loupe', reason: v.statusReason ?? `as ${v.ref} in the loupe registry`, force: true });
         this.db.prepare('UPDATE sagemaker_mirror SET status = ? WHERE local_ref = ?').run(v.status, v.ref);
         log.info({ model: v.ref, sagemaker: row.sm_ref, status: v.status }, 'status mirrored to the SageMaker Model Registry');
       }
@@ -109,6 +115,7 @@ export class SageMakerRegistryMirror {
       found = await this.remote.register({
         group: v.group,
         onnx: await this.local.artefactPath(v, 'onnx'),
+        ...(v.artefacts.onnxInt8 ? { onnxInt8: await this.local.artefactPath(v, 'onnxInt8'), fleetPrecision: v.fleetPrecision } : {}),
         ...(v.artefacts.pt ? { pt: await this.local.artefactPath(v, 'pt') } : {}),
         ...(v.artefacts.card ? { card: await this.local.artefactPath(v, 'card') } : {}),
         metrics: v.metrics,

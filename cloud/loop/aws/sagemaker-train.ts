@@ -1,5 +1,5 @@
 import { rm } from 'node:fs/promises';
-import { LoupeError } from '../../../components/common/errors.js';
+import { LoupeError } from '../../../lib/errors.js';
 import { attachTrainingJob, describeTrainingJob, trainSageMaker, type SageMakerClients, type SageMakerHooks, type SageMakerTrainConfig } from '../../training/sagemaker-trainer.js';
 import type { TrainOptions, TrainResult } from '../../training/options.js';
 

@@ -1,7 +1,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { LoupeError } from '../../common/errors.js';
+import { LoupeError } from '../../../lib/errors.js';
 import type { Frame, FrameSource } from './source.js';
 
 /**

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { LoupeError } from '../../common/errors.js';
+import { LoupeError } from '../../../lib/errors.js';
 import { JpegSplitter } from '../jpeg-splitter.js';
 import type { Frame, FrameSource } from './source.js';
 

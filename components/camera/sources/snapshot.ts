@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { LoupeError } from '../../common/errors.js';
+import { LoupeError } from '../../../lib/errors.js';
 import { looksLikeJpeg } from '../jpeg-splitter.js';
 import type { Frame, FrameSource } from './source.js';
 

@@ -3,7 +3,7 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
-import { writeFileAtomic } from '../../../components/common/fsutil.js';
+import { writeFileAtomic } from '../../../lib/fsutil.js';
 import { SubscriptionIndex } from '../pubsub/topics.js';
 
 /**

@@ -125,7 +125,7 @@ describe('the demo benchmark set, history and camera', () => {
     const home = loopHome(join(dir, 'home'));
     await mkdir(home.dir, { recursive: true });
     const config = parseLoopConfig(
-      { storage: { endpoint: 'http://127.0.0.1:9', bucket: 'loupe' }, history: { labelsCsv: csv, imagesDir: metal, until: DEMO_HISTORY_UNTIL, exclude: BENCHMARK_CARD }, seedModel: DEMO_CHAMPION_DIR },
+      { storage: { endpoint: 'http://127.0.0.1:9', bucket: 'loupe', credentials: { accessKeyId: 'LOUPETESTKEY', secretAccessKey: 'unused-no-request-is-made' } }, history: { labelsCsv: csv, imagesDir: metal, until: DEMO_HISTORY_UNTIL, exclude: BENCHMARK_CARD }, seedModel: DEMO_CHAMPION_DIR },
       'test',
     );
     const env = await LoopEnv.open(config, home, silentLogger);

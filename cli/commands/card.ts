@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { LoupeError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
 import { cardForRun } from '../../cloud/training/card.js';
@@ -10,6 +10,7 @@ import type { TrainMetricsFile } from '../../cloud/training/options.js';
 
 interface CardCliOptions {
   data: string;
+  testData?: string;
   datasetSource?: string;
   name?: string;
   modelVersion: string;
@@ -33,6 +34,7 @@ export function register(program: Command): void {
     .argument('<dir>', 'model folder (model.onnx, model.pt|best.pt, metrics.json|train-metrics.json)')
     .description("write a model's card.json (classes, trainer, data set version and test images, loupe eval test metrics, reproducing command)")
     .requiredOption('--data <yaml>', 'the YOLO data.yaml it was trained on (its test split is scored)')
+    .option('--test-data <yaml>', "score this data set's test split instead (a held-out benchmark set outside the training data)")
     .option('--dataset-source <text>', 'where the data set came from (default: the data.yaml path)')
     .option('--name <name>', 'model name (default: the folder name)')
     .option('--model-version <v>', 'model version', '1.0.0')
@@ -58,8 +60,11 @@ export function register(program: Command): void {
       }
       let test: TestMetrics | null = null;
       if (o.eval) {
-        log.info({ model: onnx, data: o.data }, 'scoring with loupe eval (test split)');
-        test = await evaluateRun(onnx, o.data, 'test', log);
+        const data = o.testData ?? o.data;
+        log.info({ model: onnx, data }, 'scoring with loupe eval (test split)');
+        test = await evaluateRun(onnx, data, 'test', log);
+        // Say which data set's test split it is when it is not the training data set's.
+        if (o.testData) test = { ...test, split: `test of ${basename(dirname(resolve(o.testData)))}` };
       }
       const card = await cardForRun({
         dir,

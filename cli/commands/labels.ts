@@ -12,6 +12,7 @@ import { DEFAULT_MAX_BOXES, Labeling, type Job } from '../../cloud/labeling/jobs
 import { startLabelServer } from '../../cloud/labeling/server.js';
 import { parseRoles, type Worker } from '../../cloud/labeling/workers.js';
 import { runSimulatedVerifier, runSimulatedWorkforce, truthFromStore } from '../../cloud/labeling/workforce.js';
+import { readImageIds } from '../../cloud/dataset/id-list.js';
 import { importFeatureStoreCsv, itemState, openLabelStore, writeFeatureStoreCsv, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
 import type { LabelStatus } from '../../contracts/label-record.js';
 
@@ -116,13 +117,19 @@ export function register(program: Command): void {
     .description("append a feature-store CSV (the reference's labels.csv layout) to the label store as history; idempotent")
     .requiredOption('--csv <file>', 'CSV with source_ref,image_width,image_height,image_depth,annotations,event_time,labeling_job,status')
     .option('--until <time>', 'import the history as it stood then (ISO 8601 or epoch seconds): later records are left out')
+    .option('--exclude <file>', 'leave these images out (a held-out benchmark set): a model card (its dataset.testImages) or a text file of image ids such as bad/x.jpg, one per line')
     .option('--json', 'print a JSON summary')
-    .action(async (o: HomeOptions & { csv: string; until?: string; json?: boolean }) => {
+    .action(async (o: HomeOptions & { csv: string; until?: string; exclude?: string; json?: boolean }) => {
       const until = parseTime(o.until, '--until');
+      const exclude = o.exclude ? readImageIds(resolve(o.exclude)) : undefined;
       const store = openStoreFrom(o);
       try {
-        const r = await importFeatureStoreCsv(store, resolve(o.csv), { until });
-        out(o.json ? JSON.stringify(r) : `${o.csv}: ${r.read} records for ${r.images} images read, ${r.appended} appended${r.later ? `, ${r.later} after --until left out` : ''}`);
+        const r = await importFeatureStoreCsv(store, resolve(o.csv), { until, exclude });
+        out(
+          o.json
+            ? JSON.stringify(r)
+            : `${o.csv}: ${r.read} records for ${r.images} images read, ${r.appended} appended${r.later ? `, ${r.later} after --until left out` : ''}${r.excluded ? `, ${r.excluded} of excluded images left out` : ''}`,
+        );
       } finally {
         await store.close();
       }

@@ -6,7 +6,6 @@ import { pino } from 'pino';
 import { LoupeError } from '../../lib/errors.js';
 import { readInitConfig } from '../../embedded/nucleus/initconfig.js';
 import { Nucleus, optionsFromInitConfig, type NucleusOptions } from '../../embedded/nucleus/nucleus.js';
-import { NucleusCliClient, readCliIpcInfo } from '../../embedded/nucleus/cli-client.js';
 
 /**
  * `loupe nucleus start|deploy|status|logs`: the local Greengrass nucleus, shaped like the

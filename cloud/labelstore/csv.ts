@@ -2,6 +2,7 @@ import { writeFileAtomic } from '../../lib/fsutil.js';
 import { formatLabelsCsv, readLabelsCsv } from '../../contracts/labels-csv.js';
 import type { LabelRecord } from '../../contracts/label-record.js';
 import type { LabelStore } from './types.js';
+import { idFromSourceRef } from '../dataset/source-ref.js';
 
 /**
  * labels.csv and the label store: import the reference's history into a store, export a store's
@@ -19,10 +20,19 @@ function recordKey(r: LabelRecord): string {
  * Import a feature-store CSV into a store as history. Idempotent: a row whose record already
  * exists (same image, event time, job, status and boxes) is not appended again. `until` (epoch
  * seconds) imports the history as it stood then: rows with a later event_time are left out.
+ * `exclude` (image ids, the source_ref's last two parts such as `bad/x.jpg`) leaves those images
+ * out entirely, e.g. a held-out benchmark set that no model trained from this store may see.
  */
-export async function importFeatureStoreCsv(store: LabelStore, path: string, opts: { until?: number } = {}): Promise<{ read: number; appended: number; images: number; later: number }> {
+export async function importFeatureStoreCsv(
+  store: LabelStore,
+  path: string,
+  opts: { until?: number; exclude?: Iterable<string> } = {},
+): Promise<{ read: number; appended: number; images: number; later: number; excluded: number }> {
   const all = readLabelsCsv(path);
-  const records = opts.until === undefined ? all : all.filter((r) => r.event_time <= opts.until!);
+  // a held-out set (the demo's benchmark images) never enters the label history
+  const skip = new Set(opts.exclude ?? []);
+  const kept = skip.size ? all.filter((r) => !skip.has(idFromSourceRef(r.source_ref))) : all;
+  const records = opts.until === undefined ? kept : kept.filter((r) => r.event_time <= opts.until!);
   const refs = [...new Set(records.map((r) => r.source_ref))];
   const known = await store.known(refs);
   const existing = new Set<string>();
@@ -35,7 +45,7 @@ export async function importFeatureStoreCsv(store: LabelStore, path: string, opt
     fresh.push(r);
   }
   await store.append(fresh);
-  return { read: all.length, appended: fresh.length, images: refs.length, later: all.length - records.length };
+  return { read: all.length, appended: fresh.length, images: refs.length, later: kept.length - records.length, excluded: all.length - kept.length };
 }
 
 /** Write records in the reference layout (+ loupe's extension columns), atomically. */

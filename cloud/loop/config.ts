@@ -115,9 +115,20 @@ export const loopConfigSchema = z
           .union([z.number().nonnegative(), z.string().datetime({ offset: true })])
           .transform((v) => (typeof v === 'number' ? v : Date.parse(v) / 1000))
           .optional(),
+        /**
+         * Images to keep out of the label history (a held-out benchmark set no model of this loop
+         * may train on): image ids such as `bad/x.jpg` (a source_ref's last two path parts), or
+         * the path of a file naming them (a model card: its dataset.testImages; or one id a line).
+         */
+        exclude: z.union([z.array(z.string().min(1)), z.string().min(1)]).optional(),
       })
       .strict()
       .default({}),
+    /**
+     * The model the registry starts with when the group has none (its first champion): a folder
+     * with model.onnx, model.pt (for warm starts) and card.json. Default: the shipped models/metal-tags.
+     */
+    seedModel: z.string().min(1).optional(),
     labelStore: z
       .discriminatedUnion('backend', [
         z.object({ backend: z.literal('sqlite') }).strict(),
@@ -332,6 +343,8 @@ function resolvePaths(c: LoopConfig, base: string): LoopConfig {
   const out = structuredClone(c);
   out.history.labelsCsv = abs(out.history.labelsCsv);
   out.history.imagesDir = abs(out.history.imagesDir);
+  if (typeof out.history.exclude === 'string') out.history.exclude = abs(out.history.exclude);
+  out.seedModel = abs(out.seedModel);
   if (out.fleet) {
     out.fleet.baseRecipe = abs(out.fleet.baseRecipe);
     if (out.fleet.backend === 'local') out.fleet.nucleusRoot = abs(out.fleet.nucleusRoot)!;

@@ -12,7 +12,8 @@ import { AwsGreengrassFleet } from '../publish/greengrass-aws.js';
 import { LocalNucleusFleet } from '../publish/local-nucleus.js';
 import { readRecipeFile } from '../publish/model-component.js';
 import { openRegistry, type SqliteModelRegistry } from '../registry/sqlite-registry.js';
-import { seedShippedModel } from '../registry/seed.js';
+import { SHIPPED_MODEL_DIR, seedShippedModel } from '../registry/seed.js';
+import { readImageIds } from '../dataset/id-list.js';
 import { SageMakerModelRegistry } from '../registry/sagemaker-registry.js';
 import { FeatureStoreLabelStore } from '../labelstore/featurestore.js';
 import { GroundTruthBackend } from '../labeling/groundtruth.js';
@@ -114,11 +115,13 @@ export class LoopEnv {
     const mappings = config.history.imagesDir ? [metalTagsMapping(config.history.imagesDir)] : [];
     env.images = new ImageSource({ s3: env.s3, mappings });
     if ((await env.registry.list({ group: config.group })).length === 0) {
-      const seeded = await seedShippedModel(env.registry, { group: config.group });
-      log.info({ model: seeded.ref }, 'registry seeded with the shipped model as champion');
+      const seeded = await seedShippedModel(env.registry, { group: config.group, dir: config.seedModel });
+      log.info({ model: seeded.ref, dir: config.seedModel ?? SHIPPED_MODEL_DIR }, 'registry seeded with its first champion');
     }
     if (config.history.labelsCsv) {
-      const r = await importFeatureStoreCsv(env.labels, config.history.labelsCsv, { until: config.history.until });
+      const ex = config.history.exclude;
+      const exclude = typeof ex === 'string' ? readImageIds(ex) : ex;
+      const r = await importFeatureStoreCsv(env.labels, config.history.labelsCsv, { until: config.history.until, exclude });
       if (r.appended) log.info({ csv: config.history.labelsCsv, ...r }, 'imported the label history');
     }
     return env;

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { readModelCard } from '../../contracts/model-card.js';
 import { LoupeError } from '../../lib/errors.js';
 import { sha256File } from '../../lib/fsutil.js';
@@ -7,7 +7,7 @@ import { projectRoot } from '../../lib/paths.js';
 import type { SqliteModelRegistry } from './sqlite-registry.js';
 import type { ModelVersion } from './types.js';
 
-/** The model shipped in the repository: the first champion of the `metal-tags` group. */
+/** The model shipped in the repository: the first champion of the `metal-tags` group unless the loop names another (`seedModel`). */
 export const SHIPPED_MODEL_DIR = join(projectRoot, 'models', 'metal-tags');
 export const DEFAULT_GROUP = 'metal-tags';
 
@@ -46,6 +46,6 @@ export async function seedShippedModel(registry: SqliteModelRegistry, opts: { di
     datasetVersion,
     source: 'seed',
     idempotencyKey: `seed:${group}:${digest}`,
-    status: { status: 'approved', reason: 'the shipped model (models/metal-tags), first champion', by: 'seed' },
+    status: { status: 'approved', reason: `the shipped model (${dir.startsWith(projectRoot) ? relative(projectRoot, dir) : dir}), first champion`, by: 'seed' },
   });
 }

@@ -29,7 +29,8 @@ export const uploaderConfigSchema = z.object({
   dedup: z
     .object({
       enabled: z.boolean().default(true),
-      hash: z.enum(['dhash', 'phash']).default('dhash'),
+      /** dhash / phash: perceptual (near-identical frames); exact: byte-identical frames only (look-alike parts) */
+      hash: z.enum(['dhash', 'phash', 'exact']).default('dhash'),
       /** frames within this Hamming distance (of 64 bits) of a recent upload are duplicates */
       maxDistance: z.number().int().min(0).max(64).default(3),
       /** how many recent uploads per camera to compare with (kept across restarts beside the spool) */

@@ -6,7 +6,7 @@ import { runDemo } from '../../cli/demo.js';
 import { loopHome, readLoopConfig } from '../../cloud/loop/config.js';
 import { trainLocal } from '../../cloud/training/local-trainer.js';
 import { loupeEvaluator } from '../../cloud/gate/evaluator.js';
-import { SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
+import { DEMO_CHAMPION_DIR } from '../../cloud/loop/reference.js';
 import type { BenchEntry } from './run.js';
 
 /**
@@ -33,13 +33,13 @@ const entry: BenchEntry = {
       const snapYaml = join(home.snapshotsDir, s.snapshot!.id, 'data.yaml');
       const t0 = performance.now();
       const tr = await trainLocal(
-        { data: snapYaml, base: join(SHIPPED_MODEL_DIR, 'model.pt'), epochs: cfg.train.epochs, imgsz: cfg.train.imgsz, batch: cfg.train.batch, patience: cfg.train.patience, seed: cfg.train.seed, workers: cfg.train.workers, device: cfg.train.device },
+        { data: snapYaml, base: join(DEMO_CHAMPION_DIR, 'model.pt'), epochs: cfg.train.epochs, imgsz: cfg.train.imgsz, batch: cfg.train.batch, patience: cfg.train.patience, seed: cfg.train.seed, timeMinutes: cfg.train.timeMinutes, workers: cfg.train.workers, device: cfg.train.device },
         join(dir, 'bare-train'),
       );
       const bareTrain = (performance.now() - t0) / 1000;
       const t1 = performance.now();
-      await loupeEvaluator(tr.onnx, snapYaml, 'test');
-      await loupeEvaluator(join(SHIPPED_MODEL_DIR, 'model.onnx'), snapYaml, 'test');
+      await loupeEvaluator(tr.onnx, snapYaml, cfg.gate.split);
+      await loupeEvaluator(join(DEMO_CHAMPION_DIR, 'model.onnx'), snapYaml, cfg.gate.split);
       const bareEval = (performance.now() - t1) / 1000;
       const loopStages = ['ingest', 'label', 'verify', 'snapshot', 'train', 'evaluate', 'gate', 'register', 'publish', 'deploy', 'confirm'];
       const loopSum = loopStages.reduce((n, k) => n + (s.seconds[k] ?? 0), 0);

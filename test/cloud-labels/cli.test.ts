@@ -40,10 +40,10 @@ describe('loupe labels / snapshot CLI (built dist/, real child processes)', () =
     expect(bad.stderr).toMatch(/--until.*neither epoch seconds nor an ISO-8601 time|neither epoch seconds nor an ISO-8601 time.*--until/);
     const early = await runCli(['labels', 'import', ...home(), '--csv', join(metal, 'labels.csv'), '--until', '2022-07-07T12:25:00Z', '--json']);
     expect(early.code, early.stderr).toBe(0);
-    expect(JSON.parse(early.stdout)).toEqual({ read: 235, appended: 44, images: 44, later: 191 });
+    expect(JSON.parse(early.stdout)).toEqual({ read: 235, appended: 44, images: 44, later: 191, excluded: 0 });
     const imp = await runCli(['labels', 'import', ...home(), '--csv', join(metal, 'labels.csv'), '--json']);
     expect(imp.code, imp.stderr).toBe(0);
-    expect(JSON.parse(imp.stdout)).toEqual({ read: 235, appended: 191, images: 235, later: 0 });
+    expect(JSON.parse(imp.stdout)).toEqual({ read: 235, appended: 191, images: 235, later: 0, excluded: 0 });
 
     const ing = await runCli(['labels', 'ingest', ...home(), '--endpoint', os.endpoint, '--bucket', 'loupe', '--json'], { env: s3env() });
     expect(ing.code, ing.stderr).toBe(0);

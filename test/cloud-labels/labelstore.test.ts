@@ -72,7 +72,7 @@ describe('SQLite label store', () => {
   it("imports the reference's labels.csv as history, idempotently", async () => {
     const csv = join(datasetDir('metal-tags'), 'labels.csv');
     const first = await importFeatureStoreCsv(store, csv);
-    expect(first).toEqual({ read: 235, appended: 235, images: 235, later: 0 });
+    expect(first).toEqual({ read: 235, appended: 235, images: 235, later: 0, excluded: 0 });
     const again = await importFeatureStoreCsv(store, csv);
     expect(again.appended).toBe(0);
     expect(store.count()).toBe(235);
@@ -94,7 +94,7 @@ describe('SQLite label store', () => {
     const csv = join(datasetDir('metal-tags'), 'labels.csv');
     // The first two labelling jobs (16eb08: 36 records, 9634f9: 8) ended before 2022-07-07T12:25Z.
     const r = await importFeatureStoreCsv(store, csv, { until: Date.parse('2022-07-07T12:25:00Z') / 1000 });
-    expect(r).toEqual({ read: 235, appended: 44, images: 44, later: 191 });
+    expect(r).toEqual({ read: 235, appended: 44, images: 44, later: 191, excluded: 0 });
     const jobs = new Set((await store.latest()).map((x) => x.labeling_job.slice(-6)));
     expect([...jobs].sort()).toEqual(['16eb08', '9634f9']);
     // What a camera replaying the later history shows (the demo's camera folder): the other 191.

@@ -10,7 +10,7 @@ import { startBroker, type EmbeddedBroker } from '../../embedded/broker/broker.j
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
 import { STEP_NAMES } from '../../cloud/loop/steps.js';
-import { DEMO_HISTORY_UNTIL, cameraFolder, imagesFirstLabelledAfter } from '../../cloud/loop/reference.js';
+import { BENCHMARK_CARD, DEMO_CHAMPION_DIR, DEMO_HISTORY_UNTIL, DEMO_UPLOADER, benchmarkImageIds, cameraFolder, imagesFirstLabelledAfter } from '../../cloud/loop/reference.js';
 import { openRegistry } from '../../cloud/registry/sqlite-registry.js';
 import { FleetStore } from '../../cloud/publish/fleet-store.js';
 import type { LoopConfigInput } from '../../cloud/loop/config.js';
@@ -21,10 +21,13 @@ import { snapshotDist, type DistSnapshot } from '../helpers/dist-snapshot.js';
  * The loop for real on one machine: a device (local nucleus with the loupe suite, folder camera
  * over metal-tags) runs in this test process; each loop run is a separate `loupe loop run`
  * process, so killing it (SIGKILL, no clean-up) does not touch the device, as in a plant.
- * As in the demo, the label store starts with the reference history as of DEMO_HISTORY_UNTIL and
- * the camera shows the photos labelled after it, so the uploads are new data for the loop.
- * Training is kept CI-sized: one epoch at 160 px from the shipped checkpoint, which gives a
- * challenger clearly worse than the 480 px champion.
+ * As in the demo, the label store starts with the reference history as of DEMO_HISTORY_UNTIL minus
+ * the benchmark set, the registry with the demo's starting champion (models/metal-tags-early),
+ * and the camera shows the photos labelled after that time (benchmark set left out), so the
+ * uploads are new data for the loop. Training is kept CI-sized: one epoch at 160 px from the
+ * champion's checkpoint, which gives a challenger clearly worse than the 480 px champion. The
+ * gate compares on the val split: 8 uploads leave the test split empty one time in four, and the
+ * history has no test images (they are the benchmark set).
  */
 // Only the loop command is loaded (see test/helpers/loop-cli.ts), from a frozen copy of dist/
 // (test/helpers/dist-snapshot.ts): this test starts a dozen processes over several minutes.
@@ -69,8 +72,18 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     objectStore = await startObjectStore({ dir: join(dir, 's3'), buckets: ['loupe'] });
     broker = await startBroker();
     const metal = datasetDir('metal-tags');
-    const camera = await cameraFolder(imagesFirstLabelledAfter(join(metal, 'labels.csv'), metal, Date.parse(DEMO_HISTORY_UNTIL) / 1000), join(dir, 'camera'));
-    stack = await startEdgeStack({ root: join(dir, 'edge'), thingName: 'line-7', bucket: 'loupe', objectStore, broker, source: { type: 'folder', path: camera, mode: 'loop' }, fps: 2 });
+    const camera = await cameraFolder(imagesFirstLabelledAfter(join(metal, 'labels.csv'), metal, Date.parse(DEMO_HISTORY_UNTIL) / 1000, benchmarkImageIds()), join(dir, 'camera'));
+    stack = await startEdgeStack({
+      root: join(dir, 'edge'),
+      thingName: 'line-7',
+      bucket: 'loupe',
+      objectStore,
+      broker,
+      source: { type: 'folder', path: camera, mode: 'loop' },
+      fps: 2,
+      modelDir: DEMO_CHAMPION_DIR,
+      config: { uploader: DEMO_UPLOADER },
+    });
     stack.on('result', (r: ResultMessage) => results.push(r));
     for (let i = 0; i < 120 && (await stack.listUploads()).filter((k) => k.endsWith('.jpg')).length < 8; i++) await new Promise((r) => setTimeout(r, 500));
   });
@@ -88,7 +101,8 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     const metal = datasetDir('metal-tags');
     const config: LoopConfigInput = {
       storage: { endpoint: objectStore.endpoint, bucket: 'loupe', keysFile: objectStore.keysFile },
-      history: { labelsCsv: join(metal, 'labels.csv'), imagesDir: metal, until: DEMO_HISTORY_UNTIL },
+      history: { labelsCsv: join(metal, 'labels.csv'), imagesDir: metal, until: DEMO_HISTORY_UNTIL, exclude: BENCHMARK_CARD },
+      seedModel: DEMO_CHAMPION_DIR,
       labeling: { backend: 'simulated', workersPerImage: 2, cap: 8, seed: 3 },
       train: { epochs: 1, imgsz: 160, batch: 16, workers: 1, device: 'cpu' },
       gate,
@@ -100,7 +114,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
   }
 
   it('a gate that rejects a worse challenger registers it as rejected and leaves the fleet untouched', async () => {
-    const h = await home('reject', { metric: 'map50', threshold: 0.5, tolerance: 0.02 });
+    const h = await home('reject', { metric: 'map50', threshold: 0.5, tolerance: 0.02, split: 'val' });
     const deploymentsBefore = stack.nucleus.listDeployments().length;
     const r = await loopRun(h);
     expect(r.code, r.stderr.slice(-3000)).toBe(0);
@@ -140,7 +154,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     // The gate is opened wide here so the run goes through publish, deploy and confirm with a
     // CI-sized challenger; the gate's own rule is tested above and in gate.test.ts.
     // int8 is opened wide too, so the device ends up running the challenger's int8 file.
-    const h = await home('crash', { metric: 'map50', threshold: 0, tolerance: 1 }, { tolerance: 1 });
+    const h = await home('crash', { metric: 'map50', threshold: 0, tolerance: 1, split: 'val' }, { tolerance: 1 });
     const deploymentsBefore = stack.nucleus.listDeployments().length;
     const crashes: string[] = [];
     for (const step of STEP_NAMES) {

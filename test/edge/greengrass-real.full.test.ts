@@ -10,7 +10,7 @@ import { buildCodeZip, type Platform } from '../../components/build/code-bundle.
 import { NODE_RUNTIME_VERSION } from '../../components/build/node-runtime.js';
 import type { Recipe } from '../../components/build/recipes.js';
 import { silentLogger } from '../../lib/log.js';
-import { datasetDir, projectRoot, sharedDir } from '../../lib/paths.js';
+import { datasetDir, projectRoot } from '../../lib/paths.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { ensureBuilt, until } from '../helpers/edge.js';
 import { realNucleusPrerequisites, startRealNucleus } from '../helpers/real-nucleus.js';

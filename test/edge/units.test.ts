@@ -16,7 +16,7 @@ import { applyRoi, verdict } from '../../components/inference/verdict.js';
 import { parseConfig } from '../../components/ipc/config.js';
 import type { Detection, ResultMessage } from '../../contracts/topics.js';
 import { uploaderConfigSchema } from '../../components/uploader/config.js';
-import { dhash, hamming, phash } from '../../components/uploader/dedup.js';
+import { Deduper, dhash, exactHash, hamming, phash } from '../../components/uploader/dedup.js';
 import { prepareImage } from '../../components/uploader/image.js';
 import { createPolicy, select } from '../../components/uploader/policies.js';
 import { RateLimiter } from '../../components/uploader/rate-limit.js';
@@ -180,6 +180,27 @@ describe('perceptual de-duplication', () => {
       expect(hamming(a, await h(brighter))).toBeLessThanOrEqual(3);
       expect(hamming(a, await h(other))).toBeGreaterThan(8);
     }
+  });
+});
+
+describe('exact de-duplication (dedup.hash "exact")', () => {
+  it('matches byte-identical frames only, also where the parts look alike to dHash', async () => {
+    const dir = join(datasetDir('metal-tags'), 'bad');
+    const names = (await readdir(dir)).sort();
+    // Two distinct metal-tags photos that dHash cannot tell apart at the default distance 3.
+    const hashes = await Promise.all(names.slice(0, 60).map(async (n) => ({ n, d: await dhash(join(dir, n)) })));
+    const pair = hashes.flatMap((a, i) => hashes.slice(i + 1).filter((b) => hamming(a.d, b.d) <= 3).map((b) => [a.n, b.n] as const))[0];
+    expect(pair, 'a look-alike pair among the first 60 bad/ photos').toBeDefined();
+    const [a, b] = pair!.map((n) => join(dir, n));
+    const d = new Deduper({ hash: 'exact', maxDistance: 3, window: 8 });
+    const ha = (await d.hash(a!)).hash;
+    expect(ha).toBe(await exactHash(await readFile(a!))); // path and bytes agree
+    await d.remember('cam1', ha);
+    expect(d.isDuplicate('cam1', (await d.hash(a!)).hash)).toBe(true); // the same frame again
+    expect(d.isDuplicate('cam1', (await d.hash(b!)).hash)).toBe(false); // the look-alike part is new
+    const perceptual = new Deduper({ hash: 'dhash', maxDistance: 3, window: 8 });
+    await perceptual.remember('cam1', (await perceptual.hash(a!)).hash);
+    expect(perceptual.isDuplicate('cam1', (await perceptual.hash(b!)).hash)).toBe(true);
   });
 });
 

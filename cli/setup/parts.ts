@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { ensureVenv, venvDir, venvReady } from '../../cloud/training/venv.js';
+import { AWS_TOOLS_VENV, awsToolsDir, awsToolsReady } from '../../cloud/infra/tools.js';
 import { ensureSystem, systemReady, systemStatus, type SystemStatus } from './system.js';
 
 /**
@@ -39,6 +40,15 @@ export const SETUP_PARTS: SetupPart[] = [
     install: async (ctx) => {
       if (ctx.dryRun) return { ready: venvReady(), venv: venvDir() };
       return { ready: true, venv: await ensureVenv(ctx.log) };
+    },
+  },
+  {
+    name: 'aws-tools',
+    summary: "moto's server and cfn-lint for the CDK app's tests (a small venv cached under ~/.cache/loupe/venvs by the hash of cloud/infra/requirements-tools.txt)",
+    check: async () => ({ ready: awsToolsReady(), venv: awsToolsDir() }),
+    install: async (ctx) => {
+      if (ctx.dryRun) return { ready: awsToolsReady(), venv: awsToolsDir() };
+      return { ready: true, venv: await ensureVenv(ctx.log, AWS_TOOLS_VENV) };
     },
   },
 ];

@@ -1,4 +1,4 @@
-import { App, Tags, type Environment } from 'aws-cdk-lib';
+import { App, Aws, Tags, type Environment } from 'aws-cdk-lib';
 import type { InfraConfig } from './config.js';
 import { namesOf } from './layout.js';
 import { addNagChecks } from './nag.js';
@@ -51,14 +51,14 @@ export function buildApp(c: InfraConfig, o: { outdir?: string; context?: Record<
   const storage = new StorageStack(app, n.stack('storage'), c, props('buckets and image repository'));
   const edge = new EdgeStack(app, n.stack('edge'), c, props('what devices need to join the fleet'));
   const labelling = new LabellingStack(app, n.stack('labelling'), c, { thingGroupArn: edge.thingGroupArn }, props('labelling state machine, feature group'));
-  const shared = { thingGroupArn: edge.thingGroupArn, groundTruthRoleArn: labelling.groundTruthRole.roleArn, featureGroupName: labelling.featureGroupName };
+  const shared = { thingGroupArn: edge.thingGroupArn, groundTruthRoleArn: `arn:${Aws.PARTITION}:iam::${c.account ?? Aws.ACCOUNT_ID}:role/${n.groundTruthRole}`, featureGroupName: labelling.featureGroupName };
   const modelBuild = new ModelBuildStack(app, n.stack('model-build'), c, shared, props('model-build pipeline'));
   const deploy = new DeployStack(app, n.stack('deploy'), c, shared, props('approval → fleet deployment'));
   // Buckets are referred to by name (layout.ts), and the labelling state machine starts the pipeline by name.
-  edge.addDependency(storage);
-  labelling.addDependency(edge);
-  modelBuild.addDependency(labelling);
-  deploy.addDependency(modelBuild);
+  edge.addStackDependency(storage);
+  labelling.addStackDependency(edge);
+  modelBuild.addStackDependency(labelling);
+  deploy.addStackDependency(modelBuild);
   Tags.of(app).add('loupe:app', c.name);
   addNagChecks(app);
   return { app, storage, edge, labelling, modelBuild, deploy };

@@ -51,6 +51,8 @@ export function namesOf(c: InfraConfig) {
     /** Prefix of AWS job names (Ground Truth): <name>-r<run>. */
     jobPrefix: n,
     counterTable: `${n}-upload-counter`,
+    /** IAM role names are per account: the region keeps two regions' apps apart. */
+    groundTruthRole: `${n}-ground-truth-${c.region}`,
   };
 }
 

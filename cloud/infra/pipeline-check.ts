@@ -73,7 +73,9 @@ type ExprType = 'String' | 'Integer' | 'Float' | 'Boolean' | 'Any';
 
 export function checkPipelineDefinition(definition: unknown): PipelineIssue[] {
   const issues: PipelineIssue[] = [];
-  const add = (rule: string, step: string | null, path: string, message: string) => issues.push({ rule, step, path, message });
+  const add = (rule: string, step: string | null, path: string, message: string): void => {
+    issues.push({ rule, step, path, message });
+  };
   if (!isObj(definition)) return [{ rule: 'R1', step: null, path: '', message: 'the definition is not a JSON object' }];
   const def = definition;
   if (def.Version !== '2020-12-01') add('R1', null, 'Version', `expected "2020-12-01", got ${JSON.stringify(def.Version)}`);
@@ -365,7 +367,10 @@ export function checkPipelineDefinition(definition: unknown): PipelineIssue[] {
   const state = new Map<string, 1 | 2>();
   const visit = (n: string, trail: string[]): void => {
     if (state.get(n) === 2) return;
-    if (state.get(n) === 1) return add('R10', n, 'DependsOn', `steps depend on each other in a cycle: ${[...trail.slice(trail.indexOf(n)), n].join(' -> ')}`);
+    if (state.get(n) === 1) {
+      add('R10', n, 'DependsOn', `steps depend on each other in a cycle: ${[...trail.slice(trail.indexOf(n)), n].join(' -> ')}`);
+      return;
+    }
     state.set(n, 1);
     for (const m of edges.get(n) ?? []) visit(m, [...trail, n]);
     state.set(n, 2);

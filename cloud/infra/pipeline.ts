@@ -69,7 +69,7 @@ export const param = (name: string): Expr => get(`Parameters.${name}`);
 export const join = (on: string, values: unknown[]): Expr => ({ 'Std:Join': { On: on, Values: values } });
 /** A number parameter as the string SageMaker wants in hyperparameters and container arguments. */
 export const str = (e: Expr): Expr => join('', [e]);
-export const jsonGet = (step: string, file: string, path: string): Expr => ({ 'Std:JsonGet': { PropertyFile: get(`Steps.${step}.PropertyFiles.${file}`), Path: path } });
+export const jsonGet = (step: string, file: string, path: string): Expr => ({ 'Std:JsonGet': { PropertyFile: { Get: `Steps.${step}.PropertyFiles.${file}` }, Path: path } });
 const output = (step: string, name: string) => get(`Steps.${step}.ProcessingOutputConfig.Outputs['${name}'].S3Output.S3Uri`);
 
 /** s3://<ml bucket>/loupe/pipeline/<execution id>/<part> */

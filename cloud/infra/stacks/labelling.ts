@@ -70,10 +70,11 @@ export class LabellingStack extends Stack {
       description: 'loupe label records (reference feature-store layout + device, capture time, model version)',
     });
     featureGroup.applyRemovalPolicy(removal);
-    featureGroup.node.addDependency(featureStoreRole);
 
     // ---- Ground Truth's role ---------------------------------------------------------------------
     this.groundTruthRole = new iam.Role(this, 'GroundTruthRole', {
+      // Named, so the other stacks and the loop configuration refer to it by ARN without an import.
+      roleName: n.groundTruthRole,
       assumedBy: new iam.ServicePrincipal('sagemaker.amazonaws.com'),
       description: 'Ground Truth labelling and verification jobs: read device images and manifests, write outputs',
       inlinePolicies: {

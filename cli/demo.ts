@@ -9,8 +9,7 @@ import { datasetDir } from '../lib/paths.js';
 import { Progress } from '../lib/progress.js';
 import type { ResultMessage } from '../contracts/topics.js';
 import { startBroker } from '../embedded/broker/broker.js';
-import { LOCAL_STACK_CREDENTIALS } from '../contracts/local-stack.js';
-import { startObjectStore } from '../embedded/objectstore/index.js';
+import { startObjectStoreProcess } from '../embedded/objectstore/process.js';
 import { startEdgeStack, type EdgeStack } from '../embedded/stack/edge.js';
 import { loopHome, parseLoopConfig, type LoopConfigInput } from '../cloud/loop/config.js';
 import { runLoopOnce, stderrEvents } from '../cloud/loop/loop.js';
@@ -132,7 +131,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     const camera = await cameraFolder(imagesFirstLabelledAfter(join(metal, 'labels.csv'), metal, until), join(homeDir, 'camera'));
 
     // 1. the embedded stack and the edge suite
-    const objectStore = await startObjectStore({ dir: join(homeDir, 's3'), buckets: ['loupe'], credentials: LOCAL_STACK_CREDENTIALS, log: log.child({ module: 'objectstore' }) });
+    const objectStore = await startObjectStoreProcess({ dir: join(homeDir, 's3'), buckets: ['loupe'], log: log.child({ module: 'objectstore' }) });
     stops.push(() => objectStore.stop());
     const broker = await startBroker({ logger: log.child({ module: 'broker' }) });
     stops.push(() => broker.stop());
@@ -174,7 +173,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       {
         group: 'metal-tags',
         classes: ['scratch'],
-        storage: { endpoint: objectStore.endpoint, region: objectStore.region, bucket: 'loupe', prefix: 'incoming/', forcePathStyle: true, credentials: { accessKeyId: LOCAL_STACK_CREDENTIALS.accessKeyId, secretAccessKey: LOCAL_STACK_CREDENTIALS.secretAccessKey } },
+        storage: { endpoint: objectStore.endpoint, region: objectStore.region, bucket: 'loupe', prefix: 'incoming/', forcePathStyle: true, keysFile: objectStore.keysFile },
         history: { labelsCsv: join(metal, 'labels.csv'), imagesDir: metal, until: DEMO_HISTORY_UNTIL },
         labeling: { backend: 'simulated', workersPerImage: 3, cap: uploadsWanted, noise: 0.03, missRate: 0.05, falsePositiveRate: 0.05, seed: 7 },
         train: { epochs, ...(trainMinutes ? { timeMinutes: trainMinutes } : {}), imgsz: 480, batch: 16, patience: 50, seed: 0, workers: 2, device: 'cpu' },

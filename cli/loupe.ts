@@ -19,7 +19,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--log-format <fmt>', 'stderr output: human (readable lines, progress bars), json (one JSON event per line) or auto (human on a terminal; json with --json or when piped)')
     .showHelpAfterError()
     .exitOverride();
-  // One output rule for every command (components/common/terminal.ts), settled before any action runs.
+  // One output rule for every command (lib/terminal.ts), settled before any action runs.
   program.hook('preAction', (_root, action) => {
     const o = action.optsWithGlobals() as { json?: boolean; logFormat?: string };
     configureOutput({ json: o.json, logFormat: o.logFormat });

@@ -22,6 +22,8 @@ const metricSet = z.object({
   recall: z.number().min(0).max(1).optional(),
 });
 
+const testMetricSet = metricSet.extend({ evaluator: z.string(), split: z.string(), images: z.number().int(), instances: z.number().int() });
+
 const fileRef = z.object({ file: z.string(), sha256: z.string().regex(/^[0-9a-f]{64}$/), bytes: z.number().int().nonnegative() });
 
 export const MODEL_CARD_SCHEMA_V1 = 'loupe.model-card/1';
@@ -37,7 +39,8 @@ export const modelCardSchema = z.object({
   task: z.literal('detect'),
   classes: z.array(z.string()).min(1),
   imgsz: z.number().int().positive(),
-  files: z.object({ onnx: fileRef, pt: fileRef.optional() }),
+  /** `onnx` is the fp32 export; `onnxInt8` its int8 quantization (`loupe quantize`), when made. */
+  files: z.object({ onnx: fileRef, onnxInt8: fileRef.optional(), pt: fileRef.optional() }),
   trainer: z.object({
     name: z.string(),
     version: z.string(),
@@ -60,9 +63,22 @@ export const modelCardSchema = z.object({
     testImages: z.array(z.string()),
   }),
   metrics: z.object({
-    test: metricSet.extend({ evaluator: z.string(), split: z.string(), images: z.number().int(), instances: z.number().int() }).nullable(),
+    test: testMetricSet.nullable(),
     val: metricSet.extend({ source: z.string(), images: z.number().int().optional() }).nullable(),
+    /** The int8 file's scores on the same split by the same evaluator. */
+    int8: testMetricSet.nullable().optional(),
   }),
+  /** Which file the fleet runs (fp32 or int8), and the rule that chose it. */
+  fleetPrecision: z
+    .object({
+      deployed: z.enum(['fp32', 'int8']),
+      metric: z.string(),
+      tolerance: z.number(),
+      reason: z.string(),
+      /** The quantizer's record from the int8 model (method, calibration set digest, float nodes). */
+      quantization: z.record(z.string(), z.unknown()).optional(),
+    })
+    .optional(),
   /** The `loupe train` command that reproduces the model. */
   command: z.string(),
   /** The trainer's own command line, when the model was trained by running train.py directly. */

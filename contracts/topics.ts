@@ -63,9 +63,19 @@ export interface ModelRef {
   name: string;
   version: string;
   sha256: string;
+  /** The arithmetic the detector runs the model in (set by Inference from the graph: fp32, fp16 or int8). */
+  precision?: 'fp32' | 'fp16' | 'int8';
 }
 
+/**
+ * ResultMessage versions: `loupe.result/2` adds `schema` and `hashes` (perceptual hashes of the
+ * frame's decoded pixels, so the uploader de-duplicates without reading the frame again). A
+ * message without `schema` is version 1; consumers accept both.
+ */
+export const RESULT_SCHEMA = 'loupe.result/2';
+
 export interface ResultMessage extends FrameMessage {
+  schema?: typeof RESULT_SCHEMA;
   width: number;
   height: number;
   /** pass | fail; `error` when the frame could not be inferred (corrupt JPEG, missing file) */
@@ -77,8 +87,10 @@ export interface ResultMessage extends FrameMessage {
   model: ModelRef;
   /** ms from frame capture to result */
   latencyMs: number;
-  /** ms spent in the detector */
+  /** ms spent in the detector (decode included) */
   inferMs: number;
+  /** dHash and pHash (16 hex digits each) of the decoded frame, as common/image-hash.ts computes them */
+  hashes?: { dhash: string; phash: string };
   error?: string;
 }
 

@@ -7,13 +7,15 @@ import { randomBytes } from 'node:crypto';
 /**
  * Write a file so that readers see either the old content or the whole new content, never a
  * part: write a temp file beside it, fsync it, rename over, fsync the directory. Survives
- * kill -9 and power loss (the rename is the commit point).
+ * kill -9 and power loss (the rename is the commit point). `mode` (before the umask) is the new
+ * file's permission bits.
  */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+export async function writeFileAtomic(path: string, data: string | Uint8Array, opts: { mode?: number } = {}): Promise<void> {
   const dir = dirname(path);
   await mkdir(dir, { recursive: true });
   const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'w');
+  // `mode` applies from creation (a secret is never readable by others, not even for a moment).
+  const fh = await open(tmp, 'w', opts.mode ?? 0o666);
   try {
     await fh.writeFile(data);
     await fh.sync();

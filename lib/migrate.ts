@@ -29,6 +29,15 @@ export interface SqliteSchema {
   migrations: readonly Migration[];
 }
 
+/**
+ * For a migration that adds a column: files written by builds between two releases may have it
+ * already (they added it in place before the store was versioned).
+ */
+export function addColumnIfMissing(db: Database.Database, table: string, column: string, decl: string): void {
+  const cols = db.prepare(`SELECT name FROM pragma_table_info(?)`).all(table) as { name: string }[];
+  if (!cols.some((c) => c.name === column)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${decl}`);
+}
+
 export function schemaVersion(db: Database.Database): number {
   return db.pragma('user_version', { simple: true }) as number;
 }

@@ -4,18 +4,20 @@ import { LoupeError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
 import { defaultModelDir } from '../../lib/paths.js';
 import { buildComponents, type Platform } from '../../components/build/build.js';
-import { COMPONENTS, type ComponentName } from '../../components/build/recipes.js';
+import { BUILD_COMPONENTS, type BuildComponentName } from '../../components/build/recipes.js';
 
 /**
- * `loupe build`: the GDK-compatible packaging build (greengrass-build/): per component an artefact
- * ZIP per platform with the compiled JS and its production dependencies, recipes with digests.
- * gdk-config.json's custom build command runs this. Needs the compiled dist/ (`npm run build`).
+ * `loupe build`: the GDK-compatible packaging build (greengrass-build/): loupe.NodeRuntime (Node.js
+ * per platform), per code component an artefact ZIP per platform with the compiled JS and its
+ * production dependencies, loupe.Model with the model and its card, recipes with digests. Each
+ * recipes/<component>/gdk-config.json's custom build command runs this for its component. Needs
+ * the compiled dist/ (`npm run build`).
  */
 export function register(program: Command): void {
   program
     .command('build')
-    .description('package the loupe components into greengrass-build/ (artefact ZIPs per platform, recipes with digests)')
-    .option('--component <name...>', `only these (${COMPONENTS.join(', ')})`)
+    .description('package the loupe components into greengrass-build/ (Node.js runtime and code ZIPs per platform, the model, recipes with digests)')
+    .option('--component <name...>', `only these (${BUILD_COMPONENTS.join(', ')})`)
     .option('--platform <p...>', 'linux-x64 and/or linux-arm64', ['linux-x64', 'linux-arm64'])
     .option('--out <dir>', 'output folder', 'greengrass-build')
     .option('--version <v>', 'version of the code components (default: package.json)')
@@ -25,12 +27,12 @@ export function register(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (o: { component?: string[]; platform: string[]; out: string; version?: string; model?: string; modelName?: string; modelVersion: string; json?: boolean }) => {
       const log = createLogger('build', { stream: 'stderr' });
-      for (const c of o.component ?? []) if (!(COMPONENTS as readonly string[]).includes(c)) throw new LoupeError('cli.component', `unknown component (${COMPONENTS.join(', ')})`, { input: `--component ${c}` });
+      for (const c of o.component ?? []) if (!(BUILD_COMPONENTS as readonly string[]).includes(c)) throw new LoupeError('cli.component', `unknown component (${BUILD_COMPONENTS.join(', ')})`, { input: `--component ${c}` });
       for (const p of o.platform) if (p !== 'linux-x64' && p !== 'linux-arm64') throw new LoupeError('cli.platform', 'must be linux-x64 or linux-arm64', { input: `--platform ${p}` });
       const r = await buildComponents({
         outDir: o.out,
         ...(o.version ? { version: o.version } : {}),
-        ...(o.component ? { components: o.component as ComponentName[] } : {}),
+        ...(o.component ? { components: o.component as BuildComponentName[] } : {}),
         platforms: o.platform as Platform[],
         modelDir: o.model ?? defaultModelDir(),
         ...(o.modelName ? { modelName: o.modelName } : {}),

@@ -21,6 +21,7 @@ interface DetectCliOptions {
   classConf?: Record<string, number>;
   names?: string[];
   threads?: number;
+  spinning?: boolean;
   save?: string;
   saveTxt?: boolean;
   saveConf?: boolean;
@@ -124,11 +125,12 @@ export function register(program: Command): void {
     .option('--save-conf', 'add the confidence to each --save-txt line')
     .option('--vid-stride <n>', 'video and stream frame stride', parsePositiveInt, 1)
     .option('--max-frames <n>', 'stop each video or stream after this many frames', parsePositiveInt)
+    .option('--spinning', "let onnxruntime's threads spin-wait between operators: a few % faster on a quiet host, up to 2x slower when other work shares the cores (default off)")
     .option('--json', 'one JSON object per image per line')
     .action(async (paths: string[], o: DetectCliOptions) => {
       const log = createLogger('detect', { stream: 'stderr', level: process.env.LOUPE_LOG_LEVEL ?? 'warn' });
       if (o.saveTxt && !o.save) throw new LoupeError('CLI_BAD_OPTION', 'needs --save DIR (labels go to DIR/labels)', { input: '--save-txt' });
-      const det = await Detector.load(o.model, { imgsz: o.imgsz, names: o.names, threads: o.threads });
+      const det = await Detector.load(o.model, { imgsz: o.imgsz, names: o.names, threads: o.threads, spinning: o.spinning === true });
       const opts: DetectOptions = { conf: o.conf, iou: o.iou, maxDet: o.maxDet, classes: o.classes, classConf: o.classConf, mode: 'predict' };
       const saveDir = o.save ? resolve(o.save) : undefined;
       if (saveDir) await mkdir(o.saveTxt ? join(saveDir, 'labels') : saveDir, { recursive: true });

@@ -53,7 +53,8 @@ export function register(program: Command): void {
       });
       const ep = stack.endpoints();
       if (outputFormat() === 'human') say(endpointsText(ep, (Date.now() - t0) / 1000, duration));
-      else log.info({ endpoints: ep }, 'edge stack up');
+      // the secret stays out of log files; it is in the store's key file (mode 0600)
+      else log.info({ endpoints: { ...ep, objectStore: { ...ep.objectStore, secretAccessKey: undefined } } }, 'edge stack up');
 
       // A component that errors is reported at once, with its reason; BROKEN (restarts used up) ends the run.
       const failures = new Map<string, { state: string; reason: string; log: string }>();

@@ -17,6 +17,7 @@ interface EvalCliOptions {
   imgsz?: number | [number, number];
   names?: string[];
   threads?: number;
+  spinning?: boolean;
   out?: string;
   json?: boolean;
 }
@@ -38,6 +39,7 @@ export function register(program: Command): void {
     .option('--imgsz <n>', 'inference size N or H,W (dynamic models, or models without metadata)', parseImgsz)
     .option('--names <list>', 'class names, comma-separated (models without metadata)', parseNames)
     .option('--threads <n>', 'onnxruntime threads (default: all cores)', parsePositiveInt)
+    .option('--spinning', "let onnxruntime's threads spin-wait between operators: a few % faster on a quiet host, up to 2x slower when other work shares the cores (default off)")
     .option('--out <dir>', 'write eval.json, the curves and confusion matrix (JSON, SVG, PNG as ultralytics names them) and predicted-vs-truth grids (val_batchN_labels.jpg / _pred.jpg) here')
     .option('--json', 'print the metrics as one JSON object')
     .action(async (o: EvalCliOptions) => {
@@ -53,7 +55,7 @@ export function register(program: Command): void {
         conf: o.conf,
         iou: o.iou,
         maxDet: o.maxDet,
-        load: { imgsz: o.imgsz, names: o.names, threads: o.threads },
+        load: { imgsz: o.imgsz, names: o.names, threads: o.threads, spinning: o.spinning === true },
         keepImages: Boolean(o.out),
         onProgress: (done, total) => {
           progress.setTotal(total);

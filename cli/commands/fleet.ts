@@ -8,6 +8,7 @@ import { deployModel, publishModel, rollback } from '../../cloud/publish/publish
 import { LocalNucleusFleet } from '../../cloud/publish/local-nucleus.js';
 import { FleetTelemetry } from '../../cloud/publish/telemetry.js';
 import { MODEL_COMPONENT } from '../../cloud/publish/model-component.js';
+import { deployedArtefact } from '../../cloud/registry/types.js';
 
 /**
  * `loupe fleet status|deploy|rollback`: the devices running loupe, through the loop's fleet
@@ -94,7 +95,8 @@ export function register(program: Command): void {
         const v = await env.registry.mustGet(ref);
         if (v.status !== 'approved') throw new LoupeError('FLEET_NOT_APPROVED', `only approved versions are deployed (this one is ${v.status}); loupe models approve ${ref}`, { input: ref });
         const files = [
-          { name: 'model.onnx', path: await env.registry.artefactPath(v, 'onnx') },
+          // The file the gate chose for the fleet (fp32 or int8), always named model.onnx on the device.
+          { name: 'model.onnx', path: await env.registry.artefactPath(v, deployedArtefact(v).kind) },
           ...(v.artefacts.card ? [{ name: 'card.json', path: await env.registry.artefactPath(v, 'card') }] : []),
         ];
         const pub = await publishModel({ backend: env.fleet, store: env.fleetStore, model: v, files, baseRecipe: await env.baseRecipe(), log });

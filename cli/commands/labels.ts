@@ -1,14 +1,16 @@
 import { S3Client } from '@aws-sdk/client-s3';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { existsSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { LoupeError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
 import { datasetDir, defaultHome } from '../../lib/paths.js';
 import { ingestIncoming } from '../../cloud/ingest/index.js';
 import { ImageSource, metalTagsMapping, type RefMapping } from '../../cloud/labeling/images.js';
-import { Labeling, type Job } from '../../cloud/labeling/jobs.js';
+import { DEFAULT_MAX_BOXES, Labeling, type Job } from '../../cloud/labeling/jobs.js';
 import { startLabelServer } from '../../cloud/labeling/server.js';
+import { parseRoles, type Worker } from '../../cloud/labeling/workers.js';
 import { runSimulatedVerifier, runSimulatedWorkforce, truthFromStore } from '../../cloud/labeling/workforce.js';
 import { importFeatureStoreCsv, itemState, openLabelStore, writeFeatureStoreCsv, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
 import type { LabelStatus } from '../../contracts/label-record.js';
@@ -61,17 +63,15 @@ export interface S3Options {
 }
 
 /**
- * An S3 client: `--endpoint` points it at the embedded store (path-style); credentials come from
- * the default chain, or the embedded store's local key when none is set and an endpoint is given.
+ * An S3 client: `--endpoint` points it at the embedded store (path-style). Credentials come from
+ * the default chain; for the embedded store, export its keys first
+ * (`eval "$(loupe objectstore keys --dir DIR --env)"`).
  */
 export function s3From(o: S3Options): S3Client | undefined {
   if (!o.endpoint && !o.bucket) return undefined;
-  const local = o.endpoint && !process.env.AWS_ACCESS_KEY_ID && !process.env.AWS_PROFILE;
   return new S3Client({
     region: o.region ?? process.env.AWS_REGION ?? 'us-east-1',
     ...(o.endpoint ? { endpoint: o.endpoint, forcePathStyle: true } : {}),
-    // the embedded object store's default key (embedded/objectstore DEFAULT_CREDENTIALS)
-    ...(local ? { credentials: { accessKeyId: 'loupe-local', secretAccessKey: 'loupe-local-secret' } } : {}),
   });
 }
 
@@ -95,7 +95,7 @@ const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 function jobLine(j: Job): string {
   const c = j.counts;
-  return `${j.name}  ${j.status.padEnd(9)} ${c.items} images, ${c.consolidated} labelled, ${c.approved} approved, ${c.rejected} rejected  (${j.workersPerImage} worker(s)/image, classes ${j.classes.join(',')})`;
+  return `${j.name}  ${j.status.padEnd(9)} ${c.items} images, ${c.consolidated} labelled${c.consolidating ? ` (+${c.consolidating} consolidating)` : ''}, ${c.approved} approved, ${c.rejected} rejected  (${j.workersPerImage} worker(s)/image, classes ${j.classes.join(',')})`;
 }
 
 function withHome(cmd: Command): Command {
@@ -225,15 +225,16 @@ export function register(program: Command): void {
     .option('--instructions <text>', 'what the workers should do', '')
     .option('--workers <n>', 'workers per image (1-9)', '1')
     .option('--cap <n>', 'at most this many images', '100')
+    .option('--max-boxes <n>', 'at most this many boxes in one worker\'s labels for one image', String(DEFAULT_MAX_BOXES))
     .option('--as-of <time>', 'pick images as the store stood at this time')
     .option('--json', 'JSON output')
-    .action(async (o: HomeOptions & { classes: string; name?: string; instructions: string; workers: string; cap: string; asOf?: string; json?: boolean }) => {
+    .action(async (o: HomeOptions & { classes: string; name?: string; instructions: string; workers: string; cap: string; maxBoxes: string; asOf?: string; json?: boolean }) => {
       const store = openStoreFrom(o);
       try {
         const lab = new Labeling(store);
         const classes = o.classes.split(',').map((s) => s.trim());
         if (classes.some((c) => !c)) throw new LoupeError('BAD_OPTION', `empty class name in ${JSON.stringify(o.classes)}`, { input: '--classes' });
-        const j = await lab.createJob({ name: o.name, classes, instructions: o.instructions, workersPerImage: intOption(o.workers, '--workers', 1), cap: intOption(o.cap, '--cap', 1), asOf: parseTime(o.asOf) });
+        const j = await lab.createJob({ name: o.name, classes, instructions: o.instructions, workersPerImage: intOption(o.workers, '--workers', 1), cap: intOption(o.cap, '--cap', 1), maxBoxes: intOption(o.maxBoxes, '--max-boxes', 1), asOf: parseTime(o.asOf) });
         out(o.json ? JSON.stringify(j) : jobLine(j));
       } finally {
         await store.close();
@@ -264,17 +265,25 @@ export function register(program: Command): void {
     });
 
   withS3(withHome(labels.command('serve')))
-    .description('serve the labelling web UI (needs a token: --token or LOUPE_LABEL_TOKEN)')
-    .option('--token <token>', 'access token (at least 8 characters)')
+    .description('serve the labelling web UI; each worker logs in with their own credential (labels workers add)')
+    .addOption(new Option('--token <token>', 'no longer accepted: one shared token let its holder act as every worker').hideHelp())
     .option('--port <port>', 'TCP port', '8080')
     .option('--host <host>', 'interface to bind', '127.0.0.1')
+    .option('--allowed-host <name>', 'a host name browsers reach this server by (besides IP addresses and localhost), e.g. behind a proxy; repeatable', collect)
     .option('--map <prefix=dir>', 'serve images whose source_ref starts with PREFIX from DIR (last two path parts); repeatable', collect)
-    .action(async (o: HomeOptions & S3Options & { token?: string; port: string; host: string; map?: string[] }) => {
-      const token = o.token ?? process.env.LOUPE_LABEL_TOKEN;
-      if (!token) throw new LoupeError('BAD_OPTION', 'a token is required (--token or LOUPE_LABEL_TOKEN)', { input: '--token' });
+    .action(async (o: HomeOptions & S3Options & { token?: string; port: string; host: string; allowedHost?: string[]; map?: string[] }) => {
+      if (o.token !== undefined) {
+        throw new LoupeError('LABEL_SHARED_TOKEN', 'shared tokens are gone: one holder could submit as every worker and approve their own labels. Issue each person a credential with `loupe labels workers add NAME` and let them log in with it', { input: '--token' });
+      }
       const log = createLogger('labels', { stream: 'stderr' });
+      if (process.env.LOUPE_LABEL_TOKEN) log.warn('LOUPE_LABEL_TOKEN is no longer used: workers log in with their own credentials (loupe labels workers add NAME)');
       const store = openStoreFrom(o);
-      const srv = await startLabelServer({ lab: new Labeling(store), images: imageSourceFrom(o), token, port: intOption(o.port, '--port'), host: o.host, log });
+      const lab = new Labeling(store, { log });
+      if (lab.workers.activeCount() === 0) {
+        await store.close();
+        throw new LoupeError('LABEL_NO_WORKERS', 'no worker has a credential yet; add one with `loupe labels workers add NAME [--roles label,verify]`', { input: homeDir(o) });
+      }
+      const srv = await startLabelServer({ lab, images: imageSourceFrom(o), port: intOption(o.port, '--port'), host: o.host, allowedHosts: o.allowedHost, log });
       process.stderr.write(`labelling UI at ${srv.url} (Ctrl-C to stop)\n`);
       await new Promise<void>((res) => {
         const stop = () => res();
@@ -282,7 +291,66 @@ export function register(program: Command): void {
         process.once('SIGTERM', stop);
       });
       await srv.stop();
+      lab.close();
       await store.close();
+    });
+
+  const workers = labels.command('workers').description('the labelling workforce: one credential per worker (stored hashed), with roles label and/or verify');
+  const workerLine = (w: Worker) => `${w.id.padEnd(20)} ${w.roles.join(',').padEnd(13)} ${w.revoked === null ? 'active ' : 'revoked'}  since ${new Date(w.created * 1000).toISOString()}  by ${w.issuedBy}`;
+  const printCredential = (o: { json?: boolean }, c: { worker: Worker; token: string }) => {
+    if (o.json) out(JSON.stringify(c));
+    else {
+      out(c.token);
+      process.stderr.write(`credential for ${c.worker.id} (${c.worker.roles.join(', ')}): keep it now, only its hash is stored; the worker logs in with it\n`);
+    }
+  };
+  withHome(workers.command('add'))
+    .description('issue a worker a credential (printed once on stdout)')
+    .argument('<id>', 'worker id: 1-64 letters, digits, . _ @ -')
+    .option('--roles <roles>', 'label, verify, or label,verify', 'label,verify')
+    .option('--json', 'JSON output {worker, token}')
+    .action(async (id: string, o: HomeOptions & { roles: string; json?: boolean }) => {
+      const store = openStoreFrom(o);
+      try {
+        printCredential(o, new Labeling(store).workers.add(id, parseRoles(o.roles), `user:${userInfo().username}`));
+      } finally {
+        await store.close();
+      }
+    });
+  withHome(workers.command('rotate'))
+    .description('issue a worker a new credential; the old one stops working at once')
+    .argument('<id>')
+    .option('--roles <roles>', 'change the roles too')
+    .option('--json', 'JSON output {worker, token}')
+    .action(async (id: string, o: HomeOptions & { roles?: string; json?: boolean }) => {
+      const store = openStoreFrom(o);
+      try {
+        printCredential(o, new Labeling(store).workers.rotate(id, o.roles === undefined ? {} : { roles: parseRoles(o.roles) }));
+      } finally {
+        await store.close();
+      }
+    });
+  withHome(workers.command('revoke'))
+    .description("revoke a worker's credential (their labels stay)")
+    .argument('<id>')
+    .action(async (id: string, o: HomeOptions) => {
+      const store = openStoreFrom(o);
+      try {
+        out(workerLine(new Labeling(store).workers.revoke(id)));
+      } finally {
+        await store.close();
+      }
+    });
+  withHome(workers.command('list'))
+    .description('every worker, active or revoked')
+    .option('--json', 'one JSON object per line')
+    .action(async (o: HomeOptions & { json?: boolean }) => {
+      const store = openStoreFrom(o);
+      try {
+        for (const w of new Labeling(store).workers.list()) out(o.json ? JSON.stringify(w) : workerLine(w));
+      } finally {
+        await store.close();
+      }
     });
 
   withHome(labels.command('simulate'))

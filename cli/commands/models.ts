@@ -4,6 +4,7 @@ import { userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import { LoupeError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
+import { sha256File } from '../../lib/fsutil.js';
 import { loopHome } from '../../cloud/loop/config.js';
 import { openRegistry, type SqliteModelRegistry } from '../../cloud/registry/sqlite-registry.js';
 import { DEFAULT_GROUP, seedShippedModel } from '../../cloud/registry/seed.js';
@@ -11,6 +12,7 @@ import type { ModelStatus, ModelVersion, GateSummary } from '../../cloud/registr
 import { gateSummary, runGate, writeGateReport } from '../../cloud/gate/gate.js';
 import { loupeEvaluator } from '../../cloud/gate/evaluator.js';
 import type { GateReport } from '../../cloud/gate/report.js';
+import { deployedArtefact } from '../../cloud/registry/types.js';
 
 /**
  * `loupe models list|show|approve|reject|register|gate`: the model registry (SQLite + content-
@@ -42,6 +44,7 @@ function line(v: ModelVersion, champion?: string): string {
     (v.ref === champion ? 'champion' : '').padEnd(9),
     m === undefined ? '-'.padEnd(16) : `${mName} ${m.toFixed(3)}`.padEnd(16),
     `onnx ${v.artefacts.onnx.sha256.slice(0, 12)}`,
+    `runs ${v.fleetPrecision}${v.artefacts.onnxInt8 ? ` (int8 ${v.artefacts.onnxInt8.sha256.slice(0, 12)}${v.metrics.int8_map50 !== undefined ? `, mAP50 ${v.metrics.int8_map50.toFixed(3)}` : ''})` : ''}`,
     `data ${v.datasetVersion?.slice(0, 16) ?? '-'}`,
     `parent ${v.parentRef ?? '-'}`,
     v.source,
@@ -86,7 +89,7 @@ export function register(program: Command): void {
             `metrics: ${JSON.stringify(v.metrics)}`,
             v.gate ? `gate: ${v.gate.passed ? 'passed' : 'failed'}: ${v.gate.reasons.join('; ')}${v.gate.reportPath ? ` (${v.gate.reportPath})` : ''}` : 'gate: -',
             ...Object.entries(paths).map(([k, p]) => `${k}: ${p}`),
-            ...events.map((e) => `${e.at}  ${e.from ?? '(new)'} -> ${e.to}  by ${e.by}${e.reason ? `: ${e.reason}` : ''}`),
+            ...events.map((e) => `${e.at}  ${e.from ?? '(new)'} -> ${e.to}${e.forced ? ' FORCED (no passing gate)' : ''}  by ${e.by}${e.reason ? `: ${e.reason}` : ''}`),
           ].join('\n'),
         );
       } finally {
@@ -102,7 +105,7 @@ export function register(program: Command): void {
     const c = homeOpt(models.command(verb).description(`${verb} a version${verb === 'approve' ? ' (it becomes the champion)' : ''}`).argument('<ref>', 'group:version'))
       .option('--reason <text>', 'why (kept in the status history)')
       .option('--by <who>', 'who decides (default user:<login>)');
-    if (verb === 'approve') c.option('--force', 'approve a version that was rejected');
+    if (verb === 'approve') c.option('--force', 'approve without a passing gate result (none, failed, or rejected before); needs --reason; recorded in the history');
     c.action(async (ref: string, o: HomeOpt & { reason?: string; by?: string; force?: boolean }) => {
       if (verb === 'reject' && !o.reason) throw new LoupeError('CLI_REASON', 'rejecting needs a reason', { input: '--reason' });
       const reg = await open(o);
@@ -132,6 +135,10 @@ export function register(program: Command): void {
         const p = resolve(o.gateReport);
         if (!existsSync(p)) throw new LoupeError('CLI_NO_FILE', 'gate report not found', { input: p });
         const r = JSON.parse(readFileSync(p, 'utf8')) as GateReport;
+        const digest = await sha256File(resolve(o.onnx)).catch(() => undefined);
+        if (r.challenger?.sha256 && digest && r.challenger.sha256 !== digest) {
+          throw new LoupeError('REGISTRY_GATE_MISMATCH', `the gate report scored another model (sha256 ${r.challenger.sha256}, ${r.challenger.model}); --onnx is ${digest}`, { input: p });
+        }
         gate = gateSummary(r, p);
         reportDataset = r.datasetVersion;
         const e = r.challenger.eval;
@@ -180,7 +187,8 @@ export function register(program: Command): void {
         if (o.champion && /\.onnx$/i.test(o.champion)) champion = { ref: resolve(o.champion), onnx: resolve(o.champion) };
         else {
           const v = o.champion ? await reg.mustGet(o.champion) : await reg.champion(o.group);
-          if (v) champion = { ref: v.ref, onnx: await reg.artefactPath(v, 'onnx') };
+          // The champion as the fleet runs it (fp32 or int8).
+          if (v) champion = { ref: v.ref, onnx: await reg.artefactPath(v, deployedArtefact(v).kind) };
         }
       } finally {
         reg.close();

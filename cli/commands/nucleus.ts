@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
+import { keysPath, tesCredentials } from '../../embedded/objectstore/keys.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { LoupeError } from '../../lib/errors.js';
-import { NucleusCliClient, readCliIpcInfo } from '../../embedded/nucleus/cli-client.js';
-import { Nucleus } from '../../embedded/nucleus/nucleus.js';
+import { readInitConfig } from '../../embedded/nucleus/initconfig.js';
+import { Nucleus, optionsFromInitConfig, type NucleusOptions } from '../../embedded/nucleus/nucleus.js';
 
 /**
  * `loupe nucleus start|deploy|status|logs`: the local Greengrass nucleus, shaped like the
@@ -52,21 +53,31 @@ export function register(program: Command): void {
   nucleus
     .command('start')
     .description('run a nucleus in the foreground (stops cleanly on SIGTERM/SIGINT)')
-    .requiredOption('--root <dir>', 'nucleus root (component store, work dirs, logs, config)')
+    .option('--root <dir>', 'nucleus root (component store, work dirs, logs, config); default system.rootpath of --init-config')
+    .option('--init-config <file>', "the real nucleus's configuration file (system, services with inline components, aws.greengrass.Nucleus configuration): one file starts either nucleus")
     .option('--thing <name>', 'thing name (AWS_IOT_THING_NAME, MQTT client id)')
     .option('--mqtt <url>', 'IoT Core stand-in broker URL; "none" for no bridge (default: start an embedded broker)')
     .option('--region <region>', 'AWS_REGION for components')
     .option('--keep-qos0-offline', 'also spool QoS 0 IoT Core messages while the broker is away')
+    .option('--objectstore-dir <dir>', "the embedded object store's folder: its key pair is what the TES hands to components")
     .option('--log-file-size-kb <n>', 'rotate a component log when it reaches this size (Greengrass logging.fileSizeKB)', '1024')
     .option('--total-logs-size-kb <n>', 'keep at most this much log per component (Greengrass logging.totalLogsSizeKB)', '10240')
-    .action(async (o: { root: string; thing?: string; mqtt?: string; region?: string; keepQos0Offline?: boolean; logFileSizeKb: string; totalLogsSizeKb: string }) => {
-      const root = resolve(o.root);
+    .action(async (o: { root?: string; initConfig?: string; thing?: string; mqtt?: string; region?: string; keepQos0Offline?: boolean; objectstoreDir?: string; logFileSizeKb: string; totalLogsSizeKb: string }, cmd: Command) => {
+      const init = o.initConfig !== undefined ? await readInitConfig(resolve(o.initConfig)) : undefined;
+      const rootOption = o.root ?? init?.rootPath;
+      if (!rootOption) throw new LoupeError('CLI_ROOT', 'give --root (or --init-config with system.rootpath)', { input: 'loupe nucleus start' });
+      const root = resolve(rootOption);
       const kb = (v: string, flag: string): number => {
         const n = Number(v);
         if (!Number.isInteger(n) || n < 1) throw new LoupeError('CLI_BAD_OPTION', 'must be a whole number of KB, at least 1', { input: `${flag} ${v}` });
         return n;
       };
-      const logging = { fileSizeKB: kb(o.logFileSizeKb, '--log-file-size-kb'), totalLogsSizeKB: kb(o.totalLogsSizeKb, '--total-logs-size-kb') };
+      // Flags given on the command line win over the configuration file; defaults do not.
+      const given = (name: string) => cmd.getOptionValueSource(name) === 'cli';
+      const logging = {
+        fileSizeKB: !given('logFileSizeKb') && init?.logging?.fileSizeKB !== undefined ? init.logging.fileSizeKB : kb(o.logFileSizeKb, '--log-file-size-kb'),
+        totalLogsSizeKB: !given('totalLogsSizeKb') && init?.logging?.totalLogsSizeKB !== undefined ? init.logging.totalLogsSizeKB : kb(o.totalLogsSizeKb, '--total-logs-size-kb'),
+      };
       const level = process.env.LOUPE_LOG_LEVEL ?? 'info';
       const logger = pino(
         { name: 'nucleus', level, timestamp: pino.stdTimeFunctions.isoTime },
@@ -75,15 +86,18 @@ export function register(program: Command): void {
           { level: level as pino.Level, stream: pino.destination({ dest: join(root, 'logs', 'greengrass.log'), mkdir: true, sync: true }) },
         ]),
       );
-      const n = new Nucleus({
+      const overrides: Partial<NucleusOptions> = {
         root,
         logger,
         ...(o.thing ? { thingName: o.thing } : {}),
         ...(o.region ? { region: o.region } : {}),
         ...(o.mqtt !== undefined ? { mqttUrl: o.mqtt === 'none' ? false : o.mqtt } : {}),
         ...(o.keepQos0Offline ? { keepQos0WhenOffline: true } : {}),
+        // read on every TES request, so keys replaced in the store's folder are picked up
+        ...(o.objectstoreDir ? { credentials: () => tesCredentials(keysPath(resolve(o.objectstoreDir!))) } : {}),
         logging,
-      });
+      };
+      const n = new Nucleus(init ? optionsFromInitConfig(init, overrides) : { ...overrides, root });
       await n.start();
       const s = n.status();
       process.stdout.write(JSON.stringify({ started: true, root: s.root, pid: s.pid, thingName: s.thingName, socketPath: s.socketPath, tesUri: s.tesUri, mqttUrl: s.mqttUrl, components: s.components }) + '\n');
@@ -123,6 +137,8 @@ export function register(program: Command): void {
       if (Object.keys(merge).length === 0 && o.remove.length === 0 && !componentToConfiguration) {
         throw new LoupeError('CLI_EMPTY_DEPLOYMENT', 'give at least one --merge, --remove or --update-config', { input: 'loupe nucleus deploy' });
       }
+      // The IPC client (aws-crt) is loaded only by the commands that talk to a running nucleus.
+      const { NucleusCliClient } = await import('../../embedded/nucleus/cli-client.js');
       const client = await NucleusCliClient.connect(o.root);
       try {
         const id = await client.createLocalDeployment({
@@ -162,6 +178,7 @@ export function register(program: Command): void {
     .action(async (o: { root: string; json?: boolean }) => {
       const root = resolve(o.root);
       let out: { root: string; running: boolean; pid: number | null; components: { name: string; version: string; state: string | null }[]; lastDeployment: unknown };
+      const { NucleusCliClient, readCliIpcInfo } = await import('../../embedded/nucleus/cli-client.js');
       if (readCliIpcInfo(root)) {
         const client = await NucleusCliClient.connect(root);
         try {

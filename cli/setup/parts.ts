@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import { ensureVenv, venvDir, venvReady } from '../../cloud/training/venv.js';
 import { AWS_TOOLS_VENV, awsToolsDir, awsToolsReady } from '../../cloud/infra/tools.js';
+import { ensureGdk, gdkBin, gdkReady } from './gdk.js';
+import { ensureS3Conformance, s3ConformancePython, s3ConformanceReady } from './s3conformance.js';
 import { ensureSystem, systemReady, systemStatus, type SystemStatus } from './system.js';
 
 /**
@@ -41,6 +43,18 @@ export const SETUP_PARTS: SetupPart[] = [
       if (ctx.dryRun) return { ready: venvReady(), venv: venvDir() };
       return { ready: true, venv: await ensureVenv(ctx.log) };
     },
+  },
+  {
+    name: 'gdk',
+    summary: 'the real Greengrass Development Kit CLI 1.6.2 (from ../shared/tools/gdk, dependencies from PyPI) in a venv under ~/.cache/loupe/gdk, for the GDK build tests',
+    check: async () => ({ ready: gdkReady(), gdk: gdkBin() }),
+    install: async (ctx) => ensureGdk(ctx.log, { dryRun: ctx.dryRun }),
+  },
+  {
+    name: 's3conformance',
+    summary: "boto3, pytest and requests (pinned) in a venv under ~/.cache/loupe/venvs, for the object store's S3 conformance suite (test/objectstore/conformance)",
+    check: async () => ({ ready: s3ConformanceReady(), python: s3ConformancePython() }),
+    install: async (ctx) => (ctx.dryRun ? { ready: s3ConformanceReady(), python: s3ConformancePython() } : { ready: true, python: await ensureS3Conformance(ctx.log) }),
   },
   {
     name: 'aws-tools',

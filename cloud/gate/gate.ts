@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { writeFileAtomic } from '../../lib/fsutil.js';
+import { writeFileAtomic, sha256File } from '../../lib/fsutil.js';
 import { silentLogger } from '../../lib/log.js';
 import { decideGate, validateGateConfig, type GateConfig } from './decide.js';
 import { differencePictures, renderGateHtml, type EvalSummary, type GateReport, type ModelScore, type PrCurve } from './report.js';
@@ -33,7 +33,8 @@ export interface GateInput {
 async function score(evaluate: EvaluateFn, ref: string | null, model: string, data: string, split: GateConfig['split']): Promise<{ score: ModelScore; images?: ImageDetail[] }> {
   const t0 = performance.now();
   const { summary, curves, images } = await evaluate(model, data, split);
-  return { score: { ref, model, eval: summary, curves, seconds: (performance.now() - t0) / 1000 }, images };
+  // The digest ties the report to the bytes scored (registering another file with it is refused).
+  return { score: { ref, model, sha256: await sha256File(model), eval: summary, curves, seconds: (performance.now() - t0) / 1000 }, images };
 }
 
 export async function runGate(input: GateInput): Promise<GateReport> {
@@ -86,6 +87,7 @@ export function gateSummary(report: GateReport, reportPath?: string): GateSummar
     threshold: report.config.threshold,
     tolerance: report.config.tolerance,
     reasons: report.reasons,
+    ...(report.fleetPrecision ? { fleetPrecision: report.fleetPrecision.deployed } : {}),
     ...(reportPath ? { reportPath } : {}),
   };
 }

@@ -1,4 +1,5 @@
 import type { GateConfig } from './decide.js';
+import type { PrecisionChoice } from './precision.js';
 import { annotate, classColor, type DrawBox } from '../visualize/annotate.js';
 import { DIFF_CONF, DIFF_IOU, type ImageDifference } from './differences.js';
 
@@ -30,6 +31,8 @@ export interface PrCurve {
 export interface ModelScore {
   ref: string | null;
   model: string;
+  /** SHA-256 of the ONNX scored (reports from before it was recorded lack it). */
+  sha256?: string;
   eval: EvalSummary;
   curves: PrCurve[];
   seconds: number;
@@ -41,8 +44,11 @@ export interface GateReport {
   config: GateConfig;
   data: string;
   datasetVersion: string | null;
+  /** The challenger's file the gate compared: the one the fleet would run (see `fleetPrecision`). */
   challenger: ModelScore;
   champion: ModelScore | null;
+  /** fp32 or int8 for the challenger, with both files' scores (absent when the loop did not quantize). */
+  fleetPrecision?: PrecisionChoice & { fp32Model: string; int8Model: string | null };
   /** Images where challenger and champion differ at the operating point (differences.ts); absent without a champion. */
   differences?: ImageDifference[];
   createdAt: string;
@@ -212,6 +218,15 @@ both models scored by loupe's evaluator on the <b>${esc(r.config.split)}</b> spl
 ${ch.eval.images} images, ${ch.eval.instances} instances.</p>
 <table><tr><th></th><th>challenger ${esc(ch.ref ?? '')}</th><th>champion ${esc(cp?.ref ?? '(none)')}</th><th>Δ</th></tr>
 ${rows}</table>
+${
+  r.fleetPrecision
+    ? `<h2>Precision of the challenger's file</h2>
+<p>The fleet runs the <b>${esc(r.fleetPrecision.deployed)}</b> file: ${esc(r.fleetPrecision.reason)}. Rule: int8 when its <code>${esc(r.fleetPrecision.metric)}</code> ≥ fp32's − ${r.fleetPrecision.tolerance}; the gate above compares that file.</p>
+<table><tr><th></th><th>${esc(r.fleetPrecision.metric)}</th><th>file</th></tr>
+<tr${r.fleetPrecision.deployed === 'fp32' ? ' class="gated"' : ''}><th>fp32</th><td>${num(r.fleetPrecision.fp32)}</td><td><code>${esc(r.fleetPrecision.fp32Model)}</code></td></tr>
+<tr${r.fleetPrecision.deployed === 'int8' ? ' class="gated"' : ''}><th>int8</th><td>${num(r.fleetPrecision.int8)}</td><td><code>${esc(r.fleetPrecision.int8Model ?? '–')}</code></td></tr></table>`
+    : ''
+}
 <h2>Per class</h2>
 <table><tr><th>class</th><th>instances</th><th>AP50 challenger</th><th>AP50 champion</th><th>AP50-95 challenger</th><th>AP50-95 champion</th></tr>
 ${perClass}</table>

@@ -49,14 +49,7 @@ export function consolidate(annotations: WorkerAnnotation[], opts: ConsolidateOp
   const items: { w: number; box: Box }[] = [];
   workers.forEach((a, w) => a.boxes.forEach((box) => items.push({ w, box })));
 
-  const links: { i: number; j: number; v: number }[] = [];
-  for (let i = 0; i < items.length; i++) {
-    for (let j = i + 1; j < items.length; j++) {
-      if (items[i]!.w === items[j]!.w) continue;
-      const v = iou(items[i]!.box, items[j]!.box);
-      if (v >= thr) links.push({ i, j, v });
-    }
-  }
+  const links = candidateLinks(items, thr);
   links.sort((a, b) => b.v - a.v || a.i - b.i || a.j - b.j);
 
   // Union-find where each root also knows which workers its cluster holds.
@@ -96,4 +89,28 @@ export function consolidate(annotations: WorkerAnnotation[], opts: ConsolidateOp
   }
   out.sort((a, b) => a.cls - b.cls || a.x1 - b.x1 || a.y1 - b.y1);
   return out;
+}
+
+/**
+ * Every pair of boxes from different workers with IoU >= thr (thr > 0), as {i < j, v}. Boxes
+ * with IoU > 0 overlap in x, so a sweep over boxes sorted by x1 compares each box only with
+ * those starting before it ends: near O(n log n) for labels spread over an image instead of
+ * O(n²) (45,000 boxes: about a billion pairs otherwise). Same pairs as comparing all.
+ */
+function candidateLinks(items: { w: number; box: Box }[], thr: number): { i: number; j: number; v: number }[] {
+  const order = items.map((_, i) => i).sort((a, b) => items[a]!.box.x1 - items[b]!.box.x1 || a - b);
+  const links: { i: number; j: number; v: number }[] = [];
+  for (let p = 0; p < order.length; p++) {
+    const a = order[p]!;
+    const A = items[a]!;
+    for (let q = p + 1; q < order.length; q++) {
+      const b = order[q]!;
+      const B = items[b]!;
+      if (B.box.x1 >= A.box.x2) break; // sorted by x1: no later box overlaps A in x
+      if (A.w === B.w || B.box.y1 >= A.box.y2 || A.box.y1 >= B.box.y2) continue;
+      const v = iou(A.box, B.box);
+      if (v >= thr) links.push(a < b ? { i: a, j: b, v } : { i: b, j: a, v });
+    }
+  }
+  return links;
 }

@@ -1,7 +1,7 @@
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, isAbsolute, relative, resolve } from 'node:path';
 import { LoupeError } from '../../lib/errors.js';
 import { sha256, writeFileAtomic } from '../../lib/fsutil.js';
 
@@ -52,10 +52,25 @@ export class ImageSource {
     return parseS3Uri(ref).key;
   }
 
-  /** Local file for a mapped ref, or undefined for a bucket ref. */
+  /**
+   * Local file for a mapped ref, or undefined for a bucket ref. The ref's tail must be plain
+   * names (no `..`, `.`, empty parts or backslashes) and land inside the mapped folder: refs
+   * come from device uploads, so a crafted key must not read other files on the server.
+   */
   mappedPath(ref: string): string | undefined {
     const m = this.mappingOf(ref);
-    return m ? join(m.dir, ...ref.split('/').slice(-(m.idParts ?? 2))) : undefined;
+    if (!m) return undefined;
+    const parts = ref.split('/').slice(-(m.idParts ?? 2));
+    for (const p of parts) {
+      if (p === '' || p === '.' || p === '..' || p.includes('\\') || p.includes('\0')) {
+        throw new LoupeError('IMAGE_BAD_REF', `the mapped part of the ref must be plain file and folder names; "${p}" is not one`, { input: ref });
+      }
+    }
+    const dir = resolve(m.dir);
+    const path = resolve(dir, ...parts);
+    const rel = relative(dir, path);
+    if (!rel || rel.startsWith('..') || isAbsolute(rel)) throw new LoupeError('IMAGE_BAD_REF', `the ref resolves outside ${dir}`, { input: ref });
+    return path;
   }
 
   async read(ref: string): Promise<Buffer> {

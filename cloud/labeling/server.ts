@@ -1,6 +1,6 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -9,29 +9,39 @@ import { silentLogger } from '../../lib/log.js';
 import { projectRoot } from '../../lib/paths.js';
 import type { ImageSource } from './images.js';
 import type { Labeling } from './jobs.js';
+import { WorkerSession } from './session.js';
 
 /**
  * The labelling web UI's server: plain HTML/JS/CSS assets (cloud/labeling/ui, no build step)
  * and a small JSON API over a `Labeling` instance.
  *
- *   const srv = await startLabelServer({ lab, images, token, port?, host? })
+ *   const srv = await startLabelServer({ lab, images, port?, host?, allowedHosts? })
  *   srv.url  // http://127.0.0.1:<port>/ ; srv.stop()
  *
- * Access needs the token: POST /api/login {token, worker} sets an HttpOnly, SameSite=Strict
- * session cookie; scripts may instead send `Authorization: Bearer <token>` with an
- * `X-Loupe-Worker` header. Pages redirect to /login without a session; the API answers 401.
- * Images are served only for images that are part of a job.
+ * Who is asking: every worker has their own credential (`loupe labels workers add`, stored
+ * hashed in the labelling database). POST /api/login {token} sets an HttpOnly, SameSite=Strict
+ * session cookie for the credential's owner; scripts may send `Authorization: Bearer <token>`
+ * instead. The worker is always the credential's owner: no header or body field can name
+ * another (a differing `X-Loupe-Worker` or login `worker` is refused, not obeyed). Sessions
+ * re-check the worker on every request, so a revoked credential stops at once. Pages redirect
+ * to /login without a session; the API answers 401.
  *
- * API: GET /api/me · GET /api/jobs · GET /api/jobs/:job/task · POST /api/jobs/:job/annotations
- * {sourceRef, boxes} · GET /api/jobs/:job/verify · POST /api/jobs/:job/verify {sourceRef,
- * verdict: approve|reject, reason} · GET /api/image?ref=… · POST /api/logout
+ * Browser-borne attacks: requests must name this server in Host (an IP address, localhost, or
+ * one of `allowedHosts`), which defeats DNS rebinding; API requests from another origin
+ * (Origin, or Sec-Fetch-Site cross-site/same-site) are refused (CSRF), including login.
+ *
+ * API: GET /api/me · GET /api/jobs · GET /api/jobs/:job/items · GET /api/jobs/:job/task[?ref=R][&skip=R…]
+ * · POST /api/jobs/:job/skip {sourceRef} · POST /api/jobs/:job/annotations {sourceRef, boxes, replace?}
+ * · GET /api/jobs/:job/verify[?ref=R][&skip=R…] · POST /api/jobs/:job/verify {sourceRef, verdict:
+ * approve|reject, reason} · GET /api/image?ref=… · POST /api/login {token} · POST /api/logout
  */
 export interface LabelServerOptions {
   lab: Labeling;
   images: ImageSource;
-  token: string;
   port?: number;
   host?: string;
+  /** Host names (besides IP addresses and localhost) this server may be reached by, e.g. behind a proxy. */
+  allowedHosts?: string[];
   /** Session lifetime (s), default 12 h. */
   sessionSeconds?: number;
   log?: Logger;
@@ -55,8 +65,8 @@ const ASSETS: Record<string, { file: string; type: string }> = {
 };
 const PUBLIC = new Set(['/login', '/assets/login.js', '/assets/app.css']);
 const MAX_BODY = 1 << 20;
-
-const digest = (s: string) => createHash('sha256').update(s).digest();
+const MAX_SESSIONS = 10_000;
+const MAX_SKIP = 500;
 
 class HttpError extends Error {
   constructor(
@@ -69,17 +79,23 @@ class HttpError extends Error {
 }
 
 function statusOf(e: LoupeError): number {
-  if (/NO_JOB|NO_ITEM/.test(e.code)) return 404;
-  if (/DONE|DUPLICATE|NOT_READY/.test(e.code)) return 409;
+  if (e.code === 'UNAUTHENTICATED') return 401;
+  if (e.code === 'WORKER_FORBIDDEN' || e.code === 'VERIFY_OWN_LABEL') return 403;
+  if (e.code === 'LABEL_TOO_MANY_BOXES') return 413;
+  if (/NO_JOB|NO_ITEM|IMAGE_MISSING/.test(e.code)) return 404;
+  if (/DONE|DUPLICATE|NOT_READY|NOT_AVAILABLE/.test(e.code)) return 409;
+  if (e.code === 'IMAGE_FETCH' || e.code === 'IMAGE_NO_SOURCE') return 502;
   return 400;
 }
 
 async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > MAX_BODY) throw new HttpError(413, 'request body over 1 MiB', 'BODY_TOO_LARGE');
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const c of req) {
     size += (c as Buffer).length;
-    if (size > MAX_BODY) throw new HttpError(413, 'request body over 1 MiB');
+    if (size > MAX_BODY) throw new HttpError(413, 'request body over 1 MiB', 'BODY_TOO_LARGE');
     chunks.push(c as Buffer);
   }
   try {
@@ -87,48 +103,93 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
     return v as Record<string, unknown>;
   } catch (e) {
-    throw new HttpError(400, `body must be a JSON object (${errorMessage(e)})`);
+    throw new HttpError(400, `body must be a JSON object (${errorMessage(e)})`, 'BAD_BODY');
   }
 }
 
-function parseCookies(h: string | undefined): Record<string, string> {
+/** Cookies by name; a value that is not valid percent-encoding is skipped, never thrown on. */
+export function parseCookies(h: string | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const part of (h ?? '').split(';')) {
     const i = part.indexOf('=');
-    if (i > 0) out[part.slice(0, i).trim()] = decodeURIComponent(part.slice(i + 1).trim());
+    if (i <= 0) continue;
+    try {
+      out[part.slice(0, i).trim()] = decodeURIComponent(part.slice(i + 1).trim());
+    } catch {
+      // a malformed value (loupe_session=%zz) is the same as none
+    }
   }
   return out;
 }
 
+/**
+ * Whether a Host header names this server: IP literals (a page on an IP origin is same-origin
+ * with us, nothing to rebind), localhost and *.localhost (browsers resolve them to loopback
+ * themselves), and the configured names. A DNS-rebinding page sends its own domain and fails.
+ */
+export function hostAllowed(host: string | undefined, allowed: readonly string[]): boolean {
+  if (!host || /[@/\\?#\s]/.test(host)) return false; // a plain host[:port], no userinfo or path
+  let name: string;
+  try {
+    name = new URL(`http://${host}`).hostname.toLowerCase();
+  } catch {
+    return false;
+  }
+  const bare = name.startsWith('[') ? name.slice(1, -1) : name;
+  if (isIP(bare)) return true;
+  if (name === 'localhost' || name.endsWith('.localhost')) return true;
+  return allowed.some((a) => a.toLowerCase() === name);
+}
+
+const safeDecode = (s: string): string => {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new HttpError(400, 'malformed percent-encoding in the path', 'BAD_PATH');
+  }
+};
+
 export async function startLabelServer(opts: LabelServerOptions): Promise<LabelServer> {
-  if (!opts.token || opts.token.length < 8) throw new LoupeError('LABEL_SERVER_TOKEN', 'the labelling UI needs a token of at least 8 characters', { input: 'token' });
+  if ((opts as { token?: unknown }).token !== undefined) {
+    throw new LoupeError('LABEL_SHARED_TOKEN', 'a shared token lets one holder act as every worker; issue each worker a credential (`loupe labels workers add NAME`)', { input: 'token' });
+  }
   const log = opts.log ?? silentLogger;
-  const tokenDigest = digest(opts.token);
   const sessions = new Map<string, { worker: string; expires: number }>();
   const ttl = (opts.sessionSeconds ?? 12 * 3600) * 1000;
+  // The name it was told to listen on is one of its names.
+  const allowedHosts = [...(opts.allowedHosts ?? []), ...(opts.host && !isIP(opts.host) ? [opts.host] : [])];
   const { lab, images } = opts;
+  // Images that got all their labels before a crash are consolidated now.
+  lab.settle().catch((e) => log.error({ err: errorMessage(e) }, 'labelling UI: consolidating left-over labels failed'));
 
-  const tokenOk = (t: unknown) => typeof t === 'string' && timingSafeEqual(digest(t), tokenDigest);
-  const workerName = (w: unknown): string => {
-    const s = typeof w === 'string' ? w.trim() : '';
-    if (!/^[\w.@-]{1,64}$/.test(s)) throw new HttpError(400, 'worker name must be 1-64 letters, digits, . _ @ -', 'BAD_WORKER');
+  const sessionOf = (req: IncomingMessage): WorkerSession | null => {
+    const auth = req.headers.authorization;
+    let s: WorkerSession | null = null;
+    if (auth?.startsWith('Bearer ')) {
+      const w = lab.workers.authenticate(auth.slice(7).trim());
+      s = w ? new WorkerSession(lab, w) : null;
+    } else {
+      const sid = parseCookies(req.headers.cookie).loupe_session;
+      const entry = sid ? sessions.get(sid) : undefined;
+      if (entry && entry.expires < Date.now()) sessions.delete(sid!);
+      const w = entry && entry.expires >= Date.now() ? lab.workers.active(entry.worker) : null;
+      s = w ? new WorkerSession(lab, w) : null;
+    }
+    const claimed = req.headers['x-loupe-worker'];
+    if (s && claimed !== undefined && claimed !== s.id) {
+      throw new HttpError(400, `X-Loupe-Worker says ${JSON.stringify(claimed)} but the credential belongs to ${s.id}; the worker is always the credential's owner`, 'WORKER_MISMATCH');
+    }
     return s;
   };
 
-  const whoami = (req: IncomingMessage): string | null => {
-    const auth = req.headers.authorization;
-    if (auth?.startsWith('Bearer ')) {
-      if (!tokenOk(auth.slice(7))) return null;
-      return workerName(req.headers['x-loupe-worker'] ?? 'api');
-    }
-    const sid = parseCookies(req.headers.cookie).loupe_session;
-    const s = sid ? sessions.get(sid) : undefined;
-    if (!s) return null;
-    if (s.expires < Date.now()) {
-      sessions.delete(sid!);
-      return null;
-    }
-    return s.worker;
+  const newSession = (worker: string): string => {
+    const now = Date.now();
+    for (const [k, v] of sessions) if (v.expires < now) sessions.delete(k);
+    // Map iteration is insertion order: the first entries are the oldest sessions.
+    while (sessions.size >= MAX_SESSIONS) sessions.delete(sessions.keys().next().value!);
+    const sid = randomBytes(32).toString('hex');
+    sessions.set(sid, { worker, expires: now + ttl });
+    return sid;
   };
 
   const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
@@ -137,51 +198,92 @@ export async function startLabelServer(opts: LabelServerOptions): Promise<LabelS
       'content-type': typeof body === 'string' || Buffer.isBuffer(body) ? 'text/plain; charset=utf-8' : 'application/json',
       'cache-control': 'no-store',
       'x-content-type-options': 'nosniff',
+      'x-frame-options': 'DENY',
+      'referrer-policy': 'no-referrer',
       ...headers,
     });
     res.end(data);
   };
 
+  /** Host on every request; Origin / Sec-Fetch-Site on every API request. */
+  const checkRequestOrigin = (req: IncomingMessage, path: string): void => {
+    const host = req.headers.host;
+    if (!hostAllowed(host, allowedHosts)) {
+      throw new HttpError(403, `Host ${JSON.stringify(host ?? '')} is not this server (allowed: IP addresses, localhost${allowedHosts.length ? ', ' + allowedHosts.join(', ') : ''}; labels serve --allowed-host adds names)`, 'BAD_HOST');
+    }
+    if (!path.startsWith('/api/')) return;
+    const origin = req.headers.origin;
+    if (origin !== undefined) {
+      let same = false;
+      try {
+        const o = new URL(origin);
+        same = (o.protocol === 'http:' || o.protocol === 'https:') && o.host.toLowerCase() === host!.toLowerCase();
+      } catch {
+        same = false;
+      }
+      if (!same) throw new HttpError(403, `cross-origin request from ${JSON.stringify(origin)} refused`, 'BAD_ORIGIN');
+    }
+    const site = req.headers['sec-fetch-site'];
+    if (site !== undefined && site !== 'same-origin' && site !== 'none') throw new HttpError(403, `cross-site request (Sec-Fetch-Site: ${site}) refused`, 'BAD_ORIGIN');
+  };
+
+  const skipSet = (url: URL): Set<string> => {
+    const skip = url.searchParams.getAll('skip');
+    if (skip.length > MAX_SKIP) throw new HttpError(400, `at most ${MAX_SKIP} skipped images`, 'BAD_QUERY');
+    return new Set(skip);
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    // Parsed as a path on a fixed origin: '//host/x' or an absolute URL in the request line must not
+    // be read as another authority (new URL('//a', base) would).
+    let url: URL;
+    try {
+      url = new URL(`http://localhost${(req.url ?? '/').startsWith('/') ? req.url : '/' + req.url}`);
+    } catch {
+      throw new HttpError(400, 'malformed request target', 'BAD_PATH');
+    }
     const path = url.pathname;
     const method = req.method ?? 'GET';
+    checkRequestOrigin(req, path);
 
     const asset = ASSETS[path];
     if (asset && method === 'GET') {
-      if (!PUBLIC.has(path) && !whoami(req)) {
+      if (!PUBLIC.has(path) && !sessionOf(req)) {
         if (path === '/') return send(res, 302, '', { location: '/login' });
         throw new HttpError(401, 'log in first');
       }
       const body = await readFile(join(UI_DIR, asset.file));
       return send(res, 200, body, {
         'content-type': asset.type,
-        'content-security-policy': "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+        'content-security-policy': "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'",
       });
     }
 
     if (path === '/api/login' && method === 'POST') {
       const body = await readJson(req);
-      if (!tokenOk(body.token)) {
-        log.warn({ remote: req.socket.remoteAddress }, 'labelling UI: login with a wrong token');
-        throw new HttpError(401, 'wrong token', 'BAD_TOKEN');
+      const w = lab.workers.authenticate(body.token);
+      if (!w) {
+        log.warn({ remote: req.socket.remoteAddress }, 'labelling UI: login with an unknown or revoked credential');
+        throw new HttpError(401, 'unknown or revoked credential', 'BAD_TOKEN');
       }
-      const worker = workerName(body.worker);
-      const sid = randomBytes(32).toString('hex');
-      sessions.set(sid, { worker, expires: Date.now() + ttl });
-      return send(res, 200, { worker }, { 'set-cookie': `loupe_session=${sid}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${Math.floor(ttl / 1000)}` });
+      if (body.worker !== undefined && body.worker !== w.id) {
+        throw new HttpError(400, `this credential belongs to ${w.id}, not ${JSON.stringify(body.worker)}`, 'WORKER_MISMATCH');
+      }
+      const sid = newSession(w.id);
+      log.info({ worker: w.id }, 'labelling UI: login');
+      return send(res, 200, { worker: w.id, roles: w.roles }, { 'set-cookie': `loupe_session=${sid}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${Math.floor(ttl / 1000)}` });
     }
 
     if (!path.startsWith('/api/')) throw new HttpError(404, 'not found');
-    const worker = whoami(req);
-    if (!worker) throw new HttpError(401, 'log in first (token)', 'UNAUTHENTICATED');
+    const s = sessionOf(req);
+    if (!s) throw new HttpError(401, 'log in first (your worker credential)', 'UNAUTHENTICATED');
 
     if (path === '/api/logout' && method === 'POST') {
       const sid = parseCookies(req.headers.cookie).loupe_session;
       if (sid) sessions.delete(sid);
       return send(res, 200, { ok: true }, { 'set-cookie': 'loupe_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0' });
     }
-    if (path === '/api/me' && method === 'GET') return send(res, 200, { worker });
+    if (path === '/api/me' && method === 'GET') return send(res, 200, { worker: s.id, roles: s.worker.roles });
     if (path === '/api/jobs' && method === 'GET') return send(res, 200, { jobs: lab.listJobs() });
     if (path === '/api/image' && method === 'GET') {
       const ref = url.searchParams.get('ref') ?? '';
@@ -190,23 +292,35 @@ export async function startLabelServer(opts: LabelServerOptions): Promise<LabelS
       const type = /\.png$/i.test(ref) ? 'image/png' : 'image/jpeg';
       return send(res, 200, buf, { 'content-type': type, 'cache-control': 'private, max-age=3600' });
     }
-    const m = /^\/api\/jobs\/([^/]+)\/(task|annotations|verify)$/.exec(path);
+    const m = /^\/api\/jobs\/([^/]+)\/(task|items|skip|annotations|verify)$/.exec(path);
     if (m) {
-      const job = decodeURIComponent(m[1]!);
+      const job = safeDecode(m[1]!);
       const what = m[2];
-      if (what === 'task' && method === 'GET') return send(res, 200, { job: lab.getJob(job), task: lab.nextTask(job, worker) });
+      if (what === 'items' && method === 'GET') return send(res, 200, { job: lab.getJob(job), items: s.items(job) });
+      if (what === 'task' && method === 'GET') {
+        const ref = url.searchParams.get('ref');
+        return send(res, 200, { job: lab.getJob(job), task: ref !== null ? s.taskFor(job, ref) : s.nextTask(job, { skip: skipSet(url) }) });
+      }
+      if (what === 'skip' && method === 'POST') {
+        const body = await readJson(req);
+        s.skip(job, String(body.sourceRef ?? ''));
+        return send(res, 200, { ok: true });
+      }
       if (what === 'annotations' && method === 'POST') {
         const body = await readJson(req);
-        const out = await lab.submit(job, String(body.sourceRef ?? ''), worker, body.boxes);
-        log.info({ job, sourceRef: body.sourceRef, worker }, 'labels submitted');
+        const out = await s.submit(job, String(body.sourceRef ?? ''), body.boxes, { replace: body.replace === true });
+        log.info({ job, sourceRef: body.sourceRef, worker: s.id, boxes: Array.isArray(body.boxes) ? body.boxes.length : null, complete: out.complete }, 'labels submitted');
         return send(res, 200, out);
       }
-      if (what === 'verify' && method === 'GET') return send(res, 200, { job: lab.getJob(job), task: lab.nextVerification(job, worker) });
+      if (what === 'verify' && method === 'GET') {
+        const ref = url.searchParams.get('ref');
+        return send(res, 200, { job: lab.getJob(job), task: s.nextVerification(job, { skip: skipSet(url), ...(ref !== null ? { ref } : {}) }) });
+      }
       if (what === 'verify' && method === 'POST') {
         const body = await readJson(req);
         const verdict = body.verdict === 'approve' || body.verdict === 'reject' ? body.verdict : (String(body.verdict) as 'approve');
-        await lab.verify(job, String(body.sourceRef ?? ''), { verdict, reason: typeof body.reason === 'string' ? body.reason : undefined, verifier: worker });
-        log.info({ job, sourceRef: body.sourceRef, worker, verdict }, 'verdict recorded');
+        await s.verify(job, String(body.sourceRef ?? ''), { verdict, reason: typeof body.reason === 'string' ? body.reason : undefined });
+        log.info({ job, sourceRef: body.sourceRef, worker: s.id, verdict }, 'verdict recorded');
         return send(res, 200, { ok: true });
       }
     }
@@ -215,6 +329,7 @@ export async function startLabelServer(opts: LabelServerOptions): Promise<LabelS
 
   const server = createServer((req, res) => {
     handle(req, res).catch((e: unknown) => {
+      if (res.headersSent) return res.destroy();
       if (e instanceof HttpError) return send(res, e.status, { error: e.message, code: e.code });
       if (isLoupeError(e)) return send(res, statusOf(e), { error: e.message, code: e.code });
       log.error({ err: errorMessage(e), url: req.url }, 'labelling UI: request failed');
@@ -226,7 +341,7 @@ export async function startLabelServer(opts: LabelServerOptions): Promise<LabelS
     server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
-  const url = `http://${opts.host && opts.host !== '0.0.0.0' ? opts.host : '127.0.0.1'}:${port}/`;
+  const url = `http://${opts.host && opts.host !== '0.0.0.0' && opts.host !== '::' ? (isIP(opts.host) === 6 ? `[${opts.host}]` : opts.host) : '127.0.0.1'}:${port}/`;
   log.info({ url }, 'labelling UI listening');
   return {
     url,

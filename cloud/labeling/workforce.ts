@@ -2,11 +2,11 @@ import { basename } from 'node:path';
 import type { Logger } from 'pino';
 import { silentLogger } from '../../lib/log.js';
 import { Progress } from '../../lib/progress.js';
-import type { Box } from '../../contracts/box.js';
+import type { Box, GtBox } from '../../contracts/box.js';
 import type { LabelStore } from '../labelstore/types.js';
-import type { GtBox } from '../../contracts/box.js';
 import { boxToGt, clipBox, gtToBox, iou } from '../../contracts/box.js';
 import type { Labeling, Task, VerifyTask } from './jobs.js';
+import { WorkerSession } from './session.js';
 
 /**
  * A simulated workforce, so unattended runs and tests need no person: each worker labels from a
@@ -21,6 +21,11 @@ import type { Labeling, Task, VerifyTask } from './jobs.js';
  *
  * Images for which the truth source knows nothing are released from the job (they go back to
  * the pool for people) rather than labelled with made-up boxes.
+ *
+ * Simulated workers are workers like any other: each is issued a credential by the job's worker
+ * registry (as `loupe labels workers add` does; re-issued each run, so an old one stops working)
+ * and acts through a WorkerSession made from it, so the same identity, role and verifier rules
+ * apply. The verifier gets only the `verify` role, the labellers only `label`.
  */
 
 /** Ground truth for a task; null when unknown. */
@@ -102,11 +107,13 @@ export async function runSimulatedWorkforce(
   let submitted = 0;
   // Round-robin over the workers, one task each per turn, as a crowd would interleave.
   const rands = new Map(opts.workers.map((w) => [w.id, seededRandom(w.seed)]));
+  const sessions = new Map(opts.workers.map((w) => [w.id, WorkerSession.fromToken(lab, lab.workers.issue(w.id, ['label'], 'simulated workforce').token)]));
   const active = new Set(opts.workers.map((w) => w.id));
   while (active.size) {
     for (const w of opts.workers) {
       if (!active.has(w.id)) continue;
-      const task = lab.nextTask(job, w.id, { skip: noTruth });
+      const session = sessions.get(w.id)!;
+      const task = session.nextTask(job, { skip: noTruth });
       if (!task) {
         active.delete(w.id);
         continue;
@@ -116,11 +123,13 @@ export async function runSimulatedWorkforce(
         noTruth.add(task.sourceRef);
         continue;
       }
-      await lab.submit(job, task.sourceRef, w.id, simulateLabels(truth, task.width, task.height, w, rands.get(w.id)!));
+      await session.submit(job, task.sourceRef, simulateLabels(truth, task.width, task.height, w, rands.get(w.id)!));
       perWorker[w.id] = (perWorker[w.id] ?? 0) + 1;
       progress.update(++submitted);
     }
   }
+  // Consolidation runs in the background as images complete; the job is labelled when it is done.
+  await lab.settle();
   progress.finish();
   const released: string[] = [];
   for (const ref of noTruth) {
@@ -172,7 +181,9 @@ export async function runSimulatedVerifier(
   const out: VerifierResult = { approved: 0, rejected: 0, reasons: {} };
   let task: VerifyTask | null;
   const skipped = new Set<string>();
-  while ((task = lab.nextVerification(job, opts.id, { skip: skipped }))) {
+  await lab.settle();
+  const session = WorkerSession.fromToken(lab, lab.workers.issue(opts.id, ['verify'], 'simulated workforce').token);
+  while ((task = session.nextVerification(job, { skip: skipped }))) {
     const truth = await opts.truth(task);
     if (truth === null) {
       skipped.add(task.sourceRef);
@@ -181,11 +192,11 @@ export async function runSimulatedVerifier(
     }
     const c = compareWithTruth(task.annotations, truth, opts.iouThreshold ?? 0.5);
     if (c.missed === 0 && c.extra === 0) {
-      await lab.verify(job, task.sourceRef, { verdict: 'approve', verifier: opts.id });
+      await session.verify(job, task.sourceRef, { verdict: 'approve' });
       out.approved++;
     } else {
       const reason = [c.missed ? `${c.missed} defect(s) not boxed` : '', c.extra ? `${c.extra} box(es) on no defect` : ''].filter(Boolean).join('; ');
-      await lab.verify(job, task.sourceRef, { verdict: 'reject', reason, verifier: opts.id });
+      await session.verify(job, task.sourceRef, { verdict: 'reject', reason });
       out.rejected++;
       out.reasons[task.sourceRef] = reason;
     }

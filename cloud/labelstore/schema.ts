@@ -1,4 +1,4 @@
-import type { SqliteSchema } from '../../lib/migrate.js';
+import { addColumnIfMissing, type SqliteSchema } from '../../lib/migrate.js';
 
 /**
  * The label database (`labels.db`), versioned (lib/migrate.ts): one file holds the label
@@ -74,6 +74,18 @@ CREATE TABLE IF NOT EXISTS labeling_leases (
 const FEATURESTORE_MIRROR_V1 = `CREATE TABLE IF NOT EXISTS featurestore_mirror (feature_group TEXT PRIMARY KEY, seq INTEGER NOT NULL, updated_at TEXT NOT NULL);
 `;
 
+/** Per-worker credentials (cloud/labeling/workers.ts). */
+const LABELING_WORKERS_V2 = `
+CREATE TABLE IF NOT EXISTS labeling_workers (
+  id TEXT PRIMARY KEY,
+  roles TEXT NOT NULL,
+  token_sha256 TEXT NOT NULL UNIQUE,
+  created REAL NOT NULL,
+  revoked REAL,
+  issued_by TEXT NOT NULL
+);
+`;
+
 export const LABEL_STORE_SCHEMA: SqliteSchema = {
   name: 'label store',
   migrations: [
@@ -81,6 +93,14 @@ export const LABEL_STORE_SCHEMA: SqliteSchema = {
       version: 1,
       description: 'label_records (append-only), labeling_jobs/items/annotations/leases, featurestore_mirror (as release 53fa33d created them)',
       up: LABEL_RECORDS_V1 + LABELING_V1 + FEATURESTORE_MIRROR_V1,
+    },
+    {
+      version: 2,
+      description: 'labelling: a box cap per job (labeling_jobs.max_boxes), per-worker credentials (labeling_workers, cloud/labeling/workers.ts)',
+      up: (db) => {
+        addColumnIfMissing(db, 'labeling_jobs', 'max_boxes', 'INTEGER');
+        db.exec(LABELING_WORKERS_V2);
+      },
     },
   ],
 };

@@ -45,6 +45,8 @@ import { defaultHome } from '../../lib/paths.js';
  *               `loupe models`); every version and status is mirrored to a model package group.
  * fleet       {backend: "aws", region?, thingGroupArn, bucket, prefix, things?, mqttUrl?, pollSeconds, rollout?, ...}
  *               Greengrass v2; without telemetry, confirm asks Greengrass what devices installed.
+ * int8        {enabled=true, tolerance=0.015, metric="map50", calibrationImages=64}  quantize each
+ *               challenger; the fleet runs int8 when it scores within `tolerance` of fp32 (local step).
  */
 const num01 = z.number().min(0).max(1);
 const ROLE_ARN = /^arn:aws[\w-]*:iam::\d{12}:role\/.+$/;
@@ -86,6 +88,8 @@ const storageSchema = z.preprocess(
         endpoint: z.string().url(),
         ...storageBase,
         forcePathStyle: z.boolean().default(true),
+        /** the embedded store's key file (`<store dir>/credentials.json`): where the keys come from */
+        keysFile: z.string().min(1).optional(),
         // Not strict: SDK-made credential objects carry extra fields ($source), dropped here.
         credentials: z.object({ accessKeyId: z.string(), secretAccessKey: z.string(), sessionToken: z.string().optional() }).optional(),
       })
@@ -227,6 +231,20 @@ export const loopConfigSchema = z
       })
       .strict()
       .default({ metric: 'map50', threshold: 0.5, tolerance: 0.02, split: 'test' }),
+    /**
+     * int8 for the fleet: every challenger is quantized after training (`loupe quantize`, calibrated
+     * on the snapshot's train split), both files are scored on the gate's split, and the fleet runs
+     * int8 when its `metric` is within `tolerance` of fp32's (cloud/gate/precision.ts).
+     */
+    int8: z
+      .object({
+        enabled: z.boolean().default(true),
+        tolerance: num01.default(0.015),
+        metric: z.enum(['map50', 'map50_95', 'precision', 'recall']).default('map50'),
+        calibrationImages: z.number().int().min(1).max(1000).default(64),
+      })
+      .strict()
+      .default({ enabled: true, tolerance: 0.015, metric: 'map50', calibrationImages: 64 }),
     policy: z
       .object({ autoApprove: z.boolean().default(true), requireGate: z.boolean().default(true) })
       .strict()

@@ -8,6 +8,9 @@ import { gateSummary, writeGateReport } from '../gate/gate.js';
 import { decideGate } from '../gate/decide.js';
 import type { EvaluateFn } from '../gate/gate.js';
 import type { GateReport, ModelScore } from '../gate/report.js';
+import { choosePrecision } from '../gate/precision.js';
+import { deployedArtefact } from '../registry/types.js';
+import { int8CardFields, int8Metrics, quantizeChallenger, type QuantizeStepOutput } from '../quantize/challenger.js';
 import { ingestIncoming } from '../ingest/index.js';
 import { runSimulatedWorkforce, runSimulatedVerifier } from '../labeling/workforce.js';
 import { truthByContent } from './truth.js';
@@ -26,8 +29,8 @@ import { groundTruthLabel, groundTruthVerify, type GroundTruthStepDeps } from '.
 import { trainOrAttach } from './aws/sagemaker-train.js';
 
 /**
- * The loop's steps, in order: ingest → label → verify → snapshot → train → evaluate → gate →
- * register → publish → deploy → confirm. Each is idempotent for its run (see runner.ts): what
+ * The loop's steps, in order: ingest → label → verify → snapshot → train → quantize → evaluate →
+ * gate → register → publish → deploy → confirm. Each is idempotent for its run (see runner.ts): what
  * it creates is named after the run (labelling job `loop-<run>`, training folder
  * `runs/<run>/train`, registry key `loop:<run>:<onnx sha>`, deployment `loupe-run-<run>`) or is
  * content-addressed (snapshots), and it looks for an earlier attempt's result first. On AWS the
@@ -40,7 +43,7 @@ import { trainOrAttach } from './aws/sagemaker-train.js';
  * on; the gate rejected the challenger (registered as rejected, the fleet untouched); the
  * policy wants a person to approve; the deployment failed and the nucleus rolled back.
  */
-export const STEP_NAMES = ['ingest', 'label', 'verify', 'snapshot', 'train', 'evaluate', 'gate', 'register', 'publish', 'deploy', 'confirm'] as const;
+export const STEP_NAMES = ['ingest', 'label', 'verify', 'snapshot', 'train', 'quantize', 'evaluate', 'gate', 'register', 'publish', 'deploy', 'confirm'] as const;
 export type StepName = (typeof STEP_NAMES)[number];
 
 export interface LoopDeps {
@@ -103,6 +106,8 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
         return { output: { ...r.output, ...(await mirrorLabels(ctx)) }, ...(r.wait ? { wait: r.wait } : {}) };
       }
       if (cfg.labeling.backend === 'ui') {
+        // Images the server had not consolidated when it stopped are consolidated here.
+        await env.labeling.settle();
         const done = await waitFor(() => env.labeling.getJob(name).status !== 'labelling', cfg.labeling.waitMinutes * 60_000, d.signal);
         const j = env.labeling.getJob(name);
         return done
@@ -225,9 +230,16 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
       };
     },
 
+    async quantize(ctx) {
+      const tr = out(ctx, 'train')!;
+      const snap = out(ctx, 'snapshot')!;
+      return { output: await quantizeChallenger({ onnx: String(tr.onnx), dataYaml: String(snap.dataYaml), dir: String(tr.dir), config: cfg.int8, log: ctx.log, progressStream: d.progressStream }) };
+    },
+
     async evaluate(ctx) {
       const snap = out(ctx, 'snapshot')!;
       const tr = out(ctx, 'train')!;
+      const q = out(ctx, 'quantize') as QuantizeStepOutput | undefined;
       const champ = await champion();
       const split = cfg.gate.split;
       const score = async (ref: string | null, model: string): Promise<ModelScore> => {
@@ -235,14 +247,18 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
         const { summary, curves } = await d.evaluate(model, String(snap.dataYaml), split);
         return { ref, model, eval: summary, curves, seconds: (performance.now() - t0) / 1000 };
       };
-      const p = new Progress('evaluate', 2, ctx.log, { logEveryMs: 0 });
+      const p = new Progress('evaluate', q?.onnx ? 3 : 2, ctx.log, { logEveryMs: 0 });
       const challenger = await score(null, String(tr.onnx));
       p.update(1, { challenger: challenger.eval[cfg.gate.metric] });
-      const champOnnx = await env.registry.artefactPath(champ, 'onnx');
+      const challengerInt8 = q?.onnx ? await score(null, String(q.onnx)) : null;
+      if (challengerInt8) p.update(2, { challengerInt8: challengerInt8.eval[cfg.gate.metric] });
+      // The champion as the fleet runs it (its fp32 or int8 file).
+      const champOnnx = await env.registry.artefactPath(champ, deployedArtefact(champ).kind);
       const championScore = await score(champ.ref, champOnnx);
       p.finish({ champion: championScore.eval[cfg.gate.metric] });
+      const choice = choosePrecision(cfg.int8, challenger.eval[cfg.int8.metric], challengerInt8 ? challengerInt8.eval[cfg.int8.metric] : null);
       const file = join(ctx.runDir, 'evaluation.json');
-      await writeFileAtomic(file, JSON.stringify({ challenger, champion: championScore }) + '\n');
+      await writeFileAtomic(file, JSON.stringify({ challenger, challengerInt8, champion: championScore }) + '\n');
       // The challenger's card: trainer numbers + loupe's test numbers on the snapshot.
       const metrics = JSON.parse(readFileSync(join(String(tr.dir), 'metrics.json'), 'utf8')) as TrainMetricsFile;
       const test = { ...pick(challenger.eval), evaluator: 'loupe eval', split, images: challenger.eval.images, instances: challenger.eval.instances };
@@ -259,6 +275,7 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
         base: String(tr.base),
         script: 'cloud/training/train.py',
         test,
+        ...(await int8CardFields(q, challengerInt8, choice, split)),
         command: `loupe loop run (run ${ctx.runId})`,
       });
       const cardPath = join(String(tr.dir), 'card.json');
@@ -268,29 +285,37 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
           file,
           card: cardPath,
           challenger: { ...pick(challenger.eval), images: challenger.eval.images, instances: challenger.eval.instances },
-          champion: { ref: champ.ref, ...pick(championScore.eval) },
+          challengerInt8: challengerInt8 ? pick(challengerInt8.eval) : null,
+          champion: { ref: champ.ref, fleetPrecision: champ.fleetPrecision, ...pick(championScore.eval) },
         },
       };
     },
 
     async gate(ctx) {
-      const ev = JSON.parse(readFileSync(String(out(ctx, 'evaluate')!.file), 'utf8')) as { challenger: ModelScore; champion: ModelScore };
+      const ev = JSON.parse(readFileSync(String(out(ctx, 'evaluate')!.file), 'utf8')) as { challenger: ModelScore; challengerInt8?: ModelScore | null; champion: ModelScore };
       const snap = out(ctx, 'snapshot')!;
       const m = cfg.gate.metric;
-      const decision = decideGate(cfg.gate, ev.challenger.eval[m], ev.champion.eval[m]);
+      // Which file the fleet would run (int8 within tolerance of fp32), then the gate on that file.
+      const int8 = ev.challengerInt8 ?? null;
+      const choice = choosePrecision(cfg.int8, ev.challenger.eval[cfg.int8.metric], int8 ? int8.eval[cfg.int8.metric] : null);
+      const chosen = choice.deployed === 'int8' && int8 ? int8 : ev.challenger;
+      const decision = decideGate(cfg.gate, chosen.eval[m], ev.champion.eval[m]);
       const report: GateReport = {
         passed: decision.passed,
         reasons: decision.reasons,
         config: cfg.gate,
         data: String(snap.dataYaml),
         datasetVersion: String(snap.datasetVersion),
-        challenger: { ...ev.challenger, ref: `run ${ctx.runId}` },
+        challenger: { ...chosen, ref: `run ${ctx.runId}${choice.deployed === 'int8' ? ' (int8)' : ''}` },
         champion: ev.champion,
+        fleetPrecision: { ...choice, fp32Model: ev.challenger.model, int8Model: int8?.model ?? null },
         createdAt: new Date().toISOString(),
       };
       const paths = await writeGateReport(report, ctx.runDir);
-      ctx.log.info({ passed: report.passed, reasons: report.reasons, html: paths.html }, `gate ${report.passed ? 'passed' : 'rejected the challenger'}`);
-      return { output: { passed: report.passed, reasons: report.reasons, json: paths.json, html: paths.html, summary: gateSummary(report, paths.json) as unknown as Record<string, unknown> } };
+      ctx.log.info({ passed: report.passed, reasons: report.reasons, fleetPrecision: choice.deployed, html: paths.html }, `gate ${report.passed ? 'passed' : 'rejected the challenger'}`);
+      return {
+        output: { passed: report.passed, reasons: report.reasons, fleetPrecision: choice.deployed, fleetPrecisionReason: choice.reason, json: paths.json, html: paths.html, summary: gateSummary(report, paths.json) as unknown as Record<string, unknown> },
+      };
     },
 
     async register(ctx) {
@@ -298,14 +323,23 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
       const ev = out(ctx, 'evaluate')!;
       const g = out(ctx, 'gate')!;
       const snap = out(ctx, 'snapshot')!;
+      const q = out(ctx, 'quantize') as QuantizeStepOutput | undefined;
       const sha = await sha256File(String(tr.onnx));
       const challenger = ev.challenger as Record<string, number>;
       const v = await env.registry.register({
         group: cfg.group,
         onnx: String(tr.onnx),
+        ...(q?.onnx ? { onnxInt8: String(q.onnx) } : {}),
+        fleetPrecision: g.fleetPrecision === 'int8' ? 'int8' : 'fp32',
         pt: String(tr.pt),
         card: String(ev.card),
-        metrics: { map50: challenger.map50!, map50_95: challenger.map50_95!, precision: challenger.precision!, recall: challenger.recall! },
+        metrics: {
+          map50: challenger.map50!,
+          map50_95: challenger.map50_95!,
+          precision: challenger.precision!,
+          recall: challenger.recall!,
+          ...int8Metrics(ev.challengerInt8 as { map50: number; map50_95: number; precision: number; recall: number } | null),
+        },
         datasetVersion: String(snap.datasetVersion),
         parentRef: String(tr.base),
         gate: g.summary as never,
@@ -315,7 +349,16 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
       });
       // The SageMaker Model Registry mirrors every version and status of the group (the seed first).
       const mirrored = env.registryMirror ? (await env.registryMirror.sync(cfg.group, ctx.log)).find((m) => m.localRef === v.ref) : undefined;
-      const output = { ref: v.ref, status: v.status, reason: v.statusReason, onnxSha256: v.artefacts.onnx.sha256, ...(mirrored ? { sagemaker: { ref: mirrored.ref, arn: mirrored.arn, status: mirrored.status } } : {}) };
+      // onnxSha256: the file the fleet runs (what devices report in their results).
+      const output = {
+        ref: v.ref,
+        status: v.status,
+        reason: v.statusReason,
+        fleetPrecision: v.fleetPrecision,
+        onnxSha256: deployedArtefact(v).ref.sha256,
+        fp32Sha256: v.artefacts.onnx.sha256,
+        ...(v.artefacts.onnxInt8 ? { int8Sha256: v.artefacts.onnxInt8.sha256 } : {}),
+        ...(mirrored ? { sagemaker: { ref: mirrored.ref, arn: mirrored.arn, status: mirrored.status } } : {}) };
       if (v.status === 'rejected') return { output, halt: `gate rejected ${v.ref}: the fleet keeps ${String(tr.base)}` };
       if (v.status === 'pending') return { output, halt: `${v.ref} awaits approval (loupe models approve ${v.ref}), then loupe fleet deploy ${v.ref}` };
       return { output };
@@ -325,7 +368,8 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
       const reg = out(ctx, 'register')!;
       const v = await env.registry.mustGet(String(reg.ref));
       const files = [
-        { name: 'model.onnx', path: await env.registry.artefactPath(v, 'onnx') },
+        // The file the gate chose (fp32 or int8); on the device it is always model.onnx.
+        { name: 'model.onnx', path: await env.registry.artefactPath(v, deployedArtefact(v).kind) },
         ...(v.artefacts.card ? [{ name: 'card.json', path: await env.registry.artefactPath(v, 'card') }] : []),
       ];
       const p = await publishModel({ backend: env.fleet, store: env.fleetStore, model: v, files, baseRecipe: await env.baseRecipe(), log: ctx.log });
@@ -389,7 +433,8 @@ export function loopSteps(d: LoopDeps): LoopStep[] {
     verify: 'verify labels',
     snapshot: 'data set snapshot',
     train: 'train (warm start from the champion)',
-    evaluate: 'evaluate challenger and champion',
+    quantize: 'quantize the challenger to int8',
+    evaluate: 'evaluate challenger (fp32, int8) and champion',
     gate: 'quality gate',
     register: 'register in the model registry',
     publish: 'publish loupe.Model component version',

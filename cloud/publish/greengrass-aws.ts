@@ -16,14 +16,16 @@ import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { readFile } from 'node:fs/promises';
 import { LoupeError } from '../../lib/errors.js';
 import { sha256 } from '../../lib/fsutil.js';
-import type { DeploymentState, DeviceModel, FleetBackend } from './backend.js';
+import type { DeploymentState, DeviceModel, FleetBackend, DeploymentComponent } from './backend.js';
+import { waitUntilDeployable } from '../../components/build/publish.js';
 import type { ArtefactFile, ModelComponent } from './model-component.js';
 
 /**
  * The fleet on AWS IoT Greengrass v2: artefacts uploaded to S3 in the GDK's layout
  * (`s3://<bucket>/<prefix>/<component>/<version>/<file>`), CreateComponentVersion with the
  * recipe inline, and CreateDeployment to a thing group that keeps every other component's
- * version and configuration from the group's current deployment. Rollout: exponential
+ * version, configuration and runWith from the group's current deployment; a new component
+ * version is deployed only once Greengrass has made it DEPLOYABLE. Rollout: exponential
  * (a few devices first, faster as they succeed), aborted when too many fail; failures roll
  * the device back (failureHandlingPolicy ROLLBACK) and components are told before they are
  * updated (NOTIFY_COMPONENTS: the inference component can finish its frame). A new deployment
@@ -61,6 +63,8 @@ export interface AwsFleetOptions {
   prefix?: string;
   thingGroupArn: string;
   rollout?: Partial<RolloutPolicy>;
+  /** how long a new component version may take to become DEPLOYABLE (default 5 min), and the first poll pause */
+  deployable?: { timeoutMs?: number; pollMs?: number };
 }
 
 export function deploymentRequest(
@@ -165,6 +169,8 @@ export class AwsGreengrassFleet implements FleetBackend {
         new PutObjectCommand({ Bucket: this.o.bucket, Key: this.key(c.name, c.version, a.name), Body: await readFile(a.path), ChecksumSHA256: a.digest }),
       );
     }
+    let arn: string | null;
+    let first;
     try {
       const out = await this.o.greengrass.send(
         new CreateComponentVersionCommand({
@@ -173,17 +179,26 @@ export class AwsGreengrassFleet implements FleetBackend {
           clientToken: sha256(`${c.name}@${c.version}\n${JSON.stringify(c.recipe)}`).slice(0, 64),
         }),
       );
-      const state = out.status?.componentState;
-      if (state === 'FAILED') {
-        throw new LoupeError('GREENGRASS_COMPONENT_FAILED', `Greengrass refused ${c.name}@${c.version}: ${out.status?.message ?? ''} ${JSON.stringify(out.status?.errors ?? {})}`, { input: `${c.name}@${c.version}` });
-      }
-      return { arn: out.arn ?? null };
+      arn = out.arn ?? null;
+      first = out.status;
     } catch (e) {
       // The version exists already: an earlier attempt created it before crashing (publish.ts
       // only gets here for a version it recorded as its own intent).
-      if (e instanceof ConflictException) return { arn: null };
-      throw e;
+      if (!(e instanceof ConflictException)) throw e;
+      arn = null;
     }
+    await this.waitDeployable(c.name, c.version, arn, first);
+    return { arn };
+  }
+
+  async waitDeployable(component: string, version: string, arn?: string | null, first?: { componentState?: string; message?: string; errors?: Record<string, string> }): Promise<void> {
+    let versionArn = arn;
+    if (!versionArn) {
+      const base = await this.componentArn(component);
+      if (!base) throw new LoupeError('FLEET_NO_COMPONENT', `${component} is not a component of this account`, { input: `${component}@${version}` });
+      versionArn = `${base}:versions:${version}`;
+    }
+    await waitUntilDeployable(this.o.greengrass, versionArn, { first, timeoutMs: this.o.deployable?.timeoutMs, pollMs: this.o.deployable?.pollMs });
   }
 
   private async latestDeployment(): Promise<{ deploymentId: string; deploymentName?: string } | null> {
@@ -192,14 +207,18 @@ export class AwsGreengrassFleet implements FleetBackend {
     return d?.deploymentId ? { deploymentId: d.deploymentId, deploymentName: d.deploymentName } : null;
   }
 
-  async currentComponents() {
+  async currentComponents(): Promise<Record<string, DeploymentComponent>> {
     const latest = await this.latestDeployment();
     if (!latest) throw new LoupeError('FLEET_NO_DEPLOYMENT', 'the thing group has no deployment yet: deploy the loupe suite to it first', { input: this.target });
     const d = await this.o.greengrass.send(new GetDeploymentCommand({ deploymentId: latest.deploymentId }));
-    const out: Record<string, { componentVersion: string; configurationUpdate?: { merge?: string; reset?: string[] } }> = {};
+    const out: Record<string, DeploymentComponent> = {};
     for (const [name, spec] of Object.entries(d.components ?? {})) {
       if (!spec.componentVersion) continue;
-      out[name] = { componentVersion: spec.componentVersion, ...(spec.configurationUpdate ? { configurationUpdate: spec.configurationUpdate } : {}) };
+      out[name] = {
+        componentVersion: spec.componentVersion,
+        ...(spec.configurationUpdate ? { configurationUpdate: spec.configurationUpdate } : {}),
+        ...(spec.runWith ? { runWith: spec.runWith } : {}),
+      };
     }
     return out;
   }
@@ -209,7 +228,7 @@ export class AwsGreengrassFleet implements FleetBackend {
     return latest && latest.deploymentName === name ? latest.deploymentId : null;
   }
 
-  async createDeployment(name: string, components: Record<string, { componentVersion: string; configurationUpdate?: { merge?: string; reset?: string[] } }>) {
+  async createDeployment(name: string, components: Record<string, DeploymentComponent>) {
     const out = await this.o.greengrass.send(new CreateDeploymentCommand(deploymentRequest(this.target, name, components, this.rollout)));
     if (!out.deploymentId) throw new LoupeError('GREENGRASS_NO_DEPLOYMENT', 'CreateDeployment returned no deploymentId', { input: name });
     return { deploymentId: out.deploymentId, detail: { iotJobId: out.iotJobId, iotJobArn: out.iotJobArn } };

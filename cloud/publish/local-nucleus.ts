@@ -103,6 +103,12 @@ export class LocalNucleusFleet implements FleetBackend {
     return { arn: null };
   }
 
+  /**
+   * Nothing to wait for: the local repository has no checking step between creating a version
+   * and deploying it (the nucleus itself refuses a version it cannot find, with its name).
+   */
+  async waitDeployable(): Promise<void> {}
+
   async currentComponents() {
     const comps = await (await this.cli()).listComponents();
     if (comps.length === 0) throw new LoupeError('FLEET_NO_DEPLOYMENT', 'the nucleus runs no components: deploy the loupe suite first (loupe edge up)', { input: this.o.nucleusRoot });

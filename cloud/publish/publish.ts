@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import { LoupeError } from '../../lib/errors.js';
 import { silentLogger } from '../../lib/log.js';
-import type { ModelVersion } from '../registry/types.js';
-import type { FleetBackend } from './backend.js';
+import { deployedArtefact, type ModelVersion } from '../registry/types.js';
+import type { DeploymentComponent, FleetBackend, RunWith } from './backend.js';
 import type { DeploymentRow, FleetStore } from './fleet-store.js';
 import { buildModelComponent, MODEL_COMPONENT, nextVersion, type ArtefactFile } from './model-component.js';
 
@@ -10,7 +10,9 @@ import { buildModelComponent, MODEL_COMPONENT, nextVersion, type ArtefactFile } 
  * Republishing a registered model to a fleet, in two idempotent halves:
  *
  *   publishModel({ backend, store, model, files, baseRecipe })  → the loupe.Model component version
- *   deployModel({ backend, store, modelRef, version, name })    → the deployment (other components kept)
+ *   deployModel({ backend, store, modelRef, version, name })    → the deployment (other components kept,
+ *                                                                  with their configuration and runWith;
+ *                                                                  made once the version is deployable)
  *   rollback({ backend, store, to? })                            → redeploy the version that ran before
  *
  * Each writes an intent row to the fleet store before calling the control plane and marks it
@@ -41,7 +43,8 @@ export interface Published {
 
 export async function publishModel(i: PublishInput): Promise<Published> {
   const log = i.log ?? silentLogger;
-  const sha = i.model.artefacts.onnx.sha256;
+  // The file the fleet runs: the fp32 export or, when the gate chose it, its int8 quantization.
+  const sha = deployedArtefact(i.model).ref.sha256;
   const kind = i.backend.kind;
   const prior = i.store.componentFor(kind, MODEL_COMPONENT, i.model.ref, sha);
   if (prior?.state === 'created') {
@@ -69,7 +72,7 @@ export async function publishModel(i: PublishInput): Promise<Published> {
     files: i.files,
     uriFor: (f) => i.backend.uriFor(MODEL_COMPONENT, version, f),
     configuration: { name: i.model.group, modelRef: i.model.ref },
-    description: `loupe model ${i.model.ref} (onnx sha256 ${sha.slice(0, 12)}), published by loupe`,
+    description: `loupe model ${i.model.ref} (${i.model.fleetPrecision === 'int8' ? 'int8 ' : ''}onnx sha256 ${sha.slice(0, 12)}), published by loupe`,
   });
   if (built.artefacts.find((a) => a.name.endsWith('.onnx'))?.sha256 !== sha) {
     throw new LoupeError('PUBLISH_DIGEST', `the ONNX file given does not match registry version ${i.model.ref} (${sha})`, { input: i.files.map((f) => f.path).join(', ') });
@@ -122,15 +125,24 @@ export async function deployModel(i: DeployInput): Promise<DeploymentRow> {
       previousVersion: previous,
       components,
     });
-    i.store.updateDeployment(row.id, { detail: { configurationUpdates: Object.fromEntries(Object.entries(current).filter(([, c]) => c.configurationUpdate).map(([n, c]) => [n, c.configurationUpdate])) } });
+    i.store.updateDeployment(row.id, {
+      detail: {
+        configurationUpdates: Object.fromEntries(Object.entries(current).filter(([, c]) => c.configurationUpdate).map(([n, c]) => [n, c.configurationUpdate])),
+        runWith: Object.fromEntries(Object.entries(current).filter(([, c]) => c.runWith).map(([n, c]) => [n, c.runWith])),
+      },
+    });
     row = i.store.deploymentByName(kind, target, i.name)!;
   }
   const updates = (row.detail?.configurationUpdates ?? {}) as Record<string, { merge?: string; reset?: string[] }>;
-  const spec: Record<string, { componentVersion: string; configurationUpdate?: { merge?: string; reset?: string[] } }> = {};
+  const runWith = (row.detail?.runWith ?? {}) as Record<string, RunWith>;
+  const spec: Record<string, DeploymentComponent> = {};
   for (const [n, v] of Object.entries(row.components)) {
-    // Other components keep their configuration updates; loupe.Model's model keys come from its new recipe.
-    spec[n] = { componentVersion: v, ...(updates[n] && n !== MODEL_COMPONENT ? { configurationUpdate: updates[n] } : {}) };
+    // Other components keep their configuration updates; loupe.Model's model keys come from its
+    // new recipe. Every component keeps the system user and limits the group gave it.
+    spec[n] = { componentVersion: v, ...(updates[n] && n !== MODEL_COMPONENT ? { configurationUpdate: updates[n] } : {}), ...(runWith[n] ? { runWith: runWith[n] } : {}) };
   }
+  // Greengrass fails a deployment naming a version it has not finished checking.
+  await i.backend.waitDeployable(MODEL_COMPONENT, i.version);
   const out = await i.backend.createDeployment(i.name, spec);
   i.store.updateDeployment(row.id, { state: 'created', deploymentId: out.deploymentId, detail: out.detail ?? {} });
   log.info({ deployment: i.name, id: out.deploymentId, model: i.modelRef, version: i.version, previous: row.previousVersion }, 'deployment created');

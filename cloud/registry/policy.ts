@@ -33,11 +33,29 @@ export function decideApproval(gate: GateSummary | null | undefined, policy: App
   return { status: 'approved', reason: `gate passed: ${gate.reasons.join('; ')}`, by: 'gate+policy' };
 }
 
-/** Allowed status moves (see types.ts). */
-export function checkTransition(ref: string, from: ModelStatus, to: ModelStatus, force = false): void {
-  if (from === to) return;
+/**
+ * Allowed status moves (see types.ts). Approving needs a passing gate result unless forced:
+ * a forced approval (no gate, a failed gate, or a version rejected earlier) needs a reason and
+ * is recorded as forced in the history, with who and when. Returns whether force was used.
+ */
+export function checkTransition(
+  ref: string,
+  from: ModelStatus,
+  to: ModelStatus,
+  change: { force?: boolean; reason?: string; gate?: GateSummary | null } = {},
+): { forced: boolean } {
+  if (from === to) return { forced: false };
   if (to === 'pending') throw new LoupeError('REGISTRY_BAD_STATUS', `cannot move back to pending (is ${from})`, { input: ref });
-  if (from === 'rejected' && to === 'approved' && !force) {
-    throw new LoupeError('REGISTRY_BAD_STATUS', 'version was rejected; approve it with --force if you mean it', { input: ref });
+  if (to !== 'approved') return { forced: false };
+  const overrides: string[] = [];
+  if (from === 'rejected') overrides.push('it was rejected');
+  if (!change.gate) overrides.push('it has no gate result');
+  else if (!change.gate.passed) overrides.push(`its gate failed (${change.gate.reasons.join('; ')})`);
+  if (overrides.length === 0) return { forced: false };
+  if (!change.force) {
+    if (from === 'rejected') throw new LoupeError('REGISTRY_BAD_STATUS', `version was rejected; approve it with --force --reason WHY if you mean it (${overrides.join('; ')})`, { input: ref });
+    throw new LoupeError('REGISTRY_NO_GATE', `no passing gate result: ${overrides.join('; ')}. Gate it (loupe models gate), or approve with --force --reason WHY: the override is recorded`, { input: ref });
   }
+  if (!change.reason?.trim()) throw new LoupeError('REGISTRY_FORCE_REASON', `a forced approval needs --reason (${overrides.join('; ')}); it is kept in the history`, { input: ref });
+  return { forced: true };
 }

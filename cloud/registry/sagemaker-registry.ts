@@ -18,8 +18,9 @@ import { LoupeError } from '../../lib/errors.js';
 import { sha256, sha256File } from '../../lib/fsutil.js';
 import type { ArtefactRef } from './artefact-store.js';
 import { checkTransition, decideApproval, DEFAULT_POLICY, type ApprovalPolicy } from './policy.js';
+import { validateModelArtefacts } from './validate.js';
 import { parseRef } from './sqlite-registry.js';
-import type { GateSummary, ModelRegistry, ModelStatus, ModelVersion, RegisterInput, StatusChange } from './types.js';
+import type { ArtefactKind, GateSummary, ModelRegistry, ModelStatus, ModelVersion, RegisterInput, StatusChange } from './types.js';
 
 /**
  * The model registry on AWS: SageMaker Model Registry. A loupe model group is a model package
@@ -110,15 +111,17 @@ export class SageMakerModelRegistry implements ModelRegistry {
     return { ref, uri };
   }
 
-  artefactUri(v: ModelVersion, kind: 'onnx' | 'pt' | 'card'): string {
+  artefactUri(v: ModelVersion, kind: ArtefactKind): string {
     const a = v.artefacts[kind];
     if (!a) throw new LoupeError('ARTEFACT_MISSING', `version has no ${kind} artefact`, { input: v.ref });
     return `s3://${this.o.bucket}/${this.key(v.group, `sha256/${a.sha256}${a.ext}`)}`;
   }
 
   async register(input: RegisterInput): Promise<ModelVersion> {
+    await validateModelArtefacts(input);
     const groupArn = await this.ensureGroup(input.group);
     const onnx = await this.putArtefact(input.group, input.onnx);
+    const onnxInt8 = input.onnxInt8 ? await this.putArtefact(input.group, input.onnxInt8) : undefined;
     const pt = input.pt ? await this.putArtefact(input.group, input.pt) : undefined;
     const card = input.card ? await this.putArtefact(input.group, input.card) : undefined;
     const idem = input.idempotencyKey ?? sha256(JSON.stringify([input.group, onnx.ref.sha256, input.datasetVersion ?? null, input.parentRef ?? null]));
@@ -129,7 +132,7 @@ export class SageMakerModelRegistry implements ModelRegistry {
     let metricsUri: string;
     try {
       const names: string[] = [];
-      for (const [p, name] of [[input.onnx, 'model.onnx'], [input.pt, 'model.pt'], [input.card, 'card.json']] as const) {
+      for (const [p, name] of [[input.onnx, 'model.onnx'], [input.onnxInt8, 'model.int8.onnx'], [input.pt, 'model.pt'], [input.card, 'card.json']] as const) {
         if (!p) continue;
         await copyFile(p, join(work, name));
         names.push(name);
@@ -149,6 +152,10 @@ export class SageMakerModelRegistry implements ModelRegistry {
       'loupe:onnx': `${onnx.ref.sha256}:${onnx.ref.size}`,
       'loupe:status-by': metaValue(decided.by),
     };
+    if (onnxInt8) {
+      props['loupe:onnx-int8'] = `${onnxInt8.ref.sha256}:${onnxInt8.ref.size}`;
+      props['loupe:fleet-precision'] = input.fleetPrecision ?? 'fp32';
+    }
     if (pt) props['loupe:pt'] = `${pt.ref.sha256}:${pt.ref.size}`;
     if (card) props['loupe:card'] = `${card.ref.sha256}:${card.ref.size}`;
     if (input.datasetVersion) props['loupe:dataset-version'] = metaValue(input.datasetVersion);
@@ -208,6 +215,7 @@ export class SageMakerModelRegistry implements ModelRegistry {
     const onnx = art(p['loupe:onnx'], '.onnx');
     if (!onnx) throw new LoupeError('SAGEMAKER_NOT_LOUPE', 'model package was not registered by loupe (no loupe:onnx property)', { input: d.ModelPackageArn });
     const pt = art(p['loupe:pt'], '.pt');
+    const onnxInt8 = art(p['loupe:onnx-int8'], '.onnx');
     const card = art(p['loupe:card'], '.json');
     const gateText = p['loupe:gate'];
     let gate: GateSummary | null = null;
@@ -235,7 +243,8 @@ export class SageMakerModelRegistry implements ModelRegistry {
       statusReason: d.ApprovalDescription ?? null,
       statusBy: p['loupe:status-by'] ?? null,
       statusAt: (d.LastModifiedTime ?? d.CreationTime ?? new Date(0)).toISOString(),
-      artefacts: { onnx, ...(pt ? { pt } : {}), ...(card ? { card } : {}) },
+      artefacts: { onnx, ...(onnxInt8 ? { onnxInt8 } : {}), ...(pt ? { pt } : {}), ...(card ? { card } : {}) },
+      fleetPrecision: p['loupe:fleet-precision'] === 'int8' && onnxInt8 ? 'int8' : 'fp32',
       metrics,
       datasetVersion: p['loupe:dataset-version'] ?? null,
       parentRef: p['loupe:parent'] ?? null,
@@ -289,14 +298,14 @@ export class SageMakerModelRegistry implements ModelRegistry {
   async setStatus(ref: string, status: Exclude<ModelStatus, 'pending'>, change: StatusChange): Promise<ModelVersion> {
     const v = await this.get(ref);
     if (!v) throw new LoupeError('REGISTRY_NOT_FOUND', 'no such model version', { input: ref });
-    checkTransition(ref, v.status, status, change.force);
+    const { forced } = checkTransition(ref, v.status, status, { force: change.force, reason: change.reason, gate: v.gate });
     if (v.status === status) return v;
     const arn = String(v.meta.arn);
     await this.o.sagemaker.send(
       new UpdateModelPackageCommand({
         ModelPackageArn: arn,
         ModelApprovalStatus: toSm[status],
-        ApprovalDescription: `${change.by}: ${change.reason ?? status}`.slice(0, 1024),
+        ApprovalDescription: `${forced ? 'FORCED without a passing gate; ' : ''}${change.by}: ${change.reason ?? status}`.slice(0, 1024),
         CustomerMetadataProperties: { 'loupe:status-by': metaValue(change.by) },
       }),
     );

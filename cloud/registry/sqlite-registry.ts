@@ -5,9 +5,10 @@ import { LoupeError } from '../../lib/errors.js';
 import { sha256 } from '../../lib/fsutil.js';
 import { ArtefactStore, type ArtefactRef } from './artefact-store.js';
 import { checkTransition, decideApproval, DEFAULT_POLICY, type ApprovalPolicy } from './policy.js';
-import type { ModelEvent, ModelRegistry, ModelStatus, ModelVersion, RegisterInput, StatusChange } from './types.js';
+import type { ArtefactKind, DeployPrecision, ModelEvent, ModelRegistry, ModelStatus, ModelVersion, RegisterInput, StatusChange } from './types.js';
 import { openSqlite } from '../../lib/sqlite.js';
-import type { SqliteSchema } from '../../lib/migrate.js';
+import { addColumnIfMissing, type SqliteSchema } from '../../lib/migrate.js';
+import { validateModelArtefacts } from './validate.js';
 
 /**
  * The default model registry: one SQLite file (`<dir>/registry.db`) with the versions and an
@@ -54,7 +55,11 @@ CREATE TABLE IF NOT EXISTS model_events (
   by TEXT NOT NULL,
   reason TEXT
 );
-` }],
+` },
+    { version: 2, description: 'model_events.forced: approvals without a passing gate are recorded as forced', up: (db) => addColumnIfMissing(db, 'model_events', 'forced', 'INTEGER NOT NULL DEFAULT 0') },
+    // Registries made before int8 models existed: every version they hold runs its fp32 file.
+    { version: 3, description: "models.fleet_precision: which file the fleet runs ('fp32' or 'int8')", up: (db) => addColumnIfMissing(db, 'models', 'fleet_precision', "TEXT NOT NULL DEFAULT 'fp32' CHECK (fleet_precision IN ('fp32','int8'))") },
+  ],
 };
 
 interface Row {
@@ -75,6 +80,7 @@ interface Row {
   idem_key: string;
   created_at: string;
   seq: number;
+  fleet_precision: DeployPrecision;
 }
 
 const GROUP_RE = /^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$/; // SageMaker model package group names
@@ -95,6 +101,7 @@ function toVersion(r: Row): ModelVersion {
     statusBy: r.status_by,
     statusAt: r.status_at,
     artefacts: JSON.parse(r.artefacts) as ModelVersion['artefacts'],
+    fleetPrecision: r.fleet_precision ?? 'fp32',
     metrics: JSON.parse(r.metrics) as Record<string, number>,
     datasetVersion: r.dataset_version,
     parentRef: r.parent_ref,
@@ -142,9 +149,15 @@ export class SqliteModelRegistry implements ModelRegistry {
     if (input.parentRef && !(await this.get(input.parentRef))) {
       throw new LoupeError('REGISTRY_NO_PARENT', 'parent model version is not in the registry', { input: input.parentRef });
     }
+    const fleetPrecision = input.fleetPrecision ?? 'fp32';
+    if (fleetPrecision !== 'fp32' && fleetPrecision !== 'int8') throw new LoupeError('REGISTRY_BAD_PRECISION', `fleetPrecision must be fp32 or int8, got ${String(fleetPrecision)}`, { input: input.group });
+    if (fleetPrecision === 'int8' && !input.onnxInt8) throw new LoupeError('REGISTRY_BAD_PRECISION', 'fleetPrecision int8 needs the int8 model (onnxInt8)', { input: input.onnx });
     const meta = { ...cardMeta(input.card), ...input.meta };
+    // Nothing is stored for a model the device could not run (or a checkpoint/card that does not fit it).
+    await validateModelArtefacts(input);
     // Store the files first (content-addressed, idempotent), then the row.
     const onnx = await this.artefacts.put(input.onnx);
+    const onnxInt8 = input.onnxInt8 ? await this.artefacts.put(input.onnxInt8) : undefined;
     const pt = input.pt ? await this.artefacts.put(input.pt) : undefined;
     const card = input.card ? await this.artefacts.put(input.card) : undefined;
     const key =
@@ -153,6 +166,7 @@ export class SqliteModelRegistry implements ModelRegistry {
     if (existing) return toVersion(existing);
     const decided = input.status ?? decideApproval(input.gate, this.policy);
     const artefacts: Record<string, ArtefactRef> = { onnx };
+    if (onnxInt8) artefacts.onnxInt8 = onnxInt8;
     if (pt) artefacts.pt = pt;
     if (card) artefacts.card = card;
     const now = new Date().toISOString();
@@ -164,8 +178,8 @@ export class SqliteModelRegistry implements ModelRegistry {
       const info = this.db
         .prepare(
           `INSERT INTO models (grp, version, status, status_reason, status_by, status_at, artefacts, metrics, dataset_version,
-             parent_ref, gate, meta, source, idem_key, created_at, seq)
-           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+             parent_ref, gate, meta, source, idem_key, created_at, seq, fleet_precision)
+           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
         )
         .run(
           input.group,
@@ -184,6 +198,7 @@ export class SqliteModelRegistry implements ModelRegistry {
           key,
           now,
           seq,
+          fleetPrecision,
         );
       this.db
         .prepare('INSERT INTO model_events (model_id, at, from_status, to_status, by, reason) VALUES (?,?,?,?,?,?)')
@@ -232,7 +247,8 @@ export class SqliteModelRegistry implements ModelRegistry {
     const tx = this.db.transaction(() => {
       const r = this.db.prepare('SELECT * FROM models WHERE grp = ? AND version = ?').get(group, version) as Row | undefined;
       if (!r) throw new LoupeError('REGISTRY_NOT_FOUND', 'no such model version', { input: ref });
-      checkTransition(ref, r.status, status, change.force);
+      const gate = r.gate ? (JSON.parse(r.gate) as ModelVersion['gate']) : null;
+      const { forced } = checkTransition(ref, r.status, status, { force: change.force, reason: change.reason, gate });
       if (r.status === status) return r;
       const now = new Date().toISOString();
       const seq = (this.db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM models').get() as { s: number }).s;
@@ -240,8 +256,8 @@ export class SqliteModelRegistry implements ModelRegistry {
         .prepare('UPDATE models SET status = ?, status_reason = ?, status_by = ?, status_at = ?, seq = ? WHERE id = ?')
         .run(status, change.reason ?? null, change.by, now, seq, r.id);
       this.db
-        .prepare('INSERT INTO model_events (model_id, at, from_status, to_status, by, reason) VALUES (?,?,?,?,?,?)')
-        .run(r.id, now, r.status, status, change.by, change.reason ?? null);
+        .prepare('INSERT INTO model_events (model_id, at, from_status, to_status, by, reason, forced) VALUES (?,?,?,?,?,?,?)')
+        .run(r.id, now, r.status, status, change.by, change.reason ?? null, forced ? 1 : 0);
       return this.db.prepare('SELECT * FROM models WHERE id = ?').get(r.id) as Row;
     });
     return toVersion(tx.immediate());
@@ -258,7 +274,7 @@ export class SqliteModelRegistry implements ModelRegistry {
   events(ref?: string): ModelEvent[] {
     const rows = this.db
       .prepare(
-        `SELECT m.grp, m.version, e.at, e.from_status, e.to_status, e.by, e.reason FROM model_events e JOIN models m ON m.id = e.model_id
+        `SELECT m.grp, m.version, e.at, e.from_status, e.to_status, e.by, e.reason, e.forced FROM model_events e JOIN models m ON m.id = e.model_id
          ${ref ? 'WHERE m.grp = ? AND m.version = ?' : ''} ORDER BY e.id`,
       )
       .all(...(ref ? [parseRef(ref).group, parseRef(ref).version] : [])) as {
@@ -269,12 +285,13 @@ export class SqliteModelRegistry implements ModelRegistry {
       to_status: ModelStatus;
       by: string;
       reason: string | null;
+      forced: number;
     }[];
-    return rows.map((r) => ({ ref: `${r.grp}:${r.version}`, at: r.at, from: r.from_status, to: r.to_status, by: r.by, reason: r.reason }));
+    return rows.map((r) => ({ ref: `${r.grp}:${r.version}`, at: r.at, from: r.from_status, to: r.to_status, by: r.by, reason: r.reason, forced: r.forced === 1 }));
   }
 
   /** A verified path to one of a version's artefacts. */
-  async artefactPath(v: ModelVersion, kind: 'onnx' | 'pt' | 'card'): Promise<string> {
+  async artefactPath(v: ModelVersion, kind: ArtefactKind): Promise<string> {
     const ref = v.artefacts[kind];
     if (!ref) throw new LoupeError('ARTEFACT_MISSING', `version has no ${kind} artefact`, { input: v.ref });
     return this.artefacts.verified(ref);

@@ -1,3 +1,4 @@
+import { LoupeError } from '../../lib/errors.js';
 import type { ArtefactRef } from './artefact-store.js';
 
 /**
@@ -5,11 +6,16 @@ import type { ArtefactRef } from './artefact-store.js';
  * Model Registry adapter. A model *group* (SageMaker: model package group) holds numbered
  * *versions*; a version is written once (artefacts, metrics, data set, parent, gate result)
  * and afterwards only its status moves: pending → approved | rejected, approved → rejected
- * (revoked), rejected → approved only when forced. The champion of a group is the approved
+ * (revoked), rejected → approved only when forced. Approving needs a passing gate result;
+ * without one it must be forced, with a reason, and the history records the override. The champion of a group is the approved
  * version approved most recently: the one a new challenger is gated against and the one the
  * fleet should run.
  */
 export type ModelStatus = 'pending' | 'approved' | 'rejected';
+
+/** Which file of a version the fleet runs: the fp32 export, or its int8 quantization (`loupe quantize`). */
+export type DeployPrecision = 'fp32' | 'int8';
+export type ArtefactKind = 'onnx' | 'onnxInt8' | 'pt' | 'card';
 
 export interface GateSummary {
   passed: boolean;
@@ -20,6 +26,8 @@ export interface GateSummary {
   threshold: number;
   tolerance: number;
   reasons: string[];
+  /** Which file the fleet runs (fp32, or int8 within the tolerance of fp32), when the loop quantized. */
+  fleetPrecision?: 'fp32' | 'int8';
   /** The gate's JSON report, when kept on disk. */
   reportPath?: string;
 }
@@ -33,7 +41,11 @@ export interface ModelVersion {
   statusReason: string | null;
   statusBy: string | null;
   statusAt: string;
-  artefacts: { onnx: ArtefactRef; pt?: ArtefactRef; card?: ArtefactRef };
+  /** `onnx` is the fp32 export; `onnxInt8` its int8 quantization, when the version has one. */
+  artefacts: { onnx: ArtefactRef; onnxInt8?: ArtefactRef; pt?: ArtefactRef; card?: ArtefactRef };
+  /** The file the fleet runs: `onnx` (fp32) or `onnxInt8` (int8), as the gate chose. */
+  fleetPrecision: DeployPrecision;
+  /** Test-split scores; those of the int8 file carry an `int8_` prefix (int8_map50, ...). */
   metrics: Record<string, number>;
   datasetVersion: string | null;
   parentRef: string | null;
@@ -50,6 +62,10 @@ export interface ModelVersion {
 export interface RegisterInput {
   group: string;
   onnx: string;
+  /** The int8 quantization of `onnx`. */
+  onnxInt8?: string;
+  /** Which file the fleet runs (default fp32); int8 needs `onnxInt8`. */
+  fleetPrecision?: DeployPrecision;
   pt?: string;
   card?: string;
   metrics?: Record<string, number>;
@@ -67,7 +83,7 @@ export interface RegisterInput {
 export interface StatusChange {
   by: string;
   reason?: string;
-  /** Allow rejected → approved. */
+  /** Approve without a passing gate result (none, failed, or rejected before); needs a reason, recorded. */
   force?: boolean;
 }
 
@@ -78,6 +94,17 @@ export interface ModelEvent {
   to: ModelStatus;
   by: string;
   reason: string | null;
+  /** The move overrode the gate (approved with force). */
+  forced: boolean;
+}
+
+/** The artefact the fleet runs for a version (its kind and reference). */
+export function deployedArtefact(v: Pick<ModelVersion, 'artefacts' | 'fleetPrecision' | 'ref'>): { kind: 'onnx' | 'onnxInt8'; ref: ArtefactRef; precision: DeployPrecision } {
+  if (v.fleetPrecision === 'int8') {
+    if (!v.artefacts.onnxInt8) throw new LoupeError('REGISTRY_BAD_PRECISION', 'version says the fleet runs int8 but has no int8 artefact', { input: v.ref });
+    return { kind: 'onnxInt8', ref: v.artefacts.onnxInt8, precision: 'int8' };
+  }
+  return { kind: 'onnx', ref: v.artefacts.onnx, precision: 'fp32' };
 }
 
 export interface ModelRegistry {

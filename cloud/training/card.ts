@@ -71,11 +71,14 @@ export interface CardInput {
   /** Where card.json will live: file references are relative to it. */
   dir: string;
   onnx: string;
+  onnxInt8?: string;
   pt?: string;
   trainer: ModelCard['trainer'];
   dataset: DatasetFacts;
   test: TestMetrics | null;
   val: ValMetrics | null;
+  int8Test?: TestMetrics | null;
+  fleetPrecision?: ModelCard['fleetPrecision'];
   command: string;
   trainerCommand?: string;
   notes?: string[];
@@ -91,10 +94,15 @@ export async function buildModelCard(input: CardInput): Promise<ModelCard> {
     task: 'detect',
     classes: input.classes,
     imgsz: input.imgsz,
-    files: { onnx: await ref(input.onnx, input.dir), ...(input.pt ? { pt: await ref(input.pt, input.dir) } : {}) },
+    files: {
+      onnx: await ref(input.onnx, input.dir),
+      ...(input.onnxInt8 ? { onnxInt8: await ref(input.onnxInt8, input.dir) } : {}),
+      ...(input.pt ? { pt: await ref(input.pt, input.dir) } : {}),
+    },
     trainer: input.trainer,
     dataset: input.dataset,
-    metrics: { test: input.test, val: input.val },
+    metrics: { test: input.test, val: input.val, ...(input.int8Test !== undefined ? { int8: input.int8Test } : {}) },
+    ...(input.fleetPrecision ? { fleetPrecision: input.fleetPrecision } : {}),
     command: input.command,
     ...(input.trainerCommand ? { trainerCommand: input.trainerCommand } : {}),
     ...(input.notes?.length ? { notes: input.notes } : {}),
@@ -111,6 +119,7 @@ export interface RunCardInput {
   /** The folder with model.onnx, the checkpoint and card.json-to-be. */
   dir: string;
   onnx: string;
+  onnxInt8?: string;
   pt?: string;
   /** train.py's metrics.json for the run. */
   metrics: TrainMetricsFile;
@@ -123,6 +132,8 @@ export interface RunCardInput {
   base?: string;
   script: string;
   test: TestMetrics | null;
+  int8Test?: TestMetrics | null;
+  fleetPrecision?: ModelCard['fleetPrecision'];
   command: string;
   trainerCommand?: string;
   notes?: string[];
@@ -141,7 +152,10 @@ export async function cardForRun(r: RunCardInput): Promise<ModelCard> {
     imgsz,
     dir: r.dir,
     onnx: r.onnx,
+    onnxInt8: r.onnxInt8,
     pt: r.pt,
+    int8Test: r.int8Test,
+    fleetPrecision: r.fleetPrecision,
     trainer: {
       name: m.trainer.name,
       version: m.trainer.version,

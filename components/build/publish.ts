@@ -1,4 +1,4 @@
-import { CreateComponentVersionCommand, GreengrassV2Client } from '@aws-sdk/client-greengrassv2';
+import { CreateComponentVersionCommand, DescribeComponentCommand, GreengrassV2Client } from '@aws-sdk/client-greengrassv2';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { createReadStream } from 'node:fs';
@@ -14,9 +14,15 @@ import { validateRecipe } from './recipe-schema.js';
 /**
  * `loupe publish`: what `gdk component publish` does for the built components. For each recipe in
  * greengrass-build/recipes: upload its artefacts to s3://<bucket>/<component>/<version>/<file>
- * (multipart for large ZIPs), put the bucket into the artefact URIs, and create the component
- * version on AWS IoT Greengrass (CreateComponentVersion with the recipe inline). The artefacts'
- * digests were filled in by the build; Greengrass checks them when a device downloads them.
+ * (multipart for large ZIPs), put the bucket into the artefact URIs, create the component
+ * version on AWS IoT Greengrass (CreateComponentVersion with the recipe inline), and wait until
+ * Greengrass has checked it (DEPLOYABLE), so that a deployment made next can use it. The
+ * artefacts' digests were filled in by the build; Greengrass checks them when a device
+ * downloads them.
+ *
+ * Devices need, in their token exchange role: s3:GetObject on arn:aws:s3:::<bucket>/* (the
+ * artefacts; Greengrass downloads them with the device's credentials) and, for loupe.Uploader,
+ * s3:PutObject on arn:aws:s3:::<upload bucket>/<prefix>/* (recipes/README.md).
  */
 export interface PublishOptions {
   buildDir?: string;
@@ -26,6 +32,10 @@ export interface PublishOptions {
   components?: string[];
   s3?: S3Client;
   greengrass?: GreengrassV2Client;
+  /** how long to wait for each version to become DEPLOYABLE (default 5 min) */
+  deployableTimeoutMs?: number;
+  /** first pause between DescribeComponent polls (default 2 s, growing to 10 s) */
+  pollMs?: number;
   log?: Logger;
 }
 
@@ -73,14 +83,53 @@ export async function publishComponents(opts: PublishOptions): Promise<Published
       }
     }
     validateRecipe(recipe, `${name}-${version}`);
+    let r;
     try {
-      const r = await gg.send(new CreateComponentVersionCommand({ inlineRecipe: Buffer.from(JSON.stringify(recipe)), clientToken: `${name}-${version}`.slice(0, 64) }));
-      out.push({ component: name, version, arn: r.arn, status: r.status?.componentState, artifacts: uploaded });
-      log.info({ component: name, version, arn: r.arn, state: r.status?.componentState }, 'component version created');
+      r = await gg.send(new CreateComponentVersionCommand({ inlineRecipe: Buffer.from(JSON.stringify(recipe)), clientToken: `${name}-${version}`.slice(0, 64) }));
     } catch (e) {
       throw new LoupeError('publish.create', `CreateComponentVersion failed: ${errorMessage(e)}`, { input: `${name}@${version}`, cause: e });
     }
+    log.info({ component: name, version, arn: r.arn, state: r.status?.componentState }, 'component version created');
+    if (!r.arn) throw new LoupeError('publish.create', 'CreateComponentVersion returned no arn', { input: `${name}@${version}` });
+    const state = await waitUntilDeployable(gg, r.arn, { first: r.status, timeoutMs: opts.deployableTimeoutMs, pollMs: opts.pollMs, log });
+    out.push({ component: name, version, arn: r.arn, status: state, artifacts: uploaded });
   }
   if (out.length === 0) throw new LoupeError('publish.none', 'no component recipes to publish', { input: join(buildDir, 'recipes') });
   return out;
+}
+
+type ComponentStatus = { componentState?: string; message?: string; errors?: Record<string, string> };
+
+/**
+ * Poll DescribeComponent until a new component version is DEPLOYABLE: Greengrass checks a
+ * version after CreateComponentVersion (REQUESTED, INITIATED) and refuses it (FAILED) when, for
+ * example, it cannot read an artefact; a deployment naming a version that is not DEPLOYABLE
+ * fails. `first` is the status CreateComponentVersion answered, which may already say so.
+ */
+export async function waitUntilDeployable(
+  gg: GreengrassV2Client,
+  arn: string,
+  o: { first?: ComponentStatus; timeoutMs?: number; pollMs?: number; log?: Logger } = {},
+): Promise<'DEPLOYABLE'> {
+  const timeoutMs = o.timeoutMs ?? 300_000;
+  const deadline = Date.now() + timeoutMs;
+  let delay = o.pollMs ?? 2000;
+  let status = o.first;
+  for (let asked = o.first !== undefined; ; asked = true) {
+    if (asked) {
+      const state = status?.componentState;
+      if (state === 'DEPLOYABLE') return state;
+      if (state === 'FAILED' || state === 'DEPRECATED') {
+        const why = [status?.message, ...Object.entries(status?.errors ?? {}).map(([k, v]) => `${k}: ${v}`)].filter(Boolean).join('; ');
+        throw new LoupeError('GREENGRASS_COMPONENT_FAILED', `Greengrass says the component version is ${state}${why ? `: ${why}` : ''}`, { input: arn });
+      }
+      if (Date.now() >= deadline) {
+        throw new LoupeError('GREENGRASS_COMPONENT_TIMEOUT', `still ${state ?? 'without a state'} after ${(timeoutMs / 1000).toFixed(timeoutMs < 10_000 ? 1 : 0)} s, not DEPLOYABLE (DescribeComponent); no deployment was made`, { input: arn });
+      }
+      o.log?.info({ arn, state, retryInMs: delay }, 'waiting for the component version to become DEPLOYABLE');
+      await new Promise((res) => setTimeout(res, Math.max(0, Math.min(delay, deadline - Date.now()))));
+      delay = Math.min(Math.round(delay * 1.5), 10_000);
+    }
+    status = (await gg.send(new DescribeComponentCommand({ arn })))?.status;
+  }
 }

@@ -4,22 +4,34 @@ import { LoupeError } from '../../lib/errors.js';
 import { projectRoot } from '../../lib/paths.js';
 
 /**
- * The loupe component recipes: source recipes live in `recipes/<name>.json` (GDK style, with
+ * The loupe component recipes: source recipes live in `recipes/<name>/recipe.json`, beside the
+ * component's `gdk-config.json` (one GDK project per component), GDK style, with
  * `{COMPONENT_VERSION}` and `s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/<file>`
- * placeholders). From them come
+ * placeholders. From them come
  *  - the built recipes for AWS (greengrass-build/recipes): version, model digest and artefact
  *    digests filled in (build.ts), the bucket at publish time (publish.ts);
  *  - the local recipes for loupe's own nucleus (`loupe edge up`): the same recipe, but the
- *    program is run from this checkout's dist/ instead of an unpacked artefact ZIP, so a local
- *    run does not need a packaging step. Everything else (configuration, accessControl,
- *    dependencies, model artefacts with digests) is what a device gets.
+ *    program is run from this checkout's dist/ by the Node.js running loupe instead of an
+ *    unpacked artefact ZIP by loupe.NodeRuntime's node, so a local run needs no packaging step.
+ *    Everything else (configuration, accessControl, the other dependencies, model artefacts with
+ *    digests) is what a device gets.
  */
+/** The four loupe edge components (what `loupe edge up` deploys). */
 export const COMPONENTS = ['loupe.Model', 'loupe.Camera', 'loupe.Inference', 'loupe.Uploader'] as const;
 export type ComponentName = (typeof COMPONENTS)[number];
 
-/** Artefact ZIP base name per component (`<base>-linux-x64.zip`, `<base>-linux-arm64.zip`). */
-export const ZIP_BASE: Record<ComponentName, string> = {
-  'loupe.Model': 'loupe-model',
+/** The Node.js runtime component the code components depend on (recipes/loupe.NodeRuntime). */
+export const NODE_RUNTIME = 'loupe.NodeRuntime';
+/** Everything `loupe build` packages, in build order. */
+export const BUILD_COMPONENTS = [NODE_RUNTIME, ...COMPONENTS] as const;
+export type BuildComponentName = (typeof BUILD_COMPONENTS)[number];
+
+/** The components whose artefact is compiled JS + node_modules (one ZIP per platform). */
+export type CodeComponentName = Exclude<ComponentName, 'loupe.Model'>;
+export const CODE_COMPONENTS: readonly CodeComponentName[] = ['loupe.Camera', 'loupe.Inference', 'loupe.Uploader'];
+
+/** Artefact ZIP base name per code component (`<base>-linux-x64.zip`, `<base>-linux-arm64.zip`). */
+export const ZIP_BASE: Record<CodeComponentName, string> = {
   'loupe.Camera': 'loupe-camera',
   'loupe.Inference': 'loupe-inference',
   'loupe.Uploader': 'loupe-uploader',
@@ -48,8 +60,8 @@ export interface Manifest {
   Artifacts?: Artifact[];
 }
 
-export function loadSourceRecipe(name: ComponentName, dir = join(projectRoot, 'recipes')): Recipe {
-  const file = join(dir, `${name}.json`);
+export function loadSourceRecipe(name: BuildComponentName, dir = join(projectRoot, 'recipes')): Recipe {
+  const file = join(dir, name, 'recipe.json');
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as Recipe;
   } catch (e) {
@@ -77,15 +89,26 @@ export function renderRecipe(src: Recipe, opts: RenderOptions): Recipe {
 
 /**
  * The recipe for loupe's local nucleus: run the program from `root` (this checkout, built) with
- * this Node binary, and drop the code ZIP artefacts. Model artefacts stay, with their digests.
+ * this Node binary instead of loupe.NodeRuntime's, and drop the code ZIP artefacts and the
+ * dependency on loupe.NodeRuntime. Model artefacts stay, with their digests.
  */
 export function localRecipe(r: Recipe, root = projectRoot, nodeBin = process.execPath): Recipe {
   const out = structuredClone(r);
-  const base = ZIP_BASE[r.ComponentName as ComponentName];
+  const base = ZIP_BASE[r.ComponentName as CodeComponentName] as string | undefined;
+  if (out.ComponentDependencies) {
+    delete out.ComponentDependencies[NODE_RUNTIME];
+    if (Object.keys(out.ComponentDependencies).length === 0) delete out.ComponentDependencies;
+  }
   out.Manifests = out.Manifests.map((m) => {
     const arch = m.Platform?.architecture as keyof typeof PLATFORMS | undefined;
-    const zipDir = `{artifacts:decompressedPath}/${base}-${arch ? PLATFORMS[arch] : 'linux-x64'}/`;
-    const lifecycle = mapStrings(m.Lifecycle, (s) => s.replaceAll(zipDir, `${root}/`).replace(/\bexec node /, `exec "${nodeBin}" `).replace(/^node -e/, `"${nodeBin}" -e`)) as Record<string, unknown>;
+    const plat = arch ? PLATFORMS[arch] : 'linux-x64';
+    const runtimeNode = `{${NODE_RUNTIME}:artifacts:decompressedPath}/node-${plat}/bin/node`;
+    const zipDir = base ? `{artifacts:decompressedPath}/${base}-${plat}/` : undefined;
+    const lifecycle = mapStrings(m.Lifecycle, (s) => {
+      let t = s.replaceAll(runtimeNode, nodeBin);
+      if (zipDir) t = t.replaceAll(zipDir, `${root}/`);
+      return t;
+    }) as Record<string, unknown>;
     return { ...m, Lifecycle: lifecycle, Artifacts: (m.Artifacts ?? []).filter((a) => !a.Uri.endsWith('.zip')) };
   });
   return out;

@@ -12,6 +12,7 @@ export class FrameStore {
   private readonly entries: { path: string; bytes: number }[] = [];
   private head = 0;
   private bytes = 0;
+  private readonly made = new Set<string>();
   evicted = 0;
 
   constructor(
@@ -30,10 +31,17 @@ export class FrameStore {
 
   async put(camera: string, name: string, data: Buffer): Promise<string> {
     const dir = join(this.dir, camera);
-    await mkdir(dir, { recursive: true });
+    if (!this.made.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.made.add(dir);
+    }
     const path = join(dir, name);
     const tmp = join(dir, `.${name}.tmp`);
-    await writeFile(tmp, data);
+    await writeFile(tmp, data).catch(async (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw e;
+      await mkdir(dir, { recursive: true }); // the folder was removed under us
+      await writeFile(tmp, data);
+    });
     await rename(tmp, path);
     this.entries.push({ path, bytes: data.length });
     this.bytes += data.length;

@@ -7,7 +7,7 @@
  * API (kept stable for the inference component and the gate):
  *
  *   const det = await Detector.load('model.onnx', { imgsz?, names?, threads?, spinning? });
- *   det.info        // names, imgsz [h, w], stride, dynamic, nmsExport, fp16, inputName, outputName, ...
+ *   det.info        // names, imgsz [h, w], stride, dynamic, nmsExport, fp16, precision, inputName, ...
  *   await det.warmup();
  *   const r = await det.detect('frame.jpg' | buffer, { conf: 0.25, iou: 0.7, maxDet: 300,
  *                              classes: ['scratch'], classConf: { scratch: 0.4 }, mode: 'predict' });
@@ -32,17 +32,17 @@ import { inputPlan, TensorWriter, type LetterboxGeometry } from './letterbox.js'
 import { modelInfoFromBytes, type ModelInfo, type ModelOverrides } from './model-info.js';
 import { Postprocessor, scaleBoxes, type NmsOptions, type RawBoxes, type ScaleBack } from './postprocess.js';
 
-export type { ModelInfo } from './model-info.js';
+export type { ModelInfo, ModelPrecision } from './model-info.js';
 export type { RgbImage } from './decode.js';
 
 export interface DetectorLoadOptions extends ModelOverrides {
   /** onnxruntime intra-op threads (default: onnxruntime's choice, all cores). */
   threads?: number;
   /**
-   * Let onnxruntime's worker threads spin between runs (default true, onnxruntime's own default).
-   * Spinning is ~7-10% faster on a quiet device (dev box: 45.7 vs 50.4 ms per 480 px frame), but
-   * when other processes compete for the cores it costs up to 2x (same box under load: 164 vs 82
-   * ms); set false on hosts shared with heavy work.
+   * Let onnxruntime's worker threads spin between runs (default false; onnxruntime's own default is
+   * true). Spinning is ~7-10% faster on a quiet device (dev box: 45.7 vs 50.4 ms per 480 px frame),
+   * but when anything else competes for the cores it costs up to 2x (same box under load: 164 vs
+   * 82 ms; bare session.run at load 1.5: 79 vs 42 ms), so it is opt-in for hosts known to be quiet.
    */
   spinning?: boolean;
 }
@@ -53,7 +53,7 @@ export function detectorSessionOptions(opts: Pick<DetectorLoadOptions, 'threads'
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
     ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
-    extra: { session: { intra_op: { allow_spinning: opts.spinning === false ? '0' : '1' }, inter_op: { allow_spinning: opts.spinning === false ? '0' : '1' } } },
+    extra: { session: { intra_op: { allow_spinning: opts.spinning ? '1' : '0' }, inter_op: { allow_spinning: opts.spinning ? '1' : '0' } } },
   };
 }
 
@@ -200,6 +200,20 @@ export class Detector {
   /** Like detect, but boxes stay in model-input pixels (for the evaluator). */
   async detectRaw(image: ImageInput, opts: DetectOptions = {}): Promise<RawDetectResult> {
     return this.detectInternal(image, opts, true);
+  }
+
+  /**
+   * The input tensor `detect` feeds the model for this image (predict mode), as a copy: what int8
+   * calibration must see, so the quantizer calibrates on exactly the device's preprocessing.
+   */
+  async inputTensor(image: ImageInput): Promise<{ data: Float32Array | Uint16Array; dims: [number, number, number, number] }> {
+    if (!this.session) throw new LoupeError('DETECTOR_DISPOSED', 'the detector was disposed', { input: this.info.path });
+    const img = isRgb(image) ? image : await decodeImage(image, typeof image === 'string' ? image : '<image buffer>');
+    return this.exclusive(async () => {
+      const { geometry } = this.preprocess(img, 'predict');
+      const t = this.tensors.get(`${geometry.outH}x${geometry.outW}`)!;
+      return { data: (t.data as Float32Array | Uint16Array).slice(), dims: [1, 3, geometry.outH, geometry.outW] };
+    });
   }
 
   /** Check detect options against this model (class names, ranges) without running anything. */

@@ -19,6 +19,11 @@ export interface ModelInfo {
   fp16: boolean;
   /** Output tensor is float16. */
   outputFp16: boolean;
+  /**
+   * The arithmetic the model runs in: 'int8' for a quantized graph (QDQ or QOperator nodes, e.g.
+   * from `loupe quantize`; its input and output stay float32), 'fp16' for a half export, else 'fp32'.
+   */
+  precision: ModelPrecision;
   inputName: string;
   outputName: string;
   /** Graph input/output dims, -1 where symbolic. */
@@ -28,6 +33,17 @@ export interface ModelInfo {
   exporterVersion?: string;
   /** The raw metadata_props. */
   metadata: Record<string, string>;
+}
+
+export type ModelPrecision = 'fp32' | 'fp16' | 'int8';
+
+/** Operators only a quantized (int8/uint8) graph holds: QDQ pairs, or onnxruntime's QOperator forms. */
+const QUANTIZED_OPS = ['QuantizeLinear', 'DequantizeLinear', 'QLinearConv', 'ConvInteger', 'MatMulInteger', 'QLinearMatMul', 'DynamicQuantizeLinear'];
+
+/** A graph's precision from its operators and input type (see ModelInfo.precision). */
+export function graphPrecision(opTypes: Record<string, number>, inputFp16: boolean): ModelPrecision {
+  if (QUANTIZED_OPS.some((op) => (opTypes[op] ?? 0) > 0)) return 'int8';
+  return inputFp16 ? 'fp16' : 'fp32';
 }
 
 export interface ModelOverrides {
@@ -156,6 +172,7 @@ export function modelInfoFromBytes(bytes: Uint8Array, path: string, overrides: M
     nmsExport,
     fp16: inType === 'float16',
     outputFp16: outType === 'float16',
+    precision: graphPrecision(m.opTypes, inType === 'float16'),
     inputName: input.name,
     outputName: output.name,
     inputShape: inShape,

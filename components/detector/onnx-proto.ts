@@ -1,7 +1,8 @@
 /**
  * Reads the few parts of an ONNX ModelProto the detector needs: `metadata_props` (ultralytics puts
  * names/imgsz/stride/task/args there; onnxruntime-node does not expose them), the graph's input and
- * output value infos (element type, symbolic or fixed dims) and the opset.
+ * output value infos (element type, symbolic or fixed dims), the opset, and the operator types of
+ * the graph's nodes (a QDQ int8 model is told apart by its QuantizeLinear/DequantizeLinear nodes).
  *
  * Hand-written rather than protobufjs: we need six fields of onnx.proto and must skip the weight
  * initializers without decoding them; a 100-line wire-format reader does that with no schema file
@@ -31,6 +32,8 @@ export interface OnnxModelSummary {
   metadata: Record<string, string>;
   inputs: OnnxValueInfo[];
   outputs: OnnxValueInfo[];
+  /** How many nodes of each operator type the main graph holds (`QuantizeLinear`: 12, ...). */
+  opTypes: Record<string, number>;
 }
 
 export const ONNX_ELEM_TYPE: Record<number, string> = {
@@ -126,7 +129,7 @@ class Reader {
 /** Parse a ModelProto; throws ProtoError when the bytes are not one. */
 export function readOnnxModel(buf: Uint8Array): OnnxModelSummary {
   const r = new Reader(buf);
-  const out: OnnxModelSummary = { irVersion: 0, producerName: '', producerVersion: '', opset: 0, metadata: {}, inputs: [], outputs: [] };
+  const out: OnnxModelSummary = { irVersion: 0, producerName: '', producerVersion: '', opset: 0, metadata: {}, inputs: [], outputs: [], opTypes: {} };
   let sawGraph = false;
   while (!r.done) {
     const [field, wire] = r.tag();
@@ -170,7 +173,17 @@ function readGraph(g: Reader, out: OnnxModelSummary): void {
   const inputs: OnnxValueInfo[] = [];
   while (!g.done) {
     const [field, wire] = g.tag();
-    if (field === 11 && wire === 2) inputs.push(readValueInfo(g.sub(g.bytes())));
+    if (field === 1 && wire === 2) {
+      // NodeProto: only op_type (field 4); attributes (Constant tensors) are skipped unread.
+      const n = g.sub(g.bytes());
+      while (!n.done) {
+        const [f, w] = n.tag();
+        if (f === 4 && w === 2) {
+          const op = n.string();
+          out.opTypes[op] = (out.opTypes[op] ?? 0) + 1;
+        } else n.skip(w);
+      }
+    } else if (field === 11 && wire === 2) inputs.push(readValueInfo(g.sub(g.bytes())));
     else if (field === 12 && wire === 2) out.outputs.push(readValueInfo(g.sub(g.bytes())));
     else if (field === 5 && wire === 2) {
       // TensorProto: only its name (field 8), to drop initializers listed as inputs (IR < 4).

@@ -1,7 +1,9 @@
 import { stat } from 'node:fs/promises';
 import { errorMessage } from '../../lib/errors.js';
 import { runComponent, type ComponentContext } from '../ipc/runtime.js';
-import { IOT_TOPICS, TOPICS, type FrameMessage, type ModelAnnouncement, type ResultMessage } from '../../contracts/topics.js';
+import { imageHashes } from '../../lib/image-hash.js';
+import { decodeImage } from '../detector/decode.js';
+import { IOT_TOPICS, RESULT_SCHEMA, TOPICS, type FrameMessage, type ModelAnnouncement, type ResultMessage } from '../../contracts/topics.js';
 import { inferenceConfigSchema, type InferenceConfig } from './config.js';
 import { ModelSlot } from './model-slot.js';
 import { BoundedQueue } from './queue.js';
@@ -66,7 +68,10 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
     const t0 = performance.now();
     let result: ResultMessage;
     try {
-      const r = await model.detector.detect(f.path, {
+      // Decoded once: the detector and the uploader's de-duplication hashes use the same pixels.
+      const img = await decodeImage(f.path);
+      const hashes = imageHashes(img);
+      const r = await model.detector.detect(img, {
         conf: cfg.conf,
         iou: cfg.iou,
         maxDet: cfg.maxDet,
@@ -77,13 +82,13 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
       const dets = applyRoi(r.detections, cfg.roi, r.width, r.height);
       const v = verdict(dets, cfg.verdict.rules);
       const latencyMs = Date.now() - Date.parse(f.time);
-      result = { ...f, width: r.width, height: r.height, verdict: v.verdict, reasons: v.reasons, detections: dets, model: model.ref, latencyMs, inferMs: +inferMs.toFixed(2) };
+      result = { ...f, schema: RESULT_SCHEMA, width: r.width, height: r.height, verdict: v.verdict, reasons: v.reasons, detections: dets, model: model.ref, latencyMs, inferMs: +inferMs.toFixed(2), hashes };
       stats.record(latencyMs, inferMs, dets.map((d) => d.name), v.verdict === 'fail');
     } catch (e) {
       // Corrupt or vanished image: counted, reported as an error result, and the service goes on.
       stats.error();
       const exists = await stat(f.path).then(() => true, () => false);
-      result = { ...f, width: 0, height: 0, verdict: 'error', reasons: [], detections: [], model: model.ref, latencyMs: Date.now() - Date.parse(f.time), inferMs: 0, error: exists ? errorMessage(e) : `frame file is gone: ${f.path}` };
+      result = { ...f, schema: RESULT_SCHEMA, width: 0, height: 0, verdict: 'error', reasons: [], detections: [], model: model.ref, latencyMs: Date.now() - Date.parse(f.time), inferMs: 0, error: exists ? errorMessage(e) : `frame file is gone: ${f.path}` };
       log.warn({ frameId: f.frameId, err: result.error }, 'frame not inferred');
     } finally {
       slot.release(model);

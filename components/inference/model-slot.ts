@@ -52,7 +52,7 @@ export class ModelSlot {
         await detector.dispose().catch(() => {});
         throw e;
       }
-      const next: LoadedModel = { ref: { name: ref.name, version: ref.version, sha256: actual }, path, detector, users: 0, retired: false };
+      const next: LoadedModel = { ref: { name: ref.name, version: ref.version, sha256: actual, precision: detector.info.precision }, path, detector, users: 0, retired: false };
       const old = this.current;
       this.current = next; // the swap: frames taken from here on use the new model
       if (old) {

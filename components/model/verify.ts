@@ -3,10 +3,13 @@ import { errorMessage } from '../../lib/errors.js';
 import { sha256File } from '../../lib/fsutil.js';
 
 /**
- * loupe.Model's Install step: the model must match its digest and load and run in ONNX Runtime
- * before this version is installed. A model that fails here fails the deployment (which rolls
- * back) before anything is restarted, however long the runtime takes to start; Inference
- * would otherwise find out only after it was restarted onto it.
+ * loupe.Inference's Install step (shipped in its code bundle; loupe.Model carries no code): the
+ * model must match its digest and load and run in ONNX Runtime before Inference runs on it.
+ * The install script names `{loupe.Model:artifacts:path}`, and Greengrass re-runs Install when
+ * the interpolated install script changes, so every new loupe.Model version is checked here
+ * before Inference starts on it. A model that fails keeps Inference from ever reaching RUNNING,
+ * so the deployment fails (and rolls back) for certain; a model that failed only once the Run
+ * step had started would race the deployment's health check, which counts RUNNING as healthy.
  *
  *   node verify.js <model.onnx> <sha256>
  */
@@ -22,6 +25,6 @@ try {
   await det.dispose();
   process.exit(0);
 } catch (e) {
-  process.stderr.write(`loupe.Model: ${path ?? '(no model)'}: ${errorMessage(e)}\n`);
+  process.stderr.write(`model refused: ${path ?? '(no model)'}: ${errorMessage(e)}\n`);
   process.exit(1);
 }

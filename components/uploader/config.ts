@@ -32,8 +32,8 @@ export const uploaderConfigSchema = z.object({
       hash: z.enum(['dhash', 'phash']).default('dhash'),
       /** frames within this Hamming distance (of 64 bits) of a recent upload are duplicates */
       maxDistance: z.number().int().min(0).max(64).default(3),
-      /** how many recent uploads per camera to compare with */
-      window: z.number().int().min(1).default(256),
+      /** how many recent uploads per camera to compare with (kept across restarts beside the spool) */
+      window: z.number().int().min(1).max(4096).default(256),
     })
     .default({ enabled: true, hash: 'dhash', maxDistance: 3, window: 256 }),
   image: z

@@ -38,6 +38,12 @@ export async function prepareImage(
   limits: { maxWidth: number; maxHeight: number; jpegQuality: number; maxBytes: number; reencode: boolean },
 ): Promise<PreparedImage> {
   const bytes = await readFile(path);
+  // The common case needs no image library: a JPEG whose size the detector already reported
+  // (after EXIF orientation) and that fits the limits is uploaded byte for byte.
+  const isJpeg = bytes.length > 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff;
+  if (!limits.reencode && isJpeg && src.width > 0 && src.height > 0 && src.width <= limits.maxWidth && src.height <= limits.maxHeight && bytes.length <= limits.maxBytes) {
+    return { data: bytes, width: src.width, height: src.height, detections: src.detections };
+  }
   const input = imageFromBytes(bytes, path);
   const meta = await input.metadata();
   // The detector reports sizes after EXIF orientation; so do we.

@@ -23,6 +23,7 @@ async function start(ctx: ComponentContext<UploaderConfig>) {
   const limiter = new RateLimiter(cfg.limits, join(spool.dir, '.limits'));
   await limiter.load();
   const selector = new Selector(cfg, ctx.thingName, spool, limiter, log);
+  await selector.open();
   const uploader = new SpoolUploader(spool, createS3Client({ ...cfg, ...cfg.upload }), cfg.bucket, cfg.upload, log, (it) =>
     log.debug({ key: it.imageKey, reason: it.reason }, 'uploaded'),
   );

@@ -1,4 +1,5 @@
 import { sha256 } from '../../lib/fsutil.js';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../lib/errors.js';
 import type { ResultMessage } from '../../contracts/topics.js';
@@ -21,6 +22,8 @@ export interface SelectorStats {
   byReason: Record<string, number>;
   notSelected: number;
   duplicates: number;
+  /** selected frames the uploader had to decode for their hash (results without `hashes`) */
+  hashedHere: number;
   rateLimited: number;
   refused: number;
   evicted: number;
@@ -36,7 +39,7 @@ export function uploadKeys(prefix: string, thing: string, r: { frameId: string; 
 }
 
 export class Selector {
-  readonly stats: SelectorStats = { received: 0, selected: 0, byReason: {}, notSelected: 0, duplicates: 0, rateLimited: 0, refused: 0, evicted: 0, errors: 0 };
+  readonly stats: SelectorStats = { received: 0, selected: 0, byReason: {}, notSelected: 0, duplicates: 0, hashedHere: 0, rateLimited: 0, refused: 0, evicted: 0, errors: 0 };
   private policies: Policy[];
   private readonly dedup: Deduper;
 
@@ -49,7 +52,13 @@ export class Selector {
     private readonly random: () => number = Math.random,
   ) {
     this.policies = cfg.policies.map((p) => createPolicy(p, random));
-    this.dedup = new Deduper(cfg.dedup);
+    // The window is kept beside the spool, so a restart does not upload the same images again.
+    this.dedup = new Deduper(cfg.dedup, { file: join(spool.dir, '.dedup.json'), log });
+  }
+
+  /** Load the saved de-duplication window (and the hashes of items still spooled). */
+  async open(): Promise<void> {
+    await this.dedup.load(this.spool.dedupHashes());
   }
 
   reconfigure(cfg: UploaderConfig): void {
@@ -71,7 +80,9 @@ export class Selector {
     try {
       let hash: bigint | undefined;
       if (this.cfg.dedup.enabled) {
-        hash = await this.dedup.hash(r.path);
+        const h = await this.dedup.hash(r.path, r.hashes);
+        hash = h.hash;
+        if (h.decoded) this.stats.hashedHere++;
         if (this.dedup.isDuplicate(r.camera, hash)) {
           this.stats.duplicates++;
           return false;
@@ -99,14 +110,15 @@ export class Selector {
         image: { key: keys.imageKey, width: img.width, height: img.height, originalWidth: r.width, originalHeight: r.height, bytes: img.data.length, sha256: sha256(img.data), contentType: 'image/jpeg' },
         detections: img.detections,
       });
-      const out = await this.spool.add({ frameId: r.frameId, camera: r.camera, priority: sel.priority, reason: sel.reason, createdAt: Date.now(), ...keys, sidecar }, img.data);
+      const dedup = hash === undefined ? {} : { dedup: { hash: hash.toString(16), algo: this.dedup.algo } };
+      const out = await this.spool.add({ frameId: r.frameId, camera: r.camera, priority: sel.priority, reason: sel.reason, createdAt: Date.now(), ...keys, sidecar, ...dedup }, img.data);
       this.stats.evicted += out.evicted.length;
       for (const e of out.evicted) this.log.info({ frameId: e.frameId, reason: e.reason }, 'spool full: evicted');
       if (!out.added) {
         if (out.reason === 'no-room') this.stats.refused++;
         return false;
       }
-      if (hash !== undefined) this.dedup.remember(r.camera, hash);
+      if (hash !== undefined) await this.dedup.remember(r.camera, hash);
       this.stats.selected++;
       this.stats.byReason[sel.reason] = (this.stats.byReason[sel.reason] ?? 0) + 1;
       return true;

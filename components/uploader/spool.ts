@@ -26,6 +26,8 @@ export interface SpoolRecord {
   imageKey: string;
   sidecarKey: string;
   sidecar: Record<string, unknown>;
+  /** The image's perceptual hash (hex) and its kind, so a restart re-learns it even if the window file missed it. */
+  dedup?: { hash: string; algo: string };
 }
 
 export interface SpoolItem extends SpoolRecord {
@@ -153,6 +155,13 @@ export class Spool {
     await rm(join(this.dir, `${id}.jpg`), { force: true });
     this.items.delete(id);
     this.total -= it.bytes;
+  }
+
+  /** Perceptual hashes of the items waiting (see Deduper.load). */
+  dedupHashes(): { camera: string; hash: bigint; algo: string }[] {
+    const out: { camera: string; hash: bigint; algo: string }[] = [];
+    for (const it of this.items.values()) if (it.dedup && /^[0-9a-f]{1,16}$/.test(it.dedup.hash)) out.push({ camera: it.camera, hash: BigInt('0x' + it.dedup.hash), algo: it.dedup.algo });
+    return out;
   }
 
   get pending(): number {

@@ -33,6 +33,25 @@ export function readCliIpcInfo(root: string): CliIpcInfo | undefined {
   return info;
 }
 
+/**
+ * The nucleus's own words for a failed call: the modelled error's message ("Check serviceError
+ * property for details" is all the client's description says), else the client's description.
+ */
+export function nucleusError(operation: string, e: unknown): LoupeError {
+  const err = e as { serviceError?: { message?: string; _errorCode?: string }; description?: string; message?: string };
+  const text = err?.serviceError?.message ?? err?.description ?? err?.message ?? String(e);
+  const code = err?.serviceError?._errorCode;
+  return new LoupeError('NUCLEUS_ERROR', `${operation} failed${code ? ` (${code})` : ''}: ${text}`, { input: operation, cause: e });
+}
+
+async function call<T>(operation: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    throw nucleusError(operation, e);
+  }
+}
+
 export class NucleusCliClient {
   private constructor(private readonly client: greengrasscoreipc.Client) {}
 
@@ -64,17 +83,17 @@ export class NucleusCliClient {
     failureHandlingPolicy?: 'ROLLBACK' | 'DO_NOTHING';
   }): Promise<string> {
     // The client's model types these two as Maps (it validates that before sending).
-    const r = await this.client.createLocalDeployment({
+    const r = await call('CreateLocalDeployment', () => this.client.createLocalDeployment({
       ...req,
       ...(req.rootComponentVersionsToAdd ? { rootComponentVersionsToAdd: new Map(Object.entries(req.rootComponentVersionsToAdd)) } : {}),
       ...(req.componentToConfiguration ? { componentToConfiguration: new Map(Object.entries(req.componentToConfiguration)) } : {}),
-    } as greengrasscoreipc.model.CreateLocalDeploymentRequest);
+    } as greengrasscoreipc.model.CreateLocalDeploymentRequest));
     if (!r.deploymentId) throw new LoupeError('DEPLOYMENT_FAILED', 'the nucleus returned no deployment id', { input: 'CreateLocalDeployment' });
     return r.deploymentId;
   }
 
   async deploymentStatus(deploymentId: string): Promise<LocalDeploymentStatus> {
-    const r = await this.client.getLocalDeploymentStatus({ deploymentId });
+    const r = await call('GetLocalDeploymentStatus', () => this.client.getLocalDeploymentStatus({ deploymentId }));
     return r.deployment as LocalDeploymentStatus;
   }
 
@@ -95,12 +114,12 @@ export class NucleusCliClient {
   }
 
   async listComponents(): Promise<{ componentName: string; version: string; state: string; configuration?: Record<string, unknown> }[]> {
-    const r = await this.client.listComponents({});
+    const r = await call('ListComponents', () => this.client.listComponents({}));
     return (r.components ?? []) as { componentName: string; version: string; state: string; configuration?: Record<string, unknown> }[];
   }
 
   async listDeployments(): Promise<LocalDeploymentStatus[]> {
-    const r = await this.client.listLocalDeployments({});
+    const r = await call('ListLocalDeployments', () => this.client.listLocalDeployments({}));
     return (r.localDeployments ?? []) as LocalDeploymentStatus[];
   }
 

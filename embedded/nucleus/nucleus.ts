@@ -58,28 +58,46 @@
  */
 import { EventEmitter } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
+import { hostname, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { errorMessage, LoupeError } from '../../lib/errors.js';
 import { writeFileAtomic } from '../../lib/fsutil.js';
-import { startBroker, type EmbeddedBroker } from '../broker/broker.js';
+import type { EmbeddedBroker } from '../broker/broker.js';
 import { Authorizer } from './authorization.js';
 import { ComponentStore } from './componentmanager/store.js';
 import { ConfigValidator, registerConfigIpc } from './config/ipc.js';
 import { ConfigStore } from './config/store.js';
 import { registerCliIpc } from './deployment/cli-ipc.js';
 import { DeploymentManager, type DeploymentRecord, type DeploymentRequest } from './deployment/deployment.js';
-import { IpcServer } from './ipc/server.js';
+import { IpcServer, type IpcStats } from './ipc/server.js';
+import type { ConnectionLimits } from './ipc/rpc.js';
+import { DEFAULT_MAX_CONFIGURATION_BYTES } from './config/store.js';
 import { LifecycleIpc } from './lifecycle/ipc.js';
 import { CLI_PRINCIPAL, Kernel } from './lifecycle/kernel.js';
 import type { State } from './lifecycle/service.js';
-import { IotCoreBridge } from './mqttproxy/bridge.js';
+import type { IotCoreBridge } from './mqttproxy/bridge.js';
 import { registerMqttProxy } from './mqttproxy/mqttproxy.js';
 import { LocalPubSub } from './pubsub/pubsub.js';
-import { LOCAL_STACK_CREDENTIALS, TokenExchangeService, type Credentials, type CredentialsProvider } from './tes.js';
+import { NO_CREDENTIALS, TokenExchangeService, type Credentials, type CredentialsProvider } from './tes.js';
 import { DEFAULT_LOG_ROTATION, type LogRotation } from './lifecycle/rotating-log.js';
+import { registerAuthorizationIpc } from './authorization-ipc.js';
+import type { Recipe } from './componentmanager/recipe.js';
+import { BUILTIN_COMPONENTS } from './deployment/resolve.js';
+import type { InitConfig } from './initconfig.js';
+import type { Target } from './lifecycle/kernel.js';
+import { ensureReachable, prepareRootLayout, ProcessGroupRecord } from './lifecycle/root.js';
+import { DEFAULT_POSIX_USER, isRoot } from './lifecycle/runwith.js';
+import { registerComponentMetricIpc } from './telemetry/metric-ipc.js';
+
+function userName(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return String(process.getuid?.() ?? '?');
+  }
+}
 
 export type { DeploymentRecord, DeploymentRequest } from './deployment/deployment.js';
 export type { State } from './lifecycle/service.js';
@@ -115,6 +133,27 @@ export interface NucleusOptions {
   tesPort?: number;
   /** Component log rotation, Greengrass's `logging` keys (default 1024 KB per file, 10240 KB in all per component). */
   logging?: Partial<LogRotation>;
+  /**
+   * runWithDefault.posixUser ("user" or "user:group", default ggc_user:ggc_group): who components
+   * run as when the nucleus runs as root (through sudo, as Greengrass). Not root: as the
+   * nucleus's own user, said once in the log.
+   */
+  posixUser?: string;
+  /** interpolateComponentConfiguration: fill in system variables in deployed configuration (accessControl too). */
+  interpolateComponentConfiguration?: boolean;
+  /** GG_ROOT_CA_PATH for components ("" when unset, as a device without a CA). */
+  rootCaPath?: string;
+  /** GGC_VERSION for components: the nucleus version this one stands in for. */
+  nucleusVersion?: string;
+  /**
+   * Components defined in the nucleus configuration (`--init-config`): started at start-up in
+   * place of the last deployment, as the real nucleus starts the services of its config file.
+   */
+  initialComponents?: { recipes: Recipe[]; roots: string[] };
+  /** IPC limits: Connect deadline, pre-Connect message size, streams and queued output per connection, connections. */
+  ipc?: { limits?: Partial<ConnectionLimits>; maxConnections?: number };
+  /** Largest configuration a component may have, as JSON (default 8 MiB): bigger deployments fail before anything changes. */
+  maxConfigurationBytes?: number;
 }
 
 export interface ComponentStatus {
@@ -144,6 +183,26 @@ export interface CliIpcInfo {
   pid: number;
 }
 
+/** Nucleus options from the real nucleus's configuration file (see initconfig.ts); `overrides` win. */
+export function optionsFromInitConfig(cfg: InitConfig, overrides: Partial<NucleusOptions> = {}): NucleusOptions {
+  const root = overrides.root ?? cfg.rootPath;
+  if (!root) throw new LoupeError('NUCLEUS_ROOT', 'no root: give --root or system.rootpath in the configuration file', { input: cfg.source });
+  return {
+    ...(cfg.thingName ? { thingName: cfg.thingName } : {}),
+    ...(cfg.region ? { region: cfg.region } : {}),
+    ...(cfg.posixUser ? { posixUser: cfg.posixUser } : {}),
+    interpolateComponentConfiguration: cfg.interpolateComponentConfiguration,
+    ...(cfg.rootCaPath ? { rootCaPath: cfg.rootCaPath } : {}),
+    ...(cfg.nucleusVersion ? { nucleusVersion: cfg.nucleusVersion } : {}),
+    ...(cfg.logging ? { logging: cfg.logging } : {}),
+    // A device without cloud settings is offline; iotDataEndpoint points the bridge at a broker.
+    mqttUrl: cfg.iotDataEndpoint ?? false,
+    initialComponents: { recipes: cfg.components, roots: cfg.roots },
+    ...overrides,
+    ...{ root },
+  };
+}
+
 export class Nucleus extends EventEmitter {
   readonly root: string;
   readonly thingName: string;
@@ -166,6 +225,7 @@ export class Nucleus extends EventEmitter {
   private stopping: Promise<void> | undefined;
   private saveTimer: NodeJS.Timeout | undefined;
   private mqttUrlResolved: string | null = null;
+  private readonly groups: ProcessGroupRecord;
 
   constructor(private readonly opts: NucleusOptions) {
     super();
@@ -181,8 +241,14 @@ export class Nucleus extends EventEmitter {
       opts.logger ??
       pino({ name: 'nucleus', level: process.env.LOUPE_LOG_LEVEL ?? 'info', timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: join(this.root, 'logs', 'greengrass.log'), mkdir: true, sync: false }));
     this.store = new ComponentStore(this.root);
-    this.ipc = new IpcServer({ socketPath: join(this.root, 'ipc.socket'), authenticate: (t) => this.kernel.principalOf(t), logger: this.logger.child({ module: 'ipc' }) });
-    const creds = opts.credentials ?? LOCAL_STACK_CREDENTIALS;
+    this.ipc = new IpcServer({
+      socketPath: join(this.root, 'ipc.socket'),
+      authenticate: (t) => this.kernel.principalOf(t),
+      logger: this.logger.child({ module: 'ipc' }),
+      ...(opts.ipc?.limits ? { limits: opts.ipc.limits } : {}),
+      ...(opts.ipc?.maxConnections !== undefined ? { maxConnections: opts.ipc.maxConnections } : {}),
+    });
+    const creds = opts.credentials ?? NO_CREDENTIALS;
     this.tes = new TokenExchangeService({
       isValidToken: (t) => {
         const p = this.kernel.principalOf(t);
@@ -207,15 +273,22 @@ export class Nucleus extends EventEmitter {
       logRotation: { ...DEFAULT_LOG_ROTATION, ...opts.logging },
       ...(opts.env ? { env: opts.env } : {}),
       onRemoved: (name) => this.ipc.disconnect(name),
+      posixUser: opts.posixUser ?? DEFAULT_POSIX_USER,
+      ...(opts.rootCaPath ? { rootCaPath: opts.rootCaPath } : {}),
+      nucleusVersion: opts.nucleusVersion ?? BUILTIN_COMPONENTS['aws.greengrass.Nucleus']!,
+      onProcessGroup: (pgid, startTime, alive) => this.groups.record(pgid, startTime, alive),
     });
+    this.groups = new ProcessGroupRecord(join(this.root, 'config', 'process-groups.json'), this.logger.child({ module: 'lifecycle' }));
     this.kernel.events.on('state', (name: string, state: State, prev: State) => this.emit('state', name, state, prev));
-    this.lifecycleIpc = new LifecycleIpc(this.kernel, this.logger.child({ module: 'lifecycle-ipc' }));
+    this.lifecycleIpc = new LifecycleIpc(this.kernel, this.authz, this.logger.child({ module: 'lifecycle-ipc' }));
     this.pubsub = new LocalPubSub(this.authz);
     this.pubsub.register(this.ipc);
-    registerConfigIpc(this.ipc, this.config);
+    registerConfigIpc(this.ipc, this.config, opts.maxConfigurationBytes ?? DEFAULT_MAX_CONFIGURATION_BYTES);
     this.validator.register(this.ipc);
     this.lifecycleIpc.register(this.ipc);
     registerMqttProxy(this.ipc, this.authz, () => this.bridge);
+    registerComponentMetricIpc(this.ipc, this.authz, this.logger.child({ module: 'metrics' }));
+    registerAuthorizationIpc(this.ipc, (t) => this.kernel.principalOf(t) !== undefined && this.kernel.principalOf(t) !== CLI_PRINCIPAL);
     this.config.on('change', () => this.scheduleConfigSave());
   }
 
@@ -234,18 +307,35 @@ export class Nucleus extends EventEmitter {
 
   async start(): Promise<void> {
     if (this.started) return;
-    await mkdir(this.root, { recursive: true });
+    await prepareRootLayout(this.root);
     await this.lockRoot();
     try {
-      this.deployments = new DeploymentManager({ root: this.root, kernel: this.kernel, store: this.store, lifecycle: this.lifecycleIpc, validator: this.validator, logger: this.logger.child({ module: 'deployment' }) });
+      // Components a previous nucleus on this root left behind (it was killed) go first.
+      this.groups.reap();
+      const runAs = this.kernel.runAsFor(undefined, 'the nucleus');
+      if (runAs) ensureReachable(this.root, runAs, this.logger);
+      else if (!isRoot()) this.logger.info({ user: userName(), posixUser: this.opts.posixUser ?? DEFAULT_POSIX_USER }, 'not running as root: components run as this user (runWithDefault.posixUser needs root)');
+      this.deployments = new DeploymentManager({
+        root: this.root,
+        kernel: this.kernel,
+        store: this.store,
+        lifecycle: this.lifecycleIpc,
+        validator: this.validator,
+        logger: this.logger.child({ module: 'deployment' }),
+        interpolateConfiguration: this.opts.interpolateComponentConfiguration === true,
+        maxConfigurationBytes: this.maxConfigurationBytes,
+      });
       registerCliIpc(this.ipc, { kernel: this.kernel, deployments: this.deployments, authz: this.authz, config: this.config });
       await this.ipc.listen();
       await this.tes.start();
       if (this.opts.mqttUrl !== false) {
         if (this.opts.mqttUrl === undefined) {
+          // Loaded only when used: an offline nucleus need not carry the MQTT stacks (~20 MiB).
+          const { startBroker } = await import('../broker/broker.js');
           this.broker = await startBroker({ logger: this.logger.child({ module: 'broker' }) });
           this.mqttUrlResolved = this.broker.url;
         } else this.mqttUrlResolved = this.opts.mqttUrl;
+        const { IotCoreBridge } = await import('./mqttproxy/bridge.js');
         this.bridge = new IotCoreBridge({
           url: this.mqttUrlResolved,
           clientId: this.thingName,
@@ -256,9 +346,11 @@ export class Nucleus extends EventEmitter {
         await this.bridge.start();
       }
       const info: CliIpcInfo = { cli_auth_token: this.kernel.tokenFor(CLI_PRINCIPAL), domain_socket_path: this.ipc.connectPath, pid: process.pid };
-      await writeFileAtomic(join(this.root, 'cli_ipc_info'), JSON.stringify(info));
+      // The CLI token lets its holder deploy anything: readable by the nucleus's user only.
+      await writeFileAtomic(join(this.root, 'cli_ipc_info'), JSON.stringify(info), { mode: 0o600 });
       this.started = true;
-      if (this.opts.restore !== false) await this.restore();
+      if (this.opts.initialComponents) await this.startInitialComponents(this.opts.initialComponents);
+      else if (this.opts.restore !== false) await this.restore();
       this.logger.info({ root: this.root, thingName: this.thingName, socket: this.ipc.connectPath, tes: this.tes.uri, mqtt: this.mqttUrlResolved }, 'nucleus started');
     } catch (e) {
       await this.shutdownServers();
@@ -343,6 +435,15 @@ export class Nucleus extends EventEmitter {
     return this.ipc.connectionCount;
   }
 
+  /** What the IPC limits did (refused connections and streams, slow streams ended, peak queued output). */
+  get ipcStats(): IpcStats {
+    return { ...this.ipc.stats };
+  }
+
+  get maxConfigurationBytes(): number {
+    return this.opts.maxConfigurationBytes ?? DEFAULT_MAX_CONFIGURATION_BYTES;
+  }
+
   async stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.logger.info('nucleus stopping');
@@ -350,6 +451,9 @@ export class Nucleus extends EventEmitter {
       if (this.saveTimer) clearTimeout(this.saveTimer);
       await this.saveConfig();
       this.started = false; // no more saves: stopAll() below empties the component table
+      // A deployment waiting on deferrals gives up; one being applied finishes first.
+      this.lifecycleIpc.close();
+      await this.deployments?.close();
       await this.kernel.stopAll().catch((e) => this.logger.error({ err: errorMessage(e) }, 'stopping components failed'));
       await this.shutdownServers();
       this.logger.info('nucleus stopped');
@@ -367,6 +471,7 @@ export class Nucleus extends EventEmitter {
 
   private async shutdownServers(): Promise<void> {
     if (this.saveTimer) clearTimeout(this.saveTimer);
+    this.lifecycleIpc.close();
     await this.ipc.close().catch(() => {});
     await this.tes.stop().catch(() => {});
     await this.bridge?.stop().catch(() => {});
@@ -392,6 +497,22 @@ export class Nucleus extends EventEmitter {
       if (alive) throw new LoupeError('NUCLEUS_RUNNING', `another nucleus (pid ${pid}) is running on this root`, { input: this.root });
     }
     await writeFileAtomic(pidFile, String(process.pid));
+  }
+
+  /** The components of the configuration file, as the real nucleus starts its services. */
+  private async startInitialComponents(init: { recipes: Recipe[]; roots: string[] }): Promise<void> {
+    const byName = new Map(init.recipes.map((r) => [r.name, r]));
+    const target: Target = new Map();
+    const add = (name: string, root: boolean) => {
+      const r = byName.get(name);
+      if (!r || target.has(name)) return;
+      target.set(name, { name, version: r.version, recipe: r, config: structuredClone(r.defaultConfiguration), root });
+      for (const dep of Object.keys(r.dependencies)) add(dep, false);
+    };
+    for (const name of init.roots) add(name, true);
+    this.logger.info({ components: [...target.values()].map((t) => `${t.name}@${t.version}`) }, 'starting the components of the configuration file');
+    await this.kernel.apply(target);
+    await this.deployments.saveLastGood('init-config');
   }
 
   private async restore(): Promise<void> {

@@ -1,16 +1,21 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 
 /**
  * Token Exchange Service: the container-credentials endpoint that the AWS SDK's default chain
  * reads when AWS_CONTAINER_CREDENTIALS_FULL_URI and AWS_CONTAINER_AUTHORIZATION_TOKEN are set.
- * As the real TES: GET on exactly /2016-11-01/credentialprovider/ with a component's token in
- * the Authorization header gives {AccessKeyId, SecretAccessKey, Token, Expiration}; a missing
- * or unknown token is 403, other paths 400, other methods 405.
+ * As the real TES (checked by test/nucleus-diff): GET on exactly /2016-11-01/credentialprovider/
+ * with a component's token in the Authorization header gives {AccessKeyId, SecretAccessKey,
+ * Token, Expiration}; under that path, another method is 405, a longer path 400, a missing or
+ * unknown token 403 (errors have no body); outside it, 404. It listens on localhost (IPv4 and,
+ * where the machine has it, IPv6 loopback), the URI says `localhost` as the real one does.
  *
- * On one machine the credentials are those of the local stack (the embedded S3 server accepts
- * any key pair); pass your own provider to vend something else.
+ * A deliberate difference from Greengrass: the real TES trades the device certificate for
+ * temporary credentials of an IAM role; on one machine this TES hands out the embedded object
+ * store's own key pair (read from its key file by the provider the nucleus is given: `edge up`,
+ * the demo, `loupe nucleus start --objectstore-dir`). Without a provider it answers 500
+ * ("credentials unavailable") instead of inventing keys.
  */
 export interface Credentials {
   accessKeyId: string;
@@ -24,11 +29,13 @@ export type CredentialsProvider = () => Credentials | Promise<Credentials>;
 
 export const TES_PATH = '/2016-11-01/credentialprovider/';
 
-// The local stack's key pair is a contract shared with the object store and cloud-side clients.
-export { LOCAL_STACK_CREDENTIALS } from '../../contracts/local-stack.js';
+/** The provider of a nucleus given no credentials: every TES request fails with a clear log line. */
+export const NO_CREDENTIALS: CredentialsProvider = () => {
+  throw new Error('this nucleus has no credentials to hand out (start it with the object store\'s keys, e.g. `loupe nucleus start --objectstore-dir DIR`)');
+};
 
 export class TokenExchangeService {
-  private server: Server | undefined;
+  private servers: Server[] = [];
   port = 0;
 
   constructor(
@@ -42,24 +49,31 @@ export class TokenExchangeService {
   ) {}
 
   get uri(): string {
-    // 127.0.0.1 rather than the real "localhost": Node may resolve localhost to ::1 first, and
-    // we only listen on IPv4 loopback. Both are loopback addresses the SDK accepts.
-    return `http://127.0.0.1:${this.port}${TES_PATH}`;
+    return `http://localhost:${this.port}${TES_PATH}`;
   }
 
   async start(): Promise<void> {
-    const server = createServer((req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
       const send = (status: number, body: unknown) => {
         res.writeHead(status, { 'content-type': 'application/json' });
         res.end(JSON.stringify(body));
       };
-      const path = (req.url ?? '').split('?')[0];
-      if (path !== TES_PATH) return send(400, { message: `unknown path ${path}` });
-      if (req.method !== 'GET') return send(405, { message: `method ${req.method} not allowed` });
+      const fail = (status: number) => {
+        res.writeHead(status, { 'content-length': '0' });
+        res.end();
+      };
+      const path = (req.url ?? '').split('?')[0] ?? '';
+      if (!path.startsWith(TES_PATH)) {
+        res.writeHead(404, { 'content-type': 'text/html' });
+        res.end('<h1>404 Not Found</h1>No context found for request');
+        return;
+      }
+      if (req.method !== 'GET') return fail(405);
+      if (path !== TES_PATH) return fail(400);
       const token = req.headers.authorization;
       if (!token || !this.opts.isValidToken(token)) {
         this.opts.logger.warn('tes request with a missing or unknown token');
-        return send(403, { message: 'Invalid or missing authorization token' });
+        return fail(403);
       }
       Promise.resolve()
         .then(() => this.opts.credentials())
@@ -73,23 +87,37 @@ export class TokenExchangeService {
         )
         .catch((e: unknown) => {
           this.opts.logger.error({ err: (e as Error).message }, 'tes credentials provider failed');
-          send(500, { message: 'credentials unavailable' });
+          fail(500);
         });
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.opts.port ?? 0, '127.0.0.1', () => resolve());
-    });
-    this.server = server;
-    this.port = (server.address() as AddressInfo).port;
+    };
+    const listen = (port: number, host: string) =>
+      new Promise<Server>((resolve, reject) => {
+        const server = createServer(handler);
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve(server);
+        });
+      });
+    const v4 = await listen(this.opts.port ?? 0, '127.0.0.1');
+    this.servers.push(v4);
+    this.port = (v4.address() as AddressInfo).port;
+    // "localhost" may resolve to ::1 first: answer there too when the machine has IPv6 loopback.
+    await listen(this.port, '::1').then(
+      (s) => this.servers.push(s),
+      (e: NodeJS.ErrnoException) => this.opts.logger.debug({ err: e.code ?? e.message }, 'tes: no IPv6 loopback; IPv4 only'),
+    );
     this.opts.logger.info({ uri: this.uri }, 'token exchange service listening');
   }
 
   async stop(): Promise<void> {
-    const s = this.server;
-    this.server = undefined;
-    if (!s) return;
-    s.closeAllConnections();
-    await new Promise<void>((resolve) => s.close(() => resolve()));
+    const servers = this.servers;
+    this.servers = [];
+    await Promise.all(
+      servers.map((s) => {
+        s.closeAllConnections();
+        return new Promise<void>((resolve) => s.close(() => resolve()));
+      }),
+    );
   }
 }

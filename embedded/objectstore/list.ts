@@ -31,6 +31,8 @@ export function listSorted(sorted: string[], opts: { prefix: string; delimiter?:
   const prefixes: string[] = [];
   let last: string | undefined;
   let truncated = false;
+  // max-keys=0 asks for nothing: an empty, untruncated page (as S3 answers).
+  if (max <= 0) return { keys, prefixes, truncated, last };
   for (let i = lowerBound(sorted, prefix > after ? prefix : after); i < sorted.length; i++) {
     const key = sorted[i]!;
     if (!key.startsWith(prefix)) break; // sorted: nothing later can match

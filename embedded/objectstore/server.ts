@@ -1,25 +1,27 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { receiveBody, readSmallBody } from './body.js';
+import { isOversize, receiveBody, readSmallBody, requestAuth } from './body.js';
 import { checksumFromHeaders, headerName, newHasher, parseAlgorithm, xmlName, type StoredChecksum } from './checksums.js';
 import { invalidArgument, S3Error } from './errors.js';
 import { listSorted } from './list.js';
+import { verifySigV4, type Keys } from './sigv4.js';
 import type { ObjectInput, ObjectRecord, ObjectStoreState } from './store.js';
 import { document, parseXml, type XmlValue } from './xml.js';
 
 /**
  * The S3 REST API (path-style) over the persisted state. Requests are routed on method, bucket,
- * key and sub-resource the way S3 does. SigV4 signatures are parsed but not verified: this is a
- * local stand-in bound to loopback, and verifying would mean rebuilding canonical requests for
- * every client variant; when `credentials` are configured, the access key id must match.
+ * key and sub-resource the way S3 does. Every request must carry a valid SigV4 signature for
+ * the store's key pair (sigv4.ts) and a Host naming this store.
  */
 export interface ServerConfig {
   region: string;
   minPartSize: number;
-  accessKeyId?: string;
+  keys: Keys;
+  hostAllowed(host: string): boolean;
+  now?: () => number;
   log: Logger;
 }
 
@@ -70,6 +72,76 @@ function sendXml(res: ServerResponse, status: number, body: string): void {
   res.end(body);
 }
 
+/** ETags of an If-Match / If-None-Match list, bare. */
+const etagList = (v: string): string[] => v.split(',').map((t) => t.trim().replace(/^W\//, '').replace(/"/g, ''));
+const bareEtag = (e: string): string => e.replace(/"/g, '');
+const preconditionFailed = (what: string) => new S3Error('PreconditionFailed', 412, 'At least one of the pre-conditions you specified did not hold', what);
+
+/**
+ * S3's conditional-copy rules for x-amz-copy-source-if-*: If-Match wins over
+ * If-Unmodified-Since, If-None-Match over If-Modified-Since; dates that do not parse are ignored.
+ */
+function checkCopyConditions(req: IncomingMessage, from: ObjectRecord): void {
+  const etag = bareEtag(from.etag);
+  const modified = Math.floor(Date.parse(from.lastModified) / 1000) * 1000;
+  const ifMatch = hdr(req, 'x-amz-copy-source-if-match');
+  const ifNoneMatch = hdr(req, 'x-amz-copy-source-if-none-match');
+  const ifUnmod = Date.parse(hdr(req, 'x-amz-copy-source-if-unmodified-since') ?? '');
+  const ifMod = Date.parse(hdr(req, 'x-amz-copy-source-if-modified-since') ?? '');
+  if (ifMatch !== undefined) {
+    if (!etagList(ifMatch).some((t) => t === '*' || t === etag)) throw preconditionFailed('x-amz-copy-source-if-match');
+  } else if (!Number.isNaN(ifUnmod) && modified > ifUnmod) throw preconditionFailed('x-amz-copy-source-if-unmodified-since');
+  if (ifNoneMatch !== undefined) {
+    if (etagList(ifNoneMatch).some((t) => t === '*' || t === etag)) throw preconditionFailed('x-amz-copy-source-if-none-match');
+  } else if (!Number.isNaN(ifMod) && modified <= ifMod) throw preconditionFailed('x-amz-copy-source-if-modified-since');
+}
+
+/**
+ * `x-amz-copy-source`: URL-encoded `bucket/key`, optionally `?versionId=...`. The query is split
+ * off BEFORE decoding, so a key holding an encoded `?versionId=` stays whole (decoding first made
+ * "src%3FversionId%3D7" copy "src"). The store keeps one version per key, S3's "null" version.
+ */
+function parseCopySource(raw: string): { bucket: string; key: string } {
+  const qi = raw.indexOf('?');
+  const versionId = qi === -1 ? undefined : new URLSearchParams(raw.slice(qi + 1)).get('versionId');
+  let src: string;
+  try {
+    src = decodeURIComponent(qi === -1 ? raw : raw.slice(0, qi)).replace(/^\//, '');
+  } catch {
+    throw invalidArgument('Invalid percent-encoding in x-amz-copy-source', 'x-amz-copy-source');
+  }
+  if (versionId !== undefined && versionId !== null && versionId !== 'null') throw invalidArgument('Invalid version id specified', 'x-amz-copy-source');
+  const slash = src.indexOf('/');
+  if (slash <= 0 || slash === src.length - 1) throw invalidArgument('Copy Source must mention the source bucket and key: sourcebucket/sourcekey', 'x-amz-copy-source');
+  return { bucket: src.slice(0, slash), key: src.slice(slash + 1) };
+}
+
+/**
+ * ACLs are off, as on S3 buckets with Object Ownership "bucket owner enforced" (S3's default):
+ * everything belongs to the one key pair. Canned ACLs that say just that are accepted; any
+ * other grant is refused rather than silently ignored.
+ */
+function checkAcl(req: IncomingMessage): void {
+  const acl = hdr(req, 'x-amz-acl');
+  const grants = Object.keys(req.headers).some((h) => h.startsWith('x-amz-grant-'));
+  if (grants || (acl !== undefined && acl !== 'private' && acl !== 'bucket-owner-full-control')) {
+    throw new S3Error('AccessControlListNotSupported', 400, 'The bucket does not allow ACLs (the loupe object store has one owner; only the private ACL applies)');
+  }
+}
+
+/** The query parameters ListObjects (v1, v2) and ListObjectVersions share. */
+function listParams(q: Q) {
+  const encodingType = q.get('encoding-type');
+  if (encodingType !== null && encodingType !== 'url') throw invalidArgument('Invalid Encoding Method specified in Request', 'encoding-type');
+  return {
+    prefix: q.get('prefix') ?? '',
+    delimiter: q.get('delimiter') || undefined,
+    max: maxKeys(q),
+    encodingType,
+    enc: (s: string) => (encodingType === 'url' ? encodeURIComponent(s).replace(/%2F/g, '/') : s),
+  };
+}
+
 function listToken(s: string): string {
   return Buffer.from(s, 'utf8').toString('base64url');
 }
@@ -97,7 +169,8 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
     const qi = rawUrl.indexOf('?');
     // No URL normalisation: S3 keys may contain `..` and `//`.
     const rawPath = qi === -1 ? rawUrl : rawUrl.slice(0, qi);
-    const q = new URLSearchParams(qi === -1 ? '' : rawUrl.slice(qi + 1));
+    const rawQuery = qi === -1 ? '' : rawUrl.slice(qi + 1);
+    const q = new URLSearchParams(rawQuery);
     let bucket = '';
     let key = '';
     try {
@@ -105,7 +178,7 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
       if (!m) throw invalidArgument('Invalid request path', rawPath);
       bucket = decodeURIComponent(m[1]!);
       key = decodeURIComponent(m[2] ?? '');
-      checkAuth(req, q, cfg);
+      requestAuth.set(req, verifySigV4(req, rawPath, rawQuery, { ...cfg, onMismatch: (c) => cfg.log.debug({ canonicalRequests: c }, 'objectstore: signature does not match') }));
       await route(req, res, q, bucket, key);
     } catch (e) {
       const err =
@@ -120,8 +193,14 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
         res.destroy();
         return;
       }
-      // Drain what the client is still sending so it reads the error instead of EPIPE.
-      if (!req.complete) req.resume();
+      if (isOversize(err)) {
+        // Do not read the rest of an oversized body: answer, then close the connection.
+        res.setHeader('connection', 'close');
+        res.once('finish', () => req.socket.destroySoon?.());
+      } else if (!req.complete) {
+        // Drain what the client is still sending so it reads the error instead of EPIPE.
+        req.resume();
+      }
       if (req.method === 'HEAD') {
         res.writeHead(err.status, { 'x-amz-error-code': err.code });
         res.end();
@@ -143,12 +222,16 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
   async function route(req: IncomingMessage, res: ServerResponse, q: Q, bucket: string, key: string): Promise<void> {
     const method = req.method ?? 'GET';
     if (bucket === '') {
-      if (method === 'GET') return listBuckets(res);
+      if (method === 'GET') return listBuckets(res, q);
       throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
     }
     if (key === '') {
       switch (method) {
         case 'PUT':
+          if (q.has('acl')) return putAcl(req, res, bucket);
+          // Any other sub-resource (versioning, policy, ...) is not a CreateBucket: refuse it
+          // rather than answer 200 for a setting the store does not keep.
+          for (const sub of q.keys()) throw notImplemented(`bucket sub-resource ?${sub}`);
           return createBucket(req, res, bucket);
         case 'DELETE':
           await state.deleteBucket(bucket);
@@ -163,7 +246,9 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
           if (q.has('location')) return sendXml(res, 200, document('LocationConstraint', []).replace('></LocationConstraint>', `>${cfg.region === 'us-east-1' ? '' : cfg.region}</LocationConstraint>`));
           if (q.has('versioning')) return sendXml(res, 200, document('VersioningConfiguration', []));
           if (q.has('uploads')) return listUploads(res, q, bucket);
-          for (const sub of ['policy', 'cors', 'lifecycle', 'tagging', 'acl', 'website', 'notification', 'replication', 'encryption']) {
+          if (q.has('versions')) return listVersions(res, q, bucket);
+          if (q.has('acl')) return sendAcl(res);
+          for (const sub of ['policy', 'cors', 'lifecycle', 'tagging', 'website', 'notification', 'replication', 'encryption', 'logging', 'ownershipControls', 'publicAccessBlock', 'object-lock', 'accelerate', 'requestPayment', 'analytics', 'metrics', 'inventory', 'intelligent-tiering']) {
             if (q.has(sub)) throw notImplemented(`bucket sub-resource ?${sub}`);
           }
           return q.get('list-type') === '2' ? listObjects(res, q, bucket, 2) : listObjects(res, q, bucket, 1);
@@ -175,11 +260,17 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
       }
     }
     if (!state.hasBucket(bucket)) throw new S3Error('NoSuchBucket', 404, 'The specified bucket does not exist', bucket);
+    if (q.has('acl') && (method === 'GET' || method === 'PUT')) {
+      state.getObject(bucket, key);
+      return method === 'GET' ? sendAcl(res) : putAcl(req, res, bucket);
+    }
+    if (q.has('attributes') && method === 'GET') return objectAttributes(req, res, bucket, key);
     for (const sub of ['tagging', 'acl', 'retention', 'legal-hold', 'torrent', 'restore', 'select', 'attributes']) {
       if (q.has(sub)) throw notImplemented(`object sub-resource ?${sub}`);
     }
     switch (method) {
       case 'PUT':
+        if (q.has('uploadId') && hdr(req, 'x-amz-copy-source')) return uploadPartCopy(req, res, q, bucket, key);
         if (q.has('uploadId')) return uploadPart(req, res, q, bucket, key);
         if (hdr(req, 'x-amz-copy-source')) return copyObject(req, res, bucket, key);
         return putObject(req, res, bucket, key);
@@ -206,13 +297,24 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
     }
   }
 
-  function listBuckets(res: ServerResponse): void {
+  /** ListBuckets, with S3's optional prefix, max-buckets and continuation-token paging. */
+  function listBuckets(res: ServerResponse, q: Q): void {
+    const prefix = q.get('prefix') ?? '';
+    const token = q.get('continuation-token');
+    const after = token !== null ? fromToken(token) : '';
+    const maxRaw = q.get('max-buckets');
+    if (maxRaw !== null && (!/^\d+$/.test(maxRaw) || Number(maxRaw) < 1 || Number(maxRaw) > 10000)) throw invalidArgument('max-buckets must be an integer between 1 and 10000', 'max-buckets');
+    const all = state.listBuckets().filter((b) => b.name.startsWith(prefix) && b.name > after);
+    const shown = maxRaw === null ? all : all.slice(0, Number(maxRaw));
+    const truncated = shown.length < all.length;
     sendXml(
       res,
       200,
       document('ListAllMyBucketsResult', [
         ['Owner', OWNER],
-        ['Buckets', state.listBuckets().map((b) => ['Bucket', { Name: b.name, CreationDate: b.created }] as [string, XmlValue])],
+        ['Buckets', shown.map((b) => ['Bucket', { Name: b.name, CreationDate: b.created }] as [string, XmlValue])],
+        ['ContinuationToken', truncated ? listToken(shown[shown.length - 1]!.name) : undefined],
+        ['Prefix', q.has('prefix') ? prefix : undefined],
       ]),
     );
   }
@@ -220,17 +322,27 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
   async function createBucket(req: IncomingMessage, res: ServerResponse, bucket: string): Promise<void> {
     await readSmallBody(req, state.tmpPath()); // CreateBucketConfiguration (region): accepted, not needed
     if (!validBucketName(bucket)) throw new S3Error('InvalidBucketName', 400, 'The specified bucket is not valid.', bucket);
+    checkAcl(req);
+    // Re-creating one's own bucket: 200 in us-east-1, BucketAlreadyOwnedByYou elsewhere (as S3).
+    if (state.hasBucket(bucket) && cfg.region === 'us-east-1') {
+      res.writeHead(200, { location: `/${bucket}` }).end();
+      return;
+    }
     await state.createBucket(bucket);
     res.writeHead(200, { location: `/${bucket}` }).end();
   }
 
   async function putObject(req: IncomingMessage, res: ServerResponse, bucket: string, key: string): Promise<void> {
     if (key.length > 1024) throw new S3Error('KeyTooLongError', 400, 'Your key is too long', key);
+    checkAcl(req);
     const ifNoneMatch = hdr(req, 'if-none-match');
-    if (ifNoneMatch !== undefined && ifNoneMatch !== '*') throw notImplemented('If-None-Match other than *');
+    const ifMatch = hdr(req, 'if-match');
+    // Fail early (before the body is sent) when a condition already fails; checked again at commit.
+    if (ifMatch !== undefined) state.checkIfMatch(bucket, key, ifMatch);
+    if (ifNoneMatch !== undefined) state.checkIfNoneMatch(bucket, key, ifNoneMatch);
     const input = objectInput(req);
     const body = await receiveBody(req, state.tmpPath());
-    const rec = await state.putObject(bucket, key, body, input, { ifNoneMatch: ifNoneMatch === '*' });
+    const rec = await state.putObject(bucket, key, body, input, { ifNoneMatch, ifMatch });
     const h: Record<string, string> = { etag: rec.etag };
     if (rec.checksum) {
       h[headerName(rec.checksum.algorithm)] = rec.checksum.value;
@@ -240,22 +352,21 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
   }
 
   async function copyObject(req: IncomingMessage, res: ServerResponse, bucket: string, key: string): Promise<void> {
-    let src = decodeURIComponent(hdr(req, 'x-amz-copy-source')!);
-    src = src.replace(/\?versionId=.*$/, '').replace(/^\//, '');
-    const slash = src.indexOf('/');
-    if (slash <= 0 || slash === src.length - 1) throw invalidArgument('Copy Source must mention the source bucket and key: sourcebucket/sourcekey', 'x-amz-copy-source');
-    const srcBucket = src.slice(0, slash);
-    const srcKey = src.slice(slash + 1);
+    const { bucket: srcBucket, key: srcKey } = parseCopySource(hdr(req, 'x-amz-copy-source')!);
     if (!state.hasBucket(srcBucket)) throw new S3Error('NoSuchBucket', 404, 'The specified bucket does not exist', srcBucket);
+    checkAcl(req);
     req.resume();
-    const { rec: from, tmpPath } = await state.copyToTmp(srcBucket, srcKey);
-    const condMatch = hdr(req, 'x-amz-copy-source-if-match');
-    if (condMatch !== undefined && condMatch.replace(/"/g, '') !== from.etag.replace(/"/g, '')) {
-      throw new S3Error('PreconditionFailed', 412, 'At least one of the pre-conditions you specified did not hold', 'x-amz-copy-source-if-match');
-    }
     const replace = (hdr(req, 'x-amz-metadata-directive') ?? 'COPY').toUpperCase() === 'REPLACE';
     if (srcBucket === bucket && srcKey === key && !replace) {
       throw new S3Error('InvalidRequest', 400, 'This copy request is illegal because it is trying to copy an object to itself without changing the object\'s metadata, storage class, website redirect location or encryption attributes.');
+    }
+    checkCopyConditions(req, state.getObject(srcBucket, srcKey));
+    const { rec: from, tmpPath } = await state.copyToTmp(srcBucket, srcKey);
+    try {
+      checkCopyConditions(req, from); // the bytes copied are those of this record
+    } catch (e) {
+      await rm(tmpPath, { force: true });
+      throw e;
     }
     const input: ObjectInput = replace ? objectInput(req) : { contentType: from.contentType, headers: from.headers, metadata: from.metadata };
     const wantAlg = parseAlgorithm(hdr(req, 'x-amz-checksum-algorithm'), 'x-amz-checksum-algorithm');
@@ -273,7 +384,7 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
       for await (const b of createReadStream(tmpPath)) h.update(b as Buffer);
       md5 = h.digest();
     }
-    const rec = await state.putObject(bucket, key, { tmpPath, size: from.size, md5, checksum }, input);
+    const rec = await state.putObject(bucket, key, { tmpPath, size: from.size, md5, checksum }, input, { ifMatch: hdr(req, 'if-match'), ifNoneMatch: hdr(req, 'if-none-match') });
     sendXml(res, 200, document('CopyObjectResult', [['LastModified', rec.lastModified], ['ETag', rec.etag], ...checksumXml(rec.checksum)]));
   }
 
@@ -335,7 +446,29 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
       let status = 200;
       const range = hdr(req, 'range');
       const m = range ? /^bytes=(\d*)-(\d*)$/.exec(range.trim()) : null;
-      if (m && (m[1] !== '' || m[2] !== '')) {
+      const pn = q.get('partNumber');
+      if (pn !== null) {
+        // GET/HEAD ?partNumber=N: the bytes of part N of a multipart object (1 = all of a plain one).
+        if (!/^\d+$/.test(pn) || Number(pn) < 1 || Number(pn) > 10000) throw invalidArgument('Part number must be an integer between 1 and 10000, inclusive', 'partNumber');
+        if (range !== undefined) throw new S3Error('InvalidRequest', 400, 'Cannot specify both Range header and partNumber query parameter');
+        const n = Number(pn);
+        const notSatisfiable = () => new S3Error('InvalidPart', 400, 'The requested partnumber is not satisfiable', pn);
+        if (!r.parts) {
+          if (n !== 1) throw notSatisfiable();
+        } else {
+          if (!r.partList) throw new S3Error('InvalidRequest', 400, 'This object was stored before the store recorded part boundaries; GET ?partNumber is not available for it');
+          if (n > r.partList.length) throw notSatisfiable();
+          start = r.partList.slice(0, n - 1).reduce((a, p) => a + p.size, 0);
+          end = start + r.partList[n - 1]!.size - 1;
+          status = 206;
+          headers['content-range'] = `bytes ${start}-${end}/${r.size}`;
+          const c = r.partList[n - 1]!.checksum;
+          if (c && r.checksum) {
+            headers[headerName(r.checksum.algorithm)] = c;
+            headers['x-amz-checksum-type'] = r.checksum.type;
+          }
+        }
+      } else if (m && (m[1] !== '' || m[2] !== '')) {
         if (m[1] === '') {
           start = Math.max(0, r.size - Number(m[2]));
         } else {
@@ -353,9 +486,9 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
         headers[headerName(r.checksum.algorithm)] = r.checksum.value;
         headers['x-amz-checksum-type'] = r.checksum.type;
       }
-      headers['content-length'] = r.size === 0 ? 0 : end - start + 1;
+      headers['content-length'] = r.size === 0 ? 0 : Math.max(0, end - start + 1);
       res.writeHead(status, headers);
-      if (head || r.size === 0) {
+      if (head || r.size === 0 || end < start) {
         res.end();
         return;
       }
@@ -371,12 +504,7 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
   }
 
   async function listObjects(res: ServerResponse, q: Q, bucket: string, version: 1 | 2): Promise<void> {
-    const prefix = q.get('prefix') ?? '';
-    const delimiter = q.get('delimiter') || undefined;
-    const max = maxKeys(q);
-    const encodingType = q.get('encoding-type');
-    if (encodingType !== null && encodingType !== 'url') throw invalidArgument('Invalid Encoding Method specified in Request', 'encoding-type');
-    const enc = (s: string) => (encodingType === 'url' ? encodeURIComponent(s).replace(/%2F/g, '/') : s);
+    const { prefix, delimiter, max, encodingType, enc } = listParams(q);
     const token = q.get('continuation-token');
     const startAfter = q.get('start-after') ?? undefined;
     const marker = version === 1 ? (q.get('marker') ?? undefined) : token !== null ? fromToken(token) : startAfter;
@@ -409,8 +537,10 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
             ['StartAfter', startAfter && enc(startAfter)],
           ]
         : [
+            // ListObjects (v1) echoes Prefix as given even with encoding-type=url (S3 and
+            // botocore agree: only Delimiter, Marker, NextMarker, keys and prefixes are encoded).
             ['Name', bucket],
-            ['Prefix', enc(prefix)],
+            ['Prefix', prefix],
             ['Marker', enc(marker ?? '')],
             ['Delimiter', delimiter && enc(delimiter)],
             ['MaxKeys', max],
@@ -423,13 +553,21 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
 
   async function deleteObjects(req: IncomingMessage, res: ServerResponse, bucket: string): Promise<void> {
     const body = parseXml(await readSmallBody(req, state.tmpPath()));
-    const del = body.Delete as { Object?: { Key?: string }[]; Quiet?: string } | undefined;
-    if (!del || !Array.isArray(del.Object)) throw new S3Error('MalformedXML', 400, 'The XML you provided was not well-formed or did not validate against our published schema: expected <Delete><Object><Key>');
-    if (del.Object.length > 1000) throw new S3Error('MalformedXML', 400, 'A delete request may name at most 1000 objects');
-    const quiet = del.Quiet === 'true';
+    const del = body.Delete as { Object?: { Key?: unknown }[]; Quiet?: unknown } | undefined;
+    const malformed = (why: string) => new S3Error('MalformedXML', 400, `The XML you provided was not well-formed or did not validate against our published schema: ${why}`);
+    if (!del || typeof del !== 'object' || !Array.isArray(del.Object)) throw malformed('expected <Delete><Object><Key>');
+    if (del.Object.length > 1000) throw malformed('a delete request may name at most 1000 objects');
+    // Keys are taken exactly as written (spaces and newlines are part of a key); a <Key> that is
+    // not plain text is refused as a whole before anything is deleted.
+    const names = del.Object.map((o) => {
+      const k = o && typeof o === 'object' ? o.Key : undefined;
+      if (k !== undefined && typeof k !== 'string') throw malformed('<Key> must hold text only');
+      return k ?? '';
+    });
+    if (del.Quiet !== undefined && typeof del.Quiet !== 'string') throw malformed('<Quiet> must be true or false');
+    const quiet = String(del.Quiet ?? '').trim() === 'true';
     const out: [string, XmlValue][] = [];
-    for (const o of del.Object) {
-      const k = String(o.Key ?? '');
+    for (const k of names) {
       if (k === '') {
         out.push(['Error', { Key: k, Code: 'InvalidArgument', Message: 'Key is empty' }]);
         continue;
@@ -459,7 +597,6 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
     const up = await state.getUpload(bucket, key, q.get('uploadId')!);
     const pn = q.get('partNumber') ?? '';
     if (!/^\d+$/.test(pn) || Number(pn) < 1 || Number(pn) > 10000) throw invalidArgument('Part number must be an integer between 1 and 10000, inclusive', 'partNumber');
-    if (hdr(req, 'x-amz-copy-source')) throw notImplemented('UploadPartCopy');
     const stated = checksumFromHeaders(req.headers);
     if (up.checksumAlgorithm && stated && stated.algorithm !== up.checksumAlgorithm) {
       throw invalidArgument(`Checksum Type mismatch occurred, expected checksum Type: ${up.checksumAlgorithm.toLowerCase()}, actual checksum Type: ${stated.algorithm.toLowerCase()}`, headerName(stated.algorithm));
@@ -472,27 +609,44 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
   }
 
   async function completeUpload(req: IncomingMessage, res: ServerResponse, q: Q, bucket: string, key: string): Promise<void> {
-    const up = await state.getUpload(bucket, key, q.get('uploadId')!);
-    const body = parseXml(await readSmallBody(req, state.tmpPath()));
-    const cmu = body.CompleteMultipartUpload as { Part?: Record<string, string>[] } | undefined;
-    if (!cmu || !Array.isArray(cmu.Part)) throw new S3Error('MalformedXML', 400, 'The XML you provided was not well-formed or did not validate against our published schema: expected <CompleteMultipartUpload><Part>');
+    const id = q.get('uploadId')!;
+    const result = (r: { etag: string; checksum?: StoredChecksum }) =>
+      sendXml(
+        res,
+        200,
+        document('CompleteMultipartUploadResult', [
+          ['Location', `/${bucket}/${encodeURIComponent(key)}`],
+          ['Bucket', bucket],
+          ['Key', key],
+          ['ETag', r.etag],
+          ...checksumXml(r.checksum),
+        ]),
+      );
+    // A retry of a Complete that already succeeded (its answer was lost) gets the same answer.
+    const prior = await state.completedUpload(bucket, key, id);
+    if (prior) {
+      await readSmallBody(req, state.tmpPath(), { headerChecksums: false });
+      return result(prior);
+    }
+    const up = await state.getUpload(bucket, key, id);
+    // x-amz-checksum-<alg> on Complete states the object's checksum, not the XML body's.
+    const body = parseXml(await readSmallBody(req, state.tmpPath(), { headerChecksums: false }));
+    const cmu = body.CompleteMultipartUpload as { Part?: Record<string, unknown>[] } | undefined;
+    const malformed = (why: string) => new S3Error('MalformedXML', 400, `The XML you provided was not well-formed or did not validate against our published schema: ${why}`);
+    if (!cmu || typeof cmu !== 'object' || !Array.isArray(cmu.Part)) throw malformed('expected <CompleteMultipartUpload><Part>');
+    const text = (v: unknown, what: string): string | undefined => {
+      if (v === undefined) return undefined;
+      if (typeof v !== 'string') throw malformed(`<${what}> must hold text only`);
+      return v.trim();
+    };
     const chosen = cmu.Part.map((p) => {
-      const n = Number(p.PartNumber);
-      if (!Number.isInteger(n)) throw new S3Error('MalformedXML', 400, `Invalid PartNumber ${JSON.stringify(p.PartNumber)}`);
-      return { partNumber: n, etag: String(p.ETag ?? ''), checksum: up.checksumAlgorithm ? p[xmlName(up.checksumAlgorithm)] : undefined };
+      const pn = text(p?.PartNumber, 'PartNumber') ?? '';
+      if (!/^\d+$/.test(pn)) throw malformed(`invalid PartNumber ${JSON.stringify(pn)}`);
+      return { partNumber: Number(pn), etag: text(p.ETag, 'ETag') ?? '', checksum: up.checksumAlgorithm ? text(p[xmlName(up.checksumAlgorithm)], xmlName(up.checksumAlgorithm)) : undefined };
     });
-    const rec = await state.completeUpload(up, chosen, cfg.minPartSize);
-    sendXml(
-      res,
-      200,
-      document('CompleteMultipartUploadResult', [
-        ['Location', `/${bucket}/${encodeURIComponent(key)}`],
-        ['Bucket', bucket],
-        ['Key', key],
-        ['ETag', rec.etag],
-        ...checksumXml(rec.checksum),
-      ]),
-    );
+    const stated = checksumFromHeaders(req.headers);
+    const rec = await state.completeUpload(up, chosen, cfg.minPartSize, stated, { ifMatch: hdr(req, 'if-match'), ifNoneMatch: hdr(req, 'if-none-match') });
+    result(rec);
   }
 
   async function listParts(res: ServerResponse, q: Q, bucket: string, key: string): Promise<void> {
@@ -522,6 +676,105 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
     );
   }
 
+  /** The store keeps one version per key: ListObjectVersions lists each object as its "null" version. */
+  async function listVersions(res: ServerResponse, q: Q, bucket: string): Promise<void> {
+    const { prefix, delimiter, max, encodingType, enc } = listParams(q);
+    const keyMarker = q.get('key-marker') ?? undefined;
+    const r = listSorted(state.sortedKeys(bucket), { prefix, delimiter, after: keyMarker, max });
+    const versions = r.keys.map((k) => {
+      const o = state.getObject(bucket, k);
+      return ['Version', [['Key', enc(k)], ['VersionId', 'null'], ['IsLatest', true], ['LastModified', o.lastModified], ['ETag', o.etag], ['Size', o.size], ['StorageClass', 'STANDARD'], ['Owner', OWNER]]] as [string, XmlValue];
+    });
+    sendXml(
+      res,
+      200,
+      document('ListVersionsResult', [
+        ['Name', bucket],
+        ['Prefix', enc(prefix)],
+        ['KeyMarker', enc(keyMarker ?? '')],
+        ['VersionIdMarker', q.get('version-id-marker') ?? ''],
+        ['MaxKeys', max],
+        ['Delimiter', delimiter && enc(delimiter)],
+        ['EncodingType', encodingType ?? undefined],
+        ['IsTruncated', r.truncated],
+        ['NextKeyMarker', r.truncated && r.last !== undefined ? enc(r.last) : undefined],
+        ['NextVersionIdMarker', r.truncated ? 'null' : undefined],
+        ...versions,
+        ...r.prefixes.map((p) => ['CommonPrefixes', { Prefix: enc(p) }] as [string, XmlValue]),
+      ]),
+    );
+  }
+
+  /** ACLs are off (see checkAcl): every resource is the owner's alone, FULL_CONTROL. */
+  function sendAcl(res: ServerResponse): void {
+    sendXml(
+      res,
+      200,
+      document('AccessControlPolicy', [
+        ['Owner', OWNER],
+        ['AccessControlList', [['Grant', [['Grantee', { ID: OWNER.ID, DisplayName: OWNER.DisplayName }], ['Permission', 'FULL_CONTROL']]]]],
+      ]).replace('<Grantee>', '<Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser">'),
+    );
+  }
+
+  async function putAcl(req: IncomingMessage, res: ServerResponse, bucket: string): Promise<void> {
+    if (!state.hasBucket(bucket)) throw new S3Error('NoSuchBucket', 404, 'The specified bucket does not exist', bucket);
+    checkAcl(req);
+    const body = await readSmallBody(req, state.tmpPath());
+    if (body.trim() !== '') throw new S3Error('AccessControlListNotSupported', 400, 'The bucket does not allow ACLs (the loupe object store has one owner; only the private canned ACL applies)');
+    res.writeHead(200).end();
+  }
+
+  /** GetObjectAttributes: ETag, Checksum, ObjectParts, StorageClass, ObjectSize, as asked. */
+  async function objectAttributes(req: IncomingMessage, res: ServerResponse, bucket: string, key: string): Promise<void> {
+    const r = state.getObject(bucket, key);
+    const want = new Set((hdr(req, 'x-amz-object-attributes') ?? '').split(',').map((a) => a.trim()).filter(Boolean));
+    if (want.size === 0) throw invalidArgument('x-amz-object-attributes must name at least one attribute', 'x-amz-object-attributes');
+    const out: [string, XmlValue][] = [];
+    if (want.has('ETag')) out.push(['ETag', bareEtag(r.etag)]);
+    if (want.has('Checksum') && r.checksum) out.push(['Checksum', [[xmlName(r.checksum.algorithm), r.checksum.value], ['ChecksumType', r.checksum.type]]]);
+    if (want.has('ObjectParts') && r.parts) out.push(['ObjectParts', [['TotalPartsCount', r.parts]]]);
+    if (want.has('StorageClass')) out.push(['StorageClass', 'STANDARD']);
+    if (want.has('ObjectSize')) out.push(['ObjectSize', r.size]);
+    res.setHeader('last-modified', httpDate(r.lastModified));
+    sendXml(res, 200, document('GetObjectAttributesResponse', out));
+  }
+
+  /** UploadPartCopy: a part made of (a byte range of) an existing object, streamed. */
+  async function uploadPartCopy(req: IncomingMessage, res: ServerResponse, q: Q, bucket: string, key: string): Promise<void> {
+    const up = await state.getUpload(bucket, key, q.get('uploadId')!);
+    const pn = q.get('partNumber') ?? '';
+    if (!/^\d+$/.test(pn) || Number(pn) < 1 || Number(pn) > 10000) throw invalidArgument('Part number must be an integer between 1 and 10000, inclusive', 'partNumber');
+    const src = parseCopySource(hdr(req, 'x-amz-copy-source')!);
+    if (!state.hasBucket(src.bucket)) throw new S3Error('NoSuchBucket', 404, 'The specified bucket does not exist', src.bucket);
+    req.resume();
+    const rangeH = hdr(req, 'x-amz-copy-source-range');
+    let m: RegExpExecArray | null = null;
+    if (rangeH !== undefined) {
+      m = /^bytes=(\d+)-(\d+)$/.exec(rangeH.trim());
+      if (!m) throw invalidArgument('The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy', 'x-amz-copy-source-range');
+    }
+    const { body } = await state.copyRangeToTmp(
+      src.bucket,
+      src.key,
+      (rec) => {
+        checkCopyConditions(req, rec);
+        if (!m) return { start: 0, end: rec.size - 1 };
+        const start = Number(m[1]);
+        const end = Number(m[2]);
+        if (start > end || end >= rec.size) throw new S3Error('InvalidRange', 416, `Range specified is not valid for source object of size: ${rec.size}`, rangeH);
+        return { start, end };
+      },
+      up.checksumAlgorithm,
+    );
+    const part = await state.putPart(up, Number(pn), body);
+    const h: Record<string, string> = {};
+    if (part.checksum) h[headerName(part.checksum.algorithm)] = part.checksum.value;
+    res.setHeader('x-amz-copy-source-version-id', 'null');
+    for (const [k, v] of Object.entries(h)) res.setHeader(k, v);
+    sendXml(res, 200, document('CopyPartResult', [['LastModified', part.lastModified], ['ETag', part.etag], ...(part.checksum ? [[xmlName(part.checksum.algorithm), part.checksum.value] as [string, XmlValue]] : [])]));
+  }
+
   async function listUploads(res: ServerResponse, q: Q, bucket: string): Promise<void> {
     const prefix = q.get('prefix') ?? '';
     const ups = (await state.listUploads(bucket)).filter((u) => u.key.startsWith(prefix));
@@ -543,12 +796,4 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
 
 function notImplemented(what: string): S3Error {
   return new S3Error('NotImplemented', 501, `A header or query you provided implies functionality that is not implemented by the loupe object store: ${what}`);
-}
-
-function checkAuth(req: IncomingMessage, q: Q, cfg: ServerConfig): void {
-  if (!cfg.accessKeyId) return;
-  const auth = hdr(req, 'authorization') ?? '';
-  const cred = /Credential=([^/,\s]+)/.exec(auth)?.[1] ?? q.get('X-Amz-Credential')?.split('/')[0] ?? /^AWS ([^:]+):/.exec(auth)?.[1];
-  if (!cred) throw new S3Error('AccessDenied', 403, 'Access Denied: the request is not signed');
-  if (cred !== cfg.accessKeyId) throw new S3Error('InvalidAccessKeyId', 403, 'The AWS Access Key Id you provided does not exist in our records.', cred);
 }

@@ -30,8 +30,16 @@ export interface ObjectRecord {
   headers: Record<string, string>; // content-encoding, cache-control, ... as given at PUT
   metadata: Record<string, string>; // x-amz-meta-* without the prefix
   checksum?: StoredChecksum;
+  /** multipart objects: how many parts, and each part's size and checksum (GET ?partNumber=) */
   parts?: number;
+  partList?: PartInfo[];
   dataFile: string; // basename beside the record
+}
+
+/** One part of a completed multipart object. Records written before this field existed lack it. */
+export interface PartInfo {
+  size: number;
+  checksum?: string;
 }
 
 export interface UploadRecord {
@@ -53,6 +61,14 @@ export interface PartRecord {
   lastModified: string;
   checksum?: StoredChecksum;
   dataFile: string;
+}
+
+export interface CompletedUpload {
+  bucket: string;
+  key: string;
+  etag: string;
+  checksum?: StoredChecksum;
+  completed: string;
 }
 
 export interface BucketRecord {
@@ -91,7 +107,17 @@ export class ObjectStoreState {
     await rm(join(dir, 'tmp'), { recursive: true, force: true });
     await mkdir(join(dir, 'tmp'), { recursive: true });
     await s.load();
+    await s.sweepCompleted();
     return s;
+  }
+
+  private async sweepCompleted(): Promise<void> {
+    const cutoff = Date.now() - 24 * 3600 * 1000;
+    for (const id of await readdir(join(this.dir, 'uploads'))) {
+      const marker = join(this.dir, 'uploads', id, 'completed.json');
+      const st = await stat(marker).catch(() => undefined);
+      if (st && st.mtimeMs < cutoff) await rm(join(this.dir, 'uploads', id), { recursive: true, force: true });
+    }
   }
 
   tmpPath(): string {
@@ -162,6 +188,30 @@ export class ObjectStoreState {
     await rm(join(this.dir, 'buckets', name), { recursive: true, force: true });
   }
 
+  hasObject(bucket: string, key: string): boolean {
+    return this.bucket(bucket).objects.has(key);
+  }
+
+  /** PUT/Copy If-Match: 404 when there is no object, 412 when its ETag is not one of those given. */
+  checkIfMatch(bucket: string, key: string, ifMatch: string): void {
+    const rec = this.bucket(bucket).objects.get(key);
+    if (!rec) throw noSuchKey(key);
+    const want = ifMatch.split(',').map((t) => t.trim().replace(/^W\//, '').replace(/"/g, ''));
+    if (!want.some((t) => t === '*' || t === rec.etag.replace(/"/g, ''))) {
+      throw new S3Error('PreconditionFailed', 412, 'At least one of the pre-conditions you specified did not hold', 'If-Match');
+    }
+  }
+
+  /** PUT If-None-Match: 412 when the object exists and is `*` or one of the ETags given. */
+  checkIfNoneMatch(bucket: string, key: string, ifNoneMatch: string): void {
+    const rec = this.bucket(bucket).objects.get(key);
+    if (!rec) return;
+    const tags = ifNoneMatch.split(',').map((t) => t.trim().replace(/^W\//, '').replace(/"/g, ''));
+    if (tags.some((t) => t === '*' || t === rec.etag.replace(/"/g, ''))) {
+      throw new S3Error('PreconditionFailed', 412, 'At least one of the pre-conditions you specified did not hold', 'If-None-Match');
+    }
+  }
+
   getObject(bucket: string, key: string): ObjectRecord {
     const rec = this.bucket(bucket).objects.get(key);
     if (!rec) throw noSuchKey(key);
@@ -201,15 +251,18 @@ export class ObjectStoreState {
     key: string,
     body: ReceivedBody,
     input: ObjectInput,
-    opts: { etag?: string; parts?: number; ifNoneMatch?: boolean } = {},
+    opts: { etag?: string; parts?: PartInfo[]; ifNoneMatch?: string; ifMatch?: string } = {},
   ): Promise<ObjectRecord> {
     this.bucket(bucket);
     return this.withKeyLock(`${bucket}\0${key}`, async () => {
       const b = this.bucket(bucket);
       const old = b.objects.get(key);
-      if (opts.ifNoneMatch && old) {
+      try {
+        if (opts.ifNoneMatch !== undefined) this.checkIfNoneMatch(bucket, key, opts.ifNoneMatch);
+        if (opts.ifMatch !== undefined) this.checkIfMatch(bucket, key, opts.ifMatch);
+      } catch (e) {
         await rm(body.tmpPath, { force: true });
-        throw new S3Error('PreconditionFailed', 412, 'At least one of the pre-conditions you specified did not hold', key);
+        throw e;
       }
       const odir = this.objectDir(bucket, key);
       await mkdir(odir, { recursive: true });
@@ -224,7 +277,8 @@ export class ObjectStoreState {
         headers: input.headers,
         metadata: input.metadata,
         checksum: body.checksum,
-        parts: opts.parts,
+        parts: opts.parts?.length,
+        partList: opts.parts,
         dataFile,
       };
       await writeFileAtomic(join(odir, `${keyHash(key)}.json`), JSON.stringify(rec));
@@ -263,6 +317,41 @@ export class ObjectStoreState {
         await fh.close();
         return { rec, tmpPath };
       } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3) throw e;
+      }
+    }
+  }
+
+  /**
+   * Bytes `start..end` (inclusive) of an object into tmp/, hashed on the way (UploadPartCopy):
+   * streamed, never held whole. The record returned is the one whose bytes were copied.
+   */
+  async copyRangeToTmp(bucket: string, key: string, range: (rec: ObjectRecord) => { start: number; end: number }, alg?: ChecksumAlgorithm): Promise<{ rec: ObjectRecord; body: ReceivedBody }> {
+    for (let attempt = 0; ; attempt++) {
+      const rec = this.getObject(bucket, key);
+      const { start, end } = range(rec);
+      const tmpPath = this.tmpPath();
+      const md5 = createHash('md5');
+      const h = alg ? newHasher(alg) : undefined;
+      let fh: Awaited<ReturnType<typeof open>> | undefined;
+      try {
+        fh = await open(tmpPath, 'w');
+        if (end >= start) {
+          for await (const chunk of createReadStream(this.dataPath(bucket, rec), { start, end })) {
+            const b = chunk as Buffer;
+            md5.update(b);
+            h?.update(b);
+            for (let off = 0; off < b.length; ) off += (await fh.write(b, off, b.length - off)).bytesWritten;
+          }
+        }
+        await fh.sync();
+        await fh.close();
+        fh = undefined;
+        const checksum = h && alg ? { algorithm: alg, value: (await h.digest()).toString('base64'), type: 'FULL_OBJECT' as const } : undefined;
+        return { rec, body: { tmpPath, size: Math.max(0, end - start + 1), md5: md5.digest(), checksum } };
+      } catch (e) {
+        await fh?.close().catch(() => {});
+        await rm(tmpPath, { force: true });
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3) throw e;
       }
     }
@@ -368,7 +457,12 @@ export class ObjectStoreState {
     upload: UploadRecord,
     chosen: { partNumber: number; etag: string; checksum?: string }[],
     minPartSize: number,
+    /** the object's checksum as the request states it (x-amz-checksum-<alg> on Complete) */
+    expected?: { algorithm: ChecksumAlgorithm; value: string },
+    conditions: { ifMatch?: string; ifNoneMatch?: string } = {},
   ): Promise<ObjectRecord> {
+    if (conditions.ifMatch !== undefined) this.checkIfMatch(upload.bucket, upload.key, conditions.ifMatch);
+    if (conditions.ifNoneMatch !== undefined) this.checkIfNoneMatch(upload.bucket, upload.key, conditions.ifNoneMatch);
     if (chosen.length === 0) throw new S3Error('MalformedXML', 400, 'You must specify at least one part');
     const udir = this.uploadDir(upload.uploadId);
     const parts: PartRecord[] = [];
@@ -416,16 +510,37 @@ export class ObjectStoreState {
         checksum = { algorithm: alg, value: await compositeChecksum(alg, parts.map((p) => p.checksum!.value)), type: 'COMPOSITE' };
       }
     }
+    if (expected) {
+      const bare = (v: string) => v.replace(/-\d+$/, '');
+      if (!checksum || checksum.algorithm !== expected.algorithm || bare(checksum.value) !== bare(expected.value)) {
+        await rm(tmpPath, { force: true });
+        throw new S3Error('BadDigest', 400, `The ${expected.algorithm} you specified for the object did not match the calculated checksum.`);
+      }
+    }
     const size = (await stat(tmpPath)).size;
     const rec = await this.putObject(
       upload.bucket,
       upload.key,
       { tmpPath, size, md5: Buffer.alloc(0), checksum },
       { contentType: upload.contentType, headers: upload.headers, metadata: upload.metadata },
-      { etag: `"${md5s.digest('hex')}-${parts.length}"`, parts: parts.length },
+      { etag: `"${md5s.digest('hex')}-${parts.length}"`, parts: parts.map((p) => ({ size: p.size, ...(p.checksum ? { checksum: p.checksum.value } : {}) })), ...conditions },
     );
-    await rm(udir, { recursive: true, force: true });
+    // Keep a marker so a retried Complete (the client missed the answer) gets the same answer
+    // instead of NoSuchUpload; the parts go. Markers older than a day are swept at start.
+    const done: CompletedUpload = { bucket: upload.bucket, key: upload.key, etag: rec.etag, checksum: rec.checksum, completed: new Date().toISOString() };
+    await writeFileAtomic(join(udir, 'completed.json'), JSON.stringify(done));
+    for (const f of await readdir(udir)) if (f !== 'completed.json') await rm(join(udir, f), { force: true });
     return rec;
+  }
+
+  /** The result of an upload already completed for this bucket and key, if any. */
+  async completedUpload(bucket: string, key: string, id: string): Promise<CompletedUpload | undefined> {
+    try {
+      const c = JSON.parse(await readFile(join(this.uploadDir(id), 'completed.json'), 'utf8')) as CompletedUpload;
+      return c.bucket === bucket && c.key === key ? c : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   async abortUpload(upload: UploadRecord): Promise<void> {

@@ -29,10 +29,14 @@ export function document(root: string, children: XmlChild[]): string {
   return `<?xml version="1.0" encoding="UTF-8"?>\n<${root} xmlns="${NS}">${children.map(([n, v]) => el(n, v)).join('')}</${root}>`;
 }
 
+// Values are not trimmed: an object key may begin or end with spaces or newlines, and trimming
+// made DeleteObjects delete "a" when asked for " a". Numeric character references (&#xA;) are
+// decoded (htmlEntities) as XML requires.
 const parser = new XMLParser({
   ignoreAttributes: true,
   parseTagValue: false,
-  trimValues: true,
+  trimValues: false,
+  htmlEntities: true,
   removeNSPrefix: true,
   isArray: (name) => name === 'Part' || name === 'Object',
 });

@@ -27,8 +27,9 @@ import { COMPONENTS, loadSourceRecipe, localRecipe, renderRecipe, type Component
 import type { CameraHealth, ResultMessage } from '../../contracts/topics.js';
 import { startBroker, type EmbeddedBroker } from '../broker/broker.js';
 import { Nucleus, type DeploymentRecord } from '../nucleus/nucleus.js';
-import { LOCAL_STACK_CREDENTIALS } from '../../contracts/local-stack.js';
-import { startObjectStore, type ObjectStore } from '../objectstore/index.js';
+import type { ObjectStore } from '../objectstore/index.js';
+import { tesCredentials } from '../objectstore/keys.js';
+import { startObjectStoreProcess } from '../objectstore/process.js';
 
 export interface EdgeStackOptions {
   /** working folder (nucleus root, object store, staging); default a new temp folder, removed on stop */
@@ -86,7 +87,7 @@ export interface EdgeStack extends EventEmitter {
   /** the latest telemetry message per component */
   telemetry: Record<string, Record<string, unknown>>;
   counts(): EdgeCounts;
-  /** fresh counts: uploads counted in S3 and the spool on disk */
+  /** fresh counts: this run's uploads counted in S3 (objects there before the stack started are not), and the spool on disk */
   summary(): Promise<EdgeCounts & { modelVersion: string; seconds: number }>;
   deployModel(opts: { dir: string; version: string; name?: string }): Promise<DeploymentRecord>;
   configure(component: ComponentName, merge: Record<string, unknown>, reset?: string[]): Promise<DeploymentRecord>;
@@ -100,7 +101,7 @@ export interface EdgeStack extends EventEmitter {
 
 export interface EdgeEndpoints {
   root: string;
-  objectStore: { endpoint: string; region: string; bucket: string; forcePathStyle: true; accessKeyId: string; secretAccessKey: string; dir: string };
+  objectStore: { endpoint: string; region: string; bucket: string; forcePathStyle: true; accessKeyId: string; secretAccessKey: string; keysFile: string; dir: string };
   broker: { url: string; topics: string };
   nucleus: { root: string; ipcSocket: string; tesUri: string; logs: string; thingName: string };
 }
@@ -170,9 +171,10 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
   try {
     const broker = opts.broker ?? (await startBroker({ port: opts.brokerPort ?? 0, logger: log.child({ module: 'broker' }) }));
     if (!opts.broker) cleanups.push(() => broker.stop());
+    // The store runs in its own supervised process: a request that kills it cannot take the
+    // nucleus, broker and components with it (embedded/objectstore/process.ts).
     const objectStore =
-      opts.objectStore ??
-      (await startObjectStore({ dir: join(root, 'objectstore'), port: opts.objectStorePort, buckets: [bucket], credentials: LOCAL_STACK_CREDENTIALS, log: log.child({ module: 'objectstore' }) }));
+      opts.objectStore ?? (await startObjectStoreProcess({ dir: join(root, 'objectstore'), port: opts.objectStorePort, buckets: [bucket], log: log.child({ module: 'objectstore' }) }));
     if (!opts.objectStore) cleanups.push(() => objectStore.stop());
     const s3 = new S3Client(objectStore.clientConfig);
     await s3.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1 })).catch(async (e: unknown) => {
@@ -180,6 +182,19 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
       const { CreateBucketCommand } = await import('@aws-sdk/client-s3');
       await s3.send(new CreateBucketCommand({ Bucket: bucket }));
     });
+
+    const listUploads = async (): Promise<string[]> => {
+      const keys: string[] = [];
+      let token: string | undefined;
+      do {
+        const r = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'incoming/', ContinuationToken: token }));
+        keys.push(...(r.Contents ?? []).map((c) => c.Key!));
+        token = r.IsTruncated ? r.NextContinuationToken : undefined;
+      } while (token);
+      return keys;
+    };
+    // What the bucket held before this run (a kept --root, a shared store): the summary counts only what this run added.
+    const before = new Set(await listUploads());
 
     // Watch IoT Core (the broker) like the plant and the cloud would.
     const results = new Map<string, ResultMessage>();
@@ -211,7 +226,8 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
       }
     });
 
-    const nucleus = new Nucleus({ root: join(root, 'gg'), thingName, mqttUrl: broker.url, credentials: LOCAL_STACK_CREDENTIALS });
+    // The TES hands components the object store's own key pair, read from its key file.
+    const nucleus = new Nucleus({ root: join(root, 'gg'), thingName, mqttUrl: broker.url, credentials: () => tesCredentials(objectStore.keysFile) });
     await nucleus.start();
     cleanups.unshift(() => nucleus.stop());
 
@@ -245,16 +261,6 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
     }
 
     const spoolDir = join(root, 'gg', 'work', 'loupe.Uploader', 'spool');
-    const listUploads = async (): Promise<string[]> => {
-      const keys: string[] = [];
-      let token: string | undefined;
-      do {
-        const r = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'incoming/', ContinuationToken: token }));
-        keys.push(...(r.Contents ?? []).map((c) => c.Key!));
-        token = r.IsTruncated ? r.NextContinuationToken : undefined;
-      } while (token);
-      return keys;
-    };
     const counts = (): EdgeCounts => {
       const up = telemetry.uploader ?? {};
       let errors = 0;
@@ -289,8 +295,9 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
       listUploads,
       async summary() {
         const c = counts();
-        const uploaded = (await listUploads().catch(() => [] as string[])).filter((k) => k.endsWith('.jpg')).length;
-        const spoolPending = (await readdir(spoolDir).catch(() => [] as string[])).filter((f) => f.endsWith('.json')).length;
+        const uploaded = (await listUploads().catch(() => [] as string[])).filter((k) => k.endsWith('.jpg') && !before.has(k)).length;
+        // item records only: the uploader keeps its own state beside them (.limits, .dedup.json)
+        const spoolPending = (await readdir(spoolDir).catch(() => [] as string[])).filter((f) => f.endsWith('.json') && !f.startsWith('.')).length;
         return { ...c, uploaded, spoolPending, modelVersion: stack.modelVersion, seconds: +((Date.now() - started) / 1000).toFixed(1) };
       },
       async deployModel(m: { dir: string; version: string; name?: string }) {
@@ -309,7 +316,7 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
         const cc = objectStore.clientConfig;
         return {
           root,
-          objectStore: { endpoint: cc.endpoint, region: cc.region, bucket, forcePathStyle: true, accessKeyId: cc.credentials.accessKeyId, secretAccessKey: cc.credentials.secretAccessKey, dir: objectStore.dir },
+          objectStore: { endpoint: cc.endpoint, region: cc.region, bucket, forcePathStyle: true, accessKeyId: cc.credentials.accessKeyId, secretAccessKey: cc.credentials.secretAccessKey, keysFile: objectStore.keysFile, dir: objectStore.dir },
           broker: { url: broker.url, topics: `loupe/${thingName}/#` },
           nucleus: { root: nucleus.root, ipcSocket: nucleus.socketPath, tesUri: nucleus.tesUri, logs: dirname(nucleus.logFile('loupe.Camera')), thingName },
         };

@@ -17,7 +17,7 @@ export const DEPENDENCY_RULES: readonly DependencyRule[] = [
   { from: 'embedded', may: ['lib', 'contracts', 'embedded'], why: 'the stand-ins for AWS know protocols, not loupe’s cloud or components' },
   { from: 'embedded/stack', may: ['components/build/recipes.ts'], why: 'the edge stack deploys the suite from the same recipes a device gets' },
   { from: 'cloud', may: ['lib', 'contracts', 'cloud', 'components/detector'], why: 'one detector for device and cloud: the numbers the cloud gates on come from the code the device runs' },
-  { from: 'cloud/publish', may: ['components/build/recipes.ts', 'embedded/nucleus/cli-client.ts'], why: 'a new loupe.Model version is rendered from its recipe; the local fleet adapter talks to the local nucleus as the AWS one talks to Greengrass' },
+  { from: 'cloud/publish', may: ['components/build', 'embedded/nucleus/cli-client.ts'], why: 'a new loupe.Model version is packaged and published as loupe build/publish do it (recipes, DEPLOYABLE polling); the local fleet adapter talks to the local nucleus as the AWS one talks to Greengrass' },
   { from: 'cli', may: ['*'], why: 'the composition root: commands and the demo wire every part together' },
   { from: 'test', may: ['*'], why: 'tests exercise every part' },
   { from: 'bin', may: ['dist'], why: 'the launcher runs the compiled CLI' },

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { projectRoot } from '../../lib/paths.js';
 import { startBroker } from '../../embedded/broker/broker.js';
 import { NucleusCliClient } from '../../embedded/nucleus/cli-client.js';
+import { cpuSeconds, pct, procStatus, waitFile } from './proc.js';
 import type { BenchEntry } from './run.js';
 
 /**
@@ -45,30 +46,9 @@ interface PubResult {
   cpuMs: number;
 }
 
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? +s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!.toFixed(3) : NaN;
-};
 
-async function waitFile(path: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!existsSync(path)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${path}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
-function procStatus(pid: number): { rss: number; hwm: number } {
-  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const get = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? NaN);
-  return { rss: get('VmRSS') / 1024, hwm: get('VmHWM') / 1024 };
-}
 
-/** CPU seconds (user + system) a process has used, from /proc (clock ticks of 1/100 s). */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
 
 const readJson = <T>(p: string) => JSON.parse(readFileSync(p, 'utf8')) as T;
 

@@ -3,14 +3,18 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { datasetDir } from '../../lib/paths.js';
+import { datasetDir, projectRoot } from '../../lib/paths.js';
+import { spawn } from 'node:child_process';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { runCli } from '../helpers/cli.js';
 import { putUpload } from '../helpers/uploads.js';
 
+
 describe('loupe labels / snapshot CLI (built dist/, real child processes)', () => {
   let dir: string;
   let os: ObjectStore;
+  /** The embedded store's keys, the way a user hands them to the CLI (the default credential chain). */
+  const s3env = () => ({ AWS_ACCESS_KEY_ID: os.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: os.credentials.secretAccessKey });
   const metal = datasetDir('metal-tags');
   const home = () => ['--home', join(dir, 'home')];
 
@@ -41,10 +45,10 @@ describe('loupe labels / snapshot CLI (built dist/, real child processes)', () =
     expect(imp.code, imp.stderr).toBe(0);
     expect(JSON.parse(imp.stdout)).toEqual({ read: 235, appended: 191, images: 235, later: 0 });
 
-    const ing = await runCli(['labels', 'ingest', ...home(), '--endpoint', os.endpoint, '--bucket', 'loupe', '--json']);
+    const ing = await runCli(['labels', 'ingest', ...home(), '--endpoint', os.endpoint, '--bucket', 'loupe', '--json'], { env: s3env() });
     expect(ing.code, ing.stderr).toBe(0);
     expect(JSON.parse(ing.stdout)).toMatchObject({ recorded: 3, alreadyKnown: 0, invalid: [] });
-    expect(JSON.parse((await runCli(['labels', 'ingest', ...home(), '--endpoint', os.endpoint, '--bucket', 'loupe', '--json'])).stdout)).toMatchObject({ recorded: 0 });
+    expect(JSON.parse((await runCli(['labels', 'ingest', ...home(), '--endpoint', os.endpoint, '--bucket', 'loupe', '--json'], { env: s3env() })).stdout)).toMatchObject({ recorded: 0 });
 
     const job = await runCli(['labels', 'job', 'create', ...home(), '--name', 'cli-job', '--classes', 'scratch', '--workers', '2', '--json']);
     expect(job.code, job.stderr).toBe(0);
@@ -60,7 +64,7 @@ describe('loupe labels / snapshot CLI (built dist/, real child processes)', () =
     const stats = JSON.parse((await runCli(['labels', 'stats', ...home(), '--json'])).stdout);
     expect(stats).toMatchObject({ images: 238, approved: 235 + s.verified.approved, rejected: s.verified.rejected });
 
-    const snap = await runCli(['snapshot', 'create', ...home(), '--endpoint', os.endpoint, '--classes', 'scratch', '--json']);
+    const snap = await runCli(['snapshot', 'create', ...home(), '--endpoint', os.endpoint, '--classes', 'scratch', '--json'], { env: s3env() });
     expect(snap.code, snap.stderr).toBe(0);
     const sj = JSON.parse(snap.stdout);
     // the uploads are the reference photos byte for byte: each approved one is left out as a duplicate
@@ -86,8 +90,55 @@ describe('loupe labels / snapshot CLI (built dist/, real child processes)', () =
     const e = await runCli(['snapshot', 'create', ...h, '--classes', 'scratch']);
     expect(e.code).not.toBe(0);
     expect(e.stderr).toMatch(/no approved labels/);
-    const srv = await runCli(['labels', 'serve', ...h], { env: { LOUPE_LABEL_TOKEN: '' } });
+    const srv = await runCli(['labels', 'serve', ...h]);
     expect(srv.code).not.toBe(0);
-    expect(srv.stderr).toMatch(/--token: a token is required/);
+    expect(srv.stderr).toMatch(/no worker has a credential yet; add one with `loupe labels workers add NAME/);
+    // a secret on the command line (visible in ps and shell history) is refused, not used
+    const tok = await runCli(['labels', 'serve', ...h, '--token', 'shared-secret-123']);
+    expect(tok.code).not.toBe(0);
+    expect(tok.stderr).toMatch(/--token: shared tokens are gone: one holder could submit as every worker/);
+    const w = await runCli(['labels', 'workers', 'add', ...h, 'bad name']);
+    expect(w.code).not.toBe(0);
+    expect(w.stderr).toMatch(/bad name: a worker id is 1-64 letters/);
+    const role = await runCli(['labels', 'workers', 'add', ...h, 'ann', '--roles', 'label,approve']);
+    expect(role.stderr).toMatch(/unknown role "approve"/);
+  });
+
+  it('issues per-worker credentials; the UI serves their owners only', async () => {
+    const h = ['--home', join(dir, 'home3')];
+    const add = await runCli(['labels', 'workers', 'add', ...h, 'ann', '--roles', 'label']);
+    expect(add.code, add.stderr).toBe(0);
+    const token = add.stdout.trim();
+    expect(token).toMatch(/^loupe_w_[\w-]{43}$/);
+    expect(add.stderr).toMatch(/only its hash is stored/);
+    expect((await runCli(['labels', 'workers', 'add', ...h, 'ann'])).stderr).toMatch(/already has a credential/);
+    const list = await runCli(['labels', 'workers', 'list', ...h, '--json']);
+    expect(JSON.parse(list.stdout)).toMatchObject({ id: 'ann', roles: ['label'], revoked: null });
+    expect(list.stdout).not.toContain(token);
+
+    const child = spawn(process.execPath, [join(projectRoot, 'bin', 'loupe.js'), 'labels', 'serve', ...h, '--port', '0'], { env: { ...process.env, LOUPE_LABEL_TOKEN: 'old-shared-token' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      let err = '';
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stderr!.on('data', (b: Buffer) => {
+          err += b.toString();
+          const m = /labelling UI at (http:\/\/\S+)/.exec(err);
+          if (m) resolve(m[1]!);
+        });
+        child.on('exit', (code) => reject(new Error(`labels serve exited ${code}: ${err}`)));
+      });
+      expect(err).toMatch(/LOUPE_LABEL_TOKEN is no longer used/);
+      const me = await fetch(url + 'api/me', { headers: { authorization: `Bearer ${token}` } });
+      expect(await me.json()).toEqual({ worker: 'ann', roles: ['label'] });
+      const rot = await runCli(['labels', 'workers', 'rotate', ...h, 'ann', '--json']);
+      const fresh = JSON.parse(rot.stdout) as { token: string; worker: { id: string } };
+      expect(fresh.worker.id).toBe('ann');
+      expect((await fetch(url + 'api/me', { headers: { authorization: `Bearer ${token}` } })).status).toBe(401);
+      expect((await fetch(url + 'api/me', { headers: { authorization: `Bearer ${fresh.token}` } })).status).toBe(200);
+      expect((await runCli(['labels', 'workers', 'revoke', ...h, 'ann'])).stdout).toMatch(/ann .* revoked/);
+      expect((await fetch(url + 'api/me', { headers: { authorization: `Bearer ${fresh.token}` } })).status).toBe(401);
+    } finally {
+      child.kill('SIGTERM');
+    }
   });
 });

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { consolidate } from '../../cloud/labeling/consolidate.js';
+import { consolidate, type WorkerAnnotation } from '../../cloud/labeling/consolidate.js';
+import { seededRandom } from '../../cloud/labeling/workforce.js';
+import { consolidateAllPairs } from '../helpers/consolidate-reference.js';
 
 const b = (x1: number, y1: number, x2: number, y2: number, cls = 0) => ({ cls, x1, y1, x2, y2 });
 const round = (v: number) => Math.round(v * 1000) / 1000;
@@ -70,5 +72,26 @@ describe('consolidation (IoU clustering + averaging), hand-worked cases', () => 
   it('no workers, or nobody drew anything: no boxes', () => {
     expect(consolidate([])).toEqual([]);
     expect(consolidate([{ worker: 'a', boxes: [] }, { worker: 'b', boxes: [] }])).toEqual([]);
+  });
+
+  it('the x-sweep gives the same result as linking every pair (random crowded labels)', () => {
+    const rand = seededRandom(42);
+    let objects = 0;
+    for (let round = 0; round < 60; round++) {
+      const W = 1 + Math.floor(rand() * 5);
+      const thr = [0.05, 0.3, 0.5, 0.9, 1][round % 5]!;
+      const anns: WorkerAnnotation[] = Array.from({ length: W }, (_, w) => ({
+        worker: `w${w}`,
+        boxes: Array.from({ length: Math.floor(rand() * 40) }, () => {
+          const x = Math.round(rand() * 60);
+          const y = Math.round(rand() * 60);
+          return b(x, y, x + 1 + Math.round(rand() * 30), y + 1 + Math.round(rand() * 30), Math.floor(rand() * 2));
+        }),
+      }));
+      const want = consolidateAllPairs(anns, { iouThreshold: thr });
+      expect(consolidate(anns, { iouThreshold: thr })).toEqual(want);
+      objects += want.length;
+    }
+    expect(objects).toBeGreaterThan(100); // the cases did produce objects to compare
   });
 });

@@ -41,12 +41,27 @@ describe('labelling jobs, verification and the simulated workforce', () => {
 
     await expect(lab.submit('job-1', t1.sourceRef, 'ann', [{ class_id: 1, left: 0, top: 0, width: 5, height: 5 }])).rejects.toThrow(/job-1: s3:\/\/b\/incoming\/a\.jpg \(worker ann\): box 0: class_id 1 is not one of the job's 1 classes/);
     await expect(lab.submit('job-1', t1.sourceRef, 'ann', [{ class_id: 0, left: 150, top: 0, width: 80, height: 5 }])).rejects.toThrow(/outside the 200x100 image/);
-    expect(await lab.submit('job-1', t1.sourceRef, 'ann', [{ class_id: 0, left: 10, top: 10, width: 40, height: 20 }])).toEqual({ consolidated: null });
+    expect(await lab.submit('job-1', t1.sourceRef, 'ann', [{ class_id: 0, left: 10, top: 10, width: 44, height: 20 }])).toEqual({ complete: false });
     await expect(lab.submit('job-1', t1.sourceRef, 'ann', [])).rejects.toThrow(/already labelled this image/);
+    // ann goes back and amends her boxes while the image still waits for bob
+    expect(lab.taskFor('job-1', t1.sourceRef, 'ann').submitted).toEqual([{ class_id: 0, left: 10, top: 10, width: 44, height: 20 }]);
+    expect(await lab.submit('job-1', t1.sourceRef, 'ann', [{ class_id: 0, left: 10, top: 10, width: 40, height: 20 }], { replace: true })).toEqual({ complete: false });
+    expect(lab.itemsFor('job-1', 'ann').map((i) => i.state)).toEqual(['labelled', 'to-label']);
+    // a submission over the job's box cap is refused before anything is recorded
+    await lab.createJob({ name: 'capped', classes: ['scratch'], maxBoxes: 2, batch: ['s3://b/incoming/c.jpg'] });
+    const many = Array.from({ length: 3 }, () => ({ class_id: 0, left: 1, top: 1, width: 5, height: 5 }));
+    await expect(lab.submit('capped', 's3://b/incoming/c.jpg', 'ann', many)).rejects.toMatchObject({ code: 'LABEL_TOO_MANY_BOXES' });
+    expect(lab.getJob('capped')).toMatchObject({ maxBoxes: 2, counts: { annotations: 0 } });
+    lab.release('capped', 's3://b/incoming/c.jpg');
+    await expect(lab.createJob({ name: 'uncapped', classes: ['x'], maxBoxes: 0 })).rejects.toThrow(/maxBoxes must be/);
     clock = 1001;
     const done = await lab.submit('job-1', t1.sourceRef, 'bob', [{ class_id: 0, left: 12, top: 10, width: 40, height: 24 }]);
+    expect(done).toEqual({ complete: true });
+    await expect(lab.submit('job-1', t1.sourceRef, 'ann', [], { replace: true })).rejects.toThrow(/already has all its labels/);
+    await lab.settle();
     // mean of (10,10,50,30) and (12,10,52,34) = (11,10,51,32); IoUs with it: 800/(800+880-800)... both ≈ 0.9
-    expect(done.consolidated!.map(({ confidence: _c, ...b }) => b)).toEqual([{ class_id: 0, left: 11, top: 10, width: 40, height: 22 }]);
+    const consolidated = lab.items('job-1').find((i) => i.sourceRef === t1.sourceRef)!.consolidated!;
+    expect(consolidated.map(({ confidence: _c, ...b }) => b)).toEqual([{ class_id: 0, left: 11, top: 10, width: 40, height: 22 }]);
     const mid = await store.latest({ sourceRefs: [t1.sourceRef] });
     expect(mid[0]).toMatchObject({ status: 'PENDING', labeling_job: 'labeling-job/job-1', event_time: 1001, meta: { workers: ['ann', 'bob'] } });
 
@@ -57,8 +72,12 @@ describe('labelling jobs, verification and the simulated workforce', () => {
       await lab.submit('job-1', t.sourceRef, w, []);
     }
     expect(lab.nextTask('job-1', 'ann')).toBeNull();
+    await lab.settle();
     expect(lab.getJob('job-1').status).toBe('verifying');
 
+    // a labeller never verifies an image they labelled
+    expect(lab.nextVerification('job-1', 'ann')).toBeNull();
+    await expect(lab.verify('job-1', t1.sourceRef, { verdict: 'approve', verifier: 'bob' })).rejects.toMatchObject({ code: 'VERIFY_OWN_LABEL' });
     const v1 = lab.nextVerification('job-1', 'vera')!;
     expect(v1.sourceRef).toBe('s3://b/incoming/a.jpg');
     await expect(lab.verify('job-1', v1.sourceRef, { verdict: 'reject', verifier: 'vera' })).rejects.toThrow(/needs a reason/);
@@ -67,7 +86,7 @@ describe('labelling jobs, verification and the simulated workforce', () => {
     await expect(lab.verify('job-1', v1.sourceRef, { verdict: 'approve', verifier: 'vera' })).rejects.toThrow(/already verified \(APPROVED\)/);
     const v2 = lab.nextVerification('job-1', 'vera')!;
     await lab.verify('job-1', v2.sourceRef, { verdict: 'reject', reason: 'scratch at the left edge not boxed', verifier: 'vera' });
-    expect(lab.getJob('job-1')).toMatchObject({ status: 'done', counts: { items: 2, annotations: 4, consolidated: 2, approved: 1, rejected: 1 } });
+    expect(lab.getJob('job-1')).toMatchObject({ status: 'done', counts: { items: 2, annotations: 4, consolidating: 0, consolidated: 2, approved: 1, rejected: 1 } });
 
     const latest = await store.latest();
     expect(latest.map((r) => `${r.source_ref.slice(-5)} ${r.status} ${r.labeling_job}`)).toEqual([
@@ -166,9 +185,13 @@ describe('labelling over a store that is not the job database (the Feature Store
       await lab.createJob({ name: 'r1', classes: ['scratch'] });
       const t = lab.nextTask('r1', 'w')!;
       failAfterAppend = true;
-      await expect(lab.submit('r1', t.sourceRef, 'w', [{ class_id: 0, left: 1, top: 1, width: 10, height: 10 }])).rejects.toThrow(/connection lost/);
+      // the submission is recorded; its consolidation (in the background) fails after the store write
+      expect(await lab.submit('r1', t.sourceRef, 'w', [{ class_id: 0, left: 1, top: 1, width: 10, height: 10 }])).toEqual({ complete: true });
+      await expect(lab.settle()).rejects.toThrow(/connection lost/);
+      expect(lab.getJob('r1').counts).toMatchObject({ consolidating: 1, consolidated: 0 });
       // the retry finds the PENDING record already there and only marks the job
-      await lab.submit('r1', t.sourceRef, 'w', [{ class_id: 0, left: 1, top: 1, width: 10, height: 10 }]);
+      await lab.settle();
+      expect(lab.getJob('r1').counts).toMatchObject({ consolidating: 0, consolidated: 1 });
       failAfterAppend = true;
       await expect(lab.verify('r1', t.sourceRef, { verdict: 'approve', verifier: 'v' })).rejects.toThrow(/connection lost/);
       await lab.verify('r1', t.sourceRef, { verdict: 'approve', verifier: 'v' });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decideGate, validateGateConfig, DEFAULT_GATE } from '../../cloud/gate/decide.js';
+import { choosePrecision, DEFAULT_INT8 } from '../../cloud/gate/precision.js';
 import { renderGateHtml, prChartSvg, type GateReport } from '../../cloud/gate/report.js';
 
 describe('gate rule', () => {
@@ -30,6 +31,36 @@ describe('gate rule', () => {
     expect(() => validateGateConfig({ threshold: 1.5 })).toThrow(/gate\.threshold/);
     expect(() => validateGateConfig({ tolerance: -0.1 })).toThrow(/gate\.tolerance/);
     expect(() => validateGateConfig({ split: 'dev' as never })).toThrow(/gate\.split/);
+  });
+});
+
+describe('which file the fleet runs: fp32 or int8', () => {
+  it.each([
+    // fp32, int8, tolerance, deployed
+    [0.9, 0.9, 0.015, 'int8', 'int8 as good'],
+    [0.9, 0.91, 0, 'int8', 'int8 better, tight tolerance'],
+    [0.9, 0.885, 0.015, 'int8', 'exactly fp32 - tolerance'],
+    [0.9, 0.8849, 0.015, 'fp32', 'just below fp32 - tolerance'],
+    [0.68, 0.675, 0, 'fp32', 'tight tolerance: any loss keeps fp32'],
+    [0.68, 0.675, 0.015, 'int8', 'default tolerance: a 0.005 loss is fine'],
+  ] as const)('fp32 %s, int8 %s, tolerance %s → %s (%s)', (fp32, int8, tolerance, deployed) => {
+    expect(choosePrecision({ metric: 'map50', tolerance }, fp32, int8).deployed).toBe(deployed);
+  });
+
+  it('defaults to 0.015 mAP50, says why, and keeps fp32 when there is no int8 model', () => {
+    expect(DEFAULT_INT8).toEqual({ enabled: true, tolerance: 0.015, metric: 'map50', calibrationImages: 64 });
+    expect(choosePrecision(DEFAULT_INT8, 0.9, 0.88)).toEqual({
+      deployed: 'fp32',
+      metric: 'map50',
+      fp32: 0.9,
+      int8: 0.88,
+      tolerance: 0.015,
+      reason: 'int8 map50 0.8800 < fp32 0.9000 - tolerance 0.0150 = 0.8850: the fleet keeps fp32',
+    });
+    expect(choosePrecision(DEFAULT_INT8, 0.9, 0.895).reason).toBe('int8 map50 0.8950 >= fp32 0.9000 - tolerance 0.0150');
+    expect(choosePrecision(DEFAULT_INT8, 0.9, null)).toMatchObject({ deployed: 'fp32', reason: 'no int8 model (quantization off)' });
+    expect(() => choosePrecision({ metric: 'f1' as never, tolerance: 0.01 }, 0.9, 0.9)).toThrow(/int8\.metric/);
+    expect(() => choosePrecision({ metric: 'map50', tolerance: 2 }, 0.9, 0.9)).toThrow(/int8\.tolerance/);
   });
 });
 
@@ -71,6 +102,15 @@ describe('gate report page', () => {
     expect(html).toContain('challenger metal-tags:2');
     expect(html).toContain('champion metal-tags:1');
     expect(html).toContain('-0.4000'); // map50 delta
+  });
+
+  it('shows which file the fleet runs, fp32 or int8, with both scores', () => {
+    const html = renderGateHtml({ ...report, fleetPrecision: { ...choosePrecision(DEFAULT_INT8, 0.5, 0.49), fp32Model: '/x/model.onnx', int8Model: '/x/model.int8.onnx' } });
+    expect(html).toContain("Precision of the challenger's file");
+    expect(html).toContain('The fleet runs the <b>int8</b> file: int8 map50 0.4900 &gt;= fp32 0.5000 - tolerance 0.0150');
+    expect(html).toContain('/x/model.int8.onnx');
+    expect(html).toMatch(/<tr class="gated"><th>int8<\/th><td>0\.4900<\/td>/);
+    expect(renderGateHtml(report)).not.toContain("Precision of the challenger's file");
   });
 
   it('draws curves in the plot box (recall 0..1 left→right, precision 0..1 bottom→top), thinned to 200 points', () => {

@@ -79,6 +79,10 @@ describe("quality gate with loupe's evaluator on the metal-tags test split", () 
     const res = JSON.parse(r.stdout);
     expect(res.passed).toBe(false);
     expect(existsSync(join(out, 'gate.html'))).toBe(true);
+    // the report names the bytes it scored: another model cannot be registered with it
+    const other = await runCli(['models', 'register', '--home', home, '--onnx', join(SHIPPED_MODEL_DIR, 'model.onnx'), '--gate-report', join(out, 'gate.json'), '--json']);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(/gate\.json: the gate report scored another model/);
     const reg = await runCli(['models', 'register', '--home', home, '--onnx', worse, '--gate-report', join(out, 'gate.json'), '--parent', 'metal-tags:1', '--json']);
     expect(reg.code, reg.stderr).toBe(0);
     const v = JSON.parse(reg.stdout);

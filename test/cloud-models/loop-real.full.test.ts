@@ -8,7 +8,6 @@ import Database from 'better-sqlite3';
 import { datasetDir } from '../../lib/paths.js';
 import { startBroker, type EmbeddedBroker } from '../../embedded/broker/broker.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
-import { LOCAL_STACK_CREDENTIALS } from '../../contracts/local-stack.js';
 import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
 import { STEP_NAMES } from '../../cloud/loop/steps.js';
 import { DEMO_HISTORY_UNTIL, cameraFolder, imagesFirstLabelledAfter } from '../../cloud/loop/reference.js';
@@ -67,7 +66,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
   beforeAll(async () => {
     dist = snapshotDist();
     dir = await mkdtemp(join(tmpdir(), 'loupe-lr-'));
-    objectStore = await startObjectStore({ dir: join(dir, 's3'), buckets: ['loupe'], credentials: LOCAL_STACK_CREDENTIALS });
+    objectStore = await startObjectStore({ dir: join(dir, 's3'), buckets: ['loupe'] });
     broker = await startBroker();
     const metal = datasetDir('metal-tags');
     const camera = await cameraFolder(imagesFirstLabelledAfter(join(metal, 'labels.csv'), metal, Date.parse(DEMO_HISTORY_UNTIL) / 1000), join(dir, 'camera'));
@@ -83,16 +82,17 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     dist?.remove();
   });
 
-  async function home(name: string, gate: LoopConfigInput['gate']): Promise<string> {
+  async function home(name: string, gate: LoopConfigInput['gate'], int8?: LoopConfigInput['int8']): Promise<string> {
     const h = join(dir, name);
     await mkdir(h, { recursive: true });
     const metal = datasetDir('metal-tags');
     const config: LoopConfigInput = {
-      storage: { endpoint: objectStore.endpoint, bucket: 'loupe', credentials: { accessKeyId: LOCAL_STACK_CREDENTIALS.accessKeyId, secretAccessKey: LOCAL_STACK_CREDENTIALS.secretAccessKey } },
+      storage: { endpoint: objectStore.endpoint, bucket: 'loupe', keysFile: objectStore.keysFile },
       history: { labelsCsv: join(metal, 'labels.csv'), imagesDir: metal, until: DEMO_HISTORY_UNTIL },
       labeling: { backend: 'simulated', workersPerImage: 2, cap: 8, seed: 3 },
       train: { epochs: 1, imgsz: 160, batch: 16, workers: 1, device: 'cpu' },
       gate,
+      ...(int8 ? { int8 } : {}),
       fleet: { backend: 'local', nucleusRoot: stack.nucleus.root, thingName: stack.thingName, mqttUrl: broker.url, minResults: 1, confirmTimeoutSeconds: 120 },
     };
     await writeFile(join(h, 'loop.json'), JSON.stringify(config, null, 2));
@@ -108,7 +108,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     expect(report.status).toBe('halted');
     expect(report.halt).toMatch(/gate rejected metal-tags:2: the fleet keeps metal-tags:1/);
     expect(report.steps.map((s: { name: string; status: string }) => `${s.name}:${s.status}`)).toEqual([
-      ...STEP_NAMES.slice(0, 8).map((s) => `${s}:done`),
+      ...STEP_NAMES.slice(0, STEP_NAMES.indexOf('register') + 1).map((s) => `${s}:done`),
       'publish:skipped',
       'deploy:skipped',
       'confirm:skipped',
@@ -139,13 +139,14 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
   it('killed after each step (and mid-training) resumes and finishes with no duplicate labels, models or deployments', async () => {
     // The gate is opened wide here so the run goes through publish, deploy and confirm with a
     // CI-sized challenger; the gate's own rule is tested above and in gate.test.ts.
-    const h = await home('crash', { metric: 'map50', threshold: 0, tolerance: 1 });
+    // int8 is opened wide too, so the device ends up running the challenger's int8 file.
+    const h = await home('crash', { metric: 'map50', threshold: 0, tolerance: 1 }, { tolerance: 1 });
     const deploymentsBefore = stack.nucleus.listDeployments().length;
     const crashes: string[] = [];
     for (const step of STEP_NAMES) {
       if (step === 'train') {
         // A kill from outside while train.py is running (its child survives the SIGKILL; the resumed run stops it).
-        const mid = await loopRun(h, {}, { stderr: /loop \[5\/11\] train/, afterMs: 4000 });
+        const mid = await loopRun(h, {}, { stderr: /loop \[5\/\d+\] train/, afterMs: 4000 });
         expect(mid.signal, mid.stderr.slice(-2000)).toBe('SIGKILL');
         crashes.push('train:mid');
       }
@@ -171,10 +172,13 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     } finally {
       db.close();
     }
-    // Models: the seed and one challenger.
+    // Models: the seed and one challenger, whose int8 file the gate chose for the fleet.
     const reg = openRegistry(join(h, 'registry'));
     try {
       expect((await reg.list()).map((v) => `${v.ref}:${v.status}`)).toEqual(['metal-tags:1:approved', 'metal-tags:2:approved']);
+      const v2 = await reg.mustGet('metal-tags:2');
+      expect(v2.fleetPrecision).toBe('int8');
+      expect(report.outputs.register).toMatchObject({ fleetPrecision: 'int8', onnxSha256: v2.artefacts.onnxInt8!.sha256 });
     } finally {
       reg.close();
     }
@@ -192,7 +196,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     const newSha = report.outputs.register.onnxSha256;
     await new Promise((res) => setTimeout(res, 1500));
     expect(results.filter((r) => r.model.sha256 === newSha).length).toBeGreaterThan(0);
-    expect(results.at(-1)?.model).toMatchObject({ version: '1.0.1', sha256: newSha });
+    expect(results.at(-1)?.model).toMatchObject({ version: '1.0.1', sha256: newSha, precision: 'int8' });
     // No trainer left behind by the killed attempts.
     const trainers = readdirSync('/proc')
       .filter((p) => /^\d+$/.test(p))
@@ -223,7 +227,7 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     expect(st.code, st.stderr).toBe(0);
     const status = JSON.parse(st.stdout);
     expect(status).toMatchObject({ backend: 'local', target: 'line-7', champion: 'metal-tags:2', current: { name: 'loupe-run-1', version: '1.0.1', previousVersion: '1.0.0', state: 'confirmed' } });
-    expect(status.devices).toEqual([{ device: 'line-7', modelVersion: '1.0.1', state: 'RUNNING' }]);
+    expect(status.devices).toEqual([{ device: 'line-7', modelVersion: '1.0.1', state: 'FINISHED' }]); // loupe.Model runs no program: installed and FINISHED
 
     const rb = await cli(['fleet', 'rollback', '--home', h, '--reject', '--reason', 'operators saw false alarms', '--json']);
     expect(rb.code, rb.stderr).toBe(0);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { projectRoot } from '../../lib/paths.js';
@@ -32,7 +32,13 @@ describe('loupe models list|show|register|approve|reject', () => {
     expect(noReason.code).toBe(1);
     expect(noReason.stderr).toContain('--reason: rejecting needs a reason');
 
-    const ok = await runCli(['models', 'approve', 'metal-tags:2', '--home', home, '--by', 'user:qa', '--reason', 'fp16 checked on the line', '--json']);
+    // no gate result: approving needs --force and a reason, and says so
+    const plain = await runCli(['models', 'approve', 'metal-tags:2', '--home', home, '--by', 'user:qa']);
+    expect(plain.code).toBe(1);
+    expect(plain.stderr).toMatch(/metal-tags:2: no passing gate result: it has no gate result\. Gate it \(loupe models gate\), or approve with --force --reason WHY/);
+    const noWhy = await runCli(['models', 'approve', 'metal-tags:2', '--home', home, '--force']);
+    expect(noWhy.stderr).toMatch(/a forced approval needs --reason/);
+    const ok = await runCli(['models', 'approve', 'metal-tags:2', '--home', home, '--by', 'user:qa', '--force', '--reason', 'fp16 checked on the line', '--json']);
     expect(ok.code, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout)).toMatchObject({ ref: 'metal-tags:2', status: 'approved', champion: true });
 
@@ -41,7 +47,18 @@ describe('loupe models list|show|register|approve|reject', () => {
 
     const show = await runCli(['models', 'show', 'metal-tags:2', '--home', home, '--json']);
     const v = JSON.parse(show.stdout);
-    expect(v.events.map((e: { from: string | null; to: string; by: string }) => `${e.from ?? 'new'}>${e.to} ${e.by}`)).toEqual(['new>pending policy', 'pending>approved user:qa', 'approved>rejected ' + v.events[2].by]);
+    expect(v.events.map((e: { from: string | null; to: string; by: string; forced: boolean }) => `${e.from ?? 'new'}>${e.to} ${e.by}${e.forced ? ' forced' : ''}`)).toEqual([
+      'new>pending policy',
+      'pending>approved user:qa forced',
+      'approved>rejected ' + v.events[2].by,
+    ]);
+    expect((await runCli(['models', 'show', 'metal-tags:2', '--home', home])).stdout).toMatch(/pending -> approved FORCED \(no passing gate\) {2}by user:qa: fp16 checked on the line/);
+    // a text file is not a model: refused at register, nothing added
+    const notes = join(home, 'notes.onnx');
+    await writeFile(notes, 'weights: see the shared drive\n');
+    const txt = await runCli(['models', 'register', '--home', home, '--onnx', notes]);
+    expect(txt.code).toBe(1);
+    expect(txt.stderr).toMatch(/notes\.onnx: not a detection model loupe can run: not an ONNX model/);
     expect(v.paths.onnx).toContain(v.artefacts.onnx.sha256);
 
     const text = await runCli(['models', 'list', '--home', home]);

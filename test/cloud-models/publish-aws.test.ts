@@ -4,6 +4,7 @@ import {
   ConflictException,
   CreateComponentVersionCommand,
   CreateDeploymentCommand,
+  DescribeComponentCommand,
   GetDeploymentCommand,
   GreengrassV2Client,
   ListComponentVersionsCommand,
@@ -27,22 +28,19 @@ import { seedShippedModel, SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.j
 import { sha256 } from '../../lib/fsutil.js';
 import type { ModelVersion } from '../../cloud/registry/types.js';
 import { loadSourceRecipe, renderRecipe } from '../../components/build/recipes.js';
+import { fixtureModel } from '../helpers/models.js';
 import { GetComponentCommand } from '@aws-sdk/client-greengrassv2';
 
 const GROUP = 'arn:aws:iot:eu-west-1:123456789012:thinggroup/press-line-3';
 const COMP_ARN = 'arn:aws:greengrass:eu-west-1:123456789012:components:loupe.Model';
 
 // The loupe.Model recipe of the version the thing group runs (as GetComponent returns it): the
-// project's source recipe built for AWS, with its code ZIP and model artefacts in S3.
+// project's source recipe built for AWS, its model artefacts in S3.
 const ZIP_DIGEST = 'Q'.repeat(43) + '=';
 const OLD_SHA = '1'.repeat(64);
 const fleetRecipe = (() => {
   const r = renderRecipe(loadSourceRecipe('loupe.Model'), { version: '1.0.0', model: { name: 'metal-tags', sha256: OLD_SHA } }) as unknown as Record<string, unknown>;
-  return JSON.parse(
-    JSON.stringify(r)
-      .replaceAll('s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/', 's3://fleet-artefacts/loupe.Model/1.0.0/')
-      .replace(/("Uri":"[^"]+\.zip")/g, `$1,"Digest":"${ZIP_DIGEST}","Algorithm":"SHA-256"`),
-  ) as Record<string, unknown>;
+  return JSON.parse(JSON.stringify(r).replaceAll('s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/', 's3://fleet-artefacts/loupe.Model/1.0.0/')) as Record<string, unknown>;
 })();
 const baseRecipe = fleetRecipe;
 
@@ -81,25 +79,27 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
     { name: 'card.json', path: join(SHIPPED_MODEL_DIR, 'train-metrics.json') },
   ];
 
-  it('creates the next loupe.Model version from the recipe the fleet runs: model artefacts replaced (S3 + SHA-256), code ZIP kept', async () => {
+  it('creates the next loupe.Model version from the recipe the fleet runs: model artefacts replaced (S3 + SHA-256), nothing else to download', async () => {
     gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
     gg.on(ListComponentVersionsCommand).resolves({ componentVersions: [{ componentName: 'loupe.Model', componentVersion: '1.0.0' }, { componentName: 'loupe.Model', componentVersion: '1.0.3' }] });
     gg.on(ListDeploymentsCommand).resolves({ deployments: [{ deploymentId: 'd-1', deploymentName: 'suite', targetArn: GROUP }] });
     gg.on(GetDeploymentCommand).resolves({ deploymentId: 'd-1', components: { 'loupe.Model': { componentVersion: '1.0.0' }, 'loupe.Inference': { componentVersion: '0.1.0' } } });
     gg.on(GetComponentCommand).resolves({ recipeOutputFormat: 'JSON', recipe: new TextEncoder().encode(JSON.stringify(fleetRecipe)) });
-    gg.on(CreateComponentVersionCommand).resolves({ arn: `${COMP_ARN}:versions:1.0.4`, componentName: 'loupe.Model', componentVersion: '1.0.4', status: { componentState: 'DEPLOYABLE' } } as never);
+    gg.on(CreateComponentVersionCommand).resolves({ arn: `${COMP_ARN}:versions:1.0.4`, componentName: 'loupe.Model', componentVersion: '1.0.4', status: { componentState: 'REQUESTED' } } as never);
+    gg.on(DescribeComponentCommand).resolves({ arn: `${COMP_ARN}:versions:1.0.4`, status: { componentState: 'DEPLOYABLE' } });
     const out = await publishModel({ backend: backend(), store: fleet, model, files: files() });
     expect(out.version).toBe('1.0.4');
     expect(gg.commandCalls(ListComponentsCommand)[0]!.args[0].input).toEqual({ scope: 'PRIVATE' });
     expect(gg.commandCalls(ListComponentVersionsCommand)[0]!.args[0].input).toEqual({ arn: COMP_ARN });
     expect(gg.commandCalls(GetComponentCommand)[0]!.args[0].input).toEqual({ arn: `${COMP_ARN}:versions:1.0.0`, recipeOutputFormat: 'JSON' });
+    // Created REQUESTED: published only once Greengrass says DEPLOYABLE.
+    expect(gg.commandCalls(DescribeComponentCommand).map((c) => c.args[0].input)).toEqual([{ arn: `${COMP_ARN}:versions:1.0.4` }]);
     const call = gg.commandCalls(CreateComponentVersionCommand)[0]!.args[0].input;
     const recipe = JSON.parse(new TextDecoder().decode(call.inlineRecipe as Uint8Array));
     const onnxBytes = readFileSync(join(SHIPPED_MODEL_DIR, 'model.onnx'));
     const digest = createHash('sha256').update(onnxBytes).digest('base64');
     const cardDigest = createHash('sha256').update(readFileSync(join(SHIPPED_MODEL_DIR, 'train-metrics.json'))).digest('base64');
-    const artifacts = (arch: string) => [
-      { Uri: `s3://fleet-artefacts/loupe.Model/1.0.0/loupe-model-linux-${arch}.zip`, Digest: ZIP_DIGEST, Algorithm: 'SHA-256', Unarchive: 'ZIP', Permission: { Read: 'OWNER', Execute: 'NONE' } },
+    const modelArtifacts = [
       { Uri: 's3://fleet-artefacts/loupe/components/loupe.Model/1.0.4/model.onnx', Digest: digest, Algorithm: 'SHA-256', Unarchive: 'NONE', Permission: { Read: 'ALL', Execute: 'NONE' } },
       { Uri: 's3://fleet-artefacts/loupe/components/loupe.Model/1.0.4/card.json', Digest: cardDigest, Algorithm: 'SHA-256', Unarchive: 'NONE', Permission: { Read: 'ALL', Execute: 'NONE' } },
     ];
@@ -111,10 +111,7 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
       ComponentConfiguration: {
         DefaultConfiguration: { ...base.ComponentConfiguration.DefaultConfiguration, name: 'metal-tags', version: '1.0.4', sha256: model.artefacts.onnx.sha256, modelRef: 'metal-tags:1' },
       },
-      Manifests: [
-        { ...base.Manifests[0], Artifacts: artifacts('x64') },
-        { ...base.Manifests[1], Artifacts: artifacts('arm64') },
-      ],
+      Manifests: [{ ...base.Manifests[0], Artifacts: modelArtifacts }],
     });
     expect(call.tags).toEqual({ 'loupe:component': 'loupe.Model' });
     expect(call.clientToken).toMatch(/^[0-9a-f]{64}$/);
@@ -125,7 +122,34 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
     const again = await publishModel({ backend: backend(), store: fleet, model, files: files(), baseRecipe });
     expect(again).toMatchObject({ version: '1.0.4', created: false });
     expect(gg.commandCalls(CreateComponentVersionCommand).length).toBe(1);
+
+    // A fleet on an older loupe.Model whose recipe also named a code ZIP: that artefact is kept as it
+    // was (same URI, same digest), since the recipe's program still runs from it.
+    const older = structuredClone(fleetRecipe) as { Manifests: { Artifacts: Record<string, unknown>[] }[] };
+    const zip = { Uri: 's3://fleet-artefacts/loupe.Model/1.0.0/loupe-model-linux-x64.zip', Digest: ZIP_DIGEST, Algorithm: 'SHA-256', Unarchive: 'ZIP', Permission: { Read: 'OWNER', Execute: 'NONE' } };
+    older.Manifests[0]!.Artifacts.unshift(zip);
+    const olderStore = new FleetStore(join(dir, 'older.db'));
+    const next = await publishModel({ backend: backend(), store: olderStore, model, files: files(), baseRecipe: older as unknown as Record<string, unknown> });
+    olderStore.close();
+    expect((next.recipe as { Manifests: { Artifacts: unknown[] }[] }).Manifests[0]!.Artifacts).toEqual([zip, ...modelArtifacts.map((a) => ({ ...a, Uri: a.Uri.replace('1.0.4', next.version) }))]);
   });
+
+  it('a version the gate chose int8 for ships its int8 file as model.onnx; the fp32 file is refused for it', async () => {
+    gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
+    gg.on(ListComponentVersionsCommand).resolves({ componentVersions: [{ componentName: 'loupe.Model', componentVersion: '1.0.0' }] });
+    gg.on(CreateComponentVersionCommand).resolves({ arn: `${COMP_ARN}:versions:1.0.1`, componentName: 'loupe.Model', componentVersion: '1.0.1', status: { componentState: 'DEPLOYABLE' } } as never);
+    const int8 = await fixtureModel('metal-tags-int8');
+    const v = await reg.register({ group: 'metal-tags', onnx: join(SHIPPED_MODEL_DIR, 'model.onnx'), onnxInt8: int8, fleetPrecision: 'int8', source: 'test', idempotencyKey: 'int8-publish', status: { status: 'approved', reason: 'test', by: 'test' } });
+    await expect(publishModel({ backend: backend(), store: fleet, model: v, files: files(), baseRecipe })).rejects.toThrow(/does not match registry version metal-tags:\d+/);
+    const out = await publishModel({ backend: backend(), store: fleet, model: v, files: [{ name: 'model.onnx', path: int8 }], baseRecipe });
+    const recipe = JSON.parse(new TextDecoder().decode(gg.commandCalls(CreateComponentVersionCommand)[0]!.args[0].input.inlineRecipe as Uint8Array));
+    const int8Sha = v.artefacts.onnxInt8!.sha256;
+    expect(out.version).toBe('1.0.1');
+    expect(recipe.ComponentDescription).toBe(`loupe model ${v.ref} (int8 onnx sha256 ${int8Sha.slice(0, 12)}), published by loupe`);
+    expect(recipe.ComponentConfiguration.DefaultConfiguration).toMatchObject({ sha256: int8Sha, modelRef: v.ref });
+    const art = (recipe.Manifests[0].Artifacts as { Uri: string; Digest: string }[]).find((a) => a.Uri.endsWith('/model.onnx'))!;
+    expect(art.Digest).toBe(Buffer.from(int8Sha, 'hex').toString('base64'));
+  }, 600_000);
 
   it('after a crash between CreateComponentVersion and its record, reuses the version instead of making another', async () => {
     gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
@@ -139,33 +163,38 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
     // And if the call had not got through, the same version is created (a Conflict would also be taken as done).
     fleet.recordComponentIntent({ backend: 'aws', component: 'loupe.Model', version: '1.0.2', modelRef: 'metal-tags:9', onnxSha256: model.artefacts.onnx.sha256, recipe: {} });
     gg.on(CreateComponentVersionCommand).rejects(new ConflictException({ message: 'exists', $metadata: {}, resourceId: 'x', resourceType: 'y' }));
+    gg.on(DescribeComponentCommand).resolves({ arn: `${COMP_ARN}:versions:1.0.2`, status: { componentState: 'DEPLOYABLE' } });
     const other = { ...model, ref: 'metal-tags:9' };
     const out2 = await publishModel({ backend: backend(), store: fleet, model: other, files: files(), baseRecipe });
     expect(out2.version).toBe('1.0.2');
     expect(gg.commandCalls(CreateComponentVersionCommand).length).toBe(1);
   });
 
-  it('deploys to the thing group keeping the other components, with exponential rollout, abort criteria and ROLLBACK', async () => {
+  it('deploys to the thing group keeping the other components (configuration, runWith), once the version is DEPLOYABLE, with exponential rollout, abort criteria and ROLLBACK', async () => {
+    const runWith = { posixUser: 'loupe:video', systemResourceLimits: { cpus: 1.5, memory: 1048576 } };
     gg.on(ListDeploymentsCommand).resolves({ deployments: [{ deploymentId: 'd-old', deploymentName: 'suite-v1', targetArn: GROUP }] });
     gg.on(GetDeploymentCommand, { deploymentId: 'd-old' }).resolves({
       deploymentId: 'd-old',
       components: {
         'loupe.Model': { componentVersion: '1.0.0' },
-        'loupe.Inference': { componentVersion: '1.2.0', configurationUpdate: { merge: '{"conf":0.3}' } },
-        'loupe.Camera': { componentVersion: '1.1.0' },
+        'loupe.Inference': { componentVersion: '1.2.0', configurationUpdate: { merge: '{"conf":0.3}' }, runWith },
+        'loupe.Camera': { componentVersion: '1.1.0', runWith: { posixUser: 'loupe:video' } },
         'loupe.Uploader': { componentVersion: '1.0.5' },
       },
     });
+    gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
+    gg.on(DescribeComponentCommand).resolves({ arn: `${COMP_ARN}:versions:1.0.4`, status: { componentState: 'DEPLOYABLE' } });
     gg.on(CreateDeploymentCommand).resolves({ deploymentId: 'd-new', iotJobId: 'job-1', iotJobArn: 'arn:job' });
     const row = await deployModel({ backend: backend(), store: fleet, modelRef: 'metal-tags:2', version: '1.0.4', name: 'loupe-run-7' });
     expect(gg.commandCalls(ListDeploymentsCommand)[0]!.args[0].input).toEqual({ targetArn: GROUP, historyFilter: 'LATEST_ONLY' });
+    expect(gg.commandCalls(DescribeComponentCommand).map((c) => c.args[0].input)).toEqual([{ arn: `${COMP_ARN}:versions:1.0.4` }]);
     expect(gg.commandCalls(CreateDeploymentCommand)[0]!.args[0].input).toEqual({
       targetArn: GROUP,
       deploymentName: 'loupe-run-7',
       components: {
         'loupe.Model': { componentVersion: '1.0.4' },
-        'loupe.Inference': { componentVersion: '1.2.0', configurationUpdate: { merge: '{"conf":0.3}' } },
-        'loupe.Camera': { componentVersion: '1.1.0' },
+        'loupe.Inference': { componentVersion: '1.2.0', configurationUpdate: { merge: '{"conf":0.3}' }, runWith },
+        'loupe.Camera': { componentVersion: '1.1.0', runWith: { posixUser: 'loupe:video' } },
         'loupe.Uploader': { componentVersion: '1.0.5' },
       },
       deploymentPolicies: {
@@ -214,6 +243,33 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
       'loupe.Uploader': { componentVersion: '1.0.5' },
     });
     expect(rb).toMatchObject({ kind: 'rollback', version: '1.0.0', previousVersion: '1.0.4', deploymentId: 'd-rb' });
+  });
+
+  it('waits while a new version is REQUESTED/INITIATED; refuses to deploy one Greengrass FAILED or never finished checking, naming it', async () => {
+    const fast = () => new AwsGreengrassFleet({ greengrass: new GreengrassV2Client({ region: 'eu-west-1' }), s3, bucket: 'fleet-artefacts', thingGroupArn: GROUP, deployable: { pollMs: 5, timeoutMs: 300 } });
+    gg.on(ListDeploymentsCommand).resolves({ deployments: [{ deploymentId: 'd-old', deploymentName: 'suite-v1', targetArn: GROUP }] });
+    gg.on(GetDeploymentCommand).resolves({ deploymentId: 'd-old', components: { 'loupe.Model': { componentVersion: '1.0.0' }, 'loupe.Inference': { componentVersion: '1.2.0' } } });
+    gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
+    gg.on(CreateDeploymentCommand).resolves({ deploymentId: 'd-9' });
+    const arn = `${COMP_ARN}:versions:1.0.9`;
+    gg.on(DescribeComponentCommand)
+      .resolvesOnce({ arn, status: { componentState: 'REQUESTED' } })
+      .resolvesOnce({ arn, status: { componentState: 'INITIATED' } })
+      .resolves({ arn, status: { componentState: 'DEPLOYABLE' } });
+    await deployModel({ backend: fast(), store: fleet, modelRef: 'metal-tags:9', version: '1.0.9', name: 'loupe-run-9' });
+    expect(gg.commandCalls(DescribeComponentCommand).map((c) => c.args[0].input)).toEqual([{ arn }, { arn }, { arn }]);
+    expect(gg.commandCalls(CreateDeploymentCommand)).toHaveLength(1);
+
+    gg.resetHistory();
+    gg.on(DescribeComponentCommand).resolves({ arn, status: { componentState: 'FAILED', message: 'artifact check failed', errors: { 's3://fleet-artefacts/x/model.onnx': 'Access Denied' } } });
+    await expect(deployModel({ backend: fast(), store: fleet, modelRef: 'metal-tags:10', version: '1.0.10', name: 'loupe-run-10' })).rejects.toThrow(
+      `${COMP_ARN}:versions:1.0.10: Greengrass says the component version is FAILED: artifact check failed; s3://fleet-artefacts/x/model.onnx: Access Denied`,
+    );
+    gg.on(DescribeComponentCommand).resolves({ arn, status: { componentState: 'REQUESTED' } });
+    await expect(deployModel({ backend: fast(), store: fleet, modelRef: 'metal-tags:11', version: '1.0.11', name: 'loupe-run-11' })).rejects.toThrow(
+      `${COMP_ARN}:versions:1.0.11: still REQUESTED after 0.3 s, not DEPLOYABLE (DescribeComponent); no deployment was made`,
+    );
+    expect(gg.commandCalls(CreateDeploymentCommand)).toHaveLength(0);
   });
 
   it('after a crash between CreateDeployment and its record, finds the deployment by name', async () => {

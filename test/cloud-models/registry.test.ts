@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { openRegistry, type SqliteModelRegistry } from '../../cloud/registry/sqlite-registry.js';
 import { seedShippedModel, SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
 import { sha256File } from '../../lib/fsutil.js';
-import type { GateSummary } from '../../cloud/registry/types.js';
+import { deployedArtefact, type GateSummary } from '../../cloud/registry/types.js';
 import { projectRoot } from '../../lib/paths.js';
+import { fixtureModel } from '../helpers/models.js';
 
 const otherOnnx = join(projectRoot, 'test', 'fixtures', 'models', 'neu-det.onnx');
 const otherPt = join(projectRoot, 'test', 'fixtures', 'models', 'neu-det.pt');
@@ -52,6 +53,51 @@ describe('SQLite model registry', () => {
     expect(await sha256File(stored)).toBe(onnxSha);
     expect(a.artefacts.pt?.sha256).toBe(await sha256File(join(SHIPPED_MODEL_DIR, 'model.pt')));
     expect(a.metrics.val_map50).toBeGreaterThan(0.8);
+  });
+
+  it('records an int8 file beside the fp32 one, with its metrics, and which of the two the fleet runs', async () => {
+    const int8 = await fixtureModel('neu-det-int8');
+    const v = await reg.register({
+      group: 'neu-det',
+      onnx: otherOnnx,
+      onnxInt8: int8,
+      fleetPrecision: 'int8',
+      metrics: { map50: 0.68, int8_map50: 0.675 },
+      source: 'test',
+    });
+    expect(v.fleetPrecision).toBe('int8');
+    expect(v.artefacts.onnxInt8?.sha256).toBe(await sha256File(int8));
+    expect(v.metrics).toEqual({ map50: 0.68, int8_map50: 0.675 });
+    expect(deployedArtefact(v)).toEqual({ kind: 'onnxInt8', ref: v.artefacts.onnxInt8, precision: 'int8' });
+    expect(await sha256File(await reg.artefactPath(v, 'onnxInt8'))).toBe(await sha256File(int8));
+    expect((await reg.get(v.ref))?.fleetPrecision).toBe('int8');
+    const fp32 = await reg.register({ group: 'neu-det', onnx: otherOnnx, onnxInt8: int8, source: 'test', idempotencyKey: 'fp32-runs' });
+    expect(fp32.fleetPrecision).toBe('fp32');
+    expect(deployedArtefact(fp32).kind).toBe('onnx');
+    await expect(reg.register({ group: 'neu-det', onnx: otherOnnx, fleetPrecision: 'int8', source: 'test', idempotencyKey: 'x' })).rejects.toThrow(/neu-det\.onnx: fleetPrecision int8 needs the int8 model/);
+    // the int8 file must be an int8 graph of the same model
+    await expect(reg.register({ group: 'neu-det', onnx: otherOnnx, onnxInt8: otherOnnx, source: 'test', idempotencyKey: 'y' })).rejects.toThrow(/neu-det\.onnx: given as the int8 model, but its graph is fp32/);
+    await expect(reg.register({ group: 'neu-det', onnx: otherOnnx, onnxInt8: await fixtureModel('metal-tags-int8'), source: 'test', idempotencyKey: 'z' })).rejects.toThrow(/is not a quantization of the fp32 one/);
+  });
+
+  it('opens a registry made before int8 models: every version runs its fp32 file', async () => {
+    reg.close();
+    const old = join(dir, 'old');
+    const Database = (await import('better-sqlite3')).default;
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(old, { recursive: true });
+    const db = new Database(join(old, 'registry.db'));
+    db.exec(`CREATE TABLE models (id INTEGER PRIMARY KEY, grp TEXT NOT NULL, version INTEGER NOT NULL, status TEXT NOT NULL, status_reason TEXT, status_by TEXT, status_at TEXT NOT NULL,
+      artefacts TEXT NOT NULL, metrics TEXT NOT NULL, dataset_version TEXT, parent_ref TEXT, gate TEXT, meta TEXT NOT NULL, source TEXT NOT NULL, idem_key TEXT NOT NULL UNIQUE,
+      created_at TEXT NOT NULL, seq INTEGER NOT NULL, UNIQUE (grp, version))`);
+    db.prepare(`INSERT INTO models (grp, version, status, status_at, artefacts, metrics, meta, source, idem_key, created_at, seq) VALUES ('g', 1, 'approved', 't', ?, '{}', '{}', 'seed', 'k', 't', 1)`).run(
+      JSON.stringify({ onnx: { sha256: 'a'.repeat(64), size: 1, ext: '.onnx' } }),
+    );
+    db.close();
+    reg = openRegistry(old);
+    const v = await reg.mustGet('g:1');
+    expect(v.fleetPrecision).toBe('fp32');
+    expect(deployedArtefact(v).kind).toBe('onnx');
   });
 
   it('auto-approves a challenger that passed the gate, rejects one that failed, keeps the champion right', async () => {
@@ -135,7 +181,9 @@ describe('SQLite model registry', () => {
     const v = await reg.register({ group: 'g', onnx: otherOnnx, gate: gate(false, 0.1, null), source: 't' });
     expect(v.status).toBe('rejected');
     await expect(reg.setStatus(v.ref, 'approved', { by: 'u' })).rejects.toThrow(/rejected; approve it with --force/);
-    expect((await reg.setStatus(v.ref, 'approved', { by: 'u', force: true })).status).toBe('approved');
+    await expect(reg.setStatus(v.ref, 'approved', { by: 'u', force: true })).rejects.toThrow(/forced approval needs --reason/);
+    expect((await reg.setStatus(v.ref, 'approved', { by: 'u', force: true, reason: 'the gate data set was wrong' })).status).toBe('approved');
+    expect(reg.events(v.ref).at(-1)).toMatchObject({ from: 'rejected', to: 'approved', by: 'u', forced: true, reason: 'the gate data set was wrong' });
   });
 
   it('detects a stored artefact that no longer matches its digest', async () => {

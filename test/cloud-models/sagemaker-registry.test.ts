@@ -10,7 +10,7 @@ import {
   UpdateModelPackageCommand,
 } from '@aws-sdk/client-sagemaker';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
@@ -19,7 +19,6 @@ import { sha256, sha256File } from '../../lib/fsutil.js';
 import { statSync } from 'node:fs';
 import { SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
 import { list as tarList } from 'tar';
-import { writeFile } from 'node:fs/promises';
 
 const GROUP_ARN = 'arn:aws:sagemaker:eu-west-1:123456789012:model-package-group/metal-tags';
 const PKG_ARN = 'arn:aws:sagemaker:eu-west-1:123456789012:model-package/metal-tags/2';
@@ -136,7 +135,7 @@ describe('SageMaker Model Registry adapter (control plane mocked, S3 real)', () 
   it('approves with UpdateModelPackage, lists and finds the champion with ListModelPackages', async () => {
     sm.on(DescribeModelPackageGroupCommand).resolves({ ModelPackageGroupArn: GROUP_ARN, ModelPackageGroupName: 'metal-tags' } as never);
     let status = 'PendingManualApproval';
-    const props = { 'loupe:onnx': `${'a'.repeat(64)}:10`, 'loupe:source': 'cli' };
+    const props: Record<string, string> = { 'loupe:onnx': `${'a'.repeat(64)}:10`, 'loupe:source': 'cli' };
     sm.on(DescribeModelPackageCommand).callsFake(() => ({
       ModelPackageArn: PKG_ARN,
       ModelPackageGroupName: 'metal-tags',
@@ -151,6 +150,10 @@ describe('SageMaker Model Registry adapter (control plane mocked, S3 real)', () 
     });
     sm.on(ListModelPackagesCommand).resolves({ ModelPackageSummaryList: [{ ModelPackageArn: PKG_ARN, CreationTime: new Date(), ModelPackageStatus: 'Completed' }] as never });
     const reg = new SageMakerModelRegistry({ sagemaker: new SageMakerClient({ region: 'eu-west-1' }), s3, bucket: 'models-bucket' });
+    // without a gate result the approval is refused unless forced (nothing sent to SageMaker)
+    await expect(reg.setStatus('metal-tags:2', 'approved', { by: 'user:qa' })).rejects.toMatchObject({ code: 'REGISTRY_NO_GATE' });
+    expect(sm.commandCalls(UpdateModelPackageCommand)).toHaveLength(0);
+    props['loupe:gate'] = 'passed map50=0.91 champion=0.9 threshold=0.5 tolerance=0.02';
     const v = await reg.setStatus('metal-tags:2', 'approved', { by: 'user:qa', reason: 'checked the gate page' });
     expect(sm.commandCalls(DescribeModelPackageCommand)[0]!.args[0].input).toEqual({ ModelPackageName: PKG_ARN });
     expect(sm.commandCalls(UpdateModelPackageCommand)[0]!.args[0].input).toEqual({

@@ -1,5 +1,4 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import { readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,74 +6,14 @@ import { writeFileAtomic } from '../../lib/fsutil.js';
 import { projectRoot } from '../../lib/paths.js';
 import { Detector, type DetectOptions } from '../../components/detector/detector.js';
 import { runCli } from '../helpers/cli.js';
-import { yoloDataset } from '../helpers/datasets.js';
 import { fixtureModel, type FixtureModel } from '../helpers/models.js';
 import { ultralytics } from './reference.js';
+import { compare, testSplitImages, type Figures, type Loupe, type RefImage } from './box-agreement.js';
 
 // AGREEMENT with ultralytics predict on both shared data sets (their test splits), with every
 // fixture export: each ultralytics box must have a loupe box of the same class with IoU >= 0.98
 // and |Δconf| <= 0.02, and loupe may have no extra box. The figures (and how many boxes are
 // bit-identical) go to test-artifacts/agreement.json.
-
-interface RefImage {
-  shape: number[];
-  boxes: number[][];
-}
-
-interface Figures {
-  images: number;
-  boxes: number;
-  identical: number;
-  minIou: number;
-  maxDconf: number;
-  unmatched: number;
-  extra: number;
-}
-
-function iou(a: number[], b: number[]): number {
-  const w = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
-  const h = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
-  const i = w * h;
-  return i / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - i);
-}
-
-type Loupe = Map<string, { width: number; height: number; boxes: Array<{ xyxy: number[]; conf: number; cls: number }> }>;
-
-function compare(ref: Record<string, RefImage>, ours: Loupe): Figures {
-  const f: Figures = { images: 0, boxes: 0, identical: 0, minIou: 1, maxDconf: 0, unmatched: 0, extra: 0 };
-  for (const [file, r] of Object.entries(ref)) {
-    const o = ours.get(file);
-    expect(o, file).toBeDefined();
-    expect([o!.height, o!.width], file).toEqual(r.shape);
-    f.images++;
-    const used = new Set<number>();
-    for (const b of r.boxes) {
-      f.boxes++;
-      let best = -1;
-      let bi = -1;
-      o!.boxes.forEach((d, i) => {
-        if (used.has(i) || d.cls !== b[5]) return;
-        const v = iou(d.xyxy, b);
-        if (v > best) {
-          best = v;
-          bi = i;
-        }
-      });
-      if (bi < 0) {
-        f.unmatched++;
-        continue;
-      }
-      used.add(bi);
-      const d = o!.boxes[bi];
-      f.minIou = Math.min(f.minIou, best);
-      f.maxDconf = Math.max(f.maxDconf, Math.abs(d.conf - b[4]));
-      if (best < 0.98 || Math.abs(d.conf - b[4]) > 0.02) f.unmatched++;
-      if (d.xyxy.every((v, k) => v === b[k]) && d.conf === b[4]) f.identical++;
-    }
-    f.extra += o!.boxes.length - used.size;
-  }
-  return f;
-}
 
 async function ours(model: string, files: string[], opts: DetectOptions = {}, load: { imgsz?: number } = {}): Promise<Loupe> {
   const det = await Detector.load(model, load);
@@ -95,12 +34,7 @@ const splitImages: Record<string, string[]> = {};
 
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'loupe-agree-'));
-  for (const ds of ['metal-tags', 'neu-det'] as const) {
-    const dir = join(dirname(await yoloDataset(ds)), 'images', 'test');
-    splitImages[ds] = readdirSync(dir)
-      .sort()
-      .map((f) => join(dir, f));
-  }
+  for (const ds of ['metal-tags', 'neu-det'] as const) splitImages[ds] = await testSplitImages(ds);
 }, 600_000);
 
 afterAll(async () => {

@@ -1,5 +1,5 @@
 import { existsSync, readdirSync } from 'node:fs';
-import { copyFile, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +11,8 @@ let dir: string;
 beforeAll(async () => {
   ensureBuilt();
   dir = await mkdtemp(join(tmpdir(), 'loupe-edge-cli-'));
+  // The camera runs as ggc_user when the tests run as root (as on a device): let it read the frames.
+  await chmod(dir, 0o755);
   const bad = join(datasetDir('metal-tags'), 'bad');
   for (const f of (await readdir(bad)).sort().slice(0, 6)) await copyFile(join(bad, f), join(dir, f));
 }, 300_000);

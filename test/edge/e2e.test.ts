@@ -7,11 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ResultMessage } from '../../contracts/topics.js';
 import { datasetDir } from '../../lib/paths.js';
 import { startBroker } from '../../embedded/broker/broker.js';
-import { LOCAL_STACK_CREDENTIALS } from '../../contracts/local-stack.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
 import { ensureBuilt, until } from '../helpers/edge.js';
 import { fixtureModel } from '../helpers/models.js';
+import { frameHashes } from '../../components/uploader/dedup.js';
 import { tempRoot } from '../helpers/nucleus.js';
 
 /**
@@ -144,6 +144,13 @@ describe('loupe suite on the local nucleus', () => {
     const n = await drop([...bad.slice(0, 6), ...good.slice(0, 4)]);
     const results = await waitResults(0, n);
     expect(results.map((r) => r.model.version)).toEqual(results.map(() => '1.0.0'));
+    // loupe.result/2: the model's precision, and the hashes of the pixels the detector decoded
+    // (the uploader de-duplicates with them instead of reading the frame again).
+    for (const r of results) {
+      expect(r).toMatchObject({ schema: 'loupe.result/2', model: { precision: 'fp32' } });
+      expect(r.hashes).toEqual(await frameHashes(r.path)); // the frame store's copy of the frame
+    }
+    expect(stack.telemetry.uploader?.hashedHere ?? 0).toBe(0);
     const fails = results.filter((r) => r.verdict === 'fail');
     expect(fails.length).toBeGreaterThan(0);
     expect(results.some((r) => r.verdict === 'pass')).toBe(true);
@@ -166,7 +173,7 @@ describe('loupe suite on the local nucleus', () => {
       const img = Buffer.from(await (await stack.s3.send(new GetObjectCommand({ Bucket: stack.bucket, Key: `${base}.jpg` }))).Body!.transformToByteArray());
       expect(img.equals(await readFile(bad[r.seq - 1] ?? good[r.seq - 7]!))).toBe(true);
     }
-    expect(states()).toMatchObject({ 'loupe.Camera': 'RUNNING', 'loupe.Inference': 'RUNNING', 'loupe.Uploader': 'RUNNING', 'loupe.Model': 'RUNNING' });
+    expect(states()).toMatchObject({ 'loupe.Camera': 'RUNNING', 'loupe.Inference': 'RUNNING', 'loupe.Uploader': 'RUNNING', 'loupe.Model': 'FINISHED' });
   });
 
   it('applies a configuration change at runtime, without restarting inference', async () => {
@@ -209,7 +216,7 @@ describe('loupe suite on the local nucleus', () => {
     const diag = async () => `the spool to hold every selected image (spool ${await spoolPending()}, failed frames ${fails.length}, uploader ${JSON.stringify(stack.telemetry.uploader ?? {})})`;
     await until(async () => (await spoolPending()) === fails.length, 60_000, diag);
     await until(() => Number(stack.telemetry.uploader?.attemptsFailed ?? 0) > 0, 20_000, 'failed upload attempts in telemetry');
-    store = await startObjectStore({ dir: store.dir, port: store.port, credentials: LOCAL_STACK_CREDENTIALS });
+    store = await startObjectStore({ dir: store.dir, port: store.port });
     await until(async () => (await spoolPending()) === 0, 60_000, 'the spool to drain');
     const now = (await uploadedJpgs()).filter((k) => !before.has(k));
     expect(now.sort()).toEqual(fails.map((r) => now.find((k) => k.endsWith(`/${r.frameId}.jpg`))!).sort());
@@ -238,7 +245,7 @@ describe('loupe suite on the local nucleus', () => {
     process.kill(pid, 'SIGKILL');
     for (const s of sockets) s.destroy();
     await new Promise<void>((r) => hung.close(() => r()));
-    store = await startObjectStore({ dir: store.dir, port: store.port, credentials: LOCAL_STACK_CREDENTIALS });
+    store = await startObjectStore({ dir: store.dir, port: store.port });
     await until(async () => (await pidOf('loupe.Uploader')) !== pid && states()['loupe.Uploader'] === 'RUNNING', 60_000, 'the nucleus to restart the uploader');
     await until(async () => (await spoolPending()) === 0, 60_000, 'the spool to drain after the restart');
     const keys = await stack.listUploads();
@@ -257,7 +264,7 @@ describe('loupe suite on the local nucleus', () => {
       for (let s = from + 1; s <= from + n; s++) if (!ids.has(s)) return false;
       return true;
     }, 60_000, 'results on IPC while the broker is down');
-    expect(Object.values(states()).every((s) => s === 'RUNNING')).toBe(true);
+    expect(Object.entries(states()).every(([n, s]) => s === (n === 'loupe.Model' ? 'FINISHED' : 'RUNNING'))).toBe(true);
     const again = await startBroker({ port });
     // Observed at the broker itself: a subscribing client reconnects on its own timer and could
     // miss what the nucleus flushes first (the old observer's race under load).
@@ -275,7 +282,7 @@ describe('loupe suite on the local nucleus', () => {
         for (let s = from + 1; s <= from + n; s++) if (!atBroker.has(s)) return false;
         return true;
       }, 60_000, 'the results spooled by the nucleus to reach the broker after it returns');
-      expect(Object.values(states()).every((s) => s === 'RUNNING')).toBe(true);
+      expect(Object.entries(states()).every(([n, s]) => s === (n === 'loupe.Model' ? 'FINISHED' : 'RUNNING'))).toBe(true);
     } finally {
       off();
       Object.assign(stack, { broker: again });

@@ -183,6 +183,36 @@ describe('perceptual de-duplication', () => {
   });
 });
 
+describe('de-duplication from the hashes Inference sends (loupe.result/2)', () => {
+  it('hashes the pixels the detector decodes; the uploader uses carried hashes and reads no frame for them', async () => {
+    const { decodeImage } = await import('../../components/detector/decode.js');
+    const { imageHashes } = await import('../../lib/image-hash.js');
+    const { Deduper, frameHashes } = await import('../../components/uploader/dedup.js');
+    // what Inference computes from its decoded frame is what the uploader computes from the file
+    const carried = imageHashes(await decodeImage(jpegPath));
+    expect(carried).toEqual(await frameHashes(jpegPath));
+    expect(carried.dhash).toMatch(/^[0-9a-f]{16}$/);
+    const d = new Deduper({ hash: 'dhash', maxDistance: 3, window: 8 });
+    // a frame that no longer exists: carried hashes need no read
+    const fromResult = await d.hash(join(tmp, 'gone.jpg'), carried);
+    expect(fromResult).toEqual({ hash: BigInt(`0x${carried.dhash}`), decoded: false });
+    await expect(d.hash(join(tmp, 'gone.jpg'))).rejects.toThrow(/gone\.jpg: image file not found/);
+    expect(await d.hash(jpegPath)).toEqual({ hash: BigInt(`0x${carried.dhash}`), decoded: true });
+    const p = new Deduper({ hash: 'phash', maxDistance: 3, window: 8 });
+    expect((await p.hash(jpegPath, carried)).hash).toBe(BigInt(`0x${carried.phash}`));
+  });
+
+  it('keeps a fitting JPEG byte for byte from the sizes the detector reported, without opening it as an image', async () => {
+    // not a decodable JPEG past its first bytes: only the fast path can take it as it is
+    const fake = join(tmp, 'fake.jpg');
+    const bytes = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(100, 7)]);
+    await writeFile(fake, bytes);
+    const kept = await prepareImage(fake, { width: 450, height: 300, detections: [] }, { maxWidth: 4096, maxHeight: 4096, jpegQuality: 90, maxBytes: 1 << 20, reencode: false });
+    expect(kept).toMatchObject({ width: 450, height: 300 });
+    expect(kept.data.equals(bytes)).toBe(true);
+  });
+});
+
 describe('image limits', () => {
   it('keeps a JPEG that fits byte for byte, and resizes one that does not, scaling the boxes', async () => {
     const meta = await sharp(jpeg).metadata();

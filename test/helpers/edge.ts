@@ -9,7 +9,7 @@ import { projectRoot } from '../../lib/paths.js';
  * a type error, so its exit code is not the judge: the emitted files are).
  */
 export function ensureBuilt(): void {
-  const dirs = ['components', 'embedded'];
+  const dirs = ['components', 'embedded', 'test/helpers'];
   let stale = false;
   const walk = (rel: string) => {
     for (const e of readdirSync(join(projectRoot, rel), { withFileTypes: true })) {

@@ -2,7 +2,9 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cacheDir, projectRoot } from '../../lib/paths.js';
-import { sha256File } from '../../lib/fsutil.js';
+import { sha256, sha256File } from '../../lib/fsutil.js';
+import { quantizeModel, quantizeScript } from '../../cloud/quantize/quantize.js';
+import { yoloDataset } from './datasets.js';
 import { runPython } from './python.js';
 
 /**
@@ -12,6 +14,8 @@ import { runPython } from './python.js';
  *  - neu-det: a YOLOv8n trained on ../shared/datasets/neu-det (256 px, 6 classes)
  * Dynamic-shape and nms=True variants are exported here from the committed checkpoints with
  * the pinned ultralytics, and cached by checkpoint digest in ~/.cache/loupe/test-models.
+ *  - metal-tags-int8 / neu-det-int8: `loupe quantize` of the fp32 model, calibrated on 64 images of
+ *    the data set's train split; cached by the digests of the model and of the quantizer.
  */
 export type FixtureModel =
   | 'metal-tags'
@@ -20,7 +24,9 @@ export type FixtureModel =
   | 'metal-tags-nms'
   | 'neu-det'
   | 'neu-det-dynamic'
-  | 'neu-det-nms';
+  | 'neu-det-nms'
+  | 'metal-tags-int8'
+  | 'neu-det-int8';
 
 const base = {
   'metal-tags': { pt: join(projectRoot, 'models', 'metal-tags', 'model.pt'), onnx: join(projectRoot, 'models', 'metal-tags', 'model.onnx'), imgsz: 480 },
@@ -31,8 +37,22 @@ export function checkpointOf(name: 'metal-tags' | 'neu-det'): string {
   return base[name].pt;
 }
 
+/** The int8 model `loupe quantize` makes of a base model (train split calibration, 64 images). */
+async function int8Model(model: 'metal-tags' | 'neu-det'): Promise<string> {
+  const key = sha256(`${await sha256File(base[model].onnx)}:${await sha256File(quantizeScript)}:${await sha256File(join(projectRoot, 'cloud', 'quantize', 'calibration.ts'))}`).slice(0, 16);
+  const dir = join(cacheDir(), 'test-models');
+  const target = join(dir, `${model}-${key}-int8.onnx`);
+  if (existsSync(target)) return target;
+  await mkdir(dir, { recursive: true });
+  const tmp = join(dir, `work-${process.pid}-${model}-int8.onnx`);
+  await quantizeModel({ model: base[model].onnx, calib: await yoloDataset(model), out: tmp });
+  await rename(tmp, target);
+  return target;
+}
+
 export async function fixtureModel(name: FixtureModel): Promise<string> {
   if (name === 'metal-tags' || name === 'neu-det') return base[name].onnx;
+  if (name === 'metal-tags-int8' || name === 'neu-det-int8') return int8Model(name === 'metal-tags-int8' ? 'metal-tags' : 'neu-det');
   if (name === 'metal-tags-fp16') return join(projectRoot, 'test', 'fixtures', 'models', 'metal-tags-fp16.onnx');
   const [model, variant] = name.split(/-(?=dynamic$|nms$)/) as ['metal-tags' | 'neu-det', 'dynamic' | 'nms'];
   const src = base[model];

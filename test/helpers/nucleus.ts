@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { connect, type Socket } from 'node:net';
@@ -15,6 +15,28 @@ export const FIXTURES = join(projectRoot, 'test', 'fixtures', 'nucleus');
 
 export function tempRoot(prefix = 'ln-'): string {
   return mkdtempSync(join('/tmp', prefix));
+}
+
+/**
+ * A folder every component may write to. When the tests run as root, components run as
+ * ggc_user (as on a device) and cannot write into the root-owned nucleus root, so scripts
+ * that leave marks for a test write here.
+ */
+export function sharedDir(root: string): string {
+  const d = join(root, 'shared');
+  mkdirSync(d, { recursive: true });
+  chmodSync(d, 0o777);
+  return d;
+}
+
+/** Whether a process exists (signal 0). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export async function removeRoot(dir: string): Promise<void> {

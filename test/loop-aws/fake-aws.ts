@@ -51,6 +51,7 @@ import {
   ConflictException,
   CreateComponentVersionCommand,
   CreateDeploymentCommand,
+  DescribeComponentCommand,
   GetComponentCommand,
   GetDeploymentCommand,
   GreengrassV2Client,
@@ -416,6 +417,13 @@ export function installFakeAws(dir: string, opts: { region: string; crash?: stri
       if (existsSync(file)) throw new ConflictException({ message: `Component ${recipe.ComponentName} version ${recipe.ComponentVersion} already exists`, $metadata: { httpStatusCode: 409 }, resourceId: recipe.ComponentName, resourceType: 'COMPONENT_VERSION' });
       writeJson(file, recipe);
       return { arn: `${compArn(recipe.ComponentName)}:versions:${recipe.ComponentVersion}`, componentName: recipe.ComponentName, componentVersion: recipe.ComponentVersion, status: { componentState: 'DEPLOYABLE', message: 'NONE' } };
+    }),
+  );
+  gg.on(DescribeComponentCommand).callsFake(
+    handle('DescribeComponent', (input: { arn?: string }) => {
+      const m = /:components:([^:]+):versions:(.+)$/.exec(input.arn!);
+      if (!m || !existsSync(join(ggDir, 'components', m[1]!, `${m[2]}.json`))) throw new Error(`fake AWS: no component ${input.arn}`);
+      return { arn: input.arn, componentName: m[1], componentVersion: m[2], status: { componentState: 'DEPLOYABLE', message: 'NONE' } };
     }),
   );
   gg.on(ListDeploymentsCommand).callsFake(

@@ -184,6 +184,8 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
       train: { backend: 'sagemaker', epochs: 1, imgsz: 160, batch: 16, workers: 0, sagemaker: { image: IMAGE, instanceType: 'ml.g5.xlarge', pollSeconds: 0.5 } },
       // Wide open: the run must go through register, publish and deploy with a CI-sized challenger.
       gate: { metric: 'map50', threshold: 0, tolerance: 1 },
+      // int8 opened wide too: the fleet gets the challenger's int8 file, and SageMaker records both.
+      int8: { tolerance: 1 },
       registry: { backend: 'sagemaker' },
       fleet: { backend: 'aws', thingGroupArn: GROUP_ARN, bucket: 'loupe-ml', confirmTimeoutSeconds: 60, pollSeconds: 0.5 },
     };
@@ -230,7 +232,7 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
     const r = report(last);
     expect(r).toMatchObject({ run: 1, status: 'succeeded', resumed: true, halt: null });
     const attempts = Object.fromEntries(r.steps.map((s) => [s.name, s.attempts]));
-    expect(attempts).toEqual({ ingest: 2, label: 3, verify: 2, snapshot: 1, train: 2, evaluate: 1, gate: 1, register: 2, publish: 2, deploy: 2, confirm: 1 });
+    expect(attempts).toEqual({ ingest: 2, label: 3, verify: 2, snapshot: 1, train: 2, quantize: 1, evaluate: 1, gate: 1, register: 2, publish: 2, deploy: 2, confirm: 1 });
     expect(r.steps.map((s) => s.status)).toEqual(STEP_NAMES.map(() => 'done'));
 
     const installation = (new Database(join(home, 'loop.db'), { readonly: true }).prepare("SELECT v FROM kv WHERE k = 'installation.id'").get() as { v: string }).v;
@@ -414,6 +416,8 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
         'loupe:source': 'loop run 1 loupe metal-tags:2',
         'loupe:idempotency-key': v2!.idempotencyKey,
         'loupe:onnx': `${v2!.artefacts.onnx.sha256}:${v2!.artefacts.onnx.size}`,
+        'loupe:onnx-int8': `${v2!.artefacts.onnxInt8!.sha256}:${v2!.artefacts.onnxInt8!.size}`,
+        'loupe:fleet-precision': 'int8',
         'loupe:status-by': 'gate+policy',
         'loupe:pt': `${v2!.artefacts.pt!.sha256}:${v2!.artefacts.pt!.size}`,
         'loupe:card': `${v2!.artefacts.card!.sha256}:${v2!.artefacts.card!.size}`,
@@ -423,6 +427,10 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
         'loupe:metric:map50_95': String(v2!.metrics.map50_95),
         'loupe:metric:precision': String(v2!.metrics.precision),
         'loupe:metric:recall': String(v2!.metrics.recall),
+        'loupe:metric:int8_map50': String(v2!.metrics.int8_map50),
+        'loupe:metric:int8_map50_95': String(v2!.metrics.int8_map50_95),
+        'loupe:metric:int8_precision': String(v2!.metrics.int8_precision),
+        'loupe:metric:int8_recall': String(v2!.metrics.int8_recall),
         'loupe:gate': `passed map50=${g.challenger} champion=${g.champion} threshold=0 tolerance=1`,
       },
       Domain: 'COMPUTER_VISION',
@@ -440,6 +448,9 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
     // Artefacts content-addressed in the real store, byte for byte.
     const onnxKey = `loupe/models/metal-tags/sha256/${v2!.artefacts.onnx.sha256}.onnx`;
     expect(sha256(await object('loupe-ml', onnxKey))).toBe(v2!.artefacts.onnx.sha256);
+    const int8Sha = v2!.artefacts.onnxInt8!.sha256;
+    expect(v2!.fleetPrecision).toBe('int8');
+    expect(sha256(await object('loupe-ml', `loupe/models/metal-tags/sha256/${int8Sha}.onnx`))).toBe(int8Sha);
     expect(await keys('loupe-ml', `loupe/models/metal-tags/${runKey}/`)).toEqual([`loupe/models/metal-tags/${runKey}/metrics.json`, `loupe/models/metal-tags/${runKey}/model.tar.gz`]);
 
     // ---- Greengrass: one component version, one deployment, devices confirmed ----
@@ -448,10 +459,11 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
     const recipeBytes = bytesOf(ccv[0]!.inlineRecipe);
     const recipe = JSON.parse(recipeBytes.toString()) as { ComponentName: string; ComponentVersion: string; ComponentConfiguration: { DefaultConfiguration: Record<string, unknown> }; Manifests: { Artifacts: { Uri: string; Digest?: string }[] }[] };
     expect(ccv[0]).toEqual({ inlineRecipe: { $bytes: recipeBytes.toString('base64') }, tags: { 'loupe:component': 'loupe.Model' }, clientToken: sha256(`loupe.Model@1.0.1\n${recipeBytes.toString()}`).slice(0, 64) });
-    expect(recipe).toMatchObject({ ComponentName: 'loupe.Model', ComponentVersion: '1.0.1', ComponentConfiguration: { DefaultConfiguration: { name: 'metal-tags', version: '1.0.1', sha256: v2!.artefacts.onnx.sha256, modelRef: 'metal-tags:2' } } });
+    expect(recipe).toMatchObject({ ComponentName: 'loupe.Model', ComponentVersion: '1.0.1', ComponentConfiguration: { DefaultConfiguration: { name: 'metal-tags', version: '1.0.1', sha256: int8Sha, modelRef: 'metal-tags:2' } } });
     const onnxArtefact = recipe.Manifests[0]!.Artifacts.find((a) => a.Uri.endsWith('/model.onnx'))!;
-    expect(onnxArtefact).toMatchObject({ Uri: 's3://loupe-ml/loupe/components/loupe.Model/1.0.1/model.onnx', Digest: Buffer.from(v2!.artefacts.onnx.sha256, 'hex').toString('base64') });
-    expect(sha256(await object('loupe-ml', 'loupe/components/loupe.Model/1.0.1/model.onnx'))).toBe(v2!.artefacts.onnx.sha256);
+    // loupe.Model carries the file the gate chose for the fleet: the int8 one.
+    expect(onnxArtefact).toMatchObject({ Uri: 's3://loupe-ml/loupe/components/loupe.Model/1.0.1/model.onnx', Digest: Buffer.from(int8Sha, 'hex').toString('base64') });
+    expect(sha256(await object('loupe-ml', 'loupe/components/loupe.Model/1.0.1/model.onnx'))).toBe(int8Sha);
     expect(calls('CreateDeployment').map((c) => c.input)).toEqual([
       {
         targetArn: GROUP_ARN,

@@ -36,15 +36,18 @@ describe('authorization', () => {
       'loupe.Camera',
       {
         [PUBSUB_SERVICE]: { p1: { operations: ['aws.greengrass#PublishToTopic'], resources: ['loupe/frames'] } },
-        [MQTTPROXY_SERVICE]: { p2: { operations: ['*'], resources: ['things/{iot:thingName}/#'] } },
+        [MQTTPROXY_SERVICE]: { p2: { operations: ['*'], resources: ['things/line1/#', 'things/{iot:thingName}/x'] } },
       },
-      { thingName: 'line1' },
     );
     expect(a.isAuthorized(PUBSUB_SERVICE, 'loupe.Camera', 'aws.greengrass#PublishToTopic', 'loupe/frames')).toBe(true);
     expect(a.isAuthorized(PUBSUB_SERVICE, 'loupe.Camera', 'aws.greengrass#SubscribeToTopic', 'loupe/frames')).toBe(false);
     expect(a.isAuthorized(PUBSUB_SERVICE, 'other.Component', 'aws.greengrass#PublishToTopic', 'loupe/frames')).toBe(false);
     expect(a.isAuthorized(MQTTPROXY_SERVICE, 'loupe.Camera', 'aws.greengrass#PublishToIoTCore', 'things/line1/results')).toBe(true);
     expect(a.isAuthorized(MQTTPROXY_SERVICE, 'loupe.Camera', 'aws.greengrass#PublishToIoTCore', 'things/line2/results')).toBe(false);
+    // Values are taken as written: {iot:thingName} is filled in by a deployment with
+    // interpolateComponentConfiguration, never by the authorizer.
+    expect(a.isAuthorized(MQTTPROXY_SERVICE, 'loupe.Camera', 'aws.greengrass#PublishToIoTCore', 'things/line1/x')).toBe(true);
+    expect(a.isAuthorized(MQTTPROXY_SERVICE, 'loupe.Camera', 'aws.greengrass#PublishToIoTCore', 'things/{iot:thingName}/x')).toBe(true);
     let err: unknown;
     try {
       a.check(PUBSUB_SERVICE, 'loupe.Camera', 'aws.greengrass#PublishToTopic', 'secret/topic');
@@ -62,8 +65,33 @@ describe('authorization', () => {
 
   it('reports malformed policies instead of silently granting', () => {
     const a = new Authorizer();
-    const problems = a.setComponentPolicies('c', { [PUBSUB_SERVICE]: { p: { operations: 'PublishToTopic' } } }, { thingName: 't' });
+    const problems = a.setComponentPolicies('c', { [PUBSUB_SERVICE]: { p: { operations: 'PublishToTopic' } } });
     expect(problems[0]).toMatch(/accessControl\.aws\.greengrass\.ipc\.pubsub\.p\.operations must be a list/);
     expect(a.isAuthorized(PUBSUB_SERVICE, 'c', 'PublishToTopic', 'x')).toBe(false);
+  });
+
+  it('as the real nucleus: a policy without resources allows nothing, invalid resources are dropped, unknown services ignored', () => {
+    const a = new Authorizer();
+    const op = 'aws.greengrass#PublishToTopic';
+    const problems = a.setComponentPolicies('c', {
+      [PUBSUB_SERVICE]: {
+        nores: { operations: [op] },
+        esc: { operations: [op], resources: ['esc/${*}', 'esc/${?}', 'bad/${x}', 'bad2/${', 'q/?', 'ok/$x'] },
+      },
+      'my.Own.Service': { p: { operations: ['*'], resources: ['*'] } },
+    });
+    expect(a.isAuthorized(PUBSUB_SERVICE, 'c', op, 'nores/t')).toBe(false);
+    expect(a.isAuthorized(PUBSUB_SERVICE, 'c', op, 'esc/*')).toBe(true);
+    expect(a.isAuthorized(PUBSUB_SERVICE, 'c', op, 'esc/?')).toBe(true);
+    expect(a.isAuthorized(PUBSUB_SERVICE, 'c', op, 'esc/a')).toBe(false);
+    expect(a.isAuthorized(PUBSUB_SERVICE, 'c', op, 'bad/${x}')).toBe(false);
+    expect(a.isAuthorized(PUBSUB_SERVICE, 'c', op, 'bad2/${')).toBe(false);
+    expect(a.isAuthorized(PUBSUB_SERVICE, 'c', op, 'q/a')).toBe(false);
+    expect(a.isAuthorized(PUBSUB_SERVICE, 'c', op, 'q/?')).toBe(false);
+    expect(a.isAuthorized(PUBSUB_SERVICE, 'c', op, 'ok/$x')).toBe(true);
+    expect(a.isAuthorized('my.Own.Service', 'c', 'x', 'y')).toBe(false);
+    expect(problems.join('\n')).toMatch(/"bad\/\$\{x\}" dropped: Resource contains an invalid escape sequence: \$\{x\}/);
+    expect(problems.join('\n')).toMatch(/"q\/\?" dropped: Resource contains invalid character: '\?'/);
+    expect(problems.join('\n')).toMatch(/my\.Own\.Service: not a service Greengrass authorizes/);
   });
 });

@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { projectRoot } from '../../lib/paths.js';
 import { runCli } from '../helpers/cli.js';
-import { removeRoot, tempRoot, until, writeRecipe } from '../helpers/nucleus.js';
+import { removeRoot, sharedDir, tempRoot, until, writeRecipe } from '../helpers/nucleus.js';
 
 /**
  * `loupe nucleus start|deploy|status|logs` as a user runs them (the built CLI, real processes):
@@ -31,7 +31,7 @@ beforeAll(async () => {
     Manifests: [
       {
         Platform: { os: 'linux' },
-        Lifecycle: { Run: 'sh {artifacts:path}/hello.sh {configuration:/who}', Shutdown: `echo stopped > ${join(dir, 'stopped')}` },
+        Lifecycle: { Run: 'sh {artifacts:path}/hello.sh {configuration:/who}', Shutdown: `echo stopped > ${join(sharedDir(dir), 'stopped')}` },
         Artifacts: [{ Uri: 's3://bucket/hello.sh' }],
       },
     ],
@@ -126,8 +126,8 @@ describe('loupe nucleus', () => {
     nucleusProc.kill('SIGTERM');
     const code = await new Promise<number | null>((r) => nucleusProc.once('exit', (c) => r(c)));
     expect(code).toBe(0);
-    await until(() => existsSync(join(dir, 'stopped')), 5000, 'the Shutdown step');
-    expect(readFileSync(join(dir, 'stopped'), 'utf8')).toBe('stopped\n');
+    await until(() => existsSync(join(sharedDir(dir), 'stopped')), 5000, 'the Shutdown step');
+    expect(readFileSync(join(sharedDir(dir), 'stopped'), 'utf8')).toBe('stopped\n');
     expect(existsSync(join(root, 'cli_ipc_info'))).toBe(false);
     const st = await runCli(['nucleus', 'status', '--root', root, '--json']);
     expect(JSON.parse(st.stdout)).toEqual({ root, running: false, pid: null, components: [{ name: 'cli.Hello', version: '1.0.0', state: null }], lastDeployment: null });

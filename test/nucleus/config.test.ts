@@ -20,27 +20,60 @@ describe('configuration', () => {
     expect(fourth.config).toEqual({ fps: 1, extra: 1 });
   });
 
-  it('updates with timestamps, refuses stale writes and notifies changed leaves', () => {
+  it('updates as the real nucleus does: leaf key paths nest, whole seconds, stale writes fail on the key path node', () => {
     const s = new ConfigStore();
     s.replace('c', { a: { b: 1, c: 2 }, d: 'x' });
     const events: string[] = [];
     s.on('change', (comp: string, path: string[]) => events.push(`${comp}:${path.join('/')}`));
-    const now = Date.now();
-    s.update('c', ['a'], { b: 5, n: { deep: true } }, now + 10);
+    const now = Date.now() + 5000;
+    s.update('c', ['a'], { b: 5, n: { deep: true } }, now);
     expect(s.get('c')).toEqual({ a: { b: 5, c: 2, n: { deep: true } }, d: 'x' });
-    expect(events.sort()).toEqual(['c:a/b', 'c:a/n/deep']);
-    // key path naming a leaf: valueToMerge is {leaf: value}
-    s.update('c', ['d'], { d: 'y' }, now + 20);
-    expect(s.lookup('c', ['d']).value).toBe('y');
-    // older timestamp than the value's: FailedUpdateConditionCheckError, nothing changes
-    expect(() => s.update('c', ['a'], { b: 6 }, now)).toThrow(IpcError);
+    // A changed leaf is reported once, a created one twice (created, then set).
+    expect(events.sort()).toEqual(['c:a/b', 'c:a/n/deep', 'c:a/n/deep']);
+    // A key path naming a leaf merges {leaf: value} into its parent: the leaf becomes a map.
+    events.length = 0;
+    s.update('c', ['d'], { d: 'y' }, now + 1000);
+    expect(s.get('c')?.d).toEqual({ d: 'y' });
+    expect(events.sort()).toEqual(['c:d', 'c:d/d', 'c:d/d']);
+    // Older than the key path's node: FailedUpdateConditionCheckError (the older leaf write is dropped).
+    let err: unknown;
     try {
-      s.update('c', ['a'], { b: 6 }, now);
+      s.update('c', ['a'], { b: 6 }, now - 60_000);
     } catch (e) {
-      expect((e as IpcError).shape).toBe('FailedUpdateConditionCheckError');
+      err = e;
     }
+    expect((err as IpcError).shape).toBe('FailedUpdateConditionCheckError');
     expect(s.lookup('c', ['a', 'b']).value).toBe(5);
-    expect(() => s.update('nope', [], { a: 1 }, now)).toThrow(/not found/);
+    // Timestamps count in whole seconds: 999 ms later is the same second, not newer.
+    const sec = Math.floor(now / 1000) * 1000 + 10_000;
+    s.update('c', ['a'], { b: 7 }, sec + 999);
+    s.update('c', ['a'], { b: 8 }, sec);
+    expect(s.lookup('c', ['a', 'b']).value).toBe(8);
+    // A new key path is created now, whatever the timestamp says.
+    s.update('c', ['brand', 'new'], { k: 1 }, 1000);
+    expect(s.lookup('c', ['brand', 'new', 'k']).value).toBe(1);
+    expect(() => s.update('nope', [], { a: 1 }, now)).toThrow(/Component config not found for component nope/);
+  });
+
+  it('refuses accessControl writes over IPC whatever the key path (a component cannot grant itself permissions)', () => {
+    const s = new ConfigStore();
+    const ac = { 'aws.greengrass.ipc.pubsub': { p: { operations: ['*'], resources: ['*'] } } };
+    s.replace('c', { x: 1 });
+    for (const [keyPath, value] of [
+      [[], { accessControl: ac }],
+      [['accessControl'], ac],
+      [['accessControl', 'aws.greengrass.ipc.pubsub'], ac['aws.greengrass.ipc.pubsub']],
+    ] as [string[], Record<string, unknown>][]) {
+      let err: unknown;
+      try {
+        s.update('c', keyPath, value, Date.now());
+      } catch (e) {
+        err = e;
+      }
+      expect((err as IpcError).shape, keyPath.join('/')).toBe('InvalidArgumentsError');
+      expect((err as IpcError).message).toBe('Config update is not allowed for following fields [accessControl]');
+    }
+    expect(s.get('c')).toEqual({ x: 1 });
   });
 });
 

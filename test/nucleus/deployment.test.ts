@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import yazl from 'yazl';
 import { Nucleus, type NucleusOptions } from '../../embedded/nucleus/nucleus.js';
-import { agentRecords, removeRoot, stepResult, tempRoot, until, waitForRecord, writeAgentRecipe, writeRecipe } from '../helpers/nucleus.js';
+import { agentRecords, removeRoot, sharedDir, stepResult, tempRoot, until, waitForRecord, writeAgentRecipe, writeRecipe } from '../helpers/nucleus.js';
 
 /**
  * Deployments with real components: dependency resolution and start order, recipe variables,
@@ -260,7 +260,7 @@ describe('local deployments', () => {
       name: 'cfg.App',
       config: { a: 1, b: { c: 2 } },
       steps: [{ op: 'subscribeConfig', keyPath: [] }],
-      lifecycle: { Shutdown: `echo bye > ${join(root, 'shutdown-ran')}` },
+      lifecycle: { Shutdown: `echo bye > ${join(sharedDir(root), 'shutdown-ran')}` },
     });
     expect((await n.deploy({ recipeDir: rdir, merge: { 'cfg.App': '1.0.0' }, configurationUpdate: { 'cfg.App': { merge: { b: { c: 20, d: 3 } } } } })).status).toBe('SUCCEEDED');
     expect(n.configuration('cfg.App')).toMatchObject({ a: 1, b: { c: 20, d: 3 } });
@@ -282,7 +282,7 @@ describe('local deployments', () => {
     const removed = await n.deploy({ remove: ['cfg.App'] });
     expect(removed.status).toBe('SUCCEEDED');
     expect(n.status().components).toEqual([]);
-    expect(readFileSync(join(root, 'shutdown-ran'), 'utf8')).toBe('bye\n');
+    expect(readFileSync(join(sharedDir(root), 'shutdown-ran'), 'utf8')).toBe('bye\n');
     expect(agentRecords(root, 'cfg.App').some((r) => r.op === 'sigterm')).toBe(true);
   });
 
@@ -327,5 +327,57 @@ describe('local deployments', () => {
       [ok.deploymentId, 'SUCCEEDED', 'SUCCESSFUL'],
       [failed.deploymentId, 'FAILED', 'FAILED_ROLLBACK_COMPLETE'],
     ]);
+  });
+
+  it('keeps a running dependency version that satisfies the requirement, and copies the whole artefact folder', async () => {
+    const { n, root } = await startNucleus();
+    const rdir = join(root, 'in', 'recipes');
+    const adir = join(root, 'in', 'artifacts');
+    writeRecipe(rdir, recipe('lib.Dep', '1.0.0', { Run: 'sleep 600' }));
+    writeRecipe(rdir, recipe('app.One', '1.0.0', { Run: 'sleep 600' }, { ComponentDependencies: { 'lib.Dep': { VersionRequirement: '^1.0.0' } } }));
+    // app.One's folder holds files its recipe does not list: they come along, as with greengrass-cli.
+    mkdirSync(join(adir, 'app.One', '1.0.0', 'sub'), { recursive: true });
+    writeFileSync(join(adir, 'app.One', '1.0.0', 'extra.txt'), 'extra');
+    writeFileSync(join(adir, 'app.One', '1.0.0', 'sub', 'inner.txt'), 'inner');
+    const first = await n.deploy({ recipeDir: rdir, artifactDir: adir, merge: { 'app.One': '1.0.0' } });
+    expect(first.status, first.failureCause).toBe('SUCCEEDED');
+    expect(readFileSync(join(root, 'packages', 'artifacts', 'app.One', '1.0.0', 'extra.txt'), 'utf8')).toBe('extra');
+    expect(readFileSync(join(root, 'packages', 'artifacts', 'app.One', '1.0.0', 'sub', 'inner.txt'), 'utf8')).toBe('inner');
+    // A newer lib.Dep arrives with another component that accepts either version: 1.0.0 runs and stays.
+    const rdir2 = join(root, 'in', 'recipes2');
+    writeRecipe(rdir2, recipe('lib.Dep', '1.1.0', { Run: 'sleep 600' }));
+    writeRecipe(rdir2, recipe('app.Two', '1.0.0', { Run: 'sleep 600' }, { ComponentDependencies: { 'lib.Dep': { VersionRequirement: '>=1.0.0' } } }));
+    const second = await n.deploy({ recipeDir: rdir2, merge: { 'app.Two': '1.0.0' } });
+    expect(second.status, second.failureCause).toBe('SUCCEEDED');
+    expect(n.status().components.find((c) => c.name === 'lib.Dep')?.version).toBe('1.0.0');
+    // A requirement the running version does not meet still moves it.
+    const rdir3 = join(root, 'in', 'recipes3');
+    writeRecipe(rdir3, recipe('app.Three', '1.0.0', { Run: 'sleep 600' }, { ComponentDependencies: { 'lib.Dep': { VersionRequirement: '>=1.1.0' } } }));
+    const third = await n.deploy({ recipeDir: rdir3, merge: { 'app.Three': '1.0.0' } });
+    expect(third.status, third.failureCause).toBe('SUCCEEDED');
+    expect(n.status().components.find((c) => c.name === 'lib.Dep')?.version).toBe('1.1.0');
+  });
+
+  it('fills in {iot:thingName} in deployed configuration (accessControl included) only with interpolateComponentConfiguration', async () => {
+    const agent = (rdir: string) =>
+      writeAgentRecipe(rdir, {
+        name: 'interp.Agent',
+        config: { topic: 'up/{iot:thingName}' },
+        accessControl: { 'aws.greengrass.ipc.mqttproxy': { p: { operations: ['aws.greengrass#PublishToIoTCore'], resources: ['up/{iot:thingName}'] } } },
+        steps: [
+          { op: 'getConfig', keyPath: ['topic'] },
+          { op: 'publishIot', topic: 'up/dep-thing', payload: Buffer.from('x').toString('base64') },
+        ],
+      });
+    for (const interpolate of [false, true]) {
+      const { n, root } = await startNucleus({ interpolateComponentConfiguration: interpolate });
+      agent(join(root, 'in'));
+      expect((await n.deploy({ recipeDir: join(root, 'in'), merge: { 'interp.Agent': '1.0.0' } })).status).toBe('SUCCEEDED');
+      await waitForRecord(root, 'interp.Agent', (r) => r.op === 'done');
+      const recs = agentRecords(root, 'interp.Agent').filter((r) => r.step !== undefined);
+      expect(recs[0]!.result.value, String(interpolate)).toEqual({ topic: interpolate ? 'up/dep-thing' : 'up/{iot:thingName}' });
+      // Offline (no broker): an authorized publish fails with the offline message, a denied one with Not Authorized.
+      expect(recs[1]!.error.serviceError.message, String(interpolate)).toBe(interpolate ? 'Publish to topic up/dep-thing failed: Cannot publish because device is configured to run offline' : 'Not Authorized');
+    }
   });
 });

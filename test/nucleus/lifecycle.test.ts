@@ -3,7 +3,7 @@ import { existsSync, lstatSync, readFileSync, readdirSync, statSync, writeFileSy
 import { join } from 'node:path';
 import { Nucleus, type NucleusOptions } from '../../embedded/nucleus/nucleus.js';
 import { RotatingLog } from '../../embedded/nucleus/lifecycle/rotating-log.js';
-import { removeRoot, tempRoot, until, waitForRecord, writeAgentRecipe, writeRecipe } from '../helpers/nucleus.js';
+import { alive, removeRoot, sharedDir, tempRoot, until, waitForRecord, writeAgentRecipe, writeRecipe } from '../helpers/nucleus.js';
 
 /**
  * Component lifecycles with real processes: steps, timeouts, Setenv, SkipIf, the BROKEN rule
@@ -79,8 +79,8 @@ describe('component lifecycle', () => {
         {
           Setenv: { TOP: 'top-level' },
           Install: { Script: 'echo "install $TOP $STEP_VAR"; echo to-stderr >&2', Setenv: { STEP_VAR: 'step-level' } },
-          Startup: `echo started; sleep 600 & echo $! > ${join(root, 'daemon.pid')}; exit 0`,
-          Shutdown: `echo "shutting down $TOP" > ${join(root, 'shutdown.txt')}`,
+          Startup: `echo started; sleep 600 & echo $! > ${join(sharedDir(root), 'daemon.pid')}; exit 0`,
+          Shutdown: `echo "shutting down $TOP" > ${join(sharedDir(root), 'shutdown.txt')}`,
           Recover: { Script: 'echo never', SkipIf: `exists ${join(root, 'marker')}` },
         },
         { ComponentConfiguration: { DefaultConfiguration: {} } },
@@ -99,10 +99,10 @@ describe('component lifecycle', () => {
     expect(log).toContain('state STARTING -> RUNNING (startup script exited 0)');
     expect(await n.readLog('lc.Skip')).toContain('install: skipped (onpath sh)');
     expect(n.logFile('lc.Startup')).toBe(join(root, 'logs', 'lc.Startup.log'));
-    const daemon = Number(readFileSync(join(root, 'daemon.pid'), 'utf8'));
+    const daemon = Number(readFileSync(join(sharedDir(root), 'daemon.pid'), 'utf8'));
     expect(() => process.kill(daemon, 0)).not.toThrow();
     await n.deploy({ remove: ['lc.Startup'] });
-    expect(readFileSync(join(root, 'shutdown.txt'), 'utf8')).toBe('shutting down top-level\n');
+    expect(readFileSync(join(sharedDir(root), 'shutdown.txt'), 'utf8')).toBe('shutting down top-level\n');
     // What the Startup script left running is stopped with the component.
     await until(() => {
       try {
@@ -184,19 +184,11 @@ describe('component lifecycle', () => {
 
   it('stops the whole process tree, escalating to SIGKILL after the grace period', async () => {
     const { n, root, rdir } = await setup({ killGraceMs: 300 });
-    const pidFile = join(root, 'child.pid');
+    const pidFile = join(sharedDir(root), 'child.pid');
     writeRecipe(rdir, recipe('lc.Stubborn', { Run: `trap '' TERM; sleep 600 & echo $! > ${pidFile}; while true; do sleep 1; done` }));
     expect((await n.deploy({ recipeDir: rdir, merge: { 'lc.Stubborn': '1.0.0' } })).status).toBe('SUCCEEDED');
     await until(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '', 5000, 'the child pid');
     const child = Number(readFileSync(pidFile, 'utf8'));
-    const alive = (pid: number) => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
     expect(alive(child)).toBe(true);
     const t0 = Date.now();
     await n.deploy({ remove: ['lc.Stubborn'] });

@@ -72,9 +72,11 @@ describe('loupe train: a real short training, data set → ONNX → loupe eval �
     const started = logs.find((l) => l.msg === 'training started') as { hyp: Record<string, unknown>; counts: Record<string, { images: number }> } | undefined;
     expect(started?.hyp).toEqual({ warm_start: false, optimizer: 'auto', warmup_epochs: 3, close_mosaic: 10 });
     expect(started?.counts.train.images).toBe(24);
-    const epochs = logs.filter((l) => l.progress === 'train');
-    expect(epochs.map((l) => l.msg)).toEqual(['train 1/2', 'train 2/2']);
-    for (const e of epochs) for (const k of ['box', 'cls', 'dfl', 'mAP50', 'mAP50-95']) expect(typeof e[k], k).toBe('number');
+    // the overall bar's log lines (one per epoch, then its summary) and one validated line per epoch
+    expect(logs.filter((l) => l.progress === 'train').map((l) => l.msg)).toEqual(['train 1/2', 'train 2/2', 'train 2/2 done']);
+    const epochs = logs.filter((l) => /^epoch \d+\/\d+ validated$/.test(String(l.msg)));
+    expect(epochs.map((l) => l.msg)).toEqual(['epoch 1/2 validated', 'epoch 2/2 validated']);
+    for (const e of epochs) for (const k of ['box_loss', 'cls_loss', 'dfl_loss', 'P', 'R', 'mAP50', 'mAP50-95']) expect(typeof e[k], k).toBe('number');
   });
 
   it('exports a standard ultralytics ONNX (metadata intact) and results.csv per epoch', async () => {

@@ -3,19 +3,25 @@ import { SageMakerClient } from '@aws-sdk/client-sagemaker';
 import { SageMakerFeatureStoreRuntimeClient } from '@aws-sdk/client-sagemaker-featurestore-runtime';
 import { AthenaClient } from '@aws-sdk/client-athena';
 import { GreengrassV2Client } from '@aws-sdk/client-greengrassv2';
-import { LOCAL_STACK_CREDENTIALS } from '../../../contracts/local-stack.js';
+import { LoupeError } from '../../../lib/errors.js';
+import { readKeysFile } from '../../../contracts/store-keys.js';
 import type { LoopConfig } from '../config.js';
 
 /**
  * The connections one loop process makes, from the configuration: the S3 client (embedded
  * object store or Amazon S3, shared by the devices' bucket and every AWS stage's files) and the
  * control-plane clients of the AWS stages, one per service and region, made when first asked
- * for and destroyed together. Credentials for AWS come from the SDK's default chain; only the
- * embedded store gets keys from the configuration (the local stack's by default).
+ * for and destroyed together. Credentials for AWS come from the SDK's default chain; the
+ * embedded store's keys come from its key file (`storage.keysFile`, read on each refresh), or
+ * from `storage.credentials` given inline.
  */
 export function s3ClientFor(storage: LoopConfig['storage']): S3Client {
   if (storage.backend === 'embedded') {
-    return new S3Client({ region: storage.region, endpoint: storage.endpoint, forcePathStyle: storage.forcePathStyle, credentials: storage.credentials ?? LOCAL_STACK_CREDENTIALS });
+    const { keysFile, credentials } = storage;
+    if (!credentials && !keysFile) {
+      throw new LoupeError('LOOP_STORAGE_KEYS', "the embedded object store needs its key pair: set storage.keysFile to the store's credentials.json (or storage.credentials)", { input: 'storage' });
+    }
+    return new S3Client({ region: storage.region, endpoint: storage.endpoint, forcePathStyle: storage.forcePathStyle, credentials: credentials ?? (async () => readKeysFile(keysFile!)) });
   }
   return new S3Client({
     region: storage.region,

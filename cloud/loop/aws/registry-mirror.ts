@@ -123,7 +123,8 @@ export class SageMakerRegistryMirror {
       if (row.status !== v.status && v.status !== 'pending') {
         // Only approved/rejected can be set (a version never goes back to pending).
         const target = v.status as Exclude<ModelStatus, 'pending'>;
-        await this.remote.setStatus(row.sm_ref, target, { by: v.statusBy ?? 'loupe', reason: v.statusReason ?? undefined, force: true });
+        // The decision was taken (and, if forced, recorded) in the loupe registry; the mirror follows it.
+        await this.remote.setStatus(row.sm_ref, target, { by: v.statusBy ?? 'loupe', reason: v.statusReason ?? `as ${v.ref} in the loupe registry`, force: true });
         this.db.prepare('UPDATE sagemaker_mirror SET status = ? WHERE local_ref = ?').run(v.status, v.ref);
         log.info({ model: v.ref, sagemaker: row.sm_ref, status: v.status }, 'status mirrored to the SageMaker Model Registry');
       }
@@ -143,6 +144,7 @@ export class SageMakerRegistryMirror {
       found = await this.remote.register({
         group: v.group,
         onnx: await this.local.artefactPath(v, 'onnx'),
+        ...(v.artefacts.onnxInt8 ? { onnxInt8: await this.local.artefactPath(v, 'onnxInt8'), fleetPrecision: v.fleetPrecision } : {}),
         ...(v.artefacts.pt ? { pt: await this.local.artefactPath(v, 'pt') } : {}),
         ...(v.artefacts.card ? { card: await this.local.artefactPath(v, 'card') } : {}),
         metrics: v.metrics,

@@ -60,9 +60,23 @@ export interface Recipe {
   manifests: Manifest[];
   /** Top-level Lifecycle of the older selection-keyed form ({all: {...}, linux: {...}}). */
   selectionLifecycles?: Record<string, Lifecycle>;
+  /**
+   * A component defined inline in the nucleus configuration (an init-config `services` entry)
+   * rather than by a recipe: its lifecycle is used as written (the real nucleus interpolates
+   * recipe variables only when it deploys a recipe), it has no artefacts.
+   */
+  inline?: InlineDefinition;
   /** Where it came from, for messages. */
   source: string;
   warnings: string[];
+}
+
+export interface InlineDefinition {
+  lifecycle: Lifecycle;
+  /** Whether the configuration gave a version (artefact folders exist only for versioned services). */
+  versioned: boolean;
+  /** services.<name>.runWith.posixUser, if set. */
+  posixUser?: string;
 }
 
 /** A recipe resolved for this device: the manifest that matched, its lifecycle and artifacts. */
@@ -72,6 +86,11 @@ export interface PlatformRecipe extends Recipe {
 }
 
 const NAME_RE = /^[A-Za-z0-9\-_.]{1,128}$/;
+
+/** A component name is also a folder name in the store: "." and ".." would climb out of it. */
+export function validComponentName(name: string): boolean {
+  return NAME_RE.test(name) && !/^\.+$/.test(name);
+}
 const COMPONENT_TYPES = new Set(['aws.greengrass.generic', 'aws.greengrass.lambda', 'aws.greengrass.plugin', 'aws.greengrass.nucleus']);
 
 type Obj = Record<string, unknown>;
@@ -140,7 +159,7 @@ class RecipeReader {
     }
     const rp = this.get(o, 'RequiresPrivilege', path);
     const skipIf = this.str(o, 'SkipIf', path, false);
-    if (skipIf !== undefined && !/^(onpath|exists)\s+\S/.test(skipIf.trim())) this.fail(join(path, 'SkipIf'), `must be "onpath <program>" or "exists <file>", got "${skipIf}"`);
+    if (skipIf !== undefined && !/^!?\s*(onpath|exists)\s+\S/.test(skipIf.trim())) this.fail(join(path, 'SkipIf'), `must be "onpath <program>" or "exists <file>" (optionally after "!"), got "${skipIf}"`);
     return {
       script,
       ...(timeout !== undefined ? { timeout } : {}),
@@ -223,7 +242,7 @@ export function parseRecipe(text: string, source: string, format?: 'json' | 'yam
   const formatVersion = r.str(o, 'RecipeFormatVersion', '', true)!;
   if (formatVersion !== '2020-01-25') r.fail('RecipeFormatVersion', `must be "2020-01-25", got "${formatVersion}"`);
   const name = r.str(o, 'ComponentName', '', true)!;
-  if (!NAME_RE.test(name)) r.fail('ComponentName', `must be 1-128 characters of letters, digits, "-", "_" and ".", got "${name}"`);
+  if (!validComponentName(name)) r.fail('ComponentName', `must be 1-128 characters of letters, digits, "-", "_" and "." (not only dots), got "${name}"`);
   const version = r.str(o, 'ComponentVersion', '', true)!;
   if (!semver.valid(version)) r.fail('ComponentVersion', `must be a semantic version such as 1.0.0, got "${version}"`);
   const type = r.str(o, 'ComponentType', '', false);
@@ -242,7 +261,7 @@ export function parseRecipe(text: string, source: string, format?: 'json' | 'yam
   if (deps !== undefined && deps !== null) {
     for (const [dep, spec] of Object.entries(r.obj(deps, 'ComponentDependencies'))) {
       const path = join('ComponentDependencies', dep);
-      if (!NAME_RE.test(dep)) r.fail(path, 'is not a valid component name');
+      if (!validComponentName(dep)) r.fail(path, 'is not a valid component name');
       const so = spec === null || spec === undefined ? {} : r.obj(spec, path);
       const range = r.str(so, 'VersionRequirement', path, false) ?? '*';
       if (semver.validRange(range) === null) r.fail(join(path, 'VersionRequirement'), `must be a semver range such as ">=1.0.0 <2.0.0", got "${range}"`);
@@ -299,6 +318,11 @@ export function parseRecipe(text: string, source: string, format?: 'json' | 'yam
   };
 }
 
+/** A lifecycle map written inline (init-config `services.<name>.lifecycle`), validated as in recipes. */
+export function parseLifecycle(v: unknown, path: string, source: string): Lifecycle {
+  return new RecipeReader(source).lifecycle(v, path);
+}
+
 export async function readRecipeFile(path: string): Promise<Recipe> {
   const ext = extname(path).toLowerCase();
   if (!['.json', '.yaml', '.yml'].includes(ext)) throw new LoupeError('RECIPE_INVALID', 'a recipe file must end in .json, .yaml or .yml', { input: path });
@@ -338,6 +362,7 @@ export function resolveForPlatform(recipe: Recipe, device: DevicePlatform = devi
   if (!manifest && recipe.manifests.length > 0) {
     throw new LoupeError('RECIPE_NO_PLATFORM', `${recipe.name}@${recipe.version}: no manifest matches this device (os ${device.os}, architecture ${device.architecture})`, { input: recipe.source });
   }
+  if (recipe.inline) return { ...recipe, lifecycle: recipe.inline.lifecycle, artifacts: [] };
   let lifecycle: Lifecycle = { setenv: {}, steps: {} };
   if (manifest?.lifecycle) lifecycle = manifest.lifecycle;
   else if (recipe.selectionLifecycles) {

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, cp, lstat, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
@@ -97,13 +97,29 @@ export class ComponentStore {
   async prepareArtifacts(recipe: PlatformRecipe, artifactDir?: string): Promise<void> {
     const target = this.artifactsPath(recipe.name, recipe.version);
     await mkdir(target, { recursive: true });
+    // As greengrass-cli's local deployments: the component's whole artefact folder comes along,
+    // whether or not the recipe lists each file (a recipe may list none). Files the recipe lists
+    // are copied below, digest first; symlinks are left out (they could point anywhere).
+    const folder = artifactDir ? join(artifactDir, recipe.name, recipe.version) : undefined;
+    if (folder && existsSync(folder) && (await stat(folder)).isDirectory()) {
+      const listed = new Set(recipe.artifacts.map((a) => artifactFileName(a)));
+      await cp(folder, target, {
+        recursive: true,
+        force: true,
+        filter: async (src) => {
+          if (src === folder) return true;
+          if ((await lstat(src)).isSymbolicLink()) return false;
+          return !(dirname(src) === folder && listed.has(basename(src)));
+        },
+      });
+    }
     for (const a of recipe.artifacts) {
       const file = artifactFileName(a);
-      const dest = join(target, file);
       const label = `${recipe.name}@${recipe.version} artifact ${a.uri}`;
+      const dest = inside(target, file, label);
       const candidates: string[] = [];
       if (a.uri.startsWith('file:')) candidates.push(fileURLToPath(a.uri));
-      if (artifactDir) candidates.push(join(artifactDir, recipe.name, recipe.version, file));
+      if (artifactDir) candidates.push(inside(join(artifactDir, recipe.name, recipe.version), file, label));
       const source = candidates.find((c) => existsSync(c));
       if (source) {
         // Copy beside the destination, verify, then rename: a bad file never replaces a good one.
@@ -127,7 +143,7 @@ export class ComponentStore {
         );
       }
       await applyPermission(dest, a);
-      if (a.unarchive === 'ZIP') await this.unzip(dest, join(this.unarchivedPath(recipe.name, recipe.version), basename(file, extname(file))), a, label);
+      if (a.unarchive === 'ZIP') await this.unzip(dest, inside(this.unarchivedPath(recipe.name, recipe.version), basename(file, extname(file)), label), a, label);
     }
   }
 
@@ -146,12 +162,31 @@ export class ComponentStore {
   }
 }
 
-/** The file name an artefact URI lands under: the last path segment, as Greengrass does. */
+/**
+ * The file name an artefact URI lands under: the last segment of the URI's decoded path, as
+ * Greengrass takes it (java.net.URI.getPath() decodes, then the name after the last "/"). Taking
+ * the segment after decoding means an encoded "%2F..%2F" cannot smuggle a path into the name;
+ * "." and ".." are refused, and the caller checks the result stays in its folder.
+ */
 export function artifactFileName(a: Artifact): string {
-  const path = a.uri.replace(/^[a-z][a-z0-9+.-]*:\/*/i, '/').split('?')[0]!;
-  const name = decodeURIComponent(path.split('/').filter(Boolean).pop() ?? '');
-  if (!name || name === '.' || name === '..') throw new LoupeError('ARTIFACT_URI', 'has no file name at its end', { input: a.uri });
+  const raw = a.uri.replace(/^[a-z][a-z0-9+.-]*:(\/\/[^/]*)?/i, '').split(/[?#]/)[0]!;
+  let path: string;
+  try {
+    path = decodeURIComponent(raw);
+  } catch {
+    throw new LoupeError('ARTIFACT_URI', 'has an invalid percent-encoding in its path', { input: a.uri });
+  }
+  const name = path.split('/').pop() ?? '';
+  if (!name || name === '.' || name === '..' || name.includes('\0')) throw new LoupeError('ARTIFACT_URI', `does not end in a file name (got "${name}")`, { input: a.uri });
   return name;
+}
+
+/** `name` inside `dir`, or an error: nothing from a recipe may land outside its own folder. */
+export function inside(dir: string, name: string, what: string): string {
+  const root = resolve(dir);
+  const p = resolve(root, name);
+  if (p === root || !p.startsWith(root + sep)) throw new LoupeError('ARTIFACT_PATH', `would land outside ${root}`, { input: what });
+  return p;
 }
 
 export async function sha256Base64(path: string): Promise<string> {

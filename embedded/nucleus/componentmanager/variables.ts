@@ -71,3 +71,20 @@ export function interpolate(text: string, ctx: VariableContext, unresolved?: (va
     return value;
   });
 }
+
+/**
+ * Fill in system variables only ({iot:thingName}, {kernel:rootPath}, {artifacts:path},
+ * {artifacts:decompressedPath}, {work:path}) in every string of a configuration value, as the
+ * real nucleus does when interpolateComponentConfiguration is on. Configuration references and
+ * other components' variables stay as written.
+ */
+export function interpolateSystemValues(v: unknown, ctx: VariableContext): unknown {
+  const sys: VariableContext = { ...ctx, configuration: {}, dependencies: new Map() };
+  const walk = (x: unknown): unknown => {
+    if (typeof x === 'string') return interpolate(x, sys);
+    if (Array.isArray(x)) return x.map(walk);
+    if (x !== null && typeof x === 'object') return Object.fromEntries(Object.entries(x).map(([k, c]) => [k, walk(c)]));
+    return x;
+  };
+  return walk(v);
+}

@@ -6,8 +6,10 @@ import type { ConfigStore } from './store.js';
  * Configuration IPC (the real ConfigStoreIPCEventStreamAgent): GetConfiguration of any
  * component (a leaf comes back wrapped as {lastKey: value}; a missing key is
  * ResourceNotFoundError "Key not found"), UpdateConfiguration of one's own configuration with a
- * timestamp, and SubscribeToConfigurationUpdate events {configurationUpdateEvent:
- * {componentName, keyPath}} for every changed leaf at or under the subscribed key path.
+ * timestamp (refused for `accessControl`: a component cannot grant itself permissions), and
+ * SubscribeToConfigurationUpdate events {configurationUpdateEvent: {componentName, keyPath}} for
+ * every changed leaf at or under the subscribed key path (a missing component or key is
+ * ResourceNotFoundError "Key not found", as on the real nucleus).
  */
 function keyPathOf(v: unknown, field = 'keyPath'): string[] {
   if (v === undefined || v === null) return [];
@@ -15,7 +17,7 @@ function keyPathOf(v: unknown, field = 'keyPath'): string[] {
   return v as string[];
 }
 
-export function registerConfigIpc(server: IpcServer, config: ConfigStore): void {
+export function registerConfigIpc(server: IpcServer, config: ConfigStore, maxBytes: number): void {
   server.register('GetConfiguration', (req, ctx) => {
     const componentName = typeof req.componentName === 'string' && req.componentName ? req.componentName : ctx.principal;
     const keyPath = keyPathOf(req.keyPath);
@@ -30,8 +32,10 @@ export function registerConfigIpc(server: IpcServer, config: ConfigStore): void 
   server.register('UpdateConfiguration', (req, ctx) => {
     const keyPath = keyPathOf(req.keyPath);
     const ts = req.timestamp;
-    if (typeof ts !== 'number' || !Number.isFinite(ts)) throw invalidArguments('timestamp is required (epoch seconds)');
-    if (req.valueToMerge === undefined) throw invalidArguments('valueToMerge is required');
+    if (typeof ts !== 'number' || !Number.isFinite(ts)) throw invalidArguments('Timestamp is required');
+    if (req.valueToMerge === undefined || req.valueToMerge === null) throw invalidArguments('ValueToMerge is required');
+    const size = Buffer.byteLength(JSON.stringify(config.get(ctx.principal) ?? {})) + Buffer.byteLength(JSON.stringify(req.valueToMerge));
+    if (size > maxBytes) throw invalidArguments(`The configuration of ${ctx.principal} would grow past ${maxBytes} bytes`);
     config.update(ctx.principal, keyPath, req.valueToMerge, Math.round(ts * 1000));
     return {};
   });
@@ -39,6 +43,8 @@ export function registerConfigIpc(server: IpcServer, config: ConfigStore): void 
   server.register('SubscribeToConfigurationUpdate', (req, ctx) => {
     const componentName = typeof req.componentName === 'string' && req.componentName ? req.componentName : ctx.principal;
     const keyPath = keyPathOf(req.keyPath);
+    // As the real nucleus: a component or key that does not exist cannot be watched.
+    if (!config.has(componentName) || !config.lookup(componentName, keyPath).found) throw notFound('Key not found');
     const listener = (component: string, changed: string[]) => {
       if (component !== componentName) return;
       const under = keyPath.every((k, i) => changed[i] === k);

@@ -2,7 +2,9 @@ import { existsSync, statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { CLI_SERVICE, type Authorizer } from '../authorization.js';
 import type { ConfigStore } from '../config/store.js';
-import { IpcError, invalidArguments, notFound } from '../ipc/errors.js';
+import { IpcError, invalidArguments, notFound, serviceError } from '../ipc/errors.js';
+import type { greengrasscoreipc } from 'aws-iot-device-sdk-v2';
+import type { Wire } from '../ipc/operations.js';
 import type { IpcServer } from '../ipc/server.js';
 import { CLI_PRINCIPAL, type Kernel } from '../lifecycle/kernel.js';
 import type { ConfigurationUpdate, DeploymentManager, DeploymentRecord } from './deployment.js';
@@ -13,7 +15,7 @@ import type { ConfigurationUpdate, DeploymentManager, DeploymentRecord } from '.
  * call all of them; a component needs an `aws.greengrass.Cli` accessControl policy, as on a real
  * device.
  */
-export function toLocalDeployment(r: DeploymentRecord): Record<string, unknown> {
+export function toLocalDeployment(r: DeploymentRecord): Wire<greengrasscoreipc.model.LocalDeployment> {
   return {
     deploymentId: r.deploymentId,
     status: r.status,
@@ -55,8 +57,13 @@ function configUpdateOf(v: unknown, name: string): ConfigurationUpdate {
 
 export function registerCliIpc(server: IpcServer, deps: { kernel: Kernel; deployments: DeploymentManager; authz: Authorizer; config: ConfigStore }): void {
   const { kernel, deployments, authz, config } = deps;
+  // loupe's own CLI (the token in <root>/cli_ipc_info) may always call these. A component may
+  // only when the aws.greengrass.Cli component is there (a component depends on it), with an
+  // aws.greengrass.Cli policy; without it, the real nucleus does not know these operations.
   const allow = (principal: string, op: string, resource: string) => {
-    if (principal !== CLI_PRINCIPAL) authz.check(CLI_SERVICE, principal, `aws.greengrass#${op}`, resource);
+    if (principal === CLI_PRINCIPAL) return;
+    if (!kernel.usesBuiltin(CLI_SERVICE)) throw serviceError(`Operation aws.greengrass#${op} is not supported by Greengrass`);
+    authz.check(CLI_SERVICE, principal, `aws.greengrass#${op}`, resource);
   };
   const details = (name: string) => {
     const c = kernel.components.get(name);
@@ -118,8 +125,8 @@ export function registerCliIpc(server: IpcServer, deps: { kernel: Kernel; deploy
 
   server.register('GetComponentDetails', (req, ctx) => {
     const name = req.componentName;
+    allow(ctx.principal, 'GetComponentDetails', typeof name === 'string' ? name : '*');
     if (typeof name !== 'string' || name === '') throw invalidArguments('componentName is required');
-    allow(ctx.principal, 'GetComponentDetails', name);
     const d = details(name);
     if (!d) throw notFound(`Component ${name} not found`, 'Component', name);
     return { componentDetails: d };
@@ -127,8 +134,8 @@ export function registerCliIpc(server: IpcServer, deps: { kernel: Kernel; deploy
 
   server.register('RestartComponent', (req, ctx) => {
     const name = req.componentName;
+    allow(ctx.principal, 'RestartComponent', typeof name === 'string' ? name : '*');
     if (typeof name !== 'string' || name === '') throw invalidArguments('componentName is required');
-    allow(ctx.principal, 'RestartComponent', name);
     const c = kernel.components.get(name);
     if (!c) throw new IpcError('ComponentNotFoundError', `Component ${name} not found`);
     c.service.restart();
@@ -137,8 +144,8 @@ export function registerCliIpc(server: IpcServer, deps: { kernel: Kernel; deploy
 
   server.register('StopComponent', (req, ctx) => {
     const name = req.componentName;
+    allow(ctx.principal, 'StopComponent', typeof name === 'string' ? name : '*');
     if (typeof name !== 'string' || name === '') throw invalidArguments('componentName is required');
-    allow(ctx.principal, 'StopComponent', name);
     const c = kernel.components.get(name);
     if (!c) throw new IpcError('ComponentNotFoundError', `Component ${name} not found`);
     void c.service.stop();

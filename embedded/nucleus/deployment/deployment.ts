@@ -5,7 +5,8 @@ import type { Logger } from 'pino';
 import { errorMessage, LoupeError } from '../../../lib/errors.js';
 import { writeFileAtomic } from '../../../lib/fsutil.js';
 import { Progress } from '../../../lib/progress.js';
-import { resolveForPlatform } from '../componentmanager/recipe.js';
+import { resolveForPlatform, type Recipe } from '../componentmanager/recipe.js';
+import { interpolateSystemValues } from '../componentmanager/variables.js';
 import type { ComponentStore } from '../componentmanager/store.js';
 import { resolveDeploymentConfig } from '../config/store.js';
 import type { Kernel, Target } from '../lifecycle/kernel.js';
@@ -83,17 +84,37 @@ const HISTORY_LIMIT = 100;
 interface LastGood {
   savedAt: string;
   deploymentId: string;
-  components: Record<string, { version: string; config: Record<string, unknown>; times: Record<string, number>; root: boolean }>;
+  /** `inline`: the definition of a component that came from the nucleus configuration (no recipe in the store). */
+  components: Record<string, { version: string; config: Record<string, unknown>; times: Record<string, number>; root: boolean; inline?: Recipe }>;
 }
 
 export class DeploymentManager {
   private readonly records: DeploymentRecord[] = [];
   private queue: Promise<unknown> = Promise.resolve();
+  private closing = false;
+
+  /**
+   * The nucleus is stopping: a deployment still waiting (on deferrals, say) changes nothing
+   * more, and queued ones do not start. Resolves when the one in progress has settled.
+   */
+  async close(timeoutMs = 30_000): Promise<void> {
+    this.closing = true;
+    await Promise.race([this.queue.catch(() => {}), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+  }
   private readonly dir: string;
   private readonly lastGoodFile: string;
 
   constructor(
-    private readonly opts: { root: string; kernel: Kernel; store: ComponentStore; lifecycle: LifecycleIpc; validator: ConfigValidator; logger: Logger },
+    private readonly opts: {
+      root: string;
+      kernel: Kernel;
+      store: ComponentStore;
+      lifecycle: LifecycleIpc;
+      validator: ConfigValidator;
+      logger: Logger;
+      interpolateConfiguration?: boolean;
+      maxConfigurationBytes: number;
+    },
   ) {
     this.dir = join(opts.root, 'deployments');
     this.lastGoodFile = join(opts.root, 'config', 'last-good.json');
@@ -155,7 +176,8 @@ export class DeploymentManager {
     const lg = JSON.parse(readFileSync(this.lastGoodFile, 'utf8')) as LastGood;
     const t: Target = new Map();
     for (const [name, c] of Object.entries(lg.components)) {
-      t.set(name, { name, version: c.version, recipe: await this.opts.store.loadRecipe(name, c.version), config: c.config, times: c.times, root: c.root });
+      const recipe = c.inline ?? (await this.opts.store.loadRecipe(name, c.version));
+      t.set(name, { name, version: c.version, recipe, config: c.config, times: c.times, root: c.root });
     }
     return t;
   }
@@ -166,10 +188,10 @@ export class DeploymentManager {
     );
   }
 
-  private async saveLastGood(deploymentId: string): Promise<void> {
+  async saveLastGood(deploymentId: string): Promise<void> {
     const t = this.opts.kernel.currentTarget();
     const lg: LastGood = { savedAt: new Date().toISOString(), deploymentId, components: {} };
-    for (const [name, c] of t) lg.components[name] = { version: c.version, config: c.config, times: c.times ?? {}, root: c.root };
+    for (const [name, c] of t) lg.components[name] = { version: c.version, config: c.config, times: c.times ?? {}, root: c.root, ...(c.recipe.inline ? { inline: c.recipe } : {}) };
     await writeFileAtomic(this.lastGoodFile, JSON.stringify(lg, null, 2));
   }
 
@@ -181,6 +203,13 @@ export class DeploymentManager {
     const { kernel, store, lifecycle } = this.opts;
     const log = this.opts.logger.child({ deploymentId: record.deploymentId });
     const progress = new Progress(`deployment ${record.deploymentId.slice(0, 8)}`, 4, log, { logEveryMs: 0 });
+    if (this.closing) {
+      record.status = 'FAILED';
+      record.failureCause = 'the nucleus stopped before the deployment started';
+      record.finishedOn = new Date().toISOString();
+      await this.persist();
+      return record;
+    }
     record.status = 'IN_PROGRESS';
     await this.persist();
     const finish = async (status: DeploymentStatus, detailed: DetailedStatus, cause?: string, errorTypes?: string[]) => {
@@ -207,7 +236,9 @@ export class DeploymentManager {
       for (const c of prev.values()) if (c.root) roots.set(c.name, c.version);
       for (const r of req.remove ?? []) roots.delete(r);
       for (const [name, version] of Object.entries(req.merge ?? {})) roots.set(name, version);
-      const resolved = await resolveComponents(roots, store);
+      const inline = new Map([...prev.values()].filter((c) => c.recipe.inline).map((c) => [c.name, c.recipe]));
+      const active = new Map([...prev.values()].map((c) => [c.name, c.version]));
+      const resolved = await resolveComponents(roots, store, inline, active);
       for (const name of Object.keys(req.configurationUpdate ?? {})) {
         if (!resolved.has(name)) throw new LoupeError('DEPLOYMENT_INVALID', 'has a configuration update but is not part of the deployment', { input: name });
       }
@@ -215,7 +246,16 @@ export class DeploymentManager {
       target = new Map();
       for (const [name, r] of resolved) {
         const cur = prev.get(name);
-        const { config, times } = resolveDeploymentConfig(cur ? { config: cur.config, times: cur.times ?? {} } : undefined, r.recipe.defaultConfiguration, req.configurationUpdate?.[name], ts);
+        const resolvedConfig = resolveDeploymentConfig(cur ? { config: cur.config, times: cur.times ?? {} } : undefined, r.recipe.defaultConfiguration, req.configurationUpdate?.[name], ts);
+        const { times } = resolvedConfig;
+        // interpolateComponentConfiguration: system variables ({iot:thingName} and the like) in
+        // configuration values, accessControl included, are filled in now, as the real
+        // KernelConfigResolver does; otherwise values stay as written.
+        const config = this.opts.interpolateConfiguration && !r.recipe.inline ? (interpolateSystemValues(resolvedConfig.config, kernel.variableContext(name, r.version)) as Record<string, unknown>) : resolvedConfig.config;
+        const bytes = Buffer.byteLength(JSON.stringify(config));
+        if (bytes > this.opts.maxConfigurationBytes) {
+          throw new LoupeError('CONFIG_TOO_LARGE', `its configuration would be ${bytes} bytes of JSON; at most ${this.opts.maxConfigurationBytes} (components read it whole over IPC)`, { input: name });
+        }
         target.set(name, { name, version: r.version, recipe: r.recipe, config, times, root: roots.has(name) });
       }
       for (const t of target.values()) {
@@ -242,6 +282,7 @@ export class DeploymentManager {
       await this.persist();
     }
     progress.update(2, { stage: 'notified' });
+    if (this.closing) return finish('FAILED', 'FAILED_NO_STATE_CHANGE', 'the nucleus stopped before the deployment was applied', ['NUCLEUS_STOPPING']);
 
     // 3. apply and wait for health
     const healthMs = (req.healthTimeoutSeconds ?? 120) * 1000;

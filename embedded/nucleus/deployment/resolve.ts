@@ -5,8 +5,8 @@ import type { Recipe } from '../componentmanager/recipe.js';
 
 /**
  * Dependency resolution for a deployment: root components at the versions asked for, every
- * dependency at the highest version in the component store that satisfies all the semver
- * ranges pointing at it. Components the nucleus provides itself (the nucleus, TES, CLI) resolve
+ * dependency at the version already running if it satisfies all the semver ranges pointing at
+ * it, else the highest version in the component store that does. Components the nucleus provides itself (the nucleus, TES, CLI) resolve
  * to their built-in versions.
  */
 export const BUILTIN_COMPONENTS: Readonly<Record<string, string>> = {
@@ -26,7 +26,16 @@ interface Constraint {
   from: string;
 }
 
-export async function resolveComponents(roots: ReadonlyMap<string, string>, store: ComponentStore): Promise<Map<string, Resolved>> {
+/**
+ * `fixed`: components whose recipe is not in the store (defined inline in the nucleus
+ * configuration): they resolve to that recipe, whose version must satisfy every range.
+ */
+export async function resolveComponents(
+  roots: ReadonlyMap<string, string>,
+  store: ComponentStore,
+  fixed: ReadonlyMap<string, Recipe> = new Map(),
+  active: ReadonlyMap<string, string> = new Map(),
+): Promise<Map<string, Resolved>> {
   for (const [name, version] of roots) {
     if (!semver.valid(version)) throw new LoupeError('DEPLOYMENT_INVALID', `version "${version}" of ${name} is not a semantic version`, { input: name });
     if (BUILTIN_COMPONENTS[name]) throw new LoupeError('DEPLOYMENT_INVALID', `${name} is built into the local nucleus and cannot be deployed`, { input: name });
@@ -56,8 +65,13 @@ export async function resolveComponents(roots: ReadonlyMap<string, string>, stor
         if (bad) throw new LoupeError('DEPENDENCY_UNSATISFIED', `${bad.from} needs ${name} ${bad.range}, but this nucleus provides ${v}`, { input: name });
         continue;
       }
-      const versions = await store.versions(name);
-      const pick = versions.find((v) => cs.every((c) => semver.satisfies(v, c.range, { includePrerelease: true })));
+      const inline = fixed.get(name);
+      const versions = inline ? [inline.version] : await store.versions(name);
+      const fits = (v: string) => cs.every((c) => semver.satisfies(v, c.range, { includePrerelease: true }));
+      // As the real DependencyResolver: a version already running that satisfies every
+      // requirement is kept rather than upgraded to the newest one in the store.
+      const running = active.get(name);
+      const pick = running !== undefined && versions.includes(running) && fits(running) ? running : versions.find(fits);
       if (!pick) {
         const wants = cs.map((c) => `${c.range} (from ${c.from})`).join(', ');
         throw new LoupeError(
@@ -67,7 +81,7 @@ export async function resolveComponents(roots: ReadonlyMap<string, string>, stor
         );
       }
       if (chosen.get(name)?.version !== pick) {
-        chosen.set(name, { name, version: pick, recipe: await load(name, pick) });
+        chosen.set(name, { name, version: pick, recipe: inline ?? (await load(name, pick)) });
         changed = true;
       }
     }

@@ -15,7 +15,8 @@ export type IpcErrorName =
   | 'FailedUpdateConditionCheckError'
   | 'ComponentNotFoundError'
   | 'InvalidRecipeDirectoryPathError'
-  | 'InvalidArtifactsDirectoryPathError';
+  | 'InvalidArtifactsDirectoryPathError'
+  | 'InvalidTokenError';
 
 export class IpcError extends Error {
   constructor(

@@ -41,6 +41,8 @@ export class FrameReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
   private expected = 0; // total length of the message being read, once the prelude is checked
+  /** The largest message accepted now (the RPC layer keeps it small until Connect is accepted). */
+  maxMessageSize = MAX_MESSAGE_SIZE;
 
   feed(chunk: Buffer): Message[] {
     this.chunks.push(chunk);
@@ -53,7 +55,7 @@ export class FrameReader {
         const total = prelude.readUInt32BE(0);
         const crc = prelude.readUInt32BE(8);
         if (crc32(prelude.subarray(0, 8)) !== crc) throw new FramingError('prelude CRC mismatch');
-        if (total > MAX_MESSAGE_SIZE) throw new FramingError(`message length ${total} exceeds the ${MAX_MESSAGE_SIZE}-byte limit`);
+        if (total > this.maxMessageSize) throw new FramingError(`message length ${total} exceeds the ${this.maxMessageSize}-byte limit`);
         if (total < MIN_MESSAGE) throw new FramingError(`message length ${total} is shorter than the 16-byte framing`);
         const headersLen = prelude.readUInt32BE(4);
         if (headersLen > total - MIN_MESSAGE) throw new FramingError(`headers length ${headersLen} does not fit in a ${total}-byte message`);

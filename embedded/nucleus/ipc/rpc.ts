@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { encodeMessage, FrameReader, FramingError, headerInt, headerString, type Message, type MessageHeaders } from './framing.js';
+import { encodeMessage, FrameReader, FramingError, headerInt, headerString, MAX_MESSAGE_SIZE, type Message, type MessageHeaders } from './framing.js';
 
 /**
  * Server side of event-stream RPC on one connection, following aws-c-event-stream's
@@ -30,6 +30,24 @@ export const MessageType = {
 export const MessageFlags = { ConnectionAccepted: 0x1, TerminateStream: 0x2 } as const;
 const REJECT_CLOSE_DELAY_MS = 200;
 
+/**
+ * Limits on what one connection may make the nucleus hold (issue 14: unauthenticated clients
+ * could hold 24 MiB and a socket forever; a subscriber that stops reading grew the nucleus
+ * without bound). The real nucleus relies on its JVM heap for these; loupe bounds each.
+ */
+export interface ConnectionLimits {
+  /** A client must send an accepted Connect within this (default 10 s). */
+  connectTimeoutMs: number;
+  /** Largest message before Connect is accepted (default 16 KiB; a Connect is well under 1 KiB). */
+  maxPreConnectMessageBytes: number;
+  /** Open streams (operations, subscriptions) per connection (default 1024). */
+  maxStreams: number;
+  /** Unsent output per connection; past it a streaming operation is ended (default 16 MiB). */
+  maxQueuedBytes: number;
+}
+
+export const DEFAULT_LIMITS: ConnectionLimits = { connectTimeoutMs: 10_000, maxPreConnectMessageBytes: 16 * 1024, maxStreams: 1024, maxQueuedBytes: 16 * 1024 * 1024 };
+
 const MSG = {
   missingFields: 'A message arrived without the required :message-type, :message-flags and :stream-id headers.',
   notConnected: 'A message arrived before the connect handshake completed.',
@@ -37,6 +55,7 @@ const MSG = {
   badStreamType: 'A non-zero :stream-id is only allowed on application messages and errors.',
   badZeroStreamType: 'An invalid :message-type arrived on stream 0.',
   oldStream: 'A message arrived for a stream-id lower than the last one seen that has no open stream.',
+  connectTimeout: 'No Connect arrived in time.',
   skippedStream: 'A new stream-id must be exactly one more than the previous one.',
   noOperation: 'The first message on a new stream must carry an operation header.',
 };
@@ -62,6 +81,8 @@ export interface RpcHooks {
   authenticate(connect: { headers: MessageHeaders; payload: Uint8Array }): string | undefined;
   /** A new stream with its first message; returns callbacks for the rest of its life. */
   openStream(stream: StreamHandle, first: Message, flags: number): StreamCallbacks;
+  /** Answer a stream the connection may not open (over the stream limit). */
+  refuseStream?(stream: StreamHandle, reason: string): void;
   onClosed?(conn: RpcConnection): void;
 }
 
@@ -88,15 +109,33 @@ export class RpcConnection {
   private lastStreamId = 0;
   private readonly streams = new Map<number, Stream>();
   private outgoing: Buffer[] = [];
+  private outgoingBytes = 0;
+  private connectTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly socket: Socket,
     private readonly hooks: RpcHooks,
     private readonly log: Logger,
+    readonly limits: ConnectionLimits = DEFAULT_LIMITS,
   ) {
+    this.reader.maxMessageSize = limits.maxPreConnectMessageBytes;
+    this.connectTimer = setTimeout(() => {
+      this.log.warn({ timeoutMs: limits.connectTimeoutMs }, 'ipc client sent no Connect in time; closing');
+      this.protocolError(MSG.connectTimeout);
+    }, limits.connectTimeoutMs);
+    this.connectTimer.unref();
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (e) => this.log.debug({ err: e.message, principal: this.principal }, 'ipc socket error'));
     socket.on('close', () => this.teardown());
+  }
+
+  /** Bytes written but not yet taken by the client (ours and the socket's). */
+  get queuedBytes(): number {
+    return this.outgoingBytes + this.socket.writableLength;
+  }
+
+  get openStreams(): number {
+    return this.streams.size;
   }
 
   get isOpen(): boolean {
@@ -120,7 +159,9 @@ export class RpcConnection {
       ':stream-id': { type: 'integer', value: streamId },
     };
     for (const k in headers) all[k] = headers[k]!;
-    this.outgoing.push(encodeMessage(all, body));
+    const frame = encodeMessage(all, body);
+    this.outgoing.push(frame);
+    this.outgoingBytes += frame.length;
     // Frames produced in one turn of the event loop (a burst of events to one subscriber, the
     // replies to one chunk of requests) leave in one write.
     if (this.outgoing.length === 1) process.nextTick(this.flush);
@@ -129,6 +170,7 @@ export class RpcConnection {
   private readonly flush = (): void => {
     const frames = this.outgoing;
     this.outgoing = [];
+    this.outgoingBytes = 0;
     if (frames.length === 0 || this.socket.destroyed) return;
     this.socket.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
   };
@@ -196,6 +238,11 @@ export class RpcConnection {
       const operation = headerString(m.headers, 'operation');
       if (!operation) return this.protocolError(MSG.noOperation);
       this.lastStreamId = streamId;
+      if (this.streams.size >= this.limits.maxStreams) {
+        this.log.warn({ principal: this.principal, operation, open: this.streams.size }, 'ipc connection has too many open streams; refusing another');
+        this.hooks.refuseStream?.(new Stream(streamId, operation, this), `too many open streams on this connection (${this.limits.maxStreams})`);
+        return;
+      }
       const s = new Stream(streamId, operation, this);
       this.streams.set(streamId, s);
       s.callbacks = this.hooks.openStream(s, m, flags);
@@ -210,6 +257,8 @@ export class RpcConnection {
         if (principal) {
           this.principal = principal;
           this.state = 'connected';
+          clearTimeout(this.connectTimer);
+          this.reader.maxMessageSize = MAX_MESSAGE_SIZE;
           this.write(MessageType.ConnectAck, MessageFlags.ConnectionAccepted, 0, {}, new Uint8Array(0));
         } else {
           // Rejected: ack without the accepted flag, then close. The real server closes as soon
@@ -246,6 +295,7 @@ export class RpcConnection {
   private teardown(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    clearTimeout(this.connectTimer);
     for (const s of [...this.streams.values()]) this.endStream(s);
     this.hooks.onClosed?.(this);
   }

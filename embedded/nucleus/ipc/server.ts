@@ -4,29 +4,31 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { makeServiceModel } from 'aws-iot-device-sdk-v2/dist/greengrasscoreipc/model_utils.js';
 import { errorMessage } from '../../../lib/errors.js';
 import type { Message, MessageHeaders } from './framing.js';
 import { IpcError } from './errors.js';
-import { MessageFlags, MessageType, RpcConnection, type StreamCallbacks, type StreamHandle } from './rpc.js';
+import { MAX_MESSAGE_SIZE } from './framing.js';
+import { SERVICE_MODEL, type EventOf, type OperationModel, type OperationName, type RequestOf, type ResponseOf } from './operations.js';
+import { DEFAULT_LIMITS, MessageFlags, MessageType, RpcConnection, type ConnectionLimits, type StreamCallbacks, type StreamHandle } from './rpc.js';
 
 /**
- * The GreengrassCoreIPC service on a Unix socket. Operation names, response/event shape names
- * and error lists come from the real client's own service model (aws-iot-device-sdk-v2), so the
- * `service-model-type` headers we send are exactly the ones the client matches on.
+ * The GreengrassCoreIPC service on a Unix socket. Operations, their request/response/event types
+ * and the shape names we send as `service-model-type` (what the client matches on) come from
+ * aws-iot-device-sdk-v2's public model types (./operations.ts); a service registers typed
+ * handlers here, one way for all of them: `server.register('PublishToTopic', (req, ctx) => ...)`.
  *
  * Operations the model knows but loupe does not implement answer like the real nucleus's
  * DefaultOperationHandler (ServiceError "Operation X is not supported by Greengrass");
  * operations outside the model answer like the Java RPC server's unknown-operation handler (an
  * ApplicationError with a plain JSON body and no model type).
  */
-export interface OperationContext {
+export interface OperationContext<E = unknown> {
   /** Component name of the caller (or the CLI principal). */
   readonly principal: string;
   readonly operation: string;
   readonly streamId: number;
   /** Send a streaming event (queued until the initial response has gone out). */
-  emit(event: unknown): void;
+  emit(event: E): void;
   /** As emit(), with the JSON body already serialised (fan-out of one message to many). */
   emitSerialized(body: Buffer): void;
   /** Runs once when the stream ends for any reason (client close, server end, disconnect). */
@@ -36,22 +38,22 @@ export interface OperationContext {
   readonly closed: boolean;
 }
 
-export type OperationHandler = (request: Record<string, unknown>, ctx: OperationContext) => unknown;
+/** A typed handler: the request as it arrived (field names from the model, values unchecked), the response and events as the model says. */
+export type OperationHandler<K extends OperationName> = (request: RequestOf<K>, ctx: OperationContext<EventOf<K>>) => ResponseOf<K> | Promise<ResponseOf<K>>;
 
-const serviceModel = makeServiceModel();
-export const MODEL_OPERATIONS: ReadonlySet<string> = new Set(serviceModel.operations.keys());
+type AnyHandler = (request: Record<string, unknown>, ctx: OperationContext) => unknown;
 
 const JSON_CT: MessageHeaders[string] = { type: 'string', value: 'application/json' };
 const TEXT_CT: MessageHeaders[string] = { type: 'string', value: 'text/plain' };
 const EMPTY = new Uint8Array(0);
 
 const headerCache = new Map<string, { responseHeaders: MessageHeaders; eventHeaders: MessageHeaders | undefined }>();
-function headersFor(name: string, op: { responseShape: string; inboundMessageShape?: string }) {
+function headersFor(name: string, op: OperationModel) {
   let h = headerCache.get(name);
   if (!h) {
     h = {
       responseHeaders: { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: op.responseShape } },
-      eventHeaders: op.inboundMessageShape ? { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: op.inboundMessageShape } } : undefined,
+      eventHeaders: op.eventShape ? { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: op.eventShape } } : undefined,
     };
     headerCache.set(name, h);
   }
@@ -66,23 +68,45 @@ export interface IpcServerOptions {
   /** Map a Connect's authToken to a principal, or undefined to reject the connection. */
   authenticate(authToken: string): string | undefined;
   logger: Logger;
+  /** Per-connection limits (Connect deadline, pre-Connect message size, streams, queued output). */
+  limits?: Partial<ConnectionLimits>;
+  /** Open connections at most (default 512); more are closed at once and logged. */
+  maxConnections?: number;
 }
 
+/** What the limits did, for status and tests. */
+export interface IpcStats {
+  connectionsRefused: number;
+  streamsRefused: number;
+  slowStreamsClosed: number;
+  /** The most output ever queued for one connection, in bytes. */
+  peakQueuedBytes: number;
+  oversizeAnswers: number;
+}
+
+/** Largest JSON body we send in one message (the frame limit less room for headers). */
+const MAX_BODY = MAX_MESSAGE_SIZE - 64 * 1024;
+
 export class IpcServer {
-  private readonly handlers = new Map<string, OperationHandler>();
+  private readonly handlers = new Map<string, AnyHandler>();
+  readonly stats: IpcStats = { connectionsRefused: 0, streamsRefused: 0, slowStreamsClosed: 0, peakQueuedBytes: 0, oversizeAnswers: 0 };
+  private readonly limits: ConnectionLimits;
   private readonly connections = new Set<RpcConnection>();
   private server: Server | undefined;
   private shortDir: string | undefined;
   /** The path clients connect to (short even when the requested path is long). */
   connectPath = '';
 
-  constructor(private readonly opts: IpcServerOptions) {}
+  constructor(private readonly opts: IpcServerOptions) {
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  }
 
   /** Register a handler by short name, e.g. "PublishToTopic". */
-  register(name: string, handler: OperationHandler): void {
+  register<K extends OperationName>(name: K, handler: OperationHandler<K>): void {
     const full = `aws.greengrass#${name}`;
-    if (!serviceModel.operations.has(full)) throw new Error(`${name} is not an operation of the GreengrassCoreIPC model`);
-    this.handlers.set(full, handler);
+    if (!SERVICE_MODEL.has(full)) throw new Error(`${name} is not an operation of the GreengrassCoreIPC model`);
+    if (this.handlers.has(full)) throw new Error(`${name} is registered twice`);
+    this.handlers.set(full, handler as unknown as AnyHandler);
   }
 
   get connectionCount(): number {
@@ -103,6 +127,7 @@ export class IpcServer {
       // Like the real nucleus's workaround for deep roots: bind somewhere short and leave a
       // link at the requested place; components are given the short path.
       this.shortDir = await mkdtemp(join(tmpdir(), 'gg-ipc-'));
+      await chmod(this.shortDir, 0o755); // components may run as another user
       listenPath = join(this.shortDir, 'ipc.socket');
     }
     const server = createServer((socket) => this.accept(socket));
@@ -114,7 +139,8 @@ export class IpcServer {
       });
     });
     server.on('error', (e) => this.opts.logger.error({ err: e.message }, 'ipc server error'));
-    await chmod(listenPath, 0o600);
+    // As the real nucleus: anyone may connect; a connection is only accepted with a component's token.
+    await chmod(listenPath, 0o666);
     if (listenPath !== requested) await symlink(listenPath, requested);
     this.server = server;
     this.connectPath = listenPath;
@@ -137,6 +163,12 @@ export class IpcServer {
   }
 
   private accept(socket: Socket): void {
+    if (this.connections.size >= (this.opts.maxConnections ?? 512)) {
+      this.stats.connectionsRefused++;
+      this.opts.logger.warn({ open: this.connections.size }, 'too many ipc connections; refusing a new one');
+      socket.destroy();
+      return;
+    }
     const conn = new RpcConnection(
       socket,
       {
@@ -158,9 +190,15 @@ export class IpcServer {
           return principal;
         },
         openStream: (stream, first, flags) => this.openStream(stream, first, flags),
+        refuseStream: (stream, reason) => {
+          this.stats.streamsRefused++;
+          const e = new IpcError('ServiceError', `Cannot open another stream: ${reason}`);
+          stream.send(MessageType.ApplicationError, MessageFlags.TerminateStream, { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: e.modelType } }, Buffer.from(JSON.stringify(e.body())));
+        },
         onClosed: (c) => this.connections.delete(c),
       },
       this.opts.logger,
+      this.limits,
     );
     this.connections.add(conn);
   }
@@ -169,7 +207,7 @@ export class IpcServer {
     const callbacks: StreamCallbacks = {};
     // A client may open a stream and close it in the same message: nothing to do (as the Java server).
     if (flags & MessageFlags.TerminateStream) return callbacks;
-    const op = serviceModel.operations.get(stream.operation);
+    const op = SERVICE_MODEL.get(stream.operation);
     if (!op) {
       stream.send(
         MessageType.ApplicationError,
@@ -180,7 +218,7 @@ export class IpcServer {
       return callbacks;
     }
     const handler = this.handlers.get(stream.operation);
-    const streaming = op.inboundMessageShape !== undefined;
+    const streaming = op.eventShape !== undefined;
     const { responseHeaders, eventHeaders } = headersFor(stream.operation, op);
 
     const closers: (() => void)[] = [];
@@ -195,8 +233,24 @@ export class IpcServer {
         }
       }
     };
+    const conn = stream.connection;
     const sendEvent = (body: Buffer) => {
       if (stream.closed || !eventHeaders) return;
+      if (body.length > MAX_BODY) {
+        this.opts.logger.warn({ principal: conn.principal, operation: stream.operation, bytes: body.length }, 'event larger than the IPC message limit; not delivered');
+        return;
+      }
+      // Backpressure: a subscriber that does not read must not grow the nucleus without bound.
+      // Past the connection's limit its stream is ended (the client sees the stream end once it
+      // reads again) and the subscription goes, as a slow consumer cannot be caught up.
+      const queued = conn.queuedBytes + body.length;
+      if (queued > this.limits.maxQueuedBytes) {
+        this.stats.slowStreamsClosed++;
+        this.opts.logger.warn({ principal: conn.principal, operation: stream.operation, queuedBytes: conn.queuedBytes, limit: this.limits.maxQueuedBytes }, 'ipc client is not reading its stream; ending the stream');
+        stream.send(MessageType.ApplicationMessage, MessageFlags.TerminateStream, {}, EMPTY);
+        return;
+      }
+      if (queued > this.stats.peakQueuedBytes) this.stats.peakQueuedBytes = queued;
       if (!responded) pending.push(body);
       else stream.send(MessageType.ApplicationMessage, 0, eventHeaders, body);
     };
@@ -232,7 +286,16 @@ export class IpcServer {
     };
     const succeed = (response: unknown) => {
       if (stream.closed) return;
-      stream.send(MessageType.ApplicationMessage, streaming ? 0 : MessageFlags.TerminateStream, responseHeaders, Buffer.from(JSON.stringify(response ?? {})));
+      const body = Buffer.from(JSON.stringify(response ?? {}));
+      if (body.length > MAX_BODY) {
+        // An answer past the frame limit would make the client drop the connection and leave
+        // the caller waiting forever: answer an error it can print instead.
+        this.stats.oversizeAnswers++;
+        this.opts.logger.warn({ principal: ctx.principal, operation: stream.operation, bytes: body.length }, 'ipc response larger than the message limit; answering an error');
+        fail(new IpcError('ServiceError', `The response to ${stream.operation} would be ${body.length} bytes, over the ${MAX_MESSAGE_SIZE}-byte IPC message limit; ask for less (a key path, one component)`));
+        return;
+      }
+      stream.send(MessageType.ApplicationMessage, streaming ? 0 : MessageFlags.TerminateStream, responseHeaders, body);
       responded = true;
       for (const body of pending) stream.send(MessageType.ApplicationMessage, 0, eventHeaders!, body);
       pending = [];

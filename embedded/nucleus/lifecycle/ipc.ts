@@ -1,5 +1,7 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { invalidArguments, notFound } from '../ipc/errors.js';
+import { invalidArguments, notFound, serviceError } from '../ipc/errors.js';
+import { LIFECYCLE_SERVICE, type Authorizer } from '../authorization.js';
 import type { IpcServer, OperationContext } from '../ipc/server.js';
 import type { Kernel } from './kernel.js';
 
@@ -26,12 +28,31 @@ interface PendingUpdate {
   onAnswer: () => void;
 }
 
+/**
+ * Sleep `ms` (any length: a timer longer than 2^31-1 ms would fire at once in Node and turn a
+ * long deferral into a busy loop); false when aborted.
+ */
+export async function longSleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  let left = ms;
+  while (left > 0 && !signal.aborted) {
+    const step = Math.min(left, MAX_TIMER_MS);
+    const done = await sleep(step, true, { signal, ref: false }).catch(() => false);
+    if (!done) return false;
+    left -= step;
+  }
+  return !signal.aborted;
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class LifecycleIpc {
   private readonly updateSubscribers = new Map<string, Set<OperationContext>>();
   private pending: PendingUpdate | undefined;
+  private readonly closing = new AbortController();
 
   constructor(
     private readonly kernel: Kernel,
+    private readonly authz: Authorizer,
     private readonly log: Logger,
   ) {}
 
@@ -44,6 +65,26 @@ export class LifecycleIpc {
       c.service.reportFromComponent(state);
       return {};
     });
+
+    // PauseComponent / ResumeComponent: authorized per target component against the
+    // aws.greengrass.ipc.lifecycle policies, as the real LifecycleIPCEventStreamAgent.
+    const pauseOrResume = (op: 'PauseComponent' | 'ResumeComponent') => (req: Record<string, unknown>, ctx: OperationContext) => {
+      const name = req.componentName;
+      if (typeof name !== 'string' || name === '') throw invalidArguments('Component name is required.');
+      this.authz.check(LIFECYCLE_SERVICE, ctx.principal, `aws.greengrass#${op}`, name);
+      const c = this.kernel.components.get(name);
+      if (!c) throw notFound('', 'Component', name);
+      if (op === 'PauseComponent') {
+        if (c.service.state !== 'RUNNING') throw invalidArguments(`Component ${name} is not running`);
+        if (!c.service.paused) c.service.setPaused(true);
+      } else {
+        if (!c.service.paused) throw invalidArguments(`Component ${name} is not paused`);
+        c.service.setPaused(false);
+      }
+      return {};
+    };
+    server.register('PauseComponent', pauseOrResume('PauseComponent'));
+    server.register('ResumeComponent', pauseOrResume('ResumeComponent'));
 
     server.register('SubscribeToComponentUpdates', (_req, ctx) => {
       let set = this.updateSubscribers.get(ctx.principal);
@@ -65,8 +106,9 @@ export class LifecycleIpc {
       const deploymentId = req.deploymentId;
       if (typeof deploymentId !== 'string' || deploymentId === '') throw invalidArguments('deploymentId is required');
       const p = this.pending;
-      if (!this.updateSubscribers.has(ctx.principal)) throw invalidArguments(`Component ${ctx.principal} is not subscribed to component updates`);
-      if (!p || p.deploymentId !== deploymentId) throw notFound(`No pending update for deployment ${deploymentId}`, 'Deployment', deploymentId);
+      if (!this.updateSubscribers.has(ctx.principal)) throw invalidArguments('Component is not subscribed to component update events');
+      // The real nucleus answers this for any deferral it is not waiting for.
+      if (!p || p.deploymentId !== deploymentId) throw serviceError('Time limit to respond to PreComponentUpdateEvent exceeded');
       const recheck = req.recheckAfterMs === undefined || req.recheckAfterMs === null ? 0 : Number(req.recheckAfterMs);
       if (!Number.isFinite(recheck) || recheck < 0) throw invalidArguments('recheckAfterMs must be a non-negative number');
       p.answers.set(ctx.principal, { message: typeof req.message === 'string' ? req.message : '', recheckAfterMs: recheck });
@@ -110,8 +152,13 @@ export class LifecycleIpc {
         this.log.info({ deploymentId, component, message: d.message, recheckAfterMs: d.recheckAfterMs }, 'component deferred the update');
       }
       progress?.(`deferred by ${deferrals.map(([c]) => c).join(', ')} for ${wait} ms`);
-      await new Promise((r) => setTimeout(r, wait));
+      if (!(await longSleep(wait, this.closing.signal))) return honoured;
     }
+  }
+
+  /** The nucleus is stopping: end any deferral wait. */
+  close(): void {
+    this.closing.abort();
   }
 
   postUpdate(deploymentId: string): void {

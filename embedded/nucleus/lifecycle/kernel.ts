@@ -1,5 +1,6 @@
-import { randomBytes } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { isDeepStrictEqual } from 'node:util';
@@ -11,6 +12,7 @@ import type { ConfigStore } from '../config/store.js';
 import { BUILTIN_COMPONENTS, topoOrder } from '../deployment/resolve.js';
 import { ComponentService, type ServiceHost, type State } from './service.js';
 import type { LogRotation } from './rotating-log.js';
+import { resolveRunAs, type ResolvedRunAs } from './runwith.js';
 
 /**
  * The set of running components (the real nucleus's Kernel + KernelConfigResolver): turns a
@@ -57,7 +59,17 @@ export interface KernelOptions {
   env?: Record<string, string>;
   /** Called when a component is removed (drop its IPC connections). */
   onRemoved?(name: string): void;
+  /** runWithDefault.posixUser: who components run as when the nucleus is root. */
+  posixUser: string;
+  /** GG_ROOT_CA_PATH ("" when the device has no CA configured, as the real nucleus). */
+  rootCaPath?: string;
+  /** GGC_VERSION: the nucleus version this one stands in for. */
+  nucleusVersion: string;
+  /** A script's process group started or ended (recorded under the root to reap after a crash). */
+  onProcessGroup?(pgid: number, startTime: string | undefined, alive: boolean): void;
 }
+
+const TOKEN_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
 
 export const CLI_PRINCIPAL = 'greengrass-cli';
 
@@ -67,21 +79,31 @@ export class Kernel implements ServiceHost {
   readonly logger: Logger;
   errorResetTimeMs: number;
   killGraceMs: number;
+  readonly onProcessGroup: KernelOptions['onProcessGroup'];
   private readonly tokens = new Map<string, string>(); // token -> principal
+  private readonly runAsCache = new Map<string, ResolvedRunAs | undefined>();
   private readonly tokenOf = new Map<string, string>(); // principal -> token
 
   constructor(private readonly opts: KernelOptions) {
     this.logger = opts.logger;
     this.errorResetTimeMs = opts.errorResetTimeMs;
     this.killGraceMs = opts.killGraceMs;
+    this.onProcessGroup = opts.onProcessGroup;
     this.events.setMaxListeners(0);
   }
 
-  /** The SVCUID of a principal: random, stable for this nucleus run. */
+  /** Who a component's scripts run as (undefined: as the nucleus's own user). Throws for an unknown user. */
+  runAsFor(posixUser: string | undefined, name: string): ResolvedRunAs | undefined {
+    const spec = posixUser ?? this.opts.posixUser;
+    if (!this.runAsCache.has(spec)) this.runAsCache.set(spec, resolveRunAs(spec, `runWith of ${name}`));
+    return this.runAsCache.get(spec);
+  }
+
+  /** The SVCUID of a principal: random, stable for this nucleus run (16 upper-case letters and digits, as Greengrass). */
   tokenFor(principal: string): string {
     let t = this.tokenOf.get(principal);
     if (!t) {
-      t = randomBytes(24).toString('base64url');
+      t = Array.from({ length: 16 }, () => TOKEN_ALPHABET[randomInt(TOKEN_ALPHABET.length)]).join('');
       this.tokenOf.set(principal, t);
       this.tokens.set(t, principal);
     }
@@ -90,6 +112,12 @@ export class Kernel implements ServiceHost {
 
   principalOf(token: string): string | undefined {
     return this.tokens.get(token);
+  }
+
+  /** Whether a deployed component depends on a built-in one (aws.greengrass.Cli, say). */
+  usesBuiltin(name: string): boolean {
+    for (const c of this.components.values()) if (c.recipe.dependencies[name]) return true;
+    return false;
   }
 
   /** A component's state; built-in components are always RUNNING. */
@@ -105,6 +133,11 @@ export class Kernel implements ServiceHost {
       workPath: join(this.opts.root, 'work', name),
       configuration: config,
     };
+  }
+
+  /** Recipe-variable context of a component (system variables and its own folders). */
+  variableContext(name: string, version: string): VariableContext {
+    return { componentName: name, rootPath: this.opts.root, thingName: this.opts.thingName, ...this.paths(name, version, {}), dependencies: new Map() };
   }
 
   logFile(name: string): string {
@@ -143,7 +176,8 @@ export class Kernel implements ServiceHost {
       dependencies: deps,
     };
     const unresolved = new Set<string>();
-    const ip = (s: string) => interpolate(s, ctx, (v) => unresolved.add(v));
+    // Inline (init-config) components run as written: Greengrass interpolates only deployed recipes.
+    const ip = t.recipe.inline ? (s: string) => s : (s: string) => interpolate(s, ctx, (v) => unresolved.add(v));
     const lc = platformRecipe.lifecycle;
     const lifecycle: Lifecycle = {
       setenv: Object.fromEntries(Object.entries(lc.setenv).map(([k, v]) => [k, ip(v)])),
@@ -152,25 +186,42 @@ export class Kernel implements ServiceHost {
       ),
     };
     if (unresolved.size) this.logger.warn({ component: t.name, variables: [...unresolved] }, 'recipe variables left unresolved');
-    const env: Record<string, string> = { ...(this.opts.env ?? {}), ...lifecycle.setenv };
+    const env: Record<string, string> = { ...lifecycle.setenv };
     const fingerprint = JSON.stringify({ version: t.version, lifecycle, env });
     return { platformRecipe, lifecycle, env, fingerprint };
   }
 
+  /**
+   * A component's environment, as the real nucleus builds it: the nucleus's own environment,
+   * HOME of the nucleus's user (sudo -H then sets the component user's), the nucleus `setenv`
+   * values (region, thing name, socket, TES, FIPS flags, GGC_VERSION), the component's token,
+   * GG_ROOT_CA_PATH, then the lifecycle's Setenv.
+   */
   private environment(name: string, extra: Record<string, string>): NodeJS.ProcessEnv {
     const token = this.tokenFor(name);
     const socket = this.opts.socketPath();
+    let home = process.env.HOME;
+    try {
+      home = userInfo().homedir;
+    } catch {
+      /* no passwd entry: keep $HOME */
+    }
     return {
       ...process.env,
-      SVCUID: token,
-      AWS_CONTAINER_AUTHORIZATION_TOKEN: token,
-      AWS_CONTAINER_CREDENTIALS_FULL_URI: this.opts.tesUri(),
-      AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT: socket,
-      AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH: socket,
-      AWS_IOT_THING_NAME: this.opts.thingName,
+      ...(home ? { HOME: home } : {}),
       AWS_REGION: this.opts.region,
       AWS_DEFAULT_REGION: this.opts.region,
-      GG_ROOT_CA_PATH: join(this.opts.root, 'rootCA.pem'),
+      AWS_IOT_THING_NAME: this.opts.thingName,
+      AWS_GG_FIPS_MODE: 'false',
+      AWS_USE_FIPS_ENDPOINT: 'false',
+      GGC_VERSION: this.opts.nucleusVersion,
+      AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH: socket,
+      AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT: socket,
+      AWS_CONTAINER_CREDENTIALS_FULL_URI: this.opts.tesUri(),
+      SVCUID: token,
+      AWS_CONTAINER_AUTHORIZATION_TOKEN: token,
+      GG_ROOT_CA_PATH: this.opts.rootCaPath ?? '',
+      ...(this.opts.env ?? {}),
       ...extra,
     };
   }
@@ -223,7 +274,7 @@ export class Kernel implements ServiceHost {
       const t = target.get(name)!;
       const cur = this.opts.config.get(name);
       if (!cur || !isDeepStrictEqual(cur, t.config)) this.opts.config.replace(name, t.config, t.times);
-      const problems = this.opts.authz.setComponentPolicies(name, t.config.accessControl, { thingName: this.opts.thingName });
+      const problems = this.opts.authz.setComponentPolicies(name, t.config.accessControl);
       for (const p of problems) this.logger.warn({ component: name }, p);
     }
 
@@ -241,6 +292,8 @@ export class Kernel implements ServiceHost {
         if (existing.service.state === 'BROKEN') existing.service.restart();
         continue;
       }
+      const runAs = this.runAsFor(t.recipe.inline?.posixUser, name);
+      const versioned = !t.recipe.inline || t.recipe.inline.versioned;
       const service = new ComponentService(
         {
           name,
@@ -251,6 +304,8 @@ export class Kernel implements ServiceHost {
           logFile: this.logFile(name),
           ...(this.opts.logRotation ? { logRotation: this.opts.logRotation } : {}),
           dependencies: Object.entries(t.recipe.dependencies).map(([n, d]) => ({ name: n, type: d.type })),
+          ...(runAs ? { runAs } : {}),
+          ...(versioned ? { artifactDirs: [this.opts.store.artifactsPath(name, t.version), this.opts.store.unarchivedPath(name, t.version)] } : {}),
         },
         this,
       );

@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { chmodSync, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../../lib/errors.js';
 import type { Lifecycle, LifecycleStep, StepName } from '../componentmanager/recipe.js';
-import { killGroup, shouldSkip, startScript, type RunningScript } from './process.js';
+import { killGroup, processStartTime, shouldSkip, signalGroup, startScript, type RunAs, type RunningScript } from './process.js';
 import { RotatingLog, type LogRotation } from './rotating-log.js';
 
 /**
@@ -46,6 +46,13 @@ export interface ServiceSpec {
   /** Size-based rotation of logFile (Greengrass's logging.fileSizeKB / totalLogsSizeKB). */
   logRotation?: LogRotation;
   dependencies: { name: string; type: 'HARD' | 'SOFT' }[];
+  /**
+   * Who the scripts run as (runWithDefault.posixUser, through sudo) when the nucleus runs as
+   * root; undefined runs them as the nucleus's own user. RequiresPrivilege steps always do.
+   */
+  runAs?: RunAs & { uid: number; gid: number };
+  /** Artefact folders whose contents the component's user owns (they are created if missing). */
+  artifactDirs?: string[];
 }
 
 export interface ServiceHost {
@@ -55,6 +62,8 @@ export interface ServiceHost {
   readonly logger: Logger;
   errorResetTimeMs: number;
   killGraceMs: number;
+  /** A script's process group started / ended (the nucleus records them to reap after a crash). */
+  onProcessGroup?(pgid: number, startTime: string | undefined, alive: boolean): void;
 }
 
 export class ComponentService extends EventEmitter {
@@ -73,6 +82,8 @@ export class ComponentService extends EventEmitter {
   private readonly out: RotatingLog;
   private startupTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Ownership is (re)applied before the first script after install starts or after a shutdown, as Greengrass does. */
+  private ownershipApplied = false;
 
   constructor(
     readonly spec: ServiceSpec,
@@ -81,7 +92,6 @@ export class ComponentService extends EventEmitter {
     super();
     this.log = host.logger.child({ component: spec.name, version: spec.version });
     mkdirSync(dirname(spec.logFile), { recursive: true });
-    mkdirSync(spec.workDir, { recursive: true });
     this.out = new RotatingLog(spec.logFile, spec.logRotation);
     if (spec.dependencies.some((d) => d.type === 'HARD')) host.events.on('state', this.onDependencyState);
   }
@@ -114,6 +124,15 @@ export class ComponentService extends EventEmitter {
     }
     if (this.state === 'RUNNING' || this.state === 'STARTING') this.report('STOPPING', 'restart requested');
     else this.kick();
+  }
+
+  /** Paused with PauseComponent (its processes are stopped with SIGSTOP until resumed). */
+  paused = false;
+
+  /** Freeze (or thaw) every process of the component (PauseComponent / ResumeComponent). */
+  setPaused(paused: boolean): void {
+    for (const g of this.groups) signalGroup(g, paused ? 'SIGSTOP' : 'SIGCONT');
+    this.paused = paused;
   }
 
   /** A state reported by the component over IPC (UpdateState); invalid transitions are ignored. */
@@ -205,6 +224,7 @@ export class ComponentService extends EventEmitter {
       case 'NEW': {
         if (this.desired !== 'RUNNING') return;
         this.reinstallRequested = false;
+        this.ownershipApplied = false;
         const ok = await this.runForeground('install');
         if (!this.current(g)) return;
         this.report(ok ? 'INSTALLED' : 'ERRORED', ok ? 'installed' : 'install failed');
@@ -225,13 +245,20 @@ export class ComponentService extends EventEmitter {
         return;
       case 'STOPPING': {
         this.clearStartupTimer();
+        if (this.paused) this.setPaused(false); // a frozen process cannot shut down gracefully
         await this.runForeground('shutdown');
         await this.killAll();
+        this.ownershipApplied = false;
         if (!this.current(g)) return;
         if (this.reinstallRequested) return this.report('NEW', 'reinstalling');
         return this.report(this.desired === 'RUNNING' ? 'INSTALLED' : 'FINISHED', this.desired === 'RUNNING' ? 'restarting' : 'stopped');
       }
       case 'FINISHED':
+        // Nothing to run: Greengrass then stops the service, which runs its Shutdown step.
+        if (prev === 'STARTING') {
+          this.desired = 'FINISHED';
+          return this.report('STOPPING', 'nothing to run');
+        }
         if (this.desired === 'RUNNING' && prev === 'FINISHED') return this.report('INSTALLED', 'restarting');
         return;
       case 'ERRORED': {
@@ -299,8 +326,15 @@ export class ComponentService extends EventEmitter {
   private startUp(): void {
     const steps = this.spec.lifecycle.steps;
     const startGen = ++this.startGen;
-    const startup = steps.startup && !shouldSkip(steps.startup.skipIf, this.spec.env, this.spec.workDir) ? steps.startup : undefined;
-    const run = steps.run && !shouldSkip(steps.run.skipIf, this.spec.env, this.spec.workDir) ? steps.run : undefined;
+    let startup: LifecycleStep | undefined;
+    let run: LifecycleStep | undefined;
+    try {
+      startup = steps.startup && !shouldSkip(steps.startup.skipIf, this.spec.env, this.spec.workDir) ? steps.startup : undefined;
+      run = steps.run && !shouldSkip(steps.run.skipIf, this.spec.env, this.spec.workDir) ? steps.run : undefined;
+    } catch (e) {
+      this.writeLog(errorMessage(e));
+      return this.report('ERRORED', errorMessage(e));
+    }
     if (startup) {
       const p = this.spawn('startup', startup);
       const timeout = (startup.timeout ?? DEFAULT_TIMEOUT_S.startup) * 1000;
@@ -347,20 +381,54 @@ export class ComponentService extends EventEmitter {
   }
 
   private spawn(step: StepName, s: LifecycleStep): RunningScript {
+    this.applyOwnership();
     const env = { ...this.spec.env, ...s.setenv };
-    if (s.requiresPrivilege) this.writeLog(`${step}: RequiresPrivilege is not supported by the local nucleus; running as the current user`);
-    const p = startScript({ script: s.script, cwd: this.spec.workDir, env, log: this.out, label: `${this.name} ${step}` });
+    const runAs = s.requiresPrivilege ? undefined : this.spec.runAs;
+    const p = startScript({ script: s.script, cwd: this.spec.workDir, env, log: this.out, label: `${this.name} ${step}`, sweepOnExit: step !== 'startup', ...(runAs ? { runAs } : {}) });
     this.procs.add(p);
-    if (p.child.pid !== undefined) this.groups.add(p.child.pid);
+    const pgid = p.pgid;
+    if (pgid !== undefined) {
+      this.groups.add(pgid);
+      this.host.onProcessGroup?.(pgid, processStartTime(pgid), true);
+    }
     void p.exited.then(() => this.procs.delete(p));
     return p;
+  }
+
+  /**
+   * The work folder (created 0700) and the artefacts' contents belong to the user the scripts
+   * run as, as RunWithPathOwnershipHandler makes them on a real device: applied before the first
+   * script after install starts and again after each shutdown (a deployment may change the user).
+   */
+  private applyOwnership(): void {
+    if (this.ownershipApplied) return;
+    this.ownershipApplied = true;
+    const fresh = !existsSync(this.spec.workDir);
+    mkdirSync(this.spec.workDir, { recursive: true, mode: 0o700 });
+    if (fresh) chmodSync(this.spec.workDir, 0o700);
+    for (const d of this.spec.artifactDirs ?? []) mkdirSync(d, { recursive: true, mode: 0o755 });
+    const ids = this.spec.runAs;
+    if (!ids) return;
+    try {
+      chownTree(this.spec.workDir, ids.uid, ids.gid, true);
+      for (const d of this.spec.artifactDirs ?? []) chownTree(d, ids.uid, ids.gid, false);
+    } catch (e) {
+      this.log.error({ err: errorMessage(e), user: ids.user }, 'cannot hand the work and artifact folders to the component user; its artifacts may not be readable');
+    }
   }
 
   /** Run a step to completion within its timeout; true when it succeeded (or is absent/skipped). */
   private async runForeground(step: StepName): Promise<boolean> {
     const s = this.spec.lifecycle.steps[step];
     if (!s) return true;
-    if (shouldSkip(s.skipIf, this.spec.env, this.spec.workDir)) {
+    let skip: boolean;
+    try {
+      skip = shouldSkip(s.skipIf, this.spec.env, this.spec.workDir);
+    } catch (e) {
+      this.writeLog(`${step}: ${errorMessage(e)}`);
+      return false;
+    }
+    if (skip) {
       this.writeLog(`${step}: skipped (${s.skipIf})`);
       return true;
     }
@@ -383,9 +451,23 @@ export class ComponentService extends EventEmitter {
     const groups = [...this.groups];
     this.groups.clear();
     await Promise.all(groups.map((g) => killGroup(g, this.host.killGraceMs)));
+    for (const g of groups) this.host.onProcessGroup?.(g, undefined, false);
   }
 
   private writeLog(line: string): void {
     if (!this.out.destroyed) this.out.write(`[nucleus] ${new Date().toISOString()} ${this.name}: ${line}\n`);
+  }
+}
+
+/** chown a tree (symlinks themselves, not their targets); the top folder only when `self`. */
+function chownTree(path: string, uid: number, gid: number, self: boolean): void {
+  if (!existsSync(path)) return;
+  if (self) lchownSync(path, uid, gid);
+  if (!lstatSync(path).isDirectory()) return;
+  for (const f of readdirSync(path)) {
+    const p = join(path, f);
+    const st = lstatSync(p);
+    lchownSync(p, uid, gid);
+    if (st.isDirectory()) chownTree(p, uid, gid, false);
   }
 }

@@ -1,6 +1,8 @@
 /** MQTT-style topic filters, as both local pub/sub and the IoT Core bridge use them. */
 export function isWildcardFilter(filter: string): boolean {
-  return filter.includes('+') || filter.includes('#');
+  // Only whole levels are wildcards ("a+b" is a plain topic), as in the real SubscriptionTrie.
+  const levels = filter.split('/');
+  return levels.some((l, i) => l === '+' || (l === '#' && i === levels.length - 1));
 }
 
 /** Does `topic` match `filter` (`+` one level, a trailing `#` any number, including none)? */

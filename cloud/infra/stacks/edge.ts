@@ -100,6 +100,14 @@ export class EdgeStack extends Stack {
       );
       // The request loupe's fleet code sends for every later deployment, less the idempotency token.
       const { clientToken: _t, targetArn, deploymentName, deploymentPolicies, iotJobConfiguration, tags } = deploymentRequest(this.thingGroupArn, `${n.jobPrefix}-initial`, undefined, rolloutOf(c));
+      // CDK types RateIncreaseCriteria as `any` and passes it through as given, so the SDK's
+      // camelCase key would reach the template; CloudFormation's schema wants NumberOfSucceededThings
+      // (cfn-lint E3002 caught it).
+      const rate = iotJobConfiguration?.jobExecutionsRolloutConfig?.exponentialRate;
+      if (rate?.rateIncreaseCriteria) {
+        const { numberOfNotifiedThings, numberOfSucceededThings } = rate.rateIncreaseCriteria;
+        rate.rateIncreaseCriteria = (numberOfSucceededThings !== undefined ? { NumberOfSucceededThings: numberOfSucceededThings } : { NumberOfNotifiedThings: numberOfNotifiedThings }) as unknown as typeof rate.rateIncreaseCriteria;
+      }
       const d = new greengrass.CfnDeployment(this, 'InitialDeployment', {
         targetArn: targetArn!,
         deploymentName,

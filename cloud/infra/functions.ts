@@ -6,7 +6,8 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { InfraConfig } from './config.js';
 import { Construct } from 'constructs';
 import type { ImageRef } from './images.js';
-import { ML_PREFIX, namesOf } from './layout.js';
+import { cloudLoopConfig, ML_PREFIX, namesOf, type CloudRefs } from './layout.js';
+import { RUNTIME_ENV } from '../serverless/runtime.js';
 import { nagSuppress, wildcardResource, type NagAcknowledgement } from './nag.js';
 
 /**
@@ -76,6 +77,15 @@ export class LoupeFunction extends Construct {
 export function appBuckets(scope: Construct, c: InfraConfig): { uploads: s3.IBucket; ml: s3.IBucket } {
   const b = namesOf(c).buckets;
   return { uploads: s3.Bucket.fromBucketName(scope, 'UploadsBucket', b.uploads), ml: s3.Bucket.fromBucketName(scope, 'MlBucket', b.ml) };
+}
+
+/** What the edge and labelling stacks hand to the stacks whose functions run the loop's steps (app.ts). */
+export type StepRefs = Pick<CloudRefs, 'thingGroupArn' | 'groundTruthRoleArn' | 'featureGroupName'>;
+
+/** The environment of a function that runs the loop's steps: its loop.json (the AWS ports) and the loop home in S3. */
+export function stepEnvironment(scope: Construct, c: InfraConfig, buckets: { uploads: s3.IBucket; ml: s3.IBucket }, refs: StepRefs): Record<string, string> {
+  const config = cloudLoopConfig(c, { uploadsBucket: buckets.uploads.bucketName, mlBucket: buckets.ml.bucketName, ...refs });
+  return { [RUNTIME_ENV.config]: Stack.of(scope).toJsonString(config), [RUNTIME_ENV.home]: `s3://${buckets.ml.bucketName}/${ML_PREFIX.home}` };
 }
 
 /** `arn:<partition>:<service>:<region>:<account>:<resource>` of the stack. */

@@ -4,11 +4,10 @@ import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
-import { RUNTIME_ENV } from '../../serverless/runtime.js';
 import type { InfraConfig } from '../config.js';
-import { appBuckets, arnOf, LoupeFunction } from '../functions.js';
+import { appBuckets, arnOf, LoupeFunction, stepEnvironment, type StepRefs } from '../functions.js';
 import { CLOUD_IMAGE, imageRef } from '../images.js';
-import { cloudLoopConfig, ML_PREFIX, namesOf } from '../layout.js';
+import { ML_PREFIX, namesOf } from '../layout.js';
 import { nagSuppress, wildcardResource } from '../nag.js';
 import { lambdaStep, stateMachineLogging } from '../state-machines.js';
 
@@ -28,15 +27,14 @@ export class DeployStack extends Stack {
     scope: Construct,
     id: string,
     c: InfraConfig,
-    refs: { thingGroupArn: string; groundTruthRoleArn: string; featureGroupName: string },
+    refs: StepRefs,
     props: StackProps,
   ) {
     super(scope, id, props);
     const { uploads, ml } = appBuckets(this, c);
     const n = namesOf(c);
     const image = imageRef(this, 'CloudImage', c.images.cloud, CLOUD_IMAGE);
-    const config = cloudLoopConfig(c, { uploadsBucket: uploads.bucketName, mlBucket: ml.bucketName, groundTruthRoleArn: refs.groundTruthRoleArn, featureGroupName: refs.featureGroupName, thingGroupArn: refs.thingGroupArn });
-    const environment = { [RUNTIME_ENV.config]: Stack.of(this).toJsonString(config), [RUNTIME_ENV.home]: `s3://${ml.bucketName}/${ML_PREFIX.home}` };
+    const environment = stepEnvironment(this, c, { uploads, ml }, refs);
 
     const componentObjects = ml.arnForObjects(`${ML_PREFIX.components}/*`);
     const components = arnOf(this, 'greengrass', 'components:loupe.Model');

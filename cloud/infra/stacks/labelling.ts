@@ -8,11 +8,10 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import type { Construct } from 'constructs';
 import { FEATURE_DEFINITIONS } from '../../labelstore/featurestore.js';
-import { RUNTIME_ENV } from '../../serverless/runtime.js';
 import type { InfraConfig } from '../config.js';
-import { appBuckets, arnOf, LoupeFunction } from '../functions.js';
+import { appBuckets, arnOf, LoupeFunction, stepEnvironment } from '../functions.js';
 import { CLOUD_IMAGE, imageRef } from '../images.js';
-import { cloudLoopConfig, ML_PREFIX, namesOf } from '../layout.js';
+import { ML_PREFIX, namesOf } from '../layout.js';
 import { nagSuppress, wildcardResource } from '../nag.js';
 import { lambdaStep, stateMachineLogging } from '../state-machines.js';
 
@@ -102,8 +101,7 @@ export class LabellingStack extends Stack {
 
     // ---- the handlers ------------------------------------------------------------------------------
     const image = imageRef(this, 'CloudImage', c.images.cloud, CLOUD_IMAGE);
-    const config = cloudLoopConfig(c, { uploadsBucket: uploads.bucketName, mlBucket: ml.bucketName, groundTruthRoleArn: this.groundTruthRole.roleArn, featureGroupName: n.featureGroup, thingGroupArn: refs.thingGroupArn });
-    const environment = { [RUNTIME_ENV.config]: Stack.of(this).toJsonString(config), [RUNTIME_ENV.home]: `s3://${ml.bucketName}/${ML_PREFIX.home}` };
+    const environment = stepEnvironment(this, c, { uploads, ml }, { groundTruthRoleArn: this.groundTruthRole.roleArn, featureGroupName: n.featureGroup, thingGroupArn: refs.thingGroupArn });
     const featureGroupArn = arnOf(this, 'sagemaker', `feature-group/${n.featureGroup}`);
     const putRecord = new iam.PolicyStatement({ sid: 'FeatureStore', actions: ['sagemaker:PutRecord'], resources: [featureGroupArn] });
     const readUploads = [

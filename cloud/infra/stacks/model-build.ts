@@ -3,9 +3,8 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sagemaker from 'aws-cdk-lib/aws-sagemaker';
 import type { Construct } from 'constructs';
-import { RUNTIME_ENV } from '../../serverless/runtime.js';
 import type { InfraConfig } from '../config.js';
-import { appBuckets, arnOf, LoupeFunction } from '../functions.js';
+import { appBuckets, arnOf, LoupeFunction, stepEnvironment, type StepRefs } from '../functions.js';
 import { CLOUD_IMAGE, imageRef, TRAINING_IMAGE, type ImageRef } from '../images.js';
 import { cloudLoopConfig, ML_PREFIX, namesOf } from '../layout.js';
 import { nagSuppress, wildcardResource } from '../nag.js';
@@ -26,7 +25,7 @@ export class ModelBuildStack extends Stack {
     scope: Construct,
     id: string,
     c: InfraConfig,
-    refs: { thingGroupArn: string; groundTruthRoleArn: string; featureGroupName: string },
+    refs: StepRefs,
     props: StackProps,
   ) {
     super(scope, id, props);
@@ -34,8 +33,7 @@ export class ModelBuildStack extends Stack {
     const n = namesOf(c);
     const cloudImage = imageRef(this, 'CloudImage', c.images.cloud, CLOUD_IMAGE);
     this.trainingImage = imageRef(this, 'TrainingImage', c.images.training, TRAINING_IMAGE);
-    const config = cloudLoopConfig(c, { uploadsBucket: uploads.bucketName, mlBucket: ml.bucketName, groundTruthRoleArn: refs.groundTruthRoleArn, featureGroupName: refs.featureGroupName, thingGroupArn: refs.thingGroupArn });
-    const environment = { [RUNTIME_ENV.config]: Stack.of(this).toJsonString(config), [RUNTIME_ENV.home]: `s3://${ml.bucketName}/${ML_PREFIX.home}` };
+    const environment = stepEnvironment(this, c, { uploads, ml }, refs);
 
     const group = new sagemaker.CfnModelPackageGroup(this, 'ModelPackageGroup', {
       modelPackageGroupName: c.group,

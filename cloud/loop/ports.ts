@@ -46,6 +46,8 @@ export interface ObjectStoragePort {
 export interface LabelStoreMirror {
   /** Push what was appended since the last sync; idempotent. */
   sync(log: Logger): Promise<{ put: number; watermark: number }>;
+  /** How far the mirror got (the label store's append sequence it has pushed up to). */
+  watermark(): number;
 }
 
 export interface LabelStorePort {
@@ -109,7 +111,8 @@ export interface RegistryPort {
 
 /** The devices: component versions, deployments, what devices run (local nucleus, Greengrass v2). */
 export interface FleetPort {
-  readonly backend: 'local' | 'aws';
+  /** The adapter's name (`local`, `aws`, or a new backend's). */
+  readonly backend: string;
   readonly fleet: FleetBackend;
   /** Intent rows that make publishing and deploying safe to repeat. */
   readonly store: FleetStore;

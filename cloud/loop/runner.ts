@@ -76,7 +76,7 @@ export function checkOutput(step: Pick<LoopStep, 'name' | 'output'>, runId: numb
   const r = step.output.safeParse(output);
   if (r.success) return r.data;
   const what = when === 'stored' ? 'the output stored for it does not match what this loupe expects' : 'it returned an output that does not match its schema';
-  throw new LoupeError('LOOP_OUTPUT_INVALID', `run ${runId}, step ${step.name}: ${what}: ${describeIssues(r.error)}`, { input: `run ${runId} step ${step.name}` });
+  throw new LoupeError('LOOP_OUTPUT_INVALID', `${what}: ${describeIssues(r.error)}`, { input: `run ${runId}, step ${step.name}` });
 }
 
 export interface RunReport {

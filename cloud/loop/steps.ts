@@ -408,7 +408,7 @@ export function bindStep<N extends StepName, Needs extends StepName>(step: StepD
       const prior: Record<string, unknown> = {};
       for (const n of step.needs) {
         const o = ctx.outputs[n];
-        if (!o) throw new LoupeError('LOOP_STEP_INPUT', `run ${ctx.runId}, step ${step.name}: needs the output of step ${n}, which is not done`, { input: `run ${ctx.runId} step ${step.name}` });
+        if (!o) throw new LoupeError('LOOP_STEP_INPUT', `needs the output of step ${n}, which is not done`, { input: `run ${ctx.runId}, step ${step.name}` });
         prior[n] = o;
       }
       const input = { runId: ctx.runId, attempt: ctx.attempt, runDir: ctx.runDir, config, prior: prior as StepInput<Needs>['prior'] };

@@ -59,7 +59,7 @@ describe('a loop run interrupted by the previous release', () => {
     }
     // The killed attempt's snapshot folder names its own absolute path in data.yaml (where the
     // fixture was made); a reused snapshot is read through it, so point it at the copy.
-    for (const snap of readdirSync(home.snapshotsDir)) {
+    for (const snap of readdirSync(home.snapshotsDir).filter((d) => d.startsWith('snap-'))) {
       const yaml = join(home.snapshotsDir, snap, 'data.yaml');
       writeFileSync(yaml, readFileSync(yaml, 'utf8').replace(/^path: .*$/m, `path: ${join(home.snapshotsDir, snap)}`));
     }

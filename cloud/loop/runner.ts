@@ -151,12 +151,25 @@ export async function runLoop<C extends Record<string, unknown>>(o: RunLoopOptio
   beat.unref();
   let runRow: RunRow | undefined;
   try {
+    /** Outputs of a run's done steps, each checked against its step's schema. */
+    const storedOutputs = (runId: number): Record<string, Record<string, unknown>> => {
+      const outputs: Record<string, Record<string, unknown>> = {};
+      for (const r of o.store.steps(runId)) {
+        if (r.status !== 'done') continue;
+        const step = o.steps.find((s) => s.name === r.name);
+        outputs[r.name] = step ? checkOutput(step, runId, r.output, 'stored') : (r.output ?? {});
+      }
+      return outputs;
+    };
     const unfinished = o.store.unfinishedRun();
     let resumed = false;
     if (unfinished) {
       if (o.resume === 'new') {
         throw new LoupeError('LOOP_UNFINISHED', `run ${unfinished.id} is unfinished (${unfinished.status}); resume it or abandon it first`, { input: `run ${unfinished.id}` });
       }
+      // Checked before the run is touched: a stored output this code cannot read fails the
+      // resume here, naming the run, the step and the field, and leaves the run as it was.
+      storedOutputs(unfinished.id);
       runRow = unfinished;
       resumed = true;
       o.store.setRunStatus(unfinished.id, 'running');
@@ -171,14 +184,7 @@ export async function runLoop<C extends Record<string, unknown>>(o: RunLoopOptio
     const config = (resumed ? { ...o.config, ...runRow.config } : o.config) as C;
     const runDir = join(o.runsDir, String(runId));
     mkdirSync(runDir, { recursive: true });
-    // Outputs of done steps, checked now: a stored output this code cannot read fails the resume
-    // here, naming the run, the step and the field, before any step runs.
-    const outputs: Record<string, Record<string, unknown>> = {};
-    for (const r of o.store.steps(runId)) {
-      if (r.status !== 'done') continue;
-      const step = o.steps.find((s) => s.name === r.name);
-      outputs[r.name] = step ? checkOutput(step, runId, r.output, 'stored') : (r.output ?? {});
-    }
+    const outputs = unfinished ? storedOutputs(unfinished.id) : {};
     let halt: string | null = null;
     for (let i = 0; i < o.steps.length; i++) {
       const step = o.steps[i]!;

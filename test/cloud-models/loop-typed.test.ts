@@ -83,12 +83,13 @@ describe('typed loop steps', () => {
     const store = new LoopStore(home.loopDb);
     try {
       const before = store.steps(1);
+      const runBefore = store.getRun(1);
       const err = await runLoop({ store, steps: loopSteps({ ports: env.ports, config }), trigger: 'test', config: {}, runsDir: home.runsDir }).catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'LOOP_OUTPUT_INVALID' });
       expect(String((err as Error).message)).toMatch(/^run 1, step label: the output stored for it does not match what this loupe expects: job: /);
       // Nothing ran: the snapshot step is as the crash left it, the run still resumable.
       expect(store.steps(1)).toEqual(before);
-      expect(store.unfinishedRun()?.id).toBe(1);
+      expect(store.getRun(1)).toEqual(runBefore);
     } finally {
       store.close();
       await env.close();

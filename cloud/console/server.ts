@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { errorMessage, LoupeError } from '../../lib/errors.js';
 import { silentLogger } from '../../lib/log.js';
 import { projectRoot } from '../../lib/paths.js';
-import { hostAllowed, parseCookies } from '../labeling/server.js';
+import { crossOriginRefusal, hostAllowed, parseCookies } from '../labeling/server.js';
 import type { ConsoleSources } from './sources.js';
 
 /**
@@ -91,19 +91,8 @@ export async function startConsoleServer(opts: ConsoleServerOptions): Promise<Co
     const host = req.headers.host;
     if (!hostAllowed(host, allowedHosts)) throw new HttpError(403, `Host ${JSON.stringify(host ?? '')} is not this server (loupe console --allowed-host adds names)`);
     if (!path.startsWith('/api/')) return;
-    const origin = req.headers.origin;
-    if (origin !== undefined) {
-      let same = false;
-      try {
-        const o = new URL(origin);
-        same = (o.protocol === 'http:' || o.protocol === 'https:') && o.host.toLowerCase() === host!.toLowerCase();
-      } catch {
-        same = false;
-      }
-      if (!same) throw new HttpError(403, `cross-origin request from ${JSON.stringify(origin)} refused`);
-    }
-    const site = req.headers['sec-fetch-site'];
-    if (site !== undefined && site !== 'same-origin' && site !== 'none') throw new HttpError(403, `cross-site request (Sec-Fetch-Site: ${site}) refused`);
+    const refusal = crossOriginRefusal(req);
+    if (refusal) throw new HttpError(403, refusal);
   };
 
   const readBody = async (req: IncomingMessage): Promise<Record<string, unknown>> => {

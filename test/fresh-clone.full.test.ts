@@ -1,6 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -38,6 +38,8 @@ function run(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.Proce
 describe('a fresh clone', () => {
   it('runs `loupe demo --fast` without ../shared', async () => {
     dir = await mkdtemp(join(tmpdir(), 'loupe-clone-'));
+    // As root the nucleus runs components as ggc_user, who must reach the clone (mkdtemp makes it 0700).
+    await chmod(dir, 0o755);
     const clone = join(dir, 'loupe');
     const head = execFileSync('git', ['-C', projectRoot, 'rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
     execFileSync('git', ['clone', '--quiet', '--no-checkout', projectRoot, clone]);

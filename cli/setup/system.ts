@@ -19,6 +19,7 @@ export const DEBIAN_PACKAGES: ReadonlyArray<{ name: string; why: string }> = [
   { name: 'openjdk-17-jre-headless', why: 'the real Greengrass nucleus (differential tests)' },
   { name: 'sudo', why: 'the real nucleus runs components as ggc_user' },
   { name: 'fonts-dejavu-core', why: 'labels on annotated images and plots' },
+  { name: 'strace', why: 'the fresh-clone test checks that nothing outside the clone is read' },
 ];
 
 export const GG_USER = 'ggc_user';

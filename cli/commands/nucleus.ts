@@ -3,7 +3,7 @@ import { keysPath, tesCredentials } from '../../embedded/objectstore/keys.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
-import { followLog, parseFilters, selectLines } from './nucleus-logs.js';
+import { followLog, parseFilters, selectLines } from '../nucleus-logs.js';
 import { LoupeError } from '../../lib/errors.js';
 import { readInitConfig } from '../../embedded/nucleus/initconfig.js';
 import { Nucleus, optionsFromInitConfig, type NucleusOptions } from '../../embedded/nucleus/nucleus.js';

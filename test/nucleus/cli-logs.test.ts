@@ -2,7 +2,7 @@ import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { followLog, humanLine, parseFilters, selectLines } from '../../cli/commands/nucleus-logs.js';
+import { followLog, humanLine, parseFilters, selectLines } from '../../cli/nucleus-logs.js';
 import { until } from '../helpers/nucleus.js';
 
 /** `loupe nucleus logs --filter/--format/--follow` on files, as greengrass-cli logs get does. */

@@ -1,5 +1,5 @@
 import { open, stat } from 'node:fs/promises';
-import { LoupeError } from '../../lib/errors.js';
+import { LoupeError } from '../lib/errors.js';
 
 /**
  * `loupe nucleus logs` filtering, formatting and following, shaped like greengrass-cli's

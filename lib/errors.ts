@@ -1,14 +1,18 @@
+import type { ErrorCode } from './error-codes.js';
+
+export type { ErrorCode } from './error-codes.js';
+
 /**
  * The one error type loupe raises for bad input and failed operations. `input` names what was
  * wrong (a file, a config key, a record) so the message can be acted on; `code` is stable and
- * testable. The CLI prints `loupe: <message>` and exits with `exitCode`.
+ * testable and listed, with its meaning, in ./error-codes.ts. The CLI prints `loupe: <message>` and exits with `exitCode`.
  */
 export class LoupeError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly input?: string;
   readonly exitCode: number;
 
-  constructor(code: string, message: string, opts: { input?: string; cause?: unknown; exitCode?: number } = {}) {
+  constructor(code: ErrorCode, message: string, opts: { input?: string; cause?: unknown; exitCode?: number } = {}) {
     super(opts.input ? `${opts.input}: ${message}` : message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'LoupeError';
     this.code = code;

@@ -20,6 +20,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
     await fh.writeFile(data);
     await fh.sync();
   } catch (e) {
+    // the write already failed: its error is the one to report
     await fh.close().catch(() => {});
     await rm(tmp, { force: true });
     throw e;

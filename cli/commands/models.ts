@@ -135,6 +135,7 @@ export function register(program: Command): void {
         const p = resolve(o.gateReport);
         if (!existsSync(p)) throw new LoupeError('CLI_NO_FILE', 'gate report not found', { input: p });
         const r = JSON.parse(readFileSync(p, 'utf8')) as GateReport;
+        // an unreadable --onnx is reported when it is registered below; only this cross-check is skipped
         const digest = await sha256File(resolve(o.onnx)).catch(() => undefined);
         if (r.challenger?.sha256 && digest && r.challenger.sha256 !== digest) {
           throw new LoupeError('REGISTRY_GATE_MISMATCH', `the gate report scored another model (sha256 ${r.challenger.sha256}, ${r.challenger.model}); --onnx is ${digest}`, { input: p });

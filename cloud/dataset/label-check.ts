@@ -1,3 +1,4 @@
+import type { ErrorCode } from '../../lib/error-codes.js';
 import { LoupeError } from '../../lib/errors.js';
 import type { Box } from '../../contracts/box.js';
 import { yoloLabelFields } from '../../contracts/box.js';
@@ -12,7 +13,7 @@ export interface LabelSource {
   record: string;
 }
 
-export function labelError(code: string, src: LabelSource, why: string): LoupeError {
+export function labelError(code: ErrorCode, src: LabelSource, why: string): LoupeError {
   return new LoupeError(code, `${src.record}: ${why}`, { input: src.file });
 }
 

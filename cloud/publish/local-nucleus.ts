@@ -54,6 +54,7 @@ export class LocalNucleusFleet implements FleetBackend {
   }
 
   async close(): Promise<void> {
+    // closing on the way out: a connection that is already gone needs no more
     await this.client?.close().catch(() => {});
     this.client = null;
   }

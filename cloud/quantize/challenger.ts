@@ -32,6 +32,7 @@ export async function quantizeChallenger(o: { onnx: string; dataYaml: string; di
   const out = join(o.dir, 'model.int8.onnx');
   const source = await sha256File(o.onnx);
   if (existsSync(out)) {
+    // no readable record of an earlier attempt: quantize again rather than reuse it
     const rec = await quantizationRecord(out).catch(() => undefined);
     const calib = rec?.calibration as { images?: number } | undefined;
     if (rec?.source_sha256 === source && calib?.images !== undefined && calib.images <= o.config.calibrationImages) {

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
+import { codeFromText } from '../../lib/error-codes.js';
 import { LoupeError, errorMessage } from '../../lib/errors.js';
 import { sha256File } from '../../lib/fsutil.js';
 import { silentLogger } from '../../lib/log.js';
@@ -162,7 +163,10 @@ function runQuantizePy(python: string, args: string[], total: number, log: Logge
     child.on('error', (e) => reject(new LoupeError('PYTHON_MISSING', `cannot run the trainer venv's python (${e.message}); run \`loupe setup python\``, { input: python })));
     child.on('close', (code, signal) => {
       process.removeListener('exit', killOnExit);
-      if (refusal) return reject(new LoupeError(refusal.code, refusal.message, { input: args[1] }));
+      if (refusal) {
+        const r = codeFromText(refusal.code, refusal.message, 'QUANTIZE_FAILED');
+        return reject(new LoupeError(r.code, r.message, { input: args[1] }));
+      }
       if (code !== 0 || !done) {
         return reject(new LoupeError('QUANTIZE_FAILED', `quantize.py ${signal ? `was killed by ${signal}` : `exited with status ${code}`}; its last output:\n${tail.trim()}`, { input: quantizeScript }));
       }

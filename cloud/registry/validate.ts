@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import yauzl from 'yauzl';
 import { Detector, type ModelInfo } from '../../components/detector/detector.js';
+import type { ErrorCode } from '../../lib/error-codes.js';
 import { errorMessage, isLoupeError, LoupeError } from '../../lib/errors.js';
 import { sha256 } from '../../lib/fsutil.js';
 
@@ -18,7 +19,7 @@ export interface ValidatedModel {
   onnxSha256: string;
 }
 
-const bad = (code: string, path: string, msg: string, cause?: unknown): LoupeError => new LoupeError(code, msg, { input: path, cause });
+const bad = (code: ErrorCode, path: string, msg: string, cause?: unknown): LoupeError => new LoupeError(code, msg, { input: path, cause });
 
 async function checkOnnx(path: string): Promise<ValidatedModel> {
   let bytes: Buffer;

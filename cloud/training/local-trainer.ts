@@ -4,6 +4,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
+import { codeFromText } from '../../lib/error-codes.js';
 import { LoupeError } from '../../lib/errors.js';
 import { silentLogger } from '../../lib/log.js';
 import { projectRoot } from '../../lib/paths.js';
@@ -156,7 +157,8 @@ export async function trainLocal(options: TrainOptions, outDir: string, hooks: L
     progress.stop();
     // A refused input trained nothing: leave no half-made output folder behind.
     await rm(createdOut ? out : join(out, 'work'), { recursive: true, force: true });
-    throw new LoupeError(refusal.code, refusal.message, { exitCode: 2 });
+    const r = codeFromText(refusal.code, refusal.message, 'TRAIN_FAILED');
+    throw new LoupeError(r.code, r.message, { exitCode: 2 });
   }
   if (aborted || code === 130 || code !== 0) progress.stop();
   if (aborted || code === 130) throw interrupted(out, epochsDone);

@@ -17,6 +17,7 @@ import {
 import { stringify as toYaml } from 'yaml';
 import { extract as untar } from 'tar';
 import type { Logger } from 'pino';
+import { isErrorCode } from '../../lib/error-codes.js';
 import { LoupeError } from '../../lib/errors.js';
 import { silentLogger } from '../../lib/log.js';
 import { Progress } from '../../lib/progress.js';
@@ -270,7 +271,9 @@ async function finishJob(jobName: string, out: string, config: Pick<SageMakerTra
   if (status === 'Failed') {
     const reason = desc.FailureReason ?? 'no reason given';
     const m = REFUSAL.exec(reason);
-    if (m) throw new LoupeError(m[1] as string, `${m[2]} (training job ${jobName})`, { exitCode: 2 });
+    // a train.py refusal keeps its code; any other upper-case prefix is SageMaker's own failure
+    const refused = m?.[1];
+    if (m && refused && isErrorCode(refused)) throw new LoupeError(refused, `${m[2]} (training job ${jobName})`, { exitCode: 2 });
     throw new LoupeError('SAGEMAKER_FAILED', `training job ${jobName} failed: ${reason}`, { input: jobName });
   }
   const artifacts = desc.ModelArtifacts?.S3ModelArtifacts;
@@ -337,6 +340,7 @@ async function poll(sm: SageMakerClient, jobName: string, pollSeconds: number, l
       if (d.TrainingJobStatus === 'Completed') progress.finish();
       return d;
     }
+    // an abort only ends the wait early; the loop then sees the stop request
     await sleep(pollSeconds * 1000, undefined, { signal: stopRequested ? undefined : hooks.signal }).catch(() => {});
   }
 }

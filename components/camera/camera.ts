@@ -101,7 +101,7 @@ export class CameraRunner {
         this.setState('reconnecting', e);
         const wait = Math.round(delay / 2 + Math.random() * (delay / 2));
         log.warn({ err: errorMessage(e), retryInMs: wait }, 'camera failed; reopening');
-        await this.source.close().catch(() => {});
+        await this.source.close().catch((err) => log.debug({ err: errorMessage(err) }, 'closing the failed source failed too; reopening anyway'));
         await new Promise<void>((r) => {
           this.wake = r;
           this.sleepTimer = setTimeout(r, wait);
@@ -111,6 +111,7 @@ export class CameraRunner {
       }
       break;
     }
+    // stopping: the source is dropped whatever its close says
     await this.source?.close().catch(() => {});
     if (this.stopped) this.setState('stopped');
   }
@@ -120,6 +121,7 @@ export class CameraRunner {
     this.trigger.close();
     clearTimeout(this.sleepTimer);
     this.wake?.();
+    // stopping: the source is dropped whatever its close says
     await this.source?.close().catch(() => {});
     await this.loop;
   }

@@ -33,8 +33,8 @@ async function start(ctx: ComponentContext<CameraComponentConfig>) {
       evicted: store.evicted,
       delivery: { unacked: delivery.pending, redelivered: delivery.redelivered, lost: delivery.lost },
     };
-    await ipc.publish(TOPICS.cameraHealth, msg).catch(() => {});
-    if (cfg.publishToIoTCore) await ipc.publishIoTCore(IOT_TOPICS.health(ctx.thingName), msg).catch(() => {});
+    await ipc.publish(TOPICS.cameraHealth, msg).catch((e) => log.debug({ err: errorMessage(e) }, 'camera health not published; the next report retries'));
+    if (cfg.publishToIoTCore) await ipc.publishIoTCore(IOT_TOPICS.health(ctx.thingName), msg).catch((e) => log.debug({ err: errorMessage(e) }, 'camera health not sent to IoT Core; the next report retries'));
   };
 
   /** Start the configured cameras; `keep` are running ones whose configuration did not change. */

@@ -1,3 +1,4 @@
+import type { ErrorCode } from '../../lib/error-codes.js';
 import { LoupeError } from '../../lib/errors.js';
 import { parsePyLiteral, parsePyNames, type PyValue } from '../../lib/pyliteral.js';
 import { ONNX_ELEM_TYPE, ProtoError, readOnnxModel, type OnnxModelSummary, type OnnxValueInfo } from './onnx-proto.js';
@@ -53,7 +54,7 @@ export interface ModelOverrides {
   names?: string[];
 }
 
-function fail(code: string, path: string, msg: string): never {
+function fail(code: ErrorCode, path: string, msg: string): never {
   throw new LoupeError(code, msg, { input: path });
 }
 

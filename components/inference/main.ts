@@ -45,7 +45,7 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
     if (cur && a.sha256 && cur.sha256 === a.sha256.toLowerCase() && cur.version === a.version) {
       if (modelError) {
         modelError = undefined;
-        await ipc.updateState('RUNNING').catch(() => {});
+        await ipc.updateState('RUNNING').catch((e) => log.warn({ err: errorMessage(e) }, 'cannot report RUNNING to the nucleus'));
       }
       return;
     }
@@ -55,14 +55,14 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
       if (modelError) {
         modelError = undefined;
       }
-      await ipc.updateState('RUNNING').catch(() => {});
-      await ipc.publish(`${TOPICS.model}/status`, { ok: true, model: slot.ref as unknown as Record<string, unknown>, why }).catch(() => {});
+      await ipc.updateState('RUNNING').catch((e) => log.warn({ err: errorMessage(e) }, 'cannot report RUNNING to the nucleus'));
+      await ipc.publish(`${TOPICS.model}/status`, { ok: true, model: slot.ref as unknown as Record<string, unknown>, why }).catch((e) => log.debug({ err: errorMessage(e) }, 'model status not published'));
     } catch (e) {
       // Keep serving the old model; ERRORED makes a deployment that brought this model fail and roll back.
       modelError = errorMessage(e);
       log.error({ err: modelError, path: a.path, version: a.version, why }, 'new model refused; the previous model keeps serving');
-      await ipc.publish(`${TOPICS.model}/status`, { ok: false, error: modelError, refused: { ...a }, serving: slot.ref as unknown as Record<string, unknown> }).catch(() => {});
-      await ipc.updateState('ERRORED').catch(() => {});
+      await ipc.publish(`${TOPICS.model}/status`, { ok: false, error: modelError, refused: { ...a }, serving: slot.ref as unknown as Record<string, unknown> }).catch((e) => log.debug({ err: errorMessage(e) }, 'model status not published'));
+      await ipc.updateState('ERRORED').catch((e) => log.warn({ err: errorMessage(e) }, 'cannot report ERRORED to the nucleus'));
     }
   };
 
@@ -152,14 +152,14 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
     if (typeof a.path === 'string' && typeof a.sha256 === 'string') void swapTo(a, 'loupe/model announcement');
   });
   // Ask loupe.Model to announce itself: it may have started before we subscribed.
-  await ipc.publish(TOPICS.modelQuery, {}).catch(() => {});
+  await ipc.publish(TOPICS.modelQuery, {}).catch((e) => log.debug({ err: errorMessage(e) }, 'model query not published; loupe.Model announces on start anyway'));
   // Tell the cameras we listen now: frames announced while we were away are re-sent at once.
-  await ipc.publish(TOPICS.inferenceReady, { model: slot.ref as unknown as Record<string, unknown> }).catch(() => {});
+  await ipc.publish(TOPICS.inferenceReady, { model: slot.ref as unknown as Record<string, unknown> }).catch((e) => log.debug({ err: errorMessage(e) }, 'inference-ready not published; cameras re-announce unanswered frames anyway'));
 
   const publishTelemetry = async () => {
     const t = { component: 'inference', time: new Date().toISOString(), model: slot.ref, modelError, queueDepth: queue.depth, dropped: queue.dropped, duplicates, swaps: slot.swaps, ...stats.snapshot(cfg.telemetryIntervalS) };
-    await ipc.publish(TOPICS.telemetry('inference'), t as unknown as Record<string, unknown>).catch(() => {});
-    await ipc.publishIoTCore(IOT_TOPICS.telemetry(ctx.thingName), t as unknown as Record<string, unknown>).catch(() => {});
+    await ipc.publish(TOPICS.telemetry('inference'), t as unknown as Record<string, unknown>).catch((e) => log.debug({ err: errorMessage(e) }, 'telemetry not published; the next interval retries'));
+    await ipc.publishIoTCore(IOT_TOPICS.telemetry(ctx.thingName), t as unknown as Record<string, unknown>).catch((e) => log.debug({ err: errorMessage(e) }, 'telemetry not sent to IoT Core; the next interval retries'));
   };
   let timer = setInterval(() => void publishTelemetry(), cfg.telemetryIntervalS * 1000);
   await startMetrics(cfg);

@@ -49,6 +49,7 @@ export class ModelSlot {
       try {
         await detector.warmup();
       } catch (e) {
+        // the load already failed: its error is the one to report
         await detector.dispose().catch(() => {});
         throw e;
       }
@@ -58,12 +59,13 @@ export class ModelSlot {
       if (old) {
         this.swaps++;
         old.retired = true;
-        if (old.users === 0) await old.detector.dispose().catch(() => {});
+        if (old.users === 0) await old.detector.dispose().catch((e) => this.log.warn({ err: errorMessage(e) }, 'disposing the previous model failed'));
       }
       this.log.info({ model: next.ref, loadMs: Date.now() - t0, previous: old?.ref }, old ? 'model swapped' : 'model loaded');
       return next.ref;
     };
     const p = this.swapping.then(run, run);
+    // the chain only orders swaps; the caller awaits p and gets its error
     this.swapping = p.catch(() => {});
     return p;
   }
@@ -76,12 +78,12 @@ export class ModelSlot {
 
   release(m: LoadedModel): void {
     m.users--;
-    if (m.retired && m.users === 0) void m.detector.dispose().catch(() => {});
+    if (m.retired && m.users === 0) void m.detector.dispose().catch((e) => this.log.warn({ err: errorMessage(e) }, 'disposing the retired model failed'));
   }
 
   async dispose(): Promise<void> {
     await this.swapping;
-    if (this.current) await this.current.detector.dispose().catch(() => {});
+    if (this.current) await this.current.detector.dispose().catch((e) => this.log.warn({ err: errorMessage(e) }, 'disposing the model failed'));
     this.current = undefined;
   }
 }

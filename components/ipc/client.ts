@@ -78,6 +78,7 @@ export class GreengrassIpc {
         this.log.info({ attempt: i }, 'IPC connected');
         return;
       } catch (e) {
+        // this attempt already failed (its error is logged and retried); the half-open client just goes
         await client.close().catch(() => {});
         if (i >= attempts) throw new LoupeError('ipc.connect', `cannot connect to the nucleus IPC socket after ${i} attempts: ${errorMessage(e)}`, { cause: e });
         this.log.warn({ attempt: i, err: errorMessage(e), retryInMs: delay }, 'IPC connect failed, retrying');
@@ -202,9 +203,11 @@ export class GreengrassIpc {
 
   async close(): Promise<void> {
     this.closing = true;
+    // closing: a stream the nucleus already ended needs no more
     for (const s of this.subs) await s.handle?.close().catch(() => {});
     this.subs.clear();
     this.connected = false;
+    // closing: a connection that is already down needs no more
     await this.client?.close().catch(() => {});
   }
 
@@ -218,6 +221,7 @@ export class GreengrassIpc {
     this.subs.add(sub);
     return async () => {
       this.subs.delete(sub);
+      // unsubscribing: a stream the nucleus already ended needs no more
       await sub.handle?.close().catch(() => {});
     };
   }

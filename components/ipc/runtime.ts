@@ -82,7 +82,9 @@ export async function runComponent<S extends z.ZodType>(
   } catch (e) {
     log.fatal({ err: errorMessage(e), code: isLoupeError(e) ? e.code : undefined }, 'failed to start');
     process.stderr.write(`${name}: ${errorMessage(e)}\n`);
+    // the component is exiting on the error logged above: stopping is best effort
     await running?.stop().catch(() => {});
+    // and so is closing the IPC connection
     await ipc?.close().catch(() => {});
     process.exit(1);
   }

@@ -55,8 +55,8 @@ async function start(ctx: ComponentContext<UploaderConfig>) {
   });
   const publishTelemetry = async () => {
     const t = telemetry();
-    await ipc.publish(TOPICS.telemetry('uploader'), t).catch(() => {});
-    await ipc.publishIoTCore(IOT_TOPICS.telemetry(ctx.thingName), t).catch(() => {});
+    await ipc.publish(TOPICS.telemetry('uploader'), t).catch((e) => log.debug({ err: errorMessage(e) }, 'telemetry not published; the next interval retries'));
+    await ipc.publishIoTCore(IOT_TOPICS.telemetry(ctx.thingName), t).catch((e) => log.debug({ err: errorMessage(e) }, 'telemetry not sent to IoT Core; the next interval retries'));
   };
   let timer = setInterval(() => void publishTelemetry(), cfg.telemetryIntervalS * 1000);
 

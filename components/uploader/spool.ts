@@ -66,6 +66,7 @@ export class Spool {
     }
     for (const id of records) {
       const img = join(this.dir, `${id}.jpg`);
+      // no image beside the record: handled below as a record without its frame
       const st = await stat(img).catch(() => undefined);
       let rec: SpoolRecord | undefined;
       try {

@@ -68,6 +68,7 @@ export class NucleusCliClient {
     try {
       await client.connect();
     } catch (e) {
+      // the connect failed (reported just below); the half-open client just goes
       await client.close().catch(() => {});
       throw new LoupeError('NUCLEUS_UNREACHABLE', `cannot connect to the nucleus IPC socket ${info.domain_socket_path}: ${(e as Error).message}`, { input: resolve(root), cause: e });
     }

@@ -472,10 +472,10 @@ export class Nucleus extends EventEmitter {
   private async shutdownServers(): Promise<void> {
     if (this.saveTimer) clearTimeout(this.saveTimer);
     this.lifecycleIpc.close();
-    await this.ipc.close().catch(() => {});
-    await this.tes.stop().catch(() => {});
-    await this.bridge?.stop().catch(() => {});
-    await this.broker?.stop().catch(() => {});
+    await this.ipc.close().catch((e) => this.logger.warn({ err: errorMessage(e) }, 'IPC server did not close cleanly'));
+    await this.tes.stop().catch((e) => this.logger.warn({ err: errorMessage(e) }, 'token exchange service did not stop cleanly'));
+    await this.bridge?.stop().catch((e) => this.logger.warn({ err: errorMessage(e) }, 'IoT Core bridge did not stop cleanly'));
+    await this.broker?.stop().catch((e) => this.logger.warn({ err: errorMessage(e) }, 'MQTT broker did not stop cleanly'));
     await rm(join(this.root, 'cli_ipc_info'), { force: true });
     await rm(join(this.root, 'nucleus.pid'), { force: true });
   }

@@ -147,6 +147,7 @@ export async function startObjectStoreProcess(opts: ObjectStoreProcessOptions): 
     stop() {
       stopping = true;
       stopped ??= (async () => {
+        // a failed start was reported to whoever awaited ready; stopping only needs it settled
         await readyNow.catch(() => {});
         const c = child;
         if (!c || c.exitCode !== null || c.signalCode !== null) return;

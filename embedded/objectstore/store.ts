@@ -115,6 +115,7 @@ export class ObjectStoreState {
     const cutoff = Date.now() - 24 * 3600 * 1000;
     for (const id of await readdir(join(this.dir, 'uploads'))) {
       const marker = join(this.dir, 'uploads', id, 'completed.json');
+      // no completion marker: the upload is not complete
       const st = await stat(marker).catch(() => undefined);
       if (st && st.mtimeMs < cutoff) await rm(join(this.dir, 'uploads', id), { recursive: true, force: true });
     }
@@ -236,6 +237,7 @@ export class ObjectStoreState {
 
   private async withKeyLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.keyLocks.get(id) ?? Promise.resolve();
+    // the previous holder's error went to its own caller; this one only waits its turn
     const next = prev.catch(() => {}).then(fn);
     this.keyLocks.set(id, next);
     try {
@@ -350,6 +352,7 @@ export class ObjectStoreState {
         const checksum = h && alg ? { algorithm: alg, value: (await h.digest()).toString('base64'), type: 'FULL_OBJECT' as const } : undefined;
         return { rec, body: { tmpPath, size: Math.max(0, end - start + 1), md5: md5.digest(), checksum } };
       } catch (e) {
+        // the write already failed: its error is the one to report
         await fh?.close().catch(() => {});
         await rm(tmpPath, { force: true });
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3) throw e;

@@ -141,6 +141,7 @@ async function stageModel(stagingDir: string, modelDir: string, name: string, ve
   await mkdir(dest, { recursive: true });
   await rm(join(dest, 'model.onnx'), { force: true });
   await link(model, join(dest, 'model.onnx')).catch(() => copyFile(model, join(dest, 'model.onnx')));
+  // a model folder without card.json is allowed (see below)
   const card = await readFile(join(modelDir, 'card.json')).catch(() => undefined);
   // A model without a card still deploys; the card says so rather than inventing metrics.
   await writeFile(join(dest, 'card.json'), card ?? JSON.stringify({ name, version, sha256, note: `no card.json in ${modelDir}` }, null, 2));
@@ -329,7 +330,7 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
     });
     return stack;
   } catch (e) {
-    for (const c of cleanups) await c().catch(() => {});
+    for (const c of cleanups) await c().catch((ce) => log.warn({ err: errorMessage(ce) }, 'cleanup after a failed start failed'));
     if (ownRoot && !opts.keepOnFailure) await rm(root, { recursive: true, force: true });
     throw e;
   }

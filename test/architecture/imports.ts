@@ -18,14 +18,23 @@ export interface Violation extends ImportEdge {
 const toPosix = (p: string) => p.split(sep).join('/');
 const lineOf = (text: string, pos: number) => text.slice(0, pos).split('\n').length;
 
-function walk(dir: string, out: string[]): void {
+const CODE_FILE = /\.(ts|mts|js|mjs)$/;
+
+function walk(dir: string, out: string[], name: RegExp): void {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);
     // fixtures are data (some are other projects' code), not part of the tree's structure
     if (e.isDirectory()) {
-      if (e.name !== 'node_modules' && e.name !== 'fixtures') walk(p, out);
-    } else if (/\.(ts|mts|js|mjs)$/.test(e.name) && !e.name.endsWith('.d.ts')) out.push(p);
+      if (e.name !== 'node_modules' && e.name !== 'fixtures') walk(p, out, name);
+    } else if (name.test(e.name) && !e.name.endsWith('.d.ts')) out.push(p);
   }
+}
+
+/** The files under `root`'s `folders` whose names match `name` (default: TypeScript and JavaScript), sorted, absolute. */
+export function sourceFiles(root: string, folders: readonly string[], name: RegExp = CODE_FILE): string[] {
+  const files: string[] = [];
+  for (const f of folders) if (existsSync(join(root, f))) walk(join(root, f), files, name);
+  return files.sort();
 }
 
 /**
@@ -34,10 +43,8 @@ function walk(dir: string, out: string[]): void {
  * strings are not imports).
  */
 export function importsIn(root: string, folders: readonly string[]): ImportEdge[] {
-  const files: string[] = [];
-  for (const f of folders) if (existsSync(join(root, f))) walk(join(root, f), files);
   const edges: ImportEdge[] = [];
-  for (const abs of files.sort()) {
+  for (const abs of sourceFiles(root, folders)) {
     const text = readFileSync(abs, 'utf8');
     const info = ts.preProcessFile(text, true, true);
     for (const imp of info.importedFiles) {

@@ -265,6 +265,7 @@ async function skip() {
   if (!state.task || state.busy) return;
   const ref = state.task.sourceRef;
   state.skipped[state.mode].add(ref);
+  // skipping only tells the queue to offer the image to someone else; if that fails it is offered again later, no work is lost
   if (state.mode === 'label') await api(jobPath('skip'), { method: 'POST', body: { sourceRef: ref } }).catch(() => {});
   await loadTask();
   status(`Skipped ${shortName(ref)}.`);

@@ -208,7 +208,9 @@ export class BoxEditor {
     if (!this.drag) return;
     try {
       this.svg.releasePointerCapture(e.pointerId);
-    } catch {}
+    } catch {
+      // the pointer may already be released (pointercancel, lost capture)
+    }
     const d = this.drag;
     this.drag = null;
     const b = this.boxes[d.index];

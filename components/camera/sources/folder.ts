@@ -33,6 +33,7 @@ export class FolderSource implements FrameSource {
   async open(): Promise<void> {
     this.closed = false;
     const root = resolve(this.cfg.path);
+    // a missing or unreadable folder is reported just below
     const st = await stat(root).catch(() => undefined);
     if (!st?.isDirectory()) throw new LoupeError('camera.folder', 'is not a readable folder', { input: `source.path ${root}` });
     if (this.files.length === 0 || this.cfg.mode !== 'watch') {
@@ -79,6 +80,7 @@ export class FolderSource implements FrameSource {
   private async pollNew(): Promise<void> {
     for (const f of await this.list()) {
       if (this.seen.has(f)) continue;
+      // a file removed between listing and stat is simply not a frame
       const size = (await stat(f).catch(() => undefined))?.size;
       if (size === undefined) continue;
       if (this.sizes.get(f) === size && size > 0) {

@@ -99,6 +99,7 @@ export class DeploymentManager {
    */
   async close(timeoutMs = 30_000): Promise<void> {
     this.closing = true;
+    // each deployment reported its own failure; closing only waits for the queue to settle
     await Promise.race([this.queue.catch(() => {}), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
   }
   private readonly dir: string;

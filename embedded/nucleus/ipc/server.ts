@@ -121,6 +121,7 @@ export class IpcServer {
   async listen(): Promise<void> {
     const requested = this.opts.socketPath;
     mkdirSync(dirname(requested), { recursive: true });
+    // a socket left by an earlier run; none there is fine
     await unlink(requested).catch(() => {});
     let listenPath = requested;
     if (Buffer.byteLength(requested) > MAX_SOCKET_PATH) {
@@ -153,6 +154,7 @@ export class IpcServer {
     for (const c of this.connections) c.socket.destroy();
     this.connections.clear();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    // the socket may already be gone
     await unlink(this.opts.socketPath).catch(() => {});
     if (this.shortDir) await rm(this.shortDir, { recursive: true, force: true });
   }

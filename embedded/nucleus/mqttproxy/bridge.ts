@@ -92,6 +92,7 @@ export class IotCoreBridge {
     this.stopped = true;
     const c = this.client;
     this.client = undefined;
+    // stopping: a forced end closes the connection even when it reports an error
     if (c) await c.endAsync(true).catch(() => {});
   }
 

@@ -99,7 +99,7 @@ describe('fuzz: IPC frame reader', () => {
           stats.note('messages', true);
         } catch (e) {
           if (!(e instanceof FramingError)) throw new Error(`frame reader crashed with ${(e as Error).name}: ${(e as Error).message}`, { cause: e });
-          if (stream.intact > 0 && limit >= bytes.length) throw new Error(`a valid stream was refused: ${e.message}`);
+          if (stream.intact > 0 && limit >= bytes.length) throw new Error(`a valid stream was refused: ${e.message}`, { cause: e });
           stats.note('FramingError', false);
         }
         stats.maxCallMs = Math.max(stats.maxCallMs, performance.now() - t0);

@@ -3,6 +3,7 @@ import { keysPath, tesCredentials } from '../../embedded/objectstore/keys.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
+import { followLog, parseFilters, selectLines } from './nucleus-logs.js';
 import { LoupeError } from '../../lib/errors.js';
 import { readInitConfig } from '../../embedded/nucleus/initconfig.js';
 import { Nucleus, optionsFromInitConfig, type NucleusOptions } from '../../embedded/nucleus/nucleus.js';
@@ -209,22 +210,93 @@ export function register(program: Command): void {
 
   nucleus
     .command('logs')
-    .description("print a component's log (<root>/logs/<name>.log); NAME greengrass is the nucleus's own log")
+    .description("print a component's log (<root>/logs/<name>.log); NAME greengrass is the nucleus's own log (as greengrass-cli logs get)")
     .requiredOption('--root <dir>', 'nucleus root')
     .argument('<name>', 'component name')
     .option('--tail <n>', 'only the last N lines')
-    .action(async (name: string, o: { root: string; tail?: string }) => {
+    .option('--filter <f>', 'key=value (a JSON log field, e.g. level=ERROR) or a regular expression; repeat: all must match', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--follow', 'keep printing lines as they are written (rotation followed), until Ctrl-C')
+    .option('--format <f>', 'human (JSON log lines as time LEVEL msg key=value) or raw', 'raw')
+    .action(async (name: string, o: { root: string; tail?: string; filter: string[]; follow?: boolean; format: string }) => {
       const file = join(resolve(o.root), 'logs', `${name}.log`);
       if (!/^[A-Za-z0-9\-_.]+$/.test(name)) throw new LoupeError('CLI_NAME', 'is not a component name', { input: name });
+      if (o.format !== 'human' && o.format !== 'raw') throw new LoupeError('CLI_FORMAT', 'must be human or raw', { input: `--format ${o.format}` });
       if (!existsSync(file)) throw new LoupeError('NO_LOG', `has no log at ${file}`, { input: name });
-      let text = readFileSync(file, 'utf8');
+      const filters = parseFilters(o.filter);
+      const human = o.format === 'human';
+      const text = readFileSync(file, 'utf8');
+      let lines = selectLines(text, filters, human);
       if (o.tail !== undefined) {
         const n = Number(o.tail);
         if (!Number.isInteger(n) || n < 0) throw new LoupeError('CLI_TAIL', `must be a whole number, got "${o.tail}"`, { input: '--tail' });
-        const lines = text.split('\n');
-        if (lines.at(-1) === '') lines.pop();
-        text = lines.slice(-n).join('\n') + (n > 0 && lines.length ? '\n' : '');
+        lines = n === 0 ? [] : lines.slice(-n);
       }
-      process.stdout.write(text);
+      if (lines.length) process.stdout.write(lines.join('\n') + '\n');
+      if (!o.follow) return;
+      const stop = new AbortController();
+      const end = () => stop.abort();
+      process.once('SIGINT', end);
+      process.once('SIGTERM', end);
+      await followLog(file, Buffer.byteLength(text), (l) => process.stdout.write(l + '\n'), { filters, human, signal: stop.signal });
+    });
+
+  const component = nucleus.command('component').description('act on one component of the running nucleus (greengrass-cli component restart|stop)');
+  for (const [verb, what] of [
+    ['restart', 'restart a component (its Shutdown, then Install/Startup/Run again)'],
+    ['stop', 'stop a component (its Shutdown runs; it stays stopped until restarted or redeployed)'],
+  ] as const) {
+    component
+      .command(verb)
+      .description(what)
+      .requiredOption('--root <dir>', 'nucleus root')
+      .argument('<names...>', 'component names')
+      .option('--json', 'print JSON')
+      .action(async (names: string[], o: { root: string; json?: boolean }) => {
+        const { NucleusCliClient } = await import('../../embedded/nucleus/cli-client.js');
+        const client = await NucleusCliClient.connect(resolve(o.root));
+        try {
+          for (const n of names) {
+            const r = verb === 'restart' ? await client.restartComponent(n) : await client.stopComponent(n);
+            process.stdout.write(o.json ? JSON.stringify({ component: n, action: verb, ...r }) + '\n' : `${n}: ${verb} ${r.status}${r.message ? ` (${r.message})` : ''}\n`);
+          }
+        } finally {
+          await client.close();
+        }
+      });
+  }
+
+  const deployment = nucleus.command('deployment').description('local deployments of the running nucleus (greengrass-cli deployment list|status)');
+  const printDeployment = (d: { deploymentId: string; status: string; createdOn?: string; deploymentStatusDetails?: { detailedDeploymentStatus?: string; deploymentFailureCause?: string } }) =>
+    `${d.deploymentId} ${d.status}${d.deploymentStatusDetails?.detailedDeploymentStatus ? ` ${d.deploymentStatusDetails.detailedDeploymentStatus}` : ''}${d.createdOn ? ` created ${d.createdOn}` : ''}${d.deploymentStatusDetails?.deploymentFailureCause ? `: ${d.deploymentStatusDetails.deploymentFailureCause}` : ''}\n`;
+  deployment
+    .command('list')
+    .description('every local deployment, oldest first')
+    .requiredOption('--root <dir>', 'nucleus root')
+    .option('--json', 'print JSON')
+    .action(async (o: { root: string; json?: boolean }) => {
+      const { NucleusCliClient } = await import('../../embedded/nucleus/cli-client.js');
+      const client = await NucleusCliClient.connect(resolve(o.root));
+      try {
+        const list = await client.listDeployments();
+        process.stdout.write(o.json ? JSON.stringify(list) + '\n' : list.map(printDeployment).join(''));
+      } finally {
+        await client.close();
+      }
+    });
+  deployment
+    .command('status')
+    .description("one deployment's status")
+    .requiredOption('--root <dir>', 'nucleus root')
+    .argument('<id>', 'deployment id (from deploy or deployment list)')
+    .option('--json', 'print JSON')
+    .action(async (id: string, o: { root: string; json?: boolean }) => {
+      const { NucleusCliClient } = await import('../../embedded/nucleus/cli-client.js');
+      const client = await NucleusCliClient.connect(resolve(o.root));
+      try {
+        const d = await client.deploymentStatus(id);
+        process.stdout.write(o.json ? JSON.stringify(d) + '\n' : printDeployment(d));
+      } finally {
+        await client.close();
+      }
     });
 }

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { ensureVenv, venvDir, venvReady } from '../../cloud/training/venv.js';
+import { AWS_TOOLS_VENV, awsToolsDir, awsToolsReady } from '../../cloud/infra/tools.js';
 import { ensureGdk, gdkBin, gdkReady } from './gdk.js';
 import { ensureS3Conformance, s3ConformancePython, s3ConformanceReady } from './s3conformance.js';
 import { ensureSystem, systemReady, systemStatus, type SystemStatus } from './system.js';
@@ -54,6 +55,15 @@ export const SETUP_PARTS: SetupPart[] = [
     summary: "boto3, pytest and requests (pinned) in a venv under ~/.cache/loupe/venvs, for the object store's S3 conformance suite (test/objectstore/conformance)",
     check: async () => ({ ready: s3ConformanceReady(), python: s3ConformancePython() }),
     install: async (ctx) => (ctx.dryRun ? { ready: s3ConformanceReady(), python: s3ConformancePython() } : { ready: true, python: await ensureS3Conformance(ctx.log) }),
+  },
+  {
+    name: 'aws-tools',
+    summary: "moto's server and cfn-lint for the CDK app's tests (a small venv cached under ~/.cache/loupe/venvs by the hash of cloud/infra/requirements-tools.txt)",
+    check: async () => ({ ready: awsToolsReady(), venv: awsToolsDir() }),
+    install: async (ctx) => {
+      if (ctx.dryRun) return { ready: awsToolsReady(), venv: awsToolsDir() };
+      return { ready: true, venv: await ensureVenv(ctx.log, AWS_TOOLS_VENV) };
+    },
   },
 ];
 

@@ -43,7 +43,7 @@ import { defaultHome } from '../../lib/paths.js';
  * registry    {backend: "sagemaker", region?, bucket?, prefix, inferenceImage?}
  *               the SQLite registry stays primary (champion, artefacts the fleet is built from,
  *               `loupe models`); every version and status is mirrored to a model package group.
- * fleet       {backend: "aws", region?, thingGroupArn, bucket, prefix, things?, mqttUrl?, pollSeconds, ...}
+ * fleet       {backend: "aws", region?, thingGroupArn, bucket, prefix, things?, mqttUrl?, pollSeconds, rollout?, ...}
  *               Greengrass v2; without telemetry, confirm asks Greengrass what devices installed.
  * int8        {enabled=true, tolerance=0.015, metric="map50", calibrationImages=64}  quantize each
  *               challenger; the fleet runs int8 when it scores within `tolerance` of fp32 (local step).
@@ -57,6 +57,21 @@ const keyPrefix = z.string().regex(/^(?!\/)[A-Za-z0-9!_.*'()/-]*$/, 'expected an
 const s3Uri = z.string().regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/, 'expected an s3://bucket/prefix URI');
 /** SageMaker's rule for job names (training, labelling, ...): the prefix leaves room for `-r<run>-train-<n>`. */
 const awsNamePrefix = z.string().regex(/^[a-zA-Z0-9](-*[a-zA-Z0-9])*$/, 'letters, digits and single hyphens').max(36);
+
+/** Changes to the Greengrass rollout and abort policy (publish/greengrass-aws.ts DEFAULT_ROLLOUT); also the CDK app's `edge.rollout`. */
+export const rolloutSchema = z
+  .object({
+    baseRatePerMinute: z.number().int().min(1).max(1000),
+    incrementFactor: z.number().min(1.1).max(5),
+    succeededThings: z.number().int().min(1),
+    maximumPerMinute: z.number().int().min(1).max(1000),
+    abortThresholdPercentage: z.number().min(0).max(100),
+    abortMinExecuted: z.number().int().min(1),
+    componentUpdateTimeoutSeconds: z.number().int().min(1),
+    inProgressTimeoutMinutes: z.number().int().min(1),
+  })
+  .partial()
+  .strict();
 
 const storageBase = {
   region: region.default('us-east-1'),
@@ -284,6 +299,8 @@ export const loopConfigSchema = z
             things: z.array(z.string()).default([]),
             /** Without telemetry (no mqttUrl/things), how often confirm asks Greengrass what the devices installed. */
             pollSeconds: z.number().positive().default(15),
+            /** Rollout and abort policy of the thing group's deployments (publish/greengrass-aws.ts DEFAULT_ROLLOUT for what is not set). */
+            rollout: rolloutSchema.optional(),
             mqttUrl: z.string().regex(/^mqtts?:\/\//).optional(),
             baseRecipe: z.string().optional(),
             deployTimeoutSeconds: z.number().positive().default(1800),

@@ -135,7 +135,7 @@ export class LoopEnv {
       this.fleetBackend = new LocalNucleusFleet({ nucleusRoot: f.nucleusRoot, repoDir: this.home.componentRepo, thingName: f.thingName });
     } else {
       const region = f.region ?? this.config.aws.region ?? '';
-      this.fleetBackend = new AwsGreengrassFleet({ greengrass: this.aws.greengrass(region), s3: this.s3, bucket: f.bucket, prefix: f.prefix, thingGroupArn: f.thingGroupArn });
+      this.fleetBackend = new AwsGreengrassFleet({ greengrass: this.aws.greengrass(region), s3: this.s3, bucket: f.bucket, prefix: f.prefix, thingGroupArn: f.thingGroupArn, rollout: f.rollout });
     }
     return this.fleetBackend;
   }

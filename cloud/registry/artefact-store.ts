@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
-import { extname, join } from 'node:path';
+import { extname, join, relative } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { LoupeError } from '../../lib/errors.js';
@@ -22,6 +22,13 @@ export interface ArtefactRef {
 }
 
 export class ArtefactStore {
+  /**
+   * Brings a stored file that is not on this disk (a loop home kept in S3 pulls artefacts only
+   * when they are used: cloud/serverless/state-home.ts); given the path relative to the root.
+   * What it brings is checked against the digest like any stored file.
+   */
+  fetchMissing?: (relPath: string) => Promise<void>;
+
   constructor(readonly root: string) {}
 
   pathOf(ref: Pick<ArtefactRef, 'sha256' | 'ext'>): string {
@@ -69,6 +76,7 @@ export class ArtefactStore {
   /** Path of a stored artefact after checking its size and digest (detects bit rot / tampering). */
   async verified(ref: ArtefactRef): Promise<string> {
     const p = this.pathOf(ref);
+    if (!existsSync(p) && this.fetchMissing) await this.fetchMissing(relative(this.root, p));
     if (!existsSync(p)) throw new LoupeError('ARTEFACT_MISSING', `artefact ${ref.sha256}${ref.ext} is not in the store`, { input: p });
     const st = await stat(p);
     const hash = createHash('sha256');

@@ -276,15 +276,24 @@ async function finishJob(jobName: string, out: string, config: Pick<SageMakerTra
   const artifacts = desc.ModelArtifacts?.S3ModelArtifacts;
   if (!artifacts) throw new LoupeError('SAGEMAKER_BAD_ARTIFACT', `training job ${jobName} completed without ModelArtifacts.S3ModelArtifacts`, { input: jobName });
 
-  await mkdir(out, { recursive: true });
   const { bucket, key } = parseS3Uri(artifacts);
   log.info({ artifacts }, 'fetching model artefacts');
   const obj = await clients.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   if (!obj.Body) throw new LoupeError('SAGEMAKER_BAD_ARTIFACT', 'empty model.tar.gz', { input: artifacts });
+  const result = await unpackModelArtifacts(obj.Body as Readable, out, artifacts);
+  return { ...result, job: { name: jobName, arn: createdArn ?? desc.TrainingJobArn, modelArtifacts: artifacts, billableSeconds: desc.BillableTimeInSeconds } };
+}
+
+/**
+ * A training job's model.tar.gz (train.py's /opt/ml/model) unpacked into `out` and read back:
+ * what the loop's SageMaker training step and the model-build pipeline's evaluation both use.
+ */
+export async function unpackModelArtifacts(body: Readable, out: string, source: string): Promise<TrainResult> {
+  await mkdir(out, { recursive: true });
   // tar refuses absolute paths and `..` entries by default (no writing outside `out`).
-  await pipeline(obj.Body as Readable, untar({ cwd: out, strict: true }));
+  await pipeline(body, untar({ cwd: out, strict: true }));
   for (const f of ['best.pt', 'model.onnx', 'metrics.json']) {
-    if (!existsSync(join(out, f))) throw new LoupeError('SAGEMAKER_BAD_ARTIFACT', `model.tar.gz holds no ${f}`, { input: artifacts });
+    if (!existsSync(join(out, f))) throw new LoupeError('SAGEMAKER_BAD_ARTIFACT', `model.tar.gz holds no ${f}`, { input: source });
   }
   const metricsJson = join(out, 'metrics.json');
   const metrics = JSON.parse(await readFile(metricsJson, 'utf8')) as TrainMetricsFile;
@@ -297,7 +306,6 @@ async function finishJob(jobName: string, out: string, config: Pick<SageMakerTra
     metricsJson,
     metrics,
     epochs: [],
-    job: { name: jobName, arn: createdArn ?? desc.TrainingJobArn, modelArtifacts: artifacts, billableSeconds: desc.BillableTimeInSeconds },
   };
 }
 

@@ -17,10 +17,26 @@ import { Progress } from '../../lib/progress.js';
  */
 export const requirementsFile = join(projectRoot, 'cloud', 'training', 'requirements.txt');
 
-export function venvDir(): string {
-  if (process.env.LOUPE_VENV) return process.env.LOUPE_VENV;
-  const hash = sha256(readFileSync(requirementsFile)).slice(0, 12);
-  return join(cacheDir(), 'venvs', hash);
+/**
+ * A venv loupe makes: its pinned requirements, where it is cached (by the requirements' hash),
+ * the import check that says it works, and the variable that points at a ready one instead.
+ */
+export interface VenvSpec {
+  name: string;
+  requirements: string;
+  /** Sub-folder of ~/.cache/loupe/venvs: '' for the trainer (its folder is the bare hash, as before). */
+  prefix: string;
+  importCheck: string;
+  envVar: string;
+}
+
+export const TRAINER_VENV: VenvSpec = { name: 'trainer', requirements: requirementsFile, prefix: '', importCheck: 'import ultralytics, torch, onnx, onnxruntime', envVar: 'LOUPE_VENV' };
+
+export function venvDir(spec: VenvSpec = TRAINER_VENV): string {
+  const given = process.env[spec.envVar];
+  if (given) return given;
+  const hash = sha256(readFileSync(spec.requirements)).slice(0, 12);
+  return join(cacheDir(), 'venvs', `${spec.prefix}${hash}`);
 }
 
 export function venvPython(dir = venvDir()): string {
@@ -101,7 +117,7 @@ function run(cmd: string, args: string[], log: Logger, what: string, onLine?: (l
  * `pip install -r requirements.txt` with its downloads shown: one progress bar per file (bytes,
  * rate, ETA) at a terminal, log events otherwise, and one log line per package collected.
  */
-function pipInstall(python: string, log: Logger, raw: boolean): Promise<void> {
+function pipInstall(python: string, log: Logger, raw: boolean, requirements: string, installing = 'pip: installing'): Promise<void> {
   let bar: Progress | undefined;
   let file = '';
   let downloads = 0;
@@ -130,7 +146,7 @@ function pipInstall(python: string, log: Logger, raw: boolean): Promise<void> {
       case 'installing':
         bar?.finish();
         bar = undefined;
-        log.info({ downloads }, 'pip: installing (torch takes a few minutes to unpack)');
+        log.info({ downloads }, installing);
         break;
       case 'installed':
         log.info({ packages: p.what.split(' ').length }, 'pip: installed');
@@ -139,7 +155,7 @@ function pipInstall(python: string, log: Logger, raw: boolean): Promise<void> {
         if (p.text) log.debug({ step: 'pip install' }, p.text);
     }
   };
-  const args = ['-m', 'pip', 'install', '--disable-pip-version-check', '--progress-bar', raw ? 'raw' : 'off', '-r', requirementsFile];
+  const args = ['-m', 'pip', 'install', '--disable-pip-version-check', '--progress-bar', raw ? 'raw' : 'off', '-r', requirements];
   return run(python, args, log, 'pip install -r requirements.txt', onLine).finally(() => bar?.stop());
 }
 
@@ -150,14 +166,14 @@ async function pipSupportsRaw(python: string): Promise<boolean> {
 }
 
 /** Create the venv if it is missing or half-built; returns its directory. Idempotent. */
-export async function ensureVenv(log: Logger = silentLogger): Promise<string> {
-  const dir = venvDir();
+export async function ensureVenv(log: Logger = silentLogger, spec: VenvSpec = TRAINER_VENV): Promise<string> {
+  const dir = venvDir(spec);
   if (venvReady(dir)) return dir;
-  if (process.env.LOUPE_VENV) {
-    throw new LoupeError('VENV_BROKEN', `LOUPE_VENV=${dir} is not a ready loupe venv (no ${READY} marker or bin/python)`, { input: 'LOUPE_VENV' });
+  if (process.env[spec.envVar]) {
+    throw new LoupeError('VENV_BROKEN', `${spec.envVar}=${dir} is not a ready loupe venv (no ${READY} marker or bin/python)`, { input: spec.envVar });
   }
   const python = process.env.LOUPE_PYTHON ?? 'python3';
-  log.info({ venv: dir, requirements: requirementsFile }, 'creating the trainer venv (first run downloads torch, several minutes)');
+  log.info({ venv: dir, requirements: spec.requirements }, spec === TRAINER_VENV ? 'creating the trainer venv (first run downloads torch, several minutes)' : `creating the ${spec.name} venv`);
   await rm(dir, { recursive: true, force: true });
   await mkdir(join(dir, '..'), { recursive: true });
   await run(python, ['-m', 'venv', dir], log, 'python -m venv');
@@ -167,9 +183,9 @@ export async function ensureVenv(log: Logger = silentLogger): Promise<string> {
     log.info('updating pip in the venv (for download progress)');
     await run(venvPython(dir), ['-m', 'pip', 'install', '--disable-pip-version-check', '-q', 'pip>=24.1'], log, 'pip self-update').catch((e: Error) => log.warn({ err: e.message }, 'pip could not be updated; installing without download progress'));
   }
-  await pipInstall(venvPython(dir), log, await pipSupportsRaw(venvPython(dir)));
-  await run(venvPython(dir), ['-c', 'import ultralytics, torch, onnx, onnxruntime'], log, 'venv import check');
+  await pipInstall(venvPython(dir), log, await pipSupportsRaw(venvPython(dir)), spec.requirements, spec === TRAINER_VENV ? 'pip: installing (torch takes a few minutes to unpack)' : 'pip: installing');
+  await run(venvPython(dir), ['-c', spec.importCheck], log, 'venv import check');
   await writeFile(join(dir, READY), `${new Date().toISOString()}\n`);
-  log.info({ venv: dir }, 'trainer venv ready');
+  log.info({ venv: dir }, `${spec.name} venv ready`);
   return dir;
 }

@@ -114,8 +114,7 @@ export class Selector {
         reason: sel.reason,
         reasons: sel.reasons,
         verdict: r.verdict,
-        // loupe.upload/1's model ref is {name, version, sha256}; Inference's also says the precision
-        // it ran in, and handing that on made every sidecar fail its schema (no upload at all).
+        // loupe.upload/1 names the model by name, version and digest; the precision it ran in is in the result and telemetry
         model: { name: r.model.name, version: r.model.version, sha256: r.model.sha256 },
         image: { key: keys.imageKey, width: img.width, height: img.height, originalWidth: r.width, originalHeight: r.height, bytes: img.data.length, sha256: sha256(img.data), contentType: 'image/jpeg' },
         detections: img.detections,

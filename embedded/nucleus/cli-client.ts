@@ -123,6 +123,16 @@ export class NucleusCliClient {
     return (r.localDeployments ?? []) as LocalDeploymentStatus[];
   }
 
+  async restartComponent(componentName: string): Promise<{ status: string; message: string }> {
+    const r = await call('RestartComponent', () => this.client.restartComponent({ componentName }));
+    return { status: String(r.restartStatus ?? ''), message: r.message ?? '' };
+  }
+
+  async stopComponent(componentName: string): Promise<{ status: string; message: string }> {
+    const r = await call('StopComponent', () => this.client.stopComponent({ componentName }));
+    return { status: String(r.stopStatus ?? ''), message: r.message ?? '' };
+  }
+
   async close(): Promise<void> {
     await this.client.close();
   }

@@ -118,6 +118,8 @@ describe('packaging build', () => {
       expect(names.filter((n) => /(^|\/)(tests?|__tests__|examples?|docs?|benchmarks?)\//.test(n))).toEqual([]);
       expect(names.filter((n) => /\/\.[^/]+$/.test(n))).toEqual([]);
       expect(names.some((n) => n.startsWith('node_modules/@types/'))).toBe(false);
+      // The CDK app (cloud/infra) and its tools are development dependencies: never on a device.
+      expect(names.filter((n) => /^node_modules\/(aws-cdk-lib|aws-cdk|constructs|cdk-nag|asl-validator|@aws-sdk\/client-(sfn|dynamodb|iot))\//.test(n))).toEqual([]);
       expect(names.some((n) => n.startsWith('node_modules/aws-crt/source/') || n.startsWith('node_modules/sharp/src/') || n.startsWith('node_modules/onnxruntime-node/script/'))).toBe(false);
       expect(names.some((n) => /onnxruntime-node\/bin\/napi-v\d+\/(darwin|win32)\//.test(n))).toBe(false);
       expect(names.some((n) => n.includes('-musl'))).toBe(false);

@@ -60,6 +60,18 @@ Manifests:
   });
 });
 
+/** Poll `loupe nucleus status` until its text matches. */
+async function statusMatches(re: RegExp, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    last = (await runCli(['nucleus', 'status', '--root', root])).stdout;
+    if (re.test(last)) return;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  throw new Error(`nucleus status never matched ${re}: ${last}`);
+}
+
 afterAll(async () => {
   if (nucleusProc && nucleusProc.exitCode === null) nucleusProc.kill('SIGKILL');
   await removeRoot(dir);
@@ -103,6 +115,47 @@ describe('loupe nucleus', () => {
     expect(tail.stdout.trim().split('\n')).toHaveLength(1);
     const own = await runCli(['nucleus', 'logs', '--root', root, 'greengrass']);
     expect(own.code).toBe(0);
+  });
+
+  it('lists deployments and shows one; restarts and stops a component; follows its log (greengrass-cli deployment/component/logs)', async () => {
+    const list = await runCli(['nucleus', 'deployment', 'list', '--root', root, '--json']);
+    expect(list.code, list.stderr).toBe(0);
+    const deps = JSON.parse(list.stdout) as { deploymentId: string; status: string }[];
+    expect(deps.map((d) => d.status)).toEqual(['SUCCEEDED', 'FAILED']);
+    const one = await runCli(['nucleus', 'deployment', 'status', '--root', root, deps[1]!.deploymentId]);
+    expect(one.code, one.stderr).toBe(0);
+    expect(one.stdout).toMatch(new RegExp(`^${deps[1]!.deploymentId} FAILED FAILED_ROLLBACK_COMPLETE .*cli\\.Crash is BROKEN`));
+    const missing = await runCli(['nucleus', 'deployment', 'status', '--root', root, 'no-such-id']);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toMatch(/GetLocalDeploymentStatus failed/);
+
+    // follow the component's log while it restarts: the new run's line arrives
+    const follower = spawn(process.execPath, [join(projectRoot, 'bin', 'loupe.js'), 'nucleus', 'logs', '--root', root, 'cli.Hello', '--follow', '--tail', '0', '--filter', 'hello loupe'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let followed = '';
+    follower.stdout!.on('data', (b: Buffer) => (followed += b.toString()));
+    try {
+      await new Promise((r) => setTimeout(r, 1000));
+      const restart = await runCli(['nucleus', 'component', 'restart', '--root', root, 'cli.Hello']);
+      expect(restart.code, restart.stderr).toBe(0);
+      expect(restart.stdout).toMatch(/^cli\.Hello: restart SUCCEEDED/);
+      await until(() => followed.includes('hello loupe from cli-thing'), 30_000, 'the restarted run in the followed log');
+      expect(followed.split('\n').filter(Boolean).every((l) => l.includes('hello loupe'))).toBe(true);
+    } finally {
+      follower.kill('SIGINT');
+    }
+    const code = await new Promise<number | null>((r) => follower.once('exit', r));
+    expect(code).toBe(0);
+
+    const stop = await runCli(['nucleus', 'component', 'stop', '--root', root, 'cli.Hello', '--json']);
+    expect(stop.code, stop.stderr).toBe(0);
+    expect(JSON.parse(stop.stdout)).toMatchObject({ component: 'cli.Hello', action: 'stop', status: 'SUCCEEDED' });
+    await statusMatches(/cli\.Hello 1\.0\.0 (FINISHED|STOPPING)/);
+    const unknown = await runCli(['nucleus', 'component', 'restart', '--root', root, 'no.Such']);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toMatch(/RestartComponent failed.*no\.Such not found/);
+    // back to RUNNING for the tests after this one
+    expect((await runCli(['nucleus', 'component', 'restart', '--root', root, 'cli.Hello'])).code).toBe(0);
+    await statusMatches(/cli\.Hello 1\.0\.0 RUNNING/);
   });
 
   it('rejects bad input with a clear message and a non-zero exit', async () => {

@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { LoupeError } from '../../../lib/errors.js';
 import { silentLogger } from '../../../lib/log.js';
 import type { SageMakerModelRegistry } from '../../registry/sagemaker-registry.js';
 import type { SqliteModelRegistry } from '../../registry/sqlite-registry.js';
@@ -78,6 +79,34 @@ export class SageMakerRegistryMirror {
   mirrored(ref: string): MirroredVersion | undefined {
     const r = this.row(ref);
     return r?.arn && r.sm_ref && r.status ? { localRef: r.local_ref, arn: r.arn, ref: r.sm_ref, status: r.status } : undefined;
+  }
+
+  /** The local version a model package ARN mirrors, if this mirror made it. */
+  byArn(arn: string): MirroredVersion | undefined {
+    const r = this.db.prepare('SELECT * FROM sagemaker_mirror WHERE arn = ?').get(arn) as MirrorRow | undefined;
+    return r?.arn && r.sm_ref && r.status ? { localRef: r.local_ref, arn: r.arn, ref: r.sm_ref, status: r.status } : undefined;
+  }
+
+  /**
+   * An approval made in SageMaker (Studio, or UpdateModelPackage; on AWS the model package state
+   * change event says so) applied to the local version it mirrors, so the champion and the
+   * fleet follow it. The one way back of this otherwise one-way mirror: only pending → approved,
+   * the step a person takes between the gate and the fleet.
+   */
+  async adoptApproval(arn: string, by: string, log: Logger = silentLogger): Promise<ModelVersion> {
+    const m = this.byArn(arn);
+    if (!m) throw new LoupeError('REGISTRY_UNKNOWN_PACKAGE', 'no local model version mirrors this model package', { input: arn });
+    const remote = await this.remote.get(m.ref);
+    if (remote?.status !== 'approved') throw new LoupeError('REGISTRY_NOT_APPROVED', `the model package is ${remote?.status ?? 'gone'}, not approved`, { input: arn });
+    let v = await this.local.mustGet(m.localRef);
+    if (v.status === 'pending') {
+      v = await this.local.setStatus(v.ref, 'approved', { by, reason: `approved in the SageMaker Model Registry (${m.ref})` });
+      log.info({ model: v.ref, sagemaker: m.ref }, 'approval in the SageMaker Model Registry applied to the local version');
+    }
+    // A version loupe rejected (gate, or a person with `loupe models reject`) is not revived from SageMaker.
+    if (v.status !== 'approved') throw new LoupeError('REGISTRY_NOT_APPROVED', `local version ${v.ref} is ${v.status}; approve it with loupe models approve --force`, { input: arn });
+    this.db.prepare('UPDATE sagemaker_mirror SET status = ? WHERE local_ref = ?').run('approved', v.ref);
+    return v;
   }
 
   /** Mirror every version of the group (oldest first, so parents exist before children) and their statuses. */

@@ -14,9 +14,8 @@
  * (embedded/objectstore/process.ts), the broker in this one (its role's figures are this
  * process's: broker plus the driver).
  */
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { S3Client } from '@aws-sdk/client-s3';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
@@ -27,6 +26,7 @@ import type { ResultMessage } from '../../contracts/topics.js';
 import { startBroker, type EmbeddedBroker } from '../../embedded/broker/broker.js';
 import { startObjectStoreProcess, type ObjectStoreProcess } from '../../embedded/objectstore/process.js';
 import { datasetDir, projectRoot } from '../../lib/paths.js';
+import { uploadedImageDigests } from '../helpers/uploads.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -265,19 +265,10 @@ async function main() {
 
   // Uploads: the same image uploaded twice (under two frame keys) is a duplicate upload.
   const s3 = new S3Client({ ...store!.clientConfig, maxAttempts: 3 });
-  const keys: string[] = [];
-  let token: string | undefined;
-  do {
-    const r = await s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'incoming/', ContinuationToken: token }));
-    keys.push(...(r.Contents ?? []).map((c) => c.Key!).filter((k) => k.endsWith('.jpg')));
-    token = r.IsTruncated ? r.NextContinuationToken : undefined;
-  } while (token);
+  const digests = await uploadedImageDigests(s3, BUCKET);
+  const keys = [...digests.keys()];
   const bySha = new Map<string, number>();
-  for (const k of keys) {
-    const b = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: k }))).Body!.transformToByteArray());
-    const h = createHash('sha256').update(b).digest('hex');
-    bySha.set(h, (bySha.get(h) ?? 0) + 1);
-  }
+  for (const h of digests.values()) bySha.set(h, (bySha.get(h) ?? 0) + 1);
   s3.destroy();
   const duplicateUploads = [...bySha.values()].reduce((a, n) => a + n - 1, 0);
   const frameIds = keys.map((k) => k.slice(k.lastIndexOf('/') + 1));

@@ -4,12 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ResultMessage } from '../../contracts/topics.js';
 import { parseUploadSidecar } from '../../contracts/upload.js';
-import { uploaderConfigSchema } from '../../components/uploader/config.js';
-import { RateLimiter } from '../../components/uploader/rate-limit.js';
-import { Selector } from '../../components/uploader/selector.js';
-import { Spool } from '../../components/uploader/spool.js';
-import { silentLogger } from '../../lib/log.js';
 import { datasetDir } from '../../lib/paths.js';
+import { openSelector } from '../helpers/uploads.js';
 
 /**
  * Found by the fault matrix (test/faults/matrix.full.test.ts): Inference's results carry the
@@ -30,14 +26,8 @@ afterAll(async () => {
 
 describe('uploader sidecar', () => {
   it.each(['fp32', 'int8'] as const)('spools a result from a %s model; the sidecar holds the loupe.upload/1 model ref', async (precision) => {
-    const dir = join(tmp, precision);
-    const cfg = uploaderConfigSchema.parse({ bucket: 'loupe-incoming', spool: { dir } });
-    const spool = new Spool(dir, cfg.spool.maxBytes);
-    await spool.open();
-    const limiter = new RateLimiter(cfg.limits, join(dir, '.limits'));
-    await limiter.load();
-    const selector = new Selector(cfg, 'thing-1', spool, limiter, silentLogger);
-    await selector.open();
+    const { spool, selector } = await openSelector(join(tmp, precision));
+    const dir = spool.dir;
     const r: ResultMessage = {
       schema: 'loupe.result/2',
       frameId: `cam1-run1-${precision}`,

@@ -1,4 +1,4 @@
-import { ListObjectsV2Command, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { S3Client } from '@aws-sdk/client-s3';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -13,6 +13,7 @@ import { startObjectStoreProcess, type ObjectStoreProcess } from '../../embedded
 import { datasetDir, projectRoot } from '../../lib/paths.js';
 import { ensureBuilt, until } from '../helpers/edge.js';
 import { tempRoot } from '../helpers/nucleus.js';
+import { uploadedImageDigests } from '../helpers/uploads.js';
 
 /**
  * The fault matrix (issue 14's standing suite): a real edge stack (the local nucleus in a
@@ -154,23 +155,11 @@ async function componentStates(): Promise<Record<string, string>> {
 
 const spoolPending = async () => (await readdir(spoolDir).catch(() => [] as string[])).filter((f) => f.endsWith('.json') && !f.startsWith('.')).length;
 
-/** Every uploaded image: key -> sha256 of its bytes (fetched once per key). */
+/** Every uploaded image by content: sha256 -> its keys. */
 const shaOfKey = new Map<string, string>();
 async function uploadsBySha(): Promise<Map<string, string[]>> {
-  const keys: string[] = [];
-  let token: string | undefined;
-  do {
-    const r = await s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'incoming/', ContinuationToken: token }));
-    keys.push(...(r.Contents ?? []).map((c) => c.Key!).filter((k) => k.endsWith('.jpg')));
-    token = r.IsTruncated ? r.NextContinuationToken : undefined;
-  } while (token);
-  for (const k of keys) {
-    if (shaOfKey.has(k)) continue;
-    const body = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: k }))).Body!.transformToByteArray());
-    shaOfKey.set(k, createHash('sha256').update(body).digest('hex'));
-  }
   const by = new Map<string, string[]>();
-  for (const k of keys) by.set(shaOfKey.get(k)!, [...(by.get(shaOfKey.get(k)!) ?? []), k]);
+  for (const [k, sha] of await uploadedImageDigests(s3, BUCKET, shaOfKey)) by.set(sha, [...(by.get(sha) ?? []), k]);
   return by;
 }
 

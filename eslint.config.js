@@ -40,7 +40,7 @@ export default tseslint.config(
     languageOptions: { globals: globals.node },
   },
   {
-    files: ['cloud/labeling/ui/**/*.js'],
+    files: ['cloud/labeling/ui/**/*.js', 'cloud/console/ui/**/*.js'],
     languageOptions: { globals: globals.browser },
   },
 );

@@ -227,7 +227,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
         seedModel: DEMO_CHAMPION_DIR,
         labeling: { backend: 'simulated', workersPerImage: 3, cap: uploadsWanted, noise: 0.03, missRate: 0.05, falsePositiveRate: 0.05, seed },
         train: { epochs, ...(trainMinutes ? { timeMinutes: trainMinutes } : {}), imgsz: 480, batch: 16, patience: 50, seed, workers: 2, device: 'cpu' },
-        gate: { metric: 'map50', threshold: o.fast ? 0 : 0.5, tolerance: 0.02, split: gateSplit },
+        // No absolute floor: the starting champion scores about 0.15-0.26 mAP50, and the demo's
+        // question is whether the challenger beats what the fleet runs (a plant sets its own floor).
+        // Measured: a 0.5 floor rejected a challenger 0.13 better on the gate split (+0.16 on the benchmark set).
+        gate: { metric: 'map50', threshold: 0, tolerance: 0.02, split: gateSplit },
         fleet: { backend: 'local', nucleusRoot: stack.nucleus.root, thingName: stack.thingName, mqttUrl: broker.url, minResults: 1, confirmTimeoutSeconds: 180, deployTimeoutSeconds: 300 },
       } satisfies LoopConfigInput,
       'demo configuration',

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { isLoupeError, errorMessage } from '../lib/errors.js';
 import { projectRoot } from '../lib/paths.js';
 import { loadCommandModules } from './commands/index.js';
-import { configureOutput, say } from '../lib/terminal.js';
+import { configureOutput, ignoreClosedPipes, say } from '../lib/terminal.js';
 
 /**
  * `loupe`: one command with sub-commands. Each sub-command lives in cli/commands/<name>.ts and
@@ -13,6 +13,7 @@ import { configureOutput, say } from '../lib/terminal.js';
 const pkg = JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string };
 
 export async function main(argv: string[]): Promise<number> {
+  ignoreClosedPipes(); // `loupe labels list | head`: the reader leaving is not an error of the command
   const program = new Command('loupe')
     .description('Visual quality inspection at the factory edge (YOLOv8 on ONNX Runtime, Greengrass v2)')
     .version(pkg.version)

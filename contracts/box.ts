@@ -7,6 +7,7 @@
  *   GtBox      class_id, left, top, width, height      Ground Truth, the feature store and labels.csv (pixels, top-left origin)
  *   YoloBox    cls, cx, cy, w, h                       YOLO label files (centre and size normalised to the image)
  *   COCO bbox  [x, y, width, height]                   COCO instances JSON (pixels, top-left origin)
+ *   LsRect     x, y, width, height                     Label Studio rectanglelabels (percent of the image, 0..100, top-left origin)
  *
  * Conversions are exact (no rounding) unless they say otherwise; the two that round
  * (`boxToGt`, `yoloLabelFields`) do it the way the files they feed are written.
@@ -101,4 +102,22 @@ export function iou(a: Box, b: Box): number {
 export function clipBox(b: Box, width: number, height: number): Box | null {
   const c = { cls: b.cls, x1: Math.max(0, Math.min(width, b.x1)), y1: Math.max(0, Math.min(height, b.y1)), x2: Math.max(0, Math.min(width, b.x2)), y2: Math.max(0, Math.min(height, b.y2)) };
   return c.x2 - c.x1 > 0 && c.y2 - c.y1 > 0 ? c : null;
+}
+
+/** A Label Studio `rectanglelabels` value's geometry: top-left corner and size in percent (0..100) of the original image. */
+export interface LsRect {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+/** Label Studio rectangle (percent) → corner box in pixels of a `width` x `height` image. */
+export function labelStudioToBox(r: LsRect, cls: number, width: number, height: number): Box {
+  return { cls, x1: (r.x / 100) * width, y1: (r.y / 100) * height, x2: ((r.x + r.width) / 100) * width, y2: ((r.y + r.height) / 100) * height };
+}
+
+/** Corner box → Label Studio rectangle in percent of a `width` x `height` image (unrounded, as Label Studio writes them). */
+export function boxToLabelStudio(b: Box, width: number, height: number): LsRect {
+  return { x: (b.x1 / width) * 100, y: (b.y1 / height) * 100, width: ((b.x2 - b.x1) / width) * 100, height: ((b.y2 - b.y1) / height) * 100 };
 }

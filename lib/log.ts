@@ -1,6 +1,6 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
 import { prettyFactory } from 'pino-pretty';
-import { outputFormat, terminal } from './terminal.js';
+import { onPipeError, outputFormat, terminal } from './terminal.js';
 
 export type { Logger } from 'pino';
 
@@ -24,7 +24,9 @@ export function createLogger(
   if (typeof stream !== 'string') return pino(base, stream);
   const target = stream === 'stderr' ? process.stderr : process.stdout;
   if (outputFormat(target) === 'human') return pino(base, humanDestination(target));
-  return pino(base, pino.destination({ fd: stream === 'stderr' ? 2 : 1, sync: true }));
+  const dest = pino.destination({ fd: stream === 'stderr' ? 2 : 1, sync: true });
+  dest.on('error', onPipeError); // a reader that left (EPIPE) is not the command's error
+  return pino(base, dest);
 }
 
 const STANDARD_KEYS = new Set(['level', 'time', 'pid', 'hostname', 'name', 'msg', 'v']);

@@ -189,3 +189,34 @@ export function terminal(stream: NodeJS.WriteStream = process.stderr): Terminal 
 export function say(text: string, stream: NodeJS.WriteStream = process.stderr): void {
   terminal(stream).line(text);
 }
+
+/**
+ * A reader that goes away (`loupe labels list | head`) closes the pipe; the next write fails with
+ * EPIPE, which Node raises as an unhandled 'error' and a stack trace. The CLI calls this once, for
+ * every command: a closed stdout/stderr is not an error of the command, so further output to that
+ * stream is dropped and the command finishes (and keeps its exit code), as `git log | head` does.
+ * Any other stream error is still raised.
+ */
+export function ignoreClosedPipes(streams: NodeJS.WritableStream[] = [process.stdout, process.stderr]): void {
+  for (const s of streams) {
+    if (guarded.has(s)) continue;
+    guarded.add(s);
+    s.on('error', onPipeError);
+  }
+}
+const guarded = new WeakSet<NodeJS.WritableStream>();
+
+/** The 'error' listener for output streams: EPIPE (the reader left) is dropped, anything else thrown. */
+export function onPipeError(e: NodeJS.ErrnoException): void {
+  if (e.code === 'EPIPE' || e.code === 'ERR_STREAM_DESTROYED') {
+    closedPipe = true;
+    return;
+  }
+  throw e;
+}
+let closedPipe = false;
+
+/** Whether a reader closed one of the output pipes during this run. */
+export function pipeClosed(): boolean {
+  return closedPipe;
+}

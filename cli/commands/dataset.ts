@@ -7,6 +7,7 @@ import { datasetStats, type DatasetStats } from '../../cloud/dataset/stats.js';
 import { readYoloLabelled } from '../../cloud/dataset/yolo-labelled.js';
 import { assertOutputFree, writeYoloDataset } from '../../cloud/dataset/yolo-write.js';
 import { datasetVersion } from '../../cloud/dataset/version.js';
+import { writeLabelStudio } from '../../cloud/dataset/labelstudio.js';
 
 const out = (line: string) => process.stdout.write(line + '\n');
 
@@ -34,13 +35,13 @@ function printStats(s: DatasetStats): void {
 }
 
 export function register(program: Command): void {
-  const ds = program.command('dataset').description('import, export and inspect labelled data sets (YOLO folders, Pascal VOC, feature-store CSV, Ground Truth manifests, COCO)');
+  const ds = program.command('dataset').description('import, export and inspect labelled data sets (YOLO folders, Pascal VOC, feature-store CSV, Ground Truth manifests, COCO, Label Studio JSON)');
 
   ds.command('import')
     .description('import labels into a YOLO data set folder (splits from a stable hash of each image id; written atomically)')
     .requiredOption('--format <format>', `label format: ${IMPORT_FORMATS.join('|')}`)
-    .requiredOption('--from <path>', 'VOC folder, labels.csv, output manifest or COCO JSON')
-    .option('--images <dir>', 'folder holding the images, when not beside the labels')
+    .requiredOption('--from <path>', 'VOC folder (or one annotations folder, with --images), labels.csv, output manifest, COCO JSON, Label Studio JSON export, or a YOLO data.yaml')
+    .option('--images <dir>', 'folder holding the images, when not beside the labels (VOC: `--from ANNOTATIONS --images IMAGES`)')
     .requiredOption('--out <dir>', 'the YOLO folder to write (must not exist or be empty, unless --overwrite)')
     .option('--names <list>', 'class names in index order, comma-separated (labels of other classes are refused)')
     .option('--include-difficult', 'VOC: keep objects marked <difficult>1</difficult> (skipped by default, as ultralytics does)')
@@ -75,21 +76,25 @@ export function register(program: Command): void {
     });
 
   ds.command('export')
-    .description('export a YOLO data set (data.yaml) as a YOLO folder (re-split by id) or a COCO folder (annotations.json + images/)')
+    .description('export a YOLO data set (data.yaml) as a YOLO folder (re-split by id), a COCO folder (annotations.json + images/) or a Label Studio folder (tasks.json + label_config.xml + images/)')
     .requiredOption('--data <yaml>', 'data.yaml of the YOLO data set')
-    .requiredOption('--format <format>', 'yolo|coco')
+    .requiredOption('--format <format>', 'yolo|coco|labelstudio')
     .requiredOption('--out <path>', 'the folder to write')
+    .option('--image-url-prefix <url>', 'Label Studio: what data.image starts with (default "images/", the exported folder; e.g. "/data/local-files/?d=parts/images/" or "s3://bucket/images/")')
     .option('--overwrite', 'replace an existing output folder')
     .option('--json', 'print one JSON object')
-    .action(async (o: { data: string; format: string; out: string; overwrite?: boolean; json?: boolean }) => {
+    .action(async (o: { data: string; format: string; out: string; imageUrlPrefix?: string; overwrite?: boolean; json?: boolean }) => {
       const log = createLogger('dataset', { stream: 'stderr' });
-      if (o.format !== 'yolo' && o.format !== 'coco') throw new LoupeError('BAD_FORMAT', `unknown export format ${JSON.stringify(o.format)} (yolo or coco)`, { input: '--format' });
+      if (!['yolo', 'coco', 'labelstudio'].includes(o.format)) throw new LoupeError('BAD_FORMAT', `unknown export format ${JSON.stringify(o.format)} (yolo, coco or labelstudio)`, { input: '--format' });
       assertOutputFree(o.out, Boolean(o.overwrite));
       const ds = await readYoloLabelled(o.data, { log });
+      const version = datasetVersion(ds.names, ds.images);
       const summary =
         o.format === 'yolo'
           ? await writeYoloDataset(ds.names, ds.images, o.out, { overwrite: o.overwrite, log }).then((w) => ({ format: 'yolo', path: w.yamlPath, version: w.version, images: ds.images.length, boxes: ds.report.boxes }))
-          : await writeCocoDataset(ds.names, ds.images, o.out, { overwrite: o.overwrite, log }).then((w) => ({ format: 'coco', path: w.jsonPath, version: datasetVersion(ds.names, ds.images), images: ds.images.length, boxes: ds.report.boxes }));
+          : o.format === 'coco'
+            ? await writeCocoDataset(ds.names, ds.images, o.out, { overwrite: o.overwrite, log }).then((w) => ({ format: 'coco', path: w.jsonPath, version, images: ds.images.length, boxes: ds.report.boxes }))
+            : await writeLabelStudio(ds.names, ds.images, o.out, { overwrite: o.overwrite, imageUrlPrefix: o.imageUrlPrefix, log }).then((w) => ({ format: 'labelstudio', path: w.jsonPath, version, images: ds.images.length, boxes: ds.report.boxes }));
       if (o.json) out(JSON.stringify(summary));
       else out(`wrote ${summary.path} (${summary.images} images, ${summary.boxes} boxes, version ${summary.version})`);
     });

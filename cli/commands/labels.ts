@@ -1,6 +1,6 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { Option, type Command } from 'commander';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { LoupeError } from '../../lib/errors.js';
@@ -15,6 +15,9 @@ import { runSimulatedVerifier, runSimulatedWorkforce, truthFromStore } from '../
 import { readImageIds } from '../../cloud/dataset/id-list.js';
 import { importFeatureStoreCsv, itemState, openLabelStore, writeFeatureStoreCsv, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
 import type { LabelStatus } from '../../contracts/label-record.js';
+import { importDataset } from '../../cloud/dataset/import.js';
+import { importLabelledImages, labelStudioTasksFromRecords } from '../../cloud/labelstore/labelled-import.js';
+import { writeFileAtomic } from '../../lib/fsutil.js';
 
 /**
  * `loupe labels …`: the label store (import, export, list, history, stats), ingest of device
@@ -110,25 +113,82 @@ function withS3(cmd: Command): Command {
     .option('--bucket <name>', 'bucket');
 }
 
+function classList(v: string, flag: string): string[] {
+  const names = v.split(',').map((x) => x.trim());
+  if (names.some((n) => !n) || new Set(names).size !== names.length) throw new LoupeError('BAD_OPTION', `class names must be comma-separated, non-empty and distinct, got ${JSON.stringify(v)}`, { input: flag });
+  return names;
+}
+
+/** `labels import --yolo|--labelstudio`: read with the data set importers, append one record per image. */
+async function importLabelledCli(o: HomeOptions & { yolo?: string; labelstudio?: string; images?: string; names?: string; refPrefix?: string; status: string; eventTime?: string; exclude?: string; json?: boolean }): Promise<void> {
+  if (!o.refPrefix) throw new LoupeError('BAD_OPTION', 'where the images live is needed: source_ref = --ref-prefix + image id (e.g. s3://bucket/datasets/parts/)', { input: '--ref-prefix' });
+  if (o.status !== 'APPROVED' && o.status !== 'PENDING') throw new LoupeError('BAD_OPTION', `must be APPROVED or PENDING, got ${JSON.stringify(o.status)}`, { input: '--status' });
+  const format = o.yolo ? 'yolo' : 'labelstudio';
+  const from = resolve((o.yolo ?? o.labelstudio)!);
+  const log = createLogger('labels', { stream: 'stderr' });
+  const ds = await importDataset(format, from, { imagesDir: o.images, names: o.names ? classList(o.names, '--names') : undefined, log });
+  const exclude = o.exclude ? new Set(readImageIds(resolve(o.exclude))) : undefined;
+  const images = exclude ? ds.images.filter((i) => !exclude.has(i.id)) : ds.images;
+  const eventTime = parseTime(o.eventTime, '--event-time') ?? Math.floor(statSync(from).mtimeMs) / 1000;
+  const store = openStoreFrom(o);
+  try {
+    const r = await importLabelledImages(store, images, { refPrefix: o.refPrefix, format, eventTime, status: o.status, source: from });
+    const summary = { ...r, names: ds.names, unlabelled: ds.report.unlabelled.length, excluded: ds.images.length - images.length };
+    out(o.json ? JSON.stringify(summary) : `${from}: ${r.images} images (${r.boxes} boxes, classes ${ds.names.join(', ')}), ${r.appended} records appended${summary.unlabelled ? `, ${summary.unlabelled} unlabelled left out` : ''}${summary.excluded ? `, ${summary.excluded} excluded` : ''}`);
+  } finally {
+    await store.close();
+  }
+}
+
+async function exportLabelStudioCli(o: HomeOptions & { labelstudio: string; classes?: string; asOf?: string; status?: string; history?: boolean }): Promise<void> {
+  if (!o.classes) throw new LoupeError('BAD_OPTION', 'Label Studio needs the class names (records hold class ids): --classes a,b', { input: '--classes' });
+  if (o.history) throw new LoupeError('BAD_OPTION', 'Label Studio tasks hold the latest labels of each image; --history is for --csv', { input: '--history' });
+  const names = classList(o.classes, '--classes');
+  const store = openStoreFrom(o);
+  try {
+    const records = await store.latest({ asOf: parseTime(o.asOf), status: o.status as LabelStatus | undefined });
+    const bad = records.flatMap((r) => r.annotations.filter((a) => a.class_id >= names.length).map(() => r.source_ref));
+    if (bad.length) throw new LoupeError('LABEL_UNKNOWN_CLASS', `${bad.length} box(es) have a class id beyond the ${names.length} --classes, first in ${bad[0]}`, { input: '--classes' });
+    await writeFileAtomic(resolve(o.labelstudio), JSON.stringify(labelStudioTasksFromRecords(records, names), null, 1));
+    out(`${o.labelstudio}: ${records.length} tasks`);
+  } finally {
+    await store.close();
+  }
+}
+
 export function register(program: Command): void {
   const labels = program.command('labels').description('label store, ingest of device uploads, labelling jobs, labelling UI, simulated workforce');
 
   withHome(labels.command('import'))
-    .description("append a feature-store CSV (the reference's labels.csv layout) to the label store as history; idempotent")
-    .requiredOption('--csv <file>', 'CSV with source_ref,image_width,image_height,image_depth,annotations,event_time,labeling_job,status')
+    .description("append labels to the label store: a feature-store CSV (the reference's labels.csv layout) as history, or a YOLO data set or Label Studio JSON export (one record per image); idempotent")
+    .option('--csv <file>', 'CSV with source_ref,image_width,image_height,image_depth,annotations,event_time,labeling_job,status')
+    .option('--yolo <data.yaml>', 'a YOLO data set (ultralytics data.yaml; Roboflow-style ../train/images paths resolve as ultralytics resolves them)')
+    .option('--labelstudio <file>', "a Label Studio JSON export (rectanglelabels); images under --images (default the JSON's folder)")
+    .option('--images <dir>', 'Label Studio: the folder holding the images')
+    .option('--names <list>', 'Label Studio: class names in index order, comma-separated (default: the names found, sorted)')
+    .option('--ref-prefix <uri>', 'YOLO/Label Studio: source_ref = this + the image id (where the images are uploaded, e.g. s3://bucket/datasets/parts/)')
+    .option('--status <status>', 'YOLO/Label Studio: APPROVED (finished labels, the default) or PENDING (to be verified)', 'APPROVED')
+    .option('--event-time <time>', "YOLO/Label Studio: the records' time (ISO 8601 or epoch seconds; default the imported file's modification time)")
     .option('--until <time>', 'import the history as it stood then (ISO 8601 or epoch seconds): later records are left out')
     .option('--exclude <file>', 'leave these images out (a held-out benchmark set): a model card (its dataset.testImages) or a text file of image ids such as bad/x.jpg, one per line')
     .option('--json', 'print a JSON summary')
-    .action(async (o: HomeOptions & { csv: string; until?: string; exclude?: string; json?: boolean }) => {
+    .action(async (o: HomeOptions & { csv?: string; yolo?: string; labelstudio?: string; images?: string; names?: string; refPrefix?: string; status: string; eventTime?: string; until?: string; exclude?: string; json?: boolean }) => {
+      const given = [o.csv && '--csv', o.yolo && '--yolo', o.labelstudio && '--labelstudio'].filter(Boolean);
+      if (given.length !== 1) throw new LoupeError('BAD_OPTION', `give exactly one of --csv, --yolo, --labelstudio${given.length ? ` (got ${given.join(', ')})` : ''}`, { input: 'labels import' });
+      if (!o.csv) {
+        await importLabelledCli(o);
+        return;
+      }
+      const csv = o.csv;
       const until = parseTime(o.until, '--until');
       const exclude = o.exclude ? readImageIds(resolve(o.exclude)) : undefined;
       const store = openStoreFrom(o);
       try {
-        const r = await importFeatureStoreCsv(store, resolve(o.csv), { until, exclude });
+        const r = await importFeatureStoreCsv(store, resolve(csv), { until, exclude });
         out(
           o.json
             ? JSON.stringify(r)
-            : `${o.csv}: ${r.read} records for ${r.images} images read, ${r.appended} appended${r.later ? `, ${r.later} after --until left out` : ''}${r.excluded ? `, ${r.excluded} of excluded images left out` : ''}`,
+            : `${csv}: ${r.read} records for ${r.images} images read, ${r.appended} appended${r.later ? `, ${r.later} after --until left out` : ''}${r.excluded ? `, ${r.excluded} of excluded images left out` : ''}`,
         );
       } finally {
         await store.close();
@@ -136,12 +196,20 @@ export function register(program: Command): void {
     });
 
   withHome(labels.command('export'))
-    .description('write the latest record per image as of T (or --history: every record) as a feature-store CSV')
-    .requiredOption('--csv <file>', 'output CSV (written atomically)')
+    .description('write the latest record per image as of T (or --history: every record) as a feature-store CSV, or as Label Studio tasks')
+    .option('--csv <file>', 'output CSV (written atomically)')
+    .option('--labelstudio <file>', 'output Label Studio JSON tasks (written atomically): data.image is the source_ref; labels become annotations, device detections on unlabelled images predictions')
+    .option('--classes <names>', 'Label Studio: class names in class-id order, comma-separated')
     .option('--as-of <time>', 'epoch seconds or ISO-8601')
     .option('--status <status>', 'only images whose latest record has this status')
-    .option('--history', 'every record, not just the latest per image')
-    .action(async (o: HomeOptions & { csv: string; asOf?: string; status?: string; history?: boolean }) => {
+    .option('--history', 'every record, not just the latest per image (CSV only)')
+    .action(async (o: HomeOptions & { csv?: string; labelstudio?: string; classes?: string; asOf?: string; status?: string; history?: boolean }) => {
+      if (Boolean(o.csv) === Boolean(o.labelstudio)) throw new LoupeError('BAD_OPTION', 'give exactly one of --csv, --labelstudio', { input: 'labels export' });
+      if (o.labelstudio) {
+        await exportLabelStudioCli({ ...o, labelstudio: o.labelstudio });
+        return;
+      }
+      const csv = o.csv!;
       const store = openStoreFrom(o);
       try {
         const asOf = parseTime(o.asOf);
@@ -149,8 +217,8 @@ export function register(program: Command): void {
         if (o.history) {
           records = (await Promise.all(records.map((r) => store.history(r.source_ref)))).flat().filter((r) => asOf === undefined || r.event_time <= asOf);
         }
-        await writeFeatureStoreCsv(resolve(o.csv), records.map(({ seq: _s, ...r }) => r));
-        out(`${o.csv}: ${records.length} records`);
+        await writeFeatureStoreCsv(resolve(csv), records.map(({ seq: _s, ...r }) => r));
+        out(`${csv}: ${records.length} records`);
       } finally {
         await store.close();
       }

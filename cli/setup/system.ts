@@ -19,6 +19,7 @@ export const DEBIAN_PACKAGES: ReadonlyArray<{ name: string; why: string }> = [
   { name: 'openjdk-17-jre-headless', why: 'the real Greengrass nucleus (differential tests)' },
   { name: 'sudo', why: 'the real nucleus runs components as ggc_user' },
   { name: 'fonts-dejavu-core', why: 'labels on annotated images and plots' },
+  { name: 'strace', why: 'the fresh-clone test checks that nothing outside the clone is read' },
 ];
 
 export const GG_USER = 'ggc_user';
@@ -95,9 +96,17 @@ function runLogged(argv: string[], log: Logger, interactive: boolean): Promise<v
   });
 }
 
+/** What ensureSystem asks of the machine; tests inject another machine (a missing package, no root). */
+export interface SystemProbe {
+  status(): SystemStatus;
+  rootPrefix(interactive: boolean): string[] | null;
+}
+const thisMachine: SystemProbe = { status: systemStatus, rootPrefix };
+
 /** Install what is missing (idempotent: nothing runs when all is there). */
-export async function ensureSystem(log: Logger, opts: { interactive: boolean; dryRun?: boolean }): Promise<SystemStatus> {
-  const before = systemStatus();
+export async function ensureSystem(log: Logger, opts: { interactive: boolean; dryRun?: boolean; probe?: SystemProbe }): Promise<SystemStatus> {
+  const probe = opts.probe ?? thisMachine;
+  const before = probe.status();
   if (systemReady(before)) {
     log.info('system: Debian packages and the ggc_user:ggc_group user are in place');
     return before;
@@ -111,7 +120,7 @@ export async function ensureSystem(log: Logger, opts: { interactive: boolean; dr
     );
   }
   log.info({ packages: before.missingPackages, user: before.missingUser ? GG_USER : undefined, group: before.missingGroup ? GG_GROUP : undefined }, 'system: installing what is missing');
-  const prefix = rootPrefix(opts.interactive);
+  const prefix = probe.rootPrefix(opts.interactive);
   if (opts.dryRun || prefix === null) {
     const text = cmds.map((c) => `  ${commandLine(c, prefix ?? ['sudo'])}`).join('\n');
     if (opts.dryRun) {
@@ -131,7 +140,7 @@ export async function ensureSystem(log: Logger, opts: { interactive: boolean; dr
       throw e;
     }
   }
-  const after = systemStatus();
+  const after = probe.status();
   if (!systemReady(after)) {
     throw new LoupeError('SETUP_INCOMPLETE', `still missing after installing: ${[...after.missingPackages, ...(after.missingUser ? [GG_USER] : []), ...(after.missingGroup ? [GG_GROUP] : [])].join(', ')}`, { input: 'setup system' });
   }

@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
 import type { Logger } from 'pino';
 import { LoupeError } from '../../lib/errors.js';
@@ -107,14 +107,30 @@ function parseVocXml(xmlPath: string): { size?: { width: number; height: number 
 }
 
 /**
+ * An image's id: its path under the imported folder; an image outside it (`--from ANNOTATIONS
+ * --images IMAGES`, or the sibling images folder of an annotations folder) is named by its folder
+ * and file (`IMAGES/crazing_1.jpg`), which is the id the same image gets when the whole tree is
+ * imported, so its split does not depend on how the import was spelled.
+ */
+function vocImageId(absRoot: string, imagePath: string): string {
+  const rel = relative(absRoot, imagePath);
+  const inside = rel && !rel.startsWith('..') && !isAbsolute(rel);
+  return (inside ? rel : relative(dirname(dirname(imagePath)), imagePath)).split(sep).join('/');
+}
+
+/**
  * Import a Pascal VOC tree (e.g. ../shared/datasets/neu-det): every folder under `root` holding
  * .xml files is an annotations folder, paired with its images folder (see imageDirsFor). Ids are
  * image paths relative to `root` (`IMAGES/crazing_1.jpg`). Images without an annotation file are
- * reported as unlabelled and left out.
+ * reported as unlabelled and left out. `root` may also be one annotations folder, with its images
+ * in `opts.imagesDir` (`dataset import --format voc --from ANNOTATIONS --images IMAGES`).
  */
 export async function importVoc(root: string, opts: VocImportOptions = {}): Promise<ImportedDataset> {
   const absRoot = resolve(root);
   if (!existsSync(absRoot) || !statSync(absRoot).isDirectory()) throw new LoupeError('DATA_MISSING', 'Pascal VOC folder not found', { input: absRoot });
+  if (opts.imagesDir && !(existsSync(opts.imagesDir) && statSync(opts.imagesDir).isDirectory())) {
+    throw new LoupeError('DATA_MISSING', 'images folder not found', { input: resolve(opts.imagesDir) });
+  }
   const report = emptyReport('voc', absRoot);
   const files: VocFile[] = [];
   const labelled = new Set<string>();
@@ -158,10 +174,10 @@ export async function importVoc(root: string, opts: VocImportOptions = {}): Prom
       boxes.push(checkBox({ ...o.box, cls }, size, src, () => report.clipped++));
     }
     progress.update(++done);
-    return { id: relative(absRoot, f.imagePath).split(sep).join('/'), imagePath: f.imagePath, width: size.width, height: size.height, boxes: dropDuplicateBoxes(boxes, size, () => report.duplicates++) };
+    return { id: vocImageId(absRoot, f.imagePath), imagePath: f.imagePath, width: size.width, height: size.height, boxes: dropDuplicateBoxes(boxes, size, () => report.duplicates++) };
   });
   progress.finish();
-  report.unlabelled = [...allImages].filter((p) => !labelled.has(p)).map((p) => relative(absRoot, p).split(sep).join('/')).sort();
+  report.unlabelled = [...allImages].filter((p) => !labelled.has(p)).map((p) => vocImageId(absRoot, p)).sort();
   report.images = images.length;
   report.boxes = images.reduce((n, i) => n + i.boxes.length, 0);
   return { names, images, report };

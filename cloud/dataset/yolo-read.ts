@@ -93,6 +93,31 @@ function dropDuplicateRows(rows: YoloSplitItem['labels']): YoloSplitItem['labels
   });
 }
 
+/**
+ * Where a split's entry points, as ultralytics' check_det_dataset resolves it: relative to the
+ * data set root; and when that does not exist and the entry starts with `../`, relative to the
+ * root without that step. Roboflow's exports rely on it: their data.yaml sits beside
+ * `train/ valid/ test/` yet says `train: ../train/images`.
+ */
+export function splitPath(entry: string, root: string): string {
+  const p = resolve(root, entry);
+  if (!existsSync(p) && entry.startsWith('../')) return resolve(root, entry.slice(3));
+  return p;
+}
+
+/** `names` (list or map), or `nc` alone (names class_0..), checked against each other as ultralytics does. */
+function classNames(doc: Record<string, unknown>, yamlPath: string): string[] {
+  const nc = doc.nc;
+  if ((doc.names === undefined || doc.names === null) && typeof nc === 'number' && Number.isInteger(nc) && nc > 0) {
+    return Array.from({ length: nc }, (_, i) => `class_${i}`);
+  }
+  const names = namesOf(doc.names, yamlPath);
+  if (nc !== undefined && nc !== null && Number(nc) !== names.length) {
+    throw new LoupeError('DATA_BAD_NAMES', `names has ${names.length} entries but nc is ${String(nc)}; they must match`, { input: yamlPath });
+  }
+  return names;
+}
+
 /** Read a YOLO data set described by data.yaml (path/train/val/test/names, ultralytics' layout). */
 export function readYoloDataset(yamlPath: string): YoloDataset {
   const abs = resolve(yamlPath);
@@ -103,14 +128,16 @@ export function readYoloDataset(yamlPath: string): YoloDataset {
   } catch (e) {
     throw new LoupeError('DATA_BAD_YAML', `not valid YAML (${(e as Error).message})`, { input: abs });
   }
-  const names = namesOf(doc.names, abs);
+  const names = classNames(doc, abs);
   const rawRoot = typeof doc.path === 'string' && doc.path ? doc.path : dirname(abs);
   const root = isAbsolute(rawRoot) ? rawRoot : resolve(dirname(abs), rawRoot);
+  // ultralytics renames a `validation` key to `val` (check_det_dataset); so does loupe.
+  if ((doc.val === undefined || doc.val === null) && doc.validation !== undefined) doc.val = doc.validation;
   const splits: YoloDataset['splits'] = {};
   for (const split of ['train', 'val', 'test'] as SplitName[]) {
     const entry = doc[split];
     if (entry === undefined || entry === null) continue;
-    const entries = Array.isArray(entry) ? entry.map(String) : [String(entry)];
+    const entries = Array.isArray(entry) ? entry.map((e) => resolve(root, String(e))) : [splitPath(String(entry), root)];
     splits[split] = entries
       .flatMap((e) => listImages(e, root))
       .map((imagePath) => {

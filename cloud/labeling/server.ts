@@ -141,6 +141,28 @@ export function hostAllowed(host: string | undefined, allowed: readonly string[]
   return allowed.some((a) => a.toLowerCase() === name);
 }
 
+/**
+ * Why a request from a browser must be refused as cross-origin (CSRF), or null: an Origin that is
+ * not this server's Host, or Sec-Fetch-Site cross-site/same-site. (The operator console uses it too.)
+ */
+export function crossOriginRefusal(req: IncomingMessage): string | null {
+  const host = req.headers.host ?? '';
+  const origin = req.headers.origin;
+  if (origin !== undefined) {
+    let same = false;
+    try {
+      const o = new URL(origin);
+      same = (o.protocol === 'http:' || o.protocol === 'https:') && o.host.toLowerCase() === host.toLowerCase();
+    } catch {
+      same = false;
+    }
+    if (!same) return `cross-origin request from ${JSON.stringify(origin)} refused`;
+  }
+  const site = req.headers['sec-fetch-site'];
+  if (site !== undefined && site !== 'same-origin' && site !== 'none') return `cross-site request (Sec-Fetch-Site: ${String(site)}) refused`;
+  return null;
+}
+
 const safeDecode = (s: string): string => {
   try {
     return decodeURIComponent(s);
@@ -212,19 +234,8 @@ export async function startLabelServer(opts: LabelServerOptions): Promise<LabelS
       throw new HttpError(403, `Host ${JSON.stringify(host ?? '')} is not this server (allowed: IP addresses, localhost${allowedHosts.length ? ', ' + allowedHosts.join(', ') : ''}; labels serve --allowed-host adds names)`, 'BAD_HOST');
     }
     if (!path.startsWith('/api/')) return;
-    const origin = req.headers.origin;
-    if (origin !== undefined) {
-      let same = false;
-      try {
-        const o = new URL(origin);
-        same = (o.protocol === 'http:' || o.protocol === 'https:') && o.host.toLowerCase() === host!.toLowerCase();
-      } catch {
-        same = false;
-      }
-      if (!same) throw new HttpError(403, `cross-origin request from ${JSON.stringify(origin)} refused`, 'BAD_ORIGIN');
-    }
-    const site = req.headers['sec-fetch-site'];
-    if (site !== undefined && site !== 'same-origin' && site !== 'none') throw new HttpError(403, `cross-site request (Sec-Fetch-Site: ${site}) refused`, 'BAD_ORIGIN');
+    const refusal = crossOriginRefusal(req);
+    if (refusal) throw new HttpError(403, refusal, 'BAD_ORIGIN');
   };
 
   const skipSet = (url: URL): Set<string> => {

@@ -33,6 +33,16 @@ export async function importFeatureStoreCsv(
   const skip = new Set(opts.exclude ?? []);
   const kept = skip.size ? all.filter((r) => !skip.has(idFromSourceRef(r.source_ref))) : all;
   const records = opts.until === undefined ? kept : kept.filter((r) => r.event_time <= opts.until!);
+  const refs = new Set(records.map((r) => r.source_ref));
+  const appended = await appendNew(store, records);
+  return { read: all.length, appended, images: refs.size, later: kept.length - records.length, excluded: all.length - kept.length };
+}
+
+/**
+ * Append the records the store does not hold yet (same image, event time, job, status and boxes
+ * count as held), all or nothing; returns how many were appended. What makes every import idempotent.
+ */
+export async function appendNew(store: LabelStore, records: readonly LabelRecord[]): Promise<number> {
   const refs = [...new Set(records.map((r) => r.source_ref))];
   const known = await store.known(refs);
   const existing = new Set<string>();
@@ -45,7 +55,7 @@ export async function importFeatureStoreCsv(
     fresh.push(r);
   }
   await store.append(fresh);
-  return { read: all.length, appended: fresh.length, images: refs.length, later: kept.length - records.length, excluded: all.length - kept.length };
+  return fresh.length;
 }
 
 /** Write records in the reference layout (+ loupe's extension columns), atomically. */

@@ -30,8 +30,8 @@ export async function runLoopOnce(o: RunOnceOptions): Promise<RunReport> {
   const store = new LoopStore(o.home.loopDb);
   let env: LoopEnv | undefined;
   try {
-    env = await LoopEnv.open(o.config, o.home, o.log);
-    const steps = loopSteps({ env, evaluate: o.evaluate ?? loupeEvaluator, progressStream: o.progressStream, signal: o.signal });
+    env = await LoopEnv.open(o.config, o.home, o.log, { evaluate: o.evaluate ?? loupeEvaluator });
+    const steps = loopSteps({ ports: env.ports, config: env.config, progressStream: o.progressStream, signal: o.signal });
     return await runLoop({
       store,
       steps,

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import type { z } from 'zod';
 import { LoupeError, errorMessage } from '../../lib/errors.js';
 import { writeFileAtomic } from '../../lib/fsutil.js';
 import { silentLogger } from '../../lib/log.js';
@@ -14,12 +15,18 @@ import type { LoopStore, RunRow, StepRow } from './store.js';
  * it looks for what an earlier attempt left (a labelling job with the run's id, a registry
  * version with the run's idempotency key, a deployment tagged with the run) before creating.
  *
- * A step may end the run early without failing (`halt`: too few new labels, gate rejected):
- * the rest are recorded as skipped and the run as halted. A step may also pause the run
- * (`wait`: a Ground Truth job still has images in people's queues): the step and the run are
- * recorded as waiting and the next run resumes at that step, which re-attaches to what it
- * started. A thrown error fails the run; the next run resumes it at the failed step (or
- * `abandonRun` gives up on it).
+ * A step ends in one of three typed outcomes (`StepOutcome`): `done`; `halted` (end the run
+ * early without failing: too few new labels, gate rejected; the step's output is kept, the
+ * rest are recorded as skipped and the run as halted; the reason is kept in the step's own
+ * `halt` column, so a resumed run ends at the same place); `waiting` (pause the run: a Ground
+ * Truth job still has images in people's queues; the step and the run are recorded as waiting
+ * and the next run resumes at that step, which re-attaches to what it started). A thrown error
+ * fails the run; the next run resumes it at the failed step (or `abandonRun` gives up on it).
+ *
+ * Every step declares a zod schema for its output. The output is checked before it is
+ * committed, and every committed output of a resumed run is checked again before any step runs:
+ * a field renamed since the run was written fails the resume (LOOP_OUTPUT_INVALID, naming the
+ * run, the step and the field) instead of a later step reading `undefined`.
  *
  * Fault injection for the crash tests: LOUPE_LOOP_CRASH=<step>:before|after kills the process
  * (SIGKILL, no clean-up) just before a step runs or just after its side effects but before
@@ -35,18 +42,41 @@ export interface StepContext<C = Record<string, unknown>> {
   outputs: Record<string, Record<string, unknown>>;
 }
 
-export interface StepResult {
-  output: Record<string, unknown>;
-  /** End the run here (successfully) with this reason. */
-  halt?: string;
-  /** Pause the run here: the step is not done, the next run resumes it (this says what it waits for). */
-  wait?: string;
-}
+/**
+ * How a step ended. `halted`: the run ends here, successfully, with `reason`. `waiting`: the step
+ * is not done, the next run resumes it (`reason` says what it waits for).
+ */
+export type StepOutcome<O = Record<string, unknown>> =
+  | { status: 'done'; output: O }
+  | { status: 'halted'; output: O; reason: string }
+  | { status: 'waiting'; output: O; reason: string };
+
+export const done = <O>(output: O): StepOutcome<O> => ({ status: 'done', output });
+export const halted = <O>(output: O, reason: string): StepOutcome<O> => ({ status: 'halted', output, reason });
+export const waiting = <O>(output: O, reason: string): StepOutcome<O> => ({ status: 'waiting', output, reason });
 
 export interface LoopStep<C = Record<string, unknown>> {
   name: string;
   title: string;
-  run(ctx: StepContext<C>): Promise<StepResult>;
+  /** The step's output: checked before it is committed and when a resumed run reads it back. */
+  output: z.ZodType<Record<string, unknown>>;
+  run(ctx: StepContext<C>): Promise<StepOutcome>;
+}
+
+/** The first problems zod found, as `field: message` (the field path dotted; `(output)` for the whole). */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((i) => `${i.path.length ? i.path.join('.') : '(output)'}: ${i.message}`)
+    .join('; ');
+}
+
+/** Check one step's output against its schema; LOOP_OUTPUT_INVALID names the run, the step and the fields. */
+export function checkOutput(step: Pick<LoopStep, 'name' | 'output'>, runId: number, output: unknown, when: 'returned' | 'stored'): Record<string, unknown> {
+  const r = step.output.safeParse(output);
+  if (r.success) return r.data;
+  const what = when === 'stored' ? 'the output stored for it does not match what this loupe expects' : 'it returned an output that does not match its schema';
+  throw new LoupeError('LOOP_OUTPUT_INVALID', `${what}: ${describeIssues(r.error)}`, { input: `run ${runId}, step ${step.name}` });
 }
 
 export interface RunReport {
@@ -121,12 +151,25 @@ export async function runLoop<C extends Record<string, unknown>>(o: RunLoopOptio
   beat.unref();
   let runRow: RunRow | undefined;
   try {
+    /** Outputs of a run's done steps, each checked against its step's schema. */
+    const storedOutputs = (runId: number): Record<string, Record<string, unknown>> => {
+      const outputs: Record<string, Record<string, unknown>> = {};
+      for (const r of o.store.steps(runId)) {
+        if (r.status !== 'done') continue;
+        const step = o.steps.find((s) => s.name === r.name);
+        outputs[r.name] = step ? checkOutput(step, runId, r.output, 'stored') : (r.output ?? {});
+      }
+      return outputs;
+    };
     const unfinished = o.store.unfinishedRun();
     let resumed = false;
     if (unfinished) {
       if (o.resume === 'new') {
         throw new LoupeError('LOOP_UNFINISHED', `run ${unfinished.id} is unfinished (${unfinished.status}); resume it or abandon it first`, { input: `run ${unfinished.id}` });
       }
+      // Checked before the run is touched: a stored output this code cannot read fails the
+      // resume here, naming the run, the step and the field, and leaves the run as it was.
+      storedOutputs(unfinished.id);
       runRow = unfinished;
       resumed = true;
       o.store.setRunStatus(unfinished.id, 'running');
@@ -141,16 +184,15 @@ export async function runLoop<C extends Record<string, unknown>>(o: RunLoopOptio
     const config = (resumed ? { ...o.config, ...runRow.config } : o.config) as C;
     const runDir = join(o.runsDir, String(runId));
     mkdirSync(runDir, { recursive: true });
-    const outputs: Record<string, Record<string, unknown>> = {};
-    for (const r of o.store.steps(runId)) if (r.status === 'done' && r.output) outputs[r.name] = r.output;
+    const outputs = unfinished ? storedOutputs(unfinished.id) : {};
     let halt: string | null = null;
     for (let i = 0; i < o.steps.length; i++) {
       const step = o.steps[i]!;
       const prev = o.store.steps(runId).find((s) => s.name === step.name);
       if (prev?.status === 'done') {
         o.events?.stepSkipped?.(step.name, 'done in an earlier attempt');
-        if (prev.output && typeof prev.output.__halt === 'string') {
-          halt = prev.output.__halt;
+        if (prev.halt !== null) {
+          halt = prev.halt;
           break;
         }
         continue;
@@ -160,9 +202,10 @@ export async function runLoop<C extends Record<string, unknown>>(o: RunLoopOptio
       log.info({ run: runId, step: step.name, attempt: row.attempts }, `step ${i + 1}/${o.steps.length}: ${step.title}`);
       crashPoint(step.name, 'before');
       const t0 = performance.now();
-      let result: StepResult;
+      let result: StepOutcome;
       try {
-        result = await step.run({ runId, attempt: row.attempts, runDir, config, log: log.child({ step: step.name }), outputs });
+        const r = await step.run({ runId, attempt: row.attempts, runDir, config, log: log.child({ step: step.name }), outputs });
+        result = { ...r, output: checkOutput(step, runId, r.output, 'returned') };
       } catch (e) {
         const seconds = (performance.now() - t0) / 1000;
         o.store.finishStep(runId, step.name, 'failed', { error: errorMessage(e), seconds });
@@ -175,22 +218,22 @@ export async function runLoop<C extends Record<string, unknown>>(o: RunLoopOptio
       }
       crashPoint(step.name, 'after');
       const seconds = (performance.now() - t0) / 1000;
-      if (result.wait) {
-        o.store.finishStep(runId, step.name, 'waiting', { output: result.output, error: result.wait, seconds });
-        o.store.setRunStatus(runId, 'waiting', { halt: result.wait });
-        o.events?.stepSkipped?.(step.name, `waiting: ${result.wait}`);
-        log.info({ run: runId, step: step.name, wait: result.wait }, 'loop run waits; the next run resumes it here');
+      if (result.status === 'waiting') {
+        o.store.finishStep(runId, step.name, 'waiting', { output: result.output, error: result.reason, seconds });
+        o.store.setRunStatus(runId, 'waiting', { halt: result.reason });
+        o.events?.stepSkipped?.(step.name, `waiting: ${result.reason}`);
+        log.info({ run: runId, step: step.name, wait: result.reason }, 'loop run waits; the next run resumes it here');
         const report = buildReport(o.store, runId, names, resumed);
-        o.store.setRunStatus(runId, 'waiting', { halt: result.wait, report });
+        o.store.setRunStatus(runId, 'waiting', { halt: result.reason, report });
         await writeFileAtomic(join(runDir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
         return report;
       }
-      const output = result.halt ? { ...result.output, __halt: result.halt } : result.output;
-      o.store.finishStep(runId, step.name, 'done', { output, seconds });
+      const output = result.output;
+      o.store.finishStep(runId, step.name, 'done', { output, seconds, halt: result.status === 'halted' ? result.reason : undefined });
       outputs[step.name] = output;
       o.events?.stepDone?.(step.name, i, o.steps.length, seconds, output);
-      if (result.halt) {
-        halt = result.halt;
+      if (result.status === 'halted') {
+        halt = result.reason;
         log.info({ run: runId, step: step.name, halt }, 'loop run ends early');
         break;
       }

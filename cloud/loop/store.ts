@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { LoupeError } from '../../lib/errors.js';
 import { openSqlite } from '../../lib/sqlite.js';
-import type { SqliteSchema } from '../../lib/migrate.js';
+import { addColumnIfMissing, type SqliteSchema } from '../../lib/migrate.js';
 
 /**
  * The loop's persisted state, one SQLite file: runs, their steps with each step's output, a
@@ -44,6 +44,8 @@ export interface StepRow {
   seconds: number | null;
   output: Record<string, unknown> | null;
   error: string | null;
+  /** A done step that ended the run early: why (the runner's `halted` outcome). */
+  halt: string | null;
 }
 
 export interface LockOwner {
@@ -93,7 +95,16 @@ CREATE TABLE IF NOT EXISTS lock (
   heartbeat_at TEXT NOT NULL,
   run_id INTEGER
 );
-` }],
+` },
+  {
+    version: 2,
+    description: "steps.halt: a halting step's reason in its own column (earlier releases kept it as `__halt` inside the output)",
+    up: (db) => {
+      addColumnIfMissing(db, 'steps', 'halt', 'TEXT');
+      db.exec(`UPDATE steps SET halt = json_extract(output, '$.__halt'), output = json_remove(output, '$.__halt')
+               WHERE output IS NOT NULL AND json_valid(output) AND json_type(output, '$.__halt') = 'text'`);
+    },
+  }],
 };
 
 /** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot); null where /proc is absent. */
@@ -248,6 +259,7 @@ export class LoopStore {
       seconds: (r.seconds as number | null) ?? null,
       output: json<Record<string, unknown>>(r.output),
       error: (r.error as string | null) ?? null,
+      halt: (r.halt as string | null) ?? null,
     }));
   }
 
@@ -262,10 +274,10 @@ export class LoopStore {
   }
 
   /** The commit point of a step: its output and status in one write. */
-  finishStep(runId: number, name: string, status: Exclude<StepStatus, 'running'>, out: { output?: unknown; error?: string; seconds: number }): void {
+  finishStep(runId: number, name: string, status: Exclude<StepStatus, 'running'>, out: { output?: unknown; error?: string; seconds: number; halt?: string }): void {
     this.db
-      .prepare('UPDATE steps SET status = ?, finished_at = ?, seconds = ?, output = ?, error = ? WHERE run_id = ? AND name = ?')
-      .run(status, new Date().toISOString(), out.seconds, out.output === undefined ? null : JSON.stringify(out.output), out.error ?? null, runId, name);
+      .prepare('UPDATE steps SET status = ?, finished_at = ?, seconds = ?, output = ?, error = ?, halt = ? WHERE run_id = ? AND name = ?')
+      .run(status, new Date().toISOString(), out.seconds, out.output === undefined ? null : JSON.stringify(out.output), out.error ?? null, out.halt ?? null, runId, name);
   }
 
   skipStep(runId: number, name: string, seq: number, reason: string): void {

@@ -3,7 +3,8 @@ import type { TruthSource } from '../labeling/workforce.js';
 import { truthFromStore } from '../labeling/workforce.js';
 import { readLabelsCsv } from '../../contracts/labels-csv.js';
 import { sha256 } from '../../lib/fsutil.js';
-import type { LoopEnv } from './env.js';
+import type { ImageSource } from '../labeling/images.js';
+import type { SqliteLabelStore } from '../labelstore/index.js';
 
 /**
  * Ground truth for the simulated workforce when devices photograph parts the reference
@@ -15,10 +16,10 @@ import type { LoopEnv } from './env.js';
  * (the workforce's rule). The upload sidecar does not carry the camera's source file name, so
  * the name-based `truthFromStore` is only the fallback.
  */
-export async function truthByContent(env: LoopEnv): Promise<TruthSource> {
-  const byName = await truthFromStore(env.labels, { refPrefix: 's3://${bucket}/' });
-  const csv = env.config.history.labelsCsv;
-  const reference = csv ? readLabelsCsv(csv) : await env.labels.latest({ status: 'APPROVED' });
+export async function truthByContent(labels: SqliteLabelStore, images: ImageSource, labelsCsv: string | undefined): Promise<TruthSource> {
+  const byName = await truthFromStore(labels, { refPrefix: 's3://${bucket}/' });
+  const csv = labelsCsv;
+  const reference = csv ? readLabelsCsv(csv) : await labels.latest({ status: 'APPROVED' });
   // Latest approved record per image.
   const latest = new Map<string, (typeof reference)[number]>();
   for (const r of reference) {
@@ -28,16 +29,16 @@ export async function truthByContent(env: LoopEnv): Promise<TruthSource> {
   }
   const byDigest = new Map<string, GtBox[]>();
   for (const r of latest.values()) {
-    if (!env.images.mappedPath(r.source_ref)) continue;
+    if (!images.mappedPath(r.source_ref)) continue;
     try {
-      byDigest.set(sha256(await env.images.read(r.source_ref)), r.annotations.map(({ confidence: _c, ...b }) => b));
+      byDigest.set(sha256(await images.read(r.source_ref)), r.annotations.map(({ confidence: _c, ...b }) => b));
     } catch {
       // a reference record whose image is not on disk cannot be matched by content
     }
   }
   return async (task) => {
     try {
-      const t = byDigest.get(sha256(await env.images.read(task.sourceRef)));
+      const t = byDigest.get(sha256(await images.read(task.sourceRef)));
       if (t) return t;
     } catch {
       // unreadable upload: fall through to the name rule

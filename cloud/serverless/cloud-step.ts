@@ -2,11 +2,11 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { LoupeError, errorMessage } from '../../lib/errors.js';
-import { loupeEvaluator } from '../gate/evaluator.js';
-import type { EvaluateFn } from '../gate/gate.js';
 import { LoopEnv } from '../loop/env.js';
 import { loopSteps, STEP_NAMES, type StepName } from '../loop/steps.js';
 import { LoopStore } from '../loop/store.js';
+import { checkOutput } from '../loop/runner.js';
+import { STEP_OUTPUTS } from '../loop/outputs.js';
 import type { CloudRuntime } from './runtime.js';
 import { StateHome } from './state-home.js';
 
@@ -24,8 +24,8 @@ import { StateHome } from './state-home.js';
  * gets the run id as a parameter, and the deploy state machine continues the run the approved
  * model was registered by.
  *
- * This is the thin seam meant to switch to typed steps (issue 10 part 2) when they land: only
- * `runStep` below knows how a step is called.
+ * Steps are the typed StepDefs of cloud/loop/steps.ts bound to the env's ports; outputs are
+ * checked against their schemas when recorded and when read back, as the local runner does.
  */
 export interface StepEvent {
   /** The loop run to continue (absent: the labelling state machine's first step, which creates it). */
@@ -118,7 +118,6 @@ export interface RunStepOptions {
   outputs?: Record<string, Record<string, unknown>>;
   /** Where the step writes its files (default: a folder in the pulled home). */
   runDir?: string;
-  evaluate?: EvaluateFn;
   /** Run the step even when it is recorded as done (its files are gone with an earlier invocation's disk). */
   rerunDone?: boolean;
 }
@@ -133,10 +132,10 @@ export async function runStep(c: CloudContext, name: StepName, o: RunStepOptions
   const seq = STEP_NAMES.indexOf(name);
   const prev = c.store.steps(c.runId).find((s) => s.name === name);
   if (prev?.status === 'done' && prev.output && !o.rerunDone) {
-    const { __halt, ...output } = prev.output;
-    return { runId: c.runId, step: name, status: typeof __halt === 'string' ? 'halted' : 'done', output, ...(typeof __halt === 'string' ? { halt: __halt } : {}), seconds: 0 };
+    const output = checkOutput({ name, output: STEP_OUTPUTS[name] }, c.runId, prev.output, 'stored');
+    return { runId: c.runId, step: name, status: prev.halt ? 'halted' : 'done', output, ...(prev.halt ? { halt: prev.halt } : {}), seconds: 0 };
   }
-  const step = loopSteps({ env: c.env, evaluate: o.evaluate ?? loupeEvaluator }).find((s) => s.name === name)!;
+  const step = loopSteps({ ports: c.env.ports, config: c.env.config }).find((s) => s.name === name)!;
   const runDir = o.runDir ?? join(c.home.dir, 'runs', String(c.runId));
   mkdirSync(runDir, { recursive: true });
   const row = c.store.startStep(c.runId, name, seq);
@@ -145,20 +144,23 @@ export async function runStep(c: CloudContext, name: StepName, o: RunStepOptions
   log.info({ attempt: row.attempts }, `step ${name}`);
   const t0 = performance.now();
   try {
-    const r = await step.run({ runId: c.runId, attempt: row.attempts, runDir, config: c.env.config as unknown as Record<string, unknown>, log, outputs: { ...doneOutputs(c.store, c.runId), ...o.outputs } });
+    const given = { ...doneOutputs(c.store, c.runId), ...o.outputs };
+    const r = await step.run({ runId: c.runId, attempt: row.attempts, runDir, config: c.env.config as unknown as Record<string, unknown>, log, outputs: given });
+    // the same check the local runner makes before it records an output
+    const output = checkOutput(step, c.runId, r.output, 'returned');
     const seconds = (performance.now() - t0) / 1000;
-    if (r.wait) {
-      c.store.finishStep(c.runId, name, 'waiting', { output: r.output, error: r.wait, seconds });
-      c.store.setRunStatus(c.runId, 'waiting', { halt: r.wait });
-      return { runId: c.runId, step: name, status: 'waiting', output: r.output, wait: r.wait, seconds };
+    if (r.status === 'waiting') {
+      c.store.finishStep(c.runId, name, 'waiting', { output, error: r.reason, seconds });
+      c.store.setRunStatus(c.runId, 'waiting', { halt: r.reason });
+      return { runId: c.runId, step: name, status: 'waiting', output, wait: r.reason, seconds };
     }
-    c.store.finishStep(c.runId, name, 'done', { output: r.halt ? { ...r.output, __halt: r.halt } : r.output, seconds });
-    if (r.halt) {
-      c.store.setRunStatus(c.runId, 'halted', { halt: r.halt });
-      return { runId: c.runId, step: name, status: 'halted', output: r.output, halt: r.halt, seconds };
+    c.store.finishStep(c.runId, name, 'done', { output, seconds, halt: r.status === 'halted' ? r.reason : undefined });
+    if (r.status === 'halted') {
+      c.store.setRunStatus(c.runId, 'halted', { halt: r.reason });
+      return { runId: c.runId, step: name, status: 'halted', output, halt: r.reason, seconds };
     }
     if (name === STEP_NAMES[STEP_NAMES.length - 1]) c.store.setRunStatus(c.runId, 'succeeded');
-    return { runId: c.runId, step: name, status: 'done', output: r.output, seconds };
+    return { runId: c.runId, step: name, status: 'done', output, seconds };
   } catch (e) {
     const seconds = (performance.now() - t0) / 1000;
     c.store.finishStep(c.runId, name, 'failed', { error: errorMessage(e), seconds });

@@ -139,7 +139,7 @@ export async function publishHandler(rt: CloudRuntime, e: ModelPackageEvent): Pr
     },
     {
       runOf: async (env) => {
-        if (!env.registryMirror) throw new LoupeError('DEPLOY_NO_REGISTRY', 'the deploy flow needs registry.backend "sagemaker"', { input: 'registry.backend' });
+        if (!env.registryMirror?.adoptApproval) throw new LoupeError('DEPLOY_NO_REGISTRY', 'the deploy flow needs registry.backend "sagemaker"', { input: 'registry.backend' });
         const v = await env.registryMirror.adoptApproval(arn, 'sagemaker-approval');
         ref = v.ref;
         sha = v.artefacts.onnx.sha256;

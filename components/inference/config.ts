@@ -62,6 +62,11 @@ export const inferenceConfigSchema = z.object({
   workers: z.number().int().min(1).max(8).default(2),
   telemetryIntervalS: z.number().positive().default(10),
   publishResultsToIoTCore: z.boolean().default(true),
+  /**
+   * Prometheus `GET /metrics` (components/inference/metrics.ts): off unless `port` is set (0 picks
+   * a free port, logged at start); bound to 127.0.0.1 unless `host` says otherwise.
+   */
+  metrics: z.object({ port: z.number().int().min(0).max(65535).optional(), host: z.string().min(1).default('127.0.0.1') }).default({ host: '127.0.0.1' }),
 });
 export type InferenceConfig = z.infer<typeof inferenceConfigSchema>;
 export type VerdictRule = z.infer<typeof verdictRuleSchema>;

@@ -8,6 +8,7 @@ import { inferenceConfigSchema, type InferenceConfig } from './config.js';
 import { ModelSlot } from './model-slot.js';
 import { BoundedQueue } from './queue.js';
 import { InferenceStats } from './telemetry.js';
+import { InferenceMetrics, serveMetrics, type MetricsServer } from './metrics.js';
 import { applyRoi, verdict } from './verdict.js';
 
 /**
@@ -27,6 +28,17 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
   const initialPath = cfg.model.path ?? process.env.LOUPE_MODEL_PATH;
   if (!initialPath) throw new Error('model.path: no model configured (set model.path or deploy loupe.Model)');
   await slot.load(initialPath, { name: cfg.model.name, version: cfg.model.version, sha256: cfg.model.sha256 });
+  // Prometheus figures (off unless metrics.port is configured); probes read the queue when scraped.
+  const metrics = new InferenceMetrics({ queueDepth: () => queue.depth, dropped: () => queue.dropped, duplicates: () => duplicates });
+  metrics.serving(slot.ref);
+  let metricsServer: MetricsServer | undefined;
+  const startMetrics = async (c: InferenceConfig) => {
+    await metricsServer?.close();
+    metricsServer = undefined;
+    if (c.metrics.port === undefined) return;
+    metricsServer = await serveMetrics(metrics.registry, c.metrics.port, c.metrics.host);
+    log.info({ url: metricsServer.url }, 'Prometheus metrics served');
+  };
 
   const swapTo = async (a: { path: string; name: string; version: string; sha256?: string }, why: string) => {
     const cur = slot.ref;
@@ -39,6 +51,7 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
     }
     try {
       await slot.load(a.path, a);
+      metrics.serving(slot.ref);
       if (modelError) {
         modelError = undefined;
       }
@@ -84,9 +97,11 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
       const latencyMs = Date.now() - Date.parse(f.time);
       result = { ...f, schema: RESULT_SCHEMA, width: r.width, height: r.height, verdict: v.verdict, reasons: v.reasons, detections: dets, model: model.ref, latencyMs, inferMs: +inferMs.toFixed(2), hashes };
       stats.record(latencyMs, inferMs, dets.map((d) => d.name), v.verdict === 'fail');
+      metrics.frame(v.verdict, latencyMs, inferMs, dets.map((d) => d.name));
     } catch (e) {
       // Corrupt or vanished image: counted, reported as an error result, and the service goes on.
       stats.error();
+      metrics.frame('error', 0, 0, []);
       const exists = await stat(f.path).then(() => true, () => false);
       result = { ...f, schema: RESULT_SCHEMA, width: 0, height: 0, verdict: 'error', reasons: [], detections: [], model: model.ref, latencyMs: Date.now() - Date.parse(f.time), inferMs: 0, error: exists ? errorMessage(e) : `frame file is gone: ${f.path}` };
       log.warn({ frameId: f.frameId, err: result.error }, 'frame not inferred');
@@ -147,6 +162,7 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
     await ipc.publishIoTCore(IOT_TOPICS.telemetry(ctx.thingName), t as unknown as Record<string, unknown>).catch(() => {});
   };
   let timer = setInterval(() => void publishTelemetry(), cfg.telemetryIntervalS * 1000);
+  await startMetrics(cfg);
 
   return {
     async reconfigure(next: InferenceConfig) {
@@ -158,6 +174,7 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
         clearInterval(timer);
         timer = setInterval(() => void publishTelemetry(), next.telemetryIntervalS * 1000);
       }
+      if (next.metrics.port !== prev.metrics.port || next.metrics.host !== prev.metrics.host) await startMetrics(next);
       const m = next.model;
       if (m.path && (m.path !== prev.model.path || m.sha256 !== prev.model.sha256 || m.version !== prev.model.version)) {
         await swapTo({ path: m.path, name: m.name, version: m.version, sha256: m.sha256 }, 'configuration change');
@@ -165,6 +182,7 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
     },
     async stop() {
       clearInterval(timer);
+      await metricsServer?.close();
       await unsubFrames();
       await unsubModel();
       queue.close();

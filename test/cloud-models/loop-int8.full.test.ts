@@ -8,8 +8,9 @@ import { projectRoot } from '../../lib/paths.js';
 import { loupeEvaluator } from '../../cloud/gate/evaluator.js';
 import { parseLoopConfig, loopHome, type LoopConfigInput } from '../../cloud/loop/config.js';
 import { LoopEnv } from '../../cloud/loop/env.js';
-import { runLoop, type LoopStep } from '../../cloud/loop/runner.js';
+import { done, runLoop, type LoopStep } from '../../cloud/loop/runner.js';
 import { loopSteps } from '../../cloud/loop/steps.js';
+import { snapshotOutput, trainOutput } from '../../cloud/loop/outputs.js';
 import { LoopStore } from '../../cloud/loop/store.js';
 import { openRegistry } from '../../cloud/registry/sqlite-registry.js';
 import { deployedArtefact } from '../../cloud/registry/types.js';
@@ -64,16 +65,24 @@ async function loopRun(name: string, int8: LoopConfigInput['int8']) {
     },
     'test',
   );
-  const env = await LoopEnv.open(config, home, silentLogger);
+  const env = await LoopEnv.open(config, home, silentLogger, { evaluate: loupeEvaluator });
   const store = new LoopStore(home.loopDb);
   try {
-    const real = loopSteps({ env, evaluate: loupeEvaluator });
+    const real = loopSteps({ ports: env.ports, config: env.config });
+    const counts = { images: 0, train: 0, val: 0, test: 0 };
+    const val = { map50: null, map50_95: null, precision: null, recall: null };
     const given: LoopStep[] = [
-      { name: 'snapshot', title: 'the NEU-DET data set', run: async () => ({ output: { id: 'neu-det', dir: data, dataYaml: data, datasetVersion: 'neu-det-fixture' } }) },
+      {
+        name: 'snapshot',
+        title: 'the NEU-DET data set',
+        output: snapshotOutput,
+        run: async () => done({ id: 'neu-det', dir: data, dataYaml: data, datasetVersion: 'neu-det-fixture', asOf: 0, counts, champion: 'neu-det:1', championDataset: null }),
+      },
       {
         name: 'train',
         title: 'the NEU-DET checkpoint',
-        run: async () => ({ output: { dir: trainDir, backend: 'local', onnx: join(trainDir, 'model.onnx'), pt: join(trainDir, 'best.pt'), base: 'neu-det:1', epochs: 51, seconds: 245.9 } }),
+        output: trainOutput,
+        run: async () => done({ dir: trainDir, backend: 'local', onnx: join(trainDir, 'model.onnx'), pt: join(trainDir, 'best.pt'), base: 'neu-det:1', epochs: 51, seconds: 245.9, val }),
       },
     ];
     const steps = [...given, ...['quantize', 'evaluate', 'gate', 'register'].map((n) => real.find((s) => s.name === n)!)];

@@ -9,7 +9,8 @@ import Database from 'better-sqlite3';
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LoopStore } from '../../cloud/loop/store.js';
-import { runLoop, type LoopStep } from '../../cloud/loop/runner.js';
+import { z } from 'zod';
+import { done, halted, runLoop, type LoopStep } from '../../cloud/loop/runner.js';
 
 const [dir, haltAt, sleepMs] = process.argv.slice(2) as [string, string | undefined, string | undefined];
 const effects = new Database(join(dir, 'effects.db'));
@@ -18,13 +19,15 @@ const names = ['ingest', 'label', 'train', 'register', 'deploy'];
 const steps: LoopStep[] = names.map((name) => ({
   name,
   title: name,
+  output: z.object({ effect: z.number(), saw: z.string() }),
   async run(ctx) {
     appendFileSync(join(dir, 'invocations.log'), `${ctx.runId} ${name} ${ctx.attempt}\n`);
     if (sleepMs) await new Promise((r) => setTimeout(r, Number(sleepMs)));
     const prev = Object.keys(ctx.outputs).join(',');
     effects.prepare('INSERT OR IGNORE INTO effects (run, step, value) VALUES (?, ?, ?)').run(ctx.runId, name, prev);
     const row = effects.prepare('SELECT rowid AS id FROM effects WHERE run = ? AND step = ?').get(ctx.runId, name) as { id: number };
-    return { output: { effect: row.id, saw: prev }, ...(haltAt === name ? { halt: `halted at ${name}` } : {}) };
+    const output = { effect: row.id, saw: prev };
+    return haltAt === name ? halted(output, `halted at ${name}`) : done(output);
   },
 }));
 const store = new LoopStore(join(dir, 'loop.db'));

@@ -99,7 +99,11 @@ describe('loop configuration: choosing AWS stages', () => {
         expect(env.awsNamePrefix).toBe(`loupe-${id}`);
         expect(env.labelsMirror?.watermark()).toBe(0);
         expect(env.registryMirror).not.toBeNull();
-        expect(env.groundTruth?.prefix).toBe('loupe/labeling/');
+        // One adapter per port, chosen from the configuration when the env opened.
+        expect(env.ports.labeling.backend).toBe('groundtruth');
+        expect(env.ports.labeling.jobName(12)).toBe(`loupe-${id}-r12`);
+        expect(env.ports.training.backend).toBe('sagemaker');
+        expect(env.ports.storage.backend).toBe('s3');
         expect(env.fleet.kind).toBe('aws');
         expect(env.fleet.target).toBe('arn:aws:iot:eu-west-1:111122223333:thinggroup/press-line-3');
       } finally {

@@ -2,6 +2,8 @@ import type { Logger } from 'pino';
 import { LoupeError } from '../../../lib/errors.js';
 import { GroundTruthBackend } from '../../labeling/groundtruth.js';
 import type { Labeling } from '../../labeling/jobs.js';
+import { done, waiting, type StepOutcome } from '../runner.js';
+import type { LabelResult, VerifyResult } from '../ports.js';
 
 /**
  * The label and verify steps on SageMaker Ground Truth. Each step finds its job by name first
@@ -57,31 +59,31 @@ async function attachOrStart(d: GroundTruthStepDeps, name: string, start: () => 
   return { created: true };
 }
 
-export async function groundTruthLabel(d: GroundTruthStepDeps, job: string): Promise<{ output: Record<string, unknown>; wait?: string }> {
+export async function groundTruthLabel(d: GroundTruthStepDeps, job: string): Promise<StepOutcome<LabelResult>> {
   const { created } = await attachOrStart(d, job, () => d.gt.startLabelingJob(d.labeling, job));
   const st = await waitForJob(d, job);
   const items = d.labeling.getJob(job).counts.items;
   const gt = { job, status: st.status, created, counters: st.counters ?? null };
   if (!TERMINAL.has(st.status)) {
-    return { output: { job, items, groundTruth: gt }, wait: `Ground Truth labelling job ${job} is ${st.status} (${progressText(st)}); \`loupe loop run\` or \`loupe loop watch\` picks it up` };
+    return waiting({ job, items, groundTruth: gt }, `Ground Truth labelling job ${job} is ${st.status} (${progressText(st)}); \`loupe loop run\` or \`loupe loop watch\` picks it up`);
   }
   if (st.status === 'Failed') throw new LoupeError('GT_FAILED', `Ground Truth labelling job failed: ${st.failure ?? 'no reason given'}`, { input: job });
   const r = await d.gt.importLabels(d.labeling, job);
   const j = d.labeling.getJob(job);
-  return { output: { job, items: j.counts.items, consolidated: j.counts.consolidated, recorded: r.recorded, released: r.failed, groundTruth: gt } };
+  return done({ job, items: j.counts.items, consolidated: j.counts.consolidated, recorded: r.recorded, released: r.failed, groundTruth: gt });
 }
 
-export async function groundTruthVerify(d: GroundTruthStepDeps, job: string): Promise<{ output: Record<string, unknown>; wait?: string }> {
+export async function groundTruthVerify(d: GroundTruthStepDeps, job: string): Promise<StepOutcome<VerifyResult>> {
   const name = GroundTruthBackend.verificationJobName(job);
   const { created } = await attachOrStart(d, name, () => d.gt.startVerificationJob(d.labeling, job));
   const st = await waitForJob(d, name);
   const gt = { job: name, status: st.status, created, counters: st.counters ?? null };
   if (!TERMINAL.has(st.status)) {
     const j = d.labeling.getJob(job);
-    return { output: { job, approved: j.counts.approved, rejected: j.counts.rejected, groundTruth: gt }, wait: `Ground Truth verification job ${name} is ${st.status} (${progressText(st)}); \`loupe loop run\` or \`loupe loop watch\` picks it up` };
+    return waiting({ job, approved: j.counts.approved, rejected: j.counts.rejected, groundTruth: gt }, `Ground Truth verification job ${name} is ${st.status} (${progressText(st)}); \`loupe loop run\` or \`loupe loop watch\` picks it up`);
   }
   if (st.status === 'Failed') throw new LoupeError('GT_FAILED', `Ground Truth verification job failed: ${st.failure ?? 'no reason given'}`, { input: name });
   const r = await d.gt.importVerification(d.labeling, job);
   const j = d.labeling.getJob(job);
-  return { output: { job, approved: j.counts.approved, rejected: j.counts.rejected, unverified: r.unverified, groundTruth: gt } };
+  return done({ job, approved: j.counts.approved, rejected: j.counts.rejected, unverified: r.unverified, groundTruth: gt });
 }

@@ -1,0 +1,193 @@
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { Logger } from 'pino';
+import { LoupeError } from '../../../lib/errors.js';
+import type { EvaluateFn } from '../../gate/gate.js';
+import { GroundTruthBackend } from '../../labeling/groundtruth.js';
+import { ImageSource, metalTagsMapping } from '../../labeling/images.js';
+import { Labeling } from '../../labeling/jobs.js';
+import { FeatureStoreLabelStore } from '../../labelstore/featurestore.js';
+import type { SqliteLabelStore } from '../../labelstore/index.js';
+import { FleetStore } from '../../publish/fleet-store.js';
+import { SageMakerModelRegistry } from '../../registry/sagemaker-registry.js';
+import type { SqliteModelRegistry } from '../../registry/sqlite-registry.js';
+import { type AwsClients, awsStage, s3ClientFor } from '../aws/clients.js';
+import { FeatureStoreMirror } from '../aws/featurestore-mirror.js';
+import { SageMakerRegistryMirror } from '../aws/registry-mirror.js';
+import type { LoopConfig, LoopHome } from '../config.js';
+import type { FleetPort, LabelStoreMirror, LabelStorePort, LabelingPort, LoopPorts, ObjectStoragePort, RegistryMirror, RegistryPort, TrainingPort } from '../ports.js';
+import { awsFleet } from './fleet-aws.js';
+import { localFleet } from './fleet-local.js';
+import { groundTruthLabeling } from './labeling-groundtruth.js';
+import { simulatedLabeling } from './labeling-simulated.js';
+import { uiLabeling } from './labeling-ui.js';
+import { sageMakerTraining } from './training-sagemaker.js';
+import { localTraining } from './training-local.js';
+
+/**
+ * Builds the loop's ports ONCE from the validated configuration: each port's adapter is looked up
+ * in the table below by the backend the configuration names. Steps only see the ports. Adding a
+ * backend: write its adapter file, add its row here (and its key to config.ts). Tests pass
+ * `overrides` to put an adapter of their own behind a port.
+ */
+export interface PortContext {
+  config: LoopConfig;
+  home: LoopHome;
+  log: Logger;
+  aws: AwsClients;
+  storage: ObjectStoragePort;
+  labels: LabelStorePort;
+  jobs: Labeling;
+  registry: SqliteModelRegistry;
+  fleetStore: FleetStore;
+  /** Prefix of this installation's AWS job names. */
+  awsNamePrefix: string;
+  installationId: string;
+}
+
+type Factory<P> = (c: PortContext) => P;
+
+const TRAINING: Record<LoopConfig['train']['backend'], Factory<TrainingPort>> = {
+  local: (c) => localTraining(c.config),
+  sagemaker: (c) => sageMakerTraining(c.config, c.aws, c.storage.s3, c.awsNamePrefix),
+};
+
+const LABELING: Record<LoopConfig['labeling']['backend'], Factory<LabelingPort>> = {
+  simulated: (c) => simulatedLabeling(c.config, c.jobs, c.labels, c.storage),
+  ui: (c) => uiLabeling(c.config, c.jobs),
+  groundtruth: (c) => groundTruthLabeling(c.config, c.jobs, groundTruthBackend(c), c.awsNamePrefix),
+};
+
+const FLEET: Record<NonNullable<LoopConfig['fleet']>['backend'], Factory<FleetPort>> = {
+  local: (c) => {
+    const f = c.config.fleet;
+    if (f?.backend !== 'local') throw new Error('unreachable: fleet table looked up by backend');
+    return localFleet(f, c.home, c.fleetStore);
+  },
+  aws: (c) => {
+    const f = c.config.fleet;
+    if (f?.backend !== 'aws') throw new Error('unreachable: fleet table looked up by backend');
+    return awsFleet(f, c.config, c.aws, c.storage.s3, c.fleetStore);
+  },
+};
+
+/** Label store mirrors by `labelStore.backend` (sqlite: none). */
+const LABELS_MIRROR: Record<LoopConfig['labelStore']['backend'], (c: Omit<PortContext, 'labels' | 'jobs'>, store: SqliteLabelStore) => LabelStoreMirror | null> = {
+  sqlite: () => null,
+  featurestore: (c, store) => {
+    const l = c.config.labelStore;
+    if (l.backend !== 'featurestore') throw new Error('unreachable: label store table looked up by backend');
+    const a = awsStage(c.config, l);
+    const remote = new FeatureStoreLabelStore({
+      featureGroupName: l.featureGroupName,
+      offlineStoreS3Uri: l.offlineStoreS3Uri ?? `s3://${a.bucket}/loupe/featurestore/`,
+      roleArn: a.roleArn,
+      // The mirror only writes; reads stay on SQLite (see aws/featurestore-mirror.ts).
+      athenaOutputS3Uri: `s3://${a.bucket}/loupe/athena/`,
+      sagemaker: c.aws.sagemaker(a.region),
+      runtime: c.aws.featureStoreRuntime(a.region),
+      athena: c.aws.athena(a.region),
+    });
+    return new FeatureStoreMirror(store, remote, { featureGroupName: l.featureGroupName, createGroup: l.createGroup });
+  },
+};
+
+/** Registry mirrors by `registry.backend` (sqlite: none). */
+const REGISTRY_MIRROR: Record<LoopConfig['registry']['backend'], Factory<RegistryMirror | null>> = {
+  sqlite: () => null,
+  sagemaker: (c) => {
+    const r = c.config.registry;
+    if (r.backend !== 'sagemaker') throw new Error('unreachable: registry table looked up by backend');
+    const a = awsStage(c.config, r);
+    const remote = new SageMakerModelRegistry({ sagemaker: c.aws.sagemaker(a.region), s3: c.storage.s3, bucket: a.bucket, prefix: r.prefix, inferenceImage: r.inferenceImage, policy: c.config.policy });
+    return new SageMakerRegistryMirror(c.registry, remote, c.home.registryDir);
+  },
+};
+
+function groundTruthBackend(c: PortContext): GroundTruthBackend {
+  const g = c.config.labeling.groundTruth;
+  if (!g) throw new LoupeError('LOOP_CONFIG', 'labeling.backend is "groundtruth" but labeling.groundTruth is missing', { input: c.home.config });
+  const a = awsStage(c.config, g);
+  return new GroundTruthBackend({
+    sagemaker: c.aws.sagemaker(a.region),
+    s3: c.storage.s3,
+    region: a.region,
+    bucket: a.bucket,
+    prefix: g.prefix,
+    roleArn: a.roleArn!,
+    workteamArn: g.workteamArn,
+    taskTimeLimitSeconds: g.taskTimeLimitSeconds,
+    taskAvailabilitySeconds: g.taskAvailabilitySeconds,
+    maxConcurrentTaskCount: g.maxConcurrentTaskCount,
+    tags: { 'loupe:installation': c.installationId },
+    log: c.log,
+  });
+}
+
+/** An adapter of a test's own behind a port (the fleet's is built on first use, like the table's). */
+export interface PortOverrides {
+  training?: Factory<TrainingPort>;
+  labeling?: Factory<LabelingPort>;
+  fleet?: Factory<FleetPort>;
+  labelsMirror?: (c: Omit<PortContext, 'labels' | 'jobs'>, store: SqliteLabelStore) => LabelStoreMirror | null;
+  registryMirror?: Factory<RegistryMirror | null>;
+}
+
+export interface BuiltPorts extends LoopPorts {
+  /** The fleet store, open also when no fleet is configured (the fleet port hands it to steps). */
+  fleetStore: FleetStore;
+  /** Close what the adapters opened (not the SQLite stores, which the caller owns). */
+  closeAdapters(): Promise<void>;
+}
+
+export function objectStorage(config: LoopConfig): ObjectStoragePort {
+  const s3: S3Client = s3ClientFor(config.storage);
+  const mappings = config.history.imagesDir ? [metalTagsMapping(config.history.imagesDir)] : [];
+  return { backend: config.storage.backend, s3, bucket: config.storage.bucket, prefix: config.storage.prefix, images: new ImageSource({ s3, mappings }) };
+}
+
+export function buildPorts(
+  base: Omit<PortContext, 'labels' | 'jobs' | 'fleetStore' | 'storage'> & { labelStore: SqliteLabelStore; storage: ObjectStoragePort; evaluate: EvaluateFn },
+  overrides: PortOverrides = {},
+): BuiltPorts {
+  const { config, home } = base;
+  const fleetStore = new FleetStore(home.fleetDb);
+  const pre = { ...base, fleetStore };
+  const labels: LabelStorePort = { store: base.labelStore, mirror: (overrides.labelsMirror ?? LABELS_MIRROR[config.labelStore.backend])(pre, base.labelStore) };
+  const jobs = Labeling.open(base.labelStore);
+  const c: PortContext = { ...pre, labels, jobs };
+  const registryMirror = (overrides.registryMirror ?? REGISTRY_MIRROR[config.registry.backend])(c);
+  const registry: RegistryPort = {
+    registry: base.registry,
+    mirror: registryMirror,
+    async champion(group) {
+      const v = await base.registry.champion(group);
+      if (!v) throw new LoupeError('LOOP_NO_CHAMPION', 'the registry has no approved model to start from', { input: group });
+      return v;
+    },
+  };
+  const training = (overrides.training ?? TRAINING[config.train.backend])(c);
+  const labeling = (overrides.labeling ?? LABELING[config.labeling.backend])(c);
+  let fleet: FleetPort | null = null;
+  return {
+    storage: base.storage,
+    labels,
+    labeling,
+    training,
+    registry,
+    get fleet(): FleetPort {
+      if (fleet) return fleet;
+      const f = config.fleet;
+      if (!f) throw new LoupeError('LOOP_NO_FLEET', 'no fleet configured (the `fleet` section of the loop configuration)', { input: home.config });
+      fleet = (overrides.fleet ?? FLEET[f.backend])(c);
+      return fleet;
+    },
+    fleetStore,
+    evaluate: base.evaluate,
+    paths: { ingestState: home.ingestState, snapshotsDir: home.snapshotsDir },
+    async closeAdapters() {
+      await fleet?.close();
+      fleetStore.close();
+      registryMirror?.close();
+    },
+  };
+}

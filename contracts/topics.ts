@@ -9,6 +9,8 @@
  *   loupe/model           Model → Inference       ModelAnnouncement (on start and on loupe/model/query)
  *   loupe/model/query     Inference → Model       {}
  *   loupe/inference/ready Inference → Camera      {model} once subscribed (camera re-announces unanswered frames)
+ *   loupe/uploader/handled Uploader → Camera     UploaderHandled, once a result is durably dealt with (spooled or not selected)
+ *   loupe/uploader/ready  Uploader → Camera       {} once subscribed (camera re-announces frames the uploader has not handled)
  *   loupe/telemetry/<c>   each component          telemetry object (camera, inference, uploader)
  *   loupe/health/camera   Camera                  CameraHealth[]  (as {cameras: [...]})
  * IoT Core (PublishToIoTCore, QoS 1):
@@ -24,6 +26,8 @@ export const TOPICS = {
   model: 'loupe/model',
   modelQuery: 'loupe/model/query',
   inferenceReady: 'loupe/inference/ready',
+  uploaderHandled: 'loupe/uploader/handled',
+  uploaderReady: 'loupe/uploader/ready',
   telemetry: (component: string) => `loupe/telemetry/${component}`,
   cameraHealth: 'loupe/health/camera',
 } as const;
@@ -36,6 +40,18 @@ export const IOT_TOPICS = {
 } as const;
 
 export type TriggerKind = 'interval' | 'continuous' | 'ipc' | 'mqtt';
+
+/**
+ * The uploader's word that a frame's result is dealt with for good: its image is in the durable
+ * spool, or the policies, limits or de-duplication decided not to send it. A camera with
+ * `delivery.ackBy: 'uploader'` keeps announcing the frame until this arrives, so a result the
+ * uploader missed (it was restarting) or could not spool (disk full) comes round again.
+ */
+export interface UploaderHandled {
+  frameId: string;
+  camera: string;
+  outcome: 'spooled' | 'not-selected' | 'duplicate' | 'rate-limited' | 'refused';
+}
 
 export interface FrameMessage {
   /** unique and stable: `<camera>-<run>-<seq>`; upload keys derive from it */

@@ -29,8 +29,15 @@ export const cameraConfigSchema = z.object({
       ackTimeoutMs: z.number().int().min(100).default(5000),
       maxRedeliveries: z.number().int().min(0).default(3),
       maxUnacked: z.number().int().min(1).default(5000),
+      /**
+       * Whose word ends a frame's delivery: `inference` (its result) or `uploader` (the result is
+       * spooled or not selected, loupe/uploader/handled), so that a result the uploader missed
+       * while restarting, or could not spool on a full disk, comes round again. `uploader` only
+       * where a loupe.Uploader runs (the suite's recipe sets it).
+       */
+      ackBy: z.enum(['inference', 'uploader']).default('inference'),
     })
-    .default({ redeliver: true, ackTimeoutMs: 5000, maxRedeliveries: 3, maxUnacked: 5000 }),
+    .default({ redeliver: true, ackTimeoutMs: 5000, maxRedeliveries: 3, maxUnacked: 5000, ackBy: 'inference' }),
   healthIntervalS: z.number().positive().default(10),
   publishToIoTCore: z.boolean().default(true),
 });

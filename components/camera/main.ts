@@ -91,11 +91,15 @@ async function start(ctx: ComponentContext<CameraComponentConfig>) {
       const byName = new Map(runners.map((r) => [r.cfg.name, r]));
       subs.push(
         await ipc.subscribe(TOPICS.results, (m) => {
-          delivery.ack(String(m.frameId));
+          if (cfg.delivery.ackBy === 'inference') delivery.ack(String(m.frameId));
           byName.get(String(m.camera))?.trigger.done();
         }),
       );
       subs.push(await ipc.subscribe(TOPICS.inferenceReady, () => delivery.expireAll()));
+      if (cfg.delivery.ackBy === 'uploader') {
+        subs.push(await ipc.subscribe(TOPICS.uploaderHandled, (m) => delivery.ack(String(m.frameId))));
+        subs.push(await ipc.subscribe(TOPICS.uploaderReady, () => delivery.expireAll()));
+      }
     }
     for (const r of runners) if (!kept.has(r.cfg.name)) r.start();
   };

@@ -1,7 +1,7 @@
 import { join, resolve } from 'node:path';
 import { errorMessage } from '../../lib/errors.js';
 import { runComponent, type ComponentContext } from '../ipc/runtime.js';
-import { IOT_TOPICS, TOPICS, type ResultMessage } from '../../contracts/topics.js';
+import { IOT_TOPICS, TOPICS, type ResultMessage, type UploaderHandled } from '../../contracts/topics.js';
 import { BoundedQueue } from '../inference/queue.js';
 import { uploaderConfigSchema, type UploaderConfig } from './config.js';
 import { RateLimiter } from './rate-limit.js';
@@ -29,17 +29,37 @@ async function start(ctx: ComponentContext<UploaderConfig>) {
   );
   uploader.start();
 
+  // Results dealt with for good, by frame id: a result that comes round again (the camera
+  // re-announces frames until it hears from us) is answered, not handled twice.
+  const handled = new Map<string, UploaderHandled['outcome']>();
+  const tell = (r: ResultMessage, outcome: UploaderHandled['outcome']) => {
+    const msg: UploaderHandled = { frameId: r.frameId, camera: r.camera, outcome };
+    void ipc.publish(TOPICS.uploaderHandled, msg as unknown as Record<string, unknown>).catch(() => {});
+  };
   const backlog = new BoundedQueue<ResultMessage>(cfg.backlog, 'drop-oldest');
   const worker = (async () => {
     for (;;) {
       const r = await backlog.pop();
       if (!r) return;
-      if (await selector.handle(r).catch(() => false)) uploader.poke();
+      const before = handled.get(r.frameId);
+      if (before) {
+        tell(r, before);
+        continue;
+      }
+      const outcome = await selector.process(r).catch(() => 'error' as const);
+      if (outcome === 'spooled') uploader.poke();
+      // Not told on an error (a full disk, say): the camera announces the frame again later.
+      if (outcome === 'error') continue;
+      handled.set(r.frameId, outcome);
+      if (handled.size > 8192) handled.delete(handled.keys().next().value as string);
+      tell(r, outcome);
     }
   })();
   const unsub = await ipc.subscribe(TOPICS.results, (m) => {
     if (typeof m.frameId === 'string' && typeof m.path === 'string' && Array.isArray(m.detections)) backlog.push(m as unknown as ResultMessage);
   });
+  // Frames announced while we were away (a restart) come round again now rather than after the camera's ack timeout.
+  await ipc.publish(TOPICS.uploaderReady, {}).catch(() => {});
 
   const telemetry = () => ({
     component: 'uploader',

@@ -2,7 +2,7 @@ import { sha256 } from '../../lib/fsutil.js';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../lib/errors.js';
-import type { ResultMessage } from '../../contracts/topics.js';
+import type { ResultMessage, UploaderHandled } from '../../contracts/topics.js';
 import { uploadSidecar } from '../../contracts/upload.js';
 import type { UploaderConfig } from './config.js';
 import { Deduper } from './dedup.js';
@@ -71,11 +71,19 @@ export class Selector {
 
   /** Returns true when the result's image was spooled. */
   async handle(r: ResultMessage): Promise<boolean> {
+    return (await this.process(r)) === 'spooled';
+  }
+
+  /**
+   * What became of a result: an UploaderHandled outcome (dealt with for good), or 'error' (it
+   * could not be spooled now: a full disk, an unreadable frame) so that it may come again.
+   */
+  async process(r: ResultMessage): Promise<UploaderHandled['outcome'] | 'error'> {
     this.stats.received++;
     const sel = select(this.policies, r);
     if (!sel) {
       this.stats.notSelected++;
-      return false;
+      return 'not-selected';
     }
     try {
       let hash: bigint | undefined;
@@ -85,13 +93,13 @@ export class Selector {
         if (h.decoded) this.stats.hashedHere++;
         if (this.dedup.isDuplicate(r.camera, hash)) {
           this.stats.duplicates++;
-          return false;
+          return 'duplicate';
         }
       }
       const full = await this.limiter.take();
       if (full) {
         this.stats.rateLimited++;
-        return false;
+        return 'rate-limited';
       }
       const img = await prepareImage(r.path, r, this.cfg.image);
       const keys = uploadKeys(this.cfg.prefix, this.thing, r);
@@ -117,16 +125,16 @@ export class Selector {
       for (const e of out.evicted) this.log.info({ frameId: e.frameId, reason: e.reason }, 'spool full: evicted');
       if (!out.added) {
         if (out.reason === 'no-room') this.stats.refused++;
-        return false;
+        return out.reason === 'duplicate-id' ? 'duplicate' : 'refused';
       }
       if (hash !== undefined) await this.dedup.remember(r.camera, hash);
       this.stats.selected++;
       this.stats.byReason[sel.reason] = (this.stats.byReason[sel.reason] ?? 0) + 1;
-      return true;
+      return 'spooled';
     } catch (e) {
       this.stats.errors++;
       this.log.warn({ frameId: r.frameId, err: errorMessage(e) }, 'could not spool the image');
-      return false;
+      return 'error';
     }
   }
 }

@@ -25,7 +25,7 @@ const withDigests = (r: Recipe): Recipe => ({
 const EXPECTED_ACCESS: Record<string, Record<string, string[]>> = {
   'loupe.Camera': {
     'aws.greengrass#PublishToTopic': ['loupe/frames', 'loupe/health/camera'],
-    'aws.greengrass#SubscribeToTopic': ['loupe/inference/ready', 'loupe/results', 'loupe/trigger'],
+    'aws.greengrass#SubscribeToTopic': ['loupe/inference/ready', 'loupe/results', 'loupe/trigger', 'loupe/uploader/handled', 'loupe/uploader/ready'],
     'aws.greengrass#PublishToIoTCore': ['loupe/+/health'],
     'aws.greengrass#SubscribeToIoTCore': ['loupe/+/trigger'],
   },
@@ -35,7 +35,7 @@ const EXPECTED_ACCESS: Record<string, Record<string, string[]>> = {
     'aws.greengrass#PublishToIoTCore': ['loupe/+/results', 'loupe/+/telemetry'],
   },
   'loupe.Uploader': {
-    'aws.greengrass#PublishToTopic': ['loupe/telemetry/uploader'],
+    'aws.greengrass#PublishToTopic': ['loupe/telemetry/uploader', 'loupe/uploader/handled', 'loupe/uploader/ready'],
     'aws.greengrass#SubscribeToTopic': ['loupe/results'],
     'aws.greengrass#PublishToIoTCore': ['loupe/+/telemetry'],
   },

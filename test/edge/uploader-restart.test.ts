@@ -5,11 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../lib/log.js';
 import { datasetDir } from '../../lib/paths.js';
 import type { ResultMessage } from '../../contracts/topics.js';
-import { uploaderConfigSchema } from '../../components/uploader/config.js';
 import { Deduper } from '../../components/uploader/dedup.js';
-import { RateLimiter } from '../../components/uploader/rate-limit.js';
-import { Selector } from '../../components/uploader/selector.js';
-import { Spool } from '../../components/uploader/spool.js';
+import { openSelector } from '../helpers/uploads.js';
 
 /**
  * Issue 14 item 11: the uploader's de-duplication window lived in memory only, so after a
@@ -46,17 +43,7 @@ const result = (frameId: string, path: string): ResultMessage => ({
   inferMs: 1,
 });
 
-/** One uploader "process": spool, limiter and selector opened on a folder, as main.ts does. */
-async function start(dir: string, over: Record<string, unknown> = {}) {
-  const cfg = uploaderConfigSchema.parse({ bucket: 'loupe-incoming', spool: { dir }, ...over });
-  const spool = new Spool(dir, cfg.spool.maxBytes);
-  await spool.open();
-  const limiter = new RateLimiter(cfg.limits, join(dir, '.limits'));
-  await limiter.load();
-  const selector = new Selector(cfg, 'thing-1', spool, limiter, silentLogger);
-  await selector.open();
-  return { spool, selector };
-}
+const start = openSelector;
 
 describe('uploader de-duplication across restarts', () => {
   it('does not spool the same image again after a restart', async () => {

@@ -1,9 +1,15 @@
 import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
-import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import type { Detection } from '../../contracts/topics.js';
 import { uploadSidecar, type UploadSidecar } from '../../contracts/upload.js';
+import { uploaderConfigSchema } from '../../components/uploader/config.js';
+import { RateLimiter } from '../../components/uploader/rate-limit.js';
+import { Selector } from '../../components/uploader/selector.js';
+import { Spool } from '../../components/uploader/spool.js';
+import { silentLogger } from '../../lib/log.js';
 
 /**
  * A device upload as loupe.Uploader leaves it in the bucket: `<key>.jpg` and its
@@ -36,4 +42,42 @@ export async function putUpload(
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: `${key}.jpg`, Body: jpeg }));
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: `${key}.json`, Body: JSON.stringify(sidecar) }));
   return sidecar;
+}
+
+/**
+ * The device images in a bucket (`incoming/**.jpg`), each with the sha256 of its bytes: the fault
+ * matrix and the soak tell a lost or duplicated upload by content. `cache` keeps digests already
+ * fetched (objects are not rewritten).
+ */
+export async function uploadedImageDigests(s3: S3Client, bucket: string, cache = new Map<string, string>()): Promise<Map<string, string>> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const r = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'incoming/', ContinuationToken: token }));
+    keys.push(...(r.Contents ?? []).map((c) => c.Key!).filter((k) => k.endsWith('.jpg')));
+    token = r.IsTruncated ? r.NextContinuationToken : undefined;
+  } while (token);
+  const out = new Map<string, string>();
+  for (const k of keys) {
+    let sha = cache.get(k);
+    if (!sha) {
+      const body = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: k }))).Body!.transformToByteArray());
+      sha = createHash('sha256').update(body).digest('hex');
+      cache.set(k, sha);
+    }
+    out.set(k, sha);
+  }
+  return out;
+}
+
+/** One uploader "process": spool, limiter and selector opened on a folder, as its main.ts does. */
+export async function openSelector(dir: string, over: Record<string, unknown> = {}): Promise<{ spool: Spool; selector: Selector }> {
+  const cfg = uploaderConfigSchema.parse({ bucket: 'loupe-incoming', spool: { dir }, ...over });
+  const spool = new Spool(dir, cfg.spool.maxBytes);
+  await spool.open();
+  const limiter = new RateLimiter(cfg.limits, join(dir, '.limits'));
+  await limiter.load();
+  const selector = new Selector(cfg, 'thing-1', spool, limiter, silentLogger);
+  await selector.open();
+  return { spool, selector };
 }

@@ -19,17 +19,32 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
 export function getPath(root: unknown, path: readonly string[]): { found: boolean; value: unknown } {
   let cur: unknown = root;
   for (const k of path) {
-    if (!isPlainObject(cur) || !Object.prototype.hasOwnProperty.call(cur, k)) return { found: false, value: undefined };
+    if (!isPlainObject(cur) || !hasOwn(cur, k)) return { found: false, value: undefined };
     cur = cur[k];
   }
   return { found: true, value: cur };
+}
+
+/**
+ * Keys are whatever components and recipes name them, `__proto__` and `constructor` included (the
+ * real nucleus keeps any string). So trees are read by own property only and written by
+ * defining a property: `tree['__proto__'] = {}` would instead reach Object.prototype, and one
+ * UpdateConfiguration of ["__proto__", "x"] polluted every object in the nucleus (found by the
+ * IPC fuzz target, test/fuzz/ipc.test.ts).
+ */
+export function hasOwn(o: object, k: string): boolean {
+  return Object.prototype.hasOwnProperty.call(o, k);
+}
+
+export function setOwn(o: Record<string, unknown>, k: string, v: unknown): void {
+  Object.defineProperty(o, k, { value: v, writable: true, enumerable: true, configurable: true });
 }
 
 /** Deep merge `patch` into a copy of `base`: maps merge, everything else replaces. */
 export function deepMerge(base: unknown, patch: unknown): unknown {
   if (!isPlainObject(base) || !isPlainObject(patch)) return structuredClone(patch);
   const out: Record<string, unknown> = { ...base };
-  for (const [k, v] of Object.entries(patch)) out[k] = k in base ? deepMerge(base[k], v) : structuredClone(v);
+  for (const [k, v] of Object.entries(patch)) setOwn(out, k, hasOwn(base, k) ? deepMerge(base[k], v) : structuredClone(v));
   return out;
 }
 
@@ -37,16 +52,16 @@ export function setPath(root: Record<string, unknown>, path: readonly string[], 
   let cur = root;
   for (let i = 0; i < path.length - 1; i++) {
     const k = path[i]!;
-    if (!isPlainObject(cur[k])) cur[k] = {};
+    if (!hasOwn(cur, k) || !isPlainObject(cur[k])) setOwn(cur, k, {});
     cur = cur[k] as Record<string, unknown>;
   }
-  cur[path[path.length - 1]!] = value;
+  setOwn(cur, path[path.length - 1]!, value);
 }
 
 export function deletePath(root: Record<string, unknown>, path: readonly string[]): void {
   let cur: unknown = root;
   for (let i = 0; i < path.length - 1; i++) {
-    if (!isPlainObject(cur)) return;
+    if (!isPlainObject(cur) || !hasOwn(cur, path[i]!)) return;
     cur = cur[path[i]!];
   }
   if (isPlainObject(cur)) delete cur[path[path.length - 1]!];

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { IpcError } from '../ipc/errors.js';
-import { changedPaths, deletePath, formatPointer, getPath, isPlainObject, leafPaths, parsePointer, setPath } from './pointer.js';
+import { changedPaths, deletePath, formatPointer, getPath, hasOwn, isPlainObject, leafPaths, parsePointer, setOwn, setPath } from './pointer.js';
 
 /**
  * Each component's configuration tree (what recipes call DefaultConfiguration after deployment
@@ -124,9 +124,10 @@ export class ConfigStore extends EventEmitter {
     for (let i = 0; i < path.length; i++) {
       const k = path[i]!;
       const p = path.slice(0, i + 1);
-      if (!isPlainObject(cur[k])) {
-        if (k in cur) this.removeNode(cur, times, p, events);
-        cur[k] = {};
+      const own = hasOwn(cur, k);
+      if (!own || !isPlainObject(cur[k])) {
+        if (own) this.removeNode(cur, times, p, events);
+        setOwn(cur, k, {});
         this.created(times, p, t);
       }
       cur = cur[k] as Record<string, unknown>;
@@ -160,19 +161,19 @@ export class ConfigStore extends EventEmitter {
     const container = getPath(tree, path).value as Record<string, unknown>;
     for (const [k, v] of Object.entries(value)) {
       const p = [...path, k];
-      const exists = Object.prototype.hasOwnProperty.call(container, k);
+      const exists = hasOwn(container, k);
       if (isPlainObject(v)) {
         if (!exists || !isPlainObject(container[k])) {
           if (exists) this.removeNode(container, times, p, events);
-          container[k] = {};
+          setOwn(container, k, {});
           this.created(times, p, t);
         }
         this.mergeInto(tree, times, p, v, t, events);
         continue;
       }
       if (exists && isPlainObject(container[k])) this.removeNode(container, times, p, events);
-      if (!Object.prototype.hasOwnProperty.call(container, k)) {
-        container[k] = structuredClone(v);
+      if (!hasOwn(container, k)) {
+        setOwn(container, k, structuredClone(v));
         this.created(times, p, t);
         events.push(p, p);
         continue;
@@ -182,7 +183,7 @@ export class ConfigStore extends EventEmitter {
       times.set(key, t);
       this.touchAncestors(times, p, t);
       if (JSON.stringify(container[k]) === JSON.stringify(v)) continue;
-      container[k] = structuredClone(v);
+      setOwn(container, k, structuredClone(v));
       events.push(p);
     }
   }

@@ -178,6 +178,7 @@ export async function commitDir(tmp: string, root: string, overwrite: boolean): 
   try {
     await rename(tmp, root);
   } catch (e) {
+    // best effort: restoring the previous folder; the write's own error is the one reported
     if (old) await rename(old, root).catch(() => {});
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOTEMPTY' || code === 'EEXIST') throw new LoupeError('OUT_EXISTS', 'output folder appeared while writing (another writer?)', { input: root, cause: e });

@@ -34,6 +34,7 @@ async function start(ctx: ComponentContext<UploaderConfig>) {
   const handled = new Map<string, UploaderHandled['outcome']>();
   const tell = (r: ResultMessage, outcome: UploaderHandled['outcome']) => {
     const msg: UploaderHandled = { frameId: r.frameId, camera: r.camera, outcome };
+    // a lost answer is safe to drop: the camera re-announces the frame and it is answered again
     void ipc.publish(TOPICS.uploaderHandled, msg as unknown as Record<string, unknown>).catch(() => {});
   };
   const backlog = new BoundedQueue<ResultMessage>(cfg.backlog, 'drop-oldest');

@@ -15,7 +15,15 @@ import { loopHome, parseLoopConfig, type LoopConfigInput } from '../cloud/loop/c
 import { runLoopOnce, stderrEvents } from '../cloud/loop/loop.js';
 import type { LoopEvents, RunReport } from '../cloud/loop/runner.js';
 import { STEP_NAMES } from '../cloud/loop/steps.js';
-import { BENCHMARK_CARD, DEMO_CHAMPION_DIR, DEMO_HISTORY_UNTIL, DEMO_UPLOADER, benchmarkImageIds, cameraFolder, imagesFirstLabelledAfter } from '../cloud/loop/reference.js';
+import {
+  BENCHMARK_CARD,
+  DEMO_CHAMPION_DIR,
+  DEMO_HISTORY_UNTIL,
+  DEMO_UPLOADER,
+  benchmarkImageIds,
+  cameraFolder,
+  imagesFirstLabelledAfter,
+} from '../cloud/loop/reference.js';
 import { scoreOnBenchmark, writeBenchmarkSet } from '../cloud/loop/benchmark.js';
 
 /**
@@ -93,7 +101,15 @@ export interface DemoSummary {
   modelBefore: { ref: string; componentVersion: string; sha256: string; source: string };
   modelAfter: { ref: string; componentVersion: string; sha256: string; status: string } | null;
   /** The gate on the snapshot's own split (`images` of it); its metric for challenger and champion. */
-  gate: { passed: boolean; metric: string; challenger: number; champion: number | null; report: string; split: string; images: number } | null;
+  gate: {
+    passed: boolean;
+    metric: string;
+    challenger: number;
+    champion: number | null;
+    report: string;
+    split: string;
+    images: number;
+  } | null;
   benchmark: DemoBenchmark | null;
   seed: number;
   fleetRunsNewVersion: boolean;
@@ -116,8 +132,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   const homeDir = o.home ? resolve(o.home) : await mkdtemp(join(tmpdir(), 'loupe-demo-'));
   const home = loopHome(homeDir);
   const metal = datasetDir('metal-tags');
-  if (!existsSync(join(metal, 'labels.csv'))) throw new LoupeError('DEMO_NO_DATA', 'the shipped metal-tags data set is missing (an incomplete checkout?)', { input: metal });
-  if (!existsSync(join(DEMO_CHAMPION_DIR, 'model.onnx'))) throw new LoupeError('DEMO_NO_CHAMPION', 'the starting champion is missing (model.onnx)', { input: DEMO_CHAMPION_DIR });
+  if (!existsSync(join(metal, 'labels.csv')))
+    throw new LoupeError('DEMO_NO_DATA', 'the shipped metal-tags data set is missing (an incomplete checkout?)', { input: metal });
+  if (!existsSync(join(DEMO_CHAMPION_DIR, 'model.onnx')))
+    throw new LoupeError('DEMO_NO_CHAMPION', 'the starting champion is missing (model.onnx)', { input: DEMO_CHAMPION_DIR });
   const seed = o.seed ?? 1;
   const benchmarkIds = benchmarkImageIds();
   const until = Date.parse(DEMO_HISTORY_UNTIL) / 1000;
@@ -164,10 +182,19 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     // 0. the history as of DEMO_HISTORY_UNTIL; the camera shows what was labelled after it; the benchmark set stays apart
     let t = performance.now();
     const camera = await cameraFolder(photos, join(homeDir, 'camera'));
-    const bench = await writeBenchmarkSet({ labelsCsv: join(metal, 'labels.csv'), imagesDir: metal, ids: benchmarkIds, outDir: join(homeDir, 'benchmark') });
+    const bench = await writeBenchmarkSet({
+      labelsCsv: join(metal, 'labels.csv'),
+      imagesDir: metal,
+      ids: benchmarkIds,
+      outDir: join(homeDir, 'benchmark'),
+    });
 
     // 1. the embedded stack and the edge suite
-    const objectStore = await startObjectStoreProcess({ dir: join(homeDir, 's3'), buckets: ['loupe'], log: log.child({ module: 'objectstore' }) });
+    const objectStore = await startObjectStoreProcess({
+      dir: join(homeDir, 's3'),
+      buckets: ['loupe'],
+      log: log.child({ module: 'objectstore' }),
+    });
     stops.push(() => objectStore.stop());
     const broker = await startBroker({ logger: log.child({ module: 'broker' }) });
     stops.push(() => broker.stop());
@@ -209,7 +236,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       if (uploaded >= uploadsWanted) break;
       const quiet = c.frames >= 2 * photos.length && performance.now() - lastNew > 20_000;
       if (quiet || performance.now() - t > inspectLimitMs) {
-        if (uploaded === 0) throw new LoupeError('DEMO_NO_UPLOADS', `no image uploaded after ${r3((performance.now() - t) / 1000)} s`, { input: 'loupe.Uploader' });
+        if (uploaded === 0)
+          throw new LoupeError('DEMO_NO_UPLOADS', `no image uploaded after ${r3((performance.now() - t) / 1000)} s`, {
+            input: 'loupe.Uploader',
+          });
         log.warn({ uploaded, wanted: uploadsWanted, frames: c.frames }, 'demo: going on with the uploads there are');
         break;
       }
@@ -222,16 +252,48 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       {
         group: 'metal-tags',
         classes: ['scratch'],
-        storage: { endpoint: objectStore.endpoint, region: objectStore.region, bucket: 'loupe', prefix: 'incoming/', forcePathStyle: true, keysFile: objectStore.keysFile },
+        storage: {
+          endpoint: objectStore.endpoint,
+          region: objectStore.region,
+          bucket: 'loupe',
+          prefix: 'incoming/',
+          forcePathStyle: true,
+          keysFile: objectStore.keysFile,
+        },
         history: { labelsCsv: join(metal, 'labels.csv'), imagesDir: metal, until: DEMO_HISTORY_UNTIL, exclude: BENCHMARK_CARD },
         seedModel: DEMO_CHAMPION_DIR,
-        labeling: { backend: 'simulated', workersPerImage: 3, cap: uploadsWanted, noise: 0.03, missRate: 0.05, falsePositiveRate: 0.05, seed },
-        train: { epochs, ...(trainMinutes ? { timeMinutes: trainMinutes } : {}), imgsz: 480, batch: 16, patience: 50, seed, workers: 2, device: 'cpu' },
+        labeling: {
+          backend: 'simulated',
+          workersPerImage: 3,
+          cap: uploadsWanted,
+          noise: 0.03,
+          missRate: 0.05,
+          falsePositiveRate: 0.05,
+          seed,
+        },
+        train: {
+          epochs,
+          ...(trainMinutes ? { timeMinutes: trainMinutes } : {}),
+          imgsz: 480,
+          batch: 16,
+          patience: 50,
+          seed,
+          workers: 2,
+          device: 'cpu',
+        },
         // No absolute floor: the starting champion scores about 0.15-0.26 mAP50, and the demo's
         // question is whether the challenger beats what the fleet runs (a plant sets its own floor).
         // Measured: a 0.5 floor rejected a challenger 0.13 better on the gate split (+0.16 on the benchmark set).
         gate: { metric: 'map50', threshold: 0, tolerance: 0.02, split: gateSplit },
-        fleet: { backend: 'local', nucleusRoot: stack.nucleus.root, thingName: stack.thingName, mqttUrl: broker.url, minResults: 1, confirmTimeoutSeconds: 180, deployTimeoutSeconds: 300 },
+        fleet: {
+          backend: 'local',
+          nucleusRoot: stack.nucleus.root,
+          thingName: stack.thingName,
+          mqttUrl: broker.url,
+          minResults: 1,
+          confirmTimeoutSeconds: 180,
+          deployTimeoutSeconds: 300,
+        },
       } satisfies LoopConfigInput,
       'demo configuration',
     );
@@ -241,7 +303,15 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     let report: RunReport;
     t = performance.now();
     try {
-      report = await runLoopOnce({ config, home, trigger: 'demo', log, events: o.events ?? stderrEvents(), progressStream: o.progressStream, signal: o.signal });
+      report = await runLoopOnce({
+        config,
+        home,
+        trigger: 'demo',
+        log,
+        events: o.events ?? stderrEvents(),
+        progressStream: o.progressStream,
+        signal: o.signal,
+      });
     } catch (e) {
       summary.error = errorMessage(e);
       const { LoopStore } = await import('../cloud/loop/store.js');
@@ -262,10 +332,27 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     summary.labelsApproved = ver?.approved ?? 0;
     summary.labelsRejected = ver?.rejected ?? 0;
     const snap = out.snapshot as { id: string; counts: { images: number; train: number; val: number; test: number } } | undefined;
-    if (snap) summary.snapshot = { id: snap.id, images: snap.counts.images, train: snap.counts.train, val: snap.counts.val, test: snap.counts.test };
-    const g = out.gate as { passed: boolean; html: string; summary: { metric: string; challenger: number; champion: number | null } } | undefined;
+    if (snap)
+      summary.snapshot = {
+        id: snap.id,
+        images: snap.counts.images,
+        train: snap.counts.train,
+        val: snap.counts.val,
+        test: snap.counts.test,
+      };
+    const g = out.gate as
+      { passed: boolean; html: string; summary: { metric: string; challenger: number; champion: number | null } } | undefined;
     const ev = out.evaluate as { challenger?: { images?: number } } | undefined;
-    if (g) summary.gate = { passed: g.passed, metric: g.summary.metric, challenger: g.summary.challenger, champion: g.summary.champion, report: g.html, split: gateSplit, images: ev?.challenger?.images ?? 0 };
+    if (g)
+      summary.gate = {
+        passed: g.passed,
+        metric: g.summary.metric,
+        challenger: g.summary.challenger,
+        champion: g.summary.champion,
+        report: g.html,
+        split: gateSplit,
+        images: ev?.challenger?.images ?? 0,
+      };
     const reg = out.register as { ref: string; status: string; onnxSha256: string } | undefined;
     const pub = out.publish as { version: string } | undefined;
     if (reg) summary.modelAfter = { ref: reg.ref, componentVersion: pub?.version ?? '-', sha256: reg.onnxSha256, status: reg.status };

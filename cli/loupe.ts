@@ -17,7 +17,10 @@ export async function main(argv: string[]): Promise<number> {
   const program = new Command('loupe')
     .description('Visual quality inspection at the factory edge (YOLOv8 on ONNX Runtime, Greengrass v2)')
     .version(pkg.version)
-    .option('--log-format <fmt>', 'stderr output: human (readable lines, progress bars), json (one JSON event per line) or auto (human on a terminal; json with --json or when piped)')
+    .option(
+      '--log-format <fmt>',
+      'stderr output: human (readable lines, progress bars), json (one JSON event per line) or auto (human on a terminal; json with --json or when piped)',
+    )
     .showHelpAfterError()
     .exitOverride();
   // One output rule for every command (lib/terminal.ts), settled before any action runs.

@@ -44,7 +44,9 @@ export function parseFilters(specs: string[]): LogFilter[] {
     try {
       re = new RegExp(spec);
     } catch (e) {
-      throw new LoupeError('CLI_FILTER', `not key=value nor a valid regular expression: ${(e as Error).message}`, { input: `--filter ${spec}` });
+      throw new LoupeError('CLI_FILTER', `not key=value nor a valid regular expression: ${(e as Error).message}`, {
+        input: `--filter ${spec}`,
+      });
     }
     return (line: string) => re.test(line);
   });

@@ -58,7 +58,13 @@ export function boxToGt(b: Box, confidence?: number): GtBox {
 
 /** YOLO normalised centre/size → corner box in pixels of a `width` x `height` image. */
 export function yoloToBox(b: YoloBox, width: number, height: number): Box {
-  return { cls: b.cls, x1: (b.cx - b.w / 2) * width, y1: (b.cy - b.h / 2) * height, x2: (b.cx + b.w / 2) * width, y2: (b.cy + b.h / 2) * height };
+  return {
+    cls: b.cls,
+    x1: (b.cx - b.w / 2) * width,
+    y1: (b.cy - b.h / 2) * height,
+    x2: (b.cx + b.w / 2) * width,
+    y2: (b.cy + b.h / 2) * height,
+  };
 }
 
 /** Corner box → YOLO normalised centre/size for a `width` x `height` image (unrounded). */
@@ -100,7 +106,13 @@ export function iou(a: Box, b: Box): number {
 
 /** Clip a box into the image; returns null when nothing of it is left. */
 export function clipBox(b: Box, width: number, height: number): Box | null {
-  const c = { cls: b.cls, x1: Math.max(0, Math.min(width, b.x1)), y1: Math.max(0, Math.min(height, b.y1)), x2: Math.max(0, Math.min(width, b.x2)), y2: Math.max(0, Math.min(height, b.y2)) };
+  const c = {
+    cls: b.cls,
+    x1: Math.max(0, Math.min(width, b.x1)),
+    y1: Math.max(0, Math.min(height, b.y1)),
+    x2: Math.max(0, Math.min(width, b.x2)),
+    y2: Math.max(0, Math.min(height, b.y2)),
+  };
   return c.x2 - c.x1 > 0 && c.y2 - c.y1 > 0 ? c : null;
 }
 
@@ -114,10 +126,21 @@ export interface LsRect {
 
 /** Label Studio rectangle (percent) → corner box in pixels of a `width` x `height` image. */
 export function labelStudioToBox(r: LsRect, cls: number, width: number, height: number): Box {
-  return { cls, x1: (r.x / 100) * width, y1: (r.y / 100) * height, x2: ((r.x + r.width) / 100) * width, y2: ((r.y + r.height) / 100) * height };
+  return {
+    cls,
+    x1: (r.x / 100) * width,
+    y1: (r.y / 100) * height,
+    x2: ((r.x + r.width) / 100) * width,
+    y2: ((r.y + r.height) / 100) * height,
+  };
 }
 
 /** Corner box → Label Studio rectangle in percent of a `width` x `height` image (unrounded, as Label Studio writes them). */
 export function boxToLabelStudio(b: Box, width: number, height: number): LsRect {
-  return { x: (b.x1 / width) * 100, y: (b.y1 / height) * 100, width: ((b.x2 - b.x1) / width) * 100, height: ((b.y2 - b.y1) / height) * 100 };
+  return {
+    x: (b.x1 / width) * 100,
+    y: (b.y1 / height) * 100,
+    width: ((b.x2 - b.x1) / width) * 100,
+    height: ((b.y2 - b.y1) / height) * 100,
+  };
 }

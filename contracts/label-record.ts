@@ -95,7 +95,9 @@ export function validateRecord(r: unknown, index: number): LabelRecord {
 }
 
 /** A record with defaults for the extension fields (imported history has no device etc.). */
-export function makeRecord(r: Omit<LabelRecord, 'device' | 'capture_time' | 'model_version' | 'meta' | 'image_depth'> & Partial<LabelRecord>): LabelRecord {
+export function makeRecord(
+  r: Omit<LabelRecord, 'device' | 'capture_time' | 'model_version' | 'meta' | 'image_depth'> & Partial<LabelRecord>,
+): LabelRecord {
   return {
     image_depth: 3,
     device: '',

@@ -16,7 +16,16 @@ import { LABEL_STATUSES, validateRecord, type LabelRecord, type LabelStatus } fr
  * applies the label record schema (`readLabelsCsv`), the data set importer checks boxes against
  * the images the ultralytics way. Errors name the file and the row (header = row 1).
  */
-export const LABELS_CSV_COLUMNS = ['source_ref', 'image_width', 'image_height', 'image_depth', 'annotations', 'event_time', 'labeling_job', 'status'] as const;
+export const LABELS_CSV_COLUMNS = [
+  'source_ref',
+  'image_width',
+  'image_height',
+  'image_depth',
+  'annotations',
+  'event_time',
+  'labeling_job',
+  'status',
+] as const;
 
 /** Extension columns loupe writes after the reference's eight (optional when reading). */
 export const LABELS_CSV_EXTENSION_COLUMNS = ['device', 'capture_time', 'model_version', 'meta'] as const;
@@ -46,11 +55,13 @@ function annotationsOf(raw: string, at: string, path: string): GtBox[] {
     const box = {} as GtBox;
     for (const k of ['class_id', 'left', 'top', 'width', 'height'] as const) {
       const x = o[k];
-      if (typeof x !== 'number' || !Number.isFinite(x)) throw bad(path, `${at}: annotations box ${i + 1}: ${k} is ${JSON.stringify(x ?? null)}, not a number`);
+      if (typeof x !== 'number' || !Number.isFinite(x))
+        throw bad(path, `${at}: annotations box ${i + 1}: ${k} is ${JSON.stringify(x ?? null)}, not a number`);
       box[k] = x;
     }
     if (o.confidence !== undefined && o.confidence !== null) {
-      if (typeof o.confidence !== 'number' || !Number.isFinite(o.confidence)) throw bad(path, `${at}: annotations box ${i + 1}: confidence is ${JSON.stringify(o.confidence)}, not a number`);
+      if (typeof o.confidence !== 'number' || !Number.isFinite(o.confidence))
+        throw bad(path, `${at}: annotations box ${i + 1}: confidence is ${JSON.stringify(o.confidence)}, not a number`);
       box.confidence = o.confidence;
     }
     return box;
@@ -117,7 +128,11 @@ export function parseLabelsCsv(path: string, text?: string): LabelsCsvRow[] {
 /** Every row of a labels.csv as a valid label record (the label record schema applied to each). */
 export function readLabelsCsv(path: string): LabelRecord[] {
   return parseLabelsCsv(path).map(({ row, record }) => {
-    if (!LABEL_STATUSES.includes(record.status as LabelStatus)) throw bad(path, `row ${row} (${record.source_ref}): status must be one of ${LABEL_STATUSES.join('/')}, got ${JSON.stringify(record.status)}`);
+    if (!LABEL_STATUSES.includes(record.status as LabelStatus))
+      throw bad(
+        path,
+        `row ${row} (${record.source_ref}): status must be one of ${LABEL_STATUSES.join('/')}, got ${JSON.stringify(record.status)}`,
+      );
     try {
       return validateRecord(record, row);
     } catch (e) {
@@ -128,7 +143,14 @@ export function readLabelsCsv(path: string): LabelRecord[] {
 
 /** Python `str()` of a list of dicts, the way the reference wrote `annotations`. */
 export function pyAnnotations(boxes: GtBox[]): string {
-  return `[${boxes.map((b) => `{${Object.entries(b).map(([k, v]) => `'${k}': ${v}`).join(', ')}}`).join(', ')}]`;
+  return `[${boxes
+    .map(
+      (b) =>
+        `{${Object.entries(b)
+          .map(([k, v]) => `'${k}': ${v}`)
+          .join(', ')}}`,
+    )
+    .join(', ')}]`;
 }
 
 function csvField(v: string): string {

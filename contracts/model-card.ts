@@ -93,9 +93,14 @@ export type ValMetrics = NonNullable<ModelCard['metrics']['val']>;
 /** A model card already parsed from JSON, checked (`input` names it in errors). */
 export function parseModelCard(raw: unknown, input: string): ModelCard {
   const schema = raw && typeof raw === 'object' && !Array.isArray(raw) ? (raw as { schema?: unknown }).schema : undefined;
-  if (schema === undefined) throw new LoupeError('CARD_BAD', `model card has no "schema" field (this loupe reads ${MODEL_CARD_SCHEMAS.join(', ')})`, { input });
+  if (schema === undefined)
+    throw new LoupeError('CARD_BAD', `model card has no "schema" field (this loupe reads ${MODEL_CARD_SCHEMAS.join(', ')})`, { input });
   if (typeof schema !== 'string' || !MODEL_CARD_SCHEMAS.includes(schema)) {
-    throw new LoupeError('CARD_SCHEMA', `model card schema ${JSON.stringify(schema)} is not one this loupe reads (${MODEL_CARD_SCHEMAS.join(', ')})`, { input });
+    throw new LoupeError(
+      'CARD_SCHEMA',
+      `model card schema ${JSON.stringify(schema)} is not one this loupe reads (${MODEL_CARD_SCHEMAS.join(', ')})`,
+      { input },
+    );
   }
   const parsed = modelCardSchema.safeParse(raw);
   if (!parsed.success) {

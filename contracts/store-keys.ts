@@ -30,8 +30,10 @@ function validate(k: unknown, where: string): StoreKeys {
 
 /** Keys must be printable and not trivially short (an empty secret would sign anything). */
 export function checkKeys(k: StoreKeys, where: string): void {
-  if (!/^[A-Za-z0-9+/=._-]{3,128}$/.test(k.accessKeyId)) throw new LoupeError('objectstore.keys', 'the access key id must be 3-128 of letters, digits and + / = . _ -', { input: where });
-  if (k.secretAccessKey.length < 8 || /\s/.test(k.secretAccessKey)) throw new LoupeError('objectstore.keys', 'the secret key must be at least 8 characters, without spaces', { input: where });
+  if (!/^[A-Za-z0-9+/=._-]{3,128}$/.test(k.accessKeyId))
+    throw new LoupeError('objectstore.keys', 'the access key id must be 3-128 of letters, digits and + / = . _ -', { input: where });
+  if (k.secretAccessKey.length < 8 || /\s/.test(k.secretAccessKey))
+    throw new LoupeError('objectstore.keys', 'the secret key must be at least 8 characters, without spaces', { input: where });
 }
 
 /** Read a key file (`<store dir>/credentials.json`); a clear error when it is missing or malformed. */
@@ -40,7 +42,11 @@ export function readKeysFile(path: string): StoreKeys {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new LoupeError('objectstore.keys', `cannot read the object store's keys: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (start the store once to create them)`, { input: path, cause: e });
+    throw new LoupeError(
+      'objectstore.keys',
+      `cannot read the object store's keys: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (start the store once to create them)`,
+      { input: path, cause: e },
+    );
   }
   try {
     return validate(JSON.parse(text), path);

@@ -79,9 +79,14 @@ export function parseUploadSidecar(text: string, input: string): UploadSidecar {
   }
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new LoupeError('SIDECAR_BAD', 'is not a JSON object', { input });
   const schema = (raw as { schema?: unknown }).schema;
-  if (schema === undefined) throw new LoupeError('SIDECAR_SCHEMA', `has no "schema" field (this loupe reads ${UPLOAD_SCHEMAS.join(', ')})`, { input });
+  if (schema === undefined)
+    throw new LoupeError('SIDECAR_SCHEMA', `has no "schema" field (this loupe reads ${UPLOAD_SCHEMAS.join(', ')})`, { input });
   if (typeof schema !== 'string' || !UPLOAD_SCHEMAS.includes(schema)) {
-    throw new LoupeError('SIDECAR_SCHEMA', `schema ${JSON.stringify(schema)} is not one this loupe reads (${UPLOAD_SCHEMAS.join(', ')}); upgrade the cloud side first`, { input });
+    throw new LoupeError(
+      'SIDECAR_SCHEMA',
+      `schema ${JSON.stringify(schema)} is not one this loupe reads (${UPLOAD_SCHEMAS.join(', ')}); upgrade the cloud side first`,
+      { input },
+    );
   }
   const res = uploadSidecarV1.safeParse(raw);
   if (!res.success) throw new LoupeError('SIDECAR_BAD', firstIssue(res.error), { input });

@@ -86,7 +86,8 @@ export function decodeBmp(b: Uint8Array, label = '<buffer>'): BmpImage {
 
   const out = new Uint8Array(width * height * 3);
   const is565 = bpp === 16 && masks?.[0] === 0xf800 && masks[1] === 0x07e0 && masks[2] === 0x001f;
-  if (bpp === 16 && masks && !is565 && !(masks[0] === 0x7c00 && masks[1] === 0x03e0 && masks[2] === 0x001f)) bad('16-bit masks other than 5-5-5 and 5-6-5');
+  if (bpp === 16 && masks && !is565 && !(masks[0] === 0x7c00 && masks[1] === 0x03e0 && masks[2] === 0x001f))
+    bad('16-bit masks other than 5-5-5 and 5-6-5');
   const m32 = masks ?? [0xff0000, 0xff00, 0xff];
   if (bpp === 32 && !(m32[0] === 0xff0000 && m32[1] === 0xff00 && m32[2] === 0xff)) bad('32-bit masks other than 8-8-8');
   for (let y = 0; y < height; y++) {

@@ -82,12 +82,21 @@ export const ERROR_CODES = {
   DATA_BAD_NAMES: { area: 'cloud/dataset', meaning: 'a data.yaml `names` entry that is missing or not 0..n-1' },
   DATA_BAD_YAML: { area: 'cloud/dataset', meaning: 'a data.yaml that is not valid YAML' },
   DATA_DUPLICATE_ID: { area: 'cloud/dataset', meaning: 'two images in a data set with the same id' },
-  DATA_MISSING: { area: 'cloud/dataset', meaning: 'a data set file or folder (data.yaml, COCO JSON, VOC folder, manifest, CSV) does not exist' },
+  DATA_MISSING: {
+    area: 'cloud/dataset',
+    meaning: 'a data set file or folder (data.yaml, COCO JSON, VOC folder, manifest, CSV) does not exist',
+  },
   IDS_BAD: { area: 'cloud/dataset', meaning: 'an image id list that is not valid JSON or holds entries that are not image ids' },
   IDS_MISSING: { area: 'cloud/dataset', meaning: 'an image id list file that does not exist' },
   IMAGE_MISSING: { area: 'cloud/dataset', meaning: 'an image file (or the file or folder given to detect) does not exist' },
-  LABEL_AMBIGUOUS_ATTRIBUTE: { area: 'cloud/dataset', meaning: 'a Ground Truth manifest with several bounding-box label attributes and none chosen' },
-  LABEL_BAD_BOX: { area: 'cloud/dataset', meaning: 'a label box that is malformed: not numbers, unknown class, outside the image or without area' },
+  LABEL_AMBIGUOUS_ATTRIBUTE: {
+    area: 'cloud/dataset',
+    meaning: 'a Ground Truth manifest with several bounding-box label attributes and none chosen',
+  },
+  LABEL_BAD_BOX: {
+    area: 'cloud/dataset',
+    meaning: 'a label box that is malformed: not numbers, unknown class, outside the image or without area',
+  },
   LABEL_BAD_COCO: { area: 'cloud/dataset', meaning: 'a COCO annotation file with a malformed record' },
   LABEL_BAD_FIELD: { area: 'cloud/dataset', meaning: 'a Ground Truth manifest line with a missing or malformed field' },
   LABEL_BAD_JSON: { area: 'cloud/dataset', meaning: 'a Ground Truth manifest line that is not a JSON object' },
@@ -139,7 +148,10 @@ export const ERROR_CODES = {
   LABEL_CONSOLIDATE: { area: 'cloud/labeling', meaning: "consolidating workers' labels failed in the consolidation thread" },
   LABEL_DONE: { area: 'cloud/labeling', meaning: 'submitting labels for an image that already has all its labels' },
   LABEL_DUPLICATE: { area: 'cloud/labeling', meaning: 'a worker submitting a second label for the same image' },
-  LABEL_NOT_AVAILABLE: { area: 'cloud/labeling', meaning: 'an image that cannot be handed out or changed: fully labelled or held by other workers' },
+  LABEL_NOT_AVAILABLE: {
+    area: 'cloud/labeling',
+    meaning: 'an image that cannot be handed out or changed: fully labelled or held by other workers',
+  },
   LABEL_TOO_MANY_BOXES: { area: 'cloud/labeling', meaning: 'a submission with more boxes than the job allows per image' },
   LABELING_BAD_JOB: { area: 'cloud/labeling', meaning: 'a labelling job specification outside its allowed values' },
   LABELING_NO_DB: { area: 'cloud/labeling', meaning: 'the label store is not SQLite and no labelling database path was given' },
@@ -164,7 +176,10 @@ export const ERROR_CODES = {
   FEATURESTORE_MISSING: { area: 'cloud/labelstore', meaning: 'the SageMaker feature group does not exist' },
   FEATURESTORE_NO_OFFLINE: { area: 'cloud/labelstore', meaning: 'the feature group has no offline store (Glue table) to query' },
   FEATURESTORE_QUERY: { area: 'cloud/labelstore', meaning: 'the Athena query over the offline store failed or was cancelled' },
-  FEATURESTORE_STATUS: { area: 'cloud/labelstore', meaning: 'the feature group is in a state that cannot take records (e.g. CreateFailed, Deleting)' },
+  FEATURESTORE_STATUS: {
+    area: 'cloud/labelstore',
+    meaning: 'the feature group is in a state that cannot take records (e.g. CreateFailed, Deleting)',
+  },
   FEATURESTORE_TIMEOUT: { area: 'cloud/labelstore', meaning: 'the feature group or its Athena query did not finish within the wait limit' },
 
   // cloud/loop
@@ -210,7 +225,10 @@ export const ERROR_CODES = {
   QUANTIZE_BAD_OUT: { area: 'cloud/quantize', meaning: 'a quantize output path that would overwrite the input model' },
   QUANTIZE_FAILED: { area: 'cloud/quantize', meaning: 'quantize.py failed, or wrote a model that is not quantized or does not load' },
   QUANTIZE_NO_IMAGES: { area: 'cloud/quantize', meaning: 'no calibration images to quantize with' },
-  QUANTIZE_UNKNOWN_GRAPH: { area: 'cloud/quantize', meaning: 'quantize.py cannot find ultralytics module names (the detection head) in the graph' },
+  QUANTIZE_UNKNOWN_GRAPH: {
+    area: 'cloud/quantize',
+    meaning: 'quantize.py cannot find ultralytics module names (the detection head) in the graph',
+  },
 
   // cloud/registry
   ARTEFACT_CORRUPT: { area: 'cloud/registry', meaning: 'a stored registry artefact whose bytes no longer match its digest' },
@@ -219,8 +237,14 @@ export const ERROR_CODES = {
   REGISTRY_BAD_CHECKPOINT: { area: 'cloud/registry', meaning: 'a checkpoint given to the registry that is not a PyTorch checkpoint' },
   REGISTRY_BAD_GROUP: { area: 'cloud/registry', meaning: 'a model group name outside 1-63 letters, digits and hyphens' },
   REGISTRY_BAD_METRIC: { area: 'cloud/registry', meaning: 'a registered metric that is not a finite number' },
-  REGISTRY_BAD_MODEL: { area: 'cloud/registry', meaning: 'a model given to the registry that loupe cannot run, or an int8 model that does not match its fp32 model' },
-  REGISTRY_BAD_PRECISION: { area: 'cloud/registry', meaning: 'a fleet precision other than fp32 or int8, or int8 without an int8 artefact' },
+  REGISTRY_BAD_MODEL: {
+    area: 'cloud/registry',
+    meaning: 'a model given to the registry that loupe cannot run, or an int8 model that does not match its fp32 model',
+  },
+  REGISTRY_BAD_PRECISION: {
+    area: 'cloud/registry',
+    meaning: 'a fleet precision other than fp32 or int8, or int8 without an int8 artefact',
+  },
   REGISTRY_BAD_REF: { area: 'cloud/registry', meaning: 'a model version reference that is not <group>:<version>' },
   REGISTRY_BAD_STATUS: { area: 'cloud/registry', meaning: 'a status change the approval policy does not allow' },
   REGISTRY_CARD_MISMATCH: { area: 'cloud/registry', meaning: 'a model card that describes another model (digest, classes or task)' },
@@ -271,7 +295,10 @@ export const ERROR_CODES = {
   DATA_NO_LABELS: { area: 'cloud/training', meaning: 'a train split with images but no labelled boxes' },
   DATA_NO_NAMES: { area: 'cloud/training', meaning: 'a data set without class names' },
   PYTHON_MISSING: { area: 'cloud/training', meaning: "the trainer venv's python (or a system python) cannot be run" },
-  SAGEMAKER_BAD_ARTIFACT: { area: 'cloud/training', meaning: "a SageMaker training job's model artefact is missing, not an s3:// URI or incomplete" },
+  SAGEMAKER_BAD_ARTIFACT: {
+    area: 'cloud/training',
+    meaning: "a SageMaker training job's model artefact is missing, not an s3:// URI or incomplete",
+  },
   SAGEMAKER_FAILED: { area: 'cloud/training', meaning: 'a SageMaker training job failed for a reason that is not a train.py refusal' },
   TRAIN_FAILED: { area: 'cloud/training', meaning: 'train.py exited with a failure status or was killed' },
   TRAIN_INTERRUPTED: { area: 'cloud/training', meaning: 'training was interrupted or the training job was stopped' },
@@ -302,7 +329,10 @@ export const ERROR_CODES = {
   // components/camera
   'camera.closed': { area: 'components/camera', meaning: 'reading a frame from a camera source that was closed' },
   'camera.folder': { area: 'components/camera', meaning: 'a folder camera source that is unreadable or holds no images' },
-  'camera.process': { area: 'components/camera', meaning: 'a process camera source (ffmpeg, command) that cannot start, exited, or is not open' },
+  'camera.process': {
+    area: 'components/camera',
+    meaning: 'a process camera source (ffmpeg, command) that cannot start, exited, or is not open',
+  },
   'camera.snapshot': { area: 'components/camera', meaning: 'an HTTP snapshot camera request that failed or returned no JPEG' },
   'camera.timeout': { area: 'components/camera', meaning: 'a camera source that produced no frame within its timeout' },
 
@@ -320,7 +350,10 @@ export const ERROR_CODES = {
   MODEL_IMGSZ_MISMATCH: { area: 'components/detector', meaning: "an --imgsz that does not fit the model's fixed input size" },
   MODEL_LOAD_FAILED: { area: 'components/detector', meaning: 'onnxruntime could not load the model' },
   MODEL_MISSING: { area: 'components/detector', meaning: 'the model file does not exist' },
-  MODEL_NO_METADATA: { area: 'components/detector', meaning: 'a model without the imgsz or names metadata loupe needs, and no override given' },
+  MODEL_NO_METADATA: {
+    area: 'components/detector',
+    meaning: 'a model without the imgsz or names metadata loupe needs, and no override given',
+  },
   MODEL_NOT_DETECT: { area: 'components/detector', meaning: 'a model for a task other than detection' },
   MODEL_NOT_ONNX: { area: 'components/detector', meaning: 'a file that is not an ONNX model' },
   MODEL_UNREADABLE: { area: 'components/detector', meaning: 'the model file exists but cannot be read' },
@@ -359,16 +392,25 @@ export const ERROR_CODES = {
   ARTIFACT_MISSING: { area: 'embedded/nucleus', meaning: 'a component artifact found in no artifact directory or the component store' },
   ARTIFACT_PATH: { area: 'embedded/nucleus', meaning: 'a component artifact that would be written outside the component store' },
   ARTIFACT_URI: { area: 'embedded/nucleus', meaning: 'a component artifact URI with a bad encoding or no file name' },
-  ARTIFACT_ZIP: { area: 'embedded/nucleus', meaning: 'a component artifact that cannot be unpacked as ZIP or would unpack outside its folder' },
+  ARTIFACT_ZIP: {
+    area: 'embedded/nucleus',
+    meaning: 'a component artifact that cannot be unpacked as ZIP or would unpack outside its folder',
+  },
   COMPONENT_NOT_FOUND: { area: 'embedded/nucleus', meaning: 'a component version with no recipe, or a component that is not deployed' },
   CONFIG_REJECTED: { area: 'embedded/nucleus', meaning: 'a component vetoed a configuration update' },
   CONFIG_TOO_LARGE: { area: 'embedded/nucleus', meaning: "a component configuration above the nucleus's size limit" },
   DEPENDENCY_CYCLE: { area: 'embedded/nucleus', meaning: 'component dependencies that form a cycle' },
   DEPENDENCY_UNSATISFIED: { area: 'embedded/nucleus', meaning: 'no component version satisfies the dependency ranges' },
   DEPLOYMENT_FAILED: { area: 'embedded/nucleus', meaning: 'the local nucleus did not accept the deployment' },
-  DEPLOYMENT_INVALID: { area: 'embedded/nucleus', meaning: 'a deployment document that names components wrongly (bad version, built-in, config for a component not deployed)' },
+  DEPLOYMENT_INVALID: {
+    area: 'embedded/nucleus',
+    meaning: 'a deployment document that names components wrongly (bad version, built-in, config for a component not deployed)',
+  },
   DEPLOYMENT_TIMEOUT: { area: 'embedded/nucleus', meaning: 'a local deployment did not finish within the wait limit' },
-  INIT_CONFIG_INVALID: { area: 'embedded/nucleus', meaning: 'a nucleus initial configuration that is not valid JSON/YAML or fails its checks' },
+  INIT_CONFIG_INVALID: {
+    area: 'embedded/nucleus',
+    meaning: 'a nucleus initial configuration that is not valid JSON/YAML or fails its checks',
+  },
   INIT_CONFIG_READ: { area: 'embedded/nucleus', meaning: 'a nucleus initial configuration file that cannot be read' },
   NUCLEUS_ERROR: { area: 'embedded/nucleus', meaning: 'the nucleus answered a CLI request with an error' },
   NUCLEUS_NOT_RUNNING: { area: 'embedded/nucleus', meaning: 'no nucleus is running on the root' },

@@ -26,7 +26,9 @@ export interface ImageHashes {
 }
 
 const P = 32;
-const COS = Array.from({ length: 8 }, (_, k) => Float64Array.from({ length: P }, (_, n) => Math.cos(((2 * n + 1) * k * Math.PI) / (2 * P))));
+const COS = Array.from({ length: 8 }, (_, k) =>
+  Float64Array.from({ length: P }, (_, n) => Math.cos(((2 * n + 1) * k * Math.PI) / (2 * P))),
+);
 
 function bins(n: number, size: number): Uint8Array {
   const b = new Uint8Array(n);
@@ -69,7 +71,8 @@ export function imageHashes(img: RgbPixels): ImageHashes {
   // Images narrower or shorter than a thumbnail leave empty bins: they read as 0.
   const mean = (s: Float64Array, c: Float64Array, k: number) => (c[k] ? s[k]! / c[k]! : 0);
   let d = 0n;
-  for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) d = (d << 1n) | (mean(dSum, dCnt, y * 9 + x) < mean(dSum, dCnt, y * 9 + x + 1) ? 1n : 0n);
+  for (let y = 0; y < 8; y++)
+    for (let x = 0; x < 8; x++) d = (d << 1n) | (mean(dSum, dCnt, y * 9 + x) < mean(dSum, dCnt, y * 9 + x + 1) ? 1n : 0n);
   // Separable DCT-II; only the 8 lowest frequencies in each direction are needed.
   const rows = new Float64Array(P * 8);
   for (let y = 0; y < P; y++) {

@@ -14,10 +14,7 @@ export type { Logger } from 'pino';
  *   14:22:01 INFO  demo  edge stack up  root=/tmp/le-x mqtt=mqtt://127.0.0.1:40123
  * Human lines go through the Terminal, so they never land on a progress bar's line.
  */
-export function createLogger(
-  name: string,
-  opts: { level?: string; stream?: 'stdout' | 'stderr' | DestinationStream } = {},
-): Logger {
+export function createLogger(name: string, opts: { level?: string; stream?: 'stdout' | 'stderr' | DestinationStream } = {}): Logger {
   const level = opts.level ?? process.env.LOUPE_LOG_LEVEL ?? 'info';
   const stream = opts.stream ?? 'stdout';
   const base = { name, level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
@@ -36,7 +33,14 @@ export function formatFields(log: Record<string, unknown>, maxValue = 160): stri
   const parts: string[] = [];
   for (const [k, v] of Object.entries(log)) {
     if (STANDARD_KEYS.has(k) || v === undefined) continue;
-    let s = typeof v === 'string' ? (/^[^\s"=]+$/.test(v) ? v : JSON.stringify(v)) : typeof v === 'number' ? String(+v.toFixed(4)) : JSON.stringify(v);
+    let s =
+      typeof v === 'string'
+        ? /^[^\s"=]+$/.test(v)
+          ? v
+          : JSON.stringify(v)
+        : typeof v === 'number'
+          ? String(+v.toFixed(4))
+          : JSON.stringify(v);
     if (k === 'err' && v && typeof v === 'object' && 'message' in v) s = JSON.stringify((v as { message: unknown }).message);
     if (s.length > maxValue) s = `${s.slice(0, maxValue - 1)}…`;
     parts.push(`${k}=${s}`);

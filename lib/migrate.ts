@@ -69,7 +69,11 @@ export function migrate(db: Database.Database, schema: SqliteSchema, input: stri
         if (typeof m.up === 'string') db.exec(m.up);
         else m.up(db);
       } catch (e) {
-        throw new LoupeError('STORE_MIGRATION', `${schema.name}: migration ${m.version} (${m.description}) failed: ${(e as Error).message}`, { input, cause: e });
+        throw new LoupeError(
+          'STORE_MIGRATION',
+          `${schema.name}: migration ${m.version} (${m.description}) failed: ${(e as Error).message}`,
+          { input, cause: e },
+        );
       }
       db.pragma(`user_version = ${m.version}`);
     }).immediate();

@@ -102,7 +102,10 @@ export class Progress implements LiveLine {
     const now = Date.now();
     if (now - this.lastLog >= (this.opts.logEveryMs ?? 5000) || (this.total > 0 && done >= this.total)) {
       this.lastLog = now;
-      this.log?.info({ progress: this.label, done, total: this.total, elapsedS: +((now - this.started) / 1000).toFixed(1), ...details }, `${this.label} ${done}/${this.total}`);
+      this.log?.info(
+        { progress: this.label, done, total: this.total, elapsedS: +((now - this.started) / 1000).toFixed(1), ...details },
+        `${this.label} ${done}/${this.total}`,
+      );
     }
   }
 
@@ -124,7 +127,10 @@ export class Progress implements LiveLine {
       return;
     }
     if (this.lastLog === 0 || this.done > 0) {
-      this.log?.info({ progress: this.label, done: this.done, total: this.total, elapsedS: +elapsed.toFixed(1), ...this.details }, `${this.label} ${this.done}/${this.total} done`);
+      this.log?.info(
+        { progress: this.label, done: this.done, total: this.total, elapsedS: +elapsed.toFixed(1), ...this.details },
+        `${this.label} ${this.done}/${this.total} done`,
+      );
     }
   }
 

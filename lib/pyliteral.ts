@@ -96,7 +96,8 @@ const IDENT_RE = /[A-Za-z_][A-Za-z0-9_]*/y;
 // The integer and fraction digits are separate groups (`\d[\d_]*(?:\.[\d_]*)?`), never two
 // adjacent `[\d_]*` around an optional dot: that form backtracks quadratically when the lookahead
 // fails after a long run of digits (16,000 digits and an 'e' took 3 s; found by test/fuzz).
-const NUMBER_RE = /(?:0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?)(?![A-Za-z0-9_.])/y;
+const NUMBER_RE =
+  /(?:0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?)(?![A-Za-z0-9_.])/y;
 
 class Parser {
   pos = 0;
@@ -119,7 +120,8 @@ class Parser {
     while (this.pos < s.length) {
       const c = s.charCodeAt(this.pos);
       if (c === 32 || c === 9 || c === 10 || c === 13) this.pos++;
-      else if (c === 92 && (s[this.pos + 1] === '\n' || s[this.pos + 1] === '\r')) this.pos += 2; // line continuation
+      else if (c === 92 && (s[this.pos + 1] === '\n' || s[this.pos + 1] === '\r'))
+        this.pos += 2; // line continuation
       else break;
     }
   }

@@ -27,7 +27,9 @@ let jsonFlag = false;
 export function configureOutput(o: { json?: boolean; logFormat?: string }): void {
   if (o.logFormat !== undefined) {
     if (!(LOG_FORMATS as readonly string[]).includes(o.logFormat)) {
-      throw new LoupeError('CLI_BAD_LOG_FORMAT', `must be one of ${LOG_FORMATS.join(', ')}, got "${o.logFormat}"`, { input: '--log-format' });
+      throw new LoupeError('CLI_BAD_LOG_FORMAT', `must be one of ${LOG_FORMATS.join(', ')}, got "${o.logFormat}"`, {
+        input: '--log-format',
+      });
     }
     explicitFormat = o.logFormat === 'auto' ? undefined : (o.logFormat as LogFormat);
   }
@@ -73,7 +75,7 @@ export function fitWidth(s: string, cols: number): string {
   if (visibleLength(s) <= cols) return s;
   let out = '';
   let seen = 0;
-  for (let i = 0; i < s.length && seen < cols - 1; ) {
+  for (let i = 0; i < s.length && seen < cols - 1;) {
     ANSI.lastIndex = i;
     const m = ANSI.exec(s);
     if (m && m.index === i) {

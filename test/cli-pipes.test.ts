@@ -22,7 +22,15 @@ beforeAll(async () => {
   // ~3,000 lines (~400 kB): far more than a pipe buffer holds, so the writer must hit the closed pipe.
   await store.append(
     Array.from({ length: 3000 }, (_, i) =>
-      makeRecord({ source_ref: `s3://bucket/incoming/line-1/cam-0/${String(i).padStart(6, '0')}.jpg`, image_width: 640, image_height: 480, annotations: [{ class_id: 0, left: 1, top: 2, width: 3, height: 4 }], event_time: i, labeling_job: '', status: 'PENDING' }),
+      makeRecord({
+        source_ref: `s3://bucket/incoming/line-1/cam-0/${String(i).padStart(6, '0')}.jpg`,
+        image_width: 640,
+        image_height: 480,
+        annotations: [{ class_id: 0, left: 1, top: 2, width: 3, height: 4 }],
+        event_time: i,
+        labeling_job: '',
+        status: 'PENDING',
+      }),
     ),
   );
   await store.close();
@@ -32,7 +40,11 @@ afterAll(async () => {
 });
 
 /** Run `loupe ARGS | READER` in bash; loupe's exit code and stderr, and what the reader printed. */
-async function piped(args: string, reader: string, env: Record<string, string> = {}): Promise<{ code: number; stderr: string; out: string }> {
+async function piped(
+  args: string,
+  reader: string,
+  env: Record<string, string> = {},
+): Promise<{ code: number; stderr: string; out: string }> {
   const err = join(dir, `err-${Math.random().toString(36).slice(2)}`);
   const script = `${loupe} ${args} 2>${err} | ${reader}; echo "rc=\${PIPESTATUS[0]}"`;
   const { stdout } = await sh('bash', ['-c', script], { env: { ...process.env, LOUPE_NO_PROGRESS: '1', ...env }, maxBuffer: 1 << 24 });

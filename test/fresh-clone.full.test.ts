@@ -19,7 +19,11 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 500 });
 });
 
-function run(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number }): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number },
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -56,11 +60,29 @@ describe('a fresh clone', () => {
     expect(JSON.parse(setup.stdout.trim())).toMatchObject({ part: 'python', ready: true });
 
     const trace = join(dir, 'strace.txt');
-    const demo = await run('strace', ['-f', '-qq', '-e', 'trace=open,openat,stat,statx,newfstatat,access', '-o', trace, process.execPath, 'bin/loupe.js', 'demo', '--fast', '--json'], { cwd: clone, env, timeoutMs: 1_500_000 });
+    const demo = await run(
+      'strace',
+      [
+        '-f',
+        '-qq',
+        '-e',
+        'trace=open,openat,stat,statx,newfstatat,access',
+        '-o',
+        trace,
+        process.execPath,
+        'bin/loupe.js',
+        'demo',
+        '--fast',
+        '--json',
+      ],
+      { cwd: clone, env, timeoutMs: 1_500_000 },
+    );
     expect(demo.code, demo.stderr.slice(-4000)).toBe(0);
     const summary = JSON.parse(demo.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
     expect(summary).toMatchObject({ demo: 'loupe', fast: true, ok: true });
-    const touched = readFileSync(trace, 'utf8').split('\n').filter((l) => l.includes('/work/shared') || l.includes(missing));
+    const touched = readFileSync(trace, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('/work/shared') || l.includes(missing));
     // Looking for the optional folder (stat/access failing with ENOENT) is allowed; opening anything there is not.
     const opened = touched.filter((l) => /\bopen(at)?\(/.test(l) && !/= -1 ENOENT/.test(l));
     expect(opened, opened.slice(0, 5).join('\n')).toEqual([]);

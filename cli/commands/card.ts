@@ -32,7 +32,9 @@ export function register(program: Command): void {
   program
     .command('card')
     .argument('<dir>', 'model folder (model.onnx, model.pt|best.pt, metrics.json|train-metrics.json)')
-    .description("write a model's card.json (classes, trainer, data set version and test images, loupe eval test metrics, reproducing command)")
+    .description(
+      "write a model's card.json (classes, trainer, data set version and test images, loupe eval test metrics, reproducing command)",
+    )
     .requiredOption('--data <yaml>', 'the YOLO data.yaml it was trained on (its test split is scored)')
     .option('--test-data <yaml>', "score this data set's test split instead (a held-out benchmark set outside the training data)")
     .option('--dataset-source <text>', 'where the data set came from (default: the data.yaml path)')
@@ -51,7 +53,8 @@ export function register(program: Command): void {
       if (!existsSync(onnx)) throw new LoupeError('CARD_NO_MODEL', 'holds no model.onnx', { input: dir });
       const pt = ['model.pt', 'best.pt'].map((f) => join(dir, f)).find((p) => existsSync(p));
       const metricsPath = ['metrics.json', 'train-metrics.json'].map((f) => join(dir, f)).find((p) => existsSync(p));
-      if (!metricsPath) throw new LoupeError('CARD_NO_METRICS', "holds no train.py metrics (metrics.json or train-metrics.json)", { input: dir });
+      if (!metricsPath)
+        throw new LoupeError('CARD_NO_METRICS', 'holds no train.py metrics (metrics.json or train-metrics.json)', { input: dir });
       let metrics: TrainMetricsFile;
       try {
         metrics = JSON.parse(readFileSync(metricsPath, 'utf8')) as TrainMetricsFile;

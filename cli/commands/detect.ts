@@ -62,7 +62,8 @@ function expand(paths: string[]): Item[] {
         }
       })
       .sort();
-    if (files.length === 0) out.push({ path: p, kind: 'image', error: new LoupeError('IMAGE_NONE', 'folder holds no images or videos', { input: p }) });
+    if (files.length === 0)
+      out.push({ path: p, kind: 'image', error: new LoupeError('IMAGE_NONE', 'folder holds no images or videos', { input: p }) });
     for (const f of files) out.push({ path: f, kind: isVideoFile(f) ? 'video' : 'image' });
   }
   return out;
@@ -70,7 +71,10 @@ function expand(paths: string[]): Item[] {
 
 function human(path: string, r: DetectResult, frame?: number): string {
   const dets = r.detections.map((d) => `  ${d.name} ${d.conf.toFixed(3)} [${d.xyxy.map((v) => v.toFixed(1)).join(', ')}]`);
-  return [`${path}${frame === undefined ? '' : ` frame ${frame}`} (${r.width}x${r.height}): ${r.detections.length} detection${r.detections.length === 1 ? '' : 's'}`, ...dets].join('\n');
+  return [
+    `${path}${frame === undefined ? '' : ` frame ${frame}`} (${r.width}x${r.height}): ${r.detections.length} detection${r.detections.length === 1 ? '' : 's'}`,
+    ...dets,
+  ].join('\n');
 }
 
 /** printf's %g with 6 significant digits (Python's "%g"), as ultralytics formats save_txt values. */
@@ -92,7 +96,14 @@ export function yoloTxt(r: DetectResult, withConf: boolean): string {
   return r.detections
     .map((d) => {
       const [x1, y1, x2, y2] = d.xyxy;
-      const v = [d.cls, (x1 + x2) / 2 / r.width, (y1 + y2) / 2 / r.height, (x2 - x1) / r.width, (y2 - y1) / r.height, ...(withConf ? [d.conf] : [])];
+      const v = [
+        d.cls,
+        (x1 + x2) / 2 / r.width,
+        (y1 + y2) / 2 / r.height,
+        (x2 - x1) / r.width,
+        (y2 - y1) / r.height,
+        ...(withConf ? [d.conf] : []),
+      ];
       return v.map(formatG).join(' ');
     })
     .map((l) => `${l}\n`)
@@ -125,13 +136,24 @@ export function register(program: Command): void {
     .option('--save-conf', 'add the confidence to each --save-txt line')
     .option('--vid-stride <n>', 'video and stream frame stride', parsePositiveInt, 1)
     .option('--max-frames <n>', 'stop each video or stream after this many frames', parsePositiveInt)
-    .option('--spinning', "let onnxruntime's threads spin-wait between operators: a few % faster on a quiet host, up to 2x slower when other work shares the cores (default off)")
+    .option(
+      '--spinning',
+      "let onnxruntime's threads spin-wait between operators: a few % faster on a quiet host, up to 2x slower when other work shares the cores (default off)",
+    )
     .option('--json', 'one JSON object per image per line')
     .action(async (paths: string[], o: DetectCliOptions) => {
       const log = createLogger('detect', { stream: 'stderr', level: process.env.LOUPE_LOG_LEVEL ?? 'warn' });
-      if (o.saveTxt && !o.save) throw new LoupeError('CLI_BAD_OPTION', 'needs --save DIR (labels go to DIR/labels)', { input: '--save-txt' });
+      if (o.saveTxt && !o.save)
+        throw new LoupeError('CLI_BAD_OPTION', 'needs --save DIR (labels go to DIR/labels)', { input: '--save-txt' });
       const det = await Detector.load(o.model, { imgsz: o.imgsz, names: o.names, threads: o.threads, spinning: o.spinning === true });
-      const opts: DetectOptions = { conf: o.conf, iou: o.iou, maxDet: o.maxDet, classes: o.classes, classConf: o.classConf, mode: 'predict' };
+      const opts: DetectOptions = {
+        conf: o.conf,
+        iou: o.iou,
+        maxDet: o.maxDet,
+        classes: o.classes,
+        classConf: o.classConf,
+        mode: 'predict',
+      };
       const saveDir = o.save ? resolve(o.save) : undefined;
       if (saveDir) await mkdir(o.saveTxt ? join(saveDir, 'labels') : saveDir, { recursive: true });
       let failed = 0;
@@ -146,7 +168,13 @@ export function register(program: Command): void {
       });
       const emit = async (path: string, r: DetectResult, image: ImageInput, frame?: number): Promise<void> => {
         const line = o.json
-          ? JSON.stringify({ image: path, ...(frame === undefined ? {} : { frame }), width: r.width, height: r.height, detections: r.detections.map((d) => ({ xyxy: d.xyxy, conf: d.conf, cls: d.cls, name: d.name })) })
+          ? JSON.stringify({
+              image: path,
+              ...(frame === undefined ? {} : { frame }),
+              width: r.width,
+              height: r.height,
+              detections: r.detections.map((d) => ({ xyxy: d.xyxy, conf: d.conf, cls: d.cls, name: d.name })),
+            })
           : human(path, r, frame);
         if (!closed) process.stdout.write(`${line}\n`);
         log.debug({ image: path, frame, ...r.timings }, 'detected');
@@ -158,7 +186,10 @@ export function register(program: Command): void {
         if (!saveDir) return;
         const stem = basename(path.replace(/[?#].*$/, ''), extname(path)) || 'stream';
         const name = frame === undefined ? stem : `${stem}_${frame}`;
-        const ext = frame === undefined && ['.jpg', '.jpeg', '.png', '.webp'].includes(extname(path).toLowerCase()) ? extname(path).toLowerCase() : '.jpg';
+        const ext =
+          frame === undefined && ['.jpg', '.jpeg', '.png', '.webp'].includes(extname(path).toLowerCase())
+            ? extname(path).toLowerCase()
+            : '.jpg';
         const pic = await annotate(image, detectionBoxes(r.detections));
         await (ext === '.png' ? pic.png() : ext === '.webp' ? pic.webp() : pic.jpeg({ quality: 95 })).toFile(join(saveDir, name + ext));
         saved++;
@@ -211,9 +242,23 @@ export function register(program: Command): void {
         const [h, w] = det.info.imgsz;
         const text = `Speed: ${ms(speed.decode)}ms decode, ${ms(speed.preprocess)}ms preprocess, ${ms(speed.inference)}ms inference, ${ms(speed.postprocess)}ms postprocess per image at shape (1, 3, ${h}, ${w})`;
         if (outputFormat() === 'human') say(text);
-        else createLogger('detect', { stream: 'stderr' }).info({ images: speed.n, decodeMs: +ms(speed.decode), preprocessMs: +ms(speed.preprocess), inferenceMs: +ms(speed.inference), postprocessMs: +ms(speed.postprocess), shape: [1, 3, h, w] }, 'speed per image');
+        else
+          createLogger('detect', { stream: 'stderr' }).info(
+            {
+              images: speed.n,
+              decodeMs: +ms(speed.decode),
+              preprocessMs: +ms(speed.preprocess),
+              inferenceMs: +ms(speed.inference),
+              postprocessMs: +ms(speed.postprocess),
+              shape: [1, 3, h, w],
+            },
+            'speed per image',
+          );
       }
-      if (saveDir) say(`Results saved to ${saveDir} (${saved} image${saved === 1 ? '' : 's'})${o.saveTxt ? `; ${labelled} label file${labelled === 1 ? '' : 's'} saved to ${join(saveDir, 'labels')}` : ''}`);
+      if (saveDir)
+        say(
+          `Results saved to ${saveDir} (${saved} image${saved === 1 ? '' : 's'})${o.saveTxt ? `; ${labelled} label file${labelled === 1 ? '' : 's'} saved to ${join(saveDir, 'labels')}` : ''}`,
+        );
       if (failed) {
         say(`loupe: ${failed} image${failed === 1 ? '' : 's'} could not be read`);
         process.exitCode = 1;

@@ -26,7 +26,10 @@ export function register(program: Command): void {
   edge
     .command('up')
     .description('start the embedded stack, deploy the loupe suite, show live figures')
-    .option('--source <kind:value>', 'camera source: folder:PATH, stream:URL, v4l2:DEVICE, snapshot:URL or command:CMD (default: a folder camera over the shipped metal-tags photos)')
+    .option(
+      '--source <kind:value>',
+      'camera source: folder:PATH, stream:URL, v4l2:DEVICE, snapshot:URL or command:CMD (default: a folder camera over the shipped metal-tags photos)',
+    )
     .option('--fps <n>', 'camera frames per second (interval trigger)', '5')
     .option('--duration <s>', 'stop after this many seconds (default: run until Ctrl-C)')
     .option('--model <dir>', 'folder with model.onnx (and card.json) (default: the shipped models/metal-tags)')
@@ -34,88 +37,115 @@ export function register(program: Command): void {
     .option('--thing <name>', 'thing name', 'loupe-edge-1')
     .option('--root <dir>', 'keep the stack in this folder (default: a temp folder, removed at the end)')
     .option('--json', 'print the summary as one JSON line on stdout')
-    .action(async (o: { source?: string; fps: string; duration?: string; model?: string; modelVersion: string; thing: string; root?: string; json?: boolean }) => {
-      const log = createLogger('edge', { stream: 'stderr' });
-      const fps = positive(o.fps, '--fps');
-      const duration = o.duration === undefined ? undefined : positive(o.duration, '--duration');
-      const source = o.source ? parseSourceSpec(o.source) : undefined;
-      const t0 = Date.now();
-      // A stack that fails to start keeps its folder: the error names the component logs in it.
-      const stack = await startEdgeStack({
-        ...(source ? { source } : {}),
-        fps,
-        modelDir: o.model ? resolve(o.model) : defaultModelDir(),
-        modelVersion: o.modelVersion,
-        thingName: o.thing,
-        ...(o.root ? { root: resolve(o.root) } : {}),
-        keepOnFailure: true,
-        log,
-      });
-      const ep = stack.endpoints();
-      if (outputFormat() === 'human') say(endpointsText(ep, (Date.now() - t0) / 1000, duration));
-      // the secret stays out of log files; it is in the store's key file (mode 0600)
-      else log.info({ endpoints: { ...ep, objectStore: { ...ep.objectStore, secretAccessKey: undefined } } }, 'edge stack up');
-
-      // A component that errors is reported at once, with its reason; BROKEN (restarts used up) ends the run.
-      const failures = new Map<string, { state: string; reason: string; log: string }>();
-      let stopNow: (() => void) | undefined;
-      stack.nucleus.on('state', (name: string, state: string) => {
-        if (state !== 'ERRORED' && state !== 'BROKEN') return;
-        const file = stack.nucleus.logFile(name);
-        void lastError(file).then((reason) => {
-          failures.set(name, { state, reason, log: file });
-          log.error({ component: name, state, reason, log: file }, `${name} is ${state}`);
-          if (state === 'BROKEN') stopNow?.();
+    .action(
+      async (o: {
+        source?: string;
+        fps: string;
+        duration?: string;
+        model?: string;
+        modelVersion: string;
+        thing: string;
+        root?: string;
+        json?: boolean;
+      }) => {
+        const log = createLogger('edge', { stream: 'stderr' });
+        const fps = positive(o.fps, '--fps');
+        const duration = o.duration === undefined ? undefined : positive(o.duration, '--duration');
+        const source = o.source ? parseSourceSpec(o.source) : undefined;
+        const t0 = Date.now();
+        // A stack that fails to start keeps its folder: the error names the component logs in it.
+        const stack = await startEdgeStack({
+          ...(source ? { source } : {}),
+          fps,
+          modelDir: o.model ? resolve(o.model) : defaultModelDir(),
+          modelVersion: o.modelVersion,
+          thingName: o.thing,
+          ...(o.root ? { root: resolve(o.root) } : {}),
+          keepOnFailure: true,
+          log,
         });
-      });
+        const ep = stack.endpoints();
+        if (outputFormat() === 'human') say(endpointsText(ep, (Date.now() - t0) / 1000, duration));
+        // the secret stays out of log files; it is in the store's key file (mode 0600)
+        else log.info({ endpoints: { ...ep, objectStore: { ...ep.objectStore, secretAccessKey: undefined } } }, 'edge stack up');
 
-      const figures = (): string => {
-        const c = stack.counts();
-        const inf = stack.telemetry.inference as { fps?: number; latencyMs?: { p50: number | null; p95: number | null } } | undefined;
-        return `frames ${c.frames}  inferred ${c.inferred}  defects ${c.defects}  uploaded ${c.uploaded}  spool ${c.spoolPending}  errors ${c.errors}  fps ${inf?.fps ?? '-'}  p50 ${inf?.latencyMs?.p50 ?? '-'} ms  p95 ${inf?.latencyMs?.p95 ?? '-'} ms`;
-      };
-      const term = terminal();
-      const liveLine: LiveLine = { render: () => `edge ${formatDuration((Date.now() - t0) / 1000)}  ${figures()}` };
-      if (term.live) term.add(liveLine);
-      const live = setInterval(() => {
-        if (term.live) term.update();
-        else {
+        // A component that errors is reported at once, with its reason; BROKEN (restarts used up) ends the run.
+        const failures = new Map<string, { state: string; reason: string; log: string }>();
+        let stopNow: (() => void) | undefined;
+        stack.nucleus.on('state', (name: string, state: string) => {
+          if (state !== 'ERRORED' && state !== 'BROKEN') return;
+          const file = stack.nucleus.logFile(name);
+          void lastError(file).then((reason) => {
+            failures.set(name, { state, reason, log: file });
+            log.error({ component: name, state, reason, log: file }, `${name} is ${state}`);
+            if (state === 'BROKEN') stopNow?.();
+          });
+        });
+
+        const figures = (): string => {
           const c = stack.counts();
-          const inf = stack.telemetry.inference as { fps?: number; latencyMs?: unknown } | undefined;
-          log.info({ ...c, fps: inf?.fps, latencyMs: inf?.latencyMs }, 'edge figures');
-        }
-      }, term.live ? 500 : 2000);
-      await new Promise<void>((res) => {
-        const t = duration ? setTimeout(res, duration * 1000) : undefined;
-        stopNow = () => {
-          if (t) clearTimeout(t);
-          res();
+          const inf = stack.telemetry.inference as { fps?: number; latencyMs?: { p50: number | null; p95: number | null } } | undefined;
+          return `frames ${c.frames}  inferred ${c.inferred}  defects ${c.defects}  uploaded ${c.uploaded}  spool ${c.spoolPending}  errors ${c.errors}  fps ${inf?.fps ?? '-'}  p50 ${inf?.latencyMs?.p50 ?? '-'} ms  p95 ${inf?.latencyMs?.p95 ?? '-'} ms`;
         };
-        process.once('SIGINT', stopNow);
-        process.once('SIGTERM', stopNow);
-      });
-      clearInterval(live);
-      // Let uploads in flight finish briefly, then count from S3 and the spool themselves.
-      await new Promise((r) => setTimeout(r, 1500));
-      const summary = await stack.summary();
-      if (term.live) term.remove(liveLine, `edge ${formatDuration((Date.now() - t0) / 1000)}  ${figures()}`);
+        const term = terminal();
+        const liveLine: LiveLine = { render: () => `edge ${formatDuration((Date.now() - t0) / 1000)}  ${figures()}` };
+        if (term.live) term.add(liveLine);
+        const live = setInterval(
+          () => {
+            if (term.live) term.update();
+            else {
+              const c = stack.counts();
+              const inf = stack.telemetry.inference as { fps?: number; latencyMs?: unknown } | undefined;
+              log.info({ ...c, fps: inf?.fps, latencyMs: inf?.latencyMs }, 'edge figures');
+            }
+          },
+          term.live ? 500 : 2000,
+        );
+        await new Promise<void>((res) => {
+          const t = duration ? setTimeout(res, duration * 1000) : undefined;
+          stopNow = () => {
+            if (t) clearTimeout(t);
+            res();
+          };
+          process.once('SIGINT', stopNow);
+          process.once('SIGTERM', stopNow);
+        });
+        clearInterval(live);
+        // Let uploads in flight finish briefly, then count from S3 and the spool themselves.
+        await new Promise((r) => setTimeout(r, 1500));
+        const summary = await stack.summary();
+        if (term.live) term.remove(liveLine, `edge ${formatDuration((Date.now() - t0) / 1000)}  ${figures()}`);
 
-      // Errors seen in results and camera health count too: say what they were.
-      const reasons: string[] = [...failures].map(([c, f]) => `${c} ${f.state}: ${f.reason}`);
-      const resultErrors = [...stack.results.values()].filter((r) => r.verdict === 'error');
-      if (resultErrors.length) reasons.push(`loupe.Inference: ${resultErrors.length} frame(s) could not be inferred, e.g. ${resultErrors[0]!.error ?? 'no reason given'}`);
-      const cam = stack.telemetry.camera as { cameras?: Array<{ camera: string; errors: number; lastError?: string; state: string }> } | undefined;
-      for (const c of cam?.cameras ?? []) if (c.errors > 0) reasons.push(`loupe.Camera ${c.camera}: ${c.errors} error(s) (${c.state}), last: ${c.lastError ?? 'no reason given'}`);
-      const failed = reasons.length > 0 || summary.errors > 0;
-      await stack.stop({ keep: failed });
-      if (o.json) process.stdout.write(JSON.stringify(summary) + '\n');
-      else process.stdout.write(Object.entries(summary).map(([k, v]) => `${k}: ${v}`).join('\n') + '\n');
-      if (failed) {
-        for (const r of reasons) log.error(r);
-        say(`loupe edge: ${reasons.length || summary.errors} problem(s); component logs kept in ${ep.nucleus.logs} (working folder ${ep.root})`);
-        process.exitCode = 1;
-      }
-    });
+        // Errors seen in results and camera health count too: say what they were.
+        const reasons: string[] = [...failures].map(([c, f]) => `${c} ${f.state}: ${f.reason}`);
+        const resultErrors = [...stack.results.values()].filter((r) => r.verdict === 'error');
+        if (resultErrors.length)
+          reasons.push(
+            `loupe.Inference: ${resultErrors.length} frame(s) could not be inferred, e.g. ${resultErrors[0]!.error ?? 'no reason given'}`,
+          );
+        const cam = stack.telemetry.camera as
+          { cameras?: Array<{ camera: string; errors: number; lastError?: string; state: string }> } | undefined;
+        for (const c of cam?.cameras ?? [])
+          if (c.errors > 0)
+            reasons.push(`loupe.Camera ${c.camera}: ${c.errors} error(s) (${c.state}), last: ${c.lastError ?? 'no reason given'}`);
+        const failed = reasons.length > 0 || summary.errors > 0;
+        await stack.stop({ keep: failed });
+        if (o.json) process.stdout.write(JSON.stringify(summary) + '\n');
+        else
+          process.stdout.write(
+            Object.entries(summary)
+              .map(([k, v]) => `${k}: ${v}`)
+              .join('\n') + '\n',
+          );
+        if (failed) {
+          for (const r of reasons) log.error(r);
+          say(
+            `loupe edge: ${reasons.length || summary.errors} problem(s); component logs kept in ${ep.nucleus.logs} (working folder ${ep.root})`,
+          );
+          process.exitCode = 1;
+        }
+      },
+    );
 }
 
 function endpointsText(ep: EdgeEndpoints, seconds: number, duration: number | undefined): string {
@@ -143,7 +173,12 @@ export async function lastError(logFile: string): Promise<string> {
     try {
       const e = JSON.parse(line.slice(at)) as { level?: number; msg?: string; err?: unknown };
       if ((e.level ?? 0) >= 50) {
-        const err = e.err && typeof e.err === 'object' && 'message' in e.err ? String((e.err as { message: unknown }).message) : e.err ? String(e.err) : '';
+        const err =
+          e.err && typeof e.err === 'object' && 'message' in e.err
+            ? String((e.err as { message: unknown }).message)
+            : e.err
+              ? String(e.err)
+              : '';
         return [e.msg, err].filter(Boolean).join(': ');
       }
     } catch {

@@ -39,8 +39,14 @@ export function register(program: Command): void {
     .option('--imgsz <n>', 'inference size N or H,W (dynamic models, or models without metadata)', parseImgsz)
     .option('--names <list>', 'class names, comma-separated (models without metadata)', parseNames)
     .option('--threads <n>', 'onnxruntime threads (default: all cores)', parsePositiveInt)
-    .option('--spinning', "let onnxruntime's threads spin-wait between operators: a few % faster on a quiet host, up to 2x slower when other work shares the cores (default off)")
-    .option('--out <dir>', 'write eval.json, the curves and confusion matrix (JSON, SVG, PNG as ultralytics names them) and predicted-vs-truth grids (val_batchN_labels.jpg / _pred.jpg) here')
+    .option(
+      '--spinning',
+      "let onnxruntime's threads spin-wait between operators: a few % faster on a quiet host, up to 2x slower when other work shares the cores (default off)",
+    )
+    .option(
+      '--out <dir>',
+      'write eval.json, the curves and confusion matrix (JSON, SVG, PNG as ultralytics names them) and predicted-vs-truth grids (val_batchN_labels.jpg / _pred.jpg) here',
+    )
     .option('--json', 'print the metrics as one JSON object')
     .action(async (o: EvalCliOptions) => {
       if (!(SPLITS as readonly string[]).includes(o.split)) {
@@ -77,7 +83,10 @@ export function register(program: Command): void {
         `${r.model} on ${r.data} [${r.split}]: ${r.images} images, ${r.instances} instances`,
         `${pad('class', 20)}${'images'.padStart(8)}${'inst'.padStart(8)}${'P'.padStart(9)}${'R'.padStart(9)}${'mAP50'.padStart(9)}${'mAP50-95'.padStart(9)}`,
         `${pad('all', 20)}${String(r.images).padStart(8)}${String(r.instances).padStart(8)}${num(r.precision)}${num(r.recall)}${num(r.map50)}${num(r.map50_95)}`,
-        ...r.classes.map((c) => `${pad(c.name, 20)}${String(c.images).padStart(8)}${String(c.instances).padStart(8)}${num(c.precision)}${num(c.recall)}${num(c.ap50)}${num(c.ap50_95)}`),
+        ...r.classes.map(
+          (c) =>
+            `${pad(c.name, 20)}${String(c.images).padStart(8)}${String(c.instances).padStart(8)}${num(c.precision)}${num(c.recall)}${num(c.ap50)}${num(c.ap50_95)}`,
+        ),
         `speed: ${r.speed.decode.toFixed(1)} ms decode, ${r.speed.preprocess.toFixed(1)} ms preprocess, ${r.speed.inference.toFixed(1)} ms inference, ${r.speed.postprocess.toFixed(1)} ms postprocess per image`,
       ];
       process.stdout.write(`${lines.join('\n')}\n`);

@@ -28,7 +28,8 @@ interface Opts {
 async function openEnv(o: Opts): Promise<LoopEnv> {
   const home = loopHome(o.home);
   const config: LoopConfig = readLoopConfig(o.config ?? home.config);
-  if (!config.fleet) throw new LoupeError('LOOP_NO_FLEET', 'the loop configuration has no `fleet` section', { input: o.config ?? home.config });
+  if (!config.fleet)
+    throw new LoupeError('LOOP_NO_FLEET', 'the loop configuration has no `fleet` section', { input: o.config ?? home.config });
   return LoopEnv.open(config, home, createLogger('fleet', { stream: 'stderr' }));
 }
 
@@ -42,7 +43,10 @@ async function waitDeployment(env: LoopEnv, id: string): Promise<{ state: string
 export function register(program: Command): void {
   const fleet = program.command('fleet').description('the fleet: which model each device runs, deploy a registry version, roll back');
   const common = (c: Command) =>
-    c.option('--home <dir>', 'loop home (default $LOUPE_HOME or ./.loupe)').option('--config <file>', 'loop configuration (default <home>/loop.json)').option('--json', 'machine-readable output');
+    c
+      .option('--home <dir>', 'loop home (default $LOUPE_HOME or ./.loupe)')
+      .option('--config <file>', 'loop configuration (default <home>/loop.json)')
+      .option('--json', 'machine-readable output');
 
   common(fleet.command('status').description('deployments loupe made, and the model each device runs'))
     .option('--listen <seconds>', 'also listen to device telemetry for this long', '0')
@@ -67,17 +71,36 @@ export function register(program: Command): void {
         }
         const current = env.fleetStore.current(env.fleet.kind, env.fleet.target);
         const champion = await env.registry.champion(env.config.group);
-        const out = { backend: env.fleet.kind, target: env.fleet.target, champion: champion?.ref ?? null, current: current ?? null, devices, devicesError, telemetry, deployments };
+        const out = {
+          backend: env.fleet.kind,
+          target: env.fleet.target,
+          champion: champion?.ref ?? null,
+          current: current ?? null,
+          devices,
+          devicesError,
+          telemetry,
+          deployments,
+        };
         if (o.json) process.stdout.write(JSON.stringify(out) + '\n');
         else {
           const lines = [
             `fleet ${env.fleet.kind} ${env.fleet.target}; registry champion ${champion?.ref ?? '-'}`,
-            current ? `current deployment ${current.name}: ${MODEL_COMPONENT} ${current.version} (${current.modelRef}), ${current.state}` : 'no deployment made by loupe yet',
-            ...(devicesError ? [`devices: cannot ask the fleet (${devicesError})`] : (devices as { device: string; modelVersion: string | null; state: string | null }[]).map((d) => `device ${d.device}: ${MODEL_COMPONENT} ${d.modelVersion ?? '-'} ${d.state ?? ''}`)),
+            current
+              ? `current deployment ${current.name}: ${MODEL_COMPONENT} ${current.version} (${current.modelRef}), ${current.state}`
+              : 'no deployment made by loupe yet',
+            ...(devicesError
+              ? [`devices: cannot ask the fleet (${devicesError})`]
+              : (devices as { device: string; modelVersion: string | null; state: string | null }[]).map(
+                  (d) => `device ${d.device}: ${MODEL_COMPONENT} ${d.modelVersion ?? '-'} ${d.state ?? ''}`,
+                )),
             ...(telemetry as { thing: string; model: { version?: string; sha256?: string } | null; results: Record<string, number> }[]).map(
-              (t) => `telemetry ${t.thing}: model ${t.model?.version ?? '-'} ${t.model?.sha256?.slice(0, 12) ?? ''}; results ${JSON.stringify(t.results)}`,
+              (t) =>
+                `telemetry ${t.thing}: model ${t.model?.version ?? '-'} ${t.model?.sha256?.slice(0, 12) ?? ''}; results ${JSON.stringify(t.results)}`,
             ),
-            ...deployments.map((d) => `  ${d.createdAt}  ${d.kind.padEnd(8)} ${d.name.padEnd(28)} ${d.previousVersion ?? '-'} -> ${d.version} (${d.modelRef}) ${d.state}`),
+            ...deployments.map(
+              (d) =>
+                `  ${d.createdAt}  ${d.kind.padEnd(8)} ${d.name.padEnd(28)} ${d.previousVersion ?? '-'} -> ${d.version} (${d.modelRef}) ${d.state}`,
+            ),
           ];
           process.stdout.write(lines.join('\n') + '\n');
         }
@@ -93,18 +116,48 @@ export function register(program: Command): void {
       const log = createLogger('fleet', { stream: 'stderr' });
       try {
         const v = await env.registry.mustGet(ref);
-        if (v.status !== 'approved') throw new LoupeError('FLEET_NOT_APPROVED', `only approved versions are deployed (this one is ${v.status}); loupe models approve ${ref}`, { input: ref });
+        if (v.status !== 'approved')
+          throw new LoupeError(
+            'FLEET_NOT_APPROVED',
+            `only approved versions are deployed (this one is ${v.status}); loupe models approve ${ref}`,
+            { input: ref },
+          );
         const files = [
           // The file the gate chose for the fleet (fp32 or int8), always named model.onnx on the device.
           { name: 'model.onnx', path: await env.registry.artefactPath(v, deployedArtefact(v).kind) },
           ...(v.artefacts.card ? [{ name: 'card.json', path: await env.registry.artefactPath(v, 'card') }] : []),
         ];
-        const pub = await publishModel({ backend: env.fleet, store: env.fleetStore, model: v, files, baseRecipe: await env.baseRecipe(), log });
-        const row = await deployModel({ backend: env.fleet, store: env.fleetStore, modelRef: ref, version: pub.version, name: o.name ?? `loupe-manual-${ref.replace(':', '-v')}-${userInfo().username}`, log });
+        const pub = await publishModel({
+          backend: env.fleet,
+          store: env.fleetStore,
+          model: v,
+          files,
+          baseRecipe: await env.baseRecipe(),
+          log,
+        });
+        const row = await deployModel({
+          backend: env.fleet,
+          store: env.fleetStore,
+          modelRef: ref,
+          version: pub.version,
+          name: o.name ?? `loupe-manual-${ref.replace(':', '-v')}-${userInfo().username}`,
+          log,
+        });
         const st = await waitDeployment(env, row.deploymentId!);
         if (st.state === 'failed') env.fleetStore.updateDeployment(row.id, { state: 'failed', detail: st.detail });
-        const out = { model: ref, component: pub.component, version: pub.version, deployment: row.name, deploymentId: row.deploymentId, previousVersion: row.previousVersion, state: st.state, detail: st.detail };
-        process.stdout.write(o.json ? JSON.stringify(out) + '\n' : `${ref} as ${MODEL_COMPONENT} ${pub.version}: deployment ${row.name} ${st.state}\n`);
+        const out = {
+          model: ref,
+          component: pub.component,
+          version: pub.version,
+          deployment: row.name,
+          deploymentId: row.deploymentId,
+          previousVersion: row.previousVersion,
+          state: st.state,
+          detail: st.detail,
+        };
+        process.stdout.write(
+          o.json ? JSON.stringify(out) + '\n' : `${ref} as ${MODEL_COMPONENT} ${pub.version}: deployment ${row.name} ${st.state}\n`,
+        );
         if (st.state === 'failed') process.exitCode = DEPLOY_FAILED_EXIT;
       } finally {
         await env.close();
@@ -126,10 +179,26 @@ export function register(program: Command): void {
         else env.fleetStore.updateDeployment(row.id, { state: 'confirmed' });
         if (o.reject && before && !before.modelRef.startsWith('component:')) {
           const v = await env.registry.get(before.modelRef);
-          if (v && v.status !== 'rejected') await env.registry.setStatus(v.ref, 'rejected', { by: `user:${userInfo().username}`, reason: o.reason ?? `rolled back from the fleet (${row.name})` });
+          if (v && v.status !== 'rejected')
+            await env.registry.setStatus(v.ref, 'rejected', {
+              by: `user:${userInfo().username}`,
+              reason: o.reason ?? `rolled back from the fleet (${row.name})`,
+            });
         }
-        const out = { deployment: row.name, deploymentId: row.deploymentId, from: row.previousVersion, to: row.version, model: row.modelRef, state: st.state, detail: st.detail };
-        process.stdout.write(o.json ? JSON.stringify(out) + '\n' : `rolled back ${MODEL_COMPONENT} ${row.previousVersion} -> ${row.version} (${row.modelRef}): ${st.state}\n`);
+        const out = {
+          deployment: row.name,
+          deploymentId: row.deploymentId,
+          from: row.previousVersion,
+          to: row.version,
+          model: row.modelRef,
+          state: st.state,
+          detail: st.detail,
+        };
+        process.stdout.write(
+          o.json
+            ? JSON.stringify(out) + '\n'
+            : `rolled back ${MODEL_COMPONENT} ${row.previousVersion} -> ${row.version} (${row.modelRef}): ${st.state}\n`,
+        );
         if (st.state === 'failed') process.exitCode = DEPLOY_FAILED_EXIT;
       } finally {
         await env.close();

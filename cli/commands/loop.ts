@@ -27,15 +27,23 @@ interface Opts {
 }
 
 function summary(r: RunReport): string {
-  const lines = [`run ${r.run} (${r.trigger}${r.resumed ? ', resumed' : ''}): ${r.status}${r.halt ? ` — ${r.halt}` : ''}${r.error ? ` — ${r.error}` : ''} in ${r.seconds.toFixed(1)} s`];
-  for (const s of r.steps) lines.push(`  ${s.name.padEnd(9)} ${s.status.padEnd(8)} ${s.seconds === null ? '' : `${s.seconds.toFixed(1)} s`}${s.attempts > 1 ? ` (${s.attempts} attempts)` : ''}${s.error && s.status === 'failed' ? `  ${s.error}` : ''}`);
+  const lines = [
+    `run ${r.run} (${r.trigger}${r.resumed ? ', resumed' : ''}): ${r.status}${r.halt ? ` — ${r.halt}` : ''}${r.error ? ` — ${r.error}` : ''} in ${r.seconds.toFixed(1)} s`,
+  ];
+  for (const s of r.steps)
+    lines.push(
+      `  ${s.name.padEnd(9)} ${s.status.padEnd(8)} ${s.seconds === null ? '' : `${s.seconds.toFixed(1)} s`}${s.attempts > 1 ? ` (${s.attempts} attempts)` : ''}${s.error && s.status === 'failed' ? `  ${s.error}` : ''}`,
+    );
   return lines.join('\n');
 }
 
 export function register(program: Command): void {
   const loop = program.command('loop').description('the closed loop: uploads in, a new model on the fleet out');
   const common = (c: Command) =>
-    c.option('--home <dir>', 'loop home (default $LOUPE_HOME or ./.loupe)').option('--config <file>', 'loop configuration (default <home>/loop.json)').option('--json', 'machine-readable output');
+    c
+      .option('--home <dir>', 'loop home (default $LOUPE_HOME or ./.loupe)')
+      .option('--config <file>', 'loop configuration (default <home>/loop.json)')
+      .option('--json', 'machine-readable output');
 
   common(loop.command('run').description('run the loop once (resumes an unfinished run first)'))
     .option('--new', 'refuse to resume; fail if a run is unfinished')
@@ -49,7 +57,16 @@ export function register(program: Command): void {
       process.once('SIGINT', onSig);
       process.once('SIGTERM', onSig);
       try {
-        const r = await runLoopOnce({ config, home, trigger: o.trigger, log, events: stderrEvents(), resume: o.new ? 'new' : 'auto', progressStream: process.stderr, signal: ac.signal });
+        const r = await runLoopOnce({
+          config,
+          home,
+          trigger: o.trigger,
+          log,
+          events: stderrEvents(),
+          resume: o.new ? 'new' : 'auto',
+          progressStream: process.stderr,
+          signal: ac.signal,
+        });
         process.stdout.write(o.json ? JSON.stringify(r) + '\n' : summary(r) + '\n');
       } catch (e) {
         // The run's report (failed step and why) is kept; print it, then fail.
@@ -64,7 +81,11 @@ export function register(program: Command): void {
       }
     });
 
-  common(loop.command('watch').description('start runs when triggered: N new labels (trigger.minNewLabels) or a schedule (trigger.everyMinutes)'))
+  common(
+    loop
+      .command('watch')
+      .description('start runs when triggered: N new labels (trigger.minNewLabels) or a schedule (trigger.everyMinutes)'),
+  )
     .option('--poll <seconds>', 'how often to check', '30')
     .option('--once', 'check once, run if due, exit')
     .action(async (o: Opts & { poll: string; once?: boolean }) => {
@@ -84,7 +105,14 @@ export function register(program: Command): void {
           try {
             env = await LoopEnv.open(config, home, log);
             // New uploads count towards the trigger: ingest is idempotent, the run's own ingest finds nothing twice.
-            await ingestIncoming({ s3: env.s3, bucket: config.storage.bucket, prefix: config.storage.prefix, store: env.labels, statePath: home.ingestState, log });
+            await ingestIncoming({
+              s3: env.s3,
+              bucket: config.storage.bucket,
+              prefix: config.storage.prefix,
+              store: env.labels,
+              statePath: home.ingestState,
+              log,
+            });
             const t = await checkTriggers(env, store);
             const unfinished = store.unfinishedRun();
             log.info({ ...t, unfinished: unfinished?.id ?? null }, t.due || unfinished ? 'loop triggered' : 'loop not due');
@@ -93,10 +121,20 @@ export function register(program: Command): void {
             if (t.due || unfinished) {
               if (t.scheduleDue) store.set('schedule.lastRunAt', Date.now());
               store.close();
-              const r = await runLoopOnce({ config, home, trigger: unfinished ? unfinished.trigger : t.reason, log, events: stderrEvents() });
+              const r = await runLoopOnce({
+                config,
+                home,
+                trigger: unfinished ? unfinished.trigger : t.reason,
+                log,
+                events: stderrEvents(),
+              });
               process.stdout.write(o.json ? JSON.stringify(r) + '\n' : summary(r) + '\n');
             } else if (o.once) {
-              process.stdout.write(o.json ? JSON.stringify(t) + '\n' : `not due: ${t.newApproved} new approved, ${t.unlabelled} unlabelled (need ${config.trigger.minNewLabels})\n`);
+              process.stdout.write(
+                o.json
+                  ? JSON.stringify(t) + '\n'
+                  : `not due: ${t.newApproved} new approved, ${t.unlabelled} unlabelled (need ${config.trigger.minNewLabels})\n`,
+              );
             }
           } catch (e) {
             log.error({ err: errorMessage(e) }, 'loop run failed; the next check resumes it');
@@ -119,15 +157,31 @@ export function register(program: Command): void {
     if (!existsSync(home.loopDb)) throw new LoupeError('LOOP_NO_STATE', 'no loop has run here yet', { input: home.loopDb });
     const store = new LoopStore(home.loopDb);
     try {
-      const runs = store.listRuns(10).map((r) => ({ id: r.id, trigger: r.trigger, status: r.status, createdAt: r.createdAt, finishedAt: r.finishedAt, halt: r.halt, error: r.error, steps: store.steps(r.id).map((s) => ({ name: s.name, status: s.status, seconds: s.seconds, attempts: s.attempts })) }));
+      const runs = store.listRuns(10).map((r) => ({
+        id: r.id,
+        trigger: r.trigger,
+        status: r.status,
+        createdAt: r.createdAt,
+        finishedAt: r.finishedAt,
+        halt: r.halt,
+        error: r.error,
+        steps: store.steps(r.id).map((s) => ({ name: s.name, status: s.status, seconds: s.seconds, attempts: s.attempts })),
+      }));
       const out = { lock: store.lockOwner(), unfinished: store.unfinishedRun()?.id ?? null, runs };
       if (o.json) process.stdout.write(JSON.stringify(out) + '\n');
       else {
         process.stdout.write(
           [
-            out.lock ? `running: pid ${out.lock.pid} on ${out.lock.host} (run ${out.lock.runId ?? '-'}), heartbeat ${out.lock.heartbeatAt}` : 'no loop running',
-            out.unfinished ? `unfinished run: ${out.unfinished} (loupe loop run resumes it; loupe loop abandon ${out.unfinished} gives up)` : '',
-            ...runs.map((r) => `run ${r.id}  ${r.status.padEnd(9)} ${r.createdAt}  ${r.trigger}${r.halt ? `  — ${r.halt}` : ''}${r.error ? `  — ${r.error}` : ''}`),
+            out.lock
+              ? `running: pid ${out.lock.pid} on ${out.lock.host} (run ${out.lock.runId ?? '-'}), heartbeat ${out.lock.heartbeatAt}`
+              : 'no loop running',
+            out.unfinished
+              ? `unfinished run: ${out.unfinished} (loupe loop run resumes it; loupe loop abandon ${out.unfinished} gives up)`
+              : '',
+            ...runs.map(
+              (r) =>
+                `run ${r.id}  ${r.status.padEnd(9)} ${r.createdAt}  ${r.trigger}${r.halt ? `  — ${r.halt}` : ''}${r.error ? `  — ${r.error}` : ''}`,
+            ),
           ]
             .filter(Boolean)
             .join('\n') + '\n',
@@ -138,19 +192,21 @@ export function register(program: Command): void {
     }
   });
 
-  common(loop.command('report').description('the report of a run (default: the latest)').argument('[run]', 'run id')).action(async (run: string | undefined, o: Opts) => {
-    const home = loopHome(o.home);
-    const store = new LoopStore(home.loopDb);
-    try {
-      const id = run ? Number(run) : store.latestRun()?.id;
-      if (!id || !store.getRun(id)) throw new LoupeError('LOOP_NO_RUN', 'no such run', { input: run ?? home.loopDb });
-      const file = join(home.runsDir, String(id), 'report.json');
-      const r = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as RunReport) : buildReport(store, id, [...STEP_NAMES], false);
-      process.stdout.write(o.json ? JSON.stringify(r) + '\n' : summary(r) + '\n');
-    } finally {
-      store.close();
-    }
-  });
+  common(loop.command('report').description('the report of a run (default: the latest)').argument('[run]', 'run id')).action(
+    async (run: string | undefined, o: Opts) => {
+      const home = loopHome(o.home);
+      const store = new LoopStore(home.loopDb);
+      try {
+        const id = run ? Number(run) : store.latestRun()?.id;
+        if (!id || !store.getRun(id)) throw new LoupeError('LOOP_NO_RUN', 'no such run', { input: run ?? home.loopDb });
+        const file = join(home.runsDir, String(id), 'report.json');
+        const r = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as RunReport) : buildReport(store, id, [...STEP_NAMES], false);
+        process.stdout.write(o.json ? JSON.stringify(r) + '\n' : summary(r) + '\n');
+      } finally {
+        store.close();
+      }
+    },
+  );
 
   common(loop.command('abandon').description('give up on an unfinished run so the next run starts afresh').argument('<run>', 'run id'))
     .requiredOption('--reason <text>', 'why')

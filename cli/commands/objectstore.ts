@@ -13,7 +13,8 @@ import { ENV_ACCESS_KEY, ENV_SECRET_KEY, keysFromEnv, keysPath, readKeysFile, ty
  */
 function port(v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new LoupeError('BAD_OPTION', `must be a port number 0-65535, got ${JSON.stringify(v)}`, { input: '--port' });
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new LoupeError('BAD_OPTION', `must be a port number 0-65535, got ${JSON.stringify(v)}`, { input: '--port' });
   return n;
 }
 
@@ -31,36 +32,61 @@ export function register(program: Command): void {
     .option('--secret-key <secret>', `set the secret key (prefer ${ENV_SECRET_KEY}: the command line is visible to other users)`)
     .option('--bucket <name>', 'create this bucket if absent (repeatable)', collect)
     .option('--allowed-host <host>', 'another Host name clients may use, e.g. a DNS name for a 0.0.0.0 bind (repeatable)', collect)
-    .action(async (o: { dir: string; port: string; host: string; region: string; accessKey?: string; secretKey?: string; bucket?: string[]; allowedHost?: string[] }) => {
-      const log = createLogger('objectstore', { stream: 'stderr' });
-      let credentials: StoreKeys | undefined;
-      if (o.accessKey !== undefined || o.secretKey !== undefined) {
-        if (!o.accessKey || !o.secretKey) throw new LoupeError('BAD_OPTION', 'give both --access-key and --secret-key, or neither', { input: o.accessKey ? '--secret-key' : '--access-key' });
-        if (o.secretKey) log.warn(`--secret-key on the command line is visible to other users of this machine (ps); prefer ${ENV_SECRET_KEY}`);
-        credentials = { accessKeyId: o.accessKey, secretAccessKey: o.secretKey };
-      } else credentials = keysFromEnv();
-      const { startObjectStore } = await import('../../embedded/objectstore/index.js');
-      const store = await startObjectStore({
-        dir: resolve(o.dir),
-        port: port(o.port),
-        host: o.host,
-        region: o.region,
-        ...(credentials ? { credentials } : {}),
-        buckets: o.bucket ?? [],
-        allowedHosts: o.allowedHost ?? [],
-        log,
-      });
-      process.stdout.write(JSON.stringify({ endpoint: store.endpoint, port: store.port, dir: store.dir, region: store.region, accessKeyId: store.credentials.accessKeyId, keysFile: store.keysFile, pid: process.pid }) + '\n');
-      await new Promise<void>((res) => {
-        process.once('SIGINT', res);
-        process.once('SIGTERM', res);
-        // Started by a supervisor over an IPC channel: go when it goes (even after its kill -9).
-        if (process.send) process.once('disconnect', res);
-      });
-      await store.stop();
-      log.info('object store stopped');
-      if (process.connected) process.disconnect();
-    });
+    .action(
+      async (o: {
+        dir: string;
+        port: string;
+        host: string;
+        region: string;
+        accessKey?: string;
+        secretKey?: string;
+        bucket?: string[];
+        allowedHost?: string[];
+      }) => {
+        const log = createLogger('objectstore', { stream: 'stderr' });
+        let credentials: StoreKeys | undefined;
+        if (o.accessKey !== undefined || o.secretKey !== undefined) {
+          if (!o.accessKey || !o.secretKey)
+            throw new LoupeError('BAD_OPTION', 'give both --access-key and --secret-key, or neither', {
+              input: o.accessKey ? '--secret-key' : '--access-key',
+            });
+          if (o.secretKey)
+            log.warn(`--secret-key on the command line is visible to other users of this machine (ps); prefer ${ENV_SECRET_KEY}`);
+          credentials = { accessKeyId: o.accessKey, secretAccessKey: o.secretKey };
+        } else credentials = keysFromEnv();
+        const { startObjectStore } = await import('../../embedded/objectstore/index.js');
+        const store = await startObjectStore({
+          dir: resolve(o.dir),
+          port: port(o.port),
+          host: o.host,
+          region: o.region,
+          ...(credentials ? { credentials } : {}),
+          buckets: o.bucket ?? [],
+          allowedHosts: o.allowedHost ?? [],
+          log,
+        });
+        process.stdout.write(
+          JSON.stringify({
+            endpoint: store.endpoint,
+            port: store.port,
+            dir: store.dir,
+            region: store.region,
+            accessKeyId: store.credentials.accessKeyId,
+            keysFile: store.keysFile,
+            pid: process.pid,
+          }) + '\n',
+        );
+        await new Promise<void>((res) => {
+          process.once('SIGINT', res);
+          process.once('SIGTERM', res);
+          // Started by a supervisor over an IPC channel: go when it goes (even after its kill -9).
+          if (process.send) process.once('disconnect', res);
+        });
+        await store.stop();
+        log.info('object store stopped');
+        if (process.connected) process.disconnect();
+      },
+    );
   os.command('keys')
     .description("print the store's key pair (created by the first start)")
     .requiredOption('--dir <dir>', 'the data folder')

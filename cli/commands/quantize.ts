@@ -23,7 +23,7 @@ export function register(program: Command): void {
     .command('quantize')
     .description('quantize a YOLOv8 ONNX export to int8 (QDQ) for faster CPU inference on devices')
     .requiredOption('--model <onnx>', 'float32 ultralytics YOLOv8 detection export (.onnx)')
-    .requiredOption('--calib <data>', "calibration images: a YOLO data.yaml (its train split) or a folder of images")
+    .requiredOption('--calib <data>', 'calibration images: a YOLO data.yaml (its train split) or a folder of images')
     .option('--out <onnx>', 'where to write the int8 model (default: <model>.int8.onnx beside the model)')
     .option('--images <n>', 'calibration images to use (evenly spaced over the sorted list)', parsePositiveInt, DEFAULT_CALIBRATION_IMAGES)
     .option('--json', 'print the result as one JSON object')

@@ -17,7 +17,9 @@ async function runParts(parts: SetupPart[], o: SetupCliOptions): Promise<void> {
   const log = createLogger('setup', { stream: 'stderr' });
   let notReady = 0;
   for (const part of parts) {
-    const result = o.check ? await part.check() : await part.install({ log, interactive: Boolean(process.stdin.isTTY), dryRun: Boolean(o.dryRun) });
+    const result = o.check
+      ? await part.check()
+      : await part.install({ log, interactive: Boolean(process.stdin.isTTY), dryRun: Boolean(o.dryRun) });
     if (!result.ready) notReady++;
     process.stdout.write(`${JSON.stringify({ part: part.name, ...result })}\n`);
   }
@@ -25,7 +27,9 @@ async function runParts(parts: SetupPart[], o: SetupCliOptions): Promise<void> {
 }
 
 export function register(program: Command): void {
-  const setup = program.command('setup').description('prepare this machine: system packages and users, the trainer venv (`loupe setup all` does everything)');
+  const setup = program
+    .command('setup')
+    .description('prepare this machine: system packages and users, the trainer venv (`loupe setup all` does everything)');
   for (const part of SETUP_PARTS) {
     setup
       .command(part.name)

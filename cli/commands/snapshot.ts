@@ -10,7 +10,9 @@ const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** `loupe snapshot create|show`: data set snapshots as of T (approved labels only). */
 export function register(program: Command): void {
-  const snap = program.command('snapshot').description('data set snapshots as of a time: approved labels only, stable splits, content-derived id');
+  const snap = program
+    .command('snapshot')
+    .description('data set snapshots as of a time: approved labels only, stable splits, content-derived id');
   snap
     .command('create')
     .description('write <out>/<snapshot id>/ (YOLO folder + snapshot.json); reuses an identical snapshot')
@@ -26,7 +28,8 @@ export function register(program: Command): void {
     .option('--json', 'print the snapshot as JSON')
     .action(async (o: HomeOptions & S3Options & { asOf?: string; classes: string; out?: string; map?: string[]; json?: boolean }) => {
       const classes = o.classes.split(',').map((s) => s.trim());
-      if (classes.some((c) => !c)) throw new LoupeError('BAD_OPTION', `empty class name in ${JSON.stringify(o.classes)}`, { input: '--classes' });
+      if (classes.some((c) => !c))
+        throw new LoupeError('BAD_OPTION', `empty class name in ${JSON.stringify(o.classes)}`, { input: '--classes' });
       const store = openStoreFrom(o);
       try {
         const s = await createSnapshot({
@@ -38,7 +41,11 @@ export function register(program: Command): void {
           log: createLogger('snapshot', { stream: 'stderr' }),
         });
         const { records: _r, ...head } = s.manifest;
-        out(o.json ? JSON.stringify({ id: s.id, dir: s.dir, created: s.created, ...head, dataYaml: s.dataYaml }) : `${s.id} ${s.created ? 'written' : 'already there'} at ${s.dir}: ${JSON.stringify(s.manifest.counts)}`);
+        out(
+          o.json
+            ? JSON.stringify({ id: s.id, dir: s.dir, created: s.created, ...head, dataYaml: s.dataYaml })
+            : `${s.id} ${s.created ? 'written' : 'already there'} at ${s.dir}: ${JSON.stringify(s.manifest.counts)}`,
+        );
       } finally {
         await store.close();
       }

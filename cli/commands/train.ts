@@ -66,7 +66,24 @@ const nonNegative = (v: string) => {
 
 /** The `loupe train` line that reproduces a run (defaults spelled out, paths as given). */
 export function reproducingCommand(o: TrainCliOptions): string {
-  const argv = ['loupe', 'train', '--data', o.data, '--base', o.base, '--epochs', String(o.epochs), '--imgsz', String(o.imgsz), '--batch', String(o.batch), '--patience', String(o.patience), '--seed', String(o.seed)];
+  const argv = [
+    'loupe',
+    'train',
+    '--data',
+    o.data,
+    '--base',
+    o.base,
+    '--epochs',
+    String(o.epochs),
+    '--imgsz',
+    String(o.imgsz),
+    '--batch',
+    String(o.batch),
+    '--patience',
+    String(o.patience),
+    '--seed',
+    String(o.seed),
+  ];
   if (o.time !== undefined) argv.push('--time', String(o.time));
   if (o.optimizer !== undefined) argv.push('--optimizer', o.optimizer);
   if (o.lr0 !== undefined) argv.push('--lr0', String(o.lr0));
@@ -81,7 +98,9 @@ export function reproducingCommand(o: TrainCliOptions): string {
 export function register(program: Command): void {
   program
     .command('train')
-    .description('train a YOLOv8 detector offline (ultralytics, local venv or a SageMaker job), then score its ONNX with loupe eval on the test split')
+    .description(
+      'train a YOLOv8 detector offline (ultralytics, local venv or a SageMaker job), then score its ONNX with loupe eval on the test split',
+    )
     .requiredOption('--data <yaml>', 'YOLO data.yaml (path/train/val/test/names)')
     .option('--base <model>', 'yolov8n.yaml (cold start) or a local .pt checkpoint to warm-start from', DEFAULTS.base)
     .option('--epochs <n>', 'epochs', int(1), DEFAULTS.epochs)
@@ -90,7 +109,17 @@ export function register(program: Command): void {
     .option('--patience <n>', 'stop after this many epochs without improvement', int(1), DEFAULTS.patience)
     .option('--seed <n>', 'random seed', int(0), DEFAULTS.seed)
     .option('--time <minutes>', 'time budget; ultralytics stops there and keeps the best epoch', positive)
-    .addOption(new Option('--optimizer <name>', 'default: auto (cold) / AdamW (warm start)').choices(['auto', 'SGD', 'Adam', 'AdamW', 'NAdam', 'RAdam', 'RMSProp']))
+    .addOption(
+      new Option('--optimizer <name>', 'default: auto (cold) / AdamW (warm start)').choices([
+        'auto',
+        'SGD',
+        'Adam',
+        'AdamW',
+        'NAdam',
+        'RAdam',
+        'RMSProp',
+      ]),
+    )
     .option('--lr0 <rate>', 'initial learning rate (default: ultralytics auto (cold) / 2e-4 (warm start))', positive)
     .option('--warmup-epochs <n>', 'default: 3 (cold) / 0 (warm start)', nonNegative)
     .option('--close-mosaic <n>', 'final epochs without mosaic (default: 10 (cold) / min(10, epochs) (warm start))', int(0))
@@ -119,7 +148,9 @@ export function register(program: Command): void {
       const out = resolve(o.out);
       // Never mix two runs' files: train.py writes its outputs into this folder directly.
       if (existsSync(out) && readdirSync(out).some((f) => ['model.onnx', 'best.pt', 'card.json', 'metrics.json'].includes(f))) {
-        throw new LoupeError('OUT_EXISTS', 'already holds a training run (model.onnx/best.pt/card.json); choose a new --out', { input: out });
+        throw new LoupeError('OUT_EXISTS', 'already holds a training run (model.onnx/best.pt/card.json); choose a new --out', {
+          input: out,
+        });
       }
       const options: TrainOptions = {
         data: o.data,
@@ -170,7 +201,10 @@ export function register(program: Command): void {
             pollSeconds: o.pollSeconds,
           };
           const region = o.region ?? process.env.AWS_REGION;
-          const s3 = new S3Client({ ...(region ? { region } : {}), ...(o.s3Endpoint ? { endpoint: o.s3Endpoint, forcePathStyle: true } : {}) });
+          const s3 = new S3Client({
+            ...(region ? { region } : {}),
+            ...(o.s3Endpoint ? { endpoint: o.s3Endpoint, forcePathStyle: true } : {}),
+          });
           const sagemaker = new SageMakerClient(region ? { region } : {});
           result = await trainSageMaker(options, out, config, { s3, sagemaker }, { log, signal: controller.signal });
         }

@@ -42,7 +42,12 @@ export function gdkReady(): boolean {
 export async function ensureGdk(log: Logger, o: { dryRun?: boolean } = {}): Promise<{ ready: boolean; gdk: string }> {
   if (gdkReady()) return { ready: true, gdk: gdkBin() };
   const digest = wheelDigest();
-  if (!digest) throw new LoupeError('SETUP_GDK_WHEEL', 'the GDK CLI wheel is not there (it comes with ../shared/tools, beside the project; LOUPE_SHARED points elsewhere)', { input: gdkWheel() });
+  if (!digest)
+    throw new LoupeError(
+      'SETUP_GDK_WHEEL',
+      'the GDK CLI wheel is not there (it comes with ../shared/tools, beside the project; LOUPE_SHARED points elsewhere)',
+      { input: gdkWheel() },
+    );
   if (o.dryRun) {
     log.info({ venv: gdkVenv(), wheel: gdkWheel() }, 'gdk: dry run, would create the venv and install the wheel');
     return { ready: false, gdk: gdkBin() };
@@ -52,11 +57,18 @@ export async function ensureGdk(log: Logger, o: { dryRun?: boolean } = {}): Prom
   try {
     await run('python3', ['-m', 'venv', gdkVenv()], { cwd: cacheDir() });
     log.info({ wheel: gdkWheel() }, 'gdk: installing the GDK CLI and its dependencies from PyPI');
-    await run(join(gdkVenv(), 'bin', 'pip'), ['install', '--quiet', '--disable-pip-version-check', gdkWheel()], { cwd: cacheDir(), maxBuffer: 16 * 1024 * 1024 });
+    await run(join(gdkVenv(), 'bin', 'pip'), ['install', '--quiet', '--disable-pip-version-check', gdkWheel()], {
+      cwd: cacheDir(),
+      maxBuffer: 16 * 1024 * 1024,
+    });
     const { stdout } = await run(gdkBin(), ['--version']);
     log.info({ version: stdout.trim() }, 'gdk: ready');
   } catch (e) {
-    throw new LoupeError('SETUP_COMMAND_FAILED', `installing the GDK CLI failed: ${(e as { stderr?: string }).stderr?.trim() || (e as Error).message}`, { input: gdkVenv() });
+    throw new LoupeError(
+      'SETUP_COMMAND_FAILED',
+      `installing the GDK CLI failed: ${(e as { stderr?: string }).stderr?.trim() || (e as Error).message}`,
+      { input: gdkVenv() },
+    );
   }
   await writeFile(join(gdkVenv(), STAMP), digest);
   return { ready: true, gdk: gdkBin() };

@@ -26,18 +26,26 @@ export interface SetupPart {
   install(ctx: SetupContext): Promise<Record<string, unknown>>;
 }
 
-const systemDetails = (s: SystemStatus) => ({ ready: systemReady(s), debian: s.debian, missingPackages: s.missingPackages, missingUser: s.missingUser, missingGroup: s.missingGroup });
+const systemDetails = (s: SystemStatus) => ({
+  ready: systemReady(s),
+  debian: s.debian,
+  missingPackages: s.missingPackages,
+  missingUser: s.missingUser,
+  missingGroup: s.missingGroup,
+});
 
 export const SETUP_PARTS: SetupPart[] = [
   {
     name: 'system',
-    summary: 'Debian packages the tests and tools need (chromium, ffmpeg, python3-venv, Java 17, sudo, DejaVu fonts) and the Greengrass user ggc_user:ggc_group; uses sudo when not root',
+    summary:
+      'Debian packages the tests and tools need (chromium, ffmpeg, python3-venv, Java 17, sudo, DejaVu fonts) and the Greengrass user ggc_user:ggc_group; uses sudo when not root',
     check: async () => systemDetails(systemStatus()),
     install: async (ctx) => systemDetails(await ensureSystem(ctx.log, ctx)),
   },
   {
     name: 'python',
-    summary: 'the pinned trainer venv (ultralytics, torch; cached under ~/.cache/loupe/venvs by the hash of cloud/training/requirements.txt)',
+    summary:
+      'the pinned trainer venv (ultralytics, torch; cached under ~/.cache/loupe/venvs by the hash of cloud/training/requirements.txt)',
     check: async () => ({ ready: venvReady(), venv: venvDir() }),
     install: async (ctx) => {
       if (ctx.dryRun) return { ready: venvReady(), venv: venvDir() };
@@ -46,19 +54,25 @@ export const SETUP_PARTS: SetupPart[] = [
   },
   {
     name: 'gdk',
-    summary: 'the real Greengrass Development Kit CLI 1.6.2 (from ../shared/tools/gdk, dependencies from PyPI) in a venv under ~/.cache/loupe/gdk, for the GDK build tests',
+    summary:
+      'the real Greengrass Development Kit CLI 1.6.2 (from ../shared/tools/gdk, dependencies from PyPI) in a venv under ~/.cache/loupe/gdk, for the GDK build tests',
     check: async () => ({ ready: gdkReady(), gdk: gdkBin() }),
     install: async (ctx) => ensureGdk(ctx.log, { dryRun: ctx.dryRun }),
   },
   {
     name: 's3conformance',
-    summary: "boto3, pytest and requests (pinned) in a venv under ~/.cache/loupe/venvs, for the object store's S3 conformance suite (test/objectstore/conformance)",
+    summary:
+      "boto3, pytest and requests (pinned) in a venv under ~/.cache/loupe/venvs, for the object store's S3 conformance suite (test/objectstore/conformance)",
     check: async () => ({ ready: s3ConformanceReady(), python: s3ConformancePython() }),
-    install: async (ctx) => (ctx.dryRun ? { ready: s3ConformanceReady(), python: s3ConformancePython() } : { ready: true, python: await ensureS3Conformance(ctx.log) }),
+    install: async (ctx) =>
+      ctx.dryRun
+        ? { ready: s3ConformanceReady(), python: s3ConformancePython() }
+        : { ready: true, python: await ensureS3Conformance(ctx.log) },
   },
   {
     name: 'aws-tools',
-    summary: "moto's server and cfn-lint for the CDK app's tests (a small venv cached under ~/.cache/loupe/venvs by the hash of cloud/infra/requirements-tools.txt)",
+    summary:
+      "moto's server and cfn-lint for the CDK app's tests (a small venv cached under ~/.cache/loupe/venvs by the hash of cloud/infra/requirements-tools.txt)",
     check: async () => ({ ready: awsToolsReady(), venv: awsToolsDir() }),
     install: async (ctx) => {
       if (ctx.dryRun) return { ready: awsToolsReady(), venv: awsToolsDir() };

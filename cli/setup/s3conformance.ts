@@ -27,6 +27,9 @@ export function s3ConformanceReady(): boolean {
 export async function ensureS3Conformance(log: Logger): Promise<string> {
   if (s3ConformanceReady()) return s3ConformancePython();
   log.info('creating the S3 conformance venv (boto3, pytest, requests from PyPI)');
-  const { stdout } = await run('bash', [join(here(), 'setup.sh')], { env: { ...process.env, LOUPE_CACHE: cacheDir() }, maxBuffer: 16 * 1024 * 1024 });
+  const { stdout } = await run('bash', [join(here(), 'setup.sh')], {
+    env: { ...process.env, LOUPE_CACHE: cacheDir() },
+    maxBuffer: 16 * 1024 * 1024,
+  });
   return stdout.trim();
 }

@@ -13,7 +13,7 @@ import { LoupeError } from '../../lib/errors.js';
 
 /** Debian packages and why loupe needs each (the check is dpkg's own status). */
 export const DEBIAN_PACKAGES: ReadonlyArray<{ name: string; why: string }> = [
-  { name: 'chromium', why: 'browser tests (playwright-core drives Debian\'s chromium)' },
+  { name: 'chromium', why: "browser tests (playwright-core drives Debian's chromium)" },
   { name: 'ffmpeg', why: 'stream and video sources (camera, loupe detect on videos)' },
   { name: 'python3-venv', why: 'the trainer venv (loupe setup python)' },
   { name: 'openjdk-17-jre-headless', why: 'the real Greengrass nucleus (differential tests)' },
@@ -91,8 +91,14 @@ function runLogged(argv: string[], log: Logger, interactive: boolean): Promise<v
       });
     relay(child.stdout!);
     relay(child.stderr!);
-    child.on('error', (e) => reject(new LoupeError('SETUP_COMMAND_FAILED', `cannot run ${argv[0]}: ${e.message}`, { input: commandLine(argv) })));
-    child.on('close', (code) => (code === 0 ? resolve() : reject(new LoupeError('SETUP_COMMAND_FAILED', `exited with status ${code}:\n${tail.trim()}`, { input: commandLine(argv) }))));
+    child.on('error', (e) =>
+      reject(new LoupeError('SETUP_COMMAND_FAILED', `cannot run ${argv[0]}: ${e.message}`, { input: commandLine(argv) })),
+    );
+    child.on('close', (code) =>
+      code === 0
+        ? resolve()
+        : reject(new LoupeError('SETUP_COMMAND_FAILED', `exited with status ${code}:\n${tail.trim()}`, { input: commandLine(argv) })),
+    );
   });
 }
 
@@ -104,7 +110,10 @@ export interface SystemProbe {
 const thisMachine: SystemProbe = { status: systemStatus, rootPrefix };
 
 /** Install what is missing (idempotent: nothing runs when all is there). */
-export async function ensureSystem(log: Logger, opts: { interactive: boolean; dryRun?: boolean; probe?: SystemProbe }): Promise<SystemStatus> {
+export async function ensureSystem(
+  log: Logger,
+  opts: { interactive: boolean; dryRun?: boolean; probe?: SystemProbe },
+): Promise<SystemStatus> {
   const probe = opts.probe ?? thisMachine;
   const before = probe.status();
   if (systemReady(before)) {
@@ -119,7 +128,10 @@ export async function ensureSystem(log: Logger, opts: { interactive: boolean; dr
       { input: 'setup system' },
     );
   }
-  log.info({ packages: before.missingPackages, user: before.missingUser ? GG_USER : undefined, group: before.missingGroup ? GG_GROUP : undefined }, 'system: installing what is missing');
+  log.info(
+    { packages: before.missingPackages, user: before.missingUser ? GG_USER : undefined, group: before.missingGroup ? GG_GROUP : undefined },
+    'system: installing what is missing',
+  );
   const prefix = probe.rootPrefix(opts.interactive);
   if (opts.dryRun || prefix === null) {
     const text = cmds.map((c) => `  ${commandLine(c, prefix ?? ['sudo'])}`).join('\n');
@@ -127,7 +139,11 @@ export async function ensureSystem(log: Logger, opts: { interactive: boolean; dr
       log.info({ commands: cmds.map((c) => commandLine(c, prefix ?? ['sudo'])) }, 'system: dry run, would run');
       return before;
     }
-    throw new LoupeError('SETUP_NEEDS_ROOT', `root is needed to install system packages and users, and sudo is not available; run these as root:\n${text}`, { input: 'setup system', exitCode: 3 });
+    throw new LoupeError(
+      'SETUP_NEEDS_ROOT',
+      `root is needed to install system packages and users, and sudo is not available; run these as root:\n${text}`,
+      { input: 'setup system', exitCode: 3 },
+    );
   }
   for (const c of cmds) {
     log.info({ cmd: commandLine(c, prefix) }, 'system: running');
@@ -135,14 +151,22 @@ export async function ensureSystem(log: Logger, opts: { interactive: boolean; dr
       await runLogged([...prefix, ...c], log, opts.interactive);
     } catch (e) {
       if (prefix[0] === 'sudo' && e instanceof LoupeError && /password|a terminal is required/i.test(e.message)) {
-        throw new LoupeError('SETUP_NEEDS_ROOT', `sudo needs a password and there is no terminal to ask for it; run these as root:\n${cmds.map((x) => `  ${commandLine(x, ['sudo'])}`).join('\n')}`, { input: 'setup system', exitCode: 3 });
+        throw new LoupeError(
+          'SETUP_NEEDS_ROOT',
+          `sudo needs a password and there is no terminal to ask for it; run these as root:\n${cmds.map((x) => `  ${commandLine(x, ['sudo'])}`).join('\n')}`,
+          { input: 'setup system', exitCode: 3 },
+        );
       }
       throw e;
     }
   }
   const after = probe.status();
   if (!systemReady(after)) {
-    throw new LoupeError('SETUP_INCOMPLETE', `still missing after installing: ${[...after.missingPackages, ...(after.missingUser ? [GG_USER] : []), ...(after.missingGroup ? [GG_GROUP] : [])].join(', ')}`, { input: 'setup system' });
+    throw new LoupeError(
+      'SETUP_INCOMPLETE',
+      `still missing after installing: ${[...after.missingPackages, ...(after.missingUser ? [GG_USER] : []), ...(after.missingGroup ? [GG_GROUP] : [])].join(', ')}`,
+      { input: 'setup system' },
+    );
   }
   log.info('system: ready');
   return after;

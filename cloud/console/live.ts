@@ -40,7 +40,11 @@ export class LiveFeed {
   }
 
   static async connect(url: string, opts: { prefix?: string; keep?: number; timeoutMs?: number } = {}): Promise<LiveFeed> {
-    const client = mqtt.connect(url, { clientId: `loupe-console-${process.pid}-${Math.random().toString(16).slice(2, 8)}`, reconnectPeriod: 1000, connectTimeout: opts.timeoutMs ?? 10_000 });
+    const client = mqtt.connect(url, {
+      clientId: `loupe-console-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
+      reconnectPeriod: 1000,
+      connectTimeout: opts.timeoutMs ?? 10_000,
+    });
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => {
         client.end(true);

@@ -51,7 +51,8 @@ const ASSETS: Record<string, { file: string; type: string }> = {
   '/assets/console.css': { file: 'console.css', type: 'text/css; charset=utf-8' },
 };
 const PUBLIC = new Set(['/login', '/assets/login.js', '/assets/console.css']);
-const CSP = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'";
+const CSP =
+  "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'";
 const SESSION_TTL_MS = 12 * 3600 * 1000;
 
 class HttpError extends Error {
@@ -66,7 +67,8 @@ class HttpError extends Error {
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
 export async function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleServer> {
-  if (opts.token.length < 16) throw new LoupeError('CONSOLE_WEAK_TOKEN', 'the console credential must be at least 16 characters', { input: 'console token' });
+  if (opts.token.length < 16)
+    throw new LoupeError('CONSOLE_WEAK_TOKEN', 'the console credential must be at least 16 characters', { input: 'console token' });
   const log = opts.log ?? silentLogger;
   const want = digest(opts.token);
   const tokenOk = (t: string) => timingSafeEqual(digest(t), want);
@@ -82,14 +84,22 @@ export async function startConsoleServer(opts: ConsoleServerOptions): Promise<Co
   };
 
   const send = (res: ServerResponse, status: number, body: string | Buffer, headers: Record<string, string> = {}) => {
-    res.writeHead(status, { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'x-frame-options': 'DENY', 'referrer-policy': 'no-referrer', ...headers });
+    res.writeHead(status, {
+      'cache-control': 'no-store',
+      'x-content-type-options': 'nosniff',
+      'x-frame-options': 'DENY',
+      'referrer-policy': 'no-referrer',
+      ...headers,
+    });
     res.end(body);
   };
-  const json = (res: ServerResponse, status: number, v: unknown, headers: Record<string, string> = {}) => send(res, status, JSON.stringify(v), { 'content-type': 'application/json', ...headers });
+  const json = (res: ServerResponse, status: number, v: unknown, headers: Record<string, string> = {}) =>
+    send(res, status, JSON.stringify(v), { 'content-type': 'application/json', ...headers });
 
   const checkOrigin = (req: IncomingMessage, path: string) => {
     const host = req.headers.host;
-    if (!hostAllowed(host, allowedHosts)) throw new HttpError(403, `Host ${JSON.stringify(host ?? '')} is not this server (loupe console --allowed-host adds names)`);
+    if (!hostAllowed(host, allowedHosts))
+      throw new HttpError(403, `Host ${JSON.stringify(host ?? '')} is not this server (loupe console --allowed-host adds names)`);
     if (!path.startsWith('/api/')) return;
     const refusal = crossOriginRefusal(req);
     if (refusal) throw new HttpError(403, refusal);
@@ -146,7 +156,12 @@ export async function startConsoleServer(opts: ConsoleServerOptions): Promise<Co
       const now = Date.now();
       for (const [k, exp] of sessions) if (exp < now) sessions.delete(k);
       sessions.set(sid, now + SESSION_TTL_MS);
-      return json(res, 200, { ok: true }, { 'set-cookie': `loupe_console=${sid}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${SESSION_TTL_MS / 1000}` });
+      return json(
+        res,
+        200,
+        { ok: true },
+        { 'set-cookie': `loupe_console=${sid}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${SESSION_TTL_MS / 1000}` },
+      );
     }
     if (path === '/api/logout' && method === 'POST') {
       const sid = parseCookies(req.headers.cookie).loupe_console;

@@ -68,7 +68,8 @@ export async function importCoco(jsonPath: string, opts: CocoImportOptions = {})
   } catch (e) {
     fail(abs, `not valid JSON (${(e as Error).message})`);
   }
-  if (!Array.isArray(doc.images) || !Array.isArray(doc.annotations) || !Array.isArray(doc.categories)) fail(abs, 'expected "images", "annotations" and "categories" arrays (COCO instances format)');
+  if (!Array.isArray(doc.images) || !Array.isArray(doc.annotations) || !Array.isArray(doc.categories))
+    fail(abs, 'expected "images", "annotations" and "categories" arrays (COCO instances format)');
   const defaultImages = join(dirname(abs), 'images');
   const imagesDir = resolve(opts.imagesDir ?? (existsSync(defaultImages) ? defaultImages : dirname(abs)));
   const cats = [...doc.categories].sort((a, b) => a.id - b.id);
@@ -84,12 +85,18 @@ export async function importCoco(jsonPath: string, opts: CocoImportOptions = {})
   const byImage = new Map<number, CocoAnnotation[]>();
   const imageIds = new Set<number>();
   for (const im of doc.images) {
-    if (!Number.isInteger(im.id) || typeof im.file_name !== 'string') fail(abs, `image ${JSON.stringify(im).slice(0, 120)} needs an integer id and a file_name`);
+    if (!Number.isInteger(im.id) || typeof im.file_name !== 'string')
+      fail(abs, `image ${JSON.stringify(im).slice(0, 120)} needs an integer id and a file_name`);
     if (imageIds.has(im.id)) fail(abs, `image id ${im.id} occurs twice`);
     imageIds.add(im.id);
   }
   for (const a of doc.annotations) {
-    if (!imageIds.has(a.image_id)) throw labelError('LABEL_BAD_COCO', { file: abs, record: `annotation id ${a.id}` }, `refers to image id ${a.image_id}, which is not in "images"`);
+    if (!imageIds.has(a.image_id))
+      throw labelError(
+        'LABEL_BAD_COCO',
+        { file: abs, record: `annotation id ${a.id}` },
+        `refers to image id ${a.image_id}, which is not in "images"`,
+      );
     if (a.iscrowd) {
       report.skippedCrowd++;
       continue;
@@ -104,13 +111,23 @@ export async function importCoco(jsonPath: string, opts: CocoImportOptions = {})
     const imagePath = join(imagesDir, ...id.split('/'));
     const size = await readImageInfo(imagePath, src);
     if ((im.width !== undefined && im.width !== size.width) || (im.height !== undefined && im.height !== size.height)) {
-      throw labelError('LABEL_SIZE_MISMATCH', src, `width x height say ${im.width}x${im.height} but ${imagePath} is ${size.width}x${size.height}`);
+      throw labelError(
+        'LABEL_SIZE_MISMATCH',
+        src,
+        `width x height say ${im.width}x${im.height} but ${imagePath} is ${size.width}x${size.height}`,
+      );
     }
     const boxes: Box[] = (byImage.get(im.id) ?? []).map((a) => {
       const asrc: LabelSource = { file: abs, record: `annotation id ${a.id} (${id})` };
       const cat = catToCls.get(a.category_id);
-      const cls = checkClass(cat ? cat.cls : -1, names, asrc, cat ? `${a.category_id} (${JSON.stringify(cat.name)})` : `${a.category_id} (not in "categories")`);
-      if (!Array.isArray(a.bbox) || a.bbox.length !== 4) throw labelError('LABEL_BAD_BOX', asrc, `bbox ${JSON.stringify(a.bbox)} is not [x, y, width, height]`);
+      const cls = checkClass(
+        cat ? cat.cls : -1,
+        names,
+        asrc,
+        cat ? `${a.category_id} (${JSON.stringify(cat.name)})` : `${a.category_id} (not in "categories")`,
+      );
+      if (!Array.isArray(a.bbox) || a.bbox.length !== 4)
+        throw labelError('LABEL_BAD_BOX', asrc, `bbox ${JSON.stringify(a.bbox)} is not [x, y, width, height]`);
       return checkBox(cocoToBox(a.bbox, cls), size, asrc, () => report.clipped++);
     });
     progress.update(++done);
@@ -146,7 +163,12 @@ export function cocoFromDataset(names: readonly string[], images: readonly Label
  * Write a COCO folder: `annotations.json` plus `images/<id>` (hard-linked, or copied across file
  * systems), built in a temp folder and renamed into place.
  */
-export async function writeCocoDataset(names: readonly string[], images: readonly LabelledImage[], outDir: string, opts: { overwrite?: boolean; log?: Logger } = {}): Promise<{ jsonPath: string; root: string }> {
+export async function writeCocoDataset(
+  names: readonly string[],
+  images: readonly LabelledImage[],
+  outDir: string,
+  opts: { overwrite?: boolean; log?: Logger } = {},
+): Promise<{ jsonPath: string; root: string }> {
   const root = resolve(outDir);
   checkIds(images);
   assertOutputFree(root, Boolean(opts.overwrite));

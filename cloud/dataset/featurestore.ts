@@ -67,7 +67,11 @@ export async function importFeatureStore(csvPath: string, opts: FeatureStoreImpo
     const imagePath = localPathFor(imagesDir, r.id);
     const size = await readImageInfo(imagePath, src);
     if (size.width !== r.image_width || size.height !== r.image_height) {
-      throw labelError('LABEL_SIZE_MISMATCH', src, `image_width x image_height say ${r.image_width}x${r.image_height} but ${imagePath} is ${size.width}x${size.height}`);
+      throw labelError(
+        'LABEL_SIZE_MISMATCH',
+        src,
+        `image_width x image_height say ${r.image_width}x${r.image_height} but ${imagePath} is ${size.width}x${size.height}`,
+      );
     }
     const boxes: Box[] = r.annotations.map((a, i) => {
       const bsrc = { ...src, record: `${src.record} box ${i + 1}` };
@@ -75,7 +79,13 @@ export async function importFeatureStore(csvPath: string, opts: FeatureStoreImpo
       return checkBox({ ...gtToBox(a), cls }, size, bsrc, () => report.clipped++);
     });
     progress.update(++done);
-    return { id: r.id, imagePath, width: size.width, height: size.height, boxes: dropDuplicateBoxes(boxes, size, () => report.duplicates++) };
+    return {
+      id: r.id,
+      imagePath,
+      width: size.width,
+      height: size.height,
+      boxes: dropDuplicateBoxes(boxes, size, () => report.duplicates++),
+    };
   });
   progress.finish();
   const labelled = new Set(images.map((i) => i.id));

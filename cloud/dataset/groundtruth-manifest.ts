@@ -22,7 +22,6 @@ import { gtToBox, type Box, type GtBox } from '../../contracts/box.js';
 export const GT_OBJECT_DETECTION = 'groundtruth/object-detection';
 export const GT_LABEL_VERIFICATION = 'groundtruth/label-verification';
 
-
 export interface GroundTruthVerification {
   attribute: string;
   /** The label value: "1"/"0" style index into the verification classes. */
@@ -80,7 +79,8 @@ function candidateAttributes(line: Obj): string[] {
 }
 
 function finite(v: unknown, src: LabelSource, what: string): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw labelError('LABEL_BAD_BOX', src, `${what} is ${JSON.stringify(v ?? null)}, not a number`);
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    throw labelError('LABEL_BAD_BOX', src, `${what} is ${JSON.stringify(v ?? null)}, not a number`);
   return v;
 }
 
@@ -114,7 +114,8 @@ function parseRecord(line: Obj, attribute: string, src: LabelSource): GroundTrut
   if (isObj(meta['class-map'])) {
     for (const [k, v] of Object.entries(meta['class-map'])) {
       const id = Number(k);
-      if (!Number.isInteger(id) || id < 0 || typeof v !== 'string') throw labelError('LABEL_BAD_FIELD', src, `class-map entry ${JSON.stringify(k)}: ${JSON.stringify(v)} is not "<int>": "<name>"`);
+      if (!Number.isInteger(id) || id < 0 || typeof v !== 'string')
+        throw labelError('LABEL_BAD_FIELD', src, `class-map entry ${JSON.stringify(k)}: ${JSON.stringify(v)} is not "<int>": "<name>"`);
       classMap[id] = v;
     }
   }
@@ -130,7 +131,9 @@ function parseRecord(line: Obj, attribute: string, src: LabelSource): GroundTrut
       confidence: typeof m.confidence === 'number' ? m.confidence : undefined,
       jobName: typeof m['job-name'] === 'string' ? m['job-name'] : undefined,
       creationDate: typeof m['creation-date'] === 'string' ? m['creation-date'] : undefined,
-      workerFeedback: Array.isArray(m['worker-feedback']) ? m['worker-feedback'].map((f) => (isObj(f) ? String(f.comment ?? '') : String(f))) : [],
+      workerFeedback: Array.isArray(m['worker-feedback'])
+        ? m['worker-feedback'].map((f) => (isObj(f) ? String(f.comment ?? '') : String(f)))
+        : [],
     });
   }
   const extra = Object.fromEntries(Object.entries(line).filter(([k]) => !used.has(k)));
@@ -168,15 +171,23 @@ export function parseGroundTruthManifest(text: string, opts: { file?: string; at
       throw labelError('LABEL_BAD_JSON', { file, record: `line ${i + 1}` }, `not a JSON object (${(e as Error).message})`);
     }
     if (!isObj(obj)) throw labelError('LABEL_BAD_JSON', { file, record: `line ${i + 1}` }, 'not a JSON object');
-    if (typeof obj['source-ref'] !== 'string' || !obj['source-ref']) throw labelError('LABEL_BAD_FIELD', { file, record: `line ${i + 1}` }, 'has no "source-ref"');
+    if (typeof obj['source-ref'] !== 'string' || !obj['source-ref'])
+      throw labelError('LABEL_BAD_FIELD', { file, record: `line ${i + 1}` }, 'has no "source-ref"');
     lines.push({ n: i + 1, obj });
   });
   let attribute = opts.attribute;
   if (!attribute) {
     const found = new Set(lines.flatMap((l) => candidateAttributes(l.obj)));
-    if (found.size === 0) throw new LoupeError('LABEL_NO_ATTRIBUTE', 'no bounding-box label attribute on any line (expected {image_size, annotations})', { input: file });
+    if (found.size === 0)
+      throw new LoupeError('LABEL_NO_ATTRIBUTE', 'no bounding-box label attribute on any line (expected {image_size, annotations})', {
+        input: file,
+      });
     if (found.size > 1) {
-      throw new LoupeError('LABEL_AMBIGUOUS_ATTRIBUTE', `several bounding-box label attributes (${[...found].sort().join(', ')}): choose one (--attribute)`, { input: file });
+      throw new LoupeError(
+        'LABEL_AMBIGUOUS_ATTRIBUTE',
+        `several bounding-box label attributes (${[...found].sort().join(', ')}): choose one (--attribute)`,
+        { input: file },
+      );
     }
     attribute = [...found][0] as string;
   }
@@ -191,7 +202,12 @@ export function parseGroundTruthManifest(text: string, opts: { file?: string; at
       failures.push({ line: n, sourceRef, reason });
       continue;
     }
-    if (!isBoxAttribute(obj, attribute)) throw labelError('LABEL_BAD_FIELD', src, `"${attribute}" is not a bounding-box label ({image_size, annotations}, type ${GT_OBJECT_DETECTION})`);
+    if (!isBoxAttribute(obj, attribute))
+      throw labelError(
+        'LABEL_BAD_FIELD',
+        src,
+        `"${attribute}" is not a bounding-box label ({image_size, annotations}, type ${GT_OBJECT_DETECTION})`,
+      );
     records.push({ ...parseRecord(obj, attribute, src), line: n });
   }
   return { records, failures, attribute };
@@ -231,7 +247,14 @@ export async function writeGroundTruthManifest(path: string, records: readonly G
 export function groundTruthRecordsFor(
   names: readonly string[],
   images: readonly LabelledImage[],
-  opts: { attribute?: string; jobName: string; creationDate?: string; humanAnnotated?: boolean; sourceRefOf: (id: string) => string; round?: boolean },
+  opts: {
+    attribute?: string;
+    jobName: string;
+    creationDate?: string;
+    humanAnnotated?: boolean;
+    sourceRefOf: (id: string) => string;
+    round?: boolean;
+  },
 ): GroundTruthRecord[] {
   const round = opts.round ?? true;
   const r = (v: number) => (round ? Math.round(v) : v);
@@ -285,7 +308,11 @@ export async function importGroundTruth(manifestPath: string, opts: GroundTruthI
       const id = Number(k);
       const prev = idToName.get(id);
       if (prev !== undefined && prev !== v && !opts.names) {
-        throw labelError('LABEL_CLASS_CONFLICT', { file: abs, record: `line ${r.line}` }, `class-map says ${id}=${JSON.stringify(v)} but an earlier line says ${id}=${JSON.stringify(prev)}`);
+        throw labelError(
+          'LABEL_CLASS_CONFLICT',
+          { file: abs, record: `line ${r.line}` },
+          `class-map says ${id}=${JSON.stringify(v)} but an earlier line says ${id}=${JSON.stringify(prev)}`,
+        );
       }
       idToName.set(id, v);
     }
@@ -306,7 +333,11 @@ export async function importGroundTruth(manifestPath: string, opts: GroundTruthI
     const imagePath = localPathFor(imagesDir, id);
     const size = await readImageInfo(imagePath, src);
     if (size.width !== r.imageSize.width || size.height !== r.imageSize.height) {
-      throw labelError('LABEL_SIZE_MISMATCH', src, `image_size says ${r.imageSize.width}x${r.imageSize.height} but ${imagePath} is ${size.width}x${size.height}`);
+      throw labelError(
+        'LABEL_SIZE_MISMATCH',
+        src,
+        `image_size says ${r.imageSize.width}x${r.imageSize.height} but ${imagePath} is ${size.width}x${size.height}`,
+      );
     }
     const boxes: Box[] = r.annotations.map((a, i) => {
       const bsrc = { ...src, record: `${src.record} annotation ${i + 1}` };

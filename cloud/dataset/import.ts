@@ -37,17 +37,22 @@ export function importDataset(format: string, from: string, opts: ImportOptions 
     case 'labelstudio':
       return importLabelStudio(from, { imagesDir: opts.imagesDir, names: opts.names, log: opts.log });
     case 'yolo':
-      if (opts.imagesDir) throw new LoupeError('BAD_OPTION', 'a YOLO data set names its images in data.yaml; --images does not apply', { input: '--images' });
+      if (opts.imagesDir)
+        throw new LoupeError('BAD_OPTION', 'a YOLO data set names its images in data.yaml; --images does not apply', { input: '--images' });
       return readYoloLabelled(from, { log: opts.log }).then((d) => (opts.names ? renameClasses(d, opts.names, from) : d));
     default:
-      throw new LoupeError('BAD_FORMAT', `unknown format ${JSON.stringify(format)} (one of ${IMPORT_FORMATS.join(', ')})`, { input: '--format' });
+      throw new LoupeError('BAD_FORMAT', `unknown format ${JSON.stringify(format)} (one of ${IMPORT_FORMATS.join(', ')})`, {
+        input: '--format',
+      });
   }
 }
 
 /** A YOLO set read with `--names`: its own names must be those, in that order (YOLO files hold indexes only). */
 function renameClasses(d: ImportedDataset, names: string[], from: string): ImportedDataset {
   if (names.join('\n') !== d.names.join('\n')) {
-    throw new LoupeError('DATA_BAD_NAMES', `data.yaml names ${JSON.stringify(d.names)} differ from --names ${JSON.stringify(names)}`, { input: from });
+    throw new LoupeError('DATA_BAD_NAMES', `data.yaml names ${JSON.stringify(d.names)} differ from --names ${JSON.stringify(names)}`, {
+      input: from,
+    });
   }
   return d;
 }

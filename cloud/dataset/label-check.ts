@@ -27,15 +27,12 @@ const fmt = (v: number) => (Number.isInteger(v) ? String(v) : v.toFixed(2));
 export function checkBox(box: Box, size: { width: number; height: number }, src: LabelSource, onClip?: () => void): Box {
   const { x1, y1, x2, y2 } = box;
   const shown = `[${[x1, y1, x2, y2].map(fmt).join(', ')}] (x1, y1, x2, y2)`;
-  if (![x1, y1, x2, y2].every(Number.isFinite)) throw labelError('LABEL_BAD_BOX', src, `box ${shown} has a coordinate that is not a number`);
+  if (![x1, y1, x2, y2].every(Number.isFinite))
+    throw labelError('LABEL_BAD_BOX', src, `box ${shown} has a coordinate that is not a number`);
   if (x2 - x1 <= 0 || y2 - y1 <= 0) throw labelError('LABEL_ZERO_AREA', src, `box ${shown} has zero or negative area`);
   const t = BOX_TOLERANCE_PX;
   if (x1 < -t || y1 < -t || x2 > size.width + t || y2 > size.height + t) {
-    throw labelError(
-      'LABEL_OUTSIDE_IMAGE',
-      src,
-      `box ${shown} lies outside the ${size.width}x${size.height} image by more than ${t} px`,
-    );
+    throw labelError('LABEL_OUTSIDE_IMAGE', src, `box ${shown} lies outside the ${size.width}x${size.height} image by more than ${t} px`);
   }
   const c = {
     cls: box.cls,
@@ -44,7 +41,8 @@ export function checkBox(box: Box, size: { width: number; height: number }, src:
     x2: Math.min(size.width, x2),
     y2: Math.min(size.height, y2),
   };
-  if (c.x2 - c.x1 <= 0 || c.y2 - c.y1 <= 0) throw labelError('LABEL_ZERO_AREA', src, `box ${shown} has zero area inside the ${size.width}x${size.height} image`);
+  if (c.x2 - c.x1 <= 0 || c.y2 - c.y1 <= 0)
+    throw labelError('LABEL_ZERO_AREA', src, `box ${shown} has zero area inside the ${size.width}x${size.height} image`);
   if (c.x1 !== x1 || c.y1 !== y1 || c.x2 !== x2 || c.y2 !== y2) onClip?.();
   return c;
 }
@@ -52,7 +50,11 @@ export function checkBox(box: Box, size: { width: number; height: number }, src:
 /** Refuse a class index outside `names`. */
 export function checkClass(cls: number, names: readonly string[], src: LabelSource, shown: string = String(cls)): number {
   if (!Number.isInteger(cls) || cls < 0 || cls >= names.length) {
-    throw labelError('LABEL_UNKNOWN_CLASS', src, `unknown class ${shown} (known: ${names.map((n, i) => `${i}=${n}`).join(', ') || 'none'})`);
+    throw labelError(
+      'LABEL_UNKNOWN_CLASS',
+      src,
+      `unknown class ${shown} (known: ${names.map((n, i) => `${i}=${n}`).join(', ') || 'none'})`,
+    );
   }
   return cls;
 }

@@ -96,17 +96,20 @@ function pickAnnotation(anns: LsAnnotation[]): { chosen?: LsAnnotation; supersed
 }
 
 function rectLabel(r: LsResult, src: LabelSource): string {
-  if (r.type !== 'rectanglelabels') throw labelError('LABEL_UNSUPPORTED', src, `region type "${r.type}" is not a labelled rectangle (loupe reads rectanglelabels only)`);
+  if (r.type !== 'rectanglelabels')
+    throw labelError('LABEL_UNSUPPORTED', src, `region type "${r.type}" is not a labelled rectangle (loupe reads rectanglelabels only)`);
   const v = r.value as LsResult['value'] | undefined;
   if (!v || typeof v !== 'object') throw labelError('LABEL_BAD_BOX', src, 'has no value');
   const labels = v.rectanglelabels;
   if (!Array.isArray(labels) || labels.length !== 1 || typeof labels[0] !== 'string') {
     throw labelError('LABEL_BAD_OBJECT', src, `rectanglelabels must hold exactly one class name, got ${JSON.stringify(labels)}`);
   }
-  if ((v.rotation ?? 0) !== 0) throw labelError('LABEL_ROTATED', src, `is rotated by ${v.rotation} degrees; loupe's boxes are axis-aligned`);
+  if ((v.rotation ?? 0) !== 0)
+    throw labelError('LABEL_ROTATED', src, `is rotated by ${v.rotation} degrees; loupe's boxes are axis-aligned`);
   if ((r.image_rotation ?? 0) !== 0) throw labelError('LABEL_ROTATED', src, `was drawn on an image rotated by ${r.image_rotation} degrees`);
   for (const k of ['x', 'y', 'width', 'height'] as const) {
-    if (typeof v[k] !== 'number' || !Number.isFinite(v[k])) throw labelError('LABEL_BAD_BOX', src, `value.${k} is ${JSON.stringify(v[k])}, not a number`);
+    if (typeof v[k] !== 'number' || !Number.isFinite(v[k]))
+      throw labelError('LABEL_BAD_BOX', src, `value.${k} is ${JSON.stringify(v[k])}, not a number`);
   }
   return labels[0];
 }
@@ -137,12 +140,18 @@ export async function importLabelStudio(jsonPath: string, opts: LabelStudioImpor
   const seenNames = new Set<string>();
   tasks.forEach((task, i) => {
     const taskName = `task ${task && typeof task === 'object' && task.id !== undefined ? task.id : `#${i + 1}`}`;
-    if (!task || typeof task !== 'object' || !task.data || typeof task.data !== 'object') fail(abs, `${taskName}: expected {data: {image: ...}, annotations: [...]}`);
+    if (!task || typeof task !== 'object' || !task.data || typeof task.data !== 'object')
+      fail(abs, `${taskName}: expected {data: {image: ...}, annotations: [...]}`);
     const ref = task.data.image ?? Object.values(task.data).find((v) => typeof v === 'string');
     if (typeof ref !== 'string' || !ref) fail(abs, `${taskName}: data has no image reference`);
     const src: LabelSource = { file: abs, record: `${taskName} (${ref})` };
     const imagePath = candidates(refPath(ref), base).find((p) => existsSync(p) && statSync(p).isFile());
-    if (!imagePath) throw labelError('IMAGE_MISSING', src, `no image for it under ${base} (tried ${refPath(ref)} and its file name; --images sets the folder)`);
+    if (!imagePath)
+      throw labelError(
+        'IMAGE_MISSING',
+        src,
+        `no image for it under ${base} (tried ${refPath(ref)} and its file name; --images sets the folder)`,
+      );
     const id = relative(base, imagePath).split(sep).join('/');
     const { chosen, superseded } = pickAnnotation(Array.isArray(task.annotations) ? task.annotations : []);
     report.superseded += superseded;
@@ -166,7 +175,13 @@ export async function importLabelStudio(jsonPath: string, opts: LabelStudioImpor
       return checkBox(labelStudioToBox(r.value, cls, size.width, size.height), size, rsrc, () => report.clipped++);
     });
     progress.update(++done);
-    return { id: f.id, imagePath: f.imagePath, width: size.width, height: size.height, boxes: dropDuplicateBoxes(boxes, size, () => report.duplicates++) };
+    return {
+      id: f.id,
+      imagePath: f.imagePath,
+      width: size.width,
+      height: size.height,
+      boxes: dropDuplicateBoxes(boxes, size, () => report.duplicates++),
+    };
   });
   progress.finish();
   report.unlabelled.sort();
@@ -182,7 +197,13 @@ export function labelStudioConfig(names: readonly string[]): string {
 }
 
 /** One region per box, in Label Studio's result layout (percent, unrounded). */
-export function labelStudioResults(boxes: readonly Box[], names: readonly string[], width: number, height: number, scores?: readonly (number | undefined)[]): LsResult[] {
+export function labelStudioResults(
+  boxes: readonly Box[],
+  names: readonly string[],
+  width: number,
+  height: number,
+  scores?: readonly (number | undefined)[],
+): LsResult[] {
   return boxes.map((b, i) => {
     const r: LsResult = {
       id: `r${i + 1}`,
@@ -201,12 +222,18 @@ export function labelStudioResults(boxes: readonly Box[], names: readonly string
 }
 
 /** Tasks for labelled images, one annotation each; `imageUrl` says what `data.image` holds. */
-export function labelStudioTasks(names: readonly string[], images: readonly LabelledImage[], imageUrl: (img: LabelledImage) => string): LsTask[] {
+export function labelStudioTasks(
+  names: readonly string[],
+  images: readonly LabelledImage[],
+  imageUrl: (img: LabelledImage) => string,
+): LsTask[] {
   const sorted = [...images].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return sorted.map((img, i) => ({
     id: i + 1,
     data: { image: imageUrl(img) },
-    annotations: [{ id: i + 1, result: labelStudioResults(img.boxes, names, img.width, img.height), was_cancelled: false, ground_truth: false }],
+    annotations: [
+      { id: i + 1, result: labelStudioResults(img.boxes, names, img.width, img.height), was_cancelled: false, ground_truth: false },
+    ],
     predictions: [],
   }));
 }
@@ -235,7 +262,8 @@ export async function writeLabelStudio(
     let done = 0;
     await mapLimit(images, 8, async (img) => {
       const dst = join(tmp, 'images', ...img.id.split('/'));
-      if (isAbsolute(img.id) || img.id.split('/').includes('..')) throw new LoupeError('DATA_BAD_ID', 'image id must be a relative path without ..', { input: img.id });
+      if (isAbsolute(img.id) || img.id.split('/').includes('..'))
+        throw new LoupeError('DATA_BAD_ID', 'image id must be a relative path without ..', { input: img.id });
       await mkdir(dirname(dst), { recursive: true });
       await link(img.imagePath, dst).catch(() => copyFile(img.imagePath, dst));
       progress.update(++done);

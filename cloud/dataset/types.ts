@@ -66,5 +66,18 @@ export interface ImportedDataset {
 }
 
 export function emptyReport(format: string, source: string): ImportReport {
-  return { format, source, records: 0, images: 0, boxes: 0, unlabelled: [], skippedDifficult: 0, skippedCrowd: 0, superseded: 0, rejected: 0, clipped: 0, duplicates: 0 };
+  return {
+    format,
+    source,
+    records: 0,
+    images: 0,
+    boxes: 0,
+    unlabelled: [],
+    skippedDifficult: 0,
+    skippedCrowd: 0,
+    superseded: 0,
+    rejected: 0,
+    clipped: 0,
+    duplicates: 0,
+  };
 }

@@ -81,7 +81,8 @@ function parseVocXml(xmlPath: string): { size?: { width: number; height: number 
     throw new LoupeError('LABEL_BAD_XML', `not valid XML (${(e as Error).message.split('\n')[0]})`, { input: xmlPath });
   }
   const ann = doc.annotation;
-  if (!ann || typeof ann !== 'object') throw new LoupeError('LABEL_BAD_XML', 'no <annotation> element (not a Pascal VOC file)', { input: xmlPath });
+  if (!ann || typeof ann !== 'object')
+    throw new LoupeError('LABEL_BAD_XML', 'no <annotation> element (not a Pascal VOC file)', { input: xmlPath });
   const sizeEl = ann.size as Record<string, unknown> | undefined;
   const w = Number(text(sizeEl?.width));
   const h = Number(text(sizeEl?.height));
@@ -91,11 +92,17 @@ function parseVocXml(xmlPath: string): { size?: { width: number; height: number 
     const name = text(o.name);
     if (!name) throw labelError('LABEL_BAD_OBJECT', src, 'has no <name>');
     const bb = o.bndbox as Record<string, unknown> | undefined;
-    if (!bb || typeof bb !== 'object') throw labelError('LABEL_BAD_OBJECT', { ...src, record: `${src.record} (${name})` }, 'has no <bndbox>');
+    if (!bb || typeof bb !== 'object')
+      throw labelError('LABEL_BAD_OBJECT', { ...src, record: `${src.record} (${name})` }, 'has no <bndbox>');
     const coord = (k: string) => {
       const raw = text(bb[k]);
       const v = raw === undefined || raw === '' ? NaN : Number(raw);
-      if (!Number.isFinite(v)) throw labelError('LABEL_BAD_BOX', { ...src, record: `${src.record} (${name})` }, `<${k}> is ${raw === undefined ? 'missing' : JSON.stringify(raw)}, not a number`);
+      if (!Number.isFinite(v))
+        throw labelError(
+          'LABEL_BAD_BOX',
+          { ...src, record: `${src.record} (${name})` },
+          `<${k}> is ${raw === undefined ? 'missing' : JSON.stringify(raw)}, not a number`,
+        );
       return v;
     };
     // VOC corners are taken as written (no 1-based shift): the committed neu-det fixture model was
@@ -127,7 +134,8 @@ function vocImageId(absRoot: string, imagePath: string): string {
  */
 export async function importVoc(root: string, opts: VocImportOptions = {}): Promise<ImportedDataset> {
   const absRoot = resolve(root);
-  if (!existsSync(absRoot) || !statSync(absRoot).isDirectory()) throw new LoupeError('DATA_MISSING', 'Pascal VOC folder not found', { input: absRoot });
+  if (!existsSync(absRoot) || !statSync(absRoot).isDirectory())
+    throw new LoupeError('DATA_MISSING', 'Pascal VOC folder not found', { input: absRoot });
   if (opts.imagesDir && !(existsSync(opts.imagesDir) && statSync(opts.imagesDir).isDirectory())) {
     throw new LoupeError('DATA_MISSING', 'images folder not found', { input: resolve(opts.imagesDir) });
   }
@@ -142,7 +150,9 @@ export async function importVoc(root: string, opts: VocImportOptions = {}): Prom
     const indexes = candidates.map(imageIndex);
     const index = indexes.find((m) => m.size > 0) ?? new Map<string, string>();
     for (const p of index.values()) allImages.add(p);
-    for (const f of readdirSync(annDir).filter((n) => n.toLowerCase().endsWith('.xml')).sort()) {
+    for (const f of readdirSync(annDir)
+      .filter((n) => n.toLowerCase().endsWith('.xml'))
+      .sort()) {
       const xmlPath = join(annDir, f);
       const stem = f.slice(0, -4);
       const parsed = parseVocXml(xmlPath);
@@ -161,7 +171,11 @@ export async function importVoc(root: string, opts: VocImportOptions = {}): Prom
   const images = await mapLimit(files, 4, async (f): Promise<LabelledImage> => {
     const size = await readImageInfo(f.imagePath, { file: f.xmlPath, record: 'annotation' });
     if (f.size && (f.size.width !== size.width || f.size.height !== size.height)) {
-      throw labelError('LABEL_SIZE_MISMATCH', { file: f.xmlPath, record: '<size>' }, `says ${f.size.width}x${f.size.height} but ${f.imagePath} is ${size.width}x${size.height}`);
+      throw labelError(
+        'LABEL_SIZE_MISMATCH',
+        { file: f.xmlPath, record: '<size>' },
+        `says ${f.size.width}x${f.size.height} but ${f.imagePath} is ${size.width}x${size.height}`,
+      );
     }
     const boxes: Box[] = [];
     for (const o of f.objects) {
@@ -174,10 +188,19 @@ export async function importVoc(root: string, opts: VocImportOptions = {}): Prom
       boxes.push(checkBox({ ...o.box, cls }, size, src, () => report.clipped++));
     }
     progress.update(++done);
-    return { id: vocImageId(absRoot, f.imagePath), imagePath: f.imagePath, width: size.width, height: size.height, boxes: dropDuplicateBoxes(boxes, size, () => report.duplicates++) };
+    return {
+      id: vocImageId(absRoot, f.imagePath),
+      imagePath: f.imagePath,
+      width: size.width,
+      height: size.height,
+      boxes: dropDuplicateBoxes(boxes, size, () => report.duplicates++),
+    };
   });
   progress.finish();
-  report.unlabelled = [...allImages].filter((p) => !labelled.has(p)).map((p) => vocImageId(absRoot, p)).sort();
+  report.unlabelled = [...allImages]
+    .filter((p) => !labelled.has(p))
+    .map((p) => vocImageId(absRoot, p))
+    .sort();
   report.images = images.length;
   report.boxes = images.reduce((n, i) => n + i.boxes.length, 0);
   return { names, images, report };

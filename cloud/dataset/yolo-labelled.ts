@@ -19,7 +19,10 @@ export interface YoloLabelledImage extends LabelledImage {
  * when the folder has one (so a round trip keeps ids and splits), else they are image paths
  * relative to the data set root. Boxes are checked like any import (class known, inside the image).
  */
-export async function readYoloLabelled(yamlPath: string, opts: { log?: Logger } = {}): Promise<ImportedDataset & { images: YoloLabelledImage[] }> {
+export async function readYoloLabelled(
+  yamlPath: string,
+  opts: { log?: Logger } = {},
+): Promise<ImportedDataset & { images: YoloLabelledImage[] }> {
   const ds = readYoloDataset(yamlPath);
   const manifestPath = join(ds.root, 'manifest.json');
   const idOfFile = new Map<string, string>();
@@ -41,7 +44,14 @@ export async function readYoloLabelled(yamlPath: string, opts: { log?: Logger } 
     });
     progress.update(++done);
     const id = idOfFile.get(`${it.split}/${basename(it.imagePath)}`) ?? relative(ds.root, it.imagePath).split(sep).join('/');
-    return { id, imagePath: it.imagePath, width: size.width, height: size.height, boxes: dropDuplicateBoxes(boxes, size, () => report.duplicates++), split: it.split };
+    return {
+      id,
+      imagePath: it.imagePath,
+      width: size.width,
+      height: size.height,
+      boxes: dropDuplicateBoxes(boxes, size, () => report.duplicates++),
+      split: it.split,
+    };
   });
   progress.finish();
   report.images = images.length;

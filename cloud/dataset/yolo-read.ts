@@ -68,7 +68,11 @@ function readLabels(labelPath: string, nc: number): YoloSplitItem['labels'] {
         throw new LoupeError('LABEL_UNKNOWN_CLASS', `line ${i + 1}: class ${cls} is not one of 0..${nc - 1}`, { input: labelPath });
       }
       if ([cx, cy, w, h].some((v) => v > 1 || v < -0.01)) {
-        throw new LoupeError('LABEL_OUTSIDE_IMAGE', `line ${i + 1}: "${t}" has coordinates outside 0..1 (not normalised, or outside the image)`, { input: labelPath });
+        throw new LoupeError(
+          'LABEL_OUTSIDE_IMAGE',
+          `line ${i + 1}: "${t}" has coordinates outside 0..1 (not normalised, or outside the image)`,
+          { input: labelPath },
+        );
       }
       out.push({ cls, cx, cy, w, h });
     });
@@ -113,7 +117,9 @@ function classNames(doc: Record<string, unknown>, yamlPath: string): string[] {
   }
   const names = namesOf(doc.names, yamlPath);
   if (nc !== undefined && nc !== null && Number(nc) !== names.length) {
-    throw new LoupeError('DATA_BAD_NAMES', `names has ${names.length} entries but nc is ${String(nc)}; they must match`, { input: yamlPath });
+    throw new LoupeError('DATA_BAD_NAMES', `names has ${names.length} entries but nc is ${String(nc)}; they must match`, {
+      input: yamlPath,
+    });
   }
   return names;
 }

@@ -56,7 +56,12 @@ export interface WrittenYolo {
  * systems exist), so a colliding id gets a short hash of itself appended.
  */
 export function fileNamesFor(ids: readonly string[]): Map<string, string> {
-  const base = (id: string) => id.split('/').join('__').replace(/[^A-Za-z0-9._+=@,-]/g, '_').replace(/^\.+/, '_');
+  const base = (id: string) =>
+    id
+      .split('/')
+      .join('__')
+      .replace(/[^A-Za-z0-9._+=@,-]/g, '_')
+      .replace(/^\.+/, '_');
   const stemKey = (f: string) => f.slice(0, f.length - extname(f).length).toLowerCase();
   const byStem = new Map<string, string[]>();
   for (const id of ids) {
@@ -104,7 +109,12 @@ export function checkIds(images: readonly LabelledImage[]): void {
  * from splitOf(id). Built in a temp folder beside `outDir` and renamed into place, so a failure
  * leaves nothing behind and readers never see half a data set.
  */
-export async function writeYoloDataset(names: readonly string[], images: readonly LabelledImage[], outDir: string, opts: WriteYoloOptions = {}): Promise<WrittenYolo> {
+export async function writeYoloDataset(
+  names: readonly string[],
+  images: readonly LabelledImage[],
+  outDir: string,
+  opts: WriteYoloOptions = {},
+): Promise<WrittenYolo> {
   const root = resolve(outDir);
   checkIds(images);
   assertOutputFree(root, Boolean(opts.overwrite));
@@ -123,7 +133,14 @@ export async function writeYoloDataset(names: readonly string[], images: readonl
   const counts = { train: 0, val: 0, test: 0 };
   for (const e of entries) counts[e.split]++;
   const version = datasetVersion(names, images);
-  const manifest: DatasetManifest = { exporter: YOLO_EXPORTER_VERSION, version, splitRule: SPLIT_RULE, names: [...names], counts, images: entries };
+  const manifest: DatasetManifest = {
+    exporter: YOLO_EXPORTER_VERSION,
+    version,
+    splitRule: SPLIT_RULE,
+    names: [...names],
+    counts,
+    images: entries,
+  };
   try {
     for (const s of SPLITS) {
       await mkdir(join(tmp, 'images', s), { recursive: true });
@@ -162,7 +179,8 @@ export function assertOutputFree(outDir: string, overwrite: boolean): void {
   const root = resolve(outDir);
   if (overwrite || !existsSync(root)) return;
   if (!statSync(root).isDirectory()) throw new LoupeError('OUT_EXISTS', 'output path exists and is not a folder', { input: root });
-  if (readdirSync(root).length > 0) throw new LoupeError('OUT_EXISTS', 'output folder exists and is not empty (choose another, or overwrite)', { input: root });
+  if (readdirSync(root).length > 0)
+    throw new LoupeError('OUT_EXISTS', 'output folder exists and is not empty (choose another, or overwrite)', { input: root });
 }
 
 /** Move a finished temp folder into place; with `overwrite`, swap the old one out first. */
@@ -181,7 +199,8 @@ export async function commitDir(tmp: string, root: string, overwrite: boolean): 
     // best effort: restoring the previous folder; the write's own error is the one reported
     if (old) await rename(old, root).catch(() => {});
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOTEMPTY' || code === 'EEXIST') throw new LoupeError('OUT_EXISTS', 'output folder appeared while writing (another writer?)', { input: root, cause: e });
+    if (code === 'ENOTEMPTY' || code === 'EEXIST')
+      throw new LoupeError('OUT_EXISTS', 'output folder appeared while writing (another writer?)', { input: root, cause: e });
     throw e;
   }
   await fsyncDir(dirname(root));

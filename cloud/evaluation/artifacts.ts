@@ -11,7 +11,23 @@ import { evalSummary, type EvalResult } from './evaluate.js';
  */
 export async function writeEvalArtifacts(result: EvalResult, dir: string): Promise<string[]> {
   const files: Array<[string, string | Buffer]> = [
-    ['eval.json', JSON.stringify({ ...evalSummary(result), split: result.split, model: result.model, data: result.data, conf: result.conf, iou: result.iou, classes: result.classes, speed_ms: result.speed }, null, 2)],
+    [
+      'eval.json',
+      JSON.stringify(
+        {
+          ...evalSummary(result),
+          split: result.split,
+          model: result.model,
+          data: result.data,
+          conf: result.conf,
+          iou: result.iou,
+          classes: result.classes,
+          speed_ms: result.speed,
+        },
+        null,
+        2,
+      ),
+    ],
     ['pr_curve.json', JSON.stringify(result.prCurve)],
     ['confusion_matrix.json', JSON.stringify(result.confusionMatrix, null, 1)],
     ['pr_curve.svg', prCurveSvg(result)],
@@ -52,7 +68,9 @@ async function batchGrids(r: EvalResult): Promise<Array<[string, Buffer]>> {
     for (const it of batch) {
       const caption = basename(it.image);
       const lab = it.labels.map((l) => ({ xyxy: l.xyxy, label: names[l.cls] ?? String(l.cls), color: classColor(l.cls) }));
-      const prd = it.predictions.filter((p) => p.conf > GRID_CONF).map((p) => ({ xyxy: p.xyxy, label: `${names[p.cls] ?? p.cls} ${p.conf.toFixed(1)}`, color: classColor(p.cls) }));
+      const prd = it.predictions
+        .filter((p) => p.conf > GRID_CONF)
+        .map((p) => ({ xyxy: p.xyxy, label: `${names[p.cls] ?? p.cls} ${p.conf.toFixed(1)}`, color: classColor(p.cls) }));
       truth.push({ image: await (await annotate(it.image, lab)).jpeg().toBuffer(), caption });
       pred.push({ image: await (await annotate(it.image, prd)).jpeg().toBuffer(), caption });
     }
@@ -71,7 +89,11 @@ export function confidenceCurveSvg(r: EvalResult, what: 'F1' | 'Precision' | 'Re
   let best = 0;
   for (let k = 1; k < mean.length; k++) if (mean[k]! > mean[best]!) best = k;
   const chart = curveChart(`${what}-confidence curve — ${esc(r.split)} split, ${r.images} images`, 'Confidence', what, grid);
-  classes.forEach((c, i) => chart.parts.push(`<path d="${chart.path(pick(c))}" fill="none" stroke="${PALETTE[i % PALETTE.length]}" stroke-width="1.5" opacity="0.85"/>`));
+  classes.forEach((c, i) =>
+    chart.parts.push(
+      `<path d="${chart.path(pick(c))}" fill="none" stroke="${PALETTE[i % PALETTE.length]}" stroke-width="1.5" opacity="0.85"/>`,
+    ),
+  );
   chart.parts.push(`<path d="${chart.path(mean)}" fill="none" stroke="#08306b" stroke-width="3"/>`);
   chart.legend('#08306b', `all classes ${f3(mean[best] ?? 0)} at ${f3(grid[best] ?? 0)}`, true);
   classes.forEach((c, i) => chart.legend(PALETTE[i % PALETTE.length]!, c.name));
@@ -94,7 +116,9 @@ export function prCurveSvg(r: EvalResult): string {
   const chart = curveChart(`Precision-recall (IoU 0.5) — ${esc(r.split)} split, ${r.images} images`, 'Recall', 'Precision', grid);
   const curves = r.prCurve.classes.filter((c) => c.precision);
   curves.forEach((c, i) => {
-    chart.parts.push(`<path d="${chart.path(c.precision!)}" fill="none" stroke="${PALETTE[i % PALETTE.length]}" stroke-width="1.5" opacity="0.85"/>`);
+    chart.parts.push(
+      `<path d="${chart.path(c.precision!)}" fill="none" stroke="${PALETTE[i % PALETTE.length]}" stroke-width="1.5" opacity="0.85"/>`,
+    );
   });
   if (curves.length) {
     const meanCurve = grid.map((_, k) => curves.reduce((s, c) => s + c.precision![k]!, 0) / curves.length);
@@ -120,13 +144,19 @@ function curveChart(title: string, xLabel: string, yLabel: string, grid: number[
   const Y = (v: number): number => m.t + (1 - v) * ph;
   const step = Math.max(1, Math.floor(grid.length / 250));
   const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, sans-serif" font-size="12">`);
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, sans-serif" font-size="12">`,
+  );
   parts.push(`<rect width="${W}" height="${H}" fill="white"/>`);
   parts.push(`<text x="${m.l}" y="24" font-size="15">${title}</text>`);
   for (let t = 0; t <= 10; t += 2) {
     const v = t / 10;
-    parts.push(`<line x1="${X(0)}" y1="${Y(v)}" x2="${X(1)}" y2="${Y(v)}" stroke="#ddd"/><text x="${m.l - 8}" y="${Y(v) + 4}" text-anchor="end">${v.toFixed(1)}</text>`);
-    parts.push(`<line x1="${X(v)}" y1="${Y(0)}" x2="${X(v)}" y2="${Y(1)}" stroke="#ddd"/><text x="${X(v)}" y="${Y(0) + 18}" text-anchor="middle">${v.toFixed(1)}</text>`);
+    parts.push(
+      `<line x1="${X(0)}" y1="${Y(v)}" x2="${X(1)}" y2="${Y(v)}" stroke="#ddd"/><text x="${m.l - 8}" y="${Y(v) + 4}" text-anchor="end">${v.toFixed(1)}</text>`,
+    );
+    parts.push(
+      `<line x1="${X(v)}" y1="${Y(0)}" x2="${X(v)}" y2="${Y(1)}" stroke="#ddd"/><text x="${X(v)}" y="${Y(0) + 18}" text-anchor="middle">${v.toFixed(1)}</text>`,
+    );
   }
   parts.push(`<rect x="${m.l}" y="${m.t}" width="${pw}" height="${ph}" fill="none" stroke="#333"/>`);
   parts.push(`<text x="${m.l + pw / 2}" y="${H - 12}" text-anchor="middle">${xLabel}</text>`);
@@ -139,7 +169,9 @@ function curveChart(title: string, xLabel: string, yLabel: string, grid: number[
   };
   let ly = m.t + 10;
   const legend = (color: string, text: string, wide = false): void => {
-    parts.push(`<line x1="${W - m.r + 16}" y1="${ly}" x2="${W - m.r + 40}" y2="${ly}" stroke="${color}" stroke-width="${wide ? 3 : 2}"/><text x="${W - m.r + 46}" y="${ly + 4}">${esc(text)}</text>`);
+    parts.push(
+      `<line x1="${W - m.r + 16}" y1="${ly}" x2="${W - m.r + 40}" y2="${ly}" stroke="${color}" stroke-width="${wide ? 3 : 2}"/><text x="${W - m.r + 46}" y="${ly + 4}">${esc(text)}</text>`,
+    );
     ly += 18;
   };
   return { parts, path, legend, done: () => [...parts, '</svg>'].join('\n') };
@@ -155,10 +187,16 @@ export function confusionSvg(r: EvalResult, normalize = false): string {
   const H = m.t + n * cell + m.b;
   const colSum = labels.map((_, j) => matrix.reduce((s, row) => s + row[j], 0));
   const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, sans-serif" font-size="12">`);
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, sans-serif" font-size="12">`,
+  );
   parts.push(`<rect width="${W}" height="${H}" fill="white"/>`);
-  parts.push(`<text x="40" y="24" font-size="15">Confusion matrix${normalize ? ' (normalised)' : ''} — ${esc(r.split)} split (conf &gt; ${conf}, IoU &gt; ${iou})</text>`);
-  parts.push(`<text x="40" y="44" fill="#555">${normalize ? 'share of each true class (column sums to 1)' : 'counts; shade = share of the true class (column)'}</text>`);
+  parts.push(
+    `<text x="40" y="24" font-size="15">Confusion matrix${normalize ? ' (normalised)' : ''} — ${esc(r.split)} split (conf &gt; ${conf}, IoU &gt; ${iou})</text>`,
+  );
+  parts.push(
+    `<text x="40" y="44" fill="#555">${normalize ? 'share of each true class (column sums to 1)' : 'counts; shade = share of the true class (column)'}</text>`,
+  );
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < n; j++) {
       const v = matrix[i][j];
@@ -168,7 +206,10 @@ export function confusionSvg(r: EvalResult, normalize = false): string {
       const x = m.l + j * cell;
       const y = m.t + i * cell;
       parts.push(`<rect x="${x}" y="${y}" width="${cell}" height="${cell}" fill="${v ? fill : '#fff'}" stroke="#ccc"/>`);
-      if (v) parts.push(`<text x="${x + cell / 2}" y="${y + cell / 2 + 4}" text-anchor="middle" fill="${share > 0.55 ? 'white' : 'black'}">${normalize ? share.toFixed(2) : v}</text>`);
+      if (v)
+        parts.push(
+          `<text x="${x + cell / 2}" y="${y + cell / 2 + 4}" text-anchor="middle" fill="${share > 0.55 ? 'white' : 'black'}">${normalize ? share.toFixed(2) : v}</text>`,
+        );
     }
     parts.push(`<text x="${m.l - 8}" y="${m.t + i * cell + cell / 2 + 4}" text-anchor="end">${esc(labels[i])}</text>`);
     const x = m.l + i * cell + cell / 2;

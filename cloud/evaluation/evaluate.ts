@@ -75,7 +75,15 @@ export interface ClassDetail extends PerClassResult {
 export interface PrCurves {
   /** Recall grid (x) for `precision`, and confidence grid for the P/R/F1 curves (same 1000 points). */
   grid: number[];
-  classes: Array<{ cls: number; name: string; ap50: number; precision: number[] | null; pAtConf: number[]; rAtConf: number[]; f1AtConf: number[] }>;
+  classes: Array<{
+    cls: number;
+    name: string;
+    ap50: number;
+    precision: number[] | null;
+    pAtConf: number[];
+    rAtConf: number[];
+    f1AtConf: number[];
+  }>;
   /** Confidence of the reported P/R operating point (best smoothed mean F1). */
   bestConf: number;
 }
@@ -113,9 +121,11 @@ function labelRows(item: YoloSplitItem, nc: number): Float32Array[] {
   item.labels.forEach((l, i) => {
     const row = Float32Array.of(l.cls, l.cx, l.cy, l.w, l.h);
     const where = `${item.labelPath} box ${i + 1}`;
-    if (!Number.isInteger(l.cls) || l.cls < 0 || l.cls >= nc) throw new LoupeError('LABEL_BAD_CLASS', `class ${l.cls} is not one of the data set's ${nc} classes`, { input: where });
+    if (!Number.isInteger(l.cls) || l.cls < 0 || l.cls >= nc)
+      throw new LoupeError('LABEL_BAD_CLASS', `class ${l.cls} is not one of the data set's ${nc} classes`, { input: where });
     for (let k = 1; k < 5; k++) {
-      if (row[k] > 1.01 || row[k] < -0.01) throw new LoupeError('LABEL_OUT_OF_RANGE', `coordinate ${row[k]} is not normalised to 0..1`, { input: where });
+      if (row[k] > 1.01 || row[k] < -0.01)
+        throw new LoupeError('LABEL_OUT_OF_RANGE', `coordinate ${row[k]} is not normalised to 0..1`, { input: where });
     }
     const key = row.join(',');
     if (!seen.has(key)) {
@@ -168,7 +178,10 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalResult> {
   if (!existsSync(opts.data)) throw new LoupeError('DATA_MISSING', 'data set description not found', { input: opts.data });
   const ds = readYoloDataset(opts.data);
   const items = ds.splits[split];
-  if (!items) throw new LoupeError('DATA_NO_SPLIT', `data set has no '${split}' split (it has: ${Object.keys(ds.splits).join(', ') || 'none'})`, { input: ds.yamlPath });
+  if (!items)
+    throw new LoupeError('DATA_NO_SPLIT', `data set has no '${split}' split (it has: ${Object.keys(ds.splits).join(', ') || 'none'})`, {
+      input: ds.yamlPath,
+    });
   if (items.length === 0) throw new LoupeError('DATA_EMPTY_SPLIT', `the '${split}' split has no images`, { input: ds.yamlPath });
 
   const owned = typeof opts.model === 'string';
@@ -176,7 +189,11 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalResult> {
   try {
     const names = det.info.names;
     if (ds.names.length !== names.length) {
-      throw new LoupeError('EVAL_CLASS_MISMATCH', `data set has ${ds.names.length} classes (${ds.names.join(', ')}) but the model has ${names.length} (${names.join(', ')})`, { input: ds.yamlPath });
+      throw new LoupeError(
+        'EVAL_CLASS_MISMATCH',
+        `data set has ${ds.names.length} classes (${ds.names.join(', ')}) but the model has ${names.length} (${names.join(', ')})`,
+        { input: ds.yamlPath },
+      );
     }
     const nc = names.length;
     const cm = new ConfusionMatrix(nc, conf);
@@ -219,9 +236,16 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalResult> {
           height: res.height,
           labels: rows.map((row) => {
             const [c, cx, cy, w, h] = row;
-            return { cls: c!, xyxy: [(cx! - w! / 2) * res.width, (cy! - h! / 2) * res.height, (cx! + w! / 2) * res.width, (cy! + h! / 2) * res.height] };
+            return {
+              cls: c!,
+              xyxy: [(cx! - w! / 2) * res.width, (cy! - h! / 2) * res.height, (cx! + w! / 2) * res.width, (cy! + h! / 2) * res.height],
+            };
           }),
-          predictions: Array.from(res.conf, (cf, i) => ({ cls: res.cls[i]!, conf: cf, xyxy: [orig[i * 4]!, orig[i * 4 + 1]!, orig[i * 4 + 2]!, orig[i * 4 + 3]!] as [number, number, number, number] })),
+          predictions: Array.from(res.conf, (cf, i) => ({
+            cls: res.cls[i]!,
+            conf: cf,
+            xyxy: [orig[i * 4]!, orig[i * 4 + 1]!, orig[i * 4 + 2]!, orig[i * 4 + 3]!] as [number, number, number, number],
+          })),
         });
       }
       speed.decode += res.timings.decodeMs;

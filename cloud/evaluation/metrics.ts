@@ -11,7 +11,10 @@
 const fr = Math.fround;
 
 /** torch.linspace(0.5, 0.95, 10) in float32, as the validator's iouv. */
-export const IOU_THRESHOLDS: readonly number[] = [0.5, 0.550000011920929, 0.6000000238418579, 0.6499999761581421, 0.699999988079071, 0.75, 0.800000011920929, 0.8500000238418579, 0.8999999761581421, 0.949999988079071];
+export const IOU_THRESHOLDS: readonly number[] = [
+  0.5, 0.550000011920929, 0.6000000238418579, 0.6499999761581421, 0.699999988079071, 0.75, 0.800000011920929, 0.8500000238418579,
+  0.8999999761581421, 0.949999988079071,
+];
 export const NIOU = IOU_THRESHOLDS.length;
 const EPS_IOU = fr(1e-7);
 
@@ -333,7 +336,8 @@ export class ConfusionMatrix {
     const ithr = fr(this.iou);
     // [gt, det, iou] for iou > thr, in torch.where's row-major order
     let matches: number[][] = [];
-    for (let g = 0; g < gCls.length; g++) for (let d = 0; d < keep.length; d++) if (iou[g * keep.length + d] > ithr) matches.push([g, d, iou[g * keep.length + d]]);
+    for (let g = 0; g < gCls.length; g++)
+      for (let d = 0; d < keep.length; d++) if (iou[g * keep.length + d] > ithr) matches.push([g, d, iou[g * keep.length + d]]);
     if (matches.length > 1) {
       const byIouDesc = (rows: number[][]): number[][] =>
         argsortAsc(

@@ -21,13 +21,19 @@ export const DEFAULT_GATE: GateConfig = { metric: 'map50', threshold: 0.5, toler
 export function validateGateConfig(c: Partial<GateConfig>): GateConfig {
   const out = { ...DEFAULT_GATE, ...Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined)) } as GateConfig;
   if (!(GATE_METRICS as readonly string[]).includes(out.metric)) {
-    throw new LoupeError('GATE_BAD_CONFIG', `metric must be one of ${GATE_METRICS.join(', ')}, got "${out.metric}"`, { input: 'gate.metric' });
+    throw new LoupeError('GATE_BAD_CONFIG', `metric must be one of ${GATE_METRICS.join(', ')}, got "${out.metric}"`, {
+      input: 'gate.metric',
+    });
   }
   if (!Number.isFinite(out.threshold) || out.threshold < 0 || out.threshold > 1) {
-    throw new LoupeError('GATE_BAD_CONFIG', `threshold must be a number in [0, 1], got ${String(out.threshold)}`, { input: 'gate.threshold' });
+    throw new LoupeError('GATE_BAD_CONFIG', `threshold must be a number in [0, 1], got ${String(out.threshold)}`, {
+      input: 'gate.threshold',
+    });
   }
   if (!Number.isFinite(out.tolerance) || out.tolerance < 0 || out.tolerance > 1) {
-    throw new LoupeError('GATE_BAD_CONFIG', `tolerance must be a number in [0, 1], got ${String(out.tolerance)}`, { input: 'gate.tolerance' });
+    throw new LoupeError('GATE_BAD_CONFIG', `tolerance must be a number in [0, 1], got ${String(out.tolerance)}`, {
+      input: 'gate.tolerance',
+    });
   }
   if (!['test', 'val', 'train'].includes(out.split)) {
     throw new LoupeError('GATE_BAD_CONFIG', `split must be test, val or train, got "${out.split}"`, { input: 'gate.split' });

@@ -37,7 +37,10 @@ export function iou(a: Box | number[], b: Box | number[]): number {
 }
 
 /** Greedy matching by confidence: which truths each prediction set finds, and its false positives. */
-export function matchAtOperatingPoint(truth: { cls: number; xyxy: Box }[], preds: { cls: number; conf: number; xyxy: Box }[]): { found: Set<number>; falsePositives: number[] } {
+export function matchAtOperatingPoint(
+  truth: { cls: number; xyxy: Box }[],
+  preds: { cls: number; conf: number; xyxy: Box }[],
+): { found: Set<number>; falsePositives: number[] } {
   const found = new Set<number>();
   const falsePositives: number[] = [];
   const order = preds.map((_, i) => i).sort((a, b) => preds[b]!.conf - preds[a]!.conf);
@@ -69,7 +72,8 @@ export function imageDifferences(challenger: ImageDetail[], champion: ImageDetai
     const cp = b.predictions.filter((p) => p.conf > DIFF_CONF);
     const mA = matchAtOperatingPoint(a.labels, ch);
     const mB = matchAtOperatingPoint(a.labels, cp);
-    const overlapsAny = (box: { cls: number; xyxy: Box }, others: { cls: number; xyxy: Box }[]) => others.some((o) => o.cls === box.cls && iou(o.xyxy, box.xyxy) >= DIFF_IOU);
+    const overlapsAny = (box: { cls: number; xyxy: Box }, others: { cls: number; xyxy: Box }[]) =>
+      others.some((o) => o.cls === box.cls && iou(o.xyxy, box.xyxy) >= DIFF_IOU);
     const fpA = mA.falsePositives.map((i) => ch[i]!);
     const fpB = mB.falsePositives.map((i) => cp[i]!);
     const d: ImageDifference = {
@@ -87,5 +91,9 @@ export function imageDifferences(challenger: ImageDetail[], champion: ImageDetai
     if (d.newMisses.length + d.fixedMisses.length + d.newFalsePositives.length + d.removedFalsePositives.length) out.push(d);
   }
   // Worst first: new misses, then new false positives.
-  return out.sort((x, y) => y.newMisses.length * 2 + y.newFalsePositives.length - (x.newMisses.length * 2 + x.newFalsePositives.length) || (x.image < y.image ? -1 : 1));
+  return out.sort(
+    (x, y) =>
+      y.newMisses.length * 2 + y.newFalsePositives.length - (x.newMisses.length * 2 + x.newFalsePositives.length) ||
+      (x.image < y.image ? -1 : 1),
+  );
 }

@@ -23,4 +23,5 @@ export function toGateScore(r: EvalResult): { summary: EvalSummary; curves: PrCu
   return { summary, curves, ...(r.imagesDetail ? { images: r.imagesDetail } : {}) };
 }
 
-export const loupeEvaluator: EvaluateFn = async (model, data, split) => toGateScore(await evaluate({ model, data, split, keepImages: true }));
+export const loupeEvaluator: EvaluateFn = async (model, data, split) =>
+  toGateScore(await evaluate({ model, data, split, keepImages: true }));

@@ -18,7 +18,11 @@ import type { GateSummary } from '../registry/types.js';
  *   await writeGateReport(report, dir)   // gate.json + gate.html
  *   gateSummary(report, paths.json)      // what the registry keeps
  */
-export type EvaluateFn = (model: string, data: string, split: GateConfig['split']) => Promise<{ summary: EvalSummary; curves: PrCurve[]; images?: ImageDetail[] }>;
+export type EvaluateFn = (
+  model: string,
+  data: string,
+  split: GateConfig['split'],
+) => Promise<{ summary: EvalSummary; curves: PrCurve[]; images?: ImageDetail[] }>;
 
 export interface GateInput {
   challenger: { ref: string | null; onnx: string };
@@ -30,17 +34,29 @@ export interface GateInput {
   log?: Logger;
 }
 
-async function score(evaluate: EvaluateFn, ref: string | null, model: string, data: string, split: GateConfig['split']): Promise<{ score: ModelScore; images?: ImageDetail[] }> {
+async function score(
+  evaluate: EvaluateFn,
+  ref: string | null,
+  model: string,
+  data: string,
+  split: GateConfig['split'],
+): Promise<{ score: ModelScore; images?: ImageDetail[] }> {
   const t0 = performance.now();
   const { summary, curves, images } = await evaluate(model, data, split);
   // The digest ties the report to the bytes scored (registering another file with it is refused).
-  return { score: { ref, model, sha256: await sha256File(model), eval: summary, curves, seconds: (performance.now() - t0) / 1000 }, images };
+  return {
+    score: { ref, model, sha256: await sha256File(model), eval: summary, curves, seconds: (performance.now() - t0) / 1000 },
+    images,
+  };
 }
 
 export async function runGate(input: GateInput): Promise<GateReport> {
   const config = validateGateConfig(input.config ?? {});
   const log = input.log ?? silentLogger;
-  log.info({ challenger: input.challenger.ref ?? input.challenger.onnx, champion: input.champion?.ref ?? null, split: config.split }, 'gate: scoring challenger');
+  log.info(
+    { challenger: input.challenger.ref ?? input.challenger.onnx, champion: input.champion?.ref ?? null, split: config.split },
+    'gate: scoring challenger',
+  );
   const ch = await score(input.evaluate, input.challenger.ref, input.challenger.onnx, input.data, config.split);
   const challenger = ch.score;
   let champion: ModelScore | null = null;

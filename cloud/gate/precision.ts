@@ -31,13 +31,23 @@ export interface PrecisionChoice {
 const f = (x: number) => x.toFixed(4);
 
 export function choosePrecision(cfg: Pick<Int8Config, 'tolerance' | 'metric'>, fp32: number, int8: number | null): PrecisionChoice {
-  if (!(GATE_METRICS as readonly string[]).includes(cfg.metric)) throw new LoupeError('GATE_BAD_CONFIG', `metric must be one of ${GATE_METRICS.join(', ')}, got "${cfg.metric}"`, { input: 'int8.metric' });
-  if (!Number.isFinite(cfg.tolerance) || cfg.tolerance < 0 || cfg.tolerance > 1) throw new LoupeError('GATE_BAD_CONFIG', `tolerance must be a number in [0, 1], got ${String(cfg.tolerance)}`, { input: 'int8.tolerance' });
+  if (!(GATE_METRICS as readonly string[]).includes(cfg.metric))
+    throw new LoupeError('GATE_BAD_CONFIG', `metric must be one of ${GATE_METRICS.join(', ')}, got "${cfg.metric}"`, {
+      input: 'int8.metric',
+    });
+  if (!Number.isFinite(cfg.tolerance) || cfg.tolerance < 0 || cfg.tolerance > 1)
+    throw new LoupeError('GATE_BAD_CONFIG', `tolerance must be a number in [0, 1], got ${String(cfg.tolerance)}`, {
+      input: 'int8.tolerance',
+    });
   const m = cfg.metric;
   const base = { metric: m, fp32, int8, tolerance: cfg.tolerance };
   if (int8 === null) return { ...base, deployed: 'fp32', reason: 'no int8 model (quantization off)' };
   const floor = fp32 - cfg.tolerance;
   return int8 >= floor
     ? { ...base, deployed: 'int8', reason: `int8 ${m} ${f(int8)} >= fp32 ${f(fp32)} - tolerance ${f(cfg.tolerance)}` }
-    : { ...base, deployed: 'fp32', reason: `int8 ${m} ${f(int8)} < fp32 ${f(fp32)} - tolerance ${f(cfg.tolerance)} = ${f(floor)}: the fleet keeps fp32` };
+    : {
+        ...base,
+        deployed: 'fp32',
+        reason: `int8 ${m} ${f(int8)} < fp32 ${f(fp32)} - tolerance ${f(cfg.tolerance)} = ${f(floor)}: the fleet keeps fp32`,
+      };
 }

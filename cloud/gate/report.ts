@@ -63,13 +63,28 @@ export async function differencePictures(r: GateReport): Promise<Map<string, { c
   const name = (c: number) => names.get(c) ?? String(c);
   for (const d of (r.differences ?? []).slice(0, DIFF_PICTURES)) {
     const truth: DrawBox[] = d.truth.map((t) => ({ xyxy: t.xyxy, color: '#22c55e', dashed: true }));
-    const side = async (preds: ImageDifference['challenger'], flagged: number[], flagLabel: string, misses: number[], missLabel: string): Promise<string> => {
+    const side = async (
+      preds: ImageDifference['challenger'],
+      flagged: number[],
+      flagLabel: string,
+      misses: number[],
+      missLabel: string,
+    ): Promise<string> => {
       const boxes: DrawBox[] = [
         ...truth,
         ...misses.map((k) => ({ xyxy: d.truth[k]!.xyxy, color: '#d946ef', dashed: true, label: missLabel })),
-        ...preds.map((p, i) => (flagged.includes(i) ? { xyxy: p.xyxy, color: '#f97316', label: `${flagLabel} ${p.conf.toFixed(2)}` } : { xyxy: p.xyxy, color: classColor(p.cls), label: `${name(p.cls)} ${p.conf.toFixed(2)}` })),
+        ...preds.map((p, i) =>
+          flagged.includes(i)
+            ? { xyxy: p.xyxy, color: '#f97316', label: `${flagLabel} ${p.conf.toFixed(2)}` }
+            : { xyxy: p.xyxy, color: classColor(p.cls), label: `${name(p.cls)} ${p.conf.toFixed(2)}` },
+        ),
       ];
-      const jpg = await (await annotate(d.image, boxes)).resize({ width: Math.min(d.width, 480), withoutEnlargement: true }).jpeg({ quality: 80 }).toBuffer();
+      const jpg = await (
+        await annotate(d.image, boxes)
+      )
+        .resize({ width: Math.min(d.width, 480), withoutEnlargement: true })
+        .jpeg({ quality: 80 })
+        .toBuffer();
       return `data:image/jpeg;base64,${jpg.toString('base64')}`;
     };
     out.set(d.image, {
@@ -94,7 +109,12 @@ Truth is green (dashed); a truth box the challenger newly misses is magenta; its
     .slice(0, DIFF_PICTURES)
     .map((d) => {
       const p = pictures.get(d.image);
-      const what = [d.newMisses.length ? `${d.newMisses.length} new miss${d.newMisses.length > 1 ? 'es' : ''}` : '', d.newFalsePositives.length ? `${d.newFalsePositives.length} new FP` : '', d.fixedMisses.length ? `${d.fixedMisses.length} fixed` : '', d.removedFalsePositives.length ? `${d.removedFalsePositives.length} FP gone` : '']
+      const what = [
+        d.newMisses.length ? `${d.newMisses.length} new miss${d.newMisses.length > 1 ? 'es' : ''}` : '',
+        d.newFalsePositives.length ? `${d.newFalsePositives.length} new FP` : '',
+        d.fixedMisses.length ? `${d.fixedMisses.length} fixed` : '',
+        d.removedFalsePositives.length ? `${d.removedFalsePositives.length} FP gone` : '',
+      ]
         .filter(Boolean)
         .join(', ');
       return `<div class="diff"><div class="cap"><code>${esc(d.image.split('/').pop() ?? d.image)}</code> — ${esc(what)}</div>
@@ -194,8 +214,21 @@ export function renderGateHtml(r: GateReport, pictures: Map<string, { champion: 
       const series: Series[] = [];
       const a = ch.curves.find((c) => c.cls === cls);
       const b = cp?.curves.find((c) => c.cls === cls);
-      if (a) series.push({ label: `challenger ${ch.ref ?? ''} AP50 ${num(a.ap50 ?? ch.eval.per_class.find((c) => c.cls === cls)?.ap50, 3)}`, color: '#1f77b4', recall: a.recall, precision: a.precision });
-      if (b && cp) series.push({ label: `champion ${cp.ref ?? ''} AP50 ${num(b.ap50 ?? cp.eval.per_class.find((c) => c.cls === cls)?.ap50, 3)}`, color: '#ff7f0e', dash: '6 4', recall: b.recall, precision: b.precision });
+      if (a)
+        series.push({
+          label: `challenger ${ch.ref ?? ''} AP50 ${num(a.ap50 ?? ch.eval.per_class.find((c) => c.cls === cls)?.ap50, 3)}`,
+          color: '#1f77b4',
+          recall: a.recall,
+          precision: a.precision,
+        });
+      if (b && cp)
+        series.push({
+          label: `champion ${cp.ref ?? ''} AP50 ${num(b.ap50 ?? cp.eval.per_class.find((c) => c.cls === cls)?.ap50, 3)}`,
+          color: '#ff7f0e',
+          dash: '6 4',
+          recall: b.recall,
+          precision: b.precision,
+        });
       return series.length ? `<figure>${prChartSvg(`PR curve: ${name}`, series)}</figure>` : '';
     })
     .join('\n');

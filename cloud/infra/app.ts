@@ -50,8 +50,18 @@ export function buildApp(c: InfraConfig, o: { outdir?: string; context?: Record<
   const props = (description: string) => ({ env, description: `loupe: ${description}` });
   const storage = new StorageStack(app, n.stack('storage'), c, props('buckets and image repository'));
   const edge = new EdgeStack(app, n.stack('edge'), c, props('what devices need to join the fleet'));
-  const labelling = new LabellingStack(app, n.stack('labelling'), c, { thingGroupArn: edge.thingGroupArn }, props('labelling state machine, feature group'));
-  const shared = { thingGroupArn: edge.thingGroupArn, groundTruthRoleArn: `arn:${Aws.PARTITION}:iam::${c.account ?? Aws.ACCOUNT_ID}:role/${n.groundTruthRole}`, featureGroupName: labelling.featureGroupName };
+  const labelling = new LabellingStack(
+    app,
+    n.stack('labelling'),
+    c,
+    { thingGroupArn: edge.thingGroupArn },
+    props('labelling state machine, feature group'),
+  );
+  const shared = {
+    thingGroupArn: edge.thingGroupArn,
+    groundTruthRoleArn: `arn:${Aws.PARTITION}:iam::${c.account ?? Aws.ACCOUNT_ID}:role/${n.groundTruthRole}`,
+    featureGroupName: labelling.featureGroupName,
+  };
   const modelBuild = new ModelBuildStack(app, n.stack('model-build'), c, shared, props('model-build pipeline'));
   const deploy = new DeployStack(app, n.stack('deploy'), c, shared, props('approval → fleet deployment'));
   // Buckets are referred to by name (layout.ts), and the labelling state machine starts the pipeline by name.

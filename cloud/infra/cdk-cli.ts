@@ -34,7 +34,10 @@ export function cdkBin(): string {
   try {
     pkg = require.resolve('aws-cdk/package.json');
   } catch {
-    throw new LoupeError('INFRA_NO_CDK', 'the AWS CDK CLI (npm package aws-cdk, a development dependency) is not installed: run npm ci in the checkout');
+    throw new LoupeError(
+      'INFRA_NO_CDK',
+      'the AWS CDK CLI (npm package aws-cdk, a development dependency) is not installed: run npm ci in the checkout',
+    );
   }
   const bin = (require(pkg) as { bin: Record<string, string> }).bin.cdk!;
   return join(dirname(pkg), bin);

@@ -25,25 +25,48 @@ import { DEFAULT_ROLLOUT } from '../publish/greengrass-aws.js';
 const region = z
   .string()
   .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected an AWS region such as eu-west-1')
-  .refine((r) => r in GROUND_TRUTH_LAMBDA_ACCOUNTS, { message: `Ground Truth's built-in task Lambdas exist only in ${Object.keys(GROUND_TRUTH_LAMBDA_ACCOUNTS).join(', ')}` });
-const name = z.string().regex(/^[a-z][a-z0-9-]{1,22}[a-z0-9]$/, 'expected 3-24 lowercase letters, digits and hyphens, starting with a letter');
-const ecrImage = z.string().regex(/^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?\/[a-z0-9._/-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$/, 'expected "asset" or an ECR image URI with a tag or digest');
+  .refine((r) => r in GROUND_TRUTH_LAMBDA_ACCOUNTS, {
+    message: `Ground Truth's built-in task Lambdas exist only in ${Object.keys(GROUND_TRUTH_LAMBDA_ACCOUNTS).join(', ')}`,
+  });
+const name = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{1,22}[a-z0-9]$/, 'expected 3-24 lowercase letters, digits and hyphens, starting with a letter');
+const ecrImage = z
+  .string()
+  .regex(
+    /^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?\/[a-z0-9._/-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$/,
+    'expected "asset" or an ECR image URI with a tag or digest',
+  );
 const image = z.union([z.literal('asset'), ecrImage]);
 const instanceType = z.string().regex(/^ml\.[a-z0-9]+\.[a-z0-9]+$/, 'expected a SageMaker instance type such as ml.g4dn.xlarge');
 /** EventBridge schedule expressions: rate(N unit) or cron(6 fields). */
-const schedule = z.string().regex(/^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(\S+ \S+ \S+ \S+ \S+ \S+\))$/, 'expected rate(1 day) or cron(...) (EventBridge schedule expression)');
+const schedule = z
+  .string()
+  .regex(
+    /^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(\S+ \S+ \S+ \S+ \S+ \S+\))$/,
+    'expected rate(1 day) or cron(...) (EventBridge schedule expression)',
+  );
 const semver = z.string().regex(/^\d+\.\d+\.\d+$/, 'expected a component version such as 1.0.0');
 
 export const infraConfigSchema = z
   .object({
     name: name.default('loupe'),
     region,
-    account: z.string().regex(/^\d{12}$/, 'expected a 12-digit AWS account id').optional(),
-    group: z.string().regex(/^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$/, 'expected a model package group name (letters, digits, hyphens)').default('metal-tags'),
+    account: z
+      .string()
+      .regex(/^\d{12}$/, 'expected a 12-digit AWS account id')
+      .optional(),
+    group: z
+      .string()
+      .regex(/^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$/, 'expected a model package group name (letters, digits, hyphens)')
+      .default('metal-tags'),
     classes: z.array(z.string().min(1)).min(1).default(['scratch']),
     storage: z
       .object({
-        uploadPrefix: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'expected one key prefix segment such as incoming').default('incoming'),
+        uploadPrefix: z
+          .string()
+          .regex(/^[a-z0-9][a-z0-9_-]*$/, 'expected one key prefix segment such as incoming')
+          .default('incoming'),
         /** Raw uploads move to S3 Standard-IA after this many days and expire after `expireDays`. */
         infrequentAccessDays: z.number().int().min(30).default(30),
         expireDays: z.number().int().min(1).default(365),
@@ -52,10 +75,16 @@ export const infraConfigSchema = z
       })
       .strict()
       .default({ uploadPrefix: 'incoming', infrequentAccessDays: 30, expireDays: 365, removalPolicy: 'retain' })
-      .refine((s) => s.expireDays > s.infrequentAccessDays, { message: 'expireDays must be later than infrequentAccessDays', path: ['expireDays'] }),
+      .refine((s) => s.expireDays > s.infrequentAccessDays, {
+        message: 'expireDays must be later than infrequentAccessDays',
+        path: ['expireDays'],
+      }),
     edge: z
       .object({
-        thingGroupName: z.string().regex(/^[a-zA-Z0-9:_-]{1,128}$/, 'expected an IoT thing group name').default('loupe-fleet'),
+        thingGroupName: z
+          .string()
+          .regex(/^[a-zA-Z0-9:_-]{1,128}$/, 'expected an IoT thing group name')
+          .default('loupe-fleet'),
         /** Component versions for the thing group's first deployment; without them no deployment is made (`loupe publish` does it). */
         components: z.record(z.string().regex(/^loupe\.[A-Za-z]+$/, 'expected a loupe component name'), semver).optional(),
         rollout: rolloutSchema.default({}),
@@ -73,7 +102,12 @@ export const infraConfigSchema = z
         minUploads: z.number().int().min(0).default(100),
         pollMinutes: z.number().int().min(1).max(1440).default(15),
         /** Give up on one execution after this long (Ground Truth tasks stay available up to 10 days). */
-        timeoutHours: z.number().int().min(1).max(24 * 365).default(24 * 11),
+        timeoutHours: z
+          .number()
+          .int()
+          .min(1)
+          .max(24 * 365)
+          .default(24 * 11),
         taskTimeLimitSeconds: z.number().int().min(30).max(28800).default(600),
         taskAvailabilitySeconds: z.number().int().min(60).max(864000).default(864000),
       })
@@ -85,7 +119,12 @@ export const infraConfigSchema = z
         epochs: z.number().int().min(1).default(30),
         imgsz: z.number().int().min(32).multipleOf(32).default(480),
         batch: z.number().int().min(1).default(16),
-        maxRuntimeSeconds: z.number().int().min(60).max(432000).default(3 * 3600),
+        maxRuntimeSeconds: z
+          .number()
+          .int()
+          .min(60)
+          .max(432000)
+          .default(3 * 3600),
         approval: z.enum(['manual', 'auto']).default('manual'),
         gate: z
           .object({
@@ -110,12 +149,20 @@ export const infraConfigSchema = z
         approval: 'manual',
         gate: { metric: 'map50', threshold: 0.5, tolerance: 0.02, split: 'test' },
       }),
-    images: z.object({ training: image.default('asset'), cloud: image.default('asset') }).strict().default({ training: 'asset', cloud: 'asset' }),
+    images: z
+      .object({ training: image.default('asset'), cloud: image.default('asset') })
+      .strict()
+      .default({ training: 'asset', cloud: 'asset' }),
   })
   .strict()
   .superRefine((c, ctx) => {
     const m = /^arn:aws[\w-]*:sagemaker:([a-z0-9-]+):/.exec(c.labelling.workteamArn);
-    if (m && m[1] !== c.region) ctx.addIssue({ code: 'custom', path: ['labelling', 'workteamArn'], message: `the workteam is in ${m[1]}, the app in ${c.region}: Ground Truth needs both in one region` });
+    if (m && m[1] !== c.region)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['labelling', 'workteamArn'],
+        message: `the workteam is in ${m[1]}, the app in ${c.region}: Ground Truth needs both in one region`,
+      });
   });
 
 export type InfraConfig = z.infer<typeof infraConfigSchema>;
@@ -129,14 +176,24 @@ export function parseInfraConfig(raw: unknown, source: string): InfraConfig {
     const issue = r.error.issues[0]!;
     const key = issue.path.join('.') || '(root)';
     let value: unknown = raw;
-    for (const p of issue.path) value = value && typeof value === 'object' ? (value as Record<string | number, unknown>)[p as string] : undefined;
-    throw new LoupeError('INFRA_BAD_CONFIG', `${key}: ${issue.message}${value !== undefined && typeof value !== 'object' ? ` (got ${JSON.stringify(value)})` : ''}`, { input: source });
+    for (const p of issue.path)
+      value = value && typeof value === 'object' ? (value as Record<string | number, unknown>)[p as string] : undefined;
+    throw new LoupeError(
+      'INFRA_BAD_CONFIG',
+      `${key}: ${issue.message}${value !== undefined && typeof value !== 'object' ? ` (got ${JSON.stringify(value)})` : ''}`,
+      { input: source },
+    );
   }
   return r.data;
 }
 
 export function readInfraConfig(path: string): InfraConfig {
-  if (!existsSync(path)) throw new LoupeError('INFRA_NO_CONFIG', 'configuration not found (see cloud/infra/README.md; an example: cloud/infra/loupe.infra.example.json)', { input: path });
+  if (!existsSync(path))
+    throw new LoupeError(
+      'INFRA_NO_CONFIG',
+      'configuration not found (see cloud/infra/README.md; an example: cloud/infra/loupe.infra.example.json)',
+      { input: path },
+    );
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(path, 'utf8'));

@@ -44,8 +44,17 @@ export class LoupeFunction extends Construct {
     ];
     if (p.home) {
       statements.push(
-        new iam.PolicyStatement({ sid: 'ListHome', actions: ['s3:ListBucket'], resources: [p.home.bucketArn], conditions: { StringLike: { 's3:prefix': [`${ML_PREFIX.home}*`] } } }),
-        new iam.PolicyStatement({ sid: 'ReadWriteHome', actions: ['s3:GetObject', 's3:PutObject'], resources: [p.home.arnForObjects(`${ML_PREFIX.home}*`)] }),
+        new iam.PolicyStatement({
+          sid: 'ListHome',
+          actions: ['s3:ListBucket'],
+          resources: [p.home.bucketArn],
+          conditions: { StringLike: { 's3:prefix': [`${ML_PREFIX.home}*`] } },
+        }),
+        new iam.PolicyStatement({
+          sid: 'ReadWriteHome',
+          actions: ['s3:GetObject', 's3:PutObject'],
+          resources: [p.home.arnForObjects(`${ML_PREFIX.home}*`)],
+        }),
       );
     }
     this.role = new iam.Role(this, 'Role', {
@@ -65,10 +74,18 @@ export class LoupeFunction extends Construct {
       environment: p.environment,
     });
     const acks: NagAcknowledgement[] = [
-      { id: wildcardResource(this, logGroup.logGroupArn), reason: "Log streams are created by Lambda at run time inside the function's own log group." },
+      {
+        id: wildcardResource(this, logGroup.logGroupArn),
+        reason: "Log streams are created by Lambda at run time inside the function's own log group.",
+      },
       ...(p.acknowledgements ?? []),
     ];
-    if (p.home) acks.push({ id: wildcardResource(this, p.home.arnForObjects(`${ML_PREFIX.home}*`)), reason: 'The loop home holds files named at run time (SQLite stores, registry artefacts by digest); the grant is limited to the home prefix.' });
+    if (p.home)
+      acks.push({
+        id: wildcardResource(this, p.home.arnForObjects(`${ML_PREFIX.home}*`)),
+        reason:
+          'The loop home holds files named at run time (SQLite stores, registry artefacts by digest); the grant is limited to the home prefix.',
+      });
     nagSuppress(this.role, acks);
   }
 }
@@ -83,9 +100,17 @@ export function appBuckets(scope: Construct, c: InfraConfig): { uploads: s3.IBuc
 export type StepRefs = Pick<CloudRefs, 'thingGroupArn' | 'groundTruthRoleArn' | 'featureGroupName'>;
 
 /** The environment of a function that runs the loop's steps: its loop.json (the AWS ports) and the loop home in S3. */
-export function stepEnvironment(scope: Construct, c: InfraConfig, buckets: { uploads: s3.IBucket; ml: s3.IBucket }, refs: StepRefs): Record<string, string> {
+export function stepEnvironment(
+  scope: Construct,
+  c: InfraConfig,
+  buckets: { uploads: s3.IBucket; ml: s3.IBucket },
+  refs: StepRefs,
+): Record<string, string> {
   const config = cloudLoopConfig(c, { uploadsBucket: buckets.uploads.bucketName, mlBucket: buckets.ml.bucketName, ...refs });
-  return { [RUNTIME_ENV.config]: Stack.of(scope).toJsonString(config), [RUNTIME_ENV.home]: `s3://${buckets.ml.bucketName}/${ML_PREFIX.home}` };
+  return {
+    [RUNTIME_ENV.config]: Stack.of(scope).toJsonString(config),
+    [RUNTIME_ENV.home]: `s3://${buckets.ml.bucketName}/${ML_PREFIX.home}`,
+  };
 }
 
 /** `arn:<partition>:<service>:<region>:<account>:<resource>` of the stack. */

@@ -53,7 +53,12 @@ export interface ImageRef {
  * ECR URI given), defined in `scope`. Stacks that run the same asset each define it: one build
  * and push (same hash), and no cross-stack reference to the asset repository.
  */
-export function imageRef(scope: Construct, id: string, configured: string, source: { directory: string; file: string; exclude?: string[] }): ImageRef {
+export function imageRef(
+  scope: Construct,
+  id: string,
+  configured: string,
+  source: { directory: string; file: string; exclude?: string[] },
+): ImageRef {
   if (configured !== 'asset') {
     const m = /^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?\/([^:@]+)(?::([\w.-]+)|@(sha256:[0-9a-f]{64}))$/.exec(configured);
     if (!m) throw new LoupeError('INFRA_BAD_IMAGE', 'expected an ECR image URI with a tag or digest', { input: configured });
@@ -64,7 +69,12 @@ export function imageRef(scope: Construct, id: string, configured: string, sourc
     const tag = m[4] ?? m[5]!;
     return { uri: configured, repository, tag, lambdaCode: (cmd) => lambda.DockerImageCode.fromEcr(repository, { tagOrDigest: tag, cmd }) };
   }
-  const asset = new DockerImageAsset(scope, id, { directory: source.directory, file: source.file, exclude: source.exclude, platform: Platform.LINUX_AMD64 });
+  const asset = new DockerImageAsset(scope, id, {
+    directory: source.directory,
+    file: source.file,
+    exclude: source.exclude,
+    platform: Platform.LINUX_AMD64,
+  });
   return {
     uri: asset.imageUri,
     repository: asset.repository,

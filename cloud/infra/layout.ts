@@ -39,7 +39,11 @@ export function namesOf(c: InfraConfig) {
   // (the account may be a token: `${AWS::AccountId}` in an account-agnostic template).
   const account = c.account ?? Aws.ACCOUNT_ID;
   return {
-    buckets: { uploads: `${n}-uploads-${account}-${c.region}`, ml: `${n}-ml-${account}-${c.region}`, logs: `${n}-logs-${account}-${c.region}` },
+    buckets: {
+      uploads: `${n}-uploads-${account}-${c.region}`,
+      ml: `${n}-ml-${account}-${c.region}`,
+      logs: `${n}-logs-${account}-${c.region}`,
+    },
     stack: (part: 'storage' | 'edge' | 'labelling' | 'model-build' | 'deploy') => `${n}-${part}`,
     featureGroup: `${n}-labels`,
     pipeline: `${n}-model-build`,
@@ -69,7 +73,12 @@ export function cloudLoopConfig(c: InfraConfig, r: CloudRefs, o: { person?: bool
     classes: c.classes,
     storage: { backend: 's3', region: c.region, bucket: r.uploadsBucket, prefix: `${c.storage.uploadPrefix}/` },
     aws: { region: c.region, roleArn: r.groundTruthRoleArn, bucket: r.mlBucket, namePrefix: namesOf(c).jobPrefix },
-    labelStore: { backend: 'featurestore', featureGroupName: r.featureGroupName, createGroup: false, offlineStoreS3Uri: `s3://${r.mlBucket}/${ML_PREFIX.featureStore}` },
+    labelStore: {
+      backend: 'featurestore',
+      featureGroupName: r.featureGroupName,
+      createGroup: false,
+      offlineStoreS3Uri: `s3://${r.mlBucket}/${ML_PREFIX.featureStore}`,
+    },
     labeling: {
       backend: 'groundtruth',
       workersPerImage: l.workersPerImage,
@@ -89,7 +98,16 @@ export function cloudLoopConfig(c: InfraConfig, r: CloudRefs, o: { person?: bool
       imgsz: mb.imgsz,
       batch: mb.batch,
       ...(o.person && r.trainingImage && r.trainingRoleArn
-        ? { backend: 'sagemaker' as const, sagemaker: { image: r.trainingImage, roleArn: r.trainingRoleArn, prefix: ML_PREFIX.training, instanceType: mb.trainingInstanceType, maxRuntimeSeconds: mb.maxRuntimeSeconds } }
+        ? {
+            backend: 'sagemaker' as const,
+            sagemaker: {
+              image: r.trainingImage,
+              roleArn: r.trainingRoleArn,
+              prefix: ML_PREFIX.training,
+              instanceType: mb.trainingInstanceType,
+              maxRuntimeSeconds: mb.maxRuntimeSeconds,
+            },
+          }
         : { backend: 'local' as const }),
     },
     gate: { metric: mb.gate.metric, threshold: mb.gate.threshold, tolerance: mb.gate.tolerance, split: mb.gate.split },

@@ -22,7 +22,8 @@ export interface NagAcknowledgement {
 
 export function nagSuppress(scope: IConstruct, acks: NagAcknowledgement[]): void {
   // Rule ids of a validation plugin are acknowledged with the plugin's prefix.
-  for (const a of acks) Validations.of(scope).acknowledge({ id: a.id.startsWith('AwsSolutions-') ? `AwsSolutions::${a.id}` : a.id, reason: a.reason });
+  for (const a of acks)
+    Validations.of(scope).acknowledge({ id: a.id.startsWith('AwsSolutions-') ? `AwsSolutions::${a.id}` : a.id, reason: a.reason });
 }
 
 /**

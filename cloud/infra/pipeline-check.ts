@@ -43,7 +43,16 @@ type Obj = { [k: string]: Json };
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const STEP_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const PARAM_TYPES = new Set(['String', 'Integer', 'Float', 'Boolean']);
-const EXECUTION_VARS = new Set(['PipelineExecutionId', 'PipelineExecutionArn', 'StartDateTime', 'CurrentDateTime', 'PipelineName', 'PipelineArn', 'TrainingJobName', 'ProcessingJobName']);
+const EXECUTION_VARS = new Set([
+  'PipelineExecutionId',
+  'PipelineExecutionArn',
+  'StartDateTime',
+  'CurrentDateTime',
+  'PipelineName',
+  'PipelineArn',
+  'TrainingJobName',
+  'ProcessingJobName',
+]);
 const CONDITIONS = new Set(['Equals', 'GreaterThan', 'GreaterThanOrEqualTo', 'LessThan', 'LessThanOrEqualTo', 'In', 'Not', 'Or']);
 const TRAINING_PROPS = [
   /^ModelArtifacts\.S3ModelArtifacts$/,
@@ -55,7 +64,12 @@ const TRAINING_PROPS = [
   /^HyperParameters\['[^']+'\]$/,
   /^FinalMetricDataList\['[^']+'\]\.Value$/,
 ];
-const PROCESSING_PROPS = [/^ProcessingJobName$/, /^ProcessingJobArn$/, /^ProcessingJobStatus$/, /^ProcessingOutputConfig\.Outputs\['([^']+)'\]\.S3Output\.S3Uri$/];
+const PROCESSING_PROPS = [
+  /^ProcessingJobName$/,
+  /^ProcessingJobArn$/,
+  /^ProcessingJobStatus$/,
+  /^ProcessingOutputConfig\.Outputs\['([^']+)'\]\.S3Output\.S3Uri$/,
+];
 const JSON_PATH = /^[A-Za-z_][\w-]*(\[\d+\])?(\.[A-Za-z_][\w-]*(\[\d+\])?)*$/;
 
 interface StepInfo {
@@ -93,7 +107,16 @@ export function checkPipelineDefinition(definition: unknown): PipelineIssue[] {
     if (!PARAM_TYPES.has(type)) add('R4', null, at, `parameter ${p.Name} has unknown type ${JSON.stringify(p.Type)}`);
     const d = p.DefaultValue;
     if (d !== undefined) {
-      const ok = type === 'String' ? typeof d === 'string' : type === 'Integer' ? Number.isInteger(d) : type === 'Float' ? typeof d === 'number' : type === 'Boolean' ? typeof d === 'boolean' : true;
+      const ok =
+        type === 'String'
+          ? typeof d === 'string'
+          : type === 'Integer'
+            ? Number.isInteger(d)
+            : type === 'Float'
+              ? typeof d === 'number'
+              : type === 'Boolean'
+                ? typeof d === 'boolean'
+                : true;
       if (!ok) add('R4', null, `${at}.DefaultValue`, `default ${JSON.stringify(d)} is not a ${type}`);
     }
     params.set(p.Name, type);
@@ -109,14 +132,17 @@ export function checkPipelineDefinition(definition: unknown): PipelineIssue[] {
       if (steps.has(s.Name)) add('R2', s.Name, where, `step name ${s.Name} is used twice`);
       const args = isObj(s.Arguments) ? s.Arguments : {};
       const outputs = new Set<string>();
-      const poc = isObj(args.ProcessingOutputConfig) && Array.isArray(args.ProcessingOutputConfig.Outputs) ? args.ProcessingOutputConfig.Outputs : [];
+      const poc =
+        isObj(args.ProcessingOutputConfig) && Array.isArray(args.ProcessingOutputConfig.Outputs) ? args.ProcessingOutputConfig.Outputs : [];
       for (const o of poc) if (isObj(o) && typeof o.OutputName === 'string') outputs.add(o.OutputName);
       const propertyFiles = new Map<string, { output: string; file: string }>();
       for (const pf of Array.isArray(s.PropertyFiles) ? s.PropertyFiles : []) {
-        if (isObj(pf) && typeof pf.PropertyFileName === 'string') propertyFiles.set(pf.PropertyFileName, { output: String(pf.OutputName), file: String(pf.FilePath) });
+        if (isObj(pf) && typeof pf.PropertyFileName === 'string')
+          propertyFiles.set(pf.PropertyFileName, { output: String(pf.OutputName), file: String(pf.FilePath) });
       }
       const lambdaOutputs = new Set<string>();
-      for (const o of Array.isArray(s.OutputParameters) ? s.OutputParameters : []) if (isObj(o) && typeof o.OutputName === 'string') lambdaOutputs.add(o.OutputName);
+      for (const o of Array.isArray(s.OutputParameters) ? s.OutputParameters : [])
+        if (isObj(o) && typeof o.OutputName === 'string') lambdaOutputs.add(o.OutputName);
       steps.set(s.Name, { step: s, name: s.Name, type: String(s.Type), branch, outputs, propertyFiles, lambdaOutputs });
       if (s.Type === 'Condition') {
         if (Array.isArray(args.IfSteps)) collect(args.IfSteps, [...branch, `${s.Name}.If`], `${where}.Arguments.IfSteps`);
@@ -130,7 +156,8 @@ export function checkPipelineDefinition(definition: unknown): PipelineIssue[] {
   const need = (s: StepInfo, obj: Json | undefined, path: string[]) => {
     let v: Json | undefined = obj;
     for (const k of path) v = isObj(v) ? v[k] : undefined;
-    if (v === undefined || v === null || v === '') add('R3', s.name, `Arguments.${path.join('.')}`, `a ${s.type} step needs Arguments.${path.join('.')}`);
+    if (v === undefined || v === null || v === '')
+      add('R3', s.name, `Arguments.${path.join('.')}`, `a ${s.type} step needs Arguments.${path.join('.')}`);
     return v;
   };
   for (const s of steps.values()) {
@@ -145,23 +172,31 @@ export function checkPipelineDefinition(definition: unknown): PipelineIssue[] {
         const names = new Set<string>();
         inputs.forEach((inp, i) => {
           if (!isObj(inp)) return;
-          if (names.has(String(inp.InputName))) add('R3', s.name, `Arguments.ProcessingInputs[${i}]`, `input name ${String(inp.InputName)} is used twice`);
+          if (names.has(String(inp.InputName)))
+            add('R3', s.name, `Arguments.ProcessingInputs[${i}]`, `input name ${String(inp.InputName)} is used twice`);
           names.add(String(inp.InputName));
           const lp = isObj(inp.S3Input) ? inp.S3Input.LocalPath : undefined;
           checkLocal(s, `ProcessingInputs[${i}]`, lp, locals);
         });
-        const outs = isObj(a) && isObj(a.ProcessingOutputConfig) && Array.isArray(a.ProcessingOutputConfig.Outputs) ? a.ProcessingOutputConfig.Outputs : [];
+        const outs =
+          isObj(a) && isObj(a.ProcessingOutputConfig) && Array.isArray(a.ProcessingOutputConfig.Outputs)
+            ? a.ProcessingOutputConfig.Outputs
+            : [];
         const seen = new Set<string>();
         outs.forEach((o, i) => {
           if (!isObj(o)) return;
-          if (seen.has(String(o.OutputName))) add('R3', s.name, `Arguments.ProcessingOutputConfig.Outputs[${i}]`, `output name ${String(o.OutputName)} is used twice`);
+          if (seen.has(String(o.OutputName)))
+            add('R3', s.name, `Arguments.ProcessingOutputConfig.Outputs[${i}]`, `output name ${String(o.OutputName)} is used twice`);
           seen.add(String(o.OutputName));
-          if (!isObj(o.S3Output) || o.S3Output.S3Uri === undefined) add('R3', s.name, `Arguments.ProcessingOutputConfig.Outputs[${i}]`, 'an output needs S3Output.S3Uri');
+          if (!isObj(o.S3Output) || o.S3Output.S3Uri === undefined)
+            add('R3', s.name, `Arguments.ProcessingOutputConfig.Outputs[${i}]`, 'an output needs S3Output.S3Uri');
           checkLocal(s, `ProcessingOutputConfig.Outputs[${i}]`, isObj(o.S3Output) ? o.S3Output.LocalPath : undefined, locals);
         });
         for (const [f, pf] of s.propertyFiles) {
-          if (!s.outputs.has(pf.output)) add('R7', s.name, `PropertyFiles.${f}`, `property file ${f} is on output ${pf.output}, which the step does not declare`);
-          if (!pf.file || pf.file.startsWith('/') || pf.file.split('/').includes('..')) add('R7', s.name, `PropertyFiles.${f}`, `property file path ${JSON.stringify(pf.file)} must be relative to the output`);
+          if (!s.outputs.has(pf.output))
+            add('R7', s.name, `PropertyFiles.${f}`, `property file ${f} is on output ${pf.output}, which the step does not declare`);
+          if (!pf.file || pf.file.startsWith('/') || pf.file.split('/').includes('..'))
+            add('R7', s.name, `PropertyFiles.${f}`, `property file path ${JSON.stringify(pf.file)} must be relative to the output`);
         }
         break;
       }
@@ -176,9 +211,11 @@ export function checkPipelineDefinition(definition: unknown): PipelineIssue[] {
         const names = new Set<string>();
         chans.forEach((c, i) => {
           if (!isObj(c)) return;
-          if (names.has(String(c.ChannelName))) add('R3', s.name, `Arguments.InputDataConfig[${i}]`, `channel ${String(c.ChannelName)} is used twice`);
+          if (names.has(String(c.ChannelName)))
+            add('R3', s.name, `Arguments.InputDataConfig[${i}]`, `channel ${String(c.ChannelName)} is used twice`);
           names.add(String(c.ChannelName));
-          if (!isObj(c.DataSource) || !isObj(c.DataSource.S3DataSource) || c.DataSource.S3DataSource.S3Uri === undefined) add('R3', s.name, `Arguments.InputDataConfig[${i}]`, 'a channel needs DataSource.S3DataSource.S3Uri');
+          if (!isObj(c.DataSource) || !isObj(c.DataSource.S3DataSource) || c.DataSource.S3DataSource.S3Uri === undefined)
+            add('R3', s.name, `Arguments.InputDataConfig[${i}]`, 'a channel needs DataSource.S3DataSource.S3Uri');
         });
         if (s.propertyFiles.size) add('R7', s.name, 'PropertyFiles', 'only Processing steps have property files');
         break;
@@ -187,18 +224,27 @@ export function checkPipelineDefinition(definition: unknown): PipelineIssue[] {
         const conds = isObj(a) && Array.isArray(a.Conditions) ? a.Conditions : [];
         if (conds.length === 0) add('R3', s.name, 'Arguments.Conditions', 'a Condition step needs at least one condition');
         conds.forEach((c, i) => checkCondition(s, c, `Arguments.Conditions[${i}]`));
-        if (!isObj(a) || !Array.isArray(a.IfSteps) || !Array.isArray(a.ElseSteps)) add('R3', s.name, 'Arguments', 'a Condition step needs IfSteps and ElseSteps lists');
+        if (!isObj(a) || !Array.isArray(a.IfSteps) || !Array.isArray(a.ElseSteps))
+          add('R3', s.name, 'Arguments', 'a Condition step needs IfSteps and ElseSteps lists');
         break;
       }
       case 'Lambda': {
-        if (typeof s.step.FunctionArn !== 'string' || s.step.FunctionArn === '') add('R3', s.name, 'FunctionArn', 'a Lambda step needs FunctionArn');
+        if (typeof s.step.FunctionArn !== 'string' || s.step.FunctionArn === '')
+          add('R3', s.name, 'FunctionArn', 'a Lambda step needs FunctionArn');
         const outs = Array.isArray(s.step.OutputParameters) ? s.step.OutputParameters : [];
         const names = new Set<string>();
         outs.forEach((o, i) => {
           if (!isObj(o)) return;
-          if (names.has(String(o.OutputName))) add('R3', s.name, `OutputParameters[${i}]`, `output ${String(o.OutputName)} is declared twice`);
+          if (names.has(String(o.OutputName)))
+            add('R3', s.name, `OutputParameters[${i}]`, `output ${String(o.OutputName)} is declared twice`);
           names.add(String(o.OutputName));
-          if (!PARAM_TYPES.has(String(o.OutputType))) add('R3', s.name, `OutputParameters[${i}]`, `output type ${JSON.stringify(o.OutputType)} is not one of ${[...PARAM_TYPES].join(', ')}`);
+          if (!PARAM_TYPES.has(String(o.OutputType)))
+            add(
+              'R3',
+              s.name,
+              `OutputParameters[${i}]`,
+              `output type ${JSON.stringify(o.OutputType)} is not one of ${[...PARAM_TYPES].join(', ')}`,
+            );
         });
         break;
       }
@@ -211,14 +257,16 @@ export function checkPipelineDefinition(definition: unknown): PipelineIssue[] {
   }
 
   function checkLocal(s: StepInfo, at: string, lp: Json | undefined, locals: Map<string, string>) {
-    if (typeof lp !== 'string' || !lp.startsWith('/opt/ml/processing/')) return add('R3', s.name, `Arguments.${at}`, `LocalPath ${JSON.stringify(lp)} must be under /opt/ml/processing/`);
+    if (typeof lp !== 'string' || !lp.startsWith('/opt/ml/processing/'))
+      return add('R3', s.name, `Arguments.${at}`, `LocalPath ${JSON.stringify(lp)} must be under /opt/ml/processing/`);
     const other = locals.get(lp);
     if (other) add('R3', s.name, `Arguments.${at}`, `LocalPath ${lp} is also used by ${other}`);
     locals.set(lp, at);
   }
 
   function checkCondition(s: StepInfo, c: Json, at: string) {
-    if (!isObj(c) || !CONDITIONS.has(String(c.Type))) return add('R3', s.name, at, `unknown condition type ${JSON.stringify(isObj(c) ? c.Type : c)}`);
+    if (!isObj(c) || !CONDITIONS.has(String(c.Type)))
+      return add('R3', s.name, at, `unknown condition type ${JSON.stringify(isObj(c) ? c.Type : c)}`);
     if (c.Type === 'Not') return checkCondition(s, c.Condition ?? null, `${at}.Condition`);
     if (c.Type === 'Or') {
       if (!Array.isArray(c.Conditions) || c.Conditions.length === 0) return add('R3', s.name, at, 'an Or condition needs Conditions');
@@ -228,7 +276,8 @@ export function checkPipelineDefinition(definition: unknown): PipelineIssue[] {
       if (c.QueryValue === undefined || !Array.isArray(c.Values)) add('R3', s.name, at, 'an In condition needs QueryValue and Values');
       return;
     }
-    if (c.LeftValue === undefined || c.RightValue === undefined) add('R3', s.name, at, `a ${String(c.Type)} condition needs LeftValue and RightValue`);
+    if (c.LeftValue === undefined || c.RightValue === undefined)
+      add('R3', s.name, at, `a ${String(c.Type)} condition needs LeftValue and RightValue`);
   }
 
   // ---- walk every expression (R4-R9, R11) and build the dependency graph (R10)
@@ -247,7 +296,8 @@ export function checkPipelineDefinition(definition: unknown): PipelineIssue[] {
     if (typeof e.Get === 'string' && Object.keys(e).length === 1) return getType(s, e.Get, at);
     if ('Std:Join' in e) {
       const j = e['Std:Join'];
-      if (!isObj(j) || typeof j.On !== 'string' || !Array.isArray(j.Values)) add('R8', s.name, at, 'Std:Join needs On (a string) and Values (a list)');
+      if (!isObj(j) || typeof j.On !== 'string' || !Array.isArray(j.Values))
+        add('R8', s.name, at, 'Std:Join needs On (a string) and Values (a list)');
       else j.Values.forEach((v, i) => walk(s, v, `${at}.Std:Join.Values[${i}]`));
       return 'String';
     }
@@ -259,7 +309,13 @@ export function checkPipelineDefinition(definition: unknown): PipelineIssue[] {
       }
       const m = /^Steps\.([^.]+)\.PropertyFiles\.([^.]+)$/.exec(g.PropertyFile.Get);
       const target = m ? steps.get(m[1]!) : undefined;
-      if (!m || !target) add('R7', s.name, at, `Std:JsonGet reads ${g.PropertyFile.Get}: ${m ? `no step ${m[1]}` : 'not Steps.<step>.PropertyFiles.<file>'}`);
+      if (!m || !target)
+        add(
+          'R7',
+          s.name,
+          at,
+          `Std:JsonGet reads ${g.PropertyFile.Get}: ${m ? `no step ${m[1]}` : 'not Steps.<step>.PropertyFiles.<file>'}`,
+        );
       else {
         if (!target.propertyFiles.has(m[2]!)) add('R7', s.name, at, `step ${target.name} declares no property file ${m[2]}`);
         reference(s, target, at);
@@ -272,7 +328,8 @@ export function checkPipelineDefinition(definition: unknown): PipelineIssue[] {
 
   const reference = (s: StepInfo, target: StepInfo, at: string) => {
     if (target.name === s.name) return add('R6', s.name, at, 'a step cannot read its own properties');
-    if (!visible(s, target)) add('R9', s.name, at, `step ${target.name} runs only in branch ${target.branch.join(' > ')}, which does not contain ${s.name}`);
+    if (!visible(s, target))
+      add('R9', s.name, at, `step ${target.name} runs only in branch ${target.branch.join(' > ')}, which does not contain ${s.name}`);
     dep(s.name, target.name);
   };
 
@@ -305,8 +362,15 @@ export function checkPipelineDefinition(definition: unknown): PipelineIssue[] {
     const prop = m[2]!;
     if (target.type === 'Processing') {
       const hit = PROCESSING_PROPS.map((r) => r.exec(prop)).find(Boolean);
-      if (!hit) add('R6', s.name, at, `a Processing step has no property ${prop}${prop.startsWith('PropertyFiles.') ? ' (property files are read with Std:JsonGet)' : ''}`);
-      else if (hit[1] && !target.outputs.has(hit[1])) add('R6', s.name, at, `step ${target.name} has no output ${hit[1]} (outputs: ${[...target.outputs].join(', ')})`);
+      if (!hit)
+        add(
+          'R6',
+          s.name,
+          at,
+          `a Processing step has no property ${prop}${prop.startsWith('PropertyFiles.') ? ' (property files are read with Std:JsonGet)' : ''}`,
+        );
+      else if (hit[1] && !target.outputs.has(hit[1]))
+        add('R6', s.name, at, `step ${target.name} has no output ${hit[1]} (outputs: ${[...target.outputs].join(', ')})`);
     } else if (target.type === 'Training') {
       if (!TRAINING_PROPS.some((r) => r.test(prop))) add('R6', s.name, at, `a Training step has no property ${prop}`);
     } else if (target.type === 'Lambda') {
@@ -336,7 +400,13 @@ export function checkPipelineDefinition(definition: unknown): PipelineIssue[] {
   const mustBeString = (s: StepInfo, v: Json | undefined, at: string) => {
     if (v === undefined) return;
     const t = typeOf(s, v, at);
-    if (t !== 'String' && t !== 'Any') add('R11', s.name, at, `SageMaker needs a string here; a ${t} ${isObj(v) && 'Get' in v ? `(${String(v.Get)}) ` : ''}must go through Std:Join`);
+    if (t !== 'String' && t !== 'Any')
+      add(
+        'R11',
+        s.name,
+        at,
+        `SageMaker needs a string here; a ${t} ${isObj(v) && 'Get' in v ? `(${String(v.Get)}) ` : ''}must go through Std:Join`,
+      );
   };
 
   for (const s of steps.values()) {
@@ -349,13 +419,17 @@ export function checkPipelineDefinition(definition: unknown): PipelineIssue[] {
     }
     if (s.type === 'Condition') {
       // The steps of a branch run after the condition.
-      for (const key of ['IfSteps', 'ElseSteps'] as const) for (const x of Array.isArray(a[key]) ? a[key] : []) if (isObj(x) && typeof x.Name === 'string') dep(x.Name, s.name);
+      for (const key of ['IfSteps', 'ElseSteps'] as const)
+        for (const x of Array.isArray(a[key]) ? a[key] : []) if (isObj(x) && typeof x.Name === 'string') dep(x.Name, s.name);
     }
     // R11: where SageMaker wants strings
-    if (s.type === 'Training') for (const [k, v] of Object.entries(isObj(a.HyperParameters) ? a.HyperParameters : {})) mustBeString(s, v, `Arguments.HyperParameters.${k}`);
+    if (s.type === 'Training')
+      for (const [k, v] of Object.entries(isObj(a.HyperParameters) ? a.HyperParameters : {}))
+        mustBeString(s, v, `Arguments.HyperParameters.${k}`);
     if (s.type === 'Processing') {
       const app = isObj(a.AppSpecification) ? a.AppSpecification : {};
-      for (const k of ['ContainerArguments', 'ContainerEntrypoint'] as const) (Array.isArray(app[k]) ? app[k] : []).forEach((v, i) => mustBeString(s, v, `Arguments.AppSpecification.${k}[${i}]`));
+      for (const k of ['ContainerArguments', 'ContainerEntrypoint'] as const)
+        (Array.isArray(app[k]) ? app[k] : []).forEach((v, i) => mustBeString(s, v, `Arguments.AppSpecification.${k}[${i}]`));
       for (const [k, v] of Object.entries(isObj(a.Environment) ? a.Environment : {})) mustBeString(s, v, `Arguments.Environment.${k}`);
     }
     if (s.type === 'Lambda') for (const [k, v] of Object.entries(a)) mustBeString(s, v, `Arguments.${k}`);
@@ -388,7 +462,10 @@ export function stepOrder(definition: { Steps: unknown[] }): string[] {
       if (!isObj(s) || typeof s.Name !== 'string') continue;
       names.push(s.Name);
       const d = new Set<string>(parent ? [parent] : []);
-      const text = JSON.stringify({ ...s, Arguments: s.Type === 'Condition' && isObj(s.Arguments) ? { Conditions: s.Arguments.Conditions } : s.Arguments });
+      const text = JSON.stringify({
+        ...s,
+        Arguments: s.Type === 'Condition' && isObj(s.Arguments) ? { Conditions: s.Arguments.Conditions } : s.Arguments,
+      });
       for (const m of text.matchAll(/"Steps\.([^."]+)\./g)) if (m[1] !== s.Name) d.add(m[1]!);
       for (const x of Array.isArray(s.DependsOn) ? s.DependsOn : []) d.add(String(x));
       deps.set(s.Name, d);

@@ -26,7 +26,8 @@ import { ML_PREFIX } from './layout.js';
  * "Execution.X"}`, `{"Std:Join": {"On", "Values"}}`, `{"Std:JsonGet": {"PropertyFile", "Path"}}`
  * (pipeline-check.ts checks every one of them).
  */
-export type Expr = { Get: string } | { 'Std:Join': { On: string; Values: unknown[] } } | { 'Std:JsonGet': { PropertyFile: { Get: string }; Path: string } };
+export type Expr =
+  { Get: string } | { 'Std:Join': { On: string; Values: unknown[] } } | { 'Std:JsonGet': { PropertyFile: { Get: string }; Path: string } };
 
 export interface PipelineStep {
   Name: string;
@@ -69,23 +70,36 @@ export const param = (name: string): Expr => get(`Parameters.${name}`);
 export const join = (on: string, values: unknown[]): Expr => ({ 'Std:Join': { On: on, Values: values } });
 /** A number parameter as the string SageMaker wants in hyperparameters and container arguments. */
 export const str = (e: Expr): Expr => join('', [e]);
-export const jsonGet = (step: string, file: string, path: string): Expr => ({ 'Std:JsonGet': { PropertyFile: { Get: `Steps.${step}.PropertyFiles.${file}` }, Path: path } });
+export const jsonGet = (step: string, file: string, path: string): Expr => ({
+  'Std:JsonGet': { PropertyFile: { Get: `Steps.${step}.PropertyFiles.${file}` }, Path: path },
+});
 const output = (step: string, name: string) => get(`Steps.${step}.ProcessingOutputConfig.Outputs['${name}'].S3Output.S3Uri`);
 
 /** s3://<ml bucket>/loupe/pipeline/<execution id>/<part> */
-const executionUri = (bucket: string, part: string) => join('/', [`s3://${bucket}`, ML_PREFIX.pipeline.replace(/\/$/, ''), get('Execution.PipelineExecutionId'), part]);
+const executionUri = (bucket: string, part: string) =>
+  join('/', [`s3://${bucket}`, ML_PREFIX.pipeline.replace(/\/$/, ''), get('Execution.PipelineExecutionId'), part]);
 
 const PROCESSING_SCRIPT = '/var/task/dist/cloud/serverless/processing.js';
 
 function processingOutput(name: string, uri: Expr) {
-  return { OutputName: name, AppManaged: false, S3Output: { S3Uri: uri, LocalPath: `${PROCESSING_ROOT}/${name}`, S3UploadMode: 'EndOfJob' } };
+  return {
+    OutputName: name,
+    AppManaged: false,
+    S3Output: { S3Uri: uri, LocalPath: `${PROCESSING_ROOT}/${name}`, S3UploadMode: 'EndOfJob' },
+  };
 }
 
 function processingInput(name: string, uri: Expr) {
   return {
     InputName: name,
     AppManaged: false,
-    S3Input: { S3Uri: uri, LocalPath: `${PROCESSING_ROOT}/${name}`, S3DataType: 'S3Prefix', S3InputMode: 'File', S3DataDistributionType: 'FullyReplicated' },
+    S3Input: {
+      S3Uri: uri,
+      LocalPath: `${PROCESSING_ROOT}/${name}`,
+      S3DataType: 'S3Prefix',
+      S3InputMode: 'File',
+      S3DataDistributionType: 'FullyReplicated',
+    },
   };
 }
 
@@ -95,18 +109,30 @@ export function pipelineDefinition(c: InfraConfig, r: PipelineRefs): PipelineDef
   const snapshot: PipelineStep = {
     Name: 'Snapshot',
     Type: 'Processing',
-    Description: "The loop's snapshot step: approved labels as of the run's verification (or the execution's start), split, YOLO layout; the champion's .pt for warm start",
+    Description:
+      "The loop's snapshot step: approved labels as of the run's verification (or the execution's start), split, YOLO layout; the champion's .pt for warm start",
     Arguments: {
       ProcessingResources: resources,
       AppSpecification: {
         ImageUri: r.cloudImage,
         ContainerEntrypoint: ['node', PROCESSING_SCRIPT, 'snapshot'],
-        ContainerArguments: ['--run-id', param('LoopRun'), '--execution', get('Execution.PipelineExecutionId'), '--as-of', get('Execution.StartDateTime')],
+        ContainerArguments: [
+          '--run-id',
+          param('LoopRun'),
+          '--execution',
+          get('Execution.PipelineExecutionId'),
+          '--as-of',
+          get('Execution.StartDateTime'),
+        ],
       },
       RoleArn: r.jobRoleArn,
       Environment: r.environment,
       ProcessingOutputConfig: {
-        Outputs: [processingOutput('dataset', executionUri(r.mlBucket, 'dataset')), processingOutput('base', executionUri(r.mlBucket, 'base')), processingOutput('report', executionUri(r.mlBucket, 'snapshot'))],
+        Outputs: [
+          processingOutput('dataset', executionUri(r.mlBucket, 'dataset')),
+          processingOutput('base', executionUri(r.mlBucket, 'base')),
+          processingOutput('report', executionUri(r.mlBucket, 'snapshot')),
+        ],
       },
       StoppingCondition: { MaxRuntimeInSeconds: 3600 },
     },
@@ -117,14 +143,22 @@ export function pipelineDefinition(c: InfraConfig, r: PipelineRefs): PipelineDef
   // job name left to the pipeline and the inputs and numbers taken from the pipeline.
   const req = trainingJobRequest(
     { data: 'data.yaml', base: 'base.pt', epochs: mb.epochs, imgsz: mb.imgsz, batch: mb.batch, patience: 50, seed: 0 },
-    { bucket: r.mlBucket, roleArn: r.jobRoleArn, image: r.trainingImage, instanceType: mb.trainingInstanceType, maxRuntimeSeconds: mb.maxRuntimeSeconds },
+    {
+      bucket: r.mlBucket,
+      roleArn: r.jobRoleArn,
+      image: r.trainingImage,
+      instanceType: mb.trainingInstanceType,
+      maxRuntimeSeconds: mb.maxRuntimeSeconds,
+    },
     'pipeline',
     { dataset: 'DATASET', base: 'BASE' },
   );
   const { TrainingJobName: _name, ...trainArgs } = req;
   const channels = (trainArgs.InputDataConfig ?? []).map((ch) => ({
     ...ch,
-    DataSource: { S3DataSource: { ...ch.DataSource!.S3DataSource!, S3Uri: output('Snapshot', ch.ChannelName === 'dataset' ? 'dataset' : 'base') } },
+    DataSource: {
+      S3DataSource: { ...ch.DataSource!.S3DataSource!, S3Uri: output('Snapshot', ch.ChannelName === 'dataset' ? 'dataset' : 'base') },
+    },
   }));
   const train: PipelineStep = {
     Name: 'Train',
@@ -132,7 +166,12 @@ export function pipelineDefinition(c: InfraConfig, r: PipelineRefs): PipelineDef
     Description: "train.py in loupe's training image (cloud/training/Dockerfile), warm start from the champion",
     Arguments: {
       ...trainArgs,
-      HyperParameters: { ...trainArgs.HyperParameters, epochs: str(param('Epochs')), imgsz: str(param('ImageSize')), batch: str(param('Batch')) },
+      HyperParameters: {
+        ...trainArgs.HyperParameters,
+        epochs: str(param('Epochs')),
+        imgsz: str(param('ImageSize')),
+        batch: str(param('Batch')),
+      },
       InputDataConfig: channels,
       OutputDataConfig: { S3OutputPath: executionUri(r.mlBucket, 'training') },
       ResourceConfig: { ...trainArgs.ResourceConfig, InstanceType: param('TrainingInstanceType') },
@@ -165,7 +204,11 @@ export function pipelineDefinition(c: InfraConfig, r: PipelineRefs): PipelineDef
       },
       RoleArn: r.jobRoleArn,
       Environment: r.environment,
-      ProcessingInputs: [processingInput('model', get('Steps.Train.ModelArtifacts.S3ModelArtifacts')), processingInput('dataset', output('Snapshot', 'dataset')), processingInput('report', output('Snapshot', 'report'))],
+      ProcessingInputs: [
+        processingInput('model', get('Steps.Train.ModelArtifacts.S3ModelArtifacts')),
+        processingInput('dataset', output('Snapshot', 'dataset')),
+        processingInput('report', output('Snapshot', 'report')),
+      ],
       ProcessingOutputConfig: { Outputs: [processingOutput('evaluation', executionUri(r.mlBucket, 'evaluation'))] },
       StoppingCondition: { MaxRuntimeInSeconds: 3600 },
     },
@@ -175,9 +218,17 @@ export function pipelineDefinition(c: InfraConfig, r: PipelineRefs): PipelineDef
   const register = (name: string, expect: 'passed' | 'rejected'): PipelineStep => ({
     Name: name,
     Type: 'Lambda',
-    Description: expect === 'passed' ? "The loop's register step: a model package, approval by ModelApprovalStatus" : "The loop's register step: the rejected challenger, kept with its gate report",
+    Description:
+      expect === 'passed'
+        ? "The loop's register step: a model package, approval by ModelApprovalStatus"
+        : "The loop's register step: the rejected challenger, kept with its gate report",
     FunctionArn: r.registerFunctionArn,
-    Arguments: { runId: param('LoopRun'), evaluationUri: output('Evaluate', 'evaluation'), expect, approval: expect === 'passed' ? param('ModelApprovalStatus') : 'Rejected' },
+    Arguments: {
+      runId: param('LoopRun'),
+      evaluationUri: output('Evaluate', 'evaluation'),
+      expect,
+      approval: expect === 'passed' ? param('ModelApprovalStatus') : 'Rejected',
+    },
     OutputParameters: [
       { OutputName: 'LocalRef', OutputType: 'String' },
       { OutputName: 'Status', OutputType: 'String' },

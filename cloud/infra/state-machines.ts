@@ -31,7 +31,14 @@ export function lambdaStep(
     resultPath,
     taskTimeout: sfn.Timeout.duration(timeout),
   });
-  t.addRetry({ errors: ['Loupe.STATE_CONFLICT'], interval: Duration.seconds(5), maxAttempts: 8, backoffRate: 2, maxDelay: Duration.minutes(2), jitterStrategy: sfn.JitterType.FULL });
+  t.addRetry({
+    errors: ['Loupe.STATE_CONFLICT'],
+    interval: Duration.seconds(5),
+    maxAttempts: 8,
+    backoffRate: 2,
+    maxDelay: Duration.minutes(2),
+    jitterStrategy: sfn.JitterType.FULL,
+  });
   for (const r of retries) t.addRetry(r);
   t.addCatch(failed, { resultPath: '$.error' });
   return t;

@@ -27,19 +27,27 @@ export interface SynthSummary {
 
 /** Read what a synthesised cloud assembly holds (templates, resource counts, nag report). */
 export function summarizeAssembly(outDir: string): SynthSummary {
-  const manifest = JSON.parse(readFileSync(join(outDir, 'manifest.json'), 'utf8')) as { artifacts: Record<string, { type: string; properties?: { templateFile?: string } }> };
+  const manifest = JSON.parse(readFileSync(join(outDir, 'manifest.json'), 'utf8')) as {
+    artifacts: Record<string, { type: string; properties?: { templateFile?: string } }>;
+  };
   const stacks: StackSummary[] = [];
   const images = new Set<string>();
   const files = new Set<string>();
   for (const [name, a] of Object.entries(manifest.artifacts)) {
     if (a.type === 'cdk:asset-manifest') {
-      const m = JSON.parse(readFileSync(join(outDir, `${name.replace(/\.assets$/, '')}.assets.json`), 'utf8')) as { files?: Record<string, unknown>; dockerImages?: Record<string, unknown> };
+      const m = JSON.parse(readFileSync(join(outDir, `${name.replace(/\.assets$/, '')}.assets.json`), 'utf8')) as {
+        files?: Record<string, unknown>;
+        dockerImages?: Record<string, unknown>;
+      };
       for (const k of Object.keys(m.dockerImages ?? {})) images.add(k);
       for (const k of Object.keys(m.files ?? {})) files.add(k);
     }
     if (a.type !== 'aws:cloudformation:stack' || !a.properties?.templateFile) continue;
     const template = join(outDir, a.properties.templateFile);
-    const t = JSON.parse(readFileSync(template, 'utf8')) as { Resources?: Record<string, { Type: string }>; Outputs?: Record<string, unknown> };
+    const t = JSON.parse(readFileSync(template, 'utf8')) as {
+      Resources?: Record<string, { Type: string }>;
+      Outputs?: Record<string, unknown>;
+    };
     const types: Record<string, number> = {};
     for (const r of Object.values(t.Resources ?? {})) types[r.Type] = (types[r.Type] ?? 0) + 1;
     stacks.push({ name, template, resources: Object.keys(t.Resources ?? {}).length, types, outputs: Object.keys(t.Outputs ?? {}) });
@@ -47,7 +55,14 @@ export function summarizeAssembly(outDir: string): SynthSummary {
   const reportFile = join(outDir, 'validation-report.json');
   let nag: SynthSummary['nag'] = { plugin: 'AwsSolutions', conclusion: 'not run', violations: -1, acknowledged: -1, report: reportFile };
   if (existsSync(reportFile)) {
-    const r = JSON.parse(readFileSync(reportFile, 'utf8')) as { pluginReports: { pluginName: string; conclusion: string; violations: unknown[]; suppressedViolations?: { violatingConstructs: unknown[] }[] }[] };
+    const r = JSON.parse(readFileSync(reportFile, 'utf8')) as {
+      pluginReports: {
+        pluginName: string;
+        conclusion: string;
+        violations: unknown[];
+        suppressedViolations?: { violatingConstructs: unknown[] }[];
+      }[];
+    };
     const p = r.pluginReports.find((x) => x.pluginName === 'AwsSolutions');
     if (p) {
       const acknowledged = (p.suppressedViolations ?? []).reduce((n, v) => n + v.violatingConstructs.length, 0);
@@ -63,7 +78,10 @@ export async function synthesize(c: InfraConfig, outDir: string): Promise<SynthS
   try {
     ({ buildApp } = await import('./app.js'));
   } catch (e) {
-    throw new LoupeError('INFRA_NO_CDK', `the CDK app needs the development dependencies (aws-cdk-lib, constructs, cdk-nag): run npm ci in the checkout (${errorMessage(e).split('\n')[0]})`);
+    throw new LoupeError(
+      'INFRA_NO_CDK',
+      `the CDK app needs the development dependencies (aws-cdk-lib, constructs, cdk-nag): run npm ci in the checkout (${errorMessage(e).split('\n')[0]})`,
+    );
   }
   const out = resolve(outDir);
   const { app } = buildApp(c, { outdir: out });
@@ -71,7 +89,10 @@ export async function synthesize(c: InfraConfig, outDir: string): Promise<SynthS
     app.synth();
   } catch (e) {
     if ((e as { name?: string }).name === 'ValidationFailed' || /ValidationFailed|AwsSolutions/.test(errorMessage(e))) {
-      throw new LoupeError('INFRA_NAG', `cdk-nag (AwsSolutions) found problems that are not acknowledged; see ${join(out, 'validation-report.json')}:\n${errorMessage(e).slice(0, 4000)}`);
+      throw new LoupeError(
+        'INFRA_NAG',
+        `cdk-nag (AwsSolutions) found problems that are not acknowledged; see ${join(out, 'validation-report.json')}:\n${errorMessage(e).slice(0, 4000)}`,
+      );
     }
     throw e;
   }

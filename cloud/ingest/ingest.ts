@@ -62,10 +62,13 @@ export function readIngestState(path: string): IngestState {
   if (!existsSync(path)) return { watermark: null };
   try {
     const s = JSON.parse(readFileSync(path, 'utf8')) as IngestState;
-    if (s.watermark !== null && Number.isNaN(Date.parse(s.watermark))) throw new Error(`watermark ${JSON.stringify(s.watermark)} is not a time`);
+    if (s.watermark !== null && Number.isNaN(Date.parse(s.watermark)))
+      throw new Error(`watermark ${JSON.stringify(s.watermark)} is not a time`);
     return s;
   } catch (e) {
-    throw new LoupeError('INGEST_BAD_STATE', `unreadable ingest state (${errorMessage(e)}); fix or remove it to re-scan everything`, { input: path });
+    throw new LoupeError('INGEST_BAD_STATE', `unreadable ingest state (${errorMessage(e)}); fix or remove it to re-scan everything`, {
+      input: path,
+    });
   }
 }
 

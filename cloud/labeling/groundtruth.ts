@@ -49,12 +49,24 @@ export const GROUND_TRUTH_LAMBDA_ACCOUNTS: Readonly<Record<string, string>> = {
 export function builtinLambdaArns(region: string, task: 'BoundingBox' | 'VerificationBoundingBox'): { pre: string; acs: string } {
   const account = GROUND_TRUTH_LAMBDA_ACCOUNTS[region];
   if (!account) {
-    throw new LoupeError('GT_REGION', `Ground Truth built-in task Lambdas are not available in ${region} (known: ${Object.keys(GROUND_TRUTH_LAMBDA_ACCOUNTS).join(', ')})`, { input: 'region' });
+    throw new LoupeError(
+      'GT_REGION',
+      `Ground Truth built-in task Lambdas are not available in ${region} (known: ${Object.keys(GROUND_TRUTH_LAMBDA_ACCOUNTS).join(', ')})`,
+      { input: 'region' },
+    );
   }
-  return { pre: `arn:aws:lambda:${region}:${account}:function:PRE-${task}`, acs: `arn:aws:lambda:${region}:${account}:function:ACS-${task}` };
+  return {
+    pre: `arn:aws:lambda:${region}:${account}:function:PRE-${task}`,
+    acs: `arn:aws:lambda:${region}:${account}:function:ACS-${task}`,
+  };
 }
 
-export const VERIFICATION_CATEGORIES = ['Labels are correct', 'A defect is not boxed', 'A box is on no defect', 'Boxes are not tight or have the wrong class'];
+export const VERIFICATION_CATEGORIES = [
+  'Labels are correct',
+  'A defect is not boxed',
+  'A box is on no defect',
+  'Boxes are not tight or have the wrong class',
+];
 
 export interface GroundTruthOptions {
   sagemaker: SageMakerClient;
@@ -136,13 +148,20 @@ export class GroundTruthBackend {
     return n.length <= 63 ? n : `${job.slice(0, 63 - 8 - 7)}-${shortHash(job).slice(0, 6)}-verify`;
   }
 
-  private humanTaskConfig(job: Job, kind: 'BoundingBox' | 'VerificationBoundingBox', templateUri: string, title: string, description: string) {
+  private humanTaskConfig(
+    job: Job,
+    kind: 'BoundingBox' | 'VerificationBoundingBox',
+    templateUri: string,
+    title: string,
+    description: string,
+  ) {
     const arns = builtinLambdaArns(this.opts.region, kind);
     return {
       WorkteamArn: this.opts.workteamArn,
       UiConfig: { UiTemplateS3Uri: templateUri },
       PreHumanTaskLambdaArn: arns.pre,
-      TaskKeywords: kind === 'BoundingBox' ? ['Image', 'Bounding Box', 'Quality inspection'] : ['Image', 'Label verification', 'Quality inspection'],
+      TaskKeywords:
+        kind === 'BoundingBox' ? ['Image', 'Bounding Box', 'Quality inspection'] : ['Image', 'Label verification', 'Quality inspection'],
       TaskTitle: title,
       TaskDescription: description,
       NumberOfHumanWorkersPerDataObject: kind === 'BoundingBox' ? job.workersPerImage : 1,
@@ -164,11 +183,16 @@ export class GroundTruthBackend {
     if (items.length === 0) throw new LoupeError('GT_EMPTY_JOB', 'the job has no images', { input: jobName });
     const base = `${this.prefix}${jobName}/`;
     // Input manifest: one line per image; the device's detections travel along for reference.
-    const manifest = items.map((i) => JSON.stringify({ 'source-ref': i.sourceRef, 'loupe-pre-annotations': i.record.annotations })).join('\n') + '\n';
+    const manifest =
+      items.map((i) => JSON.stringify({ 'source-ref': i.sourceRef, 'loupe-pre-annotations': i.record.annotations })).join('\n') + '\n';
     const manifestUri = await this.put(`${base}input.manifest`, manifest, 'application/x-ndjson');
     const categoriesUri = await this.put(
       `${base}categories.json`,
-      JSON.stringify({ 'document-version': '2018-11-28', labels: job.classes.map((label) => ({ label })), instructions: { shortInstruction: job.instructions, fullInstruction: job.instructions } }),
+      JSON.stringify({
+        'document-version': '2018-11-28',
+        labels: job.classes.map((label) => ({ label })),
+        instructions: { shortInstruction: job.instructions, fullInstruction: job.instructions },
+      }),
       'application/json',
     );
     const templateUri = await this.put(`${base}template.liquid.html`, labelingTemplate(), 'text/html');
@@ -183,7 +207,13 @@ export class GroundTruthBackend {
       RoleArn: this.opts.roleArn,
       LabelCategoryConfigS3Uri: categoriesUri,
       StoppingConditions: { MaxPercentageOfInputDatasetLabeled: 100 },
-      HumanTaskConfig: this.humanTaskConfig(job, 'BoundingBox', templateUri, `Box the defects (${job.classes.join(', ')})`, job.instructions || 'Draw a tight box around every defect.'),
+      HumanTaskConfig: this.humanTaskConfig(
+        job,
+        'BoundingBox',
+        templateUri,
+        `Box the defects (${job.classes.join(', ')})`,
+        job.instructions || 'Draw a tight box around every defect.',
+      ),
       Tags: this.tags(),
     };
     await this.opts.sagemaker.send(new CreateLabelingJobCommand(req));
@@ -191,7 +221,9 @@ export class GroundTruthBackend {
     return req;
   }
 
-  async status(name: string): Promise<{ status: string; outputManifest?: string; failure?: string; counters?: Record<string, number | undefined> }> {
+  async status(
+    name: string,
+  ): Promise<{ status: string; outputManifest?: string; failure?: string; counters?: Record<string, number | undefined> }> {
     const d = await this.opts.sagemaker.send(new DescribeLabelingJobCommand({ LabelingJobName: name }));
     return {
       status: d.LabelingJobStatus ?? 'Unknown',
@@ -210,7 +242,11 @@ export class GroundTruthBackend {
   private async completedOutput(name: string): Promise<string> {
     const st = await this.status(name);
     if (st.status !== 'Completed' && st.status !== 'Stopped') {
-      throw new LoupeError('GT_NOT_DONE', `labelling job is ${st.status}${st.failure ? ` (${st.failure})` : ''}; its output can be read once it is Completed`, { input: name });
+      throw new LoupeError(
+        'GT_NOT_DONE',
+        `labelling job is ${st.status}${st.failure ? ` (${st.failure})` : ''}; its output can be read once it is Completed`,
+        { input: name },
+      );
     }
     if (!st.outputManifest) throw new LoupeError('GT_NO_OUTPUT', 'the job reports no output manifest', { input: name });
     return st.outputManifest;
@@ -230,10 +266,25 @@ export class GroundTruthBackend {
       const boxes: GtBox[] = r.annotations.map((a, i) => {
         const name = r.classMap[a.class_id];
         const cls = name === undefined ? a.class_id : job.classes.indexOf(name);
-        if (cls < 0) throw new LoupeError('GT_UNKNOWN_CLASS', `annotation ${i + 1} has class "${name}", not one of ${job.classes.join(', ')}`, { input: `${uri}: line ${r.line} (${r.sourceRef})` });
-        return { class_id: cls, left: a.left, top: a.top, width: a.width, height: a.height, ...(a.confidence === undefined ? {} : { confidence: a.confidence }) };
+        if (cls < 0)
+          throw new LoupeError('GT_UNKNOWN_CLASS', `annotation ${i + 1} has class "${name}", not one of ${job.classes.join(', ')}`, {
+            input: `${uri}: line ${r.line} (${r.sourceRef})`,
+          });
+        return {
+          class_id: cls,
+          left: a.left,
+          top: a.top,
+          width: a.width,
+          height: a.height,
+          ...(a.confidence === undefined ? {} : { confidence: a.confidence }),
+        };
       });
-      if (await lab.recordConsolidated(jobName, r.sourceRef, boxes, { groundTruth: { job: r.jobName, creationDate: r.creationDate, humanAnnotated: r.humanAnnotated } })) recorded++;
+      if (
+        await lab.recordConsolidated(jobName, r.sourceRef, boxes, {
+          groundTruth: { job: r.jobName, creationDate: r.creationDate, humanAnnotated: r.humanAnnotated },
+        })
+      )
+        recorded++;
     }
     for (const f of parsed.failures) {
       this.log.warn({ job: jobName, sourceRef: f.sourceRef, reason: f.reason }, 'Ground Truth did not label this image; released');
@@ -251,7 +302,11 @@ export class GroundTruthBackend {
     const base = `${this.prefix}${jobName}/verification/`;
     const categoriesUri = await this.put(
       `${base}categories.json`,
-      JSON.stringify({ 'document-version': '2018-11-28', labels: VERIFICATION_CATEGORIES.map((label) => ({ label })), auditLabelAttributeName: this.labelAttribute }),
+      JSON.stringify({
+        'document-version': '2018-11-28',
+        labels: VERIFICATION_CATEGORIES.map((label) => ({ label })),
+        auditLabelAttributeName: this.labelAttribute,
+      }),
       'application/json',
     );
     const templateUri = await this.put(`${base}template.liquid.html`, verificationTemplate(this.labelAttribute), 'text/html');
@@ -266,7 +321,13 @@ export class GroundTruthBackend {
       RoleArn: this.opts.roleArn,
       LabelCategoryConfigS3Uri: categoriesUri,
       StoppingConditions: { MaxPercentageOfInputDatasetLabeled: 100 },
-      HumanTaskConfig: this.humanTaskConfig(job, 'VerificationBoundingBox', templateUri, 'Check the defect boxes', 'Approve the boxes when every defect is boxed tightly; otherwise say what is wrong.'),
+      HumanTaskConfig: this.humanTaskConfig(
+        job,
+        'VerificationBoundingBox',
+        templateUri,
+        'Check the defect boxes',
+        'Approve the boxes when every defect is boxed tightly; otherwise say what is wrong.',
+      ),
       Tags: this.tags(),
     };
     await this.opts.sagemaker.send(new CreateLabelingJobCommand(req));

@@ -48,7 +48,11 @@ export class ImageSource {
 
   idOf(ref: string): string {
     const m = this.mappingOf(ref);
-    if (m) return ref.split('/').slice(-(m.idParts ?? 2)).join('/');
+    if (m)
+      return ref
+        .split('/')
+        .slice(-(m.idParts ?? 2))
+        .join('/');
     return parseS3Uri(ref).key;
   }
 
@@ -63,13 +67,16 @@ export class ImageSource {
     const parts = ref.split('/').slice(-(m.idParts ?? 2));
     for (const p of parts) {
       if (p === '' || p === '.' || p === '..' || p.includes('\\') || p.includes('\0')) {
-        throw new LoupeError('IMAGE_BAD_REF', `the mapped part of the ref must be plain file and folder names; "${p}" is not one`, { input: ref });
+        throw new LoupeError('IMAGE_BAD_REF', `the mapped part of the ref must be plain file and folder names; "${p}" is not one`, {
+          input: ref,
+        });
       }
     }
     const dir = resolve(m.dir);
     const path = resolve(dir, ...parts);
     const rel = relative(dir, path);
-    if (!rel || rel.startsWith('..') || isAbsolute(rel)) throw new LoupeError('IMAGE_BAD_REF', `the ref resolves outside ${dir}`, { input: ref });
+    if (!rel || rel.startsWith('..') || isAbsolute(rel))
+      throw new LoupeError('IMAGE_BAD_REF', `the ref resolves outside ${dir}`, { input: ref });
     return path;
   }
 
@@ -85,7 +92,10 @@ export class ImageSource {
       const res = await this.opts.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
       return Buffer.from(await res.Body!.transformToByteArray());
     } catch (e) {
-      throw new LoupeError('IMAGE_FETCH', `cannot fetch the image (${(e as Error).name}: ${(e as Error).message})`, { input: ref, cause: e });
+      throw new LoupeError('IMAGE_FETCH', `cannot fetch the image (${(e as Error).name}: ${(e as Error).message})`, {
+        input: ref,
+        cause: e,
+      });
     }
   }
 

@@ -214,7 +214,14 @@ export class Labeling {
       .get(name) as { items: number; consolidated: number | null; approved: number | null; rejected: number | null };
     const a = (this.db.prepare('SELECT COUNT(*) AS n FROM labeling_annotations WHERE job = ?').get(name) as { n: number }).n;
     const consolidating = this.pendingConsolidation(name).length;
-    const counts = { items: c.items, annotations: a, consolidating, consolidated: c.consolidated ?? 0, approved: c.approved ?? 0, rejected: c.rejected ?? 0 };
+    const counts = {
+      items: c.items,
+      annotations: a,
+      consolidating,
+      consolidated: c.consolidated ?? 0,
+      approved: c.approved ?? 0,
+      rejected: c.rejected ?? 0,
+    };
     const status: JobStatus =
       counts.consolidated < counts.items ? 'labelling' : counts.approved + counts.rejected < counts.items ? 'verifying' : 'done';
     return {
@@ -235,14 +242,18 @@ export class Labeling {
   }
 
   listJobs(): Job[] {
-    return (this.db.prepare('SELECT name FROM labeling_jobs ORDER BY created, name').all() as { name: string }[]).map((r) => this.getJob(r.name));
+    return (this.db.prepare('SELECT name FROM labeling_jobs ORDER BY created, name').all() as { name: string }[]).map((r) =>
+      this.getJob(r.name),
+    );
   }
 
   /** Images that need labels as of T: latest record unlabelled or rejected, and not in an unfinished job item. */
   async eligible(asOf?: number, batch?: string[]): Promise<StoredLabelRecord[]> {
     const latest = await this.store.latest({ asOf, sourceRefs: batch });
     const busy = new Set(
-      (this.db.prepare('SELECT DISTINCT source_ref FROM labeling_items WHERE verdict IS NULL').all() as { source_ref: string }[]).map((r) => r.source_ref),
+      (this.db.prepare('SELECT DISTINCT source_ref FROM labeling_items WHERE verdict IS NULL').all() as { source_ref: string }[]).map(
+        (r) => r.source_ref,
+      ),
     );
     return latest
       .filter((r) => {
@@ -258,11 +269,14 @@ export class Labeling {
       throw new LoupeError('LABELING_BAD_JOB', 'classes must be a non-empty list of names', { input: 'classes' });
     }
     const wpi = spec.workersPerImage ?? 1;
-    if (!Number.isInteger(wpi) || wpi < 1 || wpi > 9) throw new LoupeError('LABELING_BAD_JOB', `workersPerImage must be 1..9, got ${wpi}`, { input: 'workersPerImage' });
+    if (!Number.isInteger(wpi) || wpi < 1 || wpi > 9)
+      throw new LoupeError('LABELING_BAD_JOB', `workersPerImage must be 1..9, got ${wpi}`, { input: 'workersPerImage' });
     const cap = spec.cap ?? 100;
-    if (!Number.isInteger(cap) || cap < 1) throw new LoupeError('LABELING_BAD_JOB', `cap must be a positive integer, got ${cap}`, { input: 'cap' });
+    if (!Number.isInteger(cap) || cap < 1)
+      throw new LoupeError('LABELING_BAD_JOB', `cap must be a positive integer, got ${cap}`, { input: 'cap' });
     const iouThreshold = spec.iouThreshold ?? 0.5;
-    if (!(iouThreshold > 0 && iouThreshold <= 1)) throw new LoupeError('LABELING_BAD_JOB', `iouThreshold must be in (0, 1], got ${iouThreshold}`, { input: 'iouThreshold' });
+    if (!(iouThreshold > 0 && iouThreshold <= 1))
+      throw new LoupeError('LABELING_BAD_JOB', `iouThreshold must be in (0, 1], got ${iouThreshold}`, { input: 'iouThreshold' });
     if (spec.minVotes !== undefined && (!Number.isInteger(spec.minVotes) || spec.minVotes < 1 || spec.minVotes > wpi)) {
       throw new LoupeError('LABELING_BAD_JOB', `minVotes must be 1..workersPerImage (${wpi}), got ${spec.minVotes}`, { input: 'minVotes' });
     }
@@ -271,10 +285,14 @@ export class Labeling {
       throw new LoupeError('LABELING_BAD_JOB', `maxBoxes must be 1..${MAX_BOXES_LIMIT}, got ${maxBoxes}`, { input: 'maxBoxes' });
     }
     const now = this.now();
-    const name = spec.name ?? `loupe-${new Date(now * 1000).toISOString().replace(/[-:T]/g, '').slice(0, 14)}-${Math.random().toString(16).slice(2, 8)}`;
+    const name =
+      spec.name ??
+      `loupe-${new Date(now * 1000).toISOString().replace(/[-:T]/g, '').slice(0, 14)}-${Math.random().toString(16).slice(2, 8)}`;
     if (!/^[a-zA-Z0-9](-*[a-zA-Z0-9])*$/.test(name) || name.length > 63) {
       // Ground Truth's LabelingJobName rule, so a job can move to that backend unchanged.
-      throw new LoupeError('LABELING_BAD_JOB', 'job name must be letters, digits and single hyphens, at most 63 characters', { input: name });
+      throw new LoupeError('LABELING_BAD_JOB', 'job name must be letters, digits and single hyphens, at most 63 characters', {
+        input: name,
+      });
     }
     const existing = this.db.prepare('SELECT name FROM labeling_jobs WHERE name = ?').get(name);
     if (existing) return this.getJob(name);
@@ -284,7 +302,9 @@ export class Labeling {
       if (this.db.prepare('SELECT 1 FROM labeling_jobs WHERE name = ?').get(name)) return;
       // Re-check inside the transaction: another process may have put some of them in a job meanwhile.
       const busy = new Set(
-        (this.db.prepare('SELECT DISTINCT source_ref FROM labeling_items WHERE verdict IS NULL').all() as { source_ref: string }[]).map((r) => r.source_ref),
+        (this.db.prepare('SELECT DISTINCT source_ref FROM labeling_items WHERE verdict IS NULL').all() as { source_ref: string }[]).map(
+          (r) => r.source_ref,
+        ),
       );
       picked = candidates.filter((r) => !busy.has(r.source_ref)).slice(0, cap);
       this.db
@@ -292,7 +312,18 @@ export class Labeling {
           `INSERT INTO labeling_jobs (name, created, classes, instructions, workers_per_image, cap, backend, iou_threshold, min_votes, max_boxes)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
-        .run(name, now, JSON.stringify(classes), spec.instructions ?? '', wpi, cap, spec.backend ?? 'local', iouThreshold, spec.minVotes ?? null, maxBoxes);
+        .run(
+          name,
+          now,
+          JSON.stringify(classes),
+          spec.instructions ?? '',
+          wpi,
+          cap,
+          spec.backend ?? 'local',
+          iouThreshold,
+          spec.minVotes ?? null,
+          maxBoxes,
+        );
       const ins = this.db.prepare('INSERT INTO labeling_items (job, source_ref, ord, record) VALUES (?, ?, ?, ?)');
       picked.forEach((r, i) => {
         const { seq: _seq, ...rec } = r;
@@ -304,9 +335,9 @@ export class Labeling {
   }
 
   private itemRecord(job: string, ref: string): { record: LabelRecord; consolidated: string | null; verdict: string | null } {
-    const row = this.db.prepare('SELECT record, consolidated, verdict FROM labeling_items WHERE job = ? AND source_ref = ?').get(job, ref) as
-      | { record: string; consolidated: string | null; verdict: string | null }
-      | undefined;
+    const row = this.db
+      .prepare('SELECT record, consolidated, verdict FROM labeling_items WHERE job = ? AND source_ref = ?')
+      .get(job, ref) as { record: string; consolidated: string | null; verdict: string | null } | undefined;
     if (!row) throw new LoupeError('LABELING_NO_ITEM', `image is not part of job ${job}`, { input: ref });
     return { record: JSON.parse(row.record), consolidated: row.consolidated, verdict: row.verdict };
   }
@@ -343,7 +374,9 @@ export class Labeling {
   }
 
   private lease(jobName: string, ref: string, worker: string, now: number): void {
-    this.db.prepare('INSERT OR REPLACE INTO labeling_leases (job, source_ref, worker, expires) VALUES (?, ?, ?, ?)').run(jobName, ref, worker, now + this.leaseSeconds);
+    this.db
+      .prepare('INSERT OR REPLACE INTO labeling_leases (job, source_ref, worker, expires) VALUES (?, ?, ?, ?)')
+      .run(jobName, ref, worker, now + this.leaseSeconds);
   }
 
   /** The next image this worker should label, leased to them; null when they have none left. */
@@ -381,11 +414,15 @@ export class Labeling {
       }
       const remaining = rows.filter((r) => !r.mine && r.done < job.workers_per_image).length;
       if (row.mine) {
-        const mine = this.db.prepare('SELECT boxes FROM labeling_annotations WHERE job = ? AND source_ref = ? AND worker = ?').get(jobName, ref, worker) as { boxes: string };
-        if (row.done >= job.workers_per_image) throw new LoupeError('LABEL_NOT_AVAILABLE', 'this image has all its labels; yours can no longer be changed', { input });
+        const mine = this.db
+          .prepare('SELECT boxes FROM labeling_annotations WHERE job = ? AND source_ref = ? AND worker = ?')
+          .get(jobName, ref, worker) as { boxes: string };
+        if (row.done >= job.workers_per_image)
+          throw new LoupeError('LABEL_NOT_AVAILABLE', 'this image has all its labels; yours can no longer be changed', { input });
         return this.taskOf(job, ref, row.record, remaining, JSON.parse(mine.boxes) as GtBox[]);
       }
-      if (row.done + row.leased >= job.workers_per_image) throw new LoupeError('LABEL_NOT_AVAILABLE', 'other workers are labelling this image', { input });
+      if (row.done + row.leased >= job.workers_per_image)
+        throw new LoupeError('LABEL_NOT_AVAILABLE', 'other workers are labelling this image', { input });
       this.lease(jobName, ref, worker, now);
       return this.taskOf(job, ref, row.record, remaining);
     })();
@@ -409,7 +446,15 @@ export class Labeling {
                 EXISTS (SELECT 1 FROM labeling_annotations a WHERE a.job = i.job AND a.source_ref = i.source_ref AND a.worker = @worker) AS mine
          FROM labeling_items i WHERE i.job = @job ORDER BY i.ord`,
       )
-      .all({ job: jobName, worker, now }) as { source_ref: string; ord: number; consolidated: number; verdict: string | null; done: number; leased: number; mine: number }[];
+      .all({ job: jobName, worker, now }) as {
+      source_ref: string;
+      ord: number;
+      consolidated: number;
+      verdict: string | null;
+      done: number;
+      leased: number;
+      mine: number;
+    }[];
     return rows.map((r) => {
       const full = r.done >= job.workers_per_image;
       const state: ItemView['state'] =
@@ -434,14 +479,17 @@ export class Labeling {
   private cleanBoxes(boxes: unknown, rec: LabelRecord, classes: string[], input: string): GtBox[] {
     if (!Array.isArray(boxes)) throw new LoupeError('LABEL_BAD_BOX', 'boxes must be a list', { input });
     return boxes.map((b, i) => {
-      if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new LoupeError('LABEL_BAD_BOX', `box ${i} must be an object {class_id, left, top, width, height}`, { input });
+      if (typeof b !== 'object' || b === null || Array.isArray(b))
+        throw new LoupeError('LABEL_BAD_BOX', `box ${i} must be an object {class_id, left, top, width, height}`, { input });
       const o = b as Partial<GtBox>;
       const vals = [o.class_id, o.left, o.top, o.width, o.height];
       if (vals.some((v) => typeof v !== 'number' || !Number.isFinite(v))) {
         throw new LoupeError('LABEL_BAD_BOX', `box ${i}: class_id, left, top, width, height must be numbers`, { input });
       }
       if (!Number.isInteger(o.class_id) || o.class_id! < 0 || o.class_id! >= classes.length) {
-        throw new LoupeError('LABEL_BAD_BOX', `box ${i}: class_id ${o.class_id} is not one of the job's ${classes.length} classes`, { input });
+        throw new LoupeError('LABEL_BAD_BOX', `box ${i}: class_id ${o.class_id} is not one of the job's ${classes.length} classes`, {
+          input,
+        });
       }
       const box = gtToBox({ class_id: o.class_id!, left: o.left!, top: o.top!, width: o.width!, height: o.height! });
       if (box.x1 < -1 || box.y1 < -1 || box.x2 > rec.image_width + 1 || box.y2 > rec.image_height + 1) {
@@ -458,7 +506,13 @@ export class Labeling {
    * until the image has all its labels). When the image then has all its labels, consolidation
    * is scheduled (off this call); `complete` says so.
    */
-  async submit(jobName: string, ref: string, worker: string, boxes: unknown, opts: { replace?: boolean } = {}): Promise<{ complete: boolean }> {
+  async submit(
+    jobName: string,
+    ref: string,
+    worker: string,
+    boxes: unknown,
+    opts: { replace?: boolean } = {},
+  ): Promise<{ complete: boolean }> {
     const job = this.jobRow(jobName);
     const classes = JSON.parse(job.classes) as string[];
     const item = this.itemRecord(jobName, ref);
@@ -467,25 +521,37 @@ export class Labeling {
     const maxBoxes = job.max_boxes ?? DEFAULT_MAX_BOXES;
     // Counted before anything else is done with them: a huge list costs nothing but this check.
     if (Array.isArray(boxes) && boxes.length > maxBoxes) {
-      throw new LoupeError('LABEL_TOO_MANY_BOXES', `${boxes.length} boxes for one image; this job takes at most ${maxBoxes} (labels job create --max-boxes)`, { input });
+      throw new LoupeError(
+        'LABEL_TOO_MANY_BOXES',
+        `${boxes.length} boxes for one image; this job takes at most ${maxBoxes} (labels job create --max-boxes)`,
+        { input },
+      );
     }
     if (item.consolidated !== null) throw new LoupeError('LABEL_DONE', 'this image already has all its labels', { input });
     const clean = this.cleanBoxes(boxes, item.record, classes, input);
     const now = this.now();
     let complete = false;
-    this.db.transaction(() => {
-      const prior = this.db.prepare('SELECT worker FROM labeling_annotations WHERE job = ? AND source_ref = ?').all(jobName, ref) as { worker: string }[];
-      const mine = prior.some((p) => p.worker === worker);
-      if (prior.length >= job.workers_per_image) throw new LoupeError('LABEL_DONE', 'this image already has all its labels', { input });
-      if (mine && !opts.replace) throw new LoupeError('LABEL_DUPLICATE', 'this worker already labelled this image', { input });
-      if (mine) {
-        this.db.prepare('UPDATE labeling_annotations SET boxes = ?, submitted = ? WHERE job = ? AND source_ref = ? AND worker = ?').run(JSON.stringify(clean), now, jobName, ref, worker);
-      } else {
-        this.db.prepare('INSERT INTO labeling_annotations (job, source_ref, worker, boxes, submitted) VALUES (?, ?, ?, ?, ?)').run(jobName, ref, worker, JSON.stringify(clean), now);
-      }
-      this.db.prepare('DELETE FROM labeling_leases WHERE job = ? AND source_ref = ? AND worker = ?').run(jobName, ref, worker);
-      complete = prior.length + (mine ? 0 : 1) >= job.workers_per_image;
-    }).immediate();
+    this.db
+      .transaction(() => {
+        const prior = this.db.prepare('SELECT worker FROM labeling_annotations WHERE job = ? AND source_ref = ?').all(jobName, ref) as {
+          worker: string;
+        }[];
+        const mine = prior.some((p) => p.worker === worker);
+        if (prior.length >= job.workers_per_image) throw new LoupeError('LABEL_DONE', 'this image already has all its labels', { input });
+        if (mine && !opts.replace) throw new LoupeError('LABEL_DUPLICATE', 'this worker already labelled this image', { input });
+        if (mine) {
+          this.db
+            .prepare('UPDATE labeling_annotations SET boxes = ?, submitted = ? WHERE job = ? AND source_ref = ? AND worker = ?')
+            .run(JSON.stringify(clean), now, jobName, ref, worker);
+        } else {
+          this.db
+            .prepare('INSERT INTO labeling_annotations (job, source_ref, worker, boxes, submitted) VALUES (?, ?, ?, ?, ?)')
+            .run(jobName, ref, worker, JSON.stringify(clean), now);
+        }
+        this.db.prepare('DELETE FROM labeling_leases WHERE job = ? AND source_ref = ? AND worker = ?').run(jobName, ref, worker);
+        complete = prior.length + (mine ? 0 : 1) >= job.workers_per_image;
+      })
+      .immediate();
     if (complete) this.scheduleSettle();
     return { complete };
   }
@@ -503,7 +569,9 @@ export class Labeling {
   }
 
   private scheduleSettle(): void {
-    this.settle().catch((e) => this.log.error({ err: errorMessage(e) }, 'labelling: consolidation failed (retried at the next submit or settle)'));
+    this.settle().catch((e) =>
+      this.log.error({ err: errorMessage(e) }, 'labelling: consolidation failed (retried at the next submit or settle)'),
+    );
   }
 
   /**
@@ -531,9 +599,11 @@ export class Labeling {
     const job = this.jobRow(jobName);
     const item = this.itemRecord(jobName, ref);
     if (item.consolidated !== null) return;
-    const all = (this.db.prepare('SELECT worker, boxes FROM labeling_annotations WHERE job = ? AND source_ref = ? ORDER BY worker').all(jobName, ref) as { worker: string; boxes: string }[]).map(
-      (p) => ({ worker: p.worker, boxes: JSON.parse(p.boxes) as GtBox[] }),
-    );
+    const all = (
+      this.db
+        .prepare('SELECT worker, boxes FROM labeling_annotations WHERE job = ? AND source_ref = ? ORDER BY worker')
+        .all(jobName, ref) as { worker: string; boxes: string }[]
+    ).map((p) => ({ worker: p.worker, boxes: JSON.parse(p.boxes) as GtBox[] }));
     const t0 = performance.now();
     const boxes = await this.consolidator.run(
       all.map((a) => ({ worker: a.worker, boxes: a.boxes.map(gtToBox) })),
@@ -551,11 +621,24 @@ export class Labeling {
     let wrote = false;
     await this.commit(() => {
       // Another process (the server beside a CLI) may have consolidated it meanwhile.
-      const r = this.db.prepare('UPDATE labeling_items SET consolidated = ? WHERE job = ? AND source_ref = ? AND consolidated IS NULL').run(JSON.stringify(consolidated), jobName, ref);
+      const r = this.db
+        .prepare('UPDATE labeling_items SET consolidated = ? WHERE job = ? AND source_ref = ? AND consolidated IS NULL')
+        .run(JSON.stringify(consolidated), jobName, ref);
       wrote = r.changes > 0;
       return wrote;
     }, record);
-    if (wrote) this.log.info({ job: jobName, sourceRef: ref, workers: all.length, boxesIn: all.reduce((n, a) => n + a.boxes.length, 0), boxesOut: consolidated.length, ms: Math.round(performance.now() - t0) }, 'labels consolidated');
+    if (wrote)
+      this.log.info(
+        {
+          job: jobName,
+          sourceRef: ref,
+          workers: all.length,
+          boxesIn: all.reduce((n, a) => n + a.boxes.length, 0),
+          boxesOut: consolidated.length,
+          ms: Math.round(performance.now() - t0),
+        },
+        'labels consolidated',
+      );
   }
 
   /**
@@ -578,7 +661,9 @@ export class Labeling {
       meta: { ...item.record.meta, ...meta },
     };
     await this.commit(() => {
-      this.db.prepare('UPDATE labeling_items SET consolidated = ? WHERE job = ? AND source_ref = ?').run(JSON.stringify(clean), jobName, ref);
+      this.db
+        .prepare('UPDATE labeling_items SET consolidated = ? WHERE job = ? AND source_ref = ?')
+        .run(JSON.stringify(clean), jobName, ref);
     }, record);
     return true;
   }
@@ -590,9 +675,11 @@ export class Labeling {
   private async commit(mark: () => void | boolean, record: LabelRecord | null): Promise<void> {
     if (this.shared && this.store instanceof SqliteLabelStore) {
       const store = this.store;
-      this.db.transaction(() => {
-        if (mark() !== false && record) store.appendSync([record]);
-      }).immediate();
+      this.db
+        .transaction(() => {
+          if (mark() !== false && record) store.appendSync([record]);
+        })
+        .immediate();
       return;
     }
     if (record) {
@@ -609,8 +696,11 @@ export class Labeling {
   release(jobName: string, ref: string): void {
     this.jobRow(jobName);
     const item = this.itemRecord(jobName, ref);
-    const n = (this.db.prepare('SELECT COUNT(*) AS n FROM labeling_annotations WHERE job = ? AND source_ref = ?').get(jobName, ref) as { n: number }).n;
-    if (n > 0 || item.consolidated !== null) throw new LoupeError('LABELING_RELEASE', 'image already has labels in this job', { input: `${jobName}: ${ref}` });
+    const n = (
+      this.db.prepare('SELECT COUNT(*) AS n FROM labeling_annotations WHERE job = ? AND source_ref = ?').get(jobName, ref) as { n: number }
+    ).n;
+    if (n > 0 || item.consolidated !== null)
+      throw new LoupeError('LABELING_RELEASE', 'image already has labels in this job', { input: `${jobName}: ${ref}` });
     this.db.transaction(() => {
       this.db.prepare('DELETE FROM labeling_leases WHERE job = ? AND source_ref = ?').run(jobName, ref);
       this.db.prepare('DELETE FROM labeling_items WHERE job = ? AND source_ref = ?').run(jobName, ref);
@@ -618,7 +708,11 @@ export class Labeling {
   }
 
   private labellers(jobName: string, ref: string): string[] {
-    return (this.db.prepare('SELECT worker FROM labeling_annotations WHERE job = ? AND source_ref = ? ORDER BY worker').all(jobName, ref) as { worker: string }[]).map((w) => w.worker);
+    return (
+      this.db.prepare('SELECT worker FROM labeling_annotations WHERE job = ? AND source_ref = ? ORDER BY worker').all(jobName, ref) as {
+        worker: string;
+      }[]
+    ).map((w) => w.worker);
   }
 
   /** The next consolidated image waiting for a verdict that this verifier did not label; null when none. */
@@ -656,7 +750,8 @@ export class Labeling {
     this.jobRow(jobName);
     const item = this.itemRecord(jobName, ref);
     const input = `${jobName}: ${ref}`;
-    if (v.verdict !== 'approve' && v.verdict !== 'reject') throw new LoupeError('VERIFY_BAD', `verdict must be approve or reject, got ${JSON.stringify(v.verdict)}`, { input });
+    if (v.verdict !== 'approve' && v.verdict !== 'reject')
+      throw new LoupeError('VERIFY_BAD', `verdict must be approve or reject, got ${JSON.stringify(v.verdict)}`, { input });
     if (!v.verifier) throw new LoupeError('VERIFY_BAD', 'verifier id is empty', { input });
     if (item.consolidated === null) throw new LoupeError('VERIFY_NOT_READY', 'this image has not been labelled yet', { input });
     if (item.verdict !== null) throw new LoupeError('VERIFY_DONE', `this image was already verified (${item.verdict})`, { input });
@@ -677,7 +772,9 @@ export class Labeling {
       meta: { ...item.record.meta, workers, verifier: v.verifier, ...(reason ? { reason } : {}) },
     };
     await this.commit(() => {
-      const r = this.db.prepare('UPDATE labeling_items SET verdict = ?, reason = ?, verifier = ? WHERE job = ? AND source_ref = ? AND verdict IS NULL').run(status, reason || null, v.verifier, jobName, ref);
+      const r = this.db
+        .prepare('UPDATE labeling_items SET verdict = ?, reason = ?, verifier = ? WHERE job = ? AND source_ref = ? AND verdict IS NULL')
+        .run(status, reason || null, v.verifier, jobName, ref);
       if (r.changes === 0) throw new LoupeError('VERIFY_DONE', 'this image was already verified', { input });
     }, record);
   }
@@ -695,7 +792,10 @@ export class Labeling {
     return rows.map((r) => ({
       sourceRef: r.source_ref,
       record: JSON.parse(r.record),
-      annotations: (ann.all(jobName, r.source_ref) as { worker: string; boxes: string }[]).map((a) => ({ worker: a.worker, boxes: JSON.parse(a.boxes) })),
+      annotations: (ann.all(jobName, r.source_ref) as { worker: string; boxes: string }[]).map((a) => ({
+        worker: a.worker,
+        boxes: JSON.parse(a.boxes),
+      })),
       consolidated: r.consolidated ? JSON.parse(r.consolidated) : null,
       verdict: r.verdict,
       reason: r.reason,

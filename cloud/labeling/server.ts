@@ -159,7 +159,8 @@ export function crossOriginRefusal(req: IncomingMessage): string | null {
     if (!same) return `cross-origin request from ${JSON.stringify(origin)} refused`;
   }
   const site = req.headers['sec-fetch-site'];
-  if (site !== undefined && site !== 'same-origin' && site !== 'none') return `cross-site request (Sec-Fetch-Site: ${String(site)}) refused`;
+  if (site !== undefined && site !== 'same-origin' && site !== 'none')
+    return `cross-site request (Sec-Fetch-Site: ${String(site)}) refused`;
   return null;
 }
 
@@ -173,7 +174,11 @@ const safeDecode = (s: string): string => {
 
 export async function startLabelServer(opts: LabelServerOptions): Promise<LabelServer> {
   if ((opts as { token?: unknown }).token !== undefined) {
-    throw new LoupeError('LABEL_SHARED_TOKEN', 'a shared token lets one holder act as every worker; issue each worker a credential (`loupe labels workers add NAME`)', { input: 'token' });
+    throw new LoupeError(
+      'LABEL_SHARED_TOKEN',
+      'a shared token lets one holder act as every worker; issue each worker a credential (`loupe labels workers add NAME`)',
+      { input: 'token' },
+    );
   }
   const log = opts.log ?? silentLogger;
   const sessions = new Map<string, { worker: string; expires: number }>();
@@ -199,7 +204,11 @@ export async function startLabelServer(opts: LabelServerOptions): Promise<LabelS
     }
     const claimed = req.headers['x-loupe-worker'];
     if (s && claimed !== undefined && claimed !== s.id) {
-      throw new HttpError(400, `X-Loupe-Worker says ${JSON.stringify(claimed)} but the credential belongs to ${s.id}; the worker is always the credential's owner`, 'WORKER_MISMATCH');
+      throw new HttpError(
+        400,
+        `X-Loupe-Worker says ${JSON.stringify(claimed)} but the credential belongs to ${s.id}; the worker is always the credential's owner`,
+        'WORKER_MISMATCH',
+      );
     }
     return s;
   };
@@ -231,7 +240,11 @@ export async function startLabelServer(opts: LabelServerOptions): Promise<LabelS
   const checkRequestOrigin = (req: IncomingMessage, path: string): void => {
     const host = req.headers.host;
     if (!hostAllowed(host, allowedHosts)) {
-      throw new HttpError(403, `Host ${JSON.stringify(host ?? '')} is not this server (allowed: IP addresses, localhost${allowedHosts.length ? ', ' + allowedHosts.join(', ') : ''}; labels serve --allowed-host adds names)`, 'BAD_HOST');
+      throw new HttpError(
+        403,
+        `Host ${JSON.stringify(host ?? '')} is not this server (allowed: IP addresses, localhost${allowedHosts.length ? ', ' + allowedHosts.join(', ') : ''}; labels serve --allowed-host adds names)`,
+        'BAD_HOST',
+      );
     }
     if (!path.startsWith('/api/')) return;
     const refusal = crossOriginRefusal(req);
@@ -266,7 +279,8 @@ export async function startLabelServer(opts: LabelServerOptions): Promise<LabelS
       const body = await readFile(join(UI_DIR, asset.file));
       return send(res, 200, body, {
         'content-type': asset.type,
-        'content-security-policy': "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+        'content-security-policy':
+          "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'",
       });
     }
 
@@ -282,7 +296,12 @@ export async function startLabelServer(opts: LabelServerOptions): Promise<LabelS
       }
       const sid = newSession(w.id);
       log.info({ worker: w.id }, 'labelling UI: login');
-      return send(res, 200, { worker: w.id, roles: w.roles }, { 'set-cookie': `loupe_session=${sid}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${Math.floor(ttl / 1000)}` });
+      return send(
+        res,
+        200,
+        { worker: w.id, roles: w.roles },
+        { 'set-cookie': `loupe_session=${sid}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${Math.floor(ttl / 1000)}` },
+      );
     }
 
     if (!path.startsWith('/api/')) throw new HttpError(404, 'not found');
@@ -320,12 +339,24 @@ export async function startLabelServer(opts: LabelServerOptions): Promise<LabelS
       if (what === 'annotations' && method === 'POST') {
         const body = await readJson(req);
         const out = await s.submit(job, String(body.sourceRef ?? ''), body.boxes, { replace: body.replace === true });
-        log.info({ job, sourceRef: body.sourceRef, worker: s.id, boxes: Array.isArray(body.boxes) ? body.boxes.length : null, complete: out.complete }, 'labels submitted');
+        log.info(
+          {
+            job,
+            sourceRef: body.sourceRef,
+            worker: s.id,
+            boxes: Array.isArray(body.boxes) ? body.boxes.length : null,
+            complete: out.complete,
+          },
+          'labels submitted',
+        );
         return send(res, 200, out);
       }
       if (what === 'verify' && method === 'GET') {
         const ref = url.searchParams.get('ref');
-        return send(res, 200, { job: lab.getJob(job), task: s.nextVerification(job, { skip: skipSet(url), ...(ref !== null ? { ref } : {}) }) });
+        return send(res, 200, {
+          job: lab.getJob(job),
+          task: s.nextVerification(job, { skip: skipSet(url), ...(ref !== null ? { ref } : {}) }),
+        });
       }
       if (what === 'verify' && method === 'POST') {
         const body = await readJson(req);

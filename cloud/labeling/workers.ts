@@ -47,21 +47,31 @@ interface Row {
   issued_by: string;
 }
 
-const toWorker = (r: Row): Worker => ({ id: r.id, roles: JSON.parse(r.roles) as WorkerRole[], created: r.created, revoked: r.revoked, issuedBy: r.issued_by });
+const toWorker = (r: Row): Worker => ({
+  id: r.id,
+  roles: JSON.parse(r.roles) as WorkerRole[],
+  created: r.created,
+  revoked: r.revoked,
+  issuedBy: r.issued_by,
+});
 const hashToken = (t: string) => createHash('sha256').update(t, 'utf8').digest('hex');
 
 export function checkWorkerId(id: unknown): string {
   if (typeof id !== 'string' || !ID_RE.test(id)) {
-    throw new LoupeError('WORKER_BAD_ID', 'a worker id is 1-64 letters, digits, . _ @ - (starting with a letter or digit)', { input: String(id) });
+    throw new LoupeError('WORKER_BAD_ID', 'a worker id is 1-64 letters, digits, . _ @ - (starting with a letter or digit)', {
+      input: String(id),
+    });
   }
   return id;
 }
 
 export function parseRoles(v: string | readonly string[]): WorkerRole[] {
   const list = (typeof v === 'string' ? v.split(',') : [...v]).map((s) => s.trim()).filter(Boolean);
-  if (list.length === 0) throw new LoupeError('WORKER_BAD_ROLE', `a worker needs at least one role (${WORKER_ROLES.join(', ')})`, { input: String(v) });
+  if (list.length === 0)
+    throw new LoupeError('WORKER_BAD_ROLE', `a worker needs at least one role (${WORKER_ROLES.join(', ')})`, { input: String(v) });
   for (const r of list) {
-    if (!WORKER_ROLES.includes(r as WorkerRole)) throw new LoupeError('WORKER_BAD_ROLE', `unknown role "${r}" (roles: ${WORKER_ROLES.join(', ')})`, { input: String(v) });
+    if (!WORKER_ROLES.includes(r as WorkerRole))
+      throw new LoupeError('WORKER_BAD_ROLE', `unknown role "${r}" (roles: ${WORKER_ROLES.join(', ')})`, { input: String(v) });
   }
   return WORKER_ROLES.filter((r) => list.includes(r));
 }
@@ -70,8 +80,7 @@ export class WorkerRegistry {
   constructor(
     private readonly db: Database.Database,
     private readonly now: () => number = () => Date.now() / 1000,
-  ) {
-  }
+  ) {}
 
   private row(id: string): Row | undefined {
     return this.db.prepare('SELECT * FROM labeling_workers WHERE id = ?').get(id) as Row | undefined;
@@ -94,10 +103,14 @@ export class WorkerRegistry {
     const tx = this.db.transaction(() => {
       const existing = this.row(id);
       if (existing && existing.revoked === null) {
-        throw new LoupeError('WORKER_EXISTS', 'this worker already has a credential; `loupe labels workers rotate` issues a new one', { input: id });
+        throw new LoupeError('WORKER_EXISTS', 'this worker already has a credential; `loupe labels workers rotate` issues a new one', {
+          input: id,
+        });
       }
       this.db
-        .prepare('INSERT OR REPLACE INTO labeling_workers (id, roles, token_sha256, created, revoked, issued_by) VALUES (?, ?, ?, ?, NULL, ?)')
+        .prepare(
+          'INSERT OR REPLACE INTO labeling_workers (id, roles, token_sha256, created, revoked, issued_by) VALUES (?, ?, ?, ?, NULL, ?)',
+        )
         .run(id, JSON.stringify(r), hashToken(token), this.now(), issuedBy);
     });
     tx.immediate();
@@ -110,7 +123,9 @@ export class WorkerRegistry {
     if (!existing) throw new LoupeError('WORKER_UNKNOWN', 'no such worker', { input: id });
     const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
     const roles = opts.roles === undefined ? (JSON.parse(existing.roles) as WorkerRole[]) : parseRoles(opts.roles);
-    this.db.prepare('UPDATE labeling_workers SET token_sha256 = ?, roles = ?, revoked = NULL WHERE id = ?').run(hashToken(token), JSON.stringify(roles), id);
+    this.db
+      .prepare('UPDATE labeling_workers SET token_sha256 = ?, roles = ?, revoked = NULL WHERE id = ?')
+      .run(hashToken(token), JSON.stringify(roles), id);
     return { worker: this.get(id)!, token };
   }
 
@@ -129,7 +144,8 @@ export class WorkerRegistry {
   /** The active worker owning this credential, or null. */
   authenticate(token: unknown): Worker | null {
     if (typeof token !== 'string' || !token.startsWith(TOKEN_PREFIX) || token.length > 200) return null;
-    const r = this.db.prepare('SELECT * FROM labeling_workers WHERE token_sha256 = ? AND revoked IS NULL').get(hashToken(token)) as Row | undefined;
+    const r = this.db.prepare('SELECT * FROM labeling_workers WHERE token_sha256 = ? AND revoked IS NULL').get(hashToken(token)) as
+      Row | undefined;
     return r ? toWorker(r) : null;
   }
 
@@ -147,8 +163,12 @@ export class WorkerRegistry {
 /** Throws a LoupeError (mapped to 403 by the server) unless the worker has the role. */
 export function requireRole(w: Worker, role: WorkerRole): void {
   if (!w.roles.includes(role)) {
-    throw new LoupeError('WORKER_FORBIDDEN', `worker ${w.id} may not ${role} (roles: ${w.roles.join(', ')}); \`loupe labels workers rotate ${w.id} --roles …\` changes them`, {
-      input: w.id,
-    });
+    throw new LoupeError(
+      'WORKER_FORBIDDEN',
+      `worker ${w.id} may not ${role} (roles: ${w.roles.join(', ')}); \`loupe labels workers rotate ${w.id} --roles …\` changes them`,
+      {
+        input: w.id,
+      },
+    );
   }
 }

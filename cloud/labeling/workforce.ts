@@ -73,7 +73,13 @@ export function simulateLabels(truth: GtBox[], width: number, height: number, w:
     const b = gtToBox(t);
     const bw = b.x2 - b.x1;
     const bh = b.y2 - b.y1;
-    const moved: Box = { cls: b.cls, x1: b.x1 + gaussian(rand) * noise * bw, y1: b.y1 + gaussian(rand) * noise * bh, x2: b.x2 + gaussian(rand) * noise * bw, y2: b.y2 + gaussian(rand) * noise * bh };
+    const moved: Box = {
+      cls: b.cls,
+      x1: b.x1 + gaussian(rand) * noise * bw,
+      y1: b.y1 + gaussian(rand) * noise * bh,
+      x2: b.x2 + gaussian(rand) * noise * bw,
+      y2: b.y2 + gaussian(rand) * noise * bh,
+    };
     const c = clipBox({ ...moved, x1: Math.min(moved.x1, moved.x2 - 1), y1: Math.min(moved.y1, moved.y2 - 1) }, width, height);
     if (c) out.push(boxToGt(c));
   }
@@ -107,7 +113,9 @@ export async function runSimulatedWorkforce(
   let submitted = 0;
   // Round-robin over the workers, one task each per turn, as a crowd would interleave.
   const rands = new Map(opts.workers.map((w) => [w.id, seededRandom(w.seed)]));
-  const sessions = new Map(opts.workers.map((w) => [w.id, WorkerSession.fromToken(lab, lab.workers.issue(w.id, ['label'], 'simulated workforce').token)]));
+  const sessions = new Map(
+    opts.workers.map((w) => [w.id, WorkerSession.fromToken(lab, lab.workers.issue(w.id, ['label'], 'simulated workforce').token)]),
+  );
   const active = new Set(opts.workers.map((w) => w.id));
   while (active.size) {
     for (const w of opts.workers) {
@@ -144,7 +152,11 @@ export async function runSimulatedWorkforce(
 }
 
 /** Compare labels with the truth: boxes matched greedily by IoU (same class). */
-export function compareWithTruth(labels: GtBox[], truth: GtBox[], iouThreshold = 0.5): { matched: number; missed: number; extra: number; meanIou: number } {
+export function compareWithTruth(
+  labels: GtBox[],
+  truth: GtBox[],
+  iouThreshold = 0.5,
+): { matched: number; missed: number; extra: number; meanIou: number } {
   const pairs: { i: number; j: number; v: number }[] = [];
   labels.forEach((l, i) =>
     truth.forEach((t, j) => {
@@ -163,7 +175,12 @@ export function compareWithTruth(labels: GtBox[], truth: GtBox[], iouThreshold =
     tj.add(p.j);
     sum += p.v;
   }
-  return { matched: li.size, missed: truth.length - tj.size, extra: labels.length - li.size, meanIou: li.size ? sum / li.size : labels.length === 0 && truth.length === 0 ? 1 : 0 };
+  return {
+    matched: li.size,
+    missed: truth.length - tj.size,
+    extra: labels.length - li.size,
+    meanIou: li.size ? sum / li.size : labels.length === 0 && truth.length === 0 ? 1 : 0,
+  };
 }
 
 export interface VerifierResult {
@@ -195,7 +212,9 @@ export async function runSimulatedVerifier(
       await session.verify(job, task.sourceRef, { verdict: 'approve' });
       out.approved++;
     } else {
-      const reason = [c.missed ? `${c.missed} defect(s) not boxed` : '', c.extra ? `${c.extra} box(es) on no defect` : ''].filter(Boolean).join('; ');
+      const reason = [c.missed ? `${c.missed} defect(s) not boxed` : '', c.extra ? `${c.extra} box(es) on no defect` : '']
+        .filter(Boolean)
+        .join('; ');
       await session.verify(job, task.sourceRef, { verdict: 'reject', reason });
       out.rejected++;
       out.reasons[task.sourceRef] = reason;
@@ -216,13 +235,19 @@ export async function truthFromStore(store: LabelStore, opts: { asOf?: number; r
   const byName = new Map<string, GtBox[]>();
   for (const r of approved) {
     if (opts.refPrefix && !r.source_ref.startsWith(opts.refPrefix)) continue;
-    byName.set(basename(r.source_ref), r.annotations.map(({ confidence: _c, ...b }) => b));
+    byName.set(
+      basename(r.source_ref),
+      r.annotations.map(({ confidence: _c, ...b }) => b),
+    );
   }
   return async (task) => {
     const frame = task.meta?.frame as Record<string, unknown> | string | undefined;
     const candidates: string[] = [];
-    if (frame && typeof frame === 'object') for (const k of ['source', 'origin', 'path', 'file', 'name']) if (typeof frame[k] === 'string') candidates.push(basename(frame[k] as string));
-    for (const k of ['origin', 'source', 'sourceFile', 'file']) if (typeof task.meta?.[k] === 'string') candidates.push(basename(task.meta[k] as string));
+    if (frame && typeof frame === 'object')
+      for (const k of ['source', 'origin', 'path', 'file', 'name'])
+        if (typeof frame[k] === 'string') candidates.push(basename(frame[k] as string));
+    for (const k of ['origin', 'source', 'sourceFile', 'file'])
+      if (typeof task.meta?.[k] === 'string') candidates.push(basename(task.meta[k] as string));
     candidates.push(basename(task.sourceRef));
     for (const c of candidates) {
       const t = byName.get(c);

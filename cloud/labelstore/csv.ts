@@ -10,7 +10,12 @@ import { idFromSourceRef } from '../dataset/source-ref.js';
  */
 
 // Old names, re-exported while other branches still use them; new code imports contracts/labels-csv.ts.
-export { readLabelsCsv as readFeatureStoreCsv, pyAnnotations, LABELS_CSV_COLUMNS as FEATURE_STORE_COLUMNS, LABELS_CSV_EXTENSION_COLUMNS as EXTENSION_COLUMNS } from '../../contracts/labels-csv.js';
+export {
+  readLabelsCsv as readFeatureStoreCsv,
+  pyAnnotations,
+  LABELS_CSV_COLUMNS as FEATURE_STORE_COLUMNS,
+  LABELS_CSV_EXTENSION_COLUMNS as EXTENSION_COLUMNS,
+} from '../../contracts/labels-csv.js';
 
 function recordKey(r: LabelRecord): string {
   return JSON.stringify([r.source_ref, r.event_time, r.labeling_job, r.status, r.annotations]);

@@ -68,9 +68,13 @@ export interface FeatureStoreOptions {
 }
 
 /** The CreateFeatureGroup request loupe sends (exported so docs and tests show the exact shape). */
-export function featureGroupRequest(opts: Pick<FeatureStoreOptions, 'featureGroupName' | 'offlineStoreS3Uri' | 'roleArn'>): CreateFeatureGroupCommandInput {
+export function featureGroupRequest(
+  opts: Pick<FeatureStoreOptions, 'featureGroupName' | 'offlineStoreS3Uri' | 'roleArn'>,
+): CreateFeatureGroupCommandInput {
   if (!opts.offlineStoreS3Uri || !opts.roleArn) {
-    throw new LoupeError('FEATURESTORE_CONFIG', 'creating a feature group needs offlineStoreS3Uri and roleArn', { input: opts.featureGroupName });
+    throw new LoupeError('FEATURESTORE_CONFIG', 'creating a feature group needs offlineStoreS3Uri and roleArn', {
+      input: opts.featureGroupName,
+    });
   }
   return {
     FeatureGroupName: opts.featureGroupName,
@@ -110,7 +114,10 @@ function quoteIdent(s: string): string {
 }
 
 /** Build the point-in-time query; values travel as Athena ExecutionParameters, never spliced in. */
-export function latestQuery(table: { database: string; table: string; catalog?: string }, q: LatestQuery): { sql: string; params: string[] } {
+export function latestQuery(
+  table: { database: string; table: string; catalog?: string },
+  q: LatestQuery,
+): { sql: string; params: string[] } {
   const from = `${table.catalog ? quoteIdent(table.catalog) + '.' : ''}${quoteIdent(table.database)}.${quoteIdent(table.table)}`;
   const params: string[] = [];
   const inner: string[] = [];
@@ -183,8 +190,12 @@ export class FeatureStoreLabelStore implements LabelStore {
   private async tableName(): Promise<{ database: string; table: string; catalog?: string }> {
     if (!this.table) {
       const status = await this.describeStatus();
-      if (status === undefined) throw new LoupeError('FEATURESTORE_MISSING', 'feature group does not exist', { input: this.opts.featureGroupName });
-      if (!this.table) throw new LoupeError('FEATURESTORE_NO_OFFLINE', 'feature group has no offline-store Glue table', { input: this.opts.featureGroupName });
+      if (status === undefined)
+        throw new LoupeError('FEATURESTORE_MISSING', 'feature group does not exist', { input: this.opts.featureGroupName });
+      if (!this.table)
+        throw new LoupeError('FEATURESTORE_NO_OFFLINE', 'feature group has no offline-store Glue table', {
+          input: this.opts.featureGroupName,
+        });
     }
     return this.table;
   }
@@ -208,11 +219,16 @@ export class FeatureStoreLabelStore implements LabelStore {
       const state = ex.QueryExecution?.Status?.State;
       if (state === 'SUCCEEDED') break;
       if (state === 'FAILED' || state === 'CANCELLED') {
-        throw new LoupeError('FEATURESTORE_QUERY', `Athena query ${state}: ${ex.QueryExecution?.Status?.StateChangeReason ?? 'no reason given'}`, {
-          input: this.opts.featureGroupName,
-        });
+        throw new LoupeError(
+          'FEATURESTORE_QUERY',
+          `Athena query ${state}: ${ex.QueryExecution?.Status?.StateChangeReason ?? 'no reason given'}`,
+          {
+            input: this.opts.featureGroupName,
+          },
+        );
       }
-      if (Date.now() > deadline) throw new LoupeError('FEATURESTORE_TIMEOUT', `Athena query ${id} still ${state}`, { input: this.opts.featureGroupName });
+      if (Date.now() > deadline)
+        throw new LoupeError('FEATURESTORE_TIMEOUT', `Athena query ${id} still ${state}`, { input: this.opts.featureGroupName });
       await sleep(this.opts.pollMs ?? 1000);
     }
     const out: Record<string, string | undefined>[] = [];
@@ -274,7 +290,10 @@ export class FeatureStoreLabelStore implements LabelStore {
     const t = await this.tableName();
     const from = `${t.catalog ? quoteIdent(t.catalog) + '.' : ''}${quoteIdent(t.database)}.${quoteIdent(t.table)}`;
     const sql = `SELECT DISTINCT source_ref FROM ${from} WHERE source_ref IN (${sourceRefs.map(() => '?').join(', ')})`;
-    const rows = await this.query(sql, sourceRefs.map((r) => `'${r.replace(/'/g, "''")}'`));
+    const rows = await this.query(
+      sql,
+      sourceRefs.map((r) => `'${r.replace(/'/g, "''")}'`),
+    );
     return new Set(rows.map((r) => r.source_ref!).filter(Boolean));
   }
 

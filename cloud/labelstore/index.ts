@@ -13,6 +13,13 @@
 export * from './types.js';
 export { validateRecord, makeRecord } from '../../contracts/label-record.js'; // the label record is a contract (contracts/label-record.ts)
 export { SqliteLabelStore, openSqliteLabelStore, openSqliteLabelStore as openLabelStore } from './sqlite.js';
-export { FeatureStoreLabelStore, featureGroupRequest, toFeatureRecord, latestQuery, FEATURE_DEFINITIONS, type FeatureStoreOptions } from './featurestore.js';
+export {
+  FeatureStoreLabelStore,
+  featureGroupRequest,
+  toFeatureRecord,
+  latestQuery,
+  FEATURE_DEFINITIONS,
+  type FeatureStoreOptions,
+} from './featurestore.js';
 export { readFeatureStoreCsv, writeFeatureStoreCsv, importFeatureStoreCsv, pyAnnotations } from './csv.js';
 export { itemState, type ItemState } from './state.js';

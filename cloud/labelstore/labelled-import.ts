@@ -40,7 +40,11 @@ export function recordsFromImages(images: readonly LabelledImage[], opts: Labell
   );
 }
 
-export async function importLabelledImages(store: LabelStore, images: readonly LabelledImage[], opts: LabelledImportOptions): Promise<{ images: number; appended: number; boxes: number }> {
+export async function importLabelledImages(
+  store: LabelStore,
+  images: readonly LabelledImage[],
+  opts: LabelledImportOptions,
+): Promise<{ images: number; appended: number; boxes: number }> {
   const records = recordsFromImages(images, opts);
   const appended = await appendNew(store, records);
   return { images: records.length, appended, boxes: records.reduce((n, r) => n + r.annotations.length, 0) };
@@ -57,9 +61,21 @@ export function labelStudioTasksFromRecords(records: readonly StoredLabelRecord[
   return records.map((r, i) => {
     const boxes = r.annotations.map(gtToBox);
     const state = itemState(r);
-    const results = labelStudioResults(boxes, names, r.image_width, r.image_height, state === 'unlabelled' ? r.annotations.map((a) => a.confidence) : undefined);
-    const task: LsTask = { id: i + 1, data: { image: r.source_ref, loupe_status: r.status, loupe_state: state, loupe_event_time: r.event_time }, annotations: [], predictions: [] };
-    if (state === 'approved' || state === 'awaiting-verification') task.annotations = [{ id: i + 1, result: results, was_cancelled: false, ground_truth: state === 'approved' }];
+    const results = labelStudioResults(
+      boxes,
+      names,
+      r.image_width,
+      r.image_height,
+      state === 'unlabelled' ? r.annotations.map((a) => a.confidence) : undefined,
+    );
+    const task: LsTask = {
+      id: i + 1,
+      data: { image: r.source_ref, loupe_status: r.status, loupe_state: state, loupe_event_time: r.event_time },
+      annotations: [],
+      predictions: [],
+    };
+    if (state === 'approved' || state === 'awaiting-verification')
+      task.annotations = [{ id: i + 1, result: results, was_cancelled: false, ground_truth: state === 'approved' }];
     else if (state === 'unlabelled' && results.length) task.predictions = [{ model_version: r.model_version || 'device', result: results }];
     return task;
   });

@@ -91,12 +91,14 @@ export const LABEL_STORE_SCHEMA: SqliteSchema = {
   migrations: [
     {
       version: 1,
-      description: 'label_records (append-only), labeling_jobs/items/annotations/leases, featurestore_mirror (as release 53fa33d created them)',
+      description:
+        'label_records (append-only), labeling_jobs/items/annotations/leases, featurestore_mirror (as release 53fa33d created them)',
       up: LABEL_RECORDS_V1 + LABELING_V1 + FEATURESTORE_MIRROR_V1,
     },
     {
       version: 2,
-      description: 'labelling: a box cap per job (labeling_jobs.max_boxes), per-worker credentials (labeling_workers, cloud/labeling/workers.ts)',
+      description:
+        'labelling: a box cap per job (labeling_jobs.max_boxes), per-worker credentials (labeling_workers, cloud/labeling/workers.ts)',
       up: (db) => {
         addColumnIfMissing(db, 'labeling_jobs', 'max_boxes', 'INTEGER');
         db.exec(LABELING_WORKERS_V2);

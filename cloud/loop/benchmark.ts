@@ -31,15 +31,25 @@ export type BenchmarkScore = Omit<EvalSummary, 'per_class'>;
  * every id must fall in the test split by that rule (true of a model card's testImages); an id
  * that does not, or one without an image or label, is refused by name.
  */
-export async function writeBenchmarkSet(o: { labelsCsv: string; imagesDir: string; ids: string[]; outDir: string; log?: Logger }): Promise<BenchmarkSet> {
+export async function writeBenchmarkSet(o: {
+  labelsCsv: string;
+  imagesDir: string;
+  ids: string[];
+  outDir: string;
+  log?: Logger;
+}): Promise<BenchmarkSet> {
   if (o.ids.length === 0) throw new LoupeError('BENCHMARK_EMPTY', 'the benchmark set names no images', { input: o.labelsCsv });
   const all = await importFeatureStore(o.labelsCsv, { imagesDir: o.imagesDir, log: o.log });
   const byId = new Map(all.images.map((i) => [i.id, i]));
   const images = o.ids.map((id) => {
     const img = byId.get(id);
-    if (!img) throw new LoupeError('BENCHMARK_MISSING', `benchmark image ${id} has no approved label with an image in ${o.imagesDir}`, { input: o.labelsCsv });
+    if (!img)
+      throw new LoupeError('BENCHMARK_MISSING', `benchmark image ${id} has no approved label with an image in ${o.imagesDir}`, {
+        input: o.labelsCsv,
+      });
     const split = splitOf(id);
-    if (split !== 'test') throw new LoupeError('BENCHMARK_SPLIT', `benchmark image ${id} falls in the ${split} split by loupe's rule, not test`, { input: id });
+    if (split !== 'test')
+      throw new LoupeError('BENCHMARK_SPLIT', `benchmark image ${id} falls in the ${split} split by loupe's rule, not test`, { input: id });
     return img;
   });
   const w = await writeYoloDataset(all.names, images, o.outDir, { overwrite: true, log: o.log });

@@ -52,11 +52,19 @@ const num01 = z.number().min(0).max(1);
 const ROLE_ARN = /^arn:aws[\w-]*:iam::\d{12}:role\/.+$/;
 const roleArn = z.string().regex(ROLE_ARN, 'expected an IAM role ARN (arn:aws:iam::<account>:role/<name>)');
 const region = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected an AWS region such as eu-west-1');
-const bucketName = z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)');
-const keyPrefix = z.string().regex(/^(?!\/)[A-Za-z0-9!_.*'()/-]*$/, 'expected an S3 key prefix without a leading slash').transform((p) => (p === '' || p.endsWith('/') ? p : `${p}/`));
+const bucketName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)');
+const keyPrefix = z
+  .string()
+  .regex(/^(?!\/)[A-Za-z0-9!_.*'()/-]*$/, 'expected an S3 key prefix without a leading slash')
+  .transform((p) => (p === '' || p.endsWith('/') ? p : `${p}/`));
 const s3Uri = z.string().regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/, 'expected an s3://bucket/prefix URI');
 /** SageMaker's rule for job names (training, labelling, ...): the prefix leaves room for `-r<run>-train-<n>`. */
-const awsNamePrefix = z.string().regex(/^[a-zA-Z0-9](-*[a-zA-Z0-9])*$/, 'letters, digits and single hyphens').max(36);
+const awsNamePrefix = z
+  .string()
+  .regex(/^[a-zA-Z0-9](-*[a-zA-Z0-9])*$/, 'letters, digits and single hyphens')
+  .max(36);
 
 /** Changes to the Greengrass rollout and abort policy (publish/greengrass-aws.ts DEFAULT_ROLLOUT); also the CDK app's `edge.rollout`. */
 export const rolloutSchema = z
@@ -80,7 +88,12 @@ const storageBase = {
 };
 const storageSchema = z.preprocess(
   // A section without `backend` (what earlier loop.json files hold): an endpoint means the embedded store.
-  (v) => (v === undefined ? { backend: 's3' } : v && typeof v === 'object' && !Array.isArray(v) && !('backend' in v) ? { ...v, backend: 'endpoint' in v ? 'embedded' : 's3' } : v),
+  (v) =>
+    v === undefined
+      ? { backend: 's3' }
+      : v && typeof v === 'object' && !Array.isArray(v) && !('backend' in v)
+        ? { ...v, backend: 'endpoint' in v ? 'embedded' : 's3' }
+        : v,
   z.discriminatedUnion('backend', [
     z
       .object({
@@ -108,11 +121,19 @@ const storageSchema = z.preprocess(
 export const loopConfigSchema = z
   .object({
     /** Model group in the registry (and the model's name). */
-    group: z.string().regex(/^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$/).default('metal-tags'),
+    group: z
+      .string()
+      .regex(/^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$/)
+      .default('metal-tags'),
     classes: z.array(z.string().min(1)).min(1).default(['scratch']),
     storage: storageSchema,
     aws: z
-      .object({ region: region.optional(), roleArn: roleArn.optional(), bucket: bucketName.optional(), namePrefix: awsNamePrefix.optional() })
+      .object({
+        region: region.optional(),
+        roleArn: roleArn.optional(),
+        bucket: bucketName.optional(),
+        namePrefix: awsNamePrefix.optional(),
+      })
       .strict()
       .default({}),
     history: z
@@ -150,7 +171,9 @@ export const loopConfigSchema = z
         z
           .object({
             backend: z.literal('featurestore'),
-            featureGroupName: z.string().regex(/^[a-zA-Z0-9]([_-]*[a-zA-Z0-9]){0,63}$/, 'letters, digits, hyphens and underscores, at most 64'),
+            featureGroupName: z
+              .string()
+              .regex(/^[a-zA-Z0-9]([_-]*[a-zA-Z0-9]){0,63}$/, 'letters, digits, hyphens and underscores, at most 64'),
             /** Create the feature group when it does not exist (needs a role and an offline-store URI). */
             createGroup: z.boolean().default(true),
             offlineStoreS3Uri: s3Uri.optional(),
@@ -188,7 +211,16 @@ export const loopConfigSchema = z
           .optional(),
       })
       .strict()
-      .default({ backend: 'simulated', workersPerImage: 3, cap: 100, noise: 0.03, missRate: 0.05, falsePositiveRate: 0.05, seed: 1, waitMinutes: 0 }),
+      .default({
+        backend: 'simulated',
+        workersPerImage: 3,
+        cap: 100,
+        noise: 0.03,
+        missRate: 0.05,
+        falsePositiveRate: 0.05,
+        seed: 1,
+        waitMinutes: 0,
+      }),
     trigger: z
       .object({
         /** `loupe loop watch` starts a run when at least this many approved labels are not in the champion's data set. */
@@ -215,12 +247,20 @@ export const loopConfigSchema = z
         sagemaker: z
           .object({
             /** ECR URI of the image built from cloud/training/Dockerfile. */
-            image: z.string().regex(/^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?\/[a-z0-9._/-]+(:[\w.-]+|@sha256:[0-9a-f]{64})?$/, 'expected an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)'),
+            image: z
+              .string()
+              .regex(
+                /^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?\/[a-z0-9._/-]+(:[\w.-]+|@sha256:[0-9a-f]{64})?$/,
+                'expected an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)',
+              ),
             roleArn: roleArn.optional(),
             region: region.optional(),
             bucket: bucketName.optional(),
             prefix: keyPrefix.default('loupe/training/'),
-            instanceType: z.string().regex(/^ml\.[a-z0-9]+\.[a-z0-9]+$/, 'expected a SageMaker instance type such as ml.g4dn.xlarge').default('ml.g4dn.xlarge'),
+            instanceType: z
+              .string()
+              .regex(/^ml\.[a-z0-9]+\.[a-z0-9]+$/, 'expected a SageMaker instance type such as ml.g4dn.xlarge')
+              .default('ml.g4dn.xlarge'),
             instanceCount: z.number().int().min(1).default(1),
             volumeSizeGB: z.number().int().min(1).default(30),
             maxRuntimeSeconds: z.number().int().min(60).default(3600),
@@ -293,7 +333,12 @@ export const loopConfigSchema = z
           .object({
             backend: z.literal('aws'),
             region: region.optional(),
-            thingGroupArn: z.string().regex(/^arn:aws[\w-]*:iot:[a-z0-9-]+:\d{12}:thinggroup\/.+$/, 'expected a thing group ARN (arn:aws:iot:<region>:<account>:thinggroup/<name>)'),
+            thingGroupArn: z
+              .string()
+              .regex(
+                /^arn:aws[\w-]*:iot:[a-z0-9-]+:\d{12}:thinggroup\/.+$/,
+                'expected a thing group ARN (arn:aws:iot:<region>:<account>:thinggroup/<name>)',
+              ),
             bucket: bucketName,
             prefix: z.string().default('loupe/components'),
             things: z.array(z.string()).default([]),
@@ -301,7 +346,10 @@ export const loopConfigSchema = z
             pollSeconds: z.number().positive().default(15),
             /** Rollout and abort policy of the thing group's deployments (publish/greengrass-aws.ts DEFAULT_ROLLOUT for what is not set). */
             rollout: rolloutSchema.optional(),
-            mqttUrl: z.string().regex(/^mqtts?:\/\//).optional(),
+            mqttUrl: z
+              .string()
+              .regex(/^mqtts?:\/\//)
+              .optional(),
             baseRecipe: z.string().optional(),
             deployTimeoutSeconds: z.number().positive().default(1800),
             confirmTimeoutSeconds: z.number().positive().default(1800),
@@ -322,7 +370,8 @@ export const loopConfigSchema = z
       if (!g) need(['labeling', 'groundTruth'], 'required when labeling.backend is "groundtruth" (at least {"workteamArn": ...})');
       else {
         if (!g.region && !c.aws?.region) need(['labeling', 'groundTruth', 'region'], 'Ground Truth needs a region (here or aws.region)');
-        if (!g.roleArn && !c.aws?.roleArn) need(['labeling', 'groundTruth', 'roleArn'], 'Ground Truth needs an execution role (here or aws.roleArn)');
+        if (!g.roleArn && !c.aws?.roleArn)
+          need(['labeling', 'groundTruth', 'roleArn'], 'Ground Truth needs an execution role (here or aws.roleArn)');
       }
     }
     if (c.train?.backend === 'sagemaker') {
@@ -331,24 +380,30 @@ export const loopConfigSchema = z
       if (!t) need(['train', 'sagemaker'], 'required when train.backend is "sagemaker" (at least {"image": ...})');
       else {
         if (!t.region && !c.aws?.region) need(['train', 'sagemaker', 'region'], 'SageMaker training needs a region (here or aws.region)');
-        if (!t.roleArn && !c.aws?.roleArn) need(['train', 'sagemaker', 'roleArn'], 'SageMaker training needs an execution role (here or aws.roleArn)');
+        if (!t.roleArn && !c.aws?.roleArn)
+          need(['train', 'sagemaker', 'roleArn'], 'SageMaker training needs an execution role (here or aws.roleArn)');
       }
     }
     if (c.registry?.backend === 'sagemaker') {
       awsStages.push('registry.backend is "sagemaker"');
-      if (!c.registry.region && !c.aws?.region) need(['registry', 'region'], 'the SageMaker Model Registry needs a region (here or aws.region)');
+      if (!c.registry.region && !c.aws?.region)
+        need(['registry', 'region'], 'the SageMaker Model Registry needs a region (here or aws.region)');
     }
     if (c.labelStore?.backend === 'featurestore') {
       const l = c.labelStore;
       if (!l.region && !c.aws?.region) need(['labelStore', 'region'], 'Feature Store needs a region (here or aws.region)');
-      if (l.createGroup && !l.roleArn && !c.aws?.roleArn) need(['labelStore', 'roleArn'], 'creating the feature group needs a role (here or aws.roleArn), or set createGroup to false');
+      if (l.createGroup && !l.roleArn && !c.aws?.roleArn)
+        need(['labelStore', 'roleArn'], 'creating the feature group needs a role (here or aws.roleArn), or set createGroup to false');
     }
     if (c.fleet?.backend === 'aws') {
       awsStages.push('fleet.backend is "aws"');
       if (!c.fleet.region && !c.aws?.region) need(['fleet', 'region'], 'the Greengrass fleet needs a region (here or aws.region)');
     }
     if (awsStages.length && c.storage?.backend !== 's3') {
-      need(['storage', 'backend'], `must be "s3", not "${c.storage?.backend}", when ${awsStages[0]}: AWS services exchange files with loupe through S3 and cannot reach the embedded object store`);
+      need(
+        ['storage', 'backend'],
+        `must be "s3", not "${c.storage?.backend}", when ${awsStages[0]}: AWS services exchange files with loupe through S3 and cannot reach the embedded object store`,
+      );
     }
   });
 
@@ -375,14 +430,24 @@ export function parseLoopConfig(raw: unknown, source: string, base = process.cwd
     const issue = r.error.issues[0]!;
     const key = issue.path.join('.') || '(root)';
     let value: unknown = raw;
-    for (const p of issue.path) value = value && typeof value === 'object' ? (value as Record<string | number, unknown>)[p as string] : undefined;
-    throw new LoupeError('LOOP_BAD_CONFIG', `${key}: ${issue.message}${value !== undefined && typeof value !== 'object' ? ` (got ${JSON.stringify(value)})` : ''}`, { input: source });
+    for (const p of issue.path)
+      value = value && typeof value === 'object' ? (value as Record<string | number, unknown>)[p as string] : undefined;
+    throw new LoupeError(
+      'LOOP_BAD_CONFIG',
+      `${key}: ${issue.message}${value !== undefined && typeof value !== 'object' ? ` (got ${JSON.stringify(value)})` : ''}`,
+      { input: source },
+    );
   }
   return resolvePaths(r.data, base);
 }
 
 export function readLoopConfig(path: string): LoopConfig {
-  if (!existsSync(path)) throw new LoupeError('LOOP_NO_CONFIG', 'loop configuration not found (the demo writes one; or write it by hand, see cloud/loop/config.ts)', { input: path });
+  if (!existsSync(path))
+    throw new LoupeError(
+      'LOOP_NO_CONFIG',
+      'loop configuration not found (the demo writes one; or write it by hand, see cloud/loop/config.ts)',
+      { input: path },
+    );
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(path, 'utf8'));

@@ -51,7 +51,8 @@ export async function runLoopOnce(o: RunOnceOptions): Promise<RunReport> {
 /** Progress lines for a person on stderr: one per step start/end. */
 export function stderrEvents(stream: NodeJS.WriteStream = process.stderr): LoopEvents {
   return {
-    stepStart: (name, i, total, attempt) => stream.write(`loop [${i + 1}/${total}] ${name}${attempt > 1 ? ` (attempt ${attempt})` : ''} ...\n`),
+    stepStart: (name, i, total, attempt) =>
+      stream.write(`loop [${i + 1}/${total}] ${name}${attempt > 1 ? ` (attempt ${attempt})` : ''} ...\n`),
     stepDone: (name, i, total, seconds) => stream.write(`loop [${i + 1}/${total}] ${name} done in ${seconds.toFixed(1)} s\n`),
     stepSkipped: (name, reason) => stream.write(`loop        ${name} skipped: ${reason}\n`),
   };

@@ -126,7 +126,9 @@ export const registerOutput = z.looseObject({
   onnxSha256: z.string(),
   fp32Sha256: z.string(),
   int8Sha256: z.string().optional(),
-  sagemaker: z.looseObject({ ref: z.string().nullable().optional(), arn: z.string().nullable().optional(), status: z.string().optional() }).optional(),
+  sagemaker: z
+    .looseObject({ ref: z.string().nullable().optional(), arn: z.string().nullable().optional(), status: z.string().optional() })
+    .optional(),
 });
 
 export const publishOutput = z.looseObject({

@@ -92,7 +92,10 @@ export interface TrainingPort {
    * Train into `dir` (warm start from `options.base`). Idempotent for the run: an adapter finds
    * what an earlier attempt of the same run left (a finished folder, a job named after the run).
    */
-  train(req: { runId: number; dir: string; options: TrainOptions }, h: Hooks): Promise<{ result: TrainResult; extra?: Record<string, unknown> }>;
+  train(
+    req: { runId: number; dir: string; options: TrainOptions },
+    h: Hooks,
+  ): Promise<{ result: TrainResult; extra?: Record<string, unknown> }>;
 }
 
 /** A one-way copy of the registry's versions and statuses somewhere else (SageMaker Model Registry). */

@@ -47,9 +47,7 @@ export interface StepContext<C = Record<string, unknown>> {
  * is not done, the next run resumes it (`reason` says what it waits for).
  */
 export type StepOutcome<O = Record<string, unknown>> =
-  | { status: 'done'; output: O }
-  | { status: 'halted'; output: O; reason: string }
-  | { status: 'waiting'; output: O; reason: string };
+  { status: 'done'; output: O } | { status: 'halted'; output: O; reason: string } | { status: 'waiting'; output: O; reason: string };
 
 export const done = <O>(output: O): StepOutcome<O> => ({ status: 'done', output });
 export const halted = <O>(output: O, reason: string): StepOutcome<O> => ({ status: 'halted', output, reason });
@@ -72,10 +70,18 @@ export function describeIssues(error: z.ZodError): string {
 }
 
 /** Check one step's output against its schema; LOOP_OUTPUT_INVALID names the run, the step and the fields. */
-export function checkOutput(step: Pick<LoopStep, 'name' | 'output'>, runId: number, output: unknown, when: 'returned' | 'stored'): Record<string, unknown> {
+export function checkOutput(
+  step: Pick<LoopStep, 'name' | 'output'>,
+  runId: number,
+  output: unknown,
+  when: 'returned' | 'stored',
+): Record<string, unknown> {
   const r = step.output.safeParse(output);
   if (r.success) return r.data;
-  const what = when === 'stored' ? 'the output stored for it does not match what this loupe expects' : 'it returned an output that does not match its schema';
+  const what =
+    when === 'stored'
+      ? 'the output stored for it does not match what this loupe expects'
+      : 'it returned an output that does not match its schema';
   throw new LoupeError('LOOP_OUTPUT_INVALID', `${what}: ${describeIssues(r.error)}`, { input: `run ${runId}, step ${step.name}` });
 }
 
@@ -165,7 +171,11 @@ export async function runLoop<C extends Record<string, unknown>>(o: RunLoopOptio
     let resumed = false;
     if (unfinished) {
       if (o.resume === 'new') {
-        throw new LoupeError('LOOP_UNFINISHED', `run ${unfinished.id} is unfinished (${unfinished.status}); resume it or abandon it first`, { input: `run ${unfinished.id}` });
+        throw new LoupeError(
+          'LOOP_UNFINISHED',
+          `run ${unfinished.id} is unfinished (${unfinished.status}); resume it or abandon it first`,
+          { input: `run ${unfinished.id}` },
+        );
       }
       // Checked before the run is touched: a stored output this code cannot read fails the
       // resume here, naming the run, the step and the field, and leaves the run as it was.

@@ -107,8 +107,23 @@ export const ingestStep = defineStep({
   title: 'ingest new uploads',
   needs: [],
   async run(_input, p) {
-    const r = await ingestIncoming({ s3: p.storage.s3, bucket: p.storage.bucket, prefix: p.storage.prefix, store: p.labels.store, statePath: p.paths.ingestState, log: p.log });
-    return done({ listed: r.listed, recorded: r.recorded, alreadyKnown: r.alreadyKnown, incomplete: r.incomplete, invalid: r.invalid.length, watermark: r.watermark, ...(await labelingHooks(p).mirror()) });
+    const r = await ingestIncoming({
+      s3: p.storage.s3,
+      bucket: p.storage.bucket,
+      prefix: p.storage.prefix,
+      store: p.labels.store,
+      statePath: p.paths.ingestState,
+      log: p.log,
+    });
+    return done({
+      listed: r.listed,
+      recorded: r.recorded,
+      alreadyKnown: r.alreadyKnown,
+      incomplete: r.incomplete,
+      invalid: r.invalid.length,
+      watermark: r.watermark,
+      ...(await labelingHooks(p).mirror()),
+    });
   },
 });
 
@@ -140,7 +155,8 @@ export const verifyStep = defineStep({
   needs: [],
   async run({ runId }, p) {
     const name = p.labeling.jobName(runId);
-    if (p.labeling.jobs.getJob(name).counts.items === 0) return done({ job: name, approved: 0, rejected: 0, verifiedAt: Date.now() / 1000 });
+    if (p.labeling.jobs.getJob(name).counts.items === 0)
+      return done({ job: name, approved: 0, rejected: 0, verifiedAt: Date.now() / 1000 });
     return p.labeling.verify(name, labelingHooks(p));
   },
 });
@@ -151,10 +167,26 @@ export const snapshotStep = defineStep({
   needs: ['verify'],
   async run({ config: cfg, prior }, p) {
     const asOf = Number(prior.verify.verifiedAt ?? Date.now() / 1000);
-    const snap = await createSnapshot({ store: p.labels.store, images: p.storage.images, classes: cfg.classes, asOf, outDir: p.paths.snapshotsDir, log: p.log });
+    const snap = await createSnapshot({
+      store: p.labels.store,
+      images: p.storage.images,
+      classes: cfg.classes,
+      asOf,
+      outDir: p.paths.snapshotsDir,
+      log: p.log,
+    });
     const champ = await p.registry.champion(cfg.group);
     const m = snap.manifest;
-    const output = { id: snap.id, dir: snap.dir, dataYaml: snap.dataYaml, datasetVersion: m.datasetVersion, asOf, counts: m.counts, champion: champ.ref, championDataset: champ.datasetVersion };
+    const output = {
+      id: snap.id,
+      dir: snap.dir,
+      dataYaml: snap.dataYaml,
+      datasetVersion: m.datasetVersion,
+      asOf,
+      counts: m.counts,
+      champion: champ.ref,
+      championDataset: champ.datasetVersion,
+    };
     if (champ.datasetVersion === m.datasetVersion && !cfg.trigger.trainWithoutNewLabels) {
       return halted(output, `no new approved labels: snapshot ${snap.id} is the data set ${champ.ref} was trained on`);
     }
@@ -171,10 +203,30 @@ export const trainStep = defineStep({
     const dir = join(runDir, 'train');
     const base = await p.registry.registry.artefactPath(champ, 'pt');
     const t = cfg.train;
-    const options = { data: prior.snapshot.dataYaml, base, epochs: t.epochs, imgsz: t.imgsz, batch: t.batch, patience: t.patience, seed: t.seed, timeMinutes: t.timeMinutes, workers: t.workers };
+    const options = {
+      data: prior.snapshot.dataYaml,
+      base,
+      epochs: t.epochs,
+      imgsz: t.imgsz,
+      batch: t.batch,
+      patience: t.patience,
+      seed: t.seed,
+      timeMinutes: t.timeMinutes,
+      workers: t.workers,
+    };
     const { result, extra } = await p.training.train({ runId, dir, options }, p);
     const m = result.metrics;
-    return done({ dir, backend: p.training.backend, onnx: result.onnx, pt: result.bestPt, base: champ.ref, epochs: m.epochs_run, seconds: m.seconds, val: m.val, ...extra });
+    return done({
+      dir,
+      backend: p.training.backend,
+      onnx: result.onnx,
+      pt: result.bestPt,
+      base: champ.ref,
+      epochs: m.epochs_run,
+      seconds: m.seconds,
+      val: m.val,
+      ...extra,
+    });
   },
 });
 
@@ -184,7 +236,16 @@ export const quantizeStep = defineStep({
   needs: ['train', 'snapshot'],
   async run({ config: cfg, prior }, p) {
     const tr = prior.train;
-    return done(await quantizeChallenger({ onnx: tr.onnx, dataYaml: prior.snapshot.dataYaml, dir: tr.dir, config: cfg.int8, log: p.log, progressStream: p.progressStream }));
+    return done(
+      await quantizeChallenger({
+        onnx: tr.onnx,
+        dataYaml: prior.snapshot.dataYaml,
+        dir: tr.dir,
+        config: cfg.int8,
+        log: p.log,
+        progressStream: p.progressStream,
+      }),
+    );
   },
 });
 
@@ -210,12 +271,22 @@ export const evaluateStep = defineStep({
     const champOnnx = await p.registry.registry.artefactPath(champ, deployedArtefact(champ).kind);
     const championScore = await score(champ.ref, champOnnx);
     pr.finish({ champion: championScore.eval[cfg.gate.metric] });
-    const choice = choosePrecision(cfg.int8, challenger.eval[cfg.int8.metric], challengerInt8 ? challengerInt8.eval[cfg.int8.metric] : null);
+    const choice = choosePrecision(
+      cfg.int8,
+      challenger.eval[cfg.int8.metric],
+      challengerInt8 ? challengerInt8.eval[cfg.int8.metric] : null,
+    );
     const file = join(runDir, 'evaluation.json');
     await writeFileAtomic(file, JSON.stringify({ challenger, challengerInt8, champion: championScore }) + '\n');
     // The challenger's card: trainer numbers + loupe's test numbers on the snapshot.
     const metrics = JSON.parse(readFileSync(join(tr.dir, 'metrics.json'), 'utf8')) as TrainMetricsFile;
-    const test = { ...pick(challenger.eval), evaluator: 'loupe eval', split, images: challenger.eval.images, instances: challenger.eval.instances };
+    const test = {
+      ...pick(challenger.eval),
+      evaluator: 'loupe eval',
+      split,
+      images: challenger.eval.images,
+      instances: challenger.eval.instances,
+    };
     const card = await cardForRun({
       dir: tr.dir,
       onnx: tr.onnx,
@@ -249,7 +320,11 @@ export const gateStep = defineStep({
   title: 'quality gate',
   needs: ['evaluate', 'snapshot'],
   async run({ runId, runDir, config: cfg, prior }, p) {
-    const ev = JSON.parse(readFileSync(prior.evaluate.file, 'utf8')) as { challenger: ModelScore; challengerInt8?: ModelScore | null; champion: ModelScore };
+    const ev = JSON.parse(readFileSync(prior.evaluate.file, 'utf8')) as {
+      challenger: ModelScore;
+      challengerInt8?: ModelScore | null;
+      champion: ModelScore;
+    };
     const m = cfg.gate.metric;
     // Which file the fleet would run (int8 within tolerance of fp32), then the gate on that file.
     const int8 = ev.challengerInt8 ?? null;
@@ -268,8 +343,19 @@ export const gateStep = defineStep({
       createdAt: new Date().toISOString(),
     };
     const paths = await writeGateReport(report, runDir);
-    p.log.info({ passed: report.passed, reasons: report.reasons, fleetPrecision: choice.deployed, html: paths.html }, `gate ${report.passed ? 'passed' : 'rejected the challenger'}`);
-    return done({ passed: report.passed, reasons: report.reasons, fleetPrecision: choice.deployed, fleetPrecisionReason: choice.reason, json: paths.json, html: paths.html, summary: gateSummary(report, paths.json) });
+    p.log.info(
+      { passed: report.passed, reasons: report.reasons, fleetPrecision: choice.deployed, html: paths.html },
+      `gate ${report.passed ? 'passed' : 'rejected the challenger'}`,
+    );
+    return done({
+      passed: report.passed,
+      reasons: report.reasons,
+      fleetPrecision: choice.deployed,
+      fleetPrecisionReason: choice.reason,
+      json: paths.json,
+      html: paths.html,
+      summary: gateSummary(report, paths.json),
+    });
   },
 });
 
@@ -316,7 +402,8 @@ export const registerStep = defineStep({
       ...(mirrored ? { sagemaker: { ref: mirrored.ref, arn: mirrored.arn, status: mirrored.status } } : {}),
     };
     if (v.status === 'rejected') return halted(output, `gate rejected ${v.ref}: the fleet keeps ${tr.base}`);
-    if (v.status === 'pending') return halted(output, `${v.ref} awaits approval (loupe models approve ${v.ref}), then loupe fleet deploy ${v.ref}`);
+    if (v.status === 'pending')
+      return halted(output, `${v.ref} awaits approval (loupe models approve ${v.ref}), then loupe fleet deploy ${v.ref}`);
     return done(output);
   },
 });
@@ -345,12 +432,29 @@ export const deployStep = defineStep({
   needs: ['register', 'publish'],
   async run({ runId, config: cfg, prior }, p) {
     const f = p.fleet;
-    const row = await deployModel({ backend: f.fleet, store: f.store, modelRef: prior.register.ref, version: prior.publish.version, name: `loupe-run-${runId}`, log: p.log });
+    const row = await deployModel({
+      backend: f.fleet,
+      store: f.store,
+      modelRef: prior.register.ref,
+      version: prior.publish.version,
+      name: `loupe-run-${runId}`,
+      log: p.log,
+    });
     const state = await f.deploymentOutcome(row.deploymentId!, cfg.fleet!.deployTimeoutSeconds * 1000);
-    const output = { name: row.name, deploymentId: row.deploymentId, version: row.version, previousVersion: row.previousVersion, state: state.state, detail: state.detail };
+    const output = {
+      name: row.name,
+      deploymentId: row.deploymentId,
+      version: row.version,
+      previousVersion: row.previousVersion,
+      state: state.state,
+      detail: state.detail,
+    };
     if (state.state === 'failed') {
       f.store.updateDeployment(row.id, { state: 'failed', detail: state.detail });
-      return halted(output, `deployment ${row.name} failed and the device rolled back to ${row.previousVersion ?? 'its previous model'}: ${JSON.stringify(state.detail)}`);
+      return halted(
+        output,
+        `deployment ${row.name} failed and the device rolled back to ${row.previousVersion ?? 'its previous model'}: ${JSON.stringify(state.detail)}`,
+      );
     }
     return done(output);
   },
@@ -377,14 +481,26 @@ export const confirmStep = defineStep({
         await new Promise((r) => setTimeout(r, pollMs));
         devices = await fleet.fleet.devices('loupe.Model');
       }
-      if (!ok()) throw new LoupeError('FLEET_NOT_CONFIRMED', `devices do not run loupe.Model ${dep.version} after ${f.confirmTimeoutSeconds} s: ${JSON.stringify(devices)}`, { input: dep.name });
+      if (!ok())
+        throw new LoupeError(
+          'FLEET_NOT_CONFIRMED',
+          `devices do not run loupe.Model ${dep.version} after ${f.confirmTimeoutSeconds} s: ${JSON.stringify(devices)}`,
+          { input: dep.name },
+        );
       fleet.store.updateDeployment(row.id, { state: 'confirmed', detail: { devices } });
       return done({ devices, via: 'control plane' as const });
     }
     const t = await FleetTelemetry.connect(f.mqttUrl, { log: p.log });
     try {
       const pr = new Progress('confirm', things.length, p.log, { logEveryMs: 0 });
-      const r = await t.waitForModel({ sha256: reg.onnxSha256, things, minResults: f.minResults, timeoutMs: f.confirmTimeoutSeconds * 1000, signal: p.signal, onProgress: (n) => pr.update(n) });
+      const r = await t.waitForModel({
+        sha256: reg.onnxSha256,
+        things,
+        minResults: f.minResults,
+        timeoutMs: f.confirmTimeoutSeconds * 1000,
+        signal: p.signal,
+        onProgress: (n) => pr.update(n),
+      });
       pr.finish();
       const devices = r.devices.map((x) => ({ thing: x.thing, model: x.model, results: x.results[reg.onnxSha256] ?? 0 }));
       fleet.store.updateDeployment(row.id, { state: 'confirmed', detail: { devices, confirmSeconds: r.seconds } });
@@ -396,10 +512,28 @@ export const confirmStep = defineStep({
 });
 
 /** The twelve steps in run order, each a `StepDef` (a handler imports the one it runs). */
-export const LOOP_STEPS = [ingestStep, labelStep, verifyStep, snapshotStep, trainStep, quantizeStep, evaluateStep, gateStep, registerStep, publishStep, deployStep, confirmStep] as const;
+export const LOOP_STEPS = [
+  ingestStep,
+  labelStep,
+  verifyStep,
+  snapshotStep,
+  trainStep,
+  quantizeStep,
+  evaluateStep,
+  gateStep,
+  registerStep,
+  publishStep,
+  deployStep,
+  confirmStep,
+] as const;
 
 /** A step definition for the local runner: `prior` from the run's done steps, the ports with the step's log. */
-export function bindStep<N extends StepName, Needs extends StepName>(step: StepDef<N, Needs>, ports: LoopPorts, config: LoopConfig, hooks: Omit<Hooks, 'log'> = {}): LoopStep {
+export function bindStep<N extends StepName, Needs extends StepName>(
+  step: StepDef<N, Needs>,
+  ports: LoopPorts,
+  config: LoopConfig,
+  hooks: Omit<Hooks, 'log'> = {},
+): LoopStep {
   return {
     name: step.name,
     title: step.title,
@@ -408,7 +542,10 @@ export function bindStep<N extends StepName, Needs extends StepName>(step: StepD
       const prior: Record<string, unknown> = {};
       for (const n of step.needs) {
         const o = ctx.outputs[n];
-        if (!o) throw new LoupeError('LOOP_STEP_INPUT', `needs the output of step ${n}, which is not done`, { input: `run ${ctx.runId}, step ${step.name}` });
+        if (!o)
+          throw new LoupeError('LOOP_STEP_INPUT', `needs the output of step ${n}, which is not done`, {
+            input: `run ${ctx.runId}, step ${step.name}`,
+          });
         prior[n] = o;
       }
       const input = { runId: ctx.runId, attempt: ctx.attempt, runDir: ctx.runDir, config, prior: prior as StepInput<Needs>['prior'] };
@@ -427,7 +564,9 @@ export interface LoopDeps {
 
 /** All twelve steps bound to one set of ports, for `runLoop`. */
 export function loopSteps(d: LoopDeps): LoopStep[] {
-  return LOOP_STEPS.map((s) => bindStep(s as StepDef<StepName, StepName>, d.ports, d.config, { progressStream: d.progressStream, signal: d.signal }));
+  return LOOP_STEPS.map((s) =>
+    bindStep(s as StepDef<StepName, StepName>, d.ports, d.config, { progressStream: d.progressStream, signal: d.signal }),
+  );
 }
 
 function pick(e: { map50: number; map50_95: number; precision: number; recall: number }) {

@@ -60,7 +60,11 @@ export interface LockOwner {
 /** The loop store's schema, versioned (lib/migrate.ts): append a migration for every change, never edit one. */
 export const LOOP_STORE_SCHEMA: SqliteSchema = {
   name: 'loop store',
-  migrations: [{ version: 1, description: 'runs, steps, kv, lock (as release 53fa33d created them)', up: `
+  migrations: [
+    {
+      version: 1,
+      description: 'runs, steps, kv, lock (as release 53fa33d created them)',
+      up: `
 CREATE TABLE IF NOT EXISTS runs (
   id INTEGER PRIMARY KEY,
   trigger TEXT NOT NULL,
@@ -95,16 +99,18 @@ CREATE TABLE IF NOT EXISTS lock (
   heartbeat_at TEXT NOT NULL,
   run_id INTEGER
 );
-` },
-  {
-    version: 2,
-    description: "steps.halt: a halting step's reason in its own column (earlier releases kept it as `__halt` inside the output)",
-    up: (db) => {
-      addColumnIfMissing(db, 'steps', 'halt', 'TEXT');
-      db.exec(`UPDATE steps SET halt = json_extract(output, '$.__halt'), output = json_remove(output, '$.__halt')
-               WHERE output IS NOT NULL AND json_valid(output) AND json_type(output, '$.__halt') = 'text'`);
+`,
     },
-  }],
+    {
+      version: 2,
+      description: "steps.halt: a halting step's reason in its own column (earlier releases kept it as `__halt` inside the output)",
+      up: (db) => {
+        addColumnIfMissing(db, 'steps', 'halt', 'TEXT');
+        db.exec(`UPDATE steps SET halt = json_extract(output, '$.__halt'), output = json_remove(output, '$.__halt')
+               WHERE output IS NOT NULL AND json_valid(output) AND json_type(output, '$.__halt') = 'text'`);
+      },
+    },
+  ],
 };
 
 /** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot); null where /proc is absent. */
@@ -168,7 +174,9 @@ export class LoopStore {
       }
       const now = new Date().toISOString();
       this.db
-        .prepare('INSERT OR REPLACE INTO lock (id, pid, host, proc_start, acquired_at, heartbeat_at, run_id) VALUES (1, ?, ?, ?, ?, ?, NULL)')
+        .prepare(
+          'INSERT OR REPLACE INTO lock (id, pid, host, proc_start, acquired_at, heartbeat_at, run_id) VALUES (1, ?, ?, ?, ?, ?, NULL)',
+        )
         .run(pid, hostname(), procStartTime(pid), now, now);
       return { tookOverFrom: cur };
     });
@@ -189,7 +197,9 @@ export class LoopStore {
   }
 
   heartbeat(runId: number | null): void {
-    this.db.prepare('UPDATE lock SET heartbeat_at = ?, run_id = ? WHERE id = 1 AND pid = ? AND host = ?').run(new Date().toISOString(), runId, process.pid, hostname());
+    this.db
+      .prepare('UPDATE lock SET heartbeat_at = ?, run_id = ? WHERE id = 1 AND pid = ? AND host = ?')
+      .run(new Date().toISOString(), runId, process.pid, hostname());
   }
 
   releaseLock(pid = process.pid): void {
@@ -217,7 +227,8 @@ export class LoopStore {
 
   /** The run to resume: the newest one not finished (crashed while running, failed, or waiting). */
   unfinishedRun(): RunRow | undefined {
-    const r = this.db.prepare("SELECT * FROM runs WHERE status IN ('running','failed','waiting') ORDER BY id DESC LIMIT 1").get() as Raw | undefined;
+    const r = this.db.prepare("SELECT * FROM runs WHERE status IN ('running','failed','waiting') ORDER BY id DESC LIMIT 1").get() as
+      Raw | undefined;
     return r ? this.toRun(r) : undefined;
   }
 
@@ -243,8 +254,18 @@ export class LoopStore {
     const finished = status === 'running' ? null : new Date().toISOString();
     this.db
       // A run going back to running (resumed after waiting) drops the reason it waited for.
-      .prepare("UPDATE runs SET status = ?, finished_at = ?, error = ?, halt = CASE WHEN ? = 'running' THEN NULL ELSE COALESCE(?, halt) END, report = COALESCE(?, report) WHERE id = ?")
-      .run(status, finished, extra.error ?? null, status, extra.halt ?? null, extra.report === undefined ? null : JSON.stringify(extra.report), id);
+      .prepare(
+        "UPDATE runs SET status = ?, finished_at = ?, error = ?, halt = CASE WHEN ? = 'running' THEN NULL ELSE COALESCE(?, halt) END, report = COALESCE(?, report) WHERE id = ?",
+      )
+      .run(
+        status,
+        finished,
+        extra.error ?? null,
+        status,
+        extra.halt ?? null,
+        extra.report === undefined ? null : JSON.stringify(extra.report),
+        id,
+      );
   }
 
   steps(runId: number): StepRow[] {
@@ -274,10 +295,24 @@ export class LoopStore {
   }
 
   /** The commit point of a step: its output and status in one write. */
-  finishStep(runId: number, name: string, status: Exclude<StepStatus, 'running'>, out: { output?: unknown; error?: string; seconds: number; halt?: string }): void {
+  finishStep(
+    runId: number,
+    name: string,
+    status: Exclude<StepStatus, 'running'>,
+    out: { output?: unknown; error?: string; seconds: number; halt?: string },
+  ): void {
     this.db
       .prepare('UPDATE steps SET status = ?, finished_at = ?, seconds = ?, output = ?, error = ?, halt = ? WHERE run_id = ? AND name = ?')
-      .run(status, new Date().toISOString(), out.seconds, out.output === undefined ? null : JSON.stringify(out.output), out.error ?? null, out.halt ?? null, runId, name);
+      .run(
+        status,
+        new Date().toISOString(),
+        out.seconds,
+        out.output === undefined ? null : JSON.stringify(out.output),
+        out.error ?? null,
+        out.halt ?? null,
+        runId,
+        name,
+      );
   }
 
   skipStep(runId: number, name: string, seq: number, reason: string): void {

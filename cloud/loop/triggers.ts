@@ -45,7 +45,8 @@ export async function checkTriggers(env: LoopEnv, store: LoopStore, now = Date.n
   const last = store.get<number>('schedule.lastRunAt') ?? 0;
   const scheduleDue = t.everyMinutes !== undefined && now - last >= t.everyMinutes * 60_000;
   let reason = '';
-  if (counted >= t.minNewLabels) reason = `labels: ${newApproved} new approved${env.config.labeling.backend === 'simulated' ? ` + ${unlabelled} to label` : ''} >= ${t.minNewLabels}`;
+  if (counted >= t.minNewLabels)
+    reason = `labels: ${newApproved} new approved${env.config.labeling.backend === 'simulated' ? ` + ${unlabelled} to label` : ''} >= ${t.minNewLabels}`;
   else if (scheduleDue) reason = `schedule: every ${t.everyMinutes} min`;
   return { due: reason !== '', reason, newApproved, unlabelled, championTrainedAsOf: asOf, scheduleDue };
 }

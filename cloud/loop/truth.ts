@@ -31,7 +31,10 @@ export async function truthByContent(labels: SqliteLabelStore, images: ImageSour
   for (const r of latest.values()) {
     if (!images.mappedPath(r.source_ref)) continue;
     try {
-      byDigest.set(sha256(await images.read(r.source_ref)), r.annotations.map(({ confidence: _c, ...b }) => b));
+      byDigest.set(
+        sha256(await images.read(r.source_ref)),
+        r.annotations.map(({ confidence: _c, ...b }) => b),
+      );
     } catch {
       // a reference record whose image is not on disk cannot be matched by content
     }

@@ -49,7 +49,10 @@ export interface FleetBackend {
   currentComponents(): Promise<Record<string, DeploymentComponent>>;
   /** The id of a deployment to the target with this name, if one was made (`intentAt`: when loupe decided to make it). */
   findDeployment(name: string, intentAt: string): Promise<string | null>;
-  createDeployment(name: string, components: Record<string, DeploymentComponent>): Promise<{ deploymentId: string; detail?: Record<string, unknown> }>;
+  createDeployment(
+    name: string,
+    components: Record<string, DeploymentComponent>,
+  ): Promise<{ deploymentId: string; detail?: Record<string, unknown> }>;
   deploymentStatus(deploymentId: string): Promise<DeploymentState>;
   /** Which model version each device of the target reports running. */
   devices(component: string): Promise<DeviceModel[]>;

@@ -46,7 +46,11 @@ export interface DeploymentRow {
 /** The fleet store's schema, versioned (lib/migrate.ts): append a migration for every change, never edit one. */
 export const FLEET_STORE_SCHEMA: SqliteSchema = {
   name: 'fleet store',
-  migrations: [{ version: 1, description: 'component_versions, deployments (as release 53fa33d created them)', up: `
+  migrations: [
+    {
+      version: 1,
+      description: 'component_versions, deployments (as release 53fa33d created them)',
+      up: `
 CREATE TABLE IF NOT EXISTS component_versions (
   backend TEXT NOT NULL,
   component TEXT NOT NULL,
@@ -77,7 +81,9 @@ CREATE TABLE IF NOT EXISTS deployments (
   updated_at TEXT NOT NULL,
   UNIQUE (backend, target, name)
 );
-` }],
+`,
+    },
+  ],
 };
 
 type Raw = Record<string, unknown>;
@@ -109,18 +115,26 @@ export class FleetStore {
   /** The component version already chosen for this model on this backend (intent or created). */
   componentFor(backend: Backend, component: string, modelRef: string, onnxSha256: string): ComponentVersionRow | undefined {
     const r = this.db
-      .prepare('SELECT * FROM component_versions WHERE backend = ? AND component = ? AND model_ref = ? AND onnx_sha256 = ? ORDER BY created_at DESC LIMIT 1')
+      .prepare(
+        'SELECT * FROM component_versions WHERE backend = ? AND component = ? AND model_ref = ? AND onnx_sha256 = ? ORDER BY created_at DESC LIMIT 1',
+      )
       .get(backend, component, modelRef, onnxSha256) as Raw | undefined;
     return r ? this.cv(r) : undefined;
   }
 
   componentVersion(backend: Backend, component: string, version: string): ComponentVersionRow | undefined {
-    const r = this.db.prepare('SELECT * FROM component_versions WHERE backend = ? AND component = ? AND version = ?').get(backend, component, version) as Raw | undefined;
+    const r = this.db
+      .prepare('SELECT * FROM component_versions WHERE backend = ? AND component = ? AND version = ?')
+      .get(backend, component, version) as Raw | undefined;
     return r ? this.cv(r) : undefined;
   }
 
   componentVersions(backend: Backend, component: string): ComponentVersionRow[] {
-    return (this.db.prepare('SELECT * FROM component_versions WHERE backend = ? AND component = ? ORDER BY created_at').all(backend, component) as Raw[]).map((r) => this.cv(r));
+    return (
+      this.db
+        .prepare('SELECT * FROM component_versions WHERE backend = ? AND component = ? ORDER BY created_at')
+        .all(backend, component) as Raw[]
+    ).map((r) => this.cv(r));
   }
 
   recordComponentIntent(row: Omit<ComponentVersionRow, 'state' | 'createdAt' | 'arn'>): void {
@@ -133,7 +147,9 @@ export class FleetStore {
   }
 
   markComponentCreated(backend: Backend, component: string, version: string, arn: string | null): void {
-    this.db.prepare("UPDATE component_versions SET state = 'created', arn = ? WHERE backend = ? AND component = ? AND version = ?").run(arn, backend, component, version);
+    this.db
+      .prepare("UPDATE component_versions SET state = 'created', arn = ? WHERE backend = ? AND component = ? AND version = ?")
+      .run(arn, backend, component, version);
   }
 
   private dep(r: Raw): DeploymentRow {
@@ -157,7 +173,8 @@ export class FleetStore {
   }
 
   deploymentByName(backend: Backend, target: string, name: string): DeploymentRow | undefined {
-    const r = this.db.prepare('SELECT * FROM deployments WHERE backend = ? AND target = ? AND name = ?').get(backend, target, name) as Raw | undefined;
+    const r = this.db.prepare('SELECT * FROM deployments WHERE backend = ? AND target = ? AND name = ?').get(backend, target, name) as
+      Raw | undefined;
     return r ? this.dep(r) : undefined;
   }
 
@@ -172,7 +189,9 @@ export class FleetStore {
       where.push('target = ?');
       args.push(filter.target);
     }
-    return (this.db.prepare(`SELECT * FROM deployments ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id`).all(...args) as Raw[]).map((r) => this.dep(r));
+    return (
+      this.db.prepare(`SELECT * FROM deployments ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id`).all(...args) as Raw[]
+    ).map((r) => this.dep(r));
   }
 
   /** The newest deployment to a target that was not a failure (what the fleet should be running). */
@@ -183,18 +202,38 @@ export class FleetStore {
     return r ? this.dep(r) : undefined;
   }
 
-  recordDeploymentIntent(row: Pick<DeploymentRow, 'backend' | 'target' | 'name' | 'kind' | 'modelRef' | 'component' | 'version' | 'previousVersion' | 'components'>): DeploymentRow {
+  recordDeploymentIntent(
+    row: Pick<
+      DeploymentRow,
+      'backend' | 'target' | 'name' | 'kind' | 'modelRef' | 'component' | 'version' | 'previousVersion' | 'components'
+    >,
+  ): DeploymentRow {
     const now = new Date().toISOString();
     this.db
       .prepare(
         `INSERT INTO deployments (backend, target, name, kind, model_ref, component, version, previous_version, components, state, created_at, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?) ON CONFLICT DO NOTHING`,
       )
-      .run(row.backend, row.target, row.name, row.kind, row.modelRef, row.component, row.version, row.previousVersion, JSON.stringify(row.components), now, now);
+      .run(
+        row.backend,
+        row.target,
+        row.name,
+        row.kind,
+        row.modelRef,
+        row.component,
+        row.version,
+        row.previousVersion,
+        JSON.stringify(row.components),
+        now,
+        now,
+      );
     return this.deploymentByName(row.backend, row.target, row.name)!;
   }
 
-  updateDeployment(id: number, patch: { state?: DeploymentRow['state']; deploymentId?: string | null; detail?: Record<string, unknown> }): void {
+  updateDeployment(
+    id: number,
+    patch: { state?: DeploymentRow['state']; deploymentId?: string | null; detail?: Record<string, unknown> },
+  ): void {
     const cur = this.db.prepare('SELECT * FROM deployments WHERE id = ?').get(id) as Raw | undefined;
     if (!cur) return;
     const d = this.dep(cur);

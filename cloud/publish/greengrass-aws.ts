@@ -93,8 +93,18 @@ export function deploymentRequest(
       },
       abortConfig: {
         criteriaList: [
-          { failureType: 'FAILED', action: 'CANCEL', thresholdPercentage: r.abortThresholdPercentage, minNumberOfExecutedThings: r.abortMinExecuted },
-          { failureType: 'TIMED_OUT', action: 'CANCEL', thresholdPercentage: r.abortThresholdPercentage, minNumberOfExecutedThings: r.abortMinExecuted },
+          {
+            failureType: 'FAILED',
+            action: 'CANCEL',
+            thresholdPercentage: r.abortThresholdPercentage,
+            minNumberOfExecutedThings: r.abortMinExecuted,
+          },
+          {
+            failureType: 'TIMED_OUT',
+            action: 'CANCEL',
+            thresholdPercentage: r.abortThresholdPercentage,
+            minNumberOfExecutedThings: r.abortMinExecuted,
+          },
         ],
       },
       timeoutConfig: { inProgressTimeoutInMinutes: r.inProgressTimeoutMinutes },
@@ -116,7 +126,9 @@ export class AwsGreengrassFleet implements FleetBackend {
     this.prefix = (o.prefix ?? 'loupe/components').replace(/\/+$/, '');
     this.rollout = { ...DEFAULT_ROLLOUT, ...o.rollout };
     if (!/^arn:aws[\w-]*:iot:[\w-]+:\d{12}:thinggroup\/.+$/.test(o.thingGroupArn)) {
-      throw new LoupeError('FLEET_BAD_TARGET', 'expected a thing group ARN (arn:aws:iot:<region>:<account>:thinggroup/<name>)', { input: o.thingGroupArn });
+      throw new LoupeError('FLEET_BAD_TARGET', 'expected a thing group ARN (arn:aws:iot:<region>:<account>:thinggroup/<name>)', {
+        input: o.thingGroupArn,
+      });
     }
   }
 
@@ -159,14 +171,20 @@ export class AwsGreengrassFleet implements FleetBackend {
     const arn = await this.componentArn(component);
     if (!arn) throw new LoupeError('FLEET_NO_COMPONENT', `${component} is not a component of this account`, { input: component });
     const out = await this.o.greengrass.send(new GetComponentCommand({ arn: `${arn}:versions:${current}`, recipeOutputFormat: 'JSON' }));
-    if (!out.recipe) throw new LoupeError('FLEET_NO_COMPONENT', `GetComponent returned no recipe for ${component}@${current}`, { input: arn });
+    if (!out.recipe)
+      throw new LoupeError('FLEET_NO_COMPONENT', `GetComponent returned no recipe for ${component}@${current}`, { input: arn });
     return JSON.parse(new TextDecoder().decode(out.recipe)) as Record<string, unknown>;
   }
 
   async createComponentVersion(c: ModelComponent): Promise<{ arn: string | null }> {
     for (const a of c.artefacts) {
       await this.o.s3.send(
-        new PutObjectCommand({ Bucket: this.o.bucket, Key: this.key(c.name, c.version, a.name), Body: await readFile(a.path), ChecksumSHA256: a.digest }),
+        new PutObjectCommand({
+          Bucket: this.o.bucket,
+          Key: this.key(c.name, c.version, a.name),
+          Body: await readFile(a.path),
+          ChecksumSHA256: a.digest,
+        }),
       );
     }
     let arn: string | null;
@@ -191,14 +209,24 @@ export class AwsGreengrassFleet implements FleetBackend {
     return { arn };
   }
 
-  async waitDeployable(component: string, version: string, arn?: string | null, first?: { componentState?: string; message?: string; errors?: Record<string, string> }): Promise<void> {
+  async waitDeployable(
+    component: string,
+    version: string,
+    arn?: string | null,
+    first?: { componentState?: string; message?: string; errors?: Record<string, string> },
+  ): Promise<void> {
     let versionArn = arn;
     if (!versionArn) {
       const base = await this.componentArn(component);
-      if (!base) throw new LoupeError('FLEET_NO_COMPONENT', `${component} is not a component of this account`, { input: `${component}@${version}` });
+      if (!base)
+        throw new LoupeError('FLEET_NO_COMPONENT', `${component} is not a component of this account`, { input: `${component}@${version}` });
       versionArn = `${base}:versions:${version}`;
     }
-    await waitUntilDeployable(this.o.greengrass, versionArn, { first, timeoutMs: this.o.deployable?.timeoutMs, pollMs: this.o.deployable?.pollMs });
+    await waitUntilDeployable(this.o.greengrass, versionArn, {
+      first,
+      timeoutMs: this.o.deployable?.timeoutMs,
+      pollMs: this.o.deployable?.pollMs,
+    });
   }
 
   private async latestDeployment(): Promise<{ deploymentId: string; deploymentName?: string } | null> {
@@ -209,7 +237,10 @@ export class AwsGreengrassFleet implements FleetBackend {
 
   async currentComponents(): Promise<Record<string, DeploymentComponent>> {
     const latest = await this.latestDeployment();
-    if (!latest) throw new LoupeError('FLEET_NO_DEPLOYMENT', 'the thing group has no deployment yet: deploy the loupe suite to it first', { input: this.target });
+    if (!latest)
+      throw new LoupeError('FLEET_NO_DEPLOYMENT', 'the thing group has no deployment yet: deploy the loupe suite to it first', {
+        input: this.target,
+      });
     const d = await this.o.greengrass.send(new GetDeploymentCommand({ deploymentId: latest.deploymentId }));
     const out: Record<string, DeploymentComponent> = {};
     for (const [name, spec] of Object.entries(d.components ?? {})) {
@@ -247,12 +278,20 @@ export class AwsGreengrassFleet implements FleetBackend {
     const out: DeviceModel[] = [];
     let nextToken: string | undefined;
     do {
-      const page = await this.o.greengrass.send(new ListCoreDevicesCommand({ thingGroupArn: this.target, ...(nextToken ? { nextToken } : {}) }));
+      const page = await this.o.greengrass.send(
+        new ListCoreDevicesCommand({ thingGroupArn: this.target, ...(nextToken ? { nextToken } : {}) }),
+      );
       for (const dev of page.coreDevices ?? []) {
         if (!dev.coreDeviceThingName) continue;
-        const inst = await this.o.greengrass.send(new ListInstalledComponentsCommand({ coreDeviceThingName: dev.coreDeviceThingName, topologyFilter: 'ALL' }));
+        const inst = await this.o.greengrass.send(
+          new ListInstalledComponentsCommand({ coreDeviceThingName: dev.coreDeviceThingName, topologyFilter: 'ALL' }),
+        );
         const m = inst.installedComponents?.find((c) => c.componentName === component);
-        out.push({ device: dev.coreDeviceThingName, modelVersion: m?.componentVersion ?? null, state: m?.lifecycleState ?? dev.status ?? null });
+        out.push({
+          device: dev.coreDeviceThingName,
+          modelVersion: m?.componentVersion ?? null,
+          state: m?.lifecycleState ?? dev.status ?? null,
+        });
       }
       nextToken = page.nextToken;
     } while (nextToken);

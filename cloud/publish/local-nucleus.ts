@@ -90,8 +90,11 @@ export class LocalNucleusFleet implements FleetBackend {
    * are filled in by buildModelComponent.
    */
   async baseRecipe(component: string): Promise<Record<string, unknown>> {
-    if (component !== 'loupe.Model') throw new LoupeError('FLEET_NO_COMPONENT', 'only loupe.Model is republished by the loop', { input: component });
-    return localRecipe(renderRecipe(loadSourceRecipe('loupe.Model'), { version: '0.0.0', model: { name: 'model', sha256: '0'.repeat(64) } }));
+    if (component !== 'loupe.Model')
+      throw new LoupeError('FLEET_NO_COMPONENT', 'only loupe.Model is republished by the loop', { input: component });
+    return localRecipe(
+      renderRecipe(loadSourceRecipe('loupe.Model'), { version: '0.0.0', model: { name: 'model', sha256: '0'.repeat(64) } }),
+    );
   }
 
   async createComponentVersion(c: ModelComponent): Promise<{ arn: string | null }> {
@@ -112,7 +115,10 @@ export class LocalNucleusFleet implements FleetBackend {
 
   async currentComponents() {
     const comps = await (await this.cli()).listComponents();
-    if (comps.length === 0) throw new LoupeError('FLEET_NO_DEPLOYMENT', 'the nucleus runs no components: deploy the loupe suite first (loupe edge up)', { input: this.o.nucleusRoot });
+    if (comps.length === 0)
+      throw new LoupeError('FLEET_NO_DEPLOYMENT', 'the nucleus runs no components: deploy the loupe suite first (loupe edge up)', {
+        input: this.o.nucleusRoot,
+      });
     const out: Record<string, { componentVersion: string }> = {};
     for (const c of comps) out[c.componentName] = { componentVersion: c.version };
     return out;
@@ -133,7 +139,8 @@ export class LocalNucleusFleet implements FleetBackend {
     // Only what changes is named; the rest keep their versions (and configuration).
     const toAdd: Record<string, string> = {};
     for (const [n, c] of Object.entries(components)) if (running[n] !== c.componentVersion) toAdd[n] = c.componentVersion;
-    if (Object.keys(toAdd).length === 0) throw new LoupeError('FLEET_NOTHING_TO_DEPLOY', 'the nucleus already runs these versions', { input: name });
+    if (Object.keys(toAdd).length === 0)
+      throw new LoupeError('FLEET_NOTHING_TO_DEPLOY', 'the nucleus already runs these versions', { input: name });
     const deploymentId = await cli.createLocalDeployment({
       recipeDirectoryPath: this.recipeDir,
       artifactsDirectoryPath: this.artifactDir,

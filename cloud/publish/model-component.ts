@@ -77,8 +77,12 @@ function fileFacts(f: ArtefactFile): { sha256: string; digest: string; size: num
 export function buildModelComponent(input: ModelComponentInput): ModelComponent {
   const base = structuredClone(input.baseRecipe);
   const name = getKey<string>(base, 'ComponentName');
-  if (name !== MODEL_COMPONENT) throw new LoupeError('RECIPE_BAD', `expected the ${MODEL_COMPONENT} recipe, got ComponentName "${String(name)}"`, { input: 'ComponentName' });
-  if (!semver.valid(input.version)) throw new LoupeError('RECIPE_BAD', `"${input.version}" is not a semantic version`, { input: 'ComponentVersion' });
+  if (name !== MODEL_COMPONENT)
+    throw new LoupeError('RECIPE_BAD', `expected the ${MODEL_COMPONENT} recipe, got ComponentName "${String(name)}"`, {
+      input: 'ComponentName',
+    });
+  if (!semver.valid(input.version))
+    throw new LoupeError('RECIPE_BAD', `"${input.version}" is not a semantic version`, { input: 'ComponentVersion' });
   const artefacts: BuiltArtefact[] = input.files.map((f) => {
     const facts = fileFacts(f);
     return { ...f, ...facts, uri: input.uriFor({ ...f, sha256: facts.sha256 }) };
@@ -86,7 +90,8 @@ export function buildModelComponent(input: ModelComponentInput): ModelComponent 
   base[keyOf(base, 'ComponentVersion')] = input.version;
   if (input.description) base[keyOf(base, 'ComponentDescription')] = input.description;
   const manifests = getKey<Record<string, unknown>[]>(base, 'Manifests') ?? [];
-  if (!Array.isArray(manifests) || manifests.length === 0) throw new LoupeError('RECIPE_BAD', 'the loupe.Model recipe has no Manifests', { input: 'Manifests' });
+  if (!Array.isArray(manifests) || manifests.length === 0)
+    throw new LoupeError('RECIPE_BAD', 'the loupe.Model recipe has no Manifests', { input: 'Manifests' });
   for (const m of manifests) {
     const key = keyOf(m, 'Artifacts');
     const old = (m[key] as Record<string, unknown>[] | undefined) ?? [];
@@ -96,7 +101,13 @@ export function buildModelComponent(input: ModelComponentInput): ModelComponent 
     const replaced = artefacts.map((x) => {
       const prev = old.find((a) => basename(String(getKey(a, 'Uri') ?? '')) === x.name);
       const perm = prev ? getKey<Record<string, unknown>>(prev, 'Permission') : undefined;
-      return { Uri: x.uri, Digest: x.digest, Algorithm: 'SHA-256', Unarchive: 'NONE', Permission: perm ?? { Read: 'ALL', Execute: 'NONE' } };
+      return {
+        Uri: x.uri,
+        Digest: x.digest,
+        Algorithm: 'SHA-256',
+        Unarchive: 'NONE',
+        Permission: perm ?? { Read: 'ALL', Execute: 'NONE' },
+      };
     });
     m[key] = [...kept, ...replaced];
   }

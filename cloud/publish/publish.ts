@@ -75,9 +75,18 @@ export async function publishModel(i: PublishInput): Promise<Published> {
     description: `loupe model ${i.model.ref} (${i.model.fleetPrecision === 'int8' ? 'int8 ' : ''}onnx sha256 ${sha.slice(0, 12)}), published by loupe`,
   });
   if (built.artefacts.find((a) => a.name.endsWith('.onnx'))?.sha256 !== sha) {
-    throw new LoupeError('PUBLISH_DIGEST', `the ONNX file given does not match registry version ${i.model.ref} (${sha})`, { input: i.files.map((f) => f.path).join(', ') });
+    throw new LoupeError('PUBLISH_DIGEST', `the ONNX file given does not match registry version ${i.model.ref} (${sha})`, {
+      input: i.files.map((f) => f.path).join(', '),
+    });
   }
-  i.store.recordComponentIntent({ backend: kind, component: MODEL_COMPONENT, version, modelRef: i.model.ref, onnxSha256: sha, recipe: built.recipe });
+  i.store.recordComponentIntent({
+    backend: kind,
+    component: MODEL_COMPONENT,
+    version,
+    modelRef: i.model.ref,
+    onnxSha256: sha,
+    recipe: built.recipe,
+  });
   const { arn } = await i.backend.createComponentVersion(built);
   i.store.markComponentCreated(kind, MODEL_COMPONENT, version, arn);
   log.info({ component: MODEL_COMPONENT, version, model: i.model.ref, arn }, 'published the model as a new component version');
@@ -127,8 +136,16 @@ export async function deployModel(i: DeployInput): Promise<DeploymentRow> {
     });
     i.store.updateDeployment(row.id, {
       detail: {
-        configurationUpdates: Object.fromEntries(Object.entries(current).filter(([, c]) => c.configurationUpdate).map(([n, c]) => [n, c.configurationUpdate])),
-        runWith: Object.fromEntries(Object.entries(current).filter(([, c]) => c.runWith).map(([n, c]) => [n, c.runWith])),
+        configurationUpdates: Object.fromEntries(
+          Object.entries(current)
+            .filter(([, c]) => c.configurationUpdate)
+            .map(([n, c]) => [n, c.configurationUpdate]),
+        ),
+        runWith: Object.fromEntries(
+          Object.entries(current)
+            .filter(([, c]) => c.runWith)
+            .map(([n, c]) => [n, c.runWith]),
+        ),
       },
     });
     row = i.store.deploymentByName(kind, target, i.name)!;
@@ -139,30 +156,55 @@ export async function deployModel(i: DeployInput): Promise<DeploymentRow> {
   for (const [n, v] of Object.entries(row.components)) {
     // Other components keep their configuration updates; loupe.Model's model keys come from its
     // new recipe. Every component keeps the system user and limits the group gave it.
-    spec[n] = { componentVersion: v, ...(updates[n] && n !== MODEL_COMPONENT ? { configurationUpdate: updates[n] } : {}), ...(runWith[n] ? { runWith: runWith[n] } : {}) };
+    spec[n] = {
+      componentVersion: v,
+      ...(updates[n] && n !== MODEL_COMPONENT ? { configurationUpdate: updates[n] } : {}),
+      ...(runWith[n] ? { runWith: runWith[n] } : {}),
+    };
   }
   // Greengrass fails a deployment naming a version it has not finished checking.
   await i.backend.waitDeployable(MODEL_COMPONENT, i.version);
   const out = await i.backend.createDeployment(i.name, spec);
   i.store.updateDeployment(row.id, { state: 'created', deploymentId: out.deploymentId, detail: out.detail ?? {} });
-  log.info({ deployment: i.name, id: out.deploymentId, model: i.modelRef, version: i.version, previous: row.previousVersion }, 'deployment created');
+  log.info(
+    { deployment: i.name, id: out.deploymentId, model: i.modelRef, version: i.version, previous: row.previousVersion },
+    'deployment created',
+  );
   return i.store.deploymentByName(kind, target, i.name)!;
 }
 
 /** Redeploy the loupe.Model version that ran before the current one (or `to`). */
 export async function rollback(i: { backend: FleetBackend; store: FleetStore; to?: string; log?: Logger }): Promise<DeploymentRow> {
   const current = i.store.current(i.backend.kind, i.backend.target);
-  if (!current) throw new LoupeError('FLEET_NOTHING_TO_ROLL_BACK', 'loupe has made no deployment to this target', { input: i.backend.target });
+  if (!current)
+    throw new LoupeError('FLEET_NOTHING_TO_ROLL_BACK', 'loupe has made no deployment to this target', { input: i.backend.target });
   const to = i.to ?? current.previousVersion;
-  if (!to) throw new LoupeError('FLEET_NOTHING_TO_ROLL_BACK', `deployment ${current.name} replaced no earlier ${MODEL_COMPONENT} version`, { input: current.name });
-  if (to === current.version) throw new LoupeError('FLEET_NOTHING_TO_ROLL_BACK', `the fleet already runs ${MODEL_COMPONENT} ${to}`, { input: to });
+  if (!to)
+    throw new LoupeError('FLEET_NOTHING_TO_ROLL_BACK', `deployment ${current.name} replaced no earlier ${MODEL_COMPONENT} version`, {
+      input: current.name,
+    });
+  if (to === current.version)
+    throw new LoupeError('FLEET_NOTHING_TO_ROLL_BACK', `the fleet already runs ${MODEL_COMPONENT} ${to}`, { input: to });
   // A version a device ran before one of loupe's deployments existed there (its own report at
   // deploy time); anything else must be a version the backend knows.
-  const ranBefore = i.store.deployments({ backend: i.backend.kind, target: i.backend.target }).some((d) => d.previousVersion === to || d.version === to);
+  const ranBefore = i.store
+    .deployments({ backend: i.backend.kind, target: i.backend.target })
+    .some((d) => d.previousVersion === to || d.version === to);
   if (!ranBefore) {
     const known = await i.backend.componentVersions(MODEL_COMPONENT);
-    if (!known.includes(to)) throw new LoupeError('FLEET_UNKNOWN_VERSION', `${MODEL_COMPONENT} ${to} does not exist on this fleet (known: ${known.join(', ')})`, { input: to });
+    if (!known.includes(to))
+      throw new LoupeError('FLEET_UNKNOWN_VERSION', `${MODEL_COMPONENT} ${to} does not exist on this fleet (known: ${known.join(', ')})`, {
+        input: to,
+      });
   }
   const modelRef = i.store.componentVersion(i.backend.kind, MODEL_COMPONENT, to)?.modelRef ?? `component:${to}`;
-  return deployModel({ backend: i.backend, store: i.store, modelRef, version: to, name: `rollback-${current.name}-to-${to}`, kind: 'rollback', log: i.log });
+  return deployModel({
+    backend: i.backend,
+    store: i.store,
+    modelRef,
+    version: to,
+    name: `rollback-${current.name}-to-${to}`,
+    kind: 'rollback',
+    log: i.log,
+  });
 }

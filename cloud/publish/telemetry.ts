@@ -46,11 +46,17 @@ export class FleetTelemetry {
 
   static async connect(url: string, opts: { log?: Logger; prefix?: string; connectTimeoutMs?: number } = {}): Promise<FleetTelemetry> {
     const prefix = opts.prefix ?? 'loupe';
-    const client = mqtt.connect(url, { clientId: `loupe-cloud-${process.pid}-${Math.random().toString(16).slice(2, 8)}`, reconnectPeriod: 1000, connectTimeout: opts.connectTimeoutMs ?? 10_000 });
+    const client = mqtt.connect(url, {
+      clientId: `loupe-cloud-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
+      reconnectPeriod: 1000,
+      connectTimeout: opts.connectTimeoutMs ?? 10_000,
+    });
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => {
         client.end(true);
-        reject(new LoupeError('TELEMETRY_CONNECT', `cannot reach the MQTT broker within ${opts.connectTimeoutMs ?? 10_000} ms`, { input: url }));
+        reject(
+          new LoupeError('TELEMETRY_CONNECT', `cannot reach the MQTT broker within ${opts.connectTimeoutMs ?? 10_000} ms`, { input: url }),
+        );
       }, opts.connectTimeoutMs ?? 10_000);
       client.once('connect', () => {
         clearTimeout(t);
@@ -104,7 +110,15 @@ export class FleetTelemetry {
   }
 
   /** Resolve when every expected device reports the model (telemetry or results) and has `minResults` results with it. */
-  async waitForModel(o: { sha256: string; things?: string[]; minDevices?: number; minResults?: number; timeoutMs: number; signal?: AbortSignal; onProgress?: (done: number, total: number) => void }): Promise<WaitResult> {
+  async waitForModel(o: {
+    sha256: string;
+    things?: string[];
+    minDevices?: number;
+    minResults?: number;
+    timeoutMs: number;
+    signal?: AbortSignal;
+    onProgress?: (done: number, total: number) => void;
+  }): Promise<WaitResult> {
     const t0 = performance.now();
     const minResults = o.minResults ?? 1;
     const need = o.things?.length ?? o.minDevices ?? 1;
@@ -124,8 +138,17 @@ export class FleetTelemetry {
         if (n >= need) finish();
       };
       const timer = setTimeout(() => {
-        const seen = this.devices().map((v) => `${v.thing}: ${v.model?.sha256?.slice(0, 12) ?? 'no model'} (${v.results[o.sha256] ?? 0} results)`).join('; ') || 'no device reported';
-        finish(new LoupeError('FLEET_NOT_CONFIRMED', `devices did not report model ${o.sha256.slice(0, 12)} within ${o.timeoutMs} ms (${seen})`, { input: o.things?.join(',') ?? 'fleet' }));
+        const seen =
+          this.devices()
+            .map((v) => `${v.thing}: ${v.model?.sha256?.slice(0, 12) ?? 'no model'} (${v.results[o.sha256] ?? 0} results)`)
+            .join('; ') || 'no device reported';
+        finish(
+          new LoupeError(
+            'FLEET_NOT_CONFIRMED',
+            `devices did not report model ${o.sha256.slice(0, 12)} within ${o.timeoutMs} ms (${seen})`,
+            { input: o.things?.join(',') ?? 'fleet' },
+          ),
+        );
       }, o.timeoutMs);
       const onAbort = () => finish(new LoupeError('FLEET_WAIT_ABORTED', 'waiting for the fleet was interrupted', { input: 'fleet' }));
       o.signal?.addEventListener('abort', onAbort, { once: true });

@@ -43,7 +43,8 @@ export function evenlySpaced<T>(files: T[], count: number): T[] {
 }
 
 export function calibrationSet(calib: string, count = DEFAULT_CALIBRATION_IMAGES): CalibrationSet {
-  if (!Number.isInteger(count) || count < 1) throw new LoupeError('QUANTIZE_BAD_OPTION', `must be a positive integer, got ${count}`, { input: '--images' });
+  if (!Number.isInteger(count) || count < 1)
+    throw new LoupeError('QUANTIZE_BAD_OPTION', `must be a positive integer, got ${count}`, { input: '--images' });
   const abs = resolve(calib);
   let st;
   try {
@@ -56,12 +57,14 @@ export function calibrationSet(calib: string, count = DEFAULT_CALIBRATION_IMAGES
   if (st.isDirectory()) {
     kind = 'folder';
     files = imagesIn(abs);
-    if (files.length === 0) throw new LoupeError('QUANTIZE_NO_IMAGES', `the folder holds no images (${[...IMAGE_EXTENSIONS].join(', ')})`, { input: calib });
+    if (files.length === 0)
+      throw new LoupeError('QUANTIZE_NO_IMAGES', `the folder holds no images (${[...IMAGE_EXTENSIONS].join(', ')})`, { input: calib });
   } else if (/\.ya?ml$/i.test(abs)) {
     kind = 'dataset';
     const ds = readYoloDataset(abs);
     files = (ds.splits.train ?? []).map((i) => i.imagePath);
-    if (files.length === 0) throw new LoupeError('QUANTIZE_NO_IMAGES', 'the data set has no train images to calibrate on', { input: calib });
+    if (files.length === 0)
+      throw new LoupeError('QUANTIZE_NO_IMAGES', 'the data set has no train images to calibrate on', { input: calib });
   } else {
     throw new LoupeError('QUANTIZE_BAD_CALIB', 'expected a data.yaml (its train split is used) or a folder of images', { input: calib });
   }
@@ -73,8 +76,15 @@ export function calibrationSet(calib: string, count = DEFAULT_CALIBRATION_IMAGES
  * Write each calibration image's input tensor as raw little-endian float32 into `dir`, with
  * manifest.json ({files, dims}) for quantize.py. An unreadable image stops it, named.
  */
-export async function writeCalibrationTensors(det: Detector, set: CalibrationSet, dir: string, log?: Logger, progressStream?: NodeJS.WriteStream): Promise<void> {
-  if (det.info.fp16) throw new LoupeError('QUANTIZE_BAD_MODEL', 'the model is a float16 export; quantize the float32 export', { input: det.info.path });
+export async function writeCalibrationTensors(
+  det: Detector,
+  set: CalibrationSet,
+  dir: string,
+  log?: Logger,
+  progressStream?: NodeJS.WriteStream,
+): Promise<void> {
+  if (det.info.fp16)
+    throw new LoupeError('QUANTIZE_BAD_MODEL', 'the model is a float16 export; quantize the float32 export', { input: det.info.path });
   await mkdir(dir, { recursive: true });
   const progress = new Progress('quantize: preprocess', set.files.length, log, { logEveryMs: 10_000, stream: progressStream });
   const names: string[] = [];

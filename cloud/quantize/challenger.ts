@@ -27,7 +27,14 @@ export interface QuantizeStepOutput extends Record<string, unknown> {
  * attempt wrote and keeps it when the quantizer's record names the same source and calibration
  * count (quantization is deterministic, so redoing it would give the same bytes).
  */
-export async function quantizeChallenger(o: { onnx: string; dataYaml: string; dir: string; config: Int8Config; log: Logger; progressStream?: NodeJS.WriteStream }): Promise<QuantizeStepOutput> {
+export async function quantizeChallenger(o: {
+  onnx: string;
+  dataYaml: string;
+  dir: string;
+  config: Int8Config;
+  log: Logger;
+  progressStream?: NodeJS.WriteStream;
+}): Promise<QuantizeStepOutput> {
   if (!o.config.enabled) return { enabled: false };
   const out = join(o.dir, 'model.int8.onnx');
   const source = await sha256File(o.onnx);
@@ -40,27 +47,64 @@ export async function quantizeChallenger(o: { onnx: string; dataYaml: string; di
       return { enabled: true, onnx: out, sha256: await sha256File(out), calibrationImages: calib.images, reused: true };
     }
   }
-  const r = await quantizeModel({ model: o.onnx, calib: o.dataYaml, out, images: o.config.calibrationImages, log: o.log, progressStream: o.progressStream });
-  return { enabled: true, onnx: r.out, sha256: r.sha256, bytes: r.bytes, calibrationImages: r.calibration.images, seconds: r.seconds, reused: false };
+  const r = await quantizeModel({
+    model: o.onnx,
+    calib: o.dataYaml,
+    out,
+    images: o.config.calibrationImages,
+    log: o.log,
+    progressStream: o.progressStream,
+  });
+  return {
+    enabled: true,
+    onnx: r.out,
+    sha256: r.sha256,
+    bytes: r.bytes,
+    calibrationImages: r.calibration.images,
+    seconds: r.seconds,
+    reused: false,
+  };
 }
 
 function testMetrics(s: ModelScore, split: string): TestMetrics {
   const e = s.eval;
-  return { map50: e.map50, map50_95: e.map50_95, precision: e.precision, recall: e.recall, evaluator: 'loupe eval', split, images: e.images, instances: e.instances };
+  return {
+    map50: e.map50,
+    map50_95: e.map50_95,
+    precision: e.precision,
+    recall: e.recall,
+    evaluator: 'loupe eval',
+    split,
+    images: e.images,
+    instances: e.instances,
+  };
 }
 
 /** The model card's int8 fields: the file, its scores, and which file the fleet runs and why. */
-export async function int8CardFields(q: QuantizeStepOutput | undefined, int8: ModelScore | null, choice: PrecisionChoice, split: string): Promise<{ onnxInt8?: string; int8Test?: TestMetrics | null; fleetPrecision: NonNullable<ModelCard['fleetPrecision']> }> {
+export async function int8CardFields(
+  q: QuantizeStepOutput | undefined,
+  int8: ModelScore | null,
+  choice: PrecisionChoice,
+  split: string,
+): Promise<{ onnxInt8?: string; int8Test?: TestMetrics | null; fleetPrecision: NonNullable<ModelCard['fleetPrecision']> }> {
   const rec = q?.onnx ? await quantizationRecord(q.onnx) : undefined;
   return {
     ...(q?.onnx ? { onnxInt8: q.onnx } : {}),
     ...(int8 ? { int8Test: testMetrics(int8, split) } : {}),
-    fleetPrecision: { deployed: choice.deployed, metric: choice.metric, tolerance: choice.tolerance, reason: choice.reason, ...(rec ? { quantization: rec } : {}) },
+    fleetPrecision: {
+      deployed: choice.deployed,
+      metric: choice.metric,
+      tolerance: choice.tolerance,
+      reason: choice.reason,
+      ...(rec ? { quantization: rec } : {}),
+    },
   };
 }
 
 /** The int8 file's scores as registry metrics (`int8_map50`, ...). */
-export function int8Metrics(int8: { map50: number; map50_95: number; precision: number; recall: number } | null | undefined): Record<string, number> {
+export function int8Metrics(
+  int8: { map50: number; map50_95: number; precision: number; recall: number } | null | undefined,
+): Record<string, number> {
   if (!int8) return {};
   return { int8_map50: int8.map50, int8_map50_95: int8.map50_95, int8_precision: int8.precision, int8_recall: int8.recall };
 }

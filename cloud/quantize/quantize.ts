@@ -67,18 +67,31 @@ export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeResult>
   const t0 = performance.now();
   const model = resolve(o.model);
   const out = resolve(o.out);
-  if (out === model) throw new LoupeError('QUANTIZE_BAD_OUT', 'the output would overwrite the input model; choose another --out', { input: o.out });
+  if (out === model)
+    throw new LoupeError('QUANTIZE_BAD_OUT', 'the output would overwrite the input model; choose another --out', { input: o.out });
   // Loading it in the detector checks it is a detection export loupe can run (errors name the file).
   const det = await Detector.load(model);
   let work: string | undefined;
   try {
-    if (det.info.precision === 'int8') throw new LoupeError('QUANTIZE_ALREADY_INT8', 'the model is already quantized (it holds QuantizeLinear/DequantizeLinear nodes)', { input: o.model });
-    if (det.info.precision === 'fp16') throw new LoupeError('QUANTIZE_BAD_MODEL', 'the model is a float16 export; quantize the float32 export', { input: o.model });
+    if (det.info.precision === 'int8')
+      throw new LoupeError('QUANTIZE_ALREADY_INT8', 'the model is already quantized (it holds QuantizeLinear/DequantizeLinear nodes)', {
+        input: o.model,
+      });
+    if (det.info.precision === 'fp16')
+      throw new LoupeError('QUANTIZE_BAD_MODEL', 'the model is a float16 export; quantize the float32 export', { input: o.model });
     // onnxruntime's calibrator observes every tensor, and an nms=True export's NMS tensors can be
     // empty (its ReduceMax fails on them): quantize the plain export instead.
-    if (det.info.nmsExport) throw new LoupeError('QUANTIZE_BAD_MODEL', 'the model is an nms=True export; quantize the plain export (without nms), loupe runs the NMS itself', { input: o.model });
+    if (det.info.nmsExport)
+      throw new LoupeError(
+        'QUANTIZE_BAD_MODEL',
+        'the model is an nms=True export; quantize the plain export (without nms), loupe runs the NMS itself',
+        { input: o.model },
+      );
     const set = calibrationSet(o.calib, o.images ?? DEFAULT_CALIBRATION_IMAGES);
-    log.info({ model, calib: set.source, kind: set.kind, images: set.files.length, available: set.available }, 'quantize: calibration set chosen');
+    log.info(
+      { model, calib: set.source, kind: set.kind, images: set.files.length, available: set.available },
+      'quantize: calibration set chosen',
+    );
     const venv = await ensureVenv(log);
     mkdirSync(dirname(out), { recursive: true });
     work = await mkdtemp(join(tmpdir(), 'loupe-quantize-'));
@@ -86,13 +99,22 @@ export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeResult>
     await det.dispose();
     const sourceSha256 = await sha256File(model);
     const tmpOut = join(work, 'model.int8.onnx');
-    const done = await runQuantizePy(venvPython(venv), ['--model', model, '--tensors', join(work, 'calib'), '--out', tmpOut, '--source-sha256', sourceSha256], set.files.length, log, o.progressStream);
+    const done = await runQuantizePy(
+      venvPython(venv),
+      ['--model', model, '--tensors', join(work, 'calib'), '--out', tmpOut, '--source-sha256', sourceSha256],
+      set.files.length,
+      log,
+      o.progressStream,
+    );
     // The file must load and run in loupe's detector as an int8 model before it is handed out.
     const check = await Detector.load(tmpOut).catch((e: unknown) => {
-      throw new LoupeError('QUANTIZE_FAILED', `the quantized model does not load in loupe's detector (${errorMessage(e)})`, { input: o.model });
+      throw new LoupeError('QUANTIZE_FAILED', `the quantized model does not load in loupe's detector (${errorMessage(e)})`, {
+        input: o.model,
+      });
     });
     try {
-      if (check.info.precision !== 'int8') throw new LoupeError('QUANTIZE_FAILED', 'quantize.py wrote a model without quantized nodes', { input: o.model });
+      if (check.info.precision !== 'int8')
+        throw new LoupeError('QUANTIZE_FAILED', 'quantize.py wrote a model without quantized nodes', { input: o.model });
       await check.warmup();
     } finally {
       await check.dispose();
@@ -136,7 +158,13 @@ export async function quantizationRecord(path: string): Promise<Record<string, u
   }
 }
 
-function runQuantizePy(python: string, args: string[], total: number, log: Logger, progressStream?: NodeJS.WriteStream): Promise<DoneEvent> {
+function runQuantizePy(
+  python: string,
+  args: string[],
+  total: number,
+  log: Logger,
+  progressStream?: NodeJS.WriteStream,
+): Promise<DoneEvent> {
   return new Promise((resolveRun, reject) => {
     const child = spawn(python, [quantizeScript, ...args], { env: offlinePythonEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     const killOnExit = () => child.kill('SIGKILL');
@@ -160,7 +188,13 @@ function runQuantizePy(python: string, args: string[], total: number, log: Logge
       keep(line);
       log.debug({ stream: 'stderr' }, line);
     });
-    child.on('error', (e) => reject(new LoupeError('PYTHON_MISSING', `cannot run the trainer venv's python (${e.message}); run \`loupe setup python\``, { input: python })));
+    child.on('error', (e) =>
+      reject(
+        new LoupeError('PYTHON_MISSING', `cannot run the trainer venv's python (${e.message}); run \`loupe setup python\``, {
+          input: python,
+        }),
+      ),
+    );
     child.on('close', (code, signal) => {
       process.removeListener('exit', killOnExit);
       if (refusal) {
@@ -168,11 +202,16 @@ function runQuantizePy(python: string, args: string[], total: number, log: Logge
         return reject(new LoupeError(r.code, r.message, { input: args[1] }));
       }
       if (code !== 0 || !done) {
-        return reject(new LoupeError('QUANTIZE_FAILED', `quantize.py ${signal ? `was killed by ${signal}` : `exited with status ${code}`}; its last output:\n${tail.trim()}`, { input: quantizeScript }));
+        return reject(
+          new LoupeError(
+            'QUANTIZE_FAILED',
+            `quantize.py ${signal ? `was killed by ${signal}` : `exited with status ${code}`}; its last output:\n${tail.trim()}`,
+            { input: quantizeScript },
+          ),
+        );
       }
       progress.finish();
       resolveRun(done);
     });
   });
 }
-

@@ -16,7 +16,10 @@ export interface ApprovalPolicy {
 
 export const DEFAULT_POLICY: ApprovalPolicy = { autoApprove: true, requireGate: true };
 
-export function decideApproval(gate: GateSummary | null | undefined, policy: ApprovalPolicy = DEFAULT_POLICY): {
+export function decideApproval(
+  gate: GateSummary | null | undefined,
+  policy: ApprovalPolicy = DEFAULT_POLICY,
+): {
   status: ModelStatus;
   reason: string;
   by: string;
@@ -53,9 +56,21 @@ export function checkTransition(
   else if (!change.gate.passed) overrides.push(`its gate failed (${change.gate.reasons.join('; ')})`);
   if (overrides.length === 0) return { forced: false };
   if (!change.force) {
-    if (from === 'rejected') throw new LoupeError('REGISTRY_BAD_STATUS', `version was rejected; approve it with --force --reason WHY if you mean it (${overrides.join('; ')})`, { input: ref });
-    throw new LoupeError('REGISTRY_NO_GATE', `no passing gate result: ${overrides.join('; ')}. Gate it (loupe models gate), or approve with --force --reason WHY: the override is recorded`, { input: ref });
+    if (from === 'rejected')
+      throw new LoupeError(
+        'REGISTRY_BAD_STATUS',
+        `version was rejected; approve it with --force --reason WHY if you mean it (${overrides.join('; ')})`,
+        { input: ref },
+      );
+    throw new LoupeError(
+      'REGISTRY_NO_GATE',
+      `no passing gate result: ${overrides.join('; ')}. Gate it (loupe models gate), or approve with --force --reason WHY: the override is recorded`,
+      { input: ref },
+    );
   }
-  if (!change.reason?.trim()) throw new LoupeError('REGISTRY_FORCE_REASON', `a forced approval needs --reason (${overrides.join('; ')}); it is kept in the history`, { input: ref });
+  if (!change.reason?.trim())
+    throw new LoupeError('REGISTRY_FORCE_REASON', `a forced approval needs --reason (${overrides.join('; ')}); it is kept in the history`, {
+      input: ref,
+    });
   return { forced: true };
 }

@@ -54,7 +54,11 @@ const fromSm: Record<string, ModelStatus> = { PendingManualApproval: 'pending', 
 
 /** CustomerMetadataProperties values allow letters, digits, spaces and `_.:/=+-@` only (≤256). */
 export function metaValue(v: unknown): string {
-  const s = String(v).replace(/[^\p{L}\p{Z}\p{N}_.:/=+\-@]/gu, ' ').replace(/\s+/g, ' ').trim().slice(0, 256);
+  const s = String(v)
+    .replace(/[^\p{L}\p{Z}\p{N}_.:/=+\-@]/gu, ' ')
+    .replace(/\s+/g, ' ')
+    .trim()
+    .slice(0, 256);
   return s || '-';
 }
 
@@ -101,7 +105,8 @@ export class SageMakerModelRegistry implements ModelRegistry {
       .send(new HeadObjectCommand({ Bucket: this.o.bucket, Key: key }))
       .then(() => true)
       .catch(() => false);
-    if (!exists) await this.o.s3.send(new PutObjectCommand({ Bucket: this.o.bucket, Key: key, Body: await readFile(path), ContentType: contentType }));
+    if (!exists)
+      await this.o.s3.send(new PutObjectCommand({ Bucket: this.o.bucket, Key: key, Body: await readFile(path), ContentType: contentType }));
     return `s3://${this.o.bucket}/${key}`;
   }
 
@@ -124,7 +129,8 @@ export class SageMakerModelRegistry implements ModelRegistry {
     const onnxInt8 = input.onnxInt8 ? await this.putArtefact(input.group, input.onnxInt8) : undefined;
     const pt = input.pt ? await this.putArtefact(input.group, input.pt) : undefined;
     const card = input.card ? await this.putArtefact(input.group, input.card) : undefined;
-    const idem = input.idempotencyKey ?? sha256(JSON.stringify([input.group, onnx.ref.sha256, input.datasetVersion ?? null, input.parentRef ?? null]));
+    const idem =
+      input.idempotencyKey ?? sha256(JSON.stringify([input.group, onnx.ref.sha256, input.datasetVersion ?? null, input.parentRef ?? null]));
     const runKey = sha256(idem).slice(0, 16);
     // One archive with the files under their usual names, for SageMaker's ModelDataUrl.
     const work = await mkdtemp(join(tmpdir(), 'loupe-smreg-'));
@@ -132,7 +138,12 @@ export class SageMakerModelRegistry implements ModelRegistry {
     let metricsUri: string;
     try {
       const names: string[] = [];
-      for (const [p, name] of [[input.onnx, 'model.onnx'], [input.onnxInt8, 'model.int8.onnx'], [input.pt, 'model.pt'], [input.card, 'card.json']] as const) {
+      for (const [p, name] of [
+        [input.onnx, 'model.onnx'],
+        [input.onnxInt8, 'model.int8.onnx'],
+        [input.pt, 'model.pt'],
+        [input.card, 'card.json'],
+      ] as const) {
         if (!p) continue;
         await copyFile(p, join(work, name));
         names.push(name);
@@ -140,7 +151,10 @@ export class SageMakerModelRegistry implements ModelRegistry {
       await createTar({ gzip: true, cwd: work, file: join(work, 'model.tar.gz'), portable: true }, names);
       modelDataUrl = await this.putFile(this.key(input.group, `${runKey}/model.tar.gz`), join(work, 'model.tar.gz'), 'application/gzip');
       const metricsPath = join(work, 'metrics.json');
-      await writeFile(metricsPath, JSON.stringify({ metrics: input.metrics ?? {}, gate: input.gate ?? null, datasetVersion: input.datasetVersion ?? null }, null, 2));
+      await writeFile(
+        metricsPath,
+        JSON.stringify({ metrics: input.metrics ?? {}, gate: input.gate ?? null, datasetVersion: input.datasetVersion ?? null }, null, 2),
+      );
       metricsUri = await this.putFile(this.key(input.group, `${runKey}/metrics.json`), metricsPath, 'application/json');
     } finally {
       await rm(work, { recursive: true, force: true });
@@ -162,7 +176,8 @@ export class SageMakerModelRegistry implements ModelRegistry {
     if (input.parentRef) props['loupe:parent'] = metaValue(input.parentRef);
     for (const [k, v] of Object.entries(input.metrics ?? {})) props[`loupe:metric:${k}`] = String(v);
     if (input.gate) {
-      props['loupe:gate'] = `${input.gate.passed ? 'passed' : 'failed'} ${input.gate.metric}=${input.gate.challenger} champion=${input.gate.champion ?? 'none'} threshold=${input.gate.threshold} tolerance=${input.gate.tolerance}`;
+      props['loupe:gate'] =
+        `${input.gate.passed ? 'passed' : 'failed'} ${input.gate.metric}=${input.gate.challenger} champion=${input.gate.champion ?? 'none'} threshold=${input.gate.threshold} tolerance=${input.gate.tolerance}`;
     }
     const out = await this.o.sagemaker.send(
       new CreateModelPackageCommand({
@@ -213,7 +228,10 @@ export class SageMakerModelRegistry implements ModelRegistry {
     const group = d.ModelPackageGroupName ?? '';
     const version = d.ModelPackageVersion ?? 0;
     const onnx = art(p['loupe:onnx'], '.onnx');
-    if (!onnx) throw new LoupeError('SAGEMAKER_NOT_LOUPE', 'model package was not registered by loupe (no loupe:onnx property)', { input: d.ModelPackageArn });
+    if (!onnx)
+      throw new LoupeError('SAGEMAKER_NOT_LOUPE', 'model package was not registered by loupe (no loupe:onnx property)', {
+        input: d.ModelPackageArn,
+      });
     const pt = art(p['loupe:pt'], '.pt');
     const onnxInt8 = art(p['loupe:onnx-int8'], '.onnx');
     const card = art(p['loupe:card'], '.json');
@@ -289,7 +307,8 @@ export class SageMakerModelRegistry implements ModelRegistry {
   }
 
   async list(filter: { group?: string; status?: ModelStatus } = {}): Promise<ModelVersion[]> {
-    if (!filter.group) throw new LoupeError('SAGEMAKER_GROUP_REQUIRED', 'listing SageMaker model packages needs a group', { input: 'group' });
+    if (!filter.group)
+      throw new LoupeError('SAGEMAKER_GROUP_REQUIRED', 'listing SageMaker model packages needs a group', { input: 'group' });
     const out: ModelVersion[] = [];
     for (const arn of await this.listArns(filter.group, filter.status)) out.push(await this.describe(arn));
     return out;
@@ -351,4 +370,3 @@ export class SageMakerModelRegistry implements ModelRegistry {
 
   close(): void {}
 }
-

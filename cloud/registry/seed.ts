@@ -46,6 +46,10 @@ export async function seedShippedModel(registry: SqliteModelRegistry, opts: { di
     datasetVersion,
     source: 'seed',
     idempotencyKey: `seed:${group}:${digest}`,
-    status: { status: 'approved', reason: `the shipped model (${dir.startsWith(projectRoot) ? relative(projectRoot, dir) : dir}), first champion`, by: 'seed' },
+    status: {
+      status: 'approved',
+      reason: `the shipped model (${dir.startsWith(projectRoot) ? relative(projectRoot, dir) : dir}), first champion`,
+      by: 'seed',
+    },
   });
 }

@@ -5,7 +5,16 @@ import { LoupeError } from '../../lib/errors.js';
 import { sha256 } from '../../lib/fsutil.js';
 import { ArtefactStore, type ArtefactRef } from './artefact-store.js';
 import { checkTransition, decideApproval, DEFAULT_POLICY, type ApprovalPolicy } from './policy.js';
-import type { ArtefactKind, DeployPrecision, ModelEvent, ModelRegistry, ModelStatus, ModelVersion, RegisterInput, StatusChange } from './types.js';
+import type {
+  ArtefactKind,
+  DeployPrecision,
+  ModelEvent,
+  ModelRegistry,
+  ModelStatus,
+  ModelVersion,
+  RegisterInput,
+  StatusChange,
+} from './types.js';
 import { openSqlite } from '../../lib/sqlite.js';
 import { addColumnIfMissing, type SqliteSchema } from '../../lib/migrate.js';
 import { validateModelArtefacts } from './validate.js';
@@ -25,7 +34,11 @@ import { validateModelArtefacts } from './validate.js';
 /** The model registry's schema, versioned (lib/migrate.ts): append a migration for every change, never edit one. */
 export const REGISTRY_SCHEMA: SqliteSchema = {
   name: 'model registry',
-  migrations: [{ version: 1, description: 'models, model_events (as release 53fa33d created them)', up: `
+  migrations: [
+    {
+      version: 1,
+      description: 'models, model_events (as release 53fa33d created them)',
+      up: `
 CREATE TABLE IF NOT EXISTS models (
   id INTEGER PRIMARY KEY,
   grp TEXT NOT NULL,
@@ -55,10 +68,20 @@ CREATE TABLE IF NOT EXISTS model_events (
   by TEXT NOT NULL,
   reason TEXT
 );
-` },
-    { version: 2, description: 'model_events.forced: approvals without a passing gate are recorded as forced', up: (db) => addColumnIfMissing(db, 'model_events', 'forced', 'INTEGER NOT NULL DEFAULT 0') },
+`,
+    },
+    {
+      version: 2,
+      description: 'model_events.forced: approvals without a passing gate are recorded as forced',
+      up: (db) => addColumnIfMissing(db, 'model_events', 'forced', 'INTEGER NOT NULL DEFAULT 0'),
+    },
     // Registries made before int8 models existed: every version they hold runs its fp32 file.
-    { version: 3, description: "models.fleet_precision: which file the fleet runs ('fp32' or 'int8')", up: (db) => addColumnIfMissing(db, 'models', 'fleet_precision', "TEXT NOT NULL DEFAULT 'fp32' CHECK (fleet_precision IN ('fp32','int8'))") },
+    {
+      version: 3,
+      description: "models.fleet_precision: which file the fleet runs ('fp32' or 'int8')",
+      up: (db) =>
+        addColumnIfMissing(db, 'models', 'fleet_precision', "TEXT NOT NULL DEFAULT 'fp32' CHECK (fleet_precision IN ('fp32','int8'))"),
+    },
   ],
 };
 
@@ -144,14 +167,19 @@ export class SqliteModelRegistry implements ModelRegistry {
       throw new LoupeError('REGISTRY_BAD_GROUP', 'model group names are 1-63 letters, digits and hyphens', { input: input.group });
     }
     for (const [k, v] of Object.entries(input.metrics ?? {})) {
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw new LoupeError('REGISTRY_BAD_METRIC', `metric ${k} must be a finite number, got ${String(v)}`, { input: k });
+      if (typeof v !== 'number' || !Number.isFinite(v))
+        throw new LoupeError('REGISTRY_BAD_METRIC', `metric ${k} must be a finite number, got ${String(v)}`, { input: k });
     }
     if (input.parentRef && !(await this.get(input.parentRef))) {
       throw new LoupeError('REGISTRY_NO_PARENT', 'parent model version is not in the registry', { input: input.parentRef });
     }
     const fleetPrecision = input.fleetPrecision ?? 'fp32';
-    if (fleetPrecision !== 'fp32' && fleetPrecision !== 'int8') throw new LoupeError('REGISTRY_BAD_PRECISION', `fleetPrecision must be fp32 or int8, got ${String(fleetPrecision)}`, { input: input.group });
-    if (fleetPrecision === 'int8' && !input.onnxInt8) throw new LoupeError('REGISTRY_BAD_PRECISION', 'fleetPrecision int8 needs the int8 model (onnxInt8)', { input: input.onnx });
+    if (fleetPrecision !== 'fp32' && fleetPrecision !== 'int8')
+      throw new LoupeError('REGISTRY_BAD_PRECISION', `fleetPrecision must be fp32 or int8, got ${String(fleetPrecision)}`, {
+        input: input.group,
+      });
+    if (fleetPrecision === 'int8' && !input.onnxInt8)
+      throw new LoupeError('REGISTRY_BAD_PRECISION', 'fleetPrecision int8 needs the int8 model (onnxInt8)', { input: input.onnx });
     const meta = { ...cardMeta(input.card), ...input.meta };
     // Nothing is stored for a model the device could not run (or a checkpoint/card that does not fit it).
     await validateModelArtefacts(input);
@@ -173,7 +201,9 @@ export class SqliteModelRegistry implements ModelRegistry {
     const insert = this.db.transaction(() => {
       const again = this.db.prepare('SELECT * FROM models WHERE idem_key = ?').get(key) as Row | undefined;
       if (again) return again;
-      const next = (this.db.prepare('SELECT COALESCE(MAX(version), 0) + 1 AS v FROM models WHERE grp = ?').get(input.group) as { v: number }).v;
+      const next = (
+        this.db.prepare('SELECT COALESCE(MAX(version), 0) + 1 AS v FROM models WHERE grp = ?').get(input.group) as { v: number }
+      ).v;
       const seq = (this.db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM models').get() as { s: number }).s;
       const info = this.db
         .prepare(
@@ -265,9 +295,8 @@ export class SqliteModelRegistry implements ModelRegistry {
 
   /** The approved version approved last (ordered by a counter, not by clock, so ties cannot happen). */
   async champion(group: string): Promise<ModelVersion | undefined> {
-    const r = this.db
-      .prepare("SELECT * FROM models WHERE grp = ? AND status = 'approved' ORDER BY seq DESC LIMIT 1")
-      .get(group) as Row | undefined;
+    const r = this.db.prepare("SELECT * FROM models WHERE grp = ? AND status = 'approved' ORDER BY seq DESC LIMIT 1").get(group) as
+      Row | undefined;
     return r ? toVersion(r) : undefined;
   }
 
@@ -287,7 +316,15 @@ export class SqliteModelRegistry implements ModelRegistry {
       reason: string | null;
       forced: number;
     }[];
-    return rows.map((r) => ({ ref: `${r.grp}:${r.version}`, at: r.at, from: r.from_status, to: r.to_status, by: r.by, reason: r.reason, forced: r.forced === 1 }));
+    return rows.map((r) => ({
+      ref: `${r.grp}:${r.version}`,
+      at: r.at,
+      from: r.from_status,
+      to: r.to_status,
+      by: r.by,
+      reason: r.reason,
+      forced: r.forced === 1,
+    }));
   }
 
   /** A verified path to one of a version's artefacts. */

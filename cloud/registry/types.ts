@@ -99,9 +99,14 @@ export interface ModelEvent {
 }
 
 /** The artefact the fleet runs for a version (its kind and reference). */
-export function deployedArtefact(v: Pick<ModelVersion, 'artefacts' | 'fleetPrecision' | 'ref'>): { kind: 'onnx' | 'onnxInt8'; ref: ArtefactRef; precision: DeployPrecision } {
+export function deployedArtefact(v: Pick<ModelVersion, 'artefacts' | 'fleetPrecision' | 'ref'>): {
+  kind: 'onnx' | 'onnxInt8';
+  ref: ArtefactRef;
+  precision: DeployPrecision;
+} {
   if (v.fleetPrecision === 'int8') {
-    if (!v.artefacts.onnxInt8) throw new LoupeError('REGISTRY_BAD_PRECISION', 'version says the fleet runs int8 but has no int8 artefact', { input: v.ref });
+    if (!v.artefacts.onnxInt8)
+      throw new LoupeError('REGISTRY_BAD_PRECISION', 'version says the fleet runs int8 but has no int8 artefact', { input: v.ref });
     return { kind: 'onnxInt8', ref: v.artefacts.onnxInt8, precision: 'int8' };
   }
   return { kind: 'onnx', ref: v.artefacts.onnx, precision: 'fp32' };

@@ -26,7 +26,12 @@ async function checkOnnx(path: string): Promise<ValidatedModel> {
   try {
     bytes = await readFile(path);
   } catch (e) {
-    throw bad('ARTEFACT_MISSING', path, (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'artefact file not found' : `cannot read it (${errorMessage(e)})`, e);
+    throw bad(
+      'ARTEFACT_MISSING',
+      path,
+      (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'artefact file not found' : `cannot read it (${errorMessage(e)})`,
+      e,
+    );
   }
   let det: Detector | undefined;
   try {
@@ -66,7 +71,8 @@ async function checkCheckpoint(path: string): Promise<void> {
   } catch (e) {
     throw bad('REGISTRY_BAD_CHECKPOINT', path, `not a PyTorch checkpoint (not a readable zip archive: ${errorMessage(e)})`, e);
   }
-  if (!names.some((n) => /(^|\/)data\.pkl$/.test(n))) throw bad('REGISTRY_BAD_CHECKPOINT', path, 'not a PyTorch checkpoint (no data.pkl in the archive)');
+  if (!names.some((n) => /(^|\/)data\.pkl$/.test(n)))
+    throw bad('REGISTRY_BAD_CHECKPOINT', path, 'not a PyTorch checkpoint (no data.pkl in the archive)');
 }
 
 async function checkCard(path: string, m: ValidatedModel): Promise<void> {
@@ -76,7 +82,8 @@ async function checkCard(path: string, m: ValidatedModel): Promise<void> {
   } catch (e) {
     throw bad('REGISTRY_BAD_CARD', path, `model card is not valid JSON (${errorMessage(e)})`, e);
   }
-  if (typeof card !== 'object' || card === null || Array.isArray(card)) throw bad('REGISTRY_BAD_CARD', path, 'model card must be a JSON object');
+  if (typeof card !== 'object' || card === null || Array.isArray(card))
+    throw bad('REGISTRY_BAD_CARD', path, 'model card must be a JSON object');
   const files = card.files as { onnx?: { sha256?: unknown } } | undefined;
   const want = files?.onnx?.sha256;
   if (typeof want === 'string' && want !== m.onnxSha256) {
@@ -84,22 +91,37 @@ async function checkCard(path: string, m: ValidatedModel): Promise<void> {
   }
   const classes = Array.isArray(card.classes) ? card.classes : Array.isArray(card.names) ? card.names : undefined;
   if (classes && JSON.stringify(classes) !== JSON.stringify(m.info.names)) {
-    throw bad('REGISTRY_CARD_MISMATCH', path, `card classes ${JSON.stringify(classes)} differ from the model's ${JSON.stringify(m.info.names)}`);
+    throw bad(
+      'REGISTRY_CARD_MISMATCH',
+      path,
+      `card classes ${JSON.stringify(classes)} differ from the model's ${JSON.stringify(m.info.names)}`,
+    );
   }
-  if (card.task !== undefined && card.task !== m.info.task) throw bad('REGISTRY_CARD_MISMATCH', path, `card task ${JSON.stringify(card.task)} differs from the model's '${m.info.task}'`);
+  if (card.task !== undefined && card.task !== m.info.task)
+    throw bad('REGISTRY_CARD_MISMATCH', path, `card task ${JSON.stringify(card.task)} differs from the model's '${m.info.task}'`);
 }
 
 /** The int8 file beside an fp32 export: an int8 graph of the same model (classes, input size). */
 async function checkInt8(path: string, fp32: ValidatedModel): Promise<ValidatedModel> {
   const q = await checkOnnx(path);
-  if (q.info.precision !== 'int8') throw bad('REGISTRY_BAD_MODEL', path, `given as the int8 model, but its graph is ${q.info.precision} (no quantized nodes)`);
+  if (q.info.precision !== 'int8')
+    throw bad('REGISTRY_BAD_MODEL', path, `given as the int8 model, but its graph is ${q.info.precision} (no quantized nodes)`);
   if (JSON.stringify(q.info.names) !== JSON.stringify(fp32.info.names) || q.info.imgsz.join('x') !== fp32.info.imgsz.join('x')) {
-    throw bad('REGISTRY_BAD_MODEL', path, `the int8 model (classes ${JSON.stringify(q.info.names)}, ${q.info.imgsz.join('x')}) is not a quantization of the fp32 one (classes ${JSON.stringify(fp32.info.names)}, ${fp32.info.imgsz.join('x')})`);
+    throw bad(
+      'REGISTRY_BAD_MODEL',
+      path,
+      `the int8 model (classes ${JSON.stringify(q.info.names)}, ${q.info.imgsz.join('x')}) is not a quantization of the fp32 one (classes ${JSON.stringify(fp32.info.names)}, ${fp32.info.imgsz.join('x')})`,
+    );
   }
   return q;
 }
 
-export async function validateModelArtefacts(input: { onnx: string; onnxInt8?: string; pt?: string; card?: string }): Promise<ValidatedModel> {
+export async function validateModelArtefacts(input: {
+  onnx: string;
+  onnxInt8?: string;
+  pt?: string;
+  card?: string;
+}): Promise<ValidatedModel> {
   const m = await checkOnnx(input.onnx);
   if (input.onnxInt8) await checkInt8(input.onnxInt8, m);
   if (input.pt) await checkCheckpoint(input.pt);

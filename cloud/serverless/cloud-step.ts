@@ -66,7 +66,8 @@ export interface WithHomeOptions {
 /** Resolve the loop run an event belongs to (creating it for a new execution). */
 function resolveRun(store: LoopStore, rt: CloudRuntime, e: StepEvent): number {
   if (e.runId !== undefined) {
-    if (!Number.isInteger(e.runId) || !store.getRun(e.runId)) throw new LoupeError('LOOP_NO_RUN', 'the loop home in S3 has no such run', { input: `run ${String(e.runId)}` });
+    if (!Number.isInteger(e.runId) || !store.getRun(e.runId))
+      throw new LoupeError('LOOP_NO_RUN', 'the loop home in S3 has no such run', { input: `run ${String(e.runId)}` });
     return e.runId;
   }
   const key = e.execution ? `cloud.execution.${e.execution}` : undefined;
@@ -78,7 +79,12 @@ function resolveRun(store: LoopStore, rt: CloudRuntime, e: StepEvent): number {
 }
 
 /** Pull the home, open the loop's environment on it, run `fn`, close, push. */
-export async function withCloudHome<T>(rt: CloudRuntime, event: StepEvent, fn: (c: CloudContext) => Promise<T>, o: WithHomeOptions = {}): Promise<T> {
+export async function withCloudHome<T>(
+  rt: CloudRuntime,
+  event: StepEvent,
+  fn: (c: CloudContext) => Promise<T>,
+  o: WithHomeOptions = {},
+): Promise<T> {
   const home = await StateHome.pull({ s3: rt.s3(), uri: rt.homeUri, log: rt.log });
   let env: LoopEnv | undefined;
   let store: LoopStore | undefined;
@@ -95,7 +101,8 @@ export async function withCloudHome<T>(rt: CloudRuntime, event: StepEvent, fn: (
     store?.close();
     // A failure is recorded in loop.db like the local runner records it; pushing that record
     // must not hide the error itself.
-    if (!o.readOnly) await home.push().catch((p: unknown) => rt.log.warn({ err: errorMessage(p) }, 'could not push the record of a failed step'));
+    if (!o.readOnly)
+      await home.push().catch((p: unknown) => rt.log.warn({ err: errorMessage(p) }, 'could not push the record of a failed step'));
     if (!o.keep) await home.dispose();
     throw e;
   }
@@ -133,7 +140,14 @@ export async function runStep(c: CloudContext, name: StepName, o: RunStepOptions
   const prev = c.store.steps(c.runId).find((s) => s.name === name);
   if (prev?.status === 'done' && prev.output && !o.rerunDone) {
     const output = checkOutput({ name, output: STEP_OUTPUTS[name] }, c.runId, prev.output, 'stored');
-    return { runId: c.runId, step: name, status: prev.halt ? 'halted' : 'done', output, ...(prev.halt ? { halt: prev.halt } : {}), seconds: 0 };
+    return {
+      runId: c.runId,
+      step: name,
+      status: prev.halt ? 'halted' : 'done',
+      output,
+      ...(prev.halt ? { halt: prev.halt } : {}),
+      seconds: 0,
+    };
   }
   const step = loopSteps({ ports: c.env.ports, config: c.env.config }).find((s) => s.name === name)!;
   const runDir = o.runDir ?? join(c.home.dir, 'runs', String(c.runId));
@@ -145,7 +159,14 @@ export async function runStep(c: CloudContext, name: StepName, o: RunStepOptions
   const t0 = performance.now();
   try {
     const given = { ...doneOutputs(c.store, c.runId), ...o.outputs };
-    const r = await step.run({ runId: c.runId, attempt: row.attempts, runDir, config: c.env.config as unknown as Record<string, unknown>, log, outputs: given });
+    const r = await step.run({
+      runId: c.runId,
+      attempt: row.attempts,
+      runDir,
+      config: c.env.config as unknown as Record<string, unknown>,
+      log,
+      outputs: given,
+    });
     // the same check the local runner makes before it records an output
     const output = checkOutput(step, c.runId, r.output, 'returned');
     const seconds = (performance.now() - t0) / 1000;

@@ -56,7 +56,10 @@ export const labelHandler = (rt: CloudRuntime, e: StepEvent) => withCloudHome(rt
 export const verifyHandler = (rt: CloudRuntime, e: StepEvent) => withCloudHome(rt, e, (c) => runStep(c, 'verify'));
 
 /** WriteFeatureGroup: every label record not yet in the feature group, in order, from the watermark. */
-export async function publishLabelsHandler(rt: CloudRuntime, e: StepEvent): Promise<{ runId: number; put: number; watermark: number | null; approved: number }> {
+export async function publishLabelsHandler(
+  rt: CloudRuntime,
+  e: StepEvent,
+): Promise<{ runId: number; put: number; watermark: number | null; approved: number }> {
   return withCloudHome(rt, e, async (c) => {
     const r = await c.env.syncLabels(c.log);
     const verify = c.store.steps(c.runId).find((s) => s.name === 'verify')?.output;
@@ -87,16 +90,20 @@ export interface RegisterReply {
 export async function registerHandler(rt0: CloudRuntime, e: RegisterEvent): Promise<RegisterReply> {
   const approvals: Record<string, boolean> = { Approved: true, PendingManualApproval: false };
   if (e.approval !== undefined && e.approval !== 'Rejected' && !(e.approval in approvals)) {
-    throw new LoupeError('PIPELINE_BAD_ARG', 'ModelApprovalStatus must be Approved or PendingManualApproval', { input: `approval ${e.approval}` });
+    throw new LoupeError('PIPELINE_BAD_ARG', 'ModelApprovalStatus must be Approved or PendingManualApproval', {
+      input: `approval ${e.approval}`,
+    });
   }
   const autoApprove = e.approval !== undefined ? approvals[e.approval] : undefined;
   const rt = autoApprove === undefined ? rt0 : { ...rt0, config: { ...rt0.config, policy: { ...rt0.config.policy, autoApprove } } };
-  if (e.expect !== 'passed' && e.expect !== 'rejected') throw new LoupeError('PIPELINE_BAD_ARG', 'expect must be passed or rejected', { input: `expect ${String(e.expect)}` });
+  if (e.expect !== 'passed' && e.expect !== 'rejected')
+    throw new LoupeError('PIPELINE_BAD_ARG', 'expect must be passed or rejected', { input: `expect ${String(e.expect)}` });
   const dir = await mkdtemp(join(tmpdir(), 'loupe-eval-'));
   try {
     await downloadPrefix(rt.s3(), e.evaluationUri, dir);
     const stepsFile = join(dir, 'steps.json');
-    if (!existsSync(stepsFile)) throw new LoupeError('PIPELINE_NO_EVALUATION', 'the evaluation output holds no steps.json', { input: e.evaluationUri });
+    if (!existsSync(stepsFile))
+      throw new LoupeError('PIPELINE_NO_EVALUATION', 'the evaluation output holds no steps.json', { input: e.evaluationUri });
     const raw = JSON.parse(readFileSync(stepsFile, 'utf8')) as PipelineSteps;
     // Files of the evaluation folder are relative to it; the data set stayed in the processing job (not needed to register).
     const steps = rebasePaths(raw, (p) => (isAbsolute(p) ? p : resolve(dir, p)));
@@ -104,11 +111,22 @@ export async function registerHandler(rt0: CloudRuntime, e: RegisterEvent): Prom
     return await withCloudHome(rt, { runId }, async (c) => {
       const passed = Boolean((steps.gate.summary as { passed?: boolean } | undefined)?.passed);
       if (passed !== (e.expect === 'passed')) {
-        throw new LoupeError('PIPELINE_GATE_MISMATCH', `the ${e.expect} branch ran, but the gate's report says ${passed ? 'passed' : 'rejected'}`, { input: e.evaluationUri });
+        throw new LoupeError(
+          'PIPELINE_GATE_MISMATCH',
+          `the ${e.expect} branch ran, but the gate's report says ${passed ? 'passed' : 'rejected'}`,
+          { input: e.evaluationUri },
+        );
       }
-      const done = new Set(c.store.steps(c.runId).filter((s) => s.status === 'done').map((s) => s.name));
+      const done = new Set(
+        c.store
+          .steps(c.runId)
+          .filter((s) => s.status === 'done')
+          .map((s) => s.name),
+      );
       for (const name of ['snapshot', 'train', 'evaluate', 'gate'] as const) if (!done.has(name)) recordStep(c, name, steps[name]);
-      const r = await runStep(c, 'register', { outputs: { snapshot: steps.snapshot, train: steps.train, evaluate: steps.evaluate, gate: steps.gate } });
+      const r = await runStep(c, 'register', {
+        outputs: { snapshot: steps.snapshot, train: steps.train, evaluate: steps.evaluate, gate: steps.gate },
+      });
       const sm = r.output.sagemaker as { arn?: string } | undefined;
       return { LocalRef: String(r.output.ref), Status: String(r.output.status), ModelPackageArn: sm?.arn ?? '', RunId: c.runId };
     });
@@ -139,7 +157,8 @@ export async function publishHandler(rt: CloudRuntime, e: ModelPackageEvent): Pr
     },
     {
       runOf: async (env) => {
-        if (!env.registryMirror?.adoptApproval) throw new LoupeError('DEPLOY_NO_REGISTRY', 'the deploy flow needs registry.backend "sagemaker"', { input: 'registry.backend' });
+        if (!env.registryMirror?.adoptApproval)
+          throw new LoupeError('DEPLOY_NO_REGISTRY', 'the deploy flow needs registry.backend "sagemaker"', { input: 'registry.backend' });
         const v = await env.registryMirror.adoptApproval(arn, 'sagemaker-approval');
         ref = v.ref;
         sha = v.artefacts.onnx.sha256;
@@ -154,7 +173,10 @@ export async function publishHandler(rt: CloudRuntime, e: ModelPackageEvent): Pr
 export const deployHandler = (rt: CloudRuntime, e: StepEvent) => withCloudHome(rt, e, (c) => runStep(c, 'deploy'));
 
 /** Where the rollout stands (Greengrass deployment / IoT job), for the state machine's wait loop. */
-export async function rolloutStatusHandler(rt: CloudRuntime, e: StepEvent & { deploymentId: string }): Promise<{ runId: number; state: string; detail: Record<string, unknown> }> {
+export async function rolloutStatusHandler(
+  rt: CloudRuntime,
+  e: StepEvent & { deploymentId: string },
+): Promise<{ runId: number; state: string; detail: Record<string, unknown> }> {
   if (!e.deploymentId) throw new LoupeError('DEPLOY_BAD_EVENT', 'no deployment id', { input: 'deploymentId' });
   return withCloudHome(
     rt,
@@ -171,10 +193,14 @@ export async function rolloutStatusHandler(rt: CloudRuntime, e: StepEvent & { de
 export const confirmHandler = (rt: CloudRuntime, e: StepEvent) => withCloudHome(rt, e, (c) => runStep(c, 'confirm'));
 
 /** A failed rollout: loupe's rollback (redeploy the version that ran before), and the run ends there. */
-export async function rollbackHandler(rt: CloudRuntime, e: StepEvent & { reason?: string }): Promise<{ runId: number; rolledBackTo: string; deployment: string }> {
+export async function rollbackHandler(
+  rt: CloudRuntime,
+  e: StepEvent & { reason?: string },
+): Promise<{ runId: number; rolledBackTo: string; deployment: string }> {
   return withCloudHome(rt, e, async (c) => {
     const current = c.env.fleetStore.current(c.env.fleet.kind, c.env.fleet.target);
-    if (current && current.state !== 'failed') c.env.fleetStore.updateDeployment(current.id, { state: 'failed', detail: { reason: e.reason ?? 'rollout failed' } });
+    if (current && current.state !== 'failed')
+      c.env.fleetStore.updateDeployment(current.id, { state: 'failed', detail: { reason: e.reason ?? 'rollout failed' } });
     const row = await rollback({ backend: c.env.fleet, store: c.env.fleetStore, log: c.log });
     const halt = `deployment failed (${e.reason ?? 'rollout failed'}); rolled back to loupe.Model ${row.version}`;
     c.store.setRunStatus(c.runId, 'halted', { halt });

@@ -92,7 +92,12 @@ export interface PipelineSteps {
   gate: Record<string, unknown>;
 }
 
-const PATH_KEYS: Record<string, string[]> = { snapshot: ['dir', 'dataYaml'], train: ['dir', 'onnx', 'pt'], evaluate: ['file', 'card'], gate: ['json', 'html'] };
+const PATH_KEYS: Record<string, string[]> = {
+  snapshot: ['dir', 'dataYaml'],
+  train: ['dir', 'onnx', 'pt'],
+  evaluate: ['file', 'card'],
+  gate: ['json', 'html'],
+};
 
 /** Rewrite the file paths of step outputs between absolute (in a container) and relative (in S3). */
 export function rebasePaths(steps: Omit<PipelineSteps, 'runId'>, fn: (p: string) => string): Omit<PipelineSteps, 'runId'> {
@@ -114,8 +119,16 @@ export interface EvaluateArgs {
 
 export async function evaluateStep(rt0: CloudRuntime, a: EvaluateArgs, root = processingRoot()): Promise<Record<string, unknown>> {
   const rt = withGate(rt0, a.gate);
-  const dirs = { model: join(root, 'model'), dataset: join(root, 'dataset'), report: join(root, 'report'), evaluation: join(root, 'evaluation') };
-  const snapReport = JSON.parse(readFileSync(join(dirs.report, PIPELINE_REPORT), 'utf8')) as { runId: number; snapshot: Record<string, unknown> };
+  const dirs = {
+    model: join(root, 'model'),
+    dataset: join(root, 'dataset'),
+    report: join(root, 'report'),
+    evaluation: join(root, 'evaluation'),
+  };
+  const snapReport = JSON.parse(readFileSync(join(dirs.report, PIPELINE_REPORT), 'utf8')) as {
+    runId: number;
+    snapshot: Record<string, unknown>;
+  };
   const runId = a.runId > 0 ? a.runId : snapReport.runId;
   return withCloudHome(
     rt,
@@ -143,8 +156,25 @@ export async function evaluateStep(rt0: CloudRuntime, a: EvaluateArgs, root = pr
       const gate = await runStep(c, 'gate', { outputs: { snapshot, train, evaluate: ev.output }, runDir: dirs.evaluation });
       const steps = rebasePaths({ snapshot, train, evaluate: ev.output, gate: gate.output }, (p) => relative(dirs.evaluation, p));
       await writeFileAtomic(join(dirs.evaluation, 'steps.json'), JSON.stringify({ runId: c.runId, ...steps }, null, 2) + '\n');
-      const summary = gate.output.summary as { passed: boolean; metric: string; challenger: number; champion: number | null; threshold: number; tolerance: number };
-      const report = { runId: c.runId, gate: { passed: summary.passed, metric: summary.metric, challenger: summary.challenger, champion: summary.champion, threshold: summary.threshold, tolerance: summary.tolerance } };
+      const summary = gate.output.summary as {
+        passed: boolean;
+        metric: string;
+        challenger: number;
+        champion: number | null;
+        threshold: number;
+        tolerance: number;
+      };
+      const report = {
+        runId: c.runId,
+        gate: {
+          passed: summary.passed,
+          metric: summary.metric,
+          challenger: summary.challenger,
+          champion: summary.champion,
+          threshold: summary.threshold,
+          tolerance: summary.tolerance,
+        },
+      };
       await writeFileAtomic(join(dirs.evaluation, PIPELINE_REPORT), JSON.stringify(report, null, 2) + '\n');
       c.log.info(report.gate, `gate ${summary.passed ? 'passed' : 'rejected the challenger'}`);
       return report;
@@ -178,14 +208,14 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   });
   const num = (k: 'gate-threshold' | 'gate-tolerance') => (values[k] === undefined ? undefined : Number(values[k]));
   const runId = Number(values['run-id']);
-  if (!Number.isInteger(runId) || runId < 0) throw new LoupeError('PIPELINE_BAD_ARG', 'expected a run id (0: a new run)', { input: `--run-id ${values['run-id']}` });
+  if (!Number.isInteger(runId) || runId < 0)
+    throw new LoupeError('PIPELINE_BAD_ARG', 'expected a run id (0: a new run)', { input: `--run-id ${values['run-id']}` });
   const rt = runtimeFromEnv();
   if (cmd === 'snapshot') await snapshotStep(rt, { runId, execution: values.execution, asOf: values['as-of'] });
   else if (cmd === 'evaluate') {
     const gate = { metric: values['gate-metric'], threshold: num('gate-threshold'), tolerance: num('gate-tolerance') };
     await evaluateStep(rt, { runId, trainingJob: values['training-job'], modelArtifacts: values['model-artifacts'], gate });
-  }
-  else throw new LoupeError('PIPELINE_BAD_ARG', 'expected snapshot or evaluate', { input: String(cmd) });
+  } else throw new LoupeError('PIPELINE_BAD_ARG', 'expected snapshot or evaluate', { input: String(cmd) });
 }
 
 if (process.argv[1] && pathToFileURL(resolve(process.argv[1])).href === import.meta.url) {

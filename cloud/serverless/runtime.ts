@@ -37,7 +37,8 @@ export function runtimeFromEnv(env: NodeJS.ProcessEnv = process.env, log?: Logge
   }
   const config = parseLoopConfig(parsed, RUNTIME_ENV.config);
   const homeUri = env[RUNTIME_ENV.home];
-  if (!homeUri) throw new LoupeError('CLOUD_NO_HOME', 'where the loop home lives in S3 is not set (s3://bucket/prefix/)', { input: RUNTIME_ENV.home });
+  if (!homeUri)
+    throw new LoupeError('CLOUD_NO_HOME', 'where the loop home lives in S3 is not set (s3://bucket/prefix/)', { input: RUNTIME_ENV.home });
   let client: S3Client | undefined;
   return {
     config,

@@ -28,7 +28,8 @@ export async function downloadPrefix(s3: S3Client, uri: string, dir: string): Pr
       const rel = o.Key!.slice(prefix.length);
       if (rel === '' || rel.endsWith('/')) continue;
       const parts = rel.split('/');
-      if (parts.some((p) => p === '' || p === '.' || p === '..')) throw new LoupeError('S3_BAD_KEY', 'a key under the prefix is not a plain relative path', { input: `s3://${bucket}/${o.Key}` });
+      if (parts.some((p) => p === '' || p === '.' || p === '..'))
+        throw new LoupeError('S3_BAD_KEY', 'a key under the prefix is not a plain relative path', { input: `s3://${bucket}/${o.Key}` });
       const file = join(dir, ...parts);
       await mkdir(dirname(file), { recursive: true });
       const r = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: o.Key }));

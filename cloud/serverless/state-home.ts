@@ -125,7 +125,10 @@ export class StateHome {
     for (const p of paths) {
       const key = ARTEFACTS + p.split(sep).join('/');
       if (existsSync(join(this.dir, ...key.split('/')))) continue;
-      if (!this.remote.has(key)) throw new LoupeError('STATE_NO_ARTEFACT', 'the registry names an artefact the home in S3 does not hold', { input: `${this.o.uri}${key}` });
+      if (!this.remote.has(key))
+        throw new LoupeError('STATE_NO_ARTEFACT', 'the registry names an artefact the home in S3 does not hold', {
+          input: `${this.o.uri}${key}`,
+        });
       await this.download(key);
     }
   }
@@ -178,7 +181,9 @@ export class StateHome {
       } catch (e) {
         if (isPreconditionFailed(e)) {
           if (isArtefact) continue; // someone stored the same bytes under the same digest first
-          throw new LoupeError('STATE_CONFLICT', `another invocation changed ${key} since this one pulled it; retry the step`, { input: `${this.o.uri}${key}` });
+          throw new LoupeError('STATE_CONFLICT', `another invocation changed ${key} since this one pulled it; retry the step`, {
+            input: `${this.o.uri}${key}`,
+          });
         }
         throw e;
       }

@@ -40,7 +40,10 @@ export function uploadTriggerConfig(env: NodeJS.ProcessEnv = process.env): Uploa
     return v;
   };
   const threshold = Number(need('LOUPE_UPLOAD_THRESHOLD'));
-  if (!Number.isInteger(threshold) || threshold < 1) throw new LoupeError('TRIGGER_CONFIG', `expected an integer >= 1 (got ${JSON.stringify(env.LOUPE_UPLOAD_THRESHOLD)})`, { input: 'LOUPE_UPLOAD_THRESHOLD' });
+  if (!Number.isInteger(threshold) || threshold < 1)
+    throw new LoupeError('TRIGGER_CONFIG', `expected an integer >= 1 (got ${JSON.stringify(env.LOUPE_UPLOAD_THRESHOLD)})`, {
+      input: 'LOUPE_UPLOAD_THRESHOLD',
+    });
   return {
     table: need('LOUPE_COUNTER_TABLE'),
     threshold,
@@ -58,7 +61,14 @@ export interface S3ObjectCreatedEvent {
 export async function countUpload(c: UploadTriggerConfig, e: S3ObjectCreatedEvent): Promise<{ count: number; started: string | null }> {
   const key = e.detail?.object?.key ?? '(unknown)';
   const r = await c.dynamodb.send(
-    new UpdateItemCommand({ TableName: c.table, Key: KEY, UpdateExpression: 'ADD #n :one', ExpressionAttributeNames: { '#n': 'count' }, ExpressionAttributeValues: { ':one': { N: '1' } }, ReturnValues: 'UPDATED_NEW' }),
+    new UpdateItemCommand({
+      TableName: c.table,
+      Key: KEY,
+      UpdateExpression: 'ADD #n :one',
+      ExpressionAttributeNames: { '#n': 'count' },
+      ExpressionAttributeValues: { ':one': { N: '1' } },
+      ReturnValues: 'UPDATED_NEW',
+    }),
   );
   const count = Number(r.Attributes?.count?.N ?? 0);
   if (count < c.threshold) {
@@ -88,7 +98,9 @@ export async function countUpload(c: UploadTriggerConfig, e: S3ObjectCreatedEven
   }
   const name = `uploads-${window}`;
   try {
-    await c.sfn.send(new StartExecutionCommand({ stateMachineArn: c.stateMachineArn, name, input: JSON.stringify({ trigger: 'uploads', window }) }));
+    await c.sfn.send(
+      new StartExecutionCommand({ stateMachineArn: c.stateMachineArn, name, input: JSON.stringify({ trigger: 'uploads', window }) }),
+    );
     c.log.info({ key, count, execution: name }, 'upload threshold reached: labelling started');
   } catch (err) {
     if (!(err instanceof ExecutionAlreadyExists || (err as { name?: string }).name === 'ExecutionAlreadyExists')) throw err;

@@ -115,7 +115,8 @@ export async function createSnapshot(opts: SnapshotOptions): Promise<Snapshot> {
   if (!Number.isFinite(asOf)) throw new LoupeError('SNAPSHOT_BAD_TIME', `asOf must be epoch seconds, got ${asOf}`, { input: 'asOf' });
   if (!opts.classes.length) throw new LoupeError('SNAPSHOT_NO_CLASSES', 'a snapshot needs the class names', { input: 'classes' });
   const approved = await opts.store.latest({ asOf, status: 'APPROVED' });
-  if (approved.length === 0) throw new LoupeError('SNAPSHOT_EMPTY', `no approved labels as of ${new Date(asOf * 1000).toISOString()}`, { input: 'asOf' });
+  if (approved.length === 0)
+    throw new LoupeError('SNAPSHOT_EMPTY', `no approved labels as of ${new Date(asOf * 1000).toISOString()}`, { input: 'asOf' });
   // Every approved record must be usable, kept or not (a copy does not hide a bad label).
   const boxesOf = new Map<StoredLabelRecord, Box[]>();
   for (const r of approved) {
@@ -123,7 +124,11 @@ export async function createSnapshot(opts: SnapshotOptions): Promise<Snapshot> {
       r,
       r.annotations.map((b, i) => {
         if (b.class_id >= opts.classes.length) {
-          throw new LoupeError('SNAPSHOT_BAD_CLASS', `box ${i} has class ${b.class_id}, but the snapshot has ${opts.classes.length} class(es)`, { input: r.source_ref });
+          throw new LoupeError(
+            'SNAPSHOT_BAD_CLASS',
+            `box ${i} has class ${b.class_id}, but the snapshot has ${opts.classes.length} class(es)`,
+            { input: r.source_ref },
+          );
         }
         const c = clipBox(gtToBox(b), r.image_width, r.image_height);
         if (!c) throw new LoupeError('SNAPSHOT_BAD_BOX', `box ${i} has no area inside the image`, { input: r.source_ref });
@@ -171,7 +176,10 @@ export async function createSnapshot(opts: SnapshotOptions): Promise<Snapshot> {
   for (const r of records) {
     const imgId = opts.images.idOf(r.source_ref);
     const dup = seen.get(imgId);
-    if (dup) throw new LoupeError('SNAPSHOT_DUPLICATE_ID', `two images map to the id ${imgId}: ${dup} and ${r.source_ref}`, { input: r.source_ref });
+    if (dup)
+      throw new LoupeError('SNAPSHOT_DUPLICATE_ID', `two images map to the id ${imgId}: ${dup} and ${r.source_ref}`, {
+        input: r.source_ref,
+      });
     seen.set(imgId, r.source_ref);
     images.push({ id: imgId, imagePath: pathOf.get(r)!, width: r.image_width, height: r.image_height, boxes: boxesOf.get(r)! });
   }
@@ -183,9 +191,23 @@ export async function createSnapshot(opts: SnapshotOptions): Promise<Snapshot> {
     const sorted = [...records].sort((a, b) => (a.source_ref < b.source_ref ? -1 : 1));
     const recs: SnapshotRecord[] = sorted.map((r) => {
       const imgId = opts.images.idOf(r.source_ref);
-      return { id: imgId, source_ref: r.source_ref, event_time: r.event_time, labeling_job: r.labeling_job, split: splitOf(imgId), boxes: r.annotations.length, sha256: digestOf.get(r.source_ref)! };
+      return {
+        id: imgId,
+        source_ref: r.source_ref,
+        event_time: r.event_time,
+        labeling_job: r.labeling_job,
+        split: splitOf(imgId),
+        boxes: r.annotations.length,
+        sha256: digestOf.get(r.source_ref)!,
+      };
     });
-    const counts = { images: recs.length, boxes: recs.reduce((n, r) => n + r.boxes, 0), backgrounds: recs.filter((r) => r.boxes === 0).length, ...written.manifest.counts, duplicates: duplicates.length };
+    const counts = {
+      images: recs.length,
+      boxes: recs.reduce((n, r) => n + r.boxes, 0),
+      backgrounds: recs.filter((r) => r.boxes === 0).length,
+      ...written.manifest.counts,
+      duplicates: duplicates.length,
+    };
     const manifest: SnapshotManifest = {
       snapshot: id,
       asOf,
@@ -209,7 +231,14 @@ export async function createSnapshot(opts: SnapshotOptions): Promise<Snapshot> {
       // Another run built the same snapshot meanwhile: same id, same content, keep theirs.
       if (existsSync(join(dir, 'snapshot.json'))) {
         await rm(tmp, { recursive: true, force: true });
-        return { id, dir, dataYaml: join(dir, 'data.yaml'), manifestPath: join(dir, 'snapshot.json'), manifest: readSnapshotManifest(dir), created: false };
+        return {
+          id,
+          dir,
+          dataYaml: join(dir, 'data.yaml'),
+          manifestPath: join(dir, 'snapshot.json'),
+          manifest: readSnapshotManifest(dir),
+          created: false,
+        };
       }
       throw e;
     }

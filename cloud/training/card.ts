@@ -7,7 +7,14 @@ import type { TrainMetricsFile } from './options.js';
 import { modelCardSchema, type ModelCard, type TestMetrics, type ValMetrics } from '../../contracts/model-card.js';
 
 // The card's schema, reader and writer are a contract (contracts/model-card.ts); re-exported while other branches import them from here.
-export { modelCardSchema, readModelCard, writeModelCard, type ModelCard, type TestMetrics, type ValMetrics } from '../../contracts/model-card.js';
+export {
+  modelCardSchema,
+  readModelCard,
+  writeModelCard,
+  type ModelCard,
+  type TestMetrics,
+  type ValMetrics,
+} from '../../contracts/model-card.js';
 
 export interface DatasetFacts {
   source: string;
@@ -43,12 +50,17 @@ export function datasetFacts(dataYaml: string, source?: string): DatasetFacts {
       versionId: manifest.version,
       splitRule: manifest.splitRule ?? 'loupe split',
       counts,
-      testImages: manifest.images.filter((i) => i.split === 'test').map((i) => i.id).sort(),
+      testImages: manifest.images
+        .filter((i) => i.split === 'test')
+        .map((i) => i.id)
+        .sort(),
     };
   }
   const rel = (p: string) => relative(ds.root, p);
   const records = Object.entries(ds.splits)
-    .flatMap(([split, items]) => items.map((i) => [split, rel(i.imagePath), i.labels.map((l) => `${l.cls} ${l.cx} ${l.cy} ${l.w} ${l.h}`).sort()] as const))
+    .flatMap(([split, items]) =>
+      items.map((i) => [split, rel(i.imagePath), i.labels.map((l) => `${l.cls} ${l.cx} ${l.cy} ${l.w} ${l.h}`).sort()] as const),
+    )
     .sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
   return {
     source: source ?? ds.yamlPath,
@@ -170,7 +182,11 @@ export async function cardForRun(r: RunCardInput): Promise<ModelCard> {
       secondsPerEpoch: m.seconds_per_epoch,
       // what train.py was given, plus the schedule it chose (newer train.py records it as `hyp`)
       hyperparameters: {
-        ...Object.fromEntries(Object.entries(args).filter(([k, v]) => !['data', 'model', 'out', 'keep_work', 'sagemaker', 'export_variants'].includes(k) && v !== null)),
+        ...Object.fromEntries(
+          Object.entries(args).filter(
+            ([k, v]) => !['data', 'model', 'out', 'keep_work', 'sagemaker', 'export_variants'].includes(k) && v !== null,
+          ),
+        ),
         ...(m.hyp ?? {}),
       },
     },

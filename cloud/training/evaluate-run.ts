@@ -16,7 +16,21 @@ const SPLITS: readonly string[] = ['train', 'val', 'test'];
 export async function evaluateRun(model: string, data: string, split: string, log: Logger = silentLogger): Promise<TestMetrics> {
   if (!SPLITS.includes(split)) throw new LoupeError('BAD_OPTION', `must be train, val or test, got ${split}`, { input: '--eval-split' });
   const progress = new Progress(`eval ${split}`, 0, log);
-  const r = await evaluate({ model, data, split: split as SplitName, onProgress: (done, total) => (progress.setTotal(total), progress.update(done)) });
+  const r = await evaluate({
+    model,
+    data,
+    split: split as SplitName,
+    onProgress: (done, total) => (progress.setTotal(total), progress.update(done)),
+  });
   progress.finish();
-  return { map50: r.map50, map50_95: r.map50_95, precision: r.precision, recall: r.recall, images: r.images, instances: r.instances, evaluator: 'loupe eval', split };
+  return {
+    map50: r.map50,
+    map50_95: r.map50_95,
+    precision: r.precision,
+    recall: r.recall,
+    images: r.images,
+    instances: r.instances,
+    evaluator: 'loupe eval',
+    split,
+  };
 }

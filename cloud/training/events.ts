@@ -121,7 +121,18 @@ export function parseTrainLine(line: string): TrainLine {
 }
 
 /** The metric names train.py prints on its `loupe-metric` lines, in order. */
-export const METRIC_KEYS = ['epoch', 'epochs', 'seconds', 'box_loss', 'cls_loss', 'dfl_loss', 'precision', 'recall', 'map50', 'map50_95'] as const;
+export const METRIC_KEYS = [
+  'epoch',
+  'epochs',
+  'seconds',
+  'box_loss',
+  'cls_loss',
+  'dfl_loss',
+  'precision',
+  'recall',
+  'map50',
+  'map50_95',
+] as const;
 
 /**
  * SageMaker MetricDefinitions for the `loupe-metric` lines: one regex per key, anchored on the

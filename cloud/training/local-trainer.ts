@@ -58,7 +58,11 @@ export async function trainLocal(options: TrainOptions, outDir: string, hooks: L
   // (ultralytics re-estimates the epoch count of a timed run after every epoch).
   const timed = opts.timeMinutes !== undefined;
   const started = Date.now();
-  const progress = new Progress(timed ? 'train (time budget)' : 'train', timed ? Math.round(opts.timeMinutes! * 60) : opts.epochs, log, { logEveryMs: 0, stream: hooks.progressStream, unit: timed ? 's' : 'epoch' });
+  const progress = new Progress(timed ? 'train (time budget)' : 'train', timed ? Math.round(opts.timeMinutes! * 60) : opts.epochs, log, {
+    logEveryMs: 0,
+    stream: hooks.progressStream,
+    unit: timed ? 's' : 'epoch',
+  });
   let batchBar: Progress | undefined;
   let batchEpoch = 0;
   const epochs: EpochEvent[] = [];
@@ -77,13 +81,19 @@ export async function trainLocal(options: TrainOptions, outDir: string, hooks: L
         const e = parsed.event;
         if (e.event === 'start') {
           if (!timed) progress.setTotal(e.epochs);
-          log.info({ base: e.base, names: e.names, counts: e.counts, device: e.device, ultralytics: e.ultralytics, torch: e.torch, hyp: e.hyp }, 'training started');
+          log.info(
+            { base: e.base, names: e.names, counts: e.counts, device: e.device, ultralytics: e.ultralytics, torch: e.torch, hyp: e.hyp },
+            'training started',
+          );
           hooks.onEvent?.(e);
         } else if (e.event === 'batch') {
           if (!batchBar || batchEpoch !== e.epoch) {
             batchBar?.stop();
             batchEpoch = e.epoch;
-            batchBar = new Progress(`  epoch ${e.epoch}/${timed ? `~${e.epochs}` : e.epochs}`, e.batches, undefined, { stream: hooks.progressStream, unit: 'batch' });
+            batchBar = new Progress(`  epoch ${e.epoch}/${timed ? `~${e.epochs}` : e.epochs}`, e.batches, undefined, {
+              stream: hooks.progressStream,
+              unit: 'batch',
+            });
           }
           batchBar.update(e.batch, { box: +e.box_loss.toFixed(3), cls: +e.cls_loss.toFixed(3), dfl: +e.dfl_loss.toFixed(3) });
           if (timed) progress.update(Math.min(budgetTotal(), Math.round((Date.now() - started) / 1000)), { epoch: e.epoch });
@@ -94,7 +104,18 @@ export async function trainLocal(options: TrainOptions, outDir: string, hooks: L
           batchBar = undefined;
           // One permanent line per epoch with its validation, as ultralytics prints after each epoch.
           log.info(
-            { epoch: e.epoch, epochs: e.epochs, seconds: e.seconds, box_loss: +e.box_loss.toFixed(4), cls_loss: +e.cls_loss.toFixed(4), dfl_loss: +e.dfl_loss.toFixed(4), P: +e.precision.toFixed(3), R: +e.recall.toFixed(3), mAP50: +e.map50.toFixed(3), 'mAP50-95': +e.map50_95.toFixed(3) },
+            {
+              epoch: e.epoch,
+              epochs: e.epochs,
+              seconds: e.seconds,
+              box_loss: +e.box_loss.toFixed(4),
+              cls_loss: +e.cls_loss.toFixed(4),
+              dfl_loss: +e.dfl_loss.toFixed(4),
+              P: +e.precision.toFixed(3),
+              R: +e.recall.toFixed(3),
+              mAP50: +e.map50.toFixed(3),
+              'mAP50-95': +e.map50_95.toFixed(3),
+            },
             `epoch ${e.epoch}/${timed ? `~${e.epochs}` : e.epochs} validated`,
           );
           if (timed) progress.update(Math.min(budgetTotal(), Math.round((Date.now() - started) / 1000)), { epoch: e.epoch });
@@ -143,7 +164,13 @@ export async function trainLocal(options: TrainOptions, outDir: string, hooks: L
   hooks.forceSignal?.addEventListener('abort', onForce, { once: true });
 
   const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolveExit, reject) => {
-    child.on('error', (e) => reject(new LoupeError('PYTHON_MISSING', `cannot run the trainer venv's python (${e.message}); run \`loupe setup python\``, { input: venvPython(venv) })));
+    child.on('error', (e) =>
+      reject(
+        new LoupeError('PYTHON_MISSING', `cannot run the trainer venv's python (${e.message}); run \`loupe setup python\``, {
+          input: venvPython(venv),
+        }),
+      ),
+    );
     child.on('close', (c, s) => resolveExit({ code: c, signal: s }));
   }).finally(() => {
     hooks.signal?.removeEventListener('abort', onAbort);
@@ -163,7 +190,11 @@ export async function trainLocal(options: TrainOptions, outDir: string, hooks: L
   if (aborted || code === 130 || code !== 0) progress.stop();
   if (aborted || code === 130) throw interrupted(out, epochsDone);
   if (code !== 0) {
-    throw new LoupeError('TRAIN_FAILED', `train.py ${signal ? `was killed by ${signal}` : `exited with status ${code}`}; its last output:\n${tail.trim()}`, { input: trainScript });
+    throw new LoupeError(
+      'TRAIN_FAILED',
+      `train.py ${signal ? `was killed by ${signal}` : `exited with status ${code}`}; its last output:\n${tail.trim()}`,
+      { input: trainScript },
+    );
   }
   progress.finish();
 
@@ -183,6 +214,8 @@ export async function trainLocal(options: TrainOptions, outDir: string, hooks: L
 
 function interrupted(out: string, epochsDone: number): LoupeError {
   const last = join(out, 'last.pt');
-  const kept = existsSync(last) ? `; the last checkpoint is kept at ${last} (warm-start from it with --base)` : '; no epoch had finished, so no checkpoint was kept';
+  const kept = existsSync(last)
+    ? `; the last checkpoint is kept at ${last} (warm-start from it with --base)`
+    : '; no epoch had finished, so no checkpoint was kept';
   return new LoupeError('TRAIN_INTERRUPTED', `training interrupted after ${epochsDone} epoch(s)${kept}`, { exitCode: 130 });
 }

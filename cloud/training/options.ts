@@ -44,28 +44,55 @@ export function validateOptions(o: TrainOptions): TrainOptions {
   };
   positiveInt(o.epochs, '--epochs');
   positiveInt(o.imgsz, '--imgsz', 32);
-  if (o.imgsz % 32 !== 0) throw new LoupeError('BAD_OPTION', `must be a multiple of 32 (the model's largest stride), got ${o.imgsz}`, { input: '--imgsz' });
+  if (o.imgsz % 32 !== 0)
+    throw new LoupeError('BAD_OPTION', `must be a multiple of 32 (the model's largest stride), got ${o.imgsz}`, { input: '--imgsz' });
   positiveInt(o.batch, '--batch');
   positiveInt(o.patience, '--patience');
   positiveInt(o.seed, '--seed', 0);
-  if (o.timeMinutes !== undefined && !(o.timeMinutes > 0)) throw new LoupeError('BAD_OPTION', `must be a positive number of minutes, got ${o.timeMinutes}`, { input: '--time' });
-  if (o.lr0 !== undefined && !(o.lr0 > 0 && o.lr0 < 1)) throw new LoupeError('BAD_OPTION', `must be in (0, 1), got ${o.lr0}`, { input: '--lr0' });
+  if (o.timeMinutes !== undefined && !(o.timeMinutes > 0))
+    throw new LoupeError('BAD_OPTION', `must be a positive number of minutes, got ${o.timeMinutes}`, { input: '--time' });
+  if (o.lr0 !== undefined && !(o.lr0 > 0 && o.lr0 < 1))
+    throw new LoupeError('BAD_OPTION', `must be in (0, 1), got ${o.lr0}`, { input: '--lr0' });
   if (!existsSync(o.data)) throw new LoupeError('DATA_MISSING', 'data set description not found', { input: o.data });
   const ext = extname(o.base);
   if (ext === '.pt') {
-    if (!existsSync(o.base)) throw new LoupeError('BASE_UNKNOWN', 'base checkpoint not found (loupe never downloads weights; give a local .pt or yolov8n.yaml)', { input: o.base });
+    if (!existsSync(o.base))
+      throw new LoupeError('BASE_UNKNOWN', 'base checkpoint not found (loupe never downloads weights; give a local .pt or yolov8n.yaml)', {
+        input: o.base,
+      });
   } else if (ext === '.yaml' || ext === '.yml') {
     if (!existsSync(o.base) && !ARCH.test(basename(o.base)))
-      throw new LoupeError('BASE_UNKNOWN', 'unknown base model (expected yolov8[n|s|m|l|x].yaml, a model YAML file or a local .pt)', { input: o.base });
+      throw new LoupeError('BASE_UNKNOWN', 'unknown base model (expected yolov8[n|s|m|l|x].yaml, a model YAML file or a local .pt)', {
+        input: o.base,
+      });
   } else {
-    throw new LoupeError('BASE_UNKNOWN', 'unknown base model (expected yolov8[n|s|m|l|x].yaml, a model YAML file or a local .pt)', { input: o.base });
+    throw new LoupeError('BASE_UNKNOWN', 'unknown base model (expected yolov8[n|s|m|l|x].yaml, a model YAML file or a local .pt)', {
+      input: o.base,
+    });
   }
   return { ...o, data: resolve(o.data), base: ext === '.pt' || existsSync(o.base) ? resolve(o.base) : o.base };
 }
 
 /** train.py's command-line arguments for these options. */
 export function trainPyArgs(o: TrainOptions, out: string): string[] {
-  const args = ['--data', o.data, '--model', o.base, '--epochs', String(o.epochs), '--imgsz', String(o.imgsz), '--batch', String(o.batch), '--patience', String(o.patience), '--seed', String(o.seed), '--out', out];
+  const args = [
+    '--data',
+    o.data,
+    '--model',
+    o.base,
+    '--epochs',
+    String(o.epochs),
+    '--imgsz',
+    String(o.imgsz),
+    '--batch',
+    String(o.batch),
+    '--patience',
+    String(o.patience),
+    '--seed',
+    String(o.seed),
+    '--out',
+    out,
+  ];
   if (o.timeMinutes !== undefined) args.push('--time-minutes', String(o.timeMinutes));
   if (o.optimizer !== undefined) args.push('--optimizer', o.optimizer);
   if (o.lr0 !== undefined) args.push('--lr0', String(o.lr0));

@@ -99,7 +99,8 @@ export async function datasetChannel(dataYaml: string): Promise<ChannelFile[]> {
   if (ds.names.length === 0) throw new LoupeError('DATA_NO_NAMES', '`names` is missing or empty', { input: ds.yamlPath });
   const train = ds.splits.train ?? [];
   if (train.length === 0) throw new LoupeError('DATA_EMPTY', 'the train split has no images', { input: ds.yamlPath });
-  if (!train.some((i) => i.labels.length > 0)) throw new LoupeError('DATA_NO_LABELS', `the train split has ${train.length} images but no labelled boxes`, { input: ds.yamlPath });
+  if (!train.some((i) => i.labels.length > 0))
+    throw new LoupeError('DATA_NO_LABELS', `the train split has ${train.length} images but no labelled boxes`, { input: ds.yamlPath });
   if ((ds.splits.val ?? []).length === 0) throw new LoupeError('DATA_EMPTY', 'the val split has no images', { input: ds.yamlPath });
   const files: ChannelFile[] = [];
   const doc: Record<string, unknown> = { path: '.' };
@@ -109,11 +110,20 @@ export async function datasetChannel(dataYaml: string): Promise<ChannelFile[]> {
     const seen = new Set<string>();
     for (const item of items) {
       const file = basename(item.imagePath);
-      if (seen.has(file)) throw new LoupeError('DATA_DUPLICATE_FILE', `two ${split} images are named ${file}; the channel needs unique file names per split`, { input: item.imagePath });
+      if (seen.has(file))
+        throw new LoupeError(
+          'DATA_DUPLICATE_FILE',
+          `two ${split} images are named ${file}; the channel needs unique file names per split`,
+          { input: item.imagePath },
+        );
       seen.add(file);
       files.push({ key: `images/${split}/${file}`, path: item.imagePath, bytes: (await stat(item.imagePath)).size });
       if (existsSync(item.labelPath)) {
-        files.push({ key: `labels/${split}/${basename(file, extname(file))}.txt`, path: item.labelPath, bytes: (await stat(item.labelPath)).size });
+        files.push({
+          key: `labels/${split}/${basename(file, extname(file))}.txt`,
+          path: item.labelPath,
+          bytes: (await stat(item.labelPath)).size,
+        });
       }
     }
   }
@@ -125,7 +135,15 @@ export async function datasetChannel(dataYaml: string): Promise<ChannelFile[]> {
   return files;
 }
 
-async function uploadAll(s3: S3Client, bucket: string, prefix: string, files: ChannelFile[], concurrency: number, log: Logger, progressStream?: NodeJS.WriteStream): Promise<void> {
+async function uploadAll(
+  s3: S3Client,
+  bucket: string,
+  prefix: string,
+  files: ChannelFile[],
+  concurrency: number,
+  log: Logger,
+  progressStream?: NodeJS.WriteStream,
+): Promise<void> {
   const total = files.reduce((n, f) => n + f.bytes, 0);
   const progress = new Progress('upload', total, log, { stream: progressStream });
   let done = 0;
@@ -192,7 +210,9 @@ export function trainingJobRequest(
     InputDataConfig: [channel('dataset', channels.dataset), ...(channels.base ? [channel('base', channels.base)] : [])],
     OutputDataConfig: { S3OutputPath: `s3://${config.bucket}/${prefix}/${jobName}/output` },
     ResourceConfig: {
-      InstanceType: (config.instanceType ?? SAGEMAKER_DEFAULTS.instanceType) as NonNullable<CreateTrainingJobCommandInput['ResourceConfig']>['InstanceType'],
+      InstanceType: (config.instanceType ?? SAGEMAKER_DEFAULTS.instanceType) as NonNullable<
+        CreateTrainingJobCommandInput['ResourceConfig']
+      >['InstanceType'],
       InstanceCount: config.instanceCount ?? SAGEMAKER_DEFAULTS.instanceCount,
       VolumeSizeInGB: config.volumeSizeGB ?? SAGEMAKER_DEFAULTS.volumeSizeGB,
     },
@@ -209,7 +229,11 @@ export async function trainSageMaker(
 ): Promise<TrainResult> {
   const log = hooks.log ?? silentLogger;
   const opts = validateOptions(options);
-  for (const [k, v] of [['bucket', config.bucket], ['roleArn', config.roleArn], ['image', config.image]] as const) {
+  for (const [k, v] of [
+    ['bucket', config.bucket],
+    ['roleArn', config.roleArn],
+    ['image', config.image],
+  ] as const) {
     if (!v) throw new LoupeError('BAD_OPTION', `the SageMaker backend needs ${k}`, { input: k });
   }
   const out = resolve(outDir);
@@ -230,7 +254,8 @@ export async function trainSageMaker(
     log,
     hooks.progressStream,
   );
-  if (hooks.signal?.aborted) throw new LoupeError('TRAIN_INTERRUPTED', 'interrupted before the training job was created (inputs stay in S3)', { exitCode: 130 });
+  if (hooks.signal?.aborted)
+    throw new LoupeError('TRAIN_INTERRUPTED', 'interrupted before the training job was created (inputs stay in S3)', { exitCode: 130 });
 
   const request = trainingJobRequest(opts, config, jobName, {
     dataset: `s3://${config.bucket}/${jobPrefix}/input/dataset/`,
@@ -242,14 +267,18 @@ export async function trainSageMaker(
 }
 
 /** DescribeTrainingJob, or undefined when SageMaker knows no job of that name. */
-export async function describeTrainingJob(sagemaker: SageMakerClient, jobName: string): Promise<DescribeTrainingJobCommandOutput | undefined> {
+export async function describeTrainingJob(
+  sagemaker: SageMakerClient,
+  jobName: string,
+): Promise<DescribeTrainingJobCommandOutput | undefined> {
   try {
     return await sagemaker.send(new DescribeTrainingJobCommand({ TrainingJobName: jobName }));
   } catch (e) {
     // SageMaker answers a missing training job with ValidationException "Requested resource not
     // found." (not the ResourceNotFound its API reference lists; aws/aws-sdk#165).
     const err = e as { name?: string; message?: string };
-    if (err.name === 'ResourceNotFound' || (err.name === 'ValidationException' && /not found|does not exist/i.test(err.message ?? ''))) return undefined;
+    if (err.name === 'ResourceNotFound' || (err.name === 'ValidationException' && /not found|does not exist/i.test(err.message ?? '')))
+      return undefined;
     throw e;
   }
 }
@@ -258,12 +287,25 @@ export async function describeTrainingJob(sagemaker: SageMakerClient, jobName: s
  * Re-attach to a training job created earlier (a caller that crashed after CreateTrainingJob):
  * wait for it like `trainSageMaker` does and fetch its model.tar.gz. Nothing is uploaded or created.
  */
-export async function attachTrainingJob(jobName: string, outDir: string, config: Pick<SageMakerTrainConfig, 'pollSeconds'>, clients: SageMakerClients, hooks: SageMakerHooks = {}): Promise<TrainResult> {
+export async function attachTrainingJob(
+  jobName: string,
+  outDir: string,
+  config: Pick<SageMakerTrainConfig, 'pollSeconds'>,
+  clients: SageMakerClients,
+  hooks: SageMakerHooks = {},
+): Promise<TrainResult> {
   (hooks.log ?? silentLogger).info({ job: jobName }, 're-attached to the training job');
   return finishJob(jobName, resolve(outDir), config, clients, hooks);
 }
 
-async function finishJob(jobName: string, out: string, config: Pick<SageMakerTrainConfig, 'pollSeconds'>, clients: SageMakerClients, hooks: SageMakerHooks, createdArn?: string): Promise<TrainResult> {
+async function finishJob(
+  jobName: string,
+  out: string,
+  config: Pick<SageMakerTrainConfig, 'pollSeconds'>,
+  clients: SageMakerClients,
+  hooks: SageMakerHooks,
+  createdArn?: string,
+): Promise<TrainResult> {
   const log = hooks.log ?? silentLogger;
   const desc = await poll(clients.sagemaker, jobName, config.pollSeconds ?? SAGEMAKER_DEFAULTS.pollSeconds, log, hooks);
   const status = desc.TrainingJobStatus;
@@ -277,14 +319,20 @@ async function finishJob(jobName: string, out: string, config: Pick<SageMakerTra
     throw new LoupeError('SAGEMAKER_FAILED', `training job ${jobName} failed: ${reason}`, { input: jobName });
   }
   const artifacts = desc.ModelArtifacts?.S3ModelArtifacts;
-  if (!artifacts) throw new LoupeError('SAGEMAKER_BAD_ARTIFACT', `training job ${jobName} completed without ModelArtifacts.S3ModelArtifacts`, { input: jobName });
+  if (!artifacts)
+    throw new LoupeError('SAGEMAKER_BAD_ARTIFACT', `training job ${jobName} completed without ModelArtifacts.S3ModelArtifacts`, {
+      input: jobName,
+    });
 
   const { bucket, key } = parseS3Uri(artifacts);
   log.info({ artifacts }, 'fetching model artefacts');
   const obj = await clients.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   if (!obj.Body) throw new LoupeError('SAGEMAKER_BAD_ARTIFACT', 'empty model.tar.gz', { input: artifacts });
   const result = await unpackModelArtifacts(obj.Body as Readable, out, artifacts);
-  return { ...result, job: { name: jobName, arn: createdArn ?? desc.TrainingJobArn, modelArtifacts: artifacts, billableSeconds: desc.BillableTimeInSeconds } };
+  return {
+    ...result,
+    job: { name: jobName, arn: createdArn ?? desc.TrainingJobArn, modelArtifacts: artifacts, billableSeconds: desc.BillableTimeInSeconds },
+  };
 }
 
 /**
@@ -313,9 +361,24 @@ export async function unpackModelArtifacts(body: Readable, out: string, source: 
 }
 
 /** SageMaker's secondary statuses in the order a job goes through them (for the progress bar). */
-const STAGES = ['Starting', 'LaunchingMLInstances', 'PreparingTrainingStack', 'Downloading', 'DownloadingTrainingImage', 'Training', 'Uploading', 'Completed'];
+const STAGES = [
+  'Starting',
+  'LaunchingMLInstances',
+  'PreparingTrainingStack',
+  'Downloading',
+  'DownloadingTrainingImage',
+  'Training',
+  'Uploading',
+  'Completed',
+];
 
-async function poll(sm: SageMakerClient, jobName: string, pollSeconds: number, log: Logger, hooks: SageMakerHooks): Promise<DescribeTrainingJobCommandOutput> {
+async function poll(
+  sm: SageMakerClient,
+  jobName: string,
+  pollSeconds: number,
+  log: Logger,
+  hooks: SageMakerHooks,
+): Promise<DescribeTrainingJobCommandOutput> {
   const progress = new Progress(`sagemaker ${jobName}`, STAGES.length, log, { logEveryMs: 0, stream: hooks.progressStream });
   let stopRequested = false;
   let last = '';
@@ -336,7 +399,10 @@ async function poll(sm: SageMakerClient, jobName: string, pollSeconds: number, l
     }
     if (d.TrainingJobStatus === 'Completed' || d.TrainingJobStatus === 'Failed' || d.TrainingJobStatus === 'Stopped') {
       const finalMetrics = Object.fromEntries((d.FinalMetricDataList ?? []).map((m) => [m.MetricName, m.Value]));
-      log.info({ job: jobName, status: d.TrainingJobStatus, secondary, finalMetrics, billableSeconds: d.BillableTimeInSeconds }, 'training job ended');
+      log.info(
+        { job: jobName, status: d.TrainingJobStatus, secondary, finalMetrics, billableSeconds: d.BillableTimeInSeconds },
+        'training job ended',
+      );
       if (d.TrainingJobStatus === 'Completed') progress.finish();
       return d;
     }

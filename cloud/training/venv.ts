@@ -30,7 +30,13 @@ export interface VenvSpec {
   envVar: string;
 }
 
-export const TRAINER_VENV: VenvSpec = { name: 'trainer', requirements: requirementsFile, prefix: '', importCheck: 'import ultralytics, torch, onnx, onnxruntime', envVar: 'LOUPE_VENV' };
+export const TRAINER_VENV: VenvSpec = {
+  name: 'trainer',
+  requirements: requirementsFile,
+  prefix: '',
+  importCheck: 'import ultralytics, torch, onnx, onnxruntime',
+  envVar: 'LOUPE_VENV',
+};
 
 export function venvDir(spec: VenvSpec = TRAINER_VENV): string {
   const given = process.env[spec.envVar];
@@ -105,7 +111,13 @@ function run(cmd: string, args: string[], log: Logger, what: string, onLine?: (l
     keep(child.stdout);
     keep(child.stderr);
     child.on('error', (e) =>
-      reject(new LoupeError('PYTHON_MISSING', `cannot run ${cmd} (${e.message}); install Python 3.9+ (Debian: loupe setup system) or set LOUPE_PYTHON`, { input: cmd })),
+      reject(
+        new LoupeError(
+          'PYTHON_MISSING',
+          `cannot run ${cmd} (${e.message}); install Python 3.9+ (Debian: loupe setup system) or set LOUPE_PYTHON`,
+          { input: cmd },
+        ),
+      ),
     );
     child.on('close', (code) =>
       code === 0 ? resolve() : reject(new LoupeError('VENV_FAILED', `${what} failed (exit ${code}):\n${tail}`, { input: cmd })),
@@ -170,10 +182,15 @@ export async function ensureVenv(log: Logger = silentLogger, spec: VenvSpec = TR
   const dir = venvDir(spec);
   if (venvReady(dir)) return dir;
   if (process.env[spec.envVar]) {
-    throw new LoupeError('VENV_BROKEN', `${spec.envVar}=${dir} is not a ready loupe venv (no ${READY} marker or bin/python)`, { input: spec.envVar });
+    throw new LoupeError('VENV_BROKEN', `${spec.envVar}=${dir} is not a ready loupe venv (no ${READY} marker or bin/python)`, {
+      input: spec.envVar,
+    });
   }
   const python = process.env.LOUPE_PYTHON ?? 'python3';
-  log.info({ venv: dir, requirements: spec.requirements }, spec === TRAINER_VENV ? 'creating the trainer venv (first run downloads torch, several minutes)' : `creating the ${spec.name} venv`);
+  log.info(
+    { venv: dir, requirements: spec.requirements },
+    spec === TRAINER_VENV ? 'creating the trainer venv (first run downloads torch, several minutes)' : `creating the ${spec.name} venv`,
+  );
   await rm(dir, { recursive: true, force: true });
   await mkdir(join(dir, '..'), { recursive: true });
   await run(python, ['-m', 'venv', dir], log, 'python -m venv');
@@ -181,9 +198,17 @@ export async function ensureVenv(log: Logger = silentLogger, spec: VenvSpec = TR
   // venv bundles 23.0) get a current pip first, and install without byte progress if that fails.
   if (!(await pipSupportsRaw(venvPython(dir)))) {
     log.info('updating pip in the venv (for download progress)');
-    await run(venvPython(dir), ['-m', 'pip', 'install', '--disable-pip-version-check', '-q', 'pip>=24.1'], log, 'pip self-update').catch((e: Error) => log.warn({ err: e.message }, 'pip could not be updated; installing without download progress'));
+    await run(venvPython(dir), ['-m', 'pip', 'install', '--disable-pip-version-check', '-q', 'pip>=24.1'], log, 'pip self-update').catch(
+      (e: Error) => log.warn({ err: e.message }, 'pip could not be updated; installing without download progress'),
+    );
   }
-  await pipInstall(venvPython(dir), log, await pipSupportsRaw(venvPython(dir)), spec.requirements, spec === TRAINER_VENV ? 'pip: installing (torch takes a few minutes to unpack)' : 'pip: installing');
+  await pipInstall(
+    venvPython(dir),
+    log,
+    await pipSupportsRaw(venvPython(dir)),
+    spec.requirements,
+    spec === TRAINER_VENV ? 'pip: installing (torch takes a few minutes to unpack)' : 'pip: installing',
+  );
   await run(venvPython(dir), ['-c', spec.importCheck], log, 'venv import check');
   await writeFile(join(dir, READY), `${new Date().toISOString()}\n`);
   log.info({ venv: dir }, `${spec.name} venv ready`);

@@ -7,7 +7,28 @@ import type { RgbImage } from '../../components/detector/decode.js';
  * text with fontconfig's DejaVu Sans), the field's image library already used by the detector;
  * colours are ultralytics' palette, line width and label style follow its Annotator.
  */
-export const PALETTE = ['FF3838', 'FF9D97', 'FF701F', 'FFB21D', 'CFD231', '48F90A', '92CC17', '3DDB86', '1A9334', '00D4BB', '2C99A8', '00C2FF', '344593', '6473FF', '0018EC', '8438FF', '520085', 'CB38FF', 'FF95C8', 'FF37C7'];
+export const PALETTE = [
+  'FF3838',
+  'FF9D97',
+  'FF701F',
+  'FFB21D',
+  'CFD231',
+  '48F90A',
+  '92CC17',
+  '3DDB86',
+  '1A9334',
+  '00D4BB',
+  '2C99A8',
+  '00C2FF',
+  '344593',
+  '6473FF',
+  '0018EC',
+  '8438FF',
+  '520085',
+  'CB38FF',
+  'FF95C8',
+  'FF37C7',
+];
 
 export function classColor(cls: number): string {
   return `#${PALETTE[((cls % PALETTE.length) + PALETTE.length) % PALETTE.length]}`;
@@ -50,7 +71,9 @@ export function overlaySvg(width: number, height: number, boxes: DrawBox[], opts
       const ty = above ? y1 - th : y1;
       const tx = Math.min(Math.max(0, x1), Math.max(0, width - tw));
       parts.push(`<rect x="${tx}" y="${ty}" width="${tw}" height="${th}" fill="${color}"/>`);
-      parts.push(`<text x="${tx + 3}" y="${ty + fs}" font-family="DejaVu Sans, sans-serif" font-size="${fs}" fill="${textColor(color)}">${esc(b.label)}</text>`);
+      parts.push(
+        `<text x="${tx + 3}" y="${ty + fs}" font-family="DejaVu Sans, sans-serif" font-size="${fs}" fill="${textColor(color)}">${esc(b.label)}</text>`,
+      );
     }
   }
   parts.push('</svg>');
@@ -60,7 +83,9 @@ export function overlaySvg(width: number, height: number, boxes: DrawBox[], opts
 /** An image (file, encoded bytes or decoded RGB) as upright pixels, as the detector sees it. */
 export function uprightImage(image: string | Uint8Array | RgbImage): Sharp {
   if (typeof image === 'object' && !(image instanceof Uint8Array)) {
-    return sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength), { raw: { width: image.width, height: image.height, channels: 3 } });
+    return sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength), {
+      raw: { width: image.width, height: image.height, channels: 3 },
+    });
   }
   // EXIF orientation applied, like the detector's decoder (and cv2.imread).
   return sharp(typeof image === 'string' ? image : Buffer.from(image)).rotate();
@@ -83,7 +108,10 @@ export function detectionBoxes(dets: Array<{ xyxy: number[]; conf: number; cls: 
  * Tiles in a grid (ultralytics' val_batch mosaics): each image fitted into a `tile` square on
  * grey, its caption below. Returns the JPEG bytes.
  */
-export async function mosaic(tiles: Array<{ image: Buffer; caption?: string }>, opts: { cols?: number; tile?: number } = {}): Promise<Buffer> {
+export async function mosaic(
+  tiles: Array<{ image: Buffer; caption?: string }>,
+  opts: { cols?: number; tile?: number } = {},
+): Promise<Buffer> {
   const cols = opts.cols ?? Math.ceil(Math.sqrt(tiles.length));
   const tile = opts.tile ?? 320;
   const cap = 18;
@@ -94,17 +122,29 @@ export async function mosaic(tiles: Array<{ image: Buffer; caption?: string }>, 
   const captions: string[] = [];
   for (let i = 0; i < tiles.length; i++) {
     const t = tiles[i]!;
-    const fitted = await sharp(t.image).resize(tile, tile, { fit: 'contain', background: { r: 114, g: 114, b: 114 } }).png().toBuffer();
+    const fitted = await sharp(t.image)
+      .resize(tile, tile, { fit: 'contain', background: { r: 114, g: 114, b: 114 } })
+      .png()
+      .toBuffer();
     const x = (i % cols) * tile;
     const y = Math.floor(i / cols) * (tile + cap);
     layers.push({ input: fitted, left: x, top: y });
     if (t.caption) {
       const text = t.caption.length > 48 ? `…${t.caption.slice(-47)}` : t.caption;
-      captions.push(`<text x="${x + 4}" y="${y + tile + 13}" font-family="DejaVu Sans, sans-serif" font-size="11" fill="#fff">${esc(text)}</text>`);
+      captions.push(
+        `<text x="${x + 4}" y="${y + tile + 13}" font-family="DejaVu Sans, sans-serif" font-size="11" fill="#fff">${esc(text)}</text>`,
+      );
     }
   }
-  layers.push({ input: Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}">${captions.join('')}</svg>`), left: 0, top: 0 });
-  return sharp({ create: { width: W, height: H, channels: 3, background: { r: 32, g: 32, b: 32 } } }).composite(layers).jpeg({ quality: 90 }).toBuffer();
+  layers.push({
+    input: Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}">${captions.join('')}</svg>`),
+    left: 0,
+    top: 0,
+  });
+  return sharp({ create: { width: W, height: H, channels: 3, background: { r: 32, g: 32, b: 32 } } })
+    .composite(layers)
+    .jpeg({ quality: 90 })
+    .toBuffer();
 }
 
 /** An SVG picture (plots) as PNG bytes. */

@@ -20,10 +20,33 @@ export function isVideoFile(p: string): boolean {
 }
 
 function probeSize(input: string, ffprobe: string): { width: number; height: number } {
-  const r = spawnSync(ffprobe, ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=width,height', '-of', 'csv=p=0:s=x', ...(input.startsWith('rtsp') ? ['-rtsp_transport', 'tcp'] : []), input], { encoding: 'utf8', timeout: 30_000 });
-  if (r.error) throw new LoupeError('VIDEO_NO_FFMPEG', `cannot run ${ffprobe} (${r.error.message}); install ffmpeg (Debian: loupe setup system)`, { input });
+  const r = spawnSync(
+    ffprobe,
+    [
+      '-v',
+      'error',
+      '-select_streams',
+      'v:0',
+      '-show_entries',
+      'stream=width,height',
+      '-of',
+      'csv=p=0:s=x',
+      ...(input.startsWith('rtsp') ? ['-rtsp_transport', 'tcp'] : []),
+      input,
+    ],
+    { encoding: 'utf8', timeout: 30_000 },
+  );
+  if (r.error)
+    throw new LoupeError('VIDEO_NO_FFMPEG', `cannot run ${ffprobe} (${r.error.message}); install ffmpeg (Debian: loupe setup system)`, {
+      input,
+    });
   const m = /^(\d+)x(\d+)/.exec(r.stdout.trim());
-  if (r.status !== 0 || !m) throw new LoupeError('VIDEO_UNREADABLE', `ffprobe found no video stream (${(r.stderr || r.stdout).trim().split('\n').pop() ?? 'no output'})`, { input });
+  if (r.status !== 0 || !m)
+    throw new LoupeError(
+      'VIDEO_UNREADABLE',
+      `ffprobe found no video stream (${(r.stderr || r.stdout).trim().split('\n').pop() ?? 'no output'})`,
+      { input },
+    );
   return { width: Number(m[1]), height: Number(m[2]) };
 }
 
@@ -34,11 +57,29 @@ export interface VideoFrame {
 }
 
 /** Every `stride`-th frame, at most `maxFrames` of them; stops ffmpeg when the caller stops reading. */
-export async function* videoFrames(input: string, opts: { stride?: number; maxFrames?: number; ffmpeg?: string; ffprobe?: string } = {}): AsyncGenerator<VideoFrame> {
+export async function* videoFrames(
+  input: string,
+  opts: { stride?: number; maxFrames?: number; ffmpeg?: string; ffprobe?: string } = {},
+): AsyncGenerator<VideoFrame> {
   const { width, height } = probeSize(input, opts.ffprobe ?? 'ffprobe');
   const stride = opts.stride ?? 1;
   const frameBytes = width * height * 3;
-  const args = ['-hide_banner', '-loglevel', 'error', '-nostdin', ...(input.startsWith('rtsp') ? ['-rtsp_transport', 'tcp'] : []), '-i', input, '-map', '0:v:0', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'];
+  const args = [
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-nostdin',
+    ...(input.startsWith('rtsp') ? ['-rtsp_transport', 'tcp'] : []),
+    '-i',
+    input,
+    '-map',
+    '0:v:0',
+    '-f',
+    'rawvideo',
+    '-pix_fmt',
+    'rgb24',
+    'pipe:1',
+  ];
   const child = spawn(opts.ffmpeg ?? 'ffmpeg', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-2000)));
@@ -61,7 +102,8 @@ export async function* videoFrames(input: string, opts: { stride?: number; maxFr
       }
     }
     const code = await exited;
-    if (code !== 0 && yielded === 0) throw new LoupeError('VIDEO_UNREADABLE', `ffmpeg failed (exit ${code}): ${stderr.trim().split('\n').pop() ?? ''}`, { input });
+    if (code !== 0 && yielded === 0)
+      throw new LoupeError('VIDEO_UNREADABLE', `ffmpeg failed (exit ${code}): ${stderr.trim().split('\n').pop() ?? ''}`, { input });
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
   }

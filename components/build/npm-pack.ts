@@ -34,7 +34,9 @@ export async function fetchPackage(name: string, version: string, log: Logger, i
   await mkdir(dir, { recursive: true });
   log.info({ package: `${name}@${version}` }, 'fetching a package with npm pack');
   try {
-    const { stdout } = await run('npm', ['pack', `${name}@${version}`, '--pack-destination', dir, '--json', '--silent'], { maxBuffer: 64 * 1024 * 1024 });
+    const { stdout } = await run('npm', ['pack', `${name}@${version}`, '--pack-destination', dir, '--json', '--silent'], {
+      maxBuffer: 64 * 1024 * 1024,
+    });
     const tgz = join(dir, basename((JSON.parse(stdout) as { filename: string }[])[0]!.filename));
     if (integrity) {
       const got = await integrityOf(tgz);

@@ -50,13 +50,18 @@ export interface PublishedComponent {
 export async function publishComponents(opts: PublishOptions): Promise<PublishedComponent[]> {
   const log = opts.log ?? silentLogger;
   const buildDir = resolve(opts.buildDir ?? join(projectRoot, 'greengrass-build'));
-  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(opts.bucket)) throw new LoupeError('publish.bucket', 'is not a valid S3 bucket name', { input: `--bucket ${opts.bucket}` });
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(opts.bucket))
+    throw new LoupeError('publish.bucket', 'is not a valid S3 bucket name', { input: `--bucket ${opts.bucket}` });
   const region = opts.region ?? process.env.AWS_REGION ?? 'us-east-1';
   const s3 = opts.s3 ?? new S3Client({ region });
   const gg = opts.greengrass ?? new GreengrassV2Client({ region });
-  const files = (await readdir(join(buildDir, 'recipes')).catch(() => {
-    throw new LoupeError('publish.build', 'has no recipes/: run `loupe build` first', { input: buildDir });
-  })).filter((f) => f.endsWith('.json')).sort();
+  const files = (
+    await readdir(join(buildDir, 'recipes')).catch(() => {
+      throw new LoupeError('publish.build', 'has no recipes/: run `loupe build` first', { input: buildDir });
+    })
+  )
+    .filter((f) => f.endsWith('.json'))
+    .sort();
   const out: PublishedComponent[] = [];
   for (const f of files) {
     const recipe = JSON.parse(await readFile(join(buildDir, 'recipes', f), 'utf8')) as Recipe;
@@ -74,9 +79,17 @@ export async function publishComponents(opts: PublishOptions): Promise<Published
         seen.add(key);
         const path = join(buildDir, 'artifacts', name, version, file);
         try {
-          await new Upload({ client: s3, params: { Bucket: opts.bucket, Key: key, Body: createReadStream(path) }, partSize: 8 * 1024 * 1024, queueSize: 2 }).done();
+          await new Upload({
+            client: s3,
+            params: { Bucket: opts.bucket, Key: key, Body: createReadStream(path) },
+            partSize: 8 * 1024 * 1024,
+            queueSize: 2,
+          }).done();
         } catch (e) {
-          throw new LoupeError('publish.upload', `upload to s3://${opts.bucket}/${key} failed: ${errorMessage(e)}`, { input: path, cause: e });
+          throw new LoupeError('publish.upload', `upload to s3://${opts.bucket}/${key} failed: ${errorMessage(e)}`, {
+            input: path,
+            cause: e,
+          });
         }
         uploaded.push(a.Uri);
         log.info({ component: name, version, uri: a.Uri }, 'artefact uploaded');
@@ -85,9 +98,17 @@ export async function publishComponents(opts: PublishOptions): Promise<Published
     validateRecipe(recipe, `${name}-${version}`);
     let r;
     try {
-      r = await gg.send(new CreateComponentVersionCommand({ inlineRecipe: Buffer.from(JSON.stringify(recipe)), clientToken: `${name}-${version}`.slice(0, 64) }));
+      r = await gg.send(
+        new CreateComponentVersionCommand({
+          inlineRecipe: Buffer.from(JSON.stringify(recipe)),
+          clientToken: `${name}-${version}`.slice(0, 64),
+        }),
+      );
     } catch (e) {
-      throw new LoupeError('publish.create', `CreateComponentVersion failed: ${errorMessage(e)}`, { input: `${name}@${version}`, cause: e });
+      throw new LoupeError('publish.create', `CreateComponentVersion failed: ${errorMessage(e)}`, {
+        input: `${name}@${version}`,
+        cause: e,
+      });
     }
     log.info({ component: name, version, arn: r.arn, state: r.status?.componentState }, 'component version created');
     if (!r.arn) throw new LoupeError('publish.create', 'CreateComponentVersion returned no arn', { input: `${name}@${version}` });
@@ -121,10 +142,16 @@ export async function waitUntilDeployable(
       if (state === 'DEPLOYABLE') return state;
       if (state === 'FAILED' || state === 'DEPRECATED') {
         const why = [status?.message, ...Object.entries(status?.errors ?? {}).map(([k, v]) => `${k}: ${v}`)].filter(Boolean).join('; ');
-        throw new LoupeError('GREENGRASS_COMPONENT_FAILED', `Greengrass says the component version is ${state}${why ? `: ${why}` : ''}`, { input: arn });
+        throw new LoupeError('GREENGRASS_COMPONENT_FAILED', `Greengrass says the component version is ${state}${why ? `: ${why}` : ''}`, {
+          input: arn,
+        });
       }
       if (Date.now() >= deadline) {
-        throw new LoupeError('GREENGRASS_COMPONENT_TIMEOUT', `still ${state ?? 'without a state'} after ${(timeoutMs / 1000).toFixed(timeoutMs < 10_000 ? 1 : 0)} s, not DEPLOYABLE (DescribeComponent); no deployment was made`, { input: arn });
+        throw new LoupeError(
+          'GREENGRASS_COMPONENT_TIMEOUT',
+          `still ${state ?? 'without a state'} after ${(timeoutMs / 1000).toFixed(timeoutMs < 10_000 ? 1 : 0)} s, not DEPLOYABLE (DescribeComponent); no deployment was made`,
+          { input: arn },
+        );
       }
       o.log?.info({ arn, state, retryInMs: delay }, 'waiting for the component version to become DEPLOYABLE');
       await new Promise((res) => setTimeout(res, Math.max(0, Math.min(delay, deadline - Date.now()))));

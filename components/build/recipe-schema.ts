@@ -108,7 +108,10 @@ export const recipeSchema = {
       maxLength: 64,
       pattern: '^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)(-[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?$',
     },
-    ComponentType: { type: 'string', enum: ['aws.greengrass.generic', 'aws.greengrass.lambda', 'aws.greengrass.plugin', 'aws.greengrass.nucleus'] },
+    ComponentType: {
+      type: 'string',
+      enum: ['aws.greengrass.generic', 'aws.greengrass.lambda', 'aws.greengrass.plugin', 'aws.greengrass.nucleus'],
+    },
     ComponentDescription: { type: 'string' },
     ComponentPublisher: { type: 'string' },
     ComponentSource: { type: 'string' },
@@ -122,7 +125,9 @@ export const recipeSchema = {
             accessControl: {
               type: 'object',
               additionalProperties: false,
-              patternProperties: { '^aws\\.greengrass\\.[A-Za-z.]+$': { type: 'object', additionalProperties: { $ref: '#/definitions/policy' } } },
+              patternProperties: {
+                '^aws\\.greengrass\\.[A-Za-z.]+$': { type: 'object', additionalProperties: { $ref: '#/definitions/policy' } },
+              },
             },
           },
         },
@@ -146,10 +151,42 @@ export const recipeSchema = {
 } as const;
 
 const CANONICAL = [
-  'RecipeFormatVersion', 'ComponentName', 'ComponentVersion', 'ComponentType', 'ComponentDescription', 'ComponentPublisher', 'ComponentSource',
-  'ComponentConfiguration', 'DefaultConfiguration', 'ComponentDependencies', 'VersionRequirement', 'DependencyType', 'Manifests', 'Name', 'Platform',
-  'Lifecycle', 'Selections', 'Artifacts', 'Uri', 'Digest', 'Algorithm', 'Unarchive', 'Permission', 'Read', 'Execute', 'Setenv', 'Bootstrap',
-  'Install', 'Startup', 'Run', 'Shutdown', 'Recover', 'Script', 'RequiresPrivilege', 'Timeout', 'SkipIf',
+  'RecipeFormatVersion',
+  'ComponentName',
+  'ComponentVersion',
+  'ComponentType',
+  'ComponentDescription',
+  'ComponentPublisher',
+  'ComponentSource',
+  'ComponentConfiguration',
+  'DefaultConfiguration',
+  'ComponentDependencies',
+  'VersionRequirement',
+  'DependencyType',
+  'Manifests',
+  'Name',
+  'Platform',
+  'Lifecycle',
+  'Selections',
+  'Artifacts',
+  'Uri',
+  'Digest',
+  'Algorithm',
+  'Unarchive',
+  'Permission',
+  'Read',
+  'Execute',
+  'Setenv',
+  'Bootstrap',
+  'Install',
+  'Startup',
+  'Run',
+  'Shutdown',
+  'Recover',
+  'Script',
+  'RequiresPrivilege',
+  'Timeout',
+  'SkipIf',
 ];
 const byLower = new Map(CANONICAL.map((k) => [k.toLowerCase(), k]));
 
@@ -174,7 +211,10 @@ const validateFn = ajv.compile(recipeSchema);
 
 export function recipeErrors(recipe: unknown): string[] {
   if (validateFn(normalizeRecipe(recipe))) return [];
-  return (validateFn.errors ?? []).map((e: ErrorObject) => `${e.instancePath || '(root)'} ${e.message ?? 'is invalid'}${e.params && 'additionalProperty' in e.params ? ` (${String(e.params.additionalProperty)})` : ''}`);
+  return (validateFn.errors ?? []).map(
+    (e: ErrorObject) =>
+      `${e.instancePath || '(root)'} ${e.message ?? 'is invalid'}${e.params && 'additionalProperty' in e.params ? ` (${String(e.params.additionalProperty)})` : ''}`,
+  );
 }
 
 /** Throw a LoupeError naming the recipe and every problem, unless it is valid. */

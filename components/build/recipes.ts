@@ -83,7 +83,8 @@ export function renderRecipe(src: Recipe, opts: RenderOptions): Recipe {
       .replaceAll('MODEL_SHA256', opts.model?.sha256 ?? 'MODEL_SHA256')
       .replaceAll('MODEL_NAME', opts.model?.name ?? 'MODEL_NAME');
   const r = mapStrings(structuredClone(src), subst) as Recipe;
-  if (r.ComponentName === 'loupe.Model' && !opts.model) throw new LoupeError('recipe.model', 'loupe.Model needs the model name and SHA-256', { input: 'loupe.Model' });
+  if (r.ComponentName === 'loupe.Model' && !opts.model)
+    throw new LoupeError('recipe.model', 'loupe.Model needs the model name and SHA-256', { input: 'loupe.Model' });
   return r;
 }
 

@@ -80,7 +80,16 @@ export class CameraRunner {
           const frameId = `${this.cfg.name}-${this.runId}-${String(seq).padStart(7, '0')}`;
           const time = new Date().toISOString();
           const path = await this.deps.store.put(this.cfg.name, `${frameId}.${frame.ext}`, frame.data);
-          const msg: FrameMessage = { frameId, camera: this.cfg.name, seq, time, trigger: ev.kind, path, bytes: frame.data.length, ...(ev.serial ? { serial: ev.serial } : {}) };
+          const msg: FrameMessage = {
+            frameId,
+            camera: this.cfg.name,
+            seq,
+            time,
+            trigger: ev.kind,
+            path,
+            bytes: frame.data.length,
+            ...(ev.serial ? { serial: ev.serial } : {}),
+          };
           this.health.frames++;
           this.health.lastFrameAt = time;
           if (this.cfg.trigger.type === 'continuous') this.trigger.inFlight++;
@@ -91,7 +100,8 @@ export class CameraRunner {
             // IPC down: the frame is not announced, the camera keeps going.
             this.publishErrors++;
             if (this.cfg.trigger.type === 'continuous') this.trigger.done();
-            if (this.publishErrors % 100 === 1) log.warn({ err: errorMessage(e), publishErrors: this.publishErrors }, 'frame not published');
+            if (this.publishErrors % 100 === 1)
+              log.warn({ err: errorMessage(e), publishErrors: this.publishErrors }, 'frame not published');
           }
         }
       } catch (e) {
@@ -101,7 +111,9 @@ export class CameraRunner {
         this.setState('reconnecting', e);
         const wait = Math.round(delay / 2 + Math.random() * (delay / 2));
         log.warn({ err: errorMessage(e), retryInMs: wait }, 'camera failed; reopening');
-        await this.source.close().catch((err) => log.debug({ err: errorMessage(err) }, 'closing the failed source failed too; reopening anyway'));
+        await this.source
+          .close()
+          .catch((err) => log.debug({ err: errorMessage(err) }, 'closing the failed source failed too; reopening anyway'));
         await new Promise<void>((r) => {
           this.wake = r;
           this.sleepTimer = setTimeout(r, wait);

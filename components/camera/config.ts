@@ -11,12 +11,19 @@ export const cameraSchema = z.object({
 });
 
 export const cameraConfigSchema = z.object({
-  cameras: z.array(cameraSchema).min(1, 'at least one camera is needed').refine((cs) => new Set(cs.map((c) => c.name)).size === cs.length, 'camera names must be unique'),
+  cameras: z
+    .array(cameraSchema)
+    .min(1, 'at least one camera is needed')
+    .refine((cs) => new Set(cs.map((c) => c.name)).size === cs.length, 'camera names must be unique'),
   frameStore: z
     .object({
       dir: z.string().default('frames'),
       maxFrames: z.number().int().min(1).default(2000),
-      maxBytes: z.number().int().min(1024).default(1024 * 1024 * 1024),
+      maxBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .default(1024 * 1024 * 1024),
     })
     .default({ dir: 'frames', maxFrames: 2000, maxBytes: 1024 * 1024 * 1024 }),
   backoff: z

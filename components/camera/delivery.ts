@@ -56,7 +56,10 @@ export class Delivery {
     for (const [id, u] of this.unacked) {
       if (now - u.sentAt < this.cfg.ackTimeoutMs) continue;
       this.unacked.delete(id);
-      const stillThere = await access(u.msg.path).then(() => true, () => false);
+      const stillThere = await access(u.msg.path).then(
+        () => true,
+        () => false,
+      );
       if (u.attempts >= this.cfg.maxRedeliveries || !stillThere) {
         this.lost++;
         continue;

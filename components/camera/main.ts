@@ -33,8 +33,13 @@ async function start(ctx: ComponentContext<CameraComponentConfig>) {
       evicted: store.evicted,
       delivery: { unacked: delivery.pending, redelivered: delivery.redelivered, lost: delivery.lost },
     };
-    await ipc.publish(TOPICS.cameraHealth, msg).catch((e) => log.debug({ err: errorMessage(e) }, 'camera health not published; the next report retries'));
-    if (cfg.publishToIoTCore) await ipc.publishIoTCore(IOT_TOPICS.health(ctx.thingName), msg).catch((e) => log.debug({ err: errorMessage(e) }, 'camera health not sent to IoT Core; the next report retries'));
+    await ipc
+      .publish(TOPICS.cameraHealth, msg)
+      .catch((e) => log.debug({ err: errorMessage(e) }, 'camera health not published; the next report retries'));
+    if (cfg.publishToIoTCore)
+      await ipc
+        .publishIoTCore(IOT_TOPICS.health(ctx.thingName), msg)
+        .catch((e) => log.debug({ err: errorMessage(e) }, 'camera health not sent to IoT Core; the next report retries'));
   };
 
   /** Start the configured cameras; `keep` are running ones whose configuration did not change. */
@@ -123,9 +128,15 @@ async function start(ctx: ComponentContext<CameraComponentConfig>) {
   return {
     async reconfigure(next: CameraComponentConfig) {
       // Cameras whose block did not change keep running (a watched folder is not read again).
-      const storeChanged = resolve(next.frameStore.dir) !== store.dir || next.frameStore.maxFrames !== cfg.frameStore.maxFrames || next.frameStore.maxBytes !== cfg.frameStore.maxBytes;
+      const storeChanged =
+        resolve(next.frameStore.dir) !== store.dir ||
+        next.frameStore.maxFrames !== cfg.frameStore.maxFrames ||
+        next.frameStore.maxBytes !== cfg.frameStore.maxBytes;
       const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-      const keep = storeChanged || !same(next.backoff, cfg.backoff) ? [] : runners.filter((r) => next.cameras.some((c) => c.name === r.cfg.name && c.enabled && same(c, r.cfg)));
+      const keep =
+        storeChanged || !same(next.backoff, cfg.backoff)
+          ? []
+          : runners.filter((r) => next.cameras.some((c) => c.name === r.cfg.name && c.enabled && same(c, r.cfg)));
       await stopAll(keep);
       if (storeChanged) {
         store = new FrameStore(resolve(next.frameStore.dir), next.frameStore.maxFrames, next.frameStore.maxBytes);

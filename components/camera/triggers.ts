@@ -33,7 +33,10 @@ export class Trigger {
   private paceWaiter?: () => void;
   private sleepDone?: () => void;
 
-  constructor(readonly cfg: TriggerConfig, private readonly maxPending = 32) {}
+  constructor(
+    readonly cfg: TriggerConfig,
+    private readonly maxPending = 32,
+  ) {}
 
   fire(serial?: string): void {
     const kind = this.cfg.type === 'mqtt' ? 'mqtt' : 'ipc';

@@ -100,7 +100,10 @@ function exifOrientation(b: Uint8Array, s: number, e: number): number | undefine
   const le = b[t] === 0x49 && b[t + 1] === 0x49;
   if (!le && !(b[t] === 0x4d && b[t + 1] === 0x4d)) return undefined;
   const u16 = (i: number): number => (le ? b[i] | (b[i + 1] << 8) : (b[i] << 8) | b[i + 1]);
-  const u32 = (i: number): number => (le ? (b[i] | (b[i + 1] << 8) | (b[i + 2] << 16)) + b[i + 3] * 2 ** 24 : ((b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]) + b[i] * 2 ** 24);
+  const u32 = (i: number): number =>
+    le
+      ? (b[i] | (b[i + 1] << 8) | (b[i + 2] << 16)) + b[i + 3] * 2 ** 24
+      : ((b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]) + b[i] * 2 ** 24;
   if (u16(t + 2) !== 42) return undefined;
   const ifd = t + u32(t + 4);
   if (ifd + 2 > e) return undefined;

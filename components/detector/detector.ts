@@ -53,7 +53,9 @@ export function detectorSessionOptions(opts: Pick<DetectorLoadOptions, 'threads'
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
     ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
-    extra: { session: { intra_op: { allow_spinning: opts.spinning ? '1' : '0' }, inter_op: { allow_spinning: opts.spinning ? '1' : '0' } } },
+    extra: {
+      session: { intra_op: { allow_spinning: opts.spinning ? '1' : '0' }, inter_op: { allow_spinning: opts.spinning ? '1' : '0' } },
+    },
   };
 }
 
@@ -150,10 +152,14 @@ export class Detector {
       bytes = await readFile(path);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      throw new LoupeError(code === 'ENOENT' ? 'MODEL_MISSING' : 'MODEL_UNREADABLE', code === 'ENOENT' ? 'model file not found' : `cannot read the model (${errorMessage(e)})`, {
-        input: path,
-        cause: e,
-      });
+      throw new LoupeError(
+        code === 'ENOENT' ? 'MODEL_MISSING' : 'MODEL_UNREADABLE',
+        code === 'ENOENT' ? 'model file not found' : `cannot read the model (${errorMessage(e)})`,
+        {
+          input: path,
+          cause: e,
+        },
+      );
     }
     const info = modelInfoFromBytes(bytes, path, opts);
     if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads < 1)) {
@@ -163,13 +169,20 @@ export class Detector {
     try {
       session = await ort.InferenceSession.create(bytes, detectorSessionOptions(opts));
     } catch (e) {
-      throw new LoupeError('MODEL_LOAD_FAILED', `onnxruntime could not load the model (${errorMessage(e).split('\n')[0]})`, { input: path, cause: e });
+      throw new LoupeError('MODEL_LOAD_FAILED', `onnxruntime could not load the model (${errorMessage(e).split('\n')[0]})`, {
+        input: path,
+        cause: e,
+      });
     }
     if (!session.inputNames.includes(info.inputName) || !session.outputNames.includes(info.outputName)) {
       await session.release();
-      throw new LoupeError('MODEL_BAD_OUTPUT', `graph inputs/outputs ${session.inputNames}/${session.outputNames} do not match the declared ${info.inputName}/${info.outputName}`, {
-        input: path,
-      });
+      throw new LoupeError(
+        'MODEL_BAD_OUTPUT',
+        `graph inputs/outputs ${session.inputNames}/${session.outputNames} do not match the declared ${info.inputName}/${info.outputName}`,
+        {
+          input: path,
+        },
+      );
     }
     return new Detector(info, session);
   }
@@ -192,7 +205,12 @@ export class Detector {
     const detections: Detection[] = new Array(conf.length);
     for (let i = 0; i < conf.length; i++) {
       const c = cls[i];
-      detections[i] = { xyxy: [xyxy[i * 4], xyxy[i * 4 + 1], xyxy[i * 4 + 2], xyxy[i * 4 + 3]], conf: conf[i], cls: c, name: this.info.names[c] ?? String(c) };
+      detections[i] = {
+        xyxy: [xyxy[i * 4], xyxy[i * 4 + 1], xyxy[i * 4 + 2], xyxy[i * 4 + 3]],
+        conf: conf[i],
+        cls: c,
+        name: this.info.names[c] ?? String(c),
+      };
     }
     return { width: raw.width, height: raw.height, detections, timings: raw.timings };
   }
@@ -276,21 +294,28 @@ export class Detector {
 
   private prepareUncached(opts: DetectOptions): Prepared {
     const mode = opts.mode ?? 'predict';
-    if (mode !== 'predict' && mode !== 'val') throw new LoupeError('DETECT_BAD_OPTION', `mode must be 'predict' or 'val', got ${String(mode)}`, { input: 'mode' });
+    if (mode !== 'predict' && mode !== 'val')
+      throw new LoupeError('DETECT_BAD_OPTION', `mode must be 'predict' or 'val', got ${String(mode)}`, { input: 'mode' });
     const conf = opts.conf ?? (mode === 'val' ? 0.001 : 0.25);
     const iou = opts.iou ?? 0.7;
     const maxDet = opts.maxDet ?? 300;
     const unit = (v: number, name: string): void => {
-      if (typeof v !== 'number' || !(v >= 0 && v <= 1)) throw new LoupeError('DETECT_BAD_OPTION', `must be a number from 0 to 1, got ${v}`, { input: name });
+      if (typeof v !== 'number' || !(v >= 0 && v <= 1))
+        throw new LoupeError('DETECT_BAD_OPTION', `must be a number from 0 to 1, got ${v}`, { input: name });
     };
     unit(conf, 'conf');
     unit(iou, 'iou');
-    if (!Number.isInteger(maxDet) || maxDet < 1) throw new LoupeError('DETECT_BAD_OPTION', `must be a positive integer, got ${maxDet}`, { input: 'max-det' });
+    if (!Number.isInteger(maxDet) || maxDet < 1)
+      throw new LoupeError('DETECT_BAD_OPTION', `must be a positive integer, got ${maxDet}`, { input: 'max-det' });
     const names = this.info.names;
     const classId = (c: number | string, what: string): number => {
       const id = typeof c === 'number' ? c : /^\d+$/.test(c) && !names.includes(c) ? Number(c) : names.indexOf(c);
       if (!Number.isInteger(id) || id < 0 || id >= names.length) {
-        throw new LoupeError('DETECT_BAD_OPTION', `unknown class ${JSON.stringify(c)}; the model's classes are ${names.map((n, i) => `${i}=${n}`).join(', ')}`, { input: what });
+        throw new LoupeError(
+          'DETECT_BAD_OPTION',
+          `unknown class ${JSON.stringify(c)}; the model's classes are ${names.map((n, i) => `${i}=${n}`).join(', ')}`,
+          { input: what },
+        );
       }
       return id;
     };
@@ -318,7 +343,8 @@ export class Detector {
       const view = this.inputBuf.subarray(0, n);
       t = new ort.Tensor(this.info.fp16 ? 'float16' : 'float32', view, [1, 3, g.outH, g.outW]);
       // A regrown buffer invalidates views held by other shapes.
-      for (const [k, old] of this.tensors) if ((old.data as Float32Array | Uint16Array).buffer !== this.inputBuf.buffer) this.tensors.delete(k);
+      for (const [k, old] of this.tensors)
+        if ((old.data as Float32Array | Uint16Array).buffer !== this.inputBuf.buffer) this.tensors.delete(k);
       this.tensors.set(key, t);
     }
     return t;
@@ -344,7 +370,10 @@ export class Detector {
       const r = await s.run({ [this.info.inputName]: t });
       return r[this.info.outputName] as ort.Tensor;
     } catch (e) {
-      throw new LoupeError('INFERENCE_FAILED', `onnxruntime failed (${errorMessage(e).split('\n')[0]})`, { input: this.info.path, cause: e });
+      throw new LoupeError('INFERENCE_FAILED', `onnxruntime failed (${errorMessage(e).split('\n')[0]})`, {
+        input: this.info.path,
+        cause: e,
+      });
     }
   }
 

@@ -35,7 +35,12 @@ export interface LetterboxOptions {
 }
 
 /** data/augment.py LetterBox.__call__ (8.3.253), centred, no scale_fill. `shape` is [h, w]. */
-export function letterboxGeometry(srcW: number, srcH: number, shape: readonly [number, number], opts: LetterboxOptions = {}): LetterboxGeometry {
+export function letterboxGeometry(
+  srcW: number,
+  srcH: number,
+  shape: readonly [number, number],
+  opts: LetterboxOptions = {},
+): LetterboxGeometry {
   const { auto = false, stride = 32, scaleup = true } = opts;
   let r = Math.min(shape[0] / srcH, shape[1] / srcW);
   if (!scaleup) r = Math.min(r, 1);
@@ -97,7 +102,12 @@ export interface InputPlan {
  * dynamic models the per-image rect shape (set_rectangle, batch of one); boxes go back with the
  * validator's ratio_pad (gain = resized/original height, pad = letterbox left/top).
  */
-export function inputPlan(w0: number, h0: number, model: { imgsz: readonly [number, number]; stride: number; dynamic: boolean }, mode: 'predict' | 'val'): InputPlan {
+export function inputPlan(
+  w0: number,
+  h0: number,
+  model: { imgsz: readonly [number, number]; stride: number; dynamic: boolean },
+  mode: 'predict' | 'val',
+): InputPlan {
   const { imgsz, stride, dynamic } = model;
   if (mode === 'predict') {
     const g = letterboxGeometry(w0, h0, imgsz, { auto: dynamic, stride });

@@ -39,7 +39,15 @@ export interface ModelInfo {
 export type ModelPrecision = 'fp32' | 'fp16' | 'int8';
 
 /** Operators only a quantized (int8/uint8) graph holds: QDQ pairs, or onnxruntime's QOperator forms. */
-const QUANTIZED_OPS = ['QuantizeLinear', 'DequantizeLinear', 'QLinearConv', 'ConvInteger', 'MatMulInteger', 'QLinearMatMul', 'DynamicQuantizeLinear'];
+const QUANTIZED_OPS = [
+  'QuantizeLinear',
+  'DequantizeLinear',
+  'QLinearConv',
+  'ConvInteger',
+  'MatMulInteger',
+  'QLinearMatMul',
+  'DynamicQuantizeLinear',
+];
 
 /** A graph's precision from its operators and input type (see ModelInfo.precision). */
 export function graphPrecision(opTypes: Record<string, number>, inputFp16: boolean): ModelPrecision {
@@ -93,20 +101,35 @@ export function modelInfoFromBytes(bytes: Uint8Array, path: string, overrides: M
   const task = meta.task ?? 'detect';
   if (task !== 'detect') fail('MODEL_NOT_DETECT', path, `model task is '${task}'; loupe runs detection models only (task 'detect')`);
 
-  if (m.inputs.length !== 1) fail('MODEL_BAD_INPUT', path, `expected one image input, found ${m.inputs.length} (${m.inputs.map((i) => i.name).join(', ')})`);
+  if (m.inputs.length !== 1)
+    fail('MODEL_BAD_INPUT', path, `expected one image input, found ${m.inputs.length} (${m.inputs.map((i) => i.name).join(', ')})`);
   if (m.outputs.length < 1) fail('MODEL_BAD_OUTPUT', path, 'the graph has no outputs');
   const input = m.inputs[0];
   const output = m.outputs[0];
   const inType = ONNX_ELEM_TYPE[input.elemType] ?? `type ${input.elemType}`;
   const outType = ONNX_ELEM_TYPE[output.elemType] ?? `type ${output.elemType}`;
-  if (inType !== 'float32' && inType !== 'float16') fail('MODEL_BAD_INPUT', path, `input '${input.name}' is ${inType}; expected float32 or float16`);
-  if (outType !== 'float32' && outType !== 'float16') fail('MODEL_BAD_OUTPUT', path, `output '${output.name}' is ${outType}; expected float32 or float16`);
+  if (inType !== 'float32' && inType !== 'float16')
+    fail('MODEL_BAD_INPUT', path, `input '${input.name}' is ${inType}; expected float32 or float16`);
+  if (outType !== 'float32' && outType !== 'float16')
+    fail('MODEL_BAD_OUTPUT', path, `output '${output.name}' is ${outType}; expected float32 or float16`);
   const inShape = dimsOf(input);
   const outShape = dimsOf(output);
-  if (inShape.length !== 4) fail('MODEL_BAD_INPUT', path, `input '${input.name}' has rank ${inShape.length} ([${inShape.join(', ')}]); expected [batch, 3, height, width]`);
-  if (inShape[1] !== 3 && inShape[1] !== -1) fail('MODEL_BAD_INPUT', path, `input '${input.name}' has ${inShape[1]} channels; expected 3 (RGB)`);
-  if (inShape[0] > 1) fail('MODEL_BAD_INPUT', path, `input '${input.name}' has a fixed batch of ${inShape[0]}; export with batch=1 or dynamic=True`);
-  if (outShape.length !== 3) fail('MODEL_BAD_OUTPUT', path, `output '${output.name}' has rank ${outShape.length} ([${outShape.join(', ')}]); expected [1, 4+classes, anchors] or [1, N, 6]`);
+  if (inShape.length !== 4)
+    fail(
+      'MODEL_BAD_INPUT',
+      path,
+      `input '${input.name}' has rank ${inShape.length} ([${inShape.join(', ')}]); expected [batch, 3, height, width]`,
+    );
+  if (inShape[1] !== 3 && inShape[1] !== -1)
+    fail('MODEL_BAD_INPUT', path, `input '${input.name}' has ${inShape[1]} channels; expected 3 (RGB)`);
+  if (inShape[0] > 1)
+    fail('MODEL_BAD_INPUT', path, `input '${input.name}' has a fixed batch of ${inShape[0]}; export with batch=1 or dynamic=True`);
+  if (outShape.length !== 3)
+    fail(
+      'MODEL_BAD_OUTPUT',
+      path,
+      `output '${output.name}' has rank ${outShape.length} ([${outShape.join(', ')}]); expected [1, 4+classes, anchors] or [1, N, 6]`,
+    );
 
   let args: Record<string, PyValue> = {};
   if (meta.args) {
@@ -114,7 +137,8 @@ export function modelInfoFromBytes(bytes: Uint8Array, path: string, overrides: M
     if (a && typeof a === 'object' && !Array.isArray(a)) args = a;
   }
   const stride = meta.stride !== undefined ? Number(meta.stride) : 32;
-  if (!Number.isInteger(stride) || stride <= 0) fail('MODEL_BAD_METADATA', path, `metadata 'stride' is not a positive integer: ${meta.stride}`);
+  if (!Number.isInteger(stride) || stride <= 0)
+    fail('MODEL_BAD_METADATA', path, `metadata 'stride' is not a positive integer: ${meta.stride}`);
 
   const dynamic = inShape[2] === -1 || inShape[3] === -1;
   let imgsz: [number, number];
@@ -122,7 +146,11 @@ export function modelInfoFromBytes(bytes: Uint8Array, path: string, overrides: M
     imgsz = parseImgsz(overrides.imgsz, path, '--imgsz');
     if (dynamic) imgsz = [strideMultiple(imgsz[0], stride), strideMultiple(imgsz[1], stride)];
     else if (imgsz[0] !== inShape[2] || imgsz[1] !== inShape[3]) {
-      fail('MODEL_IMGSZ_MISMATCH', path, `--imgsz ${imgsz.join('x')} does not fit the model's fixed input ${inShape[2]}x${inShape[3]} (only dynamic exports take other sizes)`);
+      fail(
+        'MODEL_IMGSZ_MISMATCH',
+        path,
+        `--imgsz ${imgsz.join('x')} does not fit the model's fixed input ${inShape[2]}x${inShape[3]} (only dynamic exports take other sizes)`,
+      );
     }
   } else if (!dynamic) {
     imgsz = [inShape[2], inShape[3]];
@@ -135,7 +163,8 @@ export function modelInfoFromBytes(bytes: Uint8Array, path: string, overrides: M
   let names: string[];
   if (overrides.names !== undefined) {
     names = overrides.names;
-    if (names.length === 0 || names.some((n) => typeof n !== 'string' || n === '')) fail('MODEL_BAD_NAMES', path, '--names must list one non-empty name per class');
+    if (names.length === 0 || names.some((n) => typeof n !== 'string' || n === ''))
+      fail('MODEL_BAD_NAMES', path, '--names must list one non-empty name per class');
   } else if (meta.names !== undefined) {
     names = parsePyNames(meta.names, { input: `${path} metadata 'names'` });
   } else {
@@ -145,7 +174,8 @@ export function modelInfoFromBytes(bytes: Uint8Array, path: string, overrides: M
 
   const nmsExport = args.nms === true || (outShape[2] === 6 && outShape[1] !== 4 + names.length);
   if (nmsExport) {
-    if (outShape[2] !== 6) fail('MODEL_BAD_OUTPUT', path, `nms=True export must output [1, N, 6]; '${output.name}' is [${outShape.join(', ')}]`);
+    if (outShape[2] !== 6)
+      fail('MODEL_BAD_OUTPUT', path, `nms=True export must output [1, N, 6]; '${output.name}' is [${outShape.join(', ')}]`);
   } else if (outShape[1] !== -1 && outShape[1] !== 4 + names.length) {
     const nc = outShape[1] - 4;
     fail(
@@ -159,7 +189,11 @@ export function modelInfoFromBytes(bytes: Uint8Array, path: string, overrides: M
     const [h, w] = imgsz;
     const anchors = [8, 16, 32].reduce((s, st) => s + Math.ceil(h / st) * Math.ceil(w / st), 0);
     if (anchors !== outShape[2]) {
-      fail('MODEL_BAD_OUTPUT', path, `output '${output.name}' has ${outShape[2]} anchors; a ${h}x${w} YOLOv8 detection head has ${anchors}`);
+      fail(
+        'MODEL_BAD_OUTPUT',
+        path,
+        `output '${output.name}' has ${outShape[2]} anchors; a ${h}x${w} YOLOv8 detection head has ${anchors}`,
+      );
     }
   }
 

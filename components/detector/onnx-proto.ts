@@ -129,7 +129,16 @@ class Reader {
 /** Parse a ModelProto; throws ProtoError when the bytes are not one. */
 export function readOnnxModel(buf: Uint8Array): OnnxModelSummary {
   const r = new Reader(buf);
-  const out: OnnxModelSummary = { irVersion: 0, producerName: '', producerVersion: '', opset: 0, metadata: {}, inputs: [], outputs: [], opTypes: {} };
+  const out: OnnxModelSummary = {
+    irVersion: 0,
+    producerName: '',
+    producerVersion: '',
+    opset: 0,
+    metadata: {},
+    inputs: [],
+    outputs: [],
+    opTypes: {},
+  };
   let sawGraph = false;
   while (!r.done) {
     const [field, wire] = r.tag();

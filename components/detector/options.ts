@@ -48,7 +48,10 @@ export function parseClassConf(v: string): Record<string, number> {
   for (const part of v.split(',')) {
     const m = /^\s*([^=]+?)\s*=\s*([^=]+?)\s*$/.exec(part);
     const n = m ? Number(m[2]) : NaN;
-    if (!m || !(n >= 0 && n <= 1)) throw new InvalidArgumentError(`expected name=threshold pairs with thresholds from 0 to 1 (e.g. scratch=0.4,dent=0.3), got "${part}"`);
+    if (!m || !(n >= 0 && n <= 1))
+      throw new InvalidArgumentError(
+        `expected name=threshold pairs with thresholds from 0 to 1 (e.g. scratch=0.4,dent=0.3), got "${part}"`,
+      );
     out[m[1]] = n;
   }
   return out;

@@ -18,7 +18,10 @@ export const inferenceConfigSchema = z.object({
     .object({
       /** model.onnx; normally filled from loupe.Model by the recipe ({loupe.Model:artifacts:path}) */
       path: z.string().optional(),
-      sha256: z.string().regex(/^[0-9a-f]{64}$/i, 'must be a hex SHA-256').optional(),
+      sha256: z
+        .string()
+        .regex(/^[0-9a-f]{64}$/i, 'must be a hex SHA-256')
+        .optional(),
       name: z.string().default('model'),
       version: z.string().default('0.0.0'),
     })
@@ -48,9 +51,7 @@ export const inferenceConfigSchema = z.object({
     })
     .refine((r) => r.x2 > r.x1 && r.y2 > r.y1, 'x2/y2 must be greater than x1/y1')
     .optional(),
-  verdict: z
-    .object({ rules: z.array(verdictRuleSchema).min(1) })
-    .default({ rules: [{ name: 'defect', minConf: 0, minCount: 1 }] }),
+  verdict: z.object({ rules: z.array(verdictRuleSchema).min(1) }).default({ rules: [{ name: 'defect', minConf: 0, minCount: 1 }] }),
   queue: z
     .object({
       max: z.number().int().min(1).default(16),
@@ -66,7 +67,9 @@ export const inferenceConfigSchema = z.object({
    * Prometheus `GET /metrics` (components/inference/metrics.ts): off unless `port` is set (0 picks
    * a free port, logged at start); bound to 127.0.0.1 unless `host` says otherwise.
    */
-  metrics: z.object({ port: z.number().int().min(0).max(65535).optional(), host: z.string().min(1).default('127.0.0.1') }).default({ host: '127.0.0.1' }),
+  metrics: z
+    .object({ port: z.number().int().min(0).max(65535).optional(), host: z.string().min(1).default('127.0.0.1') })
+    .default({ host: '127.0.0.1' }),
 });
 export type InferenceConfig = z.infer<typeof inferenceConfigSchema>;
 export type VerdictRule = z.infer<typeof verdictRuleSchema>;

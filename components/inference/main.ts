@@ -3,7 +3,14 @@ import { errorMessage } from '../../lib/errors.js';
 import { runComponent, type ComponentContext } from '../ipc/runtime.js';
 import { imageHashes } from '../../lib/image-hash.js';
 import { decodeImage } from '../detector/decode.js';
-import { IOT_TOPICS, RESULT_SCHEMA, TOPICS, type FrameMessage, type ModelAnnouncement, type ResultMessage } from '../../contracts/topics.js';
+import {
+  IOT_TOPICS,
+  RESULT_SCHEMA,
+  TOPICS,
+  type FrameMessage,
+  type ModelAnnouncement,
+  type ResultMessage,
+} from '../../contracts/topics.js';
 import { inferenceConfigSchema, type InferenceConfig } from './config.js';
 import { ModelSlot } from './model-slot.js';
 import { BoundedQueue } from './queue.js';
@@ -56,12 +63,21 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
         modelError = undefined;
       }
       await ipc.updateState('RUNNING').catch((e) => log.warn({ err: errorMessage(e) }, 'cannot report RUNNING to the nucleus'));
-      await ipc.publish(`${TOPICS.model}/status`, { ok: true, model: slot.ref as unknown as Record<string, unknown>, why }).catch((e) => log.debug({ err: errorMessage(e) }, 'model status not published'));
+      await ipc
+        .publish(`${TOPICS.model}/status`, { ok: true, model: slot.ref as unknown as Record<string, unknown>, why })
+        .catch((e) => log.debug({ err: errorMessage(e) }, 'model status not published'));
     } catch (e) {
       // Keep serving the old model; ERRORED makes a deployment that brought this model fail and roll back.
       modelError = errorMessage(e);
       log.error({ err: modelError, path: a.path, version: a.version, why }, 'new model refused; the previous model keeps serving');
-      await ipc.publish(`${TOPICS.model}/status`, { ok: false, error: modelError, refused: { ...a }, serving: slot.ref as unknown as Record<string, unknown> }).catch((e) => log.debug({ err: errorMessage(e) }, 'model status not published'));
+      await ipc
+        .publish(`${TOPICS.model}/status`, {
+          ok: false,
+          error: modelError,
+          refused: { ...a },
+          serving: slot.ref as unknown as Record<string, unknown>,
+        })
+        .catch((e) => log.debug({ err: errorMessage(e) }, 'model status not published'));
       await ipc.updateState('ERRORED').catch((e) => log.warn({ err: errorMessage(e) }, 'cannot report ERRORED to the nucleus'));
     }
   };
@@ -95,15 +111,52 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
       const dets = applyRoi(r.detections, cfg.roi, r.width, r.height);
       const v = verdict(dets, cfg.verdict.rules);
       const latencyMs = Date.now() - Date.parse(f.time);
-      result = { ...f, schema: RESULT_SCHEMA, width: r.width, height: r.height, verdict: v.verdict, reasons: v.reasons, detections: dets, model: model.ref, latencyMs, inferMs: +inferMs.toFixed(2), hashes };
-      stats.record(latencyMs, inferMs, dets.map((d) => d.name), v.verdict === 'fail');
-      metrics.frame(v.verdict, latencyMs, inferMs, dets.map((d) => d.name));
+      result = {
+        ...f,
+        schema: RESULT_SCHEMA,
+        width: r.width,
+        height: r.height,
+        verdict: v.verdict,
+        reasons: v.reasons,
+        detections: dets,
+        model: model.ref,
+        latencyMs,
+        inferMs: +inferMs.toFixed(2),
+        hashes,
+      };
+      stats.record(
+        latencyMs,
+        inferMs,
+        dets.map((d) => d.name),
+        v.verdict === 'fail',
+      );
+      metrics.frame(
+        v.verdict,
+        latencyMs,
+        inferMs,
+        dets.map((d) => d.name),
+      );
     } catch (e) {
       // Corrupt or vanished image: counted, reported as an error result, and the service goes on.
       stats.error();
       metrics.frame('error', 0, 0, []);
-      const exists = await stat(f.path).then(() => true, () => false);
-      result = { ...f, schema: RESULT_SCHEMA, width: 0, height: 0, verdict: 'error', reasons: [], detections: [], model: model.ref, latencyMs: Date.now() - Date.parse(f.time), inferMs: 0, error: exists ? errorMessage(e) : `frame file is gone: ${f.path}` };
+      const exists = await stat(f.path).then(
+        () => true,
+        () => false,
+      );
+      result = {
+        ...f,
+        schema: RESULT_SCHEMA,
+        width: 0,
+        height: 0,
+        verdict: 'error',
+        reasons: [],
+        detections: [],
+        model: model.ref,
+        latencyMs: Date.now() - Date.parse(f.time),
+        inferMs: 0,
+        error: exists ? errorMessage(e) : `frame file is gone: ${f.path}`,
+      };
       log.warn({ frameId: f.frameId, err: result.error }, 'frame not inferred');
     } finally {
       slot.release(model);
@@ -113,9 +166,13 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
   };
 
   const publishResult = async (result: ResultMessage) => {
-    await ipc.publish(TOPICS.results, result as unknown as Record<string, unknown>).catch((e) => log.warn({ err: errorMessage(e) }, 'result not published on IPC'));
+    await ipc
+      .publish(TOPICS.results, result as unknown as Record<string, unknown>)
+      .catch((e) => log.warn({ err: errorMessage(e) }, 'result not published on IPC'));
     if (cfg.publishResultsToIoTCore) {
-      await ipc.publishIoTCore(IOT_TOPICS.results(ctx.thingName), result as unknown as Record<string, unknown>).catch((e) => log.warn({ err: errorMessage(e) }, 'result not published to IoT Core'));
+      await ipc
+        .publishIoTCore(IOT_TOPICS.results(ctx.thingName), result as unknown as Record<string, unknown>)
+        .catch((e) => log.warn({ err: errorMessage(e) }, 'result not published to IoT Core'));
     }
   };
 
@@ -152,14 +209,32 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
     if (typeof a.path === 'string' && typeof a.sha256 === 'string') void swapTo(a, 'loupe/model announcement');
   });
   // Ask loupe.Model to announce itself: it may have started before we subscribed.
-  await ipc.publish(TOPICS.modelQuery, {}).catch((e) => log.debug({ err: errorMessage(e) }, 'model query not published; loupe.Model announces on start anyway'));
+  await ipc
+    .publish(TOPICS.modelQuery, {})
+    .catch((e) => log.debug({ err: errorMessage(e) }, 'model query not published; loupe.Model announces on start anyway'));
   // Tell the cameras we listen now: frames announced while we were away are re-sent at once.
-  await ipc.publish(TOPICS.inferenceReady, { model: slot.ref as unknown as Record<string, unknown> }).catch((e) => log.debug({ err: errorMessage(e) }, 'inference-ready not published; cameras re-announce unanswered frames anyway'));
+  await ipc
+    .publish(TOPICS.inferenceReady, { model: slot.ref as unknown as Record<string, unknown> })
+    .catch((e) => log.debug({ err: errorMessage(e) }, 'inference-ready not published; cameras re-announce unanswered frames anyway'));
 
   const publishTelemetry = async () => {
-    const t = { component: 'inference', time: new Date().toISOString(), model: slot.ref, modelError, queueDepth: queue.depth, dropped: queue.dropped, duplicates, swaps: slot.swaps, ...stats.snapshot(cfg.telemetryIntervalS) };
-    await ipc.publish(TOPICS.telemetry('inference'), t as unknown as Record<string, unknown>).catch((e) => log.debug({ err: errorMessage(e) }, 'telemetry not published; the next interval retries'));
-    await ipc.publishIoTCore(IOT_TOPICS.telemetry(ctx.thingName), t as unknown as Record<string, unknown>).catch((e) => log.debug({ err: errorMessage(e) }, 'telemetry not sent to IoT Core; the next interval retries'));
+    const t = {
+      component: 'inference',
+      time: new Date().toISOString(),
+      model: slot.ref,
+      modelError,
+      queueDepth: queue.depth,
+      dropped: queue.dropped,
+      duplicates,
+      swaps: slot.swaps,
+      ...stats.snapshot(cfg.telemetryIntervalS),
+    };
+    await ipc
+      .publish(TOPICS.telemetry('inference'), t as unknown as Record<string, unknown>)
+      .catch((e) => log.debug({ err: errorMessage(e) }, 'telemetry not published; the next interval retries'));
+    await ipc
+      .publishIoTCore(IOT_TOPICS.telemetry(ctx.thingName), t as unknown as Record<string, unknown>)
+      .catch((e) => log.debug({ err: errorMessage(e) }, 'telemetry not sent to IoT Core; the next interval retries'));
   };
   let timer = setInterval(() => void publishTelemetry(), cfg.telemetryIntervalS * 1000);
   await startMetrics(cfg);

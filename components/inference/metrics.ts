@@ -19,18 +19,69 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
  */
 export class InferenceMetrics {
   readonly registry = new Registry();
-  private readonly frames = new Counter({ name: 'loupe_frames_total', help: 'Frames inferred, by verdict', labelNames: ['verdict'] as const, registers: [this.registry] });
-  private readonly defects = new Counter({ name: 'loupe_frames_with_defect_total', help: 'Frames with at least one detection of the class', labelNames: ['class'] as const, registers: [this.registry] });
-  private readonly detections = new Counter({ name: 'loupe_detections_total', help: 'Detections, by class', labelNames: ['class'] as const, registers: [this.registry] });
-  private readonly latency = new Histogram({ name: 'loupe_frame_latency_seconds', help: 'Capture to result', buckets: [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry] });
-  private readonly infer = new Histogram({ name: 'loupe_inference_seconds', help: 'Decode and detector time per frame', buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [this.registry] });
-  private readonly model = new Gauge({ name: 'loupe_model_info', help: 'The model serving (value 1)', labelNames: ['name', 'version', 'precision', 'sha256'] as const, registers: [this.registry] });
+  private readonly frames = new Counter({
+    name: 'loupe_frames_total',
+    help: 'Frames inferred, by verdict',
+    labelNames: ['verdict'] as const,
+    registers: [this.registry],
+  });
+  private readonly defects = new Counter({
+    name: 'loupe_frames_with_defect_total',
+    help: 'Frames with at least one detection of the class',
+    labelNames: ['class'] as const,
+    registers: [this.registry],
+  });
+  private readonly detections = new Counter({
+    name: 'loupe_detections_total',
+    help: 'Detections, by class',
+    labelNames: ['class'] as const,
+    registers: [this.registry],
+  });
+  private readonly latency = new Histogram({
+    name: 'loupe_frame_latency_seconds',
+    help: 'Capture to result',
+    buckets: [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  private readonly infer = new Histogram({
+    name: 'loupe_inference_seconds',
+    help: 'Decode and detector time per frame',
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  private readonly model = new Gauge({
+    name: 'loupe_model_info',
+    help: 'The model serving (value 1)',
+    labelNames: ['name', 'version', 'precision', 'sha256'] as const,
+    registers: [this.registry],
+  });
 
   constructor(probe: { queueDepth(): number; dropped(): number; duplicates(): number }) {
     collectDefaultMetrics({ register: this.registry, prefix: 'loupe_inference_' });
-    new Gauge({ name: 'loupe_queue_depth', help: 'Frames waiting for inference', registers: [this.registry], collect() { this.set(probe.queueDepth()); } });
-    new Gauge({ name: 'loupe_queue_dropped_total', help: 'Frames dropped by the bounded queue since start', registers: [this.registry], collect() { this.set(probe.dropped()); } });
-    new Gauge({ name: 'loupe_duplicate_frames_total', help: 'Frame announcements answered from the recent results', registers: [this.registry], collect() { this.set(probe.duplicates()); } });
+    new Gauge({
+      name: 'loupe_queue_depth',
+      help: 'Frames waiting for inference',
+      registers: [this.registry],
+      collect() {
+        this.set(probe.queueDepth());
+      },
+    });
+    new Gauge({
+      name: 'loupe_queue_dropped_total',
+      help: 'Frames dropped by the bounded queue since start',
+      registers: [this.registry],
+      collect() {
+        this.set(probe.dropped());
+      },
+    });
+    new Gauge({
+      name: 'loupe_duplicate_frames_total',
+      help: 'Frame announcements answered from the recent results',
+      registers: [this.registry],
+      collect() {
+        this.set(probe.duplicates());
+      },
+    });
   }
 
   frame(verdict: string, latencyMs: number, inferMs: number, classes: string[]): void {
@@ -70,5 +121,8 @@ export async function serveMetrics(registry: Registry, port: number, host = '127
     server.listen(port, host, () => resolve());
   });
   const a = server.address() as AddressInfo;
-  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${a.port}/metrics`, close: () => new Promise((r) => server.close(() => r())) };
+  return {
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${a.port}/metrics`,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
 }

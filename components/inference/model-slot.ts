@@ -53,13 +53,20 @@ export class ModelSlot {
         await detector.dispose().catch(() => {});
         throw e;
       }
-      const next: LoadedModel = { ref: { name: ref.name, version: ref.version, sha256: actual, precision: detector.info.precision }, path, detector, users: 0, retired: false };
+      const next: LoadedModel = {
+        ref: { name: ref.name, version: ref.version, sha256: actual, precision: detector.info.precision },
+        path,
+        detector,
+        users: 0,
+        retired: false,
+      };
       const old = this.current;
       this.current = next; // the swap: frames taken from here on use the new model
       if (old) {
         this.swaps++;
         old.retired = true;
-        if (old.users === 0) await old.detector.dispose().catch((e) => this.log.warn({ err: errorMessage(e) }, 'disposing the previous model failed'));
+        if (old.users === 0)
+          await old.detector.dispose().catch((e) => this.log.warn({ err: errorMessage(e) }, 'disposing the previous model failed'));
       }
       this.log.info({ model: next.ref, loadMs: Date.now() - t0, previous: old?.ref }, old ? 'model swapped' : 'model loaded');
       return next.ref;
@@ -78,12 +85,14 @@ export class ModelSlot {
 
   release(m: LoadedModel): void {
     m.users--;
-    if (m.retired && m.users === 0) void m.detector.dispose().catch((e) => this.log.warn({ err: errorMessage(e) }, 'disposing the retired model failed'));
+    if (m.retired && m.users === 0)
+      void m.detector.dispose().catch((e) => this.log.warn({ err: errorMessage(e) }, 'disposing the retired model failed'));
   }
 
   async dispose(): Promise<void> {
     await this.swapping;
-    if (this.current) await this.current.detector.dispose().catch((e) => this.log.warn({ err: errorMessage(e) }, 'disposing the model failed'));
+    if (this.current)
+      await this.current.detector.dispose().catch((e) => this.log.warn({ err: errorMessage(e) }, 'disposing the model failed'));
     this.current = undefined;
   }
 }

@@ -29,8 +29,26 @@ export class InferenceStats {
     return {
       windowS,
       fps: +(n / windowS).toFixed(3),
-      latencyMs: { p50: pct(this.window.map((w) => w.latencyMs), 0.5), p95: pct(this.window.map((w) => w.latencyMs), 0.95) },
-      inferMs: { p50: pct(this.window.map((w) => w.inferMs), 0.5), p95: pct(this.window.map((w) => w.inferMs), 0.95) },
+      latencyMs: {
+        p50: pct(
+          this.window.map((w) => w.latencyMs),
+          0.5,
+        ),
+        p95: pct(
+          this.window.map((w) => w.latencyMs),
+          0.95,
+        ),
+      },
+      inferMs: {
+        p50: pct(
+          this.window.map((w) => w.inferMs),
+          0.5,
+        ),
+        p95: pct(
+          this.window.map((w) => w.inferMs),
+          0.95,
+        ),
+      },
       defectRate: perClass,
       failRate: n ? +(this.window.filter((w) => w.fail).length / n).toFixed(4) : 0,
       processed: this.processed,

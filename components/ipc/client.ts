@@ -80,7 +80,10 @@ export class GreengrassIpc {
       } catch (e) {
         // this attempt already failed (its error is logged and retried); the half-open client just goes
         await client.close().catch(() => {});
-        if (i >= attempts) throw new LoupeError('ipc.connect', `cannot connect to the nucleus IPC socket after ${i} attempts: ${errorMessage(e)}`, { cause: e });
+        if (i >= attempts)
+          throw new LoupeError('ipc.connect', `cannot connect to the nucleus IPC socket after ${i} attempts: ${errorMessage(e)}`, {
+            cause: e,
+          });
         this.log.warn({ attempt: i, err: errorMessage(e), retryInMs: delay }, 'IPC connect failed, retrying');
         await sleep(delay);
         delay = Math.min(delay * 2, 5000);
@@ -120,7 +123,9 @@ export class GreengrassIpc {
       const op = c.subscribeToTopic({ topic });
       op.on('message', (ev) => {
         try {
-          const msg = ev.jsonMessage?.message ?? (ev.binaryMessage?.message ? JSON.parse(Buffer.from(ev.binaryMessage.message as Uint8Array).toString('utf8')) : undefined);
+          const msg =
+            ev.jsonMessage?.message ??
+            (ev.binaryMessage?.message ? JSON.parse(Buffer.from(ev.binaryMessage.message as Uint8Array).toString('utf8')) : undefined);
           const t = ev.jsonMessage?.context?.topic ?? ev.binaryMessage?.context?.topic ?? topic;
           if (msg && typeof msg === 'object') handler(msg as Json, t);
         } catch (e) {
@@ -179,11 +184,14 @@ export class GreengrassIpc {
   }
 
   /** SubscribeToComponentUpdates: pre-update (may defer) and post-update events. */
-  async onComponentUpdate(handler: (ev: { phase: 'pre' | 'post'; deploymentId: string; isGgcRestarting?: boolean }) => void): Promise<Unsubscribe> {
+  async onComponentUpdate(
+    handler: (ev: { phase: 'pre' | 'post'; deploymentId: string; isGgcRestarting?: boolean }) => void,
+  ): Promise<Unsubscribe> {
     return this.addSub(async (c) => {
       const op = c.subscribeToComponentUpdates({});
       op.on('message', (ev) => {
-        if (ev.preUpdateEvent) handler({ phase: 'pre', deploymentId: ev.preUpdateEvent.deploymentId, isGgcRestarting: ev.preUpdateEvent.isGgcRestarting });
+        if (ev.preUpdateEvent)
+          handler({ phase: 'pre', deploymentId: ev.preUpdateEvent.deploymentId, isGgcRestarting: ev.preUpdateEvent.isGgcRestarting });
         if (ev.postUpdateEvent) handler({ phase: 'post', deploymentId: ev.postUpdateEvent.deploymentId });
       });
       await withTimeout(op.activate(), this.opts.timeoutMs ?? 10_000, 'SubscribeToComponentUpdates');
@@ -193,7 +201,9 @@ export class GreengrassIpc {
 
   /** DeferComponentUpdate: `recheckAfterMs` 0 means "go ahead now". */
   async deferComponentUpdate(deploymentId: string, recheckAfterMs: number, message?: string): Promise<void> {
-    await this.call('DeferComponentUpdate', (c) => c.deferComponentUpdate({ deploymentId, recheckAfterMs, ...(message ? { message } : {}) }));
+    await this.call('DeferComponentUpdate', (c) =>
+      c.deferComponentUpdate({ deploymentId, recheckAfterMs, ...(message ? { message } : {}) }),
+    );
   }
 
   /** UpdateState: RUNNING or ERRORED (ERRORED during a deployment makes it fail and roll back). */

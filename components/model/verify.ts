@@ -21,7 +21,10 @@ try {
   const t0 = Date.now();
   const det = await Detector.load(path, { threads: 1 });
   await det.warmup();
-  process.stdout.write(JSON.stringify({ msg: 'model verified', path, sha256: actual, names: det.info.names, imgsz: det.info.imgsz, ms: Date.now() - t0 }) + '\n');
+  process.stdout.write(
+    JSON.stringify({ msg: 'model verified', path, sha256: actual, names: det.info.names, imgsz: det.info.imgsz, ms: Date.now() - t0 }) +
+      '\n',
+  );
   await det.dispose();
   process.exit(0);
 } catch (e) {

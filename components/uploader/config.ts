@@ -7,11 +7,18 @@ export const policySchema = z.discriminatedUnion('type', [
   /** frames whose verdict is fail */
   z.object({ type: z.literal('failed'), name: z.string().optional() }),
   /** frames with a detection whose confidence lies in [low, high): the model is unsure */
-  z.object({ type: z.literal('uncertain'), name: z.string().optional(), low: z.number().min(0).max(1), high: z.number().min(0).max(1) }).refine((p) => p.high > p.low, 'high must be greater than low'),
+  z
+    .object({ type: z.literal('uncertain'), name: z.string().optional(), low: z.number().min(0).max(1), high: z.number().min(0).max(1) })
+    .refine((p) => p.high > p.low, 'high must be greater than low'),
   /** a random share of passing frames (to catch what the model misses) */
   z.object({ type: z.literal('random'), name: z.string().optional(), share: z.number().min(0).max(1) }),
   /** frames with a detection of one of these classes */
-  z.object({ type: z.literal('classes'), name: z.string().optional(), classes: z.array(classKey).min(1), minConf: z.number().min(0).max(1).default(0) }),
+  z.object({
+    type: z.literal('classes'),
+    name: z.string().optional(),
+    classes: z.array(classKey).min(1),
+    minConf: z.number().min(0).max(1).default(0),
+  }),
 ]);
 export type PolicyConfig = z.infer<typeof policySchema>;
 
@@ -24,7 +31,11 @@ export const uploaderConfigSchema = z.object({
   region: z.string().optional(),
   policies: z.array(policySchema).default([{ type: 'failed' }]),
   limits: z
-    .object({ perMinute: z.number().int().min(0).optional(), perHour: z.number().int().min(0).optional(), perDay: z.number().int().min(0).optional() })
+    .object({
+      perMinute: z.number().int().min(0).optional(),
+      perHour: z.number().int().min(0).optional(),
+      perDay: z.number().int().min(0).optional(),
+    })
     .default({}),
   dedup: z
     .object({
@@ -42,13 +53,24 @@ export const uploaderConfigSchema = z.object({
       maxWidth: z.number().int().min(16).default(4096),
       maxHeight: z.number().int().min(16).default(4096),
       jpegQuality: z.number().int().min(10).max(100).default(90),
-      maxBytes: z.number().int().min(10_000).default(4 * 1024 * 1024),
+      maxBytes: z
+        .number()
+        .int()
+        .min(10_000)
+        .default(4 * 1024 * 1024),
       /** always re-encode; otherwise a JPEG within the limits is uploaded byte for byte */
       reencode: z.boolean().default(false),
     })
     .default({ maxWidth: 4096, maxHeight: 4096, jpegQuality: 90, maxBytes: 4 * 1024 * 1024, reencode: false }),
   spool: z
-    .object({ dir: z.string().default('spool'), maxBytes: z.number().int().min(100_000).default(512 * 1024 * 1024) })
+    .object({
+      dir: z.string().default('spool'),
+      maxBytes: z
+        .number()
+        .int()
+        .min(100_000)
+        .default(512 * 1024 * 1024),
+    })
     .default({ dir: 'spool', maxBytes: 512 * 1024 * 1024 }),
   upload: z
     .object({

@@ -80,7 +80,8 @@ export class Deduper {
       try {
         text = await readFile(file, 'utf8');
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.store.log?.warn({ file, err: errorMessage(e) }, 'de-duplication window unreadable: starting empty');
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+          this.store.log?.warn({ file, err: errorMessage(e) }, 'de-duplication window unreadable: starting empty');
       }
       if (text !== undefined) {
         try {
@@ -90,7 +91,8 @@ export class Deduper {
             for (const [camera, list] of Object.entries(v.cameras as Record<string, unknown>)) {
               if (!Array.isArray(list)) throw new Error(`camera ${camera}: not a list`);
               const hashes = list.map((h) => {
-                if (typeof h !== 'string' || !/^[0-9a-f]{1,16}$/.test(h)) throw new Error(`camera ${camera}: bad hash ${JSON.stringify(h)}`);
+                if (typeof h !== 'string' || !/^[0-9a-f]{1,16}$/.test(h))
+                  throw new Error(`camera ${camera}: bad hash ${JSON.stringify(h)}`);
                 return BigInt('0x' + h);
               });
               this.recent.set(camera, hashes.slice(-this.cfg.window));

@@ -41,7 +41,15 @@ export async function prepareImage(
   // The common case needs no image library: a JPEG whose size the detector already reported
   // (after EXIF orientation) and that fits the limits is uploaded byte for byte.
   const isJpeg = bytes.length > 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff;
-  if (!limits.reencode && isJpeg && src.width > 0 && src.height > 0 && src.width <= limits.maxWidth && src.height <= limits.maxHeight && bytes.length <= limits.maxBytes) {
+  if (
+    !limits.reencode &&
+    isJpeg &&
+    src.width > 0 &&
+    src.height > 0 &&
+    src.width <= limits.maxWidth &&
+    src.height <= limits.maxHeight &&
+    bytes.length <= limits.maxBytes
+  ) {
     return { data: bytes, width: src.width, height: src.height, detections: src.detections };
   }
   const input = imageFromBytes(bytes, path);
@@ -63,7 +71,10 @@ export async function prepareImage(
     if (data.length <= limits.maxBytes || (tw <= 16 && th <= 16)) {
       const sx = tw / w;
       const sy = th / h;
-      const detections = src.detections.map((d) => ({ ...d, xyxy: [d.xyxy[0] * sx, d.xyxy[1] * sy, d.xyxy[2] * sx, d.xyxy[3] * sy].map((v) => +v.toFixed(2)) as Detection['xyxy'] }));
+      const detections = src.detections.map((d) => ({
+        ...d,
+        xyxy: [d.xyxy[0] * sx, d.xyxy[1] * sy, d.xyxy[2] * sx, d.xyxy[3] * sy].map((v) => +v.toFixed(2)) as Detection['xyxy'],
+      }));
       return { data, width: tw, height: th, detections };
     }
     if (quality > 50) quality -= 10;

@@ -57,7 +57,8 @@ async function start(ctx: ComponentContext<UploaderConfig>) {
     }
   })();
   const unsub = await ipc.subscribe(TOPICS.results, (m) => {
-    if (typeof m.frameId === 'string' && typeof m.path === 'string' && Array.isArray(m.detections)) backlog.push(m as unknown as ResultMessage);
+    if (typeof m.frameId === 'string' && typeof m.path === 'string' && Array.isArray(m.detections))
+      backlog.push(m as unknown as ResultMessage);
   });
   // Frames announced while we were away (a restart) come round again now rather than after the camera's ack timeout.
   await ipc.publish(TOPICS.uploaderReady, {}).catch(() => {});
@@ -76,8 +77,12 @@ async function start(ctx: ComponentContext<UploaderConfig>) {
   });
   const publishTelemetry = async () => {
     const t = telemetry();
-    await ipc.publish(TOPICS.telemetry('uploader'), t).catch((e) => log.debug({ err: errorMessage(e) }, 'telemetry not published; the next interval retries'));
-    await ipc.publishIoTCore(IOT_TOPICS.telemetry(ctx.thingName), t).catch((e) => log.debug({ err: errorMessage(e) }, 'telemetry not sent to IoT Core; the next interval retries'));
+    await ipc
+      .publish(TOPICS.telemetry('uploader'), t)
+      .catch((e) => log.debug({ err: errorMessage(e) }, 'telemetry not published; the next interval retries'));
+    await ipc
+      .publishIoTCore(IOT_TOPICS.telemetry(ctx.thingName), t)
+      .catch((e) => log.debug({ err: errorMessage(e) }, 'telemetry not sent to IoT Core; the next interval retries'));
   };
   let timer = setInterval(() => void publishTelemetry(), cfg.telemetryIntervalS * 1000);
 

@@ -25,7 +25,11 @@ export function createPolicy(p: PolicyConfig, random: () => number = Math.random
     case 'failed':
       return { name: p.name ?? 'failed', priority: PRIORITY.failed, matches: (r) => r.verdict === 'fail' };
     case 'uncertain':
-      return { name: p.name ?? 'uncertain', priority: PRIORITY.uncertain, matches: (r) => r.detections.some((d) => d.conf >= p.low && d.conf < p.high) };
+      return {
+        name: p.name ?? 'uncertain',
+        priority: PRIORITY.uncertain,
+        matches: (r) => r.detections.some((d) => d.conf >= p.low && d.conf < p.high),
+      };
     case 'random':
       return { name: p.name ?? 'random', priority: PRIORITY.random, matches: (r) => r.verdict === 'pass' && random() < p.share };
     case 'classes': {

@@ -99,7 +99,8 @@ export class SpoolUploader {
         const cap = Math.min(this.opts.maxDelayMs, this.opts.baseDelayMs * 2 ** Math.min(it.attempts - 1, 20));
         const delay = Math.round(Math.random() * cap);
         it.nextAttemptAt = Date.now() + Math.max(delay, this.opts.baseDelayMs / 4);
-        if (it.attempts <= 3 || it.attempts % 10 === 0) this.log.warn({ id: it.id, attempts: it.attempts, retryInMs: delay, err: errorMessage(e) }, 'upload failed; will retry');
+        if (it.attempts <= 3 || it.attempts % 10 === 0)
+          this.log.warn({ id: it.id, attempts: it.attempts, retryInMs: delay, err: errorMessage(e) }, 'upload failed; will retry');
       } finally {
         it.busy = false;
         this.running--;

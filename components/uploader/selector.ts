@@ -39,7 +39,18 @@ export function uploadKeys(prefix: string, thing: string, r: { frameId: string; 
 }
 
 export class Selector {
-  readonly stats: SelectorStats = { received: 0, selected: 0, byReason: {}, notSelected: 0, duplicates: 0, hashedHere: 0, rateLimited: 0, refused: 0, evicted: 0, errors: 0 };
+  readonly stats: SelectorStats = {
+    received: 0,
+    selected: 0,
+    byReason: {},
+    notSelected: 0,
+    duplicates: 0,
+    hashedHere: 0,
+    rateLimited: 0,
+    refused: 0,
+    evicted: 0,
+    errors: 0,
+  };
   private policies: Policy[];
   private readonly dedup: Deduper;
 
@@ -116,11 +127,32 @@ export class Selector {
         verdict: r.verdict,
         // loupe.upload/1 names the model by name, version and digest; the precision it ran in is in the result and telemetry
         model: { name: r.model.name, version: r.model.version, sha256: r.model.sha256 },
-        image: { key: keys.imageKey, width: img.width, height: img.height, originalWidth: r.width, originalHeight: r.height, bytes: img.data.length, sha256: sha256(img.data), contentType: 'image/jpeg' },
+        image: {
+          key: keys.imageKey,
+          width: img.width,
+          height: img.height,
+          originalWidth: r.width,
+          originalHeight: r.height,
+          bytes: img.data.length,
+          sha256: sha256(img.data),
+          contentType: 'image/jpeg',
+        },
         detections: img.detections,
       });
       const dedup = hash === undefined ? {} : { dedup: { hash: hash.toString(16), algo: this.dedup.algo } };
-      const out = await this.spool.add({ frameId: r.frameId, camera: r.camera, priority: sel.priority, reason: sel.reason, createdAt: Date.now(), ...keys, sidecar, ...dedup }, img.data);
+      const out = await this.spool.add(
+        {
+          frameId: r.frameId,
+          camera: r.camera,
+          priority: sel.priority,
+          reason: sel.reason,
+          createdAt: Date.now(),
+          ...keys,
+          sidecar,
+          ...dedup,
+        },
+        img.data,
+      );
       this.stats.evicted += out.evicted.length;
       for (const e of out.evicted) this.log.info({ frameId: e.frameId, reason: e.reason }, 'spool full: evicted');
       if (!out.added) {

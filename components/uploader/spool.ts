@@ -161,7 +161,9 @@ export class Spool {
   /** Perceptual hashes of the items waiting (see Deduper.load). */
   dedupHashes(): { camera: string; hash: bigint; algo: string }[] {
     const out: { camera: string; hash: bigint; algo: string }[] = [];
-    for (const it of this.items.values()) if (it.dedup && /^[0-9a-f]{1,16}$/.test(it.dedup.hash)) out.push({ camera: it.camera, hash: BigInt('0x' + it.dedup.hash), algo: it.dedup.algo });
+    for (const it of this.items.values())
+      if (it.dedup && /^[0-9a-f]{1,16}$/.test(it.dedup.hash))
+        out.push({ camera: it.camera, hash: BigInt('0x' + it.dedup.hash), algo: it.dedup.algo });
     return out;
   }
 

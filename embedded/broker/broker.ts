@@ -57,7 +57,9 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<EmbeddedBro
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
-      reject(new LoupeError('BROKER_LISTEN', `cannot listen on ${host}:${port}: ${e.code ?? e.message}`, { input: 'broker port', cause: e })),
+      reject(
+        new LoupeError('BROKER_LISTEN', `cannot listen on ${host}:${port}: ${e.code ?? e.message}`, { input: 'broker port', cause: e }),
+      ),
     );
     server.listen(port, host, () => resolve());
   });

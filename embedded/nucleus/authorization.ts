@@ -57,13 +57,15 @@ export function resourceProblem(pattern: string): string | undefined {
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i]!;
     if (c === '$' && pattern[i + 1] === '{') {
-      if (pattern.length - i < 4 || pattern[i + 3] !== '}') return 'Resource contains an invalid escape sequence. You can use ${*}, ${$}, or ${?}';
+      if (pattern.length - i < 4 || pattern[i + 3] !== '}')
+        return 'Resource contains an invalid escape sequence. You can use ${*}, ${$}, or ${?}';
       const actual = pattern[i + 2]!;
       if (!'*$?'.includes(actual)) return `Resource contains an invalid escape sequence: \${${actual}}. You can use \${*}, \${$}, or \${?}`;
       i += 3;
       continue;
     }
-    if (c === '?') return "Resource contains invalid character: '?'. Use an escape sequence: ${?}. The '?' character isn't supported as a wildcard";
+    if (c === '?')
+      return "Resource contains invalid character: '?'. Use an escape sequence: ${?}. The '?' character isn't supported as a wildcard";
   }
   return undefined;
 }
@@ -175,7 +177,10 @@ export class Authorizer {
    */
   check(service: string, principal: string, operation: string, resource: string, message?: string): void {
     if (!this.isAuthorized(service, principal, operation, resource)) {
-      throw new IpcError('UnauthorizedError', message ?? `Principal ${principal} is not authorized to perform ${service}:${operation} on resource ${resource}`);
+      throw new IpcError(
+        'UnauthorizedError',
+        message ?? `Principal ${principal} is not authorized to perform ${service}:${operation} on resource ${resource}`,
+      );
     }
   }
 }

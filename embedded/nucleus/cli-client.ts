@@ -57,7 +57,10 @@ export class NucleusCliClient {
 
   static async connect(root: string): Promise<NucleusCliClient> {
     const info = readCliIpcInfo(root);
-    if (!info) throw new LoupeError('NUCLEUS_NOT_RUNNING', 'no nucleus is running on this root (start one with `loupe nucleus start --root ...`)', { input: resolve(root) });
+    if (!info)
+      throw new LoupeError('NUCLEUS_NOT_RUNNING', 'no nucleus is running on this root (start one with `loupe nucleus start --root ...`)', {
+        input: resolve(root),
+      });
     const config = greengrasscoreipc.createDefaultClientConfig();
     config.hostName = info.domain_socket_path;
     config.connectTransform = async (o) => {
@@ -70,7 +73,11 @@ export class NucleusCliClient {
     } catch (e) {
       // the connect failed (reported just below); the half-open client just goes
       await client.close().catch(() => {});
-      throw new LoupeError('NUCLEUS_UNREACHABLE', `cannot connect to the nucleus IPC socket ${info.domain_socket_path}: ${(e as Error).message}`, { input: resolve(root), cause: e });
+      throw new LoupeError(
+        'NUCLEUS_UNREACHABLE',
+        `cannot connect to the nucleus IPC socket ${info.domain_socket_path}: ${(e as Error).message}`,
+        { input: resolve(root), cause: e },
+      );
     }
     return new NucleusCliClient(client);
   }
@@ -84,12 +91,15 @@ export class NucleusCliClient {
     failureHandlingPolicy?: 'ROLLBACK' | 'DO_NOTHING';
   }): Promise<string> {
     // The client's model types these two as Maps (it validates that before sending).
-    const r = await call('CreateLocalDeployment', () => this.client.createLocalDeployment({
-      ...req,
-      ...(req.rootComponentVersionsToAdd ? { rootComponentVersionsToAdd: new Map(Object.entries(req.rootComponentVersionsToAdd)) } : {}),
-      ...(req.componentToConfiguration ? { componentToConfiguration: new Map(Object.entries(req.componentToConfiguration)) } : {}),
-    } as greengrasscoreipc.model.CreateLocalDeploymentRequest));
-    if (!r.deploymentId) throw new LoupeError('DEPLOYMENT_FAILED', 'the nucleus returned no deployment id', { input: 'CreateLocalDeployment' });
+    const r = await call('CreateLocalDeployment', () =>
+      this.client.createLocalDeployment({
+        ...req,
+        ...(req.rootComponentVersionsToAdd ? { rootComponentVersionsToAdd: new Map(Object.entries(req.rootComponentVersionsToAdd)) } : {}),
+        ...(req.componentToConfiguration ? { componentToConfiguration: new Map(Object.entries(req.componentToConfiguration)) } : {}),
+      } as greengrasscoreipc.model.CreateLocalDeploymentRequest),
+    );
+    if (!r.deploymentId)
+      throw new LoupeError('DEPLOYMENT_FAILED', 'the nucleus returned no deployment id', { input: 'CreateLocalDeployment' });
     return r.deploymentId;
   }
 
@@ -99,7 +109,10 @@ export class NucleusCliClient {
   }
 
   /** Poll until the deployment has finished (SUCCEEDED, FAILED or CANCELED). */
-  async waitForDeployment(deploymentId: string, opts: { pollMs?: number; timeoutMs?: number; onStatus?: (s: LocalDeploymentStatus) => void } = {}): Promise<LocalDeploymentStatus> {
+  async waitForDeployment(
+    deploymentId: string,
+    opts: { pollMs?: number; timeoutMs?: number; onStatus?: (s: LocalDeploymentStatus) => void } = {},
+  ): Promise<LocalDeploymentStatus> {
     const deadline = Date.now() + (opts.timeoutMs ?? 30 * 60_000);
     let last = '';
     for (;;) {
@@ -109,7 +122,8 @@ export class NucleusCliClient {
         opts.onStatus?.(s);
       }
       if (s.status === 'SUCCEEDED' || s.status === 'FAILED' || s.status === 'CANCELED') return s;
-      if (Date.now() > deadline) throw new LoupeError('DEPLOYMENT_TIMEOUT', `still ${s.status} after the wait limit`, { input: deploymentId });
+      if (Date.now() > deadline)
+        throw new LoupeError('DEPLOYMENT_TIMEOUT', `still ${s.status} after the wait limit`, { input: deploymentId });
       await new Promise((r) => setTimeout(r, opts.pollMs ?? 250));
     }
   }

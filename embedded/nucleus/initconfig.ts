@@ -82,12 +82,14 @@ class Reader {
   dependencies(v: unknown, path: string): Record<string, Dependency> {
     if (v === undefined || v === null) return {};
     const list = typeof v === 'string' ? v.split(/[\s,]+/).filter(Boolean) : v;
-    if (!Array.isArray(list) || list.some((d) => typeof d !== 'string')) this.fail(path, 'must be a list of component names (optionally name:SOFT or name:HARD)');
+    if (!Array.isArray(list) || list.some((d) => typeof d !== 'string'))
+      this.fail(path, 'must be a list of component names (optionally name:SOFT or name:HARD)');
     const out: Record<string, Dependency> = {};
     for (const d of list as string[]) {
       const [name, type = 'HARD'] = d.split(':');
       const t = type.toUpperCase();
-      if (!name || (t !== 'HARD' && t !== 'SOFT')) this.fail(path, `"${d}" must be a component name, optionally followed by :HARD or :SOFT`);
+      if (!name || (t !== 'HARD' && t !== 'SOFT'))
+        this.fail(path, `"${d}" must be a component name, optionally followed by :HARD or :SOFT`);
       out[name] = { versionRequirement: '*', type: t as 'HARD' | 'SOFT' };
     }
     return out;
@@ -100,7 +102,10 @@ export function parseInitConfig(text: string, source: string): InitConfig {
   try {
     doc = /\.json$/i.test(source) ? JSON.parse(text) : parseYaml(text);
   } catch (e) {
-    throw new LoupeError('INIT_CONFIG_INVALID', `not valid ${/\.json$/i.test(source) ? 'JSON' : 'YAML'}: ${(e as Error).message}`, { input: source, cause: e });
+    throw new LoupeError('INIT_CONFIG_INVALID', `not valid ${/\.json$/i.test(source) ? 'JSON' : 'YAML'}: ${(e as Error).message}`, {
+      input: source,
+      cause: e,
+    });
   }
   if (!isObj(doc)) r.fail('(file)', 'must be a map with "system" and "services"');
   const system = r.map(doc, 'system', '') ?? {};
@@ -114,7 +119,8 @@ export function parseInitConfig(text: string, source: string): InitConfig {
     const v = r.get(logging, k);
     if (v === undefined || v === null) return undefined;
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) r.fail(`services.${NUCLEUS}.configuration.logging.${k}`, `must be a whole number of KB, got ${JSON.stringify(v)}`);
+    if (!Number.isInteger(n) || n < 1)
+      r.fail(`services.${NUCLEUS}.configuration.logging.${k}`, `must be a whole number of KB, got ${JSON.stringify(v)}`);
     return n;
   };
   const fileSizeKB = kb('fileSizeKB');
@@ -131,9 +137,11 @@ export function parseInitConfig(text: string, source: string): InitConfig {
     if (!validComponentName(name)) r.fail(path, 'is not a valid component name');
     if (!isObj(def)) r.fail(path, 'must be a map');
     const versionText = r.str(def, 'version', path);
-    if (versionText !== undefined && !semver.valid(versionText)) r.fail(`${path}.version`, `must be a semantic version, got "${versionText}"`);
+    if (versionText !== undefined && !semver.valid(versionText))
+      r.fail(`${path}.version`, `must be a semantic version, got "${versionText}"`);
     const lc = r.get(def, 'lifecycle');
-    const lifecycle: Lifecycle = lc === undefined || lc === null ? { setenv: {}, steps: {} } : parseLifecycle(lc, `${path}.lifecycle`, source);
+    const lifecycle: Lifecycle =
+      lc === undefined || lc === null ? { setenv: {}, steps: {} } : parseLifecycle(lc, `${path}.lifecycle`, source);
     const configuration = r.map(def, 'configuration', path) ?? {};
     const rw = r.map(def, 'runWith', path);
     const posixUser = rw ? r.str(rw, 'posixUser', `${path}.runWith`) : undefined;
@@ -152,7 +160,8 @@ export function parseInitConfig(text: string, source: string): InitConfig {
   const known = new Set([...components.map((c) => c.name), ...Object.keys(BUILTIN_COMPONENTS)]);
   for (const root of roots) if (!known.has(root)) r.fail('services.main.dependencies', `"${root}" is not defined under services`);
   for (const c of components) {
-    for (const dep of Object.keys(c.dependencies)) if (!known.has(dep)) r.fail(`services.${c.name}.dependencies`, `"${dep}" is not defined under services`);
+    for (const dep of Object.keys(c.dependencies))
+      if (!known.has(dep)) r.fail(`services.${c.name}.dependencies`, `"${dep}" is not defined under services`);
   }
 
   const opt = <T>(k: string, v: T | undefined) => (v === undefined ? {} : { [k]: v });
@@ -166,7 +175,9 @@ export function parseInitConfig(text: string, source: string): InitConfig {
     interpolateComponentConfiguration: interp === true || interp === 'true',
     ...opt('iotRoleAlias', r.str(ncfg, 'iotRoleAlias', `services.${NUCLEUS}.configuration`)),
     ...opt('iotDataEndpoint', r.str(ncfg, 'iotDataEndpoint', `services.${NUCLEUS}.configuration`)),
-    ...(fileSizeKB !== undefined || totalLogsSizeKB !== undefined ? { logging: { ...opt('fileSizeKB', fileSizeKB), ...opt('totalLogsSizeKB', totalLogsSizeKB) } } : {}),
+    ...(fileSizeKB !== undefined || totalLogsSizeKB !== undefined
+      ? { logging: { ...opt('fileSizeKB', fileSizeKB), ...opt('totalLogsSizeKB', totalLogsSizeKB) } }
+      : {}),
     ...opt('nucleusVersion', r.str(nucleus, 'version', `services.${NUCLEUS}`)),
     components,
     roots,

@@ -186,7 +186,8 @@ export interface CliIpcInfo {
 /** Nucleus options from the real nucleus's configuration file (see initconfig.ts); `overrides` win. */
 export function optionsFromInitConfig(cfg: InitConfig, overrides: Partial<NucleusOptions> = {}): NucleusOptions {
   const root = overrides.root ?? cfg.rootPath;
-  if (!root) throw new LoupeError('NUCLEUS_ROOT', 'no root: give --root or system.rootpath in the configuration file', { input: cfg.source });
+  if (!root)
+    throw new LoupeError('NUCLEUS_ROOT', 'no root: give --root or system.rootpath in the configuration file', { input: cfg.source });
   return {
     ...(cfg.thingName ? { thingName: cfg.thingName } : {}),
     ...(cfg.region ? { region: cfg.region } : {}),
@@ -233,13 +234,18 @@ export class Nucleus extends EventEmitter {
     this.root = resolve(opts.root);
     this.thingName = opts.thingName ?? `loupe-${hostname().replace(/[^A-Za-z0-9_-]/g, '-')}`;
     if (!/^[A-Za-z0-9:_-]{1,128}$/.test(this.thingName)) {
-      throw new LoupeError('NUCLEUS_THING', `must be 1-128 of letters, digits, ":", "_" and "-", got "${this.thingName}"`, { input: 'thing name' });
+      throw new LoupeError('NUCLEUS_THING', `must be 1-128 of letters, digits, ":", "_" and "-", got "${this.thingName}"`, {
+        input: 'thing name',
+      });
     }
     this.region = opts.region ?? process.env.AWS_REGION ?? 'us-east-1';
     this.ownLogger = !opts.logger;
     this.logger =
       opts.logger ??
-      pino({ name: 'nucleus', level: process.env.LOUPE_LOG_LEVEL ?? 'info', timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: join(this.root, 'logs', 'greengrass.log'), mkdir: true, sync: false }));
+      pino(
+        { name: 'nucleus', level: process.env.LOUPE_LOG_LEVEL ?? 'info', timestamp: pino.stdTimeFunctions.isoTime },
+        pino.destination({ dest: join(this.root, 'logs', 'greengrass.log'), mkdir: true, sync: false }),
+      );
     this.store = new ComponentStore(this.root);
     this.ipc = new IpcServer({
       socketPath: join(this.root, 'ipc.socket'),
@@ -314,7 +320,11 @@ export class Nucleus extends EventEmitter {
       this.groups.reap();
       const runAs = this.kernel.runAsFor(undefined, 'the nucleus');
       if (runAs) ensureReachable(this.root, runAs, this.logger);
-      else if (!isRoot()) this.logger.info({ user: userName(), posixUser: this.opts.posixUser ?? DEFAULT_POSIX_USER }, 'not running as root: components run as this user (runWithDefault.posixUser needs root)');
+      else if (!isRoot())
+        this.logger.info(
+          { user: userName(), posixUser: this.opts.posixUser ?? DEFAULT_POSIX_USER },
+          'not running as root: components run as this user (runWithDefault.posixUser needs root)',
+        );
       this.deployments = new DeploymentManager({
         root: this.root,
         kernel: this.kernel,
@@ -345,13 +355,20 @@ export class Nucleus extends EventEmitter {
         });
         await this.bridge.start();
       }
-      const info: CliIpcInfo = { cli_auth_token: this.kernel.tokenFor(CLI_PRINCIPAL), domain_socket_path: this.ipc.connectPath, pid: process.pid };
+      const info: CliIpcInfo = {
+        cli_auth_token: this.kernel.tokenFor(CLI_PRINCIPAL),
+        domain_socket_path: this.ipc.connectPath,
+        pid: process.pid,
+      };
       // The CLI token lets its holder deploy anything: readable by the nucleus's user only.
       await writeFileAtomic(join(this.root, 'cli_ipc_info'), JSON.stringify(info), { mode: 0o600 });
       this.started = true;
       if (this.opts.initialComponents) await this.startInitialComponents(this.opts.initialComponents);
       else if (this.opts.restore !== false) await this.restore();
-      this.logger.info({ root: this.root, thingName: this.thingName, socket: this.ipc.connectPath, tes: this.tes.uri, mqtt: this.mqttUrlResolved }, 'nucleus started');
+      this.logger.info(
+        { root: this.root, thingName: this.thingName, socket: this.ipc.connectPath, tes: this.tes.uri, mqtt: this.mqttUrlResolved },
+        'nucleus started',
+      );
     } catch (e) {
       await this.shutdownServers();
       throw e;
@@ -510,7 +527,10 @@ export class Nucleus extends EventEmitter {
       for (const dep of Object.keys(r.dependencies)) add(dep, false);
     };
     for (const name of init.roots) add(name, true);
-    this.logger.info({ components: [...target.values()].map((t) => `${t.name}@${t.version}`) }, 'starting the components of the configuration file');
+    this.logger.info(
+      { components: [...target.values()].map((t) => `${t.name}@${t.version}`) },
+      'starting the components of the configuration file',
+    );
     await this.kernel.apply(target);
     await this.deployments.saveLastGood('init-config');
   }
@@ -528,7 +548,10 @@ export class Nucleus extends EventEmitter {
     const eff = join(this.root, 'config', 'effective.json');
     if (existsSync(eff)) {
       try {
-        const saved = JSON.parse(readFileSync(eff, 'utf8')) as Record<string, { version: string; config: Record<string, unknown>; times: Record<string, number> }>;
+        const saved = JSON.parse(readFileSync(eff, 'utf8')) as Record<
+          string,
+          { version: string; config: Record<string, unknown>; times: Record<string, number> }
+        >;
         for (const [name, s] of Object.entries(saved)) {
           const t = target.get(name);
           if (t && t.version === s.version) {
@@ -555,7 +578,8 @@ export class Nucleus extends EventEmitter {
   private async saveConfig(): Promise<void> {
     if (!this.started) return;
     const out: Record<string, { version: string; config: Record<string, unknown>; times: Record<string, number> }> = {};
-    for (const c of this.kernel.components.values()) out[c.name] = { version: c.version, config: this.config.get(c.name) ?? {}, times: this.config.times(c.name) };
+    for (const c of this.kernel.components.values())
+      out[c.name] = { version: c.version, config: this.config.get(c.name) ?? {}, times: this.config.times(c.name) };
     await writeFileAtomic(join(this.root, 'config', 'effective.json'), JSON.stringify(out, null, 2)).catch((e) =>
       this.logger.error({ err: errorMessage(e) }, 'cannot save the effective configuration'),
     );

@@ -31,7 +31,9 @@ export const TES_PATH = '/2016-11-01/credentialprovider/';
 
 /** The provider of a nucleus given no credentials: every TES request fails with a clear log line. */
 export const NO_CREDENTIALS: CredentialsProvider = () => {
-  throw new Error('this nucleus has no credentials to hand out (start it with the object store\'s keys, e.g. `loupe nucleus start --objectstore-dir DIR`)');
+  throw new Error(
+    "this nucleus has no credentials to hand out (start it with the object store's keys, e.g. `loupe nucleus start --objectstore-dir DIR`)",
+  );
 };
 
 export class TokenExchangeService {

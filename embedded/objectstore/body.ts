@@ -28,7 +28,9 @@ export function isAwsChunked(req: IncomingMessage): boolean {
   const sha = h1(req, 'x-amz-content-sha256') ?? '';
   const enc = (h1(req, 'content-encoding') ?? '').toLowerCase();
   if (sha.startsWith('STREAMING-')) return true;
-  return /^[0-9a-f]{64}$/i.test(sha) ? false : enc.split(',').some((e) => e.trim() === 'aws-chunked') && h1(req, 'x-amz-decoded-content-length') !== undefined;
+  return /^[0-9a-f]{64}$/i.test(sha)
+    ? false
+    : enc.split(',').some((e) => e.trim() === 'aws-chunked') && h1(req, 'x-amz-decoded-content-length') !== undefined;
 }
 
 /** The verified signature of each request, for the chunk signatures of its body (set by the server). */
@@ -74,8 +76,13 @@ export async function receiveBody(req: IncomingMessage, tmpPath: string, opts: R
   const chunked = isAwsChunked(req);
   const declared = opts.headerChecksums === false ? undefined : checksumFromHeaders(req.headers);
   const trailerName = (h1(req, 'x-amz-trailer') ?? '').trim().toLowerCase() || undefined;
-  const trailerAlg = trailerName?.startsWith('x-amz-checksum-') ? parseAlgorithm(trailerName.slice('x-amz-checksum-'.length), 'x-amz-trailer') : undefined;
-  const sdkAlg = parseAlgorithm(h1(req, 'x-amz-sdk-checksum-algorithm') ?? h1(req, 'x-amz-checksum-algorithm'), 'x-amz-sdk-checksum-algorithm');
+  const trailerAlg = trailerName?.startsWith('x-amz-checksum-')
+    ? parseAlgorithm(trailerName.slice('x-amz-checksum-'.length), 'x-amz-trailer')
+    : undefined;
+  const sdkAlg = parseAlgorithm(
+    h1(req, 'x-amz-sdk-checksum-algorithm') ?? h1(req, 'x-amz-checksum-algorithm'),
+    'x-amz-sdk-checksum-algorithm',
+  );
   const alg = declared?.algorithm ?? trailerAlg ?? sdkAlg ?? opts.computeAlgorithm;
   const contentSha = h1(req, 'x-amz-content-sha256');
   const wantSha = contentSha && /^[0-9a-f]{64}$/i.test(contentSha) ? contentSha.toLowerCase() : undefined;
@@ -100,7 +107,8 @@ export async function receiveBody(req: IncomingMessage, tmpPath: string, opts: R
     },
   });
   const auth = requestAuth.get(req);
-  const signedChunks = auth && contentSha?.startsWith('STREAMING-AWS4-HMAC-SHA256-PAYLOAD') ? { auth, trailer: contentSha.endsWith('-TRAILER') } : undefined;
+  const signedChunks =
+    auth && contentSha?.startsWith('STREAMING-AWS4-HMAC-SHA256-PAYLOAD') ? { auth, trailer: contentSha.endsWith('-TRAILER') } : undefined;
   const decoder = chunked ? new AwsChunkedDecoder(signedChunks) : undefined;
   // Framing may add to the wire bytes (chunk headers), never without bound.
   const wire = counter(chunked ? 2 * limit + 1024 * 1024 : limit, tooBig);
@@ -127,7 +135,11 @@ export async function receiveBody(req: IncomingMessage, tmpPath: string, opts: R
     if (chunked) {
       const decodedLen = h1(req, 'x-amz-decoded-content-length');
       if (decodedLen !== undefined && Number(decodedLen) !== size) {
-        throw new S3Error('IncompleteBody', 400, `You did not provide the number of bytes specified by x-amz-decoded-content-length (${decodedLen}, got ${size})`);
+        throw new S3Error(
+          'IncompleteBody',
+          400,
+          `You did not provide the number of bytes specified by x-amz-decoded-content-length (${decodedLen}, got ${size})`,
+        );
       }
     }
     const md5Digest = md5.digest();
@@ -144,7 +156,8 @@ export async function receiveBody(req: IncomingMessage, tmpPath: string, opts: R
       let stated = declared?.value;
       if (!stated && trailerAlg) {
         stated = decoder?.trailers[headerName(trailerAlg)];
-        if (!stated) throw new S3Error('InvalidRequest', 400, `The request declared trailer ${trailerName} but the body carried no such trailer`);
+        if (!stated)
+          throw new S3Error('InvalidRequest', 400, `The request declared trailer ${trailerName} but the body carried no such trailer`);
       }
       if (stated !== undefined && stated !== value) {
         throw badDigest(`The ${alg} you specified did not match the calculated checksum.`);
@@ -164,10 +177,15 @@ export async function receiveBody(req: IncomingMessage, tmpPath: string, opts: R
 }
 
 /** A small body (XML requests) as text, aws-chunked decoded, with its stated checksums verified. */
-export async function readSmallBody(req: IncomingMessage, tmpPath: string, opts: { limit?: number; headerChecksums?: boolean } = {}): Promise<string> {
+export async function readSmallBody(
+  req: IncomingMessage,
+  tmpPath: string,
+  opts: { limit?: number; headerChecksums?: boolean } = {},
+): Promise<string> {
   const limit = opts.limit ?? 2 * 1024 * 1024;
   const len = Number(h1(req, 'content-length') ?? 0);
-  if (len > (isAwsChunked(req) ? 2 * limit + 1024 * 1024 : limit)) throw new S3Error('MaxMessageLengthExceeded', 400, `Your request was too big (more than ${limit} bytes).`);
+  if (len > (isAwsChunked(req) ? 2 * limit + 1024 * 1024 : limit))
+    throw new S3Error('MaxMessageLengthExceeded', 400, `Your request was too big (more than ${limit} bytes).`);
   const body = await receiveBody(req, tmpPath, { limit, limitCode: 'MaxMessageLengthExceeded', headerChecksums: opts.headerChecksums });
   try {
     return await readFile(tmpPath, 'utf8');

@@ -86,7 +86,9 @@ export const headerName = (alg: ChecksumAlgorithm): string => `x-amz-checksum-${
 export const xmlName = (alg: ChecksumAlgorithm): string => `Checksum${alg}`;
 
 /** The checksum a request states in its headers (at most one algorithm). */
-export function checksumFromHeaders(headers: Record<string, string | string[] | undefined>): { algorithm: ChecksumAlgorithm; value: string } | undefined {
+export function checksumFromHeaders(
+  headers: Record<string, string | string[] | undefined>,
+): { algorithm: ChecksumAlgorithm; value: string } | undefined {
   for (const alg of checksumAlgorithms) {
     const v = headers[headerName(alg)];
     if (typeof v === 'string' && v !== '') return { algorithm: alg, value: v };

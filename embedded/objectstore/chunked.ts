@@ -89,7 +89,10 @@ export class AwsChunkedDecoder extends Transform {
         if (!/^[0-9a-fA-F]{1,16}$/.test(hex)) throw this.bad(`invalid chunk size ${JSON.stringify(hex.slice(0, 40))}`);
         const size = parseInt(hex, 16);
         if (this.signed) {
-          const sig = ext.map((e) => e.trim()).find((e) => e.startsWith('chunk-signature='))?.slice('chunk-signature='.length);
+          const sig = ext
+            .map((e) => e.trim())
+            .find((e) => e.startsWith('chunk-signature='))
+            ?.slice('chunk-signature='.length);
           if (!sig) throw this.denied('a chunk of a signed aws-chunked body has no chunk-signature');
           this.chunkSig = sig;
           this.chunkHash = createHash('sha256');
@@ -150,7 +153,11 @@ export class AwsChunkedDecoder extends Transform {
   }
 
   private denied(what: string): S3Error {
-    return new S3Error('SignatureDoesNotMatch', 403, `The request signature we calculated does not match the signature you provided: ${what}`);
+    return new S3Error(
+      'SignatureDoesNotMatch',
+      403,
+      `The request signature we calculated does not match the signature you provided: ${what}`,
+    );
   }
 
   private bad(what: string): S3Error {

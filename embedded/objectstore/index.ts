@@ -67,7 +67,15 @@ export interface ObjectStore {
 
 /** The fields every store handle has, in-process or a child process. */
 export function storeHandle(endpoint: string, port: number, dir: string, region: string, keys: StoreKeys): Omit<ObjectStore, 'stop'> {
-  return { endpoint, port, dir, region, credentials: keys, keysFile: keysPath(dir), clientConfig: { endpoint, region, forcePathStyle: true, credentials: { ...keys } } };
+  return {
+    endpoint,
+    port,
+    dir,
+    region,
+    credentials: keys,
+    keysFile: keysPath(dir),
+    clientConfig: { endpoint, region, forcePathStyle: true, credentials: { ...keys } },
+  };
 }
 
 /** `host:port` as a Host header carries it (IPv6 in brackets). */
@@ -81,7 +89,8 @@ const hostPort = (h: string, port: number): string => `${h.includes(':') ? `[${h
 export function allowedHostSet(bound: string, port: number, extra: string[] = []): Set<string> {
   const names = new Set<string>([bound]);
   const wildcard = bound === '0.0.0.0' || bound === '::';
-  if (wildcard || bound.startsWith('127.') || bound === '::1' || bound === 'localhost') for (const n of ['localhost', '127.0.0.1', '::1']) names.add(n);
+  if (wildcard || bound.startsWith('127.') || bound === '::1' || bound === 'localhost')
+    for (const n of ['localhost', '127.0.0.1', '::1']) names.add(n);
   if (wildcard) {
     names.add(hostname());
     for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) names.add(a.address);
@@ -118,7 +127,12 @@ export async function startObjectStore(opts: ObjectStoreOptions): Promise<Object
     server = srv;
     await new Promise<void>((res, rej) => {
       srv.once('error', (e: NodeJS.ErrnoException) =>
-        rej(new LoupeError('objectstore.listen', `cannot listen on ${host}:${opts.port ?? 0}: ${e.code ?? e.message}`, { input: 'port', cause: e })),
+        rej(
+          new LoupeError('objectstore.listen', `cannot listen on ${host}:${opts.port ?? 0}: ${e.code ?? e.message}`, {
+            input: 'port',
+            cause: e,
+          }),
+        ),
       );
       srv.listen(opts.port ?? 0, host, () => res());
     });

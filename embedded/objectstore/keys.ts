@@ -10,7 +10,6 @@ export { KEYS_FILE, keysPath, checkKeys, readKeysFile, type StoreKeys } from '..
 export const ENV_ACCESS_KEY = 'LOUPE_OBJECTSTORE_ACCESS_KEY_ID';
 export const ENV_SECRET_KEY = 'LOUPE_OBJECTSTORE_SECRET_ACCESS_KEY';
 
-
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 
 /** A fresh pair shaped like AWS's: a 20-character id (LOUPE + 15 random) and a 40-character secret. */
@@ -24,7 +23,8 @@ export function keysFromEnv(env: NodeJS.ProcessEnv = process.env): StoreKeys | u
   const a = env[ENV_ACCESS_KEY];
   const s = env[ENV_SECRET_KEY];
   if (!a && !s) return undefined;
-  if (!a || !s) throw new LoupeError('objectstore.keys', `set both ${ENV_ACCESS_KEY} and ${ENV_SECRET_KEY}, or neither`, { input: 'environment' });
+  if (!a || !s)
+    throw new LoupeError('objectstore.keys', `set both ${ENV_ACCESS_KEY} and ${ENV_SECRET_KEY}, or neither`, { input: 'environment' });
   const k = { accessKeyId: a, secretAccessKey: s };
   checkKeys(k, 'environment');
   return k;

@@ -72,7 +72,11 @@ export async function lockFolder(dir: string, log?: { warn(o: object, m: string)
     }
     if (holder && typeof holder.pid === 'number' && alive(holder)) {
       const who = `process ${holder.pid}${holder.pid === process.pid ? ' (this one: another object store in it)' : ''}`;
-      throw new LoupeError('objectstore.locked', `the data folder is in use by ${who}; stop that store or use another folder (lock file ${path})`, { input: dir });
+      throw new LoupeError(
+        'objectstore.locked',
+        `the data folder is in use by ${who}; stop that store or use another folder (lock file ${path})`,
+        { input: dir },
+      );
     }
     if (attempt >= 2) throw new LoupeError('objectstore.locked', `cannot take over the stale lock ${path}`, { input: dir });
     log?.warn({ path, holder }, 'object store: taking over a stale lock (its process is gone)');

@@ -45,12 +45,38 @@ interface Ready {
   pid: number;
 }
 
-const LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
+const LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'> = {
+  10: 'trace',
+  20: 'debug',
+  30: 'info',
+  40: 'warn',
+  50: 'error',
+  60: 'fatal',
+};
 
-function spawnStore(o: { dir: string; port: number; host: string; region: string; buckets: string[] }, log: Logger, timeoutMs: number): Promise<{ child: ChildProcess; ready: Ready }> {
-  const args = [join(projectRoot, 'bin', 'loupe.js'), 'objectstore', 'serve', '--dir', o.dir, '--port', String(o.port), '--host', o.host, '--region', o.region];
+function spawnStore(
+  o: { dir: string; port: number; host: string; region: string; buckets: string[] },
+  log: Logger,
+  timeoutMs: number,
+): Promise<{ child: ChildProcess; ready: Ready }> {
+  const args = [
+    join(projectRoot, 'bin', 'loupe.js'),
+    'objectstore',
+    'serve',
+    '--dir',
+    o.dir,
+    '--port',
+    String(o.port),
+    '--host',
+    o.host,
+    '--region',
+    o.region,
+  ];
   for (const b of o.buckets) args.push('--bucket', b);
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: { ...process.env, LOUPE_LOG_LEVEL: process.env.LOUPE_LOG_LEVEL ?? (log.isLevelEnabled('debug') ? 'debug' : 'info') } });
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    env: { ...process.env, LOUPE_LOG_LEVEL: process.env.LOUPE_LOG_LEVEL ?? (log.isLevelEnabled('debug') ? 'debug' : 'info') },
+  });
   // The channel only tells the child when this process is gone; it must not keep this one alive.
   (child.channel as { unref?: () => void } | undefined)?.unref?.();
   // The child's structured log lines, re-emitted on this process's logger.
@@ -59,7 +85,14 @@ function spawnStore(o: { dir: string; port: number; host: string; region: string
     errTail.push(line);
     if (errTail.length > 20) errTail.shift();
     try {
-      const { level, msg, time: _t, pid, name: _n, ...rest } = JSON.parse(line) as { level: number; msg?: string; time?: string; pid?: number; name?: string };
+      const {
+        level,
+        msg,
+        time: _t,
+        pid,
+        name: _n,
+        ...rest
+      } = JSON.parse(line) as { level: number; msg?: string; time?: string; pid?: number; name?: string };
       log[LEVELS[level] ?? 'info']({ ...rest, childPid: pid }, msg ?? '');
     } catch {
       log.warn({ line }, 'object store process');
@@ -68,7 +101,13 @@ function spawnStore(o: { dir: string; port: number; host: string; region: string
   return new Promise((res, rej) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      rej(new LoupeError('objectstore.start', `the object store process did not start listening within ${timeoutMs} ms: ${errTail.join('\n')}`, { input: o.dir }));
+      rej(
+        new LoupeError(
+          'objectstore.start',
+          `the object store process did not start listening within ${timeoutMs} ms: ${errTail.join('\n')}`,
+          { input: o.dir },
+        ),
+      );
     }, timeoutMs);
     const lines = createInterface({ input: child.stdout! });
     lines.once('line', (line) => {
@@ -77,13 +116,21 @@ function spawnStore(o: { dir: string; port: number; host: string; region: string
         res({ child, ready: JSON.parse(line) as Ready });
       } catch {
         child.kill('SIGKILL');
-        rej(new LoupeError('objectstore.start', `unexpected output from the object store process: ${line.slice(0, 200)}`, { input: o.dir }));
+        rej(
+          new LoupeError('objectstore.start', `unexpected output from the object store process: ${line.slice(0, 200)}`, { input: o.dir }),
+        );
       }
     });
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
       // after a successful start this rejection is ignored (the promise is settled)
-      rej(new LoupeError('objectstore.start', `the object store process exited (${signal ?? `code ${code}`}) before listening: ${errTail.slice(-5).join('\n')}`, { input: o.dir }));
+      rej(
+        new LoupeError(
+          'objectstore.start',
+          `the object store process exited (${signal ?? `code ${code}`}) before listening: ${errTail.slice(-5).join('\n')}`,
+          { input: o.dir },
+        ),
+      );
     });
   });
 }

@@ -60,7 +60,12 @@ function objectInput(req: IncomingMessage): ObjectInput {
 }
 
 function checksumXml(c: StoredChecksum | undefined): [string, XmlValue][] {
-  return c ? [[xmlName(c.algorithm), c.value], ['ChecksumType', c.type]] : [];
+  return c
+    ? [
+        [xmlName(c.algorithm), c.value],
+        ['ChecksumType', c.type],
+      ]
+    : [];
 }
 
 function httpDate(iso: string): string {
@@ -75,7 +80,8 @@ function sendXml(res: ServerResponse, status: number, body: string): void {
 /** ETags of an If-Match / If-None-Match list, bare. */
 const etagList = (v: string): string[] => v.split(',').map((t) => t.trim().replace(/^W\//, '').replace(/"/g, ''));
 const bareEtag = (e: string): string => e.replace(/"/g, '');
-const preconditionFailed = (what: string) => new S3Error('PreconditionFailed', 412, 'At least one of the pre-conditions you specified did not hold', what);
+const preconditionFailed = (what: string) =>
+  new S3Error('PreconditionFailed', 412, 'At least one of the pre-conditions you specified did not hold', what);
 
 /**
  * S3's conditional-copy rules for x-amz-copy-source-if-*: If-Match wins over
@@ -110,9 +116,11 @@ function parseCopySource(raw: string): { bucket: string; key: string } {
   } catch {
     throw invalidArgument('Invalid percent-encoding in x-amz-copy-source', 'x-amz-copy-source');
   }
-  if (versionId !== undefined && versionId !== null && versionId !== 'null') throw invalidArgument('Invalid version id specified', 'x-amz-copy-source');
+  if (versionId !== undefined && versionId !== null && versionId !== 'null')
+    throw invalidArgument('Invalid version id specified', 'x-amz-copy-source');
   const slash = src.indexOf('/');
-  if (slash <= 0 || slash === src.length - 1) throw invalidArgument('Copy Source must mention the source bucket and key: sourcebucket/sourcekey', 'x-amz-copy-source');
+  if (slash <= 0 || slash === src.length - 1)
+    throw invalidArgument('Copy Source must mention the source bucket and key: sourcebucket/sourcekey', 'x-amz-copy-source');
   return { bucket: src.slice(0, slash), key: src.slice(slash + 1) };
 }
 
@@ -125,14 +133,19 @@ function checkAcl(req: IncomingMessage): void {
   const acl = hdr(req, 'x-amz-acl');
   const grants = Object.keys(req.headers).some((h) => h.startsWith('x-amz-grant-'));
   if (grants || (acl !== undefined && acl !== 'private' && acl !== 'bucket-owner-full-control')) {
-    throw new S3Error('AccessControlListNotSupported', 400, 'The bucket does not allow ACLs (the loupe object store has one owner; only the private ACL applies)');
+    throw new S3Error(
+      'AccessControlListNotSupported',
+      400,
+      'The bucket does not allow ACLs (the loupe object store has one owner; only the private ACL applies)',
+    );
   }
 }
 
 /** The query parameters ListObjects (v1, v2) and ListObjectVersions share. */
 function listParams(q: Q) {
   const encodingType = q.get('encoding-type');
-  if (encodingType !== null && encodingType !== 'url') throw invalidArgument('Invalid Encoding Method specified in Request', 'encoding-type');
+  if (encodingType !== null && encodingType !== 'url')
+    throw invalidArgument('Invalid Encoding Method specified in Request', 'encoding-type');
   return {
     prefix: q.get('prefix') ?? '',
     delimiter: q.get('delimiter') || undefined,
@@ -178,7 +191,13 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
       if (!m) throw invalidArgument('Invalid request path', rawPath);
       bucket = decodeURIComponent(m[1]!);
       key = decodeURIComponent(m[2] ?? '');
-      requestAuth.set(req, verifySigV4(req, rawPath, rawQuery, { ...cfg, onMismatch: (c) => cfg.log.debug({ canonicalRequests: c }, 'objectstore: signature does not match') }));
+      requestAuth.set(
+        req,
+        verifySigV4(req, rawPath, rawQuery, {
+          ...cfg,
+          onMismatch: (c) => cfg.log.debug({ canonicalRequests: c }, 'objectstore: signature does not match'),
+        }),
+      );
       await route(req, res, q, bucket, key);
     } catch (e) {
       const err =
@@ -243,12 +262,39 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
           return;
         case 'GET':
           if (!state.hasBucket(bucket)) throw new S3Error('NoSuchBucket', 404, 'The specified bucket does not exist', bucket);
-          if (q.has('location')) return sendXml(res, 200, document('LocationConstraint', []).replace('></LocationConstraint>', `>${cfg.region === 'us-east-1' ? '' : cfg.region}</LocationConstraint>`));
+          if (q.has('location'))
+            return sendXml(
+              res,
+              200,
+              document('LocationConstraint', []).replace(
+                '></LocationConstraint>',
+                `>${cfg.region === 'us-east-1' ? '' : cfg.region}</LocationConstraint>`,
+              ),
+            );
           if (q.has('versioning')) return sendXml(res, 200, document('VersioningConfiguration', []));
           if (q.has('uploads')) return listUploads(res, q, bucket);
           if (q.has('versions')) return listVersions(res, q, bucket);
           if (q.has('acl')) return sendAcl(res);
-          for (const sub of ['policy', 'cors', 'lifecycle', 'tagging', 'website', 'notification', 'replication', 'encryption', 'logging', 'ownershipControls', 'publicAccessBlock', 'object-lock', 'accelerate', 'requestPayment', 'analytics', 'metrics', 'inventory', 'intelligent-tiering']) {
+          for (const sub of [
+            'policy',
+            'cors',
+            'lifecycle',
+            'tagging',
+            'website',
+            'notification',
+            'replication',
+            'encryption',
+            'logging',
+            'ownershipControls',
+            'publicAccessBlock',
+            'object-lock',
+            'accelerate',
+            'requestPayment',
+            'analytics',
+            'metrics',
+            'inventory',
+            'intelligent-tiering',
+          ]) {
             if (q.has(sub)) throw notImplemented(`bucket sub-resource ?${sub}`);
           }
           return q.get('list-type') === '2' ? listObjects(res, q, bucket, 2) : listObjects(res, q, bucket, 1);
@@ -303,7 +349,8 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
     const token = q.get('continuation-token');
     const after = token !== null ? fromToken(token) : '';
     const maxRaw = q.get('max-buckets');
-    if (maxRaw !== null && (!/^\d+$/.test(maxRaw) || Number(maxRaw) < 1 || Number(maxRaw) > 10000)) throw invalidArgument('max-buckets must be an integer between 1 and 10000', 'max-buckets');
+    if (maxRaw !== null && (!/^\d+$/.test(maxRaw) || Number(maxRaw) < 1 || Number(maxRaw) > 10000))
+      throw invalidArgument('max-buckets must be an integer between 1 and 10000', 'max-buckets');
     const all = state.listBuckets().filter((b) => b.name.startsWith(prefix) && b.name > after);
     const shown = maxRaw === null ? all : all.slice(0, Number(maxRaw));
     const truncated = shown.length < all.length;
@@ -358,7 +405,11 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
     req.resume();
     const replace = (hdr(req, 'x-amz-metadata-directive') ?? 'COPY').toUpperCase() === 'REPLACE';
     if (srcBucket === bucket && srcKey === key && !replace) {
-      throw new S3Error('InvalidRequest', 400, 'This copy request is illegal because it is trying to copy an object to itself without changing the object\'s metadata, storage class, website redirect location or encryption attributes.');
+      throw new S3Error(
+        'InvalidRequest',
+        400,
+        "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+      );
     }
     checkCopyConditions(req, state.getObject(srcBucket, srcKey));
     const { rec: from, tmpPath } = await state.copyToTmp(srcBucket, srcKey);
@@ -368,7 +419,9 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
       await rm(tmpPath, { force: true });
       throw e;
     }
-    const input: ObjectInput = replace ? objectInput(req) : { contentType: from.contentType, headers: from.headers, metadata: from.metadata };
+    const input: ObjectInput = replace
+      ? objectInput(req)
+      : { contentType: from.contentType, headers: from.headers, metadata: from.metadata };
     const wantAlg = parseAlgorithm(hdr(req, 'x-amz-checksum-algorithm'), 'x-amz-checksum-algorithm');
     let checksum: StoredChecksum | undefined = from.checksum?.type === 'FULL_OBJECT' ? from.checksum : undefined;
     const alg = wantAlg ?? from.checksum?.algorithm;
@@ -384,7 +437,10 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
       for await (const b of createReadStream(tmpPath)) h.update(b as Buffer);
       md5 = h.digest();
     }
-    const rec = await state.putObject(bucket, key, { tmpPath, size: from.size, md5, checksum }, input, { ifMatch: hdr(req, 'if-match'), ifNoneMatch: hdr(req, 'if-none-match') });
+    const rec = await state.putObject(bucket, key, { tmpPath, size: from.size, md5, checksum }, input, {
+      ifMatch: hdr(req, 'if-match'),
+      ifNoneMatch: hdr(req, 'if-none-match'),
+    });
     sendXml(res, 200, document('CopyObjectResult', [['LastModified', rec.lastModified], ['ETag', rec.etag], ...checksumXml(rec.checksum)]));
   }
 
@@ -413,7 +469,12 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
         throw new S3Error('PreconditionFailed', 412, 'At least one of the pre-conditions you specified did not hold', 'If-Match');
       }
       if (ifMatch === undefined && ifUnmodSince !== undefined && modified > Date.parse(ifUnmodSince)) {
-        throw new S3Error('PreconditionFailed', 412, 'At least one of the pre-conditions you specified did not hold', 'If-Unmodified-Since');
+        throw new S3Error(
+          'PreconditionFailed',
+          412,
+          'At least one of the pre-conditions you specified did not hold',
+          'If-Unmodified-Since',
+        );
       }
       const notModified =
         (ifNoneMatch !== undefined && tags(ifNoneMatch).some((t) => t === '*' || t === etagBare)) ||
@@ -449,14 +510,21 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
       const pn = q.get('partNumber');
       if (pn !== null) {
         // GET/HEAD ?partNumber=N: the bytes of part N of a multipart object (1 = all of a plain one).
-        if (!/^\d+$/.test(pn) || Number(pn) < 1 || Number(pn) > 10000) throw invalidArgument('Part number must be an integer between 1 and 10000, inclusive', 'partNumber');
-        if (range !== undefined) throw new S3Error('InvalidRequest', 400, 'Cannot specify both Range header and partNumber query parameter');
+        if (!/^\d+$/.test(pn) || Number(pn) < 1 || Number(pn) > 10000)
+          throw invalidArgument('Part number must be an integer between 1 and 10000, inclusive', 'partNumber');
+        if (range !== undefined)
+          throw new S3Error('InvalidRequest', 400, 'Cannot specify both Range header and partNumber query parameter');
         const n = Number(pn);
         const notSatisfiable = () => new S3Error('InvalidPart', 400, 'The requested partnumber is not satisfiable', pn);
         if (!r.parts) {
           if (n !== 1) throw notSatisfiable();
         } else {
-          if (!r.partList) throw new S3Error('InvalidRequest', 400, 'This object was stored before the store recorded part boundaries; GET ?partNumber is not available for it');
+          if (!r.partList)
+            throw new S3Error(
+              'InvalidRequest',
+              400,
+              'This object was stored before the store recorded part boundaries; GET ?partNumber is not available for it',
+            );
           if (n > r.partList.length) throw notSatisfiable();
           start = r.partList.slice(0, n - 1).reduce((a, p) => a + p.size, 0);
           end = start + r.partList[n - 1]!.size - 1;
@@ -554,7 +622,8 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
   async function deleteObjects(req: IncomingMessage, res: ServerResponse, bucket: string): Promise<void> {
     const body = parseXml(await readSmallBody(req, state.tmpPath()));
     const del = body.Delete as { Object?: { Key?: unknown }[]; Quiet?: unknown } | undefined;
-    const malformed = (why: string) => new S3Error('MalformedXML', 400, `The XML you provided was not well-formed or did not validate against our published schema: ${why}`);
+    const malformed = (why: string) =>
+      new S3Error('MalformedXML', 400, `The XML you provided was not well-formed or did not validate against our published schema: ${why}`);
     if (!del || typeof del !== 'object' || !Array.isArray(del.Object)) throw malformed('expected <Delete><Object><Key>');
     if (del.Object.length > 1000) throw malformed('a delete request may name at most 1000 objects');
     // Keys are taken exactly as written (spaces and newlines are part of a key); a <Key> that is
@@ -582,7 +651,8 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
     req.resume();
     const alg = parseAlgorithm(hdr(req, 'x-amz-checksum-algorithm'), 'x-amz-checksum-algorithm');
     const typeH = hdr(req, 'x-amz-checksum-type')?.toUpperCase();
-    if (typeH !== undefined && typeH !== 'FULL_OBJECT' && typeH !== 'COMPOSITE') throw invalidArgument(`Value for x-amz-checksum-type header is invalid: ${typeH}`, 'x-amz-checksum-type');
+    if (typeH !== undefined && typeH !== 'FULL_OBJECT' && typeH !== 'COMPOSITE')
+      throw invalidArgument(`Value for x-amz-checksum-type header is invalid: ${typeH}`, 'x-amz-checksum-type');
     const up = await state.createUpload(bucket, key, objectInput(req), alg, typeH as 'FULL_OBJECT' | 'COMPOSITE' | undefined);
     const h: Record<string, string> = {};
     if (alg) {
@@ -590,16 +660,26 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
       h['x-amz-checksum-type'] = up.checksumType!;
     }
     res.writeHead(200, { ...h, 'content-type': 'application/xml' });
-    res.end(document('InitiateMultipartUploadResult', [['Bucket', bucket], ['Key', key], ['UploadId', up.uploadId]]));
+    res.end(
+      document('InitiateMultipartUploadResult', [
+        ['Bucket', bucket],
+        ['Key', key],
+        ['UploadId', up.uploadId],
+      ]),
+    );
   }
 
   async function uploadPart(req: IncomingMessage, res: ServerResponse, q: Q, bucket: string, key: string): Promise<void> {
     const up = await state.getUpload(bucket, key, q.get('uploadId')!);
     const pn = q.get('partNumber') ?? '';
-    if (!/^\d+$/.test(pn) || Number(pn) < 1 || Number(pn) > 10000) throw invalidArgument('Part number must be an integer between 1 and 10000, inclusive', 'partNumber');
+    if (!/^\d+$/.test(pn) || Number(pn) < 1 || Number(pn) > 10000)
+      throw invalidArgument('Part number must be an integer between 1 and 10000, inclusive', 'partNumber');
     const stated = checksumFromHeaders(req.headers);
     if (up.checksumAlgorithm && stated && stated.algorithm !== up.checksumAlgorithm) {
-      throw invalidArgument(`Checksum Type mismatch occurred, expected checksum Type: ${up.checksumAlgorithm.toLowerCase()}, actual checksum Type: ${stated.algorithm.toLowerCase()}`, headerName(stated.algorithm));
+      throw invalidArgument(
+        `Checksum Type mismatch occurred, expected checksum Type: ${up.checksumAlgorithm.toLowerCase()}, actual checksum Type: ${stated.algorithm.toLowerCase()}`,
+        headerName(stated.algorithm),
+      );
     }
     const body = await receiveBody(req, state.tmpPath(), { computeAlgorithm: up.checksumAlgorithm });
     const part = await state.putPart(up, Number(pn), body);
@@ -632,7 +712,8 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
     // x-amz-checksum-<alg> on Complete states the object's checksum, not the XML body's.
     const body = parseXml(await readSmallBody(req, state.tmpPath(), { headerChecksums: false }));
     const cmu = body.CompleteMultipartUpload as { Part?: Record<string, unknown>[] } | undefined;
-    const malformed = (why: string) => new S3Error('MalformedXML', 400, `The XML you provided was not well-formed or did not validate against our published schema: ${why}`);
+    const malformed = (why: string) =>
+      new S3Error('MalformedXML', 400, `The XML you provided was not well-formed or did not validate against our published schema: ${why}`);
     if (!cmu || typeof cmu !== 'object' || !Array.isArray(cmu.Part)) throw malformed('expected <CompleteMultipartUpload><Part>');
     const text = (v: unknown, what: string): string | undefined => {
       if (v === undefined) return undefined;
@@ -642,10 +723,17 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
     const chosen = cmu.Part.map((p) => {
       const pn = text(p?.PartNumber, 'PartNumber') ?? '';
       if (!/^\d+$/.test(pn)) throw malformed(`invalid PartNumber ${JSON.stringify(pn)}`);
-      return { partNumber: Number(pn), etag: text(p.ETag, 'ETag') ?? '', checksum: up.checksumAlgorithm ? text(p[xmlName(up.checksumAlgorithm)], xmlName(up.checksumAlgorithm)) : undefined };
+      return {
+        partNumber: Number(pn),
+        etag: text(p.ETag, 'ETag') ?? '',
+        checksum: up.checksumAlgorithm ? text(p[xmlName(up.checksumAlgorithm)], xmlName(up.checksumAlgorithm)) : undefined,
+      };
     });
     const stated = checksumFromHeaders(req.headers);
-    const rec = await state.completeUpload(up, chosen, cfg.minPartSize, stated, { ifMatch: hdr(req, 'if-match'), ifNoneMatch: hdr(req, 'if-none-match') });
+    const rec = await state.completeUpload(up, chosen, cfg.minPartSize, stated, {
+      ifMatch: hdr(req, 'if-match'),
+      ifNoneMatch: hdr(req, 'if-none-match'),
+    });
     result(rec);
   }
 
@@ -670,7 +758,16 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
         ['ChecksumAlgorithm', up.checksumAlgorithm],
         ...parts.map(
           (p) =>
-            ['Part', [['PartNumber', p.partNumber], ['LastModified', p.lastModified], ['ETag', p.etag], ['Size', p.size], ...(p.checksum ? [[xmlName(p.checksum.algorithm), p.checksum.value] as [string, XmlValue]] : [])]] as [string, XmlValue],
+            [
+              'Part',
+              [
+                ['PartNumber', p.partNumber],
+                ['LastModified', p.lastModified],
+                ['ETag', p.etag],
+                ['Size', p.size],
+                ...(p.checksum ? [[xmlName(p.checksum.algorithm), p.checksum.value] as [string, XmlValue]] : []),
+              ],
+            ] as [string, XmlValue],
         ),
       ]),
     );
@@ -683,7 +780,19 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
     const r = listSorted(state.sortedKeys(bucket), { prefix, delimiter, after: keyMarker, max });
     const versions = r.keys.map((k) => {
       const o = state.getObject(bucket, k);
-      return ['Version', [['Key', enc(k)], ['VersionId', 'null'], ['IsLatest', true], ['LastModified', o.lastModified], ['ETag', o.etag], ['Size', o.size], ['StorageClass', 'STANDARD'], ['Owner', OWNER]]] as [string, XmlValue];
+      return [
+        'Version',
+        [
+          ['Key', enc(k)],
+          ['VersionId', 'null'],
+          ['IsLatest', true],
+          ['LastModified', o.lastModified],
+          ['ETag', o.etag],
+          ['Size', o.size],
+          ['StorageClass', 'STANDARD'],
+          ['Owner', OWNER],
+        ],
+      ] as [string, XmlValue];
     });
     sendXml(
       res,
@@ -712,7 +821,18 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
       200,
       document('AccessControlPolicy', [
         ['Owner', OWNER],
-        ['AccessControlList', [['Grant', [['Grantee', { ID: OWNER.ID, DisplayName: OWNER.DisplayName }], ['Permission', 'FULL_CONTROL']]]]],
+        [
+          'AccessControlList',
+          [
+            [
+              'Grant',
+              [
+                ['Grantee', { ID: OWNER.ID, DisplayName: OWNER.DisplayName }],
+                ['Permission', 'FULL_CONTROL'],
+              ],
+            ],
+          ],
+        ],
       ]).replace('<Grantee>', '<Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser">'),
     );
   }
@@ -721,18 +841,35 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
     if (!state.hasBucket(bucket)) throw new S3Error('NoSuchBucket', 404, 'The specified bucket does not exist', bucket);
     checkAcl(req);
     const body = await readSmallBody(req, state.tmpPath());
-    if (body.trim() !== '') throw new S3Error('AccessControlListNotSupported', 400, 'The bucket does not allow ACLs (the loupe object store has one owner; only the private canned ACL applies)');
+    if (body.trim() !== '')
+      throw new S3Error(
+        'AccessControlListNotSupported',
+        400,
+        'The bucket does not allow ACLs (the loupe object store has one owner; only the private canned ACL applies)',
+      );
     res.writeHead(200).end();
   }
 
   /** GetObjectAttributes: ETag, Checksum, ObjectParts, StorageClass, ObjectSize, as asked. */
   async function objectAttributes(req: IncomingMessage, res: ServerResponse, bucket: string, key: string): Promise<void> {
     const r = state.getObject(bucket, key);
-    const want = new Set((hdr(req, 'x-amz-object-attributes') ?? '').split(',').map((a) => a.trim()).filter(Boolean));
+    const want = new Set(
+      (hdr(req, 'x-amz-object-attributes') ?? '')
+        .split(',')
+        .map((a) => a.trim())
+        .filter(Boolean),
+    );
     if (want.size === 0) throw invalidArgument('x-amz-object-attributes must name at least one attribute', 'x-amz-object-attributes');
     const out: [string, XmlValue][] = [];
     if (want.has('ETag')) out.push(['ETag', bareEtag(r.etag)]);
-    if (want.has('Checksum') && r.checksum) out.push(['Checksum', [[xmlName(r.checksum.algorithm), r.checksum.value], ['ChecksumType', r.checksum.type]]]);
+    if (want.has('Checksum') && r.checksum)
+      out.push([
+        'Checksum',
+        [
+          [xmlName(r.checksum.algorithm), r.checksum.value],
+          ['ChecksumType', r.checksum.type],
+        ],
+      ]);
     if (want.has('ObjectParts') && r.parts) out.push(['ObjectParts', [['TotalPartsCount', r.parts]]]);
     if (want.has('StorageClass')) out.push(['StorageClass', 'STANDARD']);
     if (want.has('ObjectSize')) out.push(['ObjectSize', r.size]);
@@ -744,7 +881,8 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
   async function uploadPartCopy(req: IncomingMessage, res: ServerResponse, q: Q, bucket: string, key: string): Promise<void> {
     const up = await state.getUpload(bucket, key, q.get('uploadId')!);
     const pn = q.get('partNumber') ?? '';
-    if (!/^\d+$/.test(pn) || Number(pn) < 1 || Number(pn) > 10000) throw invalidArgument('Part number must be an integer between 1 and 10000, inclusive', 'partNumber');
+    if (!/^\d+$/.test(pn) || Number(pn) < 1 || Number(pn) > 10000)
+      throw invalidArgument('Part number must be an integer between 1 and 10000, inclusive', 'partNumber');
     const src = parseCopySource(hdr(req, 'x-amz-copy-source')!);
     if (!state.hasBucket(src.bucket)) throw new S3Error('NoSuchBucket', 404, 'The specified bucket does not exist', src.bucket);
     req.resume();
@@ -752,7 +890,11 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
     let m: RegExpExecArray | null = null;
     if (rangeH !== undefined) {
       m = /^bytes=(\d+)-(\d+)$/.exec(rangeH.trim());
-      if (!m) throw invalidArgument('The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy', 'x-amz-copy-source-range');
+      if (!m)
+        throw invalidArgument(
+          'The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy',
+          'x-amz-copy-source-range',
+        );
     }
     const { body } = await state.copyRangeToTmp(
       src.bucket,
@@ -762,7 +904,8 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
         if (!m) return { start: 0, end: rec.size - 1 };
         const start = Number(m[1]);
         const end = Number(m[2]);
-        if (start > end || end >= rec.size) throw new S3Error('InvalidRange', 416, `Range specified is not valid for source object of size: ${rec.size}`, rangeH);
+        if (start > end || end >= rec.size)
+          throw new S3Error('InvalidRange', 416, `Range specified is not valid for source object of size: ${rec.size}`, rangeH);
         return { start, end };
       },
       up.checksumAlgorithm,
@@ -772,7 +915,15 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
     if (part.checksum) h[headerName(part.checksum.algorithm)] = part.checksum.value;
     res.setHeader('x-amz-copy-source-version-id', 'null');
     for (const [k, v] of Object.entries(h)) res.setHeader(k, v);
-    sendXml(res, 200, document('CopyPartResult', [['LastModified', part.lastModified], ['ETag', part.etag], ...(part.checksum ? [[xmlName(part.checksum.algorithm), part.checksum.value] as [string, XmlValue]] : [])]));
+    sendXml(
+      res,
+      200,
+      document('CopyPartResult', [
+        ['LastModified', part.lastModified],
+        ['ETag', part.etag],
+        ...(part.checksum ? [[xmlName(part.checksum.algorithm), part.checksum.value] as [string, XmlValue]] : []),
+      ]),
+    );
   }
 
   async function listUploads(res: ServerResponse, q: Q, bucket: string): Promise<void> {
@@ -788,12 +939,28 @@ export function createHandler(state: ObjectStoreState, cfg: ServerConfig) {
         ['Prefix', prefix],
         ['MaxUploads', max],
         ['IsTruncated', ups.length > shown.length],
-        ...shown.map((u) => ['Upload', { Key: u.key, UploadId: u.uploadId, Initiated: u.initiated, StorageClass: 'STANDARD', ChecksumAlgorithm: u.checksumAlgorithm }] as [string, XmlValue]),
+        ...shown.map(
+          (u) =>
+            [
+              'Upload',
+              {
+                Key: u.key,
+                UploadId: u.uploadId,
+                Initiated: u.initiated,
+                StorageClass: 'STANDARD',
+                ChecksumAlgorithm: u.checksumAlgorithm,
+              },
+            ] as [string, XmlValue],
+        ),
       ]),
     );
   }
 }
 
 function notImplemented(what: string): S3Error {
-  return new S3Error('NotImplemented', 501, `A header or query you provided implies functionality that is not implemented by the loupe object store: ${what}`);
+  return new S3Error(
+    'NotImplemented',
+    501,
+    `A header or query you provided implies functionality that is not implemented by the loupe object store: ${what}`,
+  );
 }

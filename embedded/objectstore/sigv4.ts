@@ -121,7 +121,10 @@ function parseAmzDate(v: string | undefined): number | undefined {
 }
 
 function toAmzDate(ms: number): string {
-  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  return new Date(ms)
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}/, '');
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {
@@ -144,8 +147,10 @@ function parseRequest(req: IncomingMessage, rawQuery: string, now: number): Pars
   const auth = header(req, 'authorization');
   const q = new URLSearchParams(rawQuery);
   if (auth !== undefined) {
-    if (/^AWS /.test(auth)) throw denied('The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.', 'InvalidRequest', 400);
-    if (!auth.startsWith(`${ALGORITHM} `)) throw denied(`Unsupported Authorization type (expected ${ALGORITHM})`, 'AuthorizationHeaderMalformed', 400);
+    if (/^AWS /.test(auth))
+      throw denied('The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.', 'InvalidRequest', 400);
+    if (!auth.startsWith(`${ALGORITHM} `))
+      throw denied(`Unsupported Authorization type (expected ${ALGORITHM})`, 'AuthorizationHeaderMalformed', 400);
     const fields = new Map<string, string>();
     for (const part of auth.slice(ALGORITHM.length + 1).split(',')) {
       const eq = part.indexOf('=');
@@ -155,11 +160,16 @@ function parseRequest(req: IncomingMessage, rawQuery: string, now: number): Pars
     const signed = fields.get('SignedHeaders');
     const signature = fields.get('Signature');
     if (!credential || !signed || !signature) {
-      throw denied('The authorization header is malformed; it needs Credential, SignedHeaders and Signature.', 'AuthorizationHeaderMalformed', 400);
+      throw denied(
+        'The authorization header is malformed; it needs Credential, SignedHeaders and Signature.',
+        'AuthorizationHeaderMalformed',
+        400,
+      );
     }
     const payload = header(req, 'x-amz-content-sha256');
     if (payload === undefined) throw denied('Missing required header for this request: x-amz-content-sha256', 'InvalidRequest', 400);
-    if (!/^([0-9a-fA-F]{64}|UNSIGNED-PAYLOAD|STREAMING-[A-Z0-9-]+)$/.test(payload)) throw denied('x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-... or a SHA-256 hex digest', 'InvalidArgument', 400);
+    if (!/^([0-9a-fA-F]{64}|UNSIGNED-PAYLOAD|STREAMING-[A-Z0-9-]+)$/.test(payload))
+      throw denied('x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-... or a SHA-256 hex digest', 'InvalidArgument', 400);
     const xDate = header(req, 'x-amz-date');
     let amzDate = xDate;
     if (amzDate === undefined) {
@@ -175,14 +185,19 @@ function parseRequest(req: IncomingMessage, rawQuery: string, now: number): Pars
     return { form: 'header', credential, signedHeaders: signed.split(';'), signature, amzDate, payload, query: canonicalQuery(rawQuery) };
   }
   if (q.has('X-Amz-Algorithm') || q.has('X-Amz-Signature') || q.has('X-Amz-Credential')) {
-    if (q.get('X-Amz-Algorithm') !== ALGORITHM) throw denied(`X-Amz-Algorithm only supports "${ALGORITHM}"`, 'AuthorizationQueryParametersError', 400);
+    if (q.get('X-Amz-Algorithm') !== ALGORITHM)
+      throw denied(`X-Amz-Algorithm only supports "${ALGORITHM}"`, 'AuthorizationQueryParametersError', 400);
     const credential = q.get('X-Amz-Credential');
     const signed = q.get('X-Amz-SignedHeaders');
     const signature = q.get('X-Amz-Signature');
     const amzDate = q.get('X-Amz-Date');
     const expires = q.get('X-Amz-Expires');
     if (!credential || !signed || !signature || !amzDate || expires === null) {
-      throw denied('Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.', 'AuthorizationQueryParametersError', 400);
+      throw denied(
+        'Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.',
+        'AuthorizationQueryParametersError',
+        400,
+      );
     }
     const t = parseAmzDate(amzDate);
     if (t === undefined) throw denied(`Invalid X-Amz-Date ${JSON.stringify(amzDate)}`, 'AuthorizationQueryParametersError', 400);
@@ -213,13 +228,33 @@ export function verifySigV4(req: IncomingMessage, rawPath: string, rawQuery: str
   if (!p) throw denied('Access Denied: requests to the loupe object store must be signed (AWS Signature Version 4)');
   const [akid, date, region, service, terminator, ...rest] = p.credential.split('/');
   if (!akid || !date || !region || service === undefined || terminator !== 'aws4_request' || rest.length > 0) {
-    throw denied(`The credential ${JSON.stringify(p.credential)} is malformed; expected "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".`, p.form === 'header' ? 'AuthorizationHeaderMalformed' : 'AuthorizationQueryParametersError', 400);
+    throw denied(
+      `The credential ${JSON.stringify(p.credential)} is malformed; expected "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".`,
+      p.form === 'header' ? 'AuthorizationHeaderMalformed' : 'AuthorizationQueryParametersError',
+      400,
+    );
   }
-  if (service !== 's3') throw denied(`The credential scope names service ${JSON.stringify(service)}; expected "s3".`, p.form === 'header' ? 'AuthorizationHeaderMalformed' : 'AuthorizationQueryParametersError', 400);
-  if (date !== p.amzDate.slice(0, 8)) throw denied(`Invalid credential date "${date}". This date is not the same as X-Amz-Date: "${p.amzDate.slice(0, 8)}".`, p.form === 'header' ? 'AuthorizationHeaderMalformed' : 'AuthorizationQueryParametersError', 400);
-  if (akid !== opts.keys.accessKeyId) throw new S3Error('InvalidAccessKeyId', 403, 'The AWS Access Key Id you provided does not exist in our records.', akid);
+  if (service !== 's3')
+    throw denied(
+      `The credential scope names service ${JSON.stringify(service)}; expected "s3".`,
+      p.form === 'header' ? 'AuthorizationHeaderMalformed' : 'AuthorizationQueryParametersError',
+      400,
+    );
+  if (date !== p.amzDate.slice(0, 8))
+    throw denied(
+      `Invalid credential date "${date}". This date is not the same as X-Amz-Date: "${p.amzDate.slice(0, 8)}".`,
+      p.form === 'header' ? 'AuthorizationHeaderMalformed' : 'AuthorizationQueryParametersError',
+      400,
+    );
+  if (akid !== opts.keys.accessKeyId)
+    throw new S3Error('InvalidAccessKeyId', 403, 'The AWS Access Key Id you provided does not exist in our records.', akid);
   const signed = p.signedHeaders.map((h) => h.toLowerCase());
-  if (!signed.includes('host')) throw denied('The Host header must be among the signed headers', p.form === 'header' ? 'AuthorizationHeaderMalformed' : 'AuthorizationQueryParametersError', 400);
+  if (!signed.includes('host'))
+    throw denied(
+      'The Host header must be among the signed headers',
+      p.form === 'header' ? 'AuthorizationHeaderMalformed' : 'AuthorizationQueryParametersError',
+      400,
+    );
   const host = header(req, 'host') ?? '';
   if (!opts.hostAllowed(host)) throw denied(`The Host header ${JSON.stringify(host)} does not name this object store`);
   const scope = `${date}/${region}/${service}/aws4_request`;
@@ -242,12 +277,18 @@ export function verifySigV4(req: IncomingMessage, rawPath: string, rawQuery: str
     }
   }
   opts.onMismatch?.(tried);
-  throw new S3Error('SignatureDoesNotMatch', 403, 'The request signature we calculated does not match the signature you provided. Check your key and signing method.');
+  throw new S3Error(
+    'SignatureDoesNotMatch',
+    403,
+    'The request signature we calculated does not match the signature you provided. Check your key and signing method.',
+  );
 }
 
 /** The signature of one aws-chunked chunk (STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]). */
 export function chunkSignature(a: Authorized, previous: string, chunkSha256Hex: string): string {
-  return hmac(a.signingKey, ['AWS4-HMAC-SHA256-PAYLOAD', a.amzDate, a.scope, previous, EMPTY_SHA256, chunkSha256Hex].join('\n')).toString('hex');
+  return hmac(a.signingKey, ['AWS4-HMAC-SHA256-PAYLOAD', a.amzDate, a.scope, previous, EMPTY_SHA256, chunkSha256Hex].join('\n')).toString(
+    'hex',
+  );
 }
 
 /** The signature of the trailer block (`name:value\n` lines) that ends a signed aws-chunked body. */

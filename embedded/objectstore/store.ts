@@ -173,7 +173,12 @@ export class ObjectStoreState {
 
   async createBucket(name: string): Promise<void> {
     if (this.buckets.has(name)) {
-      throw new S3Error('BucketAlreadyOwnedByYou', 409, 'Your previous request to create the named bucket succeeded and you already own it.', name);
+      throw new S3Error(
+        'BucketAlreadyOwnedByYou',
+        409,
+        'Your previous request to create the named bucket succeeded and you already own it.',
+        name,
+      );
     }
     const record: BucketRecord = { name, created: new Date().toISOString() };
     this.buckets.set(name, { record, objects: new Map(), sorted: null });
@@ -328,7 +333,12 @@ export class ObjectStoreState {
    * Bytes `start..end` (inclusive) of an object into tmp/, hashed on the way (UploadPartCopy):
    * streamed, never held whole. The record returned is the one whose bytes were copied.
    */
-  async copyRangeToTmp(bucket: string, key: string, range: (rec: ObjectRecord) => { start: number; end: number }, alg?: ChecksumAlgorithm): Promise<{ rec: ObjectRecord; body: ReceivedBody }> {
+  async copyRangeToTmp(
+    bucket: string,
+    key: string,
+    range: (rec: ObjectRecord) => { start: number; end: number },
+    alg?: ChecksumAlgorithm,
+  ): Promise<{ rec: ObjectRecord; body: ReceivedBody }> {
     for (let attempt = 0; ; attempt++) {
       const rec = this.getObject(bucket, key);
       const { start, end } = range(rec);
@@ -343,13 +353,14 @@ export class ObjectStoreState {
             const b = chunk as Buffer;
             md5.update(b);
             h?.update(b);
-            for (let off = 0; off < b.length; ) off += (await fh.write(b, off, b.length - off)).bytesWritten;
+            for (let off = 0; off < b.length;) off += (await fh.write(b, off, b.length - off)).bytesWritten;
           }
         }
         await fh.sync();
         await fh.close();
         fh = undefined;
-        const checksum = h && alg ? { algorithm: alg, value: (await h.digest()).toString('base64'), type: 'FULL_OBJECT' as const } : undefined;
+        const checksum =
+          h && alg ? { algorithm: alg, value: (await h.digest()).toString('base64'), type: 'FULL_OBJECT' as const } : undefined;
         return { rec, body: { tmpPath, size: Math.max(0, end - start + 1), md5: md5.digest(), checksum } };
       } catch (e) {
         // the write already failed: its error is the one to report
@@ -367,7 +378,13 @@ export class ObjectStoreState {
     return join(this.dir, 'uploads', id);
   }
 
-  async createUpload(bucket: string, key: string, input: ObjectInput, checksumAlgorithm?: ChecksumAlgorithm, checksumType?: 'FULL_OBJECT' | 'COMPOSITE'): Promise<UploadRecord> {
+  async createUpload(
+    bucket: string,
+    key: string,
+    input: ObjectInput,
+    checksumAlgorithm?: ChecksumAlgorithm,
+    checksumType?: 'FULL_OBJECT' | 'COMPOSITE',
+  ): Promise<UploadRecord> {
     this.bucket(bucket);
     const rec: UploadRecord = {
       uploadId: randomBytes(16).toString('hex'),
@@ -471,12 +488,21 @@ export class ObjectStoreState {
     const parts: PartRecord[] = [];
     let prev = 0;
     for (const c of chosen) {
-      if (c.partNumber <= prev) throw new S3Error('InvalidPartOrder', 400, 'The list of parts was not in ascending order. The parts list must be specified in order by part number.');
+      if (c.partNumber <= prev)
+        throw new S3Error(
+          'InvalidPartOrder',
+          400,
+          'The list of parts was not in ascending order. The parts list must be specified in order by part number.',
+        );
       prev = c.partNumber;
       const p = await this.readPart(udir, c.partNumber);
       const norm = (e: string) => e.replace(/"/g, '');
       if (!p || norm(p.etag) !== norm(c.etag)) {
-        throw new S3Error('InvalidPart', 400, `One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not have matched the part's entity tag. (part ${c.partNumber})`);
+        throw new S3Error(
+          'InvalidPart',
+          400,
+          `One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not have matched the part's entity tag. (part ${c.partNumber})`,
+        );
       }
       if (c.checksum && p.checksum && c.checksum !== p.checksum.value) {
         throw new S3Error('InvalidPart', 400, `The checksum given for part ${c.partNumber} does not match the part's checksum.`);
@@ -485,7 +511,11 @@ export class ObjectStoreState {
     }
     parts.forEach((p, i) => {
       if (i < parts.length - 1 && p.size < minPartSize) {
-        throw new S3Error('EntityTooSmall', 400, `Your proposed upload is smaller than the minimum allowed size (part ${p.partNumber} has ${p.size} bytes, minimum ${minPartSize})`);
+        throw new S3Error(
+          'EntityTooSmall',
+          400,
+          `Your proposed upload is smaller than the minimum allowed size (part ${p.partNumber} has ${p.size} bytes, minimum ${minPartSize})`,
+        );
       }
     });
     const tmpPath = this.tmpPath();
@@ -498,7 +528,7 @@ export class ObjectStoreState {
         for await (const chunk of createReadStream(join(udir, p.dataFile))) {
           const b = chunk as Buffer;
           full?.update(b);
-          for (let off = 0; off < b.length; ) off += (await fh.write(b, off, b.length - off)).bytesWritten;
+          for (let off = 0; off < b.length;) off += (await fh.write(b, off, b.length - off)).bytesWritten;
         }
       }
       await fh.sync();
@@ -510,14 +540,25 @@ export class ObjectStoreState {
       const alg = upload.checksumAlgorithm;
       if (full) checksum = { algorithm: alg, value: (await full.digest()).toString('base64'), type: 'FULL_OBJECT' };
       else if (parts.every((p) => p.checksum?.algorithm === alg)) {
-        checksum = { algorithm: alg, value: await compositeChecksum(alg, parts.map((p) => p.checksum!.value)), type: 'COMPOSITE' };
+        checksum = {
+          algorithm: alg,
+          value: await compositeChecksum(
+            alg,
+            parts.map((p) => p.checksum!.value),
+          ),
+          type: 'COMPOSITE',
+        };
       }
     }
     if (expected) {
       const bare = (v: string) => v.replace(/-\d+$/, '');
       if (!checksum || checksum.algorithm !== expected.algorithm || bare(checksum.value) !== bare(expected.value)) {
         await rm(tmpPath, { force: true });
-        throw new S3Error('BadDigest', 400, `The ${expected.algorithm} you specified for the object did not match the calculated checksum.`);
+        throw new S3Error(
+          'BadDigest',
+          400,
+          `The ${expected.algorithm} you specified for the object did not match the calculated checksum.`,
+        );
       }
     }
     const size = (await stat(tmpPath)).size;
@@ -526,11 +567,21 @@ export class ObjectStoreState {
       upload.key,
       { tmpPath, size, md5: Buffer.alloc(0), checksum },
       { contentType: upload.contentType, headers: upload.headers, metadata: upload.metadata },
-      { etag: `"${md5s.digest('hex')}-${parts.length}"`, parts: parts.map((p) => ({ size: p.size, ...(p.checksum ? { checksum: p.checksum.value } : {}) })), ...conditions },
+      {
+        etag: `"${md5s.digest('hex')}-${parts.length}"`,
+        parts: parts.map((p) => ({ size: p.size, ...(p.checksum ? { checksum: p.checksum.value } : {}) })),
+        ...conditions,
+      },
     );
     // Keep a marker so a retried Complete (the client missed the answer) gets the same answer
     // instead of NoSuchUpload; the parts go. Markers older than a day are swept at start.
-    const done: CompletedUpload = { bucket: upload.bucket, key: upload.key, etag: rec.etag, checksum: rec.checksum, completed: new Date().toISOString() };
+    const done: CompletedUpload = {
+      bucket: upload.bucket,
+      key: upload.key,
+      etag: rec.etag,
+      checksum: rec.checksum,
+      completed: new Date().toISOString(),
+    };
     await writeFileAtomic(join(udir, 'completed.json'), JSON.stringify(done));
     for (const f of await readdir(udir)) if (f !== 'completed.json') await rm(join(udir, f), { force: true });
     return rec;

@@ -10,7 +10,17 @@ type XmlChild = [string, XmlValue];
 export function escapeXml(s: string): string {
   // eslint-disable-next-line no-control-regex -- the control characters XML 1.0 cannot carry literally
   return s.replace(/[<>&'"\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, (c) =>
-    c === '<' ? '&lt;' : c === '>' ? '&gt;' : c === '&' ? '&amp;' : c === "'" ? '&apos;' : c === '"' ? '&quot;' : `&#x${c.charCodeAt(0).toString(16)};`,
+    c === '<'
+      ? '&lt;'
+      : c === '>'
+        ? '&gt;'
+        : c === '&'
+          ? '&amp;'
+          : c === "'"
+            ? '&apos;'
+            : c === '"'
+              ? '&quot;'
+              : `&#x${c.charCodeAt(0).toString(16)};`,
   );
 }
 
@@ -21,7 +31,10 @@ export function escapeXml(s: string): string {
 export function el(name: string, value: XmlValue): string {
   if (value === undefined || value === null) return '';
   if (Array.isArray(value)) return `<${name}>${value.map(([n, v]) => el(n, v)).join('')}</${name}>`;
-  if (typeof value === 'object') return `<${name}>${Object.entries(value).map(([n, v]) => el(n, v)).join('')}</${name}>`;
+  if (typeof value === 'object')
+    return `<${name}>${Object.entries(value)
+      .map(([n, v]) => el(n, v))
+      .join('')}</${name}>`;
   return `<${name}>${escapeXml(String(value))}</${name}>`;
 }
 
@@ -48,6 +61,10 @@ export function parseXml(body: string): Record<string, unknown> {
     if (typeof v !== 'object' || v === null) throw new Error('not an element');
     return v as Record<string, unknown>;
   } catch (e) {
-    throw new S3Error('MalformedXML', 400, `The XML you provided was not well-formed or did not validate against our published schema: ${(e as Error).message}`);
+    throw new S3Error(
+      'MalformedXML',
+      400,
+      `The XML you provided was not well-formed or did not validate against our published schema: ${(e as Error).message}`,
+    );
   }
 }

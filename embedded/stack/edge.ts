@@ -23,7 +23,14 @@ import { LoupeError, errorMessage } from '../../lib/errors.js';
 import { sha256File } from '../../lib/fsutil.js';
 import { silentLogger } from '../../lib/log.js';
 import { projectRoot, datasetDir } from '../../lib/paths.js';
-import { COMPONENTS, loadSourceRecipe, localRecipe, renderRecipe, type ComponentName, type Recipe } from '../../components/build/recipes.js';
+import {
+  COMPONENTS,
+  loadSourceRecipe,
+  localRecipe,
+  renderRecipe,
+  type ComponentName,
+  type Recipe,
+} from '../../components/build/recipes.js';
 import type { CameraHealth, ResultMessage } from '../../contracts/topics.js';
 import { startBroker, type EmbeddedBroker } from '../broker/broker.js';
 import { Nucleus, type DeploymentRecord } from '../nucleus/nucleus.js';
@@ -101,19 +108,32 @@ export interface EdgeStack extends EventEmitter {
 
 export interface EdgeEndpoints {
   root: string;
-  objectStore: { endpoint: string; region: string; bucket: string; forcePathStyle: true; accessKeyId: string; secretAccessKey: string; keysFile: string; dir: string };
+  objectStore: {
+    endpoint: string;
+    region: string;
+    bucket: string;
+    forcePathStyle: true;
+    accessKeyId: string;
+    secretAccessKey: string;
+    keysFile: string;
+    dir: string;
+  };
   broker: { url: string; topics: string };
   nucleus: { root: string; ipcSocket: string; tesUri: string; logs: string; thingName: string };
 }
 
-const pkgVersion = (): Promise<string> => readFile(join(projectRoot, 'package.json'), 'utf8').then((t) => (JSON.parse(t) as { version: string }).version);
+const pkgVersion = (): Promise<string> =>
+  readFile(join(projectRoot, 'package.json'), 'utf8').then((t) => (JSON.parse(t) as { version: string }).version);
 
 /** Parse `folder:PATH`, `stream:URL`, `v4l2:DEVICE`, `snapshot:URL`, `command:CMD ARG...` into a source block. */
 export function parseSourceSpec(spec: string): Record<string, unknown> {
   const i = spec.indexOf(':');
   const kind = i > 0 ? spec.slice(0, i) : '';
   const rest = i > 0 ? spec.slice(i + 1) : '';
-  if (!rest) throw new LoupeError('edge.source', 'expected KIND:VALUE, e.g. folder:/data/images or stream:rtsp://cam/1', { input: `--source ${spec}` });
+  if (!rest)
+    throw new LoupeError('edge.source', 'expected KIND:VALUE, e.g. folder:/data/images or stream:rtsp://cam/1', {
+      input: `--source ${spec}`,
+    });
   switch (kind) {
     case 'folder':
       return { type: 'folder', path: resolve(rest), mode: 'loop' };
@@ -128,11 +148,18 @@ export function parseSourceSpec(spec: string): Record<string, unknown> {
       return { type: 'command', command, args };
     }
     default:
-      throw new LoupeError('edge.source', `unknown source kind "${kind}" (folder, stream, v4l2, snapshot, command)`, { input: `--source ${spec}` });
+      throw new LoupeError('edge.source', `unknown source kind "${kind}" (folder, stream, v4l2, snapshot, command)`, {
+        input: `--source ${spec}`,
+      });
   }
 }
 
-async function stageModel(stagingDir: string, modelDir: string, name: string, version: string): Promise<{ recipe: Recipe; sha256: string }> {
+async function stageModel(
+  stagingDir: string,
+  modelDir: string,
+  name: string,
+  version: string,
+): Promise<{ recipe: Recipe; sha256: string }> {
   const model = join(modelDir, 'model.onnx');
   const sha256 = await sha256File(model).catch((e: Error) => {
     throw new LoupeError('edge.model', `cannot read the model: ${e.message}`, { input: model });
@@ -175,7 +202,13 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
     // The store runs in its own supervised process: a request that kills it cannot take the
     // nucleus, broker and components with it (embedded/objectstore/process.ts).
     const objectStore =
-      opts.objectStore ?? (await startObjectStoreProcess({ dir: join(root, 'objectstore'), port: opts.objectStorePort, buckets: [bucket], log: log.child({ module: 'objectstore' }) }));
+      opts.objectStore ??
+      (await startObjectStoreProcess({
+        dir: join(root, 'objectstore'),
+        port: opts.objectStorePort,
+        buckets: [bucket],
+        log: log.child({ module: 'objectstore' }),
+      }));
     if (!opts.objectStore) cleanups.push(() => objectStore.stop());
     const s3 = new S3Client(objectStore.clientConfig);
     await s3.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1 })).catch(async (e: unknown) => {
@@ -228,37 +261,68 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
     });
 
     // The TES hands components the object store's own key pair, read from its key file.
-    const nucleus = new Nucleus({ root: join(root, 'gg'), thingName, mqttUrl: broker.url, credentials: () => tesCredentials(objectStore.keysFile) });
+    const nucleus = new Nucleus({
+      root: join(root, 'gg'),
+      thingName,
+      mqttUrl: broker.url,
+      credentials: () => tesCredentials(objectStore.keysFile),
+    });
     await nucleus.start();
     cleanups.unshift(() => nucleus.stop());
 
     const sharedFolder = datasetDir('metal-tags');
     const cameras = opts.cameras ?? [
-      { name: 'cam1', source: opts.source ?? { type: 'folder', path: sharedFolder, mode: 'loop' }, trigger: opts.trigger ?? { type: 'interval', fps: opts.fps ?? 5 } },
+      {
+        name: 'cam1',
+        source: opts.source ?? { type: 'folder', path: sharedFolder, mode: 'loop' },
+        trigger: opts.trigger ?? { type: 'interval', fps: opts.fps ?? 5 },
+      },
     ];
     const model = await stageModel(staging, resolve(opts.modelDir ?? join(projectRoot, 'models', 'metal-tags')), modelName, modelVersion);
-    for (const name of COMPONENTS) if (name !== 'loupe.Model') await writeRecipe(staging, localRecipe(renderRecipe(loadSourceRecipe(name), { version: componentVersion })));
+    for (const name of COMPONENTS)
+      if (name !== 'loupe.Model')
+        await writeRecipe(staging, localRecipe(renderRecipe(loadSourceRecipe(name), { version: componentVersion })));
     log.info({ sha256: model.sha256, modelVersion }, 'staged loupe.Model');
 
     const cfg = opts.config ?? {};
     const deployment = await nucleus.deploy({
       recipeDir: join(staging, 'recipes'),
       artifactDir: join(staging, 'artifacts'),
-      merge: { 'loupe.Model': modelVersion, 'loupe.Camera': componentVersion, 'loupe.Inference': componentVersion, 'loupe.Uploader': componentVersion },
+      merge: {
+        'loupe.Model': modelVersion,
+        'loupe.Camera': componentVersion,
+        'loupe.Inference': componentVersion,
+        'loupe.Uploader': componentVersion,
+      },
       configurationUpdate: {
         'loupe.Camera': { merge: { cameras, healthIntervalS: 1, ...cfg.camera } },
         'loupe.Inference': { merge: { telemetryIntervalS: 2, ...cfg.inference } },
         'loupe.Uploader': {
-          merge: { bucket, endpoint: objectStore.endpoint, forcePathStyle: true, telemetryIntervalS: 2, upload: { concurrency: 2, baseDelayMs: 200, maxDelayMs: 5000, timeoutMs: 10_000 }, ...cfg.uploader },
+          merge: {
+            bucket,
+            endpoint: objectStore.endpoint,
+            forcePathStyle: true,
+            telemetryIntervalS: 2,
+            upload: { concurrency: 2, baseDelayMs: 200, maxDelayMs: 5000, timeoutMs: 10_000 },
+            ...cfg.uploader,
+          },
         },
         ...(cfg.model ? { 'loupe.Model': { merge: cfg.model } } : {}),
       },
       healthTimeoutSeconds: opts.healthTimeoutSeconds ?? 120,
     });
     if (deployment.status !== 'SUCCEEDED') {
-      const logs = await Promise.all(COMPONENTS.map(async (c) => `--- ${c} (${nucleus.logFile(c)})\n${(await nucleus.readLog(c).catch(() => '')).split('\n').slice(-15).join('\n')}`));
+      const logs = await Promise.all(
+        COMPONENTS.map(
+          async (c) => `--- ${c} (${nucleus.logFile(c)})\n${(await nucleus.readLog(c).catch(() => '')).split('\n').slice(-15).join('\n')}`,
+        ),
+      );
       const kept = opts.keepOnFailure || !ownRoot ? `\ncomponent logs: ${join(nucleus.root, 'logs')}` : '';
-      throw new LoupeError('edge.deploy', `deploying the loupe suite failed: ${deployment.failureCause ?? deployment.detailedStatus}\n${logs.join('\n')}${kept}`, { input: 'local nucleus' });
+      throw new LoupeError(
+        'edge.deploy',
+        `deploying the loupe suite failed: ${deployment.failureCause ?? deployment.detailedStatus}\n${logs.join('\n')}${kept}`,
+        { input: 'local nucleus' },
+      );
     }
 
     const spoolDir = join(root, 'gg', 'work', 'loupe.Uploader', 'spool');
@@ -270,7 +334,10 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
       return {
         // Camera health arrives every healthIntervalS, results as they happen; every result is a
         // captured frame, so the frame count is never below the result count.
-        frames: Math.max(cameraHealth.reduce((s, c) => s + c.frames, 0), results.size),
+        frames: Math.max(
+          cameraHealth.reduce((s, c) => s + c.frames, 0),
+          results.size,
+        ),
         inferred: results.size,
         defects: [...results.values()].filter((r) => r.verdict === 'fail').length,
         uploaded: Number(up.uploaded ?? 0),
@@ -298,12 +365,19 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
         const c = counts();
         const uploaded = (await listUploads().catch(() => [] as string[])).filter((k) => k.endsWith('.jpg') && !before.has(k)).length;
         // item records only: the uploader keeps its own state beside them (.limits, .dedup.json)
-        const spoolPending = (await readdir(spoolDir).catch(() => [] as string[])).filter((f) => f.endsWith('.json') && !f.startsWith('.')).length;
+        const spoolPending = (await readdir(spoolDir).catch(() => [] as string[])).filter(
+          (f) => f.endsWith('.json') && !f.startsWith('.'),
+        ).length;
         return { ...c, uploaded, spoolPending, modelVersion: stack.modelVersion, seconds: +((Date.now() - started) / 1000).toFixed(1) };
       },
       async deployModel(m: { dir: string; version: string; name?: string }) {
         await stageModel(staging, resolve(m.dir), m.name ?? modelName, m.version);
-        const rec = await nucleus.deploy({ recipeDir: join(staging, 'recipes'), artifactDir: join(staging, 'artifacts'), merge: { 'loupe.Model': m.version }, healthTimeoutSeconds: opts.healthTimeoutSeconds ?? 120 });
+        const rec = await nucleus.deploy({
+          recipeDir: join(staging, 'recipes'),
+          artifactDir: join(staging, 'artifacts'),
+          merge: { 'loupe.Model': m.version },
+          healthTimeoutSeconds: opts.healthTimeoutSeconds ?? 120,
+        });
         if (rec.status === 'SUCCEEDED') {
           modelVersion = m.version;
           stack.modelVersion = m.version;
@@ -317,9 +391,24 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
         const cc = objectStore.clientConfig;
         return {
           root,
-          objectStore: { endpoint: cc.endpoint, region: cc.region, bucket, forcePathStyle: true, accessKeyId: cc.credentials.accessKeyId, secretAccessKey: cc.credentials.secretAccessKey, keysFile: objectStore.keysFile, dir: objectStore.dir },
+          objectStore: {
+            endpoint: cc.endpoint,
+            region: cc.region,
+            bucket,
+            forcePathStyle: true,
+            accessKeyId: cc.credentials.accessKeyId,
+            secretAccessKey: cc.credentials.secretAccessKey,
+            keysFile: objectStore.keysFile,
+            dir: objectStore.dir,
+          },
           broker: { url: broker.url, topics: `loupe/${thingName}/#` },
-          nucleus: { root: nucleus.root, ipcSocket: nucleus.socketPath, tesUri: nucleus.tesUri, logs: dirname(nucleus.logFile('loupe.Camera')), thingName },
+          nucleus: {
+            root: nucleus.root,
+            ipcSocket: nucleus.socketPath,
+            tesUri: nucleus.tesUri,
+            logs: dirname(nucleus.logFile('loupe.Camera')),
+            thingName,
+          },
         };
       },
       async stop(o: { keep?: boolean } = {}) {

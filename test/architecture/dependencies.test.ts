@@ -26,13 +26,28 @@ describe('dependency rules between top-level folders', () => {
 
   it('fail, naming file and line, when a rule is broken (a synthetic tree)', () => {
     put('lib/errors.ts', "import { z } from 'zod';\nexport const x = 1;\n");
-    put('lib/bad.ts', "// import { no } from '../cloud/not-an-import.js'\nimport { x } from './errors.js';\nimport type { T } from '../contracts/t.js';\n");
+    put(
+      'lib/bad.ts',
+      "// import { no } from '../cloud/not-an-import.js'\nimport { x } from './errors.js';\nimport type { T } from '../contracts/t.js';\n",
+    );
     put('contracts/t.ts', "import { x } from '../lib/errors.js';\nexport type T = number;\n");
-    put('components/camera/main.ts', "import { x } from '../../lib/errors.js';\nimport { q } from '../uploader/q.js';\n\nconst s = await import('../../cloud/loop/loop.js');\n");
+    put(
+      'components/camera/main.ts',
+      "import { x } from '../../lib/errors.js';\nimport { q } from '../uploader/q.js';\n\nconst s = await import('../../cloud/loop/loop.js');\n",
+    );
     put('components/uploader/q.ts', "export { y } from '../../embedded/broker/broker.js';\n");
-    put('cloud/gate/gate.ts', "import { D } from '../../components/detector/detector.js';\nimport { C } from '../../components/camera/main.js';\nimport { R } from '../../components/build/recipes.js';\n");
-    put('cloud/publish/p.ts', "import { R } from '../../components/build/recipes.js';\nimport { N } from '../../embedded/nucleus/cli-client.js';\nimport { M } from '../../embedded/nucleus/nucleus.js';\n");
-    put('embedded/stack/edge.ts', "import { R } from '../../components/build/recipes.js';\nimport { L } from '../../cloud/loop/loop.js';\n");
+    put(
+      'cloud/gate/gate.ts',
+      "import { D } from '../../components/detector/detector.js';\nimport { C } from '../../components/camera/main.js';\nimport { R } from '../../components/build/recipes.js';\n",
+    );
+    put(
+      'cloud/publish/p.ts',
+      "import { R } from '../../components/build/recipes.js';\nimport { N } from '../../embedded/nucleus/cli-client.js';\nimport { M } from '../../embedded/nucleus/nucleus.js';\n",
+    );
+    put(
+      'embedded/stack/edge.ts',
+      "import { R } from '../../components/build/recipes.js';\nimport { L } from '../../cloud/loop/loop.js';\n",
+    );
     put('cli/demo.ts', "import { L } from '../cloud/loop/loop.js';\nimport { E } from '../embedded/stack/edge.js';\n");
     put('tools/x.ts', "import { x } from '../lib/errors.js';\n");
     put('test/x.test.ts', "import { y } from '../../outside/thing.js';\n");

@@ -39,7 +39,10 @@ describe('error code catalogue (lib/error-codes.ts)', () => {
     console.log(
       `error codes: ${codes.length} catalogued (${LEGACY_DOTTED_CODES.length} legacy dotted), ${scan.thrown.size} thrown literally, ` +
         `${scan.computed.length} computed sites, ${scan.files} files scanned\n` +
-        [...areas].sort(([a], [b]) => a.localeCompare(b)).map(([a, n]) => `  ${a}: ${n}`).join('\n'),
+        [...areas]
+          .sort(([a], [b]) => a.localeCompare(b))
+          .map(([a, n]) => `  ${a}: ${n}`)
+          .join('\n'),
     );
 
     const { missing, unused } = checkCatalogue(scan, codes);
@@ -67,8 +70,14 @@ describe('error code catalogue (lib/error-codes.ts)', () => {
   };
 
   it('reads codes the way the tree writes them, and names what is missing or unused (a synthetic tree)', () => {
-    put('lib/a.ts', "throw new LoupeError(\n  'SPREAD_OVER_LINES',\n  'msg',\n);\n// new LoupeError('IN_A_COMMENT', 'x')\nconst s = \"new LoupeError('IN_A_STRING'\";\n");
-    put('lib/b.ts', "throw new LoupeError(e.code === 'ENOENT' ? 'A_MISSING' : 'A_UNREADABLE', 'm');\nthrow new LoupeError(code, 'm');\nfail('VIA_HELPER', p, 'm');\n");
+    put(
+      'lib/a.ts',
+      "throw new LoupeError(\n  'SPREAD_OVER_LINES',\n  'msg',\n);\n// new LoupeError('IN_A_COMMENT', 'x')\nconst s = \"new LoupeError('IN_A_STRING'\";\n",
+    );
+    put(
+      'lib/b.ts',
+      "throw new LoupeError(e.code === 'ENOENT' ? 'A_MISSING' : 'A_UNREADABLE', 'm');\nthrow new LoupeError(code, 'm');\nfail('VIA_HELPER', p, 'm');\n",
+    );
     put('cloud/t.py', 'raise Refused(\n    "FROM_PYTHON",\n    "message",\n)\nrefuse("ALSO_PYTHON", "m")\n');
     const scan = scanErrorCodes(scratch, ['lib', 'cloud']);
     expect([...scan.thrown.keys()].sort()).toEqual(['ALSO_PYTHON', 'A_MISSING', 'A_UNREADABLE', 'FROM_PYTHON', 'SPREAD_OVER_LINES']);

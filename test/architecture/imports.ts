@@ -72,7 +72,11 @@ export function checkImports(edges: readonly ImportEdge[], rules: readonly Depen
       continue;
     }
     const ok = applying.some((r) => within(e.target, r.from) || r.may.some((m) => m === '*' || within(e.target, m)));
-    if (!ok) out.push({ ...e, message: `${applying.map((r) => r.from).join(' + ')} may import only ${[...new Set(applying.flatMap((r) => r.may))].join(', ') || 'nothing of ours'}, not ${e.target}` });
+    if (!ok)
+      out.push({
+        ...e,
+        message: `${applying.map((r) => r.from).join(' + ')} may import only ${[...new Set(applying.flatMap((r) => r.may))].join(', ') || 'nothing of ours'}, not ${e.target}`,
+      });
   }
   return out;
 }

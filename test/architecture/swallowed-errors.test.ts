@@ -17,13 +17,16 @@ describe('swallowed errors', () => {
   it('each say why: every empty catch block and do-nothing .catch handler carries a comment', () => {
     const all = swallowedErrors(projectRoot, SOURCE_FOLDERS);
     const bare = all.filter((s) => !s.explained);
-    console.log(`swallowed errors: ${all.length} (${all.filter((s) => s.kind === 'catch-block').length} catch blocks, ${all.filter((s) => s.kind === 'catch-handler').length} .catch handlers), ${bare.length} without a reason`);
+    console.log(
+      `swallowed errors: ${all.length} (${all.filter((s) => s.kind === 'catch-block').length} catch blocks, ${all.filter((s) => s.kind === 'catch-handler').length} .catch handlers), ${bare.length} without a reason`,
+    );
     expect(all.length).toBeGreaterThan(30); // the scan sees the tree
     const counts: Record<string, number> = {};
     for (const s of bare) counts[s.file] = (counts[s.file] ?? 0) + 1;
     const unexpected = bare.filter((s) => counts[s.file] !== NOT_YET_EXPLAINED[s.file]).map((s) => `${s.file}:${s.line} (${s.kind})`);
     expect(unexpected, 'say why the error is safe to drop (a comment on or above the line), or log it').toEqual([]);
-    for (const f of Object.keys(NOT_YET_EXPLAINED)) expect(counts[f], `${f} is explained now: drop it from NOT_YET_EXPLAINED`).toBe(NOT_YET_EXPLAINED[f]);
+    for (const f of Object.keys(NOT_YET_EXPLAINED))
+      expect(counts[f], `${f} is explained now: drop it from NOT_YET_EXPLAINED`).toBe(NOT_YET_EXPLAINED[f]);
   });
 
   const scratch = mkdtempSync(join(tmpdir(), 'loupe-swallow-'));

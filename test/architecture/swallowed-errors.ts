@@ -40,8 +40,15 @@ export function swallowedErrors(root: string, folders: readonly string[]): Swall
     };
     const visit = (n: ts.Node): void => {
       const line = () => sf.getLineAndCharacterOfPosition(n.getStart(sf)).line + 1;
-      if (ts.isCatchClause(n) && n.block.statements.length === 0) out.push({ file, line: line(), kind: 'catch-block', explained: explained(n, n.block) });
-      if (ts.isCallExpression(n) && ts.isPropertyAccessExpression(n.expression) && n.expression.name.text === 'catch' && n.arguments.length === 1 && isEmptyHandler(n.arguments[0] as ts.Expression)) {
+      if (ts.isCatchClause(n) && n.block.statements.length === 0)
+        out.push({ file, line: line(), kind: 'catch-block', explained: explained(n, n.block) });
+      if (
+        ts.isCallExpression(n) &&
+        ts.isPropertyAccessExpression(n.expression) &&
+        n.expression.name.text === 'catch' &&
+        n.arguments.length === 1 &&
+        isEmptyHandler(n.arguments[0] as ts.Expression)
+      ) {
         out.push({ file, line: line(), kind: 'catch-handler', explained: explained(n, n.arguments[0] as ts.Node) });
       }
       ts.forEachChild(n, visit);

@@ -55,9 +55,20 @@ const entry: BenchEntry = {
       .sort()
       .map((f) => join(dir, f));
     const load0 = loadavg()[0];
-    const dets = { fp32: await Detector.load(fp32), int8: await Detector.load(int8), fp32Spinning: await Detector.load(fp32, { spinning: true }), int8Spinning: await Detector.load(int8, { spinning: true }) };
+    const dets = {
+      fp32: await Detector.load(fp32),
+      int8: await Detector.load(int8),
+      fp32Spinning: await Detector.load(fp32, { spinning: true }),
+      int8Spinning: await Detector.load(int8, { spinning: true }),
+    };
     const py = await UltralyticsWorker.start(fp32);
-    const ms: Record<'fp32' | 'int8' | 'fp32Spinning' | 'int8Spinning' | 'ultralytics', number[]> = { fp32: [], int8: [], fp32Spinning: [], int8Spinning: [], ultralytics: [] };
+    const ms: Record<'fp32' | 'int8' | 'fp32Spinning' | 'int8Spinning' | 'ultralytics', number[]> = {
+      fp32: [],
+      int8: [],
+      fp32Spinning: [],
+      int8Spinning: [],
+      ultralytics: [],
+    };
     const best = { fp32: Infinity, int8: Infinity, ultralytics: Infinity };
     try {
       for (const d of Object.values(dets)) {
@@ -101,7 +112,14 @@ const entry: BenchEntry = {
       const data = await yoloDataset(ds);
       const a = await evaluate({ model: await fixtureModel(pair[0]), data, split: 'test' });
       const b = await evaluate({ model: await fixtureModel(pair[1]), data, split: 'test' });
-      accuracy[ds] = { fp32: +a.map50.toFixed(4), int8: +b.map50.toFixed(4), loss: +(a.map50 - b.map50).toFixed(4), fp32_95: +a.map50_95.toFixed(4), int8_95: +b.map50_95.toFixed(4), images: a.images };
+      accuracy[ds] = {
+        fp32: +a.map50.toFixed(4),
+        int8: +b.map50.toFixed(4),
+        loss: +(a.map50 - b.map50).toFixed(4),
+        fp32_95: +a.map50_95.toFixed(4),
+        int8_95: +b.map50_95.toFixed(4),
+        images: a.images,
+      };
     }
 
     const ips = (x: number) => +(1000 / x).toFixed(2);
@@ -112,7 +130,12 @@ const entry: BenchEntry = {
     const table = {
       loupeFp32: { msPerImage: r3(median(ms.fp32)), imagesPerS: ips(median(ms.fp32)), bestFrameMs: r3(best.fp32), chunks: ms.fp32.map(r3) },
       loupeInt8: { msPerImage: r3(median(ms.int8)), imagesPerS: ips(median(ms.int8)), bestFrameMs: r3(best.int8), chunks: ms.int8.map(r3) },
-      ultralyticsPredictFp32: { msPerImage: r3(median(ms.ultralytics)), imagesPerS: ips(median(ms.ultralytics)), bestFrameMs: r3(best.ultralytics), chunks: ms.ultralytics.map(r3) },
+      ultralyticsPredictFp32: {
+        msPerImage: r3(median(ms.ultralytics)),
+        imagesPerS: ips(median(ms.ultralytics)),
+        bestFrameMs: r3(best.ultralytics),
+        chunks: ms.ultralytics.map(r3),
+      },
       quietHostSpinning: {
         note: "the same detectors with onnxruntime's spin-waiting threads on (loupe's default is off: it costs up to 2x when other work shares the cores)",
         loupeFp32: { msPerImage: r3(median(ms.fp32Spinning)), imagesPerS: ips(median(ms.fp32Spinning)) },
@@ -140,10 +163,30 @@ const entry: BenchEntry = {
         map50: accuracy,
       },
       targets: [
-        { name: 'loupe int8 images/s relative to loupe fp32 (interleaved medians)', value: r3(int8VsFp32), target: '>= 1.8', met: int8VsFp32 >= 1.8 },
-        { name: 'loupe int8 images/s relative to ultralytics predict fp32 (interleaved medians)', value: r3(int8VsUltra), target: '>= 2', met: int8VsUltra >= 2 },
-        { name: 'mAP50 loss int8 vs fp32, metal-tags test split', value: accuracy['metal-tags']!.loss, target: '<= 0.015', met: accuracy['metal-tags']!.loss <= 0.015 },
-        { name: 'mAP50 loss int8 vs fp32, NEU-DET test split', value: accuracy['neu-det']!.loss, target: '<= 0.015', met: accuracy['neu-det']!.loss <= 0.015 },
+        {
+          name: 'loupe int8 images/s relative to loupe fp32 (interleaved medians)',
+          value: r3(int8VsFp32),
+          target: '>= 1.8',
+          met: int8VsFp32 >= 1.8,
+        },
+        {
+          name: 'loupe int8 images/s relative to ultralytics predict fp32 (interleaved medians)',
+          value: r3(int8VsUltra),
+          target: '>= 2',
+          met: int8VsUltra >= 2,
+        },
+        {
+          name: 'mAP50 loss int8 vs fp32, metal-tags test split',
+          value: accuracy['metal-tags']!.loss,
+          target: '<= 0.015',
+          met: accuracy['metal-tags']!.loss <= 0.015,
+        },
+        {
+          name: 'mAP50 loss int8 vs fp32, NEU-DET test split',
+          value: accuracy['neu-det']!.loss,
+          target: '<= 0.015',
+          met: accuracy['neu-det']!.loss <= 0.015,
+        },
       ],
     };
   },

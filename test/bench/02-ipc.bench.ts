@@ -46,10 +46,6 @@ interface PubResult {
   cpuMs: number;
 }
 
-
-
-
-
 const readJson = <T>(p: string) => JSON.parse(readFileSync(p, 'utf8')) as T;
 
 function spawnStarted(args: string[], env: NodeJS.ProcessEnv): Promise<ChildProcess> {
@@ -71,7 +67,10 @@ const entry: BenchEntry = {
     try {
       // --- the nucleus as users run it ----------------------------------------------------
       const root = join(tmp, 'gg');
-      const nucleus = await spawnStarted([join(projectRoot, 'bin', 'loupe.js'), 'nucleus', 'start', '--root', root, '--mqtt', 'none'], { ...process.env, LOUPE_LOG_LEVEL: 'warn' });
+      const nucleus = await spawnStarted([join(projectRoot, 'bin', 'loupe.js'), 'nucleus', 'start', '--root', root, '--mqtt', 'none'], {
+        ...process.env,
+        LOUPE_LOG_LEVEL: 'warn',
+      });
       procs.push(nucleus);
       const idle = procStatus(nucleus.pid!);
       const client = await NucleusCliClient.connect(root);
@@ -91,11 +90,24 @@ const entry: BenchEntry = {
               RecipeFormatVersion: '2020-01-25',
               ComponentName: p.name,
               ComponentVersion: '1.0.0',
-              ComponentConfiguration: { DefaultConfiguration: { accessControl: { 'aws.greengrass.ipc.pubsub': { b: { operations: ['*'], resources: ['bench/*'] } } } } },
+              ComponentConfiguration: {
+                DefaultConfiguration: {
+                  accessControl: { 'aws.greengrass.ipc.pubsub': { b: { operations: ['*'], resources: ['bench/*'] } } },
+                },
+              },
               Manifests: [
                 {
                   Lifecycle: {
-                    Setenv: { BENCH_DIR: dir, BENCH_RUN: run, BENCH_MODE: 'ipc', BENCH_PUBS: String(pubs), BENCH_N: String(N), BENCH_WINDOW: String(WINDOW), BENCH_M: String(m), ...p.env },
+                    Setenv: {
+                      BENCH_DIR: dir,
+                      BENCH_RUN: run,
+                      BENCH_MODE: 'ipc',
+                      BENCH_PUBS: String(pubs),
+                      BENCH_N: String(N),
+                      BENCH_WINDOW: String(WINDOW),
+                      BENCH_M: String(m),
+                      ...p.env,
+                    },
                     Run: `exec node ${PEER}`,
                   },
                 },
@@ -147,7 +159,11 @@ const entry: BenchEntry = {
       const bareRoot = join(tmp, 'bare');
       const nucleusModule = pathToFileURL(join(projectRoot, 'dist', 'embedded', 'nucleus', 'nucleus.js')).href;
       const bare = await spawnStarted(
-        ['--input-type=module', '-e', `const { Nucleus } = await import(${JSON.stringify(nucleusModule)}); const n = new Nucleus({ root: ${JSON.stringify(bareRoot)}, mqttUrl: false }); await n.start(); console.log('up'); process.on('SIGTERM', () => n.stop().then(() => process.exit(0)));`],
+        [
+          '--input-type=module',
+          '-e',
+          `const { Nucleus } = await import(${JSON.stringify(nucleusModule)}); const n = new Nucleus({ root: ${JSON.stringify(bareRoot)}, mqttUrl: false }); await n.start(); console.log('up'); process.on('SIGTERM', () => n.stop().then(() => process.exit(0)));`,
+        ],
         process.env,
       );
       procs.push(bare);
@@ -160,11 +176,26 @@ const entry: BenchEntry = {
       const broker = await startBroker();
       let mq;
       try {
-        for (const [role, extra] of [['sub', {}], ['pub', { BENCH_INDEX: '0' }]] as const) {
+        for (const [role, extra] of [
+          ['sub', {}],
+          ['pub', { BENCH_INDEX: '0' }],
+        ] as const) {
           procs.push(
             spawn(process.execPath, [PEER], {
               stdio: 'ignore',
-              env: { ...process.env, ...extra, BENCH_DIR: dir, BENCH_ROLE: role, BENCH_RUN: 'mqtt1', BENCH_MODE: 'mqtt', MQTT_URL: broker.url, BENCH_PUBS: '1', BENCH_N: String(N), BENCH_WINDOW: String(WINDOW), BENCH_M: String(M) },
+              env: {
+                ...process.env,
+                ...extra,
+                BENCH_DIR: dir,
+                BENCH_ROLE: role,
+                BENCH_RUN: 'mqtt1',
+                BENCH_MODE: 'mqtt',
+                MQTT_URL: broker.url,
+                BENCH_PUBS: '1',
+                BENCH_N: String(N),
+                BENCH_WINDOW: String(WINDOW),
+                BENCH_M: String(M),
+              },
             }),
           );
           if (role === 'sub') await waitFile(join(dir, 'ready-mqtt1'), 60_000);
@@ -206,8 +237,18 @@ const entry: BenchEntry = {
           baseline_mqtt_cpu_us_per_msg_publisher_client: mq.usPerMsgPub,
         },
         targets: [
-          { name: 'ipc_msgs_per_s', value: ipc1.msgsPerS, target: '>= 5000 small messages/s between two components on 2 cores', met: ipc1.msgsPerS >= 5000 },
-          { name: 'ipc_delivered', value: ipc1.delivered + ipc2.delivered, target: `all ${3 * N} delivered`, met: ipc1.delivered + ipc2.delivered === 3 * N },
+          {
+            name: 'ipc_msgs_per_s',
+            value: ipc1.msgsPerS,
+            target: '>= 5000 small messages/s between two components on 2 cores',
+            met: ipc1.msgsPerS >= 5000,
+          },
+          {
+            name: 'ipc_delivered',
+            value: ipc1.delivered + ipc2.delivered,
+            target: `all ${3 * N} delivered`,
+            met: ipc1.delivered + ipc2.delivered === 3 * N,
+          },
         ],
       };
     } finally {

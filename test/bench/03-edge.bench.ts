@@ -48,7 +48,10 @@ async function detectorFps(model: string, files: string[]): Promise<number> {
 
 function procMem(pid: number): Promise<{ peakMB: number; rssMB: number } | undefined> {
   return readFile(`/proc/${pid}/status`, 'utf8').then(
-    (t) => ({ peakMB: +(Number(/VmHWM:\s+(\d+)/.exec(t)?.[1] ?? 0) / 1024).toFixed(1), rssMB: +(Number(/VmRSS:\s+(\d+)/.exec(t)?.[1] ?? 0) / 1024).toFixed(1) }),
+    (t) => ({
+      peakMB: +(Number(/VmHWM:\s+(\d+)/.exec(t)?.[1] ?? 0) / 1024).toFixed(1),
+      rssMB: +(Number(/VmRSS:\s+(\d+)/.exec(t)?.[1] ?? 0) / 1024).toFixed(1),
+    }),
     () => undefined,
   );
 }
@@ -85,13 +88,21 @@ const entry: BenchEntry = {
       results[precision] = r.results;
       for (const t of r.targets) targets.push({ ...t, name: `${precision}: ${t.name}` });
     }
-    return { entry: '03-edge', machine: { loadavg1_start: reports[Object.keys(reports)[0]!]?.load0, loadavg1_end: loadavg()[0] }, results, targets };
+    return {
+      entry: '03-edge',
+      machine: { loadavg1_start: reports[Object.keys(reports)[0]!]?.load0, loadavg1_end: loadavg()[0] },
+      results,
+      targets,
+    };
   },
 };
 
 async function pipelineRun(model: string) {
   const ds = datasetDir('metal-tags');
-  const all = [...(await readdir(join(ds, 'bad'))).map((f) => join(ds, 'bad', f)), ...(await readdir(join(ds, 'good'))).map((f) => join(ds, 'good', f))].sort();
+  const all = [
+    ...(await readdir(join(ds, 'bad'))).map((f) => join(ds, 'bad', f)),
+    ...(await readdir(join(ds, 'good'))).map((f) => join(ds, 'good', f)),
+  ].sort();
   const work = await mkdtemp(join(tmpdir(), 'lbe-'));
   const folder = join(work, 'frames-in');
   await mkdir(folder);
@@ -127,16 +138,20 @@ async function pipelineRun(model: string) {
     for (const c of ['loupe.Camera', 'loupe.Inference', 'loupe.Uploader']) procs[c] = await pidOf(stack, c);
     const cpu0: Record<string, number> = {};
     for (const [k, pid] of Object.entries(procs)) cpu0[k] = await cpuSeconds(pid);
-    const rec = await stack.configure('loupe.Camera', { cameras: [{ name: 'bench', source: { type: 'folder', path: folder, mode: 'once' }, trigger: { type: 'continuous', maxInFlight: 4 } }] });
+    const rec = await stack.configure('loupe.Camera', {
+      cameras: [{ name: 'bench', source: { type: 'folder', path: folder, mode: 'once' }, trigger: { type: 'continuous', maxInFlight: 4 } }],
+    });
     if (rec.status !== 'SUCCEEDED') throw new Error(`camera reconfiguration failed: ${rec.failureCause}`);
     const deadline = Date.now() + 600_000;
-    while ([...stack.results.values()].filter((r) => r.camera === 'bench').length < N && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    while ([...stack.results.values()].filter((r) => r.camera === 'bench').length < N && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 200));
     const results = [...stack.results.values()].filter((r) => r.camera === 'bench');
     const firstCapture = Math.min(...results.map((r) => Date.parse(r.time)));
     const lastResult = Math.max(...results.map((r) => Date.parse(r.time) + r.latencyMs));
     const fps = results.length / ((lastResult - firstCapture) / 1000);
     const cpuPerFrame: Record<string, number> = {};
-    for (const [k, pid] of Object.entries(procs)) cpuPerFrame[k] = +(((await cpuSeconds(pid)) - cpu0[k]!) / results.length * 1000).toFixed(1);
+    for (const [k, pid] of Object.entries(procs))
+      cpuPerFrame[k] = +((((await cpuSeconds(pid)) - cpu0[k]!) / results.length) * 1000).toFixed(1);
     // Wait for the uploads of what was selected, then count them in S3.
     while (Number(stack.telemetry.uploader?.spoolPending ?? 1) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
     const s = await stack.summary();
@@ -150,7 +165,13 @@ async function pipelineRun(model: string) {
       cpu_ms_per_frame: cpuPerFrame,
       inference_dropped: inf?.dropped,
       uploaded: s.uploaded,
-      uploader: stack.telemetry.uploader ? { selected: stack.telemetry.uploader.selected, duplicates: stack.telemetry.uploader.duplicates, byReason: stack.telemetry.uploader.byReason } : undefined,
+      uploader: stack.telemetry.uploader
+        ? {
+            selected: stack.telemetry.uploader.selected,
+            duplicates: stack.telemetry.uploader.duplicates,
+            byReason: stack.telemetry.uploader.byReason,
+          }
+        : undefined,
     };
     for (const c of ['loupe.Camera', 'loupe.Inference', 'loupe.Uploader', 'loupe.Model']) mem[c] = await procMem(await pidOf(stack, c));
     mem.nucleus_and_bench_process = await procMem(process.pid);

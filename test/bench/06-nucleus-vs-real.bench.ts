@@ -24,24 +24,38 @@ const WINDOW = 256;
 const M = 2_000;
 const PEER = join(projectRoot, 'test', 'fixtures', 'nucleus', 'bench-peer.mjs');
 
-
-
-
-
 function writeConfig(dir: string): string {
   const peer = (role: string, extra: Record<string, string> = {}) => ({
     version: '1.0.0',
     lifecycle: {
       // Relative: each nucleus has its own root, the file is the same for both.
-      setenv: { BENCH_DIR: '../../bench', BENCH_RUN: 'x', BENCH_MODE: 'ipc', BENCH_ROLE: role, BENCH_PUBS: '1', BENCH_N: String(N), BENCH_WINDOW: String(WINDOW), BENCH_M: String(M), ...extra },
+      setenv: {
+        BENCH_DIR: '../../bench',
+        BENCH_RUN: 'x',
+        BENCH_MODE: 'ipc',
+        BENCH_ROLE: role,
+        BENCH_PUBS: '1',
+        BENCH_N: String(N),
+        BENCH_WINDOW: String(WINDOW),
+        BENCH_M: String(M),
+        ...extra,
+      },
       run: `exec node ${PEER}`,
     },
-    configuration: { accessControl: { 'aws.greengrass.ipc.pubsub': { [`bench.${role}:1`]: { policyDescription: 'bench', operations: ['*'], resources: ['bench/*'] } } } },
+    configuration: {
+      accessControl: {
+        'aws.greengrass.ipc.pubsub': { [`bench.${role}:1`]: { policyDescription: 'bench', operations: ['*'], resources: ['bench/*'] } },
+      },
+    },
   });
   const config = {
     system: { thingName: 'bench-thing' },
     services: {
-      'aws.greengrass.Nucleus': { componentType: 'NUCLEUS', version: '2.18.0', configuration: { awsRegion: 'us-east-1', runWithDefault: { posixUser: 'ggc_user:ggc_group' }, iotRoleAlias: 'BenchRoleAlias' } },
+      'aws.greengrass.Nucleus': {
+        componentType: 'NUCLEUS',
+        version: '2.18.0',
+        configuration: { awsRegion: 'us-east-1', runWithDefault: { posixUser: 'ggc_user:ggc_group' }, iotRoleAlias: 'BenchRoleAlias' },
+      },
       main: { dependencies: ['bench.Sub', 'bench.Pub', 'aws.greengrass.TokenExchangeService'] },
       'bench.Sub': peer('sub'),
       'bench.Pub': peer('pub', { BENCH_INDEX: '0' }),
@@ -84,7 +98,11 @@ async function measure(which: 'real' | 'loupe', initConfig: string, dir: string,
     const cpu1 = cpuSeconds(n.pid);
     await waitFile(join(bench, 'result-x-latency.json'), 600_000);
     const after = procStatus(n.pid);
-    const tp = JSON.parse(readFileSync(join(bench, 'result-x-throughput.json'), 'utf8')) as { received: number; lastAt: number; latencies: number[] };
+    const tp = JSON.parse(readFileSync(join(bench, 'result-x-throughput.json'), 'utf8')) as {
+      received: number;
+      lastAt: number;
+      latencies: number[];
+    };
     const pub = JSON.parse(readFileSync(join(bench, 'pub-x-0.json'), 'utf8')) as { startedAt: number };
     const lat = JSON.parse(readFileSync(join(bench, 'result-x-latency.json'), 'utf8')) as { latencies: number[] };
     return {
@@ -117,13 +135,16 @@ const entry: BenchEntry = {
       // One after the other (at once they would compete for the two cores), in the order real,
       // loupe, loupe, real, so a load that drifts during the run weighs on both alike; each
       // figure is the mean of its two runs. LOUPE_BENCH_ONLY=loupe measures loupe's alone.
-      if (process.env.LOUPE_BENCH_ONLY === 'loupe') return { entry: 'nucleus-vs-real', results: { loupe: await measure('loupe', initConfig, dir, 'l1') } };
+      if (process.env.LOUPE_BENCH_ONLY === 'loupe')
+        return { entry: 'nucleus-vs-real', results: { loupe: await measure('loupe', initConfig, dir, 'l1') } };
       const r1 = await measure('real', initConfig, dir, 'r1');
       const l1 = await measure('loupe', initConfig, dir, 'l1');
       const l2 = await measure('loupe', initConfig, dir, 'l2');
       const r2 = await measure('real', initConfig, dir, 'r2');
       const mean = (a: Measured, b: Measured): Measured =>
-        Object.fromEntries(Object.keys(a).map((k) => [k, +(((a[k as keyof Measured] + b[k as keyof Measured]) / 2).toFixed(3))])) as unknown as Measured;
+        Object.fromEntries(
+          Object.keys(a).map((k) => [k, +((a[k as keyof Measured] + b[k as keyof Measured]) / 2).toFixed(3)]),
+        ) as unknown as Measured;
       const real = mean(r1, r2);
       const loupe = mean(l1, l2);
       return {
@@ -141,9 +162,24 @@ const entry: BenchEntry = {
           rss_idle_ratio_loupe_over_real: +(loupe.rssIdleMiB / real.rssIdleMiB).toFixed(3),
         },
         targets: [
-          { name: 'msgs_per_s_ratio_loupe_over_real', value: +(loupe.msgsPerS / real.msgsPerS).toFixed(3), target: '>= 1 (loupe at least as fast)', met: loupe.msgsPerS >= real.msgsPerS },
-          { name: 'rss_peak_ratio_loupe_over_real', value: +(loupe.rssPeakMiB / real.rssPeakMiB).toFixed(3), target: '<= 0.5 (at most half the RSS)', met: loupe.rssPeakMiB <= real.rssPeakMiB / 2 },
-          { name: 'delivered', value: real.delivered + loupe.delivered, target: `all ${2 * N} delivered`, met: real.delivered + loupe.delivered === 2 * N },
+          {
+            name: 'msgs_per_s_ratio_loupe_over_real',
+            value: +(loupe.msgsPerS / real.msgsPerS).toFixed(3),
+            target: '>= 1 (loupe at least as fast)',
+            met: loupe.msgsPerS >= real.msgsPerS,
+          },
+          {
+            name: 'rss_peak_ratio_loupe_over_real',
+            value: +(loupe.rssPeakMiB / real.rssPeakMiB).toFixed(3),
+            target: '<= 0.5 (at most half the RSS)',
+            met: loupe.rssPeakMiB <= real.rssPeakMiB / 2,
+          },
+          {
+            name: 'delivered',
+            value: real.delivered + loupe.delivered,
+            target: `all ${2 * N} delivered`,
+            met: real.delivered + loupe.delivered === 2 * N,
+          },
         ],
       };
     } finally {

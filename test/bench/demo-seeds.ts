@@ -15,7 +15,9 @@ import type { DemoSummary } from '../../cli/demo.js';
  * because training runs on a time budget and fits fewer epochs on a busy machine. The report is
  * also written to test-artifacts/bench/demo-seeds.json.
  */
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, seeds: { type: 'string' }, fast: { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: { runs: { type: 'string', default: '3' }, seeds: { type: 'string' }, fast: { type: 'boolean', default: false } },
+});
 const runs = Number(values.runs);
 if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${values.runs}`);
 const seeds = values.seeds ? values.seeds.split(',').map((s) => Number(s.trim())) : Array.from({ length: runs }, (_, i) => i + 1);
@@ -53,12 +55,28 @@ function stats(xs: number[]) {
   return { values: xs.map(r), mean: r(mean), sd: r(sd), min: r(Math.min(...xs)), max: r(Math.max(...xs)) };
 }
 
-const rows: { seed: number; ok: boolean; exit: number | null; wallS: number; loadavg1Before: number; loadavg1After: number; summary: DemoSummary | null }[] = [];
+const rows: {
+  seed: number;
+  ok: boolean;
+  exit: number | null;
+  wallS: number;
+  loadavg1Before: number;
+  loadavg1After: number;
+  summary: DemoSummary | null;
+}[] = [];
 for (const seed of seeds) {
   process.stderr.write(`demo:seeds: run ${rows.length + 1}/${seeds.length}, seed ${seed} ...\n`);
   const load = loadavg()[0]!;
   const r = await demo(seed);
-  rows.push({ seed, ok: r.summary?.ok === true, exit: r.code, wallS: +r.wallS.toFixed(1), loadavg1Before: load, loadavg1After: loadavg()[0]!, summary: r.summary });
+  rows.push({
+    seed,
+    ok: r.summary?.ok === true,
+    exit: r.code,
+    wallS: +r.wallS.toFixed(1),
+    loadavg1Before: load,
+    loadavg1After: loadavg()[0]!,
+    summary: r.summary,
+  });
   process.stdout.write(JSON.stringify({ seed, exit: r.code, summary: r.summary }) + '\n');
 }
 const gains = rows.map((r) => r.summary?.benchmark?.gain).filter((g): g is NonNullable<typeof g> => !!g);
@@ -76,7 +94,15 @@ const report = {
     loadavg1After: r.loadavg1After,
     uploaded: r.summary?.imagesUploaded ?? null,
     approved: r.summary?.labelsApproved ?? null,
-    gate: r.summary?.gate ? { passed: r.summary.gate.passed, split: r.summary.gate.split, images: r.summary.gate.images, champion: r.summary.gate.champion, challenger: r.summary.gate.challenger } : null,
+    gate: r.summary?.gate
+      ? {
+          passed: r.summary.gate.passed,
+          split: r.summary.gate.split,
+          images: r.summary.gate.images,
+          champion: r.summary.gate.champion,
+          challenger: r.summary.gate.challenger,
+        }
+      : null,
     benchmark: r.summary?.benchmark ?? null,
     error: r.summary?.error ?? (r.summary ? null : 'no summary'),
   })),

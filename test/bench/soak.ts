@@ -84,7 +84,7 @@ function processes(): ProcInfo[] {
 function tree(): ProcInfo[] {
   const all = processes();
   const keep = new Set([process.pid]);
-  for (let grew = true; grew; ) {
+  for (let grew = true; grew;) {
     grew = false;
     for (const p of all) {
       if (keep.has(p.pid) || !keep.has(p.ppid)) continue;
@@ -98,7 +98,8 @@ function role(p: ProcInfo): string {
   if (p.pid === process.pid) return 'broker+driver';
   if (p.cmd.includes('edge-host.js')) return 'nucleus';
   if (p.cmd.includes('objectstore serve')) return 'objectstore';
-  for (const c of ['camera', 'inference', 'uploader']) if (p.cmd.includes(`components/${c}/`)) return `loupe.${c[0]!.toUpperCase()}${c.slice(1)}`;
+  for (const c of ['camera', 'inference', 'uploader'])
+    if (p.cmd.includes(`components/${c}/`)) return `loupe.${c[0]!.toUpperCase()}${c.slice(1)}`;
   return 'other';
 }
 function sample(): Record<string, { rssMiB: number; fds: number; procs: number }> {
@@ -155,7 +156,9 @@ async function startHost() {
     store: { endpoint: store!.endpoint, port: store!.port, dir: store!.dir, region: store!.region },
     options: { thingName: THING, bucket: BUCKET, source: { type: 'folder', path: datasetDir('metal-tags'), mode: 'loop' }, fps: FPS },
   };
-  const child = spawn(process.execPath, [join(projectRoot, 'dist', 'test', 'helpers', 'edge-host.js'), JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(projectRoot, 'dist', 'test', 'helpers', 'edge-host.js'), JSON.stringify(cfg)], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   host = child;
   let ready = false;
   const tail: string[] = [];
@@ -198,7 +201,9 @@ let t0 = 0;
 const minutesNow = () => +((Date.now() - t0) / 60_000).toFixed(2);
 
 async function main() {
-  say(`starting: ${MINUTES} min at ${FPS} fps; new loupe.Model every ${MODEL_EVERY} min; object store and broker restarted every ${RESTART_EVERY} min; samples every ${SAMPLE_EVERY} s; warm-up ${WARMUP} min; folder ${dir}`);
+  say(
+    `starting: ${MINUTES} min at ${FPS} fps; new loupe.Model every ${MODEL_EVERY} min; object store and broker restarted every ${RESTART_EVERY} min; samples every ${SAMPLE_EVERY} s; warm-up ${WARMUP} min; folder ${dir}`,
+  );
   await startStore();
   await startBrokerAt();
   await startHost();
@@ -212,7 +217,13 @@ async function main() {
     if (m * 60 >= nextSample) {
       const roles = sample();
       samples.push({ t: m, load1: +loadavg()[0]!.toFixed(2), results: results.size, roles });
-      say(`${m.toFixed(1)} min: ${results.size} results; ` + Object.entries(roles).map(([r, v]) => `${r} ${v.rssMiB} MiB/${v.fds} fd`).join(', ') + `; load ${loadavg()[0]!.toFixed(1)}`);
+      say(
+        `${m.toFixed(1)} min: ${results.size} results; ` +
+          Object.entries(roles)
+            .map(([r, v]) => `${r} ${v.rssMiB} MiB/${v.fds} fd`)
+            .join(', ') +
+          `; load ${loadavg()[0]!.toFixed(1)}`,
+      );
       nextSample += SAMPLE_EVERY;
     }
     if (m >= nextModel) {
@@ -276,7 +287,10 @@ async function main() {
 
   // Growth per role: the first sample after the warm-up against the last one.
   const after = samples.filter((s) => s.t >= WARMUP);
-  const growth: Record<string, { rssMiB: [number, number]; rssGrowthMiB: number; fds: [number, number]; fdGrowth: number; maxRssMiB: number }> = {};
+  const growth: Record<
+    string,
+    { rssMiB: [number, number]; rssGrowthMiB: number; fds: [number, number]; fdGrowth: number; maxRssMiB: number }
+  > = {};
   if (after.length >= 2) {
     const a = after[0]!;
     const z = after[after.length - 1]!;
@@ -315,8 +329,13 @@ async function main() {
   };
   await mkdir(join(projectRoot, 'test-artifacts', 'soak'), { recursive: true });
   await writeFile(join(projectRoot, 'test-artifacts', 'soak', 'soak.json'), JSON.stringify(report, null, 2));
-  say(`frames ${frames} (results ${results.size}), lost ${framesLost}; uploads ${keys.length}, duplicate uploads ${duplicateUploads} (same image twice), ${duplicateFrameKeys} (same frame twice)`);
-  for (const [r, g] of Object.entries(growth)) say(`  ${r}: RSS ${g.rssMiB[0]} -> ${g.rssMiB[1]} MiB (${g.rssGrowthMiB >= 0 ? '+' : ''}${g.rssGrowthMiB}; max ${g.maxRssMiB}), fds ${g.fds[0]} -> ${g.fds[1]} (${g.fdGrowth >= 0 ? '+' : ''}${g.fdGrowth})`);
+  say(
+    `frames ${frames} (results ${results.size}), lost ${framesLost}; uploads ${keys.length}, duplicate uploads ${duplicateUploads} (same image twice), ${duplicateFrameKeys} (same frame twice)`,
+  );
+  for (const [r, g] of Object.entries(growth))
+    say(
+      `  ${r}: RSS ${g.rssMiB[0]} -> ${g.rssMiB[1]} MiB (${g.rssGrowthMiB >= 0 ? '+' : ''}${g.rssGrowthMiB}; max ${g.maxRssMiB}), fds ${g.fds[0]} -> ${g.fds[1]} (${g.fdGrowth >= 0 ? '+' : ''}${g.fdGrowth})`,
+    );
   say(`written to test-artifacts/soak/soak.json`);
   return framesLost === 0 && duplicateUploads === 0 && duplicateFrameKeys === 0;
 }

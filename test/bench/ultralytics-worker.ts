@@ -59,4 +59,3 @@ export class UltralyticsWorker {
     await new Promise((r) => this.child.once('close', r));
   }
 }
-

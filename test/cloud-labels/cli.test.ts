@@ -9,7 +9,6 @@ import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/i
 import { runCli } from '../helpers/cli.js';
 import { putUpload } from '../helpers/uploads.js';
 
-
 describe('loupe labels / snapshot CLI (built dist/, real child processes)', () => {
   let dir: string;
   let os: ObjectStore;
@@ -25,7 +24,11 @@ describe('loupe labels / snapshot CLI (built dist/, real child processes)', () =
     const files = readdirSync(join(metal, 'bad')).sort().slice(10, 13);
     // Uploads named after the reference photos they are: the simulated workforce finds their truth by file name.
     for (const [i, f] of files.entries()) {
-      await putUpload(s3, 'loupe', `incoming/line-2/2024/07/01/${f.replace(/\.jpg$/, '')}`, readFileSync(join(metal, 'bad', f)), { device: 'line-2', seq: i, time: new Date((1719820800 + i) * 1000).toISOString() });
+      await putUpload(s3, 'loupe', `incoming/line-2/2024/07/01/${f.replace(/\.jpg$/, '')}`, readFileSync(join(metal, 'bad', f)), {
+        device: 'line-2',
+        seq: i,
+        time: new Date((1719820800 + i) * 1000).toISOString(),
+      });
     }
     s3.destroy();
   });
@@ -38,7 +41,16 @@ describe('loupe labels / snapshot CLI (built dist/, real child processes)', () =
     const bad = await runCli(['labels', 'import', ...home(), '--csv', join(metal, 'labels.csv'), '--until', 'last tuesday', '--json']);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/--until.*neither epoch seconds nor an ISO-8601 time|neither epoch seconds nor an ISO-8601 time.*--until/);
-    const early = await runCli(['labels', 'import', ...home(), '--csv', join(metal, 'labels.csv'), '--until', '2022-07-07T12:25:00Z', '--json']);
+    const early = await runCli([
+      'labels',
+      'import',
+      ...home(),
+      '--csv',
+      join(metal, 'labels.csv'),
+      '--until',
+      '2022-07-07T12:25:00Z',
+      '--json',
+    ]);
     expect(early.code, early.stderr).toBe(0);
     expect(JSON.parse(early.stdout)).toEqual({ read: 235, appended: 44, images: 44, later: 191, excluded: 0 });
     const imp = await runCli(['labels', 'import', ...home(), '--csv', join(metal, 'labels.csv'), '--json']);
@@ -48,9 +60,25 @@ describe('loupe labels / snapshot CLI (built dist/, real child processes)', () =
     const ing = await runCli(['labels', 'ingest', ...home(), '--endpoint', os.endpoint, '--bucket', 'loupe', '--json'], { env: s3env() });
     expect(ing.code, ing.stderr).toBe(0);
     expect(JSON.parse(ing.stdout)).toMatchObject({ recorded: 3, alreadyKnown: 0, invalid: [] });
-    expect(JSON.parse((await runCli(['labels', 'ingest', ...home(), '--endpoint', os.endpoint, '--bucket', 'loupe', '--json'], { env: s3env() })).stdout)).toMatchObject({ recorded: 0 });
+    expect(
+      JSON.parse(
+        (await runCli(['labels', 'ingest', ...home(), '--endpoint', os.endpoint, '--bucket', 'loupe', '--json'], { env: s3env() })).stdout,
+      ),
+    ).toMatchObject({ recorded: 0 });
 
-    const job = await runCli(['labels', 'job', 'create', ...home(), '--name', 'cli-job', '--classes', 'scratch', '--workers', '2', '--json']);
+    const job = await runCli([
+      'labels',
+      'job',
+      'create',
+      ...home(),
+      '--name',
+      'cli-job',
+      '--classes',
+      'scratch',
+      '--workers',
+      '2',
+      '--json',
+    ]);
     expect(job.code, job.stderr).toBe(0);
     expect(JSON.parse(job.stdout)).toMatchObject({ name: 'cli-job', counts: { items: 3 }, workersPerImage: 2 });
 
@@ -64,21 +92,31 @@ describe('loupe labels / snapshot CLI (built dist/, real child processes)', () =
     const stats = JSON.parse((await runCli(['labels', 'stats', ...home(), '--json'])).stdout);
     expect(stats).toMatchObject({ images: 238, approved: 235 + s.verified.approved, rejected: s.verified.rejected });
 
-    const snap = await runCli(['snapshot', 'create', ...home(), '--endpoint', os.endpoint, '--classes', 'scratch', '--json'], { env: s3env() });
+    const snap = await runCli(['snapshot', 'create', ...home(), '--endpoint', os.endpoint, '--classes', 'scratch', '--json'], {
+      env: s3env(),
+    });
     expect(snap.code, snap.stderr).toBe(0);
     const sj = JSON.parse(snap.stdout);
     // the uploads are the reference photos byte for byte: each approved one is left out as a duplicate
     expect(s.verified.approved).toBeGreaterThan(0);
     expect(sj.counts).toMatchObject({ images: 235, duplicates: s.verified.approved });
     expect(sj.duplicates).toHaveLength(s.verified.approved);
-    expect(sj.duplicates.every((d: { sourceRef: string; duplicateOfId: string }) => d.sourceRef.startsWith('s3://loupe/incoming/line-2/') && d.duplicateOfId.startsWith('bad/'))).toBe(true);
+    expect(
+      sj.duplicates.every(
+        (d: { sourceRef: string; duplicateOfId: string }) =>
+          d.sourceRef.startsWith('s3://loupe/incoming/line-2/') && d.duplicateOfId.startsWith('bad/'),
+      ),
+    ).toBe(true);
     expect(existsSync(sj.dataYaml)).toBe(true);
     expect(snap.stdout.trim().split('\n')).toHaveLength(1); // logs went to stderr
   });
 
   it('refuses bad input with a message naming it and a non-zero exit, writing nothing', async () => {
     const bad = join(dir, 'bad.csv');
-    writeFileSync(bad, 'source_ref,image_width,image_height,image_depth,annotations,event_time,labeling_job,status\ns3://b/a.jpg,450,300,3,[],12,job,APPROVED\ns3://b/b.jpg,450,300,3,"[{\'class_id\': 0, \'left\': 400, \'top\': 0, \'width\': 90, \'height\': 10}]",12,job,APPROVED\n');
+    writeFileSync(
+      bad,
+      "source_ref,image_width,image_height,image_depth,annotations,event_time,labeling_job,status\ns3://b/a.jpg,450,300,3,[],12,job,APPROVED\ns3://b/b.jpg,450,300,3,\"[{'class_id': 0, 'left': 400, 'top': 0, 'width': 90, 'height': 10}]\",12,job,APPROVED\n",
+    );
     const h = ['--home', join(dir, 'home2')];
     const r = await runCli(['labels', 'import', ...h, '--csv', bad]);
     expect(r.code).not.toBe(0);
@@ -116,7 +154,10 @@ describe('loupe labels / snapshot CLI (built dist/, real child processes)', () =
     expect(JSON.parse(list.stdout)).toMatchObject({ id: 'ann', roles: ['label'], revoked: null });
     expect(list.stdout).not.toContain(token);
 
-    const child = spawn(process.execPath, [join(projectRoot, 'bin', 'loupe.js'), 'labels', 'serve', ...h, '--port', '0'], { env: { ...process.env, LOUPE_LABEL_TOKEN: 'old-shared-token' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [join(projectRoot, 'bin', 'loupe.js'), 'labels', 'serve', ...h, '--port', '0'], {
+      env: { ...process.env, LOUPE_LABEL_TOKEN: 'old-shared-token' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     try {
       let err = '';
       const url = await new Promise<string>((resolve, reject) => {

@@ -42,18 +42,35 @@ describe('consolidation (IoU clustering + averaging), hand-worked cases', () => 
       { worker: 'b', boxes: [b(5, 0, 15, 10)] },
     ]);
     expect(apart).toHaveLength(2); // W=2 -> minVotes 1: both kept separately
-    expect(consolidate([{ worker: 'a', boxes: [b(0, 0, 10, 10)] }, { worker: 'b', boxes: [b(5, 0, 15, 10)] }], { iouThreshold: 1 / 3 })).toHaveLength(1);
-    const joined = consolidate([{ worker: 'a', boxes: [b(0, 0, 10, 10)] }, { worker: 'b', boxes: [b(5, 0, 15, 10)] }], { iouThreshold: 1 / 3 });
+    expect(
+      consolidate(
+        [
+          { worker: 'a', boxes: [b(0, 0, 10, 10)] },
+          { worker: 'b', boxes: [b(5, 0, 15, 10)] },
+        ],
+        { iouThreshold: 1 / 3 },
+      ),
+    ).toHaveLength(1);
+    const joined = consolidate(
+      [
+        { worker: 'a', boxes: [b(0, 0, 10, 10)] },
+        { worker: 'b', boxes: [b(5, 0, 15, 10)] },
+      ],
+      { iouThreshold: 1 / 3 },
+    );
     expect([joined[0]!.x1, joined[0]!.x2]).toEqual([2.5, 12.5]);
   });
 
   it('one worker votes once per object: their second overlapping box stays out', () => {
     // a draws the object twice: [0,0,10,10] and [1,0,11,10]; b draws [0,0,10,10] once.
     // links: a0-b0 IoU 1.0 (merged first), a1-b0 IoU 9/11 (would put two of a's boxes together: refused)
-    const out = consolidate([
-      { worker: 'a', boxes: [b(0, 0, 10, 10), b(1, 0, 11, 10)] },
-      { worker: 'b', boxes: [b(0, 0, 10, 10)] },
-    ], { minVotes: 2 });
+    const out = consolidate(
+      [
+        { worker: 'a', boxes: [b(0, 0, 10, 10), b(1, 0, 11, 10)] },
+        { worker: 'b', boxes: [b(0, 0, 10, 10)] },
+      ],
+      { minVotes: 2 },
+    );
     expect(out.map((o) => [o.x1, o.x2, o.votes])).toEqual([[0, 10, 2]]);
   });
 
@@ -71,7 +88,12 @@ describe('consolidation (IoU clustering + averaging), hand-worked cases', () => 
 
   it('no workers, or nobody drew anything: no boxes', () => {
     expect(consolidate([])).toEqual([]);
-    expect(consolidate([{ worker: 'a', boxes: [] }, { worker: 'b', boxes: [] }])).toEqual([]);
+    expect(
+      consolidate([
+        { worker: 'a', boxes: [] },
+        { worker: 'b', boxes: [] },
+      ]),
+    ).toEqual([]);
   });
 
   it('the x-sweep gives the same result as linking every pair (random crowded labels)', () => {

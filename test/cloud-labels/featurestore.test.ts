@@ -26,7 +26,10 @@ const make = () =>
 
 const described = {
   FeatureGroupStatus: 'Created',
-  OfflineStoreConfig: { S3StorageConfig: { S3Uri: 's3://loupe-offline/labels' }, DataCatalogConfig: { Catalog: 'AwsDataCatalog', Database: 'sagemaker_featurestore', TableName: 'loupe_labels_1700000000' } },
+  OfflineStoreConfig: {
+    S3StorageConfig: { S3Uri: 's3://loupe-offline/labels' },
+    DataCatalogConfig: { Catalog: 'AwsDataCatalog', Database: 'sagemaker_featurestore', TableName: 'loupe_labels_1700000000' },
+  },
 } as const;
 
 describe('SageMaker Feature Store label store (control plane and runtime mocked; exact request shapes)', () => {
@@ -63,8 +66,28 @@ describe('SageMaker Feature Store label store (control plane and runtime mocked;
     rt.on(PutRecordCommand).resolves({});
     const store = make();
     await store.append([
-      makeRecord({ source_ref: 's3://b/a.jpg', image_width: 450, image_height: 300, annotations: [{ class_id: 0, left: 81, top: 123, width: 82, height: 97 }], event_time: 1657199072.5, labeling_job: 'labeling-job/j1', status: 'APPROVED' }),
-      makeRecord({ source_ref: 's3://b/b.jpg', image_width: 450, image_height: 300, annotations: [], event_time: 1700000000, labeling_job: '', status: 'PENDING', device: 'line-1', capture_time: 1699999999.25, model_version: '1.0.0', meta: { camera: 'cam0' } }),
+      makeRecord({
+        source_ref: 's3://b/a.jpg',
+        image_width: 450,
+        image_height: 300,
+        annotations: [{ class_id: 0, left: 81, top: 123, width: 82, height: 97 }],
+        event_time: 1657199072.5,
+        labeling_job: 'labeling-job/j1',
+        status: 'APPROVED',
+      }),
+      makeRecord({
+        source_ref: 's3://b/b.jpg',
+        image_width: 450,
+        image_height: 300,
+        annotations: [],
+        event_time: 1700000000,
+        labeling_job: '',
+        status: 'PENDING',
+        device: 'line-1',
+        capture_time: 1699999999.25,
+        model_version: '1.0.0',
+        meta: { camera: 'cam0' },
+      }),
     ]);
     expect(rt.commandCalls(PutRecordCommand).map((c) => c.args[0].input)).toEqual([
       {
@@ -103,24 +126,93 @@ describe('SageMaker Feature Store label store (control plane and runtime mocked;
     ]);
     // a bad record is refused before anything is sent
     rt.reset();
-    await expect(store.append([makeRecord({ source_ref: 's3://b/c.jpg', image_width: 0, image_height: 300, annotations: [], event_time: 1, labeling_job: '', status: 'PENDING' })])).rejects.toThrow(/c\.jpg\): image_width/);
+    await expect(
+      store.append([
+        makeRecord({
+          source_ref: 's3://b/c.jpg',
+          image_width: 0,
+          image_height: 300,
+          annotations: [],
+          event_time: 1,
+          labeling_job: '',
+          status: 'PENDING',
+        }),
+      ]),
+    ).rejects.toThrow(/c\.jpg\): image_width/);
     expect(rt.commandCalls(PutRecordCommand)).toHaveLength(0);
   });
 
   it('reads "latest per image as of T" with one Athena window query, paginated results parsed back', async () => {
     sm.on(DescribeFeatureGroupCommand).resolves(described);
     athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-1' });
-    athena.on(GetQueryExecutionCommand).resolvesOnce({ QueryExecution: { Status: { State: 'RUNNING' } } }).resolves({ QueryExecution: { Status: { State: 'SUCCEEDED' } } });
-    const cols = ['source_ref', 'image_width', 'image_height', 'image_depth', 'annotations', 'event_time', 'labeling_job', 'status', 'device', 'capture_time', 'model_version', 'meta', 'api_invocation_time'];
+    athena
+      .on(GetQueryExecutionCommand)
+      .resolvesOnce({ QueryExecution: { Status: { State: 'RUNNING' } } })
+      .resolves({ QueryExecution: { Status: { State: 'SUCCEEDED' } } });
+    const cols = [
+      'source_ref',
+      'image_width',
+      'image_height',
+      'image_depth',
+      'annotations',
+      'event_time',
+      'labeling_job',
+      'status',
+      'device',
+      'capture_time',
+      'model_version',
+      'meta',
+      'api_invocation_time',
+    ];
     const row = (vals: (string | undefined)[]) => ({ Data: vals.map((v) => (v === undefined ? {} : { VarCharValue: v })) });
     athena
       .on(GetQueryResultsCommand, { QueryExecutionId: 'q-1', NextToken: undefined })
       .resolves({
-        ResultSet: { ResultSetMetadata: { ColumnInfo: cols.map((Name) => ({ Name, Type: 'varchar' })) }, Rows: [row(cols), row(['s3://b/a.jpg', '450', '300', '3', "[{'class_id': 0, 'left': 81, 'top': 123, 'width': 82, 'height': 97}]", '1657199072.5', 'labeling-job/j1', 'APPROVED', '', undefined, '', '{}', '2024-01-01 00:00:00.000'])] },
+        ResultSet: {
+          ResultSetMetadata: { ColumnInfo: cols.map((Name) => ({ Name, Type: 'varchar' })) },
+          Rows: [
+            row(cols),
+            row([
+              's3://b/a.jpg',
+              '450',
+              '300',
+              '3',
+              "[{'class_id': 0, 'left': 81, 'top': 123, 'width': 82, 'height': 97}]",
+              '1657199072.5',
+              'labeling-job/j1',
+              'APPROVED',
+              '',
+              undefined,
+              '',
+              '{}',
+              '2024-01-01 00:00:00.000',
+            ]),
+          ],
+        },
         NextToken: 'page-2',
       })
       .on(GetQueryResultsCommand, { QueryExecutionId: 'q-1', NextToken: 'page-2' })
-      .resolves({ ResultSet: { Rows: [row(['s3://b/it\'s.jpg', '450', '300', '3', '[]', '1657199000', 'labeling-job/j0', 'APPROVED', 'line-1', '1657198000', '0.9', '{"camera":"c"}', '2024-01-01 00:00:01.000'])] } });
+      .resolves({
+        ResultSet: {
+          Rows: [
+            row([
+              "s3://b/it's.jpg",
+              '450',
+              '300',
+              '3',
+              '[]',
+              '1657199000',
+              'labeling-job/j0',
+              'APPROVED',
+              'line-1',
+              '1657198000',
+              '0.9',
+              '{"camera":"c"}',
+              '2024-01-01 00:00:01.000',
+            ]),
+          ],
+        },
+      });
 
     const out = await make().latest({ asOf: 1657199999, status: 'APPROVED', sourceRefs: ['s3://b/a.jpg', "s3://b/it's.jpg"] });
     const start = athena.commandCalls(StartQueryExecutionCommand)[0]!.args[0].input;
@@ -141,8 +233,34 @@ describe('SageMaker Feature Store label store (control plane and runtime mocked;
       { QueryExecutionId: 'q-1', NextToken: 'page-2', MaxResults: 1000 },
     ]);
     expect(out.map(({ seq: _s, ...r }) => r)).toEqual([
-      { source_ref: 's3://b/a.jpg', image_width: 450, image_height: 300, image_depth: 3, annotations: [{ class_id: 0, left: 81, top: 123, width: 82, height: 97 }], event_time: 1657199072.5, labeling_job: 'labeling-job/j1', status: 'APPROVED', device: '', capture_time: null, model_version: '', meta: {} },
-      { source_ref: "s3://b/it's.jpg", image_width: 450, image_height: 300, image_depth: 3, annotations: [], event_time: 1657199000, labeling_job: 'labeling-job/j0', status: 'APPROVED', device: 'line-1', capture_time: 1657198000, model_version: '0.9', meta: { camera: 'c' } },
+      {
+        source_ref: 's3://b/a.jpg',
+        image_width: 450,
+        image_height: 300,
+        image_depth: 3,
+        annotations: [{ class_id: 0, left: 81, top: 123, width: 82, height: 97 }],
+        event_time: 1657199072.5,
+        labeling_job: 'labeling-job/j1',
+        status: 'APPROVED',
+        device: '',
+        capture_time: null,
+        model_version: '',
+        meta: {},
+      },
+      {
+        source_ref: "s3://b/it's.jpg",
+        image_width: 450,
+        image_height: 300,
+        image_depth: 3,
+        annotations: [],
+        event_time: 1657199000,
+        labeling_job: 'labeling-job/j0',
+        status: 'APPROVED',
+        device: 'line-1',
+        capture_time: 1657198000,
+        model_version: '0.9',
+        meta: { camera: 'c' },
+      },
     ]);
   });
 

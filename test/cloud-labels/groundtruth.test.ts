@@ -34,10 +34,24 @@ describe('Ground Truth backend: exact request shapes (SageMaker mocked), manifes
     lab = new Labeling(store, { now: () => ++t });
     await store.append(
       [A, B, C].map((ref, i) =>
-        makeRecord({ source_ref: ref, image_width: 500, image_height: 400, annotations: i === 0 ? [{ class_id: 0, left: 100, top: 130, width: 60, height: 120, confidence: 0.7 }] : [], event_time: 10 + i, labeling_job: '', status: 'PENDING' }),
+        makeRecord({
+          source_ref: ref,
+          image_width: 500,
+          image_height: 400,
+          annotations: i === 0 ? [{ class_id: 0, left: 100, top: 130, width: 60, height: 120, confidence: 0.7 }] : [],
+          event_time: 10 + i,
+          labeling_job: '',
+          status: 'PENDING',
+        }),
       ),
     );
-    await lab.createJob({ name: 'gt-job', classes: ['dog', 'bone'], instructions: 'Box the dogs and the bones.', workersPerImage: 3, backend: 'groundtruth' });
+    await lab.createJob({
+      name: 'gt-job',
+      classes: ['dog', 'bone'],
+      instructions: 'Box the dogs and the bones.',
+      workersPerImage: 3,
+      backend: 'groundtruth',
+    });
   });
   afterAll(async () => {
     sm.restore();
@@ -52,7 +66,9 @@ describe('Ground Truth backend: exact request shapes (SageMaker mocked), manifes
       pre: 'arn:aws:lambda:eu-west-2:487402164563:function:PRE-BoundingBox',
       acs: 'arn:aws:lambda:eu-west-2:487402164563:function:ACS-BoundingBox',
     });
-    expect(builtinLambdaArns('us-east-1', 'VerificationBoundingBox').pre).toBe('arn:aws:lambda:us-east-1:432418664414:function:PRE-VerificationBoundingBox');
+    expect(builtinLambdaArns('us-east-1', 'VerificationBoundingBox').pre).toBe(
+      'arn:aws:lambda:us-east-1:432418664414:function:PRE-VerificationBoundingBox',
+    );
     expect(() => builtinLambdaArns('mars-1', 'BoundingBox')).toThrow(/region: .* not available in mars-1/);
   });
 
@@ -92,14 +108,21 @@ describe('Ground Truth backend: exact request shapes (SageMaker mocked), manifes
         TaskTimeLimitInSeconds: 600,
         TaskAvailabilityLifetimeInSeconds: 864000,
         MaxConcurrentTaskCount: 1000,
-        AnnotationConsolidationConfig: { AnnotationConsolidationLambdaArn: 'arn:aws:lambda:us-east-1:432418664414:function:ACS-BoundingBox' },
+        AnnotationConsolidationConfig: {
+          AnnotationConsolidationLambdaArn: 'arn:aws:lambda:us-east-1:432418664414:function:ACS-BoundingBox',
+        },
       },
       Tags: [{ Key: 'loupe:component', Value: 'labeling' }],
     });
     const get = async (key: string) => (await s3.send(new GetObjectCommand({ Bucket: 'loupe', Key: key }))).Body!.transformToString();
-    const manifestLines = (await get('labeling/gt-job/input.manifest')).trim().split('\n').map((l) => JSON.parse(l));
+    const manifestLines = (await get('labeling/gt-job/input.manifest'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(manifestLines.map((l) => l['source-ref'])).toEqual([A, B, C]);
-    expect(manifestLines[0]['loupe-pre-annotations']).toEqual([{ class_id: 0, left: 100, top: 130, width: 60, height: 120, confidence: 0.7 }]);
+    expect(manifestLines[0]['loupe-pre-annotations']).toEqual([
+      { class_id: 0, left: 100, top: 130, width: 60, height: 120, confidence: 0.7 },
+    ]);
     expect(JSON.parse(await get('labeling/gt-job/categories.json'))).toEqual({
       'document-version': '2018-11-28',
       labels: [{ label: 'dog' }, { label: 'bone' }],
@@ -117,15 +140,25 @@ describe('Ground Truth backend: exact request shapes (SageMaker mocked), manifes
     const outKey = 'labeling/gt-job/output/gt-job/manifests/output/output.manifest';
     const output = [
       JSON.stringify({ ...sample, 'source-ref': A }),
-      JSON.stringify({ 'source-ref': B, 'bounding-box-metadata': { 'failure-reason': 'ClientError: Annotation tasks expired', 'job-name': 'labeling-job/gt-job' } }),
+      JSON.stringify({
+        'source-ref': B,
+        'bounding-box-metadata': { 'failure-reason': 'ClientError: Annotation tasks expired', 'job-name': 'labeling-job/gt-job' },
+      }),
       JSON.stringify({ ...sample, 'source-ref': C }),
     ].join('\n');
     await s3.send(new PutObjectCommand({ Bucket: 'loupe', Key: outKey, Body: output }));
-    sm.on(DescribeLabelingJobCommand, { LabelingJobName: 'gt-job' }).resolves({ LabelingJobStatus: 'Completed', LabelingJobOutput: { OutputDatasetS3Uri: `s3://loupe/${outKey}` } });
+    sm.on(DescribeLabelingJobCommand, { LabelingJobName: 'gt-job' }).resolves({
+      LabelingJobStatus: 'Completed',
+      LabelingJobOutput: { OutputDatasetS3Uri: `s3://loupe/${outKey}` },
+    });
     expect(await gt.importLabels(lab, 'gt-job')).toEqual({ recorded: 2, failed: 1 });
     expect(await gt.importLabels(lab, 'gt-job')).toEqual({ recorded: 0, failed: 1 }); // idempotent
     const [a] = await store.latest({ sourceRefs: [A] });
-    expect(a).toMatchObject({ status: 'PENDING', labeling_job: 'labeling-job/gt-job', meta: { groundTruth: { job: 'identify-dogs-and-toys', humanAnnotated: true } } });
+    expect(a).toMatchObject({
+      status: 'PENDING',
+      labeling_job: 'labeling-job/gt-job',
+      meta: { groundTruth: { job: 'identify-dogs-and-toys', humanAnnotated: true } },
+    });
     // class 5 "bone" in the sample's class-map becomes our class 1 "bone"
     expect(a!.annotations).toEqual([
       { class_id: 0, left: 111, top: 134, width: 61, height: 128, confidence: 0.8 },
@@ -158,7 +191,9 @@ describe('Ground Truth backend: exact request shapes (SageMaker mocked), manifes
         TaskTimeLimitInSeconds: 600,
         TaskAvailabilityLifetimeInSeconds: 864000,
         MaxConcurrentTaskCount: 1000,
-        AnnotationConsolidationConfig: { AnnotationConsolidationLambdaArn: 'arn:aws:lambda:us-east-1:432418664414:function:ACS-VerificationBoundingBox' },
+        AnnotationConsolidationConfig: {
+          AnnotationConsolidationLambdaArn: 'arn:aws:lambda:us-east-1:432418664414:function:ACS-VerificationBoundingBox',
+        },
       },
       Tags: [{ Key: 'loupe:component', Value: 'labeling' }],
     });
@@ -172,13 +207,33 @@ describe('Ground Truth backend: exact request shapes (SageMaker mocked), manifes
     // feedback) for a.jpg; the same line answered "0" for c.jpg.
     const vsample = JSON.parse(fixture('verification.manifest'));
     const vKey = 'labeling/gt-job/verification/output/gt-job-verify/manifests/output/output.manifest';
-    const approvedLine = { ...vsample, 'source-ref': C, 'verify-bounding-box': '0', 'verify-bounding-box-metadata': { ...vsample['verify-bounding-box-metadata'], 'class-name': VERIFICATION_CATEGORIES[0], 'worker-feedback': undefined } };
-    await s3.send(new PutObjectCommand({ Bucket: 'loupe', Key: vKey, Body: [JSON.stringify({ ...vsample, 'source-ref': A }), JSON.stringify(approvedLine)].join('\n') }));
-    sm.on(DescribeLabelingJobCommand, { LabelingJobName: 'gt-job-verify' }).resolves({ LabelingJobStatus: 'Completed', LabelingJobOutput: { OutputDatasetS3Uri: `s3://loupe/${vKey}` } });
+    const approvedLine = {
+      ...vsample,
+      'source-ref': C,
+      'verify-bounding-box': '0',
+      'verify-bounding-box-metadata': {
+        ...vsample['verify-bounding-box-metadata'],
+        'class-name': VERIFICATION_CATEGORIES[0],
+        'worker-feedback': undefined,
+      },
+    };
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: 'loupe',
+        Key: vKey,
+        Body: [JSON.stringify({ ...vsample, 'source-ref': A }), JSON.stringify(approvedLine)].join('\n'),
+      }),
+    );
+    sm.on(DescribeLabelingJobCommand, { LabelingJobName: 'gt-job-verify' }).resolves({
+      LabelingJobStatus: 'Completed',
+      LabelingJobOutput: { OutputDatasetS3Uri: `s3://loupe/${vKey}` },
+    });
     expect(await gt.importVerification(lab, 'gt-job')).toEqual({ approved: 1, rejected: 1, unverified: 0 });
     const latest = await store.latest({ sourceRefs: [A, C] });
     expect(latest.map((r) => r.status)).toEqual(['REJECTED', 'APPROVED']);
-    expect(latest[0]!.meta.reason).toBe('bad: The bounding box on the bird is too wide on the right side. | The bird on the upper right is not labeled.');
+    expect(latest[0]!.meta.reason).toBe(
+      'bad: The bounding box on the bird is too wide on the right side. | The bird on the upper right is not labeled.',
+    );
     expect(latest[0]!.meta.verifier).toBe('groundtruth:verify-bounding-boxes');
     expect(lab.getJob('gt-job').status).toBe('done');
     expect(sm.commandCalls(DescribeLabelingJobCommand).map((c) => c.args[0].input)).toContainEqual({ LabelingJobName: 'gt-job-verify' });

@@ -46,7 +46,16 @@ describe('ingest from the real embedded S3 store', () => {
       reasons: ['defect'],
       verdict: 'fail',
       model: { name: 'metal-tags', version: '1.0.0', sha256: 'a'.repeat(64) },
-      image: { key: key(i, 'jpg'), width: 450, height: 300, originalWidth: 450, originalHeight: 300, bytes: jpg.length, sha256: createHash('sha256').update(jpg).digest('hex'), contentType: 'image/jpeg' },
+      image: {
+        key: key(i, 'jpg'),
+        width: 450,
+        height: 300,
+        originalWidth: 450,
+        originalHeight: 300,
+        bytes: jpg.length,
+        sha256: createHash('sha256').update(jpg).digest('hex'),
+        contentType: 'image/jpeg',
+      },
       detections: [
         { xyxy: [10, 20, 110.4, 80], conf: 0.91, cls: 0, name: 'scratch' },
         { xyxy: [440, 290, 460, 310], conf: 0.3, cls: 0, name: 'scratch' },
@@ -83,7 +92,14 @@ describe('ingest from the real embedded S3 store', () => {
       { class_id: 0, left: 10, top: 20, width: 100.4, height: 60, confidence: 0.91 },
       { class_id: 0, left: 440, top: 290, width: 10, height: 10, confidence: 0.3 },
     ]);
-    expect(r0.meta).toEqual({ sidecar: `s3://loupe/${key(0, 'json')}`, camera: 'cam0', frame: 'f0', reason: 'failed', verdict: 'fail', names: { 0: 'scratch' } });
+    expect(r0.meta).toEqual({
+      sidecar: `s3://loupe/${key(0, 'json')}`,
+      camera: 'cam0',
+      frame: 'f0',
+      reason: 'failed',
+      verdict: 'fail',
+      names: { 0: 'scratch' },
+    });
 
     const again = await ingestIncoming(opts());
     expect(again.recorded).toBe(0);
@@ -100,7 +116,9 @@ describe('ingest from the real embedded S3 store', () => {
     expect(third.recorded).toBe(1);
     expect(third.invalid.map((x) => x.key)).toEqual([key(4, 'jpg'), key(5, 'jpg'), key(6, 'jpg')]);
     expect(third.invalid[0]!.reason).toMatch(/f4\.json: detections: /);
-    expect(third.invalid[1]!.reason).toBe(`s3://loupe/${key(5, 'json')}: schema "loupe.upload/2" is not one this loupe reads (loupe.upload/1); upgrade the cloud side first`);
+    expect(third.invalid[1]!.reason).toBe(
+      `s3://loupe/${key(5, 'json')}: schema "loupe.upload/2" is not one this loupe reads (loupe.upload/1); upgrade the cloud side first`,
+    );
     expect(third.invalid[2]!.reason).toBe(`s3://loupe/${key(6, 'json')}: has no "schema" field (this loupe reads loupe.upload/1)`);
     expect(store.count()).toBe(4);
 

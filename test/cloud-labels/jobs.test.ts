@@ -3,13 +3,29 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Labeling } from '../../cloud/labeling/jobs.js';
-import { compareWithTruth, runSimulatedVerifier, runSimulatedWorkforce, seededRandom, simulateLabels } from '../../cloud/labeling/workforce.js';
+import {
+  compareWithTruth,
+  runSimulatedVerifier,
+  runSimulatedWorkforce,
+  seededRandom,
+  simulateLabels,
+} from '../../cloud/labeling/workforce.js';
 import { openLabelStore, type SqliteLabelStore } from '../../cloud/labelstore/index.js';
 import type { GtBox } from '../../contracts/box.js';
 import { makeRecord } from '../../contracts/label-record.js';
 
 const pending = (ref: string, t: number, pre: GtBox[] = []) =>
-  makeRecord({ source_ref: ref, image_width: 200, image_height: 100, annotations: pre, event_time: t, labeling_job: '', status: 'PENDING', device: 'dev-1', meta: { frame: { source: ref.split('/').pop() } } });
+  makeRecord({
+    source_ref: ref,
+    image_width: 200,
+    image_height: 100,
+    annotations: pre,
+    event_time: t,
+    labeling_job: '',
+    status: 'PENDING',
+    device: 'dev-1',
+    meta: { frame: { source: ref.split('/').pop() } },
+  });
 
 describe('labelling jobs, verification and the simulated workforce', () => {
   let dir: string;
@@ -21,7 +37,11 @@ describe('labelling jobs, verification and the simulated workforce', () => {
     store = openLabelStore(join(dir, 'labels.db'));
     clock = 1000;
     lab = new Labeling(store, { now: () => clock });
-    await store.append([pending('s3://b/incoming/a.jpg', 10, [{ class_id: 0, left: 5, top: 5, width: 20, height: 20, confidence: 0.4 }]), pending('s3://b/incoming/b.jpg', 11), pending('s3://b/incoming/c.jpg', 12)]);
+    await store.append([
+      pending('s3://b/incoming/a.jpg', 10, [{ class_id: 0, left: 5, top: 5, width: 20, height: 20, confidence: 0.4 }]),
+      pending('s3://b/incoming/b.jpg', 11),
+      pending('s3://b/incoming/c.jpg', 12),
+    ]);
   });
   afterEach(async () => {
     await store.close();
@@ -29,7 +49,13 @@ describe('labelling jobs, verification and the simulated workforce', () => {
   });
 
   it('runs a two-worker job through consolidation and verification into the store', async () => {
-    const job = await lab.createJob({ name: 'job-1', classes: ['scratch'], instructions: 'Box every scratch.', workersPerImage: 2, cap: 2 });
+    const job = await lab.createJob({
+      name: 'job-1',
+      classes: ['scratch'],
+      instructions: 'Box every scratch.',
+      workersPerImage: 2,
+      cap: 2,
+    });
     expect(job).toMatchObject({ name: 'job-1', status: 'labelling', counts: { items: 2 }, labelingJob: 'labeling-job/job-1' });
     expect(await lab.createJob({ name: 'job-1', classes: ['other'] })).toMatchObject({ classes: ['scratch'] }); // idempotent by name
 
@@ -39,13 +65,21 @@ describe('labelling jobs, verification and the simulated workforce', () => {
     // The lease keeps a second worker off nothing: 2 workers per image, so bob may take a.jpg too.
     expect(lab.nextTask('job-1', 'bob')!.sourceRef).toBe('s3://b/incoming/a.jpg');
 
-    await expect(lab.submit('job-1', t1.sourceRef, 'ann', [{ class_id: 1, left: 0, top: 0, width: 5, height: 5 }])).rejects.toThrow(/job-1: s3:\/\/b\/incoming\/a\.jpg \(worker ann\): box 0: class_id 1 is not one of the job's 1 classes/);
-    await expect(lab.submit('job-1', t1.sourceRef, 'ann', [{ class_id: 0, left: 150, top: 0, width: 80, height: 5 }])).rejects.toThrow(/outside the 200x100 image/);
-    expect(await lab.submit('job-1', t1.sourceRef, 'ann', [{ class_id: 0, left: 10, top: 10, width: 44, height: 20 }])).toEqual({ complete: false });
+    await expect(lab.submit('job-1', t1.sourceRef, 'ann', [{ class_id: 1, left: 0, top: 0, width: 5, height: 5 }])).rejects.toThrow(
+      /job-1: s3:\/\/b\/incoming\/a\.jpg \(worker ann\): box 0: class_id 1 is not one of the job's 1 classes/,
+    );
+    await expect(lab.submit('job-1', t1.sourceRef, 'ann', [{ class_id: 0, left: 150, top: 0, width: 80, height: 5 }])).rejects.toThrow(
+      /outside the 200x100 image/,
+    );
+    expect(await lab.submit('job-1', t1.sourceRef, 'ann', [{ class_id: 0, left: 10, top: 10, width: 44, height: 20 }])).toEqual({
+      complete: false,
+    });
     await expect(lab.submit('job-1', t1.sourceRef, 'ann', [])).rejects.toThrow(/already labelled this image/);
     // ann goes back and amends her boxes while the image still waits for bob
     expect(lab.taskFor('job-1', t1.sourceRef, 'ann').submitted).toEqual([{ class_id: 0, left: 10, top: 10, width: 44, height: 20 }]);
-    expect(await lab.submit('job-1', t1.sourceRef, 'ann', [{ class_id: 0, left: 10, top: 10, width: 40, height: 20 }], { replace: true })).toEqual({ complete: false });
+    expect(
+      await lab.submit('job-1', t1.sourceRef, 'ann', [{ class_id: 0, left: 10, top: 10, width: 40, height: 20 }], { replace: true }),
+    ).toEqual({ complete: false });
     expect(lab.itemsFor('job-1', 'ann').map((i) => i.state)).toEqual(['labelled', 'to-label']);
     // a submission over the job's box cap is refused before anything is recorded
     await lab.createJob({ name: 'capped', classes: ['scratch'], maxBoxes: 2, batch: ['s3://b/incoming/c.jpg'] });
@@ -63,7 +97,12 @@ describe('labelling jobs, verification and the simulated workforce', () => {
     const consolidated = lab.items('job-1').find((i) => i.sourceRef === t1.sourceRef)!.consolidated!;
     expect(consolidated.map(({ confidence: _c, ...b }) => b)).toEqual([{ class_id: 0, left: 11, top: 10, width: 40, height: 22 }]);
     const mid = await store.latest({ sourceRefs: [t1.sourceRef] });
-    expect(mid[0]).toMatchObject({ status: 'PENDING', labeling_job: 'labeling-job/job-1', event_time: 1001, meta: { workers: ['ann', 'bob'] } });
+    expect(mid[0]).toMatchObject({
+      status: 'PENDING',
+      labeling_job: 'labeling-job/job-1',
+      event_time: 1001,
+      meta: { workers: ['ann', 'bob'] },
+    });
 
     // b.jpg: nobody sees anything
     for (const w of ['ann', 'bob']) {
@@ -77,16 +116,23 @@ describe('labelling jobs, verification and the simulated workforce', () => {
 
     // a labeller never verifies an image they labelled
     expect(lab.nextVerification('job-1', 'ann')).toBeNull();
-    await expect(lab.verify('job-1', t1.sourceRef, { verdict: 'approve', verifier: 'bob' })).rejects.toMatchObject({ code: 'VERIFY_OWN_LABEL' });
+    await expect(lab.verify('job-1', t1.sourceRef, { verdict: 'approve', verifier: 'bob' })).rejects.toMatchObject({
+      code: 'VERIFY_OWN_LABEL',
+    });
     const v1 = lab.nextVerification('job-1', 'vera')!;
     expect(v1.sourceRef).toBe('s3://b/incoming/a.jpg');
     await expect(lab.verify('job-1', v1.sourceRef, { verdict: 'reject', verifier: 'vera' })).rejects.toThrow(/needs a reason/);
     clock = 1002;
     await lab.verify('job-1', v1.sourceRef, { verdict: 'approve', verifier: 'vera' });
-    await expect(lab.verify('job-1', v1.sourceRef, { verdict: 'approve', verifier: 'vera' })).rejects.toThrow(/already verified \(APPROVED\)/);
+    await expect(lab.verify('job-1', v1.sourceRef, { verdict: 'approve', verifier: 'vera' })).rejects.toThrow(
+      /already verified \(APPROVED\)/,
+    );
     const v2 = lab.nextVerification('job-1', 'vera')!;
     await lab.verify('job-1', v2.sourceRef, { verdict: 'reject', reason: 'scratch at the left edge not boxed', verifier: 'vera' });
-    expect(lab.getJob('job-1')).toMatchObject({ status: 'done', counts: { items: 2, annotations: 4, consolidating: 0, consolidated: 2, approved: 1, rejected: 1 } });
+    expect(lab.getJob('job-1')).toMatchObject({
+      status: 'done',
+      counts: { items: 2, annotations: 4, consolidating: 0, consolidated: 2, approved: 1, rejected: 1 },
+    });
 
     const latest = await store.latest();
     expect(latest.map((r) => `${r.source_ref.slice(-5)} ${r.status} ${r.labeling_job}`)).toEqual([
@@ -117,7 +163,13 @@ describe('labelling jobs, verification and the simulated workforce', () => {
   });
 
   it('simulated workers are reproducible by seed and follow their miss rate; the verifier rejects what does not match', async () => {
-    const truth: GtBox[] = Array.from({ length: 400 }, (_, i) => ({ class_id: 0, left: (i % 20) * 9, top: Math.floor(i / 20) * 4, width: 8, height: 3 }));
+    const truth: GtBox[] = Array.from({ length: 400 }, (_, i) => ({
+      class_id: 0,
+      left: (i % 20) * 9,
+      top: Math.floor(i / 20) * 4,
+      width: 8,
+      height: 3,
+    }));
     const w = { id: 'w', seed: 7, noise: 0.02, missRate: 0.25 };
     const a = simulateLabels(truth, 200, 100, w, seededRandom(7));
     expect(simulateLabels(truth, 200, 100, w, seededRandom(7))).toEqual(a);
@@ -186,7 +238,9 @@ describe('labelling over a store that is not the job database (the Feature Store
       const t = lab.nextTask('r1', 'w')!;
       failAfterAppend = true;
       // the submission is recorded; its consolidation (in the background) fails after the store write
-      expect(await lab.submit('r1', t.sourceRef, 'w', [{ class_id: 0, left: 1, top: 1, width: 10, height: 10 }])).toEqual({ complete: true });
+      expect(await lab.submit('r1', t.sourceRef, 'w', [{ class_id: 0, left: 1, top: 1, width: 10, height: 10 }])).toEqual({
+        complete: true,
+      });
       await expect(lab.settle()).rejects.toThrow(/connection lost/);
       expect(lab.getJob('r1').counts).toMatchObject({ consolidating: 1, consolidated: 0 });
       // the retry finds the PENDING record already there and only marks the job
@@ -195,7 +249,11 @@ describe('labelling over a store that is not the job database (the Feature Store
       failAfterAppend = true;
       await expect(lab.verify('r1', t.sourceRef, { verdict: 'approve', verifier: 'v' })).rejects.toThrow(/connection lost/);
       await lab.verify('r1', t.sourceRef, { verdict: 'approve', verifier: 'v' });
-      expect((await inner.history(t.sourceRef)).map((r) => `${r.status}:${r.labeling_job}`)).toEqual(['PENDING:', 'PENDING:labeling-job/r1', 'APPROVED:labeling-job/r1']);
+      expect((await inner.history(t.sourceRef)).map((r) => `${r.status}:${r.labeling_job}`)).toEqual([
+        'PENDING:',
+        'PENDING:labeling-job/r1',
+        'APPROVED:labeling-job/r1',
+      ]);
       expect(lab.getJob('r1').status).toBe('done');
       lab.close();
     } finally {

@@ -52,7 +52,10 @@ describe('labelling UI in Chromium (playwright-core)', () => {
     tok.alice = lab.workers.add('alice', ['label', 'verify']).token;
     tok.vera = lab.workers.add('vera', ['verify']).token;
     srv = await startLabelServer({ lab, images: new ImageSource({ mappings: [metalTagsMapping(datasetDir('metal-tags'))] }) });
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+    browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
   });
   afterAll(async () => {
     await browser?.close();
@@ -72,7 +75,9 @@ describe('labelling UI in Chromium (playwright-core)', () => {
     const ok = await fetch(srv.url + 'api/jobs', { headers: { authorization: `Bearer ${tok.alice}` } });
     expect(ok.status).toBe(200);
     expect(((await ok.json()) as { jobs: { name: string }[] }).jobs.map((j) => j.name)).toEqual(['ui-job']);
-    const notInJob = await fetch(srv.url + 'api/image?ref=' + encodeURIComponent('s3://${bucket}/x/bad/other.jpg'), { headers: { authorization: `Bearer ${tok.alice}` } });
+    const notInJob = await fetch(srv.url + 'api/image?ref=' + encodeURIComponent('s3://${bucket}/x/bad/other.jpg'), {
+      headers: { authorization: `Bearer ${tok.alice}` },
+    });
     expect(notInJob.status).toBe(404);
   });
 
@@ -187,17 +192,42 @@ describe('labelling UI in Chromium (playwright-core)', () => {
     expect(rec!.annotations).toHaveLength(1);
     const box = rec!.annotations[0]!;
     expect(box.class_id).toBe(0);
-    for (const [got, want] of [[box.left, 110], [box.top, 58], [box.width, 120], [box.height, 110]] as const) expect(Math.abs(got - want)).toBeLessThanOrEqual(2);
+    for (const [got, want] of [
+      [box.left, 110],
+      [box.top, 58],
+      [box.width, 120],
+      [box.height, 110],
+    ] as const)
+      expect(Math.abs(got - want)).toBeLessThanOrEqual(2);
   });
 
   it('moves through a job: task list, skip, back to amend, and readable overlapping pre-annotations (score slider, hide)', async () => {
-    const files = readdirSync(join(datasetDir('metal-tags'), 'bad')).sort().slice(1, 4);
+    const files = readdirSync(join(datasetDir('metal-tags'), 'bad'))
+      .sort()
+      .slice(1, 4);
     const refs = files.map((f) => `s3://\${bucket}/pipeline/assets/images/upload/bad/${f}`);
     // eight overlapping device detections around one scratch, scores 0.10 .. 0.80
-    const crowd = Array.from({ length: 8 }, (_, i) => ({ class_id: 0, left: 150 + i * 6, top: 100 + (i % 3) * 5, width: 90, height: 60, confidence: Math.round((0.1 + i * 0.1) * 100) / 100 }));
+    const crowd = Array.from({ length: 8 }, (_, i) => ({
+      class_id: 0,
+      left: 150 + i * 6,
+      top: 100 + (i % 3) * 5,
+      width: 90,
+      height: 60,
+      confidence: Math.round((0.1 + i * 0.1) * 100) / 100,
+    }));
     await store.append(
       refs.map((r, i) =>
-        makeRecord({ source_ref: r, image_width: 450, image_height: 300, annotations: i === 0 ? crowd : [], event_time: 200 + i, labeling_job: '', status: 'PENDING', device: 'line-1', model_version: '1.0.0' }),
+        makeRecord({
+          source_ref: r,
+          image_width: 450,
+          image_height: 300,
+          annotations: i === 0 ? crowd : [],
+          event_time: 200 + i,
+          labeling_job: '',
+          status: 'PENDING',
+          device: 'line-1',
+          model_version: '1.0.0',
+        }),
       ),
     );
     await lab.createJob({ name: 'flow', classes: ['scratch'], workersPerImage: 2, batch: refs });
@@ -212,7 +242,9 @@ describe('labelling UI in Chromium (playwright-core)', () => {
     expect(await page.getAttribute('#task-list li.current', 'data-ref')).toBe(refs[0]);
 
     // readable: no two labels overlap, even though the boxes do
-    const labels = await page.locator('#overlay .label-bg').evaluateAll((els) => els.map((e) => e.getBoundingClientRect()).map((r) => ({ x: r.x, y: r.y, w: r.width, h: r.height })));
+    const labels = await page
+      .locator('#overlay .label-bg')
+      .evaluateAll((els) => els.map((e) => e.getBoundingClientRect()).map((r) => ({ x: r.x, y: r.y, w: r.width, h: r.height })));
     expect(labels).toHaveLength(8);
     const overlaps: string[] = [];
     for (let i = 0; i < labels.length; i++)
@@ -237,7 +269,11 @@ describe('labelling UI in Chromium (playwright-core)', () => {
     expect(await page.locator('#overlay .box.device').count()).toBe(4);
     await page.keyboard.press('Enter');
     await expect.poll(() => page.getAttribute('#task-list li.current', 'data-ref')).toBe(refs[1]);
-    const mine = () => lab.items('flow').find((i) => i.sourceRef === refs[0])!.annotations.find((a) => a.worker === 'bob')!.boxes;
+    const mine = () =>
+      lab
+        .items('flow')
+        .find((i) => i.sourceRef === refs[0])!
+        .annotations.find((a) => a.worker === 'bob')!.boxes;
     expect(mine().map((b) => b.left)).toEqual([174, 180, 186, 192]); // the four scored 0.5 .. 0.8
 
     // skip the second image: the third comes; the list marks the skipped one

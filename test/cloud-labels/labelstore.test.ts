@@ -38,7 +38,10 @@ describe('SQLite label store', () => {
     //   C: 400 PENDING
     await store.append([rec('s3://b/A', 100, 'PENDING'), rec('s3://b/A', 200, 'PENDING', 'labeling-job/job1', 1)]);
     await store.append([rec('s3://b/B', 250, 'REJECTED', 'labeling-job/job1'), rec('s3://b/C', 400, 'PENDING')]);
-    await store.append([rec('s3://b/A', 300, 'APPROVED', 'labeling-job/job1', 2), rec('s3://b/B', 150, 'APPROVED', 'labeling-job/job0', 3)]);
+    await store.append([
+      rec('s3://b/A', 300, 'APPROVED', 'labeling-job/job1', 2),
+      rec('s3://b/B', 150, 'APPROVED', 'labeling-job/job0', 3),
+    ]);
     await store.append([rec('s3://b/A', 300, 'REJECTED', 'labeling-job/job1')]);
 
     const at = async (t?: number, status?: LabelRecord['status']) =>
@@ -55,7 +58,12 @@ describe('SQLite label store', () => {
     // Status filters apply to the latest record: B was approved at 150 but is rejected by 250.
     expect(await at(260, 'APPROVED')).toEqual([]);
     expect((await store.latest({ sourceRefs: ['s3://b/C', 's3://b/X'] })).map((r) => r.source_ref)).toEqual(['s3://b/C']);
-    expect((await store.history('s3://b/A')).map((r) => `${r.event_time}:${r.status}`)).toEqual(['100:PENDING', '200:PENDING', '300:APPROVED', '300:REJECTED']);
+    expect((await store.history('s3://b/A')).map((r) => `${r.event_time}:${r.status}`)).toEqual([
+      '100:PENDING',
+      '200:PENDING',
+      '300:APPROVED',
+      '300:REJECTED',
+    ]);
     expect([...(await store.known(['s3://b/A', 's3://b/Z']))]).toEqual(['s3://b/A']);
   });
 
@@ -64,7 +72,9 @@ describe('SQLite label store', () => {
     expect(() => store.db.prepare("UPDATE label_records SET status = 'APPROVED'").run()).toThrow(/append-only/);
     expect(() => store.db.prepare('DELETE FROM label_records').run()).toThrow(/append-only/);
     const bad = { ...rec('s3://b/Bad', 2, 'APPROVED'), annotations: [{ class_id: 0, left: 95, top: 5, width: 20, height: 9 }] };
-    await expect(store.append([rec('s3://b/Ok', 2, 'PENDING'), bad])).rejects.toThrow(/label record #1 \(s3:\/\/b\/Bad\): annotations.0: box .* outside the 100x80 image/);
+    await expect(store.append([rec('s3://b/Ok', 2, 'PENDING'), bad])).rejects.toThrow(
+      /label record #1 \(s3:\/\/b\/Bad\): annotations.0: box .* outside the 100x80 image/,
+    );
     await expect(store.append([{ ...rec('s3://b/X', 2, 'PENDING'), status: 'DONE' as never }])).rejects.toThrow(/status/);
     expect(store.count()).toBe(1);
   });
@@ -105,7 +115,10 @@ describe('SQLite label store', () => {
   });
 
   it('writes the reference layout back and reads it again unchanged', async () => {
-    const records = [rec('s3://b/A', 1.5, 'APPROVED', 'labeling-job/x', 2), { ...rec('s3://b/"q",', 2, 'PENDING'), device: 'thing-1', capture_time: 1.25, model_version: '1.0.0', meta: { reason: 'fail' } }];
+    const records = [
+      rec('s3://b/A', 1.5, 'APPROVED', 'labeling-job/x', 2),
+      { ...rec('s3://b/"q",', 2, 'PENDING'), device: 'thing-1', capture_time: 1.25, model_version: '1.0.0', meta: { reason: 'fail' } },
+    ];
     const p = join(dir, 'out.csv');
     await writeFeatureStoreCsv(p, records);
     expect(readLabelsCsv(p)).toEqual(records);
@@ -113,7 +126,10 @@ describe('SQLite label store', () => {
 
   it('refuses a broken CSV with the row named', () => {
     const p = join(dir, 'bad.csv');
-    writeFileSync(p, 'source_ref,image_width,image_height,image_depth,annotations,event_time,labeling_job,status\ns3://b/a.jpg,450,300,3,"[{\'class_id\': 0, \'top\': 1, \'left\': 1, \'height\': 5, \'width\': 5}]",12,job,APPROVED\ns3://b/b.jpg,450,x,3,[],12,job,APPROVED\n');
+    writeFileSync(
+      p,
+      "source_ref,image_width,image_height,image_depth,annotations,event_time,labeling_job,status\ns3://b/a.jpg,450,300,3,\"[{'class_id': 0, 'top': 1, 'left': 1, 'height': 5, 'width': 5}]\",12,job,APPROVED\ns3://b/b.jpg,450,x,3,[],12,job,APPROVED\n",
+    );
     expect(() => readLabelsCsv(p)).toThrow(/bad\.csv: row 3 \(s3:\/\/b\/b\.jpg\): image_height must be a number/);
   });
 });

@@ -15,14 +15,27 @@ import { makeRecord, openLabelStore, type SqliteLabelStore } from '../../cloud/l
  */
 
 /** A raw request, so Host, Origin and Cookie are sent exactly as given (fetch rewrites Host). */
-function raw(url: string, opts: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
+function raw(
+  url: string,
+  opts: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
-    const req = request({ host: u.hostname, port: u.port, path: u.pathname + u.search, method: opts.method ?? 'GET', headers: opts.headers, setHost: !opts.headers?.host }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode!, body, headers: res.headers }));
-    });
+    const req = request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname + u.search,
+        method: opts.method ?? 'GET',
+        headers: opts.headers,
+        setHost: !opts.headers?.host,
+      },
+      (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, body, headers: res.headers }));
+      },
+    );
     req.on('error', reject);
     req.end(opts.body);
   });
@@ -47,7 +60,16 @@ describe('labelling server: hostile requests', () => {
     writeFileSync(join(dir, 'secret.txt'), 'TOP SECRET');
     store = openLabelStore(join(dir, 'labels.db'));
     const rec = (ref: string) =>
-      makeRecord({ source_ref: ref, image_width: 100, image_height: 100, annotations: [], event_time: 1, labeling_job: '', status: 'PENDING', device: 'd' });
+      makeRecord({
+        source_ref: ref,
+        image_width: 100,
+        image_height: 100,
+        annotations: [],
+        event_time: 1,
+        labeling_job: '',
+        status: 'PENDING',
+        device: 'd',
+      });
     await store.append([rec(inside), rec(escaping)]);
     lab = new Labeling(store);
     await lab.createJob({ name: 'sec', classes: ['scratch'] });
@@ -120,14 +142,26 @@ describe('labelling server: hostile requests', () => {
     const port = new URL(srv.url).port;
     const body = JSON.stringify({ sourceRef: inside, boxes: [] });
     const post = (headers: Record<string, string>) =>
-      raw(srv.url + 'api/jobs/sec/annotations', { method: 'POST', headers: { 'content-type': 'application/json', ...bearer, ...headers }, body });
+      raw(srv.url + 'api/jobs/sec/annotations', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...bearer, ...headers },
+        body,
+      });
     const evil = await post({ origin: 'http://evil.example' });
     expect(evil.status).toBe(403);
     expect(JSON.parse(evil.body)).toMatchObject({ code: 'BAD_ORIGIN' });
     expect((await post({ origin: `http://evil.example:${port}` })).status).toBe(403);
     expect((await post({ origin: 'null' })).status).toBe(403);
     expect((await post({ 'sec-fetch-site': 'cross-site' })).status).toBe(403);
-    expect((await raw(srv.url + 'api/login', { method: 'POST', headers: { 'content-type': 'application/json', origin: 'http://evil.example' }, body: '{"token":"x"}' })).status).toBe(403);
+    expect(
+      (
+        await raw(srv.url + 'api/login', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', origin: 'http://evil.example' },
+          body: '{"token":"x"}',
+        })
+      ).status,
+    ).toBe(403);
     // nothing was recorded by the refused requests
     expect(lab.getJob('sec').counts.annotations).toBe(0);
     // same-origin requests (the UI itself) and scripts without Origin pass

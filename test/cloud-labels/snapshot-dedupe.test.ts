@@ -30,7 +30,9 @@ describe('snapshots keep one record per image content', () => {
     }
   };
   const jpeg = (seed: number) =>
-    sharp({ create: { width: 64, height: 48, channels: 3, background: { r: (seed * 37) % 256, g: (seed * 91) % 256, b: (seed * 13) % 256 } } })
+    sharp({
+      create: { width: 64, height: 48, channels: 3, background: { r: (seed * 37) % 256, g: (seed * 91) % 256, b: (seed * 13) % 256 } },
+    })
       .jpeg({ quality: 90 })
       .toBuffer();
   const put = (id: string, bytes: Buffer) => {
@@ -39,13 +41,24 @@ describe('snapshots keep one record per image content', () => {
     return `s3://b/${id}`;
   };
   const rec = (ref: string, t: number, status: LabelStatus = 'APPROVED', box = 10) =>
-    makeRecord({ source_ref: ref, image_width: 64, image_height: 48, annotations: [{ class_id: 0, left: box, top: 5, width: 20, height: 20 }], event_time: t, labeling_job: 'labeling-job/j', status });
+    makeRecord({
+      source_ref: ref,
+      image_width: 64,
+      image_height: 48,
+      annotations: [{ class_id: 0, left: box, top: 5, width: 20, height: 20 }],
+      event_time: t,
+      labeling_job: 'labeling-job/j',
+      status,
+    });
   const newStore = (name: string) => openLabelStore(join(dir, `${name}.db`));
-  const snap = (store: SqliteLabelStore, out = 'snaps') => createSnapshot({ store, images, classes: ['scratch'], asOf: 1e10, outDir: join(dir, out) });
+  const snap = (store: SqliteLabelStore, out = 'snaps') =>
+    createSnapshot({ store, images, classes: ['scratch'], asOf: 1e10, outDir: join(dir, out) });
   /** Image bytes of every file in the written YOLO folder, by split. */
   const folderDigests = (dataYaml: string) => {
     const y = readYoloDataset(dataYaml);
-    return Object.fromEntries((['train', 'val', 'test'] as const).map((s) => [s, (y.splits[s] ?? []).map((i) => sha256(readFileSync(i.imagePath)))]));
+    return Object.fromEntries(
+      (['train', 'val', 'test'] as const).map((s) => [s, (y.splits[s] ?? []).map((i) => sha256(readFileSync(i.imagePath)))]),
+    );
   };
 
   beforeAll(() => {
@@ -67,7 +80,9 @@ describe('snapshots keep one record per image content', () => {
     const s = await snap(store);
     expect(s.created).toBe(true);
     expect(s.manifest.records.map((r) => r.source_ref)).toEqual([other, refRef].sort());
-    expect(s.manifest.duplicates).toEqual([{ sourceRef: upRef, id: upRef.slice(7), duplicateOf: refRef, duplicateOfId: refRef.slice(7), sha256: sha256(a) }]);
+    expect(s.manifest.duplicates).toEqual([
+      { sourceRef: upRef, id: upRef.slice(7), duplicateOf: refRef, duplicateOfId: refRef.slice(7), sha256: sha256(a) },
+    ]);
     expect(s.manifest.counts).toMatchObject({ images: 2, train: 1, val: 1, test: 0, duplicates: 1 });
     expect(s.manifest.records.find((r) => r.source_ref === refRef)!.sha256).toBe(sha256(a));
     const d = folderDigests(s.dataYaml);
@@ -90,7 +105,11 @@ describe('snapshots keep one record per image content', () => {
 
   it('keeps one of three copies: the first seen, ties broken by source_ref; relabelling the kept one does not move it', async () => {
     const bytes = await jpeg(3);
-    const [x, y, z] = [put(nameIn('incoming', 'train'), bytes), put(nameIn('incoming', 'val'), bytes), put(nameIn('incoming', 'test'), bytes)];
+    const [x, y, z] = [
+      put(nameIn('incoming', 'train'), bytes),
+      put(nameIn('incoming', 'val'), bytes),
+      put(nameIn('incoming', 'test'), bytes),
+    ];
     const refs = [x, y, z].sort();
     const store = newStore('three');
     // all three first seen at the same time (one ingest run) → the lowest source_ref is kept

@@ -53,7 +53,11 @@ describe('uploads → ingest → simulated labelling with verification → snaps
     const yolo = readYoloDataset(s1.dataYaml);
     expect(yolo.root).toBe(s1.dir);
     expect(yolo.splits.test!.length).toBe(35);
-    expect(yolo.splits.train!.reduce((n, i) => n + i.labels.length, 0) + yolo.splits.val!.reduce((n, i) => n + i.labels.length, 0) + yolo.splits.test!.reduce((n, i) => n + i.labels.length, 0)).toBe(482);
+    expect(
+      yolo.splits.train!.reduce((n, i) => n + i.labels.length, 0) +
+        yolo.splits.val!.reduce((n, i) => n + i.labels.length, 0) +
+        yolo.splits.test!.reduce((n, i) => n + i.labels.length, 0),
+    ).toBe(482);
     expect(s1.manifest.records.every((r) => r.split === splitOf(r.id) && /^(bad|good)\//.test(r.id))).toBe(true);
     // Same records (a later T with nothing new) → same id, reused, nothing rebuilt.
     const s2 = await createSnapshot({ store, images, classes: ['scratch'], asOf: newest + 1000, outDir: out });
@@ -63,7 +67,9 @@ describe('uploads → ingest → simulated labelling with verification → snaps
     const early = await createSnapshot({ store, images, classes: ['scratch'], asOf: 1657199072, outDir: out });
     expect(early.id).not.toBe(s1.id);
     expect(early.manifest.counts.images).toBeLessThan(235);
-    await expect(createSnapshot({ store, images, classes: ['scratch'], asOf: 1, outDir: out })).rejects.toThrow(/asOf: no approved labels as of 1970/);
+    await expect(createSnapshot({ store, images, classes: ['scratch'], asOf: 1, outDir: out })).rejects.toThrow(
+      /asOf: no approved labels as of 1970/,
+    );
     expect(readdirSync(out).filter((f) => f.startsWith('.') && f !== '.images')).toEqual([]); // no half-built folders
   });
 
@@ -84,7 +90,8 @@ describe('uploads → ingest → simulated labelling with verification → snaps
     await lab.createJob({ name: 'sim-1', classes: ['scratch'], workersPerImage: 3, cap: 5 });
     // The simulated workers know which reference photo each frame shows (the sidecar does not carry the camera's file name).
     const byName = await truthFromStore(store, { refPrefix: 's3://${bucket}/' });
-    const truth: TruthSource = (task) => byName({ ...task, meta: { ...task.meta, origin: picked[Number(/frame-(\d+)\.jpg$/.exec(task.sourceRef)![1])] } });
+    const truth: TruthSource = (task) =>
+      byName({ ...task, meta: { ...task.meta, origin: picked[Number(/frame-(\d+)\.jpg$/.exec(task.sourceRef)![1])] } });
     const work = await runSimulatedWorkforce(lab, 'sim-1', {
       workers: [
         { id: 'sim-a', seed: 11, noise: 0.03, missRate: 0.05 },
@@ -103,7 +110,13 @@ describe('uploads → ingest → simulated labelling with verification → snaps
     expect((await store.latest({ sourceRefs: [copyRef] }))[0]!.status).toBe('APPROVED');
     const original = (await store.latest()).find((r) => r.source_ref.endsWith(`/bad/${picked[0]}`))!.source_ref;
     expect(snap.manifest.duplicates).toEqual([
-      { sourceRef: copyRef, id: 'incoming/line-1/2024/06/01/frame-0.jpg', duplicateOf: original, duplicateOfId: `bad/${picked[0]}`, sha256: sha256(readFileSync(join(metal, 'bad', picked[0]!))) },
+      {
+        sourceRef: copyRef,
+        id: 'incoming/line-1/2024/06/01/frame-0.jpg',
+        duplicateOf: original,
+        duplicateOfId: `bad/${picked[0]}`,
+        sha256: sha256(readFileSync(join(metal, 'bad', picked[0]!))),
+      },
     ]);
     expect(snap.manifest.counts.images).toBe(235 + verdicts.approved - 1);
     expect(snap.manifest.counts.duplicates).toBe(1);

@@ -13,7 +13,13 @@ import { createSnapshot } from '../../cloud/snapshot/index.js';
 import { parseLoopConfig, loopHome } from '../../cloud/loop/config.js';
 import { LoopEnv } from '../../cloud/loop/env.js';
 import { scoreOnBenchmark, writeBenchmarkSet } from '../../cloud/loop/benchmark.js';
-import { BENCHMARK_CARD, DEMO_CHAMPION_DIR, DEMO_HISTORY_UNTIL, benchmarkImageIds, imagesFirstLabelledAfter } from '../../cloud/loop/reference.js';
+import {
+  BENCHMARK_CARD,
+  DEMO_CHAMPION_DIR,
+  DEMO_HISTORY_UNTIL,
+  benchmarkImageIds,
+  imagesFirstLabelledAfter,
+} from '../../cloud/loop/reference.js';
 import { SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
 import { readModelCard } from '../../cloud/training/card.js';
 import { runCli } from '../helpers/cli.js';
@@ -65,7 +71,12 @@ describe('the demo benchmark set, history and camera', () => {
       expect(r).toEqual({ read: 235, appended: 37, images: 37, later: 163, excluded: 35 });
       const bench = new Set(benchmarkImageIds());
       expect((await store.latest()).filter((x) => bench.has(idOf(x.source_ref)))).toEqual([]);
-      const snap = await createSnapshot({ store, images: new ImageSource({ mappings: [metalTagsMapping(metal)] }), classes: ['scratch'], outDir: join(dir, 'snapshots') });
+      const snap = await createSnapshot({
+        store,
+        images: new ImageSource({ mappings: [metalTagsMapping(metal)] }),
+        classes: ['scratch'],
+        outDir: join(dir, 'snapshots'),
+      });
       expect(snap.manifest.counts).toMatchObject({ images: 37, train: 30, val: 7, test: 0 });
       const card = await readModelCard(join(DEMO_CHAMPION_DIR, 'card.json'));
       expect(card.dataset.versionId).toBe(snap.manifest.datasetVersion);
@@ -99,7 +110,9 @@ describe('the demo benchmark set, history and camera', () => {
     await expect(writeBenchmarkSet({ labelsCsv: csv, imagesDir: metal, ids: [train], outDir: join(dir, 'b2') })).rejects.toThrow(
       /bad\/image-2020-04-22-10-51-14-06-cropped-left-top\.jpg falls in the train split by loupe's rule, not test/,
     );
-    await expect(writeBenchmarkSet({ labelsCsv: csv, imagesDir: metal, ids: ['bad/nope.jpg'], outDir: join(dir, 'b3') })).rejects.toThrow(/benchmark image bad\/nope\.jpg has no approved label/);
+    await expect(writeBenchmarkSet({ labelsCsv: csv, imagesDir: metal, ids: ['bad/nope.jpg'], outDir: join(dir, 'b3') })).rejects.toThrow(
+      /benchmark image bad\/nope\.jpg has no approved label/,
+    );
     expect(existsSync(join(dir, 'b2'))).toBe(false);
   });
 
@@ -125,7 +138,15 @@ describe('the demo benchmark set, history and camera', () => {
     const home = loopHome(join(dir, 'home'));
     await mkdir(home.dir, { recursive: true });
     const config = parseLoopConfig(
-      { storage: { endpoint: 'http://127.0.0.1:9', bucket: 'loupe', credentials: { accessKeyId: 'LOUPETESTKEY', secretAccessKey: 'unused-no-request-is-made' } }, history: { labelsCsv: csv, imagesDir: metal, until: DEMO_HISTORY_UNTIL, exclude: BENCHMARK_CARD }, seedModel: DEMO_CHAMPION_DIR },
+      {
+        storage: {
+          endpoint: 'http://127.0.0.1:9',
+          bucket: 'loupe',
+          credentials: { accessKeyId: 'LOUPETESTKEY', secretAccessKey: 'unused-no-request-is-made' },
+        },
+        history: { labelsCsv: csv, imagesDir: metal, until: DEMO_HISTORY_UNTIL, exclude: BENCHMARK_CARD },
+        seedModel: DEMO_CHAMPION_DIR,
+      },
       'test',
     );
     const env = await LoopEnv.open(config, home, silentLogger);
@@ -142,7 +163,19 @@ describe('the demo benchmark set, history and camera', () => {
 
   it('`loupe labels import --exclude CARD` leaves the benchmark set out of the history', async () => {
     const h = join(dir, 'cli-home');
-    const r = await runCli(['labels', 'import', '--home', h, '--csv', csv, '--until', DEMO_HISTORY_UNTIL, '--exclude', BENCHMARK_CARD, '--json']);
+    const r = await runCli([
+      'labels',
+      'import',
+      '--home',
+      h,
+      '--csv',
+      csv,
+      '--until',
+      DEMO_HISTORY_UNTIL,
+      '--exclude',
+      BENCHMARK_CARD,
+      '--json',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ read: 235, appended: 37, images: 37, later: 163, excluded: 35 });
     const bad = await runCli(['labels', 'import', '--home', h, '--csv', csv, '--exclude', join(dir, 'missing.txt')]);

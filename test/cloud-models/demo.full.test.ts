@@ -30,7 +30,12 @@ describe('loupe demo --fast --json', () => {
     expect(s.snapshot.images).toBe(37 + s.labelsApproved);
     expect(s.snapshot.train + s.snapshot.val + s.snapshot.test).toBe(s.snapshot.images);
     const card = await readModelCard(join(DEMO_CHAMPION_DIR, 'card.json'));
-    expect(s.modelBefore).toEqual({ ref: 'metal-tags:1', componentVersion: '1.0.0', sha256: card.files.onnx.sha256, source: 'models/metal-tags-early' });
+    expect(s.modelBefore).toEqual({
+      ref: 'metal-tags:1',
+      componentVersion: '1.0.0',
+      sha256: card.files.onnx.sha256,
+      source: 'models/metal-tags-early',
+    });
     expect(s.modelAfter).toMatchObject({ ref: 'metal-tags:2', componentVersion: '1.0.1', status: 'approved' });
     expect(s.modelAfter.sha256).not.toBe(s.modelBefore.sha256);
     // The CI-sized gate compares on the val split (the history's 7 val images + the uploads').
@@ -47,7 +52,23 @@ describe('loupe demo --fast --json', () => {
     expect(s.benchmark.gain.map50_95).toBeCloseTo(s.benchmark.challenger.map50_95 - s.benchmark.champion.map50_95, 3);
     expect(s.fleetRunsNewVersion).toBe(true);
     expect(s.resultsWithNewModel).toBeGreaterThan(0);
-    for (const k of ['stack', 'inspect', 'ingest', 'label', 'verify', 'snapshot', 'train', 'evaluate', 'gate', 'register', 'publish', 'deploy', 'confirm', 'benchmark', 'total']) {
+    for (const k of [
+      'stack',
+      'inspect',
+      'ingest',
+      'label',
+      'verify',
+      'snapshot',
+      'train',
+      'evaluate',
+      'gate',
+      'register',
+      'publish',
+      'deploy',
+      'confirm',
+      'benchmark',
+      'total',
+    ]) {
       expect(typeof s.seconds[k], k).toBe('number');
     }
     expect(s.home).toBeNull(); // its temp folder is gone

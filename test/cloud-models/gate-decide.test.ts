@@ -27,7 +27,9 @@ describe('gate rule', () => {
 
   it('validates its configuration, naming the key', () => {
     expect(validateGateConfig({ metric: 'map50_95' }).metric).toBe('map50_95');
-    expect(() => validateGateConfig({ metric: 'f1' as never })).toThrow(/gate\.metric: metric must be one of map50, map50_95, precision, recall, got "f1"/);
+    expect(() => validateGateConfig({ metric: 'f1' as never })).toThrow(
+      /gate\.metric: metric must be one of map50, map50_95, precision, recall, got "f1"/,
+    );
     expect(() => validateGateConfig({ threshold: 1.5 })).toThrow(/gate\.threshold/);
     expect(() => validateGateConfig({ tolerance: -0.1 })).toThrow(/gate\.tolerance/);
     expect(() => validateGateConfig({ split: 'dev' as never })).toThrow(/gate\.split/);
@@ -78,14 +80,30 @@ describe('gate report page', () => {
     challenger: {
       ref: 'metal-tags:2',
       model: '/x/challenger.onnx',
-      eval: { images: 35, instances: 73, map50: 0.5, map50_95: 0.3, precision: 0.6, recall: 0.5, per_class: [{ cls: 0, name: 'scratch', instances: 73, ap50: 0.5, ap50_95: 0.3 }] },
+      eval: {
+        images: 35,
+        instances: 73,
+        map50: 0.5,
+        map50_95: 0.3,
+        precision: 0.6,
+        recall: 0.5,
+        per_class: [{ cls: 0, name: 'scratch', instances: 73, ap50: 0.5, ap50_95: 0.3 }],
+      },
       curves: [{ cls: 0, name: 'scratch', ...curve(1) }],
       seconds: 3.2,
     },
     champion: {
       ref: 'metal-tags:1',
       model: '/x/champion.onnx',
-      eval: { images: 35, instances: 73, map50: 0.9, map50_95: 0.63, precision: 0.88, recall: 0.85, per_class: [{ cls: 0, name: 'scratch', instances: 73, ap50: 0.9, ap50_95: 0.63 }] },
+      eval: {
+        images: 35,
+        instances: 73,
+        map50: 0.9,
+        map50_95: 0.63,
+        precision: 0.88,
+        recall: 0.85,
+        per_class: [{ cls: 0, name: 'scratch', instances: 73, ap50: 0.9, ap50_95: 0.63 }],
+      },
       curves: [{ cls: 0, name: 'scratch', ...curve(6) }],
       seconds: 3.1,
     },
@@ -105,7 +123,10 @@ describe('gate report page', () => {
   });
 
   it('shows which file the fleet runs, fp32 or int8, with both scores', () => {
-    const html = renderGateHtml({ ...report, fleetPrecision: { ...choosePrecision(DEFAULT_INT8, 0.5, 0.49), fp32Model: '/x/model.onnx', int8Model: '/x/model.int8.onnx' } });
+    const html = renderGateHtml({
+      ...report,
+      fleetPrecision: { ...choosePrecision(DEFAULT_INT8, 0.5, 0.49), fp32Model: '/x/model.onnx', int8Model: '/x/model.int8.onnx' },
+    });
     expect(html).toContain("Precision of the challenger's file");
     expect(html).toContain('The fleet runs the <b>int8</b> file: int8 map50 0.4900 &gt;= fp32 0.5000 - tolerance 0.0150');
     expect(html).toContain('/x/model.int8.onnx');
@@ -115,7 +136,10 @@ describe('gate report page', () => {
 
   it('draws curves in the plot box (recall 0..1 left→right, precision 0..1 bottom→top), thinned to 200 points', () => {
     const svg = prChartSvg('t', [{ label: 'a', color: '#000', recall: [0, 0.5, 1], precision: [1, 0.5, 0] }]);
-    const pts = /points="([^"]+)"/.exec(svg)![1]!.split(' ').map((p) => p.split(',').map(Number));
+    const pts = /points="([^"]+)"/
+      .exec(svg)![1]!
+      .split(' ')
+      .map((p) => p.split(',').map(Number));
     expect(pts).toEqual([
       [48, 28],
       [228, 154],

@@ -29,7 +29,13 @@ describe("quality gate with loupe's evaluator on the metal-tags test split", () 
   });
 
   it('rejects a worse challenger, scoring both on the same 35 test images, and writes a readable report', async () => {
-    const report = await runGate({ challenger: { ref: null, onnx: worse }, champion, data, config: { metric: 'map50', threshold: 0.5, tolerance: 0.02 }, evaluate: loupeEvaluator });
+    const report = await runGate({
+      challenger: { ref: null, onnx: worse },
+      champion,
+      data,
+      config: { metric: 'map50', threshold: 0.5, tolerance: 0.02 },
+      evaluate: loupeEvaluator,
+    });
     expect(report.champion!.eval.images).toBe(35);
     expect(report.challenger.eval.images).toBe(35);
     expect(report.champion!.eval.instances).toBe(report.challenger.eval.instances);
@@ -46,7 +52,10 @@ describe("quality gate with loupe's evaluator on the metal-tags test split", () 
     expect(html).not.toMatch(/<script|href=/i);
     expect(html.match(/src="(?!data:image\/jpeg;base64,)/g)).toBeNull();
     // As a person sees it: rendered by Chromium, kept as a test artefact.
-    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
     try {
       const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
       const requests: string[] = [];
@@ -62,7 +71,13 @@ describe("quality gate with loupe's evaluator on the metal-tags test split", () 
     }
     const json = JSON.parse(readFileSync(paths.json, 'utf8'));
     expect(json.challenger.curves[0].recall.length).toBe(1000);
-    expect(gateSummary(report, paths.json)).toMatchObject({ passed: false, metric: 'map50', championRef: 'metal-tags:1', threshold: 0.5, tolerance: 0.02 });
+    expect(gateSummary(report, paths.json)).toMatchObject({
+      passed: false,
+      metric: 'map50',
+      championRef: 'metal-tags:1',
+      threshold: 0.5,
+      tolerance: 0.02,
+    });
   });
 
   it('passes the champion against itself (equal scores are within tolerance)', async () => {
@@ -80,10 +95,32 @@ describe("quality gate with loupe's evaluator on the metal-tags test split", () 
     expect(res.passed).toBe(false);
     expect(existsSync(join(out, 'gate.html'))).toBe(true);
     // the report names the bytes it scored: another model cannot be registered with it
-    const other = await runCli(['models', 'register', '--home', home, '--onnx', join(SHIPPED_MODEL_DIR, 'model.onnx'), '--gate-report', join(out, 'gate.json'), '--json']);
+    const other = await runCli([
+      'models',
+      'register',
+      '--home',
+      home,
+      '--onnx',
+      join(SHIPPED_MODEL_DIR, 'model.onnx'),
+      '--gate-report',
+      join(out, 'gate.json'),
+      '--json',
+    ]);
     expect(other.code).toBe(1);
     expect(other.stderr).toMatch(/gate\.json: the gate report scored another model/);
-    const reg = await runCli(['models', 'register', '--home', home, '--onnx', worse, '--gate-report', join(out, 'gate.json'), '--parent', 'metal-tags:1', '--json']);
+    const reg = await runCli([
+      'models',
+      'register',
+      '--home',
+      home,
+      '--onnx',
+      worse,
+      '--gate-report',
+      join(out, 'gate.json'),
+      '--parent',
+      'metal-tags:1',
+      '--json',
+    ]);
     expect(reg.code, reg.stderr).toBe(0);
     const v = JSON.parse(reg.stdout);
     expect(v).toMatchObject({ ref: 'metal-tags:2', status: 'rejected', parentRef: 'metal-tags:1' });

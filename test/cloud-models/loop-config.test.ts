@@ -17,7 +17,14 @@ import { putUpload } from '../helpers/uploads.js';
 
 describe('loop configuration', () => {
   it('fills defaults and resolves paths against the file', () => {
-    const c = parseLoopConfig({ history: { labelsCsv: 'labels.csv' }, fleet: { backend: 'local', nucleusRoot: 'gg', thingName: 't', mqttUrl: 'mqtt://127.0.0.1:1883' } }, 'x', '/srv/loupe');
+    const c = parseLoopConfig(
+      {
+        history: { labelsCsv: 'labels.csv' },
+        fleet: { backend: 'local', nucleusRoot: 'gg', thingName: 't', mqttUrl: 'mqtt://127.0.0.1:1883' },
+      },
+      'x',
+      '/srv/loupe',
+    );
     expect(c.group).toBe('metal-tags');
     expect(c.gate).toEqual({ metric: 'map50', threshold: 0.5, tolerance: 0.02, split: 'test' });
     expect(c.history.labelsCsv).toBe('/srv/loupe/labels.csv');
@@ -89,7 +96,11 @@ describe('loop triggers (real label store, registry and object store)', () => {
       expect(t).toMatchObject({ due: false, newApproved: 0, unlabelled: 0, scheduleDue: false });
       // Two device uploads: not enough.
       const s3 = new S3Client(os.clientConfig);
-      const bad = ['bad/image-2020-04-22-10-51-14-06-cropped-left-top.jpg', 'bad/image-2020-04-22-10-51-26-67-cropped-left-bottom.jpg', 'bad/image-2020-04-22-10-51-51-85-cropped-left-top.jpg'];
+      const bad = [
+        'bad/image-2020-04-22-10-51-14-06-cropped-left-top.jpg',
+        'bad/image-2020-04-22-10-51-26-67-cropped-left-bottom.jpg',
+        'bad/image-2020-04-22-10-51-51-85-cropped-left-top.jpg',
+      ];
       const put = async (i: number) => {
         const key = `incoming/line-1/2024/06/01/f${i}`;
         await putUpload(s3, 'loupe', key, readFileSync(join(metal, bad[i]!)), { device: 'line-1', seq: i });

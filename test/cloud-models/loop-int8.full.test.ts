@@ -53,7 +53,13 @@ async function loopRun(name: string, int8: LoopConfigInput['int8']) {
   await mkdir(home.dir, { recursive: true });
   // The champion: the NEU-DET fp32 model, as the fleet runs it today.
   const reg = openRegistry(home.registryDir);
-  await reg.register({ group: 'neu-det', onnx: join(NEU, 'neu-det.onnx'), pt: join(NEU, 'neu-det.pt'), source: 'seed', status: { status: 'approved', reason: 'test champion', by: 'test' } });
+  await reg.register({
+    group: 'neu-det',
+    onnx: join(NEU, 'neu-det.onnx'),
+    pt: join(NEU, 'neu-det.pt'),
+    source: 'seed',
+    status: { status: 'approved', reason: 'test champion', by: 'test' },
+  });
   reg.close();
   const config = parseLoopConfig(
     {
@@ -76,20 +82,50 @@ async function loopRun(name: string, int8: LoopConfigInput['int8']) {
         name: 'snapshot',
         title: 'the NEU-DET data set',
         output: snapshotOutput,
-        run: async () => done({ id: 'neu-det', dir: data, dataYaml: data, datasetVersion: 'neu-det-fixture', asOf: 0, counts, champion: 'neu-det:1', championDataset: null }),
+        run: async () =>
+          done({
+            id: 'neu-det',
+            dir: data,
+            dataYaml: data,
+            datasetVersion: 'neu-det-fixture',
+            asOf: 0,
+            counts,
+            champion: 'neu-det:1',
+            championDataset: null,
+          }),
       },
       {
         name: 'train',
         title: 'the NEU-DET checkpoint',
         output: trainOutput,
-        run: async () => done({ dir: trainDir, backend: 'local', onnx: join(trainDir, 'model.onnx'), pt: join(trainDir, 'best.pt'), base: 'neu-det:1', epochs: 51, seconds: 245.9, val }),
+        run: async () =>
+          done({
+            dir: trainDir,
+            backend: 'local',
+            onnx: join(trainDir, 'model.onnx'),
+            pt: join(trainDir, 'best.pt'),
+            base: 'neu-det:1',
+            epochs: 51,
+            seconds: 245.9,
+            val,
+          }),
       },
     ];
     const steps = [...given, ...['quantize', 'evaluate', 'gate', 'register'].map((n) => real.find((s) => s.name === n)!)];
-    const report = await runLoop({ store, steps, trigger: 'test', config: config as unknown as Record<string, unknown>, runsDir: home.runsDir });
+    const report = await runLoop({
+      store,
+      steps,
+      trigger: 'test',
+      config: config as unknown as Record<string, unknown>,
+      runsDir: home.runsDir,
+    });
     const reg2 = openRegistry(home.registryDir);
     try {
-      return { report, v2: await reg2.mustGet('neu-det:2'), card: modelCardSchema.parse(JSON.parse(await readFile(await reg2.artefactPath(await reg2.mustGet('neu-det:2'), 'card'), 'utf8'))) };
+      return {
+        report,
+        v2: await reg2.mustGet('neu-det:2'),
+        card: modelCardSchema.parse(JSON.parse(await readFile(await reg2.artefactPath(await reg2.mustGet('neu-det:2'), 'card'), 'utf8'))),
+      };
     } finally {
       reg2.close();
     }
@@ -100,54 +136,66 @@ async function loopRun(name: string, int8: LoopConfigInput['int8']) {
 }
 
 describe('the loop picks the file the fleet runs: int8 within tolerance of fp32, else fp32', () => {
-  it(
-    'default tolerance 0.015: the gate picks int8; registry and card record both files with their scores and digests',
-    async () => {
-      const { report, v2, card } = await loopRun('default', undefined);
-      expect(report.status, JSON.stringify(report.steps)).toBe('succeeded');
-      const q = report.outputs.quantize!;
-      expect(q).toMatchObject({ enabled: true, onnx: join(trainDir, 'model.int8.onnx'), calibrationImages: 64, reused: false });
-      const ev = report.outputs.evaluate! as { challenger: { map50: number }; challengerInt8: { map50: number }; champion: { map50: number; fleetPrecision: string } };
-      const loss = ev.challenger.map50 - ev.challengerInt8.map50;
-      expect(loss).toBeGreaterThan(0); // int8 loses a little on NEU-DET ...
-      expect(loss).toBeLessThanOrEqual(0.015); // ... within the default tolerance
-      expect(ev.champion.fleetPrecision).toBe('fp32');
-      const g = report.outputs.gate! as { passed: boolean; fleetPrecision: string; fleetPrecisionReason: string; json: string; html: string };
-      expect(g).toMatchObject({ passed: true, fleetPrecision: 'int8' });
-      expect(g.fleetPrecisionReason).toMatch(/^int8 map50 0\.\d{4} >= fp32 0\.\d{4} - tolerance 0\.0150$/);
-      // The gate compared the file the fleet will run: the int8 one.
-      const gate = JSON.parse(await readFile(g.json, 'utf8')) as { challenger: { ref: string; model: string; eval: { map50: number } }; fleetPrecision: { deployed: string; int8Model: string } };
-      expect(gate.challenger).toMatchObject({ ref: 'run 1 (int8)', model: q.onnx, eval: { map50: ev.challengerInt8.map50 } });
-      expect(await readFile(g.html, 'utf8')).toContain('The fleet runs the <b>int8</b> file');
+  it('default tolerance 0.015: the gate picks int8; registry and card record both files with their scores and digests', async () => {
+    const { report, v2, card } = await loopRun('default', undefined);
+    expect(report.status, JSON.stringify(report.steps)).toBe('succeeded');
+    const q = report.outputs.quantize!;
+    expect(q).toMatchObject({ enabled: true, onnx: join(trainDir, 'model.int8.onnx'), calibrationImages: 64, reused: false });
+    const ev = report.outputs.evaluate! as {
+      challenger: { map50: number };
+      challengerInt8: { map50: number };
+      champion: { map50: number; fleetPrecision: string };
+    };
+    const loss = ev.challenger.map50 - ev.challengerInt8.map50;
+    expect(loss).toBeGreaterThan(0); // int8 loses a little on NEU-DET ...
+    expect(loss).toBeLessThanOrEqual(0.015); // ... within the default tolerance
+    expect(ev.champion.fleetPrecision).toBe('fp32');
+    const g = report.outputs.gate! as { passed: boolean; fleetPrecision: string; fleetPrecisionReason: string; json: string; html: string };
+    expect(g).toMatchObject({ passed: true, fleetPrecision: 'int8' });
+    expect(g.fleetPrecisionReason).toMatch(/^int8 map50 0\.\d{4} >= fp32 0\.\d{4} - tolerance 0\.0150$/);
+    // The gate compared the file the fleet will run: the int8 one.
+    const gate = JSON.parse(await readFile(g.json, 'utf8')) as {
+      challenger: { ref: string; model: string; eval: { map50: number } };
+      fleetPrecision: { deployed: string; int8Model: string };
+    };
+    expect(gate.challenger).toMatchObject({ ref: 'run 1 (int8)', model: q.onnx, eval: { map50: ev.challengerInt8.map50 } });
+    expect(await readFile(g.html, 'utf8')).toContain('The fleet runs the <b>int8</b> file');
 
-      expect(v2).toMatchObject({ status: 'approved', fleetPrecision: 'int8', metrics: { map50: ev.challenger.map50, int8_map50: ev.challengerInt8.map50 } });
-      expect(v2.artefacts.onnxInt8!.sha256).toBe(q.sha256);
-      expect(v2.artefacts.onnx.sha256).toBe(await sha256File(join(NEU, 'neu-det.onnx')));
-      expect(deployedArtefact(v2).ref.sha256).toBe(q.sha256);
-      expect(report.outputs.register).toMatchObject({ fleetPrecision: 'int8', onnxSha256: q.sha256, fp32Sha256: v2.artefacts.onnx.sha256, int8Sha256: q.sha256 });
+    expect(v2).toMatchObject({
+      status: 'approved',
+      fleetPrecision: 'int8',
+      metrics: { map50: ev.challenger.map50, int8_map50: ev.challengerInt8.map50 },
+    });
+    expect(v2.artefacts.onnxInt8!.sha256).toBe(q.sha256);
+    expect(v2.artefacts.onnx.sha256).toBe(await sha256File(join(NEU, 'neu-det.onnx')));
+    expect(deployedArtefact(v2).ref.sha256).toBe(q.sha256);
+    expect(report.outputs.register).toMatchObject({
+      fleetPrecision: 'int8',
+      onnxSha256: q.sha256,
+      fp32Sha256: v2.artefacts.onnx.sha256,
+      int8Sha256: q.sha256,
+    });
 
-      expect(card.files.onnxInt8).toMatchObject({ file: 'model.int8.onnx', sha256: q.sha256 });
-      expect(card.metrics.int8).toMatchObject({ map50: ev.challengerInt8.map50, evaluator: 'loupe eval', split: 'test', images: 257 });
-      expect(card.fleetPrecision).toMatchObject({ deployed: 'int8', metric: 'map50', tolerance: 0.015 });
-      expect(card.fleetPrecision!.quantization).toMatchObject({ format: 'QDQ', calibration: { images: 64 }, source_sha256: v2.artefacts.onnx.sha256 });
-    },
-    1_800_000,
-  );
+    expect(card.files.onnxInt8).toMatchObject({ file: 'model.int8.onnx', sha256: q.sha256 });
+    expect(card.metrics.int8).toMatchObject({ map50: ev.challengerInt8.map50, evaluator: 'loupe eval', split: 'test', images: 257 });
+    expect(card.fleetPrecision).toMatchObject({ deployed: 'int8', metric: 'map50', tolerance: 0.015 });
+    expect(card.fleetPrecision!.quantization).toMatchObject({
+      format: 'QDQ',
+      calibration: { images: 64 },
+      source_sha256: v2.artefacts.onnx.sha256,
+    });
+  }, 1_800_000);
 
-  it(
-    'tight tolerance 0: any int8 loss keeps fp32 for the fleet; the int8 file is still recorded',
-    async () => {
-      const { report, v2, card } = await loopRun('tight', { tolerance: 0 });
-      expect(report.status, JSON.stringify(report.steps)).toBe('succeeded');
-      expect(report.outputs.quantize).toMatchObject({ enabled: true, reused: true });
-      const g = report.outputs.gate! as { passed: boolean; fleetPrecision: string; fleetPrecisionReason: string };
-      expect(g).toMatchObject({ passed: true, fleetPrecision: 'fp32' });
-      expect(g.fleetPrecisionReason).toMatch(/^int8 map50 0\.\d{4} < fp32 0\.\d{4} - tolerance 0\.0000 = 0\.\d{4}: the fleet keeps fp32$/);
-      expect(v2.fleetPrecision).toBe('fp32');
-      expect(v2.artefacts.onnxInt8).toBeDefined();
-      expect(report.outputs.register).toMatchObject({ fleetPrecision: 'fp32', onnxSha256: v2.artefacts.onnx.sha256 });
-      expect(card.fleetPrecision).toMatchObject({ deployed: 'fp32', tolerance: 0 });
-    },
-    1_800_000,
-  );
+  it('tight tolerance 0: any int8 loss keeps fp32 for the fleet; the int8 file is still recorded', async () => {
+    const { report, v2, card } = await loopRun('tight', { tolerance: 0 });
+    expect(report.status, JSON.stringify(report.steps)).toBe('succeeded');
+    expect(report.outputs.quantize).toMatchObject({ enabled: true, reused: true });
+    const g = report.outputs.gate! as { passed: boolean; fleetPrecision: string; fleetPrecisionReason: string };
+    expect(g).toMatchObject({ passed: true, fleetPrecision: 'fp32' });
+    expect(g.fleetPrecisionReason).toMatch(/^int8 map50 0\.\d{4} < fp32 0\.\d{4} - tolerance 0\.0000 = 0\.\d{4}: the fleet keeps fp32$/);
+    expect(v2.fleetPrecision).toBe('fp32');
+    expect(v2.artefacts.onnxInt8).toBeDefined();
+    expect(report.outputs.register).toMatchObject({ fleetPrecision: 'fp32', onnxSha256: v2.artefacts.onnx.sha256 });
+    expect(card.fleetPrecision).toMatchObject({ deployed: 'fp32', tolerance: 0 });
+  }, 1_800_000);
 });

@@ -10,7 +10,15 @@ import { startBroker, type EmbeddedBroker } from '../../embedded/broker/broker.j
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
 import { STEP_NAMES } from '../../cloud/loop/steps.js';
-import { BENCHMARK_CARD, DEMO_CHAMPION_DIR, DEMO_HISTORY_UNTIL, DEMO_UPLOADER, benchmarkImageIds, cameraFolder, imagesFirstLabelledAfter } from '../../cloud/loop/reference.js';
+import {
+  BENCHMARK_CARD,
+  DEMO_CHAMPION_DIR,
+  DEMO_HISTORY_UNTIL,
+  DEMO_UPLOADER,
+  benchmarkImageIds,
+  cameraFolder,
+  imagesFirstLabelledAfter,
+} from '../../cloud/loop/reference.js';
 import { openRegistry } from '../../cloud/registry/sqlite-registry.js';
 import { FleetStore } from '../../cloud/publish/fleet-store.js';
 import type { LoopConfigInput } from '../../cloud/loop/config.js';
@@ -42,7 +50,10 @@ interface Child {
 
 function loopRun(home: string, env: Record<string, string> = {}, killWhen?: { stderr: RegExp; afterMs: number }): Promise<Child> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [dist.file('test/helpers/loop-cli.js'), 'run', '--home', home, '--json'], { env: { ...process.env, LOUPE_NO_PROGRESS: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [dist.file('test/helpers/loop-cli.js'), 'run', '--home', home, '--json'], {
+      env: { ...process.env, LOUPE_NO_PROGRESS: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     let armed = false;
@@ -72,7 +83,10 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     objectStore = await startObjectStore({ dir: join(dir, 's3'), buckets: ['loupe'] });
     broker = await startBroker();
     const metal = datasetDir('metal-tags');
-    const camera = await cameraFolder(imagesFirstLabelledAfter(join(metal, 'labels.csv'), metal, Date.parse(DEMO_HISTORY_UNTIL) / 1000, benchmarkImageIds()), join(dir, 'camera'));
+    const camera = await cameraFolder(
+      imagesFirstLabelledAfter(join(metal, 'labels.csv'), metal, Date.parse(DEMO_HISTORY_UNTIL) / 1000, benchmarkImageIds()),
+      join(dir, 'camera'),
+    );
     stack = await startEdgeStack({
       root: join(dir, 'edge'),
       thingName: 'line-7',
@@ -85,7 +99,8 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
       config: { uploader: DEMO_UPLOADER },
     });
     stack.on('result', (r: ResultMessage) => results.push(r));
-    for (let i = 0; i < 120 && (await stack.listUploads()).filter((k) => k.endsWith('.jpg')).length < 8; i++) await new Promise((r) => setTimeout(r, 500));
+    for (let i = 0; i < 120 && (await stack.listUploads()).filter((k) => k.endsWith('.jpg')).length < 8; i++)
+      await new Promise((r) => setTimeout(r, 500));
   });
   afterAll(async () => {
     await stack?.stop();
@@ -107,7 +122,14 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
       train: { epochs: 1, imgsz: 160, batch: 16, workers: 1, device: 'cpu' },
       gate,
       ...(int8 ? { int8 } : {}),
-      fleet: { backend: 'local', nucleusRoot: stack.nucleus.root, thingName: stack.thingName, mqttUrl: broker.url, minResults: 1, confirmTimeoutSeconds: 120 },
+      fleet: {
+        backend: 'local',
+        nucleusRoot: stack.nucleus.root,
+        thingName: stack.thingName,
+        mqttUrl: broker.url,
+        minResults: 1,
+        confirmTimeoutSeconds: 120,
+      },
     };
     await writeFile(join(h, 'loop.json'), JSON.stringify(config, null, 2));
     return h;
@@ -178,10 +200,16 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     const db = new Database(join(h, 'labels.db'), { readonly: true });
     try {
       const recTable = 'label_records';
-      const dups = db.prepare(`SELECT source_ref, status, labeling_job, COUNT(*) AS n FROM ${recTable} GROUP BY source_ref, status, labeling_job HAVING n > 1`).all();
+      const dups = db
+        .prepare(
+          `SELECT source_ref, status, labeling_job, COUNT(*) AS n FROM ${recTable} GROUP BY source_ref, status, labeling_job HAVING n > 1`,
+        )
+        .all();
       expect(dups).toEqual([]);
       expect((db.prepare('SELECT name FROM labeling_jobs').all() as { name: string }[]).map((j) => j.name)).toEqual(['loop-1']);
-      const approved = db.prepare(`SELECT COUNT(*) AS n FROM ${recTable} WHERE labeling_job = 'labeling-job/loop-1' AND status = 'APPROVED'`).get() as { n: number };
+      const approved = db
+        .prepare(`SELECT COUNT(*) AS n FROM ${recTable} WHERE labeling_job = 'labeling-job/loop-1' AND status = 'APPROVED'`)
+        .get() as { n: number };
       expect(approved.n).toBe(report.outputs.verify.approved);
     } finally {
       db.close();
@@ -229,7 +257,10 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     const h = join(dir, 'crash');
     const cli = (args: string[]) =>
       new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-        const c = spawn(process.execPath, [dist.bin, ...args], { env: { ...process.env, LOUPE_NO_PROGRESS: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+        const c = spawn(process.execPath, [dist.bin, ...args], {
+          env: { ...process.env, LOUPE_NO_PROGRESS: '1' },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
         let stdout = '';
         let stderr = '';
         c.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
@@ -240,7 +271,12 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     const st = await cli(['fleet', 'status', '--home', h, '--json']);
     expect(st.code, st.stderr).toBe(0);
     const status = JSON.parse(st.stdout);
-    expect(status).toMatchObject({ backend: 'local', target: 'line-7', champion: 'metal-tags:2', current: { name: 'loupe-run-1', version: '1.0.1', previousVersion: '1.0.0', state: 'confirmed' } });
+    expect(status).toMatchObject({
+      backend: 'local',
+      target: 'line-7',
+      champion: 'metal-tags:2',
+      current: { name: 'loupe-run-1', version: '1.0.1', previousVersion: '1.0.0', state: 'confirmed' },
+    });
     expect(status.devices).toEqual([{ device: 'line-7', modelVersion: '1.0.1', state: 'FINISHED' }]); // loupe.Model runs no program: installed and FINISHED
 
     const rb = await cli(['fleet', 'rollback', '--home', h, '--reject', '--reason', 'operators saw false alarms', '--json']);
@@ -249,7 +285,8 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     expect(stack.nucleus.status().components.find((c) => c.name === 'loupe.Model')?.version).toBe('1.0.0');
     const shipped = String(stack.nucleus.configuration('loupe.Model')?.sha256);
     const n = results.length;
-    for (let i = 0; i < 40 && !results.slice(n).some((r) => r.model.sha256 === shipped); i++) await new Promise((res) => setTimeout(res, 250));
+    for (let i = 0; i < 40 && !results.slice(n).some((r) => r.model.sha256 === shipped); i++)
+      await new Promise((res) => setTimeout(res, 250));
     expect(results.slice(n).some((r) => r.model.sha256 === shipped)).toBe(true);
     const reg = openRegistry(join(h, 'registry'));
     try {
@@ -264,7 +301,9 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     const refused = await cli(['fleet', 'deploy', 'metal-tags:2', '--home', h]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/metal-tags:2: only approved versions are deployed \(this one is rejected\)/);
-    expect((await cli(['models', 'approve', 'metal-tags:2', '--home', h, '--force', '--reason', 'false alarms were a lighting fault'])).code).toBe(0);
+    expect(
+      (await cli(['models', 'approve', 'metal-tags:2', '--home', h, '--force', '--reason', 'false alarms were a lighting fault'])).code,
+    ).toBe(0);
     const dep = await cli(['fleet', 'deploy', 'metal-tags:2', '--home', h, '--json']);
     expect(dep.code, dep.stderr).toBe(0);
     expect(JSON.parse(dep.stdout)).toMatchObject({ model: 'metal-tags:2', version: '1.0.1', previousVersion: '1.0.0', state: 'succeeded' });
@@ -272,7 +311,11 @@ describe.sequential('the loop on the local nucleus (real device, real training)'
     const fleet = new FleetStore(join(h, 'fleet.db'));
     try {
       expect(fleet.componentVersions('local', 'loupe.Model').length).toBe(1);
-      expect(fleet.deployments().map((d) => `${d.kind}:${d.previousVersion}->${d.version}`)).toEqual(['deploy:1.0.0->1.0.1', 'rollback:1.0.1->1.0.0', 'deploy:1.0.0->1.0.1']);
+      expect(fleet.deployments().map((d) => `${d.kind}:${d.previousVersion}->${d.version}`)).toEqual([
+        'deploy:1.0.0->1.0.1',
+        'rollback:1.0.1->1.0.0',
+        'deploy:1.0.0->1.0.1',
+      ]);
     } finally {
       fleet.close();
     }

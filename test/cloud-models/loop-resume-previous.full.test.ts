@@ -39,14 +39,25 @@ describe('a loop run interrupted by the previous release', () => {
     const home = loopHome(join(dir, 'home'));
     cpSync(fixture, home.dir, { recursive: true });
     const metal = datasetDir('metal-tags');
-    const raw = JSON.parse(readFileSync(join(home.dir, 'loop.json'), 'utf8')) as { storage: { credentials: { accessKeyId: string; secretAccessKey: string } } };
+    const raw = JSON.parse(readFileSync(join(home.dir, 'loop.json'), 'utf8')) as {
+      storage: { credentials: { accessKeyId: string; secretAccessKey: string } };
+    };
     store = await startObjectStore({ dir: join(dir, 's3'), buckets: ['loupe'], credentials: raw.storage.credentials });
     // The four uploads, as make-interrupted.mjs put them.
     const s3 = new S3Client({ ...store.clientConfig });
     try {
-      const photos = readdirSync(join(metal, 'bad')).sort().filter((f) => f.includes('cropped')).slice(-4);
+      const photos = readdirSync(join(metal, 'bad'))
+        .sort()
+        .filter((f) => f.includes('cropped'))
+        .slice(-4);
       for (const [i, f] of photos.entries()) {
-        await s3.send(new PutObjectCommand({ Bucket: 'loupe', Key: `incoming/line-1/2024/06/01/cam1-r1-000000${i}.jpg`, Body: readFileSync(join(metal, 'bad', f)) }));
+        await s3.send(
+          new PutObjectCommand({
+            Bucket: 'loupe',
+            Key: `incoming/line-1/2024/06/01/cam1-r1-000000${i}.jpg`,
+            Body: readFileSync(join(metal, 'bad', f)),
+          }),
+        );
       }
     } finally {
       s3.destroy();
@@ -63,13 +74,26 @@ describe('a loop run interrupted by the previous release', () => {
       const yaml = join(home.snapshotsDir, snap, 'data.yaml');
       writeFileSync(yaml, readFileSync(yaml, 'utf8').replace(/^path: .*$/m, `path: ${join(home.snapshotsDir, snap)}`));
     }
-    const text = readFileSync(join(home.dir, 'loop.json'), 'utf8').replaceAll('${METAL_TAGS}', metal).replaceAll('${OBJECT_STORE}', store.endpoint).replaceAll('${NUCLEUS_ROOT}', join(dir, 'nucleus'));
-    const cfg = { ...(JSON.parse(text) as Record<string, unknown>), policy: { autoApprove: false }, gate: { split: 'val', threshold: 0, tolerance: 1 }, int8: { enabled: false } };
+    const text = readFileSync(join(home.dir, 'loop.json'), 'utf8')
+      .replaceAll('${METAL_TAGS}', metal)
+      .replaceAll('${OBJECT_STORE}', store.endpoint)
+      .replaceAll('${NUCLEUS_ROOT}', join(dir, 'nucleus'));
+    const cfg = {
+      ...(JSON.parse(text) as Record<string, unknown>),
+      policy: { autoApprove: false },
+      gate: { split: 'val', threshold: 0, tolerance: 1 },
+      int8: { enabled: false },
+    };
     writeFileSync(home.config, JSON.stringify(cfg, null, 2));
     const config = parseLoopConfig(cfg, home.config, home.dir);
 
     const before = new LoopStore(home.loopDb);
-    const committed = Object.fromEntries(before.steps(1).filter((s) => s.status === 'done').map((s) => [s.name, s.output]));
+    const committed = Object.fromEntries(
+      before
+        .steps(1)
+        .filter((s) => s.status === 'done')
+        .map((s) => [s.name, s.output]),
+    );
     before.close();
 
     const report = await runLoopOnce({ config, home, trigger: 'manual', log: silentLogger });
@@ -83,7 +107,8 @@ describe('a loop run interrupted by the previous release', () => {
     expect(byName.snapshot).toMatchObject({ status: 'done', attempts: 2 });
     // The snapshot as of the moment the previous release's verify step fixed.
     expect(report.outputs.snapshot).toMatchObject({ asOf: committed.verify!.verifiedAt });
-    for (const s of STEP_NAMES.slice(STEP_NAMES.indexOf('train'), STEP_NAMES.indexOf('register') + 1)) expect(byName[s]).toMatchObject({ status: 'done', attempts: 1 });
+    for (const s of STEP_NAMES.slice(STEP_NAMES.indexOf('train'), STEP_NAMES.indexOf('register') + 1))
+      expect(byName[s]).toMatchObject({ status: 'done', attempts: 1 });
     for (const s of ['publish', 'deploy', 'confirm']) expect(byName[s]!.status).toBe('skipped');
     expect(report.outputs.train).toMatchObject({ backend: 'local', base: 'metal-tags:1', epochs: 1 });
     expect(report.outputs.register).toMatchObject({ ref: 'metal-tags:2', status: 'pending', fleetPrecision: 'fp32' });

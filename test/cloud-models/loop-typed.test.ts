@@ -40,7 +40,14 @@ const baseConfig: LoopConfigInput = {
 /** No telemetry (no `things`): confirm asks the fleet what its devices run. */
 const controlPlaneConfig: LoopConfigInput = {
   storage: { backend: 's3', region: 'eu-west-1', endpoint: 'http://127.0.0.1:9', bucket: 'loupe' },
-  fleet: { backend: 'aws', region: 'eu-west-1', thingGroupArn: 'arn:aws:iot:eu-west-1:111122223333:thinggroup/line', bucket: 'loupe', pollSeconds: 1, confirmTimeoutSeconds: 5 },
+  fleet: {
+    backend: 'aws',
+    region: 'eu-west-1',
+    thingGroupArn: 'arn:aws:iot:eu-west-1:111122223333:thinggroup/line',
+    bucket: 'loupe',
+    pollSeconds: 1,
+    confirmTimeoutSeconds: 5,
+  },
 };
 
 describe('typed loop steps', () => {
@@ -75,7 +82,9 @@ describe('typed loop steps', () => {
     cpSync(interrupted, dir, { recursive: true });
     const db = new Database(join(dir, 'loop.db'));
     // As if an older loupe had called the label step's `job` field `jobName`.
-    db.prepare("UPDATE steps SET output = json_remove(json_set(output, '$.jobName', json_extract(output, '$.job')), '$.job') WHERE name = 'label'").run();
+    db.prepare(
+      "UPDATE steps SET output = json_remove(json_set(output, '$.jobName', json_extract(output, '$.job')), '$.job') WHERE name = 'label'",
+    ).run();
     db.close();
     const home = loopHome(dir);
     const config = parseLoopConfig(baseConfig, 'test');
@@ -84,9 +93,17 @@ describe('typed loop steps', () => {
     try {
       const before = store.steps(1);
       const runBefore = store.getRun(1);
-      const err = await runLoop({ store, steps: loopSteps({ ports: env.ports, config }), trigger: 'test', config: {}, runsDir: home.runsDir }).catch((e: unknown) => e);
+      const err = await runLoop({
+        store,
+        steps: loopSteps({ ports: env.ports, config }),
+        trigger: 'test',
+        config: {},
+        runsDir: home.runsDir,
+      }).catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'LOOP_OUTPUT_INVALID' });
-      expect(String((err as Error).message)).toMatch(/^run 1, step label: the output stored for it does not match what this loupe expects: job: /);
+      expect(String((err as Error).message)).toMatch(
+        /^run 1, step label: the output stored for it does not match what this loupe expects: job: /,
+      );
       // Nothing ran: the snapshot step is as the crash left it, the run still resumable.
       expect(store.steps(1)).toEqual(before);
       expect(store.getRun(1)).toEqual(runBefore);
@@ -105,7 +122,9 @@ describe('typed loop steps', () => {
       { name: 'b', title: 'b', output: z.object({ ref: z.string() }), run: async () => done(good ? { ref: 'x:1' } : { reference: 'x:1' }) },
     ];
     try {
-      await expect(runLoop({ store, steps, trigger: 't', config: {}, runsDir: join(dir, 'runs') })).rejects.toThrow(/^run 1, step b: it returned an output that does not match its schema: ref: /);
+      await expect(runLoop({ store, steps, trigger: 't', config: {}, runsDir: join(dir, 'runs') })).rejects.toThrow(
+        /^run 1, step b: it returned an output that does not match its schema: ref: /,
+      );
       expect(store.steps(1).map((s) => `${s.name}:${s.status}`)).toEqual(['a:done', 'b:failed']);
       good = true;
       const r = await runLoop({ store, steps, trigger: 't', config: {}, runsDir: join(dir, 'runs') });
@@ -123,24 +142,45 @@ describe('typed loop steps', () => {
     const v1 = LOOP_STORE_SCHEMA.migrations[0]!.up;
     db.exec(typeof v1 === 'string' ? v1 : '');
     db.pragma('user_version = 1');
-    db.prepare("INSERT INTO runs (id, trigger, status, created_at, config) VALUES (1, 'manual', 'running', '2026-01-01T00:00:00Z', '{}')").run();
+    db.prepare(
+      "INSERT INTO runs (id, trigger, status, created_at, config) VALUES (1, 'manual', 'running', '2026-01-01T00:00:00Z', '{}')",
+    ).run();
     db.prepare("INSERT INTO steps (run_id, name, seq, status, attempts, output) VALUES (1, 'a', 0, 'done', 1, '{\"n\":1}')").run();
-    db.prepare("INSERT INTO steps (run_id, name, seq, status, attempts, output) VALUES (1, 'b', 1, 'done', 1, ?)").run(JSON.stringify({ ref: 'x:2', __halt: 'x:2 awaits approval' }));
+    db.prepare("INSERT INTO steps (run_id, name, seq, status, attempts, output) VALUES (1, 'b', 1, 'done', 1, ?)").run(
+      JSON.stringify({ ref: 'x:2', __halt: 'x:2 awaits approval' }),
+    );
     db.close();
     const store = new LoopStore(path);
     const ran: string[] = [];
-    const step = (name: string, output: z.ZodType<Record<string, unknown>>): LoopStep => ({ name, title: name, output, run: async () => (ran.push(name), done({})) });
+    const step = (name: string, output: z.ZodType<Record<string, unknown>>): LoopStep => ({
+      name,
+      title: name,
+      output,
+      run: async () => (ran.push(name), done({})),
+    });
     try {
       expect(store.steps(1).map((s) => [s.name, s.halt, s.output])).toEqual([
         ['a', null, { n: 1 }],
         ['b', 'x:2 awaits approval', { ref: 'x:2' }],
       ]);
-      const r = await runLoop({ store, steps: [step('a', z.object({ n: z.number() })), step('b', z.object({ ref: z.string() })), step('c', z.object({}))], trigger: 't', config: {}, runsDir: join(dir, 'runs') });
+      const r = await runLoop({
+        store,
+        steps: [step('a', z.object({ n: z.number() })), step('b', z.object({ ref: z.string() })), step('c', z.object({}))],
+        trigger: 't',
+        config: {},
+        runsDir: join(dir, 'runs'),
+      });
       expect(ran).toEqual([]);
       expect(r).toMatchObject({ status: 'halted', halt: 'x:2 awaits approval' });
       expect(r.steps.map((s) => `${s.name}:${s.status}`)).toEqual(['a:done', 'b:done', 'c:skipped']);
       // A halt made now is kept the same way.
-      const r2 = await runLoop({ store, steps: [{ name: 'a', title: 'a', output: z.object({}), run: async () => halted({}, 'enough') }], trigger: 't', config: {}, runsDir: join(dir, 'runs') });
+      const r2 = await runLoop({
+        store,
+        steps: [{ name: 'a', title: 'a', output: z.object({}), run: async () => halted({}, 'enough') }],
+        trigger: 't',
+        config: {},
+        runsDir: join(dir, 'runs'),
+      });
       expect(r2).toMatchObject({ run: 2, status: 'halted', halt: 'enough', outputs: { a: {} } });
       expect(store.steps(2)[0]!.halt).toBe('enough');
     } finally {
@@ -159,15 +199,34 @@ describe('typed loop steps', () => {
     try {
       // The registry's seeded champion stands in for what the earlier steps registered.
       const v = (await env.registry.champion(config.group))!;
-      const registered = registerOutput.parse({ ref: v.ref, status: v.status, reason: v.statusReason, fleetPrecision: v.fleetPrecision, onnxSha256: deployedArtefact(v).ref.sha256, fp32Sha256: v.artefacts.onnx.sha256 });
+      const registered = registerOutput.parse({
+        ref: v.ref,
+        status: v.status,
+        reason: v.statusReason,
+        fleetPrecision: v.fleetPrecision,
+        onnxSha256: deployedArtefact(v).ref.sha256,
+        fp32Sha256: v.artefacts.onnx.sha256,
+      });
       const given: LoopStep = { name: 'register', title: 'given', output: registerStep.output, run: async () => done(registered) };
-      const real = ['publish', 'deploy', 'confirm'].map((name) => bindStep(LOOP_STEPS.find((s) => s.name === name)!, env.ports, config));
+      const real = ['publish', 'deploy', 'confirm'].map((name) =>
+        bindStep(
+          LOOP_STEPS.find((s) => s.name === name)!,
+          env.ports,
+          config,
+        ),
+      );
       const r = await runLoop({ store, steps: [given, ...real], trigger: 'test', config: {}, runsDir: home.runsDir });
       expect(r.status).toBe('succeeded');
       expect(r.outputs.publish).toMatchObject({ component: 'loupe.Model', version: '1.0.1', created: true });
       const published = memory.components.get('loupe.Model@1.0.1')!;
       expect(published.artefacts.find((a) => a.name === 'model.onnx')?.sha256).toBe(registered.onnxSha256);
-      expect(r.outputs.deploy).toMatchObject({ name: 'loupe-run-1', deploymentId: 'mem-1', version: '1.0.1', previousVersion: '1.0.0', state: 'succeeded' });
+      expect(r.outputs.deploy).toMatchObject({
+        name: 'loupe-run-1',
+        deploymentId: 'mem-1',
+        version: '1.0.1',
+        previousVersion: '1.0.0',
+        state: 'succeeded',
+      });
       expect(r.outputs.confirm).toEqual({ devices: [{ device: 'line-1', modelVersion: '1.0.1', state: 'RUNNING' }], via: 'control plane' });
       expect(env.fleetStore.deploymentByName('local', memory.target, 'loupe-run-1')?.state).toBe('confirmed');
     } finally {

@@ -22,11 +22,47 @@ describe('loupe models list|show|register|approve|reject', () => {
     expect(l.versions.map((v: { ref: string; status: string }) => `${v.ref}:${v.status}`)).toEqual(['metal-tags:1:approved']);
 
     const onnx = join(projectRoot, 'test', 'fixtures', 'models', 'metal-tags-fp16.onnx');
-    const reg = await runCli(['models', 'register', '--home', home, '--onnx', onnx, '--parent', 'metal-tags:1', '--dataset-version', 'ds-x', '--json']);
+    const reg = await runCli([
+      'models',
+      'register',
+      '--home',
+      home,
+      '--onnx',
+      onnx,
+      '--parent',
+      'metal-tags:1',
+      '--dataset-version',
+      'ds-x',
+      '--json',
+    ]);
     expect(reg.code, reg.stderr).toBe(0);
-    expect(JSON.parse(reg.stdout)).toMatchObject({ ref: 'metal-tags:2', status: 'pending', parentRef: 'metal-tags:1', datasetVersion: 'ds-x', source: 'cli' });
+    expect(JSON.parse(reg.stdout)).toMatchObject({
+      ref: 'metal-tags:2',
+      status: 'pending',
+      parentRef: 'metal-tags:1',
+      datasetVersion: 'ds-x',
+      source: 'cli',
+    });
     // Registering the same file again adds nothing.
-    expect(JSON.parse((await runCli(['models', 'register', '--home', home, '--onnx', onnx, '--parent', 'metal-tags:1', '--dataset-version', 'ds-x', '--json'])).stdout).ref).toBe('metal-tags:2');
+    expect(
+      JSON.parse(
+        (
+          await runCli([
+            'models',
+            'register',
+            '--home',
+            home,
+            '--onnx',
+            onnx,
+            '--parent',
+            'metal-tags:1',
+            '--dataset-version',
+            'ds-x',
+            '--json',
+          ])
+        ).stdout,
+      ).ref,
+    ).toBe('metal-tags:2');
 
     const noReason = await runCli(['models', 'reject', 'metal-tags:2', '--home', home]);
     expect(noReason.code).toBe(1);
@@ -35,10 +71,24 @@ describe('loupe models list|show|register|approve|reject', () => {
     // no gate result: approving needs --force and a reason, and says so
     const plain = await runCli(['models', 'approve', 'metal-tags:2', '--home', home, '--by', 'user:qa']);
     expect(plain.code).toBe(1);
-    expect(plain.stderr).toMatch(/metal-tags:2: no passing gate result: it has no gate result\. Gate it \(loupe models gate\), or approve with --force --reason WHY/);
+    expect(plain.stderr).toMatch(
+      /metal-tags:2: no passing gate result: it has no gate result\. Gate it \(loupe models gate\), or approve with --force --reason WHY/,
+    );
     const noWhy = await runCli(['models', 'approve', 'metal-tags:2', '--home', home, '--force']);
     expect(noWhy.stderr).toMatch(/a forced approval needs --reason/);
-    const ok = await runCli(['models', 'approve', 'metal-tags:2', '--home', home, '--by', 'user:qa', '--force', '--reason', 'fp16 checked on the line', '--json']);
+    const ok = await runCli([
+      'models',
+      'approve',
+      'metal-tags:2',
+      '--home',
+      home,
+      '--by',
+      'user:qa',
+      '--force',
+      '--reason',
+      'fp16 checked on the line',
+      '--json',
+    ]);
     expect(ok.code, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout)).toMatchObject({ ref: 'metal-tags:2', status: 'approved', champion: true });
 
@@ -47,12 +97,15 @@ describe('loupe models list|show|register|approve|reject', () => {
 
     const show = await runCli(['models', 'show', 'metal-tags:2', '--home', home, '--json']);
     const v = JSON.parse(show.stdout);
-    expect(v.events.map((e: { from: string | null; to: string; by: string; forced: boolean }) => `${e.from ?? 'new'}>${e.to} ${e.by}${e.forced ? ' forced' : ''}`)).toEqual([
-      'new>pending policy',
-      'pending>approved user:qa forced',
-      'approved>rejected ' + v.events[2].by,
-    ]);
-    expect((await runCli(['models', 'show', 'metal-tags:2', '--home', home])).stdout).toMatch(/pending -> approved FORCED \(no passing gate\) {2}by user:qa: fp16 checked on the line/);
+    expect(
+      v.events.map(
+        (e: { from: string | null; to: string; by: string; forced: boolean }) =>
+          `${e.from ?? 'new'}>${e.to} ${e.by}${e.forced ? ' forced' : ''}`,
+      ),
+    ).toEqual(['new>pending policy', 'pending>approved user:qa forced', 'approved>rejected ' + v.events[2].by]);
+    expect((await runCli(['models', 'show', 'metal-tags:2', '--home', home])).stdout).toMatch(
+      /pending -> approved FORCED \(no passing gate\) {2}by user:qa: fp16 checked on the line/,
+    );
     // a text file is not a model: refused at register, nothing added
     const notes = join(home, 'notes.onnx');
     await writeFile(notes, 'weights: see the shared drive\n');

@@ -39,8 +39,13 @@ const COMP_ARN = 'arn:aws:greengrass:eu-west-1:123456789012:components:loupe.Mod
 const ZIP_DIGEST = 'Q'.repeat(43) + '=';
 const OLD_SHA = '1'.repeat(64);
 const fleetRecipe = (() => {
-  const r = renderRecipe(loadSourceRecipe('loupe.Model'), { version: '1.0.0', model: { name: 'metal-tags', sha256: OLD_SHA } }) as unknown as Record<string, unknown>;
-  return JSON.parse(JSON.stringify(r).replaceAll('s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/', 's3://fleet-artefacts/loupe.Model/1.0.0/')) as Record<string, unknown>;
+  const r = renderRecipe(loadSourceRecipe('loupe.Model'), {
+    version: '1.0.0',
+    model: { name: 'metal-tags', sha256: OLD_SHA },
+  }) as unknown as Record<string, unknown>;
+  return JSON.parse(
+    JSON.stringify(r).replaceAll('s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/', 's3://fleet-artefacts/loupe.Model/1.0.0/'),
+  ) as Record<string, unknown>;
 })();
 const baseRecipe = fleetRecipe;
 
@@ -73,7 +78,13 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
     fleet = new FleetStore(join(dir, `fleet-${Math.random()}.db`));
   });
 
-  const backend = () => new AwsGreengrassFleet({ greengrass: new GreengrassV2Client({ region: 'eu-west-1' }), s3, bucket: 'fleet-artefacts', thingGroupArn: GROUP });
+  const backend = () =>
+    new AwsGreengrassFleet({
+      greengrass: new GreengrassV2Client({ region: 'eu-west-1' }),
+      s3,
+      bucket: 'fleet-artefacts',
+      thingGroupArn: GROUP,
+    });
   const files = () => [
     { name: 'model.onnx', path: join(SHIPPED_MODEL_DIR, 'model.onnx') },
     { name: 'card.json', path: join(SHIPPED_MODEL_DIR, 'train-metrics.json') },
@@ -81,35 +92,74 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
 
   it('creates the next loupe.Model version from the recipe the fleet runs: model artefacts replaced (S3 + SHA-256), nothing else to download', async () => {
     gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
-    gg.on(ListComponentVersionsCommand).resolves({ componentVersions: [{ componentName: 'loupe.Model', componentVersion: '1.0.0' }, { componentName: 'loupe.Model', componentVersion: '1.0.3' }] });
+    gg.on(ListComponentVersionsCommand).resolves({
+      componentVersions: [
+        { componentName: 'loupe.Model', componentVersion: '1.0.0' },
+        { componentName: 'loupe.Model', componentVersion: '1.0.3' },
+      ],
+    });
     gg.on(ListDeploymentsCommand).resolves({ deployments: [{ deploymentId: 'd-1', deploymentName: 'suite', targetArn: GROUP }] });
-    gg.on(GetDeploymentCommand).resolves({ deploymentId: 'd-1', components: { 'loupe.Model': { componentVersion: '1.0.0' }, 'loupe.Inference': { componentVersion: '0.1.0' } } });
+    gg.on(GetDeploymentCommand).resolves({
+      deploymentId: 'd-1',
+      components: { 'loupe.Model': { componentVersion: '1.0.0' }, 'loupe.Inference': { componentVersion: '0.1.0' } },
+    });
     gg.on(GetComponentCommand).resolves({ recipeOutputFormat: 'JSON', recipe: new TextEncoder().encode(JSON.stringify(fleetRecipe)) });
-    gg.on(CreateComponentVersionCommand).resolves({ arn: `${COMP_ARN}:versions:1.0.4`, componentName: 'loupe.Model', componentVersion: '1.0.4', status: { componentState: 'REQUESTED' } } as never);
+    gg.on(CreateComponentVersionCommand).resolves({
+      arn: `${COMP_ARN}:versions:1.0.4`,
+      componentName: 'loupe.Model',
+      componentVersion: '1.0.4',
+      status: { componentState: 'REQUESTED' },
+    } as never);
     gg.on(DescribeComponentCommand).resolves({ arn: `${COMP_ARN}:versions:1.0.4`, status: { componentState: 'DEPLOYABLE' } });
     const out = await publishModel({ backend: backend(), store: fleet, model, files: files() });
     expect(out.version).toBe('1.0.4');
     expect(gg.commandCalls(ListComponentsCommand)[0]!.args[0].input).toEqual({ scope: 'PRIVATE' });
     expect(gg.commandCalls(ListComponentVersionsCommand)[0]!.args[0].input).toEqual({ arn: COMP_ARN });
-    expect(gg.commandCalls(GetComponentCommand)[0]!.args[0].input).toEqual({ arn: `${COMP_ARN}:versions:1.0.0`, recipeOutputFormat: 'JSON' });
+    expect(gg.commandCalls(GetComponentCommand)[0]!.args[0].input).toEqual({
+      arn: `${COMP_ARN}:versions:1.0.0`,
+      recipeOutputFormat: 'JSON',
+    });
     // Created REQUESTED: published only once Greengrass says DEPLOYABLE.
     expect(gg.commandCalls(DescribeComponentCommand).map((c) => c.args[0].input)).toEqual([{ arn: `${COMP_ARN}:versions:1.0.4` }]);
     const call = gg.commandCalls(CreateComponentVersionCommand)[0]!.args[0].input;
     const recipe = JSON.parse(new TextDecoder().decode(call.inlineRecipe as Uint8Array));
     const onnxBytes = readFileSync(join(SHIPPED_MODEL_DIR, 'model.onnx'));
     const digest = createHash('sha256').update(onnxBytes).digest('base64');
-    const cardDigest = createHash('sha256').update(readFileSync(join(SHIPPED_MODEL_DIR, 'train-metrics.json'))).digest('base64');
+    const cardDigest = createHash('sha256')
+      .update(readFileSync(join(SHIPPED_MODEL_DIR, 'train-metrics.json')))
+      .digest('base64');
     const modelArtifacts = [
-      { Uri: 's3://fleet-artefacts/loupe/components/loupe.Model/1.0.4/model.onnx', Digest: digest, Algorithm: 'SHA-256', Unarchive: 'NONE', Permission: { Read: 'ALL', Execute: 'NONE' } },
-      { Uri: 's3://fleet-artefacts/loupe/components/loupe.Model/1.0.4/card.json', Digest: cardDigest, Algorithm: 'SHA-256', Unarchive: 'NONE', Permission: { Read: 'ALL', Execute: 'NONE' } },
+      {
+        Uri: 's3://fleet-artefacts/loupe/components/loupe.Model/1.0.4/model.onnx',
+        Digest: digest,
+        Algorithm: 'SHA-256',
+        Unarchive: 'NONE',
+        Permission: { Read: 'ALL', Execute: 'NONE' },
+      },
+      {
+        Uri: 's3://fleet-artefacts/loupe/components/loupe.Model/1.0.4/card.json',
+        Digest: cardDigest,
+        Algorithm: 'SHA-256',
+        Unarchive: 'NONE',
+        Permission: { Read: 'ALL', Execute: 'NONE' },
+      },
     ];
-    const base = fleetRecipe as { ComponentConfiguration: { DefaultConfiguration: Record<string, unknown> }; Manifests: Record<string, unknown>[] };
+    const base = fleetRecipe as {
+      ComponentConfiguration: { DefaultConfiguration: Record<string, unknown> };
+      Manifests: Record<string, unknown>[];
+    };
     expect(recipe).toEqual({
       ...fleetRecipe,
       ComponentVersion: '1.0.4',
       ComponentDescription: `loupe model metal-tags:1 (onnx sha256 ${model.artefacts.onnx.sha256.slice(0, 12)}), published by loupe`,
       ComponentConfiguration: {
-        DefaultConfiguration: { ...base.ComponentConfiguration.DefaultConfiguration, name: 'metal-tags', version: '1.0.4', sha256: model.artefacts.onnx.sha256, modelRef: 'metal-tags:1' },
+        DefaultConfiguration: {
+          ...base.ComponentConfiguration.DefaultConfiguration,
+          name: 'metal-tags',
+          version: '1.0.4',
+          sha256: model.artefacts.onnx.sha256,
+          modelRef: 'metal-tags:1',
+        },
       },
       Manifests: [{ ...base.Manifests[0], Artifacts: modelArtifacts }],
     });
@@ -126,23 +176,55 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
     // A fleet on an older loupe.Model whose recipe also named a code ZIP: that artefact is kept as it
     // was (same URI, same digest), since the recipe's program still runs from it.
     const older = structuredClone(fleetRecipe) as { Manifests: { Artifacts: Record<string, unknown>[] }[] };
-    const zip = { Uri: 's3://fleet-artefacts/loupe.Model/1.0.0/loupe-model-linux-x64.zip', Digest: ZIP_DIGEST, Algorithm: 'SHA-256', Unarchive: 'ZIP', Permission: { Read: 'OWNER', Execute: 'NONE' } };
+    const zip = {
+      Uri: 's3://fleet-artefacts/loupe.Model/1.0.0/loupe-model-linux-x64.zip',
+      Digest: ZIP_DIGEST,
+      Algorithm: 'SHA-256',
+      Unarchive: 'ZIP',
+      Permission: { Read: 'OWNER', Execute: 'NONE' },
+    };
     older.Manifests[0]!.Artifacts.unshift(zip);
     const olderStore = new FleetStore(join(dir, 'older.db'));
-    const next = await publishModel({ backend: backend(), store: olderStore, model, files: files(), baseRecipe: older as unknown as Record<string, unknown> });
+    const next = await publishModel({
+      backend: backend(),
+      store: olderStore,
+      model,
+      files: files(),
+      baseRecipe: older as unknown as Record<string, unknown>,
+    });
     olderStore.close();
-    expect((next.recipe as { Manifests: { Artifacts: unknown[] }[] }).Manifests[0]!.Artifacts).toEqual([zip, ...modelArtifacts.map((a) => ({ ...a, Uri: a.Uri.replace('1.0.4', next.version) }))]);
+    expect((next.recipe as { Manifests: { Artifacts: unknown[] }[] }).Manifests[0]!.Artifacts).toEqual([
+      zip,
+      ...modelArtifacts.map((a) => ({ ...a, Uri: a.Uri.replace('1.0.4', next.version) })),
+    ]);
   });
 
   it('a version the gate chose int8 for ships its int8 file as model.onnx; the fp32 file is refused for it', async () => {
     gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
     gg.on(ListComponentVersionsCommand).resolves({ componentVersions: [{ componentName: 'loupe.Model', componentVersion: '1.0.0' }] });
-    gg.on(CreateComponentVersionCommand).resolves({ arn: `${COMP_ARN}:versions:1.0.1`, componentName: 'loupe.Model', componentVersion: '1.0.1', status: { componentState: 'DEPLOYABLE' } } as never);
+    gg.on(CreateComponentVersionCommand).resolves({
+      arn: `${COMP_ARN}:versions:1.0.1`,
+      componentName: 'loupe.Model',
+      componentVersion: '1.0.1',
+      status: { componentState: 'DEPLOYABLE' },
+    } as never);
     const int8 = await fixtureModel('metal-tags-int8');
-    const v = await reg.register({ group: 'metal-tags', onnx: join(SHIPPED_MODEL_DIR, 'model.onnx'), onnxInt8: int8, fleetPrecision: 'int8', source: 'test', idempotencyKey: 'int8-publish', status: { status: 'approved', reason: 'test', by: 'test' } });
-    await expect(publishModel({ backend: backend(), store: fleet, model: v, files: files(), baseRecipe })).rejects.toThrow(/does not match registry version metal-tags:\d+/);
+    const v = await reg.register({
+      group: 'metal-tags',
+      onnx: join(SHIPPED_MODEL_DIR, 'model.onnx'),
+      onnxInt8: int8,
+      fleetPrecision: 'int8',
+      source: 'test',
+      idempotencyKey: 'int8-publish',
+      status: { status: 'approved', reason: 'test', by: 'test' },
+    });
+    await expect(publishModel({ backend: backend(), store: fleet, model: v, files: files(), baseRecipe })).rejects.toThrow(
+      /does not match registry version metal-tags:\d+/,
+    );
     const out = await publishModel({ backend: backend(), store: fleet, model: v, files: [{ name: 'model.onnx', path: int8 }], baseRecipe });
-    const recipe = JSON.parse(new TextDecoder().decode(gg.commandCalls(CreateComponentVersionCommand)[0]!.args[0].input.inlineRecipe as Uint8Array));
+    const recipe = JSON.parse(
+      new TextDecoder().decode(gg.commandCalls(CreateComponentVersionCommand)[0]!.args[0].input.inlineRecipe as Uint8Array),
+    );
     const int8Sha = v.artefacts.onnxInt8!.sha256;
     expect(out.version).toBe('1.0.1');
     expect(recipe.ComponentDescription).toBe(`loupe model ${v.ref} (int8 onnx sha256 ${int8Sha.slice(0, 12)}), published by loupe`);
@@ -155,14 +237,30 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
     gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
     gg.on(ListComponentVersionsCommand).resolves({ componentVersions: [{ componentVersion: '1.0.0' }] });
     // The "crashed" attempt: intent recorded, call made, never marked.
-    fleet.recordComponentIntent({ backend: 'aws', component: 'loupe.Model', version: '1.0.1', modelRef: model.ref, onnxSha256: model.artefacts.onnx.sha256, recipe: {} });
+    fleet.recordComponentIntent({
+      backend: 'aws',
+      component: 'loupe.Model',
+      version: '1.0.1',
+      modelRef: model.ref,
+      onnxSha256: model.artefacts.onnx.sha256,
+      recipe: {},
+    });
     gg.on(ListComponentVersionsCommand).resolves({ componentVersions: [{ componentVersion: '1.0.0' }, { componentVersion: '1.0.1' }] });
     const out = await publishModel({ backend: backend(), store: fleet, model, files: files(), baseRecipe });
     expect(out).toMatchObject({ version: '1.0.1', created: false });
     expect(gg.commandCalls(CreateComponentVersionCommand).length).toBe(0);
     // And if the call had not got through, the same version is created (a Conflict would also be taken as done).
-    fleet.recordComponentIntent({ backend: 'aws', component: 'loupe.Model', version: '1.0.2', modelRef: 'metal-tags:9', onnxSha256: model.artefacts.onnx.sha256, recipe: {} });
-    gg.on(CreateComponentVersionCommand).rejects(new ConflictException({ message: 'exists', $metadata: {}, resourceId: 'x', resourceType: 'y' }));
+    fleet.recordComponentIntent({
+      backend: 'aws',
+      component: 'loupe.Model',
+      version: '1.0.2',
+      modelRef: 'metal-tags:9',
+      onnxSha256: model.artefacts.onnx.sha256,
+      recipe: {},
+    });
+    gg.on(CreateComponentVersionCommand).rejects(
+      new ConflictException({ message: 'exists', $metadata: {}, resourceId: 'x', resourceType: 'y' }),
+    );
     gg.on(DescribeComponentCommand).resolves({ arn: `${COMP_ARN}:versions:1.0.2`, status: { componentState: 'DEPLOYABLE' } });
     const other = { ...model, ref: 'metal-tags:9' };
     const out2 = await publishModel({ backend: backend(), store: fleet, model: other, files: files(), baseRecipe });
@@ -228,7 +326,12 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
     gg.on(ListDeploymentsCommand).resolves({ deployments: [{ deploymentId: 'd-new', deploymentName: 'loupe-run-7', targetArn: GROUP }] });
     gg.on(GetDeploymentCommand, { deploymentId: 'd-new' }).resolves({
       deploymentId: 'd-new',
-      components: { 'loupe.Model': { componentVersion: '1.0.4' }, 'loupe.Inference': { componentVersion: '1.2.0' }, 'loupe.Camera': { componentVersion: '1.1.0' }, 'loupe.Uploader': { componentVersion: '1.0.5' } },
+      components: {
+        'loupe.Model': { componentVersion: '1.0.4' },
+        'loupe.Inference': { componentVersion: '1.2.0' },
+        'loupe.Camera': { componentVersion: '1.1.0' },
+        'loupe.Uploader': { componentVersion: '1.0.5' },
+      },
     });
     gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
     gg.on(ListComponentVersionsCommand).resolves({ componentVersions: [{ componentVersion: '1.0.0' }, { componentVersion: '1.0.4' }] });
@@ -246,9 +349,19 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
   });
 
   it('waits while a new version is REQUESTED/INITIATED; refuses to deploy one Greengrass FAILED or never finished checking, naming it', async () => {
-    const fast = () => new AwsGreengrassFleet({ greengrass: new GreengrassV2Client({ region: 'eu-west-1' }), s3, bucket: 'fleet-artefacts', thingGroupArn: GROUP, deployable: { pollMs: 5, timeoutMs: 300 } });
+    const fast = () =>
+      new AwsGreengrassFleet({
+        greengrass: new GreengrassV2Client({ region: 'eu-west-1' }),
+        s3,
+        bucket: 'fleet-artefacts',
+        thingGroupArn: GROUP,
+        deployable: { pollMs: 5, timeoutMs: 300 },
+      });
     gg.on(ListDeploymentsCommand).resolves({ deployments: [{ deploymentId: 'd-old', deploymentName: 'suite-v1', targetArn: GROUP }] });
-    gg.on(GetDeploymentCommand).resolves({ deploymentId: 'd-old', components: { 'loupe.Model': { componentVersion: '1.0.0' }, 'loupe.Inference': { componentVersion: '1.2.0' } } });
+    gg.on(GetDeploymentCommand).resolves({
+      deploymentId: 'd-old',
+      components: { 'loupe.Model': { componentVersion: '1.0.0' }, 'loupe.Inference': { componentVersion: '1.2.0' } },
+    });
     gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
     gg.on(CreateDeploymentCommand).resolves({ deploymentId: 'd-9' });
     const arn = `${COMP_ARN}:versions:1.0.9`;
@@ -261,19 +374,40 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
     expect(gg.commandCalls(CreateDeploymentCommand)).toHaveLength(1);
 
     gg.resetHistory();
-    gg.on(DescribeComponentCommand).resolves({ arn, status: { componentState: 'FAILED', message: 'artifact check failed', errors: { 's3://fleet-artefacts/x/model.onnx': 'Access Denied' } } });
-    await expect(deployModel({ backend: fast(), store: fleet, modelRef: 'metal-tags:10', version: '1.0.10', name: 'loupe-run-10' })).rejects.toThrow(
+    gg.on(DescribeComponentCommand).resolves({
+      arn,
+      status: {
+        componentState: 'FAILED',
+        message: 'artifact check failed',
+        errors: { 's3://fleet-artefacts/x/model.onnx': 'Access Denied' },
+      },
+    });
+    await expect(
+      deployModel({ backend: fast(), store: fleet, modelRef: 'metal-tags:10', version: '1.0.10', name: 'loupe-run-10' }),
+    ).rejects.toThrow(
       `${COMP_ARN}:versions:1.0.10: Greengrass says the component version is FAILED: artifact check failed; s3://fleet-artefacts/x/model.onnx: Access Denied`,
     );
     gg.on(DescribeComponentCommand).resolves({ arn, status: { componentState: 'REQUESTED' } });
-    await expect(deployModel({ backend: fast(), store: fleet, modelRef: 'metal-tags:11', version: '1.0.11', name: 'loupe-run-11' })).rejects.toThrow(
+    await expect(
+      deployModel({ backend: fast(), store: fleet, modelRef: 'metal-tags:11', version: '1.0.11', name: 'loupe-run-11' }),
+    ).rejects.toThrow(
       `${COMP_ARN}:versions:1.0.11: still REQUESTED after 0.3 s, not DEPLOYABLE (DescribeComponent); no deployment was made`,
     );
     expect(gg.commandCalls(CreateDeploymentCommand)).toHaveLength(0);
   });
 
   it('after a crash between CreateDeployment and its record, finds the deployment by name', async () => {
-    fleet.recordDeploymentIntent({ backend: 'aws', target: GROUP, name: 'loupe-run-8', kind: 'deploy', modelRef: 'metal-tags:3', component: 'loupe.Model', version: '1.0.5', previousVersion: '1.0.4', components: { 'loupe.Model': '1.0.5' } });
+    fleet.recordDeploymentIntent({
+      backend: 'aws',
+      target: GROUP,
+      name: 'loupe-run-8',
+      kind: 'deploy',
+      modelRef: 'metal-tags:3',
+      component: 'loupe.Model',
+      version: '1.0.5',
+      previousVersion: '1.0.4',
+      components: { 'loupe.Model': '1.0.5' },
+    });
     gg.on(ListDeploymentsCommand).resolves({ deployments: [{ deploymentId: 'd-8', deploymentName: 'loupe-run-8', targetArn: GROUP }] });
     const row = await deployModel({ backend: backend(), store: fleet, modelRef: 'metal-tags:3', version: '1.0.5', name: 'loupe-run-8' });
     expect(row).toMatchObject({ state: 'created', deploymentId: 'd-8' });
@@ -281,9 +415,18 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
   });
 
   it('reports which model version each device of the group has installed', async () => {
-    gg.on(ListCoreDevicesCommand).resolves({ coreDevices: [{ coreDeviceThingName: 'press-1', status: 'HEALTHY' }, { coreDeviceThingName: 'press-2', status: 'HEALTHY' }] });
-    gg.on(ListInstalledComponentsCommand, { coreDeviceThingName: 'press-1', topologyFilter: 'ALL' }).resolves({ installedComponents: [{ componentName: 'loupe.Model', componentVersion: '1.0.4', lifecycleState: 'FINISHED' }] });
-    gg.on(ListInstalledComponentsCommand, { coreDeviceThingName: 'press-2', topologyFilter: 'ALL' }).resolves({ installedComponents: [{ componentName: 'loupe.Model', componentVersion: '1.0.0', lifecycleState: 'FINISHED' }] });
+    gg.on(ListCoreDevicesCommand).resolves({
+      coreDevices: [
+        { coreDeviceThingName: 'press-1', status: 'HEALTHY' },
+        { coreDeviceThingName: 'press-2', status: 'HEALTHY' },
+      ],
+    });
+    gg.on(ListInstalledComponentsCommand, { coreDeviceThingName: 'press-1', topologyFilter: 'ALL' }).resolves({
+      installedComponents: [{ componentName: 'loupe.Model', componentVersion: '1.0.4', lifecycleState: 'FINISHED' }],
+    });
+    gg.on(ListInstalledComponentsCommand, { coreDeviceThingName: 'press-2', topologyFilter: 'ALL' }).resolves({
+      installedComponents: [{ componentName: 'loupe.Model', componentVersion: '1.0.0', lifecycleState: 'FINISHED' }],
+    });
     expect(await backend().devices('loupe.Model')).toEqual([
       { device: 'press-1', modelVersion: '1.0.4', state: 'FINISHED' },
       { device: 'press-2', modelVersion: '1.0.0', state: 'FINISHED' },
@@ -292,6 +435,8 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
   });
 
   it('refuses a target that is not a thing group ARN', () => {
-    expect(() => new AwsGreengrassFleet({ greengrass: new GreengrassV2Client({}), s3, bucket: 'b', thingGroupArn: 'press-line-3' })).toThrow(/press-line-3: expected a thing group ARN/);
+    expect(
+      () => new AwsGreengrassFleet({ greengrass: new GreengrassV2Client({}), s3, bucket: 'b', thingGroupArn: 'press-line-3' }),
+    ).toThrow(/press-line-3: expected a thing group ARN/);
   });
 });

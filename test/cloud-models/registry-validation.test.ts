@@ -35,7 +35,8 @@ function editMetadata(bytes: Uint8Array, edit: (key: string, value: string) => s
       else if (f === 2) value = s;
     }
     const nv = edit(key, value);
-    if (nv !== null) parts.push(Buffer.from(lengthDelimited(14, [...lengthDelimited(1, Buffer.from(key)), ...lengthDelimited(2, Buffer.from(nv))])));
+    if (nv !== null)
+      parts.push(Buffer.from(lengthDelimited(14, [...lengthDelimited(1, Buffer.from(key)), ...lengthDelimited(2, Buffer.from(nv))])));
   }
   return Buffer.concat(parts);
 }
@@ -106,12 +107,19 @@ describe('model registry: validation at register, forced approval recorded', () 
   it('checks the checkpoint and the card against the model', async () => {
     const ptBytes = await readFile(pt);
     await writeFile(join(dir, 'cut.pt'), ptBytes.subarray(0, ptBytes.length >> 1));
-    expect(await code(reg.register({ group: 'metal-tags', onnx, pt: join(dir, 'cut.pt'), source: 'test' }))).toMatch(/^REGISTRY_BAD_CHECKPOINT: .*cut\.pt: not a PyTorch checkpoint/);
+    expect(await code(reg.register({ group: 'metal-tags', onnx, pt: join(dir, 'cut.pt'), source: 'test' }))).toMatch(
+      /^REGISTRY_BAD_CHECKPOINT: .*cut\.pt: not a PyTorch checkpoint/,
+    );
     await writeFile(join(dir, 'notes.pt'), 'weights go here');
-    expect(await code(reg.register({ group: 'metal-tags', onnx, pt: join(dir, 'notes.pt'), source: 'test' }))).toMatch(/REGISTRY_BAD_CHECKPOINT/);
+    expect(await code(reg.register({ group: 'metal-tags', onnx, pt: join(dir, 'notes.pt'), source: 'test' }))).toMatch(
+      /REGISTRY_BAD_CHECKPOINT/,
+    );
 
     const c = JSON.parse(await readFile(card, 'utf8')) as { files: { onnx: { sha256: string } }; classes: string[] };
-    await writeFile(join(dir, 'other-digest.json'), JSON.stringify({ ...c, files: { ...c.files, onnx: { ...c.files.onnx, sha256: 'f'.repeat(64) } } }));
+    await writeFile(
+      join(dir, 'other-digest.json'),
+      JSON.stringify({ ...c, files: { ...c.files, onnx: { ...c.files.onnx, sha256: 'f'.repeat(64) } } }),
+    );
     expect(await code(reg.register({ group: 'metal-tags', onnx, card: join(dir, 'other-digest.json'), source: 'test' }))).toMatch(
       /^REGISTRY_CARD_MISMATCH: .*other-digest\.json: the card describes an ONNX with sha256 ffff.*, not this one \(8b1c23a3/,
     );
@@ -129,7 +137,9 @@ describe('model registry: validation at register, forced approval recorded', () 
     await seedShippedModel(reg);
     const none = await reg.register({ group: 'metal-tags', onnx, pt, source: 'cli', idempotencyKey: 'a' });
     expect(none.status).toBe('pending');
-    expect(await code(reg.setStatus(none.ref, 'approved', { by: 'user:mallory' }))).toMatch(/^REGISTRY_NO_GATE: metal-tags:2: no passing gate result/);
+    expect(await code(reg.setStatus(none.ref, 'approved', { by: 'user:mallory' }))).toMatch(
+      /^REGISTRY_NO_GATE: metal-tags:2: no passing gate result/,
+    );
     expect(await code(reg.setStatus(none.ref, 'approved', { by: 'user:mallory', force: true }))).toMatch(/^REGISTRY_FORCE_REASON: /);
     expect((await reg.champion('metal-tags'))!.ref).toBe('metal-tags:1');
 
@@ -138,16 +148,33 @@ describe('model registry: validation at register, forced approval recorded', () 
     expect(await code(reg.setStatus(failed.ref, 'approved', { by: 'user:ann' }))).toMatch(/REGISTRY_BAD_STATUS|REGISTRY_NO_GATE/);
 
     const t0 = Date.now();
-    const forced = await reg.setStatus(none.ref, 'approved', { by: 'user:ann', force: true, reason: 'line 3 down, shipping the hand-checked model' });
+    const forced = await reg.setStatus(none.ref, 'approved', {
+      by: 'user:ann',
+      force: true,
+      reason: 'line 3 down, shipping the hand-checked model',
+    });
     expect(forced).toMatchObject({ status: 'approved', statusBy: 'user:ann' });
     expect((await reg.champion('metal-tags'))!.ref).toBe(none.ref);
     const last = reg.events(none.ref).at(-1)!;
-    expect(last).toMatchObject({ from: 'pending', to: 'approved', by: 'user:ann', forced: true, reason: 'line 3 down, shipping the hand-checked model' });
+    expect(last).toMatchObject({
+      from: 'pending',
+      to: 'approved',
+      by: 'user:ann',
+      forced: true,
+      reason: 'line 3 down, shipping the hand-checked model',
+    });
     expect(Date.parse(last.at)).toBeGreaterThanOrEqual(t0 - 1000);
     expect(reg.events(none.ref)[0]!.forced).toBe(false);
 
     // with a passing gate no force is needed
-    const good = await reg.register({ group: 'metal-tags', onnx, gate: gate(true), source: 'loop', idempotencyKey: 'c', status: { status: 'pending', reason: 'manual', by: 'policy' } });
+    const good = await reg.register({
+      group: 'metal-tags',
+      onnx,
+      gate: gate(true),
+      source: 'loop',
+      idempotencyKey: 'c',
+      status: { status: 'pending', reason: 'manual', by: 'policy' },
+    });
     expect((await reg.setStatus(good.ref, 'approved', { by: 'user:qa' })).status).toBe('approved');
     expect(reg.events(good.ref).at(-1)!.forced).toBe(false);
   });

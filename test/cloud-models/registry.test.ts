@@ -74,10 +74,22 @@ describe('SQLite model registry', () => {
     const fp32 = await reg.register({ group: 'neu-det', onnx: otherOnnx, onnxInt8: int8, source: 'test', idempotencyKey: 'fp32-runs' });
     expect(fp32.fleetPrecision).toBe('fp32');
     expect(deployedArtefact(fp32).kind).toBe('onnx');
-    await expect(reg.register({ group: 'neu-det', onnx: otherOnnx, fleetPrecision: 'int8', source: 'test', idempotencyKey: 'x' })).rejects.toThrow(/neu-det\.onnx: fleetPrecision int8 needs the int8 model/);
+    await expect(
+      reg.register({ group: 'neu-det', onnx: otherOnnx, fleetPrecision: 'int8', source: 'test', idempotencyKey: 'x' }),
+    ).rejects.toThrow(/neu-det\.onnx: fleetPrecision int8 needs the int8 model/);
     // the int8 file must be an int8 graph of the same model
-    await expect(reg.register({ group: 'neu-det', onnx: otherOnnx, onnxInt8: otherOnnx, source: 'test', idempotencyKey: 'y' })).rejects.toThrow(/neu-det\.onnx: given as the int8 model, but its graph is fp32/);
-    await expect(reg.register({ group: 'neu-det', onnx: otherOnnx, onnxInt8: await fixtureModel('metal-tags-int8'), source: 'test', idempotencyKey: 'z' })).rejects.toThrow(/is not a quantization of the fp32 one/);
+    await expect(
+      reg.register({ group: 'neu-det', onnx: otherOnnx, onnxInt8: otherOnnx, source: 'test', idempotencyKey: 'y' }),
+    ).rejects.toThrow(/neu-det\.onnx: given as the int8 model, but its graph is fp32/);
+    await expect(
+      reg.register({
+        group: 'neu-det',
+        onnx: otherOnnx,
+        onnxInt8: await fixtureModel('metal-tags-int8'),
+        source: 'test',
+        idempotencyKey: 'z',
+      }),
+    ).rejects.toThrow(/is not a quantization of the fp32 one/);
   });
 
   it('opens a registry made before int8 models: every version runs its fp32 file', async () => {
@@ -90,9 +102,9 @@ describe('SQLite model registry', () => {
     db.exec(`CREATE TABLE models (id INTEGER PRIMARY KEY, grp TEXT NOT NULL, version INTEGER NOT NULL, status TEXT NOT NULL, status_reason TEXT, status_by TEXT, status_at TEXT NOT NULL,
       artefacts TEXT NOT NULL, metrics TEXT NOT NULL, dataset_version TEXT, parent_ref TEXT, gate TEXT, meta TEXT NOT NULL, source TEXT NOT NULL, idem_key TEXT NOT NULL UNIQUE,
       created_at TEXT NOT NULL, seq INTEGER NOT NULL, UNIQUE (grp, version))`);
-    db.prepare(`INSERT INTO models (grp, version, status, status_at, artefacts, metrics, meta, source, idem_key, created_at, seq) VALUES ('g', 1, 'approved', 't', ?, '{}', '{}', 'seed', 'k', 't', 1)`).run(
-      JSON.stringify({ onnx: { sha256: 'a'.repeat(64), size: 1, ext: '.onnx' } }),
-    );
+    db.prepare(
+      `INSERT INTO models (grp, version, status, status_at, artefacts, metrics, meta, source, idem_key, created_at, seq) VALUES ('g', 1, 'approved', 't', ?, '{}', '{}', 'seed', 'k', 't', 1)`,
+    ).run(JSON.stringify({ onnx: { sha256: 'a'.repeat(64), size: 1, ext: '.onnx' } }));
     db.close();
     reg = openRegistry(old);
     const v = await reg.mustGet('g:1');
@@ -144,7 +156,15 @@ describe('SQLite model registry', () => {
 
   it('registering the same model again (a resumed run) returns the existing version', async () => {
     await seedShippedModel(reg);
-    const input = { group: 'metal-tags', onnx: otherOnnx, metrics: { map50: 0.9 }, datasetVersion: 'ds', parentRef: 'metal-tags:1', gate: gate(true, 0.9, 0.9), source: 'loop run 1' };
+    const input = {
+      group: 'metal-tags',
+      onnx: otherOnnx,
+      metrics: { map50: 0.9 },
+      datasetVersion: 'ds',
+      parentRef: 'metal-tags:1',
+      gate: gate(true, 0.9, 0.9),
+      source: 'loop run 1',
+    };
     const a = await reg.register(input);
     const b = await reg.register(input);
     expect(b.ref).toBe(a.ref);
@@ -155,7 +175,13 @@ describe('SQLite model registry', () => {
     reg.close();
     reg = openRegistry(dir, { autoApprove: false, requireGate: true });
     await seedShippedModel(reg);
-    const v = await reg.register({ group: 'metal-tags', onnx: otherOnnx, gate: gate(true, 0.95, 0.9), source: 'test', parentRef: 'metal-tags:1' });
+    const v = await reg.register({
+      group: 'metal-tags',
+      onnx: otherOnnx,
+      gate: gate(true, 0.95, 0.9),
+      source: 'test',
+      parentRef: 'metal-tags:1',
+    });
     expect(v.status).toBe('pending');
     expect((await reg.champion('metal-tags'))?.ref).toBe('metal-tags:1');
     const ok = await reg.setStatus(v.ref, 'approved', { by: 'user:qa', reason: 'looked at the report' });
@@ -166,12 +192,18 @@ describe('SQLite model registry', () => {
 
   it('refuses bad input with errors naming it, and writes nothing', async () => {
     await expect(reg.register({ group: 'bad group!', onnx: otherOnnx, source: 't' })).rejects.toThrow(/bad group!.*letters, digits/);
-    await expect(reg.register({ group: 'g', onnx: join(dir, 'nope.onnx'), source: 't' })).rejects.toThrow(/nope\.onnx: artefact file not found/);
-    await expect(reg.register({ group: 'g', onnx: otherOnnx, metrics: { map50: Number.NaN }, source: 't' })).rejects.toThrow(/map50.*finite/);
+    await expect(reg.register({ group: 'g', onnx: join(dir, 'nope.onnx'), source: 't' })).rejects.toThrow(
+      /nope\.onnx: artefact file not found/,
+    );
+    await expect(reg.register({ group: 'g', onnx: otherOnnx, metrics: { map50: Number.NaN }, source: 't' })).rejects.toThrow(
+      /map50.*finite/,
+    );
     await expect(reg.register({ group: 'g', onnx: otherOnnx, parentRef: 'g:9', source: 't' })).rejects.toThrow(/g:9: parent model version/);
     const badCard = join(dir, 'card.json');
     await writeFile(badCard, '{not json');
-    await expect(reg.register({ group: 'g', onnx: otherOnnx, card: badCard, source: 't' })).rejects.toThrow(/card\.json: model card is not valid JSON/);
+    await expect(reg.register({ group: 'g', onnx: otherOnnx, card: badCard, source: 't' })).rejects.toThrow(
+      /card\.json: model card is not valid JSON/,
+    );
     expect(await reg.list()).toEqual([]);
     await expect(reg.get('nocolon')).rejects.toThrow(/nocolon: expected <group>:<version>/);
     await expect(reg.setStatus('g:1', 'approved', { by: 'x' })).rejects.toThrow(/g:1: no such model version/);
@@ -182,8 +214,16 @@ describe('SQLite model registry', () => {
     expect(v.status).toBe('rejected');
     await expect(reg.setStatus(v.ref, 'approved', { by: 'u' })).rejects.toThrow(/rejected; approve it with --force/);
     await expect(reg.setStatus(v.ref, 'approved', { by: 'u', force: true })).rejects.toThrow(/forced approval needs --reason/);
-    expect((await reg.setStatus(v.ref, 'approved', { by: 'u', force: true, reason: 'the gate data set was wrong' })).status).toBe('approved');
-    expect(reg.events(v.ref).at(-1)).toMatchObject({ from: 'rejected', to: 'approved', by: 'u', forced: true, reason: 'the gate data set was wrong' });
+    expect((await reg.setStatus(v.ref, 'approved', { by: 'u', force: true, reason: 'the gate data set was wrong' })).status).toBe(
+      'approved',
+    );
+    expect(reg.events(v.ref).at(-1)).toMatchObject({
+      from: 'rejected',
+      to: 'approved',
+      by: 'u',
+      forced: true,
+      reason: 'the gate data set was wrong',
+    });
   });
 
   it('detects a stored artefact that no longer matches its digest', async () => {

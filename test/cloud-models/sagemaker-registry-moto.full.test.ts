@@ -18,7 +18,16 @@ describe("SageMaker Model Registry adapter on moto's server", () => {
   let dir: string;
   let sagemaker: SageMakerClient;
   let s3: S3Client;
-  const gate = { passed: true, metric: 'map50', challenger: 0.91, champion: 0.9, championRef: 'metal-tags:1', threshold: 0.5, tolerance: 0.02, reasons: ['ok'] };
+  const gate = {
+    passed: true,
+    metric: 'map50',
+    challenger: 0.91,
+    champion: 0.9,
+    championRef: 'metal-tags:1',
+    threshold: 0.5,
+    tolerance: 0.02,
+    reasons: ['ok'],
+  };
 
   beforeAll(async () => {
     moto = await startMoto('us-east-1');

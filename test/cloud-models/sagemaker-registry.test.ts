@@ -45,7 +45,9 @@ describe('SageMaker Model Registry adapter (control plane mocked, S3 real)', () 
   const pt = join(SHIPPED_MODEL_DIR, 'model.pt');
 
   it('creates the group when missing and registers a version with metrics, metadata and approval status', async () => {
-    sm.on(DescribeModelPackageGroupCommand).rejects(Object.assign(new Error('ModelPackageGroup metal-tags does not exist.'), { name: 'ValidationException' }));
+    sm.on(DescribeModelPackageGroupCommand).rejects(
+      Object.assign(new Error('ModelPackageGroup metal-tags does not exist.'), { name: 'ValidationException' }),
+    );
     sm.on(CreateModelPackageGroupCommand).resolves({ ModelPackageGroupArn: GROUP_ARN });
     let created: Record<string, unknown> = {};
     sm.on(CreateModelPackageCommand).callsFake((input) => {
@@ -60,11 +62,36 @@ describe('SageMaker Model Registry adapter (control plane mocked, S3 real)', () 
       CustomerMetadataProperties: created.CustomerMetadataProperties,
       CreationTime: new Date('2024-05-01T00:00:00Z'),
     }));
-    const reg = new SageMakerModelRegistry({ sagemaker: new SageMakerClient({ region: 'eu-west-1' }), s3, bucket: 'models-bucket', inferenceImage: '111.dkr.ecr.eu-west-1.amazonaws.com/loupe-infer:1' });
+    const reg = new SageMakerModelRegistry({
+      sagemaker: new SageMakerClient({ region: 'eu-west-1' }),
+      s3,
+      bucket: 'models-bucket',
+      inferenceImage: '111.dkr.ecr.eu-west-1.amazonaws.com/loupe-infer:1',
+    });
     const card = join(dir, 'card.json');
     await writeFile(card, JSON.stringify({ name: 'metal-tags', classes: ['scratch'] }));
-    const gate = { passed: true, metric: 'map50', challenger: 0.91, champion: 0.9, championRef: 'metal-tags:1', threshold: 0.5, tolerance: 0.02, reasons: ['ok'] };
-    const v = await reg.register({ group: 'metal-tags', onnx, pt, card, metrics: { map50: 0.91, map50_95: 0.6 }, datasetVersion: 'ds-abc', parentRef: 'metal-tags:1', gate, source: 'loop run 3', idempotencyKey: 'k1' });
+    const gate = {
+      passed: true,
+      metric: 'map50',
+      challenger: 0.91,
+      champion: 0.9,
+      championRef: 'metal-tags:1',
+      threshold: 0.5,
+      tolerance: 0.02,
+      reasons: ['ok'],
+    };
+    const v = await reg.register({
+      group: 'metal-tags',
+      onnx,
+      pt,
+      card,
+      metrics: { map50: 0.91, map50_95: 0.6 },
+      datasetVersion: 'ds-abc',
+      parentRef: 'metal-tags:1',
+      gate,
+      source: 'loop run 3',
+      idempotencyKey: 'k1',
+    });
 
     const onnxSha = await sha256File(onnx);
     const ptSha = await sha256File(pt);
@@ -86,7 +113,11 @@ describe('SageMaker Model Registry adapter (control plane mocked, S3 real)', () 
         SupportedContentTypes: ['image/jpeg', 'image/png'],
         SupportedResponseMIMETypes: ['application/json'],
       },
-      ModelMetrics: { ModelQuality: { Statistics: { ContentType: 'application/json', S3Uri: `s3://models-bucket/loupe/models/metal-tags/${runKey}/metrics.json` } } },
+      ModelMetrics: {
+        ModelQuality: {
+          Statistics: { ContentType: 'application/json', S3Uri: `s3://models-bucket/loupe/models/metal-tags/${runKey}/metrics.json` },
+        },
+      },
       CustomerMetadataProperties: {
         'loupe:source': 'loop run 3',
         'loupe:idempotency-key': 'k1',
@@ -119,7 +150,11 @@ describe('SageMaker Model Registry adapter (control plane mocked, S3 real)', () 
     const names: string[] = [];
     await tarList({ file: tgzPath, onReadEntry: (e) => names.push(e.path) });
     expect(names.sort()).toEqual(['card.json', 'model.onnx', 'model.pt']);
-    const metrics = JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: 'models-bucket', Key: `loupe/models/metal-tags/${runKey}/metrics.json` }))).Body!.transformToString());
+    const metrics = JSON.parse(
+      await (
+        await s3.send(new GetObjectCommand({ Bucket: 'models-bucket', Key: `loupe/models/metal-tags/${runKey}/metrics.json` }))
+      ).Body!.transformToString(),
+    );
     expect(metrics.metrics).toEqual({ map50: 0.91, map50_95: 0.6 });
 
     // And the version reads back from the package's properties.
@@ -148,7 +183,9 @@ describe('SageMaker Model Registry adapter (control plane mocked, S3 real)', () 
       status = input.ModelApprovalStatus;
       return { ModelPackageArn: PKG_ARN };
     });
-    sm.on(ListModelPackagesCommand).resolves({ ModelPackageSummaryList: [{ ModelPackageArn: PKG_ARN, CreationTime: new Date(), ModelPackageStatus: 'Completed' }] as never });
+    sm.on(ListModelPackagesCommand).resolves({
+      ModelPackageSummaryList: [{ ModelPackageArn: PKG_ARN, CreationTime: new Date(), ModelPackageStatus: 'Completed' }] as never,
+    });
     const reg = new SageMakerModelRegistry({ sagemaker: new SageMakerClient({ region: 'eu-west-1' }), s3, bucket: 'models-bucket' });
     // without a gate result the approval is refused unless forced (nothing sent to SageMaker)
     await expect(reg.setStatus('metal-tags:2', 'approved', { by: 'user:qa' })).rejects.toMatchObject({ code: 'REGISTRY_NO_GATE' });
@@ -177,7 +214,7 @@ describe('SageMaker Model Registry adapter (control plane mocked, S3 real)', () 
     expect(sm.commandCalls(UpdateModelPackageCommand).length).toBe(1); // already approved: no second call
   });
 
-  it('keeps metadata values inside SageMaker\'s allowed characters', () => {
+  it("keeps metadata values inside SageMaker's allowed characters", () => {
     expect(metaValue('gate failed: map50 0.3 < 0.5; (x)')).toBe('gate failed: map50 0.3 0.5 x');
     expect(metaValue('')).toBe('-');
     expect(metaValue('a'.repeat(300)).length).toBe(256);

@@ -20,7 +20,13 @@ describe('fleet telemetry over MQTT (real broker)', () => {
       const old = { name: 'metal-tags', version: '1.0.0', sha256: 'a'.repeat(64) };
       const neu = { name: 'metal-tags', version: '1.0.1', sha256: 'b'.repeat(64) };
       const progress: [number, number][] = [];
-      const waiting = t.waitForModel({ sha256: neu.sha256, things: ['line-1', 'line-2'], minResults: 2, timeoutMs: 10_000, onProgress: (d, n) => progress.push([d, n]) });
+      const waiting = t.waitForModel({
+        sha256: neu.sha256,
+        things: ['line-1', 'line-2'],
+        minResults: 2,
+        timeoutMs: 10_000,
+        onProgress: (d, n) => progress.push([d, n]),
+      });
       const pub = (topic: string, m: unknown) => dev.publishAsync(topic, JSON.stringify(m), { qos: 1 });
       await pub('loupe/line-1/telemetry', { component: 'inference', model: old, fps: 2 });
       await pub('loupe/line-1/results', { frameId: 'f1', verdict: 'fail', model: old });
@@ -33,7 +39,9 @@ describe('fleet telemetry over MQTT (real broker)', () => {
       expect(progress.at(-1)).toEqual([1, 2]); // line-2 has one result so far
       await pub('loupe/line-2/results', { frameId: 'g2', verdict: 'pass', model: neu });
       const res = await waiting;
-      expect(res.devices.map((d) => [d.thing, d.model?.version, d.results[neu.sha256], d.fails[neu.sha256] ?? 0, d.results[old.sha256] ?? 0])).toEqual([
+      expect(
+        res.devices.map((d) => [d.thing, d.model?.version, d.results[neu.sha256], d.fails[neu.sha256] ?? 0, d.results[old.sha256] ?? 0]),
+      ).toEqual([
         ['line-1', '1.0.1', 2, 1, 1],
         ['line-2', '1.0.1', 2, 0, 0],
       ]);
@@ -46,13 +54,17 @@ describe('fleet telemetry over MQTT (real broker)', () => {
   it('times out naming what each device reported', async () => {
     const t = await FleetTelemetry.connect(broker.url);
     try {
-      await expect(t.waitForModel({ sha256: 'c'.repeat(64), things: ['line-9'], timeoutMs: 300 })).rejects.toThrow(/line-9: devices did not report model cccccccccccc within 300 ms/);
+      await expect(t.waitForModel({ sha256: 'c'.repeat(64), things: ['line-9'], timeoutMs: 300 })).rejects.toThrow(
+        /line-9: devices did not report model cccccccccccc within 300 ms/,
+      );
     } finally {
       await t.close();
     }
   });
 
   it('names the broker it cannot reach', async () => {
-    await expect(FleetTelemetry.connect('mqtt://127.0.0.1:9', { connectTimeoutMs: 500 })).rejects.toThrow(/mqtt:\/\/127\.0\.0\.1:9: cannot reach the MQTT broker/);
+    await expect(FleetTelemetry.connect('mqtt://127.0.0.1:9', { connectTimeoutMs: 500 })).rejects.toThrow(
+      /mqtt:\/\/127\.0\.0\.1:9: cannot reach the MQTT broker/,
+    );
   });
 });

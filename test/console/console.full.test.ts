@@ -39,7 +39,15 @@ beforeAll(async () => {
   const camera = join(dir, 'camera');
   await mkdir(camera, { recursive: true });
   for (const f of (await readdir(join(metal, 'bad'))).sort().slice(0, 10)) await copyFile(join(metal, 'bad', f), join(camera, f));
-  stack = await startEdgeStack({ root: join(dir, 'edge'), thingName: 'line-3', bucket: 'loupe', objectStore, broker, source: { type: 'folder', path: camera, mode: 'loop' }, fps: 2 });
+  stack = await startEdgeStack({
+    root: join(dir, 'edge'),
+    thingName: 'line-3',
+    bucket: 'loupe',
+    objectStore,
+    broker,
+    source: { type: 'folder', path: camera, mode: 'loop' },
+    fps: 2,
+  });
 
   const home = join(dir, 'home');
   await mkdir(home, { recursive: true });
@@ -47,13 +55,26 @@ beforeAll(async () => {
     storage: { endpoint: objectStore.endpoint, bucket: 'loupe', keysFile: objectStore.keysFile },
     history: { labelsCsv: join(metal, 'labels.csv'), imagesDir: metal },
     labeling: { backend: 'simulated', workersPerImage: 1, cap: 8, seed: 1 },
-    fleet: { backend: 'local', nucleusRoot: stack.nucleus.root, thingName: stack.thingName, mqttUrl: broker.url, minResults: 1, confirmTimeoutSeconds: 60 },
+    fleet: {
+      backend: 'local',
+      nucleusRoot: stack.nucleus.root,
+      thingName: stack.thingName,
+      mqttUrl: broker.url,
+      minResults: 1,
+      confirmTimeoutSeconds: 60,
+    },
   };
   await writeFile(join(home, 'loop.json'), JSON.stringify(config, null, 2));
   // A loop run as the loop's store records one (the console reads runs from this store).
   const store = new LoopStore(join(home, 'loop.db'));
   const run = store.createRun('manual', {});
-  for (const [i, [name, seconds]] of ([['ingest', 1.2], ['label', 8.5], ['snapshot', 0.4]] as const).entries()) {
+  for (const [i, [name, seconds]] of (
+    [
+      ['ingest', 1.2],
+      ['label', 8.5],
+      ['snapshot', 0.4],
+    ] as const
+  ).entries()) {
     store.startStep(run.id, name, i);
     store.finishStep(run.id, name, 'done', { output: { ok: true }, seconds });
   }
@@ -62,10 +83,21 @@ beforeAll(async () => {
   await mkdir(join(home, 'runs', String(run.id)), { recursive: true });
   await writeFile(join(home, 'runs', String(run.id), 'loop.log'), '{"msg":"ingest: 3 new items"}\n{"msg":"label: job loop-1 done"}\n');
 
-  consoleProc = spawn(process.execPath, [join(projectRoot, 'bin', 'loupe.js'), 'console', '--home', home, '--port', '0', '--log-format', 'json'], { env: { ...process.env, LOUPE_CONSOLE_TOKEN: TOKEN, LOUPE_NO_PROGRESS: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
+  consoleProc = spawn(
+    process.execPath,
+    [join(projectRoot, 'bin', 'loupe.js'), 'console', '--home', home, '--port', '0', '--log-format', 'json'],
+    { env: { ...process.env, LOUPE_CONSOLE_TOKEN: TOKEN, LOUPE_NO_PROGRESS: '1' }, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   consoleProc.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
-  consoleUrl = await until(() => /operator console at (http:\/\/\S+)/.exec(stderr)?.[1], 120_000, () => `the console to start; stderr: ${stderr.slice(-2000)}`);
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+  consoleUrl = await until(
+    () => /operator console at (http:\/\/\S+)/.exec(stderr)?.[1],
+    120_000,
+    () => `the console to start; stderr: ${stderr.slice(-2000)}`,
+  );
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
 }, 400_000);
 
 afterAll(async () => {
@@ -81,7 +113,9 @@ describe('the operator console in Chromium', () => {
   it('refuses API calls without the credential, a foreign Host and a cross-origin request', async () => {
     expect((await fetch(`${consoleUrl}api/fleet`)).status).toBe(401);
     expect((await fetch(`${consoleUrl}api/fleet`, { headers: { authorization: 'Bearer wrong-credential-000000' } })).status).toBe(401);
-    expect((await fetch(`${consoleUrl}api/fleet`, { headers: { authorization: `Bearer ${TOKEN}`, origin: 'http://evil.example' } })).status).toBe(403);
+    expect(
+      (await fetch(`${consoleUrl}api/fleet`, { headers: { authorization: `Bearer ${TOKEN}`, origin: 'http://evil.example' } })).status,
+    ).toBe(403);
     const r = await fetch(`${consoleUrl}api/models`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(r.status).toBe(200);
     const page = await fetch(consoleUrl, { redirect: 'manual' });
@@ -104,11 +138,15 @@ describe('the operator console in Chromium', () => {
     // Fleet: the device, the component versions the nucleus runs, health from telemetry.
     await page.goto(`${consoleUrl}#fleet`);
     await page.waitForSelector('main[data-loaded=fleet]');
-    await until(async () => {
-      await page.reload();
-      await page.waitForSelector('main[data-loaded=fleet]');
-      return (await page.textContent('main'))?.includes('line-3') && (await page.textContent('main'))?.includes('loupe.Inference');
-    }, 120_000, 'fleet page to show line-3 and its components');
+    await until(
+      async () => {
+        await page.reload();
+        await page.waitForSelector('main[data-loaded=fleet]');
+        return (await page.textContent('main'))?.includes('line-3') && (await page.textContent('main'))?.includes('loupe.Inference');
+      },
+      120_000,
+      'fleet page to show line-3 and its components',
+    );
     const fleetText = (await page.textContent('main'))!;
     expect(fleetText).toContain('Fleet (local, target line-3)');
     expect(fleetText).toMatch(/loupe\.Model/);
@@ -118,8 +156,18 @@ describe('the operator console in Chromium', () => {
     await page.goto(`${consoleUrl}#live`);
     await page.waitForSelector('.card[data-thing=line-3]', { timeout: 120_000 });
     await page.waitForSelector('.defect .shot img', { timeout: 120_000 });
-    await page.waitForFunction(() => [...document.querySelectorAll('.defect .shot img')].some((i) => (i as HTMLImageElement).naturalWidth > 0), undefined, { timeout: 60_000 });
-    await page.waitForFunction(() => /\d+(\.\d+)? frames\/s/.test(document.querySelector('.card')?.textContent ?? '') && !document.querySelector('.card')!.textContent!.includes('— frames/s'), undefined, { timeout: 60_000 });
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('.defect .shot img')].some((i) => (i as HTMLImageElement).naturalWidth > 0),
+      undefined,
+      { timeout: 60_000 },
+    );
+    await page.waitForFunction(
+      () =>
+        /\d+(\.\d+)? frames\/s/.test(document.querySelector('.card')?.textContent ?? '') &&
+        !document.querySelector('.card')!.textContent!.includes('— frames/s'),
+      undefined,
+      { timeout: 60_000 },
+    );
     expect(await page.locator('.defect svg rect').count()).toBeGreaterThan(0);
     expect(await page.textContent('.card[data-thing=line-3]')).toMatch(/scratch/);
     await page.screenshot({ path: join(SHOTS, '2-live.png'), fullPage: true });

@@ -1,5 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { boxToCoco, boxToGt, boxToYolo, clipBox, cocoToBox, detectionToBox, gtToBox, iou, yoloLabelFields, yoloToBox, type Box } from '../../contracts/box.js';
+import {
+  boxToCoco,
+  boxToGt,
+  boxToYolo,
+  clipBox,
+  cocoToBox,
+  detectionToBox,
+  gtToBox,
+  iou,
+  yoloLabelFields,
+  yoloToBox,
+  type Box,
+} from '../../contracts/box.js';
 
 /** Hand-worked: a 450x300 image with a box from (81, 123) to (163, 220). */
 const box: Box = { cls: 0, x1: 81, y1: 123, x2: 163, y2: 220 };
@@ -9,7 +21,14 @@ describe('contracts/box: one box type, explicit conversions', () => {
     expect(gtToBox({ class_id: 0, left: 81, top: 123, width: 82, height: 97 })).toEqual(box);
     expect(boxToGt(box)).toEqual({ class_id: 0, left: 81, top: 123, width: 82, height: 97 });
     // rounds to 0.1 px and the confidence to 0.001 (clamped to 0..1), as label records are kept
-    expect(boxToGt({ cls: 2, x1: 10.04, y1: 20.06, x2: 110.44, y2: 80 }, 0.91234)).toEqual({ class_id: 2, left: 10, top: 20.1, width: 100.4, height: 59.9, confidence: 0.912 });
+    expect(boxToGt({ cls: 2, x1: 10.04, y1: 20.06, x2: 110.44, y2: 80 }, 0.91234)).toEqual({
+      class_id: 2,
+      left: 10,
+      top: 20.1,
+      width: 100.4,
+      height: 59.9,
+      confidence: 0.912,
+    });
     expect(boxToGt(box, 1.2).confidence).toBe(1);
   });
 

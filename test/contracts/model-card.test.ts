@@ -25,10 +25,16 @@ describe('contracts/model-card: loupe.model-card/1, read and written through one
     const raw = JSON.parse(await readFile(shipped, 'utf8')) as Record<string, unknown>;
     const v2 = join(dir, 'v2.json');
     await writeFile(v2, JSON.stringify({ ...raw, schema: 'loupe.model-card/2' }));
-    await expect(readModelCard(v2)).rejects.toMatchObject({ code: 'CARD_SCHEMA', message: `${v2}: model card schema "loupe.model-card/2" is not one this loupe reads (loupe.model-card/1)` });
+    await expect(readModelCard(v2)).rejects.toMatchObject({
+      code: 'CARD_SCHEMA',
+      message: `${v2}: model card schema "loupe.model-card/2" is not one this loupe reads (loupe.model-card/1)`,
+    });
     const none = join(dir, 'none.json');
     const { schema: _s, ...rest } = raw;
     await writeFile(none, JSON.stringify(rest));
-    await expect(readModelCard(none)).rejects.toMatchObject({ code: 'CARD_BAD', message: `${none}: model card has no "schema" field (this loupe reads loupe.model-card/1)` });
+    await expect(readModelCard(none)).rejects.toMatchObject({
+      code: 'CARD_BAD',
+      message: `${none}: model card has no "schema" field (this loupe reads loupe.model-card/1)`,
+    });
   });
 });

@@ -20,7 +20,9 @@ describe('contracts/upload: loupe.upload/1, one codec for writer and reader', ()
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'loupe-upload-'));
     const jpeg = join(dir, 'frame.jpg');
-    await sharp({ create: { width: 120, height: 80, channels: 3, background: { r: 90, g: 90, b: 90 } } }).jpeg().toFile(jpeg);
+    await sharp({ create: { width: 120, height: 80, channels: 3, background: { r: 90, g: 90, b: 90 } } })
+      .jpeg()
+      .toFile(jpeg);
     // The real writer: the uploader's selector spools the image and its sidecar.
     const cfg = uploaderConfigSchema.parse({ bucket: 'loupe', dedup: { enabled: false } });
     const spool = new Spool(join(dir, 'spool'), 10_000_000);
@@ -54,7 +56,15 @@ describe('contracts/upload: loupe.upload/1, one codec for writer and reader', ()
     expect(written.schema).toBe(UPLOAD_SCHEMA_V1);
     const read = parseUploadSidecar(JSON.stringify(written, null, 1), 's3://loupe/x.json');
     expect(read).toEqual(written);
-    expect(read).toMatchObject({ device: 'line-1', camera: 'cam1', frameId: 'cam1-r1-0000007', serial: 'SN-1', reason: 'failed', verdict: 'fail', image: { width: 120, height: 80, contentType: 'image/jpeg' } });
+    expect(read).toMatchObject({
+      device: 'line-1',
+      camera: 'cam1',
+      frameId: 'cam1-r1-0000007',
+      serial: 'SN-1',
+      reason: 'failed',
+      verdict: 'fail',
+      image: { width: 120, height: 80, contentType: 'image/jpeg' },
+    });
     expect(read.detections).toEqual([{ xyxy: [10, 20, 60, 70], conf: 0.8, cls: 0, name: 'scratch' }]);
   });
 
@@ -71,10 +81,14 @@ describe('contracts/upload: loupe.upload/1, one codec for writer and reader', ()
   it('refuses a version it does not read, or none, naming the file and the value', () => {
     expect(refusal(JSON.stringify({ ...written, schema: 'loupe.upload/2' }))).toEqual({
       code: 'SIDECAR_SCHEMA',
-      message: 's3://loupe/incoming/f.json: schema "loupe.upload/2" is not one this loupe reads (loupe.upload/1); upgrade the cloud side first',
+      message:
+        's3://loupe/incoming/f.json: schema "loupe.upload/2" is not one this loupe reads (loupe.upload/1); upgrade the cloud side first',
     });
     const { schema: _s, ...none } = written;
-    expect(refusal(JSON.stringify(none))).toEqual({ code: 'SIDECAR_SCHEMA', message: 's3://loupe/incoming/f.json: has no "schema" field (this loupe reads loupe.upload/1)' });
+    expect(refusal(JSON.stringify(none))).toEqual({
+      code: 'SIDECAR_SCHEMA',
+      message: 's3://loupe/incoming/f.json: has no "schema" field (this loupe reads loupe.upload/1)',
+    });
     expect(refusal(JSON.stringify({ ...written, schema: 1 })).code).toBe('SIDECAR_SCHEMA');
   });
 
@@ -82,13 +96,17 @@ describe('contracts/upload: loupe.upload/1, one codec for writer and reader', ()
     expect(refusal('{not json').code).toBe('SIDECAR_BAD');
     expect(refusal('[]').message).toMatch(/f\.json: is not a JSON object/);
     expect(refusal(JSON.stringify({ ...written, time: 'yesterday' })).message).toMatch(/f\.json: time: /);
-    expect(refusal(JSON.stringify({ ...written, detections: [{ xyxy: [1, 2, 3], conf: 1, cls: 0, name: 'a' }] })).message).toMatch(/f\.json: detections\.0\.xyxy: /);
+    expect(refusal(JSON.stringify({ ...written, detections: [{ xyxy: [1, 2, 3], conf: 1, cls: 0, name: 'a' }] })).message).toMatch(
+      /f\.json: detections\.0\.xyxy: /,
+    );
     // a field v1 does not have is a different contract: refused, not silently dropped
     expect(refusal(JSON.stringify({ ...written, origin: '/cams/a.jpg' })).message).toMatch(/f\.json: sidecar: Unrecognized key.*origin/);
   });
 
   it('the writer refuses what the reader would refuse', () => {
     const { schema: _s, ...fields } = written;
-    expect(() => uploadSidecar({ ...fields, image: { ...fields.image, sha256: 'not-a-digest' } })).toThrow(/upload sidecar of frame cam1-r1-0000007: image\.sha256: /);
+    expect(() => uploadSidecar({ ...fields, image: { ...fields.image, sha256: 'not-a-digest' } })).toThrow(
+      /upload sidecar of frame cam1-r1-0000007: image\.sha256: /,
+    );
   });
 });

@@ -35,56 +35,95 @@ const cases: { name: string; scene: Scene; code: string; text: RegExp; record: R
     scene: { labels: { one: [good], two: [good, { cls: 0, x1: 50, y1: 10, x2: W + 5, y2: 30 }] } },
     code: 'LABEL_OUTSIDE_IMAGE',
     text: /outside the 100x80 image by more than 1 px/,
-    record: { featurestore: /row 3 \(a\/two\.jpg\) box 2/, voc: /object 2/, groundtruth: /line 2 \(.*two\.jpg\) annotation 2/, coco: /annotation id \d+ \(a\/two\.jpg\)/ },
+    record: {
+      featurestore: /row 3 \(a\/two\.jpg\) box 2/,
+      voc: /object 2/,
+      groundtruth: /line 2 \(.*two\.jpg\) annotation 2/,
+      coco: /annotation id \d+ \(a\/two\.jpg\)/,
+    },
   },
   {
     name: 'box with zero area',
     scene: { labels: { one: [{ cls: 0, x1: 10, y1: 10, x2: 10, y2: 30 }], two: [good] } },
     code: 'LABEL_ZERO_AREA',
     text: /zero or negative area/,
-    record: { featurestore: /row 2 \(a\/one\.jpg\) box 1/, voc: /object 1/, groundtruth: /line 1 \(.*one\.jpg\) annotation 1/, coco: /annotation id 1 \(a\/one\.jpg\)/ },
+    record: {
+      featurestore: /row 2 \(a\/one\.jpg\) box 1/,
+      voc: /object 1/,
+      groundtruth: /line 1 \(.*one\.jpg\) annotation 1/,
+      coco: /annotation id 1 \(a\/one\.jpg\)/,
+    },
   },
   {
     name: 'box with negative area',
     scene: { labels: { one: [good], two: [{ cls: 0, x1: 40, y1: 10, x2: 20, y2: 30 }] } },
     code: 'LABEL_ZERO_AREA',
     text: /zero or negative area/,
-    record: { featurestore: /row 3 \(a\/two\.jpg\) box 1/, voc: /object 1/, groundtruth: /line 2 \(.*two\.jpg\) annotation 1/, coco: /annotation id 2 \(a\/two\.jpg\)/ },
+    record: {
+      featurestore: /row 3 \(a\/two\.jpg\) box 1/,
+      voc: /object 1/,
+      groundtruth: /line 2 \(.*two\.jpg\) annotation 1/,
+      coco: /annotation id 2 \(a\/two\.jpg\)/,
+    },
   },
   {
     name: 'unknown class',
     scene: { labels: { one: [good, { cls: 9, x1: 1, y1: 1, x2: 5, y2: 5 }], two: [good] } },
     code: 'LABEL_UNKNOWN_CLASS',
     text: /unknown class/,
-    record: { featurestore: /row 2 \(a\/one\.jpg\) box 2/, voc: /object 2 \(ghost\)/, groundtruth: /line 1 \(.*one\.jpg\) annotation 2/, coco: /annotation id 2 \(a\/one\.jpg\)/ },
+    record: {
+      featurestore: /row 2 \(a\/one\.jpg\) box 2/,
+      voc: /object 2 \(ghost\)/,
+      groundtruth: /line 1 \(.*one\.jpg\) annotation 2/,
+      coco: /annotation id 2 \(a\/one\.jpg\)/,
+    },
   },
   {
     name: 'missing image',
     scene: { labels: { one: [good], two: [good] }, present: ['one'] },
     code: 'IMAGE_MISSING',
     text: /two/,
-    record: { featurestore: /row 3 \(a\/two\.jpg\)/, voc: /annotation/, groundtruth: /line 2 \(.*two\.jpg\)/, coco: /image id 2 \(a\/two\.jpg\)/ },
+    record: {
+      featurestore: /row 3 \(a\/two\.jpg\)/,
+      voc: /annotation/,
+      groundtruth: /line 2 \(.*two\.jpg\)/,
+      coco: /image id 2 \(a\/two\.jpg\)/,
+    },
   },
   {
     name: 'unreadable image (not an image)',
     scene: { labels: { one: [good], two: [good] }, corrupt: 'two' },
     code: 'IMAGE_UNREADABLE',
     text: /cannot be decoded/,
-    record: { featurestore: /row 3 \(a\/two\.jpg\)/, voc: /annotation/, groundtruth: /line 2 \(.*two\.jpg\)/, coco: /image id 2 \(a\/two\.jpg\)/ },
+    record: {
+      featurestore: /row 3 \(a\/two\.jpg\)/,
+      voc: /annotation/,
+      groundtruth: /line 2 \(.*two\.jpg\)/,
+      coco: /image id 2 \(a\/two\.jpg\)/,
+    },
   },
   {
     name: 'unreadable image (truncated JPEG)',
     scene: { labels: { one: [good], two: [good] }, truncated: 'one' },
     code: 'IMAGE_UNREADABLE',
     text: /cannot be decoded/,
-    record: { featurestore: /row 2 \(a\/one\.jpg\)/, voc: /annotation/, groundtruth: /line 1 \(.*one\.jpg\)/, coco: /image id 1 \(a\/one\.jpg\)/ },
+    record: {
+      featurestore: /row 2 \(a\/one\.jpg\)/,
+      voc: /annotation/,
+      groundtruth: /line 1 \(.*one\.jpg\)/,
+      coco: /image id 1 \(a\/one\.jpg\)/,
+    },
   },
 ];
 
 const FORMATS: ImportFormat[] = ['featurestore', 'voc', 'groundtruth', 'coco'];
 
 /** Writes the scene in one format; returns what `import` needs and the label file errors must name. */
-async function writeScene(format: ImportFormat, dir: string, scene: Scene): Promise<{ from: string; images?: string; labelFile: (stem: string) => string; names?: string[] }> {
+async function writeScene(
+  format: ImportFormat,
+  dir: string,
+  scene: Scene,
+): Promise<{ from: string; images?: string; labelFile: (stem: string) => string; names?: string[] }> {
   const stems = Object.keys(scene.labels);
   const imgDir = format === 'voc' ? join(dir, 'IMAGES') : join(dir, 'a');
   for (const s of scene.present ?? stems) {
@@ -97,16 +136,24 @@ async function writeScene(format: ImportFormat, dir: string, scene: Scene): Prom
   }
   if (format === 'featurestore') {
     const rows = stems.map((s) => {
-      const ann = scene.labels[s]!.map((b) => `{'class_id': ${b.cls}, 'top': ${b.y1}, 'left': ${b.x1}, 'height': ${b.y2 - b.y1}, 'width': ${b.x2 - b.x1}}`).join(', ');
+      const ann = scene.labels[s]!.map(
+        (b) => `{'class_id': ${b.cls}, 'top': ${b.y1}, 'left': ${b.x1}, 'height': ${b.y2 - b.y1}, 'width': ${b.x2 - b.x1}}`,
+      ).join(', ');
       return `s3://bucket/pipeline/assets/images/2021-01-28/a/${s}.jpg,${W},${H},3,"[${ann}]",1657199072.0,labeling-job/x,APPROVED`;
     });
     const csv = join(dir, 'labels.csv');
-    await writeText(csv, `source_ref,image_width,image_height,image_depth,annotations,event_time,labeling_job,status\n${rows.join('\n')}\n`);
+    await writeText(
+      csv,
+      `source_ref,image_width,image_height,image_depth,annotations,event_time,labeling_job,status\n${rows.join('\n')}\n`,
+    );
     return { from: csv, labelFile: () => csv };
   }
   if (format === 'voc') {
     for (const s of stems) {
-      const objs = scene.labels[s]!.map((b) => ({ name: b.cls === 9 ? 'ghost' : 'scratch', box: [b.x1, b.y1, b.x2, b.y2] as [number, number, number, number] }));
+      const objs = scene.labels[s]!.map((b) => ({
+        name: b.cls === 9 ? 'ghost' : 'scratch',
+        box: [b.x1, b.y1, b.x2, b.y2] as [number, number, number, number],
+      }));
       await writeText(join(dir, 'ANNOTATIONS', `${s}.xml`), vocXml(`${s}.jpg`, W, H, objs));
     }
     return { from: dir, labelFile: (s) => join(dir, 'ANNOTATIONS', `${s}.xml`), names: ['scratch'] };
@@ -115,8 +162,18 @@ async function writeScene(format: ImportFormat, dir: string, scene: Scene): Prom
     const lines = stems.map((s) =>
       JSON.stringify({
         'source-ref': `s3://bucket/jobs/in/a/${s}.jpg`,
-        'bounding-box': { image_size: [{ width: W, height: H, depth: 3 }], annotations: scene.labels[s]!.map((b) => ({ class_id: b.cls, left: b.x1, top: b.y1, width: b.x2 - b.x1, height: b.y2 - b.y1 })) },
-        'bounding-box-metadata': { objects: scene.labels[s]!.map(() => ({ confidence: 0.9 })), 'class-map': { '0': 'scratch' }, type: 'groundtruth/object-detection', 'human-annotated': 'yes', 'creation-date': '2024-01-01T00:00:00', 'job-name': 'labeling-job/t' },
+        'bounding-box': {
+          image_size: [{ width: W, height: H, depth: 3 }],
+          annotations: scene.labels[s]!.map((b) => ({ class_id: b.cls, left: b.x1, top: b.y1, width: b.x2 - b.x1, height: b.y2 - b.y1 })),
+        },
+        'bounding-box-metadata': {
+          objects: scene.labels[s]!.map(() => ({ confidence: 0.9 })),
+          'class-map': { '0': 'scratch' },
+          type: 'groundtruth/object-detection',
+          'human-annotated': 'yes',
+          'creation-date': '2024-01-01T00:00:00',
+          'job-name': 'labeling-job/t',
+        },
       }),
     );
     const manifest = join(dir, 'output.manifest');
@@ -126,7 +183,16 @@ async function writeScene(format: ImportFormat, dir: string, scene: Scene): Prom
   let annId = 0;
   const coco = {
     images: stems.map((s, i) => ({ id: i + 1, file_name: `a/${s}.jpg`, width: W, height: H })),
-    annotations: stems.flatMap((s, i) => scene.labels[s]!.map((b) => ({ id: ++annId, image_id: i + 1, category_id: b.cls === 9 ? 99 : 7, bbox: [b.x1, b.y1, b.x2 - b.x1, b.y2 - b.y1], area: 1, iscrowd: 0 }))),
+    annotations: stems.flatMap((s, i) =>
+      scene.labels[s]!.map((b) => ({
+        id: ++annId,
+        image_id: i + 1,
+        category_id: b.cls === 9 ? 99 : 7,
+        bbox: [b.x1, b.y1, b.x2 - b.x1, b.y2 - b.y1],
+        area: 1,
+        iscrowd: 0,
+      })),
+    ),
     categories: [{ id: 7, name: 'scratch' }],
   };
   const json = join(dir, 'instances.json');
@@ -221,6 +287,8 @@ describe('the YOLO writer leaves nothing half-written', () => {
     await writeFile(join(dir, 'x.jpg'), '');
     const img = (id: string) => ({ id, imagePath: join(dir, 'x.jpg'), width: W, height: H, boxes: [] });
     await expect(writeYoloDataset(['a'], [img('../x.jpg')], join(dir, 'o1'))).rejects.toMatchObject({ code: 'DATA_BAD_ID' });
-    await expect(writeYoloDataset(['a'], [img('a/x.jpg'), img('a/x.jpg')], join(dir, 'o2'))).rejects.toMatchObject({ code: 'DATA_DUPLICATE_ID' });
+    await expect(writeYoloDataset(['a'], [img('a/x.jpg'), img('a/x.jpg')], join(dir, 'o2'))).rejects.toMatchObject({
+      code: 'DATA_DUPLICATE_ID',
+    });
   });
 });

@@ -10,21 +10,58 @@ describe('loupe dataset (CLI, real child process on dist/)', () => {
   it('import --format featurestore --json: the metal-tags data set, version and report on stdout, logs on stderr', async () => {
     const dir = await tempDir();
     const out = join(dir, 'mt');
-    const r = await runCli(['dataset', 'import', '--format', 'featurestore', '--from', join(datasetDir('metal-tags'), 'labels.csv'), '--out', out, '--json']);
+    const r = await runCli([
+      'dataset',
+      'import',
+      '--format',
+      'featurestore',
+      '--from',
+      join(datasetDir('metal-tags'), 'labels.csv'),
+      '--out',
+      out,
+      '--json',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const s = JSON.parse(r.stdout) as Record<string, unknown>;
-    expect(s).toMatchObject({ data: join(out, 'data.yaml'), names: ['scratch'], splits: { train: 163, val: 37, test: 35 }, records: 235, images: 235, boxes: 482, unlabelled: 4 });
+    expect(s).toMatchObject({
+      data: join(out, 'data.yaml'),
+      names: ['scratch'],
+      splits: { train: 163, val: 37, test: 35 },
+      records: 235,
+      images: 235,
+      boxes: 482,
+      unlabelled: 4,
+    });
     expect(s.version).toMatch(/^[0-9a-f]{64}$/);
     expect(JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')).version).toBe(s.version);
     expect(r.stderr).toMatch(/"msg":"images without labels were left out"/);
     // the same labels imported twice give the same version
-    const again = await runCli(['dataset', 'import', '--format', 'featurestore', '--from', join(datasetDir('metal-tags'), 'labels.csv'), '--out', join(dir, 'mt2'), '--json']);
+    const again = await runCli([
+      'dataset',
+      'import',
+      '--format',
+      'featurestore',
+      '--from',
+      join(datasetDir('metal-tags'), 'labels.csv'),
+      '--out',
+      join(dir, 'mt2'),
+      '--json',
+    ]);
     expect(JSON.parse(again.stdout).version).toBe(s.version);
   });
 
   it('refuses to import into a non-empty folder without --overwrite', async () => {
     const yaml = await yoloDataset('metal-tags');
-    const r = await runCli(['dataset', 'import', '--format', 'featurestore', '--from', join(datasetDir('metal-tags'), 'labels.csv'), '--out', join(yaml, '..')]);
+    const r = await runCli([
+      'dataset',
+      'import',
+      '--format',
+      'featurestore',
+      '--from',
+      join(datasetDir('metal-tags'), 'labels.csv'),
+      '--out',
+      join(yaml, '..'),
+    ]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/output folder exists and is not empty/);
   });

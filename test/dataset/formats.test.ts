@@ -8,7 +8,8 @@ import { importVoc } from '../../cloud/dataset/voc.js';
 import { tempDir, vocXml, writeJpeg, writeText } from './synth.js';
 
 const HEADER = 'source_ref,image_width,image_height,image_depth,annotations,event_time,labeling_job,status';
-const row = (name: string, ann: string, t: number, status = 'APPROVED') => `s3://b/assets/2021/bad/${name}.jpg,60,40,3,"${ann}",${t}.0,labeling-job/j${t},${status}`;
+const row = (name: string, ann: string, t: number, status = 'APPROVED') =>
+  `s3://b/assets/2021/bad/${name}.jpg,60,40,3,"${ann}",${t}.0,labeling-job/j${t},${status}`;
 
 describe('feature-store records', () => {
   it('per image the latest APPROVED record by event_time wins; other statuses are left out', async () => {
@@ -17,7 +18,8 @@ describe('feature-store records', () => {
     await writeJpeg(join(dir, 'bad', 'y.jpg'), 60, 40);
     await writeJpeg(join(dir, 'bad', 'z.jpg'), 60, 40);
     const one = "[{'class_id': 0, 'top': 1, 'left': 2, 'height': 10, 'width': 20}]";
-    const two = "[{'class_id': 0, 'top': 1, 'left': 2, 'height': 10, 'width': 20}, {'class_id': 0, 'top': 20, 'left': 30, 'height': 5, 'width': 5}]";
+    const two =
+      "[{'class_id': 0, 'top': 1, 'left': 2, 'height': 10, 'width': 20}, {'class_id': 0, 'top': 20, 'left': 30, 'height': 5, 'width': 5}]";
     const csv = join(dir, 'labels.csv');
     await writeText(
       csv,
@@ -27,7 +29,7 @@ describe('feature-store records', () => {
         row('x', one, 100),
         row('x', '[]', 300, 'PENDING_REVIEW'), // newer, but not approved
         row('y', two, 50, 'REJECTED'), // y has no approved record at all
-        row('z', "[]", 10),
+        row('z', '[]', 10),
       ].join('\n') + '\n',
     );
     const ds = await importFeatureStore(csv);
@@ -43,13 +45,17 @@ describe('feature-store records', () => {
     const dir = await tempDir();
     await writeJpeg(join(dir, 'bad', 'x.jpg'), 61, 40);
     await writeText(join(dir, 'labels.csv'), `${HEADER}\n${row('x', '[]', 1)}\n`);
-    await expect(importFeatureStore(join(dir, 'labels.csv'))).rejects.toThrow(/labels\.csv: row 2 \(bad\/x\.jpg\): image_width x image_height say 60x40 but .* is 61x40/);
+    await expect(importFeatureStore(join(dir, 'labels.csv'))).rejects.toThrow(
+      /labels\.csv: row 2 \(bad\/x\.jpg\): image_width x image_height say 60x40 but .* is 61x40/,
+    );
   });
 
   it('refuses a CSV without the feature-store columns', async () => {
     const dir = await tempDir();
     await writeText(join(dir, 'labels.csv'), 'source_ref,annotations\ns3://b/bad/x.jpg,[]\n');
-    await expect(importFeatureStore(join(dir, 'labels.csv'))).rejects.toThrow(/header lacks column\(s\) image_width, image_height, image_depth, event_time, labeling_job, status/);
+    await expect(importFeatureStore(join(dir, 'labels.csv'))).rejects.toThrow(
+      /header lacks column\(s\) image_width, image_height, image_depth, event_time, labeling_job, status/,
+    );
   });
 });
 
@@ -90,8 +96,17 @@ describe('COCO categories and crowd boxes', () => {
 
   it('refuses an annotation that points at no image', async () => {
     const dir = await tempDir();
-    await writeFile(join(dir, 'c.json'), JSON.stringify({ images: [], annotations: [{ id: 5, image_id: 3, category_id: 1, bbox: [0, 0, 1, 1] }], categories: [{ id: 1, name: 'a' }] }));
-    await expect(importCoco(join(dir, 'c.json'))).rejects.toThrow(/c\.json: annotation id 5: refers to image id 3, which is not in "images"/);
+    await writeFile(
+      join(dir, 'c.json'),
+      JSON.stringify({
+        images: [],
+        annotations: [{ id: 5, image_id: 3, category_id: 1, bbox: [0, 0, 1, 1] }],
+        categories: [{ id: 1, name: 'a' }],
+      }),
+    );
+    await expect(importCoco(join(dir, 'c.json'))).rejects.toThrow(
+      /c\.json: annotation id 5: refers to image id 3, which is not in "images"/,
+    );
   });
 });
 
@@ -99,8 +114,18 @@ describe('Ground Truth class maps', () => {
   const line = (name: string, ann: { class_id: number }[], classMap: Record<string, string>) =>
     JSON.stringify({
       'source-ref': `s3://b/in/a/${name}.jpg`,
-      lbl: { image_size: [{ width: 40, height: 40, depth: 3 }], annotations: ann.map((a) => ({ ...a, left: 1, top: 1, width: 5, height: 5 })) },
-      'lbl-metadata': { objects: ann.map(() => ({ confidence: 1 })), 'class-map': classMap, type: 'groundtruth/object-detection', 'human-annotated': 'yes', 'creation-date': '2024-01-01T00:00:00', 'job-name': 'j' },
+      lbl: {
+        image_size: [{ width: 40, height: 40, depth: 3 }],
+        annotations: ann.map((a) => ({ ...a, left: 1, top: 1, width: 5, height: 5 })),
+      },
+      'lbl-metadata': {
+        objects: ann.map(() => ({ confidence: 1 })),
+        'class-map': classMap,
+        type: 'groundtruth/object-detection',
+        'human-annotated': 'yes',
+        'creation-date': '2024-01-01T00:00:00',
+        'job-name': 'j',
+      },
     });
 
   it('sparse class ids (0 dog, 5 bone) become contiguous; a later line for the same image wins', async () => {
@@ -109,7 +134,11 @@ describe('Ground Truth class maps', () => {
     await writeJpeg(join(dir, 'a', 'q.jpg'), 40, 40);
     await writeText(
       join(dir, 'out.manifest'),
-      [line('p', [{ class_id: 0 }], { '0': 'dog' }), line('q', [{ class_id: 5 }, { class_id: 0 }], { '0': 'dog', '5': 'bone' }), line('p', [{ class_id: 5 }], { '5': 'bone' })].join('\n'),
+      [
+        line('p', [{ class_id: 0 }], { '0': 'dog' }),
+        line('q', [{ class_id: 5 }, { class_id: 0 }], { '0': 'dog', '5': 'bone' }),
+        line('p', [{ class_id: 5 }], { '5': 'bone' }),
+      ].join('\n'),
     );
     const ds = await importGroundTruth(join(dir, 'out.manifest'));
     expect(ds.names).toEqual(['dog', 'bone']);
@@ -122,8 +151,13 @@ describe('Ground Truth class maps', () => {
 
   it('refuses class maps that disagree between lines', async () => {
     const dir = await tempDir();
-    await writeText(join(dir, 'out.manifest'), [line('p', [{ class_id: 0 }], { '0': 'dog' }), line('q', [{ class_id: 0 }], { '0': 'cat' })].join('\n'));
-    await expect(importGroundTruth(join(dir, 'out.manifest'))).rejects.toThrow(/out\.manifest: line 2: class-map says 0="cat" but an earlier line says 0="dog"/);
+    await writeText(
+      join(dir, 'out.manifest'),
+      [line('p', [{ class_id: 0 }], { '0': 'dog' }), line('q', [{ class_id: 0 }], { '0': 'cat' })].join('\n'),
+    );
+    await expect(importGroundTruth(join(dir, 'out.manifest'))).rejects.toThrow(
+      /out\.manifest: line 2: class-map says 0="cat" but an earlier line says 0="dog"/,
+    );
   });
 });
 
@@ -139,7 +173,13 @@ describe('Pascal VOC details', () => {
     const dir = await tempDir();
     await writeJpeg(join(dir, 'JPEGImages', 'a.jpg'), 64, 48);
     await writeJpeg(join(dir, 'JPEGImages', 'b.jpg'), 64, 48);
-    await writeText(join(dir, 'Annotations', 'a.xml'), vocXml('a.jpg', 64, 48, [{ name: 'x', box: [1, 1, 5, 5] }, { name: 'y', box: [2, 2, 9, 9], difficult: true }]));
+    await writeText(
+      join(dir, 'Annotations', 'a.xml'),
+      vocXml('a.jpg', 64, 48, [
+        { name: 'x', box: [1, 1, 5, 5] },
+        { name: 'y', box: [2, 2, 9, 9], difficult: true },
+      ]),
+    );
     const ds = await importVoc(dir);
     expect(ds.names).toEqual(['x', 'y']);
     expect(ds.images.map((i) => i.id)).toEqual(['JPEGImages/a.jpg']);
@@ -160,7 +200,14 @@ describe('duplicate boxes', () => {
     const dir = await tempDir();
     await writeJpeg(join(dir, 'IMAGES', 'a.jpg'), 64, 48);
     const box: [number, number, number, number] = [1, 1, 20, 20];
-    await writeText(join(dir, 'ANNOTATIONS', 'a.xml'), vocXml('a.jpg', 64, 48, [{ name: 'x', box }, { name: 'x', box }, { name: 'y', box }]));
+    await writeText(
+      join(dir, 'ANNOTATIONS', 'a.xml'),
+      vocXml('a.jpg', 64, 48, [
+        { name: 'x', box },
+        { name: 'x', box },
+        { name: 'y', box },
+      ]),
+    );
     const ds = await importVoc(dir);
     expect(ds.report.duplicates).toBe(1);
     expect(ds.images[0]!.boxes.map((b) => b.cls)).toEqual([0, 1]);

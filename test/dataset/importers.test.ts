@@ -104,7 +104,16 @@ describe('yoloDataset test helper', () => {
   it('gives YOLO exports of both shared data sets that ultralytics-style readers accept', async () => {
     for (const [name, expected] of [
       ['metal-tags', { train: 163, val: 37, test: 35, names: ['scratch'], boxes: 482 }],
-      ['neu-det', { train: 1262, val: 281, test: 257, names: ['crazing', 'inclusion', 'patches', 'pitted_surface', 'rolled-in_scale', 'scratches'], boxes: 4105 }],
+      [
+        'neu-det',
+        {
+          train: 1262,
+          val: 281,
+          test: 257,
+          names: ['crazing', 'inclusion', 'patches', 'pitted_surface', 'rolled-in_scale', 'scratches'],
+          boxes: 4105,
+        },
+      ],
     ] as const) {
       const yaml = await yoloDataset(name);
       const ds = readYoloDataset(yaml);

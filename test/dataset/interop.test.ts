@@ -36,7 +36,18 @@ describe('Label Studio JSON', () => {
     for (const n of ['a', 'b', 'c', 'd']) await writeJpeg(join(imgs, `${n}.jpg`), 200, 100);
     const tasks = [
       // an upload: Label Studio prefixes the file name with 8 hex digits
-      { id: 11, data: { image: '/data/upload/3/1a2b3c4d-a.jpg' }, annotations: [{ id: 1, result: [lsRect(10, 20, 25, 50, 'scratch'), lsRect(50, 0, 50, 100, 'dent')], was_cancelled: false, created_at: '2024-01-01T00:00:00Z' }] },
+      {
+        id: 11,
+        data: { image: '/data/upload/3/1a2b3c4d-a.jpg' },
+        annotations: [
+          {
+            id: 1,
+            result: [lsRect(10, 20, 25, 50, 'scratch'), lsRect(50, 0, 50, 100, 'dent')],
+            was_cancelled: false,
+            created_at: '2024-01-01T00:00:00Z',
+          },
+        ],
+      },
       // local storage; two annotations: the later one counts, the cancelled one does not
       {
         id: 12,
@@ -48,7 +59,12 @@ describe('Label Studio JSON', () => {
         ],
       },
       // labelled with no regions: a background
-      { id: 13, data: { image: 's3://bucket/raw/c.jpg' }, annotations: [{ id: 5, result: [] }], predictions: [{ result: [lsRect(1, 1, 5, 5, 'dent')] }] },
+      {
+        id: 13,
+        data: { image: 's3://bucket/raw/c.jpg' },
+        annotations: [{ id: 5, result: [] }],
+        predictions: [{ result: [lsRect(1, 1, 5, 5, 'dent')] }],
+      },
       // never labelled (predictions are not labels)
       { id: 14, data: { image: 'http://example.com/x/d.jpg' }, annotations: [], predictions: [{ result: [lsRect(1, 1, 5, 5, 'dent')] }] },
     ];
@@ -56,7 +72,13 @@ describe('Label Studio JSON', () => {
     const ds = await importLabelStudio(join(dir, 'export.json'), { imagesDir: imgs });
     expect(ds.names).toEqual(['dent', 'scratch']);
     expect(ds.images.map((i) => [i.id, i.boxes])).toEqual([
-      ['a.jpg', [{ cls: 1, x1: 20, y1: 20, x2: 70, y2: 70 }, { cls: 0, x1: 100, y1: 0, x2: 200, y2: 100 }]],
+      [
+        'a.jpg',
+        [
+          { cls: 1, x1: 20, y1: 20, x2: 70, y2: 70 },
+          { cls: 0, x1: 100, y1: 0, x2: 200, y2: 100 },
+        ],
+      ],
       ['b.jpg', [{ cls: 1, x1: 40, y1: 20, x2: 60, y2: 30 }]],
       ['c.jpg', []],
     ]);
@@ -69,7 +91,13 @@ describe('Label Studio JSON', () => {
     for (let i = 0; i < 12; i++) {
       const p = join(dir, 'src', i % 2 ? 'bad' : 'good', `p${i}.jpg`);
       await writeJpeg(p, 90 + i, 60);
-      images.push({ id: `${i % 2 ? 'bad' : 'good'}/p${i}.jpg`, imagePath: p, width: 90 + i, height: 60, boxes: i % 3 === 0 ? [] : [{ cls: i % 2, x1: 3.5, y1: 4, x2: 40 + i, y2: 33.25 }] });
+      images.push({
+        id: `${i % 2 ? 'bad' : 'good'}/p${i}.jpg`,
+        imagePath: p,
+        width: 90 + i,
+        height: 60,
+        boxes: i % 3 === 0 ? [] : [{ cls: i % 2, x1: 3.5, y1: 4, x2: 40 + i, y2: 33.25 }],
+      });
     }
     const y1 = await writeYoloDataset(['good', 'bad'], images, join(dir, 'y1'));
     const ls = await readYoloLabelled(y1.yamlPath);
@@ -97,9 +125,24 @@ describe('Label Studio JSON', () => {
   });
 
   it.each([
-    ['a rotated rectangle', lsRect(10, 10, 10, 10, 'dent', { value: { x: 10, y: 10, width: 10, height: 10, rotation: 30, rectanglelabels: ['dent'] } }), 'LABEL_ROTATED', /task 7 \(a\.jpg\) region 1: is rotated by 30 degrees/],
-    ['a polygon', { type: 'polygonlabels', value: { points: [[1, 1]], polygonlabels: ['dent'] } }, 'LABEL_UNSUPPORTED', /region type "polygonlabels"/],
-    ['two labels on one box', lsRect(10, 10, 10, 10, 'dent', { value: { x: 10, y: 10, width: 10, height: 10, rectanglelabels: ['dent', 'scratch'] } }), 'LABEL_BAD_OBJECT', /exactly one class name/],
+    [
+      'a rotated rectangle',
+      lsRect(10, 10, 10, 10, 'dent', { value: { x: 10, y: 10, width: 10, height: 10, rotation: 30, rectanglelabels: ['dent'] } }),
+      'LABEL_ROTATED',
+      /task 7 \(a\.jpg\) region 1: is rotated by 30 degrees/,
+    ],
+    [
+      'a polygon',
+      { type: 'polygonlabels', value: { points: [[1, 1]], polygonlabels: ['dent'] } },
+      'LABEL_UNSUPPORTED',
+      /region type "polygonlabels"/,
+    ],
+    [
+      'two labels on one box',
+      lsRect(10, 10, 10, 10, 'dent', { value: { x: 10, y: 10, width: 10, height: 10, rectanglelabels: ['dent', 'scratch'] } }),
+      'LABEL_BAD_OBJECT',
+      /exactly one class name/,
+    ],
     ['a box outside the image', lsRect(95, 10, 20, 10, 'dent'), 'LABEL_OUTSIDE_IMAGE', /outside the 200x100 image/],
   ])('refuses %s, naming the task and region', async (_what, result, code, message) => {
     const dir = await tempDir();
@@ -113,24 +156,43 @@ describe('Label Studio JSON', () => {
   it('refuses a task whose image is not there, and an unknown class against --names', async () => {
     const dir = await tempDir();
     await writeJpeg(join(dir, 'a.jpg'), 200, 100);
-    await writeText(join(dir, 't.json'), JSON.stringify([{ id: 1, data: { image: '/data/upload/1/deadbeef-zzz.jpg' }, annotations: [{ result: [] }] }]));
-    await expect(importLabelStudio(join(dir, 't.json'))).rejects.toMatchObject({ code: 'IMAGE_MISSING', message: expect.stringMatching(/task 1 .*zzz\.jpg/) });
-    await writeText(join(dir, 'u.json'), JSON.stringify([{ id: 1, data: { image: 'a.jpg' }, annotations: [{ result: [lsRect(1, 1, 5, 5, 'rust')] }] }]));
-    await expect(importLabelStudio(join(dir, 'u.json'), { names: ['dent'] })).rejects.toMatchObject({ code: 'LABEL_UNKNOWN_CLASS', message: expect.stringMatching(/unknown class "rust"/) });
+    await writeText(
+      join(dir, 't.json'),
+      JSON.stringify([{ id: 1, data: { image: '/data/upload/1/deadbeef-zzz.jpg' }, annotations: [{ result: [] }] }]),
+    );
+    await expect(importLabelStudio(join(dir, 't.json'))).rejects.toMatchObject({
+      code: 'IMAGE_MISSING',
+      message: expect.stringMatching(/task 1 .*zzz\.jpg/),
+    });
+    await writeText(
+      join(dir, 'u.json'),
+      JSON.stringify([{ id: 1, data: { image: 'a.jpg' }, annotations: [{ result: [lsRect(1, 1, 5, 5, 'rust')] }] }]),
+    );
+    await expect(importLabelStudio(join(dir, 'u.json'), { names: ['dent'] })).rejects.toMatchObject({
+      code: 'LABEL_UNKNOWN_CLASS',
+      message: expect.stringMatching(/unknown class "rust"/),
+    });
   });
 });
 
 describe('Roboflow-style data.yaml', () => {
   it('`train: ../train/images` beside train/ valid/ test/ resolves as ultralytics resolves it (the ../ dropped when the path does not exist)', async () => {
     const root = await tempDir();
-    for (const [split, n] of [['train', 3], ['valid', 2], ['test', 1]] as const) {
+    for (const [split, n] of [
+      ['train', 3],
+      ['valid', 2],
+      ['test', 1],
+    ] as const) {
       for (let i = 0; i < n; i++) {
         await writeJpeg(join(root, split, 'images', `${split}${i}.jpg`), 64, 48);
         await writeText(join(root, split, 'labels', `${split}${i}.txt`), '1 0.5 0.5 0.25 0.5\n');
       }
     }
     // Roboflow's export, word for word apart from the names
-    await writeText(join(root, 'data.yaml'), "train: ../train/images\nval: ../valid/images\ntest: ../test/images\n\nnc: 2\nnames: ['dent', 'scratch']\n");
+    await writeText(
+      join(root, 'data.yaml'),
+      "train: ../train/images\nval: ../valid/images\ntest: ../test/images\n\nnc: 2\nnames: ['dent', 'scratch']\n",
+    );
     const ds = readYoloDataset(join(root, 'data.yaml'));
     expect(ds.names).toEqual(['dent', 'scratch']);
     expect(ds.splits.train?.map((i) => i.imagePath)).toEqual([0, 1, 2].map((i) => join(root, 'train', 'images', `train${i}.jpg`)));
@@ -138,7 +200,10 @@ describe('Roboflow-style data.yaml', () => {
     expect(ds.splits.test?.[0]?.labels).toEqual([{ cls: 1, cx: 0.5, cy: 0.5, w: 0.25, h: 0.5 }]);
     // A ../ path that does exist is taken as written.
     await writeJpeg(join(root, '..', `${root.split('/').pop()}-sib`, 'images', 'x.jpg'), 64, 48);
-    await writeText(join(root, 'sib.yaml'), `train: ../${root.split('/').pop()}-sib/images\nval: ../valid/images\nnames: [dent, scratch]\n`);
+    await writeText(
+      join(root, 'sib.yaml'),
+      `train: ../${root.split('/').pop()}-sib/images\nval: ../valid/images\nnames: [dent, scratch]\n`,
+    );
     expect(readYoloDataset(join(root, 'sib.yaml')).splits.train?.length).toBe(1);
   });
 
@@ -169,10 +234,38 @@ describe('Pascal VOC with a separate images folder', () => {
     expect(split.report.unlabelled).toEqual(['IMAGES/unlabelled.jpg']);
 
     const out = await tempDir();
-    const r = await runCli(['dataset', 'import', '--format', 'voc', '--from', join(root, 'ANNOTATIONS'), '--images', join(root, 'IMAGES'), '--out', join(out, 'y'), '--json']);
+    const r = await runCli([
+      'dataset',
+      'import',
+      '--format',
+      'voc',
+      '--from',
+      join(root, 'ANNOTATIONS'),
+      '--images',
+      join(root, 'IMAGES'),
+      '--out',
+      join(out, 'y'),
+      '--json',
+    ]);
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout.trim().split('\n').pop()!)).toMatchObject({ images: 3, boxes: 3, names: ['crazing', 'patches'], unlabelled: 1 });
-    const missing = await runCli(['dataset', 'import', '--format', 'voc', '--from', join(root, 'ANNOTATIONS'), '--images', join(root, 'nope'), '--out', join(out, 'z')]);
+    expect(JSON.parse(r.stdout.trim().split('\n').pop()!)).toMatchObject({
+      images: 3,
+      boxes: 3,
+      names: ['crazing', 'patches'],
+      unlabelled: 1,
+    });
+    const missing = await runCli([
+      'dataset',
+      'import',
+      '--format',
+      'voc',
+      '--from',
+      join(root, 'ANNOTATIONS'),
+      '--images',
+      join(root, 'nope'),
+      '--out',
+      join(out, 'z'),
+    ]);
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toMatch(/nope: images folder not found/);
   });
@@ -186,7 +279,13 @@ describe('the label store and other tools', () => {
     for (let i = 0; i < 4; i++) {
       const p = join(dir, 'src', `p${i}.jpg`);
       await writeJpeg(p, 120, 80);
-      imgs.push({ id: `p${i}.jpg`, imagePath: p, width: 120, height: 80, boxes: i === 0 ? [] : [{ cls: i % 2, x1: 10, y1: 8, x2: 70, y2: 48 }] });
+      imgs.push({
+        id: `p${i}.jpg`,
+        imagePath: p,
+        width: 120,
+        height: 80,
+        boxes: i === 0 ? [] : [{ cls: i % 2, x1: 10, y1: 8, x2: 70, y2: 48 }],
+      });
     }
     const y = await writeYoloDataset(['dent', 'scratch'], imgs, join(dir, 'yolo'));
     const a = await runCli(['labels', 'import', '--home', home, '--yolo', y.yamlPath, '--ref-prefix', 's3://b/parts/', '--json']);
@@ -198,28 +297,73 @@ describe('the label store and other tools', () => {
     const lsFile = join(dir, 'ls.json');
     const e = await runCli(['labels', 'export', '--home', home, '--labelstudio', lsFile, '--classes', 'dent,scratch']);
     expect(e.code, e.stderr).toBe(0);
-    const tasks = JSON.parse(await readFile(lsFile, 'utf8')) as { data: { image: string }; annotations: { result: { value: { x: number; y: number; width: number; height: number; rectanglelabels: string[] } }[] }[] }[];
+    const tasks = JSON.parse(await readFile(lsFile, 'utf8')) as {
+      data: { image: string };
+      annotations: { result: { value: { x: number; y: number; width: number; height: number; rectanglelabels: string[] } }[] }[];
+    }[];
     const p1 = tasks.find((t) => t.data.image === 's3://b/parts/p1.jpg')!;
-    expect(p1.annotations[0]!.result.map((r) => r.value)).toEqual([{ x: (10 / 120) * 100, y: 10, width: 50, height: 50, rotation: 0, rectanglelabels: ['scratch'] }]);
+    expect(p1.annotations[0]!.result.map((r) => r.value)).toEqual([
+      { x: (10 / 120) * 100, y: 10, width: 50, height: 50, rotation: 0, rectanglelabels: ['scratch'] },
+    ]);
 
     // That export reads back (images by file name under --images) into the store under another prefix.
-    const b = await runCli(['labels', 'import', '--home', home, '--labelstudio', lsFile, '--images', join(dir, 'src'), '--names', 'dent,scratch', '--ref-prefix', 's3://b/again/', '--json']);
+    const b = await runCli([
+      'labels',
+      'import',
+      '--home',
+      home,
+      '--labelstudio',
+      lsFile,
+      '--images',
+      join(dir, 'src'),
+      '--names',
+      'dent,scratch',
+      '--ref-prefix',
+      's3://b/again/',
+      '--json',
+    ]);
     expect(b.code, b.stderr).toBe(0);
     expect(JSON.parse(b.stdout)).toMatchObject({ images: 4, appended: 4, boxes: 3 });
     const list = await runCli(['labels', 'list', '--home', home, '--json']);
-    const recs = list.stdout.trim().split('\n').map((l) => JSON.parse(l) as { source_ref: string; annotations: unknown[]; labeling_job: string; status: string });
+    const recs = list.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { source_ref: string; annotations: unknown[]; labeling_job: string; status: string });
     const again1 = recs.find((r) => r.source_ref === 's3://b/again/p1.jpg')!;
-    expect(again1).toMatchObject({ labeling_job: 'import/labelstudio', status: 'APPROVED', annotations: [{ class_id: 1, left: 10, top: 8, width: 60, height: 40 }] });
+    expect(again1).toMatchObject({
+      labeling_job: 'import/labelstudio',
+      status: 'APPROVED',
+      annotations: [{ class_id: 1, left: 10, top: 8, width: 60, height: 40 }],
+    });
 
     // Device pre-annotations (an ingested, unlabelled record) go out as predictions with their scores.
     const store = openLabelStore(join(home, 'labels.db'));
-    await store.append([makeRecord({ source_ref: 's3://b/incoming/u.jpg', image_width: 120, image_height: 80, annotations: [{ class_id: 0, left: 12, top: 8, width: 24, height: 16, confidence: 0.61 }], event_time: 5, labeling_job: '', status: 'PENDING', model_version: '3' })]);
+    await store.append([
+      makeRecord({
+        source_ref: 's3://b/incoming/u.jpg',
+        image_width: 120,
+        image_height: 80,
+        annotations: [{ class_id: 0, left: 12, top: 8, width: 24, height: 16, confidence: 0.61 }],
+        event_time: 5,
+        labeling_job: '',
+        status: 'PENDING',
+        model_version: '3',
+      }),
+    ]);
     await store.close();
     const e2 = await runCli(['labels', 'export', '--home', home, '--labelstudio', lsFile, '--classes', 'dent,scratch']);
     expect(e2.code, e2.stderr).toBe(0);
-    const u = (JSON.parse(await readFile(lsFile, 'utf8')) as { data: { image: string }; annotations: unknown[]; predictions: { model_version: string; result: { score: number; value: object }[] }[] }[]).find((t) => t.data.image === 's3://b/incoming/u.jpg')!;
+    const u = (
+      JSON.parse(await readFile(lsFile, 'utf8')) as {
+        data: { image: string };
+        annotations: unknown[];
+        predictions: { model_version: string; result: { score: number; value: object }[] }[];
+      }[]
+    ).find((t) => t.data.image === 's3://b/incoming/u.jpg')!;
     expect(u.annotations).toEqual([]);
-    expect(u.predictions).toMatchObject([{ model_version: '3', result: [{ score: 0.61, value: { x: 10, y: 10, width: 20, height: 20, rectanglelabels: ['dent'] } }] }]);
+    expect(u.predictions).toMatchObject([
+      { model_version: '3', result: [{ score: 0.61, value: { x: 10, y: 10, width: 20, height: 20, rectanglelabels: ['dent'] } }] },
+    ]);
     const bad = await runCli(['labels', 'import', '--home', home, '--yolo', y.yamlPath]);
     expect(bad.stderr).toMatch(/--ref-prefix/);
     const both = await runCli(['labels', 'export', '--home', home, '--labelstudio', lsFile, '--csv', join(dir, 'x.csv')]);

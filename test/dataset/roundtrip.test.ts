@@ -31,11 +31,17 @@ describe('YOLO → COCO → YOLO round trip (metal-tags and neu-det)', () => {
   it.each(['metal-tags', 'neu-det'] as const)('%s: same ids, splits, label files and version', async (name) => {
     const yaml = await yoloDataset(name);
     const yolo = await readYoloLabelled(yaml);
-    const manifest = JSON.parse(readFileSync(join(yolo.images[0]!.imagePath, '..', '..', '..', 'manifest.json'), 'utf8')) as { version: string };
+    const manifest = JSON.parse(readFileSync(join(yolo.images[0]!.imagePath, '..', '..', '..', 'manifest.json'), 'utf8')) as {
+      version: string;
+    };
     expect(datasetVersion(yolo.names, yolo.images)).toBe(manifest.version);
     const dir = await tempDir();
     const coco = await writeCocoDataset(yolo.names, yolo.images, join(dir, 'coco'));
-    const doc = JSON.parse(readFileSync(coco.jsonPath, 'utf8')) as { images: unknown[]; annotations: unknown[]; categories: { id: number; name: string }[] };
+    const doc = JSON.parse(readFileSync(coco.jsonPath, 'utf8')) as {
+      images: unknown[];
+      annotations: unknown[];
+      categories: { id: number; name: string }[];
+    };
     expect(doc.images).toHaveLength(yolo.images.length);
     expect(doc.annotations).toHaveLength(yolo.report.boxes);
     expect(doc.categories.map((c) => c.name)).toEqual(yolo.names);
@@ -65,7 +71,9 @@ describe('Ground Truth output manifests', () => {
 
   it('asks which attribute to read after an adjustment job, and reads the adjusted boxes when told', () => {
     const text = readFileSync(join(fixtures, 'adjustment.manifest'), 'utf8');
-    expect(() => parseGroundTruthManifest(text, { file: 'adjustment.manifest' })).toThrow(/adjustment\.manifest: several bounding-box label attributes \(adjusted-bounding-box, bounding-box\)/);
+    expect(() => parseGroundTruthManifest(text, { file: 'adjustment.manifest' })).toThrow(
+      /adjustment\.manifest: several bounding-box label attributes \(adjusted-bounding-box, bounding-box\)/,
+    );
     const p = parseGroundTruthManifest(text, { attribute: 'adjusted-bounding-box' });
     const r = p.records[0]!;
     expect(r.adjustmentStatus).toBe('adjusted');
@@ -113,7 +121,10 @@ describe('Ground Truth output manifests', () => {
 
   it('reports lines whose task failed, without treating them as labels', () => {
     const ok = readFileSync(join(fixtures, 'bounding-box.manifest'), 'utf8').trim();
-    const failed = JSON.stringify({ 'source-ref': 's3://b/x/a/late.jpg', 'bounding-box-metadata': { 'failure-reason': 'ClientError: task expired' } });
+    const failed = JSON.stringify({
+      'source-ref': 's3://b/x/a/late.jpg',
+      'bounding-box-metadata': { 'failure-reason': 'ClientError: task expired' },
+    });
     const p = parseGroundTruthManifest(`${ok}\n${failed}\n`);
     expect(p.records).toHaveLength(1);
     expect(p.failures).toEqual([{ line: 2, sourceRef: 's3://b/x/a/late.jpg', reason: 'ClientError: task expired' }]);

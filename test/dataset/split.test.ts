@@ -50,7 +50,13 @@ describe('stable splits', () => {
   it('the version id ignores record order but not labels or names', async () => {
     const dir = await tempDir();
     await writeJpeg(join(dir, 'x.jpg'), 64, 48);
-    const a: LabelledImage = { id: 'a/x.jpg', imagePath: join(dir, 'x.jpg'), width: 64, height: 48, boxes: [{ cls: 0, x1: 1, y1: 2, x2: 30, y2: 40 }] };
+    const a: LabelledImage = {
+      id: 'a/x.jpg',
+      imagePath: join(dir, 'x.jpg'),
+      width: 64,
+      height: 48,
+      boxes: [{ cls: 0, x1: 1, y1: 2, x2: 30, y2: 40 }],
+    };
     const b: LabelledImage = { ...a, id: 'b/x.jpg', boxes: [] };
     const v = async (names: string[], imgs: LabelledImage[], sub: string) => (await writeYoloDataset(names, imgs, join(dir, sub))).version;
     const v1 = await v(['scratch'], [a, b], 'o1');

@@ -22,7 +22,9 @@ export async function writeJpeg(path: string, width: number, height: number): Pr
   await mkdir(dirname(path), { recursive: true });
   const px = Buffer.alloc(width * height * 3);
   for (let i = 0; i < width * height; i++) px.fill((i * 7) % 256, i * 3, i * 3 + 3);
-  await sharp(px, { raw: { width, height, channels: 3 } }).jpeg().toFile(path);
+  await sharp(px, { raw: { width, height, channels: 3 } })
+    .jpeg()
+    .toFile(path);
 }
 
 /** Entries of a folder (to show nothing was left behind), hidden temp folders included. */
@@ -36,7 +38,12 @@ export async function writeText(path: string, text: string): Promise<void> {
 }
 
 /** A Pascal VOC annotation file. */
-export function vocXml(file: string, width: number, height: number, objects: { name: string; box: [number, number, number, number]; difficult?: boolean }[]): string {
+export function vocXml(
+  file: string,
+  width: number,
+  height: number,
+  objects: { name: string; box: [number, number, number, number]; difficult?: boolean }[],
+): string {
   const objs = objects
     .map(
       (o) =>

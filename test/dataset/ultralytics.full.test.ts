@@ -31,7 +31,10 @@ describe('ultralytics reads loupe YOLO exports as loupe does', () => {
       'print(json.dumps(out))',
     ].join('\n');
     const stdout = await runPython(code, { timeoutMs: 300_000 });
-    const ul = JSON.parse(stdout.trim().split('\n').pop() as string) as { names: string[]; splits: Record<string, { images: number; boxes: number; backgrounds: number }> };
+    const ul = JSON.parse(stdout.trim().split('\n').pop() as string) as {
+      names: string[];
+      splits: Record<string, { images: number; boxes: number; backgrounds: number }>;
+    };
     const ours = await datasetStats(w.yamlPath);
     expect(ul.names).toEqual(ds.names);
     for (const s of ['train', 'val', 'test'] as const) {
@@ -54,7 +57,7 @@ describe('ultralytics reads loupe YOLO exports as loupe does', () => {
       'from ultralytics.data import YOLODataset',
       `d = check_det_dataset(${JSON.stringify(join(dir, 'data.yaml'))})`,
       "y = YOLODataset(img_path=d['val'], data=d, task='detect', imgsz=256, augment=False, cache=False)",
-      "l = y.labels[0]",
+      'l = y.labels[0]',
       "print(json.dumps([[int(c)] + [round(float(v), 6) for v in b] for c, b in zip(l['cls'].ravel(), l['bboxes'])]))",
     ].join('\n');
     const ul = JSON.parse((await runPython(code, { timeoutMs: 300_000 })).trim().split('\n').pop() as string) as number[][];

@@ -59,51 +59,60 @@ const jobs: Job[] = [
   { name: 'metal-tags-nms', model: 'metal-tags-nms', ds: 'metal-tags' },
   { name: 'metal-tags-fp16', model: 'metal-tags-fp16', ds: 'metal-tags' },
   { name: 'neu-det', model: 'neu-det', ds: 'neu-det' },
-  { name: 'neu-det classes 1,3 iou 0.5', model: 'neu-det', ds: 'neu-det', kwargs: { classes: [1, 3], iou: 0.5 }, opts: { classes: [1, 3], iou: 0.5 } },
+  {
+    name: 'neu-det classes 1,3 iou 0.5',
+    model: 'neu-det',
+    ds: 'neu-det',
+    kwargs: { classes: [1, 3], iou: 0.5 },
+    opts: { classes: [1, 3], iou: 0.5 },
+  },
   { name: 'neu-det-dynamic', model: 'neu-det-dynamic', ds: 'neu-det', kwargs: { imgsz: 256 } },
   { name: 'neu-det-nms', model: 'neu-det-nms', ds: 'neu-det' },
 ];
 
 describe('agreement with ultralytics predict', () => {
-  it(
-    'every fixture export on the test splits of metal-tags and neu-det',
-    async () => {
-      const models = await Promise.all(jobs.map((j) => fixtureModel(j.model)));
-      const ref = await ultralytics<Array<Record<string, RefImage>>>(
-        'predict_many',
-        { cwd: tmp, jobs: jobs.map((j, k) => ({ model: models[k], files: splitImages[j.ds], kwargs: j.kwargs ?? {} })) },
-        1_800_000,
-      );
-      for (let k = 0; k < jobs.length; k++) {
-        const j = jobs[k];
-        const f = compare(ref[k], await ours(models[k], splitImages[j.ds], j.opts, j.load));
-        report[j.name] = f;
-        expect(f.boxes, j.name).toBeGreaterThan(10);
-        expect(f.unmatched, j.name).toBe(0);
-        expect(f.extra, j.name).toBe(0);
-        expect(f.minIou, j.name).toBeGreaterThanOrEqual(0.98);
-        expect(f.maxDconf, j.name).toBeLessThanOrEqual(0.02);
-      }
-    },
-    3_600_000,
-  );
+  it('every fixture export on the test splits of metal-tags and neu-det', async () => {
+    const models = await Promise.all(jobs.map((j) => fixtureModel(j.model)));
+    const ref = await ultralytics<Array<Record<string, RefImage>>>(
+      'predict_many',
+      { cwd: tmp, jobs: jobs.map((j, k) => ({ model: models[k], files: splitImages[j.ds], kwargs: j.kwargs ?? {} })) },
+      1_800_000,
+    );
+    for (let k = 0; k < jobs.length; k++) {
+      const j = jobs[k];
+      const f = compare(ref[k], await ours(models[k], splitImages[j.ds], j.opts, j.load));
+      report[j.name] = f;
+      expect(f.boxes, j.name).toBeGreaterThan(10);
+      expect(f.unmatched, j.name).toBe(0);
+      expect(f.extra, j.name).toBe(0);
+      expect(f.minIou, j.name).toBeGreaterThanOrEqual(0.98);
+      expect(f.maxDconf, j.name).toBeLessThanOrEqual(0.02);
+    }
+  }, 3_600_000);
 
-  it(
-    'loupe detect --json on a folder gives the same boxes (CLI contract)',
-    async () => {
-      const model = await fixtureModel('metal-tags');
-      const dir = dirname(splitImages['metal-tags'][0]);
-      const r = await runCli(['detect', dir, '--model', model, '--json'], { timeoutMs: 600_000 });
-      expect(r.code, r.stderr).toBe(0);
-      const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { image: string; width: number; height: number; detections: Array<{ xyxy: number[]; conf: number; cls: number; name: string }> });
-      expect(lines.map((l) => l.image)).toEqual(splitImages['metal-tags']);
-      for (const l of lines) {
-        expect(Object.keys(l)).toEqual(['image', 'width', 'height', 'detections']);
-        for (const d of l.detections) expect(Object.keys(d)).toEqual(['xyxy', 'conf', 'cls', 'name']);
-      }
-      const ref = await ours(model, splitImages['metal-tags']);
-      for (const l of lines) expect(l.detections).toEqual(ref.get(l.image)!.boxes);
-    },
-    900_000,
-  );
+  it('loupe detect --json on a folder gives the same boxes (CLI contract)', async () => {
+    const model = await fixtureModel('metal-tags');
+    const dir = dirname(splitImages['metal-tags'][0]);
+    const r = await runCli(['detect', dir, '--model', model, '--json'], { timeoutMs: 600_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            image: string;
+            width: number;
+            height: number;
+            detections: Array<{ xyxy: number[]; conf: number; cls: number; name: string }>;
+          },
+      );
+    expect(lines.map((l) => l.image)).toEqual(splitImages['metal-tags']);
+    for (const l of lines) {
+      expect(Object.keys(l)).toEqual(['image', 'width', 'height', 'detections']);
+      for (const d of l.detections) expect(Object.keys(d)).toEqual(['xyxy', 'conf', 'cls', 'name']);
+    }
+    const ref = await ours(model, splitImages['metal-tags']);
+    for (const l of lines) expect(l.detections).toEqual(ref.get(l.image)!.boxes);
+  }, 900_000);
 });

@@ -79,10 +79,16 @@ describe('BMP frames', () => {
   it('the uploader re-encodes a BMP frame as JPEG and hashes it like the same pixels as PNG', async () => {
     const path = join(dir, 'frame.bmp');
     await writeFile(path, bmp24(rgb, W, H));
-    const img = await prepareImage(path, { width: W, height: H, detections: [] }, { maxWidth: 4096, maxHeight: 4096, jpegQuality: 90, maxBytes: 1 << 20, reencode: false });
+    const img = await prepareImage(
+      path,
+      { width: W, height: H, detections: [] },
+      { maxWidth: 4096, maxHeight: 4096, jpegQuality: 90, maxBytes: 1 << 20, reencode: false },
+    );
     const meta = await sharp(img.data).metadata();
     expect([meta.format, meta.width, meta.height]).toEqual(['jpeg', W, H]);
-    const png = await sharp(Buffer.from(rgb), { raw: { width: W, height: H, channels: 3 } }).png().toBuffer();
+    const png = await sharp(Buffer.from(rgb), { raw: { width: W, height: H, channels: 3 } })
+      .png()
+      .toBuffer();
     expect(await dhash(path)).toBe(await dhash(png));
   });
 });

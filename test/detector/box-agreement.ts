@@ -76,4 +76,3 @@ export function compare(ref: Record<string, RefImage>, ours: Loupe, tol = { iou:
   }
   return f;
 }
-

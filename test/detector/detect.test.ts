@@ -21,7 +21,12 @@ const images: string[] = [];
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'loupe-detect-'));
   const dir = join(datasetDir('metal-tags'), 'bad');
-  images.push(...readdirSync(dir).sort().slice(0, 8).map((f) => join(dir, f)));
+  images.push(
+    ...readdirSync(dir)
+      .sort()
+      .slice(0, 8)
+      .map((f) => join(dir, f)),
+  );
   det = await Detector.load(await fixtureModel('metal-tags'));
   neu = await Detector.load(await fixtureModel('neu-det'));
 });
@@ -34,7 +39,16 @@ afterAll(async () => {
 
 describe('Detector', () => {
   it('exposes what the model is', () => {
-    expect(det.info).toMatchObject({ names: ['scratch'], imgsz: [480, 480], stride: 32, dynamic: false, nmsExport: false, fp16: false, inputName: 'images', outputName: 'output0' });
+    expect(det.info).toMatchObject({
+      names: ['scratch'],
+      imgsz: [480, 480],
+      stride: 32,
+      dynamic: false,
+      nmsExport: false,
+      fp16: false,
+      inputName: 'images',
+      outputName: 'output0',
+    });
     expect(Object.isFrozen(det.info)).toBe(true);
   }, 600_000);
 
@@ -53,7 +67,8 @@ describe('Detector', () => {
       expect(d.xyxy[2]).toBeLessThanOrEqual(450);
       expect(d.xyxy[3]).toBeLessThanOrEqual(300);
     }
-    for (const k of ['decodeMs', 'preprocessMs', 'inferenceMs', 'postprocessMs', 'totalMs'] as const) expect(a.timings[k]).toBeGreaterThanOrEqual(0);
+    for (const k of ['decodeMs', 'preprocessMs', 'inferenceMs', 'postprocessMs', 'totalMs'] as const)
+      expect(a.timings[k]).toBeGreaterThanOrEqual(0);
     expect(a.timings.inferenceMs).toBeGreaterThan(0);
   }, 600_000);
 
@@ -80,7 +95,9 @@ describe('Detector', () => {
     let f = '';
     let all = { detections: [] as Array<{ name: string; conf: number }> };
     let classes = new Set<string>();
-    for (const name of readdirSync(dir).sort().filter((_, i) => i % 37 === 0)) {
+    for (const name of readdirSync(dir)
+      .sort()
+      .filter((_, i) => i % 37 === 0)) {
       f = join(dir, name);
       all = await neu.detect(f, { conf: 0.01 });
       classes = new Set(all.detections.map((d) => d.name));
@@ -148,7 +165,10 @@ describe('loupe detect', () => {
     await writeFile(join(dir, 'notes.txt'), 'not an image, ignored');
     const r = await runCli(['detect', dir, join(tmp, 'nope.jpg'), '--model', await fixtureModel('metal-tags'), '--json']);
     expect(r.code).toBe(1);
-    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { image: string; detections: unknown[] });
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { image: string; detections: unknown[] });
     expect(lines.map((l) => l.image)).toEqual([join(dir, 'a.jpg'), join(dir, 'c.JPG')]);
     expect(r.stderr).toContain(`loupe: ${join(dir, 'b.jpg')}: not a readable image`);
     expect(r.stderr).toContain(`loupe: ${join(dir, 'd.jpg')}: not a readable image`);
@@ -160,7 +180,23 @@ describe('loupe detect', () => {
 
   it('takes --classes, --class-conf, --max-det, --conf, --iou; refuses bad values before running', async () => {
     const model = await fixtureModel('metal-tags');
-    const ok = await runCli(['detect', images[0], '--model', model, '--json', '--conf', '0.1', '--iou', '0.5', '--max-det', '1', '--classes', 'scratch', '--class-conf', 'scratch=0.2']);
+    const ok = await runCli([
+      'detect',
+      images[0],
+      '--model',
+      model,
+      '--json',
+      '--conf',
+      '0.1',
+      '--iou',
+      '0.5',
+      '--max-det',
+      '1',
+      '--classes',
+      'scratch',
+      '--class-conf',
+      'scratch=0.2',
+    ]);
     expect(ok.code, ok.stderr).toBe(0);
     const line = JSON.parse(ok.stdout) as { detections: Array<{ conf: number }> };
     const ref = await det.detect(images[0], { conf: 0.1, iou: 0.5, maxDet: 1, classConf: { scratch: 0.2 } });

@@ -63,7 +63,8 @@ tiny(T + '/out-rank2.onnx', [1, 3, 64, 64], [1, 5])
 print('ok')
 `;
   await runPython(code, { cwd: tmp });
-  for (const n of ['segment', 'three-names', 'no-meta', 'double-quoted', 'dyn-no-meta', 'rank3', 'uint8', 'gray', 'batch2', 'out-rank2']) bad[n] = join(tmp, `${n}.onnx`);
+  for (const n of ['segment', 'three-names', 'no-meta', 'double-quoted', 'dyn-no-meta', 'rank3', 'uint8', 'gray', 'batch2', 'out-rank2'])
+    bad[n] = join(tmp, `${n}.onnx`);
   await writeFile(join(tmp, 'text.onnx'), 'this is not a model\n');
   await writeFile(join(tmp, 'empty.onnx'), '');
   await copyFile(image, join(tmp, 'photo.onnx'));
@@ -95,7 +96,12 @@ describe('model metadata', () => {
       'metal-tags-dynamic': { names: ['scratch'], imgsz: [480, 480], dynamic: true, nmsExport: false, fp16: false },
       'metal-tags-nms': { names: ['scratch'], imgsz: [480, 480], dynamic: false, nmsExport: true, fp16: false, outputShape: [1, 300, 6] },
       'metal-tags-fp16': { names: ['scratch'], imgsz: [480, 480], dynamic: false, nmsExport: false, fp16: true, outputFp16: true },
-      'neu-det': { names: ['crazing', 'inclusion', 'patches', 'pitted_surface', 'rolled-in_scale', 'scratches'], imgsz: [256, 256], dynamic: false, outputShape: [1, 10, 1344] },
+      'neu-det': {
+        names: ['crazing', 'inclusion', 'patches', 'pitted_surface', 'rolled-in_scale', 'scratches'],
+        imgsz: [256, 256],
+        dynamic: false,
+        outputShape: [1, 10, 1344],
+      },
       'neu-det-nms': { imgsz: [256, 256], nmsExport: true },
       'neu-det-dynamic': { imgsz: [256, 256], dynamic: true },
     } as const;

@@ -166,7 +166,15 @@ for (const [seed, multi, maxDet] of [
     const cy = Math.round(r() * 480 * 4) / 4;
     anchors.push([cx, cy, 5 + r() * 80, 5 + r() * 80, r() * r(), r() * r() * r(), r() * 0.5]);
   }
-  cases.push({ name: `random 3000 anchors, seed ${seed}, ${multi ? 'multi-label' : 'best class'}, max_det ${maxDet}`, nc: 3, anchors, conf: multi ? 0.001 : 0.05, iou: 0.6, multi, max_det: maxDet });
+  cases.push({
+    name: `random 3000 anchors, seed ${seed}, ${multi ? 'multi-label' : 'best class'}, max_det ${maxDet}`,
+    nc: 3,
+    anchors,
+    conf: multi ? 0.001 : 0.05,
+    iou: 0.6,
+    multi,
+    max_det: maxDet,
+  });
 }
 
 let tmp: string;
@@ -181,11 +189,28 @@ describe('NMS agrees with ultralytics non_max_suppression', () => {
   it('on edge cases and dense random outputs, exactly (boxes, scores, classes, order)', async () => {
     const ref = await ultralytics<number[][][]>('nms', {
       cwd: tmp,
-      cases: cases.map((c) => ({ pred: layout(c), shape: [1, 4 + c.nc, c.anchors.length], conf: c.conf, iou: c.iou, classes: c.classes ?? null, multi: c.multi ?? false, max_det: c.max_det ?? 300, fp16: c.fp16 ?? false })),
+      cases: cases.map((c) => ({
+        pred: layout(c),
+        shape: [1, 4 + c.nc, c.anchors.length],
+        conf: c.conf,
+        iou: c.iou,
+        classes: c.classes ?? null,
+        multi: c.multi ?? false,
+        max_det: c.max_det ?? 300,
+        fp16: c.fp16 ?? false,
+      })),
     });
     const post = new Postprocessor();
     cases.forEach((c, k) => {
-      const opts: NmsOptions = { conf: c.conf, iou: c.iou, maxDet: c.max_det ?? 300, maxNms: 30000, multiLabel: c.multi ?? false, classes: c.classes ? new Set(c.classes) : undefined, fp16: c.fp16 ?? false };
+      const opts: NmsOptions = {
+        conf: c.conf,
+        iou: c.iou,
+        maxDet: c.max_det ?? 300,
+        maxNms: 30000,
+        multiLabel: c.multi ?? false,
+        classes: c.classes ? new Set(c.classes) : undefined,
+        fp16: c.fp16 ?? false,
+      };
       const out = post.run(Float32Array.from(layout(c)), c.nc, c.anchors.length, opts);
       const ours: number[][] = [];
       for (let i = 0; i < out.n; i++) ours.push([...out.xyxy.subarray(i * 4, i * 4 + 4), out.conf[i], out.cls[i]]);
@@ -218,7 +243,15 @@ describe('NMS agrees with ultralytics non_max_suppression', () => {
     });
     const post = new Postprocessor();
     const run = (conf: number, classes: number[] | undefined, maxDet: number): number[][] => {
-      const o = post.runEnd2End(Float32Array.from(pred), 300, 3, { conf, iou: 0.7, maxDet, maxNms: 30000, multiLabel: false, classes: classes ? new Set(classes) : undefined, fp16: false });
+      const o = post.runEnd2End(Float32Array.from(pred), 300, 3, {
+        conf,
+        iou: 0.7,
+        maxDet,
+        maxNms: 30000,
+        multiLabel: false,
+        classes: classes ? new Set(classes) : undefined,
+        fp16: false,
+      });
       return Array.from({ length: o.n }, (_, i) => [...o.xyxy.subarray(i * 4, i * 4 + 4), o.conf[i], o.cls[i]]);
     };
     expect(run(0.25, undefined, 300)).toEqual(ref[0]);

@@ -57,7 +57,11 @@ describe('JPEG orientation read without decoding', () => {
       ['Orientation 1, big-endian', withSegments(jpeg, exifSegment([[ORI, 3, 1, 1]], false)), 1],
       ['Orientation 6, little-endian', withSegments(jpeg, exifSegment([MAKE, [ORI, 3, 1, 6]], true)), 6],
       ['Orientation 3, big-endian', withSegments(jpeg, exifSegment([[ORI, 3, 1, 3]], false)), 3],
-      ['Orientation 8 after an XMP APP1', withSegments(jpeg, Buffer.from([0xff, 0xe1, 0, 8, 0x68, 0x74, 0x74, 0x70, 0x3a, 0x2f]), exifSegment([[ORI, 3, 1, 8]], true)), 8],
+      [
+        'Orientation 8 after an XMP APP1',
+        withSegments(jpeg, Buffer.from([0xff, 0xe1, 0, 8, 0x68, 0x74, 0x74, 0x70, 0x3a, 0x2f]), exifSegment([[ORI, 3, 1, 8]], true)),
+        8,
+      ],
       ['two Exif blocks', withSegments(jpeg, exifSegment([[ORI, 3, 1, 1]], true), exifSegment([[ORI, 3, 1, 6]], true)), undefined],
       ['Orientation stored as LONG', withSegments(jpeg, exifSegment([[ORI, 4, 1, 6]], true)), undefined],
       ['Orientation out of range', withSegments(jpeg, exifSegment([[ORI, 3, 1, 9]], true)), undefined],
@@ -75,7 +79,9 @@ describe('JPEG orientation read without decoding', () => {
   }, 600_000);
 
   it('answers undefined (libvips decides) for what is not a plain JPEG', async () => {
-    const png = await sharp({ create: { width: 4, height: 3, channels: 3, background: '#808080' } }).png().toBuffer();
+    const png = await sharp({ create: { width: 4, height: 3, channels: 3, background: '#808080' } })
+      .png()
+      .toBuffer();
     expect(jpegOrientation(png)).toBeUndefined();
     expect(jpegOrientation(new Uint8Array([0xff, 0xd8]))).toBeUndefined();
     expect(jpegOrientation(new Uint8Array([0xff, 0xd8, 0xff, 0xe1, 0x00]))).toBeUndefined();

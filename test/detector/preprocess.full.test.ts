@@ -28,7 +28,11 @@ async function info(model: string): Promise<ModelInfo> {
 }
 
 /** Our tensor for one image in predict or val mode (the Detector's own plan and writer). */
-async function ourTensor(file: string, mi: ModelInfo, mode: 'predict' | 'val'): Promise<{ data: Float32Array | Uint16Array; shape: number[] }> {
+async function ourTensor(
+  file: string,
+  mi: ModelInfo,
+  mode: 'predict' | 'val',
+): Promise<{ data: Float32Array | Uint16Array; shape: number[] }> {
   const img = await decodeImage(file);
   const plan = inputPlan(img.width, img.height, mi, mode);
   const w = new TensorWriter();
@@ -91,7 +95,11 @@ describe('resize', () => {
 describe('decoding like cv2.imdecode(IMREAD_COLOR)', () => {
   it('handles grayscale, RGBA (alpha dropped, not composited), palette, 16-bit, EXIF-rotated and BMP images', async () => {
     const src = join(datasetDir('metal-tags'), 'bad', readdirSync(join(datasetDir('metal-tags'), 'bad')).sort()[3]);
-    const made = await ultralytics<Record<string, { path: string; rgb: string; width: number; height: number }>>('images', { src, out: tmp, cwd: tmp });
+    const made = await ultralytics<Record<string, { path: string; rgb: string; width: number; height: number }>>('images', {
+      src,
+      out: tmp,
+      cwd: tmp,
+    });
     expect(Object.keys(made).length).toBe(18);
     for (const [name, m] of Object.entries(made)) {
       const img = await decodeImage(m.path);
@@ -108,13 +116,22 @@ describe("input tensors equal ultralytics' (predict)", () => {
     const mi = await info(model);
     const out = join(tmp, `cap-${Math.random().toString(36).slice(2)}`);
     await import('node:fs/promises').then((fs) => fs.mkdir(out));
-    const caps = await ultralytics<Array<{ file: string; shape: number[]; dtype: string; path: string }>>('capture', { model, files, out, kwargs, cwd: tmp });
+    const caps = await ultralytics<Array<{ file: string; shape: number[]; dtype: string; path: string }>>('capture', {
+      model,
+      files,
+      out,
+      kwargs,
+      cwd: tmp,
+    });
     expect(caps.length).toBe(files.length);
     for (const c of caps) {
       const ours = await ourTensor(c.file, mi, 'predict');
       expect(ours.shape, c.file).toEqual(c.shape);
       const raw = await readFile(c.path);
-      const theirs = c.dtype === 'float16' ? new Uint16Array(raw.buffer, raw.byteOffset, raw.length / 2) : new Float32Array(raw.buffer, raw.byteOffset, raw.length / 4);
+      const theirs =
+        c.dtype === 'float16'
+          ? new Uint16Array(raw.buffer, raw.byteOffset, raw.length / 2)
+          : new Float32Array(raw.buffer, raw.byteOffset, raw.length / 4);
       expect(c.dtype).toBe(mi.fp16 ? 'float16' : 'float32');
       expect(firstDiff(ours.data, theirs), c.file).toBe(-1);
     }
@@ -130,25 +147,37 @@ describe("input tensors equal ultralytics' (predict)", () => {
 
   it('metal-tags (fixed 480): dataset images plus grayscale, RGBA PNG, EXIF-rotated JPEG, 16-bit PNG', async () => {
     const dir = join(datasetDir('metal-tags'), 'bad');
-    const files = readdirSync(dir).sort().slice(0, 3).map((f) => join(dir, f));
+    const files = readdirSync(dir)
+      .sort()
+      .slice(0, 3)
+      .map((f) => join(dir, f));
     await compare(await fixtureModel('metal-tags'), [...files, ...(await oddImages())]);
   }, 600_000);
 
   it('neu-det (fixed 256, 200x200 grayscale-as-RGB upscaled)', async () => {
     const dir = join(requireDataset('neu-det'), 'IMAGES');
-    const files = readdirSync(dir).sort().filter((_, i) => i % 400 === 0).map((f) => join(dir, f));
+    const files = readdirSync(dir)
+      .sort()
+      .filter((_, i) => i % 400 === 0)
+      .map((f) => join(dir, f));
     await compare(await fixtureModel('neu-det'), files);
   }, 600_000);
 
   it('dynamic export: minimal stride-multiple rectangle (auto letterbox)', async () => {
     const dir = join(datasetDir('metal-tags'), 'bad');
-    const files = readdirSync(dir).sort().slice(10, 12).map((f) => join(dir, f));
+    const files = readdirSync(dir)
+      .sort()
+      .slice(10, 12)
+      .map((f) => join(dir, f));
     await compare(await fixtureModel('metal-tags-dynamic'), [...files, ...(await oddImages()).slice(2, 3)], { imgsz: 480 });
   }, 600_000);
 
   it('fp16 export: half-precision input (uint8.half() / 255)', async () => {
     const dir = join(datasetDir('metal-tags'), 'bad');
-    const files = readdirSync(dir).sort().slice(20, 22).map((f) => join(dir, f));
+    const files = readdirSync(dir)
+      .sort()
+      .slice(20, 22)
+      .map((f) => join(dir, f));
     // includes the padding value 114/255 and every pixel value present, as half bits
     await compare(await fixtureModel('metal-tags-fp16'), files);
   }, 600_000);

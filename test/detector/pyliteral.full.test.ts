@@ -16,7 +16,7 @@ const cases = [
   '(1,)',
   '((1, 2), [3, (4,)], {"a": {"b": [None, True]}})',
   '{"it\'s": "say \\"hi\\"", \'tab\': \'a\\tb\\n\', "u": "\\u00e9\\x41\\101"}',
-  "'adj' \"acent\"",
+  '\'adj\' "acent"',
   '-1.5e-3',
   '+7',
   '1_000',
@@ -32,7 +32,8 @@ const cases = [
 
 describe('pyliteral', () => {
   it('parses like ast.literal_eval (cross-checked in the pinned venv)', async () => {
-    const code = `import ast, json, sys\ncases = ${JSON.stringify(JSON.stringify(cases))}\n` +
+    const code =
+      `import ast, json, sys\ncases = ${JSON.stringify(JSON.stringify(cases))}\n` +
       `def conv(v):\n  if isinstance(v, dict): return {str(k) if not isinstance(k, bool) else ('True' if k else 'False'): conv(x) for k, x in v.items()}\n` +
       `  if isinstance(v, (list, tuple, set)): return [conv(x) for x in v]\n  return v\n` +
       `print(json.dumps([conv(ast.literal_eval(c)) for c in json.loads(cases)]))`;
@@ -59,7 +60,7 @@ describe('pyliteral', () => {
   }, 600_000);
 
   it('refuses what is not a literal, naming the input and the place', () => {
-    const bad = ["{0: 'a'", "[1, 2", "'open", 'foo(1)', '1 2', '{[1]: 2}', "{'a' 1}", '01', '', "'a\nb'", '__import__("os")'];
+    const bad = ["{0: 'a'", '[1, 2', "'open", 'foo(1)', '1 2', '{[1]: 2}', "{'a' 1}", '01', '', "'a\nb'", '__import__("os")'];
     for (const b of bad) {
       let err: unknown;
       try {

@@ -19,7 +19,11 @@ export async function ultralytics<T>(op: string, args: Record<string, unknown> &
   await writeFile(argsFile, JSON.stringify({ op, ...args }));
   try {
     const code = `import json\nARGS = json.load(open(${JSON.stringify(argsFile)}))\n${script}`;
-    const out = await runPython(code, { timeoutMs, cwd: args.cwd, env: { YOLO_OFFLINE: 'true', YOLO_AUTOINSTALL: 'false', YOLO_VERBOSE: 'false' } });
+    const out = await runPython(code, {
+      timeoutMs,
+      cwd: args.cwd,
+      env: { YOLO_OFFLINE: 'true', YOLO_AUTOINSTALL: 'false', YOLO_VERBOSE: 'false' },
+    });
     const i = out.lastIndexOf('\n@@JSON@@');
     if (i < 0) throw new Error(`no JSON from ultra_ref ${op}:\n${out.slice(-2000)}`);
     return JSON.parse(out.slice(i + 9)) as T;

@@ -27,7 +27,9 @@ describe('loupe edge up', () => {
     const lines = r.stdout.trim().split('\n');
     expect(lines).toHaveLength(1);
     const s = JSON.parse(lines[0]!) as Record<string, number>;
-    expect(Object.keys(s).sort()).toEqual(['defects', 'errors', 'frames', 'inferred', 'modelVersion', 'seconds', 'spoolPending', 'uploaded'].sort());
+    expect(Object.keys(s).sort()).toEqual(
+      ['defects', 'errors', 'frames', 'inferred', 'modelVersion', 'seconds', 'spoolPending', 'uploaded'].sort(),
+    );
     expect(s.frames).toBeGreaterThan(0);
     expect(s.inferred).toBeGreaterThan(0);
     expect(s.inferred).toBeLessThanOrEqual(s.frames);
@@ -36,7 +38,9 @@ describe('loupe edge up', () => {
   });
 
   it('prints the endpoints a user needs (object store with its keys, broker, nucleus socket) from the stack itself', async () => {
-    const r = await runCli(['edge', 'up', '--source', `folder:${dir}`, '--fps', '4', '--duration', '6', '--log-format', 'human'], { timeoutMs: 120_000 });
+    const r = await runCli(['edge', 'up', '--source', `folder:${dir}`, '--fps', '4', '--duration', '6', '--log-format', 'human'], {
+      timeoutMs: 120_000,
+    });
     expect(r.code, r.stderr.slice(-2000)).toBe(0);
     const obj = /object store {2}(http:\/\/127\.0\.0\.1:\d+) {2}bucket loupe-incoming/.exec(r.stderr);
     expect(obj, r.stderr).not.toBeNull();
@@ -49,7 +53,9 @@ describe('loupe edge up', () => {
   });
 
   it('fails loudly: a component that errors is named with its reason, exit 1, logs kept', async () => {
-    const r = await runCli(['edge', 'up', '--source', 'folder:/nonexistent-loupe-camera', '--duration', '6', '--json'], { timeoutMs: 120_000 });
+    const r = await runCli(['edge', 'up', '--source', 'folder:/nonexistent-loupe-camera', '--duration', '6', '--json'], {
+      timeoutMs: 120_000,
+    });
     expect(r.code, r.stderr.slice(-2000)).toBe(1);
     const summary = JSON.parse(r.stdout.trim()) as { errors: number };
     expect(summary.errors).toBeGreaterThan(0);

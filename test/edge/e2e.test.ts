@@ -65,13 +65,20 @@ function resultsFor(from: number, to: number): Map<number, ResultMessage> {
 }
 
 async function waitResults(from: number, to: number, ms = 90_000): Promise<ResultMessage[]> {
-  await until(() => resultsFor(from, to).size === to - from, ms, `results for frames ${from + 1}..${to} (have ${resultsFor(from, to).size})`);
+  await until(
+    () => resultsFor(from, to).size === to - from,
+    ms,
+    `results for frames ${from + 1}..${to} (have ${resultsFor(from, to).size})`,
+  );
   return [...resultsFor(from, to).values()].sort((a, b) => a.seq - b.seq);
 }
 
 async function observed(): Promise<{ topic: string; message: Record<string, unknown> }[]> {
   const text = await readFile(join(stack.nucleus.root, 'work', 'test.Observer', 'observed.jsonl'), 'utf8').catch(() => '');
-  return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { topic: string; message: Record<string, unknown> });
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { topic: string; message: Record<string, unknown> });
 }
 
 async function pidOf(component: string): Promise<number> {
@@ -80,7 +87,10 @@ async function pidOf(component: string): Promise<number> {
 }
 
 const uploadedJpgs = async () => (await stack.listUploads()).filter((k) => k.endsWith('.jpg'));
-const spoolPending = async () => (await readdir(join(stack.nucleus.root, 'work', 'loupe.Uploader', 'spool')).catch(() => [] as string[])).filter((f) => f.endsWith('.json')).length;
+const spoolPending = async () =>
+  (await readdir(join(stack.nucleus.root, 'work', 'loupe.Uploader', 'spool')).catch(() => [] as string[])).filter((f) =>
+    f.endsWith('.json'),
+  ).length;
 const states = () => Object.fromEntries(stack.nucleus.status().components.map((c) => [c.name, c.state]));
 
 beforeAll(async () => {
@@ -123,7 +133,14 @@ beforeAll(async () => {
       ComponentVersion: '1.0.0',
       ComponentConfiguration: {
         DefaultConfiguration: {
-          accessControl: { 'aws.greengrass.ipc.pubsub': { 'test.Observer:sub': { operations: ['aws.greengrass#SubscribeToTopic'], resources: ['loupe/results', 'loupe/telemetry/*', 'loupe/model/status'] } } },
+          accessControl: {
+            'aws.greengrass.ipc.pubsub': {
+              'test.Observer:sub': {
+                operations: ['aws.greengrass#SubscribeToTopic'],
+                resources: ['loupe/results', 'loupe/telemetry/*', 'loupe/model/status'],
+              },
+            },
+          },
         },
       },
       Manifests: [{ Platform: { os: 'linux' }, Lifecycle: { Run: `exec "${process.execPath}" ${OBSERVER}` } }],
@@ -156,29 +173,56 @@ describe('loupe suite on the local nucleus', () => {
     expect(results.some((r) => r.verdict === 'pass')).toBe(true);
     // The same results reached an ordinary IPC subscriber.
     // (IPC and IoT Core deliveries race each other, so give the IPC side a moment too.)
-    await until(async () => {
-      const ipcIds = new Set((await observed()).filter((o) => o.topic === 'loupe/results').map((o) => o.message.frameId));
-      return results.every((r) => ipcIds.has(r.frameId));
-    }, 30_000, 'the same results on IPC');
+    await until(
+      async () => {
+        const ipcIds = new Set((await observed()).filter((o) => o.topic === 'loupe/results').map((o) => o.message.frameId));
+        return results.every((r) => ipcIds.has(r.frameId));
+      },
+      30_000,
+      'the same results on IPC',
+    );
     // Exactly the failed frames are uploaded (policy "failed"), with a sidecar each.
-    await until(async () => (await uploadedJpgs()).length === fails.length && (await spoolPending()) === 0, 60_000, 'uploads of the failed frames');
+    await until(
+      async () => (await uploadedJpgs()).length === fails.length && (await spoolPending()) === 0,
+      60_000,
+      'uploads of the failed frames',
+    );
     const keys = await stack.listUploads();
     for (const r of fails) {
       const d = new Date(r.time);
       const base = `incoming/${stack.thingName}/${d.getUTCFullYear()}/${String(d.getUTCMonth() + 1).padStart(2, '0')}/${String(d.getUTCDate()).padStart(2, '0')}/${r.frameId}`;
       expect(keys).toContain(`${base}.jpg`);
-      const side = JSON.parse(await (await stack.s3.send(new GetObjectCommand({ Bucket: stack.bucket, Key: `${base}.json` }))).Body!.transformToString()) as Record<string, unknown>;
-      expect(side).toMatchObject({ device: stack.thingName, camera: 'cam1', frameId: r.frameId, reason: 'failed', verdict: 'fail', model: { version: '1.0.0' } });
+      const side = JSON.parse(
+        await (await stack.s3.send(new GetObjectCommand({ Bucket: stack.bucket, Key: `${base}.json` }))).Body!.transformToString(),
+      ) as Record<string, unknown>;
+      expect(side).toMatchObject({
+        device: stack.thingName,
+        camera: 'cam1',
+        frameId: r.frameId,
+        reason: 'failed',
+        verdict: 'fail',
+        model: { version: '1.0.0' },
+      });
       expect(side.detections).toEqual(r.detections);
-      const img = Buffer.from(await (await stack.s3.send(new GetObjectCommand({ Bucket: stack.bucket, Key: `${base}.jpg` }))).Body!.transformToByteArray());
+      const img = Buffer.from(
+        await (await stack.s3.send(new GetObjectCommand({ Bucket: stack.bucket, Key: `${base}.jpg` }))).Body!.transformToByteArray(),
+      );
       expect(img.equals(await readFile(bad[r.seq - 1] ?? good[r.seq - 7]!))).toBe(true);
     }
-    expect(states()).toMatchObject({ 'loupe.Camera': 'RUNNING', 'loupe.Inference': 'RUNNING', 'loupe.Uploader': 'RUNNING', 'loupe.Model': 'FINISHED' });
+    expect(states()).toMatchObject({
+      'loupe.Camera': 'RUNNING',
+      'loupe.Inference': 'RUNNING',
+      'loupe.Uploader': 'RUNNING',
+      'loupe.Model': 'FINISHED',
+    });
   });
 
   it('applies a configuration change at runtime, without restarting inference', async () => {
     const pid = await pidOf('loupe.Inference');
-    const rec = await stack.configure('loupe.Inference', { conf: 0.97, verdict: { rules: [{ name: 'sure-defect', minConf: 0, minCount: 1 }] } });
+    const rec = await stack.configure('loupe.Inference', {
+      conf: 0.97,
+      verdict: { rules: [{ name: 'sure-defect', minConf: 0, minCount: 1 }] },
+    });
     expect(rec.status).toBe('SUCCEEDED');
     const from = counter;
     const n = await drop(bad.slice(6, 10));
@@ -188,12 +232,17 @@ describe('loupe suite on the local nucleus', () => {
       expect(r.verdict === 'fail' ? r.reasons : []).toEqual(r.verdict === 'fail' ? ['sure-defect'] : []);
     }
     expect(await pidOf('loupe.Inference')).toBe(pid);
-    expect((await stack.configure('loupe.Inference', { conf: 0.25, verdict: { rules: [{ name: 'defect', minConf: 0, minCount: 1 }] } })).status).toBe('SUCCEEDED');
+    expect(
+      (await stack.configure('loupe.Inference', { conf: 0.25, verdict: { rules: [{ name: 'defect', minConf: 0, minCount: 1 }] } })).status,
+    ).toBe('SUCCEEDED');
   });
 
   it('counts and skips corrupt JPEGs and keeps serving', async () => {
     const from = counter;
-    await writeFile(join(watchDir, `${String(++counter).padStart(5, '0')}.jpg`), Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(2000, 7)]));
+    await writeFile(
+      join(watchDir, `${String(++counter).padStart(5, '0')}.jpg`),
+      Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(2000, 7)]),
+    );
     await writeFile(join(watchDir, `${String(++counter).padStart(5, '0')}.jpg`), Buffer.from('this is not an image at all'));
     await drop(bad.slice(10, 12));
     const results = await waitResults(from, counter);
@@ -213,7 +262,8 @@ describe('loupe suite on the local nucleus', () => {
     const results = await waitResults(from, from + n);
     const fails = results.filter((r) => r.verdict === 'fail');
     expect(fails.length).toBeGreaterThan(0);
-    const diag = async () => `the spool to hold every selected image (spool ${await spoolPending()}, failed frames ${fails.length}, uploader ${JSON.stringify(stack.telemetry.uploader ?? {})})`;
+    const diag = async () =>
+      `the spool to hold every selected image (spool ${await spoolPending()}, failed frames ${fails.length}, uploader ${JSON.stringify(stack.telemetry.uploader ?? {})})`;
     await until(async () => (await spoolPending()) === fails.length, 60_000, diag);
     await until(() => Number(stack.telemetry.uploader?.attemptsFailed ?? 0) > 0, 20_000, 'failed upload attempts in telemetry');
     store = await startObjectStore({ dir: store.dir, port: store.port });
@@ -246,7 +296,11 @@ describe('loupe suite on the local nucleus', () => {
     for (const s of sockets) s.destroy();
     await new Promise<void>((r) => hung.close(() => r()));
     store = await startObjectStore({ dir: store.dir, port: store.port });
-    await until(async () => (await pidOf('loupe.Uploader')) !== pid && states()['loupe.Uploader'] === 'RUNNING', 60_000, 'the nucleus to restart the uploader');
+    await until(
+      async () => (await pidOf('loupe.Uploader')) !== pid && states()['loupe.Uploader'] === 'RUNNING',
+      60_000,
+      'the nucleus to restart the uploader',
+    );
     await until(async () => (await spoolPending()) === 0, 60_000, 'the spool to drain after the restart');
     const keys = await stack.listUploads();
     const newJpgs = keys.filter((k) => k.endsWith('.jpg') && !before.has(k));
@@ -259,11 +313,17 @@ describe('loupe suite on the local nucleus', () => {
     await stack.broker.stop();
     const from = counter;
     const n = await drop(good.slice(4, 8));
-    await until(async () => {
-      const ids = new Set((await observed()).filter((o) => o.topic === 'loupe/results').map((o) => (o.message as unknown as ResultMessage).seq));
-      for (let s = from + 1; s <= from + n; s++) if (!ids.has(s)) return false;
-      return true;
-    }, 60_000, 'results on IPC while the broker is down');
+    await until(
+      async () => {
+        const ids = new Set(
+          (await observed()).filter((o) => o.topic === 'loupe/results').map((o) => (o.message as unknown as ResultMessage).seq),
+        );
+        for (let s = from + 1; s <= from + n; s++) if (!ids.has(s)) return false;
+        return true;
+      },
+      60_000,
+      'results on IPC while the broker is down',
+    );
     expect(Object.entries(states()).every(([n, s]) => s === (n === 'loupe.Model' ? 'FINISHED' : 'RUNNING'))).toBe(true);
     const again = await startBroker({ port });
     // Observed at the broker itself: a subscribing client reconnects on its own timer and could
@@ -278,10 +338,14 @@ describe('loupe suite on the local nucleus', () => {
       }
     });
     try {
-      await until(() => {
-        for (let s = from + 1; s <= from + n; s++) if (!atBroker.has(s)) return false;
-        return true;
-      }, 60_000, 'the results spooled by the nucleus to reach the broker after it returns');
+      await until(
+        () => {
+          for (let s = from + 1; s <= from + n; s++) if (!atBroker.has(s)) return false;
+          return true;
+        },
+        60_000,
+        'the results spooled by the nucleus to reach the broker after it returns',
+      );
       expect(Object.entries(states()).every(([n, s]) => s === (n === 'loupe.Model' ? 'FINISHED' : 'RUNNING'))).toBe(true);
     } finally {
       off();
@@ -297,7 +361,11 @@ describe('loupe suite on the local nucleus', () => {
     await until(() => resultsFor(from, counter).size >= 3, 30_000, 'frames flowing before the swap');
     const rec = await stack.configure('loupe.Inference', { model: { path: fp16, version: '1.0.0-fp16', name: 'metal-tags' } });
     expect(rec.status).toBe('SUCCEEDED');
-    await until(() => [...resultsFor(from, counter).values()].some((r) => r.model.version === '1.0.0-fp16'), 30_000, 'results from the swapped-in model');
+    await until(
+      () => [...resultsFor(from, counter).values()].some((r) => r.model.version === '1.0.0-fp16'),
+      30_000,
+      'results from the swapped-in model',
+    );
     const last = await feed.stopAfter(8);
     const results = await waitResults(from, last);
     expect(results.map((r) => r.seq)).toEqual(Array.from({ length: last - from }, (_, i) => from + i + 1));
@@ -321,7 +389,11 @@ describe('loupe suite on the local nucleus', () => {
     await until(() => resultsFor(from, counter).size >= 3, 30_000, 'frames flowing before the deployment');
     const rec = await stack.deployModel({ dir, version: '1.1.0' });
     expect(rec.status).toBe('SUCCEEDED');
-    await until(() => [...resultsFor(from, counter).values()].some((r) => r.model.version === '1.1.0'), 60_000, 'results from loupe.Model 1.1.0');
+    await until(
+      () => [...resultsFor(from, counter).values()].some((r) => r.model.version === '1.1.0'),
+      60_000,
+      'results from loupe.Model 1.1.0',
+    );
     const last = await feed.stopAfter(8);
     const results = await waitResults(from, last, 120_000);
     expect(results.map((r) => r.seq)).toEqual(Array.from({ length: last - from }, (_, i) => from + i + 1));
@@ -356,10 +428,15 @@ describe('loupe suite on the local nucleus', () => {
       const topic = `loupe/${stack.thingName}/trigger`;
       const plc = () => [...stack.results.values()].filter((r) => r.camera === 'plc');
       // The camera subscribes once its new configuration is applied: trigger until the first frame shows.
-      await until(async () => {
-        await client.publishAsync(topic, JSON.stringify({ camera: 'plc', serial: 'SN-1' }), { qos: 1 });
-        return plc().some((r) => r.serial === 'SN-1');
-      }, 60_000, 'a frame for trigger SN-1', 1000);
+      await until(
+        async () => {
+          await client.publishAsync(topic, JSON.stringify({ camera: 'plc', serial: 'SN-1' }), { qos: 1 });
+          return plc().some((r) => r.serial === 'SN-1');
+        },
+        60_000,
+        'a frame for trigger SN-1',
+        1000,
+      );
       await client.publishAsync(topic, 'SN-2', { qos: 1 });
       await client.publishAsync(topic, JSON.stringify({ camera: 'other-camera', serial: 'SN-X' }), { qos: 1 });
       await until(() => plc().some((r) => r.serial === 'SN-2'), 30_000, 'a frame for the bare-text trigger SN-2');

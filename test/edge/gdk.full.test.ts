@@ -65,10 +65,17 @@ describe('gdk component build (GDK CLI 1.6.2)', () => {
       const p = project(rel);
       const { stdout, stderr } = await run(GDK, ['component', 'build'], { cwd: p, maxBuffer: 16 * 1024 * 1024, timeout: 600_000 });
       // What GDK printed, without the build's own JSON progress lines.
-      console.log(`$ gdk component build   # in ${rel}\n${(stderr + stdout).split('\n').filter((l) => l && !l.startsWith('{"level"')).join('\n')}`);
+      console.log(
+        `$ gdk component build   # in ${rel}\n${(stderr + stdout)
+          .split('\n')
+          .filter((l) => l && !l.startsWith('{"level"'))
+          .join('\n')}`,
+      );
       const got = files(join(p, 'greengrass-build'));
       const version = reference.recipes.find((r) => r.component === component)!.version;
-      const want = files(reference.outDir).filter((f) => f === join('recipes', `${component}-${version}.json`) || f.startsWith(join('artifacts', component, version) + '/'));
+      const want = files(reference.outDir).filter(
+        (f) => f === join('recipes', `${component}-${version}.json`) || f.startsWith(join('artifacts', component, version) + '/'),
+      );
       expect(got).toEqual(want);
       for (const f of want) {
         const a = readFileSync(join(p, 'greengrass-build', f));

@@ -68,7 +68,10 @@ function states(root: string, from = 0): Record<string, string[]> {
   const log = join(root, 'logs', 'greengrass.log');
   const out: Record<string, string[]> = {};
   if (!existsSync(log)) return out;
-  for (const m of readFileSync(log).subarray(from).toString('utf8').matchAll(/service-set-state\. \{[^}]*?serviceName=([^,}]+), currentState=(\w+), newState=(\w+)/g)) {
+  for (const m of readFileSync(log)
+    .subarray(from)
+    .toString('utf8')
+    .matchAll(/service-set-state\. \{[^}]*?serviceName=([^,}]+), currentState=(\w+), newState=(\w+)/g)) {
     (out[m[1]!] ??= []).push(m[3]!);
   }
   return out;
@@ -101,10 +104,17 @@ const observed = (): Observed[] =>
         .filter(Boolean)
         .map((l) => JSON.parse(l) as Observed)
     : [];
-const latest = (topic: string) => observed().filter((o) => o.kind === 'message' && o.topic === topic).at(-1)?.message;
+const latest = (topic: string) =>
+  observed()
+    .filter((o) => o.kind === 'message' && o.topic === topic)
+    .at(-1)?.message;
 const why = () => `states ${JSON.stringify(states(root))}\n${readFileSync(nucleusLog(), 'utf8').slice(-3000)}`;
 
-async function writeInitConfig(extra: { uploaderSetenv?: Record<string, string>; cameraEnabled: boolean; model?: InlineComponent }): Promise<string> {
+async function writeInitConfig(extra: {
+  uploaderSetenv?: Record<string, string>;
+  cameraEnabled: boolean;
+  model?: InlineComponent;
+}): Promise<string> {
   const merged = components.map((c) =>
     c.recipe.ComponentName === 'loupe.Camera'
       ? { ...c, merge: { ...c.merge, cameras: [{ ...(c.merge!.cameras as Record<string, unknown>[])[0], enabled: extra.cameraEnabled }] } }
@@ -113,7 +123,8 @@ async function writeInitConfig(extra: { uploaderSetenv?: Record<string, string>;
         : c,
   );
   const services = await installInline(merged, { root, thingName: THING, architecture: ARCH });
-  if (extra.uploaderSetenv) services['loupe.Uploader']!.lifecycle = { ...(services['loupe.Uploader']!.lifecycle as object), Setenv: extra.uploaderSetenv };
+  if (extra.uploaderSetenv)
+    services['loupe.Uploader']!.lifecycle = { ...(services['loupe.Uploader']!.lifecycle as object), Setenv: extra.uploaderSetenv };
   const config = {
     system: { rootpath: root, thingName: THING },
     services: {
@@ -145,7 +156,13 @@ beforeAll(async () => {
   // The probe: packed like a loupe component, run on the same runtime.
   const probeDir = join(dir, 'probe');
   mkdirSync(probeDir);
-  await buildCodeZip([join(projectRoot, 'dist', 'test', 'helpers', 'ipc-probe.js')], PLATFORM, join(probeDir, `probe-${PLATFORM}.zip`), { name: 'loupe-test-probe', version: '1.0.0', label: 'loupe.test.Probe' }, silentLogger);
+  await buildCodeZip(
+    [join(projectRoot, 'dist', 'test', 'helpers', 'ipc-probe.js')],
+    PLATFORM,
+    join(probeDir, `probe-${PLATFORM}.zip`),
+    { name: 'loupe-test-probe', version: '1.0.0', label: 'loupe.test.Probe' },
+    silentLogger,
+  );
   const probe: Recipe = {
     RecipeFormatVersion: '2020-01-25',
     ComponentName: 'loupe.test.Probe',
@@ -154,8 +171,20 @@ beforeAll(async () => {
     ComponentConfiguration: {
       DefaultConfiguration: {
         accessControl: {
-          'aws.greengrass.ipc.pubsub': { 'loupe.test.Probe:sub': { policyDescription: 'observe', operations: ['aws.greengrass#SubscribeToTopic'], resources: ['loupe/results', 'loupe/telemetry/inference', 'loupe/telemetry/uploader'] } },
-          'aws.greengrass.ipc.mqttproxy': { 'loupe.test.Probe:iot': { policyDescription: 'try IoT Core', operations: ['aws.greengrass#PublishToIoTCore'], resources: ['loupe/probe/check'] } },
+          'aws.greengrass.ipc.pubsub': {
+            'loupe.test.Probe:sub': {
+              policyDescription: 'observe',
+              operations: ['aws.greengrass#SubscribeToTopic'],
+              resources: ['loupe/results', 'loupe/telemetry/inference', 'loupe/telemetry/uploader'],
+            },
+          },
+          'aws.greengrass.ipc.mqttproxy': {
+            'loupe.test.Probe:iot': {
+              policyDescription: 'try IoT Core',
+              operations: ['aws.greengrass#PublishToIoTCore'],
+              resources: ['loupe/probe/check'],
+            },
+          },
         },
       },
     },
@@ -163,8 +192,13 @@ beforeAll(async () => {
       {
         Platform: { os: 'linux', architecture: ARCH },
         Lifecycle: {
-          Setenv: { PROBE_TOPICS: 'loupe/results,loupe/telemetry/inference,loupe/telemetry/uploader', PROBE_IOT_TOPIC: 'loupe/probe/check' },
-          Run: { Script: `exec "{loupe.NodeRuntime:artifacts:decompressedPath}/node-${PLATFORM}/bin/node" "{artifacts:decompressedPath}/probe-${PLATFORM}/dist/test/helpers/ipc-probe.js"` },
+          Setenv: {
+            PROBE_TOPICS: 'loupe/results,loupe/telemetry/inference,loupe/telemetry/uploader',
+            PROBE_IOT_TOPIC: 'loupe/probe/check',
+          },
+          Run: {
+            Script: `exec "{loupe.NodeRuntime:artifacts:decompressedPath}/node-${PLATFORM}/bin/node" "{artifacts:decompressedPath}/probe-${PLATFORM}/dist/test/helpers/ipc-probe.js"`,
+          },
         },
         Artifacts: [{ Uri: `s3://probe/probe-${PLATFORM}.zip`, Unarchive: 'ZIP' }],
       },
@@ -174,7 +208,12 @@ beforeAll(async () => {
   // The camera's folder: 12 metal-tags photos, 8 with scratches, readable by ggc_user.
   const imgDir = join(dir, 'images');
   mkdirSync(imgDir, { mode: 0o755 });
-  const pick = (sub: string, n: number) => readdirSync(join(datasetDir('metal-tags'), sub)).filter((f) => f.endsWith('.jpg')).sort().slice(0, n).map((f) => join(datasetDir('metal-tags'), sub, f));
+  const pick = (sub: string, n: number) =>
+    readdirSync(join(datasetDir('metal-tags'), sub))
+      .filter((f) => f.endsWith('.jpg'))
+      .sort()
+      .slice(0, n)
+      .map((f) => join(datasetDir('metal-tags'), sub, f));
   images = [...pick('bad', 8), ...pick('good', 4)].map((src, i) => {
     const dest = join(imgDir, `${String(i).padStart(2, '0')}.jpg`);
     copyFileSync(src, dest);
@@ -191,11 +230,25 @@ beforeAll(async () => {
   components = [
     built('loupe.NodeRuntime'),
     built('loupe.Model'),
-    { ...built('loupe.Camera'), merge: { cameras: [{ name: 'real', source: { type: 'folder', path: imgDir, mode: 'once' }, trigger: { type: 'interval', fps: 4 } }], healthIntervalS: 2 } },
+    {
+      ...built('loupe.Camera'),
+      merge: {
+        cameras: [{ name: 'real', source: { type: 'folder', path: imgDir, mode: 'once' }, trigger: { type: 'interval', fps: 4 } }],
+        healthIntervalS: 2,
+      },
+    },
     { ...built('loupe.Inference'), merge: { telemetryIntervalS: 2 } },
     {
       ...built('loupe.Uploader'),
-      merge: { bucket: BUCKET, endpoint: store.endpoint, forcePathStyle: true, policies: [{ type: 'failed' }], dedup: { enabled: false }, telemetryIntervalS: 1, upload: { concurrency: 2, baseDelayMs: 200, maxDelayMs: 2000, timeoutMs: 5000 } },
+      merge: {
+        bucket: BUCKET,
+        endpoint: store.endpoint,
+        forcePathStyle: true,
+        policies: [{ type: 'failed' }],
+        dedup: { enabled: false },
+        telemetryIntervalS: 1,
+        upload: { concurrency: 2, baseDelayMs: 200, maxDelayMs: 2000, timeoutMs: 5000 },
+      },
     },
     { recipe: probe, artifactDir: probeDir },
   ];
@@ -214,21 +267,38 @@ describe('loupe on the real Greengrass nucleus (from the build output, one init 
   it('starts: loupe.NodeRuntime and loupe.Model install and finish, Camera, Inference and Uploader run', async () => {
     nucleus = await startReal(root, await writeInitConfig({ cameraEnabled: true }), nucleusLog());
     await until(() => observed().some((o) => o.kind === 'ready'), 180_000, why);
-    await until(() => ['loupe.Camera', 'loupe.Inference', 'loupe.Uploader'].every((c) => states(root)[c]?.includes('RUNNING')), 120_000, why);
+    await until(
+      () => ['loupe.Camera', 'loupe.Inference', 'loupe.Uploader'].every((c) => states(root)[c]?.includes('RUNNING')),
+      120_000,
+      why,
+    );
     const s = states(root);
     console.log(`component states on the real nucleus: ${JSON.stringify(s)}`);
     for (const c of ['loupe.NodeRuntime', 'loupe.Model']) {
       expect(s[c]!.slice(0, 3), c).toEqual(['INSTALLED', 'STARTING', 'FINISHED']);
       expect(s[c]!.at(-1), c).toBe('FINISHED');
     }
-    for (const c of ['loupe.NodeRuntime', 'loupe.Model', 'loupe.Camera', 'loupe.Inference', 'loupe.Uploader']) expect(s[c]!.filter((x) => x === 'ERRORED' || x === 'BROKEN'), c).toEqual([]);
+    for (const c of ['loupe.NodeRuntime', 'loupe.Model', 'loupe.Camera', 'loupe.Inference', 'loupe.Uploader'])
+      expect(
+        s[c]!.filter((x) => x === 'ERRORED' || x === 'BROKEN'),
+        c,
+      ).toEqual([]);
     // The runtime's Install step ran the packed node on this machine; Inference's checked the model.
     expect(readFileSync(join(root, 'logs', 'loupe.NodeRuntime.log'), 'utf8')).toContain(`v${NODE_RUNTIME_VERSION}`);
     expect(readFileSync(join(root, 'logs', 'loupe.Inference.log'), 'utf8')).toContain('model verified');
   }, 400_000);
 
-  it('runs every component process on loupe.NodeRuntime\'s node, as ggc_user, with the nucleus\'s bare PATH and ggc_user\'s HOME', () => {
-    const node = join(root, 'packages', 'artifacts-unarchived', 'loupe.NodeRuntime', NODE_RUNTIME_VERSION, `node-${PLATFORM}`, 'bin', 'node');
+  it("runs every component process on loupe.NodeRuntime's node, as ggc_user, with the nucleus's bare PATH and ggc_user's HOME", () => {
+    const node = join(
+      root,
+      'packages',
+      'artifacts-unarchived',
+      'loupe.NodeRuntime',
+      NODE_RUNTIME_VERSION,
+      `node-${PLATFORM}`,
+      'bin',
+      'node',
+    );
     const uid = Number(execFileSync('id', ['-u', 'ggc_user']).toString().trim());
     const gid = Number(execFileSync('id', ['-g', 'ggc_user']).toString().trim());
     const home = execFileSync('getent', ['passwd', 'ggc_user']).toString().trim().split(':')[5];
@@ -246,32 +316,56 @@ describe('loupe on the real Greengrass nucleus (from the build output, one init 
       expect(env.PATH).toBe('/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
     }
     // And no other node serves a component (the system's, if any, is not used).
-    expect(componentProcesses(root).filter((p) => p.exe !== node && !p.exe.endsWith('/sudo') && !p.exe.endsWith('/sh') && !p.exe.endsWith('/dash') && !p.exe.endsWith('/bash'))).toEqual([]);
+    expect(
+      componentProcesses(root).filter(
+        (p) => p.exe !== node && !p.exe.endsWith('/sudo') && !p.exe.endsWith('/sh') && !p.exe.endsWith('/dash') && !p.exe.endsWith('/bash'),
+      ),
+    ).toEqual([]);
   });
 
   it('captures, infers and publishes every frame over IPC', async () => {
-    const results = () => new Map(observed().filter((o) => o.kind === 'message' && o.topic === 'loupe/results').map((o) => [String(o.message!.frameId), o.message!]));
-    await until(() => results().size >= images.length, 180_000, () => `${results().size} of ${images.length} results\n${why()}`);
+    const results = () =>
+      new Map(
+        observed()
+          .filter((o) => o.kind === 'message' && o.topic === 'loupe/results')
+          .map((o) => [String(o.message!.frameId), o.message!]),
+      );
+    await until(
+      () => results().size >= images.length,
+      180_000,
+      () => `${results().size} of ${images.length} results\n${why()}`,
+    );
     const r = [...results().values()];
     expect(r).toHaveLength(images.length);
     expect(r.map((x) => x.seq as number).sort((a, b) => a - b)).toEqual(images.map((_, i) => i + 1));
     expect(r.every((x) => x.verdict === 'pass' || x.verdict === 'fail')).toBe(true);
     expect(r.every((x) => (x.model as { version: string }).version === '1.0.0')).toBe(true);
-    fails = r.filter((x) => x.verdict === 'fail').map((x) => String(x.frameId)).sort();
+    fails = r
+      .filter((x) => x.verdict === 'fail')
+      .map((x) => String(x.frameId))
+      .sort();
     expect(fails.length).toBeGreaterThan(0);
     expect(fails.length).toBeLessThan(images.length);
   }, 300_000);
 
-  it('offline, IoT Core answers ServiceError and TES 500: every selected frame waits in the uploader\'s spool, none is lost or uploaded', async () => {
+  it("offline, IoT Core answers ServiceError and TES 500: every selected frame waits in the uploader's spool, none is lost or uploaded", async () => {
     const iot = observed().find((o) => o.kind === 'iotcore')!;
     console.log(`PublishToIoTCore on the real nucleus, offline: ${JSON.stringify(iot)}`);
     expect(iot.ok).toBe(false);
     expect(JSON.stringify(iot)).toMatch(/offline|ServiceError/i);
     expect(observed().find((o) => o.kind === 'tes')!.status).toBe(500);
-    await until(() => Number(latest('loupe/telemetry/uploader')?.spoolPending) === fails.length && Number(latest('loupe/telemetry/uploader')?.attemptsFailed) > 0, 120_000, () => JSON.stringify(latest('loupe/telemetry/uploader')));
+    await until(
+      () =>
+        Number(latest('loupe/telemetry/uploader')?.spoolPending) === fails.length &&
+        Number(latest('loupe/telemetry/uploader')?.attemptsFailed) > 0,
+      120_000,
+      () => JSON.stringify(latest('loupe/telemetry/uploader')),
+    );
     expect(latest('loupe/telemetry/uploader')).toMatchObject({ uploaded: 0, spoolPending: fails.length });
     const spool = join(root, 'work', 'loupe.Uploader', 'spool');
-    const records = readdirSync(spool).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(join(spool, f), 'utf8')) as { frameId: string });
+    const records = readdirSync(spool)
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => JSON.parse(readFileSync(join(spool, f), 'utf8')) as { frameId: string });
     expect(records.map((x) => x.frameId).sort()).toEqual(fails);
     expect((await s3.send(new ListObjectsV2Command({ Bucket: BUCKET }))).KeyCount ?? 0).toBe(0);
     // Results that could not go to IoT Core were logged, not fatal.
@@ -285,16 +379,42 @@ describe('loupe on the real Greengrass nucleus (from the build output, one init 
     mkdirSync(brokenDir);
     writeFileSync(join(brokenDir, 'model.onnx'), Buffer.alloc(4096, 7));
     copyFileSync(join(projectRoot, 'models', 'metal-tags', 'card.json'), join(brokenDir, 'card.json'));
-    const broken = await buildComponents({ outDir: join(dir, 'broken-build'), components: ['loupe.Model'], modelDir: brokenDir, modelVersion: '1.0.1', log: silentLogger });
+    const broken = await buildComponents({
+      outDir: join(dir, 'broken-build'),
+      components: ['loupe.Model'],
+      modelDir: brokenDir,
+      modelVersion: '1.0.1',
+      log: silentLogger,
+    });
     const model = { recipe: broken.recipes[0]!.recipe, artifactDir: join(broken.outDir, 'artifacts', 'loupe.Model', '1.0.1') };
     // The same root, the same components (camera off: no new frames); the uploader now has keys for the object store.
-    const file = await writeInitConfig({ cameraEnabled: false, model, uploaderSetenv: { AWS_ACCESS_KEY_ID: store.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: store.credentials.secretAccessKey } });
+    const file = await writeInitConfig({
+      cameraEnabled: false,
+      model,
+      uploaderSetenv: { AWS_ACCESS_KEY_ID: store.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: store.credentials.secretAccessKey },
+    });
     writeFileSync(probeFile(), '');
     const logFrom = statSync(join(root, 'logs', 'greengrass.log')).size;
     nucleus = await startReal(root, file, nucleusLog());
-    await until(() => Number(latest('loupe/telemetry/uploader')?.uploaded) === fails.length && Number(latest('loupe/telemetry/uploader')?.spoolPending) === 0, 180_000, () => `${JSON.stringify(latest('loupe/telemetry/uploader'))}\n${why()}`);
+    await until(
+      () =>
+        Number(latest('loupe/telemetry/uploader')?.uploaded) === fails.length &&
+        Number(latest('loupe/telemetry/uploader')?.spoolPending) === 0,
+      180_000,
+      () => `${JSON.stringify(latest('loupe/telemetry/uploader'))}\n${why()}`,
+    );
     const keys = ((await s3.send(new ListObjectsV2Command({ Bucket: BUCKET }))).Contents ?? []).map((c) => c.Key!).sort();
-    expect(keys.filter((k) => k.endsWith('.jpg')).map((k) => k.split('/').pop()!.replace(/\.jpg$/, '')).sort()).toEqual(fails);
+    expect(
+      keys
+        .filter((k) => k.endsWith('.jpg'))
+        .map((k) =>
+          k
+            .split('/')
+            .pop()!
+            .replace(/\.jpg$/, ''),
+        )
+        .sort(),
+    ).toEqual(fails);
     expect(keys.filter((k) => k.endsWith('.json'))).toHaveLength(fails.length);
     expect(latest('loupe/telemetry/uploader')).toMatchObject({ uploaded: fails.length, alreadyThere: 0, spoolPending: 0 });
     expect(readdirSync(join(root, 'work', 'loupe.Uploader', 'spool')).filter((f) => f.endsWith('.json'))).toEqual([]);

@@ -73,14 +73,28 @@ describe('Prometheus /metrics on the device stack', () => {
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
 
     const ds = datasetDir('metal-tags');
-    const pick = [...(await readdir(join(ds, 'bad'))).sort().slice(0, 4).map((f) => join(ds, 'bad', f)), ...(await readdir(join(ds, 'good'))).sort().slice(0, 3).map((f) => join(ds, 'good', f))];
+    const pick = [
+      ...(await readdir(join(ds, 'bad')))
+        .sort()
+        .slice(0, 4)
+        .map((f) => join(ds, 'bad', f)),
+      ...(await readdir(join(ds, 'good')))
+        .sort()
+        .slice(0, 3)
+        .map((f) => join(ds, 'good', f)),
+    ];
     for (const [i, f] of pick.entries()) await copyFile(f, join(watchDir, `${String(i).padStart(4, '0')}.jpg`));
-    await until(() => stack.results.size >= pick.length, 180_000, () => `results for ${pick.length} frames (have ${stack.results.size})`);
+    await until(
+      () => stack.results.size >= pick.length,
+      180_000,
+      () => `results for ${pick.length} frames (have ${stack.results.size})`,
+    );
 
     const results = [...stack.results.values()];
     const { text, type, families } = await scrape(url);
     expect(type).toMatch(/^text\/plain; version=0\.0\.4/);
-    const byLabel = (name: string, label: string) => Object.fromEntries((families.get(name)?.metrics ?? []).map((m) => [m.labels?.[label] ?? '', Number(m.value)]));
+    const byLabel = (name: string, label: string) =>
+      Object.fromEntries((families.get(name)?.metrics ?? []).map((m) => [m.labels?.[label] ?? '', Number(m.value)]));
 
     const verdicts: Record<string, number> = {};
     for (const r of results) verdicts[r.verdict] = (verdicts[r.verdict] ?? 0) + 1;
@@ -104,7 +118,11 @@ describe('Prometheus /metrics on the device stack', () => {
     expect(Number(families.get('loupe_inference_seconds')!.metrics[0]!.count)).toBe(ok.length);
 
     const model = families.get('loupe_model_info')!.metrics[0]!;
-    expect(model.labels).toMatchObject({ name: results[0]!.model.name, version: results[0]!.model.version, sha256: results[0]!.model.sha256 });
+    expect(model.labels).toMatchObject({
+      name: results[0]!.model.name,
+      version: results[0]!.model.version,
+      sha256: results[0]!.model.sha256,
+    });
     expect(Number(model.value)).toBe(1);
     expect(families.get('loupe_queue_depth')?.type).toBe('GAUGE');
     // prom-client's process metrics come along, prefixed

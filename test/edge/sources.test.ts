@@ -18,7 +18,10 @@ let images: string[];
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'loupe-src-'));
   const dir = join(datasetDir('metal-tags'), 'good');
-  images = (await readdir(dir)).sort().slice(0, 5).map((f) => join(dir, f));
+  images = (await readdir(dir))
+    .sort()
+    .slice(0, 5)
+    .map((f) => join(dir, f));
 });
 afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
@@ -37,7 +40,7 @@ function runner(cfg: Partial<CameraConfig> & Pick<CameraConfig, 'name' | 'source
   const states: CameraHealth['state'][] = [];
   const r = new CameraRunner({ enabled: true, trigger: { type: 'continuous' }, ...cfg } as CameraConfig, {
     store,
-    log: process.env.DBG ? createLogger("t", { stream: "stderr" }) : silentLogger,
+    log: process.env.DBG ? createLogger('t', { stream: 'stderr' }) : silentLogger,
     backoff: { initialMs: 100, maxMs: 800 },
     publish: async (f) => {
       frames.push(f);
@@ -56,7 +59,11 @@ describe('folder source', () => {
     await writeFile(join(dir, 'notes.txt'), 'not an image');
     const once = new FolderSource({ type: 'folder', path: dir, mode: 'once', recursive: true, extensions: ['.jpg'], pollMs: 20 });
     await once.open();
-    expect([(await once.next())?.origin, (await once.next())?.origin, await once.next()]).toEqual([join(dir, 'a.jpg'), join(dir, 'b.jpg'), null]);
+    expect([(await once.next())?.origin, (await once.next())?.origin, await once.next()]).toEqual([
+      join(dir, 'a.jpg'),
+      join(dir, 'b.jpg'),
+      null,
+    ]);
     const loop = new FolderSource({ type: 'folder', path: dir, mode: 'loop', recursive: true, extensions: ['.jpg'], pollMs: 20 });
     await loop.open();
     const seen = [];
@@ -69,7 +76,16 @@ describe('folder source', () => {
     const later = watch.next();
     await writeFile(join(dir, 'c.jpg'), await readFile(images[2]!));
     expect((await later)?.origin).toBe(join(dir, 'c.jpg'));
-    await expect(new FolderSource({ type: 'folder', path: join(tmp, 'missing'), mode: 'loop', recursive: true, extensions: ['.jpg'], pollMs: 20 }).open()).rejects.toThrow(/source\.path .*missing: is not a readable folder/);
+    await expect(
+      new FolderSource({
+        type: 'folder',
+        path: join(tmp, 'missing'),
+        mode: 'loop',
+        recursive: true,
+        extensions: ['.jpg'],
+        pollMs: 20,
+      }).open(),
+    ).rejects.toThrow(/source\.path .*missing: is not a readable folder/);
   });
 });
 
@@ -79,7 +95,10 @@ describe('command and snapshot sources under supervision', () => {
     await store.init();
     // A "capture tool" that writes three frames and exits; the supervisor starts it again.
     const script = `const fs=require('fs');const b=fs.readFileSync(${JSON.stringify(images[0])});for(let i=0;i<3;i++)process.stdout.write(b);`;
-    const { r, frames, states } = runner({ name: 'cmd', source: { type: 'command', command: process.execPath, args: ['-e', script], env: {}, frameTimeoutMs: 2000 } }, store);
+    const { r, frames, states } = runner(
+      { name: 'cmd', source: { type: 'command', command: process.execPath, args: ['-e', script], env: {}, frameTimeoutMs: 2000 } },
+      store,
+    );
     r.start();
     await until(() => frames.length >= 5, 20_000, '5 frames from the command source');
     await r.stop();
@@ -99,7 +118,10 @@ describe('command and snapshot sources under supervision', () => {
     const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/snapshot.jpg`;
     const store = new FrameStore(join(tmp, 'fs-snap'), 100, 1e9);
     await store.init();
-    const { r, frames } = runner({ name: 'snap', source: { type: 'snapshot', url, headers: {}, timeoutMs: 1000 }, trigger: { type: 'interval', fps: 20 } }, store);
+    const { r, frames } = runner(
+      { name: 'snap', source: { type: 'snapshot', url, headers: {}, timeoutMs: 1000 }, trigger: { type: 'interval', fps: 20 } },
+      store,
+    );
     r.start();
     await until(() => r.health.errors >= 2, 10_000, 'snapshot errors');
     expect(r.health.lastError).toMatch(/HTTP 503/);
@@ -118,13 +140,48 @@ describe('stream source (ffmpeg)', () => {
     let server: ChildProcess | undefined;
     const serve = () => {
       // ffmpeg serving a live MJPEG stream over HTTP (one client at a time).
-      server = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc=size=160x120:rate=10', '-f', 'mpjpeg', '-listen', '1', url], { stdio: 'ignore' });
+      server = spawn(
+        'ffmpeg',
+        [
+          '-hide_banner',
+          '-loglevel',
+          'error',
+          '-re',
+          '-f',
+          'lavfi',
+          '-i',
+          'testsrc=size=160x120:rate=10',
+          '-f',
+          'mpjpeg',
+          '-listen',
+          '1',
+          url,
+        ],
+        { stdio: 'ignore' },
+      );
     };
     const store = new FrameStore(join(tmp, 'fs-stream'), 500, 1e9);
     await store.init();
     serve();
-    const cam = runner({ name: 'line', source: { type: 'stream', url, rtspTransport: 'tcp', ffmpegPath: 'ffmpeg', quality: 5, frameTimeoutMs: 1500 } }, store);
-    const other = runner({ name: 'other', source: { type: 'folder', path: join(datasetDir('metal-tags'), 'good'), mode: 'loop', recursive: true, extensions: ['.jpg'], pollMs: 50 }, trigger: { type: 'interval', fps: 10 } }, store);
+    const cam = runner(
+      { name: 'line', source: { type: 'stream', url, rtspTransport: 'tcp', ffmpegPath: 'ffmpeg', quality: 5, frameTimeoutMs: 1500 } },
+      store,
+    );
+    const other = runner(
+      {
+        name: 'other',
+        source: {
+          type: 'folder',
+          path: join(datasetDir('metal-tags'), 'good'),
+          mode: 'loop',
+          recursive: true,
+          extensions: ['.jpg'],
+          pollMs: 50,
+        },
+        trigger: { type: 'interval', fps: 10 },
+      },
+      store,
+    );
     cam.r.start();
     other.r.start();
     try {

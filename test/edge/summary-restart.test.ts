@@ -17,7 +17,10 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'loupe-edge-sum-'));
   const bad = join(datasetDir('metal-tags'), 'bad');
   const files = (await readdir(bad)).sort();
-  for (const [name, slice] of [['a', files.slice(20, 23)], ['b', files.slice(40, 42)]] as const) {
+  for (const [name, slice] of [
+    ['a', files.slice(20, 23)],
+    ['b', files.slice(40, 42)],
+  ] as const) {
     await mkdir(join(dir, name));
     for (const f of slice) await copyFile(join(bad, f), join(dir, name, f));
   }
@@ -39,7 +42,11 @@ async function run(folder: string, frames: number) {
   stacks.push(stack);
   await until(() => stack.results.size >= frames, 240_000, 'every frame inferred');
   const mine = async () => (await stack.listUploads()).filter((k) => k.endsWith('.jpg'));
-  await until(async () => (await stack.summary()).spoolPending === 0 && Number(stack.telemetry.uploader?.uploaded ?? -1) >= frames, 120_000, 'uploads done');
+  await until(
+    async () => (await stack.summary()).spoolPending === 0 && Number(stack.telemetry.uploader?.uploaded ?? -1) >= frames,
+    120_000,
+    'uploads done',
+  );
   const summary = await stack.summary();
   const keys = await mine();
   await stack.stop();

@@ -36,7 +36,12 @@ afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-const det = (name: string, conf: number, xyxy: [number, number, number, number] = [10, 10, 20, 20], cls = 0): Detection => ({ xyxy, conf, cls, name });
+const det = (name: string, conf: number, xyxy: [number, number, number, number] = [10, 10, 20, 20], cls = 0): Detection => ({
+  xyxy,
+  conf,
+  cls,
+  name,
+});
 const result = (over: Partial<ResultMessage>): ResultMessage => ({
   frameId: 'cam1-x-0000001',
   camera: 'cam1',
@@ -58,7 +63,9 @@ const result = (over: Partial<ResultMessage>): ResultMessage => ({
 
 describe('JPEG stream splitting', () => {
   it('splits concatenated JPEGs, skipping garbage between them and an FFD9 inside an EXIF thumbnail', async () => {
-    const a = await sharp({ create: { width: 32, height: 24, channels: 3, background: '#f00' } }).jpeg().toBuffer();
+    const a = await sharp({ create: { width: 32, height: 24, channels: 3, background: '#f00' } })
+      .jpeg()
+      .toBuffer();
     // APP1 segment holding bytes FF D9 (as an embedded thumbnail would): must not end the image.
     const app1Payload = Buffer.from([0x45, 0x78, 0x69, 0x66, 0, 0, 0xff, 0xd8, 0xff, 0xd9, 1, 2]);
     const app1 = Buffer.concat([Buffer.from([0xff, 0xe1]), Buffer.from([0, app1Payload.length + 2]), app1Payload]);
@@ -95,7 +102,12 @@ describe('verdict, ROI and telemetry', () => {
     const dets = [det('scratch', 0.9), det('dent', 0.3, [80, 80, 90, 90], 1)];
     expect(verdict(dets, [{ name: 'any', minConf: 0, minCount: 1 }])).toEqual({ verdict: 'fail', reasons: ['any'] });
     expect(verdict(dets, [{ name: 'dents', classes: ['dent'], minConf: 0.5, minCount: 1 }]).verdict).toBe('pass');
-    expect(verdict(dets, [{ name: 'two', minConf: 0, minCount: 3 }, { name: 'by-id', classes: [1], minConf: 0, minCount: 1 }])).toEqual({ verdict: 'fail', reasons: ['by-id'] });
+    expect(
+      verdict(dets, [
+        { name: 'two', minConf: 0, minCount: 3 },
+        { name: 'by-id', classes: [1], minConf: 0, minCount: 1 },
+      ]),
+    ).toEqual({ verdict: 'fail', reasons: ['by-id'] });
     expect(applyRoi(dets, { x1: 0, y1: 0, x2: 0.5, y2: 0.5, units: 'fraction' }, 100, 100).map((d) => d.name)).toEqual(['scratch']);
     expect(applyRoi(dets, { x1: 50, y1: 50, x2: 100, y2: 100, units: 'px' }, 100, 100).map((d) => d.name)).toEqual(['dent']);
   });
@@ -117,10 +129,18 @@ describe('configuration validation names the key and value', () => {
     const bad = () => parseConfig(inferenceConfigSchema, { queue: { max: 0 }, conf: 2 }, 'loupe.Inference');
     expect(bad).toThrow(LoupeError);
     expect(bad).toThrow(/loupe\.Inference configuration: .*queue\.max: .*\(got 0\).*conf: .*\(got 2\)|conf: .*\(got 2\).*queue\.max/);
-    expect(() => parseConfig(cameraConfigSchema, { cameras: [{ name: 'c 1', source: { type: 'folder', path: '/x' } }] }, 'loupe.Camera')).toThrow(/cameras\.0\.name: .*\(got "c 1"\)/);
-    expect(() => parseConfig(cameraConfigSchema, { cameras: [{ name: 'c1', source: { type: 'webcam' } }] }, 'loupe.Camera')).toThrow(/cameras\.0\.source\.type/);
-    expect(() => parseConfig(uploaderConfigSchema, { bucket: 'Bad_Bucket' }, 'loupe.Uploader')).toThrow(/bucket: must be a valid S3 bucket name \(got "Bad_Bucket"\)/);
-    expect(() => parseConfig(uploaderConfigSchema, { bucket: 'ok-bucket', policies: [{ type: 'uncertain', low: 0.6, high: 0.4 }] }, 'loupe.Uploader')).toThrow(/policies\.0/);
+    expect(() =>
+      parseConfig(cameraConfigSchema, { cameras: [{ name: 'c 1', source: { type: 'folder', path: '/x' } }] }, 'loupe.Camera'),
+    ).toThrow(/cameras\.0\.name: .*\(got "c 1"\)/);
+    expect(() => parseConfig(cameraConfigSchema, { cameras: [{ name: 'c1', source: { type: 'webcam' } }] }, 'loupe.Camera')).toThrow(
+      /cameras\.0\.source\.type/,
+    );
+    expect(() => parseConfig(uploaderConfigSchema, { bucket: 'Bad_Bucket' }, 'loupe.Uploader')).toThrow(
+      /bucket: must be a valid S3 bucket name \(got "Bad_Bucket"\)/,
+    );
+    expect(() =>
+      parseConfig(uploaderConfigSchema, { bucket: 'ok-bucket', policies: [{ type: 'uncertain', low: 0.6, high: 0.4 }] }, 'loupe.Uploader'),
+    ).toThrow(/policies\.0/);
     const ok = parseConfig(uploaderConfigSchema, { bucket: 'ok-bucket' }, 'loupe.Uploader');
     expect(ok.spool.maxBytes).toBe(512 * 1024 * 1024);
   });
@@ -135,7 +155,11 @@ describe('upload policies', () => {
       createPolicy({ type: 'classes', classes: ['crack'], minConf: 0.1 }),
       createPolicy({ type: 'random', share: 0.1 }, () => rnd),
     ];
-    expect(select(policies, result({ verdict: 'fail', detections: [det('x', 0.3)] }))).toEqual({ reason: 'failed', reasons: ['failed', 'uncertain'], priority: 3 });
+    expect(select(policies, result({ verdict: 'fail', detections: [det('x', 0.3)] }))).toEqual({
+      reason: 'failed',
+      reasons: ['failed', 'uncertain'],
+      priority: 3,
+    });
     expect(select(policies, result({ detections: [det('x', 0.3)] }))?.reason).toBe('uncertain');
     expect(select(policies, result({ detections: [det('crack', 0.2)] }))?.reason).toBe('classes:crack');
     expect(select(policies, result({}))).toBeUndefined();
@@ -189,7 +213,12 @@ describe('exact de-duplication (dedup.hash "exact")', () => {
     const names = (await readdir(dir)).sort();
     // Two distinct metal-tags photos that dHash cannot tell apart at the default distance 3.
     const hashes = await Promise.all(names.slice(0, 60).map(async (n) => ({ n, d: await dhash(join(dir, n)) })));
-    const pair = hashes.flatMap((a, i) => hashes.slice(i + 1).filter((b) => hamming(a.d, b.d) <= 3).map((b) => [a.n, b.n] as const))[0];
+    const pair = hashes.flatMap((a, i) =>
+      hashes
+        .slice(i + 1)
+        .filter((b) => hamming(a.d, b.d) <= 3)
+        .map((b) => [a.n, b.n] as const),
+    )[0];
     expect(pair, 'a look-alike pair among the first 60 bad/ photos').toBeDefined();
     const [a, b] = pair!.map((n) => join(dir, n));
     const d = new Deduper({ hash: 'exact', maxDistance: 3, window: 8 });
@@ -228,7 +257,11 @@ describe('de-duplication from the hashes Inference sends (loupe.result/2)', () =
     const fake = join(tmp, 'fake.jpg');
     const bytes = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(100, 7)]);
     await writeFile(fake, bytes);
-    const kept = await prepareImage(fake, { width: 450, height: 300, detections: [] }, { maxWidth: 4096, maxHeight: 4096, jpegQuality: 90, maxBytes: 1 << 20, reencode: false });
+    const kept = await prepareImage(
+      fake,
+      { width: 450, height: 300, detections: [] },
+      { maxWidth: 4096, maxHeight: 4096, jpegQuality: 90, maxBytes: 1 << 20, reencode: false },
+    );
     expect(kept).toMatchObject({ width: 450, height: 300 });
     expect(kept.data.equals(bytes)).toBe(true);
   });
@@ -240,9 +273,21 @@ describe('image limits', () => {
     const w = meta.width!;
     const h = meta.height!;
     const src = { width: w, height: h, detections: [det('x', 0.9, [0, 0, w, h])] };
-    const same = await prepareImage(jpegPath, src, { maxWidth: 9999, maxHeight: 9999, jpegQuality: 90, maxBytes: 10_000_000, reencode: false });
+    const same = await prepareImage(jpegPath, src, {
+      maxWidth: 9999,
+      maxHeight: 9999,
+      jpegQuality: 90,
+      maxBytes: 10_000_000,
+      reencode: false,
+    });
     expect(same.data.equals(jpeg)).toBe(true);
-    const small = await prepareImage(jpegPath, src, { maxWidth: Math.floor(w / 4), maxHeight: 9999, jpegQuality: 80, maxBytes: 10_000_000, reencode: false });
+    const small = await prepareImage(jpegPath, src, {
+      maxWidth: Math.floor(w / 4),
+      maxHeight: 9999,
+      jpegQuality: 80,
+      maxBytes: 10_000_000,
+      reencode: false,
+    });
     const m2 = await sharp(small.data).metadata();
     expect(m2.width).toBe(Math.floor(w / 4));
     expect(small.detections[0]!.xyxy[2]).toBeCloseTo(m2.width!, 0);

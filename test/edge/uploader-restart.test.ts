@@ -19,7 +19,10 @@ let images: string[];
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'loupe-upl-restart-'));
   const dir = join(datasetDir('metal-tags'), 'bad');
-  images = (await readdir(dir)).sort().slice(0, 3).map((f) => join(dir, f));
+  images = (await readdir(dir))
+    .sort()
+    .slice(0, 3)
+    .map((f) => join(dir, f));
 });
 afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
@@ -53,7 +56,8 @@ describe('uploader de-duplication across restarts', () => {
     expect(await run1.selector.handle(result('cam1-run1-0000002', images[0]!))).toBe(false); // same run: duplicate
     expect(await run1.selector.handle(result('cam1-run1-0000003', images[1]!))).toBe(true);
     // "uploaded": the spool empties, only the window remembers
-    for (const id of [...(await readdir(dir))].filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => f.slice(0, -5))) await run1.spool.remove(id);
+    for (const id of [...(await readdir(dir))].filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => f.slice(0, -5)))
+      await run1.spool.remove(id);
     expect(run1.spool.pending).toBe(0);
 
     const run2 = await start(dir);
@@ -95,7 +99,13 @@ describe('uploader de-duplication across restarts', () => {
     const p = new Deduper({ hash: 'phash', maxDistance: 0, window: 5 }, { file, log: silentLogger });
     await p.load();
     expect(p.isDuplicate('cam1', 1019n)).toBe(false);
-    for (const bad of ['{"schema":"loupe.uploader.dedup/9","hash":"dhash","cameras":{"cam1":["3fb"]}}', '{not json', '[]', '{"schema":"loupe.uploader.dedup/2","hash":"dhash","cameras":{"cam1":["zz"]}}', '{"schema":"loupe.uploader.dedup/1","hash":"dhash","cameras":{"cam1":["3fb"]}}']) {
+    for (const bad of [
+      '{"schema":"loupe.uploader.dedup/9","hash":"dhash","cameras":{"cam1":["3fb"]}}',
+      '{not json',
+      '[]',
+      '{"schema":"loupe.uploader.dedup/2","hash":"dhash","cameras":{"cam1":["zz"]}}',
+      '{"schema":"loupe.uploader.dedup/1","hash":"dhash","cameras":{"cam1":["3fb"]}}',
+    ]) {
       await writeFile(file, bad);
       const x = new Deduper({ hash: 'dhash', maxDistance: 0, window: 5 }, { file, log: silentLogger });
       await x.load();

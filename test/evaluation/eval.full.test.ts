@@ -57,63 +57,78 @@ describe('loupe eval agrees with ultralytics val', () => {
     ['metal-tags-nms', 'metal-tags-nms', 'metal-tags'],
   ];
   for (const [name, modelName, ds] of cases) {
-    it(
-      `${name}: test split, mAP50 and mAP50-95 within 0.005`,
-      async () => {
-        const model = await fixtureModel(modelName);
-        const data = await yoloDataset(ds);
-        const imgsz = ds === 'metal-tags' ? 480 : 256;
-        const out = join(tmp, `out-${modelName}`);
-        const [ref, cli] = await Promise.all([
-          ultralytics<RefVal>('val', { cwd: tmp, tmp, model, data, split: 'test', imgsz }, 1_800_000),
-          runCli(['eval', '--model', model, '--data', data, '--split', 'test', '--json', '--out', out], { timeoutMs: 1_800_000 }),
-        ]);
-        expect(cli.code, cli.stderr).toBe(0);
-        const lines = cli.stdout.trim().split('\n');
-        expect(lines.length).toBe(1);
-        const got = JSON.parse(lines[0]) as Summary;
-        expect(Object.keys(got)).toEqual(['images', 'instances', 'map50', 'map50_95', 'precision', 'recall', 'per_class']);
-        expect(got.images).toBe(countImages(data, 'test'));
-        const d = {
-          map50: Math.abs(got.map50 - ref.map50),
-          map50_95: Math.abs(got.map50_95 - ref.map50_95),
-          precision: Math.abs(got.precision - ref.precision),
-          recall: Math.abs(got.recall - ref.recall),
-          perClassMaxAp: Math.max(...got.per_class.map((c, i) => Math.max(Math.abs(c.ap50 - ref.per_class[i].ap50), Math.abs(c.ap50_95 - ref.per_class[i].ap50_95)))),
-        };
-        report[name] = { loupe: { map50: got.map50, map50_95: got.map50_95, precision: got.precision, recall: got.recall }, ultralytics: { map50: ref.map50, map50_95: ref.map50_95, precision: ref.precision, recall: ref.recall }, absDiff: d, images: got.images, instances: got.instances };
-        expect(got.per_class.map((c) => c.cls)).toEqual(ref.per_class.map((c) => c.cls));
-        expect(d.map50).toBeLessThanOrEqual(0.005);
-        expect(d.map50_95).toBeLessThanOrEqual(0.005);
-        expect(d.perClassMaxAp).toBeLessThanOrEqual(0.005);
-        expect(got.map50).toBeGreaterThan(0.3); // a trained model, not noise
+    it(`${name}: test split, mAP50 and mAP50-95 within 0.005`, async () => {
+      const model = await fixtureModel(modelName);
+      const data = await yoloDataset(ds);
+      const imgsz = ds === 'metal-tags' ? 480 : 256;
+      const out = join(tmp, `out-${modelName}`);
+      const [ref, cli] = await Promise.all([
+        ultralytics<RefVal>('val', { cwd: tmp, tmp, model, data, split: 'test', imgsz }, 1_800_000),
+        runCli(['eval', '--model', model, '--data', data, '--split', 'test', '--json', '--out', out], { timeoutMs: 1_800_000 }),
+      ]);
+      expect(cli.code, cli.stderr).toBe(0);
+      const lines = cli.stdout.trim().split('\n');
+      expect(lines.length).toBe(1);
+      const got = JSON.parse(lines[0]) as Summary;
+      expect(Object.keys(got)).toEqual(['images', 'instances', 'map50', 'map50_95', 'precision', 'recall', 'per_class']);
+      expect(got.images).toBe(countImages(data, 'test'));
+      const d = {
+        map50: Math.abs(got.map50 - ref.map50),
+        map50_95: Math.abs(got.map50_95 - ref.map50_95),
+        precision: Math.abs(got.precision - ref.precision),
+        recall: Math.abs(got.recall - ref.recall),
+        perClassMaxAp: Math.max(
+          ...got.per_class.map((c, i) =>
+            Math.max(Math.abs(c.ap50 - ref.per_class[i].ap50), Math.abs(c.ap50_95 - ref.per_class[i].ap50_95)),
+          ),
+        ),
+      };
+      report[name] = {
+        loupe: { map50: got.map50, map50_95: got.map50_95, precision: got.precision, recall: got.recall },
+        ultralytics: { map50: ref.map50, map50_95: ref.map50_95, precision: ref.precision, recall: ref.recall },
+        absDiff: d,
+        images: got.images,
+        instances: got.instances,
+      };
+      expect(got.per_class.map((c) => c.cls)).toEqual(ref.per_class.map((c) => c.cls));
+      expect(d.map50).toBeLessThanOrEqual(0.005);
+      expect(d.map50_95).toBeLessThanOrEqual(0.005);
+      expect(d.perClassMaxAp).toBeLessThanOrEqual(0.005);
+      expect(got.map50).toBeGreaterThan(0.3); // a trained model, not noise
 
-        // artefacts: data and pictures a person can open
-        for (const f of ['eval.json', 'pr_curve.json', 'pr_curve.svg', 'confusion_matrix.json', 'confusion_matrix.svg']) expect(existsSync(join(out, f)), f).toBe(true);
-        const cm = JSON.parse(await readFile(join(out, 'confusion_matrix.json'), 'utf8')) as { labels: string[]; matrix: number[][] };
-        const nc = cm.labels.length - 1;
-        // every label is counted once in its true-class column (matched or missed)
-        for (const c of got.per_class) expect(cm.matrix.reduce((s, row) => s + row[c.cls], 0)).toBe(c.instances);
-        expect(cm.matrix.length).toBe(nc + 1);
-        const pr = JSON.parse(await readFile(join(out, 'pr_curve.json'), 'utf8')) as { grid: number[]; classes: Array<{ precision: number[] | null }> };
-        expect(pr.grid.length).toBe(1000);
-        expect(pr.classes.length).toBe(got.per_class.length);
-        for (const svg of ['pr_curve.svg', 'confusion_matrix.svg']) {
-          const text = await readFile(join(out, svg), 'utf8');
-          expect(text.startsWith('<svg ')).toBe(true);
-          expect(text.trimEnd().endsWith('</svg>')).toBe(true);
-          for (const c of got.per_class) expect(text).toContain(c.name.replace(/&/g, '&amp;'));
-        }
-      },
-      3_600_000,
-    );
+      // artefacts: data and pictures a person can open
+      for (const f of ['eval.json', 'pr_curve.json', 'pr_curve.svg', 'confusion_matrix.json', 'confusion_matrix.svg'])
+        expect(existsSync(join(out, f)), f).toBe(true);
+      const cm = JSON.parse(await readFile(join(out, 'confusion_matrix.json'), 'utf8')) as { labels: string[]; matrix: number[][] };
+      const nc = cm.labels.length - 1;
+      // every label is counted once in its true-class column (matched or missed)
+      for (const c of got.per_class) expect(cm.matrix.reduce((s, row) => s + row[c.cls], 0)).toBe(c.instances);
+      expect(cm.matrix.length).toBe(nc + 1);
+      const pr = JSON.parse(await readFile(join(out, 'pr_curve.json'), 'utf8')) as {
+        grid: number[];
+        classes: Array<{ precision: number[] | null }>;
+      };
+      expect(pr.grid.length).toBe(1000);
+      expect(pr.classes.length).toBe(got.per_class.length);
+      for (const svg of ['pr_curve.svg', 'confusion_matrix.svg']) {
+        const text = await readFile(join(out, svg), 'utf8');
+        expect(text.startsWith('<svg ')).toBe(true);
+        expect(text.trimEnd().endsWith('</svg>')).toBe(true);
+        for (const c of got.per_class) expect(text).toContain(c.name.replace(/&/g, '&amp;'));
+      }
+    }, 3_600_000);
   }
 });
 
 describe('evaluate() API', () => {
   it('returns the PR curve and confusion matrix with the metrics, and reports progress', async () => {
     const seen: number[] = [];
-    const r = await evaluate({ model: await fixtureModel('metal-tags'), data: await yoloDataset('metal-tags'), split: 'val', onProgress: (d) => seen.push(d) });
+    const r = await evaluate({
+      model: await fixtureModel('metal-tags'),
+      data: await yoloDataset('metal-tags'),
+      split: 'val',
+      onProgress: (d) => seen.push(d),
+    });
     expect(r.split).toBe('val');
     expect(seen.length).toBe(r.images);
     expect(seen[seen.length - 1]).toBe(r.images);

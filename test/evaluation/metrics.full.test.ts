@@ -44,7 +44,12 @@ function synth(seed: number, n: number, nc: number): SynthImage[] {
       const np = Math.floor(r() * 4);
       for (let p = 0; p < np; p++) {
         const j = r() * 0.35;
-        im.pboxes.push(q(x + (r() - 0.5) * w * j), q(y + (r() - 0.5) * h * j), q(x + w + (r() - 0.5) * w * j), q(y + h + (r() - 0.5) * h * j));
+        im.pboxes.push(
+          q(x + (r() - 0.5) * w * j),
+          q(y + (r() - 0.5) * h * j),
+          q(x + w + (r() - 0.5) * w * j),
+          q(y + h + (r() - 0.5) * h * j),
+        );
         im.pcls.push(r() < 0.85 ? c : Math.floor(r() * nc));
         // distinct scores: numpy's argsort is not stable, so exact ties may order differently
         im.pconf.push(Math.fround(r()));
@@ -79,7 +84,10 @@ describe('metrics agree with ultralytics', () => {
   ] as const) {
     it(`match_predictions, ap_per_class and the confusion matrix (seed ${seed}, ${n} images, ${nc} classes)`, async () => {
       const images = synth(seed, n, nc);
-      const ref = await ultralytics<{ tp: number[][]; p: number[]; r: number[]; ap: number[][]; classes: number[]; cm: number[][] }>('metrics', { cwd: tmp, images, nc, conf });
+      const ref = await ultralytics<{ tp: number[][]; p: number[]; r: number[]; ap: number[][]; classes: number[]; cm: number[][] }>(
+        'metrics',
+        { cwd: tmp, images, nc, conf },
+      );
       const tps: number[][] = [];
       const confs: number[] = [];
       const pcls: number[] = [];
@@ -89,7 +97,10 @@ describe('metrics agree with ultralytics', () => {
         const pb = Float32Array.from(im.pboxes);
         const gb = Float32Array.from(im.gboxes);
         const np = im.pcls.length;
-        const tp = im.gcls.length && np ? matchPredictions(Int32Array.from(im.pcls), im.gcls, boxIou(gb, im.gcls.length, pb, np)) : new Uint8Array(np * NIOU);
+        const tp =
+          im.gcls.length && np
+            ? matchPredictions(Int32Array.from(im.pcls), im.gcls, boxIou(gb, im.gcls.length, pb, np))
+            : new Uint8Array(np * NIOU);
         for (let i = 0; i < np; i++) tps.push(Array.from(tp.subarray(i * NIOU, (i + 1) * NIOU)));
         confs.push(...im.pconf);
         pcls.push(...im.pcls);

@@ -113,7 +113,9 @@ async function startHost(): Promise<void> {
     },
   };
   hostLog = [];
-  const child = spawn(process.execPath, [join(projectRoot, 'dist', 'test', 'helpers', 'edge-host.js'), JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(projectRoot, 'dist', 'test', 'helpers', 'edge-host.js'), JSON.stringify(cfg)], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   host = child;
   let ready = false;
   createInterface({ input: child.stdout! }).on('line', (l) => {
@@ -153,7 +155,8 @@ async function componentStates(): Promise<Record<string, string>> {
   }
 }
 
-const spoolPending = async () => (await readdir(spoolDir).catch(() => [] as string[])).filter((f) => f.endsWith('.json') && !f.startsWith('.')).length;
+const spoolPending = async () =>
+  (await readdir(spoolDir).catch(() => [] as string[])).filter((f) => f.endsWith('.json') && !f.startsWith('.')).length;
 
 /** Every uploaded image by content: sha256 -> its keys. */
 const shaOfKey = new Map<string, string>();
@@ -174,7 +177,13 @@ async function runCase(fault: string, inject: () => Promise<string | void>): Pro
   const mine = images.slice(nextImage, nextImage + PER_CASE);
   nextImage += PER_CASE;
   const shas = new Map<string, string>();
-  for (const f of mine) shas.set(createHash('sha256').update(await readFile(f)).digest('hex'), f);
+  for (const f of mine)
+    shas.set(
+      createHash('sha256')
+        .update(await readFile(f))
+        .digest('hex'),
+      f,
+    );
   const resultsBefore = results.size;
   let dropped = 0;
   const dropping = (async () => {
@@ -192,7 +201,16 @@ async function runCase(fault: string, inject: () => Promise<string | void>): Pro
   } catch (e) {
     // The fault could not be staged (or the stack did not come back): a row that fails.
     await dropping;
-    const row: Row = { fault, selected: shas.size, uploaded: NaN, lost: NaN, duplicated: NaN, recoverySeconds: NaN, resultsSeen: results.size - resultsBefore, note: `FAILED: ${(e as Error).message}` };
+    const row: Row = {
+      fault,
+      selected: shas.size,
+      uploaded: NaN,
+      lost: NaN,
+      duplicated: NaN,
+      recoverySeconds: NaN,
+      resultsSeen: results.size - resultsBefore,
+      note: `FAILED: ${(e as Error).message}`,
+    };
     rows.push(row);
     console.error(`fault matrix: ${JSON.stringify(row)}`);
     return row;
@@ -232,7 +250,16 @@ async function runCase(fault: string, inject: () => Promise<string | void>): Pro
   }
   // Tidy the watched folder: a camera started later need not show these again.
   for (const f of await readdir(watchDir)) if (f.startsWith(fault.replace(/\W+/g, '-') + '-')) await rm(join(watchDir, f), { force: true });
-  const row: Row = { fault, selected: shas.size, uploaded, lost, duplicated, recoverySeconds, resultsSeen: results.size - resultsBefore, ...(note ? { note } : {}) };
+  const row: Row = {
+    fault,
+    selected: shas.size,
+    uploaded,
+    lost,
+    duplicated,
+    recoverySeconds,
+    resultsSeen: results.size - resultsBefore,
+    ...(note ? { note } : {}),
+  };
   rows.push(row);
   console.log(`fault matrix: ${JSON.stringify(row)}`);
   return row;
@@ -249,7 +276,14 @@ async function killComponent(component: string): Promise<string> {
 function printTable(): string {
   // recovery s: from the end of the fault (the kill; the service back) until every image is in S3, the spool empty, all components running
   const head = ['fault', 'selected', 'uploaded', 'lost', 'duplicated', 'recovery s'];
-  const lines = rows.map((r) => [r.fault, String(r.selected), String(r.uploaded), String(r.lost), String(r.duplicated), Number.isNaN(r.recoverySeconds) ? 'no recovery' : String(r.recoverySeconds)]);
+  const lines = rows.map((r) => [
+    r.fault,
+    String(r.selected),
+    String(r.uploaded),
+    String(r.lost),
+    String(r.duplicated),
+    Number.isNaN(r.recoverySeconds) ? 'no recovery' : String(r.recoverySeconds),
+  ]);
   const w = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const fmt = (cols: string[]) => '| ' + cols.map((c, i) => c.padEnd(w[i]!)).join(' | ') + ' |';
   return [fmt(head), '|' + w.map((n) => '-'.repeat(n + 2)).join('|') + '|', ...lines.map(fmt)].join('\n');
@@ -297,83 +331,87 @@ afterAll(async () => {
 }, 120_000);
 
 describe('fault matrix: nothing selected is lost or duplicated, everything resumes on its own', () => {
-  it(
-    'kill -9 of each component, the nucleus and the whole stack; object store and broker down; spool disk full',
-    async () => {
-      for (const c of COMPONENTS) await runCase(`kill -9 ${c}`, () => killComponent(c));
+  it('kill -9 of each component, the nucleus and the whole stack; object store and broker down; spool disk full', async () => {
+    for (const c of COMPONENTS) await runCase(`kill -9 ${c}`, () => killComponent(c));
 
-      await runCase('kill -9 nucleus', async () => {
-        const pid = host!.pid!;
-        const guarded = await Promise.all(COMPONENTS.map(pidOf));
-        host!.kill('SIGKILL');
-        faultOver = Date.now();
-        host = undefined;
-        // the components die with the nucleus (their guard sees it go)
-        await until(() => guarded.every((p) => !existsSync(`/proc/${p}`)), 30_000, 'the components to die with the nucleus');
-        await startHost();
-        return `nucleus pid ${pid}; its ${guarded.length} components died with it; stack started again on the same root`;
-      });
+    await runCase('kill -9 nucleus', async () => {
+      const pid = host!.pid!;
+      const guarded = await Promise.all(COMPONENTS.map(pidOf));
+      host!.kill('SIGKILL');
+      faultOver = Date.now();
+      host = undefined;
+      // the components die with the nucleus (their guard sees it go)
+      await until(() => guarded.every((p) => !existsSync(`/proc/${p}`)), 30_000, 'the components to die with the nucleus');
+      await startHost();
+      return `nucleus pid ${pid}; its ${guarded.length} components died with it; stack started again on the same root`;
+    });
 
-      await runCase('kill -9 whole stack', async () => {
-        const storePid = store!.pid();
-        host!.kill('SIGKILL');
-        faultOver = Date.now();
-        if (storePid) process.kill(storePid, 'SIGKILL');
-        await broker!.stop(); // in this process: closed at once, its sessions gone
-        host = undefined;
-        await sleep(1000);
-        await store!.stop().catch(() => {});
-        await startStore();
-        await startBrokerAt();
-        await startHost();
-        return 'nucleus, components and object store killed (-9), broker closed; all started again';
-      });
+    await runCase('kill -9 whole stack', async () => {
+      const storePid = store!.pid();
+      host!.kill('SIGKILL');
+      faultOver = Date.now();
+      if (storePid) process.kill(storePid, 'SIGKILL');
+      await broker!.stop(); // in this process: closed at once, its sessions gone
+      host = undefined;
+      await sleep(1000);
+      await store!.stop().catch(() => {});
+      await startStore();
+      await startBrokerAt();
+      await startHost();
+      return 'nucleus, components and object store killed (-9), broker closed; all started again';
+    });
 
-      await runCase(`object store down ${DOWN_S} s`, async () => {
-        await store!.stop();
-        await sleep(DOWN_S * 1000);
-        await startStore();
-        faultOver = Date.now();
-      });
+    await runCase(`object store down ${DOWN_S} s`, async () => {
+      await store!.stop();
+      await sleep(DOWN_S * 1000);
+      await startStore();
+      faultOver = Date.now();
+    });
 
-      await runCase(`broker down ${DOWN_S} s`, async () => {
-        await broker!.stop();
-        await sleep(DOWN_S * 1000);
-        await startBrokerAt();
-        faultOver = Date.now();
-      });
+    await runCase(`broker down ${DOWN_S} s`, async () => {
+      await broker!.stop();
+      await sleep(DOWN_S * 1000);
+      await startBrokerAt();
+      faultOver = Date.now();
+    });
 
-      await runCase('spool disk full', async () => {
-        if (!tmpfsMounted) throw new Error(`spool disk full: ${tmpfsProblem}`);
-        // Fill the spool's filesystem to the last byte; the uploader now meets ENOSPC.
-        const filler = join(spoolDir, '.filler');
-        const fd = openSync(filler, 'w');
-        const block = Buffer.alloc(64 * 1024, 1);
-        try {
-          for (;;) {
-            const free = Number(statfsSync(spoolDir).bavail) * Number(statfsSync(spoolDir).bsize);
-            if (free <= 0) break;
-            writeSync(fd, block, 0, Math.min(block.length, free));
-          }
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== 'ENOSPC') throw e;
-        } finally {
-          closeSync(fd);
+    await runCase('spool disk full', async () => {
+      if (!tmpfsMounted) throw new Error(`spool disk full: ${tmpfsProblem}`);
+      // Fill the spool's filesystem to the last byte; the uploader now meets ENOSPC.
+      const filler = join(spoolDir, '.filler');
+      const fd = openSync(filler, 'w');
+      const block = Buffer.alloc(64 * 1024, 1);
+      try {
+        for (;;) {
+          const free = Number(statfsSync(spoolDir).bavail) * Number(statfsSync(spoolDir).bsize);
+          if (free <= 0) break;
+          writeSync(fd, block, 0, Math.min(block.length, free));
         }
-        await sleep(Math.min(DOWN_S, 20) * 1000);
-        await rm(filler, { force: true });
-        faultOver = Date.now();
-        return 'tmpfs filled to ENOSPC for ' + Math.min(DOWN_S, 20) + ' s';
-      });
-
-      const table = printTable();
-      console.log(`fault matrix (LOUPE_FAULT_DOWN_S=${DOWN_S}):\n${table}`);
-      await mkdir(join(projectRoot, 'test-artifacts', 'faults'), { recursive: true });
-      await writeFile(join(projectRoot, 'test-artifacts', 'faults', 'matrix.json'), JSON.stringify({ downSeconds: DOWN_S, perCase: PER_CASE, rows }, null, 2));
-      for (const r of rows) {
-        expect({ fault: r.fault, lost: r.lost, duplicated: r.duplicated, recovered: !Number.isNaN(r.recoverySeconds) }).toEqual({ fault: r.fault, lost: 0, duplicated: 0, recovered: true });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOSPC') throw e;
+      } finally {
+        closeSync(fd);
       }
-    },
-    1_500_000,
-  );
+      await sleep(Math.min(DOWN_S, 20) * 1000);
+      await rm(filler, { force: true });
+      faultOver = Date.now();
+      return 'tmpfs filled to ENOSPC for ' + Math.min(DOWN_S, 20) + ' s';
+    });
+
+    const table = printTable();
+    console.log(`fault matrix (LOUPE_FAULT_DOWN_S=${DOWN_S}):\n${table}`);
+    await mkdir(join(projectRoot, 'test-artifacts', 'faults'), { recursive: true });
+    await writeFile(
+      join(projectRoot, 'test-artifacts', 'faults', 'matrix.json'),
+      JSON.stringify({ downSeconds: DOWN_S, perCase: PER_CASE, rows }, null, 2),
+    );
+    for (const r of rows) {
+      expect({ fault: r.fault, lost: r.lost, duplicated: r.duplicated, recovered: !Number.isNaN(r.recoverySeconds) }).toEqual({
+        fault: r.fault,
+        lost: 0,
+        duplicated: 0,
+        recovered: true,
+      });
+    }
+  }, 1_500_000);
 });

@@ -47,13 +47,26 @@ function build(h: Header): Uint8Array {
   return new Uint8Array(Buffer.concat([b, h.body]));
 }
 
-const size = fc.oneof(fc.integer({ min: -4, max: 40 }), fc.constantFrom(0, 1, -1, 65535, 65536, -65536, 2 ** 31 - 1, -(2 ** 31), 16384, 20000));
+const size = fc.oneof(
+  fc.integer({ min: -4, max: 40 }),
+  fc.constantFrom(0, 1, -1, 65535, 65536, -65536, 2 ** 31 - 1, -(2 ** 31), 16384, 20000),
+);
 const header = fc.record({
-  hdr: fc.oneof({ weight: 6, arbitrary: fc.constantFrom(12, 40, 52, 56, 108, 124) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 300 }) }),
+  hdr: fc.oneof(
+    { weight: 6, arbitrary: fc.constantFrom(12, 40, 52, 56, 108, 124) },
+    { weight: 1, arbitrary: fc.integer({ min: 0, max: 300 }) },
+  ),
   width: size,
   height: size,
-  bpp: fc.oneof({ weight: 6, arbitrary: fc.constantFrom(1, 4, 8, 16, 24, 32) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 65535 }) }),
-  compression: fc.oneof({ weight: 4, arbitrary: fc.constant(0) }, { weight: 2, arbitrary: fc.constantFrom(1, 2, 3, 6) }, { weight: 1, arbitrary: fc.nat() }),
+  bpp: fc.oneof(
+    { weight: 6, arbitrary: fc.constantFrom(1, 4, 8, 16, 24, 32) },
+    { weight: 1, arbitrary: fc.integer({ min: 0, max: 65535 }) },
+  ),
+  compression: fc.oneof(
+    { weight: 4, arbitrary: fc.constant(0) },
+    { weight: 2, arbitrary: fc.constantFrom(1, 2, 3, 6) },
+    { weight: 1, arbitrary: fc.nat() },
+  ),
   colorsUsed: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 300 }), fc.nat()),
   dataOffset: fc.option(fc.nat({ max: 5000 }), { freq: 3 }),
   masks: fc.tuple(fc.nat(), fc.nat(), fc.nat()).map(([a, b, c]) => [a, b, c] as [number, number, number]),
@@ -81,7 +94,11 @@ describe('fuzz: BMP decoder', () => {
   it(
     'never crashes, hangs or allocates beyond its input: an image or a LoupeError',
     () => {
-      const input = fc.oneof({ weight: 3, arbitrary: header.map(build) }, { weight: 3, arbitrary: mutated(seeds) }, { weight: 1, arbitrary: fc.uint8Array({ maxLength: 256 }) });
+      const input = fc.oneof(
+        { weight: 3, arbitrary: header.map(build) },
+        { weight: 3, arbitrary: mutated(seeds) },
+        { weight: 1, arbitrary: fc.uint8Array({ maxLength: 256 }) },
+      );
       const r = fuzz('bmp-decoder', input, (bytes, stats) =>
         stats.check(
           () => decodeBmp(bytes, 'fuzz.bmp'),

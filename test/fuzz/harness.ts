@@ -84,7 +84,10 @@ export class FuzzStats {
 
   private thrown(t0: number, e: unknown): void {
     this.time(t0);
-    if (!isLoupeError(e)) throw new Error(`${this.target}: crashed with ${(e as Error)?.name ?? typeof e}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+    if (!isLoupeError(e))
+      throw new Error(`${this.target}: crashed with ${(e as Error)?.name ?? typeof e}: ${(e as Error)?.message ?? String(e)}`, {
+        cause: e,
+      });
     this.refused++;
     this.refusedCodes[e.code] = (this.refusedCodes[e.code] ?? 0) + 1;
   }
@@ -136,13 +139,20 @@ export class FuzzStats {
     const dir = join(projectRoot, 'test-artifacts', 'fuzz');
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, `${this.target}.json`), JSON.stringify(r, null, 2));
-    console.log(`fuzz ${r.target}: ${r.iterations} iterations in ${r.seconds} s (seed ${r.seed}; ${r.accepted} accepted, ${r.refused} refused; slowest call ${r.maxCallMs} ms)`);
+    console.log(
+      `fuzz ${r.target}: ${r.iterations} iterations in ${r.seconds} s (seed ${r.seed}; ${r.accepted} accepted, ${r.refused} refused; slowest call ${r.maxCallMs} ms)`,
+    );
     return r;
   }
 }
 
 /** Run a synchronous property for the time budget; returns the report. */
-export function fuzz<T>(target: string, arb: fc.Arbitrary<T>, body: (input: T, stats: FuzzStats) => void, opts: TargetOptions = {}): FuzzReport {
+export function fuzz<T>(
+  target: string,
+  arb: fc.Arbitrary<T>,
+  body: (input: T, stats: FuzzStats) => void,
+  opts: TargetOptions = {},
+): FuzzReport {
   const stats = new FuzzStats(target, opts);
   const seconds = opts.seconds ?? FUZZ_SECONDS;
   const t0 = performance.now();
@@ -150,13 +160,24 @@ export function fuzz<T>(target: string, arb: fc.Arbitrary<T>, body: (input: T, s
     fc.property(arb, (input) => {
       body(input, stats);
     }),
-    { seed: FUZZ_SEED, numRuns: Number.MAX_SAFE_INTEGER, interruptAfterTimeLimit: seconds * 1000, markInterruptAsFailure: false, endOnFailure: true },
+    {
+      seed: FUZZ_SEED,
+      numRuns: Number.MAX_SAFE_INTEGER,
+      interruptAfterTimeLimit: seconds * 1000,
+      markInterruptAsFailure: false,
+      endOnFailure: true,
+    },
   );
   return stats.report((performance.now() - t0) / 1000);
 }
 
 /** The async form. */
-export async function fuzzAsync<T>(target: string, arb: fc.Arbitrary<T>, body: (input: T, stats: FuzzStats) => Promise<void>, opts: TargetOptions = {}): Promise<FuzzReport> {
+export async function fuzzAsync<T>(
+  target: string,
+  arb: fc.Arbitrary<T>,
+  body: (input: T, stats: FuzzStats) => Promise<void>,
+  opts: TargetOptions = {},
+): Promise<FuzzReport> {
   const stats = new FuzzStats(target, opts);
   const seconds = opts.seconds ?? FUZZ_SECONDS;
   const t0 = performance.now();
@@ -164,7 +185,13 @@ export async function fuzzAsync<T>(target: string, arb: fc.Arbitrary<T>, body: (
     fc.asyncProperty(arb, async (input) => {
       await body(input, stats);
     }),
-    { seed: FUZZ_SEED, numRuns: Number.MAX_SAFE_INTEGER, interruptAfterTimeLimit: seconds * 1000, markInterruptAsFailure: false, endOnFailure: true },
+    {
+      seed: FUZZ_SEED,
+      numRuns: Number.MAX_SAFE_INTEGER,
+      interruptAfterTimeLimit: seconds * 1000,
+      markInterruptAsFailure: false,
+      endOnFailure: true,
+    },
   );
   return stats.report((performance.now() - t0) / 1000);
 }
@@ -183,18 +210,21 @@ export function mutated(seeds: Uint8Array[]): fc.Arbitrary<Uint8Array> {
     fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
     fc.record({ kind: fc.constant('varint' as const), at: fc.nat() }),
   );
-  return fc.record({ seed: fc.nat({ max: seeds.length - 1 }), edits: fc.array(edit, { minLength: 1, maxLength: 6 }) }).map(({ seed, edits }) => {
-    let b = Buffer.from(seeds[seed]!);
-    for (const e of edits) {
-      const at = b.length ? e.at % b.length : 0;
-      if (e.kind === 'flip' && b.length) b[at] = b[at]! ^ (1 << e.bit);
-      else if (e.kind === 'set' && b.length) b[at] = e.value;
-      else if (e.kind === 'insert') b = Buffer.concat([b.subarray(0, at), Buffer.from(e.bytes), b.subarray(at)]);
-      else if (e.kind === 'delete') b = Buffer.concat([b.subarray(0, at), b.subarray(at + e.length)]);
-      else if (e.kind === 'truncate') b = b.subarray(0, at);
-      // a huge length prefix: the classic way to make a reader run past its buffer or allocate
-      else if (e.kind === 'varint') b = Buffer.concat([b.subarray(0, at), Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]), b.subarray(at + 1)]);
-    }
-    return new Uint8Array(b);
-  });
+  return fc
+    .record({ seed: fc.nat({ max: seeds.length - 1 }), edits: fc.array(edit, { minLength: 1, maxLength: 6 }) })
+    .map(({ seed, edits }) => {
+      let b = Buffer.from(seeds[seed]!);
+      for (const e of edits) {
+        const at = b.length ? e.at % b.length : 0;
+        if (e.kind === 'flip' && b.length) b[at] = b[at]! ^ (1 << e.bit);
+        else if (e.kind === 'set' && b.length) b[at] = e.value;
+        else if (e.kind === 'insert') b = Buffer.concat([b.subarray(0, at), Buffer.from(e.bytes), b.subarray(at)]);
+        else if (e.kind === 'delete') b = Buffer.concat([b.subarray(0, at), b.subarray(at + e.length)]);
+        else if (e.kind === 'truncate') b = b.subarray(0, at);
+        // a huge length prefix: the classic way to make a reader run past its buffer or allocate
+        else if (e.kind === 'varint')
+          b = Buffer.concat([b.subarray(0, at), Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]), b.subarray(at + 1)]);
+      }
+      return new Uint8Array(b);
+    });
 }

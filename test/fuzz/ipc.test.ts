@@ -32,7 +32,17 @@ const str = (value: string) => ({ type: 'string' as const, value });
 const int = (value: number) => ({ type: 'integer' as const, value });
 
 const OPERATIONS = [...SERVICE_MODEL.keys()];
-const PLAUSIBLE_OPS = ['PublishToTopic', 'SubscribeToTopic', 'GetConfiguration', 'UpdateConfiguration', 'UpdateState', 'DeferComponentUpdate', 'SubscribeToConfigurationUpdate', 'ListComponents', 'StopComponent'].map((o) => `aws.greengrass#${o}`);
+const PLAUSIBLE_OPS = [
+  'PublishToTopic',
+  'SubscribeToTopic',
+  'GetConfiguration',
+  'UpdateConfiguration',
+  'UpdateState',
+  'DeferComponentUpdate',
+  'SubscribeToConfigurationUpdate',
+  'ListComponents',
+  'StopComponent',
+].map((o) => `aws.greengrass#${o}`);
 
 // --- frame reader ------------------------------------------------------------------------------
 
@@ -44,7 +54,10 @@ const headerValue = fc.oneof(
   fc.integer({ min: -32768, max: 32767 }).map((value) => ({ type: 'short' as const, value })),
   fc.uint8Array({ maxLength: 40 }).map((value) => ({ type: 'binary' as const, value })),
 );
-const headerName = fc.oneof(fc.constantFrom(':message-type', ':message-flags', ':stream-id', 'operation', ':content-type', 'service-model-type', ':version'), fc.string({ minLength: 1, maxLength: 20 }));
+const headerName = fc.oneof(
+  fc.constantFrom(':message-type', ':message-flags', ':stream-id', 'operation', ':content-type', 'service-model-type', ':version'),
+  fc.string({ minLength: 1, maxLength: 20 }),
+);
 const anyMessage = fc.record({
   headers: fc.dictionary(headerName, headerValue, { maxKeys: 6 }),
   body: fc.uint8Array({ maxLength: 300 }),
@@ -62,10 +75,37 @@ function encodeAll(msgs: { headers: MessageHeaders; body: Uint8Array }[]): Buffe
 function sessionSeeds(token: string): Uint8Array[] {
   const connectMsg = rpcFrame(MessageType.Connect, 0, 0, { ':version': str('0.1.0') }, JSON.stringify({ authToken: token }));
   return [
-    Buffer.concat([connectMsg, rpcFrame(0, 0, 1, { operation: str('aws.greengrass#PublishToTopic') }, JSON.stringify({ topic: 'fz/a', publishMessage: { jsonMessage: { message: { n: 1 } } } }))]),
-    Buffer.concat([connectMsg, rpcFrame(0, 0, 1, { operation: str('aws.greengrass#SubscribeToTopic') }, JSON.stringify({ topic: 'fz/#' })), rpcFrame(0, MessageFlags.TerminateStream, 1)]),
-    Buffer.concat([connectMsg, rpcFrame(MessageType.Ping, 0, 0, { note: str('p') }, 'ping'), rpcFrame(0, 0, 1, { operation: str('aws.greengrass#GetConfiguration') }, JSON.stringify({ keyPath: ['a'] }))]),
-    Buffer.concat([connectMsg, rpcFrame(0, 0, 1, { operation: str('aws.greengrass#UpdateConfiguration') }, JSON.stringify({ keyPath: ['fz'], valueToMerge: { x: 1 }, timestamp: 1 })), rpcFrame(0, 0, 2, { operation: str('aws.greengrass#UpdateState') }, JSON.stringify({ state: 'RUNNING' }))]),
+    Buffer.concat([
+      connectMsg,
+      rpcFrame(
+        0,
+        0,
+        1,
+        { operation: str('aws.greengrass#PublishToTopic') },
+        JSON.stringify({ topic: 'fz/a', publishMessage: { jsonMessage: { message: { n: 1 } } } }),
+      ),
+    ]),
+    Buffer.concat([
+      connectMsg,
+      rpcFrame(0, 0, 1, { operation: str('aws.greengrass#SubscribeToTopic') }, JSON.stringify({ topic: 'fz/#' })),
+      rpcFrame(0, MessageFlags.TerminateStream, 1),
+    ]),
+    Buffer.concat([
+      connectMsg,
+      rpcFrame(MessageType.Ping, 0, 0, { note: str('p') }, 'ping'),
+      rpcFrame(0, 0, 1, { operation: str('aws.greengrass#GetConfiguration') }, JSON.stringify({ keyPath: ['a'] })),
+    ]),
+    Buffer.concat([
+      connectMsg,
+      rpcFrame(
+        0,
+        0,
+        1,
+        { operation: str('aws.greengrass#UpdateConfiguration') },
+        JSON.stringify({ keyPath: ['fz'], valueToMerge: { x: 1 }, timestamp: 1 }),
+      ),
+      rpcFrame(0, 0, 2, { operation: str('aws.greengrass#UpdateState') }, JSON.stringify({ state: 'RUNNING' })),
+    ]),
   ];
 }
 
@@ -75,7 +115,11 @@ describe('fuzz: IPC frame reader', () => {
     () => {
       const seeds = sessionSeeds('ABCDEFGHIJKLMNOP').concat([encodeAll([{ headers: { a: str('b') }, body: new Uint8Array(64) }])]);
       const input = fc.record({
-        stream: fc.oneof({ weight: 2, arbitrary: messageStreams.map((m) => ({ bytes: new Uint8Array(encodeAll(m)), intact: m.length })) }, { weight: 3, arbitrary: mutated(seeds).map((bytes) => ({ bytes, intact: -1 })) }, { weight: 1, arbitrary: fc.uint8Array({ maxLength: 200 }).map((bytes) => ({ bytes, intact: -1 })) }),
+        stream: fc.oneof(
+          { weight: 2, arbitrary: messageStreams.map((m) => ({ bytes: new Uint8Array(encodeAll(m)), intact: m.length })) },
+          { weight: 3, arbitrary: mutated(seeds).map((bytes) => ({ bytes, intact: -1 })) },
+          { weight: 1, arbitrary: fc.uint8Array({ maxLength: 200 }).map((bytes) => ({ bytes, intact: -1 })) },
+        ),
         cuts: fc.array(fc.nat(), { maxLength: 8 }),
         limit: fc.constantFrom(16 * 1024, 512, 24 * 1024 * 1024),
       });
@@ -98,12 +142,14 @@ describe('fuzz: IPC frame reader', () => {
           }
           stats.note('messages', true);
         } catch (e) {
-          if (!(e instanceof FramingError)) throw new Error(`frame reader crashed with ${(e as Error).name}: ${(e as Error).message}`, { cause: e });
+          if (!(e instanceof FramingError))
+            throw new Error(`frame reader crashed with ${(e as Error).name}: ${(e as Error).message}`, { cause: e });
           if (stream.intact > 0 && limit >= bytes.length) throw new Error(`a valid stream was refused: ${e.message}`, { cause: e });
           stats.note('FramingError', false);
         }
         stats.maxCallMs = Math.max(stats.maxCallMs, performance.now() - t0);
-        if (stream.intact > 0 && limit >= bytes.length && got.length !== stream.intact) throw new Error(`${stream.intact} messages sent, ${got.length} read`);
+        if (stream.intact > 0 && limit >= bytes.length && got.length !== stream.intact)
+          throw new Error(`${stream.intact} messages sent, ${got.length} read`);
         if (stream.intact > 0 && limit >= bytes.length) {
           // byte-exact: re-encoding what was read gives the stream back
           const again = Buffer.concat(got.map((m) => rpcFrame(0, 0, 0, m.headers, m.body)));
@@ -207,12 +253,48 @@ function acceptableConnect(bytes: Buffer): boolean {
   }
 }
 
-const jsonBody = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ topic: fc.oneof(fc.constantFrom('fz/a', 'fz/#', '#', '+/+', '', '$aws/x'), fc.string({ maxLength: 20 })), publishMessage: fc.oneof(fc.record({ jsonMessage: fc.record({ message: fc.jsonValue({ maxDepth: 3 }) }) }), fc.record({ binaryMessage: fc.record({ message: fc.oneof(fc.base64String({ maxLength: 40 }), fc.anything()) }) }), fc.anything()) }, { requiredKeys: [] }) },
-  { weight: 3, arbitrary: fc.record({ keyPath: fc.oneof(fc.array(fc.oneof(fc.constantFrom('a', 'b', 'accessControl', '__proto__', ''), fc.string({ maxLength: 8 })), { maxLength: 4 }), fc.anything()), valueToMerge: fc.oneof(fc.jsonValue({ maxDepth: 3 }), fc.constant({ accessControl: PUBSUB_ALL })), timestamp: fc.oneof(fc.integer(), fc.double(), fc.anything()), componentName: fc.oneof(fc.constantFrom('fz.Comp', 'aws.greengrass.Nucleus', 'main'), fc.string({ maxLength: 8 })), state: fc.constantFrom('RUNNING', 'ERRORED', 'BROKEN', ''), recheckAfterMs: fc.oneof(fc.integer(), fc.constantFrom(2 ** 31, 2 ** 53, -1)), deploymentId: fc.string({ maxLength: 8 }) }, { requiredKeys: [] }) },
-  { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 3 }) },
-).map((v) => JSON.stringify(v) ?? '');
-const rawBody = fc.oneof({ weight: 6, arbitrary: jsonBody }, fc.string({ unit: 'binary', maxLength: 60 }), fc.constantFrom('', '{', 'null', '[]', '{"__proto__":{"x":1}}', '['.repeat(3000) + ']'.repeat(3000)));
+const jsonBody = fc
+  .oneof(
+    {
+      weight: 4,
+      arbitrary: fc.record(
+        {
+          topic: fc.oneof(fc.constantFrom('fz/a', 'fz/#', '#', '+/+', '', '$aws/x'), fc.string({ maxLength: 20 })),
+          publishMessage: fc.oneof(
+            fc.record({ jsonMessage: fc.record({ message: fc.jsonValue({ maxDepth: 3 }) }) }),
+            fc.record({ binaryMessage: fc.record({ message: fc.oneof(fc.base64String({ maxLength: 40 }), fc.anything()) }) }),
+            fc.anything(),
+          ),
+        },
+        { requiredKeys: [] },
+      ),
+    },
+    {
+      weight: 3,
+      arbitrary: fc.record(
+        {
+          keyPath: fc.oneof(
+            fc.array(fc.oneof(fc.constantFrom('a', 'b', 'accessControl', '__proto__', ''), fc.string({ maxLength: 8 })), { maxLength: 4 }),
+            fc.anything(),
+          ),
+          valueToMerge: fc.oneof(fc.jsonValue({ maxDepth: 3 }), fc.constant({ accessControl: PUBSUB_ALL })),
+          timestamp: fc.oneof(fc.integer(), fc.double(), fc.anything()),
+          componentName: fc.oneof(fc.constantFrom('fz.Comp', 'aws.greengrass.Nucleus', 'main'), fc.string({ maxLength: 8 })),
+          state: fc.constantFrom('RUNNING', 'ERRORED', 'BROKEN', ''),
+          recheckAfterMs: fc.oneof(fc.integer(), fc.constantFrom(2 ** 31, 2 ** 53, -1)),
+          deploymentId: fc.string({ maxLength: 8 }),
+        },
+        { requiredKeys: [] },
+      ),
+    },
+    { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 3 }) },
+  )
+  .map((v) => JSON.stringify(v) ?? '');
+const rawBody = fc.oneof(
+  { weight: 6, arbitrary: jsonBody },
+  fc.string({ unit: 'binary', maxLength: 60 }),
+  fc.constantFrom('', '{', 'null', '[]', '{"__proto__":{"x":1}}', '['.repeat(3000) + ']'.repeat(3000)),
+);
 
 interface Spec {
   type: number;
@@ -227,13 +309,21 @@ const spec: fc.Arbitrary<Spec> = fc.record({
   flags: fc.oneof({ weight: 6, arbitrary: fc.constant(0) }, fc.constantFrom(1, 2, 3), fc.integer()),
   // stream: 0 = the next stream id, negative = reuse an earlier one, else a literal id
   stream: fc.oneof({ weight: 6, arbitrary: fc.constant(0) }, fc.integer({ min: -3, max: -1 }), fc.constantFrom(1, 2, 7, 2 ** 31 - 1)),
-  operation: fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...PLAUSIBLE_OPS) }, { weight: 2, arbitrary: fc.constantFrom(...OPERATIONS) }, fc.constant(null), fc.string({ maxLength: 30 })),
+  operation: fc.oneof(
+    { weight: 6, arbitrary: fc.constantFrom(...PLAUSIBLE_OPS) },
+    { weight: 2, arbitrary: fc.constantFrom(...OPERATIONS) },
+    fc.constant(null),
+    fc.string({ maxLength: 30 }),
+  ),
   extra: fc.dictionary(fc.constantFrom('service-model-type', ':content-type', 'x'), fc.string({ maxLength: 20 }).map(str), { maxKeys: 2 }),
   body: rawBody,
 });
 const connectSpec = fc.oneof(
   { weight: 8, arbitrary: fc.constant({ version: '0.1.0', auth: 'good' as const }) },
-  fc.record({ version: fc.constantFrom('0.1.0', '0.2.0', '', '0.1.0\0'), auth: fc.constantFrom('good' as const, 'bad' as const, 'none' as const, 'garbage' as const) }),
+  fc.record({
+    version: fc.constantFrom('0.1.0', '0.2.0', '', '0.1.0\0'),
+    auth: fc.constantFrom('good' as const, 'bad' as const, 'none' as const, 'garbage' as const),
+  }),
 );
 const sessionArb = fc.record({
   connect: fc.option(connectSpec, { freq: 8 }),
@@ -242,11 +332,23 @@ const sessionArb = fc.record({
   ping: fc.boolean(),
 });
 
-function buildSession(s: { connect: { version: string; auth: 'good' | 'bad' | 'none' | 'garbage' } | null; preConnect: Spec | null; msgs: Spec[]; ping: boolean }): Buffer {
+function buildSession(s: {
+  connect: { version: string; auth: 'good' | 'bad' | 'none' | 'garbage' } | null;
+  preConnect: Spec | null;
+  msgs: Spec[];
+  ping: boolean;
+}): Buffer {
   const out: Buffer[] = [];
   if (s.preConnect) out.push(specFrame(s.preConnect, 1));
   if (s.connect) {
-    const body = s.connect.auth === 'good' ? JSON.stringify({ authToken: token }) : s.connect.auth === 'bad' ? JSON.stringify({ authToken: 'ZZZZZZZZZZZZZZZZ' }) : s.connect.auth === 'none' ? '{}' : '{authToken:';
+    const body =
+      s.connect.auth === 'good'
+        ? JSON.stringify({ authToken: token })
+        : s.connect.auth === 'bad'
+          ? JSON.stringify({ authToken: 'ZZZZZZZZZZZZZZZZ' })
+          : s.connect.auth === 'none'
+            ? '{}'
+            : '{authToken:';
     out.push(rpcFrame(MessageType.Connect, 0, 0, { ':version': str(s.connect.version) }, body));
   }
   let next = 1;
@@ -273,13 +375,25 @@ const headerInt = (m: Message, name: string): number | undefined => {
 async function wellBehaved(): Promise<void> {
   const bytes = Buffer.concat([
     rpcFrame(MessageType.Connect, 0, 0, { ':version': str('0.1.0') }, JSON.stringify({ authToken: token })),
-    rpcFrame(0, 0, 1, { operation: str('aws.greengrass#PublishToTopic') }, JSON.stringify({ topic: 'fz/ok', publishMessage: { jsonMessage: { message: { ok: true } } } })),
+    rpcFrame(
+      0,
+      0,
+      1,
+      { operation: str('aws.greengrass#PublishToTopic') },
+      JSON.stringify({ topic: 'fz/ok', publishMessage: { jsonMessage: { message: { ok: true } } } }),
+    ),
   ]);
   const r = await session(bytes, [], 20_000);
   const ack = r.frames[0];
-  if (!ack || headerInt(ack, ':message-type') !== MessageType.ConnectAck || headerInt(ack, ':message-flags') !== MessageFlags.ConnectionAccepted) throw new Error('a well-behaved client was not accepted after fuzzing');
+  if (
+    !ack ||
+    headerInt(ack, ':message-type') !== MessageType.ConnectAck ||
+    headerInt(ack, ':message-flags') !== MessageFlags.ConnectionAccepted
+  )
+    throw new Error('a well-behaved client was not accepted after fuzzing');
   const resp = r.frames[1];
-  if (!resp || resp.headers['service-model-type']?.value !== 'aws.greengrass#PublishToTopicResponse') throw new Error(`a well-behaved PublishToTopic got ${JSON.stringify(resp?.headers ?? null)}`);
+  if (!resp || resp.headers['service-model-type']?.value !== 'aws.greengrass#PublishToTopicResponse')
+    throw new Error(`a well-behaved PublishToTopic got ${JSON.stringify(resp?.headers ?? null)}`);
 }
 
 describe('fuzz: IPC RPC state machine (a running nucleus, its real socket)', () => {
@@ -297,9 +411,16 @@ describe('fuzz: IPC RPC state machine (a running nucleus, its real socket)', () 
     // Before the fix: Object.prototype.fzPolluted = {} in the nucleus's process (this one), then
     // an uncaught TypeError encoding the next frame (every header object "had" that key).
     expect(({} as Record<string, unknown>).fzPolluted).toBeUndefined();
-    expect(r.frames.map((f) => f.headers['service-model-type']?.value)).toEqual([undefined, 'aws.greengrass#UpdateConfigurationResponse', 'aws.greengrass#GetConfigurationResponse']);
+    expect(r.frames.map((f) => f.headers['service-model-type']?.value)).toEqual([
+      undefined,
+      'aws.greengrass#UpdateConfigurationResponse',
+      'aws.greengrass#GetConfigurationResponse',
+    ]);
     // "__proto__" is an ordinary key, as in the real nucleus's config store
-    expect(JSON.parse(Buffer.from(r.frames[2]!.body).toString())).toMatchObject({ componentName: 'fz.Comp', value: { fzPolluted: { v: 1 } } });
+    expect(JSON.parse(Buffer.from(r.frames[2]!.body).toString())).toMatchObject({
+      componentName: 'fz.Comp',
+      value: { fzPolluted: { v: 1 } },
+    });
     await wellBehaved();
   });
 
@@ -309,8 +430,17 @@ describe('fuzz: IPC RPC state machine (a running nucleus, its real socket)', () 
       await wellBehaved();
       const input = fc.oneof(
         { weight: 3, arbitrary: fc.record({ bytes: sessionArb.map(buildSession), cuts: fc.array(fc.nat(), { maxLength: 4 }) }) },
-        { weight: 2, arbitrary: fc.record({ bytes: sessionArb.map(buildSession).chain((b) => mutated([b, ...sessionSeeds(token)]).map((m) => Buffer.from(m))), cuts: fc.array(fc.nat(), { maxLength: 4 }) }) },
-        { weight: 1, arbitrary: fc.record({ bytes: fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)), cuts: fc.constant([] as number[]) }) },
+        {
+          weight: 2,
+          arbitrary: fc.record({
+            bytes: sessionArb.map(buildSession).chain((b) => mutated([b, ...sessionSeeds(token)]).map((m) => Buffer.from(m))),
+            cuts: fc.array(fc.nat(), { maxLength: 4 }),
+          }),
+        },
+        {
+          weight: 1,
+          arbitrary: fc.record({ bytes: fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)), cuts: fc.constant([] as number[]) }),
+        },
       );
       let accepted = 0;
       let answered = 0; // application answers (operations that ran and replied)
@@ -328,17 +458,27 @@ describe('fuzz: IPC RPC state machine (a running nucleus, its real socket)', () 
           const acceptedAck = firstAck >= 0 && headerInt(reply.frames[firstAck]!, ':message-flags') === MessageFlags.ConnectionAccepted;
           for (const [i, f] of reply.frames.entries()) {
             const type = headerInt(f, ':message-type');
-            if (type === undefined || headerInt(f, ':stream-id') === undefined || headerInt(f, ':message-flags') === undefined) throw new Error(`answer #${i} lacks the RPC headers`);
+            if (type === undefined || headerInt(f, ':stream-id') === undefined || headerInt(f, ':message-flags') === undefined)
+              throw new Error(`answer #${i} lacks the RPC headers`);
             if (!acceptedAck || i < firstAck) {
-              if (type !== MessageType.ConnectAck && type !== MessageType.ProtocolError) throw new Error(`answer #${i} (type ${type}) sent on a connection that was never accepted`);
+              if (type !== MessageType.ConnectAck && type !== MessageType.ProtocolError)
+                throw new Error(`answer #${i} (type ${type}) sent on a connection that was never accepted`);
             }
           }
           if (acceptedAck) {
-            if (!acceptableConnect(bytes)) throw new Error('a connection was accepted although its first message is not a Connect with the token');
+            if (!acceptableConnect(bytes))
+              throw new Error('a connection was accepted although its first message is not a Connect with the token');
             accepted++;
             answered += reply.frames.filter((f) => (headerInt(f, ':stream-id') ?? 0) > 0).length;
           }
-          stats.note(acceptedAck ? 'accepted' : reply.frames.some((f) => headerInt(f, ':message-type') === MessageType.ProtocolError) ? 'ProtocolError' : 'closed', acceptedAck);
+          stats.note(
+            acceptedAck
+              ? 'accepted'
+              : reply.frames.some((f) => headerInt(f, ':message-type') === MessageType.ProtocolError)
+                ? 'ProtocolError'
+                : 'closed',
+            acceptedAck,
+          );
           if (stats.iterations % 40 === 0) await wellBehaved();
           if (stats.iterations % 64 === 0) {
             const grown = process.memoryUsage().heapUsed / 2 ** 20;

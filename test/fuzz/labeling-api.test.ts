@@ -27,14 +27,36 @@ const agent = new Agent({ keepAlive: true, maxSockets: 4 });
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'fuzz-lab-'));
   store = openLabelStore(join(dir, 'labels.db'));
-  await store.append(REFS.map((r) => makeRecord({ source_ref: r, image_width: 200, image_height: 100, annotations: [], event_time: 1, labeling_job: '', status: 'PENDING', device: 'd' })));
+  await store.append(
+    REFS.map((r) =>
+      makeRecord({
+        source_ref: r,
+        image_width: 200,
+        image_height: 100,
+        annotations: [],
+        event_time: 1,
+        labeling_job: '',
+        status: 'PENDING',
+        device: 'd',
+      }),
+    ),
+  );
   lab = new Labeling(store);
   await lab.createJob({ name: 'fz', classes: ['scratch', 'dent'], workersPerImage: 3, maxBoxes: 50 });
-  for (const [w, roles] of [['w1', 'label,verify'], ['w2', 'label'], ['w3', 'label,verify'], ['v', 'verify']] as const) tokens.push(lab.workers.add(w, roles).token);
+  for (const [w, roles] of [
+    ['w1', 'label,verify'],
+    ['w2', 'label'],
+    ['w3', 'label,verify'],
+    ['v', 'verify'],
+  ] as const)
+    tokens.push(lab.workers.add(w, roles).token);
   // a.jpg and b.jpg are served from a folder; c.jpg's image is missing (a 404 to answer)
   mkdirSync(join(dir, 'images', 'incoming'), { recursive: true });
   for (const f of ['a.jpg', 'b.jpg']) writeFileSync(join(dir, 'images', 'incoming', f), 'jpeg');
-  srv = await startLabelServer({ lab, images: new ImageSource({ mappings: [{ refPrefix: 's3://plant/', dir: join(dir, 'images'), idParts: 2 }] }) });
+  srv = await startLabelServer({
+    lab,
+    images: new ImageSource({ mappings: [{ refPrefix: 's3://plant/', dir: join(dir, 'images'), idParts: 2 }] }),
+  });
 });
 afterAll(async () => {
   agent.destroy();
@@ -44,27 +66,90 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const num = fc.oneof({ weight: 5, arbitrary: fc.integer({ min: -5, max: 260 }) }, fc.double(), fc.constantFrom(Number.MAX_VALUE, -0, 1e308, 0.5));
+const num = fc.oneof(
+  { weight: 5, arbitrary: fc.integer({ min: -5, max: 260 }) },
+  fc.double(),
+  fc.constantFrom(Number.MAX_VALUE, -0, 1e308, 0.5),
+);
 const box = fc.oneof(
   { weight: 4, arbitrary: fc.record({ class_id: fc.oneof(fc.constantFrom(0, 1), num), left: num, top: num, width: num, height: num }) },
-  { weight: 1, arbitrary: fc.record({ class_id: fc.anything(), left: fc.anything(), top: num, width: num, height: num, confidence: fc.anything() }, { requiredKeys: [] }) },
+  {
+    weight: 1,
+    arbitrary: fc.record(
+      { class_id: fc.anything(), left: fc.anything(), top: num, width: num, height: num, confidence: fc.anything() },
+      { requiredKeys: [] },
+    ),
+  },
   { weight: 1, arbitrary: fc.anything() },
 );
 const body = fc.oneof(
-  { weight: 6, arbitrary: fc.record({ sourceRef: fc.oneof(fc.constantFrom(...REFS), fc.string()), boxes: fc.oneof({ weight: 5, arbitrary: fc.array(box, { maxLength: 60 }) }, fc.anything()), replace: fc.oneof(fc.boolean(), fc.anything()), verdict: fc.constantFrom('approve', 'reject', 'maybe', ''), reason: fc.oneof(fc.string(), fc.anything()), token: fc.oneof(fc.constantFrom(...tokens.length ? tokens : ['x']), fc.string()), worker: fc.string() }, { requiredKeys: [] }).map((o) => JSON.stringify(o)) },
+  {
+    weight: 6,
+    arbitrary: fc
+      .record(
+        {
+          sourceRef: fc.oneof(fc.constantFrom(...REFS), fc.string()),
+          boxes: fc.oneof({ weight: 5, arbitrary: fc.array(box, { maxLength: 60 }) }, fc.anything()),
+          replace: fc.oneof(fc.boolean(), fc.anything()),
+          verdict: fc.constantFrom('approve', 'reject', 'maybe', ''),
+          reason: fc.oneof(fc.string(), fc.anything()),
+          token: fc.oneof(fc.constantFrom(...(tokens.length ? tokens : ['x'])), fc.string()),
+          worker: fc.string(),
+        },
+        { requiredKeys: [] },
+      )
+      .map((o) => JSON.stringify(o)),
+  },
   { weight: 2, arbitrary: fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v)) },
   { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 200 }) },
-  { weight: 1, arbitrary: fc.constantFrom('', '{', '{"boxes":', 'null', '[]', '{"__proto__":{"x":1}}', '{"boxes":[' + '['.repeat(5000) + ']'.repeat(5000) + ']}') },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      '',
+      '{',
+      '{"boxes":',
+      'null',
+      '[]',
+      '{"__proto__":{"x":1}}',
+      '{"boxes":[' + '['.repeat(5000) + ']'.repeat(5000) + ']}',
+    ),
+  },
 );
-const segment = fc.oneof({ weight: 8, arbitrary: fc.constant('fz') }, fc.constantFrom('nope', '%zz', '%2e%2e', '..', '', 'fz%2F..', 'a'.repeat(300)), fc.string({ maxLength: 12 }).map(encodeURIComponent));
+const segment = fc.oneof(
+  { weight: 8, arbitrary: fc.constant('fz') },
+  fc.constantFrom('nope', '%zz', '%2e%2e', '..', '', 'fz%2F..', 'a'.repeat(300)),
+  fc.string({ maxLength: 12 }).map(encodeURIComponent),
+);
 const path = fc.oneof(
-  { weight: 6, arbitrary: fc.tuple(segment, fc.constantFrom('task', 'items', 'skip', 'annotations', 'verify')).map(([j, w]) => `/api/jobs/${j}/${w}`) },
-  { weight: 2, arbitrary: fc.constantFrom('/api/me', '/api/jobs', '/api/login', '/api/logout', '/api/image', '/', '/login', '/assets/app.js', '/api/', '/api/jobs/fz', '//api/me') },
+  {
+    weight: 6,
+    arbitrary: fc.tuple(segment, fc.constantFrom('task', 'items', 'skip', 'annotations', 'verify')).map(([j, w]) => `/api/jobs/${j}/${w}`),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom(
+      '/api/me',
+      '/api/jobs',
+      '/api/login',
+      '/api/logout',
+      '/api/image',
+      '/',
+      '/login',
+      '/assets/app.js',
+      '/api/',
+      '/api/jobs/fz',
+      '//api/me',
+    ),
+  },
   { weight: 1, arbitrary: fc.string({ maxLength: 30 }).map((s) => '/' + encodeURI(s).replace(/[?#]/g, '')) },
 );
 const query = fc.oneof(
   fc.constant(''),
-  fc.array(fc.tuple(fc.constantFrom('ref', 'skip', 'x'), fc.oneof(fc.constantFrom(...REFS), fc.string({ maxLength: 20 }))), { maxLength: 4 }).map((kv) => '?' + kv.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join('&')),
+  fc
+    .array(fc.tuple(fc.constantFrom('ref', 'skip', 'x'), fc.oneof(fc.constantFrom(...REFS), fc.string({ maxLength: 20 }))), {
+      maxLength: 4,
+    })
+    .map((kv) => '?' + kv.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join('&')),
   fc.constantFrom('?ref=%zz', '?skip=' + 'x&skip='.repeat(600)),
 );
 /** Mostly absent (null), sometimes one of the hostile values. */
@@ -73,8 +158,14 @@ const requestArb = fc.record({
   method: fc.oneof({ weight: 8, arbitrary: fc.constantFrom('GET', 'POST') }, fc.constantFrom('PUT', 'DELETE', 'OPTIONS', 'HEAD')),
   path,
   query,
-  auth: fc.oneof({ weight: 6, arbitrary: fc.nat({ max: 3 }).map((i) => `Bearer ${tokens[i]}`) }, fc.constantFrom(undefined, 'Bearer ', 'Bearer x', 'Basic Zm9vOmJhcg=='), fc.string({ maxLength: 30 })),
-  cookie: rarely(fc.constantFrom('loupe_session=%zz', 'loupe_session=', 'a=b; loupe_session=' + 'f'.repeat(64), '=;=;', 'loupe_session=%E0%A4%A')),
+  auth: fc.oneof(
+    { weight: 6, arbitrary: fc.nat({ max: 3 }).map((i) => `Bearer ${tokens[i]}`) },
+    fc.constantFrom(undefined, 'Bearer ', 'Bearer x', 'Basic Zm9vOmJhcg=='),
+    fc.string({ maxLength: 30 }),
+  ),
+  cookie: rarely(
+    fc.constantFrom('loupe_session=%zz', 'loupe_session=', 'a=b; loupe_session=' + 'f'.repeat(64), '=;=;', 'loupe_session=%E0%A4%A'),
+  ),
   origin: rarely(fc.constantFrom('http://evil.example', 'null', 'http://127.0.0.1', '%%%')),
   worker: rarely(fc.constantFrom('w1', 'w2', 'mallory', '')),
   contentType: fc.constantFrom('application/json', 'text/plain', 'application/x-www-form-urlencoded', ''),
@@ -138,14 +229,26 @@ describe('fuzz: labelling API', () => {
           stats.iterations++;
           stats.maxCallMs = Math.max(stats.maxCallMs, performance.now() - t0);
           // 500 is a crash; 502 is deliberate (the image's upstream failed) and must say so
-          if (res.status >= 500 && !(res.status === 502 && /"code":"IMAGE_/.test(res.body))) throw new Error(`${req.method} ${req.path}${req.query} answered ${res.status}: ${res.body.slice(0, 200)}`);
+          if (res.status >= 500 && !(res.status === 502 && /"code":"IMAGE_/.test(res.body)))
+            throw new Error(`${req.method} ${req.path}${req.query} answered ${res.status}: ${res.body.slice(0, 200)}`);
           if (res.status >= 400 && req.path.startsWith('/api/') && req.method !== 'HEAD') {
             const b = JSON.parse(res.body) as { error?: unknown; code?: unknown };
-            if (typeof b.error !== 'string' || typeof b.code !== 'string') throw new Error(`${res.status} without {error, code}: ${res.body.slice(0, 200)}`);
+            if (typeof b.error !== 'string' || typeof b.code !== 'string')
+              throw new Error(`${res.status} without {error, code}: ${res.body.slice(0, 200)}`);
             stats.note(b.code, false);
           } else stats.note(String(res.status), res.status < 400);
           if (stats.iterations % 50 === 0) {
-            const me = await send({ method: 'GET', path: '/api/me', query: '', auth: `Bearer ${tokens[0]}`, cookie: null, origin: null, worker: null, contentType: '', body: '' });
+            const me = await send({
+              method: 'GET',
+              path: '/api/me',
+              query: '',
+              auth: `Bearer ${tokens[0]}`,
+              cookie: null,
+              origin: null,
+              worker: null,
+              contentType: '',
+              body: '',
+            });
             if (me.status !== 200) throw new Error(`server stopped serving: /api/me answered ${me.status}`);
           }
         },

@@ -1,4 +1,11 @@
-import { CreateMultipartUploadCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, UploadPartCommand } from '@aws-sdk/client-s3';
+import {
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
 import fc from 'fast-check';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -38,7 +45,8 @@ beforeAll(async () => {
   for (const k of ['a', ' a', 'dir/b', 'dir/c d']) await s3.send(new PutObjectCommand({ Bucket: B, Key: k, Body: `body of ${k}` }));
   const up = await s3.send(new CreateMultipartUploadCommand({ Bucket: B, Key: 'mp' }));
   uploadId = up.UploadId!;
-  for (const n of [1, 2]) await s3.send(new UploadPartCommand({ Bucket: B, Key: 'mp', UploadId: uploadId, PartNumber: n, Body: `part ${n} bytes` }));
+  for (const n of [1, 2])
+    await s3.send(new UploadPartCommand({ Bucket: B, Key: 'mp', UploadId: uploadId, PartNumber: n, Body: `part ${n} bytes` }));
 });
 
 afterAll(async () => {
@@ -52,14 +60,33 @@ afterAll(async () => {
 const xmlText = fc.oneof(
   { weight: 4, arbitrary: fc.constantFrom('a', ' a', 'dir/b', 'missing', 'mp', '') },
   fc.string({ maxLength: 20 }).map((s) => s.replace(/[<&]/g, '')),
-  fc.constantFrom('&amp;', '&#xA;a', '&#0;', '&#x110000;', '&unknown;', '<![CDATA[a]]>', '<![CDATA[<Key>x</Key>]]>', '&lt;Key&gt;', '\u0000', '\ud800'),
+  fc.constantFrom(
+    '&amp;',
+    '&#xA;a',
+    '&#0;',
+    '&#x110000;',
+    '&unknown;',
+    '<![CDATA[a]]>',
+    '<![CDATA[<Key>x</Key>]]>',
+    '&lt;Key&gt;',
+    '\u0000',
+    '\ud800',
+  ),
 );
 type XNode = { name: string; children: XNode[] | string };
-const xmlName = fc.oneof({ weight: 6, arbitrary: fc.constantFrom('Object', 'Key', 'Quiet', 'VersionId', 'Part', 'PartNumber', 'ETag', 'ChecksumCRC32') }, fc.constantFrom('__proto__', 'constructor', 'x:Key', 'Delete', 'CompleteMultipartUpload'), fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_.-]{0,8}$/));
+const xmlName = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom('Object', 'Key', 'Quiet', 'VersionId', 'Part', 'PartNumber', 'ETag', 'ChecksumCRC32') },
+  fc.constantFrom('__proto__', 'constructor', 'x:Key', 'Delete', 'CompleteMultipartUpload'),
+  fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_.-]{0,8}$/),
+);
 const { node: xmlNode } = fc.letrec<{ node: XNode }>((tie) => ({
-  node: fc.record({ name: xmlName, children: fc.oneof({ depthSize: 'small', withCrossShrink: true }, xmlText, fc.array(tie('node'), { maxLength: 4 })) }),
+  node: fc.record({
+    name: xmlName,
+    children: fc.oneof({ depthSize: 'small', withCrossShrink: true }, xmlText, fc.array(tie('node'), { maxLength: 4 })),
+  }),
 }));
-const render = (n: XNode): string => `<${n.name}>${typeof n.children === 'string' ? n.children : n.children.map(render).join('')}</${n.name}>`;
+const render = (n: XNode): string =>
+  `<${n.name}>${typeof n.children === 'string' ? n.children : n.children.map(render).join('')}</${n.name}>`;
 const prolog = fc.oneof(
   { weight: 6, arbitrary: fc.constant('') },
   fc.constantFrom(
@@ -70,13 +97,66 @@ const prolog = fc.oneof(
   ),
 );
 const deleteXml = fc
-  .record({ prolog, ns: fc.boolean(), quiet: fc.option(fc.constantFrom('true', 'false', 'TRUE', ' true ', '<a/>'), { nil: undefined }), objects: fc.array(fc.oneof({ weight: 4, arbitrary: xmlText.map((k) => `<Object><Key>${k}</Key></Object>`) }, xmlNode.map((n) => `<Object>${render(n)}</Object>`), xmlNode.map(render)), { maxLength: 8 }) })
-  .map(({ prolog: p, ns, quiet, objects }) => `${p}<Delete${ns ? ' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"' : ''}>${quiet !== undefined ? `<Quiet>${quiet}</Quiet>` : ''}${objects.join('')}</Delete>`);
+  .record({
+    prolog,
+    ns: fc.boolean(),
+    quiet: fc.option(fc.constantFrom('true', 'false', 'TRUE', ' true ', '<a/>'), { nil: undefined }),
+    objects: fc.array(
+      fc.oneof(
+        { weight: 4, arbitrary: xmlText.map((k) => `<Object><Key>${k}</Key></Object>`) },
+        xmlNode.map((n) => `<Object>${render(n)}</Object>`),
+        xmlNode.map(render),
+      ),
+      { maxLength: 8 },
+    ),
+  })
+  .map(
+    ({ prolog: p, ns, quiet, objects }) =>
+      `${p}<Delete${ns ? ' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"' : ''}>${quiet !== undefined ? `<Quiet>${quiet}</Quiet>` : ''}${objects.join('')}</Delete>`,
+  );
 const completeXml = fc
-  .record({ prolog, parts: fc.array(fc.oneof({ weight: 4, arbitrary: fc.record({ n: fc.oneof(fc.constantFrom('1', '2', '3', '0', '-1', '10001', ' 1', '1e3', '99999999999999999999'), fc.string({ maxLength: 4 })), etag: fc.oneof(fc.constant('"ok"'), fc.string({ maxLength: 10 }).map((s) => s.replace(/[<&]/g, ''))) }).map(({ n, etag }) => `<Part><PartNumber>${n}</PartNumber><ETag>${etag}</ETag></Part>`) }, xmlNode.map((n) => `<Part>${render(n)}</Part>`), xmlNode.map(render)), { maxLength: 5 }) })
+  .record({
+    prolog,
+    parts: fc.array(
+      fc.oneof(
+        {
+          weight: 4,
+          arbitrary: fc
+            .record({
+              n: fc.oneof(
+                fc.constantFrom('1', '2', '3', '0', '-1', '10001', ' 1', '1e3', '99999999999999999999'),
+                fc.string({ maxLength: 4 }),
+              ),
+              etag: fc.oneof(
+                fc.constant('"ok"'),
+                fc.string({ maxLength: 10 }).map((s) => s.replace(/[<&]/g, '')),
+              ),
+            })
+            .map(({ n, etag }) => `<Part><PartNumber>${n}</PartNumber><ETag>${etag}</ETag></Part>`),
+        },
+        xmlNode.map((n) => `<Part>${render(n)}</Part>`),
+        xmlNode.map(render),
+      ),
+      { maxLength: 5 },
+    ),
+  })
   .map(({ prolog: p, parts }) => `${p}<CompleteMultipartUpload>${parts.join('')}</CompleteMultipartUpload>`);
-const xmlSeeds = ['<Delete><Object><Key>a</Key></Object><Object><Key> a</Key></Object><Quiet>false</Quiet></Delete>', '<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>"x"</ETag></Part><Part><PartNumber>2</PartNumber><ETag>"y"</ETag></Part></CompleteMultipartUpload>'].map((s) => new Uint8Array(Buffer.from(s)));
-const xmlBody = fc.oneof({ weight: 3, arbitrary: fc.oneof(deleteXml, completeXml).map((s) => Buffer.from(s)) }, { weight: 2, arbitrary: mutated(xmlSeeds).map((b) => Buffer.from(b)) }, { weight: 1, arbitrary: fc.constantFrom(Buffer.from(''), Buffer.from('<'), Buffer.from('<Delete>' + '<a>'.repeat(5000) + '</a>'.repeat(5000) + '</Delete>')) });
+const xmlSeeds = [
+  '<Delete><Object><Key>a</Key></Object><Object><Key> a</Key></Object><Quiet>false</Quiet></Delete>',
+  '<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>"x"</ETag></Part><Part><PartNumber>2</PartNumber><ETag>"y"</ETag></Part></CompleteMultipartUpload>',
+].map((s) => new Uint8Array(Buffer.from(s)));
+const xmlBody = fc.oneof(
+  { weight: 3, arbitrary: fc.oneof(deleteXml, completeXml).map((s) => Buffer.from(s)) },
+  { weight: 2, arbitrary: mutated(xmlSeeds).map((b) => Buffer.from(b)) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      Buffer.from(''),
+      Buffer.from('<'),
+      Buffer.from('<Delete>' + '<a>'.repeat(5000) + '</a>'.repeat(5000) + '</Delete>'),
+    ),
+  },
+);
 
 // --- aws-chunked bodies ----------------------------------------------------------------------
 
@@ -88,7 +168,10 @@ interface Chunked {
   trailer: string | null;
 }
 function frame(chunks: Buffer[], trailers: string): Buffer {
-  return Buffer.concat([...chunks.map((c) => Buffer.concat([Buffer.from(`${c.length.toString(16)}\r\n`), c, Buffer.from('\r\n')])), Buffer.from(`0\r\n${trailers}\r\n`)]);
+  return Buffer.concat([
+    ...chunks.map((c) => Buffer.concat([Buffer.from(`${c.length.toString(16)}\r\n`), c, Buffer.from('\r\n')])),
+    Buffer.from(`0\r\n${trailers}\r\n`),
+  ]);
 }
 const crcB64 = (b: Buffer) => {
   const o = Buffer.alloc(4);
@@ -97,20 +180,37 @@ const crcB64 = (b: Buffer) => {
 };
 const chunkedArb: fc.Arbitrary<Chunked> = fc
   .record({
-    chunks: fc.array(fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)), { maxLength: 4 }),
+    chunks: fc.array(
+      fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)),
+      { maxLength: 4 },
+    ),
     trailer: fc.constantFrom('good', 'bad', 'none', 'junk'),
     declaredDelta: fc.oneof({ weight: 6, arbitrary: fc.constant(0) }, fc.constantFrom(-1, 1, 1e12, -1e6), fc.constant(NaN)),
-    mutate: fc.option(fc.array(fc.record({ at: fc.nat(), kind: fc.constantFrom('size', 'crlf', 'ext', 'cut', 'byte'), v: fc.nat(255) }), { minLength: 1, maxLength: 3 }), { freq: 2 }),
+    mutate: fc.option(
+      fc.array(fc.record({ at: fc.nat(), kind: fc.constantFrom('size', 'crlf', 'ext', 'cut', 'byte'), v: fc.nat(255) }), {
+        minLength: 1,
+        maxLength: 3,
+      }),
+      { freq: 2 },
+    ),
   })
   .map(({ chunks, trailer, declaredDelta, mutate }) => {
     const payload = Buffer.concat(chunks);
-    const trailerLine = trailer === 'good' ? `x-amz-checksum-crc32:${crcB64(payload)}\r\n` : trailer === 'bad' ? 'x-amz-checksum-crc32:AAAAAA==\r\n' : trailer === 'junk' ? 'x-amz-checksum-crc32\r\n: :\r\n' : '';
+    const trailerLine =
+      trailer === 'good'
+        ? `x-amz-checksum-crc32:${crcB64(payload)}\r\n`
+        : trailer === 'bad'
+          ? 'x-amz-checksum-crc32:AAAAAA==\r\n'
+          : trailer === 'junk'
+            ? 'x-amz-checksum-crc32\r\n: :\r\n'
+            : '';
     let body = frame(chunks, trailerLine);
     for (const m of mutate ?? []) {
       const at = body.length ? m.at % body.length : 0;
       if (m.kind === 'size') body = Buffer.concat([body.subarray(0, at), Buffer.from('ffffffffffff'), body.subarray(at)]);
       else if (m.kind === 'crlf') body = Buffer.concat([body.subarray(0, at), body.subarray(at + 2)]);
-      else if (m.kind === 'ext') body = Buffer.concat([body.subarray(0, at), Buffer.from(';chunk-signature=' + 'a'.repeat(m.v)), body.subarray(at)]);
+      else if (m.kind === 'ext')
+        body = Buffer.concat([body.subarray(0, at), Buffer.from(';chunk-signature=' + 'a'.repeat(m.v)), body.subarray(at)]);
       else if (m.kind === 'cut') body = body.subarray(0, at);
       else body[at] = m.v;
     }
@@ -125,16 +225,85 @@ const keySeg = fc.oneof(
   fc.constantFrom('', '..', '../keep/sentinel', '%2E%2E/%2E%2E', '%zz', '%', '%E0%A4%A', 'a//b', '%00', 'x'.repeat(1100), '%2F'),
   fc.string({ maxLength: 12 }).map(encodeURIComponent),
 );
-const bucketSeg = fc.oneof({ weight: 8, arbitrary: fc.constant(B) }, fc.constantFrom('', 'nobucket', 'FZ', '..', '%66z', 'a', '192.168.0.1', 'x'.repeat(70), '%zz'));
-const SUBS = ['delete', 'uploads', 'uploadId', 'partNumber', 'versionId', 'versions', 'acl', 'location', 'versioning', 'attributes', 'tagging', 'policy', 'list-type', 'prefix', 'delimiter', 'max-keys', 'marker', 'start-after', 'continuation-token', 'encoding-type', 'max-parts', 'part-number-marker', 'key-marker', 'upload-id-marker', 'version-id-marker', 'fetch-owner', 'response-content-type', 'x-id'];
-const queryVal = fc.oneof(fc.constantFrom('', '1', '2', '0', '-1', '1000', '10001', '2147483648', 'url', 'dir/', '/', 'null', 'abc', 'ZGlyL2I'), fc.string({ maxLength: 12 }));
-const queryArb = fc.dictionary(fc.oneof({ weight: 8, arbitrary: fc.constantFrom(...SUBS) }, fc.string({ minLength: 1, maxLength: 8 })), queryVal, { maxKeys: 4 });
+const bucketSeg = fc.oneof(
+  { weight: 8, arbitrary: fc.constant(B) },
+  fc.constantFrom('', 'nobucket', 'FZ', '..', '%66z', 'a', '192.168.0.1', 'x'.repeat(70), '%zz'),
+);
+const SUBS = [
+  'delete',
+  'uploads',
+  'uploadId',
+  'partNumber',
+  'versionId',
+  'versions',
+  'acl',
+  'location',
+  'versioning',
+  'attributes',
+  'tagging',
+  'policy',
+  'list-type',
+  'prefix',
+  'delimiter',
+  'max-keys',
+  'marker',
+  'start-after',
+  'continuation-token',
+  'encoding-type',
+  'max-parts',
+  'part-number-marker',
+  'key-marker',
+  'upload-id-marker',
+  'version-id-marker',
+  'fetch-owner',
+  'response-content-type',
+  'x-id',
+];
+const queryVal = fc.oneof(
+  fc.constantFrom('', '1', '2', '0', '-1', '1000', '10001', '2147483648', 'url', 'dir/', '/', 'null', 'abc', 'ZGlyL2I'),
+  fc.string({ maxLength: 12 }),
+);
+const queryArb = fc.dictionary(
+  fc.oneof({ weight: 8, arbitrary: fc.constantFrom(...SUBS) }, fc.string({ minLength: 1, maxLength: 8 })),
+  queryVal,
+  { maxKeys: 4 },
+);
 const HEADERS: [string, fc.Arbitrary<string>][] = [
-  ['range', fc.constantFrom('bytes=0-3', 'bytes=-2', 'bytes=5-', 'bytes=3-1', 'bytes=0-0,2-3', 'bytes=99999999999999999999-', 'chars=0-1', 'bytes=-0', 'bytes=')],
+  [
+    'range',
+    fc.constantFrom(
+      'bytes=0-3',
+      'bytes=-2',
+      'bytes=5-',
+      'bytes=3-1',
+      'bytes=0-0,2-3',
+      'bytes=99999999999999999999-',
+      'chars=0-1',
+      'bytes=-0',
+      'bytes=',
+    ),
+  ],
   ['if-match', fc.constantFrom('*', '"x"', 'W/"x"', '', '"a", "b"')],
   ['if-none-match', fc.constantFrom('*', '"x"', '')],
   ['if-modified-since', fc.constantFrom('Thu, 01 Jan 1970 00:00:00 GMT', 'not a date', '')],
-  ['x-amz-copy-source', fc.oneof(fc.constantFrom(`/${B}/a`, `${B}/%20a`, `${KEEP}/sentinel`, `${B}/a?versionId=7`, `${B}/a?versionId=null`, '%zz', '/', `${B}/`, `${B}/mp`, `${B}/dir%2Fb`), fc.string({ maxLength: 10 }))],
+  [
+    'x-amz-copy-source',
+    fc.oneof(
+      fc.constantFrom(
+        `/${B}/a`,
+        `${B}/%20a`,
+        `${KEEP}/sentinel`,
+        `${B}/a?versionId=7`,
+        `${B}/a?versionId=null`,
+        '%zz',
+        '/',
+        `${B}/`,
+        `${B}/mp`,
+        `${B}/dir%2Fb`,
+      ),
+      fc.string({ maxLength: 10 }),
+    ),
+  ],
   ['x-amz-copy-source-range', fc.constantFrom('bytes=0-1', 'bytes=5-1', 'bytes=0-99999', 'x')],
   ['x-amz-metadata-directive', fc.constantFrom('COPY', 'REPLACE', 'BOTH')],
   ['x-amz-checksum-crc32', fc.constantFrom('AAAAAA==', 'x', '')],
@@ -149,26 +318,65 @@ const HEADERS: [string, fc.Arbitrary<string>][] = [
   ['x-amz-decoded-content-length', fc.constantFrom('0', '-1', 'x', '99999999999')],
   ['content-encoding', fc.constantFrom('gzip', 'aws-chunked', 'gzip, aws-chunked')],
 ];
-const headersArb = fc.subarray(HEADERS, { maxLength: 4 }).chain((hs) => (hs.length ? fc.tuple(...hs.map(([, a]) => a)).map((vs) => Object.fromEntries(hs.map(([n], i) => [n, vs[i]!]))) : fc.constant({} as Record<string, string>)));
+const headersArb = fc
+  .subarray(HEADERS, { maxLength: 4 })
+  .chain((hs) =>
+    hs.length
+      ? fc.tuple(...hs.map(([, a]) => a)).map((vs) => Object.fromEntries(hs.map(([n], i) => [n, vs[i]!])))
+      : fc.constant({} as Record<string, string>),
+  );
 
-type Req = { method: string; path: string; query: Record<string, string>; headers: Record<string, string>; body?: Buffer; chunked?: Chunked };
+type Req = {
+  method: string;
+  path: string;
+  query: Record<string, string>;
+  headers: Record<string, string>;
+  body?: Buffer;
+  chunked?: Chunked;
+};
 const generic: fc.Arbitrary<Req> = fc.record({
   method: fc.oneof({ weight: 8, arbitrary: fc.constantFrom('GET', 'PUT', 'POST', 'DELETE', 'HEAD') }, fc.constantFrom('OPTIONS', 'PATCH')),
-  path: fc.oneof({ weight: 6, arbitrary: fc.tuple(bucketSeg, keySeg).map(([b, k]) => `/${b}/${k}`) }, bucketSeg.map((b) => `/${b}`), fc.constantFrom('/', '//', '/fz//', '/fz/a?')),
+  path: fc.oneof(
+    { weight: 6, arbitrary: fc.tuple(bucketSeg, keySeg).map(([b, k]) => `/${b}/${k}`) },
+    bucketSeg.map((b) => `/${b}`),
+    fc.constantFrom('/', '//', '/fz//', '/fz/a?'),
+  ),
   query: queryArb,
   headers: headersArb,
-  body: fc.option(fc.oneof(fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)), xmlBody), { nil: undefined, freq: 2 }),
+  body: fc.option(
+    fc.oneof(
+      fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)),
+      xmlBody,
+    ),
+    { nil: undefined, freq: 2 },
+  ),
 });
-const deleteReq: fc.Arbitrary<Req> = fc.record({ body: xmlBody, headers: headersArb }).map(({ body, headers }) => ({ method: 'POST', path: `/${B}`, query: { delete: '' }, headers, body }));
-const completeReq: fc.Arbitrary<Req> = fc.record({ body: xmlBody, id: fc.oneof({ weight: 4, arbitrary: fc.constant('UPLOAD') }, fc.string({ maxLength: 10 })) }).map(({ body, id }) => ({ method: 'POST', path: `/${B}/mp`, query: { uploadId: id }, headers: {}, body }));
-const chunkedReq: fc.Arbitrary<Req> = fc.record({ c: chunkedArb, key: fc.constantFrom('up/1', 'up/2', 'mp'), part: fc.boolean() }).map(({ c, key, part }) => ({
-  method: 'PUT',
-  path: `/${B}/${key}`,
-  query: part && key === 'mp' ? { uploadId: 'UPLOAD', partNumber: '3' } : {},
-  headers: { 'content-encoding': 'aws-chunked', 'x-amz-content-sha256': 'STREAMING-UNSIGNED-PAYLOAD-TRAILER', 'x-amz-decoded-content-length': c.declared, ...(c.trailer ? { 'x-amz-trailer': c.trailer } : {}) },
-  chunked: c,
-}));
-const requestArb = fc.oneof({ weight: 4, arbitrary: generic }, { weight: 2, arbitrary: deleteReq }, { weight: 1, arbitrary: completeReq }, { weight: 2, arbitrary: chunkedReq });
+const deleteReq: fc.Arbitrary<Req> = fc
+  .record({ body: xmlBody, headers: headersArb })
+  .map(({ body, headers }) => ({ method: 'POST', path: `/${B}`, query: { delete: '' }, headers, body }));
+const completeReq: fc.Arbitrary<Req> = fc
+  .record({ body: xmlBody, id: fc.oneof({ weight: 4, arbitrary: fc.constant('UPLOAD') }, fc.string({ maxLength: 10 })) })
+  .map(({ body, id }) => ({ method: 'POST', path: `/${B}/mp`, query: { uploadId: id }, headers: {}, body }));
+const chunkedReq: fc.Arbitrary<Req> = fc
+  .record({ c: chunkedArb, key: fc.constantFrom('up/1', 'up/2', 'mp'), part: fc.boolean() })
+  .map(({ c, key, part }) => ({
+    method: 'PUT',
+    path: `/${B}/${key}`,
+    query: part && key === 'mp' ? { uploadId: 'UPLOAD', partNumber: '3' } : {},
+    headers: {
+      'content-encoding': 'aws-chunked',
+      'x-amz-content-sha256': 'STREAMING-UNSIGNED-PAYLOAD-TRAILER',
+      'x-amz-decoded-content-length': c.declared,
+      ...(c.trailer ? { 'x-amz-trailer': c.trailer } : {}),
+    },
+    chunked: c,
+  }));
+const requestArb = fc.oneof(
+  { weight: 4, arbitrary: generic },
+  { weight: 2, arbitrary: deleteReq },
+  { weight: 1, arbitrary: completeReq },
+  { weight: 2, arbitrary: chunkedReq },
+);
 
 /** A request the fuzzer may not send: anything that writes to the sentinel's bucket. */
 function touchesKeep(r: Req): boolean {
@@ -184,7 +392,14 @@ function touchesKeep(r: Req): boolean {
 async function send(r: Req): Promise<RawResponse | null> {
   const query = Object.fromEntries(Object.entries(r.query).map(([k, v]) => [k, v === 'UPLOAD' ? uploadId : v]));
   try {
-    return await rawS3(store.endpoint, { method: r.method, path: r.path, query, headers: r.headers, body: r.chunked?.body ?? r.body, keys: store.credentials });
+    return await rawS3(store.endpoint, {
+      method: r.method,
+      path: r.path,
+      query,
+      headers: r.headers,
+      body: r.chunked?.body ?? r.body,
+      keys: store.credentials,
+    });
   } catch (e) {
     const m = `${(e as NodeJS.ErrnoException).code} ${(e as Error).message}`;
     // Requests Node itself will not send (bad header characters, a path it refuses) are not the store's business.
@@ -211,9 +426,13 @@ describe('fuzz: object store request parsing', () => {
           stats.iterations++;
           stats.maxCallMs = Math.max(stats.maxCallMs, performance.now() - t0);
           const code = errorCode(res);
-          if (res.status === 500 || (res.status > 500 && code !== 'NotImplemented')) throw new Error(`${req.method} ${req.path} ${JSON.stringify(req.query)} answered ${res.status} ${code}: ${res.body.slice(0, 300)}`);
+          if (res.status === 500 || (res.status > 500 && code !== 'NotImplemented'))
+            throw new Error(
+              `${req.method} ${req.path} ${JSON.stringify(req.query)} answered ${res.status} ${code}: ${res.body.slice(0, 300)}`,
+            );
           if (res.status >= 400) {
-            if (!code) throw new Error(`${req.method} ${req.path} answered ${res.status} without an S3 error code: ${res.body.slice(0, 200)}`);
+            if (!code)
+              throw new Error(`${req.method} ${req.path} answered ${res.status} without an S3 error code: ${res.body.slice(0, 200)}`);
             stats.note(code, false);
           } else stats.note(String(res.status), res.status > 0);
           if (req.chunked && res.status === 200 && req.query.uploadId === undefined) {
@@ -221,11 +440,18 @@ describe('fuzz: object store request parsing', () => {
             chunkedAccepted++;
             const key = decodeURIComponent(req.path.slice(`/${B}/`.length));
             const got = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: B, Key: key }))).Body!.transformToByteArray());
-            if (String(got.length) !== req.chunked.declared) throw new Error(`aws-chunked PUT declared ${req.chunked.declared} bytes and stored ${got.length}`);
-            if (got.length === req.chunked.payload.length && !got.equals(req.chunked.payload) && req.chunked.trailer && /crc32:[A-Za-z0-9+/]{6}==\r\n/.test(req.chunked.body.toString('latin1'))) {
+            if (String(got.length) !== req.chunked.declared)
+              throw new Error(`aws-chunked PUT declared ${req.chunked.declared} bytes and stored ${got.length}`);
+            if (
+              got.length === req.chunked.payload.length &&
+              !got.equals(req.chunked.payload) &&
+              req.chunked.trailer &&
+              /crc32:[A-Za-z0-9+/]{6}==\r\n/.test(req.chunked.body.toString('latin1'))
+            ) {
               // a mutated body with a checksum trailer that still passed: the checksum covered what was stored
               const stored = await s3.send(new GetObjectCommand({ Bucket: B, Key: key, ChecksumMode: 'ENABLED' }));
-              if (stored.ChecksumCRC32 && stored.ChecksumCRC32 !== crcB64(got)) throw new Error('stored checksum does not match the stored bytes');
+              if (stored.ChecksumCRC32 && stored.ChecksumCRC32 !== crcB64(got))
+                throw new Error('stored checksum does not match the stored bytes');
             }
           }
           if (stats.iterations % 50 === 0) {

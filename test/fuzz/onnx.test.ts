@@ -29,7 +29,9 @@ function skeleton(model: Uint8Array): Uint8Array {
   return new Uint8Array(parts);
 }
 
-const models = ['models/metal-tags/model.onnx', 'test/fixtures/models/metal-tags-fp16.onnx', 'test/fixtures/models/neu-det.onnx'].map((p) => skeleton(readFileSync(join(projectRoot, p))));
+const models = ['models/metal-tags/model.onnx', 'test/fixtures/models/metal-tags-fp16.onnx', 'test/fixtures/models/neu-det.onnx'].map((p) =>
+  skeleton(readFileSync(join(projectRoot, p))),
+);
 
 describe('fuzz: ONNX metadata reader', () => {
   it('the skeletons are models the reader accepts (the seeds are valid)', () => {

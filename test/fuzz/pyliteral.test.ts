@@ -47,7 +47,8 @@ function plain(v: Py): PyValue {
   if (Array.isArray(v)) return v.map(plain);
   if ('tuple' in v) return v.tuple.map(plain);
   const o: Record<string, PyValue> = {};
-  for (const [k, x] of v.dict) Object.defineProperty(o, String(k), { value: plain(x), enumerable: true, writable: true, configurable: true });
+  for (const [k, x] of v.dict)
+    Object.defineProperty(o, String(k), { value: plain(x), enumerable: true, writable: true, configurable: true });
   return o;
 }
 
@@ -61,7 +62,9 @@ const { value: pyValue } = fc.letrec<{ value: Py }>((tie) => ({
     fc.string({ unit: 'binary', maxLength: 20 }),
     fc.array(tie('value'), { maxLength: 5 }),
     fc.array(tie('value'), { maxLength: 4 }).map((tuple) => ({ tuple })),
-    fc.array(fc.tuple(fc.oneof(fc.string({ maxLength: 8 }), fc.nat({ max: 1000 })), tie('value')), { maxLength: 4 }).map((dict) => ({ dict })),
+    fc
+      .array(fc.tuple(fc.oneof(fc.string({ maxLength: 8 }), fc.nat({ max: 1000 })), tie('value')), { maxLength: 4 })
+      .map((dict) => ({ dict })),
   ),
 }));
 
@@ -69,15 +72,22 @@ const hostile = fc.oneof(
   fc.string({ unit: 'grapheme', maxLength: 80 }),
   fc.stringMatching(/^[[\](){}:,'"\\rbuxU0-9a-fA-F_.eE+\- \nTFN]{0,60}$/),
   // long runs of one character, then something: catches backtracking and deep recursion
-  fc.record({ pre: fc.constantFrom('', '[', '-', "'", '0x', '1.', '1e'), ch: fc.constantFrom('1', '_', '[', '(', '{', '-', ' ', "'", '\\', 'e', '.', '0'), n: fc.integer({ min: 100, max: 40_000 }), post: fc.constantFrom('', 'a', ']', "'", 'x', '.', ' 1', 'e') }).map(
-    ({ pre, ch, n, post }) => pre + ch.repeat(n) + post,
-  ),
+  fc
+    .record({
+      pre: fc.constantFrom('', '[', '-', "'", '0x', '1.', '1e'),
+      ch: fc.constantFrom('1', '_', '[', '(', '{', '-', ' ', "'", '\\', 'e', '.', '0'),
+      n: fc.integer({ min: 100, max: 40_000 }),
+      post: fc.constantFrom('', 'a', ']', "'", 'x', '.', ' 1', 'e'),
+    })
+    .map(({ pre, ch, n, post }) => pre + ch.repeat(n) + post),
   // a valid literal with a few characters changed
-  fc.record({ v: pyValue, at: fc.nat(), ch: fc.constantFrom('', '[', ']', "'", '"', '\\', ':', ',', '(', '}', 'x', '_', '.') }).map(({ v, at, ch }) => {
-    const s = render(v);
-    const i = s.length ? at % s.length : 0;
-    return s.slice(0, i) + ch + s.slice(i + 1);
-  }),
+  fc
+    .record({ v: pyValue, at: fc.nat(), ch: fc.constantFrom('', '[', ']', "'", '"', '\\', ':', ',', '(', '}', 'x', '_', '.') })
+    .map(({ v, at, ch }) => {
+      const s = render(v);
+      const i = s.length ? at % s.length : 0;
+      return s.slice(0, i) + ch + s.slice(i + 1);
+    }),
 );
 
 describe('fuzz: Python-literal parser', () => {
@@ -101,14 +111,16 @@ describe('fuzz: Python-literal parser', () => {
   it(
     'never crashes or hangs on hostile text: a value or a LoupeError',
     () => {
-      const r = fuzz(
-        'pyliteral-hostile',
-        hostile,
-        (text, stats) => {
-          stats.check(() => parsePyLiteral(text, { input: 'fuzz' }), (v) => (JSON.stringify(v)?.length ?? 0) > 8 * text.length + 64 ? 'value larger than its text' : null);
-          stats.check(() => parsePyNames(text, { input: 'fuzz' }), (names) => (names.length > text.length ? `${names.length} names from ${text.length} characters` : null));
-        },
-      );
+      const r = fuzz('pyliteral-hostile', hostile, (text, stats) => {
+        stats.check(
+          () => parsePyLiteral(text, { input: 'fuzz' }),
+          (v) => ((JSON.stringify(v)?.length ?? 0) > 8 * text.length + 64 ? 'value larger than its text' : null),
+        );
+        stats.check(
+          () => parsePyNames(text, { input: 'fuzz' }),
+          (names) => (names.length > text.length ? `${names.length} names from ${text.length} characters` : null),
+        );
+      });
       expect(r.iterations).toBeGreaterThanOrEqual(20); // the budget is time: a loaded machine runs fewer
     },
     FUZZ_SECONDS * 1000 + 60_000,

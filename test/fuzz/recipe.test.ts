@@ -20,10 +20,19 @@ const recipes = readdirSync(dir, { withFileTypes: true })
   .map((d) => join(d.name, 'recipe.json'))
   // the source recipes carry the build's placeholders; a built recipe has a version there
   .map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8').replaceAll('{COMPONENT_VERSION}', '1.0.0')) as Record<string, unknown>);
-const texts = recipes.flatMap((r) => [{ text: JSON.stringify(r, null, 2), fmt: 'json' as const }, { text: toYaml(r), fmt: 'yaml' as const }]);
+const texts = recipes.flatMap((r) => [
+  { text: JSON.stringify(r, null, 2), fmt: 'json' as const },
+  { text: toYaml(r), fmt: 'yaml' as const },
+]);
 
 const charEdit = fc
-  .record({ i: fc.nat({ max: texts.length - 1 }), edits: fc.array(fc.record({ at: fc.nat(), del: fc.nat({ max: 8 }), ins: fc.string({ maxLength: 6, unit: 'binary-ascii' }) }), { minLength: 1, maxLength: 5 }) })
+  .record({
+    i: fc.nat({ max: texts.length - 1 }),
+    edits: fc.array(fc.record({ at: fc.nat(), del: fc.nat({ max: 8 }), ins: fc.string({ maxLength: 6, unit: 'binary-ascii' }) }), {
+      minLength: 1,
+      maxLength: 5,
+    }),
+  })
   .map(({ i, edits }) => {
     let { text } = texts[i]!;
     for (const e of edits) {
@@ -33,7 +42,28 @@ const charEdit = fc
     return { text, fmt: texts[i]!.fmt };
   });
 
-const KEYS = ['RecipeFormatVersion', 'ComponentName', 'ComponentVersion', 'ComponentType', 'ComponentConfiguration', 'ComponentDependencies', 'Manifests', 'Lifecycle', 'Platform', 'Artifacts', 'Uri', 'Digest', 'Permission', 'Selections', 'Run', 'Install', 'Script', 'Timeout', 'Setenv', 'RequiresPrivilege'];
+const KEYS = [
+  'RecipeFormatVersion',
+  'ComponentName',
+  'ComponentVersion',
+  'ComponentType',
+  'ComponentConfiguration',
+  'ComponentDependencies',
+  'Manifests',
+  'Lifecycle',
+  'Platform',
+  'Artifacts',
+  'Uri',
+  'Digest',
+  'Permission',
+  'Selections',
+  'Run',
+  'Install',
+  'Script',
+  'Timeout',
+  'Setenv',
+  'RequiresPrivilege',
+];
 /** Replace one value somewhere in a recipe by a random JSON value. */
 function replaceAt(v: unknown, path: number[], key: string, repl: unknown): unknown {
   if (path.length === 0 || v === null || typeof v !== 'object') return repl;
@@ -49,24 +79,38 @@ function replaceAt(v: unknown, path: number[], key: string, repl: unknown): unkn
   return { ...o, [k]: replaceAt(o[k], path.slice(1), key, repl) };
 }
 const fieldSwap = fc
-  .record({ i: fc.nat({ max: recipes.length - 1 }), path: fc.array(fc.nat(), { maxLength: 5 }), key: fc.constantFrom(...KEYS), repl: fc.jsonValue({ maxDepth: 3 }), yaml: fc.boolean() })
+  .record({
+    i: fc.nat({ max: recipes.length - 1 }),
+    path: fc.array(fc.nat(), { maxLength: 5 }),
+    key: fc.constantFrom(...KEYS),
+    repl: fc.jsonValue({ maxDepth: 3 }),
+    yaml: fc.boolean(),
+  })
   .map(({ i, path, key, repl, yaml }) => {
     const doc = replaceAt(recipes[i], path, key, repl);
     return yaml ? { text: toYaml(doc), fmt: 'yaml' as const } : { text: JSON.stringify(doc), fmt: 'json' as const };
   });
 
-const bombs = fc.record({ levels: fc.integer({ min: 2, max: 12 }), width: fc.integer({ min: 2, max: 12 }), depth: fc.integer({ min: 10, max: 5000 }), kind: fc.constantFrom('aliases', 'nest-json', 'nest-yaml', 'long-key') }).map(({ levels, width, depth, kind }) => {
-  if (kind === 'aliases') {
-    // the "billion laughs": each level lists the previous one `width` times by alias
-    const lines = ['a0: &a0 [lol]'];
-    for (let l = 1; l <= levels; l++) lines.push(`a${l}: &a${l} [${Array.from({ length: width }, () => `*a${l - 1}`).join(', ')}]`);
-    lines.push(`ComponentName: *a${levels}`);
-    return { text: lines.join('\n'), fmt: 'yaml' as const };
-  }
-  if (kind === 'nest-json') return { text: '{"ComponentConfiguration":' + '['.repeat(depth) + ']'.repeat(depth) + '}', fmt: 'json' as const };
-  if (kind === 'nest-yaml') return { text: 'ComponentConfiguration: ' + '['.repeat(depth) + ']'.repeat(depth), fmt: 'yaml' as const };
-  return { text: `RecipeFormatVersion: 2020-01-25\nComponentName: ${'x'.repeat(depth * 20)}\n`, fmt: 'yaml' as const };
-});
+const bombs = fc
+  .record({
+    levels: fc.integer({ min: 2, max: 12 }),
+    width: fc.integer({ min: 2, max: 12 }),
+    depth: fc.integer({ min: 10, max: 5000 }),
+    kind: fc.constantFrom('aliases', 'nest-json', 'nest-yaml', 'long-key'),
+  })
+  .map(({ levels, width, depth, kind }) => {
+    if (kind === 'aliases') {
+      // the "billion laughs": each level lists the previous one `width` times by alias
+      const lines = ['a0: &a0 [lol]'];
+      for (let l = 1; l <= levels; l++) lines.push(`a${l}: &a${l} [${Array.from({ length: width }, () => `*a${l - 1}`).join(', ')}]`);
+      lines.push(`ComponentName: *a${levels}`);
+      return { text: lines.join('\n'), fmt: 'yaml' as const };
+    }
+    if (kind === 'nest-json')
+      return { text: '{"ComponentConfiguration":' + '['.repeat(depth) + ']'.repeat(depth) + '}', fmt: 'json' as const };
+    if (kind === 'nest-yaml') return { text: 'ComponentConfiguration: ' + '['.repeat(depth) + ']'.repeat(depth), fmt: 'yaml' as const };
+    return { text: `RecipeFormatVersion: 2020-01-25\nComponentName: ${'x'.repeat(depth * 20)}\n`, fmt: 'yaml' as const };
+  });
 
 describe('fuzz: recipe parser', () => {
   it('the seeds parse (the loupe recipes, as JSON and as YAML)', () => {

@@ -8,7 +8,10 @@ import { readFileSync } from 'node:fs';
  * the logical id, `Fn::ImportValue` the value the exporting stack's output has, `Fn::Join` and
  * `Fn::Sub` are evaluated. Parameters (the CDK bootstrap version) stay as `<Ref:Name>`.
  */
-export type Template = { Resources: Record<string, { Type: string; Properties?: Record<string, unknown>; DependsOn?: unknown }>; Outputs?: Record<string, { Value: unknown; Export?: { Name: string } }> };
+export type Template = {
+  Resources: Record<string, { Type: string; Properties?: Record<string, unknown>; DependsOn?: unknown }>;
+  Outputs?: Record<string, { Value: unknown; Export?: { Name: string } }>;
+};
 
 export interface ResolveContext {
   account: string;
@@ -31,7 +34,13 @@ export function readTemplate(file: string): Template {
 }
 
 export function resolveCfn(value: unknown, t: Template, c: ResolveContext): unknown {
-  const pseudo: Record<string, string> = { 'AWS::AccountId': c.account, 'AWS::Region': c.region, 'AWS::Partition': 'aws', 'AWS::URLSuffix': 'amazonaws.com', 'AWS::StackName': 'stack' };
+  const pseudo: Record<string, string> = {
+    'AWS::AccountId': c.account,
+    'AWS::Region': c.region,
+    'AWS::Partition': 'aws',
+    'AWS::URLSuffix': 'amazonaws.com',
+    'AWS::StackName': 'stack',
+  };
   const r = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(r);
     if (!v || typeof v !== 'object') return v;
@@ -49,7 +58,10 @@ export function resolveCfn(value: unknown, t: Template, c: ResolveContext): unkn
       if (k === 'Fn::GetAtt') {
         const [id, attr] = a as [string, string];
         const res = t.Resources[id];
-        if (attr === 'Arn' && res) return (arnForType[res.Type] ?? ((x: string) => `arn:aws:${res.Type.split('::')[1]!.toLowerCase()}:${c.region}:${c.account}:${x}`))(id, c);
+        if (attr === 'Arn' && res)
+          return (
+            arnForType[res.Type] ?? ((x: string) => `arn:aws:${res.Type.split('::')[1]!.toLowerCase()}:${c.region}:${c.account}:${x}`)
+          )(id, c);
         return `${id}.${attr}`;
       }
       if (k === 'Fn::Join') {
@@ -61,7 +73,8 @@ export function resolveCfn(value: unknown, t: Template, c: ResolveContext): unkn
         return s.replace(/\$\{([^}]+)\}/g, (_, n: string) => String(pseudo[n] ?? r({ Ref: n })));
       }
       if (k === 'Fn::ImportValue') {
-        for (const other of c.templates) for (const out of Object.values(other.Outputs ?? {})) if (out.Export?.Name === a) return resolveCfn(out.Value, other, c);
+        for (const other of c.templates)
+          for (const out of Object.values(other.Outputs ?? {})) if (out.Export?.Name === a) return resolveCfn(out.Value, other, c);
         return `<Import:${String(a)}>`;
       }
     }

@@ -25,8 +25,18 @@ interface HostConfig {
 const cfg = JSON.parse(process.argv[2] ?? '') as HostConfig;
 const url = new URL(cfg.brokerUrl);
 // The caller's broker: the stack only needs its URL.
-const broker: EmbeddedBroker = { url: cfg.brokerUrl, port: Number(url.port), host: url.hostname, connectedClients: () => 0, onPublish: () => () => {}, stop: async () => {} };
-const objectStore = { ...storeHandle(cfg.store.endpoint, cfg.store.port, cfg.store.dir, cfg.store.region, readKeysFile(keysPath(cfg.store.dir))), stop: async () => {} };
+const broker: EmbeddedBroker = {
+  url: cfg.brokerUrl,
+  port: Number(url.port),
+  host: url.hostname,
+  connectedClients: () => 0,
+  onPublish: () => () => {},
+  stop: async () => {},
+};
+const objectStore = {
+  ...storeHandle(cfg.store.endpoint, cfg.store.port, cfg.store.dir, cfg.store.region, readKeysFile(keysPath(cfg.store.dir))),
+  stop: async () => {},
+};
 
 const stack = await startEdgeStack({ ...cfg.options, root: cfg.root, broker, objectStore });
 const say = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + '\n');

@@ -30,13 +30,21 @@ export function ensureBuilt(): void {
   for (const d of dirs) walk(d);
   if (!stale) return;
   try {
-    execFileSync(process.execPath, [join(projectRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', projectRoot], { stdio: 'pipe', timeout: 300_000 });
+    execFileSync(process.execPath, [join(projectRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', projectRoot], {
+      stdio: 'pipe',
+      timeout: 300_000,
+    });
   } catch {
     // type errors elsewhere still emit; a missing output is caught by the tests that need it
   }
 }
 
-export async function until<T>(fn: () => T | Promise<T>, timeoutMs: number, what: string | (() => string | Promise<string>), everyMs = 100): Promise<NonNullable<T>> {
+export async function until<T>(
+  fn: () => T | Promise<T>,
+  timeoutMs: number,
+  what: string | (() => string | Promise<string>),
+  everyMs = 100,
+): Promise<NonNullable<T>> {
   const t0 = Date.now();
   let last: unknown;
   for (;;) {
@@ -46,7 +54,10 @@ export async function until<T>(fn: () => T | Promise<T>, timeoutMs: number, what
     } catch (e) {
       last = e;
     }
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : await what()}${last ? `: ${(last as Error).message}` : ''}`);
+    if (Date.now() - t0 > timeoutMs)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : await what()}${last ? `: ${(last as Error).message}` : ''}`,
+      );
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }

@@ -40,14 +40,21 @@ function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Reco
   const out: Record<string, unknown> = { ...a };
   for (const [k, v] of Object.entries(b)) {
     const cur = out[k];
-    out[k] = v && typeof v === 'object' && !Array.isArray(v) && cur && typeof cur === 'object' && !Array.isArray(cur) ? deepMerge(cur as Record<string, unknown>, v as Record<string, unknown>) : v;
+    out[k] =
+      v && typeof v === 'object' && !Array.isArray(v) && cur && typeof cur === 'object' && !Array.isArray(cur)
+        ? deepMerge(cur as Record<string, unknown>, v as Record<string, unknown>)
+        : v;
   }
   return out;
 }
 
 /** The manifest a linux device of `architecture` takes: the first one whose platform matches. */
 export function manifestFor(recipe: Recipe, architecture: string): Manifest {
-  const m = recipe.Manifests.find((x) => (!x.Platform?.os || x.Platform.os === 'linux' || x.Platform.os === '*') && (!x.Platform?.architecture || x.Platform.architecture === architecture || x.Platform.architecture === '*'));
+  const m = recipe.Manifests.find(
+    (x) =>
+      (!x.Platform?.os || x.Platform.os === 'linux' || x.Platform.os === '*') &&
+      (!x.Platform?.architecture || x.Platform.architecture === architecture || x.Platform.architecture === '*'),
+  );
   if (!m) throw new Error(`${recipe.ComponentName}: no manifest for linux/${architecture}`);
   return m;
 }
@@ -111,7 +118,10 @@ export async function installInline(components: InlineComponent[], o: InlineOpti
     const name = c.recipe.ComponentName;
     const version = c.recipe.ComponentVersion;
     const m = manifestFor(c.recipe, o.architecture);
-    const configuration = deepMerge((c.recipe.ComponentConfiguration?.DefaultConfiguration ?? {}) as Record<string, unknown>, c.merge ?? {});
+    const configuration = deepMerge(
+      (c.recipe.ComponentConfiguration?.DefaultConfiguration ?? {}) as Record<string, unknown>,
+      c.merge ?? {},
+    );
     const artifactsPath = join(o.root, 'packages', 'artifacts', name, version);
     const decompressedPath = join(o.root, 'packages', 'artifacts-unarchived', name, version);
     paths.set(name, { version, artifactsPath, decompressedPath, workPath: join(o.root, 'work', name), configuration });
@@ -141,7 +151,13 @@ export async function installInline(components: InlineComponent[], o: InlineOpti
     const ctx = { ...own, componentName: name, rootPath: o.root, thingName: o.thingName, dependencies };
     const unresolved: string[] = [];
     const interp = (v: unknown): unknown =>
-      typeof v === 'string' ? interpolate(v, ctx, (x) => unresolved.push(x)) : Array.isArray(v) ? v.map(interp) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, interp(x)])) : v;
+      typeof v === 'string'
+        ? interpolate(v, ctx, (x) => unresolved.push(x))
+        : Array.isArray(v)
+          ? v.map(interp)
+          : v && typeof v === 'object'
+            ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, interp(x)]))
+            : v;
     const lifecycle = interp(m.Lifecycle) as Record<string, unknown>;
     if (unresolved.length) throw new Error(`${name}: recipe variables left unresolved: ${unresolved.join(', ')}`);
     services[name] = {

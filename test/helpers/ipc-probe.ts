@@ -28,12 +28,20 @@ if (process.env.PROBE_IOT_TOPIC) {
     write({ kind: 'iotcore', topic: process.env.PROBE_IOT_TOPIC, ok: true });
   } catch (e) {
     const cause = (e as { cause?: { serviceError?: unknown } }).cause;
-    write({ kind: 'iotcore', topic: process.env.PROBE_IOT_TOPIC, ok: false, error: errorMessage(e), serviceError: cause?.serviceError ?? null });
+    write({
+      kind: 'iotcore',
+      topic: process.env.PROBE_IOT_TOPIC,
+      ok: false,
+      error: errorMessage(e),
+      serviceError: cause?.serviceError ?? null,
+    });
   }
 }
 if (process.env.AWS_CONTAINER_CREDENTIALS_FULL_URI) {
   try {
-    const r = await fetch(process.env.AWS_CONTAINER_CREDENTIALS_FULL_URI, { headers: { Authorization: process.env.AWS_CONTAINER_AUTHORIZATION_TOKEN ?? '' } });
+    const r = await fetch(process.env.AWS_CONTAINER_CREDENTIALS_FULL_URI, {
+      headers: { Authorization: process.env.AWS_CONTAINER_AUTHORIZATION_TOKEN ?? '' },
+    });
     write({ kind: 'tes', status: r.status });
   } catch (e) {
     write({ kind: 'tes', status: null, error: errorMessage(e) });

@@ -20,7 +20,12 @@ export class MemoryFleet implements FleetBackend {
     return [...this.components.values()].filter((c) => c.name === component).map((c) => c.version);
   }
   async baseRecipe(component: string): Promise<Record<string, unknown>> {
-    return { RecipeFormatVersion: '2020-01-25', ComponentName: component, ComponentVersion: '1.0.0', Manifests: [{ Platform: { os: 'linux' }, Lifecycle: {}, Artifacts: [] }] };
+    return {
+      RecipeFormatVersion: '2020-01-25',
+      ComponentName: component,
+      ComponentVersion: '1.0.0',
+      Manifests: [{ Platform: { os: 'linux' }, Lifecycle: {}, Artifacts: [] }],
+    };
   }
   async createComponentVersion(c: ModelComponent): Promise<{ arn: string | null }> {
     this.components.set(`${c.name}@${c.version}`, c);

@@ -29,8 +29,16 @@ export type FixtureModel =
   | 'neu-det-int8';
 
 const base = {
-  'metal-tags': { pt: join(projectRoot, 'models', 'metal-tags', 'model.pt'), onnx: join(projectRoot, 'models', 'metal-tags', 'model.onnx'), imgsz: 480 },
-  'neu-det': { pt: join(projectRoot, 'test', 'fixtures', 'models', 'neu-det.pt'), onnx: join(projectRoot, 'test', 'fixtures', 'models', 'neu-det.onnx'), imgsz: 256 },
+  'metal-tags': {
+    pt: join(projectRoot, 'models', 'metal-tags', 'model.pt'),
+    onnx: join(projectRoot, 'models', 'metal-tags', 'model.onnx'),
+    imgsz: 480,
+  },
+  'neu-det': {
+    pt: join(projectRoot, 'test', 'fixtures', 'models', 'neu-det.pt'),
+    onnx: join(projectRoot, 'test', 'fixtures', 'models', 'neu-det.onnx'),
+    imgsz: 256,
+  },
 } as const;
 
 export function checkpointOf(name: 'metal-tags' | 'neu-det'): string {
@@ -39,7 +47,9 @@ export function checkpointOf(name: 'metal-tags' | 'neu-det'): string {
 
 /** The int8 model `loupe quantize` makes of a base model (train split calibration, 64 images). */
 async function int8Model(model: 'metal-tags' | 'neu-det'): Promise<string> {
-  const key = sha256(`${await sha256File(base[model].onnx)}:${await sha256File(quantizeScript)}:${await sha256File(join(projectRoot, 'cloud', 'quantize', 'calibration.ts'))}`).slice(0, 16);
+  const key = sha256(
+    `${await sha256File(base[model].onnx)}:${await sha256File(quantizeScript)}:${await sha256File(join(projectRoot, 'cloud', 'quantize', 'calibration.ts'))}`,
+  ).slice(0, 16);
   const dir = join(cacheDir(), 'test-models');
   const target = join(dir, `${model}-${key}-int8.onnx`);
   if (existsSync(target)) return target;

@@ -31,7 +31,10 @@ async function freePort(): Promise<number> {
 export async function startMoto(region = 'eu-west-1'): Promise<MotoServer> {
   await ensureVenv(undefined, AWS_TOOLS_VENV);
   const port = await freePort();
-  const child: ChildProcess = spawn(awsToolsBin('moto_server'), ['-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MOTO_ALLOW_NONEXISTENT_REGION: 'true' } });
+  const child: ChildProcess = spawn(awsToolsBin('moto_server'), ['-H', '127.0.0.1', '-p', String(port)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, MOTO_ALLOW_NONEXISTENT_REGION: 'true' },
+  });
   let log = '';
   child.stdout!.on('data', (b: Buffer) => (log = (log + b.toString()).slice(-4000)));
   child.stderr!.on('data', (b: Buffer) => (log = (log + b.toString()).slice(-4000)));

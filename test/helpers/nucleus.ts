@@ -111,19 +111,29 @@ export function agentRecords(root: string, name: string): AgentRecord[] {
 }
 
 /** Poll the agent's records until `pred` finds what it wants. */
-export async function waitForRecord(root: string, name: string, pred: (r: AgentRecord) => boolean, timeoutMs = 30_000): Promise<AgentRecord> {
+export async function waitForRecord(
+  root: string,
+  name: string,
+  pred: (r: AgentRecord) => boolean,
+  timeoutMs = 30_000,
+): Promise<AgentRecord> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const hit = agentRecords(root, name).find(pred);
     if (hit) return hit;
     if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for a record of ${name}; have:\n${agentRecords(root, name).map((r) => JSON.stringify(r)).join('\n')}`);
+      throw new Error(
+        `timed out waiting for a record of ${name}; have:\n${agentRecords(root, name)
+          .map((r) => JSON.stringify(r))
+          .join('\n')}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 50));
   }
 }
 
-export const stepResult = (root: string, name: string, op: string, timeoutMs?: number) => waitForRecord(root, name, (r) => r.op === op && r.step !== undefined, timeoutMs);
+export const stepResult = (root: string, name: string, op: string, timeoutMs?: number) =>
+  waitForRecord(root, name, (r) => r.op === op && r.step !== undefined, timeoutMs);
 
 export async function until(pred: () => boolean, timeoutMs = 30_000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -138,7 +148,13 @@ export async function until(pred: () => boolean, timeoutMs = 30_000, what = 'con
 const int = (value: number) => ({ type: 'integer' as const, value });
 const str = (value: string) => ({ type: 'string' as const, value });
 
-export function rpcFrame(type: number, flags: number, streamId: number, headers: MessageHeaders = {}, body: Uint8Array | string = new Uint8Array(0)): Buffer {
+export function rpcFrame(
+  type: number,
+  flags: number,
+  streamId: number,
+  headers: MessageHeaders = {},
+  body: Uint8Array | string = new Uint8Array(0),
+): Buffer {
   return encodeMessage(
     { ...headers, ':message-type': int(type), ':message-flags': int(flags), ':stream-id': int(streamId) },
     typeof body === 'string' ? Buffer.from(body) : body,

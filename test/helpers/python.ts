@@ -5,7 +5,11 @@ import { ensureVenv, offlinePythonEnv, venvPython } from '../../cloud/training/v
 export async function runPython(code: string, opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string } = {}): Promise<string> {
   const dir = await ensureVenv();
   return new Promise((resolve, reject) => {
-    const child = spawn(venvPython(dir), ['-c', code], { env: offlinePythonEnv(opts.env), cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(venvPython(dir), ['-c', code], {
+      env: offlinePythonEnv(opts.env),
+      cwd: opts.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));

@@ -128,7 +128,13 @@ export function statesOf(transitions: StateChange[]): string[] {
 }
 
 /** Poll `read()` until `done(states)`; shared by both nuclei's waitForState. */
-export async function pollStates(read: () => string[], want: string | ((s: string[]) => boolean), timeoutMs: number, what: string, alive: () => boolean): Promise<void> {
+export async function pollStates(
+  read: () => string[],
+  want: string | ((s: string[]) => boolean),
+  timeoutMs: number,
+  what: string,
+  alive: () => boolean,
+): Promise<void> {
   const pred = typeof want === 'string' ? (s: string[]) => s.at(-1) === want : want;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -165,7 +171,14 @@ export async function watchNucleus(o: {
     transitions: o.transitions,
     states: (c) => statesOf(o.transitions(c)),
     componentLog: (c) => readAsRoot(join(o.root, 'logs', `${c}.log`)),
-    waitForState: (c, want, timeoutMs = 60_000) => pollStates(() => handle.states(c), want, timeoutMs, `${o.label}: ${c}`, () => !exited),
+    waitForState: (c, want, timeoutMs = 60_000) =>
+      pollStates(
+        () => handle.states(c),
+        want,
+        timeoutMs,
+        `${o.label}: ${c}`,
+        () => !exited,
+      ),
     stop: () => stopGroup(o.child),
   };
   try {
@@ -186,12 +199,22 @@ export async function watchNucleus(o: {
  * `outputFile`: also append what the JVM prints to this file. A restart on the same root (a new
  * init-config) works as on a device: the real nucleus starts from the new file.
  */
-export async function startRealNucleus(o: { initConfig: string; root: string; startTimeoutMs?: number; env?: NodeJS.ProcessEnv; outputFile?: string }): Promise<RunningNucleus> {
+export async function startRealNucleus(o: {
+  initConfig: string;
+  root: string;
+  startTimeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+  outputFile?: string;
+}): Promise<RunningNucleus> {
   const problems = realNucleusPrerequisites();
   if (problems.length) throw new Error(`the real Greengrass nucleus cannot run here: ${problems.join('; ')}`);
-  const child = spawnAsRoot('java', ['-Droot=' + o.root, '-Dlog.store=FILE', '-jar', GREENGRASS_JAR, '--init-config', o.initConfig, '--setup-system-service', 'false'], {
-    ...(o.env ? { env: o.env } : {}),
-  });
+  const child = spawnAsRoot(
+    'java',
+    ['-Droot=' + o.root, '-Dlog.store=FILE', '-jar', GREENGRASS_JAR, '--init-config', o.initConfig, '--setup-system-service', 'false'],
+    {
+      ...(o.env ? { env: o.env } : {}),
+    },
+  );
   if (o.outputFile) {
     const file = o.outputFile;
     const append = (b: Buffer) => appendFileSync(file, b);
@@ -212,5 +235,9 @@ export async function startRealNucleus(o: { initConfig: string; root: string; st
 /** Component names with a log file under <root>/logs (for a failure report). */
 export function logNames(root: string): string[] {
   const d = join(root, 'logs');
-  return existsSync(d) ? readdirSync(d).filter((f) => f.endsWith('.log')).map((f) => f.slice(0, -4)) : [];
+  return existsSync(d)
+    ? readdirSync(d)
+        .filter((f) => f.endsWith('.log'))
+        .map((f) => f.slice(0, -4))
+    : [];
 }

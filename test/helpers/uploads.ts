@@ -36,7 +36,16 @@ export async function putUpload(
     reasons: detections.length ? ['defect'] : [],
     verdict: detections.length ? 'fail' : 'pass',
     model: { name: 'metal-tags', version: o.modelVersion ?? '1.0.0', sha256: '0'.repeat(64) },
-    image: { key: `${key}.jpg`, width: meta.width!, height: meta.height!, originalWidth: meta.width!, originalHeight: meta.height!, bytes: jpeg.length, sha256: createHash('sha256').update(jpeg).digest('hex'), contentType: 'image/jpeg' },
+    image: {
+      key: `${key}.jpg`,
+      width: meta.width!,
+      height: meta.height!,
+      originalWidth: meta.width!,
+      originalHeight: meta.height!,
+      bytes: jpeg.length,
+      sha256: createHash('sha256').update(jpeg).digest('hex'),
+      contentType: 'image/jpeg',
+    },
     detections,
   });
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: `${key}.jpg`, Body: jpeg }));

@@ -20,7 +20,10 @@ export async function worseMetalTagsModel(): Promise<string> {
   await mkdir(work, { recursive: true });
   try {
     await copyFile(pt, join(work, 'model.pt'));
-    await runPython(`from ultralytics import YOLO\nprint(YOLO(${JSON.stringify(join(work, 'model.pt'))}).export(format='onnx', imgsz=160, simplify=False, device='cpu'))`, { timeoutMs: 300_000 });
+    await runPython(
+      `from ultralytics import YOLO\nprint(YOLO(${JSON.stringify(join(work, 'model.pt'))}).export(format='onnx', imgsz=160, simplify=False, device='cpu'))`,
+      { timeoutMs: 300_000 },
+    );
     await rename(join(work, 'model.onnx'), target);
   } finally {
     await rm(work, { recursive: true, force: true });

@@ -23,7 +23,16 @@ import { readTemplate, resolveCfn, resourcesOf, type Template } from '../helpers
 const ACCOUNT = '111122223333';
 const REGION = 'eu-west-1';
 const raw = JSON.parse(readFileSync('cloud/infra/loupe.infra.example.json', 'utf8')) as Record<string, unknown>;
-const config: InfraConfig = parseInfraConfig({ ...raw, edge: { thingGroupName: 'press-line-3', components: { 'loupe.Camera': '1.0.0', 'loupe.Inference': '1.0.0', 'loupe.Uploader': '1.0.0', 'loupe.Model': '1.0.0' } } }, 'test');
+const config: InfraConfig = parseInfraConfig(
+  {
+    ...raw,
+    edge: {
+      thingGroupName: 'press-line-3',
+      components: { 'loupe.Camera': '1.0.0', 'loupe.Inference': '1.0.0', 'loupe.Uploader': '1.0.0', 'loupe.Model': '1.0.0' },
+    },
+  },
+  'test',
+);
 
 let dir: string;
 let summary: SynthSummary;
@@ -59,9 +68,11 @@ interface Statement {
 function statements(t: Template): { where: string; s: Statement }[] {
   const out: { where: string; s: Statement }[] = [];
   for (const [id, p] of resourcesOf(t, 'AWS::IAM::Role')) {
-    for (const pol of (p.Policies ?? []) as { PolicyName: string; PolicyDocument: { Statement: Statement[] } }[]) for (const s of pol.PolicyDocument.Statement) out.push({ where: `${id}/${pol.PolicyName}`, s });
+    for (const pol of (p.Policies ?? []) as { PolicyName: string; PolicyDocument: { Statement: Statement[] } }[])
+      for (const s of pol.PolicyDocument.Statement) out.push({ where: `${id}/${pol.PolicyName}`, s });
   }
-  for (const [id, p] of resourcesOf(t, 'AWS::IAM::Policy')) for (const s of (p.PolicyDocument as { Statement: Statement[] }).Statement) out.push({ where: id, s });
+  for (const [id, p] of resourcesOf(t, 'AWS::IAM::Policy'))
+    for (const s of (p.PolicyDocument as { Statement: Statement[] }).Statement) out.push({ where: id, s });
   return out;
 }
 
@@ -78,13 +89,39 @@ afterAll(async () => {
 
 describe('the synthesised app', () => {
   it('has the five stacks, each with its resources', () => {
-    expect(summary.stacks.map((s) => s.name)).toEqual(['loupe-storage', 'loupe-edge', 'loupe-labelling', 'loupe-model-build', 'loupe-deploy']);
+    expect(summary.stacks.map((s) => s.name)).toEqual([
+      'loupe-storage',
+      'loupe-edge',
+      'loupe-labelling',
+      'loupe-model-build',
+      'loupe-deploy',
+    ]);
     const types = Object.fromEntries(summary.stacks.map((s) => [s.name, s.types]));
     expect(types['loupe-storage']).toEqual({ 'AWS::S3::Bucket': 3, 'AWS::S3::BucketPolicy': 3, 'AWS::ECR::Repository': 1 });
-    expect(types['loupe-edge']).toMatchObject({ 'AWS::IoT::ThingGroup': 1, 'AWS::IoT::RoleAlias': 1, 'AWS::IoT::Policy': 2, 'AWS::IAM::Role': 1, 'AWS::GreengrassV2::Deployment': 1 });
-    expect(types['loupe-labelling']).toMatchObject({ 'AWS::SageMaker::FeatureGroup': 1, 'AWS::StepFunctions::StateMachine': 1, 'AWS::Lambda::Function': 5, 'AWS::Events::Rule': 2, 'AWS::DynamoDB::Table': 1 });
-    expect(types['loupe-model-build']).toMatchObject({ 'AWS::SageMaker::Pipeline': 1, 'AWS::SageMaker::ModelPackageGroup': 1, 'AWS::Lambda::Function': 1 });
-    expect(types['loupe-deploy']).toMatchObject({ 'AWS::StepFunctions::StateMachine': 1, 'AWS::Lambda::Function': 5, 'AWS::Events::Rule': 1 });
+    expect(types['loupe-edge']).toMatchObject({
+      'AWS::IoT::ThingGroup': 1,
+      'AWS::IoT::RoleAlias': 1,
+      'AWS::IoT::Policy': 2,
+      'AWS::IAM::Role': 1,
+      'AWS::GreengrassV2::Deployment': 1,
+    });
+    expect(types['loupe-labelling']).toMatchObject({
+      'AWS::SageMaker::FeatureGroup': 1,
+      'AWS::StepFunctions::StateMachine': 1,
+      'AWS::Lambda::Function': 5,
+      'AWS::Events::Rule': 2,
+      'AWS::DynamoDB::Table': 1,
+    });
+    expect(types['loupe-model-build']).toMatchObject({
+      'AWS::SageMaker::Pipeline': 1,
+      'AWS::SageMaker::ModelPackageGroup': 1,
+      'AWS::Lambda::Function': 1,
+    });
+    expect(types['loupe-deploy']).toMatchObject({
+      'AWS::StepFunctions::StateMachine': 1,
+      'AWS::Lambda::Function': 5,
+      'AWS::Events::Rule': 1,
+    });
     // Both images are Docker assets, staged and hashed, not built.
     expect(summary.assets.dockerImages).toBe(2);
   });
@@ -94,15 +131,31 @@ describe('the synthesised app', () => {
     s.resourceCountIs('AWS::S3::Bucket', 3);
     s.allResourcesProperties('AWS::S3::Bucket', {
       BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
-      PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
     });
     s.allResourcesProperties('AWS::S3::BucketPolicy', {
-      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Action: 's3:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Action: 's3:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+        ]),
+      },
     });
     s.hasResourceProperties('AWS::S3::Bucket', {
       BucketName: Match.objectLike({ 'Fn::Join': Match.anyValue() }),
       LifecycleConfiguration: {
-        Rules: Match.arrayWith([Match.objectLike({ Prefix: 'incoming/', Status: 'Enabled', ExpirationInDays: 365, Transitions: [{ StorageClass: 'STANDARD_IA', TransitionInDays: 30 }] })]),
+        Rules: Match.arrayWith([
+          Match.objectLike({
+            Prefix: 'incoming/',
+            Status: 'Enabled',
+            ExpirationInDays: 365,
+            Transitions: [{ StorageClass: 'STANDARD_IA', TransitionInDays: 30 }],
+          }),
+        ]),
       },
       NotificationConfiguration: { EventBridgeConfiguration: { EventBridgeEnabled: true } },
     });
@@ -112,31 +165,69 @@ describe('the synthesised app', () => {
 
   it('edge: the token exchange role puts on the upload prefix and gets component artefacts, nothing else; the role alias policy allows only that alias', () => {
     const e = assert('loupe-edge');
-    const tes = resolveCfn(resourcesOf(templates['loupe-edge']!, 'AWS::IAM::Role')[0]![1], templates['loupe-edge']!, ctx()) as Record<string, unknown>;
-    expect(tes.AssumeRolePolicyDocument).toMatchObject({ Statement: [{ Action: 'sts:AssumeRole', Effect: 'Allow', Principal: { Service: 'credentials.iot.amazonaws.com' } }] });
+    const tes = resolveCfn(resourcesOf(templates['loupe-edge']!, 'AWS::IAM::Role')[0]![1], templates['loupe-edge']!, ctx()) as Record<
+      string,
+      unknown
+    >;
+    expect(tes.AssumeRolePolicyDocument).toMatchObject({
+      Statement: [{ Action: 'sts:AssumeRole', Effect: 'Allow', Principal: { Service: 'credentials.iot.amazonaws.com' } }],
+    });
     expect((tes.Policies as { PolicyDocument: { Statement: unknown[] } }[])[0]!.PolicyDocument.Statement).toEqual([
-      { Sid: 'UploadImages', Effect: 'Allow', Action: 's3:PutObject', Resource: `arn:aws:s3:::loupe-uploads-${ACCOUNT}-${REGION}/incoming/*` },
-      { Sid: 'ComponentArtefacts', Effect: 'Allow', Action: 's3:GetObject', Resource: `arn:aws:s3:::loupe-ml-${ACCOUNT}-${REGION}/${ML_PREFIX.components}/*` },
+      {
+        Sid: 'UploadImages',
+        Effect: 'Allow',
+        Action: 's3:PutObject',
+        Resource: `arn:aws:s3:::loupe-uploads-${ACCOUNT}-${REGION}/incoming/*`,
+      },
+      {
+        Sid: 'ComponentArtefacts',
+        Effect: 'Allow',
+        Action: 's3:GetObject',
+        Resource: `arn:aws:s3:::loupe-ml-${ACCOUNT}-${REGION}/${ML_PREFIX.components}/*`,
+      },
     ]);
     expect(tes.ManagedPolicyArns).toBeUndefined();
     e.hasResourceProperties('AWS::IoT::RoleAlias', { RoleAlias: 'loupe-tes', CredentialDurationSeconds: 3600 });
     e.hasResourceProperties('AWS::IoT::Policy', {
       PolicyName: 'loupe-tes-policy',
-      PolicyDocument: { Statement: [{ Effect: 'Allow', Action: 'iot:AssumeRoleWithCertificate', Resource: { 'Fn::GetAtt': [Match.stringLikeRegexp('^RoleAlias'), 'RoleAliasArn'] } }] },
+      PolicyDocument: {
+        Statement: [
+          {
+            Effect: 'Allow',
+            Action: 'iot:AssumeRoleWithCertificate',
+            Resource: { 'Fn::GetAtt': [Match.stringLikeRegexp('^RoleAlias'), 'RoleAliasArn'] },
+          },
+        ],
+      },
     });
     // The core policy: the device's own client id, topics and shadow, by policy variable.
-    const core = JSON.stringify(resourcesOf(templates['loupe-edge']!, 'AWS::IoT::Policy').find(([, p]) => p.PolicyName === 'loupe-core-policy')![1]);
+    const core = JSON.stringify(
+      resourcesOf(templates['loupe-edge']!, 'AWS::IoT::Policy').find(([, p]) => p.PolicyName === 'loupe-core-policy')![1],
+    );
     expect(core).toContain('client/${iot:Connection.Thing.ThingName}*');
     expect(core).toContain('topic/loupe/${iot:Connection.Thing.ThingName}/*');
     expect(core).not.toMatch(/"iot:\*"|"greengrass:\*"/);
     // The first deployment: loupe's rollout and abort policy, the uploader's bucket merged in.
     e.hasResourceProperties('AWS::GreengrassV2::Deployment', {
       DeploymentPolicies: { FailureHandlingPolicy: 'ROLLBACK', ComponentUpdatePolicy: { Action: 'NOTIFY_COMPONENTS' } },
-      IotJobConfiguration: { JobExecutionsRolloutConfig: { ExponentialRate: { BaseRatePerMinute: 2, IncrementFactor: 2, RateIncreaseCriteria: { NumberOfSucceededThings: 2 } } }, AbortConfig: { CriteriaList: Match.arrayWith([Match.objectLike({ FailureType: 'FAILED', Action: 'CANCEL' })]) } },
+      IotJobConfiguration: {
+        JobExecutionsRolloutConfig: {
+          ExponentialRate: { BaseRatePerMinute: 2, IncrementFactor: 2, RateIncreaseCriteria: { NumberOfSucceededThings: 2 } },
+        },
+        AbortConfig: { CriteriaList: Match.arrayWith([Match.objectLike({ FailureType: 'FAILED', Action: 'CANCEL' })]) },
+      },
     });
-    const d = resolveCfn(resourcesOf(templates['loupe-edge']!, 'AWS::GreengrassV2::Deployment')[0]![1], templates['loupe-edge']!, ctx()) as { TargetArn: string; Components: Record<string, { ConfigurationUpdate?: { Merge: string } }> };
+    const d = resolveCfn(
+      resourcesOf(templates['loupe-edge']!, 'AWS::GreengrassV2::Deployment')[0]![1],
+      templates['loupe-edge']!,
+      ctx(),
+    ) as { TargetArn: string; Components: Record<string, { ConfigurationUpdate?: { Merge: string } }> };
     expect(d.TargetArn).toBe(`arn:aws:iot:${REGION}:${ACCOUNT}:thinggroup/press-line-3`);
-    expect(JSON.parse(d.Components['loupe.Uploader']!.ConfigurationUpdate!.Merge)).toEqual({ bucket: `loupe-uploads-${ACCOUNT}-${REGION}`, prefix: 'incoming', region: REGION });
+    expect(JSON.parse(d.Components['loupe.Uploader']!.ConfigurationUpdate!.Merge)).toEqual({
+      bucket: `loupe-uploads-${ACCOUNT}-${REGION}`,
+      prefix: 'incoming',
+      region: REGION,
+    });
   });
 
   it("labelling: the feature group has loupe's feature definitions; the state machine logs everything and traces; triggers on a schedule and on upload sidecars", () => {
@@ -149,13 +240,34 @@ describe('the synthesised app', () => {
       OfflineStoreConfig: { DisableGlueTableCreation: false },
       OnlineStoreConfig: { EnableOnlineStore: false },
     });
-    l.hasResourceProperties('AWS::StepFunctions::StateMachine', { StateMachineName: 'loupe-labelling', TracingConfiguration: { Enabled: true }, LoggingConfiguration: { Level: 'ALL' } });
-    l.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(1 day)', Targets: [Match.objectLike({ Input: '{"trigger":"schedule"}' })] });
-    l.hasResourceProperties('AWS::Events::Rule', { EventPattern: { source: ['aws.s3'], 'detail-type': ['Object Created'], detail: { object: { key: [{ wildcard: 'incoming/*.json' }] } } } });
+    l.hasResourceProperties('AWS::StepFunctions::StateMachine', {
+      StateMachineName: 'loupe-labelling',
+      TracingConfiguration: { Enabled: true },
+      LoggingConfiguration: { Level: 'ALL' },
+    });
+    l.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(1 day)',
+      Targets: [Match.objectLike({ Input: '{"trigger":"schedule"}' })],
+    });
+    l.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.s3'],
+        'detail-type': ['Object Created'],
+        detail: { object: { key: [{ wildcard: 'incoming/*.json' }] } },
+      },
+    });
     l.hasResourceProperties('AWS::DynamoDB::Table', { PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true } });
     // The handlers run the loop's steps from the cloud image, each its own role.
-    const fns = resourcesOf(templates['loupe-labelling']!, 'AWS::Lambda::Function').map(([, p]) => (p.ImageConfig as { Command: string[] }).Command[0]);
-    expect(fns.sort()).toEqual(['dist/cloud/serverless/handlers.ingest', 'dist/cloud/serverless/handlers.label', 'dist/cloud/serverless/handlers.publishLabels', 'dist/cloud/serverless/handlers.verify', 'dist/cloud/serverless/upload-trigger.handler']);
+    const fns = resourcesOf(templates['loupe-labelling']!, 'AWS::Lambda::Function').map(
+      ([, p]) => (p.ImageConfig as { Command: string[] }).Command[0],
+    );
+    expect(fns.sort()).toEqual([
+      'dist/cloud/serverless/handlers.ingest',
+      'dist/cloud/serverless/handlers.label',
+      'dist/cloud/serverless/handlers.publishLabels',
+      'dist/cloud/serverless/handlers.verify',
+      'dist/cloud/serverless/upload-trigger.handler',
+    ]);
   });
 
   it("every handler's loop configuration is a valid loop.json choosing the AWS ports", () => {
@@ -165,7 +277,13 @@ describe('the synthesised app', () => {
         const env = (resolveCfn(p, t, ctx()) as { Environment: { Variables: Record<string, string> } }).Environment.Variables;
         if (!env.LOUPE_LOOP_CONFIG) continue;
         const c = parseLoopConfig(JSON.parse(env.LOUPE_LOOP_CONFIG), `${stack}/${id}`);
-        expect({ storage: c.storage.backend, labels: c.labelStore.backend, labeling: c.labeling.backend, registry: c.registry.backend, fleet: c.fleet?.backend }).toEqual({
+        expect({
+          storage: c.storage.backend,
+          labels: c.labelStore.backend,
+          labeling: c.labeling.backend,
+          registry: c.registry.backend,
+          fleet: c.fleet?.backend,
+        }).toEqual({
           storage: 's3',
           labels: 'featurestore',
           labeling: 'groundtruth',
@@ -179,7 +297,9 @@ describe('the synthesised app', () => {
   });
 
   it('IAM: no wildcard actions; Resource "*" only for actions without resource-level permissions; every wildcard resource acknowledged with a reason', () => {
-    const report = JSON.parse(readFileSync(summary.nag.report, 'utf8')) as { pluginReports: { suppressedViolations: { ruleName: string; reason: string }[] }[] };
+    const report = JSON.parse(readFileSync(summary.nag.report, 'utf8')) as {
+      pluginReports: { suppressedViolations: { ruleName: string; reason: string }[] }[];
+    };
     const acknowledged = new Set(report.pluginReports[0]!.suppressedViolations.map((v) => v.ruleName));
     let checked = 0;
     for (const [name, t] of Object.entries(templates)) {
@@ -192,7 +312,11 @@ describe('the synthesised app', () => {
             continue;
           }
           const flat = JSON.stringify(r);
-          if (flat.includes('*')) expect([...acknowledged].some((id) => id.startsWith('AwsSolutions-IAM5[Resource::')), `${name}/${where}: ${flat}`).toBe(true);
+          if (flat.includes('*'))
+            expect(
+              [...acknowledged].some((id) => id.startsWith('AwsSolutions-IAM5[Resource::')),
+              `${name}/${where}: ${flat}`,
+            ).toBe(true);
         }
       }
     }
@@ -201,7 +325,9 @@ describe('the synthesised app', () => {
 
   it('cdk-nag AwsSolutions: no finding left, each acknowledgement with its reason', () => {
     expect(summary.nag).toMatchObject({ plugin: 'AwsSolutions', conclusion: 'success', violations: 0 });
-    const report = JSON.parse(readFileSync(summary.nag.report, 'utf8')) as { pluginReports: { suppressedViolations: { ruleName: string; reason: string }[] }[] };
+    const report = JSON.parse(readFileSync(summary.nag.report, 'utf8')) as {
+      pluginReports: { suppressedViolations: { ruleName: string; reason: string }[] }[];
+    };
     const acks = report.pluginReports[0]!.suppressedViolations;
     expect(acks.length).toBeGreaterThan(10);
     for (const a of acks) expect(a.reason.length, a.ruleName).toBeGreaterThan(30);

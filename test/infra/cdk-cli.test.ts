@@ -32,23 +32,55 @@ describe('the CDK CLI commands', () => {
   it('deploy: every stack of the assembly, asking before broadening IAM, outputs to a file', () => {
     const { command, args } = cdkCommand('deploy', { assembly: 'cdk.out', outputsFile: 'outputs.json' });
     expect(command).toBe(process.execPath);
-    expect(args).toEqual([cdkBin(), 'deploy', '--app', resolve('cdk.out'), '--all', '--require-approval', 'broadening', '--outputs-file', resolve('outputs.json')]);
+    expect(args).toEqual([
+      cdkBin(),
+      'deploy',
+      '--app',
+      resolve('cdk.out'),
+      '--all',
+      '--require-approval',
+      'broadening',
+      '--outputs-file',
+      resolve('outputs.json'),
+    ]);
   });
 
   it('deploy of named stacks with a profile and no approval prompt', () => {
-    const { args } = cdkCommand('deploy', { assembly: '/x/cdk.out', stacks: ['loupe-storage', 'loupe-edge'], requireApproval: 'never', profile: 'plant' });
-    expect(args.slice(1)).toEqual(['deploy', '--app', '/x/cdk.out', 'loupe-storage', 'loupe-edge', '--require-approval', 'never', '--profile', 'plant']);
+    const { args } = cdkCommand('deploy', {
+      assembly: '/x/cdk.out',
+      stacks: ['loupe-storage', 'loupe-edge'],
+      requireApproval: 'never',
+      profile: 'plant',
+    });
+    expect(args.slice(1)).toEqual([
+      'deploy',
+      '--app',
+      '/x/cdk.out',
+      'loupe-storage',
+      'loupe-edge',
+      '--require-approval',
+      'never',
+      '--profile',
+      'plant',
+    ]);
   });
 
   it('diff, destroy --force, bootstrap aws://account/region', () => {
     expect(cdkCommand('diff', { assembly: '/a' }).args.slice(1)).toEqual(['diff', '--app', '/a', '--all']);
     expect(cdkCommand('destroy', { assembly: '/a', force: true }).args.slice(1)).toEqual(['destroy', '--app', '/a', '--all', '--force']);
-    expect(cdkCommand('bootstrap', { assembly: '/a', environment: 'aws://111122223333/eu-west-1' }).args.slice(1)).toEqual(['bootstrap', '--app', '/a', 'aws://111122223333/eu-west-1']);
+    expect(cdkCommand('bootstrap', { assembly: '/a', environment: 'aws://111122223333/eu-west-1' }).args.slice(1)).toEqual([
+      'bootstrap',
+      '--app',
+      '/a',
+      'aws://111122223333/eu-west-1',
+    ]);
   });
 
   it('a malformed bootstrap environment is refused naming it', () => {
     expect(() => cdkCommand('bootstrap', { assembly: '/a', environment: 'aws://12/eu-west-1' })).toThrow(LoupeError);
-    expect(() => cdkCommand('bootstrap', { assembly: '/a', environment: 'aws://12/eu-west-1' })).toThrow(/aws:\/\/<12-digit account>\/<region>/);
+    expect(() => cdkCommand('bootstrap', { assembly: '/a', environment: 'aws://12/eu-west-1' })).toThrow(
+      /aws:\/\/<12-digit account>\/<region>/,
+    );
   });
 
   it('the real CDK CLI reads the synthesised assembly (cdk ls, offline) and lists the five stacks in deploy order', () => {

@@ -19,7 +19,13 @@ const raw = JSON.parse(readFileSync('cloud/infra/loupe.infra.example.json', 'utf
 const variants = {
   example: parseInfraConfig(raw, 'example'),
   'with first deployment': parseInfraConfig(
-    { ...raw, edge: { thingGroupName: 'press-line-3', components: { 'loupe.Camera': '1.0.0', 'loupe.Inference': '1.0.0', 'loupe.Uploader': '1.0.0', 'loupe.Model': '1.0.0' } } },
+    {
+      ...raw,
+      edge: {
+        thingGroupName: 'press-line-3',
+        components: { 'loupe.Camera': '1.0.0', 'loupe.Inference': '1.0.0', 'loupe.Uploader': '1.0.0', 'loupe.Model': '1.0.0' },
+      },
+    },
     'with-deployment',
   ),
 };

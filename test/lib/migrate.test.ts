@@ -25,7 +25,12 @@ describe('lib/migrate: ordered forward migrations in PRAGMA user_version', () =>
     const p = join(dir, 'new.db');
     const db = openSqlite(p, schema(v1, v2, v3));
     expect(schemaVersion(db)).toBe(3);
-    expect(db.prepare('SELECT name FROM pragma_table_info(?)').all('notes').map((r) => (r as { name: string }).name)).toEqual(['id', 'text', 'author']);
+    expect(
+      db
+        .prepare('SELECT name FROM pragma_table_info(?)')
+        .all('notes')
+        .map((r) => (r as { name: string }).name),
+    ).toEqual(['id', 'text', 'author']);
     expect(migrate(db, schema(v1, v2, v3), p)).toEqual({ from: 3, to: 3 });
     db.close();
   });
@@ -47,7 +52,7 @@ describe('lib/migrate: ordered forward migrations in PRAGMA user_version', () =>
   it('takes an unversioned file (user_version 0) whose tables already exist: migration 1 is the old schema, IF NOT EXISTS', () => {
     const p = join(dir, 'unversioned.db');
     const raw = new Database(p);
-    raw.exec('CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL); INSERT INTO notes (text) VALUES (\'bob: hi\');');
+    raw.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL); INSERT INTO notes (text) VALUES ('bob: hi');");
     raw.close();
     const db = openSqlite(p, schema(v1, v2, v3));
     expect(schemaVersion(db)).toBe(3);
@@ -64,7 +69,10 @@ describe('lib/migrate: ordered forward migrations in PRAGMA user_version', () =>
     } catch (e) {
       err = e;
     }
-    expect(err).toMatchObject({ code: 'STORE_TOO_NEW', message: `${p}: note store has schema version 3, newer than this loupe knows (2); it was written by a later release: upgrade loupe to open it` });
+    expect(err).toMatchObject({
+      code: 'STORE_TOO_NEW',
+      message: `${p}: note store has schema version 3, newer than this loupe knows (2); it was written by a later release: upgrade loupe to open it`,
+    });
     const raw = new Database(p, { readonly: true });
     expect(schemaVersion(raw)).toBe(3);
     raw.close();
@@ -73,12 +81,21 @@ describe('lib/migrate: ordered forward migrations in PRAGMA user_version', () =>
   it('a failing migration rolls back whole: the file stays at the last good version', () => {
     const p = join(dir, 'failing.db');
     openSqlite(p, schema(v1)).close();
-    const bad = { version: 2, description: 'half done', up: "ALTER TABLE notes ADD COLUMN x TEXT; CREATE TABLE half (a); INSERT INTO nowhere VALUES (1);" };
+    const bad = {
+      version: 2,
+      description: 'half done',
+      up: 'ALTER TABLE notes ADD COLUMN x TEXT; CREATE TABLE half (a); INSERT INTO nowhere VALUES (1);',
+    };
     expect(() => openSqlite(p, schema(v1, bad))).toThrow(/note store: migration 2 \(half done\) failed: no such table: nowhere/);
     const raw = new Database(p, { readonly: true });
     expect(schemaVersion(raw)).toBe(1);
     expect(raw.prepare("SELECT name FROM sqlite_master WHERE name = 'half'").get()).toBeUndefined();
-    expect(raw.prepare('SELECT name FROM pragma_table_info(?)').all('notes').map((r) => (r as { name: string }).name)).toEqual(['id', 'text']);
+    expect(
+      raw
+        .prepare('SELECT name FROM pragma_table_info(?)')
+        .all('notes')
+        .map((r) => (r as { name: string }).name),
+    ).toEqual(['id', 'text']);
     raw.close();
   });
 
@@ -87,7 +104,10 @@ describe('lib/migrate: ordered forward migrations in PRAGMA user_version', () =>
     openSqlite(p, schema(v1)).close();
     const a = new Database(p);
     const b = new Database(p);
-    const counting = { ...v2, up: (db: Database.Database) => db.exec(v2.up + ' CREATE TABLE IF NOT EXISTS ran (n); INSERT INTO ran VALUES (1);') };
+    const counting = {
+      ...v2,
+      up: (db: Database.Database) => db.exec(v2.up + ' CREATE TABLE IF NOT EXISTS ran (n); INSERT INTO ran VALUES (1);'),
+    };
     migrate(a, schema(v1, counting), p);
     migrate(b, schema(v1, counting), p);
     expect(a.prepare('SELECT COUNT(*) AS n FROM ran').get()).toEqual({ n: 1 });

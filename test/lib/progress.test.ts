@@ -28,8 +28,20 @@ function captureLog(): { log: pino.Logger; events: Record<string, unknown>[] } {
 
 describe('formats', () => {
   it('durations, bytes and bar glyphs', () => {
-    expect([formatDuration(0), formatDuration(59.6), formatDuration(61), formatDuration(3725), formatDuration(NaN), formatDuration(-1)]).toEqual(['0:00', '1:00', '1:01', '1:02:05', '?', '?']);
-    expect([formatBytes(999), formatBytes(1500), formatBytes(2_500_000), formatBytes(3.2e9)]).toEqual(['999 B', '1.5 kB', '2.5 MB', '3.2 GB']);
+    expect([
+      formatDuration(0),
+      formatDuration(59.6),
+      formatDuration(61),
+      formatDuration(3725),
+      formatDuration(NaN),
+      formatDuration(-1),
+    ]).toEqual(['0:00', '1:00', '1:01', '1:02:05', '?', '?']);
+    expect([formatBytes(999), formatBytes(1500), formatBytes(2_500_000), formatBytes(3.2e9)]).toEqual([
+      '999 B',
+      '1.5 kB',
+      '2.5 MB',
+      '3.2 GB',
+    ]);
     expect(barGlyphs(0.5, 4)).toBe('██  ');
     expect(barGlyphs(0.5625, 2)).toBe('█▏'); // eighths of a cell
     expect(barGlyphs(2, 3)).toBe('███');

@@ -1,5 +1,14 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { barsWanted, configureOutput, fitWidth, outputFormat, resetOutput, Terminal, visibleLength, type LiveLine } from '../../lib/terminal.js';
+import {
+  barsWanted,
+  configureOutput,
+  fitWidth,
+  outputFormat,
+  resetOutput,
+  Terminal,
+  visibleLength,
+  type LiveLine,
+} from '../../lib/terminal.js';
 import { FakeTty } from '../helpers/screen.js';
 
 /** lib/terminal.ts: the one output rule, and the bar area that log lines never share a row with. */
@@ -52,7 +61,9 @@ describe('the output rule', () => {
   });
 
   it('refuses an unknown --log-format by name', () => {
-    expect(() => configureOutput({ logFormat: 'pretty' })).toThrow(expect.objectContaining({ code: 'CLI_BAD_LOG_FORMAT', input: '--log-format' }));
+    expect(() => configureOutput({ logFormat: 'pretty' })).toThrow(
+      expect.objectContaining({ code: 'CLI_BAD_LOG_FORMAT', input: '--log-format' }),
+    );
   });
 
   it('bars only at a terminal, in human format, and not with LOUPE_NO_PROGRESS=1', () => {
@@ -124,7 +135,15 @@ describe('the bar area', () => {
   it('redraws are throttled to one per 100 ms, and the last state always shows', async () => {
     vi.useFakeTimers();
     // A plain recording stream here: the emulator keeps its own timers, which fake time would freeze.
-    const screen = { isTTY: true, columns: 40, raw: [] as string[], write(s: string) { this.raw.push(s); return true; } };
+    const screen = {
+      isTTY: true,
+      columns: 40,
+      raw: [] as string[],
+      write(s: string) {
+        this.raw.push(s);
+        return true;
+      },
+    };
     const term = new Terminal(screen as unknown as NodeJS.WriteStream);
     const bar = new Bar('n=0');
     term.add(bar); // draws at once

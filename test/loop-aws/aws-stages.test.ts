@@ -3,7 +3,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
-import { CreateTrainingJobCommand, DescribeTrainingJobCommand, SageMakerClient, SageMakerServiceException } from '@aws-sdk/client-sagemaker';
+import {
+  CreateTrainingJobCommand,
+  DescribeTrainingJobCommand,
+  SageMakerClient,
+  SageMakerServiceException,
+} from '@aws-sdk/client-sagemaker';
 import { mockClient } from 'aws-sdk-client-mock';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { trainOrAttach } from '../../cloud/loop/aws/sagemaker-train.js';
@@ -40,13 +45,23 @@ describe('SageMaker training step: names derived from the run, a new job only af
 
   it('skips a failed job, creates <name>-2, and gives up after maxJobs naming each job', async () => {
     const data = await metalTagsSubset(join(dir, 'data'), { limit: { train: 4, val: 2, test: 2 } });
-    const failed = (name: string, reason: string) => ({ TrainingJobName: name, TrainingJobStatus: 'Failed' as const, SecondaryStatus: 'Failed' as const, FailureReason: reason });
+    const failed = (name: string, reason: string) => ({
+      TrainingJobName: name,
+      TrainingJobStatus: 'Failed' as const,
+      SecondaryStatus: 'Failed' as const,
+      FailureReason: reason,
+    });
     const created = new Set<string>();
     sm.on(DescribeTrainingJobCommand).callsFake((input: { TrainingJobName: string }) => {
       if (input.TrainingJobName === 'loupe-ab12cd34-r7-train') return failed(input.TrainingJobName, 'AlgorithmError: CUDA out of memory');
       // The job this attempt creates fails as train.py refuses the data (FailureReason `CODE: message`).
       if (created.has(input.TrainingJobName)) return failed(input.TrainingJobName, 'DATA_NO_LABELS: the train split has no labelled boxes');
-      throw new SageMakerServiceException({ name: 'ValidationException', $fault: 'client', message: 'Requested resource not found.', $metadata: {} });
+      throw new SageMakerServiceException({
+        name: 'ValidationException',
+        $fault: 'client',
+        message: 'Requested resource not found.',
+        $metadata: {},
+      });
     });
     sm.on(CreateTrainingJobCommand).callsFake((input: { TrainingJobName: string }) => {
       created.add(input.TrainingJobName);
@@ -64,10 +79,12 @@ describe('SageMaker training step: names derived from the run, a new job only af
     const first = await trainOrAttach(step).catch((e: unknown) => e);
     expect(isLoupeError(first) && first.code).toBe('DATA_NO_LABELS');
     expect(sm.commandCalls(CreateTrainingJobCommand).map((c) => c.args[0].input.TrainingJobName)).toEqual(['loupe-ab12cd34-r7-train-2']);
-    expect(sm.commandCalls(DescribeTrainingJobCommand).slice(0, 2).map((c) => c.args[0].input)).toEqual([
-      { TrainingJobName: 'loupe-ab12cd34-r7-train' },
-      { TrainingJobName: 'loupe-ab12cd34-r7-train-2' },
-    ]);
+    expect(
+      sm
+        .commandCalls(DescribeTrainingJobCommand)
+        .slice(0, 2)
+        .map((c) => c.args[0].input),
+    ).toEqual([{ TrainingJobName: 'loupe-ab12cd34-r7-train' }, { TrainingJobName: 'loupe-ab12cd34-r7-train-2' }]);
     // Resumed again: both jobs failed, maxJobs is 2 → refused, nothing created.
     const again = await trainOrAttach(step).catch((e: unknown) => e);
     expect(isLoupeError(again) && again.code).toBe('SAGEMAKER_TOO_MANY_JOBS');
@@ -82,11 +99,25 @@ describe('SageMaker Model Registry mirror: status changes made locally reach Sag
   it('mirrors each version once, then sends a rejection as UpdateModelPackage (exact shape), once', async () => {
     const fake = installFakeAws(join(dir, 'aws'), { region: 'eu-west-1' });
     const local = openRegistry(join(dir, 'registry'));
-    const mirror = new SageMakerRegistryMirror(local, new SageMakerModelRegistry({ sagemaker: new SageMakerClient({ region: 'eu-west-1' }), s3, bucket: 'loupe-ml', prefix: 'loupe/models' }), join(dir, 'registry'));
+    const mirror = new SageMakerRegistryMirror(
+      local,
+      new SageMakerModelRegistry({
+        sagemaker: new SageMakerClient({ region: 'eu-west-1' }),
+        s3,
+        bucket: 'loupe-ml',
+        prefix: 'loupe/models',
+      }),
+      join(dir, 'registry'),
+    );
     try {
       const seed = await seedShippedModel(local);
       const [m] = await mirror.sync('metal-tags');
-      expect(m).toEqual({ localRef: 'metal-tags:1', ref: 'metal-tags:1', arn: 'arn:aws:sagemaker:eu-west-1:111122223333:model-package/metal-tags/1', status: 'approved' });
+      expect(m).toEqual({
+        localRef: 'metal-tags:1',
+        ref: 'metal-tags:1',
+        arn: 'arn:aws:sagemaker:eu-west-1:111122223333:model-package/metal-tags/1',
+        status: 'approved',
+      });
       expect(await mirror.sync('metal-tags')).toEqual([m]);
       await local.setStatus(seed.ref, 'rejected', { by: 'user:ines', reason: 'false alarms on line 3' });
       const [r] = await mirror.sync('metal-tags');

@@ -175,7 +175,8 @@ export const bytesOf = (v: unknown): Buffer => Buffer.from((v as { $bytes: strin
 
 // ---- the control plane (inside the loop process) -----------------------------------------------
 
-const validation = (message: string) => new SageMakerServiceException({ name: 'ValidationException', $fault: 'client', message, $metadata: { httpStatusCode: 400 } });
+const validation = (message: string) =>
+  new SageMakerServiceException({ name: 'ValidationException', $fault: 'client', message, $metadata: { httpStatusCode: 400 } });
 const notFound = (message: string) => new ResourceNotFound({ message, $metadata: { httpStatusCode: 400 } });
 const inUse = (message: string) => new ResourceInUse({ message, $metadata: { httpStatusCode: 400 } });
 
@@ -192,12 +193,14 @@ export function installFakeAws(dir: string, opts: { region: string; crash?: stri
     return n;
   };
   // The request is recorded first; a handler that throws is an answer AWS gave.
-  const handle = <I extends object, O>(cmd: string, fn: (input: I) => O) => (input: I) => {
-    const n = record(cmd, input);
-    const out = fn(input);
-    if (opts.crash === `${cmd}#${n}`) process.kill(process.pid, 'SIGKILL');
-    return out;
-  };
+  const handle =
+    <I extends object, O>(cmd: string, fn: (input: I) => O) =>
+    (input: I) => {
+      const n = record(cmd, input);
+      const out = fn(input);
+      if (opts.crash === `${cmd}#${n}`) process.kill(process.pid, 'SIGKILL');
+      return out;
+    };
 
   const sm = mockClient(SageMakerClient);
   const fsr = mockClient(SageMakerFeatureStoreRuntimeClient);
@@ -216,8 +219,17 @@ export function installFakeAws(dir: string, opts: { region: string; crash?: stri
   sm.on(CreateTrainingJobCommand).callsFake(
     handle('CreateTrainingJob', (input: { TrainingJobName?: string }) => {
       const name = input.TrainingJobName!;
-      if (existsSync(tjFile(name))) throw inUse(`Training job names must be unique within an AWS account and region, and a training job with this name already exists (${arn('training-job', name)})`);
-      const job: TrainingJobState = { request: JSON.parse(JSON.stringify(input)), arn: arn('training-job', name), status: 'InProgress', secondary: 'Starting', createdAt: new Date().toISOString() };
+      if (existsSync(tjFile(name)))
+        throw inUse(
+          `Training job names must be unique within an AWS account and region, and a training job with this name already exists (${arn('training-job', name)})`,
+        );
+      const job: TrainingJobState = {
+        request: JSON.parse(JSON.stringify(input)),
+        arn: arn('training-job', name),
+        status: 'InProgress',
+        secondary: 'Starting',
+        createdAt: new Date().toISOString(),
+      };
       writeJson(tjFile(name), job);
       return { TrainingJobArn: job.arn };
     }),
@@ -253,7 +265,12 @@ export function installFakeAws(dir: string, opts: { region: string; crash?: stri
     handle('CreateLabelingJob', (input: { LabelingJobName?: string }) => {
       const name = input.LabelingJobName!;
       if (existsSync(ljFile(name))) throw inUse(`A labeling job with name ${name} already exists`);
-      const job: LabelingJobState = { request: JSON.parse(JSON.stringify(input)), arn: arn('labeling-job', name), status: 'InProgress', createdAt: new Date().toISOString() };
+      const job: LabelingJobState = {
+        request: JSON.parse(JSON.stringify(input)),
+        arn: arn('labeling-job', name),
+        status: 'InProgress',
+        createdAt: new Date().toISOString(),
+      };
       writeJson(ljFile(name), job);
       return { LabelingJobArn: job.arn };
     }),
@@ -294,7 +311,13 @@ export function installFakeAws(dir: string, opts: { region: string; crash?: stri
         FeatureGroupName: name,
         FeatureGroupArn: arn('feature-group', name),
         FeatureGroupStatus: g.describes === 0 ? 'Creating' : 'Created',
-        OfflineStoreConfig: { DataCatalogConfig: { Catalog: 'AwsDataCatalog', Database: 'sagemaker_featurestore', TableName: `${name.replace(/-/g, '_')}_1700000000` } },
+        OfflineStoreConfig: {
+          DataCatalogConfig: {
+            Catalog: 'AwsDataCatalog',
+            Database: 'sagemaker_featurestore',
+            TableName: `${name.replace(/-/g, '_')}_1700000000`,
+          },
+        },
       };
     }),
   );
@@ -326,24 +349,27 @@ export function installFakeAws(dir: string, opts: { region: string; crash?: stri
   // Strict on purpose: no ClientToken de-duplication here, so a second CreateModelPackage for one
   // version shows up as a second package and the test sees it.
   sm.on(CreateModelPackageCommand).callsFake(
-    handle('CreateModelPackage', (input: { ModelPackageGroupName?: string; ModelApprovalStatus?: string; CustomerMetadataProperties?: Record<string, string> }) => {
-      const g = input.ModelPackageGroupName!;
-      if (!existsSync(groupFile(g))) throw validation(`ModelPackageGroup ${g} does not exist.`);
-      const version = pkgs(g).length + 1;
-      const now = new Date().toISOString();
-      const p: PackageState = {
-        arn: arn('model-package', `${g}/${version}`),
-        group: g,
-        version,
-        input: JSON.parse(JSON.stringify(input)),
-        status: input.ModelApprovalStatus ?? 'PendingManualApproval',
-        props: input.CustomerMetadataProperties ?? {},
-        createdAt: now,
-        modifiedAt: now,
-      };
-      writeJson(pkgFile(g, version), p);
-      return { ModelPackageArn: p.arn };
-    }),
+    handle(
+      'CreateModelPackage',
+      (input: { ModelPackageGroupName?: string; ModelApprovalStatus?: string; CustomerMetadataProperties?: Record<string, string> }) => {
+        const g = input.ModelPackageGroupName!;
+        if (!existsSync(groupFile(g))) throw validation(`ModelPackageGroup ${g} does not exist.`);
+        const version = pkgs(g).length + 1;
+        const now = new Date().toISOString();
+        const p: PackageState = {
+          arn: arn('model-package', `${g}/${version}`),
+          group: g,
+          version,
+          input: JSON.parse(JSON.stringify(input)),
+          status: input.ModelApprovalStatus ?? 'PendingManualApproval',
+          props: input.CustomerMetadataProperties ?? {},
+          createdAt: now,
+          modifiedAt: now,
+        };
+        writeJson(pkgFile(g, version), p);
+        return { ModelPackageArn: p.arn };
+      },
+    ),
   );
   sm.on(DescribeModelPackageCommand).callsFake(
     handle('DescribeModelPackage', (input: { ModelPackageName?: string }) => {
@@ -363,28 +389,53 @@ export function installFakeAws(dir: string, opts: { region: string; crash?: stri
     }),
   );
   sm.on(ListModelPackagesCommand).callsFake(
-    handle('ListModelPackages', (input: { ModelPackageGroupName?: string; ModelApprovalStatus?: string; CreationTimeAfter?: Date; SortOrder?: string; MaxResults?: number }) => {
-      let all = pkgs(input.ModelPackageGroupName!);
-      if (input.ModelApprovalStatus) all = all.filter((p) => p.status === input.ModelApprovalStatus);
-      if (input.CreationTimeAfter) all = all.filter((p) => Date.parse(p.createdAt) > input.CreationTimeAfter!.getTime());
-      all.sort((a, b) => a.version - b.version);
-      if (input.SortOrder === 'Descending') all.reverse();
-      return { ModelPackageSummaryList: all.slice(0, input.MaxResults ?? 100).map((p) => ({ ModelPackageArn: p.arn, ModelPackageGroupName: p.group, ModelPackageVersion: p.version, ModelApprovalStatus: p.status, CreationTime: new Date(p.createdAt) })) };
-    }),
+    handle(
+      'ListModelPackages',
+      (input: {
+        ModelPackageGroupName?: string;
+        ModelApprovalStatus?: string;
+        CreationTimeAfter?: Date;
+        SortOrder?: string;
+        MaxResults?: number;
+      }) => {
+        let all = pkgs(input.ModelPackageGroupName!);
+        if (input.ModelApprovalStatus) all = all.filter((p) => p.status === input.ModelApprovalStatus);
+        if (input.CreationTimeAfter) all = all.filter((p) => Date.parse(p.createdAt) > input.CreationTimeAfter!.getTime());
+        all.sort((a, b) => a.version - b.version);
+        if (input.SortOrder === 'Descending') all.reverse();
+        return {
+          ModelPackageSummaryList: all.slice(0, input.MaxResults ?? 100).map((p) => ({
+            ModelPackageArn: p.arn,
+            ModelPackageGroupName: p.group,
+            ModelPackageVersion: p.version,
+            ModelApprovalStatus: p.status,
+            CreationTime: new Date(p.createdAt),
+          })),
+        };
+      },
+    ),
   );
   sm.on(UpdateModelPackageCommand).callsFake(
-    handle('UpdateModelPackage', (input: { ModelPackageArn?: string; ModelApprovalStatus?: string; ApprovalDescription?: string; CustomerMetadataProperties?: Record<string, string> }) => {
-      const p = pkgByArn(input.ModelPackageArn!);
-      if (!p) throw validation(`ModelPackage ${input.ModelPackageArn} does not exist.`);
-      writeJson(pkgFile(p.group, p.version), {
-        ...p,
-        status: input.ModelApprovalStatus ?? p.status,
-        approvalDescription: input.ApprovalDescription ?? p.approvalDescription,
-        props: { ...p.props, ...input.CustomerMetadataProperties },
-        modifiedAt: new Date().toISOString(),
-      });
-      return { ModelPackageArn: p.arn };
-    }),
+    handle(
+      'UpdateModelPackage',
+      (input: {
+        ModelPackageArn?: string;
+        ModelApprovalStatus?: string;
+        ApprovalDescription?: string;
+        CustomerMetadataProperties?: Record<string, string>;
+      }) => {
+        const p = pkgByArn(input.ModelPackageArn!);
+        if (!p) throw validation(`ModelPackage ${input.ModelPackageArn} does not exist.`);
+        writeJson(pkgFile(p.group, p.version), {
+          ...p,
+          status: input.ModelApprovalStatus ?? p.status,
+          approvalDescription: input.ApprovalDescription ?? p.approvalDescription,
+          props: { ...p.props, ...input.CustomerMetadataProperties },
+          modifiedAt: new Date().toISOString(),
+        });
+        return { ModelPackageArn: p.arn };
+      },
+    ),
   );
 
   // Greengrass v2
@@ -393,13 +444,25 @@ export function installFakeAws(dir: string, opts: { region: string; crash?: stri
   const compArn = (name: string) => `arn:aws:greengrass:${region}:${ACCOUNT}:components:${name}`;
   const componentNames = () => (existsSync(join(ggDir, 'components')) ? readdirSync(join(ggDir, 'components')).sort() : []);
   const versionsOf = (name: string) =>
-    existsSync(join(ggDir, 'components', name)) ? readdirSync(join(ggDir, 'components', name)).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5)) : [];
+    existsSync(join(ggDir, 'components', name))
+      ? readdirSync(join(ggDir, 'components', name))
+          .filter((f) => f.endsWith('.json'))
+          .map((f) => f.slice(0, -5))
+      : [];
   const deployments = () => list<DeploymentState>(join(ggDir, 'deployments'));
-  gg.on(ListComponentsCommand).callsFake(handle('ListComponents', () => ({ components: componentNames().map((n) => ({ componentName: n, arn: compArn(n) })) })));
+  gg.on(ListComponentsCommand).callsFake(
+    handle('ListComponents', () => ({ components: componentNames().map((n) => ({ componentName: n, arn: compArn(n) })) })),
+  );
   gg.on(ListComponentVersionsCommand).callsFake(
     handle('ListComponentVersions', (input: { arn?: string }) => {
       const name = input.arn!.split(':components:')[1]!;
-      return { componentVersions: versionsOf(name).map((v) => ({ componentName: name, componentVersion: v, arn: `${compArn(name)}:versions:${v}` })) };
+      return {
+        componentVersions: versionsOf(name).map((v) => ({
+          componentName: name,
+          componentVersion: v,
+          arn: `${compArn(name)}:versions:${v}`,
+        })),
+      };
     }),
   );
   gg.on(GetComponentCommand).callsFake(
@@ -414,9 +477,20 @@ export function installFakeAws(dir: string, opts: { region: string; crash?: stri
     handle('CreateComponentVersion', (input: { inlineRecipe?: Uint8Array }) => {
       const recipe = JSON.parse(new TextDecoder().decode(input.inlineRecipe)) as { ComponentName: string; ComponentVersion: string };
       const file = join(ggDir, 'components', recipe.ComponentName, `${recipe.ComponentVersion}.json`);
-      if (existsSync(file)) throw new ConflictException({ message: `Component ${recipe.ComponentName} version ${recipe.ComponentVersion} already exists`, $metadata: { httpStatusCode: 409 }, resourceId: recipe.ComponentName, resourceType: 'COMPONENT_VERSION' });
+      if (existsSync(file))
+        throw new ConflictException({
+          message: `Component ${recipe.ComponentName} version ${recipe.ComponentVersion} already exists`,
+          $metadata: { httpStatusCode: 409 },
+          resourceId: recipe.ComponentName,
+          resourceType: 'COMPONENT_VERSION',
+        });
       writeJson(file, recipe);
-      return { arn: `${compArn(recipe.ComponentName)}:versions:${recipe.ComponentVersion}`, componentName: recipe.ComponentName, componentVersion: recipe.ComponentVersion, status: { componentState: 'DEPLOYABLE', message: 'NONE' } };
+      return {
+        arn: `${compArn(recipe.ComponentName)}:versions:${recipe.ComponentVersion}`,
+        componentName: recipe.ComponentName,
+        componentVersion: recipe.ComponentVersion,
+        status: { componentState: 'DEPLOYABLE', message: 'NONE' },
+      };
     }),
   );
   gg.on(DescribeComponentCommand).callsFake(
@@ -431,21 +505,47 @@ export function installFakeAws(dir: string, opts: { region: string; crash?: stri
       const latest = deployments()
         .filter((d) => d.targetArn === input.targetArn)
         .at(-1);
-      return { deployments: latest ? [{ deploymentId: latest.deploymentId, deploymentName: latest.deploymentName, targetArn: latest.targetArn, isLatestForTarget: true, deploymentStatus: 'ACTIVE' }] : [] };
+      return {
+        deployments: latest
+          ? [
+              {
+                deploymentId: latest.deploymentId,
+                deploymentName: latest.deploymentName,
+                targetArn: latest.targetArn,
+                isLatestForTarget: true,
+                deploymentStatus: 'ACTIVE',
+              },
+            ]
+          : [],
+      };
     }),
   );
   gg.on(GetDeploymentCommand).callsFake(
     handle('GetDeployment', (input: { deploymentId?: string }) => {
       const d = deployments().find((x) => x.deploymentId === input.deploymentId);
       if (!d) throw new Error(`fake AWS: no deployment ${input.deploymentId}`);
-      return { deploymentId: d.deploymentId, deploymentName: d.deploymentName, targetArn: d.targetArn, components: d.components, deploymentStatus: 'ACTIVE', iotJobId: `job-${d.deploymentId}`, isLatestForTarget: true };
+      return {
+        deploymentId: d.deploymentId,
+        deploymentName: d.deploymentName,
+        targetArn: d.targetArn,
+        components: d.components,
+        deploymentStatus: 'ACTIVE',
+        iotJobId: `job-${d.deploymentId}`,
+        isLatestForTarget: true,
+      };
     }),
   );
   gg.on(CreateDeploymentCommand).callsFake(
     handle('CreateDeployment', (input: { targetArn?: string; deploymentName?: string; components?: DeploymentState['components'] }) => {
       const n = deployments().length;
       const id = `d-${String(n).padStart(4, '0')}-${Math.random().toString(16).slice(2, 10)}`;
-      const d: DeploymentState = { deploymentId: id, deploymentName: input.deploymentName!, targetArn: input.targetArn!, components: JSON.parse(JSON.stringify(input.components)), createdAt: new Date().toISOString() };
+      const d: DeploymentState = {
+        deploymentId: id,
+        deploymentName: input.deploymentName!,
+        targetArn: input.targetArn!,
+        components: JSON.parse(JSON.stringify(input.components)),
+        createdAt: new Date().toISOString(),
+      };
       writeJson(join(ggDir, 'deployments', `${String(n).padStart(4, '0')}-${id}.json`), d);
       return { deploymentId: id, iotJobId: `job-${id}`, iotJobArn: `arn:aws:iot:${region}:${ACCOUNT}:job/job-${id}` };
     }),
@@ -453,7 +553,9 @@ export function installFakeAws(dir: string, opts: { region: string; crash?: stri
   gg.on(ListCoreDevicesCommand).callsFake(
     handle('ListCoreDevices', (input: { thingGroupArn?: string }) => {
       const f = fleet();
-      return { coreDevices: input.thingGroupArn === f.thingGroupArn ? f.devices.map((t) => ({ coreDeviceThingName: t, status: 'HEALTHY' })) : [] };
+      return {
+        coreDevices: input.thingGroupArn === f.thingGroupArn ? f.devices.map((t) => ({ coreDeviceThingName: t, status: 'HEALTHY' })) : [],
+      };
     }),
   );
   gg.on(ListInstalledComponentsCommand).callsFake(
@@ -461,7 +563,14 @@ export function installFakeAws(dir: string, opts: { region: string; crash?: stri
       // A device takes a deployment a moment after it is created.
       const all = deployments();
       const taken = all.filter((d) => Date.now() - Date.parse(d.createdAt) >= 1500).at(-1) ?? all[0]!;
-      return { installedComponents: Object.entries(taken.components).map(([componentName, c]) => ({ componentName, componentVersion: c.componentVersion, lifecycleState: 'RUNNING', isRoot: true })) };
+      return {
+        installedComponents: Object.entries(taken.components).map(([componentName, c]) => ({
+          componentName,
+          componentVersion: c.componentVersion,
+          lifecycleState: 'RUNNING',
+          isRoot: true,
+        })),
+      };
     }),
   );
 
@@ -588,7 +697,11 @@ export class FakeAwsWorkers {
     update({ secondary: 'Training' });
     const t0 = Date.now();
     const { code, log } = await new Promise<{ code: number | null; log: string }>((resolve) => {
-      const child = spawn(venvPython(), [trainScript, 'train'], { cwd: root, env: offlinePythonEnv({ SM_ROOT: root, LOUPE_FORBID_NETWORK: '1' }), stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(venvPython(), [trainScript, 'train'], {
+        cwd: root,
+        env: offlinePythonEnv({ SM_ROOT: root, LOUPE_FORBID_NETWORK: '1' }),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let out = '';
       child.stdout.on('data', (b: Buffer) => (out += b.toString()));
       child.stderr.on('data', (b: Buffer) => (out += b.toString()));
@@ -597,7 +710,11 @@ export class FakeAwsWorkers {
     this.containerLogs.set(input.TrainingJobName, log);
     if (code !== 0) {
       const failure = join(root, 'output', 'failure');
-      update({ status: 'Failed', secondary: 'Failed', failureReason: existsSync(failure) ? await readFile(failure, 'utf8') : `AlgorithmError: exit ${code}` });
+      update({
+        status: 'Failed',
+        secondary: 'Failed',
+        failureReason: existsSync(failure) ? await readFile(failure, 'utf8') : `AlgorithmError: exit ${code}`,
+      });
       return;
     }
     update({ secondary: 'Uploading' });
@@ -607,7 +724,12 @@ export class FakeAwsWorkers {
     const key = `${out.key.replace(/\/$/, '')}/${input.TrainingJobName}/output/model.tar.gz`;
     await this.o.s3.send(new PutObjectCommand({ Bucket: out.bucket, Key: key, Body: await readFile(tarball) }));
     await rm(join(root, 'input'), { recursive: true, force: true });
-    update({ status: 'Completed', secondary: 'Completed', artifacts: `s3://${out.bucket}/${key}`, billableSeconds: Math.max(1, Math.round((Date.now() - t0) / 1000)) });
+    update({
+      status: 'Completed',
+      secondary: 'Completed',
+      artifacts: `s3://${out.bucket}/${key}`,
+      billableSeconds: Math.max(1, Math.round((Date.now() - t0) / 1000)),
+    });
   }
 
   /** Ground Truth's part: workers box the images (labelling) or judge the boxes (verification); output manifest to S3. */
@@ -632,7 +754,10 @@ export class FakeAwsWorkers {
         const t = await this.o.truth(ref);
         out.push({
           'source-ref': ref,
-          'bounding-box': { image_size: [{ width: t.width, height: t.height, depth: 3 }], annotations: t.boxes.map((b) => ({ class_id: b.class_id, left: b.left, top: b.top, width: b.width, height: b.height })) },
+          'bounding-box': {
+            image_size: [{ width: t.width, height: t.height, depth: 3 }],
+            annotations: t.boxes.map((b) => ({ class_id: b.class_id, left: b.left, top: b.top, width: b.width, height: b.height })),
+          },
           'bounding-box-metadata': {
             objects: t.boxes.map(() => ({ confidence: 0.91 })),
             'class-map': Object.fromEntries(this.o.classes.map((c, i) => [String(i), c])),

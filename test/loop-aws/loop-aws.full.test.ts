@@ -69,7 +69,13 @@ function loopRun(home: string, env: Record<string, string> = {}): Promise<Child>
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [dist.file('test/loop-aws/loop-child.js'), home, join(dir, 'aws'), REGION], {
       // Keys for the S3 client through the default chain (storage.backend "s3" never reads keys from loop.json).
-      env: { ...process.env, LOUPE_NO_PROGRESS: '1', AWS_ACCESS_KEY_ID: CREDS.accessKeyId, AWS_SECRET_ACCESS_KEY: CREDS.secretAccessKey, ...env },
+      env: {
+        ...process.env,
+        LOUPE_NO_PROGRESS: '1',
+        AWS_ACCESS_KEY_ID: CREDS.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: CREDS.secretAccessKey,
+        ...env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -81,7 +87,15 @@ function loopRun(home: string, env: Record<string, string> = {}): Promise<Child>
   });
 }
 
-const report = (c: Child) => JSON.parse(c.stdout.trim().split('\n').at(-1)!) as { status: string; halt: string | null; resumed: boolean; run: number; steps: { name: string; status: string; attempts: number }[]; outputs: Record<string, Record<string, unknown>> };
+const report = (c: Child) =>
+  JSON.parse(c.stdout.trim().split('\n').at(-1)!) as {
+    status: string;
+    halt: string | null;
+    resumed: boolean;
+    run: number;
+    steps: { name: string; status: string; attempts: number }[];
+    outputs: Record<string, Record<string, unknown>>;
+  };
 const calls = (cmd: string): RecordedCall[] => readCalls(join(dir, 'aws')).filter((c) => c.cmd === cmd);
 const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
@@ -114,9 +128,12 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
     // The device's uploads: the photo and its sidecar (detections are the pre-annotations).
     for (const [i, u] of uploads.entries()) {
       // A new photo of a part the reference labelled: same scene, new bytes (a snapshot leaves out byte-identical copies).
-      const photo = await sharp(join(metal, tail(u.ref.source_ref))).jpeg({ quality: 92 }).toBuffer();
+      const photo = await sharp(join(metal, tail(u.ref.source_ref)))
+        .jpeg({ quality: 92 })
+        .toBuffer();
       await s3.send(new PutObjectCommand({ Bucket: 'loupe-uploads', Key: `${u.key}.jpg`, Body: photo }));
-      const detections = i === 0 ? [{ xyxy: [81, 123, 163, 220] as [number, number, number, number], conf: 0.62, cls: 0, name: 'scratch' }] : [];
+      const detections =
+        i === 0 ? [{ xyxy: [81, 123, 163, 220] as [number, number, number, number], conf: 0.62, cls: 0, name: 'scratch' }] : [];
       const sidecar = uploadSidecar({
         device: DEVICE,
         camera: 'cam1',
@@ -128,17 +145,25 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
         reasons: detections.length ? ['defect'] : [],
         verdict: detections.length ? 'fail' : 'pass',
         model: { name: 'metal-tags', version: '1.0.0', sha256: shippedSha },
-        image: { key: `${u.key}.jpg`, width: u.ref.image_width, height: u.ref.image_height, originalWidth: u.ref.image_width, originalHeight: u.ref.image_height, bytes: photo.length, sha256: sha256(photo), contentType: 'image/jpeg' },
+        image: {
+          key: `${u.key}.jpg`,
+          width: u.ref.image_width,
+          height: u.ref.image_height,
+          originalWidth: u.ref.image_width,
+          originalHeight: u.ref.image_height,
+          bytes: photo.length,
+          sha256: sha256(photo),
+          contentType: 'image/jpeg',
+        },
         detections,
       });
       await s3.send(new PutObjectCommand({ Bucket: 'loupe-uploads', Key: `${u.key}.json`, Body: JSON.stringify(sidecar) }));
     }
     // The thing group as loupe's suite left it: loupe.Model 1.0.0 (the shipped model) and its siblings.
     const modelRecipe = JSON.parse(
-      JSON.stringify(renderRecipe(loadSourceRecipe('loupe.Model'), { version: '1.0.0', model: { name: 'metal-tags', sha256: shippedSha } })).replaceAll(
-        's3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/',
-        's3://loupe-ml/loupe/components/loupe.Model/1.0.0/',
-      ),
+      JSON.stringify(
+        renderRecipe(loadSourceRecipe('loupe.Model'), { version: '1.0.0', model: { name: 'metal-tags', sha256: shippedSha } }),
+      ).replaceAll('s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/', 's3://loupe-ml/loupe/components/loupe.Model/1.0.0/'),
     ) as Record<string, unknown>;
     seedFleet(join(dir, 'aws'), {
       thingGroupArn: GROUP_ARN,
@@ -176,12 +201,32 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
     const config: LoopConfigInput = {
       group: 'metal-tags',
       classes: ['scratch'],
-      storage: { backend: 's3', region: REGION, endpoint: store.endpoint, forcePathStyle: true, bucket: 'loupe-uploads', prefix: 'incoming/' },
+      storage: {
+        backend: 's3',
+        region: REGION,
+        endpoint: store.endpoint,
+        forcePathStyle: true,
+        bucket: 'loupe-uploads',
+        prefix: 'incoming/',
+      },
       aws: { region: REGION, roleArn: ROLE, bucket: 'loupe-ml' },
       history: { labelsCsv: join(metal, 'labels.csv'), imagesDir: metal },
       labelStore: { backend: 'featurestore', featureGroupName: 'loupe-labels' },
-      labeling: { backend: 'groundtruth', workersPerImage: 2, cap: 20, waitMinutes: 0.03, groundTruth: { workteamArn: WORKTEAM, pollSeconds: 0.2 } },
-      train: { backend: 'sagemaker', epochs: 1, imgsz: 160, batch: 16, workers: 0, sagemaker: { image: IMAGE, instanceType: 'ml.g5.xlarge', pollSeconds: 0.5 } },
+      labeling: {
+        backend: 'groundtruth',
+        workersPerImage: 2,
+        cap: 20,
+        waitMinutes: 0.03,
+        groundTruth: { workteamArn: WORKTEAM, pollSeconds: 0.2 },
+      },
+      train: {
+        backend: 'sagemaker',
+        epochs: 1,
+        imgsz: 160,
+        batch: 16,
+        workers: 0,
+        sagemaker: { image: IMAGE, instanceType: 'ml.g5.xlarge', pollSeconds: 0.5 },
+      },
       // Wide open: the run must go through register, publish and deploy with a CI-sized challenger.
       gate: { metric: 'map50', threshold: 0, tolerance: 1 },
       // int8 opened wide too: the fleet gets the challenger's int8 file, and SageMaker records both.
@@ -214,7 +259,9 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
     expect(waiting.code, waiting.stderr.slice(-3000)).toBe(0);
     const w = report(waiting);
     expect(w.status).toBe('waiting');
-    expect(w.halt).toMatch(/^Ground Truth labelling job loupe-[0-9a-f]{8}-r1 is InProgress \(0 labelled, 0 to go\); `loupe loop run` or `loupe loop watch` picks it up$/);
+    expect(w.halt).toMatch(
+      /^Ground Truth labelling job loupe-[0-9a-f]{8}-r1 is InProgress \(0 labelled, 0 to go\); `loupe loop run` or `loupe loop watch` picks it up$/,
+    );
     expect(w.steps.find((s) => s.name === 'label')).toMatchObject({ status: 'waiting', attempts: 2 });
     // People label; the next run imports the labels and starts verification (killed after it was accepted)
     workers.releaseLabeling();
@@ -232,15 +279,35 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
     const r = report(last);
     expect(r).toMatchObject({ run: 1, status: 'succeeded', resumed: true, halt: null });
     const attempts = Object.fromEntries(r.steps.map((s) => [s.name, s.attempts]));
-    expect(attempts).toEqual({ ingest: 2, label: 3, verify: 2, snapshot: 1, train: 2, quantize: 1, evaluate: 1, gate: 1, register: 2, publish: 2, deploy: 2, confirm: 1 });
+    expect(attempts).toEqual({
+      ingest: 2,
+      label: 3,
+      verify: 2,
+      snapshot: 1,
+      train: 2,
+      quantize: 1,
+      evaluate: 1,
+      gate: 1,
+      register: 2,
+      publish: 2,
+      deploy: 2,
+      confirm: 1,
+    });
     expect(r.steps.map((s) => s.status)).toEqual(STEP_NAMES.map(() => 'done'));
 
-    const installation = (new Database(join(home, 'loop.db'), { readonly: true }).prepare("SELECT v FROM kv WHERE k = 'installation.id'").get() as { v: string }).v;
+    const installation = (
+      new Database(join(home, 'loop.db'), { readonly: true }).prepare("SELECT v FROM kv WHERE k = 'installation.id'").get() as { v: string }
+    ).v;
     const prefix = `loupe-${JSON.parse(installation) as string}`;
     const job = `${prefix}-r1`;
     const trainJob = `${job}-train`;
     expect(r.outputs.label).toMatchObject({ job, items: 6, consolidated: 6, groundTruth: { job, status: 'Completed', created: false } });
-    expect(r.outputs.verify).toMatchObject({ job, approved: 5, rejected: 1, groundTruth: { job: `${job}-verify`, status: 'Completed', created: false } });
+    expect(r.outputs.verify).toMatchObject({
+      job,
+      approved: 5,
+      rejected: 1,
+      groundTruth: { job: `${job}-verify`, status: 'Completed', created: false },
+    });
     expect(r.outputs.train).toMatchObject({ backend: 'sagemaker', epochs: 1, sagemaker: { name: trainJob, attached: true, earlier: [] } });
 
     // ---- SageMaker training: one job, found again by name after the kill ----
@@ -257,10 +324,37 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
           MetricDefinitions: EXPECTED_METRIC_DEFINITIONS,
         },
         RoleArn: ROLE,
-        HyperParameters: { data_yaml: 'data.yaml', model: `${v1!.artefacts.pt!.sha256}.pt`, epochs: '1', imgsz: '160', batch: '16', patience: '50', seed: '0', workers: '0' },
+        HyperParameters: {
+          data_yaml: 'data.yaml',
+          model: `${v1!.artefacts.pt!.sha256}.pt`,
+          epochs: '1',
+          imgsz: '160',
+          batch: '16',
+          patience: '50',
+          seed: '0',
+          workers: '0',
+        },
         InputDataConfig: [
-          { ChannelName: 'dataset', DataSource: { S3DataSource: { S3DataType: 'S3Prefix', S3Uri: `s3://loupe-ml/loupe/training/${trainJob}/input/dataset/`, S3DataDistributionType: 'FullyReplicated' } } },
-          { ChannelName: 'base', DataSource: { S3DataSource: { S3DataType: 'S3Prefix', S3Uri: `s3://loupe-ml/loupe/training/${trainJob}/input/base/`, S3DataDistributionType: 'FullyReplicated' } } },
+          {
+            ChannelName: 'dataset',
+            DataSource: {
+              S3DataSource: {
+                S3DataType: 'S3Prefix',
+                S3Uri: `s3://loupe-ml/loupe/training/${trainJob}/input/dataset/`,
+                S3DataDistributionType: 'FullyReplicated',
+              },
+            },
+          },
+          {
+            ChannelName: 'base',
+            DataSource: {
+              S3DataSource: {
+                S3DataType: 'S3Prefix',
+                S3Uri: `s3://loupe-ml/loupe/training/${trainJob}/input/base/`,
+                S3DataDistributionType: 'FullyReplicated',
+              },
+            },
+          },
         ],
         OutputDataConfig: { S3OutputPath: `s3://loupe-ml/loupe/training/${trainJob}/output` },
         ResourceConfig: { InstanceType: 'ml.g5.xlarge', InstanceCount: 1, VolumeSizeInGB: 30 },
@@ -276,7 +370,9 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
     expect(channel).toContain(`loupe/training/${trainJob}/input/dataset/data.yaml`);
     expect(channel).toContain(`loupe/training/${trainJob}/input/base/${v1!.artefacts.pt!.sha256}.pt`);
     expect(channel.filter((k) => k.includes('/dataset/images/')).length).toBe((r.outputs.snapshot!.counts as { images: number }).images);
-    expect(await keys('loupe-ml', `loupe/training/${trainJob}/output/`)).toEqual([`loupe/training/${trainJob}/output/${trainJob}/output/model.tar.gz`]);
+    expect(await keys('loupe-ml', `loupe/training/${trainJob}/output/`)).toEqual([
+      `loupe/training/${trainJob}/output/${trainJob}/output/model.tar.gz`,
+    ]);
     expect(readFileSync(String(r.outputs.train!.onnx)).length).toBe(v2!.artefacts.onnx.size);
     expect(sha256(readFileSync(String(r.outputs.train!.onnx)))).toBe(v2!.artefacts.onnx.sha256);
 
@@ -297,7 +393,10 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
       {
         LabelingJobName: job,
         LabelAttributeName: 'bounding-box',
-        InputConfig: { DataSource: { S3DataSource: { ManifestS3Uri: `${gtBase}input.manifest` } }, DataAttributes: { ContentClassifiers: ['FreeOfPersonallyIdentifiableInformation', 'FreeOfAdultContent'] } },
+        InputConfig: {
+          DataSource: { S3DataSource: { ManifestS3Uri: `${gtBase}input.manifest` } },
+          DataAttributes: { ContentClassifiers: ['FreeOfPersonallyIdentifiableInformation', 'FreeOfAdultContent'] },
+        },
         OutputConfig: { S3OutputPath: `${gtBase}output/` },
         RoleArn: ROLE,
         LabelCategoryConfigS3Uri: `${gtBase}categories.json`,
@@ -317,7 +416,10 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
       {
         LabelingJobName: `${job}-verify`,
         LabelAttributeName: 'verify-bounding-box',
-        InputConfig: { DataSource: { S3DataSource: { ManifestS3Uri: `${gtBase}output/${job}/manifests/output/output.manifest` } }, DataAttributes: { ContentClassifiers: ['FreeOfPersonallyIdentifiableInformation', 'FreeOfAdultContent'] } },
+        InputConfig: {
+          DataSource: { S3DataSource: { ManifestS3Uri: `${gtBase}output/${job}/manifests/output/output.manifest` } },
+          DataAttributes: { ContentClassifiers: ['FreeOfPersonallyIdentifiableInformation', 'FreeOfAdultContent'] },
+        },
         OutputConfig: { S3OutputPath: `${gtBase}verification/output/` },
         RoleArn: ROLE,
         LabelCategoryConfigS3Uri: `${gtBase}verification/categories.json`,
@@ -335,26 +437,54 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
         Tags: tags,
       },
     ]);
-    for (const d of calls('DescribeLabelingJob')) expect([{ LabelingJobName: job }, { LabelingJobName: `${job}-verify` }]).toContainEqual(d.input);
+    for (const d of calls('DescribeLabelingJob'))
+      expect([{ LabelingJobName: job }, { LabelingJobName: `${job}-verify` }]).toContainEqual(d.input);
     // The input manifest in the real store: the six uploads with the device's detections.
-    const manifest = (await object('loupe-ml', `loupe/labeling/${job}/input.manifest`)).toString().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const manifest = (await object('loupe-ml', `loupe/labeling/${job}/input.manifest`))
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(manifest.map((l) => l['source-ref'])).toEqual(uploads.map((_, i) => uploadRef(i)));
     expect(manifest[0]!['loupe-pre-annotations']).toEqual([{ class_id: 0, left: 81, top: 123, width: 82, height: 97, confidence: 0.62 }]);
 
     // ---- labels: each written once; the verdicts of the verification job ----
     const db = new Database(join(home, 'labels.db'), { readonly: true });
-    interface Rec { seq: number; source_ref: string; event_time: number; status: string; labeling_job: string; annotations: string; image_width: number; image_height: number; image_depth: number; device: string; capture_time: number | null; model_version: string; meta: string }
+    interface Rec {
+      seq: number;
+      source_ref: string;
+      event_time: number;
+      status: string;
+      labeling_job: string;
+      annotations: string;
+      image_width: number;
+      image_height: number;
+      image_depth: number;
+      device: string;
+      capture_time: number | null;
+      model_version: string;
+      meta: string;
+    }
     const records = db.prepare('SELECT * FROM label_records ORDER BY seq').all() as Rec[];
     const watermark = db.prepare('SELECT seq FROM featurestore_mirror').get() as { seq: number };
     db.close();
     const dup = records.map((x) => `${x.source_ref}|${x.status}|${x.labeling_job}`).filter((k, i, a) => a.indexOf(k) !== i);
     expect(dup).toEqual([]);
     const mine = records.filter((x) => x.labeling_job === `labeling-job/${job}`);
-    expect(mine.filter((x) => x.status === 'APPROVED').map((x) => x.source_ref).sort()).toEqual([0, 2, 3, 4, 5].map(uploadRef).sort());
+    expect(
+      mine
+        .filter((x) => x.status === 'APPROVED')
+        .map((x) => x.source_ref)
+        .sort(),
+    ).toEqual([0, 2, 3, 4, 5].map(uploadRef).sort());
     const rejected = mine.filter((x) => x.status === 'REJECTED');
-    expect(rejected.map((x) => [x.source_ref, JSON.parse(x.meta).reason])).toEqual([[uploadRef(1), 'A defect is not boxed: the scratch on the left edge has no box']]);
+    expect(rejected.map((x) => [x.source_ref, JSON.parse(x.meta).reason])).toEqual([
+      [uploadRef(1), 'A defect is not boxed: the scratch on the left edge has no box'],
+    ]);
     const approved0 = mine.find((x) => x.source_ref === uploadRef(0) && x.status === 'APPROVED')!;
-    expect(JSON.parse(approved0.annotations).map(({ confidence: _c, ...b }: Record<string, number>) => b)).toEqual(uploads[0]!.ref.annotations);
+    expect(JSON.parse(approved0.annotations).map(({ confidence: _c, ...b }: Record<string, number>) => b)).toEqual(
+      uploads[0]!.ref.annotations,
+    );
 
     // ---- Feature Store: the group once, every record once (one repeat: the one accepted just before the kill) ----
     expect(calls('CreateFeatureGroup').map((c) => c.input)).toEqual([
@@ -369,13 +499,17 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
         Description: 'loupe label records (reference feature-store layout + device, capture time, model version)',
       },
     ]);
-    const puts = calls('PutRecord').map((c) => c.input as { FeatureGroupName: string; Record: { FeatureName: string; ValueAsString: string }[] });
+    const puts = calls('PutRecord').map(
+      (c) => c.input as { FeatureGroupName: string; Record: { FeatureName: string; ValueAsString: string }[] },
+    );
     expect(puts.length).toBe(records.length + 1);
     expect(watermark.seq).toBe(records.at(-1)!.seq);
     expect(JSON.stringify(puts[120])).toBe(JSON.stringify(puts[119])); // re-put once after the kill, identical
     const unique = [...puts.slice(0, 120), ...puts.slice(121)];
     const value = (p: (typeof puts)[number], f: string) => p.Record.find((x) => x.FeatureName === f)?.ValueAsString;
-    expect(unique.map((p) => `${value(p, 'source_ref')}@${value(p, 'event_time')}`)).toEqual(records.map((x) => `${x.source_ref}@${x.event_time}`));
+    expect(unique.map((p) => `${value(p, 'source_ref')}@${value(p, 'event_time')}`)).toEqual(
+      records.map((x) => `${x.source_ref}@${x.event_time}`),
+    );
     for (const p of puts) expect(p.FeatureGroupName).toBe('loupe-labels');
     // One record in full: the approved labels of the first upload.
     const put0 = unique[records.indexOf(approved0)]!;
@@ -400,10 +534,17 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
 
     // ---- SageMaker Model Registry: the group once, the seed and the challenger once each ----
     expect(calls('CreateModelPackageGroup').map((c) => c.input)).toEqual([
-      { ModelPackageGroupName: 'metal-tags', ModelPackageGroupDescription: 'loupe model group metal-tags (YOLOv8 ONNX models for edge inspection)', Tags: [{ Key: 'loupe:group', Value: 'metal-tags' }] },
+      {
+        ModelPackageGroupName: 'metal-tags',
+        ModelPackageGroupDescription: 'loupe model group metal-tags (YOLOv8 ONNX models for edge inspection)',
+        Tags: [{ Key: 'loupe:group', Value: 'metal-tags' }],
+      },
     ]);
     const packages = calls('CreateModelPackage').map((c) => c.input);
-    expect(packages.map((p) => (p.CustomerMetadataProperties as Record<string, string>)['loupe:idempotency-key'])).toEqual([v1!.idempotencyKey, v2!.idempotencyKey]);
+    expect(packages.map((p) => (p.CustomerMetadataProperties as Record<string, string>)['loupe:idempotency-key'])).toEqual([
+      v1!.idempotencyKey,
+      v2!.idempotencyKey,
+    ]);
     const runKey = sha256(v2!.idempotencyKey).slice(0, 16);
     const g = v2!.gate!;
     expect(packages[1]).toEqual({
@@ -411,7 +552,11 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
       ModelPackageDescription: 'loupe metal-tags from loop run 1 loupe metal-tags:2',
       ClientToken: runKey,
       ModelApprovalStatus: 'Approved',
-      ModelMetrics: { ModelQuality: { Statistics: { ContentType: 'application/json', S3Uri: `s3://loupe-ml/loupe/models/metal-tags/${runKey}/metrics.json` } } },
+      ModelMetrics: {
+        ModelQuality: {
+          Statistics: { ContentType: 'application/json', S3Uri: `s3://loupe-ml/loupe/models/metal-tags/${runKey}/metrics.json` },
+        },
+      },
       CustomerMetadataProperties: {
         'loupe:source': 'loop run 1 loupe metal-tags:2',
         'loupe:idempotency-key': v2!.idempotencyKey,
@@ -441,9 +586,26 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
     // The resumed run found the challenger's package by its key among those made since its intent.
     const lists = calls('ListModelPackages').map((c) => c.input);
     expect(lists).toHaveLength(1);
-    expect(lists[0]).toMatchObject({ ModelPackageGroupName: 'metal-tags', ModelPackageType: 'Versioned', SortBy: 'CreationTime', SortOrder: 'Descending', MaxResults: 100 });
-    expect(Object.keys(lists[0]!).sort()).toEqual(['CreationTimeAfter', 'MaxResults', 'ModelPackageGroupName', 'ModelPackageType', 'SortBy', 'SortOrder']);
-    expect(r.outputs.register).toMatchObject({ ref: 'metal-tags:2', status: 'approved', sagemaker: { ref: 'metal-tags:2', arn: `arn:aws:sagemaker:${REGION}:${ACCOUNT}:model-package/metal-tags/2`, status: 'approved' } });
+    expect(lists[0]).toMatchObject({
+      ModelPackageGroupName: 'metal-tags',
+      ModelPackageType: 'Versioned',
+      SortBy: 'CreationTime',
+      SortOrder: 'Descending',
+      MaxResults: 100,
+    });
+    expect(Object.keys(lists[0]!).sort()).toEqual([
+      'CreationTimeAfter',
+      'MaxResults',
+      'ModelPackageGroupName',
+      'ModelPackageType',
+      'SortBy',
+      'SortOrder',
+    ]);
+    expect(r.outputs.register).toMatchObject({
+      ref: 'metal-tags:2',
+      status: 'approved',
+      sagemaker: { ref: 'metal-tags:2', arn: `arn:aws:sagemaker:${REGION}:${ACCOUNT}:model-package/metal-tags/2`, status: 'approved' },
+    });
     expect(calls('UpdateModelPackage')).toEqual([]);
     // Artefacts content-addressed in the real store, byte for byte.
     const onnxKey = `loupe/models/metal-tags/sha256/${v2!.artefacts.onnx.sha256}.onnx`;
@@ -451,18 +613,37 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
     const int8Sha = v2!.artefacts.onnxInt8!.sha256;
     expect(v2!.fleetPrecision).toBe('int8');
     expect(sha256(await object('loupe-ml', `loupe/models/metal-tags/sha256/${int8Sha}.onnx`))).toBe(int8Sha);
-    expect(await keys('loupe-ml', `loupe/models/metal-tags/${runKey}/`)).toEqual([`loupe/models/metal-tags/${runKey}/metrics.json`, `loupe/models/metal-tags/${runKey}/model.tar.gz`]);
+    expect(await keys('loupe-ml', `loupe/models/metal-tags/${runKey}/`)).toEqual([
+      `loupe/models/metal-tags/${runKey}/metrics.json`,
+      `loupe/models/metal-tags/${runKey}/model.tar.gz`,
+    ]);
 
     // ---- Greengrass: one component version, one deployment, devices confirmed ----
     const ccv = calls('CreateComponentVersion').map((c) => c.input);
     expect(ccv).toHaveLength(1);
     const recipeBytes = bytesOf(ccv[0]!.inlineRecipe);
-    const recipe = JSON.parse(recipeBytes.toString()) as { ComponentName: string; ComponentVersion: string; ComponentConfiguration: { DefaultConfiguration: Record<string, unknown> }; Manifests: { Artifacts: { Uri: string; Digest?: string }[] }[] };
-    expect(ccv[0]).toEqual({ inlineRecipe: { $bytes: recipeBytes.toString('base64') }, tags: { 'loupe:component': 'loupe.Model' }, clientToken: sha256(`loupe.Model@1.0.1\n${recipeBytes.toString()}`).slice(0, 64) });
-    expect(recipe).toMatchObject({ ComponentName: 'loupe.Model', ComponentVersion: '1.0.1', ComponentConfiguration: { DefaultConfiguration: { name: 'metal-tags', version: '1.0.1', sha256: int8Sha, modelRef: 'metal-tags:2' } } });
+    const recipe = JSON.parse(recipeBytes.toString()) as {
+      ComponentName: string;
+      ComponentVersion: string;
+      ComponentConfiguration: { DefaultConfiguration: Record<string, unknown> };
+      Manifests: { Artifacts: { Uri: string; Digest?: string }[] }[];
+    };
+    expect(ccv[0]).toEqual({
+      inlineRecipe: { $bytes: recipeBytes.toString('base64') },
+      tags: { 'loupe:component': 'loupe.Model' },
+      clientToken: sha256(`loupe.Model@1.0.1\n${recipeBytes.toString()}`).slice(0, 64),
+    });
+    expect(recipe).toMatchObject({
+      ComponentName: 'loupe.Model',
+      ComponentVersion: '1.0.1',
+      ComponentConfiguration: { DefaultConfiguration: { name: 'metal-tags', version: '1.0.1', sha256: int8Sha, modelRef: 'metal-tags:2' } },
+    });
     const onnxArtefact = recipe.Manifests[0]!.Artifacts.find((a) => a.Uri.endsWith('/model.onnx'))!;
     // loupe.Model carries the file the gate chose for the fleet: the int8 one.
-    expect(onnxArtefact).toMatchObject({ Uri: 's3://loupe-ml/loupe/components/loupe.Model/1.0.1/model.onnx', Digest: Buffer.from(int8Sha, 'hex').toString('base64') });
+    expect(onnxArtefact).toMatchObject({
+      Uri: 's3://loupe-ml/loupe/components/loupe.Model/1.0.1/model.onnx',
+      Digest: Buffer.from(int8Sha, 'hex').toString('base64'),
+    });
     expect(sha256(await object('loupe-ml', 'loupe/components/loupe.Model/1.0.1/model.onnx'))).toBe(int8Sha);
     expect(calls('CreateDeployment').map((c) => c.input)).toEqual([
       {
@@ -480,7 +661,10 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
           configurationValidationPolicy: { timeoutInSeconds: 60 },
         },
         iotJobConfiguration: {
-          jobExecutionsRolloutConfig: { exponentialRate: { baseRatePerMinute: 2, incrementFactor: 2, rateIncreaseCriteria: { numberOfSucceededThings: 2 } }, maximumPerMinute: 50 },
+          jobExecutionsRolloutConfig: {
+            exponentialRate: { baseRatePerMinute: 2, incrementFactor: 2, rateIncreaseCriteria: { numberOfSucceededThings: 2 } },
+            maximumPerMinute: 50,
+          },
           abortConfig: {
             criteriaList: [
               { failureType: 'FAILED', action: 'CANCEL', thresholdPercentage: 10, minNumberOfExecutedThings: 5 },
@@ -493,11 +677,16 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
         clientToken: sha256(`${GROUP_ARN}\nloupe-run-1`).slice(0, 64),
       },
     ]);
-    expect(r.outputs.confirm).toMatchObject({ via: 'control plane', devices: [{ device: DEVICE, modelVersion: '1.0.1', state: 'RUNNING' }] });
+    expect(r.outputs.confirm).toMatchObject({
+      via: 'control plane',
+      devices: [{ device: DEVICE, modelVersion: '1.0.1', state: 'RUNNING' }],
+    });
     const fleet = new FleetStore(join(home, 'fleet.db'));
     try {
       expect(fleet.componentVersions('aws', 'loupe.Model').map((c) => `${c.version}:${c.state}`)).toEqual(['1.0.1:created']);
-      expect(fleet.deployments().map((d) => `${d.name}:${d.version}:${d.previousVersion}:${d.state}`)).toEqual(['loupe-run-1:1.0.1:1.0.0:confirmed']);
+      expect(fleet.deployments().map((d) => `${d.name}:${d.version}:${d.previousVersion}:${d.state}`)).toEqual([
+        'loupe-run-1:1.0.1:1.0.0:confirmed',
+      ]);
     } finally {
       fleet.close();
     }

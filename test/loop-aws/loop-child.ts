@@ -15,7 +15,13 @@ const [home, fakeDir, region] = process.argv.slice(2) as [string, string, string
 const fake = installFakeAws(fakeDir, { region, crash: process.env.FAKE_AWS_CRASH });
 try {
   const h = loopHome(home);
-  const report = await runLoopOnce({ config: readLoopConfig(h.config), home: h, trigger: 'test', log: createLogger('loop', { stream: 'stderr' }), events: stderrEvents() });
+  const report = await runLoopOnce({
+    config: readLoopConfig(h.config),
+    home: h,
+    trigger: 'test',
+    log: createLogger('loop', { stream: 'stderr' }),
+    events: stderrEvents(),
+  });
   process.stdout.write(JSON.stringify(report) + '\n');
 } catch (e) {
   process.stderr.write(`loop-child: ${errorMessage(e)}\n`);

@@ -19,7 +19,8 @@ import { compare, observe, prepareRoot, PROBE, waitSettled, writeScenario, type 
 const DELIBERATE: Record<string, string> = {
   'ipc diff.Env: #01 tes with the token':
     "loupe's TES hands out the embedded object store's local keys so the stack works offline; the real TES asks AWS IoT for credentials and, offline, answers 500",
-  'env diff.Env: GGC_VERSION': 'the real nucleus under test is a source build whose jar manifest has no version (0.0.0); loupe reports the aws.greengrass.Nucleus version of the configuration',
+  'env diff.Env: GGC_VERSION':
+    'the real nucleus under test is a source build whose jar manifest has no version (0.0.0); loupe reports the aws.greengrass.Nucleus version of the configuration',
   'env diff.Env: JAVA_HOME': 'the real nucleus is a Java program and passes its JVM home to every component; loupe is not',
 };
 
@@ -37,8 +38,13 @@ function readableByComponentUser(path: string): boolean {
 beforeAll(async () => {
   const problems = realNucleusPrerequisites();
   if (problems.length) throw new Error(`the differential suite needs the real nucleus: ${problems.join('; ')} (.ci/run installs these)`);
-  if (!readableByComponentUser(PROBE) || !readableByComponentUser(join(projectRoot, 'node_modules', 'aws-iot-device-sdk-v2', 'package.json'))) {
-    throw new Error(`ggc_user cannot read ${projectRoot}: both nuclei run the probes as ggc_user, so the project must be readable by others (chmod o+rx on it and the folders above)`);
+  if (
+    !readableByComponentUser(PROBE) ||
+    !readableByComponentUser(join(projectRoot, 'node_modules', 'aws-iot-device-sdk-v2', 'package.json'))
+  ) {
+    throw new Error(
+      `ggc_user cannot read ${projectRoot}: both nuclei run the probes as ggc_user, so the project must be readable by others (chmod o+rx on it and the folders above)`,
+    );
   }
   dir = mkdtempSync('/tmp/ndiff-');
   chmodSync(dir, 0o755);
@@ -47,7 +53,10 @@ beforeAll(async () => {
   prepareRoot(roots.real);
   prepareRoot(roots.loupe);
   // Side by side: the two start-ups overlap (the real one takes 5-40 s here).
-  [real, loupe] = await Promise.all([startRealNucleus({ initConfig: scenario.initConfig, root: roots.real }), startLoupeNucleus({ initConfig: scenario.initConfig, root: roots.loupe })]);
+  [real, loupe] = await Promise.all([
+    startRealNucleus({ initConfig: scenario.initConfig, root: roots.real }),
+    startLoupeNucleus({ initConfig: scenario.initConfig, root: roots.loupe }),
+  ]);
   const [pr, pl] = await Promise.all([waitSettled(scenario, real, 150_000), waitSettled(scenario, loupe, 150_000)]);
   pending = { real: pr, loupe: pl };
   const env = { ...process.env };
@@ -77,7 +86,10 @@ function writeReport(rs: Row[]): void {
     '',
     '| observable | real | loupe | agree |',
     '|---|---|---|---|',
-    ...rs.map((r) => `| ${cell(r.observable)} | ${cell(r.real)} | ${cell(r.loupe)} | ${r.agree ? 'yes' : r.deliberate ? `no, on purpose: ${cell(r.deliberate)}` : '**NO**'} |`),
+    ...rs.map(
+      (r) =>
+        `| ${cell(r.observable)} | ${cell(r.real)} | ${cell(r.loupe)} | ${r.agree ? 'yes' : r.deliberate ? `no, on purpose: ${cell(r.deliberate)}` : '**NO**'} |`,
+    ),
     '',
   ];
   writeFileSync(join(out, 'nucleus-diff.md'), lines.join('\n'));
@@ -91,7 +103,8 @@ describe('loupe nucleus against the real Greengrass nucleus (same init-config, s
   });
 
   it('observes enough to mean something (IPC results, events, states, environment, files)', () => {
-    for (const kind of ['ipc ', 'events ', 'lifecycle ', 'env ', 'identity ', 'files ']) expect(rows.filter((r) => r.observable.startsWith(kind)).length, kind).toBeGreaterThan(3);
+    for (const kind of ['ipc ', 'events ', 'lifecycle ', 'env ', 'identity ', 'files '])
+      expect(rows.filter((r) => r.observable.startsWith(kind)).length, kind).toBeGreaterThan(3);
     expect(rows.length).toBeGreaterThan(250);
   });
 

@@ -8,7 +8,15 @@ import { readAsRoot, spawnAsRoot, watchNucleus, type RunningNucleus, type StateC
  * real one (state changes from the service-set-state lines of its greengrass.log).
  */
 export async function startLoupeNucleus(o: { initConfig: string; root: string; startTimeoutMs?: number }): Promise<RunningNucleus> {
-  const child = spawnAsRoot(process.execPath, [join(projectRoot, 'bin', 'loupe.js'), 'nucleus', 'start', '--init-config', o.initConfig, '--root', o.root]);
+  const child = spawnAsRoot(process.execPath, [
+    join(projectRoot, 'bin', 'loupe.js'),
+    'nucleus',
+    'start',
+    '--init-config',
+    o.initConfig,
+    '--root',
+    o.root,
+  ]);
   const logFile = join(o.root, 'logs', 'greengrass.log');
   const transitions = (component: string): StateChange[] => {
     const out: StateChange[] = [];
@@ -23,5 +31,12 @@ export async function startLoupeNucleus(o: { initConfig: string; root: string; s
     }
     return out;
   };
-  return watchNucleus({ child, root: o.root, label: "loupe's nucleus", transitions, ready: (output) => /"started":true/.test(output), startTimeoutMs: o.startTimeoutMs ?? 60_000 });
+  return watchNucleus({
+    child,
+    root: o.root,
+    label: "loupe's nucleus",
+    transitions,
+    ready: (output) => /"started":true/.test(output),
+    startTimeoutMs: o.startTimeoutMs ?? 60_000,
+  });
 }

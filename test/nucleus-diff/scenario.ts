@@ -36,14 +36,27 @@ const last = (s: string[]) => s.at(-1);
 const probeDone = (_s: string[], done: boolean) => done;
 
 const call = (label: string, method: string, request: Record<string, unknown> = {}) => ({ op: 'call', label, method, request });
-const stream = (as: string, method: string, request: Record<string, unknown> = {}) => ({ op: 'stream', label: `stream ${as}`, as, method, request });
-const get = (label: string, keyPath: string[], componentName?: string) => call(label, 'getConfiguration', { keyPath, ...(componentName ? { componentName } : {}) });
-const update = (label: string, keyPath: string[], valueToMerge: unknown, timestamp: unknown = now()) => call(label, 'updateConfiguration', { keyPath, valueToMerge, timestamp });
-const publish = (topic: string, message: unknown = { n: topic }) => call(`publish ${topic}`, 'publishToTopic', { topic, publishMessage: { jsonMessage: { message } } });
-const publishBin = (topic: string, text: string) => call(`publish-binary ${topic}`, 'publishToTopic', { topic, publishMessage: { binaryMessage: { message: { $bytes: text } } } });
-const sub = (as: string, topic: string, receiveMode?: string) => stream(as, 'subscribeToTopic', { topic, ...(receiveMode ? { receiveMode } : {}) });
+const stream = (as: string, method: string, request: Record<string, unknown> = {}) => ({
+  op: 'stream',
+  label: `stream ${as}`,
+  as,
+  method,
+  request,
+});
+const get = (label: string, keyPath: string[], componentName?: string) =>
+  call(label, 'getConfiguration', { keyPath, ...(componentName ? { componentName } : {}) });
+const update = (label: string, keyPath: string[], valueToMerge: unknown, timestamp: unknown = now()) =>
+  call(label, 'updateConfiguration', { keyPath, valueToMerge, timestamp });
+const publish = (topic: string, message: unknown = { n: topic }) =>
+  call(`publish ${topic}`, 'publishToTopic', { topic, publishMessage: { jsonMessage: { message } } });
+const publishBin = (topic: string, text: string) =>
+  call(`publish-binary ${topic}`, 'publishToTopic', { topic, publishMessage: { binaryMessage: { message: { $bytes: text } } } });
+const sub = (as: string, topic: string, receiveMode?: string) =>
+  stream(as, 'subscribeToTopic', { topic, ...(receiveMode ? { receiveMode } : {}) });
 
-const ACCESS_CONTROL_WRITE = { [PUBSUB]: { 'diff.Cfg:pubsub:evil': { policyDescription: 'granted over IPC', operations: ['*'], resources: ['*'] } } };
+const ACCESS_CONTROL_WRITE = {
+  [PUBSUB]: { 'diff.Cfg:pubsub:evil': { policyDescription: 'granted over IPC', operations: ['*'], resources: ['*'] } },
+};
 
 function components(): Record<string, Component> {
   return {
@@ -172,17 +185,33 @@ function components(): Record<string, Component> {
       configuration: {
         accessControl: {
           [PUBSUB]: {
-            'diff.PubA:pubsub:open': { policyDescription: 'globs', operations: [op('PublishToTopic')], resources: ['deliver/*', 'open/*', 'star/*'] },
+            'diff.PubA:pubsub:open': {
+              policyDescription: 'globs',
+              operations: [op('PublishToTopic')],
+              resources: ['deliver/*', 'open/*', 'star/*'],
+            },
             'diff.PubA:pubsub:nores': { policyDescription: 'no resources', operations: [op('PublishToTopic')] },
             'diff.PubA:pubsub:esc': {
               policyDescription: 'escapes',
               operations: [op('PublishToTopic')],
               resources: ['esc/${*}', 'esc/${?}', 'esc/${$}', 'bad/${x}', 'bad2/${', 'q/?', 'dollar/$x'],
             },
-            'diff.PubA:pubsub:mqtt': { policyDescription: 'mqtt wildcards', operations: [op('PublishToTopic')], resources: ['mq/+/x', 'mq/#'] },
+            'diff.PubA:pubsub:mqtt': {
+              policyDescription: 'mqtt wildcards',
+              operations: [op('PublishToTopic')],
+              resources: ['mq/+/x', 'mq/#'],
+            },
             'diff.PubA:pubsub:anyop': { policyDescription: 'any operation', operations: ['*'], resources: ['anyop/t'] },
-            'diff.PubA:pubsub:self': { policyDescription: 'own topics', operations: [op('SubscribeToTopic'), op('PublishToTopic')], resources: ['self/x', 'self/+'] },
-            'diff.PubA:pubsub:wrongop': { policyDescription: 'an operation of another service', operations: [op('PublishToIoTCore')], resources: ['wrongop/t'] },
+            'diff.PubA:pubsub:self': {
+              policyDescription: 'own topics',
+              operations: [op('SubscribeToTopic'), op('PublishToTopic')],
+              resources: ['self/x', 'self/+'],
+            },
+            'diff.PubA:pubsub:wrongop': {
+              policyDescription: 'an operation of another service',
+              operations: [op('PublishToIoTCore')],
+              resources: ['wrongop/t'],
+            },
           },
         },
       },
@@ -239,10 +268,23 @@ function components(): Record<string, Component> {
         },
       },
       steps: [
-        ...['mq/diff-thing/x', 'mq/{iot:thingName}/x', 'mq/other/y', 'mq/a/b/y', 'mq/h', 'mq/h/a/b', 'mq/+/z', 'mq/${+}/z', 'mq/from-config', '{configuration:/topic}', 'star/a/b/t', 'nope/t'].map((t) =>
-          call(`publish-iot ${t}`, 'publishToIoTCore', { topicName: t, qos: '1', payload: { $bytes: 'hello' } }),
+        ...[
+          'mq/diff-thing/x',
+          'mq/{iot:thingName}/x',
+          'mq/other/y',
+          'mq/a/b/y',
+          'mq/h',
+          'mq/h/a/b',
+          'mq/+/z',
+          'mq/${+}/z',
+          'mq/from-config',
+          '{configuration:/topic}',
+          'star/a/b/t',
+          'nope/t',
+        ].map((t) => call(`publish-iot ${t}`, 'publishToIoTCore', { topicName: t, qos: '1', payload: { $bytes: 'hello' } })),
+        ...['mq/+/y', 'mq/h/#', 'mq/diff-thing/x', 'mq/#', 'nope/t'].map((t) =>
+          stream(`iot ${t}`, 'subscribeToIoTCore', { topicName: t, qos: '0' }),
         ),
-        ...['mq/+/y', 'mq/h/#', 'mq/diff-thing/x', 'mq/#', 'nope/t'].map((t) => stream(`iot ${t}`, 'subscribeToIoTCore', { topicName: t, qos: '0' })),
       ],
       settled: probeDone,
     },
@@ -253,7 +295,11 @@ function components(): Record<string, Component> {
     'diff.RunFail': {
       // The sleep keeps the failure after the RUNNING report: an error is counted for the state
       // the service is in when it is reported, and a script that dies at once races that report.
-      lifecycle: { run: 'echo run >> trace.txt; sleep 3; exit 3', recover: 'echo recover >> trace.txt', shutdown: 'echo shutdown >> trace.txt' },
+      lifecycle: {
+        run: 'echo run >> trace.txt; sleep 3; exit 3',
+        recover: 'echo recover >> trace.txt',
+        shutdown: 'echo shutdown >> trace.txt',
+      },
       settled: (s) => last(s) === 'BROKEN',
     },
     'diff.Startup': {
@@ -281,16 +327,26 @@ function components(): Record<string, Component> {
     },
     'diff.Defer': {
       steps: [
-        call('defer before subscribing', 'deferComponentUpdate', { deploymentId: 'no-such-deployment', message: 'busy', recheckAfterMs: 1000 }),
+        call('defer before subscribing', 'deferComponentUpdate', {
+          deploymentId: 'no-such-deployment',
+          message: 'busy',
+          recheckAfterMs: 1000,
+        }),
         stream('updates', 'subscribeToComponentUpdates', {}),
-        call('defer an unknown deployment', 'deferComponentUpdate', { deploymentId: 'no-such-deployment', message: 'busy', recheckAfterMs: 1000 }),
+        call('defer an unknown deployment', 'deferComponentUpdate', {
+          deploymentId: 'no-such-deployment',
+          message: 'busy',
+          recheckAfterMs: 1000,
+        }),
         call('defer with recheckAfterMs 2^31', 'deferComponentUpdate', { deploymentId: 'no-such-deployment', recheckAfterMs: 2 ** 31 }),
       ],
       settled: probeDone,
     },
     'diff.Cli': {
       configuration: {
-        accessControl: { 'aws.greengrass.Cli': { 'diff.Cli:cli:1': { policyDescription: 'all of the CLI', operations: ['*'], resources: ['*'] } } },
+        accessControl: {
+          'aws.greengrass.Cli': { 'diff.Cli:cli:1': { policyDescription: 'all of the CLI', operations: ['*'], resources: ['*'] } },
+        },
       },
       steps: [
         call('ListComponents', 'listComponents'),
@@ -406,7 +462,13 @@ export async function waitSettled(s: Scenario, n: RunningNucleus, timeoutMs: num
       since = Date.now();
     }
     const pending = Object.entries(s.components)
-      .filter(([name, c]) => !c.settled(n.states(name), probeRecords(n.root, name).some((r) => r.op === 'done')))
+      .filter(
+        ([name, c]) =>
+          !c.settled(
+            n.states(name),
+            probeRecords(n.root, name).some((r) => r.op === 'done'),
+          ),
+      )
       .map(([name]) => name);
     if ((pending.length === 0 && Date.now() - since >= quietMs) || Date.now() > deadline) return pending;
     await new Promise((r) => setTimeout(r, 250));
@@ -430,7 +492,12 @@ export function normalize(v: unknown, root: string, tokens: string[]): unknown {
 
 const sortedJson = (v: unknown): unknown => {
   if (Array.isArray(v)) return v.map(sortedJson);
-  if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortedJson((v as Record<string, unknown>)[k])]));
+  if (v && typeof v === 'object')
+    return Object.fromEntries(
+      Object.keys(v)
+        .sort()
+        .map((k) => [k, sortedJson((v as Record<string, unknown>)[k])]),
+    );
   return v;
 };
 
@@ -464,7 +531,12 @@ export function listFiles(dir: string, opts: { skip?: (rel: string) => boolean }
     if (!existsSync(abs)) return;
     const st = lstatSync(abs);
     const type = st.isDirectory() ? 'dir' : st.isFile() ? 'file' : st.isSocket() ? 'socket' : st.isSymbolicLink() ? 'symlink' : 'other';
-    const e: FileEntry = { path: rel || '.', type, mode: (st.mode & 0o7777).toString(8).padStart(4, '0'), owner: `${users.get(st.uid) ?? st.uid}:${groups.get(st.gid) ?? st.gid}` };
+    const e: FileEntry = {
+      path: rel || '.',
+      type,
+      mode: (st.mode & 0o7777).toString(8).padStart(4, '0'),
+      owner: `${users.get(st.uid) ?? st.uid}:${groups.get(st.gid) ?? st.gid}`,
+    };
     if (type === 'file' && rel.endsWith('.txt') && st.size < 4096) e.content = readFileSync(abs, 'utf8');
     out.push(e);
     if (type === 'dir') for (const f of readdirSync(abs).sort()) if (!opts.skip?.(join(rel, f))) walk(join(abs, f), rel ? join(rel, f) : f);
@@ -493,7 +565,10 @@ export function observe(s: Scenario, n: RunningNucleus, parentEnv: NodeJS.Proces
     put(`lifecycle ${name}: states`, n.states(name));
     const list = recs.get(name)!;
     if (!c.steps) continue;
-    put(`probe ${name}: connect`, list.filter((r) => r.op === 'connect').map((r) => (r.ok ? 'ok' : r.error)));
+    put(
+      `probe ${name}: connect`,
+      list.filter((r) => r.op === 'connect').map((r) => (r.ok ? 'ok' : r.error)),
+    );
     for (const r of list.filter((x) => x.step !== undefined)) {
       if (r.label === 'identity' && r.ok) {
         const { env, ...rest } = r.result as { env: Record<string, string> };
@@ -502,12 +577,16 @@ export function observe(s: Scenario, n: RunningNucleus, parentEnv: NodeJS.Proces
         for (const k of [...keys].sort()) {
           if (env[k] === parentEnv[k]) continue;
           let v: unknown = env[k] ?? '(removed)';
-          if (k === 'SVCUID' || k === 'AWS_CONTAINER_AUTHORIZATION_TOKEN') v = /^[A-Z0-9]{16}$/.test(String(v)) ? '<16 upper-case letters and digits>' : `(other format: ${String(v).length} chars)`;
+          if (k === 'SVCUID' || k === 'AWS_CONTAINER_AUTHORIZATION_TOKEN')
+            v = /^[A-Z0-9]{16}$/.test(String(v)) ? '<16 upper-case letters and digits>' : `(other format: ${String(v).length} chars)`;
           put(`env ${name}: ${k}`, v);
         }
         continue;
       }
-      put(`ipc ${name}: #${String(r.step).padStart(2, '0')} ${r.label}`, r.ok ? { ok: true, result: r.result } : { ok: false, error: r.error });
+      put(
+        `ipc ${name}: #${String(r.step).padStart(2, '0')} ${r.label}`,
+        r.ok ? { ok: true, result: r.result } : { ok: false, error: r.error },
+      );
     }
     const events = new Map<string, unknown[]>();
     for (const r of list.filter((x) => x.event)) {
@@ -527,11 +606,29 @@ export function observe(s: Scenario, n: RunningNucleus, parentEnv: NodeJS.Proces
   }
   // Files: each component's work folder, artefact folders, and the layout of the root.
   for (const name of Object.keys(s.components)) {
-    put(`files work/${name}`, listFiles(join(n.root, 'work', name), { skip: (rel) => rel === 'results.jsonl' }).concat(listFiles(join(n.root, 'work', name)).filter((e) => e.path === 'results.jsonl').map((e) => ({ ...e, content: '(probe output)' }))));
+    put(
+      `files work/${name}`,
+      listFiles(join(n.root, 'work', name), { skip: (rel) => rel === 'results.jsonl' }).concat(
+        listFiles(join(n.root, 'work', name))
+          .filter((e) => e.path === 'results.jsonl')
+          .map((e) => ({ ...e, content: '(probe output)' })),
+      ),
+    );
     put(`files packages/artifacts/${name}`, listFiles(join(n.root, 'packages', 'artifacts', name)));
     put(`files packages/artifacts-unarchived/${name}`, listFiles(join(n.root, 'packages', 'artifacts-unarchived', name)));
   }
-  const rootEntries = ['.', 'work', 'logs', 'config', 'deployments', 'packages', 'packages/artifacts', 'packages/artifacts-unarchived', 'packages/recipes', 'ipc.socket'];
+  const rootEntries = [
+    '.',
+    'work',
+    'logs',
+    'config',
+    'deployments',
+    'packages',
+    'packages/artifacts',
+    'packages/artifacts-unarchived',
+    'packages/recipes',
+    'ipc.socket',
+  ];
   for (const e of rootEntries) {
     const f = listFiles(join(n.root, e), { skip: () => true })[0];
     put(`files <root>/${e}`, f ? { type: f.type, mode: f.mode, owner: f.owner } : '(absent)');
@@ -557,7 +654,9 @@ export function compare(real: Map<string, unknown>, loupe: Map<string, unknown>,
     const r = real.has(k) ? real.get(k) : '(not observed)';
     const l = loupe.has(k) ? loupe.get(k) : '(not observed)';
     const agree = JSON.stringify(r) === JSON.stringify(l);
-    const d = Object.entries(deliberate).find(([pattern]) => k === pattern || (pattern.endsWith('*') && k.startsWith(pattern.slice(0, -1))));
+    const d = Object.entries(deliberate).find(
+      ([pattern]) => k === pattern || (pattern.endsWith('*') && k.startsWith(pattern.slice(0, -1))),
+    );
     return { observable: k, real: r, loupe: l, agree, ...(d && !agree ? { deliberate: d[1] } : {}) };
   });
 }

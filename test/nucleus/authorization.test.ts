@@ -32,13 +32,10 @@ describe('authorization', () => {
 
   it('checks service, principal, operation and resource, and denies with the real message', () => {
     const a = new Authorizer();
-    a.setComponentPolicies(
-      'loupe.Camera',
-      {
-        [PUBSUB_SERVICE]: { p1: { operations: ['aws.greengrass#PublishToTopic'], resources: ['loupe/frames'] } },
-        [MQTTPROXY_SERVICE]: { p2: { operations: ['*'], resources: ['things/line1/#', 'things/{iot:thingName}/x'] } },
-      },
-    );
+    a.setComponentPolicies('loupe.Camera', {
+      [PUBSUB_SERVICE]: { p1: { operations: ['aws.greengrass#PublishToTopic'], resources: ['loupe/frames'] } },
+      [MQTTPROXY_SERVICE]: { p2: { operations: ['*'], resources: ['things/line1/#', 'things/{iot:thingName}/x'] } },
+    });
     expect(a.isAuthorized(PUBSUB_SERVICE, 'loupe.Camera', 'aws.greengrass#PublishToTopic', 'loupe/frames')).toBe(true);
     expect(a.isAuthorized(PUBSUB_SERVICE, 'loupe.Camera', 'aws.greengrass#SubscribeToTopic', 'loupe/frames')).toBe(false);
     expect(a.isAuthorized(PUBSUB_SERVICE, 'other.Component', 'aws.greengrass#PublishToTopic', 'loupe/frames')).toBe(false);

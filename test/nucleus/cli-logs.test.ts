@@ -11,8 +11,24 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const json = (o: Record<string, unknown>) => JSON.stringify(o);
 const lines = [
-  json({ level: 30, time: Date.UTC(2026, 11, 3, 10, 0, 0), pid: 1, hostname: 'h', name: 'nucleus', msg: 'deployment started', deploymentId: 'd1' }),
-  json({ level: 50, time: Date.UTC(2026, 11, 3, 10, 0, 1), pid: 1, hostname: 'h', name: 'nucleus', msg: 'component broken', component: 'loupe.Camera' }),
+  json({
+    level: 30,
+    time: Date.UTC(2026, 11, 3, 10, 0, 0),
+    pid: 1,
+    hostname: 'h',
+    name: 'nucleus',
+    msg: 'deployment started',
+    deploymentId: 'd1',
+  }),
+  json({
+    level: 50,
+    time: Date.UTC(2026, 11, 3, 10, 0, 1),
+    pid: 1,
+    hostname: 'h',
+    name: 'nucleus',
+    msg: 'component broken',
+    component: 'loupe.Camera',
+  }),
   'plain text line from a component: frame 7',
 ];
 
@@ -38,7 +54,12 @@ describe('nucleus log filters and formats', () => {
     writeFileSync(file, 'old line\n');
     const seen: string[] = [];
     const stop = new AbortController();
-    const done = followLog(file, 9, (l) => seen.push(l), { filters: parseFilters(['^keep']), human: false, pollMs: 20, signal: stop.signal });
+    const done = followLog(file, 9, (l) => seen.push(l), {
+      filters: parseFilters(['^keep']),
+      human: false,
+      pollMs: 20,
+      signal: stop.signal,
+    });
     appendFileSync(file, 'keep 1\ndrop 2\nkeep 3 (partial');
     await until(() => seen.length === 1, 5000);
     appendFileSync(file, ')\n');

@@ -31,7 +31,10 @@ beforeAll(async () => {
     Manifests: [
       {
         Platform: { os: 'linux' },
-        Lifecycle: { Run: 'sh {artifacts:path}/hello.sh {configuration:/who}', Shutdown: `echo stopped > ${join(sharedDir(dir), 'stopped')}` },
+        Lifecycle: {
+          Run: 'sh {artifacts:path}/hello.sh {configuration:/who}',
+          Shutdown: `echo stopped > ${join(sharedDir(dir), 'stopped')}`,
+        },
         Artifacts: [{ Uri: 's3://bucket/hello.sh' }],
       },
     ],
@@ -48,10 +51,14 @@ Manifests:
       Run: exit 1
 `,
   );
-  nucleusProc = spawn(process.execPath, [join(projectRoot, 'bin', 'loupe.js'), 'nucleus', 'start', '--root', root, '--thing', 'cli-thing', '--mqtt', 'none'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, LOUPE_LOG_LEVEL: 'warn' },
-  });
+  nucleusProc = spawn(
+    process.execPath,
+    [join(projectRoot, 'bin', 'loupe.js'), 'nucleus', 'start', '--root', root, '--thing', 'cli-thing', '--mqtt', 'none'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, LOUPE_LOG_LEVEL: 'warn' },
+    },
+  );
   nucleusProc.stderr!.resume();
   startLine = await new Promise((resolve, reject) => {
     const rl = createInterface({ input: nucleusProc.stdout! });
@@ -79,22 +86,53 @@ afterAll(async () => {
 
 describe('loupe nucleus', () => {
   it('starts in the foreground and reports where it listens', () => {
-    expect(startLine).toMatchObject({ started: true, root, thingName: 'cli-thing', socketPath: join(root, 'ipc.socket'), mqttUrl: null, components: [] });
+    expect(startLine).toMatchObject({
+      started: true,
+      root,
+      thingName: 'cli-thing',
+      socketPath: join(root, 'ipc.socket'),
+      mqttUrl: null,
+      components: [],
+    });
     expect(existsSync(join(root, 'cli_ipc_info'))).toBe(true);
   });
 
   it('deploys through the IPC CLI route and exits 0 on success, 3 on a rolled-back failure', async () => {
     const ok = await runCli([
-      'nucleus', 'deploy', '--root', root,
-      '--recipe-dir', join(dir, 'recipes'), '--artifact-dir', join(dir, 'artifacts'),
-      '--merge', 'cli.Hello=1.0.0', '--update-config', '{"cli.Hello":{"MERGE":{"who":"loupe"}}}', '--json',
+      'nucleus',
+      'deploy',
+      '--root',
+      root,
+      '--recipe-dir',
+      join(dir, 'recipes'),
+      '--artifact-dir',
+      join(dir, 'artifacts'),
+      '--merge',
+      'cli.Hello=1.0.0',
+      '--update-config',
+      '{"cli.Hello":{"MERGE":{"who":"loupe"}}}',
+      '--json',
     ]);
     expect(ok.code, ok.stderr).toBe(0);
     const rec = JSON.parse(ok.stdout) as Record<string, unknown>;
-    expect(rec).toMatchObject({ status: 'SUCCEEDED', detailedStatus: 'SUCCESSFUL', components: [{ name: 'cli.Hello', version: '1.0.0', state: 'RUNNING' }] });
+    expect(rec).toMatchObject({
+      status: 'SUCCEEDED',
+      detailedStatus: 'SUCCESSFUL',
+      components: [{ name: 'cli.Hello', version: '1.0.0', state: 'RUNNING' }],
+    });
     expect(ok.stderr).toMatch(/deployment .* SUCCEEDED/);
 
-    const bad = await runCli(['nucleus', 'deploy', '--root', root, '--recipe-dir', join(dir, 'recipes'), '--merge', 'cli.Crash=1.0.0', '--json']);
+    const bad = await runCli([
+      'nucleus',
+      'deploy',
+      '--root',
+      root,
+      '--recipe-dir',
+      join(dir, 'recipes'),
+      '--merge',
+      'cli.Crash=1.0.0',
+      '--json',
+    ]);
     expect(bad.code).toBe(3);
     const fr = JSON.parse(bad.stdout) as Record<string, unknown>;
     expect(fr).toMatchObject({ status: 'FAILED', detailedStatus: 'FAILED_ROLLBACK_COMPLETE' });
@@ -130,7 +168,23 @@ describe('loupe nucleus', () => {
     expect(missing.stderr).toMatch(/GetLocalDeploymentStatus failed/);
 
     // follow the component's log while it restarts: the new run's line arrives
-    const follower = spawn(process.execPath, [join(projectRoot, 'bin', 'loupe.js'), 'nucleus', 'logs', '--root', root, 'cli.Hello', '--follow', '--tail', '0', '--filter', 'hello loupe'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const follower = spawn(
+      process.execPath,
+      [
+        join(projectRoot, 'bin', 'loupe.js'),
+        'nucleus',
+        'logs',
+        '--root',
+        root,
+        'cli.Hello',
+        '--follow',
+        '--tail',
+        '0',
+        '--filter',
+        'hello loupe',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let followed = '';
     follower.stdout!.on('data', (b: Buffer) => (followed += b.toString()));
     try {
@@ -139,7 +193,12 @@ describe('loupe nucleus', () => {
       expect(restart.code, restart.stderr).toBe(0);
       expect(restart.stdout).toMatch(/^cli\.Hello: restart SUCCEEDED/);
       await until(() => followed.includes('hello loupe from cli-thing'), 30_000, 'the restarted run in the followed log');
-      expect(followed.split('\n').filter(Boolean).every((l) => l.includes('hello loupe'))).toBe(true);
+      expect(
+        followed
+          .split('\n')
+          .filter(Boolean)
+          .every((l) => l.includes('hello loupe')),
+      ).toBe(true);
     } finally {
       follower.kill('SIGINT');
     }
@@ -162,7 +221,10 @@ describe('loupe nucleus', () => {
     const cases: [string[], RegExp][] = [
       [['nucleus', 'deploy', '--root', root, '--merge', 'no-version'], /--merge: must be NAME=VERSION, got "no-version"/],
       [['nucleus', 'deploy', '--root', root, '--merge', 'a=1.0.0', '--update-config', '{oops'], /--update-config: not valid JSON/],
-      [['nucleus', 'deploy', '--root', root, '--merge', 'a=1.0.0', '--recipe-dir', join(dir, 'nope')], /--recipe-dir .*nope: does not exist/],
+      [
+        ['nucleus', 'deploy', '--root', root, '--merge', 'a=1.0.0', '--recipe-dir', join(dir, 'nope')],
+        /--recipe-dir .*nope: does not exist/,
+      ],
       [['nucleus', 'deploy', '--root', root], /give at least one --merge, --remove or --update-config/],
       [['nucleus', 'deploy', '--root', join(dir, 'not-a-nucleus'), '--merge', 'a=1.0.0'], /no nucleus is running on this root/],
       [['nucleus', 'logs', '--root', root, 'no.Such'], /no\.Such: has no log/],
@@ -183,6 +245,12 @@ describe('loupe nucleus', () => {
     expect(readFileSync(join(sharedDir(dir), 'stopped'), 'utf8')).toBe('stopped\n');
     expect(existsSync(join(root, 'cli_ipc_info'))).toBe(false);
     const st = await runCli(['nucleus', 'status', '--root', root, '--json']);
-    expect(JSON.parse(st.stdout)).toEqual({ root, running: false, pid: null, components: [{ name: 'cli.Hello', version: '1.0.0', state: null }], lastDeployment: null });
+    expect(JSON.parse(st.stdout)).toEqual({
+      root,
+      running: false,
+      pid: null,
+      components: [{ name: 'cli.Hello', version: '1.0.0', state: null }],
+      lastDeployment: null,
+    });
   });
 });

@@ -87,7 +87,15 @@ describe('recipe variables', () => {
     workPath: '/gg/work/loupe.Inference',
     configuration: { conf: 0.25, model: { name: 'metal', classes: ['tag'] }, 'a/b': 'slash' },
     dependencies: new Map([
-      ['loupe.Model', { artifactsPath: '/gg/packages/artifacts/loupe.Model/2.0.0', decompressedPath: '/gg/u/loupe.Model/2.0.0', workPath: '/gg/work/loupe.Model', configuration: { file: 'model.onnx' } }],
+      [
+        'loupe.Model',
+        {
+          artifactsPath: '/gg/packages/artifacts/loupe.Model/2.0.0',
+          decompressedPath: '/gg/u/loupe.Model/2.0.0',
+          workPath: '/gg/work/loupe.Model',
+          configuration: { file: 'model.onnx' },
+        },
+      ],
     ]),
   };
 

@@ -5,7 +5,17 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import yazl from 'yazl';
 import { Nucleus, type NucleusOptions } from '../../embedded/nucleus/nucleus.js';
-import { agentRecords, removeRoot, sharedDir, stepResult, tempRoot, until, waitForRecord, writeAgentRecipe, writeRecipe } from '../helpers/nucleus.js';
+import {
+  agentRecords,
+  removeRoot,
+  sharedDir,
+  stepResult,
+  tempRoot,
+  until,
+  waitForRecord,
+  writeAgentRecipe,
+  writeRecipe,
+} from '../helpers/nucleus.js';
 
 /**
  * Deployments with real components: dependency resolution and start order, recipe variables,
@@ -31,13 +41,26 @@ async function startNucleus(opts: Partial<NucleusOptions> = {}): Promise<{ n: Nu
 
 const b64sha = (data: string | Buffer) => createHash('sha256').update(data).digest('base64');
 
-function recipe(name: string, version: string, lifecycle: Record<string, unknown>, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { RecipeFormatVersion: '2020-01-25', ComponentName: name, ComponentVersion: version, Manifests: [{ Platform: { os: 'linux' }, Lifecycle: lifecycle, ...(extra.Artifacts ? { Artifacts: extra.Artifacts } : {}) }], ...extra, ...(extra.Artifacts ? { Artifacts: undefined } : {}) };
+function recipe(
+  name: string,
+  version: string,
+  lifecycle: Record<string, unknown>,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    RecipeFormatVersion: '2020-01-25',
+    ComponentName: name,
+    ComponentVersion: version,
+    Manifests: [{ Platform: { os: 'linux' }, Lifecycle: lifecycle, ...(extra.Artifacts ? { Artifacts: extra.Artifacts } : {}) }],
+    ...extra,
+    ...(extra.Artifacts ? { Artifacts: undefined } : {}),
+  };
 }
 
 async function zipOf(file: string, entries: Record<string, string>): Promise<void> {
   const z = new yazl.ZipFile();
-  for (const [name, content] of Object.entries(entries)) z.addBuffer(Buffer.from(content), name, { mode: name.endsWith('.sh') ? 0o100755 : 0o100644 });
+  for (const [name, content] of Object.entries(entries))
+    z.addBuffer(Buffer.from(content), name, { mode: name.endsWith('.sh') ? 0o100755 : 0o100644 });
   z.end();
   await pipeline(z.outputStream, createWriteStream(file));
 }
@@ -50,7 +73,7 @@ describe('local deployments', () => {
     // dep.Base in three versions; the app accepts >=1.0.0 <2.0.0 -> 1.5.0
     mkdirSync(join(adir, 'dep.Base', '1.5.0'), { recursive: true });
     writeFileSync(join(adir, 'dep.Base', '1.5.0', 'data.txt'), 'base data');
-    await zipOf(join(adir, 'dep.Base', '1.5.0', 'bundle.zip'), { 'bin/run.sh': '#!/bin/sh\necho zipped\n', 'README': 'r' });
+    await zipOf(join(adir, 'dep.Base', '1.5.0', 'bundle.zip'), { 'bin/run.sh': '#!/bin/sh\necho zipped\n', README: 'r' });
     const zipDigest = b64sha(readFileSync(join(adir, 'dep.Base', '1.5.0', 'bundle.zip')));
     for (const v of ['1.0.0', '1.5.0', '2.0.0']) {
       writeRecipe(
@@ -78,7 +101,10 @@ describe('local deployments', () => {
     writeAgentRecipe(rdir, {
       name: 'dep.App',
       config: { x: 'own-value', list: [1, 2] },
-      dependencies: { 'dep.Base': { VersionRequirement: '>=1.0.0 <2.0.0', DependencyType: 'HARD' }, 'dep.Soft': { DependencyType: 'SOFT' } },
+      dependencies: {
+        'dep.Base': { VersionRequirement: '>=1.0.0 <2.0.0', DependencyType: 'HARD' },
+        'dep.Soft': { DependencyType: 'SOFT' },
+      },
       setenv: {
         V_BASE_ART: '{dep.Base:artifacts:path}',
         V_BASE_UNZ: '{dep.Base:artifacts:decompressedPath}',
@@ -128,14 +154,23 @@ describe('local deployments', () => {
     expect(existsSync(join(root, 'packages', 'recipes', 'dep.Base@2.0.0.recipe.json'))).toBe(true);
 
     // Version ranges that cannot be met change nothing and say why.
-    writeRecipe(rdir, { ...recipe('dep.Needy', '1.0.0', { Run: 'sleep 600' }), ComponentDependencies: { 'dep.Base': { VersionRequirement: '>=3.0.0' } } });
+    writeRecipe(rdir, {
+      ...recipe('dep.Needy', '1.0.0', { Run: 'sleep 600' }),
+      ComponentDependencies: { 'dep.Base': { VersionRequirement: '>=3.0.0' } },
+    });
     const bad = await n.deploy({ recipeDir: rdir, merge: { 'dep.Needy': '1.0.0' } });
     expect(bad.status).toBe('FAILED');
     expect(bad.detailedStatus).toBe('FAILED_NO_STATE_CHANGE');
-    expect(bad.failureCause).toMatch(/dep\.Base: no version satisfies >=1\.0\.0 <2\.0\.0 \(from dep\.App@1\.0\.0\), >=3\.0\.0 \(from dep\.Needy@1\.0\.0\); the store has 2\.0\.0, 1\.5\.0, 1\.0\.0/);
+    expect(bad.failureCause).toMatch(
+      /dep\.Base: no version satisfies >=1\.0\.0 <2\.0\.0 \(from dep\.App@1\.0\.0\), >=3\.0\.0 \(from dep\.Needy@1\.0\.0\); the store has 2\.0\.0, 1\.5\.0, 1\.0\.0/,
+    );
     const missing = await n.deploy({ merge: { 'no.Such': '9.9.9' } });
     expect(missing.failureCause).toMatch(/no\.Such: no version satisfies 9\.9\.9/);
-    expect(n.status().components.map((c) => `${c.name}@${c.version}:${c.state}`)).toEqual(['dep.App@1.0.0:RUNNING', 'dep.Base@1.5.0:RUNNING', 'dep.Soft@1.0.0:RUNNING']);
+    expect(n.status().components.map((c) => `${c.name}@${c.version}:${c.state}`)).toEqual([
+      'dep.App@1.0.0:RUNNING',
+      'dep.Base@1.5.0:RUNNING',
+      'dep.Soft@1.0.0:RUNNING',
+    ]);
   });
 
   it('refuses an artefact whose SHA-256 digest does not match, changing nothing', async () => {
@@ -146,7 +181,15 @@ describe('local deployments', () => {
       mkdirSync(join(adir, 'dig.C', v), { recursive: true });
       writeFileSync(join(adir, 'dig.C', v, 'model.onnx'), `model ${v}`);
       // v2's recipe carries the digest of different bytes
-      writeRecipe(rdir, recipe('dig.C', v, { Run: 'sleep 600' }, { Artifacts: [{ Uri: `s3://b/dig.C/${v}/model.onnx`, Digest: b64sha(v === '1.0.0' ? 'model 1.0.0' : 'tampered') }] }));
+      writeRecipe(
+        rdir,
+        recipe(
+          'dig.C',
+          v,
+          { Run: 'sleep 600' },
+          { Artifacts: [{ Uri: `s3://b/dig.C/${v}/model.onnx`, Digest: b64sha(v === '1.0.0' ? 'model 1.0.0' : 'tampered') }] },
+        ),
+      );
     }
     expect((await n.deploy({ recipeDir: rdir, artifactDir: adir, merge: { 'dig.C': '1.0.0' } })).status).toBe('SUCCEEDED');
     const rec = await n.deploy({ recipeDir: rdir, artifactDir: adir, merge: { 'dig.C': '2.0.0' } });
@@ -170,7 +213,10 @@ describe('local deployments', () => {
     expect((await n.deploy({ recipeDir: rdir, merge: { 'upd.Watcher': '1.0.0' } })).status).toBe('SUCCEEDED');
     await waitForRecord(root, 'upd.Watcher', (r) => r.op === 'done');
     const t0 = Date.now();
-    const rec = await n.deploy({ merge: { 'upd.Other': '1.0.0' }, componentUpdatePolicy: { action: 'NOTIFY_COMPONENTS', timeoutSeconds: 10 } });
+    const rec = await n.deploy({
+      merge: { 'upd.Other': '1.0.0' },
+      componentUpdatePolicy: { action: 'NOTIFY_COMPONENTS', timeoutSeconds: 10 },
+    });
     const took = Date.now() - t0;
     expect(rec.status, rec.failureCause).toBe('SUCCEEDED');
     expect(rec.deferrals).toEqual([
@@ -181,7 +227,9 @@ describe('local deployments', () => {
     await waitForRecord(root, 'upd.Watcher', (r) => r.event === 'componentUpdate' && !!r.postUpdateEvent);
     // (the watcher may also see the post-update event of its own deployment)
     const evs = agentRecords(root, 'upd.Watcher').filter(
-      (r) => r.event === 'componentUpdate' && ((r.preUpdateEvent ?? r.postUpdateEvent) as { deploymentId: string }).deploymentId === rec.deploymentId,
+      (r) =>
+        r.event === 'componentUpdate' &&
+        ((r.preUpdateEvent ?? r.postUpdateEvent) as { deploymentId: string }).deploymentId === rec.deploymentId,
     );
     expect(evs.map((e) => (e.preUpdateEvent ? 'pre' : 'post'))).toEqual(['pre', 'pre', 'pre', 'post']);
     expect(evs[0]!.preUpdateEvent).toEqual({ deploymentId: rec.deploymentId, isGgcRestarting: false });
@@ -192,7 +240,11 @@ describe('local deployments', () => {
     expect(skip.status).toBe('SUCCEEDED');
     await new Promise((r) => setTimeout(r, 300));
     expect(
-      agentRecords(root, 'upd.Watcher').filter((r) => r.event === 'componentUpdate' && ((r.preUpdateEvent ?? r.postUpdateEvent) as { deploymentId: string }).deploymentId === skip.deploymentId),
+      agentRecords(root, 'upd.Watcher').filter(
+        (r) =>
+          r.event === 'componentUpdate' &&
+          ((r.preUpdateEvent ?? r.postUpdateEvent) as { deploymentId: string }).deploymentId === skip.deploymentId,
+      ),
     ).toHaveLength(0);
   });
 
@@ -213,9 +265,29 @@ describe('local deployments', () => {
   it('rolls back to the previous version and configuration when a component crashes into BROKEN', async () => {
     const { n, root } = await startNucleus();
     const rdir = join(root, 'in', 'recipes');
-    writeRecipe(rdir, recipe('rb.App', '1.0.0', { Run: 'echo v1 {configuration:/mode}; exec sleep 600', Shutdown: 'echo shutdown-v1' }, { ComponentConfiguration: { DefaultConfiguration: { mode: 'safe' } } }));
-    writeRecipe(rdir, recipe('rb.App', '2.0.0', { Run: 'echo v2 crashing; exit 1' }, { ComponentConfiguration: { DefaultConfiguration: { mode: 'fast' } } }));
-    const v1 = await n.deploy({ recipeDir: rdir, merge: { 'rb.App': '1.0.0' }, configurationUpdate: { 'rb.App': { merge: { mode: 'careful' } } } });
+    writeRecipe(
+      rdir,
+      recipe(
+        'rb.App',
+        '1.0.0',
+        { Run: 'echo v1 {configuration:/mode}; exec sleep 600', Shutdown: 'echo shutdown-v1' },
+        { ComponentConfiguration: { DefaultConfiguration: { mode: 'safe' } } },
+      ),
+    );
+    writeRecipe(
+      rdir,
+      recipe(
+        'rb.App',
+        '2.0.0',
+        { Run: 'echo v2 crashing; exit 1' },
+        { ComponentConfiguration: { DefaultConfiguration: { mode: 'fast' } } },
+      ),
+    );
+    const v1 = await n.deploy({
+      recipeDir: rdir,
+      merge: { 'rb.App': '1.0.0' },
+      configurationUpdate: { 'rb.App': { merge: { mode: 'careful' } } },
+    });
     expect(v1.status).toBe('SUCCEEDED');
     const states: string[] = [];
     n.on('state', (name: string, s: string, prev: string) => name === 'rb.App' && states.push(`${prev}->${s}`));
@@ -262,7 +334,15 @@ describe('local deployments', () => {
       steps: [{ op: 'subscribeConfig', keyPath: [] }],
       lifecycle: { Shutdown: `echo bye > ${join(sharedDir(root), 'shutdown-ran')}` },
     });
-    expect((await n.deploy({ recipeDir: rdir, merge: { 'cfg.App': '1.0.0' }, configurationUpdate: { 'cfg.App': { merge: { b: { c: 20, d: 3 } } } } })).status).toBe('SUCCEEDED');
+    expect(
+      (
+        await n.deploy({
+          recipeDir: rdir,
+          merge: { 'cfg.App': '1.0.0' },
+          configurationUpdate: { 'cfg.App': { merge: { b: { c: 20, d: 3 } } } },
+        })
+      ).status,
+    ).toBe('SUCCEEDED');
     expect(n.configuration('cfg.App')).toMatchObject({ a: 1, b: { c: 20, d: 3 } });
     await waitForRecord(root, 'cfg.App', (r) => r.op === 'done');
     const rec = await n.deploy({ configurationUpdate: { 'cfg.App': { reset: ['/b/c'], merge: { a: 5 } } } });
@@ -307,10 +387,18 @@ describe('local deployments', () => {
     const root = tempRoot('lnp-');
     roots.push(root);
     const rdir = join(root, 'in', 'recipes');
-    writeAgentRecipe(rdir, { name: 'per.App', config: { level: 1 }, steps: [{ op: 'updateConfig', keyPath: [], value: { learned: 'yes' } }] });
+    writeAgentRecipe(rdir, {
+      name: 'per.App',
+      config: { level: 1 },
+      steps: [{ op: 'updateConfig', keyPath: [], value: { learned: 'yes' } }],
+    });
     writeRecipe(rdir, recipe('per.Bad', '1.0.0', { Run: 'exit 1' }));
     const first = await startNucleus({ root });
-    const ok = await first.n.deploy({ recipeDir: rdir, merge: { 'per.App': '1.0.0' }, configurationUpdate: { 'per.App': { merge: { level: 2 } } } });
+    const ok = await first.n.deploy({
+      recipeDir: rdir,
+      merge: { 'per.App': '1.0.0' },
+      configurationUpdate: { 'per.App': { merge: { level: 2 } } },
+    });
     expect(ok.status).toBe('SUCCEEDED');
     await waitForRecord(root, 'per.App', (r) => r.op === 'updateConfig');
     const failed = await first.n.deploy({ merge: { 'per.Bad': '1.0.0' } });
@@ -334,7 +422,10 @@ describe('local deployments', () => {
     const rdir = join(root, 'in', 'recipes');
     const adir = join(root, 'in', 'artifacts');
     writeRecipe(rdir, recipe('lib.Dep', '1.0.0', { Run: 'sleep 600' }));
-    writeRecipe(rdir, recipe('app.One', '1.0.0', { Run: 'sleep 600' }, { ComponentDependencies: { 'lib.Dep': { VersionRequirement: '^1.0.0' } } }));
+    writeRecipe(
+      rdir,
+      recipe('app.One', '1.0.0', { Run: 'sleep 600' }, { ComponentDependencies: { 'lib.Dep': { VersionRequirement: '^1.0.0' } } }),
+    );
     // app.One's folder holds files its recipe does not list: they come along, as with greengrass-cli.
     mkdirSync(join(adir, 'app.One', '1.0.0', 'sub'), { recursive: true });
     writeFileSync(join(adir, 'app.One', '1.0.0', 'extra.txt'), 'extra');
@@ -346,13 +437,19 @@ describe('local deployments', () => {
     // A newer lib.Dep arrives with another component that accepts either version: 1.0.0 runs and stays.
     const rdir2 = join(root, 'in', 'recipes2');
     writeRecipe(rdir2, recipe('lib.Dep', '1.1.0', { Run: 'sleep 600' }));
-    writeRecipe(rdir2, recipe('app.Two', '1.0.0', { Run: 'sleep 600' }, { ComponentDependencies: { 'lib.Dep': { VersionRequirement: '>=1.0.0' } } }));
+    writeRecipe(
+      rdir2,
+      recipe('app.Two', '1.0.0', { Run: 'sleep 600' }, { ComponentDependencies: { 'lib.Dep': { VersionRequirement: '>=1.0.0' } } }),
+    );
     const second = await n.deploy({ recipeDir: rdir2, merge: { 'app.Two': '1.0.0' } });
     expect(second.status, second.failureCause).toBe('SUCCEEDED');
     expect(n.status().components.find((c) => c.name === 'lib.Dep')?.version).toBe('1.0.0');
     // A requirement the running version does not meet still moves it.
     const rdir3 = join(root, 'in', 'recipes3');
-    writeRecipe(rdir3, recipe('app.Three', '1.0.0', { Run: 'sleep 600' }, { ComponentDependencies: { 'lib.Dep': { VersionRequirement: '>=1.1.0' } } }));
+    writeRecipe(
+      rdir3,
+      recipe('app.Three', '1.0.0', { Run: 'sleep 600' }, { ComponentDependencies: { 'lib.Dep': { VersionRequirement: '>=1.1.0' } } }),
+    );
     const third = await n.deploy({ recipeDir: rdir3, merge: { 'app.Three': '1.0.0' } });
     expect(third.status, third.failureCause).toBe('SUCCEEDED');
     expect(n.status().components.find((c) => c.name === 'lib.Dep')?.version).toBe('1.1.0');
@@ -363,7 +460,9 @@ describe('local deployments', () => {
       writeAgentRecipe(rdir, {
         name: 'interp.Agent',
         config: { topic: 'up/{iot:thingName}' },
-        accessControl: { 'aws.greengrass.ipc.mqttproxy': { p: { operations: ['aws.greengrass#PublishToIoTCore'], resources: ['up/{iot:thingName}'] } } },
+        accessControl: {
+          'aws.greengrass.ipc.mqttproxy': { p: { operations: ['aws.greengrass#PublishToIoTCore'], resources: ['up/{iot:thingName}'] } },
+        },
         steps: [
           { op: 'getConfig', keyPath: ['topic'] },
           { op: 'publishIot', topic: 'up/dep-thing', payload: Buffer.from('x').toString('base64') },
@@ -377,7 +476,9 @@ describe('local deployments', () => {
       const recs = agentRecords(root, 'interp.Agent').filter((r) => r.step !== undefined);
       expect(recs[0]!.result.value, String(interpolate)).toEqual({ topic: interpolate ? 'up/dep-thing' : 'up/{iot:thingName}' });
       // Offline (no broker): an authorized publish fails with the offline message, a denied one with Not Authorized.
-      expect(recs[1]!.error.serviceError.message, String(interpolate)).toBe(interpolate ? 'Publish to topic up/dep-thing failed: Cannot publish because device is configured to run offline' : 'Not Authorized');
+      expect(recs[1]!.error.serviceError.message, String(interpolate)).toBe(
+        interpolate ? 'Publish to topic up/dep-thing failed: Cannot publish because device is configured to run offline' : 'Not Authorized',
+      );
     }
   });
 });

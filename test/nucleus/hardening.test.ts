@@ -5,7 +5,19 @@ import { join } from 'node:path';
 import { projectRoot } from '../../lib/paths.js';
 import { NucleusCliClient } from '../../embedded/nucleus/cli-client.js';
 import { Nucleus, type NucleusOptions } from '../../embedded/nucleus/nucleus.js';
-import { RawClient, agentRecords, alive, header, removeRoot, rpcFrame, tempRoot, until, waitForRecord, writeAgentRecipe, writeRecipe } from '../helpers/nucleus.js';
+import {
+  RawClient,
+  agentRecords,
+  alive,
+  header,
+  removeRoot,
+  rpcFrame,
+  tempRoot,
+  until,
+  waitForRecord,
+  writeAgentRecipe,
+  writeRecipe,
+} from '../helpers/nucleus.js';
 
 /**
  * Issue 14's findings that live in the nucleus, each shown by the attack that broke it:
@@ -33,7 +45,6 @@ async function setup(opts: Partial<NucleusOptions> = {}): Promise<{ n: Nucleus; 
   await n.start();
   return { n, root };
 }
-
 
 /** The processes in the process group of `pid` (from /proc). */
 function groupMembers(pid: number): { pid: number; args: string }[] {
@@ -105,7 +116,9 @@ describe('nucleus hardening (issue 14)', () => {
       RecipeFormatVersion: '2020-01-25',
       ComponentName: 'trav.Comp',
       ComponentVersion: '1.0.0',
-      Manifests: [{ Platform: { os: 'linux' }, Lifecycle: { Run: 'exit 0' }, Artifacts: [{ Uri: 's3://bucket/x%2F..%2F..%2F..%2Fevil.sh' }] }],
+      Manifests: [
+        { Platform: { os: 'linux' }, Lifecycle: { Run: 'exit 0' }, Artifacts: [{ Uri: 's3://bucket/x%2F..%2F..%2F..%2Fevil.sh' }] },
+      ],
     });
     const rec = await n.deploy({ recipeDir: rdir, artifactDir: adir, merge: { 'trav.Comp': '1.0.0' } });
     expect(rec.status, rec.failureCause).toBe('SUCCEEDED');
@@ -127,7 +140,9 @@ describe('nucleus hardening (issue 14)', () => {
     const rdir = join(dir, 'recipes');
     writeRecipe(rdir, sleeper('orph.Sleeper'));
     const startNucleus = async () => {
-      const c = spawn(process.execPath, [join(projectRoot, 'bin', 'loupe.js'), 'nucleus', 'start', '--root', root, '--mqtt', 'none'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const c = spawn(process.execPath, [join(projectRoot, 'bin', 'loupe.js'), 'nucleus', 'start', '--root', root, '--mqtt', 'none'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       children.push(c);
       let out = '';
       c.stdout!.on('data', (b: Buffer) => (out += b.toString()));
@@ -138,7 +153,10 @@ describe('nucleus hardening (issue 14)', () => {
     const deploySleeper = async () => {
       const client = await NucleusCliClient.connect(root);
       try {
-        const id = await client.createLocalDeployment({ recipeDirectoryPath: rdir, rootComponentVersionsToAdd: { 'orph.Sleeper': '1.0.0' } });
+        const id = await client.createLocalDeployment({
+          recipeDirectoryPath: rdir,
+          rootComponentVersionsToAdd: { 'orph.Sleeper': '1.0.0' },
+        });
         expect((await client.waitForDeployment(id, { timeoutMs: 60_000 })).status).toBe('SUCCEEDED');
       } finally {
         await client.close();
@@ -179,8 +197,14 @@ describe('nucleus hardening (issue 14)', () => {
     const limit = 2 * 1024 * 1024;
     const { n, root } = await setup({ ipc: { limits: { maxQueuedBytes: limit } } });
     const rdir = join(root, 'in');
-    writeRecipe(rdir, sleeper('bp.Sub', { 'aws.greengrass.ipc.pubsub': { s: { operations: ['aws.greengrass#SubscribeToTopic'], resources: ['flood'] } } }));
-    writeRecipe(rdir, sleeper('bp.Pub', { 'aws.greengrass.ipc.pubsub': { p: { operations: ['aws.greengrass#PublishToTopic'], resources: ['flood'] } } }));
+    writeRecipe(
+      rdir,
+      sleeper('bp.Sub', { 'aws.greengrass.ipc.pubsub': { s: { operations: ['aws.greengrass#SubscribeToTopic'], resources: ['flood'] } } }),
+    );
+    writeRecipe(
+      rdir,
+      sleeper('bp.Pub', { 'aws.greengrass.ipc.pubsub': { p: { operations: ['aws.greengrass#PublishToTopic'], resources: ['flood'] } } }),
+    );
     expect((await n.deploy({ recipeDir: rdir, merge: { 'bp.Sub': '1.0.0', 'bp.Pub': '1.0.0' } })).status).toBe('SUCCEEDED');
     const sub = await connect(n.socketPath, await tokenOf(root, 'bp.Sub'));
     sub.request(1, 'aws.greengrass#SubscribeToTopic', { topic: 'flood' });
@@ -189,7 +213,8 @@ describe('nucleus hardening (issue 14)', () => {
     const pub = await connect(n.socketPath, await tokenOf(root, 'bp.Pub'));
     const chunk = Buffer.alloc(64 * 1024, 7).toString('base64');
     const total = 400; // ~34 MiB of events for the stalled subscriber
-    for (let i = 0; i < total; i++) pub.request(i + 1, 'aws.greengrass#PublishToTopic', { topic: 'flood', publishMessage: { binaryMessage: { message: chunk } } });
+    for (let i = 0; i < total; i++)
+      pub.request(i + 1, 'aws.greengrass#PublishToTopic', { topic: 'flood', publishMessage: { binaryMessage: { message: chunk } } });
     const last = await pub.next(total, 120_000);
     expect(header(last, 'service-model-type')).toBe('aws.greengrass#PublishToTopicResponse');
     expect(pub.messages.slice(1).every((m) => header(m, 'service-model-type') === 'aws.greengrass#PublishToTopicResponse')).toBe(true);
@@ -198,7 +223,11 @@ describe('nucleus hardening (issue 14)', () => {
     expect(stats.peakQueuedBytes).toBeLessThanOrEqual(limit);
     // Once it reads again, the subscriber sees what was queued, then its stream's end.
     sub.socket.resume();
-    await until(() => sub.messages.some((m) => header(m, ':stream-id') === 1 && (Number(header(m, ':message-flags')) & 2) === 2), 30_000, 'the end of the slow stream');
+    await until(
+      () => sub.messages.some((m) => header(m, ':stream-id') === 1 && (Number(header(m, ':message-flags')) & 2) === 2),
+      30_000,
+      'the end of the slow stream',
+    );
     const events = sub.messages.filter((m) => header(m, 'service-model-type') === 'aws.greengrass#SubscriptionResponseMessage').length;
     expect(events).toBeGreaterThan(0);
     expect(events).toBeLessThan(total);
@@ -242,7 +271,11 @@ describe('nucleus hardening (issue 14)', () => {
     const { n, root } = await setup();
     const rdir = join(root, 'in');
     writeRecipe(rdir, sleeper('big.Comp'));
-    const huge = await n.deploy({ recipeDir: rdir, merge: { 'big.Comp': '1.0.0' }, configurationUpdate: { 'big.Comp': { merge: { blob: 'x'.repeat(9 * 1024 * 1024) } } } });
+    const huge = await n.deploy({
+      recipeDir: rdir,
+      merge: { 'big.Comp': '1.0.0' },
+      configurationUpdate: { 'big.Comp': { merge: { blob: 'x'.repeat(9 * 1024 * 1024) } } },
+    });
     expect(huge.status).toBe('FAILED');
     expect(huge.detailedStatus).toBe('FAILED_NO_STATE_CHANGE');
     expect(huge.failureCause).toMatch(/big\.Comp: its configuration would be \d+ bytes of JSON; at most 8388608/);
@@ -250,19 +283,27 @@ describe('nucleus hardening (issue 14)', () => {
     const names = ['big.A', 'big.B', 'big.C', 'big.D'];
     for (const name of names) writeRecipe(rdir, sleeper(name));
     const blob = 'y'.repeat(7 * 1024 * 1024);
-    const rec = await n.deploy({ recipeDir: rdir, merge: Object.fromEntries(names.map((x) => [x, '1.0.0'])), configurationUpdate: Object.fromEntries(names.map((x) => [x, { merge: { blob } }])) });
+    const rec = await n.deploy({
+      recipeDir: rdir,
+      merge: Object.fromEntries(names.map((x) => [x, '1.0.0'])),
+      configurationUpdate: Object.fromEntries(names.map((x) => [x, { merge: { blob } }])),
+    });
     expect(rec.status, rec.failureCause).toBe('SUCCEEDED');
     // (The CLI runs as another process; the nucleus is in this one, so it must not be blocked.)
     const r = await runCli(['nucleus', 'status', '--root', root]);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/ListComponents failed \(ServiceError\): The response to aws\.greengrass#ListComponents would be \d+ bytes, over the 25165824-byte IPC message limit/);
+    expect(r.stderr).toMatch(
+      /ListComponents failed \(ServiceError\): The response to aws\.greengrass#ListComponents would be \d+ bytes, over the 25165824-byte IPC message limit/,
+    );
     expect(n.ipcStats.oversizeAnswers).toBeGreaterThanOrEqual(1);
     // And an error the nucleus answers at once reaches the CLI user in the nucleus's words.
     const notADir = join(root, 'in', 'recipe-file.json');
     writeFileSync(notADir, '{}');
     const d = await runCli(['nucleus', 'deploy', '--root', root, '--recipe-dir', notADir, '--merge', 'big.A=1.0.0']);
     expect(d.status).toBe(1);
-    expect(d.stderr).toMatch(/CreateLocalDeployment failed \(InvalidRecipeDirectoryPathError\): recipeDirectoryPath ".*recipe-file\.json" is not an absolute path to a directory/);
+    expect(d.stderr).toMatch(
+      /CreateLocalDeployment failed \(InvalidRecipeDirectoryPathError\): recipeDirectoryPath ".*recipe-file\.json" is not an absolute path to a directory/,
+    );
     expect(d.stderr).not.toMatch(/Check serviceError property/);
   }, 240_000);
 

@@ -54,13 +54,23 @@ describe('init-config', () => {
     expect(app.inline).toEqual({
       versioned: true,
       posixUser: 'app',
-      lifecycle: { setenv: { A: '{iot:thingName}' }, steps: { run: { script: 'echo hi', setenv: {}, requiresPrivilege: true, skipIf: '!onpath sh' } } },
+      lifecycle: {
+        setenv: { A: '{iot:thingName}' },
+        steps: { run: { script: 'echo hi', setenv: {}, requiresPrivilege: true, skipIf: '!onpath sh' } },
+      },
     });
     const lib = c.components.find((r) => r.name === 'my.Lib')!;
     expect(lib.version).toBe('0.0.0');
     expect(lib.inline?.versioned).toBe(false);
     const o = optionsFromInitConfig(c);
-    expect(o).toMatchObject({ root: '/var/gg', thingName: 'line-1', region: 'eu-west-1', posixUser: 'gg:gg', mqttUrl: 'mqtt://127.0.0.1:1883', rootCaPath: '/etc/gg/AmazonRootCA1.pem' });
+    expect(o).toMatchObject({
+      root: '/var/gg',
+      thingName: 'line-1',
+      region: 'eu-west-1',
+      posixUser: 'gg:gg',
+      mqttUrl: 'mqtt://127.0.0.1:1883',
+      rootCaPath: '/etc/gg/AmazonRootCA1.pem',
+    });
     // Without an endpoint the device is offline, as a real one without cloud settings.
     expect(optionsFromInitConfig(parseInitConfig('services: {}', 'x.yaml'), { root: '/r' }).mqttUrl).toBe(false);
   });
@@ -75,11 +85,17 @@ describe('init-config', () => {
       return 'accepted';
     };
     expect(bad('services: [1')).toMatch(/not valid YAML/);
-    expect(bad('services:\n  main: { dependencies: [no.Such] }')).toMatch(/services\.main\.dependencies: "no\.Such" is not defined under services/);
+    expect(bad('services:\n  main: { dependencies: [no.Such] }')).toMatch(
+      /services\.main\.dependencies: "no\.Such" is not defined under services/,
+    );
     expect(bad('services:\n  a.B: { version: one }')).toMatch(/services\.a\.B\.version: must be a semantic version, got "one"/);
     expect(bad('services:\n  "..": {}')).toMatch(/services\.\.\.: is not a valid component name/);
-    expect(bad('services:\n  a.B: { dependencies: ["c.D:MAYBE"] }')).toMatch(/"c\.D:MAYBE" must be a component name, optionally followed by :HARD or :SOFT/);
+    expect(bad('services:\n  a.B: { dependencies: ["c.D:MAYBE"] }')).toMatch(
+      /"c\.D:MAYBE" must be a component name, optionally followed by :HARD or :SOFT/,
+    );
     expect(bad('services:\n  a.B: { lifecycle: { run: { timeout: 5 } } }')).toMatch(/services\.a\.B\.lifecycle\.run\.Script: is required/);
-    expect(bad('services:\n  aws.greengrass.Nucleus: { configuration: { logging: { fileSizeKB: -1 } } }')).toMatch(/logging\.fileSizeKB: must be a whole number of KB/);
+    expect(bad('services:\n  aws.greengrass.Nucleus: { configuration: { logging: { fileSizeKB: -1 } } }')).toMatch(
+      /logging\.fileSizeKB: must be a whole number of KB/,
+    );
   });
 });

@@ -19,7 +19,11 @@ import {
  * greengrasscoreipc client unchanged) under a real nucleus, exercising every IPC operation the
  * issue lists. Each test deploys its own components and removes them afterwards.
  */
-const TES_CREDENTIALS = { accessKeyId: 'LOUPETESTTESKEY00000', secretAccessKey: 'tes-test-secret-0000000000', sessionToken: 'tes-test-session-token' };
+const TES_CREDENTIALS = {
+  accessKeyId: 'LOUPETESTTESKEY00000',
+  secretAccessKey: 'tes-test-secret-0000000000',
+  sessionToken: 'tes-test-session-token',
+};
 let root: string;
 let nucleus: Nucleus;
 
@@ -52,7 +56,11 @@ const events = (name: string, pred: (r: AgentRecord) => boolean) => agentRecords
 
 describe('IPC with real components', () => {
   it('gives components the environment of a core device and vends TES credentials to the default chain', async () => {
-    await deployAgents({ name: 'ipc.Env', steps: [{ op: 'env' }, { op: 'tes' }], setenv: { MY_SETENV: '{iot:thingName}@{kernel:rootPath}' } });
+    await deployAgents({
+      name: 'ipc.Env',
+      steps: [{ op: 'env' }, { op: 'tes' }],
+      setenv: { MY_SETENV: '{iot:thingName}@{kernel:rootPath}' },
+    });
     const env = (await stepResult(root, 'ipc.Env', 'env')).result;
     expect(env.SVCUID).toMatch(/^[A-Z0-9]{16}$/); // as Greengrass makes them
     expect(env.AWS_CONTAINER_AUTHORIZATION_TOKEN).toBe(env.SVCUID);
@@ -67,7 +75,11 @@ describe('IPC with real components', () => {
     expect(env.cwd).toBe(join(root, 'work', 'ipc.Env'));
     const tes = await stepResult(root, 'ipc.Env', 'tes');
     expect(tes.ok, JSON.stringify(tes.error)).toBe(true);
-    expect(tes.result).toMatchObject({ accessKeyId: TES_CREDENTIALS.accessKeyId, hasSecret: true, sessionToken: TES_CREDENTIALS.sessionToken });
+    expect(tes.result).toMatchObject({
+      accessKeyId: TES_CREDENTIALS.accessKeyId,
+      hasSecret: true,
+      sessionToken: TES_CREDENTIALS.sessionToken,
+    });
     expect(Date.parse(tes.result.expiration)).toBeGreaterThan(Date.now());
     // TES itself: exact path, token check, method check.
     const uri = nucleus.tesUri;
@@ -142,7 +154,8 @@ describe('IPC with real components', () => {
     expect(recs.map((r) => r.ok)).toEqual([true, false, false, true, false, false]);
     expect(recs[1]!.error.serviceError).toMatchObject({
       _errorCode: 'UnauthorizedError',
-      message: 'Principal ipc.Narrow is not authorized to perform aws.greengrass.ipc.pubsub:aws.greengrass#PublishToTopic on resource forbidden/x',
+      message:
+        'Principal ipc.Narrow is not authorized to perform aws.greengrass.ipc.pubsub:aws.greengrass#PublishToTopic on resource forbidden/x',
     });
     expect(recs[2]!.error.serviceError.message).toBe(
       'Principal ipc.Narrow is not authorized to perform aws.greengrass.ipc.pubsub:aws.greengrass#SubscribeToTopic on resource allowed/x',
@@ -156,7 +169,12 @@ describe('IPC with real components', () => {
   });
 
   it('rejects a connection with a bad SVCUID', async () => {
-    await deployAgents({ name: 'ipc.BadToken', steps: [], setenv: { SVCUID: 'definitely-not-a-token' }, lifecycle: { Run: `node ${join(process.cwd(), 'test/fixtures/nucleus/agent.mjs')}; sleep 600` } });
+    await deployAgents({
+      name: 'ipc.BadToken',
+      steps: [],
+      setenv: { SVCUID: 'definitely-not-a-token' },
+      lifecycle: { Run: `node ${join(process.cwd(), 'test/fixtures/nucleus/agent.mjs')}; sleep 600` },
+    });
     const r = await waitForRecord(root, 'ipc.BadToken', (x) => x.op === 'connect');
     expect(r.ok).toBe(false);
     expect(r.error.description).toMatch(/invalid connack/);
@@ -213,13 +231,21 @@ describe('IPC with real components', () => {
     await deployAgents(
       {
         name: 'ipc.State',
-        steps: [{ op: 'updateState', state: 'RUNNING' }, { op: 'waitFile', name: 'go' }, { op: 'updateState', state: 'ERRORED' }],
+        steps: [
+          { op: 'updateState', state: 'RUNNING' },
+          { op: 'waitFile', name: 'go' },
+          { op: 'updateState', state: 'ERRORED' },
+        ],
       },
       {
         name: 'ipc.Inspector',
         // The CLI operations exist for components only with the aws.greengrass.Cli component.
         dependencies: { 'aws.greengrass.Cli': { DependencyType: 'SOFT' } },
-        accessControl: { 'aws.greengrass.Cli': { 'insp:1': { operations: ['aws.greengrass#GetComponentDetails', 'aws.greengrass#ListComponents'], resources: ['*'] } } },
+        accessControl: {
+          'aws.greengrass.Cli': {
+            'insp:1': { operations: ['aws.greengrass#GetComponentDetails', 'aws.greengrass#ListComponents'], resources: ['*'] },
+          },
+        },
         steps: [{ op: 'getDetails', name: 'ipc.State' }, { op: 'getDetails', name: 'no.Such' }, { op: 'listComponents' }],
       },
       { name: 'ipc.Nosy', steps: [{ op: 'getDetails', name: 'ipc.State' }] },
@@ -228,7 +254,9 @@ describe('IPC with real components', () => {
     expect(details.result.componentDetails).toMatchObject({ componentName: 'ipc.State', version: '1.0.0', state: 'RUNNING' });
     const recs = agentRecords(root, 'ipc.Inspector').filter((r) => r.step !== undefined);
     await waitForRecord(root, 'ipc.Inspector', (r) => r.op === 'done');
-    expect(agentRecords(root, 'ipc.Inspector').find((r) => r.step === 1)!.error.serviceError).toMatchObject({ _errorCode: 'ResourceNotFoundError' });
+    expect(agentRecords(root, 'ipc.Inspector').find((r) => r.step === 1)!.error.serviceError).toMatchObject({
+      _errorCode: 'ResourceNotFoundError',
+    });
     const list = agentRecords(root, 'ipc.Inspector').find((r) => r.step === 2)!.result.components as { componentName: string }[];
     expect(list.map((c) => c.componentName)).toEqual(expect.arrayContaining(['ipc.State', 'ipc.Inspector', 'ipc.Nosy']));
     void recs;
@@ -249,7 +277,11 @@ describe('IPC with real components', () => {
     go('ipc.State');
     await until(() => seen.includes('ERRORED'), 30_000, 'ipc.State to report ERRORED');
     await nucleus.waitForState('ipc.State', 'RUNNING', 30_000);
-    await waitForRecord(root, 'ipc.State', (r) => r.op === 'connect' && agentRecords(root, 'ipc.State').filter((x) => x.op === 'connect').length === 2);
+    await waitForRecord(
+      root,
+      'ipc.State',
+      (r) => r.op === 'connect' && agentRecords(root, 'ipc.State').filter((x) => x.op === 'connect').length === 2,
+    );
     nucleus.off('state', onState);
     expect(seen.slice(0, 5)).toEqual(['ERRORED', 'STOPPING', 'INSTALLED', 'STARTING', 'RUNNING']);
     await removeAgents('ipc.State', 'ipc.Inspector', 'ipc.Nosy');
@@ -271,7 +303,10 @@ describe('IPC with real components', () => {
     });
     await waitForRecord(root, 'ipc.Iot', (r) => r.op === 'done');
     const ok = agentRecords(root, 'ipc.Iot').filter((r) => r.step !== undefined);
-    expect(ok.every((r) => r.ok), JSON.stringify(ok)).toBe(true);
+    expect(
+      ok.every((r) => r.ok),
+      JSON.stringify(ok),
+    ).toBe(true);
     const deadline = Date.now() + 10_000;
     while (fromDevice.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect(fromDevice).toEqual(

@@ -37,15 +37,20 @@ const recipe = (name: string, lifecycle: Record<string, unknown>, extra: Record<
 });
 
 describe('component lifecycle', () => {
-  it('rotates a chatty component\'s log by size and keeps the total bounded (logging.fileSizeKB / totalLogsSizeKB)', async () => {
+  it("rotates a chatty component's log by size and keeps the total bounded (logging.fileSizeKB / totalLogsSizeKB)", async () => {
     const { n, root, rdir } = await setup({ logging: { fileSizeKB: 4, totalLogsSizeKB: 12 } });
     // 2000 numbered lines of ~40 bytes (~80 KB) from a component that then exits 0.
-    writeRecipe(rdir, recipe('lc.Chatty', { Run: 'i=0; while [ $i -lt 2000 ]; do echo "line $i ........................"; i=$((i+1)); done' }));
+    writeRecipe(
+      rdir,
+      recipe('lc.Chatty', { Run: 'i=0; while [ $i -lt 2000 ]; do echo "line $i ........................"; i=$((i+1)); done' }),
+    );
     const rec = await n.deploy({ recipeDir: rdir, merge: { 'lc.Chatty': '1.0.0' } });
     expect(rec.status, rec.failureCause).toBe('SUCCEEDED');
     await n.waitForState('lc.Chatty', 'FINISHED', 20_000);
     const logs = join(root, 'logs');
-    const files = readdirSync(logs).filter((f) => f.startsWith('lc.Chatty.log')).sort();
+    const files = readdirSync(logs)
+      .filter((f) => f.startsWith('lc.Chatty.log'))
+      .sort();
     // 12 KB in all at 4 KB per file: the live file and two rotated ones.
     expect(files).toEqual(['lc.Chatty.log', 'lc.Chatty.log.1', 'lc.Chatty.log.2']);
     for (const f of files) expect(statSync(join(logs, f)).size, f).toBeLessThanOrEqual(4096);
@@ -89,7 +94,11 @@ describe('component lifecycle', () => {
     writeRecipe(rdir, recipe('lc.Skip', { Install: { Script: 'exit 1', SkipIf: 'onpath sh' }, Run: 'echo ran-anyway' }));
     const rec = await n.deploy({ recipeDir: rdir, merge: { 'lc.Startup': '1.0.0', 'lc.Skip': '1.0.0' } });
     expect(rec.status, rec.failureCause).toBe('SUCCEEDED');
-    expect(states.filter((s) => s.startsWith('lc.Startup:'))).toEqual(['lc.Startup:INSTALLED', 'lc.Startup:STARTING', 'lc.Startup:RUNNING']);
+    expect(states.filter((s) => s.startsWith('lc.Startup:'))).toEqual([
+      'lc.Startup:INSTALLED',
+      'lc.Startup:STARTING',
+      'lc.Startup:RUNNING',
+    ]);
     // A Run that exits 0 finishes the component.
     await n.waitForState('lc.Skip', 'FINISHED', 10_000);
     const log = await n.readLog('lc.Startup');
@@ -104,14 +113,18 @@ describe('component lifecycle', () => {
     await n.deploy({ remove: ['lc.Startup'] });
     expect(readFileSync(join(sharedDir(root), 'shutdown.txt'), 'utf8')).toBe('shutting down top-level\n');
     // What the Startup script left running is stopped with the component.
-    await until(() => {
-      try {
-        process.kill(daemon, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    }, 5000, 'the daemon to be stopped');
+    await until(
+      () => {
+        try {
+          process.kill(daemon, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      5000,
+      'the daemon to be stopped',
+    );
   });
 
   it('goes BROKEN after three install failures, counting as Greengrass does', async () => {
@@ -119,7 +132,13 @@ describe('component lifecycle', () => {
     writeRecipe(rdir, recipe('lc.BadInstall', { Install: 'echo failing; exit 2', Run: 'sleep 600' }));
     const rec = await n.deploy({ recipeDir: rdir, merge: { 'lc.BadInstall': '1.0.0' }, failureHandlingPolicy: 'DO_NOTHING' });
     expect(rec.detailedStatus).toBe('FAILED_ROLLBACK_NOT_REQUESTED');
-    expect(states).toEqual(['lc.BadInstall:ERRORED', 'lc.BadInstall:NEW', 'lc.BadInstall:ERRORED', 'lc.BadInstall:NEW', 'lc.BadInstall:BROKEN']);
+    expect(states).toEqual([
+      'lc.BadInstall:ERRORED',
+      'lc.BadInstall:NEW',
+      'lc.BadInstall:ERRORED',
+      'lc.BadInstall:NEW',
+      'lc.BadInstall:BROKEN',
+    ]);
     expect((await n.readLog('lc.BadInstall')).match(/install: script exited with 2/g)).toHaveLength(3);
   });
 
@@ -132,7 +151,12 @@ describe('component lifecycle', () => {
     expect(await n.readLog('lc.Hang')).toContain('install: timed out after 0.5 s');
 
     writeRecipe(rdir, recipe('lc.SlowStart', { Startup: { Script: 'sleep 30', Timeout: 0.5 } }));
-    const r2 = await n.deploy({ recipeDir: rdir, merge: { 'lc.SlowStart': '1.0.0' }, remove: ['lc.Hang'], failureHandlingPolicy: 'DO_NOTHING' });
+    const r2 = await n.deploy({
+      recipeDir: rdir,
+      merge: { 'lc.SlowStart': '1.0.0' },
+      remove: ['lc.Hang'],
+      failureHandlingPolicy: 'DO_NOTHING',
+    });
     expect(r2.failureCause).toMatch(/lc\.SlowStart is BROKEN: startup timeout/);
   });
 
@@ -140,7 +164,12 @@ describe('component lifecycle', () => {
     const { n, rdir, states } = await setup({ errorResetTimeSeconds: 0.3 });
     writeRecipe(rdir, recipe('lc.Flaky', { Run: 'sleep 0.5; exit 1' }));
     // It never stays up for the deployment's stability window, nor goes BROKEN: the deployment times out.
-    const { done } = n.submitDeployment({ recipeDir: rdir, merge: { 'lc.Flaky': '1.0.0' }, failureHandlingPolicy: 'DO_NOTHING', healthTimeoutSeconds: 5 });
+    const { done } = n.submitDeployment({
+      recipeDir: rdir,
+      merge: { 'lc.Flaky': '1.0.0' },
+      failureHandlingPolicy: 'DO_NOTHING',
+      healthTimeoutSeconds: 5,
+    });
     await until(() => states.filter((s) => s === 'lc.Flaky:ERRORED').length >= 4, 20_000, 'four crashes');
     expect(states).not.toContain('lc.Flaky:BROKEN');
     expect((await done).failureCause).toMatch(/not RUNNING within 5 s/);
@@ -154,7 +183,11 @@ describe('component lifecycle', () => {
     expect((await n.deploy({ recipeDir: rdir, merge: { 'lc.Hard': '1.0.0', 'lc.Soft': '1.0.0' } })).status).toBe('SUCCEEDED');
     states.length = 0;
     n.restartComponent('lc.Db');
-    await until(() => states.filter((s) => s === 'lc.Hard:RUNNING').length === 1 && states.includes('lc.Db:RUNNING'), 15_000, 'lc.Hard to come back');
+    await until(
+      () => states.filter((s) => s === 'lc.Hard:RUNNING').length === 1 && states.includes('lc.Db:RUNNING'),
+      15_000,
+      'lc.Hard to come back',
+    );
     const hard = states.filter((s) => s.startsWith('lc.Hard:'));
     expect(hard).toEqual(['lc.Hard:STOPPING', 'lc.Hard:INSTALLED', 'lc.Hard:STARTING', 'lc.Hard:RUNNING']);
     // lc.Hard started again only once lc.Db was RUNNING

@@ -45,11 +45,17 @@ manifests:
     expect(bad({ ComponentVersion: '1.0' })).toThrow(/dir\/r\.json: ComponentVersion: must be a semantic version.*"1\.0"/);
     expect(bad({ RecipeFormatVersion: '2021-01-01' })).toThrow(/RecipeFormatVersion: must be "2020-01-25"/);
     expect(bad({ ComponentName: 'a b' })).toThrow(/ComponentName: must be 1-128 characters/);
-    expect(bad({ ComponentDependencies: { 'x.Y': { VersionRequirement: 'not a range' } } })).toThrow(/ComponentDependencies\.x\.Y\.VersionRequirement: must be a semver range/);
-    expect(bad({ ComponentDependencies: { 'x.Y': { DependencyType: 'MAYBE' } } })).toThrow(/ComponentDependencies\.x\.Y\.DependencyType: must be HARD or SOFT, got "MAYBE"/);
+    expect(bad({ ComponentDependencies: { 'x.Y': { VersionRequirement: 'not a range' } } })).toThrow(
+      /ComponentDependencies\.x\.Y\.VersionRequirement: must be a semver range/,
+    );
+    expect(bad({ ComponentDependencies: { 'x.Y': { DependencyType: 'MAYBE' } } })).toThrow(
+      /ComponentDependencies\.x\.Y\.DependencyType: must be HARD or SOFT, got "MAYBE"/,
+    );
     expect(bad({ Manifests: [{ Lifecycle: { Run: { Timeout: 5 } } }] })).toThrow(/Manifests\[0\]\.Lifecycle\.Run\.Script: is required/);
     expect(bad({ Manifests: [{ Lifecycle: { Run: 'a', Startup: 'b' } }] })).toThrow(/defines both Startup and Run/);
-    expect(bad({ Manifests: [{ Artifacts: [{ Uri: 's3://b/k', Digest: 'abc' }] }] })).toThrow(/Artifacts\[0\]\.Digest: must be the base64 SHA-256/);
+    expect(bad({ Manifests: [{ Artifacts: [{ Uri: 's3://b/k', Digest: 'abc' }] }] })).toThrow(
+      /Artifacts\[0\]\.Digest: must be the base64 SHA-256/,
+    );
     expect(bad({ Manifests: [{ Artifacts: [{ Uri: 's3://b/k', Unarchive: 'TAR' }] }] })).toThrow(/Unarchive: must be ZIP or NONE/);
     expect(bad({ componentname: 'x', ComponentName: 'y' })).toThrow(/appears more than once with different case/);
     expect(() => parseRecipe('{ not json', 'r.json')).toThrow(/r\.json: not valid JSON/);
@@ -76,7 +82,15 @@ manifests:
     expect(resolveForPlatform(r, linux).lifecycle.steps.run?.script).toBe('any-linux');
     expect(resolveForPlatform(r, { ...linux, architecture: 'aarch64' }).lifecycle.steps.run?.script).toBe('arm');
     expect(resolveForPlatform(r, { ...linux, os: 'darwin' }).lifecycle.steps.run?.script).toBe('fallback');
-    const onlyWin = parseRecipe(JSON.stringify({ RecipeFormatVersion: '2020-01-25', ComponentName: 'a.B', ComponentVersion: '1.0.0', Manifests: [{ Platform: { os: 'windows' } }] }), 'w.json');
+    const onlyWin = parseRecipe(
+      JSON.stringify({
+        RecipeFormatVersion: '2020-01-25',
+        ComponentName: 'a.B',
+        ComponentVersion: '1.0.0',
+        Manifests: [{ Platform: { os: 'windows' } }],
+      }),
+      'w.json',
+    );
     expect(() => resolveForPlatform(onlyWin, linux)).toThrow(/no manifest matches this device \(os linux, architecture amd64\)/);
   });
 

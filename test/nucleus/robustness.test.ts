@@ -3,7 +3,19 @@ import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
 import { Nucleus } from '../../embedded/nucleus/nucleus.js';
 import { encodeMessage } from '../../embedded/nucleus/ipc/framing.js';
-import { bodyJson, header, RawClient, removeRoot, rpcFrame, stepResult, tempRoot, until, waitForRecord, writeAgentRecipe, agentRecords } from '../helpers/nucleus.js';
+import {
+  bodyJson,
+  header,
+  RawClient,
+  removeRoot,
+  rpcFrame,
+  stepResult,
+  tempRoot,
+  until,
+  waitForRecord,
+  writeAgentRecipe,
+  agentRecords,
+} from '../helpers/nucleus.js';
 
 /**
  * The event-stream RPC server at the byte level, with a hand-driven client: handshake, ping,
@@ -73,7 +85,10 @@ describe('IPC protocol and robustness', () => {
     expect(header(resp, ':content-type')).toBe('application/json');
     expect(bodyJson(resp)).toEqual({});
 
-    c.request(2, 'aws.greengrass#PublishToTopic', { topic: 'rob/raw', publishMessage: { binaryMessage: { message: Buffer.from('hi').toString('base64') } } });
+    c.request(2, 'aws.greengrass#PublishToTopic', {
+      topic: 'rob/raw',
+      publishMessage: { binaryMessage: { message: Buffer.from('hi').toString('base64') } },
+    });
     const [a, b] = [await c.next(3), await c.next(4)];
     const byStream = new Map([a, b].map((m) => [header(m, ':stream-id'), m]));
     const unary = byStream.get(2);
@@ -100,7 +115,12 @@ describe('IPC protocol and robustness', () => {
     expect(header(nf, ':message-type')).toBe(1);
     expect(header(nf, ':message-flags')).toBe(T);
     expect(header(nf, 'service-model-type')).toBe('aws.greengrass#ResourceNotFoundError');
-    expect(bodyJson(nf)).toEqual({ message: 'Key not found', _service: 'aws.greengrass#GreengrassCoreIPC', _message: 'Key not found', _errorCode: 'ResourceNotFoundError' });
+    expect(bodyJson(nf)).toEqual({
+      message: 'Key not found',
+      _service: 'aws.greengrass#GreengrassCoreIPC',
+      _message: 'Key not found',
+      _errorCode: 'ResourceNotFoundError',
+    });
 
     c.request(2, 'aws.greengrass#GetSecretValue', { secretId: 'x' });
     const unsupported = await c.next(2);
@@ -112,7 +132,10 @@ describe('IPC protocol and robustness', () => {
     expect(header(unknown, ':message-type')).toBe(1);
     expect(header(unknown, ':message-flags')).toBe(T);
     expect(header(unknown, 'service-model-type')).toBeUndefined();
-    expect(bodyJson(unknown)).toEqual({ error: 'Unsupported Operation', message: 'aws.greengrass#NoSuchOperation is an unsupported operation.' });
+    expect(bodyJson(unknown)).toEqual({
+      error: 'Unsupported Operation',
+      message: 'aws.greengrass#NoSuchOperation is an unsupported operation.',
+    });
 
     c.write(rpcFrame(0, 0, 4, { operation: { type: 'string', value: 'aws.greengrass#PublishToTopic' } }, '{not json'));
     const bad = await c.next(4);
@@ -155,7 +178,9 @@ describe('IPC protocol and robustness', () => {
 
     // a frame without :message-flags
     const missing = await connected();
-    missing.write(encodeMessage({ ':message-type': { type: 'integer', value: 2 }, ':stream-id': { type: 'integer', value: 0 } }, new Uint8Array(0)));
+    missing.write(
+      encodeMessage({ ':message-type': { type: 'integer', value: 2 }, ':stream-id': { type: 'integer', value: 0 } }, new Uint8Array(0)),
+    );
     const pm = await missing.next(1);
     expect(header(pm, ':message-type')).toBe(6);
     expect(bodyJson(pm).message).toMatch(/:message-flags/);
@@ -192,7 +217,13 @@ describe('IPC protocol and robustness', () => {
 
     // truncated: half a frame, then the client vanishes
     const trunc = await connected();
-    const h = rpcFrame(0, 0, 1, { operation: { type: 'string', value: 'aws.greengrass#PublishToTopic' } }, JSON.stringify({ topic: 'rob/t' }));
+    const h = rpcFrame(
+      0,
+      0,
+      1,
+      { operation: { type: 'string', value: 'aws.greengrass#PublishToTopic' } },
+      JSON.stringify({ topic: 'rob/t' }),
+    );
     trunc.write(h.subarray(0, Math.floor(h.length / 2)));
     await new Promise((r) => setTimeout(r, 100));
     trunc.destroy();
@@ -219,7 +250,11 @@ describe('IPC protocol and robustness', () => {
     await until(() => nucleus.ipcConnections === before, 5000, 'dead connections to be dropped');
 
     // The real component never noticed: one connection, every message delivered.
-    await until(() => agentRecords(root, 'rob.Sub').filter((r) => r.event === 'message').length >= published, 10_000, 'the agent to receive everything');
+    await until(
+      () => agentRecords(root, 'rob.Sub').filter((r) => r.event === 'message').length >= published,
+      10_000,
+      'the agent to receive everything',
+    );
     const recs = agentRecords(root, 'rob.Sub');
     expect(recs.filter((r) => r.op === 'connect')).toHaveLength(1);
     expect(recs.filter((r) => r.op === 'disconnection')).toHaveLength(0);

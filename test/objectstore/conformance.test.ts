@@ -34,11 +34,18 @@ afterAll(async () => {
 
 describe('S3 conformance (boto3, pytest)', () => {
   it('passes every case of the suite', async () => {
-    if (!existsSync(python)) throw new Error(`the conformance venv is missing (${python}): run \`node bin/loupe.js setup s3conformance\` (or setup all)`);
+    if (!existsSync(python))
+      throw new Error(`the conformance venv is missing (${python}): run \`node bin/loupe.js setup s3conformance\` (or setup all)`);
     const out = await new Promise<{ code: number; text: string }>((resolve, reject) => {
       const p = spawn(python, ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', '--tb=short', '-rf', here], {
         cwd: dir,
-        env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', S3CONF_ENDPOINT: store.endpoint, S3CONF_ACCESS_KEY: store.credentials.accessKeyId, S3CONF_SECRET_KEY: store.credentials.secretAccessKey },
+        env: {
+          ...process.env,
+          PYTHONDONTWRITEBYTECODE: '1',
+          S3CONF_ENDPOINT: store.endpoint,
+          S3CONF_ACCESS_KEY: store.credentials.accessKeyId,
+          S3CONF_SECRET_KEY: store.credentials.secretAccessKey,
+        },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let text = '';

@@ -34,7 +34,13 @@ const s = await startObjectStore({ dir: ${JSON.stringify(dir)}, buckets: ['crash
 console.log(s.port);`;
     const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
     const port = Number(await new Promise<string>((res) => createInterface({ input: child.stdout! }).once('line', res)));
-    const s3 = new S3Client({ endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', forcePathStyle: true, credentials: readKeysFile(keysPath(dir)), maxAttempts: 1 });
+    const s3 = new S3Client({
+      endpoint: `http://127.0.0.1:${port}`,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: readKeysFile(keysPath(dir)),
+      maxAttempts: 1,
+    });
     const keys = Array.from({ length: 12 }, (_, i) => `k/${i}`);
     const acked = new Map<string, number>(); // key -> highest generation acknowledged
     let gen = 0;

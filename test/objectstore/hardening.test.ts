@@ -1,4 +1,13 @@
-import { CopyObjectCommand, CreateMultipartUploadCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import {
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,7 +67,13 @@ function filler(n: number, chunk = 64 * 1024): Readable {
 
 describe('item 2: request bodies are counted as they arrive', () => {
   it('refuses a chunked POST ?delete past the small-body limit without reading it all', async () => {
-    const r = await rawS3(store.endpoint, { method: 'POST', path: `/${B}`, query: { delete: '' }, body: filler(64 * 1024 * 1024), keys: store.clientConfig.credentials });
+    const r = await rawS3(store.endpoint, {
+      method: 'POST',
+      path: `/${B}`,
+      query: { delete: '' },
+      body: filler(64 * 1024 * 1024),
+      keys: store.clientConfig.credentials,
+    });
     expect(r.status).toBe(400);
     expect(errorCode(r)).toBe('MaxMessageLengthExceeded');
     expect(await readdir(join(dir, 'tmp'))).toEqual([]);
@@ -97,7 +112,13 @@ describe('item 12/13: DeleteObjects deletes exactly the keys named', () => {
   it('refuses nested XML in <Key> instead of deleting "[object Object]"', async () => {
     await s3.send(new PutObjectCommand({ Bucket: B, Key: '[object Object]', Body: 'victim' }));
     const xml = '<Delete><Object><Key><a>x</a></Key></Object></Delete>';
-    const r = await rawS3(store.endpoint, { method: 'POST', path: `/${B}`, query: { delete: '' }, body: Buffer.from(xml), keys: store.clientConfig.credentials });
+    const r = await rawS3(store.endpoint, {
+      method: 'POST',
+      path: `/${B}`,
+      query: { delete: '' },
+      body: Buffer.from(xml),
+      keys: store.clientConfig.credentials,
+    });
     expect(r.status).toBe(400);
     expect(errorCode(r)).toBe('MalformedXML');
     expect(await text('[object Object]')).toBe('victim');
@@ -106,7 +127,13 @@ describe('item 12/13: DeleteObjects deletes exactly the keys named', () => {
   it('keeps leading/trailing spaces and newlines of keys (deleting " a" leaves "a")', async () => {
     for (const k of ['a', ' a', 'a\n', '\ta ']) await s3.send(new PutObjectCommand({ Bucket: B, Key: k, Body: JSON.stringify(k) }));
     const xml = '<Delete><Quiet>false</Quiet><Object><Key> a</Key></Object><Object><Key>a&#xA;</Key></Object></Delete>';
-    const r = await rawS3(store.endpoint, { method: 'POST', path: `/${B}`, query: { delete: '' }, body: Buffer.from(xml), keys: store.clientConfig.credentials });
+    const r = await rawS3(store.endpoint, {
+      method: 'POST',
+      path: `/${B}`,
+      query: { delete: '' },
+      body: Buffer.from(xml),
+      keys: store.clientConfig.credentials,
+    });
     expect(r.status).toBe(200);
     expect(r.body).toContain('<Key> a</Key>');
     const left = await keys();
@@ -132,7 +159,8 @@ describe('item 13: copy and put conditions are honoured (no silent overwrite)', 
   it('honours x-amz-copy-source-if-none-match / -if-modified-since / -if-unmodified-since', async () => {
     const put = await s3.send(new PutObjectCommand({ Bucket: B, Key: 'c-src', Body: 'new-bytes' }));
     await s3.send(new PutObjectCommand({ Bucket: B, Key: 'c-dst', Body: 'keep-me' }));
-    const copy = (extra: Record<string, unknown>) => s3.send(new CopyObjectCommand({ Bucket: B, Key: 'c-dst', CopySource: `${B}/c-src`, ...extra }));
+    const copy = (extra: Record<string, unknown>) =>
+      s3.send(new CopyObjectCommand({ Bucket: B, Key: 'c-dst', CopySource: `${B}/c-src`, ...extra }));
     expect((await s3Error(copy({ CopySourceIfNoneMatch: put.ETag }))).status).toBe(412);
     expect((await s3Error(copy({ CopySourceIfModifiedSince: new Date(Date.now() + 3600_000) }))).status).toBe(412);
     expect((await s3Error(copy({ CopySourceIfUnmodifiedSince: new Date(Date.now() - 3600_000) }))).status).toBe(412);

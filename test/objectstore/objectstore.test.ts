@@ -82,7 +82,13 @@ describe('objects', () => {
   it('round-trips a buffer body with its CRC32 checksum, metadata and MD5 ETag', async () => {
     const body = Buffer.from('hello, loupe');
     const put = await s3.send(
-      new PutObjectCommand({ Bucket: 'test-bucket', Key: 'a/hello.txt', Body: body, ContentType: 'text/plain', Metadata: { camera: 'cam-1' } }),
+      new PutObjectCommand({
+        Bucket: 'test-bucket',
+        Key: 'a/hello.txt',
+        Body: body,
+        ContentType: 'text/plain',
+        Metadata: { camera: 'cam-1' },
+      }),
     );
     expect(put.ETag).toBe(`"${md5hex(body)}"`);
     expect(put.ChecksumCRC32).toBe(crc32b64(body));
@@ -97,7 +103,9 @@ describe('objects', () => {
   it('decodes aws-chunked streamed uploads (trailer checksum) instead of storing the framing', async () => {
     const parts = [Buffer.alloc(70_000, 1), Buffer.alloc(5, 2), Buffer.from('end')];
     const all = Buffer.concat(parts);
-    await s3.send(new PutObjectCommand({ Bucket: 'test-bucket', Key: 'streamed.bin', Body: Readable.from(parts), ContentLength: all.length }));
+    await s3.send(
+      new PutObjectCommand({ Bucket: 'test-bucket', Key: 'streamed.bin', Body: Readable.from(parts), ContentLength: all.length }),
+    );
     const got = await s3.send(new GetObjectCommand({ Bucket: 'test-bucket', Key: 'streamed.bin', ChecksumMode: 'ENABLED' }));
     const bytes = Buffer.from(await got.Body!.transformToByteArray());
     expect(bytes.equals(all)).toBe(true);
@@ -107,10 +115,16 @@ describe('objects', () => {
 
   it('rejects a body whose stated checksum, MD5 or decoded length does not match, keeping the old object', async () => {
     await s3.send(new PutObjectCommand({ Bucket: 'test-bucket', Key: 'guarded', Body: 'original' }));
-    const e = await s3Error(s3.send(new PutObjectCommand({ Bucket: 'test-bucket', Key: 'guarded', Body: 'tampered', ChecksumCRC32: crc32b64(Buffer.from('other')) })));
+    const e = await s3Error(
+      s3.send(
+        new PutObjectCommand({ Bucket: 'test-bucket', Key: 'guarded', Body: 'tampered', ChecksumCRC32: crc32b64(Buffer.from('other')) }),
+      ),
+    );
     expect(e.name).toBe('BadDigest');
     expect(e.status).toBe(400);
-    const md5 = await rawRequest('PUT', '/test-bucket/guarded', Buffer.from('tampered'), { 'content-md5': createHash('md5').update('x').digest('base64') });
+    const md5 = await rawRequest('PUT', '/test-bucket/guarded', Buffer.from('tampered'), {
+      'content-md5': createHash('md5').update('x').digest('base64'),
+    });
     expect(md5.status).toBe(400);
     expect(md5.body).toContain('<Code>BadDigest</Code>');
     const short = await rawRequest('PUT', '/test-bucket/guarded', Buffer.from('3\r\nabc\r\n0\r\n\r\n'), {
@@ -130,11 +144,15 @@ describe('objects', () => {
     expect(r.ContentRange).toBe('bytes 2-5/10');
     const tail = await s3.send(new GetObjectCommand({ Bucket: 'test-bucket', Key: 'range.txt', Range: 'bytes=-3' }));
     expect(await tail.Body!.transformToString()).toBe('789');
-    expect((await s3Error(s3.send(new GetObjectCommand({ Bucket: 'test-bucket', Key: 'range.txt', Range: 'bytes=20-' })))).name).toBe('InvalidRange');
+    expect((await s3Error(s3.send(new GetObjectCommand({ Bucket: 'test-bucket', Key: 'range.txt', Range: 'bytes=20-' })))).name).toBe(
+      'InvalidRange',
+    );
     const head = await s3.send(new HeadObjectCommand({ Bucket: 'test-bucket', Key: 'range.txt' }));
     expect(head.ContentLength).toBe(10);
     expect(head.ETag).toBe(`"${md5hex('0123456789')}"`);
-    expect((await s3Error(s3.send(new GetObjectCommand({ Bucket: 'test-bucket', Key: 'range.txt', IfNoneMatch: head.ETag })))).status).toBe(304);
+    expect((await s3Error(s3.send(new GetObjectCommand({ Bucket: 'test-bucket', Key: 'range.txt', IfNoneMatch: head.ETag })))).status).toBe(
+      304,
+    );
     expect((await s3Error(s3.send(new GetObjectCommand({ Bucket: 'test-bucket', Key: 'range.txt', IfMatch: '"abc"' })))).status).toBe(412);
     expect((await s3Error(s3.send(new GetObjectCommand({ Bucket: 'test-bucket', Key: 'missing' })))).name).toBe('NoSuchKey');
     expect((await s3Error(s3.send(new HeadObjectCommand({ Bucket: 'test-bucket', Key: 'missing' })))).name).toBe('NotFound');
@@ -164,21 +182,38 @@ describe('objects', () => {
   });
 
   it('copies objects keeping or replacing metadata, and deletes one or many', async () => {
-    await s3.send(new PutObjectCommand({ Bucket: 'test-bucket', Key: 'src.json', Body: '{"a":1}', ContentType: 'application/json', Metadata: { k: 'v' } }));
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: 'test-bucket',
+        Key: 'src.json',
+        Body: '{"a":1}',
+        ContentType: 'application/json',
+        Metadata: { k: 'v' },
+      }),
+    );
     const c1 = await s3.send(new CopyObjectCommand({ Bucket: 'test-bucket', Key: 'copy1.json', CopySource: 'test-bucket/src.json' }));
     expect(c1.CopyObjectResult?.ETag).toBe(`"${md5hex('{"a":1}')}"`);
     const h1 = await s3.send(new HeadObjectCommand({ Bucket: 'test-bucket', Key: 'copy1.json' }));
     expect(h1.ContentType).toBe('application/json');
     expect(h1.Metadata).toEqual({ k: 'v' });
     await s3.send(
-      new CopyObjectCommand({ Bucket: 'test-bucket', Key: 'copy2.json', CopySource: encodeURIComponent('test-bucket/src.json'), MetadataDirective: 'REPLACE', ContentType: 'text/plain', Metadata: { n: '2' } }),
+      new CopyObjectCommand({
+        Bucket: 'test-bucket',
+        Key: 'copy2.json',
+        CopySource: encodeURIComponent('test-bucket/src.json'),
+        MetadataDirective: 'REPLACE',
+        ContentType: 'text/plain',
+        Metadata: { n: '2' },
+      }),
     );
     const h2 = await s3.send(new HeadObjectCommand({ Bucket: 'test-bucket', Key: 'copy2.json' }));
     expect(h2.ContentType).toBe('text/plain');
     expect(h2.Metadata).toEqual({ n: '2' });
     await s3.send(new DeleteObjectCommand({ Bucket: 'test-bucket', Key: 'copy1.json' }));
     await s3.send(new DeleteObjectCommand({ Bucket: 'test-bucket', Key: 'never-existed' }));
-    const del = await s3.send(new DeleteObjectsCommand({ Bucket: 'test-bucket', Delete: { Objects: [{ Key: 'copy2.json' }, { Key: 'src.json' }] } }));
+    const del = await s3.send(
+      new DeleteObjectsCommand({ Bucket: 'test-bucket', Delete: { Objects: [{ Key: 'copy2.json' }, { Key: 'src.json' }] } }),
+    );
     expect(del.Deleted?.map((d) => d.Key).sort()).toEqual(['copy2.json', 'src.json']);
     const rest = await s3.send(new ListObjectsV2Command({ Bucket: 'test-bucket', Prefix: 'src' }));
     expect(rest.KeyCount).toBe(0);
@@ -188,7 +223,9 @@ describe('objects', () => {
   it('last writer wins under concurrent PUTs to one key, never a torn object', async () => {
     const bodies = Array.from({ length: 8 }, (_, i) => Buffer.alloc(50_000 + i, 65 + i));
     await Promise.all(bodies.map((b) => s3.send(new PutObjectCommand({ Bucket: 'test-bucket', Key: 'contended', Body: b }))));
-    const got = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: 'test-bucket', Key: 'contended' }))).Body!.transformToByteArray());
+    const got = Buffer.from(
+      await (await s3.send(new GetObjectCommand({ Bucket: 'test-bucket', Key: 'contended' }))).Body!.transformToByteArray(),
+    );
     expect(bodies.some((b) => b.equals(got))).toBe(true);
   });
 });
@@ -224,13 +261,21 @@ describe('listing', () => {
     expect(keys).toEqual([...keys].sort());
 
     const items: string[] = [];
-    for await (const page of paginateListObjectsV2({ client: s3, pageSize: 1 }, { Bucket: 'list-bucket', Prefix: 'incoming/20', Delimiter: '/' })) {
+    for await (const page of paginateListObjectsV2(
+      { client: s3, pageSize: 1 },
+      { Bucket: 'list-bucket', Prefix: 'incoming/20', Delimiter: '/' },
+    )) {
       items.push(...(page.CommonPrefixes ?? []).map((p) => p.Prefix!), ...(page.Contents ?? []).map((c) => c.Key!));
     }
     expect(items).toEqual(['incoming/2024/', 'incoming/2025/']);
 
     const after = await s3.send(new ListObjectsV2Command({ Bucket: 'list-bucket', StartAfter: 'incoming/2025/01/f1.jpg' }));
-    expect(after.Contents?.map((c) => c.Key)).toEqual(['incoming/2025/01/f2.jpg', 'incoming/2025/01/f3.jpg', 'incoming/readme.md', 'top.txt']);
+    expect(after.Contents?.map((c) => c.Key)).toEqual([
+      'incoming/2025/01/f2.jpg',
+      'incoming/2025/01/f3.jpg',
+      'incoming/readme.md',
+      'top.txt',
+    ]);
     const v1 = await s3.send(new ListObjectsCommand({ Bucket: 'list-bucket', Prefix: 'incoming/2024/01/', MaxKeys: 2 }));
     expect(v1.Contents?.map((c) => c.Key)).toEqual(['incoming/2024/01/f0.jpg', 'incoming/2024/01/f1.jpg']);
     expect(v1.IsTruncated).toBe(true);
@@ -240,17 +285,37 @@ describe('listing', () => {
 describe('multipart uploads', () => {
   it('assembles parts, with multipart ETag and composite CRC32 checksum', async () => {
     const parts = [Buffer.alloc(2048, 'a'), Buffer.alloc(3000, 'b'), Buffer.from('tail')];
-    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: 'test-bucket', Key: 'big.bin', ChecksumAlgorithm: 'CRC32', ContentType: 'application/x-test' }));
+    const { UploadId } = await s3.send(
+      new CreateMultipartUploadCommand({
+        Bucket: 'test-bucket',
+        Key: 'big.bin',
+        ChecksumAlgorithm: 'CRC32',
+        ContentType: 'application/x-test',
+      }),
+    );
     const done = [];
     for (let i = 0; i < parts.length; i++) {
-      const r = await s3.send(new UploadPartCommand({ Bucket: 'test-bucket', Key: 'big.bin', UploadId, PartNumber: i + 1, Body: parts[i], ChecksumAlgorithm: 'CRC32' }));
+      const r = await s3.send(
+        new UploadPartCommand({
+          Bucket: 'test-bucket',
+          Key: 'big.bin',
+          UploadId,
+          PartNumber: i + 1,
+          Body: parts[i],
+          ChecksumAlgorithm: 'CRC32',
+        }),
+      );
       expect(r.ChecksumCRC32).toBe(crc32b64(parts[i]!));
       done.push({ PartNumber: i + 1, ETag: r.ETag, ChecksumCRC32: r.ChecksumCRC32 });
     }
     const listed = await s3.send(new ListPartsCommand({ Bucket: 'test-bucket', Key: 'big.bin', UploadId }));
     expect(listed.Parts?.map((p) => p.Size)).toEqual([2048, 3000, 4]);
-    const c = await s3.send(new CompleteMultipartUploadCommand({ Bucket: 'test-bucket', Key: 'big.bin', UploadId, MultipartUpload: { Parts: done } }));
-    const etag = createHash('md5').update(Buffer.concat(parts.map((p) => createHash('md5').update(p).digest()))).digest('hex');
+    const c = await s3.send(
+      new CompleteMultipartUploadCommand({ Bucket: 'test-bucket', Key: 'big.bin', UploadId, MultipartUpload: { Parts: done } }),
+    );
+    const etag = createHash('md5')
+      .update(Buffer.concat(parts.map((p) => createHash('md5').update(p).digest())))
+      .digest('hex');
     expect(c.ETag).toBe(`"${etag}-3"`);
     const comp = Buffer.concat(parts.map((p) => Buffer.from(crc32b64(p), 'base64')));
     expect(c.ChecksumCRC32).toBe(`${crc32b64(comp)}-3`);
@@ -262,15 +327,35 @@ describe('multipart uploads', () => {
 
   it('rejects wrong ETags, out-of-order and too-small parts; aborts', async () => {
     const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: 'test-bucket', Key: 'bad.bin' }));
-    const p1 = await s3.send(new UploadPartCommand({ Bucket: 'test-bucket', Key: 'bad.bin', UploadId, PartNumber: 1, Body: Buffer.alloc(100) }));
-    const p2 = await s3.send(new UploadPartCommand({ Bucket: 'test-bucket', Key: 'bad.bin', UploadId, PartNumber: 2, Body: Buffer.alloc(100) }));
+    const p1 = await s3.send(
+      new UploadPartCommand({ Bucket: 'test-bucket', Key: 'bad.bin', UploadId, PartNumber: 1, Body: Buffer.alloc(100) }),
+    );
+    const p2 = await s3.send(
+      new UploadPartCommand({ Bucket: 'test-bucket', Key: 'bad.bin', UploadId, PartNumber: 2, Body: Buffer.alloc(100) }),
+    );
     const complete = (Parts: { PartNumber: number; ETag?: string }[]) =>
       s3Error(s3.send(new CompleteMultipartUploadCommand({ Bucket: 'test-bucket', Key: 'bad.bin', UploadId, MultipartUpload: { Parts } })));
     expect((await complete([{ PartNumber: 1, ETag: '"0000"' }])).name).toBe('InvalidPart');
-    expect((await complete([{ PartNumber: 2, ETag: p2.ETag }, { PartNumber: 1, ETag: p1.ETag }])).name).toBe('InvalidPartOrder');
-    expect((await complete([{ PartNumber: 1, ETag: p1.ETag }, { PartNumber: 2, ETag: p2.ETag }])).name).toBe('EntityTooSmall');
+    expect(
+      (
+        await complete([
+          { PartNumber: 2, ETag: p2.ETag },
+          { PartNumber: 1, ETag: p1.ETag },
+        ])
+      ).name,
+    ).toBe('InvalidPartOrder');
+    expect(
+      (
+        await complete([
+          { PartNumber: 1, ETag: p1.ETag },
+          { PartNumber: 2, ETag: p2.ETag },
+        ])
+      ).name,
+    ).toBe('EntityTooSmall');
     await s3.send(new AbortMultipartUploadCommand({ Bucket: 'test-bucket', Key: 'bad.bin', UploadId }));
-    expect((await s3Error(s3.send(new UploadPartCommand({ Bucket: 'test-bucket', Key: 'bad.bin', UploadId, PartNumber: 3, Body: 'x' })))).name).toBe('NoSuchUpload');
+    expect(
+      (await s3Error(s3.send(new UploadPartCommand({ Bucket: 'test-bucket', Key: 'bad.bin', UploadId, PartNumber: 3, Body: 'x' })))).name,
+    ).toBe('NoSuchUpload');
     expect((await s3Error(s3.send(new HeadObjectCommand({ Bucket: 'test-bucket', Key: 'bad.bin' })))).status).toBe(404);
   });
 });
@@ -294,7 +379,12 @@ describe('persistence and access', () => {
 });
 
 /** A raw request signed with the store's keys (the SDK's signer), for bodies the S3 client will not send. */
-async function rawRequest(method: string, path: string, body: Buffer, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+async function rawRequest(
+  method: string,
+  path: string,
+  body: Buffer,
+  headers: Record<string, string>,
+): Promise<{ status: number; body: string }> {
   const r = await rawS3(store.endpoint, { method, path, body, headers, keys: store.credentials });
   return { status: r.status, body: r.body };
 }

@@ -80,12 +80,15 @@ export async function rawS3(endpoint: string, r: RawRequest): Promise<RawRespons
     .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
     .join('&');
   return new Promise((resolve, reject) => {
-    const req = request({ host: u.hostname, port: u.port, method: r.method, path: qs ? `${r.path}?${qs}` : r.path, headers: signed.headers, setHost: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }));
-      res.on('error', reject);
-    });
+    const req = request(
+      { host: u.hostname, port: u.port, method: r.method, path: qs ? `${r.path}?${qs}` : r.path, headers: signed.headers, setHost: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     if (Buffer.isBuffer(body)) req.end(body);
     else if (body) {
@@ -96,4 +99,5 @@ export async function rawS3(endpoint: string, r: RawRequest): Promise<RawRespons
 }
 
 /** The S3 error code in an XML error body ('' when none). */
-export const errorCode = (r: RawResponse): string => /<Code>([^<]*)<\/Code>/.exec(r.body)?.[1] ?? String(r.headers['x-amz-error-code'] ?? '');
+export const errorCode = (r: RawResponse): string =>
+  /<Code>([^<]*)<\/Code>/.exec(r.body)?.[1] ?? String(r.headers['x-amz-error-code'] ?? '');

@@ -37,14 +37,24 @@ describe('SigV4 known answers (AWS S3 documentation examples)', () => {
       ['Range', 'bytes=0-9'],
       ['x-amz-content-sha256', 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'],
       ['x-amz-date', '20130524T000000Z'],
-      ['Authorization', 'AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41'],
+      [
+        'Authorization',
+        'AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41',
+      ],
     ];
     expect(verifySigV4(fakeRequest('GET', '/test.txt', headers), '/test.txt', '', opts).form).toBe('header');
-    expect(() => verifySigV4(fakeRequest('GET', '/test.txt', headers), '/test.txt', '', { ...opts, keys: { ...EXAMPLE, secretAccessKey: 'x'.repeat(40) } })).toThrow(/signature we calculated/);
+    expect(() =>
+      verifySigV4(fakeRequest('GET', '/test.txt', headers), '/test.txt', '', {
+        ...opts,
+        keys: { ...EXAMPLE, secretAccessKey: 'x'.repeat(40) },
+      }),
+    ).toThrow(/signature we calculated/);
     const ranged = headers.map(([k, v]) => [k, k === 'Range' ? 'bytes=0-99' : v] as [string, string]);
     expect(() => verifySigV4(fakeRequest('GET', '/test.txt', ranged), '/test.txt', '', opts)).toThrow(/signature we calculated/);
     // 16 minutes later the same request is too old
-    expect(() => verifySigV4(fakeRequest('GET', '/test.txt', headers), '/test.txt', '', { ...opts, now: () => T0 + 16 * 60_000 })).toThrow(/too large/);
+    expect(() => verifySigV4(fakeRequest('GET', '/test.txt', headers), '/test.txt', '', { ...opts, now: () => T0 + 16 * 60_000 })).toThrow(
+      /too large/,
+    );
   });
 
   it('verifies the presigned-URL example inside its 86400 s, not after', () => {
@@ -53,7 +63,9 @@ describe('SigV4 known answers (AWS S3 documentation examples)', () => {
     const req = () => fakeRequest('GET', `/test.txt?${q}`, [['Host', 'examplebucket.s3.amazonaws.com']]);
     expect(verifySigV4(req(), '/test.txt', q, { ...opts, now: () => T0 + 3600_000 }).form).toBe('presigned');
     expect(() => verifySigV4(req(), '/test.txt', q, { ...opts, now: () => T0 + 86_400_000 })).toThrow(/expired/);
-    expect(() => verifySigV4(req(), '/test.txt', q.replace('Expires=86400', 'Expires=86401'), { ...opts, now: () => T0 + 3600_000 })).toThrow(/signature we calculated/);
+    expect(() =>
+      verifySigV4(req(), '/test.txt', q.replace('Expires=86400', 'Expires=86401'), { ...opts, now: () => T0 + 3600_000 }),
+    ).toThrow(/signature we calculated/);
   });
 
   it('verifies the chunked-upload example: seed signature, each chunk, the final chunk; a changed byte fails', async () => {
@@ -61,7 +73,10 @@ describe('SigV4 known answers (AWS S3 documentation examples)', () => {
       ['Host', 's3.amazonaws.com'],
       ['x-amz-date', '20130524T000000Z'],
       ['x-amz-storage-class', 'REDUCED_REDUNDANCY'],
-      ['Authorization', 'AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class,Signature=4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9'],
+      [
+        'Authorization',
+        'AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class,Signature=4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9',
+      ],
       ['x-amz-content-sha256', 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD'],
       ['Content-Encoding', 'aws-chunked'],
       ['x-amz-decoded-content-length', '66560'],
@@ -140,7 +155,15 @@ async function presign(path: string, expiresIn: number, signingDate?: Date, meth
   const u = new URL(store.endpoint);
   const signed = await s3Signer(store.credentials).presign(
     // as @aws-sdk/s3-request-presigner does: the payload is UNSIGNED-PAYLOAD, only Host is signed
-    { method, protocol: 'http:', hostname: u.hostname, port: Number(u.port), path, query: {}, headers: { host: u.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' } },
+    {
+      method,
+      protocol: 'http:',
+      hostname: u.hostname,
+      port: Number(u.port),
+      path,
+      query: {},
+      headers: { host: u.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' },
+    },
     { expiresIn, signingDate, unsignableHeaders: new Set(['x-amz-content-sha256']), unhoistableHeaders: new Set(['x-amz-content-sha256']) },
   );
   const qs = Object.entries(signed.query ?? {})
@@ -151,10 +174,24 @@ async function presign(path: string, expiresIn: number, signingDate?: Date, meth
 
 describe('the live store checks every signature', () => {
   it('refuses a wrong secret, an unknown key id, the old public constant key and unsigned requests', async () => {
-    const wrongSecret = new S3Client({ ...store.clientConfig, credentials: { ...store.credentials, secretAccessKey: 'not-the-secret-0000' }, maxAttempts: 1 });
-    expect(await sdkError(wrongSecret.send(new GetObjectCommand({ Bucket: 'sig', Key: 'k' })))).toMatchObject({ name: 'SignatureDoesNotMatch', status: 403 });
-    const oldConstant = new S3Client({ ...store.clientConfig, credentials: { accessKeyId: 'loupe-local', secretAccessKey: 'loupe-local-secret' }, maxAttempts: 1 });
-    expect(await sdkError(oldConstant.send(new GetObjectCommand({ Bucket: 'sig', Key: 'k' })))).toMatchObject({ name: 'InvalidAccessKeyId', status: 403 });
+    const wrongSecret = new S3Client({
+      ...store.clientConfig,
+      credentials: { ...store.credentials, secretAccessKey: 'not-the-secret-0000' },
+      maxAttempts: 1,
+    });
+    expect(await sdkError(wrongSecret.send(new GetObjectCommand({ Bucket: 'sig', Key: 'k' })))).toMatchObject({
+      name: 'SignatureDoesNotMatch',
+      status: 403,
+    });
+    const oldConstant = new S3Client({
+      ...store.clientConfig,
+      credentials: { accessKeyId: 'loupe-local', secretAccessKey: 'loupe-local-secret' },
+      maxAttempts: 1,
+    });
+    expect(await sdkError(oldConstant.send(new GetObjectCommand({ Bucket: 'sig', Key: 'k' })))).toMatchObject({
+      name: 'InvalidAccessKeyId',
+      status: 403,
+    });
     wrongSecret.destroy();
     oldConstant.destroy();
     const unsigned = await rawS3(store.endpoint, { method: 'GET', path: '/sig/k' });
@@ -163,12 +200,19 @@ describe('the live store checks every signature', () => {
     const v2 = await get(`${store.endpoint}/sig/k`, { authorization: `AWS ${store.credentials.accessKeyId}:c2lnbmF0dXJl` });
     expect(v2.status).toBe(400);
     // a presigned-looking query without a valid signature
-    const fake = await get(`${store.endpoint}/sig/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=${store.credentials.accessKeyId}%2F20300101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20300101T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=${'0'.repeat(64)}`);
+    const fake = await get(
+      `${store.endpoint}/sig/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=${store.credentials.accessKeyId}%2F20300101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20300101T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=${'0'.repeat(64)}`,
+    );
     expect(fake.status).toBe(403);
   });
 
   it('refuses a request signed 20 minutes ago (clock skew) and accepts one signed now', async () => {
-    const old = await rawS3(store.endpoint, { method: 'GET', path: '/sig/k', keys: store.credentials, signingDate: new Date(Date.now() - 20 * 60_000) });
+    const old = await rawS3(store.endpoint, {
+      method: 'GET',
+      path: '/sig/k',
+      keys: store.credentials,
+      signingDate: new Date(Date.now() - 20 * 60_000),
+    });
     expect(errorCode(old)).toBe('RequestTimeTooSkewed');
     const ok = await rawS3(store.endpoint, { method: 'GET', path: '/sig/k', keys: store.credentials });
     expect(ok.status).toBe(200);
@@ -199,10 +243,20 @@ describe('the live store checks every signature', () => {
 
   it('refuses a correctly signed request that names another Host (DNS rebinding)', async () => {
     const port = new URL(store.endpoint).port;
-    const r = await rawS3(store.endpoint, { method: 'GET', path: '/sig/k', keys: store.credentials, headers: { host: `attacker.example:${port}` } });
+    const r = await rawS3(store.endpoint, {
+      method: 'GET',
+      path: '/sig/k',
+      keys: store.credentials,
+      headers: { host: `attacker.example:${port}` },
+    });
     expect(r.status).toBe(403);
     expect(r.body).toContain('does not name this object store');
-    const local = await rawS3(store.endpoint, { method: 'GET', path: '/sig/k', keys: store.credentials, headers: { host: `localhost:${port}` } });
+    const local = await rawS3(store.endpoint, {
+      method: 'GET',
+      path: '/sig/k',
+      keys: store.credentials,
+      headers: { host: `localhost:${port}` },
+    });
     expect(local.status).toBe(200);
   });
 
@@ -222,13 +276,25 @@ describe('the live store checks every signature', () => {
       const u = new URL(store.endpoint);
       const signingDate = new Date();
       const signed = await s3Signer(store.credentials).sign(
-        { method: 'PUT', protocol: 'http:', hostname: u.hostname, port: Number(u.port), path: `/sig/${key}`, query: {}, headers: { host: u.host, ...headers } },
+        {
+          method: 'PUT',
+          protocol: 'http:',
+          hostname: u.hostname,
+          port: Number(u.port),
+          path: `/sig/${key}`,
+          query: {},
+          headers: { host: u.host, ...headers },
+        },
         { signingDate },
       );
       const authz = String(signed.headers.authorization);
       const amzDate = String(signed.headers['x-amz-date']);
       const seed = /Signature=([0-9a-f]+)/.exec(authz)![1]!;
-      const a = { amzDate, scope: `${amzDate.slice(0, 8)}/us-east-1/s3/aws4_request`, signingKey: signingKeyOf(store.credentials.secretAccessKey, amzDate.slice(0, 8)) } as Authorized;
+      const a = {
+        amzDate,
+        scope: `${amzDate.slice(0, 8)}/us-east-1/s3/aws4_request`,
+        signingKey: signingKeyOf(store.credentials.secretAccessKey, amzDate.slice(0, 8)),
+      } as Authorized;
       let prev = seed;
       const parts: Buffer[] = [];
       for (const d of [...data, Buffer.alloc(0)]) {
@@ -243,11 +309,20 @@ describe('the live store checks every signature', () => {
       } else parts.push(Buffer.from('\r\n'));
       const body = Buffer.concat(parts);
       const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = request({ host: u.hostname, port: u.port, method: 'PUT', path: `/sig/${key}`, headers: { ...(signed.headers as Record<string, string>), 'content-length': body.length } }, (res) => {
-          const c: Buffer[] = [];
-          res.on('data', (x: Buffer) => c.push(x));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(c).toString() }));
-        });
+        const req = request(
+          {
+            host: u.hostname,
+            port: u.port,
+            method: 'PUT',
+            path: `/sig/${key}`,
+            headers: { ...(signed.headers as Record<string, string>), 'content-length': body.length },
+          },
+          (res) => {
+            const c: Buffer[] = [];
+            res.on('data', (x: Buffer) => c.push(x));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(c).toString() }));
+          },
+        );
         req.on('error', reject);
         req.end(body);
       });

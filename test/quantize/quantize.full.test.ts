@@ -39,46 +39,44 @@ interface QuantizeJson {
 }
 
 describe('loupe quantize', () => {
-  it(
-    'is deterministic: the same model and calibration images give a byte-identical int8 model',
-    async () => {
-      const outs = [join(tmp, 'a', 'm.int8.onnx'), join(tmp, 'b', 'm.int8.onnx')];
-      const runs = [];
-      for (const out of outs) {
-        const r = await runCli(['quantize', '--model', fp32, '--calib', data, '--out', out, '--images', '8', '--json'], { timeoutMs: 900_000 });
-        expect(r.code, r.stderr).toBe(0);
-        // progress: the preprocessing and the calibration, as structured log lines on stderr
-        expect(r.stderr).toContain('quantize: preprocess 8/8');
-        expect(r.stderr).toContain('quantize: calibrate 8/8');
-        runs.push(JSON.parse(r.stdout) as QuantizeJson);
-      }
-      const [a, b] = await Promise.all(outs.map((o) => readFile(o)));
-      expect(a!.equals(b!)).toBe(true);
-      expect(runs[0]!.sha256).toBe(runs[1]!.sha256);
-      expect(runs[0]).toMatchObject({ calibration: { kind: 'dataset', images: 8, available: 163 }, floatNodes: 74 });
-      expect(runs[0]!.quantizeLinear).toBeGreaterThan(100);
-      expect(runs[0]!.bytes).toBeLessThan(0.4 * (await readFile(fp32)).length); // int8 weights
-
-      const det = await Detector.load(outs[0]!);
-      expect(det.info.precision).toBe('int8');
-      // The export's metadata survives; the quantizer adds its record (nothing time-dependent).
-      expect(det.info.names).toEqual(['scratch']);
-      expect(det.info.imgsz).toEqual([480, 480]);
-      const rec = JSON.parse(det.info.metadata.loupe_quantization!) as Record<string, unknown>;
-      expect(rec).toMatchObject({
-        format: 'QDQ',
-        weights: 'int8, per output channel, symmetric',
-        activations: 'uint8, per tensor, asymmetric',
-        calibration: { method: 'MinMax', images: 8 },
-        float_nodes: { head: 'model.22', count: 74 },
-        source_sha256: runs[0]!.sourceSha256,
+  it('is deterministic: the same model and calibration images give a byte-identical int8 model', async () => {
+    const outs = [join(tmp, 'a', 'm.int8.onnx'), join(tmp, 'b', 'm.int8.onnx')];
+    const runs = [];
+    for (const out of outs) {
+      const r = await runCli(['quantize', '--model', fp32, '--calib', data, '--out', out, '--images', '8', '--json'], {
+        timeoutMs: 900_000,
       });
-      const r = await det.detect(join(datasetDir('metal-tags'), 'bad', readdirSync(join(datasetDir('metal-tags'), 'bad')).sort()[0]!));
-      expect(r.detections.length).toBeGreaterThan(0);
-      await det.dispose();
-    },
-    1_800_000,
-  );
+      expect(r.code, r.stderr).toBe(0);
+      // progress: the preprocessing and the calibration, as structured log lines on stderr
+      expect(r.stderr).toContain('quantize: preprocess 8/8');
+      expect(r.stderr).toContain('quantize: calibrate 8/8');
+      runs.push(JSON.parse(r.stdout) as QuantizeJson);
+    }
+    const [a, b] = await Promise.all(outs.map((o) => readFile(o)));
+    expect(a!.equals(b!)).toBe(true);
+    expect(runs[0]!.sha256).toBe(runs[1]!.sha256);
+    expect(runs[0]).toMatchObject({ calibration: { kind: 'dataset', images: 8, available: 163 }, floatNodes: 74 });
+    expect(runs[0]!.quantizeLinear).toBeGreaterThan(100);
+    expect(runs[0]!.bytes).toBeLessThan(0.4 * (await readFile(fp32)).length); // int8 weights
+
+    const det = await Detector.load(outs[0]!);
+    expect(det.info.precision).toBe('int8');
+    // The export's metadata survives; the quantizer adds its record (nothing time-dependent).
+    expect(det.info.names).toEqual(['scratch']);
+    expect(det.info.imgsz).toEqual([480, 480]);
+    const rec = JSON.parse(det.info.metadata.loupe_quantization!) as Record<string, unknown>;
+    expect(rec).toMatchObject({
+      format: 'QDQ',
+      weights: 'int8, per output channel, symmetric',
+      activations: 'uint8, per tensor, asymmetric',
+      calibration: { method: 'MinMax', images: 8 },
+      float_nodes: { head: 'model.22', count: 74 },
+      source_sha256: runs[0]!.sourceSha256,
+    });
+    const r = await det.detect(join(datasetDir('metal-tags'), 'bad', readdirSync(join(datasetDir('metal-tags'), 'bad')).sort()[0]!));
+    expect(r.detections.length).toBeGreaterThan(0);
+    await det.dispose();
+  }, 1_800_000);
 
   it('calibration images: the train split or a folder, sorted and evenly spaced; tensors are exactly the detector input', async () => {
     expect(evenlySpaced([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 4)).toEqual([1, 3, 6, 8]);
@@ -107,44 +105,46 @@ describe('loupe quantize', () => {
     await det.dispose();
   });
 
-  it(
-    'refuses bad input with a message naming it, and leaves an existing output as it was',
-    async () => {
-      const out = join(tmp, 'keep', 'out.onnx');
-      await mkdir(join(tmp, 'keep'), { recursive: true });
-      await writeFile(out, 'previous model');
-      const empty = join(tmp, 'empty');
-      await mkdir(empty);
-      const notes = join(tmp, 'notes.txt');
-      await writeFile(notes, 'hello');
-      const noTrain = join(tmp, 'notrain');
-      await mkdir(join(noTrain, 'images', 'val'), { recursive: true });
-      await copyFile(join(datasetDir('metal-tags'), 'good', readdirSync(join(datasetDir('metal-tags'), 'good'))[0]!), join(noTrain, 'images', 'val', 'a.jpg'));
-      await writeFile(join(noTrain, 'data.yaml'), `path: ${noTrain}\nval: images/val\nnames: {0: scratch}\n`);
-      const corrupt = join(tmp, 'corrupt');
-      await mkdir(corrupt);
-      await writeFile(join(corrupt, 'broken.jpg'), Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3]));
+  it('refuses bad input with a message naming it, and leaves an existing output as it was', async () => {
+    const out = join(tmp, 'keep', 'out.onnx');
+    await mkdir(join(tmp, 'keep'), { recursive: true });
+    await writeFile(out, 'previous model');
+    const empty = join(tmp, 'empty');
+    await mkdir(empty);
+    const notes = join(tmp, 'notes.txt');
+    await writeFile(notes, 'hello');
+    const noTrain = join(tmp, 'notrain');
+    await mkdir(join(noTrain, 'images', 'val'), { recursive: true });
+    await copyFile(
+      join(datasetDir('metal-tags'), 'good', readdirSync(join(datasetDir('metal-tags'), 'good'))[0]!),
+      join(noTrain, 'images', 'val', 'a.jpg'),
+    );
+    await writeFile(join(noTrain, 'data.yaml'), `path: ${noTrain}\nval: images/val\nnames: {0: scratch}\n`);
+    const corrupt = join(tmp, 'corrupt');
+    await mkdir(corrupt);
+    await writeFile(join(corrupt, 'broken.jpg'), Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3]));
 
-      const cases: Array<[string[], RegExp]> = [
-        [['--model', join(tmp, 'nope.onnx'), '--calib', data], /nope\.onnx: model file not found/],
-        [['--model', fp32, '--calib', join(tmp, 'missing')], /missing: calibration source not found/],
-        [['--model', fp32, '--calib', empty], /empty: the folder holds no images/],
-        [['--model', fp32, '--calib', notes], /notes\.txt: expected a data\.yaml .* or a folder of images/],
-        [['--model', fp32, '--calib', join(noTrain, 'data.yaml')], /data\.yaml: the data set has no train images/],
-        [['--model', fp32, '--calib', corrupt], /broken\.jpg: not a readable image/],
-        [['--model', await fixtureModel('metal-tags-fp16'), '--calib', data], /metal-tags-fp16\.onnx: the model is a float16 export/],
-        [['--model', await fixtureModel('metal-tags-int8'), '--calib', data], /int8\.onnx: the model is already quantized/],
-        [['--model', fp32, '--calib', data, '--out', fp32], /would overwrite the input model/],
-        [['--model', await fixtureModel('metal-tags-nms'), '--calib', data], /nms\.onnx: the model is an nms=True export; quantize the plain export/],
-        [['--model', fp32, '--calib', data, '--images', '0'], /--images.*positive integer/],
-      ];
-      for (const [args, message] of cases) {
-        const r = await runCli(['quantize', ...args, ...(args.includes('--out') ? [] : ['--out', out])], { timeoutMs: 300_000 });
-        expect(r.code, args.join(' ')).not.toBe(0);
-        expect(r.stderr, args.join(' ')).toMatch(message);
-        expect(await readFile(out, 'utf8')).toBe('previous model');
-      }
-    },
-    1_800_000,
-  );
+    const cases: Array<[string[], RegExp]> = [
+      [['--model', join(tmp, 'nope.onnx'), '--calib', data], /nope\.onnx: model file not found/],
+      [['--model', fp32, '--calib', join(tmp, 'missing')], /missing: calibration source not found/],
+      [['--model', fp32, '--calib', empty], /empty: the folder holds no images/],
+      [['--model', fp32, '--calib', notes], /notes\.txt: expected a data\.yaml .* or a folder of images/],
+      [['--model', fp32, '--calib', join(noTrain, 'data.yaml')], /data\.yaml: the data set has no train images/],
+      [['--model', fp32, '--calib', corrupt], /broken\.jpg: not a readable image/],
+      [['--model', await fixtureModel('metal-tags-fp16'), '--calib', data], /metal-tags-fp16\.onnx: the model is a float16 export/],
+      [['--model', await fixtureModel('metal-tags-int8'), '--calib', data], /int8\.onnx: the model is already quantized/],
+      [['--model', fp32, '--calib', data, '--out', fp32], /would overwrite the input model/],
+      [
+        ['--model', await fixtureModel('metal-tags-nms'), '--calib', data],
+        /nms\.onnx: the model is an nms=True export; quantize the plain export/,
+      ],
+      [['--model', fp32, '--calib', data, '--images', '0'], /--images.*positive integer/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await runCli(['quantize', ...args, ...(args.includes('--out') ? [] : ['--out', out])], { timeoutMs: 300_000 });
+      expect(r.code, args.join(' ')).not.toBe(0);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+      expect(await readFile(out, 'utf8')).toBe('previous model');
+    }
+  }, 1_800_000);
 });

@@ -64,13 +64,26 @@ const HOME = 's3://loupe-ml/loupe/home/';
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'lp-sfn-'));
   const raw = JSON.parse(readFileSync('cloud/infra/loupe.infra.example.json', 'utf8')) as Record<string, unknown>;
-  const infra = parseInfraConfig({ ...raw, account: ACCOUNT, region: REGION, edge: { thingGroupName: 'press-line-3', components: { 'loupe.Camera': '1.0.0', 'loupe.Inference': '1.0.0', 'loupe.Uploader': '1.0.0', 'loupe.Model': '1.0.0' } } }, 'test');
+  const infra = parseInfraConfig(
+    {
+      ...raw,
+      account: ACCOUNT,
+      region: REGION,
+      edge: {
+        thingGroupName: 'press-line-3',
+        components: { 'loupe.Camera': '1.0.0', 'loupe.Inference': '1.0.0', 'loupe.Uploader': '1.0.0', 'loupe.Model': '1.0.0' },
+      },
+    },
+    'test',
+  );
   const summary = await synthesize(infra, join(dir, 'cdk.out'));
   const templates: Record<string, Template> = {};
   for (const s of summary.stacks) templates[s.name] = readTemplate(s.template);
   const t = Object.entries(templates).find(([name]) => name.endsWith('-labelling'))![1];
   const [, p] = resourcesOf(t, 'AWS::StepFunctions::StateMachine')[0]!;
-  definition = JSON.parse(resolveCfn(p.DefinitionString, t, { account: ACCOUNT, region: REGION, templates: Object.values(templates) }) as string) as Record<string, unknown>;
+  definition = JSON.parse(
+    resolveCfn(p.DefinitionString, t, { account: ACCOUNT, region: REGION, templates: Object.values(templates) }) as string,
+  ) as Record<string, unknown>;
 
   os = await startObjectStore({ dir: join(dir, 's3'), buckets: ['loupe', 'loupe-ml'] });
   s3 = new S3Client(os.clientConfig);
@@ -111,7 +124,9 @@ async function execute(name: string, input: Record<string, unknown>): Promise<Ex
       calls.push({ state, input: i });
       return (await h(i as E)) as unknown as JSONValue;
     };
-  const tasks = Object.entries(definition.States as Record<string, { Type: string; Resource?: string }>).filter(([, s]) => s.Type === 'Task');
+  const tasks = Object.entries(definition.States as Record<string, { Type: string; Resource?: string }>).filter(
+    ([, s]) => s.Type === 'Task',
+  );
   const sm = new StateMachine(definition as never, { validationOptions: { checkArn: true, checkPaths: true } });
   const run = sm.run(input as JSONValue, {
     context: { Execution: { Name: name, Id: `arn:aws:states:${REGION}:${ACCOUNT}:execution:loupe-labelling:${name}` } } as never,
@@ -161,7 +176,9 @@ function uploadRecords(h: StateHome): { source_ref: string; status: string; n: n
   const db = new Database(h.home.labelsDb, { readonly: true });
   try {
     return db
-      .prepare("SELECT source_ref, status, COUNT(*) AS n FROM label_records WHERE source_ref LIKE '%/incoming/%' GROUP BY source_ref, status ORDER BY source_ref, status")
+      .prepare(
+        "SELECT source_ref, status, COUNT(*) AS n FROM label_records WHERE source_ref LIKE '%/incoming/%' GROUP BY source_ref, status ORDER BY source_ref, status",
+      )
       .all() as { source_ref: string; status: string; n: number }[];
   } finally {
     db.close();
@@ -184,8 +201,26 @@ describe('the labelling state machine on the embedded stack (aws-local-stepfunct
 
   it('ingests the uploads, labels and verifies them, writes the labels and starts the model build', async () => {
     first = await execute('exec-1', { trigger: 'schedule' });
-    expect(first.path).toEqual(['Start', 'Ingest', 'ShouldLabel', 'Label', 'LabellingDone', 'Verify', 'VerificationDone', 'WriteFeatureGroup', 'NewLabels', 'StartModelBuild', 'ModelBuildStarted']);
-    const o = first.output as { trigger: string; ingest: { runId: number; pending: number; output: { recorded: number } }; label: { status: string }; verify: { status: string; output: { approved: number; rejected: number } }; featureStore: { approved: number; put: number } };
+    expect(first.path).toEqual([
+      'Start',
+      'Ingest',
+      'ShouldLabel',
+      'Label',
+      'LabellingDone',
+      'Verify',
+      'VerificationDone',
+      'WriteFeatureGroup',
+      'NewLabels',
+      'StartModelBuild',
+      'ModelBuildStarted',
+    ]);
+    const o = first.output as {
+      trigger: string;
+      ingest: { runId: number; pending: number; output: { recorded: number } };
+      label: { status: string };
+      verify: { status: string; output: { approved: number; rejected: number } };
+      featureStore: { approved: number; put: number };
+    };
     expect(o.trigger).toBe('schedule');
     expect(o.ingest).toMatchObject({ step: 'ingest', status: 'done', pending: PHOTOS.length, output: { recorded: PHOTOS.length } });
     const runId = o.ingest.runId;

@@ -62,7 +62,11 @@ export function stateHomeCases(name: string, start: () => Promise<S3Under>): voi
       const { pushed } = await a.push();
       expect(pushed).toEqual(['registry/artefacts/sha256/ab/abcd.pt', 'labels.db', 'loop.db']);
       const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: u.slice(`s3://${bucket}/`.length) }));
-      expect(listed.Contents!.map((c) => c.Key).sort()).toEqual([`loupe/home-${n}/labels.db`, `loupe/home-${n}/loop.db`, `loupe/home-${n}/registry/artefacts/sha256/ab/abcd.pt`]);
+      expect(listed.Contents!.map((c) => c.Key).sort()).toEqual([
+        `loupe/home-${n}/labels.db`,
+        `loupe/home-${n}/loop.db`,
+        `loupe/home-${n}/registry/artefacts/sha256/ab/abcd.pt`,
+      ]);
 
       const b = await pull(u);
       expect(await readFile(join(b.dir, 'loop.db'), 'utf8')).toBe('steps');

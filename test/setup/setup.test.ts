@@ -1,7 +1,15 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { SETUP_PARTS } from '../../cli/setup/parts.js';
-import { DEBIAN_PACKAGES, ensureSystem, GG_GROUP, GG_USER, systemCommands, systemStatus, type SystemStatus } from '../../cli/setup/system.js';
+import {
+  DEBIAN_PACKAGES,
+  ensureSystem,
+  GG_GROUP,
+  GG_USER,
+  systemCommands,
+  systemStatus,
+  type SystemStatus,
+} from '../../cli/setup/system.js';
 import { runCli } from '../helpers/cli.js';
 
 /** `loupe setup`: the parts, their --check/--dry-run plans on this machine, and what happens without root. */
@@ -15,7 +23,10 @@ const missing: SystemStatus = { debian: true, missingPackages: ['chromium', 'ffm
 describe('loupe setup on this machine', () => {
   it('`setup all --check` reports each part as one JSON line and exits 1 exactly when one is not ready', async () => {
     const r = await runCli(['setup', 'all', '--check'], { timeoutMs: 120_000 });
-    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { part: string; ready: boolean });
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { part: string; ready: boolean });
     expect(lines.map((l) => l.part)).toEqual(SETUP_PARTS.map((p) => p.name));
     for (const l of lines) expect(typeof l.ready).toBe('boolean');
     expect(r.code).toBe(lines.every((l) => l.ready) ? 0 : 1);
@@ -29,9 +40,16 @@ describe('loupe setup on this machine', () => {
   it('`setup system --dry-run` changes nothing and prints the plan (or that all is in place)', async () => {
     const before = systemStatus();
     const r = await runCli(['setup', 'system', '--dry-run', '--log-format', 'json'], { timeoutMs: 60_000 });
-    expect(JSON.parse(r.stdout.trim())).toMatchObject({ part: 'system', ready: before.missingPackages.length === 0 && !before.missingUser && !before.missingGroup });
-    const events = r.stderr.trim().split('\n').map((l) => JSON.parse(l) as { msg: string; commands?: string[] });
-    if (JSON.parse(r.stdout.trim()).ready) expect(events.map((e) => e.msg)).toContain('system: Debian packages and the ggc_user:ggc_group user are in place');
+    expect(JSON.parse(r.stdout.trim())).toMatchObject({
+      part: 'system',
+      ready: before.missingPackages.length === 0 && !before.missingUser && !before.missingGroup,
+    });
+    const events = r.stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { msg: string; commands?: string[] });
+    if (JSON.parse(r.stdout.trim()).ready)
+      expect(events.map((e) => e.msg)).toContain('system: Debian packages and the ggc_user:ggc_group user are in place');
     else expect(events.find((e) => e.msg === 'system: dry run, would run')?.commands?.length).toBeGreaterThan(0);
     expect(systemStatus()).toEqual(before);
   });
@@ -53,7 +71,10 @@ describe('the system part with another machine injected', () => {
       ['groupadd', '--system', GG_GROUP],
       ['useradd', '--system', '--create-home', '--gid', GG_GROUP, GG_USER],
     ]);
-    expect(systemCommands({ ...missing, missingPackages: [], missingUser: false })).toEqual([['groupadd', '--system', GG_GROUP], ['usermod', '-a', '-G', GG_GROUP, GG_USER]]);
+    expect(systemCommands({ ...missing, missingPackages: [], missingUser: false })).toEqual([
+      ['groupadd', '--system', GG_GROUP],
+      ['usermod', '-a', '-G', GG_GROUP, GG_USER],
+    ]);
     expect(DEBIAN_PACKAGES.map((p) => p.name)).toEqual(expect.arrayContaining(['chromium', 'ffmpeg', 'python3-venv']));
   });
 
@@ -64,14 +85,20 @@ describe('the system part with another machine injected', () => {
     const err = await ensureSystem(log, { interactive: false, probe }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'SETUP_NEEDS_ROOT', exitCode: 3, input: 'setup system' });
     expect((err as Error).message).toContain('sudo is not available; run these as root:');
-    expect((err as Error).message).toContain('  sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium ffmpeg');
+    expect((err as Error).message).toContain(
+      '  sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium ffmpeg',
+    );
     expect((err as Error).message).toContain(`  sudo useradd --system --create-home --gid ${GG_GROUP} ${GG_USER}`);
     expect(statusCalls).toBe(1); // nothing was installed, so nothing re-checked
   });
 
   it('--dry-run logs the plan with the prefix it would use (sudo -n without a terminal), runs nothing', async () => {
     const { log, events } = captureLog();
-    const s = await ensureSystem(log, { interactive: false, dryRun: true, probe: { status: () => missing, rootPrefix: (i) => (i ? ['sudo'] : ['sudo', '-n']) } });
+    const s = await ensureSystem(log, {
+      interactive: false,
+      dryRun: true,
+      probe: { status: () => missing, rootPrefix: (i) => (i ? ['sudo'] : ['sudo', '-n']) },
+    });
     expect(s).toEqual(missing);
     const plan = events.find((e) => e.msg === 'system: dry run, would run') as { commands: string[] };
     expect(plan.commands[0]).toBe('sudo -n apt-get update -q');
@@ -80,7 +107,10 @@ describe('the system part with another machine injected', () => {
 
   it('not Debian: says what to install by hand', async () => {
     const { log } = captureLog();
-    const err = await ensureSystem(log, { interactive: false, probe: { status: () => ({ ...missing, debian: false }), rootPrefix: () => [] } }).catch((e: unknown) => e);
+    const err = await ensureSystem(log, {
+      interactive: false,
+      probe: { status: () => ({ ...missing, debian: false }), rootPrefix: () => [] },
+    }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'SETUP_NOT_DEBIAN' });
     expect((err as Error).message).toMatch(/install chromium, ffmpeg with its package manager, and create the ggc_user:ggc_group user/);
   });

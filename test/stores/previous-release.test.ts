@@ -43,7 +43,11 @@ function versionOf(path: string): number {
 
 describe('stores written by the previous release open, migrate and keep working', () => {
   it('label store + labelling jobs + Feature Store watermark (labels.db)', async () => {
-    const facts = JSON.parse(readFileSync(join(fixtures, 'stores', 'labels.json'), 'utf8')) as { records: number; job: { approved: number }; mirror: { watermark: number } };
+    const facts = JSON.parse(readFileSync(join(fixtures, 'stores', 'labels.json'), 'utf8')) as {
+      records: number;
+      job: { approved: number };
+      mirror: { watermark: number };
+    };
     const dir = copy('stores');
     expect(versionOf(join(dir, 'labels.db'))).toBe(0);
     const store = openLabelStore(join(dir, 'labels.db'));
@@ -53,17 +57,37 @@ describe('stores written by the previous release open, migrate and keep working'
       const latest = await store.latest();
       expect(latest.filter((r) => r.status === 'APPROVED').length).toBe(44 + facts.job.approved);
       const upload = (await store.history('s3://loupe/incoming/line-1/2024/06/01/image-2020-04-22-10-51-14-06-cropped-left-top.jpg'))[0]!;
-      expect(upload).toMatchObject({ status: 'PENDING', device: 'line-1', model_version: '1.0.0', meta: { camera: 'cam1', reason: 'failed' } });
+      expect(upload).toMatchObject({
+        status: 'PENDING',
+        device: 'line-1',
+        model_version: '1.0.0',
+        meta: { camera: 'cam1', reason: 'failed' },
+      });
       expect(upload.annotations).toEqual([{ class_id: 0, left: 81, top: 123, width: 82, height: 97, confidence: 0.62 }]);
       // still append-only (the old triggers), still appendable
       expect(() => store.db.prepare('DELETE FROM label_records').run()).toThrow(/append-only/);
-      await store.append([makeRecord({ source_ref: 's3://loupe/new.jpg', image_width: 450, image_height: 300, annotations: [], event_time: 1_800_000_000, labeling_job: '', status: 'PENDING' })]);
+      await store.append([
+        makeRecord({
+          source_ref: 's3://loupe/new.jpg',
+          image_width: 450,
+          image_height: 300,
+          annotations: [],
+          event_time: 1_800_000_000,
+          labeling_job: '',
+          status: 'PENDING',
+        }),
+      ]);
       expect(store.count()).toBe(facts.records + 1);
       // the labelling job of that release, and a new one beside it
       const lab = new Labeling(store);
       expect(lab.getJob('prev-job')).toMatchObject({ classes: ['scratch'], workersPerImage: 2, counts: { approved: facts.job.approved } });
       await lab.createJob({ name: 'after-upgrade', classes: ['scratch'], workersPerImage: 1, cap: 5 });
-      expect(lab.listJobs().map((j) => j.name).sort()).toEqual(['after-upgrade', 'prev-job']);
+      expect(
+        lab
+          .listJobs()
+          .map((j) => j.name)
+          .sort(),
+      ).toEqual(['after-upgrade', 'prev-job']);
       // the Feature Store mirror's watermark survived (its remote is AWS: not called here)
       const mirror = new FeatureStoreMirror(store, {} as FeatureStoreLabelStore, { featureGroupName: 'loupe-labels', createGroup: false });
       expect(mirror.watermark()).toBe(facts.mirror.watermark);
@@ -84,12 +108,19 @@ describe('stores written by the previous release open, migrate and keep working'
       expect(versions.map((v) => `${v.ref}:${v.status}`)).toEqual(['metal-tags:1:approved', 'metal-tags:2:approved']);
       expect(versions[1]).toMatchObject({ parentRef: 'metal-tags:1', datasetVersion: 'ds-2', metrics: { map50: 0.91 } });
       expect((await reg.champion('metal-tags'))?.ref).toBe('metal-tags:2');
-      expect(reg.events('metal-tags:2').map((e) => `${e.from}->${e.to}:${e.by}`)).toEqual(['null->pending:policy', 'pending->approved:operator']);
+      expect(reg.events('metal-tags:2').map((e) => `${e.from}->${e.to}:${e.by}`)).toEqual([
+        'null->pending:policy',
+        'pending->approved:operator',
+      ]);
       // artefacts verified against their digests
       expect(readFileSync(await reg.artefactPath(versions[0]!, 'onnx'), 'utf8')).toMatch(/not a real ONNX/);
       const mirror = new SageMakerRegistryMirror(reg, {} as SageMakerModelRegistry, dir);
       try {
-        expect(mirror.mirrored('metal-tags:2')).toMatchObject({ ref: 'metal-tags/2', status: 'approved', arn: expect.stringMatching(/model-package\/metal-tags\/2$/) });
+        expect(mirror.mirrored('metal-tags:2')).toMatchObject({
+          ref: 'metal-tags/2',
+          status: 'approved',
+          arn: expect.stringMatching(/model-package\/metal-tags\/2$/),
+        });
       } finally {
         mirror.close();
       }
@@ -104,8 +135,17 @@ describe('stores written by the previous release open, migrate and keep working'
     const fleet = new FleetStore(join(dir, 'fleet.db'));
     try {
       expect(schemaVersion(fleet.db)).toBe(latestVersion(FLEET_STORE_SCHEMA));
-      expect(fleet.current('local', 'thing/line-1')).toMatchObject({ version: '1.0.1', previousVersion: '1.0.0', state: 'confirmed', deploymentId: 'dep-1', components: { 'loupe.Model': '1.0.1' } });
-      expect(fleet.componentVersions('local', 'loupe.Model').map((c) => `${c.version}:${c.state}`)).toEqual(['1.0.1:created', '1.0.2:intent']);
+      expect(fleet.current('local', 'thing/line-1')).toMatchObject({
+        version: '1.0.1',
+        previousVersion: '1.0.0',
+        state: 'confirmed',
+        deploymentId: 'dep-1',
+        components: { 'loupe.Model': '1.0.1' },
+      });
+      expect(fleet.componentVersions('local', 'loupe.Model').map((c) => `${c.version}:${c.state}`)).toEqual([
+        '1.0.1:created',
+        '1.0.2:intent',
+      ]);
       fleet.markComponentCreated('local', 'loupe.Model', '1.0.2', null);
       expect(fleet.componentVersion('local', 'loupe.Model', '1.0.2')?.state).toBe('created');
     } finally {
@@ -118,7 +158,12 @@ describe('stores written by the previous release open, migrate and keep working'
     const loop = new LoopStore(join(dir, 'loop.db'));
     try {
       expect(schemaVersion(loop.db)).toBe(latestVersion(LOOP_STORE_SCHEMA));
-      expect(loop.listRuns().map((r) => `${r.id}:${r.status}`).sort()).toEqual(['1:succeeded', '2:running']);
+      expect(
+        loop
+          .listRuns()
+          .map((r) => `${r.id}:${r.status}`)
+          .sort(),
+      ).toEqual(['1:succeeded', '2:running']);
       const open = loop.unfinishedRun()!;
       expect(open.id).toBe(2);
       expect(loop.steps(2).map((s) => `${s.name}:${s.status}`)).toEqual(['ingest:done', 'label:running']);
@@ -155,7 +200,11 @@ describe('stores written by the previous release open, migrate and keep working'
   const stores: [string, SqliteSchema, (p: string) => { close(): unknown }][] = [
     ['labels.db', LABEL_STORE_SCHEMA, (p) => openLabelStore(p)],
     ['registry/registry.db', REGISTRY_SCHEMA, (p) => openRegistry(join(p, '..'))],
-    ['sagemaker-mirror.db', SAGEMAKER_MIRROR_SCHEMA, (p) => new SageMakerRegistryMirror(openRegistry(join(p, '..', 'registry')), {} as SageMakerModelRegistry, join(p, '..'))],
+    [
+      'sagemaker-mirror.db',
+      SAGEMAKER_MIRROR_SCHEMA,
+      (p) => new SageMakerRegistryMirror(openRegistry(join(p, '..', 'registry')), {} as SageMakerModelRegistry, join(p, '..')),
+    ],
     ['fleet.db', FLEET_STORE_SCHEMA, (p) => new FleetStore(p)],
     ['loop.db', LOOP_STORE_SCHEMA, (p) => new LoopStore(p)],
   ];
@@ -165,7 +214,9 @@ describe('stores written by the previous release open, migrate and keep working'
       const raw = new Database(path);
       raw.pragma(`user_version = ${latestVersion(schema) + 1}`);
       raw.close();
-      expect(() => open(path).close()).toThrow(`${path}: ${schema.name} has schema version ${latestVersion(schema) + 1}, newer than this loupe knows (${latestVersion(schema)})`);
+      expect(() => open(path).close()).toThrow(
+        `${path}: ${schema.name} has schema version ${latestVersion(schema) + 1}, newer than this loupe knows (${latestVersion(schema)})`,
+      );
       expect(versionOf(path)).toBe(latestVersion(schema) + 1);
     });
   }

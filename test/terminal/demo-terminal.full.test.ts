@@ -23,7 +23,10 @@ afterAll(async () => {
 function underPty(cmd: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ code: number; bytes: string }> {
   return new Promise((resolve, reject) => {
     // script gives the command a terminal; stty sets its size before loupe reads it.
-    const child = spawn('script', ['-q', '-e', '-c', `stty cols ${COLS} rows 50; ${cmd}`, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('script', ['-q', '-e', '-c', `stty cols ${COLS} rows 50; ${cmd}`, '/dev/null'], {
+      env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let bytes = '';
     child.stdout.on('data', (b: Buffer) => (bytes += b.toString('utf8')));
     child.stderr.on('data', (b: Buffer) => (bytes += b.toString('utf8')));
@@ -43,7 +46,11 @@ describe('the demo at a terminal', () => {
     delete env.LOUPE_NO_PROGRESS;
     delete env.LOUPE_LOG_FORMAT;
     delete env.NO_COLOR;
-    const run = await underPty(`${JSON.stringify(process.execPath)} ${JSON.stringify(join(projectRoot, 'bin', 'loupe.js'))} demo --fast --home ${JSON.stringify(join(dir, 'home'))}`, env, 1_500_000);
+    const run = await underPty(
+      `${JSON.stringify(process.execPath)} ${JSON.stringify(join(projectRoot, 'bin', 'loupe.js'))} demo --fast --home ${JSON.stringify(join(dir, 'home'))}`,
+      env,
+      1_500_000,
+    );
     await writeFile(join(dir, 'raw.txt'), run.bytes);
     expect(run.code, run.bytes.slice(-3000)).toBe(0);
     expect(run.bytes).toContain('\x1b[2K'); // bars were drawn and erased: this was a terminal
@@ -64,7 +71,10 @@ describe('the demo at a terminal', () => {
     await mkdir(SHOTS, { recursive: true });
     const html = await screen.html();
     await writeFile(join(SHOTS, 'demo.html'), html);
-    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
     try {
       const page = await browser.newPage({ viewport: { width: 1300, height: 900 } });
       await page.setContent(html);

@@ -26,13 +26,32 @@ describe('the shipped model card (models/metal-tags/card.json)', () => {
     expect(card).toMatchObject({ name: 'metal-tags', version: '1.0.0', task: 'detect', classes: ['scratch'], imgsz: 480 });
     expect(card.files.onnx.sha256).toBe(await sha256File(join(shippedDir, 'model.onnx')));
     expect(card.files.pt?.sha256).toBe(await sha256File(join(shippedDir, 'model.pt')));
-    expect(card.trainer).toMatchObject({ name: 'ultralytics', version: '8.3.253', script: 'cloud/training/train.py', base: 'yolov8n.yaml', epochsRun: 246, epochsRequested: 400 });
+    expect(card.trainer).toMatchObject({
+      name: 'ultralytics',
+      version: '8.3.253',
+      script: 'cloud/training/train.py',
+      base: 'yolov8n.yaml',
+      epochsRun: 246,
+      epochsRequested: 400,
+    });
     // the data set: loupe's export of metal-tags (same labels, same split rule and test images)
-    const manifest = JSON.parse(readFileSync(join(await yoloDataset('metal-tags'), '..', 'manifest.json'), 'utf8')) as { version: string; images: { id: string; split: string }[] };
+    const manifest = JSON.parse(readFileSync(join(await yoloDataset('metal-tags'), '..', 'manifest.json'), 'utf8')) as {
+      version: string;
+      images: { id: string; split: string }[];
+    };
     expect(card.dataset.versionId).toBe(manifest.version);
-    expect(card.dataset.testImages).toEqual(manifest.images.filter((i) => i.split === 'test').map((i) => i.id).sort());
+    expect(card.dataset.testImages).toEqual(
+      manifest.images
+        .filter((i) => i.split === 'test')
+        .map((i) => i.id)
+        .sort(),
+    );
     expect(card.dataset.testImages).toHaveLength(35);
-    expect(card.dataset.counts).toEqual({ train: { images: 163, boxes: 327 }, val: { images: 37, boxes: 82 }, test: { images: 35, boxes: 73 } });
+    expect(card.dataset.counts).toEqual({
+      train: { images: 163, boxes: 327 },
+      val: { images: 37, boxes: 82 },
+      test: { images: 35, boxes: 73 },
+    });
     const trainMetrics = JSON.parse(readFileSync(join(shippedDir, 'train-metrics.json'), 'utf8')) as { val: Record<string, number> };
     expect(card.metrics.val).toMatchObject({ map50: trainMetrics.val.map50, map50_95: trainMetrics.val.map50_95 });
     expect(card.command).toMatch(/^loupe dataset import .* && loupe train --data .* --base yolov8n\.yaml --epochs 400 .*--imgsz 480/);
@@ -68,7 +87,14 @@ describe('model card module', () => {
       imgsz: 160,
       dir: shippedDir,
       onnx: join(shippedDir, 'model.onnx'),
-      trainer: { name: 'ultralytics', version: '8.3.253', script: 'cloud/training/train.py', backend: 'local', base: 'yolov8n.yaml', hyperparameters: { epochs: 1 } },
+      trainer: {
+        name: 'ultralytics',
+        version: '8.3.253',
+        script: 'cloud/training/train.py',
+        backend: 'local',
+        base: 'yolov8n.yaml',
+        hyperparameters: { epochs: 1 },
+      },
       dataset: datasetFacts(yaml),
       test: { map50: 0.5, map50_95: 0.25, evaluator: 'loupe eval', split: 'test', images: 1, instances: 2 },
       val: null,

@@ -56,7 +56,9 @@ describe('loupe train refuses bad input clearly', () => {
   it('an unknown base model, by name or by path', async () => {
     let r = await train(['--data', renamed, '--base', 'yolov9q.yaml', '--out', join(tmp, 'o1')]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('loupe: yolov9q.yaml: unknown base model (expected yolov8[n|s|m|l|x].yaml, a model YAML file or a local .pt)');
+    expect(r.stderr).toContain(
+      'loupe: yolov9q.yaml: unknown base model (expected yolov8[n|s|m|l|x].yaml, a model YAML file or a local .pt)',
+    );
     r = await train(['--data', renamed, '--base', join(tmp, 'missing.pt'), '--out', join(tmp, 'o2')]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`loupe: ${join(tmp, 'missing.pt')}: base checkpoint not found (loupe never downloads weights`);
@@ -68,7 +70,10 @@ describe('loupe train refuses bad input clearly', () => {
 
   it('train.py itself refuses an unknown base (the SageMaker container has no TypeScript in front)', async () => {
     const r = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
-      const child = spawn(venvPython(), [trainScript, '--data', renamed, '--model', 'resnet50', '--out', join(tmp, 'o4')], { env: offlinePythonEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(venvPython(), [trainScript, '--data', renamed, '--model', 'resnet50', '--out', join(tmp, 'o4')], {
+        env: offlinePythonEnv(),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stdout = '';
       child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
       child.on('close', (code) => resolve({ code, stdout }));
@@ -108,7 +113,18 @@ describe('loupe train refuses bad input clearly', () => {
   });
 
   it('the SageMaker backend without its bucket, role or image', async () => {
-    const r = await train(['--data', renamed, '--backend', 'sagemaker', '--role-arn', 'arn:aws:iam::1:role/r', '--image', 'x', '--out', join(tmp, 'o6')]);
+    const r = await train([
+      '--data',
+      renamed,
+      '--backend',
+      'sagemaker',
+      '--role-arn',
+      'arn:aws:iam::1:role/r',
+      '--image',
+      'x',
+      '--out',
+      join(tmp, 'o6'),
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('loupe: bucket: the SageMaker backend needs bucket');
     expect(existsSync(join(tmp, 'o6'))).toBe(false);

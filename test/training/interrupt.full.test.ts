@@ -36,10 +36,28 @@ function alive(pid: number): boolean {
 describe('loupe train and Ctrl-C', () => {
   it('stops cleanly after SIGINT, keeps last.pt, exits 130 and leaves no process behind', async () => {
     const out = join(tmp, 'out');
-    const child = spawn(process.execPath, [join(projectRoot, 'bin', 'loupe.js'), 'train', '--data', data, '--epochs', '40', '--imgsz', '160', '--batch', '8', '--no-eval', '--out', out], {
-      env: { ...process.env, LOUPE_NO_PROGRESS: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        join(projectRoot, 'bin', 'loupe.js'),
+        'train',
+        '--data',
+        data,
+        '--epochs',
+        '40',
+        '--imgsz',
+        '160',
+        '--batch',
+        '8',
+        '--no-eval',
+        '--out',
+        out,
+      ],
+      {
+        env: { ...process.env, LOUPE_NO_PROGRESS: '1' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stderr = '';
     let pythonPid: number | undefined;
     let sent = false;
@@ -61,7 +79,11 @@ describe('loupe train and Ctrl-C', () => {
     clearTimeout(killer);
     expect(sent, stderr.slice(-2000)).toBe(true);
     expect(code).toBe(130);
-    expect(stderr).toMatch(new RegExp(`loupe: training interrupted after \\d+ epoch\\(s\\); the last checkpoint is kept at ${join(out, 'last.pt').replace(/[.]/g, '\\.')}`));
+    expect(stderr).toMatch(
+      new RegExp(
+        `loupe: training interrupted after \\d+ epoch\\(s\\); the last checkpoint is kept at ${join(out, 'last.pt').replace(/[.]/g, '\\.')}`,
+      ),
+    );
     expect(existsSync(join(out, 'last.pt'))).toBe(true);
     expect(existsSync(join(out, 'model.onnx'))).toBe(false);
     expect(pythonPid).toBeGreaterThan(0);

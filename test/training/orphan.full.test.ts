@@ -134,7 +134,13 @@ interface Ending {
 async function killParentAt(out: string, killAt: string, parentArgs?: string[]): Promise<Ending> {
   await writeFile(join(tmp, 'reaper.py'), REAPER);
   await writeFile(join(tmp, 'parent.mjs'), PARENT);
-  const args = parentArgs ?? [join(tmp, 'parent.mjs'), join(projectRoot, 'dist', 'cloud', 'training', 'local-trainer.js'), data, out, '100'];
+  const args = parentArgs ?? [
+    join(tmp, 'parent.mjs'),
+    join(projectRoot, 'dist', 'cloud', 'training', 'local-trainer.js'),
+    data,
+    out,
+    '100',
+  ];
   const reaper = spawn(venvPython(), [join(tmp, 'reaper.py'), process.execPath, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: offlinePythonEnv(),
@@ -214,24 +220,40 @@ describe('train.py stops when the process that started it dies', () => {
     const out = join(tmp, 'out-start');
     const e = await killParentAt(out, 'start');
     expect(e.reaped.get(e.parentPid)).toBe(-9);
-    expect(e.reaped.get(e.trainerPid), `train.py exit status (130: its interrupt path; 1: a crash); reaped ${JSON.stringify([...e.reaped])}, trainer ${e.trainerPid}:\n${e.output.slice(-2000)}`).toBe(130);
-    expect(e.tree.filter((pid) => !e.reaped.has(pid)), 'processes that never ended').toEqual([]);
+    expect(
+      e.reaped.get(e.trainerPid),
+      `train.py exit status (130: its interrupt path; 1: a crash); reaped ${JSON.stringify([...e.reaped])}, trainer ${e.trainerPid}:\n${e.output.slice(-2000)}`,
+    ).toBe(130);
+    expect(
+      e.tree.filter((pid) => !e.reaped.has(pid)),
+      'processes that never ended',
+    ).toEqual([]);
     expect(trainersOf(out)).toEqual([]);
     expect(e.trainerSeconds).toBeLessThan(10);
     expect(existsSync(join(out, 'model.onnx'))).toBe(false);
-    console.log(`orphan check (start): train.py exited 130 ${e.trainerSeconds.toFixed(2)} s after its parent was killed; all ${e.tree.length} process(es) below it gone after ${e.allSeconds.toFixed(2)} s`);
+    console.log(
+      `orphan check (start): train.py exited 130 ${e.trainerSeconds.toFixed(2)} s after its parent was killed; all ${e.tree.length} process(es) below it gone after ${e.allSeconds.toFixed(2)} s`,
+    );
   }, 240_000);
 
   it('parent SIGKILLed after the first epoch: the trainer stops through its SIGTERM path and keeps last.pt', async () => {
     const out = join(tmp, 'out-epoch');
     const e = await killParentAt(out, 'epoch 1');
-    expect(e.reaped.get(e.trainerPid), `train.py exit status (130: its interrupt path; 1: a crash); reaped ${JSON.stringify([...e.reaped])}, trainer ${e.trainerPid}:\n${e.output.slice(-2000)}`).toBe(130);
-    expect(e.tree.filter((pid) => !e.reaped.has(pid)), 'processes that never ended').toEqual([]);
+    expect(
+      e.reaped.get(e.trainerPid),
+      `train.py exit status (130: its interrupt path; 1: a crash); reaped ${JSON.stringify([...e.reaped])}, trainer ${e.trainerPid}:\n${e.output.slice(-2000)}`,
+    ).toBe(130);
+    expect(
+      e.tree.filter((pid) => !e.reaped.has(pid)),
+      'processes that never ended',
+    ).toEqual([]);
     expect(trainersOf(out)).toEqual([]);
     expect(e.trainerSeconds).toBeLessThan(10);
     expect(existsSync(join(out, 'last.pt'))).toBe(true);
     expect(existsSync(join(out, 'model.onnx'))).toBe(false);
-    console.log(`orphan check (epoch 1): train.py exited 130 ${e.trainerSeconds.toFixed(2)} s after its parent was killed, last.pt kept; all ${e.tree.length} process(es) below it gone after ${e.allSeconds.toFixed(2)} s`);
+    console.log(
+      `orphan check (epoch 1): train.py exited 130 ${e.trainerSeconds.toFixed(2)} s after its parent was killed, last.pt kept; all ${e.tree.length} process(es) below it gone after ${e.allSeconds.toFixed(2)} s`,
+    );
   }, 240_000);
 
   it('without prctl, the thread that polls the parent stops the trainer the same way', async () => {
@@ -240,14 +262,39 @@ describe('train.py stops when the process that started it dies', () => {
     await mkdir(site, { recursive: true });
     await writeFile(join(site, 'sitecustomize.py'), NO_PRCTL);
     await writeFile(join(tmp, 'polling-parent.mjs'), POLLING_PARENT);
-    const args = [join(tmp, 'polling-parent.mjs'), venvPython(), trainScript, site, '--data', data, '--epochs', '100', '--imgsz', '160', '--batch', '8', '--device', 'cpu', '--out', out];
+    const args = [
+      join(tmp, 'polling-parent.mjs'),
+      venvPython(),
+      trainScript,
+      site,
+      '--data',
+      data,
+      '--epochs',
+      '100',
+      '--imgsz',
+      '160',
+      '--batch',
+      '8',
+      '--device',
+      'cpu',
+      '--out',
+      out,
+    ];
     const e = await killParentAt(out, 'epoch 1', args);
     expect(e.output).toMatch(/prctl unavailable \(no prctl in this test\); polling the parent instead/);
-    expect(e.reaped.get(e.trainerPid), `train.py exit status (130: its interrupt path); reaped ${JSON.stringify([...e.reaped])}, trainer ${e.trainerPid}:\n${e.output.slice(-2000)}`).toBe(130);
-    expect(e.tree.filter((pid) => !e.reaped.has(pid)), 'processes that never ended').toEqual([]);
+    expect(
+      e.reaped.get(e.trainerPid),
+      `train.py exit status (130: its interrupt path); reaped ${JSON.stringify([...e.reaped])}, trainer ${e.trainerPid}:\n${e.output.slice(-2000)}`,
+    ).toBe(130);
+    expect(
+      e.tree.filter((pid) => !e.reaped.has(pid)),
+      'processes that never ended',
+    ).toEqual([]);
     expect(e.trainerSeconds).toBeLessThan(10);
     expect(existsSync(join(out, 'last.pt'))).toBe(true);
-    console.log(`orphan check (polling fallback): train.py exited 130 ${e.trainerSeconds.toFixed(2)} s after its parent was killed, last.pt kept`);
+    console.log(
+      `orphan check (polling fallback): train.py exited 130 ${e.trainerSeconds.toFixed(2)} s after its parent was killed, last.pt kept`,
+    );
   }, 240_000);
 
   it('refuses to start when the parent it was told about is already gone (the race prctl cannot see)', async () => {

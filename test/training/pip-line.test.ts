@@ -11,7 +11,9 @@ import { projectRoot } from '../../lib/paths.js';
  */
 describe('parsePipLine', () => {
   it('reads a real pip --progress-bar raw transcript', () => {
-    const lines = readFileSync(join(projectRoot, 'test', 'fixtures', 'pip', 'install-raw.txt'), 'utf8').split('\n').filter(Boolean);
+    const lines = readFileSync(join(projectRoot, 'test', 'fixtures', 'pip', 'install-raw.txt'), 'utf8')
+      .split('\n')
+      .filter(Boolean);
     const parsed = lines.map(parsePipLine);
     expect(parsed.filter((p) => p.kind !== 'text')).toEqual([
       { kind: 'collecting', what: 'setuptools==75.6.0' },
@@ -35,7 +37,9 @@ describe('parsePipLine', () => {
   });
 
   it('reads download lines that name a URL, with and without a size, and every size unit', () => {
-    expect(parsePipLine('  Downloading https://files.pythonhosted.org/packages/ab/cd/torch-2.5.1-cp311-cp311-manylinux1_x86_64.whl (906.4 MB)')).toEqual({ kind: 'download', file: 'torch-2.5.1-cp311-cp311-manylinux1_x86_64.whl', bytes: 906_400_000 });
+    expect(
+      parsePipLine('  Downloading https://files.pythonhosted.org/packages/ab/cd/torch-2.5.1-cp311-cp311-manylinux1_x86_64.whl (906.4 MB)'),
+    ).toEqual({ kind: 'download', file: 'torch-2.5.1-cp311-cp311-manylinux1_x86_64.whl', bytes: 906_400_000 });
     expect(parsePipLine('Downloading numpy-2.1.0.tar.gz')).toEqual({ kind: 'download', file: 'numpy-2.1.0.tar.gz', bytes: null });
     expect(parsePipLine('Downloading a.whl (12 KB)')).toMatchObject({ bytes: 12_000 });
     expect(parsePipLine('Downloading a.whl (2.5 GB)')).toMatchObject({ bytes: 2_500_000_000 });

@@ -97,17 +97,31 @@ async function runContainer(input: CreateTrainingJobCommandInput): Promise<Simul
   });
   if (code !== 0) {
     const failure = join(root, 'output', 'failure');
-    return { status: 'Failed', secondary: ['Starting', 'Downloading', 'Training', 'Failed'], failureReason: existsSync(failure) ? await readFile(failure, 'utf8') : `AlgorithmError: exit ${code}`, log };
+    return {
+      status: 'Failed',
+      secondary: ['Starting', 'Downloading', 'Training', 'Failed'],
+      failureReason: existsSync(failure) ? await readFile(failure, 'utf8') : `AlgorithmError: exit ${code}`,
+      log,
+    };
   }
   const tarball = join(root, 'model.tar.gz');
   await tarCreate({ gzip: true, file: tarball, cwd: join(root, 'model') }, await readdir(join(root, 'model')));
   const key = `${/^s3:\/\/[^/]+\/(.*)$/.exec(input.OutputDataConfig!.S3OutputPath!)![1]}/${input.TrainingJobName}/output/model.tar.gz`;
   await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: readFileSync(tarball) }));
   const finalMetrics = (input.AlgorithmSpecification?.MetricDefinitions ?? []).flatMap((d) => {
-    const values = log.split('\n').map((l) => new RegExp(d.Regex!).exec(l)?.[1]).filter((v): v is string => v !== undefined);
+    const values = log
+      .split('\n')
+      .map((l) => new RegExp(d.Regex!).exec(l)?.[1])
+      .filter((v): v is string => v !== undefined);
     return values.length ? [{ MetricName: d.Name!, Value: Number(values.at(-1)), Timestamp: new Date() }] : [];
   });
-  return { status: 'Completed', secondary: ['Starting', 'Downloading', 'Training', 'Uploading', 'Completed'], artifacts: `s3://${BUCKET}/${key}`, finalMetrics, log };
+  return {
+    status: 'Completed',
+    secondary: ['Starting', 'Downloading', 'Training', 'Uploading', 'Completed'],
+    artifacts: `s3://${BUCKET}/${key}`,
+    finalMetrics,
+    log,
+  };
 }
 
 /** DescribeTrainingJob answers walking through the job's secondary statuses, then its end state. */
@@ -130,7 +144,15 @@ function describeSequence(job: SimulatedJob): () => DescribeTrainingJobCommandOu
   };
 }
 
-const config = (jobName: string): SageMakerTrainConfig => ({ bucket: BUCKET, roleArn: ROLE, image: IMAGE, jobName, pollSeconds: 0.05, instanceType: 'ml.g5.xlarge', maxRuntimeSeconds: 7200 });
+const config = (jobName: string): SageMakerTrainConfig => ({
+  bucket: BUCKET,
+  roleArn: ROLE,
+  image: IMAGE,
+  jobName,
+  pollSeconds: 0.05,
+  instanceType: 'ml.g5.xlarge',
+  maxRuntimeSeconds: 7200,
+});
 
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'lt-sm-'));
@@ -179,15 +201,36 @@ describe('SageMaker training backend', () => {
         MetricDefinitions: EXPECTED_METRIC_DEFINITIONS,
       },
       RoleArn: ROLE,
-      HyperParameters: { data_yaml: 'data.yaml', model: 'model.pt', epochs: '1', imgsz: '160', batch: '8', patience: '50', seed: '0', workers: '0' },
+      HyperParameters: {
+        data_yaml: 'data.yaml',
+        model: 'model.pt',
+        epochs: '1',
+        imgsz: '160',
+        batch: '8',
+        patience: '50',
+        seed: '0',
+        workers: '0',
+      },
       InputDataConfig: [
         {
           ChannelName: 'dataset',
-          DataSource: { S3DataSource: { S3DataType: 'S3Prefix', S3Uri: `s3://${BUCKET}/loupe/training/loupe-test-job-1/input/dataset/`, S3DataDistributionType: 'FullyReplicated' } },
+          DataSource: {
+            S3DataSource: {
+              S3DataType: 'S3Prefix',
+              S3Uri: `s3://${BUCKET}/loupe/training/loupe-test-job-1/input/dataset/`,
+              S3DataDistributionType: 'FullyReplicated',
+            },
+          },
         },
         {
           ChannelName: 'base',
-          DataSource: { S3DataSource: { S3DataType: 'S3Prefix', S3Uri: `s3://${BUCKET}/loupe/training/loupe-test-job-1/input/base/`, S3DataDistributionType: 'FullyReplicated' } },
+          DataSource: {
+            S3DataSource: {
+              S3DataType: 'S3Prefix',
+              S3Uri: `s3://${BUCKET}/loupe/training/loupe-test-job-1/input/base/`,
+              S3DataDistributionType: 'FullyReplicated',
+            },
+          },
         },
       ],
       OutputDataConfig: { S3OutputPath: `s3://${BUCKET}/loupe/training/loupe-test-job-1/output` },
@@ -209,7 +252,13 @@ describe('SageMaker training backend', () => {
     expect(input).toContain('loupe/training/loupe-test-job-1/input/base/model.pt');
     expect(keys).toContain('loupe/training/loupe-test-job-1/output/loupe-test-job-1/output/model.tar.gz');
     const yamlObj = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'loupe/training/loupe-test-job-1/input/dataset/data.yaml' }));
-    expect(parseYaml(await yamlObj.Body!.transformToString())).toEqual({ path: '.', train: 'images/train', val: 'images/val', test: 'images/test', names: { 0: 'scratch' } });
+    expect(parseYaml(await yamlObj.Body!.transformToString())).toEqual({
+      path: '.',
+      train: 'images/train',
+      val: 'images/val',
+      test: 'images/test',
+      names: { 0: 'scratch' },
+    });
     const ptObj = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'loupe/training/loupe-test-job-1/input/base/model.pt' }));
     expect(Buffer.from(await ptObj.Body!.transformToByteArray()).equals(readFileSync(checkpointOf('metal-tags')))).toBe(true);
 
@@ -239,9 +288,12 @@ describe('SageMaker training backend', () => {
     });
     let describe: (() => DescribeTrainingJobCommandOutput) | undefined;
     sm.on(DescribeTrainingJobCommand).callsFake(() => (describe ??= describeSequence(job!))());
-    const err = (await trainSageMaker({ data, base: checkpointOf('metal-tags'), epochs: 1, imgsz: 160, batch: 8, patience: 50, seed: 0 }, join(tmp, 'out2'), config('loupe-test-job-2'), { s3, sagemaker }).catch(
-      (e: unknown) => e,
-    )) as LoupeError;
+    const err = (await trainSageMaker(
+      { data, base: checkpointOf('metal-tags'), epochs: 1, imgsz: 160, batch: 8, patience: 50, seed: 0 },
+      join(tmp, 'out2'),
+      config('loupe-test-job-2'),
+      { s3, sagemaker },
+    ).catch((e: unknown) => e)) as LoupeError;
     expect(isLoupeError(err)).toBe(true);
     expect(err.code).toBe('CLASS_MISMATCH');
     expect(err.message).toContain("the checkpoint's classes ['scratch'] differ from the data set's ['dent']");
@@ -252,9 +304,12 @@ describe('SageMaker training backend', () => {
   it('refuses a data set without labels before uploading anything or creating a job', async () => {
     const data = await metalTagsSubset(join(tmp, 'data-unlabelled'), { limit: { train: 4, val: 2, test: 0 }, dropBoxes: true });
     const before = await listKeys('loupe/training/loupe-test-job-3/');
-    const err = (await trainSageMaker({ data, base: 'yolov8n.yaml', epochs: 1, imgsz: 160, batch: 8, patience: 50, seed: 0 }, join(tmp, 'out3'), config('loupe-test-job-3'), { s3, sagemaker }).catch(
-      (e: unknown) => e,
-    )) as LoupeError;
+    const err = (await trainSageMaker(
+      { data, base: 'yolov8n.yaml', epochs: 1, imgsz: 160, batch: 8, patience: 50, seed: 0 },
+      join(tmp, 'out3'),
+      config('loupe-test-job-3'),
+      { s3, sagemaker },
+    ).catch((e: unknown) => e)) as LoupeError;
     expect(err.code).toBe('DATA_NO_LABELS');
     expect(err.message).toBe(`${data}: the train split has 4 images but no labelled boxes`);
     expect(before).toEqual([]);
@@ -274,23 +329,41 @@ describe('SageMaker training backend', () => {
     let polls = 0;
     sm.on(DescribeTrainingJobCommand).callsFake(() => {
       if (++polls === 2) controller.abort(); // the user presses Ctrl-C while the job trains
-      return { TrainingJobStatus: stopped ? (polls > 4 ? 'Stopped' : 'Stopping') : 'InProgress', SecondaryStatus: stopped ? 'Stopping' : 'Training' };
+      return {
+        TrainingJobStatus: stopped ? (polls > 4 ? 'Stopped' : 'Stopping') : 'InProgress',
+        SecondaryStatus: stopped ? 'Stopping' : 'Training',
+      };
     });
-    const err = (await trainSageMaker({ data, base: 'yolov8n.yaml', epochs: 5, imgsz: 160, batch: 8, patience: 50, seed: 0 }, join(tmp, 'out4'), config('loupe-test-job-4'), { s3, sagemaker }, { signal: controller.signal }).catch(
-      (e: unknown) => e,
-    )) as LoupeError;
+    const err = (await trainSageMaker(
+      { data, base: 'yolov8n.yaml', epochs: 5, imgsz: 160, batch: 8, patience: 50, seed: 0 },
+      join(tmp, 'out4'),
+      config('loupe-test-job-4'),
+      { s3, sagemaker },
+      { signal: controller.signal },
+    ).catch((e: unknown) => e)) as LoupeError;
     expect(err.code).toBe('TRAIN_INTERRUPTED');
     expect(err.exitCode).toBe(130);
     expect(sm.commandCalls(StopTrainingJobCommand).map((c) => c.args[0].input)).toEqual([{ TrainingJobName: 'loupe-test-job-4' }]);
-    expect(sm.commandCalls(CreateTrainingJobCommand)[0]!.args[0].input.HyperParameters).toEqual({ data_yaml: 'data.yaml', model: 'yolov8n.yaml', epochs: '5', imgsz: '160', batch: '8', patience: '50', seed: '0' });
+    expect(sm.commandCalls(CreateTrainingJobCommand)[0]!.args[0].input.HyperParameters).toEqual({
+      data_yaml: 'data.yaml',
+      model: 'yolov8n.yaml',
+      epochs: '5',
+      imgsz: '160',
+      batch: '8',
+      patience: '50',
+      seed: '0',
+    });
     expect(sm.commandCalls(CreateTrainingJobCommand)[0]!.args[0].input.InputDataConfig).toHaveLength(1); // no base channel for a cold start
   });
 
   it('names missing configuration, and makes valid job names', async () => {
     const data = await metalTagsSubset(join(tmp, 'data-cfg'), { limit: { train: 2, val: 1, test: 0 } });
-    const err = (await trainSageMaker({ data, base: 'yolov8n.yaml', epochs: 1, imgsz: 160, batch: 8, patience: 50, seed: 0 }, join(tmp, 'out5'), { ...config('j'), roleArn: '' }, { s3, sagemaker }).catch(
-      (e: unknown) => e,
-    )) as LoupeError;
+    const err = (await trainSageMaker(
+      { data, base: 'yolov8n.yaml', epochs: 1, imgsz: 160, batch: 8, patience: 50, seed: 0 },
+      join(tmp, 'out5'),
+      { ...config('j'), roleArn: '' },
+      { s3, sagemaker },
+    ).catch((e: unknown) => e)) as LoupeError;
     expect(err.message).toBe('roleArn: the SageMaker backend needs roleArn');
     const name = jobNameFor(new Date('2026-01-02T03:04:05Z'));
     expect(name).toMatch(/^loupe-train-20260102-030405-[a-z0-9]{1,4}$/);

@@ -37,7 +37,10 @@ beforeAll(async () => {
   data = await metalTagsSubset(join(tmp, 'data'), { limit: { train: 24, val: 8 } });
   out = join(tmp, 'out');
   const t0 = Date.now();
-  run = await runCli(['train', '--data', data, '--epochs', '2', '--imgsz', '160', '--batch', '8', '--out', out, '--json'], { env: OFFLINE_ENV, timeoutMs: 900_000 });
+  run = await runCli(['train', '--data', data, '--epochs', '2', '--imgsz', '160', '--batch', '8', '--out', out, '--json'], {
+    env: OFFLINE_ENV,
+    timeoutMs: 900_000,
+  });
   logs = run.stderr
     .split('\n')
     .filter((l) => l.startsWith('{'))
@@ -45,7 +48,11 @@ beforeAll(async () => {
   await mkdir(join(projectRoot, 'test-artifacts', 'training'), { recursive: true });
   await writeFile(
     join(projectRoot, 'test-artifacts', 'training', 'short-run.json'),
-    JSON.stringify({ wallSeconds: (Date.now() - t0) / 1000, exit: run.code, summary: run.stdout.trim() ? JSON.parse(run.stdout) : null }, null, 2),
+    JSON.stringify(
+      { wallSeconds: (Date.now() - t0) / 1000, exit: run.code, summary: run.stdout.trim() ? JSON.parse(run.stdout) : null },
+      null,
+      2,
+    ),
   );
 }, 900_000);
 
@@ -69,14 +76,16 @@ describe('loupe train: a real short training, data set → ONNX → loupe eval �
   it('made no network attempt (the audit hook would have reported one) and showed progress', () => {
     expect(run.stdout + run.stderr).not.toContain('network_attempt');
     expect(logs.some((l) => /network connection/.test(l.msg))).toBe(false);
-    const started = logs.find((l) => l.msg === 'training started') as { hyp: Record<string, unknown>; counts: Record<string, { images: number }> } | undefined;
+    const started = logs.find((l) => l.msg === 'training started') as
+      { hyp: Record<string, unknown>; counts: Record<string, { images: number }> } | undefined;
     expect(started?.hyp).toEqual({ warm_start: false, optimizer: 'auto', warmup_epochs: 3, close_mosaic: 10 });
     expect(started?.counts.train.images).toBe(24);
     // the overall bar's log lines (one per epoch, then its summary) and one validated line per epoch
     expect(logs.filter((l) => l.progress === 'train').map((l) => l.msg)).toEqual(['train 1/2', 'train 2/2', 'train 2/2 done']);
     const epochs = logs.filter((l) => /^epoch \d+\/\d+ validated$/.test(String(l.msg)));
     expect(epochs.map((l) => l.msg)).toEqual(['epoch 1/2 validated', 'epoch 2/2 validated']);
-    for (const e of epochs) for (const k of ['box_loss', 'cls_loss', 'dfl_loss', 'P', 'R', 'mAP50', 'mAP50-95']) expect(typeof e[k], k).toBe('number');
+    for (const e of epochs)
+      for (const k of ['box_loss', 'cls_loss', 'dfl_loss', 'P', 'R', 'mAP50', 'mAP50-95']) expect(typeof e[k], k).toBe('number');
   });
 
   it('exports a standard ultralytics ONNX (metadata intact) and results.csv per epoch', async () => {
@@ -101,7 +110,9 @@ describe('loupe train: a real short training, data set → ONNX → loupe eval �
     expect(s.test).toMatchObject({ evaluator: 'loupe eval', split: 'test', images: 35, instances: 73 });
     expect(s.val.map50).toBeGreaterThanOrEqual(0);
     // the same numbers `loupe eval` prints for that model and data set
-    const ev = await runCli(['eval', '--model', join(out, 'model.onnx'), '--data', data, '--split', 'test', '--json'], { timeoutMs: 300_000 });
+    const ev = await runCli(['eval', '--model', join(out, 'model.onnx'), '--data', data, '--split', 'test', '--json'], {
+      timeoutMs: 300_000,
+    });
     expect(ev.code, ev.stderr).toBe(0);
     const e = JSON.parse(ev.stdout);
     expect(s.test.map50).toBeCloseTo(e.map50, 10);
@@ -110,14 +121,28 @@ describe('loupe train: a real short training, data set → ONNX → loupe eval �
     const card = await readModelCard(join(out, 'card.json'));
     expect(card.classes).toEqual(['scratch']);
     expect(card.imgsz).toBe(160);
-    expect(card.trainer).toMatchObject({ name: 'ultralytics', version: '8.3.253', backend: 'local', device: 'cpu', base: 'yolov8n.yaml', epochsRun: 2, script: 'cloud/training/train.py' });
+    expect(card.trainer).toMatchObject({
+      name: 'ultralytics',
+      version: '8.3.253',
+      backend: 'local',
+      device: 'cpu',
+      base: 'yolov8n.yaml',
+      epochsRun: 2,
+      script: 'cloud/training/train.py',
+    });
     expect(card.metrics.test).toEqual(s.test);
     expect(card.metrics.val?.map50).toBe(s.val.map50);
-    expect(card.dataset.counts).toEqual({ train: { images: 24, boxes: expect.any(Number) }, val: { images: 8, boxes: expect.any(Number) }, test: { images: 35, boxes: 73 } });
+    expect(card.dataset.counts).toEqual({
+      train: { images: 24, boxes: expect.any(Number) },
+      val: { images: 8, boxes: expect.any(Number) },
+      test: { images: 35, boxes: 73 },
+    });
     expect(card.dataset.testImages).toHaveLength(35);
     expect(card.dataset.versionId).toMatch(/^[0-9a-f]{64}$/);
     expect(card.files.onnx.file).toBe('model.onnx');
-    expect(card.command).toBe(`loupe train --data ${data} --base yolov8n.yaml --epochs 2 --imgsz 160 --batch 8 --patience 50 --seed 0 --out ${out}`);
+    expect(card.command).toBe(
+      `loupe train --data ${data} --base yolov8n.yaml --epochs 2 --imgsz 160 --batch 8 --patience 50 --seed 0 --out ${out}`,
+    );
   });
 });
 

@@ -25,16 +25,40 @@ let seconds = 0;
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'lt-warm-'));
   data = await yoloDataset('metal-tags');
-  const ev = await runCli(['eval', '--model', await fixtureModel('metal-tags'), '--data', data, '--split', 'test', '--json'], { timeoutMs: 300_000 });
+  const ev = await runCli(['eval', '--model', await fixtureModel('metal-tags'), '--data', data, '--split', 'test', '--json'], {
+    timeoutMs: 300_000,
+  });
   if (ev.code !== 0) throw new Error(`loupe eval of the shipped model failed:\n${ev.stderr.slice(-2000)}`);
   shipped = JSON.parse(ev.stdout);
   const t0 = Date.now();
-  run = await runCli(['train', '--data', data, '--base', checkpointOf('metal-tags'), '--epochs', '2', '--imgsz', '480', '--batch', '16', '--out', join(tmp, 'out'), '--json'], { timeoutMs: 1_500_000 });
+  run = await runCli(
+    [
+      'train',
+      '--data',
+      data,
+      '--base',
+      checkpointOf('metal-tags'),
+      '--epochs',
+      '2',
+      '--imgsz',
+      '480',
+      '--batch',
+      '16',
+      '--out',
+      join(tmp, 'out'),
+      '--json',
+    ],
+    { timeoutMs: 1_500_000 },
+  );
   seconds = (Date.now() - t0) / 1000;
   await mkdir(join(projectRoot, 'test-artifacts', 'training'), { recursive: true });
   await writeFile(
     join(projectRoot, 'test-artifacts', 'training', 'warm-start.json'),
-    JSON.stringify({ wallSeconds: seconds, shipped, exit: run.code, summary: run.code === 0 ? JSON.parse(run.stdout) : run.stderr.slice(-3000) }, null, 2),
+    JSON.stringify(
+      { wallSeconds: seconds, shipped, exit: run.code, summary: run.code === 0 ? JSON.parse(run.stdout) : run.stderr.slice(-3000) },
+      null,
+      2,
+    ),
   );
 }, 1_800_000);
 
@@ -47,7 +71,13 @@ describe('warm start from the shipped checkpoint', () => {
     if (run.code !== 0) throw new Error(`loupe train exited ${run.code}:\n${run.stderr.slice(-3000)}`);
     const s = JSON.parse(run.stdout);
     const card = await readModelCard(s.files.card);
-    expect(card.trainer.hyperparameters).toMatchObject({ warm_start: true, optimizer: 'AdamW', lr0: 0.0002, warmup_epochs: 0, close_mosaic: 2 });
+    expect(card.trainer.hyperparameters).toMatchObject({
+      warm_start: true,
+      optimizer: 'AdamW',
+      lr0: 0.0002,
+      warmup_epochs: 0,
+      close_mosaic: 2,
+    });
     expect(card.trainer.base).toBe(checkpointOf('metal-tags'));
     expect(card.dataset.testImages).toHaveLength(35);
     expect(s.test.images).toBe(35);

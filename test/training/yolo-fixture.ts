@@ -26,7 +26,9 @@ export async function metalTagsSubset(dir: string, opts: SubsetOptions = {}): Pr
   for (const split of ['train', 'val', 'test'] as const) {
     await mkdir(join(dir, 'images', split), { recursive: true });
     await mkdir(join(dir, 'labels', split), { recursive: true });
-    const items = [...(src.splits[split] ?? [])].sort((a, b) => (a.imagePath < b.imagePath ? -1 : 1)).slice(0, opts.limit?.[split] ?? Infinity);
+    const items = [...(src.splits[split] ?? [])]
+      .sort((a, b) => (a.imagePath < b.imagePath ? -1 : 1))
+      .slice(0, opts.limit?.[split] ?? Infinity);
     for (const item of items) {
       const file = basename(item.imagePath);
       await copyFile(item.imagePath, join(dir, 'images', split, file));
@@ -36,6 +38,9 @@ export async function metalTagsSubset(dir: string, opts: SubsetOptions = {}): Pr
     }
   }
   const yamlPath = join(dir, 'data.yaml');
-  await writeFile(yamlPath, toYaml({ path: dir, train: 'images/train', val: 'images/val', test: 'images/test', names: opts.names ?? src.names }));
+  await writeFile(
+    yamlPath,
+    toYaml({ path: dir, train: 'images/train', val: 'images/val', test: 'images/test', names: opts.names ?? src.names }),
+  );
   return yamlPath;
 }

@@ -31,7 +31,22 @@ beforeAll(async () => {
   for (const f of readdirSync(bad).sort().slice(0, 4)) await copyFile(join(bad, f), join(images, f));
   // A 4-frame video of those photos (MJPEG in AVI: every frame an intra frame, near-lossless).
   video = join(dir, 'tags.avi');
-  const ff = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-framerate', '2', '-pattern_type', 'glob', '-i', join(images, '*.jpg'), '-c:v', 'mjpeg', '-q:v', '2', video]);
+  const ff = spawnSync('ffmpeg', [
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-framerate',
+    '2',
+    '-pattern_type',
+    'glob',
+    '-i',
+    join(images, '*.jpg'),
+    '-c:v',
+    'mjpeg',
+    '-q:v',
+    '2',
+    video,
+  ]);
   expect(ff.status, ff.stderr?.toString()).toBe(0);
   server = createServer((req, res) => {
     res.writeHead(200, { 'content-type': 'video/x-msvideo', 'content-length': statSync(video).size });
@@ -57,9 +72,14 @@ interface Line {
 describe('loupe detect --save', () => {
   it('writes annotated images with boxes where the detections are, YOLO txt that matches them, and a speed line', async () => {
     const out = join(dir, 'out');
-    const r = await runCli(['detect', images, '--model', model, '--save', out, '--save-txt', '--save-conf', '--json'], { timeoutMs: 120_000 });
+    const r = await runCli(['detect', images, '--model', model, '--save', out, '--save-txt', '--save-conf', '--json'], {
+      timeoutMs: 120_000,
+    });
     expect(r.code, r.stderr).toBe(0);
-    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Line);
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Line);
     expect(lines).toHaveLength(4);
     expect(r.stderr).toMatch(/"msg":"speed per image"/);
     expect(r.stderr).toMatch(/"inferenceMs":[\d.]+/);
@@ -84,7 +104,10 @@ describe('loupe detect --save', () => {
         expect(existsSync(txt)).toBe(false);
         continue;
       }
-      const rows = readFileSync(txt, 'utf8').trim().split('\n').map((t) => t.split(' ').map(Number));
+      const rows = readFileSync(txt, 'utf8')
+        .trim()
+        .split('\n')
+        .map((t) => t.split(' ').map(Number));
       expect(rows).toHaveLength(l.detections.length);
       rows.forEach(([cls, cx, cy, w, h, conf], k) => {
         const d = l.detections[k]!;
@@ -99,7 +122,9 @@ describe('loupe detect --save', () => {
     // Kept for people: the first annotated picture.
     await mkdir(art, { recursive: true });
     const first = lines.find((l) => l.detections.length)!;
-    await sharp(join(out, first.image.split('/').pop()!)).png().toFile(join(art, 'detect-annotated.png'));
+    await sharp(join(out, first.image.split('/').pop()!))
+      .png()
+      .toFile(join(art, 'detect-annotated.png'));
   });
 
   it('--save-txt writes what ultralytics save_txt writes for the same model and images', async () => {
@@ -115,7 +140,9 @@ describe('loupe detect --save', () => {
     const names = readdirSync(theirLabels).sort();
     expect(readdirSync(join(ours, 'labels')).sort()).toEqual(names);
     for (const n of names) {
-      const a = readFileSync(join(ours, 'labels', n), 'utf8').trim().split('\n');
+      const a = readFileSync(join(ours, 'labels', n), 'utf8')
+        .trim()
+        .split('\n');
       const b = readFileSync(join(theirLabels, n), 'utf8').trim().split('\n');
       expect(a.length, n).toBe(b.length);
       a.forEach((line, k) => {
@@ -136,17 +163,26 @@ describe('loupe detect --save', () => {
     const out = join(dir, 'vid');
     const r = await runCli(['detect', video, '--model', model, '--save', out, '--json'], { timeoutMs: 120_000 });
     expect(r.code, r.stderr).toBe(0);
-    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Line);
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Line);
     expect(lines.map((l) => l.frame)).toEqual([0, 1, 2, 3]);
     expect(lines.every((l) => l.image === video && l.width === 450 && l.height === 300)).toBe(true);
     expect(readdirSync(out).sort()).toEqual(['tags_0.jpg', 'tags_1.jpg', 'tags_2.jpg', 'tags_3.jpg']);
     // Frames decode near-losslessly: the same scratches are found as on the photos.
-    const photos = (await runCli(['detect', images, '--model', model, '--json'])).stdout.trim().split('\n').map((l) => JSON.parse(l) as Line);
+    const photos = (await runCli(['detect', images, '--model', model, '--json'])).stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Line);
     lines.forEach((l, k) => expect(Math.abs(l.detections.length - photos[k]!.detections.length)).toBeLessThanOrEqual(1));
 
     const s = await runCli(['detect', url, '--model', model, '--vid-stride', '2', '--max-frames', '1', '--json'], { timeoutMs: 120_000 });
     expect(s.code, s.stderr).toBe(0);
-    const sl = s.stdout.trim().split('\n').map((l) => JSON.parse(l) as Line);
+    const sl = s.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Line);
     expect(sl.map((l) => [l.image, l.frame])).toEqual([[url, 0]]);
   });
 
@@ -155,7 +191,7 @@ describe('loupe detect --save', () => {
     expect(a.code).toBe(1);
     expect(a.stderr).toContain('--save-txt: needs --save DIR');
     const broken = join(dir, 'broken.mp4');
-    await writeFile(broken, "not a video\n");
+    await writeFile(broken, 'not a video\n');
     const b = await runCli(['detect', broken, '--model', model]);
     expect(b.code).toBe(1);
     expect(b.stderr).toContain(broken);

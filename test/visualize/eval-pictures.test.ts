@@ -37,7 +37,14 @@ describe('loupe eval --out pictures', () => {
     expect(r.code, r.stderr).toBe(0);
     const m = JSON.parse(r.stdout) as { images: number };
     expect(m.images).toBe(35);
-    for (const f of ['PR_curve.png', 'F1_curve.png', 'P_curve.png', 'R_curve.png', 'confusion_matrix.png', 'confusion_matrix_normalized.png']) {
+    for (const f of [
+      'PR_curve.png',
+      'F1_curve.png',
+      'P_curve.png',
+      'R_curve.png',
+      'confusion_matrix.png',
+      'confusion_matrix_normalized.png',
+    ]) {
       const meta = await sharp(join(out, f)).metadata();
       expect(meta.format, f).toBe('png');
       expect(meta.width! * meta.height!, f).toBeGreaterThan(400 * 300);
@@ -59,12 +66,24 @@ describe('loupe eval --out pictures', () => {
     expect(share).toBeGreaterThan(0.5);
     // normalised by column: 3 of 4 true 'a' found as 'a' shows 0.75, the missed one 0.25 in 'background'
     const { confusionSvg } = await import('../../cloud/evaluation/artifacts.js');
-    const fake = { split: 'test', confusionMatrix: { labels: ['a', 'background'], matrix: [[3, 1], [1, 0]], conf: 0.25, iou: 0.45 } } as unknown as Parameters<typeof confusionSvg>[0];
+    const fake = {
+      split: 'test',
+      confusionMatrix: {
+        labels: ['a', 'background'],
+        matrix: [
+          [3, 1],
+          [1, 0],
+        ],
+        conf: 0.25,
+        iou: 0.45,
+      },
+    } as unknown as Parameters<typeof confusionSvg>[0];
     const text = confusionSvg(fake, true);
     expect(text).toContain('>0.75<');
     expect(text).toContain('>0.25<');
     expect(text).toContain('>1.00<');
     await mkdir(art, { recursive: true });
-    for (const f of ['PR_curve.png', 'F1_curve.png', 'confusion_matrix_normalized.png', 'val_batch0_labels.jpg', 'val_batch0_pred.jpg']) await copyFile(join(out, f), join(art, f));
+    for (const f of ['PR_curve.png', 'F1_curve.png', 'confusion_matrix_normalized.png', 'val_batch0_labels.jpg', 'val_batch0_pred.jpg'])
+      await copyFile(join(out, f), join(art, f));
   }, 300_000);
 });

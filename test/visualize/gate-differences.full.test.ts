@@ -18,8 +18,20 @@ import { worseMetalTagsModel } from '../helpers/worse-model.js';
 
 type B = [number, number, number, number];
 const img = (labels: B[], ch: Array<[B, number]>, cp: Array<[B, number]>): [ImageDetail, ImageDetail] => [
-  { image: '/x.jpg', width: 100, height: 100, labels: labels.map((xyxy) => ({ cls: 0, xyxy })), predictions: ch.map(([xyxy, conf]) => ({ cls: 0, conf, xyxy })) },
-  { image: '/x.jpg', width: 100, height: 100, labels: labels.map((xyxy) => ({ cls: 0, xyxy })), predictions: cp.map(([xyxy, conf]) => ({ cls: 0, conf, xyxy })) },
+  {
+    image: '/x.jpg',
+    width: 100,
+    height: 100,
+    labels: labels.map((xyxy) => ({ cls: 0, xyxy })),
+    predictions: ch.map(([xyxy, conf]) => ({ cls: 0, conf, xyxy })),
+  },
+  {
+    image: '/x.jpg',
+    width: 100,
+    height: 100,
+    labels: labels.map((xyxy) => ({ cls: 0, xyxy })),
+    predictions: cp.map(([xyxy, conf]) => ({ cls: 0, conf, xyxy })),
+  },
 ];
 
 describe('per-image differences', () => {
@@ -29,7 +41,19 @@ describe('per-image differences', () => {
     const fpA: B = [80, 0, 95, 10];
     const fpB: B = [0, 80, 10, 95];
     // champion finds t1 and t2 and has fpB; challenger finds t1 only (t2 below conf 0.25), has fpA.
-    const [a, b] = img([t1, t2], [[t1, 0.9], [t2, 0.2], [fpA, 0.6]], [[t1, 0.8], [t2, 0.7], [fpB, 0.5]]);
+    const [a, b] = img(
+      [t1, t2],
+      [
+        [t1, 0.9],
+        [t2, 0.2],
+        [fpA, 0.6],
+      ],
+      [
+        [t1, 0.8],
+        [t2, 0.7],
+        [fpB, 0.5],
+      ],
+    );
     const [d] = imageDifferences([a], [b]);
     expect(d!.newMisses).toEqual([1]);
     expect(d!.fixedMisses).toEqual([]);
@@ -51,7 +75,7 @@ describe('gate report with image differences', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('draws the challenger\'s new misses and false positives next to the champion, and renders in Chromium', async () => {
+  it("draws the challenger's new misses and false positives next to the champion, and renders in Chromium", async () => {
     const data = await yoloDataset('metal-tags');
     const worse = await worseMetalTagsModel();
     const champion = { ref: 'metal-tags:1', onnx: join(projectRoot, 'models', 'metal-tags', 'model.onnx') };
@@ -74,7 +98,10 @@ describe('gate report with image differences', () => {
     const json = JSON.parse(await readFile(paths.json, 'utf8')) as { differences: unknown[] };
     expect(json.differences).toHaveLength(diffs.length);
 
-    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
     try {
       const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
       await page.goto(pathToFileURL(paths.html).href);

@@ -44,21 +44,42 @@ export class EdgeStack extends Stack {
       inlinePolicies: {
         device: new iam.PolicyDocument({
           statements: [
-            new iam.PolicyStatement({ sid: 'UploadImages', actions: ['s3:PutObject'], resources: [refs.uploads.arnForObjects(`${c.storage.uploadPrefix}/*`)] }),
-            new iam.PolicyStatement({ sid: 'ComponentArtefacts', actions: ['s3:GetObject'], resources: [refs.ml.arnForObjects(`${ML_PREFIX.components}/*`)] }),
+            new iam.PolicyStatement({
+              sid: 'UploadImages',
+              actions: ['s3:PutObject'],
+              resources: [refs.uploads.arnForObjects(`${c.storage.uploadPrefix}/*`)],
+            }),
+            new iam.PolicyStatement({
+              sid: 'ComponentArtefacts',
+              actions: ['s3:GetObject'],
+              resources: [refs.ml.arnForObjects(`${ML_PREFIX.components}/*`)],
+            }),
           ],
         }),
       },
     });
     nagSuppress(this.tokenExchangeRole, [
-      { id: wildcardResource(this, refs.uploads.arnForObjects(`${c.storage.uploadPrefix}/*`)), reason: 'Devices name their uploads at run time; the grant is limited to the upload prefix.' },
-      { id: wildcardResource(this, refs.ml.arnForObjects(`${ML_PREFIX.components}/*`)), reason: 'Component artefacts are published per version at run time; the grant is read-only on the component prefix.' },
+      {
+        id: wildcardResource(this, refs.uploads.arnForObjects(`${c.storage.uploadPrefix}/*`)),
+        reason: 'Devices name their uploads at run time; the grant is limited to the upload prefix.',
+      },
+      {
+        id: wildcardResource(this, refs.ml.arnForObjects(`${ML_PREFIX.components}/*`)),
+        reason: 'Component artefacts are published per version at run time; the grant is read-only on the component prefix.',
+      },
     ]);
 
-    const alias = new iot.CfnRoleAlias(this, 'RoleAlias', { roleAlias: n.roleAlias, roleArn: this.tokenExchangeRole.roleArn, credentialDurationSeconds: 3600 });
+    const alias = new iot.CfnRoleAlias(this, 'RoleAlias', {
+      roleAlias: n.roleAlias,
+      roleArn: this.tokenExchangeRole.roleArn,
+      credentialDurationSeconds: 3600,
+    });
     new iot.CfnPolicy(this, 'TesPolicy', {
       policyName: n.tesPolicy,
-      policyDocument: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 'iot:AssumeRoleWithCertificate', Resource: alias.attrRoleAliasArn }] },
+      policyDocument: {
+        Version: '2012-10-17',
+        Statement: [{ Effect: 'Allow', Action: 'iot:AssumeRoleWithCertificate', Resource: alias.attrRoleAliasArn }],
+      },
     });
 
     const thing = '${iot:Connection.Thing.ThingName}';
@@ -82,11 +103,21 @@ export class EdgeStack extends Stack {
             Action: 'iot:Subscribe',
             Resource: [arn('topicfilter', `$aws/things/${thing}/*`), arn('topicfilter', `loupe/${thing}/*`)],
           },
-          { Sid: 'OwnShadow', Effect: 'Allow', Action: ['iot:GetThingShadow', 'iot:UpdateThingShadow', 'iot:DeleteThingShadow'], Resource: arn('thing', thing) },
+          {
+            Sid: 'OwnShadow',
+            Effect: 'Allow',
+            Action: ['iot:GetThingShadow', 'iot:UpdateThingShadow', 'iot:DeleteThingShadow'],
+            Resource: arn('thing', thing),
+          },
           {
             Sid: 'GreengrassDataPlane',
             Effect: 'Allow',
-            Action: ['greengrass:GetComponentVersionArtifact', 'greengrass:ResolveComponentCandidates', 'greengrass:GetDeploymentConfiguration', 'greengrass:ListThingGroupsForCoreDevice'],
+            Action: [
+              'greengrass:GetComponentVersionArtifact',
+              'greengrass:ResolveComponentCandidates',
+              'greengrass:GetDeploymentConfiguration',
+              'greengrass:ListThingGroupsForCoreDevice',
+            ],
             Resource: [gg('components:*'), gg('deployments:*'), gg(`coreDevices:${thing}`)],
           },
         ],
@@ -96,17 +127,32 @@ export class EdgeStack extends Stack {
     const merge = componentConfiguration(c, { uploadsBucket: refs.uploads.bucketName });
     if (c.edge.components) {
       const components = Object.fromEntries(
-        Object.entries(c.edge.components).map(([name, version]) => [name, { componentVersion: version, ...(merge[name] ? { configurationUpdate: { merge: Stack.of(this).toJsonString(merge[name]) } } : {}) }]),
+        Object.entries(c.edge.components).map(([name, version]) => [
+          name,
+          {
+            componentVersion: version,
+            ...(merge[name] ? { configurationUpdate: { merge: Stack.of(this).toJsonString(merge[name]) } } : {}),
+          },
+        ]),
       );
       // The request loupe's fleet code sends for every later deployment, less the idempotency token.
-      const { clientToken: _t, targetArn, deploymentName, deploymentPolicies, iotJobConfiguration, tags } = deploymentRequest(this.thingGroupArn, `${n.jobPrefix}-initial`, undefined, rolloutOf(c));
+      const {
+        clientToken: _t,
+        targetArn,
+        deploymentName,
+        deploymentPolicies,
+        iotJobConfiguration,
+        tags,
+      } = deploymentRequest(this.thingGroupArn, `${n.jobPrefix}-initial`, undefined, rolloutOf(c));
       // CDK types RateIncreaseCriteria as `any` and passes it through as given, so the SDK's
       // camelCase key would reach the template; CloudFormation's schema wants NumberOfSucceededThings
       // (cfn-lint E3002 caught it).
       const rate = iotJobConfiguration?.jobExecutionsRolloutConfig?.exponentialRate;
       if (rate?.rateIncreaseCriteria) {
         const { numberOfNotifiedThings, numberOfSucceededThings } = rate.rateIncreaseCriteria;
-        rate.rateIncreaseCriteria = (numberOfSucceededThings !== undefined ? { NumberOfSucceededThings: numberOfSucceededThings } : { NumberOfNotifiedThings: numberOfNotifiedThings }) as unknown as typeof rate.rateIncreaseCriteria;
+        rate.rateIncreaseCriteria = (numberOfSucceededThings !== undefined
+          ? { NumberOfSucceededThings: numberOfSucceededThings }
+          : { NumberOfNotifiedThings: numberOfNotifiedThings }) as unknown as typeof rate.rateIncreaseCriteria;
       }
       const d = new greengrass.CfnDeployment(this, 'InitialDeployment', {
         targetArn: targetArn!,
@@ -119,12 +165,24 @@ export class EdgeStack extends Stack {
       d.addDependency(group);
     }
 
-    new CfnOutput(this, 'ThingGroupName', { value: this.thingGroupName, description: 'Devices join this thing group (greengrass installer --thing-group-name)' });
+    new CfnOutput(this, 'ThingGroupName', {
+      value: this.thingGroupName,
+      description: 'Devices join this thing group (greengrass installer --thing-group-name)',
+    });
     new CfnOutput(this, 'ThingGroupArn', { value: this.thingGroupArn, description: "loop.json's fleet.thingGroupArn" });
     new CfnOutput(this, 'RoleAliasName', { value: n.roleAlias, description: 'greengrass installer --tes-role-alias-name' });
-    new CfnOutput(this, 'TokenExchangeRoleName', { value: this.tokenExchangeRole.roleName, description: 'greengrass installer --tes-role-name (exists; do not let the installer create it)' });
+    new CfnOutput(this, 'TokenExchangeRoleName', {
+      value: this.tokenExchangeRole.roleName,
+      description: 'greengrass installer --tes-role-name (exists; do not let the installer create it)',
+    });
     new CfnOutput(this, 'TesPolicyName', { value: n.tesPolicy, description: "Attach to each device's certificate with the core policy" });
-    new CfnOutput(this, 'CorePolicyName', { value: n.corePolicy, description: "Attach to each device's certificate (connect, own topics, Greengrass data plane)" });
-    new CfnOutput(this, 'ComponentConfiguration', { value: Stack.of(this).toJsonString(merge), description: 'Configuration merge per edge component for the thing group deployment' });
+    new CfnOutput(this, 'CorePolicyName', {
+      value: n.corePolicy,
+      description: "Attach to each device's certificate (connect, own topics, Greengrass data plane)",
+    });
+    new CfnOutput(this, 'ComponentConfiguration', {
+      value: Stack.of(this).toJsonString(merge),
+      description: 'Configuration merge per edge component for the thing group deployment',
+    });
   }
 }

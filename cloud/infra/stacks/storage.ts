@@ -48,7 +48,9 @@ export class StorageStack extends Stack {
         {
           id: 'raw-uploads',
           prefix: `${c.storage.uploadPrefix}/`,
-          transitions: [{ storageClass: s3.StorageClass.INFREQUENT_ACCESS, transitionAfter: Duration.days(c.storage.infrequentAccessDays) }],
+          transitions: [
+            { storageClass: s3.StorageClass.INFREQUENT_ACCESS, transitionAfter: Duration.days(c.storage.infrequentAccessDays) },
+          ],
           expiration: Duration.days(c.storage.expireDays),
         },
         { id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(7) },
@@ -82,8 +84,17 @@ export class StorageStack extends Stack {
       emptyOnDelete: autoDelete,
     });
 
-    new CfnOutput(this, 'UploadsBucketName', { value: this.uploads.bucketName, description: 'Devices upload here (loupe.Uploader bucket)' });
-    new CfnOutput(this, 'MlBucketName', { value: this.ml.bucketName, description: 'Loop home, labelling, pipeline data, models, component artefacts' });
-    new CfnOutput(this, 'ImageRepositoryUri', { value: this.repository.repositoryUri, description: 'ECR repository for images pushed outside CDK' });
+    new CfnOutput(this, 'UploadsBucketName', {
+      value: this.uploads.bucketName,
+      description: 'Devices upload here (loupe.Uploader bucket)',
+    });
+    new CfnOutput(this, 'MlBucketName', {
+      value: this.ml.bucketName,
+      description: 'Loop home, labelling, pipeline data, models, component artefacts',
+    });
+    new CfnOutput(this, 'ImageRepositoryUri', {
+      value: this.repository.repositoryUri,
+      description: 'ECR repository for images pushed outside CDK',
+    });
   }
 }

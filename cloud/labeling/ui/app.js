@@ -163,7 +163,8 @@ async function loadItems() {
       li.dataset.ref = it.sourceRef;
       li.dataset.state = it.state;
       li.classList.toggle('current', state.task !== null && state.task.sourceRef === it.sourceRef);
-      const openable = state.mode === 'label' ? it.state === 'to-label' || it.state === 'labelled' : it.state === 'awaiting-verification' && !it.mine;
+      const openable =
+        state.mode === 'label' ? it.state === 'to-label' || it.state === 'labelled' : it.state === 'awaiting-verification' && !it.mine;
       li.classList.toggle('openable', openable);
       if (state.skipped[state.mode].has(it.sourceRef)) li.classList.add('skipped');
       const name = document.createElement('span');
@@ -171,7 +172,8 @@ async function loadItems() {
       name.textContent = shortName(it.sourceRef);
       const badge = document.createElement('span');
       badge.className = `badge ${it.state}`;
-      badge.textContent = state.mode === 'verify' && it.state === 'awaiting-verification' && it.mine ? 'yours: others verify' : STATE_TEXT[it.state];
+      badge.textContent =
+        state.mode === 'verify' && it.state === 'awaiting-verification' && it.mine ? 'yours: others verify' : STATE_TEXT[it.state];
       li.append(name, badge);
       li.title = `${it.sourceRef} · ${it.labels} label(s)`;
       if (openable) li.addEventListener('click', () => loadTask(it.sourceRef));
@@ -201,7 +203,8 @@ async function loadTask(ref, opts = {}) {
   const { job, task } = body;
   renderClasses(job.classes);
   $('instructions').textContent = job.instructions || '—';
-  $('job-progress').textContent = `${job.counts.consolidated}/${job.counts.items} labelled · ${job.counts.approved + job.counts.rejected}/${job.counts.items} verified`;
+  $('job-progress').textContent =
+    `${job.counts.consolidated}/${job.counts.items} labelled · ${job.counts.approved + job.counts.rejected}/${job.counts.items} verified`;
   if (!task) {
     const skipped = state.skipped[state.mode].size;
     showEmpty(
@@ -233,11 +236,14 @@ async function loadTask(ref, opts = {}) {
       origin: state.amending ? 'worker' : 'device',
     });
     $('editing-note').hidden = !state.amending;
-    $('editing-note').textContent = state.amending ? 'Your earlier labels: submitting replaces them (until the image has all its labels).' : '';
+    $('editing-note').textContent = state.amending
+      ? 'Your earlier labels: submitting replaces them (until the image has all its labels).'
+      : '';
     status(`${task.remaining} image(s) left for you · ${shortName(task.sourceRef)}`);
   } else {
     await editor.load({ url, width: task.width, height: task.height, boxes: task.annotations, classes: task.classes, readonly: true });
-    $('verify-info').textContent = `${task.annotations.length} box(es) from ${task.workers.join(', ') || 'no one'} · ${task.remaining} left`;
+    $('verify-info').textContent =
+      `${task.annotations.length} box(es) from ${task.workers.join(', ') || 'no one'} · ${task.remaining} left`;
     $('reason').value = '';
     status(shortName(task.sourceRef));
   }
@@ -251,7 +257,10 @@ async function submit() {
   if (state.mode !== 'label' || !state.task || state.busy) return;
   state.busy = true;
   try {
-    const out = await api(jobPath('annotations'), { method: 'POST', body: { sourceRef: state.task.sourceRef, boxes: editor.result(), replace: state.amending } });
+    const out = await api(jobPath('annotations'), {
+      method: 'POST',
+      body: { sourceRef: state.task.sourceRef, boxes: editor.result(), replace: state.amending },
+    });
     status(out.complete ? 'Submitted; the image has all its labels.' : state.amending ? 'Your labels were replaced.' : 'Submitted.');
     await loadTask();
   } catch (e) {
@@ -306,7 +315,10 @@ function toggleHide() {
 }
 
 document.addEventListener('keydown', (e) => {
-  const typing = e.target instanceof HTMLTextAreaElement || (e.target instanceof HTMLInputElement && e.target.type !== 'range' && e.target.type !== 'checkbox') || e.target instanceof HTMLSelectElement;
+  const typing =
+    e.target instanceof HTMLTextAreaElement ||
+    (e.target instanceof HTMLInputElement && e.target.type !== 'range' && e.target.type !== 'checkbox') ||
+    e.target instanceof HTMLSelectElement;
   if (typing) {
     if (e.target === $('reason') && e.key === 'Enter' && (e.ctrlKey || e.metaKey)) verdict('reject');
     if (e.key === 'Escape') e.target.blur();
@@ -314,8 +326,10 @@ document.addEventListener('keydown', (e) => {
   }
   const k = e.key;
   const ctrl = e.ctrlKey || e.metaKey;
-  if (ctrl && (k === 'z' || k === 'Z')) { if (e.shiftKey) editor.redo(); else editor.undo(); }
-  else if (ctrl && (k === 'y' || k === 'Y')) editor.redo();
+  if (ctrl && (k === 'z' || k === 'Z')) {
+    if (e.shiftKey) editor.redo();
+    else editor.undo();
+  } else if (ctrl && (k === 'y' || k === 'Y')) editor.redo();
   else if (ctrl) return;
   else if (/^[1-9]$/.test(k)) editor.setClass(Number(k) - 1);
   else if (k === 'Delete' || k === 'Backspace') editor.deleteSelected();

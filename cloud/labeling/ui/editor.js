@@ -277,11 +277,13 @@ export class BoxEditor {
 
   /** Boxes as Ground Truth writes them, whole-pixel rounded. */
   result() {
-    return this.boxes.filter((_, i) => this.active(i)).map((b) => {
-      const left = Math.round(b.x1);
-      const top = Math.round(b.y1);
-      return { class_id: b.cls, left, top, width: Math.max(1, Math.round(b.x2) - left), height: Math.max(1, Math.round(b.y2) - top) };
-    });
+    return this.boxes
+      .filter((_, i) => this.active(i))
+      .map((b) => {
+        const left = Math.round(b.x1);
+        const top = Math.round(b.y1);
+        return { class_id: b.cls, left, top, width: Math.max(1, Math.round(b.x2) - left), height: Math.max(1, Math.round(b.y2) - top) };
+      });
   }
 
   render() {
@@ -343,7 +345,12 @@ export class BoxEditor {
       label.textContent = text;
       g.appendChild(label);
       if (i === this.selected && !this.readonly) {
-        for (const [corner, x, y] of [['nw', b.x1, b.y1], ['ne', b.x2, b.y1], ['sw', b.x1, b.y2], ['se', b.x2, b.y2]]) {
+        for (const [corner, x, y] of [
+          ['nw', b.x1, b.y1],
+          ['ne', b.x2, b.y1],
+          ['sw', b.x1, b.y2],
+          ['se', b.x2, b.y2],
+        ]) {
           const hd = document.createElementNS(SVG, 'rect');
           hd.classList.add('handle', corner);
           hd.dataset.index = String(i);

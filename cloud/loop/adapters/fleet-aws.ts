@@ -15,7 +15,14 @@ type AwsFleetConfig = Extract<NonNullable<LoopConfig['fleet']>, { backend: 'aws'
  */
 export function awsFleet(f: AwsFleetConfig, config: LoopConfig, aws: AwsClients, s3: S3Client, store: FleetStore): FleetPort {
   const region = f.region ?? config.aws.region ?? '';
-  const fleet = new AwsGreengrassFleet({ greengrass: aws.greengrass(region), s3, bucket: f.bucket, prefix: f.prefix, thingGroupArn: f.thingGroupArn, rollout: f.rollout });
+  const fleet = new AwsGreengrassFleet({
+    greengrass: aws.greengrass(region),
+    s3,
+    bucket: f.bucket,
+    prefix: f.prefix,
+    thingGroupArn: f.thingGroupArn,
+    rollout: f.rollout,
+  });
   return {
     backend: 'aws',
     fleet,

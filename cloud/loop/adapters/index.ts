@@ -14,7 +14,17 @@ import { type AwsClients, awsStage, s3ClientFor } from '../aws/clients.js';
 import { FeatureStoreMirror } from '../aws/featurestore-mirror.js';
 import { SageMakerRegistryMirror } from '../aws/registry-mirror.js';
 import type { LoopConfig, LoopHome } from '../config.js';
-import type { FleetPort, LabelStoreMirror, LabelStorePort, LabelingPort, LoopPorts, ObjectStoragePort, RegistryMirror, RegistryPort, TrainingPort } from '../ports.js';
+import type {
+  FleetPort,
+  LabelStoreMirror,
+  LabelStorePort,
+  LabelingPort,
+  LoopPorts,
+  ObjectStoragePort,
+  RegistryMirror,
+  RegistryPort,
+  TrainingPort,
+} from '../ports.js';
 import { awsFleet } from './fleet-aws.js';
 import { localFleet } from './fleet-local.js';
 import { groundTruthLabeling } from './labeling-groundtruth.js';
@@ -71,7 +81,10 @@ const FLEET: Record<NonNullable<LoopConfig['fleet']>['backend'], Factory<FleetPo
 };
 
 /** Label store mirrors by `labelStore.backend` (sqlite: none). */
-const LABELS_MIRROR: Record<LoopConfig['labelStore']['backend'], (c: Omit<PortContext, 'labels' | 'jobs'>, store: SqliteLabelStore) => LabelStoreMirror | null> = {
+const LABELS_MIRROR: Record<
+  LoopConfig['labelStore']['backend'],
+  (c: Omit<PortContext, 'labels' | 'jobs'>, store: SqliteLabelStore) => LabelStoreMirror | null
+> = {
   sqlite: () => null,
   featurestore: (c, store) => {
     const l = c.config.labelStore;
@@ -98,14 +111,22 @@ const REGISTRY_MIRROR: Record<LoopConfig['registry']['backend'], Factory<Registr
     const r = c.config.registry;
     if (r.backend !== 'sagemaker') throw new Error('unreachable: registry table looked up by backend');
     const a = awsStage(c.config, r);
-    const remote = new SageMakerModelRegistry({ sagemaker: c.aws.sagemaker(a.region), s3: c.storage.s3, bucket: a.bucket, prefix: r.prefix, inferenceImage: r.inferenceImage, policy: c.config.policy });
+    const remote = new SageMakerModelRegistry({
+      sagemaker: c.aws.sagemaker(a.region),
+      s3: c.storage.s3,
+      bucket: a.bucket,
+      prefix: r.prefix,
+      inferenceImage: r.inferenceImage,
+      policy: c.config.policy,
+    });
     return new SageMakerRegistryMirror(c.registry, remote, c.home.registryDir);
   },
 };
 
 function groundTruthBackend(c: PortContext): GroundTruthBackend {
   const g = c.config.labeling.groundTruth;
-  if (!g) throw new LoupeError('LOOP_CONFIG', 'labeling.backend is "groundtruth" but labeling.groundTruth is missing', { input: c.home.config });
+  if (!g)
+    throw new LoupeError('LOOP_CONFIG', 'labeling.backend is "groundtruth" but labeling.groundTruth is missing', { input: c.home.config });
   const a = awsStage(c.config, g);
   return new GroundTruthBackend({
     sagemaker: c.aws.sagemaker(a.region),
@@ -142,17 +163,30 @@ export interface BuiltPorts extends LoopPorts {
 export function objectStorage(config: LoopConfig): ObjectStoragePort {
   const s3: S3Client = s3ClientFor(config.storage);
   const mappings = config.history.imagesDir ? [metalTagsMapping(config.history.imagesDir)] : [];
-  return { backend: config.storage.backend, s3, bucket: config.storage.bucket, prefix: config.storage.prefix, images: new ImageSource({ s3, mappings }) };
+  return {
+    backend: config.storage.backend,
+    s3,
+    bucket: config.storage.bucket,
+    prefix: config.storage.prefix,
+    images: new ImageSource({ s3, mappings }),
+  };
 }
 
 export function buildPorts(
-  base: Omit<PortContext, 'labels' | 'jobs' | 'fleetStore' | 'storage'> & { labelStore: SqliteLabelStore; storage: ObjectStoragePort; evaluate: EvaluateFn },
+  base: Omit<PortContext, 'labels' | 'jobs' | 'fleetStore' | 'storage'> & {
+    labelStore: SqliteLabelStore;
+    storage: ObjectStoragePort;
+    evaluate: EvaluateFn;
+  },
   overrides: PortOverrides = {},
 ): BuiltPorts {
   const { config, home } = base;
   const fleetStore = new FleetStore(home.fleetDb);
   const pre = { ...base, fleetStore };
-  const labels: LabelStorePort = { store: base.labelStore, mirror: (overrides.labelsMirror ?? LABELS_MIRROR[config.labelStore.backend])(pre, base.labelStore) };
+  const labels: LabelStorePort = {
+    store: base.labelStore,
+    mirror: (overrides.labelsMirror ?? LABELS_MIRROR[config.labelStore.backend])(pre, base.labelStore),
+  };
   const jobs = Labeling.open(base.labelStore);
   const c: PortContext = { ...pre, labels, jobs };
   const registryMirror = (overrides.registryMirror ?? REGISTRY_MIRROR[config.registry.backend])(c);
@@ -177,7 +211,10 @@ export function buildPorts(
     get fleet(): FleetPort {
       if (fleet) return fleet;
       const f = config.fleet;
-      if (!f) throw new LoupeError('LOOP_NO_FLEET', 'no fleet configured (the `fleet` section of the loop configuration)', { input: home.config });
+      if (!f)
+        throw new LoupeError('LOOP_NO_FLEET', 'no fleet configured (the `fleet` section of the loop configuration)', {
+          input: home.config,
+        });
       fleet = (overrides.fleet ?? FLEET[f.backend])(c);
       return fleet;
     },

@@ -17,10 +17,23 @@ export function simulatedLabeling(config: LoopConfig, jobs: Labeling, labels: La
     jobs,
     jobName: (runId) => `loop-${runId}`,
     async label(job, h) {
-      const workers = Array.from({ length: l.workersPerImage }, (_, i) => ({ id: `sim-${i + 1}`, seed: l.seed * 100 + i, noise: l.noise, missRate: l.missRate, falsePositiveRate: l.falsePositiveRate }));
+      const workers = Array.from({ length: l.workersPerImage }, (_, i) => ({
+        id: `sim-${i + 1}`,
+        seed: l.seed * 100 + i,
+        noise: l.noise,
+        missRate: l.missRate,
+        falsePositiveRate: l.falsePositiveRate,
+      }));
       const r = await runSimulatedWorkforce(jobs, job, { workers, truth: await truth(), log: h.log });
       const j = jobs.getJob(job);
-      return done({ job, items: j.counts.items, submitted: r.submitted, annotations: j.counts.annotations, released: r.released.length, ...(await h.mirror()) });
+      return done({
+        job,
+        items: j.counts.items,
+        submitted: r.submitted,
+        annotations: j.counts.annotations,
+        released: r.released.length,
+        ...(await h.mirror()),
+      });
     },
     async verify(job, h) {
       await runSimulatedVerifier(jobs, job, { id: 'sim-verifier', truth: await truth(), log: h.log });

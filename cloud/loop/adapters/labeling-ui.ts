@@ -26,7 +26,8 @@ export function uiLabeling(config: LoopConfig, jobs: Labeling): LabelingPort {
     async verify(job, h) {
       const finished = await waitFor(() => jobs.getJob(job).status === 'done', waitMs, h.signal);
       const j = jobs.getJob(job);
-      if (!finished) return halted({ job, approved: j.counts.approved, rejected: j.counts.rejected }, `verification of ${job} is waiting for people`);
+      if (!finished)
+        return halted({ job, approved: j.counts.approved, rejected: j.counts.rejected }, `verification of ${job} is waiting for people`);
       // The snapshot is taken as of this moment, fixed here so a resumed run gets the same one.
       return done({ job, approved: j.counts.approved, rejected: j.counts.rejected, verifiedAt: Date.now() / 1000, ...(await h.mirror()) });
     },

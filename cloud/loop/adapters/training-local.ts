@@ -25,7 +25,16 @@ export function localTraining(config: LoopConfig): TrainingPort {
         // An earlier attempt finished training (train.py writes metrics.json last) but was cut off before recording it.
         try {
           const metrics = JSON.parse(readFileSync(metricsFile, 'utf8')) as TrainMetricsFile;
-          const result: TrainResult = { backend: 'local', dir, bestPt: join(dir, 'best.pt'), onnx: join(dir, 'model.onnx'), resultsCsv: join(dir, 'results.csv'), metricsJson: metricsFile, metrics, epochs: [] };
+          const result: TrainResult = {
+            backend: 'local',
+            dir,
+            bestPt: join(dir, 'best.pt'),
+            onnx: join(dir, 'model.onnx'),
+            resultsCsv: join(dir, 'results.csv'),
+            metricsJson: metricsFile,
+            metrics,
+            epochs: [],
+          };
           h.log.info({ dir }, 'training output of an earlier attempt is complete; reusing it');
           return { result };
         } catch {

@@ -19,9 +19,18 @@ export function s3ClientFor(storage: LoopConfig['storage']): S3Client {
   if (storage.backend === 'embedded') {
     const { keysFile, credentials } = storage;
     if (!credentials && !keysFile) {
-      throw new LoupeError('LOOP_STORAGE_KEYS', "the embedded object store needs its key pair: set storage.keysFile to the store's credentials.json (or storage.credentials)", { input: 'storage' });
+      throw new LoupeError(
+        'LOOP_STORAGE_KEYS',
+        "the embedded object store needs its key pair: set storage.keysFile to the store's credentials.json (or storage.credentials)",
+        { input: 'storage' },
+      );
     }
-    return new S3Client({ region: storage.region, endpoint: storage.endpoint, forcePathStyle: storage.forcePathStyle, credentials: credentials ?? (async () => readKeysFile(keysFile!)) });
+    return new S3Client({
+      region: storage.region,
+      endpoint: storage.endpoint,
+      forcePathStyle: storage.forcePathStyle,
+      credentials: credentials ?? (async () => readKeysFile(keysFile!)),
+    });
   }
   return new S3Client({
     region: storage.region,

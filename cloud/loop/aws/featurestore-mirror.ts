@@ -35,7 +35,8 @@ export class FeatureStoreMirror {
 
   /** Records already mirrored: the highest local seq Feature Store accepted. */
   watermark(): number {
-    const r = this.local.db.prepare('SELECT seq FROM featurestore_mirror WHERE feature_group = ?').get(this.opts.featureGroupName) as { seq: number } | undefined;
+    const r = this.local.db.prepare('SELECT seq FROM featurestore_mirror WHERE feature_group = ?').get(this.opts.featureGroupName) as
+      { seq: number } | undefined;
     return r?.seq ?? 0;
   }
 

@@ -31,7 +31,8 @@ export async function labelingJobState(gt: GroundTruthBackend, name: string): Pr
     return await gt.status(name);
   } catch (e) {
     const err = e as { name?: string; message?: string };
-    if (err.name === 'ResourceNotFound' || (err.name === 'ValidationException' && /not found|does not exist/i.test(err.message ?? ''))) return undefined;
+    if (err.name === 'ResourceNotFound' || (err.name === 'ValidationException' && /not found|does not exist/i.test(err.message ?? '')))
+      return undefined;
     throw e;
   }
 }
@@ -65,12 +66,23 @@ export async function groundTruthLabel(d: GroundTruthStepDeps, job: string): Pro
   const items = d.labeling.getJob(job).counts.items;
   const gt = { job, status: st.status, created, counters: st.counters ?? null };
   if (!TERMINAL.has(st.status)) {
-    return waiting({ job, items, groundTruth: gt }, `Ground Truth labelling job ${job} is ${st.status} (${progressText(st)}); \`loupe loop run\` or \`loupe loop watch\` picks it up`);
+    return waiting(
+      { job, items, groundTruth: gt },
+      `Ground Truth labelling job ${job} is ${st.status} (${progressText(st)}); \`loupe loop run\` or \`loupe loop watch\` picks it up`,
+    );
   }
-  if (st.status === 'Failed') throw new LoupeError('GT_FAILED', `Ground Truth labelling job failed: ${st.failure ?? 'no reason given'}`, { input: job });
+  if (st.status === 'Failed')
+    throw new LoupeError('GT_FAILED', `Ground Truth labelling job failed: ${st.failure ?? 'no reason given'}`, { input: job });
   const r = await d.gt.importLabels(d.labeling, job);
   const j = d.labeling.getJob(job);
-  return done({ job, items: j.counts.items, consolidated: j.counts.consolidated, recorded: r.recorded, released: r.failed, groundTruth: gt });
+  return done({
+    job,
+    items: j.counts.items,
+    consolidated: j.counts.consolidated,
+    recorded: r.recorded,
+    released: r.failed,
+    groundTruth: gt,
+  });
 }
 
 export async function groundTruthVerify(d: GroundTruthStepDeps, job: string): Promise<StepOutcome<VerifyResult>> {
@@ -80,9 +92,13 @@ export async function groundTruthVerify(d: GroundTruthStepDeps, job: string): Pr
   const gt = { job: name, status: st.status, created, counters: st.counters ?? null };
   if (!TERMINAL.has(st.status)) {
     const j = d.labeling.getJob(job);
-    return waiting({ job, approved: j.counts.approved, rejected: j.counts.rejected, groundTruth: gt }, `Ground Truth verification job ${name} is ${st.status} (${progressText(st)}); \`loupe loop run\` or \`loupe loop watch\` picks it up`);
+    return waiting(
+      { job, approved: j.counts.approved, rejected: j.counts.rejected, groundTruth: gt },
+      `Ground Truth verification job ${name} is ${st.status} (${progressText(st)}); \`loupe loop run\` or \`loupe loop watch\` picks it up`,
+    );
   }
-  if (st.status === 'Failed') throw new LoupeError('GT_FAILED', `Ground Truth verification job failed: ${st.failure ?? 'no reason given'}`, { input: name });
+  if (st.status === 'Failed')
+    throw new LoupeError('GT_FAILED', `Ground Truth verification job failed: ${st.failure ?? 'no reason given'}`, { input: name });
   const r = await d.gt.importVerification(d.labeling, job);
   const j = d.labeling.getJob(job);
   return done({ job, approved: j.counts.approved, rejected: j.counts.rejected, unverified: r.unverified, groundTruth: gt });

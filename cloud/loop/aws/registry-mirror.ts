@@ -31,7 +31,11 @@ import type { SqliteSchema } from '../../../lib/migrate.js';
 /** The SageMaker registry mirror's schema, versioned (lib/migrate.ts): append a migration for every change, never edit one. */
 export const SAGEMAKER_MIRROR_SCHEMA: SqliteSchema = {
   name: 'SageMaker registry mirror',
-  migrations: [{ version: 1, description: 'sagemaker_mirror (as release 53fa33d created them)', up: `
+  migrations: [
+    {
+      version: 1,
+      description: 'sagemaker_mirror (as release 53fa33d created them)',
+      up: `
 CREATE TABLE IF NOT EXISTS sagemaker_mirror (
   local_ref TEXT PRIMARY KEY,
   idem_key TEXT NOT NULL,
@@ -39,7 +43,9 @@ CREATE TABLE IF NOT EXISTS sagemaker_mirror (
   arn TEXT,
   sm_ref TEXT,
   status TEXT
-);` }],
+);`,
+    },
+  ],
 };
 
 interface MirrorRow {
@@ -97,14 +103,18 @@ export class SageMakerRegistryMirror {
     const m = this.byArn(arn);
     if (!m) throw new LoupeError('REGISTRY_UNKNOWN_PACKAGE', 'no local model version mirrors this model package', { input: arn });
     const remote = await this.remote.get(m.ref);
-    if (remote?.status !== 'approved') throw new LoupeError('REGISTRY_NOT_APPROVED', `the model package is ${remote?.status ?? 'gone'}, not approved`, { input: arn });
+    if (remote?.status !== 'approved')
+      throw new LoupeError('REGISTRY_NOT_APPROVED', `the model package is ${remote?.status ?? 'gone'}, not approved`, { input: arn });
     let v = await this.local.mustGet(m.localRef);
     if (v.status === 'pending') {
       v = await this.local.setStatus(v.ref, 'approved', { by, reason: `approved in the SageMaker Model Registry (${m.ref})` });
       log.info({ model: v.ref, sagemaker: m.ref }, 'approval in the SageMaker Model Registry applied to the local version');
     }
     // A version loupe rejected (gate, or a person with `loupe models reject`) is not revived from SageMaker.
-    if (v.status !== 'approved') throw new LoupeError('REGISTRY_NOT_APPROVED', `local version ${v.ref} is ${v.status}; approve it with loupe models approve --force`, { input: arn });
+    if (v.status !== 'approved')
+      throw new LoupeError('REGISTRY_NOT_APPROVED', `local version ${v.ref} is ${v.status}; approve it with loupe models approve --force`, {
+        input: arn,
+      });
     this.db.prepare('UPDATE sagemaker_mirror SET status = ? WHERE local_ref = ?').run('approved', v.ref);
     return v;
   }
@@ -124,7 +134,11 @@ export class SageMakerRegistryMirror {
         // Only approved/rejected can be set (a version never goes back to pending).
         const target = v.status as Exclude<ModelStatus, 'pending'>;
         // The decision was taken (and, if forced, recorded) in the loupe registry; the mirror follows it.
-        await this.remote.setStatus(row.sm_ref, target, { by: v.statusBy ?? 'loupe', reason: v.statusReason ?? `as ${v.ref} in the loupe registry`, force: true });
+        await this.remote.setStatus(row.sm_ref, target, {
+          by: v.statusBy ?? 'loupe',
+          reason: v.statusReason ?? `as ${v.ref} in the loupe registry`,
+          force: true,
+        });
         this.db.prepare('UPDATE sagemaker_mirror SET status = ? WHERE local_ref = ?').run(v.status, v.ref);
         log.info({ model: v.ref, sagemaker: row.sm_ref, status: v.status }, 'status mirrored to the SageMaker Model Registry');
       }
@@ -136,7 +150,9 @@ export class SageMakerRegistryMirror {
       found = await this.remote.findByKey(v.group, v.idempotencyKey, new Date(Date.parse(row.intent_at) - SKEW_MS));
       if (found) log.info({ model: v.ref, sagemaker: found.ref }, 'found the model package an earlier attempt created');
     } else {
-      this.db.prepare('INSERT INTO sagemaker_mirror (local_ref, idem_key, intent_at) VALUES (?, ?, ?)').run(v.ref, v.idempotencyKey, new Date().toISOString());
+      this.db
+        .prepare('INSERT INTO sagemaker_mirror (local_ref, idem_key, intent_at) VALUES (?, ?, ?)')
+        .run(v.ref, v.idempotencyKey, new Date().toISOString());
       row = this.row(v.ref)!;
     }
     if (!found) {
@@ -158,7 +174,9 @@ export class SageMakerRegistryMirror {
       });
       log.info({ model: v.ref, sagemaker: found.ref, status: found.status }, 'model version mirrored to the SageMaker Model Registry');
     }
-    this.db.prepare('UPDATE sagemaker_mirror SET arn = ?, sm_ref = ?, status = ? WHERE local_ref = ?').run(String(found.meta.arn), found.ref, found.status, v.ref);
+    this.db
+      .prepare('UPDATE sagemaker_mirror SET arn = ?, sm_ref = ?, status = ? WHERE local_ref = ?')
+      .run(String(found.meta.arn), found.ref, found.status, v.ref);
     if (found.status !== v.status && v.status !== 'pending') return this.syncVersion(v, log);
     return this.mirrored(v.ref)!;
   }

@@ -1,6 +1,13 @@
 import { rm } from 'node:fs/promises';
 import { LoupeError } from '../../../lib/errors.js';
-import { attachTrainingJob, describeTrainingJob, trainSageMaker, type SageMakerClients, type SageMakerHooks, type SageMakerTrainConfig } from '../../training/sagemaker-trainer.js';
+import {
+  attachTrainingJob,
+  describeTrainingJob,
+  trainSageMaker,
+  type SageMakerClients,
+  type SageMakerHooks,
+  type SageMakerTrainConfig,
+} from '../../training/sagemaker-trainer.js';
 import type { TrainOptions, TrainResult } from '../../training/options.js';
 
 /**
@@ -22,7 +29,9 @@ export interface SageMakerTrainStep {
   hooks: SageMakerHooks;
 }
 
-export async function trainOrAttach(s: SageMakerTrainStep): Promise<{ result: TrainResult; attached: boolean; earlier: { job: string; status: string; reason?: string }[] }> {
+export async function trainOrAttach(
+  s: SageMakerTrainStep,
+): Promise<{ result: TrainResult; attached: boolean; earlier: { job: string; status: string; reason?: string }[] }> {
   const earlier: { job: string; status: string; reason?: string }[] = [];
   for (let n = 1; n <= s.maxJobs; n++) {
     const name = s.jobName(n);

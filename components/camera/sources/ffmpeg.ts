@@ -18,13 +18,18 @@ export const v4l2Schema = z.object({
   type: z.literal('v4l2'),
   device: z.string().min(1).default('/dev/video0'),
   inputFormat: z.string().optional(),
-  size: z.string().regex(/^\d+x\d+$/).optional(),
+  size: z
+    .string()
+    .regex(/^\d+x\d+$/)
+    .optional(),
   ...common,
 });
 
 export const streamSchema = z.object({
   type: z.literal('stream'),
-  url: z.string().regex(/^(rtsp|rtsps|http|https|rtmp|udp|tcp|srt):\/\//, 'must be an rtsp://, http(s)://, rtmp://, udp://, tcp:// or srt:// URL'),
+  url: z
+    .string()
+    .regex(/^(rtsp|rtsps|http|https|rtmp|udp|tcp|srt):\/\//, 'must be an rtsp://, http(s)://, rtmp://, udp://, tcp:// or srt:// URL'),
   rtspTransport: z.enum(['tcp', 'udp']).default('tcp'),
   ...common,
 });
@@ -46,7 +51,14 @@ export class V4l2Source extends ProcessJpegSource {
   }
   protected command() {
     const c = this.cfg;
-    const input = ['-f', 'v4l2', ...(c.inputFormat ? ['-input_format', c.inputFormat] : []), ...(c.size ? ['-video_size', c.size] : []), '-i', c.device];
+    const input = [
+      '-f',
+      'v4l2',
+      ...(c.inputFormat ? ['-input_format', c.inputFormat] : []),
+      ...(c.size ? ['-video_size', c.size] : []),
+      '-i',
+      c.device,
+    ];
     return { cmd: c.ffmpegPath, args: ['-hide_banner', '-loglevel', 'error', '-nostdin', ...input, ...outputArgs(c)] };
   }
 }
@@ -64,6 +76,9 @@ export class StreamSource extends ProcessJpegSource {
     const rtsp = c.url.startsWith('rtsp') ? ['-rtsp_transport', c.rtspTransport] : [];
     // -rw_timeout makes ffmpeg give up (and exit) when the server goes silent, in microseconds.
     const timeout = ['-rw_timeout', String(c.frameTimeoutMs * 1000)];
-    return { cmd: c.ffmpegPath, args: ['-hide_banner', '-loglevel', 'error', '-nostdin', ...rtsp, ...timeout, '-i', c.url, ...outputArgs(c)] };
+    return {
+      cmd: c.ffmpegPath,
+      args: ['-hide_banner', '-loglevel', 'error', '-nostdin', ...rtsp, ...timeout, '-i', c.url, ...outputArgs(c)],
+    };
   }
 }

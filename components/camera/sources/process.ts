@@ -60,7 +60,13 @@ export abstract class ProcessJpegSource implements FrameSource {
     };
     child.on('error', (e) => fail(new LoupeError('camera.process', `cannot run ${cmd}: ${e.message}`, { input: this.describe() })));
     child.on('exit', (code, sig) =>
-      fail(new LoupeError('camera.process', `${cmd} exited (${sig ?? code})${this.stderrTail ? `: ${this.stderrTail.trim().split('\n').slice(-2).join(' | ')}` : ''}`, { input: this.describe() })),
+      fail(
+        new LoupeError(
+          'camera.process',
+          `${cmd} exited (${sig ?? code})${this.stderrTail ? `: ${this.stderrTail.trim().split('\n').slice(-2).join(' | ')}` : ''}`,
+          { input: this.describe() },
+        ),
+      ),
     );
   }
 

@@ -19,9 +19,11 @@ export class SnapshotSource implements FrameSource {
   async open(): Promise<void> {}
 
   async next(): Promise<Frame | null> {
-    const res = await fetch(this.cfg.url, { headers: this.cfg.headers, signal: AbortSignal.timeout(this.cfg.timeoutMs) }).catch((e: Error) => {
-      throw new LoupeError('camera.snapshot', `request failed: ${e.message}`, { input: this.cfg.url });
-    });
+    const res = await fetch(this.cfg.url, { headers: this.cfg.headers, signal: AbortSignal.timeout(this.cfg.timeoutMs) }).catch(
+      (e: Error) => {
+        throw new LoupeError('camera.snapshot', `request failed: ${e.message}`, { input: this.cfg.url });
+      },
+    );
     if (!res.ok) throw new LoupeError('camera.snapshot', `HTTP ${res.status}`, { input: this.cfg.url });
     const data = Buffer.from(await res.arrayBuffer());
     if (!looksLikeJpeg(data)) throw new LoupeError('camera.snapshot', 'response is not a JPEG', { input: this.cfg.url });

@@ -155,11 +155,13 @@ class RecipeReader {
     let timeout: number | undefined;
     if (t !== undefined && t !== null) {
       timeout = typeof t === 'string' ? Number(t) : (t as number);
-      if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout <= 0) this.fail(join(path, 'Timeout'), `must be a positive number of seconds, got ${describe(t)}`);
+      if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout <= 0)
+        this.fail(join(path, 'Timeout'), `must be a positive number of seconds, got ${describe(t)}`);
     }
     const rp = this.get(o, 'RequiresPrivilege', path);
     const skipIf = this.str(o, 'SkipIf', path, false);
-    if (skipIf !== undefined && !/^!?\s*(onpath|exists)\s+\S/.test(skipIf.trim())) this.fail(join(path, 'SkipIf'), `must be "onpath <program>" or "exists <file>" (optionally after "!"), got "${skipIf}"`);
+    if (skipIf !== undefined && !/^!?\s*(onpath|exists)\s+\S/.test(skipIf.trim()))
+      this.fail(join(path, 'SkipIf'), `must be "onpath <program>" or "exists <file>" (optionally after "!"), got "${skipIf}"`);
     return {
       script,
       ...(timeout !== undefined ? { timeout } : {}),
@@ -193,8 +195,10 @@ class RecipeReader {
     if (unarchive !== 'ZIP' && unarchive !== 'NONE') this.fail(join(path, 'Unarchive'), `must be ZIP or NONE, got "${unarchive}"`);
     const algorithm = this.str(o, 'Algorithm', path, false);
     const digest = this.str(o, 'Digest', path, false);
-    if (digest !== undefined && (algorithm ?? 'SHA-256').toUpperCase() !== 'SHA-256') this.fail(join(path, 'Algorithm'), `only SHA-256 is supported, got "${algorithm}"`);
-    if (digest !== undefined && !/^[A-Za-z0-9+/]{43}=$/.test(digest)) this.fail(join(path, 'Digest'), 'must be the base64 SHA-256 of the file (44 characters)');
+    if (digest !== undefined && (algorithm ?? 'SHA-256').toUpperCase() !== 'SHA-256')
+      this.fail(join(path, 'Algorithm'), `only SHA-256 is supported, got "${algorithm}"`);
+    if (digest !== undefined && !/^[A-Za-z0-9+/]{43}=$/.test(digest))
+      this.fail(join(path, 'Digest'), 'must be the base64 SHA-256 of the file (44 characters)');
     const perm = this.get(o, 'Permission', path);
     let permission: Artifact['permission'];
     if (perm !== undefined && perm !== null) {
@@ -202,8 +206,12 @@ class RecipeReader {
       permission = {};
       const read = this.str(p, 'Read', join(path, 'Permission'), false);
       const execute = this.str(p, 'Execute', join(path, 'Permission'), false);
-      for (const [k, val] of [['Read', read], ['Execute', execute]] as const) {
-        if (val !== undefined && !['NONE', 'OWNER', 'ALL'].includes(val.toUpperCase())) this.fail(join(path, 'Permission', k), `must be NONE, OWNER or ALL, got "${val}"`);
+      for (const [k, val] of [
+        ['Read', read],
+        ['Execute', execute],
+      ] as const) {
+        if (val !== undefined && !['NONE', 'OWNER', 'ALL'].includes(val.toUpperCase()))
+          this.fail(join(path, 'Permission', k), `must be NONE, OWNER or ALL, got "${val}"`);
       }
       if (read) permission.read = read.toUpperCase();
       if (execute) permission.execute = execute.toUpperCase();
@@ -236,17 +244,31 @@ export function parseRecipe(text: string, source: string, format?: 'json' | 'yam
   const o = r.obj(doc, '(recipe)');
   r.unknownKeys(
     o,
-    ['RecipeFormatVersion', 'ComponentName', 'ComponentVersion', 'ComponentType', 'ComponentDescription', 'ComponentPublisher', 'ComponentSource', 'ComponentConfiguration', 'ComponentDependencies', 'Manifests', 'Lifecycle'],
+    [
+      'RecipeFormatVersion',
+      'ComponentName',
+      'ComponentVersion',
+      'ComponentType',
+      'ComponentDescription',
+      'ComponentPublisher',
+      'ComponentSource',
+      'ComponentConfiguration',
+      'ComponentDependencies',
+      'Manifests',
+      'Lifecycle',
+    ],
     '',
   );
   const formatVersion = r.str(o, 'RecipeFormatVersion', '', true)!;
   if (formatVersion !== '2020-01-25') r.fail('RecipeFormatVersion', `must be "2020-01-25", got "${formatVersion}"`);
   const name = r.str(o, 'ComponentName', '', true)!;
-  if (!validComponentName(name)) r.fail('ComponentName', `must be 1-128 characters of letters, digits, "-", "_" and "." (not only dots), got "${name}"`);
+  if (!validComponentName(name))
+    r.fail('ComponentName', `must be 1-128 characters of letters, digits, "-", "_" and "." (not only dots), got "${name}"`);
   const version = r.str(o, 'ComponentVersion', '', true)!;
   if (!semver.valid(version)) r.fail('ComponentVersion', `must be a semantic version such as 1.0.0, got "${version}"`);
   const type = r.str(o, 'ComponentType', '', false);
-  if (type !== undefined && !COMPONENT_TYPES.has(type)) r.fail('ComponentType', `must be one of ${[...COMPONENT_TYPES].join(', ')}, got "${type}"`);
+  if (type !== undefined && !COMPONENT_TYPES.has(type))
+    r.fail('ComponentType', `must be one of ${[...COMPONENT_TYPES].join(', ')}, got "${type}"`);
 
   let defaultConfiguration: Obj = {};
   const cc = r.get(o, 'ComponentConfiguration', '');
@@ -264,7 +286,8 @@ export function parseRecipe(text: string, source: string, format?: 'json' | 'yam
       if (!validComponentName(dep)) r.fail(path, 'is not a valid component name');
       const so = spec === null || spec === undefined ? {} : r.obj(spec, path);
       const range = r.str(so, 'VersionRequirement', path, false) ?? '*';
-      if (semver.validRange(range) === null) r.fail(join(path, 'VersionRequirement'), `must be a semver range such as ">=1.0.0 <2.0.0", got "${range}"`);
+      if (semver.validRange(range) === null)
+        r.fail(join(path, 'VersionRequirement'), `must be a semver range such as ">=1.0.0 <2.0.0", got "${range}"`);
       const dt = (r.str(so, 'DependencyType', path, false) ?? 'HARD').toUpperCase();
       if (dt !== 'HARD' && dt !== 'SOFT') r.fail(join(path, 'DependencyType'), `must be HARD or SOFT, got "${dt}"`);
       dependencies[dep] = { versionRequirement: range, type: dt as 'HARD' | 'SOFT' };
@@ -282,9 +305,11 @@ export function parseRecipe(text: string, source: string, format?: 'json' | 'yam
       const platform = r.stringMap(r.get(mo, 'Platform', path), join(path, 'Platform'));
       const lc = r.get(mo, 'Lifecycle', path);
       const arts = r.get(mo, 'Artifacts', path);
-      if (arts !== undefined && arts !== null && !Array.isArray(arts)) r.fail(join(path, 'Artifacts'), `must be a list, got ${describe(arts)}`);
+      if (arts !== undefined && arts !== null && !Array.isArray(arts))
+        r.fail(join(path, 'Artifacts'), `must be a list, got ${describe(arts)}`);
       const sel = r.get(mo, 'Selections', path);
-      if (sel !== undefined && (!Array.isArray(sel) || sel.some((s) => typeof s !== 'string'))) r.fail(join(path, 'Selections'), 'must be a list of strings');
+      if (sel !== undefined && (!Array.isArray(sel) || sel.some((s) => typeof s !== 'string')))
+        r.fail(join(path, 'Selections'), 'must be a list of strings');
       manifests.push({
         platform: Object.fromEntries(Object.entries(platform).map(([k, v]) => [k.toLowerCase(), v])),
         ...(lc !== undefined && lc !== null ? { lifecycle: r.lifecycle(lc, join(path, 'Lifecycle')) } : {}),
@@ -297,7 +322,8 @@ export function parseRecipe(text: string, source: string, format?: 'json' | 'yam
   const top = r.get(o, 'Lifecycle', '');
   if (top !== undefined && top !== null) {
     selectionLifecycles = {};
-    for (const [sel, lc] of Object.entries(r.obj(top, 'Lifecycle'))) selectionLifecycles[sel.toLowerCase()] = r.lifecycle(lc, join('Lifecycle', sel));
+    for (const [sel, lc] of Object.entries(r.obj(top, 'Lifecycle')))
+      selectionLifecycles[sel.toLowerCase()] = r.lifecycle(lc, join('Lifecycle', sel));
   }
 
   const description = r.str(o, 'ComponentDescription', '', false);
@@ -325,7 +351,8 @@ export function parseLifecycle(v: unknown, path: string, source: string): Lifecy
 
 export async function readRecipeFile(path: string): Promise<Recipe> {
   const ext = extname(path).toLowerCase();
-  if (!['.json', '.yaml', '.yml'].includes(ext)) throw new LoupeError('RECIPE_INVALID', 'a recipe file must end in .json, .yaml or .yml', { input: path });
+  if (!['.json', '.yaml', '.yml'].includes(ext))
+    throw new LoupeError('RECIPE_INVALID', 'a recipe file must end in .json, .yaml or .yml', { input: path });
   return parseRecipe(await readFile(path, 'utf8'), path, ext === '.json' ? 'json' : 'yaml');
 }
 
@@ -360,7 +387,11 @@ export function manifestMatches(m: Manifest, device: DevicePlatform): boolean {
 export function resolveForPlatform(recipe: Recipe, device: DevicePlatform = devicePlatform()): PlatformRecipe {
   const manifest = recipe.manifests.find((m) => manifestMatches(m, device));
   if (!manifest && recipe.manifests.length > 0) {
-    throw new LoupeError('RECIPE_NO_PLATFORM', `${recipe.name}@${recipe.version}: no manifest matches this device (os ${device.os}, architecture ${device.architecture})`, { input: recipe.source });
+    throw new LoupeError(
+      'RECIPE_NO_PLATFORM',
+      `${recipe.name}@${recipe.version}: no manifest matches this device (os ${device.os}, architecture ${device.architecture})`,
+      { input: recipe.source },
+    );
   }
   if (recipe.inline) return { ...recipe, lifecycle: recipe.inline.lifecycle, artifacts: [] };
   let lifecycle: Lifecycle = { setenv: {}, steps: {} };

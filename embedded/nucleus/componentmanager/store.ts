@@ -87,7 +87,11 @@ export class ComponentStore {
       const p = this.recipeFile(name, version, ext);
       if (existsSync(p)) return parseRecipe(await readFile(p, 'utf8'), p, ext as 'json' | 'yaml');
     }
-    throw new LoupeError('COMPONENT_NOT_FOUND', `no recipe for ${name}@${version} in the component store or the deployment's recipe directory`, { input: name });
+    throw new LoupeError(
+      'COMPONENT_NOT_FOUND',
+      `no recipe for ${name}@${version} in the component store or the deployment's recipe directory`,
+      { input: name },
+    );
   }
 
   /**
@@ -143,7 +147,8 @@ export class ComponentStore {
         );
       }
       await applyPermission(dest, a);
-      if (a.unarchive === 'ZIP') await this.unzip(dest, inside(this.unarchivedPath(recipe.name, recipe.version), basename(file, extname(file)), label), a, label);
+      if (a.unarchive === 'ZIP')
+        await this.unzip(dest, inside(this.unarchivedPath(recipe.name, recipe.version), basename(file, extname(file)), label), a, label);
     }
   }
 
@@ -177,7 +182,8 @@ export function artifactFileName(a: Artifact): string {
     throw new LoupeError('ARTIFACT_URI', 'has an invalid percent-encoding in its path', { input: a.uri });
   }
   const name = path.split('/').pop() ?? '';
-  if (!name || name === '.' || name === '..' || name.includes('\0')) throw new LoupeError('ARTIFACT_URI', `does not end in a file name (got "${name}")`, { input: a.uri });
+  if (!name || name === '.' || name === '..' || name.includes('\0'))
+    throw new LoupeError('ARTIFACT_URI', `does not end in a file name (got "${name}")`, { input: a.uri });
   return name;
 }
 
@@ -199,7 +205,9 @@ async function verifyDigest(path: string, a: Artifact, label: string, shownPath:
   if (!a.digest) return;
   const got = await sha256Base64(path);
   if (got !== a.digest) {
-    throw new LoupeError('ARTIFACT_DIGEST', `SHA-256 digest mismatch: the recipe says ${a.digest}, ${shownPath} has ${got}; refusing it`, { input: label });
+    throw new LoupeError('ARTIFACT_DIGEST', `SHA-256 digest mismatch: the recipe says ${a.digest}, ${shownPath} has ${got}; refusing it`, {
+      input: label,
+    });
   }
 }
 
@@ -220,13 +228,18 @@ function extractZip(zipPath: string, dest: string, a: Artifact, label: string): 
       if (err || !zip) return reject(new LoupeError('ARTIFACT_ZIP', `cannot open as ZIP: ${err?.message}`, { input: label, cause: err }));
       const fail = (e: unknown) => {
         zip.close();
-        reject(e instanceof LoupeError ? e : new LoupeError('ARTIFACT_ZIP', `cannot unpack: ${(e as Error).message}`, { input: label, cause: e }));
+        reject(
+          e instanceof LoupeError
+            ? e
+            : new LoupeError('ARTIFACT_ZIP', `cannot unpack: ${(e as Error).message}`, { input: label, cause: e }),
+        );
       };
       zip.on('error', fail);
       zip.on('end', () => resolvePromise());
       zip.on('entry', (entry: yauzl.Entry) => {
         const out = resolve(root, entry.fileName);
-        if (out !== root && !out.startsWith(root + sep)) return fail(new LoupeError('ARTIFACT_ZIP', `entry "${entry.fileName}" would land outside the unpack folder`, { input: label }));
+        if (out !== root && !out.startsWith(root + sep))
+          return fail(new LoupeError('ARTIFACT_ZIP', `entry "${entry.fileName}" would land outside the unpack folder`, { input: label }));
         if (entry.fileName.endsWith('/')) {
           mkdir(out, { recursive: true }).then(() => zip.readEntry(), fail);
           return;

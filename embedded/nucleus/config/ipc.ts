@@ -87,7 +87,8 @@ export class ConfigValidator {
     });
     server.register('SendConfigurationValidityReport', (req, ctx) => {
       const report = req.configurationValidityReport as { status?: unknown; deploymentId?: unknown; message?: unknown } | undefined;
-      if (!report || (report.status !== 'ACCEPTED' && report.status !== 'REJECTED')) throw invalidArguments('configurationValidityReport.status must be ACCEPTED or REJECTED');
+      if (!report || (report.status !== 'ACCEPTED' && report.status !== 'REJECTED'))
+        throw invalidArguments('configurationValidityReport.status must be ACCEPTED or REJECTED');
       const p = this.pending.get(ctx.principal);
       if (!p || (typeof report.deploymentId === 'string' && report.deploymentId !== p.deploymentId)) {
         throw invalidArguments('Validation request either timed out or was never made');
@@ -114,7 +115,9 @@ export class ConfigValidator {
             deploymentId,
             resolve: (r) => {
               clearTimeout(timer);
-              resolve(r.status === 'ACCEPTED' ? undefined : `${component} rejected its new configuration${r.message ? `: ${r.message}` : ''}`);
+              resolve(
+                r.status === 'ACCEPTED' ? undefined : `${component} rejected its new configuration${r.message ? `: ${r.message}` : ''}`,
+              );
             },
           });
           for (const ctx of subs) ctx.emit({ validateConfigurationUpdateEvent: { configuration, deploymentId } });

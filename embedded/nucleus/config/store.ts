@@ -1,6 +1,17 @@
 import { EventEmitter } from 'node:events';
 import { IpcError } from '../ipc/errors.js';
-import { changedPaths, deletePath, formatPointer, getPath, hasOwn, isPlainObject, leafPaths, parsePointer, setOwn, setPath } from './pointer.js';
+import {
+  changedPaths,
+  deletePath,
+  formatPointer,
+  getPath,
+  hasOwn,
+  isPlainObject,
+  leafPaths,
+  parsePointer,
+  setOwn,
+  setPath,
+} from './pointer.js';
 
 /**
  * Each component's configuration tree (what recipes call DefaultConfiguration after deployment
@@ -115,11 +126,18 @@ export class ConfigStore extends EventEmitter {
     }
     for (const e of events) this.emit('change', component, e);
     const nodeTime = times.get(formatPointer(keyPath)) ?? 0;
-    if (updateTime < nodeTime) throw new IpcError('FailedUpdateConditionCheckError', "Proposed timestamp is older than the config's latest modified timestamp");
+    if (updateTime < nodeTime)
+      throw new IpcError('FailedUpdateConditionCheckError', "Proposed timestamp is older than the config's latest modified timestamp");
   }
 
   /** Make `path` a map (creating maps on the way), as Topics.lookupTopics does. */
-  private ensureMap(tree: Record<string, unknown>, times: Map<string, number>, path: readonly string[], t: number, events: string[][]): void {
+  private ensureMap(
+    tree: Record<string, unknown>,
+    times: Map<string, number>,
+    path: readonly string[],
+    t: number,
+    events: string[][],
+  ): void {
     let cur = tree;
     for (let i = 0; i < path.length; i++) {
       const k = path[i]!;
@@ -157,7 +175,14 @@ export class ConfigStore extends EventEmitter {
     for (const key of [...times.keys()]) if (key === prefix || key.startsWith(prefix + '/')) times.delete(key);
   }
 
-  private mergeInto(tree: Record<string, unknown>, times: Map<string, number>, path: readonly string[], value: Record<string, unknown>, t: number, events: string[][]): void {
+  private mergeInto(
+    tree: Record<string, unknown>,
+    times: Map<string, number>,
+    path: readonly string[],
+    value: Record<string, unknown>,
+    t: number,
+    events: string[][],
+  ): void {
     const container = getPath(tree, path).value as Record<string, unknown>;
     for (const [k, v] of Object.entries(value)) {
       const p = [...path, k];

@@ -42,7 +42,8 @@ function configUpdateOf(v: unknown, name: string): ConfigurationUpdate {
   const out: ConfigurationUpdate = {};
   if (mergeKey) {
     const m = o[mergeKey];
-    if (m === null || typeof m !== 'object' || Array.isArray(m)) throw invalidArguments(`componentToConfiguration.${name}.MERGE must be a map`);
+    if (m === null || typeof m !== 'object' || Array.isArray(m))
+      throw invalidArguments(`componentToConfiguration.${name}.MERGE must be a map`);
     out.merge = m as Record<string, unknown>;
   }
   if (resetKey) {
@@ -55,7 +56,10 @@ function configUpdateOf(v: unknown, name: string): ConfigurationUpdate {
   return out;
 }
 
-export function registerCliIpc(server: IpcServer, deps: { kernel: Kernel; deployments: DeploymentManager; authz: Authorizer; config: ConfigStore }): void {
+export function registerCliIpc(
+  server: IpcServer,
+  deps: { kernel: Kernel; deployments: DeploymentManager; authz: Authorizer; config: ConfigStore },
+): void {
   const { kernel, deployments, authz, config } = deps;
   // loupe's own CLI (the token in <root>/cli_ipc_info) may always call these. A component may
   // only when the aws.greengrass.Cli component is there (a component depends on it), with an
@@ -87,12 +91,14 @@ export function registerCliIpc(server: IpcServer, deps: { kernel: Kernel; deploy
       throw invalidArguments('rootComponentVersionsToAdd must map component names to versions');
     }
     const remove = (req.rootComponentsToRemove ?? []) as unknown[];
-    if (!Array.isArray(remove) || remove.some((v) => typeof v !== 'string')) throw invalidArguments('rootComponentsToRemove must be a list of names');
+    if (!Array.isArray(remove) || remove.some((v) => typeof v !== 'string'))
+      throw invalidArguments('rootComponentsToRemove must be a list of names');
     const cfg = (req.componentToConfiguration ?? {}) as Record<string, unknown>;
     const configurationUpdate: Record<string, ConfigurationUpdate> = {};
     for (const [name, v] of Object.entries(cfg)) configurationUpdate[name] = configUpdateOf(v, name);
     const policy = req.failureHandlingPolicy;
-    if (policy !== undefined && policy !== 'ROLLBACK' && policy !== 'DO_NOTHING') throw invalidArguments('failureHandlingPolicy must be ROLLBACK or DO_NOTHING');
+    if (policy !== undefined && policy !== 'ROLLBACK' && policy !== 'DO_NOTHING')
+      throw invalidArguments('failureHandlingPolicy must be ROLLBACK or DO_NOTHING');
     const { record } = deployments.submit({
       ...(recipeDir ? { recipeDir } : {}),
       ...(artifactDir ? { artifactDir } : {}),

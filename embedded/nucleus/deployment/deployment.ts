@@ -61,7 +61,8 @@ export interface DeploymentRequest {
 }
 
 export type DeploymentStatus = 'QUEUED' | 'IN_PROGRESS' | 'SUCCEEDED' | 'FAILED' | 'CANCELED';
-export type DetailedStatus = 'SUCCESSFUL' | 'FAILED_NO_STATE_CHANGE' | 'FAILED_ROLLBACK_NOT_REQUESTED' | 'FAILED_ROLLBACK_COMPLETE' | 'REJECTED';
+export type DetailedStatus =
+  'SUCCESSFUL' | 'FAILED_NO_STATE_CHANGE' | 'FAILED_ROLLBACK_NOT_REQUESTED' | 'FAILED_ROLLBACK_COMPLETE' | 'REJECTED';
 
 export interface DeploymentRecord {
   deploymentId: string;
@@ -85,7 +86,10 @@ interface LastGood {
   savedAt: string;
   deploymentId: string;
   /** `inline`: the definition of a component that came from the nucleus configuration (no recipe in the store). */
-  components: Record<string, { version: string; config: Record<string, unknown>; times: Record<string, number>; root: boolean; inline?: Recipe }>;
+  components: Record<
+    string,
+    { version: string; config: Record<string, unknown>; times: Record<string, number>; root: boolean; inline?: Recipe }
+  >;
 }
 
 export class DeploymentManager {
@@ -192,12 +196,21 @@ export class DeploymentManager {
   async saveLastGood(deploymentId: string): Promise<void> {
     const t = this.opts.kernel.currentTarget();
     const lg: LastGood = { savedAt: new Date().toISOString(), deploymentId, components: {} };
-    for (const [name, c] of t) lg.components[name] = { version: c.version, config: c.config, times: c.times ?? {}, root: c.root, ...(c.recipe.inline ? { inline: c.recipe } : {}) };
+    for (const [name, c] of t)
+      lg.components[name] = {
+        version: c.version,
+        config: c.config,
+        times: c.times ?? {},
+        root: c.root,
+        ...(c.recipe.inline ? { inline: c.recipe } : {}),
+      };
     await writeFileAtomic(this.lastGoodFile, JSON.stringify(lg, null, 2));
   }
 
   private componentsNow(): DeploymentRecord['components'] {
-    return [...this.opts.kernel.components.values()].map((c) => ({ name: c.name, version: c.version, state: c.service.state })).sort((a, b) => a.name.localeCompare(b.name));
+    return [...this.opts.kernel.components.values()]
+      .map((c) => ({ name: c.name, version: c.version, state: c.service.state }))
+      .sort((a, b) => a.name.localeCompare(b.name));
   }
 
   private async run(record: DeploymentRecord, req: DeploymentRequest): Promise<DeploymentRecord> {
@@ -241,21 +254,34 @@ export class DeploymentManager {
       const active = new Map([...prev.values()].map((c) => [c.name, c.version]));
       const resolved = await resolveComponents(roots, store, inline, active);
       for (const name of Object.keys(req.configurationUpdate ?? {})) {
-        if (!resolved.has(name)) throw new LoupeError('DEPLOYMENT_INVALID', 'has a configuration update but is not part of the deployment', { input: name });
+        if (!resolved.has(name))
+          throw new LoupeError('DEPLOYMENT_INVALID', 'has a configuration update but is not part of the deployment', { input: name });
       }
       const ts = Date.now();
       target = new Map();
       for (const [name, r] of resolved) {
         const cur = prev.get(name);
-        const resolvedConfig = resolveDeploymentConfig(cur ? { config: cur.config, times: cur.times ?? {} } : undefined, r.recipe.defaultConfiguration, req.configurationUpdate?.[name], ts);
+        const resolvedConfig = resolveDeploymentConfig(
+          cur ? { config: cur.config, times: cur.times ?? {} } : undefined,
+          r.recipe.defaultConfiguration,
+          req.configurationUpdate?.[name],
+          ts,
+        );
         const { times } = resolvedConfig;
         // interpolateComponentConfiguration: system variables ({iot:thingName} and the like) in
         // configuration values, accessControl included, are filled in now, as the real
         // KernelConfigResolver does; otherwise values stay as written.
-        const config = this.opts.interpolateConfiguration && !r.recipe.inline ? (interpolateSystemValues(resolvedConfig.config, kernel.variableContext(name, r.version)) as Record<string, unknown>) : resolvedConfig.config;
+        const config =
+          this.opts.interpolateConfiguration && !r.recipe.inline
+            ? (interpolateSystemValues(resolvedConfig.config, kernel.variableContext(name, r.version)) as Record<string, unknown>)
+            : resolvedConfig.config;
         const bytes = Buffer.byteLength(JSON.stringify(config));
         if (bytes > this.opts.maxConfigurationBytes) {
-          throw new LoupeError('CONFIG_TOO_LARGE', `its configuration would be ${bytes} bytes of JSON; at most ${this.opts.maxConfigurationBytes} (components read it whole over IPC)`, { input: name });
+          throw new LoupeError(
+            'CONFIG_TOO_LARGE',
+            `its configuration would be ${bytes} bytes of JSON; at most ${this.opts.maxConfigurationBytes} (components read it whole over IPC)`,
+            { input: name },
+          );
         }
         target.set(name, { name, version: r.version, recipe: r.recipe, config, times, root: roots.has(name) });
       }
@@ -269,7 +295,11 @@ export class DeploymentManager {
         const cur = prev.get(t.name);
         if (cur && !isDeepStrictEqual(cur.config, t.config)) changed.set(t.name, t.config);
       }
-      const veto = await this.opts.validator.validate(record.deploymentId, changed, (req.configurationValidationPolicy?.timeoutSeconds ?? 30) * 1000);
+      const veto = await this.opts.validator.validate(
+        record.deploymentId,
+        changed,
+        (req.configurationValidationPolicy?.timeoutSeconds ?? 30) * 1000,
+      );
       if (veto) throw new LoupeError('CONFIG_REJECTED', veto, { input: 'configuration validation' });
       progress.update(1, { stage: 'resolved' });
     } catch (e) {
@@ -279,11 +309,14 @@ export class DeploymentManager {
     // 2. tell the components and honour deferrals
     const action = req.componentUpdatePolicy?.action ?? 'NOTIFY_COMPONENTS';
     if (action === 'NOTIFY_COMPONENTS') {
-      record.deferrals = await lifecycle.preUpdate(record.deploymentId, (req.componentUpdatePolicy?.timeoutSeconds ?? 60) * 1000, (m) => log.info(m));
+      record.deferrals = await lifecycle.preUpdate(record.deploymentId, (req.componentUpdatePolicy?.timeoutSeconds ?? 60) * 1000, (m) =>
+        log.info(m),
+      );
       await this.persist();
     }
     progress.update(2, { stage: 'notified' });
-    if (this.closing) return finish('FAILED', 'FAILED_NO_STATE_CHANGE', 'the nucleus stopped before the deployment was applied', ['NUCLEUS_STOPPING']);
+    if (this.closing)
+      return finish('FAILED', 'FAILED_NO_STATE_CHANGE', 'the nucleus stopped before the deployment was applied', ['NUCLEUS_STOPPING']);
 
     // 3. apply and wait for health
     const healthMs = (req.healthTimeoutSeconds ?? 120) * 1000;
@@ -295,7 +328,8 @@ export class DeploymentManager {
     } catch (e) {
       const cause = errorMessage(e);
       log.warn({ cause }, 'deployment failed');
-      if ((req.failureHandlingPolicy ?? 'ROLLBACK') === 'DO_NOTHING') return finish('FAILED', 'FAILED_ROLLBACK_NOT_REQUESTED', cause, ['COMPONENT_UNHEALTHY']);
+      if ((req.failureHandlingPolicy ?? 'ROLLBACK') === 'DO_NOTHING')
+        return finish('FAILED', 'FAILED_ROLLBACK_NOT_REQUESTED', cause, ['COMPONENT_UNHEALTHY']);
       try {
         await kernel.apply(prev);
         await kernel.waitHealthy([...prev.keys()], healthMs, stableMs);

@@ -37,8 +37,10 @@ export async function resolveComponents(
   active: ReadonlyMap<string, string> = new Map(),
 ): Promise<Map<string, Resolved>> {
   for (const [name, version] of roots) {
-    if (!semver.valid(version)) throw new LoupeError('DEPLOYMENT_INVALID', `version "${version}" of ${name} is not a semantic version`, { input: name });
-    if (BUILTIN_COMPONENTS[name]) throw new LoupeError('DEPLOYMENT_INVALID', `${name} is built into the local nucleus and cannot be deployed`, { input: name });
+    if (!semver.valid(version))
+      throw new LoupeError('DEPLOYMENT_INVALID', `version "${version}" of ${name} is not a semantic version`, { input: name });
+    if (BUILTIN_COMPONENTS[name])
+      throw new LoupeError('DEPLOYMENT_INVALID', `${name} is built into the local nucleus and cannot be deployed`, { input: name });
   }
   const chosen = new Map<string, Resolved>();
   const recipeCache = new Map<string, Recipe>();
@@ -56,13 +58,18 @@ export async function resolveComponents(
       constraints.set(name, list);
     };
     for (const [name, version] of roots) add(name, { range: version, from: 'the deployment' });
-    for (const r of chosen.values()) for (const [dep, d] of Object.entries(r.recipe.dependencies)) add(dep, { range: d.versionRequirement, from: `${r.name}@${r.version}` });
+    for (const r of chosen.values())
+      for (const [dep, d] of Object.entries(r.recipe.dependencies))
+        add(dep, { range: d.versionRequirement, from: `${r.name}@${r.version}` });
     let changed = false;
     for (const [name, cs] of constraints) {
       if (BUILTIN_COMPONENTS[name]) {
         const v = BUILTIN_COMPONENTS[name]!;
         const bad = cs.find((c) => !semver.satisfies(v, c.range, { includePrerelease: true }));
-        if (bad) throw new LoupeError('DEPENDENCY_UNSATISFIED', `${bad.from} needs ${name} ${bad.range}, but this nucleus provides ${v}`, { input: name });
+        if (bad)
+          throw new LoupeError('DEPENDENCY_UNSATISFIED', `${bad.from} needs ${name} ${bad.range}, but this nucleus provides ${v}`, {
+            input: name,
+          });
         continue;
       }
       const inline = fixed.get(name);
@@ -96,7 +103,9 @@ export async function resolveComponents(
       return chosen;
     }
   }
-  throw new LoupeError('DEPENDENCY_UNSATISFIED', 'dependency resolution did not settle (conflicting ranges)', { input: [...roots.keys()].join(', ') });
+  throw new LoupeError('DEPENDENCY_UNSATISFIED', 'dependency resolution did not settle (conflicting ranges)', {
+    input: [...roots.keys()].join(', '),
+  });
 }
 
 /** Names in start-up order (dependencies first); throws on a cycle, naming it. */

@@ -58,7 +58,8 @@ export class FrameReader {
         if (total > this.maxMessageSize) throw new FramingError(`message length ${total} exceeds the ${this.maxMessageSize}-byte limit`);
         if (total < MIN_MESSAGE) throw new FramingError(`message length ${total} is shorter than the 16-byte framing`);
         const headersLen = prelude.readUInt32BE(4);
-        if (headersLen > total - MIN_MESSAGE) throw new FramingError(`headers length ${headersLen} does not fit in a ${total}-byte message`);
+        if (headersLen > total - MIN_MESSAGE)
+          throw new FramingError(`headers length ${headersLen} does not fit in a ${total}-byte message`);
         this.expected = total;
       }
       if (this.buffered < this.expected) break;

@@ -33,11 +33,28 @@ export type Unchecked<T> = { [K in keyof Wire<T>]?: unknown };
 /** The operations loupe implements: request, response and (streaming) event types from the SDK. */
 export interface Operations {
   PublishToTopic: { request: greengrasscoreipc.model.PublishToTopicRequest; response: greengrasscoreipc.model.PublishToTopicResponse };
-  SubscribeToTopic: { request: greengrasscoreipc.model.SubscribeToTopicRequest; response: greengrasscoreipc.model.SubscribeToTopicResponse; event: greengrasscoreipc.model.SubscriptionResponseMessage };
-  PublishToIoTCore: { request: greengrasscoreipc.model.PublishToIoTCoreRequest; response: greengrasscoreipc.model.PublishToIoTCoreResponse };
-  SubscribeToIoTCore: { request: greengrasscoreipc.model.SubscribeToIoTCoreRequest; response: greengrasscoreipc.model.SubscribeToIoTCoreResponse; event: greengrasscoreipc.model.IoTCoreMessage };
-  GetConfiguration: { request: greengrasscoreipc.model.GetConfigurationRequest; response: greengrasscoreipc.model.GetConfigurationResponse };
-  UpdateConfiguration: { request: greengrasscoreipc.model.UpdateConfigurationRequest; response: greengrasscoreipc.model.UpdateConfigurationResponse };
+  SubscribeToTopic: {
+    request: greengrasscoreipc.model.SubscribeToTopicRequest;
+    response: greengrasscoreipc.model.SubscribeToTopicResponse;
+    event: greengrasscoreipc.model.SubscriptionResponseMessage;
+  };
+  PublishToIoTCore: {
+    request: greengrasscoreipc.model.PublishToIoTCoreRequest;
+    response: greengrasscoreipc.model.PublishToIoTCoreResponse;
+  };
+  SubscribeToIoTCore: {
+    request: greengrasscoreipc.model.SubscribeToIoTCoreRequest;
+    response: greengrasscoreipc.model.SubscribeToIoTCoreResponse;
+    event: greengrasscoreipc.model.IoTCoreMessage;
+  };
+  GetConfiguration: {
+    request: greengrasscoreipc.model.GetConfigurationRequest;
+    response: greengrasscoreipc.model.GetConfigurationResponse;
+  };
+  UpdateConfiguration: {
+    request: greengrasscoreipc.model.UpdateConfigurationRequest;
+    response: greengrasscoreipc.model.UpdateConfigurationResponse;
+  };
   SubscribeToConfigurationUpdate: {
     request: greengrasscoreipc.model.SubscribeToConfigurationUpdateRequest;
     response: greengrasscoreipc.model.SubscribeToConfigurationUpdateResponse;
@@ -48,25 +65,52 @@ export interface Operations {
     response: greengrasscoreipc.model.SubscribeToValidateConfigurationUpdatesResponse;
     event: greengrasscoreipc.model.ValidateConfigurationUpdateEvents;
   };
-  SendConfigurationValidityReport: { request: greengrasscoreipc.model.SendConfigurationValidityReportRequest; response: greengrasscoreipc.model.SendConfigurationValidityReportResponse };
+  SendConfigurationValidityReport: {
+    request: greengrasscoreipc.model.SendConfigurationValidityReportRequest;
+    response: greengrasscoreipc.model.SendConfigurationValidityReportResponse;
+  };
   UpdateState: { request: greengrasscoreipc.model.UpdateStateRequest; response: greengrasscoreipc.model.UpdateStateResponse };
   SubscribeToComponentUpdates: {
     request: greengrasscoreipc.model.SubscribeToComponentUpdatesRequest;
     response: greengrasscoreipc.model.SubscribeToComponentUpdatesResponse;
     event: greengrasscoreipc.model.ComponentUpdatePolicyEvents;
   };
-  DeferComponentUpdate: { request: greengrasscoreipc.model.DeferComponentUpdateRequest; response: greengrasscoreipc.model.DeferComponentUpdateResponse };
+  DeferComponentUpdate: {
+    request: greengrasscoreipc.model.DeferComponentUpdateRequest;
+    response: greengrasscoreipc.model.DeferComponentUpdateResponse;
+  };
   PauseComponent: { request: greengrasscoreipc.model.PauseComponentRequest; response: greengrasscoreipc.model.PauseComponentResponse };
   ResumeComponent: { request: greengrasscoreipc.model.ResumeComponentRequest; response: greengrasscoreipc.model.ResumeComponentResponse };
-  GetComponentDetails: { request: greengrasscoreipc.model.GetComponentDetailsRequest; response: greengrasscoreipc.model.GetComponentDetailsResponse };
+  GetComponentDetails: {
+    request: greengrasscoreipc.model.GetComponentDetailsRequest;
+    response: greengrasscoreipc.model.GetComponentDetailsResponse;
+  };
   ListComponents: { request: greengrasscoreipc.model.ListComponentsRequest; response: greengrasscoreipc.model.ListComponentsResponse };
-  RestartComponent: { request: greengrasscoreipc.model.RestartComponentRequest; response: greengrasscoreipc.model.RestartComponentResponse };
+  RestartComponent: {
+    request: greengrasscoreipc.model.RestartComponentRequest;
+    response: greengrasscoreipc.model.RestartComponentResponse;
+  };
   StopComponent: { request: greengrasscoreipc.model.StopComponentRequest; response: greengrasscoreipc.model.StopComponentResponse };
-  CreateLocalDeployment: { request: greengrasscoreipc.model.CreateLocalDeploymentRequest; response: greengrasscoreipc.model.CreateLocalDeploymentResponse };
-  GetLocalDeploymentStatus: { request: greengrasscoreipc.model.GetLocalDeploymentStatusRequest; response: greengrasscoreipc.model.GetLocalDeploymentStatusResponse };
-  ListLocalDeployments: { request: greengrasscoreipc.model.ListLocalDeploymentsRequest; response: greengrasscoreipc.model.ListLocalDeploymentsResponse };
-  PutComponentMetric: { request: greengrasscoreipc.model.PutComponentMetricRequest; response: greengrasscoreipc.model.PutComponentMetricResponse };
-  ValidateAuthorizationToken: { request: greengrasscoreipc.model.ValidateAuthorizationTokenRequest; response: greengrasscoreipc.model.ValidateAuthorizationTokenResponse };
+  CreateLocalDeployment: {
+    request: greengrasscoreipc.model.CreateLocalDeploymentRequest;
+    response: greengrasscoreipc.model.CreateLocalDeploymentResponse;
+  };
+  GetLocalDeploymentStatus: {
+    request: greengrasscoreipc.model.GetLocalDeploymentStatusRequest;
+    response: greengrasscoreipc.model.GetLocalDeploymentStatusResponse;
+  };
+  ListLocalDeployments: {
+    request: greengrasscoreipc.model.ListLocalDeploymentsRequest;
+    response: greengrasscoreipc.model.ListLocalDeploymentsResponse;
+  };
+  PutComponentMetric: {
+    request: greengrasscoreipc.model.PutComponentMetricRequest;
+    response: greengrasscoreipc.model.PutComponentMetricResponse;
+  };
+  ValidateAuthorizationToken: {
+    request: greengrasscoreipc.model.ValidateAuthorizationTokenRequest;
+    response: greengrasscoreipc.model.ValidateAuthorizationTokenResponse;
+  };
 }
 
 export type OperationName = keyof Operations;
@@ -129,6 +173,9 @@ export const SERVICE_MODEL: ReadonlyMap<string, OperationModel> = new Map(
   Object.entries(CLIENT_OPERATIONS).map(([method, o]) => {
     const op = method[0]!.toUpperCase() + method.slice(1);
     const event = (o as { event?: string }).event;
-    return [`aws.greengrass#${op}`, { responseShape: `aws.greengrass#${op}Response`, ...(event ? { eventShape: `aws.greengrass#${event}` } : {}) }];
+    return [
+      `aws.greengrass#${op}`,
+      { responseShape: `aws.greengrass#${op}Response`, ...(event ? { eventShape: `aws.greengrass#${event}` } : {}) },
+    ];
   }),
 );

@@ -1,6 +1,15 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { encodeMessage, FrameReader, FramingError, headerInt, headerString, MAX_MESSAGE_SIZE, type Message, type MessageHeaders } from './framing.js';
+import {
+  encodeMessage,
+  FrameReader,
+  FramingError,
+  headerInt,
+  headerString,
+  MAX_MESSAGE_SIZE,
+  type Message,
+  type MessageHeaders,
+} from './framing.js';
 
 /**
  * Server side of event-stream RPC on one connection, following aws-c-event-stream's
@@ -46,7 +55,12 @@ export interface ConnectionLimits {
   maxQueuedBytes: number;
 }
 
-export const DEFAULT_LIMITS: ConnectionLimits = { connectTimeoutMs: 10_000, maxPreConnectMessageBytes: 16 * 1024, maxStreams: 1024, maxQueuedBytes: 16 * 1024 * 1024 };
+export const DEFAULT_LIMITS: ConnectionLimits = {
+  connectTimeoutMs: 10_000,
+  maxPreConnectMessageBytes: 16 * 1024,
+  maxStreams: 1024,
+  maxQueuedBytes: 16 * 1024 * 1024,
+};
 
 const MSG = {
   missingFields: 'A message arrived without the required :message-type, :message-flags and :stream-id headers.',
@@ -206,7 +220,13 @@ export class RpcConnection {
 
   private protocolError(message: string): void {
     this.log.warn({ principal: this.principal, reason: message }, 'ipc protocol error; closing connection');
-    this.write(MessageType.ProtocolError, 0, 0, { ':content-type': { type: 'string', value: 'application/json' } }, Buffer.from(JSON.stringify({ message })));
+    this.write(
+      MessageType.ProtocolError,
+      0,
+      0,
+      { ':content-type': { type: 'string', value: 'application/json' } },
+      Buffer.from(JSON.stringify({ message })),
+    );
     this.close();
   }
 
@@ -239,8 +259,14 @@ export class RpcConnection {
       if (!operation) return this.protocolError(MSG.noOperation);
       this.lastStreamId = streamId;
       if (this.streams.size >= this.limits.maxStreams) {
-        this.log.warn({ principal: this.principal, operation, open: this.streams.size }, 'ipc connection has too many open streams; refusing another');
-        this.hooks.refuseStream?.(new Stream(streamId, operation, this), `too many open streams on this connection (${this.limits.maxStreams})`);
+        this.log.warn(
+          { principal: this.principal, operation, open: this.streams.size },
+          'ipc connection has too many open streams; refusing another',
+        );
+        this.hooks.refuseStream?.(
+          new Stream(streamId, operation, this),
+          `too many open streams on this connection (${this.limits.maxStreams})`,
+        );
         return;
       }
       const s = new Stream(streamId, operation, this);

@@ -9,7 +9,15 @@ import type { Message, MessageHeaders } from './framing.js';
 import { IpcError } from './errors.js';
 import { MAX_MESSAGE_SIZE } from './framing.js';
 import { SERVICE_MODEL, type EventOf, type OperationModel, type OperationName, type RequestOf, type ResponseOf } from './operations.js';
-import { DEFAULT_LIMITS, MessageFlags, MessageType, RpcConnection, type ConnectionLimits, type StreamCallbacks, type StreamHandle } from './rpc.js';
+import {
+  DEFAULT_LIMITS,
+  MessageFlags,
+  MessageType,
+  RpcConnection,
+  type ConnectionLimits,
+  type StreamCallbacks,
+  type StreamHandle,
+} from './rpc.js';
 
 /**
  * The GreengrassCoreIPC service on a Unix socket. Operations, their request/response/event types
@@ -39,7 +47,10 @@ export interface OperationContext<E = unknown> {
 }
 
 /** A typed handler: the request as it arrived (field names from the model, values unchecked), the response and events as the model says. */
-export type OperationHandler<K extends OperationName> = (request: RequestOf<K>, ctx: OperationContext<EventOf<K>>) => ResponseOf<K> | Promise<ResponseOf<K>>;
+export type OperationHandler<K extends OperationName> = (
+  request: RequestOf<K>,
+  ctx: OperationContext<EventOf<K>>,
+) => ResponseOf<K> | Promise<ResponseOf<K>>;
 
 type AnyHandler = (request: Record<string, unknown>, ctx: OperationContext) => unknown;
 
@@ -53,7 +64,9 @@ function headersFor(name: string, op: OperationModel) {
   if (!h) {
     h = {
       responseHeaders: { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: op.responseShape } },
-      eventHeaders: op.eventShape ? { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: op.eventShape } } : undefined,
+      eventHeaders: op.eventShape
+        ? { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: op.eventShape } }
+        : undefined,
     };
     headerCache.set(name, h);
   }
@@ -195,7 +208,12 @@ export class IpcServer {
         refuseStream: (stream, reason) => {
           this.stats.streamsRefused++;
           const e = new IpcError('ServiceError', `Cannot open another stream: ${reason}`);
-          stream.send(MessageType.ApplicationError, MessageFlags.TerminateStream, { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: e.modelType } }, Buffer.from(JSON.stringify(e.body())));
+          stream.send(
+            MessageType.ApplicationError,
+            MessageFlags.TerminateStream,
+            { ':content-type': JSON_CT, 'service-model-type': { type: 'string', value: e.modelType } },
+            Buffer.from(JSON.stringify(e.body())),
+          );
         },
         onClosed: (c) => this.connections.delete(c),
       },
@@ -239,7 +257,10 @@ export class IpcServer {
     const sendEvent = (body: Buffer) => {
       if (stream.closed || !eventHeaders) return;
       if (body.length > MAX_BODY) {
-        this.opts.logger.warn({ principal: conn.principal, operation: stream.operation, bytes: body.length }, 'event larger than the IPC message limit; not delivered');
+        this.opts.logger.warn(
+          { principal: conn.principal, operation: stream.operation, bytes: body.length },
+          'event larger than the IPC message limit; not delivered',
+        );
         return;
       }
       // Backpressure: a subscriber that does not read must not grow the nucleus without bound.
@@ -248,7 +269,10 @@ export class IpcServer {
       const queued = conn.queuedBytes + body.length;
       if (queued > this.limits.maxQueuedBytes) {
         this.stats.slowStreamsClosed++;
-        this.opts.logger.warn({ principal: conn.principal, operation: stream.operation, queuedBytes: conn.queuedBytes, limit: this.limits.maxQueuedBytes }, 'ipc client is not reading its stream; ending the stream');
+        this.opts.logger.warn(
+          { principal: conn.principal, operation: stream.operation, queuedBytes: conn.queuedBytes, limit: this.limits.maxQueuedBytes },
+          'ipc client is not reading its stream; ending the stream',
+        );
         stream.send(MessageType.ApplicationMessage, MessageFlags.TerminateStream, {}, EMPTY);
         return;
       }
@@ -283,7 +307,12 @@ export class IpcServer {
       } else {
         // Unmodelled failure: what the Java OperationContinuationHandler sends.
         this.opts.logger.error({ err: errorMessage(e), operation: stream.operation, principal: ctx.principal }, 'ipc operation failed');
-        stream.send(MessageType.ApplicationError, MessageFlags.TerminateStream, { ':content-type': TEXT_CT }, Buffer.from('InternalServerError'));
+        stream.send(
+          MessageType.ApplicationError,
+          MessageFlags.TerminateStream,
+          { ':content-type': TEXT_CT },
+          Buffer.from('InternalServerError'),
+        );
       }
     };
     const succeed = (response: unknown) => {
@@ -293,8 +322,16 @@ export class IpcServer {
         // An answer past the frame limit would make the client drop the connection and leave
         // the caller waiting forever: answer an error it can print instead.
         this.stats.oversizeAnswers++;
-        this.opts.logger.warn({ principal: ctx.principal, operation: stream.operation, bytes: body.length }, 'ipc response larger than the message limit; answering an error');
-        fail(new IpcError('ServiceError', `The response to ${stream.operation} would be ${body.length} bytes, over the ${MAX_MESSAGE_SIZE}-byte IPC message limit; ask for less (a key path, one component)`));
+        this.opts.logger.warn(
+          { principal: ctx.principal, operation: stream.operation, bytes: body.length },
+          'ipc response larger than the message limit; answering an error',
+        );
+        fail(
+          new IpcError(
+            'ServiceError',
+            `The response to ${stream.operation} would be ${body.length} bytes, over the ${MAX_MESSAGE_SIZE}-byte IPC message limit; ask for less (a key path, one component)`,
+          ),
+        );
         return;
       }
       stream.send(MessageType.ApplicationMessage, streaming ? 0 : MessageFlags.TerminateStream, responseHeaders, body);

@@ -61,7 +61,8 @@ export class LifecycleIpc {
       const c = this.kernel.components.get(ctx.principal);
       if (!c) throw notFound(`Component ${ctx.principal} not found`, 'Component', ctx.principal);
       const state = req.state;
-      if (state !== 'RUNNING' && state !== 'ERRORED') throw invalidArguments(`state must be RUNNING or ERRORED, got ${JSON.stringify(state)}`);
+      if (state !== 'RUNNING' && state !== 'ERRORED')
+        throw invalidArguments(`state must be RUNNING or ERRORED, got ${JSON.stringify(state)}`);
       c.service.reportFromComponent(state);
       return {};
     });
@@ -126,7 +127,11 @@ export class LifecycleIpc {
    * Notify subscribers of an update and wait for their consent (see the class comment).
    * Returns the deferrals that were honoured, for the deployment record.
    */
-  async preUpdate(deploymentId: string, timeoutMs: number, progress?: (msg: string) => void): Promise<{ component: string; message: string; recheckAfterMs: number }[]> {
+  async preUpdate(
+    deploymentId: string,
+    timeoutMs: number,
+    progress?: (msg: string) => void,
+  ): Promise<{ component: string; message: string; recheckAfterMs: number }[]> {
     const honoured: { component: string; message: string; recheckAfterMs: number }[] = [];
     for (;;) {
       if (this.updateSubscribers.size === 0) return honoured;
@@ -143,7 +148,8 @@ export class LifecycleIpc {
       await Promise.race([allAnswered, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
       clearTimeout(timer);
       this.pending = undefined;
-      if (p.waitingOn.size) this.log.info({ deploymentId, silent: [...p.waitingOn] }, 'no answer to the pre-update event within the timeout; going ahead');
+      if (p.waitingOn.size)
+        this.log.info({ deploymentId, silent: [...p.waitingOn] }, 'no answer to the pre-update event within the timeout; going ahead');
       const deferrals = [...p.answers].filter(([, d]) => d.recheckAfterMs > 0);
       if (deferrals.length === 0) return honoured;
       const wait = Math.max(...deferrals.map(([, d]) => d.recheckAfterMs));

@@ -137,7 +137,13 @@ export class Kernel implements ServiceHost {
 
   /** Recipe-variable context of a component (system variables and its own folders). */
   variableContext(name: string, version: string): VariableContext {
-    return { componentName: name, rootPath: this.opts.root, thingName: this.opts.thingName, ...this.paths(name, version, {}), dependencies: new Map() };
+    return {
+      componentName: name,
+      rootPath: this.opts.root,
+      thingName: this.opts.thingName,
+      ...this.paths(name, version, {}),
+      dependencies: new Map(),
+    };
   }
 
   logFile(name: string): string {
@@ -161,7 +167,10 @@ export class Kernel implements ServiceHost {
   }
 
   /** Resolve lifecycle and environment for one component of a target. */
-  private build(t: TargetComponent, target: Target): { platformRecipe: PlatformRecipe; lifecycle: Lifecycle; env: Record<string, string>; fingerprint: string } {
+  private build(
+    t: TargetComponent,
+    target: Target,
+  ): { platformRecipe: PlatformRecipe; lifecycle: Lifecycle; env: Record<string, string>; fingerprint: string } {
     const platformRecipe = resolveForPlatform(t.recipe);
     const deps = new Map<string, ComponentPaths>();
     for (const dep of Object.keys(t.recipe.dependencies)) {
@@ -182,7 +191,10 @@ export class Kernel implements ServiceHost {
     const lifecycle: Lifecycle = {
       setenv: Object.fromEntries(Object.entries(lc.setenv).map(([k, v]) => [k, ip(v)])),
       steps: Object.fromEntries(
-        Object.entries(lc.steps).map(([k, s]) => [k, { ...s, script: ip(s.script), setenv: Object.fromEntries(Object.entries(s.setenv).map(([ek, ev]) => [ek, ip(ev)])) }]),
+        Object.entries(lc.steps).map(([k, s]) => [
+          k,
+          { ...s, script: ip(s.script), setenv: Object.fromEntries(Object.entries(s.setenv).map(([ek, ev]) => [ek, ip(ev)])) },
+        ]),
       ),
     };
     if (unresolved.size) this.logger.warn({ component: t.name, variables: [...unresolved] }, 'recipe variables left unresolved');
@@ -247,7 +259,9 @@ export class Kernel implements ServiceHost {
       grew = false;
       for (const name of order) {
         if (restart.has(name) || !this.components.has(name)) continue;
-        const hard = Object.entries(target.get(name)!.recipe.dependencies).filter(([, d]) => d.type === 'HARD').map(([n]) => n);
+        const hard = Object.entries(target.get(name)!.recipe.dependencies)
+          .filter(([, d]) => d.type === 'HARD')
+          .map(([n]) => n);
         if (hard.some((d) => restart.has(d) || (!this.components.has(d) && target.has(d)))) {
           restart.add(name);
           grew = true;
@@ -305,7 +319,9 @@ export class Kernel implements ServiceHost {
           ...(this.opts.logRotation ? { logRotation: this.opts.logRotation } : {}),
           dependencies: Object.entries(t.recipe.dependencies).map(([n, d]) => ({ name: n, type: d.type })),
           ...(runAs ? { runAs } : {}),
-          ...(versioned ? { artifactDirs: [this.opts.store.artifactsPath(name, t.version), this.opts.store.unarchivedPath(name, t.version)] } : {}),
+          ...(versioned
+            ? { artifactDirs: [this.opts.store.artifactsPath(name, t.version), this.opts.store.unarchivedPath(name, t.version)] }
+            : {}),
         },
         this,
       );

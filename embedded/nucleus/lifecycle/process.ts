@@ -57,9 +57,26 @@ export interface ScriptOptions {
 
 export function startScript(opts: ScriptOptions): RunningScript {
   const command = opts.runAs
-    ? ['sudo', '-n', '-E', '-H', '-u', sudoName(opts.runAs.user), ...(opts.runAs.group ? ['-g', sudoName(opts.runAs.group)] : []), '--', 'sh', '-c', opts.script]
+    ? [
+        'sudo',
+        '-n',
+        '-E',
+        '-H',
+        '-u',
+        sudoName(opts.runAs.user),
+        ...(opts.runAs.group ? ['-g', sudoName(opts.runAs.group)] : []),
+        '--',
+        'sh',
+        '-c',
+        opts.script,
+      ]
     : ['sh', '-c', opts.script];
-  const child = spawn('/bin/sh', ['-c', GUARD, 'loupe-guard', ...command], { cwd: opts.cwd, env: opts.env, detached: true, stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+  const child = spawn('/bin/sh', ['-c', GUARD, 'loupe-guard', ...command], {
+    cwd: opts.cwd,
+    env: opts.env,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+  });
   const guardPipe = child.stdio[3] as Writable | null;
   guardPipe?.on('error', () => {});
   let running = true;

@@ -44,11 +44,15 @@ export function ensureReachable(root: string, runAs: ResolvedRunAs, log: Logger)
   let dir = dirname(resolve(root));
   for (;;) {
     const st = statSync(dir);
-    const reachable = (st.mode & 0o001) !== 0 || (st.uid === runAs.uid && (st.mode & 0o100) !== 0) || (st.gid === runAs.gid && (st.mode & 0o010) !== 0);
+    const reachable =
+      (st.mode & 0o001) !== 0 || (st.uid === runAs.uid && (st.mode & 0o100) !== 0) || (st.gid === runAs.gid && (st.mode & 0o010) !== 0);
     if (!reachable) {
       if (dir.startsWith(tmp + '/')) {
         chmodSync(dir, (st.mode & 0o7777) | 0o001);
-        log.info({ dir, user: runAs.user }, 'made a temporary folder above the nucleus root passable (o+x) so components can reach the root');
+        log.info(
+          { dir, user: runAs.user },
+          'made a temporary folder above the nucleus root passable (o+x) so components can reach the root',
+        );
       } else {
         throw new LoupeError(
           'NUCLEUS_ROOT_ACCESS',

@@ -86,7 +86,8 @@ export class RotatingLog implements LogSink {
     if (this.keep === 0) rmSync(this.path, { force: true });
     else {
       rmSync(`${this.path}.${this.keep}`, { force: true });
-      for (let i = this.keep - 1; i >= 1; i--) if (existsSync(`${this.path}.${i}`)) renameSync(`${this.path}.${i}`, `${this.path}.${i + 1}`);
+      for (let i = this.keep - 1; i >= 1; i--)
+        if (existsSync(`${this.path}.${i}`)) renameSync(`${this.path}.${i}`, `${this.path}.${i + 1}`);
       renameSync(this.path, `${this.path}.1`);
     }
     this.open();

@@ -32,7 +32,12 @@ export function resolveRunAs(posixUser: string, where: string): ResolvedRunAs | 
   const [user, group] = posixUser.split(':');
   if (!user) throw new LoupeError('RUN_WITH_USER', `must be "user" or "user:group", got "${posixUser}"`, { input: where });
   const pw = getent('passwd', user);
-  if (!pw) throw new LoupeError('RUN_WITH_USER', `user "${user}" does not exist on this machine (create it, e.g. useradd -r -M ${user}, or set runWithDefault.posixUser)`, { input: where });
+  if (!pw)
+    throw new LoupeError(
+      'RUN_WITH_USER',
+      `user "${user}" does not exist on this machine (create it, e.g. useradd -r -M ${user}, or set runWithDefault.posixUser)`,
+      { input: where },
+    );
   const uid = Number(pw[2]);
   let gid = Number(pw[3]);
   if (group) {

@@ -203,7 +203,9 @@ export class ComponentService extends EventEmitter {
     this.writeLog(`state ${prev} -> ${next} (${reason})`);
     this.emit('state', next, prev);
     this.host.events.emit('state', this.name, next, prev);
-    this.chain = this.chain.then(() => this.enter(next, prev, g)).catch((e) => this.log.error({ err: errorMessage(e) }, 'lifecycle handler failed'));
+    this.chain = this.chain
+      .then(() => this.enter(next, prev, g))
+      .catch((e) => this.log.error({ err: errorMessage(e) }, 'lifecycle handler failed'));
   }
 
   /** Re-run the handler of the current state (after the desired state changed). */
@@ -211,7 +213,9 @@ export class ComponentService extends EventEmitter {
     this.emit('kick');
     const g = this.gen;
     const s = this.state;
-    this.chain = this.chain.then(() => this.enter(s, s, g)).catch((e) => this.log.error({ err: errorMessage(e) }, 'lifecycle handler failed'));
+    this.chain = this.chain
+      .then(() => this.enter(s, s, g))
+      .catch((e) => this.log.error({ err: errorMessage(e) }, 'lifecycle handler failed'));
   }
 
   private current(g: number): boolean {
@@ -384,7 +388,15 @@ export class ComponentService extends EventEmitter {
     this.applyOwnership();
     const env = { ...this.spec.env, ...s.setenv };
     const runAs = s.requiresPrivilege ? undefined : this.spec.runAs;
-    const p = startScript({ script: s.script, cwd: this.spec.workDir, env, log: this.out, label: `${this.name} ${step}`, sweepOnExit: step !== 'startup', ...(runAs ? { runAs } : {}) });
+    const p = startScript({
+      script: s.script,
+      cwd: this.spec.workDir,
+      env,
+      log: this.out,
+      label: `${this.name} ${step}`,
+      sweepOnExit: step !== 'startup',
+      ...(runAs ? { runAs } : {}),
+    });
     this.procs.add(p);
     const pgid = p.pgid;
     if (pgid !== undefined) {
@@ -413,7 +425,10 @@ export class ComponentService extends EventEmitter {
       chownTree(this.spec.workDir, ids.uid, ids.gid, true);
       for (const d of this.spec.artifactDirs ?? []) chownTree(d, ids.uid, ids.gid, false);
     } catch (e) {
-      this.log.error({ err: errorMessage(e), user: ids.user }, 'cannot hand the work and artifact folders to the component user; its artifacts may not be readable');
+      this.log.error(
+        { err: errorMessage(e), user: ids.user },
+        'cannot hand the work and artifact folders to the component user; its artifacts may not be readable',
+      );
     }
   }
 

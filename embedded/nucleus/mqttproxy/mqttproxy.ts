@@ -39,7 +39,10 @@ export function registerMqttProxy(server: IpcServer, authz: Authorizer, bridge: 
     if (typeof topic !== 'string' || topic === '') throw invalidArguments('topicName is required');
     authz.check(MQTTPROXY_SERVICE, ctx.principal, SUBSCRIBE, topic, NOT_AUTHORIZED);
     const b = bridge();
-    if (!b) throw serviceError(`Subscribe to topic ${topic} failed with error com.aws.greengrass.mqttclient.MqttRequestException: Device is not configured to connect to AWS`);
+    if (!b)
+      throw serviceError(
+        `Subscribe to topic ${topic} failed with error com.aws.greengrass.mqttclient.MqttRequestException: Device is not configured to connect to AWS`,
+      );
     const unsubscribe = await b.subscribe(topic, qosOf(req.qos), (topicName, payload, retain) => {
       ctx.emit({ message: { topicName, payload: payload.toString('base64'), ...(retain ? { retain } : {}) } });
     });

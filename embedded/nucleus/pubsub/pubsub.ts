@@ -37,7 +37,8 @@ export class LocalPubSub {
     const topic = req.topic;
     if (typeof topic !== 'string') throw invalidArguments('Publish topic must not be null');
     this.authz.check(PUBSUB_SERVICE, principal, PUBLISH, topic);
-    if (topic.includes('+') || topic.includes('#') || topic.includes('*')) throw invalidArguments('Publish topic must not contain a wildcard.');
+    if (topic.includes('+') || topic.includes('#') || topic.includes('*'))
+      throw invalidArguments('Publish topic must not contain a wildcard.');
     const pm = req.publishMessage as { jsonMessage?: { message?: unknown }; binaryMessage?: { message?: unknown } } | undefined;
     if (!pm || typeof pm !== 'object') throw invalidArguments('publishMessage is required');
     let event: object;
@@ -69,7 +70,8 @@ export class LocalPubSub {
     this.authz.check(PUBSUB_SERVICE, ctx.principal, SUBSCRIBE, topic);
     let mode = req.receiveMode;
     if (mode === undefined || mode === null) mode = isWildcardFilter(topic) ? 'RECEIVE_MESSAGES_FROM_OTHERS' : 'RECEIVE_ALL_MESSAGES';
-    if (mode !== 'RECEIVE_ALL_MESSAGES' && mode !== 'RECEIVE_MESSAGES_FROM_OTHERS') throw invalidArguments(`receiveMode must be RECEIVE_ALL_MESSAGES or RECEIVE_MESSAGES_FROM_OTHERS, got ${String(mode)}`);
+    if (mode !== 'RECEIVE_ALL_MESSAGES' && mode !== 'RECEIVE_MESSAGES_FROM_OTHERS')
+      throw invalidArguments(`receiveMode must be RECEIVE_ALL_MESSAGES or RECEIVE_MESSAGES_FROM_OTHERS, got ${String(mode)}`);
     const sub: Subscriber = { principal: ctx.principal, receiveMode: mode, ctx };
     this.subs.add(topic, sub);
     ctx.onClose(() => this.subs.remove(topic, sub));

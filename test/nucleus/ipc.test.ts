@@ -194,6 +194,9 @@ describe('IPC with real components', () => {
           { op: 'getConfig', keyPath: [] },
           { op: 'getConfig', keyPath: ['shared', 'url'], componentName: 'ipc.Peer' },
           { op: 'getConfig', keyPath: ['nope'] },
+          // IPC timestamps count in whole seconds and the deployment stamped roi in milliseconds:
+          // an update in the deployment's own second would be older than roi (as on the real nucleus)
+          { op: 'sleep', ms: 1100 },
           { op: 'updateConfig', keyPath: ['roi'], value: { x: 42 } },
           { op: 'getConfig', keyPath: ['roi'] },
           { op: 'updateConfig', keyPath: ['roi'], value: { x: 7 }, timestamp: 1000 },
@@ -209,11 +212,11 @@ describe('IPC with real components', () => {
     expect(recs[4]!.result).toEqual({ componentName: 'ipc.Peer', value: { url: 'http://peer' } });
     expect(recs[5]!.ok).toBe(false);
     expect(recs[5]!.error.serviceError).toMatchObject({ _errorCode: 'ResourceNotFoundError', message: 'Key not found' });
-    expect(recs[6]!.ok).toBe(true);
-    expect(recs[7]!.result.value).toEqual({ x: 42, y: 2 });
-    expect(recs[8]!.ok).toBe(false);
-    expect(recs[8]!.error.serviceError).toMatchObject({ _errorCode: 'FailedUpdateConditionCheckError' });
-    expect(recs[9]!.ok).toBe(true);
+    expect(recs[7]!.ok).toBe(true);
+    expect(recs[8]!.result.value).toEqual({ x: 42, y: 2 });
+    expect(recs[9]!.ok).toBe(false);
+    expect(recs[9]!.error.serviceError).toMatchObject({ _errorCode: 'FailedUpdateConditionCheckError' });
+    expect(recs[10]!.ok).toBe(true);
     await waitForRecord(root, 'ipc.Config', (r) => r.event === 'configUpdate');
     // Only the roi subscription's changes arrive (not fps).
     expect(events('ipc.Config', (r) => r.event === 'configUpdate').map((r) => r.keyPath)).toEqual([['roi', 'x']]);

@@ -173,7 +173,8 @@ async function pipelineRun(model: string) {
           }
         : undefined,
     };
-    for (const c of ['loupe.Camera', 'loupe.Inference', 'loupe.Uploader', 'loupe.Model']) mem[c] = await procMem(await pidOf(stack, c));
+    // loupe.Model has no process (its recipe only carries the model artefact).
+    for (const c of ['loupe.Camera', 'loupe.Inference', 'loupe.Uploader']) mem[c] = await procMem(await pidOf(stack, c));
     mem.nucleus_and_bench_process = await procMem(process.pid);
   } finally {
     await stack.stop();

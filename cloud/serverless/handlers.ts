@@ -28,11 +28,15 @@ export type Handler<E, R> = (event: E) => Promise<R>;
 
 export function lambda<E, R>(fn: (rt: CloudRuntime, event: E) => Promise<R>, env: NodeJS.ProcessEnv = process.env): Handler<E, R> {
   return async (event: E) => {
-    const rt = runtimeFromEnv(env);
+    let rt: CloudRuntime | undefined;
     try {
+      // Inside the try: a configuration error must reach Step Functions as Loupe.<CODE> too (Catch/Retry match on it).
+      rt = runtimeFromEnv(env);
       return await fn(rt, event);
     } catch (e) {
-      rt.log.error({ err: errorMessage(e), code: (e as { code?: string }).code }, 'handler failed');
+      const detail = { err: errorMessage(e), code: (e as { code?: string }).code };
+      if (rt) rt.log.error(detail, 'handler failed');
+      else process.stderr.write(JSON.stringify({ level: 50, msg: 'handler failed', ...detail }) + '\n');
       throw lambdaError(e);
     }
   };

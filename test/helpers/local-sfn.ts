@@ -160,3 +160,8 @@ export async function executeStateMachine(
   await logs;
   return { ...(output !== undefined ? { output } : {}), ...(failure ? { error: failure } : {}), path, calls, retries };
 }
+
+/** A Lambda handler as a Task state's handler: Step Functions hands it the JSON payload and keeps its JSON reply. */
+export function task<E, R>(h: (event: E) => Promise<R>): TaskHandler {
+  return async (input) => JSON.parse(JSON.stringify(await h(input as E))) as JSONValue;
+}

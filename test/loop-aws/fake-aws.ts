@@ -66,6 +66,7 @@ import { create as tarCreate } from 'tar';
 import { trainScript } from '../../cloud/training/local-trainer.js';
 import { offlinePythonEnv, venvPython } from '../../cloud/training/venv.js';
 import type { GtBox } from '../../contracts/box.js';
+import { loadSourceRecipe, renderRecipe } from '../../components/build/recipes.js';
 
 export const ACCOUNT = '111122223333';
 
@@ -137,6 +138,41 @@ export interface FleetSeed {
   devices: string[];
   components: { name: string; version: string; recipe: Record<string, unknown> }[];
   deployment: DeploymentState;
+}
+
+/**
+ * The thing group as loupe's suite leaves it: loupe.Model 1.0.0 (the shipped model, its
+ * artefacts under `artefacts`) beside loupe.Camera, loupe.Inference and loupe.Uploader 1.0.0.
+ */
+export function suiteFleet(o: {
+  thingGroupArn: string;
+  devices: string[];
+  artefacts: string;
+  modelSha256: string;
+  inference?: { configurationUpdate: { merge: string } };
+}): FleetSeed {
+  const recipe = JSON.parse(
+    JSON.stringify(
+      renderRecipe(loadSourceRecipe('loupe.Model'), { version: '1.0.0', model: { name: 'metal-tags', sha256: o.modelSha256 } }),
+    ).replaceAll('s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/', o.artefacts),
+  ) as Record<string, unknown>;
+  return {
+    thingGroupArn: o.thingGroupArn,
+    devices: o.devices,
+    components: [{ name: 'loupe.Model', version: '1.0.0', recipe }],
+    deployment: {
+      deploymentId: 'd-suite',
+      deploymentName: 'loupe-suite',
+      targetArn: o.thingGroupArn,
+      createdAt: new Date(Date.now() - 86_400_000).toISOString(),
+      components: {
+        'loupe.Camera': { componentVersion: '1.0.0' },
+        'loupe.Inference': { componentVersion: '1.0.0', ...(o.inference ?? {}) },
+        'loupe.Model': { componentVersion: '1.0.0' },
+        'loupe.Uploader': { componentVersion: '1.0.0' },
+      },
+    },
+  };
 }
 
 export function seedFleet(dir: string, seed: FleetSeed): void {

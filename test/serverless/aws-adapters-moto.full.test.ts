@@ -23,7 +23,6 @@ import {
   IoTClient,
 } from '@aws-sdk/client-iot';
 import {
-  CreateTrainingJobCommand,
   CreateFeatureGroupCommand,
   DescribeFeatureGroupCommand,
   DescribeTrainingJobCommand,

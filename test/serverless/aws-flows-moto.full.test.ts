@@ -37,16 +37,22 @@ import { RUNTIME_ENV } from '../../cloud/serverless/runtime.js';
 import { downloadPrefix, parseS3Prefix } from '../../cloud/serverless/s3-folder.js';
 import { parseLoopConfig } from '../../cloud/loop/config.js';
 import type { PipelineStep } from '../../cloud/infra/pipeline.js';
-import { loadSourceRecipe, renderRecipe } from '../../components/build/recipes.js';
 import { datasetDir, projectRoot } from '../../lib/paths.js';
 import { sha256 } from '../../lib/fsutil.js';
 import { resourcesOf } from '../helpers/cfn.js';
-import { executeStateMachine, synthesiseDefinitions, type Execution, type Synthesised, type TaskHandler } from '../helpers/local-sfn.js';
+import {
+  executeStateMachine,
+  synthesiseDefinitions,
+  type Execution,
+  type Synthesised,
+  task,
+  type TaskHandler,
+} from '../helpers/local-sfn.js';
 import { walkPipeline, type PipelineWalk } from '../helpers/pipeline-walk.js';
 import { MOTO_ACCOUNT, startMoto, type MotoServer } from '../helpers/moto.js';
-import { putUpload } from '../helpers/uploads.js';
+import { LATE_REFERENCE_PHOTOS, putUpload } from '../helpers/uploads.js';
 import { worseMetalTagsModel } from '../helpers/worse-model.js';
-import { installFakeAws, readCalls, seedFleet, writeJson } from '../loop-aws/fake-aws.js';
+import { installFakeAws, readCalls, seedFleet, suiteFleet, writeJson } from '../loop-aws/fake-aws.js';
 
 /**
  * loupe's whole loop on AWS, walked on one machine: the labelling state machine, the model-build
@@ -75,23 +81,7 @@ const GROUP_ARN = `arn:aws:iot:${REGION}:${ACCOUNT}:thinggroup/press-line-3`;
 const metal = datasetDir('metal-tags');
 const SHIPPED = join(projectRoot, 'models', 'metal-tags');
 // Reference photos labelled after `history.until`: new device uploads, three per labelling run.
-const BATCHES = [
-  [
-    'bad/image-2020-04-22-11-08-58-87-cropped-right-top.jpg',
-    'bad/image-2020-04-22-11-06-38-66-cropped-left-top.jpg',
-    'good/image-2020-04-22-10-15-16-00-cropped-left-top.jpg',
-  ],
-  [
-    'bad/image-2020-04-22-11-07-03-86-cropped-right-top.jpg',
-    'bad/image-2020-04-22-11-01-09-04-cropped-left-top.jpg',
-    'bad/image-2020-04-22-11-02-50-45-cropped-left-top.jpg',
-  ],
-  [
-    'bad/image-2020-04-22-11-04-57-07-cropped-left-top.jpg',
-    'bad/image-2020-04-22-10-57-08-25-cropped-left-top.jpg',
-    'good/image-2020-04-22-10-15-03-04-cropped-left-top.jpg',
-  ],
-];
+const BATCHES = [0, 3, 6].map((i) => LATE_REFERENCE_PHOTOS.slice(i, i + 3));
 
 let dir: string;
 let moto: MotoServer;
@@ -179,29 +169,15 @@ beforeAll(async () => {
   );
 
   // The thing group as loupe's suite left it: loupe.Model 1.0.0 (the shipped model) and its siblings.
-  const shippedSha = sha256(readFileSync(join(SHIPPED, 'model.onnx')));
-  const modelRecipe = JSON.parse(
-    JSON.stringify(
-      renderRecipe(loadSourceRecipe('loupe.Model'), { version: '1.0.0', model: { name: 'metal-tags', sha256: shippedSha } }),
-    ).replaceAll('s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/', `s3://${ML}/loupe/components/loupe.Model/1.0.0/`),
-  ) as Record<string, unknown>;
-  seedFleet(join(dir, 'aws'), {
-    thingGroupArn: GROUP_ARN,
-    devices: ['press-3-cam-1', 'press-3-cam-2'],
-    components: [{ name: 'loupe.Model', version: '1.0.0', recipe: modelRecipe }],
-    deployment: {
-      deploymentId: 'd-suite',
-      deploymentName: 'loupe-suite',
-      targetArn: GROUP_ARN,
-      createdAt: new Date(Date.now() - 86_400_000).toISOString(),
-      components: {
-        'loupe.Camera': { componentVersion: '1.0.0' },
-        'loupe.Inference': { componentVersion: '1.0.0' },
-        'loupe.Model': { componentVersion: '1.0.0' },
-        'loupe.Uploader': { componentVersion: '1.0.0' },
-      },
-    },
-  });
+  seedFleet(
+    join(dir, 'aws'),
+    suiteFleet({
+      thingGroupArn: GROUP_ARN,
+      devices: ['press-3-cam-1', 'press-3-cam-2'],
+      artefacts: `s3://${ML}/loupe/components/loupe.Model/1.0.0/`,
+      modelSha256: sha256(readFileSync(join(SHIPPED, 'model.onnx'))),
+    }),
+  );
   gg = installFakeAws(join(dir, 'aws'), { region: REGION, services: ['greengrass'] });
 }, 600_000);
 
@@ -239,10 +215,10 @@ async function labellingExecution(name: string, batch: number): Promise<Executio
     machine: 'loupe-labelling',
     input: { trigger: 'schedule' },
     tasks: {
-      Ingest: lambda(ingestHandler, env) as TaskHandler,
-      Label: lambda(labelHandler, env) as TaskHandler,
-      Verify: lambda(verifyHandler, env) as TaskHandler,
-      WriteFeatureGroup: lambda(publishLabelsHandler, env) as TaskHandler,
+      Ingest: task(lambda(ingestHandler, env)),
+      Label: task(lambda(labelHandler, env)),
+      Verify: task(lambda(verifyHandler, env)),
+      WriteFeatureGroup: task(lambda(publishLabelsHandler, env)),
       // arn:aws:states:::aws-sdk:sagemaker:startPipelineExecution, sent to moto as Step Functions would send it.
       StartModelBuild: async (i) => {
         const r = await sm.send(new StartPipelineExecutionCommand(i as never));
@@ -446,11 +422,11 @@ async function deployExecution(name: string, arn: string, tasks: Record<string, 
     machine: 'loupe-deploy',
     input: approvalEvent(arn),
     tasks: {
-      Publish: lambda(publishHandler, env) as TaskHandler,
-      Deploy: lambda(deployHandler, env) as TaskHandler,
-      RolloutStatus: lambda(rolloutStatusHandler, env) as TaskHandler,
-      Confirm: lambda(confirmHandler, env) as TaskHandler,
-      Rollback: lambda(rollbackHandler, env) as TaskHandler,
+      Publish: task(lambda(publishHandler, env)),
+      Deploy: task(lambda(deployHandler, env)),
+      RolloutStatus: task(lambda(rolloutStatusHandler, env)),
+      Confirm: task(lambda(confirmHandler, env)),
+      Rollback: task(lambda(rollbackHandler, env)),
       ...tasks,
     },
     waits: { WaitForRollout: 400 },

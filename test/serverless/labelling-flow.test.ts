@@ -12,8 +12,8 @@ import { lambdaError } from '../../cloud/serverless/cloud-step.js';
 import { StateHome } from '../../cloud/serverless/state-home.js';
 import { LoopStore } from '../../cloud/loop/store.js';
 import { datasetDir } from '../../lib/paths.js';
-import { executeStateMachine, synthesiseDefinitions, type Execution, type TaskHandler } from '../helpers/local-sfn.js';
-import { putUpload } from '../helpers/uploads.js';
+import { executeStateMachine, synthesiseDefinitions, type Execution, task, type TaskHandler } from '../helpers/local-sfn.js';
+import { LATE_REFERENCE_PHOTOS, putUpload } from '../helpers/uploads.js';
 
 /**
  * The labelling state machine, as the CDK app synthesises it, executed by aws-local-stepfunctions
@@ -31,13 +31,7 @@ import { putUpload } from '../helpers/uploads.js';
 const ACCOUNT = '111122223333';
 const REGION = 'eu-west-1';
 const metal = datasetDir('metal-tags');
-// Reference photos labelled after `history.until`: not in the imported history, so they come
-// back as new device uploads; the simulated workforce knows their truth by content (truth.ts).
-const PHOTOS = [
-  'bad/image-2020-04-22-11-08-58-87-cropped-right-top.jpg',
-  'bad/image-2020-04-22-11-06-38-66-cropped-left-top.jpg',
-  'good/image-2020-04-22-10-15-16-00-cropped-left-top.jpg',
-];
+const PHOTOS = LATE_REFERENCE_PHOTOS.slice(0, 3);
 
 let dir: string;
 let os: ObjectStore;
@@ -84,10 +78,10 @@ async function execute(
     machine: 'loupe-labelling',
     input,
     tasks: {
-      Ingest: lambda(ingestHandler, env) as TaskHandler,
-      Label: lambda(labelHandler, env) as TaskHandler,
-      Verify: lambda(verifyHandler, env) as TaskHandler,
-      WriteFeatureGroup: lambda(publishLabelsHandler, env) as TaskHandler,
+      Ingest: task(lambda(ingestHandler, env)),
+      Label: task(lambda(labelHandler, env)),
+      Verify: task(lambda(verifyHandler, env)),
+      WriteFeatureGroup: task(lambda(publishLabelsHandler, env)),
       // An AWS control-plane call (SageMaker StartPipelineExecution): answered as SageMaker would;
       // its request is checked below. labelling-moto.full.test.ts sends it to moto.
       StartModelBuild: () => ({ PipelineExecutionArn: `arn:aws:sagemaker:${REGION}:${ACCOUNT}:pipeline/loupe-model-build/execution/x1` }),

@@ -10,8 +10,8 @@ import { ingestHandler, labelHandler, lambda, publishLabelsHandler, verifyHandle
 import { RUNTIME_ENV } from '../../cloud/serverless/runtime.js';
 import { datasetDir } from '../../lib/paths.js';
 import type { GtBox } from '../../contracts/box.js';
-import { executeStateMachine, synthesiseDefinitions, type TaskHandler } from '../helpers/local-sfn.js';
-import { putUpload } from '../helpers/uploads.js';
+import { executeStateMachine, synthesiseDefinitions, task } from '../helpers/local-sfn.js';
+import { LATE_REFERENCE_PHOTOS, putUpload } from '../helpers/uploads.js';
 import { ACCOUNT, FakeAwsWorkers, installFakeAws, readCalls } from '../loop-aws/fake-aws.js';
 
 /**
@@ -24,11 +24,7 @@ import { ACCOUNT, FakeAwsWorkers, installFakeAws, readCalls } from '../loop-aws/
  */
 const REGION = 'eu-west-1';
 const metal = datasetDir('metal-tags');
-const PHOTOS = [
-  'bad/image-2020-04-22-11-08-58-87-cropped-right-top.jpg',
-  'bad/image-2020-04-22-11-06-38-66-cropped-left-top.jpg',
-  'good/image-2020-04-22-10-15-16-00-cropped-left-top.jpg',
-];
+const PHOTOS = LATE_REFERENCE_PHOTOS.slice(0, 3);
 const WORKTEAM = `arn:aws:sagemaker:${REGION}:${ACCOUNT}:workteam/private-crowd/inspectors`;
 
 let dir: string;
@@ -40,7 +36,11 @@ const saved: Record<string, string | undefined> = {};
 
 /** The reference boxes of each photo (labels.csv: Python-literal dicts). */
 function referenceBoxes(): Map<string, { width: number; height: number; boxes: GtBox[] }> {
-  const rows = parseCsv(readFileSync(join(metal, 'labels.csv')), { columns: true, skip_empty_lines: true, relax_column_count: true }) as Record<string, string>[];
+  const rows = parseCsv(readFileSync(join(metal, 'labels.csv')), {
+    columns: true,
+    skip_empty_lines: true,
+    relax_column_count: true,
+  }) as Record<string, string>[];
   const out = new Map<string, { width: number; height: number; boxes: GtBox[] }>();
   for (const r of rows) {
     if (!r.source_ref || !r.annotations) continue;
@@ -122,22 +122,22 @@ describe('the labelling state machine with Ground Truth (fake control plane, rea
       [RUNTIME_ENV.home]: 's3://loupe-ml/loupe/home/',
       [RUNTIME_ENV.logLevel]: 'silent',
     };
-    const label = lambda(labelHandler, env) as TaskHandler;
+    const label = task(lambda(labelHandler, env));
     let waits = 0;
     const x = await executeStateMachine(definition, {
       name: 'gt-1',
       machine: 'loupe-labelling',
       input: { trigger: 'schedule' },
       tasks: {
-        Ingest: lambda(ingestHandler, env) as TaskHandler,
+        Ingest: task(lambda(ingestHandler, env)),
         Label: async (i) => {
           const r = (await label(i)) as { status: string };
           // The people start once the state machine has waited for them once.
           if (r.status === 'waiting' && ++waits === 2) workers.releaseLabeling();
           return r as never;
         },
-        Verify: lambda(verifyHandler, env) as TaskHandler,
-        WriteFeatureGroup: lambda(publishLabelsHandler, env) as TaskHandler,
+        Verify: task(lambda(verifyHandler, env)),
+        WriteFeatureGroup: task(lambda(publishLabelsHandler, env)),
         StartModelBuild: () => ({ PipelineExecutionArn: `arn:aws:sagemaker:${REGION}:${ACCOUNT}:pipeline/loupe-model-build/execution/x1` }),
       },
       waits: { WaitForLabellers: 300, WaitForVerifiers: 300 },

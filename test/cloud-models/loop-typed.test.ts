@@ -113,6 +113,73 @@ describe('typed loop steps', () => {
     }
   });
 
+  it('an OPTIONAL field renamed in a stored output fails the resume too (strict schemas), naming the old name', async () => {
+    const dir = fresh();
+    cpSync(interrupted, dir, { recursive: true });
+    const db = new Database(join(dir, 'loop.db'));
+    // As if a release had called the label step's optional `submitted` field `submittedCount`:
+    // without strict schemas this read as `submitted: undefined` and went unnoticed.
+    const before = db.prepare("SELECT json_extract(output, '$.submitted') AS v FROM steps WHERE name = 'label'").get() as { v: number };
+    expect(before.v).toBeTypeOf('number');
+    db.prepare(
+      "UPDATE steps SET output = json_remove(json_set(output, '$.submittedCount', json_extract(output, '$.submitted')), '$.submitted') WHERE name = 'label'",
+    ).run();
+    db.close();
+    const home = loopHome(dir);
+    const config = parseLoopConfig(baseConfig, 'test');
+    const env = await LoopEnv.open(config, home, silentLogger, { evaluate: noEvaluate });
+    const store = new LoopStore(home.loopDb);
+    try {
+      const steps = store.steps(1);
+      const err = await runLoop({
+        store,
+        steps: loopSteps({ ports: env.ports, config }),
+        trigger: 'test',
+        config: {},
+        runsDir: home.runsDir,
+      }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'LOOP_OUTPUT_INVALID', input: 'run 1, step label' });
+      expect(String((err as Error).message)).toBe(
+        'run 1, step label: the output stored for it does not match what this loupe expects: submittedCount: not a field of this output (renamed or removed?)',
+      );
+      expect(store.steps(1)).toEqual(steps);
+    } finally {
+      store.close();
+      await env.close();
+    }
+  });
+
+  it('unknown fields are refused inside named objects as well, and when a step returns them', () => {
+    const gate = {
+      passed: true,
+      reasons: [],
+      fleetPrecision: 'fp32',
+      fleetPrecisionReason: 'no int8',
+      json: '/g.json',
+      html: '/g.html',
+      summary: {
+        passed: true,
+        metric: 'map50',
+        challenger: 0.9,
+        champion: 0.8,
+        championRef: 'g:1',
+        threshold: 0.5,
+        tolerance: 0.02,
+        reasons: [],
+      },
+    };
+    const gateDef = LOOP_STEPS.find((d) => d.name === 'gate')!;
+    expect(checkOutput(gateDef, 4, gate, 'stored')).toEqual(gate);
+    // `reportPath` (optional) renamed `report`: refused, by its path.
+    expect(() => checkOutput(gateDef, 4, { ...gate, summary: { ...gate.summary, report: '/g.json' } }, 'returned')).toThrow(
+      /^run 4, step gate: it returned an output that does not match its schema: summary\.report: not a field of this output/,
+    );
+    // A bag that records another system's state (Ground Truth's job) stays open.
+    const verifyDef = LOOP_STEPS.find((d) => d.name === 'verify')!;
+    const v = { job: 'j', approved: 1, rejected: 0, verifiedAt: 5, groundTruth: { job: 'j-verify', status: 'Completed', anything: 1 } };
+    expect(checkOutput(verifyDef, 4, v, 'stored')).toEqual(v);
+  });
+
   it('a step that returns an output its schema refuses fails there, naming the field; the next run resumes it', async () => {
     const dir = fresh();
     const store = new LoopStore(join(dir, 'loop.db'));

@@ -294,7 +294,9 @@ export class SageMakerModelRegistry implements ModelRegistryMirrorTarget {
 
   async get(ref: string): Promise<ModelVersion | undefined> {
     const { group, version } = parseRef(ref);
-    const groupArn = await this.ensureGroup(group);
+    // A read creates nothing: no group, no version (as findByKey, and as the SQLite registry).
+    const groupArn = await this.existingGroup(group);
+    if (!groupArn) return undefined;
     try {
       return await this.describe(this.packageArn(groupArn, version));
     } catch (e) {

@@ -31,6 +31,7 @@ describe("findByKey conformance: SageMaker Model Registry on moto's server", () 
 
   it('looking up in a group that does not exist creates nothing', async () => {
     expect(await reg.findByKey('never-made', 'k')).toBeUndefined();
+    expect(await reg.get('never-made:1')).toBeUndefined();
     await expect(sagemaker.send(new DescribeModelPackageGroupCommand({ ModelPackageGroupName: 'never-made' }))).rejects.toThrow(
       /does not exist|not found/i,
     );

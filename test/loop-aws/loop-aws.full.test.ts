@@ -20,7 +20,7 @@ import type { LoopConfigInput } from '../../cloud/loop/config.js';
 import { ensureVenv } from '../../cloud/training/venv.js';
 import { snapshotDist, type DistSnapshot } from '../helpers/dist-snapshot.js';
 import { ACCOUNT, FakeAwsWorkers, bytesOf, readCalls, seedFleet, suiteFleet, type RecordedCall } from './fake-aws.js';
-import { EXPECTED_FEATURE_DEFINITIONS, EXPECTED_METRIC_DEFINITIONS } from '../helpers/aws-shapes.js';
+import { EXPECTED_DEFAULT_DEPLOYMENT_POLICIES, EXPECTED_FEATURE_DEFINITIONS, EXPECTED_METRIC_DEFINITIONS } from '../helpers/aws-shapes.js';
 
 /**
  * The loop with every stage on AWS: Feature Store label mirror, Ground Truth labelling and
@@ -642,24 +642,7 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
           'loupe.Model': { componentVersion: '1.0.1' },
           'loupe.Uploader': { componentVersion: '1.0.0' },
         },
-        deploymentPolicies: {
-          failureHandlingPolicy: 'ROLLBACK',
-          componentUpdatePolicy: { action: 'NOTIFY_COMPONENTS', timeoutInSeconds: 60 },
-          configurationValidationPolicy: { timeoutInSeconds: 60 },
-        },
-        iotJobConfiguration: {
-          jobExecutionsRolloutConfig: {
-            exponentialRate: { baseRatePerMinute: 2, incrementFactor: 2, rateIncreaseCriteria: { numberOfSucceededThings: 2 } },
-            maximumPerMinute: 50,
-          },
-          abortConfig: {
-            criteriaList: [
-              { failureType: 'FAILED', action: 'CANCEL', thresholdPercentage: 10, minNumberOfExecutedThings: 5 },
-              { failureType: 'TIMED_OUT', action: 'CANCEL', thresholdPercentage: 10, minNumberOfExecutedThings: 5 },
-            ],
-          },
-          timeoutConfig: { inProgressTimeoutInMinutes: 30 },
-        },
+        ...EXPECTED_DEFAULT_DEPLOYMENT_POLICIES,
         tags: { 'loupe:deployment': 'loupe-run-1' },
         clientToken: sha256(`${GROUP_ARN}\nloupe-run-1`).slice(0, 64),
       },

@@ -212,11 +212,22 @@ export async function rollbackHandler(
   e: StepEvent & { reason?: string },
 ): Promise<{ runId: number; rolledBackTo: string; deployment: string }> {
   return withCloudHome(rt, e, async (c) => {
-    const current = c.env.fleetStore.current(c.env.fleet.kind, c.env.fleet.target);
+    // A deployment that failed at once: the deploy step has marked it failed already (and halted),
+    // so it is no longer the target's current one; roll back from it by name.
+    const dep = c.store.steps(c.runId).find((x) => x.name === 'deploy' && x.status === 'done')?.output as
+      { name?: string; state?: string } | undefined;
+    const failedAtOnce =
+      dep?.state === 'failed' && dep.name ? c.env.fleetStore.deploymentByName(c.env.fleet.kind, c.env.fleet.target, dep.name) : undefined;
+    const current = failedAtOnce ?? c.env.fleetStore.current(c.env.fleet.kind, c.env.fleet.target);
     // rollback() returns to the version before the target's current deployment, so the failed
     // rollout is marked failed only after the redeploy exists (marked first, it is no longer
     // current and there is "nothing to roll back": the deploy walk found this).
-    const row = await rollback({ backend: c.env.fleet, store: c.env.fleetStore, log: c.log });
+    const row = await rollback({
+      backend: c.env.fleet,
+      store: c.env.fleetStore,
+      log: c.log,
+      ...(failedAtOnce ? { from: failedAtOnce } : {}),
+    });
     if (current && current.state !== 'failed')
       c.env.fleetStore.updateDeployment(current.id, { state: 'failed', detail: { reason: e.reason ?? 'rollout failed' } });
     const halt = `deployment failed (${e.reason ?? 'rollout failed'}); rolled back to loupe.Model ${row.version}`;

@@ -320,7 +320,12 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
     gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
     gg.on(ListComponentVersionsCommand).resolves({ componentVersions: [{ componentVersion: '1.0.0' }, { componentVersion: '1.0.4' }] });
     gg.on(CreateDeploymentCommand).resolves({ deploymentId: 'd-rb' });
-    const rb = await rollback({ backend: backend(), store: fleet });
+    // Reported failed at once, the deploy step marks the deployment failed: it is no longer the
+    // target's current one, so rollback must be told which one to roll back from (the deploy
+    // state machine's RollbackFailedDeployment does): the devices it reached may run it.
+    fleet.updateDeployment(row.id, { state: 'failed', detail: { reason: 'failed at once' } });
+    await expect(rollback({ backend: backend(), store: fleet })).rejects.toMatchObject({ code: 'FLEET_NOTHING_TO_ROLL_BACK' });
+    const rb = await rollback({ backend: backend(), store: fleet, from: fleet.deploymentByName('aws', GROUP, 'loupe-run-7')! });
     const rbCall = gg.commandCalls(CreateDeploymentCommand)[1]!.args[0].input;
     expect(rbCall.deploymentName).toBe('rollback-loupe-run-7-to-1.0.0');
     expect(rbCall.components).toEqual({

@@ -427,10 +427,11 @@ async function deployExecution(name: string, arn: string, tasks: Record<string, 
       RolloutStatus: task(lambda(rolloutStatusHandler, env)),
       Confirm: task(lambda(confirmHandler, env)),
       Rollback: task(lambda(rollbackHandler, env)),
+      RollbackFailedDeployment: task(lambda(rollbackHandler, env)),
       ...tasks,
     },
     waits: { WaitForRollout: 400 },
-    retryIntervals: { Publish: 0, Deploy: 0, RolloutStatus: 0, Confirm: 0, Rollback: 0 },
+    retryIntervals: { Publish: 0, Deploy: 0, RolloutStatus: 0, Confirm: 0, Rollback: 0, RollbackFailedDeployment: 0 },
   });
 }
 

@@ -21,6 +21,8 @@ export default defineConfig({
       include: ['cli/**/*.ts', 'lib/**/*.ts', 'contracts/**/*.ts', 'components/**/*.ts', 'cloud/**/*.ts', 'embedded/**/*.ts'],
       reporter: ['text-summary', 'json-summary', 'html'],
       reportsDirectory: 'coverage',
+      // Figures even when a test fails (the run still fails): one flaky case must not cost the report.
+      reportOnFailure: true,
     },
   },
 });

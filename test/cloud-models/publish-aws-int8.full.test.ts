@@ -1,77 +1,18 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { mockClient } from 'aws-sdk-client-mock';
-import {
-  CreateComponentVersionCommand,
-  GreengrassV2Client,
-  ListComponentVersionsCommand,
-  ListComponentsCommand,
-} from '@aws-sdk/client-greengrassv2';
-import { S3Client } from '@aws-sdk/client-s3';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { CreateComponentVersionCommand, ListComponentVersionsCommand, ListComponentsCommand } from '@aws-sdk/client-greengrassv2';
 import { join } from 'node:path';
-import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
-import { AwsGreengrassFleet } from '../../cloud/publish/greengrass-aws.js';
-import { FleetStore } from '../../cloud/publish/fleet-store.js';
 import { publishModel } from '../../cloud/publish/publish.js';
-import { openRegistry, type SqliteModelRegistry } from '../../cloud/registry/sqlite-registry.js';
-import { seedShippedModel, SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
-import { loadSourceRecipe, renderRecipe } from '../../components/build/recipes.js';
+import { SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
 import { fixtureModel } from '../helpers/models.js';
+import { COMP_ARN, fleetRecipe as baseRecipe, publishAwsFixture } from '../helpers/publish-aws.js';
 
 /**
  * Republishing an int8 version on AWS IoT Greengrass (control plane mocked, S3 real), beside
  * publish-aws.test.ts. Full tier: the int8 fixture is quantized in the trainer venv (Python)
  * when ~/.cache/loupe/test-models does not have it yet.
  */
-const GROUP = 'arn:aws:iot:eu-west-1:123456789012:thinggroup/press-line-3';
-const COMP_ARN = 'arn:aws:greengrass:eu-west-1:123456789012:components:loupe.Model';
-const baseRecipe = JSON.parse(
-  JSON.stringify(
-    renderRecipe(loadSourceRecipe('loupe.Model'), { version: '1.0.0', model: { name: 'metal-tags', sha256: '1'.repeat(64) } }),
-  ).replaceAll('s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/', 's3://fleet-artefacts/loupe.Model/1.0.0/'),
-) as Record<string, unknown>;
-
 describe('republishing an int8 version on AWS IoT Greengrass (control plane mocked, S3 real)', () => {
-  let dir: string;
-  let s3store: ObjectStore;
-  let s3: S3Client;
-  let reg: SqliteModelRegistry;
-  let fleet: FleetStore;
-  const gg = mockClient(GreengrassV2Client);
-
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'loupe-ggaws8-'));
-    s3store = await startObjectStore({ dir: join(dir, 's3'), buckets: ['fleet-artefacts'] });
-    s3 = new S3Client(s3store.clientConfig);
-    reg = openRegistry(join(dir, 'registry'));
-    await seedShippedModel(reg);
-  });
-  afterAll(async () => {
-    fleet?.close();
-    reg.close();
-    s3.destroy();
-    await s3store.stop();
-    await rm(dir, { recursive: true, force: true });
-    gg.restore();
-  });
-  beforeEach(() => {
-    gg.reset();
-    fleet?.close();
-    fleet = new FleetStore(join(dir, `fleet-${Math.random()}.db`));
-  });
-
-  const backend = () =>
-    new AwsGreengrassFleet({
-      greengrass: new GreengrassV2Client({ region: 'eu-west-1' }),
-      s3,
-      bucket: 'fleet-artefacts',
-      thingGroupArn: GROUP,
-    });
-  const files = () => [
-    { name: 'model.onnx', path: join(SHIPPED_MODEL_DIR, 'model.onnx') },
-    { name: 'card.json', path: join(SHIPPED_MODEL_DIR, 'train-metrics.json') },
-  ];
+  const { state, gg, backend, files } = publishAwsFixture();
 
   it('a version the gate chose int8 for ships its int8 file as model.onnx; the fp32 file is refused for it', async () => {
     gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
@@ -83,7 +24,7 @@ describe('republishing an int8 version on AWS IoT Greengrass (control plane mock
       status: { componentState: 'DEPLOYABLE' },
     } as never);
     const int8 = await fixtureModel('metal-tags-int8');
-    const v = await reg.register({
+    const v = await state.reg.register({
       group: 'metal-tags',
       onnx: join(SHIPPED_MODEL_DIR, 'model.onnx'),
       onnxInt8: int8,
@@ -92,10 +33,16 @@ describe('republishing an int8 version on AWS IoT Greengrass (control plane mock
       idempotencyKey: 'int8-publish',
       status: { status: 'approved', reason: 'test', by: 'test' },
     });
-    await expect(publishModel({ backend: backend(), store: fleet, model: v, files: files(), baseRecipe })).rejects.toThrow(
+    await expect(publishModel({ backend: backend(), store: state.fleet, model: v, files: files(), baseRecipe })).rejects.toThrow(
       /does not match registry version metal-tags:\d+/,
     );
-    const out = await publishModel({ backend: backend(), store: fleet, model: v, files: [{ name: 'model.onnx', path: int8 }], baseRecipe });
+    const out = await publishModel({
+      backend: backend(),
+      store: state.fleet,
+      model: v,
+      files: [{ name: 'model.onnx', path: int8 }],
+      baseRecipe,
+    });
     const recipe = JSON.parse(
       new TextDecoder().decode(gg.commandCalls(CreateComponentVersionCommand)[0]!.args[0].input.inlineRecipe as Uint8Array),
     );

@@ -24,6 +24,7 @@ import { sha256 } from '../../lib/fsutil.js';
 import type { ModelVersion } from '../../cloud/registry/types.js';
 import { COMP_ARN, fleetRecipe, GROUP, publishAwsFixture } from '../helpers/publish-aws.js';
 import { GetComponentCommand } from '@aws-sdk/client-greengrassv2';
+import { EXPECTED_DEFAULT_DEPLOYMENT_POLICIES } from '../helpers/aws-shapes.js';
 
 const ZIP_DIGEST = 'Q'.repeat(43) + '=';
 const baseRecipe = fleetRecipe;
@@ -206,24 +207,7 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
         'loupe.Camera': { componentVersion: '1.1.0', runWith: { posixUser: 'loupe:video' } },
         'loupe.Uploader': { componentVersion: '1.0.5' },
       },
-      deploymentPolicies: {
-        failureHandlingPolicy: 'ROLLBACK',
-        componentUpdatePolicy: { action: 'NOTIFY_COMPONENTS', timeoutInSeconds: 60 },
-        configurationValidationPolicy: { timeoutInSeconds: 60 },
-      },
-      iotJobConfiguration: {
-        jobExecutionsRolloutConfig: {
-          exponentialRate: { baseRatePerMinute: 2, incrementFactor: 2, rateIncreaseCriteria: { numberOfSucceededThings: 2 } },
-          maximumPerMinute: 50,
-        },
-        abortConfig: {
-          criteriaList: [
-            { failureType: 'FAILED', action: 'CANCEL', thresholdPercentage: 10, minNumberOfExecutedThings: 5 },
-            { failureType: 'TIMED_OUT', action: 'CANCEL', thresholdPercentage: 10, minNumberOfExecutedThings: 5 },
-          ],
-        },
-        timeoutConfig: { inProgressTimeoutInMinutes: 30 },
-      },
+      ...EXPECTED_DEFAULT_DEPLOYMENT_POLICIES,
       tags: { 'loupe:deployment': 'loupe-run-7' },
       clientToken: sha256(`${GROUP}\nloupe-run-7`).slice(0, 64),
     });

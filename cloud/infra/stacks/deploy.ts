@@ -17,8 +17,10 @@ import { lambdaStep, stateMachineLogging } from '../state-machines.js';
  *
  *   Publish (the approval applied to loupe's registry; a new loupe.Model component version)
  *   → Deploy (the thing group's deployment: loupe's rollout and abort policy, failure → device rollback)
- *   → WaitForRollout ⟲ RolloutStatus → succeeded: Confirm (retried until every device runs it)
- *                                      failed: Rollback (redeploy the version that ran before) → DeploymentFailed
+ *   → WaitForRollout ⟲ RolloutStatus → succeeded (every core device of the group runs the new
+ *                                      version; a thing group's deployment itself stays ACTIVE):
+ *                                      Confirm (retried until every device runs it)
+ *                                      failed: Rollback (redeploy the version that ran before) → RolledBack
  */
 export class DeployStack extends Stack {
   readonly stateMachine: sfn.StateMachine;

@@ -13,13 +13,11 @@ import { startLabelServer } from '../../cloud/labeling/server.js';
 import { parseRoles, type Worker } from '../../cloud/labeling/workers.js';
 import { runSimulatedVerifier, runSimulatedWorkforce, truthFromStore } from '../../cloud/labeling/workforce.js';
 import { readImageIds } from '../../cloud/dataset/id-list.js';
-import {
-  importFeatureStoreCsv,
-  itemState,
-  openLabelStore,
-  writeFeatureStoreCsv,
-  type SqliteLabelStore,
-} from '../../cloud/labelstore/index.js';
+// The label store's modules, not its index: the index also brings the Feature Store adapter (the
+// SageMaker and Athena clients), a second of start-up that no `labels` command needs.
+import { openSqliteLabelStore as openLabelStore, type SqliteLabelStore } from '../../cloud/labelstore/sqlite.js';
+import { importFeatureStoreCsv, writeFeatureStoreCsv } from '../../cloud/labelstore/csv.js';
+import { itemState } from '../../cloud/labelstore/state.js';
 import type { LabelStatus } from '../../contracts/label-record.js';
 import { importDataset } from '../../cloud/dataset/import.js';
 import { importLabelledImages, labelStudioTasksFromRecords } from '../../cloud/labelstore/labelled-import.js';

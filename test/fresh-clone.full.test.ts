@@ -1,6 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -87,5 +87,27 @@ describe('a fresh clone', () => {
     const opened = touched.filter((l) => /\bopen(at)?\(/.test(l) && !/= -1 ENOENT/.test(l));
     expect(opened, opened.slice(0, 5).join('\n')).toEqual([]);
     expect(touched.filter((l) => l.includes('/work/shared') && !/= -1 ENOENT/.test(l))).toEqual([]);
+
+    // The cloud side as code on the same clone (issue 11): `loupe aws synth` as cloud/infra/README.md
+    // says, in an environment with no AWS variables, no ~/.aws (an empty HOME) and no Docker.
+    await copyFile(join(clone, 'cloud', 'infra', 'loupe.infra.example.json'), join(clone, 'loupe.infra.json'));
+    const home = join(dir, 'empty-home');
+    await mkdir(home);
+    const bare = { HOME: home, PATH: process.env.PATH ?? '/usr/bin:/bin', LOUPE_SHARED: missing, LOUPE_NO_PROGRESS: '1' };
+    const synth = await run(process.execPath, ['bin/loupe.js', 'aws', 'synth', '--out', 'cdk.out', '--json'], {
+      cwd: clone,
+      env: bare,
+      timeoutMs: 600_000,
+    });
+    expect(synth.code, synth.stderr.slice(-4000)).toBe(0);
+    const synthSummary = JSON.parse(synth.stdout.trim().split('\n').pop()!) as { stacks: { name: string }[] };
+    expect(synthSummary.stacks.map((x) => x.name).sort()).toEqual([
+      'loupe-deploy',
+      'loupe-edge',
+      'loupe-labelling',
+      'loupe-model-build',
+      'loupe-storage',
+    ]);
+    expect(existsSync(join(clone, 'cdk.out', 'manifest.json'))).toBe(true);
   }, 2_400_000);
 });

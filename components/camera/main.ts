@@ -136,7 +136,10 @@ async function start(ctx: ComponentContext<CameraComponentConfig>) {
       .tick(publishFrame)
       .then(() => {
         if (delivery.lost > lostBefore)
-          log.warn({ lost: delivery.lost - lostBefore, lostBy: delivery.lostBy, unacked: delivery.pending }, 'frames given up on: never answered');
+          log.warn(
+            { lost: delivery.lost - lostBefore, lostBy: delivery.lostBy, unacked: delivery.pending },
+            'frames given up on: never answered',
+          );
       })
       .finally(() => (ticking = false));
   }, 500);

@@ -36,7 +36,9 @@ const FIXED_FRAMES = process.env.LOUPE_BENCH_EDGE_FRAMES ? Number(process.env.LO
 const SECONDS = Number(process.env.LOUPE_BENCH_EDGE_SECONDS ?? 30);
 const BASELINE_FRAMES = Number(process.env.LOUPE_BENCH_EDGE_BASELINE_FRAMES ?? 150);
 /** loupe.Inference's onnxruntime threads (default: onnxruntime's choice, as the recipe ships it). */
-const INFERENCE_THREADS = process.env.LOUPE_BENCH_EDGE_INFERENCE_THREADS ? Number(process.env.LOUPE_BENCH_EDGE_INFERENCE_THREADS) : undefined;
+const INFERENCE_THREADS = process.env.LOUPE_BENCH_EDGE_INFERENCE_THREADS
+  ? Number(process.env.LOUPE_BENCH_EDGE_INFERENCE_THREADS)
+  : undefined;
 
 let detectorCpuPerFrame = 0;
 async function detectorFps(model: string, files: string[]): Promise<number> {

@@ -99,7 +99,7 @@ describe('camera delivery', () => {
     expect(d.pending).toBe(1);
   });
 
-  it('reads both forms of the uploader\'s answer', () => {
+  it("reads both forms of the uploader's answer", () => {
     expect(handledFrameIds({ frameId: 'a', camera: 'c', outcome: 'spooled' })).toEqual(['a']);
     expect(
       handledFrameIds({

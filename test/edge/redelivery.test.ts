@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { datasetDir, projectRoot } from '../../lib/paths.js';
 import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
-import { ensureBuilt, until } from '../helpers/edge.js';
+import { dropping, ensureBuilt, until } from '../helpers/edge.js';
 import { tempRoot } from '../helpers/nucleus.js';
 
 /**
@@ -43,30 +43,18 @@ afterAll(async () => {
 });
 
 /** Drop images into the watched folder at `fps` until stopAfter(n) has dropped n more; resolves to the last seq. */
-function dropping(fps: number): { stopAfter(n: number): Promise<number> } {
-  let remaining = Infinity;
-  const done = (async () => {
-    while (remaining > 0) {
-      counter++;
-      await copyFile(images[counter % images.length]!, join(watchDir, `${String(counter).padStart(5, '0')}.jpg`));
-      remaining--;
-      await new Promise((r) => setTimeout(r, 1000 / fps));
-    }
+const feeding = (fps: number) =>
+  dropping(fps, async () => {
+    counter++;
+    await copyFile(images[counter % images.length]!, join(watchDir, `${String(counter).padStart(5, '0')}.jpg`));
     return counter;
-  })();
-  return {
-    stopAfter(n: number) {
-      remaining = n;
-      return done;
-    },
-  };
-}
+  });
 
 const seqsWithResults = () => new Set([...stack.results.values()].map((r) => r.seq));
 
 describe('camera redelivery across an Inference restart', () => {
   it('a new loupe.Model version mid-stream: every frame gets a result, none lost', async () => {
-    const feed = dropping(6);
+    const feed = feeding(6);
     await until(() => seqsWithResults().size >= 5, 60_000, 'frames flowing before the deployment');
     // The same weights as a new version: loupe.Model changes, so Inference restarts.
     const dir = join(root, 'model-1.1.0');
@@ -79,7 +67,8 @@ describe('camera redelivery across an Inference restart', () => {
     await until(
       () => seqsWithResults().size >= last,
       90_000,
-      () => `results for all ${last} frames (missing ${Array.from({ length: last }, (_, i) => i + 1).filter((s) => !seqsWithResults().has(s))})`,
+      () =>
+        `results for all ${last} frames (missing ${Array.from({ length: last }, (_, i) => i + 1).filter((s) => !seqsWithResults().has(s))})`,
     );
     expect([...seqsWithResults()].sort((a, b) => a - b)).toEqual(Array.from({ length: last }, (_, i) => i + 1));
     // The camera's own account: frames were held while Inference was away, none given up.

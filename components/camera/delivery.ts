@@ -10,15 +10,18 @@ import type { FrameMessage } from '../../contracts/topics.js';
  * results instead of inferring it twice.
  *
  * A redelivery spends one of the frame's `maxRedeliveries` only when the frame was overtaken:
- * the other side has answered a frame announced *after* this one, so it is there, works in order,
- * and skipped this one (it was away when it was announced, or dropped it from a full queue).
- * Otherwise the frame is held, whatever the wait: the other side is away (Inference restarting for
- * a model update, slow to load on a busy device) or still working through older frames (the burst
- * after a restart). A held frame is announced again with exponential backoff (ackTimeoutMs
- * doubling up to `maxHoldIntervalMs`; a repeat costs Inference nothing, it answers repeats from
- * its recent results), and at once when the other side says it is ready (`expireAll`). How long a
- * frame can wait is bounded by the frame store (an evicted image cannot be sent again) and
- * `maxUnacked`; every frame given up on is counted in `lost`, by cause, and logged.
+ * a frame announced after it was answered, so the other side is there, works in order, and
+ * skipped this one (it was away when the frame went out, or dropped it from a full queue).
+ * Otherwise the frame is held, however long that takes:
+ *  - the other side answers, but only older frames (the burst after a restart): the frame is
+ *    announced again with backoff (ackTimeoutMs doubling up to `maxHoldIntervalMs`) and spends
+ *    nothing; a repeat costs Inference nothing, it is still queued there;
+ *  - nothing was answered for a whole ackTimeoutMs (Inference restarting for a model update, slow
+ *    to load on a busy device; or the uploader down): one held frame per tick goes out as a probe
+ *    and the rest wait, so a long outage costs a message per tick, not one per frame. When the
+ *    other side says it is ready (`expireAll`) or answers again, every held frame goes out at once.
+ * How long a frame can wait is bounded by the frame store (an evicted image cannot be sent again)
+ * and `maxUnacked`; every frame given up on is counted in `lost`, by cause.
  */
 export interface DeliveryConfig {
   redeliver: boolean;
@@ -29,34 +32,38 @@ export interface DeliveryConfig {
 
 interface Unacked {
   msg: FrameMessage;
-  /** when it was last announced */
-  sentAt: number;
-  /** announce at the next tick (the other side said it is ready) */
-  due: boolean;
-  /** redeliveries spent (announced again while the other side was answering) */
+  /** place in the order frames went out: set when announced, and again when redelivered as overtaken */
+  order: number;
+  /** when to look at it next */
+  dueAt: number;
+  /** redeliveries spent (the frame was overtaken) */
   attempts: number;
-  /** redeliveries while nothing was answered (held for an absent consumer) */
+  /** announcements without spending (held); the backoff's exponent */
   holds: number;
 }
 
 export class Delivery {
   private readonly unacked = new Map<string, Unacked>();
-  /** the latest announcement time among the frames answered so far */
-  private answeredUpTo = -Infinity;
+  private nextOrder = 0;
+  /** the latest place (order) among the frames answered so far */
+  private answeredUpTo = -1;
+  /** when the other side was last heard from (an answer, or its ready message) */
+  private heardAt: number;
   redelivered = 0;
-  /** redeliveries that spent no attempt: the frame was not overtaken (the other side away or busy) */
+  /** announcements that spent no attempt: the frame was held (the other side away or busy) */
   held = 0;
-  /** frames given up on: no result after every redelivery, the image evicted meanwhile, or over maxUnacked */
+  /** frames given up on: never answered after every redelivery, the image evicted meanwhile, or over maxUnacked */
   lost = 0;
   readonly lostBy = { attempts: 0, evicted: 0, overflow: 0 };
-  /** the longest gap between two announcements of a held frame */
+  /** the longest wait between two announcements of a held frame */
   readonly maxHoldIntervalMs: number;
 
   constructor(
     private cfg: DeliveryConfig,
-    opts: { maxHoldIntervalMs?: number } = {},
+    opts: { maxHoldIntervalMs?: number; now?: number } = {},
   ) {
     this.maxHoldIntervalMs = opts.maxHoldIntervalMs ?? 30_000;
+    this.heardAt = opts.now ?? Date.now();
   }
 
   setConfig(cfg: DeliveryConfig): void {
@@ -65,7 +72,7 @@ export class Delivery {
 
   track(msg: FrameMessage, now = Date.now()): void {
     if (!this.cfg.redeliver) return;
-    this.unacked.set(msg.frameId, { msg, sentAt: now, due: false, attempts: 0, holds: 0 });
+    this.unacked.set(msg.frameId, { msg, order: this.nextOrder++, dueAt: now + this.cfg.ackTimeoutMs, attempts: 0, holds: 0 });
     while (this.unacked.size > this.cfg.maxUnacked) {
       const first = this.unacked.keys().next().value as string;
       this.unacked.delete(first);
@@ -73,20 +80,24 @@ export class Delivery {
     }
   }
 
-  ack(frameId: string): void {
+  ack(frameId: string, now = Date.now()): void {
+    // back after a silence: what waited goes out at the next tick
+    if (now - this.heardAt > this.cfg.ackTimeoutMs) this.expireAll(now);
+    this.heardAt = now;
     const u = this.unacked.get(frameId);
     if (!u) return;
     this.unacked.delete(frameId);
-    if (u.sentAt > this.answeredUpTo) this.answeredUpTo = u.sentAt;
+    if (u.order > this.answeredUpTo) this.answeredUpTo = u.order;
   }
 
   get pending(): number {
     return this.unacked.size;
   }
 
-  /** The other side (re)started and listens: make every unanswered frame due now. */
-  expireAll(): void {
-    for (const u of this.unacked.values()) u.due = true;
+  /** The other side (re)started and listens: every unanswered frame is due now. */
+  expireAll(now = Date.now()): void {
+    this.heardAt = now;
+    for (const u of this.unacked.values()) u.dueAt = 0;
   }
 
   private giveUp(why: keyof Delivery['lostBy']): void {
@@ -94,41 +105,54 @@ export class Delivery {
     this.lostBy[why]++;
   }
 
+  private holdWait(holds: number): number {
+    return Math.min(this.cfg.ackTimeoutMs * 2 ** holds, Math.max(this.cfg.ackTimeoutMs, this.maxHoldIntervalMs));
+  }
+
   /** Re-announce overdue frames (oldest first). */
   async tick(publish: (m: FrameMessage) => Promise<void>, now = Date.now()): Promise<void> {
-    for (const [id, u] of this.unacked) {
-      // held frames wait longer each time (ackTimeoutMs, 2x, 4x, ... up to maxHoldIntervalMs)
-      const wait = Math.min(this.cfg.ackTimeoutMs * 2 ** u.holds, Math.max(this.cfg.ackTimeoutMs, this.maxHoldIntervalMs));
-      if (!u.due && now - u.sentAt < wait) continue;
-      const overtaken = this.answeredUpTo > u.sentAt;
-      this.unacked.delete(id);
+    const silent = now - this.heardAt > this.cfg.ackTimeoutMs;
+    let probed = false;
+    for (const [id, u] of [...this.unacked]) {
+      if (u.dueAt > now) continue;
+      const overtaken = this.answeredUpTo > u.order;
+      if (!overtaken && silent && probed) {
+        u.dueAt = now + this.holdWait(u.holds); // wait behind this tick's probe
+        continue;
+      }
       const stillThere = await access(u.msg.path).then(
         () => true,
         () => false,
       );
+      if (!this.unacked.has(id)) continue; // answered meanwhile
       if (!stillThere) {
+        this.unacked.delete(id);
         this.giveUp('evicted');
         continue;
       }
       if (overtaken && u.attempts >= this.cfg.maxRedeliveries) {
+        this.unacked.delete(id);
         this.giveUp('attempts');
         continue;
       }
+      if (!overtaken && silent) probed = true;
       try {
         await publish(u.msg);
-        this.redelivered++;
-        if (!overtaken) this.held++;
-        this.unacked.set(id, {
-          msg: u.msg,
-          sentAt: now,
-          due: false,
-          attempts: u.attempts + (overtaken ? 1 : 0),
-          // overtaken: the other side works, so the next wait is one timeout; held: it doubles
-          holds: overtaken ? 0 : u.holds + 1,
-        });
       } catch {
-        // IPC still down: keep it for the next tick without spending an attempt
-        this.unacked.set(id, { ...u, sentAt: now, due: false });
+        // IPC down: try again at the next timeout without spending anything
+        u.dueAt = now + this.cfg.ackTimeoutMs;
+        continue;
+      }
+      this.redelivered++;
+      if (overtaken) {
+        // a new place in the order: answers for frames announced before this one no longer overtake it
+        u.attempts++;
+        u.holds = 0;
+        u.order = this.nextOrder++;
+        u.dueAt = now + this.cfg.ackTimeoutMs;
+      } else {
+        this.held++;
+        u.dueAt = now + this.holdWait(++u.holds);
       }
     }
   }

@@ -25,7 +25,7 @@ const cfg = { redeliver: true, ackTimeoutMs: 1000, maxRedeliveries: 3, maxUnacke
 
 describe('camera delivery', () => {
   it('holds a frame while nothing newer is answered (inference restarting): announced again with backoff, never given up', async () => {
-    const d = new Delivery(cfg, { maxHoldIntervalMs: 8000 });
+    const d = new Delivery(cfg, { maxHoldIntervalMs: 8000, now: 0 });
     const f = await frame(1);
     const sent: number[] = [];
     let now = 0;
@@ -43,13 +43,34 @@ describe('camera delivery', () => {
     d.expireAll(now);
     await d.tick(async () => void sent.push(now), now);
     expect(sent.length).toBe(beforeReady + 1);
-    d.ack(f.frameId);
+    d.ack(f.frameId, now + 10);
+    expect(d.pending).toBe(0);
+    expect(d.lost).toBe(0);
+  });
+
+  it('a long outage with many frames waiting costs one probe per tick; all go out when the other side is back', async () => {
+    const d = new Delivery(cfg, { now: 0 });
+    const frames = await Promise.all(Array.from({ length: 20 }, (_, i) => frame(100 + i)));
+    frames.forEach((f, i) => d.track(f, i * 10));
+    let sent: string[] = [];
+    let ticks = 0;
+    let now = 0;
+    for (now = 500; now <= 60_000; now += 500, ticks++) await d.tick(async (m) => void sent.push(m.frameId), now);
+    expect(sent.length).toBeLessThanOrEqual(ticks);
+    expect(new Set(sent).size).toBeGreaterThan(1); // the probe is not always the same frame
+    expect(d.lost).toBe(0);
+    // back: its ready message makes every frame due, and none of them spends an attempt
+    d.expireAll(now);
+    sent = [];
+    await d.tick(async (m) => void sent.push(m.frameId), now);
+    expect(sent.sort()).toEqual(frames.map((f) => f.frameId).sort());
+    for (const f of frames) d.ack(f.frameId, now + 100);
     expect(d.pending).toBe(0);
     expect(d.lost).toBe(0);
   });
 
   it('gives a frame up after maxRedeliveries only when newer frames are answered and this one is not', async () => {
-    const d = new Delivery(cfg);
+    const d = new Delivery(cfg, { now: 0 });
     const f = await frame(2);
     const others = await Promise.all([3, 4, 5, 6, 7].map(frame));
     let now = 0;
@@ -59,7 +80,7 @@ describe('camera delivery', () => {
       // a frame announced after this one is answered: the consumer is there and skipped it
       const o = others[i % others.length]!;
       d.track(o, now + 10);
-      d.ack(o.frameId);
+      d.ack(o.frameId, now + 100);
       now += 1000;
       await d.tick(async () => void published++, now);
     }
@@ -70,15 +91,15 @@ describe('camera delivery', () => {
   });
 
   it('holds frames behind a backlog: answers for older frames spend no attempt', async () => {
-    const d = new Delivery(cfg);
+    const d = new Delivery(cfg, { now: 0 });
     const frames = await Promise.all([11, 12, 13, 14, 15, 16, 17, 18].map(frame));
     frames.forEach((f, i) => d.track(f, i));
     let now = 0;
-    // the consumer answers one frame, in order, every 2.5 timeouts
+    // the consumer answers one frame, in order, every 0.8 timeouts: a long way behind
     for (const f of frames) {
-      now += 2500;
+      now += 800;
       await d.tick(async () => {}, now);
-      d.ack(f.frameId);
+      d.ack(f.frameId, now);
     }
     expect(d.pending).toBe(0);
     expect(d.lost).toBe(0);
@@ -86,7 +107,7 @@ describe('camera delivery', () => {
   });
 
   it('counts a frame whose image left the frame store, and one over maxUnacked, as lost', async () => {
-    const d = new Delivery({ ...cfg, maxUnacked: 2 });
+    const d = new Delivery({ ...cfg, maxUnacked: 2 }, { now: 0 });
     const a = await frame(8);
     d.track(a, 0);
     d.track(await frame(9), 0);

@@ -3,9 +3,12 @@ import { defineConfig } from 'vitest/config';
 // Two cores on the reference machine: real servers, model runs and child processes share them,
 // so files run in at most two forks and timeouts are generous (speed targets live in benchmarks).
 //
-// Tiers by file name: `*.full.test.ts` needs Python (the trainer venv, ultralytics cross-checks),
-// a browser, real training or the real Greengrass nucleus, and runs only in the full suite
-// (`npm test`); every other `*.test.ts` is the unit tier too (`npm run test:unit`).
+// Tiers by file name: `*.full.test.ts` needs Python (the trainer venv, ultralytics cross-checks,
+// the boto3 S3 conformance suite), a browser, real training, the real Greengrass nucleus, or
+// starts whole stacks as processes (the edge stack, `loupe nucleus start` with components, the
+// packaging build run on the nucleus); it runs only in the full suite (`npm test`). Every other
+// `*.test.ts` is the unit tier too (`npm run test:unit`). A file with a few such cases among fast
+// ones is split (test/edge/cli.test.ts keeps the option checks of cli.full.test.ts).
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
@@ -21,6 +24,8 @@ export default defineConfig({
       include: ['cli/**/*.ts', 'lib/**/*.ts', 'contracts/**/*.ts', 'components/**/*.ts', 'cloud/**/*.ts', 'embedded/**/*.ts'],
       reporter: ['text-summary', 'json-summary', 'html'],
       reportsDirectory: 'coverage',
+      // Figures even when a test fails (the run still fails): one flaky case must not cost the report.
+      reportOnFailure: true,
     },
   },
 });

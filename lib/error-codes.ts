@@ -236,6 +236,7 @@ export const ERROR_CODES = {
   REGISTRY_BAD_CARD: { area: 'cloud/registry', meaning: 'a model card in the registry that is not valid JSON' },
   REGISTRY_BAD_CHECKPOINT: { area: 'cloud/registry', meaning: 'a checkpoint given to the registry that is not a PyTorch checkpoint' },
   REGISTRY_BAD_GROUP: { area: 'cloud/registry', meaning: 'a model group name outside 1-63 letters, digits and hyphens' },
+  REGISTRY_BAD_KEY: { area: 'cloud/registry', meaning: 'a registry lookup by an empty idempotency key or an invalid createdAfter time' },
   REGISTRY_BAD_METRIC: { area: 'cloud/registry', meaning: 'a registered metric that is not a finite number' },
   REGISTRY_BAD_MODEL: {
     area: 'cloud/registry',

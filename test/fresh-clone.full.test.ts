@@ -51,7 +51,7 @@ describe('a fresh clone', () => {
     expect(existsSync(join(dir, 'shared'))).toBe(false);
     execFileSync('cp', ['-al', join(projectRoot, 'node_modules'), join(clone, 'node_modules')]);
     const missing = join(dir, 'no-shared-here');
-    const env = { ...process.env, LOUPE_SHARED: missing, LOUPE_NO_PROGRESS: '1', LOUPE_HOME: '' };
+    const env: NodeJS.ProcessEnv = { ...process.env, LOUPE_SHARED: missing, LOUPE_NO_PROGRESS: '1', LOUPE_HOME: '' };
     delete env.LOUPE_HOME;
     const build = await run('npm', ['run', 'build'], { cwd: clone, env, timeoutMs: 600_000 });
     expect(build.code, build.stderr).toBe(0);

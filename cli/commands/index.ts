@@ -52,6 +52,8 @@ export async function loadCommandModules(argv: string[]): Promise<CommandModule[
   const args = argv.slice(2).filter((a, i, all) => a !== '--log-format' && all[i - 1] !== '--log-format');
   const first = args.find((a) => !a.startsWith('-'));
   const wantsHelp = args.some((a) => a === '-h' || a === '--help');
+  // `loupe --version` prints the package version: no command module is needed.
+  if (!first && !wantsHelp && args.some((a) => a === '-V' || a === '--version')) return [];
   if (first && first !== 'help' && existsSync(join(here, first + ext))) {
     // `loupe <cmd> --help` still needs only <cmd>; `loupe --help` needs all.
     if (!wantsHelp || args.indexOf(first) < args.findIndex((a) => a === '-h' || a === '--help')) {

@@ -13,13 +13,11 @@ import { startLabelServer } from '../../cloud/labeling/server.js';
 import { parseRoles, type Worker } from '../../cloud/labeling/workers.js';
 import { runSimulatedVerifier, runSimulatedWorkforce, truthFromStore } from '../../cloud/labeling/workforce.js';
 import { readImageIds } from '../../cloud/dataset/id-list.js';
-import {
-  importFeatureStoreCsv,
-  itemState,
-  openLabelStore,
-  writeFeatureStoreCsv,
-  type SqliteLabelStore,
-} from '../../cloud/labelstore/index.js';
+// The label store's modules, not its index: the index also brings the Feature Store adapter (the
+// SageMaker and Athena clients), a second of start-up that no `labels` command needs.
+import { openSqliteLabelStore as openLabelStore, type SqliteLabelStore } from '../../cloud/labelstore/sqlite.js';
+import { importFeatureStoreCsv, writeFeatureStoreCsv } from '../../cloud/labelstore/csv.js';
+import { itemState } from '../../cloud/labelstore/state.js';
 import type { LabelStatus } from '../../contracts/label-record.js';
 import { importDataset } from '../../cloud/dataset/import.js';
 import { importLabelledImages, labelStudioTasksFromRecords } from '../../cloud/labelstore/labelled-import.js';
@@ -43,6 +41,16 @@ export function homeDir(o: HomeOptions): string {
 
 export function openStoreFrom(o: HomeOptions): SqliteLabelStore {
   return openLabelStore(o.store ? resolve(o.store) : join(homeDir(o), 'labels.db'));
+}
+
+/** Run `f` with the label store of `o`, closed afterwards (also when `f` throws). */
+async function withStore<T>(o: HomeOptions, f: (store: SqliteLabelStore) => Promise<T>): Promise<T> {
+  const store = openStoreFrom(o);
+  try {
+    return await f(store);
+  } finally {
+    await store.close();
+  }
 }
 
 /** Epoch seconds from `--as-of` (epoch seconds or an ISO-8601 time). */
@@ -162,18 +170,16 @@ async function importLabelledCli(
   const exclude = o.exclude ? new Set(readImageIds(resolve(o.exclude))) : undefined;
   const images = exclude ? ds.images.filter((i) => !exclude.has(i.id)) : ds.images;
   const eventTime = parseTime(o.eventTime, '--event-time') ?? Math.floor(statSync(from).mtimeMs) / 1000;
-  const store = openStoreFrom(o);
-  try {
-    const r = await importLabelledImages(store, images, { refPrefix: o.refPrefix, format, eventTime, status: o.status, source: from });
+  const { refPrefix, status } = o; // as narrowed above, for the closure
+  await withStore(o, async (store) => {
+    const r = await importLabelledImages(store, images, { refPrefix, format, eventTime, status, source: from });
     const summary = { ...r, names: ds.names, unlabelled: ds.report.unlabelled.length, excluded: ds.images.length - images.length };
     out(
       o.json
         ? JSON.stringify(summary)
         : `${from}: ${r.images} images (${r.boxes} boxes, classes ${ds.names.join(', ')}), ${r.appended} records appended${summary.unlabelled ? `, ${summary.unlabelled} unlabelled left out` : ''}${summary.excluded ? `, ${summary.excluded} excluded` : ''}`,
     );
-  } finally {
-    await store.close();
-  }
+  });
 }
 
 async function exportLabelStudioCli(
@@ -188,8 +194,7 @@ async function exportLabelStudioCli(
       input: '--history',
     });
   const names = classList(o.classes, '--classes');
-  const store = openStoreFrom(o);
-  try {
+  await withStore(o, async (store) => {
     const records = await store.latest({ asOf: parseTime(o.asOf), status: o.status as LabelStatus | undefined });
     const bad = records.flatMap((r) => r.annotations.filter((a) => a.class_id >= names.length).map(() => r.source_ref));
     if (bad.length)
@@ -200,9 +205,7 @@ async function exportLabelStudioCli(
       );
     await writeFileAtomic(resolve(o.labelstudio), JSON.stringify(labelStudioTasksFromRecords(records, names), null, 1));
     out(`${o.labelstudio}: ${records.length} tasks`);
-  } finally {
-    await store.close();
-  }
+  });
 }
 
 export function register(program: Command): void {
@@ -267,17 +270,14 @@ export function register(program: Command): void {
         const csv = o.csv;
         const until = parseTime(o.until, '--until');
         const exclude = o.exclude ? readImageIds(resolve(o.exclude)) : undefined;
-        const store = openStoreFrom(o);
-        try {
+        await withStore(o, async (store) => {
           const r = await importFeatureStoreCsv(store, resolve(csv), { until, exclude });
           out(
             o.json
               ? JSON.stringify(r)
               : `${csv}: ${r.read} records for ${r.images} images read, ${r.appended} appended${r.later ? `, ${r.later} after --until left out` : ''}${r.excluded ? `, ${r.excluded} of excluded images left out` : ''}`,
           );
-        } finally {
-          await store.close();
-        }
+        });
       },
     );
 
@@ -303,8 +303,7 @@ export function register(program: Command): void {
           return;
         }
         const csv = o.csv!;
-        const store = openStoreFrom(o);
-        try {
+        await withStore(o, async (store) => {
           const asOf = parseTime(o.asOf);
           let records = await store.latest({ asOf, status: o.status as LabelStatus | undefined });
           if (o.history) {
@@ -317,9 +316,7 @@ export function register(program: Command): void {
             records.map(({ seq: _s, ...r }) => r),
           );
           out(`${csv}: ${records.length} records`);
-        } finally {
-          await store.close();
-        }
+        });
       },
     );
 
@@ -331,8 +328,7 @@ export function register(program: Command): void {
     .action(async (o: HomeOptions & { asOf?: string; status?: string; json?: boolean }) => {
       if (o.status && !['PENDING', 'APPROVED', 'REJECTED'].includes(o.status))
         throw new LoupeError('BAD_OPTION', `must be PENDING, APPROVED or REJECTED, got ${o.status}`, { input: '--status' });
-      const store = openStoreFrom(o);
-      try {
+      await withStore(o, async (store) => {
         for (const r of await store.latest({ asOf: parseTime(o.asOf), status: o.status as LabelStatus | undefined })) {
           out(
             o.json
@@ -340,23 +336,18 @@ export function register(program: Command): void {
               : `${r.status.padEnd(8)} ${itemState(r).padEnd(21)} ${String(r.annotations.length).padStart(3)} boxes  ${new Date(r.event_time * 1000).toISOString()}  ${r.source_ref}`,
           );
         }
-      } finally {
-        await store.close();
-      }
+      });
     });
 
   withHome(labels.command('history'))
     .description('every record of one image, oldest first')
     .argument('<source-ref>')
     .action(async (ref: string, o: HomeOptions) => {
-      const store = openStoreFrom(o);
-      try {
+      await withStore(o, async (store) => {
         const h = await store.history(ref);
         if (h.length === 0) throw new LoupeError('LABEL_UNKNOWN', 'no records for this image', { input: ref });
         for (const r of h) out(JSON.stringify(r));
-      } finally {
-        await store.close();
-      }
+      });
     });
 
   withHome(labels.command('stats'))
@@ -364,8 +355,7 @@ export function register(program: Command): void {
     .option('--as-of <time>', 'epoch seconds or ISO-8601')
     .option('--json', 'JSON output')
     .action(async (o: HomeOptions & { asOf?: string; json?: boolean }) => {
-      const store = openStoreFrom(o);
-      try {
+      await withStore(o, async (store) => {
         const latest = await store.latest({ asOf: parseTime(o.asOf) });
         const counts: Record<string, number> = { unlabelled: 0, 'awaiting-verification': 0, approved: 0, rejected: 0 };
         for (const r of latest) counts[itemState(r)]!++;
@@ -382,9 +372,7 @@ export function register(program: Command): void {
                 .map(([k, v]) => `${k}: ${v}`)
                 .join('\n'),
         );
-      } finally {
-        await store.close();
-      }
+      });
     });
 
   withS3(withHome(labels.command('ingest')))
@@ -442,8 +430,7 @@ export function register(program: Command): void {
           json?: boolean;
         },
       ) => {
-        const store = openStoreFrom(o);
-        try {
+        await withStore(o, async (store) => {
           const lab = new Labeling(store);
           const classes = o.classes.split(',').map((s) => s.trim());
           if (classes.some((c) => !c))
@@ -458,33 +445,25 @@ export function register(program: Command): void {
             asOf: parseTime(o.asOf),
           });
           out(o.json ? JSON.stringify(j) : jobLine(j));
-        } finally {
-          await store.close();
-        }
+        });
       },
     );
   withHome(job.command('list'))
     .description('all jobs')
     .option('--json', 'one JSON object per line')
     .action(async (o: HomeOptions & { json?: boolean }) => {
-      const store = openStoreFrom(o);
-      try {
+      await withStore(o, async (store) => {
         for (const j of new Labeling(store).listJobs()) out(o.json ? JSON.stringify(j) : jobLine(j));
-      } finally {
-        await store.close();
-      }
+      });
     });
   withHome(job.command('show'))
     .description('one job and its images')
     .argument('<name>')
     .action(async (name: string, o: HomeOptions) => {
-      const store = openStoreFrom(o);
-      try {
+      await withStore(o, async (store) => {
         const lab = new Labeling(store);
         out(JSON.stringify({ job: lab.getJob(name), items: lab.items(name) }, null, 1));
-      } finally {
-        await store.close();
-      }
+      });
     });
 
   withS3(withHome(labels.command('serve')))
@@ -558,12 +537,9 @@ export function register(program: Command): void {
     .option('--roles <roles>', 'label, verify, or label,verify', 'label,verify')
     .option('--json', 'JSON output {worker, token}')
     .action(async (id: string, o: HomeOptions & { roles: string; json?: boolean }) => {
-      const store = openStoreFrom(o);
-      try {
+      await withStore(o, async (store) => {
         printCredential(o, new Labeling(store).workers.add(id, parseRoles(o.roles), `user:${userInfo().username}`));
-      } finally {
-        await store.close();
-      }
+      });
     });
   withHome(workers.command('rotate'))
     .description('issue a worker a new credential; the old one stops working at once')
@@ -571,34 +547,25 @@ export function register(program: Command): void {
     .option('--roles <roles>', 'change the roles too')
     .option('--json', 'JSON output {worker, token}')
     .action(async (id: string, o: HomeOptions & { roles?: string; json?: boolean }) => {
-      const store = openStoreFrom(o);
-      try {
+      await withStore(o, async (store) => {
         printCredential(o, new Labeling(store).workers.rotate(id, o.roles === undefined ? {} : { roles: parseRoles(o.roles) }));
-      } finally {
-        await store.close();
-      }
+      });
     });
   withHome(workers.command('revoke'))
     .description("revoke a worker's credential (their labels stay)")
     .argument('<id>')
     .action(async (id: string, o: HomeOptions) => {
-      const store = openStoreFrom(o);
-      try {
+      await withStore(o, async (store) => {
         out(workerLine(new Labeling(store).workers.revoke(id)));
-      } finally {
-        await store.close();
-      }
+      });
     });
   withHome(workers.command('list'))
     .description('every worker, active or revoked')
     .option('--json', 'one JSON object per line')
     .action(async (o: HomeOptions & { json?: boolean }) => {
-      const store = openStoreFrom(o);
-      try {
+      await withStore(o, async (store) => {
         for (const w of new Labeling(store).workers.list()) out(o.json ? JSON.stringify(w) : workerLine(w));
-      } finally {
-        await store.close();
-      }
+      });
     });
 
   withHome(labels.command('simulate'))
@@ -630,8 +597,7 @@ export function register(program: Command): void {
         },
       ) => {
         const log = createLogger('labels', { stream: 'stderr' });
-        const store = openStoreFrom(o);
-        try {
+        await withStore(o, async (store) => {
           const lab = new Labeling(store);
           let truthStore = store as SqliteLabelStore;
           let refPrefix: string | undefined = 's3://${bucket}/';
@@ -659,9 +625,7 @@ export function register(program: Command): void {
               : `${jobLine(summary.job)}\n${labelled.submitted} label(s) submitted, ${labelled.released.length} image(s) released (no reference labels)${verified ? `; ${verified.approved} approved, ${verified.rejected} rejected` : ''}`,
           );
           if (truthStore !== store) await truthStore.close();
-        } finally {
-          await store.close();
-        }
+        });
       },
     );
 }

@@ -9,9 +9,12 @@ import { projectRoot } from '../../lib/paths.js';
 import { cardForRun, shellCommand } from '../../cloud/training/card.js';
 import { writeModelCard, type TestMetrics } from '../../contracts/model-card.js';
 import { evaluateRun } from '../../cloud/training/evaluate-run.js';
-import { trainLocal, trainScript } from '../../cloud/training/local-trainer.js';
-import { DEFAULTS, type TrainOptions, type TrainResult } from '../../cloud/training/options.js';
-import { SAGEMAKER_DEFAULTS, trainSageMaker, type SageMakerTrainConfig } from '../../cloud/training/sagemaker-trainer.js';
+import { trainScript } from '../../cloud/training/local-trainer.js';
+import { localTraining } from '../../cloud/loop/adapters/training-local.js';
+import { sageMakerTraining } from '../../cloud/loop/adapters/training-sagemaker.js';
+import type { TrainingPort } from '../../cloud/loop/ports.js';
+import { DEFAULTS, trainFlags, type TrainOptions, type TrainResult } from '../../cloud/training/options.js';
+import { SAGEMAKER_DEFAULTS } from '../../cloud/training/sagemaker-trainer.js';
 
 interface TrainCliOptions {
   data: string;
@@ -64,32 +67,34 @@ const nonNegative = (v: string) => {
   return n;
 };
 
+/** The training port for each --backend, from the command's flags (the loop builds its own from its configuration). */
+const TRAINING: Record<TrainCliOptions['backend'], (o: TrainCliOptions) => TrainingPort> = {
+  local: () => localTraining({ resumeRun: false }),
+  sagemaker: (o) => {
+    const region = o.region ?? process.env.AWS_REGION;
+    return sageMakerTraining({
+      // Missing bucket, role or image: trainSageMaker names the one missing (BAD_OPTION).
+      config: {
+        bucket: o.bucket ?? '',
+        prefix: o.prefix,
+        roleArn: o.roleArn ?? '',
+        image: o.image ?? '',
+        instanceType: o.instanceType,
+        volumeSizeGB: o.volumeGb,
+        maxRuntimeSeconds: o.maxRuntime,
+        pollSeconds: o.pollSeconds,
+      },
+      clients: {
+        s3: new S3Client({ ...(region ? { region } : {}), ...(o.s3Endpoint ? { endpoint: o.s3Endpoint, forcePathStyle: true } : {}) }),
+        sagemaker: new SageMakerClient(region ? { region } : {}),
+      },
+    });
+  },
+};
+
 /** The `loupe train` line that reproduces a run (defaults spelled out, paths as given). */
-export function reproducingCommand(o: TrainCliOptions): string {
-  const argv = [
-    'loupe',
-    'train',
-    '--data',
-    o.data,
-    '--base',
-    o.base,
-    '--epochs',
-    String(o.epochs),
-    '--imgsz',
-    String(o.imgsz),
-    '--batch',
-    String(o.batch),
-    '--patience',
-    String(o.patience),
-    '--seed',
-    String(o.seed),
-  ];
-  if (o.time !== undefined) argv.push('--time', String(o.time));
-  if (o.optimizer !== undefined) argv.push('--optimizer', o.optimizer);
-  if (o.lr0 !== undefined) argv.push('--lr0', String(o.lr0));
-  if (o.warmupEpochs !== undefined) argv.push('--warmup-epochs', String(o.warmupEpochs));
-  if (o.closeMosaic !== undefined) argv.push('--close-mosaic', String(o.closeMosaic));
-  if (o.cache !== undefined) argv.push('--cache', o.cache);
+export function reproducingCommand(options: TrainOptions, o: Pick<TrainCliOptions, 'backend' | 'instanceType' | 'out'>): string {
+  const argv = ['loupe', 'train', ...trainFlags(options, 'loupe', 'required'), ...trainFlags(options, 'loupe', 'optional')];
   if (o.backend === 'sagemaker') argv.push('--backend', 'sagemaker', '--instance-type', o.instanceType);
   argv.push('--out', o.out);
   return shellCommand(argv);
@@ -187,27 +192,11 @@ export function register(program: Command): void {
       process.on('SIGTERM', onSignal);
       let result: TrainResult;
       try {
-        if (o.backend === 'local') {
-          result = await trainLocal(options, out, { log, signal: controller.signal, forceSignal: force.signal });
-        } else {
-          const config: SageMakerTrainConfig = {
-            bucket: o.bucket ?? '',
-            prefix: o.prefix,
-            roleArn: o.roleArn ?? '',
-            image: o.image ?? '',
-            instanceType: o.instanceType,
-            volumeSizeGB: o.volumeGb,
-            maxRuntimeSeconds: o.maxRuntime,
-            pollSeconds: o.pollSeconds,
-          };
-          const region = o.region ?? process.env.AWS_REGION;
-          const s3 = new S3Client({
-            ...(region ? { region } : {}),
-            ...(o.s3Endpoint ? { endpoint: o.s3Endpoint, forcePathStyle: true } : {}),
-          });
-          const sagemaker = new SageMakerClient(region ? { region } : {});
-          result = await trainSageMaker(options, out, config, { s3, sagemaker }, { log, signal: controller.signal });
-        }
+        // A fresh run every time (no run to resume; a used --out is refused above), through the loop's training port.
+        ({ result } = await TRAINING[o.backend](o).train(
+          { dir: out, options },
+          { log, signal: controller.signal, forceSignal: force.signal },
+        ));
       } finally {
         process.removeListener('SIGINT', onSignal);
         process.removeListener('SIGTERM', onSignal);
@@ -233,7 +222,7 @@ export function register(program: Command): void {
         base: o.base,
         script: relative(projectRoot, trainScript),
         test,
-        command: reproducingCommand(o),
+        command: reproducingCommand(options, o),
         ...(result.job ? { notes: [`SageMaker training job ${result.job.name} (${result.job.modelArtifacts})`] } : {}),
       });
       const cardPath = join(out, 'card.json');

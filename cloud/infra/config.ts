@@ -1,6 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { LoupeError } from '../../lib/errors.js';
+import type { ErrorCode } from '../../lib/error-codes.js';
+import { parseJsonConfig, readJsonConfig } from '../../lib/json-config.js';
 import { GROUND_TRUTH_LAMBDA_ACCOUNTS } from '../labeling/groundtruth.js';
 import { rolloutSchema } from '../loop/config.js';
 import { DEFAULT_ROLLOUT } from '../publish/greengrass-aws.js';
@@ -171,36 +171,15 @@ export type InfraConfigInput = z.input<typeof infraConfigSchema>;
 export const DEFAULT_INFRA_CONFIG_FILE = 'loupe.infra.json';
 
 export function parseInfraConfig(raw: unknown, source: string): InfraConfig {
-  const r = infraConfigSchema.safeParse(raw);
-  if (!r.success) {
-    const issue = r.error.issues[0]!;
-    const key = issue.path.join('.') || '(root)';
-    let value: unknown = raw;
-    for (const p of issue.path)
-      value = value && typeof value === 'object' ? (value as Record<string | number, unknown>)[p as string] : undefined;
-    throw new LoupeError(
-      'INFRA_BAD_CONFIG',
-      `${key}: ${issue.message}${value !== undefined && typeof value !== 'object' ? ` (got ${JSON.stringify(value)})` : ''}`,
-      { input: source },
-    );
-  }
-  return r.data;
+  return parseJsonConfig(raw, infraConfigSchema, source, 'INFRA_BAD_CONFIG' satisfies ErrorCode);
 }
 
 export function readInfraConfig(path: string): InfraConfig {
-  if (!existsSync(path))
-    throw new LoupeError(
-      'INFRA_NO_CONFIG',
-      'configuration not found (see cloud/infra/README.md; an example: cloud/infra/loupe.infra.example.json)',
-      { input: path },
-    );
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new LoupeError('INFRA_BAD_CONFIG', `not valid JSON (${(e as Error).message})`, { input: path });
-  }
-  return parseInfraConfig(raw, path);
+  return readJsonConfig(path, infraConfigSchema, {
+    missing: 'INFRA_NO_CONFIG' satisfies ErrorCode,
+    missingMessage: 'configuration not found (see cloud/infra/README.md; an example: cloud/infra/loupe.infra.example.json)',
+    invalid: 'INFRA_BAD_CONFIG' satisfies ErrorCode,
+  });
 }
 
 /** The rollout policy for Greengrass deployments: loupe's defaults with the configured changes. */

@@ -28,6 +28,8 @@ export const CLOUD_IMAGE = {
     '!package-lock.json',
     '!.npmrc',
     '!cloud/infra/images/cloud.Dockerfile',
+    '!cloud/quantize/quantize.py',
+    '!cloud/quantize/requirements.txt',
     '!dist',
     'dist/test',
     'dist/cli',

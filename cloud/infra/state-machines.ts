@@ -8,7 +8,7 @@ import type { Construct } from 'constructs';
 /**
  * A task of loupe's state machines: one Lambda handler, given `payload`, its reply kept at
  * `resultPath` (the state carries every step's reply, so later states read `$.ingest.runId`).
- * Retries: Lambda's own service errors (CDK's default retry), and `Loupe.STATE_CONFLICT`
+ * Retries: Lambda's own service errors (CDK's default retry) and throttling, and `Loupe.STATE_CONFLICT`
  * (another execution changed the loop home between this one's pull and push: pulling again
  * and re-running the idempotent step is the fix). Any other error goes to `failed` with the
  * error at `$.error`.
@@ -37,6 +37,15 @@ export function lambdaStep(
     maxAttempts: 8,
     backoffRate: 2,
     maxDelay: Duration.minutes(2),
+    jitterStrategy: sfn.JitterType.FULL,
+  });
+  // Lambda's throttling answer (a burst of executions beyond the account's concurrency) is not
+  // among CDK's service-exception retries; it is transient, so wait and try again.
+  t.addRetry({
+    errors: ['Lambda.TooManyRequestsException'],
+    interval: Duration.seconds(2),
+    maxAttempts: 6,
+    backoffRate: 2,
     jitterStrategy: sfn.JitterType.FULL,
   });
   for (const r of retries) t.addRetry(r);

@@ -11,7 +11,7 @@ import { PutRecordCommand, SageMakerFeatureStoreRuntimeClient, type FeatureValue
 import { LoupeError } from '../../lib/errors.js';
 import { parsePyLiteral } from '../../lib/pyliteral.js';
 import { pyAnnotations } from '../../contracts/labels-csv.js';
-import type { LabelStore, LatestQuery, StoredLabelRecord } from './types.js';
+import type { LabelStoreMirrorTarget, LatestQuery, StoredLabelRecord } from './types.js';
 import type { LabelRecord, LabelStatus } from '../../contracts/label-record.js';
 import type { GtBox } from '../../contracts/box.js';
 import { validateRecord } from '../../contracts/label-record.js';
@@ -143,7 +143,7 @@ export function latestQuery(
   return { sql, params };
 }
 
-export class FeatureStoreLabelStore implements LabelStore {
+export class FeatureStoreLabelStore implements LabelStoreMirrorTarget {
   readonly kind = 'featurestore';
   private table?: { database: string; table: string; catalog?: string };
 
@@ -272,20 +272,26 @@ export class FeatureStoreLabelStore implements LabelStore {
     };
   }
 
-  async latest(q: LatestQuery = {}): Promise<StoredLabelRecord[]> {
+  // Reads of the offline store, which lags PutRecord by up to ~15 minutes: named for that, so
+  // they are not taken for LabelStore's read-after-write latest/history/known.
+
+  /** Latest record per image as of T, from the offline store (lagging). */
+  async latestOffline(q: LatestQuery = {}): Promise<StoredLabelRecord[]> {
     if (q.sourceRefs && q.sourceRefs.length === 0) return [];
     const { sql, params } = latestQuery(await this.tableName(), q);
     return (await this.query(sql, params)).map((o, i) => this.fromRow(o, i));
   }
 
-  async history(sourceRef: string): Promise<StoredLabelRecord[]> {
+  /** Every record of one image in the offline store (lagging), oldest first. */
+  async historyOffline(sourceRef: string): Promise<StoredLabelRecord[]> {
     const t = await this.tableName();
     const from = `${t.catalog ? quoteIdent(t.catalog) + '.' : ''}${quoteIdent(t.database)}.${quoteIdent(t.table)}`;
     const sql = `SELECT ${COLUMNS.join(', ')}, api_invocation_time FROM ${from} WHERE source_ref = ? AND NOT is_deleted ORDER BY event_time, api_invocation_time`;
     return (await this.query(sql, [`'${sourceRef.replace(/'/g, "''")}'`])).map((o, i) => this.fromRow(o, i));
   }
 
-  async known(sourceRefs: string[]): Promise<Set<string>> {
+  /** Which of these images the offline store (lagging) has records of. */
+  async knownOffline(sourceRefs: string[]): Promise<Set<string>> {
     if (sourceRefs.length === 0) return new Set();
     const t = await this.tableName();
     const from = `${t.catalog ? quoteIdent(t.catalog) + '.' : ''}${quoteIdent(t.database)}.${quoteIdent(t.table)}`;

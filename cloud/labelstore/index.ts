@@ -2,7 +2,7 @@
  * Label store: append-only label records with point-in-time reads.
  *
  *   openLabelStore(path)                    SQLite store (default; better-sqlite3, WAL)
- *   new FeatureStoreLabelStore(opts)        SageMaker Feature Store (PutRecord + Athena reads)
+ *   new FeatureStoreLabelStore(opts)        SageMaker Feature Store: a write mirror (PutRecord; lagging Athena reads *Offline)
  *   store.append(records)                   validate all, then append (all or nothing)
  *   store.latest({asOf, status, sourceRefs}) latest record per image with event_time <= asOf
  *   store.history(ref) / store.known(refs)

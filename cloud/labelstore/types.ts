@@ -23,11 +23,23 @@ export interface LatestQuery {
 }
 
 /**
- * What every label store offers. Async so that the SQLite default and the SageMaker Feature
- * Store adapter are interchangeable.
+ * What a store that mirrors the loop's label store offers (SageMaker Feature Store): appends.
+ * Its reads (the offline store, through Athena) lag the writes by up to ~15 minutes, so it
+ * cannot answer the loop's read-after-write checks and is not a LabelStore; the compiler keeps
+ * one from being passed as one (test/types/mirror-types.ts).
  */
-export interface LabelStore {
+export interface LabelStoreMirrorTarget {
   readonly kind: string;
+  /** Append records (never updates or deletes). Validates every record first. */
+  append(records: LabelRecord[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * What every label store offers: reads that see every append made before them. Async so that
+ * a store over a network can offer it too.
+ */
+export interface LabelStore extends LabelStoreMirrorTarget {
   /** Append records (never updates or deletes). Validates every record first; all or nothing. */
   append(records: LabelRecord[]): Promise<void>;
   /** Latest record per image with event_time ≤ asOf (ties: the later append wins). */
@@ -36,5 +48,4 @@ export interface LabelStore {
   history(sourceRef: string): Promise<StoredLabelRecord[]>;
   /** Whether any record exists for these images (ingest's idempotency check); returns those found. */
   known(sourceRefs: string[]): Promise<Set<string>>;
-  close(): Promise<void>;
 }

@@ -1,7 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { LoupeError } from '../../lib/errors.js';
+import type { ErrorCode } from '../../lib/error-codes.js';
+import { parseJsonConfig, readJsonConfig } from '../../lib/json-config.js';
 import { defaultHome } from '../../lib/paths.js';
 
 /**
@@ -425,36 +425,16 @@ function resolvePaths(c: LoopConfig, base: string): LoopConfig {
 }
 
 export function parseLoopConfig(raw: unknown, source: string, base = process.cwd()): LoopConfig {
-  const r = loopConfigSchema.safeParse(raw);
-  if (!r.success) {
-    const issue = r.error.issues[0]!;
-    const key = issue.path.join('.') || '(root)';
-    let value: unknown = raw;
-    for (const p of issue.path)
-      value = value && typeof value === 'object' ? (value as Record<string | number, unknown>)[p as string] : undefined;
-    throw new LoupeError(
-      'LOOP_BAD_CONFIG',
-      `${key}: ${issue.message}${value !== undefined && typeof value !== 'object' ? ` (got ${JSON.stringify(value)})` : ''}`,
-      { input: source },
-    );
-  }
-  return resolvePaths(r.data, base);
+  return resolvePaths(parseJsonConfig(raw, loopConfigSchema, source, 'LOOP_BAD_CONFIG' satisfies ErrorCode), base);
 }
 
 export function readLoopConfig(path: string): LoopConfig {
-  if (!existsSync(path))
-    throw new LoupeError(
-      'LOOP_NO_CONFIG',
-      'loop configuration not found (the demo writes one; or write it by hand, see cloud/loop/config.ts)',
-      { input: path },
-    );
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new LoupeError('LOOP_BAD_CONFIG', `not valid JSON (${(e as Error).message})`, { input: path });
-  }
-  return parseLoopConfig(raw, path, dirname(resolve(path)));
+  const parsed = readJsonConfig(path, loopConfigSchema, {
+    missing: 'LOOP_NO_CONFIG' satisfies ErrorCode,
+    missingMessage: 'loop configuration not found (the demo writes one; or write it by hand, see cloud/loop/config.ts)',
+    invalid: 'LOOP_BAD_CONFIG' satisfies ErrorCode,
+  });
+  return resolvePaths(parsed, dirname(resolve(path)));
 }
 
 /** Where one loop installation keeps its state (--home, LOUPE_HOME, or the project's .loupe). */

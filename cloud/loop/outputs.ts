@@ -7,18 +7,23 @@ import { z } from 'zod';
  * renamed since the run was written fails the resume with the run, the step and the field, not a
  * later step with `undefined`.
  *
- * Objects are loose (fields a schema does not name are kept, not dropped), so outputs written by
- * earlier releases with extra fields still read; every field a later step or a report relies on
- * is named here and required unless some backend or an earlier release leaves it out.
+ * Objects are strict: a field a schema does not name is refused (LOOP_OUTPUT_INVALID naming it),
+ * when a step returns it and when a stored output holds it. That is what catches a renamed
+ * *optional* field: the old name is unknown (strict), where a missing optional field alone would
+ * read as undefined. So every field a step returns is named here, required unless some backend
+ * or an earlier release leaves it out. Outputs of earlier releases that hold fields named
+ * differently are migrated explicitly (store.ts, loop store migration 3). Only bags that record
+ * another system's state as it came (Ground Truth's job, the SageMaker job, a deployment's
+ * detail, the snapshot's counts) stay loose.
  */
 const count = z.number().int().nonnegative();
 const num = z.number();
-const featureStore = z.looseObject({ put: count, watermark: num });
+const featureStore = z.strictObject({ put: count, watermark: num });
 /** The Ground Truth job's state as the AWS steps record it (aws/groundtruth-steps.ts). */
 const groundTruth = z.looseObject({}).optional();
-const metrics = z.object({ map50: num, map50_95: num, precision: num, recall: num });
+const metrics = z.strictObject({ map50: num, map50_95: num, precision: num, recall: num });
 
-export const ingestOutput = z.looseObject({
+export const ingestOutput = z.strictObject({
   listed: count,
   recorded: count,
   alreadyKnown: count,
@@ -28,7 +33,7 @@ export const ingestOutput = z.looseObject({
   featureStore: featureStore.optional(),
 });
 
-export const labelOutput = z.looseObject({
+export const labelOutput = z.strictObject({
   job: z.string(),
   items: count,
   submitted: count.optional(),
@@ -40,7 +45,7 @@ export const labelOutput = z.looseObject({
   featureStore: featureStore.optional(),
 });
 
-export const verifyOutput = z.looseObject({
+export const verifyOutput = z.strictObject({
   job: z.string(),
   approved: count,
   rejected: count,
@@ -51,7 +56,7 @@ export const verifyOutput = z.looseObject({
   featureStore: featureStore.optional(),
 });
 
-export const snapshotOutput = z.looseObject({
+export const snapshotOutput = z.strictObject({
   id: z.string(),
   dir: z.string(),
   dataYaml: z.string(),
@@ -62,7 +67,7 @@ export const snapshotOutput = z.looseObject({
   championDataset: z.string().nullable(),
 });
 
-export const trainOutput = z.looseObject({
+export const trainOutput = z.strictObject({
   dir: z.string(),
   backend: z.enum(['local', 'sagemaker']),
   onnx: z.string(),
@@ -75,7 +80,7 @@ export const trainOutput = z.looseObject({
   sagemaker: z.looseObject({ attached: z.boolean() }).optional(),
 });
 
-export const quantizeOutput = z.looseObject({
+export const quantizeOutput = z.strictObject({
   enabled: z.boolean(),
   onnx: z.string().optional(),
   sha256: z.string().optional(),
@@ -85,7 +90,7 @@ export const quantizeOutput = z.looseObject({
   reused: z.boolean().optional(),
 });
 
-export const evaluateOutput = z.looseObject({
+export const evaluateOutput = z.strictObject({
   /** evaluation.json: the full scores and curves the gate reads. */
   file: z.string(),
   card: z.string(),
@@ -94,7 +99,7 @@ export const evaluateOutput = z.looseObject({
   champion: metrics.extend({ ref: z.string(), fleetPrecision: z.enum(['fp32', 'int8']).optional() }),
 });
 
-export const gateSummarySchema = z.object({
+export const gateSummarySchema = z.strictObject({
   passed: z.boolean(),
   metric: z.string(),
   challenger: num,
@@ -107,7 +112,7 @@ export const gateSummarySchema = z.object({
   reportPath: z.string().optional(),
 });
 
-export const gateOutput = z.looseObject({
+export const gateOutput = z.strictObject({
   passed: z.boolean(),
   reasons: z.array(z.string()),
   fleetPrecision: z.enum(['fp32', 'int8']),
@@ -117,7 +122,7 @@ export const gateOutput = z.looseObject({
   summary: gateSummarySchema,
 });
 
-export const registerOutput = z.looseObject({
+export const registerOutput = z.strictObject({
   ref: z.string(),
   status: z.enum(['pending', 'approved', 'rejected']),
   reason: z.string().nullable().optional(),
@@ -127,18 +132,18 @@ export const registerOutput = z.looseObject({
   fp32Sha256: z.string(),
   int8Sha256: z.string().optional(),
   sagemaker: z
-    .looseObject({ ref: z.string().nullable().optional(), arn: z.string().nullable().optional(), status: z.string().optional() })
+    .strictObject({ ref: z.string().nullable().optional(), arn: z.string().nullable().optional(), status: z.string().optional() })
     .optional(),
 });
 
-export const publishOutput = z.looseObject({
+export const publishOutput = z.strictObject({
   component: z.string(),
   version: z.string(),
   created: z.boolean(),
   arn: z.string().nullable().optional(),
 });
 
-export const deployOutput = z.looseObject({
+export const deployOutput = z.strictObject({
   name: z.string(),
   deploymentId: z.string().nullable(),
   version: z.string(),
@@ -151,7 +156,7 @@ export const deployOutput = z.looseObject({
 const controlPlaneDevice = z.object({ device: z.string(), modelVersion: z.string().nullable(), state: z.string().nullable() });
 const telemetryDevice = z.object({ thing: z.string(), model: z.unknown(), results: count });
 
-export const confirmOutput = z.looseObject({
+export const confirmOutput = z.strictObject({
   devices: z.array(z.union([controlPlaneDevice, telemetryDevice])),
   seconds: num.optional(),
   via: z.enum(['telemetry', 'control plane']),

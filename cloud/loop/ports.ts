@@ -29,6 +29,8 @@ import type { StepOutcome } from './runner.js';
 export interface Hooks {
   log: Logger;
   signal?: AbortSignal;
+  /** A second interrupt: stop at once (the local trainer is killed rather than stopped cleanly). */
+  forceSignal?: AbortSignal;
   progressStream?: NodeJS.WriteStream;
 }
 
@@ -85,15 +87,19 @@ export interface VerifyResult extends Record<string, unknown> {
   rejected: number;
 }
 
-/** Where training runs: this machine's venv, a SageMaker training job. */
+/**
+ * Where training runs: this machine's venv, a SageMaker training job. Used by the loop's train
+ * step and by `loupe train` (cli/commands/train.ts), each building its adapter from its settings.
+ */
 export interface TrainingPort {
   readonly backend: 'local' | 'sagemaker';
   /**
-   * Train into `dir` (warm start from `options.base`). Idempotent for the run: an adapter finds
-   * what an earlier attempt of the same run left (a finished folder, a job named after the run).
+   * Train into `dir` (warm start from `options.base`). The loop's adapters are idempotent for the
+   * run (`runId`): they find what an earlier attempt of the same run left (a finished folder, a
+   * job named after the run). `loupe train`'s start afresh and get no run id.
    */
   train(
-    req: { runId: number; dir: string; options: TrainOptions },
+    req: { runId?: number; dir: string; options: TrainOptions },
     h: Hooks,
   ): Promise<{ result: TrainResult; extra?: Record<string, unknown> }>;
 }

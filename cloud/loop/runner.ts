@@ -64,8 +64,13 @@ export interface LoopStep<C = Record<string, unknown>> {
 /** The first problems zod found, as `field: message` (the field path dotted; `(output)` for the whole). */
 export function describeIssues(error: z.ZodError): string {
   return error.issues
+    .flatMap((i) =>
+      // A field the schema does not name (strict schemas): each by its own path, so a renamed field is named.
+      i.code === 'unrecognized_keys'
+        ? i.keys.map((k) => `${[...i.path, k].join('.')}: not a field of this output (renamed or removed?)`)
+        : [`${i.path.length ? i.path.join('.') : '(output)'}: ${i.message}`],
+    )
     .slice(0, 5)
-    .map((i) => `${i.path.length ? i.path.join('.') : '(output)'}: ${i.message}`)
     .join('; ');
 }
 

@@ -174,8 +174,17 @@ export async function deployModel(i: DeployInput): Promise<DeploymentRow> {
 }
 
 /** Redeploy the loupe.Model version that ran before the current one (or `to`). */
-export async function rollback(i: { backend: FleetBackend; store: FleetStore; to?: string; log?: Logger }): Promise<DeploymentRow> {
-  const current = i.store.current(i.backend.kind, i.backend.target);
+export async function rollback(i: {
+  backend: FleetBackend;
+  store: FleetStore;
+  to?: string;
+  /** The deployment to roll back from (default: the target's current one). A deployment already
+   * marked failed is no longer current, yet on a thing group the devices it reached may still run
+   * it: the deploy state machine names it to redeploy the version before. */
+  from?: DeploymentRow;
+  log?: Logger;
+}): Promise<DeploymentRow> {
+  const current = i.from ?? i.store.current(i.backend.kind, i.backend.target);
   if (!current)
     throw new LoupeError('FLEET_NOTHING_TO_ROLL_BACK', 'loupe has made no deployment to this target', { input: i.backend.target });
   const to = i.to ?? current.previousVersion;

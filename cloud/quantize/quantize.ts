@@ -12,7 +12,7 @@ import { silentLogger } from '../../lib/log.js';
 import { projectRoot } from '../../lib/paths.js';
 import { Progress } from '../../lib/progress.js';
 import { Detector } from '../../components/detector/detector.js';
-import { ensureVenv, offlinePythonEnv, venvPython } from '../training/venv.js';
+import { ensureVenv, offlinePythonEnv, QUANTIZER_VENV, venvPython } from '../training/venv.js';
 import { calibrationSet, DEFAULT_CALIBRATION_IMAGES, writeCalibrationTensors } from './calibration.js';
 
 /**
@@ -92,7 +92,7 @@ export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeResult>
       { model, calib: set.source, kind: set.kind, images: set.files.length, available: set.available },
       'quantize: calibration set chosen',
     );
-    const venv = await ensureVenv(log);
+    const venv = process.env[QUANTIZER_VENV.envVar] ? await ensureVenv(log, QUANTIZER_VENV) : await ensureVenv(log);
     mkdirSync(dirname(out), { recursive: true });
     work = await mkdtemp(join(tmpdir(), 'loupe-quantize-'));
     await writeCalibrationTensors(det, set, join(work, 'calib'), log, o.progressStream);

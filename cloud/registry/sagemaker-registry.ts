@@ -19,8 +19,17 @@ import { sha256, sha256File } from '../../lib/fsutil.js';
 import type { ArtefactRef } from './artefact-store.js';
 import { checkTransition, decideApproval, DEFAULT_POLICY, type ApprovalPolicy } from './policy.js';
 import { validateModelArtefacts } from './validate.js';
+import { checkLookup, type FindByKeyOptions } from './lookup.js';
 import { parseRef } from './sqlite-registry.js';
-import type { ArtefactKind, GateSummary, ModelRegistry, ModelStatus, ModelVersion, RegisterInput, StatusChange } from './types.js';
+import type {
+  ArtefactKind,
+  GateSummary,
+  ModelRegistryMirrorTarget,
+  ModelStatus,
+  ModelVersion,
+  RegisterInput,
+  StatusChange,
+} from './types.js';
 
 /**
  * The model registry on AWS: SageMaker Model Registry. A loupe model group is a model package
@@ -35,7 +44,7 @@ import type { ArtefactKind, GateSummary, ModelRegistry, ModelStatus, ModelVersio
  * Status maps pending/approved/rejected ↔ PendingManualApproval/Approved/Rejected; approval is
  * UpdateModelPackage. Idempotency: CreateModelPackage's ClientToken is derived from the
  * registration's idempotency key, so a retried registration returns the same package.
- * The champion is the newest *Approved* package by creation time (SageMaker cannot sort by
+ * `newestApproved` is the newest *Approved* package by creation time (SageMaker cannot sort by
  * approval time; the local registry can and does).
  */
 export interface SageMakerRegistryOptions {
@@ -52,6 +61,15 @@ export interface SageMakerRegistryOptions {
 const toSm: Record<ModelStatus, ModelApprovalStatus> = { pending: 'PendingManualApproval', approved: 'Approved', rejected: 'Rejected' };
 const fromSm: Record<string, ModelStatus> = { PendingManualApproval: 'pending', Approved: 'approved', Rejected: 'rejected' };
 
+/**
+ * How an idempotency key is kept in CustomerMetadataProperties: as it is when SageMaker allows
+ * it there (sha256 hex, `loop:<run>:<sha>`), else as `sha256:<digest of the key>`, so a lookup
+ * matches exactly the key registered (metaValue would fold different keys into one).
+ */
+export function storedKey(key: string): string {
+  return metaValue(key) === key ? key : `sha256:${sha256(key)}`;
+}
+
 /** CustomerMetadataProperties values allow letters, digits, spaces and `_.:/=+-@` only (≤256). */
 export function metaValue(v: unknown): string {
   const s = String(v)
@@ -62,7 +80,7 @@ export function metaValue(v: unknown): string {
   return s || '-';
 }
 
-export class SageMakerModelRegistry implements ModelRegistry {
+export class SageMakerModelRegistry implements ModelRegistryMirrorTarget {
   private readonly prefix: string;
   private readonly policy: ApprovalPolicy;
   private readonly groupArns = new Map<string, string>();
@@ -162,7 +180,7 @@ export class SageMakerModelRegistry implements ModelRegistry {
     const decided = input.status ?? decideApproval(input.gate, this.policy);
     const props: Record<string, string> = {
       'loupe:source': metaValue(input.source),
-      'loupe:idempotency-key': metaValue(idem),
+      'loupe:idempotency-key': storedKey(idem),
       'loupe:onnx': `${onnx.ref.sha256}:${onnx.ref.size}`,
       'loupe:status-by': metaValue(decided.by),
     };
@@ -276,7 +294,9 @@ export class SageMakerModelRegistry implements ModelRegistry {
 
   async get(ref: string): Promise<ModelVersion | undefined> {
     const { group, version } = parseRef(ref);
-    const groupArn = await this.ensureGroup(group);
+    // A read creates nothing: no group, no version (as findByKey, and as the SQLite registry).
+    const groupArn = await this.existingGroup(group);
+    if (!groupArn) return undefined;
     try {
       return await this.describe(this.packageArn(groupArn, version));
     } catch (e) {
@@ -306,7 +326,7 @@ export class SageMakerModelRegistry implements ModelRegistry {
     return arns;
   }
 
-  async list(filter: { group?: string; status?: ModelStatus } = {}): Promise<ModelVersion[]> {
+  async list(filter: { group: string; status?: ModelStatus }): Promise<ModelVersion[]> {
     if (!filter.group)
       throw new LoupeError('SAGEMAKER_GROUP_REQUIRED', 'listing SageMaker model packages needs a group', { input: 'group' });
     const out: ModelVersion[] = [];
@@ -331,22 +351,37 @@ export class SageMakerModelRegistry implements ModelRegistry {
     return this.describe(arn);
   }
 
+  /** The group's ARN when the group exists; undefined otherwise (nothing is created). */
+  private async existingGroup(group: string): Promise<string | undefined> {
+    const known = this.groupArns.get(group);
+    if (known) return known;
+    try {
+      const arn = (await this.o.sagemaker.send(new DescribeModelPackageGroupCommand({ ModelPackageGroupName: group })))
+        .ModelPackageGroupArn;
+      if (arn) this.groupArns.set(group, arn);
+      return arn;
+    } catch (e) {
+      if (/does not exist|not found/i.test((e as Error).message ?? '')) return undefined;
+      throw e;
+    }
+  }
+
   /**
-   * The package registered with this idempotency key (CustomerMetadataProperties
-   * `loupe:idempotency-key`), looking only at packages created after `createdAfter` (newest
-   * first), so a caller that crashed after CreateModelPackage finds what it made without
-   * describing the whole group.
+   * See RegistryKeyLookup (lookup.ts): the same answers as the SQLite registry's. Looks only at
+   * packages created after `createdAfter` (newest first), so a caller that crashed after
+   * CreateModelPackage finds what it made without describing the whole group.
    */
-  async findByKey(group: string, idempotencyKey: string, createdAfter?: Date): Promise<ModelVersion | undefined> {
-    await this.ensureGroup(group);
-    const want = metaValue(idempotencyKey);
+  async findByKey(group: string, idempotencyKey: string, opts: FindByKeyOptions = {}): Promise<ModelVersion | undefined> {
+    checkLookup(group, idempotencyKey, opts);
+    if (!(await this.existingGroup(group))) return undefined;
+    const want = storedKey(idempotencyKey);
     let token: string | undefined;
     do {
       const page = await this.o.sagemaker.send(
         new ListModelPackagesCommand({
           ModelPackageGroupName: group,
           ModelPackageType: 'Versioned',
-          ...(createdAfter ? { CreationTimeAfter: createdAfter } : {}),
+          ...(opts.createdAfter ? { CreationTimeAfter: opts.createdAfter } : {}),
           SortBy: 'CreationTime',
           SortOrder: 'Descending',
           MaxResults: 100,
@@ -356,14 +391,19 @@ export class SageMakerModelRegistry implements ModelRegistry {
       for (const s of page.ModelPackageSummaryList ?? []) {
         if (!s.ModelPackageArn) continue;
         const d = await this.o.sagemaker.send(new DescribeModelPackageCommand({ ModelPackageName: s.ModelPackageArn }));
-        if (d.CustomerMetadataProperties?.['loupe:idempotency-key'] === want) return this.toVersion(d);
+        // The caller's key, not its stored form (they differ for keys SageMaker cannot hold as they are).
+        if (d.CustomerMetadataProperties?.['loupe:idempotency-key'] === want) return { ...this.toVersion(d), idempotencyKey };
       }
       token = page.NextToken;
     } while (token);
     return undefined;
   }
 
-  async champion(group: string): Promise<ModelVersion | undefined> {
+  /**
+   * The newest *Approved* package by creation time. Not the loupe champion (approved most
+   * recently): SageMaker cannot sort by approval time, which is why this registry is a mirror.
+   */
+  async newestApproved(group: string): Promise<ModelVersion | undefined> {
     const [arn] = await this.listArns(group, 'approved', true, 1);
     return arn ? this.describe(arn) : undefined;
   }

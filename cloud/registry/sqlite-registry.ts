@@ -18,6 +18,7 @@ import type {
 import { openSqlite } from '../../lib/sqlite.js';
 import { addColumnIfMissing, type SqliteSchema } from '../../lib/migrate.js';
 import { validateModelArtefacts } from './validate.js';
+import { checkGroup, checkLookup, type FindByKeyOptions } from './lookup.js';
 
 /**
  * The default model registry: one SQLite file (`<dir>/registry.db`) with the versions and an
@@ -106,8 +107,6 @@ interface Row {
   fleet_precision: DeployPrecision;
 }
 
-const GROUP_RE = /^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$/; // SageMaker model package group names
-
 export function parseRef(ref: string): { group: string; version: number } {
   const m = /^(.+):(\d+)$/.exec(ref);
   if (!m) throw new LoupeError('REGISTRY_BAD_REF', 'expected <group>:<version>, e.g. metal-tags:2', { input: ref });
@@ -163,9 +162,7 @@ export class SqliteModelRegistry implements ModelRegistry {
   }
 
   async register(input: RegisterInput): Promise<ModelVersion> {
-    if (!GROUP_RE.test(input.group)) {
-      throw new LoupeError('REGISTRY_BAD_GROUP', 'model group names are 1-63 letters, digits and hyphens', { input: input.group });
-    }
+    checkGroup(input.group);
     for (const [k, v] of Object.entries(input.metrics ?? {})) {
       if (typeof v !== 'number' || !Number.isFinite(v))
         throw new LoupeError('REGISTRY_BAD_METRIC', `metric ${k} must be a finite number, got ${String(v)}`, { input: k });
@@ -250,9 +247,13 @@ export class SqliteModelRegistry implements ModelRegistry {
     return v;
   }
 
-  async findByKey(idempotencyKey: string): Promise<ModelVersion | undefined> {
-    const r = this.db.prepare('SELECT * FROM models WHERE idem_key = ?').get(idempotencyKey) as Row | undefined;
-    return r ? toVersion(r) : undefined;
+  /** See RegistryKeyLookup (lookup.ts): the same answers as the SageMaker registry's. */
+  async findByKey(group: string, idempotencyKey: string, opts: FindByKeyOptions = {}): Promise<ModelVersion | undefined> {
+    checkLookup(group, idempotencyKey, opts);
+    const r = this.db.prepare('SELECT * FROM models WHERE grp = ? AND idem_key = ?').get(group, idempotencyKey) as Row | undefined;
+    // created_at is an ISO-8601 UTC string, so the comparison is on the same clock as the Date.
+    if (!r || (opts.createdAfter && !(Date.parse(r.created_at) > opts.createdAfter.getTime()))) return undefined;
+    return toVersion(r);
   }
 
   async list(filter: { group?: string; status?: ModelStatus } = {}): Promise<ModelVersion[]> {

@@ -1,5 +1,8 @@
 import { LoupeError } from '../../lib/errors.js';
 import type { ArtefactRef } from './artefact-store.js';
+import type { RegistryKeyLookup } from './lookup.js';
+
+export type { FindByKeyOptions, RegistryKeyLookup } from './lookup.js';
 
 /**
  * The model registry's vocabulary, shared by the SQLite registry (default) and the SageMaker
@@ -112,11 +115,30 @@ export function deployedArtefact(v: Pick<ModelVersion, 'artefacts' | 'fleetPreci
   return { kind: 'onnx', ref: v.artefacts.onnx, precision: 'fp32' };
 }
 
-export interface ModelRegistry {
+/** What a model registry offers (the SQLite registry; the loop's registry port). */
+export interface ModelRegistry extends RegistryKeyLookup {
   register(input: RegisterInput): Promise<ModelVersion>;
   get(ref: string): Promise<ModelVersion | undefined>;
   list(filter?: { group?: string; status?: ModelStatus }): Promise<ModelVersion[]>;
   setStatus(ref: string, status: Exclude<ModelStatus, 'pending'>, change: StatusChange): Promise<ModelVersion>;
+  /** The approved version approved most recently. */
   champion(group: string): Promise<ModelVersion | undefined>;
+  close(): void;
+}
+
+/**
+ * What a registry that *mirrors* a loupe registry offers (SageMaker Model Registry): versions
+ * are written, read back and have their status moved, but it cannot stand in for a
+ * ModelRegistry: it cannot name the champion (approved most recently; SageMaker sorts by
+ * creation time only, hence `newestApproved`) and lists one group at a time. The compiler keeps
+ * one from being passed where a ModelRegistry is wanted (test/types/mirror-types.ts).
+ */
+export interface ModelRegistryMirrorTarget extends RegistryKeyLookup {
+  register(input: RegisterInput): Promise<ModelVersion>;
+  get(ref: string): Promise<ModelVersion | undefined>;
+  list(filter: { group: string; status?: ModelStatus }): Promise<ModelVersion[]>;
+  setStatus(ref: string, status: Exclude<ModelStatus, 'pending'>, change: StatusChange): Promise<ModelVersion>;
+  /** The newest approved version by creation time: not the champion (see above). */
+  newestApproved(group: string): Promise<ModelVersion | undefined>;
   close(): void;
 }

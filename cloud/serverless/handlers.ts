@@ -28,11 +28,15 @@ export type Handler<E, R> = (event: E) => Promise<R>;
 
 export function lambda<E, R>(fn: (rt: CloudRuntime, event: E) => Promise<R>, env: NodeJS.ProcessEnv = process.env): Handler<E, R> {
   return async (event: E) => {
-    const rt = runtimeFromEnv(env);
+    let rt: CloudRuntime | undefined;
     try {
+      // Inside the try: a configuration error must reach Step Functions as Loupe.<CODE> too (Catch/Retry match on it).
+      rt = runtimeFromEnv(env);
       return await fn(rt, event);
     } catch (e) {
-      rt.log.error({ err: errorMessage(e), code: (e as { code?: string }).code }, 'handler failed');
+      const detail = { err: errorMessage(e), code: (e as { code?: string }).code };
+      if (rt) rt.log.error(detail, 'handler failed');
+      else process.stderr.write(JSON.stringify({ level: 50, msg: 'handler failed', ...detail }) + '\n');
       throw lambdaError(e);
     }
   };
@@ -123,9 +127,10 @@ export async function registerHandler(rt0: CloudRuntime, e: RegisterEvent): Prom
           .filter((s) => s.status === 'done')
           .map((s) => s.name),
       );
-      for (const name of ['snapshot', 'train', 'evaluate', 'gate'] as const) if (!done.has(name)) recordStep(c, name, steps[name]);
+      for (const name of ['snapshot', 'train', 'quantize', 'evaluate', 'gate'] as const)
+        if (!done.has(name)) recordStep(c, name, steps[name]);
       const r = await runStep(c, 'register', {
-        outputs: { snapshot: steps.snapshot, train: steps.train, evaluate: steps.evaluate, gate: steps.gate },
+        outputs: { snapshot: steps.snapshot, train: steps.train, quantize: steps.quantize, evaluate: steps.evaluate, gate: steps.gate },
       });
       const sm = r.output.sagemaker as { arn?: string } | undefined;
       return { LocalRef: String(r.output.ref), Status: String(r.output.status), ModelPackageArn: sm?.arn ?? '', RunId: c.runId };
@@ -183,7 +188,16 @@ export async function rolloutStatusHandler(
     e,
     async (c) => {
       const s = await c.env.fleet.deploymentStatus(e.deploymentId);
-      return { runId: c.runId, state: s.state, detail: s.detail };
+      if (s.state !== 'in-progress') return { runId: c.runId, state: s.state, detail: s.detail };
+      // A thing group's deployment stays ACTIVE for as long as it is the group's current one
+      // (greengrass-aws.ts), so its status alone never says "succeeded": the rollout has
+      // succeeded once every core device of the group runs the version this run deployed.
+      const dep = c.store.steps(c.runId).find((x) => x.name === 'deploy' && x.status === 'done')?.output as
+        { version?: string } | undefined;
+      if (!dep?.version) return { runId: c.runId, state: s.state, detail: s.detail };
+      const devices = await c.env.fleet.devices('loupe.Model');
+      const all = devices.length > 0 && devices.every((d) => d.modelVersion === dep.version);
+      return { runId: c.runId, state: all ? 'succeeded' : s.state, detail: { ...s.detail, devices } };
     },
     { readOnly: true },
   );
@@ -198,10 +212,24 @@ export async function rollbackHandler(
   e: StepEvent & { reason?: string },
 ): Promise<{ runId: number; rolledBackTo: string; deployment: string }> {
   return withCloudHome(rt, e, async (c) => {
-    const current = c.env.fleetStore.current(c.env.fleet.kind, c.env.fleet.target);
+    // A deployment that failed at once: the deploy step has marked it failed already (and halted),
+    // so it is no longer the target's current one; roll back from it by name.
+    const dep = c.store.steps(c.runId).find((x) => x.name === 'deploy' && x.status === 'done')?.output as
+      { name?: string; state?: string } | undefined;
+    const failedAtOnce =
+      dep?.state === 'failed' && dep.name ? c.env.fleetStore.deploymentByName(c.env.fleet.kind, c.env.fleet.target, dep.name) : undefined;
+    const current = failedAtOnce ?? c.env.fleetStore.current(c.env.fleet.kind, c.env.fleet.target);
+    // rollback() returns to the version before the target's current deployment, so the failed
+    // rollout is marked failed only after the redeploy exists (marked first, it is no longer
+    // current and there is "nothing to roll back": the deploy walk found this).
+    const row = await rollback({
+      backend: c.env.fleet,
+      store: c.env.fleetStore,
+      log: c.log,
+      ...(failedAtOnce ? { from: failedAtOnce } : {}),
+    });
     if (current && current.state !== 'failed')
       c.env.fleetStore.updateDeployment(current.id, { state: 'failed', detail: { reason: e.reason ?? 'rollout failed' } });
-    const row = await rollback({ backend: c.env.fleet, store: c.env.fleetStore, log: c.log });
     const halt = `deployment failed (${e.reason ?? 'rollout failed'}); rolled back to loupe.Model ${row.version}`;
     c.store.setRunStatus(c.runId, 'halted', { halt });
     return { runId: c.runId, rolledBackTo: row.version, deployment: row.name };

@@ -83,11 +83,12 @@ export async function snapshotStep(rt: CloudRuntime, a: SnapshotArgs, root = pro
   });
 }
 
-/** The outputs of snapshot, train, evaluate and gate as the register step needs them (paths relative to the evaluation folder). */
+/** The outputs of snapshot, train, quantize, evaluate and gate as the register step needs them (paths relative to the evaluation folder). */
 export interface PipelineSteps {
   runId: number;
   snapshot: Record<string, unknown>;
   train: Record<string, unknown>;
+  quantize: Record<string, unknown>;
   evaluate: Record<string, unknown>;
   gate: Record<string, unknown>;
 }
@@ -95,6 +96,7 @@ export interface PipelineSteps {
 const PATH_KEYS: Record<string, string[]> = {
   snapshot: ['dir', 'dataYaml'],
   train: ['dir', 'onnx', 'pt'],
+  quantize: ['onnx'],
   evaluate: ['file', 'card'],
   gate: ['json', 'html'],
 };
@@ -152,9 +154,16 @@ export async function evaluateStep(rt0: CloudRuntime, a: EvaluateArgs, root = pr
         val: t.metrics.val as unknown as Record<string, unknown>,
         sagemaker: { name: a.trainingJob ?? null, modelArtifacts: a.modelArtifacts ?? null },
       };
-      const ev = await runStep(c, 'evaluate', { outputs: { snapshot, train }, runDir: dirs.evaluation });
-      const gate = await runStep(c, 'gate', { outputs: { snapshot, train, evaluate: ev.output }, runDir: dirs.evaluation });
-      const steps = rebasePaths({ snapshot, train, evaluate: ev.output, gate: gate.output }, (p) => relative(dirs.evaluation, p));
+      // The loop's quantize step (int8.enabled: its int8 file next to the challenger's), then evaluate and gate, as the local runner orders them.
+      const q = await runStep(c, 'quantize', { outputs: { snapshot, train }, runDir: dirs.evaluation });
+      const ev = await runStep(c, 'evaluate', { outputs: { snapshot, train, quantize: q.output }, runDir: dirs.evaluation });
+      const gate = await runStep(c, 'gate', {
+        outputs: { snapshot, train, quantize: q.output, evaluate: ev.output },
+        runDir: dirs.evaluation,
+      });
+      const steps = rebasePaths({ snapshot, train, quantize: q.output, evaluate: ev.output, gate: gate.output }, (p) =>
+        relative(dirs.evaluation, p),
+      );
       await writeFileAtomic(join(dirs.evaluation, 'steps.json'), JSON.stringify({ runId: c.runId, ...steps }, null, 2) + '\n');
       const summary = gate.output.summary as {
         passed: boolean;

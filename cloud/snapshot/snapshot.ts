@@ -37,6 +37,22 @@ import { dedupeByContent } from './dedupe.js';
  * (its `duplicates` list what was left out when it was built).
  * The folder is built under a temp name and renamed into place: it is whole or absent.
  */
+/**
+ * Make `<folder>/data.yaml`'s absolute `path` name `at` (default: the folder itself). It is
+ * absolute because ultralytics resolves a relative one against its own datasets folder or the
+ * working directory, not the file's. So a folder that moved (a loop home moved or copied to
+ * another machine, then resumed: the snapshot folder is found again and reused) is pointed at
+ * where it is now; otherwise training would read the images of the old place.
+ */
+export async function pointDataYamlAt(folder: string, log: Logger, at: string = folder): Promise<void> {
+  const file = join(folder, 'data.yaml');
+  const yaml = readFileSync(file, 'utf8');
+  const was = /^path: (.*)$/m.exec(yaml)?.[1];
+  if (was === at) return;
+  await writeFileAtomic(file, was === undefined ? `path: ${at}\n${yaml}` : yaml.replace(/^path: .*$/m, () => `path: ${at}`));
+  if (folder === at && was !== undefined) log.info({ dir: at, was }, 'snapshot folder has moved: data.yaml points at where it is now');
+}
+
 export interface SnapshotOptions {
   store: LabelStore;
   images: ImageSource;
@@ -168,6 +184,7 @@ export async function createSnapshot(opts: SnapshotOptions): Promise<Snapshot> {
     manifest.duplicates ??= [];
     manifest.counts.duplicates ??= 0;
     log.info({ snapshot: id, dir }, 'snapshot already exists; reusing it');
+    await pointDataYamlAt(dir, log);
     return { id, dir, dataYaml: join(dir, 'data.yaml'), manifestPath: join(dir, 'snapshot.json'), manifest, created: false };
   }
 
@@ -221,8 +238,7 @@ export async function createSnapshot(opts: SnapshotOptions): Promise<Snapshot> {
       duplicates,
     };
     // data.yaml carries an absolute `path`: point it at the final folder before the rename.
-    const yaml = readFileSync(join(tmp, 'data.yaml'), 'utf8').replace(/^path: .*$/m, `path: ${dir}`);
-    await writeFileAtomic(join(tmp, 'data.yaml'), yaml);
+    await pointDataYamlAt(tmp, log, dir);
     await writeFileAtomic(join(tmp, 'snapshot.json'), JSON.stringify(manifest, null, 1) + '\n');
     await fsyncDir(tmp);
     try {

@@ -73,35 +73,44 @@ export function validateOptions(o: TrainOptions): TrainOptions {
   return { ...o, data: resolve(o.data), base: ext === '.pt' || existsSync(o.base) ? resolve(o.base) : o.base };
 }
 
+/**
+ * The options as command-line flags, one row each: `loupe train`'s flag (null: not in the line
+ * that reproduces a run, being this machine's choice) and train.py's. Required rows come first,
+ * in this order, in both command lines; an optional row is written only when set.
+ */
+export const TRAIN_FLAGS: readonly { key: keyof TrainOptions; loupe: string | null; trainPy: string; required?: true }[] = [
+  { key: 'data', loupe: '--data', trainPy: '--data', required: true },
+  { key: 'base', loupe: '--base', trainPy: '--model', required: true },
+  { key: 'epochs', loupe: '--epochs', trainPy: '--epochs', required: true },
+  { key: 'imgsz', loupe: '--imgsz', trainPy: '--imgsz', required: true },
+  { key: 'batch', loupe: '--batch', trainPy: '--batch', required: true },
+  { key: 'patience', loupe: '--patience', trainPy: '--patience', required: true },
+  { key: 'seed', loupe: '--seed', trainPy: '--seed', required: true },
+  { key: 'timeMinutes', loupe: '--time', trainPy: '--time-minutes' },
+  { key: 'optimizer', loupe: '--optimizer', trainPy: '--optimizer' },
+  { key: 'lr0', loupe: '--lr0', trainPy: '--lr0' },
+  { key: 'warmupEpochs', loupe: '--warmup-epochs', trainPy: '--warmup-epochs' },
+  { key: 'closeMosaic', loupe: '--close-mosaic', trainPy: '--close-mosaic' },
+  { key: 'device', loupe: null, trainPy: '--device' },
+  { key: 'workers', loupe: null, trainPy: '--workers' },
+  { key: 'cache', loupe: '--cache', trainPy: '--cache' },
+];
+
+/** The flags of `o` for one command line: its required rows, or its optional rows that are set. */
+export function trainFlags(o: TrainOptions, cli: 'loupe' | 'trainPy', rows: 'required' | 'optional'): string[] {
+  const args: string[] = [];
+  for (const row of TRAIN_FLAGS) {
+    const flag = row[cli];
+    const value = o[row.key];
+    if (flag === null || (row.required === true) !== (rows === 'required') || value === undefined) continue;
+    args.push(flag, String(value));
+  }
+  return args;
+}
+
 /** train.py's command-line arguments for these options. */
 export function trainPyArgs(o: TrainOptions, out: string): string[] {
-  const args = [
-    '--data',
-    o.data,
-    '--model',
-    o.base,
-    '--epochs',
-    String(o.epochs),
-    '--imgsz',
-    String(o.imgsz),
-    '--batch',
-    String(o.batch),
-    '--patience',
-    String(o.patience),
-    '--seed',
-    String(o.seed),
-    '--out',
-    out,
-  ];
-  if (o.timeMinutes !== undefined) args.push('--time-minutes', String(o.timeMinutes));
-  if (o.optimizer !== undefined) args.push('--optimizer', o.optimizer);
-  if (o.lr0 !== undefined) args.push('--lr0', String(o.lr0));
-  if (o.warmupEpochs !== undefined) args.push('--warmup-epochs', String(o.warmupEpochs));
-  if (o.closeMosaic !== undefined) args.push('--close-mosaic', String(o.closeMosaic));
-  if (o.device !== undefined) args.push('--device', o.device);
-  if (o.workers !== undefined) args.push('--workers', String(o.workers));
-  if (o.cache !== undefined) args.push('--cache', o.cache);
-  return args;
+  return [...trainFlags(o, 'trainPy', 'required'), '--out', out, ...trainFlags(o, 'trainPy', 'optional')];
 }
 
 /** train.py's metrics.json. */

@@ -275,9 +275,13 @@ export async function describeTrainingJob(
     return await sagemaker.send(new DescribeTrainingJobCommand({ TrainingJobName: jobName }));
   } catch (e) {
     // SageMaker answers a missing training job with ValidationException "Requested resource not
-    // found." (not the ResourceNotFound its API reference lists; aws/aws-sdk#165).
+    // found." (not the ResourceNotFound its API reference lists; aws/aws-sdk#165); moto's server
+    // with "Could not find training job '<arn>'."
     const err = e as { name?: string; message?: string };
-    if (err.name === 'ResourceNotFound' || (err.name === 'ValidationException' && /not found|does not exist/i.test(err.message ?? '')))
+    if (
+      err.name === 'ResourceNotFound' ||
+      (err.name === 'ValidationException' && /not found|does not exist|could not find/i.test(err.message ?? ''))
+    )
       return undefined;
     throw e;
   }

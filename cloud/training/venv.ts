@@ -38,6 +38,19 @@ export const TRAINER_VENV: VenvSpec = {
   envVar: 'LOUPE_VENV',
 };
 
+/**
+ * quantize.py's own venv, only where LOUPE_QUANTIZER_VENV names one (the cloud image builds it:
+ * onnxruntime without torch). Elsewhere `loupe quantize` uses the trainer venv, which has the same
+ * pins, so a host that can train needs nothing more.
+ */
+export const QUANTIZER_VENV: VenvSpec = {
+  name: 'quantizer',
+  requirements: join(projectRoot, 'cloud', 'quantize', 'requirements.txt'),
+  prefix: 'quantizer-',
+  importCheck: 'import onnx, onnxruntime, numpy',
+  envVar: 'LOUPE_QUANTIZER_VENV',
+};
+
 export function venvDir(spec: VenvSpec = TRAINER_VENV): string {
   const given = process.env[spec.envVar];
   if (given) return given;

@@ -22,6 +22,7 @@ const COMPUTED_SITES = [
   'cloud/training/local-trainer.ts', // train.py's LOUPE_ERROR code, through codeFromText
   'cloud/training/sagemaker-trainer.ts', // a train.py refusal in FailureReason, only when isErrorCode
   'components/detector/model-info.ts', // fail(code: ErrorCode, ...)
+  'lib/json-config.ts', // readJsonConfig/parseJsonConfig(..., codes typed ErrorCode): callers write 'X' satisfies ErrorCode
 ];
 
 describe('error code catalogue (lib/error-codes.ts)', () => {
@@ -79,14 +80,39 @@ describe('error code catalogue (lib/error-codes.ts)', () => {
       "throw new LoupeError(e.code === 'ENOENT' ? 'A_MISSING' : 'A_UNREADABLE', 'm');\nthrow new LoupeError(code, 'm');\nfail('VIA_HELPER', p, 'm');\n",
     );
     put('cloud/t.py', 'raise Refused(\n    "FROM_PYTHON",\n    "message",\n)\nrefuse("ALSO_PYTHON", "m")\n');
+    put(
+      'cloud/c.ts',
+      "readJsonConfig(p, schema, {\n  missing: 'MARKED_NO_CONFIG' satisfies ErrorCode,\n  invalid: (bad ? 'MARKED_A' : 'MARKED_B') as errors.ErrorCode,\n});\n" +
+        "const t = 'NOT_MARKED' satisfies string;\n",
+    );
     const scan = scanErrorCodes(scratch, ['lib', 'cloud']);
-    expect([...scan.thrown.keys()].sort()).toEqual(['ALSO_PYTHON', 'A_MISSING', 'A_UNREADABLE', 'FROM_PYTHON', 'SPREAD_OVER_LINES']);
+    expect([...scan.thrown.keys()].sort()).toEqual([
+      'ALSO_PYTHON',
+      'A_MISSING',
+      'A_UNREADABLE',
+      'FROM_PYTHON',
+      'MARKED_A',
+      'MARKED_B',
+      'MARKED_NO_CONFIG',
+      'SPREAD_OVER_LINES',
+    ]);
+    expect(scan.thrown.get('MARKED_NO_CONFIG')).toEqual([{ file: 'cloud/c.ts', line: 2 }]);
     expect(scan.thrown.get('SPREAD_OVER_LINES')).toEqual([{ file: 'lib/a.ts', line: 1 }]);
     expect(scan.thrown.get('FROM_PYTHON')).toEqual([{ file: 'cloud/t.py', line: 1 }]);
     expect(scan.computed).toEqual([{ file: 'lib/b.ts', line: 2 }]);
 
-    const r = checkCatalogue(scan, ['SPREAD_OVER_LINES', 'A_MISSING', 'A_UNREADABLE', 'ALSO_PYTHON', 'VIA_HELPER', 'GONE']);
-    expect(r.missing).toEqual(['FROM_PYTHON (thrown at cloud/t.py:1)']);
+    const r = checkCatalogue(scan, [
+      'SPREAD_OVER_LINES',
+      'A_MISSING',
+      'A_UNREADABLE',
+      'ALSO_PYTHON',
+      'VIA_HELPER',
+      'MARKED_A',
+      'MARKED_B',
+      'GONE',
+    ]);
+    // A marked code the catalogue lacks is missing, like a thrown one.
+    expect(r.missing).toEqual(['FROM_PYTHON (thrown at cloud/t.py:1)', 'MARKED_NO_CONFIG (thrown at cloud/c.ts:2)']);
     expect(r.unused).toEqual(['GONE']); // VIA_HELPER counts: a helper passes it on to LoupeError
   });
 });

@@ -10,7 +10,11 @@ export interface Site {
 }
 
 export interface CodeScan {
-  /** Codes given literally to `new LoupeError(...)` (both arms of a `?:` count) or refused by a Python script. */
+  /**
+   * Codes given literally to `new LoupeError(...)` (both arms of a `?:` count), written
+   * `'CODE' satisfies ErrorCode` (or `as ErrorCode`) for a helper that raises it (lib/json-config.ts),
+   * or refused by a Python script.
+   */
   thrown: Map<string, Site[]>;
   /** `new LoupeError(x, ...)` whose code is computed: the type checker holds these to ErrorCode. */
   computed: Site[];
@@ -39,6 +43,13 @@ function literalCodes(e: ts.Expression): string[] | undefined {
   return undefined;
 }
 
+/** The type `ErrorCode` (or `x.ErrorCode`), as written in a `satisfies`/`as` marker. */
+function isErrorCodeType(t: ts.TypeNode): boolean {
+  if (!ts.isTypeReferenceNode(t)) return false;
+  const name = ts.isIdentifier(t.typeName) ? t.typeName.text : t.typeName.right.text;
+  return name === 'ErrorCode';
+}
+
 /** train.py raises `Refused("CODE", ...)`, quantize.py calls `refuse("CODE", ...)`. */
 const PY_REFUSAL = /\b(?:Refused|refuse)\(\s*"([^"]+)"/g;
 
@@ -58,6 +69,11 @@ export function scanErrorCodes(root: string, folders: readonly string[], skip: r
     const lineOf = (n: ts.Node) => sf.getLineAndCharacterOfPosition(n.getStart(sf)).line + 1;
     const visit = (n: ts.Node): void => {
       if (ts.isStringLiteralLike(n)) scan.literals.add(n.text);
+      // A code handed to a helper that raises it, marked for tsc and for this scan: `'CODE' satisfies ErrorCode`.
+      if ((ts.isSatisfiesExpression(n) || ts.isAsExpression(n)) && isErrorCodeType(n.type)) {
+        const codes = literalCodes(n.expression);
+        if (codes) for (const c of codes) add(scan.thrown, c, { file, line: lineOf(n) });
+      }
       if (ts.isNewExpression(n) && ts.isIdentifier(n.expression) && n.expression.text === 'LoupeError' && n.arguments?.length) {
         const codes = literalCodes(n.arguments[0] as ts.Expression);
         if (codes) for (const c of codes) add(scan.thrown, c, { file, line: lineOf(n) });

@@ -214,7 +214,7 @@ describe('SageMaker Feature Store label store (control plane and runtime mocked;
         },
       });
 
-    const out = await make().latest({ asOf: 1657199999, status: 'APPROVED', sourceRefs: ['s3://b/a.jpg', "s3://b/it's.jpg"] });
+    const out = await make().latestOffline({ asOf: 1657199999, status: 'APPROVED', sourceRefs: ['s3://b/a.jpg', "s3://b/it's.jpg"] });
     const start = athena.commandCalls(StartQueryExecutionCommand)[0]!.args[0].input;
     expect(start).toEqual({
       QueryString:
@@ -268,6 +268,6 @@ describe('SageMaker Feature Store label store (control plane and runtime mocked;
     sm.on(DescribeFeatureGroupCommand).resolves(described);
     athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-2' });
     athena.on(GetQueryExecutionCommand).resolves({ QueryExecution: { Status: { State: 'FAILED', StateChangeReason: 'TABLE_NOT_FOUND' } } });
-    await expect(make().latest()).rejects.toThrow(/loupe-labels: Athena query FAILED: TABLE_NOT_FOUND/);
+    await expect(make().latestOffline()).rejects.toThrow(/loupe-labels: Athena query FAILED: TABLE_NOT_FOUND/);
   });
 });

@@ -213,7 +213,7 @@ describe('labelling over a store that is not the job database (the Feature Store
   it('appends each record once even when a step is retried after a crash between store and job tables', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'job2-'));
     const inner = openLabelStore(join(dir, 'remote.db'));
-    // A store that only offers the LabelStore interface (as FeatureStoreLabelStore does), and
+    // A store that only offers the LabelStore interface (not the SQLite store the jobs live in), and
     // fails once right after an append has gone through, like a crash before the job row is marked.
     let failAfterAppend = false;
     const remote = {

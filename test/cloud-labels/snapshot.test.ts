@@ -1,6 +1,6 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import sharp from 'sharp';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -71,6 +71,29 @@ describe('uploads → ingest → simulated labelling with verification → snaps
       /asOf: no approved labels as of 1970/,
     );
     expect(readdirSync(out).filter((f) => f.startsWith('.') && f !== '.images')).toEqual([]); // no half-built folders
+  });
+
+  it('a snapshot folder that moved (a moved loop home) is reused with data.yaml pointing at where it is now', async () => {
+    const asOf = 1657199072;
+    const home1 = join(dir, 'home-before');
+    const s1 = await createSnapshot({ store, images, classes: ['scratch'], asOf, outDir: join(home1, 'snapshots') });
+    expect(readFileSync(s1.dataYaml, 'utf8').match(/^path: (.*)$/m)?.[1]).toBe(s1.dir);
+    // The home moves (the old place is gone, so nothing can be read from it by accident).
+    const home2 = join(dir, 'home-after');
+    renameSync(home1, home2);
+    const out2 = join(home2, 'snapshots');
+    const s2 = await createSnapshot({ store, images, classes: ['scratch'], asOf, outDir: out2 });
+    expect(s2).toMatchObject({ id: s1.id, created: false, dir: join(out2, s1.id) });
+    expect(readFileSync(s2.dataYaml, 'utf8').match(/^path: (.*)$/m)?.[1]).toBe(s2.dir);
+    const yolo = readYoloDataset(s2.dataYaml);
+    expect(yolo.root).toBe(s2.dir);
+    const all = [...yolo.splits.train!, ...yolo.splits.val!, ...yolo.splits.test!];
+    expect(all.length).toBe(s1.manifest.counts.images);
+    expect(all.every((i) => i.imagePath.startsWith(s2.dir + '/') && existsSync(i.imagePath))).toBe(true);
+    // Reused again where it is: nothing to rewrite, the file is left as it is.
+    const before = statSync(s2.dataYaml).mtimeMs;
+    await createSnapshot({ store, images, classes: ['scratch'], asOf, outDir: out2 });
+    expect(statSync(s2.dataYaml).mtimeMs).toBe(before);
   });
 
   it('takes newly approved uploads into the next snapshot, never pending or rejected ones, nor copies of images it holds', async () => {

@@ -5,7 +5,7 @@ import { renderGateHtml, prChartSvg, type GateReport } from '../../cloud/gate/re
 
 describe('gate rule', () => {
   const cfg = { ...DEFAULT_GATE, threshold: 0.6, tolerance: 0.02 };
-  it.each([
+  it.each<[number, number | null, boolean, string]>([
     // challenger, champion, passed, why
     [0.7, 0.7, true, 'equal to champion'],
     [0.68, 0.7, true, 'exactly champion - tolerance'],
@@ -37,7 +37,7 @@ describe('gate rule', () => {
 });
 
 describe('which file the fleet runs: fp32 or int8', () => {
-  it.each([
+  it.each<[number, number, number, 'fp32' | 'int8', string]>([
     // fp32, int8, tolerance, deployed
     [0.9, 0.9, 0.015, 'int8', 'int8 as good'],
     [0.9, 0.91, 0, 'int8', 'int8 better, tight tolerance'],
@@ -45,7 +45,7 @@ describe('which file the fleet runs: fp32 or int8', () => {
     [0.9, 0.8849, 0.015, 'fp32', 'just below fp32 - tolerance'],
     [0.68, 0.675, 0, 'fp32', 'tight tolerance: any loss keeps fp32'],
     [0.68, 0.675, 0.015, 'int8', 'default tolerance: a 0.005 loss is fine'],
-  ] as const)('fp32 %s, int8 %s, tolerance %s → %s (%s)', (fp32, int8, tolerance, deployed) => {
+  ])('fp32 %s, int8 %s, tolerance %s → %s (%s)', (fp32, int8, tolerance, deployed) => {
     expect(choosePrecision({ metric: 'map50', tolerance }, fp32, int8).deployed).toBe(deployed);
   });
 

@@ -68,12 +68,13 @@ describe('a loop run interrupted by the previous release', () => {
     } finally {
       reg.close();
     }
-    // The killed attempt's snapshot folder names its own absolute path in data.yaml (where the
-    // fixture was made); a reused snapshot is read through it, so point it at the copy.
-    for (const snap of readdirSync(home.snapshotsDir).filter((d) => d.startsWith('snap-'))) {
-      const yaml = join(home.snapshotsDir, snap, 'data.yaml');
-      writeFileSync(yaml, readFileSync(yaml, 'utf8').replace(/^path: .*$/m, `path: ${join(home.snapshotsDir, snap)}`));
-    }
+    // The killed attempt's snapshot folder names its own absolute path in data.yaml: where the
+    // fixture was made, another machine. This home has moved; the resumed snapshot step reuses the
+    // folder and must point data.yaml here, or training would read (or miss) the old place.
+    const snaps = readdirSync(home.snapshotsDir).filter((d) => d.startsWith('snap-'));
+    expect(snaps).toHaveLength(1);
+    const yamlPath = (snap: string) => readFileSync(join(home.snapshotsDir, snap, 'data.yaml'), 'utf8').match(/^path: (.*)$/m)?.[1];
+    expect(yamlPath(snaps[0]!)).not.toBe(join(home.snapshotsDir, snaps[0]!));
     const text = readFileSync(join(home.dir, 'loop.json'), 'utf8')
       .replaceAll('${METAL_TAGS}', metal)
       .replaceAll('${OBJECT_STORE}', store.endpoint)
@@ -111,6 +112,9 @@ describe('a loop run interrupted by the previous release', () => {
       expect(byName[s]).toMatchObject({ status: 'done', attempts: 1 });
     for (const s of ['publish', 'deploy', 'confirm']) expect(byName[s]!.status).toBe('skipped');
     expect(report.outputs.train).toMatchObject({ backend: 'local', base: 'metal-tags:1', epochs: 1 });
+    // Reused where it is now, and trained from there.
+    expect(report.outputs.snapshot).toMatchObject({ id: snaps[0], dir: join(home.snapshotsDir, snaps[0]!) });
+    expect(yamlPath(snaps[0]!)).toBe(join(home.snapshotsDir, snaps[0]!));
     expect(report.outputs.register).toMatchObject({ ref: 'metal-tags:2', status: 'pending', fleetPrecision: 'fp32' });
     const after = new LoopStore(home.loopDb);
     try {

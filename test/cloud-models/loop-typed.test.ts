@@ -77,13 +77,18 @@ describe('typed loop steps', () => {
     }
   });
 
-  it('a field renamed in a stored output fails the resume, naming the run, the step and the field, before any step runs', async () => {
+  /**
+   * Resume the interrupted fixture after renaming one field of the label step's stored output, as
+   * if an older loupe had called it so; returns the error, after checking nothing ran.
+   */
+  async function resumeWithLabelFieldRenamed(from: string, to: string): Promise<unknown> {
     const dir = fresh();
     cpSync(interrupted, dir, { recursive: true });
     const db = new Database(join(dir, 'loop.db'));
-    // As if an older loupe had called the label step's `job` field `jobName`.
+    const had = db.prepare(`SELECT json_type(output, '$.${from}') AS t FROM steps WHERE name = 'label'`).get() as { t: string | null };
+    expect(had.t, `the fixture's label output has ${from}`).not.toBeNull();
     db.prepare(
-      "UPDATE steps SET output = json_remove(json_set(output, '$.jobName', json_extract(output, '$.job')), '$.job') WHERE name = 'label'",
+      `UPDATE steps SET output = json_remove(json_set(output, '$.${to}', json_extract(output, '$.${from}')), '$.${from}') WHERE name = 'label'`,
     ).run();
     db.close();
     const home = loopHome(dir);
@@ -100,17 +105,62 @@ describe('typed loop steps', () => {
         config: {},
         runsDir: home.runsDir,
       }).catch((e: unknown) => e);
-      expect(err).toMatchObject({ code: 'LOOP_OUTPUT_INVALID' });
-      expect(String((err as Error).message)).toMatch(
-        /^run 1, step label: the output stored for it does not match what this loupe expects: job: /,
-      );
       // Nothing ran: the snapshot step is as the crash left it, the run still resumable.
       expect(store.steps(1)).toEqual(before);
       expect(store.getRun(1)).toEqual(runBefore);
+      return err;
     } finally {
       store.close();
       await env.close();
     }
+  }
+
+  it('a field renamed in a stored output fails the resume, naming the run, the step and the field, before any step runs', async () => {
+    const err = await resumeWithLabelFieldRenamed('job', 'jobName');
+    expect(err).toMatchObject({ code: 'LOOP_OUTPUT_INVALID' });
+    expect(String((err as Error).message)).toMatch(
+      /^run 1, step label: the output stored for it does not match what this loupe expects: job: /,
+    );
+  });
+
+  it('an OPTIONAL field renamed in a stored output fails the resume too (strict schemas), naming the old name', async () => {
+    // Without strict schemas `submitted` (optional) read as undefined and the rename went unnoticed.
+    const err = await resumeWithLabelFieldRenamed('submitted', 'submittedCount');
+    expect(err).toMatchObject({ code: 'LOOP_OUTPUT_INVALID', input: 'run 1, step label' });
+    expect(String((err as Error).message)).toBe(
+      'run 1, step label: the output stored for it does not match what this loupe expects: submittedCount: not a field of this output (renamed or removed?)',
+    );
+  });
+
+  it('unknown fields are refused inside named objects as well, and when a step returns them', () => {
+    const gate = {
+      passed: true,
+      reasons: [],
+      fleetPrecision: 'fp32',
+      fleetPrecisionReason: 'no int8',
+      json: '/g.json',
+      html: '/g.html',
+      summary: {
+        passed: true,
+        metric: 'map50',
+        challenger: 0.9,
+        champion: 0.8,
+        championRef: 'g:1',
+        threshold: 0.5,
+        tolerance: 0.02,
+        reasons: [],
+      },
+    };
+    const gateDef = LOOP_STEPS.find((d) => d.name === 'gate')!;
+    expect(checkOutput(gateDef, 4, gate, 'stored')).toEqual(gate);
+    // `reportPath` (optional) renamed `report`: refused, by its path.
+    expect(() => checkOutput(gateDef, 4, { ...gate, summary: { ...gate.summary, report: '/g.json' } }, 'returned')).toThrow(
+      /^run 4, step gate: it returned an output that does not match its schema: summary\.report: not a field of this output/,
+    );
+    // A bag that records another system's state (Ground Truth's job) stays open.
+    const verifyDef = LOOP_STEPS.find((d) => d.name === 'verify')!;
+    const v = { job: 'j', approved: 1, rejected: 0, verifiedAt: 5, groundTruth: { job: 'j-verify', status: 'Completed', anything: 1 } };
+    expect(checkOutput(verifyDef, 4, v, 'stored')).toEqual(v);
   });
 
   it('a step that returns an output its schema refuses fails there, naming the field; the next run resumes it', async () => {

@@ -1,5 +1,4 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { mockClient } from 'aws-sdk-client-mock';
+import { beforeEach, describe, expect, it } from 'vitest';
 import {
   ConflictException,
   CreateComponentVersionCommand,
@@ -14,81 +13,28 @@ import {
   ListInstalledComponentsCommand,
 } from '@aws-sdk/client-greengrassv2';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { AwsGreengrassFleet } from '../../cloud/publish/greengrass-aws.js';
 import { FleetStore } from '../../cloud/publish/fleet-store.js';
 import { deployModel, publishModel, rollback } from '../../cloud/publish/publish.js';
-import { openRegistry, type SqliteModelRegistry } from '../../cloud/registry/sqlite-registry.js';
-import { seedShippedModel, SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
+import { SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
 import { sha256 } from '../../lib/fsutil.js';
 import type { ModelVersion } from '../../cloud/registry/types.js';
-import { loadSourceRecipe, renderRecipe } from '../../components/build/recipes.js';
-import { fixtureModel } from '../helpers/models.js';
+import { COMP_ARN, fleetRecipe, GROUP, publishAwsFixture } from '../helpers/publish-aws.js';
 import { GetComponentCommand } from '@aws-sdk/client-greengrassv2';
+import { EXPECTED_DEFAULT_DEPLOYMENT_POLICIES } from '../helpers/aws-shapes.js';
 
-const GROUP = 'arn:aws:iot:eu-west-1:123456789012:thinggroup/press-line-3';
-const COMP_ARN = 'arn:aws:greengrass:eu-west-1:123456789012:components:loupe.Model';
-
-// The loupe.Model recipe of the version the thing group runs (as GetComponent returns it): the
-// project's source recipe built for AWS, its model artefacts in S3.
 const ZIP_DIGEST = 'Q'.repeat(43) + '=';
-const OLD_SHA = '1'.repeat(64);
-const fleetRecipe = (() => {
-  const r = renderRecipe(loadSourceRecipe('loupe.Model'), {
-    version: '1.0.0',
-    model: { name: 'metal-tags', sha256: OLD_SHA },
-  }) as unknown as Record<string, unknown>;
-  return JSON.parse(
-    JSON.stringify(r).replaceAll('s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/', 's3://fleet-artefacts/loupe.Model/1.0.0/'),
-  ) as Record<string, unknown>;
-})();
 const baseRecipe = fleetRecipe;
 
 describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', () => {
-  let dir: string;
-  let s3store: ObjectStore;
+  const { state, gg, backend, files } = publishAwsFixture();
   let s3: S3Client;
-  let reg: SqliteModelRegistry;
   let fleet: FleetStore;
   let model: ModelVersion;
-  const gg = mockClient(GreengrassV2Client);
-
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'loupe-ggaws-'));
-    s3store = await startObjectStore({ dir: join(dir, 's3'), buckets: ['fleet-artefacts'] });
-    s3 = new S3Client(s3store.clientConfig);
-    reg = openRegistry(join(dir, 'registry'));
-    model = await seedShippedModel(reg);
-  });
-  afterAll(async () => {
-    reg.close();
-    s3.destroy();
-    await s3store.stop();
-    await rm(dir, { recursive: true, force: true });
-    gg.restore();
-  });
-  beforeEach(() => {
-    gg.reset();
-    fleet?.close();
-    fleet = new FleetStore(join(dir, `fleet-${Math.random()}.db`));
-  });
-
-  const backend = () =>
-    new AwsGreengrassFleet({
-      greengrass: new GreengrassV2Client({ region: 'eu-west-1' }),
-      s3,
-      bucket: 'fleet-artefacts',
-      thingGroupArn: GROUP,
-    });
-  const files = () => [
-    { name: 'model.onnx', path: join(SHIPPED_MODEL_DIR, 'model.onnx') },
-    { name: 'card.json', path: join(SHIPPED_MODEL_DIR, 'train-metrics.json') },
-  ];
+  beforeEach(() => ({ s3, fleet, model } = state));
 
   it('creates the next loupe.Model version from the recipe the fleet runs: model artefacts replaced (S3 + SHA-256), nothing else to download', async () => {
     gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
@@ -184,7 +130,7 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
       Permission: { Read: 'OWNER', Execute: 'NONE' },
     };
     older.Manifests[0]!.Artifacts.unshift(zip);
-    const olderStore = new FleetStore(join(dir, 'older.db'));
+    const olderStore = new FleetStore(join(state.dir, 'older.db'));
     const next = await publishModel({
       backend: backend(),
       store: olderStore,
@@ -198,40 +144,6 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
       ...modelArtifacts.map((a) => ({ ...a, Uri: a.Uri.replace('1.0.4', next.version) })),
     ]);
   });
-
-  it('a version the gate chose int8 for ships its int8 file as model.onnx; the fp32 file is refused for it', async () => {
-    gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
-    gg.on(ListComponentVersionsCommand).resolves({ componentVersions: [{ componentName: 'loupe.Model', componentVersion: '1.0.0' }] });
-    gg.on(CreateComponentVersionCommand).resolves({
-      arn: `${COMP_ARN}:versions:1.0.1`,
-      componentName: 'loupe.Model',
-      componentVersion: '1.0.1',
-      status: { componentState: 'DEPLOYABLE' },
-    } as never);
-    const int8 = await fixtureModel('metal-tags-int8');
-    const v = await reg.register({
-      group: 'metal-tags',
-      onnx: join(SHIPPED_MODEL_DIR, 'model.onnx'),
-      onnxInt8: int8,
-      fleetPrecision: 'int8',
-      source: 'test',
-      idempotencyKey: 'int8-publish',
-      status: { status: 'approved', reason: 'test', by: 'test' },
-    });
-    await expect(publishModel({ backend: backend(), store: fleet, model: v, files: files(), baseRecipe })).rejects.toThrow(
-      /does not match registry version metal-tags:\d+/,
-    );
-    const out = await publishModel({ backend: backend(), store: fleet, model: v, files: [{ name: 'model.onnx', path: int8 }], baseRecipe });
-    const recipe = JSON.parse(
-      new TextDecoder().decode(gg.commandCalls(CreateComponentVersionCommand)[0]!.args[0].input.inlineRecipe as Uint8Array),
-    );
-    const int8Sha = v.artefacts.onnxInt8!.sha256;
-    expect(out.version).toBe('1.0.1');
-    expect(recipe.ComponentDescription).toBe(`loupe model ${v.ref} (int8 onnx sha256 ${int8Sha.slice(0, 12)}), published by loupe`);
-    expect(recipe.ComponentConfiguration.DefaultConfiguration).toMatchObject({ sha256: int8Sha, modelRef: v.ref });
-    const art = (recipe.Manifests[0].Artifacts as { Uri: string; Digest: string }[]).find((a) => a.Uri.endsWith('/model.onnx'))!;
-    expect(art.Digest).toBe(Buffer.from(int8Sha, 'hex').toString('base64'));
-  }, 600_000);
 
   it('after a crash between CreateComponentVersion and its record, reuses the version instead of making another', async () => {
     gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
@@ -295,24 +207,7 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
         'loupe.Camera': { componentVersion: '1.1.0', runWith: { posixUser: 'loupe:video' } },
         'loupe.Uploader': { componentVersion: '1.0.5' },
       },
-      deploymentPolicies: {
-        failureHandlingPolicy: 'ROLLBACK',
-        componentUpdatePolicy: { action: 'NOTIFY_COMPONENTS', timeoutInSeconds: 60 },
-        configurationValidationPolicy: { timeoutInSeconds: 60 },
-      },
-      iotJobConfiguration: {
-        jobExecutionsRolloutConfig: {
-          exponentialRate: { baseRatePerMinute: 2, incrementFactor: 2, rateIncreaseCriteria: { numberOfSucceededThings: 2 } },
-          maximumPerMinute: 50,
-        },
-        abortConfig: {
-          criteriaList: [
-            { failureType: 'FAILED', action: 'CANCEL', thresholdPercentage: 10, minNumberOfExecutedThings: 5 },
-            { failureType: 'TIMED_OUT', action: 'CANCEL', thresholdPercentage: 10, minNumberOfExecutedThings: 5 },
-          ],
-        },
-        timeoutConfig: { inProgressTimeoutInMinutes: 30 },
-      },
+      ...EXPECTED_DEFAULT_DEPLOYMENT_POLICIES,
       tags: { 'loupe:deployment': 'loupe-run-7' },
       clientToken: sha256(`${GROUP}\nloupe-run-7`).slice(0, 64),
     });
@@ -336,7 +231,12 @@ describe('republishing on AWS IoT Greengrass (control plane mocked, S3 real)', (
     gg.on(ListComponentsCommand).resolves({ components: [{ componentName: 'loupe.Model', arn: COMP_ARN }] });
     gg.on(ListComponentVersionsCommand).resolves({ componentVersions: [{ componentVersion: '1.0.0' }, { componentVersion: '1.0.4' }] });
     gg.on(CreateDeploymentCommand).resolves({ deploymentId: 'd-rb' });
-    const rb = await rollback({ backend: backend(), store: fleet });
+    // Reported failed at once, the deploy step marks the deployment failed: it is no longer the
+    // target's current one, so rollback must be told which one to roll back from (the deploy
+    // state machine's RollbackFailedDeployment does): the devices it reached may run it.
+    fleet.updateDeployment(row.id, { state: 'failed', detail: { reason: 'failed at once' } });
+    await expect(rollback({ backend: backend(), store: fleet })).rejects.toMatchObject({ code: 'FLEET_NOTHING_TO_ROLL_BACK' });
+    const rb = await rollback({ backend: backend(), store: fleet, from: fleet.deploymentByName('aws', GROUP, 'loupe-run-7')! });
     const rbCall = gg.commandCalls(CreateDeploymentCommand)[1]!.args[0].input;
     expect(rbCall.deploymentName).toBe('rollback-loupe-run-7-to-1.0.0');
     expect(rbCall.components).toEqual({

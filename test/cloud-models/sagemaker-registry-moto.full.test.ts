@@ -59,7 +59,7 @@ describe("SageMaker Model Registry adapter on moto's server", () => {
       source: 'loop run 3',
       idempotencyKey: 'k1',
       // Registered for a person's approval (the default policy would approve a passing gate at once).
-      status: 'pending' as const,
+      status: { status: 'pending' as const, reason: 'awaits a person', by: 'test' },
     };
     const v = await reg.register(input);
     expect(v).toMatchObject({ group: 'metal-tags', status: 'pending' });

@@ -167,7 +167,7 @@ describe('SageMaker Model Registry adapter (control plane mocked, S3 real)', () 
     expect(reg.artefactUri(v, 'onnx')).toBe(`s3://models-bucket/loupe/models/metal-tags/sha256/${onnxSha}.onnx`);
   });
 
-  it('approves with UpdateModelPackage, lists and finds the champion with ListModelPackages', async () => {
+  it('approves with UpdateModelPackage, lists and finds the newest approved package with ListModelPackages', async () => {
     sm.on(DescribeModelPackageGroupCommand).resolves({ ModelPackageGroupArn: GROUP_ARN, ModelPackageGroupName: 'metal-tags' } as never);
     let status = 'PendingManualApproval';
     const props: Record<string, string> = { 'loupe:onnx': `${'a'.repeat(64)}:10`, 'loupe:source': 'cli' };
@@ -200,7 +200,7 @@ describe('SageMaker Model Registry adapter (control plane mocked, S3 real)', () 
       CustomerMetadataProperties: { 'loupe:status-by': 'user:qa' },
     });
     expect(v.status).toBe('approved');
-    const champ = await reg.champion('metal-tags');
+    const champ = await reg.newestApproved('metal-tags');
     expect(sm.commandCalls(ListModelPackagesCommand)[0]!.args[0].input).toEqual({
       ModelPackageGroupName: 'metal-tags',
       ModelPackageType: 'Versioned',

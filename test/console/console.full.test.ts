@@ -157,7 +157,7 @@ describe('the operator console in Chromium', () => {
     await page.waitForSelector('.card[data-thing=line-3]', { timeout: 120_000 });
     await page.waitForSelector('.defect .shot img', { timeout: 120_000 });
     await page.waitForFunction(
-      () => [...document.querySelectorAll('.defect .shot img')].some((i) => (i as HTMLImageElement).naturalWidth > 0),
+      () => Array.from(document.querySelectorAll('.defect .shot img')).some((i) => (i as HTMLImageElement).naturalWidth > 0),
       undefined,
       { timeout: 60_000 },
     );

@@ -73,7 +73,7 @@ describe('Detector', () => {
   }, 600_000);
 
   it('is safe under concurrent calls (results equal the serial ones, in any interleaving)', async () => {
-    const serial = [];
+    const serial: Awaited<ReturnType<typeof det.detect>>['detections'][] = [];
     for (const f of images) serial.push((await det.detect(f)).detections);
     const mixed = await Promise.all([...images, ...images].map((f, i) => det.detect(f, i % 2 ? { conf: 0.25 } : {})));
     mixed.forEach((r, i) => expect(r.detections).toEqual(serial[i % images.length]));

@@ -84,7 +84,7 @@ describe('recipes', () => {
       expect(
         a.setComponentPolicies(
           name,
-          rendered(name as (typeof COMPONENTS)[number]).ComponentConfiguration!.DefaultConfiguration!.accessControl,
+          rendered(name as (typeof BUILD_COMPONENTS)[number]).ComponentConfiguration!.DefaultConfiguration!.accessControl,
         ),
         name,
       ).toEqual([]);

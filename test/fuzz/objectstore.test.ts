@@ -359,18 +359,16 @@ const completeReq: fc.Arbitrary<Req> = fc
   .map(({ body, id }) => ({ method: 'POST', path: `/${B}/mp`, query: { uploadId: id }, headers: {}, body }));
 const chunkedReq: fc.Arbitrary<Req> = fc
   .record({ c: chunkedArb, key: fc.constantFrom('up/1', 'up/2', 'mp'), part: fc.boolean() })
-  .map(({ c, key, part }) => ({
-    method: 'PUT',
-    path: `/${B}/${key}`,
-    query: part && key === 'mp' ? { uploadId: 'UPLOAD', partNumber: '3' } : {},
-    headers: {
+  .map(({ c, key, part }): Req => {
+    const query: Record<string, string> = part && key === 'mp' ? { uploadId: 'UPLOAD', partNumber: '3' } : {};
+    const headers: Record<string, string> = {
       'content-encoding': 'aws-chunked',
       'x-amz-content-sha256': 'STREAMING-UNSIGNED-PAYLOAD-TRAILER',
       'x-amz-decoded-content-length': c.declared,
-      ...(c.trailer ? { 'x-amz-trailer': c.trailer } : {}),
-    },
-    chunked: c,
-  }));
+    };
+    if (c.trailer) headers['x-amz-trailer'] = c.trailer;
+    return { method: 'PUT', path: `/${B}/${key}`, query, headers, chunked: c };
+  });
 const requestArb = fc.oneof(
   { weight: 4, arbitrary: generic },
   { weight: 2, arbitrary: deleteReq },

@@ -31,3 +31,29 @@ export const EXPECTED_METRIC_DEFINITIONS = [
   { Name: 'val:map50', Regex: 'loupe-metric.* map50=([-+0-9.eE]+)' },
   { Name: 'val:map50_95', Regex: 'loupe-metric.* map50_95=([-+0-9.eE]+)' },
 ];
+
+/**
+ * CreateDeployment's policies and IoT job configuration with loupe's default rollout (no
+ * `edge.rollout` changes): ROLLBACK on failure, components notified, exponential rollout, abort
+ * at 10 % failed or timed out, 30-minute job timeout.
+ */
+export const EXPECTED_DEFAULT_DEPLOYMENT_POLICIES = {
+  deploymentPolicies: {
+    failureHandlingPolicy: 'ROLLBACK',
+    componentUpdatePolicy: { action: 'NOTIFY_COMPONENTS', timeoutInSeconds: 60 },
+    configurationValidationPolicy: { timeoutInSeconds: 60 },
+  },
+  iotJobConfiguration: {
+    jobExecutionsRolloutConfig: {
+      exponentialRate: { baseRatePerMinute: 2, incrementFactor: 2, rateIncreaseCriteria: { numberOfSucceededThings: 2 } },
+      maximumPerMinute: 50,
+    },
+    abortConfig: {
+      criteriaList: [
+        { failureType: 'FAILED', action: 'CANCEL', thresholdPercentage: 10, minNumberOfExecutedThings: 5 },
+        { failureType: 'TIMED_OUT', action: 'CANCEL', thresholdPercentage: 10, minNumberOfExecutedThings: 5 },
+      ],
+    },
+    timeoutConfig: { inProgressTimeoutInMinutes: 30 },
+  },
+};

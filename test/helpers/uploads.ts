@@ -90,3 +90,20 @@ export async function openSelector(dir: string, over: Record<string, unknown> = 
   await selector.open();
   return { spool, selector };
 }
+
+/**
+ * metal-tags reference photos labelled after the history cut-off the serverless tests import
+ * (`history.until` 1657199072): not in the imported history, so they come back as new device
+ * uploads, and the simulated workforce knows their truth by content (cloud/loop/truth.ts).
+ */
+export const LATE_REFERENCE_PHOTOS = [
+  'bad/image-2020-04-22-11-08-58-87-cropped-right-top.jpg',
+  'bad/image-2020-04-22-11-06-38-66-cropped-left-top.jpg',
+  'good/image-2020-04-22-10-15-16-00-cropped-left-top.jpg',
+  'bad/image-2020-04-22-11-07-03-86-cropped-right-top.jpg',
+  'bad/image-2020-04-22-11-01-09-04-cropped-left-top.jpg',
+  'bad/image-2020-04-22-11-02-50-45-cropped-left-top.jpg',
+  'bad/image-2020-04-22-11-04-57-07-cropped-left-top.jpg',
+  'bad/image-2020-04-22-10-57-08-25-cropped-left-top.jpg',
+  'good/image-2020-04-22-10-15-03-04-cropped-left-top.jpg',
+] as const;

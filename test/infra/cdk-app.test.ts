@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -355,5 +355,31 @@ describe('the synthesised app', () => {
     expect(checkPipelineDefinition(def)).toEqual([]);
     expect(def.Steps.map((s) => s.Name)).toEqual(['Snapshot', 'HasNewLabels']);
     expect(body).toContain(`"FunctionArn":"arn:aws:lambda:${REGION}:${ACCOUNT}:function:`);
+  });
+
+  it("the cloud image's staged context holds every file its Dockerfile copies, quantize.py among them, with the trainer's pins", () => {
+    // CDK stages each Docker asset's context into cdk.out at synth; `cdk deploy` builds from there,
+    // so a COPY source the exclude list leaves out fails only at deploy time. Check it here.
+    const staged = readdirSync(join(dir, 'cdk.out'))
+      .filter((d) => d.startsWith('asset.'))
+      .map((d) => join(dir, 'cdk.out', d))
+      .find((d) => existsSync(join(d, 'cloud', 'infra', 'images', 'cloud.Dockerfile')));
+    expect(staged, 'the cloud image asset is staged').toBeDefined();
+    const dockerfile = readFileSync(join(staged!, 'cloud', 'infra', 'images', 'cloud.Dockerfile'), 'utf8');
+    const sources = [...dockerfile.matchAll(/^COPY\s+(.+)$/gm)].flatMap((m) => m[1]!.trim().split(/\s+/).slice(0, -1));
+    expect(sources).toContain('cloud/quantize/quantize.py');
+    for (const src of sources) expect(existsSync(join(staged!, src)), `COPY ${src} is in the staged context`).toBe(true);
+    // The processing job runs quantize.py from projectRoot/cloud/quantize, as `loupe quantize` does.
+    expect(dockerfile).toMatch(/ENV LOUPE_QUANTIZER_VENV=\/opt\/loupe-quantizer/);
+    const pins = (f: string) =>
+      new Map(
+        readFileSync(f, 'utf8')
+          .split('\n')
+          .filter((l) => /^[A-Za-z0-9_.-]+==/.test(l))
+          .map((l) => l.split('==') as [string, string]),
+      );
+    const trainer = pins('cloud/training/requirements.txt');
+    for (const [name, version] of pins('cloud/quantize/requirements.txt'))
+      expect(`${name}==${trainer.get(name)}`).toBe(`${name}==${version}`);
   });
 });

@@ -66,6 +66,7 @@ import { create as tarCreate } from 'tar';
 import { trainScript } from '../../cloud/training/local-trainer.js';
 import { offlinePythonEnv, venvPython } from '../../cloud/training/venv.js';
 import type { GtBox } from '../../contracts/box.js';
+import { loadSourceRecipe, renderRecipe } from '../../components/build/recipes.js';
 
 export const ACCOUNT = '111122223333';
 
@@ -139,6 +140,41 @@ export interface FleetSeed {
   deployment: DeploymentState;
 }
 
+/**
+ * The thing group as loupe's suite leaves it: loupe.Model 1.0.0 (the shipped model, its
+ * artefacts under `artefacts`) beside loupe.Camera, loupe.Inference and loupe.Uploader 1.0.0.
+ */
+export function suiteFleet(o: {
+  thingGroupArn: string;
+  devices: string[];
+  artefacts: string;
+  modelSha256: string;
+  inference?: { configurationUpdate: { merge: string } };
+}): FleetSeed {
+  const recipe = JSON.parse(
+    JSON.stringify(
+      renderRecipe(loadSourceRecipe('loupe.Model'), { version: '1.0.0', model: { name: 'metal-tags', sha256: o.modelSha256 } }),
+    ).replaceAll('s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/', o.artefacts),
+  ) as Record<string, unknown>;
+  return {
+    thingGroupArn: o.thingGroupArn,
+    devices: o.devices,
+    components: [{ name: 'loupe.Model', version: '1.0.0', recipe }],
+    deployment: {
+      deploymentId: 'd-suite',
+      deploymentName: 'loupe-suite',
+      targetArn: o.thingGroupArn,
+      createdAt: new Date(Date.now() - 86_400_000).toISOString(),
+      components: {
+        'loupe.Camera': { componentVersion: '1.0.0' },
+        'loupe.Inference': { componentVersion: '1.0.0', ...(o.inference ?? {}) },
+        'loupe.Model': { componentVersion: '1.0.0' },
+        'loupe.Uploader': { componentVersion: '1.0.0' },
+      },
+    },
+  };
+}
+
 export function seedFleet(dir: string, seed: FleetSeed): void {
   for (const c of seed.components) writeJson(join(dir, 'greengrass', 'components', c.name, `${c.version}.json`), c.recipe);
   writeJson(join(dir, 'greengrass', 'deployments', `0000-${seed.deployment.deploymentId}.json`), seed.deployment);
@@ -180,7 +216,13 @@ const validation = (message: string) =>
 const notFound = (message: string) => new ResourceNotFound({ message, $metadata: { httpStatusCode: 400 } });
 const inUse = (message: string) => new ResourceInUse({ message, $metadata: { httpStatusCode: 400 } });
 
-export function installFakeAws(dir: string, opts: { region: string; crash?: string }): { restore(): void } {
+export type FakeService = 'sagemaker' | 'featurestore' | 'greengrass' | 'athena';
+
+/**
+ * `services` limits the fake to some services (default all four): a test that sends SageMaker
+ * to moto's server fakes only Greengrass v2, which moto does not implement.
+ */
+export function installFakeAws(dir: string, opts: { region: string; crash?: string; services?: FakeService[] }): { restore(): void } {
   const { region } = opts;
   mkdirSync(dir, { recursive: true });
   const arn = (kind: string, name: string) => `arn:aws:sagemaker:${region}:${ACCOUNT}:${kind}/${name}`;
@@ -202,10 +244,14 @@ export function installFakeAws(dir: string, opts: { region: string; crash?: stri
       return out;
     };
 
-  const sm = mockClient(SageMakerClient);
-  const fsr = mockClient(SageMakerFeatureStoreRuntimeClient);
-  const gg = mockClient(GreengrassV2Client);
-  const athena = mockClient(AthenaClient);
+  const want = new Set<FakeService>(opts.services ?? ['sagemaker', 'featurestore', 'greengrass', 'athena']);
+  // A service left out keeps its real client (a mock of nothing: `on` registers, `send` is untouched).
+  const sm = want.has('sagemaker') ? mockClient(SageMakerClient) : mockClient(new SageMakerClient({}));
+  const fsr = want.has('featurestore')
+    ? mockClient(SageMakerFeatureStoreRuntimeClient)
+    : mockClient(new SageMakerFeatureStoreRuntimeClient({}));
+  const gg = want.has('greengrass') ? mockClient(GreengrassV2Client) : mockClient(new GreengrassV2Client({}));
+  const athena = want.has('athena') ? mockClient(AthenaClient) : mockClient(new AthenaClient({}));
   const unexpected = (input: unknown) => {
     throw new Error(`fake AWS: unexpected call ${JSON.stringify(input)}`);
   };
@@ -440,7 +486,14 @@ export function installFakeAws(dir: string, opts: { region: string; crash?: stri
 
   // Greengrass v2
   const ggDir = join(dir, 'greengrass');
-  const fleet = () => readJson<{ thingGroupArn: string; devices: string[] }>(join(ggDir, 'fleet.json'))!;
+  const fleet = () => readJson<{ thingGroupArn: string; devices: string[]; failing?: string[] }>(join(ggDir, 'fleet.json'))!;
+  // Devices take a deployment a moment after it is created. A loupe.Model version listed in
+  // fleet.json's `failing` breaks on every device: each rolls back (failureHandlingPolicy
+  // ROLLBACK) to the deployment before, and the IoT job's abort criteria cancel the rollout,
+  // which GetDeployment reports as FAILED.
+  const TAKE_MS = 1500;
+  const failing = (d: DeploymentState) => (fleet().failing ?? []).includes(d.components['loupe.Model']?.componentVersion ?? '');
+  const taken = (d: DeploymentState) => Date.now() - Date.parse(d.createdAt) >= TAKE_MS;
   const compArn = (name: string) => `arn:aws:greengrass:${region}:${ACCOUNT}:components:${name}`;
   const componentNames = () => (existsSync(join(ggDir, 'components')) ? readdirSync(join(ggDir, 'components')).sort() : []);
   const versionsOf = (name: string) =>
@@ -529,7 +582,7 @@ export function installFakeAws(dir: string, opts: { region: string; crash?: stri
         deploymentName: d.deploymentName,
         targetArn: d.targetArn,
         components: d.components,
-        deploymentStatus: 'ACTIVE',
+        deploymentStatus: failing(d) && taken(d) ? 'FAILED' : 'ACTIVE',
         iotJobId: `job-${d.deploymentId}`,
         isLatestForTarget: true,
       };
@@ -560,11 +613,10 @@ export function installFakeAws(dir: string, opts: { region: string; crash?: stri
   );
   gg.on(ListInstalledComponentsCommand).callsFake(
     handle('ListInstalledComponents', () => {
-      // A device takes a deployment a moment after it is created.
       const all = deployments();
-      const taken = all.filter((d) => Date.now() - Date.parse(d.createdAt) >= 1500).at(-1) ?? all[0]!;
+      const running = all.filter((d) => taken(d) && !failing(d)).at(-1) ?? all[0]!;
       return {
-        installedComponents: Object.entries(taken.components).map(([componentName, c]) => ({
+        installedComponents: Object.entries(running.components).map(([componentName, c]) => ({
           componentName,
           componentVersion: c.componentVersion,
           lifecycleState: 'RUNNING',

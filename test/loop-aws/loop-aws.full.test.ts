@@ -15,13 +15,12 @@ import { uploadSidecar } from '../../contracts/upload.js';
 import { openRegistry } from '../../cloud/registry/sqlite-registry.js';
 import { SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
 import { FleetStore } from '../../cloud/publish/fleet-store.js';
-import { loadSourceRecipe, renderRecipe } from '../../components/build/recipes.js';
 import { STEP_NAMES } from '../../cloud/loop/steps.js';
 import type { LoopConfigInput } from '../../cloud/loop/config.js';
 import { ensureVenv } from '../../cloud/training/venv.js';
 import { snapshotDist, type DistSnapshot } from '../helpers/dist-snapshot.js';
-import { ACCOUNT, FakeAwsWorkers, bytesOf, readCalls, seedFleet, type RecordedCall } from './fake-aws.js';
-import { EXPECTED_FEATURE_DEFINITIONS, EXPECTED_METRIC_DEFINITIONS } from '../helpers/aws-shapes.js';
+import { ACCOUNT, FakeAwsWorkers, bytesOf, readCalls, seedFleet, suiteFleet, type RecordedCall } from './fake-aws.js';
+import { EXPECTED_DEFAULT_DEPLOYMENT_POLICIES, EXPECTED_FEATURE_DEFINITIONS, EXPECTED_METRIC_DEFINITIONS } from '../helpers/aws-shapes.js';
 
 /**
  * The loop with every stage on AWS: Feature Store label mirror, Ground Truth labelling and
@@ -160,28 +159,16 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
       await s3.send(new PutObjectCommand({ Bucket: 'loupe-uploads', Key: `${u.key}.json`, Body: JSON.stringify(sidecar) }));
     }
     // The thing group as loupe's suite left it: loupe.Model 1.0.0 (the shipped model) and its siblings.
-    const modelRecipe = JSON.parse(
-      JSON.stringify(
-        renderRecipe(loadSourceRecipe('loupe.Model'), { version: '1.0.0', model: { name: 'metal-tags', sha256: shippedSha } }),
-      ).replaceAll('s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/', 's3://loupe-ml/loupe/components/loupe.Model/1.0.0/'),
-    ) as Record<string, unknown>;
-    seedFleet(join(dir, 'aws'), {
-      thingGroupArn: GROUP_ARN,
-      devices: [DEVICE],
-      components: [{ name: 'loupe.Model', version: '1.0.0', recipe: modelRecipe }],
-      deployment: {
-        deploymentId: 'd-suite',
-        deploymentName: 'loupe-suite',
-        targetArn: GROUP_ARN,
-        createdAt: new Date(Date.now() - 86_400_000).toISOString(),
-        components: {
-          'loupe.Camera': { componentVersion: '1.0.0' },
-          'loupe.Inference': { componentVersion: '1.0.0', configurationUpdate: { merge: '{"threshold":0.4}' } },
-          'loupe.Model': { componentVersion: '1.0.0' },
-          'loupe.Uploader': { componentVersion: '1.0.0' },
-        },
-      },
-    });
+    seedFleet(
+      join(dir, 'aws'),
+      suiteFleet({
+        thingGroupArn: GROUP_ARN,
+        devices: [DEVICE],
+        artefacts: 's3://loupe-ml/loupe/components/loupe.Model/1.0.0/',
+        modelSha256: shippedSha,
+        inference: { configurationUpdate: { merge: '{"threshold":0.4}' } },
+      }),
+    );
     const byRef = new Map(uploads.map((u, i) => [uploadRef(i), u.ref]));
     workers = new FakeAwsWorkers({
       dir: join(dir, 'aws'),
@@ -655,24 +642,7 @@ describe.sequential('the loop with its AWS stages (control plane mocked, S3 real
           'loupe.Model': { componentVersion: '1.0.1' },
           'loupe.Uploader': { componentVersion: '1.0.0' },
         },
-        deploymentPolicies: {
-          failureHandlingPolicy: 'ROLLBACK',
-          componentUpdatePolicy: { action: 'NOTIFY_COMPONENTS', timeoutInSeconds: 60 },
-          configurationValidationPolicy: { timeoutInSeconds: 60 },
-        },
-        iotJobConfiguration: {
-          jobExecutionsRolloutConfig: {
-            exponentialRate: { baseRatePerMinute: 2, incrementFactor: 2, rateIncreaseCriteria: { numberOfSucceededThings: 2 } },
-            maximumPerMinute: 50,
-          },
-          abortConfig: {
-            criteriaList: [
-              { failureType: 'FAILED', action: 'CANCEL', thresholdPercentage: 10, minNumberOfExecutedThings: 5 },
-              { failureType: 'TIMED_OUT', action: 'CANCEL', thresholdPercentage: 10, minNumberOfExecutedThings: 5 },
-            ],
-          },
-          timeoutConfig: { inProgressTimeoutInMinutes: 30 },
-        },
+        ...EXPECTED_DEFAULT_DEPLOYMENT_POLICIES,
         tags: { 'loupe:deployment': 'loupe-run-1' },
         clientToken: sha256(`${GROUP_ARN}\nloupe-run-1`).slice(0, 64),
       },

@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../../lib/paths.js';
 import { keysPath, readKeysFile, startObjectStore } from '../../embedded/objectstore/index.js';
-import { ensureBuilt } from '../helpers/edge.js';
+import { ensureBuilt, until } from '../helpers/edge.js';
 
 /**
  * kill -9 of the object store in the middle of many PUTs (new keys and overwrites), then a
@@ -56,7 +56,14 @@ console.log(s.port);`;
         }
       }
     });
+    // Kill once writes are flowing: at least 1.5 s and half the keys acknowledged (a fixed sleep
+    // alone could kill a store that a loaded machine had not yet let answer anything).
     await new Promise((r) => setTimeout(r, 1500));
+    await until(
+      () => acked.size >= keys.length / 2,
+      60_000,
+      () => `half the keys acknowledged (have ${acked.size})`,
+    );
     child.kill('SIGKILL');
     stop = true;
     await Promise.all(writers);

@@ -9,6 +9,7 @@ import { calibrationSet, evenlySpaced, writeCalibrationTensors } from '../../clo
 import { runCli } from '../helpers/cli.js';
 import { yoloDataset } from '../helpers/datasets.js';
 import { fixtureModel } from '../helpers/models.js';
+import { venvDir } from '../../cloud/training/venv.js';
 
 // `loupe quantize`: deterministic output, the quantizer's record in the model, calibration on the
 // detector's own input tensors, progress, and refusals that name the bad input and leave an
@@ -43,8 +44,12 @@ describe('loupe quantize', () => {
     const outs = [join(tmp, 'a', 'm.int8.onnx'), join(tmp, 'b', 'm.int8.onnx')];
     const runs = [];
     for (const out of outs) {
+      // The second run names its venv as the cloud image does (LOUPE_QUANTIZER_VENV); here that is
+      // the trainer venv, whose pins the quantizer's requirements repeat: same bytes either way.
+      const env = out === outs[1] ? { ...process.env, LOUPE_QUANTIZER_VENV: venvDir() } : undefined;
       const r = await runCli(['quantize', '--model', fp32, '--calib', data, '--out', out, '--images', '8', '--json'], {
         timeoutMs: 900_000,
+        env,
       });
       expect(r.code, r.stderr).toBe(0);
       // progress: the preprocessing and the calibration, as structured log lines on stderr
@@ -146,5 +151,13 @@ describe('loupe quantize', () => {
       expect(r.stderr, args.join(' ')).toMatch(message);
       expect(await readFile(out, 'utf8')).toBe('previous model');
     }
+    // A quantizer venv named by the environment that is not one (the cloud image's is built with a marker).
+    const r = await runCli(['quantize', '--model', fp32, '--calib', data, '--out', out], {
+      timeoutMs: 300_000,
+      env: { ...process.env, LOUPE_QUANTIZER_VENV: empty },
+    });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/LOUPE_QUANTIZER_VENV=.*empty is not a ready loupe venv/);
+    expect(await readFile(out, 'utf8')).toBe('previous model');
   }, 1_800_000);
 });

@@ -5,17 +5,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import Database from 'better-sqlite3';
-import { StateMachine, type EventLog, type JSONValue } from 'aws-local-stepfunctions';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
-import { parseInfraConfig } from '../../cloud/infra/config.js';
-import { synthesize } from '../../cloud/infra/synth.js';
 import { ingestHandler, labelHandler, lambda, publishLabelsHandler, verifyHandler } from '../../cloud/serverless/handlers.js';
-import { RUNTIME_ENV } from '../../cloud/serverless/runtime.js';
+import { RUNTIME_ENV, runtimeFromEnv } from '../../cloud/serverless/runtime.js';
+import { lambdaError } from '../../cloud/serverless/cloud-step.js';
 import { StateHome } from '../../cloud/serverless/state-home.js';
 import { LoopStore } from '../../cloud/loop/store.js';
 import { datasetDir } from '../../lib/paths.js';
-import { readTemplate, resolveCfn, resourcesOf, type Template } from '../helpers/cfn.js';
-import { putUpload } from '../helpers/uploads.js';
+import { executeStateMachine, synthesiseDefinitions, type Execution, task, type TaskHandler } from '../helpers/local-sfn.js';
+import { LATE_REFERENCE_PHOTOS, putUpload } from '../helpers/uploads.js';
 
 /**
  * The labelling state machine, as the CDK app synthesises it, executed by aws-local-stepfunctions
@@ -30,30 +28,10 @@ import { putUpload } from '../helpers/uploads.js';
  * Wait states (WaitForLabellers/WaitForVerifiers, set to 0 ms; with the simulated workforce the
  * label and verify steps finish in one invocation, so the path never enters them).
  */
-// aws-local-stepfunctions 3 declares node >= 22; the one Node 22 API it uses is
-// Promise.withResolvers (the Task state's timeout race). loupe supports Node 20, so the test
-// supplies it there (ES2024 semantics; a no-op on Node 22).
-if (!('withResolvers' in Promise)) {
-  Object.defineProperty(Promise, 'withResolvers', {
-    value<T>() {
-      let resolve!: (v: T) => void;
-      let reject!: (e: unknown) => void;
-      const promise = new Promise<T>((a, b) => ((resolve = a), (reject = b)));
-      return { promise, resolve, reject };
-    },
-  });
-}
-
 const ACCOUNT = '111122223333';
 const REGION = 'eu-west-1';
 const metal = datasetDir('metal-tags');
-// Reference photos labelled after `history.until`: not in the imported history, so they come
-// back as new device uploads; the simulated workforce knows their truth by content (truth.ts).
-const PHOTOS = [
-  'bad/image-2020-04-22-11-08-58-87-cropped-right-top.jpg',
-  'bad/image-2020-04-22-11-06-38-66-cropped-left-top.jpg',
-  'good/image-2020-04-22-10-15-16-00-cropped-left-top.jpg',
-];
+const PHOTOS = LATE_REFERENCE_PHOTOS.slice(0, 3);
 
 let dir: string;
 let os: ObjectStore;
@@ -63,27 +41,7 @@ const HOME = 's3://loupe-ml/loupe/home/';
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'lp-sfn-'));
-  const raw = JSON.parse(readFileSync('cloud/infra/loupe.infra.example.json', 'utf8')) as Record<string, unknown>;
-  const infra = parseInfraConfig(
-    {
-      ...raw,
-      account: ACCOUNT,
-      region: REGION,
-      edge: {
-        thingGroupName: 'press-line-3',
-        components: { 'loupe.Camera': '1.0.0', 'loupe.Inference': '1.0.0', 'loupe.Uploader': '1.0.0', 'loupe.Model': '1.0.0' },
-      },
-    },
-    'test',
-  );
-  const summary = await synthesize(infra, join(dir, 'cdk.out'));
-  const templates: Record<string, Template> = {};
-  for (const s of summary.stacks) templates[s.name] = readTemplate(s.template);
-  const t = Object.entries(templates).find(([name]) => name.endsWith('-labelling'))![1];
-  const [, p] = resourcesOf(t, 'AWS::StepFunctions::StateMachine')[0]!;
-  definition = JSON.parse(
-    resolveCfn(p.DefinitionString, t, { account: ACCOUNT, region: REGION, templates: Object.values(templates) }) as string,
-  ) as Record<string, unknown>;
+  definition = (await synthesiseDefinitions(join(dir, 'synth'), { account: ACCOUNT, region: REGION })).labelling;
 
   os = await startObjectStore({ dir: join(dir, 's3'), buckets: ['loupe', 'loupe-ml'] });
   s3 = new S3Client(os.clientConfig);
@@ -109,57 +67,36 @@ function functionEnv(): NodeJS.ProcessEnv {
   return { [RUNTIME_ENV.config]: JSON.stringify(loop), [RUNTIME_ENV.home]: HOME, [RUNTIME_ENV.logLevel]: 'silent' };
 }
 
-interface Execution {
-  output: Record<string, unknown>;
-  path: string[];
-  calls: { state: string; input: JSONValue }[];
+async function execute(
+  name: string,
+  input: Record<string, unknown>,
+  o: { env?: NodeJS.ProcessEnv; tasks?: Record<string, TaskHandler> } = {},
+): Promise<Execution> {
+  const env = o.env ?? functionEnv();
+  const x = await executeStateMachine(definition, {
+    name,
+    machine: 'loupe-labelling',
+    input,
+    tasks: {
+      Ingest: task(lambda(ingestHandler, env)),
+      Label: task(lambda(labelHandler, env)),
+      Verify: task(lambda(verifyHandler, env)),
+      WriteFeatureGroup: task(lambda(publishLabelsHandler, env)),
+      // An AWS control-plane call (SageMaker StartPipelineExecution): answered as SageMaker would;
+      // its request is checked below. labelling-moto.full.test.ts sends it to moto.
+      StartModelBuild: () => ({ PipelineExecutionArn: `arn:aws:sagemaker:${REGION}:${ACCOUNT}:pipeline/loupe-model-build/execution/x1` }),
+      ...o.tasks,
+    },
+    waits: { WaitForLabellers: 0, WaitForVerifiers: 0 },
+    retryIntervals: { Ingest: 0, Label: 0, Verify: 0, WriteFeatureGroup: 0 },
+  });
+  return x;
 }
 
-async function execute(name: string, input: Record<string, unknown>): Promise<Execution> {
-  const env = functionEnv();
-  const calls: { state: string; input: JSONValue }[] = [];
-  const call =
-    <E, R>(state: string, h: (e: E) => Promise<R>) =>
-    async (i: JSONValue) => {
-      calls.push({ state, input: i });
-      return (await h(i as E)) as unknown as JSONValue;
-    };
-  const tasks = Object.entries(definition.States as Record<string, { Type: string; Resource?: string }>).filter(
-    ([, s]) => s.Type === 'Task',
-  );
-  const sm = new StateMachine(definition as never, { validationOptions: { checkArn: true, checkPaths: true } });
-  const run = sm.run(input as JSONValue, {
-    context: { Execution: { Name: name, Id: `arn:aws:states:${REGION}:${ACCOUNT}:execution:loupe-labelling:${name}` } } as never,
-    overrides: {
-      taskResourceLocalHandlers: {
-        Ingest: call('Ingest', lambda(ingestHandler, env)),
-        Label: call('Label', lambda(labelHandler, env)),
-        Verify: call('Verify', lambda(verifyHandler, env)),
-        WriteFeatureGroup: call('WriteFeatureGroup', lambda(publishLabelsHandler, env)),
-        // An AWS control-plane call (SageMaker): recorded, answered as SageMaker would.
-        StartModelBuild: (i: JSONValue) => {
-          calls.push({ state: 'StartModelBuild', input: i });
-          return { PipelineExecutionArn: `arn:aws:sagemaker:${REGION}:${ACCOUNT}:pipeline/loupe-model-build/execution/x1` };
-        },
-      },
-      waitTimeOverrides: { WaitForLabellers: 0, WaitForVerifiers: 0 },
-    },
-  });
-  // Every Task state of the synthesised definition is one the overrides name: nothing reaches AWS.
-  expect(tasks.map(([n]) => n).sort()).toEqual(['Ingest', 'Label', 'StartModelBuild', 'Verify', 'WriteFeatureGroup']);
-  const path: string[] = [];
-  const failures: string[] = [];
-  const logs = (async () => {
-    for await (const e of run.eventLogs as AsyncGenerator<EventLog>) {
-      if (e.type === 'StateEntered') path.push(e.state.name);
-      if (e.type === 'StateFailed' || e.type === 'ExecutionFailed') failures.push(`${e.type}: ${e.Error} ${String(e.Cause)}`);
-    }
-  })();
-  const output = (await run.result.catch((e: unknown) => {
-    throw new Error(`execution ${name} failed: ${String(e)}; path ${path.join(' > ')}; ${failures.join('; ')}`);
-  })) as Record<string, unknown>;
-  await logs;
-  return { output, path, calls };
+async function executeOk(name: string, input: Record<string, unknown>): Promise<Execution & { output: Record<string, unknown> }> {
+  const x = await execute(name, input);
+  if (!x.output) throw new Error(`execution ${name} failed: ${JSON.stringify(x.error)}; path ${x.path.join(' > ')}`);
+  return x as Execution & { output: Record<string, unknown> };
 }
 
 /** The loop home as it is in the store now. */
@@ -197,10 +134,10 @@ function loopState(h: StateHome) {
 }
 
 describe('the labelling state machine on the embedded stack (aws-local-stepfunctions, handlers in-process)', () => {
-  let first: Execution;
+  let first: Execution & { output: Record<string, unknown> };
 
   it('ingests the uploads, labels and verifies them, writes the labels and starts the model build', async () => {
-    first = await execute('exec-1', { trigger: 'schedule' });
+    first = await executeOk('exec-1', { trigger: 'schedule' });
     expect(first.path).toEqual([
       'Start',
       'Ingest',
@@ -264,7 +201,7 @@ describe('the labelling state machine on the embedded stack (aws-local-stepfunct
   it('the same execution again (a redrive) records nothing new; a new upload-triggered execution below the threshold labels nothing', async () => {
     const before = await inspectHome((h) => ({ recs: uploadRecords(h), runs: loopState(h).runs.length }));
     const o1 = first.output as { ingest: { runId: number }; label: unknown; verify: { output: { rejected: number } } };
-    const again = await execute('exec-1', { trigger: 'schedule' });
+    const again = await executeOk('exec-1', { trigger: 'schedule' });
     // Same run (found by the execution name); every step comes back as recorded (seconds 0, nothing re-run).
     // Rejected uploads are eligible for a later job, so ShouldLabel sends the redrive on when there are any;
     // the run's job exists and is verified, so Label and Verify only read it back.
@@ -283,7 +220,7 @@ describe('the labelling state machine on the embedded stack (aws-local-stepfunct
     });
 
     // A new execution from the upload trigger: a new run, nothing new to ingest, fewer pending than minUploads (100).
-    const next = await execute('exec-2', { trigger: 'uploads' });
+    const next = await executeOk('exec-2', { trigger: 'uploads' });
     expect(next.path).toEqual(['Start', 'Ingest', 'ShouldLabel', 'NothingToLabel']);
     expect(next.output).toMatchObject({ trigger: 'uploads', ingest: { status: 'done', pending: rejected, output: { recorded: 0 } } });
     await inspectHome((h) => {
@@ -292,5 +229,67 @@ describe('the labelling state machine on the embedded stack (aws-local-stepfunct
       expect(s.runs.length).toBe(before.runs + 1);
       expect(s.steps(s.runs.at(-1)!.id)).toEqual(['ingest:done']);
     });
+  }, 300_000);
+
+  it("Retry: a push that loses to another writer (STATE_CONFLICT) is retried and the step finishes on the other writer's state; Catch: a failed step ends at LabellingFailed", async () => {
+    // New uploads for a new run.
+    for (const [i, f] of PHOTOS.entries()) {
+      await putUpload(s3, 'loupe', `incoming/line-2/2024/06/02/frame-${i}`, readFileSync(join(metal, f)), { device: 'line-2', seq: i });
+    }
+    // The first Label invocation: just before its first conditional write to the home, another
+    // writer (a real pull and push of the same home) records a marker in loop.db. The handler's
+    // push then meets 412 on loop.db and fails with Loupe.STATE_CONFLICT, which the definition retries.
+    const env = functionEnv();
+    let armed = true;
+    let labelAttempts = 0;
+    const conflicted: TaskHandler = async (i) => {
+      labelAttempts++;
+      const rt = runtimeFromEnv(env);
+      rt.s3().middlewareStack.add(
+        (next, ctx) => async (args) => {
+          const inp = args.input as { Key?: string; IfMatch?: string; IfNoneMatch?: string };
+          if (armed && ctx.commandName === 'PutObjectCommand' && inp.Key?.startsWith('loupe/home/') && (inp.IfMatch || inp.IfNoneMatch)) {
+            armed = false;
+            const other = await StateHome.pull({ s3, uri: HOME });
+            const store = new LoopStore(other.home.loopDb);
+            store.set('test.concurrent-writer', 1);
+            store.close();
+            await other.push();
+            await other.dispose();
+          }
+          return next(args);
+        },
+        { step: 'initialize', name: 'concurrentWriter' },
+      );
+      try {
+        return (await labelHandler(rt, i as never)) as never;
+      } catch (e) {
+        throw lambdaError(e);
+      }
+    };
+    const x = await execute('exec-3', { trigger: 'manual' }, { tasks: { Label: conflicted } });
+    expect(x.error).toBeUndefined();
+    expect(x.retries).toEqual([{ state: 'Label', error: 'Loupe.STATE_CONFLICT' }]);
+    expect(labelAttempts).toBe(2);
+    expect(x.path).toEqual(first.path);
+    await inspectHome((h) => {
+      const store = new LoopStore(h.home.loopDb);
+      try {
+        // Both writers' changes are in the home: the marker and the steps of the retried invocation.
+        expect(store.get('test.concurrent-writer')).toBe(1);
+        const runId = (x.output!.ingest as { runId: number }).runId;
+        expect(store.steps(runId).map((s) => `${s.name}:${s.status}`)).toEqual(['ingest:done', 'label:done', 'verify:done']);
+      } finally {
+        store.close();
+      }
+    });
+
+    // Catch: the function has no loop home configured → Loupe.CLOUD_NO_HOME (not retried) → LabellingFailed.
+    const broken = { ...functionEnv(), [RUNTIME_ENV.home]: '' };
+    const f = await execute('exec-4', { trigger: 'manual' }, { env: broken });
+    expect(f.output).toBeUndefined();
+    expect(f.path).toEqual(['Start', 'Ingest', 'LabellingFailed']);
+    expect(f.error).toMatchObject({ error: 'Loupe.CLOUD_NO_HOME' });
+    expect(f.retries).toEqual([]);
   }, 300_000);
 });

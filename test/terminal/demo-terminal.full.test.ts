@@ -42,7 +42,7 @@ function underPty(cmd: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promi
 describe('the demo at a terminal', () => {
   it('bars and log lines never share a row; a screenshot of the run', async () => {
     dir = await mkdtemp(join(tmpdir(), 'loupe-demo-tty-'));
-    const env = { ...process.env, TERM: 'xterm-256color', LOUPE_NO_PROGRESS: '', LOUPE_LOG_FORMAT: '', NO_COLOR: '' };
+    const env: NodeJS.ProcessEnv = { ...process.env, TERM: 'xterm-256color', LOUPE_NO_PROGRESS: '', LOUPE_LOG_FORMAT: '', NO_COLOR: '' };
     delete env.LOUPE_NO_PROGRESS;
     delete env.LOUPE_LOG_FORMAT;
     delete env.NO_COLOR;

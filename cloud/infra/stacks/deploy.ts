@@ -17,8 +17,10 @@ import { lambdaStep, stateMachineLogging } from '../state-machines.js';
  *
  *   Publish (the approval applied to loupe's registry; a new loupe.Model component version)
  *   → Deploy (the thing group's deployment: loupe's rollout and abort policy, failure → device rollback)
- *   → WaitForRollout ⟲ RolloutStatus → succeeded: Confirm (retried until every device runs it)
- *                                      failed: Rollback (redeploy the version that ran before) → DeploymentFailed
+ *   → WaitForRollout ⟲ RolloutStatus → succeeded (every core device of the group runs the new
+ *                                      version; a thing group's deployment itself stays ACTIVE):
+ *                                      Confirm (retried until every device runs it)
+ *                                      failed: Rollback (redeploy the version that ran before) → RolledBack
  */
 export class DeployStack extends Stack {
   readonly stateMachine: sfn.StateMachine;
@@ -169,6 +171,16 @@ export class DeployStack extends Stack {
       '$.rollback',
       failed,
     );
+    // The deploy step halts when the deployment is reported failed at once; devices it reached may
+    // still run the new version, so the group is redeployed with the one before, as after a failed rollout.
+    const rollbackFailedTask = lambdaStep(
+      this,
+      'RollbackFailedDeployment',
+      rollback,
+      { runId: run, reason: 'deployment failed at once' },
+      '$.rollback',
+      failed,
+    );
     const rolledBack = new sfn.Fail(this, 'RolledBack', {
       error: 'DeploymentFailed',
       cause: 'The rollout failed; the thing group was redeployed with the loupe.Model version that ran before.',
@@ -181,12 +193,20 @@ export class DeployStack extends Stack {
         .when(sfn.Condition.stringEquals(path, 'failed'), rollbackTask)
         .otherwise(wait);
     const afterDeploy = new sfn.Choice(this, 'Deployed')
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.stringEquals('$.deploy.status', 'halted'),
+          sfn.Condition.stringEquals('$.deploy.output.state', 'failed'),
+        ),
+        rollbackFailedTask,
+      )
       .when(sfn.Condition.stringEquals('$.deploy.status', 'halted'), new sfn.Succeed(this, 'NothingToDeploy'))
       .otherwise(after('DeploymentState', '$.deploy.output.state'));
     publishTask.next(deployTask).next(afterDeploy);
     wait.next(statusTask).next(after('RolloutState', '$.rollout.state'));
     confirmTask.next(new sfn.Succeed(this, 'FleetRunsNewModel'));
     rollbackTask.next(rolledBack);
+    rollbackFailedTask.next(rolledBack);
     // Rollback's own failure, and every other, ends at DeployFailed (catch above).
 
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {

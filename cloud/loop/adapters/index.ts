@@ -10,7 +10,7 @@ import type { SqliteLabelStore } from '../../labelstore/index.js';
 import { FleetStore } from '../../publish/fleet-store.js';
 import { SageMakerModelRegistry } from '../../registry/sagemaker-registry.js';
 import type { SqliteModelRegistry } from '../../registry/sqlite-registry.js';
-import { type AwsClients, awsStage, s3ClientFor } from '../aws/clients.js';
+import { type AwsClients, awsJobNames, awsStage, s3ClientFor } from '../aws/clients.js';
 import { FeatureStoreMirror } from '../aws/featurestore-mirror.js';
 import { SageMakerRegistryMirror } from '../aws/registry-mirror.js';
 import type { LoopConfig, LoopHome } from '../config.js';
@@ -57,8 +57,26 @@ export interface PortContext {
 type Factory<P> = (c: PortContext) => P;
 
 const TRAINING: Record<LoopConfig['train']['backend'], Factory<TrainingPort>> = {
-  local: (c) => localTraining(c.config),
-  sagemaker: (c) => sageMakerTraining(c.config, c.aws, c.storage.s3, c.awsNamePrefix),
+  local: (c) => localTraining({ device: c.config.train.device, resumeRun: true }),
+  sagemaker: (c) => {
+    const sm = c.config.train.sagemaker!;
+    const a = awsStage(c.config, sm);
+    return sageMakerTraining({
+      config: {
+        bucket: a.bucket,
+        prefix: sm.prefix.replace(/\/$/, ''),
+        roleArn: a.roleArn!,
+        image: sm.image,
+        instanceType: sm.instanceType,
+        instanceCount: sm.instanceCount,
+        volumeSizeGB: sm.volumeSizeGB,
+        maxRuntimeSeconds: sm.maxRuntimeSeconds,
+        pollSeconds: sm.pollSeconds,
+      },
+      clients: { s3: c.storage.s3, sagemaker: c.aws.sagemaker(a.region) },
+      resumeRun: { jobName: (runId, n) => awsJobNames(c.awsNamePrefix, runId).training(n), maxJobs: sm.maxJobs },
+    });
+  },
 };
 
 const LABELING: Record<LoopConfig['labeling']['backend'], Factory<LabelingPort>> = {

@@ -3,19 +3,38 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { trainLocal } from '../../training/local-trainer.js';
 import type { TrainMetricsFile, TrainResult } from '../../training/options.js';
-import type { LoopConfig } from '../config.js';
 import type { TrainingPort } from '../ports.js';
 
+export interface LocalTrainingSettings {
+  /** cpu, 0, ... (the loop's `train.device`); overrides the request's options.device. */
+  device?: string;
+  /**
+   * Resume what an earlier attempt of the same run left in the folder (the loop): stop a trainer
+   * still writing there, reuse a finished folder, else empty it and train. Without it (`loupe
+   * train`) the folder is trained into as it is: the command refuses a folder holding a run
+   * itself, and a folder is never emptied nor another process stopped on a user's behalf.
+   */
+  resumeRun: boolean;
+}
+
 /**
- * Training on this machine (`train.backend: "local"`): train.py in the pinned venv. Idempotent for
- * the run: a folder an earlier attempt finished (metrics.json is written last) is reused; a
- * trainer an earlier, killed loop process left running is stopped first.
+ * Training on this machine (`train.backend: "local"`, `loupe train --backend local`): train.py in
+ * the pinned venv. With `resumeRun`, idempotent for the run: a folder an earlier attempt finished
+ * (metrics.json is written last) is reused; a trainer an earlier, killed loop process left running
+ * is stopped first.
  */
-export function localTraining(config: LoopConfig): TrainingPort {
-  const device = config.train.device;
+export function localTraining(s: LocalTrainingSettings): TrainingPort {
+  const hooksOf = (h: Parameters<TrainingPort['train']>[1]) => ({
+    log: h.log,
+    signal: h.signal,
+    forceSignal: h.forceSignal,
+    progressStream: h.progressStream,
+  });
   return {
     backend: 'local',
     async train({ dir, options }, h) {
+      if (!s.resumeRun)
+        return { result: await trainLocal(s.device === undefined ? options : { ...options, device: s.device }, dir, hooksOf(h)) };
       // A loop process killed mid-training leaves its train.py running (SIGKILL runs no clean-up):
       // stop it before looking at or replacing what it writes.
       const killed = killOrphanTrainers(dir);
@@ -42,7 +61,7 @@ export function localTraining(config: LoopConfig): TrainingPort {
         }
       }
       await rm(dir, { recursive: true, force: true });
-      return { result: await trainLocal({ ...options, device }, dir, { log: h.log, signal: h.signal, progressStream: h.progressStream }) };
+      return { result: await trainLocal({ ...options, device: s.device }, dir, hooksOf(h)) };
     },
   };
 }

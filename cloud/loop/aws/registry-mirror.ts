@@ -3,9 +3,8 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { LoupeError } from '../../../lib/errors.js';
 import { silentLogger } from '../../../lib/log.js';
-import type { SageMakerModelRegistry } from '../../registry/sagemaker-registry.js';
 import type { SqliteModelRegistry } from '../../registry/sqlite-registry.js';
-import type { ModelStatus, ModelVersion } from '../../registry/types.js';
+import type { ModelRegistryMirrorTarget, ModelStatus, ModelVersion } from '../../registry/types.js';
 import { openSqlite } from '../../../lib/sqlite.js';
 import type { SqliteSchema } from '../../../lib/migrate.js';
 
@@ -72,7 +71,7 @@ export class SageMakerRegistryMirror {
 
   constructor(
     private readonly local: SqliteModelRegistry,
-    private readonly remote: SageMakerModelRegistry,
+    private readonly remote: ModelRegistryMirrorTarget,
     dir: string,
   ) {
     this.db = openSqlite(join(dir, 'sagemaker-mirror.db'), SAGEMAKER_MIRROR_SCHEMA, { durable: true });
@@ -147,7 +146,7 @@ export class SageMakerRegistryMirror {
     let found: ModelVersion | undefined;
     if (row) {
       // An earlier attempt wrote its intent and may have created the package before it died.
-      found = await this.remote.findByKey(v.group, v.idempotencyKey, new Date(Date.parse(row.intent_at) - SKEW_MS));
+      found = await this.remote.findByKey(v.group, v.idempotencyKey, { createdAfter: new Date(Date.parse(row.intent_at) - SKEW_MS) });
       if (found) log.info({ model: v.ref, sagemaker: found.ref }, 'found the model package an earlier attempt created');
     } else {
       this.db

@@ -9,7 +9,7 @@
  *   loupe/model           Model → Inference       ModelAnnouncement (on start and on loupe/model/query)
  *   loupe/model/query     Inference → Model       {}
  *   loupe/inference/ready Inference → Camera      {model} once subscribed (camera re-announces unanswered frames)
- *   loupe/uploader/handled Uploader → Camera     UploaderHandled, once a result is durably dealt with (spooled or not selected)
+ *   loupe/uploader/handled Uploader → Camera     UploaderHandledBatch (or one UploaderHandled), once results are durably dealt with (spooled or not selected)
  *   loupe/uploader/ready  Uploader → Camera       {} once subscribed (camera re-announces frames the uploader has not handled)
  *   loupe/telemetry/<c>   each component          telemetry object (camera, inference, uploader)
  *   loupe/health/camera   Camera                  CameraHealth[]  (as {cameras: [...]})
@@ -51,6 +51,22 @@ export interface UploaderHandled {
   frameId: string;
   camera: string;
   outcome: 'spooled' | 'not-selected' | 'duplicate' | 'rate-limited' | 'refused';
+}
+
+/**
+ * The uploader's answers, coalesced: one message per ~200 ms instead of one per frame (each IPC
+ * message costs the publisher, the nucleus and the camera). A camera accepts this and the
+ * single-answer form.
+ */
+export interface UploaderHandledBatch {
+  handled: UploaderHandled[];
+}
+
+/** The frame ids a `loupe/uploader/handled` message answers for (either form; anything else: none). */
+export function handledFrameIds(m: Record<string, unknown>): string[] {
+  if (Array.isArray(m.handled))
+    return m.handled.flatMap((h) => (h && typeof (h as UploaderHandled).frameId === 'string' ? [(h as UploaderHandled).frameId] : []));
+  return typeof m.frameId === 'string' ? [m.frameId] : [];
 }
 
 export interface FrameMessage {

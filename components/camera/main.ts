@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { errorMessage } from '../../lib/errors.js';
 import type { Unsubscribe } from '../ipc/client.js';
 import { runComponent, type ComponentContext } from '../ipc/runtime.js';
-import { IOT_TOPICS, TOPICS, type CameraHealth, type FrameMessage, type TriggerMessage } from '../../contracts/topics.js';
+import { IOT_TOPICS, TOPICS, handledFrameIds, type CameraHealth, type FrameMessage, type TriggerMessage } from '../../contracts/topics.js';
 import { CameraRunner } from './camera.js';
 import { Delivery } from './delivery.js';
 import { cameraConfigSchema, type CameraComponentConfig } from './config.js';
@@ -31,7 +31,13 @@ async function start(ctx: ComponentContext<CameraComponentConfig>) {
       cameras,
       frameStore: store.size,
       evicted: store.evicted,
-      delivery: { unacked: delivery.pending, redelivered: delivery.redelivered, lost: delivery.lost },
+      delivery: {
+        unacked: delivery.pending,
+        redelivered: delivery.redelivered,
+        held: delivery.held,
+        lost: delivery.lost,
+        lostBy: { ...delivery.lostBy },
+      },
     };
     await ipc
       .publish(TOPICS.cameraHealth, msg)
@@ -102,7 +108,11 @@ async function start(ctx: ComponentContext<CameraComponentConfig>) {
       );
       subs.push(await ipc.subscribe(TOPICS.inferenceReady, () => delivery.expireAll()));
       if (cfg.delivery.ackBy === 'uploader') {
-        subs.push(await ipc.subscribe(TOPICS.uploaderHandled, (m) => delivery.ack(String(m.frameId))));
+        subs.push(
+          await ipc.subscribe(TOPICS.uploaderHandled, (m) => {
+            for (const id of handledFrameIds(m)) delivery.ack(id);
+          }),
+        );
         subs.push(await ipc.subscribe(TOPICS.uploaderReady, () => delivery.expireAll()));
       }
     }
@@ -121,7 +131,17 @@ async function start(ctx: ComponentContext<CameraComponentConfig>) {
   const redeliverTimer = setInterval(() => {
     if (ticking) return;
     ticking = true;
-    void delivery.tick(publishFrame).finally(() => (ticking = false));
+    const lostBefore = delivery.lost;
+    void delivery
+      .tick(publishFrame)
+      .then(() => {
+        if (delivery.lost > lostBefore)
+          log.warn(
+            { lost: delivery.lost - lostBefore, lostBy: delivery.lostBy, unacked: delivery.pending },
+            'frames given up on: never answered',
+          );
+      })
+      .finally(() => (ticking = false));
   }, 500);
   log.info({ cameras: runners.map((r) => r.cfg.name), frameStore: store.dir }, 'cameras started');
 

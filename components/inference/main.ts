@@ -165,15 +165,18 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
     await publishResult(result);
   };
 
+  // IoT Core first: the camera forgets a frame once it is answered on IPC (by this result, or by the
+  // uploader's answer to it), so a restart between the two publishes must not leave the IPC one
+  // out alone. The other way round a frame may reach IoT Core twice (at least once, by frame id).
   const publishResult = async (result: ResultMessage) => {
-    await ipc
-      .publish(TOPICS.results, result as unknown as Record<string, unknown>)
-      .catch((e) => log.warn({ err: errorMessage(e) }, 'result not published on IPC'));
     if (cfg.publishResultsToIoTCore) {
       await ipc
         .publishIoTCore(IOT_TOPICS.results(ctx.thingName), result as unknown as Record<string, unknown>)
         .catch((e) => log.warn({ err: errorMessage(e) }, 'result not published to IoT Core'));
     }
+    await ipc
+      .publish(TOPICS.results, result as unknown as Record<string, unknown>)
+      .catch((e) => log.warn({ err: errorMessage(e) }, 'result not published on IPC'));
   };
 
   const workers: Promise<void>[] = [];

@@ -9,7 +9,7 @@ import { datasetDir } from '../../lib/paths.js';
 import { startBroker } from '../../embedded/broker/broker.js';
 import { startObjectStore, type ObjectStore } from '../../embedded/objectstore/index.js';
 import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
-import { ensureBuilt, until } from '../helpers/edge.js';
+import { dropping as dropEvery, ensureBuilt, until } from '../helpers/edge.js';
 import { fixtureModel } from '../helpers/models.js';
 import { frameHashes } from '../../components/uploader/dedup.js';
 import { tempRoot } from '../helpers/nucleus.js';
@@ -39,22 +39,10 @@ async function drop(files: string[]): Promise<number> {
 
 /** Keep dropping images at `fps` (cycling through `files`) until stopAfter(n) has dropped n more. */
 function dropping(files: string[], fps: number): { stopAfter(n: number): Promise<number> } {
-  let i = 0;
-  let remaining = Infinity;
-  const done = (async () => {
-    while (remaining > 0) {
-      await drop([files[i++ % files.length]!]);
-      remaining--;
-      await new Promise((r) => setTimeout(r, 1000 / fps));
-    }
+  return dropEvery(fps, async (i) => {
+    await drop([files[i % files.length]!]);
     return counter;
-  })();
-  return {
-    stopAfter(n: number) {
-      remaining = n;
-      return done;
-    },
-  };
+  });
 }
 
 /** Results (by frame id) for frames with seq in (from, to]. */

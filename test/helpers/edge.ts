@@ -61,3 +61,26 @@ export async function until<T>(
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/**
+ * Feed a watched camera folder at `fps`: `dropOne(i)` writes the i-th image and returns its frame
+ * number; `stopAfter(n)` lets n more go, then resolves to the last frame number.
+ */
+export function dropping(fps: number, dropOne: (i: number) => Promise<number>): { stopAfter(n: number): Promise<number> } {
+  let remaining = Infinity;
+  let last = 0;
+  const done = (async () => {
+    for (let i = 0; remaining > 0; i++) {
+      last = await dropOne(i);
+      remaining--;
+      await new Promise((r) => setTimeout(r, 1000 / fps));
+    }
+    return last;
+  })();
+  return {
+    stopAfter(n: number) {
+      remaining = n;
+      return done;
+    },
+  };
+}

@@ -167,7 +167,13 @@ beforeAll(async () => {
     RecipeFormatVersion: '2020-01-25',
     ComponentName: 'loupe.test.Probe',
     ComponentVersion: '1.0.0',
-    ComponentDependencies: { 'loupe.NodeRuntime': { VersionRequirement: '^20.15.0', DependencyType: 'HARD' } },
+    // TES as a dependency, as loupe.Uploader has it: the real nucleus puts the TES address into
+    // components' environment only once TES has started, so without it the probe can start first
+    // and never try TES (a flake CI found).
+    ComponentDependencies: {
+      'loupe.NodeRuntime': { VersionRequirement: '^20.15.0', DependencyType: 'HARD' },
+      'aws.greengrass.TokenExchangeService': { VersionRequirement: '^2.0.0', DependencyType: 'HARD' },
+    },
     ComponentConfiguration: {
       DefaultConfiguration: {
         accessControl: {
@@ -353,7 +359,9 @@ describe('loupe on the real Greengrass nucleus (from the build output, one init 
     console.log(`PublishToIoTCore on the real nucleus, offline: ${JSON.stringify(iot)}`);
     expect(iot.ok).toBe(false);
     expect(JSON.stringify(iot)).toMatch(/offline|ServiceError/i);
-    expect(observed().find((o) => o.kind === 'tes')!.status).toBe(500);
+    const tes = observed().find((o) => o.kind === 'tes');
+    expect(tes, 'the probe tried TES (AWS_CONTAINER_CREDENTIALS_FULL_URI set)').toBeDefined();
+    expect(tes!.status).toBe(500);
     await until(
       () =>
         Number(latest('loupe/telemetry/uploader')?.spoolPending) === fails.length &&

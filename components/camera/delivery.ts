@@ -22,6 +22,10 @@ import type { FrameMessage } from '../../contracts/topics.js';
  *    other side says it is ready (`expireAll`) or answers again, every held frame goes out at once.
  * How long a frame can wait is bounded by the frame store (an evicted image cannot be sent again)
  * and `maxUnacked`; every frame given up on is counted in `lost`, by cause.
+ *
+ * "Overtaken" is a guess: Inference runs several workers, so a newer frame can be answered while
+ * an older one is still being inferred (its repeat is then a no-op there). A frame given up on
+ * that is answered after all was not lost: it leaves `lost` and is counted in `lateAnswers`.
  */
 export interface DeliveryConfig {
   redeliver: boolean;
@@ -55,6 +59,10 @@ export class Delivery {
   /** frames given up on: never answered after every redelivery, the image evicted meanwhile, or over maxUnacked */
   lost = 0;
   readonly lostBy = { attempts: 0, evicted: 0, overflow: 0 };
+  /** frames given up on and answered afterwards (so not lost after all) */
+  lateAnswers = 0;
+  /** recently given-up frames, by cause, so a late answer can be taken back out of `lost` */
+  private readonly givenUp = new Map<string, keyof Delivery['lostBy']>();
   /** the longest wait between two announcements of a held frame */
   readonly maxHoldIntervalMs: number;
 
@@ -76,7 +84,7 @@ export class Delivery {
     while (this.unacked.size > this.cfg.maxUnacked) {
       const first = this.unacked.keys().next().value as string;
       this.unacked.delete(first);
-      this.giveUp('overflow');
+      this.giveUp(first, 'overflow');
     }
   }
 
@@ -85,7 +93,16 @@ export class Delivery {
     if (now - this.heardAt > this.cfg.ackTimeoutMs) this.expireAll(now);
     this.heardAt = now;
     const u = this.unacked.get(frameId);
-    if (!u) return;
+    if (!u) {
+      const why = this.givenUp.get(frameId);
+      if (why) {
+        this.givenUp.delete(frameId);
+        this.lost--;
+        this.lostBy[why]--;
+        this.lateAnswers++;
+      }
+      return;
+    }
     this.unacked.delete(frameId);
     if (u.order > this.answeredUpTo) this.answeredUpTo = u.order;
   }
@@ -100,9 +117,12 @@ export class Delivery {
     for (const u of this.unacked.values()) u.dueAt = 0;
   }
 
-  private giveUp(why: keyof Delivery['lostBy']): void {
+  private giveUp(frameId: string, why: keyof Delivery['lostBy']): void {
     this.lost++;
     this.lostBy[why]++;
+    this.givenUp.set(frameId, why);
+    // bounded: an answer later than 4096 give-ups is not going to come
+    if (this.givenUp.size > 4096) this.givenUp.delete(this.givenUp.keys().next().value as string);
   }
 
   private holdWait(holds: number): number {
@@ -127,12 +147,12 @@ export class Delivery {
       if (!this.unacked.has(id)) continue; // answered meanwhile
       if (!stillThere) {
         this.unacked.delete(id);
-        this.giveUp('evicted');
+        this.giveUp(id, 'evicted');
         continue;
       }
       if (overtaken && u.attempts >= this.cfg.maxRedeliveries) {
         this.unacked.delete(id);
-        this.giveUp('attempts');
+        this.giveUp(id, 'attempts');
         continue;
       }
       if (!overtaken && silent) probed = true;

@@ -37,6 +37,7 @@ async function start(ctx: ComponentContext<CameraComponentConfig>) {
         held: delivery.held,
         lost: delivery.lost,
         lostBy: { ...delivery.lostBy },
+        lateAnswers: delivery.lateAnswers,
       },
     };
     await ipc

@@ -90,6 +90,31 @@ describe('camera delivery', () => {
     expect(d.held).toBe(0);
   });
 
+  it('a frame given up on and answered afterwards is not lost (a second worker answered a newer frame first)', async () => {
+    const d = new Delivery(cfg, { now: 0 });
+    const f = await frame(2);
+    const others = await Promise.all([3, 4, 5, 6, 7].map(frame));
+    let now = 0;
+    d.track(f, now);
+    for (let i = 0; i < 10 && d.pending > 0; i++) {
+      const o = others[i % others.length]!;
+      d.track(o, now + 10);
+      d.ack(o.frameId, now + 100);
+      now += 1000;
+      await d.tick(async () => {}, now);
+    }
+    expect(d.lost).toBe(1);
+    // the slow worker finishes the frame after all
+    d.ack(f.frameId, now + 50);
+    expect(d.lost).toBe(0);
+    expect(d.lostBy).toEqual({ attempts: 0, evicted: 0, overflow: 0 });
+    expect(d.lateAnswers).toBe(1);
+    // a second answer for it changes nothing
+    d.ack(f.frameId, now + 60);
+    expect(d.lateAnswers).toBe(1);
+    expect(d.lost).toBe(0);
+  });
+
   it('holds frames behind a backlog: answers for older frames spend no attempt', async () => {
     const d = new Delivery(cfg, { now: 0 });
     const frames = await Promise.all([11, 12, 13, 14, 15, 16, 17, 18].map(frame));

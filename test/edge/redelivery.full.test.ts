@@ -72,11 +72,14 @@ describe('camera redelivery across an Inference restart', () => {
         `camera delivery ${JSON.stringify((stack.telemetry.camera as { delivery?: unknown } | undefined)?.delivery)})`,
     );
     expect([...seqsWithResults()].sort((a, b) => a - b)).toEqual(Array.from({ length: last }, (_, i) => i + 1));
-    // The camera's own account: frames were held while Inference was away, none given up.
+    // The camera's own account: frames were held while Inference was away, none given up. Only a
+    // report sent after every result was seen counts (an earlier one may predate a late answer).
+    const allSeen = Date.now();
     const health = await until(
       () => {
-        const d = (stack.telemetry.camera as { delivery?: { unacked: number; held: number; lost: number } } | undefined)?.delivery;
-        return d && d.unacked === 0 ? d : undefined;
+        const t = stack.telemetry.camera as { time?: string; delivery?: { unacked: number; held: number; lost: number } } | undefined;
+        const d = t?.delivery;
+        return d && d.unacked === 0 && Date.parse(t.time ?? '') > allSeen ? d : undefined;
       },
       60_000,
       'camera health with nothing unanswered',

@@ -31,9 +31,11 @@ import { halfToFloat } from './fp16.js';
 import { inputPlan, TensorWriter, type LetterboxGeometry } from './letterbox.js';
 import { modelInfoFromBytes, type ModelInfo, type ModelOverrides } from './model-info.js';
 import { Postprocessor, scaleBoxes, type NmsOptions, type RawBoxes, type ScaleBack } from './postprocess.js';
+import { createSessionRunner, inferenceFailed, type RunOutput, type SessionRunner, type SessionThread } from './session-runner.js';
 
 export type { ModelInfo, ModelPrecision } from './model-info.js';
 export type { RgbImage } from './decode.js';
+export type { SessionThread } from './session-runner.js';
 
 export interface DetectorLoadOptions extends ModelOverrides {
   /** onnxruntime intra-op threads (default: onnxruntime's choice, all cores). */
@@ -45,6 +47,12 @@ export interface DetectorLoadOptions extends ModelOverrides {
    * 82 ms; bare session.run at load 1.5: 79 vs 42 ms), so it is opt-in for hosts known to be quiet.
    */
   spinning?: boolean;
+  /**
+   * Where onnxruntime runs (session-runner.ts): 'main' (default) blocks this thread for each run;
+   * 'worker' runs it in a worker thread, so letterbox and post-processing of other frames, and the
+   * rest of the program, go on meanwhile.
+   */
+  sessionThread?: SessionThread;
 }
 
 /** The onnxruntime session options the detector uses (the bench's bare session uses the same). */
@@ -125,24 +133,58 @@ interface Prepared {
   mode: DetectMode;
 }
 
+/**
+ * Input buffers: two, so one frame can be letterboxed while the model runs the other (with the
+ * session in a worker thread; on the main thread the second is simply idle). A buffer is owned by
+ * one detect call from letterbox to the end of its run.
+ */
+class InputBuffers {
+  private readonly free: Array<Float32Array | Uint16Array> = [];
+  private readonly waiting: Array<(b: Float32Array | Uint16Array) => void> = [];
+
+  constructor(
+    private readonly make: (n: number) => Float32Array | Uint16Array,
+    private cap: number,
+    count: number,
+  ) {
+    for (let i = 0; i < count; i++) this.free.push(make(cap));
+  }
+
+  async take(n: number): Promise<Float32Array | Uint16Array> {
+    const b = this.free.pop() ?? (await new Promise<Float32Array | Uint16Array>((r) => this.waiting.push(r)));
+    if (b.length >= n) return b;
+    this.cap = Math.max(this.cap, n);
+    return this.make(this.cap);
+  }
+
+  /** Back into the pool; a buffer lost with a dead worker thread (detached) is replaced. */
+  give(b: Float32Array | Uint16Array): void {
+    const buf = b.byteLength === 0 ? this.make(this.cap) : b;
+    const next = this.waiting.shift();
+    if (next) next(buf);
+    else this.free.push(buf);
+  }
+}
+
 export class Detector {
   readonly info: Readonly<ModelInfo>;
-  private session: ort.InferenceSession | undefined;
+  private session: SessionRunner | undefined;
   private readonly writer = new TensorWriter();
   private readonly post = new Postprocessor();
-  private readonly tensors = new Map<string, ort.Tensor>();
-  private inputBuf: Float32Array | Uint16Array;
+  private readonly inputs: InputBuffers;
   private outF32 = new Float32Array(0);
   private valBuf = new Uint8Array(0);
-  private tail: Promise<void> = Promise.resolve();
+  /** runs one at a time (buffers of the session are per run; a queue here keeps frames in order) */
+  private runTail: Promise<void> = Promise.resolve();
+  private disposing: Promise<void> | undefined;
 
-  private constructor(info: ModelInfo, session: ort.InferenceSession) {
+  private constructor(info: ModelInfo, session: SessionRunner) {
     this.info = Object.freeze(info);
     this.session = session;
     const [h, w] = info.imgsz;
     // Dynamic models letterbox into at most imgsz (predict) or the rect shape (val), < (h+stride)(w+stride).
     const cap = 3 * (info.dynamic ? (h + info.stride) * (w + info.stride) : h * w);
-    this.inputBuf = info.fp16 ? new Uint16Array(cap) : new Float32Array(cap);
+    this.inputs = new InputBuffers((n) => (info.fp16 ? new Uint16Array(n) : new Float32Array(n)), cap, 2);
   }
 
   /** Load an ultralytics YOLOv8 detection ONNX export; refuses what it cannot run faithfully. */
@@ -165,15 +207,12 @@ export class Detector {
     if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads < 1)) {
       throw new LoupeError('DETECT_BAD_OPTION', `threads must be a positive integer, got ${opts.threads}`, { input: 'threads' });
     }
-    let session: ort.InferenceSession;
-    try {
-      session = await ort.InferenceSession.create(bytes, detectorSessionOptions(opts));
-    } catch (e) {
-      throw new LoupeError('MODEL_LOAD_FAILED', `onnxruntime could not load the model (${errorMessage(e).split('\n')[0]})`, {
-        input: path,
-        cause: e,
+    const thread = opts.sessionThread ?? 'main';
+    if (thread !== 'main' && thread !== 'worker')
+      throw new LoupeError('DETECT_BAD_OPTION', `sessionThread must be 'main' or 'worker', got ${String(thread)}`, {
+        input: 'sessionThread',
       });
-    }
+    const session = await createSessionRunner(bytes, detectorSessionOptions(opts), thread, path);
     if (!session.inputNames.includes(info.inputName) || !session.outputNames.includes(info.outputName)) {
       await session.release();
       throw new LoupeError(
@@ -191,10 +230,10 @@ export class Detector {
   async warmup(): Promise<void> {
     const [h, w] = this.info.imgsz;
     const g: LetterboxGeometry = { srcW: 0, srcH: 0, newW: 0, newH: 0, left: 0, top: 0, outW: w, outH: h };
-    await this.exclusive(async () => {
-      const t = this.tensorFor(g);
-      this.writer.write({ data: new Uint8Array(0), width: 0, height: 0 }, g, t.data as Float32Array | Uint16Array);
-      await this.infer(t);
+    await this.withInput(3 * h * w, async (buf) => {
+      this.writer.write({ data: new Uint8Array(0), width: 0, height: 0 }, g, buf);
+      const { buffer } = await this.infer(buf, g);
+      return { result: undefined, buffer };
     });
   }
 
@@ -227,11 +266,20 @@ export class Detector {
   async inputTensor(image: ImageInput): Promise<{ data: Float32Array | Uint16Array; dims: [number, number, number, number] }> {
     if (!this.session) throw new LoupeError('DETECTOR_DISPOSED', 'the detector was disposed', { input: this.info.path });
     const img = isRgb(image) ? image : await decodeImage(image, typeof image === 'string' ? image : '<image buffer>');
-    return this.exclusive(async () => {
-      const { geometry } = this.preprocess(img, 'predict');
-      const t = this.tensors.get(`${geometry.outH}x${geometry.outW}`)!;
-      return { data: (t.data as Float32Array | Uint16Array).slice(), dims: [1, 3, geometry.outH, geometry.outW] };
+    const plan = inputPlan(img.width, img.height, this.info, 'predict');
+    const g = plan.geometry;
+    return this.withInput(3 * g.outH * g.outW, async (buf) => {
+      this.preprocess(img, 'predict', buf);
+      return {
+        result: { data: buf.slice(0, 3 * g.outH * g.outW), dims: [1, 3, g.outH, g.outW] as [number, number, number, number] },
+        buffer: buf,
+      };
     });
+  }
+
+  /** Why this detector can no longer run although not disposed (its inference thread died), if so. */
+  get broken(): Error | undefined {
+    return this.session?.broken;
   }
 
   /** Check detect options against this model (class names, ranges) without running anything. */
@@ -243,7 +291,9 @@ export class Detector {
   async dispose(): Promise<void> {
     const s = this.session;
     this.session = undefined;
-    if (s) await this.exclusive(() => s.release());
+    // after the runs already queued
+    if (s) this.disposing ??= this.runTail.then(() => s.release());
+    await this.disposing;
   }
 
   private async detectInternal(image: ImageInput, opts: DetectOptions, rawSpace: boolean): Promise<RawDetectResult> {
@@ -253,12 +303,14 @@ export class Detector {
     const label = typeof image === 'string' ? image : '<image buffer>';
     const img = isRgb(image) ? image : await decodeImage(image, label);
     const t1 = now();
-    return this.exclusive(async () => {
+    const plan = inputPlan(img.width, img.height, this.info, p.mode);
+    const g = plan.geometry;
+    return this.withInput(3 * g.outH * g.outW, async (buf) => {
+      // letterbox and post-processing are synchronous, so frames in flight never interleave in them
       const t2 = now();
-      const { geometry, scale } = this.preprocess(img, p.mode);
-      const tensor = this.tensors.get(`${geometry.outH}x${geometry.outW}`)!;
+      const { geometry, scale } = this.preprocess(img, p.mode, buf);
       const t3 = now();
-      const out = await this.infer(tensor);
+      const { out, buffer } = await this.infer(buf, geometry);
       const t4 = now();
       const boxes = this.postprocess(out, p.nms);
       const n = boxes.n;
@@ -277,8 +329,29 @@ export class Detector {
       const t5 = now();
       res.timings.postprocessMs = t5 - t4;
       res.timings.totalMs = t5 - t0;
-      return res;
+      return { result: res, buffer };
     });
+  }
+
+  /** Run fn with an input buffer of at least n values; fn hands back the buffer (moved by a worker run) with its result. */
+  private async withInput<T>(
+    n: number,
+    fn: (buf: Float32Array | Uint16Array) => Promise<{ result: T; buffer: Float32Array | Uint16Array }>,
+  ): Promise<T> {
+    const buf = await this.inputs.take(n);
+    let back = buf;
+    try {
+      const { result, buffer } = await fn(buf);
+      back = buffer;
+      return result;
+    } catch (e) {
+      // a failed worker run sends the buffer back with the error; a dead worker loses it (give() replaces it)
+      const b = (e as { buffer?: Float32Array | Uint16Array }).buffer;
+      if (b) back = b;
+      throw e;
+    } finally {
+      this.inputs.give(back);
+    }
   }
 
   private lastPrepared: { key: string; p: Prepared } | undefined;
@@ -334,23 +407,7 @@ export class Detector {
     };
   }
 
-  private tensorFor(g: LetterboxGeometry): ort.Tensor {
-    const key = `${g.outH}x${g.outW}`;
-    let t = this.tensors.get(key);
-    if (!t) {
-      const n = 3 * g.outH * g.outW;
-      if (n > this.inputBuf.length) this.inputBuf = this.info.fp16 ? new Uint16Array(n) : new Float32Array(n);
-      const view = this.inputBuf.subarray(0, n);
-      t = new ort.Tensor(this.info.fp16 ? 'float16' : 'float32', view, [1, 3, g.outH, g.outW]);
-      // A regrown buffer invalidates views held by other shapes.
-      for (const [k, old] of this.tensors)
-        if ((old.data as Float32Array | Uint16Array).buffer !== this.inputBuf.buffer) this.tensors.delete(k);
-      this.tensors.set(key, t);
-    }
-    return t;
-  }
-
-  private preprocess(img: RgbImage, mode: DetectMode): { geometry: LetterboxGeometry; scale: ScaleBack } {
+  private preprocess(img: RgbImage, mode: DetectMode, buf: Float32Array | Uint16Array): { geometry: LetterboxGeometry; scale: ScaleBack } {
     const plan = inputPlan(img.width, img.height, this.info, mode);
     let src = img;
     if (plan.load) {
@@ -358,26 +415,32 @@ export class Detector {
       if (this.valBuf.length < w1 * h1 * 3) this.valBuf = new Uint8Array(w1 * h1 * 3);
       src = this.writer.resizeImage(img, w1, h1, this.valBuf);
     }
-    const t = this.tensorFor(plan.geometry);
-    this.writer.write(src, plan.geometry, t.data as Float32Array | Uint16Array);
+    this.writer.write(src, plan.geometry, buf);
     return { geometry: plan.geometry, scale: { gain: plan.gain, padX: plan.padX, padY: plan.padY, width: img.width, height: img.height } };
   }
 
-  private async infer(t: ort.Tensor): Promise<ort.Tensor> {
-    const s = this.session;
-    if (!s) throw new LoupeError('DETECTOR_DISPOSED', 'the detector was disposed', { input: this.info.path });
+  /** One run, after the runs queued before it (frames keep their order). */
+  private async infer(
+    buf: Float32Array | Uint16Array,
+    g: LetterboxGeometry,
+  ): Promise<{ out: RunOutput; buffer: Float32Array | Uint16Array }> {
+    const prev = this.runTail;
+    let done!: () => void;
+    this.runTail = new Promise<void>((r) => (done = r));
+    await prev;
     try {
-      const r = await s.run({ [this.info.inputName]: t });
-      return r[this.info.outputName] as ort.Tensor;
+      const s = this.session;
+      if (!s) throw new LoupeError('DETECTOR_DISPOSED', 'the detector was disposed', { input: this.info.path });
+      return await s.run(buf, 3 * g.outH * g.outW, [1, 3, g.outH, g.outW], this.info.inputName, this.info.outputName);
     } catch (e) {
-      throw new LoupeError('INFERENCE_FAILED', `onnxruntime failed (${errorMessage(e).split('\n')[0]})`, {
-        input: this.info.path,
-        cause: e,
-      });
+      if (e instanceof LoupeError) throw e;
+      throw inferenceFailed(this.info.path, e);
+    } finally {
+      done();
     }
   }
 
-  private postprocess(out: ort.Tensor, nms: NmsOptions): RawBoxes {
+  private postprocess(out: RunOutput, nms: NmsOptions): RawBoxes {
     let data: Float32Array;
     if (out.type === 'float16') {
       const src = out.data as Uint16Array;
@@ -391,17 +454,5 @@ export class Detector {
       throw new LoupeError('MODEL_CLASS_MISMATCH', `output has ${out.dims[1] - 4} class rows but ${nc} names`, { input: this.info.path });
     }
     return this.post.run(data, nc, out.dims[2], nms);
-  }
-
-  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const prev = this.tail;
-    let release!: () => void;
-    this.tail = new Promise<void>((r) => (release = r));
-    await prev;
-    try {
-      return await fn();
-    } finally {
-      release();
-    }
   }
 }

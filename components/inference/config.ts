@@ -33,6 +33,12 @@ export const inferenceConfigSchema = z.object({
    * uploader and nucleus share the cores, and spin-waiting takes CPU time they need.
    */
   spinning: z.boolean().default(false),
+  /**
+   * Where onnxruntime runs: 'worker' (default) keeps this process's event loop free during each
+   * run, so IPC, decoding hand-off, letterbox and results of other frames go on meanwhile; 'main'
+   * runs it in the event loop's thread (one thread less).
+   */
+  sessionThread: z.enum(['worker', 'main']).default('worker'),
   conf: z.number().min(0).max(1).default(0.25),
   iou: z.number().min(0).max(1).default(0.7),
   maxDet: z.number().int().min(1).default(300),

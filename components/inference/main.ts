@@ -28,7 +28,7 @@ import { applyRoi, verdict } from './verdict.js';
 async function start(ctx: ComponentContext<InferenceConfig>) {
   const { ipc, log } = ctx;
   let cfg = ctx.config;
-  const slot = new ModelSlot(log, cfg.threads, cfg.spinning);
+  const slot = new ModelSlot(log, cfg.threads, cfg.spinning, cfg.sessionThread);
   const stats = new InferenceStats();
   let modelError: string | undefined;
 
@@ -158,6 +158,14 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
         error: exists ? errorMessage(e) : `frame file is gone: ${f.path}`,
       };
       log.warn({ frameId: f.frameId, err: result.error }, 'frame not inferred');
+      const broken = model.detector.broken;
+      if (broken) {
+        // onnxruntime's thread died (as a crash in it would end the process): every later frame
+        // would fail the same way, so end here; the nucleus restarts the component, and the camera
+        // announces the unanswered frames again.
+        log.fatal({ err: errorMessage(broken) }, 'the inference thread died; exiting for a restart');
+        process.exit(70);
+      }
     } finally {
       slot.release(model);
     }

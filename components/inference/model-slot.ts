@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { Detector } from '../detector/detector.js';
+import { Detector, type SessionThread } from '../detector/detector.js';
 import { LoupeError, errorMessage } from '../../lib/errors.js';
 import { sha256File } from '../../lib/fsutil.js';
 import type { ModelRef } from '../../contracts/topics.js';
@@ -28,6 +28,7 @@ export class ModelSlot {
     private readonly log: Logger,
     private readonly threads?: number,
     private readonly spinning = false,
+    private readonly sessionThread: SessionThread = 'worker',
   ) {}
 
   get ref(): ModelRef | undefined {
@@ -45,7 +46,11 @@ export class ModelSlot {
         throw new LoupeError('model.digest', `SHA-256 mismatch: expected ${ref.sha256}, file has ${actual}`, { input: path });
       }
       if (this.current && this.current.ref.sha256 === actual && this.current.ref.version === ref.version) return this.current.ref;
-      const detector = await Detector.load(path, { ...(this.threads ? { threads: this.threads } : {}), spinning: this.spinning });
+      const detector = await Detector.load(path, {
+        ...(this.threads ? { threads: this.threads } : {}),
+        spinning: this.spinning,
+        sessionThread: this.sessionThread,
+      });
       try {
         await detector.warmup();
       } catch (e) {

@@ -1,0 +1,92 @@
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { datasetDir, projectRoot } from '../../lib/paths.js';
+import { Detector } from '../../components/detector/detector.js';
+import { ensureBuilt } from '../helpers/edge.js';
+import { fixtureModel } from '../helpers/models.js';
+
+// The session in a worker thread (sessionThread: 'worker', what loupe.Inference uses) must give
+// exactly what the main-thread session gives, keep frames in order under concurrency, fail clearly
+// when its thread dies, and never keep a process alive by itself.
+
+const images: Record<'metal-tags' | 'neu-det', string[]> = { 'metal-tags': [], 'neu-det': [] };
+const dets: Detector[] = [];
+
+beforeAll(() => {
+  const mt = join(datasetDir('metal-tags'), 'bad');
+  images['metal-tags'] = readdirSync(mt)
+    .sort()
+    .slice(0, 6)
+    .map((f) => join(mt, f));
+  const neu = join(datasetDir('neu-det'), 'Validation_Images');
+  images['neu-det'] = readdirSync(neu)
+    .sort()
+    .slice(0, 6)
+    .map((f) => join(neu, f));
+});
+
+afterAll(async () => {
+  for (const d of dets) await d.dispose();
+});
+
+const load = async (name: 'metal-tags' | 'neu-det', sessionThread: 'main' | 'worker') => {
+  const d = await Detector.load(await fixtureModel(name), { sessionThread });
+  dets.push(d);
+  return d;
+};
+
+describe("sessionThread: 'worker'", () => {
+  for (const name of ['metal-tags', 'neu-det'] as const) {
+    it(`gives exactly the main thread's boxes, in predict and val mode (${name})`, async () => {
+      const main = await load(name, 'main');
+      const worker = await load(name, 'worker');
+      for (const f of images[name]) {
+        expect((await worker.detect(f)).detections).toEqual((await main.detect(f)).detections);
+        const [a, b] = [await worker.detectRaw(f, { mode: 'val' }), await main.detectRaw(f, { mode: 'val' })];
+        expect([a.xyxy, a.conf, a.cls]).toEqual([b.xyxy, b.conf, b.cls]);
+        expect(await worker.inputTensor(f)).toEqual(await main.inputTensor(f));
+      }
+    }, 300_000);
+  }
+
+  it('keeps results per frame under concurrent calls (many frames in flight)', async () => {
+    const main = await load('metal-tags', 'main');
+    const worker = await load('metal-tags', 'worker');
+    const serial: Awaited<ReturnType<Detector['detect']>>['detections'][] = [];
+    for (const f of images['metal-tags']) serial.push((await main.detect(f)).detections);
+    const all = [...images['metal-tags'], ...images['metal-tags'], ...images['metal-tags']];
+    const mixed = await Promise.all(all.map((f) => worker.detect(f)));
+    mixed.forEach((r, i) => expect(r.detections).toEqual(serial[i % serial.length]));
+  }, 300_000);
+
+  it('a dead inference thread fails the runs in flight and every later one with INFERENCE_FAILED naming the model', async () => {
+    const worker = await load('metal-tags', 'worker');
+    await worker.warmup();
+    const inFlight = worker.detect(images['metal-tags'][0]!);
+    // the thread dies (as a native crash in onnxruntime would end it)
+    await (worker as unknown as { session: { worker: { terminate(): Promise<number> } } }).session.worker.terminate();
+    await expect(inFlight).rejects.toMatchObject({ code: 'INFERENCE_FAILED', input: await fixtureModel('metal-tags') });
+    await expect(worker.detect(images['metal-tags'][1]!)).rejects.toMatchObject({ code: 'INFERENCE_FAILED' });
+    // what loupe.Inference checks to exit for a restart rather than fail every later frame
+    expect(worker.broken?.message).toMatch(/inference thread exited/);
+    await worker.dispose();
+    expect(worker.broken).toBeUndefined();
+    await expect(worker.detect(images['metal-tags'][1]!)).rejects.toThrow(/was disposed/);
+  }, 300_000);
+
+  it('an idle detector does not keep a process alive (a program that never calls dispose still exits)', async () => {
+    ensureBuilt();
+    const script = `
+      const { Detector } = await import(${JSON.stringify(join(projectRoot, 'dist/components/detector/detector.js'))});
+      const d = await Detector.load(${JSON.stringify(await fixtureModel('metal-tags'))}, { sessionThread: 'worker' });
+      const r = await d.detect(${JSON.stringify(images['metal-tags'][0])});
+      console.log('boxes', r.detections.length);
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 120_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^boxes \d+/);
+  }, 300_000);
+});

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { inject } from 'vitest';
 import type { InfraConfig } from '../../cloud/infra/config.js';
 import { summarizeAssembly, synthesize, type SynthSummary } from '../../cloud/infra/synth.js';
+import { alive } from './nucleus.js';
 
 /**
  * The CDK app synthesised once per configuration per vitest run, shared by every test file of the
@@ -68,14 +69,5 @@ async function shared(config: InfraConfig, out: string): Promise<SynthSummary> {
     }
     if (Number.isInteger(holder) && holder > 0 && !alive(holder)) rmSync(lock, { force: true });
     await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

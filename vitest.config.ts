@@ -2,6 +2,12 @@ import { defineConfig } from 'vitest/config';
 
 // Two cores on the reference machine: real servers, model runs and child processes share them,
 // so files run in at most two forks and timeouts are generous (speed targets live in benchmarks).
+// The unit tier (`npm run test:unit`) runs three forks: its slowest files (the nucleus's) mostly
+// wait on component processes, and a third fork fills that time (280 -> 181 s with the changes of
+// issue 10, at load 2.6-5); it also gives each fuzz target 1 s instead of 3 (LOUPE_FUZZ_SECONDS).
+//
+// The global setup makes a folder for the run that its files share: the CDK app is synthesised
+// there once per configuration (test/helpers/synth-once.ts), not once per file.
 //
 // Tiers by file name: `*.full.test.ts` needs Python (the trainer venv, ultralytics cross-checks,
 // the boto3 S3 conformance suite), a browser, real training, the real Greengrass nucleus, or

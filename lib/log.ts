@@ -1,5 +1,5 @@
+import { createRequire } from 'node:module';
 import { pino, type Logger, type DestinationStream } from 'pino';
-import { prettyFactory } from 'pino-pretty';
 import { onPipeError, outputFormat, terminal } from './terminal.js';
 
 export type { Logger } from 'pino';
@@ -51,6 +51,9 @@ export function formatFields(log: Record<string, unknown>, maxValue = 160): stri
 /** A pino destination that writes one human line per event through the stream's Terminal. */
 export function humanDestination(target: NodeJS.WriteStream): DestinationStream {
   const color = Boolean(target.isTTY) && !process.env.NO_COLOR;
+  // Loaded here, not at the top: pino-pretty (~30 modules, ~35 ms) serves a person only, and most
+  // processes (CLI runs in pipes, components under the nucleus) write JSON lines.
+  const { prettyFactory } = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
   const prettify = prettyFactory({
     colorize: color,
     translateTime: 'SYS:HH:MM:ss',

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
-import { openLabelStore, type SqliteLabelStore } from '../labelstore/index.js';
+// Not labelstore/index.js: it also exports the Feature Store store, which loads three AWS SDK clients.
+import { openSqliteLabelStore as openLabelStore, type SqliteLabelStore } from '../labelstore/sqlite.js';
 import { importFeatureStoreCsv } from '../labelstore/csv.js';
 import type { Labeling } from '../labeling/jobs.js';
 import type { ImageSource } from '../labeling/images.js';
@@ -53,7 +54,7 @@ export class LoopEnv {
     env.labelStore = openLabelStore(home.labelsDb);
     env.sqliteRegistry = openRegistry(home.registryDir, config.policy);
     env.installationId = installationId(home);
-    env.built = buildPorts(
+    env.built = await buildPorts(
       {
         config,
         home,

@@ -7,7 +7,7 @@ import { projectRoot } from '../../lib/paths.js';
 /**
  * The standing fuzz suite's harness (issue 14): property-based runs with fast-check, seeded and
  * bounded in time. Each target runs for LOUPE_FUZZ_SECONDS (default 3 in the normal suite;
- * `npm run fuzz` sets a longer budget) from seed LOUPE_FUZZ_SEED (default fixed, so a failure
+ * `npm run test:unit` sets 1, `npm run fuzz` 60) from seed LOUPE_FUZZ_SEED (default fixed, so a failure
  * reproduces; fast-check prints the seed and the shrunk counterexample). What every target
  * checks for each input:
  * - no crash: the call returns, or throws a LoupeError (a clear, coded error naming the input);

@@ -6,9 +6,9 @@ import { StateMachine } from 'aws-local-stepfunctions';
 export type JSONValue = null | boolean | number | string | JSONValue[] | { [key: string]: JSONValue };
 type EventLog = { type: string; state: { name: string }; Error?: unknown; Cause?: unknown };
 import { parseInfraConfig, type InfraConfig } from '../../cloud/infra/config.js';
-import { synthesize } from '../../cloud/infra/synth.js';
 import type { PipelineDefinition } from '../../cloud/infra/pipeline.js';
 import { readTemplate, resolveCfn, resourcesOf, type Template } from './cfn.js';
+import { synthesizedOnce } from './synth-once.js';
 
 // aws-local-stepfunctions 3 declares node >= 22; the one Node 22 API it uses is
 // Promise.withResolvers (the Task state's timeout race). loupe supports Node 20, so every test
@@ -39,7 +39,11 @@ export interface Synthesised {
   pipelineName: string;
 }
 
-/** Synthesise the example configuration (with a fleet deployment) into `dir` and pull out the definitions. */
+/**
+ * Synthesise the example configuration (with a fleet deployment) and pull out the definitions.
+ * The assembly is shared by the files of one vitest run asking for the same configuration
+ * (synth-once.ts); `dir` holds it only outside such a run.
+ */
 export async function synthesiseDefinitions(
   dir: string,
   o: { account?: string; region?: string; patch?: (raw: Record<string, unknown>) => Record<string, unknown> } = {},
@@ -57,7 +61,7 @@ export async function synthesiseDefinitions(
     },
   };
   const infra = parseInfraConfig(o.patch ? o.patch(base) : base, 'test');
-  const summary = await synthesize(infra, join(dir, 'cdk.out'));
+  const summary = await synthesizedOnce(infra, join(dir, 'cdk.out'));
   const templates: Record<string, Template> = {};
   for (const s of summary.stacks) templates[s.name] = readTemplate(s.template);
   const ctx = { account, region, templates: Object.values(templates) };

@@ -6,12 +6,13 @@ import { join } from 'node:path';
 import { Match, Template as Assert } from 'aws-cdk-lib/assertions';
 import aslValidator from 'asl-validator';
 import { parseInfraConfig, type InfraConfig } from '../../cloud/infra/config.js';
-import { synthesize, type SynthSummary } from '../../cloud/infra/synth.js';
+import type { SynthSummary } from '../../cloud/infra/synth.js';
 import { checkPipelineDefinition } from '../../cloud/infra/pipeline-check.js';
 import { ML_PREFIX } from '../../cloud/infra/layout.js';
 import { FEATURE_DEFINITIONS } from '../../cloud/labelstore/featurestore.js';
 import { parseLoopConfig } from '../../cloud/loop/config.js';
 import { readTemplate, resolveCfn, resourcesOf, type Template } from '../helpers/cfn.js';
+import { synthesizedOnce } from '../helpers/synth-once.js';
 
 /**
  * The CDK app synthesised once (offline: no account, no Docker engine), then checked with the
@@ -80,7 +81,7 @@ const list = <T>(v: T | T[]): T[] => (Array.isArray(v) ? v : [v]);
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'lp-cdk-'));
-  summary = await synthesize(config, join(dir, 'cdk.out'));
+  summary = await synthesizedOnce(config, join(dir, 'cdk.out'));
   for (const s of summary.stacks) templates[s.name] = readTemplate(s.template);
 });
 afterAll(async () => {
@@ -360,9 +361,9 @@ describe('the synthesised app', () => {
   it("the cloud image's staged context holds every file its Dockerfile copies, quantize.py among them, with the trainer's pins", () => {
     // CDK stages each Docker asset's context into cdk.out at synth; `cdk deploy` builds from there,
     // so a COPY source the exclude list leaves out fails only at deploy time. Check it here.
-    const staged = readdirSync(join(dir, 'cdk.out'))
+    const staged = readdirSync(summary.outDir)
       .filter((d) => d.startsWith('asset.'))
-      .map((d) => join(dir, 'cdk.out', d))
+      .map((d) => join(summary.outDir, d))
       .find((d) => existsSync(join(d, 'cloud', 'infra', 'images', 'cloud.Dockerfile')));
     expect(staged, 'the cloud image asset is staged').toBeDefined();
     const dockerfile = readFileSync(join(staged!, 'cloud', 'infra', 'images', 'cloud.Dockerfile'), 'utf8');

@@ -5,15 +5,17 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseInfraConfig } from '../../cloud/infra/config.js';
-import { synthesize } from '../../cloud/infra/synth.js';
 import { cdkBin, cdkCommand } from '../../cloud/infra/cdk-cli.js';
 import { LoupeError } from '../../lib/errors.js';
+import { synthesizedOnce } from '../helpers/synth-once.js';
 
 /**
  * `loupe aws deploy|diff|destroy|bootstrap` run the CDK CLI of this checkout on the assembly
  * `loupe aws synth` wrote. Deploying needs an AWS account, so the deploy path is tested on the
  * exact argument list it runs; that the real CDK CLI reads the assembly is tested by running it
- * (`cdk ls`, offline) on a synthesised one.
+ * (`cdk ls`, offline) on a synthesised one: the example configuration with a first fleet
+ * deployment, as test/infra/cdk-app.test.ts synthesises it, so one vitest run synthesises it once
+ * (the example without the deployment is synthesised in cfn-lint.full.test.ts).
  */
 const raw = JSON.parse(readFileSync('cloud/infra/loupe.infra.example.json', 'utf8')) as Record<string, unknown>;
 let dir: string;
@@ -21,8 +23,17 @@ let assembly: string;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'lp-cdkcli-'));
-  assembly = join(dir, 'cdk.out');
-  await synthesize(parseInfraConfig(raw, 'example'), assembly);
+  const config = parseInfraConfig(
+    {
+      ...raw,
+      edge: {
+        thingGroupName: 'press-line-3',
+        components: { 'loupe.Camera': '1.0.0', 'loupe.Inference': '1.0.0', 'loupe.Uploader': '1.0.0', 'loupe.Model': '1.0.0' },
+      },
+    },
+    'test',
+  );
+  assembly = (await synthesizedOnce(config, join(dir, 'cdk.out'))).outDir;
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });

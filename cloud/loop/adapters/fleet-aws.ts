@@ -1,8 +1,8 @@
+import type { GreengrassV2Client } from '@aws-sdk/client-greengrassv2';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { AwsGreengrassFleet } from '../../publish/greengrass-aws.js';
 import type { FleetStore } from '../../publish/fleet-store.js';
 import { readRecipeFile } from '../../publish/model-component.js';
-import type { AwsClients } from '../aws/clients.js';
 import type { LoopConfig } from '../config.js';
 import type { FleetPort } from '../ports.js';
 
@@ -13,10 +13,9 @@ type AwsFleetConfig = Extract<NonNullable<LoopConfig['fleet']>, { backend: 'aws'
  * component versions and deployments through the Greengrass control plane. The deploy step
  * records the deployment's state as AWS reports it; confirm then polls (or listens to telemetry).
  */
-export function awsFleet(f: AwsFleetConfig, config: LoopConfig, aws: AwsClients, s3: S3Client, store: FleetStore): FleetPort {
-  const region = f.region ?? config.aws.region ?? '';
+export function awsFleet(f: AwsFleetConfig, greengrass: GreengrassV2Client, s3: S3Client, store: FleetStore): FleetPort {
   const fleet = new AwsGreengrassFleet({
-    greengrass: aws.greengrass(region),
+    greengrass,
     s3,
     bucket: f.bucket,
     prefix: f.prefix,

@@ -1,8 +1,8 @@
 import { S3Client } from '@aws-sdk/client-s3';
-import { SageMakerClient } from '@aws-sdk/client-sagemaker';
-import { SageMakerFeatureStoreRuntimeClient } from '@aws-sdk/client-sagemaker-featurestore-runtime';
-import { AthenaClient } from '@aws-sdk/client-athena';
-import { GreengrassV2Client } from '@aws-sdk/client-greengrassv2';
+import type { SageMakerClient } from '@aws-sdk/client-sagemaker';
+import type { SageMakerFeatureStoreRuntimeClient } from '@aws-sdk/client-sagemaker-featurestore-runtime';
+import type { AthenaClient } from '@aws-sdk/client-athena';
+import type { GreengrassV2Client } from '@aws-sdk/client-greengrassv2';
 import { LoupeError } from '../../../lib/errors.js';
 import { readKeysFile } from '../../../contracts/store-keys.js';
 import type { LoopConfig } from '../config.js';
@@ -57,34 +57,44 @@ export function awsStage(config: LoopConfig, section: { region?: string; roleArn
   };
 }
 
+/**
+ * The control-plane clients, one per service and region. Each service's SDK package is imported
+ * on first use (they cost 0.1-0.3 s each to load), so a process on the embedded backends never
+ * loads them.
+ */
 export class AwsClients {
   private readonly made: { destroy(): void }[] = [];
-  private readonly cache = new Map<string, unknown>();
+  private readonly cache = new Map<string, Promise<unknown>>();
 
-  private get<T extends { destroy(): void }>(key: string, make: () => T): T {
-    let c = this.cache.get(key) as T | undefined;
+  private get<T extends { destroy(): void }>(key: string, make: () => Promise<T>): Promise<T> {
+    let c = this.cache.get(key) as Promise<T> | undefined;
     if (!c) {
-      c = make();
+      c = make().then((client) => {
+        this.made.push(client);
+        return client;
+      });
       this.cache.set(key, c);
-      this.made.push(c);
     }
     return c;
   }
 
-  sagemaker(region: string): SageMakerClient {
-    return this.get(`sagemaker:${region}`, () => new SageMakerClient({ region }));
+  sagemaker(region: string): Promise<SageMakerClient> {
+    return this.get(`sagemaker:${region}`, async () => new (await import('@aws-sdk/client-sagemaker')).SageMakerClient({ region }));
   }
 
-  featureStoreRuntime(region: string): SageMakerFeatureStoreRuntimeClient {
-    return this.get(`featurestore:${region}`, () => new SageMakerFeatureStoreRuntimeClient({ region }));
+  featureStoreRuntime(region: string): Promise<SageMakerFeatureStoreRuntimeClient> {
+    return this.get(
+      `featurestore:${region}`,
+      async () => new (await import('@aws-sdk/client-sagemaker-featurestore-runtime')).SageMakerFeatureStoreRuntimeClient({ region }),
+    );
   }
 
-  athena(region: string): AthenaClient {
-    return this.get(`athena:${region}`, () => new AthenaClient({ region }));
+  athena(region: string): Promise<AthenaClient> {
+    return this.get(`athena:${region}`, async () => new (await import('@aws-sdk/client-athena')).AthenaClient({ region }));
   }
 
-  greengrass(region: string): GreengrassV2Client {
-    return this.get(`greengrass:${region}`, () => new GreengrassV2Client({ region }));
+  greengrass(region: string): Promise<GreengrassV2Client> {
+    return this.get(`greengrass:${region}`, async () => new (await import('@aws-sdk/client-greengrassv2')).GreengrassV2Client({ region }));
   }
 
   destroy(): void {

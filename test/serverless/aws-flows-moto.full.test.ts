@@ -438,6 +438,23 @@ async function deployExecution(name: string, arn: string, tasks: Record<string, 
   });
 }
 
+/** A labelling run, its pipeline run with a challenger as good as the champion (RegisterModel), and the person's approval. */
+async function approvedChallenger(name: string, batch: number): Promise<{ runId: number; arn: string }> {
+  const l = await labellingExecution(name, batch);
+  const started = (l.output!.modelBuild as { PipelineExecutionArn: string }).PipelineExecutionArn;
+  const p = await walkExecution(started, join(SHIPPED, 'model.onnx'));
+  expect(p.ran.at(-1)).toBe('RegisterModel');
+  const arn = (p.properties.RegisterModel as { OutputParameters: Record<string, string> }).OutputParameters.ModelPackageArn!;
+  await approve(arn);
+  return { runId: l.runId, arn };
+}
+
+/** Change what the thing group's devices do with a version (fake-aws.ts: `failing`, `failingAtOnce`). */
+function updateFleet(change: Record<string, unknown>): void {
+  const fleetFile = join(dir, 'aws', 'greengrass', 'fleet.json');
+  writeJson(fleetFile, { ...(JSON.parse(readFileSync(fleetFile, 'utf8')) as object), ...change });
+}
+
 const packages = async () =>
   (await sm.send(new ListModelPackagesCommand({ ModelPackageGroupName: 'metal-tags' }))).ModelPackageSummaryList!.map((p) => ({
     arn: p.ModelPackageArn!,
@@ -512,8 +529,7 @@ describe('the loop on AWS, walked: labelling state machine → model-build pipel
   it('deploy, failure path: the new version breaks on the devices → RolloutStatus failed → Rollback → RolledBack; a Lambda throttle on Deploy is retried', async () => {
     await approve(approvedArn);
     // Devices cannot run the version this publish makes (1.0.1): they roll back, the rollout is cancelled.
-    const fleetFile = join(dir, 'aws', 'greengrass', 'fleet.json');
-    writeJson(fleetFile, { ...(JSON.parse(readFileSync(fleetFile, 'utf8')) as object), failing: ['1.0.1'] });
+    updateFleet({ failing: ['1.0.1'] });
     let throttled = 0;
     const env = functionEnv();
     const x = await deployExecution('deploy-1', approvedArn, {
@@ -546,12 +562,7 @@ describe('the loop on AWS, walked: labelling state machine → model-build pipel
   }, 600_000);
 
   it('deploy, success path: publish → deploy → wait for the rollout → confirm → FleetRunsNewModel; Catch: approving the gate-rejected package ends at DeployFailed', async () => {
-    const l = await labellingExecution('label-3', 2);
-    const started = (l.output!.modelBuild as { PipelineExecutionArn: string }).PipelineExecutionArn;
-    const p = await walkExecution(started, join(SHIPPED, 'model.onnx'));
-    expect(p.ran.at(-1)).toBe('RegisterModel');
-    const arn = (p.properties.RegisterModel as { OutputParameters: Record<string, string> }).OutputParameters.ModelPackageArn!;
-    await approve(arn);
+    const { arn } = await approvedChallenger('label-3', 2);
     const x = await deployExecution('deploy-2', arn);
     expect(x.error, JSON.stringify(x.error)).toBeUndefined();
     expect(x.path.slice(0, 4)).toEqual(['Publish', 'Deploy', 'Deployed', 'DeploymentState']);
@@ -576,14 +587,8 @@ describe('the loop on AWS, walked: labelling state machine → model-build pipel
     // Greengrass v2 is not in moto: the deployment's FAILED comes from the request-shape fake
     // (fake-aws.ts `failingAtOnce`: FAILED from the first GetDeployment on). The model package,
     // its approval and the pipeline run before it are moto's.
-    const l = await labellingExecution('label-4', 3);
-    const started = (l.output!.modelBuild as { PipelineExecutionArn: string }).PipelineExecutionArn;
-    const p = await walkExecution(started, join(SHIPPED, 'model.onnx'));
-    expect(p.ran.at(-1)).toBe('RegisterModel');
-    const arn = (p.properties.RegisterModel as { OutputParameters: Record<string, string> }).OutputParameters.ModelPackageArn!;
-    await approve(arn);
-    const fleetFile = join(dir, 'aws', 'greengrass', 'fleet.json');
-    writeJson(fleetFile, { ...(JSON.parse(readFileSync(fleetFile, 'utf8')) as object), failingAtOnce: ['1.0.3'] });
+    const { runId, arn } = await approvedChallenger('label-4', 3);
+    updateFleet({ failingAtOnce: ['1.0.3'] });
     const before = readCalls(join(dir, 'aws')).length;
     const env = functionEnv();
     const replies: Record<string, unknown> = {};
@@ -601,7 +606,6 @@ describe('the loop on AWS, walked: labelling state machine → model-build pipel
     });
     expect(x.path).toEqual(['Publish', 'Deploy', 'Deployed', 'RollbackFailedDeployment', 'RolledBack']);
     expect(x.error).toMatchObject({ error: 'DeploymentFailed' });
-    const runId = l.runId;
     // Deploy saw FAILED on its one look and halted the run with the deployment marked failed.
     expect(replies.Deploy).toMatchObject({
       runId,

@@ -39,7 +39,9 @@
  * ## What a component gets (as on a real core device)
  *  - env: SVCUID and AWS_CONTAINER_AUTHORIZATION_TOKEN (same random token),
  *    AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT (the IPC socket),
- *    AWS_CONTAINER_CREDENTIALS_FULL_URI (TES; http://127.0.0.1:<port>/2016-11-01/credentialprovider/),
+ *    AWS_CONTAINER_CREDENTIALS_FULL_URI (TES; http://localhost:<port>/2016-11-01/credentialprovider/)
+ *    once TES has started: only for components that depend on it in the deployment that starts it,
+ *    for all started later (lifecycle/kernel.ts `tesFor`),
  *    AWS_IOT_THING_NAME, AWS_REGION, AWS_DEFAULT_REGION, GG_ROOT_CA_PATH, plus Lifecycle Setenv.
  *  - cwd <root>/work/<name>; stdout+stderr appended to <root>/logs/<name>.log.
  *  - artefacts in <root>/packages/artifacts/<name>/<version>/, ZIPs unpacked under
@@ -531,7 +533,11 @@ export class Nucleus extends EventEmitter {
       { components: [...target.values()].map((t) => `${t.name}@${t.version}`) },
       'starting the components of the configuration file',
     );
-    await this.kernel.apply(target);
+    // `main` may also name built-in components (TES: started even when nothing depends on it).
+    await this.kernel.apply(
+      target,
+      init.roots.filter((n) => BUILTIN_COMPONENTS[n]),
+    );
     await this.deployments.saveLastGood('init-config');
   }
 

@@ -1,21 +1,9 @@
-import { afterAll, beforeAll, describe } from 'vitest';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { openRegistry, type SqliteModelRegistry } from '../../cloud/registry/sqlite-registry.js';
+import { describe } from 'vitest';
 import { findByKeyConformance } from '../helpers/registry-conformance.js';
+import { useTempRegistry } from '../helpers/temp-registry.js';
 
 /** The findByKey contract on the SQLite registry (the SageMaker one: registry-findbykey-moto.full.test.ts). */
 describe('findByKey conformance: SQLite registry', () => {
-  let dir: string;
-  let reg: SqliteModelRegistry;
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'lp-findbykey-'));
-    reg = openRegistry(dir);
-  });
-  afterAll(async () => {
-    reg?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
-  findByKeyConformance(() => reg);
+  const t = useTempRegistry({ prefix: 'lp-findbykey-', scope: 'file' });
+  findByKeyConformance(() => t.reg);
 });

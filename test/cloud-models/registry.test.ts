@@ -1,12 +1,11 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { openRegistry, type SqliteModelRegistry } from '../../cloud/registry/sqlite-registry.js';
 import { seedShippedModel, SHIPPED_MODEL_DIR } from '../../cloud/registry/seed.js';
 import { sha256File } from '../../lib/fsutil.js';
 import { deployedArtefact, type GateSummary } from '../../cloud/registry/types.js';
 import { projectRoot } from '../../lib/paths.js';
+import { useTempRegistry } from '../helpers/temp-registry.js';
 
 const otherOnnx = join(projectRoot, 'test', 'fixtures', 'models', 'neu-det.onnx');
 const otherPt = join(projectRoot, 'test', 'fixtures', 'models', 'neu-det.pt');
@@ -25,29 +24,20 @@ function gate(passed: boolean, challenger: number, champion: number | null): Gat
 }
 
 describe('SQLite model registry', () => {
-  let dir: string;
-  let reg: SqliteModelRegistry;
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'loupe-reg-'));
-    reg = openRegistry(dir);
-  });
-  afterEach(async () => {
-    reg.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const t = useTempRegistry();
 
   it('seeds the shipped model once, approved, as champion, with its artefacts stored by digest', async () => {
-    const a = await seedShippedModel(reg);
-    const b = await seedShippedModel(reg);
+    const a = await seedShippedModel(t.reg);
+    const b = await seedShippedModel(t.reg);
     expect(b.ref).toBe(a.ref);
     expect(a.ref).toBe('metal-tags:1');
     expect(a.status).toBe('approved');
     expect(a.statusBy).toBe('seed');
-    expect((await reg.list()).length).toBe(1);
-    expect((await reg.champion('metal-tags'))?.ref).toBe('metal-tags:1');
+    expect((await t.reg.list()).length).toBe(1);
+    expect((await t.reg.champion('metal-tags'))?.ref).toBe('metal-tags:1');
     const onnxSha = await sha256File(join(SHIPPED_MODEL_DIR, 'model.onnx'));
     expect(a.artefacts.onnx.sha256).toBe(onnxSha);
-    const stored = await reg.artefactPath(a, 'onnx');
+    const stored = await t.reg.artefactPath(a, 'onnx');
     expect(stored).toContain(onnxSha);
     expect(await sha256File(stored)).toBe(onnxSha);
     expect(a.artefacts.pt?.sha256).toBe(await sha256File(join(SHIPPED_MODEL_DIR, 'model.pt')));
@@ -57,16 +47,15 @@ describe('SQLite model registry', () => {
   it('refuses fleetPrecision int8 without the int8 file, and an fp32 graph given as the int8 model', async () => {
     // (int8 files themselves, which take the trainer venv to make, are in registry-int8.full.test.ts)
     await expect(
-      reg.register({ group: 'neu-det', onnx: otherOnnx, fleetPrecision: 'int8', source: 'test', idempotencyKey: 'x' }),
+      t.reg.register({ group: 'neu-det', onnx: otherOnnx, fleetPrecision: 'int8', source: 'test', idempotencyKey: 'x' }),
     ).rejects.toThrow(/neu-det\.onnx: fleetPrecision int8 needs the int8 model/);
     await expect(
-      reg.register({ group: 'neu-det', onnx: otherOnnx, onnxInt8: otherOnnx, source: 'test', idempotencyKey: 'y' }),
+      t.reg.register({ group: 'neu-det', onnx: otherOnnx, onnxInt8: otherOnnx, source: 'test', idempotencyKey: 'y' }),
     ).rejects.toThrow(/neu-det\.onnx: given as the int8 model, but its graph is fp32/);
   });
 
   it('opens a registry made before int8 models: every version runs its fp32 file', async () => {
-    reg.close();
-    const old = join(dir, 'old');
+    const old = join(t.dir, 'old');
     const Database = (await import('better-sqlite3')).default;
     const { mkdirSync } = await import('node:fs');
     mkdirSync(old, { recursive: true });
@@ -78,15 +67,15 @@ describe('SQLite model registry', () => {
       `INSERT INTO models (grp, version, status, status_at, artefacts, metrics, meta, source, idem_key, created_at, seq) VALUES ('g', 1, 'approved', 't', ?, '{}', '{}', 'seed', 'k', 't', 1)`,
     ).run(JSON.stringify({ onnx: { sha256: 'a'.repeat(64), size: 1, ext: '.onnx' } }));
     db.close();
-    reg = openRegistry(old);
-    const v = await reg.mustGet('g:1');
+    t.reopen({ dir: old });
+    const v = await t.reg.mustGet('g:1');
     expect(v.fleetPrecision).toBe('fp32');
     expect(deployedArtefact(v).kind).toBe('onnx');
   });
 
   it('auto-approves a challenger that passed the gate, rejects one that failed, keeps the champion right', async () => {
-    await seedShippedModel(reg);
-    const bad = await reg.register({
+    await seedShippedModel(t.reg);
+    const bad = await t.reg.register({
       group: 'metal-tags',
       onnx: otherOnnx,
       metrics: { map50: 0.3 },
@@ -98,9 +87,9 @@ describe('SQLite model registry', () => {
     expect(bad.ref).toBe('metal-tags:2');
     expect(bad.status).toBe('rejected');
     expect(bad.statusReason).toContain('gate failed');
-    expect((await reg.champion('metal-tags'))?.ref).toBe('metal-tags:1');
+    expect((await t.reg.champion('metal-tags'))?.ref).toBe('metal-tags:1');
 
-    const good = await reg.register({
+    const good = await t.reg.register({
       group: 'metal-tags',
       onnx: otherOnnx,
       pt: otherPt,
@@ -116,18 +105,18 @@ describe('SQLite model registry', () => {
     expect(good.datasetVersion).toBe('ds-2');
     // Same ONNX bytes as version 2: stored once.
     expect(good.artefacts.onnx.sha256).toBe(bad.artefacts.onnx.sha256);
-    expect((await reg.champion('metal-tags'))?.ref).toBe('metal-tags:3');
+    expect((await t.reg.champion('metal-tags'))?.ref).toBe('metal-tags:3');
     // Revoking the champion hands the title back to the previous approved version.
-    await reg.setStatus('metal-tags:3', 'rejected', { by: 'user:test', reason: 'field complaints' });
-    expect((await reg.champion('metal-tags'))?.ref).toBe('metal-tags:1');
-    expect(reg.events('metal-tags:3').map((e) => [e.from, e.to, e.by])).toEqual([
+    await t.reg.setStatus('metal-tags:3', 'rejected', { by: 'user:test', reason: 'field complaints' });
+    expect((await t.reg.champion('metal-tags'))?.ref).toBe('metal-tags:1');
+    expect(t.reg.events('metal-tags:3').map((e) => [e.from, e.to, e.by])).toEqual([
       [null, 'approved', 'gate+policy'],
       ['approved', 'rejected', 'user:test'],
     ]);
   });
 
   it('registering the same model again (a resumed run) returns the existing version', async () => {
-    await seedShippedModel(reg);
+    await seedShippedModel(t.reg);
     const input = {
       group: 'metal-tags',
       onnx: otherOnnx,
@@ -137,17 +126,16 @@ describe('SQLite model registry', () => {
       gate: gate(true, 0.9, 0.9),
       source: 'loop run 1',
     };
-    const a = await reg.register(input);
-    const b = await reg.register(input);
+    const a = await t.reg.register(input);
+    const b = await t.reg.register(input);
     expect(b.ref).toBe(a.ref);
-    expect((await reg.list({ group: 'metal-tags' })).length).toBe(2);
+    expect((await t.reg.list({ group: 'metal-tags' })).length).toBe(2);
   });
 
   it('keeps gate-passing versions pending when the policy wants a person, then approves by hand', async () => {
-    reg.close();
-    reg = openRegistry(dir, { autoApprove: false, requireGate: true });
-    await seedShippedModel(reg);
-    const v = await reg.register({
+    t.reopen({ policy: { autoApprove: false, requireGate: true } });
+    await seedShippedModel(t.reg);
+    const v = await t.reg.register({
       group: 'metal-tags',
       onnx: otherOnnx,
       gate: gate(true, 0.95, 0.9),
@@ -155,41 +143,43 @@ describe('SQLite model registry', () => {
       parentRef: 'metal-tags:1',
     });
     expect(v.status).toBe('pending');
-    expect((await reg.champion('metal-tags'))?.ref).toBe('metal-tags:1');
-    const ok = await reg.setStatus(v.ref, 'approved', { by: 'user:qa', reason: 'looked at the report' });
+    expect((await t.reg.champion('metal-tags'))?.ref).toBe('metal-tags:1');
+    const ok = await t.reg.setStatus(v.ref, 'approved', { by: 'user:qa', reason: 'looked at the report' });
     expect(ok.status).toBe('approved');
-    expect((await reg.champion('metal-tags'))?.ref).toBe(v.ref);
-    expect((await reg.list({ status: 'approved' })).map((x) => x.ref)).toEqual(['metal-tags:1', v.ref]);
+    expect((await t.reg.champion('metal-tags'))?.ref).toBe(v.ref);
+    expect((await t.reg.list({ status: 'approved' })).map((x) => x.ref)).toEqual(['metal-tags:1', v.ref]);
   });
 
   it('refuses bad input with errors naming it, and writes nothing', async () => {
-    await expect(reg.register({ group: 'bad group!', onnx: otherOnnx, source: 't' })).rejects.toThrow(/bad group!.*letters, digits/);
-    await expect(reg.register({ group: 'g', onnx: join(dir, 'nope.onnx'), source: 't' })).rejects.toThrow(
+    await expect(t.reg.register({ group: 'bad group!', onnx: otherOnnx, source: 't' })).rejects.toThrow(/bad group!.*letters, digits/);
+    await expect(t.reg.register({ group: 'g', onnx: join(t.dir, 'nope.onnx'), source: 't' })).rejects.toThrow(
       /nope\.onnx: artefact file not found/,
     );
-    await expect(reg.register({ group: 'g', onnx: otherOnnx, metrics: { map50: Number.NaN }, source: 't' })).rejects.toThrow(
+    await expect(t.reg.register({ group: 'g', onnx: otherOnnx, metrics: { map50: Number.NaN }, source: 't' })).rejects.toThrow(
       /map50.*finite/,
     );
-    await expect(reg.register({ group: 'g', onnx: otherOnnx, parentRef: 'g:9', source: 't' })).rejects.toThrow(/g:9: parent model version/);
-    const badCard = join(dir, 'card.json');
+    await expect(t.reg.register({ group: 'g', onnx: otherOnnx, parentRef: 'g:9', source: 't' })).rejects.toThrow(
+      /g:9: parent model version/,
+    );
+    const badCard = join(t.dir, 'card.json');
     await writeFile(badCard, '{not json');
-    await expect(reg.register({ group: 'g', onnx: otherOnnx, card: badCard, source: 't' })).rejects.toThrow(
+    await expect(t.reg.register({ group: 'g', onnx: otherOnnx, card: badCard, source: 't' })).rejects.toThrow(
       /card\.json: model card is not valid JSON/,
     );
-    expect(await reg.list()).toEqual([]);
-    await expect(reg.get('nocolon')).rejects.toThrow(/nocolon: expected <group>:<version>/);
-    await expect(reg.setStatus('g:1', 'approved', { by: 'x' })).rejects.toThrow(/g:1: no such model version/);
+    expect(await t.reg.list()).toEqual([]);
+    await expect(t.reg.get('nocolon')).rejects.toThrow(/nocolon: expected <group>:<version>/);
+    await expect(t.reg.setStatus('g:1', 'approved', { by: 'x' })).rejects.toThrow(/g:1: no such model version/);
   });
 
   it('needs --force to approve a rejected version', async () => {
-    const v = await reg.register({ group: 'g', onnx: otherOnnx, gate: gate(false, 0.1, null), source: 't' });
+    const v = await t.reg.register({ group: 'g', onnx: otherOnnx, gate: gate(false, 0.1, null), source: 't' });
     expect(v.status).toBe('rejected');
-    await expect(reg.setStatus(v.ref, 'approved', { by: 'u' })).rejects.toThrow(/rejected; approve it with --force/);
-    await expect(reg.setStatus(v.ref, 'approved', { by: 'u', force: true })).rejects.toThrow(/forced approval needs --reason/);
-    expect((await reg.setStatus(v.ref, 'approved', { by: 'u', force: true, reason: 'the gate data set was wrong' })).status).toBe(
+    await expect(t.reg.setStatus(v.ref, 'approved', { by: 'u' })).rejects.toThrow(/rejected; approve it with --force/);
+    await expect(t.reg.setStatus(v.ref, 'approved', { by: 'u', force: true })).rejects.toThrow(/forced approval needs --reason/);
+    expect((await t.reg.setStatus(v.ref, 'approved', { by: 'u', force: true, reason: 'the gate data set was wrong' })).status).toBe(
       'approved',
     );
-    expect(reg.events(v.ref).at(-1)).toMatchObject({
+    expect(t.reg.events(v.ref).at(-1)).toMatchObject({
       from: 'rejected',
       to: 'approved',
       by: 'u',
@@ -199,11 +189,11 @@ describe('SQLite model registry', () => {
   });
 
   it('detects a stored artefact that no longer matches its digest', async () => {
-    const v = await seedShippedModel(reg);
-    const p = reg.artefacts.pathOf(v.artefacts.card ?? v.artefacts.onnx);
+    const v = await seedShippedModel(t.reg);
+    const p = t.reg.artefacts.pathOf(v.artefacts.card ?? v.artefacts.onnx);
     const bytes = await readFile(p);
     bytes[bytes.length - 1] ^= 0xff;
     await writeFile(p, bytes);
-    await expect(reg.artefactPath(v, v.artefacts.card ? 'card' : 'onnx')).rejects.toThrow(/does not match its digest/);
+    await expect(t.reg.artefactPath(v, v.artefacts.card ? 'card' : 'onnx')).rejects.toThrow(/does not match its digest/);
   });
 });

@@ -1,7 +1,8 @@
 import { Ajv } from 'ajv';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import semver from 'semver';
+import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { projectRoot } from '../../lib/paths.js';
 import { cameraConfigSchema } from '../../components/camera/config.js';
@@ -20,6 +21,7 @@ import {
   type Recipe,
 } from '../../components/build/recipes.js';
 import { NODE_RUNTIME_VERSION } from '../../components/build/node-runtime.js';
+import { PROGRAMS } from '../../components/build/build.js';
 import { recipeErrors } from '../../components/build/recipe-schema.js';
 import { Authorizer } from '../../embedded/nucleus/authorization.js';
 
@@ -209,6 +211,31 @@ describe('recipes', () => {
       LOUPE_MODEL_VERSION: '{loupe.Model:configuration:/version}',
       LOUPE_MODEL_NAME: '{loupe.Model:configuration:/name}',
     });
+  });
+
+  it('every component whose code uses an AWS SDK client waits for the Token Exchange Service (HARD)', () => {
+    // The SDK finds the device's credentials through AWS_CONTAINER_CREDENTIALS_FULL_URI, which a
+    // nucleus gives only to components started after TES: a HARD dependency is what orders that
+    // (test/nucleus/tes-address.test.ts; the real nucleus in test/nucleus-diff).
+    const packagesOf = (programs: string[]): Set<string> => {
+      const seen = new Set<string>();
+      const packages = new Set<string>();
+      const queue = programs.map((p) => join(projectRoot, 'components', p.replace(/\.js$/, '.ts')));
+      while (queue.length) {
+        const f = queue.pop()!;
+        if (seen.has(f)) continue;
+        seen.add(f);
+        for (const i of ts.preProcessFile(readFileSync(f, 'utf8'), true, true).importedFiles) {
+          if (i.fileName.startsWith('.')) queue.push(resolve(dirname(f), i.fileName).replace(/\.js$/, '.ts'));
+          else packages.add(i.fileName);
+        }
+      }
+      return packages;
+    };
+    const usesAws = CODE_COMPONENTS.filter((c) => [...packagesOf(PROGRAMS[c])].some((p) => p.startsWith('@aws-sdk/client-')));
+    expect(usesAws).toContain('loupe.Uploader'); // the tracing sees what it should
+    for (const name of usesAws)
+      expect(rendered(name).ComponentDependencies?.['aws.greengrass.TokenExchangeService']?.DependencyType, name).toBe('HARD');
   });
 
   it('the local form runs dist/ with the Node.js running loupe, without loupe.NodeRuntime', () => {

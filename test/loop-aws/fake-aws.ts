@@ -486,14 +486,18 @@ export function installFakeAws(dir: string, opts: { region: string; crash?: stri
 
   // Greengrass v2
   const ggDir = join(dir, 'greengrass');
-  const fleet = () => readJson<{ thingGroupArn: string; devices: string[]; failing?: string[] }>(join(ggDir, 'fleet.json'))!;
+  const fleet = () =>
+    readJson<{ thingGroupArn: string; devices: string[]; failing?: string[]; failingAtOnce?: string[] }>(join(ggDir, 'fleet.json'))!;
   // Devices take a deployment a moment after it is created. A loupe.Model version listed in
   // fleet.json's `failing` breaks on every device: each rolls back (failureHandlingPolicy
   // ROLLBACK) to the deployment before, and the IoT job's abort criteria cancel the rollout,
-  // which GetDeployment reports as FAILED.
+  // which GetDeployment reports as FAILED. One listed in `failingAtOnce` is FAILED from the
+  // first GetDeployment on (the first devices broke before anyone asked).
   const TAKE_MS = 1500;
-  const failing = (d: DeploymentState) => (fleet().failing ?? []).includes(d.components['loupe.Model']?.componentVersion ?? '');
-  const taken = (d: DeploymentState) => Date.now() - Date.parse(d.createdAt) >= TAKE_MS;
+  const modelVersion = (d: DeploymentState) => d.components['loupe.Model']?.componentVersion ?? '';
+  const atOnce = (d: DeploymentState) => (fleet().failingAtOnce ?? []).includes(modelVersion(d));
+  const failing = (d: DeploymentState) => atOnce(d) || (fleet().failing ?? []).includes(modelVersion(d));
+  const taken = (d: DeploymentState) => atOnce(d) || Date.now() - Date.parse(d.createdAt) >= TAKE_MS;
   const compArn = (name: string) => `arn:aws:greengrass:${region}:${ACCOUNT}:components:${name}`;
   const componentNames = () => (existsSync(join(ggDir, 'components')) ? readdirSync(join(ggDir, 'components')).sort() : []);
   const versionsOf = (name: string) =>

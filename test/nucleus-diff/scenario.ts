@@ -26,6 +26,8 @@ interface Component {
   steps?: Steps;
   /** When the scenario is settled for this component. */
   settled: (states: string[], done: boolean) => boolean;
+  /** Only in the variant whose deployment has no TES at all (`writeScenario({tes: false})`). */
+  withoutTes?: true;
 }
 
 const PUBSUB = 'aws.greengrass.ipc.pubsub';
@@ -96,6 +98,13 @@ function components(): Record<string, Component> {
       ],
       settled: probeDone,
     },
+    // The TES address (AWS_CONTAINER_CREDENTIALS_FULL_URI) is in the nucleus-wide setenv once TES
+    // has started. diff.Env waits for TES (a dependency) and so has it; diff.TesVia does not
+    // depend on TES but waits for diff.Env, which waits for TES, so it has it too. A component
+    // that waits for neither races TES's start-up on the real nucleus (no fixed answer to
+    // compare), so that case is diff.NoTes in a deployment without TES, where it never gets it.
+    'diff.TesVia': { dependencies: ['diff.Env'], steps: [{ op: 'identity' }], settled: probeDone },
+    'diff.NoTes': { steps: [{ op: 'identity' }], settled: probeDone, withoutTes: true },
     'diff.Dep': { version: '1.2.0', configuration: { x: 'depx' }, settled: (s) => last(s) === 'FINISHED' },
     'diff.Priv': {
       lifecycle: {
@@ -387,11 +396,15 @@ export interface Scenario {
   components: Record<string, Component>;
 }
 
-/** Write the init-config and the probes' step files under `dir`. */
-export function writeScenario(dir: string, o: { name: string; interpolate?: boolean; only?: string[] }): Scenario {
+/**
+ * Write the init-config and the probes' step files under `dir`. `tes: false`: the variant where
+ * nothing names TES (its components are those marked `withoutTes`; the others need TES).
+ */
+export function writeScenario(dir: string, o: { name: string; interpolate?: boolean; only?: string[]; tes?: boolean }): Scenario {
   mkdirSync(dir, { recursive: true });
   chmodSync(dir, 0o755);
-  const all = components();
+  const tes = o.tes ?? true;
+  const all = Object.fromEntries(Object.entries(components()).filter(([, c]) => (c.withoutTes === true) === !tes));
   const comps = o.only ? Object.fromEntries(Object.entries(all).filter(([n]) => o.only!.includes(n))) : all;
   const services: Record<string, unknown> = {
     'aws.greengrass.Nucleus': {
@@ -406,7 +419,7 @@ export function writeScenario(dir: string, o: { name: string; interpolate?: bool
         interpolateComponentConfiguration: o.interpolate ?? false,
       },
     },
-    main: { dependencies: [...Object.keys(comps), 'aws.greengrass.TokenExchangeService'] },
+    main: { dependencies: [...Object.keys(comps), ...(tes ? ['aws.greengrass.TokenExchangeService'] : [])] },
   };
   for (const [name, c] of Object.entries(comps)) {
     const lifecycle: Record<string, unknown> = { ...(c.lifecycle ?? {}) };

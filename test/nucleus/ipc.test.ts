@@ -59,6 +59,8 @@ describe('IPC with real components', () => {
     await deployAgents({
       name: 'ipc.Env',
       steps: [{ op: 'env' }, { op: 'tes' }],
+      // The TES address is given only to components that wait for TES (test/nucleus/tes-address.test.ts).
+      dependencies: { 'aws.greengrass.TokenExchangeService': { VersionRequirement: '^2.0.0', DependencyType: 'HARD' } },
       setenv: { MY_SETENV: '{iot:thingName}@{kernel:rootPath}' },
     });
     const env = (await stepResult(root, 'ipc.Env', 'env')).result;

@@ -33,7 +33,8 @@ import {
   verifyHandler,
 } from '../../cloud/serverless/handlers.js';
 import { main as processingMain } from '../../cloud/serverless/processing.js';
-import { RUNTIME_ENV } from '../../cloud/serverless/runtime.js';
+import { RUNTIME_ENV, runtimeFromEnv } from '../../cloud/serverless/runtime.js';
+import { withCloudHome } from '../../cloud/serverless/cloud-step.js';
 import { downloadPrefix, parseS3Prefix } from '../../cloud/serverless/s3-folder.js';
 import { parseLoopConfig } from '../../cloud/loop/config.js';
 import type { PipelineStep } from '../../cloud/infra/pipeline.js';
@@ -81,7 +82,9 @@ const GROUP_ARN = `arn:aws:iot:${REGION}:${ACCOUNT}:thinggroup/press-line-3`;
 const metal = datasetDir('metal-tags');
 const SHIPPED = join(projectRoot, 'models', 'metal-tags');
 // Reference photos labelled after `history.until`: new device uploads, three per labelling run.
-const BATCHES = [0, 3, 6].map((i) => LATE_REFERENCE_PHOTOS.slice(i, i + 3));
+// The fourth run gets the first three again, as new uploads (ingest keys on the upload, the
+// simulated workforce finds the truth by the bytes).
+const BATCHES = [0, 3, 6, 0].map((i) => LATE_REFERENCE_PHOTOS.slice(i, i + 3));
 
 let dir: string;
 let moto: MotoServer;
@@ -435,6 +438,23 @@ async function deployExecution(name: string, arn: string, tasks: Record<string, 
   });
 }
 
+/** A labelling run, its pipeline run with a challenger as good as the champion (RegisterModel), and the person's approval. */
+async function approvedChallenger(name: string, batch: number): Promise<{ runId: number; arn: string }> {
+  const l = await labellingExecution(name, batch);
+  const started = (l.output!.modelBuild as { PipelineExecutionArn: string }).PipelineExecutionArn;
+  const p = await walkExecution(started, join(SHIPPED, 'model.onnx'));
+  expect(p.ran.at(-1)).toBe('RegisterModel');
+  const arn = (p.properties.RegisterModel as { OutputParameters: Record<string, string> }).OutputParameters.ModelPackageArn!;
+  await approve(arn);
+  return { runId: l.runId, arn };
+}
+
+/** Change what the thing group's devices do with a version (fake-aws.ts: `failing`, `failingAtOnce`). */
+function updateFleet(change: Record<string, unknown>): void {
+  const fleetFile = join(dir, 'aws', 'greengrass', 'fleet.json');
+  writeJson(fleetFile, { ...(JSON.parse(readFileSync(fleetFile, 'utf8')) as object), ...change });
+}
+
 const packages = async () =>
   (await sm.send(new ListModelPackagesCommand({ ModelPackageGroupName: 'metal-tags' }))).ModelPackageSummaryList!.map((p) => ({
     arn: p.ModelPackageArn!,
@@ -509,8 +529,7 @@ describe('the loop on AWS, walked: labelling state machine → model-build pipel
   it('deploy, failure path: the new version breaks on the devices → RolloutStatus failed → Rollback → RolledBack; a Lambda throttle on Deploy is retried', async () => {
     await approve(approvedArn);
     // Devices cannot run the version this publish makes (1.0.1): they roll back, the rollout is cancelled.
-    const fleetFile = join(dir, 'aws', 'greengrass', 'fleet.json');
-    writeJson(fleetFile, { ...(JSON.parse(readFileSync(fleetFile, 'utf8')) as object), failing: ['1.0.1'] });
+    updateFleet({ failing: ['1.0.1'] });
     let throttled = 0;
     const env = functionEnv();
     const x = await deployExecution('deploy-1', approvedArn, {
@@ -543,12 +562,7 @@ describe('the loop on AWS, walked: labelling state machine → model-build pipel
   }, 600_000);
 
   it('deploy, success path: publish → deploy → wait for the rollout → confirm → FleetRunsNewModel; Catch: approving the gate-rejected package ends at DeployFailed', async () => {
-    const l = await labellingExecution('label-3', 2);
-    const started = (l.output!.modelBuild as { PipelineExecutionArn: string }).PipelineExecutionArn;
-    const p = await walkExecution(started, join(SHIPPED, 'model.onnx'));
-    expect(p.ran.at(-1)).toBe('RegisterModel');
-    const arn = (p.properties.RegisterModel as { OutputParameters: Record<string, string> }).OutputParameters.ModelPackageArn!;
-    await approve(arn);
+    const { arn } = await approvedChallenger('label-3', 2);
     const x = await deployExecution('deploy-2', arn);
     expect(x.error, JSON.stringify(x.error)).toBeUndefined();
     expect(x.path.slice(0, 4)).toEqual(['Publish', 'Deploy', 'Deployed', 'DeploymentState']);
@@ -567,5 +581,68 @@ describe('the loop on AWS, walked: labelling state machine → model-build pipel
     const f = await deployExecution('deploy-3', rejectedArn);
     expect(f.path).toEqual(['Publish', 'DeployFailed']);
     expect(f.error).toMatchObject({ error: 'Loupe.REGISTRY_NOT_APPROVED' });
+  }, 900_000);
+
+  it("deploy, a deployment Greengrass reports FAILED at once: Deploy halts → RollbackFailedDeployment (loupe's rollbackHandler, from the run's deploy output) → RolledBack", async () => {
+    // Greengrass v2 is not in moto: the deployment's FAILED comes from the request-shape fake
+    // (fake-aws.ts `failingAtOnce`: FAILED from the first GetDeployment on). The model package,
+    // its approval and the pipeline run before it are moto's.
+    const { runId, arn } = await approvedChallenger('label-4', 3);
+    updateFleet({ failingAtOnce: ['1.0.3'] });
+    const before = readCalls(join(dir, 'aws')).length;
+    const env = functionEnv();
+    const replies: Record<string, unknown> = {};
+    // The real handlers; the wrappers only keep their replies (a failed execution has no output).
+    const keep =
+      (state: string, h: TaskHandler): TaskHandler =>
+      async (i) => {
+        const r = await h(i);
+        replies[state] = r;
+        return r;
+      };
+    const x = await deployExecution('deploy-4', arn, {
+      Deploy: keep('Deploy', task(lambda(deployHandler, env))),
+      RollbackFailedDeployment: keep('RollbackFailedDeployment', task(lambda(rollbackHandler, env))),
+    });
+    expect(x.path).toEqual(['Publish', 'Deploy', 'Deployed', 'RollbackFailedDeployment', 'RolledBack']);
+    expect(x.error).toMatchObject({ error: 'DeploymentFailed' });
+    // Deploy saw FAILED on its one look and halted the run with the deployment marked failed.
+    expect(replies.Deploy).toMatchObject({
+      runId,
+      status: 'halted',
+      output: { name: `loupe-run-${runId}`, version: '1.0.3', previousVersion: '1.0.2', state: 'failed' },
+    });
+    expect(x.calls.find((c) => c.state === 'RollbackFailedDeployment')!.input).toEqual({ runId, reason: 'deployment failed at once' });
+    // The rollback found the failed deployment by name and redeployed the version before it.
+    expect(replies.RollbackFailedDeployment).toEqual({
+      runId,
+      rolledBackTo: '1.0.2',
+      deployment: expect.stringContaining(`loupe-run-${runId}`),
+    });
+    const calls = readCalls(join(dir, 'aws')).slice(before);
+    const deployments = calls
+      .filter((c) => c.cmd === 'CreateDeployment')
+      .map((c) => c.input as { targetArn: string; deploymentName: string; components: Record<string, { componentVersion: string }> });
+    expect(deployments.map((d) => d.components['loupe.Model']!.componentVersion)).toEqual(['1.0.3', '1.0.2']);
+    expect(deployments.map((d) => d.targetArn)).toEqual([GROUP_ARN, GROUP_ARN]);
+    expect(deployments[1]!.deploymentName).toBe((replies.RollbackFailedDeployment as { deployment: string }).deployment);
+    for (const d of deployments)
+      expect(Object.keys(d.components).sort()).toEqual(['loupe.Camera', 'loupe.Inference', 'loupe.Model', 'loupe.Uploader']);
+    // What the loop home (S3) now says: the run halted naming the rollback, the failed deployment
+    // still failed, the redeploy recorded as a rollback.
+    const state = await withCloudHome(
+      runtimeFromEnv(env),
+      { runId },
+      async (c) => ({
+        run: c.store.getRun(c.runId)!,
+        failed: c.env.fleetStore.deploymentByName(c.env.fleet.kind, c.env.fleet.target, `loupe-run-${runId}`)!,
+        redeploy: c.env.fleetStore.deploymentByName(c.env.fleet.kind, c.env.fleet.target, deployments[1]!.deploymentName)!,
+      }),
+      { readOnly: true },
+    );
+    expect(state.run.status).toBe('halted');
+    expect(state.run.halt).toBe('deployment failed (deployment failed at once); rolled back to loupe.Model 1.0.2');
+    expect(state.failed).toMatchObject({ state: 'failed', version: '1.0.3' });
+    expect(state.redeploy).toMatchObject({ kind: 'rollback', version: '1.0.2' });
   }, 900_000);
 });

@@ -70,6 +70,7 @@ export interface KernelOptions {
 }
 
 const TOKEN_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+const TES = 'aws.greengrass.TokenExchangeService';
 
 export const CLI_PRINCIPAL = 'greengrass-cli';
 
@@ -83,6 +84,13 @@ export class Kernel implements ServiceHost {
   private readonly tokens = new Map<string, string>(); // token -> principal
   private readonly runAsCache = new Map<string, ResolvedRunAs | undefined>();
   private readonly tokenOf = new Map<string, string>(); // principal -> token
+  /**
+   * Whether TES has started. The real TES writes its address into the nucleus-wide `setenv`
+   * when it starts, and it starts only when the running set needs it (a component depends on
+   * it, or `main` lists it); every process started after that gets AWS_CONTAINER_CREDENTIALS_FULL_URI.
+   * The address stays after TES is removed again, as it does in the real nucleus's configuration.
+   */
+  private tesStarted = false;
 
   constructor(private readonly opts: KernelOptions) {
     this.logger = opts.logger;
@@ -206,10 +214,10 @@ export class Kernel implements ServiceHost {
   /**
    * A component's environment, as the real nucleus builds it: the nucleus's own environment,
    * HOME of the nucleus's user (sudo -H then sets the component user's), the nucleus `setenv`
-   * values (region, thing name, socket, TES, FIPS flags, GGC_VERSION), the component's token,
-   * GG_ROOT_CA_PATH, then the lifecycle's Setenv.
+   * values (region, thing name, socket, FIPS flags, GGC_VERSION, and the TES address once TES
+   * has started: see `tesFor`), the component's token, GG_ROOT_CA_PATH, then the lifecycle's Setenv.
    */
-  private environment(name: string, extra: Record<string, string>): NodeJS.ProcessEnv {
+  private environment(name: string, extra: Record<string, string>, tes: boolean): NodeJS.ProcessEnv {
     const token = this.tokenFor(name);
     const socket = this.opts.socketPath();
     let home = process.env.HOME;
@@ -229,7 +237,8 @@ export class Kernel implements ServiceHost {
       GGC_VERSION: this.opts.nucleusVersion,
       AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH: socket,
       AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT: socket,
-      AWS_CONTAINER_CREDENTIALS_FULL_URI: this.opts.tesUri(),
+      ...(tes ? { AWS_CONTAINER_CREDENTIALS_FULL_URI: this.opts.tesUri() } : {}),
+      // The token is always set (ShellRunner does it for every script), TES or not.
       SVCUID: token,
       AWS_CONTAINER_AUTHORIZATION_TOKEN: token,
       GG_ROOT_CA_PATH: this.opts.rootCaPath ?? '',
@@ -238,11 +247,42 @@ export class Kernel implements ServiceHost {
     };
   }
 
+  /** Whether TES runs with `target`: some component depends on it (HARD or SOFT), or `main` names it. */
+  private needsTes(target: Target, builtinRoots: readonly string[]): boolean {
+    return builtinRoots.includes(TES) || [...target.values()].some((t) => t.recipe.dependencies[TES] !== undefined);
+  }
+
+  /**
+   * Which components of `target`, started now, get the TES address. Once TES has started, all of
+   * them. When this target is what starts TES, the real nucleus starts TES side by side with
+   * everything that does not wait for it, so only components that wait for it (a HARD dependency
+   * on TES, directly or through other HARD dependencies) are sure to get the address; the
+   * others race TES's start-up and often lose. loupe settles that race one way: they never get
+   * it (until a later deployment restarts them), so a component missing its TES dependency
+   * fails here rather than now and then on a device.
+   */
+  private tesFor(target: Target, builtinRoots: readonly string[]): (name: string) => boolean {
+    if (this.tesStarted) return () => true;
+    if (!this.needsTes(target, builtinRoots)) return () => false;
+    const waits = new Map<string, boolean>();
+    const waitsForTes = (name: string): boolean => {
+      const known = waits.get(name);
+      if (known !== undefined) return known;
+      waits.set(name, false); // a cycle waits for nothing (topoOrder refuses cycles anyway)
+      const hard = Object.entries(target.get(name)?.recipe.dependencies ?? {}).filter(([, d]) => d.type === 'HARD');
+      const r = hard.some(([dep]) => dep === TES || waitsForTes(dep));
+      waits.set(name, r);
+      return r;
+    };
+    return waitsForTes;
+  }
+
   /**
    * Make `target` what runs. Returns the names that were (re)started. Artefacts must already be
-   * in the store. Throws on recipe problems before anything is stopped.
+   * in the store. Throws on recipe problems before anything is stopped. `builtinRoots`: built-in
+   * components `main` lists (an init config's `main` may name TES itself).
    */
-  async apply(target: Target): Promise<{ started: string[]; stopped: string[]; removed: string[] }> {
+  async apply(target: Target, builtinRoots: readonly string[] = []): Promise<{ started: string[]; stopped: string[]; removed: string[] }> {
     const order = topoOrder(target);
     const built = new Map<string, ReturnType<Kernel['build']>>();
     for (const name of order) built.set(name, this.build(target.get(name)!, target));
@@ -293,6 +333,7 @@ export class Kernel implements ServiceHost {
     }
 
     const started: string[] = [];
+    const tes = this.tesFor(target, builtinRoots);
     for (const name of order) {
       const t = target.get(name)!;
       const b = built.get(name)!;
@@ -313,7 +354,7 @@ export class Kernel implements ServiceHost {
           name,
           version: t.version,
           lifecycle: b.lifecycle,
-          env: this.environment(name, b.env),
+          env: this.environment(name, b.env, tes(name)),
           workDir: join(this.opts.root, 'work', name),
           logFile: this.logFile(name),
           ...(this.opts.logRotation ? { logRotation: this.opts.logRotation } : {}),
@@ -328,6 +369,7 @@ export class Kernel implements ServiceHost {
       this.components.set(name, { ...t, platformRecipe: b.platformRecipe, service, fingerprint: b.fingerprint });
       started.push(name);
     }
+    if (this.needsTes(target, builtinRoots)) this.tesStarted = true;
     for (const name of started) this.components.get(name)!.service.start();
     return { started, stopped: toStop, removed };
   }

@@ -134,9 +134,9 @@ interface Prepared {
 }
 
 /**
- * Input buffers: two, so one frame can be letterboxed while the model runs the other (with the
- * session in a worker thread; on the main thread the second is simply idle). A buffer is owned by
- * one detect call from letterbox to the end of its run.
+ * Input buffers: with the session in a worker thread two, so one frame can be letterboxed while the
+ * model runs the other; on the main thread one (nothing overlaps there). A buffer is owned by one
+ * detect call from letterbox to the end of its run.
  */
 class InputBuffers {
   private readonly free: Array<Float32Array | Uint16Array> = [];
@@ -178,13 +178,13 @@ export class Detector {
   private runTail: Promise<void> = Promise.resolve();
   private disposing: Promise<void> | undefined;
 
-  private constructor(info: ModelInfo, session: SessionRunner) {
+  private constructor(info: ModelInfo, session: SessionRunner, thread: SessionThread) {
     this.info = Object.freeze(info);
     this.session = session;
     const [h, w] = info.imgsz;
     // Dynamic models letterbox into at most imgsz (predict) or the rect shape (val), < (h+stride)(w+stride).
     const cap = 3 * (info.dynamic ? (h + info.stride) * (w + info.stride) : h * w);
-    this.inputs = new InputBuffers((n) => (info.fp16 ? new Uint16Array(n) : new Float32Array(n)), cap, 2);
+    this.inputs = new InputBuffers((n) => (info.fp16 ? new Uint16Array(n) : new Float32Array(n)), cap, thread === 'worker' ? 2 : 1);
   }
 
   /** Load an ultralytics YOLOv8 detection ONNX export; refuses what it cannot run faithfully. */
@@ -223,7 +223,7 @@ export class Detector {
         },
       );
     }
-    return new Detector(info, session);
+    return new Detector(info, session, thread);
   }
 
   /** One inference on a padding-only frame so the first real frame does not pay for allocation. */

@@ -43,6 +43,7 @@ export interface SessionRunner {
   readonly broken?: Error;
 }
 
+/** Load a session; with 'worker', `bytes` is moved to the thread (empty here afterwards). */
 export async function createSessionRunner(
   bytes: Uint8Array,
   options: ort.InferenceSession.SessionOptions,
@@ -187,8 +188,10 @@ class WorkerRunner implements SessionRunner {
   }
 
   static async create(bytes: Uint8Array, options: ort.InferenceSession.SessionOptions, label: string): Promise<WorkerRunner> {
+    // The thread's own JS allocates only messages: a small young generation keeps its memory small.
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
+      resourceLimits: { maxYoungGenerationSizeMb: 2 },
       workerData: { ort: pathToFileURL(createRequire(import.meta.url).resolve('onnxruntime-node')).href },
     });
     // (Only these listeners come off afterwards: removeAllListeners would also drop the Worker's own.)
@@ -200,7 +203,11 @@ class WorkerRunner implements SessionRunner {
       onError = reject;
       onExit = (code) => reject(new Error(`the inference thread exited (code ${code}) while loading`));
       worker.once('message', onMessage).once('error', onError).once('exit', onExit);
-      worker.postMessage({ t: 'load', bytes, options });
+      // moved, not copied (the model is tens of MB, and a copy would stay in the peak RSS): a whole
+      // buffer goes as it is, a view into a larger one is copied out first. The caller's array is
+      // empty afterwards.
+      const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+      worker.postMessage({ t: 'load', bytes: whole, options }, [whole.buffer as ArrayBuffer]);
     })
       .catch(async (e: unknown) => {
         await worker.terminate();

@@ -69,7 +69,8 @@ describe('camera delivery', () => {
     expect(d.lost).toBe(0);
   });
 
-  it('gives a frame up after maxRedeliveries only when newer frames are answered and this one is not', async () => {
+  /** Frame 2 is overtaken again and again (newer frames answered, it not) until given up on. */
+  const overtakeUntilGivenUp = async () => {
     const d = new Delivery(cfg, { now: 0 });
     const f = await frame(2);
     const others = await Promise.all([3, 4, 5, 6, 7].map(frame));
@@ -84,6 +85,11 @@ describe('camera delivery', () => {
       now += 1000;
       await d.tick(async () => void published++, now);
     }
+    return { d, f, now, published };
+  };
+
+  it('gives a frame up after maxRedeliveries only when newer frames are answered and this one is not', async () => {
+    const { d, published } = await overtakeUntilGivenUp();
     expect(published).toBe(cfg.maxRedeliveries);
     expect(d.lost).toBe(1);
     expect(d.lostBy).toEqual({ attempts: 1, evicted: 0, overflow: 0 });
@@ -91,18 +97,7 @@ describe('camera delivery', () => {
   });
 
   it('a frame given up on and answered afterwards is not lost (a second worker answered a newer frame first)', async () => {
-    const d = new Delivery(cfg, { now: 0 });
-    const f = await frame(2);
-    const others = await Promise.all([3, 4, 5, 6, 7].map(frame));
-    let now = 0;
-    d.track(f, now);
-    for (let i = 0; i < 10 && d.pending > 0; i++) {
-      const o = others[i % others.length]!;
-      d.track(o, now + 10);
-      d.ack(o.frameId, now + 100);
-      now += 1000;
-      await d.tick(async () => {}, now);
-    }
+    const { d, f, now } = await overtakeUntilGivenUp();
     expect(d.lost).toBe(1);
     // the slow worker finishes the frame after all
     d.ack(f.frameId, now + 50);

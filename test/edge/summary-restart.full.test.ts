@@ -27,7 +27,7 @@ beforeAll(async () => {
 }, 300_000);
 afterAll(async () => {
   for (const s of stacks) await s.stop().catch(() => {});
-  await rm(dir, { recursive: true, force: true });
+  if (!process.env.LOUPE_TEST_KEEP) await rm(dir, { recursive: true, force: true });
 });
 
 /** One `edge up` run over a folder, shown once, until every frame is inferred and its upload is in S3. */
@@ -45,7 +45,8 @@ async function run(folder: string, frames: number) {
   await until(
     async () => (await stack.summary()).spoolPending === 0 && Number(stack.telemetry.uploader?.uploaded ?? -1) >= frames,
     120_000,
-    'uploads done',
+    // what the uploader last said, so a failure here explains itself
+    () => `uploads done (uploader telemetry ${JSON.stringify(stack.telemetry.uploader)})`,
   );
   const summary = await stack.summary();
   const keys = await mine();

@@ -438,6 +438,7 @@ export const ERROR_CODES = {
   'edge.deploy': { area: 'embedded/stack', meaning: 'deploying the loupe suite to the local edge failed' },
   'edge.model': { area: 'embedded/stack', meaning: 'the model for the local edge cannot be read' },
   'edge.source': { area: 'embedded/stack', meaning: 'a camera source that is not KIND:VALUE of a known kind' },
+  EDGE_KEEP_RESULTS: { area: 'embedded/stack', meaning: 'a keepResults option for the local edge stack that is not a positive integer' },
 
   // lib
   CLI_BAD_LOG_FORMAT: { area: 'lib', meaning: 'a log format option outside the known formats' },

@@ -118,11 +118,9 @@ export function register(program: Command): void {
 
         // Errors seen in results and camera health count too: say what they were.
         const reasons: string[] = [...failures].map(([c, f]) => `${c} ${f.state}: ${f.reason}`);
-        const resultErrors = [...stack.results.values()].filter((r) => r.verdict === 'error');
-        if (resultErrors.length)
-          reasons.push(
-            `loupe.Inference: ${resultErrors.length} frame(s) could not be inferred, e.g. ${resultErrors[0]!.error ?? 'no reason given'}`,
-          );
+        const { errors: resultErrors, firstError } = stack.tally;
+        if (resultErrors)
+          reasons.push(`loupe.Inference: ${resultErrors} frame(s) could not be inferred, e.g. ${firstError ?? 'no reason given'}`);
         const cam = stack.telemetry.camera as
           { cameras?: Array<{ camera: string; errors: number; lastError?: string; state: string }> } | undefined;
         for (const c of cam?.cameras ?? [])

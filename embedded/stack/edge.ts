@@ -37,6 +37,7 @@ import { Nucleus, type DeploymentRecord } from '../nucleus/nucleus.js';
 import type { ObjectStore } from '../objectstore/index.js';
 import { tesCredentials } from '../objectstore/keys.js';
 import { startObjectStoreProcess } from '../objectstore/process.js';
+import { ResultWindow, type ResultTally } from './result-window.js';
 
 export interface EdgeStackOptions {
   /** working folder (nucleus root, object store, staging); default a new temp folder, removed on stop */
@@ -66,6 +67,8 @@ export interface EdgeStackOptions {
   healthTimeoutSeconds?: number;
   /** when start-up fails, leave the working folder (with the component logs) instead of removing it */
   keepOnFailure?: boolean;
+  /** how many of the latest results `results` keeps (default 10,000); the counts cover every result */
+  keepResults?: number;
   log?: Logger;
 }
 
@@ -89,8 +92,12 @@ export interface EdgeStack extends EventEmitter {
   componentVersion: string;
   modelVersion: string;
   deployment: DeploymentRecord;
-  /** results seen on IoT Core, by frame id (a redelivered frame counts once) */
+  /**
+   * The latest results seen on IoT Core (at most `keepResults`), by frame id, oldest first. A
+   * redelivered frame counts once while its first result is still held; `tally` counts them all.
+   */
   results: Map<string, ResultMessage>;
+  tally: ResultTally;
   /** the latest telemetry message per component */
   telemetry: Record<string, Record<string, unknown>>;
   counts(): EdgeCounts;
@@ -231,7 +238,8 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
     const before = new Set(await listUploads());
 
     // Watch IoT Core (the broker) like the plant and the cloud would.
-    const results = new Map<string, ResultMessage>();
+    const seen = new ResultWindow(opts.keepResults);
+    const { results, tally } = seen;
     const telemetry: Record<string, Record<string, unknown>> = {};
     let cameraHealth: CameraHealth[] = [];
     const client = await mqtt.connectAsync(broker.url, { clientId: `loupe-edge-watch-${process.pid}-${Date.now()}`, reconnectPeriod: 500 });
@@ -246,10 +254,7 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
       }
       if (topic.endsWith('/results')) {
         const r = m as unknown as ResultMessage;
-        if (!results.has(r.frameId)) {
-          results.set(r.frameId, r);
-          stack.emit('result', r);
-        }
+        if (seen.add(r)) stack.emit('result', r);
       } else if (topic.endsWith('/telemetry') && typeof m.component === 'string') {
         telemetry[m.component] = m;
         stack.emit('telemetry', m);
@@ -328,21 +333,19 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
     const spoolDir = join(root, 'gg', 'work', 'loupe.Uploader', 'spool');
     const counts = (): EdgeCounts => {
       const up = telemetry.uploader ?? {};
-      let errors = 0;
-      for (const r of results.values()) if (r.verdict === 'error') errors++;
       const broken = nucleus.status().components.filter((c) => c.state === 'ERRORED' || c.state === 'BROKEN').length;
       return {
         // Camera health arrives every healthIntervalS, results as they happen; every result is a
         // captured frame, so the frame count is never below the result count.
         frames: Math.max(
           cameraHealth.reduce((s, c) => s + c.frames, 0),
-          results.size,
+          tally.inferred,
         ),
-        inferred: results.size,
-        defects: [...results.values()].filter((r) => r.verdict === 'fail').length,
+        inferred: tally.inferred,
+        defects: tally.defects,
         uploaded: Number(up.uploaded ?? 0),
         spoolPending: Number(up.spoolPending ?? 0),
-        errors: errors + broken + cameraHealth.reduce((s, c) => s + c.errors, 0),
+        errors: tally.errors + broken + cameraHealth.reduce((s, c) => s + c.errors, 0),
       };
     };
 
@@ -358,6 +361,7 @@ export async function startEdgeStack(opts: EdgeStackOptions = {}): Promise<EdgeS
       modelVersion,
       deployment,
       results,
+      tally,
       telemetry,
       counts,
       listUploads,

@@ -128,7 +128,17 @@ const brokerPort = base + 1;
 let store: ObjectStoreProcess | undefined;
 let broker: EmbeddedBroker | undefined;
 let host: ChildProcess | undefined;
-const results = new Map<string, ResultMessage>();
+// Only what the loss count needs (camera run -> seqs with a result): holding every result would
+// grow this process by ~1 KB per frame and blur the broker's own memory figures.
+const seqsByRun = new Map<string, Set<number>>();
+let resultCount = 0;
+const addResult = (r: Pick<ResultMessage, 'frameId' | 'seq'>) => {
+  const run = String(r.frameId).slice(0, String(r.frameId).lastIndexOf('-'));
+  const seqs = seqsByRun.get(run) ?? seqsByRun.set(run, new Set()).get(run)!;
+  if (seqs.has(r.seq)) return;
+  seqs.add(r.seq);
+  resultCount++;
+};
 let health: { delivery?: { lost?: number; redelivered?: number }; cameras?: { frames: number }[] } = {};
 let inferenceTelemetry: Record<string, unknown> = {};
 const hostReplies: Record<string, unknown>[] = [];
@@ -141,7 +151,7 @@ async function startBrokerAt() {
   broker.onPublish((topic, payload) => {
     try {
       const m = JSON.parse(payload.toString('utf8')) as Record<string, unknown>;
-      if (topic === `loupe/${THING}/results`) results.set(String(m.frameId), m as unknown as ResultMessage);
+      if (topic === `loupe/${THING}/results`) addResult(m as unknown as ResultMessage);
       else if (topic === `loupe/${THING}/health`) health = m as typeof health;
       else if (topic === `loupe/${THING}/telemetry` && m.component === 'inference') inferenceTelemetry = m;
     } catch {
@@ -216,9 +226,9 @@ async function main() {
     const m = minutesNow();
     if (m * 60 >= nextSample) {
       const roles = sample();
-      samples.push({ t: m, load1: +loadavg()[0]!.toFixed(2), results: results.size, roles });
+      samples.push({ t: m, load1: +loadavg()[0]!.toFixed(2), results: resultCount, roles });
       say(
-        `${m.toFixed(1)} min: ${results.size} results; ` +
+        `${m.toFixed(1)} min: ${resultCount} results; ` +
           Object.entries(roles)
             .map(([r, v]) => `${r} ${v.rssMiB} MiB/${v.fds} fd`)
             .join(', ') +
@@ -249,23 +259,18 @@ async function main() {
 
   // Frames captured up to now must all get a result: give those in flight a minute.
   const cut = new Map<string, number>(); // camera run -> highest seq seen by the end of the run
-  for (const r of results.values()) {
-    const run = r.frameId.slice(0, r.frameId.lastIndexOf('-'));
-    cut.set(run, Math.max(cut.get(run) ?? 0, r.seq));
-  }
+  // loops, not Math.max(...set): a long soak's sets outgrow a call's argument limit
+  const extreme = (seqs: Set<number>, pick: (a: number, b: number) => number) => [...seqs].reduce((a, b) => pick(a, b));
+  for (const [run, seqs] of seqsByRun) cut.set(run, extreme(seqs, Math.max));
   say('run over; waiting 60 s for frames in flight');
   await sleep(60_000);
-  const seen = new Map<string, Set<number>>();
-  for (const r of results.values()) {
-    const run = r.frameId.slice(0, r.frameId.lastIndexOf('-'));
-    (seen.get(run) ?? seen.set(run, new Set()).get(run)!).add(r.seq);
-  }
+  const seen = seqsByRun;
   let framesLost = 0;
   let frames = 0;
   const lostFrames: string[] = [];
   for (const [run, max] of cut) {
     const s = seen.get(run)!;
-    const first = Math.min(...s);
+    const first = extreme(s, Math.min);
     for (let q = first; q <= max; q++) {
       frames++;
       if (s.has(q)) continue;
@@ -314,7 +319,7 @@ async function main() {
     warmupMin: WARMUP,
     load1AtEnd: +loadavg()[0]!.toFixed(2),
     frames,
-    results: results.size,
+    results: resultCount,
     framesLost,
     lostFrames,
     cameraDeliveryLost: health.delivery?.lost ?? null,
@@ -330,7 +335,7 @@ async function main() {
   await mkdir(join(projectRoot, 'test-artifacts', 'soak'), { recursive: true });
   await writeFile(join(projectRoot, 'test-artifacts', 'soak', 'soak.json'), JSON.stringify(report, null, 2));
   say(
-    `frames ${frames} (results ${results.size}), lost ${framesLost}; uploads ${keys.length}, duplicate uploads ${duplicateUploads} (same image twice), ${duplicateFrameKeys} (same frame twice)`,
+    `frames ${frames} (results ${resultCount}), lost ${framesLost}; uploads ${keys.length}, duplicate uploads ${duplicateUploads} (same image twice), ${duplicateFrameKeys} (same frame twice)`,
   );
   for (const [r, g] of Object.entries(growth))
     say(

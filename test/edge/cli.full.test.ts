@@ -1,5 +1,5 @@
 import { existsSync, readdirSync } from 'node:fs';
-import { chmod, copyFile, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -68,6 +68,27 @@ describe('loupe edge up', () => {
       expect(readdirSync(kept![1]!)).toContain('loupe.Camera.log');
     } finally {
       await rm(kept![2]!, { recursive: true, force: true });
+    }
+  });
+
+  it('names frames that could not be inferred, with a reason, exit 1', async () => {
+    const withCorrupt = await mkdtemp(join(tmpdir(), 'loupe-edge-corrupt-'));
+    try {
+      await chmod(withCorrupt, 0o755);
+      await copyFile(join(dir, (await readdir(dir)).sort()[0]!), join(withCorrupt, 'a-good.jpg'));
+      await writeFile(join(withCorrupt, 'b-corrupt.jpg'), Buffer.from('this is not a JPEG'));
+      const r = await runCli(['edge', 'up', '--source', `folder:${withCorrupt}`, '--fps', '4', '--duration', '8', '--json'], {
+        timeoutMs: 120_000,
+      });
+      expect(r.code, r.stderr.slice(-2000)).toBe(1);
+      const s = JSON.parse(r.stdout.trim()) as { errors: number; inferred: number };
+      expect(s.inferred).toBeGreaterThan(0);
+      expect(s.errors).toBeGreaterThan(0);
+      expect(r.stderr).toMatch(/loupe\.Inference: \d+ frame\(s\) could not be inferred, e\.g\. \S/);
+      const kept = /working folder (\S+)\)/.exec(r.stderr);
+      if (kept) await rm(kept[1]!, { recursive: true, force: true });
+    } finally {
+      await rm(withCorrupt, { recursive: true, force: true });
     }
   });
 });

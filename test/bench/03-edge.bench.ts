@@ -6,6 +6,7 @@ import { fixtureModel } from '../helpers/models.js';
 import { Detector, type SessionThread } from '../../components/detector/detector.js';
 import { startEdgeStack, type EdgeStack } from '../../embedded/stack/edge.js';
 import type { BenchEntry } from './run.js';
+import { median } from './ultralytics-worker.js';
 
 /**
  * The edge pipeline's throughput and memory on the local nucleus.
@@ -124,10 +125,7 @@ const entry: BenchEntry = {
   },
 };
 
-const median = (xs: number[]): number => {
-  const v = [...xs].sort((a, b) => a - b);
-  return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
-};
+const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 async function pipelineRun(model: string) {
   const ds = datasetDir('metal-tags');
@@ -190,9 +188,9 @@ async function pipelineRun(model: string) {
     const cpuPerFrame: Record<string, number> = {};
     for (const w of windows) for (const [k, sec] of Object.entries(w.cpuSeconds)) cpuPerFrame[k] = (cpuPerFrame[k] ?? 0) + sec;
     for (const k of Object.keys(cpuPerFrame)) cpuPerFrame[k] = +((cpuPerFrame[k]! / frames) * 1000).toFixed(1);
-    const detCpu = bares.reduce((a, b) => a + b.cpu, 0) / bares.length;
-    const baselineMean = bares.reduce((a, b) => a + b.fps, 0) / bares.length;
-    const pipelineFps = windows.reduce((a, w) => a + w.fps, 0) / windows.length;
+    const detCpu = mean(bares.map((b) => b.cpu));
+    const baselineMean = mean(bares.map((b) => b.fps));
+    const pipelineFps = mean(windows.map((w) => w.fps));
     const last = windows[windows.length - 1]!;
     const infPeak = Math.max(...windows.map((w) => (w.mem['loupe.Inference'] as { peakMB: number } | undefined)?.peakMB ?? NaN));
     const totalCpu = Object.values(cpuPerFrame).reduce((a, b) => a + b, 0);
@@ -224,8 +222,8 @@ async function pipelineRun(model: string) {
           mean: +baselineMean.toFixed(2),
           frames: BASELINE_FRAMES,
           // each placement's mean; the baseline takes the faster one each time
-          session_main: +(bares.reduce((a, b) => a + b.main, 0) / bares.length).toFixed(2),
-          session_worker: +(bares.reduce((a, b) => a + b.worker, 0) / bares.length).toFixed(2),
+          session_main: +mean(bares.map((b) => b.main)).toFixed(2),
+          session_worker: +mean(bares.map((b) => b.worker)).toFixed(2),
         },
         inference_session_thread: INFERENCE_SESSION_THREAD,
         baseline_detector_cpu_ms_per_frame: +(detCpu * 1000).toFixed(1),
@@ -253,6 +251,8 @@ async function pipelineWindow(root: string, modelDir: string, folder: string, id
   const stack = await startEdgeStack({
     root,
     modelDir,
+    // the window must hold every frame of the round (LOUPE_BENCH_EDGE_FRAMES may exceed the default)
+    keepResults: Math.max(N, 10_000),
     // Start with the camera idle (watching an empty folder) so every component is up first.
     source: { type: 'folder', path: idle, mode: 'watch' },
     config: {

@@ -264,12 +264,11 @@ async function main() {
   for (const [run, seqs] of seqsByRun) cut.set(run, extreme(seqs, Math.max));
   say('run over; waiting 60 s for frames in flight');
   await sleep(60_000);
-  const seen = seqsByRun;
   let framesLost = 0;
   let frames = 0;
   const lostFrames: string[] = [];
   for (const [run, max] of cut) {
-    const s = seen.get(run)!;
+    const s = seqsByRun.get(run)!;
     const first = extreme(s, Math.min);
     for (let q = first; q <= max; q++) {
       frames++;

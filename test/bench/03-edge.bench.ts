@@ -50,6 +50,12 @@ const INFERENCE_THREADS = process.env.LOUPE_BENCH_EDGE_INFERENCE_THREADS
 
 /** loupe.Inference's sessionThread (default: the component's default, 'worker'). */
 const INFERENCE_SESSION_THREAD = (process.env.LOUPE_BENCH_EDGE_SESSION_THREAD ?? 'worker') as SessionThread;
+/**
+ * LOUPE_BENCH_EDGE_UPLOADS=off gives the uploader no policies: it still receives and answers every
+ * result, but selects nothing, so the run measures the per-frame path without the upload work
+ * (each round's fresh stack otherwise uploads the ~60 distinct defect images in its first seconds).
+ */
+const UPLOADS = process.env.LOUPE_BENCH_EDGE_UPLOADS === 'off' ? 'off' : 'default';
 let detectorCpuPerFrame = 0;
 /** The bare detector with its session on the main thread (loupe detect's way) or in a worker thread (loupe.Inference's). */
 async function detectorFps(model: string, files: string[], sessionThread: SessionThread): Promise<number> {
@@ -226,6 +232,7 @@ async function pipelineRun(model: string) {
           session_worker: +mean(bares.map((b) => b.worker)).toFixed(2),
         },
         inference_session_thread: INFERENCE_SESSION_THREAD,
+        uploads: UPLOADS,
         baseline_detector_cpu_ms_per_frame: +(detCpu * 1000).toFixed(1),
         cpu_overhead_ms_per_frame: overhead,
         ratio_pipeline_to_detector: +ratio.toFixed(3),
@@ -258,6 +265,7 @@ async function pipelineWindow(root: string, modelDir: string, folder: string, id
     config: {
       camera: { delivery: { redeliver: true, ackTimeoutMs: 10_000, maxRedeliveries: 3, maxUnacked: 5000 } },
       inference: { sessionThread: INFERENCE_SESSION_THREAD, ...(INFERENCE_THREADS ? { threads: INFERENCE_THREADS } : {}) },
+      ...(UPLOADS === 'off' ? { uploader: { policies: [] } } : {}),
     },
   });
   try {

@@ -173,7 +173,7 @@ describe('labelling UI in Chromium (playwright-core)', () => {
     // The UI shows the empty note first and re-renders the task list after it (loadTask, then
     // loadItems): until then the list is label mode's, drawn right after the submit while the
     // image was still 'consolidating' (what CI read once). Wait for verify mode's own list.
-    await expect.poll(() => page.textContent('#task-list')).toMatch(/yours: others verify/);
+    await expect.poll(() => page.textContent('#task-list'), { timeout: 15_000 }).toMatch(/yours: others verify/);
     await page.click('#logout');
     await page.waitForURL(srv.url + 'login');
 
@@ -242,7 +242,7 @@ describe('labelling UI in Chromium (playwright-core)', () => {
     await page.selectOption('#job-select', 'flow');
     await expect.poll(() => page.locator('#overlay .box.device').count()).toBe(8);
     // the overlay is drawn before the task list is fetched and rendered (CI read an empty list once)
-    await expect.poll(() => page.locator('#task-list li').count()).toBe(3);
+    await expect.poll(() => page.locator('#task-list li').count(), { timeout: 15_000 }).toBe(3);
     expect(await page.getAttribute('#task-list li.current', 'data-ref')).toBe(refs[0]);
 
     // readable: no two labels overlap, even though the boxes do

@@ -53,7 +53,7 @@ const INFERENCE_SESSION_THREAD = (process.env.LOUPE_BENCH_EDGE_SESSION_THREAD ??
 /**
  * LOUPE_BENCH_EDGE_UPLOADS=off gives the uploader no policies: it still receives and answers every
  * result, but selects nothing, so the run measures the per-frame path without the upload work
- * (each round's fresh stack otherwise uploads the ~60 distinct defect images in its first seconds).
+ * (each round's fresh stack otherwise uploads up to the per-minute limit, 60, within its window).
  */
 const UPLOADS = process.env.LOUPE_BENCH_EDGE_UPLOADS === 'off' ? 'off' : 'default';
 let detectorCpuPerFrame = 0;

@@ -55,7 +55,8 @@ const INFERENCE_SESSION_THREAD = (process.env.LOUPE_BENCH_EDGE_SESSION_THREAD ??
  * result, but selects nothing, so the run measures the per-frame path without the upload work
  * (each round's fresh stack otherwise uploads up to the per-minute limit, 60, within its window).
  */
-const UPLOADS = process.env.LOUPE_BENCH_EDGE_UPLOADS === 'off' ? 'off' : 'default';
+const UPLOADS = process.env.LOUPE_BENCH_EDGE_UPLOADS ?? 'default';
+if (UPLOADS !== 'off' && UPLOADS !== 'default') throw new Error(`LOUPE_BENCH_EDGE_UPLOADS must be 'off' or 'default', got '${UPLOADS}'`);
 let detectorCpuPerFrame = 0;
 /** The bare detector with its session on the main thread (loupe detect's way) or in a worker thread (loupe.Inference's). */
 async function detectorFps(model: string, files: string[], sessionThread: SessionThread): Promise<number> {

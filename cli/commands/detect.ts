@@ -21,6 +21,7 @@ interface DetectCliOptions {
   classConf?: Record<string, number>;
   names?: string[];
   threads?: number;
+  sessions?: number;
   spinning?: boolean;
   save?: string;
   saveTxt?: boolean;
@@ -130,7 +131,12 @@ export function register(program: Command): void {
     .option('--classes <list>', 'keep only these classes (names or ids, comma-separated)', parseClassList)
     .option('--class-conf <pairs>', 'per-class thresholds, e.g. scratch=0.4,dent=0.3', parseClassConf)
     .option('--names <list>', 'class names, comma-separated (for models without metadata)', parseNames)
-    .option('--threads <n>', 'onnxruntime threads (default: all cores)', parsePositiveInt)
+    .option('--threads <n>', 'onnxruntime threads, per session (default: all cores; 1 with --sessions)', parsePositiveInt)
+    .option(
+      '--sessions <n>',
+      'model sessions running images at once, each in its own thread: more images/s on a multi-core host, a longer single run (default 1)',
+      parsePositiveInt,
+    )
     .option('--save <dir>', 'write annotated images (boxes, class, score) into this folder')
     .option('--save-txt', 'write YOLO txt labels (cls cx cy w h, normalised) into <save>/labels, as ultralytics does')
     .option('--save-conf', 'add the confidence to each --save-txt line')
@@ -145,7 +151,13 @@ export function register(program: Command): void {
       const log = createLogger('detect', { stream: 'stderr', level: process.env.LOUPE_LOG_LEVEL ?? 'warn' });
       if (o.saveTxt && !o.save)
         throw new LoupeError('CLI_BAD_OPTION', 'needs --save DIR (labels go to DIR/labels)', { input: '--save-txt' });
-      const det = await Detector.load(o.model, { imgsz: o.imgsz, names: o.names, threads: o.threads, spinning: o.spinning === true });
+      const det = await Detector.load(o.model, {
+        imgsz: o.imgsz,
+        names: o.names,
+        threads: o.threads,
+        spinning: o.spinning === true,
+        ...(o.sessions ? { sessions: o.sessions } : {}),
+      });
       const opts: DetectOptions = {
         conf: o.conf,
         iou: o.iou,
@@ -201,7 +213,8 @@ export function register(program: Command): void {
       try {
         det.validateOptions(opts);
         const items = expand(paths);
-        // Keep one image decoding while the previous one runs (the detector queues the rest).
+        // Keep one image decoding while the previous ones run, one per session (the detector
+        // queues the rest); results are printed in input order.
         const start = (i: number): Promise<DetectResult> | undefined => {
           const it = items[i];
           if (!it || it.error || it.kind !== 'image') return undefined;
@@ -209,10 +222,12 @@ export function register(program: Command): void {
           p.catch(() => {}); // handled when awaited below
           return p;
         };
-        let next = start(0);
+        const ahead = det.sessions;
+        const started: Array<Promise<DetectResult> | undefined> = [];
+        for (let i = 0; i <= ahead; i++) started.push(start(i));
         for (let i = 0; i < items.length && !closed; i++) {
-          const cur = next;
-          next = start(i + 1);
+          const cur = started.shift();
+          started.push(start(i + ahead + 1));
           const it = items[i]!;
           try {
             if (it.error) throw it.error;

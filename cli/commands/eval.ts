@@ -17,6 +17,7 @@ interface EvalCliOptions {
   imgsz?: number | [number, number];
   names?: string[];
   threads?: number;
+  sessions?: number;
   spinning?: boolean;
   out?: string;
   json?: boolean;
@@ -38,7 +39,8 @@ export function register(program: Command): void {
     .option('--max-det <n>', 'most detections per image', parsePositiveInt, 300)
     .option('--imgsz <n>', 'inference size N or H,W (dynamic models, or models without metadata)', parseImgsz)
     .option('--names <list>', 'class names, comma-separated (models without metadata)', parseNames)
-    .option('--threads <n>', 'onnxruntime threads (default: all cores)', parsePositiveInt)
+    .option('--threads <n>', 'onnxruntime threads, per session (default: all cores; 1 with --sessions)', parsePositiveInt)
+    .option('--sessions <n>', 'model sessions running images at once, each in its own thread (default 1)', parsePositiveInt)
     .option(
       '--spinning',
       "let onnxruntime's threads spin-wait between operators: a few % faster on a quiet host, up to 2x slower when other work shares the cores (default off)",
@@ -61,7 +63,13 @@ export function register(program: Command): void {
         conf: o.conf,
         iou: o.iou,
         maxDet: o.maxDet,
-        load: { imgsz: o.imgsz, names: o.names, threads: o.threads, spinning: o.spinning === true },
+        load: {
+          imgsz: o.imgsz,
+          names: o.names,
+          threads: o.threads,
+          spinning: o.spinning === true,
+          ...(o.sessions ? { sessions: o.sessions } : {}),
+        },
         keepImages: Boolean(o.out),
         onProgress: (done, total) => {
           progress.setTotal(total);

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { LoupeError } from '../../lib/errors.js';
-import { Detector, type DetectorLoadOptions } from '../../components/detector/detector.js';
+import { Detector, type DetectorLoadOptions, type RawDetectResult } from '../../components/detector/detector.js';
 import { readYoloDataset } from '../dataset/yolo-read.js';
 import type { SplitName, YoloSplitItem } from '../dataset/types.js';
 import { apPerClass, boxIou, ConfusionMatrix, matchPredictions, NIOU } from './metrics.js';
@@ -205,15 +205,22 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalResult> {
     const speed = { decode: 0, preprocess: 0, inference: 0, postprocess: 0 };
     const detail: ImageDetail[] = [];
     const sorted = [...items].sort((a, b) => (a.imagePath < b.imagePath ? -1 : a.imagePath > b.imagePath ? 1 : 0));
-    // Decode the next image while the current one runs (the detector serialises the rest).
-    let pending = sorted.length ? det.detectRaw(sorted[0].imagePath, { mode: 'val', conf, iou, maxDet: opts.maxDet }) : undefined;
-    pending?.catch(() => {}); // surfaced when awaited
+    // Decode the next image while the current ones run, one per session (the detector queues the
+    // rest); results are taken in order.
+    const start = (k: number) => {
+      if (k >= sorted.length) return undefined;
+      const p = det.detectRaw(sorted[k].imagePath, { mode: 'val', conf, iou, maxDet: opts.maxDet });
+      p.catch(() => {}); // surfaced when awaited
+      return p;
+    };
+    const ahead = Math.max(1, det.sessions);
+    const pending: Array<Promise<RawDetectResult> | undefined> = [];
+    for (let k = 0; k <= ahead; k++) pending.push(start(k));
     for (let k = 0; k < sorted.length; k++) {
       const item = sorted[k];
       const rows = labelRows(item, nc);
-      const res = await pending!;
-      pending = k + 1 < sorted.length ? det.detectRaw(sorted[k + 1].imagePath, { mode: 'val', conf, iou, maxDet: opts.maxDet }) : undefined;
-      pending?.catch(() => {}); // surfaced when awaited
+      const res = (await pending.shift())!;
+      pending.push(start(k + ahead + 1));
       const gCls = rows.map((r) => r[0]);
       // LetterBox's ratio r (1 unless a non-square model forces a second resize)
       const g = res.geometry;

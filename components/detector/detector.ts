@@ -6,7 +6,8 @@
  *
  * API (kept stable for the inference component and the gate):
  *
- *   const det = await Detector.load('model.onnx', { imgsz?, names?, threads?, spinning? });
+ *   const det = await Detector.load('model.onnx', { imgsz?, names?, threads?, spinning?,
+ *                                                    sessionThread?, sessions? });
  *   det.info        // names, imgsz [h, w], stride, dynamic, nmsExport, fp16, precision, inputName, ...
  *   await det.warmup();
  *   const r = await det.detect('frame.jpg' | buffer, { conf: 0.25, iou: 0.7, maxDet: 300,
@@ -19,8 +20,9 @@
  * - `mode: 'predict'` (default) is ultralytics `predict` (conf 0.25, best class per box);
  *   `mode: 'val'` is what `val` does per image (its loader's resize, multi-label NMS, conf 0.001).
  * - `classes` filters by class id or name; `classConf` sets per-class thresholds (others use conf).
- * - Safe to call concurrently: decoding runs in parallel (sharp's thread pool); tensor fill,
- *   inference and NMS run one frame at a time because their buffers are reused across frames.
+ * - Safe to call concurrently: decoding runs in parallel (sharp's thread pool); tensor fill and
+ *   NMS run one frame at a time because their buffers are reused across frames; inference runs
+ *   one frame at a time per session (`sessions`, default 1).
  * - Bad models, images and options raise LoupeError naming the file or option.
  */
 import { readFile } from 'node:fs/promises';
@@ -53,6 +55,13 @@ export interface DetectorLoadOptions extends ModelOverrides {
    * rest of the program, go on meanwhile.
    */
   sessionThread?: SessionThread;
+  /**
+   * Sessions of the model that run at once, each in its own worker thread (session-runner.ts,
+   * PoolRunner): default 1. With more than 1, `threads` is per session and defaults to 1, and
+   * sessionThread must be 'worker' (the default then). More frames per second on a busy
+   * continuous line, at a session's memory each and a longer single run.
+   */
+  sessions?: number;
 }
 
 /** The onnxruntime session options the detector uses (the bench's bare session uses the same). */
@@ -166,6 +175,33 @@ class InputBuffers {
   }
 }
 
+/** A FIFO gate: at most `limit` runs inside at once; drained() waits until none is inside or queued. */
+class RunGate {
+  private inside = 0;
+  private readonly queue: Array<() => void> = [];
+  private idle: Array<() => void> = [];
+
+  async enter(limit: number): Promise<void> {
+    if (this.inside < limit && this.queue.length === 0) {
+      this.inside++;
+      return;
+    }
+    // the leaver hands its place over: `inside` stays counted
+    await new Promise<void>((r) => this.queue.push(r));
+  }
+
+  leave(): void {
+    const next = this.queue.shift();
+    if (next) return next();
+    this.inside--;
+    if (this.inside === 0) for (const r of this.idle.splice(0)) r();
+  }
+
+  drained(): Promise<void> {
+    return this.inside === 0 && this.queue.length === 0 ? Promise.resolve() : new Promise((r) => this.idle.push(r));
+  }
+}
+
 export class Detector {
   readonly info: Readonly<ModelInfo>;
   private session: SessionRunner | undefined;
@@ -174,8 +210,8 @@ export class Detector {
   private readonly inputs: InputBuffers;
   private outF32 = new Float32Array(0);
   private valBuf = new Uint8Array(0);
-  /** runs one at a time (buffers of the session are per run; a queue here keeps frames in order) */
-  private runTail: Promise<void> = Promise.resolve();
+  /** runs queued in order, at most the session's concurrency at once (1 unless a pool) */
+  private readonly runs = new RunGate();
   private disposing: Promise<void> | undefined;
 
   private constructor(info: ModelInfo, session: SessionRunner, thread: SessionThread) {
@@ -184,7 +220,11 @@ export class Detector {
     const [h, w] = info.imgsz;
     // Dynamic models letterbox into at most imgsz (predict) or the rect shape (val), < (h+stride)(w+stride).
     const cap = 3 * (info.dynamic ? (h + info.stride) * (w + info.stride) : h * w);
-    this.inputs = new InputBuffers((n) => (info.fp16 ? new Uint16Array(n) : new Float32Array(n)), cap, thread === 'worker' ? 2 : 1);
+    this.inputs = new InputBuffers(
+      (n) => (info.fp16 ? new Uint16Array(n) : new Float32Array(n)),
+      cap,
+      thread === 'worker' ? session.concurrency + 1 : 1,
+    );
   }
 
   /** Load an ultralytics YOLOv8 detection ONNX export; refuses what it cannot run faithfully. */
@@ -207,12 +247,26 @@ export class Detector {
     if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads < 1)) {
       throw new LoupeError('DETECT_BAD_OPTION', `threads must be a positive integer, got ${opts.threads}`, { input: 'threads' });
     }
-    const thread = opts.sessionThread ?? 'main';
+    const sessions = opts.sessions ?? 1;
+    if (!Number.isInteger(sessions) || sessions < 1 || sessions > 16)
+      throw new LoupeError('DETECT_BAD_OPTION', `sessions must be an integer from 1 to 16, got ${sessions}`, { input: 'sessions' });
+    const thread = opts.sessionThread ?? (sessions > 1 ? 'worker' : 'main');
     if (thread !== 'main' && thread !== 'worker')
       throw new LoupeError('DETECT_BAD_OPTION', `sessionThread must be 'main' or 'worker', got ${String(thread)}`, {
         input: 'sessionThread',
       });
-    const session = await createSessionRunner(bytes, detectorSessionOptions(opts), thread, path);
+    if (sessions > 1 && thread !== 'worker')
+      throw new LoupeError('DETECT_BAD_OPTION', `${sessions} sessions need sessionThread 'worker' (a main-thread run blocks the others)`, {
+        input: 'sessions',
+      });
+    const threads = opts.threads ?? (sessions > 1 ? 1 : undefined);
+    const session = await createSessionRunner(
+      bytes,
+      detectorSessionOptions({ ...opts, ...(threads ? { threads } : {}) }),
+      thread,
+      path,
+      sessions,
+    );
     if (!session.inputNames.includes(info.inputName) || !session.outputNames.includes(info.outputName)) {
       await session.release();
       throw new LoupeError(
@@ -224,6 +278,11 @@ export class Detector {
       );
     }
     return new Detector(info, session, thread);
+  }
+
+  /** Sessions running frames at once (the `sessions` load option). */
+  get sessions(): number {
+    return this.session?.concurrency ?? 0;
   }
 
   /** One inference on a padding-only frame so the first real frame does not pay for allocation. */
@@ -292,7 +351,7 @@ export class Detector {
     const s = this.session;
     this.session = undefined;
     // after the runs already queued
-    if (s) this.disposing ??= this.runTail.then(() => s.release());
+    if (s) this.disposing ??= this.runs.drained().then(() => s.release());
     await this.disposing;
   }
 
@@ -419,15 +478,12 @@ export class Detector {
     return { geometry: plan.geometry, scale: { gain: plan.gain, padX: plan.padX, padY: plan.padY, width: img.width, height: img.height } };
   }
 
-  /** One run, after the runs queued before it (frames keep their order). */
+  /** One run, started after the runs queued before it (with one session, frames keep their order). */
   private async infer(
     buf: Float32Array | Uint16Array,
     g: LetterboxGeometry,
   ): Promise<{ out: RunOutput; buffer: Float32Array | Uint16Array }> {
-    const prev = this.runTail;
-    let done!: () => void;
-    this.runTail = new Promise<void>((r) => (done = r));
-    await prev;
+    await this.runs.enter(this.session?.concurrency ?? 1);
     try {
       const s = this.session;
       if (!s) throw new LoupeError('DETECTOR_DISPOSED', 'the detector was disposed', { input: this.info.path });
@@ -436,7 +492,7 @@ export class Detector {
       if (e instanceof LoupeError) throw e;
       throw inferenceFailed(this.info.path, e);
     } finally {
-      done();
+      this.runs.leave();
     }
   }
 

@@ -28,7 +28,13 @@ import { applyRoi, verdict } from './verdict.js';
 async function start(ctx: ComponentContext<InferenceConfig>) {
   const { ipc, log } = ctx;
   let cfg = ctx.config;
-  const slot = new ModelSlot(log, cfg.threads, cfg.spinning, cfg.sessionThread);
+  const runOptions = (c: InferenceConfig) => ({
+    threads: c.threads,
+    spinning: c.spinning,
+    sessionThread: c.sessionThread,
+    sessions: c.sessions,
+  });
+  const slot = new ModelSlot(log, runOptions(cfg));
   const stats = new InferenceStats();
   let modelError: string | undefined;
 
@@ -201,7 +207,9 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
         })(),
       );
   };
-  startWorkers(cfg.workers);
+  // each session has a frame waiting as it finishes one (decoded and letterboxed meanwhile)
+  const workerCount = (c: InferenceConfig) => Math.max(c.workers, c.sessions + 1);
+  startWorkers(workerCount(cfg));
 
   let duplicates = 0;
   const unsubFrames = await ipc.subscribe(TOPICS.frames, (m) => {
@@ -238,6 +246,7 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
       dropped: queue.dropped,
       duplicates,
       swaps: slot.swaps,
+      sessions: slot.sessions,
       ...stats.snapshot(cfg.telemetryIntervalS),
     };
     await ipc
@@ -255,15 +264,29 @@ async function start(ctx: ComponentContext<InferenceConfig>) {
       const prev = cfg;
       cfg = next;
       queue.resize(next.queue.max, next.queue.dropPolicy);
-      if (next.workers > prev.workers) startWorkers(next.workers - prev.workers);
+      if (workerCount(next) > workerCount(prev)) startWorkers(workerCount(next) - workerCount(prev));
       if (next.telemetryIntervalS !== prev.telemetryIntervalS) {
         clearInterval(timer);
         timer = setInterval(() => void publishTelemetry(), next.telemetryIntervalS * 1000);
       }
       if (next.metrics.port !== prev.metrics.port || next.metrics.host !== prev.metrics.host) await startMetrics(next);
       const m = next.model;
+      const runChanged = JSON.stringify(runOptions(next)) !== JSON.stringify(runOptions(prev));
+      slot.runOptions = runOptions(next);
       if (m.path && (m.path !== prev.model.path || m.sha256 !== prev.model.sha256 || m.version !== prev.model.version)) {
         await swapTo({ path: m.path, name: m.name, version: m.version, sha256: m.sha256 }, 'configuration change');
+      } else if (runChanged && slot.serving) {
+        // threads, sessions...: the serving model is loaded again with them, and hot-swapped like a new one
+        const cur = slot.serving;
+        await slot
+          .load(cur.path, cur.ref, { reload: true })
+          .then(() => metrics.serving(slot.ref))
+          .catch((e) =>
+            log.error(
+              { err: errorMessage(e), runOptions: slot.runOptions },
+              'model not reloaded with the new run options; the old session keeps serving',
+            ),
+          );
       }
     },
     async stop() {

@@ -19,6 +19,13 @@ export interface LoadedModel {
   retired: boolean;
 }
 
+export interface RunOptions {
+  threads?: number;
+  spinning?: boolean;
+  sessionThread?: SessionThread;
+  sessions?: number;
+}
+
 export class ModelSlot {
   private current?: LoadedModel;
   private swapping: Promise<unknown> = Promise.resolve();
@@ -26,17 +33,26 @@ export class ModelSlot {
 
   constructor(
     private readonly log: Logger,
-    private readonly threads?: number,
-    private readonly spinning = false,
-    private readonly sessionThread: SessionThread = 'worker',
+    /** how models are run (detector load options); a change applies from the next load() */
+    public runOptions: RunOptions = {},
   ) {}
 
   get ref(): ModelRef | undefined {
     return this.current?.ref;
   }
 
+  /** Sessions the serving model runs frames in at once. */
+  get sessions(): number | undefined {
+    return this.current?.detector.sessions;
+  }
+
+  /** The serving model's file and reference. */
+  get serving(): { path: string; ref: ModelRef } | undefined {
+    return this.current && { path: this.current.path, ref: this.current.ref };
+  }
+
   /** Verify, load and warm up a model, then make it the serving one. Rejects (old one stays) on failure. */
-  load(path: string, ref: Omit<ModelRef, 'sha256'> & { sha256?: string }): Promise<ModelRef> {
+  load(path: string, ref: Omit<ModelRef, 'sha256'> & { sha256?: string }, opts: { reload?: boolean } = {}): Promise<ModelRef> {
     const run = async (): Promise<ModelRef> => {
       const t0 = Date.now();
       const actual = await sha256File(path).catch((e: unknown) => {
@@ -45,11 +61,14 @@ export class ModelSlot {
       if (ref.sha256 && actual.toLowerCase() !== ref.sha256.toLowerCase()) {
         throw new LoupeError('model.digest', `SHA-256 mismatch: expected ${ref.sha256}, file has ${actual}`, { input: path });
       }
-      if (this.current && this.current.ref.sha256 === actual && this.current.ref.version === ref.version) return this.current.ref;
+      if (!opts.reload && this.current && this.current.ref.sha256 === actual && this.current.ref.version === ref.version)
+        return this.current.ref;
+      const o = this.runOptions;
       const detector = await Detector.load(path, {
-        ...(this.threads ? { threads: this.threads } : {}),
-        spinning: this.spinning,
-        sessionThread: this.sessionThread,
+        ...(o.threads ? { threads: o.threads } : {}),
+        spinning: o.spinning ?? false,
+        sessionThread: o.sessionThread ?? 'worker',
+        ...(o.sessions ? { sessions: o.sessions } : {}),
       });
       try {
         await detector.warmup();
@@ -73,7 +92,10 @@ export class ModelSlot {
         if (old.users === 0)
           await old.detector.dispose().catch((e) => this.log.warn({ err: errorMessage(e) }, 'disposing the previous model failed'));
       }
-      this.log.info({ model: next.ref, loadMs: Date.now() - t0, previous: old?.ref }, old ? 'model swapped' : 'model loaded');
+      this.log.info(
+        { model: next.ref, sessions: detector.sessions, loadMs: Date.now() - t0, previous: old?.ref },
+        old ? 'model swapped' : 'model loaded',
+      );
       return next.ref;
     };
     const p = this.swapping.then(run, run);

@@ -33,6 +33,9 @@ import { median } from './ultralytics-worker.js';
  * round at the baseline's rate (shorter windows weigh each fresh stack's ramp-up more: 10 s rounds
  * read ~0.05 lower); LOUPE_BENCH_EDGE_FRAMES fixes each round's count instead; each baseline runs on the first LOUPE_BENCH_EDGE_BASELINE_FRAMES (default 150) frames.
  * LOUPE_BENCH_EDGE_INFERENCE_THREADS=N sets loupe.Inference's `threads` (the baseline keeps onnxruntime's default).
+ * LOUPE_BENCH_EDGE_SESSIONS=K (default 1) runs K model sessions at once (`sessions`, one thread each)
+ *    in both loupe.Inference and the baseline detector (with K + 1 frames in flight there, as the
+ *    component's workers), so the ratio compares like with like.
  * Both with the shipped fp32 model and with its int8 quantization (`loupe quantize`, the loupe.Model
  * the loop ships when the gate picks int8); LOUPE_BENCH_EDGE_MODELS=fp32 or int8 runs one.
  * LOUPE_BENCH_INT8_MODEL names a ready int8 file (to run this same bench on an older checkout).
@@ -48,6 +51,9 @@ const INFERENCE_THREADS = process.env.LOUPE_BENCH_EDGE_INFERENCE_THREADS
   ? Number(process.env.LOUPE_BENCH_EDGE_INFERENCE_THREADS)
   : undefined;
 
+const SESSIONS = Number(process.env.LOUPE_BENCH_EDGE_SESSIONS ?? 1);
+if (!(Number.isInteger(SESSIONS) && SESSIONS >= 1 && SESSIONS <= 8))
+  throw new Error(`LOUPE_BENCH_EDGE_SESSIONS must be an integer from 1 to 8, got '${process.env.LOUPE_BENCH_EDGE_SESSIONS}'`);
 /** loupe.Inference's sessionThread (default: the component's default, 'worker'). */
 const INFERENCE_SESSION_THREAD = (process.env.LOUPE_BENCH_EDGE_SESSION_THREAD ?? 'worker') as SessionThread;
 /**
@@ -60,7 +66,7 @@ if (UPLOADS !== 'off' && UPLOADS !== 'default') throw new Error(`LOUPE_BENCH_EDG
 let detectorCpuPerFrame = 0;
 /** The bare detector with its session on the main thread (loupe detect's way) or in a worker thread (loupe.Inference's). */
 async function detectorFps(model: string, files: string[], sessionThread: SessionThread): Promise<number> {
-  const det = await Detector.load(model, { sessionThread });
+  const det = await Detector.load(model, { sessionThread, ...(SESSIONS > 1 ? { sessions: SESSIONS } : {}) });
   await det.warmup();
   const t0 = performance.now();
   const c0 = process.cpuUsage();
@@ -68,7 +74,8 @@ async function detectorFps(model: string, files: string[], sessionThread: Sessio
   const worker = async () => {
     while (next < files.length) await det.detect(files[next++]!, { conf: 0.25, iou: 0.7 });
   };
-  await Promise.all([worker(), worker()]);
+  // as many frames in flight as loupe.Inference's workers: 2, or one per session and one more
+  await Promise.all(Array.from({ length: Math.max(2, SESSIONS + 1) }, () => worker()));
   const fps = files.length / ((performance.now() - t0) / 1000);
   const c = process.cpuUsage(c0);
   detectorCpuPerFrame = (c.user + c.system) / 1e6 / files.length;
@@ -158,7 +165,8 @@ async function pipelineRun(model: string) {
     // The baseline is the faster of the detector's two session placements, measured side by side.
     const baselineFrames = files.slice(0, BASELINE_FRAMES);
     const bare = async () => {
-      const main = await detectorFps(model, baselineFrames, 'main');
+      // (several sessions run in worker threads only)
+      const main = SESSIONS > 1 ? 0 : await detectorFps(model, baselineFrames, 'main');
       const mainCpu = detectorCpuPerFrame;
       const worker = await detectorFps(model, baselineFrames, 'worker');
       const workerCpu = detectorCpuPerFrame;
@@ -213,6 +221,7 @@ async function pipelineRun(model: string) {
       results: {
         model,
         inference_threads: INFERENCE_THREADS ?? 'default',
+        sessions: SESSIONS,
         loadavg1: { start: load0, during: Math.max(...windows.map((w) => w.loadDuring)), end: loadavg()[0] },
         frames,
         // the mean over the rounds; the ratio is the median round's (rounds below)
@@ -265,7 +274,11 @@ async function pipelineWindow(root: string, modelDir: string, folder: string, id
     source: { type: 'folder', path: idle, mode: 'watch' },
     config: {
       camera: { delivery: { redeliver: true, ackTimeoutMs: 10_000, maxRedeliveries: 3, maxUnacked: 5000 } },
-      inference: { sessionThread: INFERENCE_SESSION_THREAD, ...(INFERENCE_THREADS ? { threads: INFERENCE_THREADS } : {}) },
+      inference: {
+        sessionThread: INFERENCE_SESSION_THREAD,
+        ...(INFERENCE_THREADS ? { threads: INFERENCE_THREADS } : {}),
+        ...(SESSIONS > 1 ? { sessions: SESSIONS } : {}),
+      },
       ...(UPLOADS === 'off' ? { uploader: { policies: [] } } : {}),
     },
   });

@@ -216,6 +216,26 @@ describe('loupe detect', () => {
     }
   }, 600_000);
 
+  it('--sessions 2 runs images two at a time and prints them in input order, as one single-threaded session does', async () => {
+    const model = await fixtureModel('metal-tags');
+    const [a, b] = await Promise.all([
+      runCli(['detect', ...images.slice(0, 6), '--model', model, '--json', '--sessions', '2']),
+      runCli(['detect', ...images.slice(0, 6), '--model', model, '--json', '--threads', '1']),
+    ]);
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    expect(
+      a.stdout
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { image: string }).image),
+    ).toEqual(images.slice(0, 6));
+    expect(a.stdout).toBe(b.stdout);
+    const bad = await runCli(['detect', images[0], '--model', model, '--json', '--sessions', '0']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--sessions/);
+  }, 600_000);
+
   it('prints a readable summary without --json', async () => {
     const r = await runCli(['detect', images[0], '--model', await fixtureModel('metal-tags')]);
     expect(r.code).toBe(0);

@@ -98,3 +98,46 @@ describe("sessionThread: 'worker'", () => {
     expect(r.stdout).toMatch(/^boxes \d+/);
   }, 300_000);
 });
+
+describe('sessions: several sessions of the model at once', () => {
+  it('gives exactly the boxes of one main-thread session with the same threads, frame by frame under concurrency', async () => {
+    const model = await fixtureModel('metal-tags');
+    // one thread per session: the reference runs with one thread too (float sums split over threads may round differently)
+    const one = await Detector.load(model, { threads: 1 });
+    const pool = await Detector.load(model, { sessions: 2 });
+    dets.push(one, pool);
+    expect(pool.sessions).toBe(2);
+    expect(one.sessions).toBe(1);
+    const serial: Awaited<ReturnType<Detector['detect']>>['detections'][] = [];
+    for (const f of images['metal-tags']) serial.push((await one.detect(f)).detections);
+    const all = [...images['metal-tags'], ...images['metal-tags'], ...images['metal-tags']];
+    const mixed = await Promise.all(all.map((f) => pool.detect(f)));
+    mixed.forEach((r, i) => expect(r.detections).toEqual(serial[i % serial.length]));
+    const [a, b] = [await pool.detectRaw(all[0]!, { mode: 'val' }), await one.detectRaw(all[0]!, { mode: 'val' })];
+    expect([a.xyxy, a.conf, a.cls]).toEqual([b.xyxy, b.conf, b.cls]);
+  }, 300_000);
+
+  it('refuses a sessions count it cannot run, naming the option', async () => {
+    const model = await fixtureModel('metal-tags');
+    for (const sessions of [0, 1.5, 17])
+      await expect(Detector.load(model, { sessions })).rejects.toMatchObject({ code: 'DETECT_BAD_OPTION', input: 'sessions' });
+    await expect(Detector.load(model, { sessions: 2, sessionThread: 'main' })).rejects.toMatchObject({
+      code: 'DETECT_BAD_OPTION',
+      input: 'sessions',
+      message: expect.stringMatching(/sessionThread 'worker'/),
+    });
+  });
+
+  it('a dead session thread makes the detector broken; the others are released on dispose', async () => {
+    const pool = await Detector.load(await fixtureModel('metal-tags'), { sessions: 2 });
+    await pool.warmup();
+    const members = (pool as unknown as { session: { members: { worker: { terminate(): Promise<number> } }[] } }).session.members;
+    expect(members).toHaveLength(2);
+    await members[0]!.worker.terminate();
+    // what loupe.Inference checks to exit for a restart rather than run on with fewer sessions unnoticed
+    await expect.poll(() => pool.broken?.message).toMatch(/inference thread exited/);
+    await pool.dispose();
+    expect(pool.broken).toBeUndefined();
+    await expect(pool.detect(images['metal-tags'][0]!)).rejects.toThrow(/was disposed/);
+  }, 300_000);
+});

@@ -223,7 +223,20 @@ describe('loupe suite on the local nucleus', () => {
     expect(
       (await stack.configure('loupe.Inference', { conf: 0.25, verdict: { rules: [{ name: 'defect', minConf: 0, minCount: 1 }] } })).status,
     ).toBe('SUCCEEDED');
-  });
+    // A run option (sessions) reloads the serving model with it, in the same process, and frames go on.
+    const log0 = (await stack.nucleus.readLog('loupe.Inference')).length;
+    expect((await stack.configure('loupe.Inference', { sessions: 2 })).status).toBe('SUCCEEDED');
+    await until(
+      async () => /"sessions":2,.*"msg":"model swapped"/.test((await stack.nucleus.readLog('loupe.Inference')).slice(log0)),
+      60_000,
+      'the model reloaded with 2 sessions',
+    );
+    const from2 = counter;
+    const n2 = await drop(bad.slice(6, 10));
+    expect((await waitResults(from2, from2 + n2)).every((r) => r.verdict !== 'error')).toBe(true);
+    expect(await pidOf('loupe.Inference')).toBe(pid);
+    expect((await stack.configure('loupe.Inference', { sessions: 1 })).status).toBe('SUCCEEDED');
+  }, 300_000);
 
   it('counts and skips corrupt JPEGs and keeps serving', async () => {
     const from = counter;

@@ -129,6 +129,11 @@ describe('configuration validation names the key and value', () => {
     const bad = () => parseConfig(inferenceConfigSchema, { queue: { max: 0 }, conf: 2 }, 'loupe.Inference');
     expect(bad).toThrow(LoupeError);
     expect(bad).toThrow(/loupe\.Inference configuration: .*queue\.max: .*\(got 0\).*conf: .*\(got 2\)|conf: .*\(got 2\).*queue\.max/);
+    expect(() => parseConfig(inferenceConfigSchema, { sessions: 2, sessionThread: 'main' }, 'loupe.Inference')).toThrow(
+      /sessions: sessions above 1 need sessionThread 'worker'.*\(got 2\)/,
+    );
+    expect(() => parseConfig(inferenceConfigSchema, { sessions: 0 }, 'loupe.Inference')).toThrow(/sessions: .*\(got 0\)/);
+    expect(parseConfig(inferenceConfigSchema, { sessions: 2 }, 'loupe.Inference')).toMatchObject({ sessions: 2, sessionThread: 'worker' });
     expect(() =>
       parseConfig(cameraConfigSchema, { cameras: [{ name: 'c 1', source: { type: 'folder', path: '/x' } }] }, 'loupe.Camera'),
     ).toThrow(/cameras\.0\.name: .*\(got "c 1"\)/);

@@ -137,6 +137,16 @@ describe('evaluate() API', () => {
     expect(r.classes[0].ap.length).toBe(10);
     expect(r.speed.inference).toBeGreaterThan(0);
   }, 600_000);
+
+  it('with 2 sessions gives the metrics of one single-threaded session (images run two at a time, taken in order)', async () => {
+    const [model, data] = [await fixtureModel('metal-tags'), await yoloDataset('metal-tags')];
+    const [a, b] = [
+      await evaluate({ model, data, split: 'val', load: { sessions: 2 } }),
+      await evaluate({ model, data, split: 'val', load: { threads: 1 } }),
+    ];
+    expect(a.images).toBeGreaterThan(0);
+    expect([a.map50, a.map50_95, a.precision, a.recall, a.classes]).toEqual([b.map50, b.map50_95, b.precision, b.recall, b.classes]);
+  }, 600_000);
 });
 
 describe('loupe eval refusals', () => {

@@ -10,6 +10,8 @@
  *
  *   npm run soak -- --minutes 6 --model-every 2 --restart-every 3
  *
+ * `--fps` sets the camera's rate (default 5), `--sessions` loupe.Inference's model sessions (1).
+ *
  * The nucleus runs in its own process (test/helpers/edge-host.ts), the object store in its own
  * (embedded/objectstore/process.ts), the broker in this one (its role's figures are this
  * process's: broker plus the driver).
@@ -36,6 +38,7 @@ const { values: args } = parseArgs({
     'sample-every': { type: 'string', default: '30' },
     warmup: { type: 'string' },
     fps: { type: 'string', default: '5' },
+    sessions: { type: 'string', default: '1' },
     keep: { type: 'boolean', default: false },
   },
 });
@@ -52,6 +55,8 @@ const MODEL_EVERY = num('model-every');
 const RESTART_EVERY = num('restart-every');
 const SAMPLE_EVERY = num('sample-every');
 const FPS = num('fps');
+/** loupe.Inference's `sessions` (model sessions running frames at once) */
+const SESSIONS = num('sessions');
 const WARMUP = args.warmup !== undefined ? num('warmup') : Math.min(5, MINUTES / 6);
 const BUCKET = 'loupe-incoming';
 const THING = 'loupe-soak-1';
@@ -164,7 +169,13 @@ async function startHost() {
     root: join(dir, 'stack'),
     brokerUrl: `mqtt://127.0.0.1:${brokerPort}`,
     store: { endpoint: store!.endpoint, port: store!.port, dir: store!.dir, region: store!.region },
-    options: { thingName: THING, bucket: BUCKET, source: { type: 'folder', path: datasetDir('metal-tags'), mode: 'loop' }, fps: FPS },
+    options: {
+      thingName: THING,
+      bucket: BUCKET,
+      source: { type: 'folder', path: datasetDir('metal-tags'), mode: 'loop' },
+      fps: FPS,
+      ...(SESSIONS > 1 ? { config: { inference: { sessions: SESSIONS } } } : {}),
+    },
   };
   const child = spawn(process.execPath, [join(projectRoot, 'dist', 'test', 'helpers', 'edge-host.js'), JSON.stringify(cfg)], {
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -212,7 +223,7 @@ const minutesNow = () => +((Date.now() - t0) / 60_000).toFixed(2);
 
 async function main() {
   say(
-    `starting: ${MINUTES} min at ${FPS} fps; new loupe.Model every ${MODEL_EVERY} min; object store and broker restarted every ${RESTART_EVERY} min; samples every ${SAMPLE_EVERY} s; warm-up ${WARMUP} min; folder ${dir}`,
+    `starting: ${MINUTES} min at ${FPS} fps, ${SESSIONS} inference session(s); new loupe.Model every ${MODEL_EVERY} min; object store and broker restarted every ${RESTART_EVERY} min; samples every ${SAMPLE_EVERY} s; warm-up ${WARMUP} min; folder ${dir}`,
   );
   await startStore();
   await startBrokerAt();
@@ -312,6 +323,7 @@ async function main() {
   const report = {
     minutes: MINUTES,
     fps: FPS,
+    sessions: SESSIONS,
     modelEveryMin: MODEL_EVERY,
     restartEveryMin: RESTART_EVERY,
     sampleEveryS: SAMPLE_EVERY,

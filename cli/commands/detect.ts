@@ -4,6 +4,7 @@ import { extname, join, basename, resolve } from 'node:path';
 import { LoupeError, errorMessage, isLoupeError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
 import { Detector, type DetectOptions, type DetectResult, type ImageInput } from '../../components/detector/detector.js';
+import { readAhead } from '../../components/detector/read-ahead.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { outputFormat, say } from '../../lib/terminal.js';
 import { annotate, detectionBoxes } from '../../cloud/visualize/annotate.js';
@@ -222,12 +223,9 @@ export function register(program: Command): void {
           p.catch(() => {}); // handled when awaited below
           return p;
         };
-        const ahead = det.sessions;
-        const started: Array<Promise<DetectResult> | undefined> = [];
-        for (let i = 0; i <= ahead; i++) started.push(start(i));
+        const take = readAhead(det.sessions, start);
         for (let i = 0; i < items.length && !closed; i++) {
-          const cur = started.shift();
-          started.push(start(i + ahead + 1));
+          const cur = take(i);
           const it = items[i]!;
           try {
             if (it.error) throw it.error;

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { LoupeError } from '../../lib/errors.js';
-import { Detector, type DetectorLoadOptions, type RawDetectResult } from '../../components/detector/detector.js';
+import { Detector, type DetectorLoadOptions } from '../../components/detector/detector.js';
+import { readAhead } from '../../components/detector/read-ahead.js';
 import { readYoloDataset } from '../dataset/yolo-read.js';
 import type { SplitName, YoloSplitItem } from '../dataset/types.js';
 import { apPerClass, boxIou, ConfusionMatrix, matchPredictions, NIOU } from './metrics.js';
@@ -213,14 +214,11 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalResult> {
       p.catch(() => {}); // surfaced when awaited
       return p;
     };
-    const ahead = Math.max(1, det.sessions);
-    const pending: Array<Promise<RawDetectResult> | undefined> = [];
-    for (let k = 0; k <= ahead; k++) pending.push(start(k));
+    const take = readAhead(det.sessions, start);
     for (let k = 0; k < sorted.length; k++) {
       const item = sorted[k];
       const rows = labelRows(item, nc);
-      const res = (await pending.shift())!;
-      pending.push(start(k + ahead + 1));
+      const res = (await take(k))!;
       const gCls = rows.map((r) => r[0]);
       // LetterBox's ratio r (1 unless a non-square model forces a second resize)
       const g = res.geometry;

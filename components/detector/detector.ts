@@ -32,6 +32,7 @@ import { decodeImage, type RgbImage } from './decode.js';
 import { halfToFloat } from './fp16.js';
 import { inputPlan, TensorWriter, type LetterboxGeometry } from './letterbox.js';
 import { modelInfoFromBytes, type ModelInfo, type ModelOverrides } from './model-info.js';
+import { WaitPool } from './wait-pool.js';
 import { Postprocessor, scaleBoxes, type NmsOptions, type RawBoxes, type ScaleBack } from './postprocess.js';
 import { createSessionRunner, inferenceFailed, type RunOutput, type SessionRunner, type SessionThread } from './session-runner.js';
 
@@ -143,24 +144,23 @@ interface Prepared {
 }
 
 /**
- * Input buffers: with the session in a worker thread two, so one frame can be letterboxed while the
- * model runs the other; on the main thread one (nothing overlaps there). A buffer is owned by one
- * detect call from letterbox to the end of its run.
+ * Input buffers: with the session in a worker thread one per session and one more, so a frame can
+ * be letterboxed while the model runs the others; on the main thread one (nothing overlaps there).
+ * A buffer is owned by one detect call from letterbox to the end of its run.
  */
 class InputBuffers {
-  private readonly free: Array<Float32Array | Uint16Array> = [];
-  private readonly waiting: Array<(b: Float32Array | Uint16Array) => void> = [];
+  private readonly pool: WaitPool<Float32Array | Uint16Array>;
 
   constructor(
     private readonly make: (n: number) => Float32Array | Uint16Array,
     private cap: number,
     count: number,
   ) {
-    for (let i = 0; i < count; i++) this.free.push(make(cap));
+    this.pool = new WaitPool(Array.from({ length: count }, () => make(cap)));
   }
 
   async take(n: number): Promise<Float32Array | Uint16Array> {
-    const b = this.free.pop() ?? (await new Promise<Float32Array | Uint16Array>((r) => this.waiting.push(r)));
+    const b = await this.pool.take();
     if (b.length >= n) return b;
     this.cap = Math.max(this.cap, n);
     return this.make(this.cap);
@@ -168,10 +168,7 @@ class InputBuffers {
 
   /** Back into the pool; a buffer lost with a dead worker thread (detached) is replaced. */
   give(b: Float32Array | Uint16Array): void {
-    const buf = b.byteLength === 0 ? this.make(this.cap) : b;
-    const next = this.waiting.shift();
-    if (next) next(buf);
-    else this.free.push(buf);
+    this.pool.give(b.byteLength === 0 ? this.make(this.cap) : b);
   }
 }
 

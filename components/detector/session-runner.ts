@@ -3,6 +3,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { LoupeError, errorMessage } from '../../lib/errors.js';
+import { WaitPool } from './wait-pool.js';
 
 /**
  * Where the detector's onnxruntime session runs. onnxruntime-node's `run` is synchronous on the
@@ -276,15 +277,14 @@ class WorkerRunner implements SessionRunner {
  * one session with 2 threads 41.5 int8 / 28.7 fp32 images/s, two sessions with 1 thread each
  * 55.8 / 34.6), and a barrier between a run's threads waits for whichever core the camera or
  * nucleus took. The price is a session's memory per member and a longer single run, so it suits a
- * continuous camera, not a line waiting on each part's verdict. A run goes to the first free
- * member, in the order asked.
+ * continuous camera, not a line waiting on each part's verdict. A run goes to a free member; runs
+ * beyond the members wait, in the order asked.
  */
 class PoolRunner implements SessionRunner {
-  private readonly free: WorkerRunner[];
-  private readonly waiting: Array<(m: WorkerRunner) => void> = [];
+  private readonly free: WaitPool<WorkerRunner>;
 
   private constructor(private readonly members: WorkerRunner[]) {
-    this.free = [...members];
+    this.free = new WaitPool(members);
   }
 
   static async create(bytes: Uint8Array, options: ort.InferenceSession.SessionOptions, label: string, n: number): Promise<PoolRunner> {
@@ -317,13 +317,11 @@ class PoolRunner implements SessionRunner {
   }
 
   async run(buffer: Float32Array | Uint16Array, length: number, dims: readonly number[], inputName: string, outputName: string) {
-    const m = this.free.shift() ?? (await new Promise<WorkerRunner>((r) => this.waiting.push(r)));
+    const m = await this.free.take();
     try {
       return await m.run(buffer, length, dims, inputName, outputName);
     } finally {
-      const next = this.waiting.shift();
-      if (next) next(m);
-      else this.free.push(m);
+      this.free.give(m);
     }
   }
 
